@@ -1,0 +1,12 @@
+// The `comb` binary's subcommands. Each area adds its subcommands to the CLI11 app through
+// one function declared here and defined in cli/<area>_cmd.cpp; main() calls them all.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace comb::cli {
+
+/// `comb demo`, `comb node`, `comb call`.
+void add_node_commands(CLI::App& app);
+
+} // namespace comb::cli

@@ -1,0 +1,18 @@
+// Entry point of the `comb` binary: builds the CLI11 command tree and runs the chosen command.
+#include "cli/commands.hpp"
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+  CLI::App app{"comb: an actor-based runtime with transactional state, provenance and ML",
+               "comb"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+  comb::cli::add_node_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return 0;
+}
