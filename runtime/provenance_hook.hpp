@@ -20,7 +20,10 @@ struct row_change {
   std::string table;
   std::string key;
   op kind = op::insert;
-  /// The new row as JSON text (empty for del).
+  /// True when `value` is a JSON row encoded as MessagePack (written with put_row); decode
+  /// it with nlohmann::json::from_msgpack. False for raw bytes (e.g. model chunks).
+  bool is_row = true;
+  /// The new value as stored (empty for del).
   std::string value;
 };
 
