@@ -1,0 +1,140 @@
+#include "actors/state_actor.hpp"
+
+#include "runtime/errc.hpp"
+#include "storage/database.hpp"
+#include "storage/transaction.hpp"
+
+#include <chrono>
+#include <thread>
+
+namespace comb::actors {
+
+namespace {
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+// Runs the procedure once in a fresh transaction; commits on success.
+caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::procedure_def& def,
+                                       runtime::call_context& ctx, runtime::invocation& inv,
+                                       runtime::invocation_record* rec) {
+  auto txn = env.db->begin();
+  if (env.hook && env.hook->record_reads())
+    txn->record_reads(true);
+  caf::expected<nlohmann::json> result{nlohmann::json{}};
+  try {
+    result = def.fn(ctx, *txn, inv.args);
+  } catch (const runtime::bad_argument& e) {
+    result = make_error(errc::invalid_argument, def.name + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    result = make_error(errc::invalid_argument, def.name + ": " + e.what());
+  } catch (const std::exception& e) {
+    result = make_error(errc::procedure_failed, def.name + " threw: " + e.what());
+  }
+  if (!result) {
+    txn->rollback();
+    return result;
+  }
+  if (rec) {
+    rec->read_only = txn->read_only();
+    rec->changes = txn->changes();
+    rec->reads = txn->reads();
+    rec->result = result->dump();
+    rec->status = "ok";
+    env.hook->before_commit(*txn, *rec);
+  }
+  if (auto err = txn->commit())
+    return err;
+  return result;
+}
+
+} // namespace
+
+state_actor::behavior_type
+state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_env env,
+                 uint32_t partition) {
+  return {
+    [=](call_atom, runtime::invocation& inv) -> caf::result<nlohmann::json> {
+      const auto* def = env.procs->find(inv.procedure);
+      if (!def)
+        return make_error(errc::unknown_procedure,
+                          "no stored procedure named '" + inv.procedure + "'");
+      if (!def->allows(inv.role))
+        return make_error(errc::permission_denied,
+                          "role '" + inv.role + "' may not call " + inv.procedure);
+      runtime::call_context ctx;
+      ctx.execution_id = runtime::next_execution_id();
+      ctx.parent_id = inv.parent_id;
+      ctx.procedure = def->name;
+      ctx.role = inv.role;
+      ctx.partition = partition;
+      ctx.partitions = env.partitions;
+      std::unique_ptr<runtime::invocation_record> rec;
+      if (env.hook) {
+        rec = std::make_unique<runtime::invocation_record>();
+        rec->execution_id = ctx.execution_id;
+        rec->parent_id = inv.parent_id;
+        rec->procedure = def->name;
+        rec->role = inv.role;
+        rec->args = inv.args.dump();
+        rec->partition = partition;
+        rec->start_ns = now_ns();
+        rec->sender = inv.sender;
+        rec->receiver = env.node_name + "/p" + std::to_string(partition);
+        runtime::message_record m;
+        m.kind = "invoke";
+        m.sender = rec->sender;
+        m.receiver = rec->receiver;
+        m.execution_id = rec->execution_id;
+        m.parent_id = rec->parent_id;
+        m.procedure = rec->procedure;
+        m.role = rec->role;
+        m.timestamp_ns = rec->start_ns;
+        m.payload = rec->args;
+        env.hook->on_message(m);
+      }
+      caf::expected<nlohmann::json> result{nlohmann::json{}};
+      for (int attempt = 0;; ++attempt) {
+        result = run_once(env, *def, ctx, inv, rec.get());
+        if (result || !is(result.error(), errc::conflict) || attempt + 1 >= max_conflict_retries)
+          break;
+        ++self->state.retries;
+        std::this_thread::yield();
+      }
+      ++self->state.executed;
+      if (rec) {
+        rec->end_ns = now_ns();
+        if (!result) {
+          rec->status = result.error().category() == errc_category
+                          ? to_string(static_cast<errc>(result.error().code()))
+                          : "error";
+          rec->result = describe(result.error());
+          rec->changes.clear();
+        }
+        env.hook->after_commit(*rec);
+        runtime::message_record m;
+        m.kind = "reply";
+        m.sender = rec->receiver;
+        m.receiver = rec->sender;
+        m.execution_id = rec->execution_id;
+        m.parent_id = rec->parent_id;
+        m.procedure = rec->procedure;
+        m.role = rec->role;
+        m.status = rec->status;
+        m.timestamp_ns = rec->end_ns;
+        m.payload = rec->result;
+        env.hook->on_message(m);
+      }
+      if (result && env.committer && !def->opts.read_only)
+        return self->delegate(env.committer, sync_atom::value, std::move(*result));
+      // Not `return json`: caf::result<T>(Us&&...) brace-initializes T, which would wrap a
+      // JSON value in an array; the expected<T> constructor moves it as it is.
+      return std::move(result);
+    },
+  };
+}
+
+} // namespace comb::actors

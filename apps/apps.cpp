@@ -1,0 +1,11 @@
+#include "apps/apps.hpp"
+
+#include "apps/bank/bank.hpp"
+
+namespace comb::apps {
+
+void register_all(runtime::procedure_registry& procs) {
+  bank::register_bank(procs);
+}
+
+} // namespace comb::apps

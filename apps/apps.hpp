@@ -1,0 +1,11 @@
+// comb::apps::register_all: every app's stored procedures, for `comb node` and `comb demo`.
+#pragma once
+
+#include "runtime/procedure_registry.hpp"
+
+namespace comb::apps {
+
+/// Registers the procedures and tables of every app built into this binary.
+void register_all(runtime::procedure_registry& procs);
+
+} // namespace comb::apps

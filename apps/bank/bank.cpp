@@ -1,0 +1,98 @@
+// bank: accounts and transfers written as stored procedures. Each call runs in one transaction
+// on the state actor of the partition its "from"/"account" argument hashes to; a transfer whose
+// accounts live on two partitions is still one atomic transaction (see actors/state_actor.hpp).
+#include "apps/bank/bank.hpp"
+
+#include "runtime/errc.hpp"
+#include "storage/transaction.hpp"
+
+namespace comb::apps::bank {
+
+using nlohmann::json;
+using runtime::arg;
+using runtime::call_context;
+using storage::transaction;
+
+namespace {
+
+caf::expected<json> open(call_context&, transaction& txn, const json& args) {
+  auto id = arg<std::string>(args, "account");
+  auto balance = arg<int64_t>(args, "balance");
+  if (balance < 0)
+    return make_error(errc::invalid_argument, "bank.open: balance must be >= 0");
+  if (auto err = txn.insert_row("bank.accounts", id, json{{"balance", balance}}))
+    return err;
+  return json{{"account", id}, {"balance", balance}};
+}
+
+caf::expected<json> transfer(call_context& ctx, transaction& txn, const json& args) {
+  auto id = arg<std::string>(args, "id"); // the client's transfer id: applied at most once
+  auto from = arg<std::string>(args, "from");
+  auto to = arg<std::string>(args, "to");
+  auto amount = arg<int64_t>(args, "amount");
+  if (amount <= 0 || from == to)
+    return make_error(errc::invalid_argument, "bank.transfer: need amount > 0 and from != to");
+  auto a = txn.get_row_for_update("bank.accounts", from);
+  auto b = txn.get_row_for_update("bank.accounts", to);
+  if (!a || !b)
+    return a ? b.error() : a.error();
+  if (!*a || !*b)
+    return make_error(errc::not_found, "bank.transfer: no account '" + (*a ? to : from) + "'");
+  auto fa = (**a)["balance"].get<int64_t>(), fb = (**b)["balance"].get<int64_t>();
+  if (fa < amount)
+    return make_error(errc::procedure_failed, "bank.transfer: insufficient funds in " + from);
+  if (auto err = txn.insert_row("bank.transfers", id,
+                                json{{"from", from}, {"to", to}, {"amount", amount},
+                                     {"exec", ctx.execution_id}}))
+    return err; // already_exists: a retried transfer is not applied twice
+  if (auto err = txn.put_row("bank.accounts", from, json{{"balance", fa - amount}}))
+    return err;
+  if (auto err = txn.put_row("bank.accounts", to, json{{"balance", fb + amount}}))
+    return err;
+  return json{{"id", id}, {"from_balance", fa - amount}, {"to_balance", fb + amount}};
+}
+
+caf::expected<json> balance(call_context&, transaction& txn, const json& args) {
+  auto id = arg<std::string>(args, "account");
+  auto row = txn.get_row("bank.accounts", id);
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::not_found, "bank.balance: no account '" + id + "'");
+  return json{{"account", id}, {"balance", (**row)["balance"]}};
+}
+
+// Sums every account and counts transfers: one consistent snapshot across all partitions.
+caf::expected<json> total(call_context&, transaction& txn, const json&) {
+  int64_t sum = 0, accounts = 0, transfers = 0;
+  caf::error bad;
+  auto err = txn.scan("bank.accounts", "", "", [&](std::string_view, std::string_view v) {
+    auto row = json::from_msgpack(v, true, false);
+    if (row.is_discarded() || !row.contains("balance")) {
+      bad = make_error(errc::corrupt_data, "bank.total: unreadable account row");
+      return false;
+    }
+    sum += row["balance"].get<int64_t>();
+    ++accounts;
+    return true;
+  });
+  if (err || bad)
+    return err ? err : bad;
+  if (auto e = txn.scan("bank.transfers", "", "", [&](auto, auto) { return ++transfers, true; }))
+    return e;
+  return json{{"total", sum}, {"accounts", accounts}, {"transfers", transfers}};
+}
+
+} // namespace
+
+void register_bank(runtime::procedure_registry& procs) {
+  procs.add_table("bank.accounts");
+  procs.add_table("bank.transfers");
+  procs.add("bank.open", open, {.roles = {"admin"}, .partition_by = "account"});
+  procs.add("bank.transfer", transfer, {.roles = {"admin", "teller"}, .partition_by = "from"});
+  procs.add("bank.balance", balance,
+            {.roles = {"*"}, .partition_by = "account", .read_only = true});
+  procs.add("bank.total", total, {.roles = {"admin", "auditor"}, .read_only = true});
+}
+
+} // namespace comb::apps::bank

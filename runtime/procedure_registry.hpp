@@ -1,0 +1,113 @@
+// comb::runtime::procedure_registry: the stored procedures a node can run, by name, with the
+// roles allowed to call each, how its calls are partitioned, and the tables it needs. Filled
+// in before a node starts and then only read, so concurrent reads are safe.
+#pragma once
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::storage {
+class transaction;
+} // namespace comb::storage
+
+namespace comb::runtime {
+
+/// What a running procedure knows about its call.
+struct call_context {
+  uint64_t execution_id = 0;
+  uint64_t parent_id = 0;
+  std::string_view procedure;
+  std::string_view role;
+  uint32_t partition = 0;
+  uint32_t partitions = 1;
+};
+
+/// A stored procedure: runs inside one transaction, returns a JSON value or an error.
+/// Returning an error or throwing rolls the transaction back.
+using procedure_fn = std::function<caf::expected<nlohmann::json>(
+  call_context& ctx, storage::transaction& txn, const nlohmann::json& args)>;
+
+struct procedure_options {
+  /// Roles allowed to call; "*" allows every role.
+  std::vector<std::string> roles{"admin"};
+  /// Name of the argument whose value picks the partition (hash of it); empty: partition 0.
+  std::string partition_by;
+  /// The procedure only reads (no group-commit wait, recorded as read-only).
+  bool read_only = false;
+  /// Largest accepted argument text, in bytes.
+  size_t max_args_bytes = 1u << 20;
+};
+
+struct procedure_def {
+  std::string name;
+  procedure_fn fn;
+  procedure_options opts;
+
+  /// True when `role` may call this procedure.
+  bool allows(std::string_view role) const;
+};
+
+/// Thrown by arg<T>() for a missing or mistyped argument; turned into errc::invalid_argument.
+class bad_argument : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Reads argument `name` as T, or throws bad_argument naming the argument and the problem.
+template <class T>
+T arg(const nlohmann::json& args, const char* name) {
+  if (!args.is_object())
+    throw bad_argument("arguments must be a JSON object");
+  auto i = args.find(name);
+  if (i == args.end())
+    throw bad_argument(std::string{"missing argument '"} + name + "'");
+  try {
+    return i->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw bad_argument(std::string{"argument '"} + name + "' has the wrong type ("
+                       + i->type_name() + ")");
+  }
+}
+
+class procedure_registry {
+public:
+  /// Registers a procedure; a second registration of the same name replaces the first.
+  void add(std::string name, procedure_fn fn, procedure_options opts = {});
+
+  /// Declares a table the procedures need; nodes create declared tables at start.
+  void add_table(std::string name);
+
+  /// The procedure of that name, or nullptr.
+  const procedure_def* find(std::string_view name) const;
+
+  /// All procedure names, sorted.
+  std::vector<std::string> names() const;
+
+  const std::vector<std::string>& tables() const { return tables_; }
+
+  /// The partition (0..n-1) an invocation of `def` with `args` runs on, or an error when the
+  /// partitioning argument is missing.
+  caf::expected<uint32_t> partition_of(const procedure_def& def, const nlohmann::json& args,
+                                       uint32_t n) const;
+
+private:
+  std::map<std::string, procedure_def, std::less<>> procs_;
+  std::vector<std::string> tables_;
+};
+
+/// Hash used to place keys on partitions (FNV-1a 64).
+uint64_t partition_hash(std::string_view key);
+
+/// A fresh execution id, unique within this process and across restarts (time-based,
+/// strictly increasing).
+uint64_t next_execution_id();
+
+} // namespace comb::runtime

@@ -1,0 +1,248 @@
+#include "storage/database.hpp"
+
+#include "runtime/errc.hpp"
+#include "storage/transaction.hpp"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/transaction.h>
+#include <rocksdb/utilities/transaction_db.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace comb::storage {
+
+namespace {
+
+constexpr const char* marker_name = "COMB";
+constexpr const char* marker_magic = "comb-data-folder";
+
+bool valid_table_name(std::string_view name) {
+  if (name.empty() || name.size() > 128)
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+// Checks (or writes) the marker file. Returns an error for foreign or other-version folders.
+caf::error check_marker(const std::string& dir, bool create) {
+  std::error_code ec;
+  auto marker = fs::path{dir} / marker_name;
+  if (fs::exists(marker, ec)) {
+    std::ifstream in{marker};
+    std::string magic;
+    int version = -1;
+    in >> magic >> version;
+    if (magic != marker_magic)
+      return make_error(errc::not_comb_folder,
+                        dir + ": " + marker_name + " file is not a Comb marker");
+    if (version != format_version)
+      return make_error(errc::format_mismatch,
+                        dir + ": data format version " + std::to_string(version)
+                          + ", this build reads version " + std::to_string(format_version));
+    return {};
+  }
+  bool empty = !fs::exists(dir, ec) || fs::is_empty(dir, ec);
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+    return make_error(errc::not_comb_folder, dir + ": not a directory");
+  if (!empty)
+    return make_error(errc::not_comb_folder,
+                      dir + ": folder has files but no " + marker_name
+                        + " marker; refusing to use a folder that is not Comb's");
+  if (!create)
+    return make_error(errc::not_found, dir + ": no Comb data folder here");
+  fs::create_directories(dir, ec);
+  if (ec)
+    return make_error(errc::storage_error, dir + ": cannot create: " + ec.message());
+  std::ofstream out{marker};
+  out << marker_magic << ' ' << format_version << '\n';
+  out.close();
+  if (!out)
+    return make_error(errc::storage_error, dir + ": cannot write the marker file");
+  return {};
+}
+
+} // namespace
+
+bool parse_durability(const std::string& text, durability& out) {
+  if (text == "sync")
+    out = durability::sync;
+  else if (text == "async")
+    out = durability::async;
+  else
+    return false;
+  return true;
+}
+
+std::string to_string(durability x) {
+  return x == durability::sync ? "sync" : "async";
+}
+
+caf::error to_error(const rocksdb::Status& s, std::string_view what) {
+  std::string msg{what};
+  msg += ": ";
+  msg += s.ToString();
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsDeadlock())
+    return make_error(errc::conflict, std::move(msg));
+  if (s.IsCorruption())
+    return make_error(errc::corrupt_data, std::move(msg));
+  if (s.IsNotFound())
+    return make_error(errc::not_found, std::move(msg));
+  return make_error(errc::storage_error, std::move(msg));
+}
+
+caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
+                                                         const options& opts) {
+  if (auto err = check_marker(dir, opts.create_if_missing))
+    return err;
+  std::unique_ptr<database> self{new database(dir, opts)};
+  auto db_dir = (fs::path{dir} / "db").string();
+
+  rocksdb::Options ro;
+  ro.create_if_missing = true;
+  ro.create_missing_column_families = true;
+  ro.IncreaseParallelism(2);
+  ro.enable_pipelined_write = false;
+  rocksdb::BlockBasedTableOptions bo;
+  bo.block_cache = rocksdb::NewLRUCache(opts.block_cache_bytes);
+  ro.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bo));
+  rocksdb::ColumnFamilyOptions cfo{ro};
+
+  std::vector<std::string> names;
+  auto ls = rocksdb::DB::ListColumnFamilies(ro, db_dir, &names);
+  if (!ls.ok())
+    names = {rocksdb::kDefaultColumnFamilyName};
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (auto& n : names)
+    descs.emplace_back(n, cfo);
+
+  rocksdb::TransactionDBOptions to;
+  to.transaction_lock_timeout = opts.lock_timeout_ms;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  auto s = rocksdb::TransactionDB::Open(ro, to, db_dir, descs, &handles, &self->db_);
+  if (!s.ok())
+    return to_error(s, "open " + db_dir);
+  for (size_t i = 0; i < handles.size(); ++i) {
+    self->owned_.push_back(handles[i]);
+    if (names[i] != rocksdb::kDefaultColumnFamilyName)
+      self->cfs_.emplace(names[i], handles[i]);
+  }
+  return self;
+}
+
+database::~database() {
+  if (db_) {
+    for (auto* h : owned_)
+      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    delete db_;
+  }
+}
+
+caf::error database::create_table(const std::string& name) {
+  if (!valid_table_name(name))
+    return make_error(errc::invalid_argument,
+                      "table name '" + name + "' must be 1..128 chars of [A-Za-z0-9_.-]");
+  std::unique_lock guard{mtx_};
+  if (cfs_.count(name))
+    return {};
+  rocksdb::ColumnFamilyHandle* h = nullptr;
+  rocksdb::ColumnFamilyOptions cfo;
+  auto s = db_->CreateColumnFamily(cfo, name, &h);
+  if (!s.ok())
+    return to_error(s, "create table " + name);
+  owned_.push_back(h);
+  cfs_.emplace(name, h);
+  return {};
+}
+
+bool database::has_table(std::string_view name) const {
+  return handle(name) != nullptr;
+}
+
+rocksdb::ColumnFamilyHandle* database::handle(std::string_view table) const {
+  std::shared_lock guard{mtx_};
+  auto i = cfs_.find(std::string{table});
+  return i == cfs_.end() ? nullptr : i->second;
+}
+
+std::vector<std::string> database::tables() const {
+  std::shared_lock guard{mtx_};
+  std::vector<std::string> out;
+  for (auto& [k, v] : cfs_)
+    out.push_back(k);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::unique_ptr<transaction> database::begin() {
+  rocksdb::WriteOptions wo;
+  // Commits write the WAL without fsync; sync mode makes them durable through
+  // sync_wal(), called once for a group of commits (see runtime::group_committer).
+  wo.sync = false;
+  rocksdb::TransactionOptions txo;
+  txo.deadlock_detect = true;
+  std::unique_ptr<rocksdb::Transaction> t{db_->BeginTransaction(wo, txo)};
+  return std::make_unique<transaction>(*this, std::move(t));
+}
+
+caf::error database::sync_wal() {
+  auto s = db_->SyncWAL();
+  if (!s.ok())
+    return to_error(s, "sync WAL");
+  return {};
+}
+
+caf::expected<std::string> database::digest() const {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](std::string_view bytes) {
+    // Length first, so ("ab","c") and ("a","bc") differ.
+    uint64_t n = bytes.size();
+    for (int i = 0; i < 8; ++i) {
+      h ^= (n >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  for (auto& name : tables()) {
+    if (name.rfind("__", 0) == 0)
+      continue;
+    mix(name);
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, handle(name))};
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      mix({it->key().data(), it->key().size()});
+      mix({it->value().data(), it->value().size()});
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "digest of " + name);
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return std::string{buf};
+}
+
+caf::expected<uint64_t> database::count(std::string_view table) const {
+  auto* h = handle(table);
+  if (!h)
+    return make_error(errc::unknown_table, "no table '" + std::string{table} + "'");
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, h)};
+  uint64_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    ++n;
+  if (!it->status().ok())
+    return to_error(it->status(), "count " + std::string{table});
+  return n;
+}
+
+} // namespace comb::storage

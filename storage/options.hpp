@@ -1,0 +1,31 @@
+// comb::storage::options: how a data folder is opened. Plain value type.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace comb::storage {
+
+/// When a commit is acknowledged.
+enum class durability {
+  /// Only after the WAL is on disk; concurrent commits share one fsync (group commit).
+  sync,
+  /// Once the WAL is written to the OS; no fsync (survives a process crash, not power loss).
+  async,
+};
+
+/// Parses "sync" or "async".
+bool parse_durability(const std::string& text, durability& out);
+std::string to_string(durability x);
+
+struct options {
+  durability mode = durability::sync;
+  /// Create the folder (and Comb's marker file) when it does not exist or is empty.
+  bool create_if_missing = true;
+  /// How long a transaction waits for a row lock before failing with errc::conflict.
+  long long lock_timeout_ms = 1000;
+  /// Block cache size for all tables.
+  size_t block_cache_bytes = 64u << 20;
+};
+
+} // namespace comb::storage

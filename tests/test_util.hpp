@@ -1,0 +1,130 @@
+// Helpers shared by Comb's tests: temporary folders, locating the comb binary, child
+// processes. Header only; not thread-safe.
+#pragma once
+
+#include "runtime/errc.hpp"
+
+#include <caf/expected.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace comb::test {
+
+/// The value of `x`; aborts the test binary with the error's text when there is none.
+template <class T>
+T must(caf::expected<T> x) {
+  if (!x) {
+    std::fprintf(stderr, "unexpected error: %s\n", describe(x.error()).c_str());
+    std::abort();
+  }
+  return std::move(*x);
+}
+
+/// A fresh folder under the system temp dir, removed on destruction.
+class temp_dir {
+public:
+  temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "comb-test-XXXXXX").string();
+    if (!mkdtemp(tmpl.data()))
+      std::abort();
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+
+private:
+  std::string path_;
+};
+
+#ifdef COMB_BINARY_DIR
+/// The comb binary of this build.
+inline std::string comb_binary() {
+  return std::string{COMB_BINARY_DIR} + "/comb";
+}
+#endif
+
+/// A child process started with fork/exec; killed (SIGKILL) on destruction if still running.
+class child_process {
+public:
+  explicit child_process(const std::vector<std::string>& argv, const std::string& log = "") {
+    pid_ = fork();
+    if (pid_ == 0) {
+      if (!log.empty()) {
+        auto* f = std::freopen(log.c_str(), "w", stdout);
+        (void) f;
+        dup2(fileno(stdout), fileno(stderr));
+      }
+      std::vector<char*> args;
+      for (auto& a : argv)
+        args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      std::_Exit(127);
+    }
+  }
+  ~child_process() {
+    if (pid_ > 0 && running())
+      kill(SIGKILL);
+  }
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  pid_t pid() const { return pid_; }
+
+  /// Sends `sig` and waits for the process to end; returns its wait status.
+  int kill(int sig) {
+    ::kill(pid_, sig);
+    return wait();
+  }
+
+  int wait() {
+    int status = 0;
+    if (pid_ > 0)
+      waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  bool running() {
+    if (pid_ <= 0)
+      return false;
+    int status = 0;
+    return waitpid(pid_, &status, WNOHANG) == 0;
+  }
+
+private:
+  pid_t pid_ = -1;
+};
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+inline int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+} // namespace comb::test
