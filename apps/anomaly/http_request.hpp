@@ -1,0 +1,59 @@
+// comb::anomaly::http_request: one HTTP request split into request line, header fields and
+// body, plus the rendering of a request as the detector's input text (the paper's form:
+// method, URL, version, header fields, body, separated by spaces). Plain value type; the free
+// functions are stateless and thread-safe. Text is bytes (Latin-1 in CSIC 2010), never UTF-8.
+#pragma once
+
+#include <caf/expected.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace comb::anomaly {
+
+/// Largest raw request `parse_http_request` accepts (bytes); larger input is an error.
+inline constexpr size_t max_request_bytes = size_t{1} << 20;
+
+/// One HTTP request: request line, header fields in arrival order, body.
+struct http_request {
+  std::string method;
+  std::string url;
+  std::string version;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+/// How a request becomes the model's input text (ablations switch parts off).
+struct text_options {
+  /// Cookie handling: keep the value, keep the field name only, or drop the field.
+  enum class cookie_mode { keep, name_only, drop };
+  /// Default drops the Cookie value: CSIC's JSESSIONID values identify sessions, which
+  /// correlate with the label without saying anything about the request.
+  cookie_mode cookie = cookie_mode::name_only;
+  /// Sort header fields by name (case-insensitive) so that their order carries no signal.
+  bool sort_headers = false;
+  /// Leave header fields out entirely (method, URL, version and body only).
+  bool drop_headers = false;
+};
+
+/// Parses one raw request: a request line "METHOD URL VERSION", header lines "Name: value"
+/// up to the first empty line, then the body (remaining lines, joined by "\n", trailing
+/// line ends removed). Accepts CRLF and LF line ends. Errors (errc::invalid_argument) name
+/// the problem: empty input, a request line that is not "METHOD URL [VERSION]", a method
+/// that is not an HTTP token, a URL that is neither a path nor "scheme://...", a header line without ':'; errc::too_large above
+/// `max_request_bytes`.
+caf::expected<http_request> parse_http_request(std::string_view raw);
+
+/// Renders `r` as one line: "METHOD URL VERSION Name: value ... body", fields separated by
+/// single spaces, with `opts` applied. Line breaks inside the body stay as they are.
+std::string to_model_text(const http_request& r, const text_options& opts = {});
+
+/// Parses `raw` and renders it; a request that does not parse is rendered as the raw bytes
+/// themselves so that scoring always has an input (`ok` set to false in that case).
+std::string to_model_text_lenient(std::string_view raw, const text_options& opts,
+                                  bool* ok = nullptr);
+
+} // namespace comb::anomaly

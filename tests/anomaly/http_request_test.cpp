@@ -1,0 +1,112 @@
+// Tests of comb::anomaly::http_request parsing and the model text form.
+#include "apps/anomaly/http_request.hpp"
+
+#include "runtime/errc.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace comb;
+using namespace comb::anomaly;
+
+TEST_SUITE("anomaly.http_request") {
+
+TEST_CASE("a GET with CRLF line ends parses into request line and fields") {
+  std::string raw = "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1\r\n"
+                    "User-Agent: Mozilla/5.0\r\n"
+                    "Cookie: JSESSIONID=ABC\r\n"
+                    "Host: localhost:8080\r\n\r\n\r\n";
+  auto r = parse_http_request(raw);
+  REQUIRE(r);
+  CHECK(r->method == "GET");
+  CHECK(r->url == "http://localhost:8080/a.jsp?x=1");
+  CHECK(r->version == "HTTP/1.1");
+  REQUIRE(r->headers.size() == 3);
+  CHECK(r->headers[0].first == "User-Agent");
+  CHECK(r->headers[0].second == "Mozilla/5.0");
+  CHECK(r->body.empty());
+  text_options keep;
+  keep.cookie = text_options::cookie_mode::keep;
+  CHECK(to_model_text(*r, keep)
+        == "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1 User-Agent: Mozilla/5.0 "
+           "Cookie: JSESSIONID=ABC Host: localhost:8080");
+  // Default: the Cookie value is left out; dropping removes the field.
+  CHECK(to_model_text(*r) == "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1 User-Agent: "
+                             "Mozilla/5.0 Cookie: Host: localhost:8080");
+  text_options drop;
+  drop.cookie = text_options::cookie_mode::drop;
+  drop.sort_headers = true;
+  CHECK(to_model_text(*r, drop)
+        == "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1 Host: localhost:8080 "
+           "User-Agent: Mozilla/5.0");
+}
+
+TEST_CASE("a POST whose body ends in LF only keeps the body") {
+  std::string raw = "POST http://h/p HTTP/1.1\r\nContent-Length: 7\r\n\r\nid=2&b=\xF1\n\r\n";
+  auto r = parse_http_request(raw);
+  REQUIRE(r);
+  CHECK(r->method == "POST");
+  CHECK(r->body == "id=2&b=\xF1");
+  CHECK(to_model_text(*r) == "POST http://h/p HTTP/1.1 Content-Length: 7 id=2&b=\xF1");
+}
+
+TEST_CASE("header order changes the text unless headers are sorted") {
+  auto a = parse_http_request("GET /x HTTP/1.0\nA: 1\nB: 2\n\n");
+  auto b = parse_http_request("GET /x HTTP/1.0\nb: 2\nA: 1\n\n");
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(to_model_text(*a) != to_model_text(*b));
+  text_options sorted;
+  sorted.sort_headers = true;
+  CHECK(to_model_text(*a, sorted) == "GET /x HTTP/1.0 A: 1 B: 2");
+  CHECK(to_model_text(*b, sorted) == "GET /x HTTP/1.0 A: 1 b: 2");
+}
+
+TEST_CASE("bad input gets an error naming the problem") {
+  auto empty = parse_http_request("");
+  REQUIRE_FALSE(empty);
+  CHECK(is(empty.error(), errc::invalid_argument));
+  CHECK(describe(empty.error()).find("empty") != std::string::npos);
+
+  auto blank = parse_http_request("\r\n\r\n  \n");
+  REQUIRE_FALSE(blank);
+
+  auto no_url = parse_http_request("hello\n");
+  REQUIRE_FALSE(no_url);
+  CHECK(describe(no_url.error()).find("request line") != std::string::npos);
+
+  auto binary = parse_http_request(std::string("\x01\x02\xff GET /\n", 9));
+  REQUIRE_FALSE(binary);
+  CHECK(describe(binary.error()).find("method") != std::string::npos);
+
+  auto bad_header = parse_http_request("GET / HTTP/1.1\r\nno colon here\r\n\r\n");
+  REQUIRE_FALSE(bad_header);
+  CHECK(describe(bad_header.error()).find("line 2") != std::string::npos);
+
+  std::string huge(max_request_bytes + 1, 'a');
+  auto too_big = parse_http_request(huge);
+  REQUIRE_FALSE(too_big);
+  CHECK(is(too_big.error(), errc::too_large));
+}
+
+TEST_CASE("lenient rendering falls back to the raw bytes") {
+  bool ok = true;
+  auto t = to_model_text_lenient("not http at all", {}, &ok);
+  CHECK_FALSE(ok);
+  CHECK(t == "not http at all");
+  t = to_model_text_lenient("GET /a HTTP/1.1\n\n", {}, &ok);
+  CHECK(ok);
+  CHECK(t == "GET /a HTTP/1.1");
+}
+
+TEST_CASE("a request line without version and with spaces in the URL") {
+  auto r = parse_http_request("GET http://h/a b c\n");
+  REQUIRE(r);
+  CHECK(r->url == "http://h/a b c");
+  CHECK(r->version.empty());
+  auto v = parse_http_request("GET /a b HTTP/1.1\n");
+  REQUIRE(v);
+  CHECK(v->url == "/a b");
+  CHECK(v->version == "HTTP/1.1");
+}
+
+} // TEST_SUITE
