@@ -9,4 +9,7 @@ namespace comb::cli {
 /// `comb demo`, `comb node`, `comb call`.
 void add_node_commands(CLI::App& app);
 
+/// `comb compute`: the compute process (pieces, batching, built-in tasks).
+void add_compute_commands(CLI::App& app);
+
 } // namespace comb::cli

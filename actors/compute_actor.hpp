@@ -1,0 +1,57 @@
+// comb::actors::compute_actor: the actor of the `comb compute` process that function actors
+// reach over TCP (CAF middleman). It pools pieces by task (runtime::piece_pool), batches whole
+// tasks per model (run at once, or wait for a batch size or a deadline), runs batches of a
+// higher-priority purpose first (inference before training by default), holds loaded model
+// versions, and replies with results that name the model version that produced them. Its
+// state is private to the actor; talk to it only by messages (runtime/compute_types.hpp).
+#pragma once
+
+#include "runtime/piece.hpp"
+#include "runtime/piece_pool.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::actors {
+
+/// When whole tasks of one model run.
+struct batch_policy {
+  /// Run once this many tasks wait (1 = run each task at once).
+  uint32_t max_batch = 1;
+  /// Run whatever waits once the oldest task waited this long.
+  std::chrono::milliseconds max_delay{0};
+};
+
+/// Configuration of a compute actor.
+struct compute_config {
+  runtime::piece_pool_config pool;
+  /// Policy of models without an entry in `batching`.
+  batch_policy default_batching;
+  /// Per-model policies, by model id.
+  std::map<std::string, batch_policy> batching;
+  /// Purposes in priority order: ready batches of an earlier kind run first.
+  std::vector<runtime::piece_kind> priority{runtime::piece_kind::load_model,
+                                            runtime::piece_kind::infer,
+                                            runtime::piece_kind::train};
+  /// "cpu" or "cuda"; reported in stats.
+  std::string backend = "cpu";
+};
+
+/// Parses "MODEL=SIZE:DELAY_MS" (e.g. "checksum=8:5") into a model id and its policy.
+caf::expected<std::pair<std::string, batch_policy>> parse_batch_policy(std::string_view s);
+
+/// Parses "infer,train,load_model" into a priority order (kinds left out go last).
+caf::expected<std::vector<runtime::piece_kind>> parse_priority(std::string_view s);
+
+/// Spawns a compute actor. Handles (see runtime/compute_types.hpp): piece_atom,
+/// activate_atom, models_atom, stats_atom.
+caf::actor spawn_compute_actor(caf::actor_system& sys, compute_config cfg);
+
+} // namespace comb::actors

@@ -1,0 +1,304 @@
+#include "actors/function_actor.hpp"
+
+#include "runtime/errc.hpp"
+#include "runtime/piece.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+
+namespace comb::actors {
+
+namespace {
+
+using runtime::piece_atom;
+using runtime::run_atom;
+using runtime::task_request;
+using runtime::task_result;
+using resend_atom = caf::atom_constant<caf::atom("resend")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+
+struct job {
+  task_request req;
+  caf::typed_response_promise<task_result> rp;
+  /// Number of pieces this actor sends.
+  uint32_t count = 0;
+  uint32_t next = 0;
+  uint32_t in_flight = 0;
+  uint32_t acked = 0;
+  uint32_t attempts = 1;
+  uint32_t generation = 0;
+  uint32_t overload_retries = 0;
+  std::optional<task_result> final;
+};
+
+struct function_state {
+  function_config cfg;
+  caf::actor compute;
+  bool connecting = false;
+  uint64_t next_key = 0;
+  std::map<uint64_t, job> jobs;
+  std::vector<uint64_t> waiting;
+  static inline const char* name = "comb.function";
+};
+
+using function_actor_t = caf::stateful_actor<function_state>;
+
+std::string endpoint_of(const function_config& cfg) {
+  return cfg.compute_host + ":" + std::to_string(cfg.compute_port);
+}
+
+void pump(function_actor_t* self, uint64_t key);
+void connect(function_actor_t* self);
+
+void fail(function_actor_t* self, uint64_t key, caf::error e) {
+  auto i = self->state.jobs.find(key);
+  if (i == self->state.jobs.end())
+    return;
+  i->second.rp.deliver(std::move(e));
+  self->state.jobs.erase(i);
+}
+
+void finish(function_actor_t* self, uint64_t key) {
+  auto i = self->state.jobs.find(key);
+  if (i == self->state.jobs.end())
+    return;
+  auto& j = i->second;
+  if (j.final) {
+    j.rp.deliver(std::move(*j.final));
+  } else {
+    task_result r;
+    r.task_id = j.req.task_id;
+    j.rp.deliver(std::move(r));
+  }
+  self->state.jobs.erase(i);
+}
+
+/// True for errors that mean "the compute process is not there (any more)".
+bool is_transport_error(const caf::error& e) {
+  if (e.category() == errc_category)
+    return is(e, errc::unavailable) || is(e, errc::network_error);
+  return true; // CAF system errors: receiver down, timeout, no connection, ...
+}
+
+/// Starts the task of `key` over: the compute process lost whatever it had of it.
+void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
+  auto i = self->state.jobs.find(key);
+  if (i == self->state.jobs.end())
+    return;
+  auto& j = i->second;
+  ++j.generation;
+  j.next = j.in_flight = j.acked = 0;
+  j.final.reset();
+  if (j.attempts >= self->state.cfg.max_attempts) {
+    fail(self, key,
+         make_error(errc::unavailable,
+                    "task " + std::to_string(j.req.task_id) + ": compute process at " +
+                      endpoint_of(self->state.cfg) + " unavailable after " +
+                      std::to_string(j.attempts) + " attempts: " + describe(why)));
+    return;
+  }
+  ++j.attempts;
+  self->delayed_send(self, self->state.cfg.retry_delay, retry_atom::value, key, j.generation);
+}
+
+void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
+  auto& j = self->state.jobs.at(key);
+  const auto& req = j.req;
+  size_t begin = static_cast<size_t>(idx) * req.piece_size;
+  size_t end = std::min(req.bytes.size(), begin + req.piece_size);
+  auto piece_count = req.piece_count == 0 ? j.count : req.piece_count;
+  auto bytes = runtime::encode_piece(req.task_id, static_cast<runtime::piece_kind>(req.kind),
+                                     req.model, req.model_version, req.first_piece + idx,
+                                     piece_count, req.bytes.data() + begin, end - begin);
+  ++j.in_flight;
+  auto gen = j.generation;
+  self->request(self->state.compute, self->state.cfg.request_timeout, piece_atom::value,
+                std::move(bytes))
+    .then(
+      [=](task_result& r) {
+        auto i = self->state.jobs.find(key);
+        if (i == self->state.jobs.end() || i->second.generation != gen)
+          return;
+        auto& j = i->second;
+        --j.in_flight;
+        ++j.acked;
+        if (r.complete)
+          j.final = std::move(r);
+        if (j.acked == j.count)
+          finish(self, key);
+        else
+          pump(self, key);
+      },
+      [=](caf::error& e) {
+        auto i = self->state.jobs.find(key);
+        if (i == self->state.jobs.end() || i->second.generation != gen)
+          return;
+        auto& j = i->second;
+        --j.in_flight;
+        if (is(e, errc::overloaded)) {
+          if (++j.overload_retries > self->state.cfg.max_overload_retries) {
+            fail(self, key, std::move(e));
+            return;
+          }
+          self->delayed_send(self, self->state.cfg.overload_delay, resend_atom::value, key, gen,
+                             idx);
+          return;
+        }
+        if (is_transport_error(e)) {
+          if (self->state.compute) {
+            self->demonitor(self->state.compute);
+            self->state.compute = nullptr;
+          }
+          restart(self, key, e);
+          return;
+        }
+        fail(self, key, std::move(e));
+      });
+}
+
+void pump(function_actor_t* self, uint64_t key) {
+  auto i = self->state.jobs.find(key);
+  if (i == self->state.jobs.end())
+    return;
+  if (!self->state.compute) {
+    self->state.waiting.push_back(key);
+    connect(self);
+    return;
+  }
+  auto& j = i->second;
+  while (j.in_flight < self->state.cfg.window && j.next < j.count)
+    send_piece(self, key, j.next++);
+}
+
+void connect_failed(function_actor_t* self, const caf::error& e) {
+  auto keys = std::move(self->state.waiting);
+  self->state.waiting.clear();
+  for (auto key : keys) {
+    auto i = self->state.jobs.find(key);
+    if (i == self->state.jobs.end())
+      continue;
+    auto& j = i->second;
+    if (j.attempts >= self->state.cfg.max_attempts) {
+      fail(self, key,
+           make_error(errc::unavailable,
+                      "task " + std::to_string(j.req.task_id) + ": cannot reach the compute "
+                        "process at " + endpoint_of(self->state.cfg) + " after " +
+                        std::to_string(j.attempts) + " attempts: " + describe(e)));
+      continue;
+    }
+    ++j.attempts;
+    self->state.waiting.push_back(key);
+  }
+  if (!self->state.waiting.empty())
+    self->delayed_send(self, self->state.cfg.retry_delay, reconnect_atom::value);
+}
+
+void connect(function_actor_t* self) {
+  auto& st = self->state;
+  if (st.connecting)
+    return;
+  st.connecting = true;
+  auto mm = self->home_system().middleman().actor_handle();
+  self->request(mm, std::chrono::seconds{10}, caf::connect_atom::value, st.cfg.compute_host,
+                st.cfg.compute_port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+        self->state.connecting = false;
+        if (!ptr) {
+          connect_failed(self, make_error(errc::network_error, "no actor published there"));
+          return;
+        }
+        self->state.compute = caf::actor_cast<caf::actor>(std::move(ptr));
+        self->monitor(self->state.compute);
+        auto keys = std::move(self->state.waiting);
+        self->state.waiting.clear();
+        for (auto key : keys)
+          pump(self, key);
+      },
+      [=](caf::error& e) {
+        self->state.connecting = false;
+        connect_failed(self, e);
+      });
+}
+
+caf::behavior function_actor(function_actor_t* self, function_config cfg) {
+  if (cfg.max_attempts == 0)
+    cfg.max_attempts = 1;
+  if (cfg.window == 0)
+    cfg.window = 1;
+  self->state.cfg = std::move(cfg);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    if (dm.source != self->state.compute.address())
+      return;
+    // The compute process is gone: everything it held of our tasks is lost.
+    self->state.compute = nullptr;
+    auto why = make_error(errc::unavailable, "compute process at " +
+                                               endpoint_of(self->state.cfg) + " went away: " +
+                                               caf::to_string(dm.reason));
+    std::vector<uint64_t> keys;
+    for (auto& [key, j] : self->state.jobs)
+      if (j.next > 0)
+        keys.push_back(key);
+    for (auto key : keys)
+      restart(self, key, why);
+  });
+  return {
+    [=](run_atom, task_request& req) -> caf::result<task_result> {
+      if (req.piece_size == 0 || req.piece_size > runtime::max_piece_payload)
+        return make_error(errc::invalid_argument,
+                          "task " + std::to_string(req.task_id) + ": piece_size " +
+                            std::to_string(req.piece_size) + " is not in [1, 1048576]");
+      job j;
+      j.count = runtime::piece_count_for(req.bytes.size(), req.piece_size);
+      if (req.piece_count != 0 && uint64_t{req.first_piece} + j.count > req.piece_count)
+        return make_error(errc::invalid_argument,
+                          "task " + std::to_string(req.task_id) + ": pieces " +
+                            std::to_string(req.first_piece) + ".." +
+                            std::to_string(req.first_piece + j.count - 1) +
+                            " do not fit a task of " + std::to_string(req.piece_count) +
+                            " pieces");
+      j.req = std::move(req);
+      j.rp = self->make_response_promise<task_result>();
+      auto key = self->state.next_key++;
+      auto rp = j.rp;
+      self->state.jobs.emplace(key, std::move(j));
+      pump(self, key);
+      return rp;
+    },
+    [=](resend_atom, uint64_t key, uint32_t gen, uint32_t idx) {
+      auto i = self->state.jobs.find(key);
+      if (i == self->state.jobs.end() || i->second.generation != gen)
+        return;
+      if (!self->state.compute) {
+        restart(self, key, make_error(errc::unavailable, "compute connection lost"));
+        return;
+      }
+      send_piece(self, key, idx);
+    },
+    [=](retry_atom, uint64_t key, uint32_t gen) {
+      auto i = self->state.jobs.find(key);
+      if (i == self->state.jobs.end() || i->second.generation != gen)
+        return;
+      pump(self, key);
+    },
+    [=](reconnect_atom) {
+      if (!self->state.waiting.empty() && !self->state.compute)
+        connect(self);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_function_actor(caf::actor_system& sys, function_config cfg) {
+  return sys.spawn(function_actor, std::move(cfg));
+}
+
+} // namespace comb::actors

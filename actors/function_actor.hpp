@@ -1,0 +1,45 @@
+// comb::actors::function_actor: a stateless function of the paper (Figure 1). It has no
+// database handle (nothing here can name a storage::transaction): it takes a task_request,
+// splits the payload into Cap'n Proto pieces of at most 1 MiB, sends them to the compute actor
+// of a `comb compute` process over TCP (CAF middleman, remote actor) with a bounded window of
+// pieces in flight, and replies with the task's result. Many function actors run at once and
+// may contribute pieces to one task. When the compute process dies, in-flight tasks get an
+// error internally and are sent again once it is back, at most max_attempts times; a full
+// pool (errc::overloaded) makes it resend the piece after a pause. Talk to it by messages.
+#pragma once
+
+#include "runtime/compute_types.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace comb::actors {
+
+struct function_config {
+  /// Where the compute process listens.
+  std::string compute_host = "127.0.0.1";
+  uint16_t compute_port = 0;
+  /// Pieces of one task in flight at once.
+  uint32_t window = 8;
+  /// Times a task is sent in all when the compute process is unreachable or dies (>= 1).
+  uint32_t max_attempts = 10;
+  /// Pause before reconnecting / resending after the compute process went away.
+  std::chrono::milliseconds retry_delay{200};
+  /// Pause before resending a piece the pool refused as overloaded, and how often.
+  std::chrono::milliseconds overload_delay{10};
+  uint32_t max_overload_retries = 6000;
+  /// Backstop for one piece's reply (the compute process usually answers at once).
+  std::chrono::milliseconds request_timeout{60000};
+};
+
+/// Spawns a function actor. Handles (run_atom, task_request) -> task_result: for a whole
+/// task (first_piece 0, piece_count 0) the result of the task; for a share of a task sent
+/// by several actors, complete = true with the result in the actor whose piece completed
+/// the task, complete = false in the others. Errors name the task and what went wrong.
+caf::actor spawn_function_actor(caf::actor_system& sys, function_config cfg);
+
+} // namespace comb::actors

@@ -1,0 +1,120 @@
+// `comb compute`: the compute process of the paper's Figure 1. It publishes one compute actor
+// (actors/compute_actor.hpp) on HOST:PORT through CAF's middleman, so that function actors of
+// any node reach it over TCP, and serves until SIGINT/SIGTERM (or --seconds).
+#include "cli/commands.hpp"
+
+#include "actors/compute_actor.hpp"
+#include "runtime/compute_types.hpp"
+#include "runtime/endpoint.hpp"
+#include "runtime/errc.hpp"
+#include "runtime/system_config.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/send.hpp>
+
+#include <csignal>
+#include <iostream>
+
+namespace comb::cli {
+
+namespace {
+
+struct compute_opts {
+  std::string listen = "127.0.0.1:4300";
+  std::string backend = "auto";
+  size_t memory_limit_mib = 512;
+  uint64_t task_timeout_ms = 30000;
+  std::vector<std::string> batch;
+  std::string priority = "load_model,infer,train";
+  double seconds = 0;
+  size_t threads = 0;
+};
+
+[[noreturn]] void fail_compute(const caf::error& e, int code = 1) {
+  std::cerr << "comb compute: " << describe(e) << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+void run_compute(const compute_opts& o) {
+  actors::compute_config cc;
+  if (o.backend == "cuda")
+    fail_compute(make_error(errc::unsupported,
+                            "--backend cuda: the compute process runs its built-in tasks on "
+                            "the CPU; use --backend auto or cpu"),
+                 2);
+  cc.backend = "cpu";
+  if (o.memory_limit_mib == 0)
+    fail_compute(make_error(errc::bad_config, "--memory-limit-mib must be at least 1"), 2);
+  cc.pool.memory_limit = o.memory_limit_mib << 20;
+  cc.pool.task_timeout = std::chrono::milliseconds{o.task_timeout_ms};
+  for (const auto& b : o.batch) {
+    auto p = actors::parse_batch_policy(b);
+    if (!p)
+      fail_compute(p.error(), 2);
+    cc.batching[p->first] = p->second;
+  }
+  auto prio = actors::parse_priority(o.priority);
+  if (!prio)
+    fail_compute(prio.error(), 2);
+  cc.priority = *prio;
+  auto ep = runtime::parse_endpoint(o.listen);
+  if (!ep)
+    fail_compute(ep.error(), 2);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  runtime::system_config cfg{o.threads};
+  runtime::add_compute_types(cfg);
+  caf::actor_system sys{cfg};
+  auto compute = actors::spawn_compute_actor(sys, cc);
+  auto port = sys.middleman().publish(compute, ep->port, ep->host.c_str(), /*reuse=*/true);
+  if (!port) {
+    caf::anon_send_exit(compute, caf::exit_reason::user_shutdown);
+    fail_compute(make_error(errc::network_error, "cannot listen on " + ep->to_string() + ": " +
+                                                   sys.render(port.error())),
+                 3);
+  }
+  std::cout << "comb compute: listening on " << ep->host << ":" << *port << " (backend "
+            << cc.backend << ", memory limit " << o.memory_limit_mib << " MiB)" << std::endl;
+  if (o.seconds > 0) {
+    timespec ts;
+    ts.tv_sec = static_cast<time_t>(o.seconds);
+    ts.tv_nsec = static_cast<long>((o.seconds - static_cast<double>(ts.tv_sec)) * 1e9);
+    sigtimedwait(&set, nullptr, &ts);
+  } else {
+    int sig = 0;
+    sigwait(&set, &sig);
+  }
+  caf::anon_send_exit(compute, caf::exit_reason::user_shutdown);
+}
+
+} // namespace
+
+void add_compute_commands(CLI::App& app) {
+  auto opts = std::make_shared<compute_opts>();
+  auto* sub = app.add_subcommand("compute", "Run a compute process that function actors reach "
+                                            "over TCP (pools pieces, batches, runs tasks)");
+  sub->add_option("--listen", opts->listen, "HOST:PORT to publish the compute actor on")
+    ->capture_default_str();
+  sub->add_option("--backend", opts->backend, "auto, cpu or cuda")
+    ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+    ->capture_default_str();
+  sub->add_option("--memory-limit-mib", opts->memory_limit_mib,
+                  "Bound on memory reserved by incomplete tasks (back-pressure beyond it)")
+    ->capture_default_str();
+  sub->add_option("--task-timeout-ms", opts->task_timeout_ms,
+                  "An incomplete task is dropped this long after its first piece")
+    ->capture_default_str();
+  sub->add_option("--batch", opts->batch,
+                  "Per-model batching MODEL=SIZE:DELAY_MS (repeatable; default: run at once)");
+  sub->add_option("--priority", opts->priority, "Purposes in priority order")
+    ->capture_default_str();
+  sub->add_option("--seconds", opts->seconds, "Stop after this many seconds (0: at Ctrl-C)");
+  sub->add_option("--threads", opts->threads, "Scheduler threads (0: every core)");
+  sub->callback([opts] { run_compute(*opts); });
+}
+
+} // namespace comb::cli

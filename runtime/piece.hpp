@@ -1,0 +1,72 @@
+// comb::runtime::piece: one piece of a compute task (Figure 2 of the paper) and its Cap'n
+// Proto wire form (schemas/piece.capnp). A function actor splits a task's payload into pieces
+// of at most max_piece_payload bytes; the compute actor pools them by task id (piece_pool).
+// Plain values and stateless functions; thread-safe.
+#pragma once
+
+#include <caf/expected.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::runtime {
+
+/// The largest payload one piece may carry: 1 MiB.
+inline constexpr size_t max_piece_payload = size_t{1} << 20;
+
+/// What the compute process does with a task once it is whole.
+enum class piece_kind : uint8_t {
+  /// Run the model on the payload and return its output.
+  infer = 0,
+  /// One training step of the model on the payload.
+  train = 1,
+  /// The payload is the serialized model (name = model id, version = model version).
+  load_model = 2,
+};
+
+/// "infer", "train" or "load_model".
+std::string to_string(piece_kind k);
+
+/// Parses "infer", "train" or "load_model".
+caf::expected<piece_kind> parse_piece_kind(std::string_view s);
+
+/// One piece of a task, decoded.
+struct piece {
+  uint64_t task_id = 0;
+  piece_kind kind = piece_kind::infer;
+  std::string model_id;
+  /// For load_model the version loaded; for infer/train 0 = the active version.
+  uint32_t model_version = 0;
+  uint32_t piece_no = 0;
+  uint32_t piece_count = 1;
+  std::vector<char> payload;
+};
+
+/// Encodes a piece whose payload is `data[0, size)` as a Cap'n Proto message (single
+/// segment, flat array). Does not validate: malformed pieces can be encoded (tests need them).
+std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
+                               uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
+                               const char* data, size_t size);
+
+/// Encodes `p` (see the overload above).
+std::vector<char> encode_piece(const piece& p);
+
+/// Decodes bytes made by encode_piece. Bytes that are not a Piece message give
+/// errc::corrupt_data naming what was wrong; nothing here throws.
+caf::expected<piece> decode_piece(const char* data, size_t size);
+
+/// Decodes bytes made by encode_piece.
+inline caf::expected<piece> decode_piece(const std::vector<char>& bytes) {
+  return decode_piece(bytes.data(), bytes.size());
+}
+
+/// Number of pieces needed for `size` payload bytes with pieces of `piece_size` bytes
+/// (at least one, so an empty payload is one empty piece).
+inline uint32_t piece_count_for(size_t size, size_t piece_size = max_piece_payload) {
+  return size == 0 ? 1u : static_cast<uint32_t>((size + piece_size - 1) / piece_size);
+}
+
+} // namespace comb::runtime
