@@ -32,6 +32,12 @@ T must(caf::expected<T> x) {
   return std::move(*x);
 }
 
+/// The error text of `x`, or "ok" (safe to use in assertion messages either way).
+template <class T>
+std::string why(const caf::expected<T>& x) {
+  return x ? std::string{"ok"} : describe(x.error());
+}
+
 /// A fresh folder under the system temp dir, removed on destruction.
 class temp_dir {
 public:

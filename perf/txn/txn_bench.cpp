@@ -1,0 +1,213 @@
+// perf/txn: bank.transfer throughput through Comb's state actors (1, 8, 64 concurrent
+// clients; async and sync durability) against the same transfers done with direct RocksDB
+// TransactionDB calls on one thread, measured in the same run. Prints ratios.
+//   perf_txn [--benchmarks=async,sync] [--transfers=N] [--quick]
+#include "apps/bank/bank.hpp"
+#include "runtime/errc.hpp"
+#include "runtime/load_driver.hpp"
+#include "runtime/node.hpp"
+#include "runtime/system_config.hpp"
+#include "storage/database.hpp"
+
+#include <rocksdb/utilities/transaction.h>
+#include <rocksdb/utilities/transaction_db.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+using namespace comb;
+using nlohmann::json;
+
+namespace {
+
+constexpr int accounts = 1000;
+constexpr int64_t initial = 1'000'000'000;
+
+struct plan_item {
+  int from, to;
+  int64_t amount;
+};
+
+std::vector<plan_item> make_plan(size_t n, uint64_t seed) {
+  std::vector<plan_item> plan;
+  plan.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    int from = static_cast<int>((seed >> 33) % accounts);
+    int to = static_cast<int>((from + 1 + (seed >> 13) % (accounts - 1)) % accounts);
+    plan.push_back({from, to, static_cast<int64_t>(1 + (seed >> 40) % 100)});
+  }
+  return plan;
+}
+
+std::string acct(int i) {
+  return "acct-" + std::to_string(i);
+}
+
+std::string fresh_dir(const std::string& name) {
+  auto d = std::filesystem::temp_directory_path() / ("comb-perf-txn-" + name + "-"
+                                                    + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
+  return d.string();
+}
+
+// The baseline: the same transfer (two locked reads, a transfer row, two updates, MessagePack
+// rows) with direct TransactionDB calls on one thread, committing with sync = (mode == sync).
+double direct_rate(storage::durability mode, const std::vector<plan_item>& plan) {
+  auto dir = fresh_dir("direct");
+  storage::options opts;
+  opts.mode = mode;
+  auto db = std::move(*storage::database::open(dir, opts));
+  (void) db->create_table("bank.accounts");
+  (void) db->create_table("bank.transfers");
+  auto* raw = db->raw();
+  auto* accts = db->handle("bank.accounts");
+  auto* xfers = db->handle("bank.transfers");
+  rocksdb::WriteOptions wo;
+  wo.sync = mode == storage::durability::sync;
+  {
+    std::string bytes;
+    json::to_msgpack(json{{"balance", initial}}, bytes);
+    for (int i = 0; i < accounts; ++i)
+      raw->Put(wo, accts, acct(i), bytes).PermitUncheckedError();
+  }
+  rocksdb::TransactionOptions to;
+  to.deadlock_detect = true;
+  auto t0 = std::chrono::steady_clock::now();
+  size_t i = 0;
+  for (auto& p : plan) {
+    std::unique_ptr<rocksdb::Transaction> txn{raw->BeginTransaction(wo, to)};
+    std::string va, vb;
+    auto fa = acct(p.from), fb = acct(p.to);
+    if (!txn->GetForUpdate({}, accts, fa, &va).ok() || !txn->GetForUpdate({}, accts, fb, &vb).ok())
+      std::abort();
+    auto a = json::from_msgpack(va), b = json::from_msgpack(vb);
+    auto ba = a["balance"].get<int64_t>(), bb = b["balance"].get<int64_t>();
+    std::string xrow, ra, rb;
+    json::to_msgpack(json{{"from", fa}, {"to", fb}, {"amount", p.amount}, {"exec", i}}, xrow);
+    json::to_msgpack(json{{"balance", ba - p.amount}}, ra);
+    json::to_msgpack(json{{"balance", bb + p.amount}}, rb);
+    std::string id = "t" + std::to_string(i++), ignored;
+    if (!txn->GetForUpdate({}, xfers, id, &ignored).IsNotFound())
+      std::abort();
+    if (!txn->Put(xfers, id, xrow).ok() || !txn->Put(accts, fa, ra).ok()
+        || !txn->Put(accts, fb, rb).ok() || !txn->Commit().ok())
+      std::abort();
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  db.reset();
+  std::filesystem::remove_all(dir);
+  return static_cast<double>(plan.size()) / secs;
+}
+
+// Through Comb: node with state actors, `clients` concurrent client actors.
+double actor_rate(storage::durability mode, uint32_t clients, const std::vector<plan_item>& plan,
+                  uint32_t partitions) {
+  auto dir = fresh_dir("actors");
+  runtime::system_config cfg;
+  caf::actor_system sys{cfg};
+  auto procs = std::make_shared<runtime::procedure_registry>();
+  apps::bank::register_bank(*procs);
+  runtime::node_config nc;
+  nc.data_dir = dir;
+  nc.durability = mode;
+  nc.partitions = partitions;
+  auto n = std::move(*runtime::node::start(sys, nc, procs));
+  auto opened = runtime::drive(sys, n->route(), 16, accounts, [](uint64_t i) {
+    runtime::invocation inv;
+    inv.procedure = "bank.open";
+    inv.role = "admin";
+    inv.args = {{"account", acct(static_cast<int>(i))}, {"balance", initial}};
+    return inv;
+  });
+  if (opened.ok != accounts)
+    std::abort();
+  auto res = runtime::drive(sys, n->route(), clients, plan.size(), [&](uint64_t i) {
+    runtime::invocation inv;
+    inv.procedure = "bank.transfer";
+    inv.role = "teller";
+    inv.args = {{"id", "t" + std::to_string(i)},
+                {"from", acct(plan[i].from)},
+                {"to", acct(plan[i].to)},
+                {"amount", plan[i].amount}};
+    return inv;
+  });
+  if (res.failed != 0) {
+    std::cerr << "perf_txn: " << res.failed << " transfers failed, e.g. "
+              << (res.errors.empty() ? "?" : res.errors[0]) << "\n";
+    std::exit(1);
+  }
+  auto total = n->call("bank.total", json::object(), "admin");
+  if (!total || (*total)["total"] != accounts * initial) {
+    std::cerr << "perf_txn: total not conserved\n";
+    std::exit(1);
+  }
+  n.reset();
+  std::filesystem::remove_all(dir);
+  return static_cast<double>(plan.size()) / res.seconds;
+}
+
+void row(const std::string& name, double comb, double base, const std::string& base_name) {
+  std::printf("%-34s comb %10.0f  %-22s %10.0f  ratio %6.2f  txn/s\n", name.c_str(), comb,
+              base_name.c_str(), base, comb / base);
+  std::fflush(stdout);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::set<std::string> benches{"async", "sync"};
+  size_t transfers = 50000;
+  size_t sync_single = 2000;
+  uint32_t partitions = 4;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--benchmarks=", 0) == 0) {
+      benches.clear();
+      std::stringstream ss{a.substr(13)};
+      for (std::string b; std::getline(ss, b, ',');)
+        benches.insert(b);
+    } else if (a.rfind("--transfers=", 0) == 0) {
+      transfers = std::stoul(a.substr(12));
+    } else if (a.rfind("--partitions=", 0) == 0) {
+      partitions = static_cast<uint32_t>(std::stoul(a.substr(13)));
+    } else if (a == "--quick") {
+      transfers = 10000;
+      sync_single = 500;
+    } else {
+      std::cerr << "usage: perf_txn [--benchmarks=async,sync] [--transfers=N] [--partitions=N] "
+                   "[--quick]\n";
+      return 2;
+    }
+  }
+  std::printf("perf_txn: bank.transfer, %d accounts, %u partitions, %u cores\n", accounts,
+              partitions, std::thread::hardware_concurrency());
+  if (benches.count("async")) {
+    auto plan = make_plan(transfers, 1);
+    double direct = direct_rate(storage::durability::async, plan);
+    for (uint32_t c : {1u, 8u, 64u})
+      row("async actors, " + std::to_string(c) + " clients",
+          actor_rate(storage::durability::async, c, plan, partitions), direct,
+          "direct 1 thread");
+  }
+  if (benches.count("sync")) {
+    auto small = make_plan(sync_single, 2);
+    double direct = direct_rate(storage::durability::sync, small);
+    double one = actor_rate(storage::durability::sync, 1, small, partitions);
+    row("sync actors, 1 client", one, direct, "direct 1 thread");
+    auto plan = make_plan(transfers / 2, 3);
+    for (uint32_t c : {8u, 64u}) {
+      double r = actor_rate(storage::durability::sync, c, plan, partitions);
+      row("sync actors, " + std::to_string(c) + " clients", r, direct, "direct 1 thread");
+      row("sync group commit, " + std::to_string(c) + " vs 1 client", r, one,
+          "actors 1 client");
+    }
+  }
+  return 0;
+}
