@@ -16,3 +16,7 @@ add_library(comb_pieces STATIC
   ${COMB_PIECE_CAPNP_SRCS}
 )
 target_link_libraries(comb_pieces PUBLIC comb_errc CapnProto::capnp OpenSSL::Crypto)
+
+# The transactional outbox: function calls recorded in the caller's transaction.
+add_library(comb_outbox STATIC ${CMAKE_CURRENT_LIST_DIR}/outbox.cpp)
+target_link_libraries(comb_outbox PUBLIC comb_pieces comb_runtime_core comb_storage)

@@ -1,0 +1,176 @@
+#include "actors/outbox_dispatcher.hpp"
+
+#include "runtime/errc.hpp"
+#include "runtime/invocation.hpp"
+#include "runtime/outbox.hpp"
+#include "storage/database.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+namespace comb::actors {
+
+namespace {
+
+using poll_atom = caf::atom_constant<caf::atom("poll")>;
+
+struct dispatcher_state {
+  storage::database* db = nullptr;
+  runtime::router route;
+  dispatcher_config cfg;
+  std::vector<caf::actor> functions;
+  size_t next_function = 0;
+  std::set<std::string> in_flight;
+  /// Calls are keyed by execution id, which grows: new calls sort after `cursor`.
+  std::string cursor;
+  uint32_t polls_since_full_scan = 0;
+  uint64_t sent = 0;
+  uint64_t applied = 0;
+  uint64_t duplicates = 0;
+  uint64_t call_errors = 0;
+  uint64_t apply_errors = 0;
+  static inline const char* name = "comb.outbox_dispatcher";
+};
+
+using dispatcher_t = caf::stateful_actor<dispatcher_state>;
+
+void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json args) {
+  runtime::invocation inv;
+  inv.procedure = pc.call.result_procedure;
+  inv.args = std::move(args);
+  inv.role = pc.call.role;
+  inv.parent_id = pc.execution_id;
+  inv.sender = "outbox_dispatcher";
+  auto key = pc.key;
+  auto target = self->state.route.route(inv);
+  if (!target) {
+    ++self->state.apply_errors;
+    self->state.in_flight.erase(key);
+    return;
+  }
+  self->request(*target, self->state.cfg.call_timeout, call_atom::value, std::move(inv))
+    .then(
+      [=](nlohmann::json& r) {
+        if (r.value("duplicate", false))
+          ++self->state.duplicates;
+        else
+          ++self->state.applied;
+        self->state.in_flight.erase(key);
+      },
+      [=](caf::error&) {
+        // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
+        ++self->state.apply_errors;
+        self->state.in_flight.erase(key);
+      });
+}
+
+void dispatch(dispatcher_t* self, runtime::pending_call pc) {
+  auto& st = self->state;
+  auto bytes = runtime::outbox::payload(*st.db, pc.key);
+  if (!bytes)
+    return; // Applied in the meantime.
+  runtime::task_request req;
+  req.task_id = pc.task_id;
+  req.kind = static_cast<uint8_t>(pc.call.kind);
+  req.model = pc.call.model;
+  req.model_version = pc.call.model_version;
+  req.bytes.assign(bytes->begin(), bytes->end());
+  st.in_flight.insert(pc.key);
+  ++st.sent;
+  auto fn = st.functions[st.next_function++ % st.functions.size()];
+  self->request(fn, st.cfg.call_timeout, runtime::run_atom::value, std::move(req))
+    .then(
+      [=](runtime::task_result& r) mutable {
+        nlohmann::json result{{"task_id", r.task_id},
+                              {"model", r.model},
+                              {"model_version", r.model_version},
+                              {"model_digest", r.model_digest},
+                              {"batch_size", r.batch_size},
+                              {"input_bytes", r.input_bytes},
+                              {"output", nlohmann::json::binary_t{std::vector<uint8_t>(
+                                           r.output.begin(), r.output.end())}}};
+        nlohmann::json args{{"call", pc.key}, {"result", std::move(result)},
+                            {"context", pc.call.context}};
+        apply(self, pc, std::move(args));
+      },
+      [=](caf::error& e) mutable {
+        ++self->state.call_errors;
+        if (is(e, errc::unavailable) || e.category() != errc_category) {
+          // Compute unreachable after the function actor's bounded retries: keep the call in
+          // the outbox; it is sent again on a later poll.
+          self->state.in_flight.erase(pc.key);
+          return;
+        }
+        // A final error (bad model, bad payload, ...): the result procedure records it.
+        nlohmann::json args{{"call", pc.key}, {"error", describe(e)},
+                            {"context", pc.call.context}};
+        apply(self, pc, std::move(args));
+      });
+}
+
+void poll(dispatcher_t* self) {
+  auto& st = self->state;
+  bool full = ++st.polls_since_full_scan >= 200;
+  if (full) {
+    st.polls_since_full_scan = 0;
+    st.cursor.clear();
+  }
+  size_t room = st.cfg.max_in_flight > st.in_flight.size()
+                  ? st.cfg.max_in_flight - st.in_flight.size()
+                  : 0;
+  size_t found = 0;
+  if (room > 0) {
+    auto calls = runtime::outbox::pending(*st.db, st.cursor, room + st.in_flight.size());
+    if (calls) {
+      for (auto& pc : *calls) {
+        st.cursor = pc.key;
+        if (st.in_flight.count(pc.key) > 0)
+          continue;
+        ++found;
+        dispatch(self, std::move(pc));
+        if (st.in_flight.size() >= st.cfg.max_in_flight)
+          break;
+      }
+    }
+  }
+  self->delayed_send(self, found > 0 || !st.in_flight.empty() ? st.cfg.poll_busy : st.cfg.poll_idle,
+                     poll_atom::value);
+}
+
+caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::router route,
+                         dispatcher_config cfg) {
+  auto& st = self->state;
+  st.db = db;
+  st.route = std::move(route);
+  st.cfg = std::move(cfg);
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, st.cfg.functions); ++i) {
+    auto fn = spawn_function_actor(self->home_system(), st.cfg.function);
+    self->link_to(fn);
+    st.functions.push_back(fn);
+  }
+  self->send(self, poll_atom::value);
+  return {
+    [=](poll_atom) { poll(self); },
+    [=](caf::get_atom) {
+      auto& st = self->state;
+      return nlohmann::json{{"sent", st.sent},
+                            {"applied", st.applied},
+                            {"duplicates", st.duplicates},
+                            {"call_errors", st.call_errors},
+                            {"apply_errors", st.apply_errors},
+                            {"in_flight", st.in_flight.size()}}
+        .dump();
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_outbox_dispatcher(caf::actor_system& sys, storage::database& db,
+                                   runtime::router route, dispatcher_config cfg) {
+  return sys.spawn(dispatcher, &db, std::move(route), std::move(cfg));
+}
+
+} // namespace comb::actors

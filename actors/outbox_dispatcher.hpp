@@ -1,0 +1,44 @@
+// comb::actors::outbox_dispatcher: sends the calls that stored procedures committed to the
+// outbox (runtime/outbox.hpp) to a pool of function actors, and hands each result (or final
+// error) to the call's result procedure through the node's router. It polls the outbox, so
+// calls committed before a crash are sent again after the restart; result procedures apply a
+// result at most once, so a call that is sent twice still takes effect exactly once. The
+// dispatcher reads the outbox directly but never writes the database: all writes are made by
+// the result procedures, in transactions. One per node; talk to it by messages.
+#pragma once
+
+#include "actors/function_actor.hpp"
+#include "runtime/router.hpp"
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include <chrono>
+#include <cstdint>
+
+namespace comb::storage {
+class database;
+} // namespace comb::storage
+
+namespace comb::actors {
+
+struct dispatcher_config {
+  /// How the function actors reach the compute process.
+  function_config function;
+  /// Number of function actors.
+  uint32_t functions = 4;
+  /// Calls in flight at once.
+  uint32_t max_in_flight = 1024;
+  /// Outbox poll interval while calls keep coming / when idle.
+  std::chrono::milliseconds poll_busy{1};
+  std::chrono::milliseconds poll_idle{20};
+  /// Timeout of one call (function actor) and of one result procedure invocation.
+  std::chrono::milliseconds call_timeout{300000};
+};
+
+/// Spawns the dispatcher. `db` must outlive it (the node owns both; stop the dispatcher
+/// first). Handles (caf::get_atom) -> std::string: counters as JSON.
+caf::actor spawn_outbox_dispatcher(caf::actor_system& sys, storage::database& db,
+                                   runtime::router route, dispatcher_config cfg);
+
+} // namespace comb::actors

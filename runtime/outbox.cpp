@@ -1,0 +1,177 @@
+#include "runtime/outbox.hpp"
+
+#include "runtime/errc.hpp"
+#include "storage/database.hpp"
+#include "storage/transaction.hpp"
+
+#include <cstdio>
+
+namespace comb::runtime {
+
+namespace {
+
+std::string hex16(uint64_t x) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(x));
+  return buf;
+}
+
+nlohmann::json to_row(const outbox_call& c, uint64_t execution_id, uint64_t task_id) {
+  return {{"kind", to_string(c.kind)},
+          {"model", c.model},
+          {"model_version", c.model_version},
+          {"result_procedure", c.result_procedure},
+          {"role", c.role},
+          {"context", c.context},
+          {"execution_id", execution_id},
+          {"task_id", task_id}};
+}
+
+caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row) {
+  try {
+    pending_call p;
+    p.key = std::move(key);
+    auto kind = parse_piece_kind(row.at("kind").get<std::string>());
+    if (!kind)
+      return kind.error();
+    p.call.kind = *kind;
+    p.call.model = row.at("model").get<std::string>();
+    p.call.model_version = row.at("model_version").get<uint32_t>();
+    p.call.result_procedure = row.at("result_procedure").get<std::string>();
+    p.call.role = row.at("role").get<std::string>();
+    p.call.context = row.at("context");
+    p.execution_id = row.at("execution_id").get<uint64_t>();
+    p.task_id = row.at("task_id").get<uint64_t>();
+    return p;
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(errc::corrupt_data,
+                      "outbox row: " + std::string{e.what()});
+  }
+}
+
+} // namespace
+
+void outbox::add_tables(procedure_registry& procs) {
+  procs.add_table(calls_table);
+  procs.add_table(payload_table);
+  procs.add_table(done_table);
+}
+
+caf::expected<std::string> outbox::enqueue(const call_context& ctx, storage::transaction& txn,
+                                           const outbox_call& call, std::string_view payload) {
+  if (call.result_procedure.empty())
+    return make_error(errc::invalid_argument, "outbox call from execution " +
+                                                std::to_string(ctx.execution_id) +
+                                                " names no result procedure");
+  auto prefix = hex16(ctx.execution_id) + ".";
+  uint32_t n = 0;
+  auto prefix_end = hex16(ctx.execution_id) + "/"; // '/' sorts right after '.'
+  if (auto err = txn.scan(calls_table, prefix, prefix_end,
+                          [&](std::string_view, std::string_view) {
+                            ++n;
+                            return true;
+                          }))
+    return err;
+  char seq[9];
+  std::snprintf(seq, sizeof(seq), "%08x", n);
+  auto key = prefix + seq;
+  auto task_id = partition_hash(key);
+  if (auto err = txn.put(payload_table, key, payload))
+    return err;
+  if (auto err = txn.put_row(calls_table, key, to_row(call, ctx.execution_id, task_id)))
+    return err;
+  return key;
+}
+
+void outbox::add_result_procedure(procedure_registry& procs, std::string name, procedure_fn fn,
+                                  procedure_options opts) {
+  add_tables(procs);
+  auto wrapped = [fn = std::move(fn)](call_context& ctx, storage::transaction& txn,
+                                      const nlohmann::json& args)
+    -> caf::expected<nlohmann::json> {
+    auto key = arg<std::string>(args, "call");
+    auto done = txn.get_for_update(done_table, key);
+    if (!done)
+      return done.error();
+    if (*done)
+      return nlohmann::json{{"applied", false}, {"duplicate", true}};
+    auto row = txn.get_for_update(calls_table, key);
+    if (!row)
+      return row.error();
+    if (!*row)
+      return make_error(errc::not_found, "result for outbox call '" + key +
+                                           "': no such call in the outbox");
+    auto r = fn(ctx, txn, args);
+    if (!r)
+      return r.error();
+    if (auto err = txn.del(calls_table, key))
+      return err;
+    if (auto err = txn.del(payload_table, key))
+      return err;
+    nlohmann::json rec{{"result_execution", ctx.execution_id}};
+    if (auto i = args.find("result"); i != args.end() && i->is_object()) {
+      for (auto field : {"model", "model_version", "model_digest"})
+        if (auto j = i->find(field); j != i->end())
+          rec[field] = *j;
+    } else if (auto e = args.find("error"); e != args.end()) {
+      rec["error"] = *e;
+    }
+    if (auto err = txn.put_row(done_table, key, rec))
+      return err;
+    return nlohmann::json{{"applied", true}, {"result", std::move(*r)}};
+  };
+  procs.add(std::move(name), std::move(wrapped), std::move(opts));
+}
+
+caf::expected<std::vector<pending_call>>
+outbox::pending(storage::database& db, std::string_view after, size_t limit) {
+  std::vector<pending_call> out;
+  auto txn = db.begin();
+  std::string from{after};
+  if (!from.empty())
+    from.push_back('\0');
+  caf::error bad;
+  auto err = txn->scan(calls_table, from, "", [&](std::string_view key, std::string_view value) {
+    auto row = nlohmann::json::from_msgpack(value, /*strict=*/true, /*allow_exceptions=*/false);
+    if (row.is_discarded()) {
+      bad = make_error(errc::corrupt_data,
+                       "outbox row '" + std::string{key} + "' is not MessagePack");
+      return false;
+    }
+    auto p = from_row(std::string{key}, row);
+    if (!p) {
+      bad = p.error();
+      return false;
+    }
+    out.push_back(std::move(*p));
+    return out.size() < limit;
+  });
+  txn->rollback();
+  if (err)
+    return err;
+  if (bad)
+    return bad;
+  return out;
+}
+
+caf::expected<std::string> outbox::payload(storage::database& db, std::string_view key) {
+  auto txn = db.begin();
+  auto v = txn->get(payload_table, key);
+  txn->rollback();
+  if (!v)
+    return v.error();
+  if (!*v)
+    return make_error(errc::not_found, "outbox call '" + std::string{key} + "' has no payload");
+  return std::move(**v);
+}
+
+caf::expected<bool> outbox::done(storage::database& db, std::string_view key) {
+  auto txn = db.begin();
+  auto v = txn->get(done_table, key);
+  txn->rollback();
+  if (!v)
+    return v.error();
+  return v->has_value();
+}
+
+} // namespace comb::runtime

@@ -1,0 +1,87 @@
+// comb::runtime::outbox: the transactional outbox through which a stored procedure invokes a
+// function actor asynchronously. enqueue() records the call (and its payload) in the caller's
+// own transaction, so the call exists exactly when the caller's writes committed; the outbox
+// dispatcher (actors/outbox_dispatcher.hpp) sends committed calls that have no result yet,
+// again after a restart; and result procedures registered with add_result_procedure() apply
+// each call's result exactly once, keyed by the call (which carries the caller's execution
+// id): a second delivery of the same result is answered "duplicate" and changes nothing.
+// Stateless functions over a transaction or database; thread-safe as those are.
+#pragma once
+
+#include "runtime/piece.hpp"
+#include "runtime/procedure_registry.hpp"
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::storage {
+class database;
+class transaction;
+} // namespace comb::storage
+
+namespace comb::runtime {
+
+/// A call to a function actor, as recorded in the outbox.
+struct outbox_call {
+  piece_kind kind = piece_kind::infer;
+  std::string model;
+  /// 0: the version active in the compute process when the task starts.
+  uint32_t model_version = 0;
+  /// The procedure that receives the result: args {"call", "result" | "error", "context"}.
+  std::string result_procedure;
+  /// The role the result procedure runs as.
+  std::string role = "admin";
+  /// Passed through to the result procedure untouched.
+  nlohmann::json context = nlohmann::json::object();
+};
+
+/// A committed call that has no result applied yet.
+struct pending_call {
+  std::string key;
+  uint64_t task_id = 0;
+  uint64_t execution_id = 0;
+  outbox_call call;
+};
+
+class outbox {
+public:
+  /// Outbox tables (internal: their names start with "__").
+  static constexpr const char* calls_table = "__outbox";
+  static constexpr const char* payload_table = "__outbox_payload";
+  static constexpr const char* done_table = "__outbox_done";
+
+  /// Declares the outbox tables with `procs` (call before the node starts).
+  static void add_tables(procedure_registry& procs);
+
+  /// Records a call with `payload` in `txn`, the calling procedure's transaction. Returns the
+  /// call's key ("<execution id hex>.<n>"). Errors: invalid_argument (no result procedure),
+  /// storage errors.
+  static caf::expected<std::string> enqueue(const call_context& ctx, storage::transaction& txn,
+                                            const outbox_call& call, std::string_view payload);
+
+  /// Registers `fn` as a result procedure that runs at most once per call: before `fn`, the
+  /// wrapper checks in the same transaction whether the call's result was applied; if so it
+  /// returns {"applied": false, "duplicate": true} and `fn` does not run; otherwise it runs
+  /// `fn`, removes the call from the outbox and records it as done, all in one transaction.
+  /// Returns {"applied": true, "result": <fn's result>}.
+  static void add_result_procedure(procedure_registry& procs, std::string name,
+                                   procedure_fn fn, procedure_options opts = {});
+
+  /// Committed calls without a result, in key order, starting after `after` (empty: from the
+  /// start), at most `limit`. Reads the database directly (the dispatcher is infrastructure).
+  static caf::expected<std::vector<pending_call>>
+  pending(storage::database& db, std::string_view after, size_t limit);
+
+  /// The payload of a pending call; not_found once the call is done.
+  static caf::expected<std::string> payload(storage::database& db, std::string_view key);
+
+  /// True when the result of `key` was applied.
+  static caf::expected<bool> done(storage::database& db, std::string_view key);
+};
+
+} // namespace comb::runtime
