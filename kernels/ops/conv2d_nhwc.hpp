@@ -1,0 +1,30 @@
+// comb::kernels::conv2d_nhwc: dense 2-D convolution (groups = 1) on NHWC floats with stride,
+// explicit padding, bias and a fused clamp. Weights are [kh][kw][cin][cout] (HWIO). The
+// fast version lowers blocks of output pixels to a matrix (im2col) and runs fused_gemm on
+// a packed copy of the weights (conv2d_nhwc_weights, built once per layer); 1x1 stride-1
+// convolutions skip the lowering. A plain reference sits beside it. Pure and thread-safe.
+#pragma once
+
+#include "kernels/ops/depthwise_conv_nhwc.hpp"
+#include "kernels/ops/fused_gemm.hpp"
+
+namespace comb::kernels {
+
+/// Weights of a dense NHWC convolution, packed for fused_gemm.
+struct conv2d_nhwc_weights {
+  int kh = 1, kw = 1, cin = 0, cout = 0;
+  packed_gemm_b packed;
+};
+
+/// Packs HWIO weights (kh*kw*cin*cout floats).
+conv2d_nhwc_weights pack_conv2d_nhwc(const float* hwio, int kh, int kw, int cin, int cout);
+
+/// Plain reference. p.c is cin; out has p.n*p.out_h*p.out_w*cout floats.
+void conv2d_nhwc_reference(const conv2d_nhwc_params& p, int cout, const float* in,
+                           const float* hwio, const float* bias, float* out);
+
+/// Fast version. `residual` (same shape as out, or nullptr) is added before the clamp.
+void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, const float* in,
+                 const float* bias, float* out, const float* residual = nullptr);
+
+} // namespace comb::kernels

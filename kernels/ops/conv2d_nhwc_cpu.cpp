@@ -1,0 +1,86 @@
+// Reference and fast CPU dense convolution over NHWC; see conv2d_nhwc.hpp.
+#include "kernels/ops/conv2d_nhwc.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace comb::kernels {
+
+conv2d_nhwc_weights pack_conv2d_nhwc(const float* hwio, int kh, int kw, int cin, int cout) {
+  conv2d_nhwc_weights w;
+  w.kh = kh;
+  w.kw = kw;
+  w.cin = cin;
+  w.cout = cout;
+  w.packed = pack_gemm_b(hwio, kh * kw * cin, cout);
+  return w;
+}
+
+void conv2d_nhwc_reference(const conv2d_nhwc_params& p, int cout, const float* in,
+                           const float* hwio, const float* bias, float* out) {
+  for (int b = 0; b < p.n; ++b)
+    for (int oy = 0; oy < p.out_h; ++oy)
+      for (int ox = 0; ox < p.out_w; ++ox)
+        for (int co = 0; co < cout; ++co) {
+          double acc = bias ? bias[co] : 0.0;
+          for (int ky = 0; ky < p.kh; ++ky)
+            for (int kx = 0; kx < p.kw; ++kx) {
+              int iy = oy * p.stride_h - p.pad_top + ky;
+              int ix = ox * p.stride_w - p.pad_left + kx;
+              if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
+                continue;
+              for (int ci = 0; ci < p.c; ++ci)
+                acc += static_cast<double>(
+                         in[((static_cast<int64_t>(b) * p.h + iy) * p.w + ix) * p.c + ci])
+                       * hwio[((ky * p.kw + kx) * p.c + ci) * cout + co];
+            }
+          out[((static_cast<int64_t>(b) * p.out_h + oy) * p.out_w + ox) * cout + co]
+            = std::min(std::max(static_cast<float>(acc), p.lo), p.hi);
+        }
+}
+
+void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, const float* in,
+                 const float* bias, float* out, const float* residual) {
+  gemm_epilogue ep;
+  ep.bias = bias;
+  ep.lo = p.lo;
+  ep.hi = p.hi;
+  ep.residual = residual;
+  ep.ldr = w.cout;
+  const int64_t pixels = static_cast<int64_t>(p.n) * p.out_h * p.out_w;
+  if (w.kh == 1 && w.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_top == 0
+      && p.pad_left == 0 && p.out_h == p.h && p.out_w == p.w) {
+    fused_gemm(in, pixels, p.c, w.packed, ep, out, w.cout);
+    return;
+  }
+  // im2col in blocks of output pixels so the lowered matrix stays small.
+  const int k = w.kh * w.kw * p.c;
+  const int64_t block = std::max<int64_t>(64, (1 << 20) / std::max(k, 1));
+  std::vector<float> cols(static_cast<size_t>(std::min(block, pixels)) * k);
+  for (int64_t q0 = 0; q0 < pixels; q0 += block) {
+    int64_t q1 = std::min(pixels, q0 + block);
+    for (int64_t q = q0; q < q1; ++q) {
+      int64_t b = q / (static_cast<int64_t>(p.out_h) * p.out_w);
+      int rem = static_cast<int>(q % (static_cast<int64_t>(p.out_h) * p.out_w));
+      int oy = rem / p.out_w, ox = rem % p.out_w;
+      float* row = cols.data() + (q - q0) * k;
+      for (int ky = 0; ky < w.kh; ++ky)
+        for (int kx = 0; kx < w.kw; ++kx) {
+          float* dst = row + (ky * w.kw + kx) * p.c;
+          int iy = oy * p.stride_h - p.pad_top + ky;
+          int ix = ox * p.stride_w - p.pad_left + kx;
+          if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
+            std::memset(dst, 0, sizeof(float) * p.c);
+          else
+            std::memcpy(dst, in + ((b * p.h + iy) * p.w + ix) * p.c, sizeof(float) * p.c);
+        }
+    }
+    gemm_epilogue epq = ep;
+    if (residual)
+      epq.residual = residual + q0 * w.cout;
+    fused_gemm(cols.data(), q1 - q0, k, w.packed, epq, out + q0 * w.cout, w.cout);
+  }
+}
+
+} // namespace comb::kernels

@@ -1,0 +1,10 @@
+# Suites for the vision part of kernels/ (kernels-vision). Included from
+# tests/kernels/CMakeLists.txt.
+comb_add_test(kernels.tflite SOURCES ${CMAKE_CURRENT_LIST_DIR}/tflite_reader_test.cpp
+              LIBS comb_vision TIMEOUT 120)
+comb_add_test(kernels.image SOURCES ${CMAKE_CURRENT_LIST_DIR}/image_test.cpp
+              LIBS comb_vision TIMEOUT 60)
+comb_add_test(kernels.vision_ops SOURCES ${CMAKE_CURRENT_LIST_DIR}/vision_ops_test.cpp
+              LIBS comb_vision TIMEOUT 120)
+comb_add_test(kernels.mobilenet_v2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/mobilenet_v2_test.cpp
+              LIBS comb_vision TIMEOUT 120)
