@@ -9,5 +9,6 @@ add_library(comb_vision STATIC
   ${CMAKE_CURRENT_LIST_DIR}/ops/depthwise_conv_nhwc_cpu.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ops/conv2d_nhwc_cpu.cpp
   ${CMAKE_CURRENT_LIST_DIR}/models/mobilenet_v2.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/models/centernet.cpp
 )
 target_link_libraries(comb_vision PUBLIC comb_errc Threads::Threads)

@@ -12,6 +12,23 @@ namespace comb::kernels::detail {
 
 namespace {
 
+/// One fork-join: parts are claimed through `next` and counted in `done`. Shared with the
+/// workers by shared_ptr, so a worker that wakes late holds a finished job, finds no part
+/// left and drops it; the caller never waits for a worker that has nothing to do.
+struct job {
+  const std::function<void(int)>* fn = nullptr;
+  int parts = 0;
+  std::atomic<int> next{0};
+  std::atomic<int> done{0};
+
+  void work() {
+    for (int p; (p = next.fetch_add(1)) < parts;) {
+      (*fn)(p);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+};
+
 class pool {
 public:
   explicit pool(int threads) {
@@ -32,30 +49,25 @@ public:
   }
 
   void run(int parts, const std::function<void(int)>& fn) {
-    fn_ = &fn;
-    parts_ = parts;
-    next_.store(0);
-    pending_.store(static_cast<int>(workers_.size()));
+    auto j = std::make_shared<job>();
+    j->fn = &fn;
+    j->parts = parts;
+    current_.store(j);
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
-    work();
-    // Wait for the workers to finish their share.
-    while (pending_.load(std::memory_order_acquire) != 0)
+    j->work();
+    // Only parts a worker has claimed remain; wait for those.
+    while (j->done.load(std::memory_order_acquire) != parts)
       std::this_thread::yield();
   }
 
 private:
-  void work() {
-    for (int p; (p = next_.fetch_add(1)) < parts_;)
-      (*fn_)(p);
-  }
-
   void loop() {
-    uint64_t seen = 0; // the generation at construction; run() may already have moved on
+    uint64_t seen = 0; // the generation at construction
     while (true) {
       // Spin a little before sleeping: fork-joins come in quick succession in a forward pass.
       uint64_t g = seen;
-      for (int i = 0; i < 20000 && (g = generation_.load(std::memory_order_acquire)) == seen; ++i)
+      for (int i = 0; i < 4000 && (g = generation_.load(std::memory_order_acquire)) == seen; ++i)
         __builtin_ia32_pause();
       if (g == seen) {
         generation_.wait(seen);
@@ -64,18 +76,15 @@ private:
       seen = g;
       if (stop_.load())
         return;
-      work();
-      pending_.fetch_sub(1, std::memory_order_release);
+      if (auto j = current_.load())
+        j->work();
     }
   }
 
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> next_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<std::shared_ptr<job>> current_;
   std::atomic<bool> stop_{false};
-  const std::function<void(int)>* fn_ = nullptr;
-  int parts_ = 0;
 };
 
 std::mutex pool_mutex;

@@ -131,8 +131,11 @@ void depthwise_conv_nhwc(const conv2d_nhwc_params& p, const float* in, const flo
     run_rows(0, rows);
     return;
   }
-  int64_t per = (rows + threads - 1) / threads;
-  detail::parallel_for(threads, [&](int t) {
+  // Several parts per thread, so that a descheduled thread's share is taken by the others.
+  int64_t nparts = std::min<int64_t>(rows, 4 * threads);
+  int64_t per = (rows + nparts - 1) / nparts;
+  nparts = (rows + per - 1) / per;
+  detail::parallel_for(static_cast<int>(nparts), [&](int t) {
     run_rows(std::min(rows, t * per), std::min(rows, (t + 1) * per));
   });
 }

@@ -167,16 +167,22 @@ void fused_gemm(const float* a, int64_t m, int64_t lda, const packed_gemm_b& b,
     return;
   }
   // Split rows when A is tall, panels when it is short (the 7x7 layers, dense layers).
+  // Several parts per thread, so that when a thread is descheduled (a shared machine) the
+  // others take its share.
   if (m >= 32 * threads) {
-    int64_t per = ((m + threads - 1) / threads + mr - 1) / mr * mr;
-    detail::parallel_for(threads, [&](int t) {
+    int64_t nparts = std::min<int64_t>(4 * threads, (m + 15) / 16);
+    int64_t per = ((m + nparts - 1) / nparts + mr - 1) / mr * mr;
+    nparts = (m + per - 1) / per;
+    detail::parallel_for(static_cast<int>(nparts), [&](int t) {
       int64_t m0 = std::min(m, t * per), m1 = std::min(m, (t + 1) * per);
       if (m0 < m1)
         block(a, m0, m1, lda, b, 0, panels, ep, c, ldc);
     });
   } else {
-    int per = (panels + threads - 1) / threads;
-    detail::parallel_for(threads, [&](int t) {
+    int nparts = std::min(panels, 4 * threads);
+    int per = (panels + nparts - 1) / nparts;
+    nparts = (panels + per - 1) / per;
+    detail::parallel_for(nparts, [&](int t) {
       int p0 = std::min(panels, t * per), p1 = std::min(panels, (t + 1) * per);
       if (p0 < p1)
         block(a, 0, m, lda, b, p0, p1, ep, c, ldc);

@@ -8,3 +8,5 @@ comb_add_test(kernels.vision_ops SOURCES ${CMAKE_CURRENT_LIST_DIR}/vision_ops_te
               LIBS comb_vision TIMEOUT 120)
 comb_add_test(kernels.mobilenet_v2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/mobilenet_v2_test.cpp
               LIBS comb_vision TIMEOUT 120)
+comb_add_test(kernels.centernet SOURCES ${CMAKE_CURRENT_LIST_DIR}/centernet_test.cpp
+              LIBS comb_vision TIMEOUT 120)

@@ -1,0 +1,200 @@
+// CenterNet-style detector on Comb's NHWC ops; see centernet.hpp.
+#include "kernels/models/centernet.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+namespace comb::kernels {
+
+namespace {
+
+/// Nearest-neighbour 2x upsampling, NHWC.
+void upsample2x(const float* in, int n, int h, int w, int c, float* out) {
+  for (int b = 0; b < n; ++b)
+    for (int y = 0; y < 2 * h; ++y)
+      for (int x = 0; x < 2 * w; ++x)
+        std::memcpy(out + ((static_cast<int64_t>(b) * 2 * h + y) * 2 * w + x) * c,
+                    in + ((static_cast<int64_t>(b) * h + y / 2) * w + x / 2) * c,
+                    sizeof(float) * c);
+}
+
+} // namespace
+
+std::vector<detection> decode_centernet(const float* heat, const float* size, const float* offset,
+                                        int h, int w, int classes, int k, float stride,
+                                        float threshold) {
+  struct peak {
+    float score;
+    int64_t index; // (y * w + x) * classes + cls
+  };
+  std::vector<peak> peaks;
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < classes; ++c) {
+        float v = heat[(static_cast<int64_t>(y) * w + x) * classes + c];
+        if (!(v >= threshold))
+          continue;
+        // 3x3 max pool with padding: a peak equals the maximum of its neighbourhood.
+        bool is_max = true;
+        for (int dy = -1; dy <= 1 && is_max; ++dy)
+          for (int dx = -1; dx <= 1; ++dx) {
+            int yy = y + dy, xx = x + dx;
+            if (yy < 0 || yy >= h || xx < 0 || xx >= w)
+              continue;
+            if (heat[(static_cast<int64_t>(yy) * w + xx) * classes + c] > v) {
+              is_max = false;
+              break;
+            }
+          }
+        if (is_max)
+          peaks.push_back({v, (static_cast<int64_t>(y) * w + x) * classes + c});
+      }
+  auto better = [](const peak& a, const peak& b) {
+    return a.score != b.score ? a.score > b.score : a.index < b.index;
+  };
+  size_t keep = std::min(peaks.size(), static_cast<size_t>(std::max(k, 0)));
+  std::partial_sort(peaks.begin(), peaks.begin() + keep, peaks.end(), better);
+  std::vector<detection> out;
+  for (size_t i = 0; i < keep; ++i) {
+    auto cell = peaks[i].index / classes;
+    int cls = static_cast<int>(peaks[i].index % classes);
+    int y = static_cast<int>(cell / w), x = static_cast<int>(cell % w);
+    float cx = x + offset[cell * 2 + 0], cy = y + offset[cell * 2 + 1];
+    float bw = size[cell * 2 + 0], bh = size[cell * 2 + 1];
+    detection d;
+    d.x0 = (cx - bw / 2) * stride;
+    d.y0 = (cy - bh / 2) * stride;
+    d.x1 = (cx + bw / 2) * stride;
+    d.y1 = (cy + bh / 2) * stride;
+    d.score = peaks[i].score;
+    d.cls = cls;
+    out.push_back(d);
+  }
+  return out;
+}
+
+centernet::conv centernet::make_conv(int k, int cin, int cout, bool relu, std::mt19937_64& rng) {
+  conv c;
+  c.k = k;
+  c.cin = cin;
+  c.cout = cout;
+  c.relu = relu;
+  std::normal_distribution<float> dist(0.0f, std::sqrt(2.0f / (k * k * cin)));
+  std::vector<float> w(static_cast<size_t>(k) * k * cin * cout);
+  for (auto& x : w)
+    x = dist(rng);
+  c.bias.assign(cout, 0.0f);
+  c.packed = pack_conv2d_nhwc(w.data(), k, k, cin, cout);
+  return c;
+}
+
+centernet centernet::random(const centernet_config& cfg, uint64_t seed) {
+  mobilenet_v2_config bc;
+  bc.num_classes = 1; // the classifier is not used
+  bc.tf_padding = false;
+  centernet net(mobilenet_v2::random(bc, seed));
+  net.cfg_ = cfg;
+  std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
+  net.reduce_ = make_conv(1, 1280, cfg.neck_channels[0], true, rng);
+  int c = cfg.neck_channels[0];
+  for (int i = 0; i < 3; ++i) {
+    net.neck_[i] = make_conv(3, c, cfg.neck_channels[i], true, rng);
+    c = cfg.neck_channels[i];
+  }
+  int hc = cfg.head_channels;
+  net.heat_hidden_ = make_conv(3, c, hc, true, rng);
+  net.heat_out_ = make_conv(1, hc, cfg.num_classes, false, rng);
+  std::fill(net.heat_out_.bias.begin(), net.heat_out_.bias.end(), -2.19f);
+  net.size_hidden_ = make_conv(3, c, hc, true, rng);
+  net.size_out_ = make_conv(1, hc, 2, false, rng);
+  net.offset_hidden_ = make_conv(3, c, hc, true, rng);
+  net.offset_out_ = make_conv(1, hc, 2, false, rng);
+  return net;
+}
+
+void centernet::run(const conv& c, const float* in, int n, int h, int w, float* out) const {
+  conv2d_nhwc_params p;
+  p.n = n;
+  p.h = h;
+  p.w = w;
+  p.c = c.cin;
+  p.kh = p.kw = c.k;
+  p.pad_top = p.pad_left = c.k / 2;
+  p.out_h = h;
+  p.out_w = w;
+  if (c.relu)
+    p.lo = 0.0f;
+  conv2d_nhwc(p, c.packed, in, c.bias.data(), out);
+}
+
+double centernet::flops(int h, int w) const {
+  double total = backbone_.flops(h, w);
+  auto conv_flops = [](const conv& c, int hh, int ww) {
+    return 2.0 * hh * ww * c.k * c.k * c.cin * c.cout;
+  };
+  int fh = h / 32, fw = w / 32;
+  total += conv_flops(reduce_, fh, fw);
+  for (auto& c : neck_) {
+    fh *= 2;
+    fw *= 2;
+    total += conv_flops(c, fh, fw);
+  }
+  for (auto* c : {&heat_hidden_, &heat_out_, &size_hidden_, &size_out_, &offset_hidden_, &offset_out_})
+    total += conv_flops(*c, fh, fw);
+  return total;
+}
+
+caf::expected<centernet_output> centernet::forward(const float* input, int batch, int h,
+                                                   int w) const {
+  if (batch <= 0 || h % 32 != 0 || w % 32 != 0 || h < 32 || w < 32)
+    return make_error(errc::invalid_argument,
+                      "centernet: input must be batch >= 1 with sides multiples of 32, got "
+                        + std::to_string(batch) + "x" + std::to_string(h) + "x" + std::to_string(w));
+  auto f = backbone_.features(input, batch, h, w);
+  if (!f)
+    return f.error();
+  int fh = f->h, fw = f->w;
+  std::vector<float> a(static_cast<size_t>(batch) * fh * fw * reduce_.cout), b;
+  run(reduce_, f->data.data(), batch, fh, fw, a.data());
+  int c = reduce_.cout;
+  for (auto& n : neck_) {
+    b.resize(static_cast<size_t>(batch) * 4 * fh * fw * c);
+    upsample2x(a.data(), batch, fh, fw, c, b.data());
+    fh *= 2;
+    fw *= 2;
+    a.resize(static_cast<size_t>(batch) * fh * fw * n.cout);
+    run(n, b.data(), batch, fh, fw, a.data());
+    c = n.cout;
+  }
+  centernet_output out;
+  out.n = batch;
+  out.h = fh;
+  out.w = fw;
+  out.classes = cfg_.num_classes;
+  size_t cells = static_cast<size_t>(batch) * fh * fw;
+  std::vector<float> hidden(cells * cfg_.head_channels);
+  auto head = [&](const conv& hid, const conv& last, std::vector<float>& dst) {
+    run(hid, a.data(), batch, fh, fw, hidden.data());
+    dst.resize(cells * last.cout);
+    run(last, hidden.data(), batch, fh, fw, dst.data());
+  };
+  head(heat_hidden_, heat_out_, out.heat);
+  for (auto& v : out.heat)
+    v = 1.0f / (1.0f + std::exp(-v));
+  head(size_hidden_, size_out_, out.size);
+  head(offset_hidden_, offset_out_, out.offset);
+  return out;
+}
+
+caf::expected<std::vector<detection>> centernet::detect(const float* input, int h, int w, int k,
+                                                        float threshold) const {
+  auto o = forward(input, 1, h, w);
+  if (!o)
+    return o.error();
+  return decode_centernet(o->heat.data(), o->size.data(), o->offset.data(), o->h, o->w,
+                          o->classes, k, static_cast<float>(stride), threshold);
+}
+
+} // namespace comb::kernels

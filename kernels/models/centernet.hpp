@@ -1,0 +1,92 @@
+// comb::kernels::centernet: a CenterNet-style object detector ("Objects as Points") on NHWC
+// floats: the MobileNetV2 backbone (stride 32, 1280 channels), a neck of a 1x1 reduction and
+// three nearest-neighbour 2x upsamplings each followed by a 3x3 conv + ReLU (stride 4), and
+// three heads (3x3 conv + ReLU, then 1x1): a per-class centre heatmap (sigmoid), box size
+// and centre offset. decode_centernet turns the maps into boxes: 3x3 max-pool peak finding,
+// top-k over classes and positions. Weights are random (He-normal) until trained weights are
+// loaded; a built model is immutable and forward() is const (see mobilenet_v2 for threads).
+#pragma once
+
+#include "kernels/models/mobilenet_v2.hpp"
+#include "runtime/errc.hpp"
+
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace comb::kernels {
+
+/// One detected object, in input-image pixels.
+struct detection {
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  float score = 0;
+  int cls = 0;
+};
+
+/// Decodes one image's head outputs (NHWC, h x w at `stride` input pixels per cell):
+/// heat h*w*classes (probabilities), size h*w*2 (width, height in cells), offset h*w*2
+/// (x, y sub-cell offsets). Keeps cells that equal their 3x3 neighbourhood's maximum,
+/// returns the best k with score >= threshold, highest first (ties: lower index first).
+std::vector<detection> decode_centernet(const float* heat, const float* size, const float* offset,
+                                        int h, int w, int classes, int k, float stride,
+                                        float threshold = 0.0f);
+
+struct centernet_config {
+  int num_classes = 80;
+  /// Channels of the three upsampling stages and of the heads' hidden conv.
+  int neck_channels[3] = {128, 64, 64};
+  int head_channels = 64;
+};
+
+/// Head outputs for a batch, NHWC at stride 4.
+struct centernet_output {
+  int n = 0, h = 0, w = 0, classes = 0;
+  std::vector<float> heat;   // n*h*w*classes, after the sigmoid
+  std::vector<float> size;   // n*h*w*2
+  std::vector<float> offset; // n*h*w*2
+};
+
+class centernet {
+public:
+  /// Output stride of the heads relative to the input.
+  static constexpr int stride = 4;
+
+  /// A detector with random weights (heatmap bias -2.19, i.e. prior 0.1, as CenterNet does).
+  static centernet random(const centernet_config& cfg, uint64_t seed);
+
+  /// Runs backbone, neck and heads. Input h and w must be multiples of 32.
+  caf::expected<centernet_output> forward(const float* input, int batch, int h, int w) const;
+
+  /// forward + decode_centernet for a single image.
+  caf::expected<std::vector<detection>> detect(const float* input, int h, int w, int k,
+                                               float threshold = 0.0f) const;
+
+  /// Floating-point operations of one image at h x w.
+  double flops(int h, int w) const;
+
+  const centernet_config& config() const {
+    return cfg_;
+  }
+
+private:
+  struct conv {
+    int k = 1, cin = 0, cout = 0;
+    bool relu = true;
+    std::vector<float> bias;
+    conv2d_nhwc_weights packed;
+  };
+  centernet(mobilenet_v2 backbone) : backbone_(std::move(backbone)) {
+  }
+  static conv make_conv(int k, int cin, int cout, bool relu, std::mt19937_64& rng);
+  void run(const conv& c, const float* in, int n, int h, int w, float* out) const;
+
+  centernet_config cfg_;
+  mobilenet_v2 backbone_;
+  conv reduce_;
+  conv neck_[3];
+  conv heat_hidden_, heat_out_, size_hidden_, size_out_, offset_hidden_, offset_out_;
+};
+
+} // namespace comb::kernels

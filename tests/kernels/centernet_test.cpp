@@ -1,0 +1,109 @@
+// Tests for kernels/models/centernet: peak decoding on synthetic heatmaps with known peaks,
+// and the detector's forward shapes at 512x512.
+#include "kernels/models/centernet.hpp"
+
+#include <doctest/doctest.h>
+
+#include <random>
+
+using namespace comb;
+using namespace comb::kernels;
+
+TEST_SUITE("kernels.centernet") {
+
+TEST_CASE("decode_centernet finds known peaks, suppresses their neighbours and builds boxes") {
+  const int h = 32, w = 24, classes = 3;
+  std::vector<float> heat(h * w * classes), size(h * w * 2), offset(h * w * 2);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> noise(0.0f, 0.05f);
+  for (auto& v : heat)
+    v = noise(rng);
+  auto at = [&](int y, int x, int c) -> float& { return heat[(y * w + x) * classes + c]; };
+  // Peak A: class 1 at (x 5, y 7), score 0.9, with strong neighbours that are not peaks.
+  at(7, 5, 1) = 0.9f;
+  at(7, 6, 1) = 0.7f;
+  at(8, 5, 1) = 0.6f;
+  // Peak B: class 2 at (x 20, y 30), score 0.8; box 4 x 6 cells, offset (0.25, 0.5).
+  at(30, 20, 2) = 0.8f;
+  int cell_b = 30 * w + 20;
+  size[cell_b * 2 + 0] = 4.0f;
+  size[cell_b * 2 + 1] = 6.0f;
+  offset[cell_b * 2 + 0] = 0.25f;
+  offset[cell_b * 2 + 1] = 0.5f;
+  // Peak C: class 0 at the corner (0, 0), score 0.3 (border handling).
+  at(0, 0, 0) = 0.3f;
+  int cell_a = 7 * w + 5;
+  size[cell_a * 2 + 0] = 2.0f;
+  size[cell_a * 2 + 1] = 2.0f;
+
+  auto d = decode_centernet(heat.data(), size.data(), offset.data(), h, w, classes, 5, 4.0f);
+  REQUIRE(d.size() == 5);
+  CHECK(d[0].cls == 1);
+  CHECK(d[0].score == doctest::Approx(0.9f));
+  CHECK(d[0].x0 == doctest::Approx((5 - 1.0f) * 4));
+  CHECK(d[0].y1 == doctest::Approx((7 + 1.0f) * 4));
+  CHECK(d[1].cls == 2);
+  CHECK(d[1].score == doctest::Approx(0.8f));
+  CHECK(d[1].x0 == doctest::Approx((20.25f - 2.0f) * 4));
+  CHECK(d[1].x1 == doctest::Approx((20.25f + 2.0f) * 4));
+  CHECK(d[1].y0 == doctest::Approx((30.5f - 3.0f) * 4));
+  CHECK(d[1].y1 == doctest::Approx((30.5f + 3.0f) * 4));
+  CHECK(d[2].cls == 0);
+  CHECK(d[2].score == doctest::Approx(0.3f));
+  // The 0.7 and 0.6 neighbours of peak A are suppressed; what follows is noise.
+  for (size_t i = 3; i < d.size(); ++i) {
+    CHECK(d[i].score < 0.06f);
+    CHECK(d[i].score <= d[i - 1].score);
+  }
+  // A threshold keeps only the real peaks.
+  auto strong = decode_centernet(heat.data(), size.data(), offset.data(), h, w, classes, 100, 4.0f,
+                                 0.25f);
+  CHECK(strong.size() == 3);
+  // k larger than the number of peaks, and k = 0.
+  CHECK(decode_centernet(heat.data(), size.data(), offset.data(), h, w, classes, 0, 4.0f).empty());
+}
+
+TEST_CASE("a plateau yields one detection per plateau cell that ties, lowest index first") {
+  const int h = 4, w = 4;
+  std::vector<float> heat(h * w, 0.0f), size(h * w * 2, 1.0f), offset(h * w * 2, 0.0f);
+  heat[1 * w + 1] = 0.5f;
+  heat[1 * w + 2] = 0.5f;
+  auto d = decode_centernet(heat.data(), size.data(), offset.data(), h, w, 1, 2, 1.0f, 0.1f);
+  REQUIRE(d.size() == 2);
+  CHECK(d[0].x0 == doctest::Approx(0.5f)); // cell (1, 1) first
+  CHECK(d[1].x0 == doctest::Approx(1.5f));
+}
+
+TEST_CASE("the detector's forward gives stride-4 maps at 512x512 and decodes to boxes") {
+  centernet_config cfg;
+  cfg.num_classes = 80;
+  auto net = centernet::random(cfg, 11);
+  std::vector<float> x(512 * 512 * 3);
+  std::mt19937 rng(2);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (auto& v : x)
+    v = d(rng);
+  auto out = net.forward(x.data(), 1, 512, 512);
+  REQUIRE_MESSAGE(out, describe(out.error()));
+  CHECK(out->n == 1);
+  CHECK(out->h == 128);
+  CHECK(out->w == 128);
+  CHECK(out->classes == 80);
+  CHECK(out->heat.size() == 128u * 128 * 80);
+  CHECK(out->size.size() == 128u * 128 * 2);
+  CHECK(out->offset.size() == 128u * 128 * 2);
+  for (size_t i = 0; i < out->heat.size(); i += 997) {
+    CHECK(out->heat[i] > 0.0f);
+    CHECK(out->heat[i] < 1.0f);
+  }
+  auto dets = decode_centernet(out->heat.data(), out->size.data(), out->offset.data(), out->h,
+                               out->w, out->classes, 100, 4.0f);
+  CHECK(dets.size() == 100);
+  for (size_t i = 1; i < dets.size(); ++i)
+    CHECK(dets[i].score <= dets[i - 1].score);
+  auto bad = net.forward(x.data(), 1, 500, 512);
+  REQUIRE_FALSE(bad);
+  CHECK(is(bad.error(), errc::invalid_argument));
+}
+
+} // TEST_SUITE
