@@ -12,4 +12,7 @@ void add_node_commands(CLI::App& app);
 /// `comb compute`: the compute process (pieces, batching, built-in tasks).
 void add_compute_commands(CLI::App& app);
 
+/// `comb anomaly train | eval | score`: the HTTP anomaly detector (apps/anomaly).
+void add_anomaly_commands(CLI::App& app);
+
 } // namespace comb::cli

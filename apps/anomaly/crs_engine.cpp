@@ -115,8 +115,12 @@ crs_verdict crs_engine::evaluate(const http_request& r) const {
   it.url = nullptr;
   it.log = nullptr;
   it.disruptive = 0;
-  if (t.intervention(&it) && it.disruptive)
+  if (t.intervention(&it) && it.disruptive) {
     v.flagged = true;
+    // The blocking rule's own message reaches the intervention, not the log callback.
+    if (std::find(v.rules.begin(), v.rules.end(), 949110) == v.rules.end())
+      v.rules.push_back(949110);
+  }
   free(it.url);
   free(it.log);
   return v;

@@ -192,6 +192,55 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
   return out;
 }
 
+namespace {
+
+bool looks_like_request_line(std::string_view line) {
+  auto sp = line.find(' ');
+  if (sp == std::string_view::npos || sp == 0 || sp > 32)
+    return false;
+  for (unsigned char c : line.substr(0, sp))
+    if (!(c >= 'A' && c <= 'Z') && c != '-' && c != '_')
+      return false;
+  auto target = line.substr(sp + 1);
+  if (target.starts_with("/") || target.starts_with("*"))
+    return true;
+  auto scheme = target.find("://");
+  if (scheme == std::string_view::npos || scheme == 0 || scheme > 10)
+    return false;
+  for (unsigned char c : target.substr(0, scheme))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+      return false;
+  return true;
+}
+
+bool blank(std::string_view s) {
+  for (char c : s)
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+      return false;
+  return true;
+}
+
+} // namespace
+
+std::vector<std::string_view> split_http_stream(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    auto end = nl == std::string_view::npos ? text.size() : nl;
+    if (pos > start && looks_like_request_line(text.substr(pos, end - pos))) {
+      if (!blank(text.substr(start, pos - start)))
+        out.push_back(text.substr(start, pos - start));
+      start = pos;
+    }
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+  }
+  if (start < text.size() && !blank(text.substr(start)))
+    out.push_back(text.substr(start));
+  return out;
+}
+
 std::string to_model_text_lenient(std::string_view raw, const text_options& opts, bool* ok) {
   auto r = parse_http_request(raw.substr(0, std::min(raw.size(), max_request_bytes)));
   if (ok)

@@ -51,6 +51,12 @@ caf::expected<http_request> parse_http_request(std::string_view raw);
 /// single spaces, with `opts` applied. Line breaks inside the body stay as they are.
 std::string to_model_text(const http_request& r, const text_options& opts = {});
 
+/// Splits a stream of raw requests (a file or stdin for scoring) into units: a unit starts
+/// at each line that looks like a request line ("TOKEN /..." or "TOKEN scheme://...") and
+/// runs to the next one. Non-empty text before the first request line is a unit of its own
+/// (it will not parse as HTTP). Blank-only input gives no units.
+std::vector<std::string_view> split_http_stream(std::string_view text);
+
 /// Parses `raw` and renders it; a request that does not parse is rendered as the raw bytes
 /// themselves so that scoring always has an input (`ok` set to false in that case).
 std::string to_model_text_lenient(std::string_view raw, const text_options& opts,

@@ -110,3 +110,23 @@ TEST_CASE("a request line without version and with spaces in the URL") {
 }
 
 } // TEST_SUITE
+
+TEST_SUITE("anomaly.http_request") {
+
+TEST_CASE("a stream of requests splits at request lines; garbage is its own unit") {
+  std::string text = "garbage line\n\x01\x02\n"
+                     "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+                     "POST http://h/b HTTP/1.1\r\nHost: h\r\n\r\nx=GET /nope\r\n"
+                     "DELETE /c HTTP/1.1\n";
+  auto units = split_http_stream(text);
+  REQUIRE(units.size() == 4);
+  CHECK(units[0] == "garbage line\n\x01\x02\n");
+  CHECK_FALSE(parse_http_request(units[0]));
+  CHECK(units[1].starts_with("GET /a"));
+  CHECK(units[2].find("x=GET /nope") != std::string_view::npos);
+  CHECK(units[3] == "DELETE /c HTTP/1.1\n");
+  CHECK(split_http_stream("").empty());
+  CHECK(split_http_stream("\r\n \n").empty());
+}
+
+} // TEST_SUITE

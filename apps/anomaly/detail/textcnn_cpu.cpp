@@ -1,0 +1,260 @@
+// CPU forward/backward/Adam of the TextCNN (see textcnn_cpu.hpp).
+#include "apps/anomaly/detail/textcnn_cpu.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace comb::anomaly::detail {
+
+textcnn_params textcnn_params::zeros(const textcnn_shape& s) {
+  textcnn_params p;
+  p.emb.assign(static_cast<size_t>(s.vocab) * s.embed, 0.0f);
+  for (int k : s.kernels) {
+    p.conv_w.emplace_back(static_cast<size_t>(k) * s.embed * s.filters, 0.0f);
+    p.conv_b.emplace_back(static_cast<size_t>(s.filters), 0.0f);
+  }
+  p.dense_w.assign(s.kernels.size() * s.filters * 2, 0.0f);
+  p.dense_b.assign(2, 0.0f);
+  return p;
+}
+
+textcnn_cpu::textcnn_cpu(textcnn_shape shape, uint64_t seed)
+  : shape_(std::move(shape)), rng_(seed ^ 0x5DEECE66Dull) {
+  p_ = textcnn_params::zeros(shape_);
+  m_ = textcnn_params::zeros(shape_);
+  v_ = textcnn_params::zeros(shape_);
+  init(seed);
+}
+
+void textcnn_cpu::init(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : p_.emb)
+    x = normal(rng);
+  std::fill(p_.emb.begin(), p_.emb.begin() + shape_.embed, 0.0f); // padding row
+  for (size_t c = 0; c < shape_.kernels.size(); ++c) {
+    float bound = 1.0f / std::sqrt(static_cast<float>(shape_.kernels[c] * shape_.embed));
+    std::uniform_real_distribution<float> u(-bound, bound);
+    for (auto& x : p_.conv_w[c])
+      x = u(rng);
+    for (auto& x : p_.conv_b[c])
+      x = u(rng);
+  }
+  float bound = 1.0f / std::sqrt(static_cast<float>(p_.dense_w.size() / 2));
+  std::uniform_real_distribution<float> u(-bound, bound);
+  for (auto& x : p_.dense_w)
+    x = u(rng);
+  for (auto& x : p_.dense_b)
+    x = u(rng);
+}
+
+float textcnn_cpu::forward(const int32_t* tokens, int batch, int len, const int32_t* labels,
+                           bool train, std::vector<float>& probs) {
+  const int D = shape_.embed;
+  const int F = shape_.filters;
+  const int C = static_cast<int>(shape_.kernels.size());
+  const int CF = C * F;
+  int taps = 0;
+  for (int k : shape_.kernels)
+    taps += k;
+  const int N = taps * F;
+  // Gather embeddings.
+  e_.resize(static_cast<size_t>(batch) * len * D);
+  for (int64_t i = 0; i < static_cast<int64_t>(batch) * len; ++i) {
+    int32_t t = tokens[i];
+    if (t < 0 || t >= shape_.vocab)
+      t = 0; // callers validate; never read outside the table
+    std::memcpy(&e_[static_cast<size_t>(i) * D], &p_.emb[static_cast<size_t>(t) * D],
+                sizeof(float) * D);
+  }
+  // Pack all taps: w_all[d][off + j*F + f] = conv_w[c][j][d][f].
+  w_all_.resize(static_cast<size_t>(D) * N);
+  {
+    int off = 0;
+    for (int c = 0; c < C; ++c) {
+      int k = shape_.kernels[c];
+      for (int j = 0; j < k; ++j)
+        for (int d = 0; d < D; ++d)
+          std::memcpy(&w_all_[static_cast<size_t>(d) * N + off + j * F],
+                      &p_.conv_w[c][(static_cast<size_t>(j) * D + d) * F], sizeof(float) * F);
+      off += k * F;
+    }
+  }
+  pooled_.assign(static_cast<size_t>(batch) * CF, 0.0f);
+  arg_.assign(static_cast<size_t>(batch) * CF, 0);
+  // Chunks of samples so that G stays in cache.
+  int chunk = std::max(1, 1024 / std::max(len, 1));
+  std::vector<float> best(static_cast<size_t>(F));
+  std::vector<int32_t> barg(static_cast<size_t>(F));
+  for (int s0 = 0; s0 < batch; s0 += chunk) {
+    int cs = std::min(chunk, batch - s0);
+    int rows = cs * len;
+    g_.resize(static_cast<size_t>(rows) * N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, N, D, 1.0f,
+                &e_[static_cast<size_t>(s0) * len * D], D, w_all_.data(), N, 0.0f, g_.data(),
+                N);
+    for (int b = 0; b < cs; ++b) {
+      const float* gb = &g_[static_cast<size_t>(b) * len * N];
+      int off = 0;
+      for (int c = 0; c < C; ++c) {
+        int k = shape_.kernels[c];
+        const float* bias = p_.conv_b[c].data();
+        std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+        std::fill(barg.begin(), barg.end(), 0);
+        for (int t = 0; t + k <= len; ++t) {
+          const float* row0 = gb + static_cast<size_t>(t) * N + off;
+          for (int f = 0; f < F; ++f) {
+            float h = bias[f];
+            for (int j = 0; j < k; ++j)
+              h += row0[static_cast<size_t>(j) * N + j * F + f];
+            bool better = h > best[f];
+            best[f] = better ? h : best[f];
+            barg[f] = better ? t : barg[f];
+          }
+        }
+        size_t base = static_cast<size_t>(s0 + b) * CF + static_cast<size_t>(c) * F;
+        for (int f = 0; f < F; ++f) {
+          pooled_[base + f] = std::max(best[f], 0.0f); // ReLU commutes with max
+          arg_[base + f] = barg[f];
+        }
+        off += k * F;
+      }
+    }
+  }
+  // Dropout.
+  z_ = pooled_;
+  mask_.assign(z_.size(), 1.0f);
+  if (train && shape_.dropout > 0) {
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    float scale = 1.0f / (1.0f - shape_.dropout);
+    for (size_t i = 0; i < z_.size(); ++i) {
+      mask_[i] = u(rng_) < shape_.dropout ? 0.0f : scale;
+      z_[i] *= mask_[i];
+    }
+  }
+  // Dense and softmax.
+  probs.resize(static_cast<size_t>(batch) * 2);
+  double loss = 0;
+  for (int b = 0; b < batch; ++b) {
+    float l0 = p_.dense_b[0];
+    float l1 = p_.dense_b[1];
+    const float* z = &z_[static_cast<size_t>(b) * CF];
+    for (int i = 0; i < CF; ++i) {
+      l0 += z[i] * p_.dense_w[static_cast<size_t>(i) * 2];
+      l1 += z[i] * p_.dense_w[static_cast<size_t>(i) * 2 + 1];
+    }
+    float m = std::max(l0, l1);
+    float e0 = std::exp(l0 - m);
+    float e1 = std::exp(l1 - m);
+    float sum = e0 + e1;
+    probs[static_cast<size_t>(b) * 2] = e0 / sum;
+    probs[static_cast<size_t>(b) * 2 + 1] = e1 / sum;
+    if (labels != nullptr) {
+      float lt = labels[b] == 1 ? l1 : l0;
+      loss += static_cast<double>(m + std::log(sum) - lt);
+    }
+  }
+  probs_ = probs;
+  return static_cast<float>(loss / std::max(batch, 1));
+}
+
+void textcnn_cpu::backward(const int32_t* tokens, int batch, int len, const int32_t* labels,
+                           textcnn_params& grad) {
+  const int D = shape_.embed;
+  const int F = shape_.filters;
+  const int C = static_cast<int>(shape_.kernels.size());
+  const int CF = C * F;
+  if (grad.emb.size() != p_.emb.size())
+    grad = textcnn_params::zeros(shape_);
+  else
+    grad.each([](float* x, size_t n) { std::fill(x, x + n, 0.0f); });
+  float inv_b = 1.0f / static_cast<float>(std::max(batch, 1));
+  std::vector<float> dz(static_cast<size_t>(CF));
+  std::vector<float> de(static_cast<size_t>(len) * D);
+  for (int b = 0; b < batch; ++b) {
+    float dl0 = (probs_[static_cast<size_t>(b) * 2] - (labels[b] == 0 ? 1.0f : 0.0f)) * inv_b;
+    float dl1 = (probs_[static_cast<size_t>(b) * 2 + 1] - (labels[b] == 1 ? 1.0f : 0.0f)) * inv_b;
+    grad.dense_b[0] += dl0;
+    grad.dense_b[1] += dl1;
+    const float* z = &z_[static_cast<size_t>(b) * CF];
+    for (int i = 0; i < CF; ++i) {
+      grad.dense_w[static_cast<size_t>(i) * 2] += z[i] * dl0;
+      grad.dense_w[static_cast<size_t>(i) * 2 + 1] += z[i] * dl1;
+      float dzi = p_.dense_w[static_cast<size_t>(i) * 2] * dl0
+                  + p_.dense_w[static_cast<size_t>(i) * 2 + 1] * dl1;
+      size_t at = static_cast<size_t>(b) * CF + i;
+      // Through dropout and ReLU: only features whose max was positive carry gradient.
+      dz[static_cast<size_t>(i)] = pooled_[at] > 0.0f ? dzi * mask_[at] : 0.0f;
+    }
+    std::fill(de.begin(), de.end(), 0.0f);
+    const float* eb = &e_[static_cast<size_t>(b) * len * D];
+    for (int c = 0; c < C; ++c) {
+      int k = shape_.kernels[c];
+      auto& gw = grad.conv_w[c];
+      auto& w = p_.conv_w[c];
+      for (int f = 0; f < F; ++f) {
+        float g = dz[static_cast<size_t>(c) * F + f];
+        if (g == 0.0f)
+          continue;
+        grad.conv_b[c][f] += g;
+        int t = arg_[static_cast<size_t>(b) * CF + static_cast<size_t>(c) * F + f];
+        for (int j = 0; j < k; ++j) {
+          const float* x = eb + static_cast<size_t>(t + j) * D;
+          float* dx = &de[static_cast<size_t>(t + j) * D];
+          size_t wb = static_cast<size_t>(j) * D * F + f;
+          for (int d = 0; d < D; ++d) {
+            gw[wb + static_cast<size_t>(d) * F] += g * x[d];
+            dx[d] += g * w[wb + static_cast<size_t>(d) * F];
+          }
+        }
+      }
+    }
+    const int32_t* tk = tokens + static_cast<size_t>(b) * len;
+    for (int t = 0; t < len; ++t) {
+      int32_t id = tk[t];
+      if (id <= 0 || id >= shape_.vocab)
+        continue; // padding keeps a zero embedding
+      float* ge = &grad.emb[static_cast<size_t>(id) * D];
+      const float* d = &de[static_cast<size_t>(t) * D];
+      for (int i = 0; i < D; ++i)
+        ge[i] += d[i];
+    }
+  }
+}
+
+void textcnn_cpu::adam_step(const textcnn_params& grad, float lr) {
+  ++step_;
+  const float b1 = 0.9f;
+  const float b2 = 0.999f;
+  const float eps = 1e-8f;
+  float c1 = 1.0f - std::pow(b1, static_cast<float>(step_));
+  float c2 = 1.0f - std::pow(b2, static_cast<float>(step_));
+  float step = lr / c1;
+  float rc2 = 1.0f / std::sqrt(c2);
+  auto upd = [&](float* p, float* m, float* v, const float* g, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+      v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+      p[i] -= step * m[i] / (std::sqrt(v[i]) * rc2 + eps);
+    }
+  };
+  upd(p_.emb.data(), m_.emb.data(), v_.emb.data(), grad.emb.data(), p_.emb.size());
+  for (size_t c = 0; c < p_.conv_w.size(); ++c) {
+    upd(p_.conv_w[c].data(), m_.conv_w[c].data(), v_.conv_w[c].data(), grad.conv_w[c].data(),
+        p_.conv_w[c].size());
+    upd(p_.conv_b[c].data(), m_.conv_b[c].data(), v_.conv_b[c].data(), grad.conv_b[c].data(),
+        p_.conv_b[c].size());
+  }
+  upd(p_.dense_w.data(), m_.dense_w.data(), v_.dense_w.data(), grad.dense_w.data(),
+      p_.dense_w.size());
+  upd(p_.dense_b.data(), m_.dense_b.data(), v_.dense_b.data(), grad.dense_b.data(),
+      p_.dense_b.size());
+  // Padding row stays zero (PyTorch padding_idx semantics).
+  std::fill(p_.emb.begin(), p_.emb.begin() + shape_.embed, 0.0f);
+}
+
+} // namespace comb::anomaly::detail

@@ -1,0 +1,243 @@
+// The detector as one unit and its one-file form (see detector.hpp).
+#include "apps/anomaly/detector.hpp"
+
+#include "runtime/errc.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+namespace comb::anomaly {
+
+namespace {
+
+const char* cookie_name(text_options::cookie_mode m) {
+  switch (m) {
+    case text_options::cookie_mode::keep: return "keep";
+    case text_options::cookie_mode::drop: return "drop";
+    default: return "name_only";
+  }
+}
+
+} // namespace
+
+std::string detector_config::serialize() const {
+  std::ostringstream os;
+  os << "vocab_size=" << vocab_size << "\n"
+     << "max_tokens=" << max_tokens << "\n"
+     << "text.cookie=" << cookie_name(text.cookie) << "\n"
+     << "text.sort_headers=" << (text.sort_headers ? 1 : 0) << "\n"
+     << "text.drop_headers=" << (text.drop_headers ? 1 : 0) << "\n"
+     << "model.vocab=" << model.vocab << "\n"
+     << "model.embed=" << model.embed << "\n"
+     << "model.filters=" << model.filters << "\n"
+     << "model.kernel_sizes=";
+  for (size_t i = 0; i < model.kernel_sizes.size(); ++i)
+    os << (i ? "," : "") << model.kernel_sizes[i];
+  os << "\n"
+     << "model.dropout=" << model.dropout << "\n"
+     << "model.learning_rate=" << model.learning_rate << "\n"
+     << "model.seed=" << model.seed << "\n";
+  return os.str();
+}
+
+caf::expected<detector_config> detector_config::deserialize(std::string_view text) {
+  detector_config c;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    auto line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    ++line_no;
+    if (line.empty())
+      continue;
+    auto eq = line.find('=');
+    if (eq == std::string_view::npos)
+      return make_error(errc::bad_model, "detector config line " + std::to_string(line_no)
+                                           + " is not key=value");
+    auto key = std::string{line.substr(0, eq)};
+    auto val = std::string{line.substr(eq + 1)};
+    auto bad = [&] {
+      return make_error(errc::bad_model,
+                        "detector config: bad value '" + val + "' for " + key);
+    };
+    auto num = [&](auto& out) {
+      auto [p, ec] = std::from_chars(val.data(), val.data() + val.size(), out);
+      return ec == std::errc{} && p == val.data() + val.size();
+    };
+    try {
+      if (key == "vocab_size") {
+        if (!num(c.vocab_size)) return bad();
+      } else if (key == "max_tokens") {
+        if (!num(c.max_tokens) || c.max_tokens == 0) return bad();
+      } else if (key == "text.cookie") {
+        if (val == "keep") c.text.cookie = text_options::cookie_mode::keep;
+        else if (val == "drop") c.text.cookie = text_options::cookie_mode::drop;
+        else if (val == "name_only") c.text.cookie = text_options::cookie_mode::name_only;
+        else return bad();
+      } else if (key == "text.sort_headers") {
+        c.text.sort_headers = val == "1";
+      } else if (key == "text.drop_headers") {
+        c.text.drop_headers = val == "1";
+      } else if (key == "model.vocab") {
+        if (!num(c.model.vocab)) return bad();
+      } else if (key == "model.embed") {
+        if (!num(c.model.embed)) return bad();
+      } else if (key == "model.filters") {
+        if (!num(c.model.filters)) return bad();
+      } else if (key == "model.kernel_sizes") {
+        c.model.kernel_sizes.clear();
+        std::string_view v = val;
+        while (!v.empty()) {
+          auto comma = v.find(',');
+          auto part = v.substr(0, comma);
+          int k = 0;
+          auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), k);
+          if (ec != std::errc{} || k <= 0) return bad();
+          c.model.kernel_sizes.push_back(k);
+          v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
+        }
+      } else if (key == "model.dropout") {
+        c.model.dropout = std::stof(val);
+      } else if (key == "model.learning_rate") {
+        c.model.learning_rate = std::stof(val);
+      } else if (key == "model.seed") {
+        if (!num(c.model.seed)) return bad();
+      } // unknown keys are ignored: newer writers may add settings
+    } catch (const std::exception&) {
+      return bad();
+    }
+  }
+  return c;
+}
+
+detector::detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config cfg)
+  : tokenizer_(std::move(tok)), model_(std::move(model)), config_(std::move(cfg)) {
+}
+
+std::vector<int32_t> detector::encode_text(std::string_view text) const {
+  auto ids = tokenizer_.encode(text, config_.max_tokens);
+  if (ids.empty())
+    ids.push_back(static_cast<int32_t>(' ') + 1);
+  return ids;
+}
+
+int pad_batch(const std::vector<std::vector<int32_t>>& seqs, const std::vector<size_t>& idx,
+              size_t begin, size_t end, int min_len, std::vector<int32_t>& out) {
+  size_t len = static_cast<size_t>(std::max(min_len, 1));
+  for (size_t b = begin; b < end; ++b)
+    len = std::max(len, seqs[idx[b]].size());
+  out.assign((end - begin) * len, bbpe_tokenizer::pad_id);
+  for (size_t b = begin; b < end; ++b) {
+    auto& s = seqs[idx[b]];
+    std::copy(s.begin(), s.end(), out.begin() + static_cast<std::ptrdiff_t>((b - begin) * len));
+  }
+  return static_cast<int>(len);
+}
+
+caf::expected<std::vector<float>>
+detector::score_encoded(const std::vector<std::vector<int32_t>>& seqs, int batch) {
+  std::vector<float> out(seqs.size(), 0.0f);
+  if (seqs.empty())
+    return out;
+  batch = std::max(batch, 1);
+  // Sort by length so that batches pad little; results go back to their places.
+  std::vector<size_t> order(seqs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return seqs[a].size() < seqs[b].size(); });
+  int min_len = *std::max_element(config_.model.kernel_sizes.begin(),
+                                  config_.model.kernel_sizes.end());
+  std::vector<int32_t> buf;
+  for (size_t s = 0; s < order.size(); s += static_cast<size_t>(batch)) {
+    size_t e = std::min(order.size(), s + static_cast<size_t>(batch));
+    int len = pad_batch(seqs, order, s, e, min_len, buf);
+    auto p = model_.predict(buf, static_cast<int>(e - s), len);
+    if (!p)
+      return p.error();
+    for (size_t b = s; b < e; ++b)
+      out[order[b]] = (*p)[b - s];
+  }
+  return out;
+}
+
+caf::expected<std::vector<float>>
+detector::score_raw(const std::vector<std::string_view>& raw, std::vector<bool>* parsed,
+                    int batch) {
+  std::vector<std::vector<int32_t>> seqs;
+  seqs.reserve(raw.size());
+  if (parsed)
+    parsed->assign(raw.size(), false);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    bool ok = false;
+    auto text = to_model_text_lenient(raw[i], config_.text, &ok);
+    if (parsed)
+      (*parsed)[i] = ok;
+    seqs.push_back(encode_text(text));
+  }
+  return score_encoded(seqs, batch);
+}
+
+caf::expected<std::string> detector::serialize() const {
+  std::map<std::string, std::string> meta;
+  meta["comb.kind"] = "anomaly-detector";
+  meta["comb.format"] = "1";
+  meta["comb.tokenizer"] = tokenizer_.serialize();
+  meta["comb.config"] = config_.serialize();
+  return model_.save(meta);
+}
+
+caf::expected<detector> detector::deserialize(const std::string& bytes) {
+  std::map<std::string, std::string> meta;
+  auto model = textcnn_classifier::load(bytes, &meta);
+  if (!model)
+    return model.error();
+  if (meta["comb.kind"] != "anomaly-detector")
+    return make_error(errc::bad_model, "model file is not an anomaly detector (comb.kind is '"
+                                         + meta["comb.kind"] + "')");
+  auto tok = bbpe_tokenizer::deserialize(meta["comb.tokenizer"]);
+  if (!tok)
+    return tok.error();
+  auto cfg = detector_config::deserialize(meta["comb.config"]);
+  if (!cfg)
+    return cfg.error();
+  if (tok->vocab_size() > static_cast<size_t>(cfg->model.vocab))
+    return make_error(errc::bad_model, "tokenizer has " + std::to_string(tok->vocab_size())
+                                         + " ids but the model embeds only "
+                                         + std::to_string(cfg->model.vocab));
+  return detector{std::move(*tok), std::move(*model), std::move(*cfg)};
+}
+
+caf::error detector::save(const std::string& path) const {
+  auto bytes = serialize();
+  if (!bytes)
+    return bytes.error();
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f)
+      return make_error(errc::storage_error, "cannot write model file " + tmp);
+    f.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+    if (!f)
+      return make_error(errc::storage_error, "cannot write model file " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return make_error(errc::storage_error, "cannot rename " + tmp + " to " + path);
+  return {};
+}
+
+caf::expected<detector> detector::load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f)
+    return make_error(errc::not_found, "model file not found: " + path);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto d = deserialize(bytes);
+  if (!d)
+    return make_error(errc::bad_model, path + ": " + describe(d.error()));
+  return d;
+}
+
+} // namespace comb::anomaly

@@ -1,0 +1,155 @@
+// Experiments on CSIC 2010 (see evaluation.hpp).
+#include "apps/anomaly/evaluation.hpp"
+
+#include "runtime/errc.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <ostream>
+#include <random>
+
+namespace comb::anomaly {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i]))
+        != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+} // namespace
+
+std::string to_string(tokenizer_protocol p) {
+  return p == tokenizer_protocol::training_part
+           ? "protocol 1 (tokenizer trained on the training part only)"
+           : "protocol 2 (paper's: tokenizer trained on all data)";
+}
+
+http_request perturb_request(const http_request& r, test_perturbation p, uint64_t seed) {
+  http_request out = r;
+  std::mt19937_64 rng(seed);
+  if (p == test_perturbation::shuffle_headers) {
+    std::shuffle(out.headers.begin(), out.headers.end(), rng);
+  } else if (p == test_perturbation::random_cookies) {
+    static const char hex[] = "0123456789ABCDEF";
+    for (auto& [k, v] : out.headers)
+      if (iequals(k, "cookie")) {
+        std::string id(32, '0');
+        for (auto& c : id)
+          c = hex[rng() % 16];
+        v = "JSESSIONID=" + id;
+      }
+  }
+  return out;
+}
+
+caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const split& s,
+                                                tokenizer_protocol protocol,
+                                                const eval_options& opts) {
+  if (s.train.empty() || s.test.empty())
+    return make_error(errc::invalid_argument, "experiment needs training and test requests");
+  experiment_result res;
+  res.train_size = s.train.size();
+  res.test_size = s.test.size();
+  const auto n = ds.requests.size();
+  std::vector<int> labels(n);
+  std::vector<std::string> texts(n);
+  std::vector<char> is_test(n, 0);
+  for (auto i : s.test)
+    is_test[i] = 1;
+  for (size_t i = 0; i < n; ++i) {
+    labels[i] = ds.requests[i].label;
+    if (is_test[i] && opts.perturb != test_perturbation::none)
+      texts[i] = to_model_text(perturb_request(ds.requests[i].request, opts.perturb,
+                                               opts.seed * 7919 + i),
+                               opts.config.text);
+    else
+      texts[i] = to_model_text(ds.requests[i].request, opts.config.text);
+  }
+  // Tokenizer.
+  auto t0 = clock_type::now();
+  std::vector<std::string_view> corpus;
+  if (protocol == tokenizer_protocol::training_part) {
+    for (auto i : s.train)
+      corpus.emplace_back(texts[i]);
+  } else {
+    for (auto& t : texts)
+      corpus.emplace_back(t);
+  }
+  auto tok = bbpe_tokenizer::train(corpus, opts.config.vocab_size);
+  if (!tok)
+    return tok.error();
+  res.tokenizer_seconds = since(t0);
+  auto cfg = opts.config;
+  cfg.model.vocab = static_cast<int>(cfg.vocab_size);
+  cfg.model.seed = opts.seed;
+  auto model = textcnn_classifier::create(cfg.model);
+  if (!model)
+    return model.error();
+  detector d{std::move(*tok), std::move(*model), cfg};
+  std::vector<std::vector<int32_t>> seqs(n);
+  for (size_t i = 0; i < n; ++i)
+    seqs[i] = d.encode_text(texts[i]);
+  // Training with early stopping on a validation share of the training part.
+  auto tv = validation_split(s.train, labels, opts.validation_share, opts.seed + 17);
+  auto topts = opts.train;
+  topts.seed = opts.seed;
+  auto tr = train_model(d, seqs, labels, tv.train, tv.test, topts);
+  if (!tr)
+    return tr.error();
+  res.training = *tr;
+  // Test.
+  t0 = clock_type::now();
+  std::vector<std::vector<int32_t>> test_seqs;
+  test_seqs.reserve(s.test.size());
+  for (auto i : s.test)
+    test_seqs.push_back(seqs[i]);
+  auto p = d.score_encoded(test_seqs);
+  if (!p)
+    return p.error();
+  res.test_seconds = since(t0);
+  for (size_t k = 0; k < s.test.size(); ++k)
+    res.metrics.add(labels[s.test[k]], (*p)[k] >= 0.5f);
+  return res;
+}
+
+caf::expected<std::vector<experiment_result>>
+run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval_options& opts,
+          int only_folds) {
+  std::vector<int> labels;
+  labels.reserve(ds.requests.size());
+  for (auto& r : ds.requests)
+    labels.push_back(r.label);
+  auto folds = stratified_kfold(labels, k, opts.seed);
+  if (!folds)
+    return folds.error();
+  std::vector<experiment_result> out;
+  int run = only_folds > 0 ? std::min(only_folds, k) : k;
+  for (int f = 0; f < run; ++f) {
+    auto o = opts;
+    o.train.label = "fold " + std::to_string(f + 1) + "/" + std::to_string(k);
+    auto r = run_experiment(ds, (*folds)[static_cast<size_t>(f)], protocol, o);
+    if (!r)
+      return r.error();
+    if (opts.log)
+      *opts.log << "  fold " << f + 1 << "/" << k << ": " << r->metrics.to_string()
+                << "  epochs " << r->training.epochs_run << " (best " << r->training.best_epoch
+                << ")\n"
+                << std::flush;
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+} // namespace comb::anomaly

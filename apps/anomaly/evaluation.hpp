@@ -1,0 +1,75 @@
+// comb::anomaly evaluation: the experiments of the paper's Tables 2 and 3 on CSIC 2010, and
+// the ablations. Each experiment renders requests as text, trains a BBPE tokenizer (on the
+// training part only, or on all data as the paper did), trains the TextCNN with early
+// stopping on a validation share of the training part, and scores the held-out part at
+// threshold 0.5. Stateless functions; single-threaded drivers.
+#pragma once
+
+#include "apps/anomaly/binary_metrics.hpp"
+#include "apps/anomaly/csic_dataset.hpp"
+#include "apps/anomaly/detector.hpp"
+#include "apps/anomaly/splits.hpp"
+#include "apps/anomaly/trainer.hpp"
+
+#include <caf/expected.hpp>
+
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace comb::anomaly {
+
+/// Where the tokenizer learns its merges.
+enum class tokenizer_protocol {
+  /// Protocol 1: the training part only (stricter; reported first).
+  training_part,
+  /// Protocol 2: all requests, test part included (the paper's).
+  all_data,
+};
+
+std::string to_string(tokenizer_protocol p);
+
+/// What is done to the test requests before scoring (ablations).
+enum class test_perturbation {
+  none,
+  /// Header fields in a random order (seeded per request).
+  shuffle_headers,
+  /// Cookie values replaced by fresh random JSESSIONIDs.
+  random_cookies,
+};
+
+struct eval_options {
+  detector_config config;
+  train_options train;
+  /// Share of the training part held out for early stopping.
+  double validation_share = 0.1;
+  uint64_t seed = 1;
+  test_perturbation perturb = test_perturbation::none;
+  /// Log lines (per experiment results); nullptr = quiet.
+  std::ostream* log = nullptr;
+};
+
+struct experiment_result {
+  binary_metrics metrics;
+  train_result training;
+  double tokenizer_seconds = 0;
+  double test_seconds = 0;
+  size_t train_size = 0;
+  size_t test_size = 0;
+};
+
+/// Trains on `s.train`, tests on `s.test`.
+caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const split& s,
+                                                tokenizer_protocol protocol,
+                                                const eval_options& opts);
+
+/// Stratified k-fold cross-validation; `only_folds` > 0 runs just the first that many.
+caf::expected<std::vector<experiment_result>>
+run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval_options& opts,
+          int only_folds = 0);
+
+/// Applies `p` to one request (seeded), returning the perturbed copy.
+http_request perturb_request(const http_request& r, test_perturbation p, uint64_t seed);
+
+} // namespace comb::anomaly

@@ -1,0 +1,174 @@
+// Training loop with early stopping and progress (see trainer.hpp).
+#include "apps/anomaly/trainer.hpp"
+
+#include "runtime/errc.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+namespace comb::anomaly {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::string hms(double s) {
+  if (!(s >= 0) || s > 1e7)
+    s = 0;
+  auto t = static_cast<long>(s + 0.5);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  return buf;
+}
+
+bool on_terminal(std::ostream* os) {
+  return (os == &std::cerr && isatty(2)) || (os == &std::cout && isatty(1));
+}
+
+double validation_loss(detector& d, const std::vector<std::vector<int32_t>>& seqs,
+                       const std::vector<int>& labels, const std::vector<size_t>& val,
+                       caf::error& err) {
+  std::vector<std::vector<int32_t>> sub;
+  sub.reserve(val.size());
+  for (auto i : val)
+    sub.push_back(seqs[i]);
+  auto p = d.score_encoded(sub);
+  if (!p) {
+    err = p.error();
+    return 0;
+  }
+  double loss = 0;
+  for (size_t k = 0; k < val.size(); ++k) {
+    double q = labels[val[k]] == 1 ? (*p)[k] : 1.0 - (*p)[k];
+    loss -= std::log(std::max(q, 1e-7));
+  }
+  return loss / static_cast<double>(std::max<size_t>(val.size(), 1));
+}
+
+} // namespace
+
+std::vector<std::vector<size_t>> epoch_batches(const std::vector<std::vector<int32_t>>& seqs,
+                                               const std::vector<size_t>& train, int batch,
+                                               uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> order = train;
+  std::shuffle(order.begin(), order.end(), rng);
+  auto b = static_cast<size_t>(std::max(batch, 1));
+  size_t window = b * 32;
+  for (size_t s = 0; s < order.size(); s += window) {
+    auto e = std::min(order.size(), s + window);
+    std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(s),
+                     order.begin() + static_cast<std::ptrdiff_t>(e),
+                     [&](size_t x, size_t y) { return seqs[x].size() < seqs[y].size(); });
+  }
+  std::vector<std::vector<size_t>> out;
+  for (size_t s = 0; s < order.size(); s += b)
+    out.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(s),
+                     order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), s + b)));
+  std::shuffle(out.begin(), out.end(), rng);
+  return out;
+}
+
+caf::expected<train_result> train_model(detector& d,
+                                        const std::vector<std::vector<int32_t>>& seqs,
+                                        const std::vector<int>& labels,
+                                        const std::vector<size_t>& train,
+                                        const std::vector<size_t>& validation,
+                                        const train_options& opts) {
+  if (train.empty())
+    return make_error(errc::invalid_argument, "no training examples");
+  if (opts.batch < 1 || opts.max_epochs < 1)
+    return make_error(errc::invalid_argument, "batch size and epochs must be at least 1");
+  train_result res;
+  res.best_validation_loss = INFINITY;
+  std::string best_weights;
+  int min_len = *std::max_element(d.config().model.kernel_sizes.begin(),
+                                  d.config().model.kernel_sizes.end());
+  bool tty = on_terminal(opts.progress);
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> y;
+  int since_best = 0;
+  for (int epoch = 1; epoch <= opts.max_epochs; ++epoch) {
+    auto batches = epoch_batches(seqs, train, opts.batch,
+                                 opts.seed * 1000003u + static_cast<uint64_t>(epoch));
+    auto t0 = clock_type::now();
+    auto last_print = t0;
+    double loss_sum = 0;
+    for (size_t bi = 0; bi < batches.size(); ++bi) {
+      auto& b = batches[bi];
+      std::vector<size_t> idx(b.begin(), b.end());
+      int len = pad_batch(seqs, idx, 0, idx.size(), min_len, tokens);
+      y.clear();
+      for (auto i : idx)
+        y.push_back(labels[i]);
+      auto loss = d.model().train_step(tokens, static_cast<int>(idx.size()), len, y);
+      if (!loss)
+        return loss.error();
+      loss_sum += *loss;
+      auto now = clock_type::now();
+      if (opts.progress != nullptr
+          && (bi + 1 == batches.size()
+              || (tty && now - last_print > std::chrono::milliseconds(250)))) {
+        last_print = now;
+        double el = std::chrono::duration<double>(now - t0).count();
+        double eta = el / static_cast<double>(bi + 1)
+                     * static_cast<double>(batches.size() - bi - 1);
+        char buf[256];
+        std::snprintf(buf, sizeof(buf), "%s%sepoch %d/%d batch %zu/%zu loss %.4f ETA %s",
+                      opts.label.c_str(), opts.label.empty() ? "" : " ", epoch,
+                      opts.max_epochs, bi + 1, batches.size(),
+                      loss_sum / static_cast<double>(bi + 1), hms(eta).c_str());
+        if (tty)
+          *opts.progress << "\r" << buf << "\033[K" << std::flush;
+        else if (bi + 1 == batches.size())
+          *opts.progress << buf;
+      }
+    }
+    double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+    res.epoch_seconds.push_back(secs);
+    res.train_loss.push_back(loss_sum / static_cast<double>(batches.size()));
+    res.epochs_run = epoch;
+    if (validation.empty()) {
+      res.best_epoch = epoch;
+      if (opts.progress)
+        *opts.progress << " (" << hms(secs) << ")\n" << std::flush;
+      continue;
+    }
+    caf::error err;
+    double vl = validation_loss(d, seqs, labels, validation, err);
+    if (err)
+      return err;
+    res.validation_loss.push_back(vl);
+    if (opts.progress) {
+      char buf[128];
+      std::snprintf(buf, sizeof(buf), " val_loss %.5f (%s)\n", vl, hms(secs).c_str());
+      *opts.progress << buf << std::flush;
+    }
+    if (vl < res.best_validation_loss) {
+      res.best_validation_loss = vl;
+      res.best_epoch = epoch;
+      since_best = 0;
+      auto w = d.model().save({});
+      if (!w)
+        return w.error();
+      best_weights = std::move(*w);
+    } else if (++since_best >= opts.patience) {
+      break;
+    }
+  }
+  if (!best_weights.empty() && res.best_epoch != res.epochs_run) {
+    auto best = textcnn_classifier::load(best_weights, nullptr);
+    if (!best)
+      return best.error();
+    d.model() = std::move(*best);
+  }
+  return res;
+}
+
+} // namespace comb::anomaly

@@ -1,0 +1,54 @@
+// comb::anomaly trainer: trains a detector's TextCNN on encoded requests with Adam, in
+// shuffled length-bucketed batches, with early stopping on a validation split (the weights
+// of the best validation epoch are kept). Seeded: the same inputs and seed give the same
+// model. Shows progress (epoch, batch, loss, ETA) on a terminal. Single-threaded driver;
+// the kernels parallelise inside each step.
+#pragma once
+
+#include "apps/anomaly/detector.hpp"
+
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <iosfwd>
+#include <vector>
+
+namespace comb::anomaly {
+
+struct train_options {
+  int max_epochs = 5;
+  int batch = 64;
+  /// Stop after this many epochs without a better validation loss.
+  int patience = 1;
+  uint64_t seed = 1;
+  /// Progress output (nullptr = quiet); on a terminal one line is rewritten in place.
+  std::ostream* progress = nullptr;
+  /// Label printed before the progress ("fold 2/5").
+  std::string label;
+};
+
+struct train_result {
+  int epochs_run = 0;
+  int best_epoch = 0;
+  double best_validation_loss = 0;
+  std::vector<double> epoch_seconds;
+  std::vector<double> train_loss;
+  std::vector<double> validation_loss;
+};
+
+/// Training batches of one epoch: indices shuffled with `seed`, then sorted by length
+/// within windows of 32 batches so that a batch pads little, then the batches shuffled.
+std::vector<std::vector<size_t>> epoch_batches(const std::vector<std::vector<int32_t>>& seqs,
+                                               const std::vector<size_t>& train, int batch,
+                                               uint64_t seed);
+
+/// Trains `d.model()` on seqs[train] with labels, early-stopping on seqs[validation]
+/// (no early stopping when `validation` is empty). Errors come from the model.
+caf::expected<train_result> train_model(detector& d,
+                                        const std::vector<std::vector<int32_t>>& seqs,
+                                        const std::vector<int>& labels,
+                                        const std::vector<size_t>& train,
+                                        const std::vector<size_t>& validation,
+                                        const train_options& opts);
+
+} // namespace comb::anomaly

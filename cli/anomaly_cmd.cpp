@@ -1,0 +1,453 @@
+// `comb anomaly train | eval | score`: the HTTP anomaly detector of apps/anomaly on the
+// command line. train: fit tokenizer and TextCNN on CSIC 2010 and save one model file.
+// eval: stratified k-fold (Table 2) under both tokenizer protocols, the training-share
+// sweep (Table 3), ablations, and the ModSecurity CRS peer. score: probabilities for
+// requests read from a file or stdin.
+#include "cli/commands.hpp"
+
+#include "apps/anomaly/csic_dataset.hpp"
+#include "apps/anomaly/detector.hpp"
+#include "apps/anomaly/evaluation.hpp"
+#include "apps/anomaly/trainer.hpp"
+#include "runtime/errc.hpp"
+#ifdef COMB_ANOMALY_HAVE_CRS
+#include "apps/anomaly/crs_report.hpp"
+#endif
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace comb::cli {
+
+namespace {
+
+using namespace comb::anomaly;
+
+struct common_args {
+  std::string data;
+  size_t limit = 0;
+  size_t vocab = 8192;
+  size_t max_tokens = 256;
+  int epochs = 5;
+  int batch = 64;
+  int patience = 1;
+  uint64_t seed = 1;
+  std::string cookie = "name_only";
+  bool sort_headers = false;
+  double validation = 0.1;
+  bool quiet = false;
+};
+
+[[noreturn]] void fail(const std::string& what, int code = 1) {
+  std::cerr << "comb anomaly: " << what << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+void add_common(CLI::App* c, common_args& a) {
+  c->add_option("--data", a.data,
+                "CSIC 2010 folder (default $COMB_CSIC_DIR or ../shared/data/csic2010)");
+  c->add_option("--limit", a.limit, "use only the first N requests of each file (0 = all)");
+  c->add_option("--vocab", a.vocab, "BBPE vocabulary size")->capture_default_str();
+  c->add_option("--max-tokens", a.max_tokens,
+                "tokens kept per request; longer requests are truncated")
+    ->capture_default_str();
+  c->add_option("--epochs", a.epochs, "maximum epochs (early stopping on validation loss)")
+    ->capture_default_str();
+  c->add_option("--batch", a.batch, "batch size")->capture_default_str();
+  c->add_option("--patience", a.patience, "epochs without improvement before stopping")
+    ->capture_default_str();
+  c->add_option("--seed", a.seed, "seed for splits, initialisation, shuffling")
+    ->capture_default_str();
+  c->add_option("--cookie", a.cookie, "Cookie field in the model input: keep|name_only|drop")
+    ->check(CLI::IsMember({"keep", "name_only", "drop"}))
+    ->capture_default_str();
+  c->add_flag("--sort-headers", a.sort_headers, "sort header fields by name");
+  c->add_option("--validation", a.validation, "validation share for early stopping")
+    ->capture_default_str();
+  c->add_flag("--quiet", a.quiet, "no progress output");
+}
+
+std::string repo_root() {
+#ifdef COMB_SOURCE_DIR
+  return COMB_SOURCE_DIR;
+#else
+  return ".";
+#endif
+}
+
+detector_config make_config(const common_args& a) {
+  detector_config c;
+  c.vocab_size = a.vocab;
+  c.max_tokens = a.max_tokens;
+  c.text.cookie = a.cookie == "keep"   ? text_options::cookie_mode::keep
+                  : a.cookie == "drop" ? text_options::cookie_mode::drop
+                                       : text_options::cookie_mode::name_only;
+  c.text.sort_headers = a.sort_headers;
+  c.model.vocab = static_cast<int>(a.vocab);
+  c.model.seed = a.seed;
+  return c;
+}
+
+csic_dataset load_data(const common_args& a) {
+  auto dir = a.data.empty() ? default_csic_dir(repo_root()) : a.data;
+  auto ds = load_csic(dir, a.limit);
+  if (!ds)
+    fail(describe(ds.error()));
+  if (!a.quiet)
+    std::cerr << "data: " << ds->requests.size() << " requests (" << ds->counts[0]
+              << " normal, " << ds->counts[1] << " anomalous) from " << dir << "\n";
+  return std::move(*ds);
+}
+
+void check_args(const common_args& a) {
+  if (a.vocab < 258 || a.vocab > (1u << 20))
+    fail("--vocab must be in 258..1048576, got " + std::to_string(a.vocab));
+  if (a.max_tokens < 4 || a.max_tokens > 65536)
+    fail("--max-tokens must be in 4..65536, got " + std::to_string(a.max_tokens));
+  if (a.epochs < 1 || a.batch < 1 || a.patience < 1)
+    fail("--epochs, --batch and --patience must be at least 1");
+  if (!(a.validation > 0 && a.validation < 0.5))
+    fail("--validation must be in (0, 0.5)");
+}
+
+void print_table2_row(const char* name, const std::vector<experiment_result>& rs) {
+  std::vector<binary_metrics> ms;
+  double secs = 0;
+  int epochs = 0;
+  for (auto& r : rs) {
+    ms.push_back(r.metrics);
+    for (auto s : r.training.epoch_seconds)
+      secs += s;
+    epochs += r.training.epochs_run;
+  }
+  auto s = summarize(ms);
+  std::printf("%s\n  %s\n  training: %d epochs in total, %.1f s/epoch\n", name,
+              s.to_string().c_str(), epochs, epochs > 0 ? secs / epochs : 0.0);
+  std::fflush(stdout);
+}
+
+// --- train ------------------------------------------------------------------------------
+
+void run_train(const common_args& a, const std::string& out) {
+  check_args(a);
+  auto ds = load_data(a);
+  auto cfg = make_config(a);
+  std::vector<std::string> texts;
+  std::vector<int> labels;
+  for (auto& r : ds.requests) {
+    texts.push_back(to_model_text(r.request, cfg.text));
+    labels.push_back(r.label);
+  }
+  std::vector<std::string_view> corpus(texts.begin(), texts.end());
+  auto t0 = std::chrono::steady_clock::now();
+  auto tok = bbpe_tokenizer::train(corpus, cfg.vocab_size);
+  if (!tok)
+    fail(describe(tok.error()));
+  if (!a.quiet)
+    std::cerr << "tokenizer: " << tok->vocab_size() << " ids in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+              << " s\n";
+  auto model = textcnn_classifier::create(cfg.model);
+  if (!model)
+    fail(describe(model.error()));
+  detector d{std::move(*tok), std::move(*model), cfg};
+  std::vector<std::vector<int32_t>> seqs;
+  for (auto& t : texts)
+    seqs.push_back(d.encode_text(t));
+  std::vector<size_t> all(texts.size());
+  for (size_t i = 0; i < all.size(); ++i)
+    all[i] = i;
+  auto tv = validation_split(all, labels, a.validation, a.seed + 17);
+  train_options to;
+  to.max_epochs = a.epochs;
+  to.batch = a.batch;
+  to.patience = a.patience;
+  to.seed = a.seed;
+  to.progress = a.quiet ? nullptr : &std::cerr;
+  auto res = train_model(d, seqs, labels, tv.train, tv.test, to);
+  if (!res)
+    fail(describe(res.error()));
+  // Validation figures of the kept weights.
+  std::vector<std::vector<int32_t>> vs;
+  for (auto i : tv.test)
+    vs.push_back(seqs[i]);
+  auto p = d.score_encoded(vs);
+  if (!p)
+    fail(describe(p.error()));
+  binary_metrics m;
+  for (size_t k = 0; k < tv.test.size(); ++k)
+    m.add(labels[tv.test[k]], (*p)[k] >= 0.5f);
+  if (auto err = d.save(out))
+    fail(describe(err));
+  std::printf("model saved to %s (backend %s, best epoch %d of %d)\nvalidation (%zu requests): "
+              "%s\n",
+              out.c_str(), d.model().backend().c_str(), res->best_epoch, res->epochs_run,
+              tv.test.size(), m.to_string().c_str());
+}
+
+// --- eval -------------------------------------------------------------------------------
+
+struct eval_args {
+  int folds = 5;
+  int run_folds = 0;
+  std::string protocol = "both";
+  std::string shares = "80,50,25,10,5";
+  bool ablations = false;
+  bool crs = false;
+  size_t crs_sample = 0;
+};
+
+std::vector<double> parse_shares(const std::string& s) {
+  std::vector<double> out;
+  if (s == "none" || s.empty())
+    return out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    double v = 0;
+    try {
+      v = std::stod(part);
+    } catch (const std::exception&) {
+      fail("--shares: '" + part + "' is not a percentage");
+    }
+    if (!(v > 0 && v < 100))
+      fail("--shares: " + part + " is not in (0, 100)");
+    out.push_back(v / 100.0);
+  }
+  return out;
+}
+
+void run_eval(const common_args& a, const eval_args& e) {
+  check_args(a);
+  auto shares = parse_shares(e.shares);
+  if (e.folds < 2)
+    fail("--folds must be at least 2");
+  auto ds = load_data(a);
+  eval_options o;
+  o.config = make_config(a);
+  o.train.max_epochs = a.epochs;
+  o.train.batch = a.batch;
+  o.train.patience = a.patience;
+  o.train.progress = a.quiet ? nullptr : &std::cerr;
+  o.validation_share = a.validation;
+  o.seed = a.seed;
+  o.log = &std::cout;
+  std::vector<tokenizer_protocol> protocols;
+  if (e.protocol == "1" || e.protocol == "both")
+    protocols.push_back(tokenizer_protocol::training_part);
+  if (e.protocol == "2" || e.protocol == "both")
+    protocols.push_back(tokenizer_protocol::all_data);
+  std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, batch %d, "
+              "at most %d epochs, seed %llu\n",
+              ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.batch, a.epochs,
+              static_cast<unsigned long long>(a.seed));
+  for (auto p : protocols) {
+    std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds,
+                to_string(p).c_str());
+    std::fflush(stdout);
+    auto rs = run_kfold(ds, e.folds, p, o, e.run_folds);
+    if (!rs)
+      fail(describe(rs.error()));
+    print_table2_row(e.run_folds > 0 ? "(partial: first folds only)" : "result", *rs);
+    if (shares.empty())
+      continue;
+    std::printf("\n== Table 3, training share sweep (stratified train/test split), %s\n",
+                to_string(p).c_str());
+    std::printf("  %-6s %-9s %-9s %-9s %-9s %s\n", "train", "accuracy", "precision", "recall",
+                "F1", "(train/test requests, epochs)");
+    std::vector<int> labels;
+    for (auto& r : ds.requests)
+      labels.push_back(r.label);
+    for (double sh : shares) {
+      auto sp = stratified_share(labels, sh, a.seed);
+      if (!sp)
+        fail(describe(sp.error()));
+      auto oo = o;
+      oo.train.label = "share " + std::to_string(static_cast<int>(sh * 100 + 0.5)) + "%";
+      auto r = run_experiment(ds, *sp, p, oo);
+      if (!r)
+        fail(describe(r.error()));
+      std::printf("  %4.0f%%  %.4f    %.4f    %.4f    %.4f    (%zu/%zu, %d epochs)\n", sh * 100,
+                  r->metrics.accuracy(), r->metrics.precision(), r->metrics.recall(),
+                  r->metrics.f1(), r->train_size, r->test_size, r->training.epochs_run);
+      std::fflush(stdout);
+    }
+  }
+  if (e.ablations) {
+    std::printf("\n== Ablations (protocol 1, one stratified 80/20 split): does the model key "
+                "on session cookies or header order?\n");
+    std::vector<int> labels;
+    for (auto& r : ds.requests)
+      labels.push_back(r.label);
+    auto sp = stratified_share(labels, 0.8, a.seed);
+    if (!sp)
+      fail(describe(sp.error()));
+    struct variant {
+      const char* name;
+      text_options::cookie_mode cookie;
+      bool sort;
+      bool drop_headers;
+      test_perturbation perturb;
+    };
+    using cm = text_options::cookie_mode;
+    const variant variants[] = {
+      {"cookie value kept", cm::keep, false, false, test_perturbation::none},
+      {"cookie value kept, test cookies randomised", cm::keep, false, false,
+       test_perturbation::random_cookies},
+      {"cookie value dropped (default)", cm::name_only, false, false, test_perturbation::none},
+      {"cookie value dropped, test headers shuffled", cm::name_only, false, false,
+       test_perturbation::shuffle_headers},
+      {"cookie dropped, headers sorted, test headers shuffled", cm::name_only, true, false,
+       test_perturbation::shuffle_headers},
+      {"no header fields at all (method, URL, body)", cm::name_only, false, true,
+       test_perturbation::none},
+    };
+    for (auto& v : variants) {
+      auto oo = o;
+      oo.config.text.cookie = v.cookie;
+      oo.config.text.sort_headers = v.sort;
+      oo.config.text.drop_headers = v.drop_headers;
+      oo.perturb = v.perturb;
+      oo.train.label = v.name;
+      auto r = run_experiment(ds, *sp, tokenizer_protocol::training_part, oo);
+      if (!r)
+        fail(describe(r.error()));
+      std::printf("  %-55s %s\n", v.name, r->metrics.to_string().c_str());
+      std::fflush(stdout);
+    }
+  }
+  if (e.crs) {
+#ifdef COMB_ANOMALY_HAVE_CRS
+    std::printf("\n== Peer: ModSecurity (libmodsecurity3) + OWASP CRS 3.3.4, same requests, "
+                "one thread\n");
+    std::vector<size_t> idx;
+    size_t step = e.crs_sample == 0 || e.crs_sample >= ds.requests.size()
+                    ? 1
+                    : ds.requests.size() / e.crs_sample;
+    for (size_t i = 0; i < ds.requests.size(); i += step)
+      idx.push_back(i);
+    for (int pl : {1, 2})
+      for (bool allow : {false, true}) {
+        crs_options co;
+        co.paranoia = pl;
+        co.allow_accept_charset = allow;
+        auto eng = crs_engine::create(co);
+        if (!eng)
+          fail(describe(eng.error()));
+        auto rep = run_crs(**eng, ds.requests, idx);
+        std::printf("  %-36s %s  %.0f req/s\n    rules on false positives (rule:count): %s\n",
+                    rep.engine.c_str(), rep.metrics.to_string().c_str(),
+                    rep.requests_per_second, rep.top_false_positive_rules(8).c_str());
+        std::fflush(stdout);
+      }
+#else
+    fail("this build has no libmodsecurity (--crs unavailable)");
+#endif
+  }
+}
+
+// --- score ------------------------------------------------------------------------------
+
+void run_score(const std::string& model_path, const std::string& input, int batch,
+               float threshold) {
+  auto d = detector::load(model_path);
+  if (!d)
+    fail(describe(d.error()));
+  std::string text;
+  if (input.empty() || input == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream f(input, std::ios::binary);
+    if (!f)
+      fail("cannot read requests from " + input);
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  auto units = split_http_stream(text);
+  if (units.empty()) {
+    std::cerr << "comb anomaly score: no request in "
+              << (input.empty() || input == "-" ? std::string{"stdin"} : input)
+              << " (empty input)\n";
+    return;
+  }
+  std::vector<bool> parsed;
+  auto p = d->score_raw(units, &parsed, batch);
+  if (!p)
+    fail(describe(p.error()));
+  size_t not_http = 0;
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto first = units[i].substr(0, units[i].find('\n'));
+    if (!first.empty() && first.back() == '\r')
+      first.remove_suffix(1);
+    std::string shown;
+    for (unsigned char c : first.substr(0, 100))
+      shown += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    if (!parsed[i])
+      ++not_http;
+    std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, (*p)[i],
+                (*p)[i] >= threshold ? "anomalous" : "normal", parsed[i] ? "" : "[not HTTP] ",
+                shown.c_str());
+  }
+  if (not_http > 0)
+    std::cerr << "comb anomaly score: " << not_http << " of " << units.size()
+              << " inputs are not HTTP requests; they were scored on their raw bytes\n";
+}
+
+} // namespace
+
+void add_anomaly_commands(CLI::App& app) {
+  auto* top = app.add_subcommand("anomaly", "HTTP anomaly detector (BBPE + TextCNN, CSIC 2010)");
+  top->require_subcommand(1);
+
+  auto ta = std::make_shared<common_args>();
+  auto out = std::make_shared<std::string>("anomaly_model.safetensors");
+  auto* train = top->add_subcommand("train", "train tokenizer and TextCNN, save one model file");
+  add_common(train, *ta);
+  train->add_option("--out,-o", *out, "model file to write")->capture_default_str();
+  train->callback([ta, out] { run_train(*ta, *out); });
+
+  auto ea = std::make_shared<common_args>();
+  auto ee = std::make_shared<eval_args>();
+  auto* ev = top->add_subcommand(
+    "eval", "stratified k-fold (Table 2), training-share sweep (Table 3), ablations, CRS");
+  add_common(ev, *ea);
+  ev->add_option("--folds", ee->folds, "k of the k-fold")->capture_default_str();
+  ev->add_option("--run-folds", ee->run_folds, "run only the first N folds (0 = all)");
+  ev->add_option("--protocol", ee->protocol,
+                 "1 = tokenizer on training part, 2 = on all data (paper), both")
+    ->check(CLI::IsMember({"1", "2", "both"}))
+    ->capture_default_str();
+  ev->add_option("--shares", ee->shares, "training shares in % for Table 3, or 'none'")
+    ->capture_default_str();
+  ev->add_flag("--ablations", ee->ablations, "cookie and header-order ablations");
+  ev->add_flag("--crs", ee->crs, "also run ModSecurity CRS PL1/PL2, stock and fixed");
+  ev->add_option("--crs-sample", ee->crs_sample, "CRS on about N requests (0 = all)");
+  ev->callback([ea, ee] { run_eval(*ea, *ee); });
+
+  auto model = std::make_shared<std::string>();
+  auto input = std::make_shared<std::string>("-");
+  auto batch = std::make_shared<int>(256);
+  auto threshold = std::make_shared<float>(0.5f);
+  auto* sc = top->add_subcommand("score", "print P(anomalous) for each request in a file/stdin");
+  sc->add_option("--model,-m", *model, "model file written by `comb anomaly train`")
+    ->required();
+  sc->add_option("input", *input, "file of raw HTTP requests, or - for stdin")
+    ->capture_default_str();
+  sc->add_option("--batch", *batch, "requests per batch")->capture_default_str();
+  sc->add_option("--threshold", *threshold, "probability at or above which a request is "
+                                            "called anomalous")
+    ->capture_default_str();
+  sc->callback([model, input, batch, threshold] {
+    if (*batch < 1)
+      fail("--batch must be at least 1");
+    run_score(*model, *input, *batch, *threshold);
+  });
+}
+
+} // namespace comb::cli
