@@ -10,3 +10,5 @@ comb_add_test(kernels.mobilenet_v2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/mobilenet_v
               LIBS comb_vision TIMEOUT 120)
 comb_add_test(kernels.centernet SOURCES ${CMAKE_CURRENT_LIST_DIR}/centernet_test.cpp
               LIBS comb_vision TIMEOUT 120)
+comb_add_test(kernels.cuda_vision SOURCES ${CMAKE_CURRENT_LIST_DIR}/cuda_vision_test.cpp
+              LIBS comb_vision_cuda comb_vision TIMEOUT 120)
