@@ -132,7 +132,7 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
         return self->delegate(env.committer, sync_atom::value, std::move(*result));
       // Not `return json`: caf::result<T>(Us&&...) brace-initializes T, which would wrap a
       // JSON value in an array; the expected<T> constructor moves it as it is.
-      return std::move(result);
+      return result;
     },
   };
 }
