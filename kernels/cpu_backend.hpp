@@ -1,0 +1,25 @@
+// comb::kernels::cpu_backend: the always-present backend. Multi-threaded (detail::cpu_pool),
+// OpenBLAS sgemm for GEMM-shaped work (dense, conv1d, conv2d), vectorised fused loops for
+// the rest (the _cpu functions under kernels/ops/). One instance lives in the registry
+// (kernels::cpu()); thread-safe.
+#pragma once
+
+#include "kernels/detail/host_backend.hpp"
+
+namespace comb::kernels {
+
+class cpu_backend : public detail::host_backend {
+public:
+  cpu_backend();
+
+  /// Threads used by the fast ops and by OpenBLAS.
+  static int threads();
+
+  /// Sets both (1: single-threaded).
+  static void set_threads(int n);
+
+  /// Name of the BLAS in use and its core type, e.g. "OpenBLAS 0.3.21 (SkylakeX, pthreads)".
+  static std::string blas_info();
+};
+
+} // namespace comb::kernels

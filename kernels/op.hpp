@@ -1,0 +1,111 @@
+// comb::kernels::op: the list of operations a backend may run, and the parameters of those
+// that take any. Layouts, for every backend: sequences are [batch, time, channels];
+// images are NHWC; conv1d weights are [k, c_in, c_out]; conv2d weights are HWIO
+// [kh, kw, c_in / groups, c_out]; dense weights are [in, out] (y = x W + b). Plain data,
+// thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace comb::kernels {
+
+/// Every operation of the kernels library. Backward ops produce gradients for the
+/// corresponding forward op; they overwrite their outputs (no accumulation).
+enum class op : uint8_t {
+  embedding,
+  embedding_backward,
+  conv1d,
+  conv1d_backward,
+  conv2d,
+  conv2d_backward,
+  batch_norm_fold,
+  bias_act,
+  bias_act_backward,
+  max_over_time,
+  max_over_time_backward,
+  pool2d,
+  pool2d_backward,
+  global_avg_pool,
+  dense,
+  dense_backward,
+  softmax,
+  softmax_cross_entropy,
+  softmax_cross_entropy_backward,
+  dropout,
+  dropout_backward,
+  add,
+  sigmoid,
+  sigmoid_backward,
+  upsample,
+  top_k,
+  sgd_step,
+  adam_step,
+  /// Not an op: the number of ops.
+  count_,
+};
+
+/// "conv1d_backward" etc.
+std::string to_string(op o);
+
+/// Element-wise activation fused after a bias.
+enum class activation : uint8_t {
+  none,
+  relu,
+  /// min(max(x, 0), 6).
+  relu6,
+};
+
+/// conv1d padding: "valid" (t_out = t - k + 1) or "same" (t_out = t; (k-1)/2 zeros before,
+/// the rest after, as PyTorch's padding="same").
+enum class padding1d : uint8_t { valid, same };
+
+struct conv1d_params {
+  padding1d padding = padding1d::valid;
+};
+
+struct conv2d_params {
+  int stride_h = 1, stride_w = 1;
+  int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  /// c_in and c_out must be multiples; groups == c_in == c_out is depthwise.
+  int groups = 1;
+};
+
+enum class pool_kind : uint8_t { max, avg };
+
+struct pool2d_params {
+  pool_kind kind = pool_kind::max;
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  /// Zero padding on each side; avg counts only the elements inside the input.
+  int pad_h = 0, pad_w = 0;
+};
+
+enum class upsample_mode : uint8_t {
+  nearest,
+  /// align_corners = false, half-pixel centres (PyTorch's default).
+  bilinear,
+};
+
+struct upsample_params {
+  upsample_mode mode = upsample_mode::nearest;
+  int scale = 2;
+};
+
+struct sgd_params {
+  float lr = 0.01f;
+  /// 0: plain SGD (no velocity tensor needed).
+  float momentum = 0;
+  float weight_decay = 0;
+};
+
+struct adam_params {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  /// L2 added to the gradient (Adam, not AdamW).
+  float weight_decay = 0;
+};
+
+} // namespace comb::kernels
