@@ -56,7 +56,8 @@ void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, cons
   }
   // im2col in blocks of output pixels so the lowered matrix stays small.
   const int k = w.kh * w.kw * p.c;
-  const int64_t block = std::max<int64_t>(64, (1 << 20) / std::max(k, 1));
+  // About 256 KiB of lowered rows per block, so they are still in L2 when the GEMM reads them.
+  const int64_t block = std::max<int64_t>(64, (1 << 16) / std::max(k, 1));
   std::vector<float> cols(static_cast<size_t>(std::min(block, pixels)) * k);
   for (int64_t q0 = 0; q0 < pixels; q0 += block) {
     int64_t q1 = std::min(pixels, q0 + block);
@@ -70,10 +71,14 @@ void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, cons
           float* dst = row + (ky * w.kw + kx) * p.c;
           int iy = oy * p.stride_h - p.pad_top + ky;
           int ix = ox * p.stride_w - p.pad_left + kx;
-          if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
-            std::memset(dst, 0, sizeof(float) * p.c);
-          else
-            std::memcpy(dst, in + ((b * p.h + iy) * p.w + ix) * p.c, sizeof(float) * p.c);
+          if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) {
+            std::fill(dst, dst + p.c, 0.0f);
+          } else {
+            // A plain loop: for the few channels of a stem, a memcpy call costs more.
+            const float* src = in + ((b * p.h + iy) * p.w + ix) * p.c;
+            for (int ci = 0; ci < p.c; ++ci)
+              dst[ci] = src[ci];
+          }
         }
     }
     gemm_epilogue epq = ep;

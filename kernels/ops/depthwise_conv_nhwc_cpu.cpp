@@ -50,35 +50,108 @@ bool detect_avx512() {
 
 const bool have_avx512 = detect_avx512();
 
-/// One output row (all columns, all channels), AVX-512: 16 channels per vector.
+/// One output pixel's 16 channels of a 3x3 depthwise conv near the border (guarded).
+__attribute__((target("avx512f,fma"))) inline void
+guarded_px(const float* const* rows, const __m512* wv, __m512 bv, __m512 vlo, __m512 vhi,
+           __mmask16 m, int ix0, int iw, int c, int ch, float* o) {
+  __m512 acc = bv;
+  for (int ky = 0; ky < 3; ++ky) {
+    if (!rows[ky])
+      continue;
+    for (int kx = 0; kx < 3; ++kx) {
+      int ix = ix0 + kx;
+      if (ix < 0 || ix >= iw)
+        continue;
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, rows[ky] + static_cast<int64_t>(ix) * c + ch),
+                            wv[ky * 3 + kx], acc);
+    }
+  }
+  acc = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc)); // operand order keeps NaN
+  _mm512_mask_storeu_ps(o, m, acc);
+}
+
+/// One output row (all columns, all channels), AVX-512: 16 channels per vector. For each
+/// block of 16 channels the 3x3 filter and bias stay in registers while the row is swept;
+/// interior pixels take an unguarded path.
 __attribute__((target("avx512f,fma"))) void
 row_avx512(const conv2d_nhwc_params& p, const float* in, const float* w, const float* bias,
            float* out, int oy) {
-  const int c = p.c;
-  __m512 vlo = _mm512_set1_ps(p.lo), vhi = _mm512_set1_ps(p.hi);
-  for (int ox = 0; ox < p.out_w; ++ox) {
-    float* o = out + (static_cast<int64_t>(oy) * p.out_w + ox) * c;
-    int iy0 = oy * p.stride_h - p.pad_top, ix0 = ox * p.stride_w - p.pad_left;
-    for (int ch = 0; ch < c; ch += 16) {
-      __mmask16 m = c - ch >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - ch)) - 1);
-      __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + ch) : _mm512_setzero_ps();
-      for (int ky = 0; ky < p.kh; ++ky) {
-        int iy = iy0 + ky;
-        if (iy < 0 || iy >= p.h)
-          continue;
-        const float* irow = in + static_cast<int64_t>(iy) * p.w * c + ch;
-        const float* wrow = w + ky * p.kw * c + ch;
-        for (int kx = 0; kx < p.kw; ++kx) {
-          int ix = ix0 + kx;
-          if (ix < 0 || ix >= p.w)
+  const int c = p.c, kw = p.kw, out_w = p.out_w, sw = p.stride_w, pl = p.pad_left, iw = p.w;
+  const __m512 vlo = _mm512_set1_ps(p.lo), vhi = _mm512_set1_ps(p.hi);
+  if (p.kh != 3 || kw != 3) {
+    for (int ox = 0; ox < out_w; ++ox) {
+      float* o = out + (static_cast<int64_t>(oy) * out_w + ox) * c;
+      int iy0 = oy * p.stride_h - p.pad_top, ix0 = ox * sw - pl;
+      for (int ch = 0; ch < c; ch += 16) {
+        __mmask16 m = c - ch >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - ch)) - 1);
+        __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + ch) : _mm512_setzero_ps();
+        for (int ky = 0; ky < p.kh; ++ky) {
+          int iy = iy0 + ky;
+          if (iy < 0 || iy >= p.h)
             continue;
-          acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, irow + static_cast<int64_t>(ix) * c),
-                                _mm512_maskz_loadu_ps(m, wrow + kx * c), acc);
+          for (int kx = 0; kx < kw; ++kx) {
+            int ix = ix0 + kx;
+            if (ix < 0 || ix >= iw)
+              continue;
+            acc = _mm512_fmadd_ps(
+              _mm512_maskz_loadu_ps(m, in + (static_cast<int64_t>(iy) * iw + ix) * c + ch),
+              _mm512_maskz_loadu_ps(m, w + (ky * kw + kx) * c + ch), acc);
+          }
         }
+        acc = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc)); // operand order keeps NaN
+        _mm512_mask_storeu_ps(o + ch, m, acc);
       }
-      acc = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc)); // operand order keeps NaN
-      _mm512_mask_storeu_ps(o + ch, m, acc);
     }
+    return;
+  }
+  // Input rows for ky = 0..2 (nullptr where the row is padding).
+  const float* rows[3];
+  for (int ky = 0; ky < 3; ++ky) {
+    int iy = oy * p.stride_h - p.pad_top + ky;
+    rows[ky] = iy < 0 || iy >= p.h ? nullptr : in + static_cast<int64_t>(iy) * iw * c;
+  }
+  const bool all_rows = rows[0] && rows[1] && rows[2];
+  // Output columns whose three input columns are all inside the image.
+  int ox_begin = 0;
+  while (ox_begin < out_w && ox_begin * sw - pl < 0)
+    ++ox_begin;
+  int ox_end = out_w;
+  while (ox_end > ox_begin && (ox_end - 1) * sw - pl + 2 >= iw)
+    --ox_end;
+  float* orow = out + static_cast<int64_t>(oy) * out_w * c;
+  for (int ch = 0; ch < c; ch += 16) {
+    __mmask16 m = c - ch >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - ch)) - 1);
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t)
+      wv[t] = _mm512_maskz_loadu_ps(m, w + t * c + ch);
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + ch) : _mm512_setzero_ps();
+    if (!all_rows) {
+      for (int ox = 0; ox < out_w; ++ox)
+        guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch, orow + static_cast<int64_t>(ox) * c + ch);
+      continue;
+    }
+    for (int ox = 0; ox < ox_begin; ++ox)
+      guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch, orow + static_cast<int64_t>(ox) * c + ch);
+    const float* r0 = rows[0] + ch;
+    const float* r1 = rows[1] + ch;
+    const float* r2 = rows[2] + ch;
+    for (int ox = ox_begin; ox < ox_end; ++ox) {
+      int64_t off = static_cast<int64_t>(ox * sw - pl) * c;
+      __m512 a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r0 + off), wv[0], bv);
+      __m512 a1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, r0 + off + c), wv[1]);
+      __m512 a2 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, r0 + off + 2 * c), wv[2]);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r1 + off), wv[3], a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r1 + off + c), wv[4], a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r1 + off + 2 * c), wv[5], a2);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r2 + off), wv[6], a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r2 + off + c), wv[7], a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r2 + off + 2 * c), wv[8], a2);
+      __m512 acc = _mm512_add_ps(_mm512_add_ps(a0, a1), a2);
+      acc = _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc));
+      _mm512_mask_storeu_ps(orow + static_cast<int64_t>(ox) * c + ch, m, acc);
+    }
+    for (int ox = ox_end; ox < out_w; ++ox)
+      guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch, orow + static_cast<int64_t>(ox) * c + ch);
   }
 }
 

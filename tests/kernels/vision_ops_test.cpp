@@ -94,32 +94,33 @@ TEST_CASE("fused_gemm propagates NaN and infinity like the reference") {
   validate(got, ref, "fused_gemm non-finite");
 }
 
-TEST_CASE("depthwise_conv_nhwc matches the reference (strides, asymmetric padding, remainders)") {
+TEST_CASE("depthwise_conv_nhwc matches the reference (3x3 and 5x5, strides, asymmetric padding, remainders)") {
   std::mt19937 rng(2);
   for (int threads : {1, 2}) {
     thread_guard g(threads);
     for (int c : {1, 16, 21, 96})
       for (int stride : {1, 2})
+        for (int k : {3, 5})
         for (bool tf_pad : {true, false}) {
           conv2d_nhwc_params p;
           p.n = 2;
           p.h = 13;
           p.w = 10;
           p.c = c;
-          p.kh = p.kw = 3;
+          p.kh = p.kw = k;
           p.stride_h = p.stride_w = stride;
           if (tf_pad) {
-            p.out_h = same_padding(p.h, 3, stride, p.pad_top);
-            p.out_w = same_padding(p.w, 3, stride, p.pad_left);
+            p.out_h = same_padding(p.h, k, stride, p.pad_top);
+            p.out_w = same_padding(p.w, k, stride, p.pad_left);
           } else {
-            p.pad_top = p.pad_left = 1;
-            p.out_h = (p.h + 2 - 3) / stride + 1;
-            p.out_w = (p.w + 2 - 3) / stride + 1;
+            p.pad_top = p.pad_left = k / 2;
+            p.out_h = (p.h + 2 * (k / 2) - k) / stride + 1;
+            p.out_w = (p.w + 2 * (k / 2) - k) / stride + 1;
           }
           p.lo = 0.0f;
           p.hi = c == 21 ? 6.0f : INFINITY;
           auto in = random_vec(static_cast<size_t>(p.n) * p.h * p.w * c, rng);
-          auto w = random_vec(9 * c, rng);
+          auto w = random_vec(k * k * c, rng);
           auto bias = random_vec(c, rng);
           size_t outn = static_cast<size_t>(p.n) * p.out_h * p.out_w * c;
           std::vector<float> ref(outn), got(outn);
