@@ -2,6 +2,7 @@
 
 #include "runtime/errc.hpp"
 #include "runtime/piece.hpp"
+#include "runtime/transfer_tuning.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -216,6 +217,7 @@ void connect(function_actor_t* self) {
           return;
         }
         self->state.compute = caf::actor_cast<caf::actor>(std::move(ptr));
+        runtime::set_tcp_nodelay_on_all_sockets();
         self->monitor(self->state.compute);
         auto keys = std::move(self->state.waiting);
         self->state.waiting.clear();
@@ -298,6 +300,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
 } // namespace
 
 caf::actor spawn_function_actor(caf::actor_system& sys, function_config cfg) {
+  runtime::keep_large_buffers_in_heap();
   return sys.spawn(function_actor, std::move(cfg));
 }
 

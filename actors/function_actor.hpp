@@ -23,8 +23,9 @@ struct function_config {
   /// Where the compute process listens.
   std::string compute_host = "127.0.0.1";
   uint16_t compute_port = 0;
-  /// Pieces of one task in flight at once.
-  uint32_t window = 8;
+  /// Pieces of one task in flight at once (CAF 0.17's middleman moves large messages fastest
+  /// with little queued; see perf/pieces).
+  uint32_t window = 2;
   /// Times a task is sent in all when the compute process is unreachable or dies (>= 1).
   uint32_t max_attempts = 10;
   /// Pause before reconnecting / resending after the compute process went away.

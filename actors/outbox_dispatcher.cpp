@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 
 namespace comb::actors {
@@ -23,6 +24,8 @@ struct dispatcher_state {
   std::vector<caf::actor> functions;
   size_t next_function = 0;
   std::set<std::string> in_flight;
+  std::map<std::string, size_t> in_flight_bytes;
+  size_t bytes_in_flight = 0;
   /// Calls are keyed by execution id, which grows: new calls sort after `cursor`.
   std::string cursor;
   uint32_t polls_since_full_scan = 0;
@@ -36,6 +39,15 @@ struct dispatcher_state {
 
 using dispatcher_t = caf::stateful_actor<dispatcher_state>;
 
+void release(dispatcher_t* self, const std::string& key) {
+  auto& st = self->state;
+  st.in_flight.erase(key);
+  if (auto i = st.in_flight_bytes.find(key); i != st.in_flight_bytes.end()) {
+    st.bytes_in_flight -= i->second;
+    st.in_flight_bytes.erase(i);
+  }
+}
+
 void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json args) {
   runtime::invocation inv;
   inv.procedure = pc.call.result_procedure;
@@ -47,7 +59,7 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
   auto target = self->state.route.route(inv);
   if (!target) {
     ++self->state.apply_errors;
-    self->state.in_flight.erase(key);
+    release(self, key);
     return;
   }
   self->request(*target, self->state.cfg.call_timeout, call_atom::value, std::move(inv))
@@ -57,12 +69,12 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
           ++self->state.duplicates;
         else
           ++self->state.applied;
-        self->state.in_flight.erase(key);
+        release(self, key);
       },
       [=](caf::error&) {
         // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
         ++self->state.apply_errors;
-        self->state.in_flight.erase(key);
+        release(self, key);
       });
 }
 
@@ -78,6 +90,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc) {
   req.model_version = pc.call.model_version;
   req.bytes.assign(bytes->begin(), bytes->end());
   st.in_flight.insert(pc.key);
+  st.in_flight_bytes[pc.key] = req.bytes.size();
+  st.bytes_in_flight += req.bytes.size();
   ++st.sent;
   auto fn = st.functions[st.next_function++ % st.functions.size()];
   self->request(fn, st.cfg.call_timeout, runtime::run_atom::value, std::move(req))
@@ -100,7 +114,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc) {
         if (is(e, errc::unavailable) || e.category() != errc_category) {
           // Compute unreachable after the function actor's bounded retries: keep the call in
           // the outbox; it is sent again on a later poll.
-          self->state.in_flight.erase(pc.key);
+          release(self, pc.key);
           return;
         }
         // A final error (bad model, bad payload, ...): the result procedure records it.
@@ -112,16 +126,14 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc) {
 
 void poll(dispatcher_t* self) {
   auto& st = self->state;
-  bool full = ++st.polls_since_full_scan >= 200;
-  if (full) {
-    st.polls_since_full_scan = 0;
-    st.cursor.clear();
-  }
+  // The outbox holds only calls without a result, so each poll scans it from the start:
+  // calls of concurrent transactions commit in any order, a cursor would skip some.
+  st.cursor.clear();
   size_t room = st.cfg.max_in_flight > st.in_flight.size()
                   ? st.cfg.max_in_flight - st.in_flight.size()
                   : 0;
   size_t found = 0;
-  if (room > 0) {
+  if (room > 0 && (st.in_flight.empty() || st.bytes_in_flight < st.cfg.max_in_flight_bytes)) {
     auto calls = runtime::outbox::pending(*st.db, st.cursor, room + st.in_flight.size());
     if (calls) {
       for (auto& pc : *calls) {
@@ -130,7 +142,8 @@ void poll(dispatcher_t* self) {
           continue;
         ++found;
         dispatch(self, std::move(pc));
-        if (st.in_flight.size() >= st.cfg.max_in_flight)
+        if (st.in_flight.size() >= st.cfg.max_in_flight ||
+            st.bytes_in_flight >= st.cfg.max_in_flight_bytes)
           break;
       }
     }

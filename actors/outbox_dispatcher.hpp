@@ -27,8 +27,9 @@ struct dispatcher_config {
   function_config function;
   /// Number of function actors.
   uint32_t functions = 4;
-  /// Calls in flight at once.
+  /// Calls in flight at once, and their payload bytes (at least one call is always sent).
   uint32_t max_in_flight = 1024;
+  size_t max_in_flight_bytes = size_t{4} << 20;
   /// Outbox poll interval while calls keep coming / when idle.
   std::chrono::milliseconds poll_busy{1};
   std::chrono::milliseconds poll_idle{20};

@@ -8,6 +8,7 @@
 #include "runtime/endpoint.hpp"
 #include "runtime/errc.hpp"
 #include "runtime/system_config.hpp"
+#include "runtime/transfer_tuning.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -66,8 +67,12 @@ void run_compute(const compute_opts& o) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  runtime::keep_large_buffers_in_heap();
   runtime::system_config cfg{o.threads};
   runtime::add_compute_types(cfg);
+  // CAF 0.17's default work-stealing workers sleep up to 10 ms when idle, which adds that
+  // much latency to each hop of a piece; the sharing policy wakes a worker at once.
+  cfg.set("scheduler.policy", caf::atom("sharing"));
   caf::actor_system sys{cfg};
   auto compute = actors::spawn_compute_actor(sys, cc);
   auto port = sys.middleman().publish(compute, ep->port, ep->host.c_str(), /*reuse=*/true);

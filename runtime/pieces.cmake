@@ -13,6 +13,7 @@ add_library(comb_pieces STATIC
   ${CMAKE_CURRENT_LIST_DIR}/piece_pool.cpp
   ${CMAKE_CURRENT_LIST_DIR}/builtin_tasks.cpp
   ${CMAKE_CURRENT_LIST_DIR}/model_digest.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/transfer_tuning.cpp
   ${COMB_PIECE_CAPNP_SRCS}
 )
 target_link_libraries(comb_pieces PUBLIC comb_errc CapnProto::capnp OpenSSL::Crypto)

@@ -1,0 +1,352 @@
+// perf_pieces: end-to-end tasks/s and MB/s of compute tasks through
+//   full:     primary procedure (payload committed with its outbox call) -> dispatcher ->
+//             function actor -> pieces over TCP -> `comb compute` (checksum) -> result
+//             procedure (result committed exactly once),
+//   function: function actor -> pieces over TCP -> `comb compute` -> reply (no database),
+// each against the same compute step (checksum over the pieces) called in-process, measured
+// in the same run on the same payloads. Prints fixed overhead per invocation (1 KiB tasks) and
+// transfer cost per MiB (slope between 1 MiB and 8 MiB tasks).
+// Usage: perf_pieces [--benchmarks=full,function] [--sizes=1024,102400,1048576,8388608]
+//                    [--counts=1,10,100,1000] [--max-bytes=N] [--functions=4]
+#include "actors/function_actor.hpp"
+#include "actors/outbox_dispatcher.hpp"
+#include "runtime/builtin_tasks.hpp"
+#include "runtime/compute_types.hpp"
+#include "runtime/errc.hpp"
+#include "runtime/node.hpp"
+#include "runtime/outbox.hpp"
+#include "runtime/system_config.hpp"
+#include "storage/transaction.hpp"
+#include "tests/test_util.hpp"
+
+#include <caf/all.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
+
+using namespace comb;
+using namespace comb::runtime;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+std::vector<size_t> parse_list(const std::string& s) {
+  std::vector<size_t> out;
+  std::stringstream ss{s};
+  std::string item;
+  while (std::getline(ss, item, ','))
+    out.push_back(std::stoull(item));
+  return out;
+}
+
+struct bench_config : system_config {
+  bench_config() : system_config(2) {
+    add_compute_types(*this);
+    if (std::getenv("COMB_STEALING") == nullptr)
+      set("scheduler.policy", caf::atom("sharing"));
+  }
+};
+
+std::shared_ptr<procedure_registry> procedures() {
+  auto procs = std::make_shared<procedure_registry>();
+  outbox::add_tables(*procs);
+  procs->add_table("results");
+  procedure_options opts;
+  opts.roles = {"*"};
+  opts.partition_by = "name";
+  opts.max_args_bytes = size_t{64} << 20;
+  procs->add(
+    "bench.submit",
+    [](call_context& ctx, storage::transaction& txn, const nlohmann::json& args)
+      -> caf::expected<nlohmann::json> {
+      outbox_call c;
+      c.model = "checksum";
+      c.result_procedure = "bench.store";
+      c.context = {{"name", arg<std::string>(args, "name")}};
+      auto key = outbox::enqueue(ctx, txn, c, args.at("payload").get_ref<const std::string&>());
+      if (!key)
+        return key.error();
+      return nlohmann::json{{"call", *key}};
+    },
+    opts);
+  opts.partition_by.clear();
+  outbox::add_result_procedure(
+    *procs, "bench.store",
+    [](call_context&, storage::transaction& txn, const nlohmann::json& args)
+      -> caf::expected<nlohmann::json> {
+      const auto& out = args.at("result").at("output").get_binary();
+      std::vector<char> bytes(out.begin(), out.end());
+      auto sum = parse_checksum_output(bytes);
+      if (!sum)
+        return sum.error();
+      if (auto err = txn.put_row("results", args.at("context").at("name").get<std::string>(),
+                                 {{"checksum", sum->first}, {"length", sum->second}}))
+        return err;
+      return nlohmann::json{};
+    },
+    opts);
+  return procs;
+}
+
+/// Tasks kept in flight: 64, or fewer so that about `inflight_bytes` are in flight.
+size_t inflight_bytes = size_t{4} << 20;
+size_t window_for(size_t size) {
+  return std::max<size_t>(1, std::min<size_t>(64, inflight_bytes / std::max<size_t>(size, 1)));
+}
+
+double seconds_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+/// The baseline: the same compute step, in-process, on the same payload split the same way.
+double run_inprocess(const std::string& payload, size_t count) {
+  std::vector<std::vector<char>> chunks;
+  for (size_t i = 0; i < payload.size() || chunks.empty(); i += max_piece_payload)
+    chunks.emplace_back(payload.begin() + i,
+                        payload.begin() + std::min(payload.size(), i + max_piece_payload));
+  volatile uint64_t sink = 0;
+  auto t0 = clk::now();
+  for (size_t i = 0; i < count; ++i) {
+    auto out = checksum_output(chunks);
+    sink = sink + static_cast<unsigned char>(out[0]);
+  }
+  return seconds_since(t0);
+}
+
+struct result_line {
+  std::string name;
+  size_t size;
+  size_t count;
+  double comb_s;
+  double base_s;
+};
+
+void print(const result_line& r) {
+  double mb = static_cast<double>(r.size) * r.count / 1e6;
+  std::printf("%-9s %8zu B x %4zu  comb %9.1f tasks/s %9.1f MB/s | in-process %11.1f tasks/s "
+              "%9.1f MB/s | ratio %7.2fx slower\n",
+              r.name.c_str(), r.size, r.count, r.count / r.comb_s, mb / r.comb_s,
+              r.count / r.base_s, mb / r.base_s, r.comb_s / r.base_s);
+  std::fflush(stdout);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string benchmarks = "full,function";
+  std::vector<size_t> sizes{1024, 102400, 1048576, 8388608};
+  std::vector<size_t> counts{1, 10, 100, 1000};
+  size_t max_bytes = size_t{1} << 30; // skip combinations moving more than this
+  uint32_t functions = 4;
+  uint32_t window = actors::function_config{}.window;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
+    if (a.rfind("--benchmarks=", 0) == 0)
+      benchmarks = val("--benchmarks=");
+    else if (a.rfind("--sizes=", 0) == 0)
+      sizes = parse_list(val("--sizes="));
+    else if (a.rfind("--counts=", 0) == 0)
+      counts = parse_list(val("--counts="));
+    else if (a.rfind("--max-bytes=", 0) == 0)
+      max_bytes = std::stoull(val("--max-bytes="));
+    else if (a.rfind("--window=", 0) == 0)
+      window = static_cast<uint32_t>(std::stoul(val("--window=")));
+    else if (a.rfind("--inflight-bytes=", 0) == 0)
+      inflight_bytes = std::stoull(val("--inflight-bytes="));
+    else if (a.rfind("--functions=", 0) == 0)
+      functions = static_cast<uint32_t>(std::stoul(val("--functions=")));
+    else {
+      std::fprintf(stderr, "perf_pieces: unknown argument '%s'\n", a.c_str());
+      return 2;
+    }
+  }
+  std::printf("perf_pieces: %u cores; compute step = checksum over 1 MiB pieces; loopback TCP\n",
+              std::thread::hardware_concurrency());
+  // The compute process.
+  test::temp_dir dir;
+  auto port = test::free_port();
+  auto log = dir.path() + "/compute.log";
+  test::child_process compute{{test::comb_binary(), "compute", "--listen",
+                               "127.0.0.1:" + std::to_string(port), "--memory-limit-mib", "2048"},
+                              log};
+  for (int i = 0;; ++i) {
+    std::ifstream in{log};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (ss.str().find("listening on") != std::string::npos)
+      break;
+    if (i > 400) {
+      std::fprintf(stderr, "perf_pieces: comb compute did not start: %s\n", ss.str().c_str());
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  bench_config cfg;
+  caf::actor_system sys{cfg};
+  std::map<std::pair<std::string, size_t>, result_line> at; // (bench, size) at largest count
+  std::vector<result_line> lines;
+  auto keep = [&](const result_line& r) {
+    print(r);
+    lines.push_back(r);
+  };
+
+  if (benchmarks.find("function") != std::string::npos) {
+    caf::scoped_actor self{sys};
+    std::vector<caf::actor> fns;
+    for (uint32_t i = 0; i < functions; ++i) {
+      actors::function_config fc;
+      fc.compute_port = static_cast<uint16_t>(port);
+      fc.window = window;
+      fns.push_back(actors::spawn_function_actor(sys, fc));
+    }
+    uint64_t task = 1;
+    for (auto size : sizes) {
+      std::string payload(size, 'f');
+      std::mt19937 rng{1};
+      for (auto& c : payload)
+        c = static_cast<char>(rng());
+      for (auto count : counts) {
+        if (size * count > max_bytes)
+          continue;
+        // Warm-up (connection, allocator).
+        if (task == 1) {
+          task_request w;
+          w.task_id = task++;
+          w.model = "checksum";
+          w.bytes.assign(payload.begin(), payload.end());
+          self->request(fns[0], std::chrono::seconds{60}, run_atom::value, std::move(w))
+            .receive([](task_result&) {}, [](caf::error&) {});
+        }
+        auto t0 = clk::now();
+        std::vector<decltype(self->request(fns[0], std::chrono::seconds{1}, run_atom::value,
+                                           task_request{}))>
+          handles;
+        size_t failed = 0;
+        size_t sent = 0, done = 0;
+        while (done < count) {
+          while (sent < count && sent - done < window_for(size)) {
+            task_request req;
+            req.task_id = task++;
+            req.model = "checksum";
+            req.bytes.assign(payload.begin(), payload.end());
+            handles.push_back(self->request(fns[sent % fns.size()], std::chrono::seconds{120},
+                                            run_atom::value, std::move(req)));
+            ++sent;
+          }
+          handles[done].receive([](task_result&) {}, [&](caf::error&) { ++failed; });
+          ++done;
+        }
+        auto comb_s = seconds_since(t0);
+        if (failed > 0)
+          std::printf("function: %zu of %zu tasks failed\n", failed, count);
+        keep({"function", size, count, comb_s, run_inprocess(payload, count)});
+      }
+    }
+    for (auto& f : fns)
+      caf::anon_send_exit(f, caf::exit_reason::user_shutdown);
+  }
+
+  if (benchmarks.find("full") != std::string::npos) {
+    node_config nc;
+    nc.data_dir = dir.path() + "/data";
+    nc.partitions = 2;
+    nc.durability = storage::durability::async;
+    auto n = node::start(sys, nc, procedures());
+    if (!n) {
+      std::fprintf(stderr, "perf_pieces: %s\n", describe(n.error()).c_str());
+      return 1;
+    }
+    actors::dispatcher_config dc;
+    dc.function.compute_port = static_cast<uint16_t>(port);
+    dc.functions = functions;
+    dc.function.window = window;
+    dc.max_in_flight_bytes = inflight_bytes;
+    auto disp = actors::spawn_outbox_dispatcher(sys, (*n)->db(), (*n)->route(), dc);
+    caf::scoped_actor self{sys};
+    uint64_t job = 0;
+    for (auto size : sizes) {
+      std::string payload(size, 'f');
+      std::mt19937 rng{2};
+      for (auto& c : payload)
+        c = static_cast<char>('a' + rng() % 26);
+      for (auto count : counts) {
+        if (size * count > max_bytes)
+          continue;
+        auto base = *(*n)->db().count("results");
+        auto t0 = clk::now();
+        size_t failed = 0, sent = 0, done = 0;
+        std::vector<decltype(self->request(std::declval<actors::state_actor>(),
+                                           std::chrono::seconds{1}, call_atom::value,
+                                           invocation{}))>
+          handles;
+        while (done < count) {
+          while (sent < count && sent - done < window_for(size)) {
+            invocation inv;
+            inv.procedure = "bench.submit";
+            inv.args = {{"name", "job" + std::to_string(job++)}, {"payload", payload}};
+            inv.role = "admin";
+            inv.sender = "perf_pieces";
+            auto target = (*n)->route().route(inv);
+            handles.push_back(self->request(*target, std::chrono::seconds{120}, call_atom::value,
+                                            std::move(inv)));
+            ++sent;
+          }
+          handles[done].receive([](nlohmann::json&) {}, [&](caf::error&) { ++failed; });
+          ++done;
+        }
+        // Wait until every result is committed by the result procedure.
+        auto deadline = clk::now() + std::chrono::seconds{300};
+        while (*(*n)->db().count("results") < base + count - failed && clk::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::microseconds{200});
+        auto comb_s = seconds_since(t0);
+        if (failed > 0)
+          std::printf("full: %zu of %zu submits failed\n", failed, count);
+        keep({"full", size, count, comb_s, run_inprocess(payload, count)});
+      }
+    }
+    self->send_exit(disp, caf::exit_reason::user_shutdown);
+    self->wait_for(disp);
+    n->reset();
+  }
+
+  // Fixed overhead per invocation (1 KiB at the largest count) and transfer cost per MiB
+  // (slope between 1 MiB and 8 MiB at the largest count run for both).
+  for (std::string b : {"function", "full"}) {
+    const result_line* small = nullptr;
+    const result_line* mib1 = nullptr;
+    const result_line* mib8 = nullptr;
+    for (const auto& r : lines) {
+      if (r.name != b)
+        continue;
+      if (r.size == 1024 && (!small || r.count >= small->count))
+        small = &r;
+      if (r.size == 1048576 && (!mib1 || r.count >= mib1->count))
+        mib1 = &r;
+      if (r.size == 8388608 && (!mib8 || r.count >= mib8->count))
+        mib8 = &r;
+    }
+    if (small)
+      std::printf("%-9s fixed overhead per invocation (1 KiB x %zu): comb %.1f us, in-process "
+                  "%.2f us\n",
+                  b.c_str(), small->count, small->comb_s / small->count * 1e6,
+                  small->base_s / small->count * 1e6);
+    if (mib1 && mib8) {
+      double per1 = mib1->comb_s / mib1->count, per8 = mib8->comb_s / mib8->count;
+      double b1 = mib1->base_s / mib1->count, b8 = mib8->base_s / mib8->count;
+      double us_per_mib = (per8 - per1) / 7 * 1e6;
+      double base_us_per_mib = (b8 - b1) / 7 * 1e6;
+      std::printf("%-9s transfer cost per MiB (8 MiB vs 1 MiB tasks): comb %.1f us/MiB (%.2f "
+                  "GB/s), in-process %.1f us/MiB (%.2f GB/s), ratio %.2fx\n",
+                  b.c_str(), us_per_mib, 1048.576 / us_per_mib,
+                  base_us_per_mib, 1048.576 / base_us_per_mib,
+                  us_per_mib / base_us_per_mib);
+    }
+  }
+  return 0;
+}
