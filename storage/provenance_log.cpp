@@ -1,0 +1,457 @@
+#include "storage/provenance_log.hpp"
+
+#include "runtime/errc.hpp"
+#include "storage/crc32c.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace comb::storage {
+
+namespace {
+
+constexpr char magic[8] = {'C', 'O', 'M', 'B', 'P', 'L', 'O', 'G'};
+constexpr uint32_t log_version = 1;
+constexpr const char* cluster_file = "CLUSTER";
+
+void put32(char* p, uint32_t v) {
+  std::memcpy(p, &v, 4);
+}
+void put64(char* p, uint64_t v) {
+  std::memcpy(p, &v, 8);
+}
+uint32_t get32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint64_t get64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+std::string segment_name(uint64_t first_lsn) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%020llu.plog", static_cast<unsigned long long>(first_lsn));
+  return buf;
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string make_header(uint64_t cluster, uint64_t first_lsn) {
+  std::string h(segment_header_bytes, '\0');
+  std::memcpy(h.data(), magic, 8);
+  put32(h.data() + 8, log_version);
+  put32(h.data() + 12, 0);
+  put64(h.data() + 16, cluster);
+  put64(h.data() + 24, first_lsn);
+  put32(h.data() + 32, crc32c(h.data(), 32));
+  return h;
+}
+
+caf::expected<uint64_t> read_cluster_file(const std::string& dir) {
+  std::ifstream in{dir + "/" + cluster_file};
+  if (!in)
+    return make_error(errc::not_found, dir + ": not a provenance log (no " + cluster_file
+                                         + " file)");
+  std::string tag, id;
+  in >> tag >> id;
+  if (tag != "comb-log-cluster" || id.size() != 16)
+    return make_error(errc::corrupt_data, dir + "/" + cluster_file + ": not a Comb log id");
+  return std::stoull(id, nullptr, 16);
+}
+
+// Segment files: 20 decimal digits and ".plog"; other names are not segments.
+std::vector<std::string> list_segments(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) {
+    auto name = e.path().filename().string();
+    if (name.size() == 25 && e.path().extension() == ".plog"
+        && std::all_of(name.begin(), name.begin() + 20, [](char c) { return c >= '0' && c <= '9'; })
+        && name.compare(0, 20, "18446744073709551615") <= 0)
+      out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The result of reading one segment.
+struct segment_scan {
+  enum problem_t { none, torn_tail, corrupt, bad_header, foreign } problem = none;
+  std::string what;
+  uint64_t first_lsn = 0;
+  /// End of the last good frame.
+  uint64_t good_end = 0;
+  uint64_t file_size = 0;
+  uint64_t records = 0;
+  uint64_t last_lsn = 0;
+};
+
+caf::expected<std::string> slurp(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return make_error(errc::storage_error, path + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Reads a segment; calls fn(offset, body) for every good frame until fn returns false.
+segment_scan scan_segment(const std::string& path, const std::string& name, uint64_t cluster,
+                          const std::function<bool(uint64_t, std::string_view)>& fn) {
+  segment_scan s;
+  auto bytes = slurp(path);
+  if (!bytes) {
+    s.problem = segment_scan::bad_header;
+    s.what = describe(bytes.error());
+    return s;
+  }
+  const std::string& b = *bytes;
+  s.file_size = b.size();
+  if (b.size() < segment_header_bytes) {
+    s.problem = b.empty() ? segment_scan::torn_tail : segment_scan::bad_header;
+    s.what = name + ": header is " + std::to_string(b.size()) + " bytes, needs "
+             + std::to_string(segment_header_bytes);
+    return s;
+  }
+  if (std::memcmp(b.data(), magic, 8) != 0) {
+    s.problem = segment_scan::bad_header;
+    s.what = name + " offset 0: wrong magic number (not a Comb provenance log segment)";
+    return s;
+  }
+  if (get32(b.data() + 32) != crc32c(b.data(), 32)) {
+    s.problem = segment_scan::bad_header;
+    s.what = name + " offset 0: segment header fails its checksum";
+    return s;
+  }
+  if (get32(b.data() + 8) != log_version) {
+    s.problem = segment_scan::bad_header;
+    s.what = name + ": log format version " + std::to_string(get32(b.data() + 8))
+             + ", this build reads " + std::to_string(log_version);
+    return s;
+  }
+  if (get64(b.data() + 16) != cluster) {
+    s.problem = segment_scan::foreign;
+    s.what = name + ": segment belongs to cluster " + hex64(get64(b.data() + 16))
+             + ", this log is cluster " + hex64(cluster);
+    return s;
+  }
+  s.first_lsn = get64(b.data() + 24);
+  uint64_t off = segment_header_bytes;
+  s.good_end = off;
+  while (off < b.size()) {
+    auto rest = b.size() - off;
+    auto where = name + " offset " + std::to_string(off);
+    if (rest < 8) {
+      s.problem = segment_scan::torn_tail;
+      s.what = where + ": incomplete frame header (" + std::to_string(rest) + " bytes)";
+      return s;
+    }
+    uint32_t len = get32(b.data() + off), crc = get32(b.data() + off + 4);
+    if (len == 0 && crc == 0
+        && std::all_of(b.begin() + static_cast<long>(off), b.end(), [](char c) { return c == 0; })) {
+      s.problem = segment_scan::torn_tail;
+      s.what = where + ": zero-filled tail";
+      return s;
+    }
+    if (len > max_record_bytes || len == 0) {
+      s.problem = segment_scan::corrupt;
+      s.what = where + ": frame length " + std::to_string(len) + " is impossible";
+      return s;
+    }
+    if (rest - 8 < len) {
+      s.problem = segment_scan::torn_tail;
+      s.what = where + ": frame of " + std::to_string(len) + " bytes is cut off after "
+               + std::to_string(rest - 8);
+      return s;
+    }
+    std::string_view body{b.data() + off + 8, len};
+    if (crc32c(body.data(), body.size()) != crc) {
+      bool last = off + 8 + len == b.size();
+      s.problem = last ? segment_scan::torn_tail : segment_scan::corrupt;
+      s.what = where + ": record fails its checksum"
+               + (last ? std::string{" (last frame)"}
+                       : "; " + std::to_string(b.size() - off - 8 - len)
+                           + " bytes follow, so this is not a torn tail");
+      return s;
+    }
+    ++s.records;
+    s.good_end = off + 8 + len;
+    if (!fn(off, body))
+      return s;
+    off = s.good_end;
+  }
+  return s;
+}
+
+caf::error fail_at(const segment_scan& s) {
+  return make_error(errc::corrupt_data, s.what);
+}
+
+} // namespace
+
+// -- writer -------------------------------------------------------------------
+
+caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& dir,
+                                                            log_options opts) {
+  std::unique_ptr<log_writer> w{new log_writer};
+  w->dir_ = dir;
+  w->opts_ = opts;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return make_error(errc::storage_error, dir + ": cannot create: " + ec.message());
+  auto cid = read_cluster_file(dir);
+  if (!cid) {
+    if (!list_segments(dir).empty())
+      return std::move(cid.error());
+    std::random_device rd;
+    uint64_t id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    std::ofstream out{dir + "/" + cluster_file};
+    out << "comb-log-cluster " << hex64(id) << "\n";
+    if (!out)
+      return make_error(errc::storage_error, dir + ": cannot write " + cluster_file);
+    cid = id;
+  }
+  w->cluster_id_ = *cid;
+  auto segs = list_segments(dir);
+  // Every segment but the last must be whole; the last may have a torn tail.
+  uint64_t expect = 0;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    bool last = i + 1 == segs.size();
+    uint64_t last_lsn = 0;
+    std::string bad_lsn;
+    auto s = scan_segment(dir + "/" + segs[i], segs[i], w->cluster_id_,
+                          [&](uint64_t off, std::string_view body) {
+                            auto r = decode(body);
+                            if (!r || (expect != 0 && r->lsn != expect)) {
+                              bad_lsn = segs[i] + " offset " + std::to_string(off) + ": "
+                                        + (r ? "lsn " + std::to_string(r->lsn) + ", expected "
+                                                 + std::to_string(expect)
+                                             : describe(r.error()));
+                              return false;
+                            }
+                            last_lsn = r->lsn;
+                            expect = r->lsn + 1;
+                            return true;
+                          });
+    if (!bad_lsn.empty())
+      return make_error(errc::corrupt_data, bad_lsn);
+    if (s.problem == segment_scan::torn_tail && last) {
+      // Cut the torn tail.
+      auto path = dir + "/" + segs[i];
+      uint64_t keep = std::max<uint64_t>(s.good_end, segment_header_bytes);
+      if (s.file_size < segment_header_bytes) {
+        // Not even a header: drop the segment and start it again.
+        fs::remove(path, ec);
+        w->dropped_ = s.file_size;
+        w->note_ = s.what + "; removed the empty segment";
+        segs.pop_back();
+        break;
+      }
+      if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0)
+        return make_error(errc::storage_error, path + ": cannot cut the torn tail");
+      w->dropped_ = s.file_size - keep;
+      w->note_ = s.what + "; cut " + std::to_string(w->dropped_) + " bytes";
+    } else if (s.problem != segment_scan::none) {
+      return fail_at(s);
+    }
+    if (expect == 0)
+      expect = s.first_lsn;
+    (void) last_lsn;
+  }
+  w->next_lsn_ = expect == 0 ? 1 : expect;
+  if (!segs.empty()) {
+    w->segment_ = dir + "/" + segs.back();
+    w->fd_ = ::open(w->segment_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (w->fd_ < 0)
+      return make_error(errc::storage_error, w->segment_ + ": cannot open for append");
+    w->segment_size_ = fs::file_size(w->segment_, ec);
+  }
+  return w;
+}
+
+log_writer::~log_writer() {
+  if (fd_ >= 0) {
+    (void) flush();
+    ::close(fd_);
+  }
+}
+
+caf::error log_writer::write_all(const char* p, size_t n) {
+  while (n > 0) {
+    auto k = ::write(fd_, p, n);
+    if (k < 0) {
+      if (errno == EINTR)
+        continue;
+      return make_error(errc::storage_error,
+                        segment_ + ": write failed: " + std::strerror(errno));
+    }
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return {};
+}
+
+caf::error log_writer::open_segment(uint64_t first_lsn) {
+  if (fd_ >= 0) {
+    if (auto err = sync())
+      return err;
+    ::close(fd_);
+    fd_ = -1;
+  }
+  segment_ = dir_ + "/" + segment_name(first_lsn);
+  fd_ = ::open(segment_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    return make_error(errc::storage_error, segment_ + ": cannot create");
+  auto h = make_header(cluster_id_, first_lsn);
+  segment_size_ = h.size();
+  return write_all(h.data(), h.size());
+}
+
+caf::error log_writer::append(uint64_t lsn, std::string_view encoded) {
+  if (lsn != next_lsn_)
+    return make_error(errc::protocol_error, "log append of lsn " + std::to_string(lsn)
+                                              + ", expected " + std::to_string(next_lsn_));
+  if (encoded.size() > max_record_bytes)
+    return make_error(errc::too_large, "log record of " + std::to_string(encoded.size())
+                                         + " bytes exceeds the frame limit");
+  if (fd_ < 0 || (segment_size_ > segment_header_bytes
+                  && segment_size_ + 8 + encoded.size() > opts_.segment_bytes)) {
+    if (fd_ >= 0)
+      if (auto err = flush())
+        return err;
+    if (auto err = open_segment(lsn))
+      return err;
+  }
+  char hdr[8];
+  put32(hdr, static_cast<uint32_t>(encoded.size()));
+  put32(hdr + 4, crc32c(encoded.data(), encoded.size()));
+  buf_.append(hdr, 8);
+  buf_.append(encoded);
+  segment_size_ += 8 + encoded.size();
+  ++next_lsn_;
+  if (buf_.size() >= (1u << 20))
+    return flush();
+  return {};
+}
+
+caf::error log_writer::flush() {
+  if (buf_.empty() || fd_ < 0)
+    return {};
+  auto err = write_all(buf_.data(), buf_.size());
+  buf_.clear();
+  return err;
+}
+
+caf::error log_writer::sync() {
+  if (auto err = flush())
+    return err;
+  if (fd_ >= 0 && ::fdatasync(fd_) != 0)
+    return make_error(errc::storage_error, segment_ + ": fdatasync failed");
+  return {};
+}
+
+// -- reader -------------------------------------------------------------------
+
+caf::expected<log_reader> log_reader::open(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    return make_error(errc::not_found, dir + ": no such log folder");
+  auto cid = read_cluster_file(dir);
+  if (!cid)
+    return std::move(cid.error());
+  log_reader r;
+  r.dir_ = dir;
+  r.cluster_id_ = *cid;
+  return r;
+}
+
+std::vector<std::string> log_reader::segments() const {
+  return list_segments(dir_);
+}
+
+caf::error log_reader::for_each(uint64_t from_lsn, const std::function<bool(log_record&&)>& fn,
+                                log_stats* stats) const {
+  log_stats local;
+  auto& st = stats ? *stats : local;
+  auto segs = list_segments(dir_);
+  uint64_t expect = 0;
+  bool stop = false;
+  for (size_t i = 0; i < segs.size() && !stop; ++i) {
+    // Skip whole segments before from_lsn (the next segment starts at or below it).
+    if (i + 1 < segs.size() && std::stoull(segs[i + 1]) <= from_lsn && from_lsn > 0) {
+      expect = std::stoull(segs[i + 1]);
+      continue;
+    }
+    caf::error problem;
+    auto s = scan_segment(dir_ + "/" + segs[i], segs[i], cluster_id_,
+                          [&](uint64_t off, std::string_view body) {
+                            auto r = decode(body);
+                            if (!r) {
+                              problem = make_error(errc::corrupt_data,
+                                                   segs[i] + " offset " + std::to_string(off)
+                                                     + ": " + describe(r.error()));
+                              return false;
+                            }
+                            if (expect != 0 && r->lsn != expect) {
+                              problem = make_error(
+                                errc::corrupt_data,
+                                segs[i] + " offset " + std::to_string(off) + ": lsn "
+                                  + std::to_string(r->lsn) + " where "
+                                  + std::to_string(expect) + " was expected");
+                              return false;
+                            }
+                            expect = r->lsn + 1;
+                            st.bytes += body.size() + 8;
+                            if (st.records++ == 0)
+                              st.first_lsn = r->lsn;
+                            st.last_lsn = r->lsn;
+                            if (r->lsn >= from_lsn && !fn(std::move(*r)))
+                              stop = true;
+                            return !stop;
+                          });
+    ++st.segments;
+    if (problem)
+      return problem;
+    if (s.problem == segment_scan::torn_tail && i + 1 == segs.size()) {
+      st.tail_bytes = s.file_size - std::max<uint64_t>(s.good_end, 0);
+      st.tail_segment = s.what;
+    } else if (s.problem != segment_scan::none) {
+      return fail_at(s);
+    }
+  }
+  return {};
+}
+
+caf::expected<log_stats> verify_log(const std::string& dir) {
+  auto r = log_reader::open(dir);
+  if (!r)
+    return std::move(r.error());
+  log_stats st;
+  if (auto err = r->for_each(0, [](log_record&&) { return true; }, &st))
+    return err;
+  if (st.tail_bytes > 0)
+    return make_error(errc::corrupt_data, "torn tail: " + st.tail_segment + " ("
+                                            + std::to_string(st.tail_bytes)
+                                            + " bytes that recovery will cut)");
+  return st;
+}
+
+} // namespace comb::storage
