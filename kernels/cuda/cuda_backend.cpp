@@ -3,6 +3,7 @@
 #include "kernels/cuda/cuda_backend.hpp"
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/cuda_detail.hpp"
 #include "kernels/cuda/vision_kernels.cuh"
 
 #include <cublas_v2.h>
@@ -197,8 +198,8 @@ caf::error max_over_time(const float* x, int batch, int time, int channels, floa
     return err;
   if (auto err = alloc(dout, static_cast<size_t>(batch) * channels * sizeof(float)))
     return err;
-  COMB_CUDA_CHECK(detail::launch_max_over_time(dx.as<float>(), batch, time, channels,
-                                               dout.as<float>(), nullptr));
+  COMB_CUDA_CHECK(detail::launch_max_over_time(dx.as<float>(), batch, time, time, channels,
+                                               dout.as<float>(), nullptr, nullptr));
   return download(out, dout, static_cast<size_t>(batch) * channels);
 }
 
@@ -230,9 +231,6 @@ caf::error gemm(const float* a, const float* b, const float* bias, int64_t m, in
                 float lo, float hi, float* c) {
   if (device_count() == 0)
     return no_device();
-  cublasHandle_t h;
-  if (auto err = blas_handle(h))
-    return err;
   device_memory da, dbm, dbias, dc;
   if (auto err = upload(da, a, static_cast<size_t>(m) * k))
     return err;
@@ -243,10 +241,8 @@ caf::error gemm(const float* a, const float* b, const float* bias, int64_t m, in
       return err;
   if (auto err = alloc(dc, static_cast<size_t>(m) * n * sizeof(float)))
     return err;
-  const float one = 1.0f, zero = 0.0f;
-  // Row-major C = A B is column-major C^T = B^T A^T.
-  COMB_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, static_cast<int>(m), k, &one,
-                                dbm.as<float>(), n, da.as<float>(), k, &zero, dc.as<float>(), n));
+  if (auto err = detail::gemm_device(da.as<float>(), dbm.as<float>(), m, k, n, dc.as<float>()))
+    return err;
   COMB_CUDA_CHECK(detail::launch_bias_act(dc.as<float>(), bias ? dbias.as<float>() : nullptr, m, n,
                                           lo, hi, nullptr));
   return download(c, dc, static_cast<size_t>(m) * n);
@@ -281,9 +277,43 @@ caf::error dense(const float* x, const float* w, const float* bias, int64_t m, i
 
 caf::error conv2d_nhwc(const conv2d_nhwc_params& p, int cout, const float* in, const float* hwio,
                        const float* bias, float* out) {
-#if COMB_HAVE_CUDNN
+  if (!has_cudnn())
+    return make_error(errc::unsupported, "cuda conv2d_nhwc: this build has no cuDNN");
   if (device_count() == 0)
     return no_device();
+  device_memory din, dfilt, dbias, dout;
+  size_t nout = static_cast<size_t>(p.n) * p.out_h * p.out_w * cout;
+  if (auto err = upload(din, in, static_cast<size_t>(p.n) * p.h * p.w * p.c))
+    return err;
+  if (auto err = upload(dfilt, hwio, static_cast<size_t>(p.kh) * p.kw * p.c * cout))
+    return err;
+  if (bias)
+    if (auto err = upload(dbias, bias, cout))
+      return err;
+  if (auto err = alloc(dout, nout * sizeof(float)))
+    return err;
+  if (auto err = detail::conv2d_device(p, cout, din.as<float>(), dfilt.as<float>(),
+                                       bias ? dbias.as<float>() : nullptr, dout.as<float>()))
+    return err;
+  return download(out, dout, nout);
+}
+
+namespace detail {
+
+caf::error gemm_device(const float* a, const float* b, int64_t m, int k, int n, float* c) {
+  cublasHandle_t h;
+  if (auto err = blas_handle(h))
+    return err;
+  const float one = 1.0f, zero = 0.0f;
+  // Row-major C = A B is column-major C^T = B^T A^T.
+  COMB_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, static_cast<int>(m), k, &one, b, n,
+                                a, k, &zero, c, n));
+  return caf::none;
+}
+
+caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
+                         const float* hwio, const float* bias, float* out) {
+#if COMB_HAVE_CUDNN
   auto& hs = thread_handles();
   if (!hs.dnn)
     COMB_CUDNN_CHECK(cudnnCreate(&hs.dnn));
@@ -331,36 +361,24 @@ caf::error conv2d_nhwc(const conv2d_nhwc_params& p, int cout, const float* in, c
   size_t ws_bytes = 0;
   COMB_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(hs.dnn, d.x, d.f, d.conv, d.y, algo,
                                                            &ws_bytes));
-  // HWIO -> OHWI, the NHWC filter layout.
-  std::vector<float> ohwi(static_cast<size_t>(p.kh) * p.kw * p.c * cout);
-  for (int s = 0; s < p.kh * p.kw; ++s)
-    for (int ci = 0; ci < p.c; ++ci)
-      for (int co = 0; co < cout; ++co)
-        ohwi[(static_cast<size_t>(co) * p.kh * p.kw + s) * p.c + ci]
-          = hwio[(static_cast<size_t>(s) * p.c + ci) * cout + co];
-  device_memory din, dfilt, dbias, dout, dws;
-  size_t nout = static_cast<size_t>(p.n) * oh * ow * cout;
-  if (auto err = upload(din, in, static_cast<size_t>(p.n) * p.h * p.w * p.c))
+  // HWIO -> OHWI, cuDNN's NHWC filter layout, on the device.
+  device_memory dfilt, dws;
+  if (auto err = alloc(dfilt, static_cast<size_t>(p.kh) * p.kw * p.c * cout * sizeof(float)))
     return err;
-  if (auto err = upload(dfilt, ohwi.data(), ohwi.size()))
-    return err;
-  if (bias)
-    if (auto err = upload(dbias, bias, cout))
-      return err;
-  if (auto err = alloc(dout, nout * sizeof(float)))
-    return err;
+  COMB_CUDA_CHECK(launch_hwio_to_ohwi(hwio, p.kh * p.kw, p.c, cout, dfilt.as<float>(), nullptr));
   if (auto err = alloc(dws, ws_bytes))
     return err;
   const float one = 1.0f, zero = 0.0f;
-  COMB_CUDNN_CHECK(cudnnConvolutionForward(hs.dnn, &one, d.x, din.ptr, d.f, dfilt.ptr, d.conv, algo,
-                                           dws.ptr, ws_bytes, &zero, d.y, dout.ptr));
-  COMB_CUDA_CHECK(detail::launch_bias_act(dout.as<float>(), bias ? dbias.as<float>() : nullptr,
-                                          static_cast<int64_t>(p.n) * oh * ow, cout, p.lo, p.hi,
-                                          nullptr));
-  return download(out, dout, nout);
+  COMB_CUDNN_CHECK(cudnnConvolutionForward(hs.dnn, &one, d.x, in, d.f, dfilt.ptr, d.conv, algo,
+                                           dws.ptr, ws_bytes, &zero, d.y, out));
+  COMB_CUDA_CHECK(launch_bias_act(out, bias, static_cast<int64_t>(p.n) * oh * ow, cout, p.lo, p.hi,
+                                  nullptr));
+  return caf::none;
 #else
   return make_error(errc::unsupported, "cuda conv2d_nhwc: this build has no cuDNN");
 #endif
 }
+
+} // namespace detail
 
 } // namespace comb::kernels::cuda

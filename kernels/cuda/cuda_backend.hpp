@@ -59,7 +59,7 @@ caf::error softmax(const float* x, int64_t rows, int cols, float* out);
 caf::error embedding(const int32_t* ids, int64_t n, const float* table, int vocab, int dim,
                      float* out);
 
-/// out[b][c] = max over t of x[b][t][c].
+/// out[b][c] = max over t of x[b][t][c] (the first maximum, comparing with >).
 caf::error max_over_time(const float* x, int batch, int time, int channels, float* out);
 
 /// Depthwise NHWC convolution, same contract as kernels::depthwise_conv_nhwc.

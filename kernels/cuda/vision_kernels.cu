@@ -69,19 +69,44 @@ __global__ void embedding_kernel(const int32_t* ids, int64_t n, const float* tab
   }
 }
 
-__global__ void max_over_time_kernel(const float* x, int batch, int time, int channels,
-                                     float* out) {
+// First maximum over t < valid (strict >, as the CPU reference); argmax may be nullptr.
+__global__ void max_over_time_kernel(const float* x, int batch, int time, int valid, int channels,
+                                     float* out, int32_t* argmax) {
   int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= int64_t{batch} * channels)
     return;
   int b = static_cast<int>(i / channels), c = static_cast<int>(i % channels);
   const float* p = x + int64_t{b} * time * channels + c;
-  float m = -INFINITY;
-  for (int t = 0; t < time; ++t) {
+  int best = 0;
+  float m = p[0];
+  for (int t = 1; t < valid; ++t) {
     float v = p[int64_t{t} * channels];
-    m = (v > m || v != v) ? v : m; // NaN wins, as in the reference
+    if (v > m) {
+      m = v;
+      best = t;
+    }
   }
   out[i] = m;
+  if (argmax)
+    argmax[i] = best;
+}
+
+__global__ void hwio_to_ohwi_kernel(const float* hwio, int khw, int cin, int cout, float* ohwi) {
+  int64_t total = int64_t{khw} * cin * cout;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    int co = static_cast<int>(i % cout);
+    int64_t r = i / cout;
+    int ci = static_cast<int>(r % cin);
+    int s = static_cast<int>(r / cin);
+    ohwi[(int64_t{co} * khw + s) * cin + ci] = hwio[i];
+  }
+}
+
+__global__ void add_kernel(const float* a, const float* b, int64_t n, float* y) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
+    y[i] = a[i] + b[i];
 }
 
 // One thread per output element; consecutive threads take consecutive channels (coalesced).
@@ -143,11 +168,25 @@ cudaError_t launch_embedding(const int32_t* ids, int64_t n, const float* table, 
   return cudaGetLastError();
 }
 
-cudaError_t launch_max_over_time(const float* x, int batch, int time, int channels, float* out,
-                                 cudaStream_t s) {
+cudaError_t launch_max_over_time(const float* x, int batch, int time, int valid, int channels,
+                                 float* out, int32_t* argmax, cudaStream_t s) {
   int64_t total = int64_t{batch} * channels;
-  max_over_time_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(x, batch, time,
-                                                                                 channels, out);
+  if (total == 0 || valid <= 0)
+    return cudaSuccess;
+  max_over_time_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(
+    x, batch, time, valid, channels, out, argmax);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_hwio_to_ohwi(const float* hwio, int khw, int cin, int cout, float* ohwi,
+                                cudaStream_t s) {
+  hwio_to_ohwi_kernel<<<grid_for(int64_t{khw} * cin * cout, 256), 256, 0, s>>>(hwio, khw, cin,
+                                                                              cout, ohwi);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_add(const float* a, const float* b, int64_t n, float* y, cudaStream_t s) {
+  add_kernel<<<grid_for(n, 256), 256, 0, s>>>(a, b, n, y);
   return cudaGetLastError();
 }
 

@@ -249,3 +249,53 @@ TEST_CASE("cuDNN conv2d_nhwc matches the reference") {
 }
 
 } // TEST_SUITE
+
+#if COMB_TEST_REGISTRY
+#include "kernels/backend.hpp"
+
+TEST_SUITE("kernels.cuda_vision") {
+
+TEST_CASE("the registry holds the CUDA backend exactly when a device answers") {
+  auto cuda_backend = find_backend("cuda");
+  if (cuda::device_count() == 0) {
+    MESSAGE("no CUDA device: skipping the tensor backend comparison");
+    CHECK(cuda_backend == nullptr);
+    CHECK(default_backend(/*prefer_gpu=*/true)->name() == "cpu");
+    return;
+  }
+  REQUIRE(cuda_backend != nullptr);
+  CHECK(cuda_backend->supports(op::conv2d));
+  // Depthwise conv2d, bias_act and softmax on the device against the CPU backend.
+  std::mt19937 rng(8);
+  auto x = tensor::from({2, 9, 7, 16}, random_vec(2 * 9 * 7 * 16, rng));
+  auto w = tensor::from({3, 3, 1, 16}, random_vec(9 * 16, rng));
+  auto b = tensor::from({16}, random_vec(16, rng));
+  REQUIRE(x);
+  REQUIRE(w);
+  REQUIRE(b);
+  conv2d_params p;
+  p.stride_h = p.stride_w = 2;
+  p.pad_top = p.pad_left = 0;
+  p.pad_bottom = p.pad_right = 1;
+  p.groups = 16;
+  tensor y_cpu, y_cpu_act;
+  REQUIRE(!cpu().conv2d(*x, *w, &*b, p, y_cpu));
+  REQUIRE(!cpu().bias_act(y_cpu, nullptr, activation::relu6, y_cpu_act));
+  auto xd = x->to(device::cuda), wd = w->to(device::cuda), bd = b->to(device::cuda);
+  REQUIRE(xd);
+  REQUIRE(wd);
+  REQUIRE(bd);
+  tensor yd, yd_act;
+  auto err = cuda_backend->conv2d(*xd, *wd, &*bd, p, yd);
+  REQUIRE_MESSAGE(!err, describe(err));
+  err = cuda_backend->bias_act(yd, nullptr, activation::relu6, yd_act);
+  REQUIRE_MESSAGE(!err, describe(err));
+  auto back = yd_act.to(device::cpu);
+  REQUIRE(back);
+  std::vector<float> got(back->data<float>(), back->data<float>() + back->numel());
+  std::vector<float> ref(y_cpu_act.data<float>(), y_cpu_act.data<float>() + y_cpu_act.numel());
+  validate(got, ref, "cuda backend depthwise conv2d + relu6");
+}
+
+} // TEST_SUITE
+#endif

@@ -10,5 +10,11 @@ comb_add_test(kernels.mobilenet_v2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/mobilenet_v
               LIBS comb_vision TIMEOUT 120)
 comb_add_test(kernels.centernet SOURCES ${CMAKE_CURRENT_LIST_DIR}/centernet_test.cpp
               LIBS comb_vision TIMEOUT 120)
-comb_add_test(kernels.cuda_vision SOURCES ${CMAKE_CURRENT_LIST_DIR}/cuda_vision_test.cpp
-              LIBS comb_vision_cuda comb_vision TIMEOUT 120)
+if(TARGET comb_kernels)
+  comb_add_test(kernels.cuda_vision SOURCES ${CMAKE_CURRENT_LIST_DIR}/cuda_vision_test.cpp
+                LIBS comb_kernels comb_vision_cuda comb_vision TIMEOUT 120)
+  target_compile_definitions(test_kernels_cuda_vision PRIVATE COMB_TEST_REGISTRY=1)
+else()
+  comb_add_test(kernels.cuda_vision SOURCES ${CMAKE_CURRENT_LIST_DIR}/cuda_vision_test.cpp
+                LIBS comb_vision_cuda comb_vision TIMEOUT 120)
+endif()
