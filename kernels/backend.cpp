@@ -17,7 +17,7 @@ std::string to_string(op o) {
     "max_over_time_backward", "pool2d", "pool2d_backward", "global_avg_pool", "dense",
     "dense_backward", "softmax", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "dropout", "dropout_backward", "add", "sigmoid", "sigmoid_backward", "upsample", "top_k",
-    "sgd_step", "adam_step"};
+    "sgd_step", "adam_step", "concat", "concat_backward"};
   static_assert(sizeof(names) / sizeof(names[0]) == static_cast<size_t>(op::count_));
   auto i = static_cast<size_t>(o);
   return i < static_cast<size_t>(op::count_) ? names[i] : "unknown_op";
@@ -481,6 +481,57 @@ caf::error backend::adam_step(tensor& param, const tensor& grad, tensor& m, tens
   return do_adam_step(param, grad, m, v, step, p);
 }
 
+// --- concat -----------------------------------------------------------------------------
+
+caf::error backend::concat(const std::vector<const tensor*>& parts, tensor& y) {
+  auto o = op::concat;
+  if (parts.empty())
+    return bad(o, "no parts");
+  int64_t width = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i])
+      return bad(o, "part " + std::to_string(i) + " is null");
+    COMB_CHECK(check(o, "part", *parts[i], dtype::f32, device(), parts[0]->rank()));
+    if (parts[i]->rank() < 1)
+      return bad(o, "parts must have rank >= 1");
+    auto& a = parts[0]->shape().dims();
+    auto& b = parts[i]->shape().dims();
+    if (!std::equal(a.begin(), a.end() - 1, b.begin()))
+      return bad(o, "part " + std::to_string(i) + " " + parts[i]->describe()
+                      + " differs from part 0 " + parts[0]->describe()
+                      + " before the last dimension");
+    width += b.back();
+  }
+  auto dims = parts[0]->shape().dims();
+  dims.back() = width;
+  COMB_CHECK(y.ensure(shape{dims}, dtype::f32, device()));
+  return do_concat(parts, y);
+}
+
+caf::error backend::concat_backward(const tensor& dy, const std::vector<int64_t>& widths,
+                                    const std::vector<tensor*>& parts) {
+  auto o = op::concat_backward;
+  COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 0));
+  if (dy.rank() < 1 || widths.size() != parts.size() || widths.empty())
+    return bad(o, "need rank >= 1 and one width per part");
+  int64_t sum = 0;
+  for (auto w : widths) {
+    if (w < 0)
+      return bad(o, "negative width");
+    sum += w;
+  }
+  if (sum != dy.dim(dy.rank() - 1))
+    return bad(o, "widths add up to " + std::to_string(sum) + ", dy is " + dy.describe());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i])
+      return bad(o, "part " + std::to_string(i) + " is null");
+    auto dims = dy.shape().dims();
+    dims.back() = widths[i];
+    COMB_CHECK(parts[i]->ensure(shape{dims}, dtype::f32, device()));
+  }
+  return do_concat_backward(dy, parts);
+}
+
 // --- defaults: unsupported --------------------------------------------------------------
 
 caf::error backend::do_embedding(const tensor&, const tensor&, tensor&) {
@@ -575,6 +626,13 @@ caf::error backend::do_sgd_step(tensor&, const tensor&, tensor*, const sgd_param
 caf::error backend::do_adam_step(tensor&, const tensor&, tensor&, tensor&, int64_t,
                                  const adam_params&) {
   return unsupported(op::adam_step);
+}
+
+caf::error backend::do_concat(const std::vector<const tensor*>&, tensor&) {
+  return unsupported(op::concat);
+}
+caf::error backend::do_concat_backward(const tensor&, const std::vector<tensor*>&) {
+  return unsupported(op::concat_backward);
 }
 
 // --- registry ---------------------------------------------------------------------------

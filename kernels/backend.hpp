@@ -127,6 +127,14 @@ public:
   caf::error adam_step(tensor& param, const tensor& grad, tensor& m, tensor& v, int64_t step,
                        const adam_params& p);
 
+  /// y [..., sum of widths] = the parts [..., width_i] side by side along the last
+  /// dimension (all parts share the leading dimensions).
+  caf::error concat(const std::vector<const tensor*>& parts, tensor& y);
+  /// Splits dy along the last dimension into parts of the given widths (the gradient of
+  /// concat); parts are sized here.
+  caf::error concat_backward(const tensor& dy, const std::vector<int64_t>& widths,
+                             const std::vector<tensor*>& parts);
+
 protected:
   // Overridden by each backend; called with checked inputs and sized outputs.
   virtual caf::error do_embedding(const tensor& tokens, const tensor& table, tensor& out);
@@ -178,6 +186,9 @@ protected:
                                  const sgd_params& p);
   virtual caf::error do_adam_step(tensor& param, const tensor& grad, tensor& m, tensor& v,
                                   int64_t step, const adam_params& p);
+
+  virtual caf::error do_concat(const std::vector<const tensor*>& parts, tensor& y);
+  virtual caf::error do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts);
 
   /// errc::unsupported naming this backend and `o`.
   caf::error unsupported(op o) const;

@@ -41,6 +41,8 @@ enum class op : uint8_t {
   top_k,
   sgd_step,
   adam_step,
+  concat,
+  concat_backward,
   /// Not an op: the number of ops.
   count_,
 };

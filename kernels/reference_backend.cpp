@@ -11,7 +11,8 @@ const detail::host_ops naive_ops = {
   max_over_time_ref, max_over_time_backward_ref, pool2d_ref, pool2d_backward_ref,
   global_avg_pool_ref, dense_ref, dense_backward_ref, softmax_ref, softmax_cross_entropy_ref,
   softmax_cross_entropy_backward_ref, dropout_ref, dropout_backward_ref, add_ref, sigmoid_ref,
-  sigmoid_backward_ref, upsample_ref, top_k_ref, sgd_step_ref, adam_step_ref,
+  sigmoid_backward_ref, upsample_ref, top_k_ref, sgd_step_ref, adam_step_ref, concat_ref,
+  concat_backward_ref,
 };
 
 } // namespace

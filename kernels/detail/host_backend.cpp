@@ -231,4 +231,28 @@ caf::error host_backend::do_adam_step(tensor& param, const tensor& grad, tensor&
   return {};
 }
 
+caf::error host_backend::do_concat(const std::vector<const tensor*>& parts, tensor& y) {
+  std::vector<const float*> ptrs;
+  std::vector<int64_t> widths;
+  for (auto* p : parts) {
+    ptrs.push_back(p->data<float>());
+    widths.push_back(p->dim(p->rank() - 1));
+  }
+  ops_.concat(ptrs.data(), widths.data(), static_cast<int64_t>(parts.size()), rows_of(y),
+              f(y));
+  return {};
+}
+
+caf::error host_backend::do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts) {
+  std::vector<float*> ptrs;
+  std::vector<int64_t> widths;
+  for (auto* p : parts) {
+    ptrs.push_back(p->data<float>());
+    widths.push_back(p->dim(p->rank() - 1));
+  }
+  ops_.concat_backward(f(dy), rows_of(dy), widths.data(), ptrs.data(),
+                       static_cast<int64_t>(parts.size()));
+  return {};
+}
+
 } // namespace comb::kernels::detail

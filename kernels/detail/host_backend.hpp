@@ -7,6 +7,7 @@
 #include "kernels/backend.hpp"
 #include "kernels/ops/batch_norm_fold.hpp"
 #include "kernels/ops/bias_act.hpp"
+#include "kernels/ops/concat.hpp"
 #include "kernels/ops/conv1d.hpp"
 #include "kernels/ops/conv2d.hpp"
 #include "kernels/ops/dense.hpp"
@@ -52,6 +53,8 @@ struct host_ops {
   decltype(&top_k_ref) top_k;
   decltype(&sgd_step_ref) sgd_step;
   decltype(&adam_step_ref) adam_step;
+  decltype(&concat_ref) concat;
+  decltype(&concat_backward_ref) concat_backward;
 };
 
 class host_backend : public backend {
@@ -120,6 +123,8 @@ protected:
                          const sgd_params& p) override;
   caf::error do_adam_step(tensor& param, const tensor& grad, tensor& m, tensor& v,
                           int64_t step, const adam_params& p) override;
+  caf::error do_concat(const std::vector<const tensor*>& parts, tensor& y) override;
+  caf::error do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts) override;
 
 private:
   std::string name_;

@@ -10,7 +10,7 @@ namespace {
 float act(float v, activation a) {
   switch (a) {
     case activation::relu:
-      return v > 0 ? v : 0.0f;
+      return v < 0 ? 0.0f : v; // NaN stays NaN, as in PyTorch
     case activation::relu6:
       return std::min(std::max(v, 0.0f), 6.0f);
     default:

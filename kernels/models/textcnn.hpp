@@ -1,0 +1,108 @@
+// comb::kernels::textcnn: the paper's TextCNN (§3.1) for token sequences: embedding
+// (vocab x embed); one conv1d per kernel size (default 2, 3, 4; `filters` each, valid
+// padding) followed by max over time, bias and ReLU; concatenation; dropout (training
+// only); dense; softmax over `classes`. Forward, backward and an Adam trainer step, all
+// through one kernels::backend (the CPU backend unless another is given). Weights are
+// saved and loaded as safetensors with tensor names embedding.weight, conv<k>.weight
+// [k, embed, filters], conv<k>.bias, dense.weight [n_k * filters, classes], dense.bias,
+// and the config in the metadata ("textcnn.*"). A model is owned by one trainer or
+// predictor and is not thread-safe (activations and optimiser state are members).
+#pragma once
+
+#include "kernels/backend.hpp"
+#include "kernels/op.hpp"
+#include "kernels/tensor.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace comb::kernels {
+
+struct textcnn_config {
+  int64_t vocab = 8192;
+  int64_t embed = 64;
+  /// Sequence length the model is built for; forward() accepts any length >= the widest
+  /// kernel (shorter sequences must be padded by the caller).
+  int64_t seq_len = 256;
+  int64_t filters = 100;
+  std::vector<int64_t> kernel_sizes = {2, 3, 4};
+  int64_t classes = 2;
+  float dropout = 0.2f;
+  uint64_t seed = 1;
+  adam_params adam;
+};
+
+class textcnn {
+public:
+  textcnn(textcnn&&) noexcept;
+  textcnn& operator=(textcnn&&) noexcept;
+  ~textcnn();
+
+  /// A model with weights drawn from cfg.seed. Errors: errc::invalid_argument naming the
+  /// bad field (sizes < 1 or absurdly large, dropout outside [0, 1), classes < 2).
+  static caf::expected<textcnn> create(const textcnn_config& cfg,
+                                       std::shared_ptr<backend> be = nullptr);
+
+  /// Class probabilities [batch, classes] for tokens i32 [batch, len] (no dropout).
+  /// Errors: errc::invalid_argument for a token outside the vocabulary or a sequence
+  /// shorter than the widest kernel.
+  caf::expected<tensor> forward(const tensor& tokens);
+
+  /// forward() on a row-major vector of batch * len ids; probabilities row-major.
+  caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int64_t batch);
+
+  /// One training step: forward with dropout, cross-entropy against labels i32 [batch] in
+  /// 0..classes-1, backward, Adam update. Returns the mean loss before the update.
+  caf::expected<float> train_step(const tensor& tokens, const tensor& labels);
+  caf::expected<float> train_step(const std::vector<int32_t>& tokens,
+                                  const std::vector<int32_t>& labels);
+
+  /// Forward and backward without updating: fills gradients(); returns the mean loss.
+  /// `train` applies dropout (seeded by the step counter). Used by train_step and by
+  /// gradient checks.
+  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels,
+                                          bool train);
+
+  /// Named parameters and their gradients (same order, same shapes).
+  std::vector<std::pair<std::string, tensor*>> parameters();
+  std::vector<std::pair<std::string, tensor*>> gradients();
+
+  /// Weights as safetensors bytes / file, with the config and `metadata` in the header.
+  caf::expected<std::string> to_bytes(const std::map<std::string, std::string>& metadata = {});
+  caf::error save(const std::string& path,
+                  const std::map<std::string, std::string>& metadata = {});
+
+  /// A model from to_bytes()/save() output; `metadata` (optional) receives the header's
+  /// metadata. Errors: errc::corrupt_data / errc::bad_model naming what does not fit.
+  static caf::expected<textcnn> from_bytes(std::string_view bytes,
+                                           std::shared_ptr<backend> be = nullptr,
+                                           std::map<std::string, std::string>* metadata
+                                           = nullptr);
+  static caf::expected<textcnn> load(const std::string& path,
+                                     std::shared_ptr<backend> be = nullptr,
+                                     std::map<std::string, std::string>* metadata = nullptr);
+
+  /// Copies the weights of a model of the same config (e.g. the best epoch).
+  caf::error copy_weights_from(textcnn& other);
+
+  const textcnn_config& config() const;
+  backend& backend_used();
+  /// Adam steps taken.
+  int64_t steps() const;
+
+  /// Multiply-adds x 2 of one forward pass over batch x len tokens (for GFLOP/s).
+  double forward_flops(int64_t batch, int64_t len) const;
+
+private:
+  textcnn();
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace comb::kernels

@@ -1,0 +1,130 @@
+// Fast conv1d: im2col in blocks of whole sequences (about 512 output rows, so the block
+// stays in cache; a row is the k * c_in floats of one window, one memcpy when the window is
+// inside the sequence), each block one OpenBLAS sgemm writing straight into y. Backward:
+// dw accumulates col^T dy over the blocks, dx is dy W^T scattered back (col2im).
+#include "kernels/ops/conv1d.hpp"
+
+#include "kernels/detail/cpu_pool.hpp"
+#include "kernels/detail/simd.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace comb::kernels {
+
+namespace {
+
+constexpr int64_t block_rows = 512;
+
+/// Sequences per block.
+int64_t seqs_per_block(const conv1d_dims& d) {
+  return std::max<int64_t>(1, block_rows / std::max<int64_t>(d.t_out, 1));
+}
+
+/// Window rows of sequences [b0, b1) into col [(b1 - b0) * t_out, k * c_in].
+void im2col(const conv1d_dims& d, const float* x, int64_t b0, int64_t b1, float* col) {
+  int64_t kk = d.k * d.c_in;
+  detail::parallel_range((b1 - b0) * d.t_out, 128, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t b = b0 + r / d.t_out, t = r % d.t_out;
+      int64_t start = t - d.pad_before;
+      float* dst = col + r * kk;
+      const float* src = x + b * d.time * d.c_in;
+      if (start >= 0 && start + d.k <= d.time) {
+        std::memcpy(dst, src + start * d.c_in, static_cast<size_t>(kk) * sizeof(float));
+        continue;
+      }
+      for (int64_t j = 0; j < d.k; ++j) {
+        int64_t ti = start + j;
+        if (ti < 0 || ti >= d.time)
+          std::memset(dst + j * d.c_in, 0, static_cast<size_t>(d.c_in) * sizeof(float));
+        else
+          std::memcpy(dst + j * d.c_in, src + ti * d.c_in,
+                      static_cast<size_t>(d.c_in) * sizeof(float));
+      }
+    }
+  });
+}
+
+/// dx of sequences [b0, b1) += scatter of dcol; threads own whole sequences.
+COMB_CLONES
+void col2im_seq(const conv1d_dims& d, const float* dcol, int64_t b, int64_t b0, float* dx) {
+  int64_t kk = d.k * d.c_in;
+  float* dst = dx + b * d.time * d.c_in;
+  for (int64_t t = 0; t < d.t_out; ++t) {
+    const float* src = dcol + ((b - b0) * d.t_out + t) * kk;
+    for (int64_t j = 0; j < d.k; ++j) {
+      int64_t ti = t - d.pad_before + j;
+      if (ti < 0 || ti >= d.time)
+        continue;
+      float* o = dst + ti * d.c_in;
+      const float* s = src + j * d.c_in;
+      for (int64_t c = 0; c < d.c_in; ++c)
+        o[c] += s[c];
+    }
+  }
+}
+
+} // namespace
+
+void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,
+                float* y) {
+  int64_t kk = d.k * d.c_in;
+  int64_t per = seqs_per_block(d);
+  float* col = detail::scratch(static_cast<size_t>(per * d.t_out * kk), 1);
+  for (int64_t b0 = 0; b0 < d.batch; b0 += per) {
+    int64_t b1 = std::min(d.batch, b0 + per);
+    int64_t m = (b1 - b0) * d.t_out;
+    float* out = y + b0 * d.t_out * d.c_out;
+    if (bias)
+      for (int64_t r = 0; r < m; ++r)
+        std::memcpy(out + r * d.c_out, bias, static_cast<size_t>(d.c_out) * sizeof(float));
+    im2col(d, x, b0, b1, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+                static_cast<int>(d.c_out), static_cast<int>(kk), 1.0f, col,
+                static_cast<int>(kk), w, static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out,
+                static_cast<int>(d.c_out));
+  }
+}
+
+void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
+                         const float* dy, float* dx, float* dw, float* dbias) {
+  int64_t kk = d.k * d.c_in;
+  int64_t per = seqs_per_block(d);
+  float* col = detail::scratch(static_cast<size_t>(per * d.t_out * kk), 1);
+  float* dcol = dx ? detail::scratch(static_cast<size_t>(per * d.t_out * kk), 2) : nullptr;
+  if (dx)
+    std::memset(dx, 0, static_cast<size_t>(d.batch * d.time * d.c_in) * sizeof(float));
+  if (d.batch == 0)
+    std::memset(dw, 0, static_cast<size_t>(kk * d.c_out) * sizeof(float));
+  for (int64_t b0 = 0; b0 < d.batch; b0 += per) {
+    int64_t b1 = std::min(d.batch, b0 + per);
+    int64_t m = (b1 - b0) * d.t_out;
+    const float* g = dy + b0 * d.t_out * d.c_out;
+    im2col(d, x, b0, b1, col);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
+                static_cast<int>(d.c_out), static_cast<int>(m), 1.0f, col,
+                static_cast<int>(kk), g, static_cast<int>(d.c_out), b0 == 0 ? 0.0f : 1.0f, dw,
+                static_cast<int>(d.c_out));
+    if (dx) {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
+                  static_cast<int>(kk), static_cast<int>(d.c_out), 1.0f, g,
+                  static_cast<int>(d.c_out), w, static_cast<int>(d.c_out), 0.0f, dcol,
+                  static_cast<int>(kk));
+      detail::parallel_range(b1 - b0, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t b = b0 + s0; b < b0 + s1; ++b)
+          col2im_seq(d, dcol, b, b0, dx);
+      });
+    }
+  }
+  if (dbias) {
+    std::memset(dbias, 0, static_cast<size_t>(d.c_out) * sizeof(float));
+    for (int64_t r = 0; r < d.batch * d.t_out; ++r)
+      for (int64_t o = 0; o < d.c_out; ++o)
+        dbias[o] += dy[r * d.c_out + o];
+  }
+}
+
+} // namespace comb::kernels
