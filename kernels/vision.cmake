@@ -11,7 +11,7 @@ add_library(comb_vision STATIC
   ${CMAKE_CURRENT_LIST_DIR}/models/mobilenet_v2.cpp
   ${CMAKE_CURRENT_LIST_DIR}/models/centernet.cpp
 )
-target_link_libraries(comb_vision PUBLIC comb_errc Threads::Threads)
+target_link_libraries(comb_vision PUBLIC comb_kernels comb_errc Threads::Threads)
 
 # CUDA backend (kernels/cuda): hand-written kernels, cuBLAS, and cuDNN when found. Built
 # where nvcc was found (COMB_HAVE_CUDA); otherwise a stub with the same functions that

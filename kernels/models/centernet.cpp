@@ -1,6 +1,9 @@
 // CenterNet-style detector on Comb's NHWC ops; see centernet.hpp.
 #include "kernels/models/centernet.hpp"
 
+#include "kernels/safetensors.hpp"
+#include "kernels/tensor.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -87,6 +90,7 @@ centernet::conv centernet::make_conv(int k, int cin, int cout, bool relu, std::m
     x = dist(rng);
   c.bias.assign(cout, 0.0f);
   c.packed = pack_conv2d_nhwc(w.data(), k, k, cin, cout);
+  c.weights = std::move(w);
   return c;
 }
 
@@ -94,23 +98,119 @@ centernet centernet::random(const centernet_config& cfg, uint64_t seed) {
   mobilenet_v2_config bc;
   bc.num_classes = 1; // the classifier is not used
   bc.tf_padding = false;
-  centernet net(mobilenet_v2::random(bc, seed));
+  return with_backbone(mobilenet_v2::random(bc, seed), cfg, seed);
+}
+
+centernet centernet::with_backbone(mobilenet_v2 backbone, const centernet_config& cfg,
+                                   uint64_t seed) {
+  centernet net(std::move(backbone));
   net.cfg_ = cfg;
+  net.init_head(seed);
+  return net;
+}
+
+void centernet::init_head(uint64_t seed) {
+  auto& cfg = cfg_;
   std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
-  net.reduce_ = make_conv(1, 1280, cfg.neck_channels[0], true, rng);
+  reduce_ = make_conv(1, 1280, cfg.neck_channels[0], true, rng);
   int c = cfg.neck_channels[0];
   for (int i = 0; i < 3; ++i) {
-    net.neck_[i] = make_conv(3, c, cfg.neck_channels[i], true, rng);
+    neck_[i] = make_conv(3, c, cfg.neck_channels[i], true, rng);
     c = cfg.neck_channels[i];
   }
   int hc = cfg.head_channels;
-  net.heat_hidden_ = make_conv(3, c, hc, true, rng);
-  net.heat_out_ = make_conv(1, hc, cfg.num_classes, false, rng);
-  std::fill(net.heat_out_.bias.begin(), net.heat_out_.bias.end(), -2.19f);
-  net.size_hidden_ = make_conv(3, c, hc, true, rng);
-  net.size_out_ = make_conv(1, hc, 2, false, rng);
-  net.offset_hidden_ = make_conv(3, c, hc, true, rng);
-  net.offset_out_ = make_conv(1, hc, 2, false, rng);
+  heat_hidden_ = make_conv(3, c, hc, true, rng);
+  heat_out_ = make_conv(1, hc, cfg.num_classes, false, rng);
+  std::fill(heat_out_.bias.begin(), heat_out_.bias.end(), -2.19f);
+  size_hidden_ = make_conv(3, c, hc, true, rng);
+  size_out_ = make_conv(1, hc, 2, false, rng);
+  offset_hidden_ = make_conv(3, c, hc, true, rng);
+  offset_out_ = make_conv(1, hc, 2, false, rng);
+}
+
+std::vector<std::pair<std::string, centernet::conv*>> centernet::convs() {
+  return {{"neck.reduce", &reduce_},          {"neck.up0", &neck_[0]},
+          {"neck.up1", &neck_[1]},            {"neck.up2", &neck_[2]},
+          {"heads.heat.hidden", &heat_hidden_}, {"heads.heat.out", &heat_out_},
+          {"heads.size.hidden", &size_hidden_}, {"heads.size.out", &size_out_},
+          {"heads.offset.hidden", &offset_hidden_}, {"heads.offset.out", &offset_out_}};
+}
+
+caf::error centernet::save(const std::string& path) const {
+  std::vector<tensor> store;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> names;
+  auto add = [&](const std::string& name, std::vector<int64_t> dims, const std::vector<float>& v) {
+    auto t = tensor::from(kernels::shape(dims), v);
+    if (!t)
+      return t.error();
+    store.push_back(std::move(*t));
+    names.emplace_back(name, std::move(dims));
+    return caf::error{};
+  };
+  auto& layers = backbone_.layers();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto& l = layers[i];
+    std::vector<int64_t> dims = l.depthwise ? std::vector<int64_t>{l.k, l.k, l.cout}
+                                            : std::vector<int64_t>{l.k, l.k, l.cin, l.cout};
+    if (auto err = add("backbone." + std::to_string(i) + ".weight", dims, l.weights))
+      return err;
+    if (auto err = add("backbone." + std::to_string(i) + ".bias", {l.cout}, l.bias))
+      return err;
+  }
+  for (auto& [name, c] : const_cast<centernet*>(this)->convs()) {
+    if (auto err = add(name + ".weight", {c->k, c->k, c->cin, c->cout}, c->weights))
+      return err;
+    if (auto err = add(name + ".bias", {c->cout}, c->bias))
+      return err;
+  }
+  std::vector<std::pair<std::string, const tensor*>> list;
+  for (size_t i = 0; i < store.size(); ++i)
+    list.emplace_back(names[i].first, &store[i]);
+  return save_safetensors(path, list, {{"format", "comb.centernet"}});
+}
+
+caf::expected<centernet> centernet::load(const std::string& path, const centernet_config& cfg,
+                                         bool tf_padding) {
+  auto file = load_safetensors(path);
+  if (!file)
+    return file.error();
+  mobilenet_v2_config bc;
+  bc.num_classes = 1;
+  bc.tf_padding = tf_padding;
+  auto net = with_backbone(mobilenet_v2::random(bc, 0), cfg, 0);
+  auto take = [&](const std::string& name, const std::vector<int64_t>& dims,
+                  std::vector<float>& out) -> caf::error {
+    auto it = file->tensors.find(name);
+    if (it == file->tensors.end())
+      return make_error(errc::bad_model, "centernet '" + path + "': tensor " + name + " missing");
+    auto& t = it->second;
+    if (t.dtype() != dtype::f32 || t.shape() != kernels::shape(dims))
+      return make_error(errc::bad_model, "centernet '" + path + "': tensor " + name + " is "
+                                           + t.describe() + ", expected f32"
+                                           + to_string(kernels::shape(dims)));
+    out.assign(t.data<float>(), t.data<float>() + t.numel());
+    return caf::none;
+  };
+  auto& layers = net.backbone_.layers();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto& l = layers[i];
+    std::vector<int64_t> dims = l.depthwise ? std::vector<int64_t>{l.k, l.k, l.cout}
+                                            : std::vector<int64_t>{l.k, l.k, l.cin, l.cout};
+    std::vector<float> w, b;
+    if (auto err = take("backbone." + std::to_string(i) + ".weight", dims, w))
+      return err;
+    if (auto err = take("backbone." + std::to_string(i) + ".bias", {l.cout}, b))
+      return err;
+    if (auto err = net.backbone_.set_layer(i, std::move(w), std::move(b)))
+      return err;
+  }
+  for (auto& [name, c] : net.convs()) {
+    if (auto err = take(name + ".weight", {c->k, c->k, c->cin, c->cout}, c->weights))
+      return err;
+    if (auto err = take(name + ".bias", {c->cout}, c->bias))
+      return err;
+    c->packed = pack_conv2d_nhwc(c->weights.data(), c->k, c->k, c->cin, c->cout);
+  }
   return net;
 }
 

@@ -3,8 +3,10 @@
 // three nearest-neighbour 2x upsamplings each followed by a 3x3 conv + ReLU (stride 4), and
 // three heads (3x3 conv + ReLU, then 1x1): a per-class centre heatmap (sigmoid), box size
 // and centre offset. decode_centernet turns the maps into boxes: 3x3 max-pool peak finding,
-// top-k over classes and positions. Weights are random (He-normal) until trained weights are
-// loaded; a built model is immutable and forward() is const (see mobilenet_v2 for threads).
+// top-k over classes and positions. Weights are random (He-normal), or the backbone comes
+// from the ImageNet TFLite model (with_backbone), or everything is read from a safetensors
+// file written by save(). A built model is immutable and forward() is const (see
+// mobilenet_v2 for threads).
 #pragma once
 
 #include "kernels/models/mobilenet_v2.hpp"
@@ -14,6 +16,8 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace comb::kernels {
@@ -56,6 +60,20 @@ public:
   /// A detector with random weights (heatmap bias -2.19, i.e. prior 0.1, as CenterNet does).
   static centernet random(const centernet_config& cfg, uint64_t seed);
 
+  /// A detector on a given backbone (e.g. MobileNetV2 from the ImageNet TFLite model, its
+  /// classifier unused) with random neck and heads.
+  static centernet with_backbone(mobilenet_v2 backbone, const centernet_config& cfg,
+                                 uint64_t seed);
+
+  /// Writes every parameter to a safetensors file ("backbone.<i>.weight", "neck.reduce.bias",
+  /// "heads.heat.hidden.weight", ...; convolution weights HWIO, depthwise [kh, kw, c]).
+  caf::error save(const std::string& path) const;
+
+  /// Reads a detector written by save(): the structure comes from `cfg` and `tf_padding`,
+  /// every tensor must be there with its shape (errc::bad_model names the first that is not).
+  static caf::expected<centernet> load(const std::string& path, const centernet_config& cfg,
+                                       bool tf_padding = false);
+
   /// Runs backbone, neck and heads. Input h and w must be multiples of 32.
   caf::expected<centernet_output> forward(const float* input, int batch, int h, int w) const;
 
@@ -75,11 +93,14 @@ private:
     int k = 1, cin = 0, cout = 0;
     bool relu = true;
     std::vector<float> bias;
+    std::vector<float> weights; // HWIO
     conv2d_nhwc_weights packed;
   };
   centernet(mobilenet_v2 backbone) : backbone_(std::move(backbone)) {
   }
   static conv make_conv(int k, int cin, int cout, bool relu, std::mt19937_64& rng);
+  std::vector<std::pair<std::string, conv*>> convs();
+  void init_head(uint64_t seed);
   void run(const conv& c, const float* in, int n, int h, int w, float* out) const;
 
   centernet_config cfg_;

@@ -290,6 +290,25 @@ double mobilenet_v2::flops(int h, int w) const {
   return total;
 }
 
+caf::error mobilenet_v2::set_layer(size_t i, std::vector<float> weights, std::vector<float> bias) {
+  if (i >= layers_.size())
+    return make_error(errc::bad_model, "mobilenet_v2: no layer " + std::to_string(i));
+  auto& l = layers_[i];
+  size_t want = l.depthwise ? static_cast<size_t>(l.k) * l.k * l.cout
+                            : static_cast<size_t>(l.k) * l.k * l.cin * l.cout;
+  if (weights.size() != want || bias.size() != static_cast<size_t>(l.cout))
+    return make_error(errc::bad_model, "mobilenet_v2 layer " + std::to_string(i) + ": expected "
+                                         + std::to_string(want) + " weights and "
+                                         + std::to_string(l.cout) + " biases, got "
+                                         + std::to_string(weights.size()) + " and "
+                                         + std::to_string(bias.size()));
+  l.weights = std::move(weights);
+  l.bias = std::move(bias);
+  if (!l.depthwise)
+    l.packed = pack_conv2d_nhwc(l.weights.data(), l.k, l.k, l.cin, l.cout);
+  return caf::none;
+}
+
 caf::error mobilenet_v2::run_backbone(const float* input, int batch, int h, int w,
                                       feature_map& out) const {
   if (batch <= 0 || h < 32 || w < 32 || h > 8192 || w > 8192)

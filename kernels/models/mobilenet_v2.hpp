@@ -110,6 +110,10 @@ public:
   /// Floating-point operations (2 per multiply-add) of one image at h x w, classifier included.
   double flops(int h = 224, int w = 224) const;
 
+  /// Replaces layer `i`'s weights (HWIO, or [kh][kw][c] for depthwise) and bias, e.g. from a
+  /// checkpoint; errc::bad_model when the sizes do not match the layer.
+  caf::error set_layer(size_t i, std::vector<float> weights, std::vector<float> bias);
+
 private:
   mobilenet_v2() = default;
   void build_shape(const mobilenet_v2_config& cfg);

@@ -4,7 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <random>
+#include <unistd.h>
 
 using namespace comb;
 using namespace comb::kernels;
@@ -104,6 +106,87 @@ TEST_CASE("the detector's forward gives stride-4 maps at 512x512 and decodes to 
   auto bad = net.forward(x.data(), 1, 500, 512);
   REQUIRE_FALSE(bad);
   CHECK(is(bad.error(), errc::invalid_argument));
+}
+
+} // TEST_SUITE
+
+#include "kernels/safetensors.hpp"
+#include "kernels/tensor.hpp"
+
+#include <filesystem>
+
+TEST_SUITE("kernels.centernet") {
+
+TEST_CASE("a detector saved to safetensors loads back with identical outputs; bad files fail") {
+  centernet_config cfg;
+  cfg.num_classes = 3;
+  cfg.neck_channels[0] = 32;
+  cfg.neck_channels[1] = 16;
+  cfg.neck_channels[2] = 16;
+  cfg.head_channels = 16;
+  auto net = centernet::random(cfg, 21);
+  auto dir = std::filesystem::temp_directory_path()
+             / ("comb_centernet_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto path = (dir / "det.safetensors").string();
+  auto err = net.save(path);
+  REQUIRE_MESSAGE(!err, describe(err));
+  auto back = centernet::load(path, cfg);
+  REQUIRE_MESSAGE(back, describe(back.error()));
+  std::vector<float> x(64 * 96 * 3);
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (auto& v : x)
+    v = d(rng);
+  auto a = net.forward(x.data(), 1, 64, 96);
+  auto b = back->forward(x.data(), 1, 64, 96);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->heat == b->heat);
+  CHECK(a->size == b->size);
+  CHECK(a->offset == b->offset);
+  // A different structure does not load, and says which tensor is wrong.
+  auto other = cfg;
+  other.num_classes = 4;
+  auto wrong = centernet::load(path, other);
+  REQUIRE_FALSE(wrong);
+  CHECK(is(wrong.error(), errc::bad_model));
+  CHECK(describe(wrong.error()).find("heads.heat.out") != std::string::npos);
+  // A file without the backbone tensors.
+  auto file = load_safetensors(path);
+  REQUIRE(file);
+  std::vector<std::pair<std::string, const tensor*>> some;
+  for (auto& [name, t] : file->tensors)
+    if (name.rfind("neck.", 0) == 0)
+      some.emplace_back(name, &t);
+  auto partial = (dir / "partial.safetensors").string();
+  REQUIRE(!save_safetensors(partial, some));
+  auto missing = centernet::load(partial, cfg);
+  REQUIRE_FALSE(missing);
+  CHECK(describe(missing.error()).find("missing") != std::string::npos);
+  auto absent = centernet::load((dir / "nope.safetensors").string(), cfg);
+  REQUIRE_FALSE(absent);
+  CHECK(is(absent.error(), errc::not_found));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("the detector runs on the ImageNet MobileNetV2 backbone from the TFLite file") {
+  std::string dir = std::getenv("COMB_DATA_DIR") ? std::getenv("COMB_DATA_DIR")
+                                                 : std::string(COMB_SOURCE_DIR) + "/../shared/data";
+  auto model = dir + "/models/mobilenet_v2_1.0_224_quant.tflite";
+  if (!std::filesystem::exists(model)) {
+    MESSAGE("model absent at " << model << ": skipping");
+    return;
+  }
+  auto backbone = mobilenet_v2::load(model);
+  REQUIRE_MESSAGE(backbone, describe(backbone.error()));
+  centernet_config cfg;
+  cfg.num_classes = 2;
+  auto net = centernet::with_backbone(std::move(*backbone), cfg, 3);
+  std::vector<float> x(128 * 128 * 3, 0.25f);
+  auto dets = net.detect(x.data(), 128, 128, 10);
+  REQUIRE_MESSAGE(dets, describe(dets.error()));
+  CHECK(dets->size() == 10);
 }
 
 } // TEST_SUITE
