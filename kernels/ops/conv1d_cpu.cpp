@@ -1,5 +1,5 @@
-// Fast conv1d: im2col in blocks of whole sequences (about 512 output rows, so the block
-// stays in cache; a row is the k * c_in floats of one window, one memcpy when the window is
+// Fast conv1d: im2col in blocks of whole sequences (about 4096 output rows: big enough
+// that each sgemm runs near its peak, small enough to bound the scratch; a row is the k * c_in floats of one window, one memcpy when the window is
 // inside the sequence), each block one OpenBLAS sgemm writing straight into y. Backward:
 // dw accumulates col^T dy over the blocks, dx is dy W^T scattered back (col2im).
 #include "kernels/ops/conv1d.hpp"
@@ -16,7 +16,7 @@ namespace comb::kernels {
 
 namespace {
 
-constexpr int64_t block_rows = 512;
+constexpr int64_t block_rows = 4096;
 
 /// Sequences per block.
 int64_t seqs_per_block(const conv1d_dims& d) {

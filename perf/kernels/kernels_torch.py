@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""PyTorch CPU baseline for perf_kernels: the same models and shapes as Comb's kernels.
+MLP 784-512-10 at batch 1200 and TextCNN (embedding 64, conv1d 2/3/4 x 100, ReLU, max over
+time, dropout 0.2, dense, 2-way softmax) at batch 64 x 256 tokens, forward (eval, no_grad)
+and a train step (Adam). Threads fixed (2 unless told), warm-up before timing.
+Prints one line per measurement: "torch <name> ms <median ms>".
+Run with Debian's python3-torch: /usr/bin/python3 kernels_torch.py ITERS [threads] [names...]
+"""
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+iters = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+wanted = set(sys.argv[3:])
+torch.set_num_threads(threads)
+torch.manual_seed(1)
+
+
+class TextCNN(nn.Module):
+    def __init__(self, vocab=8192, embed=64, filters=100, kernels=(2, 3, 4), classes=2,
+                 dropout=0.2):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, embed)
+        self.convs = nn.ModuleList(nn.Conv1d(embed, filters, k) for k in kernels)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(filters * len(kernels), classes)
+
+    def forward(self, tokens):
+        x = self.emb(tokens).transpose(1, 2)  # [B, E, T]
+        h = [F.relu(c(x)).amax(dim=2) for c in self.convs]
+        return self.fc(self.drop(torch.cat(h, dim=1)))
+
+
+def timed(fn):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def report(name, fn):
+    if wanted and name not in wanted:
+        return
+    print(f"torch {name} ms {timed(fn):.3f}", flush=True)
+
+
+mlp = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))
+mlp_opt = torch.optim.Adam(mlp.parameters(), lr=1e-3)
+mx = torch.randn(1200, 784)
+my = torch.randint(0, 10, (1200,))
+
+
+def mlp_forward():
+    mlp.eval()
+    with torch.no_grad():
+        F.softmax(mlp(mx), dim=1)
+
+
+def mlp_train():
+    mlp.train()
+    mlp_opt.zero_grad()
+    loss = F.cross_entropy(mlp(mx), my)
+    loss.backward()
+    mlp_opt.step()
+
+
+cnn = TextCNN()
+cnn_opt = torch.optim.Adam(cnn.parameters(), lr=1e-3)
+tokens = torch.randint(0, 8192, (64, 256))
+labels = torch.randint(0, 2, (64,))
+
+
+def textcnn_forward():
+    cnn.eval()
+    with torch.no_grad():
+        F.softmax(cnn(tokens), dim=1)
+
+
+def textcnn_train():
+    cnn.train()
+    cnn_opt.zero_grad()
+    loss = F.cross_entropy(cnn(tokens), labels)
+    loss.backward()
+    cnn_opt.step()
+
+
+report("mlp_forward", mlp_forward)
+report("mlp_train", mlp_train)
+report("textcnn_forward", textcnn_forward)
+report("textcnn_train", textcnn_train)

@@ -1,0 +1,351 @@
+// perf_kernels: times Comb's CPU kernels and models and prints, next to each, a baseline
+// measured in the same run: OpenBLAS sgemm of the same shape (same FLOP count) for
+// GEMM-shaped ops, and PyTorch CPU (perf/kernels/kernels_torch.py, run as a subprocess
+// with the same thread count) for the MLP 784-512-10 at batch 1200 and the TextCNN at
+// 64 x 256 tokens x embedding 64. Usage: perf_kernels [--benchmarks=a,b] [--quick]
+// [--threads=N] [--no-torch]. Benchmarks: sgemm_ops, ops, mlp, textcnn.
+#include "kernels/backend.hpp"
+#include "kernels/cpu_backend.hpp"
+#include "kernels/models/mlp.hpp"
+#include "kernels/models/textcnn.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace comb::kernels;
+
+namespace {
+
+struct options {
+  std::set<std::string> benchmarks;
+  bool quick = false;
+  bool torch = true;
+  int threads = 0;
+  bool wants(const std::string& b) const {
+    return benchmarks.empty() || benchmarks.count(b);
+  }
+};
+
+int reps(const options& o) {
+  return o.quick ? 3 : 10;
+}
+
+/// Median milliseconds of fn over reps runs after one warm-up.
+double time_ms(const std::function<void()>& fn, int n) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < n; ++i) {
+    auto a = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a)
+                  .count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+tensor rnd(const shape& s, std::mt19937_64& rng) {
+  auto t = tensor::zeros(s);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data<float>()[i] = d(rng);
+  return t;
+}
+
+tensor rnd_ids(const shape& s, std::mt19937_64& rng, int32_t n) {
+  auto t = tensor::zeros(s, dtype::i32);
+  std::uniform_int_distribution<int32_t> d(0, n - 1);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data<int32_t>()[i] = d(rng);
+  return t;
+}
+
+/// Median milliseconds of a and of b, run alternately (one warm-up each), so that load from
+/// other processes on a shared machine hits both alike.
+std::pair<double, double> paired_ms(const std::function<void()>& a, const std::function<void()>& b,
+                                    int n) {
+  a();
+  b();
+  std::vector<double> ta, tb;
+  for (int i = 0; i < n; ++i) {
+    for (auto* f : {&a, &b}) {
+      auto t0 = std::chrono::steady_clock::now();
+      (*f)();
+      double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      (f == &a ? ta : tb).push_back(ms);
+    }
+  }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
+/// A plain row-major sgemm m x n x k on contiguous operands, `times` in a row.
+struct sgemm_baseline {
+  int64_t m, n, k;
+  int times = 1;
+  std::vector<float> a, b, c;
+  sgemm_baseline(int64_t m_, int64_t n_, int64_t k_, int t = 1)
+    : m(m_), n(n_), k(k_), times(t), a(static_cast<size_t>(m * k), 0.5f),
+      b(static_cast<size_t>(k * n), 0.25f), c(static_cast<size_t>(m * n)) {
+  }
+  void operator()() {
+    for (int i = 0; i < times; ++i)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
+                  static_cast<int>(n), static_cast<int>(k), 1.0f, a.data(), static_cast<int>(k),
+                  b.data(), static_cast<int>(n), 0.0f, c.data(), static_cast<int>(n));
+  }
+};
+
+void must(const caf::error& e, const char* what) {
+  if (e) {
+    std::cerr << what << ": " << comb::describe(e) << "\n";
+    std::exit(1);
+  }
+}
+
+template <class T>
+void must(const caf::expected<T>& r, const char* what) {
+  if (!r)
+    must(r.error(), what);
+}
+
+/// One GEMM-shaped op next to `times` sgemms of m x n x k (the same FLOP count).
+void gemm_row(const std::string& name, const std::function<void()>& op, int64_t m, int64_t n,
+              int64_t k, int times, int r) {
+  sgemm_baseline base(m, n, k, times);
+  auto [ms, bms] = paired_ms(op, [&] { base(); }, r);
+  double flops = 2.0 * m * n * k * times;
+  std::printf("%-32s %8.3f ms %7.2f GFLOP/s | %dx sgemm %5ldx%4ldx%4ld %8.3f ms %7.2f GFLOP/s "
+              "| ratio %.2f\n",
+              name.c_str(), ms, flops / ms / 1e6, times, static_cast<long>(m),
+              static_cast<long>(n), static_cast<long>(k), bms, flops / bms / 1e6, bms / ms);
+}
+
+void bench_gemm_ops(const options& o) {
+  std::printf("\n== GEMM-shaped ops vs OpenBLAS sgemm of the same shape, timed alternately "
+              "(ratio = sgemm ms / op ms; goal >= 0.70)\n");
+  std::mt19937_64 rng(1);
+  auto& b = cpu();
+  int r = reps(o);
+  {
+    auto x = rnd({1200, 784}, rng), w = rnd({784, 512}, rng), bias = rnd({512}, rng);
+    tensor y;
+    gemm_row("dense 1200x784 -> 512", [&] { must(b.dense(x, w, &bias, y), "dense"); }, 1200,
+             512, 784, 1, r);
+    auto dy = rnd({1200, 512}, rng);
+    tensor dx, dw, db;
+    gemm_row("dense backward (dx, dw, db)",
+             [&] { must(b.dense_backward(x, w, dy, &dx, dw, &db), "dense_backward"); }, 1200,
+             512, 784, 2, r);
+  }
+  for (int64_t k : {2, 3, 4}) {
+    int64_t bt = o.quick ? 16 : 64;
+    auto x = rnd({bt, 256, 64}, rng), w = rnd({k, 64, 100}, rng);
+    tensor y;
+    auto ks = std::to_string(k);
+    gemm_row("conv1d k=" + ks + " " + std::to_string(bt) + "x256x64->100",
+             [&] { must(b.conv1d(x, w, nullptr, {}, y), "conv1d"); }, bt * (256 - k + 1), 100,
+             k * 64, 1, r);
+    auto dy = rnd(y.shape(), rng);
+    tensor dx, dw;
+    gemm_row("conv1d k=" + ks + " backward (dx, dw)",
+             [&] { must(b.conv1d_backward(x, w, dy, {}, &dx, dw, nullptr), "conv1d_bw"); },
+             bt * (256 - k + 1), 100, k * 64, 2, r);
+  }
+  {
+    auto x = rnd({1, 56, 56, 64}, rng), w = rnd({3, 3, 64, 64}, rng);
+    tensor y;
+    conv2d_params p{1, 1, 1, 1, 1, 1, 1};
+    gemm_row("conv2d 3x3 56x56x64 -> 64", [&] { must(b.conv2d(x, w, nullptr, p, y), "conv2d"); },
+             56 * 56, 64, 9 * 64, 1, r);
+    auto x1 = rnd({8, 28, 28, 192}, rng), w1 = rnd({1, 1, 192, 64}, rng);
+    gemm_row("conv2d 1x1 8x28x28x192 -> 64",
+             [&] { must(b.conv2d(x1, w1, nullptr, {}, y), "conv2d 1x1"); }, 8 * 28 * 28, 64, 192,
+             1, r);
+  }
+}
+
+void bench_other_ops(const options& o) {
+  std::printf("\n== Other ops (memory-bound; GB/s of bytes read + written)\n");
+  std::mt19937_64 rng(2);
+  auto& b = cpu();
+  int r = reps(o);
+  auto row = [](const char* name, double ms, double bytes) {
+    std::printf("%-34s %9.3f ms %8.2f GB/s\n", name, ms, bytes / ms / 1e6);
+  };
+  auto table = rnd({8192, 64}, rng);
+  auto tokens = rnd_ids({64, 256}, rng, 8192);
+  tensor e, de;
+  row("embedding 64x256 x 64", time_ms([&] { must(b.embedding(tokens, table, e), "emb"); }, r),
+      64.0 * 256 * 64 * 8);
+  row("embedding backward",
+      time_ms([&] { must(b.embedding_backward(tokens, e, 8192, de), "emb bw"); }, r),
+      64.0 * 256 * 64 * 8 + 8192.0 * 64 * 4);
+  auto x = rnd({64, 255, 100}, rng);
+  tensor y, arg, dx;
+  row("max over time 64x255x100",
+      time_ms([&] { must(b.max_over_time(x, 0, y, arg), "mot"); }, r), 64.0 * 255 * 100 * 4);
+  auto big = rnd({1200, 512}, rng), bias = rnd({512}, rng);
+  row("bias+relu 1200x512",
+      time_ms([&] { must(b.bias_act(big, &bias, activation::relu, y), "bias_act"); }, r),
+      1200.0 * 512 * 8);
+  auto img = rnd({8, 56, 56, 64}, rng);
+  row("depthwise 3x3 8x56x56x64", time_ms([&] {
+        must(b.conv2d(img, rnd({3, 3, 1, 64}, rng), nullptr, {1, 1, 1, 1, 1, 1, 64}, y), "dw");
+      }, r),
+      8.0 * 56 * 56 * 64 * 8);
+  row("max pool 3x3 s2 8x56x56x64",
+      time_ms([&] { must(b.pool2d(img, {pool_kind::max, 3, 3, 2, 2, 1, 1}, y), "pool"); }, r),
+      8.0 * 56 * 56 * 64 * 4);
+  row("upsample bilinear x2 8x56x56x64",
+      time_ms([&] { must(b.upsample(img, {upsample_mode::bilinear, 2}, y), "up"); }, r),
+      8.0 * 56 * 56 * 64 * 4 * 5);
+  auto param = rnd({1 << 20}, rng), grad = rnd({1 << 20}, rng);
+  tensor m, v;
+  int64_t step = 0;
+  row("adam 1M params",
+      time_ms([&] { must(b.adam_step(param, grad, m, v, ++step, {}), "adam"); }, r),
+      (1 << 20) * 4.0 * 7);
+  auto logits = rnd({1200, 10}, rng);
+  auto labels = rnd_ids({1200}, rng, 10);
+  row("softmax cross-entropy 1200x10", time_ms([&] {
+        auto l = b.softmax_cross_entropy(logits, labels, y);
+        if (!l)
+          std::exit(1);
+      }, r),
+      1200.0 * 10 * 8);
+}
+
+/// Torch results by name, from the baseline script.
+std::map<std::string, double> run_torch(const options& o, const std::vector<std::string>& names,
+                                        int threads) {
+  std::map<std::string, double> out;
+  if (!o.torch)
+    return out;
+  std::string cmd = "/usr/bin/python3 " COMB_SOURCE_DIR "/perf/kernels/kernels_torch.py "
+                    + std::to_string(reps(o)) + " " + std::to_string(threads);
+  for (auto& n : names)
+    cmd += " " + n;
+  cmd += " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    std::printf("(PyTorch baseline could not start)\n");
+    return out;
+  }
+  char line[512];
+  std::string all;
+  while (fgets(line, sizeof line, p)) {
+    all += line;
+    std::istringstream in(line);
+    std::string tag, name, unit;
+    double ms;
+    if (in >> tag >> name >> unit >> ms && tag == "torch" && unit == "ms")
+      out[name] = ms;
+  }
+  int rc = pclose(p);
+  if (rc != 0 || out.empty())
+    std::printf("(PyTorch baseline unavailable: install python3-torch; output: %s)\n",
+                all.substr(0, 300).c_str());
+  return out;
+}
+
+void model_row(const std::string& name, double ms, double flops,
+               const std::map<std::string, double>& torch) {
+  std::printf("%-34s %9.3f ms %8.2f GFLOP/s", name.c_str(), ms, flops / ms / 1e6);
+  auto i = torch.find(name);
+  if (i != torch.end())
+    std::printf(" | PyTorch %9.3f ms | speed-up vs PyTorch %.2fx", i->second, i->second / ms);
+  std::printf("\n");
+}
+
+void bench_models(const options& o, int threads) {
+  std::vector<std::string> names;
+  if (o.wants("mlp"))
+    names.insert(names.end(), {"mlp_forward", "mlp_train"});
+  if (o.wants("textcnn"))
+    names.insert(names.end(), {"textcnn_forward", "textcnn_train"});
+  if (names.empty())
+    return;
+  std::printf("\n== Models vs PyTorch CPU (%d threads each; speed-up = PyTorch ms / Comb ms; "
+              "goal >= 1.0)\n",
+              threads);
+  auto torch = run_torch(o, names, threads);
+  std::mt19937_64 rng(3);
+  int r = reps(o);
+  if (o.wants("mlp")) {
+    auto m = mlp::create({});
+    auto x = rnd({1200, 784}, rng);
+    auto y = rnd_ids({1200}, rng, 10);
+    double f = m->forward_flops(1200);
+    model_row("mlp_forward", time_ms([&] { must(m->forward(x), "mlp"); }, r), f, torch);
+    model_row("mlp_train", time_ms([&] { must(m->train_step(x, y), "mlp"); }, r),
+              3 * f, torch);
+  }
+  if (o.wants("textcnn")) {
+    auto m = textcnn::create({});
+    auto tokens = rnd_ids({64, 256}, rng, 8192);
+    auto labels = rnd_ids({64}, rng, 2);
+    double f = m->forward_flops(64, 256);
+    model_row("textcnn_forward", time_ms([&] { must(m->forward(tokens), "tc"); }, r), f,
+              torch);
+    model_row("textcnn_train",
+              time_ms([&] { must(m->train_step(tokens, labels), "tc"); }, r), 3 * f,
+              torch);
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--benchmarks=", 0) == 0) {
+      std::stringstream ss(a.substr(13));
+      for (std::string b; std::getline(ss, b, ',');)
+        if (!b.empty())
+          o.benchmarks.insert(b);
+    } else if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--no-torch") {
+      o.torch = false;
+    } else if (a.rfind("--threads=", 0) == 0) {
+      o.threads = std::atoi(a.c_str() + 10);
+    } else {
+      std::cerr << "usage: perf_kernels [--benchmarks=sgemm_ops,ops,mlp,textcnn] [--quick] "
+                   "[--threads=N] [--no-torch]\n";
+      return 2;
+    }
+  }
+  for (auto& b : o.benchmarks)
+    if (b != "sgemm_ops" && b != "ops" && b != "mlp" && b != "textcnn") {
+      std::cerr << "unknown benchmark '" << b << "' (sgemm_ops, ops, mlp, textcnn)\n";
+      return 2;
+    }
+  int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  cpu_backend::set_threads(threads);
+  std::printf("perf_kernels: %u cores, %d threads, BLAS %s, AVX-512 %s, CUDA backend %s%s\n",
+              std::thread::hardware_concurrency(), threads, cpu_backend::blas_info().c_str(),
+              __builtin_cpu_supports("avx512f") ? "yes" : "no",
+              find_backend("cuda") ? "registered" : "absent", o.quick ? " (quick)" : "");
+  if (o.wants("sgemm_ops"))
+    bench_gemm_ops(o);
+  if (o.wants("ops"))
+    bench_other_ops(o);
+  bench_models(o, threads);
+  return 0;
+}
