@@ -75,6 +75,23 @@ TEST_CASE("registry: the CPU backend is always there; CUDA only with a device") 
   CHECK(default_backend(false)->name() == "cpu");
 }
 
+TEST_CASE("the comparison itself catches wrong values and non-finite mismatches") {
+  std::mt19937_64 rng(99);
+  auto ref = random_f32({100}, rng);
+  auto got = *ref.clone();
+  CHECK(mismatches("identical", ref, got) == 0);
+  got.data<float>()[7] += 1e-2f;
+  CHECK(mismatches("off by 1e-2 (expected to be reported)", ref, got) == 1);
+  got.data<float>()[7] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(mismatches("NaN for a number (expected to be reported)", ref, got) == 1);
+  ref.data<float>()[7] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(mismatches("NaN for NaN", ref, got) == 0);
+  ref.data<float>()[8] = std::numeric_limits<float>::infinity();
+  got.data<float>()[8] = -std::numeric_limits<float>::infinity();
+  CHECK(mismatches("+inf for -inf (expected to be reported)", ref, got) == 1);
+  CHECK(mismatches("shape (expected to be reported)", ref, tensor::zeros({10, 10})) > 0);
+}
+
 TEST_CASE("embedding and its gradient") {
   std::mt19937_64 rng(1);
   auto table = random_f32({50, 24}, rng);
