@@ -248,16 +248,26 @@ double centernet::flops(int h, int w) const {
 
 caf::expected<centernet_output> centernet::forward(const float* input, int batch, int h,
                                                    int w) const {
+  centernet_output out;
+  if (auto err = forward_into(input, batch, h, w, out))
+    return err;
+  return out;
+}
+
+caf::error centernet::forward_into(const float* input, int batch, int h, int w,
+                                   centernet_output& out) const {
   if (batch <= 0 || h % 32 != 0 || w % 32 != 0 || h < 32 || w < 32)
     return make_error(errc::invalid_argument,
                       "centernet: input must be batch >= 1 with sides multiples of 32, got "
                         + std::to_string(batch) + "x" + std::to_string(h) + "x" + std::to_string(w));
-  auto f = backbone_.features(input, batch, h, w);
-  if (!f)
-    return f.error();
-  int fh = f->h, fw = f->w;
-  std::vector<float> a(static_cast<size_t>(batch) * fh * fw * reduce_.cout), b;
-  run(reduce_, f->data.data(), batch, fh, fw, a.data());
+  // Intermediates live in thread-local buffers reused across calls.
+  thread_local feature_map f;
+  thread_local std::vector<float> a, b, hidden;
+  if (auto err = backbone_.features_into(input, batch, h, w, f))
+    return err;
+  int fh = f.h, fw = f.w;
+  a.resize(static_cast<size_t>(batch) * fh * fw * reduce_.cout);
+  run(reduce_, f.data.data(), batch, fh, fw, a.data());
   int c = reduce_.cout;
   for (auto& n : neck_) {
     b.resize(static_cast<size_t>(batch) * 4 * fh * fw * c);
@@ -268,13 +278,12 @@ caf::expected<centernet_output> centernet::forward(const float* input, int batch
     run(n, b.data(), batch, fh, fw, a.data());
     c = n.cout;
   }
-  centernet_output out;
   out.n = batch;
   out.h = fh;
   out.w = fw;
   out.classes = cfg_.num_classes;
   size_t cells = static_cast<size_t>(batch) * fh * fw;
-  std::vector<float> hidden(cells * cfg_.head_channels);
+  hidden.resize(cells * cfg_.head_channels);
   auto head = [&](const conv& hid, const conv& last, std::vector<float>& dst) {
     run(hid, a.data(), batch, fh, fw, hidden.data());
     dst.resize(cells * last.cout);
@@ -285,16 +294,16 @@ caf::expected<centernet_output> centernet::forward(const float* input, int batch
     v = 1.0f / (1.0f + std::exp(-v));
   head(size_hidden_, size_out_, out.size);
   head(offset_hidden_, offset_out_, out.offset);
-  return out;
+  return caf::none;
 }
 
 caf::expected<std::vector<detection>> centernet::detect(const float* input, int h, int w, int k,
                                                         float threshold) const {
-  auto o = forward(input, 1, h, w);
-  if (!o)
-    return o.error();
-  return decode_centernet(o->heat.data(), o->size.data(), o->offset.data(), o->h, o->w,
-                          o->classes, k, static_cast<float>(stride), threshold);
+  thread_local centernet_output o;
+  if (auto err = forward_into(input, 1, h, w, o))
+    return err;
+  return decode_centernet(o.heat.data(), o.size.data(), o.offset.data(), o.h, o.w, o.classes, k,
+                          static_cast<float>(stride), threshold);
 }
 
 } // namespace comb::kernels

@@ -77,6 +77,10 @@ public:
   /// Runs backbone, neck and heads. Input h and w must be multiples of 32.
   caf::expected<centernet_output> forward(const float* input, int batch, int h, int w) const;
 
+  /// Same, into `out`, reusing its storage and thread-local scratch.
+  caf::error forward_into(const float* input, int batch, int h, int w,
+                          centernet_output& out) const;
+
   /// forward + decode_centernet for a single image.
   caf::expected<std::vector<detection>> detect(const float* input, int h, int w, int k,
                                                float threshold = 0.0f) const;

@@ -84,6 +84,11 @@ public:
   /// The backbone's last feature map (after the 1x1 conv to 1280 + ReLU6), stride 32.
   caf::expected<feature_map> features(const float* input, int batch, int h, int w) const;
 
+  /// Same, into `out`, reusing its storage (fresh allocations cost page faults each call).
+  caf::error features_into(const float* input, int batch, int h, int w, feature_map& out) const {
+    return run_backbone(input, batch, h, w, out);
+  }
+
   /// Re-quantize activations on each layer's TFLite output grid (only for TFLite models).
   void set_fake_quant(bool on) {
     fake_quant_ = on && quantized_;

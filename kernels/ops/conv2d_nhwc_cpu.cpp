@@ -58,7 +58,10 @@ void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, cons
   const int k = w.kh * w.kw * p.c;
   // About 256 KiB of lowered rows per block, so they are still in L2 when the GEMM reads them.
   const int64_t block = std::max<int64_t>(64, (1 << 16) / std::max(k, 1));
-  std::vector<float> cols(static_cast<size_t>(std::min(block, pixels)) * k);
+  // Thread-local: a fresh buffer per call would cost page faults every time.
+  thread_local std::vector<float> cols;
+  if (cols.size() < static_cast<size_t>(std::min(block, pixels)) * k)
+    cols.resize(static_cast<size_t>(std::min(block, pixels)) * k);
   for (int64_t q0 = 0; q0 < pixels; q0 += block) {
     int64_t q1 = std::min(pixels, q0 + block);
     for (int64_t q = q0; q < q1; ++q) {
