@@ -67,6 +67,8 @@ caf::error conv2d_out(op o, const tensor& x, const tensor& w, const conv2d_param
       || p.pad_right < 0 || p.groups < 1)
     return bad(o, "stride must be >= 1, padding >= 0, groups >= 1");
   int64_t cin = x.dim(3), cout = w.dim(3);
+  if (cin < 1 || cout < 1)
+    return bad(o, "channel counts must be >= 1 (x " + x.describe() + ", w " + w.describe() + ")");
   if (cin % p.groups != 0 || cout % p.groups != 0 || w.dim(2) != cin / p.groups)
     return bad(o, "weights " + w.describe() + " do not fit input " + x.describe() + " with "
                     + std::to_string(p.groups) + " groups (expected [kh, kw, "
@@ -129,6 +131,8 @@ caf::error backend::conv1d(const tensor& x, const tensor& w, const tensor* bias,
   if (w.dim(1) != x.dim(2) || w.dim(0) < 1)
     return bad(o, "weights " + w.describe() + " do not fit input " + x.describe()
                     + " (expected [k, " + std::to_string(x.dim(2)) + ", c_out])");
+  if (x.dim(2) < 1 || w.dim(2) < 1)
+    return bad(o, "channel counts must be >= 1 (x " + x.describe() + ", w " + w.describe() + ")");
   if (bias) {
     COMB_CHECK(check(o, "bias", *bias, dtype::f32, device(), 1));
     if (bias->dim(0) != w.dim(2))
@@ -149,7 +153,7 @@ caf::error backend::conv1d_backward(const tensor& x, const tensor& w, const tens
   COMB_CHECK(check(o, "x", x, dtype::f32, device(), 3));
   COMB_CHECK(check(o, "w", w, dtype::f32, device(), 3));
   COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 3));
-  if (w.dim(1) != x.dim(2) || w.dim(0) < 1)
+  if (w.dim(1) != x.dim(2) || w.dim(0) < 1 || x.dim(2) < 1 || w.dim(2) < 1)
     return bad(o, "weights " + w.describe() + " do not fit input " + x.describe());
   auto t = conv1d_out_len(x.dim(1), w.dim(0), p.padding);
   if (dy.dim(0) != x.dim(0) || dy.dim(1) != t || dy.dim(2) != w.dim(2))

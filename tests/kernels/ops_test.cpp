@@ -92,6 +92,34 @@ TEST_CASE("the comparison itself catches wrong values and non-finite mismatches"
   CHECK(mismatches("shape (expected to be reported)", ref, tensor::zeros({10, 10})) > 0);
 }
 
+TEST_CASE("tensors: aligned zeroed storage, shared copies, deep clones, clear errors") {
+  auto t = tensor::zeros({3, 5});
+  CHECK(reinterpret_cast<uintptr_t>(t.raw()) % 64 == 0);
+  CHECK(t.bytes() == 60);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    CHECK(t.data<float>()[i] == 0.0f);
+  auto shared = t;
+  shared.data<float>()[2] = 5;
+  CHECK(t.data<float>()[2] == 5);
+  auto deep = *t.clone();
+  deep.data<float>()[2] = 6;
+  CHECK(t.data<float>()[2] == 5);
+  auto r = t.reshape({15});
+  REQUIRE(r);
+  CHECK(r->data<float>()[2] == 5);
+  CHECK(!t.reshape({4, 4}));
+  CHECK(!tensor::from({2, 2}, std::vector<float>{1, 2, 3}));
+  CHECK(size_of(dtype::u8) == 1);
+  CHECK(size_of(dtype::i32) == 4);
+  CHECK(tensor::zeros({2}, dtype::i8).bytes() == 2);
+  CHECK(t.describe() == "f32[3, 5] on cpu");
+  // ensure() keeps storage it owns alone when the new shape fits, and zeroes it.
+  auto before = deep.raw();
+  REQUIRE(!deep.ensure({5, 3}));
+  CHECK(deep.raw() == before);
+  CHECK(deep.data<float>()[2] == 0.0f);
+}
+
 TEST_CASE("embedding and its gradient") {
   std::mt19937_64 rng(1);
   auto table = random_f32({50, 24}, rng);
@@ -475,6 +503,8 @@ TEST_CASE("bad input gets a clear error, never a crash") {
   err = b.conv2d(tensor::zeros({1, 4, 4, 6}), tensor::zeros({3, 3, 4, 6}), nullptr,
                  conv2d_params{1, 1, 0, 0, 0, 0, 4}, y);
   CHECK(comb::is(err, comb::errc::invalid_argument));
+  err = b.conv1d(tensor::zeros({2, 5, 0}), tensor::zeros({2, 0, 4}), nullptr, {}, y);
+  CHECK(comb::describe(err).find("channel counts") != std::string::npos);
   auto neg = tensor::make({-1, 3});
   CHECK(!neg);
   auto cuda = tensor::make({4}, dtype::f32, device::cuda);
