@@ -15,4 +15,7 @@ void add_compute_commands(CLI::App& app);
 /// `comb anomaly train | eval | score`: the HTTP anomaly detector (apps/anomaly).
 void add_anomaly_commands(CLI::App& app);
 
+/// `comb model put|list|get|activate`: the model store of a running node.
+void add_model_commands(CLI::App& app);
+
 } // namespace comb::cli

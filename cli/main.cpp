@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   comb::cli::add_node_commands(app);
   comb::cli::add_compute_commands(app);
+  comb::cli::add_model_commands(app);
   comb::cli::add_anomaly_commands(app);
   try {
     app.parse(argc, argv);

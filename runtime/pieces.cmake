@@ -21,3 +21,8 @@ target_link_libraries(comb_pieces PUBLIC comb_errc CapnProto::capnp OpenSSL::Cry
 # The transactional outbox: function calls recorded in the caller's transaction.
 add_library(comb_outbox STATIC ${CMAKE_CURRENT_LIST_DIR}/outbox.cpp)
 target_link_libraries(comb_outbox PUBLIC comb_pieces comb_runtime_core comb_storage)
+
+# The model store: models as 1 MiB chunks with versions and digests, as stored procedures.
+add_library(comb_model_store STATIC ${CMAKE_CURRENT_LIST_DIR}/model_store.cpp
+                                    ${CMAKE_CURRENT_LIST_DIR}/base64.cpp)
+target_link_libraries(comb_model_store PUBLIC comb_outbox)

@@ -1,0 +1,169 @@
+// `comb model put | list | get | activate`: the model store (runtime/model_store.hpp) of a
+// running node, reached through its gateway. put splits a file into 1 MiB chunks and records
+// the version with its SHA-256 digest; get writes a version back to a file and checks the
+// digest; activate has the node load the version into its compute process.
+#include "cli/commands.hpp"
+
+#include "runtime/base64.hpp"
+#include "runtime/client.hpp"
+#include "runtime/endpoint.hpp"
+#include "runtime/errc.hpp"
+#include "runtime/model_digest.hpp"
+#include "runtime/model_store.hpp"
+#include "runtime/system_config.hpp"
+
+#include <caf/actor_system.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+
+namespace comb::cli {
+
+namespace {
+
+struct model_opts {
+  std::string node = "127.0.0.1:4242";
+  std::string role = "admin";
+  std::string name;
+  uint32_t version = 0;
+  std::string file;
+};
+
+[[noreturn]] void fail_model(const std::string& cmd, const caf::error& e, int code = 1) {
+  std::cerr << "comb model " << cmd << ": " << describe(e) << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+/// Runs `body` with a client connected to the node.
+template <class F>
+void with_client(const std::string& cmd, const model_opts& o, F body) {
+  auto ep = runtime::parse_endpoint(o.node);
+  if (!ep)
+    fail_model(cmd, ep.error(), 2);
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto c = runtime::client::connect(sys, *ep);
+  if (!c)
+    fail_model(cmd, c.error(), 3);
+  body(*c);
+}
+
+nlohmann::json call(const std::string& cmd, runtime::client& c, const model_opts& o,
+                    const std::string& proc, const nlohmann::json& args) {
+  auto r = c.call(proc, args.dump(), o.role);
+  if (!r)
+    fail_model(cmd, r.error());
+  return *r;
+}
+
+void put(const model_opts& o) {
+  std::ifstream in{o.file, std::ios::binary};
+  if (!in)
+    fail_model("put", make_error(errc::not_found, "cannot read '" + o.file + "'"), 2);
+  std::string bytes{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  auto digest = runtime::model_digest(bytes.data(), bytes.size());
+  with_client("put", o, [&](runtime::client& c) {
+    size_t chunks = 0;
+    for (size_t off = 0; off < bytes.size() || chunks == 0;
+         off += runtime::model_store::chunk_size) {
+      auto n = std::min(runtime::model_store::chunk_size, bytes.size() - off);
+      call("put", c, o, "comb.model.put_chunk",
+           {{"name", o.name},
+            {"version", o.version},
+            {"chunk_no", chunks},
+            {"data", runtime::base64_encode(std::string_view{bytes}.substr(off, n))}});
+      ++chunks;
+      if (off + n >= bytes.size())
+        break;
+    }
+    auto r = call("put", c, o, "comb.model.put",
+                  {{"name", o.name}, {"version", o.version}, {"chunk_count", chunks},
+                   {"digest", digest}});
+    std::cout << r.dump() << "\n";
+  });
+}
+
+void list(const model_opts& o) {
+  with_client("list", o, [&](runtime::client& c) {
+    auto r = call("list", c, o, "comb.model.list", nlohmann::json::object());
+    for (const auto& m : r)
+      std::cout << m.dump() << "\n";
+  });
+}
+
+void get(const model_opts& o) {
+  with_client("get", o, [&](runtime::client& c) {
+    std::string bytes;
+    std::string digest;
+    int64_t count = 1;
+    for (int64_t i = 0; i < count; ++i) {
+      auto r = call("get", c, o, "comb.model.get_chunk",
+                    {{"name", o.name}, {"version", o.version}, {"chunk_no", i}});
+      count = r.value("chunk_count", int64_t{0});
+      digest = r.value("digest", "");
+      auto data = runtime::base64_decode(r.value("data", ""));
+      if (!data)
+        fail_model("get", data.error());
+      bytes += *data;
+    }
+    auto actual = runtime::model_digest(bytes.data(), bytes.size());
+    if (actual != digest)
+      fail_model("get", make_error(errc::corrupt_data, "model '" + o.name + "' version " +
+                                                         std::to_string(o.version) +
+                                                         " read back with digest " + actual +
+                                                         ", stored digest " + digest));
+    std::ofstream out{o.file, std::ios::binary | std::ios::trunc};
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out)
+      fail_model("get", make_error(errc::storage_error, "cannot write '" + o.file + "'"), 2);
+    std::cout << nlohmann::json{{"name", o.name}, {"version", o.version},
+                                {"bytes", bytes.size()}, {"digest", digest}}
+                   .dump()
+              << "\n";
+  });
+}
+
+void activate(const model_opts& o) {
+  with_client("activate", o, [&](runtime::client& c) {
+    auto r = call("activate", c, o, "comb.model.activate",
+                  {{"name", o.name}, {"version", o.version}});
+    std::cout << r.dump() << "\n";
+  });
+}
+
+void add_common(CLI::App* sub, model_opts& o) {
+  sub->add_option("--node", o.node, "HOST:PORT of the node's gateway")->capture_default_str();
+  sub->add_option("--role", o.role, "Role to call as")->capture_default_str();
+}
+
+} // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto o = std::make_shared<model_opts>();
+  auto* model = app.add_subcommand("model", "Store, list, fetch and activate model versions");
+  model->require_subcommand(1);
+  auto* p = model->add_subcommand("put", "Store a file as model NAME version VERSION");
+  add_common(p, *o);
+  p->add_option("--name", o->name, "Model name")->required();
+  p->add_option("--version", o->version, "Version (>= 1)")->required();
+  p->add_option("--file", o->file, "Model file")->required();
+  p->callback([o] { put(*o); });
+  auto* l = model->add_subcommand("list", "List stored model versions");
+  add_common(l, *o);
+  l->callback([o] { list(*o); });
+  auto* g = model->add_subcommand("get", "Write a stored model version to a file");
+  add_common(g, *o);
+  g->add_option("--name", o->name, "Model name")->required();
+  g->add_option("--version", o->version, "Version")->required();
+  g->add_option("--out", o->file, "Output file")->required();
+  g->callback([o] { get(*o); });
+  auto* a = model->add_subcommand("activate", "Load a version into the compute process and "
+                                              "make it the active one");
+  add_common(a, *o);
+  a->add_option("--name", o->name, "Model name")->required();
+  a->add_option("--version", o->version, "Version")->required();
+  a->callback([o] { activate(*o); });
+}
+
+} // namespace comb::cli
