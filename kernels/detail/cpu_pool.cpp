@@ -1,7 +1,6 @@
 // comb::kernels::detail::cpu_pool: a fixed set of workers woken per region through a
 // generation counter (condition variable after a short spin).
 #include "kernels/detail/cpu_pool.hpp"
-#include "kernels/detail/simd.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -154,31 +153,6 @@ void parallel_range(int64_t n, int64_t grain,
     fn(b, std::min(n, b + per));
   };
   p->run(chunks, chunk);
-}
-
-} // namespace comb::kernels::detail
-
-namespace comb::kernels::detail {
-
-float* scratch(size_t floats, int slot) {
-  struct buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~buf() {
-      std::free(p);
-    }
-  };
-  thread_local buf bufs[4];
-  auto& b = bufs[slot & 3];
-  if (b.n < floats) {
-    std::free(b.p);
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    b.p = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!b.p)
-      throw std::bad_alloc{};
-    b.n = floats;
-  }
-  return b.p;
 }
 
 } // namespace comb::kernels::detail
