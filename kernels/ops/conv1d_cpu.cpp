@@ -14,6 +14,18 @@
 
 namespace comb::kernels {
 
+conv1d_dims make_conv1d_dims(int64_t b, int64_t t, int64_t c_in, int64_t k, int64_t c_out,
+                             padding1d p) {
+  conv1d_dims d{b, t, c_in, k, c_out, 0, 0};
+  if (p == padding1d::same) {
+    d.t_out = t;
+    d.pad_before = (k - 1) / 2;
+  } else {
+    d.t_out = t - k + 1;
+  }
+  return d;
+}
+
 namespace {
 
 constexpr int64_t block_rows = 4096;

@@ -1,19 +1,7 @@
-// Naive conv1d and its gradients (tests only), plus the shared dims helper.
+// Naive conv1d and its gradients (tests only).
 #include "kernels/ops/conv1d.hpp"
 
 namespace comb::kernels {
-
-conv1d_dims make_conv1d_dims(int64_t b, int64_t t, int64_t c_in, int64_t k, int64_t c_out,
-                             padding1d p) {
-  conv1d_dims d{b, t, c_in, k, c_out, 0, 0};
-  if (p == padding1d::same) {
-    d.t_out = t;
-    d.pad_before = (k - 1) / 2;
-  } else {
-    d.t_out = t - k + 1;
-  }
-  return d;
-}
 
 void conv1d_ref(const conv1d_dims& d, const float* x, const float* w, const float* bias,
                 float* y) {

@@ -15,6 +15,17 @@
 
 namespace comb::kernels {
 
+conv2d_dims make_conv2d_dims(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t kh,
+                             int64_t kw, int64_t c_out, const conv2d_params& p) {
+  conv2d_dims d;
+  d.n = n, d.h = h, d.w = w, d.c_in = c_in, d.kh = kh, d.kw = kw, d.c_out = c_out;
+  d.stride_h = p.stride_h, d.stride_w = p.stride_w;
+  d.pad_top = p.pad_top, d.pad_left = p.pad_left, d.groups = p.groups;
+  d.oh = (h + p.pad_top + p.pad_bottom - kh) / p.stride_h + 1;
+  d.ow = (w + p.pad_left + p.pad_right - kw) / p.stride_w + 1;
+  return d;
+}
+
 namespace {
 
 bool is_depthwise(const conv2d_dims& d) {

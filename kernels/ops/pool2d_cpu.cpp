@@ -11,6 +11,15 @@
 
 namespace comb::kernels {
 
+pool2d_dims make_pool2d_dims(int64_t n, int64_t h, int64_t w, int64_t c,
+                             const pool2d_params& p) {
+  pool2d_dims d;
+  d.n = n, d.h = h, d.w = w, d.c = c, d.p = p;
+  d.oh = (h + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1;
+  d.ow = (w + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
+  return d;
+}
+
 namespace {
 
 COMB_CLONES

@@ -1,19 +1,9 @@
-// Naive NHWC max/avg pooling, gradients and global average pooling (tests only), plus the
-// shared dims helper.
+// Naive NHWC max/avg pooling, gradients and global average pooling (tests only).
 #include "kernels/ops/pool2d.hpp"
 
 #include <limits>
 
 namespace comb::kernels {
-
-pool2d_dims make_pool2d_dims(int64_t n, int64_t h, int64_t w, int64_t c,
-                             const pool2d_params& p) {
-  pool2d_dims d;
-  d.n = n, d.h = h, d.w = w, d.c = c, d.p = p;
-  d.oh = (h + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1;
-  d.ow = (w + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
-  return d;
-}
 
 namespace {
 
