@@ -314,7 +314,7 @@ TEST_CASE("the memory bound pushes back and function actors get through by retry
 }
 
 TEST_CASE("batching waits for a batch size, and inference runs before training") {
-  compute_process proc{{"--batch", "checksum=3:400", "--priority", "infer,train"}};
+  compute_process proc{{"--batch", "checksum=3:1500", "--priority", "infer,train"}};
   client c;
   auto compute = c.connect(proc.port());
   std::vector<handle_t> handles;
@@ -433,6 +433,36 @@ TEST_CASE("the compute process killed and restarted mid-run: every task complete
         CHECK(r.output == checksum_output({inputs[i]}));
       },
       [&](caf::error& e) { FAIL("task " << i << ": " << describe(e)); });
+}
+
+TEST_CASE("bad flags and a busy port give clear errors from comb compute") {
+  test::temp_dir dir;
+  auto run = [&](std::vector<std::string> args) {
+    static int n = 0;
+    auto log = dir.path() + "/cli-" + std::to_string(++n) + ".log";
+    args.insert(args.begin(), {test::comb_binary(), "compute"});
+    std::fflush(stdout);
+    test::child_process p{args, log};
+    int status = p.wait();
+    std::ifstream in{log};
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : 128, ss.str());
+  };
+  auto batch = run({"--batch", "checksum=x:5", "--seconds", "1"});
+  CHECK(batch.first == 2);
+  CHECK(batch.second.find("batch policy 'checksum=x:5'") != std::string::npos);
+  auto prio = run({"--priority", "infer,cook", "--seconds", "1"});
+  CHECK(prio.first == 2);
+  CHECK(prio.second.find("unknown task kind 'cook'") != std::string::npos);
+  auto cuda = run({"--backend", "cuda", "--seconds", "1"});
+  CHECK(cuda.first == 2);
+  CHECK(cuda.second.find("unsupported") != std::string::npos);
+  compute_process busy;
+  auto port = run({"--listen", "127.0.0.1:" + std::to_string(busy.port()), "--seconds", "1"});
+  CHECK(port.first == 3);
+  CHECK(port.second.find("cannot listen on 127.0.0.1:" + std::to_string(busy.port())) !=
+        std::string::npos);
 }
 
 TEST_CASE("retries are bounded when the compute process stays away") {
