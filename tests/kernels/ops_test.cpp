@@ -188,6 +188,8 @@ TEST_CASE("conv2d: stride, padding, groups, depthwise; forward and backward") {
     {"3x3 s1 p1", 2, 9, 8, 5, 3, 3, 7, {1, 1, 1, 1, 1, 1, 1}},
     {"3x3 s2 asymmetric pad", 2, 11, 10, 4, 3, 3, 6, {2, 2, 0, 0, 1, 1, 1}},
     {"1x1", 3, 6, 6, 8, 1, 1, 16, {}},
+    {"1x1 groups 2", 2, 5, 4, 8, 1, 1, 6, {1, 1, 0, 0, 0, 0, 2}},
+    {"1x1 s2", 2, 7, 7, 4, 1, 1, 6, {2, 2, 0, 0, 0, 0, 1}},
     {"groups 2", 1, 7, 7, 6, 3, 3, 4, {1, 1, 1, 1, 1, 1, 2}},
     {"depthwise 3x3 s2", 2, 12, 12, 32, 3, 3, 32, {2, 2, 1, 1, 1, 1, 32}},
     {"depthwise 5x5 s1", 1, 9, 9, 16, 5, 5, 16, {1, 1, 2, 2, 2, 2, 16}},
@@ -202,10 +204,11 @@ TEST_CASE("conv2d: stride, padding, groups, depthwise; forward and backward") {
     auto dy = random_f32(probe.shape(), rng);
     auto p = s.p;
     cases.push_back({std::string{"conv2d "} + s.name, op::conv2d, [=](backend& b) {
-                       tensor y;
+                       tensor y, y2;
                        auto bb = on(b, bias);
                        OK(b.conv2d(on(b, x), on(b, w), &bb, p, y));
-                       return std::vector<tensor>{y};
+                       OK(b.conv2d(on(b, x), on(b, w), nullptr, p, y2));
+                       return std::vector<tensor>{y, y2};
                      }});
     cases.push_back({std::string{"conv2d backward "} + s.name, op::conv2d_backward,
                      [=](backend& b) {
