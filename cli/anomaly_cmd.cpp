@@ -38,6 +38,7 @@ struct common_args {
   int epochs = 5;
   int batch = 64;
   int patience = 1;
+  int min_steps = 2000;
   uint64_t seed = 1;
   std::string cookie = "name_only";
   bool sort_headers = false;
@@ -62,6 +63,9 @@ void add_common(CLI::App* c, common_args& a) {
     ->capture_default_str();
   c->add_option("--batch", a.batch, "batch size")->capture_default_str();
   c->add_option("--patience", a.patience, "epochs without improvement before stopping")
+    ->capture_default_str();
+  c->add_option("--min-steps", a.min_steps,
+                "raise the epoch limit for small training sets to allow this many steps")
     ->capture_default_str();
   c->add_option("--seed", a.seed, "seed for splits, initialisation, shuffling")
     ->capture_default_str();
@@ -169,6 +173,7 @@ void run_train(const common_args& a, const std::string& out) {
   to.max_epochs = a.epochs;
   to.batch = a.batch;
   to.patience = a.patience;
+  to.min_steps = a.min_steps;
   to.seed = a.seed;
   to.progress = a.quiet ? nullptr : &std::cerr;
   auto res = train_model(d, seqs, labels, tv.train, tv.test, to);
@@ -200,6 +205,7 @@ struct eval_args {
   std::string protocol = "both";
   std::string shares = "80,50,25,10,5";
   bool ablations = false;
+  bool skip_kfold = false;
   bool crs = false;
   size_t crs_sample = 0;
 };
@@ -235,6 +241,7 @@ void run_eval(const common_args& a, const eval_args& e) {
   o.train.max_epochs = a.epochs;
   o.train.batch = a.batch;
   o.train.patience = a.patience;
+  o.train.min_steps = a.min_steps;
   o.train.progress = a.quiet ? nullptr : &std::cerr;
   o.validation_share = a.validation;
   o.seed = a.seed;
@@ -252,10 +259,12 @@ void run_eval(const common_args& a, const eval_args& e) {
     std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds,
                 to_string(p).c_str());
     std::fflush(stdout);
-    auto rs = run_kfold(ds, e.folds, p, o, e.run_folds);
-    if (!rs)
-      fail(describe(rs.error()));
-    print_table2_row(e.run_folds > 0 ? "(partial: first folds only)" : "result", *rs);
+    if (!e.skip_kfold) {
+      auto rs = run_kfold(ds, e.folds, p, o, e.run_folds);
+      if (!rs)
+        fail(describe(rs.error()));
+      print_table2_row(e.run_folds > 0 ? "(partial: first folds only)" : "result", *rs);
+    }
     if (shares.empty())
       continue;
     std::printf("\n== Table 3, training share sweep (stratified train/test split), %s\n",
@@ -420,12 +429,14 @@ void add_anomaly_commands(CLI::App& app) {
   ev->add_option("--folds", ee->folds, "k of the k-fold")->capture_default_str();
   ev->add_option("--run-folds", ee->run_folds, "run only the first N folds (0 = all)");
   ev->add_option("--protocol", ee->protocol,
-                 "1 = tokenizer on training part, 2 = on all data (paper), both")
-    ->check(CLI::IsMember({"1", "2", "both"}))
+                 "1 = tokenizer on training part, 2 = on all data (paper), both, or none "
+                 "(only --ablations / --crs)")
+    ->check(CLI::IsMember({"1", "2", "both", "none"}))
     ->capture_default_str();
   ev->add_option("--shares", ee->shares, "training shares in % for Table 3, or 'none'")
     ->capture_default_str();
   ev->add_flag("--ablations", ee->ablations, "cookie and header-order ablations");
+  ev->add_flag("--skip-kfold", ee->skip_kfold, "run only the share sweep for each protocol");
   ev->add_flag("--crs", ee->crs, "also run ModSecurity CRS PL1/PL2, stock and fixed");
   ev->add_option("--crs-sample", ee->crs_sample, "CRS on about N requests (0 = all)");
   ev->callback([ea, ee] { run_eval(*ea, *ee); });

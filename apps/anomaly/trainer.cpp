@@ -94,7 +94,11 @@ caf::expected<train_result> train_model(detector& d,
   std::vector<int32_t> tokens;
   std::vector<int32_t> y;
   int since_best = 0;
-  for (int epoch = 1; epoch <= opts.max_epochs; ++epoch) {
+  int steps_per_epoch = static_cast<int>((train.size() + static_cast<size_t>(opts.batch) - 1)
+                                         / static_cast<size_t>(opts.batch));
+  int max_epochs = std::max(opts.max_epochs,
+                            (opts.min_steps + steps_per_epoch - 1) / steps_per_epoch);
+  for (int epoch = 1; epoch <= max_epochs; ++epoch) {
     auto batches = epoch_batches(seqs, train, opts.batch,
                                  opts.seed * 1000003u + static_cast<uint64_t>(epoch));
     auto t0 = clock_type::now();
@@ -122,7 +126,7 @@ caf::expected<train_result> train_model(detector& d,
         char buf[256];
         std::snprintf(buf, sizeof(buf), "%s%sepoch %d/%d batch %zu/%zu loss %.4f ETA %s",
                       opts.label.c_str(), opts.label.empty() ? "" : " ", epoch,
-                      opts.max_epochs, bi + 1, batches.size(),
+                      max_epochs, bi + 1, batches.size(),
                       loss_sum / static_cast<double>(bi + 1), hms(eta).c_str());
         if (tty)
           *opts.progress << "\r" << buf << "\033[K" << std::flush;

@@ -17,6 +17,9 @@ namespace comb::anomaly {
 
 struct train_options {
   int max_epochs = 5;
+  /// Small training sets get more epochs: the epoch limit is raised so that at least this
+  /// many optimiser steps can run (early stopping still ends training).
+  int min_steps = 0;
   int batch = 64;
   /// Stop after this many epochs without a better validation loss.
   int patience = 1;

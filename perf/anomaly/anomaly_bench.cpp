@@ -8,6 +8,7 @@
 #include "apps/anomaly/crs_engine.hpp"
 #include "apps/anomaly/crs_report.hpp"
 #include "apps/anomaly/csic_dataset.hpp"
+#include "perf/anomaly/model_bench.hpp"
 #include "runtime/errc.hpp"
 
 #include <chrono>
@@ -164,5 +165,10 @@ int main(int argc, char** argv) {
     bench_bbpe(*ds, vocab);
   if (has("crs"))
     bench_crs(*ds, quick ? 1000 : crs_sample);
+  if (has("score"))
+    bench::run_score_benchmark(*ds, quick ? 1000 : 5000, vocab);
+  if (has("train"))
+    bench::run_train_benchmark(*ds, quick ? 3200 : 12800, vocab, "/usr/bin/python3",
+                               std::string{COMB_SOURCE_DIR} + "/perf/anomaly/textcnn_torch.py");
   return 0;
 }

@@ -72,8 +72,9 @@ float textcnn_cpu::forward(const int32_t* tokens, int batch, int len, const int3
                 sizeof(float) * D);
   }
   // Pack all taps: w_all[d][off + j*F + f] = conv_w[c][j][d][f].
-  w_all_.resize(static_cast<size_t>(D) * N);
-  {
+  if (w_all_stale_ || w_all_.size() != static_cast<size_t>(D) * N) {
+    w_all_.resize(static_cast<size_t>(D) * N);
+    w_all_stale_ = false;
     int off = 0;
     for (int c = 0; c < C; ++c) {
       int k = shape_.kernels[c];
@@ -242,6 +243,7 @@ void textcnn_cpu::adam_step(const textcnn_params& grad, float lr) {
       p[i] -= step * m[i] / (std::sqrt(v[i]) * rc2 + eps);
     }
   };
+  w_all_stale_ = true;
   upd(p_.emb.data(), m_.emb.data(), v_.emb.data(), grad.emb.data(), p_.emb.size());
   for (size_t c = 0; c < p_.conv_w.size(); ++c) {
     upd(p_.conv_w[c].data(), m_.conv_w[c].data(), v_.conv_w[c].data(), grad.conv_w[c].data(),

@@ -64,7 +64,9 @@ public:
   /// One Adam step (beta1 0.9, beta2 0.999, eps 1e-8) with `grad`.
   void adam_step(const textcnn_params& grad, float lr);
 
+  /// Mutable access marks the packed convolution weights stale.
   textcnn_params& params() {
+    w_all_stale_ = true;
     return p_;
   }
   const textcnn_params& params() const {
@@ -83,7 +85,8 @@ private:
   std::mt19937_64 rng_;
   // Scratch of the last forward.
   std::vector<float> e_;       // gathered embeddings, batch*len x embed
-  std::vector<float> w_all_;   // embed x (sum_c k_c * filters)
+  std::vector<float> w_all_;   // embed x (sum_c k_c * filters), packed from conv_w
+  bool w_all_stale_ = true;    // set when conv_w changes (Adam step, params() access)
   std::vector<float> g_;       // chunk rows x (sum_c k_c * filters)
   std::vector<float> pooled_;  // batch x (C * filters), after ReLU and max
   std::vector<int32_t> arg_;   // batch x (C * filters): arg-max window start
