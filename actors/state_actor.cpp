@@ -44,9 +44,13 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     rec->reads = txn->reads();
     rec->result = result->dump();
     rec->status = "ok";
+    rec->end_ns = now_ns();
     env.hook->before_commit(*txn, *rec);
   }
-  if (auto err = txn->commit())
+  auto err = txn->commit();
+  if (rec)
+    env.hook->after_commit(*rec, !err);
+  if (err)
     return err;
   return result;
 }
@@ -62,9 +66,26 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       if (!def)
         return make_error(errc::unknown_procedure,
                           "no stored procedure named '" + inv.procedure + "'");
-      if (!def->allows(inv.role))
-        return make_error(errc::permission_denied,
-                          "role '" + inv.role + "' may not call " + inv.procedure);
+      if (!def->allows(inv.role)) {
+        auto err = make_error(errc::permission_denied,
+                              "role '" + inv.role + "' may not call " + inv.procedure);
+        if (env.hook) {
+          runtime::invocation_record rec;
+          rec.execution_id = runtime::next_execution_id();
+          rec.parent_id = inv.parent_id;
+          rec.procedure = def->name;
+          rec.role = inv.role;
+          rec.args = inv.args.dump();
+          rec.partition = partition;
+          rec.start_ns = rec.end_ns = now_ns();
+          rec.sender = inv.sender;
+          rec.receiver = env.node_name + "/p" + std::to_string(partition);
+          rec.status = "permission_denied";
+          rec.result = describe(err);
+          env.hook->on_failed(rec);
+        }
+        return err;
+      }
       runtime::call_context ctx;
       ctx.execution_id = runtime::next_execution_id();
       ctx.parent_id = inv.parent_id;
@@ -106,15 +127,16 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       }
       ++self->state.executed;
       if (rec) {
-        rec->end_ns = now_ns();
         if (!result) {
+          rec->end_ns = now_ns();
           rec->status = result.error().category() == errc_category
                           ? to_string(static_cast<errc>(result.error().code()))
                           : "error";
           rec->result = describe(result.error());
           rec->changes.clear();
+          rec->reads.clear();
+          env.hook->on_failed(*rec);
         }
-        env.hook->after_commit(*rec);
         runtime::message_record m;
         m.kind = "reply";
         m.sender = rec->receiver;

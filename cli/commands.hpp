@@ -9,6 +9,9 @@ namespace comb::cli {
 /// `comb demo`, `comb node`, `comb call`.
 void add_node_commands(CLI::App& app);
 
+/// `comb log dump|tail|verify|spool`, `comb replay`, `comb prov ...`.
+void add_log_commands(CLI::App& app);
+
 /// `comb compute`: the compute process (pieces, batching, built-in tasks).
 void add_compute_commands(CLI::App& app);
 

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   comb::cli::add_node_commands(app);
+  comb::cli::add_log_commands(app);
   comb::cli::add_compute_commands(app);
   comb::cli::add_model_commands(app);
   comb::cli::add_anomaly_commands(app);

@@ -9,10 +9,13 @@
 #include "runtime/node.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
+#include "storage/sql_store.hpp"
 
 #include <caf/actor_system.hpp>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -61,6 +64,10 @@ struct node_opts {
   std::string name = "n1";
   std::string config;
   double seconds = 0;
+  std::string provenance;
+  bool no_provenance = false;
+  bool record_reads = false;
+  std::string spool;
 };
 
 // Fills a node_config from flags or from a cluster config file.
@@ -76,8 +83,7 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
     nc = n->node;
     if (!o.data.empty())
       nc.data_dir = o.data;
-    return nc;
-  }
+  } else {
   if (o.data.empty())
     fail(cmd, make_error(errc::bad_config, "--data DIR (or --config FILE) is required"), 2);
   nc.name = o.name;
@@ -91,6 +97,10 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
   nc.listen = true;
   nc.host = ep->host;
   nc.port = ep->port;
+  }
+  if (!o.no_provenance)
+    nc.provenance_dir = o.provenance.empty() ? nc.data_dir + "/provenance" : o.provenance;
+  nc.record_reads = o.record_reads;
   return nc;
 }
 
@@ -107,6 +117,59 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
     ->capture_default_str();
   sub->add_option("--config", o.config, "Cluster config file (cluster_configs/*.toml)");
   sub->add_option("--seconds", o.seconds, "Stop after this many seconds (0: at Ctrl-C)");
+  sub->add_option("--provenance", o.provenance, "Provenance log folder (default DATA/provenance)");
+  sub->add_flag("--no-provenance", o.no_provenance, "Record no provenance");
+  sub->add_flag("--record-reads", o.record_reads, "Record the rows transactions read, too");
+  sub->add_option("--spool", o.spool,
+                  "SQLite file the log is spooled into continuously (default "
+                  "DATA/provenance.sqlite; 'none' to turn off)");
+}
+
+// Spools the node's provenance log into SQLite once a second until stopped.
+class spooler {
+public:
+  spooler(std::string log_dir, std::string file) {
+    if (file == "none" || log_dir.empty())
+      return;
+    thread_ = std::thread{[this, log_dir, file] {
+      auto store = storage::sql_store::open(file);
+      if (!store) {
+        std::cerr << "comb: spooler: " << describe(store.error()) << "\n";
+        return;
+      }
+      std::unique_lock guard{mtx_};
+      do {
+        guard.unlock();
+        auto n = (*store)->spool(log_dir);
+        if (!n)
+          std::cerr << "comb: spooler: " << describe(n.error()) << "\n";
+        guard.lock();
+      } while (!cv_.wait_for(guard, std::chrono::seconds{1}, [this] { return stop_; }));
+      guard.unlock();
+      (void) (*store)->spool(log_dir);
+    }};
+  }
+  ~spooler() {
+    {
+      std::lock_guard guard{mtx_};
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+std::string spool_file(const node_opts& o, const runtime::node_config& nc) {
+  if (nc.provenance_dir.empty())
+    return "none";
+  return o.spool.empty() ? nc.data_dir + "/provenance.sqlite" : o.spool;
 }
 
 std::shared_ptr<runtime::procedure_registry> all_apps() {
@@ -125,7 +188,11 @@ void run_node(const node_opts& o) {
     fail("node", n.error());
   std::cout << "comb node " << nc.name << ": listening on " << nc.host << ":" << (*n)->port()
             << " (data " << nc.data_dir << ", " << nc.partitions << " partitions, "
-            << storage::to_string(nc.durability) << ")" << std::endl;
+            << storage::to_string(nc.durability) << ", provenance "
+            << (nc.provenance_dir.empty() ? "off" : nc.provenance_dir) << ")" << std::endl;
+  if (auto* r = (*n)->recorder(); r && !r->recovery_note().empty())
+    std::cout << "comb node " << nc.name << ": " << r->recovery_note() << std::endl;
+  spooler sp{nc.provenance_dir, spool_file(o, nc)};
   wait_for_signal(signals, o.seconds);
   std::cout << "comb node " << nc.name << ": stopping" << std::endl;
   (*n)->stop();
@@ -168,6 +235,7 @@ void run_demo(node_opts o) {
   if (!n)
     fail("demo", n.error());
   auto& node = **n;
+  spooler sp{nc.provenance_dir, spool_file(o, nc)};
   std::cout << "Comb demo: node " << nc.name << " on " << nc.host << ":" << node.port()
             << ", data in " << std::filesystem::absolute(nc.data_dir).string() << " ("
             << nc.partitions << " partitions, " << storage::to_string(nc.durability) << ")\n";
@@ -216,6 +284,8 @@ void run_demo(node_opts o) {
             << " --role auditor bank.total '{}'\n"
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
             << " bank.balance '{\"account\":\"acct-1\"}' --role guest\n"
+            << "  ./dev comb log tail --log " << nc.provenance_dir << "\n"
+            << "  ./dev comb prov last-writer --sqlite " << spool_file(o, nc) << " bank.accounts\n"
             << "  ./dev comb --help-all\n"
             << (o.seconds > 0 ? "Serving for " + std::to_string(o.seconds) + " s.\n"
                               : "Serving until Ctrl-C.\n")

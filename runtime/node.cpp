@@ -32,6 +32,17 @@ node::start(caf::actor_system& sys, node_config cfg,
   for (auto& t : self->procs_->tables())
     if (auto err = self->db_->create_table(t))
       return err;
+  if (!self->hook_ && !cfg.provenance_dir.empty()) {
+    provenance_recorder::options po;
+    po.log_dir = cfg.provenance_dir;
+    po.record_reads = cfg.record_reads;
+    po.sync = cfg.durability == storage::durability::sync;
+    auto rec = provenance_recorder::open(*self->db_, po);
+    if (!rec)
+      return std::move(rec.error());
+    self->recorder_ = *rec;
+    self->hook_ = *rec;
+  }
 
   actors::state_env env;
   env.db = self->db_.get();
@@ -87,6 +98,8 @@ void node::stop() {
   kill(committer_);
   for (size_t i = 0; i < n; ++i)
     self->receive([](const caf::down_msg&) {});
+  if (recorder_)
+    recorder_->close();
 }
 
 caf::expected<nlohmann::json> node::call(const std::string& proc, nlohmann::json args,

@@ -7,6 +7,7 @@
 #include "actors/interfaces.hpp"
 #include "runtime/procedure_registry.hpp"
 #include "runtime/provenance_hook.hpp"
+#include "runtime/provenance_recorder.hpp"
 #include "runtime/router.hpp"
 #include "storage/database.hpp"
 
@@ -31,6 +32,10 @@ struct node_config {
   bool listen = false;
   std::string host = "127.0.0.1";
   uint16_t port = 0;
+  /// Provenance log folder; empty: no provenance (unless a hook is passed to start()).
+  std::string provenance_dir;
+  /// Record the rows each transaction reads as well as those it writes.
+  bool record_reads = false;
 };
 
 class node {
@@ -70,14 +75,19 @@ public:
   /// Stops the actors and unpublishes the port; the database stays open until destruction.
   void stop();
 
+  /// The node's provenance recorder (null when provenance is off or a custom hook is used).
+  provenance_recorder* recorder() const { return recorder_.get(); }
+
 private:
   node(caf::actor_system& sys, node_config cfg) : sys_(sys), cfg_(std::move(cfg)) {}
 
   caf::actor_system& sys_;
   node_config cfg_;
   std::shared_ptr<const procedure_registry> procs_;
-  std::shared_ptr<provenance_hook> hook_;
   std::unique_ptr<storage::database> db_;
+  // Declared after db_ so that it is destroyed (and its writer stopped) before the database.
+  std::shared_ptr<provenance_recorder> recorder_;
+  std::shared_ptr<provenance_hook> hook_;
   actors::committer_actor committer_;
   std::vector<actors::state_actor> partitions_;
   actors::gateway_actor gateway_;

@@ -77,11 +77,15 @@ public:
   /// Called inside the transaction, just before commit, for a successful invocation. The
   /// hook may write to `txn` (e.g. a pending-record table) so that the record is durable
   /// exactly when the transaction is: a crash after commit and before the log append can
-  /// then be repaired on recovery.
+  /// then be repaired on recovery. Always followed, on the same thread, by after_commit.
   virtual void before_commit(storage::transaction& txn, invocation_record& rec) = 0;
 
-  /// Called after the transaction committed (or after it rolled back, with status set).
-  virtual void after_commit(const invocation_record& rec) = 0;
+  /// Called right after the commit attempt that followed before_commit, whether or not it
+  /// succeeded (a failed attempt may be retried: before_commit is then called again).
+  virtual void after_commit(const invocation_record& rec, bool committed) = 0;
+
+  /// Called for an invocation that did not commit (refused, failed, rolled back).
+  virtual void on_failed(const invocation_record& rec) = 0;
 
   /// Called for every message between Comb actors.
   virtual void on_message(const message_record& msg) = 0;

@@ -10,6 +10,7 @@ add_library(comb_provenance STATIC
   ${CMAKE_CURRENT_LIST_DIR}/crc32c.cpp
   ${CMAKE_CURRENT_LIST_DIR}/log_record.cpp
   ${CMAKE_CURRENT_LIST_DIR}/provenance_log.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sql_store.cpp
   ${COMB_LOG_CAPNP_SRCS}
 )
-target_link_libraries(comb_provenance PUBLIC comb_errc CapnProto::capnp)
+target_link_libraries(comb_provenance PUBLIC comb_errc CapnProto::capnp SQLite::SQLite3)
