@@ -70,6 +70,8 @@ inline std::string comb_binary() {
 class child_process {
 public:
   explicit child_process(const std::vector<std::string>& argv, const std::string& log = "") {
+    std::fflush(stdout);
+    std::fflush(stderr);
     pid_ = fork();
     if (pid_ == 0) {
       if (!log.empty()) {
