@@ -41,6 +41,7 @@ struct common_args {
   int min_steps = 2000;
   uint64_t seed = 1;
   std::string cookie = "name_only";
+  std::string engine = "fused";
   bool sort_headers = false;
   double validation = 0.1;
   bool quiet = false;
@@ -73,6 +74,11 @@ void add_common(CLI::App* c, common_args& a) {
     ->check(CLI::IsMember({"keep", "name_only", "drop"}))
     ->capture_default_str();
   c->add_flag("--sort-headers", a.sort_headers, "sort header fields by name");
+  c->add_option("--engine", a.engine,
+                "TextCNN engine: fused (anomaly's CPU code) or kernels (comb::kernels::textcnn, "
+                "CUDA where present)")
+    ->check(CLI::IsMember({"fused", "kernels"}))
+    ->capture_default_str();
   c->add_option("--validation", a.validation, "validation share for early stopping")
     ->capture_default_str();
   c->add_flag("--quiet", a.quiet, "no progress output");
@@ -96,6 +102,7 @@ detector_config make_config(const common_args& a) {
   c.text.sort_headers = a.sort_headers;
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
+  c.model.engine = a.engine;
   return c;
 }
 

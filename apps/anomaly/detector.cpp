@@ -40,7 +40,8 @@ std::string detector_config::serialize() const {
   os << "\n"
      << "model.dropout=" << model.dropout << "\n"
      << "model.learning_rate=" << model.learning_rate << "\n"
-     << "model.seed=" << model.seed << "\n";
+     << "model.seed=" << model.seed << "\n"
+     << "model.engine=" << model.engine << "\n";
   return os.str();
 }
 
@@ -104,6 +105,9 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
         c.model.dropout = std::stof(val);
       } else if (key == "model.learning_rate") {
         c.model.learning_rate = std::stof(val);
+      } else if (key == "model.engine") {
+        if (val != "fused" && val != "kernels") return bad();
+        c.model.engine = val;
       } else if (key == "model.seed") {
         if (!num(c.model.seed)) return bad();
       } // unknown keys are ignored: newer writers may add settings

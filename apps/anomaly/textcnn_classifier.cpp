@@ -2,6 +2,8 @@
 #include "apps/anomaly/textcnn_classifier.hpp"
 
 #include "apps/anomaly/detail/textcnn_cpu.hpp"
+#include "kernels/backend.hpp"
+#include "kernels/models/textcnn.hpp"
 #include "runtime/errc.hpp"
 
 #include <nlohmann/json.hpp>
@@ -16,11 +18,46 @@ struct textcnn_classifier::impl {
   detail::textcnn_cpu net;
   detail::textcnn_params grad;
   std::vector<float> probs;
+  /// Set for the "kernels" engine; `net` is then unused (built at size 1).
+  std::unique_ptr<kernels::textcnn> k;
 
   impl(const textcnn_options& o, detail::textcnn_shape s)
     : opts(o), net(std::move(s), o.seed) {
   }
 };
+
+namespace {
+
+kernels::textcnn_config kernels_config(const textcnn_options& o) {
+  kernels::textcnn_config c;
+  c.vocab = o.vocab;
+  c.embed = o.embed;
+  c.filters = o.filters;
+  c.kernel_sizes.assign(o.kernel_sizes.begin(), o.kernel_sizes.end());
+  c.classes = 2;
+  c.dropout = o.dropout;
+  c.seed = o.seed;
+  c.adam.lr = o.learning_rate;
+  return c;
+}
+
+std::shared_ptr<kernels::backend> pick_backend(const textcnn_options& o) {
+  if (o.prefer_gpu)
+    if (auto b = kernels::find_backend("cuda"))
+      return b;
+  return nullptr; // the CPU backend
+}
+
+detail::textcnn_shape tiny_shape() {
+  detail::textcnn_shape s;
+  s.vocab = 1;
+  s.embed = 1;
+  s.kernels = {1};
+  s.filters = 1;
+  return s;
+}
+
+} // namespace
 
 namespace {
 
@@ -90,6 +127,17 @@ caf::expected<textcnn_classifier> textcnn_classifier::create(const textcnn_optio
   if (auto err = check_options(opts))
     return err;
   textcnn_classifier c;
+  if (opts.engine == "kernels") {
+    c.impl_ = std::make_unique<impl>(opts, tiny_shape());
+    auto m = kernels::textcnn::create(kernels_config(opts), pick_backend(opts));
+    if (!m)
+      return m.error();
+    c.impl_->k = std::make_unique<kernels::textcnn>(std::move(*m));
+    return c;
+  }
+  if (opts.engine != "fused")
+    return make_error(errc::invalid_argument,
+                      "TextCNN engine '" + opts.engine + "' is neither 'fused' nor 'kernels'");
   c.impl_ = std::make_unique<impl>(opts, to_shape(opts));
   return c;
 }
@@ -106,6 +154,8 @@ caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& 
     if (l != 0 && l != 1)
       return make_error(errc::invalid_argument,
                         "label " + std::to_string(l) + " is neither 0 nor 1");
+  if (impl_->k)
+    return impl_->k->train_step(tokens, labels);
   float loss = impl_->net.forward(tokens.data(), batch, len, labels.data(), true, impl_->probs);
   impl_->net.backward(tokens.data(), batch, len, labels.data(), impl_->grad);
   impl_->net.adam_step(impl_->grad, impl_->opts.learning_rate);
@@ -116,7 +166,14 @@ caf::expected<std::vector<float>>
 textcnn_classifier::predict(const std::vector<int32_t>& tokens, int batch, int len) {
   if (auto err = check_batch(tokens, batch, len, impl_->opts.vocab, widest(impl_->opts)))
     return err;
-  impl_->net.forward(tokens.data(), batch, len, nullptr, false, impl_->probs);
+  if (impl_->k) {
+    auto p = impl_->k->predict(tokens, batch);
+    if (!p)
+      return p.error();
+    impl_->probs = std::move(*p);
+  } else {
+    impl_->net.forward(tokens.data(), batch, len, nullptr, false, impl_->probs);
+  }
   std::vector<float> out(static_cast<size_t>(batch));
   for (int b = 0; b < batch; ++b)
     out[static_cast<size_t>(b)] = impl_->probs[static_cast<size_t>(b) * 2 + 1];
@@ -128,7 +185,9 @@ const textcnn_options& textcnn_classifier::options() const {
 }
 
 std::string textcnn_classifier::backend() const {
-  return "cpu";
+  if (impl_->k)
+    return "kernels/" + impl_->k->backend_used().name();
+  return "fused/cpu";
 }
 
 caf::error textcnn_classifier::copy_weights_from(const textcnn_classifier& other) {
@@ -136,6 +195,10 @@ caf::error textcnn_classifier::copy_weights_from(const textcnn_classifier& other
       || other.impl_->opts.filters != impl_->opts.filters
       || other.impl_->opts.kernel_sizes != impl_->opts.kernel_sizes)
     return make_error(errc::invalid_argument, "copy_weights_from: models differ in shape");
+  if (impl_->k && other.impl_->k)
+    return impl_->k->copy_weights_from(*other.impl_->k);
+  if (impl_->k || other.impl_->k)
+    return make_error(errc::invalid_argument, "copy_weights_from: models use other engines");
   impl_->net.params() = other.impl_->net.params();
   return {};
 }
@@ -172,6 +235,12 @@ std::vector<named_tensor> tensors_of(detail::textcnn_params& p, const textcnn_op
 caf::expected<std::string>
 textcnn_classifier::save(const std::map<std::string, std::string>& metadata) const {
   auto& o = impl_->opts;
+  if (impl_->k) {
+    auto meta = metadata;
+    meta["anomaly.engine"] = "kernels";
+    meta["anomaly.learning_rate"] = std::to_string(o.learning_rate);
+    return impl_->k->to_bytes(meta);
+  }
   nlohmann::json header;
   nlohmann::json meta = nlohmann::json::object();
   for (auto& [k, v] : metadata)
@@ -247,6 +316,28 @@ textcnn_classifier::load(const std::string& bytes, std::map<std::string, std::st
     if (!v.is_string())
       return bad("metadata value of '" + k + "' is not a string");
     meta[k] = v.get<std::string>();
+  }
+  if (meta["anomaly.engine"] == "kernels") {
+    textcnn_options probe;
+    auto km = kernels::textcnn::from_bytes(bytes, pick_backend(probe), nullptr);
+    if (!km)
+      return km.error();
+    auto& kc = km->config();
+    textcnn_options o;
+    o.engine = "kernels";
+    o.vocab = static_cast<int>(kc.vocab);
+    o.embed = static_cast<int>(kc.embed);
+    o.filters = static_cast<int>(kc.filters);
+    o.kernel_sizes.assign(kc.kernel_sizes.begin(), kc.kernel_sizes.end());
+    o.dropout = kc.dropout;
+    o.seed = kc.seed;
+    o.learning_rate = kc.adam.lr;
+    textcnn_classifier c;
+    c.impl_ = std::make_unique<impl>(o, tiny_shape());
+    c.impl_->k = std::make_unique<kernels::textcnn>(std::move(*km));
+    if (metadata)
+      *metadata = std::move(meta);
+    return c;
   }
   textcnn_options o;
   try {

@@ -1,8 +1,12 @@
 // comb::anomaly::textcnn_classifier: the paper's TextCNN (embedding; 1D convolutions with
 // kernel sizes 2, 3, 4 and 100 filters each, ReLU; max over time; dropout 0.2; dense;
-// softmax over {normal, anomalous}) trained with Adam, as the detector uses it. A thin
-// adapter over comb::kernels' TextCNN model (kernels/models/textcnn.hpp): batches of padded
-// token ids in, probabilities of "anomalous" out, weights to and from safetensors bytes.
+// softmax over {normal, anomalous}) trained with Adam, as the detector uses it: batches of
+// padded token ids in, probabilities of "anomalous" out, weights to and from safetensors
+// bytes (same tensor names and layout for both engines). Two engines:
+//  - "fused" (default): apps/anomaly/detail/textcnn_cpu, one OpenBLAS sgemm for all kernel
+//    taps, fused tap-sum/ReLU/max, and a backward pass that follows only the arg-max windows;
+//  - "kernels": comb::kernels::textcnn (kernels/models/textcnn.hpp) through its backend
+//    registry, so it runs on the CUDA backend where one is built and a device answers.
 // Owned by one detector or trainer; not thread-safe (training and scratch buffers mutate).
 #pragma once
 
@@ -25,7 +29,9 @@ struct textcnn_options {
   float dropout = 0.2f;
   float learning_rate = 1e-3f;
   uint64_t seed = 1;
-  /// Run on the CUDA backend when one is built and a device answers.
+  /// "fused" (anomaly's CPU implementation) or "kernels" (comb::kernels::textcnn).
+  std::string engine = "fused";
+  /// With the "kernels" engine: run on the CUDA backend when one is built and answers.
   bool prefer_gpu = true;
 };
 
@@ -62,7 +68,7 @@ public:
 
   const textcnn_options& options() const;
 
-  /// "cpu" or "cuda".
+  /// "fused/cpu", or "kernels/<backend name>".
   std::string backend() const;
 
 private:
