@@ -105,17 +105,6 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
         rec->start_ns = now_ns();
         rec->sender = inv.sender;
         rec->receiver = env.node_name + "/p" + std::to_string(partition);
-        runtime::message_record m;
-        m.kind = "invoke";
-        m.sender = rec->sender;
-        m.receiver = rec->receiver;
-        m.execution_id = rec->execution_id;
-        m.parent_id = rec->parent_id;
-        m.procedure = rec->procedure;
-        m.role = rec->role;
-        m.timestamp_ns = rec->start_ns;
-        m.payload = rec->args;
-        env.hook->on_message(m);
       }
       caf::expected<nlohmann::json> result{nlohmann::json{}};
       for (int attempt = 0;; ++attempt) {
@@ -137,18 +126,6 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
           rec->reads.clear();
           env.hook->on_failed(*rec);
         }
-        runtime::message_record m;
-        m.kind = "reply";
-        m.sender = rec->receiver;
-        m.receiver = rec->sender;
-        m.execution_id = rec->execution_id;
-        m.parent_id = rec->parent_id;
-        m.procedure = rec->procedure;
-        m.role = rec->role;
-        m.status = rec->status;
-        m.timestamp_ns = rec->end_ns;
-        m.payload = rec->result;
-        env.hook->on_message(m);
       }
       if (result && env.committer && !def->opts.read_only)
         return self->delegate(env.committer, sync_atom::value, std::move(*result));

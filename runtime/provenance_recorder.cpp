@@ -76,8 +76,9 @@ provenance_recorder::open(storage::database& db, options opts) {
         continue;
       }
     }
-    rec->lsn = self->log_->next_lsn();
-    if (auto err = self->log_->append(rec->lsn, storage::encode(*rec)))
+    std::string bytes{val};
+    storage::set_lsn(bytes, self->log_->next_lsn());
+    if (auto err = self->log_->append(self->log_->next_lsn(), bytes))
       return err;
     ++recovered;
   }
@@ -114,11 +115,11 @@ void provenance_recorder::close() {
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
+  auto bytes = storage::encode(storage::to_log_record(rec));
   seq_mtx_.lock(); // released by after_commit
-  auto r = storage::to_log_record(rec);
-  r.lsn = next_lsn_;
-  held_ = storage::encode(r);
-  if (auto err = txn.put(pending_table, pending_key(r.lsn), held_)) {
+  held_ = std::move(bytes);
+  storage::set_lsn(held_, next_lsn_);
+  if (auto err = txn.put_untracked(pending_table, pending_key(next_lsn_), held_)) {
     std::lock_guard guard{q_mtx_};
     if (error_.empty())
       error_ = describe(err);
@@ -136,17 +137,17 @@ void provenance_recorder::after_commit(const invocation_record&, bool committed)
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {
-  auto r = storage::to_log_record(rec);
+  auto bytes = storage::encode(storage::to_log_record(rec));
   std::lock_guard guard{seq_mtx_};
-  r.lsn = next_lsn_++;
-  enqueue(r.lsn, storage::encode(r), /*pending=*/false);
+  storage::set_lsn(bytes, next_lsn_);
+  enqueue(next_lsn_++, std::move(bytes), /*pending=*/false);
 }
 
 void provenance_recorder::on_message(const message_record& msg) {
-  auto r = storage::to_log_record(msg);
+  auto bytes = storage::encode(storage::to_log_record(msg));
   std::lock_guard guard{seq_mtx_};
-  r.lsn = next_lsn_++;
-  enqueue(r.lsn, storage::encode(r), /*pending=*/false);
+  storage::set_lsn(bytes, next_lsn_);
+  enqueue(next_lsn_++, std::move(bytes), /*pending=*/false);
 }
 
 void provenance_recorder::enqueue(uint64_t lsn, std::string bytes, bool pending) {
@@ -191,7 +192,8 @@ void provenance_recorder::run() {
     if (!err)
       err = opts_.sync ? log_->sync() : log_->flush();
     if (!err && trim.Count() > 0) {
-      auto s = db_.raw()->Write(rocksdb::WriteOptions{}, &trim);
+      // Pending keys are never locked (put_untracked), so the base DB may delete them.
+      auto s = db_.raw()->GetBaseDB()->Write(rocksdb::WriteOptions{}, &trim);
       if (!s.ok())
         err = storage::to_error(s, "trim pending provenance records");
     }

@@ -1,6 +1,8 @@
 # Provenance log records: one per message between Comb actors, and one per stored-procedure
-# invocation carrying the rows its transaction wrote (and, optionally, read). Each record is
-# framed on disk as [u32 length][u32 CRC32C of the bytes][bytes] (see storage/provenance_log.hpp).
+# invocation (the call and its reply) carrying the rows its transaction wrote (and, optionally,
+# read). A record's bytes are [u64 lsn, little-endian][LogRecord as a flat Cap'n Proto message],
+# so that the lsn can be set without re-encoding; on disk each record is framed as
+# [u32 length][u32 CRC32C of the bytes][bytes] (see storage/provenance_log.hpp).
 @0xc7a1e5d0b3f49a21;
 
 struct RowChange {
@@ -18,25 +20,24 @@ struct RowRead {
 }
 
 struct LogRecord {
-  lsn @0 :UInt64;
-  timestampNs @1 :Int64;
-  kind @2 :Kind;
-  sender @3 :Text;
-  receiver @4 :Text;
-  executionId @5 :UInt64;
-  parentId @6 :UInt64;
-  procedure @7 :Text;
-  role @8 :Text;
-  status @9 :Text;
-  payload @10 :Data;      # message payload; for invocations the arguments (JSON text)
+  timestampNs @0 :Int64;
+  kind @1 :Kind;
+  sender @2 :Text;
+  receiver @3 :Text;
+  executionId @4 :UInt64;
+  parentId @5 :UInt64;
+  procedure @6 :Text;
+  role @7 :Text;
+  status @8 :Text;
+  payload @9 :Data;      # message payload; for invocations the arguments (JSON text)
   # Invocations only:
-  result @11 :Data;       # JSON text of the result, or the error text
-  readOnly @12 :Bool;
-  startNs @13 :Int64;
-  endNs @14 :Int64;
-  partition @15 :UInt32;
-  changes @16 :List(RowChange);
-  reads @17 :List(RowRead);
+  result @10 :Data;       # JSON text of the result, or the error text
+  readOnly @11 :Bool;
+  startNs @12 :Int64;
+  endNs @13 :Int64;
+  partition @14 :UInt32;
+  changes @15 :List(RowChange);
+  reads @16 :List(RowRead);
 
   enum Kind { invocation @0; message @1; }
 }

@@ -72,7 +72,6 @@ log_record to_log_record(const runtime::message_record& msg) {
 std::string encode(const log_record& r) {
   capnp::MallocMessageBuilder mb;
   auto b = mb.initRoot<LogRecord>();
-  b.setLsn(r.lsn);
   b.setTimestampNs(r.timestamp_ns);
   b.setKind(r.kind == log_record::kind_t::invocation ? LogRecord::Kind::INVOCATION
                                                      : LogRecord::Kind::MESSAGE);
@@ -112,10 +111,24 @@ std::string encode(const log_record& r) {
   }
   auto words = capnp::messageToFlatArray(mb);
   auto bytes = words.asBytes();
-  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+  std::string out(8 + bytes.size(), '\0');
+  std::memcpy(out.data() + 8, bytes.begin(), bytes.size());
+  set_lsn(out, r.lsn);
+  return out;
+}
+
+void set_lsn(std::string& encoded, uint64_t lsn) {
+  if (encoded.size() >= 8)
+    std::memcpy(encoded.data(), &lsn, 8);
 }
 
 caf::expected<log_record> decode(std::string_view bytes) {
+  if (bytes.size() < 8)
+    return make_error(errc::corrupt_data, "record of " + std::to_string(bytes.size())
+                                            + " bytes is too short for its lsn");
+  uint64_t lsn;
+  std::memcpy(&lsn, bytes.data(), 8);
+  bytes.remove_prefix(8);
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
     return make_error(errc::corrupt_data, "record of " + std::to_string(bytes.size())
                                             + " bytes is not a whole number of 8-byte words");
@@ -129,7 +142,7 @@ caf::expected<log_record> decode(std::string_view bytes) {
     opts.nestingLimit = 16;
     capnp::FlatArrayMessageReader mr{words.asPtr(), opts};
     auto v = mr.getRoot<LogRecord>();
-    r.lsn = v.getLsn();
+    r.lsn = lsn;
     r.timestamp_ns = v.getTimestampNs();
     auto k = v.getKind();
     if (k != LogRecord::Kind::INVOCATION && k != LogRecord::Kind::MESSAGE)

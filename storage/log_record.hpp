@@ -44,8 +44,11 @@ struct log_record {
 log_record to_log_record(const runtime::invocation_record& rec);
 log_record to_log_record(const runtime::message_record& msg);
 
-/// Encodes a record as Cap'n Proto bytes (unpacked, word-aligned).
+/// Encodes a record: its lsn as 8 little-endian bytes, then a flat Cap'n Proto LogRecord.
 std::string encode(const log_record& r);
+
+/// Sets the lsn of encoded record bytes in place (no re-encoding).
+void set_lsn(std::string& encoded, uint64_t lsn);
 
 /// Decodes bytes made by encode(); errc::corrupt_data (with what is wrong) otherwise. Safe on
 /// arbitrary input: it never reads out of bounds and limits nesting and size.

@@ -64,8 +64,9 @@ CREATE TABLE IF NOT EXISTS func_invocations(
   procedure TEXT, role TEXT, status TEXT, read_only INTEGER, start_ns INTEGER, end_ns INTEGER,
   partition INTEGER, args TEXT, result TEXT);
 CREATE TABLE IF NOT EXISTS messages(
-  lsn INTEGER PRIMARY KEY, ts_ns INTEGER, kind TEXT, sender TEXT, receiver TEXT,
-  execution_id INTEGER, parent_id INTEGER, procedure TEXT, role TEXT, status TEXT, payload TEXT);
+  lsn INTEGER, seq INTEGER, ts_ns INTEGER, kind TEXT, sender TEXT, receiver TEXT,
+  execution_id INTEGER, parent_id INTEGER, procedure TEXT, role TEXT, status TEXT, payload TEXT,
+  PRIMARY KEY(lsn, seq));
 CREATE TABLE IF NOT EXISTS row_events(
   lsn INTEGER, seq INTEGER, table_name TEXT, row_key TEXT, op TEXT, execution_id INTEGER,
   role TEXT, ts_ns INTEGER, value TEXT, PRIMARY KEY(lsn, seq));
@@ -226,7 +227,7 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
                      -1, &inv.s, nullptr);
   sqlite3_prepare_v2(db_,
-                     "INSERT OR IGNORE INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                     "INSERT OR IGNORE INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                      -1, &msg.s, nullptr);
   sqlite3_prepare_v2(db_, "INSERT OR IGNORE INTO row_events VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
                      -1, &ev.s, nullptr);
@@ -239,9 +240,29 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
   };
+  auto message = [&](sqlite3_int64 lsn, int seq, int64_t ts, const std::string& kind,
+                     const std::string& from, const std::string& to, const log_record& r,
+                     const std::string& payload) {
+    sqlite3_bind_int64(msg.s, 1, lsn);
+    sqlite3_bind_int(msg.s, 2, seq);
+    sqlite3_bind_int64(msg.s, 3, ts);
+    bind_text(msg.s, 4, kind);
+    bind_text(msg.s, 5, from);
+    bind_text(msg.s, 6, to);
+    sqlite3_bind_int64(msg.s, 7, static_cast<sqlite3_int64>(r.execution_id));
+    sqlite3_bind_int64(msg.s, 8, static_cast<sqlite3_int64>(r.parent_id));
+    bind_text(msg.s, 9, r.procedure);
+    bind_text(msg.s, 10, r.role);
+    bind_text(msg.s, 11, r.status);
+    bind_text(msg.s, 12, payload);
+    step(msg.s);
+  };
   auto err = reader->for_each(from, [&](log_record&& r) {
     auto lsn = static_cast<sqlite3_int64>(r.lsn);
     if (r.kind == log_record::kind_t::invocation) {
+      // An invocation record stands for the call and its reply.
+      message(lsn, 0, r.start_ns, "invoke", r.sender, r.receiver, r, r.payload);
+      message(lsn, 1, r.end_ns, "reply", r.receiver, r.sender, r, r.result);
       sqlite3_bind_int64(inv.s, 1, lsn);
       sqlite3_bind_int64(inv.s, 2, static_cast<sqlite3_int64>(r.execution_id));
       sqlite3_bind_int64(inv.s, 3, static_cast<sqlite3_int64>(r.execution_id));
@@ -319,19 +340,9 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
         step(rd.s);
       }
     } else {
-      sqlite3_bind_int64(msg.s, 1, lsn);
-      sqlite3_bind_int64(msg.s, 2, r.timestamp_ns);
       auto sp = r.payload.find(' ');
-      bind_text(msg.s, 3, r.payload.substr(0, sp));
-      bind_text(msg.s, 4, r.sender);
-      bind_text(msg.s, 5, r.receiver);
-      sqlite3_bind_int64(msg.s, 6, static_cast<sqlite3_int64>(r.execution_id));
-      sqlite3_bind_int64(msg.s, 7, static_cast<sqlite3_int64>(r.parent_id));
-      bind_text(msg.s, 8, r.procedure);
-      bind_text(msg.s, 9, r.role);
-      bind_text(msg.s, 10, r.status);
-      bind_text(msg.s, 11, sp == std::string::npos ? "" : r.payload.substr(sp + 1));
-      step(msg.s);
+      message(lsn, 0, r.timestamp_ns, r.payload.substr(0, sp), r.sender, r.receiver, r,
+              sp == std::string::npos ? "" : r.payload.substr(sp + 1));
     }
     ++n;
     last = r.lsn;

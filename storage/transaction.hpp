@@ -44,6 +44,10 @@ public:
   /// Writes only when the key is absent; errc::already_exists otherwise.
   caf::error insert(std::string_view table, std::string_view key, std::string_view value);
 
+  /// Writes without taking a row lock and without recording a change: only for keys no other
+  /// transaction can write (e.g. unique sequence numbers in internal "__" tables).
+  caf::error put_untracked(std::string_view table, std::string_view key, std::string_view value);
+
   /// Deletes the row (a no-op when absent, still recorded as a delete).
   caf::error del(std::string_view table, std::string_view key);
 

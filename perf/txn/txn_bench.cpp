@@ -1,7 +1,9 @@
 // perf/txn: bank.transfer throughput through Comb's state actors (1, 8, 64 concurrent
 // clients; async and sync durability) against the same transfers done with direct RocksDB
 // TransactionDB calls on one thread, measured in the same run. Prints ratios.
-//   perf_txn [--benchmarks=async,sync] [--transfers=N] [--quick]
+// With --benchmarks=provenance: the same async 64-client run with the provenance log on and
+// off, in the same run.
+//   perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] [--quick]
 #include "apps/bank/bank.hpp"
 #include "runtime/errc.hpp"
 #include "runtime/load_driver.hpp"
@@ -108,7 +110,7 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan)
 
 // Through Comb: node with state actors, `clients` concurrent client actors.
 double actor_rate(storage::durability mode, uint32_t clients, const std::vector<plan_item>& plan,
-                  uint32_t partitions) {
+                  uint32_t partitions, bool provenance = false) {
   auto dir = fresh_dir("actors");
   runtime::system_config cfg;
   caf::actor_system sys{cfg};
@@ -118,6 +120,8 @@ double actor_rate(storage::durability mode, uint32_t clients, const std::vector<
   nc.data_dir = dir;
   nc.durability = mode;
   nc.partitions = partitions;
+  if (provenance)
+    nc.provenance_dir = dir + "/provenance";
   auto n = std::move(*runtime::node::start(sys, nc, procs));
   auto opened = runtime::drive(sys, n->route(), 16, accounts, [](uint64_t i) {
     runtime::invocation inv;
@@ -162,7 +166,7 @@ void row(const std::string& name, double comb, double base, const std::string& b
 } // namespace
 
 int main(int argc, char** argv) {
-  std::set<std::string> benches{"async", "sync"};
+  std::set<std::string> benches{"async", "sync", "provenance"};
   size_t transfers = 50000;
   size_t sync_single = 2000;
   uint32_t partitions = 4;
@@ -181,7 +185,8 @@ int main(int argc, char** argv) {
       transfers = 10000;
       sync_single = 500;
     } else {
-      std::cerr << "usage: perf_txn [--benchmarks=async,sync] [--transfers=N] [--partitions=N] "
+      std::cerr << "usage: perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] "
+                   "[--partitions=N] "
                    "[--quick]\n";
       return 2;
     }
@@ -208,6 +213,16 @@ int main(int argc, char** argv) {
       row("sync group commit, " + std::to_string(c) + " vs 1 client", r, one,
           "actors 1 client");
     }
+  }
+  if (benches.count("provenance")) {
+    auto plan = make_plan(transfers, 4);
+    // Alternate off/on twice and keep the best of each, to damp the machine's noise.
+    double off = 0, on = 0;
+    for (int round = 0; round < 2; ++round) {
+      off = std::max(off, actor_rate(storage::durability::async, 64, plan, partitions, false));
+      on = std::max(on, actor_rate(storage::durability::async, 64, plan, partitions, true));
+    }
+    row("async 64 clients, provenance on", on, off, "provenance off");
   }
   return 0;
 }
