@@ -3,7 +3,9 @@
 #include "cli/commands.hpp"
 
 #include "apps/apps.hpp"
+#include "actors/outbox_dispatcher.hpp"
 #include "runtime/client.hpp"
+#include "runtime/compute_types.hpp"
 #include "runtime/cluster_config.hpp"
 #include "runtime/errc.hpp"
 #include "runtime/node.hpp"
@@ -16,6 +18,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -68,6 +71,7 @@ struct node_opts {
   bool no_provenance = false;
   bool record_reads = false;
   std::string spool;
+  std::string compute;
 };
 
 // Fills a node_config from flags or from a cluster config file.
@@ -118,6 +122,9 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
   sub->add_option("--config", o.config, "Cluster config file (cluster_configs/*.toml)");
   sub->add_option("--seconds", o.seconds, "Stop after this many seconds (0: at Ctrl-C)");
   sub->add_option("--provenance", o.provenance, "Provenance log folder (default DATA/provenance)");
+  sub->add_option("--compute", o.compute,
+                  "HOST:PORT of a `comb compute` process: start the outbox dispatcher that "
+                  "sends committed function calls there");
   sub->add_flag("--no-provenance", o.no_provenance, "Record no provenance");
   sub->add_flag("--record-reads", o.record_reads, "Record the rows transactions read, too");
   sub->add_option("--spool", o.spool,
@@ -166,6 +173,35 @@ private:
   std::thread thread_;
 };
 
+// The outbox dispatcher (function actors feeding a compute process), when --compute is given.
+class dispatcher {
+public:
+  dispatcher(caf::actor_system& sys, runtime::node& n, const std::string& compute,
+             const std::string& cmd)
+    : sys_(sys) {
+    if (compute.empty())
+      return;
+    auto ep = runtime::parse_endpoint(compute);
+    if (!ep)
+      fail(cmd, ep.error(), 2);
+    actors::dispatcher_config dc;
+    dc.function.compute_host = ep->host;
+    dc.function.compute_port = ep->port;
+    actor_ = actors::spawn_outbox_dispatcher(sys, n.db(), n.route(), dc);
+  }
+  ~dispatcher() {
+    if (!actor_)
+      return;
+    caf::scoped_actor self{sys_};
+    self->send_exit(actor_, caf::exit_reason::user_shutdown);
+    self->wait_for(actor_);
+  }
+
+private:
+  caf::actor_system& sys_;
+  caf::actor actor_;
+};
+
 std::string spool_file(const node_opts& o, const runtime::node_config& nc) {
   if (nc.provenance_dir.empty())
     return "none";
@@ -182,10 +218,13 @@ void run_node(const node_opts& o) {
   auto nc = resolve(o, "node");
   auto signals = block_stop_signals();
   runtime::system_config cfg;
+  runtime::add_compute_types(cfg);
   caf::actor_system sys{cfg};
   auto n = runtime::node::start(sys, nc, all_apps());
   if (!n)
     fail("node", n.error());
+  std::optional<dispatcher> disp;
+  disp.emplace(sys, **n, o.compute, "node");
   std::cout << "comb node " << nc.name << ": listening on " << nc.host << ":" << (*n)->port()
             << " (data " << nc.data_dir << ", " << nc.partitions << " partitions, "
             << storage::to_string(nc.durability) << ", provenance "
@@ -195,6 +234,7 @@ void run_node(const node_opts& o) {
   spooler sp{nc.provenance_dir, spool_file(o, nc)};
   wait_for_signal(signals, o.seconds);
   std::cout << "comb node " << nc.name << ": stopping" << std::endl;
+  disp.reset(); // the dispatcher uses the node: stop it first
   (*n)->stop();
 }
 
