@@ -182,18 +182,22 @@ void provenance_recorder::run() {
       batch.swap(queue_);
     }
     caf::error err;
-    rocksdb::WriteBatch trim;
+    uint64_t lo = 0, hi = 0;
     for (auto& q : batch) {
       if (!err)
         err = log_->append(q.lsn, q.bytes);
-      if (q.pending)
-        trim.Delete(cf, pending_key(q.lsn)).PermitUncheckedError();
+      if (q.pending) {
+        lo = lo == 0 ? q.lsn : lo;
+        hi = q.lsn;
+      }
     }
     if (!err)
       err = opts_.sync ? log_->sync() : log_->flush();
-    if (!err && trim.Count() > 0) {
-      // Pending keys are never locked (put_untracked), so the base DB may delete them.
-      auto s = db_.raw()->GetBaseDB()->Write(rocksdb::WriteOptions{}, &trim);
+    if (!err && hi != 0) {
+      // One range tombstone for the whole batch. Pending keys are never locked
+      // (put_untracked), so the base DB may delete them.
+      auto s = db_.raw()->GetBaseDB()->DeleteRange(rocksdb::WriteOptions{}, cf, pending_key(lo),
+                                                   pending_key(hi + 1));
       if (!s.ok())
         err = storage::to_error(s, "trim pending provenance records");
     }
