@@ -58,4 +58,16 @@ uint32_t crc32c(const void* data, size_t n, uint32_t crc) {
   return ~c;
 }
 
+uint32_t crc32c_table(const void* data, size_t n, uint32_t crc) {
+  return ~crc_table(static_cast<const unsigned char*>(data), n, ~crc);
+}
+
+bool crc32c_has_hardware() {
+  return have_sse42();
+}
+
+uint32_t crc32c_hardware(const void* data, size_t n, uint32_t crc) {
+  return ~crc_hw(static_cast<const unsigned char*>(data), n, ~crc);
+}
+
 } // namespace comb::storage
