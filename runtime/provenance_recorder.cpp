@@ -11,6 +11,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <iostream>
+#include <map>
 
 namespace comb::runtime {
 
@@ -93,7 +94,7 @@ provenance_recorder::open(storage::database& db, options opts) {
     self->note_ += "provenance log: appended " + std::to_string(recovered)
                    + " committed invocation(s) that a crash kept out of the log.";
   self->next_lsn_ = self->log_->next_lsn();
-  self->written_lsn_ = self->enqueued_lsn_ = self->next_lsn_ - 1;
+  self->written_lsn_ = self->next_lsn_ - 1;
   self->writer_ = std::thread{[p = self.get()] { p->run(); }};
   return self;
 }
@@ -114,54 +115,77 @@ void provenance_recorder::close() {
     writer_.join();
 }
 
+namespace {
+
+// The record held between before_commit and after_commit; both run on the state actor's
+// thread within one message handler, so a thread-local slot carries it across.
+thread_local std::string held_bytes;
+thread_local uint64_t held_lsn = 0;
+
+} // namespace
+
+uint64_t provenance_recorder::take_lsn() {
+  std::lock_guard guard{seq_mtx_};
+  return next_lsn_++;
+}
+
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
-  auto bytes = storage::encode(storage::to_log_record(rec));
-  seq_mtx_.lock(); // released by after_commit
-  held_ = std::move(bytes);
-  storage::set_lsn(held_, next_lsn_);
-  if (auto err = txn.put_untracked(pending_table, pending_key(next_lsn_), held_)) {
+  held_bytes = storage::encode(storage::to_log_record(rec));
+  held_lsn = take_lsn();
+  storage::set_lsn(held_bytes, held_lsn);
+  if (auto err = txn.put_untracked(pending_table, pending_key(held_lsn), held_bytes)) {
     std::lock_guard guard{q_mtx_};
     if (error_.empty())
       error_ = describe(err);
   }
 }
 
-void provenance_recorder::after_commit(const invocation_record&, bool committed) {
+void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
   if (committed) {
     // The transaction (and its pending record) is committed; the log does not have it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(next_lsn_++, std::move(held_), /*pending=*/true);
+    enqueue(held_lsn, std::move(held_bytes), /*pending=*/true);
+  } else {
+    // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
+    auto r = storage::to_log_record(rec);
+    r.status = "commit_failed";
+    r.changes.clear();
+    r.reads.clear();
+    r.lsn = held_lsn;
+    enqueue(held_lsn, storage::encode(r), /*pending=*/false);
   }
-  held_.clear();
-  seq_mtx_.unlock();
+  held_bytes.clear();
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {
   auto bytes = storage::encode(storage::to_log_record(rec));
-  std::lock_guard guard{seq_mtx_};
-  storage::set_lsn(bytes, next_lsn_);
-  enqueue(next_lsn_++, std::move(bytes), /*pending=*/false);
+  auto lsn = take_lsn();
+  storage::set_lsn(bytes, lsn);
+  enqueue(lsn, std::move(bytes), /*pending=*/false);
 }
 
 void provenance_recorder::on_message(const message_record& msg) {
   auto bytes = storage::encode(storage::to_log_record(msg));
-  std::lock_guard guard{seq_mtx_};
-  storage::set_lsn(bytes, next_lsn_);
-  enqueue(next_lsn_++, std::move(bytes), /*pending=*/false);
+  auto lsn = take_lsn();
+  storage::set_lsn(bytes, lsn);
+  enqueue(lsn, std::move(bytes), /*pending=*/false);
 }
 
 void provenance_recorder::enqueue(uint64_t lsn, std::string bytes, bool pending) {
   {
     std::lock_guard guard{q_mtx_};
     queue_.push_back({lsn, std::move(bytes), pending});
-    enqueued_lsn_ = lsn;
   }
   q_cv_.notify_one();
 }
 
 void provenance_recorder::flush() {
+  uint64_t target;
+  {
+    std::lock_guard seq{seq_mtx_};
+    target = next_lsn_ - 1;
+  }
   std::unique_lock guard{q_mtx_};
-  auto target = enqueued_lsn_;
   done_cv_.wait(guard, [&] { return written_lsn_ >= target || stop_; });
 }
 
@@ -173,6 +197,9 @@ std::string provenance_recorder::last_error() const {
 void provenance_recorder::run() {
   auto* cf = db_.handle(pending_table);
   std::vector<queued> batch;
+  // Records that arrived ahead of a smaller lsn, by lsn.
+  std::map<uint64_t, queued> waiting;
+  uint64_t next = written_lsn_ + 1;
   for (;;) {
     {
       std::unique_lock guard{q_mtx_};
@@ -181,21 +208,32 @@ void provenance_recorder::run() {
         break;
       batch.swap(queue_);
     }
+    for (auto& q : batch)
+      waiting.emplace(q.lsn, std::move(q));
+    batch.clear();
     caf::error err;
     uint64_t lo = 0, hi = 0;
-    for (auto& q : batch) {
+    bool wrote = false;
+    while (!waiting.empty() && waiting.begin()->first == next) {
+      auto& q = waiting.begin()->second;
       if (!err)
         err = log_->append(q.lsn, q.bytes);
       if (q.pending) {
         lo = lo == 0 ? q.lsn : lo;
         hi = q.lsn;
       }
+      waiting.erase(waiting.begin());
+      ++next;
+      wrote = true;
     }
+    if (!wrote)
+      continue;
     if (!err)
       err = opts_.sync ? log_->sync() : log_->flush();
     if (!err && hi != 0) {
       // One range tombstone for the whole batch. Pending keys are never locked
-      // (put_untracked), so the base DB may delete them.
+      // (put_untracked), so the base DB may delete them; keys in [lo, hi] that are not
+      // written yet do not exist (their lsn is held back only while unwritten).
       auto s = db_.raw()->GetBaseDB()->DeleteRange(rocksdb::WriteOptions{}, cf, pending_key(lo),
                                                    pending_key(hi + 1));
       if (!s.ok())
@@ -207,10 +245,9 @@ void provenance_recorder::run() {
         error_ = describe(err);
         std::cerr << "comb: provenance log: " << error_ << "\n";
       }
-      written_lsn_ = batch.back().lsn;
+      written_lsn_ = next - 1;
     }
     done_cv_.notify_all();
-    batch.clear();
   }
   (void) log_->sync();
   done_cv_.notify_all();

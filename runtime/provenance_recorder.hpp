@@ -1,6 +1,9 @@
 // comb::runtime::provenance_recorder: the provenance_hook that writes a node's provenance log.
-// Records get their lsn in commit order: before_commit takes the sequence lock, which
-// after_commit releases, so lsns follow the order in which transactions commit. Each committed
+// Records get their lsn in before_commit, while the transaction still holds its row locks: a
+// transaction that conflicts with it (touches one of its rows) can only take its lsn after
+// this one committed, so lsns follow commit order for every pair of transactions whose order
+// matters; transactions that do not conflict commute. The writer thread appends records in
+// lsn order (it holds back a record until every smaller lsn has arrived). Each committed
 // invocation's record is also written into the "__prov_pending" table inside its own
 // transaction; a writer thread appends queued records to the log and then deletes their pending
 // rows. If the process dies between a commit and the log append, recovery (at open) appends
@@ -75,10 +78,11 @@ private:
   std::unique_ptr<storage::log_writer> log_;
   std::string note_;
 
-  // Sequence: held from before_commit to after_commit.
+  /// Takes the next lsn.
+  uint64_t take_lsn();
+
   std::mutex seq_mtx_;
   uint64_t next_lsn_ = 1;
-  std::string held_;
 
   // Queue to the writer thread.
   mutable std::mutex q_mtx_;
@@ -91,7 +95,6 @@ private:
     bool pending;
   };
   std::vector<queued> queue_;
-  uint64_t enqueued_lsn_ = 0;
   uint64_t written_lsn_ = 0;
   bool stop_ = false;
   std::string error_;
