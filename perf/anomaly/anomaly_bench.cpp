@@ -4,6 +4,7 @@
 // and training against PyTorch. Usage:
 //   anomaly_bench [--benchmarks=bbpe,crs,score,train] [--data DIR] [--quick]
 //                 [--vocab N] [--crs-sample N (0 = all requests)]
+#include "perf/bench_env.hpp"
 #include "apps/anomaly/bbpe_tokenizer.hpp"
 #include "apps/anomaly/crs_engine.hpp"
 #include "apps/anomaly/crs_report.hpp"
@@ -127,6 +128,7 @@ void bench_crs(const csic_dataset& ds, size_t limit) {
 } // namespace
 
 int main(int argc, char** argv) {
+  comb::perf::clean_blas_env(argv);
   std::string which = "bbpe,crs,score,train";
   std::string data = default_csic_dir(COMB_SOURCE_DIR);
   bool quick = false;

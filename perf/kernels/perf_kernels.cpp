@@ -4,6 +4,7 @@
 // with the same thread count) for the MLP 784-512-10 at batch 1200 and the TextCNN at
 // 64 x 256 tokens x embedding 64. Usage: perf_kernels [--benchmarks=a,b] [--quick]
 // [--threads=N] [--no-torch]. Benchmarks: sgemm_ops, ops, mlp, textcnn.
+#include "perf/bench_env.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cpu_backend.hpp"
 #include "kernels/models/mlp.hpp"
@@ -311,6 +312,7 @@ void bench_models(const options& o, int threads) {
 } // namespace
 
 int main(int argc, char** argv) {
+  comb::perf::clean_blas_env(argv);
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

@@ -3,6 +3,7 @@
 // separate bias/ReLU6 pass on MobileNetV2's 1x1 layers. Prints name, Comb, baseline, ratio
 // (baseline time / Comb time: above 1 means Comb is faster), unit.
 // Usage: perf_vision [--benchmarks=mobilenet_v2,pointwise,centernet] [--quick] [--threads N]
+#include "perf/bench_env.hpp"
 #include "kernels/detail/task_pool.hpp"
 #include "kernels/models/centernet.hpp"
 #include "kernels/models/mobilenet_v2.hpp"
@@ -178,6 +179,7 @@ void bench_centernet(bool quick) {
 } // namespace
 
 int main(int argc, char** argv) {
+  comb::perf::clean_blas_env(argv);
   std::string which = "mobilenet_v2,pointwise,centernet";
   bool quick = false;
   int threads = 2;
