@@ -55,6 +55,28 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
   return result;
 }
 
+// The provenance record of an invocation as it starts.
+runtime::invocation_record start_record(const state_env& env, const runtime::procedure_def& def,
+                                        const runtime::invocation& inv, uint32_t partition,
+                                        uint64_t execution_id) {
+  runtime::invocation_record rec;
+  rec.execution_id = execution_id;
+  rec.parent_id = inv.parent_id;
+  rec.procedure = def.name;
+  rec.role = inv.role;
+  rec.args = inv.args.dump();
+  rec.partition = partition;
+  rec.start_ns = now_ns();
+  rec.sender = inv.sender;
+  rec.receiver = env.node_name + "/p" + std::to_string(partition);
+  return rec;
+}
+
+// The status recorded for a failed invocation: the comb::errc name, or "error".
+std::string status_of(const caf::error& e) {
+  return e.category() == errc_category ? to_string(static_cast<errc>(e.code())) : "error";
+}
+
 } // namespace
 
 state_actor::behavior_type
@@ -70,17 +92,9 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
         auto err = make_error(errc::permission_denied,
                               "role '" + inv.role + "' may not call " + inv.procedure);
         if (env.hook) {
-          runtime::invocation_record rec;
-          rec.execution_id = runtime::next_execution_id();
-          rec.parent_id = inv.parent_id;
-          rec.procedure = def->name;
-          rec.role = inv.role;
-          rec.args = inv.args.dump();
-          rec.partition = partition;
-          rec.start_ns = rec.end_ns = now_ns();
-          rec.sender = inv.sender;
-          rec.receiver = env.node_name + "/p" + std::to_string(partition);
-          rec.status = "permission_denied";
+          auto rec = start_record(env, *def, inv, partition, runtime::next_execution_id());
+          rec.end_ns = rec.start_ns;
+          rec.status = status_of(err);
           rec.result = describe(err);
           env.hook->on_failed(rec);
         }
@@ -95,16 +109,8 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       ctx.partitions = env.partitions;
       std::unique_ptr<runtime::invocation_record> rec;
       if (env.hook) {
-        rec = std::make_unique<runtime::invocation_record>();
-        rec->execution_id = ctx.execution_id;
-        rec->parent_id = inv.parent_id;
-        rec->procedure = def->name;
-        rec->role = inv.role;
-        rec->args = inv.args.dump();
-        rec->partition = partition;
-        rec->start_ns = now_ns();
-        rec->sender = inv.sender;
-        rec->receiver = env.node_name + "/p" + std::to_string(partition);
+        rec = std::make_unique<runtime::invocation_record>(
+          start_record(env, *def, inv, partition, ctx.execution_id));
       }
       caf::expected<nlohmann::json> result{nlohmann::json{}};
       for (int attempt = 0;; ++attempt) {
@@ -118,9 +124,7 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       if (rec) {
         if (!result) {
           rec->end_ns = now_ns();
-          rec->status = result.error().category() == errc_category
-                          ? to_string(static_cast<errc>(result.error().code()))
-                          : "error";
+          rec->status = status_of(result.error());
           rec->result = describe(result.error());
           rec->changes.clear();
           rec->reads.clear();

@@ -3,8 +3,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <caf/error.hpp>
+
+#include <string>
 
 namespace comb::cli {
+
+/// Prints "comb <cmd>: <error>" to stderr and ends the subcommand with exit code `code`.
+[[noreturn]] void fail(const std::string& cmd, const caf::error& e, int code = 1);
 
 /// `comb demo`, `comb node`, `comb call`.
 void add_node_commands(CLI::App& app);

@@ -33,8 +33,7 @@ struct compute_opts {
 };
 
 [[noreturn]] void fail_compute(const caf::error& e, int code = 1) {
-  std::cerr << "comb compute: " << describe(e) << "\n";
-  throw CLI::RuntimeError(code);
+  fail("compute", e, code);
 }
 
 void run_compute(const compute_opts& o) {

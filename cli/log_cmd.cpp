@@ -18,11 +18,6 @@ namespace comb::cli {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& cmd, const caf::error& e, int code = 1) {
-  std::cerr << "comb " << cmd << ": " << describe(e) << "\n";
-  throw CLI::RuntimeError(code);
-}
-
 nlohmann::json to_json(const storage::log_record& r) {
   nlohmann::json j{{"lsn", r.lsn},         {"ts_ns", r.timestamp_ns},
                    {"kind", r.kind_name()}, {"sender", r.sender},

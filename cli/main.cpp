@@ -1,7 +1,18 @@
 // Entry point of the `comb` binary: builds the CLI11 command tree and runs the chosen command.
 #include "cli/commands.hpp"
 
+#include "runtime/errc.hpp"
+
 #include <iostream>
+
+namespace comb::cli {
+
+void fail(const std::string& cmd, const caf::error& e, int code) {
+  std::cerr << "comb " << cmd << ": " << describe(e) << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+} // namespace comb::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"comb: an actor-based runtime with transactional state, provenance and ML",

@@ -31,8 +31,7 @@ struct model_opts {
 };
 
 [[noreturn]] void fail_model(const std::string& cmd, const caf::error& e, int code = 1) {
-  std::cerr << "comb model " << cmd << ": " << describe(e) << "\n";
-  throw CLI::RuntimeError(code);
+  fail("model " + cmd, e, code);
 }
 
 /// Runs `body` with a client connected to the node.

@@ -30,11 +30,6 @@ namespace comb::cli {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& cmd, const caf::error& e, int code = 1) {
-  std::cerr << "comb " << cmd << ": " << describe(e) << "\n";
-  throw CLI::RuntimeError(code);
-}
-
 // Blocks SIGINT/SIGTERM in every thread (call before the actor system starts its threads),
 // so that wait_for_signal() can take them synchronously.
 sigset_t block_stop_signals() {

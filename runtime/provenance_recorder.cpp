@@ -231,9 +231,8 @@ void provenance_recorder::run() {
     if (!err)
       err = opts_.sync ? log_->sync() : log_->flush();
     if (!err && hi != 0) {
-      // One range tombstone for the whole batch. Pending keys are never locked
-      // (put_untracked), so the base DB may delete them; keys in [lo, hi] that are not
-      // written yet do not exist (their lsn is held back only while unwritten).
+      // One range tombstone for the whole batch: every lsn in [lo, hi] was just written, in
+      // order. Pending keys are never locked (put_untracked), so the base DB may delete them.
       auto s = db_.raw()->GetBaseDB()->DeleteRange(rocksdb::WriteOptions{}, cf, pending_key(lo),
                                                    pending_key(hi + 1));
       if (!s.ok())

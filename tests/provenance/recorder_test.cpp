@@ -11,6 +11,7 @@
 #include "storage/provenance_log.hpp"
 #include "storage/sql_store.hpp"
 #include "storage/transaction.hpp"
+#include "tests/client_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -240,18 +241,9 @@ TEST_CASE("a kill between commit and log append loses no committed transaction")
     unsetenv("COMB_KILL_AFTER");
     return p;
   };
-  auto connect = [&](int port) {
-    for (int i = 0; i < 200; ++i) {
-      auto c = runtime::client::connect(sys, {"127.0.0.1", static_cast<uint16_t>(port)});
-      if (c)
-        return c;
-      std::this_thread::sleep_for(std::chrono::milliseconds{100});
-    }
-    return runtime::client::connect(sys, {"127.0.0.1", static_cast<uint16_t>(port)});
-  };
   int port = test::free_port();
   auto node = start(true, port, dir.path() + "/n1.log");
-  auto c = connect(port);
+  auto c = test::connect_retry(sys, port);
   REQUIRE_MESSAGE(c, test::why(c));
   REQUIRE(c->call("bank.open", R"({"account":"a","balance":100000})", "admin"));
   REQUIRE(c->call("bank.open", R"({"account":"b","balance":100000})", "admin"));
@@ -272,7 +264,7 @@ TEST_CASE("a kill between commit and log append loses no committed transaction")
 
   int port2 = test::free_port();
   auto node2 = start(false, port2, dir.path() + "/n2.log");
-  auto c2 = connect(port2);
+  auto c2 = test::connect_retry(sys, port2);
   REQUIRE_MESSAGE(c2, test::why(c2));
   auto total = test::must(c2->call("bank.total", "{}", "auditor"));
   CHECK(total["total"] == 200000);

@@ -6,6 +6,7 @@
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
+#include "tests/client_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -28,16 +29,6 @@ std::unique_ptr<test::child_process> start_node(const std::string& data, int por
     log);
 }
 
-caf::expected<runtime::client> connect_retry(caf::actor_system& sys, int port) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  for (;;) {
-    auto c = runtime::client::connect(sys, {"127.0.0.1", static_cast<uint16_t>(port)});
-    if (c || std::chrono::steady_clock::now() > deadline)
-      return c;
-    std::this_thread::sleep_for(std::chrono::milliseconds{100});
-  }
-}
-
 } // namespace
 
 TEST_SUITE("runtime.crash") {
@@ -51,7 +42,7 @@ TEST_CASE("SIGKILL mid-load loses no acknowledged transfer and conserves the tot
   caf::actor_system sys{cfg};
   int port = test::free_port();
   auto node = start_node(data, port, dir.path() + "/node1.log");
-  auto c = connect_retry(sys, port);
+  auto c = test::connect_retry(sys, port);
   REQUIRE_MESSAGE(c, test::why(c));
   for (int i = 0; i < accounts; ++i)
     REQUIRE(c->call("bank.open",
@@ -102,7 +93,7 @@ TEST_CASE("SIGKILL mid-load loses no acknowledged transfer and conserves the tot
   // Restart on the same data folder and check through the node.
   int port2 = test::free_port();
   auto node2 = start_node(data, port2, dir.path() + "/node2.log");
-  auto c2 = connect_retry(sys, port2);
+  auto c2 = test::connect_retry(sys, port2);
   REQUIRE_MESSAGE(c2, test::why(c2));
   auto total = c2->call("bank.total", "{}", "auditor");
   REQUIRE_MESSAGE(total, test::why(total));
