@@ -40,8 +40,9 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
   }
   if (rec) {
     rec->read_only = txn->read_only();
-    rec->changes = txn->changes();
-    rec->reads = txn->reads();
+    // Moved, not copied: the transaction no longer needs them once the procedure returned.
+    rec->changes = txn->take_changes();
+    rec->reads = txn->take_reads();
     rec->result = result->dump();
     rec->status = "ok";
     rec->end_ns = now_ns();
@@ -56,9 +57,9 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
 }
 
 // The provenance record of an invocation as it starts.
-runtime::invocation_record start_record(const state_env& env, const runtime::procedure_def& def,
+runtime::invocation_record start_record(const runtime::procedure_def& def,
                                         const runtime::invocation& inv, uint32_t partition,
-                                        uint64_t execution_id) {
+                                        const std::string& receiver, uint64_t execution_id) {
   runtime::invocation_record rec;
   rec.execution_id = execution_id;
   rec.parent_id = inv.parent_id;
@@ -68,7 +69,7 @@ runtime::invocation_record start_record(const state_env& env, const runtime::pro
   rec.partition = partition;
   rec.start_ns = now_ns();
   rec.sender = inv.sender;
-  rec.receiver = env.node_name + "/p" + std::to_string(partition);
+  rec.receiver = receiver;
   return rec;
 }
 
@@ -82,6 +83,7 @@ std::string status_of(const caf::error& e) {
 state_actor::behavior_type
 state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_env env,
                  uint32_t partition) {
+  auto receiver = env.node_name + "/p" + std::to_string(partition);
   return {
     [=](call_atom, runtime::invocation& inv) -> caf::result<nlohmann::json> {
       const auto* def = env.procs->find(inv.procedure);
@@ -92,7 +94,7 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
         auto err = make_error(errc::permission_denied,
                               "role '" + inv.role + "' may not call " + inv.procedure);
         if (env.hook) {
-          auto rec = start_record(env, *def, inv, partition, runtime::next_execution_id());
+          auto rec = start_record(*def, inv, partition, receiver, runtime::next_execution_id());
           rec.end_ns = rec.start_ns;
           rec.status = status_of(err);
           rec.result = describe(err);
@@ -110,7 +112,7 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       std::unique_ptr<runtime::invocation_record> rec;
       if (env.hook) {
         rec = std::make_unique<runtime::invocation_record>(
-          start_record(env, *def, inv, partition, ctx.execution_id));
+          start_record(*def, inv, partition, receiver, ctx.execution_id));
       }
       caf::expected<nlohmann::json> result{nlohmann::json{}};
       for (int attempt = 0;; ++attempt) {

@@ -25,6 +25,8 @@ node::start(caf::actor_system& sys, node_config cfg,
   self->hook_ = std::move(hook);
   storage::options opts;
   opts.mode = cfg.durability;
+  if (!cfg.provenance_dir.empty())
+    opts.keep_wal_seconds = provenance_recorder::keep_wal_seconds;
   auto db = storage::database::open(cfg.data_dir, opts);
   if (!db)
     return std::move(db.error());

@@ -7,9 +7,11 @@
 #include "storage/provenance_log.hpp"
 #include "storage/transaction.hpp"
 
-#include <rocksdb/utilities/transaction_db.h>
-#include <rocksdb/write_batch.h>
 
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -17,81 +19,100 @@ namespace comb::runtime {
 
 namespace {
 
-std::string pending_key(uint64_t lsn) {
-  std::string k(8, '\0');
-  for (int i = 7; i >= 0; --i, lsn >>= 8)
-    k[static_cast<size_t>(i)] = static_cast<char>(lsn & 0xff);
-  return k;
+// Every provenance blob in the WAL starts with this tag, then the encoded record.
+constexpr std::string_view wal_tag = "CPRV";
+
+std::string checkpoint_path(const std::string& log_dir) {
+  return (std::filesystem::path{log_dir} / "wal_checkpoint").string();
 }
 
-uint64_t pending_lsn(std::string_view k) {
-  uint64_t v = 0;
-  for (unsigned char c : k.substr(0, 8))
-    v = (v << 8) | c;
-  return v;
+// The WAL sequence number up to which every committed invocation is in the log (0: none).
+caf::expected<uint64_t> read_checkpoint(const std::string& log_dir) {
+  std::ifstream in{checkpoint_path(log_dir)};
+  if (!in)
+    return uint64_t{0};
+  std::string word;
+  uint64_t seq = 0;
+  if (!(in >> word >> seq) || word != "seq")
+    return make_error(errc::corrupt_data, checkpoint_path(log_dir)
+                                            + ": not a WAL checkpoint (expected 'seq N')");
+  return seq;
+}
+
+caf::error write_checkpoint(const std::string& log_dir, uint64_t seq) {
+  auto path = checkpoint_path(log_dir);
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::trunc};
+    out << "seq " << seq << "\n";
+    out.flush();
+    if (!out)
+      return make_error(errc::storage_error, "cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    return make_error(errc::storage_error, "cannot rename " + tmp + ": " + ec.message());
+  return {};
 }
 
 } // namespace
 
 caf::expected<std::shared_ptr<provenance_recorder>>
 provenance_recorder::open(storage::database& db, options opts) {
+  if (db.keep_wal_seconds() == 0)
+    return make_error(errc::bad_config, "provenance needs a database that keeps its WAL "
+                                        "(storage::options::keep_wal_seconds)");
   std::shared_ptr<provenance_recorder> self{new provenance_recorder(db, std::move(opts))};
-  if (auto err = db.create_table(pending_table))
-    return err;
   auto log = storage::log_writer::open(self->opts_.log_dir, {self->opts_.segment_bytes});
   if (!log)
     return std::move(log.error());
   self->log_ = std::move(*log);
   if (self->log_->bytes_dropped() > 0)
     self->note_ = "provenance log: " + self->log_->recovery_note() + ". ";
-  // Append the committed invocations the log lacks, in commit order, renumbered after the
-  // log's end (messages lost in the crash leave no gap).
-  auto* cf = db.handle(pending_table);
-  std::unique_ptr<rocksdb::Iterator> it{db.raw()->NewIterator(rocksdb::ReadOptions{}, cf)};
-  rocksdb::WriteBatch done;
-  uint64_t recovered = 0, already = 0;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    std::string_view key{it->key().data(), it->key().size()};
-    std::string_view val{it->value().data(), it->value().size()};
-    done.Delete(cf, it->key()).PermitUncheckedError();
-    auto rec = storage::decode(val);
-    if (!rec)
-      return make_error(errc::corrupt_data, std::string{pending_table}
-                                              + ": pending record " + std::to_string(pending_lsn(key))
-                                              + " does not decode: " + describe(rec.error()));
-    // A pending row whose record reached the log is identified by its execution id, which
-    // the log's last records carry; lsns below next_lsn were all written before the crash
-    // only if the writer got that far, so compare against what the log holds.
-    if (pending_lsn(key) < self->log_->next_lsn()) {
-      // The record's lsn was taken; it is in the log only if the log reached that lsn
-      // and holds this execution there.
-      bool in_log = false;
-      auto reader = storage::log_reader::open(self->opts_.log_dir);
-      if (reader)
-        (void) reader->for_each(pending_lsn(key), [&](storage::log_record&& r) {
-          in_log = r.lsn == pending_lsn(key) && r.execution_id == rec->execution_id;
-          return false;
-        });
-      if (in_log) {
-        ++already;
-        continue;
-      }
+  // Every committed invocation's record is in the WAL entry of its transaction. Those after
+  // the checkpoint with an lsn the log has not reached were committed but never appended
+  // (the process died first, or a torn tail was cut): append them, in lsn order, renumbered
+  // after the log's end (messages lost in the crash leave no gap).
+  auto ckpt = read_checkpoint(self->opts_.log_dir);
+  if (!ckpt)
+    return std::move(ckpt.error());
+  std::vector<std::pair<uint64_t, std::string>> missing;
+  caf::error bad;
+  auto scanned = db.scan_wal(*ckpt, [&](std::string_view blob) {
+    if (blob.substr(0, wal_tag.size()) != wal_tag || bad)
+      return;
+    blob.remove_prefix(wal_tag.size());
+    uint64_t lsn = 0;
+    if (blob.size() >= 8)
+      std::memcpy(&lsn, blob.data(), 8);
+    if (lsn < self->log_->next_lsn())
+      return; // in the log already
+    if (auto rec = storage::decode(blob); !rec) {
+      bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
+                                             + " does not decode: " + describe(rec.error()));
+      return;
     }
-    std::string bytes{val};
-    storage::set_lsn(bytes, self->log_->next_lsn());
-    if (auto err = self->log_->append(self->log_->next_lsn(), bytes))
+    missing.emplace_back(lsn, std::string{blob});
+  });
+  if (scanned)
+    return scanned;
+  if (bad)
+    return bad;
+  std::sort(missing.begin(), missing.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [lsn, bytes] : missing) {
+    auto next = self->log_->next_lsn();
+    storage::set_lsn(bytes, next);
+    if (auto err = self->log_->append(next, bytes))
       return err;
-    ++recovered;
   }
   if (auto err = self->log_->sync())
     return err;
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  auto s = db.raw()->Write(wo, &done);
-  if (!s.ok())
-    return storage::to_error(s, "clear pending provenance records");
-  if (recovered > 0)
-    self->note_ += "provenance log: appended " + std::to_string(recovered)
+  if (auto err = write_checkpoint(self->opts_.log_dir, db.latest_sequence()))
+    return err;
+  if (!missing.empty())
+    self->note_ += "provenance log: appended " + std::to_string(missing.size())
                    + " committed invocation(s) that a crash kept out of the log.";
   self->next_lsn_ = self->log_->next_lsn();
   self->written_lsn_ = self->next_lsn_ - 1;
@@ -113,6 +134,11 @@ void provenance_recorder::close() {
   q_cv_.notify_all();
   if (writer_.joinable())
     writer_.join();
+  // Everything committed is in the log now: recovery need not look at the WAL before here.
+  std::lock_guard guard{q_mtx_};
+  if (error_.empty())
+    if (auto err = write_checkpoint(opts_.log_dir, db_.latest_sequence()))
+      error_ = describe(err);
 }
 
 namespace {
@@ -130,21 +156,23 @@ uint64_t provenance_recorder::take_lsn() {
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
-  held_bytes = storage::encode(storage::to_log_record(rec));
+  held_bytes = storage::encode(rec);
   held_lsn = take_lsn();
   storage::set_lsn(held_bytes, held_lsn);
-  if (auto err = txn.put_untracked(pending_table, pending_key(held_lsn), held_bytes)) {
-    std::lock_guard guard{q_mtx_};
-    if (error_.empty())
-      error_ = describe(err);
-  }
+  // The record rides in the transaction's WAL entry: durable exactly when the commit is, at
+  // the cost of its bytes in the WAL (no table write, nothing to delete later).
+  std::string blob;
+  blob.reserve(wal_tag.size() + held_bytes.size());
+  blob.append(wal_tag);
+  blob.append(held_bytes);
+  txn.put_log_data(blob);
 }
 
 void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
   if (committed) {
-    // The transaction (and its pending record) is committed; the log does not have it yet.
+    // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(held_lsn, std::move(held_bytes), /*pending=*/true);
+    enqueue(held_lsn, std::move(held_bytes));
   } else {
     // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
     auto r = storage::to_log_record(rec);
@@ -152,31 +180,36 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
     r.changes.clear();
     r.reads.clear();
     r.lsn = held_lsn;
-    enqueue(held_lsn, storage::encode(r), /*pending=*/false);
+    enqueue(held_lsn, storage::encode(r));
   }
   held_bytes.clear();
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {
-  auto bytes = storage::encode(storage::to_log_record(rec));
+  auto bytes = storage::encode(rec);
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
-  enqueue(lsn, std::move(bytes), /*pending=*/false);
+  enqueue(lsn, std::move(bytes));
 }
 
 void provenance_recorder::on_message(const message_record& msg) {
   auto bytes = storage::encode(storage::to_log_record(msg));
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
-  enqueue(lsn, std::move(bytes), /*pending=*/false);
+  enqueue(lsn, std::move(bytes));
 }
 
-void provenance_recorder::enqueue(uint64_t lsn, std::string bytes, bool pending) {
+void provenance_recorder::enqueue(uint64_t lsn, std::string bytes) {
+  bool wake;
   {
     std::lock_guard guard{q_mtx_};
-    queue_.push_back({lsn, std::move(bytes), pending});
+    queue_.push_back({lsn, std::move(bytes)});
+    // A busy writer collects records on its own clock: waking it for every record would
+    // cost a futex call and a context switch per transaction.
+    wake = writer_idle_ || queue_.size() == wake_batch;
   }
-  q_cv_.notify_one();
+  if (wake)
+    q_cv_.notify_one();
 }
 
 void provenance_recorder::flush() {
@@ -186,7 +219,10 @@ void provenance_recorder::flush() {
     target = next_lsn_ - 1;
   }
   std::unique_lock guard{q_mtx_};
+  ++flush_waiters_;
+  q_cv_.notify_one();
   done_cv_.wait(guard, [&] { return written_lsn_ >= target || stop_; });
+  --flush_waiters_;
 }
 
 std::string provenance_recorder::last_error() const {
@@ -195,7 +231,6 @@ std::string provenance_recorder::last_error() const {
 }
 
 void provenance_recorder::run() {
-  auto* cf = db_.handle(pending_table);
   std::vector<queued> batch;
   // Records that arrived ahead of a smaller lsn, by lsn.
   std::map<uint64_t, queued> waiting;
@@ -203,7 +238,17 @@ void provenance_recorder::run() {
   for (;;) {
     {
       std::unique_lock guard{q_mtx_};
-      q_cv_.wait(guard, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty() && !stop_) {
+        // Idle: sleep until the next record (enqueue wakes an idle writer).
+        writer_idle_ = true;
+        q_cv_.wait(guard, [&] { return stop_ || !queue_.empty(); });
+        writer_idle_ = false;
+      }
+      // Busy: let records gather for up to one batch interval, or until a batch is full,
+      // someone waits in flush(), or the recorder closes.
+      q_cv_.wait_for(guard, batch_interval, [&] {
+        return stop_ || flush_waiters_ > 0 || queue_.size() >= wake_batch;
+      });
       if (queue_.empty() && stop_)
         break;
       batch.swap(queue_);
@@ -212,16 +257,11 @@ void provenance_recorder::run() {
       waiting.emplace(q.lsn, std::move(q));
     batch.clear();
     caf::error err;
-    uint64_t lo = 0, hi = 0;
     bool wrote = false;
     while (!waiting.empty() && waiting.begin()->first == next) {
       auto& q = waiting.begin()->second;
       if (!err)
         err = log_->append(q.lsn, q.bytes);
-      if (q.pending) {
-        lo = lo == 0 ? q.lsn : lo;
-        hi = q.lsn;
-      }
       waiting.erase(waiting.begin());
       ++next;
       wrote = true;
@@ -230,14 +270,6 @@ void provenance_recorder::run() {
       continue;
     if (!err)
       err = opts_.sync ? log_->sync() : log_->flush();
-    if (!err && hi != 0) {
-      // One range tombstone for the whole batch: every lsn in [lo, hi] was just written, in
-      // order. Pending keys are never locked (put_untracked), so the base DB may delete them.
-      auto s = db_.raw()->GetBaseDB()->DeleteRange(rocksdb::WriteOptions{}, cf, pending_key(lo),
-                                                   pending_key(hi + 1));
-      if (!s.ok())
-        err = storage::to_error(s, "trim pending provenance records");
-    }
     {
       std::lock_guard guard{q_mtx_};
       if (err && error_.empty()) {

@@ -3,13 +3,15 @@
 // transaction that conflicts with it (touches one of its rows) can only take its lsn after
 // this one committed, so lsns follow commit order for every pair of transactions whose order
 // matters; transactions that do not conflict commute. The writer thread appends records in
-// lsn order (it holds back a record until every smaller lsn has arrived). Each committed
-// invocation's record is also written into the "__prov_pending" table inside its own
-// transaction; a writer thread appends queued records to the log and then deletes their pending
-// rows. If the process dies between a commit and the log append, recovery (at open) appends
-// the pending records the log lacks, so no committed transaction is missing from the log.
-// Messages and failed invocations are not in the pending table: a crash may lose the last few
-// of them (those not yet written). Thread-safe. Close it before the database.
+// lsn order (it holds back a record until every smaller lsn has arrived), in batches.
+// Each committed invocation's record also rides in its transaction's WAL entry (RocksDB log
+// data: in no table), so it is durable exactly when the commit is. The database keeps WAL files
+// for a while after their data is flushed (storage::options::keep_wal_seconds). If the process
+// dies between a commit and the log append, recovery (at open) reads the WAL written since the
+// last checkpoint (`wal_checkpoint` in the log folder, written at close and after recovery) and
+// appends the records the log lacks, so no committed transaction is missing from the log.
+// Messages and failed invocations are not in the WAL: a crash may lose the last few of them
+// (those not yet written). Thread-safe. Close it before the database.
 #pragma once
 
 #include "runtime/provenance_hook.hpp"
@@ -18,6 +20,7 @@
 #include <caf/expected.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -32,21 +35,23 @@ class database;
 
 namespace comb::runtime {
 
-/// The table holding records of committed invocations not yet in the log.
-constexpr const char* pending_table = "__prov_pending";
-
 class provenance_recorder : public provenance_hook {
 public:
+  /// How long the database should keep flushed WAL files (see storage::options): far longer
+  /// than the writer ever lags behind the commits.
+  static constexpr unsigned keep_wal_seconds = 600;
+
   struct options {
     std::string log_dir;
     /// Record the rows each transaction reads, too.
     bool record_reads = false;
-    /// fdatasync the log before dropping pending rows (for sync-durability nodes).
+    /// fdatasync the log after each batch (for sync-durability nodes).
     bool sync = false;
     uint64_t segment_bytes = 64ull << 20;
   };
 
-  /// Opens the log (recovering its tail) and appends pending records it lacks.
+  /// Opens the log (recovering its tail) and appends the committed records it lacks. The
+  /// database must keep its WAL (storage::options::keep_wal_seconds > 0).
   static caf::expected<std::shared_ptr<provenance_recorder>> open(storage::database& db,
                                                                    options opts);
   ~provenance_recorder() override;
@@ -70,7 +75,7 @@ public:
 
 private:
   provenance_recorder(storage::database& db, options opts) : db_(db), opts_(std::move(opts)) {}
-  void enqueue(uint64_t lsn, std::string bytes, bool pending);
+  void enqueue(uint64_t lsn, std::string bytes);
   void run();
 
   storage::database& db_;
@@ -91,10 +96,14 @@ private:
   struct queued {
     uint64_t lsn;
     std::string bytes;
-    /// Has a row in the pending table to delete once written.
-    bool pending;
   };
   std::vector<queued> queue_;
+  /// The writer sleeps until woken only when it has nothing to do; while records arrive it
+  /// collects them for up to batch_interval, or until wake_batch are queued.
+  static constexpr auto batch_interval = std::chrono::milliseconds{20};
+  static constexpr size_t wake_batch = 16384;
+  bool writer_idle_ = false;
+  int flush_waiters_ = 0;
   uint64_t written_lsn_ = 0;
   bool stop_ = false;
   std::string error_;

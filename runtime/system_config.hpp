@@ -11,7 +11,7 @@ namespace comb::runtime {
 
 class system_config : public caf::actor_system_config {
 public:
-  /// `threads` = 0 uses every core.
+  /// `threads` = 0: one scheduler worker per core.
   explicit system_config(size_t threads = 0);
 };
 

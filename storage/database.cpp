@@ -112,6 +112,10 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
   ro.create_missing_column_families = true;
   ro.IncreaseParallelism(2);
   ro.enable_pipelined_write = false;
+  if (opts.keep_wal_seconds > 0) {
+    ro.WAL_ttl_seconds = opts.keep_wal_seconds;
+    ro.WAL_size_limit_MB = 4096;
+  }
   rocksdb::BlockBasedTableOptions bo;
   bo.block_cache = rocksdb::NewLRUCache(opts.block_cache_bytes);
   ro.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bo));
@@ -181,6 +185,73 @@ std::vector<std::string> database::tables() const {
     out.push_back(k);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+caf::error database::scan_wal(uint64_t after_seq,
+                              const std::function<void(std::string_view blob)>& fn) const {
+  std::unique_ptr<rocksdb::TransactionLogIterator> it;
+  auto s = db_->GetUpdatesSince(after_seq + 1, &it, rocksdb::TransactionLogIterator::ReadOptions{});
+  if (s.IsNotFound())
+    return {}; // no WAL at all
+  if (!s.ok())
+    return to_error(s, "read the WAL");
+  struct collector : rocksdb::WriteBatch::Handler {
+    const std::function<void(std::string_view)>* fn;
+    void LogData(const rocksdb::Slice& blob) override { (*fn)({blob.data(), blob.size()}); }
+    rocksdb::Status PutCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&,
+                                  const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status PutEntityCF(uint32_t, const rocksdb::Slice&,
+                                const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&,
+                                   const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status MarkNoop(bool) override { return rocksdb::Status::OK(); }
+    rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice&,
+                                            const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status MarkBeginPrepare(bool) override { return rocksdb::Status::OK(); }
+    rocksdb::Status MarkEndPrepare(const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status MarkCommit(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
+    rocksdb::Status MarkRollback(const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+  } h;
+  h.fn = &fn;
+  for (; it->Valid(); it->Next()) {
+    auto batch = it->GetBatch();
+    if (batch.sequence <= after_seq)
+      continue;
+    auto st = batch.writeBatchPtr->Iterate(&h);
+    if (!st.ok())
+      return to_error(st, "read a WAL batch");
+  }
+  if (!it->status().ok() && !it->status().IsNotFound())
+    return to_error(it->status(), "read the WAL");
+  return {};
+}
+
+uint64_t database::latest_sequence() const {
+  return db_->GetLatestSequenceNumber();
 }
 
 std::unique_ptr<transaction> database::begin() {

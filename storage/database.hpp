@@ -10,6 +10,7 @@
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -57,6 +58,15 @@ public:
   /// Starts a pessimistic transaction (row locks, read-your-writes).
   std::unique_ptr<transaction> begin();
 
+  /// Calls fn with every blob written with transaction::put_log_data in the WAL batches after
+  /// sequence number `after_seq`, in commit order. Sees only WAL files still kept: the live
+  /// ones and, with options::keep_wal_seconds, the archived ones.
+  caf::error scan_wal(uint64_t after_seq,
+                      const std::function<void(std::string_view blob)>& fn) const;
+
+  /// The sequence number of the last write committed.
+  uint64_t latest_sequence() const;
+
   /// Makes everything committed so far durable (fsync of the WAL).
   caf::error sync_wal();
 
@@ -68,6 +78,7 @@ public:
   caf::expected<uint64_t> count(std::string_view table) const;
 
   durability mode() const { return opts_.mode; }
+  unsigned keep_wal_seconds() const { return opts_.keep_wal_seconds; }
   const std::string& dir() const { return dir_; }
 
   /// The column family of a table, or nullptr. For transaction and baselines only.

@@ -69,31 +69,73 @@ log_record to_log_record(const runtime::message_record& msg) {
   return r;
 }
 
-std::string encode(const log_record& r) {
-  capnp::MallocMessageBuilder mb;
+namespace {
+
+// The fields of one record, borrowed from a log_record or an invocation_record, so that both
+// encode without an intermediate copy.
+struct record_view {
+  uint64_t lsn = 0;
+  int64_t timestamp_ns = 0;
+  bool invocation = false;
+  std::string_view sender, receiver, procedure, role, status, payload, result;
+  uint64_t execution_id = 0;
+  uint64_t parent_id = 0;
+  bool read_only = false;
+  int64_t start_ns = 0;
+  int64_t end_ns = 0;
+  uint32_t partition = 0;
+  const std::vector<runtime::row_change>* changes = nullptr;
+  const std::vector<runtime::row_read>* reads = nullptr;
+};
+
+capnp::Text::Reader as_text(std::string_view s) {
+  return {s.data(), s.size()};
+}
+
+// Appends the serialized message to a std::string (no intermediate flat array).
+class string_output : public kj::OutputStream {
+public:
+  explicit string_output(std::string& out) : out_(out) {}
+  void write(const void* buffer, size_t size) override {
+    out_.append(static_cast<const char*>(buffer), size);
+  }
+
+private:
+  std::string& out_;
+};
+
+std::string encode_view(const record_view& r) {
+  // Size the first segment for the record so that one small allocation holds it (the
+  // default first segment is 8 KiB, zeroed on every call).
+  size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
+                 + r.status.size() + r.payload.size() + r.result.size();
+  for (auto& c : *r.changes)
+    bytes += 64 + c.table.size() + c.key.size() + c.value.size();
+  for (auto& rd : *r.reads)
+    bytes += 48 + rd.table.size() + rd.key.size();
+  capnp::MallocMessageBuilder mb{static_cast<unsigned>(bytes / sizeof(capnp::word) + 1)};
   auto b = mb.initRoot<LogRecord>();
   b.setTimestampNs(r.timestamp_ns);
-  b.setKind(r.kind == log_record::kind_t::invocation ? LogRecord::Kind::INVOCATION
-                                                     : LogRecord::Kind::MESSAGE);
-  b.setSender(r.sender);
-  b.setReceiver(r.receiver);
+  b.setKind(r.invocation ? LogRecord::Kind::INVOCATION : LogRecord::Kind::MESSAGE);
+  b.setSender(as_text(r.sender));
+  b.setReceiver(as_text(r.receiver));
   b.setExecutionId(r.execution_id);
   b.setParentId(r.parent_id);
-  b.setProcedure(r.procedure);
-  b.setRole(r.role);
-  b.setStatus(r.status);
+  b.setProcedure(as_text(r.procedure));
+  b.setRole(as_text(r.role));
+  b.setStatus(as_text(r.status));
   b.setPayload(bytes_of(r.payload));
   b.setResult(bytes_of(r.result));
   b.setReadOnly(r.read_only);
   b.setStartNs(r.start_ns);
   b.setEndNs(r.end_ns);
   b.setPartition(r.partition);
-  if (!r.changes.empty()) {
-    auto cs = b.initChanges(static_cast<unsigned>(r.changes.size()));
-    for (size_t i = 0; i < r.changes.size(); ++i) {
-      auto& c = r.changes[i];
+  if (!r.changes->empty()) {
+    auto cs = b.initChanges(static_cast<unsigned>(r.changes->size()));
+    for (size_t i = 0; i < r.changes->size(); ++i) {
+      auto& c = (*r.changes)[i];
       auto cb = cs[static_cast<unsigned>(i)];
-      cb.setTable(c.table);
+      cb.setTable(as_text(c.table));
       cb.setKey(bytes_of(c.key));
       cb.setOp(c.kind == runtime::row_change::op::insert   ? RowChange::Op::INSERT
                : c.kind == runtime::row_change::op::update ? RowChange::Op::UPDATE
@@ -102,19 +144,70 @@ std::string encode(const log_record& r) {
       cb.setValue(bytes_of(c.value));
     }
   }
-  if (!r.reads.empty()) {
-    auto rs = b.initReads(static_cast<unsigned>(r.reads.size()));
-    for (size_t i = 0; i < r.reads.size(); ++i) {
-      rs[static_cast<unsigned>(i)].setTable(r.reads[i].table);
-      rs[static_cast<unsigned>(i)].setKey(bytes_of(r.reads[i].key));
+  if (!r.reads->empty()) {
+    auto rs = b.initReads(static_cast<unsigned>(r.reads->size()));
+    for (size_t i = 0; i < r.reads->size(); ++i) {
+      rs[static_cast<unsigned>(i)].setTable(as_text((*r.reads)[i].table));
+      rs[static_cast<unsigned>(i)].setKey(bytes_of((*r.reads)[i].key));
     }
   }
-  auto words = capnp::messageToFlatArray(mb);
-  auto bytes = words.asBytes();
-  std::string out(8 + bytes.size(), '\0');
-  std::memcpy(out.data() + 8, bytes.begin(), bytes.size());
+  std::string out;
+  out.reserve(8 + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
+  out.append(8, '\0');
+  string_output os{out};
+  capnp::writeMessage(os, mb);
   set_lsn(out, r.lsn);
   return out;
+}
+
+} // namespace
+
+std::string encode(const log_record& r) {
+  record_view v;
+  v.lsn = r.lsn;
+  v.timestamp_ns = r.timestamp_ns;
+  v.invocation = r.kind == log_record::kind_t::invocation;
+  v.sender = r.sender;
+  v.receiver = r.receiver;
+  v.procedure = r.procedure;
+  v.role = r.role;
+  v.status = r.status;
+  v.payload = r.payload;
+  v.result = r.result;
+  v.execution_id = r.execution_id;
+  v.parent_id = r.parent_id;
+  v.read_only = r.read_only;
+  v.start_ns = r.start_ns;
+  v.end_ns = r.end_ns;
+  v.partition = r.partition;
+  v.changes = &r.changes;
+  v.reads = &r.reads;
+  return encode_view(v);
+}
+
+std::string encode(const runtime::invocation_record& rec, bool with_rows) {
+  static const std::vector<runtime::row_change> no_changes;
+  static const std::vector<runtime::row_read> no_reads;
+  // The same fields as to_log_record(rec), borrowed.
+  record_view v;
+  v.timestamp_ns = rec.end_ns;
+  v.invocation = true;
+  v.sender = rec.sender;
+  v.receiver = rec.receiver;
+  v.procedure = rec.procedure;
+  v.role = rec.role;
+  v.status = rec.status;
+  v.payload = rec.args;
+  v.result = rec.result;
+  v.execution_id = rec.execution_id;
+  v.parent_id = rec.parent_id;
+  v.read_only = rec.read_only;
+  v.start_ns = rec.start_ns;
+  v.end_ns = rec.end_ns;
+  v.partition = rec.partition;
+  v.changes = with_rows ? &rec.changes : &no_changes;
+  v.reads = with_rows ? &rec.reads : &no_reads;
+  return encode_view(v);
 }
 
 void set_lsn(std::string& encoded, uint64_t lsn) {

@@ -26,6 +26,10 @@ struct options {
   long long lock_timeout_ms = 1000;
   /// Block cache size for all tables.
   size_t block_cache_bytes = 64u << 20;
+  /// Keep WAL files this long after their data is flushed (RocksDB's WAL archive), so that
+  /// data carried only in the WAL (provenance records, see transaction::put_log_data) can be
+  /// read back with database::scan_wal after a crash. 0: delete them at once.
+  unsigned keep_wal_seconds = 0;
 };
 
 } // namespace comb::storage

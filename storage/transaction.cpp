@@ -98,6 +98,7 @@ caf::error transaction::write(std::string_view table, std::string_view key,
   c.is_row = is_row;
   c.value = value;
   changes_.push_back(std::move(c));
+  wrote_ = true;
   return {};
 }
 
@@ -122,6 +123,10 @@ caf::error transaction::put_untracked(std::string_view table, std::string_view k
   return {};
 }
 
+void transaction::put_log_data(std::string_view blob) {
+  txn_->PutLogData({blob.data(), blob.size()});
+}
+
 caf::error transaction::del(std::string_view table, std::string_view key) {
   auto* cf = db_.handle(table);
   if (!cf)
@@ -135,6 +140,7 @@ caf::error transaction::del(std::string_view table, std::string_view key) {
   c.key = key;
   c.kind = runtime::row_change::op::del;
   changes_.push_back(std::move(c));
+  wrote_ = true;
   return {};
 }
 

@@ -48,6 +48,10 @@ public:
   /// transaction can write (e.g. unique sequence numbers in internal "__" tables).
   caf::error put_untracked(std::string_view table, std::string_view key, std::string_view value);
 
+  /// Adds a blob to this transaction's WAL entry only: it is in no table, it is durable
+  /// exactly when the commit is, and database::scan_wal reads it back (e.g. after a crash).
+  void put_log_data(std::string_view blob);
+
   /// Deletes the row (a no-op when absent, still recorded as a delete).
   caf::error del(std::string_view table, std::string_view key);
 
@@ -78,9 +82,10 @@ public:
   const std::vector<runtime::row_change>& changes() const { return changes_; }
   std::vector<runtime::row_change> take_changes() { return std::move(changes_); }
   const std::vector<runtime::row_read>& reads() const { return reads_; }
+  std::vector<runtime::row_read> take_reads() { return std::move(reads_); }
 
-  /// Whether the transaction wrote anything.
-  bool read_only() const { return changes_.empty(); }
+  /// Whether the transaction wrote anything (stays true after take_changes()).
+  bool read_only() const { return !wrote_; }
 
 private:
   caf::expected<std::optional<std::string>> read(std::string_view table, std::string_view key,
@@ -92,6 +97,7 @@ private:
   std::unique_ptr<rocksdb::Transaction> txn_;
   bool done_ = false;
   bool record_reads_ = false;
+  bool wrote_ = false;
   std::vector<runtime::row_change> changes_;
   std::vector<runtime::row_read> reads_;
   /// table + '\0' + key -> whether the row exists, for rows read or written here, to tell

@@ -3,7 +3,8 @@
 // TransactionDB calls on one thread, measured in the same run. Prints ratios.
 // With --benchmarks=provenance: the same async 64-client run with the provenance log on and
 // off, in the same run.
-//   perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] [--quick]
+//   perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] [--partitions=N]
+//            [--clients=1,8,64] [--threads=N] [--provenance] [--no-direct] [--quick]
 #include "apps/bank/bank.hpp"
 #include "runtime/errc.hpp"
 #include "runtime/load_driver.hpp"
@@ -29,6 +30,8 @@ using nlohmann::json;
 namespace {
 
 constexpr int accounts = 1000;
+size_t worker_threads = 0; // 0: the system_config default (one per core)
+bool with_provenance = false; // --provenance: the async rows with the log on (profiling)
 constexpr int64_t initial = 1'000'000'000;
 
 struct plan_item {
@@ -112,7 +115,7 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan)
 double actor_rate(storage::durability mode, uint32_t clients, const std::vector<plan_item>& plan,
                   uint32_t partitions, bool provenance = false) {
   auto dir = fresh_dir("actors");
-  runtime::system_config cfg;
+  runtime::system_config cfg{worker_threads};
   caf::actor_system sys{cfg};
   auto procs = std::make_shared<runtime::procedure_registry>();
   apps::bank::register_bank(*procs);
@@ -170,6 +173,8 @@ int main(int argc, char** argv) {
   size_t transfers = 50000;
   size_t sync_single = 2000;
   uint32_t partitions = 4;
+  std::vector<uint32_t> client_counts{1, 8, 64};
+  bool no_direct = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--benchmarks=", 0) == 0) {
@@ -181,12 +186,23 @@ int main(int argc, char** argv) {
       transfers = std::stoul(a.substr(12));
     } else if (a.rfind("--partitions=", 0) == 0) {
       partitions = static_cast<uint32_t>(std::stoul(a.substr(13)));
+    } else if (a.rfind("--clients=", 0) == 0) {
+      client_counts.clear();
+      std::stringstream ss{a.substr(10)};
+      for (std::string c; std::getline(ss, c, ',');)
+        client_counts.push_back(static_cast<uint32_t>(std::stoul(c)));
+    } else if (a.rfind("--threads=", 0) == 0) {
+      worker_threads = std::stoul(a.substr(10));
+    } else if (a == "--provenance") {
+      with_provenance = true;
+    } else if (a == "--no-direct") {
+      no_direct = true; // for profiling the actor path alone: ratios are then meaningless
     } else if (a == "--quick") {
       transfers = 10000;
       sync_single = 500;
     } else {
       std::cerr << "usage: perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] "
-                   "[--partitions=N] "
+                   "[--partitions=N] [--clients=1,8,64] [--threads=N] [--provenance] [--no-direct] "
                    "[--quick]\n";
       return 2;
     }
@@ -195,10 +211,10 @@ int main(int argc, char** argv) {
               partitions, std::thread::hardware_concurrency());
   if (benches.count("async")) {
     auto plan = make_plan(transfers, 1);
-    double direct = direct_rate(storage::durability::async, plan);
-    for (uint32_t c : {1u, 8u, 64u})
+    double direct = no_direct ? 1.0 : direct_rate(storage::durability::async, plan);
+    for (uint32_t c : client_counts)
       row("async actors, " + std::to_string(c) + " clients",
-          actor_rate(storage::durability::async, c, plan, partitions), direct,
+          actor_rate(storage::durability::async, c, plan, partitions, with_provenance), direct,
           "direct 1 thread");
   }
   if (benches.count("sync")) {
@@ -216,9 +232,9 @@ int main(int argc, char** argv) {
   }
   if (benches.count("provenance")) {
     auto plan = make_plan(transfers, 4);
-    // Alternate off/on twice and keep the best of each, to damp the machine's noise.
+    // Alternate off/on three times and keep the best of each, to damp the machine's noise.
     double off = 0, on = 0;
-    for (int round = 0; round < 2; ++round) {
+    for (int round = 0; round < 3; ++round) {
       off = std::max(off, actor_rate(storage::durability::async, 64, plan, partitions, false));
       on = std::max(on, actor_rate(storage::durability::async, 64, plan, partitions, true));
     }
