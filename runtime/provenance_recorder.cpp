@@ -151,28 +151,25 @@ thread_local uint64_t held_lsn = 0;
 } // namespace
 
 uint64_t provenance_recorder::take_lsn() {
-  std::lock_guard guard{seq_mtx_};
-  return next_lsn_++;
+  return next_lsn_.fetch_add(1);
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
-  held_bytes = storage::encode(rec);
+  // [tag][lsn][record]: the WAL blob; the log gets the bytes after the tag.
+  held_bytes = storage::encode(rec, /*with_rows=*/true, wal_tag.size());
   held_lsn = take_lsn();
-  storage::set_lsn(held_bytes, held_lsn);
+  std::memcpy(held_bytes.data(), wal_tag.data(), wal_tag.size());
+  std::memcpy(held_bytes.data() + wal_tag.size(), &held_lsn, 8);
   // The record rides in the transaction's WAL entry: durable exactly when the commit is, at
   // the cost of its bytes in the WAL (no table write, nothing to delete later).
-  std::string blob;
-  blob.reserve(wal_tag.size() + held_bytes.size());
-  blob.append(wal_tag);
-  blob.append(held_bytes);
-  txn.put_log_data(blob);
+  txn.put_log_data(held_bytes);
 }
 
 void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
   if (committed) {
     // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(held_lsn, std::move(held_bytes));
+    enqueue(held_lsn, std::move(held_bytes), wal_tag.size());
   } else {
     // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
     auto r = storage::to_log_record(rec);
@@ -180,7 +177,7 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
     r.changes.clear();
     r.reads.clear();
     r.lsn = held_lsn;
-    enqueue(held_lsn, storage::encode(r));
+    enqueue(held_lsn, storage::encode(r), 0);
   }
   held_bytes.clear();
 }
@@ -189,21 +186,21 @@ void provenance_recorder::on_failed(const invocation_record& rec) {
   auto bytes = storage::encode(rec);
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
-  enqueue(lsn, std::move(bytes));
+  enqueue(lsn, std::move(bytes), 0);
 }
 
 void provenance_recorder::on_message(const message_record& msg) {
   auto bytes = storage::encode(storage::to_log_record(msg));
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
-  enqueue(lsn, std::move(bytes));
+  enqueue(lsn, std::move(bytes), 0);
 }
 
-void provenance_recorder::enqueue(uint64_t lsn, std::string bytes) {
+void provenance_recorder::enqueue(uint64_t lsn, std::string bytes, size_t skip) {
   bool wake;
   {
     std::lock_guard guard{q_mtx_};
-    queue_.push_back({lsn, std::move(bytes)});
+    queue_.push_back({lsn, std::move(bytes), skip});
     // A busy writer collects records on its own clock: waking it for every record would
     // cost a futex call and a context switch per transaction.
     wake = writer_idle_ || queue_.size() == wake_batch;
@@ -213,11 +210,7 @@ void provenance_recorder::enqueue(uint64_t lsn, std::string bytes) {
 }
 
 void provenance_recorder::flush() {
-  uint64_t target;
-  {
-    std::lock_guard seq{seq_mtx_};
-    target = next_lsn_ - 1;
-  }
+  uint64_t target = next_lsn_.load() - 1;
   std::unique_lock guard{q_mtx_};
   ++flush_waiters_;
   q_cv_.notify_one();
@@ -253,18 +246,32 @@ void provenance_recorder::run() {
         break;
       batch.swap(queue_);
     }
-    for (auto& q : batch)
-      waiting.emplace(q.lsn, std::move(q));
-    batch.clear();
+    // Records arrive nearly in lsn order: sort the batch, append its run that continues the
+    // log, and hold back the rest until the lsns before them arrive.
+    std::sort(batch.begin(), batch.end(),
+              [](const queued& a, const queued& b) { return a.lsn < b.lsn; });
     caf::error err;
     bool wrote = false;
-    while (!waiting.empty() && waiting.begin()->first == next) {
-      auto& q = waiting.begin()->second;
+    auto append = [&](const queued& q) {
       if (!err)
-        err = log_->append(q.lsn, q.bytes);
-      waiting.erase(waiting.begin());
+        err = log_->append(q.lsn, std::string_view{q.bytes}.substr(q.skip));
       ++next;
       wrote = true;
+    };
+    for (auto& q : batch) {
+      while (!waiting.empty() && waiting.begin()->first == next) {
+        append(waiting.begin()->second);
+        waiting.erase(waiting.begin());
+      }
+      if (q.lsn == next)
+        append(q);
+      else
+        waiting.emplace(q.lsn, std::move(q));
+    }
+    batch.clear();
+    while (!waiting.empty() && waiting.begin()->first == next) {
+      append(waiting.begin()->second);
+      waiting.erase(waiting.begin());
     }
     if (!wrote)
       continue;

@@ -75,7 +75,8 @@ public:
 
 private:
   provenance_recorder(storage::database& db, options opts) : db_(db), opts_(std::move(opts)) {}
-  void enqueue(uint64_t lsn, std::string bytes);
+  /// Queues a record for the writer; its log bytes start `skip` bytes into `bytes`.
+  void enqueue(uint64_t lsn, std::string bytes, size_t skip);
   void run();
 
   storage::database& db_;
@@ -86,8 +87,7 @@ private:
   /// Takes the next lsn.
   uint64_t take_lsn();
 
-  std::mutex seq_mtx_;
-  uint64_t next_lsn_ = 1;
+  std::atomic<uint64_t> next_lsn_{1};
 
   // Queue to the writer thread.
   mutable std::mutex q_mtx_;
@@ -96,6 +96,7 @@ private:
   struct queued {
     uint64_t lsn;
     std::string bytes;
+    size_t skip;
   };
   std::vector<queued> queue_;
   /// The writer sleeps until woken only when it has nothing to do; while records arrive it

@@ -104,7 +104,7 @@ private:
   std::string& out_;
 };
 
-std::string encode_view(const record_view& r) {
+std::string encode_view(const record_view& r, size_t front = 0) {
   // Size the first segment for the record so that one small allocation holds it (the
   // default first segment is 8 KiB, zeroed on every call).
   size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
@@ -152,11 +152,11 @@ std::string encode_view(const record_view& r) {
     }
   }
   std::string out;
-  out.reserve(8 + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
-  out.append(8, '\0');
+  out.reserve(front + 8 + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
+  out.append(front + 8, '\0');
+  std::memcpy(out.data() + front, &r.lsn, 8);
   string_output os{out};
   capnp::writeMessage(os, mb);
-  set_lsn(out, r.lsn);
   return out;
 }
 
@@ -185,7 +185,7 @@ std::string encode(const log_record& r) {
   return encode_view(v);
 }
 
-std::string encode(const runtime::invocation_record& rec, bool with_rows) {
+std::string encode(const runtime::invocation_record& rec, bool with_rows, size_t front) {
   static const std::vector<runtime::row_change> no_changes;
   static const std::vector<runtime::row_read> no_reads;
   // The same fields as to_log_record(rec), borrowed.
@@ -207,7 +207,7 @@ std::string encode(const runtime::invocation_record& rec, bool with_rows) {
   v.partition = rec.partition;
   v.changes = with_rows ? &rec.changes : &no_changes;
   v.reads = with_rows ? &rec.reads : &no_reads;
-  return encode_view(v);
+  return encode_view(v, front);
 }
 
 void set_lsn(std::string& encoded, uint64_t lsn) {

@@ -48,8 +48,10 @@ log_record to_log_record(const runtime::message_record& msg);
 std::string encode(const log_record& r);
 
 /// Encodes an invocation's record as encode(to_log_record(rec)) would (lsn 0), without the
-/// copy; with_rows = false leaves out its row changes and reads.
-std::string encode(const runtime::invocation_record& rec, bool with_rows = true);
+/// copy; with_rows = false leaves out its row changes and reads. The result starts with
+/// `front` zero bytes (room for a caller's header) before the record's bytes.
+std::string encode(const runtime::invocation_record& rec, bool with_rows = true,
+                   size_t front = 0);
 
 /// Sets the lsn of encoded record bytes in place (no re-encoding).
 void set_lsn(std::string& encoded, uint64_t lsn);
