@@ -8,7 +8,10 @@
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <set>
@@ -53,6 +56,32 @@ using function_actor_t = caf::stateful_actor<function_state>;
 
 std::string endpoint_of(const function_config& cfg) {
   return cfg.compute_host + ":" + std::to_string(cfg.compute_port);
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+// Reports a message between this function actor and the compute process to provenance.
+void record(function_actor_t* self, const char* kind, bool outgoing, const task_request& req,
+            const std::string& status, nlohmann::json payload) {
+  auto& hook = self->state.cfg.provenance;
+  if (!hook)
+    return;
+  runtime::message_record m;
+  m.kind = kind;
+  auto compute = "compute@" + endpoint_of(self->state.cfg);
+  m.sender = outgoing ? self->state.cfg.name : compute;
+  m.receiver = outgoing ? compute : self->state.cfg.name;
+  m.execution_id = req.task_id;
+  m.procedure = req.model;
+  m.status = status;
+  m.timestamp_ns = now_ns();
+  payload["task"] = req.task_id;
+  m.payload = payload.dump();
+  hook->on_message(m);
 }
 
 void pump(function_actor_t* self, uint64_t key);
@@ -120,6 +149,9 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
                                      piece_count, req.bytes.data() + begin, end - begin);
   ++j.in_flight;
   auto gen = j.generation;
+  record(self, "piece", true, req, "sent",
+         {{"piece", req.first_piece + idx}, {"pieces", piece_count}, {"bytes", end - begin},
+          {"model_version", req.model_version}, {"attempt", j.attempts}});
   self->request(self->state.compute, self->state.cfg.request_timeout, piece_atom::value,
                 std::move(bytes))
     .then(
@@ -130,6 +162,10 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
         auto& j = i->second;
         --j.in_flight;
         ++j.acked;
+        if (r.complete)
+          record(self, "result", false, j.req, "ok",
+                 {{"model_version", r.model_version}, {"model_digest", r.model_digest},
+                  {"batch_size", r.batch_size}, {"output_bytes", r.output.size()}});
         if (r.complete)
           j.final = std::move(r);
         if (j.acked == j.count)
@@ -143,6 +179,8 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
           return;
         auto& j = i->second;
         --j.in_flight;
+        record(self, "piece_error", false, j.req, "error",
+               {{"piece", j.req.first_piece + idx}, {"error", describe(e)}});
         if (is(e, errc::overloaded)) {
           if (++j.overload_retries > self->state.cfg.max_overload_retries) {
             fail(self, key, std::move(e));

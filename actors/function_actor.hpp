@@ -9,12 +9,14 @@
 #pragma once
 
 #include "runtime/compute_types.hpp"
+#include "runtime/provenance_hook.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace comb::actors {
@@ -35,6 +37,10 @@ struct function_config {
   uint32_t max_overload_retries = 6000;
   /// Backstop for one piece's reply (the compute process usually answers at once).
   std::chrono::milliseconds request_timeout{60000};
+  /// Provenance: every piece sent and every reply is reported here (null: not recorded).
+  std::shared_ptr<runtime::provenance_hook> provenance;
+  /// This actor's name in provenance records.
+  std::string name = "function";
 };
 
 /// Spawns a function actor. Handles (run_atom, task_request) -> task_result: for a whole

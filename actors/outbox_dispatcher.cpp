@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -78,6 +79,35 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
       });
 }
 
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+// Reports a function call (to a function actor) or its result (back from one).
+void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function,
+            const runtime::pending_call& pc, const std::string& status, nlohmann::json payload) {
+  auto& hook = self->state.cfg.provenance;
+  if (!hook)
+    return;
+  runtime::message_record m;
+  m.kind = kind;
+  auto fn = "function/" + std::to_string(function);
+  m.sender = outgoing ? std::string{"outbox_dispatcher"} : fn;
+  m.receiver = outgoing ? fn : std::string{"outbox_dispatcher"};
+  m.execution_id = pc.task_id;
+  m.parent_id = pc.execution_id;
+  m.procedure = pc.call.result_procedure;
+  m.role = pc.call.role;
+  m.status = status;
+  m.timestamp_ns = now_ns();
+  payload["call"] = pc.key;
+  payload["model"] = pc.call.model;
+  m.payload = payload.dump();
+  hook->on_message(m);
+}
+
 void dispatch(dispatcher_t* self, runtime::pending_call pc) {
   auto& st = self->state;
   auto bytes = runtime::outbox::payload(*st.db, pc.key);
@@ -93,10 +123,16 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc) {
   st.in_flight_bytes[pc.key] = req.bytes.size();
   st.bytes_in_flight += req.bytes.size();
   ++st.sent;
-  auto fn = st.functions[st.next_function++ % st.functions.size()];
+  auto fn_index = st.next_function++ % st.functions.size();
+  auto fn = st.functions[fn_index];
+  record(self, "function_call", true, fn_index, pc, "sent",
+         {{"bytes", req.bytes.size()}, {"model_version", req.model_version}});
   self->request(fn, st.cfg.call_timeout, runtime::run_atom::value, std::move(req))
     .then(
       [=](runtime::task_result& r) mutable {
+        record(self, "function_result", false, fn_index, pc, "ok",
+               {{"model_version", r.model_version}, {"model_digest", r.model_digest},
+                {"output_bytes", r.output.size()}});
         nlohmann::json result{{"task_id", r.task_id},
                               {"model", r.model},
                               {"model_version", r.model_version},
@@ -111,6 +147,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc) {
       },
       [=](caf::error& e) mutable {
         ++self->state.call_errors;
+        record(self, "function_result", false, fn_index, pc, "error", {{"error", describe(e)}});
         if (is(e, errc::unavailable) || e.category() != errc_category) {
           // Compute unreachable after the function actor's bounded retries: keep the call in
           // the outbox; it is sent again on a later poll.
@@ -159,7 +196,11 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
   st.route = std::move(route);
   st.cfg = std::move(cfg);
   for (uint32_t i = 0; i < std::max<uint32_t>(1, st.cfg.functions); ++i) {
-    auto fn = spawn_function_actor(self->home_system(), st.cfg.function);
+    auto fc = st.cfg.function;
+    fc.name = "function/" + std::to_string(i);
+    if (!fc.provenance)
+      fc.provenance = st.cfg.provenance;
+    auto fn = spawn_function_actor(self->home_system(), fc);
     self->link_to(fn);
     st.functions.push_back(fn);
   }

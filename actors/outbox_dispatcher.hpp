@@ -35,6 +35,9 @@ struct dispatcher_config {
   std::chrono::milliseconds poll_idle{20};
   /// Timeout of one call (function actor) and of one result procedure invocation.
   std::chrono::milliseconds call_timeout{300000};
+  /// Provenance: function calls and their results are reported here, and handed on to the
+  /// function actors (null: not recorded). The result procedures record themselves.
+  std::shared_ptr<runtime::provenance_hook> provenance;
 };
 
 /// Spawns the dispatcher. `db` must outlive it (the node owns both; stop the dispatcher

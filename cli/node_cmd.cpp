@@ -182,6 +182,7 @@ public:
     actors::dispatcher_config dc;
     dc.function.compute_host = ep->host;
     dc.function.compute_port = ep->port;
+    dc.provenance = n.provenance();
     actor_ = actors::spawn_outbox_dispatcher(sys, n.db(), n.route(), dc);
   }
   ~dispatcher() {

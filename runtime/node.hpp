@@ -77,6 +77,9 @@ public:
 
   /// The node's provenance recorder (null when provenance is off or a custom hook is used).
   provenance_recorder* recorder() const { return recorder_.get(); }
+  /// Where the node's actors report provenance (null when provenance is off): the outbox
+  /// dispatcher and function actors report their messages here too.
+  std::shared_ptr<provenance_hook> provenance() const { return hook_; }
 
 private:
   node(caf::actor_system& sys, node_config cfg) : sys_(sys), cfg_(std::move(cfg)) {}

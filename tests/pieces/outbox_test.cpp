@@ -9,6 +9,7 @@
 #include "runtime/node.hpp"
 #include "runtime/outbox.hpp"
 #include "runtime/system_config.hpp"
+#include "storage/provenance_log.hpp"
 #include "storage/transaction.hpp"
 #include "tests/test_util.hpp"
 
@@ -16,6 +17,8 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <map>
+#include <set>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -134,9 +137,11 @@ struct fixture {
   std::unique_ptr<node> n;
   caf::actor dispatcher;
 
-  void start_node() {
+  void start_node(bool provenance = false) {
     node_config nc;
     nc.data_dir = dir.path() + "/data";
+    if (provenance)
+      nc.provenance_dir = dir.path() + "/provenance";
     nc.partitions = 2;
     nc.durability = storage::durability::async;
     auto started = node::start(sys, nc, demo_procedures());
@@ -149,6 +154,7 @@ struct fixture {
     dc.function.compute_port = port;
     dc.function.retry_delay = 100ms;
     dc.function.max_attempts = 100;
+    dc.provenance = n->provenance();
     dispatcher = actors::spawn_outbox_dispatcher(sys, n->db(), n->route(), dc);
   }
 
@@ -242,6 +248,40 @@ TEST_CASE("a call recorded in the procedure's transaction reaches compute and it
   nlohmann::json bogus{{"call", "ffffffffffffffff.00000000"}, {"context", {{"name", "x"}}}};
   auto none = f.n->call("demo.store", bogus, "admin");
   REQUIRE(!none);
+}
+
+TEST_CASE("function calls, pieces and results are in the provenance log") {
+  compute_process compute;
+  fixture f;
+  f.start_node(/*provenance=*/true);
+  f.start_dispatcher(compute.port());
+  f.submit(0, 1000);
+  f.submit(1, 2 * max_piece_payload + 3); // three pieces
+  REQUIRE(f.wait_results(2));
+  f.stop();
+  std::map<std::string, int> kinds;
+  std::set<std::string> invoked;
+  auto reader = test::must(storage::log_reader::open(f.dir.path() + "/provenance"));
+  REQUIRE(!reader.for_each(0, [&](storage::log_record&& r) {
+    if (r.kind == storage::log_record::kind_t::invocation) {
+      invoked.insert(r.procedure);
+    } else {
+      auto kind = r.payload.substr(0, r.payload.find(' '));
+      ++kinds[kind];
+      if (kind == "piece") {
+        CHECK(r.sender.rfind("function/", 0) == 0);
+        CHECK(r.receiver.rfind("compute@", 0) == 0);
+        CHECK(r.payload.find("\"bytes\"") != std::string::npos);
+      }
+    }
+    return true;
+  }));
+  CHECK(invoked.count("demo.submit") == 1);
+  CHECK(invoked.count("demo.store") == 1);
+  CHECK(kinds["function_call"] >= 2);
+  CHECK(kinds["piece"] >= 4);
+  CHECK(kinds["result"] >= 2);
+  CHECK(kinds["function_result"] >= 2);
 }
 
 TEST_CASE("calls committed before a node restart are made after it, exactly once") {
