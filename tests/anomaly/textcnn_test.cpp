@@ -82,6 +82,40 @@ TEST_CASE("gradients match central finite differences") {
   CHECK(bad * 50 <= checked);
 }
 
+TEST_CASE("inference through the vocabulary table equals the training forward") {
+  detail::textcnn_shape s;
+  s.vocab = 300;
+  s.embed = 16;
+  s.kernels = {2, 3, 4};
+  s.filters = 24;
+  s.dropout = 0.0f; // the training forward is then deterministic and comparable
+  detail::textcnn_cpu net(s, 11);
+  std::mt19937 rng(7);
+  for (int batch : {1, 40}) { // 40: split over the cores
+    int len = 33;
+    auto tokens = random_tokens(rng, batch, len, s.vocab);
+    std::vector<int32_t> labels(static_cast<size_t>(batch), 1);
+    std::vector<float> trained, inferred;
+    float lt = net.forward(tokens.data(), batch, len, labels.data(), true, trained);
+    float li = net.forward(tokens.data(), batch, len, labels.data(), false, inferred);
+    CHECK(li == doctest::Approx(lt).epsilon(1e-5));
+    REQUIRE(trained.size() == inferred.size());
+    for (size_t i = 0; i < trained.size(); ++i)
+      CHECK(inferred[i] == doctest::Approx(trained[i]).epsilon(1e-5));
+  }
+  // New weights invalidate the table: inference before and after a change differ, and after
+  // it agrees with the training forward.
+  std::vector<int32_t> tokens(20, 3), labels(1, 0);
+  std::vector<float> before, after, trained;
+  net.forward(tokens.data(), 1, 20, labels.data(), false, before);
+  for (auto& x : net.params().emb)
+    x *= 2.0f;
+  net.forward(tokens.data(), 1, 20, labels.data(), false, after);
+  net.forward(tokens.data(), 1, 20, labels.data(), true, trained);
+  CHECK(after[0] != doctest::Approx(before[0]).epsilon(1e-4));
+  CHECK(after[0] == doctest::Approx(trained[0]).epsilon(1e-5));
+}
+
 TEST_CASE("the model learns a toy rule and round-trips through safetensors") {
   textcnn_options o;
   std::string engine;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <thread>
 
 namespace comb::anomaly::detail {
 
@@ -52,17 +53,81 @@ void textcnn_cpu::init(uint64_t seed) {
     x = u(rng);
 }
 
-float textcnn_cpu::forward(const int32_t* tokens, int batch, int len, const int32_t* labels,
-                           bool train, std::vector<float>& probs) {
+void textcnn_cpu::pack_taps() {
   const int D = shape_.embed;
   const int F = shape_.filters;
   const int C = static_cast<int>(shape_.kernels.size());
-  const int CF = C * F;
   int taps = 0;
   for (int k : shape_.kernels)
     taps += k;
   const int N = taps * F;
-  // Gather embeddings.
+  if (!w_all_stale_ && w_all_.size() == static_cast<size_t>(D) * N)
+    return;
+  // Pack all taps: w_all[d][off + j*F + f] = conv_w[c][j][d][f].
+  w_all_.resize(static_cast<size_t>(D) * N);
+  w_all_stale_ = false;
+  table_stale_ = true;
+  int off = 0;
+  for (int c = 0; c < C; ++c) {
+    int k = shape_.kernels[c];
+    for (int j = 0; j < k; ++j)
+      for (int d = 0; d < D; ++d)
+        std::memcpy(&w_all_[static_cast<size_t>(d) * N + off + j * F],
+                    &p_.conv_w[c][(static_cast<size_t>(j) * D + d) * F], sizeof(float) * F);
+    off += k * F;
+  }
+}
+
+void textcnn_cpu::pool_from_rows(const int32_t* tokens, int b, int len, const float* gb) {
+  // Row t of the per-position tap outputs, G[t] = emb(token t) x w_all: computed for this
+  // batch (gb), or, with gb null, looked up in the vocabulary table (row = token id).
+  const int F = shape_.filters;
+  const int C = static_cast<int>(shape_.kernels.size());
+  const int CF = C * F;
+  const int N = static_cast<int>(w_all_.size()) / shape_.embed;
+  auto row = [&](int t) -> const float* {
+    if (gb)
+      return gb + static_cast<size_t>(t) * N;
+    int32_t id = tokens[static_cast<size_t>(b) * len + t];
+    if (id < 0 || id >= shape_.vocab)
+      id = 0;
+    return &table_[static_cast<size_t>(id) * N];
+  };
+  std::vector<float> best(static_cast<size_t>(F));
+  std::vector<int32_t> barg(static_cast<size_t>(F));
+  std::vector<const float*> rows;
+  int off = 0;
+  for (int c = 0; c < C; ++c) {
+    int k = shape_.kernels[c];
+    rows.resize(static_cast<size_t>(k));
+    const float* bias = p_.conv_b[c].data();
+    std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+    std::fill(barg.begin(), barg.end(), 0);
+    for (int t = 0; t + k <= len; ++t) {
+      for (int j = 0; j < k; ++j)
+        rows[static_cast<size_t>(j)] = row(t + j) + off + j * F;
+      for (int f = 0; f < F; ++f) {
+        float h = bias[f];
+        for (int j = 0; j < k; ++j)
+          h += rows[static_cast<size_t>(j)][f];
+        bool better = h > best[f];
+        best[f] = better ? h : best[f];
+        barg[f] = better ? t : barg[f];
+      }
+    }
+    size_t base = static_cast<size_t>(b) * CF + static_cast<size_t>(c) * F;
+    for (int f = 0; f < F; ++f) {
+      pooled_[base + f] = std::max(best[f], 0.0f); // ReLU commutes with max
+      arg_[base + f] = barg[f];
+    }
+    off += k * F;
+  }
+}
+
+void textcnn_cpu::train_forward(const int32_t* tokens, int batch, int len) {
+  const int D = shape_.embed;
+  const int N = static_cast<int>(w_all_.size()) / D;
+  // Gather embeddings (backward needs them).
   e_.resize(static_cast<size_t>(batch) * len * D);
   for (int64_t i = 0; i < static_cast<int64_t>(batch) * len; ++i) {
     int32_t t = tokens[i];
@@ -71,26 +136,8 @@ float textcnn_cpu::forward(const int32_t* tokens, int batch, int len, const int3
     std::memcpy(&e_[static_cast<size_t>(i) * D], &p_.emb[static_cast<size_t>(t) * D],
                 sizeof(float) * D);
   }
-  // Pack all taps: w_all[d][off + j*F + f] = conv_w[c][j][d][f].
-  if (w_all_stale_ || w_all_.size() != static_cast<size_t>(D) * N) {
-    w_all_.resize(static_cast<size_t>(D) * N);
-    w_all_stale_ = false;
-    int off = 0;
-    for (int c = 0; c < C; ++c) {
-      int k = shape_.kernels[c];
-      for (int j = 0; j < k; ++j)
-        for (int d = 0; d < D; ++d)
-          std::memcpy(&w_all_[static_cast<size_t>(d) * N + off + j * F],
-                      &p_.conv_w[c][(static_cast<size_t>(j) * D + d) * F], sizeof(float) * F);
-      off += k * F;
-    }
-  }
-  pooled_.assign(static_cast<size_t>(batch) * CF, 0.0f);
-  arg_.assign(static_cast<size_t>(batch) * CF, 0);
   // Chunks of samples so that G stays in cache.
   int chunk = std::max(1, 1024 / std::max(len, 1));
-  std::vector<float> best(static_cast<size_t>(F));
-  std::vector<int32_t> barg(static_cast<size_t>(F));
   for (int s0 = 0; s0 < batch; s0 += chunk) {
     int cs = std::min(chunk, batch - s0);
     int rows = cs * len;
@@ -98,34 +145,52 @@ float textcnn_cpu::forward(const int32_t* tokens, int batch, int len, const int3
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, N, D, 1.0f,
                 &e_[static_cast<size_t>(s0) * len * D], D, w_all_.data(), N, 0.0f, g_.data(),
                 N);
-    for (int b = 0; b < cs; ++b) {
-      const float* gb = &g_[static_cast<size_t>(b) * len * N];
-      int off = 0;
-      for (int c = 0; c < C; ++c) {
-        int k = shape_.kernels[c];
-        const float* bias = p_.conv_b[c].data();
-        std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-        std::fill(barg.begin(), barg.end(), 0);
-        for (int t = 0; t + k <= len; ++t) {
-          const float* row0 = gb + static_cast<size_t>(t) * N + off;
-          for (int f = 0; f < F; ++f) {
-            float h = bias[f];
-            for (int j = 0; j < k; ++j)
-              h += row0[static_cast<size_t>(j) * N + j * F + f];
-            bool better = h > best[f];
-            best[f] = better ? h : best[f];
-            barg[f] = better ? t : barg[f];
-          }
-        }
-        size_t base = static_cast<size_t>(s0 + b) * CF + static_cast<size_t>(c) * F;
-        for (int f = 0; f < F; ++f) {
-          pooled_[base + f] = std::max(best[f], 0.0f); // ReLU commutes with max
-          arg_[base + f] = barg[f];
-        }
-        off += k * F;
-      }
-    }
+    for (int b = 0; b < cs; ++b)
+      pool_from_rows(tokens, s0 + b, len, &g_[static_cast<size_t>(b) * len * N]);
   }
+}
+
+void textcnn_cpu::infer_forward(const int32_t* tokens, int batch, int len) {
+  // A convolution over embeddings is a sum over taps of (embedding x tap weights), which
+  // depends on the token alone. So the tap outputs of the whole vocabulary are computed once
+  // per set of weights (one sgemm, vocab x embed x taps*filters) and each position adds table
+  // rows: ~100x fewer FLOPs than an sgemm per position, the same numbers up to rounding.
+  // Samples are split over the cores.
+  const int D = shape_.embed;
+  const int N = static_cast<int>(w_all_.size()) / D;
+  if (table_stale_ || table_.size() != static_cast<size_t>(shape_.vocab) * N) {
+    table_.resize(static_cast<size_t>(shape_.vocab) * N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, shape_.vocab, N, D, 1.0f,
+                p_.emb.data(), D, w_all_.data(), N, 0.0f, table_.data(), N);
+    table_stale_ = false;
+  }
+  int workers = batch >= 16 ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                            : 1;
+  auto part = [&](int w) {
+    for (int b = w; b < batch; b += workers)
+      pool_from_rows(tokens, b, len, nullptr);
+  };
+  std::vector<std::thread> pool;
+  for (int w = 1; w < workers; ++w)
+    pool.emplace_back(part, w);
+  part(0);
+  for (auto& t : pool)
+    t.join();
+  e_.clear(); // backward needs a training forward
+}
+
+float textcnn_cpu::forward(const int32_t* tokens, int batch, int len, const int32_t* labels,
+                           bool train, std::vector<float>& probs) {
+  const int F = shape_.filters;
+  const int C = static_cast<int>(shape_.kernels.size());
+  const int CF = C * F;
+  pack_taps();
+  pooled_.assign(static_cast<size_t>(batch) * CF, 0.0f);
+  arg_.assign(static_cast<size_t>(batch) * CF, 0);
+  if (train)
+    train_forward(tokens, batch, len);
+  else
+    infer_forward(tokens, batch, len);
   // Dropout.
   z_ = pooled_;
   mask_.assign(z_.size(), 1.0f);

@@ -77,6 +77,13 @@ public:
   }
 
 private:
+  void pack_taps();
+  void train_forward(const int32_t* tokens, int batch, int len);
+  void infer_forward(const int32_t* tokens, int batch, int len);
+  /// Convolutions + bias + ReLU + max over time of sample b into pooled_ / arg_, from the
+  /// tap outputs of its positions (gb), or from the vocabulary table when gb is null.
+  void pool_from_rows(const int32_t* tokens, int b, int len, const float* gb);
+
   textcnn_shape shape_;
   textcnn_params p_;
   textcnn_params m_;
@@ -87,6 +94,8 @@ private:
   std::vector<float> e_;       // gathered embeddings, batch*len x embed
   std::vector<float> w_all_;   // embed x (sum_c k_c * filters), packed from conv_w
   bool w_all_stale_ = true;    // set when conv_w changes (Adam step, params() access)
+  std::vector<float> table_;   // inference: vocab x (sum_c k_c * filters) = emb x w_all
+  bool table_stale_ = true;    // set when w_all_ is repacked
   std::vector<float> g_;       // chunk rows x (sum_c k_c * filters)
   std::vector<float> pooled_;  // batch x (C * filters), after ReLU and max
   std::vector<int32_t> arg_;   // batch x (C * filters): arg-max window start
