@@ -1,0 +1,168 @@
+// comb::kernels::detail conv1d tiles: the register-blocked inner kernel shared by the CPU
+// conv1d and conv1d_max. Weights are packed block by block (blocks of 48 filters, c_out
+// rounded up to 16 with zero columns), each block one contiguous [k * c_in, width] panel;
+// a tile is 8 consecutive windows (time steps) x the block's 1 to 3 vectors of 16 filters,
+// accumulated in up to 24 AVX-512 registers over the k * c_in inputs of each window, read
+// straight from the sequence (a window of k rows is k * c_in contiguous floats, so no
+// im2col). Internal to kernels/ops; pure functions, thread-safe.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define COMB_CONV1D_TILE_AVX512 1
+#endif
+
+namespace comb::kernels::detail {
+
+constexpr int conv1d_tile_rows = 8;
+
+/// Filters per column block: 3 vectors of 16 (the last block 1 to 3).
+constexpr int64_t conv1d_block_cols = 48;
+
+/// fp: c_out rounded up to 16.
+inline int64_t conv1d_packed_width(int64_t c_out) {
+  return (c_out + 15) / 16 * 16;
+}
+
+/// wp [kd * fp] = w [kd, c_out] packed block by block: the block of filters
+/// [col0, col0 + width), width = min(48, fp - col0), is one contiguous [kd, width] panel at
+/// wp + kd * col0, with zero columns past c_out.
+inline void conv1d_pack_weights(const float* w, int64_t kd, int64_t c_out, float* wp) {
+  int64_t fp = conv1d_packed_width(c_out);
+  for (int64_t col0 = 0; col0 < fp; col0 += conv1d_block_cols) {
+    int64_t width = std::min(conv1d_block_cols, fp - col0);
+    int64_t real = std::clamp<int64_t>(c_out - col0, 0, width);
+    float* panel = wp + kd * col0;
+    for (int64_t kk = 0; kk < kd; ++kk) {
+      std::memcpy(panel + kk * width, w + kk * c_out + col0,
+                  static_cast<size_t>(real) * sizeof(float));
+      std::fill(panel + kk * width + real, panel + (kk + 1) * width, 0.0f);
+    }
+  }
+}
+
+/// Whether the CPU runs the AVX-512 tiles.
+inline bool conv1d_tile_avx512() {
+#ifdef COMB_CONV1D_TILE_AVX512
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+#ifdef COMB_CONV1D_TILE_AVX512
+/// acc[r][v] = window(rows[r]) . columns [16 v, 16 v + 16) of a panel [kd, 16 V].
+template <int V>
+__attribute__((target("avx512f"), always_inline)) inline void
+conv1d_tile_accumulate(const float* const* rows, int64_t kd, const float* panel,
+                       __m512 (&acc)[conv1d_tile_rows][V]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < conv1d_tile_rows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      acc[r][v] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < kd; ++kk) {
+    const float* wr = panel + kk * (16 * V);
+    __m512 wv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      wv[v] = _mm512_load_ps(wr + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r) {
+      __m512 xb = _mm512_set1_ps(rows[r][kk]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
+    }
+  }
+}
+
+/// Windows t = 0 .. t_out - 1 of one sequence (window t starts at row t of xs, rows of
+/// c_in floats) against the block at filter col0 (V vectors) of the packed wp; ys
+/// [t_out, c_out] gets those columns clipped to c_out, plus bias (nullptr: none).
+template <int V>
+__attribute__((target("avx512f"))) void conv1d_tiles_store(const float* xs, int64_t c_in,
+                                                           int64_t kd, int64_t t_out,
+                                                           const float* wp, int64_t col0,
+                                                           int64_t c_out, const float* bias,
+                                                           float* ys) {
+  __mmask16 mask[V];
+  __m512 bv[V];
+  for (int v = 0; v < V; ++v) {
+    int64_t left = std::clamp<int64_t>(c_out - col0 - 16 * v, 0, 16);
+    mask[v] = static_cast<__mmask16>((1u << left) - 1);
+    bv[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + col0 + 16 * v) : _mm512_setzero_ps();
+  }
+  for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
+    const float* rows[conv1d_tile_rows];
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r)
+      rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
+    __m512 acc[conv1d_tile_rows][V];
+    conv1d_tile_accumulate<V>(rows, kd, wp + kd * col0, acc);
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r) {
+      if (t0 + r >= t_out)
+        break;
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        _mm512_mask_storeu_ps(ys + (t0 + r) * c_out + col0 + 16 * v, mask[v],
+                              _mm512_add_ps(acc[r][v], bv[v]));
+    }
+  }
+}
+
+/// Max over windows t = 0 .. t_out - 1 for the block at filter col0 (V vectors): best/arg
+/// (indexed by filter) get the first maximum and its t for the block's 16 V filters.
+template <int V>
+__attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_t c_in,
+                                                         int64_t kd, int64_t t_out,
+                                                         const float* wp, int64_t col0,
+                                                         float* best, int32_t* arg) {
+  __m512 bv[V];
+  __m512i av[V];
+  for (int v = 0; v < V; ++v) {
+    bv[v] = _mm512_setzero_ps();
+    av[v] = _mm512_setzero_si512();
+  }
+  for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
+    const float* rows[conv1d_tile_rows];
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r)
+      rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
+    __m512 acc[conv1d_tile_rows][V];
+    conv1d_tile_accumulate<V>(rows, kd, wp + kd * col0, acc);
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r) {
+      int64_t t = t0 + r;
+      if (t >= t_out)
+        break;
+      if (t == 0) {
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          bv[v] = acc[r][v];
+        continue;
+      }
+      __m512i tv = _mm512_set1_epi32(static_cast<int>(t));
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) {
+        // Strictly greater, NaN never wins: the first maximum is kept, as max_over_time.
+        __mmask16 m = _mm512_cmp_ps_mask(acc[r][v], bv[v], _CMP_GT_OQ);
+        bv[v] = _mm512_mask_mov_ps(bv[v], m, acc[r][v]);
+        av[v] = _mm512_mask_mov_epi32(av[v], m, tv);
+      }
+    }
+  }
+  for (int v = 0; v < V; ++v) {
+    _mm512_storeu_ps(best + col0 + 16 * v, bv[v]);
+    _mm512_storeu_si512(reinterpret_cast<void*>(arg + col0 + 16 * v), av[v]);
+  }
+}
+#endif
+
+} // namespace comb::kernels::detail
