@@ -7,6 +7,8 @@
 // im2col). Internal to kernels/ops; pure functions, thread-safe.
 #pragma once
 
+#include "kernels/detail/simd.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -45,11 +47,10 @@ inline void conv1d_pack_weights(const float* w, int64_t kd, int64_t c_out, float
   }
 }
 
-/// Whether the CPU runs the AVX-512 tiles.
+/// Whether the AVX-512 tiles run (detail::use_avx512_kernels()).
 inline bool conv1d_tile_avx512() {
 #ifdef COMB_CONV1D_TILE_AVX512
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
+  return use_avx512_kernels();
 #else
   return false;
 #endif

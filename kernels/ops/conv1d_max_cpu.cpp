@@ -2,8 +2,8 @@
 // (detail/conv1d_tile.hpp); then, per sequence, tiles of 8 time steps x up to 3 vectors of
 // 16 filters accumulate in 24 AVX-512 registers, reading each window straight from x, and
 // fold into a running max and argmax: the convolution output never reaches memory.
-// Sequences are split across threads. Without AVX-512, a plain loop over the weights
-// (vectorised over filters by the compiler).
+// Sequences are split across threads. Without AVX-512: conv1d_cpu (im2col + sgemm) into
+// a buffer, then max_over_time_cpu.
 // Backward: g = dy * act'(y); dbias = column sums of g; row f of dw^T [c_out, k * c_in] =
 // sum over b of g[b, f] * window(b, argmax[b, f]) (threads own filters), then transposed
 // into dw; window(b, argmax[b, f]) of dx += g[b, f] * row f of w^T (threads own
@@ -12,13 +12,14 @@
 // order, so results do not depend on thread scheduling.
 #include "kernels/ops/conv1d_max.hpp"
 
+#include "kernels/ops/max_over_time.hpp"
+
 #include "kernels/detail/conv1d_tile.hpp"
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 namespace comb::kernels {
@@ -47,29 +48,6 @@ float act_grad(float y, activation a) {
   }
 }
 
-/// The same without AVX-512, on the unpacked w [kd, fp]: one time step at a time, all
-/// filters in h.
-COMB_CLONES
-void seq_generic(const float* xs, int64_t c_in, int64_t kd, int64_t t_out, const float* wp,
-                 int64_t fp, float* h, float* best, int32_t* arg) {
-  for (int64_t t = 0; t < t_out; ++t) {
-    const float* xr = xs + t * c_in;
-    for (int64_t f = 0; f < fp; ++f)
-      h[f] = 0;
-    for (int64_t kk = 0; kk < kd; ++kk) {
-      float xv = xr[kk];
-      const float* wr = wp + kk * fp;
-      for (int64_t f = 0; f < fp; ++f)
-        h[f] += xv * wr[f];
-    }
-    for (int64_t f = 0; f < fp; ++f) {
-      bool gt = t == 0 || h[f] > best[f];
-      best[f] = gt ? h[f] : best[f];
-      arg[f] = gt ? static_cast<int32_t>(t) : arg[f];
-    }
-  }
-}
-
 COMB_CLONES
 void axpy(int64_t n, float a, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i)
@@ -80,38 +58,41 @@ void axpy(int64_t n, float a, const float* x, float* y) {
 
 void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,
                     activation a, float* y, int32_t* argmax) {
-  const int64_t kd = d.k * d.c_in, f_out = d.c_out, fp = detail::conv1d_packed_width(f_out);
-  const bool avx512 = detail::conv1d_tile_avx512();
-  float* wp = avx512 ? detail::scratch(static_cast<size_t>(kd * fp), 1) : nullptr;
-  if (avx512)
-    detail::conv1d_pack_weights(w, kd, f_out, wp);
+  const int64_t f_out = d.c_out;
+  if (!detail::conv1d_tile_avx512()) {
+    // Portable: the convolution through conv1d_cpu (im2col + sgemm) into a buffer, then
+    // the max over time; bias and activation below.
+    float* conv = detail::scratch(static_cast<size_t>(d.batch * d.t_out * f_out), 2);
+    conv1d_cpu(d, x, w, nullptr, conv);
+    max_over_time_cpu(conv, d.batch, d.t_out, f_out, d.t_out, y, argmax);
+    for (int64_t i = 0; i < d.batch * f_out; ++i)
+      y[i] = act_of(y[i] + (bias ? bias[i % f_out] : 0.0f), a);
+    return;
+  }
+#ifdef COMB_CONV1D_TILE_AVX512
+  const int64_t kd = d.k * d.c_in, fp = detail::conv1d_packed_width(f_out);
+  float* wp = detail::scratch(static_cast<size_t>(kd * fp), 1);
+  detail::conv1d_pack_weights(w, kd, f_out, wp);
   detail::parallel_range(d.batch, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<float> best(static_cast<size_t>(fp)), h(static_cast<size_t>(fp));
+    std::vector<float> best(static_cast<size_t>(fp));
     std::vector<int32_t> arg(static_cast<size_t>(fp));
     for (int64_t b = b0; b < b1; ++b) {
       const float* xs = x + b * d.time * d.c_in;
-      if (avx512) {
-#ifdef COMB_CONV1D_TILE_AVX512
-        for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
-          auto run = [&](auto v) {
-            detail::conv1d_tiles_max<decltype(v)::value>(xs, d.c_in, kd, d.t_out, wp, col0,
-                                                         best.data(), arg.data());
-          };
-          switch (std::min<int64_t>(3, (fp - col0) / 16)) {
-            case 3:
-              run(std::integral_constant<int, 3>{});
-              break;
-            case 2:
-              run(std::integral_constant<int, 2>{});
-              break;
-            default:
-              run(std::integral_constant<int, 1>{});
-              break;
-          }
+      for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
+        switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+          case 3:
+            detail::conv1d_tiles_max<3>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(),
+                                        arg.data());
+            break;
+          case 2:
+            detail::conv1d_tiles_max<2>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(),
+                                        arg.data());
+            break;
+          default:
+            detail::conv1d_tiles_max<1>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(),
+                                        arg.data());
+            break;
         }
-#endif
-      } else {
-        seq_generic(xs, d.c_in, kd, d.t_out, w, f_out, h.data(), best.data(), arg.data());
       }
       for (int64_t f = 0; f < f_out; ++f) {
         y[b * f_out + f] = act_of(best[static_cast<size_t>(f)] + (bias ? bias[f] : 0.0f), a);
@@ -119,6 +100,7 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
       }
     }
   });
+#endif
 }
 
 void conv1d_max_backward_cpu(const conv1d_dims& d, const float* x, const float* w,

@@ -75,7 +75,7 @@ void narrow_rows_generic(const float* x, int64_t r0, int64_t r1, int64_t in, con
 void dense_narrow(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                   const float* bias, float* y) {
 #ifdef COMB_DENSE_AVX512
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  const bool avx512 = detail::use_avx512_kernels();
 #else
   const bool avx512 = false;
 #endif
