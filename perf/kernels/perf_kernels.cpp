@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -242,6 +243,8 @@ public:
   torch_server(const options& o, const std::vector<std::string>& names, int threads) {
     if (!o.torch)
       return;
+    // A baseline that dies must not take the benchmark with it (EPIPE instead of SIGPIPE).
+    std::signal(SIGPIPE, SIG_IGN);
     int to_child[2], from_child[2];
     if (pipe(to_child) != 0 || pipe(from_child) != 0) {
       std::printf("(PyTorch baseline could not start: pipe failed)\n");
@@ -281,7 +284,8 @@ public:
 
   ~torch_server() {
     if (to_) {
-      std::fprintf(to_, "quit\n");
+      if (ready_)
+        std::fprintf(to_, "quit\n");
       std::fclose(to_);
     }
     if (from_)
