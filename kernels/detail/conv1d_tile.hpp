@@ -1,5 +1,5 @@
 // comb::kernels::detail conv1d tiles: the register-blocked inner kernel shared by the CPU
-// conv1d and conv1d_max. Weights are packed block by block (blocks of 48 filters, c_out
+// conv1d, conv1d_max and the dense conv2d (whose windows are kh segments of kw * c_in). Weights are packed block by block (blocks of 48 filters, c_out
 // rounded up to 16 with zero columns), each block one contiguous [k * c_in, width] panel;
 // a tile is 8 consecutive windows (time steps) x the block's 1 to 3 vectors of 16 filters,
 // accumulated in up to 24 AVX-512 registers over the k * c_in inputs of each window, read
@@ -57,29 +57,62 @@ inline bool conv1d_tile_avx512() {
 }
 
 #ifdef COMB_CONV1D_TILE_AVX512
-/// acc[r][v] = window(rows[r]) . columns [16 v, 16 v + 16) of a panel [kd, 16 V].
+/// acc[r][v] = window(rows[r]) . columns [16 v, 16 v + 16) of a panel [nseg * len, 16 V],
+/// a window being nseg segments of len contiguous floats, segment s at rows[r] + s * stride
+/// (conv1d: one segment of k * c_in; conv2d: kh segments of kw * c_in, one per kernel row).
 template <int V>
 __attribute__((target("avx512f"), always_inline)) inline void
-conv1d_tile_accumulate(const float* const* rows, int64_t kd, const float* panel,
-                       __m512 (&acc)[conv1d_tile_rows][V]) {
+conv_tile_accumulate(const float* const* rows, int64_t nseg, int64_t stride, int64_t len,
+                     const float* panel, __m512 (&acc)[conv1d_tile_rows][V]) {
 #pragma GCC unroll 8
   for (int r = 0; r < conv1d_tile_rows; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
       acc[r][v] = _mm512_setzero_ps();
-  for (int64_t kk = 0; kk < kd; ++kk) {
-    const float* wr = panel + kk * (16 * V);
-    __m512 wv[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v)
-      wv[v] = _mm512_load_ps(wr + 16 * v);
+  for (int64_t s = 0; s < nseg; ++s) {
+    const float* seg[conv1d_tile_rows];
 #pragma GCC unroll 8
-    for (int r = 0; r < conv1d_tile_rows; ++r) {
-      __m512 xb = _mm512_set1_ps(rows[r][kk]);
+    for (int r = 0; r < conv1d_tile_rows; ++r)
+      seg[r] = rows[r] + s * stride;
+    const float* ps = panel + s * len * (16 * V);
+    for (int64_t kk = 0; kk < len; ++kk) {
+      const float* wr = ps + kk * (16 * V);
+      __m512 wv[V];
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v)
-        acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
+        wv[v] = _mm512_load_ps(wr + 16 * v);
+#pragma GCC unroll 8
+      for (int r = 0; r < conv1d_tile_rows; ++r) {
+        __m512 xb = _mm512_set1_ps(seg[r][kk]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
+      }
     }
+  }
+}
+
+/// Stores acc rows [0, n) (n <= 8) to out[r] + col0 for the block's V vectors, clipped to
+/// c_out, plus bias (nullptr: none).
+template <int V>
+__attribute__((target("avx512f"), always_inline)) inline void
+conv_tile_store(const __m512 (&acc)[conv1d_tile_rows][V], int64_t n, float* const* out,
+                int64_t col0, int64_t c_out, const float* bias) {
+  __mmask16 mask[V];
+  __m512 bv[V];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    int64_t left = std::clamp<int64_t>(c_out - col0 - 16 * v, 0, 16);
+    mask[v] = static_cast<__mmask16>((1u << left) - 1);
+    bv[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + col0 + 16 * v) : _mm512_setzero_ps();
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < conv1d_tile_rows; ++r) {
+    if (r >= n)
+      break;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      _mm512_mask_storeu_ps(out[r] + col0 + 16 * v, mask[v], _mm512_add_ps(acc[r][v], bv[v]));
   }
 }
 
@@ -92,30 +125,35 @@ __attribute__((target("avx512f"))) void conv1d_tiles_store(const float* xs, int6
                                                            const float* wp, int64_t col0,
                                                            int64_t c_out, const float* bias,
                                                            float* ys) {
-  __mmask16 mask[V];
-  __m512 bv[V];
-  for (int v = 0; v < V; ++v) {
-    int64_t left = std::clamp<int64_t>(c_out - col0 - 16 * v, 0, 16);
-    mask[v] = static_cast<__mmask16>((1u << left) - 1);
-    bv[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + col0 + 16 * v) : _mm512_setzero_ps();
-  }
   for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
     const float* rows[conv1d_tile_rows];
-#pragma GCC unroll 8
-    for (int r = 0; r < conv1d_tile_rows; ++r)
-      rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
-    __m512 acc[conv1d_tile_rows][V];
-    conv1d_tile_accumulate<V>(rows, kd, wp + kd * col0, acc);
+    float* out[conv1d_tile_rows];
 #pragma GCC unroll 8
     for (int r = 0; r < conv1d_tile_rows; ++r) {
-      if (t0 + r >= t_out)
-        break;
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v)
-        _mm512_mask_storeu_ps(ys + (t0 + r) * c_out + col0 + 16 * v, mask[v],
-                              _mm512_add_ps(acc[r][v], bv[v]));
+      int64_t t = std::min<int64_t>(t0 + r, t_out - 1);
+      rows[r] = xs + t * c_in;
+      out[r] = ys + t * c_out;
     }
+    __m512 acc[conv1d_tile_rows][V];
+    conv_tile_accumulate<V>(rows, 1, 0, kd, wp + kd * col0, acc);
+    conv_tile_store<V>(acc, std::min<int64_t>(conv1d_tile_rows, t_out - t0), out, col0, c_out,
+                       bias);
   }
+}
+
+/// A strip of up to 8 output pixels of a dense 2-D convolution (NHWC): rows[r] is the
+/// top-left input of pixel r's window in a padded image with row stride `stride` floats,
+/// the window kh segments of kw * c_in floats; out[r] its output row. n pixels are real.
+template <int V>
+__attribute__((target("avx512f"))) void conv2d_tile_store(const float* const* rows, int64_t n,
+                                                          int64_t kh, int64_t stride,
+                                                          int64_t len, const float* wp,
+                                                          int64_t col0, int64_t c_out,
+                                                          const float* bias,
+                                                          float* const* out) {
+  __m512 acc[conv1d_tile_rows][V];
+  conv_tile_accumulate<V>(rows, kh, stride, len, wp + kh * len * col0, acc);
+  conv_tile_store<V>(acc, n, out, col0, c_out, bias);
 }
 
 /// Max over windows t = 0 .. t_out - 1 for the block at filter col0 (V vectors): best/arg
@@ -137,7 +175,7 @@ __attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_
     for (int r = 0; r < conv1d_tile_rows; ++r)
       rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
     __m512 acc[conv1d_tile_rows][V];
-    conv1d_tile_accumulate<V>(rows, kd, wp + kd * col0, acc);
+    conv_tile_accumulate<V>(rows, 1, 0, kd, wp + kd * col0, acc);
 #pragma GCC unroll 8
     for (int r = 0; r < conv1d_tile_rows; ++r) {
       int64_t t = t0 + r;

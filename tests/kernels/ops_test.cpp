@@ -187,6 +187,9 @@ TEST_CASE("conv2d: stride, padding, groups, depthwise; forward and backward") {
   std::vector<shape_case> shapes = {
     {"3x3 s1 p1", 2, 9, 8, 5, 3, 3, 7, {1, 1, 1, 1, 1, 1, 1}},
     {"3x3 s2 asymmetric pad", 2, 11, 10, 4, 3, 3, 6, {2, 2, 0, 0, 1, 1, 1}},
+    // Several 8-pixel strips and a partial one; 53 filters span blocks of 48 + 16.
+    {"3x3 s1 p1 wide, 53 filters", 1, 5, 19, 6, 3, 3, 53, {1, 1, 1, 1, 1, 1, 1}},
+    {"2x3 unpadded", 2, 6, 13, 3, 2, 3, 20, {}},
     {"1x1", 3, 6, 6, 8, 1, 1, 16, {}},
     {"1x1 groups 2", 2, 5, 4, 8, 1, 1, 6, {1, 1, 0, 0, 0, 0, 2}},
     {"1x1 s2", 2, 7, 7, 4, 1, 1, 6, {2, 2, 0, 0, 0, 0, 1}},
