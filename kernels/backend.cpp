@@ -17,7 +17,7 @@ std::string to_string(op o) {
     "max_over_time_backward", "pool2d", "pool2d_backward", "global_avg_pool", "dense",
     "dense_backward", "softmax", "softmax_cross_entropy", "softmax_cross_entropy_backward",
     "dropout", "dropout_backward", "add", "sigmoid", "sigmoid_backward", "upsample", "top_k",
-    "sgd_step", "adam_step", "concat", "concat_backward"};
+    "sgd_step", "adam_step", "concat", "concat_backward", "conv1d_max", "conv1d_max_backward"};
   static_assert(sizeof(names) / sizeof(names[0]) == static_cast<size_t>(op::count_));
   auto i = static_cast<size_t>(o);
   return i < static_cast<size_t>(op::count_) ? names[i] : "unknown_op";
@@ -536,6 +536,58 @@ caf::error backend::concat_backward(const tensor& dy, const std::vector<int64_t>
   return do_concat_backward(dy, parts);
 }
 
+// --- conv1d_max -------------------------------------------------------------------------
+
+namespace {
+
+caf::error check_conv1d_max(op o, const tensor& x, const tensor& w, device dev) {
+  COMB_CHECK(check(o, "x", x, dtype::f32, dev, 3));
+  COMB_CHECK(check(o, "w", w, dtype::f32, dev, 3));
+  if (w.dim(1) != x.dim(2) || w.dim(0) < 1 || x.dim(2) < 1 || w.dim(2) < 1)
+    return bad(o, "weights " + w.describe() + " do not fit input " + x.describe()
+                    + " (expected [k, " + std::to_string(x.dim(2)) + ", c_out])");
+  if (x.dim(1) < w.dim(0))
+    return bad(o, "sequence of " + std::to_string(x.dim(1)) + " is shorter than kernel "
+                    + std::to_string(w.dim(0)));
+  return {};
+}
+
+} // namespace
+
+caf::error backend::conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
+                               activation a, tensor& y, tensor& argmax) {
+  auto o = op::conv1d_max;
+  COMB_CHECK(check_conv1d_max(o, x, w, device()));
+  if (bias) {
+    COMB_CHECK(check(o, "bias", *bias, dtype::f32, device(), 1));
+    if (bias->dim(0) != w.dim(2))
+      return bad(o, "bias " + bias->describe() + " does not match c_out " + std::to_string(w.dim(2)));
+  }
+  COMB_CHECK(y.ensure({x.dim(0), w.dim(2)}, dtype::f32, device()));
+  COMB_CHECK(argmax.ensure({x.dim(0), w.dim(2)}, dtype::i32, device()));
+  return do_conv1d_max(x, w, bias, a, y, argmax);
+}
+
+caf::error backend::conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
+                                        const tensor& argmax, const tensor& dy, activation a,
+                                        tensor* dx, tensor& dw, tensor* dbias) {
+  auto o = op::conv1d_max_backward;
+  COMB_CHECK(check_conv1d_max(o, x, w, device()));
+  COMB_CHECK(check(o, "y", y, dtype::f32, device(), 2));
+  COMB_CHECK(check(o, "argmax", argmax, dtype::i32, device(), 2));
+  COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 2));
+  shape out{x.dim(0), w.dim(2)};
+  if (y.shape() != out || argmax.shape() != out || dy.shape() != out)
+    return bad(o, "y " + y.describe() + ", argmax " + argmax.describe() + " and dy "
+                    + dy.describe() + " must all be " + to_string(out));
+  if (dx)
+    COMB_CHECK(dx->ensure(x.shape(), dtype::f32, device()));
+  COMB_CHECK(dw.ensure(w.shape(), dtype::f32, device()));
+  if (dbias)
+    COMB_CHECK(dbias->ensure({w.dim(2)}, dtype::f32, device()));
+  return do_conv1d_max_backward(x, w, y, argmax, dy, a, dx, dw, dbias);
+}
+
 // --- defaults: unsupported --------------------------------------------------------------
 
 caf::error backend::do_embedding(const tensor&, const tensor&, tensor&) {
@@ -637,6 +689,17 @@ caf::error backend::do_concat(const std::vector<const tensor*>&, tensor&) {
 }
 caf::error backend::do_concat_backward(const tensor&, const std::vector<tensor*>&) {
   return unsupported(op::concat_backward);
+}
+
+caf::error backend::do_conv1d_max(const tensor&, const tensor&, const tensor*, activation,
+                                  tensor&, tensor&) {
+  return unsupported(op::conv1d_max);
+}
+
+caf::error backend::do_conv1d_max_backward(const tensor&, const tensor&, const tensor&,
+                                           const tensor&, const tensor&, activation, tensor*,
+                                           tensor&, tensor*) {
+  return unsupported(op::conv1d_max_backward);
 }
 
 // --- registry ---------------------------------------------------------------------------

@@ -74,6 +74,20 @@ public:
   caf::error max_over_time_backward(const tensor& dy, const tensor& argmax, int64_t time,
                                     tensor& dx);
 
+  /// y [B, C_out] = act(max over t of conv1d(x [B, T, C_in], w [K, C_in, C_out]) + bias)
+  /// with valid padding, in one pass (a TextCNN branch: equals conv1d, max_over_time and
+  /// bias_act in turn); argmax i32 [B, C_out] is the window start of the first maximum.
+  /// bias may be nullptr. Errors: T < K, shapes that do not fit.
+  caf::error conv1d_max(const tensor& x, const tensor& w, const tensor* bias, activation a,
+                        tensor& y, tensor& argmax);
+  /// Gradients of conv1d_max from its outputs y and argmax: dw and dbias (nullptr: not
+  /// wanted) are overwritten; dx (nullptr: not wanted) is ADDED TO, so that several
+  /// convolutions over one input sum their input gradients (it is sized, zeroed, when it
+  /// does not already have x's shape).
+  caf::error conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
+                                 const tensor& argmax, const tensor& dy, activation a,
+                                 tensor* dx, tensor& dw, tensor* dbias);
+
   /// Max or average pooling of NHWC x.
   caf::error pool2d(const tensor& x, const pool2d_params& p, tensor& y);
   /// dx of pool2d (max: to the first maximum of each window).
@@ -189,6 +203,12 @@ protected:
 
   virtual caf::error do_concat(const std::vector<const tensor*>& parts, tensor& y);
   virtual caf::error do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts);
+  virtual caf::error do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
+                                   activation a, tensor& y, tensor& argmax);
+  virtual caf::error do_conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
+                                            const tensor& argmax, const tensor& dy,
+                                            activation a, tensor* dx, tensor& dw,
+                                            tensor* dbias);
 
   /// errc::unsupported naming this backend and `o`.
   caf::error unsupported(op o) const;

@@ -16,7 +16,7 @@ const detail::host_ops fast_ops = {
   global_avg_pool_cpu, dense_cpu, dense_backward_cpu, softmax_cpu, softmax_cross_entropy_cpu,
   softmax_cross_entropy_backward_cpu, dropout_cpu, dropout_backward_cpu, add_cpu, sigmoid_cpu,
   sigmoid_backward_cpu, upsample_cpu, top_k_cpu, sgd_step_cpu, adam_step_cpu, concat_cpu,
-  concat_backward_cpu,
+  concat_backward_cpu, conv1d_max_cpu, conv1d_max_backward_cpu,
 };
 
 } // namespace

@@ -43,6 +43,9 @@ enum class op : uint8_t {
   adam_step,
   concat,
   concat_backward,
+  /// conv1d + max over time + bias + activation, fused (a TextCNN branch).
+  conv1d_max,
+  conv1d_max_backward,
   /// Not an op: the number of ops.
   count_,
 };

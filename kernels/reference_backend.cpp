@@ -12,7 +12,7 @@ const detail::host_ops naive_ops = {
   global_avg_pool_ref, dense_ref, dense_backward_ref, softmax_ref, softmax_cross_entropy_ref,
   softmax_cross_entropy_backward_ref, dropout_ref, dropout_backward_ref, add_ref, sigmoid_ref,
   sigmoid_backward_ref, upsample_ref, top_k_ref, sgd_step_ref, adam_step_ref, concat_ref,
-  concat_backward_ref,
+  concat_backward_ref, conv1d_max_ref, conv1d_max_backward_ref,
 };
 
 } // namespace

@@ -255,4 +255,26 @@ caf::error host_backend::do_concat_backward(const tensor& dy, const std::vector<
   return {};
 }
 
+caf::error host_backend::do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
+                                       activation a, tensor& y, tensor& argmax) {
+  auto d = make_conv1d_dims(x.dim(0), x.dim(1), x.dim(2), w.dim(0), w.dim(2), padding1d::valid);
+  ops_.conv1d_max(d, f(x), f(w), f(bias), a, f(y), argmax.data<int32_t>());
+  return {};
+}
+
+caf::error host_backend::do_conv1d_max_backward(const tensor& x, const tensor& w,
+                                                const tensor& y, const tensor& argmax,
+                                                const tensor& dy, activation a, tensor* dx,
+                                                tensor& dw, tensor* dbias) {
+  auto d = make_conv1d_dims(x.dim(0), x.dim(1), x.dim(2), w.dim(0), w.dim(2), padding1d::valid);
+  auto* am = i(argmax);
+  for (int64_t j = 0; j < argmax.numel(); ++j)
+    if (am[j] < 0 || am[j] >= d.t_out)
+      return make_error(errc::invalid_argument, "conv1d_max_backward: argmax "
+                                                  + std::to_string(am[j]) + " outside 0.."
+                                                  + std::to_string(d.t_out - 1));
+  ops_.conv1d_max_backward(d, f(x), f(w), f(y), am, f(dy), a, f(dx), f(dw), f(dbias));
+  return {};
+}
+
 } // namespace comb::kernels::detail

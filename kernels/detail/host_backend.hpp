@@ -9,6 +9,7 @@
 #include "kernels/ops/bias_act.hpp"
 #include "kernels/ops/concat.hpp"
 #include "kernels/ops/conv1d.hpp"
+#include "kernels/ops/conv1d_max.hpp"
 #include "kernels/ops/conv2d.hpp"
 #include "kernels/ops/dense.hpp"
 #include "kernels/ops/dropout.hpp"
@@ -55,6 +56,8 @@ struct host_ops {
   decltype(&adam_step_ref) adam_step;
   decltype(&concat_ref) concat;
   decltype(&concat_backward_ref) concat_backward;
+  decltype(&conv1d_max_ref) conv1d_max;
+  decltype(&conv1d_max_backward_ref) conv1d_max_backward;
 };
 
 class host_backend : public backend {
@@ -125,6 +128,11 @@ protected:
                           int64_t step, const adam_params& p) override;
   caf::error do_concat(const std::vector<const tensor*>& parts, tensor& y) override;
   caf::error do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts) override;
+  caf::error do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias, activation a,
+                           tensor& y, tensor& argmax) override;
+  caf::error do_conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
+                                    const tensor& argmax, const tensor& dy, activation a,
+                                    tensor* dx, tensor& dw, tensor* dbias) override;
 
 private:
   std::string name_;

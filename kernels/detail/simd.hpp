@@ -1,7 +1,8 @@
 // comb::kernels::detail SIMD helpers: COMB_CLONES compiles a hot loop for AVX-512, AVX2 and
 // baseline x86-64 and picks one at load time (GCC target_clones / ifunc), so the binary
 // runs on any x86-64 and uses AVX-512 where the CPU has it. Elsewhere it expands to nothing.
-// Includes scratch.hpp, which the same loops use for their buffers.
+// use_avx512_kernels() gates the hand-written intrinsics kernels. Includes scratch.hpp,
+// which the same loops use for their buffers.
 #pragma once
 
 #include "kernels/detail/scratch.hpp"
@@ -11,4 +12,23 @@
 #else
 #define COMB_CLONES
 #endif
+
+#include <cstdlib>
+
+namespace comb::kernels::detail {
+
+/// Whether the hand-written AVX-512 kernels (intrinsics, not the COMB_CLONES loops) run:
+/// the CPU has AVX-512F and COMB_KERNELS_NO_AVX512 is not set in the environment (tests set
+/// it to run the portable fallbacks on AVX-512 machines too). Read once.
+inline bool use_avx512_kernels() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool yes =
+    __builtin_cpu_supports("avx512f") && !std::getenv("COMB_KERNELS_NO_AVX512");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+} // namespace comb::kernels::detail
 

@@ -1,5 +1,7 @@
 // comb::kernels::textcnn: layers as a sequence of backend ops, activations kept for the
-// backward pass, Adam state per parameter.
+// backward pass, Adam state per parameter. Where the backend has the fused conv1d_max op
+// (the CPU backend), each branch is one conv1d + max + bias + ReLU pass and its gradient
+// follows only the arg-max windows; elsewhere conv1d, max_over_time and bias_act run apart.
 #include "kernels/models/textcnn.hpp"
 
 #include "kernels/detail/param_init.hpp"
@@ -33,6 +35,11 @@ struct textcnn::impl {
   tensor d_logits, d_dropped, d_features, d_embedded, d_tmp;
   std::vector<tensor> d_act, d_pooled, d_conv, d_x;
 
+  /// Whether the backend runs the fused conv1d + max-over-time ops (else three ops each).
+  bool fused() const {
+    return be->supports(op::conv1d_max) && be->supports(op::conv1d_max_backward);
+  }
+
   std::vector<tensor*> params() {
     std::vector<tensor*> p{&emb};
     for (size_t i = 0; i < conv_w.size(); ++i) {
@@ -62,6 +69,12 @@ struct textcnn::impl {
     conv_out.resize(nk), pooled.resize(nk), argmax.resize(nk), act.resize(nk);
     std::vector<const tensor*> parts;
     for (size_t i = 0; i < nk; ++i) {
+      if (fused()) {
+        // One pass: the [B, T', F] convolution output never reaches memory.
+        COMB_TRY(b.conv1d_max(x, conv_w[i], &conv_b[i], activation::relu, act[i], argmax[i]));
+        parts.push_back(&act[i]);
+        continue;
+      }
       // Bias and ReLU commute with the max over time, so they run on [B, F] only.
       COMB_TRY(b.conv1d(x, conv_w[i], nullptr, conv1d_params{}, conv_out[i]));
       COMB_TRY(b.max_over_time(conv_out[i], 0, pooled[i], argmax[i]));
@@ -103,6 +116,17 @@ struct textcnn::impl {
     for (auto& t : d_act)
       parts.push_back(&t);
     COMB_TRY(b.concat_backward(df, widths, parts));
+    if (fused()) {
+      // Each branch adds its input gradient (only its arg-max windows) into d_embedded.
+      COMB_TRY(d_embedded.ensure(x.shape(), dtype::f32, b.device()));
+      COMB_TRY(d_embedded.zero());
+      for (size_t i = 0; i < nk; ++i)
+        COMB_TRY(b.conv1d_max_backward(x, conv_w[i], act[i], argmax[i], d_act[i],
+                                       activation::relu, &d_embedded, grads[1 + 2 * i],
+                                       &grads[2 + 2 * i]));
+      COMB_TRY(b.embedding_backward(tokens, d_embedded, cfg.vocab, grads[0]));
+      return *loss;
+    }
     for (size_t i = 0; i < nk; ++i) {
       COMB_TRY(b.bias_act_backward(act[i], d_act[i], activation::relu, d_pooled[i],
                                    &grads[2 + 2 * i]));

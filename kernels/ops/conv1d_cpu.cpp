@@ -1,9 +1,13 @@
-// Fast conv1d: im2col in blocks of whole sequences (about 4096 output rows: big enough
-// that each sgemm runs near its peak, small enough to bound the scratch; a row is the k * c_in floats of one window, one memcpy when the window is
-// inside the sequence), each block one OpenBLAS sgemm writing straight into y. Backward:
-// dw accumulates col^T dy over the blocks, dx is dy W^T scattered back (col2im).
+// Fast conv1d. Forward with AVX-512: register tiles straight over the windows of x
+// (detail/conv1d_tile.hpp; no im2col, no sgemm), sequences across threads. Otherwise, and
+// for the backward pass: im2col in blocks of whole sequences (about 4096 output rows: big
+// enough that each sgemm runs near its peak, small enough to bound the scratch; a row is
+// the k * c_in floats of one window, one memcpy when the window is inside the sequence),
+// each block one OpenBLAS sgemm writing straight into y. Backward: dw accumulates col^T dy
+// over the blocks, dx is dy W^T scattered back (col2im).
 #include "kernels/ops/conv1d.hpp"
 
+#include "kernels/detail/conv1d_tile.hpp"
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
 
@@ -79,10 +83,57 @@ void col2im_seq(const conv1d_dims& d, const float* dcol, int64_t b, int64_t b0, 
   }
 }
 
+/// The AVX-512 forward: weights packed once, then per sequence the register tiles of
+/// detail/conv1d_tile.hpp write y directly. "same" padding copies the sequence between
+/// zero rows first (a per-thread buffer), so every window is k contiguous rows.
+void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const float* bias,
+                  float* y) {
+#ifdef COMB_CONV1D_TILE_AVX512
+  const int64_t kd = d.k * d.c_in, fp = detail::conv1d_packed_width(d.c_out);
+  float* wp = detail::scratch(static_cast<size_t>(kd * fp), 1);
+  detail::conv1d_pack_weights(w, kd, d.c_out, wp);
+  const bool padded = d.pad_before > 0 || d.t_out + d.k - 1 > d.time;
+  detail::parallel_range(d.batch, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t rows = d.t_out + d.k - 1;
+    float* buf = padded ? detail::scratch(static_cast<size_t>(rows * d.c_in), 3) : nullptr;
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* xs = x + b * d.time * d.c_in;
+      if (padded) {
+        std::fill(buf, buf + rows * d.c_in, 0.0f);
+        std::memcpy(buf + d.pad_before * d.c_in, xs,
+                    static_cast<size_t>(d.time * d.c_in) * sizeof(float));
+        xs = buf;
+      }
+      float* ys = y + b * d.t_out * d.c_out;
+      for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
+        switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+          case 3:
+            detail::conv1d_tiles_store<3>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias,
+                                          ys);
+            break;
+          case 2:
+            detail::conv1d_tiles_store<2>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias,
+                                          ys);
+            break;
+          default:
+            detail::conv1d_tiles_store<1>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias,
+                                          ys);
+            break;
+        }
+      }
+    }
+  });
+#endif
+}
+
 } // namespace
 
 void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,
                 float* y) {
+  if (detail::conv1d_tile_avx512()) {
+    conv1d_tiles(d, x, w, bias, y);
+    return;
+  }
   int64_t kk = d.k * d.c_in;
   int64_t per = seqs_per_block(d);
   float* col = detail::scratch(static_cast<size_t>(per * d.t_out * kk), 1);
@@ -101,8 +152,84 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
   }
 }
 
+namespace {
+
+/// The valid-padding backward with AVX-512. dw: dy copied to [batch, time, c_out] with
+/// zero rows for t >= t_out, so that over the flattened batch dw[j] = x shifted by j rows,
+/// transposed, times that copy: one sgemm per tap over the whole batch (a window that
+/// crosses into the next sequence meets a zero row). dx: the full convolution of dy with
+/// the taps flipped and transposed, through the forward's register tiles (each sequence's
+/// dy between k - 1 zero rows on either side), so no dcol buffer and no col2im.
+void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
+                           const float* dy, float* dx, float* dw) {
+#ifdef COMB_CONV1D_TILE_AVX512
+  const int64_t f = d.c_out, rows = d.batch * d.time;
+  float* dyp = detail::scratch(static_cast<size_t>(rows * f), 2);
+  detail::parallel_range(d.batch, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      std::memcpy(dyp + b * d.time * f, dy + b * d.t_out * f,
+                  static_cast<size_t>(d.t_out * f) * sizeof(float));
+      std::fill(dyp + (b * d.time + d.t_out) * f, dyp + (b + 1) * d.time * f, 0.0f);
+    }
+  });
+  for (int64_t j = 0; j < d.k; ++j)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(d.c_in),
+                static_cast<int>(f), static_cast<int>(rows - j), 1.0f, x + j * d.c_in,
+                static_cast<int>(d.c_in), dyp, static_cast<int>(f), 0.0f,
+                dw + j * d.c_in * f, static_cast<int>(f));
+  if (!dx)
+    return;
+  // w' [k * c_out, c_in]: w'[j' * c_out + o, c] = w[k - 1 - j', c, o], packed for the tiles.
+  const int64_t kd = d.k * f, fp = detail::conv1d_packed_width(d.c_in);
+  float* wt = detail::scratch(static_cast<size_t>(kd * d.c_in), 3);
+  for (int64_t jp = 0; jp < d.k; ++jp)
+    for (int64_t c = 0; c < d.c_in; ++c)
+      for (int64_t o = 0; o < f; ++o)
+        wt[(jp * f + o) * d.c_in + c] = w[((d.k - 1 - jp) * d.c_in + c) * f + o];
+  float* wp = detail::scratch(static_cast<size_t>(kd * fp), 1);
+  detail::conv1d_pack_weights(wt, kd, d.c_in, wp);
+  detail::parallel_range(d.batch, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t n = d.t_out + 2 * (d.k - 1);
+    float* buf = detail::scratch(static_cast<size_t>(n * f), 3);
+    std::fill(buf, buf + (d.k - 1) * f, 0.0f);
+    std::fill(buf + (d.k - 1 + d.t_out) * f, buf + n * f, 0.0f);
+    for (int64_t b = b0; b < b1; ++b) {
+      std::memcpy(buf + (d.k - 1) * f, dy + b * d.t_out * f,
+                  static_cast<size_t>(d.t_out * f) * sizeof(float));
+      float* out = dx + b * d.time * d.c_in;
+      for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
+        switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+          case 3:
+            detail::conv1d_tiles_store<3>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
+            break;
+          case 2:
+            detail::conv1d_tiles_store<2>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
+            break;
+          default:
+            detail::conv1d_tiles_store<1>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
+            break;
+        }
+      }
+    }
+  });
+#endif
+}
+
+} // namespace
+
 void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
                          const float* dy, float* dx, float* dw, float* dbias) {
+  if (detail::conv1d_tile_avx512() && d.pad_before == 0 && d.t_out == d.time - d.k + 1
+      && d.batch > 0) {
+    conv1d_backward_tiles(d, x, w, dy, dx, dw);
+    if (dbias) {
+      std::memset(dbias, 0, static_cast<size_t>(d.c_out) * sizeof(float));
+      for (int64_t r = 0; r < d.batch * d.t_out; ++r)
+        for (int64_t o = 0; o < d.c_out; ++o)
+          dbias[o] += dy[r * d.c_out + o];
+    }
+    return;
+  }
   int64_t kk = d.k * d.c_in;
   int64_t per = seqs_per_block(d);
   float* col = detail::scratch(static_cast<size_t>(per * d.t_out * kk), 1);

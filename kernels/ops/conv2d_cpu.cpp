@@ -1,10 +1,12 @@
-// Fast NHWC conv2d. Dense and grouped: per image and group, im2col (one row per output
-// pixel, [kh * kw * c_in/g] floats) and one OpenBLAS sgemm into the group's output columns
-// (ldc = c_out). Depthwise: a direct loop over output rows with the channel loop
+// Fast NHWC conv2d. Dense (groups 1, kernel larger than 1x1) with AVX-512: the conv1d
+// register tiles over strips of 8 output pixels (detail/conv1d_tile.hpp). Otherwise dense
+// and grouped: per image and group, im2col (one row per output pixel, [kh * kw * c_in/g]
+// floats) and one OpenBLAS sgemm into the group's output columns (ldc = c_out). Depthwise: a direct loop over output rows with the channel loop
 // vectorised. Backward: dw accumulates col^T dy, dx is dy W^T scattered back (col2im);
 // depthwise backward is direct.
 #include "kernels/ops/conv2d.hpp"
 
+#include "kernels/detail/conv1d_tile.hpp"
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
 
@@ -101,6 +103,72 @@ void depthwise_row(const conv2d_dims& d, const float* x, const float* w, const f
   }
 }
 
+/// Dense (groups 1) convolution with AVX-512 through the conv1d register tiles: the
+/// images are copied once between zero borders (when padded), then each output row is
+/// strips of 8 pixels whose windows are kh segments of kw * c_in contiguous floats; no
+/// im2col, no sgemm. Output rows split across threads.
+void conv2d_tiles(const conv2d_dims& d, const float* x, const float* w, const float* bias,
+                  float* y) {
+#ifdef COMB_CONV1D_TILE_AVX512
+  const int64_t len = d.kw * d.c_in, kd = d.kh * len;
+  const int64_t fp = detail::conv1d_packed_width(d.c_out);
+  float* wp = detail::scratch(static_cast<size_t>(kd * fp), 1);
+  detail::conv1d_pack_weights(w, kd, d.c_out, wp);
+  // Input extent the windows reach, padding included.
+  const int64_t hp = std::max(d.h + d.pad_top, (d.oh - 1) * d.stride_h + d.kh);
+  const int64_t wpp = std::max(d.w + d.pad_left, (d.ow - 1) * d.stride_w + d.kw);
+  const bool copy = hp != d.h || wpp != d.w;
+  const float* img = x;
+  if (copy) {
+    float* buf = detail::scratch(static_cast<size_t>(d.n * hp * wpp * d.c_in), 2);
+    detail::parallel_range(d.n * hp, 4, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        int64_t n = r / hp, iy = r % hp - d.pad_top;
+        float* dst = buf + r * wpp * d.c_in;
+        std::fill(dst, dst + wpp * d.c_in, 0.0f);
+        if (iy >= 0 && iy < d.h)
+          std::memcpy(dst + d.pad_left * d.c_in, x + (n * d.h + iy) * d.w * d.c_in,
+                      static_cast<size_t>(d.w * d.c_in) * sizeof(float));
+      }
+    });
+    img = buf;
+  }
+  const int64_t stride = wpp * d.c_in;
+  detail::parallel_range(d.n * d.oh, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t n = r / d.oh, oy = r % d.oh;
+      const float* top = img + (n * hp + oy * d.stride_h) * stride;
+      for (int64_t ox0 = 0; ox0 < d.ow; ox0 += detail::conv1d_tile_rows) {
+        const float* rows[detail::conv1d_tile_rows];
+        float* out[detail::conv1d_tile_rows];
+        for (int i = 0; i < detail::conv1d_tile_rows; ++i) {
+          int64_t ox = std::min<int64_t>(ox0 + i, d.ow - 1);
+          rows[i] = top + ox * d.stride_w * d.c_in;
+          out[i] = y + ((n * d.oh + oy) * d.ow + ox) * d.c_out;
+        }
+        int64_t real = std::min<int64_t>(detail::conv1d_tile_rows, d.ow - ox0);
+        for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
+          switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+            case 3:
+              detail::conv2d_tile_store<3>(rows, real, d.kh, stride, len, wp, col0, d.c_out,
+                                           bias, out);
+              break;
+            case 2:
+              detail::conv2d_tile_store<2>(rows, real, d.kh, stride, len, wp, col0, d.c_out,
+                                           bias, out);
+              break;
+            default:
+              detail::conv2d_tile_store<1>(rows, real, d.kh, stride, len, wp, col0, d.c_out,
+                                           bias, out);
+              break;
+          }
+        }
+      }
+    }
+  });
+#endif
+}
+
 } // namespace
 
 void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const float* bias,
@@ -110,6 +178,10 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
       for (int64_t r = r0; r < r1; ++r)
         depthwise_row(d, x, w, bias, r / d.oh, r % d.oh, y);
     });
+    return;
+  }
+  if (d.groups == 1 && !(d.kh == 1 && d.kw == 1) && detail::conv1d_tile_avx512()) {
+    conv2d_tiles(d, x, w, bias, y);
     return;
   }
   int64_t cig = d.c_in / d.groups, cog = d.c_out / d.groups;

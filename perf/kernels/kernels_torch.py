@@ -2,9 +2,15 @@
 """PyTorch CPU baseline for perf_kernels: the same models and shapes as Comb's kernels.
 MLP 784-512-10 at batch 1200 and TextCNN (embedding 64, conv1d 2/3/4 x 100, ReLU, max over
 time, dropout 0.2, dense, 2-way softmax) at batch 64 x 256 tokens, forward (eval, no_grad)
-and a train step (Adam). Threads fixed (2 unless told), warm-up before timing.
-Prints one line per measurement: "torch <name> ms <median ms>".
-Run with Debian's python3-torch: /usr/bin/python3 kernels_torch.py ITERS [threads] [names...]
+and a train step (Adam, foreach update, gradients set to None rather than zeroed: PyTorch's
+fastest CPU settings). Threads fixed (2 unless told), warm-up before timing.
+Run with Debian's python3-torch:
+  /usr/bin/python3 kernels_torch.py ITERS [threads] [names...]
+    prints one line per measurement: "torch <name> ms <median ms>".
+  /usr/bin/python3 kernels_torch.py --serve [threads] [names...]
+    warms the named cases up, prints "ready <torch version> <threads>", then for each name
+    read from stdin runs it once and prints "torch <name> ms <ms>" (perf_kernels uses this
+    to time Comb and PyTorch alternately); "quit" or end of input stops.
 """
 import statistics
 import sys
@@ -14,9 +20,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-iters = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-wanted = set(sys.argv[3:])
+serve = len(sys.argv) > 1 and sys.argv[1] == "--serve"
+args = sys.argv[2:] if serve else sys.argv[1:]
+if serve:
+    args = ["0"] + args
+iters = int(args[0]) if len(args) > 0 else 10
+threads = int(args[1]) if len(args) > 1 else 2
+wanted = set(args[2:])
 torch.set_num_threads(threads)
 torch.manual_seed(1)
 
@@ -54,7 +64,7 @@ def report(name, fn):
 
 
 mlp = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))
-mlp_opt = torch.optim.Adam(mlp.parameters(), lr=1e-3)
+mlp_opt = torch.optim.Adam(mlp.parameters(), lr=1e-3, foreach=True)
 mx = torch.randn(1200, 784)
 my = torch.randint(0, 10, (1200,))
 
@@ -67,14 +77,14 @@ def mlp_forward():
 
 def mlp_train():
     mlp.train()
-    mlp_opt.zero_grad()
+    mlp_opt.zero_grad(set_to_none=True)
     loss = F.cross_entropy(mlp(mx), my)
     loss.backward()
     mlp_opt.step()
 
 
 cnn = TextCNN()
-cnn_opt = torch.optim.Adam(cnn.parameters(), lr=1e-3)
+cnn_opt = torch.optim.Adam(cnn.parameters(), lr=1e-3, foreach=True)
 tokens = torch.randint(0, 8192, (64, 256))
 labels = torch.randint(0, 2, (64,))
 
@@ -87,13 +97,31 @@ def textcnn_forward():
 
 def textcnn_train():
     cnn.train()
-    cnn_opt.zero_grad()
+    cnn_opt.zero_grad(set_to_none=True)
     loss = F.cross_entropy(cnn(tokens), labels)
     loss.backward()
     cnn_opt.step()
 
 
-report("mlp_forward", mlp_forward)
-report("mlp_train", mlp_train)
-report("textcnn_forward", textcnn_forward)
-report("textcnn_train", textcnn_train)
+cases = {"mlp_forward": mlp_forward, "mlp_train": mlp_train,
+         "textcnn_forward": textcnn_forward, "textcnn_train": textcnn_train}
+
+if serve:
+    for name, fn in cases.items():
+        if not wanted or name in wanted:
+            for _ in range(3):
+                fn()
+    print(f"ready {torch.__version__} {torch.get_num_threads()}", flush=True)
+    for line in sys.stdin:
+        name = line.strip()
+        if name == "quit":
+            break
+        if name not in cases:
+            print(f"error unknown case {name}", flush=True)
+            continue
+        t0 = time.perf_counter()
+        cases[name]()
+        print(f"torch {name} ms {(time.perf_counter() - t0) * 1e3:.3f}", flush=True)
+else:
+    for name, fn in cases.items():
+        report(name, fn)

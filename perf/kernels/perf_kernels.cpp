@@ -1,8 +1,8 @@
 // perf_kernels: times Comb's CPU kernels and models and prints, next to each, a baseline
 // measured in the same run: OpenBLAS sgemm of the same shape (same FLOP count) for
-// GEMM-shaped ops, and PyTorch CPU (perf/kernels/kernels_torch.py, run as a subprocess
-// with the same thread count) for the MLP 784-512-10 at batch 1200 and the TextCNN at
-// 64 x 256 tokens x embedding 64. Usage: perf_kernels [--benchmarks=a,b] [--quick]
+// GEMM-shaped ops, and PyTorch CPU (perf/kernels/kernels_torch.py, a child process with the
+// same thread count, asked for one run at a time so that the two alternate) for the MLP
+// 784-512-10 at batch 1200 and the TextCNN at 64 x 256 tokens x embedding 64. Usage: perf_kernels [--benchmarks=a,b] [--quick]
 // [--threads=N] [--no-torch]. Benchmarks: sgemm_ops, ops, mlp, textcnn.
 #include "perf/bench_env.hpp"
 #include "kernels/backend.hpp"
@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -24,6 +25,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace comb::kernels;
 
@@ -231,45 +235,138 @@ void bench_other_ops(const options& o) {
       1200.0 * 10 * 8);
 }
 
-/// Torch results by name, from the baseline script.
-std::map<std::string, double> run_torch(const options& o, const std::vector<std::string>& names,
-                                        int threads) {
-  std::map<std::string, double> out;
-  if (!o.torch)
-    return out;
-  std::string cmd = "/usr/bin/python3 " COMB_SOURCE_DIR "/perf/kernels/kernels_torch.py "
-                    + std::to_string(reps(o)) + " " + std::to_string(threads);
-  for (auto& n : names)
-    cmd += " " + n;
-  cmd += " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) {
-    std::printf("(PyTorch baseline could not start)\n");
-    return out;
+/// The PyTorch baseline as a child process (kernels_torch.py --serve): it warms its cases up,
+/// then runs one case per request and reports that run's time, so that Comb and PyTorch are
+/// timed alternately under the same load from other processes.
+class torch_server {
+public:
+  torch_server(const options& o, const std::vector<std::string>& names, int threads) {
+    if (!o.torch)
+      return;
+    // A baseline that dies must not take the benchmark with it (EPIPE instead of SIGPIPE).
+    std::signal(SIGPIPE, SIG_IGN);
+    int to_child[2], from_child[2];
+    if (pipe(to_child) != 0 || pipe(from_child) != 0) {
+      std::printf("(PyTorch baseline could not start: pipe failed)\n");
+      return;
+    }
+    std::vector<std::string> args = {"/usr/bin/python3",
+                                     COMB_SOURCE_DIR "/perf/kernels/kernels_torch.py", "--serve",
+                                     std::to_string(threads)};
+    args.insert(args.end(), names.begin(), names.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(to_child[0], 0);
+      dup2(from_child[1], 1);
+      for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1]})
+        close(fd);
+      std::vector<char*> argv;
+      for (auto& a : args)
+        argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    to_ = fdopen(to_child[1], "w");
+    from_ = fdopen(from_child[0], "r");
+    char line[512];
+    if (pid_ > 0 && from_ && fgets(line, sizeof line, from_)
+        && std::string(line).rfind("ready ", 0) == 0) {
+      ready_ = true;
+      std::string l = line;
+      std::printf("PyTorch baseline: version %s", l.substr(6).c_str());
+    } else {
+      std::printf("(PyTorch baseline unavailable: install python3-torch for /usr/bin/python3)\n");
+    }
   }
-  char line[512];
-  std::string all;
-  while (fgets(line, sizeof line, p)) {
-    all += line;
+
+  ~torch_server() {
+    if (to_) {
+      if (ready_)
+        std::fprintf(to_, "quit\n");
+      std::fclose(to_);
+    }
+    if (from_)
+      std::fclose(from_);
+    if (pid_ > 0)
+      waitpid(pid_, nullptr, 0);
+  }
+
+  bool ready() const {
+    return ready_;
+  }
+
+  /// Milliseconds of one run of `name`, or a negative number when the baseline failed.
+  double run(const std::string& name) {
+    if (!ready_)
+      return -1;
+    std::fprintf(to_, "%s\n", name.c_str());
+    std::fflush(to_);
+    char line[512];
+    if (!fgets(line, sizeof line, from_)) {
+      ready_ = false;
+      return -1;
+    }
     std::istringstream in(line);
-    std::string tag, name, unit;
-    double ms;
-    if (in >> tag >> name >> unit >> ms && tag == "torch" && unit == "ms")
-      out[name] = ms;
+    std::string tag, got, unit;
+    double ms = -1;
+    if (!(in >> tag >> got >> unit >> ms) || tag != "torch" || got != name)
+      return -1;
+    return ms;
   }
-  int rc = pclose(p);
-  if (rc != 0 || out.empty())
-    std::printf("(PyTorch baseline unavailable: install python3-torch; output: %s)\n",
-                all.substr(0, 300).c_str());
-  return out;
+
+private:
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+  bool ready_ = false;
+};
+
+/// Pause before each timed model run (see model_row).
+constexpr int settle_ms = 200;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
-void model_row(const std::string& name, double ms, double flops,
-               const std::map<std::string, double>& torch) {
+/// One model row: Comb and (when there) PyTorch, each run once per round after a warm-up,
+/// alternating which goes first; medians of the rounds.
+void model_row(const std::string& name, const std::function<void()>& comb_fn, double flops,
+               torch_server& torch, int rounds) {
+  comb_fn();
+  std::vector<double> tc, tt;
+  // Idle threads of one side keep spinning for a while after its run (OpenBLAS workers
+  // for about 0.1 s, OpenMP workers briefly) and would steal the cores from the other
+  // side's run: pause before each timed run so that each starts on quiet cores.
+  auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms)); };
+  auto time_comb = [&] {
+    settle();
+    auto t0 = std::chrono::steady_clock::now();
+    comb_fn();
+    tc.push_back(
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  };
+  for (int i = 0; i < rounds; ++i) {
+    if (i % 2)
+      time_comb();
+    if (torch.ready()) {
+      settle();
+      double ms = torch.run(name);
+      if (ms >= 0)
+        tt.push_back(ms);
+    }
+    if (i % 2 == 0)
+      time_comb();
+  }
+  double ms = median(tc);
   std::printf("%-34s %9.3f ms %8.2f GFLOP/s", name.c_str(), ms, flops / ms / 1e6);
-  auto i = torch.find(name);
-  if (i != torch.end())
-    std::printf(" | PyTorch %9.3f ms | speed-up vs PyTorch %.2fx", i->second, i->second / ms);
+  if (!tt.empty()) {
+    double t = median(tt);
+    std::printf(" | PyTorch %9.3f ms | speed-up vs PyTorch %.2fx", t, t / ms);
+  }
   std::printf("\n");
 }
 
@@ -281,31 +378,29 @@ void bench_models(const options& o, int threads) {
     names.insert(names.end(), {"textcnn_forward", "textcnn_train"});
   if (names.empty())
     return;
-  std::printf("\n== Models vs PyTorch CPU (%d threads each; speed-up = PyTorch ms / Comb ms; "
-              "goal >= 1.0)\n",
+  std::printf("\n== Models vs PyTorch CPU (%d threads each, timed alternately; speed-up = "
+              "PyTorch ms / Comb ms, medians; goal >= 1.0)\n",
               threads);
-  auto torch = run_torch(o, names, threads);
+  std::fflush(stdout);
+  torch_server torch(o, names, threads);
   std::mt19937_64 rng(3);
-  int r = reps(o);
+  int rounds = 2 * reps(o) + 1;
   if (o.wants("mlp")) {
     auto m = mlp::create({});
     auto x = rnd({1200, 784}, rng);
     auto y = rnd_ids({1200}, rng, 10);
     double f = m->forward_flops(1200);
-    model_row("mlp_forward", time_ms([&] { must(m->forward(x), "mlp"); }, r), f, torch);
-    model_row("mlp_train", time_ms([&] { must(m->train_step(x, y), "mlp"); }, r),
-              3 * f, torch);
+    model_row("mlp_forward", [&] { must(m->forward(x), "mlp"); }, f, torch, rounds);
+    model_row("mlp_train", [&] { must(m->train_step(x, y), "mlp"); }, 3 * f, torch, rounds);
   }
   if (o.wants("textcnn")) {
     auto m = textcnn::create({});
     auto tokens = rnd_ids({64, 256}, rng, 8192);
     auto labels = rnd_ids({64}, rng, 2);
     double f = m->forward_flops(64, 256);
-    model_row("textcnn_forward", time_ms([&] { must(m->forward(tokens), "tc"); }, r), f,
-              torch);
-    model_row("textcnn_train",
-              time_ms([&] { must(m->train_step(tokens, labels), "tc"); }, r), 3 * f,
-              torch);
+    model_row("textcnn_forward", [&] { must(m->forward(tokens), "tc"); }, f, torch, rounds);
+    model_row("textcnn_train", [&] { must(m->train_step(tokens, labels), "tc"); }, 3 * f,
+              torch, rounds);
   }
 }
 

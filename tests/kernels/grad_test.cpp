@@ -183,6 +183,28 @@ TEST_CASE("bias + ReLU and ReLU6") {
   }
 }
 
+TEST_CASE("conv1d_max (conv1d + max over time + bias + ReLU)") {
+  std::mt19937_64 rng(13);
+  for (int64_t k : {2, 3, 4}) {
+    grad_check("conv1d_max k=" + std::to_string(k),
+               {random_f32({2, 9, 4}, rng), random_f32({k, 4, 5}, rng), random_f32({5}, rng)},
+               {0, 1, 2},
+               [&](std::vector<tensor>& in) {
+                 tensor y, arg;
+                 OK(cpu().conv1d_max(in[0], in[1], &in[2], activation::relu, y, arg));
+                 return y;
+               },
+               [&](std::vector<tensor>& in, const tensor& dy) {
+                 tensor y, arg, dx, dw, db;
+                 OK(cpu().conv1d_max(in[0], in[1], &in[2], activation::relu, y, arg));
+                 OK(cpu().conv1d_max_backward(in[0], in[1], y, arg, dy, activation::relu, &dx,
+                                              dw, &db));
+                 return std::vector<tensor>{dx, dw, db};
+               },
+               100 + static_cast<uint64_t>(k), 1e-3f);
+  }
+}
+
 TEST_CASE("max over time") {
   std::mt19937_64 rng(9);
   grad_check("max_over_time", {distinct({3, 8, 5}, rng)}, {0},

@@ -187,6 +187,9 @@ TEST_CASE("conv2d: stride, padding, groups, depthwise; forward and backward") {
   std::vector<shape_case> shapes = {
     {"3x3 s1 p1", 2, 9, 8, 5, 3, 3, 7, {1, 1, 1, 1, 1, 1, 1}},
     {"3x3 s2 asymmetric pad", 2, 11, 10, 4, 3, 3, 6, {2, 2, 0, 0, 1, 1, 1}},
+    // Several 8-pixel strips and a partial one; 53 filters span blocks of 48 + 16.
+    {"3x3 s1 p1 wide, 53 filters", 1, 5, 19, 6, 3, 3, 53, {1, 1, 1, 1, 1, 1, 1}},
+    {"2x3 unpadded", 2, 6, 13, 3, 2, 3, 20, {}},
     {"1x1", 3, 6, 6, 8, 1, 1, 16, {}},
     {"1x1 groups 2", 2, 5, 4, 8, 1, 1, 6, {1, 1, 0, 0, 0, 0, 2}},
     {"1x1 s2", 2, 7, 7, 4, 1, 1, 6, {2, 2, 0, 0, 0, 0, 1}},
@@ -288,6 +291,57 @@ TEST_CASE("max over time and its gradient") {
         > 0);
 }
 
+TEST_CASE("conv1d_max (conv1d + max over time + bias + activation) and its gradient") {
+  std::mt19937_64 rng(12);
+  struct shape_case {
+    shape x, w;
+  };
+  // c_out 9, 40 and 70 cover one partial vector, a full 3-vector block and 3 + 2 vectors;
+  // t == k leaves a single window.
+  std::vector<shape_case> shapes = {{{5, 37, 12}, {2, 12, 9}},  {{5, 37, 12}, {3, 12, 9}},
+                                    {{5, 37, 12}, {4, 12, 9}},  {{3, 20, 8}, {3, 8, 40}},
+                                    {{2, 30, 16}, {2, 16, 70}}, {{1, 4, 3}, {4, 3, 2}}};
+  std::vector<op_case> cases;
+  for (auto& sc : shapes)
+    for (auto a : {activation::relu, activation::none, activation::relu6}) {
+      auto x = random_f32(sc.x, rng);
+      auto w = random_f32(sc.w, rng);
+      auto bias = random_f32({sc.w[2]}, rng);
+      auto dy = random_f32({sc.x[0], sc.w[2]}, rng);
+      auto dx0 = random_f32(sc.x, rng);
+      std::string name = "conv1d_max x " + to_string(sc.x) + " w " + to_string(sc.w) + " act "
+                         + std::to_string(static_cast<int>(a));
+      cases.push_back({name, op::conv1d_max, [=](backend& b) {
+                         tensor y, arg, y2, arg2;
+                         auto bb = on(b, bias);
+                         OK(b.conv1d_max(on(b, x), on(b, w), &bb, a, y, arg));
+                         OK(b.conv1d_max(on(b, x), on(b, w), nullptr, a, y2, arg2));
+                         return std::vector<tensor>{y, arg, y2, arg2};
+                       }});
+      cases.push_back({name + " backward", op::conv1d_max_backward, [=](backend& b) {
+                         tensor y, arg, dw, db, dw2;
+                         auto bb = on(b, bias);
+                         OK(b.conv1d_max(on(b, x), on(b, w), &bb, a, y, arg));
+                         // dx is added to: start from random values.
+                         auto dx = *on(b, dx0).clone();
+                         OK(b.conv1d_max_backward(on(b, x), on(b, w), y, arg, on(b, dy), a, &dx,
+                                                  dw, &db));
+                         OK(b.conv1d_max_backward(on(b, x), on(b, w), y, arg, on(b, dy), a,
+                                                  nullptr, dw2, nullptr));
+                         return std::vector<tensor>{dx, dw, db, dw2};
+                       }});
+    }
+  CHECK(run_cases(cases) > 0);
+  // A sequence shorter than the kernel and a bad argmax are errors, not crashes.
+  tensor y, arg, dw;
+  CHECK(cpu().conv1d_max(random_f32({2, 3, 4}, rng), random_f32({4, 4, 5}, rng), nullptr,
+                         activation::relu, y, arg));
+  auto x = random_f32({2, 6, 4}, rng), w = random_f32({3, 4, 5}, rng);
+  OK(cpu().conv1d_max(x, w, nullptr, activation::relu, y, arg));
+  arg.data<int32_t>()[0] = 4;
+  CHECK(cpu().conv1d_max_backward(x, w, y, arg, y, activation::relu, nullptr, dw, nullptr));
+}
+
 TEST_CASE("max / avg / global-avg pooling and gradients") {
   std::mt19937_64 rng(7);
   auto x = random_f32({2, 13, 12, 10}, rng);
@@ -323,12 +377,14 @@ TEST_CASE("max / avg / global-avg pooling and gradients") {
 TEST_CASE("dense and its gradients") {
   std::mt19937_64 rng(8);
   std::vector<op_case> cases;
+  // out <= 16 takes the CPU backend's narrow path (classifier heads).
+  for (int64_t out : {45, 10, 16, 1})
   for (int64_t batch : {1, 33, 130}) {
     auto x = random_f32({batch, 70}, rng);
-    auto w = random_f32({70, 45}, rng);
-    auto bias = random_f32({45}, rng);
-    auto dy = random_f32({batch, 45}, rng);
-    std::string n = "dense batch " + std::to_string(batch);
+    auto w = random_f32({70, out}, rng);
+    auto bias = random_f32({out}, rng);
+    auto dy = random_f32({batch, out}, rng);
+    std::string n = "dense batch " + std::to_string(batch) + " out " + std::to_string(out);
     cases.push_back({n, op::dense, [=](backend& b) {
                        tensor y, y2;
                        auto bb = on(b, bias);

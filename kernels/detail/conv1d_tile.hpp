@@ -1,0 +1,207 @@
+// comb::kernels::detail conv1d tiles: the register-blocked inner kernel shared by the CPU
+// conv1d, conv1d_max and the dense conv2d (whose windows are kh segments of kw * c_in). Weights are packed block by block (blocks of 48 filters, c_out
+// rounded up to 16 with zero columns), each block one contiguous [k * c_in, width] panel;
+// a tile is 8 consecutive windows (time steps) x the block's 1 to 3 vectors of 16 filters,
+// accumulated in up to 24 AVX-512 registers over the k * c_in inputs of each window, read
+// straight from the sequence (a window of k rows is k * c_in contiguous floats, so no
+// im2col). Internal to kernels/ops; pure functions, thread-safe.
+#pragma once
+
+#include "kernels/detail/simd.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define COMB_CONV1D_TILE_AVX512 1
+#endif
+
+namespace comb::kernels::detail {
+
+constexpr int conv1d_tile_rows = 8;
+
+/// Filters per column block: 3 vectors of 16 (the last block 1 to 3).
+constexpr int64_t conv1d_block_cols = 48;
+
+/// fp: c_out rounded up to 16.
+inline int64_t conv1d_packed_width(int64_t c_out) {
+  return (c_out + 15) / 16 * 16;
+}
+
+/// wp [kd * fp] = w [kd, c_out] packed block by block: the block of filters
+/// [col0, col0 + width), width = min(48, fp - col0), is one contiguous [kd, width] panel at
+/// wp + kd * col0, with zero columns past c_out.
+inline void conv1d_pack_weights(const float* w, int64_t kd, int64_t c_out, float* wp) {
+  int64_t fp = conv1d_packed_width(c_out);
+  for (int64_t col0 = 0; col0 < fp; col0 += conv1d_block_cols) {
+    int64_t width = std::min(conv1d_block_cols, fp - col0);
+    int64_t real = std::clamp<int64_t>(c_out - col0, 0, width);
+    float* panel = wp + kd * col0;
+    for (int64_t kk = 0; kk < kd; ++kk) {
+      std::memcpy(panel + kk * width, w + kk * c_out + col0,
+                  static_cast<size_t>(real) * sizeof(float));
+      std::fill(panel + kk * width + real, panel + (kk + 1) * width, 0.0f);
+    }
+  }
+}
+
+/// Whether the AVX-512 tiles run (detail::use_avx512_kernels()).
+inline bool conv1d_tile_avx512() {
+#ifdef COMB_CONV1D_TILE_AVX512
+  return use_avx512_kernels();
+#else
+  return false;
+#endif
+}
+
+#ifdef COMB_CONV1D_TILE_AVX512
+/// acc[r][v] = window(rows[r]) . columns [16 v, 16 v + 16) of a panel [nseg * len, 16 V],
+/// a window being nseg segments of len contiguous floats, segment s at rows[r] + s * stride
+/// (conv1d: one segment of k * c_in; conv2d: kh segments of kw * c_in, one per kernel row).
+template <int V>
+__attribute__((target("avx512f"), always_inline)) inline void
+conv_tile_accumulate(const float* const* rows, int64_t nseg, int64_t stride, int64_t len,
+                     const float* panel, __m512 (&acc)[conv1d_tile_rows][V]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < conv1d_tile_rows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      acc[r][v] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < nseg; ++s) {
+    const float* seg[conv1d_tile_rows];
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r)
+      seg[r] = rows[r] + s * stride;
+    const float* ps = panel + s * len * (16 * V);
+    for (int64_t kk = 0; kk < len; ++kk) {
+      const float* wr = ps + kk * (16 * V);
+      __m512 wv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        wv[v] = _mm512_load_ps(wr + 16 * v);
+#pragma GCC unroll 8
+      for (int r = 0; r < conv1d_tile_rows; ++r) {
+        __m512 xb = _mm512_set1_ps(seg[r][kk]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
+      }
+    }
+  }
+}
+
+/// Stores acc rows [0, n) (n <= 8) to out[r] + col0 for the block's V vectors, clipped to
+/// c_out, plus bias (nullptr: none).
+template <int V>
+__attribute__((target("avx512f"), always_inline)) inline void
+conv_tile_store(const __m512 (&acc)[conv1d_tile_rows][V], int64_t n, float* const* out,
+                int64_t col0, int64_t c_out, const float* bias) {
+  __mmask16 mask[V];
+  __m512 bv[V];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    int64_t left = std::clamp<int64_t>(c_out - col0 - 16 * v, 0, 16);
+    mask[v] = static_cast<__mmask16>((1u << left) - 1);
+    bv[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + col0 + 16 * v) : _mm512_setzero_ps();
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < conv1d_tile_rows; ++r) {
+    if (r >= n)
+      break;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      _mm512_mask_storeu_ps(out[r] + col0 + 16 * v, mask[v], _mm512_add_ps(acc[r][v], bv[v]));
+  }
+}
+
+/// Windows t = 0 .. t_out - 1 of one sequence (window t starts at row t of xs, rows of
+/// c_in floats) against the block at filter col0 (V vectors) of the packed wp; ys
+/// [t_out, c_out] gets those columns clipped to c_out, plus bias (nullptr: none).
+template <int V>
+__attribute__((target("avx512f"))) void conv1d_tiles_store(const float* xs, int64_t c_in,
+                                                           int64_t kd, int64_t t_out,
+                                                           const float* wp, int64_t col0,
+                                                           int64_t c_out, const float* bias,
+                                                           float* ys) {
+  for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
+    const float* rows[conv1d_tile_rows];
+    float* out[conv1d_tile_rows];
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r) {
+      int64_t t = std::min<int64_t>(t0 + r, t_out - 1);
+      rows[r] = xs + t * c_in;
+      out[r] = ys + t * c_out;
+    }
+    __m512 acc[conv1d_tile_rows][V];
+    conv_tile_accumulate<V>(rows, 1, 0, kd, wp + kd * col0, acc);
+    conv_tile_store<V>(acc, std::min<int64_t>(conv1d_tile_rows, t_out - t0), out, col0, c_out,
+                       bias);
+  }
+}
+
+/// A strip of up to 8 output pixels of a dense 2-D convolution (NHWC): rows[r] is the
+/// top-left input of pixel r's window in a padded image with row stride `stride` floats,
+/// the window kh segments of kw * c_in floats; out[r] its output row. n pixels are real.
+template <int V>
+__attribute__((target("avx512f"))) void conv2d_tile_store(const float* const* rows, int64_t n,
+                                                          int64_t kh, int64_t stride,
+                                                          int64_t len, const float* wp,
+                                                          int64_t col0, int64_t c_out,
+                                                          const float* bias,
+                                                          float* const* out) {
+  __m512 acc[conv1d_tile_rows][V];
+  conv_tile_accumulate<V>(rows, kh, stride, len, wp + kh * len * col0, acc);
+  conv_tile_store<V>(acc, n, out, col0, c_out, bias);
+}
+
+/// Max over windows t = 0 .. t_out - 1 for the block at filter col0 (V vectors): best/arg
+/// (indexed by filter) get the first maximum and its t for the block's 16 V filters.
+template <int V>
+__attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_t c_in,
+                                                         int64_t kd, int64_t t_out,
+                                                         const float* wp, int64_t col0,
+                                                         float* best, int32_t* arg) {
+  __m512 bv[V];
+  __m512i av[V];
+  for (int v = 0; v < V; ++v) {
+    bv[v] = _mm512_setzero_ps();
+    av[v] = _mm512_setzero_si512();
+  }
+  for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
+    const float* rows[conv1d_tile_rows];
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r)
+      rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
+    __m512 acc[conv1d_tile_rows][V];
+    conv_tile_accumulate<V>(rows, 1, 0, kd, wp + kd * col0, acc);
+#pragma GCC unroll 8
+    for (int r = 0; r < conv1d_tile_rows; ++r) {
+      int64_t t = t0 + r;
+      if (t >= t_out)
+        break;
+      if (t == 0) {
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          bv[v] = acc[r][v];
+        continue;
+      }
+      __m512i tv = _mm512_set1_epi32(static_cast<int>(t));
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) {
+        // Strictly greater, NaN never wins: the first maximum is kept, as max_over_time.
+        __mmask16 m = _mm512_cmp_ps_mask(acc[r][v], bv[v], _CMP_GT_OQ);
+        bv[v] = _mm512_mask_mov_ps(bv[v], m, acc[r][v]);
+        av[v] = _mm512_mask_mov_epi32(av[v], m, tv);
+      }
+    }
+  }
+  for (int v = 0; v < V; ++v) {
+    _mm512_storeu_ps(best + col0 + 16 * v, bv[v]);
+    _mm512_storeu_si512(reinterpret_cast<void*>(arg + col0 + 16 * v), av[v]);
+  }
+}
+#endif
+
+} // namespace comb::kernels::detail
