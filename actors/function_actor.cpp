@@ -1,6 +1,7 @@
 #include "actors/function_actor.hpp"
 
 #include "runtime/errc.hpp"
+#include "runtime/wall_clock.hpp"
 #include "runtime/piece.hpp"
 #include "runtime/transfer_tuning.hpp"
 
@@ -59,9 +60,7 @@ std::string endpoint_of(const function_config& cfg) {
 }
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+  return runtime::wall_clock_ns();
 }
 
 // Reports a message between this function actor and the compute process to provenance.

@@ -1,6 +1,7 @@
 #include "actors/outbox_dispatcher.hpp"
 
 #include "runtime/errc.hpp"
+#include "runtime/wall_clock.hpp"
 #include "runtime/invocation.hpp"
 #include "runtime/outbox.hpp"
 #include "storage/database.hpp"
@@ -80,9 +81,7 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
 }
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+  return runtime::wall_clock_ns();
 }
 
 // Reports a function call (to a function actor) or its result (back from one).

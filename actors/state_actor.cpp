@@ -1,6 +1,7 @@
 #include "actors/state_actor.hpp"
 
 #include "runtime/errc.hpp"
+#include "runtime/wall_clock.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
@@ -12,9 +13,7 @@ namespace comb::actors {
 namespace {
 
 int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+  return runtime::wall_clock_ns();
 }
 
 // Runs the procedure once in a fresh transaction; commits on success.
