@@ -124,7 +124,8 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
 }
 
 caf::expected<std::vector<pending_call>>
-outbox::pending(storage::database& db, std::string_view after, size_t limit) {
+outbox::pending(storage::database& db, std::string_view after, size_t limit,
+                const std::function<bool(std::string_view key)>& skip) {
   std::vector<pending_call> out;
   auto txn = db.begin();
   std::string from{after};
@@ -132,6 +133,8 @@ outbox::pending(storage::database& db, std::string_view after, size_t limit) {
     from.push_back('\0');
   caf::error bad;
   auto err = txn->scan(calls_table, from, "", [&](std::string_view key, std::string_view value) {
+    if (skip && skip(key))
+      return true; // not decoded, not counted
     auto row = nlohmann::json::from_msgpack(value, /*strict=*/true, /*allow_exceptions=*/false);
     if (row.is_discarded()) {
       bad = make_error(errc::corrupt_data,

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -73,9 +74,11 @@ public:
                                    procedure_fn fn, procedure_options opts = {});
 
   /// Committed calls without a result, in key order, starting after `after` (empty: from the
-  /// start), at most `limit`. Reads the database directly (the dispatcher is infrastructure).
+  /// start), at most `limit`, leaving out (without decoding them) keys for which `skip` says
+  /// true. Reads the database directly (the dispatcher is infrastructure).
   static caf::expected<std::vector<pending_call>>
-  pending(storage::database& db, std::string_view after, size_t limit);
+  pending(storage::database& db, std::string_view after, size_t limit,
+          const std::function<bool(std::string_view key)>& skip = {});
 
   /// The payload of a pending call; not_found once the call is done.
   static caf::expected<std::string> payload(storage::database& db, std::string_view key);
