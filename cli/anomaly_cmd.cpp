@@ -34,7 +34,7 @@ struct common_args {
   std::string data;
   size_t limit = 0;
   size_t vocab = 8192;
-  size_t max_tokens = 256;
+  size_t max_tokens = 512;
   int epochs = 5;
   int batch = 64;
   int patience = 1;

@@ -23,7 +23,7 @@ struct detector_config {
   /// BBPE vocabulary size (padding + 256 bytes + merges).
   size_t vocab_size = 8192;
   /// A request's text is cut after this many tokens (the model sees at most this many).
-  size_t max_tokens = 256;
+  size_t max_tokens = 512;
   text_options text;
   textcnn_options model;
 
