@@ -93,26 +93,34 @@ void textcnn_cpu::pool_from_rows(const int32_t* tokens, int b, int len, const fl
       id = 0;
     return &table_[static_cast<size_t>(id) * N];
   };
-  std::vector<float> best(static_cast<size_t>(F));
-  std::vector<int32_t> barg(static_cast<size_t>(F));
-  std::vector<const float*> rows;
+  thread_local std::vector<float> best, h;
+  thread_local std::vector<int32_t> barg;
+  best.resize(static_cast<size_t>(F));
+  h.resize(static_cast<size_t>(F));
+  barg.resize(static_cast<size_t>(F));
+  float* __restrict hp = h.data();
+  float* __restrict bp = best.data();
+  int32_t* __restrict ap = barg.data();
   int off = 0;
   for (int c = 0; c < C; ++c) {
     int k = shape_.kernels[c];
-    rows.resize(static_cast<size_t>(k));
     const float* bias = p_.conv_b[c].data();
     std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
     std::fill(barg.begin(), barg.end(), 0);
     for (int t = 0; t + k <= len; ++t) {
-      for (int j = 0; j < k; ++j)
-        rows[static_cast<size_t>(j)] = row(t + j) + off + j * F;
+      // h = bias + sum over taps, one simple (vectorised) pass per tap.
+      const float* __restrict r0 = row(t) + off;
+      for (int f = 0; f < F; ++f)
+        hp[f] = bias[f] + r0[f];
+      for (int j = 1; j < k; ++j) {
+        const float* __restrict rj = row(t + j) + off + j * F;
+        for (int f = 0; f < F; ++f)
+          hp[f] += rj[f];
+      }
       for (int f = 0; f < F; ++f) {
-        float h = bias[f];
-        for (int j = 0; j < k; ++j)
-          h += rows[static_cast<size_t>(j)][f];
-        bool better = h > best[f];
-        best[f] = better ? h : best[f];
-        barg[f] = better ? t : barg[f];
+        bool better = hp[f] > bp[f];
+        bp[f] = better ? hp[f] : bp[f];
+        ap[f] = better ? t : ap[f];
       }
     }
     size_t base = static_cast<size_t>(b) * CF + static_cast<size_t>(c) * F;
