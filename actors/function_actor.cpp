@@ -1,9 +1,9 @@
 #include "actors/function_actor.hpp"
 
 #include "runtime/errc.hpp"
-#include "runtime/wall_clock.hpp"
 #include "runtime/piece.hpp"
 #include "runtime/transfer_tuning.hpp"
+#include "runtime/wall_clock.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -59,10 +59,6 @@ std::string endpoint_of(const function_config& cfg) {
   return cfg.compute_host + ":" + std::to_string(cfg.compute_port);
 }
 
-int64_t now_ns() {
-  return runtime::wall_clock_ns();
-}
-
 // Reports a message between this function actor and the compute process to provenance.
 void record(function_actor_t* self, const char* kind, bool outgoing, const task_request& req,
             const std::string& status, nlohmann::json payload) {
@@ -77,7 +73,7 @@ void record(function_actor_t* self, const char* kind, bool outgoing, const task_
   m.execution_id = req.task_id;
   m.procedure = req.model;
   m.status = status;
-  m.timestamp_ns = now_ns();
+  m.timestamp_ns = runtime::wall_clock_ns();
   payload["task"] = req.task_id;
   m.payload = payload.dump();
   hook->on_message(m);

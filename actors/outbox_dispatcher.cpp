@@ -1,15 +1,14 @@
 #include "actors/outbox_dispatcher.hpp"
 
 #include "runtime/errc.hpp"
-#include "runtime/wall_clock.hpp"
 #include "runtime/invocation.hpp"
 #include "runtime/outbox.hpp"
+#include "runtime/wall_clock.hpp"
 #include "storage/database.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <map>
 #include <set>
 
@@ -80,10 +79,6 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
       });
 }
 
-int64_t now_ns() {
-  return runtime::wall_clock_ns();
-}
-
 // Reports a function call (to a function actor) or its result (back from one).
 void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function,
             const runtime::pending_call& pc, const std::string& status, nlohmann::json payload) {
@@ -100,7 +95,7 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
   m.procedure = pc.call.result_procedure;
   m.role = pc.call.role;
   m.status = status;
-  m.timestamp_ns = now_ns();
+  m.timestamp_ns = runtime::wall_clock_ns();
   payload["call"] = pc.key;
   payload["model"] = pc.call.model;
   m.payload = payload.dump();

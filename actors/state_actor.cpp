@@ -5,16 +5,11 @@
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
-#include <chrono>
 #include <thread>
 
 namespace comb::actors {
 
 namespace {
-
-int64_t now_ns() {
-  return runtime::wall_clock_ns();
-}
 
 // Runs the procedure once in a fresh transaction; commits on success.
 caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::procedure_def& def,
@@ -44,7 +39,7 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     rec->reads = txn->take_reads();
     rec->result = result->dump();
     rec->status = "ok";
-    rec->end_ns = now_ns();
+    rec->end_ns = runtime::wall_clock_ns();
     env.hook->before_commit(*txn, *rec);
   }
   auto err = txn->commit();
@@ -66,7 +61,7 @@ runtime::invocation_record start_record(const runtime::procedure_def& def,
   rec.role = inv.role;
   rec.args = inv.args.dump();
   rec.partition = partition;
-  rec.start_ns = now_ns();
+  rec.start_ns = runtime::wall_clock_ns();
   rec.sender = inv.sender;
   rec.receiver = receiver;
   return rec;
@@ -124,7 +119,7 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       ++self->state.executed;
       if (rec) {
         if (!result) {
-          rec->end_ns = now_ns();
+          rec->end_ns = runtime::wall_clock_ns();
           rec->status = status_of(result.error());
           rec->result = describe(result.error());
           rec->changes.clear();

@@ -83,9 +83,7 @@ provenance_recorder::open(storage::database& db, options opts) {
     if (blob.substr(0, wal_tag.size()) != wal_tag || bad)
       return;
     blob.remove_prefix(wal_tag.size());
-    uint64_t lsn = 0;
-    if (blob.size() >= 8)
-      std::memcpy(&lsn, blob.data(), 8);
+    auto lsn = storage::lsn_of(blob);
     if (lsn < self->log_->next_lsn())
       return; // in the log already
     if (auto rec = storage::decode(blob); !rec) {
@@ -258,21 +256,19 @@ void provenance_recorder::run() {
       ++next;
       wrote = true;
     };
-    for (auto& q : batch) {
-      while (!waiting.empty() && waiting.begin()->first == next) {
+    auto drain = [&] { // held-back records that now continue the log
+      for (; !waiting.empty() && waiting.begin()->first == next; waiting.erase(waiting.begin()))
         append(waiting.begin()->second);
-        waiting.erase(waiting.begin());
-      }
+    };
+    for (auto& q : batch) {
+      drain();
       if (q.lsn == next)
         append(q);
       else
         waiting.emplace(q.lsn, std::move(q));
     }
     batch.clear();
-    while (!waiting.empty() && waiting.begin()->first == next) {
-      append(waiting.begin()->second);
-      waiting.erase(waiting.begin());
-    }
+    drain();
     if (!wrote)
       continue;
     if (!err)

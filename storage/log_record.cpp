@@ -215,12 +215,18 @@ void set_lsn(std::string& encoded, uint64_t lsn) {
     std::memcpy(encoded.data(), &lsn, 8);
 }
 
+uint64_t lsn_of(std::string_view encoded) {
+  uint64_t lsn = 0;
+  if (encoded.size() >= 8)
+    std::memcpy(&lsn, encoded.data(), 8);
+  return lsn;
+}
+
 caf::expected<log_record> decode(std::string_view bytes) {
   if (bytes.size() < 8)
     return make_error(errc::corrupt_data, "record of " + std::to_string(bytes.size())
                                             + " bytes is too short for its lsn");
-  uint64_t lsn;
-  std::memcpy(&lsn, bytes.data(), 8);
+  uint64_t lsn = lsn_of(bytes);
   bytes.remove_prefix(8);
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())
     return make_error(errc::corrupt_data, "record of " + std::to_string(bytes.size())

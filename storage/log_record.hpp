@@ -56,6 +56,9 @@ std::string encode(const runtime::invocation_record& rec, bool with_rows = true,
 /// Sets the lsn of encoded record bytes in place (no re-encoding).
 void set_lsn(std::string& encoded, uint64_t lsn);
 
+/// The lsn of encoded record bytes (0 when they are too short to hold one).
+uint64_t lsn_of(std::string_view encoded);
+
 /// Decodes bytes made by encode(); errc::corrupt_data (with what is wrong) otherwise. Safe on
 /// arbitrary input: it never reads out of bounds and limits nesting and size.
 caf::expected<log_record> decode(std::string_view bytes);

@@ -112,17 +112,6 @@ caf::error transaction::insert(std::string_view table, std::string_view key,
   return write(table, key, value, /*is_row=*/false, /*must_be_absent=*/true);
 }
 
-caf::error transaction::put_untracked(std::string_view table, std::string_view key,
-                                      std::string_view value) {
-  auto* cf = db_.handle(table);
-  if (!cf)
-    return no_table(table);
-  auto s = txn_->PutUntracked(cf, {key.data(), key.size()}, {value.data(), value.size()});
-  if (!s.ok())
-    return to_error(s, "write " + std::string{table});
-  return {};
-}
-
 void transaction::put_log_data(std::string_view blob) {
   txn_->PutLogData({blob.data(), blob.size()});
 }

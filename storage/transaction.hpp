@@ -44,10 +44,6 @@ public:
   /// Writes only when the key is absent; errc::already_exists otherwise.
   caf::error insert(std::string_view table, std::string_view key, std::string_view value);
 
-  /// Writes without taking a row lock and without recording a change: only for keys no other
-  /// transaction can write (e.g. unique sequence numbers in internal "__" tables).
-  caf::error put_untracked(std::string_view table, std::string_view key, std::string_view value);
-
   /// Adds a blob to this transaction's WAL entry only: it is in no table, it is durable
   /// exactly when the commit is, and database::scan_wal reads it back (e.g. after a crash).
   void put_log_data(std::string_view blob);

@@ -3,17 +3,12 @@
 #include "kernels/models/mlp.hpp"
 
 #include "kernels/detail/param_init.hpp"
+#include "kernels/detail/try.hpp"
 #include "kernels/safetensors.hpp"
 
 #include <cmath>
 
 namespace comb::kernels {
-
-#define COMB_TRY(expr)                                                                     \
-  do {                                                                                     \
-    if (auto err_ = (expr))                                                                \
-      return err_;                                                                         \
-  } while (false)
 
 struct mlp::impl {
   mlp_config cfg;

@@ -5,18 +5,13 @@
 #include "kernels/models/textcnn.hpp"
 
 #include "kernels/detail/param_init.hpp"
+#include "kernels/detail/try.hpp"
 #include "kernels/safetensors.hpp"
 
 #include <algorithm>
 #include <cmath>
 
 namespace comb::kernels {
-
-#define COMB_TRY(expr)                                                                     \
-  do {                                                                                     \
-    if (auto err_ = (expr))                                                                \
-      return err_;                                                                         \
-  } while (false)
 
 struct textcnn::impl {
   textcnn_config cfg;

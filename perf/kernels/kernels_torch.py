@@ -63,48 +63,39 @@ def report(name, fn):
     print(f"torch {name} ms {timed(fn):.3f}", flush=True)
 
 
+def forward_step(model, x):
+    """Inference: eval mode, no autograd, softmax output."""
+    def step():
+        model.eval()
+        with torch.no_grad():
+            F.softmax(model(x), dim=1)
+    return step
+
+
+def train_step(model, opt, x, y):
+    """One training step: cross-entropy, backward, Adam."""
+    def step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
 mlp = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))
 mlp_opt = torch.optim.Adam(mlp.parameters(), lr=1e-3, foreach=True)
 mx = torch.randn(1200, 784)
 my = torch.randint(0, 10, (1200,))
-
-
-def mlp_forward():
-    mlp.eval()
-    with torch.no_grad():
-        F.softmax(mlp(mx), dim=1)
-
-
-def mlp_train():
-    mlp.train()
-    mlp_opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(mlp(mx), my)
-    loss.backward()
-    mlp_opt.step()
-
 
 cnn = TextCNN()
 cnn_opt = torch.optim.Adam(cnn.parameters(), lr=1e-3, foreach=True)
 tokens = torch.randint(0, 8192, (64, 256))
 labels = torch.randint(0, 2, (64,))
 
-
-def textcnn_forward():
-    cnn.eval()
-    with torch.no_grad():
-        F.softmax(cnn(tokens), dim=1)
-
-
-def textcnn_train():
-    cnn.train()
-    cnn_opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(cnn(tokens), labels)
-    loss.backward()
-    cnn_opt.step()
-
-
-cases = {"mlp_forward": mlp_forward, "mlp_train": mlp_train,
-         "textcnn_forward": textcnn_forward, "textcnn_train": textcnn_train}
+cases = {"mlp_forward": forward_step(mlp, mx), "mlp_train": train_step(mlp, mlp_opt, mx, my),
+         "textcnn_forward": forward_step(cnn, tokens),
+         "textcnn_train": train_step(cnn, cnn_opt, tokens, labels)}
 
 if serve:
     for name, fn in cases.items():
