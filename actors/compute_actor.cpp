@@ -282,7 +282,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
   return {
     [=](piece_atom, std::vector<char>& bytes) -> caf::result<task_result> {
       auto& st = self->state;
-      auto p = runtime::decode_piece(bytes);
+      auto p = runtime::decode_piece(std::move(bytes));
       if (!p) {
         ++st.rejected;
         return p.error();

@@ -104,15 +104,21 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
 
 void dispatch(dispatcher_t* self, runtime::pending_call pc) {
   auto& st = self->state;
-  auto bytes = runtime::outbox::payload(*st.db, pc.key);
-  if (!bytes)
-    return; // Applied in the meantime.
   runtime::task_request req;
+  if (auto err = runtime::outbox::payload(*st.db, pc.key, req.bytes)) {
+    if (is(err, errc::not_found))
+      return; // Applied in the meantime.
+    // A damaged payload does not heal: the result procedure records the error, once.
+    st.in_flight.insert(pc.key);
+    nlohmann::json args{{"call", pc.key}, {"error", describe(err)},
+                        {"context", pc.call.context}};
+    apply(self, pc, std::move(args));
+    return;
+  }
   req.task_id = pc.task_id;
   req.kind = static_cast<uint8_t>(pc.call.kind);
   req.model = pc.call.model;
   req.model_version = pc.call.model_version;
-  req.bytes.assign(bytes->begin(), bytes->end());
   st.in_flight.insert(pc.key);
   st.in_flight_bytes[pc.key] = req.bytes.size();
   st.bytes_in_flight += req.bytes.size();

@@ -80,7 +80,7 @@ uint64_t checksum64::digest() const {
   return h;
 }
 
-std::vector<char> checksum_output(const std::vector<std::vector<char>>& chunks, uint64_t seed) {
+std::vector<char> checksum_output(const std::vector<payload_buffer>& chunks, uint64_t seed) {
   checksum64 c{seed};
   for (const auto& x : chunks)
     c.update(x.data(), x.size());
@@ -137,13 +137,13 @@ caf::expected<std::vector<char>> matmul_output(const std::vector<char>& payload)
 }
 
 caf::expected<std::vector<char>> run_builtin(std::string_view model_id,
-                                             const std::vector<std::vector<char>>& chunks) {
+                                             const std::vector<payload_buffer>& chunks) {
   if (model_id == "checksum")
     return checksum_output(chunks);
   if (model_id == "echo" || model_id == "matmul") {
     std::vector<char> flat;
     if (chunks.size() == 1) {
-      flat = chunks[0];
+      flat.assign(chunks[0].begin(), chunks[0].end());
     } else {
       size_t total = 0;
       for (const auto& c : chunks)

@@ -5,6 +5,8 @@
 // compare both. Stateless; thread-safe.
 #pragma once
 
+#include "runtime/piece.hpp"
+
 #include <caf/expected.hpp>
 
 #include <cstddef>
@@ -36,7 +38,7 @@ private:
 };
 
 /// Output of "checksum": 16 bytes, the hash then the length, both little-endian uint64.
-std::vector<char> checksum_output(const std::vector<std::vector<char>>& chunks,
+std::vector<char> checksum_output(const std::vector<payload_buffer>& chunks,
                                   uint64_t seed = 0);
 
 /// Reads the hash and length back from checksum_output's bytes.
@@ -52,6 +54,6 @@ caf::expected<std::vector<char>> matmul_output(const std::vector<char>& payload)
 
 /// Runs the built-in `model_id` on a task's chunks.
 caf::expected<std::vector<char>> run_builtin(std::string_view model_id,
-                                             const std::vector<std::vector<char>>& chunks);
+                                             const std::vector<payload_buffer>& chunks);
 
 } // namespace comb::runtime

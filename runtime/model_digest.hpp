@@ -3,6 +3,8 @@
 // Stateless; thread-safe.
 #pragma once
 
+#include "runtime/piece.hpp"
+
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -13,6 +15,6 @@ namespace comb::runtime {
 std::string model_digest(const char* data, size_t size);
 
 /// SHA-256 of the concatenation of `chunks`, as 64 lowercase hex digits.
-std::string model_digest(const std::vector<std::vector<char>>& chunks);
+std::string model_digest(const std::vector<payload_buffer>& chunks);
 
 } // namespace comb::runtime

@@ -32,7 +32,7 @@ node::start(caf::actor_system& sys, node_config cfg,
     return std::move(db.error());
   self->db_ = std::move(*db);
   for (auto& t : self->procs_->tables())
-    if (auto err = self->db_->create_table(t))
+    if (auto err = self->db_->create_table(t.name, t.kind))
       return err;
   if (!self->hook_ && !cfg.provenance_dir.empty()) {
     provenance_recorder::options po;

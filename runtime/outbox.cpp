@@ -53,33 +53,26 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
 
 void outbox::add_tables(procedure_registry& procs) {
   procs.add_table(calls_table);
-  procs.add_table(payload_table);
+  procs.add_table(payload_table, storage::table_kind::blobs);
   procs.add_table(done_table);
 }
 
-caf::expected<std::string> outbox::enqueue(const call_context& ctx, storage::transaction& txn,
+caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transaction& txn,
                                            const outbox_call& call, std::string_view payload) {
   if (call.result_procedure.empty())
     return make_error(errc::invalid_argument, "outbox call from execution " +
                                                 std::to_string(ctx.execution_id) +
                                                 " names no result procedure");
-  auto prefix = hex16(ctx.execution_id) + ".";
-  uint32_t n = 0;
-  auto prefix_end = hex16(ctx.execution_id) + "/"; // '/' sorts right after '.'
-  if (auto err = txn.scan(calls_table, prefix, prefix_end,
-                          [&](std::string_view, std::string_view) {
-                            ++n;
-                            return true;
-                          }))
-    return err;
+  // Execution ids are unique, so the execution id and a count of its calls name the call.
   char seq[9];
-  std::snprintf(seq, sizeof(seq), "%08x", n);
-  auto key = prefix + seq;
+  std::snprintf(seq, sizeof(seq), "%08x", ctx.outbox_calls);
+  auto key = hex16(ctx.execution_id) + "." + seq;
   auto task_id = partition_hash(key);
-  if (auto err = txn.put(payload_table, key, payload))
+  if (auto err = txn.put_blob(payload_table, key, payload))
     return err;
   if (auto err = txn.put_row(calls_table, key, to_row(call, ctx.execution_id, task_id)))
     return err;
+  ++ctx.outbox_calls;
   return key;
 }
 
@@ -106,7 +99,7 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
       return r.error();
     if (auto err = txn.del(calls_table, key))
       return err;
-    if (auto err = txn.del(payload_table, key))
+    if (auto err = txn.del_blob(payload_table, key))
       return err;
     nlohmann::json rec{{"result_execution", ctx.execution_id}};
     if (auto i = args.find("result"); i != args.end() && i->is_object()) {
@@ -157,15 +150,15 @@ outbox::pending(storage::database& db, std::string_view after, size_t limit,
   return out;
 }
 
-caf::expected<std::string> outbox::payload(storage::database& db, std::string_view key) {
+caf::error outbox::payload(storage::database& db, std::string_view key, std::vector<char>& out) {
   auto txn = db.begin();
-  auto v = txn->get(payload_table, key);
+  auto v = txn->get_blob(payload_table, key, out);
   txn->rollback();
   if (!v)
-    return v.error();
+    return std::move(v.error());
   if (!*v)
     return make_error(errc::not_found, "outbox call '" + std::string{key} + "' has no payload");
-  return std::move(**v);
+  return {};
 }
 
 caf::expected<bool> outbox::done(storage::database& db, std::string_view key) {

@@ -62,7 +62,7 @@ public:
   /// Records a call with `payload` in `txn`, the calling procedure's transaction. Returns the
   /// call's key ("<execution id hex>.<n>"). Errors: invalid_argument (no result procedure),
   /// storage errors.
-  static caf::expected<std::string> enqueue(const call_context& ctx, storage::transaction& txn,
+  static caf::expected<std::string> enqueue(call_context& ctx, storage::transaction& txn,
                                             const outbox_call& call, std::string_view payload);
 
   /// Registers `fn` as a result procedure that runs at most once per call: before `fn`, the
@@ -80,8 +80,9 @@ public:
   pending(storage::database& db, std::string_view after, size_t limit,
           const std::function<bool(std::string_view key)>& skip = {});
 
-  /// The payload of a pending call; not_found once the call is done.
-  static caf::expected<std::string> payload(storage::database& db, std::string_view key);
+  /// Reads the payload of a pending call into `out`; not_found once the call is done.
+  static caf::error payload(storage::database& db, std::string_view key,
+                            std::vector<char>& out);
 
   /// True when the result of `key` was applied.
   static caf::expected<bool> done(storage::database& db, std::string_view key);

@@ -45,13 +45,43 @@ schema::Piece::Kind to_schema(piece_kind k) {
 
 } // namespace
 
+namespace {
+
+// A message builder whose one segment is a zeroed buffer the caller owns (the message's
+// final home), so the built message needs no copy. Further segments, never needed when the
+// buffer was sized right, come from the heap.
+class in_place_builder : public capnp::MessageBuilder {
+public:
+  explicit in_place_builder(kj::ArrayPtr<capnp::word> first) : first_(first) {}
+
+  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum) override {
+    if (!gave_first_ && minimum <= first_.size()) {
+      gave_first_ = true;
+      return first_;
+    }
+    auto size = std::max<size_t>(minimum, 1024);
+    more_.push_back(std::make_unique<capnp::word[]>(size));
+    return {more_.back().get(), size};
+  }
+
+private:
+  kj::ArrayPtr<capnp::word> first_;
+  bool gave_first_ = false;
+  std::vector<std::unique_ptr<capnp::word[]>> more_;
+};
+
+} // namespace
+
 std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
                                const char* data, size_t size) {
-  // One segment big enough for everything, so the flat array is written with one copy.
+  // The flat array is an 8-byte segment table (one segment) followed by the segment, which
+  // is built in place right behind it.
+  constexpr size_t table = sizeof(capnp::word);
   auto words = 16 + (model_id.size() + 8) / 8 + (size + 7) / 8;
-  capnp::MallocMessageBuilder builder{static_cast<unsigned>(words),
-                                      capnp::AllocationStrategy::FIXED_SIZE};
+  std::vector<char> bytes(table + words * sizeof(capnp::word)); // zeroed, as capnp needs
+  auto* first = reinterpret_cast<capnp::word*>(bytes.data() + table);
+  in_place_builder builder{{first, words}};
   auto root = builder.initRoot<schema::Piece>();
   root.setTaskId(task_id);
   root.setKind(to_schema(kind));
@@ -62,11 +92,19 @@ std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_vi
   auto out = root.initPayload(static_cast<unsigned>(size));
   if (size > 0)
     std::memcpy(out.begin(), data, size);
-  std::vector<char> bytes(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
+  auto segments = builder.getSegmentsForOutput();
+  if (segments.size() == 1 && segments[0].begin() == first) {
+    uint32_t header[2] = {0, static_cast<uint32_t>(segments[0].size())};
+    std::memcpy(bytes.data(), header, sizeof(header));
+    bytes.resize(table + segments[0].size() * sizeof(capnp::word));
+    return bytes;
+  }
+  // More than one segment (cannot happen with the size above): the general path.
+  std::vector<char> flat(capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word));
   kj::ArrayOutputStream stream{
-    kj::ArrayPtr<kj::byte>{reinterpret_cast<kj::byte*>(bytes.data()), bytes.size()}};
-  capnp::writeMessage(stream, builder);
-  return bytes;
+    kj::ArrayPtr<kj::byte>{reinterpret_cast<kj::byte*>(flat.data()), flat.size()}};
+  capnp::writeMessage(stream, segments);
+  return flat;
 }
 
 std::vector<char> encode_piece(const piece& p) {
@@ -74,7 +112,11 @@ std::vector<char> encode_piece(const piece& p) {
                       p.payload.data(), p.payload.size());
 }
 
-caf::expected<piece> decode_piece(const char* data, size_t size) {
+namespace {
+
+// Decodes `data[0, size)`; the payload is copied out unless `owner` holds those bytes (and
+// they are word-aligned), in which case `owner` becomes the payload's buffer.
+caf::expected<piece> decode(const char* data, size_t size, std::vector<char>* owner) {
   if (size == 0 || size % sizeof(capnp::word) != 0)
     return make_error(errc::corrupt_data,
                       "piece message of " + std::to_string(size) +
@@ -87,6 +129,7 @@ caf::expected<piece> decode_piece(const char* data, size_t size) {
     aligned.reset(new capnp::word[size / sizeof(capnp::word)]);
     std::memcpy(aligned.get(), data, size);
     words = aligned.get();
+    owner = nullptr;
   }
   try {
     capnp::ReaderOptions opts;
@@ -111,13 +154,29 @@ caf::expected<piece> decode_piece(const char* data, size_t size) {
     p.piece_no = root.getPieceNo();
     p.piece_count = root.getPieceCount();
     auto payload = root.getPayload();
-    p.payload.assign(reinterpret_cast<const char*>(payload.begin()),
-                     reinterpret_cast<const char*>(payload.end()));
+    auto* begin = reinterpret_cast<const char*>(payload.begin());
+    if (owner) {
+      // The reader bounds-checked the payload against the message, i.e. against `owner`.
+      auto offset = static_cast<size_t>(begin - data);
+      p.payload = payload_buffer{std::move(*owner), offset, payload.size()};
+    } else {
+      p.payload.assign(begin, begin + payload.size());
+    }
     return p;
   } catch (const kj::Exception& e) {
     return make_error(errc::corrupt_data, "piece message does not decode: " +
                                             std::string{e.getDescription().cStr()});
   }
+}
+
+} // namespace
+
+caf::expected<piece> decode_piece(const char* data, size_t size) {
+  return decode(data, size, nullptr);
+}
+
+caf::expected<piece> decode_piece(std::vector<char>&& bytes) {
+  return decode(bytes.data(), bytes.size(), &bytes);
 }
 
 } // namespace comb::runtime

@@ -6,6 +6,7 @@
 
 #include <caf/expected.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,6 +34,40 @@ std::string to_string(piece_kind k);
 /// Parses "infer", "train" or "load_model".
 caf::expected<piece_kind> parse_piece_kind(std::string_view s);
 
+/// Bytes owned by a buffer that may be larger: a received piece keeps its whole message and
+/// its payload is a window into it, so decoding copies nothing. Reads like a byte vector.
+class payload_buffer {
+public:
+  payload_buffer() = default;
+  /// All of `bytes`.
+  payload_buffer(std::vector<char> bytes) : buf_(std::move(bytes)), size_(buf_.size()) {}
+  /// `size` bytes at `offset` of `buffer`.
+  payload_buffer(std::vector<char> buffer, size_t offset, size_t size)
+    : buf_(std::move(buffer)), offset_(offset), size_(size) {}
+
+  const char* data() const { return buf_.data() + offset_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const char* begin() const { return data(); }
+  const char* end() const { return data() + size_; }
+
+  void assign(size_t n, char c) { *this = payload_buffer{std::vector<char>(n, c)}; }
+  template <class Iterator>
+  void assign(Iterator first, Iterator last) {
+    *this = payload_buffer{std::vector<char>(first, last)};
+  }
+
+  friend bool operator==(const payload_buffer& a, const payload_buffer& b) {
+    return a.size_ == b.size_ && std::equal(a.begin(), a.end(), b.begin());
+  }
+  friend bool operator!=(const payload_buffer& a, const payload_buffer& b) { return !(a == b); }
+
+private:
+  std::vector<char> buf_;
+  size_t offset_ = 0;
+  size_t size_ = 0;
+};
+
 /// One piece of a task, decoded.
 struct piece {
   uint64_t task_id = 0;
@@ -42,11 +77,12 @@ struct piece {
   uint32_t model_version = 0;
   uint32_t piece_no = 0;
   uint32_t piece_count = 1;
-  std::vector<char> payload;
+  payload_buffer payload;
 };
 
 /// Encodes a piece whose payload is `data[0, size)` as a Cap'n Proto message (single
-/// segment, flat array). Does not validate: malformed pieces can be encoded (tests need them).
+/// segment, flat array), built in place in the returned buffer: the payload is copied once.
+/// Does not validate: malformed pieces can be encoded (tests need them).
 std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
                                const char* data, size_t size);
@@ -58,7 +94,11 @@ std::vector<char> encode_piece(const piece& p);
 /// errc::corrupt_data naming what was wrong; nothing here throws.
 caf::expected<piece> decode_piece(const char* data, size_t size);
 
-/// Decodes bytes made by encode_piece.
+/// Decodes bytes made by encode_piece, keeping `bytes` as the payload's buffer (no copy when
+/// the buffer is word-aligned, as a vector's is).
+caf::expected<piece> decode_piece(std::vector<char>&& bytes);
+
+/// Decodes bytes made by encode_piece (copying the payload out).
 inline caf::expected<piece> decode_piece(const std::vector<char>& bytes) {
   return decode_piece(bytes.data(), bytes.size());
 }

@@ -43,7 +43,7 @@ struct pooled_task {
   std::string model_id;
   uint32_t model_version = 0;
   /// Payload of piece i is chunks[i].
-  std::vector<std::vector<char>> chunks;
+  std::vector<payload_buffer> chunks;
   size_t total_bytes = 0;
 
   /// The payload as one contiguous buffer (a copy).
@@ -98,7 +98,7 @@ private:
     size_t reserved = 0;
     size_t bytes = 0;
     clock::time_point deadline;
-    std::vector<std::vector<char>> chunks;
+    std::vector<payload_buffer> chunks;
     std::vector<bool> have;
   };
 

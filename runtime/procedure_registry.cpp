@@ -20,9 +20,13 @@ void procedure_registry::add(std::string name, procedure_fn fn, procedure_option
   procs_[key] = procedure_def{std::move(name), std::move(fn), std::move(opts)};
 }
 
-void procedure_registry::add_table(std::string name) {
-  if (std::find(tables_.begin(), tables_.end(), name) == tables_.end())
-    tables_.push_back(std::move(name));
+void procedure_registry::add_table(std::string name, storage::table_kind kind) {
+  auto i = std::find_if(tables_.begin(), tables_.end(),
+                        [&](const table_decl& t) { return t.name == name; });
+  if (i == tables_.end())
+    tables_.push_back({std::move(name), kind});
+  else
+    i->kind = kind;
 }
 
 const procedure_def* procedure_registry::find(std::string_view name) const {

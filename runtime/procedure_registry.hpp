@@ -3,6 +3,8 @@
 // in before a node starts and then only read, so concurrent reads are safe.
 #pragma once
 
+#include "storage/options.hpp"
+
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
@@ -28,6 +30,8 @@ struct call_context {
   std::string_view role;
   uint32_t partition = 0;
   uint32_t partitions = 1;
+  /// Function calls this execution recorded so far (runtime::outbox numbers them with it).
+  uint32_t outbox_calls = 0;
 };
 
 /// A stored procedure: runs inside one transaction, returns a JSON value or an error.
@@ -82,8 +86,14 @@ public:
   /// Registers a procedure; a second registration of the same name replaces the first.
   void add(std::string name, procedure_fn fn, procedure_options opts = {});
 
+  /// A table the procedures need.
+  struct table_decl {
+    std::string name;
+    storage::table_kind kind = storage::table_kind::rows;
+  };
+
   /// Declares a table the procedures need; nodes create declared tables at start.
-  void add_table(std::string name);
+  void add_table(std::string name, storage::table_kind kind = storage::table_kind::rows);
 
   /// The procedure of that name, or nullptr.
   const procedure_def* find(std::string_view name) const;
@@ -91,7 +101,7 @@ public:
   /// All procedure names, sorted.
   std::vector<std::string> names() const;
 
-  const std::vector<std::string>& tables() const { return tables_; }
+  const std::vector<table_decl>& tables() const { return tables_; }
 
   /// The partition (0..n-1) an invocation of `def` with `args` runs on, or an error when the
   /// partitioning argument is missing.
@@ -100,7 +110,7 @@ public:
 
 private:
   std::map<std::string, procedure_def, std::less<>> procs_;
-  std::vector<std::string> tables_;
+  std::vector<table_decl> tables_;
 };
 
 /// Hash used to place keys on partitions (FNV-1a 64).

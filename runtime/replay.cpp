@@ -94,7 +94,7 @@ caf::expected<replay_report> replay(const procedure_registry& procs, const repla
   if (!db)
     return std::move(db.error());
   for (auto& t : procs.tables())
-    if (auto err = (*db)->create_table(t))
+    if (auto err = (*db)->create_table(t.name, t.kind))
       return err;
   replay_report rep;
   caf::error failure;

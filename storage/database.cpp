@@ -1,6 +1,7 @@
 #include "storage/database.hpp"
 
 #include "runtime/errc.hpp"
+#include "storage/blob_store.hpp"
 #include "storage/transaction.hpp"
 
 #include <rocksdb/cache.h>
@@ -100,6 +101,9 @@ caf::error to_error(const rocksdb::Status& s, std::string_view what) {
   return make_error(errc::storage_error, std::move(msg));
 }
 
+database::database(std::string dir, options opts) : dir_(std::move(dir)), opts_(opts) {
+}
+
 caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
                                                          const options& opts) {
   if (auto err = check_marker(dir, opts.create_if_missing))
@@ -119,7 +123,8 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
   rocksdb::BlockBasedTableOptions bo;
   bo.block_cache = rocksdb::NewLRUCache(opts.block_cache_bytes);
   ro.table_factory.reset(rocksdb::NewBlockBasedTableFactory(bo));
-  rocksdb::ColumnFamilyOptions cfo{ro};
+  self->cf_options_ = std::make_unique<rocksdb::ColumnFamilyOptions>(ro);
+  const auto& cfo = *self->cf_options_;
 
   std::vector<std::string> names;
   auto ls = rocksdb::DB::ListColumnFamilies(ro, db_dir, &names);
@@ -140,7 +145,35 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
     if (names[i] != rocksdb::kDefaultColumnFamilyName)
       self->cfs_.emplace(names[i], handles[i]);
   }
+  if (auto err = self->open_blobs())
+    return err;
   return self;
+}
+
+// Opens the blob store and counts the blobs that committed rows still reference; segments
+// left with none (blobs of transactions that never committed) are deleted.
+caf::error database::open_blobs() {
+  if (auto err = create_table(blob_index_table))
+    return err;
+  auto store = blob_store::open((fs::path{dir_} / "blobs").string(), opts_.blob_segment_bytes,
+                                opts_.blob_lanes, opts_.blob_spare_segments);
+  if (!store)
+    return std::move(store.error());
+  blobs_ = std::move(*store);
+  std::unique_ptr<rocksdb::Iterator> it{
+    db_->NewIterator(rocksdb::ReadOptions{}, handle(blob_index_table))};
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto ref = blob_ref::decode({it->value().data(), it->value().size()});
+    if (!ref)
+      return make_error(errc::corrupt_data, dir_ + ": a row of " + blob_index_table
+                                              + " is not a blob reference");
+    if (!blobs_->adopt(*ref))
+      ++missing_blobs_;
+  }
+  if (!it->status().ok())
+    return to_error(it->status(), "read " + std::string{blob_index_table});
+  blobs_->finish_recovery();
+  return {};
 }
 
 database::~database() {
@@ -151,21 +184,28 @@ database::~database() {
   }
 }
 
-caf::error database::create_table(const std::string& name) {
+caf::error database::create_table(const std::string& name, table_kind kind) {
   if (!valid_table_name(name))
     return make_error(errc::invalid_argument,
                       "table name '" + name + "' must be 1..128 chars of [A-Za-z0-9_.-]");
   std::unique_lock guard{mtx_};
+  if (kind == table_kind::blobs)
+    kinds_[name] = kind;
   if (cfs_.count(name))
     return {};
   rocksdb::ColumnFamilyHandle* h = nullptr;
-  rocksdb::ColumnFamilyOptions cfo;
-  auto s = db_->CreateColumnFamily(cfo, name, &h);
+  auto s = db_->CreateColumnFamily(*cf_options_, name, &h);
   if (!s.ok())
     return to_error(s, "create table " + name);
   owned_.push_back(h);
   cfs_.emplace(name, h);
   return {};
+}
+
+bool database::is_blob_table(std::string_view name) const {
+  std::shared_lock guard{mtx_};
+  auto i = kinds_.find(std::string{name});
+  return i != kinds_.end() && i->second == table_kind::blobs;
 }
 
 bool database::has_table(std::string_view name) const {
@@ -286,14 +326,41 @@ caf::expected<std::string> database::digest() const {
       h *= 1099511628211ull;
     }
   };
+  // One snapshot for the tables and the blob index, so the two agree.
+  rocksdb::ReadOptions ro;
+  ro.snapshot = db_->GetSnapshot();
+  struct release_snapshot {
+    rocksdb::TransactionDB* db;
+    const rocksdb::Snapshot* s;
+    ~release_snapshot() { db->ReleaseSnapshot(s); }
+  } guard{db_, ro.snapshot};
+  std::unique_ptr<rocksdb::Iterator> index{
+    db_->NewIterator(ro, handle(blob_index_table))};
+  std::vector<char> blob;
   for (auto& name : tables()) {
     if (name.rfind("__", 0) == 0)
       continue;
     mix(name);
-    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, handle(name))};
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro, handle(name))};
+    std::string index_key = name + '\0';
+    auto prefix_size = index_key.size();
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       mix({it->key().data(), it->key().size()});
-      mix({it->value().data(), it->value().size()});
+      index_key.resize(prefix_size);
+      index_key.append(it->key().data(), it->key().size());
+      index->Seek(index_key);
+      if (index->Valid() && index->key() == index_key) {
+        auto ref = blob_ref::decode({index->value().data(), index->value().size()});
+        if (!ref)
+          return make_error(errc::corrupt_data, "digest of " + name
+                                                  + ": bad blob reference in the index");
+        blob.resize(ref->size);
+        if (auto err = blobs_->read(*ref, blob.data()))
+          return err;
+        mix({blob.data(), blob.size()});
+      } else {
+        mix({it->value().data(), it->value().size()});
+      }
     }
     if (!it->status().ok())
       return to_error(it->status(), "digest of " + name);

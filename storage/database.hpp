@@ -21,12 +21,14 @@
 namespace rocksdb {
 class TransactionDB;
 class ColumnFamilyHandle;
+struct ColumnFamilyOptions;
 class Status;
 } // namespace rocksdb
 
 namespace comb::storage {
 
 class transaction;
+class blob_store;
 
 /// The on-disk format version written to `<dir>/COMB` and checked on open.
 constexpr int format_version = 1;
@@ -47,7 +49,12 @@ public:
   database& operator=(const database&) = delete;
 
   /// Creates the table if it does not exist yet. Names are 1..128 chars of [A-Za-z0-9_.-].
-  caf::error create_table(const std::string& name);
+  /// A blobs table is written and read only with transaction::put_blob, get_blob and
+  /// del_blob; its kind is declared again each time the folder is opened.
+  caf::error create_table(const std::string& name, table_kind kind = table_kind::rows);
+
+  /// True when `name` was created (in this process) as a blobs table.
+  bool is_blob_table(std::string_view name) const;
 
   /// True when the table exists.
   bool has_table(std::string_view name) const;
@@ -71,13 +78,25 @@ public:
   caf::error sync_wal();
 
   /// A digest of every user table (not "__" tables): FNV-1a 64 over table names, keys and
-  /// values in key order, printed as 16 hex digits. Equal states give equal digests.
+  /// values in key order, printed as 16 hex digits; a row whose value is in the blob store
+  /// counts with the blob's bytes. Equal states give equal digests.
   caf::expected<std::string> digest() const;
 
   /// Number of rows in a table (a full scan; for tests and tools).
   caf::expected<uint64_t> count(std::string_view table) const;
 
+  /// The blob store under `<dir>/blobs` (see transaction::put_blob).
+  blob_store& blobs() const { return *blobs_; }
+
+  /// Rows of the blob index whose blob segment was missing at open (their reads fail).
+  uint64_t missing_blobs() const { return missing_blobs_; }
+
+  /// Internal table indexing every row whose value is in the blob store: table '\0' key ->
+  /// encoded blob_ref. Read at open to learn which blobs are live.
+  static constexpr const char* blob_index_table = "__blobs";
+
   durability mode() const { return opts_.mode; }
+  const options& opts() const { return opts_; }
   unsigned keep_wal_seconds() const { return opts_.keep_wal_seconds; }
   const std::string& dir() const { return dir_; }
 
@@ -88,7 +107,8 @@ public:
   rocksdb::TransactionDB* raw() const { return db_; }
 
 private:
-  database(std::string dir, options opts) : dir_(std::move(dir)), opts_(opts) {}
+  database(std::string dir, options opts);
+  caf::error open_blobs();
 
   std::string dir_;
   options opts_;
@@ -96,6 +116,11 @@ private:
   mutable std::shared_mutex mtx_;
   std::unordered_map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
   std::vector<rocksdb::ColumnFamilyHandle*> owned_;
+  /// Options of every column family (block cache, table format), also for new tables.
+  std::unique_ptr<rocksdb::ColumnFamilyOptions> cf_options_;
+  std::unordered_map<std::string, table_kind> kinds_;
+  std::unique_ptr<blob_store> blobs_;
+  uint64_t missing_blobs_ = 0;
 };
 
 } // namespace comb::storage

@@ -18,6 +18,15 @@ enum class durability {
 bool parse_durability(const std::string& text, durability& out);
 std::string to_string(durability x);
 
+/// What a table holds.
+enum class table_kind {
+  /// Rows of bytes or MessagePack, written with transaction::put, put_row, ...
+  rows,
+  /// Values of any size written with transaction::put_blob: large ones live in the blob store
+  /// (storage/blob_store.hpp), the row keeps a reference.
+  blobs,
+};
+
 struct options {
   durability mode = durability::sync;
   /// Create the folder (and Comb's marker file) when it does not exist or is empty.
@@ -30,6 +39,15 @@ struct options {
   /// data carried only in the WAL (provenance records, see transaction::put_log_data) can be
   /// read back with database::scan_wal after a crash. 0: delete them at once.
   unsigned keep_wal_seconds = 0;
+  /// Values written with put_blob up to this size stay in the row; larger ones go to the
+  /// blob store.
+  size_t blob_inline_max = 32u << 10;
+  /// Size at which the blob store starts a new segment file.
+  size_t blob_segment_bytes = 64u << 20;
+  /// Segment files written at the same time (by different threads).
+  size_t blob_lanes = 4;
+  /// Retired segment files kept to be written over by new segments.
+  size_t blob_spare_segments = 4;
 };
 
 } // namespace comb::storage

@@ -7,10 +7,9 @@ capnp_generate_cpp(COMB_LOG_CAPNP_SRCS COMB_LOG_CAPNP_HDRS
 unset(CAPNPC_SRC_PREFIX)
 unset(CAPNPC_OUTPUT_DIR)
 add_library(comb_provenance STATIC
-  ${CMAKE_CURRENT_LIST_DIR}/crc32c.cpp
   ${CMAKE_CURRENT_LIST_DIR}/log_record.cpp
   ${CMAKE_CURRENT_LIST_DIR}/provenance_log.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sql_store.cpp
   ${COMB_LOG_CAPNP_SRCS}
 )
-target_link_libraries(comb_provenance PUBLIC comb_errc CapnProto::capnp SQLite::SQLite3)
+target_link_libraries(comb_provenance PUBLIC comb_errc comb_crc32c CapnProto::capnp SQLite::SQLite3)

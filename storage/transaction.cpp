@@ -6,6 +6,8 @@
 #include <rocksdb/utilities/transaction.h>
 #include <rocksdb/utilities/transaction_db.h>
 
+#include <algorithm>
+
 namespace comb::storage {
 
 namespace {
@@ -23,6 +25,10 @@ caf::error no_table(std::string_view table) {
   return make_error(errc::unknown_table, "no table '" + std::string{table} + "'");
 }
 
+// The stored form of a blobs-table row: a tag, then the bytes or the blob's reference.
+constexpr char inline_tag = 'I';
+constexpr char blob_tag = 'B';
+
 } // namespace
 
 transaction::transaction(database& db, std::unique_ptr<rocksdb::Transaction> txn)
@@ -32,6 +38,13 @@ transaction::transaction(database& db, std::unique_ptr<rocksdb::Transaction> txn
 transaction::~transaction() {
   if (!done_)
     rollback();
+}
+
+caf::error transaction::not_for_blob_table(std::string_view table, const char* use) const {
+  if (!db_.is_blob_table(table))
+    return {};
+  return make_error(errc::invalid_argument, "table '" + std::string{table}
+                                              + "' holds blobs: use transaction::" + use);
 }
 
 caf::expected<std::optional<std::string>>
@@ -57,16 +70,28 @@ transaction::read(std::string_view table, std::string_view key, bool for_update)
 
 caf::expected<std::optional<std::string>> transaction::get(std::string_view table,
                                                            std::string_view key) {
+  if (auto err = not_for_blob_table(table, "get_blob"))
+    return err;
   return read(table, key, false);
 }
 
 caf::expected<std::optional<std::string>>
 transaction::get_for_update(std::string_view table, std::string_view key) {
+  if (auto err = not_for_blob_table(table, "get_blob"))
+    return err;
   return read(table, key, true);
 }
 
 caf::error transaction::write(std::string_view table, std::string_view key,
                               std::string_view value, bool is_row, bool must_be_absent) {
+  if (auto err = not_for_blob_table(table, "put_blob"))
+    return err;
+  return write_value(table, key, value, is_row, must_be_absent);
+}
+
+caf::error transaction::write_value(std::string_view table, std::string_view key,
+                                    std::string_view value, bool is_row,
+                                    bool must_be_absent) {
   auto* cf = db_.handle(table);
   if (!cf)
     return no_table(table);
@@ -117,6 +142,12 @@ void transaction::put_log_data(std::string_view blob) {
 }
 
 caf::error transaction::del(std::string_view table, std::string_view key) {
+  if (auto err = not_for_blob_table(table, "del_blob"))
+    return err;
+  return record_delete(table, key);
+}
+
+caf::error transaction::record_delete(std::string_view table, std::string_view key) {
   auto* cf = db_.handle(table);
   if (!cf)
     return no_table(table);
@@ -131,6 +162,111 @@ caf::error transaction::del(std::string_view table, std::string_view key) {
   changes_.push_back(std::move(c));
   wrote_ = true;
   return {};
+}
+
+caf::error transaction::replace_blob(std::string_view table, std::string_view key) {
+  auto* cf = db_.handle(table);
+  if (!cf)
+    return no_table(table);
+  std::string old;
+  auto s = txn_->GetForUpdate(rocksdb::ReadOptions{}, cf, {key.data(), key.size()}, &old);
+  if (!s.ok() && !s.IsNotFound())
+    return to_error(s, "write " + std::string{table});
+  known_[known_key(table, key)] = s.ok();
+  if (!s.ok() || old.empty() || old[0] != blob_tag)
+    return {};
+  auto ref = blob_ref::decode(std::string_view{old}.substr(1));
+  if (!ref)
+    return make_error(errc::corrupt_data, std::string{table} + "/" + std::string{key}
+                                            + ": stored blob reference is damaged");
+  auto mine = std::find_if(appended_.begin(), appended_.end(), [&](const blob_ref& r) {
+    return r.segment == ref->segment && r.offset == ref->offset;
+  });
+  if (mine != appended_.end()) {
+    // Written earlier in this transaction: nobody else can see it, free it now.
+    db_.blobs().release(*mine);
+    appended_.erase(mine);
+  } else {
+    replaced_.push_back(*ref);
+  }
+  auto s2 = txn_->Delete(db_.handle(database::blob_index_table),
+                         known_key(table, key));
+  if (!s2.ok())
+    return to_error(s2, "write " + std::string{database::blob_index_table});
+  return {};
+}
+
+caf::error transaction::put_blob(std::string_view table, std::string_view key,
+                                 std::string_view bytes) {
+  if (!db_.is_blob_table(table))
+    return make_error(errc::invalid_argument,
+                      "table '" + std::string{table} + "' is not a blobs table");
+  if (auto err = replace_blob(table, key))
+    return err;
+  std::string stored;
+  if (bytes.size() <= db_.opts().blob_inline_max) {
+    stored.reserve(1 + bytes.size());
+    stored.push_back(inline_tag);
+    stored.append(bytes);
+  } else {
+    auto ref = db_.blobs().append(bytes);
+    if (!ref)
+      return std::move(ref.error());
+    appended_.push_back(*ref);
+    auto encoded = ref->encode();
+    auto s = txn_->Put(db_.handle(database::blob_index_table), known_key(table, key), encoded);
+    if (!s.ok())
+      return to_error(s, "write " + std::string{database::blob_index_table});
+    stored.reserve(1 + encoded.size());
+    stored.push_back(blob_tag);
+    stored.append(encoded);
+  }
+  return write_value(table, key, stored, /*is_row=*/false, /*must_be_absent=*/false);
+}
+
+caf::expected<bool> transaction::get_blob(std::string_view table, std::string_view key,
+                                          std::vector<char>& out) {
+  if (!db_.is_blob_table(table))
+    return make_error(errc::invalid_argument,
+                      "table '" + std::string{table} + "' is not a blobs table");
+  auto v = read(table, key, false);
+  if (!v)
+    return std::move(v.error());
+  if (!*v)
+    return false;
+  std::string_view stored{**v};
+  if (!stored.empty() && stored[0] == inline_tag) {
+    out.assign(stored.begin() + 1, stored.end());
+    return true;
+  }
+  std::optional<blob_ref> ref;
+  if (!stored.empty() && stored[0] == blob_tag)
+    ref = blob_ref::decode(stored.substr(1));
+  if (!ref)
+    return make_error(errc::corrupt_data, std::string{table} + "/" + std::string{key}
+                                            + ": stored value is not a blob row");
+  out.resize(ref->size);
+  if (auto err = db_.blobs().read(*ref, out.data()))
+    return make_error(static_cast<errc>(err.code()),
+                      std::string{table} + "/" + std::string{key} + ": "
+                        + describe(err));
+  return true;
+}
+
+caf::error transaction::del_blob(std::string_view table, std::string_view key) {
+  if (!db_.is_blob_table(table))
+    return make_error(errc::invalid_argument,
+                      "table '" + std::string{table} + "' is not a blobs table");
+  if (auto err = replace_blob(table, key))
+    return err;
+  return record_delete(table, key);
+}
+
+void transaction::release_appended() {
+  for (auto& r : appended_)
+    db_.blobs().release(r);
+  appended_.clear();
+  replaced_.clear();
 }
 
 caf::error transaction::scan(
@@ -205,11 +341,29 @@ caf::error transaction::commit() {
   if (done_)
     return make_error(errc::invalid_argument, "transaction already finished");
   done_ = true;
+  if (!appended_.empty() && db_.mode() == durability::sync) {
+    // The rows will reference these blobs once the WAL is on disk: put the blobs there first.
+    std::vector<uint64_t> segments;
+    for (auto& r : appended_)
+      if (std::find(segments.begin(), segments.end(), r.segment) == segments.end())
+        segments.push_back(r.segment);
+    for (auto id : segments)
+      if (auto err = db_.blobs().sync(id)) {
+        txn_->Rollback().PermitUncheckedError();
+        release_appended();
+        return err;
+      }
+  }
   auto s = txn_->Commit();
   if (!s.ok()) {
     txn_->Rollback().PermitUncheckedError();
+    release_appended();
     return to_error(s, "commit");
   }
+  appended_.clear();
+  for (auto& r : replaced_)
+    db_.blobs().release(r);
+  replaced_.clear();
   return {};
 }
 
@@ -218,6 +372,7 @@ void transaction::rollback() {
     return;
   done_ = true;
   txn_->Rollback().PermitUncheckedError();
+  release_appended();
   changes_.clear();
 }
 

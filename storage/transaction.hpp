@@ -5,6 +5,7 @@
 #pragma once
 
 #include "runtime/provenance_hook.hpp"
+#include "storage/blob_store.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -51,6 +52,22 @@ public:
   /// Deletes the row (a no-op when absent, still recorded as a delete).
   caf::error del(std::string_view table, std::string_view key);
 
+  /// Writes `bytes` as the value of a row of a blobs table (database::create_table). Values
+  /// up to options::blob_inline_max stay in the row; larger ones are appended to the blob
+  /// store now and become part of the database when this transaction commits (in sync mode
+  /// their segment is synced first). An overwritten blob is freed after the commit; a blob
+  /// of a transaction that does not commit is freed at once. The row change recorded for
+  /// provenance holds the row's stored form (the bytes, or a reference to the blob).
+  caf::error put_blob(std::string_view table, std::string_view key, std::string_view bytes);
+
+  /// Reads a row of a blobs table into `out` (resized to the value's size); false when the
+  /// row is absent. Errors name the blob segment and offset when the blob is damaged.
+  caf::expected<bool> get_blob(std::string_view table, std::string_view key,
+                               std::vector<char>& out);
+
+  /// Deletes a row of a blobs table; its blob is freed after the commit.
+  caf::error del_blob(std::string_view table, std::string_view key);
+
   /// Visits rows with from <= key < to in key order (empty `to` = to the end); the visitor
   /// returns false to stop. Sees this transaction's own writes.
   caf::error scan(std::string_view table, std::string_view from, std::string_view to,
@@ -88,6 +105,13 @@ private:
                                                  bool for_update);
   caf::error write(std::string_view table, std::string_view key, std::string_view value,
                    bool is_row, bool must_be_absent);
+  caf::error write_value(std::string_view table, std::string_view key, std::string_view value,
+                         bool is_row, bool must_be_absent);
+  caf::error record_delete(std::string_view table, std::string_view key);
+  caf::error not_for_blob_table(std::string_view table, const char* use) const;
+  /// Locks a blobs-table row and schedules the release of the blob it holds (if any).
+  caf::error replace_blob(std::string_view table, std::string_view key);
+  void release_appended();
 
   database& db_;
   std::unique_ptr<rocksdb::Transaction> txn_;
@@ -99,6 +123,10 @@ private:
   /// table + '\0' + key -> whether the row exists, for rows read or written here, to tell
   /// an update from an insert without another read.
   std::unordered_map<std::string, bool> known_;
+  /// Blobs appended by this transaction (freed if it does not commit).
+  std::vector<blob_ref> appended_;
+  /// Blobs of rows this transaction overwrote or deleted (freed once it commits).
+  std::vector<blob_ref> replaced_;
 };
 
 } // namespace comb::storage

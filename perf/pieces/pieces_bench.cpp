@@ -94,7 +94,7 @@ std::shared_ptr<procedure_registry> procedures() {
 }
 
 /// Tasks kept in flight: 64, or fewer so that about `inflight_bytes` are in flight.
-size_t inflight_bytes = size_t{4} << 20;
+size_t inflight_bytes = size_t{16} << 20;
 size_t window_for(size_t size) {
   return std::max<size_t>(1, std::min<size_t>(64, inflight_bytes / std::max<size_t>(size, 1)));
 }
@@ -105,10 +105,10 @@ double seconds_since(clk::time_point t0) {
 
 /// The baseline: the same compute step, in-process, on the same payload split the same way.
 double run_inprocess(const std::string& payload, size_t count) {
-  std::vector<std::vector<char>> chunks;
+  std::vector<payload_buffer> chunks;
   for (size_t i = 0; i < payload.size() || chunks.empty(); i += max_piece_payload)
-    chunks.emplace_back(payload.begin() + i,
-                        payload.begin() + std::min(payload.size(), i + max_piece_payload));
+    chunks.emplace_back(std::vector<char>(
+      payload.begin() + i, payload.begin() + std::min(payload.size(), i + max_piece_payload)));
   volatile uint64_t sink = 0;
   auto t0 = clk::now();
   for (size_t i = 0; i < count; ++i) {
@@ -278,15 +278,30 @@ int main(int argc, char** argv) {
       for (auto count : counts) {
         if (size * count > max_bytes)
           continue;
-        auto base = *(*n)->db().count("results");
+        // Results applied so far, from the dispatcher's counters (a full scan of the results
+        // table on every check would take a core from the system being measured).
+        auto applied = [&] {
+          uint64_t x = 0;
+          self->request(disp, std::chrono::seconds{10}, caf::get_atom::value)
+            .receive(
+              [&](std::string& stats) {
+                x = nlohmann::json::parse(stats).value("applied", uint64_t{0});
+              },
+              [](caf::error&) {});
+          return x;
+        };
+        auto base = applied();
         auto t0 = clk::now();
-        size_t failed = 0, sent = 0, done = 0;
+        // Closed loop, as for the function path: at most window_for(size) tasks between submit
+        // and applied result (`done` counts acknowledged submits, `finished` applied results).
+        size_t failed = 0, sent = 0, done = 0, finished = 0;
+        auto window = window_for(size);
         std::vector<decltype(self->request(std::declval<actors::state_actor>(),
                                            std::chrono::seconds{1}, call_atom::value,
                                            invocation{}))>
           handles;
         while (done < count) {
-          while (sent < count && sent - done < window_for(size)) {
+          while (sent < count && sent - done < window && sent - finished < window) {
             invocation inv;
             inv.procedure = "bench.submit";
             inv.args = {{"name", "job" + std::to_string(job++)}, {"payload", payload}};
@@ -297,12 +312,18 @@ int main(int argc, char** argv) {
                                             std::move(inv)));
             ++sent;
           }
-          handles[done].receive([](nlohmann::json&) {}, [&](caf::error&) { ++failed; });
-          ++done;
+          if (done < sent) {
+            handles[done].receive([](nlohmann::json&) {}, [&](caf::error&) { ++failed; });
+            ++done;
+            continue;
+          }
+          finished = applied() - base + failed;
+          if (sent - finished >= window)
+            std::this_thread::sleep_for(std::chrono::microseconds{100});
         }
         // Wait until every result is committed by the result procedure.
         auto deadline = clk::now() + std::chrono::seconds{300};
-        while (*(*n)->db().count("results") < base + count - failed && clk::now() < deadline)
+        while (applied() < base + count - failed && clk::now() < deadline)
           std::this_thread::sleep_for(std::chrono::microseconds{200});
         auto comb_s = seconds_since(t0);
         if (failed > 0)

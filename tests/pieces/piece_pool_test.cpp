@@ -218,9 +218,10 @@ TEST_CASE("checksum is independent of how the payload is cut") {
     c = static_cast<char>(rng());
   auto whole = checksum_output({data});
   for (size_t cut : {1u, 7u, 8u, 13u, 1000u, 4096u}) {
-    std::vector<std::vector<char>> chunks;
+    std::vector<payload_buffer> chunks;
     for (size_t i = 0; i < data.size(); i += cut)
-      chunks.emplace_back(data.begin() + i, data.begin() + std::min(data.size(), i + cut));
+      chunks.emplace_back(
+        std::vector<char>(data.begin() + i, data.begin() + std::min(data.size(), i + cut)));
     CHECK(checksum_output(chunks) == whole);
   }
   auto changed = data;

@@ -1,0 +1,117 @@
+// comb::storage::blob_store: large values kept beside the tables, as WiscKey and RocksDB's
+// BlobDB do. Each blob is appended once to an append-only segment file under
+// `<data>/blobs/` and is named by a blob_ref, which a table row stores in its place; the
+// transaction that writes the row makes the blob part of the database (transaction::put_blob).
+// A blob thus costs one write and one CRC32C, not a WAL copy, a memtable copy, a flush and
+// compactions. Each entry is framed as {u64 size, u32 crc32c(data), u32 crc32c(header)} + data;
+// reads check the frame and the data against the ref and name the segment file and offset
+// when something is wrong. A segment is retired once it is sealed (a newer one took over) and
+// no live blob is left in it: a few retired files are kept as spares and overwritten by later
+// segments (writing over cached file pages is several times cheaper than growing a new file,
+// as RocksDB's recycled WAL files show), the rest are deleted. Writers append to one of
+// several active segments ("lanes", by thread), since buffered writes to one file serialize
+// on its inode lock. Owned by its database; all member functions are thread-safe; appends
+// reserve their range under a short lock and write outside it.
+#pragma once
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::storage {
+
+/// Where a blob lies. Encoded in 28 bytes (little-endian) in the row that owns the blob.
+struct blob_ref {
+  uint64_t segment = 0;
+  /// Offset of the entry's frame header in the segment file.
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  /// CRC32C of the blob's bytes.
+  uint32_t crc = 0;
+
+  static constexpr size_t encoded_size = 28;
+  std::string encode() const;
+  /// nullopt when `bytes` is not an encoded ref.
+  static std::optional<blob_ref> decode(std::string_view bytes);
+};
+
+class blob_store {
+public:
+  /// Size of a segment's file header ("COMBBLOB" + u32 version + u32 reserved).
+  static constexpr uint64_t header_bytes = 16;
+  /// Size of an entry's frame header.
+  static constexpr uint64_t frame_bytes = 16;
+
+  /// Opens (creating it when missing) the blob folder `dir`. Existing segments are opened as
+  /// sealed and kept until finish_recovery(); new blobs go to `lanes` new segments. A lane
+  /// starts a new segment when its current one would exceed `segment_bytes` (a larger blob
+  /// gets a segment of its own). Up to `spare_segments` retired files are kept for reuse.
+  static caf::expected<std::unique_ptr<blob_store>> open(const std::string& dir,
+                                                         uint64_t segment_bytes = 64u << 20,
+                                                         size_t lanes = 4,
+                                                         size_t spare_segments = 4);
+  ~blob_store();
+  blob_store(const blob_store&) = delete;
+  blob_store& operator=(const blob_store&) = delete;
+
+  /// Appends `bytes` as a new live blob (not yet referenced by any committed row).
+  caf::expected<blob_ref> append(std::string_view bytes);
+
+  /// Reads the blob into `dest` (ref.size bytes). Errors: not_found (its segment was deleted:
+  /// the row that held the ref is gone), corrupt_data (frame or CRC mismatch, short file),
+  /// storage_error (I/O).
+  caf::error read(const blob_ref& ref, char* dest) const;
+
+  /// Makes the blobs appended to `segment` so far durable (fdatasync of its file).
+  caf::error sync(uint64_t segment);
+
+  /// Drops one reference to a blob: after its row was deleted or overwritten (once the
+  /// transaction committed), or when the transaction that appended it did not commit.
+  void release(const blob_ref& ref);
+
+  /// At open, before finish_recovery(): counts a blob referenced by a committed row as live.
+  /// Returns false when its segment file is missing.
+  bool adopt(const blob_ref& ref);
+
+  /// Ends recovery: retires the old segments that hold no live blob (blobs of transactions
+  /// that never committed, of rows deleted before the last shutdown). Returns how many.
+  size_t finish_recovery();
+
+  /// Number of segment files in use (not counting spares), and bytes of live blobs.
+  size_t segment_count() const;
+  /// Retired segment files kept for reuse.
+  size_t spare_count() const;
+  uint64_t live_bytes() const;
+  const std::string& dir() const { return dir_; }
+
+  /// The file name of a segment ("<16 hex digits>.blob").
+  static std::string segment_name(uint64_t id);
+
+private:
+  struct segment;
+  blob_store(std::string dir, uint64_t segment_bytes, size_t spare_segments)
+    : dir_(std::move(dir)), segment_bytes_(segment_bytes), max_spares_(spare_segments) {}
+  caf::error start_segment(size_t lane); // with mtx_ held
+  void retire(std::map<uint64_t, std::shared_ptr<segment>>::iterator i); // with mtx_ held
+
+  std::string dir_;
+  uint64_t segment_bytes_;
+  size_t max_spares_;
+  mutable std::mutex mtx_;
+  std::map<uint64_t, std::shared_ptr<segment>> segments_;
+  std::vector<std::shared_ptr<segment>> lanes_;
+  std::vector<std::shared_ptr<segment>> spares_;
+  uint64_t next_id_ = 1;
+  uint64_t live_bytes_ = 0;
+};
+
+} // namespace comb::storage
