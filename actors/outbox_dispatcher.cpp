@@ -17,6 +17,8 @@ namespace comb::actors {
 namespace {
 
 using poll_atom = caf::atom_constant<caf::atom("poll")>;
+using ready_atom = caf::atom_constant<caf::atom("obxready")>;
+using scan_atom = caf::atom_constant<caf::atom("obxscan")>;
 
 struct dispatcher_state {
   storage::database* db = nullptr;
@@ -27,14 +29,16 @@ struct dispatcher_state {
   std::set<std::string, std::less<>> in_flight;
   std::map<std::string, size_t> in_flight_bytes;
   size_t bytes_in_flight = 0;
-  /// Calls are keyed by execution id, which grows: new calls sort after `cursor`.
-  std::string cursor;
-  uint32_t polls_since_full_scan = 0;
+  /// A call could not be sent for lack of room: scan again once a call finishes.
+  bool behind = false;
+  bool scan_queued = false;
   uint64_t sent = 0;
   uint64_t applied = 0;
   uint64_t duplicates = 0;
   uint64_t call_errors = 0;
   uint64_t apply_errors = 0;
+  /// Calls sent on a commit's hint rather than found by a poll.
+  uint64_t hinted = 0;
   static inline const char* name = "comb.outbox_dispatcher";
 };
 
@@ -46,6 +50,10 @@ void release(dispatcher_t* self, const std::string& key) {
   if (auto i = st.in_flight_bytes.find(key); i != st.in_flight_bytes.end()) {
     st.bytes_in_flight -= i->second;
     st.in_flight_bytes.erase(i);
+  }
+  if (st.behind && !st.scan_queued) {
+    st.scan_queued = true;
+    self->send(self, scan_atom::value);
   }
 }
 
@@ -161,34 +169,64 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc) {
       });
 }
 
+bool has_room(const dispatcher_state& st) {
+  return st.in_flight.size() < st.cfg.max_in_flight &&
+         (st.in_flight.empty() || st.bytes_in_flight < st.cfg.max_in_flight_bytes);
+}
+
+// Sends committed calls that are not in flight, as many as there is room for. Returns how
+// many it sent.
+size_t scan(dispatcher_t* self) {
+  auto& st = self->state;
+  st.behind = false;
+  if (!has_room(st)) {
+    st.behind = true;
+    return 0;
+  }
+  // The outbox holds only calls without a result, so each scan starts at the beginning:
+  // calls of concurrent transactions commit in any order, a cursor would skip some. Calls in
+  // flight are skipped before their rows are decoded: with a thousand in flight, decoding
+  // them on every poll kept a core busy.
+  auto room = st.cfg.max_in_flight - st.in_flight.size();
+  auto calls = runtime::outbox::pending(
+    *st.db, "", room,
+    [&](std::string_view key) { return st.in_flight.find(key) != st.in_flight.end(); });
+  if (!calls)
+    return 0;
+  if (calls->size() == room)
+    st.behind = true; // there may be more
+  size_t sent = 0;
+  for (auto& pc : *calls) {
+    if (!has_room(st)) {
+      st.behind = true;
+      break;
+    }
+    ++sent;
+    dispatch(self, std::move(pc));
+  }
+  return sent;
+}
+
 void poll(dispatcher_t* self) {
   auto& st = self->state;
-  // The outbox holds only calls without a result, so each poll scans it from the start:
-  // calls of concurrent transactions commit in any order, a cursor would skip some.
-  st.cursor.clear();
-  size_t room = st.cfg.max_in_flight > st.in_flight.size()
-                  ? st.cfg.max_in_flight - st.in_flight.size()
-                  : 0;
-  size_t found = 0;
-  if (room > 0 && (st.in_flight.empty() || st.bytes_in_flight < st.cfg.max_in_flight_bytes)) {
-    // Calls in flight are skipped before their rows are decoded: with a thousand in flight,
-    // decoding them on every poll kept a core busy.
-    auto calls = runtime::outbox::pending(
-      *st.db, st.cursor, room,
-      [&](std::string_view key) { return st.in_flight.find(key) != st.in_flight.end(); });
-    if (calls) {
-      for (auto& pc : *calls) {
-        st.cursor = pc.key;
-        ++found;
-        dispatch(self, std::move(pc));
-        if (st.in_flight.size() >= st.cfg.max_in_flight ||
-            st.bytes_in_flight >= st.cfg.max_in_flight_bytes)
-          break;
-      }
-    }
+  auto sent = scan(self);
+  self->delayed_send(self, sent > 0 ? st.cfg.poll_busy : st.cfg.poll_idle, poll_atom::value);
+}
+
+// A call was just committed: send it now if there is room (otherwise a poll finds it).
+void on_ready(dispatcher_t* self, const std::string& key) {
+  auto& st = self->state;
+  if (st.in_flight.count(key) > 0)
+    return;
+  if (!has_room(st)) {
+    st.behind = true; // sent by the scan that follows a release
+    return;
   }
-  self->delayed_send(self, found > 0 || !st.in_flight.empty() ? st.cfg.poll_busy : st.cfg.poll_idle,
-                     poll_atom::value);
+  auto pc = runtime::outbox::find(*st.db, key);
+  if (!pc || !*pc)
+    return; // done already, or unreadable: the poll reports it
+  ++st.hinted;
+  dispatch(self, std::move(**pc));
 }
 
 caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::router route,
@@ -206,9 +244,20 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
     self->link_to(fn);
     st.functions.push_back(fn);
   }
+  // Committed calls are announced at once; polls find those made before a restart, those
+  // that did not fit in flight, and those to send again.
+  runtime::outbox::set_listener(*db, [hdl = caf::actor_cast<caf::actor>(self)](const std::string& key) {
+    caf::anon_send(hdl, ready_atom::value, key);
+  });
+  self->attach_functor([db] { runtime::outbox::set_listener(*db, {}); });
   self->send(self, poll_atom::value);
   return {
     [=](poll_atom) { poll(self); },
+    [=](ready_atom, const std::string& key) { on_ready(self, key); },
+    [=](scan_atom) {
+      self->state.scan_queued = false;
+      scan(self);
+    },
     [=](caf::get_atom) {
       auto& st = self->state;
       return nlohmann::json{{"sent", st.sent},
@@ -216,6 +265,7 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
                             {"duplicates", st.duplicates},
                             {"call_errors", st.call_errors},
                             {"apply_errors", st.apply_errors},
+                            {"hinted", st.hinted},
                             {"in_flight", st.in_flight.size()}}
         .dump();
     },

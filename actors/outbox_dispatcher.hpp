@@ -1,7 +1,8 @@
 // comb::actors::outbox_dispatcher: sends the calls that stored procedures committed to the
 // outbox (runtime/outbox.hpp) to a pool of function actors, and hands each result (or final
-// error) to the call's result procedure through the node's router. It polls the outbox, so
-// calls committed before a crash are sent again after the restart; result procedures apply a
+// error) to the call's result procedure through the node's router. A call is sent as soon as
+// the transaction that made it commits; the dispatcher also polls the outbox, so calls
+// committed before a crash are sent again after the restart; result procedures apply a
 // result at most once, so a call that is sent twice still takes effect exactly once. The
 // dispatcher reads the outbox directly but never writes the database: all writes are made by
 // the result procedures, in transactions. One per node; talk to it by messages.
@@ -30,9 +31,11 @@ struct dispatcher_config {
   /// Calls in flight at once, and their payload bytes (at least one call is always sent).
   uint32_t max_in_flight = 1024;
   size_t max_in_flight_bytes = size_t{4} << 20;
-  /// Outbox poll interval while calls keep coming / when idle.
-  std::chrono::milliseconds poll_busy{1};
-  std::chrono::milliseconds poll_idle{20};
+  /// Outbox poll interval after a poll found calls / found none. Calls are sent as soon as
+  /// their transaction commits (runtime::outbox::set_listener); polls find the calls made
+  /// before a restart and those to send again, and are cheap to leave rare.
+  std::chrono::milliseconds poll_busy{5};
+  std::chrono::milliseconds poll_idle{50};
   /// Timeout of one call (function actor) and of one result procedure invocation.
   std::chrono::milliseconds call_timeout{300000};
   /// Provenance: function calls and their results are reported here, and handed on to the

@@ -5,6 +5,9 @@
 #include "storage/transaction.hpp"
 
 #include <cstdio>
+#include <memory>
+#include <shared_mutex>
+#include <unordered_map>
 
 namespace comb::runtime {
 
@@ -49,7 +52,42 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
   }
 }
 
+// Listeners by database (few, long-lived); read on every enqueue.
+std::shared_mutex listeners_mtx;
+std::unordered_map<const storage::database*,
+                   std::shared_ptr<std::function<void(const std::string&)>>>
+  listeners;
+
+std::shared_ptr<std::function<void(const std::string&)>> listener_of(const storage::database& db) {
+  std::shared_lock guard{listeners_mtx};
+  auto i = listeners.find(&db);
+  return i == listeners.end() ? nullptr : i->second;
+}
+
 } // namespace
+
+void outbox::set_listener(storage::database& db, std::function<void(const std::string&)> fn) {
+  std::unique_lock guard{listeners_mtx};
+  if (fn)
+    listeners[&db] = std::make_shared<std::function<void(const std::string&)>>(std::move(fn));
+  else
+    listeners.erase(&db);
+}
+
+caf::expected<std::optional<pending_call>> outbox::find(storage::database& db,
+                                                        std::string_view key) {
+  auto txn = db.begin();
+  auto row = txn->get_row(calls_table, key);
+  txn->rollback();
+  if (!row)
+    return std::move(row.error());
+  if (!*row)
+    return std::optional<pending_call>{};
+  auto p = from_row(std::string{key}, **row);
+  if (!p)
+    return std::move(p.error());
+  return std::optional<pending_call>{std::move(*p)};
+}
 
 void outbox::add_tables(procedure_registry& procs) {
   procs.add_table(calls_table);
@@ -73,6 +111,8 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
   if (auto err = txn.put_row(calls_table, key, to_row(call, ctx.execution_id, task_id)))
     return err;
   ++ctx.outbox_calls;
+  if (auto fn = listener_of(txn.db()))
+    txn.after_commit([fn, key] { (*fn)(key); });
   return key;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,15 @@ public:
   static caf::expected<std::vector<pending_call>>
   pending(storage::database& db, std::string_view after, size_t limit,
           const std::function<bool(std::string_view key)>& skip = {});
+
+  /// Calls `fn` with the key of every call enqueued in `db` from now on, right after the
+  /// enqueuing transaction commits (on the committing thread), so a dispatcher need not wait
+  /// for its next poll. One listener per database; an empty `fn` removes it.
+  static void set_listener(storage::database& db, std::function<void(const std::string&)> fn);
+
+  /// The committed call `key` if it has no result yet, nullopt otherwise.
+  static caf::expected<std::optional<pending_call>> find(storage::database& db,
+                                                         std::string_view key);
 
   /// Reads the payload of a pending call into `out`; not_found once the call is done.
   static caf::error payload(storage::database& db, std::string_view key,

@@ -1,7 +1,9 @@
 #include "storage/blob_store.hpp"
 
 #include "runtime/errc.hpp"
-#include "storage/crc32c.hpp"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -32,13 +34,6 @@ void put_u32(char* p, uint32_t x) {
 void put_u64(char* p, uint64_t x) {
   for (int i = 0; i < 8; ++i)
     p[i] = static_cast<char>((x >> (8 * i)) & 0xff);
-}
-
-uint32_t get_u32(const char* p) {
-  uint32_t x = 0;
-  for (int i = 0; i < 4; ++i)
-    x |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
-  return x;
 }
 
 uint64_t get_u64(const char* p) {
@@ -123,7 +118,7 @@ std::string blob_ref::encode() const {
   put_u64(out.data(), segment);
   put_u64(out.data() + 8, offset);
   put_u64(out.data() + 16, size);
-  put_u32(out.data() + 24, crc);
+  put_u64(out.data() + 24, hash);
   return out;
 }
 
@@ -134,7 +129,7 @@ std::optional<blob_ref> blob_ref::decode(std::string_view bytes) {
   r.segment = get_u64(bytes.data());
   r.offset = get_u64(bytes.data() + 8);
   r.size = get_u64(bytes.data() + 16);
-  r.crc = get_u32(bytes.data() + 24);
+  r.hash = get_u64(bytes.data() + 24);
   return r;
 }
 
@@ -238,11 +233,11 @@ void blob_store::retire(std::map<uint64_t, std::shared_ptr<segment>>::iterator i
 caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
   blob_ref ref;
   ref.size = bytes.size();
-  ref.crc = crc32c(bytes.data(), bytes.size());
+  ref.hash = XXH3_64bits(bytes.data(), bytes.size());
   char frame[frame_bytes];
   put_u64(frame, ref.size);
-  put_u32(frame + 8, ref.crc);
-  put_u32(frame + 12, crc32c(frame, 12));
+  put_u64(frame + 8, ref.hash);
+  put_u64(frame + 16, XXH3_64bits(frame, 16));
   // Threads spread over the lanes, so concurrent writers rarely share a file.
   thread_local const size_t thread_hash = std::hash<std::thread::id>{}(std::this_thread::get_id());
   std::shared_ptr<segment> seg;
@@ -293,15 +288,15 @@ caf::error blob_store::read(const blob_ref& ref, char* dest) const {
                                               + ": the segment ends inside the blob");
     return make_error(errc::storage_error, sys_error("read blob in " + where()));
   }
-  if (get_u32(frame + 12) != crc32c(frame, 12))
+  if (get_u64(frame + 16) != XXH3_64bits(frame, 16))
     return make_error(errc::corrupt_data, "blob in " + where() + ": frame checksum mismatch");
-  if (get_u64(frame) != ref.size || get_u32(frame + 8) != ref.crc)
+  if (get_u64(frame) != ref.size || get_u64(frame + 8) != ref.hash)
     return make_error(errc::corrupt_data,
                       "blob in " + where() + ": the frame describes another blob (size "
                         + std::to_string(get_u64(frame)) + ", expected "
                         + std::to_string(ref.size) + ")");
-  if (crc32c(dest, ref.size) != ref.crc)
-    return make_error(errc::corrupt_data, "blob in " + where() + ": data checksum mismatch");
+  if (XXH3_64bits(dest, ref.size) != ref.hash)
+    return make_error(errc::corrupt_data, "blob in " + where() + ": data hash mismatch");
   return {};
 }
 

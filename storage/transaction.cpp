@@ -267,6 +267,7 @@ void transaction::release_appended() {
     db_.blobs().release(r);
   appended_.clear();
   replaced_.clear();
+  after_commit_.clear();
 }
 
 caf::error transaction::scan(
@@ -364,6 +365,10 @@ caf::error transaction::commit() {
   for (auto& r : replaced_)
     db_.blobs().release(r);
   replaced_.clear();
+  auto fns = std::move(after_commit_);
+  after_commit_.clear();
+  for (auto& fn : fns)
+    fn();
   return {};
 }
 
@@ -374,6 +379,7 @@ void transaction::rollback() {
   txn_->Rollback().PermitUncheckedError();
   release_appended();
   changes_.clear();
+  after_commit_.clear();
 }
 
 } // namespace comb::storage

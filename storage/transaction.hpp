@@ -85,6 +85,13 @@ public:
   /// Commits; on failure the transaction is rolled back (errc::conflict when retryable).
   caf::error commit();
 
+  /// Runs `fn` right after this transaction commits (never when it does not), on the
+  /// committing thread; e.g. to tell a watcher that rows it waits for exist now.
+  void after_commit(std::function<void()> fn) { after_commit_.push_back(std::move(fn)); }
+
+  /// The database this transaction belongs to.
+  database& db() const { return db_; }
+
   /// Discards all writes and releases the locks.
   void rollback();
 
@@ -127,6 +134,7 @@ private:
   std::vector<blob_ref> appended_;
   /// Blobs of rows this transaction overwrote or deleted (freed once it commits).
   std::vector<blob_ref> replaced_;
+  std::vector<std::function<void()>> after_commit_;
 };
 
 } // namespace comb::storage

@@ -211,6 +211,50 @@ struct fixture {
 
 TEST_SUITE("pieces.outbox") {
 
+TEST_CASE("a call is announced once its transaction commits, never when it rolls back") {
+  test::temp_dir dir;
+  auto db = test::must(storage::database::open(dir.path() + "/data"));
+  REQUIRE(!db->create_table(outbox::calls_table));
+  REQUIRE(!db->create_table(outbox::payload_table, storage::table_kind::blobs));
+  REQUIRE(!db->create_table(outbox::done_table));
+  std::vector<std::string> heard;
+  outbox::set_listener(*db, [&](const std::string& key) { heard.push_back(key); });
+  outbox_call c;
+  c.model = "checksum";
+  c.result_procedure = "demo.store";
+  std::string big(3 << 20, 'x'); // a payload for the blob store
+  call_context ctx;
+  ctx.execution_id = 42;
+  std::string committed;
+  {
+    auto txn = db->begin();
+    auto key = outbox::enqueue(ctx, *txn, c, big);
+    REQUIRE(key);
+    committed = *key;
+    CHECK(heard.empty()); // not before the commit
+    CHECK(!txn->commit());
+  }
+  CHECK(heard == std::vector<std::string>{committed});
+  {
+    call_context other;
+    other.execution_id = 43;
+    auto txn = db->begin();
+    REQUIRE(outbox::enqueue(other, *txn, c, "small"));
+    txn->rollback();
+  }
+  CHECK(heard.size() == 1);
+  auto found = outbox::find(*db, committed);
+  REQUIRE(found);
+  REQUIRE(*found);
+  CHECK((*found)->execution_id == 42);
+  CHECK((*found)->call.result_procedure == "demo.store");
+  std::vector<char> payload;
+  CHECK(!outbox::payload(*db, committed, payload));
+  CHECK(std::string(payload.begin(), payload.end()) == big);
+  CHECK(!outbox::find(*db, "0000000000000043.00000000").value());
+  outbox::set_listener(*db, {});
+}
+
 TEST_CASE("a call recorded in the procedure's transaction reaches compute and its result is "
           "applied exactly once") {
   compute_process compute;

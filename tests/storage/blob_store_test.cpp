@@ -202,7 +202,7 @@ TEST_CASE("a damaged segment gives corrupt_data naming the file and offset") {
     auto text = describe(r.error());
     CHECK(text.find(name) != std::string::npos);
     CHECK(text.find("offset 16") != std::string::npos);
-    CHECK(text.find("checksum") != std::string::npos);
+    CHECK(text.find("hash mismatch") != std::string::npos);
     CHECK(read_blob(*db, "j") == payload); // the other blob is intact
     CHECK(!db->digest()); // the digest does not hide the damage
   }
