@@ -110,10 +110,14 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
   hook->on_message(m);
 }
 
-void dispatch(dispatcher_t* self, runtime::pending_call pc) {
+// Sends `pc` to a function actor; `payload` holds its bytes when the caller read them already.
+void dispatch(dispatcher_t* self, runtime::pending_call pc,
+              std::vector<char>* payload = nullptr) {
   auto& st = self->state;
   runtime::task_request req;
-  if (auto err = runtime::outbox::payload(*st.db, pc.key, req.bytes)) {
+  if (payload)
+    req.bytes = std::move(*payload);
+  else if (auto err = runtime::outbox::payload(*st.db, pc.key, req.bytes)) {
     if (is(err, errc::not_found))
       return; // Applied in the meantime.
     // A damaged payload does not heal: the result procedure records the error, once.
@@ -222,11 +226,12 @@ void on_ready(dispatcher_t* self, const std::string& key) {
     st.behind = true; // sent by the scan that follows a release
     return;
   }
-  auto pc = runtime::outbox::find(*st.db, key);
+  std::vector<char> payload;
+  auto pc = runtime::outbox::find(*st.db, key, &payload);
   if (!pc || !*pc)
     return; // done already, or unreadable: the poll reports it
   ++st.hinted;
-  dispatch(self, std::move(**pc));
+  dispatch(self, std::move(**pc), &payload);
 }
 
 caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::router route,

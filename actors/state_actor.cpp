@@ -5,6 +5,8 @@
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 namespace comb::actors {
@@ -110,11 +112,19 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       }
       caf::expected<nlohmann::json> result{nlohmann::json{}};
       for (int attempt = 0;; ++attempt) {
+        ctx.outbox_calls = 0; // a retry starts over in a new transaction
         result = run_once(env, *def, ctx, inv, rec.get());
         if (result || !is(result.error(), errc::conflict) || attempt + 1 >= max_conflict_retries)
           break;
         ++self->state.retries;
-        std::this_thread::yield();
+        // Back off: a deadlock victim that retries at once can take its first lock again
+        // before the other transaction (whose thread the OS may not have run yet) got it,
+        // and so lose every retry on a loaded machine.
+        if (attempt < 2)
+          std::this_thread::yield();
+        else
+          std::this_thread::sleep_for(
+            std::chrono::microseconds{std::min(1000, 10 << std::min(attempt, 7))});
       }
       ++self->state.executed;
       if (rec) {

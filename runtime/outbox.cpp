@@ -74,11 +74,10 @@ void outbox::set_listener(storage::database& db, std::function<void(const std::s
     listeners.erase(&db);
 }
 
-caf::expected<std::optional<pending_call>> outbox::find(storage::database& db,
-                                                        std::string_view key) {
+caf::expected<std::optional<pending_call>>
+outbox::find(storage::database& db, std::string_view key, std::vector<char>* payload) {
   auto txn = db.begin();
   auto row = txn->get_row(calls_table, key);
-  txn->rollback();
   if (!row)
     return std::move(row.error());
   if (!*row)
@@ -86,6 +85,14 @@ caf::expected<std::optional<pending_call>> outbox::find(storage::database& db,
   auto p = from_row(std::string{key}, **row);
   if (!p)
     return std::move(p.error());
+  if (payload) {
+    auto found = txn->get_blob(payload_table, key, *payload);
+    if (!found)
+      return std::move(found.error());
+    if (!*found)
+      return make_error(errc::corrupt_data,
+                        "outbox call '" + std::string{key} + "' has no payload");
+  }
   return std::optional<pending_call>{std::move(*p)};
 }
 

@@ -86,9 +86,10 @@ public:
   /// for its next poll. One listener per database; an empty `fn` removes it.
   static void set_listener(storage::database& db, std::function<void(const std::string&)> fn);
 
-  /// The committed call `key` if it has no result yet, nullopt otherwise.
-  static caf::expected<std::optional<pending_call>> find(storage::database& db,
-                                                         std::string_view key);
+  /// The committed call `key` if it has no result yet, nullopt otherwise; with `payload`,
+  /// also reads the call's payload into it (in the same snapshot).
+  static caf::expected<std::optional<pending_call>>
+  find(storage::database& db, std::string_view key, std::vector<char>* payload = nullptr);
 
   /// Reads the payload of a pending call into `out`; not_found once the call is done.
   static caf::error payload(storage::database& db, std::string_view key,

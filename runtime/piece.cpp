@@ -70,11 +70,61 @@ private:
   std::vector<std::unique_ptr<capnp::word[]>> more_;
 };
 
+// Sets the header fields of `root`.
+void set_header(schema::Piece::Builder root, uint64_t task_id, piece_kind kind,
+                std::string_view model_id, uint32_t model_version, uint32_t piece_no,
+                uint32_t piece_count) {
+  root.setTaskId(task_id);
+  root.setKind(to_schema(kind));
+  root.setModelId(capnp::Text::Reader{model_id.data(), model_id.size()});
+  root.setModelVersion(model_version);
+  root.setPieceNo(piece_no);
+  root.setPieceCount(piece_count);
+}
+
+// Encodes a piece whose payload (word-aligned) becomes a second segment: the header segment
+// is built on its own and the payload is copied once, straight to its place in the flat
+// array, with no zeroing of that space first. Returns an empty vector if the builder did not
+// lay the message out as expected.
+std::vector<char> encode_two_segments(uint64_t task_id, piece_kind kind,
+                                      std::string_view model_id, uint32_t model_version,
+                                      uint32_t piece_no, uint32_t piece_count, const char* data,
+                                      size_t size) {
+  capnp::MallocMessageBuilder builder{static_cast<unsigned>(16 + (model_id.size() + 8) / 8)};
+  auto root = builder.initRoot<schema::Piece>();
+  set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
+  root.adoptPayload(builder.getOrphanage().referenceExternalData(
+    capnp::Data::Reader{reinterpret_cast<const kj::byte*>(data), size}));
+  auto segments = builder.getSegmentsForOutput();
+  if (segments.size() != 2 || reinterpret_cast<const char*>(segments[1].begin()) != data)
+    return {};
+  auto head_bytes = segments[0].size() * sizeof(capnp::word);
+  auto body_bytes = segments[1].size() * sizeof(capnp::word);
+  // Segment table: count - 1, the two sizes in words, padding to a word.
+  uint32_t table[4] = {1, static_cast<uint32_t>(segments[0].size()),
+                       static_cast<uint32_t>(segments[1].size()), 0};
+  std::vector<char> out;
+  out.reserve(sizeof(table) + head_bytes + body_bytes);
+  auto* t = reinterpret_cast<const char*>(table);
+  out.insert(out.end(), t, t + sizeof(table));
+  auto* h = reinterpret_cast<const char*>(segments[0].begin());
+  out.insert(out.end(), h, h + head_bytes);
+  out.insert(out.end(), data, data + size);
+  out.resize(out.size() + (body_bytes - size)); // zero padding to the word
+  return out;
+}
+
 } // namespace
 
 std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
                                const char* data, size_t size) {
+  if (size > 0 && reinterpret_cast<uintptr_t>(data) % sizeof(capnp::word) == 0) {
+    auto out = encode_two_segments(task_id, kind, model_id, model_version, piece_no,
+                                   piece_count, data, size);
+    if (!out.empty())
+      return out;
+  }
   // The flat array is an 8-byte segment table (one segment) followed by the segment, which
   // is built in place right behind it.
   constexpr size_t table = sizeof(capnp::word);
@@ -83,12 +133,7 @@ std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_vi
   auto* first = reinterpret_cast<capnp::word*>(bytes.data() + table);
   in_place_builder builder{{first, words}};
   auto root = builder.initRoot<schema::Piece>();
-  root.setTaskId(task_id);
-  root.setKind(to_schema(kind));
-  root.setModelId(capnp::Text::Reader{model_id.data(), model_id.size()});
-  root.setModelVersion(model_version);
-  root.setPieceNo(piece_no);
-  root.setPieceCount(piece_count);
+  set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
   auto out = root.initPayload(static_cast<unsigned>(size));
   if (size > 0)
     std::memcpy(out.begin(), data, size);

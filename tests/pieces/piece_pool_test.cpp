@@ -52,6 +52,33 @@ TEST_CASE("a piece survives Cap'n Proto encoding") {
   CHECK(q->payload == p.payload);
 }
 
+TEST_CASE("pieces encode aligned, unaligned and empty payloads; decoding may keep the buffer") {
+  std::vector<char> source(3001);
+  std::mt19937 rng{5};
+  for (auto& c : source)
+    c = static_cast<char>(rng());
+  // Aligned data is sent as a second segment, unaligned data is copied into one segment.
+  for (size_t offset : {0u, 1u, 8u}) {
+    for (size_t size : {0u, 1u, 7u, 8u, 2993u}) {
+      const char* data = source.data() + offset;
+      auto bytes = encode_piece(7, piece_kind::infer, "m", 0, 1, 2, data, size);
+      CHECK(bytes.size() % 8 == 0);
+      std::vector<char> want(data, data + size);
+      auto copied = decode_piece(bytes);
+      REQUIRE_MESSAGE(copied, "offset " << offset << " size " << size);
+      CHECK(std::vector<char>(copied->payload.begin(), copied->payload.end()) == want);
+      auto kept = decode_piece(std::move(bytes)); // payload is a window into the message
+      REQUIRE(kept);
+      CHECK(kept->payload.size() == size);
+      CHECK(std::vector<char>(kept->payload.begin(), kept->payload.end()) == want);
+      CHECK(kept->task_id == 7);
+      CHECK(kept->piece_no == 1);
+      CHECK(kept->piece_count == 2);
+      CHECK(kept->model_id == "m");
+    }
+  }
+}
+
 TEST_CASE("bytes that are not a piece give corrupt_data, not a crash") {
   std::vector<char> junk{'a', 'b', 'c'};
   auto r = decode_piece(junk);
