@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <random>
 #include <set>
 
 namespace comb::actors {
@@ -39,6 +40,11 @@ struct dispatcher_state {
   uint64_t apply_errors = 0;
   /// Calls sent on a commit's hint rather than found by a poll.
   uint64_t hinted = 0;
+  /// Each dispatch is a new compute task: its id mixes the call's task id with this
+  /// dispatcher's random nonce and a count, so a call sent again (after a node crash, or a
+  /// timeout) never collides with pieces the compute process still holds from an earlier try.
+  uint64_t nonce = std::random_device{}() * 0x100000001ull ^ std::random_device{}();
+  uint64_t dispatches = 0;
   static inline const char* name = "comb.outbox_dispatcher";
 };
 
@@ -127,6 +133,11 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
     apply(self, pc, std::move(args));
     return;
   }
+  // splitmix64 of the call's task id and this attempt.
+  uint64_t z = pc.task_id ^ (st.nonce + 0x9e3779b97f4a7c15ull * ++st.dispatches);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  pc.task_id = z ^ (z >> 31);
   req.task_id = pc.task_id;
   req.kind = static_cast<uint8_t>(pc.call.kind);
   req.model = pc.call.model;

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,14 @@ T must(caf::expected<T> x) {
 template <class T>
 std::string why(const caf::expected<T>& x) {
   return x ? std::string{"ok"} : describe(x.error());
+}
+
+/// The whole content of a file ("" when it cannot be read).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 /// A fresh folder under the system temp dir, removed on destruction.

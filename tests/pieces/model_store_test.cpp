@@ -30,12 +30,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_file;
 
 std::string random_text(size_t n, uint32_t seed) {
   std::string s(n, ' ');
