@@ -324,7 +324,11 @@ int main(int argc, char** argv) {
           while (sent < count && sent - done < window && sent - finished < window) {
             invocation inv;
             inv.procedure = "bench.submit";
-            inv.args = {{"name", "job" + std::to_string(job++)}, {"payload", payload}};
+            // One copy of the payload into the request (a braced initializer list would
+            // copy it twice).
+            inv.args = nlohmann::json::object();
+            inv.args["name"] = "job" + std::to_string(job++);
+            inv.args["payload"] = payload;
             inv.role = "admin";
             inv.sender = "perf_pieces";
             auto target = (*n)->route().route(inv);
