@@ -141,12 +141,14 @@ std::string blob_store::segment_name(uint64_t id) {
 
 caf::expected<std::unique_ptr<blob_store>> blob_store::open(const std::string& dir,
                                                             uint64_t segment_bytes, size_t lanes,
-                                                            size_t spare_segments) {
+                                                            size_t spare_segments,
+                                                            bool sync_names) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
     return make_error(errc::storage_error, dir + ": cannot create: " + ec.message());
-  std::unique_ptr<blob_store> self{new blob_store(dir, segment_bytes, spare_segments)};
+  std::unique_ptr<blob_store> self{
+    new blob_store(dir, segment_bytes, spare_segments, sync_names)};
   uint64_t next_id = 1;
   for (auto& e : fs::directory_iterator{dir, ec}) {
     auto name = e.path().filename().string();
@@ -207,6 +209,15 @@ caf::error blob_store::start_segment(size_t lane) {
   if (!pwrite_all(seg->fd, &iov, 1, 0))
     return make_error(errc::storage_error, sys_error("write blob segment " + seg->path));
   seg->end = header_bytes;
+  if (sync_names_) {
+    // The new name must survive a power loss before any blob in it is synced.
+    int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool ok = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0)
+      ::close(dfd);
+    if (!ok)
+      return make_error(errc::storage_error, sys_error("sync blob folder " + dir_));
+  }
   if (auto& old = lanes_[lane]) {
     old->sealed = true;
     if (old->live == 0)

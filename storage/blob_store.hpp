@@ -55,10 +55,13 @@ public:
   /// sealed and kept until finish_recovery(); new blobs go to `lanes` new segments. A lane
   /// starts a new segment when its current one would exceed `segment_bytes` (a larger blob
   /// gets a segment of its own). Up to `spare_segments` retired files are kept for reuse.
+  /// With `sync_names`, the folder is synced after each new or renamed segment file, so that
+  /// a synced blob is found under its name after a power loss (sync durability).
   static caf::expected<std::unique_ptr<blob_store>> open(const std::string& dir,
                                                          uint64_t segment_bytes = 64u << 20,
                                                          size_t lanes = 4,
-                                                         size_t spare_segments = 4);
+                                                         size_t spare_segments = 4,
+                                                         bool sync_names = false);
   ~blob_store();
   blob_store(const blob_store&) = delete;
   blob_store& operator=(const blob_store&) = delete;
@@ -98,14 +101,18 @@ public:
 
 private:
   struct segment;
-  blob_store(std::string dir, uint64_t segment_bytes, size_t spare_segments)
-    : dir_(std::move(dir)), segment_bytes_(segment_bytes), max_spares_(spare_segments) {}
+  blob_store(std::string dir, uint64_t segment_bytes, size_t spare_segments, bool sync_names)
+    : dir_(std::move(dir)),
+      segment_bytes_(segment_bytes),
+      max_spares_(spare_segments),
+      sync_names_(sync_names) {}
   caf::error start_segment(size_t lane); // with mtx_ held
   void retire(std::map<uint64_t, std::shared_ptr<segment>>::iterator i); // with mtx_ held
 
   std::string dir_;
   uint64_t segment_bytes_;
   size_t max_spares_;
+  bool sync_names_;
   mutable std::mutex mtx_;
   std::map<uint64_t, std::shared_ptr<segment>> segments_;
   std::vector<std::shared_ptr<segment>> lanes_;

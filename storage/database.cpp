@@ -156,7 +156,8 @@ caf::error database::open_blobs() {
   if (auto err = create_table(blob_index_table))
     return err;
   auto store = blob_store::open((fs::path{dir_} / "blobs").string(), opts_.blob_segment_bytes,
-                                opts_.blob_lanes, opts_.blob_spare_segments);
+                                opts_.blob_lanes, opts_.blob_spare_segments,
+                                /*sync_names=*/opts_.mode == durability::sync);
   if (!store)
     return std::move(store.error());
   blobs_ = std::move(*store);

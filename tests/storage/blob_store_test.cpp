@@ -216,6 +216,42 @@ TEST_CASE("a damaged segment gives corrupt_data naming the file and offset") {
   CHECK(describe(r.error()).find("ends inside the blob") != std::string::npos);
 }
 
+TEST_CASE("a damaged frame, or a reference to another blob, gives corrupt_data") {
+  test::temp_dir dir;
+  auto payload = bytes_of(40'000, 3);
+  storage::blob_ref ref;
+  {
+    auto db = open_db(dir.path());
+    ref = test::must(db->blobs().append(payload));
+    std::vector<char> out(ref.size);
+    CHECK(!db->blobs().read(ref, out.data()));
+    CHECK(std::string(out.begin(), out.end()) == payload);
+    // A reference whose size or hash does not match the frame.
+    auto wrong = ref;
+    wrong.size -= 1;
+    auto err = db->blobs().read(wrong, out.data());
+    CHECK(is(err, errc::corrupt_data));
+    CHECK(describe(err).find("another blob") != std::string::npos);
+    // A reference into a segment that does not exist.
+    auto gone = ref;
+    gone.segment += 100;
+    CHECK(is(db->blobs().read(gone, out.data()), errc::not_found));
+  }
+  auto seg = fs::path{dir.path()} / "blobs" / storage::blob_store::segment_name(ref.segment);
+  {
+    std::fstream f{seg, std::ios::in | std::ios::out | std::ios::binary};
+    f.seekp(static_cast<std::streamoff>(ref.offset + 2)); // inside the frame's size field
+    f.put('\x7f');
+  }
+  auto store = test::must(storage::blob_store::open((fs::path{dir.path()} / "blobs").string()));
+  CHECK(store->adopt(ref));
+  std::vector<char> out(ref.size);
+  auto err = store->read(ref, out.data());
+  CHECK(is(err, errc::corrupt_data));
+  CHECK(describe(err).find("frame checksum mismatch") != std::string::npos);
+  CHECK(describe(err).find(seg.filename().string()) != std::string::npos);
+}
+
 TEST_CASE("blobs tables and row tables each refuse the other's calls") {
   test::temp_dir dir;
   auto db = open_db(dir.path());
