@@ -74,6 +74,26 @@ void outbox::set_listener(storage::database& db, std::function<void(const std::s
     listeners.erase(&db);
 }
 
+// A call's payload: in its row (field "payload") when small, else in the payload table.
+caf::error read_payload(storage::transaction& txn, std::string_view key,
+                        const nlohmann::json& row, std::vector<char>& out) {
+  if (auto i = row.find("payload"); i != row.end()) {
+    if (!i->is_binary())
+      return make_error(errc::corrupt_data,
+                        "outbox call '" + std::string{key} + "': payload is not bytes");
+    const auto& b = i->get_binary();
+    out.assign(b.begin(), b.end());
+    return {};
+  }
+  auto found = txn.get_blob(outbox::payload_table, key, out);
+  if (!found)
+    return std::move(found.error());
+  if (!*found)
+    return make_error(errc::corrupt_data,
+                      "outbox call '" + std::string{key} + "' has no payload");
+  return {};
+}
+
 caf::expected<std::optional<pending_call>>
 outbox::find(storage::database& db, std::string_view key, std::vector<char>* payload) {
   auto txn = db.begin();
@@ -85,14 +105,9 @@ outbox::find(storage::database& db, std::string_view key, std::vector<char>* pay
   auto p = from_row(std::string{key}, **row);
   if (!p)
     return std::move(p.error());
-  if (payload) {
-    auto found = txn->get_blob(payload_table, key, *payload);
-    if (!found)
-      return std::move(found.error());
-    if (!*found)
-      return make_error(errc::corrupt_data,
-                        "outbox call '" + std::string{key} + "' has no payload");
-  }
+  if (payload)
+    if (auto err = read_payload(*txn, key, **row, *payload))
+      return err;
   return std::optional<pending_call>{std::move(*p)};
 }
 
@@ -113,9 +128,13 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
   std::snprintf(seq, sizeof(seq), "%08x", ctx.outbox_calls);
   auto key = hex16(ctx.execution_id) + "." + seq;
   auto task_id = partition_hash(key);
-  if (auto err = txn.put_blob(payload_table, key, payload))
+  auto row = to_row(call, ctx.execution_id, task_id);
+  // A small payload rides in the call's row: one row to write, read and delete, not two.
+  if (payload.size() <= txn.db().opts().blob_inline_max)
+    row["payload"] = nlohmann::json::binary_t{std::vector<uint8_t>(payload.begin(), payload.end())};
+  else if (auto err = txn.put_blob(payload_table, key, payload))
     return err;
-  if (auto err = txn.put_row(calls_table, key, to_row(call, ctx.execution_id, task_id)))
+  if (auto err = txn.put_row(calls_table, key, row))
     return err;
   ++ctx.outbox_calls;
   if (auto fn = listener_of(txn.db()))
@@ -135,19 +154,21 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
       return done.error();
     if (*done)
       return nlohmann::json{{"applied", false}, {"duplicate", true}};
-    auto row = txn.get_for_update(calls_table, key);
+    auto row = txn.get_row_for_update(calls_table, key);
     if (!row)
       return row.error();
     if (!*row)
       return make_error(errc::not_found, "result for outbox call '" + key +
                                            "': no such call in the outbox");
+    bool in_row = (*row)->contains("payload");
     auto r = fn(ctx, txn, args);
     if (!r)
       return r.error();
     if (auto err = txn.del(calls_table, key))
       return err;
-    if (auto err = txn.del_blob(payload_table, key))
-      return err;
+    if (!in_row)
+      if (auto err = txn.del_blob(payload_table, key))
+        return err;
     nlohmann::json rec{{"result_execution", ctx.execution_id}};
     if (auto i = args.find("result"); i != args.end() && i->is_object()) {
       for (auto field : {"model", "model_version", "model_digest"})
@@ -199,13 +220,12 @@ outbox::pending(storage::database& db, std::string_view after, size_t limit,
 
 caf::error outbox::payload(storage::database& db, std::string_view key, std::vector<char>& out) {
   auto txn = db.begin();
-  auto v = txn->get_blob(payload_table, key, out);
-  txn->rollback();
-  if (!v)
-    return std::move(v.error());
-  if (!*v)
-    return make_error(errc::not_found, "outbox call '" + std::string{key} + "' has no payload");
-  return {};
+  auto row = txn->get_row(calls_table, key);
+  if (!row)
+    return std::move(row.error());
+  if (!*row)
+    return make_error(errc::not_found, "outbox call '" + std::string{key} + "' is done");
+  return read_payload(*txn, key, **row, out);
 }
 
 caf::expected<bool> outbox::done(storage::database& db, std::string_view key) {

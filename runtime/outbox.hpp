@@ -52,7 +52,9 @@ struct pending_call {
 
 class outbox {
 public:
-  /// Outbox tables (internal: their names start with "__").
+  /// Outbox tables (internal: their names start with "__"). A payload up to
+  /// storage::options::blob_inline_max rides in its call's row; larger ones are blobs in
+  /// payload_table.
   static constexpr const char* calls_table = "__outbox";
   static constexpr const char* payload_table = "__outbox_payload";
   static constexpr const char* done_table = "__outbox_done";
