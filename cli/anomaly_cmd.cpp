@@ -43,6 +43,7 @@ struct common_args {
   std::string cookie = "name_only";
   std::string engine = "fused";
   bool sort_headers = false;
+  std::string digits = "zero";
   double validation = 0.1;
   bool quiet = false;
 };
@@ -74,6 +75,11 @@ void add_common(CLI::App* c, common_args& a) {
     ->check(CLI::IsMember({"keep", "name_only", "drop"}))
     ->capture_default_str();
   c->add_flag("--sort-headers", a.sort_headers, "sort header fields by name");
+  c->add_option("--digits", a.digits,
+                "digits in the model input: zero (each written as 0, except in %XX escapes) "
+                "or keep")
+    ->check(CLI::IsMember({"zero", "keep"}))
+    ->capture_default_str();
   c->add_option("--engine", a.engine,
                 "TextCNN engine: fused (anomaly's CPU code) or kernels (comb::kernels::textcnn, "
                 "CUDA where present)")
@@ -100,6 +106,7 @@ detector_config make_config(const common_args& a) {
                   : a.cookie == "drop" ? text_options::cookie_mode::drop
                                        : text_options::cookie_mode::name_only;
   c.text.sort_headers = a.sort_headers;
+  c.text.zero_digits = a.digits == "zero";
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
   c.model.engine = a.engine;
@@ -215,6 +222,7 @@ struct eval_args {
   bool skip_kfold = false;
   bool crs = false;
   size_t crs_sample = 0;
+  std::string errors;
 };
 
 std::vector<double> parse_shares(const std::string& s) {
@@ -253,15 +261,22 @@ void run_eval(const common_args& a, const eval_args& e) {
   o.validation_share = a.validation;
   o.seed = a.seed;
   o.log = &std::cout;
+  std::ofstream errors;
+  if (!e.errors.empty()) {
+    errors.open(e.errors);
+    if (!errors)
+      fail("--errors: cannot write " + e.errors);
+    o.errors = &errors;
+  }
   std::vector<tokenizer_protocol> protocols;
   if (e.protocol == "1" || e.protocol == "both")
     protocols.push_back(tokenizer_protocol::training_part);
   if (e.protocol == "2" || e.protocol == "both")
     protocols.push_back(tokenizer_protocol::all_data);
-  std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, batch %d, "
-              "at most %d epochs, seed %llu\n",
-              ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.batch, a.epochs,
-              static_cast<unsigned long long>(a.seed));
+  std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
+              "batch %d, at most %d epochs, seed %llu\n",
+              ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
+              a.batch, a.epochs, static_cast<unsigned long long>(a.seed));
   for (auto p : protocols) {
     std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds,
                 to_string(p).c_str());
@@ -435,6 +450,8 @@ void add_anomaly_commands(CLI::App& app) {
   add_common(ev, *ea);
   ev->add_option("--folds", ee->folds, "k of the k-fold")->capture_default_str();
   ev->add_option("--run-folds", ee->run_folds, "run only the first N folds (0 = all)");
+  ev->add_option("--errors", ee->errors,
+                 "write each misclassified test request (label, score, model text) to FILE");
   ev->add_option("--protocol", ee->protocol,
                  "1 = tokenizer on training part, 2 = on all data (paper), both, or none "
                  "(only --ablations / --crs)")

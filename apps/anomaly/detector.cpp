@@ -31,6 +31,7 @@ std::string detector_config::serialize() const {
      << "text.cookie=" << cookie_name(text.cookie) << "\n"
      << "text.sort_headers=" << (text.sort_headers ? 1 : 0) << "\n"
      << "text.drop_headers=" << (text.drop_headers ? 1 : 0) << "\n"
+     << "text.zero_digits=" << (text.zero_digits ? 1 : 0) << "\n"
      << "model.vocab=" << model.vocab << "\n"
      << "model.embed=" << model.embed << "\n"
      << "model.filters=" << model.filters << "\n"
@@ -47,6 +48,8 @@ std::string detector_config::serialize() const {
 
 caf::expected<detector_config> detector_config::deserialize(std::string_view text) {
   detector_config c;
+  // Model files written before text.zero_digits existed saw digits as they are.
+  c.text.zero_digits = false;
   size_t line_no = 0;
   while (!text.empty()) {
     auto nl = text.find('\n');
@@ -83,6 +86,8 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
         c.text.sort_headers = val == "1";
       } else if (key == "text.drop_headers") {
         c.text.drop_headers = val == "1";
+      } else if (key == "text.zero_digits") {
+        c.text.zero_digits = val == "1";
       } else if (key == "model.vocab") {
         if (!num(c.model.vocab)) return bad();
       } else if (key == "model.embed") {

@@ -121,6 +121,11 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   res.test_seconds = since(t0);
   for (size_t k = 0; k < s.test.size(); ++k)
     res.metrics.add(labels[s.test[k]], (*p)[k] >= 0.5f);
+  if (opts.errors)
+    for (size_t k = 0; k < s.test.size(); ++k)
+      if ((labels[s.test[k]] == 1) != ((*p)[k] >= 0.5f))
+        *opts.errors << "label " << labels[s.test[k]] << " score " << (*p)[k] << "\n"
+                     << texts[s.test[k]] << "\n\n";
   return res;
 }
 

@@ -48,6 +48,8 @@ struct eval_options {
   test_perturbation perturb = test_perturbation::none;
   /// Log lines (per experiment results); nullptr = quiet.
   std::ostream* log = nullptr;
+  /// Misclassified test requests of every experiment: "label L score S\n<model text>\n\n".
+  std::ostream* errors = nullptr;
 };
 
 struct experiment_result {

@@ -152,6 +152,23 @@ caf::expected<http_request> parse_http_request(std::string_view raw) {
   return r;
 }
 
+namespace {
+
+// text_options::zero_digits.
+void fold_digits(std::string& out) {
+  auto hex = [&](size_t i) {
+    return i < out.size() && std::isxdigit(static_cast<unsigned char>(out[i]));
+  };
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '%' && hex(i + 1) && hex(i + 2))
+      i += 2; // an escape: its digits name a character
+    else if (out[i] >= '1' && out[i] <= '9')
+      out[i] = '0';
+  }
+}
+
+} // namespace
+
 std::string to_model_text(const http_request& r, const text_options& opts) {
   std::string out;
   size_t n = r.method.size() + r.url.size() + r.version.size() + r.body.size() + 4;
@@ -189,6 +206,8 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
     }
   }
   add(r.body);
+  if (opts.zero_digits)
+    fold_digits(out);
   return out;
 }
 
@@ -247,7 +266,10 @@ std::string to_model_text_lenient(std::string_view raw, const text_options& opts
     *ok = static_cast<bool>(r);
   if (r)
     return to_model_text(*r, opts);
-  return std::string{raw.substr(0, std::min(raw.size(), max_request_bytes))};
+  std::string out{raw.substr(0, std::min(raw.size(), max_request_bytes))};
+  if (opts.zero_digits)
+    fold_digits(out);
+  return out;
 }
 
 } // namespace comb::anomaly

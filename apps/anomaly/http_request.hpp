@@ -37,6 +37,12 @@ struct text_options {
   bool sort_headers = false;
   /// Leave header fields out entirely (method, URL, version and body only).
   bool drop_headers = false;
+  /// Write every decimal digit as '0', except the two hex digits of a %XX escape (which
+  /// name a character). CSIC's subtler anomalies are values of the wrong shape (a letter in
+  /// a card number or postcode, a DNI with two letters); with digits folded the model sees
+  /// the shape instead of thousands of distinct random numbers. Protocol-1 fold 1: F1 0.9902
+  /// -> 0.9935 (false positives 21 -> 11, missed anomalies 77 -> 54).
+  bool zero_digits = true;
 };
 
 /// Parses one raw request: a request line "METHOD URL VERSION", header lines "Name: value"

@@ -8,6 +8,17 @@
 using namespace comb;
 using namespace comb::anomaly;
 
+namespace {
+
+// The paper's form, digits as they are.
+text_options paper() {
+  text_options o;
+  o.zero_digits = false;
+  return o;
+}
+
+} // namespace
+
 TEST_SUITE("anomaly.http_request") {
 
 TEST_CASE("a GET with CRLF line ends parses into request line and fields") {
@@ -24,15 +35,15 @@ TEST_CASE("a GET with CRLF line ends parses into request line and fields") {
   CHECK(r->headers[0].first == "User-Agent");
   CHECK(r->headers[0].second == "Mozilla/5.0");
   CHECK(r->body.empty());
-  text_options keep;
+  auto keep = paper();
   keep.cookie = text_options::cookie_mode::keep;
   CHECK(to_model_text(*r, keep)
         == "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1 User-Agent: Mozilla/5.0 "
            "Cookie: JSESSIONID=ABC Host: localhost:8080");
   // Default: the Cookie value is left out; dropping removes the field.
-  CHECK(to_model_text(*r) == "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1 User-Agent: "
-                             "Mozilla/5.0 Cookie: Host: localhost:8080");
-  text_options drop;
+  CHECK(to_model_text(*r, paper()) == "GET http://localhost:8080/a.jsp?x=1 HTTP/1.1 User-Agent: "
+                                      "Mozilla/5.0 Cookie: Host: localhost:8080");
+  auto drop = paper();
   drop.cookie = text_options::cookie_mode::drop;
   drop.sort_headers = true;
   CHECK(to_model_text(*r, drop)
@@ -46,7 +57,18 @@ TEST_CASE("a POST whose body ends in LF only keeps the body") {
   REQUIRE(r);
   CHECK(r->method == "POST");
   CHECK(r->body == "id=2&b=\xF1");
-  CHECK(to_model_text(*r) == "POST http://h/p HTTP/1.1 Content-Length: 7 id=2&b=\xF1");
+  CHECK(to_model_text(*r, paper()) == "POST http://h/p HTTP/1.1 Content-Length: 7 id=2&b=\xF1");
+}
+
+TEST_CASE("digits are written as 0 by default, except the hex digits of %XX escapes") {
+  auto r = parse_http_request("GET /a.jsp?cp=4216A&n=%27%3C9 HTTP/1.1\nHost: h:8080\n\n");
+  REQUIRE(r);
+  CHECK(to_model_text(*r) == "GET /a.jsp?cp=0000A&n=%27%3C0 HTTP/0.0 Host: h:0000");
+  CHECK(to_model_text(*r, paper()) == "GET /a.jsp?cp=4216A&n=%27%3C9 HTTP/1.1 Host: h:8080");
+  // A '%' without two hex digits after it is no escape.
+  auto s = parse_http_request("GET /p?x=%9 HTTP/1.1\n\n");
+  REQUIRE(s);
+  CHECK(to_model_text(*s) == "GET /p?x=%0 HTTP/0.0");
 }
 
 TEST_CASE("header order changes the text unless headers are sorted") {
@@ -55,7 +77,7 @@ TEST_CASE("header order changes the text unless headers are sorted") {
   REQUIRE(a);
   REQUIRE(b);
   CHECK(to_model_text(*a) != to_model_text(*b));
-  text_options sorted;
+  auto sorted = paper();
   sorted.sort_headers = true;
   CHECK(to_model_text(*a, sorted) == "GET /x HTTP/1.0 A: 1 B: 2");
   CHECK(to_model_text(*b, sorted) == "GET /x HTTP/1.0 A: 1 b: 2");
@@ -90,10 +112,11 @@ TEST_CASE("bad input gets an error naming the problem") {
 
 TEST_CASE("lenient rendering falls back to the raw bytes") {
   bool ok = true;
-  auto t = to_model_text_lenient("not http at all", {}, &ok);
+  auto t = to_model_text_lenient("not http at all 42", paper(), &ok);
   CHECK_FALSE(ok);
-  CHECK(t == "not http at all");
-  t = to_model_text_lenient("GET /a HTTP/1.1\n\n", {}, &ok);
+  CHECK(t == "not http at all 42");
+  CHECK(to_model_text_lenient("not http at all 42", {}, &ok) == "not http at all 00");
+  t = to_model_text_lenient("GET /a HTTP/1.1\n\n", paper(), &ok);
   CHECK(ok);
   CHECK(t == "GET /a HTTP/1.1");
 }
