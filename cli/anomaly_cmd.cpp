@@ -44,6 +44,7 @@ struct common_args {
   std::string engine = "fused";
   bool sort_headers = false;
   std::string digits = "zero";
+  std::string value_letters = "fold";
   double validation = 0.1;
   bool quiet = false;
 };
@@ -80,6 +81,11 @@ void add_common(CLI::App* c, common_args& a) {
                 "or keep")
     ->check(CLI::IsMember({"zero", "keep"}))
     ->capture_default_str();
+  c->add_option("--value-letters", a.value_letters,
+                "letters of parameter values in the model input: fold (each written as a or A) "
+                "or keep")
+    ->check(CLI::IsMember({"fold", "keep"}))
+    ->capture_default_str();
   c->add_option("--engine", a.engine,
                 "TextCNN engine: fused (anomaly's CPU code) or kernels (comb::kernels::textcnn, "
                 "CUDA where present)")
@@ -107,6 +113,7 @@ detector_config make_config(const common_args& a) {
                                        : text_options::cookie_mode::name_only;
   c.text.sort_headers = a.sort_headers;
   c.text.zero_digits = a.digits == "zero";
+  c.text.fold_value_letters = a.value_letters == "fold";
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
   c.model.engine = a.engine;
@@ -274,9 +281,9 @@ void run_eval(const common_args& a, const eval_args& e) {
   if (e.protocol == "2" || e.protocol == "both")
     protocols.push_back(tokenizer_protocol::all_data);
   std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
-              "batch %d, at most %d epochs, seed %llu\n",
+              "value letters %s, batch %d, at most %d epochs, seed %llu\n",
               ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
-              a.batch, a.epochs, static_cast<unsigned long long>(a.seed));
+              a.value_letters.c_str(), a.batch, a.epochs, static_cast<unsigned long long>(a.seed));
   for (auto p : protocols) {
     std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds,
                 to_string(p).c_str());

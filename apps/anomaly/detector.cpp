@@ -32,6 +32,7 @@ std::string detector_config::serialize() const {
      << "text.sort_headers=" << (text.sort_headers ? 1 : 0) << "\n"
      << "text.drop_headers=" << (text.drop_headers ? 1 : 0) << "\n"
      << "text.zero_digits=" << (text.zero_digits ? 1 : 0) << "\n"
+     << "text.fold_value_letters=" << (text.fold_value_letters ? 1 : 0) << "\n"
      << "model.vocab=" << model.vocab << "\n"
      << "model.embed=" << model.embed << "\n"
      << "model.filters=" << model.filters << "\n"
@@ -48,8 +49,9 @@ std::string detector_config::serialize() const {
 
 caf::expected<detector_config> detector_config::deserialize(std::string_view text) {
   detector_config c;
-  // Model files written before text.zero_digits existed saw digits as they are.
+  // Model files written before these options existed saw digits and letters as they are.
   c.text.zero_digits = false;
+  c.text.fold_value_letters = false;
   size_t line_no = 0;
   while (!text.empty()) {
     auto nl = text.find('\n');
@@ -88,6 +90,8 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
         c.text.drop_headers = val == "1";
       } else if (key == "text.zero_digits") {
         c.text.zero_digits = val == "1";
+      } else if (key == "text.fold_value_letters") {
+        c.text.fold_value_letters = val == "1";
       } else if (key == "model.vocab") {
         if (!num(c.model.vocab)) return bad();
       } else if (key == "model.embed") {

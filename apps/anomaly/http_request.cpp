@@ -167,6 +167,27 @@ void fold_digits(std::string& out) {
   }
 }
 
+// text_options::fold_value_letters on `s` from `from` on.
+void fold_value_letters(std::string& s, size_t from) {
+  bool in_value = false;
+  for (size_t i = from; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '=') {
+      in_value = true;
+    } else if (c == '&' || c == ' ') {
+      in_value = false;
+    } else if (in_value) {
+      if (c == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(s[i + 2])))
+        i += 2;
+      else if (c >= 'b' && c <= 'z')
+        s[i] = 'a';
+      else if (c >= 'B' && c <= 'Z')
+        s[i] = 'A';
+    }
+  }
+}
+
 } // namespace
 
 std::string to_model_text(const http_request& r, const text_options& opts) {
@@ -183,7 +204,14 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
     out.append(s);
   };
   add(r.method);
-  add(r.url);
+  if (opts.fold_value_letters) {
+    auto url = r.url;
+    if (auto q = url.find('?'); q != std::string::npos)
+      fold_value_letters(url, q);
+    add(url);
+  } else {
+    add(r.url);
+  }
   add(r.version);
   if (!opts.drop_headers) {
     std::vector<const std::pair<std::string, std::string>*> fields;
@@ -205,7 +233,13 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
         add(h->second);
     }
   }
-  add(r.body);
+  if (opts.fold_value_letters) {
+    auto body = r.body;
+    fold_value_letters(body, 0);
+    add(body);
+  } else {
+    add(r.body);
+  }
   if (opts.zero_digits)
     fold_digits(out);
   return out;

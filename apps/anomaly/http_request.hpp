@@ -43,6 +43,12 @@ struct text_options {
   /// the shape instead of thousands of distinct random numbers. Protocol-1 fold 1: F1 0.9902
   /// -> 0.9935 (false positives 21 -> 11, missed anomalies 77 -> 54).
   bool zero_digits = true;
+  /// Write the letters of parameter values (query string and body, between '=' and '&') as
+  /// 'a' / 'A', keeping their case class, except in %XX escapes. Names, keys and paths keep
+  /// their letters; a value keeps its shape (a DNI is 00000000A, two letters in it are not),
+  /// and its punctuation and escapes. Protocol-1 fold 1, with zero_digits: F1 0.9935 ->
+  /// 0.9976 (missed anomalies 54 -> 14).
+  bool fold_value_letters = true;
 };
 
 /// Parses one raw request: a request line "METHOD URL VERSION", header lines "Name: value"

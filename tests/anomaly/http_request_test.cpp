@@ -14,6 +14,7 @@ namespace {
 text_options paper() {
   text_options o;
   o.zero_digits = false;
+  o.fold_value_letters = false;
   return o;
 }
 
@@ -63,12 +64,26 @@ TEST_CASE("a POST whose body ends in LF only keeps the body") {
 TEST_CASE("digits are written as 0 by default, except the hex digits of %XX escapes") {
   auto r = parse_http_request("GET /a.jsp?cp=4216A&n=%27%3C9 HTTP/1.1\nHost: h:8080\n\n");
   REQUIRE(r);
-  CHECK(to_model_text(*r) == "GET /a.jsp?cp=0000A&n=%27%3C0 HTTP/0.0 Host: h:0000");
+  auto digits_only = paper();
+  digits_only.zero_digits = true;
+  CHECK(to_model_text(*r, digits_only) == "GET /a.jsp?cp=0000A&n=%27%3C0 HTTP/0.0 Host: h:0000");
   CHECK(to_model_text(*r, paper()) == "GET /a.jsp?cp=4216A&n=%27%3C9 HTTP/1.1 Host: h:8080");
   // A '%' without two hex digits after it is no escape.
   auto s = parse_http_request("GET /p?x=%9 HTTP/1.1\n\n");
   REQUIRE(s);
-  CHECK(to_model_text(*s) == "GET /p?x=%0 HTTP/0.0");
+  CHECK(to_model_text(*s, digits_only) == "GET /p?x=%0 HTTP/0.0");
+}
+
+TEST_CASE("letters of parameter values are folded to a/A by default; names and paths stay") {
+  auto r = parse_http_request("POST /Tienda/pago.jsp?modo=Entrar&dni=A1A28731H HTTP/1.1\n"
+                              "Host: Local\n\nlogin=Bob%27s&pwd=x%3Cy&B1=Registrar\n");
+  REQUIRE(r);
+  CHECK(to_model_text(*r) == "POST /Tienda/pago.jsp?modo=Aaaaaa&dni=A0A00000A HTTP/0.0 "
+                             "Host: Local login=Aaa%27a&pwd=a%3Ca&B0=Aaaaaaaaa");
+  auto letters_only = paper();
+  letters_only.fold_value_letters = true;
+  CHECK(to_model_text(*r, letters_only) == "POST /Tienda/pago.jsp?modo=Aaaaaa&dni=A1A28731A "
+                                           "HTTP/1.1 Host: Local login=Aaa%27a&pwd=a%3Ca&B1=Aaaaaaaaa");
 }
 
 TEST_CASE("header order changes the text unless headers are sorted") {
