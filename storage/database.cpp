@@ -143,7 +143,7 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
   for (size_t i = 0; i < handles.size(); ++i) {
     self->owned_.push_back(handles[i]);
     if (names[i] != rocksdb::kDefaultColumnFamilyName)
-      self->cfs_.emplace(names[i], handles[i]);
+      self->cfs_.emplace(names[i], table_ref{handles[i], table_kind::rows});
   }
   if (auto err = self->open_blobs())
     return err;
@@ -155,6 +155,7 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
 caf::error database::open_blobs() {
   if (auto err = create_table(blob_index_table))
     return err;
+  blob_index_ = handle(blob_index_table);
   auto store = blob_store::open((fs::path{dir_} / "blobs").string(), opts_.blob_segment_bytes,
                                 opts_.blob_lanes, opts_.blob_spare_segments,
                                 /*sync_names=*/opts_.mode == durability::sync);
@@ -162,7 +163,7 @@ caf::error database::open_blobs() {
     return std::move(store.error());
   blobs_ = std::move(*store);
   std::unique_ptr<rocksdb::Iterator> it{
-    db_->NewIterator(rocksdb::ReadOptions{}, handle(blob_index_table))};
+    db_->NewIterator(rocksdb::ReadOptions{}, blob_index_)};
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto ref = blob_ref::decode({it->value().data(), it->value().size()});
     if (!ref)
@@ -190,23 +191,26 @@ caf::error database::create_table(const std::string& name, table_kind kind) {
     return make_error(errc::invalid_argument,
                       "table name '" + name + "' must be 1..128 chars of [A-Za-z0-9_.-]");
   std::unique_lock guard{mtx_};
-  if (kind == table_kind::blobs)
-    kinds_[name] = kind;
-  if (cfs_.count(name))
+  if (auto i = cfs_.find(name); i != cfs_.end()) {
+    if (kind == table_kind::blobs) // the kind is declared again at each open
+      i->second.kind = kind;
     return {};
+  }
   rocksdb::ColumnFamilyHandle* h = nullptr;
   auto s = db_->CreateColumnFamily(*cf_options_, name, &h);
   if (!s.ok())
     return to_error(s, "create table " + name);
   owned_.push_back(h);
-  cfs_.emplace(name, h);
+  cfs_.emplace(name, table_ref{h, kind});
   return {};
 }
 
-bool database::is_blob_table(std::string_view name) const {
+std::optional<database::table_ref> database::table(std::string_view name) const {
   std::shared_lock guard{mtx_};
-  auto i = kinds_.find(std::string{name});
-  return i != kinds_.end() && i->second == table_kind::blobs;
+  auto i = cfs_.find(std::string{name});
+  if (i == cfs_.end())
+    return std::nullopt;
+  return i->second;
 }
 
 bool database::has_table(std::string_view name) const {
@@ -214,9 +218,8 @@ bool database::has_table(std::string_view name) const {
 }
 
 rocksdb::ColumnFamilyHandle* database::handle(std::string_view table) const {
-  std::shared_lock guard{mtx_};
-  auto i = cfs_.find(std::string{table});
-  return i == cfs_.end() ? nullptr : i->second;
+  auto t = this->table(table);
+  return t ? t->handle : nullptr;
 }
 
 std::vector<std::string> database::tables() const {
@@ -336,7 +339,7 @@ caf::expected<std::string> database::digest() const {
     ~release_snapshot() { db->ReleaseSnapshot(s); }
   } guard{db_, ro.snapshot};
   std::unique_ptr<rocksdb::Iterator> index{
-    db_->NewIterator(ro, handle(blob_index_table))};
+    db_->NewIterator(ro, blob_index_)};
   std::vector<char> blob;
   for (auto& name : tables()) {
     if (name.rfind("__", 0) == 0)

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -53,8 +54,14 @@ public:
   /// del_blob; its kind is declared again each time the folder is opened.
   caf::error create_table(const std::string& name, table_kind kind = table_kind::rows);
 
-  /// True when `name` was created (in this process) as a blobs table.
-  bool is_blob_table(std::string_view name) const;
+  /// A table's column family and what it holds.
+  struct table_ref {
+    rocksdb::ColumnFamilyHandle* handle = nullptr;
+    table_kind kind = table_kind::rows;
+  };
+
+  /// The table `name`, or nullopt (one lookup for a transaction's check and its I/O).
+  std::optional<table_ref> table(std::string_view name) const;
 
   /// True when the table exists.
   bool has_table(std::string_view name) const;
@@ -88,6 +95,9 @@ public:
   /// The blob store under `<dir>/blobs` (see transaction::put_blob).
   blob_store& blobs() const { return *blobs_; }
 
+  /// The column family of blob_index_table.
+  rocksdb::ColumnFamilyHandle* blob_index() const { return blob_index_; }
+
   /// Rows of the blob index whose blob segment was missing at open (their reads fail).
   uint64_t missing_blobs() const { return missing_blobs_; }
 
@@ -114,12 +124,12 @@ private:
   options opts_;
   rocksdb::TransactionDB* db_ = nullptr;
   mutable std::shared_mutex mtx_;
-  std::unordered_map<std::string, rocksdb::ColumnFamilyHandle*> cfs_;
+  std::unordered_map<std::string, table_ref> cfs_;
   std::vector<rocksdb::ColumnFamilyHandle*> owned_;
   /// Options of every column family (block cache, table format), also for new tables.
   std::unique_ptr<rocksdb::ColumnFamilyOptions> cf_options_;
-  std::unordered_map<std::string, table_kind> kinds_;
   std::unique_ptr<blob_store> blobs_;
+  rocksdb::ColumnFamilyHandle* blob_index_ = nullptr;
   uint64_t missing_blobs_ = 0;
 };
 

@@ -40,18 +40,27 @@ transaction::~transaction() {
     rollback();
 }
 
-caf::error transaction::not_for_blob_table(std::string_view table, const char* use) const {
-  if (!db_.is_blob_table(table))
-    return {};
+caf::expected<rocksdb::ColumnFamilyHandle*>
+transaction::cf_of(std::string_view table, table_kind kind, const char* blob_call) const {
+  auto t = db_.table(table);
+  if (t && t->kind == kind)
+    return t->handle;
+  if (kind == table_kind::blobs) // a blob call on a rows table, or on no table
+    return make_error(errc::invalid_argument,
+                      "table '" + std::string{table} + "' is not a blobs table");
+  if (!t)
+    return no_table(table);
   return make_error(errc::invalid_argument, "table '" + std::string{table}
-                                              + "' holds blobs: use transaction::" + use);
+                                              + "' holds blobs: use transaction::" + blob_call);
 }
 
 caf::expected<std::optional<std::string>>
-transaction::read(std::string_view table, std::string_view key, bool for_update) {
-  auto* cf = db_.handle(table);
-  if (!cf)
-    return no_table(table);
+transaction::read(std::string_view table, std::string_view key, bool for_update,
+                  table_kind kind) {
+  auto handle = cf_of(table, kind, "get_blob");
+  if (!handle)
+    return std::move(handle.error());
+  auto* cf = *handle;
   std::string value;
   rocksdb::ReadOptions ro;
   rocksdb::Slice k{key.data(), key.size()};
@@ -70,31 +79,21 @@ transaction::read(std::string_view table, std::string_view key, bool for_update)
 
 caf::expected<std::optional<std::string>> transaction::get(std::string_view table,
                                                            std::string_view key) {
-  if (auto err = not_for_blob_table(table, "get_blob"))
-    return err;
   return read(table, key, false);
 }
 
 caf::expected<std::optional<std::string>>
 transaction::get_for_update(std::string_view table, std::string_view key) {
-  if (auto err = not_for_blob_table(table, "get_blob"))
-    return err;
   return read(table, key, true);
 }
 
 caf::error transaction::write(std::string_view table, std::string_view key,
-                              std::string_view value, bool is_row, bool must_be_absent) {
-  if (auto err = not_for_blob_table(table, "put_blob"))
-    return err;
-  return write_value(table, key, value, is_row, must_be_absent);
-}
-
-caf::error transaction::write_value(std::string_view table, std::string_view key,
-                                    std::string_view value, bool is_row,
-                                    bool must_be_absent) {
-  auto* cf = db_.handle(table);
-  if (!cf)
-    return no_table(table);
+                              std::string_view value, bool is_row, bool must_be_absent,
+                              table_kind kind) {
+  auto handle = cf_of(table, kind, "put_blob");
+  if (!handle)
+    return std::move(handle.error());
+  auto* cf = *handle;
   auto kk = known_key(table, key);
   auto i = known_.find(kk);
   bool exists;
@@ -142,16 +141,14 @@ void transaction::put_log_data(std::string_view blob) {
 }
 
 caf::error transaction::del(std::string_view table, std::string_view key) {
-  if (auto err = not_for_blob_table(table, "del_blob"))
-    return err;
-  return record_delete(table, key);
+  return erase(table, key, table_kind::rows);
 }
 
-caf::error transaction::record_delete(std::string_view table, std::string_view key) {
-  auto* cf = db_.handle(table);
-  if (!cf)
-    return no_table(table);
-  auto s = txn_->Delete(cf, {key.data(), key.size()});
+caf::error transaction::erase(std::string_view table, std::string_view key, table_kind kind) {
+  auto handle = cf_of(table, kind, "del_blob");
+  if (!handle)
+    return std::move(handle.error());
+  auto s = txn_->Delete(*handle, {key.data(), key.size()});
   if (!s.ok())
     return to_error(s, "delete from " + std::string{table});
   known_[known_key(table, key)] = false;
@@ -165,11 +162,11 @@ caf::error transaction::record_delete(std::string_view table, std::string_view k
 }
 
 caf::error transaction::replace_blob(std::string_view table, std::string_view key) {
-  auto* cf = db_.handle(table);
+  auto cf = cf_of(table, table_kind::blobs, nullptr);
   if (!cf)
-    return no_table(table);
+    return std::move(cf.error());
   std::string old;
-  auto s = txn_->GetForUpdate(rocksdb::ReadOptions{}, cf, {key.data(), key.size()}, &old);
+  auto s = txn_->GetForUpdate(rocksdb::ReadOptions{}, *cf, {key.data(), key.size()}, &old);
   if (!s.ok() && !s.IsNotFound())
     return to_error(s, "write " + std::string{table});
   known_[known_key(table, key)] = s.ok();
@@ -189,8 +186,7 @@ caf::error transaction::replace_blob(std::string_view table, std::string_view ke
   } else {
     replaced_.push_back(*ref);
   }
-  auto s2 = txn_->Delete(db_.handle(database::blob_index_table),
-                         known_key(table, key));
+  auto s2 = txn_->Delete(db_.blob_index(), known_key(table, key));
   if (!s2.ok())
     return to_error(s2, "write " + std::string{database::blob_index_table});
   return {};
@@ -198,9 +194,6 @@ caf::error transaction::replace_blob(std::string_view table, std::string_view ke
 
 caf::error transaction::put_blob(std::string_view table, std::string_view key,
                                  std::string_view bytes) {
-  if (!db_.is_blob_table(table))
-    return make_error(errc::invalid_argument,
-                      "table '" + std::string{table} + "' is not a blobs table");
   if (auto err = replace_blob(table, key))
     return err;
   std::string stored;
@@ -214,22 +207,20 @@ caf::error transaction::put_blob(std::string_view table, std::string_view key,
       return std::move(ref.error());
     appended_.push_back(*ref);
     auto encoded = ref->encode();
-    auto s = txn_->Put(db_.handle(database::blob_index_table), known_key(table, key), encoded);
+    auto s = txn_->Put(db_.blob_index(), known_key(table, key), encoded);
     if (!s.ok())
       return to_error(s, "write " + std::string{database::blob_index_table});
     stored.reserve(1 + encoded.size());
     stored.push_back(blob_tag);
     stored.append(encoded);
   }
-  return write_value(table, key, stored, /*is_row=*/false, /*must_be_absent=*/false);
+  return write(table, key, stored, /*is_row=*/false, /*must_be_absent=*/false,
+               table_kind::blobs);
 }
 
 caf::expected<bool> transaction::get_blob(std::string_view table, std::string_view key,
                                           std::vector<char>& out) {
-  if (!db_.is_blob_table(table))
-    return make_error(errc::invalid_argument,
-                      "table '" + std::string{table} + "' is not a blobs table");
-  auto v = read(table, key, false);
+  auto v = read(table, key, false, table_kind::blobs);
   if (!v)
     return std::move(v.error());
   if (!*v)
@@ -254,15 +245,12 @@ caf::expected<bool> transaction::get_blob(std::string_view table, std::string_vi
 }
 
 caf::error transaction::del_blob(std::string_view table, std::string_view key) {
-  if (!db_.is_blob_table(table))
-    return make_error(errc::invalid_argument,
-                      "table '" + std::string{table} + "' is not a blobs table");
   if (auto err = replace_blob(table, key))
     return err;
-  return record_delete(table, key);
+  return erase(table, key, table_kind::blobs);
 }
 
-void transaction::release_appended() {
+void transaction::abandon() {
   for (auto& r : appended_)
     db_.blobs().release(r);
   appended_.clear();
@@ -351,14 +339,14 @@ caf::error transaction::commit() {
     for (auto id : segments)
       if (auto err = db_.blobs().sync(id)) {
         txn_->Rollback().PermitUncheckedError();
-        release_appended();
+        abandon();
         return err;
       }
   }
   auto s = txn_->Commit();
   if (!s.ok()) {
     txn_->Rollback().PermitUncheckedError();
-    release_appended();
+    abandon();
     return to_error(s, "commit");
   }
   appended_.clear();
@@ -377,9 +365,8 @@ void transaction::rollback() {
     return;
   done_ = true;
   txn_->Rollback().PermitUncheckedError();
-  release_appended();
+  abandon();
   changes_.clear();
-  after_commit_.clear();
 }
 
 } // namespace comb::storage

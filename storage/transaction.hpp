@@ -6,6 +6,7 @@
 
 #include "runtime/provenance_hook.hpp"
 #include "storage/blob_store.hpp"
+#include "storage/options.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -20,6 +21,7 @@
 #include <vector>
 
 namespace rocksdb {
+class ColumnFamilyHandle;
 class Transaction;
 } // namespace rocksdb
 
@@ -108,17 +110,22 @@ public:
   bool read_only() const { return !wrote_; }
 
 private:
+  /// The column family of `table` if it holds `kind`. Errors: invalid_argument for a blob call
+  /// on anything but a blobs table, or for a rows call on a blobs table (naming `blob_call`,
+  /// the call to use); unknown_table for a rows call on no table.
+  caf::expected<rocksdb::ColumnFamilyHandle*> cf_of(std::string_view table, table_kind kind,
+                                                    const char* blob_call) const;
   caf::expected<std::optional<std::string>> read(std::string_view table, std::string_view key,
-                                                 bool for_update);
+                                                 bool for_update,
+                                                 table_kind kind = table_kind::rows);
   caf::error write(std::string_view table, std::string_view key, std::string_view value,
-                   bool is_row, bool must_be_absent);
-  caf::error write_value(std::string_view table, std::string_view key, std::string_view value,
-                         bool is_row, bool must_be_absent);
-  caf::error record_delete(std::string_view table, std::string_view key);
-  caf::error not_for_blob_table(std::string_view table, const char* use) const;
+                   bool is_row, bool must_be_absent, table_kind kind = table_kind::rows);
+  caf::error erase(std::string_view table, std::string_view key, table_kind kind);
   /// Locks a blobs-table row and schedules the release of the blob it holds (if any).
   caf::error replace_blob(std::string_view table, std::string_view key);
-  void release_appended();
+  /// The transaction will not commit: frees its appended blobs, forgets replaced ones and
+  /// its after-commit hooks.
+  void abandon();
 
   database& db_;
   std::unique_ptr<rocksdb::Transaction> txn_;
