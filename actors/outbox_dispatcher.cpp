@@ -93,6 +93,13 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
       });
 }
 
+// Hands a final error for `pc` (bad model, bad or damaged payload, ...) to its result
+// procedure, which records it once.
+void apply_error(dispatcher_t* self, const runtime::pending_call& pc, const caf::error& e) {
+  apply(self, pc,
+        nlohmann::json{{"call", pc.key}, {"error", describe(e)}, {"context", pc.call.context}});
+}
+
 // Reports a function call (to a function actor) or its result (back from one).
 void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function,
             const runtime::pending_call& pc, const std::string& status, nlohmann::json payload) {
@@ -126,11 +133,9 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
   else if (auto err = runtime::outbox::payload(*st.db, pc.key, req.bytes)) {
     if (is(err, errc::not_found))
       return; // Applied in the meantime.
-    // A damaged payload does not heal: the result procedure records the error, once.
+    // A damaged payload does not heal.
     st.in_flight.insert(pc.key);
-    nlohmann::json args{{"call", pc.key}, {"error", describe(err)},
-                        {"context", pc.call.context}};
-    apply(self, pc, std::move(args));
+    apply_error(self, pc, err);
     return;
   }
   // splitmix64 of the call's task id and this attempt.
@@ -177,10 +182,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
           release(self, pc.key);
           return;
         }
-        // A final error (bad model, bad payload, ...): the result procedure records it.
-        nlohmann::json args{{"call", pc.key}, {"error", describe(e)},
-                            {"context", pc.call.context}};
-        apply(self, pc, std::move(args));
+        apply_error(self, pc, e);
       });
 }
 

@@ -64,16 +64,6 @@ std::shared_ptr<std::function<void(const std::string&)>> listener_of(const stora
   return i == listeners.end() ? nullptr : i->second;
 }
 
-} // namespace
-
-void outbox::set_listener(storage::database& db, std::function<void(const std::string&)> fn) {
-  std::unique_lock guard{listeners_mtx};
-  if (fn)
-    listeners[&db] = std::make_shared<std::function<void(const std::string&)>>(std::move(fn));
-  else
-    listeners.erase(&db);
-}
-
 // A call's payload: in its row (field "payload") when small, else in the payload table.
 caf::error read_payload(storage::transaction& txn, std::string_view key,
                         const nlohmann::json& row, std::vector<char>& out) {
@@ -92,6 +82,16 @@ caf::error read_payload(storage::transaction& txn, std::string_view key,
     return make_error(errc::corrupt_data,
                       "outbox call '" + std::string{key} + "' has no payload");
   return {};
+}
+
+} // namespace
+
+void outbox::set_listener(storage::database& db, std::function<void(const std::string&)> fn) {
+  std::unique_lock guard{listeners_mtx};
+  if (fn)
+    listeners[&db] = std::make_shared<std::function<void(const std::string&)>>(std::move(fn));
+  else
+    listeners.erase(&db);
 }
 
 caf::expected<std::optional<pending_call>>
@@ -219,13 +219,12 @@ outbox::pending(storage::database& db, std::string_view after, size_t limit,
 }
 
 caf::error outbox::payload(storage::database& db, std::string_view key, std::vector<char>& out) {
-  auto txn = db.begin();
-  auto row = txn->get_row(calls_table, key);
-  if (!row)
-    return std::move(row.error());
-  if (!*row)
+  auto call = find(db, key, &out);
+  if (!call)
+    return std::move(call.error());
+  if (!*call)
     return make_error(errc::not_found, "outbox call '" + std::string{key} + "' is done");
-  return read_payload(*txn, key, **row, out);
+  return {};
 }
 
 caf::expected<bool> outbox::done(storage::database& db, std::string_view key) {

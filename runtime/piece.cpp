@@ -43,33 +43,6 @@ schema::Piece::Kind to_schema(piece_kind k) {
   }
 }
 
-} // namespace
-
-namespace {
-
-// A message builder whose one segment is a zeroed buffer the caller owns (the message's
-// final home), so the built message needs no copy. Further segments, never needed when the
-// buffer was sized right, come from the heap.
-class in_place_builder : public capnp::MessageBuilder {
-public:
-  explicit in_place_builder(kj::ArrayPtr<capnp::word> first) : first_(first) {}
-
-  kj::ArrayPtr<capnp::word> allocateSegment(unsigned minimum) override {
-    if (!gave_first_ && minimum <= first_.size()) {
-      gave_first_ = true;
-      return first_;
-    }
-    auto size = std::max<size_t>(minimum, 1024);
-    more_.push_back(std::make_unique<capnp::word[]>(size));
-    return {more_.back().get(), size};
-  }
-
-private:
-  kj::ArrayPtr<capnp::word> first_;
-  bool gave_first_ = false;
-  std::vector<std::unique_ptr<capnp::word[]>> more_;
-};
-
 // Sets the header fields of `root`.
 void set_header(schema::Piece::Builder root, uint64_t task_id, piece_kind kind,
                 std::string_view model_id, uint32_t model_version, uint32_t piece_no,
@@ -125,30 +98,19 @@ std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_vi
     if (!out.empty())
       return out;
   }
-  // The flat array is an 8-byte segment table (one segment) followed by the segment, which
-  // is built in place right behind it.
-  constexpr size_t table = sizeof(capnp::word);
-  auto words = 16 + (model_id.size() + 8) / 8 + (size + 7) / 8;
-  std::vector<char> bytes(table + words * sizeof(capnp::word)); // zeroed, as capnp needs
-  auto* first = reinterpret_cast<capnp::word*>(bytes.data() + table);
-  in_place_builder builder{{first, words}};
+  // An empty or unaligned payload: one segment holding a copy of it.
+  capnp::MallocMessageBuilder builder{
+    static_cast<unsigned>(16 + (model_id.size() + 8) / 8 + (size + 7) / 8),
+    capnp::AllocationStrategy::FIXED_SIZE};
   auto root = builder.initRoot<schema::Piece>();
   set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
   auto out = root.initPayload(static_cast<unsigned>(size));
   if (size > 0)
     std::memcpy(out.begin(), data, size);
-  auto segments = builder.getSegmentsForOutput();
-  if (segments.size() == 1 && segments[0].begin() == first) {
-    uint32_t header[2] = {0, static_cast<uint32_t>(segments[0].size())};
-    std::memcpy(bytes.data(), header, sizeof(header));
-    bytes.resize(table + segments[0].size() * sizeof(capnp::word));
-    return bytes;
-  }
-  // More than one segment (cannot happen with the size above): the general path.
-  std::vector<char> flat(capnp::computeSerializedSizeInWords(segments) * sizeof(capnp::word));
+  std::vector<char> flat(capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
   kj::ArrayOutputStream stream{
     kj::ArrayPtr<kj::byte>{reinterpret_cast<kj::byte*>(flat.data()), flat.size()}};
-  capnp::writeMessage(stream, segments);
+  capnp::writeMessage(stream, builder);
   return flat;
 }
 

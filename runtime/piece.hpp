@@ -80,9 +80,10 @@ struct piece {
   payload_buffer payload;
 };
 
-/// Encodes a piece whose payload is `data[0, size)` as a Cap'n Proto message (single
-/// segment, flat array), built in place in the returned buffer: the payload is copied once.
-/// Does not validate: malformed pieces can be encoded (tests need them).
+/// Encodes a piece whose payload is `data[0, size)` as a Cap'n Proto flat array. A word-aligned
+/// payload becomes the message's second segment, copied once with no zeroing first; an empty
+/// or unaligned one is copied into the single segment. Does not validate: malformed pieces
+/// can be encoded (tests need them).
 std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
                                const char* data, size_t size);

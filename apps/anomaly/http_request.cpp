@@ -154,14 +154,18 @@ caf::expected<http_request> parse_http_request(std::string_view raw) {
 
 namespace {
 
+// True when a %XX escape starts at s[i]; the folds below leave its hex digits alone, since
+// they name a character.
+bool escape_at(const std::string& s, size_t i) {
+  return s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1]))
+         && std::isxdigit(static_cast<unsigned char>(s[i + 2]));
+}
+
 // text_options::zero_digits.
 void fold_digits(std::string& out) {
-  auto hex = [&](size_t i) {
-    return i < out.size() && std::isxdigit(static_cast<unsigned char>(out[i]));
-  };
   for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i] == '%' && hex(i + 1) && hex(i + 2))
-      i += 2; // an escape: its digits name a character
+    if (escape_at(out, i))
+      i += 2;
     else if (out[i] >= '1' && out[i] <= '9')
       out[i] = '0';
   }
@@ -177,8 +181,7 @@ void fold_value_letters(std::string& s, size_t from) {
     } else if (c == '&' || c == ' ') {
       in_value = false;
     } else if (in_value) {
-      if (c == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-          std::isxdigit(static_cast<unsigned char>(s[i + 2])))
+      if (escape_at(s, i))
         i += 2;
       else if (c >= 'b' && c <= 'z')
         s[i] = 'a';

@@ -189,9 +189,8 @@ int main(int argc, char** argv) {
   test::temp_dir dir;
   auto port = test::free_port();
   auto log = dir.path() + "/compute.log";
-  auto compute_threads =
-    std::max<size_t>(1, std::thread::hardware_concurrency() - std::min<size_t>(
-                                                              node_threads, std::thread::hardware_concurrency() - 1));
+  size_t cores = std::thread::hardware_concurrency();
+  auto compute_threads = cores > node_threads ? cores - node_threads : size_t{1};
   test::child_process compute{{test::comb_binary(), "compute", "--listen",
                                "127.0.0.1:" + std::to_string(port), "--memory-limit-mib", "2048",
                                "--threads", std::to_string(compute_threads)},
