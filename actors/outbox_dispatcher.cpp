@@ -13,6 +13,8 @@
 #include <random>
 #include <set>
 
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<comb::runtime::committed_call>)
+
 namespace comb::actors {
 
 namespace {
@@ -33,6 +35,11 @@ struct dispatcher_state {
   /// A call could not be sent for lack of room: scan again once a call finishes.
   bool behind = false;
   bool scan_queued = false;
+  /// The outbox may hold calls that no hint announced (after a start, or a call that came
+  /// back unapplied): the next poll scans. Otherwise polls scan every cfg.scan_every only,
+  /// since a scan walks the deleted rows of finished calls too.
+  bool rescan = true;
+  std::chrono::steady_clock::time_point last_scan;
   uint64_t sent = 0;
   uint64_t applied = 0;
   uint64_t duplicates = 0;
@@ -50,8 +57,12 @@ struct dispatcher_state {
 
 using dispatcher_t = caf::stateful_actor<dispatcher_state>;
 
-void release(dispatcher_t* self, const std::string& key) {
+// A call is no longer in flight: its result was `applied`, or it stays in the outbox to be
+// sent again.
+void release(dispatcher_t* self, const std::string& key, bool applied) {
   auto& st = self->state;
+  if (!applied)
+    st.rescan = true;
   st.in_flight.erase(key);
   if (auto i = st.in_flight_bytes.find(key); i != st.in_flight_bytes.end()) {
     st.bytes_in_flight -= i->second;
@@ -74,7 +85,7 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
   auto target = self->state.route.route(inv);
   if (!target) {
     ++self->state.apply_errors;
-    release(self, key);
+    release(self, key, false);
     return;
   }
   self->request(*target, self->state.cfg.call_timeout, call_atom::value, std::move(inv))
@@ -84,12 +95,12 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
           ++self->state.duplicates;
         else
           ++self->state.applied;
-        release(self, key);
+        release(self, key, true);
       },
       [=](caf::error&) {
         // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
         ++self->state.apply_errors;
-        release(self, key);
+        release(self, key, false);
       });
 }
 
@@ -179,7 +190,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
         if (is(e, errc::unavailable) || e.category() != errc_category) {
           // Compute unreachable after the function actor's bounded retries: keep the call in
           // the outbox; it is sent again on a later poll.
-          release(self, pc.key);
+          release(self, pc.key, false);
           return;
         }
         apply_error(self, pc, e);
@@ -226,25 +237,29 @@ size_t scan(dispatcher_t* self) {
 
 void poll(dispatcher_t* self) {
   auto& st = self->state;
-  auto sent = scan(self);
+  size_t sent = 0;
+  auto now = std::chrono::steady_clock::now();
+  if (st.rescan || st.behind || now - st.last_scan >= st.cfg.scan_every) {
+    st.rescan = false;
+    st.last_scan = now;
+    sent = scan(self);
+  }
   self->delayed_send(self, sent > 0 ? st.cfg.poll_busy : st.cfg.poll_idle, poll_atom::value);
 }
 
-// A call was just committed: send it now if there is room (otherwise a poll finds it).
-void on_ready(dispatcher_t* self, const std::string& key) {
+// A call was just committed: send it now if there is room (otherwise a poll finds it). A
+// scan may have sent it already, between its commit and this hint; its result cannot have
+// come back yet, since the hint was queued first.
+void on_ready(dispatcher_t* self, runtime::committed_call& c) {
   auto& st = self->state;
-  if (st.in_flight.count(key) > 0)
+  if (st.in_flight.count(c.call.key) > 0)
     return;
   if (!has_room(st)) {
     st.behind = true; // sent by the scan that follows a release
     return;
   }
-  std::vector<char> payload;
-  auto pc = runtime::outbox::find(*st.db, key, &payload);
-  if (!pc || !*pc)
-    return; // done already, or unreadable: the poll reports it
   ++st.hinted;
-  dispatch(self, std::move(**pc), &payload);
+  dispatch(self, std::move(c.call), &c.payload);
 }
 
 caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::router route,
@@ -264,14 +279,18 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
   }
   // Committed calls are announced at once; polls find those made before a restart, those
   // that did not fit in flight, and those to send again.
-  runtime::outbox::set_listener(*db, [hdl = caf::actor_cast<caf::actor>(self)](const std::string& key) {
-    caf::anon_send(hdl, ready_atom::value, key);
-  });
+  runtime::outbox::set_listener(
+    *db, [hdl = caf::actor_cast<caf::actor>(self)](std::shared_ptr<runtime::committed_call> c) {
+      caf::anon_send(hdl, ready_atom::value, std::move(c));
+    });
   self->attach_functor([db] { runtime::outbox::set_listener(*db, {}); });
   self->send(self, poll_atom::value);
   return {
     [=](poll_atom) { poll(self); },
-    [=](ready_atom, const std::string& key) { on_ready(self, key); },
+    [=](ready_atom, std::shared_ptr<runtime::committed_call>& c) {
+      if (c)
+        on_ready(self, *c);
+    },
     [=](scan_atom) {
       self->state.scan_queued = false;
       scan(self);

@@ -36,6 +36,9 @@ struct dispatcher_config {
   /// before a restart and those to send again, and are cheap to leave rare.
   std::chrono::milliseconds poll_busy{5};
   std::chrono::milliseconds poll_idle{50};
+  /// A poll scans the outbox when it may hold calls no hint announced (after a start, when a
+  /// call did not fit in flight or came back unapplied), and at least this often otherwise.
+  std::chrono::milliseconds scan_every{1000};
   /// Timeout of one call (function actor) and of one result procedure invocation.
   std::chrono::milliseconds call_timeout{300000};
   /// Provenance: function calls and their results are reported here, and handed on to the

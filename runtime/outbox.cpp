@@ -54,11 +54,9 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
 
 // Listeners by database (few, long-lived); read on every enqueue.
 std::shared_mutex listeners_mtx;
-std::unordered_map<const storage::database*,
-                   std::shared_ptr<std::function<void(const std::string&)>>>
-  listeners;
+std::unordered_map<const storage::database*, std::shared_ptr<outbox::listener>> listeners;
 
-std::shared_ptr<std::function<void(const std::string&)>> listener_of(const storage::database& db) {
+std::shared_ptr<outbox::listener> listener_of(const storage::database& db) {
   std::shared_lock guard{listeners_mtx};
   auto i = listeners.find(&db);
   return i == listeners.end() ? nullptr : i->second;
@@ -86,10 +84,10 @@ caf::error read_payload(storage::transaction& txn, std::string_view key,
 
 } // namespace
 
-void outbox::set_listener(storage::database& db, std::function<void(const std::string&)> fn) {
+void outbox::set_listener(storage::database& db, listener fn) {
   std::unique_lock guard{listeners_mtx};
   if (fn)
-    listeners[&db] = std::make_shared<std::function<void(const std::string&)>>(std::move(fn));
+    listeners[&db] = std::make_shared<listener>(std::move(fn));
   else
     listeners.erase(&db);
 }
@@ -137,8 +135,15 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
   if (auto err = txn.put_row(calls_table, key, row))
     return err;
   ++ctx.outbox_calls;
-  if (auto fn = listener_of(txn.db()))
-    txn.after_commit([fn, key] { (*fn)(key); });
+  if (auto fn = listener_of(txn.db())) {
+    auto c = std::make_shared<committed_call>();
+    c->call.key = key;
+    c->call.task_id = task_id;
+    c->call.execution_id = ctx.execution_id;
+    c->call.call = call;
+    c->payload.assign(payload.begin(), payload.end());
+    txn.after_commit([fn, c = std::move(c)]() mutable { (*fn)(std::move(c)); });
+  }
   return key;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,6 +49,13 @@ struct pending_call {
   uint64_t task_id = 0;
   uint64_t execution_id = 0;
   outbox_call call;
+};
+
+/// A call as its transaction committed it, with its payload: what the outbox's listener
+/// hears, so that the dispatcher can send the call without reading it back.
+struct committed_call {
+  pending_call call;
+  std::vector<char> payload;
 };
 
 class outbox {
@@ -83,10 +91,12 @@ public:
   pending(storage::database& db, std::string_view after, size_t limit,
           const std::function<bool(std::string_view key)>& skip = {});
 
-  /// Calls `fn` with the key of every call enqueued in `db` from now on, right after the
-  /// enqueuing transaction commits (on the committing thread), so a dispatcher need not wait
-  /// for its next poll. One listener per database; an empty `fn` removes it.
-  static void set_listener(storage::database& db, std::function<void(const std::string&)> fn);
+  /// Calls `fn` with every call enqueued in `db` from now on (and a copy of its payload),
+  /// right after the enqueuing transaction commits (on the committing thread), so a
+  /// dispatcher need not wait for its next poll nor read the call back. One listener per
+  /// database; an empty `fn` removes it.
+  using listener = std::function<void(std::shared_ptr<committed_call>)>;
+  static void set_listener(storage::database& db, listener fn);
 
   /// The committed call `key` if it has no result yet, nullopt otherwise; with `payload`,
   /// also reads the call's payload into it (in the same snapshot).

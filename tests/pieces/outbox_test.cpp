@@ -218,7 +218,11 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
   REQUIRE(!db->create_table(outbox::payload_table, storage::table_kind::blobs));
   REQUIRE(!db->create_table(outbox::done_table));
   std::vector<std::string> heard;
-  outbox::set_listener(*db, [&](const std::string& key) { heard.push_back(key); });
+  std::shared_ptr<committed_call> last;
+  outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) {
+    heard.push_back(c->call.key);
+    last = std::move(c);
+  });
   outbox_call c;
   c.model = "checksum";
   c.result_procedure = "demo.store";
@@ -235,6 +239,13 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
     CHECK(!txn->commit());
   }
   CHECK(heard == std::vector<std::string>{committed});
+  // The listener hears the call as committed, payload included.
+  REQUIRE(last);
+  CHECK(last->call.execution_id == 42);
+  CHECK(last->call.call.model == "checksum");
+  CHECK(last->call.call.result_procedure == "demo.store");
+  CHECK(last->call.task_id != 0);
+  CHECK(std::string(last->payload.begin(), last->payload.end()) == big);
   {
     call_context other;
     other.execution_id = 43;
@@ -248,6 +259,7 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
   REQUIRE(*found);
   CHECK((*found)->execution_id == 42);
   CHECK((*found)->call.result_procedure == "demo.store");
+  CHECK((*found)->task_id == last->call.task_id);
   std::vector<char> payload;
   CHECK(!outbox::payload(*db, committed, payload));
   CHECK(std::string(payload.begin(), payload.end()) == big);
