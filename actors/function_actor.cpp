@@ -28,6 +28,8 @@ using runtime::task_result;
 using resend_atom = caf::atom_constant<caf::atom("resend")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using reconnect_atom = caf::atom_constant<caf::atom("reconnect")>;
+using sweep_atom = caf::atom_constant<caf::atom("sweep")>;
+using clock_type = std::chrono::steady_clock;
 
 struct job {
   task_request req;
@@ -40,6 +42,8 @@ struct job {
   uint32_t attempts = 1;
   uint32_t generation = 0;
   uint32_t overload_retries = 0;
+  /// When a piece was last sent with none in flight, or last answered.
+  clock_type::time_point progress;
   std::optional<task_result> final;
 };
 
@@ -50,6 +54,8 @@ struct function_state {
   uint64_t next_key = 0;
   std::map<uint64_t, job> jobs;
   std::vector<uint64_t> waiting;
+  /// A sweep for tasks without replies is scheduled.
+  bool sweeping = false;
   static inline const char* name = "comb.function";
 };
 
@@ -133,6 +139,51 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
   self->delayed_send(self, self->state.cfg.retry_delay, retry_atom::value, key, j.generation);
 }
 
+/// Forgets the connection to the compute process (the next piece connects anew).
+void drop_connection(function_actor_t* self) {
+  if (self->state.compute) {
+    self->demonitor(self->state.compute);
+    self->state.compute = nullptr;
+  }
+}
+
+/// Keeps a sweep scheduled while there are tasks.
+void arm_sweep(function_actor_t* self) {
+  auto& st = self->state;
+  if (st.sweeping || st.jobs.empty())
+    return;
+  st.sweeping = true;
+  auto period = std::max(std::chrono::milliseconds{10}, st.cfg.request_timeout / 4);
+  self->delayed_send(self, period, sweep_atom::value);
+}
+
+/// Restarts the tasks whose pieces got no reply for request_timeout: the connection counts as
+/// lost (late replies are ignored: their generation is over).
+void sweep(function_actor_t* self) {
+  auto& st = self->state;
+  st.sweeping = false;
+  auto now = clock_type::now();
+  std::vector<uint64_t> stuck;
+  for (auto& [key, j] : st.jobs)
+    if (j.in_flight > 0 && now - j.progress >= st.cfg.request_timeout)
+      stuck.push_back(key);
+  if (!stuck.empty()) {
+    drop_connection(self);
+    for (auto key : stuck) {
+      auto& j = st.jobs.at(key);
+      record(self, "piece_error", false, j.req, "error",
+             {{"error", "no reply from the compute process for " +
+                          std::to_string(st.cfg.request_timeout.count()) + " ms"}});
+      restart(self, key,
+              make_error(errc::unavailable,
+                         "task " + std::to_string(j.req.task_id) + ": no reply from " +
+                           endpoint_of(st.cfg) + " for " +
+                           std::to_string(st.cfg.request_timeout.count()) + " ms"));
+    }
+  }
+  arm_sweep(self);
+}
+
 void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
   auto& j = self->state.jobs.at(key);
   const auto& req = j.req;
@@ -142,13 +193,14 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
   auto bytes = runtime::encode_piece(req.task_id, static_cast<runtime::piece_kind>(req.kind),
                                      req.model, req.model_version, req.first_piece + idx,
                                      piece_count, req.bytes.data() + begin, end - begin);
-  ++j.in_flight;
+  if (j.in_flight++ == 0)
+    j.progress = clock_type::now();
   auto gen = j.generation;
   record(self, "piece", true, req, "sent",
          {{"piece", req.first_piece + idx}, {"pieces", piece_count}, {"bytes", end - begin},
           {"model_version", req.model_version}, {"attempt", j.attempts}});
-  self->request(self->state.compute, self->state.cfg.request_timeout, piece_atom::value,
-                std::move(bytes))
+  // No CAF timeout: sweep() is the backstop.
+  self->request(self->state.compute, caf::infinite, piece_atom::value, std::move(bytes))
     .then(
       [=](task_result& r) {
         auto i = self->state.jobs.find(key);
@@ -156,6 +208,7 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
           return;
         auto& j = i->second;
         --j.in_flight;
+        j.progress = clock_type::now();
         ++j.acked;
         if (r.complete)
           record(self, "result", false, j.req, "ok",
@@ -174,6 +227,7 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
           return;
         auto& j = i->second;
         --j.in_flight;
+        j.progress = clock_type::now();
         record(self, "piece_error", false, j.req, "error",
                {{"piece", j.req.first_piece + idx}, {"error", describe(e)}});
         if (is(e, errc::overloaded)) {
@@ -186,10 +240,7 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
           return;
         }
         if (is_transport_error(e)) {
-          if (self->state.compute) {
-            self->demonitor(self->state.compute);
-            self->state.compute = nullptr;
-          }
+          drop_connection(self);
           restart(self, key, e);
           return;
         }
@@ -304,6 +355,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
       auto key = self->state.next_key++;
       auto rp = j.rp;
       self->state.jobs.emplace(key, std::move(j));
+      arm_sweep(self);
       pump(self, key);
       return rp;
     },
@@ -323,6 +375,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
         return;
       pump(self, key);
     },
+    [=](sweep_atom) { sweep(self); },
     [=](reconnect_atom) {
       if (!self->state.waiting.empty() && !self->state.compute)
         connect(self);

@@ -35,7 +35,10 @@ struct function_config {
   /// Pause before resending a piece the pool refused as overloaded, and how often.
   std::chrono::milliseconds overload_delay{10};
   uint32_t max_overload_retries = 6000;
-  /// Backstop for one piece's reply (the compute process usually answers at once).
+  /// Backstop for a task whose pieces are in flight: when no reply came for this long, the
+  /// connection counts as lost and the task is sent again (the compute process usually
+  /// answers at once). Checked by one timer per actor, not per piece: a CAF request timeout
+  /// on every piece woke CAF's clock thread twice per piece.
   std::chrono::milliseconds request_timeout{60000};
   /// Provenance: every piece sent and every reply is reported here (null: not recorded).
   std::shared_ptr<runtime::provenance_hook> provenance;

@@ -29,8 +29,12 @@ struct dispatcher_state {
   dispatcher_config cfg;
   std::vector<caf::actor> functions;
   size_t next_function = 0;
-  std::set<std::string, std::less<>> in_flight;
-  std::map<std::string, size_t> in_flight_bytes;
+  /// Calls in flight: their payload bytes and when they were sent.
+  struct flight {
+    size_t bytes = 0;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::map<std::string, flight, std::less<>> in_flight;
   size_t bytes_in_flight = 0;
   /// A call could not be sent for lack of room: scan again once a call finishes.
   bool behind = false;
@@ -63,10 +67,9 @@ void release(dispatcher_t* self, const std::string& key, bool applied) {
   auto& st = self->state;
   if (!applied)
     st.rescan = true;
-  st.in_flight.erase(key);
-  if (auto i = st.in_flight_bytes.find(key); i != st.in_flight_bytes.end()) {
-    st.bytes_in_flight -= i->second;
-    st.in_flight_bytes.erase(i);
+  if (auto i = st.in_flight.find(key); i != st.in_flight.end()) {
+    st.bytes_in_flight -= i->second.bytes;
+    st.in_flight.erase(i);
   }
   if (st.behind && !st.scan_queued) {
     st.scan_queued = true;
@@ -88,7 +91,8 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
     release(self, key, false);
     return;
   }
-  self->request(*target, self->state.cfg.call_timeout, call_atom::value, std::move(inv))
+  // No CAF timeout (it wakes CAF's clock thread twice per request): expire() is the backstop.
+  self->request(*target, caf::infinite, call_atom::value, std::move(inv))
     .then(
       [=](nlohmann::json& r) {
         if (r.value("duplicate", false))
@@ -145,7 +149,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
     if (is(err, errc::not_found))
       return; // Applied in the meantime.
     // A damaged payload does not heal.
-    st.in_flight.insert(pc.key);
+    st.in_flight[pc.key] = {0, std::chrono::steady_clock::now()};
     apply_error(self, pc, err);
     return;
   }
@@ -158,15 +162,14 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
   req.kind = static_cast<uint8_t>(pc.call.kind);
   req.model = pc.call.model;
   req.model_version = pc.call.model_version;
-  st.in_flight.insert(pc.key);
-  st.in_flight_bytes[pc.key] = req.bytes.size();
+  st.in_flight[pc.key] = {req.bytes.size(), std::chrono::steady_clock::now()};
   st.bytes_in_flight += req.bytes.size();
   ++st.sent;
   auto fn_index = st.next_function++ % st.functions.size();
   auto fn = st.functions[fn_index];
   record(self, "function_call", true, fn_index, pc, "sent",
          {{"bytes", req.bytes.size()}, {"model_version", req.model_version}});
-  self->request(fn, st.cfg.call_timeout, runtime::run_atom::value, std::move(req))
+  self->request(fn, caf::infinite, runtime::run_atom::value, std::move(req))
     .then(
       [=](runtime::task_result& r) mutable {
         record(self, "function_result", false, fn_index, pc, "ok",
@@ -235,10 +238,25 @@ size_t scan(dispatcher_t* self) {
   return sent;
 }
 
+// Calls in flight longer than call_timeout are released to be sent again (a late reply is
+// still applied, at most once).
+void expire(dispatcher_t* self, std::chrono::steady_clock::time_point now) {
+  auto& st = self->state;
+  std::vector<std::string> late;
+  for (auto& [key, f] : st.in_flight)
+    if (now - f.since >= st.cfg.call_timeout)
+      late.push_back(key);
+  for (auto& key : late) {
+    ++st.call_errors;
+    release(self, key, false);
+  }
+}
+
 void poll(dispatcher_t* self) {
   auto& st = self->state;
   size_t sent = 0;
   auto now = std::chrono::steady_clock::now();
+  expire(self, now);
   if (st.rescan || st.behind || now - st.last_scan >= st.cfg.scan_every) {
     st.rescan = false;
     st.last_scan = now;

@@ -112,6 +112,12 @@ public:
     return wait();
   }
 
+  /// Sends `sig` and returns at once (SIGSTOP, SIGCONT, ...).
+  void signal(int sig) {
+    if (pid_ > 0)
+      ::kill(pid_, sig);
+  }
+
   int wait() {
     int status = 0;
     if (pid_ > 0)

@@ -60,6 +60,7 @@ public:
   }
 
   void kill() { proc_->kill(SIGKILL); }
+  void signal(int sig) { proc_->signal(sig); }
   uint16_t port() const { return static_cast<uint16_t>(port_); }
 
 private:
@@ -120,10 +121,12 @@ struct client {
     return out;
   }
 
-  caf::actor function(uint16_t port, uint32_t max_attempts = 50) {
+  caf::actor function(uint16_t port, uint32_t max_attempts = 50,
+                      std::chrono::milliseconds request_timeout = 60s) {
     actors::function_config fc;
     fc.compute_port = port;
     fc.max_attempts = max_attempts;
+    fc.request_timeout = request_timeout;
     fc.retry_delay = 100ms;
     spawned.push_back(actors::spawn_function_actor(sys, fc));
     return spawned.back();
@@ -475,6 +478,30 @@ TEST_CASE("retries are bounded when the compute process stays away") {
   REQUIRE(!r);
   CHECK(is(r.error(), errc::unavailable));
   CHECK(text(r).find("after 3 attempts") != std::string::npos);
+}
+
+TEST_CASE("a compute process that stops answering: the task is sent again, then fails with a "
+          "clear error; once it answers again, tasks complete") {
+  compute_process proc;
+  client c;
+  auto input = random_bytes(2 * max_piece_payload + 5, 7);
+  auto fn = c.function(proc.port(), /*max_attempts=*/2, /*request_timeout=*/300ms);
+  auto first = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input));
+  REQUIRE_MESSAGE(first, text(first));
+  proc.signal(SIGSTOP); // connected, but silent
+  auto t0 = std::chrono::steady_clock::now();
+  auto stuck = c.run(fn, whole_task(2, piece_kind::infer, "checksum", input), 30s);
+  proc.signal(SIGCONT);
+  REQUIRE(!stuck);
+  CHECK(is(stuck.error(), errc::unavailable));
+  CHECK_MESSAGE(text(stuck).find("after 2 attempts") != std::string::npos, text(stuck));
+  CHECK_MESSAGE(text(stuck).find("no reply from 127.0.0.1:" + std::to_string(proc.port()) +
+                                 " for 300 ms") != std::string::npos,
+                text(stuck));
+  CHECK(std::chrono::steady_clock::now() - t0 < 20s); // the sweep, not a CAF timeout
+  auto again = c.run(fn, whole_task(3, piece_kind::infer, "checksum", input));
+  REQUIRE_MESSAGE(again, text(again));
+  CHECK(again->output == checksum_output({input}));
 }
 
 } // TEST_SUITE
