@@ -5,6 +5,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -119,15 +120,12 @@ struct blob_store::segment {
     map = nullptr;
     map_len = 0;
   }
-  /// Readies the segment for appends of up to `bytes` (only while nobody else holds it): its
-  /// blocks are allocated first (fallocate), so a write through the mapping cannot fail for
-  /// lack of space (which would be SIGBUS), then it is mapped. Where either fails (a file
-  /// system without fallocate), appends use pwrite.
+  /// Bytes of the file allocated for appends through the mapping.
+  uint64_t allocated = 0;
+  /// Maps the segment for appends of up to `bytes` (only while nobody else holds it). Space
+  /// is allocated as appends need it (reserve()), so a fresh segment takes no disk space.
   void map_for_appends(uint64_t bytes) {
-    if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
-      unmap();
-      return;
-    }
+    allocated = 0;
     if (map && map_len == bytes)
       return;
     unmap();
@@ -137,10 +135,26 @@ struct blob_store::segment {
     map = static_cast<char*>(m);
     map_len = bytes;
   }
+  /// True when [0, upto) may be written through the mapping: its blocks are allocated first
+  /// (fallocate, 4 MiB at a time), so a write through the mapping cannot fail for lack of
+  /// space, which would be SIGBUS. False (pwrite then) past the mapping, or where fallocate
+  /// fails (a full disk, a file system without it). Under the store's mutex.
+  bool reserve(uint64_t upto) {
+    if (!map || upto > map_len)
+      return false;
+    if (upto <= allocated)
+      return true;
+    constexpr uint64_t step = uint64_t{4} << 20;
+    auto want = std::min(map_len, (upto + step - 1) / step * step);
+    if (::fallocate(fd, 0, 0, static_cast<off_t>(want)) != 0)
+      return false;
+    allocated = want;
+    return true;
+  }
   /// Once sealed: gives back the space allocated past the last blob (best effort; the
   /// mapping stays, an append still copying below `end` may use it).
   void trim() {
-    if (map)
+    if (map && allocated > end)
       (void)!::ftruncate(fd, static_cast<off_t>(end));
   }
   ~segment() {
@@ -297,6 +311,7 @@ caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
   // Threads spread over the lanes, so concurrent writers rarely share a file.
   thread_local const size_t thread_hash = std::hash<std::thread::id>{}(std::this_thread::get_id());
   std::shared_ptr<segment> seg;
+  bool mapped = false;
   {
     std::lock_guard guard{mtx_};
     auto lane = thread_hash % lanes_.size();
@@ -309,10 +324,11 @@ caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
     ref.segment = seg->id;
     ref.offset = seg->end;
     seg->end += need;
+    mapped = seg->reserve(seg->end);
     ++seg->live;
     live_bytes_ += ref.size;
   }
-  if (seg->map && ref.offset + frame_bytes + ref.size <= seg->map_len) {
+  if (mapped) {
     // The range is this append's alone (reserved above); the segment is trimmed only once
     // sealed, and never below a reserved range.
     std::memcpy(seg->map + ref.offset, frame, frame_bytes);

@@ -91,6 +91,29 @@ TEST_CASE("blob rows round-trip, inline and in segments, and survive a reopen") 
   CHECK(read_blob(*db, "small") == small);
 }
 
+TEST_CASE("segments take disk space as blobs fill them, and a closed one ends at its last blob") {
+  test::temp_dir dir;
+  auto payload = bytes_of(100'000, 9);
+  {
+    auto db = open_db(dir.path(), /*segment_bytes=*/64 << 20);
+    auto txn = db->begin();
+    CHECK(!txn->put_blob("b", "k", payload));
+    CHECK(!txn->commit());
+    // Appends go through a mapping whose blocks are allocated 4 MiB at a time, not 64 MiB.
+    for (auto& e : fs::directory_iterator{fs::path{dir.path()} / "blobs"})
+      CHECK(fs::file_size(e.path()) <= (uint64_t{4} << 20));
+    CHECK(read_blob(*db, "k") == payload);
+  }
+  std::vector<uint64_t> sizes;
+  for (auto& e : fs::directory_iterator{fs::path{dir.path()} / "blobs"})
+    sizes.push_back(fs::file_size(e.path()));
+  REQUIRE(sizes.size() == 1);
+  CHECK(sizes[0] == storage::blob_store::header_bytes + storage::blob_store::frame_bytes +
+                      payload.size());
+  auto db = open_db(dir.path(), /*segment_bytes=*/64 << 20);
+  CHECK(read_blob(*db, "k") == payload);
+}
+
 TEST_CASE("blobs of a transaction that does not commit are freed") {
   test::temp_dir dir;
   auto db = open_db(dir.path(), /*segment_bytes=*/64 << 10);
