@@ -277,6 +277,10 @@ void on_ready(dispatcher_t* self, runtime::committed_call& c) {
     return;
   }
   ++st.hinted;
+  if (!c.has_payload) {
+    dispatch(self, std::move(c.call)); // reads the payload from the outbox
+    return;
+  }
   dispatch(self, std::move(c.call), &c.payload);
 }
 

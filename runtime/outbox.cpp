@@ -54,9 +54,14 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
 
 // Listeners by database (few, long-lived); read on every enqueue.
 std::shared_mutex listeners_mtx;
-std::unordered_map<const storage::database*, std::shared_ptr<outbox::listener>> listeners;
+struct listener_entry {
+  outbox::listener fn;
+  /// Payload bytes held by committed_calls not yet destroyed.
+  std::shared_ptr<std::atomic<size_t>> held = std::make_shared<std::atomic<size_t>>(0);
+};
+std::unordered_map<const storage::database*, std::shared_ptr<listener_entry>> listeners;
 
-std::shared_ptr<outbox::listener> listener_of(const storage::database& db) {
+std::shared_ptr<listener_entry> listener_of(const storage::database& db) {
   std::shared_lock guard{listeners_mtx};
   auto i = listeners.find(&db);
   return i == listeners.end() ? nullptr : i->second;
@@ -87,7 +92,7 @@ caf::error read_payload(storage::transaction& txn, std::string_view key,
 void outbox::set_listener(storage::database& db, listener fn) {
   std::unique_lock guard{listeners_mtx};
   if (fn)
-    listeners[&db] = std::make_shared<listener>(std::move(fn));
+    listeners[&db] = std::make_shared<listener_entry>(listener_entry{std::move(fn)});
   else
     listeners.erase(&db);
 }
@@ -135,14 +140,22 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
   if (auto err = txn.put_row(calls_table, key, row))
     return err;
   ++ctx.outbox_calls;
-  if (auto fn = listener_of(txn.db())) {
+  if (auto l = listener_of(txn.db())) {
     auto c = std::make_shared<committed_call>();
     c->call.key = key;
     c->call.task_id = task_id;
     c->call.execution_id = ctx.execution_id;
     c->call.call = call;
-    c->payload.assign(payload.begin(), payload.end());
-    txn.after_commit([fn, c = std::move(c)]() mutable { (*fn)(std::move(c)); });
+    // Copied unless that would hold more than hint_bytes in calls not yet handled.
+    if (*l->held + payload.size() <= hint_bytes ||
+        payload.size() <= txn.db().opts().blob_inline_max) {
+      *l->held += payload.size();
+      c->held = l->held;
+      c->held_bytes = payload.size();
+      c->has_payload = true;
+      c->payload.assign(payload.begin(), payload.end());
+    }
+    txn.after_commit([l, c = std::move(c)]() mutable { l->fn(std::move(c)); });
   }
   return key;
 }

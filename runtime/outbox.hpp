@@ -14,6 +14,7 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,10 +53,20 @@ struct pending_call {
 };
 
 /// A call as its transaction committed it, with its payload: what the outbox's listener
-/// hears, so that the dispatcher can send the call without reading it back.
+/// hears, so that the dispatcher can send the call without reading it back. Payloads copied
+/// into calls not yet handled are bounded (outbox::hint_bytes); past the bound a call comes
+/// without its payload (has_payload false) and the dispatcher reads it from the outbox.
 struct committed_call {
   pending_call call;
+  bool has_payload = false;
   std::vector<char> payload;
+  /// Gives the payload's bytes back to the bound (even once the payload was moved out).
+  std::shared_ptr<std::atomic<size_t>> held;
+  size_t held_bytes = 0;
+  ~committed_call() {
+    if (held)
+      *held -= held_bytes;
+  }
 };
 
 class outbox {
@@ -96,6 +107,8 @@ public:
   /// dispatcher need not wait for its next poll nor read the call back. One listener per
   /// database; an empty `fn` removes it.
   using listener = std::function<void(std::shared_ptr<committed_call>)>;
+  /// Payload bytes copied into calls the listener has not let go of, at most.
+  static constexpr size_t hint_bytes = size_t{64} << 20;
   static void set_listener(storage::database& db, listener fn);
 
   /// The committed call `key` if it has no result yet, nullopt otherwise; with `payload`,

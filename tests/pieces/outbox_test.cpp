@@ -245,6 +245,7 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
   CHECK(last->call.call.model == "checksum");
   CHECK(last->call.call.result_procedure == "demo.store");
   CHECK(last->call.task_id != 0);
+  CHECK(last->has_payload);
   CHECK(std::string(last->payload.begin(), last->payload.end()) == big);
   {
     call_context other;
@@ -264,6 +265,47 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
   CHECK(!outbox::payload(*db, committed, payload));
   CHECK(std::string(payload.begin(), payload.end()) == big);
   CHECK(!outbox::find(*db, "0000000000000043.00000000").value());
+  outbox::set_listener(*db, {});
+}
+
+TEST_CASE("payloads copied into announced calls are bounded; past the bound a call comes "
+          "without its payload, which stays readable from the outbox") {
+  test::temp_dir dir;
+  auto db = test::must(storage::database::open(dir.path() + "/data"));
+  REQUIRE(!db->create_table(outbox::calls_table));
+  REQUIRE(!db->create_table(outbox::payload_table, storage::table_kind::blobs));
+  REQUIRE(!db->create_table(outbox::done_table));
+  std::vector<std::shared_ptr<committed_call>> held; // a listener that lets go of nothing
+  outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) { held.push_back(std::move(c)); });
+  outbox_call c;
+  c.model = "checksum";
+  c.result_procedure = "demo.store";
+  std::string big(5 << 20, 'y');
+  auto enqueue = [&](uint64_t execution) {
+    call_context ctx;
+    ctx.execution_id = execution;
+    auto txn = db->begin();
+    REQUIRE(outbox::enqueue(ctx, *txn, c, big));
+    REQUIRE(!txn->commit());
+  };
+  size_t fit = outbox::hint_bytes / big.size();
+  for (size_t i = 0; i < fit + 2; ++i)
+    enqueue(100 + i);
+  REQUIRE(held.size() == fit + 2);
+  for (size_t i = 0; i < fit; ++i)
+    CHECK(held[i]->has_payload);
+  for (size_t i = fit; i < fit + 2; ++i) {
+    CHECK(!held[i]->has_payload);
+    CHECK(held[i]->payload.empty());
+    std::vector<char> out;
+    CHECK(!outbox::payload(*db, held[i]->call.key, out));
+    CHECK(out.size() == big.size());
+  }
+  held.clear(); // handled: the bound is free again
+  enqueue(999);
+  REQUIRE(held.size() == 1);
+  CHECK(held[0]->has_payload);
+  held.clear();
   outbox::set_listener(*db, {});
 }
 
