@@ -29,8 +29,10 @@ struct dispatcher_config {
   /// Number of function actors.
   uint32_t functions = 4;
   /// Calls in flight at once, and their payload bytes (at least one call is always sent).
+  /// Large calls need several in flight to keep the path busy: with 16 MiB, 8 MiB calls
+  /// moved 0.9-1.0 GB/s, with 64 MiB 1.2-1.35 GB/s (perf/pieces, 2 cores).
   uint32_t max_in_flight = 1024;
-  size_t max_in_flight_bytes = size_t{4} << 20;
+  size_t max_in_flight_bytes = size_t{64} << 20;
   /// Outbox poll interval after a poll found calls / found none. Calls are sent as soon as
   /// their transaction commits (runtime::outbox::set_listener); polls find the calls made
   /// before a restart and those to send again, and are cheap to leave rare.

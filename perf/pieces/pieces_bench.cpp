@@ -103,8 +103,9 @@ std::shared_ptr<procedure_registry> procedures() {
   return procs;
 }
 
-/// Tasks kept in flight: 64, or fewer so that about `inflight_bytes` are in flight.
-size_t inflight_bytes = size_t{16} << 20;
+/// Tasks kept in flight: 64, or fewer so that about `inflight_bytes` are in flight (the
+/// dispatcher's default bound).
+size_t inflight_bytes = actors::dispatcher_config{}.max_in_flight_bytes;
 size_t window_for(size_t size) {
   return std::max<size_t>(1, std::min<size_t>(64, inflight_bytes / std::max<size_t>(size, 1)));
 }
