@@ -232,11 +232,20 @@ int main(int argc, char** argv) {
   }
   if (benches.count("provenance")) {
     auto plan = make_plan(transfers, 4);
-    // Alternate off/on three times and keep the best of each, to damp the machine's noise.
+    // Alternate off/on three times (each going first in turn) and keep the best of each, to
+    // damp the machine's noise; every round is printed.
     double off = 0, on = 0;
     for (int round = 0; round < 3; ++round) {
-      off = std::max(off, actor_rate(storage::durability::async, 64, plan, partitions, false));
-      on = std::max(on, actor_rate(storage::durability::async, 64, plan, partitions, true));
+      double r_off = 0, r_on = 0;
+      for (int k = 0; k < 2; ++k) {
+        if ((k == 0) == (round % 2 == 0))
+          r_off = actor_rate(storage::durability::async, 64, plan, partitions, false);
+        else
+          r_on = actor_rate(storage::durability::async, 64, plan, partitions, true);
+      }
+      std::printf("  round %d: provenance off %.0f, on %.0f txn/s\n", round + 1, r_off, r_on);
+      off = std::max(off, r_off);
+      on = std::max(on, r_on);
     }
     row("async 64 clients, provenance on", on, off, "provenance off");
   }
