@@ -277,11 +277,8 @@ void on_ready(dispatcher_t* self, runtime::committed_call& c) {
     return;
   }
   ++st.hinted;
-  if (!c.has_payload) {
-    dispatch(self, std::move(c.call)); // reads the payload from the outbox
-    return;
-  }
-  dispatch(self, std::move(c.call), &c.payload);
+  // Without its payload (past the copies' bound), dispatch reads it from the outbox.
+  dispatch(self, std::move(c.call), c.has_payload() ? &c.payload : nullptr);
 }
 
 caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::router route,

@@ -152,7 +152,6 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
       *l->held += payload.size();
       c->held = l->held;
       c->held_bytes = payload.size();
-      c->has_payload = true;
       c->payload.assign(payload.begin(), payload.end());
     }
     txn.after_commit([l, c = std::move(c)]() mutable { l->fn(std::move(c)); });

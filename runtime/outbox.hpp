@@ -55,14 +55,15 @@ struct pending_call {
 /// A call as its transaction committed it, with its payload: what the outbox's listener
 /// hears, so that the dispatcher can send the call without reading it back. Payloads copied
 /// into calls not yet handled are bounded (outbox::hint_bytes); past the bound a call comes
-/// without its payload (has_payload false) and the dispatcher reads it from the outbox.
+/// without its payload (has_payload() false) and the dispatcher reads it from the outbox.
 struct committed_call {
   pending_call call;
-  bool has_payload = false;
   std::vector<char> payload;
-  /// Gives the payload's bytes back to the bound (even once the payload was moved out).
+  /// Gives the payload's bytes back to the bound (even once the payload was moved out); set
+  /// exactly when the payload was copied.
   std::shared_ptr<std::atomic<size_t>> held;
   size_t held_bytes = 0;
+  bool has_payload() const { return held != nullptr; }
   ~committed_call() {
     if (held)
       *held -= held_bytes;

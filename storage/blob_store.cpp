@@ -164,8 +164,6 @@ struct blob_store::segment {
   }
 };
 
-
-
 std::string blob_ref::encode() const {
   std::string out(encoded_size, '\0');
   put_u64(out.data(), segment);

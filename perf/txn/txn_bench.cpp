@@ -236,12 +236,16 @@ int main(int argc, char** argv) {
     // damp the machine's noise; every round is printed.
     double off = 0, on = 0;
     for (int round = 0; round < 3; ++round) {
-      double r_off = 0, r_on = 0;
-      for (int k = 0; k < 2; ++k) {
-        if ((k == 0) == (round % 2 == 0))
-          r_off = actor_rate(storage::durability::async, 64, plan, partitions, false);
-        else
-          r_on = actor_rate(storage::durability::async, 64, plan, partitions, true);
+      auto rate = [&](bool provenance) {
+        return actor_rate(storage::durability::async, 64, plan, partitions, provenance);
+      };
+      double r_off, r_on;
+      if (round % 2 == 0) {
+        r_off = rate(false);
+        r_on = rate(true);
+      } else {
+        r_on = rate(true);
+        r_off = rate(false);
       }
       std::printf("  round %d: provenance off %.0f, on %.0f txn/s\n", round + 1, r_off, r_on);
       off = std::max(off, r_off);

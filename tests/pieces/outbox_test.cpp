@@ -207,16 +207,22 @@ struct fixture {
   }
 };
 
+/// A database with the outbox's tables only.
+std::unique_ptr<storage::database> open_outbox_db(const test::temp_dir& dir) {
+  auto db = test::must(storage::database::open(dir.path() + "/data"));
+  REQUIRE(!db->create_table(outbox::calls_table));
+  REQUIRE(!db->create_table(outbox::payload_table, storage::table_kind::blobs));
+  REQUIRE(!db->create_table(outbox::done_table));
+  return db;
+}
+
 } // namespace
 
 TEST_SUITE("pieces.outbox") {
 
 TEST_CASE("a call is announced once its transaction commits, never when it rolls back") {
   test::temp_dir dir;
-  auto db = test::must(storage::database::open(dir.path() + "/data"));
-  REQUIRE(!db->create_table(outbox::calls_table));
-  REQUIRE(!db->create_table(outbox::payload_table, storage::table_kind::blobs));
-  REQUIRE(!db->create_table(outbox::done_table));
+  auto db = open_outbox_db(dir);
   std::vector<std::string> heard;
   std::shared_ptr<committed_call> last;
   outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) {
@@ -245,7 +251,7 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
   CHECK(last->call.call.model == "checksum");
   CHECK(last->call.call.result_procedure == "demo.store");
   CHECK(last->call.task_id != 0);
-  CHECK(last->has_payload);
+  CHECK(last->has_payload());
   CHECK(std::string(last->payload.begin(), last->payload.end()) == big);
   {
     call_context other;
@@ -271,10 +277,7 @@ TEST_CASE("a call is announced once its transaction commits, never when it rolls
 TEST_CASE("payloads copied into announced calls are bounded; past the bound a call comes "
           "without its payload, which stays readable from the outbox") {
   test::temp_dir dir;
-  auto db = test::must(storage::database::open(dir.path() + "/data"));
-  REQUIRE(!db->create_table(outbox::calls_table));
-  REQUIRE(!db->create_table(outbox::payload_table, storage::table_kind::blobs));
-  REQUIRE(!db->create_table(outbox::done_table));
+  auto db = open_outbox_db(dir);
   std::vector<std::shared_ptr<committed_call>> held; // a listener that lets go of nothing
   outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) { held.push_back(std::move(c)); });
   outbox_call c;
@@ -293,9 +296,9 @@ TEST_CASE("payloads copied into announced calls are bounded; past the bound a ca
     enqueue(100 + i);
   REQUIRE(held.size() == fit + 2);
   for (size_t i = 0; i < fit; ++i)
-    CHECK(held[i]->has_payload);
+    CHECK(held[i]->has_payload());
   for (size_t i = fit; i < fit + 2; ++i) {
-    CHECK(!held[i]->has_payload);
+    CHECK(!held[i]->has_payload());
     CHECK(held[i]->payload.empty());
     std::vector<char> out;
     CHECK(!outbox::payload(*db, held[i]->call.key, out));
@@ -304,7 +307,7 @@ TEST_CASE("payloads copied into announced calls are bounded; past the bound a ca
   held.clear(); // handled: the bound is free again
   enqueue(999);
   REQUIRE(held.size() == 1);
-  CHECK(held[0]->has_payload);
+  CHECK(held[0]->has_payload());
   held.clear();
   outbox::set_listener(*db, {});
 }
