@@ -1,6 +1,7 @@
 #include "actors/state_actor.hpp"
 
 #include "runtime/errc.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/wall_clock.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
@@ -39,7 +40,7 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     // Moved, not copied: the transaction no longer needs them once the procedure returned.
     rec->changes = txn->take_changes();
     rec->reads = txn->take_reads();
-    rec->result = result->dump();
+    rec->result = runtime::json_text(*result);
     rec->status = "ok";
     rec->end_ns = runtime::wall_clock_ns();
     env.hook->before_commit(*txn, *rec);
@@ -61,7 +62,7 @@ runtime::invocation_record start_record(const runtime::procedure_def& def,
   rec.parent_id = inv.parent_id;
   rec.procedure = def.name;
   rec.role = inv.role;
-  rec.args = inv.args.dump();
+  rec.args = runtime::json_text(inv.args);
   rec.partition = partition;
   rec.start_ns = runtime::wall_clock_ns();
   rec.sender = inv.sender;

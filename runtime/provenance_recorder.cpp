@@ -145,6 +145,8 @@ namespace {
 // thread within one message handler, so a thread-local slot carries it across.
 thread_local std::string held_bytes;
 thread_local uint64_t held_lsn = 0;
+// Buffers larger than this are released after use instead of kept for the next record.
+constexpr size_t max_kept_bytes = 1 << 20;
 
 } // namespace
 
@@ -153,8 +155,9 @@ uint64_t provenance_recorder::take_lsn() {
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
-  // [tag][lsn][record]: the WAL blob; the log gets the bytes after the tag.
-  held_bytes = storage::encode(rec, /*with_rows=*/true, wal_tag.size());
+  // [tag][lsn][record]: the WAL blob; the log gets the bytes after the tag. held_bytes keeps
+  // its capacity from one transaction to the next.
+  storage::encode_into(held_bytes, rec, /*with_rows=*/true, wal_tag.size());
   held_lsn = take_lsn();
   std::memcpy(held_bytes.data(), wal_tag.data(), wal_tag.size());
   std::memcpy(held_bytes.data() + wal_tag.size(), &held_lsn, 8);
@@ -167,7 +170,7 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
   if (committed) {
     // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(held_lsn, std::move(held_bytes), wal_tag.size());
+    enqueue(held_lsn, std::string_view{held_bytes}.substr(wal_tag.size()));
   } else {
     // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
     auto r = storage::to_log_record(rec);
@@ -175,33 +178,38 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
     r.changes.clear();
     r.reads.clear();
     r.lsn = held_lsn;
-    enqueue(held_lsn, storage::encode(r), 0);
+    enqueue(held_lsn, storage::encode(r));
   }
-  held_bytes.clear();
+  if (held_bytes.capacity() > max_kept_bytes)
+    std::string{}.swap(held_bytes); // a huge record's buffer is not kept
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {
   auto bytes = storage::encode(rec);
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
-  enqueue(lsn, std::move(bytes), 0);
+  enqueue(lsn, bytes);
 }
 
 void provenance_recorder::on_message(const message_record& msg) {
   auto bytes = storage::encode(storage::to_log_record(msg));
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
-  enqueue(lsn, std::move(bytes), 0);
+  enqueue(lsn, bytes);
 }
 
-void provenance_recorder::enqueue(uint64_t lsn, std::string bytes, size_t skip) {
+void provenance_recorder::enqueue(uint64_t lsn, std::string_view bytes) {
+  uint64_t size = bytes.size();
   bool wake;
   {
     std::lock_guard guard{q_mtx_};
-    queue_.push_back({lsn, std::move(bytes), skip});
+    queue_.append(reinterpret_cast<const char*>(&lsn), 8);
+    queue_.append(reinterpret_cast<const char*>(&size), 8);
+    queue_.append(bytes);
+    ++queued_;
     // A busy writer collects records on its own clock: waking it for every record would
     // cost a futex call and a context switch per transaction.
-    wake = writer_idle_ || queue_.size() == wake_batch;
+    wake = writer_idle_ || queued_ == wake_batch;
   }
   if (wake)
     q_cv_.notify_one();
@@ -222,37 +230,53 @@ std::string provenance_recorder::last_error() const {
 }
 
 void provenance_recorder::run() {
-  std::vector<queued> batch;
+  std::string batch; // swapped with queue_, so both keep their capacity
+  struct entry {
+    uint64_t lsn;
+    std::string_view bytes;
+  };
+  std::vector<entry> entries;
   // Records that arrived ahead of a smaller lsn, by lsn.
-  std::map<uint64_t, queued> waiting;
+  std::map<uint64_t, std::string> waiting;
   uint64_t next = written_lsn_ + 1;
   for (;;) {
     {
       std::unique_lock guard{q_mtx_};
-      if (queue_.empty() && !stop_) {
+      if (queued_ == 0 && !stop_) {
         // Idle: sleep until the next record (enqueue wakes an idle writer).
         writer_idle_ = true;
-        q_cv_.wait(guard, [&] { return stop_ || !queue_.empty(); });
+        q_cv_.wait(guard, [&] { return stop_ || queued_ > 0; });
         writer_idle_ = false;
       }
       // Busy: let records gather for up to one batch interval, or until a batch is full,
       // someone waits in flush(), or the recorder closes.
       q_cv_.wait_for(guard, batch_interval, [&] {
-        return stop_ || flush_waiters_ > 0 || queue_.size() >= wake_batch;
+        return stop_ || flush_waiters_ > 0 || queued_ >= wake_batch;
       });
-      if (queue_.empty() && stop_)
+      if (queued_ == 0 && stop_)
         break;
+      batch.clear();
       batch.swap(queue_);
+      queued_ = 0;
+    }
+    entries.clear();
+    for (size_t at = 0; at + 16 <= batch.size();) {
+      uint64_t lsn, size;
+      std::memcpy(&lsn, batch.data() + at, 8);
+      std::memcpy(&size, batch.data() + at + 8, 8);
+      entries.push_back({lsn, std::string_view{batch}.substr(at + 16, size)});
+      at += 16 + size;
     }
     // Records arrive nearly in lsn order: sort the batch, append its run that continues the
     // log, and hold back the rest until the lsns before them arrive.
-    std::sort(batch.begin(), batch.end(),
-              [](const queued& a, const queued& b) { return a.lsn < b.lsn; });
+    auto by_lsn = [](const entry& a, const entry& b) { return a.lsn < b.lsn; };
+    if (!std::is_sorted(entries.begin(), entries.end(), by_lsn))
+      std::sort(entries.begin(), entries.end(), by_lsn);
     caf::error err;
     bool wrote = false;
-    auto append = [&](const queued& q) {
+    auto append = [&](std::string_view bytes) {
       if (!err)
-        err = log_->append(q.lsn, std::string_view{q.bytes}.substr(q.skip));
+        err = log_->append(next, bytes);
       ++next;
       wrote = true;
     };
@@ -260,15 +284,16 @@ void provenance_recorder::run() {
       for (; !waiting.empty() && waiting.begin()->first == next; waiting.erase(waiting.begin()))
         append(waiting.begin()->second);
     };
-    for (auto& q : batch) {
+    for (auto& e : entries) {
       drain();
-      if (q.lsn == next)
-        append(q);
+      if (e.lsn == next)
+        append(e.bytes);
       else
-        waiting.emplace(q.lsn, std::move(q));
+        waiting.emplace(e.lsn, std::string{e.bytes});
     }
-    batch.clear();
     drain();
+    if (batch.capacity() > 16 * max_kept_bytes)
+      std::string{}.swap(batch); // nor a burst's
     if (!wrote)
       continue;
     if (!err)

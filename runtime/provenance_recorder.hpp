@@ -75,8 +75,8 @@ public:
 
 private:
   provenance_recorder(storage::database& db, options opts) : db_(db), opts_(std::move(opts)) {}
-  /// Queues a record for the writer; its log bytes start `skip` bytes into `bytes`.
-  void enqueue(uint64_t lsn, std::string bytes, size_t skip);
+  /// Queues a record's log bytes (copied) for the writer.
+  void enqueue(uint64_t lsn, std::string_view bytes);
   void run();
 
   storage::database& db_;
@@ -93,12 +93,10 @@ private:
   mutable std::mutex q_mtx_;
   std::condition_variable q_cv_;
   std::condition_variable done_cv_;
-  struct queued {
-    uint64_t lsn;
-    std::string bytes;
-    size_t skip;
-  };
-  std::vector<queued> queue_;
+  /// Queued records, each as its lsn and size (8 bytes each) and then its bytes: one buffer
+  /// that the writer swaps for its own, so that queueing a record allocates nothing.
+  std::string queue_;
+  size_t queued_ = 0;
   /// The writer sleeps until woken only when it has nothing to do; while records arrive it
   /// collects them for up to batch_interval, or until wake_batch are queued.
   static constexpr auto batch_interval = std::chrono::milliseconds{20};

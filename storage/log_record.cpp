@@ -9,6 +9,8 @@
 #include <kj/exception.h>
 
 #include <cstring>
+#include <memory>
+#include <optional>
 
 namespace comb::storage {
 
@@ -104,16 +106,32 @@ private:
   std::string& out_;
 };
 
-std::string encode_view(const record_view& r, size_t front = 0) {
-  // Size the first segment for the record so that one small allocation holds it (the
-  // default first segment is 8 KiB, zeroed on every call).
+// Zeroed space for the first segment of a record's message, reused by every encode on the
+// thread: a record that fits needs no allocation for its message (MallocMessageBuilder zeroes
+// what it used again when it goes).
+constexpr size_t scratch_words = 1024;
+thread_local std::unique_ptr<capnp::word[]> scratch;
+
+// Writes front zero bytes, the lsn and the record's flat message into `out` (replacing what
+// it held; its capacity is kept).
+void encode_view(const record_view& r, size_t front, std::string& out) {
+  // Size the first segment for the record so that it holds all of it (one segment).
   size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
                  + r.status.size() + r.payload.size() + r.result.size();
   for (auto& c : *r.changes)
     bytes += 64 + c.table.size() + c.key.size() + c.value.size();
   for (auto& rd : *r.reads)
     bytes += 48 + rd.table.size() + rd.key.size();
-  capnp::MallocMessageBuilder mb{static_cast<unsigned>(bytes / sizeof(capnp::word) + 1)};
+  auto words = bytes / sizeof(capnp::word) + 1;
+  std::optional<capnp::MallocMessageBuilder> builder;
+  if (words <= scratch_words) {
+    if (!scratch)
+      scratch.reset(new capnp::word[scratch_words]()); // zeroed
+    builder.emplace(kj::arrayPtr(scratch.get(), scratch_words));
+  } else {
+    builder.emplace(static_cast<unsigned>(words));
+  }
+  auto& mb = *builder;
   auto b = mb.initRoot<LogRecord>();
   b.setTimestampNs(r.timestamp_ns);
   b.setKind(r.invocation ? LogRecord::Kind::INVOCATION : LogRecord::Kind::MESSAGE);
@@ -151,13 +169,12 @@ std::string encode_view(const record_view& r, size_t front = 0) {
       rs[static_cast<unsigned>(i)].setKey(bytes_of((*r.reads)[i].key));
     }
   }
-  std::string out;
+  out.clear();
   out.reserve(front + 8 + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
-  out.append(front + 8, '\0');
-  std::memcpy(out.data() + front, &r.lsn, 8);
+  out.append(front, '\0');
+  out.append(reinterpret_cast<const char*>(&r.lsn), 8);
   string_output os{out};
   capnp::writeMessage(os, mb);
-  return out;
 }
 
 } // namespace
@@ -182,10 +199,13 @@ std::string encode(const log_record& r) {
   v.partition = r.partition;
   v.changes = &r.changes;
   v.reads = &r.reads;
-  return encode_view(v);
+  std::string out;
+  encode_view(v, 0, out);
+  return out;
 }
 
-std::string encode(const runtime::invocation_record& rec, bool with_rows, size_t front) {
+void encode_into(std::string& out, const runtime::invocation_record& rec, bool with_rows,
+                 size_t front) {
   static const std::vector<runtime::row_change> no_changes;
   static const std::vector<runtime::row_read> no_reads;
   // The same fields as to_log_record(rec), borrowed.
@@ -207,7 +227,13 @@ std::string encode(const runtime::invocation_record& rec, bool with_rows, size_t
   v.partition = rec.partition;
   v.changes = with_rows ? &rec.changes : &no_changes;
   v.reads = with_rows ? &rec.reads : &no_reads;
-  return encode_view(v, front);
+  encode_view(v, front, out);
+}
+
+std::string encode(const runtime::invocation_record& rec, bool with_rows, size_t front) {
+  std::string out;
+  encode_into(out, rec, with_rows, front);
+  return out;
 }
 
 void set_lsn(std::string& encoded, uint64_t lsn) {

@@ -53,6 +53,11 @@ std::string encode(const log_record& r);
 std::string encode(const runtime::invocation_record& rec, bool with_rows = true,
                    size_t front = 0);
 
+/// encode(rec, with_rows, front) into `out`, replacing what it held but keeping its capacity:
+/// a caller that encodes record after record into one string allocates nothing per record.
+void encode_into(std::string& out, const runtime::invocation_record& rec, bool with_rows = true,
+                 size_t front = 0);
+
 /// Sets the lsn of encoded record bytes in place (no re-encoding).
 void set_lsn(std::string& encoded, uint64_t lsn);
 

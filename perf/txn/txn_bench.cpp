@@ -1,10 +1,12 @@
 // perf/txn: bank.transfer throughput through Comb's state actors (1, 8, 64 concurrent
 // clients; async and sync durability) against the same transfers done with direct RocksDB
 // TransactionDB calls on one thread, measured in the same run. Prints ratios.
-// With --benchmarks=provenance: the same async 64-client run with the provenance log on and
-// off, in the same run.
+// With --benchmarks=provenance: async transfers from 64 clients into two nodes side by side,
+// one with the provenance log on and one with it off, in turns of --slice transfers
+// (2 x --transfers in all, each node).
 //   perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] [--partitions=N]
-//            [--clients=1,8,64] [--threads=N] [--provenance] [--no-direct] [--quick]
+//            [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] [--no-direct]
+//            [--quick]
 #include "apps/bank/bank.hpp"
 #include "runtime/errc.hpp"
 #include "runtime/load_driver.hpp"
@@ -15,6 +17,7 @@
 #include <rocksdb/utilities/transaction.h>
 #include <rocksdb/utilities/transaction_db.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -111,59 +114,120 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan)
   return static_cast<double>(plan.size()) / secs;
 }
 
-// Through Comb: node with state actors, `clients` concurrent client actors.
-double actor_rate(storage::durability mode, uint32_t clients, const std::vector<plan_item>& plan,
-                  uint32_t partitions, bool provenance = false) {
-  auto dir = fresh_dir("actors");
-  runtime::system_config cfg{worker_threads};
-  caf::actor_system sys{cfg};
-  auto procs = std::make_shared<runtime::procedure_registry>();
-  apps::bank::register_bank(*procs);
-  runtime::node_config nc;
-  nc.data_dir = dir;
-  nc.durability = mode;
-  nc.partitions = partitions;
-  if (provenance)
-    nc.provenance_dir = dir + "/provenance";
-  auto n = std::move(*runtime::node::start(sys, nc, procs));
-  auto opened = runtime::drive(sys, n->route(), 16, accounts, [](uint64_t i) {
-    runtime::invocation inv;
-    inv.procedure = "bank.open";
-    inv.role = "admin";
-    inv.args = {{"account", acct(static_cast<int>(i))}, {"balance", initial}};
-    return inv;
-  });
-  if (opened.ok != accounts)
-    std::abort();
-  auto res = runtime::drive(sys, n->route(), clients, plan.size(), [&](uint64_t i) {
-    runtime::invocation inv;
-    inv.procedure = "bank.transfer";
-    inv.role = "teller";
-    inv.args = {{"id", "t" + std::to_string(i)},
-                {"from", acct(plan[i].from)},
-                {"to", acct(plan[i].to)},
-                {"amount", plan[i].amount}};
-    return inv;
-  });
-  if (res.failed != 0) {
-    std::cerr << "perf_txn: " << res.failed << " transfers failed, e.g. "
-              << (res.errors.empty() ? "?" : res.errors[0]) << "\n";
-    std::exit(1);
-  }
-  auto total = n->call("bank.total", json::object(), "admin");
-  if (!total || (*total)["total"] != accounts * initial) {
-    std::cerr << "perf_txn: total not conserved\n";
-    std::exit(1);
-  }
-  n.reset();
-  std::filesystem::remove_all(dir);
-  return static_cast<double>(plan.size()) / res.seconds;
-}
-
 void row(const std::string& name, double comb, double base, const std::string& base_name) {
   std::printf("%-34s comb %10.0f  %-22s %10.0f  ratio %6.2f  txn/s\n", name.c_str(), comb,
               base_name.c_str(), base, comb / base);
   std::fflush(stdout);
+}
+
+// A node with the bank app and `accounts` opened, in its own fresh folder (removed when the
+// bank_node goes).
+struct bank_node {
+  std::string dir;
+  std::unique_ptr<runtime::node> node;
+
+  bank_node(caf::actor_system& sys, const std::string& name, storage::durability mode,
+            uint32_t partitions, bool provenance) {
+    dir = fresh_dir(name);
+    auto procs = std::make_shared<runtime::procedure_registry>();
+    apps::bank::register_bank(*procs);
+    runtime::node_config nc;
+    nc.data_dir = dir;
+    nc.durability = mode;
+    nc.partitions = partitions;
+    if (provenance)
+      nc.provenance_dir = dir + "/provenance";
+    auto started = runtime::node::start(sys, nc, procs);
+    if (!started) {
+      std::cerr << "perf_txn: " << describe(started.error()) << "\n";
+      std::exit(1);
+    }
+    node = std::move(*started);
+    auto opened = runtime::drive(sys, node->route(), 16, accounts, [](uint64_t i) {
+      runtime::invocation inv;
+      inv.procedure = "bank.open";
+      inv.role = "admin";
+      inv.args = {{"account", acct(static_cast<int>(i))}, {"balance", initial}};
+      return inv;
+    });
+    if (opened.ok != accounts)
+      std::abort();
+  }
+
+  // Runs transfers plan[begin, end) from `clients` concurrent clients; returns the seconds.
+  double transfer(caf::actor_system& sys, uint32_t clients, const std::vector<plan_item>& plan,
+                  size_t begin, size_t end) {
+    auto res = runtime::drive(sys, node->route(), clients, end - begin, [&](uint64_t i) {
+      i += begin;
+      runtime::invocation inv;
+      inv.procedure = "bank.transfer";
+      inv.role = "teller";
+      inv.args = {{"id", "t" + std::to_string(i)},
+                  {"from", acct(plan[i].from)},
+                  {"to", acct(plan[i].to)},
+                  {"amount", plan[i].amount}};
+      return inv;
+    });
+    if (res.failed != 0) {
+      std::cerr << "perf_txn: " << res.failed << " transfers failed, e.g. "
+                << (res.errors.empty() ? "?" : res.errors[0]) << "\n";
+      std::exit(1);
+    }
+    return res.seconds;
+  }
+
+  ~bank_node() {
+    auto total = node->call("bank.total", json::object(), "admin");
+    if (!total || (*total)["total"] != accounts * initial) {
+      std::cerr << "perf_txn: total not conserved\n";
+      std::exit(1);
+    }
+    node.reset();
+    std::filesystem::remove_all(dir);
+  }
+};
+
+// Through Comb: node with state actors, `clients` concurrent client actors.
+double actor_rate(storage::durability mode, uint32_t clients, const std::vector<plan_item>& plan,
+                  uint32_t partitions, bool provenance = false) {
+  runtime::system_config cfg{worker_threads};
+  caf::actor_system sys{cfg};
+  bank_node n{sys, "actors", mode, partitions, provenance};
+  return static_cast<double>(plan.size()) / n.transfer(sys, clients, plan, 0, plan.size());
+}
+
+// Provenance on against off: both nodes run side by side in one actor system, and the same
+// transfers go to each in turns of `slice` transfers (off, on, on, off, off, on, ...), so
+// that the machine's slow and fast spells fall on both alike. Prints the median of the
+// per-turn ratios too.
+void provenance_rates(const std::vector<plan_item>& plan, uint32_t partitions, size_t slice) {
+  runtime::system_config cfg{worker_threads};
+  caf::actor_system sys{cfg};
+  bank_node off{sys, "prov-off", storage::durability::async, partitions, false};
+  bank_node on{sys, "prov-on", storage::durability::async, partitions, true};
+  double secs_off = 0, secs_on = 0;
+  std::vector<double> ratios;
+  size_t turns = 0;
+  for (size_t begin = 0; begin < plan.size(); begin += slice, ++turns) {
+    auto end = std::min(plan.size(), begin + slice);
+    double t_off, t_on;
+    if (turns % 2 == 0) {
+      t_off = off.transfer(sys, 64, plan, begin, end);
+      t_on = on.transfer(sys, 64, plan, begin, end);
+    } else {
+      t_on = on.transfer(sys, 64, plan, begin, end);
+      t_off = off.transfer(sys, 64, plan, begin, end);
+    }
+    secs_off += t_off;
+    secs_on += t_on;
+    ratios.push_back(t_off / t_on);
+  }
+  std::sort(ratios.begin(), ratios.end());
+  auto n = static_cast<double>(plan.size());
+  std::printf("  %zu turns of %zu transfers each; per-turn on/off: min %.2f, median %.2f, "
+              "max %.2f\n",
+              turns, slice, ratios.front(), ratios[ratios.size() / 2], ratios.back());
+  row("async 64 clients, provenance on", n / secs_on, n / secs_off, "provenance off");
 }
 
 } // namespace
@@ -172,6 +236,7 @@ int main(int argc, char** argv) {
   std::set<std::string> benches{"async", "sync", "provenance"};
   size_t transfers = 50000;
   size_t sync_single = 2000;
+  size_t slice = 5000;
   uint32_t partitions = 4;
   std::vector<uint32_t> client_counts{1, 8, 64};
   bool no_direct = false;
@@ -193,6 +258,8 @@ int main(int argc, char** argv) {
         client_counts.push_back(static_cast<uint32_t>(std::stoul(c)));
     } else if (a.rfind("--threads=", 0) == 0) {
       worker_threads = std::stoul(a.substr(10));
+    } else if (a.rfind("--slice=", 0) == 0) {
+      slice = std::max<size_t>(1, std::stoul(a.substr(8)));
     } else if (a == "--provenance") {
       with_provenance = true;
     } else if (a == "--no-direct") {
@@ -200,10 +267,11 @@ int main(int argc, char** argv) {
     } else if (a == "--quick") {
       transfers = 10000;
       sync_single = 500;
+      slice = 2000;
     } else {
       std::cerr << "usage: perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] "
-                   "[--partitions=N] [--clients=1,8,64] [--threads=N] [--provenance] [--no-direct] "
-                   "[--quick]\n";
+                   "[--partitions=N] [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] "
+                   "[--no-direct] [--quick]\n";
       return 2;
     }
   }
@@ -230,28 +298,7 @@ int main(int argc, char** argv) {
           "actors 1 client");
     }
   }
-  if (benches.count("provenance")) {
-    auto plan = make_plan(transfers, 4);
-    // Alternate off/on three times (each going first in turn) and keep the best of each, to
-    // damp the machine's noise; every round is printed.
-    double off = 0, on = 0;
-    for (int round = 0; round < 3; ++round) {
-      auto rate = [&](bool provenance) {
-        return actor_rate(storage::durability::async, 64, plan, partitions, provenance);
-      };
-      double r_off, r_on;
-      if (round % 2 == 0) {
-        r_off = rate(false);
-        r_on = rate(true);
-      } else {
-        r_on = rate(true);
-        r_off = rate(false);
-      }
-      std::printf("  round %d: provenance off %.0f, on %.0f txn/s\n", round + 1, r_off, r_on);
-      off = std::max(off, r_off);
-      on = std::max(on, r_on);
-    }
-    row("async 64 clients, provenance on", on, off, "provenance off");
-  }
+  if (benches.count("provenance"))
+    provenance_rates(make_plan(2 * transfers, 4), partitions, slice);
   return 0;
 }
