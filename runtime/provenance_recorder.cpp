@@ -56,6 +56,35 @@ caf::error write_checkpoint(const std::string& log_dir, uint64_t seq) {
   return {};
 }
 
+// The row changes a WAL head announces (one flag byte each, see storage::encode_committed):
+// its transaction's writes, which are the last ones before the head in its WAL batch.
+caf::expected<std::vector<row_change>>
+rows_of(std::string_view flags, const std::vector<storage::database::wal_write>& before) {
+  if (before.size() < flags.size())
+    return make_error(errc::corrupt_data, "it announces " + std::to_string(flags.size())
+                                            + " row change(s) but its WAL batch holds "
+                                            + std::to_string(before.size()) + " write(s)");
+  std::vector<row_change> out(flags.size());
+  auto first = before.size() - flags.size();
+  for (size_t i = 0; i < flags.size(); ++i) {
+    auto f = static_cast<uint8_t>(flags[i]);
+    auto& w = before[first + i];
+    auto& c = out[i];
+    c.kind = (f & 3) == 1   ? row_change::op::insert
+             : (f & 3) == 2 ? row_change::op::update
+                            : row_change::op::del;
+    if ((f & 3) == 0 || (f & ~7) != 0 || w.del != (c.kind == row_change::op::del)
+        || w.table.empty())
+      return make_error(errc::corrupt_data, "row change " + std::to_string(i)
+                                              + " does not match its write in the WAL batch");
+    c.table = w.table;
+    c.key = w.key;
+    c.is_row = (f & 4) != 0;
+    c.value = w.value;
+  }
+  return out;
+}
+
 } // namespace
 
 caf::expected<std::shared_ptr<provenance_recorder>>
@@ -70,28 +99,41 @@ provenance_recorder::open(storage::database& db, options opts) {
   self->log_ = std::move(*log);
   if (self->log_->bytes_dropped() > 0)
     self->note_ = "provenance log: " + self->log_->recovery_note() + ". ";
-  // Every committed invocation's record is in the WAL entry of its transaction. Those after
-  // the checkpoint with an lsn the log has not reached were committed but never appended
-  // (the process died first, or a torn tail was cut): append them, in lsn order, renumbered
-  // after the log's end (messages lost in the crash leave no gap).
+  // Every committed invocation's record is in the WAL entry of its transaction: its head, and
+  // its rows as the entry's writes. Those after the checkpoint with an lsn the log has not
+  // reached were committed but never appended (the process died first, or a torn tail was
+  // cut): append them, in lsn order, renumbered after the log's end (messages lost in the
+  // crash leave no gap). A WAL record written before heads existed holds its rows itself.
   auto ckpt = read_checkpoint(self->opts_.log_dir);
   if (!ckpt)
     return std::move(ckpt.error());
   std::vector<std::pair<uint64_t, std::string>> missing;
   caf::error bad;
-  auto scanned = db.scan_wal(*ckpt, [&](std::string_view blob) {
+  auto scanned = db.scan_wal(*ckpt, [&](std::string_view blob, const auto& before) {
     if (blob.substr(0, wal_tag.size()) != wal_tag || bad)
       return;
     blob.remove_prefix(wal_tag.size());
     auto lsn = storage::lsn_of(blob);
     if (lsn < self->log_->next_lsn())
       return; // in the log already
-    if (auto rec = storage::decode(blob); !rec) {
+    auto rec = storage::decode_head(blob);
+    if (!rec) {
       bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
                                              + " does not decode: " + describe(rec.error()));
       return;
     }
-    missing.emplace_back(lsn, std::string{blob});
+    std::string bytes{blob};
+    if (!rec->row_flags.empty()) {
+      auto changes = rows_of(rec->row_flags, before);
+      if (!changes) {
+        bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
+                                               + ": " + describe(changes.error()));
+        return;
+      }
+      rec->changes = std::move(*changes);
+      bytes = storage::encode(*rec);
+    }
+    missing.emplace_back(lsn, std::move(bytes));
   });
   if (scanned)
     return scanned;
@@ -142,8 +184,9 @@ void provenance_recorder::close() {
 namespace {
 
 // The record held between before_commit and after_commit; both run on the state actor's
-// thread within one message handler, so a thread-local slot carries it across.
-thread_local std::string held_bytes;
+// thread within one message handler, so thread-local slots carry it across.
+thread_local std::string held_record;
+thread_local std::string held_head;
 thread_local uint64_t held_lsn = 0;
 // Buffers larger than this are released after use instead of kept for the next record.
 constexpr size_t max_kept_bytes = 1 << 20;
@@ -155,22 +198,24 @@ uint64_t provenance_recorder::take_lsn() {
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
-  // [tag][lsn][record]: the WAL blob; the log gets the bytes after the tag. held_bytes keeps
-  // its capacity from one transaction to the next.
-  storage::encode_into(held_bytes, rec, /*with_rows=*/true, wal_tag.size());
+  // The log's record, and [tag][lsn][record head] for the WAL: the head is the record without
+  // its rows, which the transaction's WAL entry holds already (recovery takes them from there).
+  // Both buffers keep their capacity from one transaction to the next.
+  storage::encode_committed(held_record, held_head, rec, wal_tag.size());
   held_lsn = take_lsn();
-  std::memcpy(held_bytes.data(), wal_tag.data(), wal_tag.size());
-  std::memcpy(held_bytes.data() + wal_tag.size(), &held_lsn, 8);
-  // The record rides in the transaction's WAL entry: durable exactly when the commit is, at
-  // the cost of its bytes in the WAL (no table write, nothing to delete later).
-  txn.put_log_data(held_bytes);
+  storage::set_lsn(held_record, held_lsn);
+  std::memcpy(held_head.data(), wal_tag.data(), wal_tag.size());
+  std::memcpy(held_head.data() + wal_tag.size(), &held_lsn, 8);
+  // The head rides in the transaction's WAL entry: durable exactly when the commit is (no
+  // table write, nothing to delete later).
+  txn.put_log_data(held_head);
 }
 
 void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
   if (committed) {
     // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(held_lsn, std::string_view{held_bytes}.substr(wal_tag.size()));
+    enqueue(held_lsn, held_record);
   } else {
     // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
     auto r = storage::to_log_record(rec);
@@ -180,8 +225,9 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
     r.lsn = held_lsn;
     enqueue(held_lsn, storage::encode(r));
   }
-  if (held_bytes.capacity() > max_kept_bytes)
-    std::string{}.swap(held_bytes); // a huge record's buffer is not kept
+  for (auto* b : {&held_record, &held_head})
+    if (b->capacity() > max_kept_bytes)
+      std::string{}.swap(*b); // a huge record's buffer is not kept
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {

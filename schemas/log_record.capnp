@@ -38,6 +38,11 @@ struct LogRecord {
   partition @14 :UInt32;
   changes @15 :List(RowChange);
   reads @16 :List(RowRead);
+  # One byte per row change: bits 0-1 its op (1 insert, 2 update, 3 delete), bit 2 its
+  # isRow. A committed invocation's record rides in its transaction's WAL entry without its
+  # changes, whose rows the entry holds already as the transaction's writes: these bytes are
+  # what recovery needs besides to rebuild them. In the log, when set, they match `changes`.
+  rowFlags @17 :Data;
 
   enum Kind { invocation @0; message @1; }
 }

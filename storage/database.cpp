@@ -234,21 +234,44 @@ std::vector<std::string> database::tables() const {
   return out;
 }
 
-caf::error database::scan_wal(uint64_t after_seq,
-                              const std::function<void(std::string_view blob)>& fn) const {
+caf::error database::scan_wal(
+  uint64_t after_seq,
+  const std::function<void(std::string_view blob, const std::vector<wal_write>& before)>& fn)
+  const {
   std::unique_ptr<rocksdb::TransactionLogIterator> it;
   auto s = db_->GetUpdatesSince(after_seq + 1, &it, rocksdb::TransactionLogIterator::ReadOptions{});
   if (s.IsNotFound())
     return {}; // no WAL at all
   if (!s.ok())
     return to_error(s, "read the WAL");
+  std::unordered_map<uint32_t, std::string> names;
+  {
+    std::shared_lock guard{mtx_};
+    for (auto& [name, ref] : cfs_)
+      names.emplace(ref.handle->GetID(), name);
+  }
   struct collector : rocksdb::WriteBatch::Handler {
-    const std::function<void(std::string_view)>* fn;
-    void LogData(const rocksdb::Slice& blob) override { (*fn)({blob.data(), blob.size()}); }
-    rocksdb::Status PutCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    const std::function<void(std::string_view, const std::vector<wal_write>&)>* fn;
+    const std::unordered_map<uint32_t, std::string>* names;
+    uint32_t blob_index_id = 0;
+    std::vector<wal_write> writes;
+    void add(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice& value, bool del) {
+      if (cf == blob_index_id)
+        return;
+      auto n = names->find(cf);
+      writes.push_back({n == names->end() ? std::string_view{} : std::string_view{n->second},
+                        {key.data(), key.size()}, {value.data(), value.size()}, del});
+    }
+    void LogData(const rocksdb::Slice& blob) override {
+      (*fn)({blob.data(), blob.size()}, writes);
+    }
+    rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
+                          const rocksdb::Slice& value) override {
+      add(cf, key, value, false);
       return rocksdb::Status::OK();
     }
-    rocksdb::Status DeleteCF(uint32_t, const rocksdb::Slice&) override {
+    rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+      add(cf, key, {}, true);
       return rocksdb::Status::OK();
     }
     rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
@@ -284,10 +307,13 @@ caf::error database::scan_wal(uint64_t after_seq,
     }
   } h;
   h.fn = &fn;
+  h.names = &names;
+  h.blob_index_id = blob_index_->GetID();
   for (; it->Valid(); it->Next()) {
     auto batch = it->GetBatch();
     if (batch.sequence <= after_seq)
       continue;
+    h.writes.clear();
     auto st = batch.writeBatchPtr->Iterate(&h);
     if (!st.ok())
       return to_error(st, "read a WAL batch");

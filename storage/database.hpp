@@ -72,11 +72,26 @@ public:
   /// Starts a pessimistic transaction (row locks, read-your-writes).
   std::unique_ptr<transaction> begin();
 
+  /// A write to a table, as a WAL batch holds it.
+  struct wal_write {
+    /// The table's name ("" for a column family the database does not know).
+    std::string_view table;
+    std::string_view key;
+    /// The value as stored (empty for a delete).
+    std::string_view value;
+    bool del = false;
+  };
+
   /// Calls fn with every blob written with transaction::put_log_data in the WAL batches after
-  /// sequence number `after_seq`, in commit order. Sees only WAL files still kept: the live
-  /// ones and, with options::keep_wal_seconds, the archived ones.
-  caf::error scan_wal(uint64_t after_seq,
-                      const std::function<void(std::string_view blob)>& fn) const;
+  /// sequence number `after_seq`, in commit order, and the table writes that come before the
+  /// blob in its batch (the blob index's own writes left out). A batch may hold several
+  /// transactions (a write group): a transaction's writes are the last ones before the blob
+  /// it wrote last. Sees only WAL files still kept: the live ones and, with
+  /// options::keep_wal_seconds, the archived ones. The views last for the call.
+  caf::error scan_wal(
+    uint64_t after_seq,
+    const std::function<void(std::string_view blob, const std::vector<wal_write>& before)>& fn)
+    const;
 
   /// The sequence number of the last write committed.
   uint64_t latest_sequence() const;

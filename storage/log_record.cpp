@@ -112,18 +112,10 @@ private:
 constexpr size_t scratch_words = 1024;
 thread_local std::unique_ptr<capnp::word[]> scratch;
 
-// Writes front zero bytes, the lsn and the record's flat message into `out` (replacing what
-// it held; its capacity is kept).
-void encode_view(const record_view& r, size_t front, std::string& out) {
-  // Size the first segment for the record so that it holds all of it (one segment).
-  size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
-                 + r.status.size() + r.payload.size() + r.result.size();
-  for (auto& c : *r.changes)
-    bytes += 64 + c.table.size() + c.key.size() + c.value.size();
-  for (auto& rd : *r.reads)
-    bytes += 48 + rd.table.size() + rd.key.size();
+// A message builder whose first segment holds `bytes` (an upper bound of the message's size),
+// so that the message is one segment: the thread's scratch space when it fits.
+void make_builder(std::optional<capnp::MallocMessageBuilder>& builder, size_t bytes) {
   auto words = bytes / sizeof(capnp::word) + 1;
-  std::optional<capnp::MallocMessageBuilder> builder;
   if (words <= scratch_words) {
     if (!scratch)
       scratch.reset(new capnp::word[scratch_words]()); // zeroed
@@ -131,8 +123,54 @@ void encode_view(const record_view& r, size_t front, std::string& out) {
   } else {
     builder.emplace(static_cast<unsigned>(words));
   }
-  auto& mb = *builder;
-  auto b = mb.initRoot<LogRecord>();
+}
+
+size_t change_bytes(const runtime::row_change& c) {
+  return 64 + c.table.size() + c.key.size() + c.value.size();
+}
+
+uint8_t op_bits(runtime::row_change::op op) {
+  return op == runtime::row_change::op::insert ? 1 : op == runtime::row_change::op::update ? 2 : 3;
+}
+
+void set_changes(capnp::List<RowChange>::Builder cs,
+                 const std::vector<runtime::row_change>& changes) {
+  for (size_t i = 0; i < changes.size(); ++i) {
+    auto& c = changes[i];
+    auto cb = cs[static_cast<unsigned>(i)];
+    cb.setTable(as_text(c.table));
+    cb.setKey(bytes_of(c.key));
+    cb.setOp(c.kind == runtime::row_change::op::insert   ? RowChange::Op::INSERT
+             : c.kind == runtime::row_change::op::update ? RowChange::Op::UPDATE
+                                                         : RowChange::Op::DELETE);
+    cb.setIsRow(c.is_row);
+    cb.setValue(bytes_of(c.value));
+  }
+}
+
+// Appends a flat message to `out` (no intermediate flat array).
+void append_message(std::string& out, capnp::MessageBuilder& mb) {
+  out.reserve(out.size() + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
+  string_output os{out};
+  capnp::writeMessage(os, mb);
+}
+
+// Writes front zero bytes, the lsn and the record's flat message into `out` (replacing what
+// it held; its capacity is kept). With `head`, also writes there head_front zero bytes, the
+// lsn and the message as it is before its changes are set, with their row flags (the builder
+// is serialized twice).
+void encode_view(const record_view& r, size_t front, std::string& out,
+                 std::string* head = nullptr, size_t head_front = 0) {
+  size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
+                 + r.status.size() + r.payload.size() + r.result.size();
+  for (auto& c : *r.changes)
+    bytes += change_bytes(c);
+  for (auto& rd : *r.reads)
+    bytes += 48 + rd.table.size() + rd.key.size();
+  bytes += r.changes->size() + 8; // row flags
+  std::optional<capnp::MallocMessageBuilder> builder;
+  make_builder(builder, bytes);
+  auto b = builder->initRoot<LogRecord>();
   b.setTimestampNs(r.timestamp_ns);
   b.setKind(r.invocation ? LogRecord::Kind::INVOCATION : LogRecord::Kind::MESSAGE);
   b.setSender(as_text(r.sender));
@@ -148,20 +186,6 @@ void encode_view(const record_view& r, size_t front, std::string& out) {
   b.setStartNs(r.start_ns);
   b.setEndNs(r.end_ns);
   b.setPartition(r.partition);
-  if (!r.changes->empty()) {
-    auto cs = b.initChanges(static_cast<unsigned>(r.changes->size()));
-    for (size_t i = 0; i < r.changes->size(); ++i) {
-      auto& c = (*r.changes)[i];
-      auto cb = cs[static_cast<unsigned>(i)];
-      cb.setTable(as_text(c.table));
-      cb.setKey(bytes_of(c.key));
-      cb.setOp(c.kind == runtime::row_change::op::insert   ? RowChange::Op::INSERT
-               : c.kind == runtime::row_change::op::update ? RowChange::Op::UPDATE
-                                                           : RowChange::Op::DELETE);
-      cb.setIsRow(c.is_row);
-      cb.setValue(bytes_of(c.value));
-    }
-  }
   if (!r.reads->empty()) {
     auto rs = b.initReads(static_cast<unsigned>(r.reads->size()));
     for (size_t i = 0; i < r.reads->size(); ++i) {
@@ -169,12 +193,48 @@ void encode_view(const record_view& r, size_t front, std::string& out) {
       rs[static_cast<unsigned>(i)].setKey(bytes_of((*r.reads)[i].key));
     }
   }
+  if (head) {
+    if (!r.changes->empty()) {
+      auto flags = b.initRowFlags(static_cast<unsigned>(r.changes->size()));
+      for (size_t i = 0; i < r.changes->size(); ++i) {
+        auto& c = (*r.changes)[i];
+        flags[i] = static_cast<capnp::byte>(op_bits(c.kind) | (c.is_row ? 4 : 0));
+      }
+    }
+    head->clear();
+    head->append(head_front, '\0');
+    head->append(reinterpret_cast<const char*>(&r.lsn), 8);
+    append_message(*head, *builder);
+  }
+  if (!r.changes->empty())
+    set_changes(b.initChanges(static_cast<unsigned>(r.changes->size())), *r.changes);
   out.clear();
-  out.reserve(front + 8 + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
   out.append(front, '\0');
   out.append(reinterpret_cast<const char*>(&r.lsn), 8);
-  string_output os{out};
-  capnp::writeMessage(os, mb);
+  append_message(out, *builder);
+}
+
+// The same fields as to_log_record(rec), borrowed.
+record_view view_of(const runtime::invocation_record& rec) {
+  record_view v;
+  v.timestamp_ns = rec.end_ns;
+  v.invocation = true;
+  v.sender = rec.sender;
+  v.receiver = rec.receiver;
+  v.procedure = rec.procedure;
+  v.role = rec.role;
+  v.status = rec.status;
+  v.payload = rec.args;
+  v.result = rec.result;
+  v.execution_id = rec.execution_id;
+  v.parent_id = rec.parent_id;
+  v.read_only = rec.read_only;
+  v.start_ns = rec.start_ns;
+  v.end_ns = rec.end_ns;
+  v.partition = rec.partition;
+  v.changes = &rec.changes;
+  v.reads = &rec.reads;
+  return v;
 }
 
 } // namespace
@@ -204,36 +264,15 @@ std::string encode(const log_record& r) {
   return out;
 }
 
-void encode_into(std::string& out, const runtime::invocation_record& rec, bool with_rows,
-                 size_t front) {
-  static const std::vector<runtime::row_change> no_changes;
-  static const std::vector<runtime::row_read> no_reads;
-  // The same fields as to_log_record(rec), borrowed.
-  record_view v;
-  v.timestamp_ns = rec.end_ns;
-  v.invocation = true;
-  v.sender = rec.sender;
-  v.receiver = rec.receiver;
-  v.procedure = rec.procedure;
-  v.role = rec.role;
-  v.status = rec.status;
-  v.payload = rec.args;
-  v.result = rec.result;
-  v.execution_id = rec.execution_id;
-  v.parent_id = rec.parent_id;
-  v.read_only = rec.read_only;
-  v.start_ns = rec.start_ns;
-  v.end_ns = rec.end_ns;
-  v.partition = rec.partition;
-  v.changes = with_rows ? &rec.changes : &no_changes;
-  v.reads = with_rows ? &rec.reads : &no_reads;
-  encode_view(v, front, out);
+std::string encode(const runtime::invocation_record& rec) {
+  std::string out;
+  encode_view(view_of(rec), 0, out);
+  return out;
 }
 
-std::string encode(const runtime::invocation_record& rec, bool with_rows, size_t front) {
-  std::string out;
-  encode_into(out, rec, with_rows, front);
-  return out;
+void encode_committed(std::string& whole, std::string& head,
+                      const runtime::invocation_record& rec, size_t head_front) {
+  encode_view(view_of(rec), 0, whole, &head, head_front);
 }
 
 void set_lsn(std::string& encoded, uint64_t lsn) {
@@ -248,7 +287,32 @@ uint64_t lsn_of(std::string_view encoded) {
   return lsn;
 }
 
-caf::expected<log_record> decode(std::string_view bytes) {
+namespace {
+
+caf::error read_changes(capnp::List<RowChange>::Reader list,
+                        std::vector<runtime::row_change>& out) {
+  for (auto c : list) {
+    runtime::row_change rc;
+    rc.table = text(c.getTable());
+    rc.key = data(c.getKey());
+    auto op = c.getOp();
+    if (op == RowChange::Op::INSERT)
+      rc.kind = runtime::row_change::op::insert;
+    else if (op == RowChange::Op::UPDATE)
+      rc.kind = runtime::row_change::op::update;
+    else if (op == RowChange::Op::DELETE)
+      rc.kind = runtime::row_change::op::del;
+    else
+      return make_error(errc::corrupt_data, "row change has unknown op");
+    rc.is_row = c.getIsRow();
+    rc.value = data(c.getValue());
+    out.push_back(std::move(rc));
+  }
+  return {};
+}
+
+// head_only: a record with row flags need not hold its changes (a WAL head).
+caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
   if (bytes.size() < 8)
     return make_error(errc::corrupt_data, "record of " + std::to_string(bytes.size())
                                             + " bytes is too short for its lsn");
@@ -288,30 +352,46 @@ caf::expected<log_record> decode(std::string_view bytes) {
     r.start_ns = v.getStartNs();
     r.end_ns = v.getEndNs();
     r.partition = v.getPartition();
-    for (auto c : v.getChanges()) {
-      runtime::row_change rc;
-      rc.table = text(c.getTable());
-      rc.key = data(c.getKey());
-      auto op = c.getOp();
-      if (op == RowChange::Op::INSERT)
-        rc.kind = runtime::row_change::op::insert;
-      else if (op == RowChange::Op::UPDATE)
-        rc.kind = runtime::row_change::op::update;
-      else if (op == RowChange::Op::DELETE)
-        rc.kind = runtime::row_change::op::del;
-      else
-        return make_error(errc::corrupt_data, "row change has unknown op");
-      rc.is_row = c.getIsRow();
-      rc.value = data(c.getValue());
-      r.changes.push_back(std::move(rc));
-    }
+    if (auto err = read_changes(v.getChanges(), r.changes))
+      return err;
     for (auto rd : v.getReads())
       r.reads.push_back({text(rd.getTable()), data(rd.getKey())});
+    if (mr.getEnd() != words.end())
+      return make_error(errc::corrupt_data, std::to_string((words.end() - mr.getEnd()) * 8)
+                                              + " bytes follow the record");
+    auto flags = v.getRowFlags();
+    if (flags.size() == 0)
+      return r;
+    if (r.changes.empty() && head_only) {
+      r.row_flags.assign(reinterpret_cast<const char*>(flags.begin()), flags.size());
+      return r;
+    }
+    if (r.changes.size() != flags.size())
+      return make_error(errc::corrupt_data,
+                        "record has row flags for " + std::to_string(flags.size())
+                          + " row change(s) but holds " + std::to_string(r.changes.size()));
+    for (size_t i = 0; i < r.changes.size(); ++i) {
+      auto& c = r.changes[i];
+      if ((flags[i] & 3) != op_bits(c.kind) || ((flags[i] & 4) != 0) != c.is_row
+          || (flags[i] & ~7) != 0)
+        return make_error(errc::corrupt_data, "row change " + std::to_string(i)
+                                                + " does not match the record's row flags");
+    }
   } catch (const kj::Exception& e) {
     return make_error(errc::corrupt_data,
                       std::string{"record does not decode: "} + e.getDescription().cStr());
   }
   return r;
+}
+
+} // namespace
+
+caf::expected<log_record> decode(std::string_view bytes) {
+  return decode_impl(bytes, /*head_only=*/false);
+}
+
+caf::expected<log_record> decode_head(std::string_view bytes) {
+  return decode_impl(bytes, /*head_only=*/true);
 }
 
 } // namespace comb::storage

@@ -35,6 +35,9 @@ struct log_record {
   uint32_t partition = 0;
   std::vector<runtime::row_change> changes;
   std::vector<runtime::row_read> reads;
+  /// Only from decode_head: one byte per row change that the record announces but does not
+  /// hold (see encode_committed), else empty.
+  std::string row_flags;
 
   /// "invocation" or "message".
   std::string_view kind_name() const;
@@ -48,15 +51,17 @@ log_record to_log_record(const runtime::message_record& msg);
 std::string encode(const log_record& r);
 
 /// Encodes an invocation's record as encode(to_log_record(rec)) would (lsn 0), without the
-/// copy; with_rows = false leaves out its row changes and reads. The result starts with
-/// `front` zero bytes (room for a caller's header) before the record's bytes.
-std::string encode(const runtime::invocation_record& rec, bool with_rows = true,
-                   size_t front = 0);
+/// copy.
+std::string encode(const runtime::invocation_record& rec);
 
-/// encode(rec, with_rows, front) into `out`, replacing what it held but keeping its capacity:
-/// a caller that encodes record after record into one string allocates nothing per record.
-void encode_into(std::string& out, const runtime::invocation_record& rec, bool with_rows = true,
-                 size_t front = 0);
+/// A committed invocation's record, twice from one encoding: `whole` as encode(rec) gives it,
+/// plus one flag byte per row change (its op and whether it is a row), and `head`:
+/// `head_front` zero bytes, then the lsn (0) and the same record without its row changes, but
+/// with their flags. The head rides in the transaction's WAL entry, which holds the rows
+/// already (as the transaction's writes); recovery rebuilds the changes from the two. Both
+/// strings are replaced, keeping their capacity.
+void encode_committed(std::string& whole, std::string& head,
+                      const runtime::invocation_record& rec, size_t head_front = 0);
 
 /// Sets the lsn of encoded record bytes in place (no re-encoding).
 void set_lsn(std::string& encoded, uint64_t lsn);
@@ -64,8 +69,13 @@ void set_lsn(std::string& encoded, uint64_t lsn);
 /// The lsn of encoded record bytes (0 when they are too short to hold one).
 uint64_t lsn_of(std::string_view encoded);
 
-/// Decodes bytes made by encode(); errc::corrupt_data (with what is wrong) otherwise. Safe on
-/// arbitrary input: it never reads out of bounds and limits nesting and size.
+/// Decodes bytes made by encode() or encode_committed's `whole`; errc::corrupt_data (with
+/// what is wrong) otherwise. Safe on arbitrary input: it never reads out of bounds and limits
+/// nesting and size.
 caf::expected<log_record> decode(std::string_view bytes);
+
+/// decode(), but also accepts a head from encode_committed: the record then has no changes
+/// and row_flags announces them.
+caf::expected<log_record> decode_head(std::string_view bytes);
 
 } // namespace comb::storage

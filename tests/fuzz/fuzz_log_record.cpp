@@ -1,5 +1,6 @@
 // libFuzzer target: the provenance log's record decoder and segment reader must never crash,
-// hang or read out of bounds on arbitrary bytes; whatever they accept must re-encode.
+// hang or read out of bounds on arbitrary bytes; whatever they accept must re-encode. Odd first
+// byte: the rest is one record (decode and decode_head); even: a segment after a valid header.
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
 
@@ -41,6 +42,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!again || again->lsn != r->lsn || again->changes.size() != r->changes.size())
         std::abort();
     }
+    // A WAL head (record without its rows, announced by row flags) or a whole record.
+    auto head = comb::storage::decode_head(bytes);
+    if (head && !head->row_flags.empty() && !head->changes.empty())
+      std::abort();
+    if (r && !head)
+      std::abort(); // whatever decode() accepts, decode_head() accepts
     return 0;
   }
   const auto& dir = log_dir();

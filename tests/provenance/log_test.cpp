@@ -121,6 +121,83 @@ TEST_CASE("records round-trip; garbage does not decode") {
   CHECK(!storage::decode(std::string(64, '\xff')));
 }
 
+TEST_CASE("a committed invocation's record and its WAL head, from one encoding") {
+  runtime::invocation_record rec;
+  rec.execution_id = 42;
+  rec.procedure = "bank.transfer";
+  rec.role = "teller";
+  rec.args = R"({"amount":5})";
+  rec.result = R"({"ok":true})";
+  rec.status = "ok";
+  rec.start_ns = 10;
+  rec.end_ns = 20;
+  rec.receiver = "n1/p3";
+  auto change = [](std::string table, std::string key, runtime::row_change::op op, bool row,
+                   std::string value) {
+    runtime::row_change c;
+    c.table = std::move(table);
+    c.key = std::move(key);
+    c.kind = op;
+    c.is_row = row;
+    c.value = std::move(value);
+    return c;
+  };
+  rec.changes = {change("bank.transfers", "t1", runtime::row_change::op::insert, true, "\x81"),
+                 change("bank.accounts", "a", runtime::row_change::op::update, true, "\x82"),
+                 change("files", "f", runtime::row_change::op::update, false, "raw bytes"),
+                 change("bank.accounts", "gone", runtime::row_change::op::del, true, "")};
+  rec.reads = {{"bank.accounts", "a"}};
+  std::string whole, head;
+  storage::encode_committed(whole, head, rec);
+  storage::set_lsn(whole, 9);
+  storage::set_lsn(head, 9);
+  CHECK(head.size() < whole.size());
+
+  // The head: no rows, one flag per change; decode() wants the rows.
+  auto h = test::must(storage::decode_head(head));
+  CHECK(h.lsn == 9);
+  CHECK(h.changes.empty());
+  CHECK(h.reads.size() == 1);
+  CHECK(h.payload == rec.args);
+  CHECK(h.row_flags == std::string("\x05\x06\x02\x07", 4));
+  auto lacking = storage::decode(head);
+  REQUIRE(!lacking);
+  CHECK(describe(lacking.error()).find("row flags for 4 row change(s) but holds 0")
+        != std::string::npos);
+
+  // The whole record: the same as the plain encoding, with flags that match.
+  auto w = test::must(storage::decode(whole));
+  auto one = test::must(storage::decode(storage::encode(rec)));
+  CHECK(w.lsn == 9);
+  CHECK(w.row_flags.empty());
+  CHECK(w.payload == one.payload);
+  CHECK(w.result == one.result);
+  CHECK(w.receiver == one.receiver);
+  CHECK(w.reads.size() == one.reads.size());
+  REQUIRE(w.changes.size() == 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(w.changes[i].table == rec.changes[i].table);
+    CHECK(w.changes[i].key == rec.changes[i].key);
+    CHECK(w.changes[i].kind == rec.changes[i].kind);
+    CHECK(w.changes[i].is_row == rec.changes[i].is_row);
+    CHECK(w.changes[i].value == rec.changes[i].value);
+  }
+  CHECK(test::must(storage::decode_head(whole)).changes.size() == 4);
+
+  // Changes that do not match their flags (a flag byte altered), and bytes after the record,
+  // are refused.
+  auto at = whole.find(std::string("\x05\x06\x02\x07", 4));
+  REQUIRE(at != std::string::npos);
+  auto altered = whole;
+  altered[at + 2] = '\x06';
+  auto e1 = storage::decode(altered);
+  REQUIRE(!e1);
+  CHECK(describe(e1.error()).find("row change 2 does not match") != std::string::npos);
+  auto e2 = storage::decode(whole + std::string(8, '\0'));
+  REQUIRE(!e2);
+  CHECK(describe(e2.error()).find("8 bytes follow the record") != std::string::npos);
+}
+
 TEST_CASE("segments rotate; readers see every record in order; writers resume") {
   test::temp_dir dir;
   write_log(dir.path(), 300);
