@@ -67,19 +67,14 @@ rows_of(std::string_view flags, const std::vector<storage::database::wal_write>&
   std::vector<row_change> out(flags.size());
   auto first = before.size() - flags.size();
   for (size_t i = 0; i < flags.size(); ++i) {
-    auto f = static_cast<uint8_t>(flags[i]);
     auto& w = before[first + i];
     auto& c = out[i];
-    c.kind = (f & 3) == 1   ? row_change::op::insert
-             : (f & 3) == 2 ? row_change::op::update
-                            : row_change::op::del;
-    if ((f & 3) == 0 || (f & ~7) != 0 || w.del != (c.kind == row_change::op::del)
-        || w.table.empty())
+    if (!storage::from_row_flag(static_cast<uint8_t>(flags[i]), c)
+        || w.del != (c.kind == row_change::op::del) || w.table.empty())
       return make_error(errc::corrupt_data, "row change " + std::to_string(i)
                                               + " does not match its write in the WAL batch");
     c.table = w.table;
     c.key = w.key;
-    c.is_row = (f & 4) != 0;
     c.value = w.value;
   }
   return out;
@@ -122,18 +117,18 @@ provenance_recorder::open(storage::database& db, options opts) {
                                              + " does not decode: " + describe(rec.error()));
       return;
     }
-    std::string bytes{blob};
-    if (!rec->row_flags.empty()) {
-      auto changes = rows_of(rec->row_flags, before);
-      if (!changes) {
-        bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
-                                               + ": " + describe(changes.error()));
-        return;
-      }
-      rec->changes = std::move(*changes);
-      bytes = storage::encode(*rec);
+    if (rec->row_flags.empty()) {
+      missing.emplace_back(lsn, std::string{blob});
+      return;
     }
-    missing.emplace_back(lsn, std::move(bytes));
+    auto changes = rows_of(rec->row_flags, before);
+    if (!changes) {
+      bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
+                                             + ": " + describe(changes.error()));
+      return;
+    }
+    rec->changes = std::move(*changes);
+    missing.emplace_back(lsn, storage::encode(*rec));
   });
   if (scanned)
     return scanned;

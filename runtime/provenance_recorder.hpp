@@ -5,9 +5,9 @@
 // matters; transactions that do not conflict commute. The writer thread appends records in
 // lsn order (it holds back a record until every smaller lsn has arrived), in batches.
 // Each committed invocation's record also rides in its transaction's WAL entry (RocksDB log
-// data: in no table), so it is durable exactly when the commit is: its head, the record
+// data: in no table), so it is durable exactly when the commit is: as its head, the record
 // without the rows, which the entry holds already as the transaction's writes (the log gets
-// the head followed by the rows; storage::encode_committed). The database keeps WAL files
+// the whole record; storage::encode_committed gives both). The database keeps WAL files
 // for a while after their data is flushed (storage::options::keep_wal_seconds). If the process
 // dies between a commit and the log append, recovery (at open) reads the WAL written since the
 // last checkpoint (`wal_checkpoint` in the log folder, written at close and after recovery) and

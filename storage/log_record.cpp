@@ -112,42 +112,6 @@ private:
 constexpr size_t scratch_words = 1024;
 thread_local std::unique_ptr<capnp::word[]> scratch;
 
-// A message builder whose first segment holds `bytes` (an upper bound of the message's size),
-// so that the message is one segment: the thread's scratch space when it fits.
-void make_builder(std::optional<capnp::MallocMessageBuilder>& builder, size_t bytes) {
-  auto words = bytes / sizeof(capnp::word) + 1;
-  if (words <= scratch_words) {
-    if (!scratch)
-      scratch.reset(new capnp::word[scratch_words]()); // zeroed
-    builder.emplace(kj::arrayPtr(scratch.get(), scratch_words));
-  } else {
-    builder.emplace(static_cast<unsigned>(words));
-  }
-}
-
-size_t change_bytes(const runtime::row_change& c) {
-  return 64 + c.table.size() + c.key.size() + c.value.size();
-}
-
-uint8_t op_bits(runtime::row_change::op op) {
-  return op == runtime::row_change::op::insert ? 1 : op == runtime::row_change::op::update ? 2 : 3;
-}
-
-void set_changes(capnp::List<RowChange>::Builder cs,
-                 const std::vector<runtime::row_change>& changes) {
-  for (size_t i = 0; i < changes.size(); ++i) {
-    auto& c = changes[i];
-    auto cb = cs[static_cast<unsigned>(i)];
-    cb.setTable(as_text(c.table));
-    cb.setKey(bytes_of(c.key));
-    cb.setOp(c.kind == runtime::row_change::op::insert   ? RowChange::Op::INSERT
-             : c.kind == runtime::row_change::op::update ? RowChange::Op::UPDATE
-                                                         : RowChange::Op::DELETE);
-    cb.setIsRow(c.is_row);
-    cb.setValue(bytes_of(c.value));
-  }
-}
-
 // Appends a flat message to `out` (no intermediate flat array).
 void append_message(std::string& out, capnp::MessageBuilder& mb) {
   out.reserve(out.size() + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
@@ -155,21 +119,29 @@ void append_message(std::string& out, capnp::MessageBuilder& mb) {
   capnp::writeMessage(os, mb);
 }
 
-// Writes front zero bytes, the lsn and the record's flat message into `out` (replacing what
-// it held; its capacity is kept). With `head`, also writes there head_front zero bytes, the
-// lsn and the message as it is before its changes are set, with their row flags (the builder
-// is serialized twice).
-void encode_view(const record_view& r, size_t front, std::string& out,
-                 std::string* head = nullptr, size_t head_front = 0) {
+// Writes the lsn and the record's flat message into `out` (replacing what it held; its
+// capacity is kept). With `head`, also writes there head_front zero bytes, the lsn and the
+// message as it is before its changes are set, with their row flags (the builder is
+// serialized twice).
+void encode_view(const record_view& r, std::string& out, std::string* head = nullptr,
+                 size_t head_front = 0) {
   size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
                  + r.status.size() + r.payload.size() + r.result.size();
   for (auto& c : *r.changes)
-    bytes += change_bytes(c);
+    bytes += 64 + c.table.size() + c.key.size() + c.value.size();
   for (auto& rd : *r.reads)
     bytes += 48 + rd.table.size() + rd.key.size();
   bytes += r.changes->size() + 8; // row flags
+  // A first segment that holds the whole message: the thread's scratch space when it fits.
+  auto words = bytes / sizeof(capnp::word) + 1;
   std::optional<capnp::MallocMessageBuilder> builder;
-  make_builder(builder, bytes);
+  if (words <= scratch_words) {
+    if (!scratch)
+      scratch.reset(new capnp::word[scratch_words]()); // zeroed
+    builder.emplace(kj::arrayPtr(scratch.get(), scratch_words));
+  } else {
+    builder.emplace(static_cast<unsigned>(words));
+  }
   auto b = builder->initRoot<LogRecord>();
   b.setTimestampNs(r.timestamp_ns);
   b.setKind(r.invocation ? LogRecord::Kind::INVOCATION : LogRecord::Kind::MESSAGE);
@@ -196,20 +168,29 @@ void encode_view(const record_view& r, size_t front, std::string& out,
   if (head) {
     if (!r.changes->empty()) {
       auto flags = b.initRowFlags(static_cast<unsigned>(r.changes->size()));
-      for (size_t i = 0; i < r.changes->size(); ++i) {
-        auto& c = (*r.changes)[i];
-        flags[i] = static_cast<capnp::byte>(op_bits(c.kind) | (c.is_row ? 4 : 0));
-      }
+      for (size_t i = 0; i < r.changes->size(); ++i)
+        flags[static_cast<unsigned>(i)] = row_flag((*r.changes)[i]);
     }
     head->clear();
     head->append(head_front, '\0');
     head->append(reinterpret_cast<const char*>(&r.lsn), 8);
     append_message(*head, *builder);
   }
-  if (!r.changes->empty())
-    set_changes(b.initChanges(static_cast<unsigned>(r.changes->size())), *r.changes);
+  if (!r.changes->empty()) {
+    auto cs = b.initChanges(static_cast<unsigned>(r.changes->size()));
+    for (size_t i = 0; i < r.changes->size(); ++i) {
+      auto& c = (*r.changes)[i];
+      auto cb = cs[static_cast<unsigned>(i)];
+      cb.setTable(as_text(c.table));
+      cb.setKey(bytes_of(c.key));
+      cb.setOp(c.kind == runtime::row_change::op::insert   ? RowChange::Op::INSERT
+               : c.kind == runtime::row_change::op::update ? RowChange::Op::UPDATE
+                                                           : RowChange::Op::DELETE);
+      cb.setIsRow(c.is_row);
+      cb.setValue(bytes_of(c.value));
+    }
+  }
   out.clear();
-  out.append(front, '\0');
   out.append(reinterpret_cast<const char*>(&r.lsn), 8);
   append_message(out, *builder);
 }
@@ -260,19 +241,36 @@ std::string encode(const log_record& r) {
   v.changes = &r.changes;
   v.reads = &r.reads;
   std::string out;
-  encode_view(v, 0, out);
+  encode_view(v, out);
   return out;
 }
 
 std::string encode(const runtime::invocation_record& rec) {
   std::string out;
-  encode_view(view_of(rec), 0, out);
+  encode_view(view_of(rec), out);
   return out;
 }
 
 void encode_committed(std::string& whole, std::string& head,
                       const runtime::invocation_record& rec, size_t head_front) {
-  encode_view(view_of(rec), 0, whole, &head, head_front);
+  encode_view(view_of(rec), whole, &head, head_front);
+}
+
+uint8_t row_flag(const runtime::row_change& c) {
+  uint8_t op = c.kind == runtime::row_change::op::insert   ? 1
+               : c.kind == runtime::row_change::op::update ? 2
+                                                           : 3;
+  return static_cast<uint8_t>(op | (c.is_row ? 4 : 0));
+}
+
+bool from_row_flag(uint8_t flag, runtime::row_change& c) {
+  if ((flag & 3) == 0 || (flag & ~7) != 0)
+    return false;
+  c.kind = (flag & 3) == 1   ? runtime::row_change::op::insert
+           : (flag & 3) == 2 ? runtime::row_change::op::update
+                             : runtime::row_change::op::del;
+  c.is_row = (flag & 4) != 0;
+  return true;
 }
 
 void set_lsn(std::string& encoded, uint64_t lsn) {
@@ -288,28 +286,6 @@ uint64_t lsn_of(std::string_view encoded) {
 }
 
 namespace {
-
-caf::error read_changes(capnp::List<RowChange>::Reader list,
-                        std::vector<runtime::row_change>& out) {
-  for (auto c : list) {
-    runtime::row_change rc;
-    rc.table = text(c.getTable());
-    rc.key = data(c.getKey());
-    auto op = c.getOp();
-    if (op == RowChange::Op::INSERT)
-      rc.kind = runtime::row_change::op::insert;
-    else if (op == RowChange::Op::UPDATE)
-      rc.kind = runtime::row_change::op::update;
-    else if (op == RowChange::Op::DELETE)
-      rc.kind = runtime::row_change::op::del;
-    else
-      return make_error(errc::corrupt_data, "row change has unknown op");
-    rc.is_row = c.getIsRow();
-    rc.value = data(c.getValue());
-    out.push_back(std::move(rc));
-  }
-  return {};
-}
 
 // head_only: a record with row flags need not hold its changes (a WAL head).
 caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
@@ -352,8 +328,23 @@ caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
     r.start_ns = v.getStartNs();
     r.end_ns = v.getEndNs();
     r.partition = v.getPartition();
-    if (auto err = read_changes(v.getChanges(), r.changes))
-      return err;
+    for (auto c : v.getChanges()) {
+      runtime::row_change rc;
+      rc.table = text(c.getTable());
+      rc.key = data(c.getKey());
+      auto op = c.getOp();
+      if (op == RowChange::Op::INSERT)
+        rc.kind = runtime::row_change::op::insert;
+      else if (op == RowChange::Op::UPDATE)
+        rc.kind = runtime::row_change::op::update;
+      else if (op == RowChange::Op::DELETE)
+        rc.kind = runtime::row_change::op::del;
+      else
+        return make_error(errc::corrupt_data, "row change has unknown op");
+      rc.is_row = c.getIsRow();
+      rc.value = data(c.getValue());
+      r.changes.push_back(std::move(rc));
+    }
     for (auto rd : v.getReads())
       r.reads.push_back({text(rd.getTable()), data(rd.getKey())});
     if (mr.getEnd() != words.end())
@@ -370,13 +361,10 @@ caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
       return make_error(errc::corrupt_data,
                         "record has row flags for " + std::to_string(flags.size())
                           + " row change(s) but holds " + std::to_string(r.changes.size()));
-    for (size_t i = 0; i < r.changes.size(); ++i) {
-      auto& c = r.changes[i];
-      if ((flags[i] & 3) != op_bits(c.kind) || ((flags[i] & 4) != 0) != c.is_row
-          || (flags[i] & ~7) != 0)
+    for (size_t i = 0; i < r.changes.size(); ++i)
+      if (flags[static_cast<unsigned>(i)] != row_flag(r.changes[i]))
         return make_error(errc::corrupt_data, "row change " + std::to_string(i)
                                                 + " does not match the record's row flags");
-    }
   } catch (const kj::Exception& e) {
     return make_error(errc::corrupt_data,
                       std::string{"record does not decode: "} + e.getDescription().cStr());

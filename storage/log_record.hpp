@@ -63,6 +63,13 @@ std::string encode(const runtime::invocation_record& rec);
 void encode_committed(std::string& whole, std::string& head,
                       const runtime::invocation_record& rec, size_t head_front = 0);
 
+/// A row change's flag byte (LogRecord.rowFlags): bits 0-1 its op (1 insert, 2 update,
+/// 3 delete), bit 2 is_row.
+uint8_t row_flag(const runtime::row_change& c);
+
+/// Sets c's op and is_row from a flag byte; false (c untouched) for a byte that is not one.
+bool from_row_flag(uint8_t flag, runtime::row_change& c);
+
 /// Sets the lsn of encoded record bytes in place (no re-encoding).
 void set_lsn(std::string& encoded, uint64_t lsn);
 

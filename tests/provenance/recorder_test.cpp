@@ -309,7 +309,7 @@ TEST_CASE("recovery rebuilds each record's rows from its WAL entry: every kind o
           "concurrent commits") {
   // Records whose transactions committed but never reached the log (as in a crash between
   // commit and append) are rebuilt from the WAL: the head the transaction carried and the
-  // writes in its entry. Two threads commit at once, so that write groups put several
+  // writes in its entry. Several threads commit at once, so that write groups put several
   // transactions in one WAL batch.
   test::temp_dir dir;
   storage::options opts;
