@@ -1,9 +1,9 @@
 #include "actors/compute_actor.hpp"
 
-#include "runtime/builtin_tasks.hpp"
-#include "runtime/compute_types.hpp"
-#include "runtime/errc.hpp"
-#include "runtime/model_digest.hpp"
+#include "runtime/pieces/builtin_tasks.hpp"
+#include "runtime/pieces/compute_types.hpp"
+#include "base/errc.hpp"
+#include "runtime/pieces/model_digest.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>

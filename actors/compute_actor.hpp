@@ -6,8 +6,8 @@
 // state is private to the actor; talk to it only by messages (runtime/compute_types.hpp).
 #pragma once
 
-#include "runtime/piece.hpp"
-#include "runtime/piece_pool.hpp"
+#include "runtime/pieces/piece.hpp"
+#include "runtime/pieces/piece_pool.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>

@@ -1,9 +1,9 @@
 #include "actors/function_actor.hpp"
 
-#include "runtime/errc.hpp"
-#include "runtime/piece.hpp"
-#include "runtime/transfer_tuning.hpp"
-#include "runtime/wall_clock.hpp"
+#include "base/errc.hpp"
+#include "runtime/pieces/piece.hpp"
+#include "runtime/pieces/transfer_tuning.hpp"
+#include "base/wall_clock.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
@@ -79,7 +79,7 @@ void record(function_actor_t* self, const char* kind, bool outgoing, const task_
   m.execution_id = req.task_id;
   m.procedure = req.model;
   m.status = status;
-  m.timestamp_ns = runtime::wall_clock_ns();
+  m.timestamp_ns = comb::wall_clock_ns();
   payload["task"] = req.task_id;
   m.payload = payload.dump();
   hook->on_message(m);

@@ -8,8 +8,8 @@
 // pool (errc::overloaded) makes it resend the piece after a pause. Talk to it by messages.
 #pragma once
 
-#include "runtime/compute_types.hpp"
-#include "runtime/provenance_hook.hpp"
+#include "runtime/pieces/compute_types.hpp"
+#include "runtime/provenance/provenance_hook.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>

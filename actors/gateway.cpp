@@ -1,6 +1,6 @@
 #include "actors/gateway.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 namespace comb::actors {
 

@@ -4,7 +4,7 @@
 // clear error; the gateway keeps serving.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "runtime/interfaces.hpp"
 #include "runtime/router.hpp"
 
 #include <string>

@@ -1,6 +1,6 @@
 #include "actors/group_committer.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/database.hpp"
 
 namespace comb::actors {

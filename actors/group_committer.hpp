@@ -5,7 +5,7 @@
 // one fsync. Runs detached (fsync blocks). The database must outlive the actor.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "runtime/interfaces.hpp"
 
 #include <utility>
 #include <vector>

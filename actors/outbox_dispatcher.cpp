@@ -1,9 +1,9 @@
 #include "actors/outbox_dispatcher.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "runtime/invocation.hpp"
-#include "runtime/outbox.hpp"
-#include "runtime/wall_clock.hpp"
+#include "runtime/pieces/outbox.hpp"
+#include "base/wall_clock.hpp"
 #include "storage/database.hpp"
 
 #include <caf/all.hpp>
@@ -131,7 +131,7 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
   m.procedure = pc.call.result_procedure;
   m.role = pc.call.role;
   m.status = status;
-  m.timestamp_ns = runtime::wall_clock_ns();
+  m.timestamp_ns = comb::wall_clock_ns();
   payload["call"] = pc.key;
   payload["model"] = pc.call.model;
   m.payload = payload.dump();

@@ -1,8 +1,8 @@
 #include "actors/state_actor.hpp"
 
-#include "runtime/errc.hpp"
-#include "runtime/json_text.hpp"
-#include "runtime/wall_clock.hpp"
+#include "base/errc.hpp"
+#include "base/json_text.hpp"
+#include "base/wall_clock.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
@@ -40,9 +40,9 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     // Moved, not copied: the transaction no longer needs them once the procedure returned.
     rec->changes = txn->take_changes();
     rec->reads = txn->take_reads();
-    rec->result = runtime::json_text(*result);
+    rec->result = comb::json_text(*result);
     rec->status = "ok";
-    rec->end_ns = runtime::wall_clock_ns();
+    rec->end_ns = comb::wall_clock_ns();
     env.hook->before_commit(*txn, *rec);
   }
   auto err = txn->commit();
@@ -62,9 +62,9 @@ runtime::invocation_record start_record(const runtime::procedure_def& def,
   rec.parent_id = inv.parent_id;
   rec.procedure = def.name;
   rec.role = inv.role;
-  rec.args = runtime::json_text(inv.args);
+  rec.args = comb::json_text(inv.args);
   rec.partition = partition;
-  rec.start_ns = runtime::wall_clock_ns();
+  rec.start_ns = comb::wall_clock_ns();
   rec.sender = inv.sender;
   rec.receiver = receiver;
   return rec;
@@ -130,7 +130,7 @@ state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_en
       ++self->state.executed;
       if (rec) {
         if (!result) {
-          rec->end_ns = runtime::wall_clock_ns();
+          rec->end_ns = comb::wall_clock_ns();
           rec->status = status_of(result.error());
           rec->result = describe(result.error());
           rec->changes.clear();

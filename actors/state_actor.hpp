@@ -11,9 +11,9 @@
 // it is still one atomic, isolated transaction. A deadlock or lock timeout aborts and retries.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "runtime/interfaces.hpp"
 #include "runtime/procedure_registry.hpp"
-#include "runtime/provenance_hook.hpp"
+#include "runtime/provenance/provenance_hook.hpp"
 
 #include <memory>
 #include <string>

@@ -9,7 +9,7 @@
 #include "apps/anomaly/detector.hpp"
 #include "apps/anomaly/evaluation.hpp"
 #include "apps/anomaly/trainer.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #ifdef COMB_ANOMALY_HAVE_CRS
 #include "apps/anomaly/crs_report.hpp"
 #endif

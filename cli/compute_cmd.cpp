@@ -4,11 +4,11 @@
 #include "cli/commands.hpp"
 
 #include "actors/compute_actor.hpp"
-#include "runtime/compute_types.hpp"
-#include "runtime/endpoint.hpp"
-#include "runtime/errc.hpp"
+#include "runtime/pieces/compute_types.hpp"
+#include "base/endpoint.hpp"
+#include "base/errc.hpp"
 #include "runtime/system_config.hpp"
-#include "runtime/transfer_tuning.hpp"
+#include "runtime/pieces/transfer_tuning.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
@@ -58,7 +58,7 @@ void run_compute(const compute_opts& o) {
   if (!prio)
     fail_compute(prio.error(), 2);
   cc.priority = *prio;
-  auto ep = runtime::parse_endpoint(o.listen);
+  auto ep = comb::parse_endpoint(o.listen);
   if (!ep)
     fail_compute(ep.error(), 2);
   sigset_t set;

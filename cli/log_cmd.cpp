@@ -3,8 +3,9 @@
 #include "cli/commands.hpp"
 
 #include "apps/apps.hpp"
-#include "runtime/errc.hpp"
-#include "runtime/replay.hpp"
+#include "node/node.hpp"
+#include "base/errc.hpp"
+#include "runtime/provenance/replay.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
 #include "storage/sql_store.hpp"
@@ -41,8 +42,8 @@ nlohmann::json to_json(const storage::log_record& r) {
       }
       ch.push_back({{"table", c.table},
                     {"key", c.key},
-                    {"op", c.kind == runtime::row_change::op::insert   ? "insert"
-                           : c.kind == runtime::row_change::op::update ? "update"
+                    {"op", c.kind == storage::row_change::op::insert   ? "insert"
+                           : c.kind == storage::row_change::op::update ? "update"
                                                                        : "delete"},
                     {"row", row}});
     }
@@ -147,6 +148,7 @@ void run_replay(const replay_opts& o) {
       fail("replay", err, 2);
   runtime::procedure_registry procs;
   apps::register_all(procs);
+  runtime::add_services(procs);
   auto rep = runtime::replay(procs, ro);
   if (!rep)
     fail("replay", rep.error());

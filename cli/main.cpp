@@ -1,7 +1,7 @@
 // Entry point of the `comb` binary: builds the CLI11 command tree and runs the chosen command.
 #include "cli/commands.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <iostream>
 

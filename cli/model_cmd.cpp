@@ -4,12 +4,12 @@
 // digest; activate has the node load the version into its compute process.
 #include "cli/commands.hpp"
 
-#include "runtime/base64.hpp"
-#include "runtime/client.hpp"
-#include "runtime/endpoint.hpp"
-#include "runtime/errc.hpp"
-#include "runtime/model_digest.hpp"
-#include "runtime/model_store.hpp"
+#include "base/base64.hpp"
+#include "node/client.hpp"
+#include "base/endpoint.hpp"
+#include "base/errc.hpp"
+#include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/model_store.hpp"
 #include "runtime/system_config.hpp"
 
 #include <caf/actor_system.hpp>
@@ -37,7 +37,7 @@ struct model_opts {
 /// Runs `body` with a client connected to the node.
 template <class F>
 void with_client(const std::string& cmd, const model_opts& o, F body) {
-  auto ep = runtime::parse_endpoint(o.node);
+  auto ep = comb::parse_endpoint(o.node);
   if (!ep)
     fail_model(cmd, ep.error(), 2);
   runtime::system_config cfg{2};
@@ -71,7 +71,7 @@ void put(const model_opts& o) {
            {{"name", o.name},
             {"version", o.version},
             {"chunk_no", chunks},
-            {"data", runtime::base64_encode(std::string_view{bytes}.substr(off, n))}});
+            {"data", comb::base64_encode(std::string_view{bytes}.substr(off, n))}});
       ++chunks;
       if (off + n >= bytes.size())
         break;
@@ -101,7 +101,7 @@ void get(const model_opts& o) {
                     {{"name", o.name}, {"version", o.version}, {"chunk_no", i}});
       count = r.value("chunk_count", int64_t{0});
       digest = r.value("digest", "");
-      auto data = runtime::base64_decode(r.value("data", ""));
+      auto data = comb::base64_decode(r.value("data", ""));
       if (!data)
         fail_model("get", data.error());
       bytes += *data;

@@ -3,12 +3,11 @@
 #include "cli/commands.hpp"
 
 #include "apps/apps.hpp"
-#include "actors/outbox_dispatcher.hpp"
-#include "runtime/client.hpp"
-#include "runtime/compute_types.hpp"
-#include "runtime/cluster_config.hpp"
-#include "runtime/errc.hpp"
-#include "runtime/node.hpp"
+#include "node/client.hpp"
+#include "runtime/pieces/compute_types.hpp"
+#include "node/cluster_config.hpp"
+#include "base/errc.hpp"
+#include "node/node.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
 #include "storage/sql_store.hpp"
@@ -90,7 +89,7 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
   nc.partitions = o.partitions;
   if (!storage::parse_durability(o.durability, nc.durability))
     fail(cmd, make_error(errc::bad_config, "--durability must be sync or async"), 2);
-  auto ep = runtime::parse_endpoint(o.listen);
+  auto ep = comb::parse_endpoint(o.listen);
   if (!ep)
     fail(cmd, ep.error(), 2);
   nc.listen = true;
@@ -100,6 +99,14 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
   if (!o.no_provenance)
     nc.provenance_dir = o.provenance.empty() ? nc.data_dir + "/provenance" : o.provenance;
   nc.record_reads = o.record_reads;
+  if (!nc.provenance_dir.empty() && o.spool != "none")
+    nc.spool_file = o.spool.empty() ? nc.data_dir + "/provenance.sqlite" : o.spool;
+  if (!o.compute.empty()) {
+    auto ep = comb::parse_endpoint(o.compute);
+    if (!ep)
+      fail(cmd, ep.error(), 2);
+    nc.compute = *ep;
+  }
   return nc;
 }
 
@@ -127,83 +134,6 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
                   "DATA/provenance.sqlite; 'none' to turn off)");
 }
 
-// Spools the node's provenance log into SQLite once a second until stopped.
-class spooler {
-public:
-  spooler(std::string log_dir, std::string file) {
-    if (file == "none" || log_dir.empty())
-      return;
-    thread_ = std::thread{[this, log_dir, file] {
-      auto store = storage::sql_store::open(file);
-      if (!store) {
-        std::cerr << "comb: spooler: " << describe(store.error()) << "\n";
-        return;
-      }
-      std::unique_lock guard{mtx_};
-      do {
-        guard.unlock();
-        auto n = (*store)->spool(log_dir);
-        if (!n)
-          std::cerr << "comb: spooler: " << describe(n.error()) << "\n";
-        guard.lock();
-      } while (!cv_.wait_for(guard, std::chrono::seconds{1}, [this] { return stop_; }));
-      guard.unlock();
-      (void) (*store)->spool(log_dir);
-    }};
-  }
-  ~spooler() {
-    {
-      std::lock_guard guard{mtx_};
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable())
-      thread_.join();
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
-// The outbox dispatcher (function actors feeding a compute process), when --compute is given.
-class dispatcher {
-public:
-  dispatcher(caf::actor_system& sys, runtime::node& n, const std::string& compute,
-             const std::string& cmd)
-    : sys_(sys) {
-    if (compute.empty())
-      return;
-    auto ep = runtime::parse_endpoint(compute);
-    if (!ep)
-      fail(cmd, ep.error(), 2);
-    actors::dispatcher_config dc;
-    dc.function.compute_host = ep->host;
-    dc.function.compute_port = ep->port;
-    dc.provenance = n.provenance();
-    actor_ = actors::spawn_outbox_dispatcher(sys, n.db(), n.route(), dc);
-  }
-  ~dispatcher() {
-    if (!actor_)
-      return;
-    caf::scoped_actor self{sys_};
-    self->send_exit(actor_, caf::exit_reason::user_shutdown);
-    self->wait_for(actor_);
-  }
-
-private:
-  caf::actor_system& sys_;
-  caf::actor actor_;
-};
-
-std::string spool_file(const node_opts& o, const runtime::node_config& nc) {
-  if (nc.provenance_dir.empty())
-    return "none";
-  return o.spool.empty() ? nc.data_dir + "/provenance.sqlite" : o.spool;
-}
-
 std::shared_ptr<runtime::procedure_registry> all_apps() {
   auto procs = std::make_shared<runtime::procedure_registry>();
   apps::register_all(*procs);
@@ -219,18 +149,14 @@ void run_node(const node_opts& o) {
   auto n = runtime::node::start(sys, nc, all_apps());
   if (!n)
     fail("node", n.error());
-  std::optional<dispatcher> disp;
-  disp.emplace(sys, **n, o.compute, "node");
   std::cout << "comb node " << nc.name << ": listening on " << nc.host << ":" << (*n)->port()
             << " (data " << nc.data_dir << ", " << nc.partitions << " partitions, "
             << storage::to_string(nc.durability) << ", provenance "
             << (nc.provenance_dir.empty() ? "off" : nc.provenance_dir) << ")" << std::endl;
   if (auto* r = (*n)->recorder(); r && !r->recovery_note().empty())
     std::cout << "comb node " << nc.name << ": " << r->recovery_note() << std::endl;
-  spooler sp{nc.provenance_dir, spool_file(o, nc)};
   wait_for_signal(signals, o.seconds);
   std::cout << "comb node " << nc.name << ": stopping" << std::endl;
-  disp.reset(); // the dispatcher uses the node: stop it first
   (*n)->stop();
 }
 
@@ -243,7 +169,7 @@ struct call_opts {
 };
 
 void run_call(const call_opts& o) {
-  auto ep = runtime::parse_endpoint(o.node);
+  auto ep = comb::parse_endpoint(o.node);
   if (!ep)
     fail("call", ep.error(), 2);
   runtime::system_config cfg{2};
@@ -271,7 +197,6 @@ void run_demo(node_opts o) {
   if (!n)
     fail("demo", n.error());
   auto& node = **n;
-  spooler sp{nc.provenance_dir, spool_file(o, nc)};
   std::cout << "Comb demo: node " << nc.name << " on " << nc.host << ":" << node.port()
             << ", data in " << std::filesystem::absolute(nc.data_dir).string() << " ("
             << nc.partitions << " partitions, " << storage::to_string(nc.durability) << ")\n";
@@ -321,7 +246,7 @@ void run_demo(node_opts o) {
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
             << " bank.balance '{\"account\":\"acct-1\"}' --role guest\n"
             << "  ./dev comb log tail --log " << nc.provenance_dir << "\n"
-            << "  ./dev comb prov last-writer --sqlite " << spool_file(o, nc) << " bank.accounts\n"
+            << "  ./dev comb prov last-writer --sqlite " << (nc.spool_file.empty() ? std::string{"none"} : nc.spool_file) << " bank.accounts\n"
             << "  ./dev comb --help-all\n"
             << (o.seconds > 0 ? "Serving for " + std::to_string(o.seconds) + " s.\n"
                               : "Serving until Ctrl-C.\n")

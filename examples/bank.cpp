@@ -1,8 +1,8 @@
 // Example: the bank as an actor graph: client actors -> state actors (one per partition) ->
 // group committer, on a single in-process node. Run: build/examples/example_bank [DATA_DIR]
 #include "apps/bank/bank.hpp"
-#include "runtime/errc.hpp"
-#include "runtime/node.hpp"
+#include "base/errc.hpp"
+#include "node/node.hpp"
 #include "runtime/system_config.hpp"
 
 #include <caf/all.hpp>

@@ -5,7 +5,7 @@
 // input. Values are plain data: thread-safe to share once built.
 #pragma once
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 

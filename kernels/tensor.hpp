@@ -7,7 +7,7 @@
 // tensor from several threads is fine.
 #pragma once
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 

@@ -7,7 +7,7 @@
 // value owns its bytes; it is immutable after reading and safe to share across threads.
 #pragma once
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 

@@ -11,7 +11,7 @@ add_library(comb_vision STATIC
   ${CMAKE_CURRENT_LIST_DIR}/models/mobilenet_v2.cpp
   ${CMAKE_CURRENT_LIST_DIR}/models/centernet.cpp
 )
-target_link_libraries(comb_vision PUBLIC comb_kernels comb_errc Threads::Threads)
+target_link_libraries(comb_vision PUBLIC comb_kernels comb_base Threads::Threads)
 
 # CUDA backend (kernels/cuda): hand-written kernels, cuBLAS, and cuDNN when found. Built
 # where nvcc was found (COMB_HAVE_CUDA); otherwise a stub with the same functions that
@@ -27,7 +27,7 @@ if(COMB_HAVE_CUDA)
     ${CMAKE_CURRENT_LIST_DIR}/cuda/vision_kernels.cu
   )
   set_target_properties(comb_vision_cuda PROPERTIES CUDA_STANDARD 17 POSITION_INDEPENDENT_CODE ON)
-  target_link_libraries(comb_vision_cuda PUBLIC comb_errc PRIVATE CUDA::cudart CUDA::cublas)
+  target_link_libraries(comb_vision_cuda PUBLIC comb_base PRIVATE CUDA::cudart CUDA::cublas)
   if(COMB_CUDNN_INCLUDE_DIR AND COMB_CUDNN_LIB)
     target_include_directories(comb_vision_cuda PRIVATE ${COMB_CUDNN_INCLUDE_DIR})
     target_link_libraries(comb_vision_cuda PRIVATE ${COMB_CUDNN_LIB})
@@ -39,5 +39,5 @@ if(COMB_HAVE_CUDA)
   endif()
 else()
   add_library(comb_vision_cuda STATIC ${CMAKE_CURRENT_LIST_DIR}/cuda/cuda_backend_stub.cpp)
-  target_link_libraries(comb_vision_cuda PUBLIC comb_errc)
+  target_link_libraries(comb_vision_cuda PUBLIC comb_base)
 endif()

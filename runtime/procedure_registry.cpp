@@ -1,6 +1,6 @@
 #include "runtime/procedure_registry.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 #include <atomic>

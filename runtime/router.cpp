@@ -1,6 +1,6 @@
 #include "runtime/router.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 namespace comb::runtime {
 

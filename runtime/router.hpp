@@ -3,7 +3,7 @@
 // exists. A small copyable value shared by the gateway and in-process clients; thread-safe.
 #pragma once
 
-#include "actors/interfaces.hpp"
+#include "runtime/interfaces.hpp"
 #include "runtime/procedure_registry.hpp"
 
 #include <caf/expected.hpp>

@@ -1,6 +1,6 @@
 #include "runtime/system_config.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/io/middleman.hpp>
 

@@ -1,6 +1,6 @@
 #include "storage/blob_store.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>

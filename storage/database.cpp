@@ -1,6 +1,6 @@
 #include "storage/database.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/blob_store.hpp"
 #include "storage/transaction.hpp"
 

@@ -1,6 +1,6 @@
 #include "storage/log_record.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "schemas/log_record.capnp.h"
 
 #include <capnp/message.h>
@@ -34,7 +34,7 @@ std::string_view log_record::kind_name() const {
   return kind == kind_t::invocation ? "invocation" : "message";
 }
 
-log_record to_log_record(const runtime::invocation_record& rec) {
+log_record to_log_record(const invocation_record& rec) {
   log_record r;
   r.kind = log_record::kind_t::invocation;
   r.timestamp_ns = rec.end_ns;
@@ -56,7 +56,7 @@ log_record to_log_record(const runtime::invocation_record& rec) {
   return r;
 }
 
-log_record to_log_record(const runtime::message_record& msg) {
+log_record to_log_record(const message_record& msg) {
   log_record r;
   r.kind = log_record::kind_t::message;
   r.timestamp_ns = msg.timestamp_ns;
@@ -86,8 +86,8 @@ struct record_view {
   int64_t start_ns = 0;
   int64_t end_ns = 0;
   uint32_t partition = 0;
-  const std::vector<runtime::row_change>* changes = nullptr;
-  const std::vector<runtime::row_read>* reads = nullptr;
+  const std::vector<row_change>* changes = nullptr;
+  const std::vector<row_read>* reads = nullptr;
 };
 
 capnp::Text::Reader as_text(std::string_view s) {
@@ -183,8 +183,8 @@ void encode_view(const record_view& r, std::string& out, std::string* head = nul
       auto cb = cs[static_cast<unsigned>(i)];
       cb.setTable(as_text(c.table));
       cb.setKey(bytes_of(c.key));
-      cb.setOp(c.kind == runtime::row_change::op::insert   ? RowChange::Op::INSERT
-               : c.kind == runtime::row_change::op::update ? RowChange::Op::UPDATE
+      cb.setOp(c.kind == row_change::op::insert   ? RowChange::Op::INSERT
+               : c.kind == row_change::op::update ? RowChange::Op::UPDATE
                                                            : RowChange::Op::DELETE);
       cb.setIsRow(c.is_row);
       cb.setValue(bytes_of(c.value));
@@ -196,7 +196,7 @@ void encode_view(const record_view& r, std::string& out, std::string* head = nul
 }
 
 // The same fields as to_log_record(rec), borrowed.
-record_view view_of(const runtime::invocation_record& rec) {
+record_view view_of(const invocation_record& rec) {
   record_view v;
   v.timestamp_ns = rec.end_ns;
   v.invocation = true;
@@ -245,30 +245,30 @@ std::string encode(const log_record& r) {
   return out;
 }
 
-std::string encode(const runtime::invocation_record& rec) {
+std::string encode(const invocation_record& rec) {
   std::string out;
   encode_view(view_of(rec), out);
   return out;
 }
 
 void encode_committed(std::string& whole, std::string& head,
-                      const runtime::invocation_record& rec, size_t head_front) {
+                      const invocation_record& rec, size_t head_front) {
   encode_view(view_of(rec), whole, &head, head_front);
 }
 
-uint8_t row_flag(const runtime::row_change& c) {
-  uint8_t op = c.kind == runtime::row_change::op::insert   ? 1
-               : c.kind == runtime::row_change::op::update ? 2
+uint8_t row_flag(const row_change& c) {
+  uint8_t op = c.kind == row_change::op::insert   ? 1
+               : c.kind == row_change::op::update ? 2
                                                            : 3;
   return static_cast<uint8_t>(op | (c.is_row ? 4 : 0));
 }
 
-bool from_row_flag(uint8_t flag, runtime::row_change& c) {
+bool from_row_flag(uint8_t flag, row_change& c) {
   if ((flag & 3) == 0 || (flag & ~7) != 0)
     return false;
-  c.kind = (flag & 3) == 1   ? runtime::row_change::op::insert
-           : (flag & 3) == 2 ? runtime::row_change::op::update
-                             : runtime::row_change::op::del;
+  c.kind = (flag & 3) == 1   ? row_change::op::insert
+           : (flag & 3) == 2 ? row_change::op::update
+                             : row_change::op::del;
   c.is_row = (flag & 4) != 0;
   return true;
 }
@@ -329,16 +329,16 @@ caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
     r.end_ns = v.getEndNs();
     r.partition = v.getPartition();
     for (auto c : v.getChanges()) {
-      runtime::row_change rc;
+      row_change rc;
       rc.table = text(c.getTable());
       rc.key = data(c.getKey());
       auto op = c.getOp();
       if (op == RowChange::Op::INSERT)
-        rc.kind = runtime::row_change::op::insert;
+        rc.kind = row_change::op::insert;
       else if (op == RowChange::Op::UPDATE)
-        rc.kind = runtime::row_change::op::update;
+        rc.kind = row_change::op::update;
       else if (op == RowChange::Op::DELETE)
-        rc.kind = runtime::row_change::op::del;
+        rc.kind = row_change::op::del;
       else
         return make_error(errc::corrupt_data, "row change has unknown op");
       rc.is_row = c.getIsRow();

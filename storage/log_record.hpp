@@ -2,7 +2,7 @@
 // Proto LogRecord, schemas/log_record.capnp). Plain value type; functions are thread-safe.
 #pragma once
 
-#include "runtime/provenance_hook.hpp"
+#include "storage/invocation_record.hpp"
 
 #include <caf/expected.hpp>
 
@@ -33,8 +33,8 @@ struct log_record {
   int64_t start_ns = 0;
   int64_t end_ns = 0;
   uint32_t partition = 0;
-  std::vector<runtime::row_change> changes;
-  std::vector<runtime::row_read> reads;
+  std::vector<row_change> changes;
+  std::vector<row_read> reads;
   /// Only from decode_head: one byte per row change that the record announces but does not
   /// hold (see encode_committed), else empty.
   std::string row_flags;
@@ -44,15 +44,15 @@ struct log_record {
 };
 
 /// Builds the record of an invocation / a message (lsn left 0).
-log_record to_log_record(const runtime::invocation_record& rec);
-log_record to_log_record(const runtime::message_record& msg);
+log_record to_log_record(const invocation_record& rec);
+log_record to_log_record(const message_record& msg);
 
 /// Encodes a record: its lsn as 8 little-endian bytes, then a flat Cap'n Proto LogRecord.
 std::string encode(const log_record& r);
 
 /// Encodes an invocation's record as encode(to_log_record(rec)) would (lsn 0), without the
 /// copy.
-std::string encode(const runtime::invocation_record& rec);
+std::string encode(const invocation_record& rec);
 
 /// A committed invocation's record, twice from one encoding: `whole` as encode(rec) gives it,
 /// plus one flag byte per row change (its op and whether it is a row), and `head`:
@@ -61,14 +61,14 @@ std::string encode(const runtime::invocation_record& rec);
 /// already (as the transaction's writes); recovery rebuilds the changes from the two. Both
 /// strings are replaced, keeping their capacity.
 void encode_committed(std::string& whole, std::string& head,
-                      const runtime::invocation_record& rec, size_t head_front = 0);
+                      const invocation_record& rec, size_t head_front = 0);
 
 /// A row change's flag byte (LogRecord.rowFlags): bits 0-1 its op (1 insert, 2 update,
 /// 3 delete), bit 2 is_row.
-uint8_t row_flag(const runtime::row_change& c);
+uint8_t row_flag(const row_change& c);
 
 /// Sets c's op and is_row from a flag byte; false (c untouched) for a byte that is not one.
-bool from_row_flag(uint8_t flag, runtime::row_change& c);
+bool from_row_flag(uint8_t flag, row_change& c);
 
 /// Sets the lsn of encoded record bytes in place (no re-encoding).
 void set_lsn(std::string& encoded, uint64_t lsn);

@@ -1,6 +1,6 @@
 #include "storage/provenance_log.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/crc32c.hpp"
 
 #include <algorithm>

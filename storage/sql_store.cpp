@@ -1,6 +1,6 @@
 #include "storage/sql_store.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/provenance_log.hpp"
 
 #include <sqlite3.h>
@@ -120,17 +120,17 @@ void bind_json(sqlite3_stmt* s, int i, const nlohmann::json& v) {
     bind_text(s, i, v.dump());
 }
 
-const char* op_name(runtime::row_change::op k) {
+const char* op_name(row_change::op k) {
   switch (k) {
-    case runtime::row_change::op::insert: return "insert";
-    case runtime::row_change::op::update: return "update";
-    case runtime::row_change::op::del: return "delete";
+    case row_change::op::insert: return "insert";
+    case row_change::op::update: return "update";
+    case row_change::op::del: return "delete";
   }
   return "?";
 }
 
-nlohmann::json row_json(const runtime::row_change& c) {
-  if (c.kind == runtime::row_change::op::del)
+nlohmann::json row_json(const row_change& c) {
+  if (c.kind == row_change::op::del)
     return nullptr;
   if (!c.is_row)
     return nlohmann::json{{"bytes", c.value.size()}};

@@ -1,6 +1,6 @@
 #include "storage/transaction.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/database.hpp"
 
 #include <rocksdb/utilities/transaction.h>
@@ -115,10 +115,10 @@ caf::error transaction::write(std::string_view table, std::string_view key,
   if (!s.ok())
     return to_error(s, "write " + std::string{table});
   known_[std::move(kk)] = true;
-  runtime::row_change c;
+  row_change c;
   c.table = table;
   c.key = key;
-  c.kind = exists ? runtime::row_change::op::update : runtime::row_change::op::insert;
+  c.kind = exists ? row_change::op::update : row_change::op::insert;
   c.is_row = is_row;
   c.value = value;
   changes_.push_back(std::move(c));
@@ -152,10 +152,10 @@ caf::error transaction::erase(std::string_view table, std::string_view key, tabl
   if (!s.ok())
     return to_error(s, "delete from " + std::string{table});
   known_[known_key(table, key)] = false;
-  runtime::row_change c;
+  row_change c;
   c.table = table;
   c.key = key;
-  c.kind = runtime::row_change::op::del;
+  c.kind = row_change::op::del;
   changes_.push_back(std::move(c));
   wrote_ = true;
   return {};

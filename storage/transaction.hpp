@@ -4,7 +4,7 @@
 // one state actor running a procedure. Destroying an uncommitted transaction rolls it back.
 #pragma once
 
-#include "runtime/provenance_hook.hpp"
+#include "storage/invocation_record.hpp"
 #include "storage/blob_store.hpp"
 #include "storage/options.hpp"
 
@@ -101,10 +101,10 @@ public:
   void record_reads(bool on) { record_reads_ = on; }
 
   /// The row changes made so far, in order.
-  const std::vector<runtime::row_change>& changes() const { return changes_; }
-  std::vector<runtime::row_change> take_changes() { return std::move(changes_); }
-  const std::vector<runtime::row_read>& reads() const { return reads_; }
-  std::vector<runtime::row_read> take_reads() { return std::move(reads_); }
+  const std::vector<row_change>& changes() const { return changes_; }
+  std::vector<row_change> take_changes() { return std::move(changes_); }
+  const std::vector<row_read>& reads() const { return reads_; }
+  std::vector<row_read> take_reads() { return std::move(reads_); }
 
   /// Whether the transaction wrote anything (stays true after take_changes()).
   bool read_only() const { return !wrote_; }
@@ -132,8 +132,8 @@ private:
   bool done_ = false;
   bool record_reads_ = false;
   bool wrote_ = false;
-  std::vector<runtime::row_change> changes_;
-  std::vector<runtime::row_read> reads_;
+  std::vector<row_change> changes_;
+  std::vector<row_read> reads_;
   /// table + '\0' + key -> whether the row exists, for rows read or written here, to tell
   /// an update from an insert without another read.
   std::unordered_map<std::string, bool> known_;

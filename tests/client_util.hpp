@@ -1,7 +1,7 @@
 // Helpers for tests that talk to a `comb node` child process over TCP. Header only.
 #pragma once
 
-#include "runtime/client.hpp"
+#include "node/client.hpp"
 
 #include <chrono>
 #include <thread>

@@ -2,7 +2,7 @@
 // processes. Header only; not thread-safe.
 #pragma once
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 

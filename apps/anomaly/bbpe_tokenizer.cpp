@@ -2,7 +2,7 @@
 // (merge-rank table, lowest rank first). See bbpe_tokenizer.hpp.
 #include "apps/anomaly/bbpe_tokenizer.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 #include <charconv>

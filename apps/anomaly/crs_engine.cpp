@@ -1,7 +1,7 @@
 // libmodsecurity3 + OWASP CRS behind crs_engine (see crs_engine.hpp).
 #include "apps/anomaly/crs_engine.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <modsecurity/intervention.h>
 #include <modsecurity/modsecurity.h>

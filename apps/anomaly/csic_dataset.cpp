@@ -1,7 +1,7 @@
 // Loading and framing of the CSIC 2010 data set (see csic_dataset.hpp).
 #include "apps/anomaly/csic_dataset.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <zlib.h>
 

@@ -1,7 +1,7 @@
 // The detector as one unit and its one-file form (see detector.hpp).
 #include "apps/anomaly/detector.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 #include <charconv>

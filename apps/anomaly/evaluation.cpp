@@ -1,7 +1,7 @@
 // Experiments on CSIC 2010 (see evaluation.hpp).
 #include "apps/anomaly/evaluation.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -1,7 +1,7 @@
 // Parsing and rendering of single HTTP requests (see http_request.hpp).
 #include "apps/anomaly/http_request.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 

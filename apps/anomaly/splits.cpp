@@ -1,7 +1,7 @@
 // Stratified splits (see splits.hpp).
 #include "apps/anomaly/splits.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 #include <map>

@@ -4,7 +4,7 @@
 #include "apps/anomaly/detail/textcnn_cpu.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/models/textcnn.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <nlohmann/json.hpp>
 

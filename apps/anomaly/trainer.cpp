@@ -1,7 +1,7 @@
 // Training loop with early stopping and progress (see trainer.hpp).
 #include "apps/anomaly/trainer.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <unistd.h>
 

@@ -3,7 +3,7 @@
 // accounts live on two partitions is still one atomic transaction (see actors/state_actor.hpp).
 #include "apps/bank/bank.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/transaction.hpp"
 
 namespace comb::apps::bank {

@@ -11,7 +11,7 @@
 #pragma once
 
 #include "kernels/ops/depthwise_conv_nhwc.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/error.hpp>
 

@@ -3,7 +3,7 @@
 // caller can fall back to the CPU backend; nothing exits. Internal to kernels/cuda.
 #pragma once
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <cuda_runtime_api.h>
 

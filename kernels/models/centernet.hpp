@@ -10,7 +10,7 @@
 #pragma once
 
 #include "kernels/models/mobilenet_v2.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 

@@ -12,7 +12,7 @@
 
 #include "kernels/ops/conv2d_nhwc.hpp"
 #include "kernels/tflite_reader.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 

@@ -10,7 +10,7 @@
 #include "apps/anomaly/crs_report.hpp"
 #include "apps/anomaly/csic_dataset.hpp"
 #include "perf/anomaly/model_bench.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <chrono>
 #include <cstdio>

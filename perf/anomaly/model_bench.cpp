@@ -4,7 +4,7 @@
 #include "apps/anomaly/crs_engine.hpp"
 #include "apps/anomaly/detector.hpp"
 #include "apps/anomaly/trainer.hpp"
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 
 #include <algorithm>
 #include <chrono>

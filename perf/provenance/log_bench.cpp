@@ -37,14 +37,14 @@ storage::log_record transfer_record(uint64_t i) {
   r.payload = R"({"amount":17,"from":"acct-12","id":"t)" + std::to_string(i) + R"(","to":"acct-99"})";
   r.result = R"({"from_balance":983,"id":"t1","to_balance":1017})";
   for (auto key : {"acct-12", "acct-99"}) {
-    runtime::row_change c;
+    storage::row_change c;
     c.table = "bank.accounts";
     c.key = key;
-    c.kind = runtime::row_change::op::update;
+    c.kind = storage::row_change::op::update;
     c.value = std::string("\x81\xa7" "balance\xcd\x03\xd7", 12);
     r.changes.push_back(c);
   }
-  runtime::row_change t;
+  storage::row_change t;
   t.table = "bank.transfers";
   t.key = "t" + std::to_string(i);
   t.value = std::string(48, 'x');

@@ -8,9 +8,9 @@
 //            [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] [--no-direct]
 //            [--quick]
 #include "apps/bank/bank.hpp"
-#include "runtime/errc.hpp"
-#include "runtime/load_driver.hpp"
-#include "runtime/node.hpp"
+#include "base/errc.hpp"
+#include "node/load_driver.hpp"
+#include "node/node.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
 

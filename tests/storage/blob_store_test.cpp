@@ -3,7 +3,7 @@
 // damaged segments, and the guards between blobs tables and row tables.
 #include "storage/blob_store.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 #include "tests/test_util.hpp"

@@ -2,7 +2,7 @@
 // conflicts, rollback, format checks and durability modes.
 #include "storage/database.hpp"
 
-#include "runtime/errc.hpp"
+#include "base/errc.hpp"
 #include "storage/transaction.hpp"
 #include "tests/test_util.hpp"
 
@@ -38,11 +38,11 @@ TEST_CASE("tables, rows, scans and read-your-writes") {
   CHECK(!txn->scan("t", "b", "c", [&](auto k, auto) { return keys.emplace_back(k), true; }));
   CHECK(keys == std::vector<std::string>{"b"});
   CHECK(txn->changes().size() == 3);
-  CHECK(txn->changes()[0].kind == runtime::row_change::op::insert);
+  CHECK(txn->changes()[0].kind == storage::row_change::op::insert);
   CHECK(!txn->commit());
   auto t2 = (*db)->begin();
   CHECK(!t2->put_row("t", "a", {{"v", 10}}));
-  CHECK(t2->changes()[0].kind == runtime::row_change::op::update);
+  CHECK(t2->changes()[0].kind == storage::row_change::op::update);
   CHECK(!t2->del("t", "c"));
   CHECK(!t2->commit());
   CHECK((*db)->count("t").value() == 2);

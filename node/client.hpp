@@ -1,0 +1,40 @@
+// comb::runtime::client: a connection to a running node's gateway over TCP (CAF middleman),
+// for tools (`comb call`) and multi-process tests. Cheap to copy; every call blocks the
+// calling thread until the reply, so several threads may call concurrently.
+#pragma once
+
+#include "runtime/interfaces.hpp"
+#include "base/endpoint.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace comb::runtime {
+
+class client {
+public:
+  /// Connects to the gateway published at `ep`; network_error when nothing answers.
+  static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep);
+
+  /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error.
+  caf::expected<nlohmann::json>
+  call(const std::string& proc, const std::string& args, const std::string& role,
+       std::chrono::milliseconds timeout = std::chrono::seconds{60}) const;
+
+  /// The node's self-description (JSON text).
+  caf::expected<std::string> info() const;
+
+  actors::gateway_actor gateway() const { return gateway_; }
+
+private:
+  client(caf::actor_system& sys, actors::gateway_actor gw) : sys_(&sys), gateway_(gw) {}
+
+  caf::actor_system* sys_;
+  actors::gateway_actor gateway_;
+};
+
+} // namespace comb::runtime

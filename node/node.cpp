@@ -1,0 +1,171 @@
+#include "node/node.hpp"
+
+#include "actors/gateway.hpp"
+#include "actors/outbox_dispatcher.hpp"
+#include "actors/group_committer.hpp"
+#include "actors/state_actor.hpp"
+#include "base/errc.hpp"
+#include "runtime/pieces/model_store.hpp"
+#include "storage/database.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+namespace comb::runtime {
+
+void add_services(procedure_registry& procs) {
+  procedure_registry services;
+  model_store::add_procedures(services);
+  for (const auto& name : services.names())
+    if (!procs.find(name)) {
+      const auto* def = services.find(name);
+      procs.add(name, def->fn, def->opts);
+    }
+  for (const auto& t : services.tables())
+    procs.add_table(t.name, t.kind);
+}
+
+caf::expected<std::unique_ptr<node>>
+node::start(caf::actor_system& sys, node_config cfg,
+            std::shared_ptr<const procedure_registry> procs,
+            std::shared_ptr<provenance_hook> hook) {
+  if (cfg.partitions == 0 || cfg.partitions > 1024)
+    return make_error(errc::bad_config, "partitions must be 1..1024, got "
+                                          + std::to_string(cfg.partitions));
+  if (cfg.data_dir.empty())
+    return make_error(errc::bad_config, "no data folder given");
+  std::unique_ptr<node> self{new node(sys, cfg)};
+  if (cfg.services) {
+    auto all = std::make_shared<procedure_registry>(*procs);
+    add_services(*all);
+    procs = std::move(all);
+  }
+  self->procs_ = std::move(procs);
+  self->hook_ = std::move(hook);
+  storage::options opts;
+  opts.mode = cfg.durability;
+  if (!cfg.provenance_dir.empty())
+    opts.keep_wal_seconds = provenance_recorder::keep_wal_seconds;
+  auto db = storage::database::open(cfg.data_dir, opts);
+  if (!db)
+    return std::move(db.error());
+  self->db_ = std::move(*db);
+  for (auto& t : self->procs_->tables())
+    if (auto err = self->db_->create_table(t.name, t.kind))
+      return err;
+  if (!self->hook_ && !cfg.provenance_dir.empty()) {
+    provenance_recorder::options po;
+    po.log_dir = cfg.provenance_dir;
+    po.record_reads = cfg.record_reads;
+    po.sync = cfg.durability == storage::durability::sync;
+    auto rec = provenance_recorder::open(*self->db_, po);
+    if (!rec)
+      return std::move(rec.error());
+    self->recorder_ = *rec;
+    self->hook_ = *rec;
+  }
+
+  actors::state_env env;
+  env.db = self->db_.get();
+  env.procs = self->procs_;
+  env.hook = self->hook_;
+  env.partitions = cfg.partitions;
+  env.node_name = cfg.name;
+  if (cfg.durability == storage::durability::sync) {
+    self->committer_ = sys.spawn<caf::detached>(actors::group_committer, self->db_.get());
+    env.committer = self->committer_;
+  }
+  for (uint32_t p = 0; p < cfg.partitions; ++p)
+    self->partitions_.push_back(sys.spawn(actors::state_actor_impl, env, p));
+  self->router_ = router{self->procs_, self->partitions_};
+  self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info());
+  if (cfg.listen) {
+    auto port = sys.middleman().publish(self->gateway_, cfg.port, cfg.host.c_str(),
+                                        /*reuse=*/false);
+    if (!port) {
+      self->stop();
+      return make_error(errc::network_error,
+                        "cannot listen on " + cfg.host + ":" + std::to_string(cfg.port) + ": "
+                          + sys.render(port.error())
+                          + " (is the port already in use by another process?)");
+    }
+    self->port_ = *port;
+  }
+  if (cfg.compute) {
+    actors::dispatcher_config dc;
+    dc.function.compute_host = cfg.compute->host;
+    dc.function.compute_port = cfg.compute->port;
+    dc.provenance = self->hook_;
+    self->dispatcher_ = actors::spawn_outbox_dispatcher(sys, *self->db_, self->router_, dc);
+  }
+  if (!cfg.spool_file.empty() && !cfg.provenance_dir.empty())
+    self->spooler_ = std::make_unique<spooler>(cfg.provenance_dir, cfg.spool_file);
+  return self;
+}
+
+node::~node() {
+  stop();
+}
+
+void node::stop() {
+  if (stopped_)
+    return;
+  stopped_ = true;
+  if (port_ != 0)
+    sys_.middleman().unpublish(gateway_, port_);
+  caf::scoped_actor self{sys_};
+  if (dispatcher_) {
+    // The dispatcher reads the database and calls the state actors: it stops first.
+    self->send_exit(dispatcher_, caf::exit_reason::user_shutdown);
+    self->wait_for(dispatcher_);
+  }
+  size_t n = 0;
+  auto kill = [&](const auto& h) {
+    if (!h)
+      return;
+    self->monitor(h);
+    self->send_exit(h, caf::exit_reason::user_shutdown);
+    ++n;
+  };
+  kill(gateway_);
+  for (auto& p : partitions_)
+    kill(p);
+  kill(committer_);
+  for (size_t i = 0; i < n; ++i)
+    self->receive([](const caf::down_msg&) {});
+  if (recorder_)
+    recorder_->close();
+  spooler_.reset(); // a last pass after the log is closed
+}
+
+caf::expected<nlohmann::json> node::call(const std::string& proc, nlohmann::json args,
+                                         const std::string& role,
+                                         std::chrono::milliseconds timeout) {
+  invocation inv;
+  inv.procedure = proc;
+  inv.args = std::move(args);
+  inv.role = role;
+  inv.sender = "local";
+  auto target = router_.route(inv);
+  if (!target)
+    return std::move(target.error());
+  caf::scoped_actor self{sys_};
+  caf::expected<nlohmann::json> result{nlohmann::json{}};
+  self->request(*target, timeout, call_atom::value, std::move(inv))
+    .receive([&](nlohmann::json& r) { result = std::move(r); },
+             [&](caf::error& e) { result = std::move(e); });
+  return result;
+}
+
+std::string node::info() const {
+  nlohmann::json j;
+  j["name"] = cfg_.name;
+  j["partitions"] = cfg_.partitions;
+  j["durability"] = storage::to_string(cfg_.durability);
+  j["data_dir"] = cfg_.data_dir;
+  j["procedures"] = procs_ ? procs_->names() : std::vector<std::string>{};
+  j["tables"] = db_ ? db_->tables() : std::vector<std::string>{};
+  return j.dump();
+}
+
+} // namespace comb::runtime

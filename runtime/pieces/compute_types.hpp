@@ -1,0 +1,81 @@
+// comb::runtime compute messages: the atoms and message types exchanged between function
+// actors, the compute actor (in the `comb compute` process, over CAF's middleman) and their
+// clients, and add_compute_types() which registers them with an actor system config. Every
+// process that talks to a compute actor calls add_compute_types(). Plain values; thread-safe.
+#pragma once
+
+#include "runtime/pieces/piece.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace comb::runtime {
+
+/// (piece_atom, std::vector<char> encoded_piece) -> task_result: one Cap'n Proto piece.
+using piece_atom = caf::atom_constant<caf::atom("piece")>;
+/// (activate_atom, std::string model, uint32_t version) -> uint32_t previous_version.
+using activate_atom = caf::atom_constant<caf::atom("activate")>;
+/// (models_atom) -> std::string: the loaded models as JSON.
+using models_atom = caf::atom_constant<caf::atom("models")>;
+/// (stats_atom) -> std::string: pool and batching counters as JSON.
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+/// (run_atom, task_request) -> task_result: asks a function actor to send a task.
+using run_atom = caf::atom_constant<caf::atom("run")>;
+
+/// The reply to a piece, and the result of a task.
+struct task_result {
+  uint64_t task_id = 0;
+  /// False: the piece was accepted and the task awaits more pieces (other fields empty).
+  bool complete = false;
+  /// runtime::piece_kind as a number.
+  uint8_t kind = 0;
+  /// Provenance: the model, the exact version and its digest that produced `output`.
+  std::string model;
+  uint32_t model_version = 0;
+  std::string model_digest;
+  /// How many tasks ran in the same batch.
+  uint32_t batch_size = 0;
+  /// Payload bytes of the task.
+  uint64_t input_bytes = 0;
+  std::vector<char> output;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_result& x) {
+  return f(caf::meta::type_name("comb.task_result"), x.task_id, x.complete, x.kind, x.model,
+           x.model_version, x.model_digest, x.batch_size, x.input_bytes, x.output);
+}
+
+/// What a function actor sends: pieces [first_piece, first_piece + n) of a task of
+/// piece_count pieces, whose bytes are `bytes` (piece i holds bytes [i*piece_size, ...)).
+/// A task sent by one actor has first_piece 0 and all of its bytes.
+struct task_request {
+  uint64_t task_id = 0;
+  uint8_t kind = 0;
+  std::string model;
+  uint32_t model_version = 0;
+  /// 0: computed from bytes.size() and piece_size (whole task from this actor).
+  uint32_t piece_count = 0;
+  uint32_t first_piece = 0;
+  uint32_t piece_size = static_cast<uint32_t>(max_piece_payload);
+  std::vector<char> bytes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_request& x) {
+  return f(caf::meta::type_name("comb.task_request"), x.task_id, x.kind, x.model,
+           x.model_version, x.piece_count, x.first_piece, x.piece_size, x.bytes);
+}
+
+/// Registers task_result and task_request with `cfg` (call before starting the system).
+inline void add_compute_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<task_result>("comb.task_result");
+  cfg.add_message_type<task_request>("comb.task_request");
+}
+
+} // namespace comb::runtime

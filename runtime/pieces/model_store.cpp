@@ -1,0 +1,310 @@
+#include "runtime/pieces/model_store.hpp"
+
+#include "base/base64.hpp"
+#include "base/errc.hpp"
+#include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/outbox.hpp"
+#include "storage/transaction.hpp"
+
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <memory>
+
+namespace comb::runtime {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool valid_name(const std::string& s) {
+  if (s.empty() || s.size() > 128)
+    return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      return false;
+  return true;
+}
+
+std::string model_key(const std::string& name, uint32_t version) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%010u", version);
+  return name + "/" + buf;
+}
+
+std::string chunk_key(const std::string& name, uint32_t version, uint32_t chunk) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "/%08u", chunk);
+  return model_key(name, version) + buf;
+}
+
+/// Name and version arguments, checked.
+caf::expected<std::pair<std::string, uint32_t>> name_version(const json& args) {
+  auto name = arg<std::string>(args, "name");
+  auto version = arg<int64_t>(args, "version");
+  if (!valid_name(name))
+    return make_error(errc::invalid_argument, "model name '" + name +
+                                                "' must be 1..128 characters of "
+                                                "[A-Za-z0-9_.-]");
+  if (version < 1 || version > 0xffffffffll)
+    return make_error(errc::invalid_argument,
+                      "model version " + std::to_string(version) + " of '" + name +
+                        "' must be in [1, 4294967295]");
+  return std::pair<std::string, uint32_t>{name, static_cast<uint32_t>(version)};
+}
+
+caf::expected<json> put_chunk(call_context&, storage::transaction& txn, const json& args) {
+  auto nv = name_version(args);
+  if (!nv)
+    return nv.error();
+  auto [name, version] = *nv;
+  auto no = arg<int64_t>(args, "chunk_no");
+  if (no < 0 || no > 1000000)
+    return make_error(errc::invalid_argument, "chunk_no " + std::to_string(no) + " of model '" +
+                                                name + "' is out of range");
+  auto data = base64_decode(arg<std::string>(args, "data"));
+  if (!data)
+    return make_error(errc::invalid_argument, "chunk " + std::to_string(no) + " of model '" +
+                                                name + "': " + describe(data.error()));
+  if (data->size() > model_store::chunk_size)
+    return make_error(errc::too_large, "chunk " + std::to_string(no) + " of model '" + name +
+                                         "' has " + std::to_string(data->size()) +
+                                         " bytes, more than 1 MiB");
+  auto existing = txn.get(model_store::models_table, model_key(name, version));
+  if (!existing)
+    return existing.error();
+  if (*existing)
+    return make_error(errc::already_exists, "model '" + name + "' version " +
+                                              std::to_string(version) +
+                                              " is already stored; versions are immutable");
+  if (auto err = txn.put(model_store::chunks_table,
+                         chunk_key(name, version, static_cast<uint32_t>(no)), *data))
+    return err;
+  return json{{"stored", data->size()}};
+}
+
+caf::expected<json> put_model(call_context&, storage::transaction& txn, const json& args) {
+  auto nv = name_version(args);
+  if (!nv)
+    return nv.error();
+  auto [name, version] = *nv;
+  auto count = arg<int64_t>(args, "chunk_count");
+  auto digest = arg<std::string>(args, "digest");
+  if (count < 1 || count > 1000000)
+    return make_error(errc::invalid_argument, "chunk_count " + std::to_string(count) +
+                                                " of model '" + name + "' is out of range");
+  auto key = model_key(name, version);
+  auto existing = txn.get_row_for_update(model_store::models_table, key);
+  if (!existing)
+    return existing.error();
+  if (*existing) {
+    if ((**existing).value("digest", "") == digest)
+      return json{{"name", name}, {"version", version}, {"digest", digest}, {"new", false}};
+    return make_error(errc::already_exists, "model '" + name + "' version " +
+                                              std::to_string(version) +
+                                              " is already stored with digest " +
+                                              (**existing).value("digest", ""));
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(),
+                                                              &EVP_MD_CTX_free};
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  uint64_t bytes = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    auto chunk = txn.get(model_store::chunks_table,
+                         chunk_key(name, version, static_cast<uint32_t>(i)));
+    if (!chunk)
+      return chunk.error();
+    if (!*chunk)
+      return make_error(errc::bad_model, "model '" + name + "' version " +
+                                           std::to_string(version) + ": chunk " +
+                                           std::to_string(i) + " of " + std::to_string(count) +
+                                           " is missing");
+    if (i + 1 < count && (*chunk)->size() != model_store::chunk_size)
+      return make_error(errc::bad_model, "model '" + name + "' version " +
+                                           std::to_string(version) + ": chunk " +
+                                           std::to_string(i) + " is not 1 MiB long");
+    EVP_DigestUpdate(ctx.get(), (*chunk)->data(), (*chunk)->size());
+    bytes += (*chunk)->size();
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string actual;
+  for (unsigned i = 0; i < len; ++i) {
+    actual.push_back(digits[md[i] >> 4]);
+    actual.push_back(digits[md[i] & 15]);
+  }
+  if (actual != digest)
+    return make_error(errc::bad_model, "model '" + name + "' version " +
+                                         std::to_string(version) + ": chunks have digest " +
+                                         actual + ", not the " + digest + " given");
+  json row{{"name", name},   {"version", version}, {"digest", digest},
+           {"bytes", bytes}, {"chunks", count},    {"loaded", false}};
+  if (auto err = txn.put_row(model_store::models_table, key, row))
+    return err;
+  row["new"] = true;
+  return row;
+}
+
+caf::expected<json> list_models(call_context&, storage::transaction& txn, const json&) {
+  std::map<std::string, uint32_t> active;
+  if (auto err = txn.scan(model_store::active_table, "", "",
+                          [&](std::string_view k, std::string_view v) {
+                            auto row = json::from_msgpack(v, true, false);
+                            if (!row.is_discarded())
+                              active[std::string{k}] = row.value("version", 0u);
+                            return true;
+                          }))
+    return err;
+  auto out = json::array();
+  if (auto err = txn.scan(model_store::models_table, "", "",
+                          [&](std::string_view, std::string_view v) {
+                            auto row = json::from_msgpack(v, true, false);
+                            if (row.is_discarded())
+                              return true;
+                            auto i = active.find(row.value("name", ""));
+                            row["active"] = i != active.end() &&
+                                            i->second == row.value("version", 0u);
+                            out.push_back(std::move(row));
+                            return true;
+                          }))
+    return err;
+  return out;
+}
+
+caf::expected<json> get_chunk(call_context&, storage::transaction& txn, const json& args) {
+  auto nv = name_version(args);
+  if (!nv)
+    return nv.error();
+  auto [name, version] = *nv;
+  auto no = arg<int64_t>(args, "chunk_no");
+  auto row = txn.get_row(model_store::models_table, model_key(name, version));
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::not_found, "no model '" + name + "' version " +
+                                         std::to_string(version));
+  auto count = (**row).value("chunks", int64_t{0});
+  if (no < 0 || no >= count)
+    return make_error(errc::invalid_argument, "model '" + name + "' version " +
+                                                std::to_string(version) + " has " +
+                                                std::to_string(count) + " chunks, not chunk " +
+                                                std::to_string(no));
+  auto chunk = txn.get(model_store::chunks_table,
+                       chunk_key(name, version, static_cast<uint32_t>(no)));
+  if (!chunk)
+    return chunk.error();
+  if (!*chunk)
+    return make_error(errc::corrupt_data, "model '" + name + "' chunk " + std::to_string(no) +
+                                            " is missing");
+  return json{{"data", base64_encode(**chunk)},
+              {"chunk_count", count},
+              {"digest", (**row).value("digest", "")}};
+}
+
+caf::expected<json> activate(call_context& ctx, storage::transaction& txn, const json& args) {
+  auto nv = name_version(args);
+  if (!nv)
+    return nv.error();
+  auto [name, version] = *nv;
+  auto row = txn.get_row(model_store::models_table, model_key(name, version));
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::not_found, "cannot activate model '" + name + "' version " +
+                                         std::to_string(version) + ": it is not stored");
+  auto count = (**row).value("chunks", uint32_t{0});
+  std::string payload;
+  payload.reserve((**row).value("bytes", size_t{0}));
+  for (uint32_t i = 0; i < count; ++i) {
+    auto chunk = txn.get(model_store::chunks_table, chunk_key(name, version, i));
+    if (!chunk)
+      return chunk.error();
+    if (!*chunk)
+      return make_error(errc::corrupt_data, "model '" + name + "' chunk " + std::to_string(i) +
+                                              " is missing");
+    payload += **chunk;
+  }
+  outbox_call call;
+  call.kind = piece_kind::load_model;
+  call.model = name;
+  call.model_version = version;
+  call.result_procedure = "comb.model.loaded";
+  call.role = ctx.role.empty() ? "admin" : std::string{ctx.role};
+  call.context = {{"name", name}, {"version", version}, {"digest", (**row)["digest"]}};
+  auto key = outbox::enqueue(ctx, txn, call, payload);
+  if (!key)
+    return key.error();
+  return json{{"call", *key}, {"name", name}, {"version", version}};
+}
+
+caf::expected<json> loaded(call_context&, storage::transaction& txn, const json& args) {
+  const auto& c = args.at("context");
+  auto name = c.at("name").get<std::string>();
+  auto version = c.at("version").get<uint32_t>();
+  auto key = model_key(name, version);
+  auto row = txn.get_row_for_update(model_store::models_table, key);
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::not_found, "model '" + name + "' version " +
+                                         std::to_string(version) + " vanished");
+  if (auto e = args.find("error"); e != args.end()) {
+    (**row)["load_error"] = *e;
+    if (auto err = txn.put_row(model_store::models_table, key, **row))
+      return err;
+    return json{{"activated", false}, {"error", *e}};
+  }
+  auto digest = args.at("result").at("model_digest").get<std::string>();
+  if (digest != (**row).value("digest", "")) {
+    (**row)["load_error"] = "compute process reported digest " + digest;
+    if (auto err = txn.put_row(model_store::models_table, key, **row))
+      return err;
+    return json{{"activated", false}, {"error", "digest mismatch"}};
+  }
+  (**row)["loaded"] = true;
+  if (auto err = txn.put_row(model_store::models_table, key, **row))
+    return err;
+  if (auto err = txn.put_row(model_store::active_table, name, {{"version", version}}))
+    return err;
+  return json{{"activated", true}, {"name", name}, {"version", version}};
+}
+
+} // namespace
+
+void model_store::add_procedures(procedure_registry& procs, std::vector<std::string> roles) {
+  outbox::add_tables(procs);
+  procs.add_table(models_table);
+  procs.add_table(chunks_table);
+  procs.add_table(active_table);
+  procedure_options w;
+  w.roles = roles;
+  w.partition_by = "name";
+  w.max_args_bytes = size_t{2} << 20; // a 1 MiB chunk in base64 plus the rest
+  procedure_options r = w;
+  r.read_only = true;
+  procedure_options list = r;
+  list.partition_by.clear();
+  procs.add("comb.model.put_chunk", put_chunk, w);
+  procs.add("comb.model.put", put_model, w);
+  procs.add("comb.model.list", list_models, list);
+  procs.add("comb.model.get_chunk", get_chunk, r);
+  procs.add("comb.model.activate", activate, w);
+  procedure_options res;
+  res.roles = roles;
+  outbox::add_result_procedure(procs, "comb.model.loaded", loaded, res);
+}
+
+caf::expected<uint32_t> model_store::active_version(storage::transaction& txn,
+                                                    std::string_view name) {
+  auto row = txn.get_row(active_table, name);
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::bad_model,
+                      "model '" + std::string{name} + "' has no active version");
+  return (**row).value("version", 0u);
+}
+
+} // namespace comb::runtime

@@ -1,0 +1,256 @@
+#include "runtime/pieces/outbox.hpp"
+
+#include "base/errc.hpp"
+#include "storage/database.hpp"
+#include "storage/transaction.hpp"
+
+#include <cstdio>
+#include <memory>
+#include <shared_mutex>
+#include <unordered_map>
+
+namespace comb::runtime {
+
+namespace {
+
+std::string hex16(uint64_t x) {
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(x));
+  return buf;
+}
+
+nlohmann::json to_row(const outbox_call& c, uint64_t execution_id, uint64_t task_id) {
+  return {{"kind", to_string(c.kind)},
+          {"model", c.model},
+          {"model_version", c.model_version},
+          {"result_procedure", c.result_procedure},
+          {"role", c.role},
+          {"context", c.context},
+          {"execution_id", execution_id},
+          {"task_id", task_id}};
+}
+
+caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row) {
+  try {
+    pending_call p;
+    p.key = std::move(key);
+    auto kind = parse_piece_kind(row.at("kind").get<std::string>());
+    if (!kind)
+      return kind.error();
+    p.call.kind = *kind;
+    p.call.model = row.at("model").get<std::string>();
+    p.call.model_version = row.at("model_version").get<uint32_t>();
+    p.call.result_procedure = row.at("result_procedure").get<std::string>();
+    p.call.role = row.at("role").get<std::string>();
+    p.call.context = row.at("context");
+    p.execution_id = row.at("execution_id").get<uint64_t>();
+    p.task_id = row.at("task_id").get<uint64_t>();
+    return p;
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(errc::corrupt_data,
+                      "outbox row: " + std::string{e.what()});
+  }
+}
+
+// Listeners by database (few, long-lived); read on every enqueue.
+std::shared_mutex listeners_mtx;
+struct listener_entry {
+  outbox::listener fn;
+  /// Payload bytes held by committed_calls not yet destroyed.
+  std::shared_ptr<std::atomic<size_t>> held = std::make_shared<std::atomic<size_t>>(0);
+};
+std::unordered_map<const storage::database*, std::shared_ptr<listener_entry>> listeners;
+
+std::shared_ptr<listener_entry> listener_of(const storage::database& db) {
+  std::shared_lock guard{listeners_mtx};
+  auto i = listeners.find(&db);
+  return i == listeners.end() ? nullptr : i->second;
+}
+
+// A call's payload: in its row (field "payload") when small, else in the payload table.
+caf::error read_payload(storage::transaction& txn, std::string_view key,
+                        const nlohmann::json& row, std::vector<char>& out) {
+  if (auto i = row.find("payload"); i != row.end()) {
+    if (!i->is_binary())
+      return make_error(errc::corrupt_data,
+                        "outbox call '" + std::string{key} + "': payload is not bytes");
+    const auto& b = i->get_binary();
+    out.assign(b.begin(), b.end());
+    return {};
+  }
+  auto found = txn.get_blob(outbox::payload_table, key, out);
+  if (!found)
+    return std::move(found.error());
+  if (!*found)
+    return make_error(errc::corrupt_data,
+                      "outbox call '" + std::string{key} + "' has no payload");
+  return {};
+}
+
+} // namespace
+
+void outbox::set_listener(storage::database& db, listener fn) {
+  std::unique_lock guard{listeners_mtx};
+  if (fn)
+    listeners[&db] = std::make_shared<listener_entry>(listener_entry{std::move(fn)});
+  else
+    listeners.erase(&db);
+}
+
+caf::expected<std::optional<pending_call>>
+outbox::find(storage::database& db, std::string_view key, std::vector<char>* payload) {
+  auto txn = db.begin();
+  auto row = txn->get_row(calls_table, key);
+  if (!row)
+    return std::move(row.error());
+  if (!*row)
+    return std::optional<pending_call>{};
+  auto p = from_row(std::string{key}, **row);
+  if (!p)
+    return std::move(p.error());
+  if (payload)
+    if (auto err = read_payload(*txn, key, **row, *payload))
+      return err;
+  return std::optional<pending_call>{std::move(*p)};
+}
+
+void outbox::add_tables(procedure_registry& procs) {
+  procs.add_table(calls_table);
+  procs.add_table(payload_table, storage::table_kind::blobs);
+  procs.add_table(done_table);
+}
+
+caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transaction& txn,
+                                           const outbox_call& call, std::string_view payload) {
+  if (call.result_procedure.empty())
+    return make_error(errc::invalid_argument, "outbox call from execution " +
+                                                std::to_string(ctx.execution_id) +
+                                                " names no result procedure");
+  // Execution ids are unique, so the execution id and a count of its calls name the call.
+  char seq[9];
+  std::snprintf(seq, sizeof(seq), "%08x", ctx.outbox_calls);
+  auto key = hex16(ctx.execution_id) + "." + seq;
+  auto task_id = partition_hash(key);
+  auto row = to_row(call, ctx.execution_id, task_id);
+  // A small payload rides in the call's row: one row to write, read and delete, not two.
+  if (payload.size() <= txn.db().opts().blob_inline_max)
+    row["payload"] = nlohmann::json::binary_t{std::vector<uint8_t>(payload.begin(), payload.end())};
+  else if (auto err = txn.put_blob(payload_table, key, payload))
+    return err;
+  if (auto err = txn.put_row(calls_table, key, row))
+    return err;
+  ++ctx.outbox_calls;
+  if (auto l = listener_of(txn.db())) {
+    auto c = std::make_shared<committed_call>();
+    c->call.key = key;
+    c->call.task_id = task_id;
+    c->call.execution_id = ctx.execution_id;
+    c->call.call = call;
+    // Copied unless that would hold more than hint_bytes in calls not yet handled.
+    if (*l->held + payload.size() <= hint_bytes ||
+        payload.size() <= txn.db().opts().blob_inline_max) {
+      *l->held += payload.size();
+      c->held = l->held;
+      c->held_bytes = payload.size();
+      c->payload.assign(payload.begin(), payload.end());
+    }
+    txn.after_commit([l, c = std::move(c)]() mutable { l->fn(std::move(c)); });
+  }
+  return key;
+}
+
+void outbox::add_result_procedure(procedure_registry& procs, std::string name, procedure_fn fn,
+                                  procedure_options opts) {
+  add_tables(procs);
+  auto wrapped = [fn = std::move(fn)](call_context& ctx, storage::transaction& txn,
+                                      const nlohmann::json& args)
+    -> caf::expected<nlohmann::json> {
+    auto key = arg<std::string>(args, "call");
+    auto done = txn.get_for_update(done_table, key);
+    if (!done)
+      return done.error();
+    if (*done)
+      return nlohmann::json{{"applied", false}, {"duplicate", true}};
+    auto row = txn.get_row_for_update(calls_table, key);
+    if (!row)
+      return row.error();
+    if (!*row)
+      return make_error(errc::not_found, "result for outbox call '" + key +
+                                           "': no such call in the outbox");
+    bool in_row = (*row)->contains("payload");
+    auto r = fn(ctx, txn, args);
+    if (!r)
+      return r.error();
+    if (auto err = txn.del(calls_table, key))
+      return err;
+    if (!in_row)
+      if (auto err = txn.del_blob(payload_table, key))
+        return err;
+    nlohmann::json rec{{"result_execution", ctx.execution_id}};
+    if (auto i = args.find("result"); i != args.end() && i->is_object()) {
+      for (auto field : {"model", "model_version", "model_digest"})
+        if (auto j = i->find(field); j != i->end())
+          rec[field] = *j;
+    } else if (auto e = args.find("error"); e != args.end()) {
+      rec["error"] = *e;
+    }
+    if (auto err = txn.put_row(done_table, key, rec))
+      return err;
+    return nlohmann::json{{"applied", true}, {"result", std::move(*r)}};
+  };
+  procs.add(std::move(name), std::move(wrapped), std::move(opts));
+}
+
+caf::expected<std::vector<pending_call>>
+outbox::pending(storage::database& db, std::string_view after, size_t limit,
+                const std::function<bool(std::string_view key)>& skip) {
+  std::vector<pending_call> out;
+  auto txn = db.begin();
+  std::string from{after};
+  if (!from.empty())
+    from.push_back('\0');
+  caf::error bad;
+  auto err = txn->scan(calls_table, from, "", [&](std::string_view key, std::string_view value) {
+    if (skip && skip(key))
+      return true; // not decoded, not counted
+    auto row = nlohmann::json::from_msgpack(value, /*strict=*/true, /*allow_exceptions=*/false);
+    if (row.is_discarded()) {
+      bad = make_error(errc::corrupt_data,
+                       "outbox row '" + std::string{key} + "' is not MessagePack");
+      return false;
+    }
+    auto p = from_row(std::string{key}, row);
+    if (!p) {
+      bad = p.error();
+      return false;
+    }
+    out.push_back(std::move(*p));
+    return out.size() < limit;
+  });
+  txn->rollback();
+  if (err)
+    return err;
+  if (bad)
+    return bad;
+  return out;
+}
+
+caf::error outbox::payload(storage::database& db, std::string_view key, std::vector<char>& out) {
+  auto call = find(db, key, &out);
+  if (!call)
+    return std::move(call.error());
+  if (!*call)
+    return make_error(errc::not_found, "outbox call '" + std::string{key} + "' is done");
+  return {};
+}
+
+caf::expected<bool> outbox::done(storage::database& db, std::string_view key) {
+  auto txn = db.begin();
+  auto v = txn->get(done_table, key);
+  txn->rollback();
+  if (!v)
+    return v.error();
+  return v->has_value();
+}
+
+} // namespace comb::runtime

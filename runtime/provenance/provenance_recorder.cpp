@@ -1,0 +1,356 @@
+#include "runtime/provenance/provenance_recorder.hpp"
+
+#include "base/errc.hpp"
+#include "base/sync_point.hpp"
+#include "storage/database.hpp"
+#include "storage/log_record.hpp"
+#include "storage/provenance_log.hpp"
+#include "storage/transaction.hpp"
+
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+namespace comb::runtime {
+
+namespace {
+
+// Every provenance blob in the WAL starts with this tag, then the encoded record.
+constexpr std::string_view wal_tag = "CPRV";
+
+std::string checkpoint_path(const std::string& log_dir) {
+  return (std::filesystem::path{log_dir} / "wal_checkpoint").string();
+}
+
+// The WAL sequence number up to which every committed invocation is in the log (0: none).
+caf::expected<uint64_t> read_checkpoint(const std::string& log_dir) {
+  std::ifstream in{checkpoint_path(log_dir)};
+  if (!in)
+    return uint64_t{0};
+  std::string word;
+  uint64_t seq = 0;
+  if (!(in >> word >> seq) || word != "seq")
+    return make_error(errc::corrupt_data, checkpoint_path(log_dir)
+                                            + ": not a WAL checkpoint (expected 'seq N')");
+  return seq;
+}
+
+caf::error write_checkpoint(const std::string& log_dir, uint64_t seq) {
+  auto path = checkpoint_path(log_dir);
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::trunc};
+    out << "seq " << seq << "\n";
+    out.flush();
+    if (!out)
+      return make_error(errc::storage_error, "cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    return make_error(errc::storage_error, "cannot rename " + tmp + ": " + ec.message());
+  return {};
+}
+
+// The row changes a WAL head announces (one flag byte each, see storage::encode_committed):
+// its transaction's writes, which are the last ones before the head in its WAL batch.
+caf::expected<std::vector<row_change>>
+rows_of(std::string_view flags, const std::vector<storage::database::wal_write>& before) {
+  if (before.size() < flags.size())
+    return make_error(errc::corrupt_data, "it announces " + std::to_string(flags.size())
+                                            + " row change(s) but its WAL batch holds "
+                                            + std::to_string(before.size()) + " write(s)");
+  std::vector<row_change> out(flags.size());
+  auto first = before.size() - flags.size();
+  for (size_t i = 0; i < flags.size(); ++i) {
+    auto& w = before[first + i];
+    auto& c = out[i];
+    if (!storage::from_row_flag(static_cast<uint8_t>(flags[i]), c)
+        || w.del != (c.kind == row_change::op::del) || w.table.empty())
+      return make_error(errc::corrupt_data, "row change " + std::to_string(i)
+                                              + " does not match its write in the WAL batch");
+    c.table = w.table;
+    c.key = w.key;
+    c.value = w.value;
+  }
+  return out;
+}
+
+} // namespace
+
+caf::expected<std::shared_ptr<provenance_recorder>>
+provenance_recorder::open(storage::database& db, options opts) {
+  if (db.keep_wal_seconds() == 0)
+    return make_error(errc::bad_config, "provenance needs a database that keeps its WAL "
+                                        "(storage::options::keep_wal_seconds)");
+  std::shared_ptr<provenance_recorder> self{new provenance_recorder(db, std::move(opts))};
+  auto log = storage::log_writer::open(self->opts_.log_dir, {self->opts_.segment_bytes});
+  if (!log)
+    return std::move(log.error());
+  self->log_ = std::move(*log);
+  if (self->log_->bytes_dropped() > 0)
+    self->note_ = "provenance log: " + self->log_->recovery_note() + ". ";
+  // Every committed invocation's record is in the WAL entry of its transaction: its head, and
+  // its rows as the entry's writes. Those after the checkpoint with an lsn the log has not
+  // reached were committed but never appended (the process died first, or a torn tail was
+  // cut): append them, in lsn order, renumbered after the log's end (messages lost in the
+  // crash leave no gap). A WAL record written before heads existed holds its rows itself.
+  auto ckpt = read_checkpoint(self->opts_.log_dir);
+  if (!ckpt)
+    return std::move(ckpt.error());
+  std::vector<std::pair<uint64_t, std::string>> missing;
+  caf::error bad;
+  auto scanned = db.scan_wal(*ckpt, [&](std::string_view blob, const auto& before) {
+    if (blob.substr(0, wal_tag.size()) != wal_tag || bad)
+      return;
+    blob.remove_prefix(wal_tag.size());
+    auto lsn = storage::lsn_of(blob);
+    if (lsn < self->log_->next_lsn())
+      return; // in the log already
+    auto rec = storage::decode_head(blob);
+    if (!rec) {
+      bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
+                                             + " does not decode: " + describe(rec.error()));
+      return;
+    }
+    if (rec->row_flags.empty()) {
+      missing.emplace_back(lsn, std::string{blob});
+      return;
+    }
+    auto changes = rows_of(rec->row_flags, before);
+    if (!changes) {
+      bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
+                                             + ": " + describe(changes.error()));
+      return;
+    }
+    rec->changes = std::move(*changes);
+    missing.emplace_back(lsn, storage::encode(*rec));
+  });
+  if (scanned)
+    return scanned;
+  if (bad)
+    return bad;
+  std::sort(missing.begin(), missing.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [lsn, bytes] : missing) {
+    auto next = self->log_->next_lsn();
+    storage::set_lsn(bytes, next);
+    if (auto err = self->log_->append(next, bytes))
+      return err;
+  }
+  if (auto err = self->log_->sync())
+    return err;
+  if (auto err = write_checkpoint(self->opts_.log_dir, db.latest_sequence()))
+    return err;
+  if (!missing.empty())
+    self->note_ += "provenance log: appended " + std::to_string(missing.size())
+                   + " committed invocation(s) that a crash kept out of the log.";
+  self->next_lsn_ = self->log_->next_lsn();
+  self->written_lsn_ = self->next_lsn_ - 1;
+  self->writer_ = std::thread{[p = self.get()] { p->run(); }};
+  return self;
+}
+
+provenance_recorder::~provenance_recorder() {
+  close();
+}
+
+void provenance_recorder::close() {
+  {
+    std::lock_guard guard{q_mtx_};
+    if (stop_)
+      return;
+    stop_ = true;
+  }
+  q_cv_.notify_all();
+  if (writer_.joinable())
+    writer_.join();
+  // Everything committed is in the log now: recovery need not look at the WAL before here.
+  std::lock_guard guard{q_mtx_};
+  if (error_.empty())
+    if (auto err = write_checkpoint(opts_.log_dir, db_.latest_sequence()))
+      error_ = describe(err);
+}
+
+namespace {
+
+// The record held between before_commit and after_commit; both run on the state actor's
+// thread within one message handler, so thread-local slots carry it across.
+thread_local std::string held_record;
+thread_local std::string held_head;
+thread_local uint64_t held_lsn = 0;
+// Buffers larger than this are released after use instead of kept for the next record.
+constexpr size_t max_kept_bytes = 1 << 20;
+
+} // namespace
+
+uint64_t provenance_recorder::take_lsn() {
+  return next_lsn_.fetch_add(1);
+}
+
+void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
+  // The log's record, and [tag][lsn][record head] for the WAL: the head is the record without
+  // its rows, which the transaction's WAL entry holds already (recovery takes them from there).
+  // Both buffers keep their capacity from one transaction to the next.
+  storage::encode_committed(held_record, held_head, rec, wal_tag.size());
+  held_lsn = take_lsn();
+  storage::set_lsn(held_record, held_lsn);
+  std::memcpy(held_head.data(), wal_tag.data(), wal_tag.size());
+  std::memcpy(held_head.data() + wal_tag.size(), &held_lsn, 8);
+  // The head rides in the transaction's WAL entry: durable exactly when the commit is (no
+  // table write, nothing to delete later).
+  txn.put_log_data(held_head);
+}
+
+void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
+  if (committed) {
+    // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
+    COMB_SYNC_POINT("provenance.after_commit");
+    enqueue(held_lsn, held_record);
+  } else {
+    // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
+    auto r = storage::to_log_record(rec);
+    r.status = "commit_failed";
+    r.changes.clear();
+    r.reads.clear();
+    r.lsn = held_lsn;
+    enqueue(held_lsn, storage::encode(r));
+  }
+  for (auto* b : {&held_record, &held_head})
+    if (b->capacity() > max_kept_bytes)
+      std::string{}.swap(*b); // a huge record's buffer is not kept
+}
+
+void provenance_recorder::on_failed(const invocation_record& rec) {
+  auto bytes = storage::encode(rec);
+  auto lsn = take_lsn();
+  storage::set_lsn(bytes, lsn);
+  enqueue(lsn, bytes);
+}
+
+void provenance_recorder::on_message(const message_record& msg) {
+  auto bytes = storage::encode(storage::to_log_record(msg));
+  auto lsn = take_lsn();
+  storage::set_lsn(bytes, lsn);
+  enqueue(lsn, bytes);
+}
+
+void provenance_recorder::enqueue(uint64_t lsn, std::string_view bytes) {
+  uint64_t size = bytes.size();
+  bool wake;
+  {
+    std::lock_guard guard{q_mtx_};
+    queue_.append(reinterpret_cast<const char*>(&lsn), 8);
+    queue_.append(reinterpret_cast<const char*>(&size), 8);
+    queue_.append(bytes);
+    ++queued_;
+    // A busy writer collects records on its own clock: waking it for every record would
+    // cost a futex call and a context switch per transaction.
+    wake = writer_idle_ || queued_ == wake_batch;
+  }
+  if (wake)
+    q_cv_.notify_one();
+}
+
+void provenance_recorder::flush() {
+  uint64_t target = next_lsn_.load() - 1;
+  std::unique_lock guard{q_mtx_};
+  ++flush_waiters_;
+  q_cv_.notify_one();
+  done_cv_.wait(guard, [&] { return written_lsn_ >= target || stop_; });
+  --flush_waiters_;
+}
+
+std::string provenance_recorder::last_error() const {
+  std::lock_guard guard{q_mtx_};
+  return error_;
+}
+
+void provenance_recorder::run() {
+  std::string batch; // swapped with queue_, so both keep their capacity
+  struct entry {
+    uint64_t lsn;
+    std::string_view bytes;
+  };
+  std::vector<entry> entries;
+  // Records that arrived ahead of a smaller lsn, by lsn.
+  std::map<uint64_t, std::string> waiting;
+  uint64_t next = written_lsn_ + 1;
+  for (;;) {
+    {
+      std::unique_lock guard{q_mtx_};
+      if (queued_ == 0 && !stop_) {
+        // Idle: sleep until the next record (enqueue wakes an idle writer).
+        writer_idle_ = true;
+        q_cv_.wait(guard, [&] { return stop_ || queued_ > 0; });
+        writer_idle_ = false;
+      }
+      // Busy: let records gather for up to one batch interval, or until a batch is full,
+      // someone waits in flush(), or the recorder closes.
+      q_cv_.wait_for(guard, batch_interval, [&] {
+        return stop_ || flush_waiters_ > 0 || queued_ >= wake_batch;
+      });
+      if (queued_ == 0 && stop_)
+        break;
+      batch.clear();
+      batch.swap(queue_);
+      queued_ = 0;
+    }
+    entries.clear();
+    for (size_t at = 0; at + 16 <= batch.size();) {
+      uint64_t lsn, size;
+      std::memcpy(&lsn, batch.data() + at, 8);
+      std::memcpy(&size, batch.data() + at + 8, 8);
+      entries.push_back({lsn, std::string_view{batch}.substr(at + 16, size)});
+      at += 16 + size;
+    }
+    // Records arrive nearly in lsn order: sort the batch, append its run that continues the
+    // log, and hold back the rest until the lsns before them arrive.
+    auto by_lsn = [](const entry& a, const entry& b) { return a.lsn < b.lsn; };
+    if (!std::is_sorted(entries.begin(), entries.end(), by_lsn))
+      std::sort(entries.begin(), entries.end(), by_lsn);
+    caf::error err;
+    bool wrote = false;
+    auto append = [&](std::string_view bytes) {
+      if (!err)
+        err = log_->append(next, bytes);
+      ++next;
+      wrote = true;
+    };
+    auto drain = [&] { // held-back records that now continue the log
+      for (; !waiting.empty() && waiting.begin()->first == next; waiting.erase(waiting.begin()))
+        append(waiting.begin()->second);
+    };
+    for (auto& e : entries) {
+      drain();
+      if (e.lsn == next)
+        append(e.bytes);
+      else
+        waiting.emplace(e.lsn, std::string{e.bytes});
+    }
+    drain();
+    if (batch.capacity() > 16 * max_kept_bytes)
+      std::string{}.swap(batch); // nor a burst's
+    if (!wrote)
+      continue;
+    if (!err)
+      err = opts_.sync ? log_->sync() : log_->flush();
+    {
+      std::lock_guard guard{q_mtx_};
+      if (err && error_.empty()) {
+        error_ = describe(err);
+        std::cerr << "comb: provenance log: " << error_ << "\n";
+      }
+      written_lsn_ = next - 1;
+    }
+    done_cv_.notify_all();
+  }
+  (void) log_->sync();
+  done_cv_.notify_all();
+}
+
+} // namespace comb::runtime

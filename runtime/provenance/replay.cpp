@@ -1,0 +1,171 @@
+#include "runtime/provenance/replay.hpp"
+
+#include "base/errc.hpp"
+#include "storage/database.hpp"
+#include "storage/provenance_log.hpp"
+#include "storage/transaction.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+namespace comb::runtime {
+
+namespace {
+
+bool in_range(const storage::log_record& r, const replay_options& o) {
+  return r.lsn <= o.until_lsn && r.timestamp_ns <= o.until_ns;
+}
+
+std::string change_text(const storage::row_change& c) {
+  return c.table + "/" + c.key + " " + std::to_string(static_cast<int>(c.kind));
+}
+
+} // namespace
+
+caf::error parse_until(const std::string& text, replay_options& opts) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec == std::errc{} && p == text.data() + text.size()) {
+    opts.until_lsn = n;
+    return {};
+  }
+  if (ec == std::errc{} && std::string_view{p} == "ns") {
+    opts.until_ns = static_cast<int64_t>(n);
+    return {};
+  }
+  std::tm tm{};
+  double frac = 0;
+  int consumed = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed)
+      == 6) {
+    std::string rest = text.substr(static_cast<size_t>(consumed));
+    if (!rest.empty() && rest[0] == '.') {
+      size_t i = 1;
+      while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i])))
+        ++i;
+      frac = std::stod("0" + rest.substr(0, i));
+      rest = rest.substr(i);
+    }
+    if (rest == "Z" || rest.empty()) {
+      tm.tm_year -= 1900;
+      tm.tm_mon -= 1;
+      auto secs = timegm(&tm);
+      opts.until_ns = static_cast<int64_t>(secs) * 1'000'000'000
+                      + static_cast<int64_t>(frac * 1e9);
+      return {};
+    }
+  }
+  return make_error(errc::invalid_argument,
+                    "--until '" + text
+                      + "' is neither an lsn, <n>ns, nor a UTC time like 2026-11-25T07:30:00Z");
+}
+
+caf::expected<replay_report> replay(const procedure_registry& procs, const replay_options& o) {
+  auto reader = storage::log_reader::open(o.log_dir);
+  if (!reader)
+    return std::move(reader.error());
+  // First pass: the whole range must read cleanly and name only known procedures.
+  std::string unknown;
+  auto check = reader->for_each(0, [&](storage::log_record&& r) {
+    if (!in_range(r, o))
+      return false;
+    if (r.kind == storage::log_record::kind_t::invocation && r.status == "ok" && !r.read_only
+        && !procs.find(r.procedure)) {
+      unknown = r.procedure;
+      return false;
+    }
+    return r.execution_id != o.execution || o.execution == 0;
+  });
+  if (check)
+    return make_error(errc::corrupt_data, "refusing to replay " + o.log_dir
+                                            + ": the log is damaged: " + describe(check));
+  if (!unknown.empty())
+    return make_error(errc::unknown_procedure,
+                      "refusing to replay: the log calls '" + unknown
+                        + "', which this build does not register");
+  std::error_code fec;
+  if (std::filesystem::exists(o.into_dir, fec) && !std::filesystem::is_empty(o.into_dir, fec))
+    return make_error(errc::invalid_argument,
+                      o.into_dir + ": replay needs a new or empty folder");
+  auto db = storage::database::open(o.into_dir);
+  if (!db)
+    return std::move(db.error());
+  for (auto& t : procs.tables())
+    if (auto err = (*db)->create_table(t.name, t.kind))
+      return err;
+  replay_report rep;
+  caf::error failure;
+  auto err = reader->for_each(0, [&](storage::log_record&& r) {
+    if (!in_range(r, o))
+      return false;
+    bool stop_after = o.execution != 0 && r.execution_id == o.execution;
+    if (r.kind != storage::log_record::kind_t::invocation || r.status != "ok" || r.read_only) {
+      ++rep.skipped;
+      return !stop_after;
+    }
+    const auto* def = procs.find(r.procedure);
+    auto args = nlohmann::json::parse(r.payload, nullptr, /*allow_exceptions=*/false);
+    if (args.is_discarded()) {
+      failure = make_error(errc::corrupt_data,
+                           "lsn " + std::to_string(r.lsn) + ": arguments are not JSON");
+      return false;
+    }
+    call_context ctx;
+    ctx.execution_id = r.execution_id;
+    ctx.parent_id = r.parent_id;
+    ctx.procedure = def->name;
+    ctx.role = r.role;
+    ctx.partition = r.partition;
+    auto txn = (*db)->begin();
+    caf::expected<nlohmann::json> res{nlohmann::json{}};
+    try {
+      res = def->fn(ctx, *txn, args);
+    } catch (const std::exception& e) {
+      res = make_error(errc::procedure_failed, e.what());
+    }
+    if (!res) {
+      failure = make_error(errc::procedure_failed,
+                           "replay diverged at lsn " + std::to_string(r.lsn) + " ("
+                             + r.procedure + "): it failed now: " + describe(res.error()));
+      return false;
+    }
+    // The re-executed transaction must write exactly what the original wrote.
+    const auto& now = txn->changes();
+    bool same = now.size() == r.changes.size();
+    for (size_t i = 0; same && i < now.size(); ++i)
+      same = now[i].table == r.changes[i].table && now[i].key == r.changes[i].key
+             && now[i].kind == r.changes[i].kind && now[i].value == r.changes[i].value;
+    if (!same) {
+      failure = make_error(
+        errc::procedure_failed,
+        "replay diverged at lsn " + std::to_string(r.lsn) + " (" + r.procedure
+          + "): it wrote " + std::to_string(now.size()) + " rows"
+          + (now.empty() ? "" : " starting " + change_text(now[0])) + ", the log recorded "
+          + std::to_string(r.changes.size()) + " (is the procedure deterministic?)");
+      return false;
+    }
+    if (auto cerr = txn->commit()) {
+      failure = cerr;
+      return false;
+    }
+    ++rep.applied;
+    rep.last_lsn = r.lsn;
+    return !stop_after;
+  });
+  if (err)
+    return err;
+  if (failure)
+    return failure;
+  if (auto serr = (*db)->sync_wal())
+    return serr;
+  auto digest = (*db)->digest();
+  if (!digest)
+    return std::move(digest.error());
+  rep.digest = *digest;
+  return rep;
+}
+
+} // namespace comb::runtime
