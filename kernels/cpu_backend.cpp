@@ -30,7 +30,7 @@ int cpu_backend::threads() {
 
 void cpu_backend::set_threads(int n) {
   detail::set_cpu_threads(n);
-  openblas_set_num_threads(n < 1 ? 1 : n);
+  openblas_set_num_threads(detail::cpu_threads());
 }
 
 std::string cpu_backend::blas_info() {

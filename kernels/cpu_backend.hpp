@@ -12,10 +12,11 @@ class cpu_backend : public detail::host_backend {
 public:
   cpu_backend();
 
-  /// Threads used by the fast ops and by OpenBLAS.
+  /// Threads used by the fast CPU ops (the backend's and the NHWC vision ops', one pool)
+  /// and by OpenBLAS.
   static int threads();
 
-  /// Sets both (1: single-threaded).
+  /// Sets both (1: single-threaded; <= 0: the default, COMB_KERNEL_THREADS or every core).
   static void set_threads(int n);
 
   /// Name of the BLAS in use and its core type, e.g. "OpenBLAS 0.3.21 (SkylakeX, pthreads)".

@@ -8,7 +8,17 @@
 #include <cstdint>
 #include <string>
 
+// The struct behind cudaStream_t, declared so that op headers can declare their CUDA
+// versions without CUDA headers.
+struct CUstream_st;
+
 namespace comb::kernels {
+
+/// A CUDA stream (cudaStream_t; nullptr: the default stream). An op's CUDA version
+/// (kernels/ops/<op>.cu, built where CUDA is) is declared in the op's header as
+/// `int <op>_cuda(..., cuda_stream s)`: device pointers in, the kernel launched on s, the
+/// launch's cudaError_t returned as an int (0: success). Called from kernels/cuda only.
+using cuda_stream = CUstream_st*;
 
 /// Every operation of the kernels library. Backward ops produce gradients for the
 /// corresponding forward op; they overwrite their outputs (no accumulation).

@@ -1,5 +1,5 @@
 // comb::kernels::cuda: the CUDA backend's public face, free of CUDA headers so that code
-// outside kernels/ can call it. Built with the hand-written kernels (vision_kernels.cu),
+// outside kernels/ can call it. Built with the ops' CUDA versions (kernels/ops/<op>.cu),
 // cuBLAS for GEMM/dense and, where cuDNN was found, cuDNN for dense 2-D convolution; in a
 // build without CUDA the same functions exist and answer "unsupported". Every CUDA, cuBLAS
 // and cuDNN call goes through a check that records file and line and returns an error

@@ -21,7 +21,8 @@ inline caf::error failure(const char* api, const std::string& status, const char
 
 #define COMB_CUDA_CHECK(expr)                                                                     \
   do {                                                                                            \
-    cudaError_t comb_status_ = (expr);                                                            \
+    /* the ops' <op>_cuda launchers return their cudaError_t as an int */                       \
+    cudaError_t comb_status_ = static_cast<cudaError_t>(expr);                                    \
     if (comb_status_ != cudaSuccess)                                                              \
       return ::comb::kernels::cuda::detail::failure("CUDA", cudaGetErrorString(comb_status_),     \
                                                     #expr, __FILE__, __LINE__);                   \

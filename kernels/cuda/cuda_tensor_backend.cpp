@@ -1,7 +1,7 @@
 // The CUDA backend behind comb::kernels::backend: tensors on device::cuda, memory from
-// cudaMalloc (registered as the device_memory for cuda), ops from Comb's hand-written kernels
-// (bias_act, softmax, embedding, max_over_time, depthwise conv2d, add), cuBLAS (dense) and
-// cuDNN (dense conv2d, when built with it). Joins the registry through
+// cudaMalloc (registered as the device_memory for cuda), ops from their CUDA versions
+// (kernels/ops/<op>.cu: bias_act, softmax, embedding, max_over_time, depthwise conv2d, add),
+// cuBLAS (dense) and cuDNN (dense conv2d, when built with it). Joins the registry through
 // detail::make_cuda_backend, which returns nullptr (and registers nothing) when
 // cudaGetDeviceCount fails or finds no device. Ops not listed answer errc::unsupported;
 // callers fall back to the CPU backend. Thread-safe as the ops it calls.
@@ -9,9 +9,14 @@
 #include "kernels/cuda/cuda_backend.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/cuda_detail.hpp"
-#include "kernels/cuda/vision_kernels.cuh"
 #include "kernels/detail/cuda_hook.hpp"
 #include "kernels/device_memory.hpp"
+#include "kernels/ops/bias_act.hpp"
+#include "kernels/ops/depthwise_conv_nhwc.hpp"
+#include "kernels/ops/elementwise.hpp"
+#include "kernels/ops/embedding.hpp"
+#include "kernels/ops/max_over_time.hpp"
+#include "kernels/ops/softmax.hpp"
 
 #include <cuda_runtime_api.h>
 
@@ -107,7 +112,7 @@ protected:
     } g{flag};
     COMB_CUDA_CHECK(cudaMemset(flag, 0, sizeof(int)));
     int vocab = static_cast<int>(table.dim(0)), dim = static_cast<int>(table.dim(1));
-    COMB_CUDA_CHECK(cuda::detail::launch_embedding(tokens.data<int32_t>(), tokens.numel(),
+    COMB_CUDA_CHECK(embedding_cuda(tokens.data<int32_t>(), tokens.numel(),
                                                    table.data<float>(), vocab, dim,
                                                    out.data<float>(), static_cast<int*>(flag),
                                                    nullptr));
@@ -124,7 +129,7 @@ protected:
       COMB_CUDA_CHECK(cudaMemcpy(y.raw(), x.raw(), x.bytes(), cudaMemcpyDeviceToDevice));
     int64_t cols = x.dim(x.rank() - 1);
     auto [lo, hi] = clamp_of(a);
-    COMB_CUDA_CHECK(cuda::detail::launch_bias_act(y.data<float>(),
+    COMB_CUDA_CHECK(bias_act_cuda(y.data<float>(),
                                                   bias ? bias->data<float>() : nullptr,
                                                   cols ? x.numel() / cols : 0,
                                                   static_cast<int>(cols), lo, hi, nullptr));
@@ -134,7 +139,7 @@ protected:
   caf::error do_max_over_time(const tensor& x, int64_t valid, tensor& y,
                               tensor& argmax) override {
     int t = static_cast<int>(x.dim(1));
-    COMB_CUDA_CHECK(cuda::detail::launch_max_over_time(
+    COMB_CUDA_CHECK(max_over_time_cuda(
       x.data<float>(), static_cast<int>(x.dim(0)), t, valid > 0 ? static_cast<int>(valid) : t,
       static_cast<int>(x.dim(2)), y.data<float>(), argmax.data<int32_t>(), nullptr));
     return caf::none;
@@ -148,21 +153,21 @@ protected:
       return err;
     if (bias) {
       const float inf = std::numeric_limits<float>::infinity();
-      COMB_CUDA_CHECK(cuda::detail::launch_bias_act(y.data<float>(), bias->data<float>(), m, n,
+      COMB_CUDA_CHECK(bias_act_cuda(y.data<float>(), bias->data<float>(), m, n,
                                                     -inf, inf, nullptr));
     }
     return caf::none;
   }
 
   caf::error do_softmax(const tensor& logits, tensor& probs) override {
-    COMB_CUDA_CHECK(cuda::detail::launch_softmax(logits.data<float>(), logits.dim(0),
+    COMB_CUDA_CHECK(softmax_cuda(logits.data<float>(), logits.dim(0),
                                                  static_cast<int>(logits.dim(1)),
                                                  probs.data<float>(), nullptr));
     return caf::none;
   }
 
   caf::error do_add(const tensor& a, const tensor& b, tensor& y) override {
-    COMB_CUDA_CHECK(cuda::detail::launch_add(a.data<float>(), b.data<float>(), a.numel(),
+    COMB_CUDA_CHECK(add_cuda(a.data<float>(), b.data<float>(), a.numel(),
                                              y.data<float>(), nullptr));
     return caf::none;
   }
@@ -185,11 +190,8 @@ protected:
     int cout = static_cast<int>(w.dim(3));
     const float* b = bias ? bias->data<float>() : nullptr;
     if (p.groups == q.c && cout == q.c && w.dim(2) == 1) {
-      cuda::detail::dw_geometry g{q.n,        q.h,       q.w,        q.c,     q.kh,    q.kw,
-                                  q.stride_h, q.stride_w, q.pad_top,  q.pad_left, q.out_h, q.out_w,
-                                  q.lo,       q.hi};
-      COMB_CUDA_CHECK(cuda::detail::launch_depthwise_nhwc(g, x.data<float>(), w.data<float>(), b,
-                                                          y.data<float>(), nullptr));
+      COMB_CUDA_CHECK(depthwise_conv_nhwc_cuda(q, x.data<float>(), w.data<float>(), b,
+                                               y.data<float>(), nullptr));
       return caf::none;
     }
     if (p.groups != 1)

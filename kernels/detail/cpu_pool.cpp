@@ -1,14 +1,12 @@
 // comb::kernels::detail::cpu_pool: a fixed set of workers woken per region through a
-// generation counter (condition variable after a short spin).
+// generation counter; see cpu_pool.hpp.
 #include "kernels/detail/cpu_pool.hpp"
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <thread>
 #include <vector>
 
@@ -18,6 +16,33 @@ namespace {
 
 thread_local bool inside_region = false;
 
+/// One fork-join: parts are claimed through `next` and counted in `done`. Shared with the
+/// workers by shared_ptr, so a worker that wakes late holds a finished job, finds no part
+/// left and drops it; the caller never waits for a worker that has nothing to do.
+struct job {
+  const std::function<void(int64_t)>* fn = nullptr;
+  int64_t parts = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+
+  void work() {
+    inside_region = true;
+    for (int64_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < parts;) {
+      (*fn)(p);
+      done.fetch_add(1, std::memory_order_release);
+    }
+    inside_region = false;
+  }
+};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 class pool {
 public:
   explicit pool(int threads) : threads_(threads) {
@@ -26,12 +51,9 @@ public:
   }
 
   ~pool() {
-    {
-      std::lock_guard<std::mutex> g{mtx_};
-      stop_ = true;
-      ++generation_;
-    }
-    cv_.notify_all();
+    stop_.store(true);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
     for (auto& t : workers_)
       t.join();
   }
@@ -40,63 +62,46 @@ public:
     return threads_;
   }
 
-  void run(int64_t chunks, const std::function<void(int64_t)>& fn) {
+  void run(int64_t parts, const std::function<void(int64_t)>& fn) {
     std::lock_guard<std::mutex> region{region_mtx_};
-    {
-      std::lock_guard<std::mutex> g{mtx_};
-      // Park `next_` out of range first: a worker late from the last region must not claim a
-      // chunk of this one before fn_ and chunks_ are set.
-      next_.store(int64_t{1} << 60);
-      fn_ = &fn;
-      chunks_ = chunks;
-      done_.store(0);
-      next_.store(0);
-      ++generation_;
-    }
-    cv_.notify_all();
-    work();
-    while (done_.load(std::memory_order_acquire) != chunks)
+    auto j = std::make_shared<job>();
+    j->fn = &fn;
+    j->parts = parts;
+    current_.store(j);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    j->work();
+    // Only parts a worker has claimed remain; wait for those.
+    while (j->done.load(std::memory_order_acquire) != parts)
       std::this_thread::yield();
-    std::lock_guard<std::mutex> g{mtx_};
-    fn_ = nullptr;
   }
 
 private:
-  void work() {
-    inside_region = true;
-    for (int64_t c; (c = next_.fetch_add(1)) < chunks_.load();) {
-      (*fn_.load())(c);
-      done_.fetch_add(1, std::memory_order_release);
-    }
-    inside_region = false;
-  }
-
   void loop() {
-    uint64_t seen = 0;
+    uint64_t seen = 0; // the generation at construction
     for (;;) {
-      std::unique_lock<std::mutex> lk{mtx_};
-      cv_.wait(lk, [&] { return generation_ != seen; });
-      seen = generation_;
-      if (stop_)
+      // Spin a little before sleeping: regions come in quick succession in a forward pass.
+      uint64_t g = seen;
+      for (int i = 0; i < 4000 && (g = generation_.load(std::memory_order_acquire)) == seen; ++i)
+        cpu_relax();
+      if (g == seen) {
+        generation_.wait(seen);
+        g = generation_.load(std::memory_order_acquire);
+      }
+      seen = g;
+      if (stop_.load())
         return;
-      if (!fn_)
-        continue;
-      lk.unlock();
-      work();
+      if (auto j = current_.load())
+        j->work();
     }
   }
 
   int threads_;
   std::vector<std::thread> workers_;
   std::mutex region_mtx_;
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  std::atomic<const std::function<void(int64_t)>*> fn_{nullptr};
-  std::atomic<int64_t> chunks_{0};
-  std::atomic<int64_t> next_{0};
-  std::atomic<int64_t> done_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<std::shared_ptr<job>> current_;
+  std::atomic<bool> stop_{false};
 };
 
 int default_threads() {
@@ -105,13 +110,14 @@ int default_threads() {
     if (n >= 1 && n <= 256)
       return n;
   }
-  return std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 std::mutex pool_mtx;
 std::atomic<int> wanted{0};
 std::shared_ptr<pool> the_pool;
 
+/// The pool for the wanted thread count; a region in flight keeps the old one alive.
 std::shared_ptr<pool> get_pool() {
   std::lock_guard<std::mutex> g{pool_mtx};
   int n = wanted.load();
@@ -122,15 +128,32 @@ std::shared_ptr<pool> get_pool() {
   return the_pool;
 }
 
+/// Runs parts 0..parts-1, inline when one thread would do.
+void fork_join(int64_t parts, const std::function<void(int64_t)>& fn) {
+  if (parts <= 0)
+    return;
+  if (parts == 1 || inside_region || cpu_threads() == 1) {
+    for (int64_t p = 0; p < parts; ++p)
+      fn(p);
+    return;
+  }
+  get_pool()->run(parts, fn);
+}
+
 } // namespace
 
 int cpu_threads() {
   int n = wanted.load();
-  return n ? n : get_pool()->threads();
+  if (n)
+    return n;
+  std::lock_guard<std::mutex> g{pool_mtx};
+  if (wanted.load() == 0)
+    wanted.store(default_threads());
+  return wanted.load();
 }
 
 void set_cpu_threads(int n) {
-  wanted.store(std::max(1, n));
+  wanted.store(n <= 0 ? default_threads() : n);
 }
 
 void parallel_range(int64_t n, int64_t grain,
@@ -147,12 +170,14 @@ void parallel_range(int64_t n, int64_t grain,
   int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, int64_t{threads} * 4);
   int64_t per = (n + chunks - 1) / chunks;
   chunks = (n + per - 1) / per;
-  auto p = get_pool();
-  std::function<void(int64_t)> chunk = [&](int64_t c) {
+  fork_join(chunks, [&](int64_t c) {
     int64_t b = c * per;
     fn(b, std::min(n, b + per));
-  };
-  p->run(chunks, chunk);
+  });
+}
+
+void parallel_for(int parts, const std::function<void(int)>& fn) {
+  fork_join(parts, [&](int64_t p) { fn(static_cast<int>(p)); });
 }
 
 } // namespace comb::kernels::detail

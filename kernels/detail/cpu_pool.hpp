@@ -1,9 +1,13 @@
-// comb::kernels::detail::cpu_pool: the CPU backend's worker threads. parallel_range splits
-// [0, n) into chunks of at least `grain` and runs fn(begin, end) on them, the caller taking
-// a share, and returns when all are done (fork-join). Threads: hardware_concurrency, or
-// COMB_KERNEL_THREADS from the environment, or set_cpu_threads(). One region runs at a time
-// (a mutex serialises callers), so it is thread-safe; a nested call from inside fn runs
-// inline on the calling thread.
+// comb::kernels::detail::cpu_pool: the one pool of worker threads behind every CPU op (the
+// CPU backend's ops and the NHWC vision ops alike). Fork-join: parallel_range splits
+// [0, n) into chunks of at least `grain` and runs fn(begin, end) on them; parallel_for
+// runs fn(part) for part = 0..parts-1; both return when all is done, the caller taking a
+// share. Threads: hardware_concurrency, or COMB_KERNEL_THREADS from the environment, or
+// set_cpu_threads() (the public knob is kernels::cpu_backend::set_threads). Workers spin
+// briefly after a region (forward passes issue regions in quick succession), then sleep on
+// a futex (std::atomic::wait). One region runs at a time (callers from several threads
+// take turns), so it is thread-safe; a nested call from inside fn runs inline on the
+// calling thread.
 #pragma once
 
 #include <cstdint>
@@ -11,13 +15,18 @@
 
 namespace comb::kernels::detail {
 
-/// Threads the CPU backend uses (>= 1).
+/// Threads the CPU ops use (>= 1).
 int cpu_threads();
 
-/// Sets the thread count (1: everything on the caller). Takes effect on the next region.
+/// Sets the thread count (1: everything on the caller; <= 0: back to the default). Takes
+/// effect on the next region.
 void set_cpu_threads(int n);
 
 /// Runs fn(begin, end) over [0, n) in chunks of >= grain elements.
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+/// Runs fn(part) for part = 0..parts-1 across the pool; parts beyond the thread count are
+/// taken in turn by whichever thread is free.
+void parallel_for(int parts, const std::function<void(int)>& fn);
 
 } // namespace comb::kernels::detail

@@ -23,4 +23,9 @@ void bias_act_backward_ref(const float* y, const float* dy, int64_t rows, int64_
 void bias_act_backward_cpu(const float* y, const float* dy, int64_t rows, int64_t c,
                            activation a, float* dx, float* dbias);
 
+/// CUDA (bias_act.cu): x[rows][cols] = clamp(x + bias[col], lo, hi) in place; bias may be
+/// nullptr; NaN kept.
+int bias_act_cuda(float* x, const float* bias, int64_t rows, int cols, float lo, float hi,
+                  cuda_stream s);
+
 } // namespace comb::kernels

@@ -2,7 +2,8 @@
 // explicit padding, bias and a fused clamp. Weights are [kh][kw][cin][cout] (HWIO). The
 // fast version lowers blocks of output pixels to a matrix (im2col) and runs fused_gemm on
 // a packed copy of the weights (conv2d_nhwc_weights, built once per layer); 1x1 stride-1
-// convolutions skip the lowering. A plain reference sits beside it. Pure and thread-safe.
+// convolutions skip the lowering. A plain reference (conv2d_nhwc_ref.cpp) sits beside it.
+// Pure and thread-safe.
 #pragma once
 
 #include "kernels/ops/depthwise_conv_nhwc.hpp"
@@ -19,12 +20,19 @@ struct conv2d_nhwc_weights {
 /// Packs HWIO weights (kh*kw*cin*cout floats).
 conv2d_nhwc_weights pack_conv2d_nhwc(const float* hwio, int kh, int kw, int cin, int cout);
 
-/// Plain reference. p.c is cin; out has p.n*p.out_h*p.out_w*cout floats.
-void conv2d_nhwc_reference(const conv2d_nhwc_params& p, int cout, const float* in,
-                           const float* hwio, const float* bias, float* out);
+/// Plain reference (conv2d_nhwc_ref.cpp, linked by tests only) on unpacked HWIO weights.
+/// p.c is cin; out has p.n*p.out_h*p.out_w*cout floats; `residual` as in conv2d_nhwc.
+void conv2d_nhwc_ref(const conv2d_nhwc_params& p, int cout, const float* in, const float* hwio,
+                     const float* bias, float* out, const float* residual = nullptr);
 
 /// Fast version. `residual` (same shape as out, or nullptr) is added before the clamp.
 void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, const float* in,
                  const float* bias, float* out, const float* residual = nullptr);
+
+/// CUDA (conv2d_nhwc.cu): HWIO [khw][cin][cout] -> OHWI [cout][khw][cin] (cuDNN's NHWC
+/// filter layout), device pointers. The convolution itself runs through cuDNN
+/// (cuda::detail::conv2d_device, also in conv2d_nhwc.cu).
+int hwio_to_ohwi_cuda(const float* hwio, int khw, int cin, int cout, float* ohwi,
+                      cuda_stream s);
 
 } // namespace comb::kernels

@@ -1,4 +1,5 @@
-// Reference and fast CPU dense convolution over NHWC; see conv2d_nhwc.hpp.
+// Fast CPU dense convolution over NHWC; see conv2d_nhwc.hpp (the reference is
+// conv2d_nhwc_ref.cpp).
 #include "kernels/ops/conv2d_nhwc.hpp"
 
 #include <algorithm>
@@ -15,29 +16,6 @@ conv2d_nhwc_weights pack_conv2d_nhwc(const float* hwio, int kh, int kw, int cin,
   w.cout = cout;
   w.packed = pack_gemm_b(hwio, kh * kw * cin, cout);
   return w;
-}
-
-void conv2d_nhwc_reference(const conv2d_nhwc_params& p, int cout, const float* in,
-                           const float* hwio, const float* bias, float* out) {
-  for (int b = 0; b < p.n; ++b)
-    for (int oy = 0; oy < p.out_h; ++oy)
-      for (int ox = 0; ox < p.out_w; ++ox)
-        for (int co = 0; co < cout; ++co) {
-          double acc = bias ? bias[co] : 0.0;
-          for (int ky = 0; ky < p.kh; ++ky)
-            for (int kx = 0; kx < p.kw; ++kx) {
-              int iy = oy * p.stride_h - p.pad_top + ky;
-              int ix = ox * p.stride_w - p.pad_left + kx;
-              if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
-                continue;
-              for (int ci = 0; ci < p.c; ++ci)
-                acc += static_cast<double>(
-                         in[((static_cast<int64_t>(b) * p.h + iy) * p.w + ix) * p.c + ci])
-                       * hwio[((ky * p.kw + kx) * p.c + ci) * cout + co];
-            }
-          out[((static_cast<int64_t>(b) * p.out_h + oy) * p.out_w + ox) * cout + co]
-            = std::min(std::max(static_cast<float>(acc), p.lo), p.hi);
-        }
 }
 
 void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, const float* in,

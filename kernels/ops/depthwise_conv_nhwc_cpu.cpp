@@ -1,7 +1,9 @@
-// Reference and fast CPU depthwise convolution over NHWC; see depthwise_conv_nhwc.hpp.
+// Fast CPU depthwise convolution over NHWC; see depthwise_conv_nhwc.hpp (the reference is
+// depthwise_conv_nhwc_ref.cpp).
 #include "kernels/ops/depthwise_conv_nhwc.hpp"
 
-#include "kernels/detail/task_pool.hpp"
+#include "kernels/detail/cpu_pool.hpp"
+#include "kernels/detail/simd.hpp"
 
 #include <algorithm>
 // GCC 12 warns inside its own _mm512_max_ps/_mm512_min_ps (_mm512_undefined_ps, GCC bug
@@ -20,35 +22,11 @@ int same_padding(int in, int k, int stride, int& pad_begin) {
   return out;
 }
 
-void depthwise_conv_nhwc_reference(const conv2d_nhwc_params& p, const float* in,
-                                   const float* weights, const float* bias, float* out) {
-  for (int b = 0; b < p.n; ++b)
-    for (int oy = 0; oy < p.out_h; ++oy)
-      for (int ox = 0; ox < p.out_w; ++ox)
-        for (int ch = 0; ch < p.c; ++ch) {
-          double acc = bias ? bias[ch] : 0.0;
-          for (int ky = 0; ky < p.kh; ++ky)
-            for (int kx = 0; kx < p.kw; ++kx) {
-              int iy = oy * p.stride_h - p.pad_top + ky;
-              int ix = ox * p.stride_w - p.pad_left + kx;
-              if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w)
-                continue;
-              acc += static_cast<double>(in[((static_cast<int64_t>(b) * p.h + iy) * p.w + ix) * p.c + ch])
-                     * weights[(ky * p.kw + kx) * p.c + ch];
-            }
-          float v = std::min(std::max(static_cast<float>(acc), p.lo), p.hi);
-          out[((static_cast<int64_t>(b) * p.out_h + oy) * p.out_w + ox) * p.c + ch] = v;
-        }
-}
-
 namespace {
 
-bool detect_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-}
-
-const bool have_avx512 = detect_avx512();
+// The hand-written AVX-512 kernels run where the CPU has AVX-512F (which brings FMA) and
+// COMB_KERNELS_NO_AVX512 is not set (the _portable test runs check the fallback).
+const bool have_avx512 = (__builtin_cpu_init(), detail::use_avx512_kernels());
 
 /// One output pixel's 16 channels of a 3x3 depthwise conv near the border (guarded).
 __attribute__((target("avx512f,fma"))) inline void
@@ -199,7 +177,7 @@ void depthwise_conv_nhwc(const conv2d_nhwc_params& p, const float* in, const flo
         row_generic(p, ib, weights, bias, ob, oy);
     }
   };
-  int threads = detail::vision_threads();
+  int threads = detail::cpu_threads();
   if (threads == 1 || rows * p.out_w * p.c < 20000) {
     run_rows(0, rows);
     return;

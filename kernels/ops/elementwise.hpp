@@ -20,4 +20,7 @@ void sigmoid_cpu(const float* x, int64_t n, float* y);
 void sigmoid_backward_ref(const float* y, const float* dy, int64_t n, float* dx);
 void sigmoid_backward_cpu(const float* y, const float* dy, int64_t n, float* dx);
 
+/// CUDA (elementwise.cu): y = a + b over n elements.
+int add_cuda(const float* a, const float* b, int64_t n, float* y, cuda_stream s);
+
 } // namespace comb::kernels

@@ -20,4 +20,9 @@ void embedding_backward_ref(const int32_t* tokens, int64_t n, const float* d_out
 void embedding_backward_cpu(const int32_t* tokens, int64_t n, const float* d_out, int64_t e,
                             int64_t vocab, float* d_table);
 
+/// CUDA (embedding.cu): out[i][:] = table[ids[i]][:]; an id outside [0, vocab) zero-fills
+/// its row and writes 1 into *bad (device memory).
+int embedding_cuda(const int32_t* ids, int64_t n, const float* table, int vocab, int dim,
+                   float* out, int* bad, cuda_stream s);
+
 } // namespace comb::kernels

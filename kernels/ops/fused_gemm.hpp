@@ -2,9 +2,9 @@
 // workhorse of Comb's NHWC vision models (1x1 convolutions, im2col convolutions, dense
 // layers), with the bias, the residual add and the ReLU/ReLU6 clamp fused into the store.
 // B is packed once (packed_gemm_b, owned by the layer that holds the weights). A plain
-// reference and a fast version (AVX-512 micro-kernel chosen at run time, portable
-// fallback otherwise; split across detail::parallel_for) sit side by side. Both are pure
-// functions of their arguments and thread-safe.
+// reference (fused_gemm_ref.cpp) and a fast version (fused_gemm_cpu.cpp: AVX-512
+// micro-kernel chosen at run time, portable fallback otherwise; split across the CPU pool)
+// sit side by side. Both are pure functions of their arguments and thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -38,9 +38,10 @@ constexpr int gemm_panel = 32;
 /// Packs row-major B (k x n).
 packed_gemm_b pack_gemm_b(const float* b, int k, int n);
 
-/// Plain reference: triple loop, then the epilogue. A is m x k (lda), B row-major k x n.
-void fused_gemm_reference(const float* a, int64_t m, int k, int64_t lda, const float* b, int n,
-                          const gemm_epilogue& ep, float* c, int64_t ldc);
+/// Plain reference (fused_gemm_ref.cpp, linked by tests only): triple loop, then the
+/// epilogue. A is m x k (lda), B row-major k x n (not packed).
+void fused_gemm_ref(const float* a, int64_t m, int k, int64_t lda, const float* b, int n,
+                    const gemm_epilogue& ep, float* c, int64_t ldc);
 
 /// Fast version over a packed B; splits rows (or panels, for short A) across threads.
 void fused_gemm(const float* a, int64_t m, int64_t lda, const packed_gemm_b& b,

@@ -1,7 +1,8 @@
-// Reference and fast CPU fused GEMM; see fused_gemm.hpp.
+// Fast CPU fused GEMM; see fused_gemm.hpp (the reference is fused_gemm_ref.cpp).
 #include "kernels/ops/fused_gemm.hpp"
 
-#include "kernels/detail/task_pool.hpp"
+#include "kernels/detail/cpu_pool.hpp"
+#include "kernels/detail/simd.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -25,22 +26,6 @@ packed_gemm_b pack_gemm_b(const float* b, int k, int n) {
         p.data[(static_cast<size_t>(pn) * k + kk) * gemm_panel + j]
           = b[static_cast<size_t>(kk) * n + pn * gemm_panel + j];
   return p;
-}
-
-void fused_gemm_reference(const float* a, int64_t m, int k, int64_t lda, const float* b, int n,
-                          const gemm_epilogue& ep, float* c, int64_t ldc) {
-  for (int64_t i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) {
-      double acc = 0;
-      for (int kk = 0; kk < k; ++kk)
-        acc += static_cast<double>(a[i * lda + kk]) * b[static_cast<size_t>(kk) * n + j];
-      float v = static_cast<float>(acc);
-      if (ep.bias)
-        v += ep.bias[j];
-      if (ep.residual)
-        v += ep.residual[i * ep.ldr + j];
-      c[i * ldc + j] = std::min(std::max(v, ep.lo), ep.hi);
-    }
 }
 
 namespace {
@@ -116,12 +101,9 @@ constexpr tile_fn avx512_tiles[mr + 1] = {nullptr,          tile_avx512<1>, tile
                                           tile_avx512<3>, tile_avx512<4>, tile_avx512<5>,
                                           tile_avx512<6>, tile_avx512<7>, tile_avx512<8>};
 
-bool detect_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
-}
-
-const bool have_avx512 = detect_avx512();
+// The hand-written AVX-512 kernels run where the CPU has AVX-512F (which brings FMA) and
+// COMB_KERNELS_NO_AVX512 is not set (the _portable test runs check the fallback).
+const bool have_avx512 = (__builtin_cpu_init(), detail::use_avx512_kernels());
 
 /// Rows [m0, m1) x panels [p0, p1).
 void block(const float* a, int64_t m0, int64_t m1, int64_t lda, const packed_gemm_b& b, int p0,
@@ -160,7 +142,7 @@ void fused_gemm(const float* a, int64_t m, int64_t lda, const packed_gemm_b& b,
   if (m <= 0 || b.n <= 0)
     return;
   int panels = (b.n + gemm_panel - 1) / gemm_panel;
-  int threads = detail::vision_threads();
+  int threads = detail::cpu_threads();
   double flops = 2.0 * m * b.k * b.n;
   if (threads == 1 || flops < 2e5) {
     block(a, 0, m, lda, b, 0, panels, ep, c, ldc);

@@ -22,4 +22,9 @@ void max_over_time_backward_ref(const float* dy, const int32_t* argmax, int64_t 
 void max_over_time_backward_cpu(const float* dy, const int32_t* argmax, int64_t b, int64_t t,
                                 int64_t c, float* dx);
 
+/// CUDA (max_over_time.cu): the first maximum over t < valid of x[batch][time][channels];
+/// argmax (may be nullptr) receives its t.
+int max_over_time_cuda(const float* x, int batch, int time, int valid, int channels,
+                       float* out, int32_t* argmax, cuda_stream s);
+
 } // namespace comb::kernels

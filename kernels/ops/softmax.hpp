@@ -26,4 +26,7 @@ void softmax_cross_entropy_backward_ref(const float* probs, const int32_t* label
 void softmax_cross_entropy_backward_cpu(const float* probs, const int32_t* labels,
                                         int64_t rows, int64_t c, float* d_logits);
 
+/// CUDA (softmax.cu): row-wise softmax of x[rows][cols] into out; rows < 2^31.
+int softmax_cuda(const float* x, int64_t rows, int cols, float* out, cuda_stream s);
+
 } // namespace comb::kernels

@@ -4,7 +4,7 @@
 // (baseline time / Comb time: above 1 means Comb is faster), unit.
 // Usage: perf_vision [--benchmarks=mobilenet_v2,pointwise,centernet] [--quick] [--threads N]
 #include "perf/bench_env.hpp"
-#include "kernels/detail/task_pool.hpp"
+#include "kernels/cpu_backend.hpp"
 #include "kernels/models/centernet.hpp"
 #include "kernels/models/mobilenet_v2.hpp"
 #include "kernels/ops/fused_gemm.hpp"
@@ -200,8 +200,7 @@ int main(int argc, char** argv) {
   auto has = [&](const char* b) {
     return ("," + which + ",").find(std::string(",") + b + ",") != std::string::npos;
   };
-  detail::set_vision_threads(threads);
-  openblas_set_num_threads(threads);
+  cpu_backend::set_threads(threads); // the CPU pool and OpenBLAS
   std::printf("machine: %u hardware threads, %d used; AVX-512 kernels: %s; BLAS: OpenBLAS %s (%s)\n",
               std::thread::hardware_concurrency(), threads, fused_gemm_uses_avx512() ? "yes" : "no",
               openblas_get_corename(), openblas_get_config());

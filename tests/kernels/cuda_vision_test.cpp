@@ -179,7 +179,7 @@ TEST_CASE("depthwise_conv_nhwc matches the reference") {
     auto bias = random_vec(p.c, rng);
     size_t nout = static_cast<size_t>(p.n) * p.out_h * p.out_w * p.c;
     std::vector<float> ref(nout), got(nout);
-    depthwise_conv_nhwc_reference(p, in.data(), w.data(), bias.data(), ref.data());
+    depthwise_conv_nhwc_ref(p, in.data(), w.data(), bias.data(), ref.data());
     auto err = cuda::depthwise_conv_nhwc(p, in.data(), w.data(), bias.data(), got.data());
     REQUIRE_MESSAGE(!err, describe(err));
     validate(got, ref, "cuda depthwise_conv_nhwc");
@@ -200,7 +200,7 @@ TEST_CASE("cuBLAS gemm and dense match the reference") {
   ep.bias = bias.data();
   ep.lo = 0.0f;
   ep.hi = 6.0f;
-  fused_gemm_reference(a.data(), m, k, k, b.data(), n, ep, ref.data(), n);
+  fused_gemm_ref(a.data(), m, k, k, b.data(), n, ep, ref.data(), n);
   auto err = cuda::gemm(a.data(), b.data(), bias.data(), m, k, n, 0.0f, 6.0f, got.data());
   REQUIRE_MESSAGE(!err, describe(err));
   validate(got, ref, "cuda gemm", 1e-3f);
@@ -211,7 +211,7 @@ TEST_CASE("cuBLAS gemm and dense match the reference") {
       wt[static_cast<size_t>(j) * k + kk] = b[static_cast<size_t>(kk) * n + j];
   gemm_epilogue plain;
   plain.bias = bias.data();
-  fused_gemm_reference(a.data(), m, k, k, b.data(), n, plain, ref.data(), n);
+  fused_gemm_ref(a.data(), m, k, k, b.data(), n, plain, ref.data(), n);
   err = cuda::dense(a.data(), wt.data(), bias.data(), m, k, n, got.data());
   REQUIRE_MESSAGE(!err, describe(err));
   validate(got, ref, "cuda dense", 1e-3f);
@@ -242,7 +242,7 @@ TEST_CASE("cuDNN conv2d_nhwc matches the reference") {
   auto bias = random_vec(cout, rng);
   size_t nout = static_cast<size_t>(p.n) * p.out_h * p.out_w * cout;
   std::vector<float> ref(nout), got(nout);
-  conv2d_nhwc_reference(p, cout, in.data(), w.data(), bias.data(), ref.data());
+  conv2d_nhwc_ref(p, cout, in.data(), w.data(), bias.data(), ref.data());
   auto err = cuda::conv2d_nhwc(p, cout, in.data(), w.data(), bias.data(), got.data());
   REQUIRE_MESSAGE(!err, describe(err));
   validate(got, ref, "cudnn conv2d_nhwc", 1e-3f);
