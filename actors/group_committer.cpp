@@ -24,7 +24,7 @@ group_committer(committer_actor::stateful_pointer<committer_state> self,
       auto batch = std::move(self->state.pending);
       self->state.pending.clear();
       self->state.flush_scheduled = false;
-      auto err = db->sync_wal();
+      auto err = db->sync_group();
       ++self->state.flushes;
       self->state.commits += batch.size();
       for (auto& [rp, value] : batch) {

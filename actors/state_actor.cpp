@@ -18,7 +18,8 @@ namespace {
 caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::procedure_def& def,
                                        runtime::call_context& ctx, runtime::invocation& inv,
                                        runtime::invocation_record* rec) {
-  auto txn = env.db->begin();
+  // With a group committer the commit is made durable by it, together with others.
+  auto txn = env.db->begin(/*group_sync=*/static_cast<bool>(env.committer));
   if (env.hook && env.hook->record_reads())
     txn->record_reads(true);
   caf::expected<nlohmann::json> result{nlohmann::json{}};

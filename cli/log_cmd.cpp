@@ -3,7 +3,6 @@
 #include "cli/commands.hpp"
 
 #include "apps/apps.hpp"
-#include "node/node.hpp"
 #include "base/errc.hpp"
 #include "runtime/provenance/replay.hpp"
 #include "storage/database.hpp"
@@ -148,7 +147,6 @@ void run_replay(const replay_opts& o) {
       fail("replay", err, 2);
   runtime::procedure_registry procs;
   apps::register_all(procs);
-  runtime::add_services(procs);
   auto rep = runtime::replay(procs, ro);
   if (!rep)
     fail("replay", rep.error());

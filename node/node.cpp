@@ -5,25 +5,13 @@
 #include "actors/group_committer.hpp"
 #include "actors/state_actor.hpp"
 #include "base/errc.hpp"
-#include "runtime/pieces/model_store.hpp"
+#include "runtime/pieces/services.hpp"
 #include "storage/database.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 
 namespace comb::runtime {
-
-void add_services(procedure_registry& procs) {
-  procedure_registry services;
-  model_store::add_procedures(services);
-  for (const auto& name : services.names())
-    if (!procs.find(name)) {
-      const auto* def = services.find(name);
-      procs.add(name, def->fn, def->opts);
-    }
-  for (const auto& t : services.tables())
-    procs.add_table(t.name, t.kind);
-}
 
 caf::expected<std::unique_ptr<node>>
 node::start(caf::actor_system& sys, node_config cfg,
@@ -57,7 +45,6 @@ node::start(caf::actor_system& sys, node_config cfg,
     provenance_recorder::options po;
     po.log_dir = cfg.provenance_dir;
     po.record_reads = cfg.record_reads;
-    po.sync = cfg.durability == storage::durability::sync;
     auto rec = provenance_recorder::open(*self->db_, po);
     if (!rec)
       return std::move(rec.error());
@@ -71,7 +58,7 @@ node::start(caf::actor_system& sys, node_config cfg,
   env.hook = self->hook_;
   env.partitions = cfg.partitions;
   env.node_name = cfg.name;
-  if (cfg.durability == storage::durability::sync) {
+  if (self->db_->syncs_commits()) {
     self->committer_ = sys.spawn<caf::detached>(actors::group_committer, self->db_.get());
     env.committer = self->committer_;
   }

@@ -51,9 +51,6 @@ struct node_config {
   bool services = true;
 };
 
-/// Adds the runtime's services to `procs`: the model store's procedures and the outbox's
-/// tables. Procedures already registered under the same names are kept.
-void add_services(procedure_registry& procs);
 
 class node {
 public:

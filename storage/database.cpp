@@ -327,15 +327,21 @@ uint64_t database::latest_sequence() const {
   return db_->GetLatestSequenceNumber();
 }
 
-std::unique_ptr<transaction> database::begin() {
+std::unique_ptr<transaction> database::begin(bool group_sync) {
   rocksdb::WriteOptions wo;
-  // Commits write the WAL without fsync; sync mode makes them durable through
-  // sync_wal(), called once for a group of commits (see runtime::group_committer).
-  wo.sync = false;
+  // In sync mode a commit syncs the WAL itself, unless the caller groups commits and makes
+  // them durable together with sync_group() (see actors::group_committer).
+  wo.sync = syncs_commits() && !group_sync;
   rocksdb::TransactionOptions txo;
   txo.deadlock_detect = true;
   std::unique_ptr<rocksdb::Transaction> t{db_->BeginTransaction(wo, txo)};
   return std::make_unique<transaction>(*this, std::move(t));
+}
+
+caf::error database::sync_group() {
+  if (!syncs_commits())
+    return {};
+  return sync_wal();
 }
 
 caf::error database::sync_wal() {

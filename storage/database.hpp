@@ -69,8 +69,12 @@ public:
   /// Names of all tables, sorted; internal tables start with "__".
   std::vector<std::string> tables() const;
 
-  /// Starts a pessimistic transaction (row locks, read-your-writes).
-  std::unique_ptr<transaction> begin();
+  /// Starts a pessimistic transaction (row locks, read-your-writes). Its commit() returns
+  /// once the commit is as durable as the mode asks: on disk (sync) or written to the OS
+  /// (async). With `group_sync` the commit is written but, in sync mode, not yet on disk:
+  /// the caller must call sync_group() before it acknowledges the commit, and so shares one
+  /// fsync among many commits (the group committer).
+  std::unique_ptr<transaction> begin(bool group_sync = false);
 
   /// A write to a table, as a WAL batch holds it.
   struct wal_write {
@@ -96,8 +100,20 @@ public:
   /// The sequence number of the last write committed.
   uint64_t latest_sequence() const;
 
-  /// Makes everything committed so far durable (fsync of the WAL).
+  /// Makes everything committed so far durable (fsync of the WAL), whatever the mode: for
+  /// tools that write many commits and then close (replay).
   caf::error sync_wal();
+
+  /// True when a commit is acknowledged only once it is on disk (durability::sync). The
+  /// database is the one place that knows the mode: a node asks this to decide whether it
+  /// runs a group committer, and the provenance recorder whether it syncs the log.
+  bool syncs_commits() const { return opts_.mode == durability::sync; }
+
+  /// The group-commit primitive: makes every commit so far durable with one fsync of the
+  /// WAL when commits must be synced, and does nothing otherwise. Its one user is the group
+  /// committer actor, which calls it once for the commits of transactions begun with
+  /// `begin(/*group_sync=*/true)` before acknowledging any of them.
+  caf::error sync_group();
 
   /// A digest of every user table (not "__" tables): FNV-1a 64 over table names, keys and
   /// values in key order, printed as 16 hex digits; a row whose value is in the blob store
@@ -120,7 +136,6 @@ public:
   /// encoded blob_ref. Read at open to learn which blobs are live.
   static constexpr const char* blob_index_table = "__blobs";
 
-  durability mode() const { return opts_.mode; }
   const options& opts() const { return opts_; }
   unsigned keep_wal_seconds() const { return opts_.keep_wal_seconds; }
   const std::string& dir() const { return dir_; }

@@ -330,7 +330,7 @@ caf::error transaction::commit() {
   if (done_)
     return make_error(errc::invalid_argument, "transaction already finished");
   done_ = true;
-  if (!appended_.empty() && db_.mode() == durability::sync) {
+  if (!appended_.empty() && db_.syncs_commits()) {
     // The rows will reference these blobs once the WAL is on disk: put the blobs there first.
     std::vector<uint64_t> segments;
     for (auto& r : appended_)

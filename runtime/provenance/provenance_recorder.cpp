@@ -338,7 +338,7 @@ void provenance_recorder::run() {
     if (!wrote)
       continue;
     if (!err)
-      err = opts_.sync ? log_->sync() : log_->flush();
+      err = db_.syncs_commits() ? log_->sync() : log_->flush(); // the log is as durable as a commit
     {
       std::lock_guard guard{q_mtx_};
       if (err && error_.empty()) {
@@ -349,7 +349,15 @@ void provenance_recorder::run() {
     }
     done_cv_.notify_all();
   }
-  (void) log_->sync();
+  // Closing: what was written is made durable before close() writes its checkpoint, which
+  // it skips when this failed (recovery then reads the WAL for the records instead).
+  if (auto err = log_->sync()) {
+    std::lock_guard guard{q_mtx_};
+    if (error_.empty()) {
+      error_ = describe(err);
+      std::cerr << "comb: provenance log: " << error_ << "\n";
+    }
+  }
   done_cv_.notify_all();
 }
 

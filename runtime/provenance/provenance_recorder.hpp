@@ -48,8 +48,6 @@ public:
     std::string log_dir;
     /// Record the rows each transaction reads, too.
     bool record_reads = false;
-    /// fdatasync the log after each batch (for sync-durability nodes).
-    bool sync = false;
     uint64_t segment_bytes = 64ull << 20;
   };
 

@@ -1,6 +1,7 @@
 #include "runtime/provenance/replay.hpp"
 
 #include "base/errc.hpp"
+#include "runtime/pieces/services.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
 #include "storage/transaction.hpp"
@@ -63,7 +64,12 @@ caf::error parse_until(const std::string& text, replay_options& opts) {
                       + "' is neither an lsn, <n>ns, nor a UTC time like 2026-11-25T07:30:00Z");
 }
 
-caf::expected<replay_report> replay(const procedure_registry& procs, const replay_options& o) {
+caf::expected<replay_report> replay(const procedure_registry& app_procs,
+                                    const replay_options& o) {
+  // A node runs the runtime's services beside its apps: replay has them too, so that the
+  // replayed database has the same tables (and digest) as the original.
+  procedure_registry procs = app_procs;
+  add_services(procs);
   auto reader = storage::log_reader::open(o.log_dir);
   if (!reader)
     return std::move(reader.error());
@@ -119,7 +125,7 @@ caf::expected<replay_report> replay(const procedure_registry& procs, const repla
     ctx.procedure = def->name;
     ctx.role = r.role;
     ctx.partition = r.partition;
-    auto txn = (*db)->begin();
+    auto txn = (*db)->begin(/*group_sync=*/true); // synced together at the end
     caf::expected<nlohmann::json> res{nlohmann::json{}};
     try {
       res = def->fn(ctx, *txn, args);

@@ -35,6 +35,8 @@ struct replay_report {
   std::string digest;
 };
 
+/// Replays the log into a fresh database with `procs` and the runtime's services (see
+/// runtime/pieces/services.hpp), as a node runs them.
 caf::expected<replay_report> replay(const procedure_registry& procs, const replay_options& opts);
 
 /// Parses an --until value: a plain number is an lsn; an ISO-8601 UTC time

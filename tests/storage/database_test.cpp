@@ -140,4 +140,26 @@ TEST_CASE("a stored row that is not MessagePack is reported as corrupt") {
   CHECK(is(txn->get_row("t", "k").error(), errc::corrupt_data));
 }
 
+TEST_CASE("the database owns durability: sync commits are synced, grouped ones by sync_group") {
+  for (auto mode : {storage::durability::sync, storage::durability::async}) {
+    CAPTURE(storage::to_string(mode));
+    test::temp_dir dir;
+    storage::options opts;
+    opts.mode = mode;
+    auto db = test::must(storage::database::open(dir.path(), opts));
+    CHECK(db->syncs_commits() == (mode == storage::durability::sync));
+    REQUIRE(!db->create_table("t"));
+    // A plain commit is as durable as the mode asks when it returns; a grouped one waits for
+    // sync_group(), which is a no-op where commits need no sync.
+    auto plain = db->begin();
+    CHECK(!plain->put_row("t", "a", {{"x", 1}}));
+    CHECK(!plain->commit());
+    auto grouped = db->begin(/*group_sync=*/true);
+    CHECK(!grouped->put_row("t", "b", {{"x", 2}}));
+    CHECK(!grouped->commit());
+    CHECK(!db->sync_group());
+    CHECK(db->count("t").value() == 2);
+  }
+}
+
 } // TEST_SUITE
