@@ -306,4 +306,143 @@ caf::expected<std::vector<detection>> centernet::detect(const float* input, int 
                           static_cast<float>(stride), threshold);
 }
 
+// --- through the backend interface ---------------------------------------------------------
+
+std::vector<const centernet::conv*> centernet::conv_list() const {
+  return {&reduce_,      &neck_[0],   &neck_[1],       &neck_[2],   &heat_hidden_,
+          &heat_out_,    &size_hidden_, &size_out_,    &offset_hidden_, &offset_out_};
+}
+
+caf::expected<std::shared_ptr<const std::vector<tensor>>>
+centernet::weights_on(device dev) const {
+  auto cache = device_weights_;
+  std::lock_guard<std::mutex> g{cache->mtx};
+  for (auto& [d, w] : cache->per_device)
+    if (d == dev)
+      return w;
+  auto w = std::make_shared<std::vector<tensor>>();
+  for (auto* c : conv_list()) {
+    auto wt = tensor::from({c->k, c->k, c->cin, c->cout}, c->weights);
+    if (!wt)
+      return wt.error();
+    auto bt = tensor::from({c->cout}, c->bias);
+    if (!bt)
+      return bt.error();
+    for (auto* t : {&*wt, &*bt}) {
+      auto placed = dev == device::cpu ? caf::expected<tensor>{*t} : t->to(dev);
+      if (!placed)
+        return placed.error();
+      w->push_back(std::move(*placed));
+    }
+  }
+  cache->per_device.emplace_back(dev, w);
+  return std::shared_ptr<const std::vector<tensor>>{w};
+}
+
+namespace {
+
+/// y = fn(x) on `be` when it runs `o`, else on the CPU backend with x copied there and y
+/// copied back to be's device.
+template <class Fn>
+caf::error on_or_cpu(backend& be, op o, const tensor& x, tensor& y, Fn&& fn) {
+  if (be.supports(o))
+    return fn(be, x, y);
+  auto hx = x.to(device::cpu);
+  if (!hx)
+    return hx.error();
+  tensor hy;
+  if (auto err = fn(cpu(), *hx, hy))
+    return err;
+  auto back = hy.to(be.device());
+  if (!back)
+    return back.error();
+  y = std::move(*back);
+  return caf::none;
+}
+
+/// A host copy of t's floats.
+caf::error to_host(const tensor& t, std::vector<float>& out) {
+  auto h = t.to(device::cpu);
+  if (!h)
+    return h.error();
+  out.assign(h->data<float>(), h->data<float>() + h->numel());
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<centernet_output> centernet::forward(backend& be, const tensor& input) const {
+  if (input.rank() != 4 || input.dim(1) % 32 != 0 || input.dim(2) % 32 != 0)
+    return make_error(errc::invalid_argument,
+                      "centernet: input must be [batch, h, w, 3] with sides multiples of 32, got "
+                        + input.describe());
+  auto f = backbone_.features(be, input);
+  if (!f)
+    return f.error();
+  auto wts = weights_on(be.device());
+  if (!wts)
+    return wts.error();
+  const auto& w = **wts;
+  // Convolution i of conv_list(): "same" padding, stride 1, bias, then ReLU where it has one.
+  auto run = [&](int i, const conv& c, const tensor& x) -> caf::expected<tensor> {
+    conv2d_params p;
+    p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = c.k / 2;
+    tensor y;
+    if (auto err = be.conv2d(x, w[2 * i], &w[2 * i + 1], p, y))
+      return err;
+    if (!c.relu)
+      return y;
+    tensor act;
+    if (auto err = be.bias_act(y, nullptr, activation::relu, act))
+      return err;
+    return act;
+  };
+  auto a = run(0, reduce_, *f);
+  if (!a)
+    return a.error();
+  for (int i = 0; i < 3; ++i) {
+    tensor up;
+    upsample_params up_p;
+    up_p.mode = upsample_mode::nearest;
+    up_p.scale = 2;
+    if (auto err = on_or_cpu(be, op::upsample, *a, up, [&](backend& b, const tensor& x, tensor& y) {
+          return b.upsample(x, up_p, y);
+        }))
+      return err;
+    a = run(1 + i, neck_[i], up);
+    if (!a)
+      return a.error();
+  }
+  centernet_output out;
+  out.n = static_cast<int>(a->dim(0));
+  out.h = static_cast<int>(a->dim(1));
+  out.w = static_cast<int>(a->dim(2));
+  out.classes = cfg_.num_classes;
+  auto head = [&](int i, const conv& hid, const conv& last, bool sigmoid,
+                  std::vector<float>& dst) -> caf::error {
+    auto h = run(i, hid, *a);
+    if (!h)
+      return h.error();
+    auto y = run(i + 1, last, *h);
+    if (!y)
+      return y.error();
+    if (sigmoid) {
+      tensor s;
+      if (auto err = on_or_cpu(be, op::sigmoid, *y, s, [](backend& b, const tensor& x, tensor& r) {
+            return b.sigmoid(x, r);
+          }))
+        return err;
+      return to_host(s, dst);
+    }
+    return to_host(*y, dst);
+  };
+  if (auto err = head(4, heat_hidden_, heat_out_, true, out.heat))
+    return err;
+  if (auto err = head(6, size_hidden_, size_out_, false, out.size))
+    return err;
+  if (auto err = head(8, offset_hidden_, offset_out_, false, out.offset))
+    return err;
+  return out;
+}
+
 } // namespace comb::kernels

@@ -15,6 +15,8 @@
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <utility>
@@ -81,6 +83,13 @@ public:
   caf::error forward_into(const float* input, int batch, int h, int w,
                           centernet_output& out) const;
 
+  /// Runs backbone, neck and heads through the ops of `be` (conv2d, add, bias_act,
+  /// upsample, sigmoid; an op `be` lacks runs on the CPU backend, the tensors copied there
+  /// and back), so that any registered backend can run the detector. `input` is f32 NHWC
+  /// [batch, h, w, 3] on be.device() with h and w multiples of 32; the maps come back to
+  /// host memory for decoding. The weights are copied to each device once, on first use.
+  caf::expected<centernet_output> forward(backend& be, const tensor& input) const;
+
   /// forward + decode_centernet for a single image.
   caf::expected<std::vector<detection>> detect(const float* input, int h, int w, int k,
                                                float threshold = 0.0f) const;
@@ -107,7 +116,17 @@ private:
   void init_head(uint64_t seed);
   void run(const conv& c, const float* in, int n, int h, int w, float* out) const;
 
+  /// The ten convolutions in a fixed order (reduce, neck, heads).
+  std::vector<const conv*> conv_list() const;
+  /// Their weights [k, k, cin, cout] and biases [cout] on `dev` (2 tensors per conv).
+  caf::expected<std::shared_ptr<const std::vector<tensor>>> weights_on(device dev) const;
+  struct device_weights {
+    std::mutex mtx;
+    std::vector<std::pair<device, std::shared_ptr<const std::vector<tensor>>>> per_device;
+  };
+
   centernet_config cfg_;
+  std::shared_ptr<device_weights> device_weights_ = std::make_shared<device_weights>();
   mobilenet_v2 backbone_;
   conv reduce_;
   conv neck_[3];

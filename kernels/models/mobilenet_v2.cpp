@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <random>
+#include <utility>
 
 namespace comb::kernels {
 
@@ -306,6 +308,7 @@ caf::error mobilenet_v2::set_layer(size_t i, std::vector<float> weights, std::ve
   l.bias = std::move(bias);
   if (!l.depthwise)
     l.packed = pack_conv2d_nhwc(l.weights.data(), l.k, l.k, l.cin, l.cout);
+  device_weights_ = std::make_shared<device_weights>();
   return caf::none;
 }
 
@@ -427,6 +430,148 @@ caf::expected<std::vector<float>> mobilenet_v2::logits(const float* input, int b
   gemm_epilogue ep;
   ep.bias = cl.bias.data();
   fused_gemm(pooled.data(), batch, f.c, cl.packed.packed, ep, out.data(), cl.cout);
+  return out;
+}
+
+// --- through the backend interface ---------------------------------------------------------
+
+caf::expected<std::shared_ptr<const std::vector<tensor>>>
+mobilenet_v2::weights_on(device dev) const {
+  auto cache = device_weights_;
+  std::lock_guard<std::mutex> g{cache->mtx};
+  for (auto& [d, w] : cache->per_device)
+    if (d == dev)
+      return w;
+  auto w = std::make_shared<std::vector<tensor>>();
+  for (auto& l : layers_) {
+    int64_t cin_g = l.depthwise ? 1 : l.cin;
+    auto wt = tensor::from({l.k, l.k, cin_g, l.cout}, l.weights);
+    if (!wt)
+      return wt.error();
+    auto bt = tensor::from({l.cout}, l.bias);
+    if (!bt)
+      return bt.error();
+    for (auto* t : {&*wt, &*bt}) {
+      if (dev == device::cpu) {
+        w->push_back(std::move(*t));
+      } else {
+        auto moved = t->to(dev);
+        if (!moved)
+          return moved.error();
+        w->push_back(std::move(*moved));
+      }
+    }
+  }
+  cache->per_device.emplace_back(dev, w);
+  return std::shared_ptr<const std::vector<tensor>>{w};
+}
+
+conv2d_params mobilenet_v2::conv_params(const layer& l, int ih, int iw) const {
+  conv2d_params p;
+  p.stride_h = p.stride_w = l.stride;
+  p.groups = l.depthwise ? l.cin : 1;
+  if (cfg_.tf_padding) {
+    // TensorFlow "same": out = ceil(in / stride), the odd pixel of padding at the end.
+    auto pads = [&](int in, int& before, int& after) {
+      int out = same_padding(in, l.k, l.stride, before);
+      after = std::max((out - 1) * l.stride + l.k - in, 0) - before;
+    };
+    pads(ih, p.pad_top, p.pad_bottom);
+    pads(iw, p.pad_left, p.pad_right);
+  } else {
+    p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = l.k / 2;
+  }
+  return p;
+}
+
+caf::expected<tensor> mobilenet_v2::features(backend& be, const tensor& input) const {
+  if (fake_quant_)
+    return make_error(errc::unsupported,
+                      "mobilenet_v2: fake quantization runs on the CPU path only");
+  if (input.rank() != 4 || input.dtype() != dtype::f32 || input.dim(3) != 3
+      || input.device() != be.device() || input.dim(0) < 1 || input.dim(1) < 32
+      || input.dim(2) < 32 || input.dim(1) > 8192 || input.dim(2) > 8192)
+    return make_error(errc::invalid_argument,
+                      "mobilenet_v2: input must be f32 [batch, h >= 32, w >= 32, 3] on "
+                        + be.name() + "'s device, got " + input.describe());
+  auto wts = weights_on(be.device());
+  if (!wts)
+    return wts.error();
+  const auto& w = **wts;
+  // Layer li from x into y: convolution (bias included), residual add, then ReLU6.
+  auto run = [&](int li, const tensor& x, const tensor* residual) -> caf::expected<tensor> {
+    auto& l = layers_[li];
+    auto p = conv_params(l, static_cast<int>(x.dim(1)), static_cast<int>(x.dim(2)));
+    tensor y;
+    if (auto err = be.conv2d(x, w[2 * li], &w[2 * li + 1], p, y))
+      return err;
+    if (residual) {
+      tensor sum;
+      if (auto err = be.add(y, *residual, sum))
+        return err;
+      y = std::move(sum);
+    }
+    if (l.relu6) {
+      tensor act;
+      if (auto err = be.bias_act(y, nullptr, activation::relu6, act))
+        return err;
+      y = std::move(act);
+    }
+    return y;
+  };
+  auto x = run(stem_, input, nullptr);
+  if (!x)
+    return x;
+  for (auto& b : blocks_) {
+    tensor h = *x;
+    if (b.expand >= 0) {
+      auto e = run(b.expand, h, nullptr);
+      if (!e)
+        return e;
+      h = std::move(*e);
+    }
+    auto d = run(b.depthwise, h, nullptr);
+    if (!d)
+      return d;
+    auto pr = run(b.project, *d, b.residual ? &*x : nullptr);
+    if (!pr)
+      return pr;
+    x = std::move(pr);
+  }
+  return run(head_, *x, nullptr);
+}
+
+caf::expected<tensor> mobilenet_v2::logits(backend& be, const tensor& input) const {
+  auto f = features(be, input);
+  if (!f)
+    return f;
+  tensor pooled;
+  if (be.supports(op::global_avg_pool)) {
+    if (auto err = be.global_avg_pool(*f, pooled))
+      return err;
+  } else {
+    auto host = f->to(device::cpu);
+    if (!host)
+      return host.error();
+    tensor p;
+    if (auto err = cpu().global_avg_pool(*host, p))
+      return err;
+    auto back = p.to(be.device());
+    if (!back)
+      return back.error();
+    pooled = std::move(*back);
+  }
+  auto wts = weights_on(be.device());
+  if (!wts)
+    return wts.error();
+  auto& cl = layers_[classifier_];
+  // The 1x1 classifier's HWIO weights [1, 1, cin, cout] are dense weights [cin, cout].
+  auto wc = (**wts)[2 * classifier_].reshape({cl.cin, cl.cout});
+  if (!wc)
+    return wc.error();
+  tensor out;
+  if (auto err = be.dense(pooled, *wc, &(**wts)[2 * classifier_ + 1], out))
+    return err;
   return out;
 }
 

@@ -10,6 +10,7 @@
 // are thread-local), though the ops share one worker pool.
 #pragma once
 
+#include "kernels/backend.hpp"
 #include "kernels/ops/conv2d_nhwc.hpp"
 #include "kernels/tflite_reader.hpp"
 #include "base/errc.hpp"
@@ -17,7 +18,10 @@
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace comb::kernels {
@@ -84,6 +88,19 @@ public:
   /// The backbone's last feature map (after the 1x1 conv to 1280 + ReLU6), stride 32.
   caf::expected<feature_map> features(const float* input, int batch, int h, int w) const;
 
+  /// The backbone's last feature map computed through the ops of `be` (conv2d, add,
+  /// bias_act), so that any registered backend (CUDA included) can run the model. `input`
+  /// is f32 NHWC [batch, h, w, 3] on be.device(); the result lies there too. The weights
+  /// are copied to each device once, on first use. The float-pointer functions above and
+  /// below run the CPU's fused NHWC ops directly (packed weights, fused epilogues) and stay
+  /// the fast path on the CPU. Errors: errc::unsupported with fake quantization on, or
+  /// when `be` lacks an op or a shape (cuDNN: symmetric padding only, so tf_padding = false).
+  caf::expected<tensor> features(backend& be, const tensor& input) const;
+
+  /// Classifier scores [batch, num_classes] through `be`: features, global average pooling
+  /// (on the CPU backend when `be` has none) and the classifier as a dense layer.
+  caf::expected<tensor> logits(backend& be, const tensor& input) const;
+
   /// Same, into `out`, reusing its storage (fresh allocations cost page faults each call).
   caf::error features_into(const float* input, int batch, int h, int w, feature_map& out) const {
     return run_backbone(input, batch, h, w, out);
@@ -123,6 +140,19 @@ private:
   mobilenet_v2() = default;
   void build_shape(const mobilenet_v2_config& cfg);
   caf::error run_backbone(const float* input, int batch, int h, int w, feature_map& out) const;
+  /// Each layer's weights [k, k, cin / groups, cout] and bias [cout] on `dev` (2 tensors per
+  /// layer), made on first use.
+  caf::expected<std::shared_ptr<const std::vector<tensor>>> weights_on(device dev) const;
+  /// conv2d parameters of layer l on an ih x iw input.
+  conv2d_params conv_params(const layer& l, int ih, int iw) const;
+
+  /// Per-device copies of the weights; replaced (not cleared) by set_layer, so copies of a
+  /// model never see another's weights.
+  struct device_weights {
+    std::mutex mtx;
+    std::vector<std::pair<device, std::shared_ptr<const std::vector<tensor>>>> per_device;
+  };
+  std::shared_ptr<device_weights> device_weights_ = std::make_shared<device_weights>();
 
   mobilenet_v2_config cfg_;
   std::vector<layer> layers_;

@@ -1,11 +1,15 @@
 // Tests for kernels/models/centernet: peak decoding on synthetic heatmaps with known peaks,
 // and the detector's forward shapes at 512x512.
 #include "kernels/models/centernet.hpp"
+#include "kernels/reference_backend.hpp"
+
+#include "tests/kernels/kernel_check.hpp"
 
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 #include <random>
+#include <tuple>
 #include <unistd.h>
 
 using namespace comb;
@@ -106,6 +110,45 @@ TEST_CASE("the detector's forward gives stride-4 maps at 512x512 and decodes to 
   auto bad = net.forward(x.data(), 1, 500, 512);
   REQUIRE_FALSE(bad);
   CHECK(is(bad.error(), errc::invalid_argument));
+}
+
+TEST_CASE("through the backend interface the detector equals the fused CPU path on every backend") {
+  centernet_config cfg;
+  cfg.num_classes = 5;
+  auto net = centernet::random(cfg, 12);
+  std::mt19937_64 rng(3);
+  auto x = test::random_f32({2, 64, 96, 3}, rng);
+  auto want = net.forward(x.data<float>(), 2, 64, 96);
+  REQUIRE(want);
+  auto as_t = [](const std::vector<float>& v) {
+    auto t = tensor::zeros({static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), t.data<float>());
+    return t;
+  };
+  reference_backend ref;
+  std::vector<backend*> list = {&ref};
+  for (auto& b : backends())
+    list.push_back(b.get());
+  for (auto* be : list) {
+    auto xd = be->device() == device::cpu ? caf::expected<tensor>{x} : x.to(be->device());
+    REQUIRE(xd);
+    auto got = net.forward(*be, *xd);
+    if (!got && is(got.error(), errc::unsupported)) {
+      MESSAGE(be->name() << " cannot run the detector: " << describe(got.error()) << "; skipped");
+      continue;
+    }
+    REQUIRE_MESSAGE(got, be->name() << ": " << describe(got.error()));
+    CHECK(got->n == 2);
+    CHECK(got->h == 16);
+    CHECK(got->w == 24);
+    CHECK(got->classes == 5);
+    for (auto [name, w, g] : {std::tuple{"heat", &want->heat, &got->heat},
+                              std::tuple{"size", &want->size, &got->size},
+                              std::tuple{"offset", &want->offset, &got->offset}}) {
+      auto what = be->name() + " " + name;
+      CHECK_MESSAGE(test::mismatches(what, as_t(*w), as_t(*g), 1e-3f) == 0, what);
+    }
+  }
 }
 
 } // TEST_SUITE

@@ -3,6 +3,9 @@
 // consistency and batch-norm folding.
 #include "kernels/image.hpp"
 #include "kernels/models/mobilenet_v2.hpp"
+#include "kernels/reference_backend.hpp"
+
+#include "tests/kernels/kernel_check.hpp"
 
 #include <doctest/doctest.h>
 
@@ -168,6 +171,52 @@ TEST_CASE("a random MobileNetV2 runs at several sizes and batch rows are indepen
   CHECK(f->w == 2);
   CHECK(f->c == 1280);
   auto bad = m.logits(x.data(), 1, 8, 8);
+  REQUIRE_FALSE(bad);
+  CHECK(is(bad.error(), errc::invalid_argument));
+}
+
+TEST_CASE("through the backend interface the model equals the fused CPU path on every backend") {
+  reference_backend ref;
+  std::vector<backend*> list = {&ref};
+  for (auto& b : backends())
+    list.push_back(b.get());
+  for (bool tf_padding : {true, false}) {
+    mobilenet_v2_config cfg;
+    cfg.num_classes = 10;
+    cfg.tf_padding = tf_padding;
+    auto m = mobilenet_v2::random(cfg, 7);
+    std::mt19937_64 rng(6);
+    auto x = test::random_f32({2, 64, 48, 3}, rng);
+    auto want = m.logits(x.data<float>(), 2, 64, 48);
+    REQUIRE(want);
+    auto want_t = tensor::from({2, 10}, *want);
+    REQUIRE(want_t);
+    auto fast_f = m.features(x.data<float>(), 2, 64, 48);
+    REQUIRE(fast_f);
+    auto fast_ft = tensor::from({2, fast_f->h, fast_f->w, fast_f->c}, fast_f->data);
+    REQUIRE(fast_ft);
+    for (auto* be : list) {
+      auto xd = be->device() == device::cpu ? caf::expected<tensor>{x} : x.to(be->device());
+      REQUIRE(xd);
+      auto got = m.logits(*be, *xd);
+      if (!got && is(got.error(), errc::unsupported)) {
+        MESSAGE(be->name() << " cannot run MobileNetV2 (tf_padding " << tf_padding
+                           << "): " << describe(got.error()) << "; skipped");
+        continue;
+      }
+      REQUIRE_MESSAGE(got, be->name() << ": " << describe(got.error()));
+      // 53 layers deep: float sums in another order drift more than one op's would.
+      auto what = be->name() + " logits, tf_padding " + std::to_string(tf_padding);
+      CHECK_MESSAGE(test::mismatches(what, *want_t, *got, 1e-3f) == 0, what);
+      auto f = m.features(*be, *xd);
+      REQUIRE(f);
+      what = be->name() + " features, tf_padding " + std::to_string(tf_padding);
+      CHECK_MESSAGE(test::mismatches(what, *fast_ft, *f, 1e-3f) == 0, what);
+    }
+  }
+  mobilenet_v2_config cfg;
+  auto m = mobilenet_v2::random(cfg, 1);
+  auto bad = m.logits(cpu(), tensor::zeros({1, 16, 16, 3}));
   REQUIRE_FALSE(bad);
   CHECK(is(bad.error(), errc::invalid_argument));
 }

@@ -11,9 +11,9 @@ add_test(NAME kernels.vision_ops_portable COMMAND test_kernels_vision_ops)
 set_tests_properties(kernels.vision_ops_portable PROPERTIES TIMEOUT 120
                      ENVIRONMENT COMB_KERNELS_NO_AVX512=1)
 comb_add_test(kernels.mobilenet_v2 SOURCES ${CMAKE_CURRENT_LIST_DIR}/mobilenet_v2_test.cpp
-              LIBS comb_vision TIMEOUT 120)
+              LIBS comb_vision comb_kernels_reference TIMEOUT 120)
 comb_add_test(kernels.centernet SOURCES ${CMAKE_CURRENT_LIST_DIR}/centernet_test.cpp
-              LIBS comb_vision TIMEOUT 120)
+              LIBS comb_vision comb_kernels_reference TIMEOUT 120)
 if(TARGET comb_kernels)
   comb_add_test(kernels.cuda_vision SOURCES ${CMAKE_CURRENT_LIST_DIR}/cuda_vision_test.cpp
                 LIBS comb_kernels comb_vision_cuda comb_vision comb_kernels_reference TIMEOUT 120)
