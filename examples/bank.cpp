@@ -44,15 +44,15 @@ int main(int argc, char** argv) {
   apps::bank::register_bank(*procs);
   runtime::node_config nc;
   nc.data_dir = dir;
+  auto failed = [](const caf::error& e) { std::cerr << describe(e) << "\n"; return 1; };
   auto node = runtime::node::start(sys, nc, procs);
-  if (!node) {
-    std::cerr << describe(node.error()) << "\n";
-    return 1;
-  }
+  if (!node)
+    return failed(node.error());
   auto& n = **node;
   for (int i = 0; i < 10; ++i)
-    (void) n.call("bank.open", {{"account", "acct-" + std::to_string(i)}, {"balance", 100}},
-                  "admin");
+    if (auto r = n.call("bank.open", {{"account", "acct-" + std::to_string(i)}, {"balance", 100}},
+                        "admin"); !r)
+      return failed(r.error());
   auto done = std::make_shared<std::atomic<int>>(0);
   {
     caf::scoped_actor self{sys};
@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
       self->receive([](const caf::down_msg&) {});
   }
   auto total = n.call("bank.total", json::object(), "auditor");
+  if (!total)
+    return failed(total.error());
   std::cout << *done << " transfers committed; " << total->dump() << "\n";
   return (*total)["total"] == 1000 ? 0 : 1;
 }

@@ -235,7 +235,6 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
   uint64_t expect = 0;
   for (size_t i = 0; i < segs.size(); ++i) {
     bool last = i + 1 == segs.size();
-    uint64_t last_lsn = 0;
     std::string bad_lsn;
     auto s = scan_segment(dir + "/" + segs[i], segs[i], w->cluster_id_,
                           [&](uint64_t off, std::string_view body) {
@@ -247,7 +246,6 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
                                              : describe(r.error()));
                               return false;
                             }
-                            last_lsn = r->lsn;
                             expect = r->lsn + 1;
                             return true;
                           });
@@ -274,7 +272,6 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
     }
     if (expect == 0)
       expect = s.first_lsn;
-    (void) last_lsn;
   }
   w->next_lsn_ = expect == 0 ? 1 : expect;
   if (!segs.empty()) {
@@ -289,7 +286,13 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
 
 log_writer::~log_writer() {
   if (fd_ >= 0) {
-    (void) flush();
+    // A destructor cannot return the error: say which records were lost, and why. Owners
+    // that care (the recorder) sync before they let go, and hear of failures there.
+    if (auto err = flush())
+      std::fprintf(stderr, "comb: provenance log: the last records (up to lsn %llu) may be "
+                           "missing from %s: %s\n",
+                   static_cast<unsigned long long>(next_lsn_ - 1), segment_.c_str(),
+                   describe(err).c_str());
     ::close(fd_);
   }
 }

@@ -358,7 +358,13 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
     err = failure;
   }
   if (err) {
-    (void) exec("ROLLBACK");
+    // Some failures (SQLITE_FULL, SQLITE_IOERR) roll the transaction back by themselves; a
+    // ROLLBACK then fails for want of a transaction, which means nothing. One that fails with
+    // the transaction still open leaves the store stuck in it: the caller hears of both.
+    if (auto rb = exec("ROLLBACK"); rb && !sqlite3_get_autocommit(db_))
+      return make_error(errc::storage_error, "spool failed (" + describe(err)
+                                               + "), then ROLLBACK failed with the "
+                                                 "transaction open (" + describe(rb) + ")");
     return err;
   }
   if (auto e = exec("COMMIT"))

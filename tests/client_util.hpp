@@ -2,21 +2,26 @@
 #pragma once
 
 #include "node/client.hpp"
+#include "tests/test_util.hpp"
 
 #include <chrono>
-#include <thread>
+#include <string>
 
 namespace comb::test {
 
-/// Connects to the node on 127.0.0.1:`port`, retrying for up to 20 s while it starts.
-inline caf::expected<runtime::client> connect_retry(caf::actor_system& sys, int port) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  for (;;) {
-    auto c = runtime::client::connect(sys, {"127.0.0.1", static_cast<uint16_t>(port)});
-    if (c || std::chrono::steady_clock::now() > deadline)
-      return c;
-    std::this_thread::sleep_for(std::chrono::milliseconds{100});
-  }
+/// Connects to the node on 127.0.0.1:`port` once it accepts connections: retries while it
+/// starts, for up to `timeout`, and returns the last attempt's error after that.
+inline caf::expected<runtime::client>
+connect_retry(caf::actor_system& sys, int port,
+              std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
+  caf::expected<runtime::client> c = make_error(errc::unavailable, "not tried");
+  wait_until(
+    [&] {
+      c = runtime::client::connect(sys, {"127.0.0.1", static_cast<uint16_t>(port)});
+      return static_cast<bool>(c);
+    },
+    timeout, "a node accepting clients on 127.0.0.1:" + std::to_string(port));
+  return c;
 }
 
 } // namespace comb::test

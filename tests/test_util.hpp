@@ -1,11 +1,14 @@
 // Helpers shared by Comb's tests: temporary folders, locating the comb binary, child
-// processes. Header only; not thread-safe.
+// processes, and bounded waits on a condition (a line in a child's log, a port that accepts,
+// anything a predicate can see). Header only; not thread-safe.
 #pragma once
 
 #include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +16,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -85,8 +89,10 @@ public:
     pid_ = fork();
     if (pid_ == 0) {
       if (!log.empty()) {
-        auto* f = std::freopen(log.c_str(), "w", stdout);
-        (void) f;
+        if (!std::freopen(log.c_str(), "w", stdout)) {
+          std::fprintf(stderr, "child_process: cannot write %s\n", log.c_str());
+          std::_Exit(127);
+        }
         dup2(fileno(stdout), fileno(stderr));
       }
       std::vector<char*> args;
@@ -136,6 +142,67 @@ public:
 private:
   pid_t pid_ = -1;
 };
+
+/// Polls `pred` until it returns true or `timeout` has passed, checking often at first and
+/// then every 50 ms. Returns whether `pred` held; on a timeout it says on stderr what it
+/// waited for (`what`) and for how long. Use it where no reply or notification exists to
+/// wait on: the poll is for the condition, never a guess at how long something takes, so
+/// pick a `timeout` that only a broken build reaches, even on a slow, loaded machine.
+template <class Pred>
+bool wait_until(Pred&& pred, std::chrono::milliseconds timeout, const std::string& what) {
+  auto start = std::chrono::steady_clock::now();
+  auto pause = std::chrono::milliseconds{1};
+  for (;;) {
+    if (pred())
+      return true;
+    auto waited = std::chrono::steady_clock::now() - start;
+    if (waited >= timeout) {
+      std::fprintf(stderr, "wait_until: gave up after %lld ms waiting for %s\n",
+                   static_cast<long long>(timeout.count()), what.c_str());
+      return false;
+    }
+    // The pause between polls, not a guess at when the condition holds.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds{50});
+  }
+}
+
+/// Waits until the file `log` contains `text`; false after `timeout`, or as soon as `proc`
+/// (when given) has exited without writing it. Says on stderr what was missing, with the
+/// file's content.
+inline bool wait_for_line(const std::string& log, const std::string& text,
+                          std::chrono::milliseconds timeout = std::chrono::seconds{30},
+                          child_process* proc = nullptr) {
+  auto has = [&] { return read_file(log).find(text) != std::string::npos; };
+  bool exited = false;
+  wait_until(
+    [&] {
+      if (has())
+        return true;
+      exited = proc != nullptr && !proc->running();
+      return exited;
+    },
+    timeout, "'" + text + "' in " + log);
+  if (has())
+    return true;
+  std::fprintf(stderr, "no '%s' in %s%s:\n%s\n", text.c_str(), log.c_str(),
+               exited ? " (the process exited)" : "", read_file(log).c_str());
+  return false;
+}
+
+/// True when something accepts TCP connections on 127.0.0.1:`port` right now.
+inline bool port_accepts(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
 inline int free_port() {

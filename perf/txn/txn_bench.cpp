@@ -72,8 +72,11 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan)
   storage::options opts;
   opts.mode = mode;
   auto db = std::move(*storage::database::open(dir, opts));
-  (void) db->create_table("bank.accounts");
-  (void) db->create_table("bank.transfers");
+  for (auto* table : {"bank.accounts", "bank.transfers"})
+    if (auto err = db->create_table(table)) {
+      std::cerr << "perf_txn: " << table << ": " << describe(err) << "\n";
+      std::abort();
+    }
   auto* raw = db->raw();
   auto* accts = db->handle("bank.accounts");
   auto* xfers = db->handle("bank.transfers");

@@ -8,8 +8,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace comb::runtime {
 
@@ -48,12 +50,16 @@ size_t set_tcp_nodelay_on_all_sockets() {
 }
 
 void keep_large_buffers_in_heap() {
-  static const bool done = [] {
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    return true;
-  }();
-  (void) done;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // mallopt returns 0 when it refuses a setting: nothing breaks, large buffers just keep
+    // costing an mmap and munmap each, so say so and go on.
+    if (mallopt(M_MMAP_THRESHOLD, 64 << 20) == 0)
+      std::fprintf(stderr,
+                   "comb: mallopt(M_MMAP_THRESHOLD) refused; large buffers stay mmapped\n");
+    if (mallopt(M_TRIM_THRESHOLD, 1 << 30) == 0)
+      std::fprintf(stderr, "comb: mallopt(M_TRIM_THRESHOLD) refused\n");
+  });
 }
 
 } // namespace comb::runtime

@@ -20,7 +20,6 @@
 #include <memory>
 #include <random>
 #include <sstream>
-#include <thread>
 
 using namespace comb;
 using namespace comb::runtime;
@@ -43,20 +42,8 @@ public:
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     std::fflush(stdout);
     proc_ = std::make_unique<test::child_process>(argv, log);
-    for (int i = 0; i < 400; ++i) {
-      std::ifstream in{log};
-      std::stringstream ss;
-      ss << in.rdbuf();
-      if (ss.str().find("listening on") != std::string::npos)
-        return;
-      if (!proc_->running())
-        break;
-      std::this_thread::sleep_for(50ms);
-    }
-    std::ifstream in{log};
-    std::stringstream ss;
-    ss << in.rdbuf();
-    FAIL("comb compute did not start: " << ss.str());
+    REQUIRE_MESSAGE(test::wait_for_line(log, "listening on", 30s, proc_.get()),
+                    "comb compute did not start: " << test::read_file(log));
   }
 
   void kill() { proc_->kill(SIGKILL); }
@@ -256,12 +243,12 @@ TEST_CASE("each malformed piece gets a clear error and the compute process keeps
 
   // Task 1 never gets its last pieces: it expires and its memory is freed.
   nlohmann::json st;
-  for (int i = 0; i < 100; ++i) {
-    st = c.stats(compute);
-    if (st["expired"] == 1)
-      break;
-    std::this_thread::sleep_for(50ms);
-  }
+  test::wait_until(
+    [&] {
+      st = c.stats(compute);
+      return st["expired"] == 1;
+    },
+    30s, "task 1 to expire in the compute process");
   CHECK(st["expired"] == 1);
   CHECK(st["incomplete_tasks"] == 0);
   CHECK(st["held_bytes"] == 0);
@@ -426,8 +413,8 @@ TEST_CASE("the compute process killed and restarted mid-run: every task complete
   handles[0].receive(
     [&](task_result& r) { CHECK(r.output == checksum_output({inputs[0]})); },
     [&](caf::error& e) { FAIL(describe(e)); });
-  proc.kill();
-  std::this_thread::sleep_for(300ms);
+  proc.kill(); // returns once the process is gone, its port closed
+  CHECK_FALSE(test::port_accepts(proc.port()));
   proc.start();
   for (int i = 1; i < n; ++i)
     handles[i].receive(

@@ -28,6 +28,8 @@ int64_t worst_error(int ms) {
     // Compare with the nearer bound of the interval the reading was taken in.
     int64_t err = ours < before ? before - ours : ours > after ? ours - after : 0;
     worst = std::max(worst, err);
+    // Time passing is what this test is about: samples spread over `ms` milliseconds (and
+    // the clock's re-anchoring), not a wait for something else to happen.
     std::this_thread::sleep_for(std::chrono::microseconds{200});
   }
   return worst;

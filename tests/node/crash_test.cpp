@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -49,7 +50,9 @@ TEST_CASE("SIGKILL mid-load loses no acknowledged transfer and conserves the tot
                     json{{"account", "a" + std::to_string(i)}, {"balance", initial}}.dump(),
                     "admin"));
 
+  constexpr size_t kill_after = 2000; // acknowledged transfers
   std::mutex mtx;
+  std::condition_variable acked_cv;
   std::vector<std::string> acked;
   std::atomic<bool> stop{false};
   std::atomic<int> sent{0};
@@ -71,17 +74,15 @@ TEST_CASE("SIGKILL mid-load loses no acknowledged transfer and conserves the tot
           return; // the node is gone
         std::lock_guard guard{mtx};
         acked.push_back(id);
+        if (acked.size() == kill_after)
+          acked_cv.notify_all();
       }
     });
-  // Let the load run, then kill the node in the middle of it.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  while (std::chrono::steady_clock::now() < deadline) {
-    {
-      std::lock_guard guard{mtx};
-      if (acked.size() >= 2000)
-        break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  // Let the load run, then kill the node in the middle of it: once enough transfers are
+  // acknowledged, or after 20 s at most (a slow machine still gets its kill mid-load).
+  {
+    std::unique_lock lock{mtx};
+    acked_cv.wait_for(lock, std::chrono::seconds{20}, [&] { return acked.size() >= kill_after; });
   }
   node->kill(SIGKILL);
   stop = true;

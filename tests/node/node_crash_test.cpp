@@ -18,24 +18,13 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <thread>
 
 using namespace comb;
 using nlohmann::json;
-using namespace std::chrono_literals;
 
 namespace {
 
 using test::read_file;
-
-bool wait_for_line(const std::string& log, const std::string& text) {
-  for (int i = 0; i < 400; ++i) {
-    if (read_file(log).find(text) != std::string::npos)
-      return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
 
 std::unique_ptr<test::child_process> start_node(const std::string& data, int port,
                                                 int compute_port, const std::string& log) {
@@ -60,7 +49,8 @@ TEST_CASE("SIGKILL with large calls in flight: after a restart each is applied o
   test::child_process compute{{test::comb_binary(), "compute", "--listen",
                                "127.0.0.1:" + std::to_string(compute_port), "--threads", "1"},
                               dir.path() + "/compute.log"};
-  REQUIRE(wait_for_line(dir.path() + "/compute.log", "listening on"));
+  REQUIRE(test::wait_for_line(dir.path() + "/compute.log", "listening on",
+                              std::chrono::seconds{30}, &compute));
   runtime::system_config cfg{2};
   caf::actor_system sys{cfg};
   int port = test::free_port();
@@ -97,18 +87,19 @@ TEST_CASE("SIGKILL with large calls in flight: after a restart each is applied o
   auto node2 = start_node(data, port2, compute_port, dir.path() + "/node2.log");
   auto c2 = test::connect_retry(sys, port2);
   REQUIRE_MESSAGE(c2, test::why(c2));
+  // The restarted node sends the calls again; wait until compute has loaded every model.
   json list;
-  for (int i = 0; i < 600; ++i) {
-    auto r = c2->call("comb.model.list", "{}", "admin");
-    REQUIRE_MESSAGE(r, test::why(r));
-    list = *r;
-    size_t active = 0;
-    for (auto& row : list)
-      active += row.value("active", false) && row.value("loaded", false);
-    if (active == models)
-      break;
-    std::this_thread::sleep_for(50ms);
-  }
+  test::wait_until(
+    [&] {
+      auto r = c2->call("comb.model.list", "{}", "admin");
+      REQUIRE_MESSAGE(r, test::why(r));
+      list = *r;
+      size_t active = 0;
+      for (auto& row : list)
+        active += row.value("active", false) && row.value("loaded", false);
+      return active == models;
+    },
+    std::chrono::seconds{60}, "all " + std::to_string(models) + " models active and loaded");
   REQUIRE(list.size() == models);
   for (auto& row : list) {
     CHECK_MESSAGE(row.value("active", false), row.dump());

@@ -22,7 +22,6 @@
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <thread>
 
 using namespace comb;
 using namespace comb::runtime;
@@ -115,10 +114,7 @@ TEST_CASE("comb model put, list, get and activate; results name their model vers
   test::child_process compute{{test::comb_binary(), "compute", "--listen",
                                "127.0.0.1:" + std::to_string(compute_port), "--threads", "2"},
                               dir.path() + "/compute.log"};
-  for (int i = 0; i < 400 && read_file(dir.path() + "/compute.log").find("listening on") ==
-                               std::string::npos;
-       ++i)
-    std::this_thread::sleep_for(50ms);
+  REQUIRE(test::wait_for_line(dir.path() + "/compute.log", "listening on", 30s, &compute));
   model_config cfg;
   caf::actor_system sys{cfg};
   node_config nc;
@@ -171,16 +167,17 @@ TEST_CASE("comb model put, list, get and activate; results name their model vers
   REQUIRE(!early);
   CHECK(describe(early.error()).find("no active version") != std::string::npos);
 
+  // A version becomes active once the compute process has loaded it (an outbox call whose
+  // result procedure activates it), after `comb model activate` returns.
   auto wait_active = [&](uint32_t version) {
-    for (int i = 0; i < 400; ++i) {
-      auto txn = n.db().begin();
-      auto v = model_store::active_version(*txn, "mlp");
-      txn->rollback();
-      if (v && *v == version)
-        return true;
-      std::this_thread::sleep_for(25ms);
-    }
-    return false;
+    return test::wait_until(
+      [&] {
+        auto txn = n.db().begin();
+        auto v = model_store::active_version(*txn, "mlp");
+        txn->rollback();
+        return v && *v == version;
+      },
+      30s, "mlp version " + std::to_string(version) + " to be active");
   };
   auto act1 = run_cli(dir, {"model", "activate", "--node", node_ep, "--name", "mlp",
                             "--version", "1"});
@@ -205,8 +202,8 @@ TEST_CASE("comb model put, list, get and activate; results name their model vers
   REQUIRE(wait_active(2));
   for (int i = 0; i < 5; ++i)
     REQUIRE(n.call("demo.infer", {{"name", "b" + std::to_string(i)}, {"input", "y"}}, "admin"));
-  for (int i = 0; i < 400 && test::must(n.db().count("inferences")) < 15; ++i)
-    std::this_thread::sleep_for(25ms);
+  REQUIRE(test::wait_until([&] { return test::must(n.db().count("inferences")) >= 15; }, 60s,
+                           "15 rows in inferences"));
   {
   auto txn = n.db().begin();
   for (int i = 0; i < 10; ++i) {

@@ -4,6 +4,7 @@
 #include "apps/bank/bank.hpp"
 #include "node/client.hpp"
 #include "base/errc.hpp"
+#include "base/wall_clock.hpp"
 #include "node/load_driver.hpp"
 #include "node/node.hpp"
 #include "runtime/provenance/provenance_recorder.hpp"
@@ -75,6 +76,17 @@ uint64_t last_lsn(const std::string& log) {
   return st.last_lsn;
 }
 
+// The largest timestamp of any record in the log.
+int64_t last_timestamp(const std::string& log) {
+  int64_t last = 0;
+  auto r = test::must(storage::log_reader::open(log));
+  REQUIRE(!r.for_each(0, [&](storage::log_record&& rec) {
+    last = std::max(last, rec.timestamp_ns);
+    return true;
+  }));
+  return last;
+}
+
 } // namespace
 
 TEST_SUITE("runtime.provenance.recorder") {
@@ -99,11 +111,12 @@ TEST_CASE("replay of a concurrent randomized workload gives the original digest;
     n->recorder()->flush();
     lsn1 = last_lsn(cfg.provenance_dir);
     digest1 = test::must(n->db().digest());
-    std::this_thread::sleep_for(std::chrono::milliseconds{5});
-    time1 = std::chrono::duration_cast<std::chrono::nanoseconds>(
-              std::chrono::system_clock::now().time_since_epoch())
-              .count();
-    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    // The cut in time is the latest record's time so far. The next records must come later:
+    // wait until the clock (read on any thread, within a millisecond of the system clock) is
+    // safely past it.
+    time1 = last_timestamp(cfg.provenance_dir);
+    REQUIRE(test::wait_until([&] { return wall_clock_ns() > time1 + 5'000'000; },
+                             std::chrono::seconds{10}, "the clock to pass the first half's end"));
     auto r2 = runtime::drive(sys, n->route(), 32, 3000, [](uint64_t i) { return random_call(i, 2); });
     CHECK(r2.ok > 1000);
     n->stop();
