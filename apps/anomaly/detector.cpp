@@ -27,23 +27,11 @@ const char* cookie_name(text_options::cookie_mode m) {
 std::string detector_config::serialize() const {
   std::ostringstream os;
   os << "vocab_size=" << vocab_size << "\n"
-     << "max_tokens=" << max_tokens << "\n"
      << "text.cookie=" << cookie_name(text.cookie) << "\n"
      << "text.sort_headers=" << (text.sort_headers ? 1 : 0) << "\n"
      << "text.drop_headers=" << (text.drop_headers ? 1 : 0) << "\n"
      << "text.zero_digits=" << (text.zero_digits ? 1 : 0) << "\n"
-     << "text.fold_value_letters=" << (text.fold_value_letters ? 1 : 0) << "\n"
-     << "model.vocab=" << model.vocab << "\n"
-     << "model.embed=" << model.embed << "\n"
-     << "model.filters=" << model.filters << "\n"
-     << "model.kernel_sizes=";
-  for (size_t i = 0; i < model.kernel_sizes.size(); ++i)
-    os << (i ? "," : "") << model.kernel_sizes[i];
-  os << "\n"
-     << "model.dropout=" << model.dropout << "\n"
-     << "model.learning_rate=" << model.learning_rate << "\n"
-     << "model.seed=" << model.seed << "\n"
-     << "model.engine=" << model.engine << "\n";
+     << "text.fold_value_letters=" << (text.fold_value_letters ? 1 : 0) << "\n";
   return os.str();
 }
 
@@ -52,6 +40,7 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
   // Model files written before these options existed saw digits and letters as they are.
   c.text.zero_digits = false;
   c.text.fold_value_letters = false;
+  c.max_tokens = 0;
   size_t line_no = 0;
   while (!text.empty()) {
     auto nl = text.find('\n');
@@ -129,6 +118,18 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
 
 detector::detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config cfg)
   : tokenizer_(std::move(tok)), model_(std::move(model)), config_(std::move(cfg)) {
+  config_.model = model_.options();
+  if (config_.max_tokens != 0) {
+    auto& ks = config_.model.kernel_sizes;
+    auto n = std::clamp<size_t>(config_.max_tokens, static_cast<size_t>(*std::max_element(
+                                                      ks.begin(), ks.end())),
+                                size_t{1} << 20);
+    // n is in the range set_seq_len takes; were it refused, the model would keep its own
+    // length, and the length read back below is the one used either way.
+    if (auto err = model_.set_seq_len(static_cast<int>(n)))
+      config_.max_tokens = 0;
+  }
+  config_.max_tokens = static_cast<size_t>(model_.seq_len());
 }
 
 std::vector<int32_t> detector::encode_text(std::string_view text) const {
@@ -217,10 +218,12 @@ caf::expected<detector> detector::deserialize(const std::string& bytes) {
   auto cfg = detector_config::deserialize(meta["comb.config"]);
   if (!cfg)
     return cfg.error();
-  if (tok->vocab_size() > static_cast<size_t>(cfg->model.vocab))
+  if (tok->vocab_size() > static_cast<size_t>(model->options().vocab))
     return make_error(errc::bad_model, "tokenizer has " + std::to_string(tok->vocab_size())
                                          + " ids but the model embeds only "
-                                         + std::to_string(cfg->model.vocab));
+                                         + std::to_string(model->options().vocab));
+  // cfg->max_tokens is 0 (the model's seq_len stands) unless the file predates the model's
+  // seq_len: then it is the length the file's detector cut at, and wins.
   return detector{std::move(*tok), std::move(*model), std::move(*cfg)};
 }
 

@@ -1,7 +1,8 @@
 // comb::anomaly::detector: the HTTP anomaly detector as one unit: how a request becomes text
-// (text_options), the BBPE tokenizer, the maximum number of tokens, and the TextCNN. Saved as
-// one safetensors file: the weights as tensors; the tokenizer and the configuration in the
-// header's __metadata__ ("comb.kind" = "anomaly-detector", "comb.tokenizer",
+// (text_options), the BBPE tokenizer, and the TextCNN with the number of tokens it sees (its
+// sequence length). Saved as one safetensors file: the weights as tensors with the model's
+// textcnn.* keys (shape, sequence length) in the header's __metadata__, beside the tokenizer
+// and the text settings ("comb.kind" = "anomaly-detector", "comb.tokenizer",
 // "comb.config"), so a compute process loads it from the model store as it loads any model.
 // Owned by its user; scoring mutates scratch buffers, so one detector per thread.
 #pragma once
@@ -22,19 +23,25 @@ namespace comb::anomaly {
 struct detector_config {
   /// BBPE vocabulary size (padding + 256 bytes + merges).
   size_t vocab_size = 8192;
-  /// A request's text is cut after this many tokens (the model sees at most this many).
-  size_t max_tokens = 512;
+  /// A request's text is cut after this many tokens: the model's sequence length. The
+  /// detector's constructor makes it the model's (clamped to the widest kernel..2^20; 0
+  /// keeps the model's own), and the file holds it once, with the model (textcnn.seq_len).
+  size_t max_tokens = textcnn_classifier::default_seq_len;
   text_options text;
+  /// The model's shape and engine; the constructor copies them from the model.
   textcnn_options model;
 
-  /// "key=value" lines.
+  /// "key=value" lines of the settings the model does not hold (vocab_size, text.*).
   std::string serialize() const;
+  /// Reads serialize()'s lines, and those of files written before the model held its shape
+  /// and sequence length (max_tokens, model.*). max_tokens is 0 when the text has none.
   /// Errors: errc::bad_model naming the key or value that does not parse.
   static caf::expected<detector_config> deserialize(std::string_view text);
 };
 
 class detector {
 public:
+  /// `cfg.max_tokens` becomes the model's sequence length (see detector_config).
   detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config cfg);
 
   /// Token ids of one request's text, at most max_tokens, never empty (an empty text is
@@ -52,7 +59,9 @@ public:
   caf::expected<std::vector<float>> score_encoded(const std::vector<std::vector<int32_t>>& seqs,
                                                   int batch = 256);
 
-  /// The one-file form (safetensors bytes).
+  /// The one-file form (safetensors bytes). Files written before the model held the
+  /// sequence length keep loading: their comb.config max_tokens is the sequence length (it
+  /// is what they cut requests at; a textcnn.seq_len beside it was never used).
   caf::expected<std::string> serialize() const;
   static caf::expected<detector> deserialize(const std::string& bytes);
 

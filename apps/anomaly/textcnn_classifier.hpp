@@ -2,12 +2,15 @@
 // kernel sizes 2, 3, 4 and 100 filters each, ReLU; max over time; dropout 0.2; dense;
 // softmax over {normal, anomalous}) trained with Adam, as the detector uses it: batches of
 // padded token ids in, probabilities of "anomalous" out, weights to and from safetensors
-// bytes (same tensor names and layout for both engines). Two engines:
-//  - "fused" (default): apps/anomaly/detail/textcnn_cpu, one OpenBLAS sgemm for all kernel
-//    taps, fused tap-sum/ReLU/max, and a backward pass that follows only the arg-max windows;
-//  - "kernels": comb::kernels::textcnn (kernels/models/textcnn.hpp) through its backend
-//    registry, so it runs on the CUDA backend where one is built and a device answers.
-// Owned by one detector or trainer; not thread-safe (training and scratch buffers mutate).
+// bytes. The model is comb::kernels::textcnn (kernels/models/textcnn.hpp), which trains; the
+// engine says where it runs and how it scores:
+//  - "fused" (default): the CPU backend, scoring with comb::kernels::textcnn_fused (a
+//    per-vocabulary table of convolution tap outputs instead of the convolutions);
+//  - "kernels": the backend registry's choice (CUDA where one is built and a device
+//    answers), scoring op by op with textcnn::forward().
+// The model also carries the sequence length it is trained for (seq_len(), saved with the
+// weights as textcnn.seq_len). Owned by one detector or trainer; not thread-safe (training
+// and scratch buffers mutate).
 #pragma once
 
 #include <caf/expected.hpp>
@@ -29,7 +32,8 @@ struct textcnn_options {
   float dropout = 0.2f;
   float learning_rate = 1e-3f;
   uint64_t seed = 1;
-  /// "fused" (anomaly's CPU implementation) or "kernels" (comb::kernels::textcnn).
+  /// "fused" (CPU, scoring through comb::kernels::textcnn_fused) or "kernels" (scoring op by
+  /// op on the backend registry's choice).
   std::string engine = "fused";
   /// With the "kernels" engine: run on the CUDA backend when one is built and answers.
   bool prefer_gpu = true;
@@ -37,12 +41,15 @@ struct textcnn_options {
 
 class textcnn_classifier {
 public:
+  /// The sequence length of a new model, until a detector sets its own.
+  static constexpr int default_seq_len = 512;
+
   ~textcnn_classifier();
   textcnn_classifier(textcnn_classifier&&) noexcept;
   textcnn_classifier& operator=(textcnn_classifier&&) noexcept;
 
-  /// A freshly initialised model (weights drawn from `opts.seed`). Errors:
-  /// errc::invalid_argument for a bad shape.
+  /// A freshly initialised model (weights drawn from `opts.seed`), trained for sequences of
+  /// default_seq_len. Errors: errc::invalid_argument for a bad shape or engine.
   static caf::expected<textcnn_classifier> create(const textcnn_options& opts);
 
   /// One Adam step on a batch: `tokens` is batch x len ids (0 = padding), labels 0/1.
@@ -54,11 +61,16 @@ public:
   caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch,
                                             int len);
 
-  /// Weights (and optimiser state when `with_optimizer`) as safetensors bytes, with
-  /// `metadata` in the header's __metadata__.
+  /// Weights as safetensors bytes (comb::kernels::textcnn's form, plus "anomaly.engine"),
+  /// with `metadata` in the header's __metadata__.
   caf::expected<std::string> save(const std::map<std::string, std::string>& metadata) const;
 
-  /// Reads a model written by `save`; `metadata` receives the header's __metadata__.
+  /// Reads a model written by `save`, or by Comb before one TextCNN (those files lack some
+  /// textcnn.* keys: a file without "anomaly.engine" is a "fused" one, two classes; without
+  /// textcnn.seq_len it gets default_seq_len, and a detector file's own setting replaces
+  /// that, see detector::deserialize; textcnn.learning_rate falls back to
+  /// "anomaly.learning_rate"). `metadata` receives the header's __metadata__ as stored.
+  /// Errors: errc::corrupt_data / errc::bad_model naming what does not fit.
   static caf::expected<textcnn_classifier> load(const std::string& bytes,
                                                 std::map<std::string, std::string>* metadata);
 
@@ -67,6 +79,12 @@ public:
   caf::error copy_weights_from(const textcnn_classifier& other);
 
   const textcnn_options& options() const;
+
+  /// The sequence length the model is trained for: inputs are cut to at most this many
+  /// tokens (saved with the weights).
+  int seq_len() const;
+  /// Errors: errc::invalid_argument for a length below the widest kernel or above 2^20.
+  caf::error set_seq_len(int seq_len);
 
   /// "fused/cpu", or "kernels/<backend name>".
   std::string backend() const;

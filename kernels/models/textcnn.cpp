@@ -9,14 +9,27 @@
 #include "kernels/safetensors.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdio>
 
 namespace comb::kernels {
+
+namespace {
+
+/// Weights versions, unique over all models of the process.
+uint64_t next_weights_version() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
+}
+
+} // namespace
 
 struct textcnn::impl {
   textcnn_config cfg;
   std::shared_ptr<backend> be;
   int64_t step = 0;
+  uint64_t version = next_weights_version();
   // Parameters, gradients and Adam moments, in parameter order.
   tensor emb;
   std::vector<tensor> conv_w, conv_b;
@@ -296,6 +309,7 @@ caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& lab
   for (size_t i = 0; i < ps.size(); ++i)
     COMB_TRY(im.be->adam_step(*ps[i], im.grads[i], im.adam_m[i], im.adam_v[i], im.step,
                               im.cfg.adam));
+  im.version = next_weights_version();
   return loss;
 }
 
@@ -314,12 +328,38 @@ caf::expected<float> textcnn::train_step(const std::vector<int32_t>& tokens,
 }
 
 std::vector<std::pair<std::string, tensor*>> textcnn::parameters() {
+  weights_changed();
   std::vector<std::pair<std::string, tensor*>> r;
   auto n = impl_->names();
   auto p = impl_->params();
   for (size_t i = 0; i < p.size(); ++i)
     r.emplace_back(n[i], p[i]);
   return r;
+}
+
+std::vector<std::pair<std::string, const tensor*>> textcnn::parameters() const {
+  std::vector<std::pair<std::string, const tensor*>> r;
+  auto n = impl_->names();
+  auto p = impl_->params();
+  for (size_t i = 0; i < p.size(); ++i)
+    r.emplace_back(n[i], p[i]);
+  return r;
+}
+
+uint64_t textcnn::weights_version() const {
+  return impl_->version;
+}
+
+void textcnn::weights_changed() {
+  impl_->version = next_weights_version();
+}
+
+caf::error textcnn::set_seq_len(int64_t seq_len) {
+  auto cfg = impl_->cfg;
+  cfg.seq_len = seq_len;
+  COMB_TRY(check_config(cfg));
+  impl_->cfg.seq_len = seq_len;
+  return {};
 }
 
 std::vector<std::pair<std::string, tensor*>> textcnn::gradients() {
@@ -336,6 +376,8 @@ std::map<std::string, std::string> config_metadata(const textcnn_config& c) {
   std::string ks;
   for (size_t i = 0; i < c.kernel_sizes.size(); ++i)
     ks += (i ? "," : "") + std::to_string(c.kernel_sizes[i]);
+  char lr[32];
+  std::snprintf(lr, sizeof(lr), "%.9g", static_cast<double>(c.adam.lr));
   return {{"textcnn.vocab", std::to_string(c.vocab)},
           {"textcnn.embed", std::to_string(c.embed)},
           {"textcnn.seq_len", std::to_string(c.seq_len)},
@@ -343,7 +385,8 @@ std::map<std::string, std::string> config_metadata(const textcnn_config& c) {
           {"textcnn.kernel_sizes", ks},
           {"textcnn.classes", std::to_string(c.classes)},
           {"textcnn.dropout", std::to_string(c.dropout)},
-          {"textcnn.seed", std::to_string(c.seed)}};
+          {"textcnn.seed", std::to_string(c.seed)},
+          {"textcnn.learning_rate", lr}};
 }
 
 caf::expected<textcnn_config> config_from(const std::map<std::string, std::string>& m) {
@@ -356,6 +399,8 @@ caf::expected<textcnn_config> config_from(const std::map<std::string, std::strin
     c.classes = std::stoll(m.at("textcnn.classes"));
     c.dropout = std::stof(m.at("textcnn.dropout"));
     c.seed = std::stoull(m.at("textcnn.seed"));
+    if (auto lr = m.find("textcnn.learning_rate"); lr != m.end())
+      c.adam.lr = std::stof(lr->second);
     c.kernel_sizes.clear();
     std::string ks = m.at("textcnn.kernel_sizes");
     for (size_t p = 0; p < ks.size();) {
@@ -415,6 +460,12 @@ caf::expected<textcnn> from_file(safetensors_file file, std::shared_ptr<backend>
   if (!m)
     return make_error(errc::bad_model, "textcnn weights: " + describe(m.error()));
   COMB_TRY(assign_parameters(file, m->parameters()));
+  for (auto& [name, t] : file.tensors) { // all f32 and the model's: assign_parameters checked
+    auto* d = t.data<float>();
+    if (!std::all_of(d, d + t.numel(), [](float x) { return std::isfinite(x); }))
+      return make_error(errc::bad_model,
+                        "textcnn weights: tensor '" + name + "' holds a non-finite value");
+  }
   if (metadata)
     *metadata = std::move(file.metadata);
   return m;
@@ -428,6 +479,12 @@ caf::expected<textcnn> textcnn::from_bytes(std::string_view bytes, std::shared_p
   if (!file)
     return file.error();
   return from_file(std::move(*file), std::move(be), metadata);
+}
+
+caf::expected<textcnn> textcnn::from_safetensors(safetensors_file file,
+                                                 std::shared_ptr<backend> be,
+                                                 std::map<std::string, std::string>* metadata) {
+  return from_file(std::move(file), std::move(be), metadata);
 }
 
 caf::expected<textcnn> textcnn::load(const std::string& path, std::shared_ptr<backend> be,
@@ -452,6 +509,7 @@ caf::error textcnn::copy_weights_from(textcnn& other) {
       return c.error();
     *mine[i] = std::move(*c);
   }
+  weights_changed();
   return {};
 }
 

@@ -5,12 +5,16 @@
 // through one kernels::backend (the CPU backend unless another is given). Weights are
 // saved and loaded as safetensors with tensor names embedding.weight, conv<k>.weight
 // [k, embed, filters], conv<k>.bias, dense.weight [n_k * filters, classes], dense.bias,
-// and the config in the metadata ("textcnn.*"). A model is owned by one trainer or
-// predictor and is not thread-safe (activations and optimiser state are members).
+// and the config in the metadata ("textcnn.*", the one parser of it is here). Inference has
+// two engines: forward() runs the layers op by op on the backend; textcnn_fused
+// (textcnn_fused.hpp) is a CPU engine over the same weights for scoring. A model is owned by
+// one trainer or predictor and is not thread-safe (activations and optimiser state are
+// members).
 #pragma once
 
 #include "kernels/backend.hpp"
 #include "kernels/op.hpp"
+#include "kernels/safetensors.hpp"
 #include "kernels/tensor.hpp"
 
 #include <caf/error.hpp>
@@ -27,8 +31,9 @@ namespace comb::kernels {
 struct textcnn_config {
   int64_t vocab = 8192;
   int64_t embed = 64;
-  /// Sequence length the model is built for; forward() accepts any length >= the widest
-  /// kernel (shorter sequences must be padded by the caller).
+  /// Sequence length the model is trained for (saved as textcnn.seq_len): callers cut their
+  /// inputs to at most this many tokens. forward() accepts any length >= the widest kernel
+  /// (shorter sequences must be padded by the caller).
   int64_t seq_len = 256;
   int64_t filters = 100;
   std::vector<int64_t> kernel_sizes = {2, 3, 4};
@@ -69,9 +74,22 @@ public:
   caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels,
                                           bool train);
 
-  /// Named parameters and their gradients (same order, same shapes).
+  /// Named parameters and their gradients (same order, same shapes). The mutable form counts
+  /// as a change of the weights (see weights_version()).
   std::vector<std::pair<std::string, tensor*>> parameters();
+  std::vector<std::pair<std::string, const tensor*>> parameters() const;
   std::vector<std::pair<std::string, tensor*>> gradients();
+
+  /// A number that changes whenever the weights may have changed (a training step,
+  /// copy_weights_from, the mutable parameters(), weights_changed()); never the same for two
+  /// models. Engines that cache something derived from the weights compare it.
+  uint64_t weights_version() const;
+  /// Call after writing through pointers from parameters() obtained earlier.
+  void weights_changed();
+
+  /// Sets the sequence length the model is trained for (config().seq_len). Errors:
+  /// errc::invalid_argument for a length outside widest kernel..2^20.
+  caf::error set_seq_len(int64_t seq_len);
 
   /// Weights as safetensors bytes / file, with the config and `metadata` in the header.
   caf::expected<std::string> to_bytes(const std::map<std::string, std::string>& metadata = {});
@@ -79,7 +97,9 @@ public:
                   const std::map<std::string, std::string>& metadata = {});
 
   /// A model from to_bytes()/save() output; `metadata` (optional) receives the header's
-  /// metadata. Errors: errc::corrupt_data / errc::bad_model naming what does not fit.
+  /// metadata. Errors: errc::corrupt_data / errc::bad_model naming what does not fit (a
+  /// missing tensor or textcnn.* key, a shape, a non-finite weight). textcnn.learning_rate
+  /// may be absent (files before it was saved): the default Adam rate.
   static caf::expected<textcnn> from_bytes(std::string_view bytes,
                                            std::shared_ptr<backend> be = nullptr,
                                            std::map<std::string, std::string>* metadata
@@ -87,6 +107,11 @@ public:
   static caf::expected<textcnn> load(const std::string& path,
                                      std::shared_ptr<backend> be = nullptr,
                                      std::map<std::string, std::string>* metadata = nullptr);
+  /// The same from an already decoded file (a caller that looks at the metadata first).
+  static caf::expected<textcnn> from_safetensors(safetensors_file file,
+                                                 std::shared_ptr<backend> be = nullptr,
+                                                 std::map<std::string, std::string>* metadata
+                                                 = nullptr);
 
   /// Copies the weights of a model of the same config (e.g. the best epoch).
   caf::error copy_weights_from(textcnn& other);

@@ -9,8 +9,9 @@
 
 namespace comb::anomaly::bench {
 
-/// Scoring: single-request p50/p99 and batch throughput, model against CRS PL1 (accept-charset
-/// allowed) on the same `sample` requests.
+/// Scoring: single-request p50/p99 and batch throughput, model (the fused engine) against CRS
+/// PL1 (accept-charset allowed) on the same `sample` requests; and batch throughput of the
+/// fused engine against the op-by-op forward on the same weights.
 void run_score_benchmark(const csic_dataset& ds, size_t sample, size_t vocab);
 
 /// Training: one epoch over `sample` requests, batch 64, Comb against

@@ -286,6 +286,44 @@ TEST_CASE("corrupt and mismatched safetensors files get clear errors") {
   CHECK(!encode_safetensors({{"f", &f}, {"f", &f}}));
 }
 
+TEST_CASE("the TextCNN file holds its sequence length and learning rate; weights are finite") {
+  auto cfg = tiny_textcnn(0);
+  cfg.adam.lr = 3.5e-7f;
+  auto a = textcnn::create(cfg);
+  REQUIRE(a);
+  CHECK(a->config().seq_len == 12);
+  CHECK(!a->set_seq_len(40));
+  CHECK(a->config().seq_len == 40);
+  CHECK(static_cast<bool>(a->set_seq_len(3))); // shorter than the widest kernel (4)
+  CHECK(static_cast<bool>(a->set_seq_len(int64_t{1} << 21)));
+  CHECK(a->config().seq_len == 40);
+  auto b = textcnn::from_bytes(*a->to_bytes());
+  REQUIRE(b);
+  CHECK(b->config().seq_len == 40);
+  CHECK(b->config().adam.lr == a->config().adam.lr);
+  // Files before the learning rate was saved: Adam's default.
+  auto file = decode_safetensors(*a->to_bytes());
+  REQUIRE(file);
+  file->metadata.erase("textcnn.learning_rate");
+  auto c = textcnn::from_safetensors(*file);
+  REQUIRE(c);
+  CHECK(c->config().adam.lr == adam_params{}.lr);
+  // A non-finite weight is refused, by name.
+  file->tensors.at("dense.bias").data<float>()[1] = std::nanf("");
+  auto d = textcnn::from_safetensors(*file);
+  REQUIRE(!d);
+  CHECK(comb::describe(d.error()).find("dense.bias") != std::string::npos);
+  // Weight changes show in weights_version().
+  auto v = a->weights_version();
+  CHECK(b->weights_version() != v);
+  auto [tokens, labels] = toy_sequences();
+  REQUIRE(a->train_step(tokens, labels));
+  CHECK(a->weights_version() != v);
+  v = a->weights_version();
+  REQUIRE(!a->copy_weights_from(*b));
+  CHECK(a->weights_version() != v);
+}
+
 TEST_CASE("bad batches and configs get clear errors") {
   auto m = textcnn::create(tiny_textcnn(0));
   REQUIRE(m);

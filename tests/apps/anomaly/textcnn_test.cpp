@@ -1,10 +1,13 @@
-// Tests of the detector's TextCNN: gradients against finite differences, learning a toy
-// rule, safetensors round trip, one-file detector round trip, bad input.
-#include "apps/anomaly/detail/textcnn_cpu.hpp"
+// Tests of the detector's TextCNN (comb::kernels::textcnn; its gradients and the fused
+// engine's agreement with the op-by-op forward are tested in tests/kernels): learning a toy
+// rule with either engine, safetensors round trip, one-file detector round trip with the
+// sequence length saved once, files written before one TextCNN, bad input.
 #include "apps/anomaly/detector.hpp"
 #include "apps/anomaly/textcnn_classifier.hpp"
 #include "apps/anomaly/trainer.hpp"
 #include "base/errc.hpp"
+#include "kernels/models/textcnn.hpp"
+#include "kernels/safetensors.hpp"
 
 #include <doctest/doctest.h>
 
@@ -27,94 +30,6 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int batch, int len, int vo
 } // namespace
 
 TEST_SUITE("apps.anomaly.textcnn") {
-
-TEST_CASE("gradients match central finite differences") {
-  detail::textcnn_shape s;
-  s.vocab = 12;
-  s.embed = 5;
-  s.kernels = {2, 3};
-  s.filters = 4;
-  s.dropout = 0.0f;
-  detail::textcnn_cpu net(s, 3);
-  std::mt19937 rng(5);
-  int batch = 3, len = 7;
-  auto tokens = random_tokens(rng, batch, len, s.vocab);
-  for (auto& t : tokens)
-    t = 1 + t % (s.vocab - 1); // the padding row (id 0) is frozen by design
-  std::vector<int32_t> labels = {0, 1, 1};
-  std::vector<float> probs;
-  net.forward(tokens.data(), batch, len, labels.data(), true, probs);
-  detail::textcnn_params grad;
-  net.backward(tokens.data(), batch, len, labels.data(), grad);
-  // Collect (param pointer, grad pointer) pairs.
-  std::vector<float*> ps;
-  std::vector<const float*> gs;
-  std::vector<size_t> ns;
-  net.params().each([&](float* p, size_t n) {
-    ps.push_back(p);
-    ns.push_back(n);
-  });
-  grad.each([&](float* g, size_t) { gs.push_back(g); });
-  size_t checked = 0, bad = 0;
-  for (size_t t = 0; t < ps.size(); ++t)
-    for (size_t i = 0; i < ns[t]; i += 1 + ns[t] / 40) {
-      float old = ps[t][i];
-      const float h = 1e-3f;
-      ps[t][i] = old + h;
-      (void) net.params(); // marks packed weights stale
-      float lp = net.forward(tokens.data(), batch, len, labels.data(), false, probs);
-      ps[t][i] = old - h;
-      (void) net.params();
-      float lm = net.forward(tokens.data(), batch, len, labels.data(), false, probs);
-      ps[t][i] = old;
-      (void) net.params();
-      float num = (lp - lm) / (2 * h);
-      float ana = gs[t][i];
-      ++checked;
-      if (std::fabs(num - ana) > 2e-3f + 2e-2f * std::fabs(num)) {
-        if (++bad <= 5)
-          MESSAGE("tensor " << t << " index " << i << ": numeric " << num << " analytic "
-                            << ana);
-      }
-    }
-  CHECK(checked > 50);
-  // Max-pooling has kinks: allow a tiny share of mismatches where a window ties.
-  CHECK(bad * 50 <= checked);
-}
-
-TEST_CASE("inference through the vocabulary table equals the training forward") {
-  detail::textcnn_shape s;
-  s.vocab = 300;
-  s.embed = 16;
-  s.kernels = {2, 3, 4};
-  s.filters = 24;
-  s.dropout = 0.0f; // the training forward is then deterministic and comparable
-  detail::textcnn_cpu net(s, 11);
-  std::mt19937 rng(7);
-  for (int batch : {1, 40}) { // 40: split over the cores
-    int len = 33;
-    auto tokens = random_tokens(rng, batch, len, s.vocab);
-    std::vector<int32_t> labels(static_cast<size_t>(batch), 1);
-    std::vector<float> trained, inferred;
-    float lt = net.forward(tokens.data(), batch, len, labels.data(), true, trained);
-    float li = net.forward(tokens.data(), batch, len, labels.data(), false, inferred);
-    CHECK(li == doctest::Approx(lt).epsilon(1e-5));
-    REQUIRE(trained.size() == inferred.size());
-    for (size_t i = 0; i < trained.size(); ++i)
-      CHECK(inferred[i] == doctest::Approx(trained[i]).epsilon(1e-5));
-  }
-  // New weights invalidate the table: inference before and after a change differ, and after
-  // it agrees with the training forward.
-  std::vector<int32_t> tokens(20, 3), labels(1, 0);
-  std::vector<float> before, after, trained;
-  net.forward(tokens.data(), 1, 20, labels.data(), false, before);
-  for (auto& x : net.params().emb)
-    x *= 2.0f;
-  net.forward(tokens.data(), 1, 20, labels.data(), false, after);
-  net.forward(tokens.data(), 1, 20, labels.data(), true, trained);
-  CHECK(after[0] != doctest::Approx(before[0]).epsilon(1e-4));
-  CHECK(after[0] == doctest::Approx(trained[0]).epsilon(1e-5));
-}
 
 TEST_CASE("the model learns a toy rule and round-trips through safetensors") {
   textcnn_options o;
@@ -248,7 +163,13 @@ TEST_CASE("a detector is one file: tokenizer, config and weights") {
   auto back = detector::load(path);
   REQUIRE_MESSAGE(back, describe(back.error()));
   CHECK(back->config().max_tokens == 64);
+  CHECK(back->model().seq_len() == 64);
   CHECK(back->config().text.cookie == text_options::cookie_mode::drop);
+  // The sequence length is in the file once: the model's textcnn.seq_len.
+  std::map<std::string, std::string> meta;
+  REQUIRE(textcnn_classifier::load(*d.serialize(), &meta));
+  CHECK(meta["textcnn.seq_len"] == "64");
+  CHECK(meta["comb.config"].find("max_tokens") == std::string::npos);
   CHECK(back->tokenizer().merges() == d.tokenizer().merges());
   auto q = back->score_raw(reqs);
   REQUIRE(q);
@@ -257,6 +178,116 @@ TEST_CASE("a detector is one file: tokenizer, config and weights") {
   auto missing = detector::load(path);
   REQUIRE_FALSE(missing);
   CHECK(describe(missing.error()).find(path) != std::string::npos);
+}
+
+TEST_CASE("a max_tokens the model cannot take is clamped to its widest kernel") {
+  detector_config cfg;
+  cfg.max_tokens = 2;
+  cfg.model.vocab = 300;
+  cfg.model.embed = 4;
+  cfg.model.filters = 3;
+  auto m = textcnn_classifier::create(cfg.model);
+  REQUIRE(m);
+  CHECK(m->seq_len() == textcnn_classifier::default_seq_len);
+  std::vector<std::string_view> corpus = {"GET /a HTTP/1.1"};
+  detector d{*bbpe_tokenizer::train(corpus, 300), std::move(*m), cfg};
+  CHECK(d.config().max_tokens == 4);
+  CHECK(d.model().seq_len() == 4);
+}
+
+namespace {
+
+/// A safetensors file of `m`'s weights with exactly `meta` in the header, as Comb wrote them
+/// before one TextCNN.
+std::string file_of(const kernels::textcnn& m, const std::map<std::string, std::string>& meta) {
+  std::vector<std::pair<std::string, const kernels::tensor*>> list;
+  for (auto& [name, t] : m.parameters())
+    list.emplace_back(name, t);
+  auto bytes = kernels::encode_safetensors(list, meta);
+  REQUIRE(bytes);
+  return *bytes;
+}
+
+} // namespace
+
+TEST_CASE("files written before one TextCNN keep loading") {
+  kernels::textcnn_config kc;
+  kc.vocab = 300, kc.embed = 8, kc.filters = 6, kc.seq_len = 256, kc.seed = 5;
+  auto km = kernels::textcnn::create(kc);
+  REQUIRE(km);
+  std::mt19937 rng(4);
+  auto tokens = random_tokens(rng, 5, 20, 300);
+  auto expected = km->predict(tokens, 5);
+  REQUIRE(expected);
+  std::vector<std::string> texts = {"GET /index.jsp?id=1 HTTP/1.1 Host: a",
+                                    "POST /login.jsp HTTP/1.1 Host: a user=bob"};
+  std::vector<std::string_view> views(texts.begin(), texts.end());
+  auto tok = bbpe_tokenizer::train(views, 300);
+  REQUIRE(tok);
+  // The fused engine's own writer: its textcnn.* keys, no engine, classes or seq_len.
+  std::map<std::string, std::string> fused_meta = {
+    {"textcnn.vocab", "300"},          {"textcnn.embed", "8"},
+    {"textcnn.filters", "6"},          {"textcnn.kernel_sizes", "2,3,4"},
+    {"textcnn.dropout", "0.200000"},   {"textcnn.learning_rate", "0.002000"},
+    {"textcnn.seed", "5"}};
+  auto check_scores = [&](textcnn_classifier& c) {
+    auto p = c.predict(tokens, 5, 20);
+    REQUIRE(p);
+    for (size_t b = 0; b < 5; ++b)
+      CHECK((*p)[b] == doctest::Approx((*expected)[2 * b + 1]).epsilon(1e-5));
+  };
+  SUBCASE("a bare fused model gets the default sequence length") {
+    auto c = textcnn_classifier::load(file_of(*km, fused_meta), nullptr);
+    REQUIRE_MESSAGE(c, describe(c.error()));
+    CHECK(c->options().engine == "fused");
+    CHECK(c->options().learning_rate == doctest::Approx(0.002));
+    CHECK(c->options().kernel_sizes == std::vector<int>{2, 3, 4});
+    CHECK(c->seq_len() == textcnn_classifier::default_seq_len);
+    check_scores(*c);
+  }
+  SUBCASE("a fused detector: its max_tokens is the sequence length") {
+    auto meta = fused_meta;
+    meta["comb.kind"] = "anomaly-detector";
+    meta["comb.format"] = "1";
+    meta["comb.tokenizer"] = tok->serialize();
+    meta["comb.config"] = "vocab_size=300\nmax_tokens=64\ntext.cookie=drop\n"
+                          "text.sort_headers=1\ntext.drop_headers=0\nmodel.vocab=300\n"
+                          "model.embed=8\nmodel.filters=6\nmodel.kernel_sizes=2,3,4\n"
+                          "model.dropout=0.2\nmodel.learning_rate=0.002\nmodel.seed=5\n"
+                          "model.engine=fused\n";
+    auto d = detector::deserialize(file_of(*km, meta));
+    REQUIRE_MESSAGE(d, describe(d.error()));
+    CHECK(d->config().max_tokens == 64);
+    CHECK(d->model().seq_len() == 64);
+    CHECK(d->config().text.cookie == text_options::cookie_mode::drop);
+    CHECK(d->encode_text(std::string(1000, 'x')).size() == 64);
+    check_scores(d->model());
+    // Written again, it holds the value once, in the model's metadata.
+    auto again = detector::deserialize(*d->serialize());
+    REQUIRE(again);
+    CHECK(again->config().max_tokens == 64);
+  }
+  SUBCASE("a kernels detector: max_tokens wins over the unused textcnn.seq_len") {
+    auto bytes = km->to_bytes({{"anomaly.engine", "kernels"},
+                               {"anomaly.learning_rate", "0.005000"},
+                               {"comb.kind", "anomaly-detector"},
+                               {"comb.tokenizer", tok->serialize()},
+                               {"comb.config", "vocab_size=300\nmax_tokens=100\n"
+                                               "model.engine=kernels\n"}});
+    REQUIRE(bytes);
+    // Files of that time had no textcnn.learning_rate.
+    auto file = kernels::decode_safetensors(*bytes);
+    REQUIRE(file);
+    file->metadata.erase("textcnn.learning_rate");
+    CHECK(file->metadata.at("textcnn.seq_len") == "256");
+    auto d = detector::deserialize(file_of(*km, file->metadata));
+    REQUIRE_MESSAGE(d, describe(d.error()));
+    CHECK(d->config().max_tokens == 100);
+    CHECK(d->model().seq_len() == 100);
+    CHECK(d->model().options().engine == "kernels");
+    CHECK(d->model().options().learning_rate == doctest::Approx(0.005));
+    check_scores(d->model());
+  }
 }
 
 } // TEST_SUITE
