@@ -12,12 +12,10 @@ namespace comb::kernels {
 
 std::string to_string(op o) {
   static const char* names[] = {
-    "embedding", "embedding_backward", "conv1d", "conv1d_backward", "conv2d",
-    "conv2d_backward", "batch_norm_fold", "bias_act", "bias_act_backward", "max_over_time",
-    "max_over_time_backward", "pool2d", "pool2d_backward", "global_avg_pool", "dense",
-    "dense_backward", "softmax", "softmax_cross_entropy", "softmax_cross_entropy_backward",
-    "dropout", "dropout_backward", "add", "sigmoid", "sigmoid_backward", "upsample", "top_k",
-    "sgd_step", "adam_step", "concat", "concat_backward", "conv1d_max", "conv1d_max_backward"};
+#define COMB_KERNEL_OP_NAME(name) #name,
+    COMB_KERNEL_OP_LIST(COMB_KERNEL_OP_NAME)
+#undef COMB_KERNEL_OP_NAME
+  };
   static_assert(sizeof(names) / sizeof(names[0]) == static_cast<size_t>(op::count_));
   auto i = static_cast<size_t>(o);
   return i < static_cast<size_t>(op::count_) ? names[i] : "unknown_op";

@@ -9,14 +9,11 @@ namespace comb::kernels {
 
 namespace {
 
+// Every op's fast version, <op>_cpu, in COMB_KERNEL_OP_LIST's order.
 const detail::host_ops fast_ops = {
-  embedding_cpu, embedding_backward_cpu, conv1d_cpu, conv1d_backward_cpu, conv2d_cpu,
-  conv2d_backward_cpu, batch_norm_fold_cpu, bias_act_cpu, bias_act_backward_cpu,
-  max_over_time_cpu, max_over_time_backward_cpu, pool2d_cpu, pool2d_backward_cpu,
-  global_avg_pool_cpu, dense_cpu, dense_backward_cpu, softmax_cpu, softmax_cross_entropy_cpu,
-  softmax_cross_entropy_backward_cpu, dropout_cpu, dropout_backward_cpu, add_cpu, sigmoid_cpu,
-  sigmoid_backward_cpu, upsample_cpu, top_k_cpu, sgd_step_cpu, adam_step_cpu, concat_cpu,
-  concat_backward_cpu, conv1d_max_cpu, conv1d_max_backward_cpu,
+#define COMB_CPU_OP(name) name##_cpu,
+  COMB_KERNEL_OP_LIST(COMB_CPU_OP)
+#undef COMB_CPU_OP
 };
 
 } // namespace

@@ -20,42 +20,36 @@ namespace comb::kernels {
 /// launch's cudaError_t returned as an int (0: success). Called from kernels/cuda only.
 using cuda_stream = CUstream_st*;
 
-/// Every operation of the kernels library. Backward ops produce gradients for the
-/// corresponding forward op; they overwrite their outputs (no accumulation).
+/// Every operation of the kernels library, in one list: X(name) per op. The op enum,
+/// to_string and the host backends' function tables (name##_ref and name##_cpu, declared
+/// in kernels/ops/<op>.hpp; see detail/host_backend.hpp) are generated from it, so a new
+/// op is one line here beside its files (and its name in kernels/CMakeLists.txt's
+/// COMB_KERNEL_OPS), plus its typed method in backend.hpp/.cpp. conv1d_max is conv1d +
+/// max over time + bias + activation, fused (a TextCNN branch).
+#define COMB_KERNEL_OP_LIST(X)                                                             \
+  X(embedding) X(embedding_backward)                                                       \
+  X(conv1d) X(conv1d_backward)                                                             \
+  X(conv2d) X(conv2d_backward)                                                             \
+  X(batch_norm_fold)                                                                       \
+  X(bias_act) X(bias_act_backward)                                                         \
+  X(max_over_time) X(max_over_time_backward)                                               \
+  X(pool2d) X(pool2d_backward) X(global_avg_pool)                                          \
+  X(dense) X(dense_backward)                                                               \
+  X(softmax) X(softmax_cross_entropy) X(softmax_cross_entropy_backward)                    \
+  X(dropout) X(dropout_backward)                                                           \
+  X(add) X(sigmoid) X(sigmoid_backward)                                                    \
+  X(upsample)                                                                              \
+  X(top_k)                                                                                 \
+  X(sgd_step) X(adam_step)                                                                 \
+  X(concat) X(concat_backward)                                                             \
+  X(conv1d_max) X(conv1d_max_backward)
+
+/// Backward ops produce gradients for the corresponding forward op; they overwrite their
+/// outputs (no accumulation).
 enum class op : uint8_t {
-  embedding,
-  embedding_backward,
-  conv1d,
-  conv1d_backward,
-  conv2d,
-  conv2d_backward,
-  batch_norm_fold,
-  bias_act,
-  bias_act_backward,
-  max_over_time,
-  max_over_time_backward,
-  pool2d,
-  pool2d_backward,
-  global_avg_pool,
-  dense,
-  dense_backward,
-  softmax,
-  softmax_cross_entropy,
-  softmax_cross_entropy_backward,
-  dropout,
-  dropout_backward,
-  add,
-  sigmoid,
-  sigmoid_backward,
-  upsample,
-  top_k,
-  sgd_step,
-  adam_step,
-  concat,
-  concat_backward,
-  /// conv1d + max over time + bias + activation, fused (a TextCNN branch).
-  conv1d_max,
-  conv1d_max_backward,
+#define COMB_KERNEL_OP_ENUM(name) name,
+  COMB_KERNEL_OP_LIST(COMB_KERNEL_OP_ENUM)
+#undef COMB_KERNEL_OP_ENUM
   /// Not an op: the number of ops.
   count_,
 };

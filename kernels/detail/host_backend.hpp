@@ -24,40 +24,12 @@
 
 namespace comb::kernels::detail {
 
-/// One function per op, all on host pointers.
+/// One function per op, all on host pointers: a field `name` of name##_ref's type for every
+/// op of COMB_KERNEL_OP_LIST (op.hpp), in that order.
 struct host_ops {
-  decltype(&embedding_ref) embedding;
-  decltype(&embedding_backward_ref) embedding_backward;
-  decltype(&conv1d_ref) conv1d;
-  decltype(&conv1d_backward_ref) conv1d_backward;
-  decltype(&conv2d_ref) conv2d;
-  decltype(&conv2d_backward_ref) conv2d_backward;
-  decltype(&batch_norm_fold_ref) batch_norm_fold;
-  decltype(&bias_act_ref) bias_act;
-  decltype(&bias_act_backward_ref) bias_act_backward;
-  decltype(&max_over_time_ref) max_over_time;
-  decltype(&max_over_time_backward_ref) max_over_time_backward;
-  decltype(&pool2d_ref) pool2d;
-  decltype(&pool2d_backward_ref) pool2d_backward;
-  decltype(&global_avg_pool_ref) global_avg_pool;
-  decltype(&dense_ref) dense;
-  decltype(&dense_backward_ref) dense_backward;
-  decltype(&softmax_ref) softmax;
-  decltype(&softmax_cross_entropy_ref) softmax_cross_entropy;
-  decltype(&softmax_cross_entropy_backward_ref) softmax_cross_entropy_backward;
-  decltype(&dropout_ref) dropout;
-  decltype(&dropout_backward_ref) dropout_backward;
-  decltype(&add_ref) add;
-  decltype(&sigmoid_ref) sigmoid;
-  decltype(&sigmoid_backward_ref) sigmoid_backward;
-  decltype(&upsample_ref) upsample;
-  decltype(&top_k_ref) top_k;
-  decltype(&sgd_step_ref) sgd_step;
-  decltype(&adam_step_ref) adam_step;
-  decltype(&concat_ref) concat;
-  decltype(&concat_backward_ref) concat_backward;
-  decltype(&conv1d_max_ref) conv1d_max;
-  decltype(&conv1d_max_backward_ref) conv1d_max_backward;
+#define COMB_HOST_OP_FIELD(name) decltype(&name##_ref) name;
+  COMB_KERNEL_OP_LIST(COMB_HOST_OP_FIELD)
+#undef COMB_HOST_OP_FIELD
 };
 
 class host_backend : public backend {
