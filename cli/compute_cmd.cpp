@@ -1,18 +1,14 @@
-// `comb compute`: the compute process of the paper's Figure 1. It publishes one compute actor
-// (actors/compute_actor.hpp) on HOST:PORT through CAF's middleman, so that function actors of
-// any node reach it over TCP, and serves until SIGINT/SIGTERM (or --seconds).
+// `comb compute`: flags for the compute process of the paper's Figure 1 (assembled in
+// node/compute_process.hpp), which serves until SIGINT/SIGTERM (or --seconds).
 #include "cli/commands.hpp"
 
 #include "actors/compute_actor.hpp"
-#include "runtime/pieces/compute_types.hpp"
 #include "base/endpoint.hpp"
 #include "base/errc.hpp"
+#include "node/compute_process.hpp"
 #include "runtime/system_config.hpp"
-#include "runtime/pieces/transfer_tuning.hpp"
 
 #include <caf/actor_system.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/send.hpp>
 
 #include <csignal>
 #include <iostream>
@@ -66,22 +62,13 @@ void run_compute(const compute_opts& o) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  runtime::keep_large_buffers_in_heap();
   runtime::system_config cfg{o.threads};
-  runtime::add_compute_types(cfg);
-  // CAF 0.17's default work-stealing workers sleep up to 10 ms when idle, which adds that
-  // much latency to each hop of a piece; the sharing policy wakes a worker at once.
-  cfg.set("scheduler.policy", caf::atom("sharing"));
+  runtime::compute_process::configure(cfg);
   caf::actor_system sys{cfg};
-  auto compute = actors::spawn_compute_actor(sys, cc);
-  auto port = sys.middleman().publish(compute, ep->port, ep->host.c_str(), /*reuse=*/true);
-  if (!port) {
-    caf::anon_send_exit(compute, caf::exit_reason::user_shutdown);
-    fail_compute(make_error(errc::network_error, "cannot listen on " + ep->to_string() + ": " +
-                                                   sys.render(port.error())),
-                 3);
-  }
-  std::cout << "comb compute: listening on " << ep->host << ":" << *port << " (backend "
+  auto proc = runtime::compute_process::start(sys, cc, *ep);
+  if (!proc)
+    fail_compute(proc.error(), 3);
+  std::cout << "comb compute: listening on " << ep->host << ":" << (*proc)->port() << " (backend "
             << cc.backend << ", memory limit " << o.memory_limit_mib << " MiB)" << std::endl;
   if (o.seconds > 0) {
     timespec ts;
@@ -92,7 +79,6 @@ void run_compute(const compute_opts& o) {
     int sig = 0;
     sigwait(&set, &sig);
   }
-  caf::anon_send_exit(compute, caf::exit_reason::user_shutdown);
 }
 
 } // namespace

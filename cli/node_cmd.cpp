@@ -3,6 +3,7 @@
 #include "cli/commands.hpp"
 
 #include "apps/apps.hpp"
+#include "apps/bank/bank_demo.hpp"
 #include "node/client.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
@@ -14,16 +15,10 @@
 
 #include <caf/actor_system.hpp>
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
-#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
-#include <thread>
-#include <vector>
 
 namespace comb::cli {
 
@@ -200,46 +195,15 @@ void run_demo(node_opts o) {
   std::cout << "Comb demo: node " << nc.name << " on " << nc.host << ":" << node.port()
             << ", data in " << std::filesystem::absolute(nc.data_dir).string() << " ("
             << nc.partitions << " partitions, " << storage::to_string(nc.durability) << ")\n";
-  constexpr int accounts = 100;
-  int opened = 0;
-  for (int i = 0; i < accounts; ++i) {
-    auto r = node.call("bank.open", {{"account", "acct-" + std::to_string(i)}, {"balance", 1000}},
-                       "admin");
-    if (r)
-      ++opened;
-    else if (!is(r.error(), errc::already_exists))
-      fail("demo", r.error());
-  }
-  std::cout << "  bank: " << accounts << " accounts (" << opened << " new)\n";
-  constexpr int threads = 8, per_thread = 250;
-  std::atomic<int> ok{0}, failed{0};
-  auto run_id = std::to_string(runtime::next_execution_id());
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      for (int i = 0; i < per_thread; ++i) {
-        int a = (t * 7919 + i * 104729) % accounts, b = (a + 1 + i % (accounts - 1)) % accounts;
-        auto r = node.call("bank.transfer",
-                           {{"id", run_id + "-" + std::to_string(t) + "-" + std::to_string(i)},
-                            {"from", "acct-" + std::to_string(a)},
-                            {"to", "acct-" + std::to_string(b)},
-                            {"amount", 1 + i % 10}},
-                           "teller");
-        (r ? ok : failed)++;
-      }
-    });
-  for (auto& th : pool)
-    th.join();
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  auto total = node.call("bank.total", nlohmann::json::object(), "auditor");
-  if (!total)
-    fail("demo", total.error());
-  std::cout << "  bank: " << ok << " transfers committed, " << failed << " refused, in " << secs
-            << " s from " << threads << " concurrent clients\n"
-            << "  bank: total " << (*total)["total"] << " over " << (*total)["accounts"]
-            << " accounts (conserved: " << ((*total)["total"] == accounts * 1000 ? "yes" : "NO")
-            << ")\n\n"
+  auto demo = apps::bank::run_demo(node);
+  if (!demo)
+    fail("demo", demo.error());
+  std::cout << "  bank: " << demo->accounts << " accounts (" << demo->opened << " new)\n"
+            << "  bank: " << demo->committed << " transfers committed, " << demo->refused
+            << " refused, in " << demo->seconds << " s from " << apps::bank::demo_options{}.threads
+            << " concurrent clients\n"
+            << "  bank: total " << demo->total["total"] << " over " << demo->total["accounts"]
+            << " accounts (conserved: " << (demo->conserved ? "yes" : "NO") << ")\n\n"
             << "Where to look next (in another terminal):\n"
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
             << " --role auditor bank.total '{}'\n"
