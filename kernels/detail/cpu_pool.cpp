@@ -16,6 +16,9 @@ namespace {
 
 thread_local bool inside_region = false;
 
+/// Set by park_workers(), cleared when a region starts: idle workers stop spinning.
+std::atomic<bool> park_request{false};
+
 /// One fork-join: parts are claimed through `next` and counted in `done`. Shared with the
 /// workers by shared_ptr, so a worker that wakes late holds a finished job, finds no part
 /// left and drops it; the caller never waits for a worker that has nothing to do.
@@ -68,6 +71,7 @@ public:
     j->fn = &fn;
     j->parts = parts;
     current_.store(j);
+    park_request.store(false, std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
     j->work();
@@ -81,8 +85,11 @@ private:
     uint64_t seen = 0; // the generation at construction
     for (;;) {
       // Spin a little before sleeping: regions come in quick succession in a forward pass.
+      // Not while another pool (OpenBLAS) has the cores: park_workers() cuts the spin short.
       uint64_t g = seen;
-      for (int i = 0; i < 4000 && (g = generation_.load(std::memory_order_acquire)) == seen; ++i)
+      for (int i = 0; i < 4000 && (g = generation_.load(std::memory_order_acquire)) == seen
+                      && !park_request.load(std::memory_order_relaxed);
+           ++i)
         cpu_relax();
       if (g == seen) {
         generation_.wait(seen);
@@ -154,6 +161,11 @@ int cpu_threads() {
 
 void set_cpu_threads(int n) {
   wanted.store(n <= 0 ? default_threads() : n);
+}
+
+void park_workers() {
+  if (!park_request.load(std::memory_order_relaxed))
+    park_request.store(true, std::memory_order_relaxed);
 }
 
 void parallel_range(int64_t n, int64_t grain,

@@ -5,7 +5,8 @@
 // share. Threads: hardware_concurrency, or COMB_KERNEL_THREADS from the environment, or
 // set_cpu_threads() (the public knob is kernels::cpu_backend::set_threads). Workers spin
 // briefly after a region (forward passes issue regions in quick succession), then sleep on
-// a futex (std::atomic::wait). One region runs at a time (callers from several threads
+// a futex (std::atomic::wait); park_workers() sends them to sleep at once before OpenBLAS
+// runs. One region runs at a time (callers from several threads
 // take turns), so it is thread-safe; a nested call from inside fn runs inline on the
 // calling thread.
 #pragma once
@@ -21,6 +22,10 @@ int cpu_threads();
 /// Sets the thread count (1: everything on the caller; <= 0: back to the default). Takes
 /// effect on the next region.
 void set_cpu_threads(int n);
+
+/// Sends idle workers to sleep now instead of after their spin: call before handing the
+/// cores to another thread pool (OpenBLAS sgemm), whose threads the spinning would slow.
+void park_workers();
 
 /// Runs fn(begin, end) over [0, n) in chunks of >= grain elements.
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);

@@ -145,6 +145,7 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
       for (int64_t r = 0; r < m; ++r)
         std::memcpy(out + r * d.c_out, bias, static_cast<size_t>(d.c_out) * sizeof(float));
     im2col(d, x, b0, b1, col);
+    detail::park_workers(); // the cores go to OpenBLAS now
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
                 static_cast<int>(d.c_out), static_cast<int>(kk), 1.0f, col,
                 static_cast<int>(kk), w, static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out,
@@ -172,6 +173,7 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
       std::fill(dyp + (b * d.time + d.t_out) * f, dyp + (b + 1) * d.time * f, 0.0f);
     }
   });
+  detail::park_workers(); // the cores go to OpenBLAS now
   for (int64_t j = 0; j < d.k; ++j)
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(d.c_in),
                 static_cast<int>(f), static_cast<int>(rows - j), 1.0f, x + j * d.c_in,
@@ -243,6 +245,7 @@ void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
     int64_t m = (b1 - b0) * d.t_out;
     const float* g = dy + b0 * d.t_out * d.c_out;
     im2col(d, x, b0, b1, col);
+    detail::park_workers(); // the cores go to OpenBLAS now
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
                 static_cast<int>(d.c_out), static_cast<int>(m), 1.0f, col,
                 static_cast<int>(kk), g, static_cast<int>(d.c_out), b0 == 0 ? 0.0f : 1.0f, dw,

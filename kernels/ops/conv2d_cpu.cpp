@@ -204,6 +204,7 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
         a = col;
         lda = kk;
       }
+      detail::park_workers(); // the cores go to OpenBLAS now
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(pix),
                   static_cast<int>(cog), static_cast<int>(kk), 1.0f, a, static_cast<int>(lda),
                   w + g * cog, static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out + g * cog,
@@ -261,6 +262,7 @@ void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w,
     for (int64_t g = 0; g < d.groups; ++g) {
       const float* gy = dy + n * pix * d.c_out + g * cog;
       im2col(d, x, n, g, col);
+      detail::park_workers(); // the cores go to OpenBLAS now
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
                   static_cast<int>(cog), static_cast<int>(pix), 1.0f, col, static_cast<int>(kk),
                   gy, static_cast<int>(d.c_out), 1.0f, dw + g * cog, static_cast<int>(d.c_out));

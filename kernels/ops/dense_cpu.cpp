@@ -117,6 +117,7 @@ void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
       std::memset(y, 0, static_cast<size_t>(b * out) * sizeof(float));
     return;
   }
+  detail::park_workers(); // the cores go to OpenBLAS now
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b),
               static_cast<int>(out), static_cast<int>(in), 1.0f, x, static_cast<int>(in), w,
               static_cast<int>(out), bias ? 1.0f : 0.0f, y, static_cast<int>(out));
@@ -127,6 +128,7 @@ void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, i
   if (b == 0) {
     std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
   } else {
+    detail::park_workers(); // the cores go to OpenBLAS now
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(in),
                 static_cast<int>(out), static_cast<int>(b), 1.0f, x, static_cast<int>(in), dy,
                 static_cast<int>(out), 0.0f, dw, static_cast<int>(out));
