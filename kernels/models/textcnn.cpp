@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdio>
+#include <charconv>
 
 namespace comb::kernels {
 
@@ -376,8 +376,8 @@ std::map<std::string, std::string> config_metadata(const textcnn_config& c) {
   std::string ks;
   for (size_t i = 0; i < c.kernel_sizes.size(); ++i)
     ks += (i ? "," : "") + std::to_string(c.kernel_sizes[i]);
-  char lr[32];
-  std::snprintf(lr, sizeof(lr), "%.9g", static_cast<double>(c.adam.lr));
+  char lr[32]; // the shortest text that reads back as the same float
+  auto lr_end = std::to_chars(lr, lr + sizeof(lr), c.adam.lr).ptr;
   return {{"textcnn.vocab", std::to_string(c.vocab)},
           {"textcnn.embed", std::to_string(c.embed)},
           {"textcnn.seq_len", std::to_string(c.seq_len)},
@@ -386,7 +386,7 @@ std::map<std::string, std::string> config_metadata(const textcnn_config& c) {
           {"textcnn.classes", std::to_string(c.classes)},
           {"textcnn.dropout", std::to_string(c.dropout)},
           {"textcnn.seed", std::to_string(c.seed)},
-          {"textcnn.learning_rate", lr}};
+          {"textcnn.learning_rate", std::string(lr, lr_end)}};
 }
 
 caf::expected<textcnn_config> config_from(const std::map<std::string, std::string>& m) {
