@@ -20,8 +20,8 @@ using clock_type = std::chrono::steady_clock;
 
 caf::expected<std::pair<std::string, batch_policy>> parse_batch_policy(std::string_view s) {
   auto bad = [&](const std::string& why) {
-    return make_error(errc::bad_config, "batch policy '" + std::string{s} + "': " + why +
-                                          " (expected MODEL=SIZE:DELAY_MS, e.g. checksum=8:5)");
+    return make_error(errc::bad_config, "batch policy '" + std::string{s} + "': " + why
+                                          + " (expected MODEL=SIZE:DELAY_MS, e.g. checksum=8:5)");
   };
   auto eq = s.find('=');
   auto colon = s.find(':', eq == std::string_view::npos ? 0 : eq);
@@ -53,7 +53,8 @@ caf::expected<std::vector<piece_kind>> parse_priority(std::string_view s) {
     auto item = s.substr(0, comma);
     auto k = runtime::parse_piece_kind(item);
     if (!k)
-      return make_error(errc::bad_config, "priority '" + std::string{s} + "': " + describe(k.error()));
+      return make_error(errc::bad_config,
+                        "priority '" + std::string{s} + "': " + describe(k.error()));
     if (std::find(out.begin(), out.end(), *k) == out.end())
       out.push_back(*k);
     if (comma == std::string_view::npos)
@@ -121,23 +122,23 @@ size_t rank_of(const compute_state& st, uint8_t kind) {
 }
 
 std::string task_where(const runtime::piece& p) {
-  return "piece " + std::to_string(p.piece_no) + "/" + std::to_string(p.piece_count) +
-         " of task " + std::to_string(p.task_id);
+  return "piece " + std::to_string(p.piece_no) + "/" + std::to_string(p.piece_count) + " of task "
+         + std::to_string(p.task_id);
 }
 
 /// Picks the version an infer/train task runs with; an unknown model is an error.
 caf::expected<uint32_t> resolve_model(compute_state& st, const runtime::piece& p) {
   if (runtime::is_builtin_model(p.model_id)) {
     if (p.model_version > 1)
-      return make_error(errc::bad_model, task_where(p) + ": built-in model '" + p.model_id +
-                                           "' has only version 1, not " +
-                                           std::to_string(p.model_version));
+      return make_error(errc::bad_model, task_where(p) + ": built-in model '" + p.model_id
+                                           + "' has only version 1, not "
+                                           + std::to_string(p.model_version));
     return 1u;
   }
   auto i = st.models.find(p.model_id);
   if (i == st.models.end() || i->second.versions.empty())
-    return make_error(errc::bad_model, task_where(p) + ": unknown model '" + p.model_id +
-                                         "' (not built in and not loaded)");
+    return make_error(errc::bad_model, task_where(p) + ": unknown model '" + p.model_id
+                                         + "' (not built in and not loaded)");
   if (p.model_version == 0) {
     if (i->second.active == 0)
       return make_error(errc::bad_model,
@@ -145,9 +146,9 @@ caf::expected<uint32_t> resolve_model(compute_state& st, const runtime::piece& p
     return i->second.active;
   }
   if (i->second.versions.count(p.model_version) == 0)
-    return make_error(errc::bad_model, task_where(p) + ": model '" + p.model_id +
-                                         "' has no loaded version " +
-                                         std::to_string(p.model_version));
+    return make_error(errc::bad_model, task_where(p) + ": model '" + p.model_id
+                                         + "' has no loaded version "
+                                         + std::to_string(p.model_version));
   return p.model_version;
 }
 
@@ -165,11 +166,11 @@ caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) 
     auto& entry = st.models[t.model_id];
     auto i = entry.versions.find(t.model_version);
     if (i != entry.versions.end() && i->second.digest != digest)
-      return make_error(errc::already_exists,
-                        "task " + std::to_string(t.task_id) + ": model '" + t.model_id +
-                          "' version " + std::to_string(t.model_version) +
-                          " is already loaded with digest " + i->second.digest + ", not " +
-                          digest);
+      return make_error(errc::already_exists, "task " + std::to_string(t.task_id) + ": model '"
+                                                + t.model_id + "' version "
+                                                + std::to_string(t.model_version)
+                                                + " is already loaded with digest "
+                                                + i->second.digest + ", not " + digest);
     if (i == entry.versions.end()) {
       loaded_model m;
       m.bytes = t.flatten();
@@ -186,17 +187,17 @@ caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) 
   if (runtime::is_builtin_model(t.model_id)) {
     auto out = runtime::run_builtin(t.model_id, t.chunks);
     if (!out)
-      return make_error(errc::invalid_argument, "task " + std::to_string(t.task_id) + ": " +
-                                                  describe(out.error()));
+      return make_error(errc::invalid_argument,
+                        "task " + std::to_string(t.task_id) + ": " + describe(out.error()));
     r.model_digest = "builtin";
     r.output = std::move(*out);
     return r;
   }
   auto i = st.models.find(t.model_id);
   if (i == st.models.end() || i->second.versions.count(t.model_version) == 0)
-    return make_error(errc::bad_model, "task " + std::to_string(t.task_id) + ": model '" +
-                                         t.model_id + "' version " +
-                                         std::to_string(t.model_version) + " is not loaded");
+    return make_error(errc::bad_model, "task " + std::to_string(t.task_id) + ": model '"
+                                         + t.model_id + "' version "
+                                         + std::to_string(t.model_version) + " is not loaded");
   // Until the kernels land, a loaded model's "inference" and "training step" is a checksum
   // keyed by the model's digest: the output depends on the exact version that ran.
   const auto& m = i->second.versions.at(t.model_version);
@@ -235,9 +236,9 @@ void drain(compute_actor_t* self) {
       bool ready = i->second.size() >= pol.max_batch || due.count(i->first.second) > 0;
       if (!ready)
         continue;
-      if (best == st.queues.end() || rank_of(st, i->first.first) < rank_of(st, best->first.first) ||
-          (rank_of(st, i->first.first) == rank_of(st, best->first.first) &&
-           i->second.front().enqueued < best->second.front().enqueued))
+      if (best == st.queues.end() || rank_of(st, i->first.first) < rank_of(st, best->first.first)
+          || (rank_of(st, i->first.first) == rank_of(st, best->first.first)
+              && i->second.front().enqueued < best->second.front().enqueued))
         best = i;
     }
     if (best == st.queues.end())
@@ -251,7 +252,8 @@ void drain(compute_actor_t* self) {
     }
     ++st.batches;
     for (auto& w : batch) {
-      st.run_order.push_back(runtime::to_string(w.task.kind) + ":" + std::to_string(w.task.task_id));
+      st.run_order.push_back(runtime::to_string(w.task.kind) + ":"
+                             + std::to_string(w.task.task_id));
       if (st.run_order.size() > 1024)
         st.run_order.erase(st.run_order.begin(), st.run_order.begin() + 512);
       auto r = run_task(st, w.task);
@@ -288,12 +290,13 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         return p.error();
       }
       if (p->kind == piece_kind::load_model) {
-        if (p->model_version == 0 || runtime::is_builtin_model(p->model_id) ||
-            p->model_id.empty()) {
+        if (p->model_version == 0 || runtime::is_builtin_model(p->model_id)
+            || p->model_id.empty()) {
           ++st.rejected;
           return make_error(errc::invalid_argument,
-                            task_where(*p) + ": load_model needs a model name that is not "
-                                             "built in and a version of at least 1");
+                            task_where(*p)
+                              + ": load_model needs a model name that is not "
+                                "built in and a version of at least 1");
         }
       } else if (auto known = st.pool->model_version_of(p->task_id)) {
         p->model_version = *known;
@@ -335,9 +338,9 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto& st = self->state;
       auto i = st.models.find(model);
       if (i == st.models.end() || i->second.versions.count(version) == 0)
-        return make_error(errc::bad_model, "cannot activate model '" + model + "' version " +
-                                             std::to_string(version) +
-                                             ": that version is not loaded");
+        return make_error(errc::bad_model, "cannot activate model '" + model + "' version "
+                                             + std::to_string(version)
+                                             + ": that version is not loaded");
       auto previous = i->second.active;
       i->second.active = version;
       return previous;

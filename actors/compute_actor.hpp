@@ -38,8 +38,7 @@ struct compute_config {
   std::map<std::string, batch_policy> batching;
   /// Purposes in priority order: ready batches of an earlier kind run first.
   std::vector<runtime::piece_kind> priority{runtime::piece_kind::load_model,
-                                            runtime::piece_kind::infer,
-                                            runtime::piece_kind::train};
+                                            runtime::piece_kind::infer, runtime::piece_kind::train};
   /// "cpu" or "cuda"; reported in stats.
   std::string backend = "cpu";
 };

@@ -129,10 +129,10 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
   j.final.reset();
   if (j.attempts >= self->state.cfg.max_attempts) {
     fail(self, key,
-         make_error(errc::unavailable,
-                    "task " + std::to_string(j.req.task_id) + ": compute process at " +
-                      endpoint_of(self->state.cfg) + " unavailable after " +
-                      std::to_string(j.attempts) + " attempts: " + describe(why)));
+         make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
+                                         + ": compute process at " + endpoint_of(self->state.cfg)
+                                         + " unavailable after " + std::to_string(j.attempts)
+                                         + " attempts: " + describe(why)));
     return;
   }
   ++j.attempts;
@@ -172,13 +172,13 @@ void sweep(function_actor_t* self) {
     for (auto key : stuck) {
       auto& j = st.jobs.at(key);
       record(self, "piece_error", false, j.req, "error",
-             {{"error", "no reply from the compute process for " +
-                          std::to_string(st.cfg.request_timeout.count()) + " ms"}});
+             {{"error", "no reply from the compute process for "
+                          + std::to_string(st.cfg.request_timeout.count()) + " ms"}});
       restart(self, key,
-              make_error(errc::unavailable,
-                         "task " + std::to_string(j.req.task_id) + ": no reply from " +
-                           endpoint_of(st.cfg) + " for " +
-                           std::to_string(st.cfg.request_timeout.count()) + " ms"));
+              make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
+                                              + ": no reply from " + endpoint_of(st.cfg) + " for "
+                                              + std::to_string(st.cfg.request_timeout.count())
+                                              + " ms"));
     }
   }
   arm_sweep(self);
@@ -197,8 +197,11 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
     j.progress = clock_type::now();
   auto gen = j.generation;
   record(self, "piece", true, req, "sent",
-         {{"piece", req.first_piece + idx}, {"pieces", piece_count}, {"bytes", end - begin},
-          {"model_version", req.model_version}, {"attempt", j.attempts}});
+         {{"piece", req.first_piece + idx},
+          {"pieces", piece_count},
+          {"bytes", end - begin},
+          {"model_version", req.model_version},
+          {"attempt", j.attempts}});
   // No CAF timeout: sweep() is the backstop.
   self->request(self->state.compute, caf::infinite, piece_atom::value, std::move(bytes))
     .then(
@@ -212,8 +215,10 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
         ++j.acked;
         if (r.complete)
           record(self, "result", false, j.req, "ok",
-                 {{"model_version", r.model_version}, {"model_digest", r.model_digest},
-                  {"batch_size", r.batch_size}, {"output_bytes", r.output.size()}});
+                 {{"model_version", r.model_version},
+                  {"model_digest", r.model_digest},
+                  {"batch_size", r.batch_size},
+                  {"output_bytes", r.output.size()}});
         if (r.complete)
           j.final = std::move(r);
         if (j.acked == j.count)
@@ -272,10 +277,12 @@ void connect_failed(function_actor_t* self, const caf::error& e) {
     auto& j = i->second;
     if (j.attempts >= self->state.cfg.max_attempts) {
       fail(self, key,
-           make_error(errc::unavailable,
-                      "task " + std::to_string(j.req.task_id) + ": cannot reach the compute "
-                        "process at " + endpoint_of(self->state.cfg) + " after " +
-                        std::to_string(j.attempts) + " attempts: " + describe(e)));
+           make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
+                                           + ": cannot reach the compute "
+                                             "process at "
+                                           + endpoint_of(self->state.cfg) + " after "
+                                           + std::to_string(j.attempts)
+                                           + " attempts: " + describe(e)));
       continue;
     }
     ++j.attempts;
@@ -291,8 +298,9 @@ void connect(function_actor_t* self) {
     return;
   st.connecting = true;
   auto mm = self->home_system().middleman().actor_handle();
-  self->request(mm, std::chrono::seconds{10}, caf::connect_atom::value, st.cfg.compute_host,
-                st.cfg.compute_port)
+  self
+    ->request(mm, std::chrono::seconds{10}, caf::connect_atom::value, st.cfg.compute_host,
+              st.cfg.compute_port)
     .then(
       [=](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
         self->state.connecting = false;
@@ -325,9 +333,8 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
       return;
     // The compute process is gone: everything it held of our tasks is lost.
     self->state.compute = nullptr;
-    auto why = make_error(errc::unavailable, "compute process at " +
-                                               endpoint_of(self->state.cfg) + " went away: " +
-                                               caf::to_string(dm.reason));
+    auto why = make_error(errc::unavailable, "compute process at " + endpoint_of(self->state.cfg)
+                                               + " went away: " + caf::to_string(dm.reason));
     std::vector<uint64_t> keys;
     for (auto& [key, j] : self->state.jobs)
       if (j.next > 0)
@@ -339,17 +346,17 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
     [=](run_atom, task_request& req) -> caf::result<task_result> {
       if (req.piece_size == 0 || req.piece_size > runtime::max_piece_payload)
         return make_error(errc::invalid_argument,
-                          "task " + std::to_string(req.task_id) + ": piece_size " +
-                            std::to_string(req.piece_size) + " is not in [1, 1048576]");
+                          "task " + std::to_string(req.task_id) + ": piece_size "
+                            + std::to_string(req.piece_size) + " is not in [1, 1048576]");
       job j;
       j.count = runtime::piece_count_for(req.bytes.size(), req.piece_size);
       if (req.piece_count != 0 && uint64_t{req.first_piece} + j.count > req.piece_count)
-        return make_error(errc::invalid_argument,
-                          "task " + std::to_string(req.task_id) + ": pieces " +
-                            std::to_string(req.first_piece) + ".." +
-                            std::to_string(req.first_piece + j.count - 1) +
-                            " do not fit a task of " + std::to_string(req.piece_count) +
-                            " pieces");
+        return make_error(errc::invalid_argument, "task " + std::to_string(req.task_id)
+                                                    + ": pieces " + std::to_string(req.first_piece)
+                                                    + ".."
+                                                    + std::to_string(req.first_piece + j.count - 1)
+                                                    + " do not fit a task of "
+                                                    + std::to_string(req.piece_count) + " pieces");
       j.req = std::move(req);
       j.rp = self->make_response_promise<task_result>();
       auto key = self->state.next_key++;

@@ -25,12 +25,11 @@ gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_sta
       inv.sender = "gateway";
       inv.args = nlohmann::json::parse(args, nullptr, /*allow_exceptions=*/false);
       if (inv.args.is_discarded())
-        return make_error(errc::invalid_argument,
-                          inv.procedure + ": arguments are not valid JSON");
+        return make_error(errc::invalid_argument, inv.procedure + ": arguments are not valid JSON");
       if (!inv.args.is_object())
-        return make_error(errc::invalid_argument,
-                          inv.procedure + ": arguments must be a JSON object, got "
-                            + std::string{inv.args.type_name()});
+        return make_error(errc::invalid_argument, inv.procedure
+                                                    + ": arguments must be a JSON object, got "
+                                                    + std::string{inv.args.type_name()});
       auto target = self->state.router.route(inv);
       if (!target)
         return std::move(target.error());

@@ -5,9 +5,8 @@
 
 namespace comb::actors {
 
-committer_actor::behavior_type
-group_committer(committer_actor::stateful_pointer<committer_state> self,
-                storage::database* db) {
+committer_actor::behavior_type group_committer(
+  committer_actor::stateful_pointer<committer_state> self, storage::database* db) {
   return {
     [=](sync_atom, nlohmann::json& result) -> caf::typed_response_promise<nlohmann::json> {
       auto rp = self->make_response_promise<nlohmann::json>();

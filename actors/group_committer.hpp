@@ -25,7 +25,7 @@ struct committer_state {
 };
 
 /// The committer's behavior; spawn it detached: `sys.spawn<caf::detached>(group_committer, db)`.
-committer_actor::behavior_type
-group_committer(committer_actor::stateful_pointer<committer_state> self, storage::database* db);
+committer_actor::behavior_type group_committer(
+  committer_actor::stateful_pointer<committer_state> self, storage::database* db);
 
 } // namespace comb::actors

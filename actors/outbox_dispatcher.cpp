@@ -139,8 +139,7 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
 }
 
 // Sends `pc` to a function actor; `payload` holds its bytes when the caller read them already.
-void dispatch(dispatcher_t* self, runtime::pending_call pc,
-              std::vector<char>* payload = nullptr) {
+void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload = nullptr) {
   auto& st = self->state;
   runtime::task_request req;
   if (payload)
@@ -173,7 +172,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
     .then(
       [=](runtime::task_result& r) mutable {
         record(self, "function_result", false, fn_index, pc, "ok",
-               {{"model_version", r.model_version}, {"model_digest", r.model_digest},
+               {{"model_version", r.model_version},
+                {"model_digest", r.model_digest},
                 {"output_bytes", r.output.size()}});
         nlohmann::json result{{"task_id", r.task_id},
                               {"model", r.model},
@@ -183,7 +183,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
                               {"input_bytes", r.input_bytes},
                               {"output", nlohmann::json::binary_t{std::vector<uint8_t>(
                                            r.output.begin(), r.output.end())}}};
-        nlohmann::json args{{"call", pc.key}, {"result", std::move(result)},
+        nlohmann::json args{{"call", pc.key},
+                            {"result", std::move(result)},
                             {"context", pc.call.context}};
         apply(self, pc, std::move(args));
       },
@@ -201,8 +202,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc,
 }
 
 bool has_room(const dispatcher_state& st) {
-  return st.in_flight.size() < st.cfg.max_in_flight &&
-         (st.in_flight.empty() || st.bytes_in_flight < st.cfg.max_in_flight_bytes);
+  return st.in_flight.size() < st.cfg.max_in_flight
+         && (st.in_flight.empty() || st.bytes_in_flight < st.cfg.max_in_flight_bytes);
 }
 
 // Sends committed calls that are not in flight, as many as there is room for. Returns how
@@ -219,9 +220,9 @@ size_t scan(dispatcher_t* self) {
   // flight are skipped before their rows are decoded: with a thousand in flight, decoding
   // them on every poll kept a core busy.
   auto room = st.cfg.max_in_flight - st.in_flight.size();
-  auto calls = runtime::outbox::pending(
-    *st.db, "", room,
-    [&](std::string_view key) { return st.in_flight.find(key) != st.in_flight.end(); });
+  auto calls = runtime::outbox::pending(*st.db, "", room, [&](std::string_view key) {
+    return st.in_flight.find(key) != st.in_flight.end();
+  });
   if (!calls)
     return 0;
   if (calls->size() == room)
@@ -298,10 +299,10 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
   }
   // Committed calls are announced at once; polls find those made before a restart, those
   // that did not fit in flight, and those to send again.
-  runtime::outbox::set_listener(
-    *db, [hdl = caf::actor_cast<caf::actor>(self)](std::shared_ptr<runtime::committed_call> c) {
-      caf::anon_send(hdl, ready_atom::value, std::move(c));
-    });
+  runtime::outbox::set_listener(*db, [hdl = caf::actor_cast<caf::actor>(self)](
+                                       std::shared_ptr<runtime::committed_call> c) {
+    caf::anon_send(hdl, ready_atom::value, std::move(c));
+  });
   self->attach_functor([db] { runtime::outbox::set_listener(*db, {}); });
   self->send(self, poll_atom::value);
   return {

@@ -78,9 +78,8 @@ std::string status_of(const caf::error& e) {
 
 } // namespace
 
-state_actor::behavior_type
-state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_env env,
-                 uint32_t partition) {
+state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_actor_state> self,
+                                            state_env env, uint32_t partition) {
   auto receiver = env.node_name + "/p" + std::to_string(partition);
   return {
     [=](call_atom, runtime::invocation& inv) -> caf::result<nlohmann::json> {

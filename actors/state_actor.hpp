@@ -42,9 +42,8 @@ struct state_actor_state {
 };
 
 /// The behavior of the state actor of partition `partition`.
-state_actor::behavior_type
-state_actor_impl(state_actor::stateful_pointer<state_actor_state> self, state_env env,
-                 uint32_t partition);
+state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_actor_state> self,
+                                            state_env env, uint32_t partition);
 
 /// Maximum attempts of one invocation that keeps hitting lock conflicts.
 constexpr int max_conflict_retries = 50;

@@ -6,28 +6,50 @@ namespace comb {
 
 std::string to_string(errc x) {
   switch (x) {
-    case errc::none: return "none";
-    case errc::unknown_procedure: return "unknown_procedure";
-    case errc::permission_denied: return "permission_denied";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::too_large: return "too_large";
-    case errc::conflict: return "conflict";
-    case errc::procedure_failed: return "procedure_failed";
-    case errc::storage_error: return "storage_error";
-    case errc::not_comb_folder: return "not_comb_folder";
-    case errc::format_mismatch: return "format_mismatch";
-    case errc::unknown_table: return "unknown_table";
-    case errc::not_found: return "not_found";
-    case errc::already_exists: return "already_exists";
-    case errc::bad_config: return "bad_config";
-    case errc::network_error: return "network_error";
-    case errc::corrupt_data: return "corrupt_data";
-    case errc::protocol_error: return "protocol_error";
-    case errc::timeout: return "timeout";
-    case errc::overloaded: return "overloaded";
-    case errc::bad_model: return "bad_model";
-    case errc::unsupported: return "unsupported";
-    case errc::unavailable: return "unavailable";
+  case errc::none:
+    return "none";
+  case errc::unknown_procedure:
+    return "unknown_procedure";
+  case errc::permission_denied:
+    return "permission_denied";
+  case errc::invalid_argument:
+    return "invalid_argument";
+  case errc::too_large:
+    return "too_large";
+  case errc::conflict:
+    return "conflict";
+  case errc::procedure_failed:
+    return "procedure_failed";
+  case errc::storage_error:
+    return "storage_error";
+  case errc::not_comb_folder:
+    return "not_comb_folder";
+  case errc::format_mismatch:
+    return "format_mismatch";
+  case errc::unknown_table:
+    return "unknown_table";
+  case errc::not_found:
+    return "not_found";
+  case errc::already_exists:
+    return "already_exists";
+  case errc::bad_config:
+    return "bad_config";
+  case errc::network_error:
+    return "network_error";
+  case errc::corrupt_data:
+    return "corrupt_data";
+  case errc::protocol_error:
+    return "protocol_error";
+  case errc::timeout:
+    return "timeout";
+  case errc::overloaded:
+    return "overloaded";
+  case errc::bad_model:
+    return "bad_model";
+  case errc::unsupported:
+    return "unsupported";
+  case errc::unavailable:
+    return "unavailable";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }
@@ -37,8 +59,7 @@ caf::error make_error(errc x) {
 }
 
 caf::error make_error(errc x, std::string context) {
-  return caf::error{static_cast<uint8_t>(x), errc_category,
-                    caf::make_message(std::move(context))};
+  return caf::error{static_cast<uint8_t>(x), errc_category, caf::make_message(std::move(context))};
 }
 
 std::string describe(const caf::error& e) {

@@ -38,50 +38,50 @@ void append_int(std::string& out, Int v) {
 
 void append_json_text(std::string& out, const json& value) {
   switch (value.type()) {
-    case json::value_t::object: {
-      out.push_back('{');
-      bool first = true;
-      for (const auto& [key, v] : *value.get_ptr<const json::object_t*>()) {
-        if (!first)
-          out.push_back(',');
-        first = false;
-        append_string(out, key);
-        out.push_back(':');
-        append_json_text(out, v);
-      }
-      out.push_back('}');
-      return;
+  case json::value_t::object: {
+    out.push_back('{');
+    bool first = true;
+    for (const auto& [key, v] : *value.get_ptr<const json::object_t*>()) {
+      if (!first)
+        out.push_back(',');
+      first = false;
+      append_string(out, key);
+      out.push_back(':');
+      append_json_text(out, v);
     }
-    case json::value_t::array: {
-      out.push_back('[');
-      bool first = true;
-      for (const auto& v : *value.get_ptr<const json::array_t*>()) {
-        if (!first)
-          out.push_back(',');
-        first = false;
-        append_json_text(out, v);
-      }
-      out.push_back(']');
-      return;
+    out.push_back('}');
+    return;
+  }
+  case json::value_t::array: {
+    out.push_back('[');
+    bool first = true;
+    for (const auto& v : *value.get_ptr<const json::array_t*>()) {
+      if (!first)
+        out.push_back(',');
+      first = false;
+      append_json_text(out, v);
     }
-    case json::value_t::string:
-      append_string(out, *value.get_ptr<const std::string*>());
-      return;
-    case json::value_t::boolean:
-      out.append(value.get<bool>() ? "true" : "false");
-      return;
-    case json::value_t::null:
-      out.append("null");
-      return;
-    case json::value_t::number_integer:
-      append_int(out, value.get<json::number_integer_t>());
-      return;
-    case json::value_t::number_unsigned:
-      append_int(out, value.get<json::number_unsigned_t>());
-      return;
-    default: // floats (dump()'s own shortest form), binary, discarded
-      out.append(value.dump());
-      return;
+    out.push_back(']');
+    return;
+  }
+  case json::value_t::string:
+    append_string(out, *value.get_ptr<const std::string*>());
+    return;
+  case json::value_t::boolean:
+    out.append(value.get<bool>() ? "true" : "false");
+    return;
+  case json::value_t::null:
+    out.append("null");
+    return;
+  case json::value_t::number_integer:
+    append_int(out, value.get<json::number_integer_t>());
+    return;
+  case json::value_t::number_unsigned:
+    append_int(out, value.get<json::number_unsigned_t>());
+    return;
+  default: // floats (dump()'s own shortest form), binary, discarded
+    out.append(value.dump());
+    return;
   }
 }
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #if defined(__x86_64__)
-#include <x86intrin.h>
+#  include <x86intrin.h>
 #endif
 
 namespace comb {

@@ -92,11 +92,13 @@ void add_compute_commands(CLI::App& app) {
   sub->add_option("--backend", opts->backend, "auto, cpu or cuda")
     ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
     ->capture_default_str();
-  sub->add_option("--memory-limit-mib", opts->memory_limit_mib,
-                  "Bound on memory reserved by incomplete tasks (back-pressure beyond it)")
+  sub
+    ->add_option("--memory-limit-mib", opts->memory_limit_mib,
+                 "Bound on memory reserved by incomplete tasks (back-pressure beyond it)")
     ->capture_default_str();
-  sub->add_option("--task-timeout-ms", opts->task_timeout_ms,
-                  "An incomplete task is dropped this long after its first piece")
+  sub
+    ->add_option("--task-timeout-ms", opts->task_timeout_ms,
+                 "An incomplete task is dropped this long after its first piece")
     ->capture_default_str();
   sub->add_option("--batch", opts->batch,
                   "Per-model batching MODEL=SIZE:DELAY_MS (repeatable; default: run at once)");

@@ -19,11 +19,11 @@ namespace comb::cli {
 namespace {
 
 nlohmann::json to_json(const storage::log_record& r) {
-  nlohmann::json j{{"lsn", r.lsn},         {"ts_ns", r.timestamp_ns},
-                   {"kind", r.kind_name()}, {"sender", r.sender},
+  nlohmann::json j{{"lsn", r.lsn},           {"ts_ns", r.timestamp_ns},
+                   {"kind", r.kind_name()},  {"sender", r.sender},
                    {"receiver", r.receiver}, {"execution", r.execution_id},
-                   {"parent", r.parent_id}, {"procedure", r.procedure},
-                   {"role", r.role},       {"status", r.status}};
+                   {"parent", r.parent_id},  {"procedure", r.procedure},
+                   {"role", r.role},         {"status", r.status}};
   auto payload = nlohmann::json::parse(r.payload, nullptr, false);
   j["payload"] = payload.is_discarded() ? nlohmann::json(r.payload) : payload;
   if (r.kind == storage::log_record::kind_t::invocation) {
@@ -68,10 +68,13 @@ void dump(const log_opts& o) {
   if (!r)
     fail("log dump", r.error());
   storage::log_stats st;
-  auto err = r->for_each(o.from, [](storage::log_record&& rec) {
-    std::cout << to_json(rec).dump() << "\n";
-    return true;
-  }, &st);
+  auto err = r->for_each(
+    o.from,
+    [](storage::log_record&& rec) {
+      std::cout << to_json(rec).dump() << "\n";
+      return true;
+    },
+    &st);
   std::cout << std::flush;
   if (err)
     fail("log dump", err);
@@ -162,8 +165,8 @@ struct prov_opts {
 
 void ask(const std::string& name, const char* sql, size_t nparams, const prov_opts& o) {
   if (o.args.size() != nparams)
-    fail("prov " + name, make_error(errc::invalid_argument,
-                                    "expects " + std::to_string(nparams) + " argument(s)"),
+    fail("prov " + name,
+         make_error(errc::invalid_argument, "expects " + std::to_string(nparams) + " argument(s)"),
          2);
   auto store = storage::sql_store::open(o.sqlite, /*read_only=*/true);
   if (!store)
@@ -200,12 +203,14 @@ void add_log_commands(CLI::App& app) {
   auto* rp = app.add_subcommand("replay", "Rebuild a database from a provenance log");
   rp->add_option("--log", ro->log, "The log folder")->required();
   rp->add_option("--into", ro->into, "A new folder for the rebuilt database")->required();
-  rp->add_option("--until", ro->until, "Stop at an lsn, a UTC time (2026-11-25T07:30:00Z) or <n>ns");
+  rp->add_option("--until", ro->until,
+                 "Stop at an lsn, a UTC time (2026-11-25T07:30:00Z) or <n>ns");
   rp->add_option("--execution", ro->execution, "Stop right after this execution id");
   rp->callback([ro] { run_replay(*ro); });
 
   auto dg = std::make_shared<std::string>();
-  auto* digest = app.add_subcommand("digest", "Print the state digest of a data folder (stopped node)");
+  auto* digest = app.add_subcommand("digest",
+                                    "Print the state digest of a data folder (stopped node)");
   digest->add_option("--data", *dg, "The data folder")->required();
   digest->callback([dg] {
     storage::options opts;
@@ -228,11 +233,12 @@ void add_log_commands(CLI::App& app) {
     size_t params;
   };
   static const question qs[] = {
-    {"last-writer", "TABLE: the last execution that wrote TABLE", storage::prov_sql::last_writer, 1},
+    {"last-writer", "TABLE: the last execution that wrote TABLE", storage::prov_sql::last_writer,
+     1},
     {"hot-table", "FROM_NS TO_NS: the table with the most row changes",
      storage::prov_sql::most_updated_table, 2},
-    {"by-user", "ROLE FROM_NS TO_NS: rows read or written by ROLE",
-     storage::prov_sql::rows_of_user, 3},
+    {"by-user", "ROLE FROM_NS TO_NS: rows read or written by ROLE", storage::prov_sql::rows_of_user,
+     3},
     {"readers", "TABLE KEY: roles that read the row", storage::prov_sql::readers_of_row, 2},
     {"downstream", "TABLE KEY: rows derived from the row", storage::prov_sql::downstream, 2},
     {"upstream", "TABLE KEY: rows the row was derived from", storage::prov_sql::upstream, 2},

@@ -15,8 +15,7 @@ void fail(const std::string& cmd, const caf::error& e, int code) {
 } // namespace comb::cli
 
 int main(int argc, char** argv) {
-  CLI::App app{"comb: an actor-based runtime with transactional state, provenance and ML",
-               "comb"};
+  CLI::App app{"comb: an actor-based runtime with transactional state, provenance and ML", "comb"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   comb::cli::add_node_commands(app);

@@ -76,9 +76,9 @@ void put(const model_opts& o) {
       if (off + n >= bytes.size())
         break;
     }
-    auto r = call("put", c, o, "comb.model.put",
-                  {{"name", o.name}, {"version", o.version}, {"chunk_count", chunks},
-                   {"digest", digest}});
+    auto r = call(
+      "put", c, o, "comb.model.put",
+      {{"name", o.name}, {"version", o.version}, {"chunk_count", chunks}, {"digest", digest}});
     std::cout << r.dump() << "\n";
   });
 }
@@ -108,16 +108,18 @@ void get(const model_opts& o) {
     }
     auto actual = runtime::model_digest(bytes.data(), bytes.size());
     if (actual != digest)
-      fail_model("get", make_error(errc::corrupt_data, "model '" + o.name + "' version " +
-                                                         std::to_string(o.version) +
-                                                         " read back with digest " + actual +
-                                                         ", stored digest " + digest));
+      fail_model("get",
+                 make_error(errc::corrupt_data,
+                            "model '" + o.name + "' version " + std::to_string(o.version)
+                              + " read back with digest " + actual + ", stored digest " + digest));
     std::ofstream out{o.file, std::ios::binary | std::ios::trunc};
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out)
       fail_model("get", make_error(errc::storage_error, "cannot write '" + o.file + "'"), 2);
-    std::cout << nlohmann::json{{"name", o.name}, {"version", o.version},
-                                {"bytes", bytes.size()}, {"digest", digest}}
+    std::cout << nlohmann::json{{"name", o.name},
+                                {"version", o.version},
+                                {"bytes", bytes.size()},
+                                {"digest", digest}}
                    .dump()
               << "\n";
   });

@@ -77,19 +77,19 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
     if (!o.data.empty())
       nc.data_dir = o.data;
   } else {
-  if (o.data.empty())
-    fail(cmd, make_error(errc::bad_config, "--data DIR (or --config FILE) is required"), 2);
-  nc.name = o.name;
-  nc.data_dir = o.data;
-  nc.partitions = o.partitions;
-  if (!storage::parse_durability(o.durability, nc.durability))
-    fail(cmd, make_error(errc::bad_config, "--durability must be sync or async"), 2);
-  auto ep = comb::parse_endpoint(o.listen);
-  if (!ep)
-    fail(cmd, ep.error(), 2);
-  nc.listen = true;
-  nc.host = ep->host;
-  nc.port = ep->port;
+    if (o.data.empty())
+      fail(cmd, make_error(errc::bad_config, "--data DIR (or --config FILE) is required"), 2);
+    nc.name = o.name;
+    nc.data_dir = o.data;
+    nc.partitions = o.partitions;
+    if (!storage::parse_durability(o.durability, nc.durability))
+      fail(cmd, make_error(errc::bad_config, "--durability must be sync or async"), 2);
+    auto ep = comb::parse_endpoint(o.listen);
+    if (!ep)
+      fail(cmd, ep.error(), 2);
+    nc.listen = true;
+    nc.host = ep->host;
+    nc.port = ep->port;
   }
   if (!o.no_provenance)
     nc.provenance_dir = o.provenance.empty() ? nc.data_dir + "/provenance" : o.provenance;
@@ -210,7 +210,8 @@ void run_demo(node_opts o) {
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
             << " bank.balance '{\"account\":\"acct-1\"}' --role guest\n"
             << "  ./dev comb log tail --log " << nc.provenance_dir << "\n"
-            << "  ./dev comb prov last-writer --sqlite " << (nc.spool_file.empty() ? std::string{"none"} : nc.spool_file) << " bank.accounts\n"
+            << "  ./dev comb prov last-writer --sqlite "
+            << (nc.spool_file.empty() ? std::string{"none"} : nc.spool_file) << " bank.accounts\n"
             << "  ./dev comb --help-all\n"
             << (o.seconds > 0 ? "Serving for " + std::to_string(o.seconds) + " s.\n"
                               : "Serving until Ctrl-C.\n")

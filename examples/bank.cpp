@@ -19,20 +19,24 @@ void teller(caf::event_based_actor* self, runtime::router r, int id, int n,
             std::shared_ptr<std::atomic<int>> done) {
   if (n == 0)
     return self->quit();
-  runtime::invocation inv{"bank.transfer",
-                          {{"id", "teller" + std::to_string(id) + "-" + std::to_string(n)},
-                           {"from", "acct-" + std::to_string(id % 10)},
-                           {"to", "acct-" + std::to_string((id + n) % 10 == id % 10 ? (id + 1) % 10
-                                                                                  : (id + n) % 10)},
-                           {"amount", 1}},
-                          "teller"};
+  runtime::invocation inv{
+    "bank.transfer",
+    {{"id", "teller" + std::to_string(id) + "-" + std::to_string(n)},
+     {"from", "acct-" + std::to_string(id % 10)},
+     {"to", "acct-" + std::to_string((id + n) % 10 == id % 10 ? (id + 1) % 10 : (id + n) % 10)},
+     {"amount", 1}},
+    "teller"};
   auto target = r.route(inv);
   self->request(*target, caf::infinite, call_atom::value, std::move(inv))
-    .then([=](const json&) { ++*done; teller(self, r, id, n - 1, done); },
-          [=](const caf::error& e) {
-            std::cerr << "transfer failed: " << describe(e) << "\n";
-            teller(self, r, id, n - 1, done);
-          });
+    .then(
+      [=](const json&) {
+        ++*done;
+        teller(self, r, id, n - 1, done);
+      },
+      [=](const caf::error& e) {
+        std::cerr << "transfer failed: " << describe(e) << "\n";
+        teller(self, r, id, n - 1, done);
+      });
 }
 
 int main(int argc, char** argv) {
@@ -44,14 +48,18 @@ int main(int argc, char** argv) {
   apps::bank::register_bank(*procs);
   runtime::node_config nc;
   nc.data_dir = dir;
-  auto failed = [](const caf::error& e) { std::cerr << describe(e) << "\n"; return 1; };
+  auto failed = [](const caf::error& e) {
+    std::cerr << describe(e) << "\n";
+    return 1;
+  };
   auto node = runtime::node::start(sys, nc, procs);
   if (!node)
     return failed(node.error());
   auto& n = **node;
   for (int i = 0; i < 10; ++i)
     if (auto r = n.call("bank.open", {{"account", "acct-" + std::to_string(i)}, {"balance", 100}},
-                        "admin"); !r)
+                        "admin");
+        !r)
       return failed(r.error());
   auto done = std::make_shared<std::atomic<int>>(0);
   {

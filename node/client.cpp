@@ -10,8 +10,8 @@ namespace comb::runtime {
 caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& ep) {
   auto gw = sys.middleman().remote_actor<actors::gateway_actor>(ep.host, ep.port);
   if (!gw)
-    return make_error(errc::network_error, "cannot reach a Comb node at " + ep.to_string()
-                                             + ": " + sys.render(gw.error()));
+    return make_error(errc::network_error, "cannot reach a Comb node at " + ep.to_string() + ": "
+                                             + sys.render(gw.error()));
   return client{sys, *gw};
 }
 

@@ -21,9 +21,10 @@ public:
   static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep);
 
   /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error.
-  caf::expected<nlohmann::json>
-  call(const std::string& proc, const std::string& args, const std::string& role,
-       std::chrono::milliseconds timeout = std::chrono::seconds{60}) const;
+  caf::expected<nlohmann::json> call(const std::string& proc, const std::string& args,
+                                     const std::string& role,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds{
+                                       60}) const;
 
   /// The node's self-description (JSON text).
   caf::expected<std::string> info() const;

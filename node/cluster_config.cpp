@@ -50,8 +50,9 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
       return bad(where, "must be a table");
     cluster_node cn;
     for (auto& [k, v] : *t) {
-      static const std::set<std::string> known{"name", "listen", "data", "partitions",
-                                               "durability", "roles", "compute_listen"};
+      static const std::set<std::string> known{"name",          "listen",     "data",
+                                               "partitions",    "durability", "roles",
+                                               "compute_listen"};
       if (!known.count(std::string{k.str()}))
         return bad(where, "unknown key '" + std::string{k.str()} + "'");
     }

@@ -15,9 +15,9 @@ void compute_process::configure(system_config& cfg) {
   cfg.set("scheduler.policy", caf::atom("sharing"));
 }
 
-caf::expected<std::unique_ptr<compute_process>>
-compute_process::start(caf::actor_system& sys, actors::compute_config cfg,
-                       const endpoint& listen) {
+caf::expected<std::unique_ptr<compute_process>> compute_process::start(caf::actor_system& sys,
+                                                                       actors::compute_config cfg,
+                                                                       const endpoint& listen) {
   auto actor = actors::spawn_compute_actor(sys, std::move(cfg));
   auto port = sys.middleman().publish(actor, listen.port, listen.host.c_str(), /*reuse=*/true);
   if (!port) {

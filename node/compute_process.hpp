@@ -28,8 +28,9 @@ public:
 
   /// Spawns the compute actor and publishes it on `listen` (port 0 picks a free port).
   /// Errors: network_error naming the address when it cannot listen.
-  static caf::expected<std::unique_ptr<compute_process>>
-  start(caf::actor_system& sys, actors::compute_config cfg, const endpoint& listen);
+  static caf::expected<std::unique_ptr<compute_process>> start(caf::actor_system& sys,
+                                                               actors::compute_config cfg,
+                                                               const endpoint& listen);
 
   ~compute_process();
   compute_process(const compute_process&) = delete;

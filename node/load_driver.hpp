@@ -26,8 +26,7 @@ struct load_result {
 using invocation_maker = std::function<invocation(uint64_t i)>;
 
 /// Called with each reply (from several threads at once: must be thread-safe).
-using reply_observer
-  = std::function<void(uint64_t i, const caf::expected<nlohmann::json>& reply)>;
+using reply_observer = std::function<void(uint64_t i, const caf::expected<nlohmann::json>& reply)>;
 
 load_result drive(caf::actor_system& sys, const router& r, uint32_t clients, uint64_t total,
                   invocation_maker make, reply_observer observe = {});

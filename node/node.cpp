@@ -13,13 +13,12 @@
 
 namespace comb::runtime {
 
-caf::expected<std::unique_ptr<node>>
-node::start(caf::actor_system& sys, node_config cfg,
-            std::shared_ptr<const procedure_registry> procs,
-            std::shared_ptr<provenance_hook> hook) {
+caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_config cfg,
+                                                 std::shared_ptr<const procedure_registry> procs,
+                                                 std::shared_ptr<provenance_hook> hook) {
   if (cfg.partitions == 0 || cfg.partitions > 1024)
-    return make_error(errc::bad_config, "partitions must be 1..1024, got "
-                                          + std::to_string(cfg.partitions));
+    return make_error(errc::bad_config,
+                      "partitions must be 1..1024, got " + std::to_string(cfg.partitions));
   if (cfg.data_dir.empty())
     return make_error(errc::bad_config, "no data folder given");
   std::unique_ptr<node> self{new node(sys, cfg)};

@@ -51,15 +51,13 @@ struct node_config {
   bool services = true;
 };
 
-
 class node {
 public:
   /// Starts a node. Errors: the data folder's (not_comb_folder, format_mismatch,
   /// storage_error) and the port's (network_error, e.g. "address already in use").
-  static caf::expected<std::unique_ptr<node>>
-  start(caf::actor_system& sys, node_config cfg,
-        std::shared_ptr<const procedure_registry> procs,
-        std::shared_ptr<provenance_hook> hook = nullptr);
+  static caf::expected<std::unique_ptr<node>> start(
+    caf::actor_system& sys, node_config cfg, std::shared_ptr<const procedure_registry> procs,
+    std::shared_ptr<provenance_hook> hook = nullptr);
 
   ~node();
   node(const node&) = delete;

@@ -37,8 +37,9 @@ inline void clean_blas_env(char** argv) {
   unsetenv("OPENBLAS_L2_SIZE");
   for (auto& kv : malloc_env)
     setenv(kv[0], kv[1], /*overwrite=*/0);
-  std::fprintf(stderr, "(benchmark environment: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset; "
-                       "MALLOC_MMAP_THRESHOLD_=%s MALLOC_TRIM_THRESHOLD_=%s MALLOC_TOP_PAD_=%s)\n",
+  std::fprintf(stderr,
+               "(benchmark environment: OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset; "
+               "MALLOC_MMAP_THRESHOLD_=%s MALLOC_TRIM_THRESHOLD_=%s MALLOC_TOP_PAD_=%s)\n",
                std::getenv("MALLOC_MMAP_THRESHOLD_"), std::getenv("MALLOC_TRIM_THRESHOLD_"),
                std::getenv("MALLOC_TOP_PAD_"));
   execv("/proc/self/exe", argv);

@@ -13,13 +13,12 @@ namespace comb::actors {
 
 /// A state actor: runs the stored procedures of one partition, one at a time, in arrival
 /// order, each as one transaction. Replies with the procedure's JSON result.
-using state_actor = caf::typed_actor<
-  caf::replies_to<call_atom, runtime::invocation>::with<nlohmann::json>>;
+using state_actor =
+  caf::typed_actor<caf::replies_to<call_atom, runtime::invocation>::with<nlohmann::json>>;
 
 /// The group committer: replies with the value it was given once the WAL is on disk.
-using committer_actor
-  = caf::typed_actor<caf::replies_to<sync_atom, nlohmann::json>::with<nlohmann::json>,
-                     caf::reacts_to<flush_atom>>;
+using committer_actor = caf::typed_actor<
+  caf::replies_to<sync_atom, nlohmann::json>::with<nlohmann::json>, caf::reacts_to<flush_atom>>;
 
 /// The gateway: the node's entry point for remote clients. Arguments and results travel as
 /// JSON text (procedure, args, role) so that they cross process boundaries as plain strings.

@@ -56,12 +56,11 @@ caf::expected<uint32_t> procedure_registry::partition_of(const procedure_def& de
   if (def.opts.partition_by.empty() || n <= 1)
     return 0u;
   if (!args.is_object())
-    return make_error(errc::invalid_argument,
-                      def.name + ": arguments must be a JSON object");
+    return make_error(errc::invalid_argument, def.name + ": arguments must be a JSON object");
   auto i = args.find(def.opts.partition_by);
   if (i == args.end())
-    return make_error(errc::invalid_argument, def.name + ": missing argument '"
-                                                + def.opts.partition_by + "'");
+    return make_error(errc::invalid_argument,
+                      def.name + ": missing argument '" + def.opts.partition_by + "'");
   uint64_t h = i->is_string() ? partition_hash(i->get_ref<const std::string&>())
                               : partition_hash(i->dump());
   return static_cast<uint32_t>(h % n);
@@ -69,10 +68,9 @@ caf::expected<uint32_t> procedure_registry::partition_of(const procedure_def& de
 
 uint64_t next_execution_id() {
   static std::atomic<uint64_t> last{0};
-  auto now = static_cast<uint64_t>(
-    std::chrono::duration_cast<std::chrono::nanoseconds>(
-      std::chrono::system_clock::now().time_since_epoch())
-      .count());
+  auto now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   auto prev = last.load(std::memory_order_relaxed);
   for (;;) {
     auto next = std::max(prev + 1, now);

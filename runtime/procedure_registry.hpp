@@ -76,8 +76,8 @@ T arg(const nlohmann::json& args, const char* name) {
   try {
     return i->get<T>();
   } catch (const nlohmann::json::exception&) {
-    throw bad_argument(std::string{"argument '"} + name + "' has the wrong type ("
-                       + i->type_name() + ")");
+    throw bad_argument(std::string{"argument '"} + name + "' has the wrong type (" + i->type_name()
+                       + ")");
   }
 }
 

@@ -18,8 +18,7 @@ public:
   router() = default;
   router(std::shared_ptr<const procedure_registry> procs,
          std::vector<actors::state_actor> partitions)
-    : procs_(std::move(procs)), partitions_(std::move(partitions)) {
-  }
+    : procs_(std::move(procs)), partitions_(std::move(partitions)) {}
 
   /// The state actor that must run `inv`, or unknown_procedure / invalid_argument.
   caf::expected<actors::state_actor> route(const invocation& inv) const;

@@ -155,7 +155,7 @@ struct blob_store::segment {
   /// mapping stays, an append still copying below `end` may use it).
   void trim() {
     if (map && allocated > end)
-      (void)!::ftruncate(fd, static_cast<off_t>(end));
+      (void) !::ftruncate(fd, static_cast<off_t>(end));
   }
   ~segment() {
     unmap();
@@ -198,8 +198,7 @@ caf::expected<std::unique_ptr<blob_store>> blob_store::open(const std::string& d
   fs::create_directories(dir, ec);
   if (ec)
     return make_error(errc::storage_error, dir + ": cannot create: " + ec.message());
-  std::unique_ptr<blob_store> self{
-    new blob_store(dir, segment_bytes, spare_segments, sync_names)};
+  std::unique_ptr<blob_store> self{new blob_store(dir, segment_bytes, spare_segments, sync_names)};
   uint64_t next_id = 1;
   for (auto& e : fs::directory_iterator{dir, ec}) {
     auto name = e.path().filename().string();
@@ -336,8 +335,7 @@ caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
   }
   iovec iov[2] = {{frame, frame_bytes}, {const_cast<char*>(bytes.data()), bytes.size()}};
   if (!pwrite_all(seg->fd, iov, bytes.empty() ? 1 : 2, ref.offset)) {
-    auto err = make_error(errc::storage_error,
-                          sys_error("append to blob segment " + seg->path));
+    auto err = make_error(errc::storage_error, sys_error("append to blob segment " + seg->path));
     release(ref);
     return err;
   }
@@ -362,17 +360,17 @@ caf::error blob_store::read(const blob_ref& ref, char* dest) const {
   iovec iov[2] = {{frame, frame_bytes}, {dest, ref.size}};
   if (!pread_all(seg->fd, iov, ref.size == 0 ? 1 : 2, ref.offset)) {
     if (errno == 0)
-      return make_error(errc::corrupt_data, "blob in " + where()
-                                              + ": the segment ends inside the blob");
+      return make_error(errc::corrupt_data,
+                        "blob in " + where() + ": the segment ends inside the blob");
     return make_error(errc::storage_error, sys_error("read blob in " + where()));
   }
   if (get_u64(frame + 16) != XXH3_64bits(frame, 16))
     return make_error(errc::corrupt_data, "blob in " + where() + ": frame checksum mismatch");
   if (get_u64(frame) != ref.size || get_u64(frame + 8) != ref.hash)
-    return make_error(errc::corrupt_data,
-                      "blob in " + where() + ": the frame describes another blob (size "
-                        + std::to_string(get_u64(frame)) + ", expected "
-                        + std::to_string(ref.size) + ")");
+    return make_error(errc::corrupt_data, "blob in " + where()
+                                            + ": the frame describes another blob (size "
+                                            + std::to_string(get_u64(frame)) + ", expected "
+                                            + std::to_string(ref.size) + ")");
   if (XXH3_64bits(dest, ref.size) != ref.hash)
     return make_error(errc::corrupt_data, "blob in " + where() + ": data hash mismatch");
   return {};

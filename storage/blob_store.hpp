@@ -102,11 +102,9 @@ public:
 private:
   struct segment;
   blob_store(std::string dir, uint64_t segment_bytes, size_t spare_segments, bool sync_names)
-    : dir_(std::move(dir)),
-      segment_bytes_(segment_bytes),
-      max_spares_(spare_segments),
+    : dir_(std::move(dir)), segment_bytes_(segment_bytes), max_spares_(spare_segments),
       sync_names_(sync_names) {}
-  caf::error start_segment(size_t lane); // with mtx_ held
+  caf::error start_segment(size_t lane);                                 // with mtx_ held
   void retire(std::map<uint64_t, std::shared_ptr<segment>>::iterator i); // with mtx_ held
 
   std::string dir_;

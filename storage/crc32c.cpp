@@ -28,8 +28,7 @@ uint32_t crc_table(const unsigned char* p, size_t n, uint32_t c) {
   return c;
 }
 
-__attribute__((target("sse4.2"))) uint32_t crc_hw(const unsigned char* p, size_t n,
-                                                  uint32_t c) {
+__attribute__((target("sse4.2"))) uint32_t crc_hw(const unsigned char* p, size_t n, uint32_t c) {
   uint64_t c64 = c;
   while (n >= 8) {
     uint64_t v;

@@ -105,7 +105,7 @@ database::database(std::string dir, options opts) : dir_(std::move(dir)), opts_(
 }
 
 caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
-                                                         const options& opts) {
+                                                        const options& opts) {
   if (auto err = check_marker(dir, opts.create_if_missing))
     return err;
   std::unique_ptr<database> self{new database(dir, opts)};
@@ -165,13 +165,12 @@ caf::error database::open_blobs() {
   if (!store)
     return std::move(store.error());
   blobs_ = std::move(*store);
-  std::unique_ptr<rocksdb::Iterator> it{
-    db_->NewIterator(rocksdb::ReadOptions{}, blob_index_)};
+  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, blob_index_)};
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto ref = blob_ref::decode({it->value().data(), it->value().size()});
     if (!ref)
-      return make_error(errc::corrupt_data, dir_ + ": a row of " + blob_index_table
-                                              + " is not a blob reference");
+      return make_error(errc::corrupt_data,
+                        dir_ + ": a row of " + blob_index_table + " is not a blob reference");
     if (!blobs_->adopt(*ref))
       ++missing_blobs_;
   }
@@ -260,11 +259,11 @@ caf::error database::scan_wal(
         return;
       auto n = names->find(cf);
       writes.push_back({n == names->end() ? std::string_view{} : std::string_view{n->second},
-                        {key.data(), key.size()}, {value.data(), value.size()}, del});
+                        {key.data(), key.size()},
+                        {value.data(), value.size()},
+                        del});
     }
-    void LogData(const rocksdb::Slice& blob) override {
-      (*fn)({blob.data(), blob.size()}, writes);
-    }
+    void LogData(const rocksdb::Slice& blob) override { (*fn)({blob.data(), blob.size()}, writes); }
     rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
                           const rocksdb::Slice& value) override {
       add(cf, key, value, false);
@@ -277,15 +276,13 @@ caf::error database::scan_wal(
     rocksdb::Status SingleDeleteCF(uint32_t, const rocksdb::Slice&) override {
       return rocksdb::Status::OK();
     }
-    rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&,
-                                  const rocksdb::Slice&) override {
+    rocksdb::Status DeleteRangeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
       return rocksdb::Status::OK();
     }
     rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
       return rocksdb::Status::OK();
     }
-    rocksdb::Status PutEntityCF(uint32_t, const rocksdb::Slice&,
-                                const rocksdb::Slice&) override {
+    rocksdb::Status PutEntityCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
       return rocksdb::Status::OK();
     }
     rocksdb::Status PutBlobIndexCF(uint32_t, const rocksdb::Slice&,
@@ -293,18 +290,13 @@ caf::error database::scan_wal(
       return rocksdb::Status::OK();
     }
     rocksdb::Status MarkNoop(bool) override { return rocksdb::Status::OK(); }
-    rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice&,
-                                            const rocksdb::Slice&) override {
+    rocksdb::Status MarkCommitWithTimestamp(const rocksdb::Slice&, const rocksdb::Slice&) override {
       return rocksdb::Status::OK();
     }
     rocksdb::Status MarkBeginPrepare(bool) override { return rocksdb::Status::OK(); }
-    rocksdb::Status MarkEndPrepare(const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
+    rocksdb::Status MarkEndPrepare(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
     rocksdb::Status MarkCommit(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
-    rocksdb::Status MarkRollback(const rocksdb::Slice&) override {
-      return rocksdb::Status::OK();
-    }
+    rocksdb::Status MarkRollback(const rocksdb::Slice&) override { return rocksdb::Status::OK(); }
   } h;
   h.fn = &fn;
   h.names = &names;
@@ -373,8 +365,7 @@ caf::expected<std::string> database::digest() const {
     const rocksdb::Snapshot* s;
     ~release_snapshot() { db->ReleaseSnapshot(s); }
   } guard{db_, ro.snapshot};
-  std::unique_ptr<rocksdb::Iterator> index{
-    db_->NewIterator(ro, blob_index_)};
+  std::unique_ptr<rocksdb::Iterator> index{db_->NewIterator(ro, blob_index_)};
   std::vector<char> blob;
   for (auto& name : tables()) {
     if (name.rfind("__", 0) == 0)
@@ -391,8 +382,8 @@ caf::expected<std::string> database::digest() const {
       if (index->Valid() && index->key() == index_key) {
         auto ref = blob_ref::decode({index->value().data(), index->value().size()});
         if (!ref)
-          return make_error(errc::corrupt_data, "digest of " + name
-                                                  + ": bad blob reference in the index");
+          return make_error(errc::corrupt_data,
+                            "digest of " + name + ": bad blob reference in the index");
         blob.resize(ref->size);
         if (auto err = blobs_->read(*ref, blob.data()))
           return err;

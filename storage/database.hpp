@@ -43,7 +43,7 @@ public:
   /// files but no Comb marker gives errc::not_comb_folder; another format version gives
   /// errc::format_mismatch. Neither touches the folder's contents.
   static caf::expected<std::unique_ptr<database>> open(const std::string& dir,
-                                                        const options& opts = {});
+                                                       const options& opts = {});
 
   ~database();
   database(const database&) = delete;
@@ -92,10 +92,9 @@ public:
   /// transactions (a write group): a transaction's writes are the last ones before the blob
   /// it wrote last. Sees only WAL files still kept: the live ones and, with
   /// options::keep_wal_seconds, the archived ones. The views last for the call.
-  caf::error scan_wal(
-    uint64_t after_seq,
-    const std::function<void(std::string_view blob, const std::vector<wal_write>& before)>& fn)
-    const;
+  caf::error scan_wal(uint64_t after_seq,
+                      const std::function<void(std::string_view blob,
+                                               const std::vector<wal_write>& before)>& fn) const;
 
   /// The sequence number of the last write committed.
   uint64_t latest_sequence() const;

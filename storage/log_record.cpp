@@ -185,7 +185,7 @@ void encode_view(const record_view& r, std::string& out, std::string* head = nul
       cb.setKey(bytes_of(c.key));
       cb.setOp(c.kind == row_change::op::insert   ? RowChange::Op::INSERT
                : c.kind == row_change::op::update ? RowChange::Op::UPDATE
-                                                           : RowChange::Op::DELETE);
+                                                  : RowChange::Op::DELETE);
       cb.setIsRow(c.is_row);
       cb.setValue(bytes_of(c.value));
     }
@@ -251,15 +251,13 @@ std::string encode(const invocation_record& rec) {
   return out;
 }
 
-void encode_committed(std::string& whole, std::string& head,
-                      const invocation_record& rec, size_t head_front) {
+void encode_committed(std::string& whole, std::string& head, const invocation_record& rec,
+                      size_t head_front) {
   encode_view(view_of(rec), whole, &head, head_front);
 }
 
 uint8_t row_flag(const row_change& c) {
-  uint8_t op = c.kind == row_change::op::insert   ? 1
-               : c.kind == row_change::op::update ? 2
-                                                           : 3;
+  uint8_t op = c.kind == row_change::op::insert ? 1 : c.kind == row_change::op::update ? 2 : 3;
   return static_cast<uint8_t>(op | (c.is_row ? 4 : 0));
 }
 
@@ -311,8 +309,8 @@ caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
     r.timestamp_ns = v.getTimestampNs();
     auto k = v.getKind();
     if (k != LogRecord::Kind::INVOCATION && k != LogRecord::Kind::MESSAGE)
-      return make_error(errc::corrupt_data, "record has unknown kind "
-                                              + std::to_string(static_cast<int>(k)));
+      return make_error(errc::corrupt_data,
+                        "record has unknown kind " + std::to_string(static_cast<int>(k)));
     r.kind = k == LogRecord::Kind::INVOCATION ? log_record::kind_t::invocation
                                               : log_record::kind_t::message;
     r.sender = text(v.getSender());

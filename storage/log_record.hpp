@@ -60,8 +60,8 @@ std::string encode(const invocation_record& rec);
 /// with their flags. The head rides in the transaction's WAL entry, which holds the rows
 /// already (as the transaction's writes); recovery rebuilds the changes from the two. Both
 /// strings are replaced, keeping their capacity.
-void encode_committed(std::string& whole, std::string& head,
-                      const invocation_record& rec, size_t head_front = 0);
+void encode_committed(std::string& whole, std::string& head, const invocation_record& rec,
+                      size_t head_front = 0);
 
 /// A row change's flag byte (LogRecord.rowFlags): bits 0-1 its op (1 insert, 2 update,
 /// 3 delete), bit 2 is_row.

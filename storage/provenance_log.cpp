@@ -67,8 +67,8 @@ std::string make_header(uint64_t cluster, uint64_t first_lsn) {
 caf::expected<uint64_t> read_cluster_file(const std::string& dir) {
   std::ifstream in{dir + "/" + cluster_file};
   if (!in)
-    return make_error(errc::not_found, dir + ": not a provenance log (no " + cluster_file
-                                         + " file)");
+    return make_error(errc::not_found,
+                      dir + ": not a provenance log (no " + cluster_file + " file)");
   std::string tag, id;
   in >> tag >> id;
   if (tag != "comb-log-cluster" || id.size() != 16)
@@ -165,7 +165,8 @@ segment_scan scan_segment(const std::string& path, const std::string& name, uint
     }
     uint32_t len = get32(b.data() + off), crc = get32(b.data() + off + 4);
     if (len == 0 && crc == 0
-        && std::all_of(b.begin() + static_cast<long>(off), b.end(), [](char c) { return c == 0; })) {
+        && std::all_of(b.begin() + static_cast<long>(off), b.end(),
+                       [](char c) { return c == 0; })) {
       s.problem = segment_scan::torn_tail;
       s.what = where + ": zero-filled tail";
       return s;
@@ -236,19 +237,18 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
   for (size_t i = 0; i < segs.size(); ++i) {
     bool last = i + 1 == segs.size();
     std::string bad_lsn;
-    auto s = scan_segment(dir + "/" + segs[i], segs[i], w->cluster_id_,
-                          [&](uint64_t off, std::string_view body) {
-                            auto r = decode(body);
-                            if (!r || (expect != 0 && r->lsn != expect)) {
-                              bad_lsn = segs[i] + " offset " + std::to_string(off) + ": "
-                                        + (r ? "lsn " + std::to_string(r->lsn) + ", expected "
-                                                 + std::to_string(expect)
-                                             : describe(r.error()));
-                              return false;
-                            }
-                            expect = r->lsn + 1;
-                            return true;
-                          });
+    auto s = scan_segment(
+      dir + "/" + segs[i], segs[i], w->cluster_id_, [&](uint64_t off, std::string_view body) {
+        auto r = decode(body);
+        if (!r || (expect != 0 && r->lsn != expect)) {
+          bad_lsn = segs[i] + " offset " + std::to_string(off) + ": "
+                    + (r ? "lsn " + std::to_string(r->lsn) + ", expected " + std::to_string(expect)
+                         : describe(r.error()));
+          return false;
+        }
+        expect = r->lsn + 1;
+        return true;
+      });
     if (!bad_lsn.empty())
       return make_error(errc::corrupt_data, bad_lsn);
     if (s.problem == segment_scan::torn_tail && last) {
@@ -289,8 +289,9 @@ log_writer::~log_writer() {
     // A destructor cannot return the error: say which records were lost, and why. Owners
     // that care (the recorder) sync before they let go, and hear of failures there.
     if (auto err = flush())
-      std::fprintf(stderr, "comb: provenance log: the last records (up to lsn %llu) may be "
-                           "missing from %s: %s\n",
+      std::fprintf(stderr,
+                   "comb: provenance log: the last records (up to lsn %llu) may be "
+                   "missing from %s: %s\n",
                    static_cast<unsigned long long>(next_lsn_ - 1), segment_.c_str(),
                    describe(err).c_str());
     ::close(fd_);
@@ -303,8 +304,7 @@ caf::error log_writer::write_all(const char* p, size_t n) {
     if (k < 0) {
       if (errno == EINTR)
         continue;
-      return make_error(errc::storage_error,
-                        segment_ + ": write failed: " + std::strerror(errno));
+      return make_error(errc::storage_error, segment_ + ": write failed: " + std::strerror(errno));
     }
     p += k;
     n -= static_cast<size_t>(k);
@@ -335,8 +335,9 @@ caf::error log_writer::append(uint64_t lsn, std::string_view encoded) {
   if (encoded.size() > max_record_bytes)
     return make_error(errc::too_large, "log record of " + std::to_string(encoded.size())
                                          + " bytes exceeds the frame limit");
-  if (fd_ < 0 || (segment_size_ > segment_header_bytes
-                  && segment_size_ + 8 + encoded.size() > opts_.segment_bytes)) {
+  if (fd_ < 0
+      || (segment_size_ > segment_header_bytes
+          && segment_size_ + 8 + encoded.size() > opts_.segment_bytes)) {
     if (fd_ >= 0)
       if (auto err = flush())
         return err;
@@ -404,32 +405,29 @@ caf::error log_reader::for_each(uint64_t from_lsn, const std::function<bool(log_
       continue;
     }
     caf::error problem;
-    auto s = scan_segment(dir_ + "/" + segs[i], segs[i], cluster_id_,
-                          [&](uint64_t off, std::string_view body) {
-                            auto r = decode(body);
-                            if (!r) {
-                              problem = make_error(errc::corrupt_data,
-                                                   segs[i] + " offset " + std::to_string(off)
-                                                     + ": " + describe(r.error()));
-                              return false;
-                            }
-                            if (expect != 0 && r->lsn != expect) {
-                              problem = make_error(
-                                errc::corrupt_data,
-                                segs[i] + " offset " + std::to_string(off) + ": lsn "
-                                  + std::to_string(r->lsn) + " where "
-                                  + std::to_string(expect) + " was expected");
-                              return false;
-                            }
-                            expect = r->lsn + 1;
-                            st.bytes += body.size() + 8;
-                            if (st.records++ == 0)
-                              st.first_lsn = r->lsn;
-                            st.last_lsn = r->lsn;
-                            if (r->lsn >= from_lsn && !fn(std::move(*r)))
-                              stop = true;
-                            return !stop;
-                          });
+    auto s = scan_segment(
+      dir_ + "/" + segs[i], segs[i], cluster_id_, [&](uint64_t off, std::string_view body) {
+        auto r = decode(body);
+        if (!r) {
+          problem = make_error(errc::corrupt_data, segs[i] + " offset " + std::to_string(off) + ": "
+                                                     + describe(r.error()));
+          return false;
+        }
+        if (expect != 0 && r->lsn != expect) {
+          problem = make_error(errc::corrupt_data, segs[i] + " offset " + std::to_string(off)
+                                                     + ": lsn " + std::to_string(r->lsn) + " where "
+                                                     + std::to_string(expect) + " was expected");
+          return false;
+        }
+        expect = r->lsn + 1;
+        st.bytes += body.size() + 8;
+        if (st.records++ == 0)
+          st.first_lsn = r->lsn;
+        st.last_lsn = r->lsn;
+        if (r->lsn >= from_lsn && !fn(std::move(*r)))
+          stop = true;
+        return !stop;
+      });
     ++st.segments;
     if (problem)
       return problem;
@@ -448,7 +446,8 @@ caf::expected<log_stats> verify_log(const std::string& dir) {
   if (!r)
     return std::move(r.error());
   log_stats st;
-  if (auto err = r->for_each(0, [](log_record&&) { return true; }, &st))
+  if (auto err = r->for_each(
+        0, [](log_record&&) { return true; }, &st))
     return err;
   if (st.tail_bytes > 0)
     return make_error(errc::corrupt_data, "torn tail: " + st.tail_segment + " ("

@@ -51,7 +51,7 @@ class log_writer {
 public:
   /// Opens (creating when missing) the log in `dir`, recovering its tail.
   static caf::expected<std::unique_ptr<log_writer>> open(const std::string& dir,
-                                                        log_options opts = {});
+                                                         log_options opts = {});
   ~log_writer();
   log_writer(const log_writer&) = delete;
   log_writer& operator=(const log_writer&) = delete;

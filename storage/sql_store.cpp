@@ -122,9 +122,12 @@ void bind_json(sqlite3_stmt* s, int i, const nlohmann::json& v) {
 
 const char* op_name(row_change::op k) {
   switch (k) {
-    case row_change::op::insert: return "insert";
-    case row_change::op::update: return "update";
-    case row_change::op::del: return "delete";
+  case row_change::op::insert:
+    return "insert";
+  case row_change::op::update:
+    return "update";
+  case row_change::op::del:
+    return "delete";
   }
   return "?";
 }
@@ -147,8 +150,7 @@ std::string sql_store::events_table(const std::string& table) {
   return out + "_events";
 }
 
-caf::expected<std::unique_ptr<sql_store>> sql_store::open(const std::string& file,
-                                                          bool read_only) {
+caf::expected<std::unique_ptr<sql_store>> sql_store::open(const std::string& file, bool read_only) {
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(file.c_str(), &db, flags, nullptr) != SQLITE_OK) {
@@ -226,9 +228,9 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
                      "INSERT OR IGNORE INTO func_invocations VALUES "
                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
                      -1, &inv.s, nullptr);
-  sqlite3_prepare_v2(db_,
-                     "INSERT OR IGNORE INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-                     -1, &msg.s, nullptr);
+  sqlite3_prepare_v2(
+    db_, "INSERT OR IGNORE INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", -1,
+    &msg.s, nullptr);
   sqlite3_prepare_v2(db_, "INSERT OR IGNORE INTO row_events VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
                      -1, &ev.s, nullptr);
   sqlite3_prepare_v2(db_, "INSERT OR IGNORE INTO row_reads VALUES (?1,?2,?3,?4,?5,?6,?7)", -1,
@@ -310,8 +312,8 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
           }
         stmt t;
         if (sqlite3_prepare_v2(db_,
-                               ("INSERT OR IGNORE INTO " + quote(events_table(c.table)) + "("
-                                + cols + ") VALUES (" + qs + ")")
+                               ("INSERT OR IGNORE INTO " + quote(events_table(c.table)) + "(" + cols
+                                + ") VALUES (" + qs + ")")
                                  .c_str(),
                                -1, &t.s, nullptr)
             != SQLITE_OK) {
@@ -364,7 +366,8 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
     if (auto rb = exec("ROLLBACK"); rb && !sqlite3_get_autocommit(db_))
       return make_error(errc::storage_error, "spool failed (" + describe(err)
                                                + "), then ROLLBACK failed with the "
-                                                 "transaction open (" + describe(rb) + ")");
+                                                 "transaction open ("
+                                               + describe(rb) + ")");
     return err;
   }
   if (auto e = exec("COMMIT"))
@@ -390,12 +393,18 @@ caf::expected<nlohmann::json> sql_store::query(const std::string& sql,
     for (int c = 0; c < sqlite3_column_count(s.s); ++c) {
       std::string name = sqlite3_column_name(s.s, c);
       switch (sqlite3_column_type(s.s, c)) {
-        case SQLITE_INTEGER: row[name] = sqlite3_column_int64(s.s, c); break;
-        case SQLITE_FLOAT: row[name] = sqlite3_column_double(s.s, c); break;
-        case SQLITE_NULL: row[name] = nullptr; break;
-        default:
-          row[name] = std::string{reinterpret_cast<const char*>(sqlite3_column_text(s.s, c)),
-                                  static_cast<size_t>(sqlite3_column_bytes(s.s, c))};
+      case SQLITE_INTEGER:
+        row[name] = sqlite3_column_int64(s.s, c);
+        break;
+      case SQLITE_FLOAT:
+        row[name] = sqlite3_column_double(s.s, c);
+        break;
+      case SQLITE_NULL:
+        row[name] = nullptr;
+        break;
+      default:
+        row[name] = std::string{reinterpret_cast<const char*>(sqlite3_column_text(s.s, c)),
+                                static_cast<size_t>(sqlite3_column_bytes(s.s, c))};
       }
     }
     rows.push_back(std::move(row));

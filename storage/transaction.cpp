@@ -40,8 +40,9 @@ transaction::~transaction() {
     rollback();
 }
 
-caf::expected<rocksdb::ColumnFamilyHandle*>
-transaction::cf_of(std::string_view table, table_kind kind, const char* blob_call) const {
+caf::expected<rocksdb::ColumnFamilyHandle*> transaction::cf_of(std::string_view table,
+                                                               table_kind kind,
+                                                               const char* blob_call) const {
   auto t = db_.table(table);
   if (t && t->kind == kind)
     return t->handle;
@@ -54,9 +55,9 @@ transaction::cf_of(std::string_view table, table_kind kind, const char* blob_cal
                                               + "' holds blobs: use transaction::" + blob_call);
 }
 
-caf::expected<std::optional<std::string>>
-transaction::read(std::string_view table, std::string_view key, bool for_update,
-                  table_kind kind) {
+caf::expected<std::optional<std::string>> transaction::read(std::string_view table,
+                                                            std::string_view key, bool for_update,
+                                                            table_kind kind) {
   auto handle = cf_of(table, kind, "get_blob");
   if (!handle)
     return std::move(handle.error());
@@ -82,14 +83,13 @@ caf::expected<std::optional<std::string>> transaction::get(std::string_view tabl
   return read(table, key, false);
 }
 
-caf::expected<std::optional<std::string>>
-transaction::get_for_update(std::string_view table, std::string_view key) {
+caf::expected<std::optional<std::string>> transaction::get_for_update(std::string_view table,
+                                                                      std::string_view key) {
   return read(table, key, true);
 }
 
-caf::error transaction::write(std::string_view table, std::string_view key,
-                              std::string_view value, bool is_row, bool must_be_absent,
-                              table_kind kind) {
+caf::error transaction::write(std::string_view table, std::string_view key, std::string_view value,
+                              bool is_row, bool must_be_absent, table_kind kind) {
   auto handle = cf_of(table, kind, "put_blob");
   if (!handle)
     return std::move(handle.error());
@@ -108,9 +108,8 @@ caf::error transaction::write(std::string_view table, std::string_view key,
     exists = s.ok();
   }
   if (must_be_absent && exists)
-    return make_error(errc::already_exists,
-                      std::string{table} + ": a row with key '" + std::string{key}
-                        + "' already exists");
+    return make_error(errc::already_exists, std::string{table} + ": a row with key '"
+                                              + std::string{key} + "' already exists");
   auto s = txn_->Put(cf, {key.data(), key.size()}, {value.data(), value.size()});
   if (!s.ok())
     return to_error(s, "write " + std::string{table});
@@ -126,8 +125,7 @@ caf::error transaction::write(std::string_view table, std::string_view key,
   return {};
 }
 
-caf::error transaction::put(std::string_view table, std::string_view key,
-                            std::string_view value) {
+caf::error transaction::put(std::string_view table, std::string_view key, std::string_view value) {
   return write(table, key, value, /*is_row=*/false, /*must_be_absent=*/false);
 }
 
@@ -214,8 +212,7 @@ caf::error transaction::put_blob(std::string_view table, std::string_view key,
     stored.push_back(blob_tag);
     stored.append(encoded);
   }
-  return write(table, key, stored, /*is_row=*/false, /*must_be_absent=*/false,
-               table_kind::blobs);
+  return write(table, key, stored, /*is_row=*/false, /*must_be_absent=*/false, table_kind::blobs);
 }
 
 caf::expected<bool> transaction::get_blob(std::string_view table, std::string_view key,
@@ -239,8 +236,7 @@ caf::expected<bool> transaction::get_blob(std::string_view table, std::string_vi
   out.resize(ref->size);
   if (auto err = db_.blobs().read(*ref, out.data()))
     return make_error(static_cast<errc>(err.code()),
-                      std::string{table} + "/" + std::string{key} + ": "
-                        + describe(err));
+                      std::string{table} + "/" + std::string{key} + ": " + describe(err));
   return true;
 }
 
@@ -286,9 +282,8 @@ caf::error transaction::scan(
 
 namespace {
 
-caf::expected<std::optional<nlohmann::json>>
-decode_row(std::string_view table, std::string_view key,
-           caf::expected<std::optional<std::string>> raw) {
+caf::expected<std::optional<nlohmann::json>> decode_row(
+  std::string_view table, std::string_view key, caf::expected<std::optional<std::string>> raw) {
   if (!raw)
     return raw.error();
   if (!*raw)
@@ -307,8 +302,8 @@ caf::expected<std::optional<nlohmann::json>> transaction::get_row(std::string_vi
   return decode_row(table, key, read(table, key, false));
 }
 
-caf::expected<std::optional<nlohmann::json>>
-transaction::get_row_for_update(std::string_view table, std::string_view key) {
+caf::expected<std::optional<nlohmann::json>> transaction::get_row_for_update(std::string_view table,
+                                                                             std::string_view key) {
   return decode_row(table, key, read(table, key, true));
 }
 

@@ -81,8 +81,7 @@ public:
   caf::expected<std::optional<nlohmann::json>> get_row_for_update(std::string_view table,
                                                                   std::string_view key);
   caf::error put_row(std::string_view table, std::string_view key, const nlohmann::json& row);
-  caf::error insert_row(std::string_view table, std::string_view key,
-                        const nlohmann::json& row);
+  caf::error insert_row(std::string_view table, std::string_view key, const nlohmann::json& row);
 
   /// Commits; on failure the transaction is rolled back (errc::conflict when retryable).
   caf::error commit();

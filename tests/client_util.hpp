@@ -11,9 +11,8 @@ namespace comb::test {
 
 /// Connects to the node on 127.0.0.1:`port` once it accepts connections: retries while it
 /// starts, for up to `timeout`, and returns the last attempt's error after that.
-inline caf::expected<runtime::client>
-connect_retry(caf::actor_system& sys, int port,
-              std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
+inline caf::expected<runtime::client> connect_retry(
+  caf::actor_system& sys, int port, std::chrono::milliseconds timeout = std::chrono::seconds{30}) {
   caf::expected<runtime::client> c = make_error(errc::unavailable, "not tried");
   wait_until(
     [&] {

@@ -41,9 +41,9 @@ caf::expected<json> transfer(call_context& ctx, transaction& txn, const json& ar
   auto fa = (**a)["balance"].get<int64_t>(), fb = (**b)["balance"].get<int64_t>();
   if (fa < amount)
     return make_error(errc::procedure_failed, "bank.transfer: insufficient funds in " + from);
-  if (auto err = txn.insert_row("bank.transfers", id,
-                                json{{"from", from}, {"to", to}, {"amount", amount},
-                                     {"exec", ctx.execution_id}}))
+  if (auto err = txn.insert_row(
+        "bank.transfers", id,
+        json{{"from", from}, {"to", to}, {"amount", amount}, {"exec", ctx.execution_id}}))
     return err; // already_exists: a retried transfer is not applied twice
   if (auto err = txn.put_row("bank.accounts", from, json{{"balance", fa - amount}}))
     return err;

@@ -71,8 +71,8 @@ std::shared_ptr<procedure_registry> procedures() {
   opts.max_args_bytes = size_t{64} << 20;
   procs->add(
     "bench.submit",
-    [](call_context& ctx, storage::transaction& txn, const nlohmann::json& args)
-      -> caf::expected<nlohmann::json> {
+    [](call_context& ctx, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
       outbox_call c;
       c.model = "checksum";
       c.result_procedure = "bench.store";
@@ -86,8 +86,8 @@ std::shared_ptr<procedure_registry> procedures() {
   opts.partition_by.clear();
   outbox::add_result_procedure(
     *procs, "bench.store",
-    [](call_context&, storage::transaction& txn, const nlohmann::json& args)
-      -> caf::expected<nlohmann::json> {
+    [](call_context&, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
       const auto& out = args.at("result").at("output").get_binary();
       std::vector<char> bytes(out.begin(), out.end());
       auto sum = parse_checksum_output(bytes);
@@ -332,8 +332,8 @@ int main(int argc, char** argv) {
             inv.role = "admin";
             inv.sender = "perf_pieces";
             auto target = (*n)->route().route(inv);
-            handles.push_back(self->request(*target, std::chrono::seconds{120}, call_atom::value,
-                                            std::move(inv)));
+            handles.push_back(
+              self->request(*target, std::chrono::seconds{120}, call_atom::value, std::move(inv)));
             ++sent;
           }
           if (done < sent) {
@@ -405,8 +405,8 @@ int main(int argc, char** argv) {
       std::printf("%-9s transfer cost per MiB (8 MiB vs 1 MiB tasks x %zu, median of %zu): "
                   "comb %.1f us/MiB (%.2f GB/s), in-process %.1f us/MiB (%.2f GB/s), ratio "
                   "%.2fx\n",
-                  b.c_str(), both_count, repeat, us_per_mib, 1048.576 / us_per_mib,
-                  base_us_per_mib, 1048.576 / base_us_per_mib, us_per_mib / base_us_per_mib);
+                  b.c_str(), both_count, repeat, us_per_mib, 1048.576 / us_per_mib, base_us_per_mib,
+                  1048.576 / base_us_per_mib, us_per_mib / base_us_per_mib);
     }
   }
   return 0;

@@ -34,14 +34,17 @@ storage::log_record transfer_record(uint64_t i) {
   r.procedure = "bank.transfer";
   r.role = "teller";
   r.status = "ok";
-  r.payload = R"({"amount":17,"from":"acct-12","id":"t)" + std::to_string(i) + R"(","to":"acct-99"})";
+  r.payload = R"({"amount":17,"from":"acct-12","id":"t)" + std::to_string(i)
+              + R"(","to":"acct-99"})";
   r.result = R"({"from_balance":983,"id":"t1","to_balance":1017})";
   for (auto key : {"acct-12", "acct-99"}) {
     storage::row_change c;
     c.table = "bank.accounts";
     c.key = key;
     c.kind = storage::row_change::op::update;
-    c.value = std::string("\x81\xa7" "balance\xcd\x03\xd7", 12);
+    c.value = std::string("\x81\xa7"
+                          "balance\xcd\x03\xd7",
+                          12);
     r.changes.push_back(c);
   }
   storage::row_change t;
@@ -80,7 +83,8 @@ int main(int argc, char** argv) {
     encoded.push_back(storage::encode(r));
     bytes += encoded.back().size() + 8;
   }
-  auto base = std::filesystem::temp_directory_path() / ("comb-perf-log-" + std::to_string(getpid()));
+  auto base = std::filesystem::temp_directory_path()
+              / ("comb-perf-log-" + std::to_string(getpid()));
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
   std::printf("perf_log: %zu records of ~%zu bytes, %u cores\n", n, bytes / n,

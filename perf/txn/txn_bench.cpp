@@ -33,7 +33,7 @@ using nlohmann::json;
 namespace {
 
 constexpr int accounts = 1000;
-size_t worker_threads = 0; // 0: the system_config default (one per core)
+size_t worker_threads = 0;    // 0: the system_config default (one per core)
 bool with_provenance = false; // --provenance: the async rows with the log on (profiling)
 constexpr int64_t initial = 1'000'000'000;
 
@@ -59,8 +59,8 @@ std::string acct(int i) {
 }
 
 std::string fresh_dir(const std::string& name) {
-  auto d = std::filesystem::temp_directory_path() / ("comb-perf-txn-" + name + "-"
-                                                    + std::to_string(getpid()));
+  auto d = std::filesystem::temp_directory_path()
+           / ("comb-perf-txn-" + name + "-" + std::to_string(getpid()));
   std::filesystem::remove_all(d);
   return d.string();
 }
@@ -302,8 +302,7 @@ int main(int argc, char** argv) {
     for (uint32_t c : {8u, 64u}) {
       double r = actor_rate(storage::durability::sync, c, plan, partitions);
       row("sync actors, " + std::to_string(c) + " clients", r, direct, "direct 1 thread");
-      row("sync group commit, " + std::to_string(c) + " vs 1 client", r, one,
-          "actors 1 client");
+      row("sync group commit, " + std::to_string(c) + " vs 1 client", r, one, "actors 1 client");
     }
   }
   if (benches.count("provenance"))

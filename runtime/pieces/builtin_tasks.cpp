@@ -92,8 +92,8 @@ std::vector<char> checksum_output(const std::vector<payload_buffer>& chunks, uin
 
 caf::expected<std::pair<uint64_t, uint64_t>> parse_checksum_output(const std::vector<char>& out) {
   if (out.size() != 16)
-    return make_error(errc::corrupt_data, "checksum output has " + std::to_string(out.size()) +
-                                            " bytes, expected 16");
+    return make_error(errc::corrupt_data,
+                      "checksum output has " + std::to_string(out.size()) + " bytes, expected 16");
   return std::pair<uint64_t, uint64_t>{get64(out.data()), get64(out.data() + 8)};
 }
 
@@ -109,22 +109,20 @@ std::vector<char> make_matmul_payload(uint32_t m, uint32_t k, uint32_t n,
 
 caf::expected<std::vector<char>> matmul_output(const std::vector<char>& payload) {
   if (payload.size() < 12)
-    return make_error(errc::invalid_argument, "matmul payload of " +
-                                                std::to_string(payload.size()) +
-                                                " bytes is shorter than its 12-byte header");
+    return make_error(errc::invalid_argument, "matmul payload of " + std::to_string(payload.size())
+                                                + " bytes is shorter than its 12-byte header");
   uint32_t dims[3];
   std::memcpy(dims, payload.data(), 12);
   uint64_t m = dims[0], k = dims[1], n = dims[2];
   auto want = 12 + (m * k + k * n) * sizeof(float);
   if (m * k > (uint64_t{1} << 32) || k * n > (uint64_t{1} << 32) || payload.size() != want)
     return make_error(errc::invalid_argument,
-                      "matmul payload of " + std::to_string(payload.size()) + " bytes does not " +
-                        "match its header m=" + std::to_string(m) + " k=" + std::to_string(k) +
-                        " n=" + std::to_string(n) + " (expected " + std::to_string(want) + ")");
+                      "matmul payload of " + std::to_string(payload.size()) + " bytes does not "
+                        + "match its header m=" + std::to_string(m) + " k=" + std::to_string(k)
+                        + " n=" + std::to_string(n) + " (expected " + std::to_string(want) + ")");
   std::vector<float> a(m * k), b(k * n), c(m * n, 0.0f);
   std::memcpy(a.data(), payload.data() + 12, a.size() * sizeof(float));
-  std::memcpy(b.data(), payload.data() + 12 + a.size() * sizeof(float),
-              b.size() * sizeof(float));
+  std::memcpy(b.data(), payload.data() + 12 + a.size() * sizeof(float), b.size() * sizeof(float));
   for (uint64_t i = 0; i < m; ++i)
     for (uint64_t p = 0; p < k; ++p) {
       auto aip = a[i * k + p];

@@ -38,8 +38,7 @@ private:
 };
 
 /// Output of "checksum": 16 bytes, the hash then the length, both little-endian uint64.
-std::vector<char> checksum_output(const std::vector<payload_buffer>& chunks,
-                                  uint64_t seed = 0);
+std::vector<char> checksum_output(const std::vector<payload_buffer>& chunks, uint64_t seed = 0);
 
 /// Reads the hash and length back from checksum_output's bytes.
 caf::expected<std::pair<uint64_t, uint64_t>> parse_checksum_output(const std::vector<char>& out);

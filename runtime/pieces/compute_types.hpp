@@ -68,8 +68,8 @@ struct task_request {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_request& x) {
-  return f(caf::meta::type_name("comb.task_request"), x.task_id, x.kind, x.model,
-           x.model_version, x.piece_count, x.first_piece, x.piece_size, x.bytes);
+  return f(caf::meta::type_name("comb.task_request"), x.task_id, x.kind, x.model, x.model_version,
+           x.piece_count, x.first_piece, x.piece_size, x.bytes);
 }
 
 /// Registers task_result and task_request with `cfg` (call before starting the system).

@@ -21,8 +21,7 @@ std::string hex(const unsigned char* md, unsigned len) {
 } // namespace
 
 std::string model_digest(const std::vector<payload_buffer>& chunks) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(),
-                                                              &EVP_MD_CTX_free};
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   for (const auto& c : chunks)
     EVP_DigestUpdate(ctx.get(), c.data(), c.size());

@@ -43,13 +43,12 @@ caf::expected<std::pair<std::string, uint32_t>> name_version(const json& args) {
   auto name = arg<std::string>(args, "name");
   auto version = arg<int64_t>(args, "version");
   if (!valid_name(name))
-    return make_error(errc::invalid_argument, "model name '" + name +
-                                                "' must be 1..128 characters of "
-                                                "[A-Za-z0-9_.-]");
+    return make_error(errc::invalid_argument, "model name '" + name
+                                                + "' must be 1..128 characters of "
+                                                  "[A-Za-z0-9_.-]");
   if (version < 1 || version > 0xffffffffll)
-    return make_error(errc::invalid_argument,
-                      "model version " + std::to_string(version) + " of '" + name +
-                        "' must be in [1, 4294967295]");
+    return make_error(errc::invalid_argument, "model version " + std::to_string(version) + " of '"
+                                                + name + "' must be in [1, 4294967295]");
   return std::pair<std::string, uint32_t>{name, static_cast<uint32_t>(version)};
 }
 
@@ -60,23 +59,23 @@ caf::expected<json> put_chunk(call_context&, storage::transaction& txn, const js
   auto [name, version] = *nv;
   auto no = arg<int64_t>(args, "chunk_no");
   if (no < 0 || no > 1000000)
-    return make_error(errc::invalid_argument, "chunk_no " + std::to_string(no) + " of model '" +
-                                                name + "' is out of range");
+    return make_error(errc::invalid_argument, "chunk_no " + std::to_string(no) + " of model '"
+                                                + name + "' is out of range");
   auto data = base64_decode(arg<std::string>(args, "data"));
   if (!data)
-    return make_error(errc::invalid_argument, "chunk " + std::to_string(no) + " of model '" +
-                                                name + "': " + describe(data.error()));
+    return make_error(errc::invalid_argument, "chunk " + std::to_string(no) + " of model '" + name
+                                                + "': " + describe(data.error()));
   if (data->size() > model_store::chunk_size)
-    return make_error(errc::too_large, "chunk " + std::to_string(no) + " of model '" + name +
-                                         "' has " + std::to_string(data->size()) +
-                                         " bytes, more than 1 MiB");
+    return make_error(errc::too_large, "chunk " + std::to_string(no) + " of model '" + name
+                                         + "' has " + std::to_string(data->size())
+                                         + " bytes, more than 1 MiB");
   auto existing = txn.get(model_store::models_table, model_key(name, version));
   if (!existing)
     return existing.error();
   if (*existing)
-    return make_error(errc::already_exists, "model '" + name + "' version " +
-                                              std::to_string(version) +
-                                              " is already stored; versions are immutable");
+    return make_error(errc::already_exists, "model '" + name + "' version "
+                                              + std::to_string(version)
+                                              + " is already stored; versions are immutable");
   if (auto err = txn.put(model_store::chunks_table,
                          chunk_key(name, version, static_cast<uint32_t>(no)), *data))
     return err;
@@ -91,8 +90,8 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
   auto count = arg<int64_t>(args, "chunk_count");
   auto digest = arg<std::string>(args, "digest");
   if (count < 1 || count > 1000000)
-    return make_error(errc::invalid_argument, "chunk_count " + std::to_string(count) +
-                                                " of model '" + name + "' is out of range");
+    return make_error(errc::invalid_argument, "chunk_count " + std::to_string(count) + " of model '"
+                                                + name + "' is out of range");
   auto key = model_key(name, version);
   auto existing = txn.get_row_for_update(model_store::models_table, key);
   if (!existing)
@@ -100,13 +99,11 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
   if (*existing) {
     if ((**existing).value("digest", "") == digest)
       return json{{"name", name}, {"version", version}, {"digest", digest}, {"new", false}};
-    return make_error(errc::already_exists, "model '" + name + "' version " +
-                                              std::to_string(version) +
-                                              " is already stored with digest " +
-                                              (**existing).value("digest", ""));
+    return make_error(errc::already_exists,
+                      "model '" + name + "' version " + std::to_string(version)
+                        + " is already stored with digest " + (**existing).value("digest", ""));
   }
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(),
-                                                              &EVP_MD_CTX_free};
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   uint64_t bytes = 0;
   for (int64_t i = 0; i < count; ++i) {
@@ -115,14 +112,12 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
     if (!chunk)
       return chunk.error();
     if (!*chunk)
-      return make_error(errc::bad_model, "model '" + name + "' version " +
-                                           std::to_string(version) + ": chunk " +
-                                           std::to_string(i) + " of " + std::to_string(count) +
-                                           " is missing");
+      return make_error(errc::bad_model, "model '" + name + "' version " + std::to_string(version)
+                                           + ": chunk " + std::to_string(i) + " of "
+                                           + std::to_string(count) + " is missing");
     if (i + 1 < count && (*chunk)->size() != model_store::chunk_size)
-      return make_error(errc::bad_model, "model '" + name + "' version " +
-                                           std::to_string(version) + ": chunk " +
-                                           std::to_string(i) + " is not 1 MiB long");
+      return make_error(errc::bad_model, "model '" + name + "' version " + std::to_string(version)
+                                           + ": chunk " + std::to_string(i) + " is not 1 MiB long");
     EVP_DigestUpdate(ctx.get(), (*chunk)->data(), (*chunk)->size());
     bytes += (*chunk)->size();
   }
@@ -136,9 +131,9 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
     actual.push_back(digits[md[i] & 15]);
   }
   if (actual != digest)
-    return make_error(errc::bad_model, "model '" + name + "' version " +
-                                         std::to_string(version) + ": chunks have digest " +
-                                         actual + ", not the " + digest + " given");
+    return make_error(errc::bad_model, "model '" + name + "' version " + std::to_string(version)
+                                         + ": chunks have digest " + actual + ", not the " + digest
+                                         + " given");
   json row{{"name", name},   {"version", version}, {"digest", digest},
            {"bytes", bytes}, {"chunks", count},    {"loaded", false}};
   if (auto err = txn.put_row(model_store::models_table, key, row))
@@ -164,8 +159,8 @@ caf::expected<json> list_models(call_context&, storage::transaction& txn, const 
                             if (row.is_discarded())
                               return true;
                             auto i = active.find(row.value("name", ""));
-                            row["active"] = i != active.end() &&
-                                            i->second == row.value("version", 0u);
+                            row["active"] = i != active.end()
+                                            && i->second == row.value("version", 0u);
                             out.push_back(std::move(row));
                             return true;
                           }))
@@ -183,21 +178,20 @@ caf::expected<json> get_chunk(call_context&, storage::transaction& txn, const js
   if (!row)
     return row.error();
   if (!*row)
-    return make_error(errc::not_found, "no model '" + name + "' version " +
-                                         std::to_string(version));
+    return make_error(errc::not_found,
+                      "no model '" + name + "' version " + std::to_string(version));
   auto count = (**row).value("chunks", int64_t{0});
   if (no < 0 || no >= count)
-    return make_error(errc::invalid_argument, "model '" + name + "' version " +
-                                                std::to_string(version) + " has " +
-                                                std::to_string(count) + " chunks, not chunk " +
-                                                std::to_string(no));
+    return make_error(errc::invalid_argument,
+                      "model '" + name + "' version " + std::to_string(version) + " has "
+                        + std::to_string(count) + " chunks, not chunk " + std::to_string(no));
   auto chunk = txn.get(model_store::chunks_table,
                        chunk_key(name, version, static_cast<uint32_t>(no)));
   if (!chunk)
     return chunk.error();
   if (!*chunk)
-    return make_error(errc::corrupt_data, "model '" + name + "' chunk " + std::to_string(no) +
-                                            " is missing");
+    return make_error(errc::corrupt_data,
+                      "model '" + name + "' chunk " + std::to_string(no) + " is missing");
   return json{{"data", base64_encode(**chunk)},
               {"chunk_count", count},
               {"digest", (**row).value("digest", "")}};
@@ -212,8 +206,8 @@ caf::expected<json> activate(call_context& ctx, storage::transaction& txn, const
   if (!row)
     return row.error();
   if (!*row)
-    return make_error(errc::not_found, "cannot activate model '" + name + "' version " +
-                                         std::to_string(version) + ": it is not stored");
+    return make_error(errc::not_found, "cannot activate model '" + name + "' version "
+                                         + std::to_string(version) + ": it is not stored");
   auto count = (**row).value("chunks", uint32_t{0});
   std::string payload;
   payload.reserve((**row).value("bytes", size_t{0}));
@@ -222,8 +216,8 @@ caf::expected<json> activate(call_context& ctx, storage::transaction& txn, const
     if (!chunk)
       return chunk.error();
     if (!*chunk)
-      return make_error(errc::corrupt_data, "model '" + name + "' chunk " + std::to_string(i) +
-                                              " is missing");
+      return make_error(errc::corrupt_data,
+                        "model '" + name + "' chunk " + std::to_string(i) + " is missing");
     payload += **chunk;
   }
   outbox_call call;
@@ -248,8 +242,8 @@ caf::expected<json> loaded(call_context&, storage::transaction& txn, const json&
   if (!row)
     return row.error();
   if (!*row)
-    return make_error(errc::not_found, "model '" + name + "' version " +
-                                         std::to_string(version) + " vanished");
+    return make_error(errc::not_found,
+                      "model '" + name + "' version " + std::to_string(version) + " vanished");
   if (auto e = args.find("error"); e != args.end()) {
     (**row)["load_error"] = *e;
     if (auto err = txn.put_row(model_store::models_table, key, **row))
@@ -302,8 +296,7 @@ caf::expected<uint32_t> model_store::active_version(storage::transaction& txn,
   if (!row)
     return row.error();
   if (!*row)
-    return make_error(errc::bad_model,
-                      "model '" + std::string{name} + "' has no active version");
+    return make_error(errc::bad_model, "model '" + std::string{name} + "' has no active version");
   return (**row).value("version", 0u);
 }
 

@@ -36,8 +36,7 @@ public:
   ///   comb.model.get_chunk {name, version, chunk_no} -> {data (base64), chunk_count}
   ///   comb.model.activate  {name, version} -> {call}: loads it into the compute process
   ///   comb.model.loaded    (result procedure of that call) -> makes the version active
-  static void add_procedures(procedure_registry& procs,
-                             std::vector<std::string> roles = {"admin"});
+  static void add_procedures(procedure_registry& procs, std::vector<std::string> roles = {"admin"});
 
   /// The active version of `name` (for a primary procedure to pin its call to), or
   /// errc::bad_model when the model has no active version.

@@ -47,8 +47,7 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
     p.task_id = row.at("task_id").get<uint64_t>();
     return p;
   } catch (const nlohmann::json::exception& e) {
-    return make_error(errc::corrupt_data,
-                      "outbox row: " + std::string{e.what()});
+    return make_error(errc::corrupt_data, "outbox row: " + std::string{e.what()});
   }
 }
 
@@ -68,8 +67,8 @@ std::shared_ptr<listener_entry> listener_of(const storage::database& db) {
 }
 
 // A call's payload: in its row (field "payload") when small, else in the payload table.
-caf::error read_payload(storage::transaction& txn, std::string_view key,
-                        const nlohmann::json& row, std::vector<char>& out) {
+caf::error read_payload(storage::transaction& txn, std::string_view key, const nlohmann::json& row,
+                        std::vector<char>& out) {
   if (auto i = row.find("payload"); i != row.end()) {
     if (!i->is_binary())
       return make_error(errc::corrupt_data,
@@ -82,8 +81,7 @@ caf::error read_payload(storage::transaction& txn, std::string_view key,
   if (!found)
     return std::move(found.error());
   if (!*found)
-    return make_error(errc::corrupt_data,
-                      "outbox call '" + std::string{key} + "' has no payload");
+    return make_error(errc::corrupt_data, "outbox call '" + std::string{key} + "' has no payload");
   return {};
 }
 
@@ -97,8 +95,8 @@ void outbox::set_listener(storage::database& db, listener fn) {
     listeners.erase(&db);
 }
 
-caf::expected<std::optional<pending_call>>
-outbox::find(storage::database& db, std::string_view key, std::vector<char>* payload) {
+caf::expected<std::optional<pending_call>> outbox::find(storage::database& db, std::string_view key,
+                                                        std::vector<char>* payload) {
   auto txn = db.begin();
   auto row = txn->get_row(calls_table, key);
   if (!row)
@@ -123,9 +121,9 @@ void outbox::add_tables(procedure_registry& procs) {
 caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transaction& txn,
                                            const outbox_call& call, std::string_view payload) {
   if (call.result_procedure.empty())
-    return make_error(errc::invalid_argument, "outbox call from execution " +
-                                                std::to_string(ctx.execution_id) +
-                                                " names no result procedure");
+    return make_error(errc::invalid_argument, "outbox call from execution "
+                                                + std::to_string(ctx.execution_id)
+                                                + " names no result procedure");
   // Execution ids are unique, so the execution id and a count of its calls name the call.
   char seq[9];
   std::snprintf(seq, sizeof(seq), "%08x", ctx.outbox_calls);
@@ -147,8 +145,8 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
     c->call.execution_id = ctx.execution_id;
     c->call.call = call;
     // Copied unless that would hold more than hint_bytes in calls not yet handled.
-    if (*l->held + payload.size() <= hint_bytes ||
-        payload.size() <= txn.db().opts().blob_inline_max) {
+    if (*l->held + payload.size() <= hint_bytes
+        || payload.size() <= txn.db().opts().blob_inline_max) {
       *l->held += payload.size();
       c->held = l->held;
       c->held_bytes = payload.size();
@@ -163,8 +161,7 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
                                   procedure_options opts) {
   add_tables(procs);
   auto wrapped = [fn = std::move(fn)](call_context& ctx, storage::transaction& txn,
-                                      const nlohmann::json& args)
-    -> caf::expected<nlohmann::json> {
+                                      const nlohmann::json& args) -> caf::expected<nlohmann::json> {
     auto key = arg<std::string>(args, "call");
     auto done = txn.get_for_update(done_table, key);
     if (!done)
@@ -175,8 +172,8 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
     if (!row)
       return row.error();
     if (!*row)
-      return make_error(errc::not_found, "result for outbox call '" + key +
-                                           "': no such call in the outbox");
+      return make_error(errc::not_found,
+                        "result for outbox call '" + key + "': no such call in the outbox");
     bool in_row = (*row)->contains("payload");
     auto r = fn(ctx, txn, args);
     if (!r)
@@ -201,9 +198,9 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
   procs.add(std::move(name), std::move(wrapped), std::move(opts));
 }
 
-caf::expected<std::vector<pending_call>>
-outbox::pending(storage::database& db, std::string_view after, size_t limit,
-                const std::function<bool(std::string_view key)>& skip) {
+caf::expected<std::vector<pending_call>> outbox::pending(
+  storage::database& db, std::string_view after, size_t limit,
+  const std::function<bool(std::string_view key)>& skip) {
   std::vector<pending_call> out;
   auto txn = db.begin();
   std::string from{after};

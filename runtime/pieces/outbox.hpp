@@ -93,15 +93,15 @@ public:
   /// returns {"applied": false, "duplicate": true} and `fn` does not run; otherwise it runs
   /// `fn`, removes the call from the outbox and records it as done, all in one transaction.
   /// Returns {"applied": true, "result": <fn's result>}.
-  static void add_result_procedure(procedure_registry& procs, std::string name,
-                                   procedure_fn fn, procedure_options opts = {});
+  static void add_result_procedure(procedure_registry& procs, std::string name, procedure_fn fn,
+                                   procedure_options opts = {});
 
   /// Committed calls without a result, in key order, starting after `after` (empty: from the
   /// start), at most `limit`, leaving out (without decoding them) keys for which `skip` says
   /// true. Reads the database directly (the dispatcher is infrastructure).
-  static caf::expected<std::vector<pending_call>>
-  pending(storage::database& db, std::string_view after, size_t limit,
-          const std::function<bool(std::string_view key)>& skip = {});
+  static caf::expected<std::vector<pending_call>> pending(
+    storage::database& db, std::string_view after, size_t limit,
+    const std::function<bool(std::string_view key)>& skip = {});
 
   /// Calls `fn` with every call enqueued in `db` from now on (and a copy of its payload),
   /// right after the enqueuing transaction commits (on the committing thread), so a
@@ -114,12 +114,12 @@ public:
 
   /// The committed call `key` if it has no result yet, nullopt otherwise; with `payload`,
   /// also reads the call's payload into it (in the same snapshot).
-  static caf::expected<std::optional<pending_call>>
-  find(storage::database& db, std::string_view key, std::vector<char>* payload = nullptr);
+  static caf::expected<std::optional<pending_call>> find(storage::database& db,
+                                                         std::string_view key,
+                                                         std::vector<char>* payload = nullptr);
 
   /// Reads the payload of a pending call into `out`; not_found once the call is done.
-  static caf::error payload(storage::database& db, std::string_view key,
-                            std::vector<char>& out);
+  static caf::error payload(storage::database& db, std::string_view key, std::vector<char>& out);
 
   /// True when the result of `key` was applied.
   static caf::expected<bool> done(storage::database& db, std::string_view key);

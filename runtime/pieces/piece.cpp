@@ -15,9 +15,12 @@ namespace comb::runtime {
 
 std::string to_string(piece_kind k) {
   switch (k) {
-    case piece_kind::infer: return "infer";
-    case piece_kind::train: return "train";
-    case piece_kind::load_model: return "load_model";
+  case piece_kind::infer:
+    return "infer";
+  case piece_kind::train:
+    return "train";
+  case piece_kind::load_model:
+    return "load_model";
   }
   return "piece_kind(" + std::to_string(static_cast<int>(k)) + ")";
 }
@@ -37,9 +40,12 @@ namespace {
 
 schema::Piece::Kind to_schema(piece_kind k) {
   switch (k) {
-    case piece_kind::train: return schema::Piece::Kind::TRAIN;
-    case piece_kind::load_model: return schema::Piece::Kind::LOAD_MODEL;
-    default: return schema::Piece::Kind::INFER;
+  case piece_kind::train:
+    return schema::Piece::Kind::TRAIN;
+  case piece_kind::load_model:
+    return schema::Piece::Kind::LOAD_MODEL;
+  default:
+    return schema::Piece::Kind::INFER;
   }
 }
 
@@ -59,10 +65,9 @@ void set_header(schema::Piece::Builder root, uint64_t task_id, piece_kind kind,
 // is built on its own and the payload is copied once, straight to its place in the flat
 // array, with no zeroing of that space first. Returns an empty vector if the builder did not
 // lay the message out as expected.
-std::vector<char> encode_two_segments(uint64_t task_id, piece_kind kind,
-                                      std::string_view model_id, uint32_t model_version,
-                                      uint32_t piece_no, uint32_t piece_count, const char* data,
-                                      size_t size) {
+std::vector<char> encode_two_segments(uint64_t task_id, piece_kind kind, std::string_view model_id,
+                                      uint32_t model_version, uint32_t piece_no,
+                                      uint32_t piece_count, const char* data, size_t size) {
   capnp::MallocMessageBuilder builder{static_cast<unsigned>(16 + (model_id.size() + 8) / 8)};
   auto root = builder.initRoot<schema::Piece>();
   set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
@@ -93,15 +98,15 @@ std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_vi
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
                                const char* data, size_t size) {
   if (size > 0 && reinterpret_cast<uintptr_t>(data) % sizeof(capnp::word) == 0) {
-    auto out = encode_two_segments(task_id, kind, model_id, model_version, piece_no,
-                                   piece_count, data, size);
+    auto out = encode_two_segments(task_id, kind, model_id, model_version, piece_no, piece_count,
+                                   data, size);
     if (!out.empty())
       return out;
   }
   // An empty or unaligned payload: one segment holding a copy of it.
-  capnp::MallocMessageBuilder builder{
-    static_cast<unsigned>(16 + (model_id.size() + 8) / 8 + (size + 7) / 8),
-    capnp::AllocationStrategy::FIXED_SIZE};
+  capnp::MallocMessageBuilder builder{static_cast<unsigned>(16 + (model_id.size() + 8) / 8
+                                                            + (size + 7) / 8),
+                                      capnp::AllocationStrategy::FIXED_SIZE};
   auto root = builder.initRoot<schema::Piece>();
   set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
   auto out = root.initPayload(static_cast<unsigned>(size));
@@ -126,9 +131,9 @@ namespace {
 caf::expected<piece> decode(const char* data, size_t size, std::vector<char>* owner) {
   if (size == 0 || size % sizeof(capnp::word) != 0)
     return make_error(errc::corrupt_data,
-                      "piece message of " + std::to_string(size) +
-                        " bytes is not a Cap'n Proto message (size must be a non-zero "
-                        "multiple of 8)");
+                      "piece message of " + std::to_string(size)
+                        + " bytes is not a Cap'n Proto message (size must be a non-zero "
+                          "multiple of 8)");
   // FlatArrayMessageReader needs word alignment; copy when the buffer is not aligned.
   std::unique_ptr<capnp::word[]> aligned;
   auto words = reinterpret_cast<const capnp::word*>(data);
@@ -147,13 +152,19 @@ caf::expected<piece> decode(const char* data, size_t size, std::vector<char>* ow
     piece p;
     p.task_id = root.getTaskId();
     switch (root.getKind()) {
-      case schema::Piece::Kind::INFER: p.kind = piece_kind::infer; break;
-      case schema::Piece::Kind::TRAIN: p.kind = piece_kind::train; break;
-      case schema::Piece::Kind::LOAD_MODEL: p.kind = piece_kind::load_model; break;
-      default:
-        return make_error(errc::corrupt_data,
-                          "piece of task " + std::to_string(p.task_id) + " has unknown kind " +
-                            std::to_string(static_cast<int>(root.getKind())));
+    case schema::Piece::Kind::INFER:
+      p.kind = piece_kind::infer;
+      break;
+    case schema::Piece::Kind::TRAIN:
+      p.kind = piece_kind::train;
+      break;
+    case schema::Piece::Kind::LOAD_MODEL:
+      p.kind = piece_kind::load_model;
+      break;
+    default:
+      return make_error(errc::corrupt_data, "piece of task " + std::to_string(p.task_id)
+                                              + " has unknown kind "
+                                              + std::to_string(static_cast<int>(root.getKind())));
     }
     auto model = root.getModelId();
     p.model_id.assign(model.begin(), model.size());
@@ -171,8 +182,8 @@ caf::expected<piece> decode(const char* data, size_t size, std::vector<char>* ow
     }
     return p;
   } catch (const kj::Exception& e) {
-    return make_error(errc::corrupt_data, "piece message does not decode: " +
-                                            std::string{e.getDescription().cStr()});
+    return make_error(errc::corrupt_data,
+                      "piece message does not decode: " + std::string{e.getDescription().cStr()});
   }
 }
 

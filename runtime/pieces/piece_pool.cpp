@@ -21,32 +21,30 @@ piece_pool::piece_pool(piece_pool_config cfg) : cfg_(cfg) {
 namespace {
 
 std::string where(const piece& p) {
-  return "piece " + std::to_string(p.piece_no) + "/" + std::to_string(p.piece_count) +
-         " of task " + std::to_string(p.task_id);
+  return "piece " + std::to_string(p.piece_no) + "/" + std::to_string(p.piece_count) + " of task "
+         + std::to_string(p.task_id);
 }
 
 } // namespace
 
 caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_point now) {
   if (p.payload.size() > cfg_.max_piece)
-    return make_error(errc::too_large, where(p) + ": payload of " +
-                                         std::to_string(p.payload.size()) +
-                                         " bytes exceeds the limit of " +
-                                         std::to_string(cfg_.max_piece) + " bytes per piece");
+    return make_error(errc::too_large, where(p) + ": payload of " + std::to_string(p.payload.size())
+                                         + " bytes exceeds the limit of "
+                                         + std::to_string(cfg_.max_piece) + " bytes per piece");
   if (p.piece_count == 0)
     return make_error(errc::protocol_error, where(p) + ": pieceCount must be at least 1");
   if (p.piece_no >= p.piece_count)
-    return make_error(errc::protocol_error,
-                      where(p) + ": pieceNo " + std::to_string(p.piece_no) +
-                        " is not below pieceCount " + std::to_string(p.piece_count));
+    return make_error(errc::protocol_error, where(p) + ": pieceNo " + std::to_string(p.piece_no)
+                                              + " is not below pieceCount "
+                                              + std::to_string(p.piece_count));
   auto i = tasks_.find(p.task_id);
   if (i == tasks_.end()) {
     if (auto f = finished_.find(p.task_id); f != finished_.end()) {
       if (f->second == finished::expired)
-        return make_error(errc::timeout,
-                          where(p) + ": the task expired after " +
-                            std::to_string(cfg_.task_timeout.count()) +
-                            " ms incomplete and was dropped");
+        return make_error(errc::timeout, where(p) + ": the task expired after "
+                                           + std::to_string(cfg_.task_timeout.count())
+                                           + " ms incomplete and was dropped");
       return make_error(errc::protocol_error,
                         where(p) + ": duplicate piece, the task is already complete");
     }
@@ -64,16 +62,15 @@ caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_p
     }
     auto need = static_cast<size_t>(p.piece_count) * cfg_.max_piece;
     if (need / cfg_.max_piece != p.piece_count || need > cfg_.memory_limit)
-      return make_error(errc::too_large,
-                        where(p) + ": a task of " + std::to_string(p.piece_count) +
-                          " pieces may need " + std::to_string(need) +
-                          " bytes, more than the pool's memory limit of " +
-                          std::to_string(cfg_.memory_limit) + " bytes");
+      return make_error(errc::too_large, where(p) + ": a task of " + std::to_string(p.piece_count)
+                                           + " pieces may need " + std::to_string(need)
+                                           + " bytes, more than the pool's memory limit of "
+                                           + std::to_string(cfg_.memory_limit) + " bytes");
     if (reserved_ + need > cfg_.memory_limit)
-      return make_error(errc::overloaded,
-                        where(p) + ": incomplete tasks hold " + std::to_string(reserved_) +
-                          " of " + std::to_string(cfg_.memory_limit) +
-                          " bytes; retry when tasks complete");
+      return make_error(errc::overloaded, where(p) + ": incomplete tasks hold "
+                                            + std::to_string(reserved_) + " of "
+                                            + std::to_string(cfg_.memory_limit)
+                                            + " bytes; retry when tasks complete");
     task_state st;
     st.kind = p.kind;
     st.model_id = p.model_id;
@@ -88,15 +85,15 @@ caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_p
   } else {
     auto& st = i->second;
     if (p.piece_count != st.piece_count)
-      return make_error(errc::protocol_error,
-                        where(p) + ": pieceCount " + std::to_string(p.piece_count) +
-                          " disagrees with " + std::to_string(st.piece_count) +
-                          " given by earlier pieces of the task");
+      return make_error(errc::protocol_error, where(p) + ": pieceCount "
+                                                + std::to_string(p.piece_count) + " disagrees with "
+                                                + std::to_string(st.piece_count)
+                                                + " given by earlier pieces of the task");
     if (p.kind != st.kind || p.model_id != st.model_id)
-      return make_error(errc::protocol_error,
-                        where(p) + ": kind/model " + to_string(p.kind) + "/" + p.model_id +
-                          " disagree with " + to_string(st.kind) + "/" + st.model_id +
-                          " given by earlier pieces of the task");
+      return make_error(errc::protocol_error, where(p) + ": kind/model " + to_string(p.kind) + "/"
+                                                + p.model_id + " disagree with "
+                                                + to_string(st.kind) + "/" + st.model_id
+                                                + " given by earlier pieces of the task");
     if (st.have[p.piece_no])
       return make_error(errc::protocol_error, where(p) + ": duplicate piece");
   }

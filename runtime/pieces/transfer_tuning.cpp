@@ -55,8 +55,7 @@ void keep_large_buffers_in_heap() {
     // mallopt returns 0 when it refuses a setting: nothing breaks, large buffers just keep
     // costing an mmap and munmap each, so say so and go on.
     if (mallopt(M_MMAP_THRESHOLD, 64 << 20) == 0)
-      std::fprintf(stderr,
-                   "comb: mallopt(M_MMAP_THRESHOLD) refused; large buffers stay mmapped\n");
+      std::fprintf(stderr, "comb: mallopt(M_MMAP_THRESHOLD) refused; large buffers stay mmapped\n");
     if (mallopt(M_TRIM_THRESHOLD, 1 << 30) == 0)
       std::fprintf(stderr, "comb: mallopt(M_TRIM_THRESHOLD) refused\n");
   });

@@ -7,7 +7,6 @@
 #include "storage/provenance_log.hpp"
 #include "storage/transaction.hpp"
 
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -34,8 +33,8 @@ caf::expected<uint64_t> read_checkpoint(const std::string& log_dir) {
   std::string word;
   uint64_t seq = 0;
   if (!(in >> word >> seq) || word != "seq")
-    return make_error(errc::corrupt_data, checkpoint_path(log_dir)
-                                            + ": not a WAL checkpoint (expected 'seq N')");
+    return make_error(errc::corrupt_data,
+                      checkpoint_path(log_dir) + ": not a WAL checkpoint (expected 'seq N')");
   return seq;
 }
 
@@ -58,8 +57,8 @@ caf::error write_checkpoint(const std::string& log_dir, uint64_t seq) {
 
 // The row changes a WAL head announces (one flag byte each, see storage::encode_committed):
 // its transaction's writes, which are the last ones before the head in its WAL batch.
-caf::expected<std::vector<row_change>>
-rows_of(std::string_view flags, const std::vector<storage::database::wal_write>& before) {
+caf::expected<std::vector<row_change>> rows_of(
+  std::string_view flags, const std::vector<storage::database::wal_write>& before) {
   if (before.size() < flags.size())
     return make_error(errc::corrupt_data, "it announces " + std::to_string(flags.size())
                                             + " row change(s) but its WAL batch holds "
@@ -82,8 +81,8 @@ rows_of(std::string_view flags, const std::vector<storage::database::wal_write>&
 
 } // namespace
 
-caf::expected<std::shared_ptr<provenance_recorder>>
-provenance_recorder::open(storage::database& db, options opts) {
+caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(storage::database& db,
+                                                                              options opts) {
   if (db.keep_wal_seconds() == 0)
     return make_error(errc::bad_config, "provenance needs a database that keeps its WAL "
                                         "(storage::options::keep_wal_seconds)");
@@ -123,8 +122,8 @@ provenance_recorder::open(storage::database& db, options opts) {
     }
     auto changes = rows_of(rec->row_flags, before);
     if (!changes) {
-      bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn)
-                                             + ": " + describe(changes.error()));
+      bad = make_error(errc::corrupt_data, "WAL provenance record " + std::to_string(lsn) + ": "
+                                             + describe(changes.error()));
       return;
     }
     rec->changes = std::move(*changes);
@@ -291,9 +290,8 @@ void provenance_recorder::run() {
       }
       // Busy: let records gather for up to one batch interval, or until a batch is full,
       // someone waits in flush(), or the recorder closes.
-      q_cv_.wait_for(guard, batch_interval, [&] {
-        return stop_ || flush_waiters_ > 0 || queued_ >= wake_batch;
-      });
+      q_cv_.wait_for(guard, batch_interval,
+                     [&] { return stop_ || flush_waiters_ > 0 || queued_ >= wake_batch; });
       if (queued_ == 0 && stop_)
         break;
       batch.clear();

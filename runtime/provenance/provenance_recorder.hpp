@@ -54,7 +54,7 @@ public:
   /// Opens the log (recovering its tail) and appends the committed records it lacks. The
   /// database must keep its WAL (storage::options::keep_wal_seconds > 0).
   static caf::expected<std::shared_ptr<provenance_recorder>> open(storage::database& db,
-                                                                   options opts);
+                                                                  options opts);
   ~provenance_recorder() override;
 
   void before_commit(storage::transaction& txn, invocation_record& rec) override;

@@ -54,8 +54,7 @@ caf::error parse_until(const std::string& text, replay_options& opts) {
       tm.tm_year -= 1900;
       tm.tm_mon -= 1;
       auto secs = timegm(&tm);
-      opts.until_ns = static_cast<int64_t>(secs) * 1'000'000'000
-                      + static_cast<int64_t>(frac * 1e9);
+      opts.until_ns = static_cast<int64_t>(secs) * 1'000'000'000 + static_cast<int64_t>(frac * 1e9);
       return {};
     }
   }
@@ -64,8 +63,7 @@ caf::error parse_until(const std::string& text, replay_options& opts) {
                       + "' is neither an lsn, <n>ns, nor a UTC time like 2026-11-25T07:30:00Z");
 }
 
-caf::expected<replay_report> replay(const procedure_registry& app_procs,
-                                    const replay_options& o) {
+caf::expected<replay_report> replay(const procedure_registry& app_procs, const replay_options& o) {
   // A node runs the runtime's services beside its apps: replay has them too, so that the
   // replayed database has the same tables (and digest) as the original.
   procedure_registry procs = app_procs;
@@ -89,13 +87,11 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs,
     return make_error(errc::corrupt_data, "refusing to replay " + o.log_dir
                                             + ": the log is damaged: " + describe(check));
   if (!unknown.empty())
-    return make_error(errc::unknown_procedure,
-                      "refusing to replay: the log calls '" + unknown
-                        + "', which this build does not register");
+    return make_error(errc::unknown_procedure, "refusing to replay: the log calls '" + unknown
+                                                 + "', which this build does not register");
   std::error_code fec;
   if (std::filesystem::exists(o.into_dir, fec) && !std::filesystem::is_empty(o.into_dir, fec))
-    return make_error(errc::invalid_argument,
-                      o.into_dir + ": replay needs a new or empty folder");
+    return make_error(errc::invalid_argument, o.into_dir + ": replay needs a new or empty folder");
   auto db = storage::database::open(o.into_dir);
   if (!db)
     return std::move(db.error());
@@ -134,8 +130,8 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs,
     }
     if (!res) {
       failure = make_error(errc::procedure_failed,
-                           "replay diverged at lsn " + std::to_string(r.lsn) + " ("
-                             + r.procedure + "): it failed now: " + describe(res.error()));
+                           "replay diverged at lsn " + std::to_string(r.lsn) + " (" + r.procedure
+                             + "): it failed now: " + describe(res.error()));
       return false;
     }
     // The re-executed transaction must write exactly what the original wrote.
@@ -145,12 +141,12 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs,
       same = now[i].table == r.changes[i].table && now[i].key == r.changes[i].key
              && now[i].kind == r.changes[i].kind && now[i].value == r.changes[i].value;
     if (!same) {
-      failure = make_error(
-        errc::procedure_failed,
-        "replay diverged at lsn " + std::to_string(r.lsn) + " (" + r.procedure
-          + "): it wrote " + std::to_string(now.size()) + " rows"
-          + (now.empty() ? "" : " starting " + change_text(now[0])) + ", the log recorded "
-          + std::to_string(r.changes.size()) + " (is the procedure deterministic?)");
+      failure = make_error(errc::procedure_failed,
+                           "replay diverged at lsn " + std::to_string(r.lsn) + " (" + r.procedure
+                             + "): it wrote " + std::to_string(now.size()) + " rows"
+                             + (now.empty() ? "" : " starting " + change_text(now[0]))
+                             + ", the log recorded " + std::to_string(r.changes.size())
+                             + " (is the procedure deterministic?)");
       return false;
     }
     if (auto cerr = txn->commit()) {

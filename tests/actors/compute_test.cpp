@@ -37,8 +37,9 @@ public:
 
   void start() {
     auto log = dir_.path() + "/compute-" + std::to_string(++starts_) + ".log";
-    std::vector<std::string> argv{test::comb_binary(), "compute", "--listen",
-                                  "127.0.0.1:" + std::to_string(port_), "--threads", "2"};
+    std::vector<std::string> argv{test::comb_binary(), "compute",
+                                  "--listen",          "127.0.0.1:" + std::to_string(port_),
+                                  "--threads",         "2"};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     std::fflush(stdout);
     proc_ = std::make_unique<test::child_process>(argv, log);
@@ -147,8 +148,7 @@ task_request whole_task(uint64_t id, piece_kind kind, std::string model, std::ve
 std::vector<char> raw_piece(uint64_t task, uint32_t no, uint32_t count, size_t size,
                             std::string model = "checksum") {
   std::vector<char> payload(size, 'p');
-  return encode_piece(task, piece_kind::infer, model, 0, no, count, payload.data(),
-                      payload.size());
+  return encode_piece(task, piece_kind::infer, model, 0, no, count, payload.data(), payload.size());
 }
 
 std::string text(const caf::expected<task_result>& r) {
@@ -158,337 +158,336 @@ std::string text(const caf::expected<task_result>& r) {
 } // namespace
 
 TEST_SUITE("actors.compute") {
-
-TEST_CASE("a 50 MiB payload sent as pieces by 8 function actors reassembles byte for byte") {
-  compute_process proc;
-  client c;
-  auto payload = random_bytes(50u << 20, 50);
-  auto count = piece_count_for(payload.size());
-  REQUIRE(count == 50);
-  std::vector<caf::actor> senders;
-  for (int i = 0; i < 8; ++i)
-    senders.push_back(c.function(proc.port()));
-  // Sender i sends a contiguous share of the 50 pieces; all shares go out at once.
-  std::vector<handle_t> handles;
-  uint32_t next = 0;
-  for (uint32_t i = 0; i < 8; ++i) {
-    uint32_t n = count / 8 + (i < count % 8 ? 1 : 0);
-    task_request req;
-    req.task_id = 5000;
-    req.kind = static_cast<uint8_t>(piece_kind::infer);
-    req.model = "echo";
-    req.piece_count = count;
-    req.first_piece = next;
-    auto begin = payload.begin() + static_cast<size_t>(next) * max_piece_payload;
-    auto end = std::min(payload.end(), begin + static_cast<size_t>(n) * max_piece_payload);
-    req.bytes.assign(begin, end);
-    next += n;
-    handles.push_back(c.self->request(senders[i], 60s, run_atom::value, std::move(req)));
+  TEST_CASE("a 50 MiB payload sent as pieces by 8 function actors reassembles byte for byte") {
+    compute_process proc;
+    client c;
+    auto payload = random_bytes(50u << 20, 50);
+    auto count = piece_count_for(payload.size());
+    REQUIRE(count == 50);
+    std::vector<caf::actor> senders;
+    for (int i = 0; i < 8; ++i)
+      senders.push_back(c.function(proc.port()));
+    // Sender i sends a contiguous share of the 50 pieces; all shares go out at once.
+    std::vector<handle_t> handles;
+    uint32_t next = 0;
+    for (uint32_t i = 0; i < 8; ++i) {
+      uint32_t n = count / 8 + (i < count % 8 ? 1 : 0);
+      task_request req;
+      req.task_id = 5000;
+      req.kind = static_cast<uint8_t>(piece_kind::infer);
+      req.model = "echo";
+      req.piece_count = count;
+      req.first_piece = next;
+      auto begin = payload.begin() + static_cast<size_t>(next) * max_piece_payload;
+      auto end = std::min(payload.end(), begin + static_cast<size_t>(n) * max_piece_payload);
+      req.bytes.assign(begin, end);
+      next += n;
+      handles.push_back(c.self->request(senders[i], 60s, run_atom::value, std::move(req)));
+    }
+    REQUIRE(next == count);
+    int complete = 0;
+    for (auto& h : handles)
+      h.receive(
+        [&](task_result& r) {
+          CHECK(r.task_id == 5000);
+          if (r.complete) {
+            ++complete;
+            CHECK(r.model == "echo");
+            CHECK(r.input_bytes == payload.size());
+            REQUIRE(r.output.size() == payload.size());
+            CHECK(r.output == payload);
+          }
+        },
+        [&](caf::error& e) { FAIL("sender failed: " << describe(e)); });
+    CHECK(complete == 1);
+    auto compute = c.connect(proc.port());
+    auto st = c.stats(compute);
+    CHECK(st["incomplete_tasks"] == 0);
+    CHECK(st["held_bytes"] == 0);
   }
-  REQUIRE(next == count);
-  int complete = 0;
-  for (auto& h : handles)
-    h.receive(
-      [&](task_result& r) {
-        CHECK(r.task_id == 5000);
-        if (r.complete) {
-          ++complete;
-          CHECK(r.model == "echo");
-          CHECK(r.input_bytes == payload.size());
-          REQUIRE(r.output.size() == payload.size());
-          CHECK(r.output == payload);
-        }
+
+  TEST_CASE("each malformed piece gets a clear error and the compute process keeps serving") {
+    compute_process proc{{"--task-timeout-ms", "300"}};
+    client c;
+    auto compute = c.connect(proc.port());
+    REQUIRE(c.send_raw(compute, raw_piece(1, 0, 3, 100)));
+
+    auto dup = c.send_raw(compute, raw_piece(1, 0, 3, 100));
+    REQUIRE(!dup);
+    CHECK(is(dup.error(), errc::protocol_error));
+    CHECK(text(dup).find("duplicate piece") != std::string::npos);
+
+    auto range = c.send_raw(compute, raw_piece(1, 3, 3, 100));
+    REQUIRE(!range);
+    CHECK(is(range.error(), errc::protocol_error));
+    CHECK(text(range).find("pieceNo 3 is not below pieceCount 3") != std::string::npos);
+
+    auto count = c.send_raw(compute, raw_piece(1, 1, 5, 100));
+    REQUIRE(!count);
+    CHECK(is(count.error(), errc::protocol_error));
+    CHECK(text(count).find("disagrees with 3") != std::string::npos);
+
+    auto big = c.send_raw(compute, raw_piece(1, 1, 3, max_piece_payload + 1));
+    REQUIRE(!big);
+    CHECK(is(big.error(), errc::too_large));
+
+    auto unknown = c.send_raw(compute, raw_piece(2, 0, 1, 100, "no-such-model"));
+    REQUIRE(!unknown);
+    CHECK(is(unknown.error(), errc::bad_model));
+    CHECK(text(unknown).find("unknown model 'no-such-model'") != std::string::npos);
+
+    auto junk = c.send_raw(compute, std::vector<char>{'n', 'o', 'p', 'e'});
+    REQUIRE(!junk);
+    CHECK(is(junk.error(), errc::corrupt_data));
+
+    // Task 1 never gets its last pieces: it expires and its memory is freed.
+    nlohmann::json st;
+    test::wait_until(
+      [&] {
+        st = c.stats(compute);
+        return st["expired"] == 1;
       },
-      [&](caf::error& e) { FAIL("sender failed: " << describe(e)); });
-  CHECK(complete == 1);
-  auto compute = c.connect(proc.port());
-  auto st = c.stats(compute);
-  CHECK(st["incomplete_tasks"] == 0);
-  CHECK(st["held_bytes"] == 0);
-}
+      30s, "task 1 to expire in the compute process");
+    CHECK(st["expired"] == 1);
+    CHECK(st["incomplete_tasks"] == 0);
+    CHECK(st["held_bytes"] == 0);
+    CHECK(st["reserved_bytes"] == 0);
+    auto late = c.send_raw(compute, raw_piece(1, 1, 3, 100));
+    REQUIRE(!late);
+    CHECK(is(late.error(), errc::timeout));
+    CHECK(text(late).find("expired") != std::string::npos);
 
-TEST_CASE("each malformed piece gets a clear error and the compute process keeps serving") {
-  compute_process proc{{"--task-timeout-ms", "300"}};
-  client c;
-  auto compute = c.connect(proc.port());
-  REQUIRE(c.send_raw(compute, raw_piece(1, 0, 3, 100)));
-
-  auto dup = c.send_raw(compute, raw_piece(1, 0, 3, 100));
-  REQUIRE(!dup);
-  CHECK(is(dup.error(), errc::protocol_error));
-  CHECK(text(dup).find("duplicate piece") != std::string::npos);
-
-  auto range = c.send_raw(compute, raw_piece(1, 3, 3, 100));
-  REQUIRE(!range);
-  CHECK(is(range.error(), errc::protocol_error));
-  CHECK(text(range).find("pieceNo 3 is not below pieceCount 3") != std::string::npos);
-
-  auto count = c.send_raw(compute, raw_piece(1, 1, 5, 100));
-  REQUIRE(!count);
-  CHECK(is(count.error(), errc::protocol_error));
-  CHECK(text(count).find("disagrees with 3") != std::string::npos);
-
-  auto big = c.send_raw(compute, raw_piece(1, 1, 3, max_piece_payload + 1));
-  REQUIRE(!big);
-  CHECK(is(big.error(), errc::too_large));
-
-  auto unknown = c.send_raw(compute, raw_piece(2, 0, 1, 100, "no-such-model"));
-  REQUIRE(!unknown);
-  CHECK(is(unknown.error(), errc::bad_model));
-  CHECK(text(unknown).find("unknown model 'no-such-model'") != std::string::npos);
-
-  auto junk = c.send_raw(compute, std::vector<char>{'n', 'o', 'p', 'e'});
-  REQUIRE(!junk);
-  CHECK(is(junk.error(), errc::corrupt_data));
-
-  // Task 1 never gets its last pieces: it expires and its memory is freed.
-  nlohmann::json st;
-  test::wait_until(
-    [&] {
-      st = c.stats(compute);
-      return st["expired"] == 1;
-    },
-    30s, "task 1 to expire in the compute process");
-  CHECK(st["expired"] == 1);
-  CHECK(st["incomplete_tasks"] == 0);
-  CHECK(st["held_bytes"] == 0);
-  CHECK(st["reserved_bytes"] == 0);
-  auto late = c.send_raw(compute, raw_piece(1, 1, 3, 100));
-  REQUIRE(!late);
-  CHECK(is(late.error(), errc::timeout));
-  CHECK(text(late).find("expired") != std::string::npos);
-
-  // Still serving: a good task completes.
-  auto fn = c.function(proc.port());
-  auto data = random_bytes(3 * max_piece_payload + 17, 3);
-  auto ok = c.run(fn, whole_task(3, piece_kind::infer, "checksum", data));
-  REQUIRE_MESSAGE(ok, text(ok));
-  CHECK(ok->complete);
-  CHECK(ok->output == checksum_output({data}));
-}
-
-TEST_CASE("the memory bound pushes back and function actors get through by retrying") {
-  compute_process proc{{"--memory-limit-mib", "4"}};
-  client c;
-  auto compute = c.connect(proc.port());
-  REQUIRE(c.send_raw(compute, raw_piece(1, 0, 4, 10))); // reserves 4 MiB: the whole bound
-  auto full = c.send_raw(compute, raw_piece(2, 0, 2, 10));
-  REQUIRE(!full);
-  CHECK(is(full.error(), errc::overloaded));
-  auto never = c.send_raw(compute, raw_piece(3, 0, 5, 10));
-  REQUIRE(!never);
-  CHECK(is(never.error(), errc::too_large));
-  for (uint32_t no = 1; no < 4; ++no)
-    REQUIRE(c.send_raw(compute, raw_piece(1, no, 4, 10)));
-  // 6 function actors, 3-piece tasks, at most one task admitted at a time.
-  std::vector<caf::actor> fns;
-  std::vector<handle_t> handles;
-  std::vector<std::vector<char>> inputs;
-  for (uint32_t i = 0; i < 6; ++i) {
-    fns.push_back(c.function(proc.port()));
-    inputs.push_back(random_bytes(2 * max_piece_payload + 1000 * i, 100 + i));
-    handles.push_back(c.self->request(fns.back(), 60s, run_atom::value,
-                                      whole_task(100 + i, piece_kind::infer, "checksum",
-                                                 inputs.back())));
+    // Still serving: a good task completes.
+    auto fn = c.function(proc.port());
+    auto data = random_bytes(3 * max_piece_payload + 17, 3);
+    auto ok = c.run(fn, whole_task(3, piece_kind::infer, "checksum", data));
+    REQUIRE_MESSAGE(ok, text(ok));
+    CHECK(ok->complete);
+    CHECK(ok->output == checksum_output({data}));
   }
-  for (size_t i = 0; i < handles.size(); ++i)
-    handles[i].receive(
-      [&](task_result& r) {
-        CHECK(r.complete);
-        CHECK(r.output == checksum_output({inputs[i]}));
-      },
-      [&](caf::error& e) { FAIL("task failed: " << describe(e)); });
-  auto st = c.stats(compute);
-  CHECK(st["rejected"].get<int>() >= 2);
-  CHECK(st["reserved_bytes"] == 0);
-}
 
-TEST_CASE("batching waits for a batch size, and inference runs before training") {
-  compute_process proc{{"--batch", "checksum=3:1500", "--priority", "infer,train"}};
-  client c;
-  auto compute = c.connect(proc.port());
-  std::vector<handle_t> handles;
-  auto send = [&](uint64_t id, piece_kind kind) {
-    std::vector<char> payload(100, static_cast<char>(id));
-    handles.push_back(c.self->request(compute, 20s, piece_atom::value,
-                                      encode_piece(id, kind, "checksum", 0, 0, 1,
-                                                   payload.data(), payload.size())));
-  };
-  // Two training tasks first, then two inference tasks: none reaches the batch size of 3,
-  // so the deadline flushes them, inference first.
-  send(1, piece_kind::train);
-  send(2, piece_kind::train);
-  send(3, piece_kind::infer);
-  send(4, piece_kind::infer);
-  for (auto& h : handles)
-    h.receive([&](task_result& r) { CHECK(r.batch_size == 2); },
-              [&](caf::error& e) { FAIL(describe(e)); });
-  auto order = c.stats(compute)["run_order"];
-  REQUIRE(order.size() == 4);
-  CHECK(order[0] == "infer:3");
-  CHECK(order[1] == "infer:4");
-  CHECK(order[2] == "train:1");
-  CHECK(order[3] == "train:2");
-  // Three tasks reach the batch size and run at once, as one batch.
-  handles.clear();
-  send(5, piece_kind::infer);
-  send(6, piece_kind::infer);
-  send(7, piece_kind::infer);
-  for (auto& h : handles)
-    h.receive([&](task_result& r) { CHECK(r.batch_size == 3); },
-              [&](caf::error& e) { FAIL(describe(e)); });
-}
-
-TEST_CASE("models load as pieces, switching versions fails nothing in flight, results name "
-          "their version") {
-  compute_process proc;
-  client c;
-  auto compute = c.connect(proc.port());
-  auto fn = c.function(proc.port());
-  auto v1 = random_bytes(2 * max_piece_payload + 5, 11);
-  auto v2 = random_bytes(1000, 12);
-  auto l1 = c.run(fn, whole_task(10, piece_kind::load_model, "mlp", v1, 1));
-  REQUIRE_MESSAGE(l1, text(l1));
-  CHECK(l1->model_digest == model_digest(v1.data(), v1.size()));
-  auto input = random_bytes(5000, 13);
-  auto r1 = c.run(fn, whole_task(11, piece_kind::infer, "mlp", input));
-  REQUIRE_MESSAGE(r1, text(r1));
-  CHECK(r1->model_version == 1);
-  CHECK(r1->model_digest == l1->model_digest);
-  auto l2 = c.run(fn, whole_task(12, piece_kind::load_model, "mlp", v2, 2));
-  REQUIRE_MESSAGE(l2, text(l2));
-  // Loading does not switch: v1 stays active until activated.
-  auto r1b = c.run(fn, whole_task(13, piece_kind::infer, "mlp", input));
-  REQUIRE(r1b);
-  CHECK(r1b->model_version == 1);
-  // A task in flight on v1 while v2 is activated finishes on v1.
-  std::vector<char> half(100, 'h');
-  auto first = c.send_raw(compute, encode_piece(14, piece_kind::infer, "mlp", 0, 0, 2,
-                                                half.data(), half.size()));
-  REQUIRE(first);
-  CHECK(!first->complete);
-  uint32_t previous = 0;
-  c.self->request(compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{2})
-    .receive([&](uint32_t p) { previous = p; }, [&](caf::error& e) { FAIL(describe(e)); });
-  CHECK(previous == 1);
-  auto second = c.send_raw(compute, encode_piece(14, piece_kind::infer, "mlp", 0, 1, 2,
-                                                 half.data(), half.size()));
-  REQUIRE_MESSAGE(second, text(second));
-  CHECK(second->complete);
-  CHECK(second->model_version == 1);
-  auto r2 = c.run(fn, whole_task(15, piece_kind::infer, "mlp", input));
-  REQUIRE(r2);
-  CHECK(r2->model_version == 2);
-  CHECK(r2->model_digest == model_digest(v2.data(), v2.size()));
-  CHECK(r2->output != r1->output);
-  // Explicit versions, and errors for versions that are not there.
-  auto pinned = c.run(fn, whole_task(16, piece_kind::infer, "mlp", input, 1));
-  REQUIRE(pinned);
-  CHECK(pinned->output == r1->output);
-  auto missing = c.run(fn, whole_task(17, piece_kind::infer, "mlp", input, 3));
-  REQUIRE(!missing);
-  CHECK(is(missing.error(), errc::bad_model));
-  bool activate_failed = false;
-  c.self->request(compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{9})
-    .receive([&](uint32_t) {}, [&](caf::error& e) { activate_failed = is(e, errc::bad_model); });
-  CHECK(activate_failed);
-}
-
-TEST_CASE("the compute process killed and restarted mid-run: every task completes once") {
-  compute_process proc;
-  client c;
-  std::vector<caf::actor> fns;
-  for (int i = 0; i < 4; ++i)
-    fns.push_back(c.function(proc.port()));
-  constexpr int n = 24;
-  std::vector<std::vector<char>> inputs;
-  std::vector<handle_t> handles;
-  for (int i = 0; i < n; ++i) {
-    inputs.push_back(random_bytes(3 * max_piece_payload - 7 * i, 200 + i));
-    handles.push_back(c.self->request(fns[i % 4], 120s, run_atom::value,
-                                      whole_task(200 + i, piece_kind::infer, "checksum",
-                                                 inputs.back())));
+  TEST_CASE("the memory bound pushes back and function actors get through by retrying") {
+    compute_process proc{{"--memory-limit-mib", "4"}};
+    client c;
+    auto compute = c.connect(proc.port());
+    REQUIRE(c.send_raw(compute, raw_piece(1, 0, 4, 10))); // reserves 4 MiB: the whole bound
+    auto full = c.send_raw(compute, raw_piece(2, 0, 2, 10));
+    REQUIRE(!full);
+    CHECK(is(full.error(), errc::overloaded));
+    auto never = c.send_raw(compute, raw_piece(3, 0, 5, 10));
+    REQUIRE(!never);
+    CHECK(is(never.error(), errc::too_large));
+    for (uint32_t no = 1; no < 4; ++no)
+      REQUIRE(c.send_raw(compute, raw_piece(1, no, 4, 10)));
+    // 6 function actors, 3-piece tasks, at most one task admitted at a time.
+    std::vector<caf::actor> fns;
+    std::vector<handle_t> handles;
+    std::vector<std::vector<char>> inputs;
+    for (uint32_t i = 0; i < 6; ++i) {
+      fns.push_back(c.function(proc.port()));
+      inputs.push_back(random_bytes(2 * max_piece_payload + 1000 * i, 100 + i));
+      handles.push_back(
+        c.self->request(fns.back(), 60s, run_atom::value,
+                        whole_task(100 + i, piece_kind::infer, "checksum", inputs.back())));
+    }
+    for (size_t i = 0; i < handles.size(); ++i)
+      handles[i].receive(
+        [&](task_result& r) {
+          CHECK(r.complete);
+          CHECK(r.output == checksum_output({inputs[i]}));
+        },
+        [&](caf::error& e) { FAIL("task failed: " << describe(e)); });
+    auto st = c.stats(compute);
+    CHECK(st["rejected"].get<int>() >= 2);
+    CHECK(st["reserved_bytes"] == 0);
   }
-  // Let some of them complete, then kill the process hard and bring it back on its port.
-  handles[0].receive(
-    [&](task_result& r) { CHECK(r.output == checksum_output({inputs[0]})); },
-    [&](caf::error& e) { FAIL(describe(e)); });
-  proc.kill(); // returns once the process is gone, its port closed
-  CHECK_FALSE(test::port_accepts(proc.port()));
-  proc.start();
-  for (int i = 1; i < n; ++i)
-    handles[i].receive(
-      [&](task_result& r) {
-        CHECK(r.complete);
-        CHECK(r.output == checksum_output({inputs[i]}));
-      },
-      [&](caf::error& e) { FAIL("task " << i << ": " << describe(e)); });
-}
 
-TEST_CASE("bad flags and a busy port give clear errors from comb compute") {
-  test::temp_dir dir;
-  auto run = [&](std::vector<std::string> args) {
-    static int n = 0;
-    auto log = dir.path() + "/cli-" + std::to_string(++n) + ".log";
-    args.insert(args.begin(), {test::comb_binary(), "compute"});
-    std::fflush(stdout);
-    test::child_process p{args, log};
-    int status = p.wait();
-    std::ifstream in{log};
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : 128, ss.str());
-  };
-  auto batch = run({"--batch", "checksum=x:5", "--seconds", "1"});
-  CHECK(batch.first == 2);
-  CHECK(batch.second.find("batch policy 'checksum=x:5'") != std::string::npos);
-  auto prio = run({"--priority", "infer,cook", "--seconds", "1"});
-  CHECK(prio.first == 2);
-  CHECK(prio.second.find("unknown task kind 'cook'") != std::string::npos);
-  auto cuda = run({"--backend", "cuda", "--seconds", "1"});
-  CHECK(cuda.first == 2);
-  CHECK(cuda.second.find("unsupported") != std::string::npos);
-  compute_process busy;
-  auto port = run({"--listen", "127.0.0.1:" + std::to_string(busy.port()), "--seconds", "1"});
-  CHECK(port.first == 3);
-  CHECK(port.second.find("cannot listen on 127.0.0.1:" + std::to_string(busy.port())) !=
-        std::string::npos);
-}
+  TEST_CASE("batching waits for a batch size, and inference runs before training") {
+    compute_process proc{{"--batch", "checksum=3:1500", "--priority", "infer,train"}};
+    client c;
+    auto compute = c.connect(proc.port());
+    std::vector<handle_t> handles;
+    auto send = [&](uint64_t id, piece_kind kind) {
+      std::vector<char> payload(100, static_cast<char>(id));
+      handles.push_back(c.self->request(compute, 20s, piece_atom::value,
+                                        encode_piece(id, kind, "checksum", 0, 0, 1, payload.data(),
+                                                     payload.size())));
+    };
+    // Two training tasks first, then two inference tasks: none reaches the batch size of 3,
+    // so the deadline flushes them, inference first.
+    send(1, piece_kind::train);
+    send(2, piece_kind::train);
+    send(3, piece_kind::infer);
+    send(4, piece_kind::infer);
+    for (auto& h : handles)
+      h.receive([&](task_result& r) { CHECK(r.batch_size == 2); },
+                [&](caf::error& e) { FAIL(describe(e)); });
+    auto order = c.stats(compute)["run_order"];
+    REQUIRE(order.size() == 4);
+    CHECK(order[0] == "infer:3");
+    CHECK(order[1] == "infer:4");
+    CHECK(order[2] == "train:1");
+    CHECK(order[3] == "train:2");
+    // Three tasks reach the batch size and run at once, as one batch.
+    handles.clear();
+    send(5, piece_kind::infer);
+    send(6, piece_kind::infer);
+    send(7, piece_kind::infer);
+    for (auto& h : handles)
+      h.receive([&](task_result& r) { CHECK(r.batch_size == 3); },
+                [&](caf::error& e) { FAIL(describe(e)); });
+  }
 
-TEST_CASE("retries are bounded when the compute process stays away") {
-  compute_process proc;
-  auto port = proc.port();
-  proc.kill();
-  client c;
-  auto fn = c.function(port, /*max_attempts=*/3);
-  auto r = c.run(fn, whole_task(1, piece_kind::infer, "checksum", random_bytes(10, 1)), 30s);
-  REQUIRE(!r);
-  CHECK(is(r.error(), errc::unavailable));
-  CHECK(text(r).find("after 3 attempts") != std::string::npos);
-}
+  TEST_CASE("models load as pieces, switching versions fails nothing in flight, results name "
+            "their version") {
+    compute_process proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    auto fn = c.function(proc.port());
+    auto v1 = random_bytes(2 * max_piece_payload + 5, 11);
+    auto v2 = random_bytes(1000, 12);
+    auto l1 = c.run(fn, whole_task(10, piece_kind::load_model, "mlp", v1, 1));
+    REQUIRE_MESSAGE(l1, text(l1));
+    CHECK(l1->model_digest == model_digest(v1.data(), v1.size()));
+    auto input = random_bytes(5000, 13);
+    auto r1 = c.run(fn, whole_task(11, piece_kind::infer, "mlp", input));
+    REQUIRE_MESSAGE(r1, text(r1));
+    CHECK(r1->model_version == 1);
+    CHECK(r1->model_digest == l1->model_digest);
+    auto l2 = c.run(fn, whole_task(12, piece_kind::load_model, "mlp", v2, 2));
+    REQUIRE_MESSAGE(l2, text(l2));
+    // Loading does not switch: v1 stays active until activated.
+    auto r1b = c.run(fn, whole_task(13, piece_kind::infer, "mlp", input));
+    REQUIRE(r1b);
+    CHECK(r1b->model_version == 1);
+    // A task in flight on v1 while v2 is activated finishes on v1.
+    std::vector<char> half(100, 'h');
+    auto first = c.send_raw(compute, encode_piece(14, piece_kind::infer, "mlp", 0, 0, 2,
+                                                  half.data(), half.size()));
+    REQUIRE(first);
+    CHECK(!first->complete);
+    uint32_t previous = 0;
+    c.self->request(compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{2})
+      .receive([&](uint32_t p) { previous = p; }, [&](caf::error& e) { FAIL(describe(e)); });
+    CHECK(previous == 1);
+    auto second = c.send_raw(compute, encode_piece(14, piece_kind::infer, "mlp", 0, 1, 2,
+                                                   half.data(), half.size()));
+    REQUIRE_MESSAGE(second, text(second));
+    CHECK(second->complete);
+    CHECK(second->model_version == 1);
+    auto r2 = c.run(fn, whole_task(15, piece_kind::infer, "mlp", input));
+    REQUIRE(r2);
+    CHECK(r2->model_version == 2);
+    CHECK(r2->model_digest == model_digest(v2.data(), v2.size()));
+    CHECK(r2->output != r1->output);
+    // Explicit versions, and errors for versions that are not there.
+    auto pinned = c.run(fn, whole_task(16, piece_kind::infer, "mlp", input, 1));
+    REQUIRE(pinned);
+    CHECK(pinned->output == r1->output);
+    auto missing = c.run(fn, whole_task(17, piece_kind::infer, "mlp", input, 3));
+    REQUIRE(!missing);
+    CHECK(is(missing.error(), errc::bad_model));
+    bool activate_failed = false;
+    c.self->request(compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{9})
+      .receive([&](uint32_t) {}, [&](caf::error& e) { activate_failed = is(e, errc::bad_model); });
+    CHECK(activate_failed);
+  }
 
-TEST_CASE("a compute process that stops answering: the task is sent again, then fails with a "
-          "clear error; once it answers again, tasks complete") {
-  compute_process proc;
-  client c;
-  auto input = random_bytes(2 * max_piece_payload + 5, 7);
-  auto fn = c.function(proc.port(), /*max_attempts=*/2, /*request_timeout=*/300ms);
-  auto first = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input));
-  REQUIRE_MESSAGE(first, text(first));
-  proc.signal(SIGSTOP); // connected, but silent
-  auto t0 = std::chrono::steady_clock::now();
-  auto stuck = c.run(fn, whole_task(2, piece_kind::infer, "checksum", input), 30s);
-  proc.signal(SIGCONT);
-  REQUIRE(!stuck);
-  CHECK(is(stuck.error(), errc::unavailable));
-  CHECK_MESSAGE(text(stuck).find("after 2 attempts") != std::string::npos, text(stuck));
-  CHECK_MESSAGE(text(stuck).find("no reply from 127.0.0.1:" + std::to_string(proc.port()) +
-                                 " for 300 ms") != std::string::npos,
-                text(stuck));
-  CHECK(std::chrono::steady_clock::now() - t0 < 20s); // the sweep, not a CAF timeout
-  auto again = c.run(fn, whole_task(3, piece_kind::infer, "checksum", input));
-  REQUIRE_MESSAGE(again, text(again));
-  CHECK(again->output == checksum_output({input}));
-}
+  TEST_CASE("the compute process killed and restarted mid-run: every task completes once") {
+    compute_process proc;
+    client c;
+    std::vector<caf::actor> fns;
+    for (int i = 0; i < 4; ++i)
+      fns.push_back(c.function(proc.port()));
+    constexpr int n = 24;
+    std::vector<std::vector<char>> inputs;
+    std::vector<handle_t> handles;
+    for (int i = 0; i < n; ++i) {
+      inputs.push_back(random_bytes(3 * max_piece_payload - 7 * i, 200 + i));
+      handles.push_back(
+        c.self->request(fns[i % 4], 120s, run_atom::value,
+                        whole_task(200 + i, piece_kind::infer, "checksum", inputs.back())));
+    }
+    // Let some of them complete, then kill the process hard and bring it back on its port.
+    handles[0].receive([&](task_result& r) { CHECK(r.output == checksum_output({inputs[0]})); },
+                       [&](caf::error& e) { FAIL(describe(e)); });
+    proc.kill(); // returns once the process is gone, its port closed
+    CHECK_FALSE(test::port_accepts(proc.port()));
+    proc.start();
+    for (int i = 1; i < n; ++i)
+      handles[i].receive(
+        [&](task_result& r) {
+          CHECK(r.complete);
+          CHECK(r.output == checksum_output({inputs[i]}));
+        },
+        [&](caf::error& e) { FAIL("task " << i << ": " << describe(e)); });
+  }
+
+  TEST_CASE("bad flags and a busy port give clear errors from comb compute") {
+    test::temp_dir dir;
+    auto run = [&](std::vector<std::string> args) {
+      static int n = 0;
+      auto log = dir.path() + "/cli-" + std::to_string(++n) + ".log";
+      args.insert(args.begin(), {test::comb_binary(), "compute"});
+      std::fflush(stdout);
+      test::child_process p{args, log};
+      int status = p.wait();
+      std::ifstream in{log};
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : 128, ss.str());
+    };
+    auto batch = run({"--batch", "checksum=x:5", "--seconds", "1"});
+    CHECK(batch.first == 2);
+    CHECK(batch.second.find("batch policy 'checksum=x:5'") != std::string::npos);
+    auto prio = run({"--priority", "infer,cook", "--seconds", "1"});
+    CHECK(prio.first == 2);
+    CHECK(prio.second.find("unknown task kind 'cook'") != std::string::npos);
+    auto cuda = run({"--backend", "cuda", "--seconds", "1"});
+    CHECK(cuda.first == 2);
+    CHECK(cuda.second.find("unsupported") != std::string::npos);
+    compute_process busy;
+    auto port = run({"--listen", "127.0.0.1:" + std::to_string(busy.port()), "--seconds", "1"});
+    CHECK(port.first == 3);
+    CHECK(port.second.find("cannot listen on 127.0.0.1:" + std::to_string(busy.port()))
+          != std::string::npos);
+  }
+
+  TEST_CASE("retries are bounded when the compute process stays away") {
+    compute_process proc;
+    auto port = proc.port();
+    proc.kill();
+    client c;
+    auto fn = c.function(port, /*max_attempts=*/3);
+    auto r = c.run(fn, whole_task(1, piece_kind::infer, "checksum", random_bytes(10, 1)), 30s);
+    REQUIRE(!r);
+    CHECK(is(r.error(), errc::unavailable));
+    CHECK(text(r).find("after 3 attempts") != std::string::npos);
+  }
+
+  TEST_CASE("a compute process that stops answering: the task is sent again, then fails with a "
+            "clear error; once it answers again, tasks complete") {
+    compute_process proc;
+    client c;
+    auto input = random_bytes(2 * max_piece_payload + 5, 7);
+    auto fn = c.function(proc.port(), /*max_attempts=*/2, /*request_timeout=*/300ms);
+    auto first = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input));
+    REQUIRE_MESSAGE(first, text(first));
+    proc.signal(SIGSTOP); // connected, but silent
+    auto t0 = std::chrono::steady_clock::now();
+    auto stuck = c.run(fn, whole_task(2, piece_kind::infer, "checksum", input), 30s);
+    proc.signal(SIGCONT);
+    REQUIRE(!stuck);
+    CHECK(is(stuck.error(), errc::unavailable));
+    CHECK_MESSAGE(text(stuck).find("after 2 attempts") != std::string::npos, text(stuck));
+    CHECK_MESSAGE(text(stuck).find("no reply from 127.0.0.1:" + std::to_string(proc.port())
+                                   + " for 300 ms")
+                    != std::string::npos,
+                  text(stuck));
+    CHECK(std::chrono::steady_clock::now() - t0 < 20s); // the sweep, not a CAF timeout
+    auto again = c.run(fn, whole_task(3, piece_kind::infer, "checksum", input));
+    REQUIRE_MESSAGE(again, text(again));
+    CHECK(again->output == checksum_output({input}));
+  }
 
 } // TEST_SUITE

@@ -38,17 +38,16 @@ int64_t worst_error(int ms) {
 } // namespace
 
 TEST_SUITE("base.wall_clock") {
-
-TEST_CASE("wall_clock_ns tracks the system clock on every thread") {
-  CHECK(worst_error(350) < 1'000'000);
-  std::vector<int64_t> errs(2);
-  std::vector<std::thread> ts;
-  for (size_t i = 0; i < errs.size(); ++i)
-    ts.emplace_back([&errs, i] { errs[i] = worst_error(250); });
-  for (auto& t : ts)
-    t.join();
-  for (auto e : errs)
-    CHECK(e < 1'000'000);
-}
+  TEST_CASE("wall_clock_ns tracks the system clock on every thread") {
+    CHECK(worst_error(350) < 1'000'000);
+    std::vector<int64_t> errs(2);
+    std::vector<std::thread> ts;
+    for (size_t i = 0; i < errs.size(); ++i)
+      ts.emplace_back([&errs, i] { errs[i] = worst_error(250); });
+    for (auto& t : ts)
+      t.join();
+    for (auto e : errs)
+      CHECK(e < 1'000'000);
+  }
 
 } // TEST_SUITE

@@ -17,8 +17,7 @@ namespace {
 // A log folder whose one segment is a valid header followed by the fuzz bytes.
 const std::string& log_dir() {
   static std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path()
-             / ("comb-fuzz-log-" + std::to_string(getpid()));
+    auto d = std::filesystem::temp_directory_path() / ("comb-fuzz-log-" + std::to_string(getpid()));
     std::filesystem::create_directories(d);
     auto w = comb::storage::log_writer::open(d.string());
     if (!w)

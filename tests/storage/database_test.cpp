@@ -15,151 +15,150 @@ using namespace comb;
 namespace fs = std::filesystem;
 
 TEST_SUITE("storage.database") {
-
-TEST_CASE("tables, rows, scans and read-your-writes") {
-  test::temp_dir dir;
-  auto db = storage::database::open(dir.path());
-  REQUIRE(db);
-  REQUIRE(!(*db)->create_table("t"));
-  REQUIRE(!(*db)->create_table("t")); // idempotent
-  CHECK(is((*db)->create_table("bad name!"), errc::invalid_argument));
-  auto txn = (*db)->begin();
-  CHECK(!txn->put_row("t", "b", {{"v", 2}}));
-  CHECK(!txn->put_row("t", "a", {{"v", 1}}));
-  CHECK(!txn->put("t", "c", "raw"));
-  auto r = txn->get_row("t", "a");
-  REQUIRE(r);
-  REQUIRE(*r);
-  CHECK((**r)["v"] == 1); // read your own write
-  std::vector<std::string> keys;
-  CHECK(!txn->scan("t", "", "", [&](auto k, auto) { return keys.emplace_back(k), true; }));
-  CHECK(keys == std::vector<std::string>{"a", "b", "c"});
-  keys.clear();
-  CHECK(!txn->scan("t", "b", "c", [&](auto k, auto) { return keys.emplace_back(k), true; }));
-  CHECK(keys == std::vector<std::string>{"b"});
-  CHECK(txn->changes().size() == 3);
-  CHECK(txn->changes()[0].kind == storage::row_change::op::insert);
-  CHECK(!txn->commit());
-  auto t2 = (*db)->begin();
-  CHECK(!t2->put_row("t", "a", {{"v", 10}}));
-  CHECK(t2->changes()[0].kind == storage::row_change::op::update);
-  CHECK(!t2->del("t", "c"));
-  CHECK(!t2->commit());
-  CHECK((*db)->count("t").value() == 2);
-  CHECK(is((*db)->count("nope").error(), errc::unknown_table));
-  auto t3 = (*db)->begin();
-  CHECK(is(t3->get("nope", "x").error(), errc::unknown_table));
-  CHECK(is(t3->insert_row("t", "a", {{"v", 0}}), errc::already_exists));
-}
-
-TEST_CASE("rollback discards writes") {
-  test::temp_dir dir;
-  auto db = test::must(storage::database::open(dir.path()));
-  REQUIRE(!db->create_table("t"));
-  {
-    auto txn = db->begin();
-    CHECK(!txn->put("t", "k", "v"));
-    txn->rollback();
+  TEST_CASE("tables, rows, scans and read-your-writes") {
+    test::temp_dir dir;
+    auto db = storage::database::open(dir.path());
+    REQUIRE(db);
+    REQUIRE(!(*db)->create_table("t"));
+    REQUIRE(!(*db)->create_table("t")); // idempotent
+    CHECK(is((*db)->create_table("bad name!"), errc::invalid_argument));
+    auto txn = (*db)->begin();
+    CHECK(!txn->put_row("t", "b", {{"v", 2}}));
+    CHECK(!txn->put_row("t", "a", {{"v", 1}}));
+    CHECK(!txn->put("t", "c", "raw"));
+    auto r = txn->get_row("t", "a");
+    REQUIRE(r);
+    REQUIRE(*r);
+    CHECK((**r)["v"] == 1); // read your own write
+    std::vector<std::string> keys;
+    CHECK(!txn->scan("t", "", "", [&](auto k, auto) { return keys.emplace_back(k), true; }));
+    CHECK(keys == std::vector<std::string>{"a", "b", "c"});
+    keys.clear();
+    CHECK(!txn->scan("t", "b", "c", [&](auto k, auto) { return keys.emplace_back(k), true; }));
+    CHECK(keys == std::vector<std::string>{"b"});
+    CHECK(txn->changes().size() == 3);
+    CHECK(txn->changes()[0].kind == storage::row_change::op::insert);
+    CHECK(!txn->commit());
+    auto t2 = (*db)->begin();
+    CHECK(!t2->put_row("t", "a", {{"v", 10}}));
+    CHECK(t2->changes()[0].kind == storage::row_change::op::update);
+    CHECK(!t2->del("t", "c"));
+    CHECK(!t2->commit());
+    CHECK((*db)->count("t").value() == 2);
+    CHECK(is((*db)->count("nope").error(), errc::unknown_table));
+    auto t3 = (*db)->begin();
+    CHECK(is(t3->get("nope", "x").error(), errc::unknown_table));
+    CHECK(is(t3->insert_row("t", "a", {{"v", 0}}), errc::already_exists));
   }
-  {
-    auto txn = db->begin();
-    CHECK(!txn->put("t", "k2", "v"));
-    // destroyed without commit: rolled back
+
+  TEST_CASE("rollback discards writes") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    {
+      auto txn = db->begin();
+      CHECK(!txn->put("t", "k", "v"));
+      txn->rollback();
+    }
+    {
+      auto txn = db->begin();
+      CHECK(!txn->put("t", "k2", "v"));
+      // destroyed without commit: rolled back
+    }
+    CHECK(db->count("t").value() == 0);
   }
-  CHECK(db->count("t").value() == 0);
-}
 
-TEST_CASE("a locked row makes a concurrent writer fail with conflict") {
-  test::temp_dir dir;
-  storage::options opts;
-  opts.lock_timeout_ms = 50;
-  auto db = test::must(storage::database::open(dir.path(), opts));
-  REQUIRE(!db->create_table("t"));
-  auto a = db->begin();
-  auto b = db->begin();
-  REQUIRE(a->get_for_update("t", "k"));
-  CHECK(!a->put("t", "k", "1"));
-  CHECK(is(b->put("t", "k", "2"), errc::conflict));
-  CHECK(!a->commit());
-  auto c = db->begin();
-  CHECK(c->get("t", "k").value().value() == "1");
-}
+  TEST_CASE("a locked row makes a concurrent writer fail with conflict") {
+    test::temp_dir dir;
+    storage::options opts;
+    opts.lock_timeout_ms = 50;
+    auto db = test::must(storage::database::open(dir.path(), opts));
+    REQUIRE(!db->create_table("t"));
+    auto a = db->begin();
+    auto b = db->begin();
+    REQUIRE(a->get_for_update("t", "k"));
+    CHECK(!a->put("t", "k", "1"));
+    CHECK(is(b->put("t", "k", "2"), errc::conflict));
+    CHECK(!a->commit());
+    auto c = db->begin();
+    CHECK(c->get("t", "k").value().value() == "1");
+  }
 
-TEST_CASE("reopen keeps data and tables; digest is stable") {
-  test::temp_dir dir;
-  std::string digest;
-  {
+  TEST_CASE("reopen keeps data and tables; digest is stable") {
+    test::temp_dir dir;
+    std::string digest;
+    {
+      auto db = test::must(storage::database::open(dir.path()));
+      REQUIRE(!db->create_table("t"));
+      auto txn = db->begin();
+      CHECK(!txn->put_row("t", "a", {{"x", "y"}}));
+      CHECK(!txn->commit());
+      CHECK(!db->sync_wal());
+      digest = db->digest().value();
+    }
+    auto db = test::must(storage::database::open(dir.path()));
+    CHECK(db->has_table("t"));
+    CHECK(db->digest().value() == digest);
+    auto txn = db->begin();
+    CHECK(!txn->put_row("t", "a", {{"x", "z"}}));
+    CHECK(!txn->commit());
+    CHECK(db->digest().value() != digest);
+  }
+
+  TEST_CASE("a folder that is not Comb's, or of another version, is refused untouched") {
+    test::temp_dir dir;
+    auto foreign = dir.path() + "/foreign";
+    fs::create_directories(foreign);
+    std::ofstream{foreign + "/important.txt"} << "keep me";
+    auto db = storage::database::open(foreign);
+    REQUIRE(!db);
+    CHECK(is(db.error(), errc::not_comb_folder));
+    CHECK(describe(db.error()).find("no COMB marker") != std::string::npos);
+    CHECK(fs::exists(foreign + "/important.txt"));
+    CHECK(!fs::exists(foreign + "/db"));
+
+    auto old = dir.path() + "/old";
+    REQUIRE(storage::database::open(old));
+    std::ofstream{old + "/COMB"} << "comb-data-folder 999\n";
+    auto db2 = storage::database::open(old);
+    REQUIRE(!db2);
+    CHECK(is(db2.error(), errc::format_mismatch));
+
+    auto bogus = dir.path() + "/bogus";
+    fs::create_directories(bogus);
+    std::ofstream{bogus + "/COMB"} << "something else\n";
+    CHECK(is(storage::database::open(bogus).error(), errc::not_comb_folder));
+  }
+
+  TEST_CASE("a stored row that is not MessagePack is reported as corrupt") {
+    test::temp_dir dir;
     auto db = test::must(storage::database::open(dir.path()));
     REQUIRE(!db->create_table("t"));
     auto txn = db->begin();
-    CHECK(!txn->put_row("t", "a", {{"x", "y"}}));
-    CHECK(!txn->commit());
-    CHECK(!db->sync_wal());
-    digest = db->digest().value();
+    CHECK(!txn->put("t", "k", std::string("\xc1\xc1", 2)));
+    CHECK(is(txn->get_row("t", "k").error(), errc::corrupt_data));
   }
-  auto db = test::must(storage::database::open(dir.path()));
-  CHECK(db->has_table("t"));
-  CHECK(db->digest().value() == digest);
-  auto txn = db->begin();
-  CHECK(!txn->put_row("t", "a", {{"x", "z"}}));
-  CHECK(!txn->commit());
-  CHECK(db->digest().value() != digest);
-}
 
-TEST_CASE("a folder that is not Comb's, or of another version, is refused untouched") {
-  test::temp_dir dir;
-  auto foreign = dir.path() + "/foreign";
-  fs::create_directories(foreign);
-  std::ofstream{foreign + "/important.txt"} << "keep me";
-  auto db = storage::database::open(foreign);
-  REQUIRE(!db);
-  CHECK(is(db.error(), errc::not_comb_folder));
-  CHECK(describe(db.error()).find("no COMB marker") != std::string::npos);
-  CHECK(fs::exists(foreign + "/important.txt"));
-  CHECK(!fs::exists(foreign + "/db"));
-
-  auto old = dir.path() + "/old";
-  REQUIRE(storage::database::open(old));
-  std::ofstream{old + "/COMB"} << "comb-data-folder 999\n";
-  auto db2 = storage::database::open(old);
-  REQUIRE(!db2);
-  CHECK(is(db2.error(), errc::format_mismatch));
-
-  auto bogus = dir.path() + "/bogus";
-  fs::create_directories(bogus);
-  std::ofstream{bogus + "/COMB"} << "something else\n";
-  CHECK(is(storage::database::open(bogus).error(), errc::not_comb_folder));
-}
-
-TEST_CASE("a stored row that is not MessagePack is reported as corrupt") {
-  test::temp_dir dir;
-  auto db = test::must(storage::database::open(dir.path()));
-  REQUIRE(!db->create_table("t"));
-  auto txn = db->begin();
-  CHECK(!txn->put("t", "k", std::string("\xc1\xc1", 2)));
-  CHECK(is(txn->get_row("t", "k").error(), errc::corrupt_data));
-}
-
-TEST_CASE("the database owns durability: sync commits are synced, grouped ones by sync_group") {
-  for (auto mode : {storage::durability::sync, storage::durability::async}) {
-    CAPTURE(storage::to_string(mode));
-    test::temp_dir dir;
-    storage::options opts;
-    opts.mode = mode;
-    auto db = test::must(storage::database::open(dir.path(), opts));
-    CHECK(db->syncs_commits() == (mode == storage::durability::sync));
-    REQUIRE(!db->create_table("t"));
-    // A plain commit is as durable as the mode asks when it returns; a grouped one waits for
-    // sync_group(), which is a no-op where commits need no sync.
-    auto plain = db->begin();
-    CHECK(!plain->put_row("t", "a", {{"x", 1}}));
-    CHECK(!plain->commit());
-    auto grouped = db->begin(/*group_sync=*/true);
-    CHECK(!grouped->put_row("t", "b", {{"x", 2}}));
-    CHECK(!grouped->commit());
-    CHECK(!db->sync_group());
-    CHECK(db->count("t").value() == 2);
+  TEST_CASE("the database owns durability: sync commits are synced, grouped ones by sync_group") {
+    for (auto mode : {storage::durability::sync, storage::durability::async}) {
+      CAPTURE(storage::to_string(mode));
+      test::temp_dir dir;
+      storage::options opts;
+      opts.mode = mode;
+      auto db = test::must(storage::database::open(dir.path(), opts));
+      CHECK(db->syncs_commits() == (mode == storage::durability::sync));
+      REQUIRE(!db->create_table("t"));
+      // A plain commit is as durable as the mode asks when it returns; a grouped one waits for
+      // sync_group(), which is a no-op where commits need no sync.
+      auto plain = db->begin();
+      CHECK(!plain->put_row("t", "a", {{"x", 1}}));
+      CHECK(!plain->commit());
+      auto grouped = db->begin(/*group_sync=*/true);
+      CHECK(!grouped->put_row("t", "b", {{"x", 2}}));
+      CHECK(!grouped->commit());
+      CHECK(!db->sync_group());
+      CHECK(db->count("t").value() == 2);
+    }
   }
-}
 
 } // TEST_SUITE

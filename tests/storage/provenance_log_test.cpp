@@ -65,223 +65,224 @@ void flip_byte(const std::string& path, uint64_t offset) {
 } // namespace
 
 TEST_SUITE("storage.provenance_log") {
-
-TEST_CASE("crc32c matches the standard check value") {
-  CHECK(storage::crc32c("123456789", 9) == 0xE3069283u);
-  CHECK(storage::crc32c("", 0) == 0u);
-  std::string big(1000, 'x');
-  CHECK(storage::crc32c(big.data() + 500, 500, storage::crc32c(big.data(), 500))
-        == storage::crc32c(big.data(), 1000));
-}
-
-TEST_CASE("crc32c table and hardware paths match the RFC 3720 vectors") {
-  std::string zeros(32, '\0'), ones(32, '\xff'), up(32, '\0'), down(32, '\0');
-  for (int i = 0; i < 32; ++i) {
-    up[i] = static_cast<char>(i);
-    down[i] = static_cast<char>(31 - i);
+  TEST_CASE("crc32c matches the standard check value") {
+    CHECK(storage::crc32c("123456789", 9) == 0xE3069283u);
+    CHECK(storage::crc32c("", 0) == 0u);
+    std::string big(1000, 'x');
+    CHECK(storage::crc32c(big.data() + 500, 500, storage::crc32c(big.data(), 500))
+          == storage::crc32c(big.data(), 1000));
   }
-  struct vec {
-    const std::string* bytes;
-    uint32_t want;
-  };
-  const vec vectors[] = {{&zeros, 0x8A9136AAu}, {&ones, 0x62A8AB43u}, {&up, 0x46DD794Eu},
-                         {&down, 0x113FDB5Cu}};
-  for (const auto& v : vectors) {
-    CHECK(storage::crc32c_table(v.bytes->data(), v.bytes->size()) == v.want);
-    CHECK(storage::crc32c(v.bytes->data(), v.bytes->size()) == v.want);
-    if (storage::crc32c_has_hardware())
-      CHECK(storage::crc32c_hardware(v.bytes->data(), v.bytes->size()) == v.want);
-  }
-  // Unaligned starts and odd lengths take the hardware path's byte tail; both must agree.
-  std::string text(1037, '\0');
-  for (size_t i = 0; i < text.size(); ++i)
-    text[i] = static_cast<char>(i * 131 + 7);
-  for (size_t off : {0, 1, 3, 7})
-    for (size_t len : {0, 1, 9, 15, 1000}) {
-      auto t = storage::crc32c_table(text.data() + off, len);
-      CHECK(storage::crc32c(text.data() + off, len) == t);
-      if (storage::crc32c_has_hardware())
-        CHECK(storage::crc32c_hardware(text.data() + off, len) == t);
+
+  TEST_CASE("crc32c table and hardware paths match the RFC 3720 vectors") {
+    std::string zeros(32, '\0'), ones(32, '\xff'), up(32, '\0'), down(32, '\0');
+    for (int i = 0; i < 32; ++i) {
+      up[i] = static_cast<char>(i);
+      down[i] = static_cast<char>(31 - i);
     }
-  if (!storage::crc32c_has_hardware())
-    MESSAGE("no SSE4.2 on this CPU: hardware CRC32C path not tested");
-}
-
-TEST_CASE("records round-trip; garbage does not decode") {
-  auto r = sample(7);
-  auto back = test::must(storage::decode(storage::encode(r)));
-  CHECK(back.lsn == 7);
-  CHECK(back.kind == r.kind);
-  CHECK(back.payload == r.payload);
-  REQUIRE(back.changes.size() == 1);
-  CHECK(back.changes[0].value == r.changes[0].value);
-  CHECK(back.changes[0].kind == storage::row_change::op::update);
-  CHECK(back.reads.size() == 1);
-  CHECK(!storage::decode("short"));
-  CHECK(!storage::decode(std::string(64, '\xff')));
-}
-
-TEST_CASE("a committed invocation's record and its WAL head, from one encoding") {
-  storage::invocation_record rec;
-  rec.execution_id = 42;
-  rec.procedure = "bank.transfer";
-  rec.role = "teller";
-  rec.args = R"({"amount":5})";
-  rec.result = R"({"ok":true})";
-  rec.status = "ok";
-  rec.start_ns = 10;
-  rec.end_ns = 20;
-  rec.receiver = "n1/p3";
-  auto change = [](std::string table, std::string key, storage::row_change::op op, bool row,
-                   std::string value) {
-    storage::row_change c;
-    c.table = std::move(table);
-    c.key = std::move(key);
-    c.kind = op;
-    c.is_row = row;
-    c.value = std::move(value);
-    return c;
-  };
-  rec.changes = {change("bank.transfers", "t1", storage::row_change::op::insert, true, "\x81"),
-                 change("bank.accounts", "a", storage::row_change::op::update, true, "\x82"),
-                 change("files", "f", storage::row_change::op::update, false, "raw bytes"),
-                 change("bank.accounts", "gone", storage::row_change::op::del, true, "")};
-  rec.reads = {{"bank.accounts", "a"}};
-  std::string whole, head;
-  storage::encode_committed(whole, head, rec);
-  storage::set_lsn(whole, 9);
-  storage::set_lsn(head, 9);
-  CHECK(head.size() < whole.size());
-
-  // The head: no rows, one flag per change; decode() wants the rows.
-  auto h = test::must(storage::decode_head(head));
-  CHECK(h.lsn == 9);
-  CHECK(h.changes.empty());
-  CHECK(h.reads.size() == 1);
-  CHECK(h.payload == rec.args);
-  CHECK(h.row_flags == std::string("\x05\x06\x02\x07", 4));
-  auto lacking = storage::decode(head);
-  REQUIRE(!lacking);
-  CHECK(describe(lacking.error()).find("row flags for 4 row change(s) but holds 0")
-        != std::string::npos);
-
-  // The whole record: the same as the plain encoding, with flags that match.
-  auto w = test::must(storage::decode(whole));
-  auto one = test::must(storage::decode(storage::encode(rec)));
-  CHECK(w.lsn == 9);
-  CHECK(w.row_flags.empty());
-  CHECK(w.payload == one.payload);
-  CHECK(w.result == one.result);
-  CHECK(w.receiver == one.receiver);
-  CHECK(w.reads.size() == one.reads.size());
-  REQUIRE(w.changes.size() == 4);
-  for (size_t i = 0; i < 4; ++i) {
-    CHECK(w.changes[i].table == rec.changes[i].table);
-    CHECK(w.changes[i].key == rec.changes[i].key);
-    CHECK(w.changes[i].kind == rec.changes[i].kind);
-    CHECK(w.changes[i].is_row == rec.changes[i].is_row);
-    CHECK(w.changes[i].value == rec.changes[i].value);
+    struct vec {
+      const std::string* bytes;
+      uint32_t want;
+    };
+    const vec vectors[] = {
+      {&zeros, 0x8A9136AAu}, {&ones, 0x62A8AB43u}, {&up, 0x46DD794Eu}, {&down, 0x113FDB5Cu}};
+    for (const auto& v : vectors) {
+      CHECK(storage::crc32c_table(v.bytes->data(), v.bytes->size()) == v.want);
+      CHECK(storage::crc32c(v.bytes->data(), v.bytes->size()) == v.want);
+      if (storage::crc32c_has_hardware())
+        CHECK(storage::crc32c_hardware(v.bytes->data(), v.bytes->size()) == v.want);
+    }
+    // Unaligned starts and odd lengths take the hardware path's byte tail; both must agree.
+    std::string text(1037, '\0');
+    for (size_t i = 0; i < text.size(); ++i)
+      text[i] = static_cast<char>(i * 131 + 7);
+    for (size_t off : {0, 1, 3, 7})
+      for (size_t len : {0, 1, 9, 15, 1000}) {
+        auto t = storage::crc32c_table(text.data() + off, len);
+        CHECK(storage::crc32c(text.data() + off, len) == t);
+        if (storage::crc32c_has_hardware())
+          CHECK(storage::crc32c_hardware(text.data() + off, len) == t);
+      }
+    if (!storage::crc32c_has_hardware())
+      MESSAGE("no SSE4.2 on this CPU: hardware CRC32C path not tested");
   }
-  CHECK(test::must(storage::decode_head(whole)).changes.size() == 4);
 
-  // Changes that do not match their flags (a flag byte altered), and bytes after the record,
-  // are refused.
-  auto at = whole.find(std::string("\x05\x06\x02\x07", 4));
-  REQUIRE(at != std::string::npos);
-  auto altered = whole;
-  altered[at + 2] = '\x06';
-  auto e1 = storage::decode(altered);
-  REQUIRE(!e1);
-  CHECK(describe(e1.error()).find("row change 2 does not match") != std::string::npos);
-  auto e2 = storage::decode(whole + std::string(8, '\0'));
-  REQUIRE(!e2);
-  CHECK(describe(e2.error()).find("8 bytes follow the record") != std::string::npos);
-}
-
-TEST_CASE("segments rotate; readers see every record in order; writers resume") {
-  test::temp_dir dir;
-  write_log(dir.path(), 300);
-  CHECK(segments(dir.path()).size() > 3);
-  {
-    auto w = test::must(storage::log_writer::open(dir.path(), {4096}));
-    CHECK(w->next_lsn() == 301);
-    CHECK(w->bytes_dropped() == 0);
-    REQUIRE(!w->append(301, storage::encode(sample(301))));
-    CHECK(is(w->append(999, storage::encode(sample(999))), errc::protocol_error));
+  TEST_CASE("records round-trip; garbage does not decode") {
+    auto r = sample(7);
+    auto back = test::must(storage::decode(storage::encode(r)));
+    CHECK(back.lsn == 7);
+    CHECK(back.kind == r.kind);
+    CHECK(back.payload == r.payload);
+    REQUIRE(back.changes.size() == 1);
+    CHECK(back.changes[0].value == r.changes[0].value);
+    CHECK(back.changes[0].kind == storage::row_change::op::update);
+    CHECK(back.reads.size() == 1);
+    CHECK(!storage::decode("short"));
+    CHECK(!storage::decode(std::string(64, '\xff')));
   }
-  auto reader = test::must(storage::log_reader::open(dir.path()));
-  uint64_t expect = 1;
-  storage::log_stats st;
-  CHECK(!reader.for_each(0, [&](storage::log_record&& r) { return r.lsn == expect++; }, &st));
-  CHECK(st.records == 301);
-  CHECK(st.last_lsn == 301);
-  uint64_t first = 0;
-  CHECK(!reader.for_each(250, [&](storage::log_record&& r) { return first = r.lsn, false; }));
-  CHECK(first == 250);
-  auto v = test::must(storage::verify_log(dir.path()));
-  CHECK(v.records == 301);
-}
 
-TEST_CASE("a torn tail is reported, then cut on recovery with the bytes dropped") {
-  test::temp_dir dir;
-  write_log(dir.path(), 50, 1 << 20);
-  auto seg = dir.path() + "/" + segments(dir.path()).back();
-  auto size = fs::file_size(seg);
-  fs::resize_file(seg, size - 10);
-  auto reader = test::must(storage::log_reader::open(dir.path()));
-  storage::log_stats st;
-  CHECK(!reader.for_each(0, [](auto&&) { return true; }, &st));
-  CHECK(st.records == 49);
-  CHECK(st.tail_bytes > 0);
-  auto v = storage::verify_log(dir.path());
-  REQUIRE(!v);
-  CHECK(describe(v.error()).find("torn tail") != std::string::npos);
-  auto w = test::must(storage::log_writer::open(dir.path()));
-  CHECK(w->bytes_dropped() == st.tail_bytes);
-  CHECK(w->recovery_note().find("cut") != std::string::npos);
-  CHECK(w->next_lsn() == 50);
-  REQUIRE(!w->append(50, storage::encode(sample(50))));
-  REQUIRE(!w->sync());
-  CHECK(test::must(storage::verify_log(dir.path())).records == 50);
-}
+  TEST_CASE("a committed invocation's record and its WAL head, from one encoding") {
+    storage::invocation_record rec;
+    rec.execution_id = 42;
+    rec.procedure = "bank.transfer";
+    rec.role = "teller";
+    rec.args = R"({"amount":5})";
+    rec.result = R"({"ok":true})";
+    rec.status = "ok";
+    rec.start_ns = 10;
+    rec.end_ns = 20;
+    rec.receiver = "n1/p3";
+    auto change = [](std::string table, std::string key, storage::row_change::op op, bool row,
+                     std::string value) {
+      storage::row_change c;
+      c.table = std::move(table);
+      c.key = std::move(key);
+      c.kind = op;
+      c.is_row = row;
+      c.value = std::move(value);
+      return c;
+    };
+    rec.changes = {change("bank.transfers", "t1", storage::row_change::op::insert, true, "\x81"),
+                   change("bank.accounts", "a", storage::row_change::op::update, true, "\x82"),
+                   change("files", "f", storage::row_change::op::update, false, "raw bytes"),
+                   change("bank.accounts", "gone", storage::row_change::op::del, true, "")};
+    rec.reads = {{"bank.accounts", "a"}};
+    std::string whole, head;
+    storage::encode_committed(whole, head, rec);
+    storage::set_lsn(whole, 9);
+    storage::set_lsn(head, 9);
+    CHECK(head.size() < whole.size());
 
-TEST_CASE("a corrupt record in the middle stops reading and says where") {
-  test::temp_dir dir;
-  write_log(dir.path(), 50, 1 << 20);
-  auto name = segments(dir.path()).back();
-  flip_byte(dir.path() + "/" + name, storage::segment_header_bytes + 20);
-  auto v = storage::verify_log(dir.path());
-  REQUIRE(!v);
-  auto msg = describe(v.error());
-  CHECK(msg.find(name + " offset " + std::to_string(storage::segment_header_bytes))
-        != std::string::npos);
-  CHECK(msg.find("checksum") != std::string::npos);
-  auto w = storage::log_writer::open(dir.path());
-  REQUIRE(!w); // never skipped silently, never cut
-  CHECK(is(w.error(), errc::corrupt_data));
-  CHECK(fs::file_size(dir.path() + "/" + name) > 1000);
-}
+    // The head: no rows, one flag per change; decode() wants the rows.
+    auto h = test::must(storage::decode_head(head));
+    CHECK(h.lsn == 9);
+    CHECK(h.changes.empty());
+    CHECK(h.reads.size() == 1);
+    CHECK(h.payload == rec.args);
+    CHECK(h.row_flags == std::string("\x05\x06\x02\x07", 4));
+    auto lacking = storage::decode(head);
+    REQUIRE(!lacking);
+    CHECK(describe(lacking.error()).find("row flags for 4 row change(s) but holds 0")
+          != std::string::npos);
 
-TEST_CASE("wrong magic and segments of another cluster are refused") {
-  test::temp_dir a, b;
-  write_log(a.path(), 10);
-  write_log(b.path(), 10);
-  // A segment from another cluster.
-  auto foreign = segments(b.path()).front();
-  fs::copy_file(b.path() + "/" + foreign, a.path() + "/00000000000000000500.plog");
-  auto v = storage::verify_log(a.path());
-  REQUIRE(!v);
-  CHECK(describe(v.error()).find("belongs to cluster") != std::string::npos);
-  fs::remove(a.path() + "/00000000000000000500.plog");
-  CHECK(storage::verify_log(a.path()));
-  // Wrong magic.
-  auto first = a.path() + "/" + segments(a.path()).front();
-  flip_byte(first, 0);
-  auto m = storage::verify_log(a.path());
-  REQUIRE(!m);
-  CHECK(describe(m.error()).find("wrong magic") != std::string::npos);
-  // Not a log at all.
-  CHECK(is(storage::log_reader::open(a.path() + "/nope").error(), errc::not_found));
-}
+    // The whole record: the same as the plain encoding, with flags that match.
+    auto w = test::must(storage::decode(whole));
+    auto one = test::must(storage::decode(storage::encode(rec)));
+    CHECK(w.lsn == 9);
+    CHECK(w.row_flags.empty());
+    CHECK(w.payload == one.payload);
+    CHECK(w.result == one.result);
+    CHECK(w.receiver == one.receiver);
+    CHECK(w.reads.size() == one.reads.size());
+    REQUIRE(w.changes.size() == 4);
+    for (size_t i = 0; i < 4; ++i) {
+      CHECK(w.changes[i].table == rec.changes[i].table);
+      CHECK(w.changes[i].key == rec.changes[i].key);
+      CHECK(w.changes[i].kind == rec.changes[i].kind);
+      CHECK(w.changes[i].is_row == rec.changes[i].is_row);
+      CHECK(w.changes[i].value == rec.changes[i].value);
+    }
+    CHECK(test::must(storage::decode_head(whole)).changes.size() == 4);
+
+    // Changes that do not match their flags (a flag byte altered), and bytes after the record,
+    // are refused.
+    auto at = whole.find(std::string("\x05\x06\x02\x07", 4));
+    REQUIRE(at != std::string::npos);
+    auto altered = whole;
+    altered[at + 2] = '\x06';
+    auto e1 = storage::decode(altered);
+    REQUIRE(!e1);
+    CHECK(describe(e1.error()).find("row change 2 does not match") != std::string::npos);
+    auto e2 = storage::decode(whole + std::string(8, '\0'));
+    REQUIRE(!e2);
+    CHECK(describe(e2.error()).find("8 bytes follow the record") != std::string::npos);
+  }
+
+  TEST_CASE("segments rotate; readers see every record in order; writers resume") {
+    test::temp_dir dir;
+    write_log(dir.path(), 300);
+    CHECK(segments(dir.path()).size() > 3);
+    {
+      auto w = test::must(storage::log_writer::open(dir.path(), {4096}));
+      CHECK(w->next_lsn() == 301);
+      CHECK(w->bytes_dropped() == 0);
+      REQUIRE(!w->append(301, storage::encode(sample(301))));
+      CHECK(is(w->append(999, storage::encode(sample(999))), errc::protocol_error));
+    }
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    uint64_t expect = 1;
+    storage::log_stats st;
+    CHECK(!reader.for_each(
+      0, [&](storage::log_record&& r) { return r.lsn == expect++; }, &st));
+    CHECK(st.records == 301);
+    CHECK(st.last_lsn == 301);
+    uint64_t first = 0;
+    CHECK(!reader.for_each(250, [&](storage::log_record&& r) { return first = r.lsn, false; }));
+    CHECK(first == 250);
+    auto v = test::must(storage::verify_log(dir.path()));
+    CHECK(v.records == 301);
+  }
+
+  TEST_CASE("a torn tail is reported, then cut on recovery with the bytes dropped") {
+    test::temp_dir dir;
+    write_log(dir.path(), 50, 1 << 20);
+    auto seg = dir.path() + "/" + segments(dir.path()).back();
+    auto size = fs::file_size(seg);
+    fs::resize_file(seg, size - 10);
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    storage::log_stats st;
+    CHECK(!reader.for_each(
+      0, [](auto&&) { return true; }, &st));
+    CHECK(st.records == 49);
+    CHECK(st.tail_bytes > 0);
+    auto v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    CHECK(describe(v.error()).find("torn tail") != std::string::npos);
+    auto w = test::must(storage::log_writer::open(dir.path()));
+    CHECK(w->bytes_dropped() == st.tail_bytes);
+    CHECK(w->recovery_note().find("cut") != std::string::npos);
+    CHECK(w->next_lsn() == 50);
+    REQUIRE(!w->append(50, storage::encode(sample(50))));
+    REQUIRE(!w->sync());
+    CHECK(test::must(storage::verify_log(dir.path())).records == 50);
+  }
+
+  TEST_CASE("a corrupt record in the middle stops reading and says where") {
+    test::temp_dir dir;
+    write_log(dir.path(), 50, 1 << 20);
+    auto name = segments(dir.path()).back();
+    flip_byte(dir.path() + "/" + name, storage::segment_header_bytes + 20);
+    auto v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    auto msg = describe(v.error());
+    CHECK(msg.find(name + " offset " + std::to_string(storage::segment_header_bytes))
+          != std::string::npos);
+    CHECK(msg.find("checksum") != std::string::npos);
+    auto w = storage::log_writer::open(dir.path());
+    REQUIRE(!w); // never skipped silently, never cut
+    CHECK(is(w.error(), errc::corrupt_data));
+    CHECK(fs::file_size(dir.path() + "/" + name) > 1000);
+  }
+
+  TEST_CASE("wrong magic and segments of another cluster are refused") {
+    test::temp_dir a, b;
+    write_log(a.path(), 10);
+    write_log(b.path(), 10);
+    // A segment from another cluster.
+    auto foreign = segments(b.path()).front();
+    fs::copy_file(b.path() + "/" + foreign, a.path() + "/00000000000000000500.plog");
+    auto v = storage::verify_log(a.path());
+    REQUIRE(!v);
+    CHECK(describe(v.error()).find("belongs to cluster") != std::string::npos);
+    fs::remove(a.path() + "/00000000000000000500.plog");
+    CHECK(storage::verify_log(a.path()));
+    // Wrong magic.
+    auto first = a.path() + "/" + segments(a.path()).front();
+    flip_byte(first, 0);
+    auto m = storage::verify_log(a.path());
+    REQUIRE(!m);
+    CHECK(describe(m.error()).find("wrong magic") != std::string::npos);
+    // Not a log at all.
+    CHECK(is(storage::log_reader::open(a.path() + "/nope").error(), errc::not_found));
+  }
 
 } // TEST_SUITE

@@ -38,8 +38,9 @@ public:
   void start() {
     auto log = dir_.path() + "/compute-" + std::to_string(++starts_) + ".log";
     std::fflush(stdout);
-    std::vector<std::string> argv{test::comb_binary(), "compute", "--listen",
-                                  "127.0.0.1:" + std::to_string(port_), "--threads", "2"};
+    std::vector<std::string> argv{test::comb_binary(), "compute",
+                                  "--listen",          "127.0.0.1:" + std::to_string(port_),
+                                  "--threads",         "2"};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     proc_ = std::make_unique<test::child_process>(argv, log);
     REQUIRE_MESSAGE(test::wait_for_line(log, "listening on", 30s, proc_.get()),
@@ -70,8 +71,8 @@ std::shared_ptr<procedure_registry> demo_procedures() {
   any.partition_by = "name";
   procs->add(
     "demo.submit",
-    [](call_context& ctx, storage::transaction& txn, const nlohmann::json& args)
-      -> caf::expected<nlohmann::json> {
+    [](call_context& ctx, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
       outbox_call c;
       c.model = "checksum";
       c.result_procedure = "demo.store";
@@ -86,8 +87,8 @@ std::shared_ptr<procedure_registry> demo_procedures() {
   store.partition_by.clear();
   outbox::add_result_procedure(
     *procs, "demo.store",
-    [](call_context&, storage::transaction& txn, const nlohmann::json& args)
-      -> caf::expected<nlohmann::json> {
+    [](call_context&, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
       auto name = args.at("context").at("name").get<std::string>();
       auto old = txn.get_row_for_update("results", name);
       if (!old)
@@ -214,219 +215,219 @@ std::unique_ptr<storage::database> open_outbox_db(const test::temp_dir& dir) {
 } // namespace
 
 TEST_SUITE("runtime.pieces.outbox") {
-
-TEST_CASE("a call is announced once its transaction commits, never when it rolls back") {
-  test::temp_dir dir;
-  auto db = open_outbox_db(dir);
-  std::vector<std::string> heard;
-  std::shared_ptr<committed_call> last;
-  outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) {
-    heard.push_back(c->call.key);
-    last = std::move(c);
-  });
-  outbox_call c;
-  c.model = "checksum";
-  c.result_procedure = "demo.store";
-  std::string big(3 << 20, 'x'); // a payload for the blob store
-  call_context ctx;
-  ctx.execution_id = 42;
-  std::string committed;
-  {
-    auto txn = db->begin();
-    auto key = outbox::enqueue(ctx, *txn, c, big);
-    REQUIRE(key);
-    committed = *key;
-    CHECK(heard.empty()); // not before the commit
-    CHECK(!txn->commit());
-  }
-  CHECK(heard == std::vector<std::string>{committed});
-  // The listener hears the call as committed, payload included.
-  REQUIRE(last);
-  CHECK(last->call.execution_id == 42);
-  CHECK(last->call.call.model == "checksum");
-  CHECK(last->call.call.result_procedure == "demo.store");
-  CHECK(last->call.task_id != 0);
-  CHECK(last->has_payload());
-  CHECK(std::string(last->payload.begin(), last->payload.end()) == big);
-  {
-    call_context other;
-    other.execution_id = 43;
-    auto txn = db->begin();
-    REQUIRE(outbox::enqueue(other, *txn, c, "small"));
-    txn->rollback();
-  }
-  CHECK(heard.size() == 1);
-  auto found = outbox::find(*db, committed);
-  REQUIRE(found);
-  REQUIRE(*found);
-  CHECK((*found)->execution_id == 42);
-  CHECK((*found)->call.result_procedure == "demo.store");
-  CHECK((*found)->task_id == last->call.task_id);
-  std::vector<char> payload;
-  CHECK(!outbox::payload(*db, committed, payload));
-  CHECK(std::string(payload.begin(), payload.end()) == big);
-  CHECK(!outbox::find(*db, "0000000000000043.00000000").value());
-  outbox::set_listener(*db, {});
-}
-
-TEST_CASE("payloads copied into announced calls are bounded; past the bound a call comes "
-          "without its payload, which stays readable from the outbox") {
-  test::temp_dir dir;
-  auto db = open_outbox_db(dir);
-  std::vector<std::shared_ptr<committed_call>> held; // a listener that lets go of nothing
-  outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) { held.push_back(std::move(c)); });
-  outbox_call c;
-  c.model = "checksum";
-  c.result_procedure = "demo.store";
-  std::string big(5 << 20, 'y');
-  auto enqueue = [&](uint64_t execution) {
+  TEST_CASE("a call is announced once its transaction commits, never when it rolls back") {
+    test::temp_dir dir;
+    auto db = open_outbox_db(dir);
+    std::vector<std::string> heard;
+    std::shared_ptr<committed_call> last;
+    outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) {
+      heard.push_back(c->call.key);
+      last = std::move(c);
+    });
+    outbox_call c;
+    c.model = "checksum";
+    c.result_procedure = "demo.store";
+    std::string big(3 << 20, 'x'); // a payload for the blob store
     call_context ctx;
-    ctx.execution_id = execution;
-    auto txn = db->begin();
-    REQUIRE(outbox::enqueue(ctx, *txn, c, big));
-    REQUIRE(!txn->commit());
-  };
-  size_t fit = outbox::hint_bytes / big.size();
-  for (size_t i = 0; i < fit + 2; ++i)
-    enqueue(100 + i);
-  REQUIRE(held.size() == fit + 2);
-  for (size_t i = 0; i < fit; ++i)
-    CHECK(held[i]->has_payload());
-  for (size_t i = fit; i < fit + 2; ++i) {
-    CHECK(!held[i]->has_payload());
-    CHECK(held[i]->payload.empty());
-    std::vector<char> out;
-    CHECK(!outbox::payload(*db, held[i]->call.key, out));
-    CHECK(out.size() == big.size());
-  }
-  held.clear(); // handled: the bound is free again
-  enqueue(999);
-  REQUIRE(held.size() == 1);
-  CHECK(held[0]->has_payload());
-  held.clear();
-  outbox::set_listener(*db, {});
-}
-
-TEST_CASE("a call recorded in the procedure's transaction reaches compute and its result is "
-          "applied exactly once") {
-  compute_process compute;
-  fixture f;
-  f.start_node();
-  f.start_dispatcher(compute.port());
-  std::vector<std::string> keys;
-  for (int i = 0; i < 20; ++i)
-    keys.push_back(f.submit(i, i % 2 == 0 ? 1000 : 2 * max_piece_payload + 3));
-  REQUIRE(f.wait_results(20));
-  for (int i = 0; i < 20; ++i) {
-    auto txn = f.n->db().begin();
-    auto row = test::must(txn->get_row("results", "job" + std::to_string(i)));
-    txn->rollback();
-    REQUIRE(row);
-    CHECK((*row)["applied_count"] == 1);
-    auto p = payload_for(i, i % 2 == 0 ? 1000 : 2 * max_piece_payload + 3);
-    checksum64 c;
-    c.update(p.data(), p.size());
-    CHECK((*row)["checksum"] == c.digest());
-    CHECK(test::must(outbox::done(f.n->db(), keys[i])));
-  }
-  // The same result delivered again changes nothing.
-  nlohmann::json again{{"call", keys[0]},
-                       {"result", {{"output", nlohmann::json::binary_t{}}}},
-                       {"context", {{"name", "job0"}}}};
-  auto dup = f.n->call("demo.store", again, "admin");
-  REQUIRE_MESSAGE(dup, describe(dup.error()));
-  CHECK((*dup)["duplicate"] == true);
-  auto txn = f.n->db().begin();
-  auto row = test::must(txn->get_row("results", "job0"));
-  txn->rollback();
-  CHECK((*row)["applied_count"] == 1);
-  // A result for a call that was never made is refused.
-  nlohmann::json bogus{{"call", "ffffffffffffffff.00000000"}, {"context", {{"name", "x"}}}};
-  auto none = f.n->call("demo.store", bogus, "admin");
-  REQUIRE(!none);
-}
-
-TEST_CASE("function calls, pieces and results are in the provenance log") {
-  compute_process compute;
-  fixture f;
-  f.start_node(/*provenance=*/true);
-  f.start_dispatcher(compute.port());
-  f.submit(0, 1000);
-  f.submit(1, 2 * max_piece_payload + 3); // three pieces
-  REQUIRE(f.wait_results(2));
-  f.stop();
-  std::map<std::string, int> kinds;
-  std::set<std::string> invoked;
-  auto reader = test::must(storage::log_reader::open(f.dir.path() + "/provenance"));
-  REQUIRE(!reader.for_each(0, [&](storage::log_record&& r) {
-    if (r.kind == storage::log_record::kind_t::invocation) {
-      invoked.insert(r.procedure);
-    } else {
-      auto kind = r.payload.substr(0, r.payload.find(' '));
-      ++kinds[kind];
-      if (kind == "piece") {
-        CHECK(r.sender.rfind("function/", 0) == 0);
-        CHECK(r.receiver.rfind("compute@", 0) == 0);
-        CHECK(r.payload.find("\"bytes\"") != std::string::npos);
-      }
+    ctx.execution_id = 42;
+    std::string committed;
+    {
+      auto txn = db->begin();
+      auto key = outbox::enqueue(ctx, *txn, c, big);
+      REQUIRE(key);
+      committed = *key;
+      CHECK(heard.empty()); // not before the commit
+      CHECK(!txn->commit());
     }
-    return true;
-  }));
-  CHECK(invoked.count("demo.submit") == 1);
-  CHECK(invoked.count("demo.store") == 1);
-  CHECK(kinds["function_call"] >= 2);
-  CHECK(kinds["piece"] >= 4);
-  CHECK(kinds["result"] >= 2);
-  CHECK(kinds["function_result"] >= 2);
-}
+    CHECK(heard == std::vector<std::string>{committed});
+    // The listener hears the call as committed, payload included.
+    REQUIRE(last);
+    CHECK(last->call.execution_id == 42);
+    CHECK(last->call.call.model == "checksum");
+    CHECK(last->call.call.result_procedure == "demo.store");
+    CHECK(last->call.task_id != 0);
+    CHECK(last->has_payload());
+    CHECK(std::string(last->payload.begin(), last->payload.end()) == big);
+    {
+      call_context other;
+      other.execution_id = 43;
+      auto txn = db->begin();
+      REQUIRE(outbox::enqueue(other, *txn, c, "small"));
+      txn->rollback();
+    }
+    CHECK(heard.size() == 1);
+    auto found = outbox::find(*db, committed);
+    REQUIRE(found);
+    REQUIRE(*found);
+    CHECK((*found)->execution_id == 42);
+    CHECK((*found)->call.result_procedure == "demo.store");
+    CHECK((*found)->task_id == last->call.task_id);
+    std::vector<char> payload;
+    CHECK(!outbox::payload(*db, committed, payload));
+    CHECK(std::string(payload.begin(), payload.end()) == big);
+    CHECK(!outbox::find(*db, "0000000000000043.00000000").value());
+    outbox::set_listener(*db, {});
+  }
 
-TEST_CASE("calls committed before a node restart are made after it, exactly once") {
-  compute_process compute;
-  fixture f;
-  f.start_node(); // no dispatcher: the node "crashes" with its calls only in the outbox
-  for (int i = 0; i < 10; ++i)
-    f.submit(i, 100000);
-  CHECK(test::must(outbox::pending(f.n->db(), "", 1000)).size() == 10);
-  f.stop();
-  f.start_node();
-  CHECK(f.results() == 0);
-  f.start_dispatcher(compute.port());
-  REQUIRE(f.wait_results(10));
-  f.check_results(10, 100000);
-  // A second restart sends nothing again.
-  f.stop();
-  f.start_node();
-  f.start_dispatcher(compute.port());
-  // A started dispatcher scans the outbox in its first message (a poll it sends itself while
-  // it initializes), and only that scan would find calls left from before the restart. The
-  // first request may be queued ahead of that poll, the second is queued behind it: after
-  // two replies the scan is done, and nothing was sent.
-  f.dispatcher_stats();
-  CHECK(f.dispatcher_stats()["sent"] == 0);
-  f.check_results(10, 100000);
-}
+  TEST_CASE("payloads copied into announced calls are bounded; past the bound a call comes "
+            "without its payload, which stays readable from the outbox") {
+    test::temp_dir dir;
+    auto db = open_outbox_db(dir);
+    std::vector<std::shared_ptr<committed_call>> held; // a listener that lets go of nothing
+    outbox::set_listener(*db,
+                         [&](std::shared_ptr<committed_call> c) { held.push_back(std::move(c)); });
+    outbox_call c;
+    c.model = "checksum";
+    c.result_procedure = "demo.store";
+    std::string big(5 << 20, 'y');
+    auto enqueue = [&](uint64_t execution) {
+      call_context ctx;
+      ctx.execution_id = execution;
+      auto txn = db->begin();
+      REQUIRE(outbox::enqueue(ctx, *txn, c, big));
+      REQUIRE(!txn->commit());
+    };
+    size_t fit = outbox::hint_bytes / big.size();
+    for (size_t i = 0; i < fit + 2; ++i)
+      enqueue(100 + i);
+    REQUIRE(held.size() == fit + 2);
+    for (size_t i = 0; i < fit; ++i)
+      CHECK(held[i]->has_payload());
+    for (size_t i = fit; i < fit + 2; ++i) {
+      CHECK(!held[i]->has_payload());
+      CHECK(held[i]->payload.empty());
+      std::vector<char> out;
+      CHECK(!outbox::payload(*db, held[i]->call.key, out));
+      CHECK(out.size() == big.size());
+    }
+    held.clear(); // handled: the bound is free again
+    enqueue(999);
+    REQUIRE(held.size() == 1);
+    CHECK(held[0]->has_payload());
+    held.clear();
+    outbox::set_listener(*db, {});
+  }
 
-TEST_CASE("the compute process killed mid-run: every committed call is applied once") {
-  // Tasks wait up to 300 ms in the compute process for a batch, so the kill finds some there.
-  compute_process compute{{"--batch", "checksum=1000:300"}};
-  fixture f;
-  f.start_node();
-  f.start_dispatcher(compute.port());
-  constexpr int n = 30;
-  constexpr size_t size = 2 * max_piece_payload + 11;
-  for (int i = 0; i < 10; ++i)
-    f.submit(i, size);
-  REQUIRE(f.wait_results(1));
-  for (int i = 10; i < n; ++i)
-    f.submit(i, size);
-  compute.kill(); // returns once the process is gone, its port closed
-  auto before = f.results();
-  CHECK(before < n);
-  CHECK_FALSE(test::port_accepts(compute.port()));
-  compute.start();
-  REQUIRE(f.wait_results(n));
-  MESSAGE("results before the kill: " << before << " of " << n);
-  f.check_results(n, size);
-}
+  TEST_CASE("a call recorded in the procedure's transaction reaches compute and its result is "
+            "applied exactly once") {
+    compute_process compute;
+    fixture f;
+    f.start_node();
+    f.start_dispatcher(compute.port());
+    std::vector<std::string> keys;
+    for (int i = 0; i < 20; ++i)
+      keys.push_back(f.submit(i, i % 2 == 0 ? 1000 : 2 * max_piece_payload + 3));
+    REQUIRE(f.wait_results(20));
+    for (int i = 0; i < 20; ++i) {
+      auto txn = f.n->db().begin();
+      auto row = test::must(txn->get_row("results", "job" + std::to_string(i)));
+      txn->rollback();
+      REQUIRE(row);
+      CHECK((*row)["applied_count"] == 1);
+      auto p = payload_for(i, i % 2 == 0 ? 1000 : 2 * max_piece_payload + 3);
+      checksum64 c;
+      c.update(p.data(), p.size());
+      CHECK((*row)["checksum"] == c.digest());
+      CHECK(test::must(outbox::done(f.n->db(), keys[i])));
+    }
+    // The same result delivered again changes nothing.
+    nlohmann::json again{{"call", keys[0]},
+                         {"result", {{"output", nlohmann::json::binary_t{}}}},
+                         {"context", {{"name", "job0"}}}};
+    auto dup = f.n->call("demo.store", again, "admin");
+    REQUIRE_MESSAGE(dup, describe(dup.error()));
+    CHECK((*dup)["duplicate"] == true);
+    auto txn = f.n->db().begin();
+    auto row = test::must(txn->get_row("results", "job0"));
+    txn->rollback();
+    CHECK((*row)["applied_count"] == 1);
+    // A result for a call that was never made is refused.
+    nlohmann::json bogus{{"call", "ffffffffffffffff.00000000"}, {"context", {{"name", "x"}}}};
+    auto none = f.n->call("demo.store", bogus, "admin");
+    REQUIRE(!none);
+  }
+
+  TEST_CASE("function calls, pieces and results are in the provenance log") {
+    compute_process compute;
+    fixture f;
+    f.start_node(/*provenance=*/true);
+    f.start_dispatcher(compute.port());
+    f.submit(0, 1000);
+    f.submit(1, 2 * max_piece_payload + 3); // three pieces
+    REQUIRE(f.wait_results(2));
+    f.stop();
+    std::map<std::string, int> kinds;
+    std::set<std::string> invoked;
+    auto reader = test::must(storage::log_reader::open(f.dir.path() + "/provenance"));
+    REQUIRE(!reader.for_each(0, [&](storage::log_record&& r) {
+      if (r.kind == storage::log_record::kind_t::invocation) {
+        invoked.insert(r.procedure);
+      } else {
+        auto kind = r.payload.substr(0, r.payload.find(' '));
+        ++kinds[kind];
+        if (kind == "piece") {
+          CHECK(r.sender.rfind("function/", 0) == 0);
+          CHECK(r.receiver.rfind("compute@", 0) == 0);
+          CHECK(r.payload.find("\"bytes\"") != std::string::npos);
+        }
+      }
+      return true;
+    }));
+    CHECK(invoked.count("demo.submit") == 1);
+    CHECK(invoked.count("demo.store") == 1);
+    CHECK(kinds["function_call"] >= 2);
+    CHECK(kinds["piece"] >= 4);
+    CHECK(kinds["result"] >= 2);
+    CHECK(kinds["function_result"] >= 2);
+  }
+
+  TEST_CASE("calls committed before a node restart are made after it, exactly once") {
+    compute_process compute;
+    fixture f;
+    f.start_node(); // no dispatcher: the node "crashes" with its calls only in the outbox
+    for (int i = 0; i < 10; ++i)
+      f.submit(i, 100000);
+    CHECK(test::must(outbox::pending(f.n->db(), "", 1000)).size() == 10);
+    f.stop();
+    f.start_node();
+    CHECK(f.results() == 0);
+    f.start_dispatcher(compute.port());
+    REQUIRE(f.wait_results(10));
+    f.check_results(10, 100000);
+    // A second restart sends nothing again.
+    f.stop();
+    f.start_node();
+    f.start_dispatcher(compute.port());
+    // A started dispatcher scans the outbox in its first message (a poll it sends itself while
+    // it initializes), and only that scan would find calls left from before the restart. The
+    // first request may be queued ahead of that poll, the second is queued behind it: after
+    // two replies the scan is done, and nothing was sent.
+    f.dispatcher_stats();
+    CHECK(f.dispatcher_stats()["sent"] == 0);
+    f.check_results(10, 100000);
+  }
+
+  TEST_CASE("the compute process killed mid-run: every committed call is applied once") {
+    // Tasks wait up to 300 ms in the compute process for a batch, so the kill finds some there.
+    compute_process compute{{"--batch", "checksum=1000:300"}};
+    fixture f;
+    f.start_node();
+    f.start_dispatcher(compute.port());
+    constexpr int n = 30;
+    constexpr size_t size = 2 * max_piece_payload + 11;
+    for (int i = 0; i < 10; ++i)
+      f.submit(i, size);
+    REQUIRE(f.wait_results(1));
+    for (int i = 10; i < n; ++i)
+      f.submit(i, size);
+    compute.kill(); // returns once the process is gone, its port closed
+    auto before = f.results();
+    CHECK(before < n);
+    CHECK_FALSE(test::port_accepts(compute.port()));
+    compute.start();
+    REQUIRE(f.wait_results(n));
+    MESSAGE("results before the kill: " << before << " of " << n);
+    f.check_results(n, size);
+  }
 
 } // TEST_SUITE
