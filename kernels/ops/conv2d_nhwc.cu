@@ -70,6 +70,9 @@ caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
   COMB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, p.pad_top, p.pad_left, p.stride_h,
                                                    p.stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
+  // Plain float FMA: by default cuDNN may use TF32 tensor cores on Ampere and later, whose
+  // 10-bit mantissa puts results ~1e-3 away from the float reference.
+  COMB_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, CUDNN_FMA_MATH));
   int on, oc, oh, ow;
   COMB_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d.conv, d.x, d.f, &on, &oc, &oh, &ow));
   if (oh != p.out_h || ow != p.out_w)

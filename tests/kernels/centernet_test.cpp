@@ -137,7 +137,7 @@ TEST_CASE("through the backend interface the detector equals the fused CPU path 
       MESSAGE(be->name() << " cannot run the detector: " << describe(got.error()) << "; skipped");
       continue;
     }
-    REQUIRE_MESSAGE(got, be->name() << ": " << describe(got.error()));
+    REQUIRE_MESSAGE(got, be->name() << ": " << (got ? "" : describe(got.error())));
     CHECK(got->n == 2);
     CHECK(got->h == 16);
     CHECK(got->w == 24);

@@ -46,6 +46,11 @@ int run_cases(const std::vector<op_case>& cases) {
       }
       auto want = c.run(ref);
       auto got = c.run(*be);
+      if (got.empty() && !want.empty()) {
+        MESSAGE(be->name() << " does not run this shape of " << to_string(c.o) << ": " << c.name
+                           << " skipped");
+        continue;
+      }
       REQUIRE(want.size() == got.size());
       for (size_t i = 0; i < want.size(); ++i) {
         auto what = be->name() + " " + c.name + " output " + std::to_string(i);
@@ -58,6 +63,18 @@ int run_cases(const std::vector<op_case>& cases) {
 }
 
 #define OK(expr) REQUIRE_MESSAGE(!(expr), #expr)
+
+/// Like OK, but a backend other than the CPU's may refuse a shape it does not run
+/// (errc::unsupported: the CUDA backend's asymmetric padding or groups): the case then
+/// returns no outputs and run_cases skips it visibly.
+#define OK_OR_SKIP(b, expr)                                                                \
+  do {                                                                                     \
+    if (auto err_ = (expr)) {                                                              \
+      if ((b).device() != device::cpu && is(err_, comb::errc::unsupported))                \
+        return std::vector<tensor>{};                                                      \
+      REQUIRE_MESSAGE(!err_, #expr);                                                       \
+    }                                                                                      \
+  } while (false)
 
 } // namespace
 
@@ -209,8 +226,8 @@ TEST_CASE("conv2d: stride, padding, groups, depthwise; forward and backward") {
     cases.push_back({std::string{"conv2d "} + s.name, op::conv2d, [=](backend& b) {
                        tensor y, y2;
                        auto bb = on(b, bias);
-                       OK(b.conv2d(on(b, x), on(b, w), &bb, p, y));
-                       OK(b.conv2d(on(b, x), on(b, w), nullptr, p, y2));
+                       OK_OR_SKIP(b, b.conv2d(on(b, x), on(b, w), &bb, p, y));
+                       OK_OR_SKIP(b, b.conv2d(on(b, x), on(b, w), nullptr, p, y2));
                        return std::vector<tensor>{y, y2};
                      }});
     cases.push_back({std::string{"conv2d backward "} + s.name, op::conv2d_backward,
