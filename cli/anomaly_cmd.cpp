@@ -14,7 +14,6 @@
 #include "apps/anomaly/crs_report.hpp"
 #endif
 
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -60,7 +59,8 @@ void add_common(CLI::App* c, common_args& a) {
   c->add_option("--limit", a.limit, "use only the first N requests of each file (0 = all)");
   c->add_option("--vocab", a.vocab, "BBPE vocabulary size")->capture_default_str();
   c->add_option("--max-tokens", a.max_tokens,
-                "tokens kept per request; longer requests are truncated")
+                "tokens kept per request (the model's sequence length, saved with it); longer "
+                "requests are truncated")
     ->capture_default_str();
   c->add_option("--epochs", a.epochs, "maximum epochs (early stopping on validation loss)")
     ->capture_default_str();
@@ -87,7 +87,8 @@ void add_common(CLI::App* c, common_args& a) {
     ->check(CLI::IsMember({"fold", "keep"}))
     ->capture_default_str();
   c->add_option("--engine", a.engine,
-                "TextCNN engine: fused (anomaly's CPU code) or kernels (comb::kernels::textcnn, "
+                "TextCNN engine (both train comb::kernels::textcnn): fused (on the CPU, scoring "
+                "with comb::kernels::textcnn_fused) or kernels (training and scoring op by op, "
                 "CUDA where present)")
     ->check(CLI::IsMember({"fused", "kernels"}))
     ->capture_default_str();
@@ -107,7 +108,6 @@ std::string repo_root() {
 detector_config make_config(const common_args& a) {
   detector_config c;
   c.vocab_size = a.vocab;
-  c.max_tokens = a.max_tokens;
   c.text.cookie = a.cookie == "keep"   ? text_options::cookie_mode::keep
                   : a.cookie == "drop" ? text_options::cookie_mode::drop
                                        : text_options::cookie_mode::name_only;
@@ -116,8 +116,20 @@ detector_config make_config(const common_args& a) {
   c.text.fold_value_letters = a.value_letters == "fold";
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
+  c.model.seq_len = static_cast<int>(a.max_tokens);
   c.model.engine = a.engine;
   return c;
+}
+
+train_options make_train_options(const common_args& a) {
+  train_options o;
+  o.max_epochs = a.epochs;
+  o.batch = a.batch;
+  o.patience = a.patience;
+  o.min_steps = a.min_steps;
+  o.seed = a.seed;
+  o.progress = a.quiet ? nullptr : &std::cerr;
+  return o;
 }
 
 csic_dataset load_data(const common_args& a) {
@@ -163,59 +175,15 @@ void print_table2_row(const char* name, const std::vector<experiment_result>& rs
 void run_train(const common_args& a, const std::string& out) {
   check_args(a);
   auto ds = load_data(a);
-  auto cfg = make_config(a);
-  std::vector<std::string> texts;
-  std::vector<int> labels;
-  for (auto& r : ds.requests) {
-    texts.push_back(to_model_text(r.request, cfg.text));
-    labels.push_back(r.label);
-  }
-  std::vector<std::string_view> corpus(texts.begin(), texts.end());
-  auto t0 = std::chrono::steady_clock::now();
-  auto tok = bbpe_tokenizer::train(corpus, cfg.vocab_size);
-  if (!tok)
-    fail(describe(tok.error()));
-  if (!a.quiet)
-    std::cerr << "tokenizer: " << tok->vocab_size() << " ids in "
-              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
-              << " s\n";
-  auto model = textcnn_classifier::create(cfg.model);
-  if (!model)
-    fail(describe(model.error()));
-  detector d{std::move(*tok), std::move(*model), cfg};
-  std::vector<std::vector<int32_t>> seqs;
-  for (auto& t : texts)
-    seqs.push_back(d.encode_text(t));
-  std::vector<size_t> all(texts.size());
-  for (size_t i = 0; i < all.size(); ++i)
-    all[i] = i;
-  auto tv = validation_split(all, labels, a.validation, a.seed + 17);
-  train_options to;
-  to.max_epochs = a.epochs;
-  to.batch = a.batch;
-  to.patience = a.patience;
-  to.min_steps = a.min_steps;
-  to.seed = a.seed;
-  to.progress = a.quiet ? nullptr : &std::cerr;
-  auto res = train_model(d, seqs, labels, tv.train, tv.test, to);
-  if (!res)
-    fail(describe(res.error()));
-  // Validation figures of the kept weights.
-  std::vector<std::vector<int32_t>> vs;
-  for (auto i : tv.test)
-    vs.push_back(seqs[i]);
-  auto p = d.score_encoded(vs);
-  if (!p)
-    fail(describe(p.error()));
-  binary_metrics m;
-  for (size_t k = 0; k < tv.test.size(); ++k)
-    m.add(labels[tv.test[k]], (*p)[k] >= 0.5f);
-  if (auto err = d.save(out))
+  auto t = train_detector(ds, make_config(a), a.validation, make_train_options(a));
+  if (!t)
+    fail(describe(t.error()));
+  if (auto err = t->model.save(out))
     fail(describe(err));
   std::printf("model saved to %s (backend %s, best epoch %d of %d)\nvalidation (%zu requests): "
               "%s\n",
-              out.c_str(), d.model().backend().c_str(), res->best_epoch, res->epochs_run,
-              tv.test.size(), m.to_string().c_str());
+              out.c_str(), t->model.model().backend().c_str(), t->training.best_epoch,
+              t->training.epochs_run, t->validation_size, t->validation.to_string().c_str());
 }
 
 // --- eval -------------------------------------------------------------------------------
@@ -260,11 +228,7 @@ void run_eval(const common_args& a, const eval_args& e) {
   auto ds = load_data(a);
   eval_options o;
   o.config = make_config(a);
-  o.train.max_epochs = a.epochs;
-  o.train.batch = a.batch;
-  o.train.patience = a.patience;
-  o.train.min_steps = a.min_steps;
-  o.train.progress = a.quiet ? nullptr : &std::cerr;
+  o.train = make_train_options(a);
   o.validation_share = a.validation;
   o.seed = a.seed;
   o.log = &std::cout;
@@ -300,91 +264,39 @@ void run_eval(const common_args& a, const eval_args& e) {
                 to_string(p).c_str());
     std::printf("  %-6s %-9s %-9s %-9s %-9s %s\n", "train", "accuracy", "precision", "recall",
                 "F1", "(train/test requests, epochs)");
-    std::vector<int> labels;
-    for (auto& r : ds.requests)
-      labels.push_back(r.label);
-    for (double sh : shares) {
-      auto sp = stratified_share(labels, sh, a.seed);
-      if (!sp)
-        fail(describe(sp.error()));
-      auto oo = o;
-      oo.train.label = "share " + std::to_string(static_cast<int>(sh * 100 + 0.5)) + "%";
-      auto r = run_experiment(ds, *sp, p, oo);
-      if (!r)
-        fail(describe(r.error()));
-      std::printf("  %4.0f%%  %.4f    %.4f    %.4f    %.4f    (%zu/%zu, %d epochs)\n", sh * 100,
-                  r->metrics.accuracy(), r->metrics.precision(), r->metrics.recall(),
-                  r->metrics.f1(), r->train_size, r->test_size, r->training.epochs_run);
+    auto rows = run_share_sweep(ds, shares, p, o, [](const share_result& row) {
+      auto& r = row.result;
+      std::printf("  %4.0f%%  %.4f    %.4f    %.4f    %.4f    (%zu/%zu, %d epochs)\n",
+                  row.share * 100, r.metrics.accuracy(), r.metrics.precision(),
+                  r.metrics.recall(), r.metrics.f1(), r.train_size, r.test_size,
+                  r.training.epochs_run);
       std::fflush(stdout);
-    }
+    });
+    if (!rows)
+      fail(describe(rows.error()));
   }
   if (e.ablations) {
     std::printf("\n== Ablations (protocol 1, one stratified 80/20 split): does the model key "
                 "on session cookies or header order?\n");
-    std::vector<int> labels;
-    for (auto& r : ds.requests)
-      labels.push_back(r.label);
-    auto sp = stratified_share(labels, 0.8, a.seed);
-    if (!sp)
-      fail(describe(sp.error()));
-    struct variant {
-      const char* name;
-      text_options::cookie_mode cookie;
-      bool sort;
-      bool drop_headers;
-      test_perturbation perturb;
-    };
-    using cm = text_options::cookie_mode;
-    const variant variants[] = {
-      {"cookie value kept", cm::keep, false, false, test_perturbation::none},
-      {"cookie value kept, test cookies randomised", cm::keep, false, false,
-       test_perturbation::random_cookies},
-      {"cookie value dropped (default)", cm::name_only, false, false, test_perturbation::none},
-      {"cookie value dropped, test headers shuffled", cm::name_only, false, false,
-       test_perturbation::shuffle_headers},
-      {"cookie dropped, headers sorted, test headers shuffled", cm::name_only, true, false,
-       test_perturbation::shuffle_headers},
-      {"no header fields at all (method, URL, body)", cm::name_only, false, true,
-       test_perturbation::none},
-    };
-    for (auto& v : variants) {
-      auto oo = o;
-      oo.config.text.cookie = v.cookie;
-      oo.config.text.sort_headers = v.sort;
-      oo.config.text.drop_headers = v.drop_headers;
-      oo.perturb = v.perturb;
-      oo.train.label = v.name;
-      auto r = run_experiment(ds, *sp, tokenizer_protocol::training_part, oo);
-      if (!r)
-        fail(describe(r.error()));
-      std::printf("  %-55s %s\n", v.name, r->metrics.to_string().c_str());
+    auto rows = run_ablations(ds, o, [](const ablation_result& row) {
+      std::printf("  %-55s %s\n", row.variant->name, row.result.metrics.to_string().c_str());
       std::fflush(stdout);
-    }
+    });
+    if (!rows)
+      fail(describe(rows.error()));
   }
   if (e.crs) {
 #ifdef COMB_ANOMALY_HAVE_CRS
     std::printf("\n== Peer: ModSecurity (libmodsecurity3) + OWASP CRS 3.3.4, same requests, "
                 "one thread\n");
-    std::vector<size_t> idx;
-    size_t step = e.crs_sample == 0 || e.crs_sample >= ds.requests.size()
-                    ? 1
-                    : ds.requests.size() / e.crs_sample;
-    for (size_t i = 0; i < ds.requests.size(); i += step)
-      idx.push_back(i);
-    for (int pl : {1, 2})
-      for (bool allow : {false, true}) {
-        crs_options co;
-        co.paranoia = pl;
-        co.allow_accept_charset = allow;
-        auto eng = crs_engine::create(co);
-        if (!eng)
-          fail(describe(eng.error()));
-        auto rep = run_crs(**eng, ds.requests, idx);
-        std::printf("  %-36s %s  %.0f req/s\n    rules on false positives (rule:count): %s\n",
-                    rep.engine.c_str(), rep.metrics.to_string().c_str(),
-                    rep.requests_per_second, rep.top_false_positive_rules(8).c_str());
-        std::fflush(stdout);
-      }
+    auto reps = run_crs_peers(ds.requests, e.crs_sample, [](const crs_report& rep) {
+      std::printf("  %-36s %s  %.0f req/s\n    rules on false positives (rule:count): %s\n",
+                  rep.engine.c_str(), rep.metrics.to_string().c_str(), rep.requests_per_second,
+                  rep.top_false_positive_rules(8).c_str());
+      std::fflush(stdout);
+    });
+    if (!reps)
+      fail(describe(reps.error()));
 #else
     fail("this build has no libmodsecurity (--crs unavailable)");
 #endif
@@ -407,33 +319,26 @@ void run_score(const std::string& model_path, const std::string& input, int batc
       fail("cannot read requests from " + input);
     text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   }
-  auto units = split_http_stream(text);
-  if (units.empty()) {
+  auto scored = score_http_stream(*d, text, batch);
+  if (!scored)
+    fail(describe(scored.error()));
+  if (scored->empty()) {
     std::cerr << "comb anomaly score: no request in "
               << (input.empty() || input == "-" ? std::string{"stdin"} : input)
               << " (empty input)\n";
     return;
   }
-  std::vector<bool> parsed;
-  auto p = d->score_raw(units, &parsed, batch);
-  if (!p)
-    fail(describe(p.error()));
   size_t not_http = 0;
-  for (size_t i = 0; i < units.size(); ++i) {
-    auto first = units[i].substr(0, units[i].find('\n'));
-    if (!first.empty() && first.back() == '\r')
-      first.remove_suffix(1);
-    std::string shown;
-    for (unsigned char c : first.substr(0, 100))
-      shown += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-    if (!parsed[i])
+  for (size_t i = 0; i < scored->size(); ++i) {
+    auto& r = (*scored)[i];
+    if (!r.parsed)
       ++not_http;
-    std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, (*p)[i],
-                (*p)[i] >= threshold ? "anomalous" : "normal", parsed[i] ? "" : "[not HTTP] ",
-                shown.c_str());
+    std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, r.probability,
+                r.probability >= threshold ? "anomalous" : "normal",
+                r.parsed ? "" : "[not HTTP] ", r.first_line.c_str());
   }
   if (not_http > 0)
-    std::cerr << "comb anomaly score: " << not_http << " of " << units.size()
+    std::cerr << "comb anomaly score: " << not_http << " of " << scored->size()
               << " inputs are not HTTP requests; they were scored on their raw bytes\n";
 }
 

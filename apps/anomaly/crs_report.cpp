@@ -55,4 +55,27 @@ crs_report run_crs(const crs_engine& engine, const std::vector<labeled_request>&
   return rep;
 }
 
+caf::expected<std::vector<crs_report>>
+run_crs_peers(const std::vector<labeled_request>& requests, size_t sample,
+              const std::function<void(const crs_report&)>& on_report) {
+  std::vector<size_t> idx;
+  size_t step = sample == 0 || sample >= requests.size() ? 1 : requests.size() / sample;
+  for (size_t i = 0; i < requests.size(); i += step)
+    idx.push_back(i);
+  std::vector<crs_report> out;
+  for (int pl : {1, 2})
+    for (bool allow : {false, true}) {
+      crs_options co;
+      co.paranoia = pl;
+      co.allow_accept_charset = allow;
+      auto eng = crs_engine::create(co);
+      if (!eng)
+        return eng.error();
+      out.push_back(run_crs(**eng, requests, idx));
+      if (on_report)
+        on_report(out.back());
+    }
+  return out;
+}
+
 } // namespace comb::anomaly

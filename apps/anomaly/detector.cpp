@@ -40,7 +40,6 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
   // Model files written before these options existed saw digits and letters as they are.
   c.text.zero_digits = false;
   c.text.fold_value_letters = false;
-  c.max_tokens = 0;
   size_t line_no = 0;
   while (!text.empty()) {
     auto nl = text.find('\n');
@@ -118,9 +117,8 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
 
 detector::detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config cfg)
   : tokenizer_(std::move(tok)), model_(std::move(model)), config_(std::move(cfg)) {
-  config_.model = model_.options();
   if (config_.max_tokens != 0) {
-    auto& ks = config_.model.kernel_sizes;
+    auto& ks = model_.options().kernel_sizes;
     auto n = std::clamp<size_t>(config_.max_tokens, static_cast<size_t>(*std::max_element(
                                                       ks.begin(), ks.end())),
                                 size_t{1} << 20);
@@ -129,6 +127,7 @@ detector::detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config
     if (auto err = model_.set_seq_len(static_cast<int>(n)))
       config_.max_tokens = 0;
   }
+  config_.model = model_.options();
   config_.max_tokens = static_cast<size_t>(model_.seq_len());
 }
 
@@ -193,6 +192,31 @@ detector::score_raw(const std::vector<std::string_view>& raw, std::vector<bool>*
     seqs.push_back(encode_text(text));
   }
   return score_encoded(seqs, batch);
+}
+
+caf::expected<std::vector<scored_request>> score_http_stream(detector& d,
+                                                             std::string_view stream,
+                                                             int batch) {
+  auto units = split_http_stream(stream);
+  std::vector<scored_request> out;
+  if (units.empty())
+    return out;
+  std::vector<bool> parsed;
+  auto p = d.score_raw(units, &parsed, batch);
+  if (!p)
+    return p.error();
+  out.resize(units.size());
+  for (size_t i = 0; i < units.size(); ++i) {
+    auto first = units[i].substr(0, units[i].find('\n'));
+    if (!first.empty() && first.back() == '\r')
+      first.remove_suffix(1);
+    auto& r = out[i];
+    r.probability = (*p)[i];
+    r.parsed = parsed[i];
+    for (unsigned char c : first.substr(0, 100))
+      r.first_line += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  }
+  return out;
 }
 
 caf::expected<std::string> detector::serialize() const {

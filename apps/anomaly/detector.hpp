@@ -23,10 +23,12 @@ namespace comb::anomaly {
 struct detector_config {
   /// BBPE vocabulary size (padding + 256 bytes + merges).
   size_t vocab_size = 8192;
-  /// A request's text is cut after this many tokens: the model's sequence length. The
-  /// detector's constructor makes it the model's (clamped to the widest kernel..2^20; 0
-  /// keeps the model's own), and the file holds it once, with the model (textcnn.seq_len).
-  size_t max_tokens = textcnn_classifier::default_seq_len;
+  /// A request's text is cut after this many tokens: the model's sequence length, one value
+  /// held by the model (model.seq_len, saved as textcnn.seq_len). Set the length there; the
+  /// detector's constructor fills this in from the model. A nonzero value given to the
+  /// constructor replaces the model's (clamped to the widest kernel..2^20): files written
+  /// before the model held the length carry it here.
+  size_t max_tokens = 0;
   text_options text;
   /// The model's shape and engine; the constructor copies them from the model.
   textcnn_options model;
@@ -41,7 +43,8 @@ struct detector_config {
 
 class detector {
 public:
-  /// `cfg.max_tokens` becomes the model's sequence length (see detector_config).
+  /// A nonzero `cfg.max_tokens` becomes the model's sequence length; config().max_tokens is
+  /// the model's sequence length (see detector_config).
   detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config cfg);
 
   /// Token ids of one request's text, at most max_tokens, never empty (an empty text is
@@ -84,6 +87,22 @@ private:
   textcnn_classifier model_;
   detector_config config_;
 };
+
+/// One request of a stream scored by score_http_stream.
+struct scored_request {
+  /// Probability of "anomalous".
+  float probability = 0;
+  /// False when the unit did not parse as HTTP and was scored on its raw bytes.
+  bool parsed = false;
+  /// Its first line (request line), at most 100 bytes, bytes outside printable ASCII as '?'.
+  std::string first_line;
+};
+
+/// Splits `stream` into requests (split_http_stream) and scores them with `d` in batches of
+/// `batch`. Empty or blank input gives no requests. Errors come from the model.
+caf::expected<std::vector<scored_request>> score_http_stream(detector& d,
+                                                             std::string_view stream,
+                                                             int batch = 256);
 
 /// Pads `seqs[idx[b]]` for b in [begin, end) into a (end-begin) x len batch, len = the
 /// longest sequence there (at least `min_len`, so every convolution has a window).

@@ -28,6 +28,14 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+std::vector<int> labels_of(const csic_dataset& ds) {
+  std::vector<int> labels;
+  labels.reserve(ds.requests.size());
+  for (auto& r : ds.requests)
+    labels.push_back(r.label);
+  return labels;
+}
+
 } // namespace
 
 std::string to_string(tokenizer_protocol p) {
@@ -132,11 +140,7 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
 caf::expected<std::vector<experiment_result>>
 run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval_options& opts,
           int only_folds) {
-  std::vector<int> labels;
-  labels.reserve(ds.requests.size());
-  for (auto& r : ds.requests)
-    labels.push_back(r.label);
-  auto folds = stratified_kfold(labels, k, opts.seed);
+  auto folds = stratified_kfold(labels_of(ds), k, opts.seed);
   if (!folds)
     return folds.error();
   std::vector<experiment_result> out;
@@ -153,6 +157,69 @@ run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval
                 << ")\n"
                 << std::flush;
     out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+caf::expected<std::vector<share_result>>
+run_share_sweep(const csic_dataset& ds, const std::vector<double>& shares,
+                tokenizer_protocol protocol, const eval_options& opts,
+                const std::function<void(const share_result&)>& on_row) {
+  auto labels = labels_of(ds);
+  std::vector<share_result> out;
+  for (double sh : shares) {
+    auto sp = stratified_share(labels, sh, opts.seed);
+    if (!sp)
+      return sp.error();
+    auto o = opts;
+    o.train.label = "share " + std::to_string(static_cast<int>(sh * 100 + 0.5)) + "%";
+    auto r = run_experiment(ds, *sp, protocol, o);
+    if (!r)
+      return r.error();
+    out.push_back({sh, std::move(*r)});
+    if (on_row)
+      on_row(out.back());
+  }
+  return out;
+}
+
+const std::vector<ablation>& ablations() {
+  using cm = text_options::cookie_mode;
+  static const std::vector<ablation> all = {
+    {"cookie value kept", cm::keep, false, false, test_perturbation::none},
+    {"cookie value kept, test cookies randomised", cm::keep, false, false,
+     test_perturbation::random_cookies},
+    {"cookie value dropped (default)", cm::name_only, false, false, test_perturbation::none},
+    {"cookie value dropped, test headers shuffled", cm::name_only, false, false,
+     test_perturbation::shuffle_headers},
+    {"cookie dropped, headers sorted, test headers shuffled", cm::name_only, true, false,
+     test_perturbation::shuffle_headers},
+    {"no header fields at all (method, URL, body)", cm::name_only, false, true,
+     test_perturbation::none},
+  };
+  return all;
+}
+
+caf::expected<std::vector<ablation_result>>
+run_ablations(const csic_dataset& ds, const eval_options& opts,
+              const std::function<void(const ablation_result&)>& on_row) {
+  auto sp = stratified_share(labels_of(ds), 0.8, opts.seed);
+  if (!sp)
+    return sp.error();
+  std::vector<ablation_result> out;
+  for (auto& v : ablations()) {
+    auto o = opts;
+    o.config.text.cookie = v.cookie;
+    o.config.text.sort_headers = v.sort_headers;
+    o.config.text.drop_headers = v.drop_headers;
+    o.perturb = v.perturb;
+    o.train.label = v.name;
+    auto r = run_experiment(ds, *sp, tokenizer_protocol::training_part, o);
+    if (!r)
+      return r.error();
+    out.push_back({&v, std::move(*r)});
+    if (on_row)
+      on_row(out.back());
   }
   return out;
 }

@@ -13,6 +13,7 @@
 
 #include <caf/expected.hpp>
 
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <string>
@@ -70,6 +71,46 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
 caf::expected<std::vector<experiment_result>>
 run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval_options& opts,
           int only_folds = 0);
+
+/// One row of Table 3: a training share and its experiment.
+struct share_result {
+  double share = 0;
+  experiment_result result;
+};
+
+/// Table 3: for each share in `shares` (0 < share < 1), a stratified train/test split
+/// (seeded with opts.seed) and run_experiment on it. `on_row` (optional) sees each row as
+/// it is done. Errors: errc::invalid_argument for a share outside (0, 1), and those of
+/// run_experiment.
+caf::expected<std::vector<share_result>>
+run_share_sweep(const csic_dataset& ds, const std::vector<double>& shares,
+                tokenizer_protocol protocol, const eval_options& opts,
+                const std::function<void(const share_result&)>& on_row = {});
+
+/// One ablation: how the model's text is made and what is done to the test requests.
+struct ablation {
+  const char* name;
+  text_options::cookie_mode cookie;
+  bool sort_headers;
+  bool drop_headers;
+  test_perturbation perturb;
+};
+
+/// The ablations run_ablations runs, in order: does the model key on session cookies or on
+/// the order of header fields?
+const std::vector<ablation>& ablations();
+
+struct ablation_result {
+  const ablation* variant = nullptr;
+  experiment_result result;
+};
+
+/// Each of ablations() under protocol 1 on one stratified 80/20 split (seeded with
+/// opts.seed), opts.config's text settings replaced by the ablation's. `on_row` (optional)
+/// sees each result as it is done. Errors: those of run_experiment.
+caf::expected<std::vector<ablation_result>>
+run_ablations(const csic_dataset& ds, const eval_options& opts,
+              const std::function<void(const ablation_result&)>& on_row = {});
 
 /// Applies `p` to one request (seeded), returning the perturbed copy.
 http_request perturb_request(const http_request& r, test_perturbation p, uint64_t seed);

@@ -33,7 +33,7 @@ kernels::textcnn_config kernels_config(const textcnn_options& o) {
   kernels::textcnn_config c;
   c.vocab = o.vocab;
   c.embed = o.embed;
-  c.seq_len = textcnn_classifier::default_seq_len;
+  c.seq_len = o.seq_len;
   c.filters = o.filters;
   c.kernel_sizes.assign(o.kernel_sizes.begin(), o.kernel_sizes.end());
   c.classes = 2;
@@ -144,7 +144,10 @@ int textcnn_classifier::seq_len() const {
 }
 
 caf::error textcnn_classifier::set_seq_len(int seq_len) {
-  return impl_->model.set_seq_len(seq_len);
+  if (auto err = impl_->model.set_seq_len(seq_len))
+    return err;
+  impl_->opts.seq_len = seq_len;
+  return {};
 }
 
 std::string textcnn_classifier::backend() const {
@@ -196,6 +199,7 @@ textcnn_classifier::load(const std::string& bytes, std::map<std::string, std::st
   o.kernel_sizes.assign(kc.kernel_sizes.begin(), kc.kernel_sizes.end());
   o.dropout = kc.dropout;
   o.seed = kc.seed;
+  o.seq_len = static_cast<int>(kc.seq_len);
   o.learning_rate = kc.adam.lr;
   textcnn_classifier c;
   c.impl_ = std::make_unique<impl>(o, std::move(*km));

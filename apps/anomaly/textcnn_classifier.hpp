@@ -25,6 +25,8 @@ namespace comb::anomaly {
 
 /// Shape and optimiser settings of the model.
 struct textcnn_options {
+  static constexpr int default_seq_len = 512;
+
   int vocab = 8192;
   int embed = 64;
   std::vector<int> kernel_sizes = {2, 3, 4};
@@ -32,6 +34,9 @@ struct textcnn_options {
   float dropout = 0.2f;
   float learning_rate = 1e-3f;
   uint64_t seed = 1;
+  /// The sequence length the model is trained for: requests are cut to at most this many
+  /// tokens (textcnn_classifier::seq_len(), saved with the weights).
+  int seq_len = default_seq_len;
   /// "fused" (CPU, scoring through comb::kernels::textcnn_fused) or "kernels" (scoring op by
   /// op on the backend registry's choice).
   std::string engine = "fused";
@@ -41,15 +46,15 @@ struct textcnn_options {
 
 class textcnn_classifier {
 public:
-  /// The sequence length of a new model, until a detector sets its own.
-  static constexpr int default_seq_len = 512;
+  /// The sequence length of a model file that does not say (files before one TextCNN).
+  static constexpr int default_seq_len = textcnn_options::default_seq_len;
 
   ~textcnn_classifier();
   textcnn_classifier(textcnn_classifier&&) noexcept;
   textcnn_classifier& operator=(textcnn_classifier&&) noexcept;
 
   /// A freshly initialised model (weights drawn from `opts.seed`), trained for sequences of
-  /// default_seq_len. Errors: errc::invalid_argument for a bad shape or engine.
+  /// `opts.seq_len`. Errors: errc::invalid_argument for a bad shape, length or engine.
   static caf::expected<textcnn_classifier> create(const textcnn_options& opts);
 
   /// One Adam step on a batch: `tokens` is batch x len ids (0 = padding), labels 0/1.

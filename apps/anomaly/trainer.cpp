@@ -1,6 +1,7 @@
 // Training loop with early stopping and progress (see trainer.hpp).
 #include "apps/anomaly/trainer.hpp"
 
+#include "apps/anomaly/splits.hpp"
 #include "base/errc.hpp"
 
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <iostream>
 #include <random>
+#include <string_view>
 
 namespace comb::anomaly {
 
@@ -173,6 +175,55 @@ caf::expected<train_result> train_model(detector& d,
     d.model() = std::move(*best);
   }
   return res;
+}
+
+caf::expected<trained_detector> train_detector(const csic_dataset& ds,
+                                               const detector_config& cfg,
+                                               double validation_share,
+                                               const train_options& opts) {
+  std::vector<std::string> texts;
+  std::vector<int> labels;
+  for (auto& r : ds.requests) {
+    texts.push_back(to_model_text(r.request, cfg.text));
+    labels.push_back(r.label);
+  }
+  std::vector<std::string_view> corpus(texts.begin(), texts.end());
+  auto t0 = clock_type::now();
+  auto tok = bbpe_tokenizer::train(corpus, cfg.vocab_size);
+  if (!tok)
+    return tok.error();
+  double tok_secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  if (opts.progress)
+    *opts.progress << "tokenizer: " << tok->vocab_size() << " ids in " << tok_secs << " s\n";
+  auto model = textcnn_classifier::create(cfg.model);
+  if (!model)
+    return model.error();
+  trained_detector out{detector{std::move(*tok), std::move(*model), cfg}, {}, tok_secs, {}, 0};
+  auto& d = out.model;
+  std::vector<std::vector<int32_t>> seqs;
+  seqs.reserve(texts.size());
+  for (auto& t : texts)
+    seqs.push_back(d.encode_text(t));
+  std::vector<size_t> all(texts.size());
+  for (size_t i = 0; i < all.size(); ++i)
+    all[i] = i;
+  auto tv = validation_split(all, labels, validation_share, opts.seed + 17);
+  auto res = train_model(d, seqs, labels, tv.train, tv.test, opts);
+  if (!res)
+    return res.error();
+  out.training = std::move(*res);
+  // Validation figures of the kept weights.
+  std::vector<std::vector<int32_t>> vs;
+  vs.reserve(tv.test.size());
+  for (auto i : tv.test)
+    vs.push_back(seqs[i]);
+  auto p = d.score_encoded(vs);
+  if (!p)
+    return p.error();
+  for (size_t k = 0; k < tv.test.size(); ++k)
+    out.validation.add(labels[tv.test[k]], (*p)[k] >= 0.5f);
+  out.validation_size = tv.test.size();
+  return out;
 }
 
 } // namespace comb::anomaly

@@ -1,10 +1,13 @@
 // comb::anomaly trainer: trains a detector's TextCNN on encoded requests with Adam, in
 // shuffled length-bucketed batches, with early stopping on a validation split (the weights
-// of the best validation epoch are kept). Seeded: the same inputs and seed give the same
-// model. Shows progress (epoch, batch, loss, ETA) on a terminal. Single-threaded driver;
-// the kernels parallelise inside each step.
+// of the best validation epoch are kept); train_detector fits a whole detector (tokenizer and
+// TextCNN) on a data set. Seeded: the same inputs and seed give the same model. Shows
+// progress (epoch, batch, loss, ETA) on a terminal. Single-threaded driver; the kernels
+// parallelise inside each step.
 #pragma once
 
+#include "apps/anomaly/binary_metrics.hpp"
+#include "apps/anomaly/csic_dataset.hpp"
 #include "apps/anomaly/detector.hpp"
 
 #include <caf/expected.hpp>
@@ -53,5 +56,25 @@ caf::expected<train_result> train_model(detector& d,
                                         const std::vector<size_t>& train,
                                         const std::vector<size_t>& validation,
                                         const train_options& opts);
+
+/// A detector fitted by train_detector, with how it went.
+struct trained_detector {
+  detector model;
+  train_result training;
+  double tokenizer_seconds = 0;
+  /// The kept weights on the validation share (threshold 0.5).
+  binary_metrics validation;
+  size_t validation_size = 0;
+};
+
+/// Fits a detector on all of `ds`: the requests' text (cfg.text), a BBPE tokenizer of
+/// cfg.vocab_size ids on all of it, and the TextCNN (cfg.model) trained by train_model with
+/// early stopping on `validation_share` of each label (split seeded with opts.seed + 17).
+/// Writes a line about the tokenizer to opts.progress. Errors come from the tokenizer and
+/// the model.
+caf::expected<trained_detector> train_detector(const csic_dataset& ds,
+                                               const detector_config& cfg,
+                                               double validation_share,
+                                               const train_options& opts);
 
 } // namespace comb::anomaly

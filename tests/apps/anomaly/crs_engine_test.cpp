@@ -6,6 +6,7 @@
 #include "apps/anomaly/crs_report.hpp"
 #include "base/errc.hpp"
 #include "tests/apps/anomaly/test_data.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -44,7 +45,7 @@ TEST_CASE("CRS flags SQL injection and passes a plain request") {
   crs_options opts;
   opts.allow_accept_charset = true;
   auto engine = crs_engine::create(opts);
-  REQUIRE_MESSAGE(engine, describe(engine.error()));
+  REQUIRE_MESSAGE(engine, comb::test::why(engine));
   auto plain = make(std::string{"GET http://localhost:8080/tienda1/index.jsp?id=2 HTTP/1.1\r\n"}
                     + headers + "\r\n");
   auto v = (*engine)->evaluate(plain);
@@ -91,11 +92,12 @@ TEST_CASE("bad set-up is an error, not a crash") {
 }
 
 TEST_CASE("CRS on a small CSIC subset: report counts add up") {
-  if (!test::have_csic() || !std::filesystem::exists("/usr/share/modsecurity-crs/rules")) {
+  if (!anomaly::test::have_csic()
+      || !std::filesystem::exists("/usr/share/modsecurity-crs/rules")) {
     MESSAGE("CSIC 2010 or CRS not found: skipped");
     return;
   }
-  auto ds = load_csic(test::csic_dir(), 40);
+  auto ds = load_csic(anomaly::test::csic_dir(), 40);
   REQUIRE(ds);
   crs_options opts;
   opts.allow_accept_charset = true;

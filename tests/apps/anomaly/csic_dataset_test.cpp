@@ -4,6 +4,7 @@
 
 #include "base/errc.hpp"
 #include "tests/apps/anomaly/test_data.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 #include <zlib.h>
@@ -75,12 +76,12 @@ TEST_CASE("gzip files are read directly; errors name the file") {
 }
 
 TEST_CASE("the published data set has the published counts") {
-  if (!test::have_csic()) {
-    MESSAGE("CSIC 2010 not found at " << test::csic_dir() << ": skipped");
+  if (!anomaly::test::have_csic()) {
+    MESSAGE("CSIC 2010 not found at " << anomaly::test::csic_dir() << ": skipped");
     return;
   }
-  auto ds = load_csic(test::csic_dir());
-  REQUIRE_MESSAGE(ds, describe(ds.error()));
+  auto ds = load_csic(anomaly::test::csic_dir());
+  REQUIRE_MESSAGE(ds, comb::test::why(ds));
   CHECK(ds->requests.size() == 97065);
   CHECK(ds->counts[0] == 72000);
   CHECK(ds->counts[1] == 25065);

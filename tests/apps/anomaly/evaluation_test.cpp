@@ -4,12 +4,12 @@
 
 #include "base/errc.hpp"
 #include "tests/apps/anomaly/test_data.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 
-using namespace comb;
 using namespace comb::anomaly;
 
 TEST_SUITE("apps.anomaly.evaluation") {
@@ -49,13 +49,45 @@ TEST_CASE("a small CSIC subset: the detector learns, protocol 1") {
   o.train.patience = 3;
   o.train.min_steps = 300;
   auto r = run_experiment(*ds, *sp, tokenizer_protocol::training_part, o);
-  REQUIRE_MESSAGE(r, describe(r.error()));
+  REQUIRE_MESSAGE(r, comb::test::why(r));
   MESSAGE("subset of " << ds->requests.size() << ": " << r->metrics.to_string() << ", "
                        << r->training.epochs_run << " epochs");
   CHECK(r->metrics.total() == sp->test.size());
   // Far above chance (anomalous share 1/3): the model learned something real.
   CHECK(r->metrics.f1() > 0.7);
   CHECK(r->metrics.accuracy() > 0.85);
+}
+
+TEST_CASE("the share sweep and the ablations: one row each, a bad share refused") {
+  if (!test::have_csic()) {
+    MESSAGE("CSIC 2010 not found at " << test::csic_dir() << ": skipped");
+    return;
+  }
+  auto ds = load_csic(test::csic_dir(), 60);
+  REQUIRE(ds);
+  eval_options o;
+  o.config.vocab_size = 300;
+  o.config.model.embed = 8;
+  o.config.model.filters = 4;
+  o.config.model.seq_len = 64;
+  o.train.max_epochs = 1;
+  size_t seen = 0;
+  auto rows = run_share_sweep(*ds, {0.5, 0.2}, tokenizer_protocol::all_data, o,
+                              [&](const share_result&) { ++seen; });
+  REQUIRE_MESSAGE(rows, comb::test::why(rows));
+  REQUIRE(rows->size() == 2);
+  CHECK(seen == 2);
+  CHECK((*rows)[1].share == 0.2);
+  CHECK((*rows)[1].result.train_size + (*rows)[1].result.test_size == ds->requests.size());
+  auto bad = run_share_sweep(*ds, {1.5}, tokenizer_protocol::all_data, o);
+  CHECK_FALSE(bad);
+  auto abl = run_ablations(*ds, o);
+  REQUIRE_MESSAGE(abl, comb::test::why(abl));
+  REQUIRE(abl->size() == ablations().size());
+  for (size_t i = 0; i < abl->size(); ++i) {
+    CHECK((*abl)[i].variant == &ablations()[i]);
+    CHECK((*abl)[i].result.metrics.total() == (*abl)[0].result.metrics.total());
+  }
 }
 
 } // TEST_SUITE

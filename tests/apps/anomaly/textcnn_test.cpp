@@ -8,6 +8,7 @@
 #include "base/errc.hpp"
 #include "kernels/models/textcnn.hpp"
 #include "kernels/safetensors.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -136,14 +137,18 @@ TEST_CASE("a detector is one file: tokenizer, config and weights") {
   REQUIRE(tok);
   detector_config cfg;
   cfg.vocab_size = 300;
-  cfg.max_tokens = 64;
   cfg.text.cookie = text_options::cookie_mode::drop;
   cfg.model.vocab = 300;
   cfg.model.embed = 8;
   cfg.model.filters = 6;
+  // The sequence length is the model's: the detector reads it back.
+  cfg.model.seq_len = 64;
   auto m = textcnn_classifier::create(cfg.model);
   REQUIRE(m);
+  CHECK(m->seq_len() == 64);
   detector d{std::move(*tok), std::move(*m), cfg};
+  CHECK(d.config().max_tokens == 64);
+  CHECK(d.config().model.seq_len == 64);
   std::vector<std::string_view> reqs = {"GET /index.jsp?id=1 HTTP/1.1\r\nHost: a\r\n\r\n",
                                         "\x01\x02 binary garbage", ""};
   std::vector<bool> parsed;
@@ -161,7 +166,7 @@ TEST_CASE("a detector is one file: tokenizer, config and weights") {
                 .string();
   REQUIRE_FALSE(d.save(path));
   auto back = detector::load(path);
-  REQUIRE_MESSAGE(back, describe(back.error()));
+  REQUIRE_MESSAGE(back, comb::test::why(back));
   CHECK(back->config().max_tokens == 64);
   CHECK(back->model().seq_len() == 64);
   CHECK(back->config().text.cookie == text_options::cookie_mode::drop);
@@ -174,6 +179,22 @@ TEST_CASE("a detector is one file: tokenizer, config and weights") {
   auto q = back->score_raw(reqs);
   REQUIRE(q);
   CHECK(*q == *p);
+  // A stream of requests: each scored with its first line, text before the first request
+  // line a unit of its own that is not HTTP.
+  auto st = score_http_stream(*back, "junk\x01\nGET /index.jsp?id=1 HTTP/1.1\r\nHost: a\r\n"
+                                     "\r\nPOST /login.jsp HTTP/1.1\r\nHost: a\r\n\r\nuser=bob");
+  REQUIRE_MESSAGE(st, comb::test::why(st));
+  REQUIRE(st->size() == 3);
+  CHECK_FALSE((*st)[0].parsed);
+  CHECK((*st)[0].first_line == "junk?");
+  CHECK((*st)[1].parsed);
+  CHECK((*st)[1].first_line == "GET /index.jsp?id=1 HTTP/1.1");
+  CHECK((*st)[2].first_line == "POST /login.jsp HTTP/1.1");
+  for (auto& r : *st)
+    CHECK((r.probability >= 0.0f && r.probability <= 1.0f));
+  auto none = score_http_stream(*back, " \n\n");
+  REQUIRE(none);
+  CHECK(none->empty());
   std::filesystem::remove(path);
   auto missing = detector::load(path);
   REQUIRE_FALSE(missing);
@@ -238,7 +259,7 @@ TEST_CASE("files written before one TextCNN keep loading") {
   };
   SUBCASE("a bare fused model gets the default sequence length") {
     auto c = textcnn_classifier::load(file_of(*km, fused_meta), nullptr);
-    REQUIRE_MESSAGE(c, describe(c.error()));
+    REQUIRE_MESSAGE(c, comb::test::why(c));
     CHECK(c->options().engine == "fused");
     CHECK(c->options().learning_rate == doctest::Approx(0.002));
     CHECK(c->options().kernel_sizes == std::vector<int>{2, 3, 4});
@@ -256,7 +277,7 @@ TEST_CASE("files written before one TextCNN keep loading") {
                           "model.dropout=0.2\nmodel.learning_rate=0.002\nmodel.seed=5\n"
                           "model.engine=fused\n";
     auto d = detector::deserialize(file_of(*km, meta));
-    REQUIRE_MESSAGE(d, describe(d.error()));
+    REQUIRE_MESSAGE(d, comb::test::why(d));
     CHECK(d->config().max_tokens == 64);
     CHECK(d->model().seq_len() == 64);
     CHECK(d->config().text.cookie == text_options::cookie_mode::drop);
@@ -281,7 +302,7 @@ TEST_CASE("files written before one TextCNN keep loading") {
     file->metadata.erase("textcnn.learning_rate");
     CHECK(file->metadata.at("textcnn.seq_len") == "256");
     auto d = detector::deserialize(file_of(*km, file->metadata));
-    REQUIRE_MESSAGE(d, describe(d.error()));
+    REQUIRE_MESSAGE(d, comb::test::why(d));
     CHECK(d->config().max_tokens == 100);
     CHECK(d->model().seq_len() == 100);
     CHECK(d->model().options().engine == "kernels");
