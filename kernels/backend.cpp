@@ -34,8 +34,8 @@ caf::error check(op o, const char* name, const tensor& t, dtype dt, device dev, 
   if (t.dtype() != dt)
     return bad(o, std::string{name} + " is " + t.describe() + ", expected " + to_string(dt));
   if (t.device() != dev)
-    return bad(o, std::string{name} + " is " + t.describe() + ", backend runs on "
-                    + to_string(dev));
+    return bad(o,
+               std::string{name} + " is " + t.describe() + ", backend runs on " + to_string(dev));
   if (rank != 0 && t.rank() != rank)
     return bad(o, std::string{name} + " is " + t.describe() + ", expected rank "
                     + std::to_string(rank));
@@ -49,18 +49,18 @@ caf::error check_same(op o, const char* a, const tensor& x, const char* b, const
   return {};
 }
 
-#define COMB_CHECK(expr)                                                                   \
-  do {                                                                                     \
-    if (auto err_ = (expr))                                                                \
-      return err_;                                                                         \
+#define COMB_CHECK(expr)                                                                           \
+  do {                                                                                             \
+    if (auto err_ = (expr))                                                                        \
+      return err_;                                                                                 \
   } while (false)
 
 int64_t conv1d_out_len(int64_t t, int64_t k, padding1d p) {
   return p == padding1d::same ? t : t - k + 1;
 }
 
-caf::error conv2d_out(op o, const tensor& x, const tensor& w, const conv2d_params& p,
-                      int64_t& oh, int64_t& ow) {
+caf::error conv2d_out(op o, const tensor& x, const tensor& w, const conv2d_params& p, int64_t& oh,
+                      int64_t& ow) {
   if (p.stride_h < 1 || p.stride_w < 1 || p.pad_top < 0 || p.pad_left < 0 || p.pad_bottom < 0
       || p.pad_right < 0 || p.groups < 1)
     return bad(o, "stride must be >= 1, padding >= 0, groups >= 1");
@@ -108,8 +108,8 @@ caf::error backend::embedding(const tensor& tokens, const tensor& table, tensor&
   return do_embedding(tokens, table, out);
 }
 
-caf::error backend::embedding_backward(const tensor& tokens, const tensor& d_out,
-                                       int64_t vocab, tensor& d_table) {
+caf::error backend::embedding_backward(const tensor& tokens, const tensor& d_out, int64_t vocab,
+                                       tensor& d_table) {
   auto o = op::embedding_backward;
   COMB_CHECK(check(o, "tokens", tokens, dtype::i32, device(), 2));
   COMB_CHECK(check(o, "d_out", d_out, dtype::f32, device(), 3));
@@ -134,7 +134,8 @@ caf::error backend::conv1d(const tensor& x, const tensor& w, const tensor* bias,
   if (bias) {
     COMB_CHECK(check(o, "bias", *bias, dtype::f32, device(), 1));
     if (bias->dim(0) != w.dim(2))
-      return bad(o, "bias " + bias->describe() + " does not match c_out " + std::to_string(w.dim(2)));
+      return bad(o,
+                 "bias " + bias->describe() + " does not match c_out " + std::to_string(w.dim(2)));
   }
   auto t = conv1d_out_len(x.dim(1), w.dim(0), p.padding);
   if (t < 1)
@@ -145,8 +146,7 @@ caf::error backend::conv1d(const tensor& x, const tensor& w, const tensor* bias,
 }
 
 caf::error backend::conv1d_backward(const tensor& x, const tensor& w, const tensor& dy,
-                                    const conv1d_params& p, tensor* dx, tensor& dw,
-                                    tensor* dbias) {
+                                    const conv1d_params& p, tensor* dx, tensor& dw, tensor* dbias) {
   auto o = op::conv1d_backward;
   COMB_CHECK(check(o, "x", x, dtype::f32, device(), 3));
   COMB_CHECK(check(o, "w", w, dtype::f32, device(), 3));
@@ -183,8 +183,7 @@ caf::error backend::conv2d(const tensor& x, const tensor& w, const tensor* bias,
 }
 
 caf::error backend::conv2d_backward(const tensor& x, const tensor& w, const tensor& dy,
-                                    const conv2d_params& p, tensor* dx, tensor& dw,
-                                    tensor* dbias) {
+                                    const conv2d_params& p, tensor* dx, tensor& dw, tensor* dbias) {
   auto o = op::conv2d_backward;
   COMB_CHECK(check(o, "x", x, dtype::f32, device(), 4));
   COMB_CHECK(check(o, "w", w, dtype::f32, device(), 4));
@@ -211,8 +210,8 @@ caf::error backend::batch_norm_fold(tensor& w, tensor& bias, const tensor& gamma
   for (auto* t : {&gamma, &beta, &mean, &var}) {
     COMB_CHECK(check(o, "batch-norm parameter", *t, dtype::f32, device(), 1));
     if (t->dim(0) != c)
-      return bad(o, "batch-norm parameter " + t->describe() + " does not have "
-                      + std::to_string(c) + " channels");
+      return bad(o, "batch-norm parameter " + t->describe() + " does not have " + std::to_string(c)
+                      + " channels");
   }
   if (c < 1 || w.numel() % c != 0 || w.dim(w.rank() - 1) != c)
     return bad(o, "weights " + w.describe() + " do not end in " + std::to_string(c)
@@ -239,8 +238,8 @@ caf::error backend::bias_act(const tensor& x, const tensor* bias, activation a, 
   return do_bias_act(x, bias, a, y);
 }
 
-caf::error backend::bias_act_backward(const tensor& y, const tensor& dy, activation a,
-                                      tensor& dx, tensor* dbias) {
+caf::error backend::bias_act_backward(const tensor& y, const tensor& dy, activation a, tensor& dx,
+                                      tensor* dbias) {
   auto o = op::bias_act_backward;
   COMB_CHECK(check(o, "y", y, dtype::f32, device(), 0));
   COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 0));
@@ -259,15 +258,15 @@ caf::error backend::max_over_time(const tensor& x, int64_t valid, tensor& y, ten
   if (valid == 0)
     valid = x.dim(1);
   if (valid < 1 || valid > x.dim(1))
-    return bad(o, "valid length " + std::to_string(valid) + " outside 1.."
-                    + std::to_string(x.dim(1)));
+    return bad(o,
+               "valid length " + std::to_string(valid) + " outside 1.." + std::to_string(x.dim(1)));
   COMB_CHECK(y.ensure({x.dim(0), x.dim(2)}, dtype::f32, device()));
   COMB_CHECK(argmax.ensure({x.dim(0), x.dim(2)}, dtype::i32, device()));
   return do_max_over_time(x, valid, y, argmax);
 }
 
-caf::error backend::max_over_time_backward(const tensor& dy, const tensor& argmax,
-                                           int64_t time, tensor& dx) {
+caf::error backend::max_over_time_backward(const tensor& dy, const tensor& argmax, int64_t time,
+                                           tensor& dx) {
   auto o = op::max_over_time_backward;
   COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 2));
   COMB_CHECK(check(o, "argmax", argmax, dtype::i32, device(), 2));
@@ -315,8 +314,8 @@ caf::error backend::dense(const tensor& x, const tensor& w, const tensor* bias, 
   COMB_CHECK(check(o, "x", x, dtype::f32, device(), 2));
   COMB_CHECK(check(o, "w", w, dtype::f32, device(), 2));
   if (w.dim(0) != x.dim(1))
-    return bad(o, "weights " + w.describe() + " do not fit input " + x.describe()
-                    + " (expected [" + std::to_string(x.dim(1)) + ", out])");
+    return bad(o, "weights " + w.describe() + " do not fit input " + x.describe() + " (expected ["
+                    + std::to_string(x.dim(1)) + ", out])");
   if (bias) {
     COMB_CHECK(check(o, "bias", *bias, dtype::f32, device(), 1));
     if (bias->dim(0) != w.dim(1))
@@ -326,8 +325,8 @@ caf::error backend::dense(const tensor& x, const tensor& w, const tensor* bias, 
   return do_dense(x, w, bias, y);
 }
 
-caf::error backend::dense_backward(const tensor& x, const tensor& w, const tensor& dy,
-                                   tensor* dx, tensor& dw, tensor* dbias) {
+caf::error backend::dense_backward(const tensor& x, const tensor& w, const tensor& dy, tensor* dx,
+                                   tensor& dw, tensor* dbias) {
   auto o = op::dense_backward;
   COMB_CHECK(check(o, "x", x, dtype::f32, device(), 2));
   COMB_CHECK(check(o, "w", w, dtype::f32, device(), 2));
@@ -395,8 +394,7 @@ caf::error backend::dropout(const tensor& x, float p, uint64_t seed, tensor& y, 
   return do_dropout(x, p, seed, y, mask);
 }
 
-caf::error backend::dropout_backward(const tensor& dy, const tensor& mask, float p,
-                                     tensor& dx) {
+caf::error backend::dropout_backward(const tensor& dy, const tensor& mask, float p, tensor& dx) {
   auto o = op::dropout_backward;
   COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 0));
   COMB_CHECK(check(o, "mask", mask, dtype::u8, device(), 0));
@@ -436,8 +434,8 @@ caf::error backend::upsample(const tensor& x, const upsample_params& p, tensor& 
   COMB_CHECK(check(o, "x", x, dtype::f32, device(), 4));
   if (p.scale < 1 || p.scale > 64)
     return bad(o, "scale " + std::to_string(p.scale) + " outside 1..64");
-  COMB_CHECK(y.ensure({x.dim(0), x.dim(1) * p.scale, x.dim(2) * p.scale, x.dim(3)},
-                      dtype::f32, device()));
+  COMB_CHECK(
+    y.ensure({x.dim(0), x.dim(1) * p.scale, x.dim(2) * p.scale, x.dim(3)}, dtype::f32, device()));
   return do_upsample(x, p, y);
 }
 
@@ -469,8 +467,8 @@ caf::error backend::sgd_step(tensor& param, const tensor& grad, tensor* velocity
   return do_sgd_step(param, grad, velocity, p);
 }
 
-caf::error backend::adam_step(tensor& param, const tensor& grad, tensor& m, tensor& v,
-                              int64_t step, const adam_params& p) {
+caf::error backend::adam_step(tensor& param, const tensor& grad, tensor& m, tensor& v, int64_t step,
+                              const adam_params& p) {
   auto o = op::adam_step;
   COMB_CHECK(check(o, "param", param, dtype::f32, device(), 0));
   COMB_CHECK(check(o, "grad", grad, dtype::f32, device(), 0));
@@ -552,14 +550,15 @@ caf::error check_conv1d_max(op o, const tensor& x, const tensor& w, device dev) 
 
 } // namespace
 
-caf::error backend::conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
-                               activation a, tensor& y, tensor& argmax) {
+caf::error backend::conv1d_max(const tensor& x, const tensor& w, const tensor* bias, activation a,
+                               tensor& y, tensor& argmax) {
   auto o = op::conv1d_max;
   COMB_CHECK(check_conv1d_max(o, x, w, device()));
   if (bias) {
     COMB_CHECK(check(o, "bias", *bias, dtype::f32, device(), 1));
     if (bias->dim(0) != w.dim(2))
-      return bad(o, "bias " + bias->describe() + " does not match c_out " + std::to_string(w.dim(2)));
+      return bad(o,
+                 "bias " + bias->describe() + " does not match c_out " + std::to_string(w.dim(2)));
   }
   COMB_CHECK(y.ensure({x.dim(0), w.dim(2)}, dtype::f32, device()));
   COMB_CHECK(argmax.ensure({x.dim(0), w.dim(2)}, dtype::i32, device()));
@@ -576,8 +575,8 @@ caf::error backend::conv1d_max_backward(const tensor& x, const tensor& w, const 
   COMB_CHECK(check(o, "dy", dy, dtype::f32, device(), 2));
   shape out{x.dim(0), w.dim(2)};
   if (y.shape() != out || argmax.shape() != out || dy.shape() != out)
-    return bad(o, "y " + y.describe() + ", argmax " + argmax.describe() + " and dy "
-                    + dy.describe() + " must all be " + to_string(out));
+    return bad(o, "y " + y.describe() + ", argmax " + argmax.describe() + " and dy " + dy.describe()
+                    + " must all be " + to_string(out));
   if (dx)
     COMB_CHECK(dx->ensure(x.shape(), dtype::f32, device()));
   COMB_CHECK(dw.ensure(w.shape(), dtype::f32, device()));
@@ -640,8 +639,8 @@ caf::error backend::do_global_avg_pool(const tensor&, tensor&) {
 caf::error backend::do_dense(const tensor&, const tensor&, const tensor*, tensor&) {
   return unsupported(op::dense);
 }
-caf::error backend::do_dense_backward(const tensor&, const tensor&, const tensor&, tensor*,
-                                      tensor&, tensor*) {
+caf::error backend::do_dense_backward(const tensor&, const tensor&, const tensor&, tensor*, tensor&,
+                                      tensor*) {
   return unsupported(op::dense_backward);
 }
 caf::error backend::do_softmax(const tensor&, tensor&) {
@@ -689,8 +688,8 @@ caf::error backend::do_concat_backward(const tensor&, const std::vector<tensor*>
   return unsupported(op::concat_backward);
 }
 
-caf::error backend::do_conv1d_max(const tensor&, const tensor&, const tensor*, activation,
-                                  tensor&, tensor&) {
+caf::error backend::do_conv1d_max(const tensor&, const tensor&, const tensor*, activation, tensor&,
+                                  tensor&) {
   return unsupported(op::conv1d_max);
 }
 

@@ -43,15 +43,15 @@ public:
                                 tensor& d_table);
 
   /// y [B, T', C_out] = conv(x [B, T, C_in], w [K, C_in, C_out]) + bias [C_out].
-  caf::error conv1d(const tensor& x, const tensor& w, const tensor* bias,
-                    const conv1d_params& p, tensor& y);
+  caf::error conv1d(const tensor& x, const tensor& w, const tensor* bias, const conv1d_params& p,
+                    tensor& y);
   /// Gradients of conv1d; dx and dbias may be nullptr (not wanted).
   caf::error conv1d_backward(const tensor& x, const tensor& w, const tensor& dy,
                              const conv1d_params& p, tensor* dx, tensor& dw, tensor* dbias);
 
   /// y [N, H', W', C_out] = conv(x [N, H, W, C_in], w [KH, KW, C_in/g, C_out]) + bias.
-  caf::error conv2d(const tensor& x, const tensor& w, const tensor* bias,
-                    const conv2d_params& p, tensor& y);
+  caf::error conv2d(const tensor& x, const tensor& w, const tensor* bias, const conv2d_params& p,
+                    tensor& y);
   /// Gradients of conv2d; dx and dbias may be nullptr.
   caf::error conv2d_backward(const tensor& x, const tensor& w, const tensor& dy,
                              const conv2d_params& p, tensor* dx, tensor& dw, tensor* dbias);
@@ -85,14 +85,13 @@ public:
   /// convolutions over one input sum their input gradients (it is sized, zeroed, when it
   /// does not already have x's shape).
   caf::error conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
-                                 const tensor& argmax, const tensor& dy, activation a,
-                                 tensor* dx, tensor& dw, tensor* dbias);
+                                 const tensor& argmax, const tensor& dy, activation a, tensor* dx,
+                                 tensor& dw, tensor* dbias);
 
   /// Max or average pooling of NHWC x.
   caf::error pool2d(const tensor& x, const pool2d_params& p, tensor& y);
   /// dx of pool2d (max: to the first maximum of each window).
-  caf::error pool2d_backward(const tensor& x, const tensor& dy, const pool2d_params& p,
-                             tensor& dx);
+  caf::error pool2d_backward(const tensor& x, const tensor& dy, const pool2d_params& p, tensor& dx);
   /// y [N, C] = mean over H, W of x [N, H, W, C].
   caf::error global_avg_pool(const tensor& x, tensor& y);
 
@@ -135,8 +134,7 @@ public:
 
   /// param -= lr * (grad + wd * param), with momentum when p.momentum > 0 (velocity then
   /// required, same shape as param).
-  caf::error sgd_step(tensor& param, const tensor& grad, tensor* velocity,
-                      const sgd_params& p);
+  caf::error sgd_step(tensor& param, const tensor& grad, tensor* velocity, const sgd_params& p);
   /// One Adam step with bias correction; step counts from 1; m and v same shape as param.
   caf::error adam_step(tensor& param, const tensor& grad, tensor& m, tensor& v, int64_t step,
                        const adam_params& p);
@@ -165,32 +163,27 @@ protected:
                                         const conv2d_params& p, tensor* dx, tensor& dw,
                                         tensor* dbias);
   virtual caf::error do_batch_norm_fold(tensor& w, tensor& bias, const tensor& gamma,
-                                        const tensor& beta, const tensor& mean,
-                                        const tensor& var, float eps);
+                                        const tensor& beta, const tensor& mean, const tensor& var,
+                                        float eps);
   virtual caf::error do_bias_act(const tensor& x, const tensor* bias, activation a, tensor& y);
   virtual caf::error do_bias_act_backward(const tensor& y, const tensor& dy, activation a,
                                           tensor& dx, tensor* dbias);
-  virtual caf::error do_max_over_time(const tensor& x, int64_t valid, tensor& y,
-                                      tensor& argmax);
-  virtual caf::error do_max_over_time_backward(const tensor& dy, const tensor& argmax,
-                                               tensor& dx);
+  virtual caf::error do_max_over_time(const tensor& x, int64_t valid, tensor& y, tensor& argmax);
+  virtual caf::error do_max_over_time_backward(const tensor& dy, const tensor& argmax, tensor& dx);
   virtual caf::error do_pool2d(const tensor& x, const pool2d_params& p, tensor& y);
-  virtual caf::error do_pool2d_backward(const tensor& x, const tensor& dy,
-                                        const pool2d_params& p, tensor& dx);
+  virtual caf::error do_pool2d_backward(const tensor& x, const tensor& dy, const pool2d_params& p,
+                                        tensor& dx);
   virtual caf::error do_global_avg_pool(const tensor& x, tensor& y);
   virtual caf::error do_dense(const tensor& x, const tensor& w, const tensor* bias, tensor& y);
   virtual caf::error do_dense_backward(const tensor& x, const tensor& w, const tensor& dy,
                                        tensor* dx, tensor& dw, tensor* dbias);
   virtual caf::error do_softmax(const tensor& logits, tensor& probs);
-  virtual caf::expected<float> do_softmax_cross_entropy(const tensor& logits,
-                                                        const tensor& labels, tensor& probs);
-  virtual caf::error do_softmax_cross_entropy_backward(const tensor& probs,
-                                                       const tensor& labels,
+  virtual caf::expected<float> do_softmax_cross_entropy(const tensor& logits, const tensor& labels,
+                                                        tensor& probs);
+  virtual caf::error do_softmax_cross_entropy_backward(const tensor& probs, const tensor& labels,
                                                        tensor& d_logits);
-  virtual caf::error do_dropout(const tensor& x, float p, uint64_t seed, tensor& y,
-                                tensor& mask);
-  virtual caf::error do_dropout_backward(const tensor& dy, const tensor& mask, float p,
-                                         tensor& dx);
+  virtual caf::error do_dropout(const tensor& x, float p, uint64_t seed, tensor& y, tensor& mask);
+  virtual caf::error do_dropout_backward(const tensor& dy, const tensor& mask, float p, tensor& dx);
   virtual caf::error do_add(const tensor& a, const tensor& b, tensor& y);
   virtual caf::error do_sigmoid(const tensor& x, tensor& y);
   virtual caf::error do_sigmoid_backward(const tensor& y, const tensor& dy, tensor& dx);
@@ -206,9 +199,8 @@ protected:
   virtual caf::error do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
                                    activation a, tensor& y, tensor& argmax);
   virtual caf::error do_conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
-                                            const tensor& argmax, const tensor& dy,
-                                            activation a, tensor* dx, tensor& dw,
-                                            tensor* dbias);
+                                            const tensor& argmax, const tensor& dy, activation a,
+                                            tensor* dx, tensor& dw, tensor* dbias);
 
   /// errc::unsupported naming this backend and `o`.
   caf::error unsupported(op o) const;

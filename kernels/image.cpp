@@ -41,7 +41,8 @@ caf::expected<image> decode_bmp(std::span<const uint8_t> b) {
   if (bpp != 24)
     return bad("only 24-bit BMPs are supported, got " + std::to_string(bpp) + " bits per pixel");
   if (compression != 0)
-    return bad("compressed BMPs are not supported (compression " + std::to_string(compression) + ")");
+    return bad("compressed BMPs are not supported (compression " + std::to_string(compression)
+               + ")");
   bool top_down = height < 0;
   int64_t h = top_down ? -static_cast<int64_t>(height) : height;
   if (width <= 0 || h <= 0 || width > max_image_side || h > max_image_side)
@@ -73,7 +74,8 @@ caf::expected<image> load_bmp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return make_error(errc::not_found, "bmp: cannot open '" + path + "'");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   auto img = decode_bmp(bytes);
   if (!img)
     return make_error(errc::corrupt_data, "'" + path + "': " + describe(img.error()));
@@ -86,7 +88,8 @@ image resize_nearest(const image& in, int width, int height) {
   out.height = height;
   out.rgb.resize(static_cast<size_t>(width) * height * 3);
   for (int y = 0; y < height; ++y) {
-    int sy = std::min(static_cast<int>(static_cast<int64_t>(y) * in.height / height), in.height - 1);
+    int sy = std::min(static_cast<int>(static_cast<int64_t>(y) * in.height / height),
+                      in.height - 1);
     for (int x = 0; x < width; ++x) {
       int sx = std::min(static_cast<int>(static_cast<int64_t>(x) * in.width / width), in.width - 1);
       std::memcpy(&out.rgb[(static_cast<size_t>(y) * width + x) * 3],

@@ -26,23 +26,14 @@ using cuda_stream = CUstream_st*;
 /// op is one line here beside its files (and its name in kernels/CMakeLists.txt's
 /// COMB_KERNEL_OPS), plus its typed method in backend.hpp/.cpp. conv1d_max is conv1d +
 /// max over time + bias + activation, fused (a TextCNN branch).
-#define COMB_KERNEL_OP_LIST(X)                                                             \
-  X(embedding) X(embedding_backward)                                                       \
-  X(conv1d) X(conv1d_backward)                                                             \
-  X(conv2d) X(conv2d_backward)                                                             \
-  X(batch_norm_fold)                                                                       \
-  X(bias_act) X(bias_act_backward)                                                         \
-  X(max_over_time) X(max_over_time_backward)                                               \
-  X(pool2d) X(pool2d_backward) X(global_avg_pool)                                          \
-  X(dense) X(dense_backward)                                                               \
-  X(softmax) X(softmax_cross_entropy) X(softmax_cross_entropy_backward)                    \
-  X(dropout) X(dropout_backward)                                                           \
-  X(add) X(sigmoid) X(sigmoid_backward)                                                    \
-  X(upsample)                                                                              \
-  X(top_k)                                                                                 \
-  X(sgd_step) X(adam_step)                                                                 \
-  X(concat) X(concat_backward)                                                             \
-  X(conv1d_max) X(conv1d_max_backward)
+#define COMB_KERNEL_OP_LIST(X)                                                                     \
+  X(embedding)                                                                                     \
+  X(embedding_backward) X(conv1d) X(conv1d_backward) X(conv2d) X(conv2d_backward)                  \
+    X(batch_norm_fold) X(bias_act) X(bias_act_backward) X(max_over_time) X(max_over_time_backward) \
+      X(pool2d) X(pool2d_backward) X(global_avg_pool) X(dense) X(dense_backward) X(softmax)        \
+        X(softmax_cross_entropy) X(softmax_cross_entropy_backward) X(dropout) X(dropout_backward)  \
+          X(add) X(sigmoid) X(sigmoid_backward) X(upsample) X(top_k) X(sgd_step) X(adam_step)      \
+            X(concat) X(concat_backward) X(conv1d_max) X(conv1d_max_backward)
 
 /// Backward ops produce gradients for the corresponding forward op; they overwrite their
 /// outputs (no accumulation).

@@ -19,14 +19,14 @@ constexpr uint64_t max_header = uint64_t{100} << 20;
 
 const char* st_name(dtype t) {
   switch (t) {
-    case dtype::f32:
-      return "F32";
-    case dtype::u8:
-      return "U8";
-    case dtype::i8:
-      return "I8";
-    case dtype::i32:
-      return "I32";
+  case dtype::f32:
+    return "F32";
+  case dtype::u8:
+    return "U8";
+  case dtype::i8:
+    return "I8";
+  case dtype::i32:
+    return "I32";
   }
   return "?";
 }
@@ -51,9 +51,9 @@ caf::error corrupt(const std::string& what) {
 
 } // namespace
 
-caf::expected<std::string>
-encode_safetensors(const std::vector<std::pair<std::string, const tensor*>>& tensors,
-                   const std::map<std::string, std::string>& metadata) {
+caf::expected<std::string> encode_safetensors(
+  const std::vector<std::pair<std::string, const tensor*>>& tensors,
+  const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header;
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
@@ -137,8 +137,8 @@ caf::expected<safetensors_file> decode_safetensors(std::string_view bytes) {
     dtype t;
     auto dt = e["dtype"].get<std::string>();
     if (!st_dtype(dt, t))
-      return make_error(errc::unsupported, "safetensors: tensor '" + name + "' has dtype "
-                                             + dt + "; Comb reads F32, U8, I8, I32");
+      return make_error(errc::unsupported, "safetensors: tensor '" + name + "' has dtype " + dt
+                                             + "; Comb reads F32, U8, I8, I32");
     std::vector<int64_t> dims;
     for (auto& d : e["shape"]) {
       if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40))
@@ -158,8 +158,8 @@ caf::expected<safetensors_file> decode_safetensors(std::string_view bytes) {
                      + std::to_string(en) + ") lies outside the " + std::to_string(data.size())
                      + " data bytes");
     if (en - b != want)
-      return corrupt("tensor '" + name + "' holds " + std::to_string(en - b)
-                     + " bytes, its shape " + to_string(s) + " needs " + std::to_string(want));
+      return corrupt("tensor '" + name + "' holds " + std::to_string(en - b) + " bytes, its shape "
+                     + to_string(s) + " needs " + std::to_string(want));
     ranges.emplace_back(b, en);
     auto tt = tensor::make(s, t);
     if (!tt)
@@ -204,8 +204,7 @@ caf::expected<safetensors_file> load_safetensors(const std::string& path) {
   ss << f.rdbuf();
   auto r = decode_safetensors(ss.str());
   if (!r)
-    return make_error(static_cast<errc>(r.error().code()),
-                      path + ": " + describe(r.error()));
+    return make_error(static_cast<errc>(r.error().code()), path + ": " + describe(r.error()));
   return r;
 }
 
@@ -218,14 +217,13 @@ caf::error assign_parameters(const safetensors_file& file,
     if (i == file.tensors.end())
       return make_error(errc::bad_model, "weights: tensor '" + name + "' is missing");
     if (i->second.dtype() != t->dtype() || i->second.shape() != t->shape())
-      return make_error(errc::bad_model, "weights: tensor '" + name + "' is "
-                                           + i->second.describe() + ", the model expects "
-                                           + t->describe());
+      return make_error(errc::bad_model, "weights: tensor '" + name + "' is " + i->second.describe()
+                                           + ", the model expects " + t->describe());
   }
   for (auto& [name, t] : file.tensors)
     if (!wanted.count(name))
-      return make_error(errc::bad_model, "weights: the file has tensor '" + name
-                                           + "' that the model does not");
+      return make_error(errc::bad_model,
+                        "weights: the file has tensor '" + name + "' that the model does not");
   for (auto& [name, t] : params) {
     auto& src = file.tensors.at(name);
     if (t->device() == device::cpu) {

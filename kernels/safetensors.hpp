@@ -27,9 +27,9 @@ struct safetensors_file {
 
 /// Encodes CPU tensors (f32, u8, i8, i32) in the given order. Errors: errc::invalid_argument
 /// for an empty or duplicate name, a non-CPU or empty tensor.
-caf::expected<std::string>
-encode_safetensors(const std::vector<std::pair<std::string, const tensor*>>& tensors,
-                   const std::map<std::string, std::string>& metadata = {});
+caf::expected<std::string> encode_safetensors(
+  const std::vector<std::pair<std::string, const tensor*>>& tensors,
+  const std::map<std::string, std::string>& metadata = {});
 
 /// Decodes bytes. Errors: errc::corrupt_data naming what is wrong (short file, header
 /// length, JSON, dtype, shape, data range), errc::unsupported for a dtype Comb does not

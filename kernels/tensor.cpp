@@ -35,26 +35,26 @@ device_memory* find_device_memory(device dev) {
 
 size_t size_of(dtype t) {
   switch (t) {
-    case dtype::f32:
-    case dtype::i32:
-      return 4;
-    case dtype::u8:
-    case dtype::i8:
-      return 1;
+  case dtype::f32:
+  case dtype::i32:
+    return 4;
+  case dtype::u8:
+  case dtype::i8:
+    return 1;
   }
   return 1;
 }
 
 std::string to_string(dtype t) {
   switch (t) {
-    case dtype::f32:
-      return "f32";
-    case dtype::u8:
-      return "u8";
-    case dtype::i8:
-      return "i8";
-    case dtype::i32:
-      return "i32";
+  case dtype::f32:
+    return "f32";
+  case dtype::u8:
+    return "u8";
+  case dtype::i8:
+    return "i8";
+  case dtype::i32:
+    return "i32";
   }
   return "?";
 }
@@ -99,11 +99,10 @@ tensor::storage::~storage() {
   }
 }
 
-caf::expected<tensor> tensor::make(const kernels::shape& s, kernels::dtype t,
-                                   kernels::device dev) {
+caf::expected<tensor> tensor::make(const kernels::shape& s, kernels::dtype t, kernels::device dev) {
   if (!s.valid())
-    return make_error(errc::invalid_argument, "tensor shape " + to_string(s)
-                                                + " has a negative or overflowing dimension");
+    return make_error(errc::invalid_argument,
+                      "tensor shape " + to_string(s) + " has a negative or overflowing dimension");
   tensor r;
   r.shape_ = s;
   r.dtype_ = t;
@@ -124,9 +123,8 @@ caf::expected<tensor> tensor::make(const kernels::shape& s, kernels::dtype t,
   } else {
     auto* m = find_device_memory(dev);
     if (!m)
-      return make_error(errc::unsupported, "no " + to_string(dev)
-                                             + " device is available for tensor "
-                                             + to_string(s));
+      return make_error(errc::unsupported,
+                        "no " + to_string(dev) + " device is available for tensor " + to_string(s));
     auto p = m->allocate(bytes == 0 ? 1 : bytes);
     if (!p)
       return p.error();
@@ -148,9 +146,8 @@ namespace {
 template <class T>
 caf::expected<tensor> from_values(const shape& s, const std::vector<T>& values, dtype t) {
   if (!s.valid() || s.numel() != static_cast<int64_t>(values.size()))
-    return make_error(errc::invalid_argument,
-                      "tensor of shape " + to_string(s) + " cannot hold "
-                        + std::to_string(values.size()) + " values");
+    return make_error(errc::invalid_argument, "tensor of shape " + to_string(s) + " cannot hold "
+                                                + std::to_string(values.size()) + " values");
   auto r = tensor::make(s, t);
   if (!r)
     return r;
@@ -165,8 +162,7 @@ caf::expected<tensor> tensor::from(const kernels::shape& s, const std::vector<fl
   return from_values(s, values, dtype::f32);
 }
 
-caf::expected<tensor> tensor::from(const kernels::shape& s,
-                                   const std::vector<int32_t>& values) {
+caf::expected<tensor> tensor::from(const kernels::shape& s, const std::vector<int32_t>& values) {
   return from_values(s, values, dtype::i32);
 }
 
@@ -189,8 +185,8 @@ caf::error tensor::ensure(const kernels::shape& s, kernels::dtype t, kernels::de
 
 caf::expected<tensor> tensor::reshape(const kernels::shape& s) const {
   if (!s.valid() || s.numel() != numel())
-    return make_error(errc::invalid_argument, "cannot reshape " + describe() + " to "
-                                                + to_string(s));
+    return make_error(errc::invalid_argument,
+                      "cannot reshape " + describe() + " to " + to_string(s));
   tensor r = *this;
   r.shape_ = s;
   return r;
@@ -210,8 +206,8 @@ caf::expected<tensor> tensor::to(kernels::device dev) const {
   }
   auto* m = find_device_memory(dev == device::cpu ? device_ : dev);
   if (!m)
-    return make_error(errc::unsupported, "no device memory to copy " + describe() + " to "
-                                           + to_string(dev));
+    return make_error(errc::unsupported,
+                      "no device memory to copy " + describe() + " to " + to_string(dev));
   if (auto err = m->copy(r->raw(), dev, raw(), device_, bytes()))
     return err;
   return r;

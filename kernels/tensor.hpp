@@ -51,26 +51,18 @@ std::string to_string(device d);
 class shape {
 public:
   shape() = default;
-  shape(std::initializer_list<int64_t> dims) : dims_(dims) {
-  }
-  explicit shape(std::vector<int64_t> dims) : dims_(std::move(dims)) {
-  }
+  shape(std::initializer_list<int64_t> dims) : dims_(dims) {}
+  explicit shape(std::vector<int64_t> dims) : dims_(std::move(dims)) {}
 
   /// Number of dimensions.
-  size_t rank() const {
-    return dims_.size();
-  }
+  size_t rank() const { return dims_.size(); }
 
   /// Product of the dimensions (1 for rank 0).
   int64_t numel() const;
 
-  int64_t operator[](size_t i) const {
-    return dims_[i];
-  }
+  int64_t operator[](size_t i) const { return dims_[i]; }
 
-  const std::vector<int64_t>& dims() const {
-    return dims_;
-  }
+  const std::vector<int64_t>& dims() const { return dims_; }
 
   /// True when every dimension is >= 0 and the element count fits in int64.
   bool valid() const;
@@ -104,41 +96,20 @@ public:
   static caf::expected<tensor> from(const kernels::shape& s, const std::vector<float>& values);
 
   /// A CPU i32 tensor holding `values` (numel must match, else errc::invalid_argument).
-  static caf::expected<tensor> from(const kernels::shape& s,
-                                    const std::vector<int32_t>& values);
+  static caf::expected<tensor> from(const kernels::shape& s, const std::vector<int32_t>& values);
 
-  const kernels::shape& shape() const {
-    return shape_;
-  }
-  int64_t dim(size_t i) const {
-    return shape_[i];
-  }
-  size_t rank() const {
-    return shape_.rank();
-  }
-  int64_t numel() const {
-    return shape_.numel();
-  }
-  kernels::dtype dtype() const {
-    return dtype_;
-  }
-  kernels::device device() const {
-    return device_;
-  }
-  size_t bytes() const {
-    return static_cast<size_t>(numel()) * size_of(dtype_);
-  }
-  bool empty() const {
-    return !storage_;
-  }
+  const kernels::shape& shape() const { return shape_; }
+  int64_t dim(size_t i) const { return shape_[i]; }
+  size_t rank() const { return shape_.rank(); }
+  int64_t numel() const { return shape_.numel(); }
+  kernels::dtype dtype() const { return dtype_; }
+  kernels::device device() const { return device_; }
+  size_t bytes() const { return static_cast<size_t>(numel()) * size_of(dtype_); }
+  bool empty() const { return !storage_; }
 
   /// Raw bytes (device pointer for cuda tensors).
-  void* raw() {
-    return storage_ ? storage_->ptr : nullptr;
-  }
-  const void* raw() const {
-    return storage_ ? storage_->ptr : nullptr;
-  }
+  void* raw() { return storage_ ? storage_->ptr : nullptr; }
+  const void* raw() const { return storage_ ? storage_->ptr : nullptr; }
 
   /// Typed pointer; the caller must have checked dtype() (asserted in debug builds).
   template <class T>
@@ -168,9 +139,7 @@ public:
   caf::error zero();
 
   /// Number of tensors sharing this storage (0 when empty).
-  long use_count() const {
-    return storage_.use_count();
-  }
+  long use_count() const { return storage_.use_count(); }
 
   /// Human-readable "f32[64, 256] on cpu".
   std::string describe() const;

@@ -36,8 +36,7 @@ public:
     uint32_t count = 0;
   };
 
-  explicit flatbuffer_view(std::span<const uint8_t> b) : b_(b) {
-  }
+  explicit flatbuffer_view(std::span<const uint8_t> b) : b_(b) {}
 
   template <class T>
   T read(uint64_t pos, const char* what) const {
@@ -114,7 +113,8 @@ public:
     auto start = deref(*p, what);
     auto n = read<uint32_t>(start, what);
     if (static_cast<uint64_t>(n) * elem > b_.size() - start - 4)
-      fail(std::string(what) + ": vector of " + std::to_string(n) + " elements runs past end of file");
+      fail(std::string(what) + ": vector of " + std::to_string(n)
+           + " elements runs past end of file");
     return vec{start + 4, n};
   }
 
@@ -140,9 +140,7 @@ public:
     return out;
   }
 
-  size_t size() const {
-    return b_.size();
-  }
+  size_t size() const { return b_.size(); }
 
 private:
   std::span<const uint8_t> b_;
@@ -177,51 +175,51 @@ void read_options(const flatbuffer_view& fb, const flatbuffer_view::table& op,
     return;
   auto& o = out.options;
   switch (out.options_type) {
-    case opt_conv2d:
-      o.padding = padding_of(fb.scalar<int8_t>(*t, 0, 0, "Conv2DOptions.padding"), "Conv2DOptions");
-      o.stride_w = fb.scalar<int32_t>(*t, 1, 0, "Conv2DOptions.stride_w");
-      o.stride_h = fb.scalar<int32_t>(*t, 2, 0, "Conv2DOptions.stride_h");
-      o.activation = activation_of(fb.scalar<int8_t>(*t, 3, 0, "Conv2DOptions.activation"),
-                                   "Conv2DOptions");
-      o.dilation_w = fb.scalar<int32_t>(*t, 4, 1, "Conv2DOptions.dilation_w");
-      o.dilation_h = fb.scalar<int32_t>(*t, 5, 1, "Conv2DOptions.dilation_h");
-      break;
-    case opt_depthwise_conv2d:
-      o.padding = padding_of(fb.scalar<int8_t>(*t, 0, 0, "DepthwiseConv2DOptions.padding"),
-                             "DepthwiseConv2DOptions");
-      o.stride_w = fb.scalar<int32_t>(*t, 1, 0, "DepthwiseConv2DOptions.stride_w");
-      o.stride_h = fb.scalar<int32_t>(*t, 2, 0, "DepthwiseConv2DOptions.stride_h");
-      o.depth_multiplier = fb.scalar<int32_t>(*t, 3, 0, "DepthwiseConv2DOptions.depth_multiplier");
-      o.activation = activation_of(
-        fb.scalar<int8_t>(*t, 4, 0, "DepthwiseConv2DOptions.activation"), "DepthwiseConv2DOptions");
-      o.dilation_w = fb.scalar<int32_t>(*t, 5, 1, "DepthwiseConv2DOptions.dilation_w");
-      o.dilation_h = fb.scalar<int32_t>(*t, 6, 1, "DepthwiseConv2DOptions.dilation_h");
-      break;
-    case opt_pool2d:
-      o.padding = padding_of(fb.scalar<int8_t>(*t, 0, 0, "Pool2DOptions.padding"), "Pool2DOptions");
-      o.stride_w = fb.scalar<int32_t>(*t, 1, 0, "Pool2DOptions.stride_w");
-      o.stride_h = fb.scalar<int32_t>(*t, 2, 0, "Pool2DOptions.stride_h");
-      o.filter_w = fb.scalar<int32_t>(*t, 3, 0, "Pool2DOptions.filter_width");
-      o.filter_h = fb.scalar<int32_t>(*t, 4, 0, "Pool2DOptions.filter_height");
-      o.activation = activation_of(fb.scalar<int8_t>(*t, 5, 0, "Pool2DOptions.activation"),
-                                   "Pool2DOptions");
-      break;
-    case opt_fully_connected:
-      o.activation = activation_of(
-        fb.scalar<int8_t>(*t, 0, 0, "FullyConnectedOptions.activation"), "FullyConnectedOptions");
-      break;
-    case opt_softmax:
-      o.beta = fb.scalar<float>(*t, 0, 0.0f, "SoftmaxOptions.beta");
-      break;
-    case opt_add:
-      o.activation = activation_of(fb.scalar<int8_t>(*t, 0, 0, "AddOptions.activation"),
-                                   "AddOptions");
-      break;
-    case opt_reshape:
-      o.new_shape = fb.scalars<int32_t>(*t, 0, "ReshapeOptions.new_shape");
-      break;
-    default:
-      break; // options Comb does not use are skipped
+  case opt_conv2d:
+    o.padding = padding_of(fb.scalar<int8_t>(*t, 0, 0, "Conv2DOptions.padding"), "Conv2DOptions");
+    o.stride_w = fb.scalar<int32_t>(*t, 1, 0, "Conv2DOptions.stride_w");
+    o.stride_h = fb.scalar<int32_t>(*t, 2, 0, "Conv2DOptions.stride_h");
+    o.activation = activation_of(fb.scalar<int8_t>(*t, 3, 0, "Conv2DOptions.activation"),
+                                 "Conv2DOptions");
+    o.dilation_w = fb.scalar<int32_t>(*t, 4, 1, "Conv2DOptions.dilation_w");
+    o.dilation_h = fb.scalar<int32_t>(*t, 5, 1, "Conv2DOptions.dilation_h");
+    break;
+  case opt_depthwise_conv2d:
+    o.padding = padding_of(fb.scalar<int8_t>(*t, 0, 0, "DepthwiseConv2DOptions.padding"),
+                           "DepthwiseConv2DOptions");
+    o.stride_w = fb.scalar<int32_t>(*t, 1, 0, "DepthwiseConv2DOptions.stride_w");
+    o.stride_h = fb.scalar<int32_t>(*t, 2, 0, "DepthwiseConv2DOptions.stride_h");
+    o.depth_multiplier = fb.scalar<int32_t>(*t, 3, 0, "DepthwiseConv2DOptions.depth_multiplier");
+    o.activation = activation_of(fb.scalar<int8_t>(*t, 4, 0, "DepthwiseConv2DOptions.activation"),
+                                 "DepthwiseConv2DOptions");
+    o.dilation_w = fb.scalar<int32_t>(*t, 5, 1, "DepthwiseConv2DOptions.dilation_w");
+    o.dilation_h = fb.scalar<int32_t>(*t, 6, 1, "DepthwiseConv2DOptions.dilation_h");
+    break;
+  case opt_pool2d:
+    o.padding = padding_of(fb.scalar<int8_t>(*t, 0, 0, "Pool2DOptions.padding"), "Pool2DOptions");
+    o.stride_w = fb.scalar<int32_t>(*t, 1, 0, "Pool2DOptions.stride_w");
+    o.stride_h = fb.scalar<int32_t>(*t, 2, 0, "Pool2DOptions.stride_h");
+    o.filter_w = fb.scalar<int32_t>(*t, 3, 0, "Pool2DOptions.filter_width");
+    o.filter_h = fb.scalar<int32_t>(*t, 4, 0, "Pool2DOptions.filter_height");
+    o.activation = activation_of(fb.scalar<int8_t>(*t, 5, 0, "Pool2DOptions.activation"),
+                                 "Pool2DOptions");
+    break;
+  case opt_fully_connected:
+    o.activation = activation_of(fb.scalar<int8_t>(*t, 0, 0, "FullyConnectedOptions.activation"),
+                                 "FullyConnectedOptions");
+    break;
+  case opt_softmax:
+    o.beta = fb.scalar<float>(*t, 0, 0.0f, "SoftmaxOptions.beta");
+    break;
+  case opt_add:
+    o.activation = activation_of(fb.scalar<int8_t>(*t, 0, 0, "AddOptions.activation"),
+                                 "AddOptions");
+    break;
+  case opt_reshape:
+    o.new_shape = fb.scalars<int32_t>(*t, 0, "ReshapeOptions.new_shape");
+    break;
+  default:
+    break; // options Comb does not use are skipped
   }
 }
 
@@ -255,8 +253,8 @@ tflite_model parse(std::span<const uint8_t> bytes) {
       auto t = fb.vector_table(*v, i, "OperatorCode");
       auto deprecated = fb.scalar<int8_t>(t, 0, 0, "OperatorCode.deprecated_builtin_code");
       auto builtin = fb.scalar<int32_t>(t, 3, 0, "OperatorCode.builtin_code");
-      codes.push_back({std::max<int32_t>(deprecated, builtin),
-                       fb.string(t, 1, "OperatorCode.custom_code")});
+      codes.push_back(
+        {std::max<int32_t>(deprecated, builtin), fb.string(t, 1, "OperatorCode.custom_code")});
     }
   }
 
@@ -297,16 +295,16 @@ tflite_model parse(std::span<const uint8_t> bytes) {
       x.buffer = fb.scalar<uint32_t>(t, 2, 0, "Tensor.buffer");
       x.name = fb.string(t, 3, "Tensor.name");
       if (x.buffer >= m.buffers.size())
-        fail("tensor '" + x.name + "': buffer index " + std::to_string(x.buffer)
-             + " out of range (" + std::to_string(m.buffers.size()) + " buffers)");
+        fail("tensor '" + x.name + "': buffer index " + std::to_string(x.buffer) + " out of range ("
+             + std::to_string(m.buffers.size()) + " buffers)");
       for (auto d : x.shape)
         if (d < 0)
           fail("tensor '" + x.name + "': negative dimension " + std::to_string(d));
       if (auto q = fb.sub_table(t, 4, "Tensor.quantization")) {
         x.quant.scale = fb.scalars<float>(*q, 2, "QuantizationParameters.scale");
         x.quant.zero_point = fb.scalars<int64_t>(*q, 3, "QuantizationParameters.zero_point");
-        x.quant.quantized_dimension = fb.scalar<int32_t>(*q, 6, 0,
-                                                         "QuantizationParameters.quantized_dimension");
+        x.quant.quantized_dimension = fb.scalar<int32_t>(
+          *q, 6, 0, "QuantizationParameters.quantized_dimension");
       }
       m.tensors.push_back(std::move(x));
     }
@@ -340,16 +338,21 @@ tflite_model parse(std::span<const uint8_t> bytes) {
 
 size_t type_size(tflite_type t) {
   switch (t) {
-    case tflite_type::float32:
-    case tflite_type::int32: return 4;
-    case tflite_type::float16:
-    case tflite_type::int16: return 2;
-    case tflite_type::uint8:
-    case tflite_type::int8:
-    case tflite_type::boolean: return 1;
-    case tflite_type::int64:
-    case tflite_type::complex64: return 8;
-    default: return 0;
+  case tflite_type::float32:
+  case tflite_type::int32:
+    return 4;
+  case tflite_type::float16:
+  case tflite_type::int16:
+    return 2;
+  case tflite_type::uint8:
+  case tflite_type::int8:
+  case tflite_type::boolean:
+    return 1;
+  case tflite_type::int64:
+  case tflite_type::complex64:
+    return 8;
+  default:
+    return 0;
   }
 }
 
@@ -357,23 +360,40 @@ size_t type_size(tflite_type t) {
 
 std::string tflite_op_name(int32_t code) {
   switch (code) {
-    case tflite_op::add: return "ADD";
-    case tflite_op::average_pool_2d: return "AVERAGE_POOL_2D";
-    case tflite_op::concatenation: return "CONCATENATION";
-    case tflite_op::conv_2d: return "CONV_2D";
-    case tflite_op::depthwise_conv_2d: return "DEPTHWISE_CONV_2D";
-    case tflite_op::dequantize: return "DEQUANTIZE";
-    case tflite_op::fully_connected: return "FULLY_CONNECTED";
-    case tflite_op::logistic: return "LOGISTIC";
-    case tflite_op::max_pool_2d: return "MAX_POOL_2D";
-    case tflite_op::relu: return "RELU";
-    case tflite_op::relu6: return "RELU6";
-    case tflite_op::reshape: return "RESHAPE";
-    case tflite_op::softmax: return "SOFTMAX";
-    case tflite_op::mean: return "MEAN";
-    case tflite_op::squeeze: return "SQUEEZE";
-    case tflite_op::quantize: return "QUANTIZE";
-    default: return "BUILTIN_" + std::to_string(code);
+  case tflite_op::add:
+    return "ADD";
+  case tflite_op::average_pool_2d:
+    return "AVERAGE_POOL_2D";
+  case tflite_op::concatenation:
+    return "CONCATENATION";
+  case tflite_op::conv_2d:
+    return "CONV_2D";
+  case tflite_op::depthwise_conv_2d:
+    return "DEPTHWISE_CONV_2D";
+  case tflite_op::dequantize:
+    return "DEQUANTIZE";
+  case tflite_op::fully_connected:
+    return "FULLY_CONNECTED";
+  case tflite_op::logistic:
+    return "LOGISTIC";
+  case tflite_op::max_pool_2d:
+    return "MAX_POOL_2D";
+  case tflite_op::relu:
+    return "RELU";
+  case tflite_op::relu6:
+    return "RELU6";
+  case tflite_op::reshape:
+    return "RESHAPE";
+  case tflite_op::softmax:
+    return "SOFTMAX";
+  case tflite_op::mean:
+    return "MEAN";
+  case tflite_op::squeeze:
+    return "SQUEEZE";
+  case tflite_op::quantize:
+    return "QUANTIZE";
+  default:
+    return "BUILTIN_" + std::to_string(code);
   }
 }
 
@@ -422,8 +442,9 @@ caf::expected<std::vector<float>> tflite_model::dequantize(size_t index) const {
   if (!q.present())
     return make_error(errc::bad_model, where + ": quantized tensor without scale");
   if (!q.zero_point.empty() && q.zero_point.size() != q.scale.size())
-    return make_error(errc::bad_model, where + ": " + std::to_string(q.scale.size()) + " scales but "
-                                         + std::to_string(q.zero_point.size()) + " zero points");
+    return make_error(errc::bad_model, where + ": " + std::to_string(q.scale.size())
+                                         + " scales but " + std::to_string(q.zero_point.size())
+                                         + " zero points");
   // Per-axis quantization: the channel of element i along quantized_dimension.
   int64_t inner = 1, axis_len = 1;
   if (q.scale.size() > 1) {
@@ -471,7 +492,8 @@ caf::expected<tflite_model> load_tflite(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return make_error(errc::not_found, "tflite: cannot open '" + path + "'");
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
   auto m = read_tflite(bytes);
   if (!m)
     return make_error(errc::corrupt_data, "'" + path + "': " + describe(m.error()));

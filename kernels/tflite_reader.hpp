@@ -56,7 +56,14 @@ constexpr int32_t quantize = 114;
 std::string tflite_op_name(int32_t code);
 
 /// Fused activation (schema.fbs ActivationFunctionType).
-enum class tflite_activation : int8_t { none = 0, relu = 1, relu_n1_to_1 = 2, relu6 = 3, tanh = 4, sign_bit = 5 };
+enum class tflite_activation : int8_t {
+  none = 0,
+  relu = 1,
+  relu_n1_to_1 = 2,
+  relu6 = 3,
+  tanh = 4,
+  sign_bit = 5
+};
 
 /// Padding (schema.fbs Padding).
 enum class tflite_padding : int8_t { same = 0, valid = 1 };

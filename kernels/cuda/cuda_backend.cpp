@@ -15,7 +15,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #if COMB_HAVE_CUDNN
-#include <cudnn.h>
+#  include <cudnn.h>
 #endif
 
 #include <limits>
@@ -85,10 +85,8 @@ std::string describe_device() {
 }
 
 bool backend::supports(const std::string& op) const {
-  static const std::set<std::string> ops = {"bias_act",      "softmax",
-                                            "embedding",     "max_over_time",
-                                            "depthwise_conv_nhwc", "gemm",
-                                            "dense"};
+  static const std::set<std::string> ops = {
+    "bias_act", "softmax", "embedding", "max_over_time", "depthwise_conv_nhwc", "gemm", "dense"};
   return ops.count(op) > 0 || (op == "conv2d_nhwc" && has_cudnn());
 }
 
@@ -107,8 +105,8 @@ caf::error bias_act(float* x, const float* bias, int64_t rows, int cols, float l
   if (bias)
     if (auto err = upload(db, bias, cols))
       return err;
-  COMB_CUDA_CHECK(bias_act_cuda(dx.as<float>(), bias ? db.as<float>() : nullptr, rows,
-                                          cols, lo, hi, nullptr));
+  COMB_CUDA_CHECK(
+    bias_act_cuda(dx.as<float>(), bias ? db.as<float>() : nullptr, rows, cols, lo, hi, nullptr));
   return download(x, dx, n);
 }
 
@@ -140,7 +138,7 @@ caf::error embedding(const int32_t* ids, int64_t n, const float* table, int voca
   if (auto err = upload(dbad, &zero, 1))
     return err;
   COMB_CUDA_CHECK(embedding_cuda(dids.as<int32_t>(), n, dtable.as<float>(), vocab, dim,
-                                           dout.as<float>(), dbad.as<int>(), nullptr));
+                                 dout.as<float>(), dbad.as<int>(), nullptr));
   if (auto err = download(&bad, dbad, 1))
     return err;
   if (bad)
@@ -157,8 +155,8 @@ caf::error max_over_time(const float* x, int batch, int time, int channels, floa
     return err;
   if (auto err = alloc(dout, static_cast<size_t>(batch) * channels * sizeof(float)))
     return err;
-  COMB_CUDA_CHECK(max_over_time_cuda(dx.as<float>(), batch, time, time, channels,
-                                               dout.as<float>(), nullptr, nullptr));
+  COMB_CUDA_CHECK(max_over_time_cuda(dx.as<float>(), batch, time, time, channels, dout.as<float>(),
+                                     nullptr, nullptr));
   return download(out, dout, static_cast<size_t>(batch) * channels);
 }
 
@@ -200,8 +198,8 @@ caf::error gemm(const float* a, const float* b, const float* bias, int64_t m, in
     return err;
   if (auto err = detail::gemm_device(da.as<float>(), dbm.as<float>(), m, k, n, dc.as<float>()))
     return err;
-  COMB_CUDA_CHECK(bias_act_cuda(dc.as<float>(), bias ? dbias.as<float>() : nullptr, m, n,
-                                          lo, hi, nullptr));
+  COMB_CUDA_CHECK(
+    bias_act_cuda(dc.as<float>(), bias ? dbias.as<float>() : nullptr, m, n, lo, hi, nullptr));
   return download(c, dc, static_cast<size_t>(m) * n);
 }
 
@@ -227,8 +225,8 @@ caf::error dense(const float* x, const float* w, const float* bias, int64_t m, i
   COMB_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, n, static_cast<int>(m), k, &one,
                                 dw.as<float>(), k, dx.as<float>(), k, &zero, dout.as<float>(), n));
   const float inf = std::numeric_limits<float>::infinity();
-  COMB_CUDA_CHECK(bias_act_cuda(dout.as<float>(), bias ? dbias.as<float>() : nullptr, m,
-                                          n, -inf, inf, nullptr));
+  COMB_CUDA_CHECK(
+    bias_act_cuda(dout.as<float>(), bias ? dbias.as<float>() : nullptr, m, n, -inf, inf, nullptr));
   return download(out, dout, static_cast<size_t>(m) * n);
 }
 

@@ -37,9 +37,7 @@ std::string describe_device();
 /// when device_count() > 0 (see register_if_available).
 class backend {
 public:
-  std::string name() const {
-    return "cuda";
-  }
+  std::string name() const { return "cuda"; }
   /// Ops this backend runs: bias_act, softmax, embedding, max_over_time, depthwise_conv_nhwc,
   /// gemm, dense, and conv2d_nhwc when cuDNN is present.
   bool supports(const std::string& op) const;

@@ -42,8 +42,8 @@ caf::error embedding(const int32_t*, int64_t, const float*, int, int, float*) {
 caf::error max_over_time(const float*, int, int, int, float*) {
   return not_built();
 }
-caf::error depthwise_conv_nhwc(const conv2d_nhwc_params&, const float*, const float*,
-                               const float*, float*) {
+caf::error depthwise_conv_nhwc(const conv2d_nhwc_params&, const float*, const float*, const float*,
+                               float*) {
   return not_built();
 }
 caf::error gemm(const float*, const float*, const float*, int64_t, int, int, float, float, float*) {

@@ -19,28 +19,28 @@ inline caf::error failure(const char* api, const std::string& status, const char
 
 } // namespace comb::kernels::cuda::detail
 
-#define COMB_CUDA_CHECK(expr)                                                                     \
-  do {                                                                                            \
-    /* the ops' <op>_cuda launchers return their cudaError_t as an int */                       \
-    cudaError_t comb_status_ = static_cast<cudaError_t>(expr);                                    \
-    if (comb_status_ != cudaSuccess)                                                              \
-      return ::comb::kernels::cuda::detail::failure("CUDA", cudaGetErrorString(comb_status_),     \
-                                                    #expr, __FILE__, __LINE__);                   \
+#define COMB_CUDA_CHECK(expr)                                                                      \
+  do {                                                                                             \
+    /* the ops' <op>_cuda launchers return their cudaError_t as an int */                          \
+    cudaError_t comb_status_ = static_cast<cudaError_t>(expr);                                     \
+    if (comb_status_ != cudaSuccess)                                                               \
+      return ::comb::kernels::cuda::detail::failure("CUDA", cudaGetErrorString(comb_status_),      \
+                                                    #expr, __FILE__, __LINE__);                    \
   } while (false)
 
-#define COMB_CUBLAS_CHECK(expr)                                                                   \
-  do {                                                                                            \
-    cublasStatus_t comb_status_ = (expr);                                                         \
-    if (comb_status_ != CUBLAS_STATUS_SUCCESS)                                                    \
-      return ::comb::kernels::cuda::detail::failure(                                              \
-        "cuBLAS", "status " + std::to_string(static_cast<int>(comb_status_)), #expr, __FILE__,    \
-        __LINE__);                                                                                \
+#define COMB_CUBLAS_CHECK(expr)                                                                    \
+  do {                                                                                             \
+    cublasStatus_t comb_status_ = (expr);                                                          \
+    if (comb_status_ != CUBLAS_STATUS_SUCCESS)                                                     \
+      return ::comb::kernels::cuda::detail::failure(                                               \
+        "cuBLAS", "status " + std::to_string(static_cast<int>(comb_status_)), #expr, __FILE__,     \
+        __LINE__);                                                                                 \
   } while (false)
 
-#define COMB_CUDNN_CHECK(expr)                                                                    \
-  do {                                                                                            \
-    cudnnStatus_t comb_status_ = (expr);                                                          \
-    if (comb_status_ != CUDNN_STATUS_SUCCESS)                                                     \
-      return ::comb::kernels::cuda::detail::failure("cuDNN", cudnnGetErrorString(comb_status_),   \
-                                                    #expr, __FILE__, __LINE__);                   \
+#define COMB_CUDNN_CHECK(expr)                                                                     \
+  do {                                                                                             \
+    cudnnStatus_t comb_status_ = (expr);                                                           \
+    if (comb_status_ != CUDNN_STATUS_SUCCESS)                                                      \
+      return ::comb::kernels::cuda::detail::failure("cuDNN", cudnnGetErrorString(comb_status_),    \
+                                                    #expr, __FILE__, __LINE__);                    \
   } while (false)

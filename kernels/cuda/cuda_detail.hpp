@@ -45,7 +45,7 @@ caf::error gemm_device(const float* a, const float* b, int64_t m, int k, int n, 
 
 /// NHWC convolution through cuDNN, weights HWIO on the device, then bias (may be nullptr)
 /// and the clamp p.lo..p.hi; errc::unsupported without cuDNN or for asymmetric padding.
-caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
-                         const float* hwio, const float* bias, float* out);
+caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in, const float* hwio,
+                         const float* bias, float* out);
 
 } // namespace comb::kernels::cuda::detail

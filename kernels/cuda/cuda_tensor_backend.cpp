@@ -69,34 +69,33 @@ public:
 std::pair<float, float> clamp_of(activation a) {
   const float inf = std::numeric_limits<float>::infinity();
   switch (a) {
-    case activation::relu: return {0.0f, inf};
-    case activation::relu6: return {0.0f, 6.0f};
-    default: return {-inf, inf};
+  case activation::relu:
+    return {0.0f, inf};
+  case activation::relu6:
+    return {0.0f, 6.0f};
+  default:
+    return {-inf, inf};
   }
 }
 
 class cuda_tensor_backend final : public backend {
 public:
-  std::string name() const override {
-    return "cuda";
-  }
+  std::string name() const override { return "cuda"; }
 
-  kernels::device device() const override {
-    return device::cuda;
-  }
+  kernels::device device() const override { return device::cuda; }
 
   bool supports(op o) const override {
     switch (o) {
-      case op::embedding:
-      case op::bias_act:
-      case op::max_over_time:
-      case op::dense:
-      case op::softmax:
-      case op::add:
-      case op::conv2d: // depthwise always; dense convolutions need cuDNN
-        return true;
-      default:
-        return false;
+    case op::embedding:
+    case op::bias_act:
+    case op::max_over_time:
+    case op::dense:
+    case op::softmax:
+    case op::add:
+    case op::conv2d: // depthwise always; dense convolutions need cuDNN
+      return true;
+    default:
+      return false;
     }
   }
 
@@ -106,16 +105,13 @@ protected:
     COMB_CUDA_CHECK(cudaMalloc(&flag, sizeof(int)));
     struct guard {
       void* p;
-      ~guard() {
-        (void) cudaFree(p);
-      }
+      ~guard() { (void) cudaFree(p); }
     } g{flag};
     COMB_CUDA_CHECK(cudaMemset(flag, 0, sizeof(int)));
     int vocab = static_cast<int>(table.dim(0)), dim = static_cast<int>(table.dim(1));
-    COMB_CUDA_CHECK(embedding_cuda(tokens.data<int32_t>(), tokens.numel(),
-                                                   table.data<float>(), vocab, dim,
-                                                   out.data<float>(), static_cast<int*>(flag),
-                                                   nullptr));
+    COMB_CUDA_CHECK(embedding_cuda(tokens.data<int32_t>(), tokens.numel(), table.data<float>(),
+                                   vocab, dim, out.data<float>(), static_cast<int*>(flag),
+                                   nullptr));
     int bad = 0;
     COMB_CUDA_CHECK(cudaMemcpy(&bad, flag, sizeof(int), cudaMemcpyDeviceToHost));
     if (bad)
@@ -129,19 +125,18 @@ protected:
       COMB_CUDA_CHECK(cudaMemcpy(y.raw(), x.raw(), x.bytes(), cudaMemcpyDeviceToDevice));
     int64_t cols = x.dim(x.rank() - 1);
     auto [lo, hi] = clamp_of(a);
-    COMB_CUDA_CHECK(bias_act_cuda(y.data<float>(),
-                                                  bias ? bias->data<float>() : nullptr,
-                                                  cols ? x.numel() / cols : 0,
-                                                  static_cast<int>(cols), lo, hi, nullptr));
+    COMB_CUDA_CHECK(bias_act_cuda(y.data<float>(), bias ? bias->data<float>() : nullptr,
+                                  cols ? x.numel() / cols : 0, static_cast<int>(cols), lo, hi,
+                                  nullptr));
     return caf::none;
   }
 
-  caf::error do_max_over_time(const tensor& x, int64_t valid, tensor& y,
-                              tensor& argmax) override {
+  caf::error do_max_over_time(const tensor& x, int64_t valid, tensor& y, tensor& argmax) override {
     int t = static_cast<int>(x.dim(1));
-    COMB_CUDA_CHECK(max_over_time_cuda(
-      x.data<float>(), static_cast<int>(x.dim(0)), t, valid > 0 ? static_cast<int>(valid) : t,
-      static_cast<int>(x.dim(2)), y.data<float>(), argmax.data<int32_t>(), nullptr));
+    COMB_CUDA_CHECK(max_over_time_cuda(x.data<float>(), static_cast<int>(x.dim(0)), t,
+                                       valid > 0 ? static_cast<int>(valid) : t,
+                                       static_cast<int>(x.dim(2)), y.data<float>(),
+                                       argmax.data<int32_t>(), nullptr));
     return caf::none;
   }
 
@@ -153,27 +148,26 @@ protected:
       return err;
     if (bias) {
       const float inf = std::numeric_limits<float>::infinity();
-      COMB_CUDA_CHECK(bias_act_cuda(y.data<float>(), bias->data<float>(), m, n,
-                                                    -inf, inf, nullptr));
+      COMB_CUDA_CHECK(
+        bias_act_cuda(y.data<float>(), bias->data<float>(), m, n, -inf, inf, nullptr));
     }
     return caf::none;
   }
 
   caf::error do_softmax(const tensor& logits, tensor& probs) override {
     COMB_CUDA_CHECK(softmax_cuda(logits.data<float>(), logits.dim(0),
-                                                 static_cast<int>(logits.dim(1)),
-                                                 probs.data<float>(), nullptr));
+                                 static_cast<int>(logits.dim(1)), probs.data<float>(), nullptr));
     return caf::none;
   }
 
   caf::error do_add(const tensor& a, const tensor& b, tensor& y) override {
-    COMB_CUDA_CHECK(add_cuda(a.data<float>(), b.data<float>(), a.numel(),
-                                             y.data<float>(), nullptr));
+    COMB_CUDA_CHECK(
+      add_cuda(a.data<float>(), b.data<float>(), a.numel(), y.data<float>(), nullptr));
     return caf::none;
   }
 
-  caf::error do_conv2d(const tensor& x, const tensor& w, const tensor* bias,
-                       const conv2d_params& p, tensor& y) override {
+  caf::error do_conv2d(const tensor& x, const tensor& w, const tensor* bias, const conv2d_params& p,
+                       tensor& y) override {
     conv2d_nhwc_params q;
     q.n = static_cast<int>(x.dim(0));
     q.h = static_cast<int>(x.dim(1));
@@ -190,8 +184,8 @@ protected:
     int cout = static_cast<int>(w.dim(3));
     const float* b = bias ? bias->data<float>() : nullptr;
     if (p.groups == q.c && cout == q.c && w.dim(2) == 1) {
-      COMB_CUDA_CHECK(depthwise_conv_nhwc_cuda(q, x.data<float>(), w.data<float>(), b,
-                                               y.data<float>(), nullptr));
+      COMB_CUDA_CHECK(
+        depthwise_conv_nhwc_cuda(q, x.data<float>(), w.data<float>(), b, y.data<float>(), nullptr));
       return caf::none;
     }
     if (p.groups != 1)

@@ -14,8 +14,8 @@
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#define COMB_CONV1D_TILE_AVX512 1
+#  include <immintrin.h>
+#  define COMB_CONV1D_TILE_AVX512 1
 #endif
 
 namespace comb::kernels::detail {
@@ -61,30 +61,30 @@ inline bool conv1d_tile_avx512() {
 /// a window being nseg segments of len contiguous floats, segment s at rows[r] + s * stride
 /// (conv1d: one segment of k * c_in; conv2d: kh segments of kw * c_in, one per kernel row).
 template <int V>
-__attribute__((target("avx512f"), always_inline)) inline void
-conv_tile_accumulate(const float* const* rows, int64_t nseg, int64_t stride, int64_t len,
-                     const float* panel, __m512 (&acc)[conv1d_tile_rows][V]) {
-#pragma GCC unroll 8
+__attribute__((target("avx512f"), always_inline)) inline void conv_tile_accumulate(
+  const float* const* rows, int64_t nseg, int64_t stride, int64_t len, const float* panel,
+  __m512 (&acc)[conv1d_tile_rows][V]) {
+#  pragma GCC unroll 8
   for (int r = 0; r < conv1d_tile_rows; ++r)
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
       acc[r][v] = _mm512_setzero_ps();
   for (int64_t s = 0; s < nseg; ++s) {
     const float* seg[conv1d_tile_rows];
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
     for (int r = 0; r < conv1d_tile_rows; ++r)
       seg[r] = rows[r] + s * stride;
     const float* ps = panel + s * len * (16 * V);
     for (int64_t kk = 0; kk < len; ++kk) {
       const float* wr = ps + kk * (16 * V);
       __m512 wv[V];
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
       for (int v = 0; v < V; ++v)
         wv[v] = _mm512_load_ps(wr + 16 * v);
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
       for (int r = 0; r < conv1d_tile_rows; ++r) {
         __m512 xb = _mm512_set1_ps(seg[r][kk]);
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
         for (int v = 0; v < V; ++v)
           acc[r][v] = _mm512_fmadd_ps(xb, wv[v], acc[r][v]);
       }
@@ -95,22 +95,22 @@ conv_tile_accumulate(const float* const* rows, int64_t nseg, int64_t stride, int
 /// Stores acc rows [0, n) (n <= 8) to out[r] + col0 for the block's V vectors, clipped to
 /// c_out, plus bias (nullptr: none).
 template <int V>
-__attribute__((target("avx512f"), always_inline)) inline void
-conv_tile_store(const __m512 (&acc)[conv1d_tile_rows][V], int64_t n, float* const* out,
-                int64_t col0, int64_t c_out, const float* bias) {
+__attribute__((target("avx512f"), always_inline)) inline void conv_tile_store(
+  const __m512 (&acc)[conv1d_tile_rows][V], int64_t n, float* const* out, int64_t col0,
+  int64_t c_out, const float* bias) {
   __mmask16 mask[V];
   __m512 bv[V];
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
   for (int v = 0; v < V; ++v) {
     int64_t left = std::clamp<int64_t>(c_out - col0 - 16 * v, 0, 16);
     mask[v] = static_cast<__mmask16>((1u << left) - 1);
     bv[v] = bias ? _mm512_maskz_loadu_ps(mask[v], bias + col0 + 16 * v) : _mm512_setzero_ps();
   }
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
   for (int r = 0; r < conv1d_tile_rows; ++r) {
     if (r >= n)
       break;
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
       _mm512_mask_storeu_ps(out[r] + col0 + 16 * v, mask[v], _mm512_add_ps(acc[r][v], bv[v]));
   }
@@ -128,7 +128,7 @@ __attribute__((target("avx512f"))) void conv1d_tiles_store(const float* xs, int6
   for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
     const float* rows[conv1d_tile_rows];
     float* out[conv1d_tile_rows];
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
     for (int r = 0; r < conv1d_tile_rows; ++r) {
       int64_t t = std::min<int64_t>(t0 + r, t_out - 1);
       rows[r] = xs + t * c_in;
@@ -146,10 +146,9 @@ __attribute__((target("avx512f"))) void conv1d_tiles_store(const float* xs, int6
 /// the window kh segments of kw * c_in floats; out[r] its output row. n pixels are real.
 template <int V>
 __attribute__((target("avx512f"))) void conv2d_tile_store(const float* const* rows, int64_t n,
-                                                          int64_t kh, int64_t stride,
-                                                          int64_t len, const float* wp,
-                                                          int64_t col0, int64_t c_out,
-                                                          const float* bias,
+                                                          int64_t kh, int64_t stride, int64_t len,
+                                                          const float* wp, int64_t col0,
+                                                          int64_t c_out, const float* bias,
                                                           float* const* out) {
   __m512 acc[conv1d_tile_rows][V];
   conv_tile_accumulate<V>(rows, kh, stride, len, wp + kh * len * col0, acc);
@@ -159,10 +158,9 @@ __attribute__((target("avx512f"))) void conv2d_tile_store(const float* const* ro
 /// Max over windows t = 0 .. t_out - 1 for the block at filter col0 (V vectors): best/arg
 /// (indexed by filter) get the first maximum and its t for the block's 16 V filters.
 template <int V>
-__attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_t c_in,
-                                                         int64_t kd, int64_t t_out,
-                                                         const float* wp, int64_t col0,
-                                                         float* best, int32_t* arg) {
+__attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_t c_in, int64_t kd,
+                                                         int64_t t_out, const float* wp,
+                                                         int64_t col0, float* best, int32_t* arg) {
   __m512 bv[V];
   __m512i av[V];
   for (int v = 0; v < V; ++v) {
@@ -171,24 +169,24 @@ __attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_
   }
   for (int64_t t0 = 0; t0 < t_out; t0 += conv1d_tile_rows) {
     const float* rows[conv1d_tile_rows];
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
     for (int r = 0; r < conv1d_tile_rows; ++r)
       rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
     __m512 acc[conv1d_tile_rows][V];
     conv_tile_accumulate<V>(rows, 1, 0, kd, wp + kd * col0, acc);
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
     for (int r = 0; r < conv1d_tile_rows; ++r) {
       int64_t t = t0 + r;
       if (t >= t_out)
         break;
       if (t == 0) {
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
         for (int v = 0; v < V; ++v)
           bv[v] = acc[r][v];
         continue;
       }
       __m512i tv = _mm512_set1_epi32(static_cast<int>(t));
-#pragma GCC unroll 4
+#  pragma GCC unroll 4
       for (int v = 0; v < V; ++v) {
         // Strictly greater, NaN never wins: the first maximum is kept, as max_over_time.
         __mmask16 m = _mm512_cmp_ps_mask(acc[r][v], bv[v], _CMP_GT_OQ);

@@ -61,9 +61,7 @@ public:
       t.join();
   }
 
-  int threads() const {
-    return threads_;
-  }
+  int threads() const { return threads_; }
 
   void run(int64_t parts, const std::function<void(int64_t)>& fn) {
     std::lock_guard<std::mutex> region{region_mtx_};
@@ -168,8 +166,7 @@ void park_workers() {
     park_request.store(true, std::memory_order_relaxed);
 }
 
-void parallel_range(int64_t n, int64_t grain,
-                    const std::function<void(int64_t, int64_t)>& fn) {
+void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0)
     return;
   grain = std::max<int64_t>(grain, 1);

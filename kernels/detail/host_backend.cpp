@@ -34,10 +34,10 @@ caf::error host_backend::do_embedding(const tensor& tokens, const tensor& table,
   auto* tk = i(tokens);
   for (int64_t j = 0; j < tokens.numel(); ++j)
     if (tk[j] < 0 || tk[j] >= vocab)
-      return make_error(errc::invalid_argument,
-                        "embedding: token " + std::to_string(tk[j]) + " at position "
-                          + std::to_string(j) + " outside the vocabulary 0.."
-                          + std::to_string(vocab - 1));
+      return make_error(errc::invalid_argument, "embedding: token " + std::to_string(tk[j])
+                                                  + " at position " + std::to_string(j)
+                                                  + " outside the vocabulary 0.."
+                                                  + std::to_string(vocab - 1));
   ops_.embedding(tk, tokens.numel(), f(table), table.dim(1), f(out));
   return {};
 }
@@ -48,9 +48,9 @@ caf::error host_backend::do_embedding_backward(const tensor& tokens, const tenso
   auto* tk = i(tokens);
   for (int64_t j = 0; j < tokens.numel(); ++j)
     if (tk[j] < 0 || tk[j] >= vocab)
-      return make_error(errc::invalid_argument,
-                        "embedding_backward: token " + std::to_string(tk[j])
-                          + " outside the vocabulary 0.." + std::to_string(vocab - 1));
+      return make_error(errc::invalid_argument, "embedding_backward: token " + std::to_string(tk[j])
+                                                  + " outside the vocabulary 0.."
+                                                  + std::to_string(vocab - 1));
   ops_.embedding_backward(tk, tokens.numel(), f(d_out), d_out.dim(2), vocab, f(d_table));
   return {};
 }
@@ -72,8 +72,8 @@ caf::error host_backend::do_conv1d_backward(const tensor& x, const tensor& w, co
 
 caf::error host_backend::do_conv2d(const tensor& x, const tensor& w, const tensor* bias,
                                    const conv2d_params& p, tensor& y) {
-  auto d = make_conv2d_dims(x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(1),
-                            w.dim(3), p);
+  auto d = make_conv2d_dims(x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(1), w.dim(3),
+                            p);
   ops_.conv2d(d, f(x), f(w), f(bias), f(y));
   return {};
 }
@@ -81,8 +81,8 @@ caf::error host_backend::do_conv2d(const tensor& x, const tensor& w, const tenso
 caf::error host_backend::do_conv2d_backward(const tensor& x, const tensor& w, const tensor& dy,
                                             const conv2d_params& p, tensor* dx, tensor& dw,
                                             tensor* dbias) {
-  auto d = make_conv2d_dims(x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(1),
-                            w.dim(3), p);
+  auto d = make_conv2d_dims(x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(0), w.dim(1), w.dim(3),
+                            p);
   ops_.conv2d_backward(d, f(x), f(w), f(dy), f(dx), f(dw), f(dbias));
   return {};
 }
@@ -95,13 +95,11 @@ caf::error host_backend::do_batch_norm_fold(tensor& w, tensor& bias, const tenso
     if (!(vr[c] + eps > 0))
       return make_error(errc::invalid_argument, "batch_norm_fold: variance of channel "
                                                   + std::to_string(c) + " is negative");
-  ops_.batch_norm_fold(f(w), w.numel(), f(bias), bias.numel(), f(gamma), f(beta), f(mean),
-                       vr, eps);
+  ops_.batch_norm_fold(f(w), w.numel(), f(bias), bias.numel(), f(gamma), f(beta), f(mean), vr, eps);
   return {};
 }
 
-caf::error host_backend::do_bias_act(const tensor& x, const tensor* bias, activation a,
-                                     tensor& y) {
+caf::error host_backend::do_bias_act(const tensor& x, const tensor* bias, activation a, tensor& y) {
   ops_.bias_act(f(x), rows_of(x), x.dim(x.rank() - 1), f(bias), a, f(y));
   return {};
 }
@@ -114,8 +112,7 @@ caf::error host_backend::do_bias_act_backward(const tensor& y, const tensor& dy,
 
 caf::error host_backend::do_max_over_time(const tensor& x, int64_t valid, tensor& y,
                                           tensor& argmax) {
-  ops_.max_over_time(f(x), x.dim(0), x.dim(1), x.dim(2), valid, f(y),
-                     argmax.data<int32_t>());
+  ops_.max_over_time(f(x), x.dim(0), x.dim(1), x.dim(2), valid, f(y), argmax.data<int32_t>());
   return {};
 }
 
@@ -139,8 +136,8 @@ caf::error host_backend::do_pool2d(const tensor& x, const pool2d_params& p, tens
 
 caf::error host_backend::do_pool2d_backward(const tensor& x, const tensor& dy,
                                             const pool2d_params& p, tensor& dx) {
-  ops_.pool2d_backward(make_pool2d_dims(x.dim(0), x.dim(1), x.dim(2), x.dim(3), p), f(x),
-                       f(dy), f(dx));
+  ops_.pool2d_backward(make_pool2d_dims(x.dim(0), x.dim(1), x.dim(2), x.dim(3), p), f(x), f(dy),
+                       f(dx));
   return {};
 }
 
@@ -149,16 +146,14 @@ caf::error host_backend::do_global_avg_pool(const tensor& x, tensor& y) {
   return {};
 }
 
-caf::error host_backend::do_dense(const tensor& x, const tensor& w, const tensor* bias,
-                                  tensor& y) {
+caf::error host_backend::do_dense(const tensor& x, const tensor& w, const tensor* bias, tensor& y) {
   ops_.dense(f(x), x.dim(0), x.dim(1), f(w), w.dim(1), f(bias), f(y));
   return {};
 }
 
 caf::error host_backend::do_dense_backward(const tensor& x, const tensor& w, const tensor& dy,
                                            tensor* dx, tensor& dw, tensor* dbias) {
-  ops_.dense_backward(f(x), x.dim(0), x.dim(1), f(w), w.dim(1), f(dy), f(dx), f(dw),
-                      f(dbias));
+  ops_.dense_backward(f(x), x.dim(0), x.dim(1), f(w), w.dim(1), f(dy), f(dx), f(dw), f(dbias));
   return {};
 }
 
@@ -168,17 +163,13 @@ caf::error host_backend::do_softmax(const tensor& logits, tensor& probs) {
 }
 
 caf::expected<float> host_backend::do_softmax_cross_entropy(const tensor& logits,
-                                                            const tensor& labels,
-                                                            tensor& probs) {
-  return ops_.softmax_cross_entropy(f(logits), i(labels), logits.dim(0), logits.dim(1),
-                                    f(probs));
+                                                            const tensor& labels, tensor& probs) {
+  return ops_.softmax_cross_entropy(f(logits), i(labels), logits.dim(0), logits.dim(1), f(probs));
 }
 
 caf::error host_backend::do_softmax_cross_entropy_backward(const tensor& probs,
-                                                           const tensor& labels,
-                                                           tensor& d_logits) {
-  ops_.softmax_cross_entropy_backward(f(probs), i(labels), probs.dim(0), probs.dim(1),
-                                      f(d_logits));
+                                                           const tensor& labels, tensor& d_logits) {
+  ops_.softmax_cross_entropy_backward(f(probs), i(labels), probs.dim(0), probs.dim(1), f(d_logits));
   return {};
 }
 
@@ -238,8 +229,7 @@ caf::error host_backend::do_concat(const std::vector<const tensor*>& parts, tens
     ptrs.push_back(p->data<float>());
     widths.push_back(p->dim(p->rank() - 1));
   }
-  ops_.concat(ptrs.data(), widths.data(), static_cast<int64_t>(parts.size()), rows_of(y),
-              f(y));
+  ops_.concat(ptrs.data(), widths.data(), static_cast<int64_t>(parts.size()), rows_of(y), f(y));
   return {};
 }
 
@@ -262,10 +252,10 @@ caf::error host_backend::do_conv1d_max(const tensor& x, const tensor& w, const t
   return {};
 }
 
-caf::error host_backend::do_conv1d_max_backward(const tensor& x, const tensor& w,
-                                                const tensor& y, const tensor& argmax,
-                                                const tensor& dy, activation a, tensor* dx,
-                                                tensor& dw, tensor* dbias) {
+caf::error host_backend::do_conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
+                                                const tensor& argmax, const tensor& dy,
+                                                activation a, tensor* dx, tensor& dw,
+                                                tensor* dbias) {
   auto d = make_conv1d_dims(x.dim(0), x.dim(1), x.dim(2), w.dim(0), w.dim(2), padding1d::valid);
   auto* am = i(argmax);
   for (int64_t j = 0; j < argmax.numel(); ++j)

@@ -10,9 +10,7 @@ float* scratch(size_t floats, int slot) {
   struct buf {
     float* p = nullptr;
     size_t n = 0;
-    ~buf() {
-      std::free(p);
-    }
+    ~buf() { std::free(p); }
   };
   thread_local buf bufs[4];
   auto& b = bufs[slot & 3];

@@ -8,9 +8,9 @@
 #include "kernels/detail/scratch.hpp"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define COMB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#  define COMB_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#define COMB_CLONES
+#  define COMB_CLONES
 #endif
 
 #include <cstdlib>
@@ -22,8 +22,8 @@ namespace comb::kernels::detail {
 /// it to run the portable fallbacks on AVX-512 machines too). Read once.
 inline bool use_avx512_kernels() {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-  static const bool yes =
-    __builtin_cpu_supports("avx512f") && !std::getenv("COMB_KERNELS_NO_AVX512");
+  static const bool yes = __builtin_cpu_supports("avx512f")
+                          && !std::getenv("COMB_KERNELS_NO_AVX512");
   return yes;
 #else
   return false;
@@ -31,4 +31,3 @@ inline bool use_avx512_kernels() {
 }
 
 } // namespace comb::kernels::detail
-

@@ -2,8 +2,8 @@
 // function. For the models' long chains of backend calls. Header only.
 #pragma once
 
-#define COMB_TRY(expr)                                                                     \
-  do {                                                                                     \
-    if (auto err_ = (expr))                                                                \
-      return err_;                                                                         \
+#define COMB_TRY(expr)                                                                             \
+  do {                                                                                             \
+    if (auto err_ = (expr))                                                                        \
+      return err_;                                                                                 \
   } while (false)

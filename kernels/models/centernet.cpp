@@ -129,11 +129,16 @@ void centernet::init_head(uint64_t seed) {
 }
 
 std::vector<std::pair<std::string, centernet::conv*>> centernet::convs() {
-  return {{"neck.reduce", &reduce_},          {"neck.up0", &neck_[0]},
-          {"neck.up1", &neck_[1]},            {"neck.up2", &neck_[2]},
-          {"heads.heat.hidden", &heat_hidden_}, {"heads.heat.out", &heat_out_},
-          {"heads.size.hidden", &size_hidden_}, {"heads.size.out", &size_out_},
-          {"heads.offset.hidden", &offset_hidden_}, {"heads.offset.out", &offset_out_}};
+  return {{"neck.reduce", &reduce_},
+          {"neck.up0", &neck_[0]},
+          {"neck.up1", &neck_[1]},
+          {"neck.up2", &neck_[2]},
+          {"heads.heat.hidden", &heat_hidden_},
+          {"heads.heat.out", &heat_out_},
+          {"heads.size.hidden", &size_hidden_},
+          {"heads.size.out", &size_out_},
+          {"heads.offset.hidden", &offset_hidden_},
+          {"heads.offset.out", &offset_out_}};
 }
 
 caf::error centernet::save(const std::string& path) const {
@@ -241,7 +246,8 @@ double centernet::flops(int h, int w) const {
     fw *= 2;
     total += conv_flops(c, fh, fw);
   }
-  for (auto* c : {&heat_hidden_, &heat_out_, &size_hidden_, &size_out_, &offset_hidden_, &offset_out_})
+  for (auto* c :
+       {&heat_hidden_, &heat_out_, &size_hidden_, &size_out_, &offset_hidden_, &offset_out_})
     total += conv_flops(*c, fh, fw);
   return total;
 }
@@ -259,7 +265,8 @@ caf::error centernet::forward_into(const float* input, int batch, int h, int w,
   if (batch <= 0 || h % 32 != 0 || w % 32 != 0 || h < 32 || w < 32)
     return make_error(errc::invalid_argument,
                       "centernet: input must be batch >= 1 with sides multiples of 32, got "
-                        + std::to_string(batch) + "x" + std::to_string(h) + "x" + std::to_string(w));
+                        + std::to_string(batch) + "x" + std::to_string(h) + "x"
+                        + std::to_string(w));
   // Intermediates live in thread-local buffers reused across calls.
   thread_local feature_map f;
   thread_local std::vector<float> a, b, hidden;
@@ -309,12 +316,11 @@ caf::expected<std::vector<detection>> centernet::detect(const float* input, int 
 // --- through the backend interface ---------------------------------------------------------
 
 std::vector<const centernet::conv*> centernet::conv_list() const {
-  return {&reduce_,      &neck_[0],   &neck_[1],       &neck_[2],   &heat_hidden_,
-          &heat_out_,    &size_hidden_, &size_out_,    &offset_hidden_, &offset_out_};
+  return {&reduce_,   &neck_[0],     &neck_[1],  &neck_[2],       &heat_hidden_,
+          &heat_out_, &size_hidden_, &size_out_, &offset_hidden_, &offset_out_};
 }
 
-caf::expected<std::shared_ptr<const std::vector<tensor>>>
-centernet::weights_on(device dev) const {
+caf::expected<std::shared_ptr<const std::vector<tensor>>> centernet::weights_on(device dev) const {
   auto cache = device_weights_;
   std::lock_guard<std::mutex> g{cache->mtx};
   for (auto& [d, w] : cache->per_device)

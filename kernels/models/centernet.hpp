@@ -64,8 +64,7 @@ public:
 
   /// A detector on a given backbone (e.g. MobileNetV2 from the ImageNet TFLite model, its
   /// classifier unused) with random neck and heads.
-  static centernet with_backbone(mobilenet_v2 backbone, const centernet_config& cfg,
-                                 uint64_t seed);
+  static centernet with_backbone(mobilenet_v2 backbone, const centernet_config& cfg, uint64_t seed);
 
   /// Writes every parameter to a safetensors file ("backbone.<i>.weight", "neck.reduce.bias",
   /// "heads.heat.hidden.weight", ...; convolution weights HWIO, depthwise [kh, kw, c]).
@@ -80,8 +79,7 @@ public:
   caf::expected<centernet_output> forward(const float* input, int batch, int h, int w) const;
 
   /// Same, into `out`, reusing its storage and thread-local scratch.
-  caf::error forward_into(const float* input, int batch, int h, int w,
-                          centernet_output& out) const;
+  caf::error forward_into(const float* input, int batch, int h, int w, centernet_output& out) const;
 
   /// Runs backbone, neck and heads through the ops of `be` (conv2d, add, bias_act,
   /// upsample, sigmoid; an op `be` lacks runs on the CPU backend, the tensors copied there
@@ -97,9 +95,7 @@ public:
   /// Floating-point operations of one image at h x w.
   double flops(int h, int w) const;
 
-  const centernet_config& config() const {
-    return cfg_;
-  }
+  const centernet_config& config() const { return cfg_; }
 
 private:
   struct conv {
@@ -109,8 +105,7 @@ private:
     std::vector<float> weights; // HWIO
     conv2d_nhwc_weights packed;
   };
-  centernet(mobilenet_v2 backbone) : backbone_(std::move(backbone)) {
-  }
+  centernet(mobilenet_v2 backbone) : backbone_(std::move(backbone)) {}
   static conv make_conv(int k, int cin, int cout, bool relu, std::mt19937_64& rng);
   std::vector<std::pair<std::string, conv*>> convs();
   void init_head(uint64_t seed);

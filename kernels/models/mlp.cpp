@@ -14,16 +14,14 @@ struct mlp::impl {
   mlp_config cfg;
   std::shared_ptr<backend> be;
   int64_t step = 0;
-  std::vector<tensor> w, b;            // per layer
+  std::vector<tensor> w, b; // per layer
   std::vector<tensor> gw, gb, mw, vw, mb, vb;
-  std::vector<tensor> pre, post;       // per layer: x W (no bias) and act(x W + b)
+  std::vector<tensor> pre, post; // per layer: x W (no bias) and act(x W + b)
   tensor probs, d_logits;
   std::vector<tensor> d_post, d_pre;
   tensor input;
 
-  size_t layers() const {
-    return w.size();
-  }
+  size_t layers() const { return w.size(); }
 
   caf::error forward(const tensor& x) {
     auto& be_ = *be;
@@ -132,11 +130,11 @@ caf::expected<float> mlp::loss_and_gradients(const tensor& x, const tensor& labe
       // g is d post[l]; through ReLU and bias.
       COMB_TRY(be.bias_act_backward(im.post[l], *g, activation::relu, im.d_pre[l], &im.gb[l]));
       g = &im.d_pre[l];
-      COMB_TRY(be.dense_backward(in, im.w[l], *g, l ? &im.d_post[l - 1] : nullptr, im.gw[l],
-                                 nullptr));
+      COMB_TRY(
+        be.dense_backward(in, im.w[l], *g, l ? &im.d_post[l - 1] : nullptr, im.gw[l], nullptr));
     } else {
-      COMB_TRY(be.dense_backward(in, im.w[l], *g, l ? &im.d_post[l - 1] : nullptr, im.gw[l],
-                                 &im.gb[l]));
+      COMB_TRY(
+        be.dense_backward(in, im.w[l], *g, l ? &im.d_post[l - 1] : nullptr, im.gw[l], &im.gb[l]));
     }
     if (l)
       g = &im.d_post[l - 1];

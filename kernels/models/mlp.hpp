@@ -47,8 +47,7 @@ public:
   std::vector<std::pair<std::string, tensor*>> parameters();
   std::vector<std::pair<std::string, tensor*>> gradients();
 
-  caf::error save(const std::string& path,
-                  const std::map<std::string, std::string>& metadata = {});
+  caf::error save(const std::string& path, const std::map<std::string, std::string>& metadata = {});
   /// Loads weights written by save() into this model (same sizes). Errors as
   /// assign_parameters / load_safetensors.
   caf::error load_weights(const std::string& path);

@@ -15,8 +15,8 @@ namespace {
 struct stage {
   int t, c, n, s;
 };
-constexpr stage stages[] = {{1, 16, 1, 1},  {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
-                            {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+constexpr stage stages[] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                            {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
 constexpr int stem_channels = 32;
 constexpr int head_channels = 1280;
 
@@ -117,7 +117,9 @@ mobilenet_v2 mobilenet_v2::random(const mobilenet_v2_config& cfg, uint64_t seed)
 }
 
 caf::expected<mobilenet_v2> mobilenet_v2::from_tflite(const tflite_model& tf) {
-  auto bad = [](const std::string& what) { return make_error(errc::bad_model, "mobilenet_v2: " + what); };
+  auto bad = [](const std::string& what) {
+    return make_error(errc::bad_model, "mobilenet_v2: " + what);
+  };
   if (tf.inputs.size() != 1)
     return bad("expected one graph input, found " + std::to_string(tf.inputs.size()));
   auto& in = tf.tensors[tf.inputs[0]];
@@ -148,7 +150,8 @@ caf::expected<mobilenet_v2> mobilenet_v2::from_tflite(const tflite_model& tf) {
   int current = tf.inputs[0];
   auto where = [&](size_t i) {
     return "operator " + std::to_string(i) + " ("
-           + (i < tf.operators.size() ? tflite_op_name(tf.operators[i].builtin_code) : "end of graph")
+           + (i < tf.operators.size() ? tflite_op_name(tf.operators[i].builtin_code)
+                                      : "end of graph")
            + ")";
   };
   auto out_grid = [&](int tensor, float& scale, float& zero) {
@@ -205,8 +208,8 @@ caf::expected<mobilenet_v2> mobilenet_v2::from_tflite(const tflite_model& tf) {
       for (int co = 0; co < l.cout; ++co)
         for (int s = 0; s < khw; ++s)
           for (int ci = 0; ci < l.cin; ++ci)
-            l.weights[(static_cast<size_t>(s) * l.cin + ci) * l.cout + co]
-              = (*w)[(static_cast<size_t>(co) * khw + s) * l.cin + ci];
+            l.weights[(static_cast<size_t>(s) * l.cin + ci) * l.cout + co] =
+              (*w)[(static_cast<size_t>(co) * khw + s) * l.cin + ci];
       l.packed = pack_conv2d_nhwc(l.weights.data(), l.k, l.k, l.cin, l.cout);
     }
     l.bias = std::move(*b);
@@ -317,7 +320,8 @@ caf::error mobilenet_v2::run_backbone(const float* input, int batch, int h, int 
   if (batch <= 0 || h < 32 || w < 32 || h > 8192 || w > 8192)
     return make_error(errc::invalid_argument,
                       "mobilenet_v2: input must be batch >= 1 of at least 32x32 pixels, got "
-                        + std::to_string(batch) + "x" + std::to_string(h) + "x" + std::to_string(w));
+                        + std::to_string(batch) + "x" + std::to_string(h) + "x"
+                        + std::to_string(w));
   // Largest activation: the first expanded layer at stride 2 (96 ch) or the stem.
   size_t cap = static_cast<size_t>(batch) * ((h + 1) / 2) * ((w + 1) / 2) * 96 + 64;
   float* buf[3] = {ensure(scratch(0), cap), ensure(scratch(1), cap), ensure(scratch(2), cap)};
@@ -435,8 +439,8 @@ caf::expected<std::vector<float>> mobilenet_v2::logits(const float* input, int b
 
 // --- through the backend interface ---------------------------------------------------------
 
-caf::expected<std::shared_ptr<const std::vector<tensor>>>
-mobilenet_v2::weights_on(device dev) const {
+caf::expected<std::shared_ptr<const std::vector<tensor>>> mobilenet_v2::weights_on(
+  device dev) const {
   auto cache = device_weights_;
   std::lock_guard<std::mutex> g{cache->mtx};
   for (auto& [d, w] : cache->per_device)
@@ -489,11 +493,11 @@ caf::expected<tensor> mobilenet_v2::features(backend& be, const tensor& input) c
     return make_error(errc::unsupported,
                       "mobilenet_v2: fake quantization runs on the CPU path only");
   if (input.rank() != 4 || input.dtype() != dtype::f32 || input.dim(3) != 3
-      || input.device() != be.device() || input.dim(0) < 1 || input.dim(1) < 32
-      || input.dim(2) < 32 || input.dim(1) > 8192 || input.dim(2) > 8192)
+      || input.device() != be.device() || input.dim(0) < 1 || input.dim(1) < 32 || input.dim(2) < 32
+      || input.dim(1) > 8192 || input.dim(2) > 8192)
     return make_error(errc::invalid_argument,
-                      "mobilenet_v2: input must be f32 [batch, h >= 32, w >= 32, 3] on "
-                        + be.name() + "'s device, got " + input.describe());
+                      "mobilenet_v2: input must be f32 [batch, h >= 32, w >= 32, 3] on " + be.name()
+                        + "'s device, got " + input.describe());
   auto wts = weights_on(be.device());
   if (!wts)
     return wts.error();

@@ -107,27 +107,15 @@ public:
   }
 
   /// Re-quantize activations on each layer's TFLite output grid (only for TFLite models).
-  void set_fake_quant(bool on) {
-    fake_quant_ = on && quantized_;
-  }
+  void set_fake_quant(bool on) { fake_quant_ = on && quantized_; }
 
   /// The input quantization of the source model: real = scale * (pixel - zero point).
-  float input_scale() const {
-    return input_scale_;
-  }
-  float input_zero_point() const {
-    return input_zero_;
-  }
+  float input_scale() const { return input_scale_; }
+  float input_zero_point() const { return input_zero_; }
 
-  const mobilenet_v2_config& config() const {
-    return cfg_;
-  }
-  const std::vector<layer>& layers() const {
-    return layers_;
-  }
-  const std::vector<block>& blocks() const {
-    return blocks_;
-  }
+  const mobilenet_v2_config& config() const { return cfg_; }
+  const std::vector<layer>& layers() const { return layers_; }
+  const std::vector<block>& blocks() const { return blocks_; }
 
   /// Floating-point operations (2 per multiply-add) of one image at h x w, classifier included.
   double flops(int h = 224, int w = 224) const;

@@ -12,7 +12,6 @@
 
 namespace comb::kernels {
 
-
 void batch_norm_fold_ref(float* w, int64_t numel, float* bias, int64_t c, const float* gamma,
                          const float* beta, const float* mean, const float* var, float eps);
 void batch_norm_fold_cpu(float* w, int64_t numel, float* bias, int64_t c, const float* gamma,

@@ -27,8 +27,7 @@ __global__ void bias_act_kernel(float* x, const float* bias, int64_t total, int 
 int bias_act_cuda(float* x, const float* bias, int64_t rows, int cols, float lo, float hi,
                   cuda_stream s) {
   int64_t total = rows * cols;
-  bias_act_kernel<<<cuda::detail::grid_for(total, 256), 256, 0, s>>>(x, bias, total, cols, lo,
-                                                                     hi);
+  bias_act_kernel<<<cuda::detail::grid_for(total, 256), 256, 0, s>>>(x, bias, total, cols, lo, hi);
   return cudaGetLastError();
 }
 

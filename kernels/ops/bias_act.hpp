@@ -11,17 +11,16 @@
 
 namespace comb::kernels {
 
-
 void bias_act_ref(const float* x, int64_t rows, int64_t c, const float* bias, activation a,
                   float* y);
 void bias_act_cpu(const float* x, int64_t rows, int64_t c, const float* bias, activation a,
                   float* y);
 
 /// dbias may be nullptr.
-void bias_act_backward_ref(const float* y, const float* dy, int64_t rows, int64_t c,
-                           activation a, float* dx, float* dbias);
-void bias_act_backward_cpu(const float* y, const float* dy, int64_t rows, int64_t c,
-                           activation a, float* dx, float* dbias);
+void bias_act_backward_ref(const float* y, const float* dy, int64_t rows, int64_t c, activation a,
+                           float* dx, float* dbias);
+void bias_act_backward_cpu(const float* y, const float* dy, int64_t rows, int64_t c, activation a,
+                           float* dx, float* dbias);
 
 /// CUDA (bias_act.cu): x[rows][cols] = clamp(x + bias[col], lo, hi) in place; bias may be
 /// nullptr; NaN kept.

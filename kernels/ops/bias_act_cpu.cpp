@@ -29,8 +29,8 @@ void rows_fwd(const float* x, int64_t r0, int64_t r1, int64_t c, const float* bi
 }
 
 COMB_CLONES
-void rows_bwd(const float* y, const float* dy, int64_t r0, int64_t r1, int64_t c,
-              activation a, float* dx) {
+void rows_bwd(const float* y, const float* dy, int64_t r0, int64_t r1, int64_t c, activation a,
+              float* dx) {
   for (int64_t r = r0; r < r1; ++r) {
     const float* yr = y + r * c;
     const float* gr = dy + r * c;
@@ -79,8 +79,8 @@ void bias_act_cpu(const float* x, int64_t rows, int64_t c, const float* bias, ac
                          [&](int64_t r0, int64_t r1) { rows_fwd(x, r0, r1, c, bias, lo, hi, y); });
 }
 
-void bias_act_backward_cpu(const float* y, const float* dy, int64_t rows, int64_t c,
-                           activation a, float* dx, float* dbias) {
+void bias_act_backward_cpu(const float* y, const float* dy, int64_t rows, int64_t c, activation a,
+                           float* dx, float* dbias) {
   detail::parallel_range(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(c, 1)),
                          [&](int64_t r0, int64_t r1) { rows_bwd(y, dy, r0, r1, c, a, dx); });
   if (dbias)

@@ -13,9 +13,9 @@ void concat_ref(const float* const* parts, const int64_t* widths, int64_t nparts
 void concat_cpu(const float* const* parts, const int64_t* widths, int64_t nparts, int64_t rows,
                 float* y);
 
-void concat_backward_ref(const float* dy, int64_t rows, const int64_t* widths,
-                         float* const* parts, int64_t nparts);
-void concat_backward_cpu(const float* dy, int64_t rows, const int64_t* widths,
-                         float* const* parts, int64_t nparts);
+void concat_backward_ref(const float* dy, int64_t rows, const int64_t* widths, float* const* parts,
+                         int64_t nparts);
+void concat_backward_cpu(const float* dy, int64_t rows, const int64_t* widths, float* const* parts,
+                         int64_t nparts);
 
 } // namespace comb::kernels

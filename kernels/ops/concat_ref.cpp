@@ -18,8 +18,8 @@ void concat_ref(const float* const* parts, const int64_t* widths, int64_t nparts
   }
 }
 
-void concat_backward_ref(const float* dy, int64_t rows, const int64_t* widths,
-                         float* const* parts, int64_t nparts) {
+void concat_backward_ref(const float* dy, int64_t rows, const int64_t* widths, float* const* parts,
+                         int64_t nparts) {
   int64_t total = 0;
   for (int64_t p = 0; p < nparts; ++p)
     total += widths[p];

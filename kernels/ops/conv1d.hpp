@@ -13,7 +13,6 @@
 
 namespace comb::kernels {
 
-
 /// Sizes of one conv1d.
 struct conv1d_dims {
   int64_t batch = 0, time = 0, c_in = 0, k = 0, c_out = 0;
@@ -25,15 +24,13 @@ struct conv1d_dims {
 conv1d_dims make_conv1d_dims(int64_t b, int64_t t, int64_t c_in, int64_t k, int64_t c_out,
                              padding1d p);
 
-void conv1d_ref(const conv1d_dims& d, const float* x, const float* w, const float* bias,
-                float* y);
-void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,
-                float* y);
+void conv1d_ref(const conv1d_dims& d, const float* x, const float* w, const float* bias, float* y);
+void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias, float* y);
 
 /// dx and dbias may be nullptr.
-void conv1d_backward_ref(const conv1d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias);
-void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias);
+void conv1d_backward_ref(const conv1d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias);
+void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias);
 
 } // namespace comb::kernels

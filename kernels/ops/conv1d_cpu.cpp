@@ -107,18 +107,15 @@ void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const fl
       float* ys = y + b * d.t_out * d.c_out;
       for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
         switch (std::min<int64_t>(3, (fp - col0) / 16)) {
-          case 3:
-            detail::conv1d_tiles_store<3>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias,
-                                          ys);
-            break;
-          case 2:
-            detail::conv1d_tiles_store<2>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias,
-                                          ys);
-            break;
-          default:
-            detail::conv1d_tiles_store<1>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias,
-                                          ys);
-            break;
+        case 3:
+          detail::conv1d_tiles_store<3>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
+          break;
+        case 2:
+          detail::conv1d_tiles_store<2>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
+          break;
+        default:
+          detail::conv1d_tiles_store<1>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
+          break;
         }
       }
     }
@@ -128,8 +125,7 @@ void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const fl
 
 } // namespace
 
-void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,
-                float* y) {
+void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias, float* y) {
   if (detail::conv1d_tile_avx512()) {
     conv1d_tiles(d, x, w, bias, y);
     return;
@@ -147,9 +143,8 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
     im2col(d, x, b0, b1, col);
     detail::park_workers(); // the cores go to OpenBLAS now
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-                static_cast<int>(d.c_out), static_cast<int>(kk), 1.0f, col,
-                static_cast<int>(kk), w, static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out,
-                static_cast<int>(d.c_out));
+                static_cast<int>(d.c_out), static_cast<int>(kk), 1.0f, col, static_cast<int>(kk), w,
+                static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out, static_cast<int>(d.c_out));
   }
 }
 
@@ -161,8 +156,8 @@ namespace {
 /// crosses into the next sequence meets a zero row). dx: the full convolution of dy with
 /// the taps flipped and transposed, through the forward's register tiles (each sequence's
 /// dy between k - 1 zero rows on either side), so no dcol buffer and no col2im.
-void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
-                           const float* dy, float* dx, float* dw) {
+void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w, const float* dy,
+                           float* dx, float* dw) {
 #ifdef COMB_CONV1D_TILE_AVX512
   const int64_t f = d.c_out, rows = d.batch * d.time;
   float* dyp = detail::scratch(static_cast<size_t>(rows * f), 2);
@@ -177,8 +172,8 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
   for (int64_t j = 0; j < d.k; ++j)
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(d.c_in),
                 static_cast<int>(f), static_cast<int>(rows - j), 1.0f, x + j * d.c_in,
-                static_cast<int>(d.c_in), dyp, static_cast<int>(f), 0.0f,
-                dw + j * d.c_in * f, static_cast<int>(f));
+                static_cast<int>(d.c_in), dyp, static_cast<int>(f), 0.0f, dw + j * d.c_in * f,
+                static_cast<int>(f));
   if (!dx)
     return;
   // w' [k * c_out, c_in]: w'[j' * c_out + o, c] = w[k - 1 - j', c, o], packed for the tiles.
@@ -201,15 +196,15 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
       float* out = dx + b * d.time * d.c_in;
       for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
         switch (std::min<int64_t>(3, (fp - col0) / 16)) {
-          case 3:
-            detail::conv1d_tiles_store<3>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
-            break;
-          case 2:
-            detail::conv1d_tiles_store<2>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
-            break;
-          default:
-            detail::conv1d_tiles_store<1>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
-            break;
+        case 3:
+          detail::conv1d_tiles_store<3>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
+          break;
+        case 2:
+          detail::conv1d_tiles_store<2>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
+          break;
+        default:
+          detail::conv1d_tiles_store<1>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
+          break;
         }
       }
     }
@@ -219,8 +214,8 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
 
 } // namespace
 
-void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias) {
+void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias) {
   if (detail::conv1d_tile_avx512() && d.pad_before == 0 && d.t_out == d.time - d.k + 1
       && d.batch > 0) {
     conv1d_backward_tiles(d, x, w, dy, dx, dw);
@@ -247,9 +242,8 @@ void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
     im2col(d, x, b0, b1, col);
     detail::park_workers(); // the cores go to OpenBLAS now
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
-                static_cast<int>(d.c_out), static_cast<int>(m), 1.0f, col,
-                static_cast<int>(kk), g, static_cast<int>(d.c_out), b0 == 0 ? 0.0f : 1.0f, dw,
-                static_cast<int>(d.c_out));
+                static_cast<int>(d.c_out), static_cast<int>(m), 1.0f, col, static_cast<int>(kk), g,
+                static_cast<int>(d.c_out), b0 == 0 ? 0.0f : 1.0f, dw, static_cast<int>(d.c_out));
     if (dx) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
                   static_cast<int>(kk), static_cast<int>(d.c_out), 1.0f, g,

@@ -27,11 +27,11 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
 /// Gradients from the forward outputs y and argmax and dy [batch, c_out]: dw (overwritten),
 /// dbias (overwritten; nullptr: not wanted) and dx, which is ADDED TO (nullptr: not
 /// wanted), so that several convolutions over one input sum their input gradients.
-void conv1d_max_backward_ref(const conv1d_dims& d, const float* x, const float* w,
-                             const float* y, const int32_t* argmax, const float* dy,
-                             activation a, float* dx, float* dw, float* dbias);
-void conv1d_max_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
-                             const float* y, const int32_t* argmax, const float* dy,
-                             activation a, float* dx, float* dw, float* dbias);
+void conv1d_max_backward_ref(const conv1d_dims& d, const float* x, const float* w, const float* y,
+                             const int32_t* argmax, const float* dy, activation a, float* dx,
+                             float* dw, float* dbias);
+void conv1d_max_backward_cpu(const conv1d_dims& d, const float* x, const float* w, const float* y,
+                             const int32_t* argmax, const float* dy, activation a, float* dx,
+                             float* dw, float* dbias);
 
 } // namespace comb::kernels

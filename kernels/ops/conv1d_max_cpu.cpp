@@ -28,23 +28,23 @@ namespace {
 
 float act_of(float v, activation a) {
   switch (a) {
-    case activation::relu:
-      return std::max(v, 0.0f); // NaN stays NaN
-    case activation::relu6:
-      return std::min(std::max(v, 0.0f), 6.0f);
-    default:
-      return v;
+  case activation::relu:
+    return std::max(v, 0.0f); // NaN stays NaN
+  case activation::relu6:
+    return std::min(std::max(v, 0.0f), 6.0f);
+  default:
+    return v;
   }
 }
 
 float act_grad(float y, activation a) {
   switch (a) {
-    case activation::relu:
-      return y > 0 ? 1.0f : 0.0f;
-    case activation::relu6:
-      return y > 0 && y < 6 ? 1.0f : 0.0f;
-    default:
-      return 1.0f;
+  case activation::relu:
+    return y > 0 ? 1.0f : 0.0f;
+  case activation::relu6:
+    return y > 0 && y < 6 ? 1.0f : 0.0f;
+  default:
+    return 1.0f;
   }
 }
 
@@ -80,18 +80,15 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
       const float* xs = x + b * d.time * d.c_in;
       for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
         switch (std::min<int64_t>(3, (fp - col0) / 16)) {
-          case 3:
-            detail::conv1d_tiles_max<3>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(),
-                                        arg.data());
-            break;
-          case 2:
-            detail::conv1d_tiles_max<2>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(),
-                                        arg.data());
-            break;
-          default:
-            detail::conv1d_tiles_max<1>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(),
-                                        arg.data());
-            break;
+        case 3:
+          detail::conv1d_tiles_max<3>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
+          break;
+        case 2:
+          detail::conv1d_tiles_max<2>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
+          break;
+        default:
+          detail::conv1d_tiles_max<1>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
+          break;
         }
       }
       for (int64_t f = 0; f < f_out; ++f) {
@@ -103,9 +100,9 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
 #endif
 }
 
-void conv1d_max_backward_cpu(const conv1d_dims& d, const float* x, const float* w,
-                             const float* y, const int32_t* argmax, const float* dy,
-                             activation a, float* dx, float* dw, float* dbias) {
+void conv1d_max_backward_cpu(const conv1d_dims& d, const float* x, const float* w, const float* y,
+                             const int32_t* argmax, const float* dy, activation a, float* dx,
+                             float* dw, float* dbias) {
   const int64_t nb = d.batch, f_out = d.c_out, kd = d.k * d.c_in;
   float* g = detail::scratch(static_cast<size_t>(std::max<int64_t>(nb * f_out, 1)), 1);
   for (int64_t i = 0; i < nb * f_out; ++i)

@@ -18,15 +18,14 @@ void conv1d_max_ref(const conv1d_dims& d, const float* x, const float* w, const 
   bias_act_ref(pooled.data(), d.batch, d.c_out, bias, a, y);
 }
 
-void conv1d_max_backward_ref(const conv1d_dims& d, const float* x, const float* w,
-                             const float* y, const int32_t* argmax, const float* dy,
-                             activation a, float* dx, float* dw, float* dbias) {
+void conv1d_max_backward_ref(const conv1d_dims& d, const float* x, const float* w, const float* y,
+                             const int32_t* argmax, const float* dy, activation a, float* dx,
+                             float* dw, float* dbias) {
   std::vector<float> d_pooled(static_cast<size_t>(d.batch * d.c_out));
   std::vector<float> d_conv(static_cast<size_t>(d.batch * d.t_out * d.c_out));
   std::vector<float> d_x(dx ? static_cast<size_t>(d.batch * d.time * d.c_in) : 0);
   bias_act_backward_ref(y, dy, d.batch, d.c_out, a, d_pooled.data(), dbias);
-  max_over_time_backward_ref(d_pooled.data(), argmax, d.batch, d.t_out, d.c_out,
-                             d_conv.data());
+  max_over_time_backward_ref(d_pooled.data(), argmax, d.batch, d.t_out, d.c_out, d_conv.data());
   conv1d_backward_ref(d, x, w, d_conv.data(), dx ? d_x.data() : nullptr, dw, nullptr);
   if (dx)
     for (size_t i = 0; i < d_x.size(); ++i)

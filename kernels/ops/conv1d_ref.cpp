@@ -3,8 +3,7 @@
 
 namespace comb::kernels {
 
-void conv1d_ref(const conv1d_dims& d, const float* x, const float* w, const float* bias,
-                float* y) {
+void conv1d_ref(const conv1d_dims& d, const float* x, const float* w, const float* bias, float* y) {
   for (int64_t b = 0; b < d.batch; ++b)
     for (int64_t t = 0; t < d.t_out; ++t)
       for (int64_t o = 0; o < d.c_out; ++o) {
@@ -21,8 +20,8 @@ void conv1d_ref(const conv1d_dims& d, const float* x, const float* w, const floa
       }
 }
 
-void conv1d_backward_ref(const conv1d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias) {
+void conv1d_backward_ref(const conv1d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias) {
   if (dx)
     for (int64_t i = 0; i < d.batch * d.time * d.c_in; ++i)
       dx[i] = 0;

@@ -13,25 +13,22 @@
 
 namespace comb::kernels {
 
-
 /// Sizes of one conv2d.
 struct conv2d_dims {
   int64_t n = 0, h = 0, w = 0, c_in = 0, kh = 0, kw = 0, c_out = 0, oh = 0, ow = 0;
   int stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0, groups = 1;
 };
 
-conv2d_dims make_conv2d_dims(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t kh,
-                             int64_t kw, int64_t c_out, const conv2d_params& p);
+conv2d_dims make_conv2d_dims(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t kh, int64_t kw,
+                             int64_t c_out, const conv2d_params& p);
 
-void conv2d_ref(const conv2d_dims& d, const float* x, const float* w, const float* bias,
-                float* y);
-void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const float* bias,
-                float* y);
+void conv2d_ref(const conv2d_dims& d, const float* x, const float* w, const float* bias, float* y);
+void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const float* bias, float* y);
 
 /// dx and dbias may be nullptr.
-void conv2d_backward_ref(const conv2d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias);
-void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias);
+void conv2d_backward_ref(const conv2d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias);
+void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias);
 
 } // namespace comb::kernels

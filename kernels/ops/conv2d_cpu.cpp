@@ -17,8 +17,8 @@
 
 namespace comb::kernels {
 
-conv2d_dims make_conv2d_dims(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t kh,
-                             int64_t kw, int64_t c_out, const conv2d_params& p) {
+conv2d_dims make_conv2d_dims(int64_t n, int64_t h, int64_t w, int64_t c_in, int64_t kh, int64_t kw,
+                             int64_t c_out, const conv2d_params& p) {
   conv2d_dims d;
   d.n = n, d.h = h, d.w = w, d.c_in = c_in, d.kh = kh, d.kw = kw, d.c_out = c_out;
   d.stride_h = p.stride_h, d.stride_w = p.stride_w;
@@ -149,18 +149,18 @@ void conv2d_tiles(const conv2d_dims& d, const float* x, const float* w, const fl
         int64_t real = std::min<int64_t>(detail::conv1d_tile_rows, d.ow - ox0);
         for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
           switch (std::min<int64_t>(3, (fp - col0) / 16)) {
-            case 3:
-              detail::conv2d_tile_store<3>(rows, real, d.kh, stride, len, wp, col0, d.c_out,
-                                           bias, out);
-              break;
-            case 2:
-              detail::conv2d_tile_store<2>(rows, real, d.kh, stride, len, wp, col0, d.c_out,
-                                           bias, out);
-              break;
-            default:
-              detail::conv2d_tile_store<1>(rows, real, d.kh, stride, len, wp, col0, d.c_out,
-                                           bias, out);
-              break;
+          case 3:
+            detail::conv2d_tile_store<3>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
+                                         out);
+            break;
+          case 2:
+            detail::conv2d_tile_store<2>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
+                                         out);
+            break;
+          default:
+            detail::conv2d_tile_store<1>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
+                                         out);
+            break;
           }
         }
       }
@@ -171,8 +171,7 @@ void conv2d_tiles(const conv2d_dims& d, const float* x, const float* w, const fl
 
 } // namespace
 
-void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const float* bias,
-                float* y) {
+void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const float* bias, float* y) {
   if (is_depthwise(d)) {
     detail::parallel_range(d.n * d.oh, 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
@@ -186,8 +185,8 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
   }
   int64_t cig = d.c_in / d.groups, cog = d.c_out / d.groups;
   int64_t kk = d.kh * d.kw * cig, pix = d.oh * d.ow;
-  bool pointwise = d.kh == 1 && d.kw == 1 && d.stride_h == 1 && d.stride_w == 1
-                   && d.pad_top == 0 && d.pad_left == 0 && d.oh == d.h && d.ow == d.w;
+  bool pointwise = d.kh == 1 && d.kw == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_top == 0
+                   && d.pad_left == 0 && d.oh == d.h && d.ow == d.w;
   float* col = pointwise ? nullptr : detail::scratch(static_cast<size_t>(pix * kk), 1);
   for (int64_t n = 0; n < d.n; ++n) {
     float* out = y + n * pix * d.c_out;
@@ -213,8 +212,8 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
   }
 }
 
-void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias) {
+void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias) {
   int64_t cig = d.c_in / d.groups, cog = d.c_out / d.groups;
   int64_t kk = d.kh * d.kw * cig, pix = d.oh * d.ow;
   if (dx)
@@ -264,13 +263,13 @@ void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w,
       im2col(d, x, n, g, col);
       detail::park_workers(); // the cores go to OpenBLAS now
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
-                  static_cast<int>(cog), static_cast<int>(pix), 1.0f, col, static_cast<int>(kk),
-                  gy, static_cast<int>(d.c_out), 1.0f, dw + g * cog, static_cast<int>(d.c_out));
+                  static_cast<int>(cog), static_cast<int>(pix), 1.0f, col, static_cast<int>(kk), gy,
+                  static_cast<int>(d.c_out), 1.0f, dw + g * cog, static_cast<int>(d.c_out));
       if (dx) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(pix),
                     static_cast<int>(kk), static_cast<int>(cog), 1.0f, gy,
-                    static_cast<int>(d.c_out), w + g * cog, static_cast<int>(d.c_out), 0.0f,
-                    dcol, static_cast<int>(kk));
+                    static_cast<int>(d.c_out), w + g * cog, static_cast<int>(d.c_out), 0.0f, dcol,
+                    static_cast<int>(kk));
         col2im(d, dcol, n, g, dx);
       }
     }

@@ -11,7 +11,7 @@
 
 #include <cuda_runtime_api.h>
 #if COMB_HAVE_CUDNN
-#include <cudnn.h>
+#  include <cudnn.h>
 #endif
 
 namespace comb::kernels {
@@ -32,8 +32,7 @@ __global__ void hwio_to_ohwi_kernel(const float* hwio, int khw, int cin, int cou
 
 } // namespace
 
-int hwio_to_ohwi_cuda(const float* hwio, int khw, int cin, int cout, float* ohwi,
-                      cuda_stream s) {
+int hwio_to_ohwi_cuda(const float* hwio, int khw, int cin, int cout, float* ohwi, cuda_stream s) {
   hwio_to_ohwi_kernel<<<cuda::detail::grid_for(int64_t{khw} * cin * cout, 256), 256, 0, s>>>(
     hwio, khw, cin, cout, ohwi);
   return cudaGetLastError();
@@ -41,8 +40,8 @@ int hwio_to_ohwi_cuda(const float* hwio, int khw, int cin, int cout, float* ohwi
 
 namespace cuda::detail {
 
-caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
-                         const float* hwio, const float* bias, float* out) {
+caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in, const float* hwio,
+                         const float* bias, float* out) {
 #if COMB_HAVE_CUDNN
   cudnnHandle_t dnn = nullptr;
   if (auto err = dnn_handle(dnn))
@@ -53,20 +52,24 @@ caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
     cudnnFilterDescriptor_t f = nullptr;
     cudnnConvolutionDescriptor_t conv = nullptr;
     ~descs() {
-      if (x) (void) cudnnDestroyTensorDescriptor(x);
-      if (y) (void) cudnnDestroyTensorDescriptor(y);
-      if (f) (void) cudnnDestroyFilterDescriptor(f);
-      if (conv) (void) cudnnDestroyConvolutionDescriptor(conv);
+      if (x)
+        (void) cudnnDestroyTensorDescriptor(x);
+      if (y)
+        (void) cudnnDestroyTensorDescriptor(y);
+      if (f)
+        (void) cudnnDestroyFilterDescriptor(f);
+      if (conv)
+        (void) cudnnDestroyConvolutionDescriptor(conv);
     }
   } d;
   COMB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d.x));
   COMB_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d.y));
   COMB_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d.f));
   COMB_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d.conv));
-  COMB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, p.n, p.c,
-                                              p.h, p.w));
-  COMB_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d.f, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, cout, p.c,
-                                              p.kh, p.kw));
+  COMB_CUDNN_CHECK(
+    cudnnSetTensor4dDescriptor(d.x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, p.n, p.c, p.h, p.w));
+  COMB_CUDNN_CHECK(
+    cudnnSetFilter4dDescriptor(d.f, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, cout, p.c, p.kh, p.kw));
   COMB_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d.conv, p.pad_top, p.pad_left, p.stride_h,
                                                    p.stride_w, 1, 1, CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
@@ -79,12 +82,12 @@ caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
     return make_error(errc::unsupported,
                       "cuda conv2d_nhwc: cuDNN pads symmetrically; these parameters need "
                       "asymmetric padding (use the CPU backend)");
-  COMB_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, p.n, cout,
-                                              oh, ow));
+  COMB_CUDNN_CHECK(
+    cudnnSetTensor4dDescriptor(d.y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, p.n, cout, oh, ow));
   cudnnConvolutionFwdAlgoPerf_t perf[8];
   int found = 0;
-  COMB_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(dnn, d.x, d.f, d.conv, d.y, 8, &found,
-                                                          perf));
+  COMB_CUDNN_CHECK(
+    cudnnGetConvolutionForwardAlgorithm_v7(dnn, d.x, d.f, d.conv, d.y, 8, &found, perf));
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   for (int i = 0; i < found; ++i)
     if (perf[i].status == CUDNN_STATUS_SUCCESS) {
@@ -92,8 +95,8 @@ caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
       break;
     }
   size_t ws_bytes = 0;
-  COMB_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(dnn, d.x, d.f, d.conv, d.y, algo,
-                                                           &ws_bytes));
+  COMB_CUDNN_CHECK(
+    cudnnGetConvolutionForwardWorkspaceSize(dnn, d.x, d.f, d.conv, d.y, algo, &ws_bytes));
   // HWIO -> OHWI, cuDNN's NHWC filter layout, on the device.
   device_buffer dfilt, dws;
   if (auto err = alloc(dfilt, static_cast<size_t>(p.kh) * p.kw * p.c * cout * sizeof(float)))
@@ -104,8 +107,8 @@ caf::error conv2d_device(const conv2d_nhwc_params& p, int cout, const float* in,
   const float one = 1.0f, zero = 0.0f;
   COMB_CUDNN_CHECK(cudnnConvolutionForward(dnn, &one, d.x, in, d.f, dfilt.ptr, d.conv, algo,
                                            dws.ptr, ws_bytes, &zero, d.y, out));
-  COMB_CUDA_CHECK(bias_act_cuda(out, bias, static_cast<int64_t>(p.n) * oh * ow, cout, p.lo, p.hi,
-                                nullptr));
+  COMB_CUDA_CHECK(
+    bias_act_cuda(out, bias, static_cast<int64_t>(p.n) * oh * ow, cout, p.lo, p.hi, nullptr));
   return caf::none;
 #else
   (void) p, (void) cout, (void) in, (void) hwio, (void) bias, (void) out;

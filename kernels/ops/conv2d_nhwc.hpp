@@ -32,7 +32,6 @@ void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, cons
 /// CUDA (conv2d_nhwc.cu): HWIO [khw][cin][cout] -> OHWI [cout][khw][cin] (cuDNN's NHWC
 /// filter layout), device pointers. The convolution itself runs through cuDNN
 /// (cuda::detail::conv2d_device, also in conv2d_nhwc.cu).
-int hwio_to_ohwi_cuda(const float* hwio, int khw, int cin, int cout, float* ohwi,
-                      cuda_stream s);
+int hwio_to_ohwi_cuda(const float* hwio, int khw, int cin, int cout, float* ohwi, cuda_stream s);
 
 } // namespace comb::kernels

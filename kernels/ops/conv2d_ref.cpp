@@ -31,16 +31,15 @@ void for_each_tap(const conv2d_dims& d, Fn&& fn) {
 
 } // namespace
 
-void conv2d_ref(const conv2d_dims& d, const float* x, const float* w, const float* bias,
-                float* y) {
+void conv2d_ref(const conv2d_dims& d, const float* x, const float* w, const float* bias, float* y) {
   int64_t ny = d.n * d.oh * d.ow * d.c_out;
   for (int64_t i = 0; i < ny; ++i)
     y[i] = bias ? bias[i % d.c_out] : 0.0f;
   for_each_tap(d, [&](int64_t yi, int64_t xi, int64_t wi) { y[yi] += x[xi] * w[wi]; });
 }
 
-void conv2d_backward_ref(const conv2d_dims& d, const float* x, const float* w,
-                         const float* dy, float* dx, float* dw, float* dbias) {
+void conv2d_backward_ref(const conv2d_dims& d, const float* x, const float* w, const float* dy,
+                         float* dx, float* dw, float* dbias) {
   if (dx)
     for (int64_t i = 0; i < d.n * d.h * d.w * d.c_in; ++i)
       dx[i] = 0;

@@ -11,7 +11,6 @@
 
 namespace comb::kernels {
 
-
 void dense_ref(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                const float* bias, float* y);
 void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,

@@ -13,8 +13,8 @@
 #include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#include <immintrin.h>
-#define COMB_DENSE_AVX512 1
+#  include <immintrin.h>
+#  define COMB_DENSE_AVX512 1
 #endif
 
 namespace comb::kernels {
@@ -25,25 +25,24 @@ constexpr int64_t narrow_max = 16;
 
 #ifdef COMB_DENSE_AVX512
 /// y rows [r0, r1) of x [., in] w [in, out] + bias, out <= 16.
-__attribute__((target("avx512f"))) void narrow_rows_avx512(const float* x, int64_t r0,
-                                                            int64_t r1, int64_t in,
-                                                            const float* w, int64_t out,
-                                                            const float* bias, float* y) {
+__attribute__((target("avx512f"))) void narrow_rows_avx512(const float* x, int64_t r0, int64_t r1,
+                                                           int64_t in, const float* w, int64_t out,
+                                                           const float* bias, float* y) {
   const __mmask16 m = static_cast<__mmask16>((1u << out) - 1);
   const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
   int64_t r = r0;
   for (; r + 8 <= r1; r += 8) {
     __m512 acc[8];
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
     for (int i = 0; i < 8; ++i)
       acc[i] = b;
     for (int64_t k = 0; k < in; ++k) {
       __m512 wv = _mm512_maskz_loadu_ps(m, w + k * out);
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
       for (int i = 0; i < 8; ++i)
         acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(x[(r + i) * in + k]), wv, acc[i]);
     }
-#pragma GCC unroll 8
+#  pragma GCC unroll 8
     for (int i = 0; i < 8; ++i)
       _mm512_mask_storeu_ps(y + (r + i) * out, m, acc[i]);
   }
@@ -118,9 +117,9 @@ void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
     return;
   }
   detail::park_workers(); // the cores go to OpenBLAS now
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b),
-              static_cast<int>(out), static_cast<int>(in), 1.0f, x, static_cast<int>(in), w,
-              static_cast<int>(out), bias ? 1.0f : 0.0f, y, static_cast<int>(out));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b), static_cast<int>(out),
+              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(out),
+              bias ? 1.0f : 0.0f, y, static_cast<int>(out));
 }
 
 void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
@@ -138,9 +137,8 @@ void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, i
       std::memset(dx, 0, static_cast<size_t>(b * in) * sizeof(float));
     else
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b),
-                  static_cast<int>(in), static_cast<int>(out), 1.0f, dy,
-                  static_cast<int>(out), w, static_cast<int>(out), 0.0f, dx,
-                  static_cast<int>(in));
+                  static_cast<int>(in), static_cast<int>(out), 1.0f, dy, static_cast<int>(out), w,
+                  static_cast<int>(out), 0.0f, dx, static_cast<int>(in));
   }
   if (dbias)
     column_sums(dy, b, out, dbias);

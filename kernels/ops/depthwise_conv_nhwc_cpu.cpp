@@ -29,9 +29,11 @@ namespace {
 const bool have_avx512 = (__builtin_cpu_init(), detail::use_avx512_kernels());
 
 /// One output pixel's 16 channels of a 3x3 depthwise conv near the border (guarded).
-__attribute__((target("avx512f,fma"))) inline void
-guarded_px(const float* const* rows, const __m512* wv, __m512 bv, __m512 vlo, __m512 vhi,
-           __mmask16 m, int ix0, int iw, int c, int ch, float* o) {
+__attribute__((target("avx512f,fma"))) inline void guarded_px(const float* const* rows,
+                                                              const __m512* wv, __m512 bv,
+                                                              __m512 vlo, __m512 vhi, __mmask16 m,
+                                                              int ix0, int iw, int c, int ch,
+                                                              float* o) {
   __m512 acc = bv;
   for (int ky = 0; ky < 3; ++ky) {
     if (!rows[ky])
@@ -51,9 +53,9 @@ guarded_px(const float* const* rows, const __m512* wv, __m512 bv, __m512 vlo, __
 /// One output row (all columns, all channels), AVX-512: 16 channels per vector. For each
 /// block of 16 channels the 3x3 filter and bias stay in registers while the row is swept;
 /// interior pixels take an unguarded path.
-__attribute__((target("avx512f,fma"))) void
-row_avx512(const conv2d_nhwc_params& p, const float* in, const float* w, const float* bias,
-           float* out, int oy) {
+__attribute__((target("avx512f,fma"))) void row_avx512(const conv2d_nhwc_params& p, const float* in,
+                                                       const float* w, const float* bias,
+                                                       float* out, int oy) {
   const int c = p.c, kw = p.kw, out_w = p.out_w, sw = p.stride_w, pl = p.pad_left, iw = p.w;
   const __m512 vlo = _mm512_set1_ps(p.lo), vhi = _mm512_set1_ps(p.hi);
   if (p.kh != 3 || kw != 3) {
@@ -105,11 +107,13 @@ row_avx512(const conv2d_nhwc_params& p, const float* in, const float* w, const f
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + ch) : _mm512_setzero_ps();
     if (!all_rows) {
       for (int ox = 0; ox < out_w; ++ox)
-        guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch, orow + static_cast<int64_t>(ox) * c + ch);
+        guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch,
+                   orow + static_cast<int64_t>(ox) * c + ch);
       continue;
     }
     for (int ox = 0; ox < ox_begin; ++ox)
-      guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch, orow + static_cast<int64_t>(ox) * c + ch);
+      guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch,
+                 orow + static_cast<int64_t>(ox) * c + ch);
     const float* r0 = rows[0] + ch;
     const float* r1 = rows[1] + ch;
     const float* r2 = rows[2] + ch;
@@ -129,7 +133,8 @@ row_avx512(const conv2d_nhwc_params& p, const float* in, const float* w, const f
       _mm512_mask_storeu_ps(orow + static_cast<int64_t>(ox) * c + ch, m, acc);
     }
     for (int ox = ox_end; ox < out_w; ++ox)
-      guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch, orow + static_cast<int64_t>(ox) * c + ch);
+      guarded_px(rows, wv, bv, vlo, vhi, m, ox * sw - pl, iw, c, ch,
+                 orow + static_cast<int64_t>(ox) * c + ch);
   }
 }
 

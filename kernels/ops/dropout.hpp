@@ -12,7 +12,6 @@
 
 namespace comb::kernels {
 
-
 /// True when element `i` survives dropout with probability p of dropping.
 inline bool dropout_keep(uint64_t seed, uint64_t i, float p) {
   uint64_t z = seed * 0x9E3779B97F4A7C15ull + i + 0x632BE59BD9B4E019ull;

@@ -10,7 +10,6 @@
 
 namespace comb::kernels {
 
-
 void add_ref(const float* a, const float* b, int64_t n, float* y);
 void add_cpu(const float* a, const float* b, int64_t n, float* y);
 

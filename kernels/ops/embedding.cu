@@ -30,8 +30,8 @@ __global__ void embedding_kernel(const int32_t* ids, int64_t n, const float* tab
 
 int embedding_cuda(const int32_t* ids, int64_t n, const float* table, int vocab, int dim,
                    float* out, int* bad, cuda_stream s) {
-  embedding_kernel<<<cuda::detail::grid_for(n * dim, 256), 256, 0, s>>>(ids, n, table, vocab,
-                                                                        dim, out, bad);
+  embedding_kernel<<<cuda::detail::grid_for(n * dim, 256), 256, 0, s>>>(ids, n, table, vocab, dim,
+                                                                        out, bad);
   return cudaGetLastError();
 }
 

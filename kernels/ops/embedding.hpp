@@ -11,7 +11,6 @@
 
 namespace comb::kernels {
 
-
 void embedding_ref(const int32_t* tokens, int64_t n, const float* table, int64_t e, float* out);
 void embedding_cpu(const int32_t* tokens, int64_t n, const float* table, int64_t e, float* out);
 

@@ -23,8 +23,8 @@ packed_gemm_b pack_gemm_b(const float* b, int k, int n) {
   for (int pn = 0; pn < panels; ++pn)
     for (int kk = 0; kk < k; ++kk)
       for (int j = 0; j < gemm_panel && pn * gemm_panel + j < n; ++j)
-        p.data[(static_cast<size_t>(pn) * k + kk) * gemm_panel + j]
-          = b[static_cast<size_t>(kk) * n + pn * gemm_panel + j];
+        p.data[(static_cast<size_t>(pn) * k + kk) * gemm_panel + j] =
+          b[static_cast<size_t>(kk) * n + pn * gemm_panel + j];
   return p;
 }
 
@@ -54,9 +54,11 @@ void tile_generic(const float* a, int rows, int64_t lda, const float* bp, int k,
 }
 
 template <int Rows>
-__attribute__((target("avx512f,fma"))) void
-tile_avx512(const float* a, int64_t lda, const float* bp, int k, int cols, const float* bias,
-            const float* res, int64_t ldr, float lo, float hi, float* c, int64_t ldc) {
+__attribute__((target("avx512f,fma"))) void tile_avx512(const float* a, int64_t lda,
+                                                        const float* bp, int k, int cols,
+                                                        const float* bias, const float* res,
+                                                        int64_t ldr, float lo, float hi, float* c,
+                                                        int64_t ldc) {
   __m512 acc0[Rows], acc1[Rows];
 #pragma GCC unroll 8
   for (int i = 0; i < Rows; ++i) {
@@ -97,7 +99,7 @@ tile_avx512(const float* a, int64_t lda, const float* bp, int k, int cols, const
 using tile_fn = void (*)(const float*, int64_t, const float*, int, int, const float*, const float*,
                          int64_t, float, float, float*, int64_t);
 
-constexpr tile_fn avx512_tiles[mr + 1] = {nullptr,          tile_avx512<1>, tile_avx512<2>,
+constexpr tile_fn avx512_tiles[mr + 1] = {nullptr,        tile_avx512<1>, tile_avx512<2>,
                                           tile_avx512<3>, tile_avx512<4>, tile_avx512<5>,
                                           tile_avx512<6>, tile_avx512<7>, tile_avx512<8>};
 
@@ -123,9 +125,11 @@ void block(const float* a, int64_t m0, int64_t m1, int64_t lda, const packed_gem
         const float* res = ep.residual ? ep.residual + i * ep.ldr + col0 : nullptr;
         float* ci = c + i * ldc + col0;
         if (have_avx512)
-          avx512_tiles[rows](a + i * lda, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci, ldc);
+          avx512_tiles[rows](a + i * lda, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci,
+                             ldc);
         else
-          tile_generic(a + i * lda, rows, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci, ldc);
+          tile_generic(a + i * lda, rows, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci,
+                       ldc);
       }
     }
   }

@@ -9,8 +9,8 @@ namespace comb::kernels {
 namespace {
 
 // First maximum over t < valid (strict >, as the CPU reference); argmax may be nullptr.
-__global__ void max_over_time_kernel(const float* x, int batch, int time, int valid,
-                                     int channels, float* out, int32_t* argmax) {
+__global__ void max_over_time_kernel(const float* x, int batch, int time, int valid, int channels,
+                                     float* out, int32_t* argmax) {
   int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= int64_t{batch} * channels)
     return;
@@ -32,13 +32,14 @@ __global__ void max_over_time_kernel(const float* x, int batch, int time, int va
 
 } // namespace
 
-int max_over_time_cuda(const float* x, int batch, int time, int valid, int channels,
-                       float* out, int32_t* argmax, cuda_stream s) {
+int max_over_time_cuda(const float* x, int batch, int time, int valid, int channels, float* out,
+                       int32_t* argmax, cuda_stream s) {
   int64_t total = int64_t{batch} * channels;
   if (total == 0 || valid <= 0)
     return cudaSuccess;
-  max_over_time_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(
-    x, batch, time, valid, channels, out, argmax);
+  max_over_time_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, s>>>(x, batch, time,
+                                                                                  valid, channels,
+                                                                                  out, argmax);
   return cudaGetLastError();
 }
 

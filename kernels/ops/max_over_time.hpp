@@ -11,11 +11,10 @@
 
 namespace comb::kernels {
 
-
-void max_over_time_ref(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid,
-                       float* y, int32_t* argmax);
-void max_over_time_cpu(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid,
-                       float* y, int32_t* argmax);
+void max_over_time_ref(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid, float* y,
+                       int32_t* argmax);
+void max_over_time_cpu(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid, float* y,
+                       int32_t* argmax);
 
 void max_over_time_backward_ref(const float* dy, const int32_t* argmax, int64_t b, int64_t t,
                                 int64_t c, float* dx);
@@ -24,7 +23,7 @@ void max_over_time_backward_cpu(const float* dy, const int32_t* argmax, int64_t 
 
 /// CUDA (max_over_time.cu): the first maximum over t < valid of x[batch][time][channels];
 /// argmax (may be nullptr) receives its t.
-int max_over_time_cuda(const float* x, int batch, int time, int valid, int channels,
-                       float* out, int32_t* argmax, cuda_stream s);
+int max_over_time_cuda(const float* x, int batch, int time, int valid, int channels, float* out,
+                       int32_t* argmax, cuda_stream s);
 
 } // namespace comb::kernels

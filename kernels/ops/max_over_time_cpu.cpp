@@ -28,8 +28,8 @@ void one_sequence(const float* x, int64_t c, int64_t valid, float* y, int32_t* a
 
 } // namespace
 
-void max_over_time_cpu(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid,
-                       float* y, int32_t* argmax) {
+void max_over_time_cpu(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid, float* y,
+                       int32_t* argmax) {
   detail::parallel_range(b, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t i = b0; i < b1; ++i)
       one_sequence(x + i * t * c, c, valid, y + i * c, argmax + i * c);

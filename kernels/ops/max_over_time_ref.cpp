@@ -3,8 +3,8 @@
 
 namespace comb::kernels {
 
-void max_over_time_ref(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid,
-                       float* y, int32_t* argmax) {
+void max_over_time_ref(const float* x, int64_t b, int64_t t, int64_t c, int64_t valid, float* y,
+                       int32_t* argmax) {
   for (int64_t i = 0; i < b; ++i)
     for (int64_t j = 0; j < c; ++j) {
       int64_t best = 0;

@@ -11,17 +11,14 @@
 
 namespace comb::kernels {
 
-
 /// velocity may be nullptr when p.momentum == 0.
-void sgd_step_ref(float* param, const float* grad, float* velocity, int64_t n,
-                  const sgd_params& p);
-void sgd_step_cpu(float* param, const float* grad, float* velocity, int64_t n,
-                  const sgd_params& p);
+void sgd_step_ref(float* param, const float* grad, float* velocity, int64_t n, const sgd_params& p);
+void sgd_step_cpu(float* param, const float* grad, float* velocity, int64_t n, const sgd_params& p);
 
 /// step counts from 1.
-void adam_step_ref(float* param, const float* grad, float* m, float* v, int64_t n,
-                   int64_t step, const adam_params& p);
-void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t n,
-                   int64_t step, const adam_params& p);
+void adam_step_ref(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                   const adam_params& p);
+void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                   const adam_params& p);
 
 } // namespace comb::kernels

@@ -11,8 +11,8 @@ namespace comb::kernels {
 namespace {
 
 COMB_CLONES
-void sgd_range(float* param, const float* grad, float* velocity, int64_t i0, int64_t i1,
-               float lr, float momentum, float wd) {
+void sgd_range(float* param, const float* grad, float* velocity, int64_t i0, int64_t i1, float lr,
+               float momentum, float wd) {
   if (momentum > 0) {
     for (int64_t i = i0; i < i1; ++i) {
       float g = grad[i] + wd * param[i];
@@ -47,8 +47,8 @@ void sgd_step_cpu(float* param, const float* grad, float* velocity, int64_t n,
   });
 }
 
-void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t n,
-                   int64_t step, const adam_params& p) {
+void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                   const adam_params& p) {
   double c1 = 1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(step));
   double c2 = 1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(step));
   auto step_size = static_cast<float>(p.lr / c1);

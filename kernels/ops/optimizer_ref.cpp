@@ -17,8 +17,8 @@ void sgd_step_ref(float* param, const float* grad, float* velocity, int64_t n,
   }
 }
 
-void adam_step_ref(float* param, const float* grad, float* m, float* v, int64_t n,
-                   int64_t step, const adam_params& p) {
+void adam_step_ref(float* param, const float* grad, float* m, float* v, int64_t n, int64_t step,
+                   const adam_params& p) {
   double c1 = 1.0 - std::pow(static_cast<double>(p.beta1), static_cast<double>(step));
   double c2 = 1.0 - std::pow(static_cast<double>(p.beta2), static_cast<double>(step));
   for (int64_t i = 0; i < n; ++i) {

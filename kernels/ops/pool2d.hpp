@@ -12,14 +12,12 @@
 
 namespace comb::kernels {
 
-
 struct pool2d_dims {
   int64_t n = 0, h = 0, w = 0, c = 0, oh = 0, ow = 0;
   pool2d_params p;
 };
 
-pool2d_dims make_pool2d_dims(int64_t n, int64_t h, int64_t w, int64_t c,
-                             const pool2d_params& p);
+pool2d_dims make_pool2d_dims(int64_t n, int64_t h, int64_t w, int64_t c, const pool2d_params& p);
 
 void pool2d_ref(const pool2d_dims& d, const float* x, float* y);
 void pool2d_cpu(const pool2d_dims& d, const float* x, float* y);

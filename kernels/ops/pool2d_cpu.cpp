@@ -11,8 +11,7 @@
 
 namespace comb::kernels {
 
-pool2d_dims make_pool2d_dims(int64_t n, int64_t h, int64_t w, int64_t c,
-                             const pool2d_params& p) {
+pool2d_dims make_pool2d_dims(int64_t n, int64_t h, int64_t w, int64_t c, const pool2d_params& p) {
   pool2d_dims d;
   d.n = n, d.h = h, d.w = w, d.c = c, d.p = p;
   d.oh = (h + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1;
@@ -71,7 +70,8 @@ void pool2d_backward_cpu(const pool2d_dims& d, const float* x, const float* dy, 
   // Windows of different output rows overlap in the input, so threads own whole images.
   detail::parallel_range(d.n, 1, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
-      std::memset(dx + n * d.h * d.w * d.c, 0, static_cast<size_t>(d.h * d.w * d.c) * sizeof(float));
+      std::memset(dx + n * d.h * d.w * d.c, 0,
+                  static_cast<size_t>(d.h * d.w * d.c) * sizeof(float));
       for (int64_t oy = 0; oy < d.oh; ++oy) {
         int64_t y0 = std::max<int64_t>(0, oy * p.stride_h - p.pad_h);
         int64_t y1 = std::min<int64_t>(d.h, oy * p.stride_h - p.pad_h + p.kernel_h);

@@ -35,9 +35,10 @@ void pool2d_ref(const pool2d_dims& d, const float* x, float* y) {
             sum += x[i];
             ++count;
           });
-          y[((n * d.oh + oy) * d.ow + ox) * d.c + ch] =
-            d.p.kind == pool_kind::max ? best
-                                       : static_cast<float>(count ? sum / count : 0.0);
+          y[((n * d.oh + oy) * d.ow + ox) * d.c + ch] = d.p.kind == pool_kind::max
+                                                          ? best
+                                                          : static_cast<float>(count ? sum / count
+                                                                                     : 0.0);
         }
 }
 

@@ -49,7 +49,7 @@ int softmax_cuda(const float* x, int64_t rows, int cols, float* out, cuda_stream
   if (rows > 2147483647)
     return cudaErrorInvalidValue;
   softmax_kernel<<<static_cast<unsigned>(rows), threads, threads * sizeof(float), s>>>(x, cols,
-                                                                                      out);
+                                                                                       out);
   return cudaGetLastError();
 }
 

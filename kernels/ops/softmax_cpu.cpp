@@ -38,8 +38,8 @@ void softmax_cpu(const float* x, int64_t rows, int64_t c, float* y) {
   });
 }
 
-float softmax_cross_entropy_cpu(const float* logits, const int32_t* labels, int64_t rows,
-                                int64_t c, float* probs) {
+float softmax_cross_entropy_cpu(const float* logits, const int32_t* labels, int64_t rows, int64_t c,
+                                float* probs) {
   std::vector<double> loss(static_cast<size_t>(rows));
   detail::parallel_range(rows, 64, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -53,8 +53,8 @@ float softmax_cross_entropy_cpu(const float* logits, const int32_t* labels, int6
   return static_cast<float>(s / static_cast<double>(rows));
 }
 
-void softmax_cross_entropy_backward_cpu(const float* probs, const int32_t* labels,
-                                        int64_t rows, int64_t c, float* d_logits) {
+void softmax_cross_entropy_backward_cpu(const float* probs, const int32_t* labels, int64_t rows,
+                                        int64_t c, float* d_logits) {
   float inv = 1.0f / static_cast<float>(rows);
   detail::parallel_range(rows, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {

@@ -19,8 +19,8 @@ void softmax_ref(const float* x, int64_t rows, int64_t c, float* y) {
   }
 }
 
-float softmax_cross_entropy_ref(const float* logits, const int32_t* labels, int64_t rows,
-                                int64_t c, float* probs) {
+float softmax_cross_entropy_ref(const float* logits, const int32_t* labels, int64_t rows, int64_t c,
+                                float* probs) {
   softmax_ref(logits, rows, c, probs);
   double loss = 0;
   for (int64_t r = 0; r < rows; ++r) {
@@ -36,12 +36,12 @@ float softmax_cross_entropy_ref(const float* logits, const int32_t* labels, int6
   return static_cast<float>(loss / rows);
 }
 
-void softmax_cross_entropy_backward_ref(const float* probs, const int32_t* labels,
-                                        int64_t rows, int64_t c, float* d_logits) {
+void softmax_cross_entropy_backward_ref(const float* probs, const int32_t* labels, int64_t rows,
+                                        int64_t c, float* d_logits) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < c; ++j)
-      d_logits[r * c + j] =
-        (probs[r * c + j] - (j == labels[r] ? 1.0f : 0.0f)) / static_cast<float>(rows);
+      d_logits[r * c + j] = (probs[r * c + j] - (j == labels[r] ? 1.0f : 0.0f))
+                            / static_cast<float>(rows);
 }
 
 } // namespace comb::kernels

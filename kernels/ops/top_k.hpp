@@ -11,10 +11,7 @@
 
 namespace comb::kernels {
 
-
-void top_k_ref(const float* x, int64_t rows, int64_t c, int k, float* values,
-               int32_t* indices);
-void top_k_cpu(const float* x, int64_t rows, int64_t c, int k, float* values,
-               int32_t* indices);
+void top_k_ref(const float* x, int64_t rows, int64_t c, int k, float* values, int32_t* indices);
+void top_k_cpu(const float* x, int64_t rows, int64_t c, int k, float* values, int32_t* indices);
 
 } // namespace comb::kernels

@@ -11,8 +11,7 @@
 
 namespace comb::kernels {
 
-void top_k_cpu(const float* x, int64_t rows, int64_t c, int k, float* values,
-               int32_t* indices) {
+void top_k_cpu(const float* x, int64_t rows, int64_t c, int k, float* values, int32_t* indices) {
   detail::parallel_range(rows, 8, [&](int64_t r0, int64_t r1) {
     std::vector<int32_t> idx(static_cast<size_t>(c));
     for (int64_t r = r0; r < r1; ++r) {

@@ -20,8 +20,7 @@ bool before(float a, int64_t ia, float b, int64_t ib) {
 
 } // namespace
 
-void top_k_ref(const float* x, int64_t rows, int64_t c, int k, float* values,
-               int32_t* indices) {
+void top_k_ref(const float* x, int64_t rows, int64_t c, int k, float* values, int32_t* indices) {
   std::vector<bool> taken(static_cast<size_t>(c));
   for (int64_t r = 0; r < rows; ++r) {
     std::fill(taken.begin(), taken.end(), false);

@@ -11,7 +11,6 @@
 
 namespace comb::kernels {
 
-
 void upsample_ref(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
                   const upsample_params& p, float* y);
 void upsample_cpu(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,

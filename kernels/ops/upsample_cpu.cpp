@@ -44,8 +44,8 @@ void upsample_cpu(const float* x, int64_t n, int64_t h, int64_t w, int64_t c,
         int64_t x1 = std::min(x0 + 1, w - 1);
         float fx = static_cast<float>(sx - x0);
         auto at = [&](int64_t yy, int64_t xx) { return x + ((b * h + yy) * w + xx) * c; };
-        blend(at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1), (1 - fy) * (1 - fx),
-              (1 - fy) * fx, fy * (1 - fx), fy * fx, c, out + ox * c);
+        blend(at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1), (1 - fy) * (1 - fx), (1 - fy) * fx,
+              fy * (1 - fx), fy * fx, c, out + ox * c);
       }
     }
   });

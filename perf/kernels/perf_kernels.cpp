@@ -38,9 +38,7 @@ struct options {
   bool quick = false;
   bool torch = true;
   int threads = 0;
-  bool wants(const std::string& b) const {
-    return benchmarks.empty() || benchmarks.count(b);
-  }
+  bool wants(const std::string& b) const { return benchmarks.empty() || benchmarks.count(b); }
 };
 
 int reps(const options& o) {
@@ -54,8 +52,8 @@ double time_ms(const std::function<void()>& fn, int n) {
   for (int i = 0; i < n; ++i) {
     auto a = std::chrono::steady_clock::now();
     fn();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a)
-                  .count());
+    t.push_back(
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -105,8 +103,7 @@ struct sgemm_baseline {
   std::vector<float> a, b, c;
   sgemm_baseline(int64_t m_, int64_t n_, int64_t k_, int t = 1)
     : m(m_), n(n_), k(k_), times(t), a(static_cast<size_t>(m * k), 0.5f),
-      b(static_cast<size_t>(k * n), 0.25f), c(static_cast<size_t>(m * n)) {
-  }
+      b(static_cast<size_t>(k * n), 0.25f), c(static_cast<size_t>(m * n)) {}
   void operator()() {
     for (int i = 0; i < times; ++i)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
@@ -132,12 +129,13 @@ void must(const caf::expected<T>& r, const char* what) {
 void gemm_row(const std::string& name, const std::function<void()>& op, int64_t m, int64_t n,
               int64_t k, int times, int r) {
   sgemm_baseline base(m, n, k, times);
-  auto [ms, bms] = paired_ms(op, [&] { base(); }, r);
+  auto [ms, bms] = paired_ms(
+    op, [&] { base(); }, r);
   double flops = 2.0 * m * n * k * times;
   std::printf("%-32s %8.3f ms %7.2f GFLOP/s | %dx sgemm %5ldx%4ldx%4ld %8.3f ms %7.2f GFLOP/s "
               "| ratio %.2f\n",
-              name.c_str(), ms, flops / ms / 1e6, times, static_cast<long>(m),
-              static_cast<long>(n), static_cast<long>(k), bms, flops / bms / 1e6, bms / ms);
+              name.c_str(), ms, flops / ms / 1e6, times, static_cast<long>(m), static_cast<long>(n),
+              static_cast<long>(k), bms, flops / bms / 1e6, bms / ms);
 }
 
 void bench_gemm_ops(const options& o) {
@@ -149,38 +147,43 @@ void bench_gemm_ops(const options& o) {
   {
     auto x = rnd({1200, 784}, rng), w = rnd({784, 512}, rng), bias = rnd({512}, rng);
     tensor y;
-    gemm_row("dense 1200x784 -> 512", [&] { must(b.dense(x, w, &bias, y), "dense"); }, 1200,
-             512, 784, 1, r);
+    gemm_row(
+      "dense 1200x784 -> 512", [&] { must(b.dense(x, w, &bias, y), "dense"); }, 1200, 512, 784, 1,
+      r);
     auto dy = rnd({1200, 512}, rng);
     tensor dx, dw, db;
-    gemm_row("dense backward (dx, dw, db)",
-             [&] { must(b.dense_backward(x, w, dy, &dx, dw, &db), "dense_backward"); }, 1200,
-             512, 784, 2, r);
+    gemm_row(
+      "dense backward (dx, dw, db)",
+      [&] { must(b.dense_backward(x, w, dy, &dx, dw, &db), "dense_backward"); }, 1200, 512, 784, 2,
+      r);
   }
   for (int64_t k : {2, 3, 4}) {
     int64_t bt = o.quick ? 16 : 64;
     auto x = rnd({bt, 256, 64}, rng), w = rnd({k, 64, 100}, rng);
     tensor y;
     auto ks = std::to_string(k);
-    gemm_row("conv1d k=" + ks + " " + std::to_string(bt) + "x256x64->100",
-             [&] { must(b.conv1d(x, w, nullptr, {}, y), "conv1d"); }, bt * (256 - k + 1), 100,
-             k * 64, 1, r);
+    gemm_row(
+      "conv1d k=" + ks + " " + std::to_string(bt) + "x256x64->100",
+      [&] { must(b.conv1d(x, w, nullptr, {}, y), "conv1d"); }, bt * (256 - k + 1), 100, k * 64, 1,
+      r);
     auto dy = rnd(y.shape(), rng);
     tensor dx, dw;
-    gemm_row("conv1d k=" + ks + " backward (dx, dw)",
-             [&] { must(b.conv1d_backward(x, w, dy, {}, &dx, dw, nullptr), "conv1d_bw"); },
-             bt * (256 - k + 1), 100, k * 64, 2, r);
+    gemm_row(
+      "conv1d k=" + ks + " backward (dx, dw)",
+      [&] { must(b.conv1d_backward(x, w, dy, {}, &dx, dw, nullptr), "conv1d_bw"); },
+      bt * (256 - k + 1), 100, k * 64, 2, r);
   }
   {
     auto x = rnd({1, 56, 56, 64}, rng), w = rnd({3, 3, 64, 64}, rng);
     tensor y;
     conv2d_params p{1, 1, 1, 1, 1, 1, 1};
-    gemm_row("conv2d 3x3 56x56x64 -> 64", [&] { must(b.conv2d(x, w, nullptr, p, y), "conv2d"); },
-             56 * 56, 64, 9 * 64, 1, r);
+    gemm_row(
+      "conv2d 3x3 56x56x64 -> 64", [&] { must(b.conv2d(x, w, nullptr, p, y), "conv2d"); }, 56 * 56,
+      64, 9 * 64, 1, r);
     auto x1 = rnd({8, 28, 28, 192}, rng), w1 = rnd({1, 1, 192, 64}, rng);
-    gemm_row("conv2d 1x1 8x28x28x192 -> 64",
-             [&] { must(b.conv2d(x1, w1, nullptr, {}, y), "conv2d 1x1"); }, 8 * 28 * 28, 64, 192,
-             1, r);
+    gemm_row(
+      "conv2d 1x1 8x28x28x192 -> 64", [&] { must(b.conv2d(x1, w1, nullptr, {}, y), "conv2d 1x1"); },
+      8 * 28 * 28, 64, 192, 1, r);
   }
 }
 
@@ -202,22 +205,33 @@ void bench_other_ops(const options& o) {
       64.0 * 256 * 64 * 8 + 8192.0 * 64 * 4);
   auto x = rnd({64, 255, 100}, rng);
   tensor y, arg, dx;
-  row("max over time 64x255x100",
-      time_ms([&] { must(b.max_over_time(x, 0, y, arg), "mot"); }, r), 64.0 * 255 * 100 * 4);
+  row("max over time 64x255x100", time_ms([&] { must(b.max_over_time(x, 0, y, arg), "mot"); }, r),
+      64.0 * 255 * 100 * 4);
   auto big = rnd({1200, 512}, rng), bias = rnd({512}, rng);
   row("bias+relu 1200x512",
       time_ms([&] { must(b.bias_act(big, &bias, activation::relu, y), "bias_act"); }, r),
       1200.0 * 512 * 8);
   auto img = rnd({8, 56, 56, 64}, rng);
-  row("depthwise 3x3 8x56x56x64", time_ms([&] {
-        must(b.conv2d(img, rnd({3, 3, 1, 64}, rng), nullptr, {1, 1, 1, 1, 1, 1, 64}, y), "dw");
-      }, r),
+  row("depthwise 3x3 8x56x56x64",
+      time_ms(
+        [&] {
+          must(b.conv2d(img, rnd({3, 3, 1, 64}, rng), nullptr, {1, 1, 1, 1, 1, 1, 64}, y), "dw");
+        },
+        r),
       8.0 * 56 * 56 * 64 * 8);
   row("max pool 3x3 s2 8x56x56x64",
-      time_ms([&] { must(b.pool2d(img, {pool_kind::max, 3, 3, 2, 2, 1, 1}, y), "pool"); }, r),
+      time_ms(
+        [&] {
+          must(b.pool2d(img, {pool_kind::max, 3, 3, 2, 2, 1, 1}, y), "pool");
+        },
+        r),
       8.0 * 56 * 56 * 64 * 4);
   row("upsample bilinear x2 8x56x56x64",
-      time_ms([&] { must(b.upsample(img, {upsample_mode::bilinear, 2}, y), "up"); }, r),
+      time_ms(
+        [&] {
+          must(b.upsample(img, {upsample_mode::bilinear, 2}, y), "up");
+        },
+        r),
       8.0 * 56 * 56 * 64 * 4 * 5);
   auto param = rnd({1 << 20}, rng), grad = rnd({1 << 20}, rng);
   tensor m, v;
@@ -227,11 +241,14 @@ void bench_other_ops(const options& o) {
       (1 << 20) * 4.0 * 7);
   auto logits = rnd({1200, 10}, rng);
   auto labels = rnd_ids({1200}, rng, 10);
-  row("softmax cross-entropy 1200x10", time_ms([&] {
-        auto l = b.softmax_cross_entropy(logits, labels, y);
-        if (!l)
-          std::exit(1);
-      }, r),
+  row("softmax cross-entropy 1200x10",
+      time_ms(
+        [&] {
+          auto l = b.softmax_cross_entropy(logits, labels, y);
+          if (!l)
+            std::exit(1);
+        },
+        r),
       1200.0 * 10 * 8);
 }
 
@@ -294,9 +311,7 @@ public:
       waitpid(pid_, nullptr, 0);
   }
 
-  bool ready() const {
-    return ready_;
-  }
+  bool ready() const { return ready_; }
 
   /// Milliseconds of one run of `name`, or a negative number when the baseline failed.
   double run(const std::string& name) {
@@ -390,17 +405,20 @@ void bench_models(const options& o, int threads) {
     auto x = rnd({1200, 784}, rng);
     auto y = rnd_ids({1200}, rng, 10);
     double f = m->forward_flops(1200);
-    model_row("mlp_forward", [&] { must(m->forward(x), "mlp"); }, f, torch, rounds);
-    model_row("mlp_train", [&] { must(m->train_step(x, y), "mlp"); }, 3 * f, torch, rounds);
+    model_row(
+      "mlp_forward", [&] { must(m->forward(x), "mlp"); }, f, torch, rounds);
+    model_row(
+      "mlp_train", [&] { must(m->train_step(x, y), "mlp"); }, 3 * f, torch, rounds);
   }
   if (o.wants("textcnn")) {
     auto m = textcnn::create({});
     auto tokens = rnd_ids({64, 256}, rng, 8192);
     auto labels = rnd_ids({64}, rng, 2);
     double f = m->forward_flops(64, 256);
-    model_row("textcnn_forward", [&] { must(m->forward(tokens), "tc"); }, f, torch, rounds);
-    model_row("textcnn_train", [&] { must(m->train_step(tokens, labels), "tc"); }, 3 * f,
-              torch, rounds);
+    model_row(
+      "textcnn_forward", [&] { must(m->forward(tokens), "tc"); }, f, torch, rounds);
+    model_row(
+      "textcnn_train", [&] { must(m->train_step(tokens, labels), "tc"); }, 3 * f, torch, rounds);
   }
 }
 

@@ -98,13 +98,15 @@ void bench_mobilenet(bool quick, int threads) {
   auto torch_ms = torch_mobilenet(iters, threads, batches);
   for (size_t i = 0; i < batches.size(); ++i) {
     double gflops = m.flops() * batches[i] / (comb_ms[i] * 1e6);
-    std::printf("mobilenet_v2 batch %d: comb %.3f ms (%.1f GFLOP/s), pytorch %.3f ms\n",
-                batches[i], comb_ms[i], gflops, torch_ms[i]);
+    std::printf("mobilenet_v2 batch %d: comb %.3f ms (%.1f GFLOP/s), pytorch %.3f ms\n", batches[i],
+                comb_ms[i], gflops, torch_ms[i]);
     if (torch_ms[i] > 0)
-      row("mobilenet_v2 224x224 batch " + std::to_string(batches[i]), comb_ms[i], torch_ms[i], "ms");
+      row("mobilenet_v2 224x224 batch " + std::to_string(batches[i]), comb_ms[i], torch_ms[i],
+          "ms");
     else
-      std::printf("mobilenet_v2 batch %d: PyTorch absent (install python3-torch python3-torchvision)\n",
-                  batches[i]);
+      std::printf(
+        "mobilenet_v2 batch %d: PyTorch absent (install python3-torch python3-torchvision)\n",
+        batches[i]);
   }
 }
 
@@ -192,8 +194,10 @@ int main(int argc, char** argv) {
     else if (a == "--threads" && i + 1 < argc)
       threads = std::max(1, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: %s [--benchmarks=mobilenet_v2,pointwise,centernet] [--quick] "
-                           "[--threads N]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--benchmarks=mobilenet_v2,pointwise,centernet] [--quick] "
+                   "[--threads N]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -201,9 +205,10 @@ int main(int argc, char** argv) {
     return ("," + which + ",").find(std::string(",") + b + ",") != std::string::npos;
   };
   cpu_backend::set_threads(threads); // the CPU pool and OpenBLAS
-  std::printf("machine: %u hardware threads, %d used; AVX-512 kernels: %s; BLAS: OpenBLAS %s (%s)\n",
-              std::thread::hardware_concurrency(), threads, fused_gemm_uses_avx512() ? "yes" : "no",
-              openblas_get_corename(), openblas_get_config());
+  std::printf(
+    "machine: %u hardware threads, %d used; AVX-512 kernels: %s; BLAS: OpenBLAS %s (%s)\n",
+    std::thread::hardware_concurrency(), threads, fused_gemm_uses_avx512() ? "yes" : "no",
+    openblas_get_corename(), openblas_get_config());
   if (has("mobilenet_v2"))
     bench_mobilenet(quick, threads);
   if (has("pointwise"))

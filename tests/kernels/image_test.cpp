@@ -32,8 +32,8 @@ std::vector<uint8_t> make_bmp(int w, int h, bool top_down) {
     int row = top_down ? y : h - 1 - y;
     uint8_t* p = &b[54 + row * stride];
     for (int x = 0; x < w; ++x) {
-      p[3 * x + 0] = static_cast<uint8_t>(200 - y); // B
-      p[3 * x + 1] = static_cast<uint8_t>(100 + x); // G
+      p[3 * x + 0] = static_cast<uint8_t>(200 - y);    // B
+      p[3 * x + 1] = static_cast<uint8_t>(100 + x);    // G
       p[3 * x + 2] = static_cast<uint8_t>(10 * x + y); // R
     }
   }
@@ -50,83 +50,83 @@ std::string error_of(const std::vector<uint8_t>& b) {
 } // namespace
 
 TEST_SUITE("kernels.image") {
-
-TEST_CASE("24-bit BMPs decode to RGB rows top to bottom, in both row orders") {
-  for (bool top_down : {false, true}) {
-    auto r = decode_bmp(make_bmp(5, 3, top_down)); // width 5: rows carry padding
-    REQUIRE_MESSAGE(r, describe(r.error()));
-    CHECK(r->width == 5);
-    CHECK(r->height == 3);
-    for (int y = 0; y < 3; ++y)
-      for (int x = 0; x < 5; ++x) {
-        CHECK(r->at(x, y, 0) == 10 * x + y);
-        CHECK(r->at(x, y, 1) == 100 + x);
-        CHECK(r->at(x, y, 2) == 200 - y);
-      }
+  TEST_CASE("24-bit BMPs decode to RGB rows top to bottom, in both row orders") {
+    for (bool top_down : {false, true}) {
+      auto r = decode_bmp(make_bmp(5, 3, top_down)); // width 5: rows carry padding
+      REQUIRE_MESSAGE(r, describe(r.error()));
+      CHECK(r->width == 5);
+      CHECK(r->height == 3);
+      for (int y = 0; y < 3; ++y)
+        for (int x = 0; x < 5; ++x) {
+          CHECK(r->at(x, y, 0) == 10 * x + y);
+          CHECK(r->at(x, y, 1) == 100 + x);
+          CHECK(r->at(x, y, 2) == 200 - y);
+        }
+    }
   }
-}
 
-TEST_CASE("bad BMPs are rejected with errors naming the problem") {
-  auto good = make_bmp(4, 4, false);
-  CHECK(error_of({}).find("too short") != std::string::npos);
-  auto b = good;
-  b[0] = 'X';
-  CHECK(error_of(b).find("signature") != std::string::npos);
-  b = good;
-  b[28] = 8;
-  CHECK(error_of(b).find("24-bit") != std::string::npos);
-  b = good;
-  b[30] = 1;
-  CHECK(error_of(b).find("compressed") != std::string::npos);
-  b = good;
-  b.resize(b.size() - 5);
-  CHECK(error_of(b).find("truncated") != std::string::npos);
-  b = good;
-  int32_t huge = 1 << 30;
-  std::memcpy(&b[18], &huge, 4);
-  CHECK(error_of(b).find("dimensions") != std::string::npos);
-  b = good;
-  uint32_t off = 0xFFFFFFF0u;
-  std::memcpy(&b[10], &off, 4);
-  CHECK(error_of(b).find("truncated") != std::string::npos);
-  auto missing = load_bmp("/nonexistent/x.bmp");
-  REQUIRE_FALSE(missing);
-  CHECK(is(missing.error(), errc::not_found));
-}
-
-TEST_CASE("every truncation of a BMP fails cleanly") {
-  auto good = make_bmp(7, 5, false);
-  for (size_t n = 0; n < good.size(); ++n) {
-    auto r = decode_bmp({good.data(), n});
-    CHECK_FALSE(r);
+  TEST_CASE("bad BMPs are rejected with errors naming the problem") {
+    auto good = make_bmp(4, 4, false);
+    CHECK(error_of({}).find("too short") != std::string::npos);
+    auto b = good;
+    b[0] = 'X';
+    CHECK(error_of(b).find("signature") != std::string::npos);
+    b = good;
+    b[28] = 8;
+    CHECK(error_of(b).find("24-bit") != std::string::npos);
+    b = good;
+    b[30] = 1;
+    CHECK(error_of(b).find("compressed") != std::string::npos);
+    b = good;
+    b.resize(b.size() - 5);
+    CHECK(error_of(b).find("truncated") != std::string::npos);
+    b = good;
+    int32_t huge = 1 << 30;
+    std::memcpy(&b[18], &huge, 4);
+    CHECK(error_of(b).find("dimensions") != std::string::npos);
+    b = good;
+    uint32_t off = 0xFFFFFFF0u;
+    std::memcpy(&b[10], &off, 4);
+    CHECK(error_of(b).find("truncated") != std::string::npos);
+    auto missing = load_bmp("/nonexistent/x.bmp");
+    REQUIRE_FALSE(missing);
+    CHECK(is(missing.error(), errc::not_found));
   }
-}
 
-TEST_CASE("nearest-neighbour resize picks floor(dst * in / out)") {
-  auto src = decode_bmp(make_bmp(6, 4, false));
-  REQUIRE(src);
-  auto up = resize_nearest(*src, 12, 8);
-  for (int y = 0; y < 8; ++y)
-    for (int x = 0; x < 12; ++x)
-      CHECK(up.at(x, y, 0) == src->at(x / 2, y / 2, 0));
-  auto down = resize_nearest(*src, 4, 3);
-  CHECK(down.at(3, 2, 0) == src->at(3 * 6 / 4, 2 * 4 / 3, 0));
-  std::vector<float> f(4 * 3 * 3);
-  to_float_nhwc(down, 0.5f, 100.0f, f.data());
-  CHECK(f[0] == doctest::Approx(0.5f * (down.rgb[0] - 100.0f)));
-}
-
-TEST_CASE("the shared test images decode") {
-  std::string dir = std::getenv("COMB_DATA_DIR") ? std::getenv("COMB_DATA_DIR")
-                                                 : std::string(COMB_SOURCE_DIR) + "/../shared/data";
-  if (!std::filesystem::exists(dir + "/models/cat.bmp")) {
-    MESSAGE("test images absent under " << dir << ": skipping");
-    return;
+  TEST_CASE("every truncation of a BMP fails cleanly") {
+    auto good = make_bmp(7, 5, false);
+    for (size_t n = 0; n < good.size(); ++n) {
+      auto r = decode_bmp({good.data(), n});
+      CHECK_FALSE(r);
+    }
   }
-  auto cat = load_bmp(dir + "/models/cat.bmp");
-  REQUIRE_MESSAGE(cat, describe(cat.error()));
-  CHECK(cat->width == 512);
-  CHECK(cat->height == 341);
-}
+
+  TEST_CASE("nearest-neighbour resize picks floor(dst * in / out)") {
+    auto src = decode_bmp(make_bmp(6, 4, false));
+    REQUIRE(src);
+    auto up = resize_nearest(*src, 12, 8);
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 12; ++x)
+        CHECK(up.at(x, y, 0) == src->at(x / 2, y / 2, 0));
+    auto down = resize_nearest(*src, 4, 3);
+    CHECK(down.at(3, 2, 0) == src->at(3 * 6 / 4, 2 * 4 / 3, 0));
+    std::vector<float> f(4 * 3 * 3);
+    to_float_nhwc(down, 0.5f, 100.0f, f.data());
+    CHECK(f[0] == doctest::Approx(0.5f * (down.rgb[0] - 100.0f)));
+  }
+
+  TEST_CASE("the shared test images decode") {
+    std::string dir = std::getenv("COMB_DATA_DIR")
+                        ? std::getenv("COMB_DATA_DIR")
+                        : std::string(COMB_SOURCE_DIR) + "/../shared/data";
+    if (!std::filesystem::exists(dir + "/models/cat.bmp")) {
+      MESSAGE("test images absent under " << dir << ": skipping");
+      return;
+    }
+    auto cat = load_bmp(dir + "/models/cat.bmp");
+    REQUIRE_MESSAGE(cat, describe(cat.error()));
+    CHECK(cat->width == 512);
+    CHECK(cat->height == 341);
+  }
 
 } // TEST_SUITE

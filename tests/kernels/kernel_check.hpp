@@ -54,17 +54,17 @@ inline int64_t mismatches(const std::string& what, const tensor& ref_t, const te
   for (int64_t i = 0; i < ref.numel(); ++i) {
     double r, g;
     switch (ref.dtype()) {
-      case dtype::f32:
-        r = ref.data<float>()[i], g = got.data<float>()[i];
-        break;
-      case dtype::i32:
-        r = ref.data<int32_t>()[i], g = got.data<int32_t>()[i];
-        break;
-      case dtype::u8:
-        r = ref.data<uint8_t>()[i], g = got.data<uint8_t>()[i];
-        break;
-      default:
-        r = ref.data<int8_t>()[i], g = got.data<int8_t>()[i];
+    case dtype::f32:
+      r = ref.data<float>()[i], g = got.data<float>()[i];
+      break;
+    case dtype::i32:
+      r = ref.data<int32_t>()[i], g = got.data<int32_t>()[i];
+      break;
+    case dtype::u8:
+      r = ref.data<uint8_t>()[i], g = got.data<uint8_t>()[i];
+      break;
+    default:
+      r = ref.data<int8_t>()[i], g = got.data<int8_t>()[i];
     }
     bool ok;
     if (!std::isfinite(r) || !std::isfinite(g))

@@ -61,15 +61,14 @@ textcnn_config tiny_textcnn(float dropout) {
 double mean_nll(const std::vector<float>& probs, const std::vector<int32_t>& labels, int c) {
   double s = 0;
   for (size_t i = 0; i < labels.size(); ++i)
-    s -= std::log(std::max(1e-30f, probs[i * static_cast<size_t>(c)
-                                         + static_cast<size_t>(labels[i])]));
+    s -= std::log(
+      std::max(1e-30f, probs[i * static_cast<size_t>(c) + static_cast<size_t>(labels[i])]));
   return s / static_cast<double>(labels.size());
 }
 
 /// Finite differences on sampled parameters of a model's loss.
 template <class LossFn>
-void model_grad_check(const std::string& name,
-                      std::vector<std::pair<std::string, tensor*>> params,
+void model_grad_check(const std::string& name, std::vector<std::pair<std::string, tensor*>> params,
                       std::vector<std::pair<std::string, tensor*>> grads, LossFn&& loss) {
   REQUIRE(loss());
   std::vector<tensor> analytic;
@@ -92,8 +91,8 @@ void model_grad_check(const std::string& name,
       double num = (up - down) / (2 * h);
       double ana = analytic[j].data<float>()[i];
       if (std::fabs(num - ana) > 2e-3 + 2e-2 * std::fabs(ana) && bad++ < 5)
-        MESSAGE(name << " " << params[j].first << "[" << i << "]: analytic " << ana
-                     << ", numeric " << num);
+        MESSAGE(name << " " << params[j].first << "[" << i << "]: analytic " << ana << ", numeric "
+                     << num);
     }
   }
   CHECK_MESSAGE(bad == 0, name);
@@ -108,248 +107,248 @@ std::string temp_path(const std::string& name) {
 } // namespace
 
 TEST_SUITE("kernels.models") {
+  TEST_CASE("MLP 784-512-10 shapes, and a tiny MLP trains to near-zero loss deterministically") {
+    auto big = mlp::create({});
+    REQUIRE(big);
+    std::mt19937_64 rng(1);
+    auto probs = big->forward(random_f32({3, 784}, rng));
+    REQUIRE(probs);
+    CHECK(probs->shape() == shape{3, 10});
+    double row = 0;
+    for (int j = 0; j < 10; ++j)
+      row += probs->data<float>()[j];
+    CHECK(row == doctest::Approx(1.0).epsilon(1e-5));
 
-TEST_CASE("MLP 784-512-10 shapes, and a tiny MLP trains to near-zero loss deterministically") {
-  auto big = mlp::create({});
-  REQUIRE(big);
-  std::mt19937_64 rng(1);
-  auto probs = big->forward(random_f32({3, 784}, rng));
-  REQUIRE(probs);
-  CHECK(probs->shape() == shape{3, 10});
-  double row = 0;
-  for (int j = 0; j < 10; ++j)
-    row += probs->data<float>()[j];
-  CHECK(row == doctest::Approx(1.0).epsilon(1e-5));
-
-  auto [x, y] = toy_points();
-  mlp_config cfg;
-  cfg.sizes = {8, 32, 3};
-  cfg.seed = 5;
-  cfg.adam.lr = 1e-2f;
-  auto a = mlp::create(cfg), b = mlp::create(cfg);
-  REQUIRE(a);
-  REQUIRE(b);
-  float first = 0, last = 0;
-  for (int step = 0; step < 300; ++step) {
-    auto la = a->train_step(x, y);
-    auto lb = b->train_step(x, y);
-    REQUIRE(la);
-    REQUIRE(lb);
-    REQUIRE(*la == *lb); // same seed, same data: bit-identical
-    if (step == 0)
-      first = *la;
-    last = *la;
+    auto [x, y] = toy_points();
+    mlp_config cfg;
+    cfg.sizes = {8, 32, 3};
+    cfg.seed = 5;
+    cfg.adam.lr = 1e-2f;
+    auto a = mlp::create(cfg), b = mlp::create(cfg);
+    REQUIRE(a);
+    REQUIRE(b);
+    float first = 0, last = 0;
+    for (int step = 0; step < 300; ++step) {
+      auto la = a->train_step(x, y);
+      auto lb = b->train_step(x, y);
+      REQUIRE(la);
+      REQUIRE(lb);
+      REQUIRE(*la == *lb); // same seed, same data: bit-identical
+      if (step == 0)
+        first = *la;
+      last = *la;
+    }
+    MESSAGE("tiny MLP loss " << first << " -> " << last);
+    CHECK(first > 0.5f);
+    CHECK(last < 0.02f);
   }
-  MESSAGE("tiny MLP loss " << first << " -> " << last);
-  CHECK(first > 0.5f);
-  CHECK(last < 0.02f);
-}
 
-TEST_CASE("MLP gradients match finite differences") {
-  auto [x, y] = toy_points();
-  mlp_config cfg;
-  cfg.sizes = {8, 12, 3};
-  auto m = mlp::create(cfg);
-  REQUIRE(m);
-  model_grad_check("mlp", m->parameters(), m->gradients(),
-                   [&] { return m->loss_and_gradients(x, y); });
-}
-
-TEST_CASE("TextCNN gradients match finite differences") {
-  auto [tokens, labels] = toy_sequences();
-  auto m = textcnn::create(tiny_textcnn(0));
-  REQUIRE(m);
-  auto t = *tensor::from({24, 12}, tokens);
-  auto l = *tensor::from({24}, labels);
-  model_grad_check("textcnn", m->parameters(), m->gradients(),
-                   [&] { return m->loss_and_gradients(t, l, /*train=*/false); });
-}
-
-TEST_CASE("a tiny TextCNN trains to near-zero loss; same seed, identical losses") {
-  auto [tokens, labels] = toy_sequences();
-  auto a = textcnn::create(tiny_textcnn(0.2f));
-  auto b = textcnn::create(tiny_textcnn(0.2f));
-  REQUIRE(a);
-  REQUIRE(b);
-  auto before = a->predict(tokens, 24);
-  REQUIRE(before);
-  double start = mean_nll(*before, labels, 2);
-  for (int step = 0; step < 150; ++step) {
-    auto la = a->train_step(tokens, labels);
-    auto lb = b->train_step(tokens, labels);
-    REQUIRE(la);
-    REQUIRE(lb);
-    REQUIRE(*la == *lb);
+  TEST_CASE("MLP gradients match finite differences") {
+    auto [x, y] = toy_points();
+    mlp_config cfg;
+    cfg.sizes = {8, 12, 3};
+    auto m = mlp::create(cfg);
+    REQUIRE(m);
+    model_grad_check("mlp", m->parameters(), m->gradients(),
+                     [&] { return m->loss_and_gradients(x, y); });
   }
-  auto after = a->predict(tokens, 24);
-  REQUIRE(after);
-  double end = mean_nll(*after, labels, 2);
-  MESSAGE("tiny TextCNN loss " << start << " -> " << end);
-  CHECK(start > 0.3);
-  CHECK(end < 0.02);
-  CHECK(a->steps() == 150);
-  // Another seed starts elsewhere.
-  auto cfg = tiny_textcnn(0.2f);
-  cfg.seed = 4;
-  auto c = textcnn::create(cfg);
-  REQUIRE(c);
-  CHECK(*c->train_step(tokens, labels) != *textcnn::create(tiny_textcnn(0.2f))->train_step(tokens, labels));
-}
 
-TEST_CASE("paper-sized TextCNN: 64 x 256 tokens, embedding 64, 3 x 100 filters") {
-  textcnn_config cfg; // defaults: vocab 8192, embed 64, 2/3/4 x 100, dropout 0.2
-  auto m = textcnn::create(cfg);
-  REQUIRE(m);
-  std::mt19937_64 rng(2);
-  auto tokens = random_i32({64, 256}, rng, 8192);
-  auto labels = random_i32({64}, rng, 2);
-  auto loss = m->train_step(tokens, labels);
-  REQUIRE(loss);
-  CHECK(*loss > 0.3f);
-  CHECK(*loss < 1.5f);
-  auto p = m->forward(tokens);
-  REQUIRE(p);
-  CHECK(p->shape() == shape{64, 2});
-  CHECK(m->parameters().size() == 9);
-}
+  TEST_CASE("TextCNN gradients match finite differences") {
+    auto [tokens, labels] = toy_sequences();
+    auto m = textcnn::create(tiny_textcnn(0));
+    REQUIRE(m);
+    auto t = *tensor::from({24, 12}, tokens);
+    auto l = *tensor::from({24}, labels);
+    model_grad_check("textcnn", m->parameters(), m->gradients(),
+                     [&] { return m->loss_and_gradients(t, l, /*train=*/false); });
+  }
 
-TEST_CASE("TextCNN weights round-trip through safetensors") {
-  auto [tokens, labels] = toy_sequences();
-  auto a = textcnn::create(tiny_textcnn(0.2f));
-  REQUIRE(a);
-  for (int i = 0; i < 5; ++i)
-    REQUIRE(a->train_step(tokens, labels));
-  auto path = temp_path("textcnn.safetensors");
-  REQUIRE(!a->save(path, {{"dataset", "toy"}}));
-  std::map<std::string, std::string> meta;
-  auto b = textcnn::load(path, nullptr, &meta);
-  REQUIRE(b);
-  CHECK(meta.at("dataset") == "toy");
-  CHECK(meta.at("textcnn.kernel_sizes") == "2,3,4");
-  CHECK(*a->predict(tokens, 24) == *b->predict(tokens, 24));
-  auto bytes = a->to_bytes();
-  REQUIRE(bytes);
-  auto c = textcnn::from_bytes(*bytes);
-  REQUIRE(c);
-  CHECK(*a->predict(tokens, 24) == *c->predict(tokens, 24));
-  auto d = textcnn::create(tiny_textcnn(0.2f));
-  REQUIRE(!d->copy_weights_from(*a));
-  CHECK(*a->predict(tokens, 24) == *d->predict(tokens, 24));
-  std::filesystem::remove(path);
-}
+  TEST_CASE("a tiny TextCNN trains to near-zero loss; same seed, identical losses") {
+    auto [tokens, labels] = toy_sequences();
+    auto a = textcnn::create(tiny_textcnn(0.2f));
+    auto b = textcnn::create(tiny_textcnn(0.2f));
+    REQUIRE(a);
+    REQUIRE(b);
+    auto before = a->predict(tokens, 24);
+    REQUIRE(before);
+    double start = mean_nll(*before, labels, 2);
+    for (int step = 0; step < 150; ++step) {
+      auto la = a->train_step(tokens, labels);
+      auto lb = b->train_step(tokens, labels);
+      REQUIRE(la);
+      REQUIRE(lb);
+      REQUIRE(*la == *lb);
+    }
+    auto after = a->predict(tokens, 24);
+    REQUIRE(after);
+    double end = mean_nll(*after, labels, 2);
+    MESSAGE("tiny TextCNN loss " << start << " -> " << end);
+    CHECK(start > 0.3);
+    CHECK(end < 0.02);
+    CHECK(a->steps() == 150);
+    // Another seed starts elsewhere.
+    auto cfg = tiny_textcnn(0.2f);
+    cfg.seed = 4;
+    auto c = textcnn::create(cfg);
+    REQUIRE(c);
+    CHECK(*c->train_step(tokens, labels)
+          != *textcnn::create(tiny_textcnn(0.2f))->train_step(tokens, labels));
+  }
 
-TEST_CASE("corrupt and mismatched safetensors files get clear errors") {
-  auto a = textcnn::create(tiny_textcnn(0));
-  REQUIRE(a);
-  auto bytes = *a->to_bytes();
-  auto fails_with = [](std::string_view b, const std::string& needle) {
-    auto r = textcnn::from_bytes(b);
+  TEST_CASE("paper-sized TextCNN: 64 x 256 tokens, embedding 64, 3 x 100 filters") {
+    textcnn_config cfg; // defaults: vocab 8192, embed 64, 2/3/4 x 100, dropout 0.2
+    auto m = textcnn::create(cfg);
+    REQUIRE(m);
+    std::mt19937_64 rng(2);
+    auto tokens = random_i32({64, 256}, rng, 8192);
+    auto labels = random_i32({64}, rng, 2);
+    auto loss = m->train_step(tokens, labels);
+    REQUIRE(loss);
+    CHECK(*loss > 0.3f);
+    CHECK(*loss < 1.5f);
+    auto p = m->forward(tokens);
+    REQUIRE(p);
+    CHECK(p->shape() == shape{64, 2});
+    CHECK(m->parameters().size() == 9);
+  }
+
+  TEST_CASE("TextCNN weights round-trip through safetensors") {
+    auto [tokens, labels] = toy_sequences();
+    auto a = textcnn::create(tiny_textcnn(0.2f));
+    REQUIRE(a);
+    for (int i = 0; i < 5; ++i)
+      REQUIRE(a->train_step(tokens, labels));
+    auto path = temp_path("textcnn.safetensors");
+    REQUIRE(!a->save(path, {{"dataset", "toy"}}));
+    std::map<std::string, std::string> meta;
+    auto b = textcnn::load(path, nullptr, &meta);
+    REQUIRE(b);
+    CHECK(meta.at("dataset") == "toy");
+    CHECK(meta.at("textcnn.kernel_sizes") == "2,3,4");
+    CHECK(*a->predict(tokens, 24) == *b->predict(tokens, 24));
+    auto bytes = a->to_bytes();
+    REQUIRE(bytes);
+    auto c = textcnn::from_bytes(*bytes);
+    REQUIRE(c);
+    CHECK(*a->predict(tokens, 24) == *c->predict(tokens, 24));
+    auto d = textcnn::create(tiny_textcnn(0.2f));
+    REQUIRE(!d->copy_weights_from(*a));
+    CHECK(*a->predict(tokens, 24) == *d->predict(tokens, 24));
+    std::filesystem::remove(path);
+  }
+
+  TEST_CASE("corrupt and mismatched safetensors files get clear errors") {
+    auto a = textcnn::create(tiny_textcnn(0));
+    REQUIRE(a);
+    auto bytes = *a->to_bytes();
+    auto fails_with = [](std::string_view b, const std::string& needle) {
+      auto r = textcnn::from_bytes(b);
+      REQUIRE(!r);
+      auto msg = comb::describe(r.error());
+      CHECK_MESSAGE(msg.find(needle) != std::string::npos, msg);
+    };
+    fails_with(std::string_view{bytes}.substr(0, 5), "too short");
+    fails_with(std::string_view{bytes}.substr(0, bytes.size() - 4), "outside");
+    auto huge = bytes;
+    huge[7] = 0x7f;
+    fails_with(huge, "header length");
+    auto garbled = bytes;
+    garbled[9] = '#';
+    fails_with(garbled, "not valid JSON");
+    auto f16 = bytes;
+    auto pos = f16.find("\"F32\"");
+    REQUIRE(pos != std::string::npos);
+    f16.replace(pos, 5, "\"F16\"");
+    fails_with(f16, "dtype F16");
+    // A model of another shape: the file's tensors do not fit.
+    auto meta_pos = bytes.find("\"textcnn.filters\":\"6\"");
+    REQUIRE(meta_pos != std::string::npos);
+    auto other = bytes;
+    other.replace(meta_pos, 21, "\"textcnn.filters\":\"7\"");
+    fails_with(other, "the model expects");
+    auto r = textcnn::load("/nonexistent/dir/model.safetensors");
     REQUIRE(!r);
-    auto msg = comb::describe(r.error());
-    CHECK_MESSAGE(msg.find(needle) != std::string::npos, msg);
-  };
-  fails_with(std::string_view{bytes}.substr(0, 5), "too short");
-  fails_with(std::string_view{bytes}.substr(0, bytes.size() - 4), "outside");
-  auto huge = bytes;
-  huge[7] = 0x7f;
-  fails_with(huge, "header length");
-  auto garbled = bytes;
-  garbled[9] = '#';
-  fails_with(garbled, "not valid JSON");
-  auto f16 = bytes;
-  auto pos = f16.find("\"F32\"");
-  REQUIRE(pos != std::string::npos);
-  f16.replace(pos, 5, "\"F16\"");
-  fails_with(f16, "dtype F16");
-  // A model of another shape: the file's tensors do not fit.
-  auto meta_pos = bytes.find("\"textcnn.filters\":\"6\"");
-  REQUIRE(meta_pos != std::string::npos);
-  auto other = bytes;
-  other.replace(meta_pos, 21, "\"textcnn.filters\":\"7\"");
-  fails_with(other, "the model expects");
-  auto r = textcnn::load("/nonexistent/dir/model.safetensors");
-  REQUIRE(!r);
-  CHECK(comb::is(r.error(), comb::errc::not_found));
-  // Generic decode: round trip of all dtypes.
-  auto f = *tensor::from({2, 2}, std::vector<float>{1, 2, 3, 4});
-  auto i = *tensor::from({3}, std::vector<int32_t>{-1, 0, 7});
-  auto u = tensor::zeros({5}, dtype::u8);
-  u.data<uint8_t>()[4] = 200;
-  auto enc = encode_safetensors({{"f", &f}, {"i", &i}, {"u", &u}}, {{"k", "v"}});
-  REQUIRE(enc);
-  auto dec = decode_safetensors(*enc);
-  REQUIRE(dec);
-  CHECK(mismatches("f", f, dec->tensors.at("f")) == 0);
-  CHECK(mismatches("i", i, dec->tensors.at("i")) == 0);
-  CHECK(mismatches("u", u, dec->tensors.at("u")) == 0);
-  CHECK(dec->metadata.at("k") == "v");
-  CHECK(!encode_safetensors({{"f", &f}, {"f", &f}}));
-}
+    CHECK(comb::is(r.error(), comb::errc::not_found));
+    // Generic decode: round trip of all dtypes.
+    auto f = *tensor::from({2, 2}, std::vector<float>{1, 2, 3, 4});
+    auto i = *tensor::from({3}, std::vector<int32_t>{-1, 0, 7});
+    auto u = tensor::zeros({5}, dtype::u8);
+    u.data<uint8_t>()[4] = 200;
+    auto enc = encode_safetensors({{"f", &f}, {"i", &i}, {"u", &u}}, {{"k", "v"}});
+    REQUIRE(enc);
+    auto dec = decode_safetensors(*enc);
+    REQUIRE(dec);
+    CHECK(mismatches("f", f, dec->tensors.at("f")) == 0);
+    CHECK(mismatches("i", i, dec->tensors.at("i")) == 0);
+    CHECK(mismatches("u", u, dec->tensors.at("u")) == 0);
+    CHECK(dec->metadata.at("k") == "v");
+    CHECK(!encode_safetensors({{"f", &f}, {"f", &f}}));
+  }
 
-TEST_CASE("the TextCNN file holds its sequence length and learning rate; weights are finite") {
-  auto cfg = tiny_textcnn(0);
-  cfg.adam.lr = 3.5e-7f;
-  auto a = textcnn::create(cfg);
-  REQUIRE(a);
-  CHECK(a->config().seq_len == 12);
-  CHECK(!a->set_seq_len(40));
-  CHECK(a->config().seq_len == 40);
-  CHECK(static_cast<bool>(a->set_seq_len(3))); // shorter than the widest kernel (4)
-  CHECK(static_cast<bool>(a->set_seq_len(int64_t{1} << 21)));
-  CHECK(a->config().seq_len == 40);
-  auto b = textcnn::from_bytes(*a->to_bytes());
-  REQUIRE(b);
-  CHECK(b->config().seq_len == 40);
-  CHECK(b->config().adam.lr == a->config().adam.lr);
-  // Files before the learning rate was saved: Adam's default.
-  auto file = decode_safetensors(*a->to_bytes());
-  REQUIRE(file);
-  file->metadata.erase("textcnn.learning_rate");
-  auto c = textcnn::from_safetensors(*file);
-  REQUIRE(c);
-  CHECK(c->config().adam.lr == adam_params{}.lr);
-  // A non-finite weight is refused, by name.
-  file->tensors.at("dense.bias").data<float>()[1] = std::nanf("");
-  auto d = textcnn::from_safetensors(*file);
-  REQUIRE(!d);
-  CHECK(comb::describe(d.error()).find("dense.bias") != std::string::npos);
-  // Weight changes show in weights_version().
-  auto v = a->weights_version();
-  CHECK(b->weights_version() != v);
-  auto [tokens, labels] = toy_sequences();
-  REQUIRE(a->train_step(tokens, labels));
-  CHECK(a->weights_version() != v);
-  v = a->weights_version();
-  REQUIRE(!a->copy_weights_from(*b));
-  CHECK(a->weights_version() != v);
-}
+  TEST_CASE("the TextCNN file holds its sequence length and learning rate; weights are finite") {
+    auto cfg = tiny_textcnn(0);
+    cfg.adam.lr = 3.5e-7f;
+    auto a = textcnn::create(cfg);
+    REQUIRE(a);
+    CHECK(a->config().seq_len == 12);
+    CHECK(!a->set_seq_len(40));
+    CHECK(a->config().seq_len == 40);
+    CHECK(static_cast<bool>(a->set_seq_len(3))); // shorter than the widest kernel (4)
+    CHECK(static_cast<bool>(a->set_seq_len(int64_t{1} << 21)));
+    CHECK(a->config().seq_len == 40);
+    auto b = textcnn::from_bytes(*a->to_bytes());
+    REQUIRE(b);
+    CHECK(b->config().seq_len == 40);
+    CHECK(b->config().adam.lr == a->config().adam.lr);
+    // Files before the learning rate was saved: Adam's default.
+    auto file = decode_safetensors(*a->to_bytes());
+    REQUIRE(file);
+    file->metadata.erase("textcnn.learning_rate");
+    auto c = textcnn::from_safetensors(*file);
+    REQUIRE(c);
+    CHECK(c->config().adam.lr == adam_params{}.lr);
+    // A non-finite weight is refused, by name.
+    file->tensors.at("dense.bias").data<float>()[1] = std::nanf("");
+    auto d = textcnn::from_safetensors(*file);
+    REQUIRE(!d);
+    CHECK(comb::describe(d.error()).find("dense.bias") != std::string::npos);
+    // Weight changes show in weights_version().
+    auto v = a->weights_version();
+    CHECK(b->weights_version() != v);
+    auto [tokens, labels] = toy_sequences();
+    REQUIRE(a->train_step(tokens, labels));
+    CHECK(a->weights_version() != v);
+    v = a->weights_version();
+    REQUIRE(!a->copy_weights_from(*b));
+    CHECK(a->weights_version() != v);
+  }
 
-TEST_CASE("bad batches and configs get clear errors") {
-  auto m = textcnn::create(tiny_textcnn(0));
-  REQUIRE(m);
-  auto out_of_vocab = m->predict(std::vector<int32_t>(12, 25), 1);
-  REQUIRE(!out_of_vocab);
-  CHECK(comb::describe(out_of_vocab.error()).find("token 25") != std::string::npos);
-  auto too_short = m->predict(std::vector<int32_t>{1, 2, 3}, 1);
-  REQUIRE(!too_short);
-  CHECK(comb::describe(too_short.error()).find("shorter than kernel") != std::string::npos);
-  auto ragged = m->predict(std::vector<int32_t>(13, 1), 2);
-  CHECK(!ragged);
-  auto bad_label = m->train_step(std::vector<int32_t>(12, 1), std::vector<int32_t>{5});
-  REQUIRE(!bad_label);
-  CHECK(comb::describe(bad_label.error()).find("label 5") != std::string::npos);
-  auto cfg = tiny_textcnn(0);
-  cfg.kernel_sizes = {2, 2};
-  CHECK(!textcnn::create(cfg));
-  cfg = tiny_textcnn(1.5f);
-  CHECK(!textcnn::create(cfg));
-  mlp_config mc;
-  mc.sizes = {4};
-  CHECK(!mlp::create(mc));
-  auto net = mlp::create({});
-  auto wrong = net->forward(tensor::zeros({2, 100}));
-  REQUIRE(!wrong);
-  CHECK(comb::describe(wrong.error()).find("do not fit") != std::string::npos);
-}
+  TEST_CASE("bad batches and configs get clear errors") {
+    auto m = textcnn::create(tiny_textcnn(0));
+    REQUIRE(m);
+    auto out_of_vocab = m->predict(std::vector<int32_t>(12, 25), 1);
+    REQUIRE(!out_of_vocab);
+    CHECK(comb::describe(out_of_vocab.error()).find("token 25") != std::string::npos);
+    auto too_short = m->predict(std::vector<int32_t>{1, 2, 3}, 1);
+    REQUIRE(!too_short);
+    CHECK(comb::describe(too_short.error()).find("shorter than kernel") != std::string::npos);
+    auto ragged = m->predict(std::vector<int32_t>(13, 1), 2);
+    CHECK(!ragged);
+    auto bad_label = m->train_step(std::vector<int32_t>(12, 1), std::vector<int32_t>{5});
+    REQUIRE(!bad_label);
+    CHECK(comb::describe(bad_label.error()).find("label 5") != std::string::npos);
+    auto cfg = tiny_textcnn(0);
+    cfg.kernel_sizes = {2, 2};
+    CHECK(!textcnn::create(cfg));
+    cfg = tiny_textcnn(1.5f);
+    CHECK(!textcnn::create(cfg));
+    mlp_config mc;
+    mc.sizes = {4};
+    CHECK(!mlp::create(mc));
+    auto net = mlp::create({});
+    auto wrong = net->forward(tensor::zeros({2, 100}));
+    REQUIRE(!wrong);
+    CHECK(comb::describe(wrong.error()).find("do not fit") != std::string::npos);
+  }
 
 } // TEST_SUITE

@@ -45,92 +45,93 @@ tensor fused_forward(textcnn_fused& engine, const textcnn& m, const tensor& toke
 } // namespace
 
 TEST_SUITE("kernels.models.textcnn_fused") {
-
-TEST_CASE("the fused engine matches the op-by-op forward on random weights and tokens") {
-  auto ref = std::make_shared<reference_backend>();
-  auto cpu = default_backend(/*prefer_gpu=*/false);
-  std::mt19937_64 rng(21);
-  struct shape_case {
-    int64_t vocab, embed, filters, classes;
-    std::vector<int64_t> kernels;
-    float scale;
-  };
-  for (const auto& sc : {shape_case{300, 16, 24, 2, {2, 3, 4}, 0.5f},
-                         shape_case{50, 7, 5, 3, {1, 5}, 0.5f},
-                         shape_case{1000, 64, 100, 2, {2, 3, 4}, 0.2f}}) {
-    textcnn_config cfg;
-    cfg.vocab = sc.vocab, cfg.embed = sc.embed, cfg.filters = sc.filters;
-    cfg.classes = sc.classes, cfg.kernel_sizes = sc.kernels, cfg.seq_len = 64;
-    auto m = textcnn::create(cfg, cpu);
-    REQUIRE(m);
-    // Weights large enough that the softmax is not flat and ReLU cuts some maxima.
-    randomize(*m, rng, sc.scale);
-    textcnn_fused engine;
-    for (auto [batch, len] : {std::pair<int64_t, int64_t>{1, 5}, {3, 33}, {40, 17}, {64, 64}}) {
-      CAPTURE(sc.vocab);
-      CAPTURE(batch);
-      CAPTURE(len);
-      auto tokens = random_i32({batch, len}, rng, static_cast<int32_t>(sc.vocab));
-      auto got = fused_forward(engine, *m, tokens);
-      CHECK(mismatches("fused vs reference", reference_forward(*m, ref, tokens), got) == 0);
-      CHECK(mismatches("fused vs cpu", reference_forward(*m, cpu, tokens), got) == 0);
+  TEST_CASE("the fused engine matches the op-by-op forward on random weights and tokens") {
+    auto ref = std::make_shared<reference_backend>();
+    auto cpu = default_backend(/*prefer_gpu=*/false);
+    std::mt19937_64 rng(21);
+    struct shape_case {
+      int64_t vocab, embed, filters, classes;
+      std::vector<int64_t> kernels;
+      float scale;
+    };
+    for (const auto& sc :
+         {shape_case{300, 16, 24, 2, {2, 3, 4}, 0.5f}, shape_case{50, 7, 5, 3, {1, 5}, 0.5f},
+          shape_case{1000, 64, 100, 2, {2, 3, 4}, 0.2f}}) {
+      textcnn_config cfg;
+      cfg.vocab = sc.vocab, cfg.embed = sc.embed, cfg.filters = sc.filters;
+      cfg.classes = sc.classes, cfg.kernel_sizes = sc.kernels, cfg.seq_len = 64;
+      auto m = textcnn::create(cfg, cpu);
+      REQUIRE(m);
+      // Weights large enough that the softmax is not flat and ReLU cuts some maxima.
+      randomize(*m, rng, sc.scale);
+      textcnn_fused engine;
+      for (auto [batch, len] : {std::pair<int64_t, int64_t>{1, 5}, {3, 33}, {40, 17}, {64, 64}}) {
+        CAPTURE(sc.vocab);
+        CAPTURE(batch);
+        CAPTURE(len);
+        auto tokens = random_i32({batch, len}, rng, static_cast<int32_t>(sc.vocab));
+        auto got = fused_forward(engine, *m, tokens);
+        CHECK(mismatches("fused vs reference", reference_forward(*m, ref, tokens), got) == 0);
+        CHECK(mismatches("fused vs cpu", reference_forward(*m, cpu, tokens), got) == 0);
+      }
     }
   }
-}
 
-TEST_CASE("the table follows the model's weights") {
-  textcnn_config cfg;
-  cfg.vocab = 40, cfg.embed = 8, cfg.filters = 6, cfg.seq_len = 12, cfg.dropout = 0;
-  cfg.adam.lr = 0.05f;
-  auto m = textcnn::create(cfg, default_backend(/*prefer_gpu=*/false));
-  REQUIRE(m);
-  auto ref = std::make_shared<reference_backend>();
-  std::mt19937_64 rng(3);
-  auto tokens = random_i32({8, 12}, rng, 40);
-  auto labels = random_i32({8}, rng, 2);
-  textcnn_fused engine;
-  auto before = fused_forward(engine, *m, tokens);
-  // A training step changes the weights: the engine must not score with the old table.
-  REQUIRE(m->train_step(tokens, labels));
-  auto after = fused_forward(engine, *m, tokens);
-  CHECK(mismatches("after a step", reference_forward(*m, ref, tokens), after) == 0);
-  bool changed = false;
-  for (int64_t i = 0; i < before.numel(); ++i)
-    changed |= std::fabs(before.data<float>()[i] - after.data<float>()[i]) > 1e-3f;
-  CHECK(changed);
-  // Writing through parameters() counts as a change too.
-  auto version = m->weights_version();
-  randomize(*m, rng, 0.5f);
-  CHECK(m->weights_version() != version);
-  CHECK(mismatches("after new weights", reference_forward(*m, ref, tokens),
-                   fused_forward(engine, *m, tokens)) == 0);
-  // One engine, two models: each gets its own table.
-  auto other = textcnn::create(cfg, default_backend(/*prefer_gpu=*/false));
-  REQUIRE(other);
-  CHECK(other->weights_version() != m->weights_version());
-  CHECK(mismatches("other model", reference_forward(*other, ref, tokens),
-                   fused_forward(engine, *other, tokens)) == 0);
-}
+  TEST_CASE("the table follows the model's weights") {
+    textcnn_config cfg;
+    cfg.vocab = 40, cfg.embed = 8, cfg.filters = 6, cfg.seq_len = 12, cfg.dropout = 0;
+    cfg.adam.lr = 0.05f;
+    auto m = textcnn::create(cfg, default_backend(/*prefer_gpu=*/false));
+    REQUIRE(m);
+    auto ref = std::make_shared<reference_backend>();
+    std::mt19937_64 rng(3);
+    auto tokens = random_i32({8, 12}, rng, 40);
+    auto labels = random_i32({8}, rng, 2);
+    textcnn_fused engine;
+    auto before = fused_forward(engine, *m, tokens);
+    // A training step changes the weights: the engine must not score with the old table.
+    REQUIRE(m->train_step(tokens, labels));
+    auto after = fused_forward(engine, *m, tokens);
+    CHECK(mismatches("after a step", reference_forward(*m, ref, tokens), after) == 0);
+    bool changed = false;
+    for (int64_t i = 0; i < before.numel(); ++i)
+      changed |= std::fabs(before.data<float>()[i] - after.data<float>()[i]) > 1e-3f;
+    CHECK(changed);
+    // Writing through parameters() counts as a change too.
+    auto version = m->weights_version();
+    randomize(*m, rng, 0.5f);
+    CHECK(m->weights_version() != version);
+    CHECK(mismatches("after new weights", reference_forward(*m, ref, tokens),
+                     fused_forward(engine, *m, tokens))
+          == 0);
+    // One engine, two models: each gets its own table.
+    auto other = textcnn::create(cfg, default_backend(/*prefer_gpu=*/false));
+    REQUIRE(other);
+    CHECK(other->weights_version() != m->weights_version());
+    CHECK(mismatches("other model", reference_forward(*other, ref, tokens),
+                     fused_forward(engine, *other, tokens))
+          == 0);
+  }
 
-TEST_CASE("bad batches get clear errors") {
-  textcnn_config cfg;
-  cfg.vocab = 20, cfg.embed = 4, cfg.filters = 3, cfg.seq_len = 12;
-  auto m = textcnn::create(cfg);
-  REQUIRE(m);
-  textcnn_fused engine;
-  auto out_of_vocab = engine.predict(*m, std::vector<int32_t>(12, 25), 1);
-  REQUIRE(!out_of_vocab);
-  CHECK(comb::describe(out_of_vocab.error()).find("token 25") != std::string::npos);
-  auto negative = engine.predict(*m, std::vector<int32_t>(12, -1), 1);
-  CHECK(!negative);
-  auto too_short = engine.predict(*m, std::vector<int32_t>{1, 2, 3}, 1);
-  REQUIRE(!too_short);
-  CHECK(comb::describe(too_short.error()).find("shorter than kernel") != std::string::npos);
-  CHECK(!engine.predict(*m, std::vector<int32_t>(13, 1), 2));
-  CHECK(!engine.predict(*m, {}, 0));
-  auto ok = engine.predict(*m, std::vector<int32_t>(24, 1), 2);
-  REQUIRE(ok);
-  CHECK(ok->size() == 4);
-}
+  TEST_CASE("bad batches get clear errors") {
+    textcnn_config cfg;
+    cfg.vocab = 20, cfg.embed = 4, cfg.filters = 3, cfg.seq_len = 12;
+    auto m = textcnn::create(cfg);
+    REQUIRE(m);
+    textcnn_fused engine;
+    auto out_of_vocab = engine.predict(*m, std::vector<int32_t>(12, 25), 1);
+    REQUIRE(!out_of_vocab);
+    CHECK(comb::describe(out_of_vocab.error()).find("token 25") != std::string::npos);
+    auto negative = engine.predict(*m, std::vector<int32_t>(12, -1), 1);
+    CHECK(!negative);
+    auto too_short = engine.predict(*m, std::vector<int32_t>{1, 2, 3}, 1);
+    REQUIRE(!too_short);
+    CHECK(comb::describe(too_short.error()).find("shorter than kernel") != std::string::npos);
+    CHECK(!engine.predict(*m, std::vector<int32_t>(13, 1), 2));
+    CHECK(!engine.predict(*m, {}, 0));
+    auto ok = engine.predict(*m, std::vector<int32_t>(24, 1), 2);
+    REQUIRE(ok);
+    CHECK(ok->size() == 4);
+  }
 
 } // TEST_SUITE
