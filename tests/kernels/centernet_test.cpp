@@ -90,7 +90,7 @@ TEST_SUITE("kernels.centernet") {
     for (auto& v : x)
       v = d(rng);
     auto out = net.forward(x.data(), 1, 512, 512);
-    REQUIRE_MESSAGE(out, describe(out.error()));
+    REQUIRE_MESSAGE(out, comb::test::why(out));
     CHECK(out->n == 1);
     CHECK(out->h == 128);
     CHECK(out->w == 128);
@@ -135,10 +135,10 @@ TEST_SUITE("kernels.centernet") {
       REQUIRE(xd);
       auto got = net.forward(*be, *xd);
       if (!got && is(got.error(), errc::unsupported)) {
-        MESSAGE(be->name() << " cannot run the detector: " << describe(got.error()) << "; skipped");
+        MESSAGE(be->name() << " cannot run the detector: " << comb::test::why(got) << "; skipped");
         continue;
       }
-      REQUIRE_MESSAGE(got, be->name() << ": " << (got ? "" : describe(got.error())));
+      REQUIRE_MESSAGE(got, be->name() << ": " << (got ? "" : comb::test::why(got)));
       CHECK(got->n == 2);
       CHECK(got->h == 16);
       CHECK(got->w == 24);
@@ -156,6 +156,7 @@ TEST_SUITE("kernels.centernet") {
 
 #include "kernels/safetensors.hpp"
 #include "kernels/tensor.hpp"
+#include "tests/test_util.hpp"
 
 #include <filesystem>
 
@@ -175,7 +176,7 @@ TEST_SUITE("kernels.centernet") {
     auto err = net.save(path);
     REQUIRE_MESSAGE(!err, describe(err));
     auto back = centernet::load(path, cfg);
-    REQUIRE_MESSAGE(back, describe(back.error()));
+    REQUIRE_MESSAGE(back, comb::test::why(back));
     std::vector<float> x(64 * 96 * 3);
     std::mt19937 rng(4);
     std::uniform_real_distribution<float> d(-1, 1);
@@ -223,13 +224,13 @@ TEST_SUITE("kernels.centernet") {
       return;
     }
     auto backbone = mobilenet_v2::load(model);
-    REQUIRE_MESSAGE(backbone, describe(backbone.error()));
+    REQUIRE_MESSAGE(backbone, comb::test::why(backbone));
     centernet_config cfg;
     cfg.num_classes = 2;
     auto net = centernet::with_backbone(std::move(*backbone), cfg, 3);
     std::vector<float> x(128 * 128 * 3, 0.25f);
     auto dets = net.detect(x.data(), 128, 128, 10);
-    REQUIRE_MESSAGE(dets, describe(dets.error()));
+    REQUIRE_MESSAGE(dets, comb::test::why(dets));
     CHECK(dets->size() == 10);
   }
 

@@ -1,6 +1,7 @@
 // Tests for kernels/image: 24-bit BMP decoding (both row orders, padding), rejection of bad
 // files with clear errors, and nearest-neighbour resizing.
 #include "kernels/image.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -53,7 +54,7 @@ TEST_SUITE("kernels.image") {
   TEST_CASE("24-bit BMPs decode to RGB rows top to bottom, in both row orders") {
     for (bool top_down : {false, true}) {
       auto r = decode_bmp(make_bmp(5, 3, top_down)); // width 5: rows carry padding
-      REQUIRE_MESSAGE(r, describe(r.error()));
+      REQUIRE_MESSAGE(r, comb::test::why(r));
       CHECK(r->width == 5);
       CHECK(r->height == 3);
       for (int y = 0; y < 3; ++y)
@@ -124,7 +125,7 @@ TEST_SUITE("kernels.image") {
       return;
     }
     auto cat = load_bmp(dir + "/models/cat.bmp");
-    REQUIRE_MESSAGE(cat, describe(cat.error()));
+    REQUIRE_MESSAGE(cat, comb::test::why(cat));
     CHECK(cat->width == 512);
     CHECK(cat->height == 341);
   }

@@ -6,6 +6,7 @@
 #include "kernels/reference_backend.hpp"
 
 #include "tests/kernels/kernel_check.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -41,7 +42,7 @@ std::vector<std::string> labels() {
 
 std::vector<float> input_of(const mobilenet_v2& m, const std::string& name) {
   auto img = load_bmp(data_dir() + "/models/" + name);
-  REQUIRE_MESSAGE(img, describe(img.error()));
+  REQUIRE_MESSAGE(img, comb::test::why(img));
   auto small = resize_nearest(*img, 224, 224);
   std::vector<float> x(224 * 224 * 3);
   to_float_nhwc(small, m.input_scale(), m.input_zero_point(), x.data());
@@ -61,7 +62,7 @@ TEST_SUITE("kernels.mobilenet_v2") {
       return;
     }
     auto m = mobilenet_v2::load(model_path());
-    REQUIRE_MESSAGE(m, describe(m.error()));
+    REQUIRE_MESSAGE(m, comb::test::why(m));
     CHECK(m->config().num_classes == 1001);
     CHECK(m->blocks().size() == 17);
     auto names = labels();
@@ -83,7 +84,7 @@ TEST_SUITE("kernels.mobilenet_v2") {
         batch.insert(batch.end(), x.begin(), x.end());
       }
       auto l = m->logits(batch.data(), 3);
-      REQUIRE_MESSAGE(l, describe(l.error()));
+      REQUIRE_MESSAGE(l, comb::test::why(l));
       REQUIRE(l->size() == 3 * 1001u);
       for (int i = 0; i < 3; ++i) {
         int top = argmax(l->data() + i * 1001, 1001);
@@ -158,7 +159,7 @@ TEST_SUITE("kernels.mobilenet_v2") {
     for (auto& v : x)
       v = d(rng);
     auto both = m.logits(x.data(), 2, 96, 64);
-    REQUIRE_MESSAGE(both, describe(both.error()));
+    REQUIRE_MESSAGE(both, comb::test::why(both));
     REQUIRE(both->size() == 20u);
     auto second = m.logits(x.data() + 96 * 64 * 3, 1, 96, 64);
     REQUIRE(second);
@@ -185,7 +186,7 @@ TEST_SUITE("kernels.mobilenet_v2") {
       cfg.tf_padding = tf_padding;
       auto m = mobilenet_v2::random(cfg, 7);
       std::mt19937_64 rng(6);
-      auto x = test::random_f32({2, 64, 48, 3}, rng);
+      auto x = kernels::test::random_f32({2, 64, 48, 3}, rng);
       auto want = m.logits(x.data<float>(), 2, 64, 48);
       REQUIRE(want);
       auto want_t = tensor::from({2, 10}, *want);
@@ -203,14 +204,14 @@ TEST_SUITE("kernels.mobilenet_v2") {
                              << "): " << describe(got.error()) << "; skipped");
           continue;
         }
-        REQUIRE_MESSAGE(got, be->name() << ": " << (got ? "" : describe(got.error())));
+        REQUIRE_MESSAGE(got, be->name() << ": " << (got ? "" : comb::test::why(got)));
         // 53 layers deep: float sums in another order drift more than one op's would.
         auto what = be->name() + " logits, tf_padding " + std::to_string(tf_padding);
-        CHECK_MESSAGE(test::mismatches(what, *want_t, *got, 1e-3f) == 0, what);
+        CHECK_MESSAGE(kernels::test::mismatches(what, *want_t, *got, 1e-3f) == 0, what);
         auto f = m.features(*be, *xd);
         REQUIRE(f);
         what = be->name() + " features, tf_padding " + std::to_string(tf_padding);
-        CHECK_MESSAGE(test::mismatches(what, *fast_ft, *f, 1e-3f) == 0, what);
+        CHECK_MESSAGE(kernels::test::mismatches(what, *fast_ft, *f, 1e-3f) == 0, what);
       }
     }
     mobilenet_v2_config cfg;

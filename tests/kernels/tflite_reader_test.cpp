@@ -1,6 +1,7 @@
 // Tests for kernels/tflite_reader: the MobileNetV2 file parses with the expected graph, and
 // corrupt, truncated or mismatched files give clear errors, never a crash.
 #include "kernels/tflite_reader.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -40,7 +41,7 @@ TEST_SUITE("kernels.tflite") {
       return;
     }
     auto m = load_tflite(model_path());
-    REQUIRE_MESSAGE(m, describe(m.error()));
+    REQUIRE_MESSAGE(m, comb::test::why(m));
     CHECK(m->version == 3);
     REQUIRE(m->inputs.size() == 1);
     auto& in = m->tensors[m->inputs[0]];
@@ -67,7 +68,7 @@ TEST_SUITE("kernels.tflite") {
     CHECK(first.options.activation == tflite_activation::relu6);
     // Dequantizing the stem filter gives real values on its grid.
     auto w = m->dequantize(first.inputs[1]);
-    REQUIRE_MESSAGE(w, describe(w.error()));
+    REQUIRE_MESSAGE(w, comb::test::why(w));
     CHECK(w->size() == 32 * 3 * 3 * 3);
     auto& wt = m->tensors[first.inputs[1]];
     auto raw = m->data(wt);

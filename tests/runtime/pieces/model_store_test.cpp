@@ -122,7 +122,7 @@ TEST_SUITE("runtime.pieces.model_store") {
     nc.durability = storage::durability::async;
     nc.listen = true;
     auto started = node::start(sys, nc, procedures());
-    REQUIRE_MESSAGE(started, describe(started.error()));
+    REQUIRE_MESSAGE(started, test::why(started));
     auto& n = **started;
     actors::dispatcher_config dc;
     dc.function.compute_port = static_cast<uint16_t>(compute_port);

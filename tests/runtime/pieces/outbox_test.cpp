@@ -138,7 +138,7 @@ struct fixture {
     nc.partitions = 2;
     nc.durability = storage::durability::async;
     auto started = node::start(sys, nc, demo_procedures());
-    REQUIRE_MESSAGE(started, describe(started.error()));
+    REQUIRE_MESSAGE(started, test::why(started));
     n = std::move(*started);
   }
 
@@ -166,7 +166,7 @@ struct fixture {
     auto r = n->call("demo.submit",
                      {{"name", "job" + std::to_string(i)}, {"payload", payload_for(i, size)}},
                      "admin");
-    REQUIRE_MESSAGE(r, describe(r.error()));
+    REQUIRE_MESSAGE(r, test::why(r));
     return r->at("call").get<std::string>();
   }
 
@@ -335,7 +335,7 @@ TEST_SUITE("runtime.pieces.outbox") {
                          {"result", {{"output", nlohmann::json::binary_t{}}}},
                          {"context", {{"name", "job0"}}}};
     auto dup = f.n->call("demo.store", again, "admin");
-    REQUIRE_MESSAGE(dup, describe(dup.error()));
+    REQUIRE_MESSAGE(dup, test::why(dup));
     CHECK((*dup)["duplicate"] == true);
     auto txn = f.n->db().begin();
     auto row = test::must(txn->get_row("results", "job0"));
