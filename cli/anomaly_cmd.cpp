@@ -11,7 +11,7 @@
 #include "apps/anomaly/trainer.hpp"
 #include "base/errc.hpp"
 #ifdef COMB_ANOMALY_HAVE_CRS
-#include "apps/anomaly/crs_report.hpp"
+#  include "apps/anomaly/crs_report.hpp"
 #endif
 
 #include <cstdio>
@@ -138,8 +138,8 @@ csic_dataset load_data(const common_args& a) {
   if (!ds)
     fail(describe(ds.error()));
   if (!a.quiet)
-    std::cerr << "data: " << ds->requests.size() << " requests (" << ds->counts[0]
-              << " normal, " << ds->counts[1] << " anomalous) from " << dir << "\n";
+    std::cerr << "data: " << ds->requests.size() << " requests (" << ds->counts[0] << " normal, "
+              << ds->counts[1] << " anomalous) from " << dir << "\n";
   return std::move(*ds);
 }
 
@@ -249,8 +249,7 @@ void run_eval(const common_args& a, const eval_args& e) {
               ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
               a.value_letters.c_str(), a.batch, a.epochs, static_cast<unsigned long long>(a.seed));
   for (auto p : protocols) {
-    std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds,
-                to_string(p).c_str());
+    std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds, to_string(p).c_str());
     std::fflush(stdout);
     if (!e.skip_kfold) {
       auto rs = run_kfold(ds, e.folds, p, o, e.run_folds);
@@ -262,14 +261,13 @@ void run_eval(const common_args& a, const eval_args& e) {
       continue;
     std::printf("\n== Table 3, training share sweep (stratified train/test split), %s\n",
                 to_string(p).c_str());
-    std::printf("  %-6s %-9s %-9s %-9s %-9s %s\n", "train", "accuracy", "precision", "recall",
-                "F1", "(train/test requests, epochs)");
+    std::printf("  %-6s %-9s %-9s %-9s %-9s %s\n", "train", "accuracy", "precision", "recall", "F1",
+                "(train/test requests, epochs)");
     auto rows = run_share_sweep(ds, shares, p, o, [](const share_result& row) {
       auto& r = row.result;
       std::printf("  %4.0f%%  %.4f    %.4f    %.4f    %.4f    (%zu/%zu, %d epochs)\n",
-                  row.share * 100, r.metrics.accuracy(), r.metrics.precision(),
-                  r.metrics.recall(), r.metrics.f1(), r.train_size, r.test_size,
-                  r.training.epochs_run);
+                  row.share * 100, r.metrics.accuracy(), r.metrics.precision(), r.metrics.recall(),
+                  r.metrics.f1(), r.train_size, r.test_size, r.training.epochs_run);
       std::fflush(stdout);
     });
     if (!rows)
@@ -334,8 +332,8 @@ void run_score(const std::string& model_path, const std::string& input, int batc
     if (!r.parsed)
       ++not_http;
     std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, r.probability,
-                r.probability >= threshold ? "anomalous" : "normal",
-                r.parsed ? "" : "[not HTTP] ", r.first_line.c_str());
+                r.probability >= threshold ? "anomalous" : "normal", r.parsed ? "" : "[not HTTP] ",
+                r.first_line.c_str());
   }
   if (not_http > 0)
     std::cerr << "comb anomaly score: " << not_http << " of " << scored->size()
@@ -382,13 +380,13 @@ void add_anomaly_commands(CLI::App& app) {
   auto batch = std::make_shared<int>(256);
   auto threshold = std::make_shared<float>(0.5f);
   auto* sc = top->add_subcommand("score", "print P(anomalous) for each request in a file/stdin");
-  sc->add_option("--model,-m", *model, "model file written by `comb anomaly train`")
-    ->required();
+  sc->add_option("--model,-m", *model, "model file written by `comb anomaly train`")->required();
   sc->add_option("input", *input, "file of raw HTTP requests, or - for stdin")
     ->capture_default_str();
   sc->add_option("--batch", *batch, "requests per batch")->capture_default_str();
-  sc->add_option("--threshold", *threshold, "probability at or above which a request is "
-                                            "called anomalous")
+  sc->add_option("--threshold", *threshold,
+                 "probability at or above which a request is "
+                 "called anomalous")
     ->capture_default_str();
   sc->callback([model, input, batch, threshold] {
     if (*batch < 1)

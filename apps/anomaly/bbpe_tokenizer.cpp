@@ -87,8 +87,7 @@ bbpe_tokenizer::bbpe_tokenizer() {
   mask_ = 63;
 }
 
-void bbpe_tokenizer::chunk(std::string_view text,
-                           const std::function<void(std::string_view)>& f) {
+void bbpe_tokenizer::chunk(std::string_view text, const std::function<void(std::string_view)>& f) {
   for_each_chunk(text, f);
 }
 
@@ -199,18 +198,18 @@ caf::expected<std::string> bbpe_tokenizer::decode(const std::vector<int32_t>& id
   for (size_t i = 0; i < ids.size(); ++i) {
     auto id = ids[i];
     if (id <= 0 || static_cast<size_t>(id) >= token_bytes_.size())
-      return make_error(errc::invalid_argument,
-                        "token id " + std::to_string(id) + " at position " + std::to_string(i)
-                          + " is outside the vocabulary 1.."
-                          + std::to_string(token_bytes_.size() - 1));
+      return make_error(errc::invalid_argument, "token id " + std::to_string(id) + " at position "
+                                                  + std::to_string(i)
+                                                  + " is outside the vocabulary 1.."
+                                                  + std::to_string(token_bytes_.size() - 1));
     out += token_bytes_[static_cast<size_t>(id)];
   }
   return out;
 }
 
-caf::expected<bbpe_tokenizer>
-bbpe_tokenizer::train(const std::vector<std::string_view>& corpus, size_t vocab_size,
-                      const progress_fn& progress) {
+caf::expected<bbpe_tokenizer> bbpe_tokenizer::train(const std::vector<std::string_view>& corpus,
+                                                    size_t vocab_size,
+                                                    const progress_fn& progress) {
   if (vocab_size < static_cast<size_t>(base_vocab) || vocab_size > (size_t{1} << 20))
     return make_error(errc::invalid_argument,
                       "BBPE vocabulary size " + std::to_string(vocab_size)
@@ -224,8 +223,7 @@ bbpe_tokenizer::train(const std::vector<std::string_view>& corpus, size_t vocab_
       if (c.size() > 1)
         ++word_counts[c];
     });
-  std::vector<std::pair<std::string_view, int64_t>> sorted(word_counts.begin(),
-                                                           word_counts.end());
+  std::vector<std::pair<std::string_view, int64_t>> sorted(word_counts.begin(), word_counts.end());
   std::sort(sorted.begin(), sorted.end()); // deterministic word order
   word_counts.clear();
   std::vector<std::vector<int32_t>> words(sorted.size());

@@ -44,27 +44,20 @@ public:
   std::vector<int32_t> encode(std::string_view text, size_t max_tokens = 0) const;
 
   /// Appends the ids of `text` to `out`, stopping at `max_tokens` ids in `out` (0 = no limit).
-  void encode_into(std::string_view text, std::vector<int32_t>& out,
-                   size_t max_tokens = 0) const;
+  void encode_into(std::string_view text, std::vector<int32_t>& out, size_t max_tokens = 0) const;
 
   /// The bytes that `ids` stand for. Errors: errc::invalid_argument for an id outside the
   /// vocabulary or the padding id.
   caf::expected<std::string> decode(const std::vector<int32_t>& ids) const;
 
   /// Number of ids, padding included.
-  size_t vocab_size() const {
-    return token_bytes_.size();
-  }
+  size_t vocab_size() const { return token_bytes_.size(); }
 
   /// Bytes of one token (empty for padding).
-  const std::string& token(int32_t id) const {
-    return token_bytes_.at(static_cast<size_t>(id));
-  }
+  const std::string& token(int32_t id) const { return token_bytes_.at(static_cast<size_t>(id)); }
 
   /// The learned merges in order: merge k makes id 257 + k from (left, right).
-  const std::vector<std::pair<int32_t, int32_t>>& merges() const {
-    return merges_;
-  }
+  const std::vector<std::pair<int32_t, int32_t>>& merges() const { return merges_; }
 
   /// Text form, for storing with the model: "comb-bbpe 1 <n merges>\n" then "l r\n" lines.
   std::string serialize() const;

@@ -39,10 +39,14 @@ metrics_summary summarize(const std::vector<binary_metrics>& folds) {
     return s;
   auto value = [](const binary_metrics& m, int i) {
     switch (i) {
-      case 0: return m.accuracy();
-      case 1: return m.precision();
-      case 2: return m.recall();
-      default: return m.f1();
+    case 0:
+      return m.accuracy();
+    case 1:
+      return m.precision();
+    case 2:
+      return m.recall();
+    default:
+      return m.f1();
     }
   };
   for (int i = 0; i < 4; ++i) {

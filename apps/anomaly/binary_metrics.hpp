@@ -23,9 +23,7 @@ struct binary_metrics {
       (predicted_anomalous ? fp : tn) += 1;
   }
 
-  size_t total() const {
-    return tp + fp + tn + fn;
-  }
+  size_t total() const { return tp + fp + tn + fn; }
   double accuracy() const;
   /// tp / (tp + fp); 0 when nothing was flagged.
   double precision() const;

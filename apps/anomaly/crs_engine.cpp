@@ -47,9 +47,8 @@ crs_engine::~crs_engine() = default;
 
 caf::expected<std::unique_ptr<crs_engine>> crs_engine::create(const crs_options& opts) {
   if (opts.paranoia < 1 || opts.paranoia > 4)
-    return make_error(errc::invalid_argument, "CRS paranoia level "
-                                                + std::to_string(opts.paranoia)
-                                                + " is outside 1..4");
+    return make_error(errc::invalid_argument,
+                      "CRS paranoia level " + std::to_string(opts.paranoia) + " is outside 1..4");
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_regular_file(opts.setup_file, ec))
@@ -87,8 +86,7 @@ caf::expected<std::unique_ptr<crs_engine>> crs_engine::create(const crs_options&
   e->impl_ = std::make_unique<impl>();
   e->impl_->modsec = std::make_unique<modsecurity::ModSecurity>();
   e->impl_->modsec->setConnectorInformation("comb-anomaly");
-  e->impl_->modsec->setServerLogCb(on_rule_message,
-                                   modsecurity::RuleMessageLogProperty);
+  e->impl_->modsec->setServerLogCb(on_rule_message, modsecurity::RuleMessageLogProperty);
   e->impl_->rules = std::make_unique<modsecurity::RulesSet>();
   if (e->impl_->rules->load(conf.c_str(), opts.rules_dir) < 0)
     return make_error(errc::bad_config,

@@ -55,9 +55,9 @@ crs_report run_crs(const crs_engine& engine, const std::vector<labeled_request>&
   return rep;
 }
 
-caf::expected<std::vector<crs_report>>
-run_crs_peers(const std::vector<labeled_request>& requests, size_t sample,
-              const std::function<void(const crs_report&)>& on_report) {
+caf::expected<std::vector<crs_report>> run_crs_peers(
+  const std::vector<labeled_request>& requests, size_t sample,
+  const std::function<void(const crs_report&)>& on_report) {
   std::vector<size_t> idx;
   size_t step = sample == 0 || sample >= requests.size() ? 1 : requests.size() / sample;
   for (size_t i = 0; i < requests.size(); i += step)

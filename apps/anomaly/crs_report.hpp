@@ -40,8 +40,8 @@ crs_report run_crs(const crs_engine& engine, const std::vector<labeled_request>&
 /// CRS at paranoia levels 1 and 2, each stock and with Accept-Charset allowed, on about
 /// `sample` of `requests` evenly spaced (all when 0 or at least their number). `on_report`
 /// (optional) sees each report as it is done. Errors: those of crs_engine::create.
-caf::expected<std::vector<crs_report>>
-run_crs_peers(const std::vector<labeled_request>& requests, size_t sample,
-              const std::function<void(const crs_report&)>& on_report = {});
+caf::expected<std::vector<crs_report>> run_crs_peers(
+  const std::vector<labeled_request>& requests, size_t sample,
+  const std::function<void(const crs_report&)>& on_report = {});
 
 } // namespace comb::anomaly

@@ -26,8 +26,7 @@ caf::expected<std::string> read_gzip_file(const std::string& path, size_t max_by
     return make_error(errc::not_found, "file not found: " + path);
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr)
-    return make_error(errc::not_found,
-                      "cannot open " + path + ": " + std::strerror(errno));
+    return make_error(errc::not_found, "cannot open " + path + ": " + std::strerror(errno));
   gzbuffer(f, 1 << 17);
   std::string out;
   char buf[1 << 16];
@@ -43,8 +42,8 @@ caf::expected<std::string> read_gzip_file(const std::string& path, size_t max_by
       break;
     if (out.size() + static_cast<size_t>(n) > max_bytes) {
       gzclose(f);
-      return make_error(errc::too_large, path + " inflates to more than "
-                                           + std::to_string(max_bytes) + " bytes");
+      return make_error(errc::too_large,
+                        path + " inflates to more than " + std::to_string(max_bytes) + " bytes");
     }
     out.append(buf, static_cast<size_t>(n));
   }
@@ -103,15 +102,16 @@ caf::expected<csic_dataset> load_csic(const std::string& dir, size_t per_file_li
     ds.files.push_back(path);
     auto frames = frame_requests(*text);
     if (frames.empty())
-      return make_error(errc::corrupt_data, path + " holds no request (no line starting "
-                                                   "with 'GET http', 'POST http' or 'PUT http')");
+      return make_error(errc::corrupt_data, path
+                                              + " holds no request (no line starting "
+                                                "with 'GET http', 'POST http' or 'PUT http')");
     size_t n = per_file_limit == 0 ? frames.size() : std::min(per_file_limit, frames.size());
     ds.requests.reserve(ds.requests.size() + n);
     for (size_t i = 0; i < n; ++i) {
       auto parsed = parse_http_request(frames[i]);
       if (!parsed)
-        return make_error(errc::corrupt_data, path + ", request " + std::to_string(i + 1)
-                                                + ": " + describe(parsed.error()));
+        return make_error(errc::corrupt_data, path + ", request " + std::to_string(i + 1) + ": "
+                                                + describe(parsed.error()));
       labeled_request lr;
       lr.raw.assign(frames[i]);
       lr.request = std::move(*parsed);

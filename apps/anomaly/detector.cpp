@@ -16,9 +16,12 @@ namespace {
 
 const char* cookie_name(text_options::cookie_mode m) {
   switch (m) {
-    case text_options::cookie_mode::keep: return "keep";
-    case text_options::cookie_mode::drop: return "drop";
-    default: return "name_only";
+  case text_options::cookie_mode::keep:
+    return "keep";
+  case text_options::cookie_mode::drop:
+    return "drop";
+  default:
+    return "name_only";
   }
 }
 
@@ -50,13 +53,12 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
       continue;
     auto eq = line.find('=');
     if (eq == std::string_view::npos)
-      return make_error(errc::bad_model, "detector config line " + std::to_string(line_no)
-                                           + " is not key=value");
+      return make_error(errc::bad_model,
+                        "detector config line " + std::to_string(line_no) + " is not key=value");
     auto key = std::string{line.substr(0, eq)};
     auto val = std::string{line.substr(eq + 1)};
     auto bad = [&] {
-      return make_error(errc::bad_model,
-                        "detector config: bad value '" + val + "' for " + key);
+      return make_error(errc::bad_model, "detector config: bad value '" + val + "' for " + key);
     };
     auto num = [&](auto& out) {
       auto [p, ec] = std::from_chars(val.data(), val.data() + val.size(), out);
@@ -64,14 +66,20 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
     };
     try {
       if (key == "vocab_size") {
-        if (!num(c.vocab_size)) return bad();
+        if (!num(c.vocab_size))
+          return bad();
       } else if (key == "max_tokens") {
-        if (!num(c.max_tokens) || c.max_tokens == 0) return bad();
+        if (!num(c.max_tokens) || c.max_tokens == 0)
+          return bad();
       } else if (key == "text.cookie") {
-        if (val == "keep") c.text.cookie = text_options::cookie_mode::keep;
-        else if (val == "drop") c.text.cookie = text_options::cookie_mode::drop;
-        else if (val == "name_only") c.text.cookie = text_options::cookie_mode::name_only;
-        else return bad();
+        if (val == "keep")
+          c.text.cookie = text_options::cookie_mode::keep;
+        else if (val == "drop")
+          c.text.cookie = text_options::cookie_mode::drop;
+        else if (val == "name_only")
+          c.text.cookie = text_options::cookie_mode::name_only;
+        else
+          return bad();
       } else if (key == "text.sort_headers") {
         c.text.sort_headers = val == "1";
       } else if (key == "text.drop_headers") {
@@ -81,11 +89,14 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
       } else if (key == "text.fold_value_letters") {
         c.text.fold_value_letters = val == "1";
       } else if (key == "model.vocab") {
-        if (!num(c.model.vocab)) return bad();
+        if (!num(c.model.vocab))
+          return bad();
       } else if (key == "model.embed") {
-        if (!num(c.model.embed)) return bad();
+        if (!num(c.model.embed))
+          return bad();
       } else if (key == "model.filters") {
-        if (!num(c.model.filters)) return bad();
+        if (!num(c.model.filters))
+          return bad();
       } else if (key == "model.kernel_sizes") {
         c.model.kernel_sizes.clear();
         std::string_view v = val;
@@ -94,7 +105,8 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
           auto part = v.substr(0, comma);
           int k = 0;
           auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), k);
-          if (ec != std::errc{} || k <= 0) return bad();
+          if (ec != std::errc{} || k <= 0)
+            return bad();
           c.model.kernel_sizes.push_back(k);
           v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
         }
@@ -103,10 +115,12 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
       } else if (key == "model.learning_rate") {
         c.model.learning_rate = std::stof(val);
       } else if (key == "model.engine") {
-        if (val != "fused" && val != "kernels") return bad();
+        if (val != "fused" && val != "kernels")
+          return bad();
         c.model.engine = val;
       } else if (key == "model.seed") {
-        if (!num(c.model.seed)) return bad();
+        if (!num(c.model.seed))
+          return bad();
       } // unknown keys are ignored: newer writers may add settings
     } catch (const std::exception&) {
       return bad();
@@ -119,8 +133,8 @@ detector::detector(bbpe_tokenizer tok, textcnn_classifier model, detector_config
   : tokenizer_(std::move(tok)), model_(std::move(model)), config_(std::move(cfg)) {
   if (config_.max_tokens != 0) {
     auto& ks = model_.options().kernel_sizes;
-    auto n = std::clamp<size_t>(config_.max_tokens, static_cast<size_t>(*std::max_element(
-                                                      ks.begin(), ks.end())),
+    auto n = std::clamp<size_t>(config_.max_tokens,
+                                static_cast<size_t>(*std::max_element(ks.begin(), ks.end())),
                                 size_t{1} << 20);
     // n is in the range set_seq_len takes; were it refused, the model would keep its own
     // length, and the length read back below is the one used either way.
@@ -151,8 +165,8 @@ int pad_batch(const std::vector<std::vector<int32_t>>& seqs, const std::vector<s
   return static_cast<int>(len);
 }
 
-caf::expected<std::vector<float>>
-detector::score_encoded(const std::vector<std::vector<int32_t>>& seqs, int batch) {
+caf::expected<std::vector<float>> detector::score_encoded(
+  const std::vector<std::vector<int32_t>>& seqs, int batch) {
   std::vector<float> out(seqs.size(), 0.0f);
   if (seqs.empty())
     return out;
@@ -177,9 +191,8 @@ detector::score_encoded(const std::vector<std::vector<int32_t>>& seqs, int batch
   return out;
 }
 
-caf::expected<std::vector<float>>
-detector::score_raw(const std::vector<std::string_view>& raw, std::vector<bool>* parsed,
-                    int batch) {
+caf::expected<std::vector<float>> detector::score_raw(const std::vector<std::string_view>& raw,
+                                                      std::vector<bool>* parsed, int batch) {
   std::vector<std::vector<int32_t>> seqs;
   seqs.reserve(raw.size());
   if (parsed)
@@ -194,8 +207,7 @@ detector::score_raw(const std::vector<std::string_view>& raw, std::vector<bool>*
   return score_encoded(seqs, batch);
 }
 
-caf::expected<std::vector<scored_request>> score_http_stream(detector& d,
-                                                             std::string_view stream,
+caf::expected<std::vector<scored_request>> score_http_stream(detector& d, std::string_view stream,
                                                              int batch) {
   auto units = split_http_stream(stream);
   std::vector<scored_request> out;

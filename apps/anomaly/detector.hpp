@@ -55,8 +55,7 @@ public:
   /// is scored on its raw bytes (its `parsed` entry is false); empty input scores as one
   /// space. Runs in batches of `batch`.
   caf::expected<std::vector<float>> score_raw(const std::vector<std::string_view>& raw,
-                                              std::vector<bool>* parsed = nullptr,
-                                              int batch = 256);
+                                              std::vector<bool>* parsed = nullptr, int batch = 256);
 
   /// Probability of "anomalous" for pre-encoded sequences.
   caf::expected<std::vector<float>> score_encoded(const std::vector<std::vector<int32_t>>& seqs,
@@ -72,15 +71,9 @@ public:
   caf::error save(const std::string& path) const;
   static caf::expected<detector> load(const std::string& path);
 
-  const bbpe_tokenizer& tokenizer() const {
-    return tokenizer_;
-  }
-  textcnn_classifier& model() {
-    return model_;
-  }
-  const detector_config& config() const {
-    return config_;
-  }
+  const bbpe_tokenizer& tokenizer() const { return tokenizer_; }
+  textcnn_classifier& model() { return model_; }
+  const detector_config& config() const { return config_; }
 
 private:
   bbpe_tokenizer tokenizer_;
@@ -100,8 +93,7 @@ struct scored_request {
 
 /// Splits `stream` into requests (split_http_stream) and scores them with `d` in batches of
 /// `batch`. Empty or blank input gives no requests. Errors come from the model.
-caf::expected<std::vector<scored_request>> score_http_stream(detector& d,
-                                                             std::string_view stream,
+caf::expected<std::vector<scored_request>> score_http_stream(detector& d, std::string_view stream,
                                                              int batch = 256);
 
 /// Pads `seqs[idx[b]]` for b in [begin, end) into a (end-begin) x len batch, len = the

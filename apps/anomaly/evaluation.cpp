@@ -137,9 +137,9 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   return res;
 }
 
-caf::expected<std::vector<experiment_result>>
-run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval_options& opts,
-          int only_folds) {
+caf::expected<std::vector<experiment_result>> run_kfold(const csic_dataset& ds, int k,
+                                                        tokenizer_protocol protocol,
+                                                        const eval_options& opts, int only_folds) {
   auto folds = stratified_kfold(labels_of(ds), k, opts.seed);
   if (!folds)
     return folds.error();
@@ -152,19 +152,17 @@ run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval
     if (!r)
       return r.error();
     if (opts.log)
-      *opts.log << "  fold " << f + 1 << "/" << k << ": " << r->metrics.to_string()
-                << "  epochs " << r->training.epochs_run << " (best " << r->training.best_epoch
-                << ")\n"
+      *opts.log << "  fold " << f + 1 << "/" << k << ": " << r->metrics.to_string() << "  epochs "
+                << r->training.epochs_run << " (best " << r->training.best_epoch << ")\n"
                 << std::flush;
     out.push_back(std::move(*r));
   }
   return out;
 }
 
-caf::expected<std::vector<share_result>>
-run_share_sweep(const csic_dataset& ds, const std::vector<double>& shares,
-                tokenizer_protocol protocol, const eval_options& opts,
-                const std::function<void(const share_result&)>& on_row) {
+caf::expected<std::vector<share_result>> run_share_sweep(
+  const csic_dataset& ds, const std::vector<double>& shares, tokenizer_protocol protocol,
+  const eval_options& opts, const std::function<void(const share_result&)>& on_row) {
   auto labels = labels_of(ds);
   std::vector<share_result> out;
   for (double sh : shares) {
@@ -200,9 +198,9 @@ const std::vector<ablation>& ablations() {
   return all;
 }
 
-caf::expected<std::vector<ablation_result>>
-run_ablations(const csic_dataset& ds, const eval_options& opts,
-              const std::function<void(const ablation_result&)>& on_row) {
+caf::expected<std::vector<ablation_result>> run_ablations(
+  const csic_dataset& ds, const eval_options& opts,
+  const std::function<void(const ablation_result&)>& on_row) {
   auto sp = stratified_share(labels_of(ds), 0.8, opts.seed);
   if (!sp)
     return sp.error();

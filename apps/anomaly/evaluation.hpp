@@ -68,9 +68,10 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
                                                 const eval_options& opts);
 
 /// Stratified k-fold cross-validation; `only_folds` > 0 runs just the first that many.
-caf::expected<std::vector<experiment_result>>
-run_kfold(const csic_dataset& ds, int k, tokenizer_protocol protocol, const eval_options& opts,
-          int only_folds = 0);
+caf::expected<std::vector<experiment_result>> run_kfold(const csic_dataset& ds, int k,
+                                                        tokenizer_protocol protocol,
+                                                        const eval_options& opts,
+                                                        int only_folds = 0);
 
 /// One row of Table 3: a training share and its experiment.
 struct share_result {
@@ -82,10 +83,9 @@ struct share_result {
 /// (seeded with opts.seed) and run_experiment on it. `on_row` (optional) sees each row as
 /// it is done. Errors: errc::invalid_argument for a share outside (0, 1), and those of
 /// run_experiment.
-caf::expected<std::vector<share_result>>
-run_share_sweep(const csic_dataset& ds, const std::vector<double>& shares,
-                tokenizer_protocol protocol, const eval_options& opts,
-                const std::function<void(const share_result&)>& on_row = {});
+caf::expected<std::vector<share_result>> run_share_sweep(
+  const csic_dataset& ds, const std::vector<double>& shares, tokenizer_protocol protocol,
+  const eval_options& opts, const std::function<void(const share_result&)>& on_row = {});
 
 /// One ablation: how the model's text is made and what is done to the test requests.
 struct ablation {
@@ -108,9 +108,9 @@ struct ablation_result {
 /// Each of ablations() under protocol 1 on one stratified 80/20 split (seeded with
 /// opts.seed), opts.config's text settings replaced by the ablation's. `on_row` (optional)
 /// sees each result as it is done. Errors: those of run_experiment.
-caf::expected<std::vector<ablation_result>>
-run_ablations(const csic_dataset& ds, const eval_options& opts,
-              const std::function<void(const ablation_result&)>& on_row = {});
+caf::expected<std::vector<ablation_result>> run_ablations(
+  const csic_dataset& ds, const eval_options& opts,
+  const std::function<void(const ablation_result&)>& on_row = {});
 
 /// Applies `p` to one request (seeded), returning the perturbed copy.
 http_request perturb_request(const http_request& r, test_perturbation p, uint64_t seed);

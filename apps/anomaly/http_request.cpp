@@ -13,11 +13,24 @@ bool is_tchar(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
     return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+  case '!':
+  case '#':
+  case '$':
+  case '%':
+  case '&':
+  case '\'':
+  case '*':
+  case '+':
+  case '-':
+  case '.':
+  case '^':
+  case '_':
+  case '`':
+  case '|':
+  case '~':
+    return true;
+  default:
+    return false;
   }
 }
 
@@ -40,8 +53,8 @@ std::string_view next_line(std::string_view& rest) {
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
     s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'
-                        || s.back() == '\n'))
+  while (!s.empty()
+         && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
 }
@@ -87,9 +100,8 @@ caf::expected<http_request> parse_http_request(std::string_view raw) {
   http_request r;
   auto sp = line.find(' ');
   if (sp == std::string_view::npos || sp == 0)
-    return make_error(errc::invalid_argument,
-                      "HTTP request line is not 'METHOD URL [VERSION]': '"
-                        + printable_prefix(line) + "'");
+    return make_error(errc::invalid_argument, "HTTP request line is not 'METHOD URL [VERSION]': '"
+                                                + printable_prefix(line) + "'");
   auto method = line.substr(0, sp);
   for (unsigned char c : method)
     if (!is_tchar(c))
@@ -112,7 +124,8 @@ caf::expected<http_request> parse_http_request(std::string_view raw) {
   if (!origin && !absolute)
     return make_error(errc::invalid_argument,
                       "HTTP request target is neither a path ('/...') nor an absolute URL "
-                      "('scheme://...'): '" + printable_prefix(target) + "'");
+                      "('scheme://...'): '"
+                        + printable_prefix(target) + "'");
   r.url.assign(target);
   // Header fields up to the first empty line.
   size_t line_no = 1;
@@ -223,9 +236,9 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
       fields.push_back(&h);
     if (opts.sort_headers)
       std::stable_sort(fields.begin(), fields.end(), [](auto* a, auto* b) {
-        return std::lexicographical_compare(
-          a->first.begin(), a->first.end(), b->first.begin(), b->first.end(),
-          [](char x, char y) { return lower(x) < lower(y); });
+        return std::lexicographical_compare(a->first.begin(), a->first.end(), b->first.begin(),
+                                            b->first.end(),
+                                            [](char x, char y) { return lower(x) < lower(y); });
       });
     for (auto* h : fields) {
       bool is_cookie = iequals(h->first, "cookie");

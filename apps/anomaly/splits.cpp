@@ -34,8 +34,7 @@ std::vector<size_t> iota(size_t n) {
 caf::expected<std::vector<split>> stratified_kfold(const std::vector<int>& labels, int k,
                                                    uint64_t seed) {
   if (k < 2)
-    return make_error(errc::invalid_argument,
-                      "k-fold needs k >= 2, got " + std::to_string(k));
+    return make_error(errc::invalid_argument, "k-fold needs k >= 2, got " + std::to_string(k));
   auto groups = by_label(iota(labels.size()), labels, seed);
   for (auto& [label, v] : groups)
     if (v.size() < static_cast<size_t>(k))

@@ -19,12 +19,9 @@ struct textcnn_classifier::impl {
   kernels::textcnn_fused fused;
   std::vector<float> probs;
 
-  impl(textcnn_options o, kernels::textcnn m) : opts(std::move(o)), model(std::move(m)) {
-  }
+  impl(textcnn_options o, kernels::textcnn m) : opts(std::move(o)), model(std::move(m)) {}
 
-  bool use_fused() const {
-    return opts.engine == "fused";
-  }
+  bool use_fused() const { return opts.engine == "fused"; }
 };
 
 namespace {
@@ -56,23 +53,22 @@ caf::expected<std::shared_ptr<kernels::backend>> pick_backend(const textcnn_opti
 caf::error check_batch(const std::vector<int32_t>& tokens, int batch, int len, int vocab,
                        int min_len) {
   if (batch < 1 || len < 1)
-    return make_error(errc::invalid_argument, "empty batch (" + std::to_string(batch) + " x "
-                                                + std::to_string(len) + ")");
+    return make_error(errc::invalid_argument,
+                      "empty batch (" + std::to_string(batch) + " x " + std::to_string(len) + ")");
   if (len < min_len)
-    return make_error(errc::invalid_argument,
-                      "sequence length " + std::to_string(len)
-                        + " is shorter than the widest kernel (" + std::to_string(min_len)
-                        + "); pad it");
+    return make_error(errc::invalid_argument, "sequence length " + std::to_string(len)
+                                                + " is shorter than the widest kernel ("
+                                                + std::to_string(min_len) + "); pad it");
   if (tokens.size() != static_cast<size_t>(batch) * static_cast<size_t>(len))
-    return make_error(errc::invalid_argument,
-                      "token buffer has " + std::to_string(tokens.size()) + " ids, expected "
-                        + std::to_string(batch) + " x " + std::to_string(len));
+    return make_error(errc::invalid_argument, "token buffer has " + std::to_string(tokens.size())
+                                                + " ids, expected " + std::to_string(batch) + " x "
+                                                + std::to_string(len));
   for (size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i] < 0 || tokens[i] >= vocab)
-      return make_error(errc::invalid_argument,
-                        "token id " + std::to_string(tokens[i]) + " at position "
-                          + std::to_string(i) + " is outside the vocabulary 0.."
-                          + std::to_string(vocab - 1));
+      return make_error(errc::invalid_argument, "token id " + std::to_string(tokens[i])
+                                                  + " at position " + std::to_string(i)
+                                                  + " is outside the vocabulary 0.."
+                                                  + std::to_string(vocab - 1));
   return {};
 }
 
@@ -101,9 +97,8 @@ caf::expected<textcnn_classifier> textcnn_classifier::create(const textcnn_optio
   return c;
 }
 
-caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& tokens,
-                                                    int batch, int len,
-                                                    const std::vector<int32_t>& labels) {
+caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& tokens, int batch,
+                                                    int len, const std::vector<int32_t>& labels) {
   if (auto err = check_batch(tokens, batch, len, impl_->opts.vocab, widest(impl_->opts)))
     return err;
   if (labels.size() != static_cast<size_t>(batch))
@@ -116,8 +111,8 @@ caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& 
   return impl_->model.train_step(tokens, labels);
 }
 
-caf::expected<std::vector<float>>
-textcnn_classifier::predict(const std::vector<int32_t>& tokens, int batch, int len) {
+caf::expected<std::vector<float>> textcnn_classifier::predict(const std::vector<int32_t>& tokens,
+                                                              int batch, int len) {
   if (auto err = check_batch(tokens, batch, len, impl_->opts.vocab, widest(impl_->opts)))
     return err;
   if (impl_->use_fused()) {
@@ -160,15 +155,15 @@ caf::error textcnn_classifier::copy_weights_from(const textcnn_classifier& other
   return impl_->model.copy_weights_from(other.impl_->model);
 }
 
-caf::expected<std::string>
-textcnn_classifier::save(const std::map<std::string, std::string>& metadata) const {
+caf::expected<std::string> textcnn_classifier::save(
+  const std::map<std::string, std::string>& metadata) const {
   auto meta = metadata;
   meta["anomaly.engine"] = impl_->opts.engine;
   return impl_->model.to_bytes(meta);
 }
 
-caf::expected<textcnn_classifier>
-textcnn_classifier::load(const std::string& bytes, std::map<std::string, std::string>* metadata) {
+caf::expected<textcnn_classifier> textcnn_classifier::load(
+  const std::string& bytes, std::map<std::string, std::string>* metadata) {
   auto file = kernels::decode_safetensors(bytes);
   if (!file)
     return file.error();

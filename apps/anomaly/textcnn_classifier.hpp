@@ -63,8 +63,7 @@ public:
                                   const std::vector<int32_t>& labels);
 
   /// Probability of "anomalous" for each row (inference: no dropout).
-  caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch,
-                                            int len);
+  caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len);
 
   /// Weights as safetensors bytes (comb::kernels::textcnn's form, plus "anomaly.engine"),
   /// with `metadata` in the header's __metadata__.

@@ -77,8 +77,7 @@ std::vector<std::vector<size_t>> epoch_batches(const std::vector<std::vector<int
   return out;
 }
 
-caf::expected<train_result> train_model(detector& d,
-                                        const std::vector<std::vector<int32_t>>& seqs,
+caf::expected<train_result> train_model(detector& d, const std::vector<std::vector<int32_t>>& seqs,
                                         const std::vector<int>& labels,
                                         const std::vector<size_t>& train,
                                         const std::vector<size_t>& validation,
@@ -127,9 +126,8 @@ caf::expected<train_result> train_model(detector& d,
                      * static_cast<double>(batches.size() - bi - 1);
         char buf[256];
         std::snprintf(buf, sizeof(buf), "%s%sepoch %d/%d batch %zu/%zu loss %.4f ETA %s",
-                      opts.label.c_str(), opts.label.empty() ? "" : " ", epoch,
-                      max_epochs, bi + 1, batches.size(),
-                      loss_sum / static_cast<double>(bi + 1), hms(eta).c_str());
+                      opts.label.c_str(), opts.label.empty() ? "" : " ", epoch, max_epochs, bi + 1,
+                      batches.size(), loss_sum / static_cast<double>(bi + 1), hms(eta).c_str());
         if (tty)
           *opts.progress << "\r" << buf << "\033[K" << std::flush;
         else if (bi + 1 == batches.size())
@@ -177,10 +175,8 @@ caf::expected<train_result> train_model(detector& d,
   return res;
 }
 
-caf::expected<trained_detector> train_detector(const csic_dataset& ds,
-                                               const detector_config& cfg,
-                                               double validation_share,
-                                               const train_options& opts) {
+caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
+                                               double validation_share, const train_options& opts) {
   std::vector<std::string> texts;
   std::vector<int> labels;
   for (auto& r : ds.requests) {

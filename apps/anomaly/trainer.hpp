@@ -50,8 +50,7 @@ std::vector<std::vector<size_t>> epoch_batches(const std::vector<std::vector<int
 
 /// Trains `d.model()` on seqs[train] with labels, early-stopping on seqs[validation]
 /// (no early stopping when `validation` is empty). Errors come from the model.
-caf::expected<train_result> train_model(detector& d,
-                                        const std::vector<std::vector<int32_t>>& seqs,
+caf::expected<train_result> train_model(detector& d, const std::vector<std::vector<int32_t>>& seqs,
                                         const std::vector<int>& labels,
                                         const std::vector<size_t>& train,
                                         const std::vector<size_t>& validation,
@@ -72,9 +71,7 @@ struct trained_detector {
 /// early stopping on `validation_share` of each label (split seeded with opts.seed + 17).
 /// Writes a line about the tokenizer to opts.progress. Errors come from the tokenizer and
 /// the model.
-caf::expected<trained_detector> train_detector(const csic_dataset& ds,
-                                               const detector_config& cfg,
-                                               double validation_share,
-                                               const train_options& opts);
+caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
+                                               double validation_share, const train_options& opts);
 
 } // namespace comb::anomaly

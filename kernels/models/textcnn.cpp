@@ -36,7 +36,7 @@ struct textcnn::impl {
   tensor dense_w, dense_b;
   std::vector<tensor> grads, adam_m, adam_v;
   // Activations.
-  tensor x;                                        // [B, L, E]
+  tensor x;                                          // [B, L, E]
   std::vector<tensor> conv_out, pooled, argmax, act; // per kernel size
   tensor features, dropped, mask, logits, probs;
   // Backward scratch.
@@ -100,8 +100,7 @@ struct textcnn::impl {
     return {};
   }
 
-  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels,
-                                          bool train) {
+  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels, bool train) {
     auto& b = *be;
     COMB_TRY(forward(tokens, train));
     auto loss = b.softmax_cross_entropy(logits, labels, probs);
@@ -129,15 +128,14 @@ struct textcnn::impl {
       COMB_TRY(d_embedded.ensure(x.shape(), dtype::f32, b.device()));
       COMB_TRY(d_embedded.zero());
       for (size_t i = 0; i < nk; ++i)
-        COMB_TRY(b.conv1d_max_backward(x, conv_w[i], act[i], argmax[i], d_act[i],
-                                       activation::relu, &d_embedded, grads[1 + 2 * i],
-                                       &grads[2 + 2 * i]));
+        COMB_TRY(b.conv1d_max_backward(x, conv_w[i], act[i], argmax[i], d_act[i], activation::relu,
+                                       &d_embedded, grads[1 + 2 * i], &grads[2 + 2 * i]));
       COMB_TRY(b.embedding_backward(tokens, d_embedded, cfg.vocab, grads[0]));
       return *loss;
     }
     for (size_t i = 0; i < nk; ++i) {
-      COMB_TRY(b.bias_act_backward(act[i], d_act[i], activation::relu, d_pooled[i],
-                                   &grads[2 + 2 * i]));
+      COMB_TRY(
+        b.bias_act_backward(act[i], d_act[i], activation::relu, d_pooled[i], &grads[2 + 2 * i]));
       COMB_TRY(b.max_over_time_backward(d_pooled[i], argmax[i], conv_out[i].dim(1), d_conv[i]));
       COMB_TRY(b.conv1d_backward(x, conv_w[i], d_conv[i], conv1d_params{}, &d_x[i],
                                  grads[1 + 2 * i], nullptr));
@@ -270,9 +268,9 @@ caf::expected<tensor> textcnn::forward(const tensor& tokens) {
 caf::expected<std::vector<float>> textcnn::predict(const std::vector<int32_t>& tokens,
                                                    int64_t batch) {
   if (batch < 1 || tokens.size() % static_cast<size_t>(batch) != 0)
-    return make_error(errc::invalid_argument,
-                      "textcnn::predict: " + std::to_string(tokens.size())
-                        + " token ids do not split into " + std::to_string(batch) + " rows");
+    return make_error(errc::invalid_argument, "textcnn::predict: " + std::to_string(tokens.size())
+                                                + " token ids do not split into "
+                                                + std::to_string(batch) + " rows");
   auto t = tensor::from({batch, static_cast<int64_t>(tokens.size()) / batch}, tokens);
   if (!t)
     return t.error();
@@ -307,8 +305,8 @@ caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& lab
   ++im.step;
   auto ps = im.params();
   for (size_t i = 0; i < ps.size(); ++i)
-    COMB_TRY(im.be->adam_step(*ps[i], im.grads[i], im.adam_m[i], im.adam_v[i], im.step,
-                              im.cfg.adam));
+    COMB_TRY(
+      im.be->adam_step(*ps[i], im.grads[i], im.adam_m[i], im.adam_v[i], im.step, im.cfg.adam));
   im.version = next_weights_version();
   return loss;
 }
@@ -481,8 +479,7 @@ caf::expected<textcnn> textcnn::from_bytes(std::string_view bytes, std::shared_p
   return from_file(std::move(*file), std::move(be), metadata);
 }
 
-caf::expected<textcnn> textcnn::from_safetensors(safetensors_file file,
-                                                 std::shared_ptr<backend> be,
+caf::expected<textcnn> textcnn::from_safetensors(safetensors_file file, std::shared_ptr<backend> be,
                                                  std::map<std::string, std::string>* metadata) {
   return from_file(std::move(file), std::move(be), metadata);
 }

@@ -71,8 +71,7 @@ public:
   /// Forward and backward without updating: fills gradients(); returns the mean loss.
   /// `train` applies dropout (seeded by the step counter). Used by train_step and by
   /// gradient checks.
-  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels,
-                                          bool train);
+  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels, bool train);
 
   /// Named parameters and their gradients (same order, same shapes). The mutable form counts
   /// as a change of the weights (see weights_version()).
@@ -93,8 +92,7 @@ public:
 
   /// Weights as safetensors bytes / file, with the config and `metadata` in the header.
   caf::expected<std::string> to_bytes(const std::map<std::string, std::string>& metadata = {});
-  caf::error save(const std::string& path,
-                  const std::map<std::string, std::string>& metadata = {});
+  caf::error save(const std::string& path, const std::map<std::string, std::string>& metadata = {});
 
   /// A model from to_bytes()/save() output; `metadata` (optional) receives the header's
   /// metadata. Errors: errc::corrupt_data / errc::bad_model naming what does not fit (a
@@ -102,16 +100,13 @@ public:
   /// may be absent (files before it was saved): the default Adam rate.
   static caf::expected<textcnn> from_bytes(std::string_view bytes,
                                            std::shared_ptr<backend> be = nullptr,
-                                           std::map<std::string, std::string>* metadata
-                                           = nullptr);
-  static caf::expected<textcnn> load(const std::string& path,
-                                     std::shared_ptr<backend> be = nullptr,
+                                           std::map<std::string, std::string>* metadata = nullptr);
+  static caf::expected<textcnn> load(const std::string& path, std::shared_ptr<backend> be = nullptr,
                                      std::map<std::string, std::string>* metadata = nullptr);
   /// The same from an already decoded file (a caller that looks at the metadata first).
-  static caf::expected<textcnn> from_safetensors(safetensors_file file,
-                                                 std::shared_ptr<backend> be = nullptr,
-                                                 std::map<std::string, std::string>* metadata
-                                                 = nullptr);
+  static caf::expected<textcnn> from_safetensors(
+    safetensors_file file, std::shared_ptr<backend> be = nullptr,
+    std::map<std::string, std::string>* metadata = nullptr);
 
   /// Copies the weights of a model of the same config (e.g. the best epoch).
   caf::error copy_weights_from(textcnn& other);

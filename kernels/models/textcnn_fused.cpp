@@ -68,8 +68,8 @@ struct textcnn_fused::impl {
     const int64_t E = c.embed, F = c.filters, N = taps * F;
     if (c.vocab * N > max_table_floats)
       return make_error(errc::invalid_argument,
-                        "textcnn_fused: the tap table of vocab " + std::to_string(c.vocab)
-                          + " x " + std::to_string(N) + " outputs is too large; use forward()");
+                        "textcnn_fused: the tap table of vocab " + std::to_string(c.vocab) + " x "
+                          + std::to_string(N) + " outputs is too large; use forward()");
     // Pack all taps: w_all[d][off + j*F + f] = conv<k>.weight[j][d][f].
     std::vector<float> w_all(static_cast<size_t>(E * N));
     int64_t off = 0;
@@ -152,9 +152,8 @@ caf::error textcnn_fused::forward(const textcnn& model, const int32_t* tokens, i
                                   int64_t len, std::vector<float>& probs) {
   auto& c = model.config();
   if (batch < 1 || len < 1)
-    return make_error(errc::invalid_argument, "textcnn_fused: empty batch ("
-                                                + std::to_string(batch) + " x "
-                                                + std::to_string(len) + ")");
+    return make_error(errc::invalid_argument, "textcnn_fused: empty batch (" + std::to_string(batch)
+                                                + " x " + std::to_string(len) + ")");
   auto widest = *std::max_element(c.kernel_sizes.begin(), c.kernel_sizes.end());
   if (len < widest)
     return make_error(errc::invalid_argument,
@@ -162,10 +161,10 @@ caf::error textcnn_fused::forward(const textcnn& model, const int32_t* tokens, i
                         + " is shorter than kernel size " + std::to_string(widest));
   for (int64_t i = 0; i < batch * len; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.vocab)
-      return make_error(errc::invalid_argument,
-                        "textcnn_fused: token " + std::to_string(tokens[i]) + " at position "
-                          + std::to_string(i) + " is outside the vocabulary 0.."
-                          + std::to_string(c.vocab - 1));
+      return make_error(errc::invalid_argument, "textcnn_fused: token " + std::to_string(tokens[i])
+                                                  + " at position " + std::to_string(i)
+                                                  + " is outside the vocabulary 0.."
+                                                  + std::to_string(c.vocab - 1));
   auto& im = *impl_;
   if (auto err = im.refresh(model))
     return err;
@@ -206,8 +205,8 @@ caf::expected<std::vector<float>> textcnn_fused::predict(const textcnn& model,
                       "textcnn_fused::predict: " + std::to_string(tokens.size())
                         + " token ids do not split into " + std::to_string(batch) + " rows");
   std::vector<float> probs;
-  if (auto err = forward(model, tokens.data(), batch,
-                         static_cast<int64_t>(tokens.size()) / batch, probs))
+  if (auto err = forward(model, tokens.data(), batch, static_cast<int64_t>(tokens.size()) / batch,
+                         probs))
     return err;
   return probs;
 }

@@ -118,8 +118,8 @@ void bench_crs(const csic_dataset& ds, size_t limit) {
       }
       auto rep = run_crs(**e, ds.requests, idx);
       std::printf("%-40s %zu req: %s  %.0f req/s p50 %.3f ms p99 %.3f ms\n", rep.engine.c_str(),
-                  idx.size(), rep.metrics.to_string().c_str(), rep.requests_per_second,
-                  rep.p50_ms, rep.p99_ms);
+                  idx.size(), rep.metrics.to_string().c_str(), rep.requests_per_second, rep.p50_ms,
+                  rep.p99_ms);
       std::printf("    rules firing on false positives (rule:count): %s\n",
                   rep.top_false_positive_rules(8).c_str());
     }
@@ -147,13 +147,16 @@ int main(int argc, char** argv) {
     else if (a == "--vocab" && i + 1 < argc)
       vocab = std::stoul(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: %s [--benchmarks=bbpe,crs,score,train] [--data DIR] "
-                           "[--quick] [--vocab N] [--crs-sample N (0 = all)]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--benchmarks=bbpe,crs,score,train] [--data DIR] "
+                   "[--quick] [--vocab N] [--crs-sample N (0 = all)]\n",
+                   argv[0]);
       return 2;
     }
   }
-  auto has = [&](const char* b) { return ("," + which + ",").find(std::string(",") + b + ",")
-                                         != std::string::npos; };
+  auto has = [&](const char* b) {
+    return ("," + which + ",").find(std::string(",") + b + ",") != std::string::npos;
+  };
   std::printf("machine: %u hardware threads; BLAS: %s\n", std::thread::hardware_concurrency(),
               active_blas().c_str());
   auto ds = load_csic(data, quick ? 2000 : 0);

@@ -97,13 +97,13 @@ void run_score_benchmark(const csic_dataset& ds, size_t sample, size_t vocab) {
     lat_crs.push_back(ms_since(t0));
   }
   std::printf("score_single  %zu requests, one thread each (raw bytes in: parse, BBPE, "
-              "TextCNN)\n", raw.size());
-  std::printf("  p50  model %.3f ms  CRS PL1 %.3f ms  ratio CRS/model %.2f\n",
-              pct(lat_model, 0.5), pct(lat_crs, 0.5), pct(lat_crs, 0.5) / pct(lat_model, 0.5));
+              "TextCNN)\n",
+              raw.size());
+  std::printf("  p50  model %.3f ms  CRS PL1 %.3f ms  ratio CRS/model %.2f\n", pct(lat_model, 0.5),
+              pct(lat_crs, 0.5), pct(lat_crs, 0.5) / pct(lat_model, 0.5));
   std::printf("  p99  model %.3f ms  CRS PL1 %.3f ms  ratio CRS/model %.2f (goal: model p99 <= "
               "1 ms)\n",
-              pct(lat_model, 0.99), pct(lat_crs, 0.99),
-              pct(lat_crs, 0.99) / pct(lat_model, 0.99));
+              pct(lat_model, 0.99), pct(lat_crs, 0.99), pct(lat_crs, 0.99) / pct(lat_model, 0.99));
   // Batch throughput: the model in batches of 256 on both cores (OpenBLAS threads); CRS on
   // two threads, one transaction per request each.
   openblas_set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -144,13 +144,12 @@ void run_score_benchmark(const csic_dataset& ds, size_t sample, size_t vocab) {
   for (auto& t : ts)
     t.join();
   double crs_rps = static_cast<double>(idx.size()) / (ms_since(t0) / 1000.0);
-  double crs_1t = 1000.0 * static_cast<double>(lat_crs.size())
-                  / std::max(1e-9, [&] {
-                      double s = 0;
-                      for (auto x : lat_crs)
-                        s += x;
-                      return s;
-                    }());
+  double crs_1t = 1000.0 * static_cast<double>(lat_crs.size()) / std::max(1e-9, [&] {
+                    double s = 0;
+                    for (auto x : lat_crs)
+                      s += x;
+                    return s;
+                  }());
   std::printf("score_batch   model %.0f req/s (batch 256)  CRS PL1 %.0f req/s (2 threads; %.0f "
               "on 1)  ratio %.1f (goal >= 10)\n",
               model_rps, crs_rps, crs_1t, model_rps / crs_rps);
@@ -184,8 +183,9 @@ void run_train_benchmark(const csic_dataset& ds, size_t sample, size_t vocab,
   auto path = std::string{"/tmp/comb_anomaly_bench_batches.bin"};
   {
     std::ofstream f(path, std::ios::binary);
-    int32_t head[6] = {static_cast<int32_t>(seqs.size()), max_len, batch,
-                       static_cast<int32_t>(vocab), d->config().model.embed, 0};
+    int32_t head[6] = {
+      static_cast<int32_t>(seqs.size()), max_len, batch, static_cast<int32_t>(vocab),
+      d->config().model.embed,           0};
     f.write(reinterpret_cast<char*>(head), sizeof(head));
     std::vector<int32_t> lens, labs, toks;
     for (auto& b : batches)
@@ -235,8 +235,8 @@ void run_train_benchmark(const csic_dataset& ds, size_t sample, size_t vocab,
   if (p != nullptr)
     pclose(p);
   std::remove(path.c_str());
-  std::printf("train_epoch   %zu requests, %zu batches of %d, CPU\n", seqs.size(),
-              batches.size(), batch);
+  std::printf("train_epoch   %zu requests, %zu batches of %d, CPU\n", seqs.size(), batches.size(),
+              batch);
   if (torch_s <= 0) {
     std::printf("  PyTorch baseline failed:\n%s\n", all_out.c_str());
     torch_s = 0;

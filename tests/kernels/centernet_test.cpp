@@ -4,6 +4,7 @@
 #include "kernels/reference_backend.hpp"
 
 #include "tests/kernels/kernel_check.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
@@ -118,7 +119,7 @@ TEST_SUITE("kernels.centernet") {
     cfg.num_classes = 5;
     auto net = centernet::random(cfg, 12);
     std::mt19937_64 rng(3);
-    auto x = test::random_f32({2, 64, 96, 3}, rng);
+    auto x = kernels::test::random_f32({2, 64, 96, 3}, rng);
     auto want = net.forward(x.data<float>(), 2, 64, 96);
     REQUIRE(want);
     auto as_t = [](const std::vector<float>& v) {
@@ -147,7 +148,7 @@ TEST_SUITE("kernels.centernet") {
                                 std::tuple{"size", &want->size, &got->size},
                                 std::tuple{"offset", &want->offset, &got->offset}}) {
         auto what = be->name() + " " + name;
-        CHECK_MESSAGE(test::mismatches(what, as_t(*w), as_t(*g), 1e-3f) == 0, what);
+        CHECK_MESSAGE(kernels::test::mismatches(what, as_t(*w), as_t(*g), 1e-3f) == 0, what);
       }
     }
   }
@@ -156,7 +157,6 @@ TEST_SUITE("kernels.centernet") {
 
 #include "kernels/safetensors.hpp"
 #include "kernels/tensor.hpp"
-#include "tests/test_util.hpp"
 
 #include <filesystem>
 

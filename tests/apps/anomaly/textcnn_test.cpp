@@ -31,284 +31,285 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int batch, int len, int vo
 } // namespace
 
 TEST_SUITE("apps.anomaly.textcnn") {
-
-TEST_CASE("the model learns a toy rule and round-trips through safetensors") {
-  textcnn_options o;
-  std::string engine;
-  SUBCASE("fused engine") {
-    engine = "fused";
-  }
-  SUBCASE("comb::kernels engine") {
-    engine = "kernels";
-  }
-  o.engine = engine;
-  o.prefer_gpu = false;
-  o.vocab = 30;
-  o.embed = 8;
-  o.filters = 8;
-  o.seed = 9;
-  auto m = textcnn_classifier::create(o);
-  REQUIRE(m);
-  std::mt19937 rng(1);
-  // Label 1 iff the sequence contains the bigram (7, 8).
-  auto make = [&](int n, std::vector<int32_t>& tokens, std::vector<int32_t>& labels) {
-    int len = 12;
-    tokens = random_tokens(rng, n, len, 6); // ids 0..5 never form the bigram
-    labels.assign(static_cast<size_t>(n), 0);
-    for (int b = 0; b < n; ++b)
-      if (rng() % 2) {
-        int at = static_cast<int>(rng() % (len - 1));
-        tokens[static_cast<size_t>(b) * len + at] = 7;
-        tokens[static_cast<size_t>(b) * len + at + 1] = 8;
-        labels[static_cast<size_t>(b)] = 1;
-      }
-  };
-  std::vector<int32_t> tokens, labels;
-  float first = 0, last = 0;
-  for (int step = 0; step < 150; ++step) {
-    make(32, tokens, labels);
-    auto loss = m->train_step(tokens, 32, 12, labels);
-    REQUIRE(loss);
-    if (step == 0)
-      first = *loss;
-    last = *loss;
-  }
-  CHECK(last < first * 0.5f); // one batch's loss: noisy
-  make(200, tokens, labels);
-  auto p = m->predict(tokens, 200, 12);
-  REQUIRE(p);
-  int correct = 0;
-  for (int b = 0; b < 200; ++b)
-    correct += ((*p)[static_cast<size_t>(b)] >= 0.5f) == (labels[static_cast<size_t>(b)] == 1);
-  CHECK(correct >= 190);
-  auto bytes = m->save({{"who", "test"}});
-  REQUIRE(bytes);
-  std::map<std::string, std::string> meta;
-  auto back = textcnn_classifier::load(*bytes, &meta);
-  REQUIRE(back);
-  CHECK(meta["who"] == "test");
-  CHECK(back->options().engine == engine);
-  auto q = back->predict(tokens, 200, 12);
-  REQUIRE(q);
-  CHECK(*q == *p);
-  // Bad input.
-  CHECK_FALSE(m->predict({1, 2, 3}, 1, 3)); // shorter than the widest kernel (4)
-  CHECK_FALSE(m->predict({1, 2, 3, 99}, 1, 4));
-  CHECK_FALSE(m->predict({1, 2, 3, 4}, 2, 4));
-  CHECK_FALSE(m->train_step({1, 2, 3, 4}, 1, 4, {2}));
-  CHECK_FALSE(textcnn_classifier::load("", nullptr));
-  CHECK_FALSE(textcnn_classifier::load(std::string(16, '\xff'), nullptr));
-  auto cut = bytes->substr(0, bytes->size() - 10);
-  auto e = textcnn_classifier::load(cut, nullptr);
-  REQUIRE_FALSE(e);
-  CHECK((is(e.error(), errc::bad_model) || is(e.error(), errc::corrupt_data)));
-  o.kernel_sizes = {0};
-  CHECK_FALSE(textcnn_classifier::create(o));
-}
-
-TEST_CASE("training is reproducible with a fixed seed") {
-  auto run = [] {
+  TEST_CASE("the model learns a toy rule and round-trips through safetensors") {
     textcnn_options o;
-    o.vocab = 20;
-    o.embed = 4;
-    o.filters = 4;
-    o.seed = 4;
-    auto m = textcnn_classifier::create(o);
-    std::mt19937 rng(2);
-    std::vector<float> losses;
-    for (int i = 0; i < 10; ++i) {
-      auto t = random_tokens(rng, 8, 6, 20);
-      std::vector<int32_t> y(8);
-      for (auto& v : y)
-        v = static_cast<int32_t>(rng() % 2);
-      losses.push_back(*m->train_step(t, 8, 6, y));
+    std::string engine;
+    SUBCASE("fused engine") {
+      engine = "fused";
     }
-    return losses;
-  };
-  CHECK(run() == run());
-}
-
-TEST_CASE("a detector is one file: tokenizer, config and weights") {
-  std::vector<std::string> corpus = {"GET /index.jsp?id=1 HTTP/1.1 Host: a",
-                                     "GET /index.jsp?id=2 HTTP/1.1 Host: a",
-                                     "POST /login.jsp HTTP/1.1 Host: a user=bob"};
-  std::vector<std::string_view> views(corpus.begin(), corpus.end());
-  auto tok = bbpe_tokenizer::train(views, 300);
-  REQUIRE(tok);
-  detector_config cfg;
-  cfg.vocab_size = 300;
-  cfg.text.cookie = text_options::cookie_mode::drop;
-  cfg.model.vocab = 300;
-  cfg.model.embed = 8;
-  cfg.model.filters = 6;
-  // The sequence length is the model's: the detector reads it back.
-  cfg.model.seq_len = 64;
-  auto m = textcnn_classifier::create(cfg.model);
-  REQUIRE(m);
-  CHECK(m->seq_len() == 64);
-  detector d{std::move(*tok), std::move(*m), cfg};
-  CHECK(d.config().max_tokens == 64);
-  CHECK(d.config().model.seq_len == 64);
-  std::vector<std::string_view> reqs = {"GET /index.jsp?id=1 HTTP/1.1\r\nHost: a\r\n\r\n",
-                                        "\x01\x02 binary garbage", ""};
-  std::vector<bool> parsed;
-  auto p = d.score_raw(reqs, &parsed);
-  REQUIRE(p);
-  REQUIRE(p->size() == 3);
-  CHECK(parsed[0]);
-  CHECK_FALSE(parsed[1]);
-  CHECK_FALSE(parsed[2]);
-  for (float x : *p)
-    CHECK((x >= 0.0f && x <= 1.0f));
-  // Huge input is truncated to max_tokens.
-  CHECK(d.encode_text(std::string(100000, 'x')).size() == 64);
-  auto path = (std::filesystem::temp_directory_path() / "comb_anomaly_detector.safetensors")
-                .string();
-  REQUIRE_FALSE(d.save(path));
-  auto back = detector::load(path);
-  REQUIRE_MESSAGE(back, comb::test::why(back));
-  CHECK(back->config().max_tokens == 64);
-  CHECK(back->model().seq_len() == 64);
-  CHECK(back->config().text.cookie == text_options::cookie_mode::drop);
-  // The sequence length is in the file once: the model's textcnn.seq_len.
-  std::map<std::string, std::string> meta;
-  REQUIRE(textcnn_classifier::load(*d.serialize(), &meta));
-  CHECK(meta["textcnn.seq_len"] == "64");
-  CHECK(meta["comb.config"].find("max_tokens") == std::string::npos);
-  CHECK(back->tokenizer().merges() == d.tokenizer().merges());
-  auto q = back->score_raw(reqs);
-  REQUIRE(q);
-  CHECK(*q == *p);
-  // A stream of requests: each scored with its first line, text before the first request
-  // line a unit of its own that is not HTTP.
-  auto st = score_http_stream(*back, "junk\x01\nGET /index.jsp?id=1 HTTP/1.1\r\nHost: a\r\n"
-                                     "\r\nPOST /login.jsp HTTP/1.1\r\nHost: a\r\n\r\nuser=bob");
-  REQUIRE_MESSAGE(st, comb::test::why(st));
-  REQUIRE(st->size() == 3);
-  CHECK_FALSE((*st)[0].parsed);
-  CHECK((*st)[0].first_line == "junk?");
-  CHECK((*st)[1].parsed);
-  CHECK((*st)[1].first_line == "GET /index.jsp?id=1 HTTP/1.1");
-  CHECK((*st)[2].first_line == "POST /login.jsp HTTP/1.1");
-  for (auto& r : *st)
-    CHECK((r.probability >= 0.0f && r.probability <= 1.0f));
-  auto none = score_http_stream(*back, " \n\n");
-  REQUIRE(none);
-  CHECK(none->empty());
-  std::filesystem::remove(path);
-  auto missing = detector::load(path);
-  REQUIRE_FALSE(missing);
-  CHECK(describe(missing.error()).find(path) != std::string::npos);
-}
-
-TEST_CASE("a max_tokens the model cannot take is clamped to its widest kernel") {
-  detector_config cfg;
-  cfg.max_tokens = 2;
-  cfg.model.vocab = 300;
-  cfg.model.embed = 4;
-  cfg.model.filters = 3;
-  auto m = textcnn_classifier::create(cfg.model);
-  REQUIRE(m);
-  CHECK(m->seq_len() == textcnn_classifier::default_seq_len);
-  std::vector<std::string_view> corpus = {"GET /a HTTP/1.1"};
-  detector d{*bbpe_tokenizer::train(corpus, 300), std::move(*m), cfg};
-  CHECK(d.config().max_tokens == 4);
-  CHECK(d.model().seq_len() == 4);
-}
-
-namespace {
-
-/// A safetensors file of `m`'s weights with exactly `meta` in the header, as Comb wrote them
-/// before one TextCNN.
-std::string file_of(const kernels::textcnn& m, const std::map<std::string, std::string>& meta) {
-  std::vector<std::pair<std::string, const kernels::tensor*>> list;
-  for (auto& [name, t] : m.parameters())
-    list.emplace_back(name, t);
-  auto bytes = kernels::encode_safetensors(list, meta);
-  REQUIRE(bytes);
-  return *bytes;
-}
-
-} // namespace
-
-TEST_CASE("files written before one TextCNN keep loading") {
-  kernels::textcnn_config kc;
-  kc.vocab = 300, kc.embed = 8, kc.filters = 6, kc.seq_len = 256, kc.seed = 5;
-  auto km = kernels::textcnn::create(kc);
-  REQUIRE(km);
-  std::mt19937 rng(4);
-  auto tokens = random_tokens(rng, 5, 20, 300);
-  auto expected = km->predict(tokens, 5);
-  REQUIRE(expected);
-  std::vector<std::string> texts = {"GET /index.jsp?id=1 HTTP/1.1 Host: a",
-                                    "POST /login.jsp HTTP/1.1 Host: a user=bob"};
-  std::vector<std::string_view> views(texts.begin(), texts.end());
-  auto tok = bbpe_tokenizer::train(views, 300);
-  REQUIRE(tok);
-  // The fused engine's own writer: its textcnn.* keys, no engine, classes or seq_len.
-  std::map<std::string, std::string> fused_meta = {
-    {"textcnn.vocab", "300"},          {"textcnn.embed", "8"},
-    {"textcnn.filters", "6"},          {"textcnn.kernel_sizes", "2,3,4"},
-    {"textcnn.dropout", "0.200000"},   {"textcnn.learning_rate", "0.002000"},
-    {"textcnn.seed", "5"}};
-  auto check_scores = [&](textcnn_classifier& c) {
-    auto p = c.predict(tokens, 5, 20);
+    SUBCASE("comb::kernels engine") {
+      engine = "kernels";
+    }
+    o.engine = engine;
+    o.prefer_gpu = false;
+    o.vocab = 30;
+    o.embed = 8;
+    o.filters = 8;
+    o.seed = 9;
+    auto m = textcnn_classifier::create(o);
+    REQUIRE(m);
+    std::mt19937 rng(1);
+    // Label 1 iff the sequence contains the bigram (7, 8).
+    auto make = [&](int n, std::vector<int32_t>& tokens, std::vector<int32_t>& labels) {
+      int len = 12;
+      tokens = random_tokens(rng, n, len, 6); // ids 0..5 never form the bigram
+      labels.assign(static_cast<size_t>(n), 0);
+      for (int b = 0; b < n; ++b)
+        if (rng() % 2) {
+          int at = static_cast<int>(rng() % (len - 1));
+          tokens[static_cast<size_t>(b) * len + at] = 7;
+          tokens[static_cast<size_t>(b) * len + at + 1] = 8;
+          labels[static_cast<size_t>(b)] = 1;
+        }
+    };
+    std::vector<int32_t> tokens, labels;
+    float first = 0, last = 0;
+    for (int step = 0; step < 150; ++step) {
+      make(32, tokens, labels);
+      auto loss = m->train_step(tokens, 32, 12, labels);
+      REQUIRE(loss);
+      if (step == 0)
+        first = *loss;
+      last = *loss;
+    }
+    CHECK(last < first * 0.5f); // one batch's loss: noisy
+    make(200, tokens, labels);
+    auto p = m->predict(tokens, 200, 12);
     REQUIRE(p);
-    for (size_t b = 0; b < 5; ++b)
-      CHECK((*p)[b] == doctest::Approx((*expected)[2 * b + 1]).epsilon(1e-5));
-  };
-  SUBCASE("a bare fused model gets the default sequence length") {
-    auto c = textcnn_classifier::load(file_of(*km, fused_meta), nullptr);
-    REQUIRE_MESSAGE(c, comb::test::why(c));
-    CHECK(c->options().engine == "fused");
-    CHECK(c->options().learning_rate == doctest::Approx(0.002));
-    CHECK(c->options().kernel_sizes == std::vector<int>{2, 3, 4});
-    CHECK(c->seq_len() == textcnn_classifier::default_seq_len);
-    check_scores(*c);
-  }
-  SUBCASE("a fused detector: its max_tokens is the sequence length") {
-    auto meta = fused_meta;
-    meta["comb.kind"] = "anomaly-detector";
-    meta["comb.format"] = "1";
-    meta["comb.tokenizer"] = tok->serialize();
-    meta["comb.config"] = "vocab_size=300\nmax_tokens=64\ntext.cookie=drop\n"
-                          "text.sort_headers=1\ntext.drop_headers=0\nmodel.vocab=300\n"
-                          "model.embed=8\nmodel.filters=6\nmodel.kernel_sizes=2,3,4\n"
-                          "model.dropout=0.2\nmodel.learning_rate=0.002\nmodel.seed=5\n"
-                          "model.engine=fused\n";
-    auto d = detector::deserialize(file_of(*km, meta));
-    REQUIRE_MESSAGE(d, comb::test::why(d));
-    CHECK(d->config().max_tokens == 64);
-    CHECK(d->model().seq_len() == 64);
-    CHECK(d->config().text.cookie == text_options::cookie_mode::drop);
-    CHECK(d->encode_text(std::string(1000, 'x')).size() == 64);
-    check_scores(d->model());
-    // Written again, it holds the value once, in the model's metadata.
-    auto again = detector::deserialize(*d->serialize());
-    REQUIRE(again);
-    CHECK(again->config().max_tokens == 64);
-  }
-  SUBCASE("a kernels detector: max_tokens wins over the unused textcnn.seq_len") {
-    auto bytes = km->to_bytes({{"anomaly.engine", "kernels"},
-                               {"anomaly.learning_rate", "0.005000"},
-                               {"comb.kind", "anomaly-detector"},
-                               {"comb.tokenizer", tok->serialize()},
-                               {"comb.config", "vocab_size=300\nmax_tokens=100\n"
-                                               "model.engine=kernels\n"}});
+    int correct = 0;
+    for (int b = 0; b < 200; ++b)
+      correct += ((*p)[static_cast<size_t>(b)] >= 0.5f) == (labels[static_cast<size_t>(b)] == 1);
+    CHECK(correct >= 190);
+    auto bytes = m->save({{"who", "test"}});
     REQUIRE(bytes);
-    // Files of that time had no textcnn.learning_rate.
-    auto file = kernels::decode_safetensors(*bytes);
-    REQUIRE(file);
-    file->metadata.erase("textcnn.learning_rate");
-    CHECK(file->metadata.at("textcnn.seq_len") == "256");
-    auto d = detector::deserialize(file_of(*km, file->metadata));
-    REQUIRE_MESSAGE(d, comb::test::why(d));
-    CHECK(d->config().max_tokens == 100);
-    CHECK(d->model().seq_len() == 100);
-    CHECK(d->model().options().engine == "kernels");
-    CHECK(d->model().options().learning_rate == doctest::Approx(0.005));
-    check_scores(d->model());
+    std::map<std::string, std::string> meta;
+    auto back = textcnn_classifier::load(*bytes, &meta);
+    REQUIRE(back);
+    CHECK(meta["who"] == "test");
+    CHECK(back->options().engine == engine);
+    auto q = back->predict(tokens, 200, 12);
+    REQUIRE(q);
+    CHECK(*q == *p);
+    // Bad input.
+    CHECK_FALSE(m->predict({1, 2, 3}, 1, 3)); // shorter than the widest kernel (4)
+    CHECK_FALSE(m->predict({1, 2, 3, 99}, 1, 4));
+    CHECK_FALSE(m->predict({1, 2, 3, 4}, 2, 4));
+    CHECK_FALSE(m->train_step({1, 2, 3, 4}, 1, 4, {2}));
+    CHECK_FALSE(textcnn_classifier::load("", nullptr));
+    CHECK_FALSE(textcnn_classifier::load(std::string(16, '\xff'), nullptr));
+    auto cut = bytes->substr(0, bytes->size() - 10);
+    auto e = textcnn_classifier::load(cut, nullptr);
+    REQUIRE_FALSE(e);
+    CHECK((is(e.error(), errc::bad_model) || is(e.error(), errc::corrupt_data)));
+    o.kernel_sizes = {0};
+    CHECK_FALSE(textcnn_classifier::create(o));
   }
-}
+
+  TEST_CASE("training is reproducible with a fixed seed") {
+    auto run = [] {
+      textcnn_options o;
+      o.vocab = 20;
+      o.embed = 4;
+      o.filters = 4;
+      o.seed = 4;
+      auto m = textcnn_classifier::create(o);
+      std::mt19937 rng(2);
+      std::vector<float> losses;
+      for (int i = 0; i < 10; ++i) {
+        auto t = random_tokens(rng, 8, 6, 20);
+        std::vector<int32_t> y(8);
+        for (auto& v : y)
+          v = static_cast<int32_t>(rng() % 2);
+        losses.push_back(*m->train_step(t, 8, 6, y));
+      }
+      return losses;
+    };
+    CHECK(run() == run());
+  }
+
+  TEST_CASE("a detector is one file: tokenizer, config and weights") {
+    std::vector<std::string> corpus = {"GET /index.jsp?id=1 HTTP/1.1 Host: a",
+                                       "GET /index.jsp?id=2 HTTP/1.1 Host: a",
+                                       "POST /login.jsp HTTP/1.1 Host: a user=bob"};
+    std::vector<std::string_view> views(corpus.begin(), corpus.end());
+    auto tok = bbpe_tokenizer::train(views, 300);
+    REQUIRE(tok);
+    detector_config cfg;
+    cfg.vocab_size = 300;
+    cfg.text.cookie = text_options::cookie_mode::drop;
+    cfg.model.vocab = 300;
+    cfg.model.embed = 8;
+    cfg.model.filters = 6;
+    // The sequence length is the model's: the detector reads it back.
+    cfg.model.seq_len = 64;
+    auto m = textcnn_classifier::create(cfg.model);
+    REQUIRE(m);
+    CHECK(m->seq_len() == 64);
+    detector d{std::move(*tok), std::move(*m), cfg};
+    CHECK(d.config().max_tokens == 64);
+    CHECK(d.config().model.seq_len == 64);
+    std::vector<std::string_view> reqs = {"GET /index.jsp?id=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+                                          "\x01\x02 binary garbage", ""};
+    std::vector<bool> parsed;
+    auto p = d.score_raw(reqs, &parsed);
+    REQUIRE(p);
+    REQUIRE(p->size() == 3);
+    CHECK(parsed[0]);
+    CHECK_FALSE(parsed[1]);
+    CHECK_FALSE(parsed[2]);
+    for (float x : *p)
+      CHECK((x >= 0.0f && x <= 1.0f));
+    // Huge input is truncated to max_tokens.
+    CHECK(d.encode_text(std::string(100000, 'x')).size() == 64);
+    auto path =
+      (std::filesystem::temp_directory_path() / "comb_anomaly_detector.safetensors").string();
+    REQUIRE_FALSE(d.save(path));
+    auto back = detector::load(path);
+    REQUIRE_MESSAGE(back, comb::test::why(back));
+    CHECK(back->config().max_tokens == 64);
+    CHECK(back->model().seq_len() == 64);
+    CHECK(back->config().text.cookie == text_options::cookie_mode::drop);
+    // The sequence length is in the file once: the model's textcnn.seq_len.
+    std::map<std::string, std::string> meta;
+    REQUIRE(textcnn_classifier::load(*d.serialize(), &meta));
+    CHECK(meta["textcnn.seq_len"] == "64");
+    CHECK(meta["comb.config"].find("max_tokens") == std::string::npos);
+    CHECK(back->tokenizer().merges() == d.tokenizer().merges());
+    auto q = back->score_raw(reqs);
+    REQUIRE(q);
+    CHECK(*q == *p);
+    // A stream of requests: each scored with its first line, text before the first request
+    // line a unit of its own that is not HTTP.
+    auto st = score_http_stream(*back, "junk\x01\nGET /index.jsp?id=1 HTTP/1.1\r\nHost: a\r\n"
+                                       "\r\nPOST /login.jsp HTTP/1.1\r\nHost: a\r\n\r\nuser=bob");
+    REQUIRE_MESSAGE(st, comb::test::why(st));
+    REQUIRE(st->size() == 3);
+    CHECK_FALSE((*st)[0].parsed);
+    CHECK((*st)[0].first_line == "junk?");
+    CHECK((*st)[1].parsed);
+    CHECK((*st)[1].first_line == "GET /index.jsp?id=1 HTTP/1.1");
+    CHECK((*st)[2].first_line == "POST /login.jsp HTTP/1.1");
+    for (auto& r : *st)
+      CHECK((r.probability >= 0.0f && r.probability <= 1.0f));
+    auto none = score_http_stream(*back, " \n\n");
+    REQUIRE(none);
+    CHECK(none->empty());
+    std::filesystem::remove(path);
+    auto missing = detector::load(path);
+    REQUIRE_FALSE(missing);
+    CHECK(describe(missing.error()).find(path) != std::string::npos);
+  }
+
+  TEST_CASE("a max_tokens the model cannot take is clamped to its widest kernel") {
+    detector_config cfg;
+    cfg.max_tokens = 2;
+    cfg.model.vocab = 300;
+    cfg.model.embed = 4;
+    cfg.model.filters = 3;
+    auto m = textcnn_classifier::create(cfg.model);
+    REQUIRE(m);
+    CHECK(m->seq_len() == textcnn_classifier::default_seq_len);
+    std::vector<std::string_view> corpus = {"GET /a HTTP/1.1"};
+    detector d{*bbpe_tokenizer::train(corpus, 300), std::move(*m), cfg};
+    CHECK(d.config().max_tokens == 4);
+    CHECK(d.model().seq_len() == 4);
+  }
+
+  namespace {
+
+  /// A safetensors file of `m`'s weights with exactly `meta` in the header, as Comb wrote them
+  /// before one TextCNN.
+  std::string file_of(const kernels::textcnn& m, const std::map<std::string, std::string>& meta) {
+    std::vector<std::pair<std::string, const kernels::tensor*>> list;
+    for (auto& [name, t] : m.parameters())
+      list.emplace_back(name, t);
+    auto bytes = kernels::encode_safetensors(list, meta);
+    REQUIRE(bytes);
+    return *bytes;
+  }
+
+  } // namespace
+
+  TEST_CASE("files written before one TextCNN keep loading") {
+    kernels::textcnn_config kc;
+    kc.vocab = 300, kc.embed = 8, kc.filters = 6, kc.seq_len = 256, kc.seed = 5;
+    auto km = kernels::textcnn::create(kc);
+    REQUIRE(km);
+    std::mt19937 rng(4);
+    auto tokens = random_tokens(rng, 5, 20, 300);
+    auto expected = km->predict(tokens, 5);
+    REQUIRE(expected);
+    std::vector<std::string> texts = {"GET /index.jsp?id=1 HTTP/1.1 Host: a",
+                                      "POST /login.jsp HTTP/1.1 Host: a user=bob"};
+    std::vector<std::string_view> views(texts.begin(), texts.end());
+    auto tok = bbpe_tokenizer::train(views, 300);
+    REQUIRE(tok);
+    // The fused engine's own writer: its textcnn.* keys, no engine, classes or seq_len.
+    std::map<std::string, std::string> fused_meta = {{"textcnn.vocab", "300"},
+                                                     {"textcnn.embed", "8"},
+                                                     {"textcnn.filters", "6"},
+                                                     {"textcnn.kernel_sizes", "2,3,4"},
+                                                     {"textcnn.dropout", "0.200000"},
+                                                     {"textcnn.learning_rate", "0.002000"},
+                                                     {"textcnn.seed", "5"}};
+    auto check_scores = [&](textcnn_classifier& c) {
+      auto p = c.predict(tokens, 5, 20);
+      REQUIRE(p);
+      for (size_t b = 0; b < 5; ++b)
+        CHECK((*p)[b] == doctest::Approx((*expected)[2 * b + 1]).epsilon(1e-5));
+    };
+    SUBCASE("a bare fused model gets the default sequence length") {
+      auto c = textcnn_classifier::load(file_of(*km, fused_meta), nullptr);
+      REQUIRE_MESSAGE(c, comb::test::why(c));
+      CHECK(c->options().engine == "fused");
+      CHECK(c->options().learning_rate == doctest::Approx(0.002));
+      CHECK(c->options().kernel_sizes == std::vector<int>{2, 3, 4});
+      CHECK(c->seq_len() == textcnn_classifier::default_seq_len);
+      check_scores(*c);
+    }
+    SUBCASE("a fused detector: its max_tokens is the sequence length") {
+      auto meta = fused_meta;
+      meta["comb.kind"] = "anomaly-detector";
+      meta["comb.format"] = "1";
+      meta["comb.tokenizer"] = tok->serialize();
+      meta["comb.config"] = "vocab_size=300\nmax_tokens=64\ntext.cookie=drop\n"
+                            "text.sort_headers=1\ntext.drop_headers=0\nmodel.vocab=300\n"
+                            "model.embed=8\nmodel.filters=6\nmodel.kernel_sizes=2,3,4\n"
+                            "model.dropout=0.2\nmodel.learning_rate=0.002\nmodel.seed=5\n"
+                            "model.engine=fused\n";
+      auto d = detector::deserialize(file_of(*km, meta));
+      REQUIRE_MESSAGE(d, comb::test::why(d));
+      CHECK(d->config().max_tokens == 64);
+      CHECK(d->model().seq_len() == 64);
+      CHECK(d->config().text.cookie == text_options::cookie_mode::drop);
+      CHECK(d->encode_text(std::string(1000, 'x')).size() == 64);
+      check_scores(d->model());
+      // Written again, it holds the value once, in the model's metadata.
+      auto again = detector::deserialize(*d->serialize());
+      REQUIRE(again);
+      CHECK(again->config().max_tokens == 64);
+    }
+    SUBCASE("a kernels detector: max_tokens wins over the unused textcnn.seq_len") {
+      auto bytes = km->to_bytes({{"anomaly.engine", "kernels"},
+                                 {"anomaly.learning_rate", "0.005000"},
+                                 {"comb.kind", "anomaly-detector"},
+                                 {"comb.tokenizer", tok->serialize()},
+                                 {"comb.config", "vocab_size=300\nmax_tokens=100\n"
+                                                 "model.engine=kernels\n"}});
+      REQUIRE(bytes);
+      // Files of that time had no textcnn.learning_rate.
+      auto file = kernels::decode_safetensors(*bytes);
+      REQUIRE(file);
+      file->metadata.erase("textcnn.learning_rate");
+      CHECK(file->metadata.at("textcnn.seq_len") == "256");
+      auto d = detector::deserialize(file_of(*km, file->metadata));
+      REQUIRE_MESSAGE(d, comb::test::why(d));
+      CHECK(d->config().max_tokens == 100);
+      CHECK(d->model().seq_len() == 100);
+      CHECK(d->model().options().engine == "kernels");
+      CHECK(d->model().options().learning_rate == doctest::Approx(0.005));
+      check_scores(d->model());
+    }
+  }
 
 } // TEST_SUITE
