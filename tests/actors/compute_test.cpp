@@ -8,6 +8,7 @@
 #include "base/errc.hpp"
 #include "runtime/pieces/model_digest.hpp"
 #include "runtime/system_config.hpp"
+#include "tests/compute_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
@@ -26,38 +27,6 @@ using namespace comb::runtime;
 using namespace std::chrono_literals;
 
 namespace {
-
-/// A `comb compute` child process on a fixed loopback port (so it can be restarted there).
-class compute_process {
-public:
-  explicit compute_process(std::vector<std::string> extra = {})
-    : port_(test::free_port()), extra_(std::move(extra)) {
-    start();
-  }
-
-  void start() {
-    auto log = dir_.path() + "/compute-" + std::to_string(++starts_) + ".log";
-    std::vector<std::string> argv{test::comb_binary(), "compute",
-                                  "--listen",          "127.0.0.1:" + std::to_string(port_),
-                                  "--threads",         "2"};
-    argv.insert(argv.end(), extra_.begin(), extra_.end());
-    std::fflush(stdout);
-    proc_ = std::make_unique<test::child_process>(argv, log);
-    REQUIRE_MESSAGE(test::wait_for_line(log, "listening on", 30s, proc_.get()),
-                    "comb compute did not start: " << test::read_file(log));
-  }
-
-  void kill() { proc_->kill(SIGKILL); }
-  void signal(int sig) { proc_->signal(sig); }
-  uint16_t port() const { return static_cast<uint16_t>(port_); }
-
-private:
-  test::temp_dir dir_;
-  int port_;
-  std::vector<std::string> extra_;
-  int starts_ = 0;
-  std::unique_ptr<test::child_process> proc_;
-};
 
 using handle_t = decltype(std::declval<caf::scoped_actor&>()->request(
   std::declval<caf::actor>(), std::chrono::seconds{1}, stats_atom::value));
@@ -159,7 +128,7 @@ std::string text(const caf::expected<task_result>& r) {
 
 TEST_SUITE("actors.compute") {
   TEST_CASE("a 50 MiB payload sent as pieces by 8 function actors reassembles byte for byte") {
-    compute_process proc;
+    test::compute_child proc;
     client c;
     auto payload = random_bytes(50u << 20, 50);
     auto count = piece_count_for(payload.size());
@@ -207,7 +176,7 @@ TEST_SUITE("actors.compute") {
   }
 
   TEST_CASE("each malformed piece gets a clear error and the compute process keeps serving") {
-    compute_process proc{{"--task-timeout-ms", "300"}};
+    test::compute_child proc{{"--task-timeout-ms", "300"}};
     client c;
     auto compute = c.connect(proc.port());
     REQUIRE(c.send_raw(compute, raw_piece(1, 0, 3, 100)));
@@ -267,7 +236,7 @@ TEST_SUITE("actors.compute") {
   }
 
   TEST_CASE("the memory bound pushes back and function actors get through by retrying") {
-    compute_process proc{{"--memory-limit-mib", "4"}};
+    test::compute_child proc{{"--memory-limit-mib", "4"}};
     client c;
     auto compute = c.connect(proc.port());
     REQUIRE(c.send_raw(compute, raw_piece(1, 0, 4, 10))); // reserves 4 MiB: the whole bound
@@ -303,7 +272,7 @@ TEST_SUITE("actors.compute") {
   }
 
   TEST_CASE("batching waits for a batch size, and inference runs before training") {
-    compute_process proc{{"--batch", "checksum=3:1500", "--priority", "infer,train"}};
+    test::compute_child proc{{"--batch", "checksum=3:1500", "--priority", "infer,train"}};
     client c;
     auto compute = c.connect(proc.port());
     std::vector<handle_t> handles;
@@ -340,7 +309,7 @@ TEST_SUITE("actors.compute") {
 
   TEST_CASE("models load as pieces, switching versions fails nothing in flight, results name "
             "their version") {
-    compute_process proc;
+    test::compute_child proc;
     client c;
     auto compute = c.connect(proc.port());
     auto fn = c.function(proc.port());
@@ -394,7 +363,7 @@ TEST_SUITE("actors.compute") {
   }
 
   TEST_CASE("the compute process killed and restarted mid-run: every task completes once") {
-    compute_process proc;
+    test::compute_child proc;
     client c;
     std::vector<caf::actor> fns;
     for (int i = 0; i < 4; ++i)
@@ -446,7 +415,7 @@ TEST_SUITE("actors.compute") {
     auto cuda = run({"--backend", "cuda", "--seconds", "1"});
     CHECK(cuda.first == 2);
     CHECK(cuda.second.find("unsupported") != std::string::npos);
-    compute_process busy;
+    test::compute_child busy;
     auto port = run({"--listen", "127.0.0.1:" + std::to_string(busy.port()), "--seconds", "1"});
     CHECK(port.first == 3);
     CHECK(port.second.find("cannot listen on 127.0.0.1:" + std::to_string(busy.port()))
@@ -454,7 +423,7 @@ TEST_SUITE("actors.compute") {
   }
 
   TEST_CASE("retries are bounded when the compute process stays away") {
-    compute_process proc;
+    test::compute_child proc;
     auto port = proc.port();
     proc.kill();
     client c;
@@ -467,7 +436,7 @@ TEST_SUITE("actors.compute") {
 
   TEST_CASE("a compute process that stops answering: the task is sent again, then fails with a "
             "clear error; once it answers again, tasks complete") {
-    compute_process proc;
+    test::compute_child proc;
     client c;
     auto input = random_bytes(2 * max_piece_payload + 5, 7);
     auto fn = c.function(proc.port(), /*max_attempts=*/2, /*request_timeout=*/300ms);

@@ -11,6 +11,7 @@
 #include "runtime/system_config.hpp"
 #include "storage/provenance_log.hpp"
 #include "storage/transaction.hpp"
+#include "tests/compute_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
@@ -27,36 +28,6 @@ using namespace comb::runtime;
 using namespace std::chrono_literals;
 
 namespace {
-
-class compute_process {
-public:
-  explicit compute_process(std::vector<std::string> extra = {})
-    : port_(test::free_port()), extra_(std::move(extra)) {
-    start();
-  }
-
-  void start() {
-    auto log = dir_.path() + "/compute-" + std::to_string(++starts_) + ".log";
-    std::fflush(stdout);
-    std::vector<std::string> argv{test::comb_binary(), "compute",
-                                  "--listen",          "127.0.0.1:" + std::to_string(port_),
-                                  "--threads",         "2"};
-    argv.insert(argv.end(), extra_.begin(), extra_.end());
-    proc_ = std::make_unique<test::child_process>(argv, log);
-    REQUIRE_MESSAGE(test::wait_for_line(log, "listening on", 30s, proc_.get()),
-                    "comb compute did not start: " << test::read_file(log));
-  }
-
-  void kill() { proc_->kill(SIGKILL); }
-  uint16_t port() const { return static_cast<uint16_t>(port_); }
-
-private:
-  test::temp_dir dir_;
-  int port_;
-  std::vector<std::string> extra_;
-  int starts_ = 0;
-  std::unique_ptr<test::child_process> proc_;
-};
 
 struct client_config : system_config {
   client_config() : system_config(2) { add_compute_types(*this); }
@@ -310,7 +281,7 @@ TEST_SUITE("runtime.pieces.outbox") {
 
   TEST_CASE("a call recorded in the procedure's transaction reaches compute and its result is "
             "applied exactly once") {
-    compute_process compute;
+    test::compute_child compute;
     fixture f;
     f.start_node();
     f.start_dispatcher(compute.port());
@@ -348,7 +319,7 @@ TEST_SUITE("runtime.pieces.outbox") {
   }
 
   TEST_CASE("function calls, pieces and results are in the provenance log") {
-    compute_process compute;
+    test::compute_child compute;
     fixture f;
     f.start_node(/*provenance=*/true);
     f.start_dispatcher(compute.port());
@@ -382,7 +353,7 @@ TEST_SUITE("runtime.pieces.outbox") {
   }
 
   TEST_CASE("calls committed before a node restart are made after it, exactly once") {
-    compute_process compute;
+    test::compute_child compute;
     fixture f;
     f.start_node(); // no dispatcher: the node "crashes" with its calls only in the outbox
     for (int i = 0; i < 10; ++i)
@@ -409,7 +380,7 @@ TEST_SUITE("runtime.pieces.outbox") {
 
   TEST_CASE("the compute process killed mid-run: every committed call is applied once") {
     // Tasks wait up to 300 ms in the compute process for a batch, so the kill finds some there.
-    compute_process compute{{"--batch", "checksum=1000:300"}};
+    test::compute_child compute{{"--batch", "checksum=1000:300"}};
     fixture f;
     f.start_node();
     f.start_dispatcher(compute.port());
