@@ -6,6 +6,9 @@
 #include "base/errc.hpp"
 #include "storage/transaction.hpp"
 
+#include <cstdint>
+#include <string>
+
 namespace comb::apps::bank {
 
 using nlohmann::json;
@@ -15,11 +18,33 @@ using storage::transaction;
 
 namespace {
 
+// An amount of money in whole units (cents): a JSON integer in [min, INT64_MAX]. A fraction
+// (1.5), an exponent form (1e30) or anything out of range is refused, never rounded.
+caf::expected<int64_t> amount_arg(const json& args, const char* proc, const char* name,
+                                  int64_t min) {
+  auto where = std::string{proc} + ": argument '" + name + "'";
+  if (!args.is_object() || !args.contains(name))
+    return make_error(errc::invalid_argument, where + " is missing");
+  const auto& v = args[name];
+  if (!v.is_number_integer())
+    return make_error(errc::invalid_argument,
+                      where + " must be a whole number (got " + v.dump() + ")");
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX})
+    return make_error(errc::invalid_argument, where + " is larger than " + std::to_string(INT64_MAX)
+                                                + " (got " + v.dump() + ")");
+  auto x = v.get<int64_t>();
+  if (x < min)
+    return make_error(errc::invalid_argument,
+                      where + " must be >= " + std::to_string(min) + " (got " + v.dump() + ")");
+  return x;
+}
+
 caf::expected<json> open(call_context&, transaction& txn, const json& args) {
   auto id = arg<std::string>(args, "account");
-  auto balance = arg<int64_t>(args, "balance");
-  if (balance < 0)
-    return make_error(errc::invalid_argument, "bank.open: balance must be >= 0");
+  auto checked = amount_arg(args, "bank.open", "balance", /*min=*/0);
+  if (!checked)
+    return std::move(checked.error());
+  auto balance = *checked;
   if (auto err = txn.insert_row("bank.accounts", id, json{{"balance", balance}}))
     return err;
   return json{{"account", id}, {"balance", balance}};
@@ -29,9 +54,12 @@ caf::expected<json> transfer(call_context& ctx, transaction& txn, const json& ar
   auto id = arg<std::string>(args, "id"); // the client's transfer id: applied at most once
   auto from = arg<std::string>(args, "from");
   auto to = arg<std::string>(args, "to");
-  auto amount = arg<int64_t>(args, "amount");
-  if (amount <= 0 || from == to)
-    return make_error(errc::invalid_argument, "bank.transfer: need amount > 0 and from != to");
+  auto checked = amount_arg(args, "bank.transfer", "amount", /*min=*/1);
+  if (!checked)
+    return std::move(checked.error());
+  auto amount = *checked;
+  if (from == to)
+    return make_error(errc::invalid_argument, "bank.transfer: need from != to");
   auto a = txn.get_row_for_update("bank.accounts", from);
   auto b = txn.get_row_for_update("bank.accounts", to);
   if (!a || !b)
@@ -41,15 +69,19 @@ caf::expected<json> transfer(call_context& ctx, transaction& txn, const json& ar
   auto fa = (**a)["balance"].get<int64_t>(), fb = (**b)["balance"].get<int64_t>();
   if (fa < amount)
     return make_error(errc::procedure_failed, "bank.transfer: insufficient funds in " + from);
+  int64_t to_balance = 0;
+  if (__builtin_add_overflow(fb, amount, &to_balance))
+    return make_error(errc::procedure_failed, "bank.transfer: the balance of " + to
+                                                + " would exceed " + std::to_string(INT64_MAX));
   if (auto err = txn.insert_row(
         "bank.transfers", id,
         json{{"from", from}, {"to", to}, {"amount", amount}, {"exec", ctx.execution_id}}))
     return err; // already_exists: a retried transfer is not applied twice
   if (auto err = txn.put_row("bank.accounts", from, json{{"balance", fa - amount}}))
     return err;
-  if (auto err = txn.put_row("bank.accounts", to, json{{"balance", fb + amount}}))
+  if (auto err = txn.put_row("bank.accounts", to, json{{"balance", to_balance}}))
     return err;
-  return json{{"id", id}, {"from_balance", fa - amount}, {"to_balance", fb + amount}};
+  return json{{"id", id}, {"from_balance", fa - amount}, {"to_balance", to_balance}};
 }
 
 caf::expected<json> balance(call_context&, transaction& txn, const json& args) {
@@ -72,7 +104,11 @@ caf::expected<json> total(call_context&, transaction& txn, const json&) {
       bad = make_error(errc::corrupt_data, "bank.total: unreadable account row");
       return false;
     }
-    sum += row["balance"].get<int64_t>();
+    if (__builtin_add_overflow(sum, row["balance"].get<int64_t>(), &sum)) {
+      bad = make_error(errc::too_large,
+                       "bank.total: the sum of the balances exceeds " + std::to_string(INT64_MAX));
+      return false;
+    }
     ++accounts;
     return true;
   });
