@@ -66,8 +66,11 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
   self->router_ = router{self->procs_, self->partitions_};
   self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info());
   if (cfg.listen) {
+    // SO_REUSEADDR, so that a node restarted after a crash binds at once although the dead
+    // node's connections linger in TIME_WAIT; on Linux it still refuses a port that another
+    // socket listens on (tests/node/restart_test.cpp checks both).
     auto port = sys.middleman().publish(self->gateway_, cfg.port, cfg.host.c_str(),
-                                        /*reuse=*/false);
+                                        /*reuse=*/true);
     if (!port) {
       self->stop();
       return make_error(errc::network_error,

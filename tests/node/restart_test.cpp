@@ -1,0 +1,119 @@
+// Tests of a `comb node` child process that dies under its clients: a node killed with a
+// client connected listens on its port again at once while a port another socket listens on
+// is still refused.
+#include "base/errc.hpp"
+#include "runtime/system_config.hpp"
+#include "tests/client_util.hpp"
+#include "tests/test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include <sys/stat.h>
+
+using namespace comb;
+using nlohmann::json;
+
+namespace {
+
+using test::read_file;
+
+std::unique_ptr<test::child_process> start_node(const std::string& data, int port,
+                                                const std::string& log) {
+  return std::make_unique<test::child_process>(
+    std::vector<std::string>{test::comb_binary(), "node", "--data", data, "--listen",
+                             "127.0.0.1:" + std::to_string(port), "--durability", "async",
+                             "--no-provenance"},
+    log);
+}
+
+/// A socket listening on 127.0.0.1:`port` with SO_REUSEADDR set, as another program might
+/// hold it; closed on destruction.
+class listener {
+public:
+  explicit listener(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    int on = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    ok_ = bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 && listen(fd_, 4) == 0;
+  }
+  ~listener() { close(fd_); }
+  listener(const listener&) = delete;
+  listener& operator=(const listener&) = delete;
+  bool ok() const { return ok_; }
+
+private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+} // namespace
+
+TEST_SUITE("node.restart") {
+  TEST_CASE("a node killed with a client connected listens on the same port again at once") {
+    test::temp_dir dir;
+    auto data = dir.path() + "/node";
+    int port = test::free_port();
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    auto node = start_node(data, port, dir.path() + "/node1.log");
+    auto c = test::connect_retry(sys, port);
+    REQUIRE_MESSAGE(c, test::why(c));
+    auto r = c->call("bank.open", json{{"account", "alice"}, {"balance", 100}}.dump(), "admin");
+    REQUIRE_MESSAGE(r, test::why(r));
+
+    // SIGKILL with the client's connection open: the node's end of it lingers (TIME_WAIT).
+    node->kill(SIGKILL);
+    auto node2 = start_node(data, port, dir.path() + "/node2.log");
+    REQUIRE(test::wait_for_line(dir.path() + "/node2.log", "listening on", std::chrono::seconds{30},
+                                node2.get()));
+    auto c2 = test::connect_retry(sys, port);
+    REQUIRE_MESSAGE(c2, test::why(c2));
+    auto r2 = c2->call("bank.balance", json{{"account", "alice"}}.dump(), "admin");
+    REQUIRE_MESSAGE(r2, test::why(r2));
+    CHECK_MESSAGE(r2->dump().find("100") != std::string::npos, r2->dump());
+    node2->kill(SIGTERM);
+  }
+
+  TEST_CASE("a port another socket listens on is still refused with network_error") {
+    test::temp_dir dir;
+    int port = test::free_port();
+    auto node = start_node(dir.path() + "/a", port, dir.path() + "/a.log");
+    REQUIRE(test::wait_for_line(dir.path() + "/a.log", "listening on", std::chrono::seconds{30},
+                                node.get()));
+    // A second node on the first node's port.
+    auto second = start_node(dir.path() + "/b", port, dir.path() + "/b.log");
+    int status = second->wait();
+    auto out = read_file(dir.path() + "/b.log");
+    CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) != 0), out);
+    CHECK_MESSAGE(out.find("network_error: cannot listen on 127.0.0.1:" + std::to_string(port))
+                    != std::string::npos,
+                  out);
+    // The first node still serves.
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    auto c = test::connect_retry(sys, port);
+    REQUIRE_MESSAGE(c, test::why(c));
+    auto r = c->call("bank.total", "{}", "auditor");
+    CHECK_MESSAGE(r, test::why(r));
+    node->kill(SIGTERM);
+
+    // Another program's socket, even one with SO_REUSEADDR, keeps the port too.
+    int port2 = test::free_port();
+    listener other{port2};
+    REQUIRE(other.ok());
+    auto third = start_node(dir.path() + "/c", port2, dir.path() + "/c.log");
+    status = third->wait();
+    out = read_file(dir.path() + "/c.log");
+    CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) != 0), out);
+    CHECK_MESSAGE(out.find("network_error: cannot listen on 127.0.0.1:" + std::to_string(port2))
+                    != std::string::npos,
+                  out);
+  }
+
+} // TEST_SUITE
