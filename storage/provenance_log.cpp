@@ -112,6 +112,18 @@ caf::expected<std::string> slurp(const std::string& path) {
   return ss.str();
 }
 
+// True when `b` ends in at least 64 zero bytes that start at a 512-byte boundary at or after
+// `from`: the shape of file blocks that a write cut by a power loss never filled. (A record's
+// own padding is at most 7 zero bytes.)
+bool zero_from_sector(const std::string& b, uint64_t from) {
+  constexpr uint64_t sector = 512;
+  uint64_t z = b.size(); // start of the trailing run of zeros
+  while (z > from && b[z - 1] == 0)
+    --z;
+  uint64_t boundary = (z + sector - 1) / sector * sector;
+  return boundary >= from && boundary + 64 <= b.size();
+}
+
 // Reads a segment; calls fn(offset, body) for every good frame until fn returns false.
 segment_scan scan_segment(const std::string& path, const std::string& name, uint64_t cluster,
                           const std::function<bool(uint64_t, std::string_view)>& fn) {
@@ -184,12 +196,18 @@ segment_scan scan_segment(const std::string& path, const std::string& name, uint
     }
     std::string_view body{b.data() + off + 8, len};
     if (crc32c(body.data(), body.size()) != crc) {
+      // A whole frame that fails its checksum is corruption (a flipped bit), not a torn
+      // write, unless it is the last frame and ends in blocks that were never written: a
+      // write cut by a power loss leaves the file's tail as zeros from a sector boundary on.
       bool last = off + 8 + len == b.size();
-      s.problem = last ? segment_scan::torn_tail : segment_scan::corrupt;
+      bool unwritten = last && zero_from_sector(b, off + 8);
+      s.problem = unwritten ? segment_scan::torn_tail : segment_scan::corrupt;
       s.what = where + ": record fails its checksum"
-               + (last ? std::string{" (last frame)"}
-                       : "; " + std::to_string(b.size() - off - 8 - len)
-                           + " bytes follow, so this is not a torn tail");
+               + (unwritten ? std::string{" (last frame, its tail never written)"}
+                  : last
+                    ? std::string{"; the frame is whole, so this is corruption, not a torn tail"}
+                    : "; " + std::to_string(b.size() - off - 8 - len)
+                        + " bytes follow, so this is not a torn tail");
       return s;
     }
     ++s.records;

@@ -263,6 +263,58 @@ TEST_SUITE("storage.provenance_log") {
     CHECK(fs::file_size(dir.path() + "/" + name) > 1000);
   }
 
+  TEST_CASE("a flipped bit in the last whole record is corruption, not a torn tail") {
+    test::temp_dir dir;
+    write_log(dir.path(), 50, 1 << 20);
+    auto name = segments(dir.path()).back();
+    auto seg = dir.path() + "/" + name;
+    auto size = fs::file_size(seg);
+    flip_byte(seg, size - 3); // inside the last record's body
+    auto v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    auto msg = describe(v.error());
+    CHECK(msg.find("checksum") != std::string::npos);
+    CHECK(msg.find("corruption, not a torn tail") != std::string::npos);
+    CHECK(msg.find("torn tail:") == std::string::npos);
+    auto w = storage::log_writer::open(dir.path());
+    REQUIRE(!w); // refused, never cut
+    CHECK(is(w.error(), errc::corrupt_data));
+    CHECK(fs::file_size(seg) == size);
+  }
+
+  TEST_CASE("a last record whose tail blocks were never written is a torn tail, and is cut") {
+    test::temp_dir dir;
+    // The last record is large enough to cross a 512-byte boundary.
+    {
+      auto w = test::must(storage::log_writer::open(dir.path(), {1 << 20}));
+      for (uint64_t lsn = 1; lsn <= 10; ++lsn) {
+        auto r = sample(lsn);
+        if (lsn == 10)
+          r.payload = R"({"big":")" + std::string(3000, 'x') + R"("})";
+        REQUIRE(!w->append(lsn, storage::encode(r)));
+      }
+      REQUIRE(!w->sync());
+    }
+    auto seg = dir.path() + "/" + segments(dir.path()).back();
+    auto size = fs::file_size(seg);
+    // Zero the file from the last 512-byte boundary on, as a write cut by a power loss leaves
+    // it (the size was extended, the last blocks never reached the disk).
+    {
+      std::fstream f{seg, std::ios::in | std::ios::out | std::ios::binary};
+      auto from = (size - 1) / 512 * 512;
+      f.seekp(static_cast<std::streamoff>(from));
+      std::string zeros(size - from, '\0');
+      f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    }
+    auto v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    CHECK(describe(v.error()).find("torn tail: ") != std::string::npos);
+    CHECK(describe(v.error()).find("never written") != std::string::npos);
+    auto w = test::must(storage::log_writer::open(dir.path()));
+    CHECK(w->next_lsn() == 10);
+    CHECK(w->recovery_note().find("never written") != std::string::npos);
+  }
+
   TEST_CASE("wrong magic and segments of another cluster are refused") {
     test::temp_dir a, b;
     write_log(a.path(), 10);
