@@ -7,39 +7,82 @@
 
 namespace comb::runtime {
 
+namespace {
+
+/// True when `e` says the request's receiver was gone (a proxy already dead when asked).
+bool receiver_gone(const caf::error& e) {
+  return e == caf::sec::request_receiver_down;
+}
+
+/// Sends `xs` to the gateway `gw` and waits for its text reply. CAF 0.17 does not fail a
+/// pending request when the connection to a remote node drops (it kills the node's proxies
+/// and the request waits for its timeout), so a helper actor makes the request and also
+/// monitors `gw`: when the proxy dies first, the result is `lost` at once. Otherwise the
+/// reply, the node's error, or request_timeout after `timeout`.
+template <class... Ts>
+caf::expected<std::string> ask(caf::actor_system& sys, const actors::gateway_actor& gw,
+                               std::chrono::milliseconds timeout, const caf::error& lost,
+                               Ts... xs) {
+  caf::scoped_actor self{sys};
+  auto reply_to = caf::actor_cast<caf::actor>(self);
+  sys.spawn([=](caf::event_based_actor* helper) {
+    helper->monitor(gw);
+    helper->set_down_handler([=](caf::down_msg&) {
+      helper->send(reply_to, lost);
+      helper->quit();
+    });
+    helper->request(gw, timeout, xs...)
+      .then(
+        [=](std::string& text) {
+          helper->send(reply_to, std::move(text));
+          helper->quit();
+        },
+        [=](caf::error& e) {
+          helper->send(reply_to, receiver_gone(e) ? lost : std::move(e));
+          helper->quit();
+        });
+  });
+  caf::expected<std::string> result{std::string{}};
+  // The helper always answers (its request has a timeout); the bound only guards the wait.
+  self->receive([&](std::string& text) { result = std::move(text); },
+                [&](caf::error& e) { result = std::move(e); },
+                caf::after(timeout + std::chrono::seconds{10}) >>
+                  [&] { result = make_error(caf::sec::request_timeout); });
+  return result;
+}
+
+} // namespace
+
 caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& ep) {
   auto gw = sys.middleman().remote_actor<actors::gateway_actor>(ep.host, ep.port);
   if (!gw)
     return make_error(errc::network_error, "cannot reach a Comb node at " + ep.to_string() + ": "
                                              + sys.render(gw.error()));
-  return client{sys, *gw};
+  return client{sys, *gw, ep};
 }
 
 caf::expected<nlohmann::json> client::call(const std::string& proc, const std::string& args,
                                            const std::string& role,
                                            std::chrono::milliseconds timeout) const {
-  caf::scoped_actor self{*sys_};
-  caf::expected<nlohmann::json> result{nlohmann::json{}};
-  self->request(gateway_, timeout, call_atom::value, proc, args, role)
-    .receive(
-      [&](std::string& text) {
-        auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-        if (j.is_discarded())
-          result = make_error(errc::protocol_error, "node replied with invalid JSON");
-        else
-          result = std::move(j);
-      },
-      [&](caf::error& e) { result = std::move(e); });
-  return result;
+  auto lost = make_error(
+    errc::unavailable,
+    "lost the connection to the Comb node at " + ep_.to_string() + " while " + proc
+      + " was in flight: it may or may not have committed. Check before retrying: once the node "
+        "is back, look for the call's effect, or repeat it with the same idempotency id (e.g. "
+        "bank.transfer's \"id\"), which a committed call refuses with already_exists");
+  auto text = ask(*sys_, gateway_, timeout, lost, call_atom::value, proc, args, role);
+  if (!text)
+    return std::move(text.error());
+  auto j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    return make_error(errc::protocol_error, "node replied with invalid JSON");
+  return j;
 }
 
 caf::expected<std::string> client::info() const {
-  caf::scoped_actor self{*sys_};
-  caf::expected<std::string> result{std::string{}};
-  self->request(gateway_, std::chrono::seconds{10}, info_atom::value)
-    .receive([&](std::string& text) { result = std::move(text); },
-             [&](caf::error& e) { result = std::move(e); });
-  return result;
+  auto lost = make_error(errc::unavailable,
+                         "lost the connection to the Comb node at " + ep_.to_string());
+  return ask(*sys_, gateway_, std::chrono::seconds{10}, lost, info_atom::value);
 }
 
 } // namespace comb::runtime

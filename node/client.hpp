@@ -20,22 +20,26 @@ public:
   /// Connects to the gateway published at `ep`; network_error when nothing answers.
   static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep);
 
-  /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error.
+  /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error. When the
+  /// connection to the node is lost before the reply, `unavailable` at once (not a timeout):
+  /// the call may or may not have committed, and the message says how to find out.
   caf::expected<nlohmann::json> call(const std::string& proc, const std::string& args,
                                      const std::string& role,
                                      std::chrono::milliseconds timeout = std::chrono::seconds{
                                        60}) const;
 
-  /// The node's self-description (JSON text).
+  /// The node's self-description (JSON text); `unavailable` when the connection is lost.
   caf::expected<std::string> info() const;
 
   actors::gateway_actor gateway() const { return gateway_; }
 
 private:
-  client(caf::actor_system& sys, actors::gateway_actor gw) : sys_(&sys), gateway_(gw) {}
+  client(caf::actor_system& sys, actors::gateway_actor gw, endpoint ep)
+    : sys_(&sys), gateway_(gw), ep_(std::move(ep)) {}
 
   caf::actor_system* sys_;
   actors::gateway_actor gateway_;
+  endpoint ep_;
 };
 
 } // namespace comb::runtime

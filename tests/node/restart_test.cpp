@@ -1,6 +1,6 @@
 // Tests of a `comb node` child process that dies under its clients: a node killed with a
 // client connected listens on its port again at once while a port another socket listens on
-// is still refused.
+// is still refused, and a call in flight when the node dies fails at once with a named error.
 #include "base/errc.hpp"
 #include "runtime/system_config.hpp"
 #include "tests/client_util.hpp"
@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <future>
 
 #include <sys/stat.h>
 
@@ -114,6 +115,45 @@ TEST_SUITE("node.restart") {
     CHECK_MESSAGE(out.find("network_error: cannot listen on 127.0.0.1:" + std::to_string(port2))
                     != std::string::npos,
                   out);
+  }
+
+  TEST_CASE("a call in flight when the node dies fails at once: unavailable, may have committed") {
+    test::temp_dir dir;
+    int port = test::free_port();
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    auto node = start_node(dir.path() + "/node", port, dir.path() + "/node.log");
+    auto c = test::connect_retry(sys, port);
+    REQUIRE_MESSAGE(c, test::why(c));
+    auto r = c->call("bank.total", "{}", "auditor");
+    REQUIRE_MESSAGE(r, test::why(r));
+
+    // The node stops answering, a call goes out, and the node dies with it unanswered. The
+    // call's timeout (60 s) is far beyond the wait below: only a lost connection ends it.
+    node->signal(SIGSTOP);
+    auto call = std::async(std::launch::async, [&] {
+      return c->call("bank.open", json{{"account", "bob"}, {"balance", 1}}.dump(), "admin",
+                     std::chrono::seconds{60});
+    });
+    node->kill(SIGKILL);
+    REQUIRE_MESSAGE(call.wait_for(std::chrono::seconds{30}) == std::future_status::ready,
+                    "the call still waits 30 s after its node died");
+    auto lost = call.get();
+    REQUIRE(!lost);
+    auto text = describe(lost.error());
+    CHECK_MESSAGE(is(lost.error(), errc::unavailable), text);
+    CHECK_MESSAGE(text.find("lost the connection to the Comb node at 127.0.0.1:"
+                            + std::to_string(port))
+                    != std::string::npos,
+                  text);
+    CHECK_MESSAGE(text.find("bank.open") != std::string::npos, text);
+    CHECK_MESSAGE(text.find("may or may not have committed") != std::string::npos, text);
+    CHECK_MESSAGE(text.find("idempotency id") != std::string::npos, text);
+
+    // A call on the dead connection afterwards gets the same named error, also at once.
+    auto after = c->call("bank.total", "{}", "auditor", std::chrono::seconds{60});
+    REQUIRE(!after);
+    CHECK_MESSAGE(is(after.error(), errc::unavailable), describe(after.error()));
   }
 
 } // TEST_SUITE
