@@ -14,9 +14,14 @@
 
 #include <caf/actor_system.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iostream>
-#include <iterator>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace comb::cli {
 
@@ -56,11 +61,52 @@ nlohmann::json call(const std::string& cmd, runtime::client& c, const model_opts
   return *r;
 }
 
+/// The bytes of the model file at `path`, or an error naming the file and the problem (a
+/// folder, a missing or unreadable file, a failed read). POSIX calls rather than ifstream,
+/// whose reads throw std::ios_base::failure on a folder.
+caf::expected<std::string> read_model_file(const std::string& path) {
+  auto cannot = [&](int err) {
+    return make_error(err == ENOENT ? errc::not_found : errc::storage_error,
+                      "cannot read model file '" + path + "': " + std::strerror(err));
+  };
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return cannot(errno);
+  std::string bytes;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    auto err = cannot(errno);
+    ::close(fd);
+    return err;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return make_error(errc::invalid_argument,
+                      "'" + path + "' is a folder; --file takes the model's file");
+  }
+  char buf[1 << 16];
+  for (;;) {
+    auto n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      auto err = cannot(errno);
+      ::close(fd);
+      return err;
+    }
+    if (n == 0)
+      break;
+    bytes.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return bytes;
+}
+
 void put(const model_opts& o) {
-  std::ifstream in{o.file, std::ios::binary};
-  if (!in)
-    fail_model("put", make_error(errc::not_found, "cannot read '" + o.file + "'"), 2);
-  std::string bytes{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  auto file = read_model_file(o.file);
+  if (!file)
+    fail_model("put", file.error(), 2);
+  const std::string& bytes = *file;
   auto digest = runtime::model_digest(bytes.data(), bytes.size());
   with_client("put", o, [&](runtime::client& c) {
     size_t chunks = 0;

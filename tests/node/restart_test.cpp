@@ -1,6 +1,7 @@
 // Tests of a `comb node` child process that dies under its clients: a node killed with a
 // client connected listens on its port again at once while a port another socket listens on
-// is still refused, and a call in flight when the node dies fails at once with a named error.
+// is still refused, a call in flight when the node dies fails at once with a named error,
+// and `comb model put` names a file it cannot read instead of aborting.
 #include "base/errc.hpp"
 #include "runtime/system_config.hpp"
 #include "tests/client_util.hpp"
@@ -52,6 +53,17 @@ private:
   int fd_ = -1;
   bool ok_ = false;
 };
+
+/// Runs `comb model put` for `file` (no node needed: the file is read first); its exit code
+/// and output.
+std::pair<int, std::string> model_put(const test::temp_dir& dir, const std::string& file) {
+  auto log = dir.path() + "/put.log";
+  test::child_process put{{test::comb_binary(), "model", "put", "--node", "127.0.0.1:1", "--name",
+                           "m", "--version", "1", "--file", file},
+                          log};
+  int status = put.wait();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(log)};
+}
 
 } // namespace
 
@@ -154,6 +166,45 @@ TEST_SUITE("node.restart") {
     auto after = c->call("bank.total", "{}", "auditor", std::chrono::seconds{60});
     REQUIRE(!after);
     CHECK_MESSAGE(is(after.error(), errc::unavailable), describe(after.error()));
+  }
+
+  TEST_CASE("model put names a folder, a missing or unreadable file and a failed read") {
+    test::temp_dir dir;
+    auto [code, out] = model_put(dir, dir.path());
+    CHECK_MESSAGE(code == 2, out);
+    CHECK_MESSAGE(out.find("comb model put: invalid_argument: '" + dir.path() + "' is a folder")
+                    != std::string::npos,
+                  out);
+
+    auto missing = dir.path() + "/no-such-model.bin";
+    std::tie(code, out) = model_put(dir, missing);
+    CHECK_MESSAGE(code == 2, out);
+    CHECK_MESSAGE(out.find("comb model put: not_found: cannot read model file '" + missing
+                           + "': No such file or directory")
+                    != std::string::npos,
+                  out);
+
+    auto locked = dir.path() + "/locked.bin";
+    std::ofstream{locked} << "bytes";
+    REQUIRE(chmod(locked.c_str(), 0) == 0);
+    if (geteuid() == 0) {
+      MESSAGE("running as root, which reads any file: the unreadable-file case is skipped");
+    } else {
+      std::tie(code, out) = model_put(dir, locked);
+      CHECK_MESSAGE(code == 2, out);
+      CHECK_MESSAGE(out.find("comb model put: storage_error: cannot read model file '" + locked
+                             + "': Permission denied")
+                      != std::string::npos,
+                    out);
+    }
+
+    // A file that opens but whose read fails: /proc/self/mem at offset 0 (EIO, even for root).
+    std::tie(code, out) = model_put(dir, "/proc/self/mem");
+    CHECK_MESSAGE(code == 2, out);
+    CHECK_MESSAGE(out.find("comb model put: storage_error: cannot read model file "
+                           "'/proc/self/mem': Input/output error")
+                    != std::string::npos,
+                  out);
   }
 
 } // TEST_SUITE
