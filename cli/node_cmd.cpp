@@ -11,11 +11,9 @@
 #include "node/node.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
-#include "storage/sql_store.hpp"
 
 #include <caf/actor_system.hpp>
 
-#include <optional>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
@@ -200,7 +198,7 @@ void run_demo(node_opts o) {
     fail("demo", demo.error());
   std::cout << "  bank: " << demo->accounts << " accounts (" << demo->opened << " new)\n"
             << "  bank: " << demo->committed << " transfers committed, " << demo->refused
-            << " refused, in " << demo->seconds << " s from " << apps::bank::demo_options{}.threads
+            << " refused, in " << demo->seconds << " s from " << demo->clients
             << " concurrent clients\n"
             << "  bank: total " << demo->total["total"] << " over " << demo->total["accounts"]
             << " accounts (conserved: " << (demo->conserved ? "yes" : "NO") << ")\n\n"

@@ -13,6 +13,7 @@ namespace comb::apps::bank {
 caf::expected<demo_report> run_demo(runtime::node& n, const demo_options& o) {
   demo_report rep;
   rep.accounts = o.accounts;
+  rep.clients = o.threads;
   for (int i = 0; i < o.accounts; ++i) {
     auto r = n.call("bank.open",
                     {{"account", "acct-" + std::to_string(i)}, {"balance", o.opening_balance}},

@@ -22,6 +22,8 @@ struct demo_report {
   int accounts = 0;
   /// Accounts this run opened (the others existed from an earlier run).
   int opened = 0;
+  /// Client threads that sent the transfers.
+  int clients = 0;
   int committed = 0;
   int refused = 0;
   double seconds = 0;

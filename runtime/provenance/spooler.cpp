@@ -8,12 +8,9 @@
 
 namespace comb::runtime {
 
-spooler::spooler(std::string log_dir, std::string file, uint32_t period_ms) {
-  if (file.empty() || file == "none" || log_dir.empty())
-    return;
-  thread_ = std::thread{[this, log_dir = std::move(log_dir), file = std::move(file), period_ms] {
-    run(log_dir, file, period_ms);
-  }};
+spooler::spooler(std::string log_dir, std::string file) {
+  thread_ = std::thread{
+    [this, log_dir = std::move(log_dir), file = std::move(file)] { run(log_dir, file); }};
 }
 
 spooler::~spooler() {
@@ -22,28 +19,10 @@ spooler::~spooler() {
     stop_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable())
-    thread_.join();
+  thread_.join();
 }
 
-uint64_t spooler::passes() const {
-  std::lock_guard guard{mtx_};
-  return passes_;
-}
-
-void spooler::wait_for_pass() {
-  std::unique_lock guard{mtx_};
-  if (!thread_.joinable())
-    return;
-  // A pass that started after this call: wait for the next two counts when one may be under
-  // way already.
-  auto target = passes_ + 2;
-  poke_ = true;
-  cv_.notify_all();
-  pass_cv_.wait(guard, [&] { return passes_ >= target || stop_; });
-}
-
-void spooler::run(std::string log_dir, std::string file, uint32_t period_ms) {
+void spooler::run(const std::string& log_dir, const std::string& file) {
   std::unique_ptr<storage::sql_store> store;
   auto pass = [&] {
     if (!store) {
@@ -59,19 +38,14 @@ void spooler::run(std::string log_dir, std::string file, uint32_t period_ms) {
       std::cerr << "comb: spooler: " << file << ": " << describe(n.error()) << "\n";
   };
   std::unique_lock guard{mtx_};
-  // The pass after the stop is the last, so that what was logged before it is in the store.
-  for (bool last = false;;) {
+  while (!stop_) {
     guard.unlock();
     pass();
     guard.lock();
-    ++passes_;
-    pass_cv_.notify_all();
-    if (last)
-      break;
-    cv_.wait_for(guard, std::chrono::milliseconds{period_ms}, [this] { return stop_ || poke_; });
-    poke_ = false;
-    last = stop_;
+    cv_.wait_for(guard, std::chrono::seconds{1}, [this] { return stop_; });
   }
+  guard.unlock();
+  pass(); // the last, so that what was logged before the stop is in the store
 }
 
 } // namespace comb::runtime
