@@ -4,8 +4,7 @@
 #include "kernels/models/textcnn_fused.hpp"
 
 #include "kernels/detail/cpu_pool.hpp"
-
-#include <cblas.h>
+#include "kernels/detail/blas.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -83,10 +82,8 @@ struct textcnn_fused::impl {
       off += k * F;
     }
     table.resize(static_cast<size_t>(c.vocab * N));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(c.vocab),
-                static_cast<int>(N), static_cast<int>(E), 1.0f, host[0].data<float>(),
-                static_cast<int>(E), w_all.data(), static_cast<int>(N), 0.0f, table.data(),
-                static_cast<int>(N));
+    detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, c.vocab, N, E, 1.0f, host[0].data<float>(),
+                  E, w_all.data(), N, 0.0f, table.data(), N);
     conv_b.clear();
     for (size_t i = 0; i < nk; ++i) {
       const float* b = host[2 + 2 * i].data<float>();

@@ -10,8 +10,7 @@
 #include "kernels/detail/conv1d_tile.hpp"
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
-
-#include <cblas.h>
+#include "kernels/detail/blas.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -141,10 +140,8 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
       for (int64_t r = 0; r < m; ++r)
         std::memcpy(out + r * d.c_out, bias, static_cast<size_t>(d.c_out) * sizeof(float));
     im2col(d, x, b0, b1, col);
-    detail::park_workers(); // the cores go to OpenBLAS now
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
-                static_cast<int>(d.c_out), static_cast<int>(kk), 1.0f, col, static_cast<int>(kk), w,
-                static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out, static_cast<int>(d.c_out));
+    detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, m, d.c_out, kk, 1.0f, col, kk, w, d.c_out,
+                  bias ? 1.0f : 0.0f, out, d.c_out);
   }
 }
 
@@ -168,12 +165,9 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
       std::fill(dyp + (b * d.time + d.t_out) * f, dyp + (b + 1) * d.time * f, 0.0f);
     }
   });
-  detail::park_workers(); // the cores go to OpenBLAS now
   for (int64_t j = 0; j < d.k; ++j)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(d.c_in),
-                static_cast<int>(f), static_cast<int>(rows - j), 1.0f, x + j * d.c_in,
-                static_cast<int>(d.c_in), dyp, static_cast<int>(f), 0.0f, dw + j * d.c_in * f,
-                static_cast<int>(f));
+    detail::sgemm(/*trans_a=*/true, /*trans_b=*/false, d.c_in, f, rows - j, 1.0f, x + j * d.c_in,
+                  d.c_in, dyp, f, 0.0f, dw + j * d.c_in * f, f);
   if (!dx)
     return;
   // w' [k * c_out, c_in]: w'[j' * c_out + o, c] = w[k - 1 - j', c, o], packed for the tiles.
@@ -240,15 +234,11 @@ void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w, c
     int64_t m = (b1 - b0) * d.t_out;
     const float* g = dy + b0 * d.t_out * d.c_out;
     im2col(d, x, b0, b1, col);
-    detail::park_workers(); // the cores go to OpenBLAS now
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
-                static_cast<int>(d.c_out), static_cast<int>(m), 1.0f, col, static_cast<int>(kk), g,
-                static_cast<int>(d.c_out), b0 == 0 ? 0.0f : 1.0f, dw, static_cast<int>(d.c_out));
+    detail::sgemm(/*trans_a=*/true, /*trans_b=*/false, kk, d.c_out, m, 1.0f, col, kk, g, d.c_out,
+                  b0 == 0 ? 0.0f : 1.0f, dw, d.c_out);
     if (dx) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m),
-                  static_cast<int>(kk), static_cast<int>(d.c_out), 1.0f, g,
-                  static_cast<int>(d.c_out), w, static_cast<int>(d.c_out), 0.0f, dcol,
-                  static_cast<int>(kk));
+      detail::sgemm(/*trans_a=*/false, /*trans_b=*/true, m, kk, d.c_out, 1.0f, g, d.c_out, w,
+                    d.c_out, 0.0f, dcol, kk);
       detail::parallel_range(b1 - b0, 1, [&](int64_t s0, int64_t s1) {
         for (int64_t b = b0 + s0; b < b0 + s1; ++b)
           col2im_seq(d, dcol, b, b0, dx);

@@ -9,8 +9,7 @@
 #include "kernels/detail/conv1d_tile.hpp"
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
-
-#include <cblas.h>
+#include "kernels/detail/blas.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -203,11 +202,8 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
         a = col;
         lda = kk;
       }
-      detail::park_workers(); // the cores go to OpenBLAS now
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(pix),
-                  static_cast<int>(cog), static_cast<int>(kk), 1.0f, a, static_cast<int>(lda),
-                  w + g * cog, static_cast<int>(d.c_out), bias ? 1.0f : 0.0f, out + g * cog,
-                  static_cast<int>(d.c_out));
+      detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, pix, cog, kk, 1.0f, a, lda, w + g * cog,
+                    d.c_out, bias ? 1.0f : 0.0f, out + g * cog, d.c_out);
     }
   }
 }
@@ -261,15 +257,11 @@ void conv2d_backward_cpu(const conv2d_dims& d, const float* x, const float* w, c
     for (int64_t g = 0; g < d.groups; ++g) {
       const float* gy = dy + n * pix * d.c_out + g * cog;
       im2col(d, x, n, g, col);
-      detail::park_workers(); // the cores go to OpenBLAS now
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(kk),
-                  static_cast<int>(cog), static_cast<int>(pix), 1.0f, col, static_cast<int>(kk), gy,
-                  static_cast<int>(d.c_out), 1.0f, dw + g * cog, static_cast<int>(d.c_out));
+      detail::sgemm(/*trans_a=*/true, /*trans_b=*/false, kk, cog, pix, 1.0f, col, kk, gy, d.c_out,
+                    1.0f, dw + g * cog, d.c_out);
       if (dx) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(pix),
-                    static_cast<int>(kk), static_cast<int>(cog), 1.0f, gy,
-                    static_cast<int>(d.c_out), w + g * cog, static_cast<int>(d.c_out), 0.0f, dcol,
-                    static_cast<int>(kk));
+        detail::sgemm(/*trans_a=*/false, /*trans_b=*/true, pix, kk, cog, 1.0f, gy, d.c_out,
+                      w + g * cog, d.c_out, 0.0f, dcol, kk);
         col2im(d, dcol, n, g, dx);
       }
     }

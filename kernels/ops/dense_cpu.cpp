@@ -6,8 +6,7 @@
 
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
-
-#include <cblas.h>
+#include "kernels/detail/blas.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -116,10 +115,8 @@ void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
       std::memset(y, 0, static_cast<size_t>(b * out) * sizeof(float));
     return;
   }
-  detail::park_workers(); // the cores go to OpenBLAS now
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b), static_cast<int>(out),
-              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(out),
-              bias ? 1.0f : 0.0f, y, static_cast<int>(out));
+  detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, b, out, in, 1.0f, x, in, w, out,
+                bias ? 1.0f : 0.0f, y, out);
 }
 
 void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
@@ -127,18 +124,15 @@ void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, i
   if (b == 0) {
     std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
   } else {
-    detail::park_workers(); // the cores go to OpenBLAS now
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(in),
-                static_cast<int>(out), static_cast<int>(b), 1.0f, x, static_cast<int>(in), dy,
-                static_cast<int>(out), 0.0f, dw, static_cast<int>(out));
+    detail::sgemm(/*trans_a=*/true, /*trans_b=*/false, in, out, b, 1.0f, x, in, dy, out, 0.0f, dw,
+                  out);
   }
   if (dx) {
     if (out == 0)
       std::memset(dx, 0, static_cast<size_t>(b * in) * sizeof(float));
     else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(b),
-                  static_cast<int>(in), static_cast<int>(out), 1.0f, dy, static_cast<int>(out), w,
-                  static_cast<int>(out), 0.0f, dx, static_cast<int>(in));
+      detail::sgemm(/*trans_a=*/false, /*trans_b=*/true, b, in, out, 1.0f, dy, out, w, out, 0.0f,
+                    dx, in);
   }
   if (dbias)
     column_sums(dy, b, out, dbias);
