@@ -8,4 +8,7 @@ void register_all(runtime::procedure_registry& procs) {
   bank::register_bank(procs);
 }
 
+void register_runners() {
+}
+
 } // namespace comb::apps

@@ -50,6 +50,8 @@ std::string to_string(errc x) {
     return "unsupported";
   case errc::unavailable:
     return "unavailable";
+  case errc::model_not_loaded:
+    return "model_not_loaded";
   }
   return "errc(" + std::to_string(static_cast<int>(x)) + ")";
 }

@@ -58,6 +58,9 @@ enum class errc : uint8_t {
   unsupported,
   /// The remote side (compute process, node) is gone.
   unavailable,
+  /// The compute process does not hold the model version a task needs (it restarted, or
+  /// unloaded a superseded version): load the version again and resend the task.
+  model_not_loaded,
 };
 
 /// Returns the enumerator's name, e.g. "permission_denied".

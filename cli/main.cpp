@@ -1,6 +1,7 @@
 // Entry point of the `comb` binary: builds the CLI11 command tree and runs the chosen command.
 #include "cli/commands.hpp"
 
+#include "apps/apps.hpp"
 #include "base/errc.hpp"
 
 #include <iostream>
@@ -16,6 +17,7 @@ void fail(const std::string& cmd, const caf::error& e, int code) {
 
 int main(int argc, char** argv) {
   CLI::App app{"comb: an actor-based runtime with transactional state, provenance and ML", "comb"};
+  comb::apps::register_runners();
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   comb::cli::add_node_commands(app);

@@ -1,0 +1,1 @@
+#include "runtime/pieces/model_runner.hpp"

@@ -1,0 +1,1 @@
+#include "runtime/pieces/tensor_spec.hpp"
