@@ -1,0 +1,311 @@
+// The image tables and their procedures (see image_store.hpp).
+#include "apps/imaging/image_store.hpp"
+
+#include "base/base64.hpp"
+#include "base/errc.hpp"
+#include "storage/transaction.hpp"
+
+#include <cstdio>
+#include <map>
+
+namespace comb::apps::imaging {
+
+using nlohmann::json;
+using runtime::arg;
+using runtime::call_context;
+using storage::transaction;
+
+std::string image_key(std::string_view dataset, int64_t index) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "/%08lld", static_cast<long long>(index));
+  return std::string{dataset} + buf;
+}
+
+caf::error check_name(std::string_view name, const std::string& what) {
+  if (name.empty() || name.size() > 64)
+    return make_error(errc::invalid_argument, what + " must be 1 to 64 characters (got "
+                                                + std::to_string(name.size()) + ")");
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
+      return make_error(errc::invalid_argument, what + " '" + std::string{name}
+                                                  + "' may hold only letters, digits, '.', '_' "
+                                                    "and '-'");
+  return {};
+}
+
+namespace {
+
+caf::expected<json> decode_row(std::string_view v, std::string_view table, std::string_view key) {
+  auto row = json::from_msgpack(v, true, false);
+  if (row.is_discarded() || !row.is_object())
+    return make_error(errc::corrupt_data,
+                      "unreadable row '" + std::string{key} + "' of " + std::string{table});
+  return row;
+}
+
+caf::expected<stored_image> to_image(const json& row, std::string_view key) {
+  try {
+    stored_image im;
+    im.index = row.at("index").get<int64_t>();
+    im.width = row.at("width").get<int>();
+    im.height = row.at("height").get<int>();
+    im.channels = row.at("channels").get<int>();
+    if (auto l = row.find("label"); l != row.end() && l->is_number_integer())
+      im.label = l->get<int>();
+    const auto& px = row.at("pixels").get_binary();
+    im.pixels.assign(px.begin(), px.end());
+    if (im.pixels.size() != size_t(im.width) * im.height * im.channels)
+      return make_error(errc::corrupt_data,
+                        "image row '" + std::string{key} + "': pixels do not match its size");
+    return im;
+  } catch (const json::exception& e) {
+    return make_error(errc::corrupt_data,
+                      "image row '" + std::string{key} + "' is malformed: " + e.what());
+  }
+}
+
+// imaging.put_images: stores a batch of images at consecutive indexes.
+caf::expected<json> put_images(call_context&, transaction& txn, const json& args) {
+  auto dataset = arg<std::string>(args, "dataset");
+  if (auto e = check_name(dataset, "imaging.put_images: dataset"))
+    return e;
+  auto first = arg<int64_t>(args, "first_index");
+  if (first < 0 || first > 100'000'000)
+    return make_error(errc::invalid_argument,
+                      "imaging.put_images: first_index must be in [0, 1e8] (got "
+                        + std::to_string(first) + ")");
+  auto images = args.find("images");
+  if (images == args.end() || !images->is_array())
+    return make_error(errc::invalid_argument, "imaging.put_images: 'images' must be an array");
+  if (images->empty() || images->size() > max_images_per_put)
+    return make_error(errc::invalid_argument,
+                      "imaging.put_images: 1 to " + std::to_string(max_images_per_put)
+                        + " images a call (got " + std::to_string(images->size()) + ")");
+  auto info = txn.get_row_for_update(datasets_table, dataset);
+  if (!info)
+    return info.error();
+  json ds = *info ? **info : json{{"dataset", dataset}, {"count", 0},   {"labelled", 0},
+                                  {"width", -1},        {"height", -1}, {"channels", -1}};
+  int64_t labelled_added = 0;
+  for (size_t i = 0; i < images->size(); ++i) {
+    const auto& im = (*images)[i];
+    auto where = "imaging.put_images: image " + std::to_string(i) + " (index "
+                 + std::to_string(first + int64_t(i)) + ")";
+    auto num = [&](const char* k, int64_t lo, int64_t hi) -> caf::expected<int64_t> {
+      if (!im.is_object() || !im.contains(k) || !im[k].is_number_integer())
+        return make_error(errc::invalid_argument, where + ": '" + k + "' must be a whole number");
+      auto v = im[k].get<int64_t>();
+      if (v < lo || v > hi)
+        return make_error(errc::invalid_argument, where + ": '" + k + "' must be in ["
+                                                    + std::to_string(lo) + ", " + std::to_string(hi)
+                                                    + "] (got " + std::to_string(v) + ")");
+      return v;
+    };
+    auto w = num("width", 1, max_stored_side);
+    auto h = num("height", 1, max_stored_side);
+    auto c = num("channels", 1, 3);
+    if (!w || !h || !c)
+      return !w ? w.error() : !h ? h.error() : c.error();
+    if (*c == 2)
+      return make_error(errc::invalid_argument, where + ": channels must be 1 or 3");
+    if (!im.contains("pixels") || !im["pixels"].is_string())
+      return make_error(errc::invalid_argument, where + ": 'pixels' must be base64 text");
+    auto px = base64_decode(im["pixels"].get<std::string>());
+    if (!px)
+      return make_error(errc::invalid_argument, where + ": 'pixels' is not base64");
+    auto want = size_t(*w) * size_t(*h) * size_t(*c);
+    if (px->size() != want)
+      return make_error(errc::invalid_argument, where + ": " + std::to_string(px->size())
+                                                  + " pixel bytes for " + std::to_string(*w) + "x"
+                                                  + std::to_string(*h) + "x" + std::to_string(*c)
+                                                  + " (want " + std::to_string(want) + ")");
+    json row{{"dataset", dataset},
+             {"index", first + int64_t(i)},
+             {"width", *w},
+             {"height", *h},
+             {"channels", *c}};
+    if (im.contains("label") && !im["label"].is_null()) {
+      auto l = num("label", 0, 100'000);
+      if (!l)
+        return l.error();
+      row["label"] = *l;
+    }
+    auto key = image_key(dataset, first + int64_t(i));
+    auto old = txn.get_row_for_update(images_table, key);
+    if (!old)
+      return old.error();
+    bool had_label = *old && (**old).contains("label");
+    labelled_added += int64_t(row.contains("label")) - int64_t(had_label);
+    row["pixels"] = json::binary(std::vector<uint8_t>(px->begin(), px->end()));
+    if (auto e = txn.put_row(images_table, key, row))
+      return e;
+    for (auto [k, v] : {std::pair{"width", *w}, {"height", *h}, {"channels", *c}}) {
+      auto cur = ds[k].get<int64_t>();
+      ds[k] = cur == -1 || cur == v ? v : 0; // 0: mixed sizes
+    }
+  }
+  auto next = first + int64_t(images->size());
+  ds["count"] = std::max(ds["count"].get<int64_t>(), next);
+  ds["labelled"] = ds["labelled"].get<int64_t>() + labelled_added;
+  if (auto e = txn.put_row(datasets_table, dataset, ds))
+    return e;
+  return json{{"dataset", dataset}, {"stored", images->size()}, {"next_index", next}};
+}
+
+caf::expected<json> dataset_proc(call_context&, transaction& txn, const json& args) {
+  return dataset_info(txn, arg<std::string>(args, "dataset"));
+}
+
+// imaging.labels: the images' known labels and every model's answer for them.
+caf::expected<json> labels(call_context&, transaction& txn, const json& args) {
+  auto dataset = arg<std::string>(args, "dataset");
+  if (auto e = check_name(dataset, "imaging.labels: dataset"))
+    return e;
+  auto from = arg<int64_t>(args, "from");
+  auto limit = arg<int64_t>(args, "limit");
+  if (from < 0 || limit < 1 || limit > 1000)
+    return make_error(errc::invalid_argument,
+                      "imaging.labels: need from >= 0 and limit in [1, 1000]");
+  json out = json::array();
+  std::map<int64_t, json> by_index;
+  caf::error bad;
+  auto lo = image_key(dataset, from), hi = image_key(dataset, from + limit);
+  auto err = txn.scan(images_table, lo, hi, [&](std::string_view k, std::string_view v) {
+    auto row = decode_row(v, images_table, k);
+    if (!row)
+      return bad = row.error(), false;
+    json e{{"index", (*row)["index"]}, {"answers", json::array()}};
+    if (row->contains("label"))
+      e["label"] = (*row)["label"];
+    by_index[(*row)["index"].get<int64_t>()] = std::move(e);
+    return true;
+  });
+  if (err || bad)
+    return err ? err : bad;
+  err = txn.scan(labels_table, lo, hi, [&](std::string_view k, std::string_view v) {
+    auto row = decode_row(v, labels_table, k);
+    if (!row)
+      return bad = row.error(), false;
+    auto i = by_index.find(row->value("index", int64_t{-1}));
+    if (i != by_index.end())
+      i->second["answers"].push_back({{"model", (*row)["model"]},
+                                      {"version", (*row)["version"]},
+                                      {"label", (*row)["label"]},
+                                      {"score", (*row)["score"]}});
+    return true;
+  });
+  if (err || bad)
+    return err ? err : bad;
+  for (auto& [i, e] : by_index)
+    out.push_back(std::move(e));
+  return out;
+}
+
+// imaging.results: accuracy of a model's answers over a dataset, per model version.
+caf::expected<json> results(call_context&, transaction& txn, const json& args) {
+  auto dataset = arg<std::string>(args, "dataset");
+  auto model = arg<std::string>(args, "model");
+  if (auto e = check_name(dataset, "imaging.results: dataset"))
+    return e;
+  if (auto e = check_name(model, "imaging.results: model"))
+    return e;
+  auto ds = dataset_info(txn, dataset);
+  if (!ds)
+    return ds.error();
+  std::map<int64_t, int> truth;
+  caf::error bad;
+  auto lo = dataset + "/", hi = dataset + "0"; // '0' follows '/'
+  auto err = txn.scan(images_table, lo, hi, [&](std::string_view k, std::string_view v) {
+    auto row = decode_row(v, images_table, k);
+    if (!row)
+      return bad = row.error(), false;
+    if (auto l = row->find("label"); l != row->end())
+      truth[(*row)["index"].get<int64_t>()] = l->get<int>();
+    return true;
+  });
+  if (err || bad)
+    return err ? err : bad;
+  struct tally {
+    int64_t answered = 0, labelled = 0, correct = 0;
+  };
+  std::map<int64_t, tally> per_version;
+  err = txn.scan(labels_table, lo, hi, [&](std::string_view k, std::string_view v) {
+    auto row = decode_row(v, labels_table, k);
+    if (!row)
+      return bad = row.error(), false;
+    if (row->value("model", "") != model)
+      return true;
+    auto& t = per_version[row->value("version", int64_t{0})];
+    ++t.answered;
+    if (auto i = truth.find(row->value("index", int64_t{-1})); i != truth.end()) {
+      ++t.labelled;
+      t.correct += row->value("label", -1) == i->second;
+    }
+    return true;
+  });
+  if (err || bad)
+    return err ? err : bad;
+  json versions = json::array();
+  for (auto& [v, t] : per_version) {
+    json e{
+      {"version", v}, {"answered", t.answered}, {"labelled", t.labelled}, {"correct", t.correct}};
+    if (t.labelled > 0)
+      e["accuracy"] = double(t.correct) / double(t.labelled);
+    versions.push_back(std::move(e));
+  }
+  return json{{"dataset", dataset},
+              {"model", model},
+              {"images", (*ds)["count"]},
+              {"labelled", (*ds)["labelled"]},
+              {"versions", std::move(versions)}};
+}
+
+} // namespace
+
+caf::expected<std::vector<stored_image>> read_images(transaction& txn, std::string_view dataset,
+                                                     int64_t from, int64_t limit,
+                                                     size_t max_bytes) {
+  std::vector<stored_image> out;
+  size_t bytes = 0;
+  caf::error bad;
+  auto err = txn.scan(images_table, image_key(dataset, from), image_key(dataset, from + limit),
+                      [&](std::string_view k, std::string_view v) {
+                        auto row = decode_row(v, images_table, k);
+                        if (!row)
+                          return bad = row.error(), false;
+                        auto im = to_image(*row, k);
+                        if (!im)
+                          return bad = im.error(), false;
+                        if (!out.empty() && bytes + im->pixels.size() > max_bytes)
+                          return false;
+                        bytes += im->pixels.size();
+                        out.push_back(std::move(*im));
+                        return true;
+                      });
+  if (err || bad)
+    return err ? err : bad;
+  return out;
+}
+
+caf::expected<json> dataset_info(transaction& txn, std::string_view dataset) {
+  auto row = txn.get_row(datasets_table, dataset);
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::not_found, "no images in dataset '" + std::string{dataset} + "'");
+  return **row;
+}
+
+void register_image_store(runtime::procedure_registry& procs) {
+  procs.add_table(images_table);
+  procs.add_table(datasets_table);
+  procs.add_table(labels_table);
+  procs.add_table(boxes_table);
+  procs.add("imaging.put_images", put_images,
+            {.roles = {"admin"}, .max_args_bytes = max_put_bytes});
+  procs.add("imaging.dataset", dataset_proc, {.roles = {"*"}, .read_only = true});
+  procs.add("imaging.labels", labels, {.roles = {"*"}, .read_only = true});
+  procs.add("imaging.results", results, {.roles = {"*"}, .read_only = true});
+}
+
+} // namespace comb::apps::imaging

@@ -1,0 +1,12 @@
+// Registration of the imaging app's procedures (see imaging.hpp).
+#include "apps/imaging/imaging.hpp"
+
+#include "apps/imaging/image_store.hpp"
+
+namespace comb::apps::imaging {
+
+void register_imaging(runtime::procedure_registry& procs) {
+  register_image_store(procs);
+}
+
+} // namespace comb::apps::imaging
