@@ -190,9 +190,13 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
   size_t begin = static_cast<size_t>(idx) * req.piece_size;
   size_t end = std::min(req.bytes.size(), begin + req.piece_size);
   auto piece_count = req.piece_count == 0 ? j.count : req.piece_count;
+  // The task's input specs ride on its piece 0 only (whichever actor sends that piece).
+  static const std::vector<runtime::tensor_spec> no_specs;
+  auto global = req.first_piece + idx;
   auto bytes = runtime::encode_piece(req.task_id, static_cast<runtime::piece_kind>(req.kind),
-                                     req.model, req.model_version, req.first_piece + idx,
-                                     piece_count, req.bytes.data() + begin, end - begin);
+                                     req.model, req.model_version, global, piece_count,
+                                     req.bytes.data() + begin, end - begin,
+                                     global == 0 ? req.inputs : no_specs);
   if (j.in_flight++ == 0)
     j.progress = clock_type::now();
   auto gen = j.generation;

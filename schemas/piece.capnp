@@ -23,10 +23,35 @@ struct Piece {
   # Model version: for loadModel the version being loaded; for infer and train 0 means the
   # version active when the task's first piece arrives, otherwise that exact version.
   modelVersion @6 :UInt32;
+  # The task's typed input tensors (comb::runtime::tensor_spec), carried by piece 0 of an
+  # infer or train task only: the task's payload is their bytes one after another, in this
+  # order. Empty: the payload is opaque bytes, as for built-in tasks and loadModel. Specs on
+  # any other piece are a protocol error.
+  tensors @7 :List(TensorSpec);
 
   enum Kind {
     infer @0;
     train @1;
     loadModel @2;
+  }
+}
+
+struct TensorSpec {
+  # One typed tensor of a task's payload (runtime/pieces/tensor_spec.hpp).
+  name @0 :Text;
+  # Element type; the numbers are comb::runtime::tensor_dtype's.
+  dtype @1 :DType;
+  # Dimensions, row-major (at most 8; none for a scalar).
+  shape @2 :List(Int64);
+  # Bytes of the tensor in the payload (numel x element size, or the strings' bytes for str).
+  byteSize @3 :UInt64;
+
+  enum DType {
+    f32 @0;
+    u8 @1;
+    i8 @2;
+    i32 @3;
+    # Strings, each a little-endian u32 length then its bytes.
+    str @4;
   }
 }

@@ -42,13 +42,16 @@ struct task_result {
   uint32_t batch_size = 0;
   /// Payload bytes of the task.
   uint64_t input_bytes = 0;
+  /// The output tensors, whose bytes are `output` one after another (empty: `output` is
+  /// opaque bytes, as for built-in tasks and load_model).
+  std::vector<tensor_spec> outputs;
   std::vector<char> output;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_result& x) {
   return f(caf::meta::type_name("comb.task_result"), x.task_id, x.complete, x.kind, x.model,
-           x.model_version, x.model_digest, x.batch_size, x.input_bytes, x.output);
+           x.model_version, x.model_digest, x.batch_size, x.input_bytes, x.outputs, x.output);
 }
 
 /// What a function actor sends: pieces [first_piece, first_piece + n) of a task of
@@ -63,17 +66,23 @@ struct task_request {
   uint32_t piece_count = 0;
   uint32_t first_piece = 0;
   uint32_t piece_size = static_cast<uint32_t>(max_piece_payload);
+  /// The task's input tensors, describing all of the task's bytes (empty: opaque bytes). The
+  /// function actor puts them on the task's piece 0.
+  std::vector<tensor_spec> inputs;
   std::vector<char> bytes;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_request& x) {
   return f(caf::meta::type_name("comb.task_request"), x.task_id, x.kind, x.model, x.model_version,
-           x.piece_count, x.first_piece, x.piece_size, x.bytes);
+           x.piece_count, x.first_piece, x.piece_size, x.inputs, x.bytes);
 }
 
-/// Registers task_result and task_request with `cfg` (call before starting the system).
+/// Registers task_result, task_request and the tensor specs they carry with `cfg` (call
+/// before starting the system).
 inline void add_compute_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<tensor_spec>("comb.tensor_spec");
+  cfg.add_message_type<std::vector<tensor_spec>>("comb.tensor_specs");
   cfg.add_message_type<task_result>("comb.task_result");
   cfg.add_message_type<task_request>("comb.task_request");
 }

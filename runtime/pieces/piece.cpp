@@ -1,3 +1,4 @@
+// comb::runtime::piece: Cap'n Proto encoding and decoding of pieces (see piece.hpp).
 #include "runtime/pieces/piece.hpp"
 
 #include "base/errc.hpp"
@@ -49,16 +50,50 @@ schema::Piece::Kind to_schema(piece_kind k) {
   }
 }
 
+static_assert(static_cast<int>(schema::TensorSpec::DType::F32) == int(tensor_dtype::f32)
+                && static_cast<int>(schema::TensorSpec::DType::U8) == int(tensor_dtype::u8)
+                && static_cast<int>(schema::TensorSpec::DType::I8) == int(tensor_dtype::i8)
+                && static_cast<int>(schema::TensorSpec::DType::I32) == int(tensor_dtype::i32)
+                && static_cast<int>(schema::TensorSpec::DType::STR) == int(tensor_dtype::str),
+              "piece.capnp TensorSpec.DType numbers tensor_dtype's values");
+
+/// Most dimensions a tensor spec may have on the wire.
+constexpr size_t max_wire_rank = 8;
+
+// Words the header takes beyond the fixed part: the model id and the tensor specs (each a
+// 4-word list element, its name and its shape).
+size_t header_words(std::string_view model_id, const std::vector<tensor_spec>& tensors) {
+  size_t words = 16 + (model_id.size() + 8) / 8;
+  if (!tensors.empty())
+    words += 1;
+  for (const auto& t : tensors)
+    words += 4 + (t.name.size() + 8) / 8 + t.shape.size();
+  return words;
+}
+
 // Sets the header fields of `root`.
 void set_header(schema::Piece::Builder root, uint64_t task_id, piece_kind kind,
                 std::string_view model_id, uint32_t model_version, uint32_t piece_no,
-                uint32_t piece_count) {
+                uint32_t piece_count, const std::vector<tensor_spec>& tensors) {
   root.setTaskId(task_id);
   root.setKind(to_schema(kind));
   root.setModelId(capnp::Text::Reader{model_id.data(), model_id.size()});
   root.setModelVersion(model_version);
   root.setPieceNo(piece_no);
   root.setPieceCount(piece_count);
+  if (tensors.empty())
+    return;
+  auto list = root.initTensors(static_cast<unsigned>(tensors.size()));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    auto b = list[static_cast<unsigned>(i)];
+    b.setName(capnp::Text::Reader{t.name.data(), t.name.size()});
+    b.setDtype(static_cast<schema::TensorSpec::DType>(t.dtype));
+    auto shape = b.initShape(static_cast<unsigned>(t.shape.size()));
+    for (size_t d = 0; d < t.shape.size(); ++d)
+      shape.set(static_cast<unsigned>(d), t.shape[d]);
+    b.setByteSize(t.bytes);
+  }
 }
 
 // Encodes a piece whose payload (word-aligned) becomes a second segment: the header segment
@@ -67,10 +102,11 @@ void set_header(schema::Piece::Builder root, uint64_t task_id, piece_kind kind,
 // lay the message out as expected.
 std::vector<char> encode_two_segments(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                       uint32_t model_version, uint32_t piece_no,
-                                      uint32_t piece_count, const char* data, size_t size) {
-  capnp::MallocMessageBuilder builder{static_cast<unsigned>(16 + (model_id.size() + 8) / 8)};
+                                      uint32_t piece_count, const char* data, size_t size,
+                                      const std::vector<tensor_spec>& tensors) {
+  capnp::MallocMessageBuilder builder{static_cast<unsigned>(header_words(model_id, tensors))};
   auto root = builder.initRoot<schema::Piece>();
-  set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
+  set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count, tensors);
   root.adoptPayload(builder.getOrphanage().referenceExternalData(
     capnp::Data::Reader{reinterpret_cast<const kj::byte*>(data), size}));
   auto segments = builder.getSegmentsForOutput();
@@ -96,19 +132,20 @@ std::vector<char> encode_two_segments(uint64_t task_id, piece_kind kind, std::st
 
 std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
-                               const char* data, size_t size) {
+                               const char* data, size_t size,
+                               const std::vector<tensor_spec>& tensors) {
   if (size > 0 && reinterpret_cast<uintptr_t>(data) % sizeof(capnp::word) == 0) {
     auto out = encode_two_segments(task_id, kind, model_id, model_version, piece_no, piece_count,
-                                   data, size);
+                                   data, size, tensors);
     if (!out.empty())
       return out;
   }
   // An empty or unaligned payload: one segment holding a copy of it.
-  capnp::MallocMessageBuilder builder{static_cast<unsigned>(16 + (model_id.size() + 8) / 8
+  capnp::MallocMessageBuilder builder{static_cast<unsigned>(header_words(model_id, tensors)
                                                             + (size + 7) / 8),
                                       capnp::AllocationStrategy::FIXED_SIZE};
   auto root = builder.initRoot<schema::Piece>();
-  set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count);
+  set_header(root, task_id, kind, model_id, model_version, piece_no, piece_count, tensors);
   auto out = root.initPayload(static_cast<unsigned>(size));
   if (size > 0)
     std::memcpy(out.begin(), data, size);
@@ -121,7 +158,7 @@ std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_vi
 
 std::vector<char> encode_piece(const piece& p) {
   return encode_piece(p.task_id, p.kind, p.model_id, p.model_version, p.piece_no, p.piece_count,
-                      p.payload.data(), p.payload.size());
+                      p.payload.data(), p.payload.size(), p.tensors);
 }
 
 namespace {
@@ -171,6 +208,32 @@ caf::expected<piece> decode(const char* data, size_t size, std::vector<char>* ow
     p.model_version = root.getModelVersion();
     p.piece_no = root.getPieceNo();
     p.piece_count = root.getPieceCount();
+    if (root.hasTensors()) {
+      auto tensors = root.getTensors();
+      p.tensors.reserve(tensors.size());
+      for (unsigned i = 0; i < tensors.size(); ++i) {
+        auto t = tensors[i];
+        tensor_spec s;
+        auto name = t.getName();
+        s.name.assign(name.begin(), name.size());
+        auto dtype = static_cast<uint16_t>(t.getDtype());
+        auto what = "piece " + std::to_string(p.piece_no) + " of task " + std::to_string(p.task_id)
+                    + ": tensor spec " + std::to_string(i) + " '" + s.name + "'";
+        if (dtype > static_cast<uint16_t>(tensor_dtype::str))
+          return make_error(errc::corrupt_data,
+                            what + " has unknown dtype " + std::to_string(dtype));
+        s.dtype = static_cast<uint8_t>(dtype);
+        auto shape = t.getShape();
+        if (shape.size() > max_wire_rank)
+          return make_error(errc::corrupt_data, what + " has " + std::to_string(shape.size())
+                                                  + " dimensions, more than "
+                                                  + std::to_string(max_wire_rank));
+        for (auto d : shape)
+          s.shape.push_back(d);
+        s.bytes = t.getByteSize();
+        p.tensors.push_back(std::move(s));
+      }
+    }
     auto payload = root.getPayload();
     auto* begin = reinterpret_cast<const char*>(payload.begin());
     if (owner) {

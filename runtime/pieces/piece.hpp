@@ -4,6 +4,8 @@
 // Plain values and stateless functions; thread-safe.
 #pragma once
 
+#include "runtime/pieces/tensor_spec.hpp"
+
 #include <caf/expected.hpp>
 
 #include <algorithm>
@@ -78,21 +80,27 @@ struct piece {
   uint32_t piece_no = 0;
   uint32_t piece_count = 1;
   payload_buffer payload;
+  /// The task's input tensors: carried by piece 0 of an infer or train task only (empty: the
+  /// payload is opaque bytes).
+  std::vector<tensor_spec> tensors;
 };
 
 /// Encodes a piece whose payload is `data[0, size)` as a Cap'n Proto flat array. A word-aligned
 /// payload becomes the message's second segment, copied once with no zeroing first; an empty
-/// or unaligned one is copied into the single segment. Does not validate: malformed pieces
-/// can be encoded (tests need them).
+/// or unaligned one is copied into the single segment. `tensors` are the task's input specs
+/// (piece 0 only; empty for opaque payloads). Does not validate: malformed pieces can be
+/// encoded (tests need them).
 std::vector<char> encode_piece(uint64_t task_id, piece_kind kind, std::string_view model_id,
                                uint32_t model_version, uint32_t piece_no, uint32_t piece_count,
-                               const char* data, size_t size);
+                               const char* data, size_t size,
+                               const std::vector<tensor_spec>& tensors = {});
 
 /// Encodes `p` (see the overload above).
 std::vector<char> encode_piece(const piece& p);
 
-/// Decodes bytes made by encode_piece. Bytes that are not a Piece message give
-/// errc::corrupt_data naming what was wrong; nothing here throws.
+/// Decodes bytes made by encode_piece. Bytes that are not a Piece message, and tensor specs
+/// with an unknown dtype or more than 8 dimensions, give errc::corrupt_data naming what was
+/// wrong; nothing here throws.
 caf::expected<piece> decode_piece(const char* data, size_t size);
 
 /// Decodes bytes made by encode_piece, keeping `bytes` as the payload's buffer (no copy when

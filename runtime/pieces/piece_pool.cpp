@@ -1,3 +1,4 @@
+// comb::runtime::piece_pool: reassembly of compute tasks from pieces (see piece_pool.hpp).
 #include "runtime/pieces/piece_pool.hpp"
 
 #include "base/errc.hpp"
@@ -27,6 +28,15 @@ std::string where(const piece& p) {
 
 } // namespace
 
+caf::expected<std::optional<pooled_task>> piece_pool::checked(pooled_task t) {
+  if (auto err = check_specs(t.inputs, t.total_bytes))
+    return make_error(errc::invalid_argument,
+                      "task " + std::to_string(t.task_id) + " (" + to_string(t.kind) + " of model '"
+                        + t.model_id + "'): its tensors do not describe its "
+                        + std::to_string(t.total_bytes) + "-byte payload: " + describe(err));
+  return std::optional<pooled_task>{std::move(t)};
+}
+
 caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_point now) {
   if (p.payload.size() > cfg_.max_piece)
     return make_error(errc::too_large, where(p) + ": payload of " + std::to_string(p.payload.size())
@@ -38,6 +48,9 @@ caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_p
     return make_error(errc::protocol_error, where(p) + ": pieceNo " + std::to_string(p.piece_no)
                                               + " is not below pieceCount "
                                               + std::to_string(p.piece_count));
+  if (p.piece_no != 0 && !p.tensors.empty())
+    return make_error(errc::protocol_error,
+                      where(p) + ": carries tensor specs, which only piece 0 of a task may carry");
   auto i = tasks_.find(p.task_id);
   if (i == tasks_.end()) {
     if (auto f = finished_.find(p.task_id); f != finished_.end()) {
@@ -55,10 +68,11 @@ caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_p
       t.kind = p.kind;
       t.model_id = std::move(p.model_id);
       t.model_version = p.model_version;
+      t.inputs = std::move(p.tensors);
       t.total_bytes = p.payload.size();
       t.chunks.push_back(std::move(p.payload));
       remember(t.task_id, finished::completed);
-      return std::optional<pooled_task>{std::move(t)};
+      return checked(std::move(t));
     }
     auto need = static_cast<size_t>(p.piece_count) * cfg_.max_piece;
     if (need / cfg_.max_piece != p.piece_count || need > cfg_.memory_limit)
@@ -102,6 +116,8 @@ caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_p
   st.bytes += p.payload.size();
   held_ += p.payload.size();
   st.chunks[p.piece_no] = std::move(p.payload);
+  if (p.piece_no == 0)
+    st.inputs = std::move(p.tensors);
   if (++st.received < st.piece_count)
     return std::optional<pooled_task>{};
   pooled_task t;
@@ -109,13 +125,14 @@ caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_p
   t.kind = st.kind;
   t.model_id = std::move(st.model_id);
   t.model_version = st.model_version;
+  t.inputs = std::move(st.inputs);
   t.chunks = std::move(st.chunks);
   t.total_bytes = st.bytes;
   reserved_ -= st.reserved;
   held_ -= st.bytes;
   tasks_.erase(i);
   remember(t.task_id, finished::completed);
-  return std::optional<pooled_task>{std::move(t)};
+  return checked(std::move(t));
 }
 
 std::vector<uint64_t> piece_pool::expire(clock::time_point now) {

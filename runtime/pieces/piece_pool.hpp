@@ -1,6 +1,7 @@
 // comb::runtime::piece_pool: pools the pieces of compute tasks by task id until each task is
 // whole (Figure 2 of the paper). It validates every piece (duplicates, piece numbers out of
-// range, piece counts that disagree, oversized payloads, kind/model that disagree), frees
+// range, piece counts that disagree, oversized payloads, kind/model that disagree, tensor
+// specs on a piece other than 0, specs that do not describe the whole payload), frees
 // tasks that stay incomplete past their timeout, and bounds the memory held by incomplete
 // tasks: a new task is admitted only when its worst-case size (piece_count x max piece size)
 // fits, otherwise add() answers errc::overloaded (back-pressure: retry later). Admitted tasks
@@ -42,6 +43,8 @@ struct pooled_task {
   piece_kind kind = piece_kind::infer;
   std::string model_id;
   uint32_t model_version = 0;
+  /// The input tensors piece 0 carried (empty: opaque bytes); checked against total_bytes.
+  std::vector<tensor_spec> inputs;
   /// Payload of piece i is chunks[i].
   std::vector<payload_buffer> chunks;
   size_t total_bytes = 0;
@@ -60,7 +63,9 @@ public:
   /// Adds one piece. Returns the whole task when `p` completed it, std::nullopt when the
   /// task awaits more pieces, or an error naming the task and piece: errc::protocol_error
   /// (duplicate piece, piece_no >= piece_count, piece_count of 0 or disagreeing with earlier
-  /// pieces, kind/model disagreeing, task already complete), errc::too_large (payload over
+  /// pieces, kind/model disagreeing, task already complete, tensor specs on a piece other
+  /// than 0), errc::invalid_argument (the task is whole but its specs do not describe its
+  /// payload: check_specs' error, naming the task; the task is dropped), errc::too_large (payload over
   /// max_piece, or a task that could never fit the memory bound), errc::overloaded (memory
   /// bound reached; nothing was kept, retry later), errc::timeout (the task expired).
   caf::expected<std::optional<pooled_task>> add(piece p, clock::time_point now = clock::now());
@@ -93,6 +98,7 @@ private:
     piece_kind kind;
     std::string model_id;
     uint32_t model_version = 0;
+    std::vector<tensor_spec> inputs;
     uint32_t piece_count = 0;
     uint32_t received = 0;
     size_t reserved = 0;
@@ -105,6 +111,8 @@ private:
   enum class finished : uint8_t { completed, expired };
 
   void remember(uint64_t task_id, finished how);
+  /// Checks a whole task's specs against its payload.
+  static caf::expected<std::optional<pooled_task>> checked(pooled_task t);
 
   piece_pool_config cfg_;
   std::unordered_map<uint64_t, task_state> tasks_;

@@ -1,5 +1,6 @@
 // Unit tests of runtime::piece (Cap'n Proto encoding) and runtime::piece_pool: reassembly in
-// any order, every malformed case, per-task timeout, memory bound with back-pressure.
+// any order, every malformed case, per-task timeout, memory bound with back-pressure, typed
+// tensor specs on the wire and in the pool.
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "base/errc.hpp"
 #include "runtime/pieces/piece.hpp"
@@ -274,6 +275,118 @@ TEST_SUITE("runtime.pieces.piece_pool") {
     auto r = matmul_output(bad);
     REQUIRE(!r);
     CHECK(is(r.error(), errc::invalid_argument));
+  }
+
+  TEST_CASE("tensor specs ride on the piece, aligned or not, and come back equal") {
+    std::vector<tensor_spec> specs{make_spec("images", tensor_dtype::u8, {2, 8, 8, 3}),
+                                   make_spec("x", tensor_dtype::f32, {}),
+                                   tensor_spec{"requests", 4, {3}, 40}};
+    std::vector<char> source(2 * 8 * 8 * 3 + 4 + 40 + 1, 'p');
+    for (size_t offset : {0u, 1u}) {
+      const char* data = source.data() + offset;
+      size_t size = source.size() - 1;
+      auto bytes = encode_piece(3, piece_kind::infer, "mobilenet_v2", 5, 0, 2, data, size, specs);
+      for (int keep = 0; keep < 2; ++keep) {
+        auto q = keep ? decode_piece(std::vector<char>(bytes)) : decode_piece(bytes);
+        REQUIRE_MESSAGE(q, "offset " << offset);
+        CHECK(q->tensors == specs);
+        CHECK(q->model_id == "mobilenet_v2");
+        CHECK(q->model_version == 5);
+        CHECK(q->payload.size() == size);
+        CHECK(std::equal(q->payload.begin(), q->payload.end(), data));
+      }
+    }
+    // Many long names still fit the header (the payload stays the second segment).
+    std::vector<tensor_spec> many;
+    for (int i = 0; i < 64; ++i)
+      many.push_back(make_spec(std::string(100, 'a' + i % 26) + std::to_string(i),
+                               tensor_dtype::i32, {1, 1, 1, 1, 1, 1, 1, 2}));
+    alignas(8) static char aligned[64 * 8] = {};
+    auto bytes = encode_piece(4, piece_kind::train, "mlp", 0, 0, 1, aligned, sizeof(aligned), many);
+    auto q = decode_piece(std::move(bytes));
+    REQUIRE(q);
+    CHECK(q->tensors == many);
+    CHECK(q->kind == piece_kind::train);
+    // A piece without specs decodes with none.
+    auto plain = decode_piece(encode_piece(make_piece(5, 0, 1, 16)));
+    REQUIRE(plain);
+    CHECK(plain->tensors.empty());
+  }
+
+  TEST_CASE("malformed specs on the wire are corrupt_data naming the task and the tensor") {
+    std::vector<char> payload(16, 'z');
+    auto unknown = encode_piece(8, piece_kind::infer, "m", 0, 0, 1, payload.data(), payload.size(),
+                                {tensor_spec{"x", 7, {16}, 16}});
+    auto r = decode_piece(unknown);
+    REQUIRE(!r);
+    CHECK(is(r.error(), errc::corrupt_data));
+    CHECK_MESSAGE(text_of(r.error()).find("task 8: tensor spec 0 'x' has unknown dtype 7")
+                    != std::string::npos,
+                  text_of(r.error()));
+    auto deep = encode_piece(9, piece_kind::infer, "m", 0, 0, 1, payload.data(), payload.size(),
+                             {make_spec("y", tensor_dtype::u8, std::vector<int64_t>(9, 1))});
+    r = decode_piece(deep);
+    REQUIRE(!r);
+    CHECK(is(r.error(), errc::corrupt_data));
+    CHECK_MESSAGE(text_of(r.error()).find("'y' has 9 dimensions, more than 8") != std::string::npos,
+                  text_of(r.error()));
+  }
+
+  TEST_CASE("the pool hands piece 0's specs with the task and checks them against the payload") {
+    piece_pool pool;
+    auto p0 = make_piece(20, 0, 2, 12);
+    p0.tensors = {make_spec("a", tensor_dtype::f32, {2}), make_spec("b", tensor_dtype::u8, {12})};
+    // Piece 1 first: the specs come with piece 0, whenever it arrives.
+    REQUIRE(pool.add(make_piece(20, 1, 2, 8)));
+    auto done = pool.add(p0);
+    REQUIRE_MESSAGE(done, text_of(done ? caf::error{} : done.error()));
+    REQUIRE(*done);
+    CHECK((*done)->inputs == p0.tensors);
+    CHECK((*done)->total_bytes == 20);
+
+    // Specs that do not add up to the payload: the whole task is refused and freed.
+    auto bad0 = make_piece(21, 0, 2, 12);
+    bad0.tensors = {make_spec("a", tensor_dtype::f32, {5})};
+    REQUIRE(pool.add(bad0));
+    CHECK(pool.held_bytes() == 12);
+    auto bad = pool.add(make_piece(21, 1, 2, 12));
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::invalid_argument));
+    CHECK_MESSAGE(text_of(bad.error()).find("task 21") != std::string::npos, text_of(bad.error()));
+    CHECK(text_of(bad.error()).find("24-byte payload") != std::string::npos);
+    CHECK(pool.incomplete_tasks() == 0);
+    CHECK(pool.held_bytes() == 0);
+    CHECK(pool.reserved_bytes() == 0);
+    // The task is gone: a late piece is told so.
+    auto late = pool.add(make_piece(21, 1, 2, 12));
+    REQUIRE(!late);
+    CHECK(is(late.error(), errc::protocol_error));
+
+    // A single-piece task is checked too.
+    auto one = make_piece(22, 0, 1, 10);
+    one.tensors = {tensor_spec{"s", 4, {1}, 10}};
+    auto single = pool.add(one);
+    REQUIRE(single);
+    one.task_id = 23;
+    one.tensors[0].bytes = 3;
+    single = pool.add(one);
+    REQUIRE(!single);
+    CHECK(is(single.error(), errc::invalid_argument));
+  }
+
+  TEST_CASE("specs on a piece other than 0 are a protocol error") {
+    piece_pool pool;
+    REQUIRE(pool.add(make_piece(30, 0, 2, 10)));
+    auto p1 = make_piece(30, 1, 2, 10);
+    p1.tensors = {make_spec("a", tensor_dtype::u8, {20})};
+    auto r = pool.add(p1);
+    REQUIRE(!r);
+    CHECK(is(r.error(), errc::protocol_error));
+    CHECK_MESSAGE(text_of(r.error()).find("only piece 0") != std::string::npos, text_of(r.error()));
+    // The task still completes with a good piece 1.
+    auto last = pool.add(make_piece(30, 1, 2, 10));
+    REQUIRE(last);
+    CHECK(*last);
   }
 
 } // TEST_SUITE
