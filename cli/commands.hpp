@@ -27,4 +27,7 @@ void add_anomaly_commands(CLI::App& app);
 /// `comb model put|list|get|activate`: the model store of a running node.
 void add_model_commands(CLI::App& app);
 
+/// `comb imaging load|classify|detect|train|results|make-detector|demo` (apps/imaging).
+void add_imaging_commands(CLI::App& app);
+
 } // namespace comb::cli

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   comb::cli::add_compute_commands(app);
   comb::cli::add_model_commands(app);
   comb::cli::add_anomaly_commands(app);
+  comb::cli::add_imaging_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

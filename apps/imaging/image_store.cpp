@@ -130,6 +130,13 @@ caf::expected<json> put_images(call_context&, transaction& txn, const json& args
         return l.error();
       row["label"] = *l;
     }
+    if (auto n = im.find("name"); n != im.end() && !n->is_null()) {
+      if (!n->is_string() || n->get_ref<const std::string&>().size() > 256)
+        return make_error(errc::invalid_argument, where
+                                                    + ": 'name' must be text of at most 256 "
+                                                      "bytes");
+      row["name"] = *n;
+    }
     auto key = image_key(dataset, first + int64_t(i));
     auto old = txn.get_row_for_update(images_table, key);
     if (!old)
@@ -175,8 +182,9 @@ caf::expected<json> labels(call_context&, transaction& txn, const json& args) {
     if (!row)
       return bad = row.error(), false;
     json e{{"index", (*row)["index"]}, {"answers", json::array()}};
-    if (row->contains("label"))
-      e["label"] = (*row)["label"];
+    for (auto* k : {"label", "name"})
+      if (row->contains(k))
+        e[k] = (*row)[k];
     by_index[(*row)["index"].get<int64_t>()] = std::move(e);
     return true;
   });

@@ -1,6 +1,7 @@
 // comb::apps::imaging::image_store: images kept in tables, as stored procedures. Each image
 // is one row of imaging_images, keyed "<dataset>/<index, 8 digits>", holding its dataset,
-// index, width, height, channels, label (when known) and pixels (binary, row-major,
+// index, width, height, channels, label (when known), name (its file, when loaded from one)
+// and pixels (binary, row-major,
 // interleaved channels); imaging_datasets keeps per dataset the number of images (highest
 // index + 1), their common size (or 0 when mixed) and how many carry labels. The models'
 // answers are in imaging_labels (one row per image and model, see imaging_calls.hpp) and
@@ -63,7 +64,7 @@ caf::expected<std::vector<stored_image>> read_images(storage::transaction& txn,
 caf::expected<nlohmann::json> dataset_info(storage::transaction& txn, std::string_view dataset);
 
 /// Registers the tables and imaging.put_images {dataset, first_index, images: [{width,
-/// height, channels, label?, pixels (base64)}]} -> {dataset, stored, next_index},
+/// height, channels, label?, name?, pixels (base64)}]} -> {dataset, stored, next_index},
 /// imaging.dataset {dataset} -> the dataset's row, imaging.labels {dataset, from, limit}
 /// -> [{index, label?, answers: [{model, version, label, score}]}], imaging.results
 /// {dataset, model} -> accuracy per model version.
