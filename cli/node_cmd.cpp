@@ -167,11 +167,18 @@ void run_call(const call_opts& o) {
     fail("call", ep.error(), 2);
   runtime::system_config cfg{2};
   caf::actor_system sys{cfg};
-  auto c = runtime::client::connect(sys, *ep);
+  // --timeout bounds every step: connecting, then the call itself.
+  auto deadline = std::chrono::steady_clock::now()
+                  + std::chrono::milliseconds{static_cast<long>(o.timeout * 1000)};
+  auto left = [&] {
+    return std::max(std::chrono::milliseconds{1},
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                      deadline - std::chrono::steady_clock::now()));
+  };
+  auto c = runtime::client::connect(sys, *ep, left());
   if (!c)
     fail("call", c.error());
-  auto r = c->call(o.proc, o.args, o.role,
-                   std::chrono::milliseconds{static_cast<long>(o.timeout * 1000)});
+  auto r = c->call(o.proc, o.args, o.role, left());
   if (!r)
     fail("call", r.error());
   std::cout << r->dump(2) << std::endl;
@@ -230,7 +237,7 @@ void add_node_commands(CLI::App& app) {
   auto* call = app.add_subcommand("call", "Invoke a stored procedure on a running node");
   call->add_option("--node", co->node, "HOST:PORT of the node's gateway")->capture_default_str();
   call->add_option("--role", co->role, "The caller's role")->capture_default_str();
-  call->add_option("--timeout", co->timeout, "Seconds to wait for the reply")
+  call->add_option("--timeout", co->timeout, "Seconds to wait in all: connecting and the reply")
     ->capture_default_str();
   call->add_option("procedure", co->proc, "Procedure name, e.g. bank.transfer")->required();
   call->add_option("args", co->args, "Arguments as a JSON object")->capture_default_str();

@@ -17,8 +17,13 @@ namespace comb::runtime {
 
 class client {
 public:
-  /// Connects to the gateway published at `ep`; network_error when nothing answers.
-  static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep);
+  /// Connects to the gateway published at `ep` within `timeout`: network_error when nothing
+  /// listens there, errc::timeout when something accepts the connection but does not complete
+  /// CAF's handshake in time (not a Comb node, or one that hangs), protocol_error when the
+  /// actor published there is not a Comb gateway.
+  static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep,
+                                       std::chrono::milliseconds timeout = std::chrono::seconds{
+                                         10});
 
   /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error. When the
   /// connection to the node is lost before the reply, `unavailable` at once (not a timeout):

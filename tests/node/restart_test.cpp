@@ -129,6 +129,28 @@ TEST_SUITE("node.restart") {
                   out);
   }
 
+  TEST_CASE("comb call --timeout covers connecting to a server that accepts and says nothing") {
+    test::temp_dir dir;
+    int port = test::free_port();
+    // A socket that listens (the kernel completes the TCP handshake) but never answers.
+    listener silent{port};
+    REQUIRE(silent.ok());
+    auto log = dir.path() + "/call.log";
+    test::child_process call{{test::comb_binary(), "call", "--node",
+                              "127.0.0.1:" + std::to_string(port), "--timeout", "2", "bank.total",
+                              "{}"},
+                             log};
+    // Before the fix the call hung in CAF's remote_actor forever.
+    REQUIRE_MESSAGE(test::wait_until([&] { return !call.running(); }, std::chrono::seconds{60},
+                                     "comb call to end"),
+                    "comb call still waits: " << read_file(log));
+    auto out = read_file(log);
+    CHECK_MESSAGE(out.find("timeout: connected to 127.0.0.1:" + std::to_string(port)
+                           + " but got no answer within")
+                    != std::string::npos,
+                  out);
+  }
+
   TEST_CASE("a call in flight when the node dies fails at once: unavailable, may have committed") {
     test::temp_dir dir;
     int port = test::free_port();
