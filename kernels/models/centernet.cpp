@@ -141,15 +141,13 @@ std::vector<std::pair<std::string, centernet::conv*>> centernet::convs() {
           {"heads.offset.out", &offset_out_}};
 }
 
-caf::error centernet::save(const std::string& path) const {
-  std::vector<tensor> store;
-  std::vector<std::pair<std::string, std::vector<int64_t>>> names;
+caf::error centernet::collect(std::vector<tensor>& store, std::vector<std::string>& names) const {
   auto add = [&](const std::string& name, std::vector<int64_t> dims, const std::vector<float>& v) {
     auto t = tensor::from(kernels::shape(dims), v);
     if (!t)
       return t.error();
     store.push_back(std::move(*t));
-    names.emplace_back(name, std::move(dims));
+    names.push_back(name);
     return caf::error{};
   };
   auto& layers = backbone_.layers();
@@ -168,10 +166,30 @@ caf::error centernet::save(const std::string& path) const {
     if (auto err = add(name + ".bias", {c->cout}, c->bias))
       return err;
   }
+  return caf::none;
+}
+
+caf::error centernet::save(const std::string& path) const {
+  std::vector<tensor> store;
+  std::vector<std::string> names;
+  if (auto err = collect(store, names))
+    return err;
   std::vector<std::pair<std::string, const tensor*>> list;
   for (size_t i = 0; i < store.size(); ++i)
-    list.emplace_back(names[i].first, &store[i]);
+    list.emplace_back(names[i], &store[i]);
   return save_safetensors(path, list, {{"format", "comb.centernet"}});
+}
+
+caf::expected<std::string> centernet::encode(std::map<std::string, std::string> metadata) const {
+  std::vector<tensor> store;
+  std::vector<std::string> names;
+  if (auto err = collect(store, names))
+    return err;
+  std::vector<std::pair<std::string, const tensor*>> list;
+  for (size_t i = 0; i < store.size(); ++i)
+    list.emplace_back(names[i], &store[i]);
+  metadata.emplace("format", "comb.centernet");
+  return encode_safetensors(list, metadata);
 }
 
 caf::expected<centernet> centernet::load(const std::string& path, const centernet_config& cfg,
@@ -179,18 +197,33 @@ caf::expected<centernet> centernet::load(const std::string& path, const centerne
   auto file = load_safetensors(path);
   if (!file)
     return file.error();
+  return decode(*file, cfg, tf_padding, "'" + path + "'");
+}
+
+caf::expected<centernet> centernet::decode(const safetensors_file& file,
+                                           const centernet_config& cfg, bool tf_padding,
+                                           const std::string& source) {
   mobilenet_v2_config bc;
   bc.num_classes = 1;
   bc.tf_padding = tf_padding;
   auto net = with_backbone(mobilenet_v2::random(bc, 0), cfg, 0);
+  // The backbone's (unused) classifier keeps the width it was saved with: 1001 for a
+  // backbone from the ImageNet TFLite model.
+  auto cls = file.tensors.find("backbone." + std::to_string(net.backbone_.layers().size() - 1)
+                               + ".bias");
+  if (cls != file.tensors.end() && cls->second.rank() == 1 && cls->second.dim(0) > 1
+      && cls->second.dim(0) <= 100000) {
+    bc.num_classes = static_cast<int>(cls->second.dim(0));
+    net = with_backbone(mobilenet_v2::random(bc, 0), cfg, 0);
+  }
   auto take = [&](const std::string& name, const std::vector<int64_t>& dims,
                   std::vector<float>& out) -> caf::error {
-    auto it = file->tensors.find(name);
-    if (it == file->tensors.end())
-      return make_error(errc::bad_model, "centernet '" + path + "': tensor " + name + " missing");
+    auto it = file.tensors.find(name);
+    if (it == file.tensors.end())
+      return make_error(errc::bad_model, "centernet " + source + ": tensor " + name + " missing");
     auto& t = it->second;
     if (t.dtype() != dtype::f32 || t.shape() != kernels::shape(dims))
-      return make_error(errc::bad_model, "centernet '" + path + "': tensor " + name + " is "
+      return make_error(errc::bad_model, "centernet " + source + ": tensor " + name + " is "
                                            + t.describe() + ", expected f32"
                                            + to_string(kernels::shape(dims)));
     out.assign(t.data<float>(), t.data<float>() + t.numel());

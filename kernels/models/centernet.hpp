@@ -10,11 +10,13 @@
 #pragma once
 
 #include "kernels/models/mobilenet_v2.hpp"
+#include "kernels/safetensors.hpp"
 #include "base/errc.hpp"
 
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -70,10 +72,18 @@ public:
   /// "heads.heat.hidden.weight", ...; convolution weights HWIO, depthwise [kh, kw, c]).
   caf::error save(const std::string& path) const;
 
+  /// The same file as save() writes, as bytes, with `metadata` added to its header's
+  /// __metadata__ (e.g. "comb.kind" for the model store). Errors as encode_safetensors.
+  caf::expected<std::string> encode(std::map<std::string, std::string> metadata = {}) const;
+
   /// Reads a detector written by save(): the structure comes from `cfg` and `tf_padding`,
   /// every tensor must be there with its shape (errc::bad_model names the first that is not).
   static caf::expected<centernet> load(const std::string& path, const centernet_config& cfg,
                                        bool tf_padding = false);
+
+  /// Builds a detector from a decoded file (see load); `source` names it in errors.
+  static caf::expected<centernet> decode(const safetensors_file& file, const centernet_config& cfg,
+                                         bool tf_padding, const std::string& source);
 
   /// Runs backbone, neck and heads. Input h and w must be multiples of 32.
   caf::expected<centernet_output> forward(const float* input, int batch, int h, int w) const;
@@ -106,6 +116,8 @@ private:
     conv2d_nhwc_weights packed;
   };
   centernet(mobilenet_v2 backbone) : backbone_(std::move(backbone)) {}
+  /// Every parameter as a CPU tensor with its file name, in save()'s order.
+  caf::error collect(std::vector<tensor>& store, std::vector<std::string>& names) const;
   static conv make_conv(int k, int cin, int cout, bool relu, std::mt19937_64& rng);
   std::vector<std::pair<std::string, conv*>> convs();
   void init_head(uint64_t seed);
