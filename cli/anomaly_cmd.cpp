@@ -2,18 +2,27 @@
 // command line. train: fit tokenizer and TextCNN on CSIC 2010 and save one model file.
 // eval: stratified k-fold (Table 2) under both tokenizer protocols, the training-share
 // sweep (Table 3), ablations, and the ModSecurity CRS peer. score: probabilities for
-// requests read from a file or stdin.
+// requests read from a file or stdin, in this process, or with --node on a node's compute
+// process (anomaly.score, apps/anomaly/anomaly_app.hpp), printed the same way.
 #include "cli/commands.hpp"
 
+#include "apps/anomaly/anomaly_app.hpp"
 #include "apps/anomaly/csic_dataset.hpp"
 #include "apps/anomaly/detector.hpp"
 #include "apps/anomaly/evaluation.hpp"
 #include "apps/anomaly/trainer.hpp"
+#include "base/base64.hpp"
+#include "base/endpoint.hpp"
 #include "base/errc.hpp"
+#include "node/client.hpp"
+#include "runtime/system_config.hpp"
 #ifdef COMB_ANOMALY_HAVE_CRS
 #  include "apps/anomaly/crs_report.hpp"
 #endif
 
+#include <caf/actor_system.hpp>
+
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -21,6 +30,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace comb::cli {
@@ -303,11 +313,8 @@ void run_eval(const common_args& a, const eval_args& e) {
 
 // --- score ------------------------------------------------------------------------------
 
-void run_score(const std::string& model_path, const std::string& input, int batch,
-               float threshold) {
-  auto d = detector::load(model_path);
-  if (!d)
-    fail(describe(d.error()));
+/// The requests to score: the file `input`, or stdin for "" or "-".
+std::string read_requests(const std::string& input) {
   std::string text;
   if (input.empty() || input == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
@@ -317,6 +324,23 @@ void run_score(const std::string& model_path, const std::string& input, int batc
       fail("cannot read requests from " + input);
     text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   }
+  return text;
+}
+
+/// One output line of `comb anomaly score`: number, probability, verdict, first line.
+void print_scored(size_t i, float probability, bool parsed, const std::string& first_line,
+                  float threshold) {
+  std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, probability,
+              probability >= threshold ? "anomalous" : "normal", parsed ? "" : "[not HTTP] ",
+              first_line.c_str());
+}
+
+void run_score(const std::string& model_path, const std::string& input, int batch,
+               float threshold) {
+  auto d = detector::load(model_path);
+  if (!d)
+    fail(describe(d.error()));
+  auto text = read_requests(input);
   auto scored = score_http_stream(*d, text, batch);
   if (!scored)
     fail(describe(scored.error()));
@@ -331,12 +355,135 @@ void run_score(const std::string& model_path, const std::string& input, int batc
     auto& r = (*scored)[i];
     if (!r.parsed)
       ++not_http;
-    std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, r.probability,
-                r.probability >= threshold ? "anomalous" : "normal", r.parsed ? "" : "[not HTTP] ",
-                r.first_line.c_str());
+    print_scored(i, r.probability, r.parsed, r.first_line, threshold);
   }
   if (not_http > 0)
     std::cerr << "comb anomaly score: " << not_http << " of " << scored->size()
+              << " inputs are not HTTP requests; they were scored on their raw bytes\n";
+}
+
+/// `comb anomaly score --node`: where the requests go and how long to wait.
+struct node_score_args {
+  std::string node;
+  std::string role = "admin";
+  std::string source = "comb anomaly score";
+  int timeout_s = 600;
+};
+
+/// Scores the requests of `input` on a node: anomaly.score calls of at most max_call_bytes
+/// each (the model `model` is a name in the node's model store), then anomaly.results until
+/// every request has its score. Prints what run_score prints.
+void run_score_node(const node_score_args& a, const std::string& model, const std::string& input,
+                    float threshold) {
+  auto where = input.empty() || input == "-" ? std::string{"stdin"} : input;
+  auto text = read_requests(input);
+  auto units = split_http_stream(text);
+  if (units.empty()) {
+    std::cerr << "comb anomaly score: no request in " << where << " (empty input)\n";
+    return;
+  }
+  auto ep = comb::parse_endpoint(a.node);
+  if (!ep)
+    fail("--node: " + describe(ep.error()), 2);
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto c = runtime::client::connect(sys, *ep);
+  if (!c)
+    fail(describe(c.error()), 3);
+  // Calls of whole requests, each at most max_call_bytes of requests (bytes + 4 each).
+  struct sent_call {
+    std::string key;
+    size_t first = 0;
+    size_t count = 0;
+    bool done = false;
+  };
+  std::vector<sent_call> calls;
+  for (size_t i = 0; i < units.size();) {
+    size_t bytes = 0, e = i;
+    bool utf8 = true;
+    while (e < units.size() && bytes + units[e].size() + 4 <= max_call_bytes) {
+      bytes += units[e].size() + 4;
+      utf8 = utf8 && is_utf8(units[e]);
+      ++e;
+    }
+    if (e == i)
+      fail("request " + std::to_string(i + 1) + " of " + where + " has "
+           + std::to_string(units[i].size()) + " bytes, more than the "
+           + std::to_string(max_call_bytes >> 20) + " MiB one anomaly.score call carries");
+    auto reqs = nlohmann::json::array();
+    for (size_t j = i; j < e; ++j)
+      reqs.push_back(utf8 ? std::string{units[j]} : base64_encode(units[j]));
+    nlohmann::json args{{"requests", std::move(reqs)},
+                        {"model", model},
+                        {"source", a.source},
+                        {"threshold", threshold},
+                        {"encoding", utf8 ? "text" : "base64"}};
+    auto r = c->call("anomaly.score", args.dump(), a.role);
+    if (!r)
+      fail("anomaly.score: " + describe(r.error()));
+    calls.push_back({r->value("call", ""), i, e - i});
+    i = e;
+  }
+  // Wait for every score, saying how far it got every few seconds.
+  std::vector<float> score(units.size(), 0.0f);
+  std::vector<bool> parsed(units.size(), false);
+  using clock = std::chrono::steady_clock;
+  auto start = clock::now();
+  auto deadline = start + std::chrono::seconds{a.timeout_s};
+  auto next_report = start + std::chrono::seconds{5};
+  auto pause = std::chrono::milliseconds{2};
+  size_t scored = 0;
+  while (scored < units.size()) {
+    for (auto& call : calls) {
+      if (call.done)
+        continue;
+      auto r = c->call("anomaly.results", nlohmann::json{{"call", call.key}}.dump(), a.role);
+      if (!r)
+        fail("anomaly.results: " + describe(r.error()));
+      if (r->value("status", "") == "failed")
+        fail("call " + call.key + " (requests " + std::to_string(call.first + 1) + ".."
+             + std::to_string(call.first + call.count) + ") failed: " + r->value("error", ""));
+      if (r->value("status", "") != "scored")
+        continue;
+      const auto& rows = r->at("scores");
+      if (rows.size() != call.count)
+        fail("call " + call.key + " has " + std::to_string(rows.size()) + " scores for "
+             + std::to_string(call.count) + " requests");
+      // Rows come in id order, and ids follow the requests' order in the call.
+      for (size_t j = 0; j < call.count; ++j) {
+        score[call.first + j] = rows[j].value("score", 0.0f);
+        parsed[call.first + j] = rows[j].value("parsed", false);
+      }
+      call.done = true;
+      scored += call.count;
+    }
+    if (scored == units.size())
+      break;
+    auto now = clock::now();
+    if (now >= deadline)
+      fail("timed out after " + std::to_string(a.timeout_s) + " s with " + std::to_string(scored)
+             + " of " + std::to_string(units.size())
+             + " requests scored (the calls stay queued on the node; read them later with "
+               "anomaly.results {\"call\": ...}, e.g. "
+             + calls.front().key + ")",
+           4);
+    if (now >= next_report) {
+      std::cerr << "comb anomaly score: " << scored << " of " << units.size()
+                << " requests scored after "
+                << std::chrono::duration_cast<std::chrono::seconds>(now - start).count() << " s\n";
+      next_report = now + std::chrono::seconds{5};
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds{100});
+  }
+  size_t not_http = 0;
+  for (size_t i = 0; i < units.size(); ++i) {
+    if (!parsed[i])
+      ++not_http;
+    print_scored(i, score[i], parsed[i], request_first_line(units[i]), threshold);
+  }
+  if (not_http > 0)
+    std::cerr << "comb anomaly score: " << not_http << " of " << units.size()
               << " inputs are not HTTP requests; they were scored on their raw bytes\n";
 }
 
@@ -379,8 +526,20 @@ void add_anomaly_commands(CLI::App& app) {
   auto input = std::make_shared<std::string>("-");
   auto batch = std::make_shared<int>(256);
   auto threshold = std::make_shared<float>(0.5f);
+  auto na = std::make_shared<node_score_args>();
   auto* sc = top->add_subcommand("score", "print P(anomalous) for each request in a file/stdin");
-  sc->add_option("--model,-m", *model, "model file written by `comb anomaly train`")->required();
+  sc->add_option("--model,-m", *model,
+                 "model file written by `comb anomaly train`; with --node, the name of a model "
+                 "in the node's model store (its active version scores)")
+    ->required();
+  sc->add_option("--node", na->node,
+                 "HOST:PORT of a node's gateway: score there (anomaly.score, in calls of at "
+                 "most 1 MiB of requests) instead of in this process");
+  sc->add_option("--role", na->role, "with --node: role to call as")->capture_default_str();
+  sc->add_option("--source", na->source, "with --node: where the requests came from (stored)")
+    ->capture_default_str();
+  sc->add_option("--timeout", na->timeout_s, "with --node: seconds to wait for every score")
+    ->capture_default_str();
   sc->add_option("input", *input, "file of raw HTTP requests, or - for stdin")
     ->capture_default_str();
   sc->add_option("--batch", *batch, "requests per batch")->capture_default_str();
@@ -388,9 +547,15 @@ void add_anomaly_commands(CLI::App& app) {
                  "probability at or above which a request is "
                  "called anomalous")
     ->capture_default_str();
-  sc->callback([model, input, batch, threshold] {
+  sc->callback([model, input, batch, threshold, na] {
     if (*batch < 1)
       fail("--batch must be at least 1");
+    if (!na->node.empty()) {
+      if (na->timeout_s < 1)
+        fail("--timeout must be at least 1 second");
+      run_score_node(*na, *model, *input, *threshold);
+      return;
+    }
     run_score(*model, *input, *batch, *threshold);
   });
 }

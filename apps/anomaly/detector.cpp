@@ -171,22 +171,30 @@ caf::expected<std::vector<float>> detector::score_encoded(
   if (seqs.empty())
     return out;
   batch = std::max(batch, 1);
-  // Sort by length so that batches pad little; results go back to their places.
+  // A batch holds sequences of one padded length only: padding enters the convolutions and
+  // the max over time, so a sequence padded further because of a longer batch mate would
+  // score differently than alone (issue 22). Sorted by length; results go back to their
+  // places.
+  const size_t min_len = static_cast<size_t>(std::max(
+    *std::max_element(config_.model.kernel_sizes.begin(), config_.model.kernel_sizes.end()), 1));
+  auto padded = [&](size_t i) { return std::max(seqs[i].size(), min_len); };
   std::vector<size_t> order(seqs.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return seqs[a].size() < seqs[b].size(); });
-  int min_len = *std::max_element(config_.model.kernel_sizes.begin(),
-                                  config_.model.kernel_sizes.end());
+                   [&](size_t a, size_t b) { return padded(a) < padded(b); });
   std::vector<int32_t> buf;
-  for (size_t s = 0; s < order.size(); s += static_cast<size_t>(batch)) {
-    size_t e = std::min(order.size(), s + static_cast<size_t>(batch));
-    int len = pad_batch(seqs, order, s, e, min_len, buf);
+  for (size_t s = 0; s < order.size();) {
+    size_t e = s + 1;
+    while (e < order.size() && e - s < static_cast<size_t>(batch)
+           && padded(order[e]) == padded(order[s]))
+      ++e;
+    int len = pad_batch(seqs, order, s, e, static_cast<int>(min_len), buf);
     auto p = model_.predict(buf, static_cast<int>(e - s), len);
     if (!p)
       return p.error();
     for (size_t b = s; b < e; ++b)
       out[order[b]] = (*p)[b - s];
+    s = e;
   }
   return out;
 }
@@ -207,6 +215,16 @@ caf::expected<std::vector<float>> detector::score_raw(const std::vector<std::str
   return score_encoded(seqs, batch);
 }
 
+std::string request_first_line(std::string_view unit) {
+  auto first = unit.substr(0, unit.find('\n'));
+  if (!first.empty() && first.back() == '\r')
+    first.remove_suffix(1);
+  std::string out;
+  for (unsigned char c : first.substr(0, 100))
+    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  return out;
+}
+
 caf::expected<std::vector<scored_request>> score_http_stream(detector& d, std::string_view stream,
                                                              int batch) {
   auto units = split_http_stream(stream);
@@ -219,14 +237,10 @@ caf::expected<std::vector<scored_request>> score_http_stream(detector& d, std::s
     return p.error();
   out.resize(units.size());
   for (size_t i = 0; i < units.size(); ++i) {
-    auto first = units[i].substr(0, units[i].find('\n'));
-    if (!first.empty() && first.back() == '\r')
-      first.remove_suffix(1);
     auto& r = out[i];
     r.probability = (*p)[i];
     r.parsed = parsed[i];
-    for (unsigned char c : first.substr(0, 100))
-      r.first_line += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    r.first_line = request_first_line(units[i]);
   }
   return out;
 }
@@ -240,9 +254,10 @@ caf::expected<std::string> detector::serialize() const {
   return model_.save(meta);
 }
 
-caf::expected<detector> detector::deserialize(const std::string& bytes) {
+caf::expected<detector> detector::deserialize(const std::string& bytes,
+                                              std::shared_ptr<kernels::backend> on) {
   std::map<std::string, std::string> meta;
-  auto model = textcnn_classifier::load(bytes, &meta);
+  auto model = textcnn_classifier::load(bytes, &meta, std::move(on));
   if (!model)
     return model.error();
   if (meta["comb.kind"] != "anomaly-detector")

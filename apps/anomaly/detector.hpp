@@ -13,6 +13,7 @@
 
 #include <caf/expected.hpp>
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,11 +54,14 @@ public:
 
   /// Probability of "anomalous" for each raw request. A request that does not parse as HTTP
   /// is scored on its raw bytes (its `parsed` entry is false); empty input scores as one
-  /// space. Runs in batches of `batch`.
+  /// space. Runs in batches of at most `batch` requests of one token length (score_encoded),
+  /// so a request scores the same alone as among others.
   caf::expected<std::vector<float>> score_raw(const std::vector<std::string_view>& raw,
                                               std::vector<bool>* parsed = nullptr, int batch = 256);
 
-  /// Probability of "anomalous" for pre-encoded sequences.
+  /// Probability of "anomalous" for pre-encoded sequences. A sequence's score depends on it
+  /// alone, never on the others: a batch holds sequences of one length (padded only up to
+  /// the widest kernel), at most `batch` of them.
   caf::expected<std::vector<float>> score_encoded(const std::vector<std::vector<int32_t>>& seqs,
                                                   int batch = 256);
 
@@ -65,7 +69,9 @@ public:
   /// sequence length keep loading: their comb.config max_tokens is the sequence length (it
   /// is what they cut requests at; a textcnn.seq_len beside it was never used).
   caf::expected<std::string> serialize() const;
-  static caf::expected<detector> deserialize(const std::string& bytes);
+  /// With `on`, the TextCNN runs on that backend (see textcnn_classifier::load).
+  static caf::expected<detector> deserialize(const std::string& bytes,
+                                             std::shared_ptr<kernels::backend> on = nullptr);
 
   /// Writes/reads the one-file form. Errors name the path.
   caf::error save(const std::string& path) const;
@@ -90,6 +96,9 @@ struct scored_request {
   /// Its first line (request line), at most 100 bytes, bytes outside printable ASCII as '?'.
   std::string first_line;
 };
+
+/// The first line of a request (scored_request::first_line's form).
+std::string request_first_line(std::string_view unit);
 
 /// Splits `stream` into requests (split_http_stream) and scores them with `d` in batches of
 /// `batch`. Empty or blank input gives no requests. Errors come from the model.

@@ -163,7 +163,8 @@ caf::expected<std::string> textcnn_classifier::save(
 }
 
 caf::expected<textcnn_classifier> textcnn_classifier::load(
-  const std::string& bytes, std::map<std::string, std::string>* metadata) {
+  const std::string& bytes, std::map<std::string, std::string>* metadata,
+  std::shared_ptr<kernels::backend> on) {
   auto file = kernels::decode_safetensors(bytes);
   if (!file)
     return file.error();
@@ -178,7 +179,11 @@ caf::expected<textcnn_classifier> textcnn_classifier::load(
     m.try_emplace("textcnn.learning_rate", lr->second);
   textcnn_options o;
   o.engine = engine;
-  auto be = pick_backend(o);
+  caf::expected<std::shared_ptr<kernels::backend>> be = on;
+  if (on) // the caller's backend decides the engine, whatever the file was trained with
+    o.engine = on->device() == kernels::device::cpu ? "fused" : "kernels";
+  else
+    be = pick_backend(o);
   if (!be)
     return make_error(errc::bad_model, "anomaly.engine: " + describe(be.error()));
   auto km = kernels::textcnn::from_safetensors(std::move(*file), std::move(*be));

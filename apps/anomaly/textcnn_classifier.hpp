@@ -21,6 +21,10 @@
 #include <string>
 #include <vector>
 
+namespace comb::kernels {
+class backend;
+} // namespace comb::kernels
+
 namespace comb::anomaly {
 
 /// Shape and optimiser settings of the model.
@@ -74,9 +78,12 @@ public:
   /// textcnn.seq_len it gets default_seq_len, and a detector file's own setting replaces
   /// that, see detector::deserialize; textcnn.learning_rate falls back to
   /// "anomaly.learning_rate"). `metadata` receives the header's __metadata__ as stored.
-  /// Errors: errc::corrupt_data / errc::bad_model naming what does not fit.
+  /// With `on`, the model runs there whatever engine the file names: the "fused" engine
+  /// when `on` is the CPU backend, the "kernels" engine on `on` otherwise (e.g. a CUDA
+  /// backend). Errors: errc::corrupt_data / errc::bad_model naming what does not fit.
   static caf::expected<textcnn_classifier> load(const std::string& bytes,
-                                                std::map<std::string, std::string>* metadata);
+                                                std::map<std::string, std::string>* metadata,
+                                                std::shared_ptr<kernels::backend> on = nullptr);
 
   /// Copies the weights of `other` (same shape) into this model, e.g. to keep the best
   /// epoch during early stopping.
