@@ -161,6 +161,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   req.kind = static_cast<uint8_t>(pc.call.kind);
   req.model = pc.call.model;
   req.model_version = pc.call.model_version;
+  req.inputs = pc.call.inputs;
   st.in_flight[pc.key] = {req.bytes.size(), std::chrono::steady_clock::now()};
   st.bytes_in_flight += req.bytes.size();
   ++st.sent;
@@ -181,6 +182,7 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
                               {"model_digest", r.model_digest},
                               {"batch_size", r.batch_size},
                               {"input_bytes", r.input_bytes},
+                              {"outputs", runtime::specs_to_json(r.outputs)},
                               {"output", nlohmann::json::binary_t{std::vector<uint8_t>(
                                            r.output.begin(), r.output.end())}}};
         nlohmann::json args{{"call", pc.key},

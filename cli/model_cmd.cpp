@@ -1,7 +1,8 @@
 // `comb model put | list | get | activate`: the model store (runtime/model_store.hpp) of a
 // running node, reached through its gateway. put splits a file into 1 MiB chunks and records
-// the version with its SHA-256 digest; get writes a version back to a file and checks the
-// digest; activate has the node load the version into its compute process.
+// the version with its SHA-256 digest (the node checks the file with its model runner unless
+// --raw); get writes a version back to a file and checks the digest; activate has the node
+// load the version into its compute process and waits until it is active or failed to load.
 #include "cli/commands.hpp"
 
 #include "base/base64.hpp"
@@ -15,6 +16,8 @@
 #include <caf/actor_system.hpp>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -33,6 +36,11 @@ struct model_opts {
   std::string name;
   uint32_t version = 0;
   std::string file;
+  /// put: store raw bytes, unchecked (kind "raw"); or the kind the file must have.
+  bool raw = false;
+  std::string kind;
+  /// activate: how long to wait for the version to be active, in seconds.
+  double timeout = 120;
 };
 
 [[noreturn]] void fail_model(const std::string& cmd, const caf::error& e, int code = 1) {
@@ -122,9 +130,13 @@ void put(const model_opts& o) {
       if (off + n >= bytes.size())
         break;
     }
-    auto r = call(
-      "put", c, o, "comb.model.put",
-      {{"name", o.name}, {"version", o.version}, {"chunk_count", chunks}, {"digest", digest}});
+    nlohmann::json args{
+      {"name", o.name}, {"version", o.version}, {"chunk_count", chunks}, {"digest", digest}};
+    if (o.raw)
+      args["kind"] = "raw";
+    else if (!o.kind.empty())
+      args["kind"] = o.kind;
+    auto r = call("put", c, o, "comb.model.put", args);
     std::cout << r.dump() << "\n";
   });
 }
@@ -171,11 +183,53 @@ void get(const model_opts& o) {
   });
 }
 
+/// The row of `name` `version` in comb.model.list's answer, or null.
+nlohmann::json find_version(const nlohmann::json& list, const std::string& name, uint32_t version) {
+  for (const auto& m : list)
+    if (m.value("name", "") == name && m.value("version", 0u) == version)
+      return m;
+  return nullptr;
+}
+
 void activate(const model_opts& o) {
   with_client("activate", o, [&](runtime::client& c) {
     auto r = call("activate", c, o, "comb.model.activate",
                   {{"name", o.name}, {"version", o.version}});
-    std::cout << r.dump() << "\n";
+    auto key = r.value("call", "");
+    auto what = "model '" + o.name + "' version " + std::to_string(o.version);
+    // The version is active once the compute process has loaded it; a load that failed is
+    // recorded in its row by the same call's result (the previous version keeps serving).
+    auto deadline = std::chrono::steady_clock::now()
+                    + std::chrono::milliseconds{static_cast<int64_t>(o.timeout * 1000)};
+    for (;;) {
+      auto list = call("activate", c, o, "comb.model.list", nlohmann::json::object());
+      auto row = find_version(list, o.name, o.version);
+      if (row.is_null())
+        fail_model("activate", make_error(errc::not_found, what + " vanished while loading"));
+      auto last = row.value("last_load", nlohmann::json::object());
+      if (last.value("call", "") == key) {
+        if (last.value("ok", false)) {
+          r["active"] = row.value("active", false);
+          r["summary"] = row.value("summary", "");
+          std::cout << r.dump() << "\n";
+          return;
+        }
+        std::string active_now;
+        for (const auto& m : list)
+          if (m.value("name", "") == o.name && m.value("active", false))
+            active_now = "; version " + std::to_string(m.value("version", 0u)) + " stays active";
+        fail_model("activate",
+                   make_error(errc::bad_model, what + " failed to load: "
+                                                 + row.value("load_error", "?") + active_now));
+      }
+      if (std::chrono::steady_clock::now() >= deadline)
+        fail_model("activate",
+                   make_error(errc::timeout, what + " is not loaded after "
+                                               + std::to_string(static_cast<int64_t>(o.timeout))
+                                               + " s (call " + key
+                                               + "); `comb model list` shows when it is"));
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    }
   });
 }
 
@@ -195,6 +249,10 @@ void add_model_commands(CLI::App& app) {
   p->add_option("--name", o->name, "Model name")->required();
   p->add_option("--version", o->version, "Version (>= 1)")->required();
   p->add_option("--file", o->file, "Model file")->required();
+  p->add_flag("--raw", o->raw,
+              "Store the bytes unchecked (a built-in test model: the compute process loads it "
+              "only as the checksum model)");
+  p->add_option("--kind", o->kind, "Refuse the file unless it is a model of this kind");
   p->callback([o] { put(*o); });
   auto* l = model->add_subcommand("list", "List stored model versions");
   add_common(l, *o);
@@ -210,6 +268,8 @@ void add_model_commands(CLI::App& app) {
   add_common(a, *o);
   a->add_option("--name", o->name, "Model name")->required();
   a->add_option("--version", o->version, "Version")->required();
+  a->add_option("--timeout", o->timeout, "Seconds to wait until the version is active")
+    ->capture_default_str();
   a->callback([o] { activate(*o); });
 }
 

@@ -1,9 +1,13 @@
+// comb::runtime::model_store: the model procedures, and storing, activating and reading
+// versions from other procedures and from the dispatcher (see model_store.hpp).
 #include "runtime/pieces/model_store.hpp"
 
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/model_runner.hpp"
 #include "runtime/pieces/outbox.hpp"
+#include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
 #include <openssl/evp.h>
@@ -38,10 +42,14 @@ std::string chunk_key(const std::string& name, uint32_t version, uint32_t chunk)
   return model_key(name, version) + buf;
 }
 
-/// Name and version arguments, checked.
-caf::expected<std::pair<std::string, uint32_t>> name_version(const json& args) {
-  auto name = arg<std::string>(args, "name");
-  auto version = arg<int64_t>(args, "version");
+/// The kind argument of comb.model.put that skips the check.
+constexpr const char* raw_kind = "raw";
+
+std::string version_text(const std::string& name, uint32_t version) {
+  return "model '" + name + "' version " + std::to_string(version);
+}
+
+caf::error check_name_version(const std::string& name, int64_t version) {
   if (!valid_name(name))
     return make_error(errc::invalid_argument, "model name '" + name
                                                 + "' must be 1..128 characters of "
@@ -49,7 +57,30 @@ caf::expected<std::pair<std::string, uint32_t>> name_version(const json& args) {
   if (version < 1 || version > 0xffffffffll)
     return make_error(errc::invalid_argument, "model version " + std::to_string(version) + " of '"
                                                 + name + "' must be in [1, 4294967295]");
+  return {};
+}
+
+/// Name and version arguments, checked.
+caf::expected<std::pair<std::string, uint32_t>> name_version(const json& args) {
+  auto name = arg<std::string>(args, "name");
+  auto version = arg<int64_t>(args, "version");
+  if (auto err = check_name_version(name, version))
+    return err;
   return std::pair<std::string, uint32_t>{name, static_cast<uint32_t>(version)};
+}
+
+/// check_model on a whole file about to be stored as `name` `version`; `want` (from put's
+/// "kind" argument) is the kind the caller expects, or empty.
+caf::expected<model_file_info> check_file(const std::string& name, uint32_t version,
+                                          std::string_view bytes, const std::string& want = {}) {
+  auto info = check_model(bytes);
+  if (!info)
+    return make_error(errc::bad_model,
+                      version_text(name, version) + " is refused: " + describe(info.error()));
+  if (!want.empty() && info->kind != want)
+    return make_error(errc::bad_model, version_text(name, version) + " is refused: the file is a '"
+                                         + info->kind + "' model, not the '" + want + "' given");
+  return info;
 }
 
 caf::expected<json> put_chunk(call_context&, storage::transaction& txn, const json& args) {
@@ -103,6 +134,10 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
                       "model '" + name + "' version " + std::to_string(version)
                         + " is already stored with digest " + (**existing).value("digest", ""));
   }
+  // The file is checked whole, unless the caller stores raw bytes (built-in test models).
+  auto kind = args.value("kind", std::string{});
+  bool raw = kind == raw_kind;
+  std::string whole;
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(), &EVP_MD_CTX_free};
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   uint64_t bytes = 0;
@@ -120,6 +155,8 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
                                            + ": chunk " + std::to_string(i) + " is not 1 MiB long");
     EVP_DigestUpdate(ctx.get(), (*chunk)->data(), (*chunk)->size());
     bytes += (*chunk)->size();
+    if (!raw)
+      whole += **chunk;
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned len = 0;
@@ -136,6 +173,16 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
                                          + " given");
   json row{{"name", name},   {"version", version}, {"digest", digest},
            {"bytes", bytes}, {"chunks", count},    {"loaded", false}};
+  if (raw) {
+    row["kind"] = raw_kind;
+    row["summary"] = "raw bytes, not checked";
+  } else {
+    auto info = check_file(name, version, whole, kind);
+    if (!info)
+      return info.error(); // the procedure fails: its chunks roll back with it
+    row["kind"] = info->kind;
+    row["summary"] = info->summary;
+  }
   if (auto err = txn.put_row(model_store::models_table, key, row))
     return err;
   row["new"] = true;
@@ -202,32 +249,7 @@ caf::expected<json> activate(call_context& ctx, storage::transaction& txn, const
   if (!nv)
     return nv.error();
   auto [name, version] = *nv;
-  auto row = txn.get_row(model_store::models_table, model_key(name, version));
-  if (!row)
-    return row.error();
-  if (!*row)
-    return make_error(errc::not_found, "cannot activate model '" + name + "' version "
-                                         + std::to_string(version) + ": it is not stored");
-  auto count = (**row).value("chunks", uint32_t{0});
-  std::string payload;
-  payload.reserve((**row).value("bytes", size_t{0}));
-  for (uint32_t i = 0; i < count; ++i) {
-    auto chunk = txn.get(model_store::chunks_table, chunk_key(name, version, i));
-    if (!chunk)
-      return chunk.error();
-    if (!*chunk)
-      return make_error(errc::corrupt_data,
-                        "model '" + name + "' chunk " + std::to_string(i) + " is missing");
-    payload += **chunk;
-  }
-  outbox_call call;
-  call.kind = piece_kind::load_model;
-  call.model = name;
-  call.model_version = version;
-  call.result_procedure = "comb.model.loaded";
-  call.role = ctx.role.empty() ? "admin" : std::string{ctx.role};
-  call.context = {{"name", name}, {"version", version}, {"digest", (**row)["digest"]}};
-  auto key = outbox::enqueue(ctx, txn, call, payload);
+  auto key = model_store::enqueue_activation(ctx, txn, name, version);
   if (!key)
     return key.error();
   return json{{"call", *key}, {"name", name}, {"version", version}};
@@ -244,8 +266,10 @@ caf::expected<json> loaded(call_context&, storage::transaction& txn, const json&
   if (!*row)
     return make_error(errc::not_found,
                       "model '" + name + "' version " + std::to_string(version) + " vanished");
+  auto call = args.value("call", std::string{});
   if (auto e = args.find("error"); e != args.end()) {
     (**row)["load_error"] = *e;
+    (**row)["last_load"] = {{"call", call}, {"ok", false}};
     if (auto err = txn.put_row(model_store::models_table, key, **row))
       return err;
     return json{{"activated", false}, {"error", *e}};
@@ -253,11 +277,14 @@ caf::expected<json> loaded(call_context&, storage::transaction& txn, const json&
   auto digest = args.at("result").at("model_digest").get<std::string>();
   if (digest != (**row).value("digest", "")) {
     (**row)["load_error"] = "compute process reported digest " + digest;
+    (**row)["last_load"] = {{"call", call}, {"ok", false}};
     if (auto err = txn.put_row(model_store::models_table, key, **row))
       return err;
     return json{{"activated", false}, {"error", "digest mismatch"}};
   }
   (**row)["loaded"] = true;
+  (**row).erase("load_error");
+  (**row)["last_load"] = {{"call", call}, {"ok", true}};
   if (auto err = txn.put_row(model_store::models_table, key, **row))
     return err;
   if (auto err = txn.put_row(model_store::active_table, name, {{"version", version}}))
@@ -298,6 +325,142 @@ caf::expected<uint32_t> model_store::active_version(storage::transaction& txn,
   if (!*row)
     return make_error(errc::bad_model, "model '" + std::string{name} + "' has no active version");
   return (**row).value("version", 0u);
+}
+
+caf::expected<uint32_t> model_store::latest_version(storage::transaction& txn,
+                                                    std::string_view name) {
+  // Keys are "<name>/<version, 10 digits>": the last key from "<name>/" up to "<name>0" ('0'
+  // follows '/') is the highest version.
+  std::string from = std::string{name} + "/";
+  std::string to = std::string{name} + "0";
+  uint32_t latest = 0;
+  caf::error bad;
+  if (auto err = txn.scan(models_table, from, to, [&](std::string_view k, std::string_view) {
+        auto digits = k.substr(from.size());
+        if (digits.size() != 10 || digits.find('/') != std::string_view::npos)
+          return true;
+        latest = std::max(latest, static_cast<uint32_t>(std::stoul(std::string{digits})));
+        return true;
+      }))
+    return err;
+  return latest;
+}
+
+caf::expected<json> model_store::store_version(call_context&, storage::transaction& txn,
+                                               const std::string& name, uint32_t version,
+                                               std::string_view bytes, json extra) {
+  if (auto err = check_name_version(name, version))
+    return err;
+  auto key = model_key(name, version);
+  auto existing = txn.get_for_update(models_table, key);
+  if (!existing)
+    return existing.error();
+  if (*existing)
+    return make_error(errc::already_exists,
+                      version_text(name, version) + " is already stored; versions are immutable");
+  auto info = check_file(name, version, bytes);
+  if (!info)
+    return info.error();
+  uint32_t count = 0;
+  for (size_t at = 0; at < bytes.size() || count == 0; at += chunk_size, ++count)
+    if (auto err = txn.put(chunks_table, chunk_key(name, version, count),
+                           bytes.substr(at, std::min(chunk_size, bytes.size() - at))))
+      return err;
+  json row = extra.is_object() ? std::move(extra) : json::object();
+  row.update(json{{"name", name},
+                  {"version", version},
+                  {"digest", model_digest(bytes.data(), bytes.size())},
+                  {"bytes", bytes.size()},
+                  {"chunks", count},
+                  {"loaded", false},
+                  {"kind", info->kind},
+                  {"summary", info->summary}});
+  if (auto err = txn.put_row(models_table, key, row))
+    return err;
+  return row;
+}
+
+caf::expected<std::string> model_store::enqueue_activation(call_context& ctx,
+                                                           storage::transaction& txn,
+                                                           const std::string& name,
+                                                           uint32_t version) {
+  auto key = model_key(name, version);
+  auto row = txn.get_row_for_update(models_table, key);
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::not_found,
+                      "cannot activate " + version_text(name, version) + ": it is not stored");
+  auto count = (**row).value("chunks", uint32_t{0});
+  std::string payload;
+  payload.reserve((**row).value("bytes", size_t{0}));
+  for (uint32_t i = 0; i < count; ++i) {
+    auto chunk = txn.get(chunks_table, chunk_key(name, version, i));
+    if (!chunk)
+      return chunk.error();
+    if (!*chunk)
+      return make_error(errc::corrupt_data,
+                        "model '" + name + "' chunk " + std::to_string(i) + " is missing");
+    payload += **chunk;
+  }
+  outbox_call call;
+  call.kind = piece_kind::load_model;
+  call.model = name;
+  call.model_version = version;
+  call.result_procedure = "comb.model.loaded";
+  call.role = ctx.role.empty() ? "admin" : std::string{ctx.role};
+  call.context = {{"name", name}, {"version", version}, {"digest", (**row)["digest"]}};
+  auto call_key = outbox::enqueue(ctx, txn, call, payload);
+  if (!call_key)
+    return call_key.error();
+  // A new attempt: an earlier attempt's error no longer describes the version.
+  (**row).erase("load_error");
+  (**row)["activation"] = *call_key;
+  if (auto err = txn.put_row(models_table, key, **row))
+    return err;
+  return *call_key;
+}
+
+caf::expected<std::pair<std::string, std::string>> model_store::read_version(storage::database& db,
+                                                                             std::string_view name,
+                                                                             uint32_t version) {
+  auto txn = db.begin();
+  auto done = [&](auto&& result) {
+    txn->rollback();
+    return std::forward<decltype(result)>(result);
+  };
+  std::string n{name};
+  if (version == 0) {
+    auto active = active_version(*txn, name);
+    if (!active)
+      return done(active.error());
+    version = *active;
+  }
+  auto row = txn->get_row(models_table, model_key(n, version));
+  if (!row)
+    return done(row.error());
+  if (!*row)
+    return done(make_error(errc::not_found, "no " + version_text(n, version) + " is stored"));
+  auto count = (**row).value("chunks", uint32_t{0});
+  auto digest = (**row).value("digest", std::string{});
+  std::string bytes;
+  bytes.reserve((**row).value("bytes", size_t{0}));
+  for (uint32_t i = 0; i < count; ++i) {
+    auto chunk = txn->get(chunks_table, chunk_key(n, version, i));
+    if (!chunk)
+      return done(chunk.error());
+    if (!*chunk)
+      return done(make_error(errc::corrupt_data, version_text(n, version) + ": chunk "
+                                                   + std::to_string(i) + " of "
+                                                   + std::to_string(count) + " is missing"));
+    bytes += **chunk;
+  }
+  txn->rollback();
+  auto actual = model_digest(bytes.data(), bytes.size());
+  if (actual != digest)
+    return make_error(errc::corrupt_data, version_text(n, version) + ": its chunks have digest "
+                                            + actual + ", not the " + digest + " recorded");
+  return std::pair<std::string, std::string>{std::move(bytes), std::move(digest)};
 }
 
 } // namespace comb::runtime

@@ -1,3 +1,5 @@
+// comb::runtime::outbox: the outbox's rows, enqueue, result procedures and reads (see
+// outbox.hpp).
 #include "runtime/pieces/outbox.hpp"
 
 #include "base/errc.hpp"
@@ -20,14 +22,17 @@ std::string hex16(uint64_t x) {
 }
 
 nlohmann::json to_row(const outbox_call& c, uint64_t execution_id, uint64_t task_id) {
-  return {{"kind", to_string(c.kind)},
-          {"model", c.model},
-          {"model_version", c.model_version},
-          {"result_procedure", c.result_procedure},
-          {"role", c.role},
-          {"context", c.context},
-          {"execution_id", execution_id},
-          {"task_id", task_id}};
+  nlohmann::json row{{"kind", to_string(c.kind)},
+                     {"model", c.model},
+                     {"model_version", c.model_version},
+                     {"result_procedure", c.result_procedure},
+                     {"role", c.role},
+                     {"context", c.context},
+                     {"execution_id", execution_id},
+                     {"task_id", task_id}};
+  if (!c.inputs.empty())
+    row["inputs"] = specs_to_json(c.inputs);
+  return row;
 }
 
 caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row) {
@@ -45,6 +50,13 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
     p.call.context = row.at("context");
     p.execution_id = row.at("execution_id").get<uint64_t>();
     p.task_id = row.at("task_id").get<uint64_t>();
+    if (auto i = row.find("inputs"); i != row.end()) {
+      auto inputs = specs_from_json(*i);
+      if (!inputs)
+        return make_error(errc::corrupt_data,
+                          "outbox row '" + p.key + "': inputs: " + describe(inputs.error()));
+      p.call.inputs = std::move(*inputs);
+    }
     return p;
   } catch (const nlohmann::json::exception& e) {
     return make_error(errc::corrupt_data, "outbox row: " + std::string{e.what()});
@@ -124,6 +136,10 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
     return make_error(errc::invalid_argument, "outbox call from execution "
                                                 + std::to_string(ctx.execution_id)
                                                 + " names no result procedure");
+  if (auto err = check_specs(call.inputs, payload.size()))
+    return make_error(errc::invalid_argument, "outbox call from execution "
+                                                + std::to_string(ctx.execution_id) + " to model '"
+                                                + call.model + "': " + describe(err));
   // Execution ids are unique, so the execution id and a count of its calls name the call.
   char seq[9];
   std::snprintf(seq, sizeof(seq), "%08x", ctx.outbox_calls);

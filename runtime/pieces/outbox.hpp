@@ -42,6 +42,10 @@ struct outbox_call {
   std::string role = "admin";
   /// Passed through to the result procedure untouched.
   nlohmann::json context = nlohmann::json::object();
+  /// The payload's typed tensors (empty: opaque bytes); checked against the payload by
+  /// enqueue() and sent on the task's piece 0. The result procedure gets the output tensors
+  /// as result "outputs" beside the "output" bytes (runtime::result_tensors reads them).
+  std::vector<tensor_spec> inputs;
 };
 
 /// A committed call that has no result applied yet.
@@ -83,8 +87,9 @@ public:
   static void add_tables(procedure_registry& procs);
 
   /// Records a call with `payload` in `txn`, the calling procedure's transaction. Returns the
-  /// call's key ("<execution id hex>.<n>"). Errors: invalid_argument (no result procedure),
-  /// storage errors.
+  /// call's key ("<execution id hex>.<n>"). Errors: invalid_argument (no result procedure,
+  /// or inputs that check_specs refuses against the payload, naming the tensor), storage
+  /// errors.
   static caf::expected<std::string> enqueue(call_context& ctx, storage::transaction& txn,
                                             const outbox_call& call, std::string_view payload);
 

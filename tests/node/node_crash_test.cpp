@@ -69,7 +69,7 @@ TEST_SUITE("node.compute_crash") {
       auto log = dir.path() + "/put" + std::to_string(m) + ".log";
       test::child_process put{{test::comb_binary(), "model", "put", "--node",
                                "127.0.0.1:" + std::to_string(port), "--name",
-                               "m" + std::to_string(m), "--version", "1", "--file", file},
+                               "m" + std::to_string(m), "--version", "1", "--file", file, "--raw"},
                               log};
       REQUIRE_MESSAGE(put.wait() == 0, read_file(log));
     }

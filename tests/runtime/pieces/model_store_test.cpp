@@ -134,15 +134,15 @@ TEST_SUITE("runtime.pieces.model_store") {
     { std::ofstream{dir.path() + "/v1.bin", std::ios::binary} << v1; }
     { std::ofstream{dir.path() + "/v2.bin", std::ios::binary} << v2; }
     auto put1 = run_cli(dir, {"model", "put", "--node", node_ep, "--name", "mlp", "--version", "1",
-                              "--file", dir.path() + "/v1.bin"});
+                              "--file", dir.path() + "/v1.bin", "--raw"});
     REQUIRE_MESSAGE(put1.status == 0, put1.output);
     CHECK(put1.output.find(model_digest(v1.data(), v1.size())) != std::string::npos);
     auto put2 = run_cli(dir, {"model", "put", "--node", node_ep, "--name", "mlp", "--version", "2",
-                              "--file", dir.path() + "/v2.bin"});
+                              "--file", dir.path() + "/v2.bin", "--raw"});
     REQUIRE_MESSAGE(put2.status == 0, put2.output);
     // Versions are immutable: other bytes under an existing version are refused.
     auto clash = run_cli(dir, {"model", "put", "--node", node_ep, "--name", "mlp", "--version", "1",
-                               "--file", dir.path() + "/v2.bin"});
+                               "--file", dir.path() + "/v2.bin", "--raw"});
     CHECK(clash.status != 0);
     CHECK(clash.output.find("already_exists") != std::string::npos);
 

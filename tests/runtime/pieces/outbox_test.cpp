@@ -240,6 +240,68 @@ TEST_SUITE("runtime.pieces.outbox") {
     outbox::set_listener(*db, {});
   }
 
+  TEST_CASE("a call's typed inputs are stored with it and read back; inputs that do not "
+            "describe the payload are refused") {
+    test::temp_dir dir;
+    auto db = open_outbox_db(dir);
+    tensor_pack pack;
+    uint8_t images[2 * 4 * 4 * 3] = {1, 2, 3};
+    pack.add("images", tensor_dtype::u8, {2, 4, 4, 3}, images);
+    pack.add_strings("requests", {"GET / HTTP/1.1\r\n\r\n", "x"});
+    outbox_call c;
+    c.model = "mobilenet_v2";
+    c.result_procedure = "demo.store";
+    c.inputs = pack.specs;
+    std::string payload(pack.bytes.begin(), pack.bytes.end());
+    call_context ctx;
+    ctx.execution_id = 77;
+    std::string key;
+    {
+      auto txn = db->begin();
+      auto k = outbox::enqueue(ctx, *txn, c, payload);
+      REQUIRE_MESSAGE(k, test::why(k));
+      key = *k;
+      CHECK(!txn->commit());
+    }
+    auto found = outbox::find(*db, key);
+    REQUIRE(found);
+    REQUIRE(*found);
+    CHECK((*found)->call.inputs == pack.specs);
+    auto pending = test::must(outbox::pending(*db, "", 10));
+    REQUIRE(pending.size() == 1);
+    CHECK(pending[0].call.inputs == pack.specs);
+    CHECK(pending[0].call.model == "mobilenet_v2");
+    // Without inputs the call carries none (opaque bytes).
+    outbox_call plain = c;
+    plain.inputs.clear();
+    {
+      auto txn = db->begin();
+      auto k = outbox::enqueue(ctx, *txn, plain, "opaque");
+      REQUIRE(k);
+      CHECK(!txn->commit());
+      auto f = test::must(outbox::find(*db, *k));
+      REQUIRE(f);
+      CHECK(f->call.inputs.empty());
+    }
+    // One byte short of what the specs describe: refused, nothing recorded.
+    {
+      auto txn = db->begin();
+      auto k = outbox::enqueue(ctx, *txn, c, payload.substr(1));
+      REQUIRE(!k);
+      CHECK(is(k.error(), errc::invalid_argument));
+      CHECK_MESSAGE(describe(k.error()).find("model 'mobilenet_v2'") != std::string::npos,
+                    describe(k.error()));
+      auto bad = c;
+      bad.inputs[0].dtype = 12;
+      k = outbox::enqueue(ctx, *txn, bad, payload);
+      REQUIRE(!k);
+      CHECK_MESSAGE(describe(k.error()).find("'images' has unknown dtype 12") != std::string::npos,
+                    describe(k.error()));
+      CHECK(!txn->commit());
+    }
+    CHECK(test::must(outbox::pending(*db, "", 10)).size() == 2);
+  }
+
   TEST_CASE("payloads copied into announced calls are bounded; past the bound a call comes "
             "without its payload, which stays readable from the outbox") {
     test::temp_dir dir;
