@@ -1,9 +1,15 @@
+// comb::actors::compute_actor: pools pieces into whole tasks, batches them per model by the
+// batch policy, runs built-in tasks and raw (checksum) versions itself and sends batches of a
+// runner's model version to its executors (one per backend, each on its own thread), loads
+// and unloads model versions, and replies with results that name the version that ran.
 #include "actors/compute_actor.hpp"
 
+#include "actors/executor.hpp"
+#include "base/errc.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
-#include "base/errc.hpp"
 #include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/model_runner.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -12,6 +18,7 @@
 #include <deque>
 #include <optional>
 #include <set>
+#include <unordered_map>
 
 namespace comb::actors {
 
@@ -76,15 +83,29 @@ using runtime::stats_atom;
 using runtime::task_result;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
-struct loaded_model {
-  std::vector<char> bytes;
+/// A loaded model version: opaque bytes run as the checksum model ("raw"), or a model of a
+/// runner's kind held by every executor.
+struct version_entry {
   std::string digest;
+  /// "raw" or the runner's kind.
+  std::string kind = "raw";
+  /// Raw versions only: the bytes and the checksum's seed (from the digest).
+  std::vector<char> bytes;
   uint64_t seed = 0;
+  uint64_t file_bytes = 0;
+  /// Bytes the version holds on each executor (0 for raw versions).
+  uint64_t memory_bytes = 0;
+  /// Tasks of this version that are pooled, queued or running.
+  uint64_t pending = 0;
+  uint64_t tasks_run = 0;
+  /// A newer version was activated: unloaded once `pending` reaches 0.
+  bool superseded = false;
+  bool on_executors() const { return kind != "raw"; }
 };
 
 struct model_entry {
   uint32_t active = 0;
-  std::map<uint32_t, loaded_model> versions;
+  std::map<uint32_t, version_entry> versions;
 };
 
 struct waiting_task {
@@ -93,10 +114,37 @@ struct waiting_task {
   clock_type::time_point enqueued;
 };
 
+struct executor_slot {
+  caf::actor actor;
+  std::string backend;
+  /// Batches sent and not answered yet.
+  uint32_t outstanding = 0;
+  uint64_t batches = 0;
+  uint64_t tasks = 0;
+  uint64_t busy_us = 0;
+};
+
+/// A load_model task of a runner's kind, waiting for every executor to answer.
+struct pending_load {
+  std::string digest;
+  std::string kind;
+  uint64_t file_bytes = 0;
+  size_t remaining = 0;
+  std::vector<size_t> loaded_on;
+  uint64_t memory_bytes = 0;
+  caf::error first_error;
+  /// Every load_model task of this version waiting for the outcome.
+  std::vector<waiting_task> waiting;
+};
+
 struct compute_state {
   compute_config cfg;
   std::optional<runtime::piece_pool> pool;
   std::map<std::string, model_entry> models;
+  std::vector<executor_slot> executors;
+  std::map<std::pair<std::string, uint32_t>, pending_load> loading;
+  /// The model version of every pooled, queued or running task of a loaded model.
+  std::unordered_map<uint64_t, std::pair<std::string, uint32_t>> task_versions;
   /// Whole tasks waiting for their batch, by (kind, model).
   std::map<std::pair<uint8_t, std::string>, std::deque<waiting_task>> queues;
   std::optional<clock_type::time_point> next_tick;
@@ -106,6 +154,7 @@ struct compute_state {
   uint64_t rejected = 0;
   uint64_t batches = 0;
   std::vector<std::string> run_order;
+  std::vector<std::string> unloaded;
   static inline const char* name = "comb.compute";
 };
 
@@ -126,7 +175,21 @@ std::string task_where(const runtime::piece& p) {
          + std::to_string(p.task_id);
 }
 
-/// Picks the version an infer/train task runs with; an unknown model is an error.
+std::string version_name(const std::string& model, uint32_t version) {
+  return "model '" + model + "' version " + std::to_string(version);
+}
+
+version_entry* find_version(compute_state& st, const std::string& model, uint32_t version) {
+  auto i = st.models.find(model);
+  if (i == st.models.end())
+    return nullptr;
+  auto v = i->second.versions.find(version);
+  return v == i->second.versions.end() ? nullptr : &v->second;
+}
+
+/// Picks the version an infer/train task runs with. A model or version this process does not
+/// hold (it restarted, or unloaded a superseded version) is errc::model_not_loaded: the
+/// sender loads it again and resends.
 caf::expected<uint32_t> resolve_model(compute_state& st, const runtime::piece& p) {
   if (runtime::is_builtin_model(p.model_id)) {
     if (p.model_version > 1)
@@ -137,23 +200,30 @@ caf::expected<uint32_t> resolve_model(compute_state& st, const runtime::piece& p
   }
   auto i = st.models.find(p.model_id);
   if (i == st.models.end() || i->second.versions.empty())
-    return make_error(errc::bad_model, task_where(p) + ": unknown model '" + p.model_id
-                                         + "' (not built in and not loaded)");
+    return make_error(errc::model_not_loaded, task_where(p) + ": unknown model '" + p.model_id
+                                                + "' (not built in and not loaded)");
   if (p.model_version == 0) {
     if (i->second.active == 0)
-      return make_error(errc::bad_model,
+      return make_error(errc::model_not_loaded,
                         task_where(p) + ": model '" + p.model_id + "' has no active version");
     return i->second.active;
   }
   if (i->second.versions.count(p.model_version) == 0)
-    return make_error(errc::bad_model, task_where(p) + ": model '" + p.model_id
-                                         + "' has no loaded version "
-                                         + std::to_string(p.model_version));
+    return make_error(errc::model_not_loaded, task_where(p) + ": model '" + p.model_id
+                                                + "' has no loaded version "
+                                                + std::to_string(p.model_version));
   return p.model_version;
 }
 
-/// Runs one whole task; fills everything but batch_size.
-caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) {
+/// True when `t` runs on an executor (an infer or train task of a runner's model).
+bool on_executor(compute_state& st, const runtime::pooled_task& t) {
+  if (t.kind == piece_kind::load_model || runtime::is_builtin_model(t.model_id))
+    return false;
+  auto* v = find_version(st, t.model_id, t.model_version);
+  return v != nullptr && v->on_executors();
+}
+
+task_result result_of(const runtime::pooled_task& t) {
   task_result r;
   r.task_id = t.task_id;
   r.complete = true;
@@ -161,29 +231,13 @@ caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) 
   r.model = t.model_id;
   r.model_version = t.model_version;
   r.input_bytes = t.total_bytes;
-  if (t.kind == piece_kind::load_model) {
-    auto digest = runtime::model_digest(t.chunks);
-    auto& entry = st.models[t.model_id];
-    auto i = entry.versions.find(t.model_version);
-    if (i != entry.versions.end() && i->second.digest != digest)
-      return make_error(errc::already_exists, "task " + std::to_string(t.task_id) + ": model '"
-                                                + t.model_id + "' version "
-                                                + std::to_string(t.model_version)
-                                                + " is already loaded with digest "
-                                                + i->second.digest + ", not " + digest);
-    if (i == entry.versions.end()) {
-      loaded_model m;
-      m.bytes = t.flatten();
-      m.digest = digest;
-      m.seed = std::stoull(digest.substr(0, 16), nullptr, 16);
-      entry.versions.emplace(t.model_version, std::move(m));
-    }
-    if (entry.active == 0)
-      entry.active = t.model_version;
-    r.model_digest = digest;
-    r.output.assign(digest.begin(), digest.end());
-    return r;
-  }
+  return r;
+}
+
+/// Runs one whole built-in task or a task of a raw (checksum) version; fills everything but
+/// batch_size.
+caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) {
+  auto r = result_of(t);
   if (runtime::is_builtin_model(t.model_id)) {
     auto out = runtime::run_builtin(t.model_id, t.chunks);
     if (!out)
@@ -193,17 +247,261 @@ caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) 
     r.output = std::move(*out);
     return r;
   }
-  auto i = st.models.find(t.model_id);
-  if (i == st.models.end() || i->second.versions.count(t.model_version) == 0)
-    return make_error(errc::bad_model, "task " + std::to_string(t.task_id) + ": model '"
-                                         + t.model_id + "' version "
-                                         + std::to_string(t.model_version) + " is not loaded");
-  // Until the kernels land, a loaded model's "inference" and "training step" is a checksum
-  // keyed by the model's digest: the output depends on the exact version that ran.
-  const auto& m = i->second.versions.at(t.model_version);
-  r.model_digest = m.digest;
-  r.output = runtime::checksum_output(t.chunks, m.seed);
+  auto* v = find_version(st, t.model_id, t.model_version);
+  if (v == nullptr)
+    return make_error(errc::model_not_loaded, "task " + std::to_string(t.task_id) + ": "
+                                                + version_name(t.model_id, t.model_version)
+                                                + " is not loaded");
+  // A raw version's "inference" and "training step" is a checksum keyed by its digest: the
+  // output depends on the exact version that ran.
+  r.model_digest = v->digest;
+  r.output = runtime::checksum_output(t.chunks, v->seed);
+  ++v->tasks_run;
   return r;
+}
+
+/// Unloads a superseded version once no task of it is pooled, queued or running.
+void maybe_unload(compute_actor_t* self, const std::string& model, uint32_t version) {
+  auto& st = self->state;
+  auto m = st.models.find(model);
+  if (m == st.models.end())
+    return;
+  auto v = m->second.versions.find(version);
+  if (v == m->second.versions.end() || !v->second.superseded || v->second.pending > 0
+      || m->second.active == version)
+    return;
+  if (v->second.on_executors())
+    for (auto& ex : st.executors)
+      self->request(ex.actor, caf::infinite, exec_unload_atom::value, model, version)
+        .then([](uint64_t) {}, [](caf::error&) {});
+  m->second.versions.erase(v);
+  st.unloaded.push_back(model + ":" + std::to_string(version));
+  if (st.unloaded.size() > 256)
+    st.unloaded.erase(st.unloaded.begin(), st.unloaded.begin() + 128);
+}
+
+/// Forgets a finished (or dropped) task's hold on its version.
+void release(compute_actor_t* self, uint64_t task_id) {
+  auto& st = self->state;
+  auto i = st.task_versions.find(task_id);
+  if (i == st.task_versions.end())
+    return;
+  auto [model, version] = i->second;
+  st.task_versions.erase(i);
+  if (auto* v = find_version(st, model, version); v != nullptr && v->pending > 0)
+    --v->pending;
+  maybe_unload(self, model, version);
+}
+
+void deliver(compute_actor_t* self, waiting_task& w, caf::expected<task_result> r) {
+  auto& st = self->state;
+  if (r) {
+    ++st.completed;
+    w.rp.deliver(std::move(*r));
+  } else {
+    ++st.failed;
+    w.rp.deliver(r.error());
+  }
+  release(self, w.task.task_id);
+}
+
+void drain(compute_actor_t* self);
+
+/// The outcome of one executor's load of a pending version.
+void on_loaded(compute_actor_t* self, const std::pair<std::string, uint32_t>& key, size_t ex,
+               caf::expected<uint64_t> bytes) {
+  auto& st = self->state;
+  auto i = st.loading.find(key);
+  if (i == st.loading.end())
+    return;
+  auto& pl = i->second;
+  --pl.remaining;
+  if (bytes) {
+    pl.loaded_on.push_back(ex);
+    pl.memory_bytes = std::max(pl.memory_bytes, *bytes);
+  } else if (!pl.first_error) {
+    pl.first_error = bytes.error();
+  }
+  if (pl.remaining > 0)
+    return;
+  auto done = std::move(pl);
+  st.loading.erase(i);
+  auto& [model, version] = key;
+  if (done.first_error) {
+    // Refused (unknown kind, bad file, memory bound): the other versions keep serving.
+    for (auto idx : done.loaded_on)
+      self->request(st.executors[idx].actor, caf::infinite, exec_unload_atom::value, model, version)
+        .then([](uint64_t) {}, [](caf::error&) {});
+    for (auto& w : done.waiting)
+      deliver(self, w, done.first_error);
+    return;
+  }
+  auto& entry = st.models[model];
+  version_entry v;
+  v.digest = done.digest;
+  v.kind = done.kind;
+  v.file_bytes = done.file_bytes;
+  v.memory_bytes = done.memory_bytes;
+  // A version older than the active one (loaded again for tasks pinned to it) goes once
+  // those tasks are done.
+  v.superseded = entry.active != 0 && version < entry.active;
+  entry.versions.emplace(version, std::move(v));
+  if (entry.active == 0)
+    entry.active = version;
+  for (auto& w : done.waiting) {
+    auto r = result_of(w.task);
+    r.model_digest = done.digest;
+    r.batch_size = 1;
+    r.output.assign(done.digest.begin(), done.digest.end());
+    deliver(self, w, std::move(r));
+  }
+}
+
+/// Runs a load_model task: raw bytes become a checksum version at once; a model file is
+/// identified and loaded by every executor.
+void start_load(compute_actor_t* self, waiting_task w) {
+  auto& st = self->state;
+  auto& t = w.task;
+  auto digest = runtime::model_digest(t.chunks);
+  auto where = "task " + std::to_string(t.task_id) + ": "
+               + version_name(t.model_id, t.model_version);
+  auto& entry = st.models[t.model_id];
+  auto key = std::make_pair(t.model_id, t.model_version);
+  auto other = [&](const std::string& d) {
+    return make_error(errc::already_exists,
+                      where + " is already loaded with digest " + d + ", not " + digest);
+  };
+  if (auto i = entry.versions.find(t.model_version); i != entry.versions.end()) {
+    if (i->second.digest != digest)
+      return deliver(self, w, other(i->second.digest));
+    auto r = result_of(t);
+    r.model_digest = digest;
+    r.batch_size = 1;
+    r.output.assign(digest.begin(), digest.end());
+    return deliver(self, w, std::move(r));
+  }
+  if (auto i = st.loading.find(key); i != st.loading.end()) {
+    if (i->second.digest != digest)
+      return deliver(self, w, other(i->second.digest));
+    i->second.waiting.push_back(std::move(w));
+    return;
+  }
+  auto bytes = t.flatten();
+  if (!runtime::looks_like_model_file(std::string_view(bytes.data(), bytes.size()))) {
+    version_entry v;
+    v.digest = digest;
+    v.seed = std::stoull(digest.substr(0, 16), nullptr, 16);
+    v.file_bytes = bytes.size();
+    v.bytes = std::move(bytes);
+    v.superseded = entry.active != 0 && t.model_version < entry.active;
+    entry.versions.emplace(t.model_version, std::move(v));
+    if (entry.active == 0)
+      entry.active = t.model_version;
+    auto r = result_of(t);
+    r.model_digest = digest;
+    r.batch_size = 1;
+    r.output.assign(digest.begin(), digest.end());
+    return deliver(self, w, std::move(r));
+  }
+  auto kind = runtime::identify_model(std::string_view(bytes.data(), bytes.size()));
+  if (!kind)
+    return deliver(self, w, make_error(errc::bad_model, where + ": " + describe(kind.error())));
+  pending_load pl;
+  pl.digest = digest;
+  pl.kind = *kind;
+  pl.file_bytes = bytes.size();
+  pl.remaining = st.executors.size();
+  pl.waiting.push_back(std::move(w));
+  st.loading.emplace(key, std::move(pl));
+  auto file = std::make_shared<const std::vector<char>>(std::move(bytes));
+  for (size_t ex = 0; ex < st.executors.size(); ++ex)
+    self
+      ->request(st.executors[ex].actor, caf::infinite, exec_load_atom::value, key.first, key.second,
+                *kind, exec_bytes{file})
+      .then([=](uint64_t n) { on_loaded(self, key, ex, n); },
+            [=](caf::error& e) { on_loaded(self, key, ex, std::move(e)); });
+}
+
+/// The executor with the fewest outstanding batches.
+size_t pick_executor(const compute_state& st) {
+  size_t best = 0;
+  for (size_t i = 1; i < st.executors.size(); ++i)
+    if (st.executors[i].outstanding < st.executors[best].outstanding)
+      best = i;
+  return best;
+}
+
+bool executor_idle(const compute_state& st) {
+  return std::any_of(st.executors.begin(), st.executors.end(),
+                     [](const executor_slot& e) { return e.outstanding == 0; });
+}
+
+/// Sends the tasks of one model version to an executor as one batch; delivers each task's
+/// result when it answers.
+void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
+  auto& st = self->state;
+  auto b = std::make_shared<exec_batch>();
+  auto held = std::make_shared<std::vector<waiting_task>>();
+  for (auto& w : tasks) {
+    auto& t = w.task;
+    if (t.inputs.empty()) {
+      auto* v = find_version(st, t.model_id, t.model_version);
+      deliver(self, w,
+              make_error(errc::invalid_argument,
+                         "task " + std::to_string(t.task_id) + ": "
+                           + version_name(t.model_id, t.model_version) + " ("
+                           + (v ? v->kind : std::string{"?"})
+                           + ") needs typed input tensors; the task carries opaque bytes"));
+      continue;
+    }
+    b->model = t.model_id;
+    b->version = t.model_version;
+    b->kind = t.kind;
+    runtime::task_tensors tt;
+    tt.task_id = t.task_id;
+    tt.tensors.specs = t.inputs;
+    tt.tensors.bytes = t.flatten();
+    b->tasks.push_back(std::move(tt));
+    held->push_back(std::move(w));
+  }
+  if (held->empty())
+    return;
+  auto ex = pick_executor(st);
+  ++st.executors[ex].outstanding;
+  auto finish = [=](caf::expected<exec_batch_ptr> done) {
+    auto& st = self->state;
+    auto& slot = st.executors[ex];
+    --slot.outstanding;
+    ++slot.batches;
+    slot.tasks += held->size();
+    auto n = static_cast<uint32_t>(held->size());
+    for (size_t k = 0; k < held->size(); ++k) {
+      auto& w = (*held)[k];
+      if (!done) {
+        deliver(self, w, done.error());
+        continue;
+      }
+      slot.busy_us += k == 0 ? static_cast<uint64_t>((*done)->took.count()) : 0;
+      auto& out = (*done)->results[k];
+      if (!out) {
+        deliver(self, w, out.error());
+        continue;
+      }
+      auto r = result_of(w.task);
+      if (auto* v = find_version(st, w.task.model_id, w.task.model_version)) {
+        r.model_digest = v->digest;
+        ++v->tasks_run;
+      }
+      r.batch_size = n;
+      r.outputs = std::move(out->specs);
+      r.output = std::move(out->bytes);
+      deliver(self, w, std::move(r));
+    }
+    drain(self);
+  };
+  self->request(st.executors[ex].actor, caf::infinite, exec_run_atom::value, b)
+    .then([=](exec_batch_ptr& done) { finish(done); },
+          [=](caf::error& e) { finish(std::move(e)); });
 }
 
 void schedule_tick(compute_actor_t* self, clock_type::time_point at) {
@@ -217,11 +515,21 @@ void schedule_tick(compute_actor_t* self, clock_type::time_point at) {
   self->delayed_send(self, delay, tick_atom::value);
 }
 
-/// Runs every batch that is ready, highest priority first, then arms the timer.
+/// True when the first `n` tasks of `q` include one that needs an executor.
+bool needs_executor(compute_state& st, const std::deque<waiting_task>& q, size_t n) {
+  for (size_t k = 0; k < n && k < q.size(); ++k)
+    if (on_executor(st, q[k].task))
+      return true;
+  return false;
+}
+
+/// Runs every batch that is ready, highest priority first, then arms the timer. A batch for
+/// the executors waits (and grows) while none is idle; its answer drains again.
 void drain(compute_actor_t* self) {
   auto& st = self->state;
   for (;;) {
     auto now = clock_type::now();
+    bool idle = executor_idle(st);
     // A model whose oldest waiting task reached its deadline flushes all of its queues, in
     // priority order: this is where a higher-priority purpose overtakes a lower one.
     std::set<std::string> due;
@@ -235,6 +543,8 @@ void drain(compute_actor_t* self) {
       const auto& pol = policy_of(st, i->first.second);
       bool ready = i->second.size() >= pol.max_batch || due.count(i->first.second) > 0;
       if (!ready)
+        continue;
+      if (!idle && needs_executor(st, i->second, pol.max_batch))
         continue;
       if (best == st.queues.end() || rank_of(st, i->first.first) < rank_of(st, best->first.first)
           || (rank_of(st, i->first.first) == rank_of(st, best->first.first)
@@ -251,25 +561,31 @@ void drain(compute_actor_t* self) {
       q.pop_front();
     }
     ++st.batches;
+    // Tasks for the executors, by version: each version's tasks run as one runner call.
+    std::map<uint32_t, std::vector<waiting_task>> by_version;
     for (auto& w : batch) {
       st.run_order.push_back(runtime::to_string(w.task.kind) + ":"
                              + std::to_string(w.task.task_id));
       if (st.run_order.size() > 1024)
         st.run_order.erase(st.run_order.begin(), st.run_order.begin() + 512);
-      auto r = run_task(st, w.task);
-      if (r) {
-        ++st.completed;
-        r->batch_size = static_cast<uint32_t>(n);
-        w.rp.deliver(std::move(*r));
+      if (w.task.kind == piece_kind::load_model) {
+        start_load(self, std::move(w));
+      } else if (on_executor(st, w.task)) {
+        by_version[w.task.model_version].push_back(std::move(w));
       } else {
-        ++st.failed;
-        w.rp.deliver(r.error());
+        auto r = run_task(st, w.task);
+        if (r)
+          r->batch_size = static_cast<uint32_t>(n);
+        deliver(self, w, std::move(r));
       }
     }
+    for (auto& [version, tasks] : by_version)
+      run_on_executor(self, std::move(tasks));
   }
   std::optional<clock_type::time_point> next = st.pool->next_expiry();
+  bool idle = executor_idle(st);
   for (auto& [key, q] : st.queues)
-    if (!q.empty()) {
+    if (!q.empty() && (idle || !needs_executor(st, q, policy_of(st, key.second).max_batch))) {
       auto at = q.front().enqueued + policy_of(st, key.second).max_delay;
       if (!next || at < *next)
         next = at;
@@ -278,9 +594,36 @@ void drain(compute_actor_t* self) {
     schedule_tick(self, *next);
 }
 
+nlohmann::json models_json(const compute_state& st) {
+  auto out = nlohmann::json::array();
+  for (const auto& [name, e] : st.models)
+    for (const auto& [v, m] : e.versions)
+      out.push_back({{"model", name},
+                     {"version", v},
+                     {"kind", m.kind},
+                     {"digest", m.digest},
+                     {"bytes", m.file_bytes},
+                     {"memory_bytes", m.memory_bytes},
+                     {"active", e.active == v},
+                     {"pending", m.pending},
+                     {"tasks_run", m.tasks_run},
+                     {"superseded", m.superseded}});
+  return out;
+}
+
 caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
-  self->state.cfg = std::move(cfg);
-  self->state.pool.emplace(self->state.cfg.pool);
+  auto& st0 = self->state;
+  st0.cfg = std::move(cfg);
+  st0.pool.emplace(st0.cfg.pool);
+  auto backends = st0.cfg.backends;
+  if (backends.empty())
+    backends.push_back(kernels::backends().front());
+  for (auto& be : backends) {
+    executor_slot slot;
+    slot.backend = be->name();
+    slot.actor = spawn_executor(self, executor_config{be, st0.cfg.model_memory_limit});
+    st0.executors.push_back(std::move(slot));
+  }
   return {
     [=](piece_atom, std::vector<char>& bytes) -> caf::result<task_result> {
       auto& st = self->state;
@@ -293,10 +636,9 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         if (p->model_version == 0 || runtime::is_builtin_model(p->model_id)
             || p->model_id.empty()) {
           ++st.rejected;
-          return make_error(errc::invalid_argument,
-                            task_where(*p)
-                              + ": load_model needs a model name that is not "
-                                "built in and a version of at least 1");
+          return make_error(errc::invalid_argument, task_where(*p)
+                                                      + ": load_model needs a model name that is "
+                                                        "not built in and a version of at least 1");
         }
       } else if (auto known = st.pool->model_version_of(p->task_id)) {
         p->model_version = *known;
@@ -309,10 +651,21 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         p->model_version = *v;
       }
       auto task_id = p->task_id;
+      bool tracked = p->kind != piece_kind::load_model && !runtime::is_builtin_model(p->model_id);
+      auto model = p->model_id;
+      auto version = p->model_version;
       auto added = st.pool->add(std::move(*p));
       if (!added) {
         ++st.rejected;
+        if (!st.pool->contains(task_id))
+          release(self, task_id);
         return added.error();
+      }
+      if (tracked && st.task_versions.count(task_id) == 0) {
+        if (auto* v = find_version(st, model, version)) {
+          st.task_versions.emplace(task_id, std::make_pair(model, version));
+          ++v->pending;
+        }
       }
       if (!*added) {
         if (auto at = st.pool->next_expiry())
@@ -331,7 +684,10 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
     [=](tick_atom) {
       auto& st = self->state;
       st.next_tick.reset();
-      st.expired += st.pool->expire().size();
+      auto gone = st.pool->expire();
+      st.expired += gone.size();
+      for (auto id : gone)
+        release(self, id);
       drain(self);
     },
     [=](activate_atom, const std::string& model, uint32_t version) -> caf::result<uint32_t> {
@@ -343,23 +699,39 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                                              + ": that version is not loaded");
       auto previous = i->second.active;
       i->second.active = version;
+      i->second.versions.at(version).superseded = false;
+      // Older versions go once their last pooled, queued or running task is done.
+      for (auto& [v, e] : i->second.versions)
+        if (v < version)
+          e.superseded = true;
+      std::vector<uint32_t> older;
+      for (auto& [v, e] : i->second.versions)
+        if (v < version)
+          older.push_back(v);
+      for (auto v : older)
+        maybe_unload(self, model, v);
       return previous;
     },
-    [=](models_atom) {
-      auto& st = self->state;
-      auto out = nlohmann::json::array();
-      for (const auto& [name, e] : st.models)
-        for (const auto& [v, m] : e.versions)
-          out.push_back({{"model", name},
-                         {"version", v},
-                         {"digest", m.digest},
-                         {"bytes", m.bytes.size()},
-                         {"active", e.active == v}});
-      return out.dump();
-    },
+    [=](models_atom) { return models_json(self->state).dump(); },
     [=](stats_atom) {
       auto& st = self->state;
+      auto executors = nlohmann::json::array();
+      uint64_t tasks_run = 0;
+      for (auto& e : st.executors) {
+        executors.push_back({{"backend", e.backend},
+                             {"batches", e.batches},
+                             {"tasks", e.tasks},
+                             {"busy_ms", e.busy_us / 1000},
+                             {"outstanding", e.outstanding}});
+        tasks_run += e.tasks;
+      }
       nlohmann::json j{{"backend", st.cfg.backend},
+                       {"backend_note", st.cfg.backend_note},
+                       {"executors", executors},
+                       {"models", models_json(st)},
+                       {"model_memory_limit", st.cfg.model_memory_limit},
+                       {"unloaded", st.unloaded},
+                       {"model_tasks_run", tasks_run},
                        {"incomplete_tasks", st.pool->incomplete_tasks()},
                        {"reserved_bytes", st.pool->reserved_bytes()},
                        {"held_bytes", st.pool->held_bytes()},

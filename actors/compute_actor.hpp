@@ -2,10 +2,16 @@
 // reach over TCP (CAF middleman). It pools pieces by task (runtime::piece_pool), batches whole
 // tasks per model (run at once, or wait for a batch size or a deadline), runs batches of a
 // higher-priority purpose first (inference before training by default), holds loaded model
-// versions, and replies with results that name the model version that produced them. Its
-// state is private to the actor; talk to it only by messages (runtime/compute_types.hpp).
+// versions, and replies with results that name the model version that produced them. Model
+// files of a runner's kind (runtime/pieces/model_runner.hpp) are loaded by its executors (one
+// per backend, actors/executor.hpp), which run each batch of one version as one runner call on
+// their own threads; opaque files are kept as checksum models. A task for a version it does
+// not hold answers errc::model_not_loaded; a version superseded by an activation is unloaded
+// once its last task is done. Its state is private to the actor; talk to it only by messages
+// (runtime/compute_types.hpp).
 #pragma once
 
+#include "kernels/backend.hpp"
 #include "runtime/pieces/piece.hpp"
 #include "runtime/pieces/piece_pool.hpp"
 
@@ -15,6 +21,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +48,14 @@ struct compute_config {
                                             runtime::piece_kind::infer, runtime::piece_kind::train};
   /// "cpu" or "cuda"; reported in stats.
   std::string backend = "cpu";
+  /// Why that backend (e.g. "CUDA not built: running on the CPU"); reported in stats.
+  std::string backend_note;
+  /// Backends to run models on, one executor each (empty: the CPU backend).
+  std::vector<std::shared_ptr<kernels::backend>> backends;
+  /// Bound on the bytes the loaded models of one executor hold (0: none). A version that does
+  /// not fit is refused (errc::bad_model, "needs X MiB, Y MiB free of Z MiB") and the loaded
+  /// versions keep serving.
+  size_t model_memory_limit = 0;
 };
 
 /// Parses "MODEL=SIZE:DELAY_MS" (e.g. "checksum=8:5") into a model id and its policy.
@@ -49,8 +64,8 @@ caf::expected<std::pair<std::string, batch_policy>> parse_batch_policy(std::stri
 /// Parses "infer,train,load_model" into a priority order (kinds left out go last).
 caf::expected<std::vector<runtime::piece_kind>> parse_priority(std::string_view s);
 
-/// Spawns a compute actor. Handles (see runtime/compute_types.hpp): piece_atom,
-/// activate_atom, models_atom, stats_atom.
+/// Spawns a compute actor and its executors. Handles (see runtime/compute_types.hpp):
+/// piece_atom, activate_atom, models_atom, stats_atom.
 caf::actor spawn_compute_actor(caf::actor_system& sys, compute_config cfg);
 
 } // namespace comb::actors

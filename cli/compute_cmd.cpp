@@ -21,6 +21,7 @@ struct compute_opts {
   std::string listen = "127.0.0.1:4300";
   std::string backend = "auto";
   size_t memory_limit_mib = 512;
+  size_t model_memory_mib = 0;
   uint64_t task_timeout_ms = 30000;
   std::vector<std::string> batch;
   std::string priority = "load_model,infer,train";
@@ -34,12 +35,13 @@ struct compute_opts {
 
 void run_compute(const compute_opts& o) {
   actors::compute_config cc;
-  if (o.backend == "cuda")
-    fail_compute(make_error(errc::unsupported,
-                            "--backend cuda: the compute process runs its built-in tasks on "
-                            "the CPU; use --backend auto or cpu"),
-                 2);
-  cc.backend = "cpu";
+  auto choice = runtime::compute_process::choose_backends(o.backend);
+  if (!choice)
+    fail_compute(choice.error(), 2);
+  cc.backend = choice->name;
+  cc.backend_note = choice->note;
+  cc.backends = choice->backends;
+  cc.model_memory_limit = o.model_memory_mib << 20;
   if (o.memory_limit_mib == 0)
     fail_compute(make_error(errc::bad_config, "--memory-limit-mib must be at least 1"), 2);
   cc.pool.memory_limit = o.memory_limit_mib << 20;
@@ -69,7 +71,11 @@ void run_compute(const compute_opts& o) {
   if (!proc)
     fail_compute(proc.error(), 3);
   std::cout << "comb compute: listening on " << ep->host << ":" << (*proc)->port() << " (backend "
-            << cc.backend << ", memory limit " << o.memory_limit_mib << " MiB)" << std::endl;
+            << cc.backend << (cc.backend_note.empty() ? "" : ": " + cc.backend_note)
+            << ", memory limit " << o.memory_limit_mib << " MiB, model memory limit "
+            << (o.model_memory_mib == 0 ? std::string{"none"}
+                                        : std::to_string(o.model_memory_mib) + " MiB")
+            << ")" << std::endl;
   if (o.seconds > 0) {
     timespec ts;
     ts.tv_sec = static_cast<time_t>(o.seconds);
@@ -89,12 +95,19 @@ void add_compute_commands(CLI::App& app) {
                                             "over TCP (pools pieces, batches, runs tasks)");
   sub->add_option("--listen", opts->listen, "HOST:PORT to publish the compute actor on")
     ->capture_default_str();
-  sub->add_option("--backend", opts->backend, "auto, cpu or cuda")
+  sub
+    ->add_option("--backend", opts->backend,
+                 "auto, cpu or cuda: where models run (auto: CUDA when a device answers)")
     ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
     ->capture_default_str();
   sub
     ->add_option("--memory-limit-mib", opts->memory_limit_mib,
                  "Bound on memory reserved by incomplete tasks (back-pressure beyond it)")
+    ->capture_default_str();
+  sub
+    ->add_option("--model-memory-mib", opts->model_memory_mib,
+                 "Bound on the memory the loaded models of each executor hold (0: none); a "
+                 "version that does not fit is refused and the loaded ones keep serving")
     ->capture_default_str();
   sub
     ->add_option("--task-timeout-ms", opts->task_timeout_ms,

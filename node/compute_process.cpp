@@ -1,6 +1,9 @@
+// comb::runtime::compute_process: chooses the compute process's backends, configures its actor
+// system, spawns and publishes its compute actor.
 #include "node/compute_process.hpp"
 
 #include "base/errc.hpp"
+#include "kernels/cuda/cuda_backend.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "runtime/pieces/transfer_tuning.hpp"
 
@@ -8,6 +11,31 @@
 #include <caf/send.hpp>
 
 namespace comb::runtime {
+
+caf::expected<backend_choice> compute_process::choose_backends(const std::string& flag) {
+  if (flag != "cpu" && flag != "cuda" && flag != "auto")
+    return make_error(errc::bad_config, "--backend '" + flag + "': expected cpu, cuda or auto");
+  backend_choice out;
+  if (flag != "cpu") {
+    for (auto& b : kernels::backends())
+      if (b->name() == "cuda")
+        out.backends.push_back(b);
+    if (!out.backends.empty()) {
+      out.name = "cuda";
+      return out;
+    }
+  }
+  std::string why = kernels::cuda::built() ? "CUDA built but no device answered ("
+                                               + kernels::cuda::describe_device() + ")"
+                                           : "CUDA not built";
+  if (flag == "cuda")
+    return make_error(errc::unavailable, "--backend cuda: " + why + "; use --backend cpu or auto");
+  out.name = "cpu";
+  out.backends.push_back(kernels::backends().front());
+  if (flag == "auto")
+    out.note = why + ": running on the CPU";
+  return out;
+}
 
 void compute_process::configure(system_config& cfg) {
   keep_large_buffers_in_heap();

@@ -15,11 +15,29 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace comb::runtime {
 
+/// The backends a compute process runs models on, and why (see choose_backends).
+struct backend_choice {
+  /// "cpu" or "cuda".
+  std::string name;
+  /// One executor each.
+  std::vector<std::shared_ptr<kernels::backend>> backends;
+  /// Why this choice, when it is not what was asked ("CUDA not built: running on the CPU").
+  std::string note;
+};
+
 class compute_process {
 public:
+  /// The backends for `comb compute --backend FLAG`: "cpu" is the CPU backend; "cuda" every
+  /// registered CUDA backend (errc::unavailable naming why when there is none: not built, or
+  /// built but no device answered); "auto" CUDA when a device answers, else the CPU with a
+  /// note saying why. Errors: errc::bad_config for another flag.
+  static caf::expected<backend_choice> choose_backends(const std::string& flag);
+
   /// Sets up what a compute process needs before its actor system starts: the compute
   /// message types, large transfer buffers kept in the heap, and CAF's sharing scheduler
   /// (the default work-stealing workers sleep up to 10 ms when idle, which would add that

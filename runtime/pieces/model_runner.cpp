@@ -144,6 +144,11 @@ std::vector<std::string> runner_kinds() {
   return out; // std::map keeps them sorted
 }
 
+bool looks_like_model_file(std::string_view bytes) {
+  uint64_t header_len = 0;
+  return looks_like_safetensors(bytes, header_len) || looks_like_tflite(bytes);
+}
+
 caf::expected<std::string> identify_model(std::string_view bytes) {
   ensure_kernel_runners();
   uint64_t header_len = 0;

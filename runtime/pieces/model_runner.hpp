@@ -89,6 +89,11 @@ struct model_file_info {
 /// registered kinds).
 caf::expected<std::string> identify_model(std::string_view bytes);
 
+/// True when `bytes` have the form of a safetensors or TFLite file (identify_model then names
+/// the kind, or why no runner serves it); anything else is opaque bytes, which the compute
+/// process keeps as a checksum model (files the model store holds with kind "raw").
+bool looks_like_model_file(std::string_view bytes);
+
 /// identify_model, then the runner's check(): what `comb model put` runs before storing.
 caf::expected<model_file_info> check_model(std::string_view bytes);
 

@@ -2,11 +2,18 @@
 // CAF's middleman by function actors and by a raw test client in this process. Covers the
 // 50 MiB task from 8 senders, every malformed piece, the memory bound, batching and priority,
 // model load/activate with provenance, and the compute process killed and restarted mid-run.
+// In process (a compute actor in the test's actor system): an MLP run by the executor through
+// pieces, the model memory bound, superseded versions unloaded and model_not_loaded.
+#include "actors/compute_actor.hpp"
 #include "actors/function_actor.hpp"
+#include "kernels/backend.hpp"
+#include "kernels/safetensors.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "base/errc.hpp"
+#include "runtime/pieces/kernel_runners.hpp"
 #include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/model_runner.hpp"
 #include "runtime/system_config.hpp"
 #include "tests/compute_util.hpp"
 #include "tests/test_util.hpp"
@@ -124,6 +131,69 @@ std::string text(const caf::expected<task_result>& r) {
   return r ? std::string{"ok"} : describe(r.error());
 }
 
+std::vector<char> as_bytes(const std::string& s) {
+  return std::vector<char>(s.begin(), s.end());
+}
+
+/// An "x" f32 [n, width] tensor of normal values.
+tensor_pack mlp_input(int64_t n, int64_t width, uint32_t seed) {
+  std::mt19937_64 rng{seed};
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n * width));
+  for (auto& v : x)
+    v = nd(rng);
+  tensor_pack p;
+  p.add("x", tensor_dtype::f32, {n, width}, x.data());
+  return p;
+}
+
+/// A compute actor in the test's own actor system, reached without the middleman.
+struct local_compute {
+  client c;
+  caf::actor compute;
+
+  explicit local_compute(actors::compute_config cfg) {
+    compute = actors::spawn_compute_actor(c.sys, std::move(cfg));
+  }
+  ~local_compute() { caf::anon_send_exit(compute, caf::exit_reason::user_shutdown); }
+
+  /// Sends a whole task as at least `pieces` pieces (specs on piece 0), all but the last
+  /// waited for; returns the handle of the last piece's reply.
+  handle_t request(uint64_t id, piece_kind kind, const std::string& model, uint32_t version,
+                   const std::vector<char>& bytes, const std::vector<tensor_spec>& specs = {},
+                   uint32_t pieces = 1) {
+    pieces = std::max(pieces, piece_count_for(bytes.size()));
+    auto cut = [&](uint32_t i) { return bytes.size() * i / pieces; };
+    auto piece = [&](uint32_t i) {
+      return encode_piece(id, kind, model, version, i, pieces, bytes.data() + cut(i),
+                          cut(i + 1) - cut(i), i == 0 ? specs : std::vector<tensor_spec>{});
+    };
+    for (uint32_t i = 0; i + 1 < pieces; ++i) {
+      auto r = c.send_raw(compute, piece(i));
+      REQUIRE_MESSAGE(r, text(r));
+    }
+    return c.self->request(compute, 60s, piece_atom::value, piece(pieces - 1));
+  }
+
+  caf::expected<task_result> send(uint64_t id, piece_kind kind, const std::string& model,
+                                  uint32_t version, const std::vector<char>& bytes,
+                                  const std::vector<tensor_spec>& specs = {}) {
+    caf::expected<task_result> out = make_error(errc::timeout, "no reply");
+    request(id, kind, model, version, bytes, specs)
+      .receive([&](task_result& r) { out = std::move(r); },
+               [&](caf::error& e) { out = std::move(e); });
+    return out;
+  }
+
+  nlohmann::json models() {
+    nlohmann::json out;
+    c.self->request(compute, 10s, models_atom::value)
+      .receive([&](std::string& s) { out = nlohmann::json::parse(s); },
+               [&](caf::error& e) { FAIL("models: " << describe(e)); });
+    return out;
+  }
+};
+
 } // namespace
 
 TEST_SUITE("actors.compute") {
@@ -202,7 +272,7 @@ TEST_SUITE("actors.compute") {
 
     auto unknown = c.send_raw(compute, raw_piece(2, 0, 1, 100, "no-such-model"));
     REQUIRE(!unknown);
-    CHECK(is(unknown.error(), errc::bad_model));
+    CHECK(is(unknown.error(), errc::model_not_loaded));
     CHECK(text(unknown).find("unknown model 'no-such-model'") != std::string::npos);
 
     auto junk = c.send_raw(compute, std::vector<char>{'n', 'o', 'p', 'e'});
@@ -349,13 +419,18 @@ TEST_SUITE("actors.compute") {
     CHECK(r2->model_version == 2);
     CHECK(r2->model_digest == model_digest(v2.data(), v2.size()));
     CHECK(r2->output != r1->output);
-    // Explicit versions, and errors for versions that are not there.
-    auto pinned = c.run(fn, whole_task(16, piece_kind::infer, "mlp", input, 1));
-    REQUIRE(pinned);
+    // v1, superseded, was unloaded once task 14 was done: a task pinned to it answers
+    // model_not_loaded until v1 is loaded again, as does a version never loaded.
+    auto gone = c.run(fn, whole_task(16, piece_kind::infer, "mlp", input, 1));
+    REQUIRE(!gone);
+    CHECK(is(gone.error(), errc::model_not_loaded));
+    REQUIRE(c.run(fn, whole_task(18, piece_kind::load_model, "mlp", v1, 1)));
+    auto pinned = c.run(fn, whole_task(19, piece_kind::infer, "mlp", input, 1));
+    REQUIRE_MESSAGE(pinned, text(pinned));
     CHECK(pinned->output == r1->output);
     auto missing = c.run(fn, whole_task(17, piece_kind::infer, "mlp", input, 3));
     REQUIRE(!missing);
-    CHECK(is(missing.error(), errc::bad_model));
+    CHECK(is(missing.error(), errc::model_not_loaded));
     bool activate_failed = false;
     c.self->request(compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{9})
       .receive([&](uint32_t) {}, [&](caf::error& e) { activate_failed = is(e, errc::bad_model); });
@@ -413,8 +488,16 @@ TEST_SUITE("actors.compute") {
     CHECK(prio.first == 2);
     CHECK(prio.second.find("unknown task kind 'cook'") != std::string::npos);
     auto cuda = run({"--backend", "cuda", "--seconds", "1"});
-    CHECK(cuda.first == 2);
-    CHECK(cuda.second.find("unsupported") != std::string::npos);
+    if (kernels::find_backend("cuda")) {
+      CHECK(cuda.first == 0);
+      CHECK(cuda.second.find("(backend cuda") != std::string::npos);
+    } else {
+      CHECK(cuda.first == 2);
+      CHECK(cuda.second.find("unavailable: --backend cuda: CUDA") != std::string::npos);
+      auto autob = run({"--backend", "auto", "--seconds", "1"});
+      CHECK(autob.first == 0);
+      CHECK(autob.second.find(": running on the CPU") != std::string::npos);
+    }
     test::compute_child busy;
     auto port = run({"--listen", "127.0.0.1:" + std::to_string(busy.port()), "--seconds", "1"});
     CHECK(port.first == 3);
@@ -459,4 +542,174 @@ TEST_SUITE("actors.compute") {
     CHECK(again->output == checksum_output({input}));
   }
 
+  TEST_CASE("in process: an MLP runs through pieces on the executor, one runner call per batch") {
+    actors::compute_config cfg;
+    cfg.batching["mlp"] = actors::batch_policy{3, std::chrono::milliseconds{1500}};
+    local_compute lc{cfg};
+    auto file = test::must(make_mlp_file({20, 8, 5}, 7));
+    auto loaded = lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(file));
+    REQUIRE_MESSAGE(loaded, text(loaded));
+    CHECK(loaded->model_digest == model_digest(file.data(), file.size()));
+    auto models = lc.models();
+    REQUIRE(models.size() == 1);
+    CHECK(models[0]["kind"] == "mlp");
+    CHECK(models[0]["active"] == true);
+    CHECK(models[0]["memory_bytes"].get<uint64_t>() > 0);
+
+    // Three tasks of the batch size: one runner call; the wrong-shape one fails alone.
+    auto good1 = mlp_input(2, 20, 1), bad = mlp_input(2, 19, 2), good2 = mlp_input(3, 20, 3);
+    std::vector<handle_t> handles;
+    for (auto [id, in] :
+         {std::pair{uint64_t{10}, &good1}, {uint64_t{11}, &bad}, {uint64_t{12}, &good2}})
+      handles.push_back(lc.request(id, piece_kind::infer, "mlp", 0, in->bytes, in->specs));
+    std::vector<caf::expected<task_result>> got;
+    for (auto& h : handles) {
+      caf::expected<task_result> out = make_error(errc::timeout, "no reply");
+      h.receive([&](task_result& r) { out = std::move(r); },
+                [&](caf::error& e) { out = std::move(e); });
+      got.push_back(std::move(out));
+    }
+    REQUIRE_MESSAGE(got[0], text(got[0]));
+    REQUIRE_MESSAGE(got[2], text(got[2]));
+    REQUIRE(!got[1]);
+    CHECK(is(got[1].error(), errc::invalid_argument));
+    CHECK(text(got[1]).find("task 11") != std::string::npos);
+    CHECK(got[0]->batch_size == 3);
+    CHECK(got[0]->model_version == 1);
+    CHECK(got[0]->model_digest == loaded->model_digest);
+
+    // The outputs are the runner's, run directly on the same file.
+    auto direct = test::must(find_runner("mlp")->load(file, kernels::cpu()));
+    for (auto [r, in] : {std::pair{&got[0], &good1}, {&got[2], &good2}}) {
+      task_tensors t{1, *in};
+      auto want = direct->infer({&t});
+      REQUIRE(want[0]);
+      CHECK((*r)->outputs == want[0]->specs);
+      CHECK((*r)->output == want[0]->bytes);
+    }
+    auto st = lc.c.stats(lc.compute);
+    CHECK(st["backend"] == "cpu");
+    REQUIRE(st["executors"].size() == 1);
+    CHECK(st["executors"][0]["backend"] == "cpu");
+    CHECK(st["executors"][0]["batches"] == 1);
+    CHECK(st["executors"][0]["tasks"] == 3);
+    CHECK(st["models"][0]["tasks_run"] == 2);
+
+    // Opaque bytes for a model that needs tensors are refused, naming why.
+    auto opaque = lc.send(13, piece_kind::infer, "mlp", 1, random_bytes(80, 1));
+    REQUIRE(!opaque);
+    CHECK(text(opaque).find("needs typed input tensors") != std::string::npos);
+
+    // Training returns a new file of kind mlp and the losses, split over 2 pieces.
+    auto train_in = mlp_input(32, 20, 4);
+    std::vector<int32_t> labels(32);
+    for (size_t i = 0; i < labels.size(); ++i)
+      labels[i] = static_cast<int32_t>(i % 5);
+    train_in.add("y", tensor_dtype::i32, {32}, labels.data());
+    train_in.add_strings("config", {R"({"epochs":3,"batch":8,"lr":0.01,"seed":1})"});
+    for (uint64_t id : {14, 15, 16}) // fill the batch of 3 of the train queue
+      handles.push_back(
+        lc.request(id, piece_kind::train, "mlp", 1, train_in.bytes, train_in.specs, 2));
+    for (size_t k = 3; k < handles.size(); ++k)
+      handles[k].receive(
+        [&](task_result& r) {
+          auto pack = tensor_pack{r.outputs, r.output};
+          auto views = pack.views();
+          REQUIRE_MESSAGE(views, test::why(views));
+          REQUIRE(views->size() == 2);
+          CHECK((*views)[0].spec->name == "model");
+          CHECK((*views)[1].spec->describe() == "loss f32 [3]");
+          auto info = check_model(std::string_view((*views)[0].data, (*views)[0].size));
+          REQUIRE_MESSAGE(info, test::why(info));
+          CHECK(info->kind == "mlp");
+        },
+        [&](caf::error& e) { FAIL(describe(e)); });
+  }
+
+  TEST_CASE("in process: a version over the model memory bound is refused, the active one "
+            "keeps serving") {
+    actors::compute_config cfg;
+    cfg.model_memory_limit = size_t{1} << 20;
+    local_compute lc{cfg};
+    // 100-256-10 holds about 0.43 MiB (weights, gradients, Adam moments), 100-512-10 about
+    // 0.87 MiB (does not fit next to it), 100-1024-10 about 1.7 MiB (never fits).
+    auto v1 = test::must(make_mlp_file({100, 256, 10}, 1));
+    auto v2 = test::must(make_mlp_file({100, 512, 10}, 2));
+    auto v3 = test::must(make_mlp_file({100, 1024, 10}, 3));
+    REQUIRE(lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(v1)));
+    auto r2 = lc.send(2, piece_kind::load_model, "mlp", 2, as_bytes(v2));
+    REQUIRE(!r2);
+    CHECK(is(r2.error(), errc::bad_model));
+    INFO(text(r2));
+    CHECK(text(r2).find("model 'mlp' version 2 (mlp) needs 0.9 MiB, 0.6 MiB free of 1.0 MiB")
+          != std::string::npos);
+    auto r3 = lc.send(3, piece_kind::load_model, "mlp", 3, as_bytes(v3));
+    REQUIRE(!r3);
+    CHECK(text(r3).find("larger than the model memory limit") != std::string::npos);
+    auto models = lc.models();
+    REQUIRE(models.size() == 1);
+    CHECK(models[0]["version"] == 1);
+    CHECK(models[0]["active"] == true);
+    auto in = mlp_input(1, 100, 5);
+    auto r = lc.send(4, piece_kind::infer, "mlp", 0, in.bytes, in.specs);
+    REQUIRE_MESSAGE(r, text(r));
+    CHECK(r->model_version == 1);
+    // Unknown kinds and files no runner serves are refused, naming the kinds.
+    auto teapot = test::must(kernels::encode_safetensors({}, {{"comb.kind", "teapot"}}));
+    auto rt = lc.send(5, piece_kind::load_model, "pot", 1, as_bytes(teapot));
+    REQUIRE(!rt);
+    CHECK(is(rt.error(), errc::bad_model));
+    CHECK(text(rt).find("teapot") != std::string::npos);
+    CHECK(text(rt).find("mobilenet_v2") != std::string::npos);
+  }
+
+  TEST_CASE("in process: a superseded version is unloaded after its last task; versions not "
+            "held answer model_not_loaded") {
+    local_compute lc{actors::compute_config{}};
+    auto v1 = test::must(make_mlp_file({20, 8, 5}, 1));
+    auto v2 = test::must(make_mlp_file({20, 8, 5}, 2));
+    REQUIRE(lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(v1)));
+    REQUIRE(lc.send(2, piece_kind::load_model, "mlp", 2, as_bytes(v2)));
+    // A task on v1 with one of its two pieces pooled holds v1 across the activation of v2.
+    auto in = mlp_input(2, 20, 6);
+    auto half = in.bytes.size() / 2;
+    auto first = lc.c.send_raw(lc.compute, encode_piece(3, piece_kind::infer, "mlp", 1, 0, 2,
+                                                        in.bytes.data(), half, in.specs));
+    REQUIRE_MESSAGE(first, text(first));
+    CHECK(!first->complete);
+    uint32_t previous = 0;
+    lc.c.self->request(lc.compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{2})
+      .receive([&](uint32_t p) { previous = p; }, [&](caf::error& e) { FAIL(describe(e)); });
+    CHECK(previous == 1);
+    auto models = lc.models();
+    REQUIRE(models.size() == 2);
+    CHECK(models[0]["superseded"] == true);
+    CHECK(models[0]["pending"] == 1);
+    auto second = lc.c.send_raw(lc.compute,
+                                encode_piece(3, piece_kind::infer, "mlp", 1, 1, 2,
+                                             in.bytes.data() + half, in.bytes.size() - half));
+    REQUIRE_MESSAGE(second, text(second));
+    CHECK(second->complete);
+    CHECK(second->model_version == 1);
+    models = lc.models();
+    REQUIRE(models.size() == 1);
+    CHECK(models[0]["version"] == 2);
+    auto st = lc.c.stats(lc.compute);
+    CHECK(st["unloaded"] == nlohmann::json::array({"mlp:1"}));
+    // v1 is gone: a task pinned to it answers model_not_loaded; so does an unknown model.
+    auto pinned = lc.send(4, piece_kind::infer, "mlp", 1, in.bytes, in.specs);
+    REQUIRE(!pinned);
+    CHECK(is(pinned.error(), errc::model_not_loaded));
+    auto unknown = lc.send(5, piece_kind::infer, "nobody", 0, in.bytes, in.specs);
+    REQUIRE(!unknown);
+    CHECK(is(unknown.error(), errc::model_not_loaded));
+    // Loaded again (what the dispatcher does on model_not_loaded), the pinned task runs.
+    REQUIRE(lc.send(6, piece_kind::load_model, "mlp", 1, as_bytes(v1)));
+    auto again = lc.send(7, piece_kind::infer, "mlp", 1, in.bytes, in.specs);
+    REQUIRE_MESSAGE(again, text(again));
+    CHECK(again->model_version == 1);
+    CHECK(again->output == second->output);
+    // ... and, older than the active version, it goes again once that task is done.
+    CHECK(lc.models().size() == 1);
+  }
 } // TEST_SUITE

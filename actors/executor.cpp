@@ -1,0 +1,152 @@
+// comb::actors::executor: loads model versions through the runner registry onto one backend,
+// bounds the memory they hold, and runs batches (inference as one runner call, training task
+// by task) on its own thread.
+#include "actors/executor.hpp"
+
+#include "base/errc.hpp"
+
+#include <caf/all.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <optional>
+
+namespace comb::actors {
+
+std::string mib_text(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return buf;
+}
+
+namespace {
+
+struct held_model {
+  std::unique_ptr<runtime::loaded_model> model;
+  uint64_t bytes = 0;
+};
+
+struct executor_state {
+  executor_config cfg;
+  std::map<std::pair<std::string, uint32_t>, held_model> models;
+  uint64_t used = 0;
+  static inline const char* name = "comb.executor";
+};
+
+using executor_t = caf::stateful_actor<executor_state>;
+
+std::string model_name(const std::string& model, uint32_t version) {
+  return "model '" + model + "' version " + std::to_string(version);
+}
+
+/// The memory bound's error: errc::bad_model (not overloaded, which senders answer by sending
+/// the same piece again), naming what the model needs and what is free.
+caf::error no_room(const executor_state& st, const std::string& what, uint64_t need) {
+  auto limit = st.cfg.model_memory_limit;
+  auto free = limit > st.used ? limit - st.used : 0;
+  auto text = what + " needs " + mib_text(need) + ", " + mib_text(free) + " free of " +
+              mib_text(limit) + " on " + st.cfg.backend->name();
+  if (need > limit)
+    return make_error(errc::bad_model, text + " (larger than the model memory limit)");
+  return make_error(errc::bad_model, text + " (the loaded versions keep serving; load it "
+                                            "once a superseded version is unloaded, or raise "
+                                            "the limit)");
+}
+
+caf::behavior executor(executor_t* self, executor_config cfg) {
+  self->state.cfg = std::move(cfg);
+  return {
+    [=](exec_load_atom, const std::string& model, uint32_t version, const std::string& kind,
+        const exec_bytes& file) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      auto key = std::make_pair(model, version);
+      if (auto i = st.models.find(key); i != st.models.end())
+        return i->second.bytes;
+      auto what = model_name(model, version) + " (" + kind + ")";
+      auto runner = runtime::find_runner(kind);
+      if (!runner)
+        return make_error(errc::bad_model, what + ": no runner of that kind is registered");
+      auto limit = st.cfg.model_memory_limit;
+      // The file's size is a lower bound of what its weights hold: refuse early.
+      if (limit > 0 && file->size() > limit - std::min(limit, st.used))
+        return no_room(st, what, file->size());
+      std::optional<caf::expected<std::unique_ptr<runtime::loaded_model>>> loaded;
+      try {
+        loaded.emplace(runner->load(std::string_view(file->data(), file->size()), *st.cfg.backend));
+      } catch (const std::exception& e) {
+        return make_error(errc::bad_model, what + ": loading failed: " + e.what());
+      }
+      auto& m = *loaded;
+      if (!m)
+        return make_error(m.error().category() == errc_category
+                            ? static_cast<errc>(m.error().code())
+                            : errc::bad_model,
+                          what + ": " + describe(m.error()));
+      auto need = static_cast<uint64_t>((*m)->memory_bytes());
+      if (limit > 0 && need > limit - std::min(limit, st.used))
+        return no_room(st, what, need);
+      st.used += need;
+      st.models.emplace(key, held_model{std::move(*m), need});
+      return need;
+    },
+    [=](exec_run_atom, exec_batch_ptr& b) -> exec_batch_ptr {
+      auto& st = self->state;
+      b->results.clear();
+      auto i = st.models.find({b->model, b->version});
+      if (i == st.models.end()) {
+        for (size_t k = 0; k < b->tasks.size(); ++k)
+          b->results.emplace_back(
+            make_error(errc::model_not_loaded, model_name(b->model, b->version)
+                                                 + " is not loaded on " + st.cfg.backend->name()));
+        return b;
+      }
+      auto start = std::chrono::steady_clock::now();
+      auto& m = *i->second.model;
+      try {
+        if (b->kind == runtime::piece_kind::train) {
+          for (auto& t : b->tasks)
+            b->results.push_back(m.train(t));
+        } else {
+          std::vector<const runtime::task_tensors*> ptrs;
+          for (auto& t : b->tasks)
+            ptrs.push_back(&t);
+          b->results = m.infer(ptrs);
+        }
+      } catch (const std::exception& e) {
+        b->results.clear();
+        for (size_t k = 0; k < b->tasks.size(); ++k)
+          b->results.emplace_back(make_error(
+            errc::procedure_failed, model_name(b->model, b->version) + " on " + st.cfg.backend->name()
+                                + ": the batch failed: " + e.what()));
+      }
+      while (b->results.size() < b->tasks.size())
+        b->results.emplace_back(
+          make_error(errc::procedure_failed, model_name(b->model, b->version)
+                                               + ": the runner answered fewer results than tasks"));
+      b->results.erase(b->results.begin() + static_cast<std::ptrdiff_t>(b->tasks.size()),
+                       b->results.end());
+      b->took = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - start);
+      return b;
+    },
+    [=](exec_unload_atom, const std::string& model, uint32_t version) -> uint64_t {
+      auto& st = self->state;
+      auto i = st.models.find({model, version});
+      if (i == st.models.end())
+        return 0;
+      auto freed = i->second.bytes;
+      st.used -= freed;
+      st.models.erase(i);
+      return freed;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_executor(caf::local_actor* parent, executor_config cfg) {
+  return parent->spawn<caf::detached + caf::linked>(executor, std::move(cfg));
+}
+
+} // namespace comb::actors
