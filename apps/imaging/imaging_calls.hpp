@@ -1,0 +1,38 @@
+// comb::apps::imaging calls: the procedures that send stored images through the outbox to
+// the compute process and write what comes back. A primary procedure reads images, pins the
+// model version, and in its own transaction enqueues one function call whose payload is
+// typed tensors (runtime/pieces/outbox.hpp) and records the call in imaging_calls; the
+// call's result procedure writes one row per image (imaging_labels, imaging_boxes) naming the
+// model version, its digest and the call, or stores a trained model as the next version with
+// its provenance (which rows, from which version, the losses) and activates it. Stateless
+// functions; thread-safe.
+#pragma once
+
+#include "runtime/procedure_registry.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace comb::apps::imaging {
+
+/// One row per call: {kind, dataset, model, version, images, state ("pending", "done",
+/// "failed"), error?, ...}, keyed by the call's outbox key.
+constexpr const char* calls_table = "imaging_calls";
+
+/// Largest input payload of one classify or detect call (MNIST: 1,200 images; 224x224x3:
+/// 6; 512x512x3: 1), and the most images of one call.
+constexpr size_t max_infer_bytes = size_t{1} << 20;
+constexpr int64_t max_infer_images = 1200;
+/// Largest input payload of one train call (all of MNIST's 60,000 training images).
+constexpr size_t max_train_bytes = size_t{48} << 20;
+
+/// Registers, for admin:
+///   imaging.classify {dataset, model, from, limit?} -> {call, images, next, version, kind}
+///     (no call, images 0, when no image is left); result procedure imaging.classified
+///   imaging.detect {dataset, model, from, limit?} -> the same; result imaging.detected
+///   imaging.train {dataset, model, epochs, batch, lr, seed?, from?, limit?}
+///     -> {call, trained_from, rows, from, to}; result imaging.trained
+///   imaging.call {call} -> its imaging_calls row (any role)
+void register_calls(runtime::procedure_registry& procs);
+
+} // namespace comb::apps::imaging
