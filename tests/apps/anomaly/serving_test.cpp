@@ -5,11 +5,13 @@
 // detector's scores of the same requests. `comb anomaly score --node` prints what the
 // in-process `comb anomaly score` prints, over more than one 1 MiB call. A corrupt detector
 // is refused at put, naming why; anomaly.score refuses an oversized call and a model without
-// an active version.
+// an active version; a call the compute process refuses (a model of another kind) is marked
+// failed with the runner's error, which the CLI reports.
 #include "apps/anomaly/anomaly_app.hpp"
 #include "apps/anomaly/detector.hpp"
 #include "base/base64.hpp"
 #include "base/errc.hpp"
+#include "runtime/pieces/kernel_runners.hpp"
 #include "runtime/system_config.hpp"
 #include "tests/apps/anomaly/tiny_detector.hpp"
 #include "tests/client_util.hpp"
@@ -199,6 +201,43 @@ TEST_SUITE("apps.anomaly.serving") {
     REQUIRE(node_code == 0);
     CHECK(std::count(local.begin(), local.end(), '\n') == 601);
     CHECK(served == local);
+    // A model of another kind: the compute process refuses the task, anomaly.scored marks
+    // the call failed with the runner's error, and the CLI says so instead of waiting.
+    auto mlp = runtime::make_mlp_file({784, 16, 10}, /*seed=*/1);
+    REQUIRE(mlp);
+    auto mlp_file = dir.path() + "/mlp.safetensors";
+    std::ofstream{mlp_file, std::ios::binary} << *mlp;
+    auto [mlp_code, mlp_out] = run_comb(dir, "put-mlp",
+                                        {"model", "put", "--node", node_addr, "--name", "digits",
+                                         "--version", "1", "--file", mlp_file});
+    REQUIRE_MESSAGE(mlp_code == 0, mlp_out);
+    call(*c, "comb.model.activate", {{"name", "digits"}, {"version", 1}});
+    REQUIRE(test::wait_until(
+      [&] {
+        for (auto& m : call(*c, "comb.model.list", json::object()))
+          if (m.value("name", "") == "digits" && m.value("active", false))
+            return true;
+        return false;
+      },
+      std::chrono::seconds{30}, "model digits active"));
+    auto wrong = call(*c, "anomaly.score", {{"model", "digits"}, {"requests", {"GET / HTTP/1.1"}}});
+    json failed;
+    REQUIRE(test::wait_until(
+      [&] {
+        failed = call(*c, "anomaly.results", {{"call", wrong.value("call", "")}});
+        return failed.value("status", "") != "pending";
+      },
+      std::chrono::seconds{30}, "the call to digits to fail"));
+    CHECK_MESSAGE(failed.value("status", "") == "failed", failed.dump());
+    CHECK_MESSAGE(failed.value("error", "").find("tensor 'x'") != std::string::npos, failed.dump());
+    CHECK(failed["scores"].empty());
+    CHECK(failed["pending"].size() == 1);
+    auto [cli_fail_code, cli_fail] = run_comb(dir, "score-digits",
+                                              {"anomaly", "score", "--node", node_addr, "--model",
+                                               "digits", stream_file});
+    CHECK(cli_fail_code != 0);
+    CHECK_MESSAGE(cli_fail.find("failed: ") != std::string::npos, cli_fail);
+
     // A model the node does not have: the CLI names it.
     auto [missing_code, missing] = run_comb(dir, "score-missing",
                                             {"anomaly", "score", "--node", node_addr, "--model",
