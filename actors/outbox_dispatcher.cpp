@@ -1,14 +1,19 @@
+// comb::actors::outbox_dispatcher: sending committed outbox calls, applying their results,
+// and reloading a model version the compute process lost (see outbox_dispatcher.hpp).
 #include "actors/outbox_dispatcher.hpp"
 
 #include "base/errc.hpp"
 #include "runtime/invocation.hpp"
+#include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/outbox.hpp"
 #include "base/wall_clock.hpp"
 #include "storage/database.hpp"
+#include "storage/transaction.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -56,10 +61,40 @@ struct dispatcher_state {
   /// timeout) never collides with pieces the compute process still holds from an earlier try.
   uint64_t nonce = std::random_device{}() * 0x100000001ull ^ std::random_device{}();
   uint64_t dispatches = 0;
+  /// Model reloads: calls that failed with model_not_loaded wait here, by (model, version as
+  /// the call names it), for one load_model task of that version; then they are sent again.
+  std::map<std::pair<std::string, uint32_t>, std::vector<runtime::pending_call>> reloads;
+  /// Reloads each call has waited for (at most max_reloads, then its error is final).
+  std::map<std::string, uint32_t, std::less<>> reload_tries;
+  uint64_t reloads_started = 0;
+  uint64_t reloads_done = 0;
+  uint64_t reload_errors = 0;
+  uint64_t reload_resent = 0;
+  uint64_t reloads_exhausted = 0;
   static inline const char* name = "comb.outbox_dispatcher";
 };
 
 using dispatcher_t = caf::stateful_actor<dispatcher_state>;
+
+/// Reloads one call may wait for before model_not_loaded is its final result.
+constexpr uint32_t max_reloads = 3;
+
+// A fresh compute task id for a dispatch of the call (or reload) `base`: splitmix64 of it and
+// this attempt.
+uint64_t next_task_id(dispatcher_state& st, uint64_t base) {
+  uint64_t z = base ^ (st.nonce + 0x9e3779b97f4a7c15ull * ++st.dispatches);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Forgets the flight of `key` without counting it as released (it is sent again at once).
+void forget_flight(dispatcher_state& st, const std::string& key) {
+  if (auto i = st.in_flight.find(key); i != st.in_flight.end()) {
+    st.bytes_in_flight -= i->second.bytes;
+    st.in_flight.erase(i);
+  }
+}
 
 // A call is no longer in flight: its result was `applied`, or it stays in the outbox to be
 // sent again.
@@ -111,6 +146,7 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
 // Hands a final error for `pc` (bad model, bad or damaged payload, ...) to its result
 // procedure, which records it once.
 void apply_error(dispatcher_t* self, const runtime::pending_call& pc, const caf::error& e) {
+  self->state.reload_tries.erase(pc.key);
   apply(self, pc,
         nlohmann::json{{"call", pc.key}, {"error", describe(e)}, {"context", pc.call.context}});
 }
@@ -138,8 +174,135 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
   hook->on_message(m);
 }
 
+void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload = nullptr);
+
+// Reports a model reload (the load_model task the dispatcher sends on its own) for the call
+// `pc` that needed it.
+void record_reload(dispatcher_t* self, bool outgoing, size_t function,
+                   const runtime::pending_call& pc, uint64_t task_id, uint32_t version,
+                   const std::string& status, nlohmann::json payload) {
+  auto reload = pc;
+  reload.task_id = task_id;
+  payload["model_version"] = version;
+  auto i = self->state.reloads.find({pc.call.model, pc.call.model_version});
+  payload["waiting_calls"] = i == self->state.reloads.end() ? 0 : i->second.size();
+  record(self, "model_reload", outgoing, function, reload, status, std::move(payload));
+}
+
+// Ends the reload of `key`: its waiting calls are sent again (ok), get `err` as their final
+// result, or go back to the outbox to be sent on a later poll (compute unreachable).
+void finish_reload(dispatcher_t* self, const std::pair<std::string, uint32_t>& key,
+                   const caf::error& err) {
+  auto& st = self->state;
+  auto i = st.reloads.find(key);
+  if (i == st.reloads.end())
+    return;
+  auto waiting = std::move(i->second);
+  st.reloads.erase(i);
+  for (auto& pc : waiting) {
+    if (!err) {
+      ++st.reload_resent;
+      dispatch(self, std::move(pc));
+    } else if (is(err, errc::unavailable) || err.category() != errc_category) {
+      release(self, pc.key, false);
+    } else {
+      apply_error(self, pc, err);
+    }
+  }
+}
+
+// Loads version `key.second` of model `key.first` (0: the active one) into the compute
+// process: reads its bytes from the database and sends them as a load_model task.
+void start_reload(dispatcher_t* self, const std::pair<std::string, uint32_t>& key,
+                  const runtime::pending_call& trigger) {
+  auto& st = self->state;
+  ++st.reloads_started;
+  auto [model, version] = key;
+  if (version == 0) {
+    auto txn = st.db->begin();
+    auto active = runtime::model_store::active_version(*txn, model);
+    txn->rollback();
+    if (!active) {
+      ++st.reload_errors;
+      finish_reload(self, key, active.error());
+      return;
+    }
+    version = *active;
+  }
+  auto file = runtime::model_store::read_version(*st.db, model, version);
+  if (!file) {
+    ++st.reload_errors;
+    auto err = make_error(errc::bad_model,
+                          "cannot reload model '" + model + "' version " + std::to_string(version)
+                            + " into the compute process: " + describe(file.error()));
+    record_reload(self, true, 0, trigger, 0, version, "error", {{"error", describe(err)}});
+    finish_reload(self, key, err);
+    return;
+  }
+  runtime::task_request req;
+  req.task_id = next_task_id(st, trigger.task_id);
+  req.kind = static_cast<uint8_t>(runtime::piece_kind::load_model);
+  req.model = model;
+  req.model_version = version;
+  req.bytes.assign(file->first.begin(), file->first.end());
+  auto digest = std::move(file->second);
+  auto fn_index = st.next_function++ % st.functions.size();
+  auto task_id = req.task_id;
+  record_reload(self, true, fn_index, trigger, task_id, version, "sent",
+                {{"bytes", req.bytes.size()}, {"model_digest", digest}});
+  self->request(st.functions[fn_index], caf::infinite, runtime::run_atom::value, std::move(req))
+    .then(
+      [=](runtime::task_result& r) {
+        if (r.model_digest != digest) {
+          ++self->state.reload_errors;
+          auto err = make_error(errc::bad_model, "reloading model '" + model + "' version "
+                                                   + std::to_string(version)
+                                                   + ": the compute process loaded digest "
+                                                   + r.model_digest + ", not the stored " + digest);
+          record_reload(self, false, fn_index, trigger, task_id, version, "error",
+                        {{"error", describe(err)}});
+          finish_reload(self, key, err);
+          return;
+        }
+        ++self->state.reloads_done;
+        record_reload(self, false, fn_index, trigger, task_id, version, "ok",
+                      {{"model_digest", r.model_digest}});
+        finish_reload(self, key, caf::error{});
+      },
+      [=](caf::error& e) {
+        ++self->state.reload_errors;
+        record_reload(self, false, fn_index, trigger, task_id, version, "error",
+                      {{"error", describe(e)}});
+        finish_reload(self, key, e);
+      });
+}
+
+// `pc` failed with model_not_loaded (`e`): it waits for a reload of its model version (one
+// in flight per version; the first call that needs it starts it), at most max_reloads times,
+// then `e` is its final result.
+void await_reload(dispatcher_t* self, runtime::pending_call pc, const caf::error& e) {
+  auto& st = self->state;
+  auto tries = ++st.reload_tries[pc.key];
+  if (tries > max_reloads) {
+    ++st.reloads_exhausted;
+    apply_error(self, pc,
+                make_error(errc::model_not_loaded, describe(e) + " (still not loaded after "
+                                                     + std::to_string(max_reloads) + " reloads)"));
+    return;
+  }
+  std::pair<std::string, uint32_t> key{pc.call.model, pc.call.model_version};
+  auto& waiting = st.reloads[key];
+  bool first = waiting.empty();
+  // A call sent again by a poll meanwhile (its flight expired) waits once.
+  if (std::none_of(waiting.begin(), waiting.end(),
+                   [&](const runtime::pending_call& w) { return w.key == pc.key; }))
+    waiting.push_back(pc);
+  if (first)
+    start_reload(self, key, pc);
+}
+
 // Sends `pc` to a function actor; `payload` holds its bytes when the caller read them already.
-void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload = nullptr) {
+void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload) {
   auto& st = self->state;
   runtime::task_request req;
   if (payload)
@@ -152,16 +315,13 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
     apply_error(self, pc, err);
     return;
   }
-  // splitmix64 of the call's task id and this attempt.
-  uint64_t z = pc.task_id ^ (st.nonce + 0x9e3779b97f4a7c15ull * ++st.dispatches);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  pc.task_id = z ^ (z >> 31);
+  pc.task_id = next_task_id(st, pc.task_id);
   req.task_id = pc.task_id;
   req.kind = static_cast<uint8_t>(pc.call.kind);
   req.model = pc.call.model;
   req.model_version = pc.call.model_version;
   req.inputs = pc.call.inputs;
+  forget_flight(st, pc.key); // a call sent again (after a reload) is counted once
   st.in_flight[pc.key] = {req.bytes.size(), std::chrono::steady_clock::now()};
   st.bytes_in_flight += req.bytes.size();
   ++st.sent;
@@ -188,11 +348,18 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
         nlohmann::json args{{"call", pc.key},
                             {"result", std::move(result)},
                             {"context", pc.call.context}};
+        self->state.reload_tries.erase(pc.key);
         apply(self, pc, std::move(args));
       },
       [=](caf::error& e) mutable {
         ++self->state.call_errors;
         record(self, "function_result", false, fn_index, pc, "error", {{"error", describe(e)}});
+        if (is(e, errc::model_not_loaded)) {
+          // The compute process lost the version (it restarted, or unloaded it): load it
+          // again from the database and send the call once more.
+          await_reload(self, std::move(pc), e);
+          return;
+        }
         if (is(e, errc::unavailable) || e.category() != errc_category) {
           // Compute unreachable after the function actor's bounded retries: keep the call in
           // the outbox; it is sent again on a later poll.
@@ -325,7 +492,13 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
                             {"call_errors", st.call_errors},
                             {"apply_errors", st.apply_errors},
                             {"hinted", st.hinted},
-                            {"in_flight", st.in_flight.size()}}
+                            {"in_flight", st.in_flight.size()},
+                            {"reloads_started", st.reloads_started},
+                            {"reloads_done", st.reloads_done},
+                            {"reload_errors", st.reload_errors},
+                            {"reload_resent", st.reload_resent},
+                            {"reloads_exhausted", st.reloads_exhausted},
+                            {"reloads_waiting", st.reloads.size()}}
         .dump();
     },
   };

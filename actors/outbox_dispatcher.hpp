@@ -5,7 +5,13 @@
 // committed before a crash are sent again after the restart; result procedures apply a
 // result at most once, so a call that is sent twice still takes effect exactly once. The
 // dispatcher reads the outbox directly but never writes the database: all writes are made by
-// the result procedures, in transactions. One per node; talk to it by messages.
+// the result procedures, in transactions. When a call fails with errc::model_not_loaded (the
+// compute process restarted, or unloaded that version), the dispatcher reads the version's
+// bytes from the database (model_store::read_version; a call pinned to version 0 reloads the
+// active version), sends one load_model task per (model, version) while the calls that need
+// it wait, then sends them again; a call waits for at most 3 reloads, then the error is its
+// final result. Reloads are recorded as "model_reload" messages. One per node; talk to it by
+// messages.
 #pragma once
 
 #include "actors/function_actor.hpp"
@@ -49,7 +55,9 @@ struct dispatcher_config {
 };
 
 /// Spawns the dispatcher. `db` must outlive it (the node owns both; stop the dispatcher
-/// first). Handles (caf::get_atom) -> std::string: counters as JSON.
+/// first). Handles (caf::get_atom) -> std::string: counters as JSON (sent, applied,
+/// duplicates, call_errors, apply_errors, hinted, in_flight, reloads_started, reloads_done,
+/// reload_errors, reload_resent, reloads_exhausted, reloads_waiting).
 caf::actor spawn_outbox_dispatcher(caf::actor_system& sys, storage::database& db,
                                    runtime::router route, dispatcher_config cfg);
 

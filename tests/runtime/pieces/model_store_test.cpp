@@ -2,23 +2,30 @@
 // node (in this process, gateway on a TCP port) whose outbox dispatcher feeds a real
 // `comb compute` process. Checks chunked storage with digests, read-back byte for byte,
 // activation loading the chunks into compute, provenance (every result names the version
-// that produced it) and that switching versions fails no call in flight.
+// that produced it) and that switching versions fails no call in flight; put refusing files
+// that are not models (each with the check's error); store_version, enqueue_activation,
+// latest_version and read_version from procedures; activation that fails to load; and the
+// dispatcher reloading a version into a restarted compute process.
 #include "actors/outbox_dispatcher.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
+#include "base/base64.hpp"
 #include "base/errc.hpp"
+#include "runtime/pieces/kernel_runners.hpp"
 #include "runtime/pieces/model_digest.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "node/node.hpp"
 #include "runtime/pieces/outbox.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/transaction.hpp"
+#include "tests/compute_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -83,6 +90,43 @@ std::shared_ptr<procedure_registry> procedures() {
       return nlohmann::json{{"pinned", *v}};
     },
     o);
+  // A procedure that stores a whole file as a version (and activates it), as a training
+  // result procedure does.
+  procs->add(
+    "demo.store_version",
+    [](call_context& ctx, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
+      auto name = arg<std::string>(args, "name");
+      auto bytes = base64_decode(arg<std::string>(args, "data"));
+      if (!bytes)
+        return bytes.error();
+      auto latest = model_store::latest_version(txn, name);
+      if (!latest)
+        return latest.error();
+      auto version = args.value("version", *latest + 1);
+      auto row = model_store::store_version(ctx, txn, name, version, *bytes,
+                                            {{"trained_from", *latest}});
+      if (!row)
+        return row.error();
+      if (args.value("activate", false)) {
+        auto key = model_store::enqueue_activation(ctx, txn, name, version);
+        if (!key)
+          return key.error();
+        (*row)["call"] = *key;
+      }
+      return *row;
+    },
+    o);
+  procs->add(
+    "demo.latest",
+    [](call_context&, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
+      auto v = model_store::latest_version(txn, arg<std::string>(args, "name"));
+      if (!v)
+        return v.error();
+      return nlohmann::json{{"latest", *v}};
+    },
+    o);
   procedure_options r;
   r.roles = {"admin"};
   outbox::add_result_procedure(
@@ -103,9 +147,197 @@ std::shared_ptr<procedure_registry> procedures() {
   return procs;
 }
 
+/// A node (no compute process, no dispatcher) with the test's procedures.
+struct store_fixture {
+  test::temp_dir dir;
+  model_config cfg;
+  caf::actor_system sys{cfg};
+  std::unique_ptr<node> n;
+
+  store_fixture() {
+    node_config nc;
+    nc.data_dir = dir.path() + "/data";
+    nc.partitions = 2;
+    nc.durability = storage::durability::async;
+    auto started = node::start(sys, nc, procedures());
+    REQUIRE_MESSAGE(started, test::why(started));
+    n = std::move(*started);
+  }
+
+  /// Stores `bytes` as `name` `version` with comb.model.put_chunk and comb.model.put.
+  caf::expected<nlohmann::json> put(const std::string& name, uint32_t version,
+                                    const std::string& bytes, const std::string& kind = {}) {
+    uint32_t chunks = 0;
+    for (size_t off = 0; off < bytes.size() || chunks == 0; off += model_store::chunk_size) {
+      auto part = std::string_view{bytes}.substr(off, model_store::chunk_size);
+      auto r = n->call("comb.model.put_chunk",
+                       {{"name", name},
+                        {"version", version},
+                        {"chunk_no", chunks++},
+                        {"data", base64_encode(part)}},
+                       "admin");
+      if (!r)
+        return r.error();
+      if (off + part.size() >= bytes.size())
+        break;
+    }
+    nlohmann::json args{{"name", name},
+                        {"version", version},
+                        {"chunk_count", chunks},
+                        {"digest", model_digest(bytes.data(), bytes.size())}};
+    if (!kind.empty())
+      args["kind"] = kind;
+    return n->call("comb.model.put", args, "admin");
+  }
+
+  /// comb.model.list's row of `name` `version`, or null.
+  nlohmann::json row(const std::string& name, uint32_t version) {
+    auto list = n->call("comb.model.list", nlohmann::json::object(), "admin");
+    REQUIRE_MESSAGE(list, test::why(list));
+    for (const auto& m : *list)
+      if (m.value("name", "") == name && m.value("version", 0u) == version)
+        return m;
+    return nullptr;
+  }
+};
+
+/// A safetensors file whose header has no __metadata__.
+std::string safetensors_without_kind() {
+  std::string header = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  std::string out(8, '\0');
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i)
+    out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + header + std::string(8, '\0');
+}
+
+/// The MobileNetV2 TFLite file of the shared data folder, or "" when it is missing.
+std::string mobilenet_tflite() {
+  auto path = std::string{COMB_SOURCE_DIR}
+              + "/../shared/data/models/mobilenet_v2_1.0_224_quant.tflite";
+  if (!std::filesystem::exists(path))
+    return {};
+  return read_file(path);
+}
+
 } // namespace
 
 TEST_SUITE("runtime.pieces.model_store") {
+  TEST_CASE("put refuses files that are not models, naming the check's error, and stores none") {
+    store_fixture f;
+    auto refused = [&](const std::string& name, const std::string& bytes,
+                       const std::string& kind = {}) {
+      auto r = f.put(name, 1, bytes, kind);
+      REQUIRE_MESSAGE(!r, name << " was stored");
+      CHECK(is(r.error(), errc::bad_model));
+      CHECK(f.row(name, 1).is_null());
+      return describe(r.error());
+    };
+    auto e = refused("random", random_text(5000, 3));
+    CHECK_MESSAGE(e.find("model 'random' version 1 is refused: bad_model: not a model file")
+                    != std::string::npos,
+                  e);
+    e = refused("nokind", safetensors_without_kind());
+    CHECK_MESSAGE(e.find("safetensors file without __metadata__ comb.kind") != std::string::npos,
+                  e);
+    CHECK_MESSAGE(e.find("registered kinds: ") != std::string::npos, e);
+
+    auto tflite = mobilenet_tflite();
+    if (tflite.empty()) {
+      MESSAGE("skipped: ../shared/data/models/mobilenet_v2_1.0_224_quant.tflite is missing");
+    } else {
+      e = refused("cut", tflite.substr(0, 100 * 1024));
+      CHECK_MESSAGE(
+        e.find("model 'cut' version 1 is refused: bad_model: TFLite") != std::string::npos, e);
+    }
+
+    // A real file is stored with its kind and summary; raw bytes only when asked for.
+    auto mlp = test::must(make_mlp_file({784, 16, 10}, 7));
+    e = refused("wrongkind", mlp, "centernet");
+    CHECK_MESSAGE(e.find("is a 'mlp' model, not the 'centernet' given") != std::string::npos, e);
+    auto ok = f.put("digits", 1, mlp);
+    REQUIRE_MESSAGE(ok, test::why(ok));
+    CHECK((*ok)["kind"] == "mlp");
+    auto row = f.row("digits", 1);
+    REQUIRE(!row.is_null());
+    CHECK(row["kind"] == "mlp");
+    CHECK(!row.value("summary", "").empty());
+    auto raw = f.put("blob", 1, random_text(5000, 4), "raw");
+    REQUIRE_MESSAGE(raw, test::why(raw));
+    CHECK(f.row("blob", 1)["kind"] == "raw");
+  }
+
+  TEST_CASE("store_version, enqueue_activation, latest_version and read_version") {
+    store_fixture f;
+    auto latest = [&](const std::string& name) {
+      auto r = f.n->call("demo.latest", {{"name", name}}, "admin");
+      REQUIRE_MESSAGE(r, test::why(r));
+      return r->at("latest").get<uint32_t>();
+    };
+    CHECK(latest("digits") == 0);
+    auto v1 = test::must(make_mlp_file({784, 16, 10}, 1));
+    auto v2 = test::must(make_mlp_file({784, 16, 10}, 2));
+    auto big = test::must(make_mlp_file({784, 600, 10}, 3)); // over one chunk
+    REQUIRE(big.size() > model_store::chunk_size);
+    auto s1 = f.n->call("demo.store_version", {{"name", "digits"}, {"data", base64_encode(v1)}},
+                        "admin");
+    REQUIRE_MESSAGE(s1, test::why(s1));
+    CHECK((*s1)["version"] == 1);
+    CHECK((*s1)["kind"] == "mlp");
+    CHECK((*s1)["trained_from"] == 0);
+    CHECK((*s1)["digest"] == model_digest(v1.data(), v1.size()));
+    CHECK(latest("digits") == 1);
+    CHECK(latest("digit") == 0); // a prefix of another name has no versions
+    // A version is immutable.
+    auto again = f.n->call("demo.store_version",
+                           {{"name", "digits"}, {"version", 1}, {"data", base64_encode(v2)}},
+                           "admin");
+    REQUIRE(!again);
+    CHECK(is(again.error(), errc::already_exists));
+    // Bytes that are not a model: refused, nothing stored.
+    auto junk = f.n->call("demo.store_version",
+                          {{"name", "digits"}, {"data", base64_encode(random_text(999, 9))}},
+                          "admin");
+    REQUIRE(!junk);
+    CHECK_MESSAGE(describe(junk.error()).find("model 'digits' version 2 is refused")
+                    != std::string::npos,
+                  describe(junk.error()));
+    CHECK(latest("digits") == 1);
+    // Stored and activated in one transaction: the load call is in the outbox.
+    auto s2 = f.n->call("demo.store_version",
+                        {{"name", "digits"}, {"data", base64_encode(big)}, {"activate", true}},
+                        "admin");
+    REQUIRE_MESSAGE(s2, test::why(s2));
+    CHECK((*s2)["version"] == 2);
+    CHECK((*s2)["chunks"] == 2);
+    auto call = test::must(outbox::find(f.n->db(), (*s2)["call"].get<std::string>()));
+    REQUIRE(call);
+    CHECK(call->call.kind == piece_kind::load_model);
+    CHECK(call->call.model == "digits");
+    CHECK(call->call.model_version == 2);
+    CHECK(f.row("digits", 2)["activation"] == (*s2)["call"]);
+
+    auto back = model_store::read_version(f.n->db(), "digits", 2);
+    REQUIRE_MESSAGE(back, test::why(back));
+    CHECK(back->first == big);
+    CHECK(back->second == model_digest(big.data(), big.size()));
+    auto none = model_store::read_version(f.n->db(), "digits", 0);
+    REQUIRE(!none); // no active version yet
+    CHECK(is(none.error(), errc::bad_model));
+    auto missing = model_store::read_version(f.n->db(), "digits", 5);
+    REQUIRE(!missing);
+    CHECK(is(missing.error(), errc::not_found));
+    // A damaged chunk is named, not returned.
+    {
+      auto txn = f.n->db().begin();
+      REQUIRE(!txn->put(model_store::chunks_table, "digits/0000000001/00000000", "xx"));
+      REQUIRE(!txn->commit());
+    }
+    auto damaged = model_store::read_version(f.n->db(), "digits", 1);
+    REQUIRE(!damaged);
+    CHECK(is(damaged.error(), errc::corrupt_data));
+  }
+
   TEST_CASE("comb model put, list, get and activate; results name their model version") {
     test::temp_dir dir;
     auto compute_port = test::free_port();
@@ -224,6 +456,96 @@ TEST_SUITE("runtime.pieces.model_store") {
                        {"model", "activate", "--node", node_ep, "--name", "mlp", "--version", "9"});
     CHECK(bad.status != 0);
     CHECK(bad.output.find("not stored") != std::string::npos);
+
+    self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    self->wait_for(dispatcher);
+    started->reset();
+  }
+
+  TEST_CASE("activate names a failed load and the previous version keeps serving; a restarted "
+            "compute process gets the version again from the dispatcher") {
+    test::temp_dir dir;
+    test::compute_child compute;
+    model_config cfg;
+    caf::actor_system sys{cfg};
+    node_config nc;
+    nc.data_dir = dir.path() + "/data";
+    nc.partitions = 2;
+    nc.durability = storage::durability::async;
+    nc.listen = true;
+    auto started = node::start(sys, nc, procedures());
+    REQUIRE_MESSAGE(started, test::why(started));
+    auto& n = **started;
+    actors::dispatcher_config dc;
+    dc.function.compute_port = compute.port();
+    dc.function.retry_delay = 100ms;
+    dc.function.max_attempts = 100;
+    auto dispatcher = actors::spawn_outbox_dispatcher(sys, n.db(), n.route(), dc);
+    caf::scoped_actor self{sys};
+    auto node_ep = "127.0.0.1:" + std::to_string(n.port());
+
+    auto v1 = random_text(300000, 5);
+    // A model file cut short, stored raw (unchecked): the compute process cannot load it.
+    auto whole = test::must(make_mlp_file({784, 16, 10}, 5));
+    auto v2 = whole.substr(0, whole.size() - 1000);
+    { std::ofstream{dir.path() + "/v1.bin", std::ios::binary} << v1; }
+    { std::ofstream{dir.path() + "/v2.bin", std::ios::binary} << v2; }
+    for (int v : {1, 2}) {
+      auto put = run_cli(dir, {"model", "put", "--node", node_ep, "--name", "mlp", "--version",
+                               std::to_string(v), "--file",
+                               dir.path() + "/v" + std::to_string(v) + ".bin", "--raw"});
+      REQUIRE_MESSAGE(put.status == 0, put.output);
+    }
+    auto act1 = run_cli(dir, {"model", "activate", "--node", node_ep, "--name", "mlp", "--version",
+                              "1", "--timeout", "60"});
+    REQUIRE_MESSAGE(act1.status == 0, act1.output);
+    CHECK_MESSAGE(act1.output.find("\"active\":true") != std::string::npos, act1.output);
+    auto act2 = run_cli(dir, {"model", "activate", "--node", node_ep, "--name", "mlp", "--version",
+                              "2", "--timeout", "60"});
+    CHECK(act2.status != 0);
+    CHECK_MESSAGE(act2.output.find("bad_model: model 'mlp' version 2 failed to load")
+                    != std::string::npos,
+                  act2.output);
+    CHECK_MESSAGE(act2.output.find("version 1 stays active") != std::string::npos, act2.output);
+    {
+      auto txn = n.db().begin();
+      CHECK(test::must(model_store::active_version(*txn, "mlp")) == 1);
+      txn->rollback();
+    }
+
+    auto result_of = [&](const std::string& name) {
+      nlohmann::json row;
+      test::wait_until(
+        [&] {
+          auto txn = n.db().begin();
+          auto r = test::must(txn->get_row("inferences", name));
+          txn->rollback();
+          if (r)
+            row = *r;
+          return r.has_value();
+        },
+        60s, "a result for " + name);
+      return row;
+    };
+    REQUIRE(n.call("demo.infer", {{"name", "before"}, {"input", "x"}}, "admin"));
+    auto before = result_of("before");
+    CHECK_MESSAGE(before.count("error") == 0, before.dump());
+    CHECK(before["model_version"] == 1);
+
+    // The compute process restarts empty: the next call's version is loaded again.
+    compute.kill();
+    compute.start();
+    REQUIRE(n.call("demo.infer", {{"name", "after"}, {"input", "y"}}, "admin"));
+    auto after = result_of("after");
+    CHECK_MESSAGE(after.count("error") == 0, after.dump());
+    CHECK(after["model_version"] == 1);
+    CHECK(after["model_digest"] == model_digest(v1.data(), v1.size()));
+    std::string stats;
+    self->request(dispatcher, 10s, caf::get_atom::value)
+      .receive([&](std::string& x) { stats = x; }, [&](caf::error& e) { FAIL(describe(e)); });
+    auto j = nlohmann::json::parse(stats);
+    CHECK_MESSAGE(j["reloads_done"].get<int>() >= 1, stats);
+    CHECK_MESSAGE(j["reloads_exhausted"] == 0, stats);
 
     self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
     self->wait_for(dispatcher);
