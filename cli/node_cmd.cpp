@@ -4,10 +4,12 @@
 
 #include "apps/apps.hpp"
 #include "apps/bank/bank_demo.hpp"
+#include "apps/imaging/imaging_demo.hpp"
 #include "node/client.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
 #include "base/errc.hpp"
+#include "node/compute_process.hpp"
 #include "node/node.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
@@ -184,6 +186,25 @@ void run_call(const call_opts& o) {
   std::cout << r->dump(2) << std::endl;
 }
 
+// The imaging part of the demo (apps/imaging/imaging_demo.hpp), when the shared data is
+// there; it says what is missing otherwise.
+void run_imaging_demo(runtime::node& node) {
+  auto dir = apps::imaging::default_data_dir(COMB_SOURCE_DIR);
+  if (!dir) {
+    std::cout << "  imaging: skipped: " << describe(dir.error()) << "\n";
+    return;
+  }
+  apps::imaging::demo_options d;
+  d.data_dir = *dir;
+  auto r = apps::imaging::run_imaging_demo(apps::imaging::caller_for(node), d,
+                                           [](const std::string& line) {
+                                             std::cout << "  imaging: " << line << std::endl;
+                                           });
+  if (!r)
+    fail("demo", r.error());
+  apps::imaging::print_demo_report(std::cout, *r, d);
+}
+
 // The demo: a single node with the apps, some accounts, a burst of concurrent transfers,
 // then it serves until Ctrl-C (or --seconds).
 void run_demo(node_opts o) {
@@ -192,7 +213,17 @@ void run_demo(node_opts o) {
   auto nc = resolve(o, "demo");
   auto signals = block_stop_signals();
   runtime::system_config cfg;
+  runtime::compute_process::configure(cfg);
   caf::actor_system sys{cfg};
+  // The imaging demo runs models: without --compute, a compute actor in this process.
+  std::unique_ptr<runtime::compute_process> compute;
+  if (!nc.compute) {
+    auto cp = runtime::compute_process::start(sys, {}, endpoint{"127.0.0.1", 0});
+    if (!cp)
+      fail("demo", cp.error());
+    compute = std::move(*cp);
+    nc.compute = endpoint{"127.0.0.1", compute->port()};
+  }
   auto n = runtime::node::start(sys, nc, all_apps());
   if (!n)
     fail("demo", n.error());
@@ -208,7 +239,10 @@ void run_demo(node_opts o) {
             << " refused, in " << demo->seconds << " s from " << demo->clients
             << " concurrent clients\n"
             << "  bank: total " << demo->total["total"] << " over " << demo->total["accounts"]
-            << " accounts (conserved: " << (demo->conserved ? "yes" : "NO") << ")\n\n"
+            << " accounts (conserved: " << (demo->conserved ? "yes" : "NO") << ")\n"
+            << std::flush;
+  run_imaging_demo(node);
+  std::cout << "\n"
             << "Where to look next (in another terminal):\n"
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
             << " --role auditor bank.total '{}'\n"
@@ -217,6 +251,8 @@ void run_demo(node_opts o) {
             << "  ./dev comb log tail --log " << nc.provenance_dir << "\n"
             << "  ./dev comb prov last-writer --sqlite "
             << (nc.spool_file.empty() ? std::string{"none"} : nc.spool_file) << " bank.accounts\n"
+            << "  ./dev comb imaging results --node " << nc.host << ":" << node.port()
+            << " --dataset mnist-test --model mnist-mlp\n"
             << "  ./dev comb --help-all\n"
             << (o.seconds > 0 ? "Serving for " + std::to_string(o.seconds) + " s.\n"
                               : "Serving until Ctrl-C.\n")

@@ -63,7 +63,7 @@ caf::expected<demo_report> run_imaging_demo(const procedure_caller& call, const 
   if (good > 0) {
     if (progress)
       progress(o.mlp + " version " + std::to_string(good) + " already reached "
-               + std::to_string(o.target_accuracy) + " on mnist-test: reusing it");
+               + std::to_string(int(o.target_accuracy * 100)) + "% on mnist-test: reusing it");
     bool active = false;
     for (const auto& v : *versions)
       active |= v.value("version", int64_t{0}) == good && v.value("active", false);
@@ -86,8 +86,8 @@ caf::expected<demo_report> run_imaging_demo(const procedure_caller& call, const 
         return run.error();
       auto acc = accuracy_of(run->results, r->front().version);
       if (progress)
-        progress(o.mlp + " version " + std::to_string(r->front().version) + ": test accuracy "
-                 + std::to_string(acc));
+        progress(o.mlp + " version " + std::to_string(r->front().version) + ": mnist-test accuracy "
+                 + std::to_string(acc * 100).substr(0, 5) + "%");
       if (acc >= o.target_accuracy)
         break;
     }

@@ -23,8 +23,8 @@ struct demo_options {
   std::string mobilenet = "mobilenet-v2";
   double target_accuracy = 0.98;
   /// Epochs of each training round, and the most rounds.
-  int64_t epochs_per_round = 4;
-  int64_t max_rounds = 4;
+  int64_t epochs_per_round = 8;
+  int64_t max_rounds = 3;
   std::chrono::seconds timeout{3600};
 };
 
