@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -45,6 +46,23 @@ std::string shape_text(const std::vector<int64_t>& dims) {
 /// A backend the process owns for its whole life, as the shared_ptr mlp::create takes.
 std::shared_ptr<kernels::backend> unowned(kernels::backend& be) {
   return std::shared_ptr<kernels::backend>(std::shared_ptr<kernels::backend>{}, &be);
+}
+
+/// The backend a vision model runs on: `be`, when a one-image probe through its ops works;
+/// else the CPU backend (the runtime degrades to the CPU rather than refusing the model, and
+/// says so on stderr: e.g. a cuDNN without asymmetric "same" padding for a TFLite graph).
+template <class Probe>
+kernels::backend& probed(const std::string& kind, kernels::backend& be, const int64_t side,
+                         Probe&& probe) {
+  if (be.device() == kernels::device::cpu)
+    return be;
+  auto x = tensor::make(kernels::shape{1, side, side, 3}, kernels::dtype::f32, be.device());
+  caf::error err = x ? probe(*x) : x.error();
+  if (!err)
+    return be;
+  std::fprintf(stderr, "comb: %s on %s: %s; running it on the CPU\n", kind.c_str(),
+               be.name().c_str(), describe(err).c_str());
+  return kernels::cpu();
 }
 
 /// "task 7: " for per-task errors.
@@ -650,7 +668,11 @@ public:
     auto m = kernels::mobilenet_v2::from_tflite(*tf);
     if (!m)
       return make_error(errc::bad_model, "mobilenet_v2: " + describe(m.error()));
-    return std::unique_ptr<loaded_model>(new mobilenet_model(std::move(*m), be));
+    auto& run_on = probed("mobilenet_v2", be, 224, [&](const tensor& x) -> caf::error {
+      auto l = m->logits(be, x);
+      return l ? caf::error{} : l.error();
+    });
+    return std::unique_ptr<loaded_model>(new mobilenet_model(std::move(*m), run_on));
   }
 };
 
@@ -835,7 +857,13 @@ public:
     // The weights (about the file's size) and, on the CPU, their packed copies.
     size_t weights = bytes.size();
     size_t held = be.device() == kernels::device::cpu ? 2 * weights : weights;
-    return std::unique_ptr<loaded_model>(new centernet_model(std::move(net->first), held, be));
+    auto& run_on = probed("centernet", be, 64, [&](const tensor& x) -> caf::error {
+      auto out = net->first.forward(be, x);
+      return out ? caf::error{} : out.error();
+    });
+    if (&run_on != &be)
+      held = 2 * weights;
+    return std::unique_ptr<loaded_model>(new centernet_model(std::move(net->first), held, run_on));
   }
 };
 

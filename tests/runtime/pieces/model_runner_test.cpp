@@ -1,11 +1,13 @@
 // Unit tests of the model-runner registry and the kernels' runners: identify_model and
 // check_model errors, the MLP runner against kernels::mlp directly (inference, per-task errors
 // in a batch, training), MobileNetV2 on the shared images (skipped, visibly, without
-// ../shared/data) and one small CenterNet forward.
+// ../shared/data), one small CenterNet forward, and the runners on CUDA against the CPU
+// (skipped, visibly, without a device).
 #include "runtime/pieces/kernel_runners.hpp"
 #include "runtime/pieces/model_runner.hpp"
 
 #include "base/errc.hpp"
+#include "kernels/backend.hpp"
 #include "kernels/image.hpp"
 #include "kernels/models/centernet.hpp"
 #include "kernels/models/mlp.hpp"
@@ -414,5 +416,80 @@ TEST_SUITE("runtime.pieces.model_runner") {
     CHECK(info->summary.find("outputs are for timing only") != std::string::npos);
     CHECK(!make_centernet_file(tflite_path(), 0, 1));
     CHECK(!make_centernet_file(data_dir() + "/models/no-such.tflite", 4, 1));
+  }
+
+  TEST_CASE("on a CUDA backend the runners give the CPU's answers") {
+    auto cuda = kernels::find_backend("cuda");
+    if (!cuda) {
+      MESSAGE("no CUDA device answered: skipping the CUDA comparison");
+      return;
+    }
+    auto both = [&](const std::string& bytes, const std::vector<const task_tensors*>& tasks) {
+      auto kind = identify_model(bytes);
+      REQUIRE_MESSAGE(kind, why(kind));
+      auto r = find_runner(*kind);
+      auto c = r->load(bytes, kernels::cpu());
+      auto g = r->load(bytes, *cuda);
+      REQUIRE_MESSAGE(c, why(c));
+      REQUIRE_MESSAGE(g, why(g));
+      auto oc = (*c)->infer(tasks);
+      auto og = (*g)->infer(tasks);
+      REQUIRE(oc.size() == og.size());
+      for (size_t i = 0; i < oc.size(); ++i) {
+        REQUIRE_MESSAGE(oc[i], why(oc[i]));
+        REQUIRE_MESSAGE(og[i], why(og[i]));
+      }
+      return std::make_pair(std::move(oc), std::move(og));
+    };
+    // MLP: probabilities within 1e-4, the same labels.
+    auto mlp_file = make_mlp_file({20, 8, 5}, 3);
+    REQUIRE(mlp_file);
+    std::mt19937_64 rng(1);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(4 * 20);
+    for (auto& v : x)
+      v = nd(rng);
+    tensor_pack p;
+    p.add("x", tensor_dtype::f32, {4, 20}, x.data());
+    auto t = task_of(1, p);
+    auto [mc, mg] = both(*mlp_file, {&t});
+    CHECK(values<int32_t>(*mc[0], "label") == values<int32_t>(*mg[0], "label"));
+    auto pc = values<float>(*mc[0], "probs"), pg = values<float>(*mg[0], "probs");
+    for (size_t i = 0; i < pc.size(); ++i)
+      CHECK(pg[i] == doctest::Approx(pc[i]).epsilon(1e-4));
+    // CenterNet (symmetric padding) at 64x64: the same number of boxes, the best one close.
+    kernels::centernet_config cfg;
+    cfg.num_classes = 3;
+    auto net = kernels::centernet::random(cfg, 9);
+    auto cn = net.encode({{"comb.kind", "centernet"}, {"comb.num_classes", "3"}});
+    REQUIRE(cn);
+    std::vector<uint8_t> img(64 * 64 * 3);
+    for (auto& v : img)
+      v = static_cast<uint8_t>(rng());
+    tensor_pack q;
+    q.add("images", tensor_dtype::u8, {1, 64, 64, 3}, img.data());
+    auto tq = task_of(2, q);
+    auto [cc, cg] = both(*cn, {&tq});
+    CHECK(values<int32_t>(*cc[0], "count") == values<int32_t>(*cg[0], "count"));
+    auto bc = values<float>(*cc[0], "boxes"), bg = values<float>(*cg[0], "boxes");
+    for (int i = 0; i < 5; ++i)
+      CHECK(bg[i] == doctest::Approx(bc[i]).epsilon(1e-3));
+    // MobileNetV2 on the shared images: the same top-1.
+    if (!std::filesystem::exists(tflite_path())) {
+      MESSAGE("model absent at " << tflite_path() << ": skipping MobileNetV2 on CUDA");
+      return;
+    }
+    std::vector<task_tensors> tasks;
+    for (auto name : {"cat.bmp", "grace_hopper.bmp", "bird.bmp"}) {
+      auto img = kernels::load_bmp(data_dir() + "/models/" + name);
+      REQUIRE(img);
+      auto small = kernels::resize_nearest(*img, 224, 224);
+      tensor_pack r;
+      r.add("images", tensor_dtype::u8, {1, 224, 224, 3}, small.rgb.data());
+      tasks.push_back(task_of(tasks.size() + 1, std::move(r)));
+    }
+    auto [vc, vg] = both(read_file(tflite_path()), {&tasks[0], &tasks[1], &tasks[2]});
+    for (size_t i = 0; i < 3; ++i)
+      CHECK(values<int32_t>(*vc[i], "label") == values<int32_t>(*vg[i], "label"));
   }
 }
