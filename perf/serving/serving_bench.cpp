@@ -1,0 +1,607 @@
+// perf_serving: the paper's Table 1 and Figure 4 on Comb. For each model (MNIST MLP 784-512-10
+// at 1,200 images per invocation, MobileNetV2 at 6 images of 224x224x3, the CenterNet-style
+// detector at 1 image of 512x512x3: as many as fit in 1 MiB), N invocations of a primary
+// procedure go through the whole path
+//   procedure (reads the input row, commits an outbox call with typed tensors) -> dispatcher
+//   -> function actor -> pieces over TCP -> `comb compute` (the model's runner on the CPU
+//   executor) -> result procedure (writes a row, committed)
+// and the amortized latency per invocation is compared with direct execution of the same
+// model on the same kernels and batch, in-process, in the same run (before and after the
+// path; the better of the two counts), and with PyTorch (python3-torch, 2 threads) running
+// the same model and batch when it is installed. Also checks that the path's outputs equal the
+// direct ones.
+// Usage: perf_serving [--models=mnist,mobilenet,detector] [--counts=1,10,100,1000]
+//                     [--window=8] [--node-threads=1] [--durability=sync|async]
+//                     [--data=DIR] [--torch=auto|off] [--backend=cpu|cuda]
+//                     [--hotswap=1000 (0: skip the hot-swap phase)]
+#include "base/base64.hpp"
+#include "base/errc.hpp"
+#include "node/node.hpp"
+#include "runtime/pieces/compute_types.hpp"
+#include "runtime/pieces/kernel_runners.hpp"
+#include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/model_runner.hpp"
+#include "runtime/pieces/model_store.hpp"
+#include "runtime/pieces/outbox.hpp"
+#include "runtime/system_config.hpp"
+#include "storage/transaction.hpp"
+#include "tests/test_util.hpp"
+
+#include <caf/all.hpp>
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+using namespace comb;
+using namespace comb::runtime;
+using clk = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+namespace {
+
+std::vector<size_t> parse_list(const std::string& s) {
+  std::vector<size_t> out;
+  std::stringstream ss{s};
+  std::string item;
+  while (std::getline(ss, item, ','))
+    out.push_back(std::stoull(item));
+  return out;
+}
+
+double seconds_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "perf_serving: %s\n", what.c_str());
+  std::exit(1);
+}
+
+template <class T>
+T must(caf::expected<T> x, const std::string& what) {
+  if (!x)
+    die(what + ": " + describe(x.error()));
+  return std::move(*x);
+}
+
+/// One model of the table.
+struct model_case {
+  std::string name;  // "mnist"
+  std::string model; // model store name
+  std::string file;  // the model file's bytes
+  tensor_spec input; // one invocation's input
+  std::string bytes; // its bytes
+  std::string note;
+};
+
+/// Results committed by bench.done.
+std::atomic<uint64_t> results_committed{0};
+
+/// When each invocation's result committed, and the version that produced it, by n.
+std::mutex done_mtx;
+std::map<int64_t, std::pair<clk::time_point, uint32_t>> done_at;
+
+std::shared_ptr<procedure_registry> procedures() {
+  auto procs = std::make_shared<procedure_registry>();
+  outbox::add_tables(*procs);
+  procs->add_table("bench_inputs");
+  procs->add_table("bench_results");
+  procedure_options opts;
+  opts.roles = {"*"};
+  opts.partition_by = "model";
+  opts.max_args_bytes = size_t{4} << 20;
+  procs->add(
+    "bench.put_input",
+    [](call_context&, storage::transaction& txn, const json& args) -> caf::expected<json> {
+      auto data = base64_decode(arg<std::string>(args, "data"));
+      if (!data)
+        return data.error();
+      json spec = args.at("spec");
+      if (auto err = txn.put("bench_inputs", arg<std::string>(args, "model"), *data))
+        return err;
+      if (auto err = txn.put_row("bench_inputs", arg<std::string>(args, "model") + "/spec", spec))
+        return err;
+      return json{{"bytes", data->size()}};
+    },
+    opts);
+  // The primary procedure: reads the input row and the active version, commits the call.
+  procs->add(
+    "bench.infer",
+    [](call_context& ctx, storage::transaction& txn, const json& args) -> caf::expected<json> {
+      auto model = arg<std::string>(args, "model");
+      auto data = txn.get("bench_inputs", model);
+      if (!data)
+        return data.error();
+      auto spec_row = txn.get_row("bench_inputs", model + "/spec");
+      if (!spec_row)
+        return spec_row.error();
+      if (!*data || !*spec_row)
+        return make_error(errc::not_found, "no input stored for " + model);
+      auto specs = specs_from_json(**spec_row);
+      if (!specs)
+        return specs.error();
+      auto version = model_store::active_version(txn, model);
+      if (!version)
+        return version.error();
+      outbox_call c;
+      c.kind = piece_kind::infer;
+      c.model = model;
+      c.model_version = *version;
+      c.inputs = std::move(*specs);
+      c.result_procedure = "bench.done";
+      c.context = {{"model", model}, {"n", arg<int64_t>(args, "n")}};
+      auto key = outbox::enqueue(ctx, txn, c, **data);
+      if (!key)
+        return key.error();
+      return json{{"call", *key}, {"version", *version}};
+    },
+    opts);
+  procedure_options ro = opts;
+  ro.read_only = true;
+  procs->add(
+    "bench.result",
+    [](call_context&, storage::transaction& txn, const json& args) -> caf::expected<json> {
+      auto key = arg<std::string>(args, "model") + "/" + std::to_string(arg<int64_t>(args, "n"));
+      auto v = txn.get("bench_results", key);
+      if (!v)
+        return v.error();
+      if (!*v)
+        return make_error(errc::not_found, "no result " + key);
+      return json{{"data", base64_encode(**v)}};
+    },
+    ro);
+  procedure_options res;
+  res.roles = {"*"};
+  // The result procedure: writes the first output tensor's bytes as the invocation's row.
+  outbox::add_result_procedure(
+    *procs, "bench.done",
+    [](call_context&, storage::transaction& txn, const json& args) -> caf::expected<json> {
+      if (args.contains("error"))
+        return make_error(errc::procedure_failed, args.at("error").dump());
+      auto out = result_tensors(args.at("result"));
+      if (!out)
+        return out.error();
+      auto views = out->views();
+      if (!views || views->empty())
+        return make_error(errc::corrupt_data, "result without tensors");
+      const auto& ctx = args.at("context");
+      auto key = ctx.at("model").get<std::string>() + "/"
+                 + std::to_string(ctx.at("n").get<int64_t>());
+      if (auto err = txn.put("bench_results", key,
+                             std::string_view{(*views)[0].data, (*views)[0].size}))
+        return err;
+      auto n = ctx.at("n").get<int64_t>();
+      auto version = args.at("result").at("model_version").get<uint32_t>();
+      txn.after_commit([n, version] {
+        {
+          std::lock_guard<std::mutex> g{done_mtx};
+          done_at[n] = {clk::now(), version};
+        }
+        ++results_committed;
+      });
+      return json{{"version", version}};
+    },
+    res);
+  return procs;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return {};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out.push_back(digits[md[i] >> 4]);
+    out.push_back(digits[md[i] & 15]);
+  }
+  return out;
+}
+
+/// Stores `file` as `version` of `name`.
+void put(node& n, const std::string& name, uint32_t version, const std::string& file) {
+  size_t chunks = 0;
+  for (size_t off = 0; off < file.size() || chunks == 0; off += model_store::chunk_size, ++chunks)
+    must(n.call("comb.model.put_chunk",
+                {{"name", name},
+                 {"version", version},
+                 {"chunk_no", chunks},
+                 {"data", base64_encode(std::string_view{file}.substr(
+                            off, std::min(model_store::chunk_size, file.size() - off)))}},
+                "admin"),
+         "put_chunk " + name);
+  must(
+    n.call(
+      "comb.model.put",
+      {{"name", name}, {"version", version}, {"chunk_count", chunks}, {"digest", sha256_hex(file)}},
+      "admin"),
+    "put " + name);
+}
+
+/// The active version of `name` (0: none); dies on a load error of `version`.
+uint32_t active_version(node& n, const std::string& name, uint32_t version) {
+  auto list = must(n.call("comb.model.list", json::object(), "admin"), "list");
+  uint32_t active = 0;
+  for (const auto& row : list)
+    if (row.value("name", "") == name) {
+      if (row.value("active", false))
+        active = row.value("version", 0u);
+      if (row.value("version", 0u) == version && row.contains("load_error"))
+        die("loading " + name + " failed: " + row["load_error"].dump());
+    }
+  return active;
+}
+
+/// Activates `version` of `name` and waits until it is active.
+void activate(node& n, const std::string& name, uint32_t version) {
+  must(n.call("comb.model.activate", {{"name", name}, {"version", version}}, "admin"),
+       "activate " + name);
+  auto deadline = clk::now() + std::chrono::seconds{120};
+  while (clk::now() < deadline) {
+    if (active_version(n, name, version) == version)
+      return;
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  die("model " + name + " did not become active in 120 s");
+}
+
+/// When each invocation was submitted, by n.
+std::map<int64_t, clk::time_point> submitted_at;
+
+/// Runs `count` invocations through the whole path, at most `window` unfinished at once;
+/// `at_sent(k)` runs after the k-th submit (hot swap).
+double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t count, size_t window,
+                uint64_t& next_n, const std::function<void(size_t)>& at_sent = {}) {
+  caf::scoped_actor self{sys};
+  auto base = results_committed.load();
+  size_t failed = 0, sent = 0;
+  auto t0 = clk::now();
+  while (results_committed.load() - base + failed < count) {
+    while (sent < count && sent - (results_committed.load() - base + failed) < window) {
+      invocation inv;
+      inv.procedure = "bench.infer";
+      submitted_at[static_cast<int64_t>(next_n)] = clk::now();
+      inv.args = {{"model", m.model}, {"n", next_n++}};
+      inv.role = "admin";
+      inv.sender = "perf_serving";
+      auto target = n.route().route(inv);
+      if (!target)
+        die(describe(target.error()));
+      self->request(*target, std::chrono::seconds{120}, call_atom::value, std::move(inv))
+        .receive([](json&) {},
+                 [&](caf::error& e) {
+                   ++failed;
+                   std::fprintf(stderr, "perf_serving: invocation failed: %s\n",
+                                describe(e).c_str());
+                 });
+      ++sent;
+      if (at_sent)
+        at_sent(sent);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds{100});
+  }
+  auto s = seconds_since(t0);
+  if (failed > 0)
+    die(std::to_string(failed) + " of " + std::to_string(count) + " invocations failed");
+  return s;
+}
+
+/// Direct execution: the same runner on the same kernels and batch, in-process.
+double run_direct(loaded_model& lm, const task_tensors& task, size_t count,
+                  std::string* first_out) {
+  std::vector<const task_tensors*> batch{&task};
+  auto t0 = clk::now();
+  for (size_t i = 0; i < count; ++i) {
+    auto out = lm.infer(batch);
+    if (out.size() != 1 || !out[0])
+      die("direct inference failed: "
+          + (out.empty() ? std::string{"no output"} : describe(out[0].error())));
+    if (i == 0 && first_out) {
+      auto v = out[0]->views();
+      if (v && !v->empty())
+        first_out->assign((*v)[0].data, (*v)[0].size);
+    }
+  }
+  return seconds_since(t0);
+}
+
+/// PyTorch's ms per batch for `which`, or a negative number when it is not available.
+double torch_ms(const std::string& which, const std::string& script, size_t iters) {
+  // OpenBLAS at its best (BENCHMARKING.md): no forced core type or cache size.
+  auto cmd = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 " + script + " " + which
+             + " " + std::to_string(iters) + " 2 2>/dev/null";
+  auto* p = popen(cmd.c_str(), "r");
+  if (!p)
+    return -1;
+  char buf[512];
+  double ms = -1;
+  while (std::fgets(buf, sizeof buf, p)) {
+    double v = 0;
+    if (std::sscanf(buf, "torch_serving ms %lf", &v) == 1)
+      ms = v;
+  }
+  pclose(p);
+  return ms;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string models = "mnist,mobilenet,detector";
+  std::vector<size_t> counts{1, 10, 100, 1000};
+  size_t window = 8;
+  size_t node_threads = 1;
+  std::string durability = "sync";
+  std::string data_dir = std::string{COMB_SOURCE_DIR} + "/../shared/data";
+  if (auto env = std::getenv("COMB_DATA_DIR"))
+    data_dir = env;
+  std::string torch = "auto";
+  std::string backend = "cpu";
+  size_t hotswap = 1000;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
+    if (a.rfind("--models=", 0) == 0)
+      models = val("--models=");
+    else if (a.rfind("--counts=", 0) == 0)
+      counts = parse_list(val("--counts="));
+    else if (a.rfind("--window=", 0) == 0)
+      window = std::max<size_t>(1, std::stoull(val("--window=")));
+    else if (a.rfind("--node-threads=", 0) == 0)
+      node_threads = std::stoull(val("--node-threads="));
+    else if (a.rfind("--durability=", 0) == 0)
+      durability = val("--durability=");
+    else if (a.rfind("--data=", 0) == 0)
+      data_dir = val("--data=");
+    else if (a.rfind("--torch=", 0) == 0)
+      torch = val("--torch=");
+    else if (a.rfind("--backend=", 0) == 0)
+      backend = val("--backend=");
+    else if (a.rfind("--hotswap=", 0) == 0)
+      hotswap = std::stoull(val("--hotswap="));
+    else
+      die("unknown argument '" + a + "'");
+  }
+  storage::durability dur_mode;
+  if (!storage::parse_durability(durability, dur_mode))
+    die("--durability must be sync or async, not '" + durability + "'");
+
+  // The models and one invocation's input each (random pixels: timing does not depend on them).
+  std::vector<model_case> cases;
+  std::mt19937 rng{7};
+  auto pixels = [&](size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s)
+      c = static_cast<char>(rng());
+    return s;
+  };
+  auto tflite = data_dir + "/models/mobilenet_v2_1.0_224_quant.tflite";
+  if (models.find("mnist") != std::string::npos) {
+    model_case m{"mnist",
+                 "bench-mnist",
+                 must(make_mlp_file({784, 512, 10}, 1), "MLP"),
+                 make_spec("x", tensor_dtype::u8, {1200, 784}),
+                 pixels(1200 * 784),
+                 "MLP 784-512-10, 1,200 images of 28x28 per invocation"};
+    cases.push_back(std::move(m));
+  }
+  if (models.find("mobilenet") != std::string::npos) {
+    auto file = read_file(tflite);
+    if (file.empty())
+      std::printf("mobilenet: skipped, %s is missing (see ../shared/data/README.md)\n",
+                  tflite.c_str());
+    else
+      cases.push_back({"mobilenet", "bench-mobilenet", file,
+                       make_spec("images", tensor_dtype::u8, {6, 224, 224, 3}),
+                       pixels(6 * 224 * 224 * 3),
+                       "MobileNetV2 1.0 from the TFLite file, 6 images of 224x224x3"});
+  }
+  if (models.find("detector") != std::string::npos) {
+    auto file = make_centernet_file(tflite, 80, 1);
+    if (!file)
+      std::printf("detector: skipped: %s\n", describe(file.error()).c_str());
+    else
+      cases.push_back({"detector", "bench-detector", *file,
+                       make_spec("images", tensor_dtype::u8, {1, 512, 512, 3}),
+                       pixels(512 * 512 * 3),
+                       "CenterNet-style on MobileNetV2 (backbone from the TFLite file, heads "
+                       "randomly initialised: timing only), 1 image of 512x512x3"});
+  }
+
+  // The compute process, on the CPU executor; it and the node share the cores.
+  unsigned cores = std::thread::hardware_concurrency();
+  test::temp_dir dir;
+  auto port = test::free_port();
+  auto log = dir.path() + "/compute.log";
+  test::child_process compute{{test::comb_binary(), "compute", "--listen",
+                               "127.0.0.1:" + std::to_string(port), "--backend", backend,
+                               "--memory-limit-mib", "2048", "--threads", "1"},
+                              log};
+  for (int i = 0;; ++i) {
+    auto text = read_file(log);
+    if (text.find("listening on") != std::string::npos)
+      break;
+    if (i > 600)
+      die("comb compute did not start: " + text);
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  std::printf("perf_serving: %u cores; node in this process on %zu CAF worker(s), durability "
+              "%s; `comb compute` in its own process (1 CAF worker, its CPU executor runs the "
+              "kernels on the kernels' pool of %u threads); direct execution runs the same "
+              "runner in this process on the same pool size; %zu invocations in flight\n",
+              cores, node_threads, durability.c_str(), cores, window);
+  std::printf("compute: %s", read_file(log).c_str());
+  for (const char* v : {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"})
+    if (const char* x = std::getenv(v))
+      std::printf("note: %s=%s is set: Comb's GEMMs (here and in the compute process) run on "
+                  "that OpenBLAS setting; run `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                  "perf_serving` for OpenBLAS at its best (PyTorch runs without them)\n",
+                  v, x);
+
+  system_config cfg{node_threads};
+  add_compute_types(cfg);
+  cfg.set("scheduler.policy", caf::atom("sharing"));
+  caf::actor_system sys{cfg};
+  node_config nc;
+  nc.data_dir = dir.path() + "/data";
+  nc.partitions = 2;
+  nc.durability = dur_mode;
+  nc.compute = endpoint{"127.0.0.1", static_cast<uint16_t>(port)};
+  auto n = must(node::start(sys, nc, procedures()), "node");
+
+  auto script = std::string{COMB_SOURCE_DIR} + "/perf/serving/serving_torch.py";
+  struct row {
+    std::string model;
+    size_t count;
+    double path_ms, direct_ms, torch_ms;
+  };
+  std::vector<row> rows;
+  uint64_t next_n = 0;
+  for (auto& m : cases) {
+    std::printf("\n%s: %s\n", m.name.c_str(), m.note.c_str());
+    put(*n, m.model, 1, m.file);
+    activate(*n, m.model, 1);
+    must(n->call("bench.put_input",
+                 {{"model", m.model},
+                  {"data", base64_encode(m.bytes)},
+                  {"spec", specs_to_json({m.input})}},
+                 "admin"),
+         "input");
+    auto kind = must(identify_model(m.file), "identify");
+    auto runner = find_runner(kind);
+    auto be = kernels::find_backend(backend);
+    if (!be)
+      die("backend " + backend + " is not available in this process");
+    auto lm = must(runner->load(m.file, *be), "load in-process");
+    task_tensors task;
+    task.tensors.specs = {m.input};
+    task.tensors.bytes.assign(m.bytes.begin(), m.bytes.end());
+    // Warm up both sides (first-use allocations, connection, packed weights).
+    std::string direct_out;
+    run_direct(*lm, task, 1, &direct_out);
+    run_path(*n, sys, m, 1, 1, next_n);
+    // The path's output equals the direct one (the first output tensor's bytes).
+    auto stored = must(n->call("bench.result", {{"model", m.model}, {"n", next_n - 1}}, "admin"),
+                       "result");
+    auto path_out = base64_decode(stored.value("data", ""));
+    if (!path_out || *path_out != direct_out)
+      die(m.name + ": the output through the path differs from direct execution's");
+    std::printf("  output through the path equals direct execution's (%zu bytes)\n",
+                direct_out.size());
+    double torch_per = -1;
+    if (torch != "off") {
+      torch_per = torch_ms(m.name, script, m.name == "mnist" ? 50 : 10);
+      if (torch_per < 0)
+        std::printf("  PyTorch: not available (install python3-torch python3-torchvision: "
+                    "COMB_SETUP_EXTRA=1 scripts/setup.sh)\n");
+    }
+    for (auto count : counts) {
+      auto d1 = run_direct(*lm, task, count, nullptr);
+      auto p = run_path(*n, sys, m, count, window, next_n);
+      auto d2 = run_direct(*lm, task, count, nullptr);
+      auto d = std::min(d1, d2);
+      row r{m.name, count, p / count * 1e3, d / count * 1e3, torch_per};
+      rows.push_back(r);
+      std::printf("  %-9s %5zu invocations: path %9.2f ms/inv | direct %9.2f ms/inv "
+                  "(before %.2f, after %.2f) | overhead %+6.1f%%",
+                  m.name.c_str(), count, r.path_ms, r.direct_ms, d1 / count * 1e3, d2 / count * 1e3,
+                  (p / d - 1) * 100);
+      if (torch_per > 0)
+        std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  std::printf(
+    "\nTable 1 on Comb (amortized latency per invocation; overhead = path / direct - 1)\n");
+  std::printf("%-10s %6s %12s %12s %10s %12s\n", "model", "inv", "path ms", "direct ms", "overhead",
+              "PyTorch ms");
+  for (const auto& r : rows) {
+    std::printf("%-10s %6zu %12.2f %12.2f %9.1f%%", r.model.c_str(), r.count, r.path_ms,
+                r.direct_ms, (r.path_ms / r.direct_ms - 1) * 100);
+    if (r.torch_ms > 0)
+      std::printf(" %12.2f", r.torch_ms);
+    std::printf("\n");
+  }
+  // Hot swap: the MNIST model's version 2 is activated while `hotswap` invocations run; no
+  // invocation may fail, each result names its version, and the latency of the invocations
+  // around the swap is compared with the same run without a swap.
+  auto mnist = std::find_if(cases.begin(), cases.end(), [](auto& m) { return m.name == "mnist"; });
+  if (hotswap > 0 && mnist != cases.end()) {
+    auto pct = [](std::vector<double> v, double q) {
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(q * v.size()))];
+    };
+    auto latencies = [&](int64_t from, int64_t to, std::map<uint32_t, size_t>* versions) {
+      std::vector<double> out;
+      std::lock_guard<std::mutex> g{done_mtx};
+      for (int64_t i = from; i < to; ++i) {
+        auto d = done_at.find(i);
+        if (d == done_at.end())
+          die("invocation " + std::to_string(i) + " has no result");
+        out.push_back(
+          std::chrono::duration<double, std::milli>(d->second.first - submitted_at[i]).count());
+        if (versions)
+          ++(*versions)[d->second.second];
+      }
+      return out;
+    };
+    put(*n, mnist->model, 2, must(make_mlp_file({784, 512, 10}, 2), "MLP v2"));
+    auto first = static_cast<int64_t>(next_n);
+    run_path(*n, sys, *mnist, hotswap, window, next_n);
+    auto steady = latencies(first, static_cast<int64_t>(next_n), nullptr);
+    first = static_cast<int64_t>(next_n);
+    int64_t swap_at = -1, swapped_at = -1;
+    run_path(*n, sys, *mnist, hotswap, window, next_n, [&](size_t sent) {
+      if (sent == hotswap / 3) {
+        swap_at = static_cast<int64_t>(next_n);
+        must(n->call("comb.model.activate", {{"name", mnist->model}, {"version", 2}}, "admin"),
+             "activate v2");
+      }
+      if (swap_at >= 0 && swapped_at < 0 && sent % 8 == 0
+          && active_version(*n, mnist->model, 2) == 2)
+        swapped_at = static_cast<int64_t>(next_n);
+    });
+    std::map<uint32_t, size_t> versions;
+    auto swap = latencies(first, static_cast<int64_t>(next_n), &versions);
+    if (swapped_at < 0)
+      swapped_at = static_cast<int64_t>(next_n);
+    // The invocations submitted from the activation until it took effect, and a window after.
+    auto around = latencies(swap_at,
+                            std::min<int64_t>(static_cast<int64_t>(next_n),
+                                              swapped_at + static_cast<int64_t>(window) * 4),
+                            nullptr);
+    std::printf("\nhot swap (MNIST, %zu invocations, version 2 activated after %zu): none "
+                "failed; results by version:",
+                hotswap, hotswap / 3);
+    for (auto [v, c] : versions)
+      std::printf(" v%u %zu", v, c);
+    std::printf("\n  latency per invocation (submit to committed result) p50/p99: steady %.1f / "
+                "%.1f ms | run with the swap %.1f / %.1f ms | the %zu around the swap %.1f / "
+                "%.1f ms | p99 ratio around the swap / steady %.2fx\n",
+                pct(steady, 0.5), pct(steady, 0.99), pct(swap, 0.5), pct(swap, 0.99), around.size(),
+                pct(around, 0.5), pct(around, 0.99), pct(around, 0.99) / pct(steady, 0.99));
+  }
+  n.reset();
+  return 0;
+}
