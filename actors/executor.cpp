@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <exception>
 #include <map>
-#include <optional>
 
 namespace comb::actors {
 
@@ -45,13 +44,14 @@ std::string model_name(const std::string& model, uint32_t version) {
 caf::error no_room(const executor_state& st, const std::string& what, uint64_t need) {
   auto limit = st.cfg.model_memory_limit;
   auto free = limit > st.used ? limit - st.used : 0;
-  auto text = what + " needs " + mib_text(need) + ", " + mib_text(free) + " free of " +
-              mib_text(limit) + " on " + st.cfg.backend->name();
+  auto text = what + " needs " + mib_text(need) + ", " + mib_text(free) + " free of "
+              + mib_text(limit) + " on " + st.cfg.backend->name();
   if (need > limit)
     return make_error(errc::bad_model, text + " (larger than the model memory limit)");
-  return make_error(errc::bad_model, text + " (the loaded versions keep serving; load it "
-                                            "once a superseded version is unloaded, or raise "
-                                            "the limit)");
+  return make_error(errc::bad_model, text
+                                       + " (the loaded versions keep serving; load it "
+                                         "once a superseded version is unloaded, or raise "
+                                         "the limit)");
 }
 
 caf::behavior executor(executor_t* self, executor_config cfg) {
@@ -71,17 +71,25 @@ caf::behavior executor(executor_t* self, executor_config cfg) {
       // The file's size is a lower bound of what its weights hold: refuse early.
       if (limit > 0 && file->size() > limit - std::min(limit, st.used))
         return no_room(st, what, file->size());
-      std::optional<caf::expected<std::unique_ptr<runtime::loaded_model>>> loaded;
-      try {
-        loaded.emplace(runner->load(std::string_view(file->data(), file->size()), *st.cfg.backend));
-      } catch (const std::exception& e) {
-        return make_error(errc::bad_model, what + ": loading failed: " + e.what());
+      auto load_on =
+        [&](kernels::backend& be) -> caf::expected<std::unique_ptr<runtime::loaded_model>> {
+        try {
+          return runner->load(std::string_view(file->data(), file->size()), be);
+        } catch (const std::exception& e) {
+          return make_error(errc::bad_model, std::string{"loading failed: "} + e.what());
+        }
+      };
+      auto m = load_on(*st.cfg.backend);
+      if (!m && is(m.error(), errc::unsupported)
+          && st.cfg.backend->device() != kernels::device::cpu) {
+        // The runtime degrades to the CPU rather than refusing the model.
+        std::fprintf(stderr, "comb compute: %s on %s: %s; running it on the CPU\n", what.c_str(),
+                     st.cfg.backend->name().c_str(), describe(m.error()).c_str());
+        m = load_on(kernels::cpu());
       }
-      auto& m = *loaded;
+      // Never overloaded (senders answer that by sending the piece again): the file is at fault.
       if (!m)
-        return make_error(m.error().category() == errc_category
-                            ? static_cast<errc>(m.error().code())
-                            : errc::bad_model,
+        return make_error(is(m.error(), errc::unsupported) ? errc::unsupported : errc::bad_model,
                           what + ": " + describe(m.error()));
       auto need = static_cast<uint64_t>((*m)->memory_bytes());
       if (limit > 0 && need > limit - std::min(limit, st.used))
@@ -116,9 +124,10 @@ caf::behavior executor(executor_t* self, executor_config cfg) {
       } catch (const std::exception& e) {
         b->results.clear();
         for (size_t k = 0; k < b->tasks.size(); ++k)
-          b->results.emplace_back(make_error(
-            errc::procedure_failed, model_name(b->model, b->version) + " on " + st.cfg.backend->name()
-                                + ": the batch failed: " + e.what()));
+          b->results.emplace_back(
+            make_error(errc::procedure_failed, model_name(b->model, b->version) + " on "
+                                                 + st.cfg.backend->name()
+                                                 + ": the batch failed: " + e.what()));
       }
       while (b->results.size() < b->tasks.size())
         b->results.emplace_back(

@@ -28,7 +28,9 @@ namespace comb::actors {
 /// (exec_load_atom, std::string model, uint32_t version, std::string kind, exec_bytes file)
 /// -> uint64_t memory_bytes: loads a model version with the runner of `kind`. Errors:
 /// errc::bad_model naming the model: no runner, the runner refuses the file, or it does not
-/// fit the memory bound ("needs X MiB, Y MiB free of Z MiB on cpu").
+/// fit the memory bound ("needs X MiB, Y MiB free of Z MiB on cpu"); errc::unsupported when
+/// neither its backend nor the CPU can run it. A model its (CUDA) backend cannot run is
+/// loaded on the CPU instead, said on stderr.
 using exec_load_atom = caf::atom_constant<caf::atom("exload")>;
 /// (exec_run_atom, exec_batch_ptr) -> exec_batch_ptr: runs a batch, filling its results.
 using exec_run_atom = caf::atom_constant<caf::atom("exrun")>;
