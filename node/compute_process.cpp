@@ -25,9 +25,15 @@ caf::expected<backend_choice> compute_process::choose_backends(const std::string
       return out;
     }
   }
-  std::string why = kernels::cuda::built() ? "CUDA built but no device answered ("
-                                               + kernels::cuda::describe_device() + ")"
-                                           : "CUDA not built";
+  std::string why = "CUDA not built";
+  if (kernels::cuda::built()) {
+    // describe_device() says "no CUDA device (reason)" here: keep the reason.
+    auto detail = kernels::cuda::describe_device();
+    const std::string prefix = "no CUDA device (";
+    if (detail.rfind(prefix, 0) == 0 && detail.size() > prefix.size() && detail.back() == ')')
+      detail = detail.substr(prefix.size(), detail.size() - prefix.size() - 1);
+    why = "CUDA built but no device answered (" + detail + ")";
+  }
   if (flag == "cuda")
     return make_error(errc::unavailable, "--backend cuda: " + why + "; use --backend cpu or auto");
   out.name = "cpu";
