@@ -25,6 +25,7 @@
 #include <caf/io/middleman.hpp>
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -127,8 +128,59 @@ std::shared_ptr<procedure_registry> procedures() {
       return nlohmann::json{{"latest", *v}};
     },
     o);
+  // A typed call: "x" u8 [n, 784] to the active version of "digits"; its result procedure
+  // reads the output tensors.
+  procs->add(
+    "demo.classify",
+    [](call_context& ctx, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
+      auto v = model_store::active_version(txn, "digits");
+      if (!v)
+        return v.error();
+      auto x = base64_decode(arg<std::string>(args, "x"));
+      if (!x)
+        return x.error();
+      outbox_call c;
+      c.model = "digits";
+      c.model_version = *v;
+      c.result_procedure = "demo.classified";
+      c.context = {{"name", arg<std::string>(args, "name")}};
+      c.inputs = {make_spec("x", tensor_dtype::u8, {static_cast<int64_t>(x->size() / 784), 784})};
+      auto key = outbox::enqueue(ctx, txn, c, *x);
+      if (!key)
+        return key.error();
+      return nlohmann::json{{"call", *key}};
+    },
+    o);
   procedure_options r;
   r.roles = {"admin"};
+  outbox::add_result_procedure(
+    *procs, "demo.classified",
+    [](call_context&, storage::transaction& txn,
+       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
+      nlohmann::json row;
+      if (auto e = args.find("error"); e != args.end()) {
+        row["error"] = *e;
+      } else {
+        auto out = result_tensors(args.at("result"));
+        if (!out)
+          return out.error();
+        auto views = out->views();
+        if (!views)
+          return views.error();
+        row["outputs"] = args.at("result").at("outputs");
+        for (const auto& t : *views)
+          if (t.spec->name == "label" && t.spec->type() == tensor_dtype::i32) {
+            std::vector<int32_t> labels(t.size / 4);
+            std::memcpy(labels.data(), t.data, t.size);
+            row["labels"] = labels;
+          }
+      }
+      if (auto err = txn.put_row("inferences", args["context"]["name"].get<std::string>(), row))
+        return err;
+      return nlohmann::json{};
+    },
+    r);
   outbox::add_result_procedure(
     *procs, "demo.store",
     [](call_context&, storage::transaction& txn,
@@ -546,6 +598,77 @@ TEST_SUITE("runtime.pieces.model_store") {
     auto j = nlohmann::json::parse(stats);
     CHECK_MESSAGE(j["reloads_done"].get<int>() >= 1, stats);
     CHECK_MESSAGE(j["reloads_exhausted"] == 0, stats);
+
+    self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    self->wait_for(dispatcher);
+    started->reset();
+  }
+
+  TEST_CASE("a typed call runs on the compute process and its result procedure reads the "
+            "output tensors") {
+    test::temp_dir dir;
+    test::compute_child compute;
+    model_config cfg;
+    caf::actor_system sys{cfg};
+    node_config nc;
+    nc.data_dir = dir.path() + "/data";
+    nc.partitions = 2;
+    nc.durability = storage::durability::async;
+    auto started = node::start(sys, nc, procedures());
+    REQUIRE_MESSAGE(started, test::why(started));
+    auto& n = **started;
+    actors::dispatcher_config dc;
+    dc.function.compute_port = compute.port();
+    auto dispatcher = actors::spawn_outbox_dispatcher(sys, n.db(), n.route(), dc);
+    caf::scoped_actor self{sys};
+
+    auto file = test::must(make_mlp_file({784, 32, 10}, 11));
+    auto stored = n.call("demo.store_version",
+                         {{"name", "digits"}, {"data", base64_encode(file)}, {"activate", true}},
+                         "admin");
+    REQUIRE_MESSAGE(stored, test::why(stored));
+    REQUIRE(test::wait_until(
+      [&] {
+        auto txn = n.db().begin();
+        auto v = model_store::active_version(*txn, "digits");
+        txn->rollback();
+        return v && *v == 1;
+      },
+      60s, "digits version 1 to be active"));
+
+    // Three images: the labels must match the runner run here on the same bytes.
+    constexpr int images = 3;
+    std::string x(images * 784, '\0');
+    std::mt19937 rng{12};
+    for (auto& c : x)
+      c = static_cast<char>(rng());
+    REQUIRE(n.call("demo.classify", {{"name", "typed"}, {"x", base64_encode(x)}}, "admin"));
+    REQUIRE(test::wait_until([&] { return test::must(n.db().count("inferences")) >= 1; }, 60s,
+                             "the typed call's result"));
+    std::optional<nlohmann::json> row;
+    {
+      auto txn = n.db().begin(); // ends before the node does
+      row = test::must(txn->get_row("inferences", "typed"));
+      txn->rollback();
+    }
+    REQUIRE(row);
+    REQUIRE_MESSAGE(row->count("labels") == 1, row->dump());
+    auto specs = test::must(specs_from_json((*row)["outputs"]));
+    REQUIRE(specs.size() == 2);
+    CHECK(specs[0].describe() == "label i32 [3]");
+    CHECK(specs[1].describe() == "probs f32 [3, 10]");
+
+    auto runner = find_runner("mlp");
+    REQUIRE(runner);
+    auto local = test::must(runner->load(file, kernels::cpu()));
+    task_tensors task;
+    task.tensors.add("x", tensor_dtype::u8, {images, 784}, x.data());
+    auto want = local->infer({&task});
+    REQUIRE(want.size() == 1);
+    REQUIRE_MESSAGE(want[0], test::why(want[0]));
+    std::vector<int32_t> labels(images);
+    std::memcpy(labels.data(), want[0]->bytes.data(), images * 4);
+    CHECK((*row)["labels"] == nlohmann::json(labels));
 
     self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
     self->wait_for(dispatcher);
