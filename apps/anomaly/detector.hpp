@@ -54,14 +54,15 @@ public:
 
   /// Probability of "anomalous" for each raw request. A request that does not parse as HTTP
   /// is scored on its raw bytes (its `parsed` entry is false); empty input scores as one
-  /// space. Runs in batches of at most `batch` requests of one token length (score_encoded),
-  /// so a request scores the same alone as among others.
+  /// space. Runs in batches of at most `batch` (score_encoded); a request scores the same
+  /// alone as among others.
   caf::expected<std::vector<float>> score_raw(const std::vector<std::string_view>& raw,
                                               std::vector<bool>* parsed = nullptr, int batch = 256);
 
-  /// Probability of "anomalous" for pre-encoded sequences. A sequence's score depends on it
-  /// alone, never on the others: a batch holds sequences of one length (padded only up to
-  /// the widest kernel), at most `batch` of them.
+  /// Probability of "anomalous" for pre-encoded sequences, in batches of at most `batch`. A
+  /// sequence's score depends on it alone, never on the others: the fused engine reads only
+  /// each row's own tokens (padded up to the widest kernel at most), and with the "kernels"
+  /// engine a batch holds sequences of one length.
   caf::expected<std::vector<float>> score_encoded(const std::vector<std::vector<int32_t>>& seqs,
                                                   int batch = 256);
 

@@ -69,6 +69,17 @@ public:
   /// Probability of "anomalous" for each row (inference: no dropout).
   caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len);
 
+  /// predict() on rows of their own lengths: row b is its first lengths[b] tokens (at least
+  /// the widest kernel), the rest padding that does not change its score. Only an engine
+  /// that masks_padding() takes lengths below `len`; errc::invalid_argument otherwise.
+  caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len,
+                                            const std::vector<int64_t>& lengths);
+
+  /// True when predict() with lengths reads only each row's own tokens (the "fused" engine);
+  /// otherwise a row's score depends on the padded length and callers batch rows of one
+  /// length.
+  bool masks_padding() const;
+
   /// Weights as safetensors bytes (comb::kernels::textcnn's form, plus "anomaly.engine"),
   /// with `metadata` in the header's __metadata__.
   caf::expected<std::string> save(const std::map<std::string, std::string>& metadata) const;

@@ -102,8 +102,9 @@ struct textcnn_fused::impl {
     return {};
   }
 
-  /// Convolutions + bias + max over time + ReLU of sample b into pooled (row b).
-  void pool(const int32_t* tokens, int64_t b, int64_t len) {
+  /// Convolutions + bias + max over time + ReLU of sample b (its first `valid` tokens of a
+  /// row of `len`) into pooled (row b).
+  void pool(const int32_t* tokens, int64_t b, int64_t len, int64_t valid) {
     const int64_t F = filters;
     const int64_t CF = static_cast<int64_t>(kernels.size()) * F;
     const int32_t* tk = tokens + b * len;
@@ -118,7 +119,7 @@ struct textcnn_fused::impl {
       int64_t k = kernels[c];
       const float* bias = &conv_b[c * static_cast<size_t>(F)];
       std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-      for (int64_t t = 0; t + k <= len; ++t) {
+      for (int64_t t = 0; t + k <= valid; ++t) {
         // h = bias + sum over taps, one simple (vectorised) pass per tap.
         const float* __restrict r0 = row(t) + off;
         for (int64_t f = 0; f < F; ++f)
@@ -147,6 +148,11 @@ textcnn_fused::~textcnn_fused() = default;
 
 caf::error textcnn_fused::forward(const textcnn& model, const int32_t* tokens, int64_t batch,
                                   int64_t len, std::vector<float>& probs) {
+  return forward(model, tokens, batch, len, /*lengths=*/nullptr, probs);
+}
+
+caf::error textcnn_fused::forward(const textcnn& model, const int32_t* tokens, int64_t batch,
+                                  int64_t len, const int64_t* lengths, std::vector<float>& probs) {
   auto& c = model.config();
   if (batch < 1 || len < 1)
     return make_error(errc::invalid_argument, "textcnn_fused: empty batch (" + std::to_string(batch)
@@ -156,6 +162,13 @@ caf::error textcnn_fused::forward(const textcnn& model, const int32_t* tokens, i
     return make_error(errc::invalid_argument,
                       "textcnn_fused: sequence length " + std::to_string(len)
                         + " is shorter than kernel size " + std::to_string(widest));
+  if (lengths)
+    for (int64_t b = 0; b < batch; ++b)
+      if (lengths[b] < widest || lengths[b] > len)
+        return make_error(errc::invalid_argument, "textcnn_fused: row " + std::to_string(b)
+                                                    + " has length " + std::to_string(lengths[b])
+                                                    + ", outside " + std::to_string(widest) + ".."
+                                                    + std::to_string(len));
   for (int64_t i = 0; i < batch * len; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.vocab)
       return make_error(errc::invalid_argument, "textcnn_fused: token " + std::to_string(tokens[i])
@@ -170,7 +183,7 @@ caf::error textcnn_fused::forward(const textcnn& model, const int32_t* tokens, i
   im.pooled.resize(static_cast<size_t>(batch * CF));
   detail::parallel_range(batch, samples_per_chunk, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
-      im.pool(tokens, b, len);
+      im.pool(tokens, b, len, lengths ? lengths[b] : len);
   });
   // Dense and softmax.
   probs.resize(static_cast<size_t>(batch * K));

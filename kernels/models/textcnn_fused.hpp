@@ -33,6 +33,14 @@ public:
   caf::error forward(const textcnn& model, const int32_t* tokens, int64_t batch, int64_t len,
                      std::vector<float>& probs);
 
+  /// forward() on rows of their own lengths: row b holds `lengths[b]` tokens (in [widest
+  /// kernel, len]) followed by padding that is never read, so its probabilities are those of
+  /// its first lengths[b] tokens scored alone, whatever the other rows' lengths (padding
+  /// would otherwise enter the convolution windows and the max over time). Errors: those of
+  /// forward(), and errc::invalid_argument for a length out of range.
+  caf::error forward(const textcnn& model, const int32_t* tokens, int64_t batch, int64_t len,
+                     const int64_t* lengths, std::vector<float>& probs);
+
   /// forward() on a row-major vector of batch * len ids.
   caf::expected<std::vector<float>> predict(const textcnn& model,
                                             const std::vector<int32_t>& tokens, int64_t batch);

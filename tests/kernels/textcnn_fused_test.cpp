@@ -1,7 +1,7 @@
 // kernels.models.textcnn_fused: the fused CPU inference engine against the model's op-by-op
 // forward on the reference backend (plain loops) and on the CPU backend, on random weights
-// and tokens, at 1e-4 + |ref| * eps; its table follows weight changes; bad batches get
-// clear errors.
+// and tokens, at 1e-4 + |ref| * eps; its table follows weight changes; rows of their own
+// lengths score as each row alone; bad batches get clear errors.
 #include "kernels/models/textcnn_fused.hpp"
 
 #include "kernels/reference_backend.hpp"
@@ -111,6 +111,42 @@ TEST_SUITE("kernels.models.textcnn_fused") {
     CHECK(mismatches("other model", reference_forward(*other, ref, tokens),
                      fused_forward(engine, *other, tokens))
           == 0);
+  }
+
+  TEST_CASE("rows of their own lengths score as each row alone, padding unread") {
+    textcnn_config cfg;
+    cfg.vocab = 60, cfg.embed = 8, cfg.filters = 6, cfg.seq_len = 32;
+    auto m = textcnn::create(cfg, default_backend(/*prefer_gpu=*/false));
+    REQUIRE(m);
+    std::mt19937_64 rng(5);
+    randomize(*m, rng, 0.5f);
+    const int64_t batch = 12, len = 30;
+    auto tokens = random_i32({batch, len}, rng, 60);
+    std::vector<int64_t> lengths;
+    for (int64_t b = 0; b < batch; ++b)
+      lengths.push_back(4 + (b * 7) % (len - 3)); // 4..30
+    textcnn_fused engine;
+    std::vector<float> probs;
+    REQUIRE(!engine.forward(*m, tokens.data<int32_t>(), batch, len, lengths.data(), probs));
+    size_t padding_matters = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      CAPTURE(b);
+      const int32_t* row = tokens.data<int32_t>() + b * len;
+      std::vector<float> alone, full;
+      REQUIRE(!engine.forward(*m, row, 1, lengths[static_cast<size_t>(b)], alone));
+      REQUIRE(!engine.forward(*m, row, 1, len, full));
+      for (int64_t k = 0; k < cfg.classes; ++k)
+        CHECK(probs[static_cast<size_t>(b * cfg.classes + k)] == alone[static_cast<size_t>(k)]);
+      padding_matters += alone != full;
+    }
+    // The tokens past a row's length change its score when read: the lengths are used.
+    CHECK(padding_matters > 0);
+    lengths[3] = 3; // below the widest kernel
+    auto err = engine.forward(*m, tokens.data<int32_t>(), batch, len, lengths.data(), probs);
+    REQUIRE(err);
+    CHECK(comb::describe(err).find("row 3 has length 3") != std::string::npos);
+    lengths[3] = len + 1;
+    CHECK(engine.forward(*m, tokens.data<int32_t>(), batch, len, lengths.data(), probs));
   }
 
   TEST_CASE("bad batches get clear errors") {

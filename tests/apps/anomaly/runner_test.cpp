@@ -60,7 +60,15 @@ std::vector<T> values(const runtime::tensor_pack& p, const std::string& name, te
 
 TEST_SUITE("apps.anomaly.runner") {
   TEST_CASE("a request scores the same alone and among longer and shorter requests") {
-    auto d = tiny::tiny_detector();
+    std::string engine;
+    SUBCASE("fused engine (rows of their own lengths)") {
+      engine = "fused";
+    }
+    SUBCASE("kernels engine (batches of one length)") {
+      engine = "kernels";
+    }
+    CAPTURE(engine);
+    auto d = tiny::tiny_detector(7, engine);
     auto reqs = tiny::sample_requests();
     auto one = alone(d, reqs);
     std::vector<std::string_view> views(reqs.begin(), reqs.end());

@@ -32,8 +32,9 @@ inline std::vector<std::string> sample_requests() {
   return r;
 }
 
-/// A detector with random weights (seed `seed`), sequence length 96.
-inline detector tiny_detector(uint64_t seed = 7) {
+/// A detector with random weights (seed `seed`), sequence length 96, scoring with `engine`
+/// ("fused", or "kernels" on the CPU).
+inline detector tiny_detector(uint64_t seed = 7, const std::string& engine = "fused") {
   auto corpus = sample_requests();
   std::vector<std::string_view> views(corpus.begin(), corpus.end());
   auto tok = bbpe_tokenizer::train(views, 320);
@@ -45,6 +46,8 @@ inline detector tiny_detector(uint64_t seed = 7) {
   cfg.model.filters = 6;
   cfg.model.seq_len = 96;
   cfg.model.seed = seed;
+  cfg.model.engine = engine;
+  cfg.model.prefer_gpu = false;
   auto m = textcnn_classifier::create(cfg.model);
   REQUIRE(m);
   return detector{std::move(*tok), std::move(*m), cfg};
