@@ -199,7 +199,9 @@ caf::expected<json> labels(call_context&, transaction& txn, const json& args) {
       i->second["answers"].push_back({{"model", (*row)["model"]},
                                       {"version", (*row)["version"]},
                                       {"label", (*row)["label"]},
-                                      {"score", (*row)["score"]}});
+                                      {"score", (*row)["score"]},
+                                      {"digest", row->value("digest", "")},
+                                      {"call", row->value("call", "")}});
     return true;
   });
   if (err || bad)

@@ -66,7 +66,8 @@ caf::expected<nlohmann::json> dataset_info(storage::transaction& txn, std::strin
 /// Registers the tables and imaging.put_images {dataset, first_index, images: [{width,
 /// height, channels, label?, name?, pixels (base64)}]} -> {dataset, stored, next_index},
 /// imaging.dataset {dataset} -> the dataset's row, imaging.labels {dataset, from, limit}
-/// -> [{index, label?, answers: [{model, version, label, score}]}], imaging.results
+/// -> [{index, label?, name?, answers: [{model, version, label, score, digest,
+/// call}]}], imaging.results
 /// {dataset, model} -> accuracy per model version.
 void register_image_store(runtime::procedure_registry& procs);
 

@@ -143,6 +143,25 @@ TEST_SUITE("apps.imaging.path") {
     auto labels = call("imaging.labels", {{"dataset", "mnist-test"}, {"from", 0}, {"limit", 1}});
     REQUIRE_MESSAGE(labels, test::why(labels));
     CHECK((*labels)[0]["answers"][0]["version"] == 2);
+    CHECK((*labels)[0]["answers"][0]["digest"] == v2["digest"]);
+    CHECK((*labels)[0]["answers"][0]["call"].get<std::string>().size() > 0);
+
+    // The next round trains from the last stored version (how a killed run resumes), on the
+    // rows asked for, and records them.
+    t.epochs = 1;
+    t.from = 100;
+    t.limit = 300;
+    auto again = train_rounds(call, t, in(240s), say);
+    REQUIRE_MESSAGE(again, test::why(again));
+    CHECK((*again)[0].trained_from == 2);
+    CHECK((*again)[0].version == 3);
+    auto v3 = model_versions(call, "mnist-mlp");
+    REQUIRE_MESSAGE(v3, test::why(v3));
+    REQUIRE(v3->size() == 3);
+    CHECK(v3->back()["trained_from"] == 2);
+    CHECK(v3->back()["rows_from"] == 100);
+    CHECK(v3->back()["rows_to"] == 399);
+    CHECK(v3->back()["active"] == true);
 
     // A model that does not exist is refused by name; an image of the wrong size too.
     auto missing = call("imaging.classify", {{"dataset", "mnist-test"}, {"model", "nope"}});

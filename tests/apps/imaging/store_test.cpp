@@ -1,0 +1,163 @@
+// apps.imaging.store: the image tables' procedures on a node in this process (no compute
+// process): imaging.put_images stores and overwrites rows and keeps the dataset's count and
+// labelled images; bad arguments (names, sizes, pixel counts, base64, too many images) are
+// refused naming the problem and store nothing; imaging.labels and imaging.results read back;
+// calls that need a model or images that are not there are refused by name.
+#include "apps/imaging/image_store.hpp"
+#include "apps/imaging/imaging.hpp"
+#include "base/base64.hpp"
+#include "base/errc.hpp"
+#include "node/node.hpp"
+#include "runtime/system_config.hpp"
+#include "tests/test_util.hpp"
+
+#include <caf/all.hpp>
+#include <doctest/doctest.h>
+
+using namespace comb;
+using namespace comb::apps::imaging;
+using nlohmann::json;
+
+namespace {
+
+struct fixture {
+  test::temp_dir dir;
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  std::unique_ptr<runtime::node> n;
+
+  fixture() {
+    runtime::node_config nc;
+    nc.data_dir = dir.path() + "/data";
+    nc.partitions = 2;
+    nc.durability = storage::durability::async;
+    auto procs = std::make_shared<runtime::procedure_registry>();
+    register_imaging(*procs);
+    n = test::must(runtime::node::start(sys, nc, procs));
+  }
+  ~fixture() { n.reset(); }
+
+  caf::expected<json> call(const std::string& proc, const json& args) {
+    return n->call(proc, args, "admin");
+  }
+};
+
+json image(int w, int h, int c, int label, uint8_t fill) {
+  json im{{"width", w},
+          {"height", h},
+          {"channels", c},
+          {"pixels", base64_encode(std::string(size_t(w) * h * c, char(fill)))}};
+  if (label >= 0)
+    im["label"] = label;
+  return im;
+}
+
+// The error text of a call that must fail with `code`, naming `needle`.
+void refused(const caf::expected<json>& r, errc code, const std::string& needle) {
+  REQUIRE_FALSE(r);
+  auto text = describe(r.error());
+  INFO(text);
+  CHECK(is(r.error(), code));
+  CHECK(text.find(needle) != std::string::npos);
+}
+
+} // namespace
+
+TEST_SUITE("apps.imaging.store") {
+  TEST_CASE("put_images stores rows, overwrites them and keeps the dataset's counts") {
+    fixture f;
+    json three = {image(2, 2, 1, 3, 10), image(2, 2, 1, 4, 20), image(2, 2, 1, -1, 30)};
+    auto r = f.call("imaging.put_images",
+                    {{"dataset", "d"}, {"first_index", 0}, {"images", three}});
+    REQUIRE_MESSAGE(r, test::why(r));
+    CHECK((*r)["stored"] == 3);
+    CHECK((*r)["next_index"] == 3);
+    auto ds = f.call("imaging.dataset", {{"dataset", "d"}});
+    REQUIRE_MESSAGE(ds, test::why(ds));
+    CHECK((*ds)["count"] == 3);
+    CHECK((*ds)["labelled"] == 2);
+    CHECK((*ds)["width"] == 2);
+    // Overwriting index 2 with a labelled image: still 3 images, now 3 labelled.
+    r = f.call("imaging.put_images",
+               {{"dataset", "d"}, {"first_index", 2}, {"images", {image(2, 2, 1, 5, 40)}}});
+    REQUIRE_MESSAGE(r, test::why(r));
+    ds = f.call("imaging.dataset", {{"dataset", "d"}});
+    CHECK((*ds)["count"] == 3);
+    CHECK((*ds)["labelled"] == 3);
+    auto labels = f.call("imaging.labels", {{"dataset", "d"}, {"from", 1}, {"limit", 5}});
+    REQUIRE_MESSAGE(labels, test::why(labels));
+    REQUIRE(labels->size() == 2);
+    CHECK((*labels)[0]["index"] == 1);
+    CHECK((*labels)[0]["label"] == 4);
+    CHECK((*labels)[1]["label"] == 5);
+    CHECK((*labels)[1]["answers"].empty());
+    auto results = f.call("imaging.results", {{"dataset", "d"}, {"model", "m"}});
+    REQUIRE_MESSAGE(results, test::why(results));
+    CHECK((*results)["images"] == 3);
+    CHECK((*results)["versions"].empty());
+  }
+
+  TEST_CASE("bad arguments are refused by name and store nothing") {
+    fixture f;
+    auto put = [&](json args) { return f.call("imaging.put_images", args); };
+    json ok_images = {image(2, 2, 1, 1, 0)};
+    refused(put({{"dataset", "a/b"}, {"first_index", 0}, {"images", ok_images}}),
+            errc::invalid_argument, "dataset");
+    refused(put({{"dataset", ""}, {"first_index", 0}, {"images", ok_images}}),
+            errc::invalid_argument, "dataset");
+    refused(put({{"dataset", "d"}, {"first_index", -1}, {"images", ok_images}}),
+            errc::invalid_argument, "first_index");
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", json::array()}}),
+            errc::invalid_argument, "images");
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", "x"}}), errc::invalid_argument,
+            "'images' must be an array");
+    auto short_px = image(2, 2, 1, 1, 0);
+    short_px["pixels"] = base64_encode("abc");
+    refused(put(
+              {{"dataset", "d"}, {"first_index", 0}, {"images", {image(2, 2, 1, 1, 0), short_px}}}),
+            errc::invalid_argument, "image 1 (index 1): 3 pixel bytes");
+    auto bad64 = image(2, 2, 1, 1, 0);
+    bad64["pixels"] = "!!!not base64";
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", {bad64}}}),
+            errc::invalid_argument, "base64");
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", {image(2, 2, 2, 1, 0)}}}),
+            errc::invalid_argument, "channels");
+    auto huge = image(2, 2, 1, 1, 0);
+    huge["width"] = 100000;
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", {huge}}}), errc::invalid_argument,
+            "'width' must be in [1, 4096]");
+    auto neg = image(2, 2, 1, 1, 0);
+    neg["label"] = -3;
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", {neg}}}), errc::invalid_argument,
+            "'label'");
+    json many = json::array();
+    for (size_t i = 0; i < max_images_per_put + 1; ++i)
+      many.push_back({{"width", 1}, {"height", 1}, {"channels", 1}, {"pixels", "AA=="}});
+    refused(put({{"dataset", "d"}, {"first_index", 0}, {"images", many}}), errc::invalid_argument,
+            "4096 images a call");
+    // Nothing was stored by any of them (image 0 of the short-pixels call included).
+    refused(f.call("imaging.dataset", {{"dataset", "d"}}), errc::not_found, "'d'");
+    refused(f.call("imaging.labels", {{"dataset", "d"}, {"from", 0}, {"limit", 5000}}),
+            errc::invalid_argument, "limit");
+    refused(f.call("imaging.results", {{"dataset", "nope"}, {"model", "m"}}), errc::not_found,
+            "nope");
+  }
+
+  TEST_CASE("classify, detect and train refuse what is missing, by name") {
+    fixture f;
+    refused(f.call("imaging.classify", {{"dataset", "d"}, {"model", "m"}}), errc::not_found, "'d'");
+    auto r = f.call("imaging.put_images",
+                    {{"dataset", "d"}, {"first_index", 0}, {"images", {image(28, 28, 1, 1, 0)}}});
+    REQUIRE_MESSAGE(r, test::why(r));
+    refused(f.call("imaging.classify", {{"dataset", "d"}, {"model", "m"}}), errc::bad_model, "m");
+    refused(f.call("imaging.detect", {{"dataset", "d"}, {"model", "m"}}), errc::bad_model, "m");
+    refused(f.call("imaging.train",
+                   {{"dataset", "d"}, {"model", "m"}, {"epochs", 1}, {"batch", 8}, {"lr", 0.01}}),
+            errc::not_found, "no stored version");
+    refused(f.call("imaging.train",
+                   {{"dataset", "d"}, {"model", "m"}, {"epochs", 0}, {"batch", 8}, {"lr", 0.01}}),
+            errc::invalid_argument, "epochs");
+    refused(f.call("imaging.call", {{"call", "nothing"}}), errc::not_found, "nothing");
+  }
+
+} // TEST_SUITE
