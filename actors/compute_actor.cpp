@@ -657,7 +657,9 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto added = st.pool->add(std::move(*p));
       if (!added) {
         ++st.rejected;
-        if (!st.pool->contains(task_id))
+        // A whole task whose specs do not describe its payload is dropped: it no longer holds
+        // its version. (Other errors leave the task as it was: pooled, queued or running.)
+        if (is(added.error(), errc::invalid_argument) && !st.pool->contains(task_id))
           release(self, task_id);
         return added.error();
       }

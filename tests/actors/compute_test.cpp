@@ -712,4 +712,37 @@ TEST_SUITE("actors.compute") {
     // ... and, older than the active version, it goes again once that task is done.
     CHECK(lc.models().size() == 1);
   }
+
+  TEST_CASE("in process: a late duplicate piece of a queued task does not let its version go") {
+    actors::compute_config cfg;
+    cfg.batching["mlp"] = actors::batch_policy{2, std::chrono::milliseconds{5000}};
+    local_compute lc{cfg};
+    auto v1 = test::must(make_mlp_file({20, 8, 5}, 1));
+    auto v2 = test::must(make_mlp_file({20, 8, 5}, 2));
+    // Loads of "mlp" wait for a batch of 2 as well: load both versions at once.
+    auto l1 = lc.request(1, piece_kind::load_model, "mlp", 1, as_bytes(v1));
+    auto l2 = lc.request(2, piece_kind::load_model, "mlp", 2, as_bytes(v2));
+    for (auto* h : {&l1, &l2})
+      h->receive([](task_result&) {}, [](caf::error& e) { FAIL(describe(e)); });
+    auto in = mlp_input(2, 20, 8);
+    auto piece = encode_piece(3, piece_kind::infer, "mlp", 1, 0, 1, in.bytes.data(),
+                              in.bytes.size(), in.specs);
+    // Task 3 is whole and queued (waiting for a second task); its piece sent again is refused.
+    auto queued = lc.c.self->request(lc.compute, 60s, piece_atom::value, piece);
+    auto dup = lc.c.send_raw(lc.compute, piece);
+    REQUIRE(!dup);
+    CHECK(is(dup.error(), errc::protocol_error));
+    lc.c.self->request(lc.compute, 10s, activate_atom::value, std::string{"mlp"}, uint32_t{2})
+      .receive([](uint32_t) {}, [](caf::error& e) { FAIL(describe(e)); });
+    auto models = lc.models();
+    REQUIRE(models.size() == 2);
+    CHECK(models[0]["pending"] == 1);
+    // A second task on v1 completes the batch: both run on v1, which then goes.
+    auto other = lc.send(4, piece_kind::infer, "mlp", 1, in.bytes, in.specs);
+    REQUIRE_MESSAGE(other, text(other));
+    CHECK(other->model_version == 1);
+    queued.receive([](task_result& r) { CHECK(r.model_version == 1); },
+                   [](caf::error& e) { FAIL(describe(e)); });
+    CHECK(lc.models().size() == 1);
+  }
 } // TEST_SUITE
