@@ -24,8 +24,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 } // namespace
 
-caf::expected<json> wait_call(const procedure_caller& call, const std::string& key,
-                              deadline until) {
+caf::expected<json> wait_call(const procedure_caller& call, const std::string& key, deadline until,
+                              const progress_fn& progress) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto next_note = t0 + 10s;
   for (;;) {
     auto r = call("imaging.call", {{"call", key}});
     if (!r)
@@ -40,6 +42,11 @@ caf::expected<json> wait_call(const procedure_caller& call, const std::string& k
       return make_error(errc::timeout, "call " + key + " (" + r->value("kind", "")
                                          + ") has no result yet; it stays in the outbox and "
                                            "completes once the compute process answers");
+    if (progress && std::chrono::steady_clock::now() > next_note) {
+      next_note += 10s;
+      progress("call " + key + " (" + r->value("kind", "") + "): waiting for its result, "
+               + std::to_string(static_cast<int>(seconds_since(t0))) + " s");
+    }
     std::this_thread::sleep_for(100ms);
   }
 }
@@ -146,7 +153,7 @@ caf::expected<dataset_run> run_dataset(const procedure_caller& call, const std::
              + " calls to " + model);
   size_t done = 0;
   for (const auto& key : calls) {
-    auto r = wait_call(call, key, until);
+    auto r = wait_call(call, key, until, progress);
     if (!r)
       return r.error();
     ++done;
@@ -205,7 +212,7 @@ caf::expected<std::vector<train_round>> train_rounds(const procedure_caller& cal
       progress("round " + std::to_string(round + 1) + "/" + std::to_string(o.rounds)
                + ": training version " + std::to_string(tr.trained_from) + " on "
                + std::to_string(tr.rows) + " rows of " + o.dataset + " (call " + key + ")");
-    auto done = wait_call(call, key, until);
+    auto done = wait_call(call, key, until, progress);
     if (!done)
       return done.error();
     tr.version = done->value("version", int64_t{0});

@@ -21,8 +21,9 @@ using deadline = std::chrono::steady_clock::time_point;
 
 /// Waits until imaging call `call` is done and returns its imaging_calls row; the call's
 /// error (procedure_failed, naming it) when it failed, errc::timeout past `until`.
+/// Says every 10 s that it still waits, when `progress` is set.
 caf::expected<nlohmann::json> wait_call(const procedure_caller& call, const std::string& key,
-                                        deadline until);
+                                        deadline until, const progress_fn& progress = nullptr);
 
 /// The stored versions of `model` (comb.model.list rows), by version.
 caf::expected<std::vector<nlohmann::json>> model_versions(const procedure_caller& call,
