@@ -25,6 +25,7 @@
 #include <caf/io/middleman.hpp>
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -672,6 +673,115 @@ TEST_SUITE("runtime.pieces.model_store") {
 
     self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
     self->wait_for(dispatcher);
+    started->reset();
+  }
+
+  TEST_CASE("a call whose model version stays lost gets model_not_loaded after three reloads, "
+            "and calls waiting for one version share its reloads") {
+    // A stand-in compute process that loads every version (answering after 300 ms, so that
+    // calls failing meanwhile wait for that load) and forgets it at once.
+    test::temp_dir dir;
+    model_config cfg;
+    caf::actor_system sys{cfg};
+    auto loads = std::make_shared<std::atomic<int>>(0);
+    using later_atom = caf::atom_constant<caf::atom("later")>;
+    auto forgetful = sys.spawn([loads](caf::event_based_actor* self) -> caf::behavior {
+      auto pending = std::make_shared<std::map<uint64_t, caf::response_promise>>();
+      auto results = std::make_shared<std::map<uint64_t, task_result>>();
+      return {
+        [=](piece_atom, std::vector<char>& bytes) -> caf::result<task_result> {
+          auto p = decode_piece(std::move(bytes));
+          if (!p)
+            return p.error();
+          if (p->kind != piece_kind::load_model)
+            return make_error(errc::model_not_loaded, "task " + std::to_string(p->task_id)
+                                                        + ": model '" + p->model_id + "' version "
+                                                        + std::to_string(p->model_version)
+                                                        + " is not loaded");
+          ++*loads;
+          task_result r;
+          r.task_id = p->task_id;
+          r.complete = true;
+          r.kind = static_cast<uint8_t>(p->kind);
+          r.model = p->model_id;
+          r.model_version = p->model_version;
+          r.model_digest = model_digest(p->payload.data(), p->payload.size());
+          (*pending)[r.task_id] = self->make_response_promise();
+          (*results)[r.task_id] = r;
+          self->delayed_send(self, 300ms, later_atom::value, r.task_id);
+          return caf::delegated<task_result>{};
+        },
+        [=](later_atom, uint64_t id) {
+          (*pending)[id].deliver((*results)[id]);
+          pending->erase(id);
+          results->erase(id);
+        },
+      };
+    });
+    auto port = sys.middleman().publish(forgetful, 0, "127.0.0.1");
+    REQUIRE_MESSAGE(port, test::why(port));
+    node_config nc;
+    nc.data_dir = dir.path() + "/data";
+    nc.partitions = 2;
+    nc.durability = storage::durability::async;
+    auto started = node::start(sys, nc, procedures());
+    REQUIRE_MESSAGE(started, test::why(started));
+    auto& n = **started;
+    actors::dispatcher_config dc;
+    dc.function.compute_port = *port;
+    auto dispatcher = actors::spawn_outbox_dispatcher(sys, n.db(), n.route(), dc);
+    caf::scoped_actor self{sys};
+
+    // Version 1 stored raw and made active by hand (the stand-in forgets it anyway).
+    auto model = random_text(5000, 8);
+    uint32_t chunks = 1;
+    REQUIRE(n.call(
+      "comb.model.put_chunk",
+      {{"name", "mlp"}, {"version", 1}, {"chunk_no", 0}, {"data", base64_encode(model)}}, "admin"));
+    REQUIRE(n.call("comb.model.put",
+                   {{"name", "mlp"},
+                    {"version", 1},
+                    {"chunk_count", chunks},
+                    {"digest", model_digest(model.data(), model.size())},
+                    {"kind", "raw"}},
+                   "admin"));
+    {
+      auto txn = n.db().begin();
+      REQUIRE(!txn->put_row(model_store::active_table, "mlp", {{"version", 1}}));
+      REQUIRE(!txn->commit());
+    }
+    constexpr int calls = 5;
+    for (int i = 0; i < calls; ++i)
+      REQUIRE(n.call("demo.infer", {{"name", "c" + std::to_string(i)}, {"input", "x"}}, "admin"));
+    REQUIRE(test::wait_until([&] { return test::must(n.db().count("inferences")) >= calls; }, 60s,
+                             "a final result for every call"));
+    {
+      auto txn = n.db().begin();
+      for (int i = 0; i < calls; ++i) {
+        auto row = test::must(txn->get_row("inferences", "c" + std::to_string(i)));
+        REQUIRE(row);
+        auto e = row->value("error", "");
+        CHECK_MESSAGE(e.find("model_not_loaded") != std::string::npos, e);
+        CHECK_MESSAGE(e.find("still not loaded after 3 reloads") != std::string::npos, e);
+      }
+      txn->rollback();
+    }
+    std::string stats;
+    self->request(dispatcher, 10s, caf::get_atom::value)
+      .receive([&](std::string& x) { stats = x; }, [&](caf::error& e) { FAIL(describe(e)); });
+    auto j = nlohmann::json::parse(stats);
+    CHECK_MESSAGE(j["reloads_exhausted"] == calls, stats);
+    CHECK_MESSAGE(j["reload_errors"] == 0, stats);
+    // Each call waited for three reloads; calls that failed while one was in flight shared
+    // it (all five, unless this machine stalled for most of 300 ms).
+    MESSAGE("load_model tasks the stand-in answered: " << loads->load());
+    CHECK_MESSAGE(loads->load() >= 3, stats);
+    CHECK_MESSAGE(loads->load() <= 6, "loads " << loads->load() << " " << stats);
+    CHECK(j["reloads_done"] == loads->load());
+
+    self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    self->wait_for(dispatcher);
+    self->send_exit(forgetful, caf::exit_reason::user_shutdown);
     started->reset();
   }
 
