@@ -444,7 +444,7 @@ void run_score_node(const node_score_args& a, const std::string& model, const st
         fail("call " + call.key + " (requests " + std::to_string(call.first + 1) + ".."
              + std::to_string(call.first + call.count) + ") failed: " + r->value("error", ""));
       if (r->value("status", "") != "scored")
-        continue;
+        break; // calls finish about in order: ask again for this one first
       const auto& rows = r->at("scores");
       if (rows.size() != call.count)
         fail("call " + call.key + " has " + std::to_string(rows.size()) + " scores for "
