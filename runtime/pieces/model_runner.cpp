@@ -26,11 +26,19 @@ registry& reg() {
   return r;
 }
 
-/// Registers the kernels' runners once, before any lookup (outside the registry's lock:
+/// True on the thread that is registering the kernels' runners.
+thread_local bool registering_kernels = false;
+
+/// Registers the kernels' runners once, before any lookup or other registration, so that a
+/// runner an app registers for one of their kinds replaces them (outside the registry's lock:
 /// register_kernel_runners calls register_runner).
 void ensure_kernel_runners() {
   static std::once_flag once;
-  std::call_once(once, [] { register_kernel_runners(); });
+  std::call_once(once, [] {
+    registering_kernels = true;
+    register_kernel_runners();
+    registering_kernels = false;
+  });
 }
 
 /// "anomaly-detector, centernet, mlp, mobilenet_v2" for error messages.
@@ -121,6 +129,8 @@ caf::expected<tensor_pack> loaded_model::train(const task_tensors& /*task*/) {
 void register_runner(std::shared_ptr<model_runner> r) {
   if (!r)
     return;
+  if (!registering_kernels)
+    ensure_kernel_runners();
   auto kind = r->kind();
   std::lock_guard<std::mutex> guard{reg().mtx};
   reg().runners[std::move(kind)] = std::move(r);

@@ -102,6 +102,22 @@ std::unique_ptr<loaded_model> load_on_cpu(const std::string& bytes) {
   return std::move(*m);
 }
 
+/// A runner that loads nothing and says its name (for the registry's tests).
+class named_runner : public model_runner {
+public:
+  named_runner(std::string kind, std::string summary)
+    : kind_(std::move(kind)), summary_(std::move(summary)) {}
+  std::string kind() const override { return kind_; }
+  caf::expected<std::string> check(std::string_view) const override { return summary_; }
+  caf::expected<std::unique_ptr<loaded_model>> load(std::string_view,
+                                                    kernels::backend&) const override {
+    return make_error(errc::unsupported, "named_runner loads nothing");
+  }
+
+private:
+  std::string kind_, summary_;
+};
+
 } // namespace
 
 TEST_SUITE("runtime.pieces.model_runner") {
@@ -112,6 +128,14 @@ TEST_SUITE("runtime.pieces.model_runner") {
     CHECK(std::is_sorted(kinds.begin(), kinds.end()));
     CHECK(find_runner("mlp") != nullptr);
     CHECK(find_runner("no-such-kind") == nullptr);
+    register_runner(std::make_shared<named_runner>("test-kind", "first"));
+    register_runner(std::make_shared<named_runner>("test-kind", "second"));
+    auto r = find_runner("test-kind");
+    REQUIRE(r);
+    CHECK(r->check("") == std::string{"second"});
+    kinds = runner_kinds();
+    CHECK(std::find(kinds.begin(), kinds.end(), "test-kind") != kinds.end());
+    CHECK(std::find(kinds.begin(), kinds.end(), "mlp") != kinds.end());
   }
 
   TEST_CASE("identify_model and check_model name what is wrong with a file") {
