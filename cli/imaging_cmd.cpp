@@ -171,6 +171,20 @@ void detect(const imaging_opts& o) {
     auto r = im::run_dataset(call, "imaging.detect", o.dataset, o.model, until(o), print_line);
     if (!r)
       fail_imaging("detect", r.error());
+    auto count = r->results.value("images", int64_t{0});
+    for (int64_t from = 0; from < count; from += 100) {
+      auto b = call("imaging.boxes",
+                    {{"dataset", o.dataset}, {"model", o.model}, {"from", from}, {"limit", 100}});
+      if (!b)
+        fail_imaging("detect", b.error());
+      for (const auto& row : *b) {
+        std::cout << "  " << row.value("index", 0) << ": " << row.value("count", 0)
+                  << " boxes (version " << row.value("version", 0) << ")";
+        if (!row["boxes"].empty())
+          std::cout << ", best " << row["boxes"][0].dump();
+        std::cout << "\n";
+      }
+    }
     std::cout << "detected on " << r->images << " images of " << o.dataset << " with " << o.model
               << " in " << r->calls << " calls, " << std::fixed << std::setprecision(1)
               << r->seconds

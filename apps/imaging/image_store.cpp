@@ -211,6 +211,35 @@ caf::expected<json> labels(call_context&, transaction& txn, const json& args) {
   return out;
 }
 
+// imaging.boxes: a detector's boxes for images [from, from + limit) of a dataset.
+caf::expected<json> boxes(call_context&, transaction& txn, const json& args) {
+  auto dataset = arg<std::string>(args, "dataset");
+  auto model = arg<std::string>(args, "model");
+  if (auto e = check_name(dataset, "imaging.boxes: dataset"))
+    return e;
+  if (auto e = check_name(model, "imaging.boxes: model"))
+    return e;
+  auto from = arg<int64_t>(args, "from");
+  auto limit = arg<int64_t>(args, "limit");
+  if (from < 0 || limit < 1 || limit > 100)
+    return make_error(errc::invalid_argument,
+                      "imaging.boxes: need from >= 0 and limit in [1, 100]");
+  json out = json::array();
+  caf::error bad;
+  auto err = txn.scan(boxes_table, image_key(dataset, from), image_key(dataset, from + limit),
+                      [&](std::string_view k, std::string_view v) {
+                        auto row = decode_row(v, boxes_table, k);
+                        if (!row)
+                          return bad = row.error(), false;
+                        if (row->value("model", "") == model)
+                          out.push_back(std::move(*row));
+                        return true;
+                      });
+  if (err || bad)
+    return err ? err : bad;
+  return out;
+}
+
 // imaging.results: accuracy of a model's answers over a dataset, per model version.
 caf::expected<json> results(call_context&, transaction& txn, const json& args) {
   auto dataset = arg<std::string>(args, "dataset");
@@ -316,6 +345,7 @@ void register_image_store(runtime::procedure_registry& procs) {
   procs.add("imaging.dataset", dataset_proc, {.roles = {"*"}, .read_only = true});
   procs.add("imaging.labels", labels, {.roles = {"*"}, .read_only = true});
   procs.add("imaging.results", results, {.roles = {"*"}, .read_only = true});
+  procs.add("imaging.boxes", boxes, {.roles = {"*"}, .read_only = true});
 }
 
 } // namespace comb::apps::imaging

@@ -68,7 +68,9 @@ caf::expected<nlohmann::json> dataset_info(storage::transaction& txn, std::strin
 /// imaging.dataset {dataset} -> the dataset's row, imaging.labels {dataset, from, limit}
 /// -> [{index, label?, name?, answers: [{model, version, label, score, digest,
 /// call}]}], imaging.results
-/// {dataset, model} -> accuracy per model version.
+/// {dataset, model} -> accuracy per model version, imaging.boxes {dataset, model, from,
+/// limit <= 100} -> the detector's imaging_boxes rows ({index, count, boxes: [[x0, y0, x1, y1,
+/// score, class]], version, digest, call}).
 void register_image_store(runtime::procedure_registry& procs);
 
 } // namespace comb::apps::imaging

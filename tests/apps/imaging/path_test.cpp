@@ -208,6 +208,16 @@ TEST_SUITE("apps.imaging.path") {
     REQUIRE_MESSAGE(done, test::why(done));
     CHECK((*done)["results"] == 1);
     CHECK((*done)["result_version"] == 1);
+    auto rows = call("imaging.boxes",
+                     {{"dataset", "det"}, {"model", "detector"}, {"from", 0}, {"limit", 10}});
+    REQUIRE_MESSAGE(rows, test::why(rows));
+    REQUIRE(rows->size() == 1);
+    CHECK((*rows)[0]["version"] == 1);
+    CHECK((*rows)[0]["count"].get<int>() == int((*rows)[0]["boxes"].size()));
+    CHECK((*rows)[0]["count"].get<int>() > 0);
+    CHECK((*rows)[0]["count"].get<int>() <= 100);
+    for (const auto& b : (*rows)[0]["boxes"])
+      REQUIRE(b.size() == 6);
   }
 
 } // TEST_SUITE
