@@ -74,9 +74,13 @@ caf::expected<std::pair<std::string, uint32_t>> name_version(const json& args) {
 caf::expected<model_file_info> check_file(const std::string& name, uint32_t version,
                                           std::string_view bytes, const std::string& want = {}) {
   auto info = check_model(bytes);
-  if (!info)
-    return make_error(errc::bad_model,
-                      version_text(name, version) + " is refused: " + describe(info.error()));
+  if (!info) {
+    // The check's own text; its code is named only when it is not bad_model.
+    auto why = describe(info.error());
+    if (is(info.error(), errc::bad_model))
+      why.erase(0, to_string(errc::bad_model).size() + 2);
+    return make_error(errc::bad_model, version_text(name, version) + " is refused: " + why);
+  }
   if (!want.empty() && info->kind != want)
     return make_error(errc::bad_model, version_text(name, version) + " is refused: the file is a '"
                                          + info->kind + "' model, not the '" + want + "' given");
