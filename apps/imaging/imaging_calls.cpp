@@ -484,6 +484,29 @@ caf::expected<json> call_row(call_context&, transaction& txn, const json& args) 
   return out;
 }
 
+// imaging.pending: the calls of a model that have no result yet, in key (time) order.
+caf::expected<json> pending(call_context&, transaction& txn, const json& args) {
+  auto model = arg<std::string>(args, "model");
+  json out = json::array();
+  caf::error bad;
+  auto err = txn.scan(calls_table, "", "", [&](std::string_view k, std::string_view v) {
+    auto row = json::from_msgpack(v, true, false);
+    if (row.is_discarded() || !row.is_object()) {
+      bad = make_error(errc::corrupt_data,
+                       "unreadable row '" + std::string{k} + "' of " + calls_table);
+      return false;
+    }
+    if (row.value("model", "") == model && row.value("state", "") == "pending") {
+      row["call"] = std::string{k};
+      out.push_back(std::move(row));
+    }
+    return true;
+  });
+  if (err || bad)
+    return err ? err : bad;
+  return out;
+}
+
 } // namespace
 
 void register_calls(runtime::procedure_registry& procs) {
@@ -493,6 +516,7 @@ void register_calls(runtime::procedure_registry& procs) {
   procs.add("imaging.detect", detect, {.roles = {"admin"}});
   procs.add("imaging.train", train, {.roles = {"admin"}});
   procs.add("imaging.call", call_row, {.roles = {"*"}, .read_only = true});
+  procs.add("imaging.pending", pending, {.roles = {"*"}, .read_only = true});
   runtime::outbox::add_result_procedure(procs, "imaging.classified", classified);
   runtime::outbox::add_result_procedure(procs, "imaging.detected", detected);
   runtime::outbox::add_result_procedure(procs, "imaging.trained", trained);

@@ -33,6 +33,7 @@ constexpr size_t max_train_bytes = size_t{48} << 20;
 ///   imaging.train {dataset, model, epochs, batch, lr, seed?, from?, limit?}
 ///     -> {call, trained_from, rows, from, to}; result imaging.trained
 ///   imaging.call {call} -> its imaging_calls row (any role)
+///   imaging.pending {model} -> the model's calls without a result yet (any role)
 void register_calls(runtime::procedure_registry& procs);
 
 } // namespace comb::apps::imaging

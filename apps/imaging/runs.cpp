@@ -187,11 +187,29 @@ caf::expected<std::vector<train_round>> train_rounds(const procedure_caller& cal
     if (!vs)
       return vs.error();
   }
+  // A train call of an earlier run that was stopped (or killed) is still in the outbox: its
+  // version comes first, so that this run resumes from it instead of training beside it.
+  auto earlier = call("imaging.pending", {{"model", o.model}});
+  if (!earlier)
+    return earlier.error();
+  for (const auto& p : *earlier) {
+    if (p.value("kind", "") != "train")
+      continue;
+    if (progress)
+      progress("waiting for train call " + p.value("call", "") + " of an earlier run");
+    auto done = wait_call(call, p.value("call", ""), until, progress);
+    if (!done && !is(done.error(), errc::procedure_failed))
+      return done.error();
+    vs = model_versions(call, o.model);
+    if (!vs)
+      return vs.error();
+  }
   // Training starts from the latest version, which the compute process must hold: activate
   // it when an earlier run stopped before it was (a killed round resumes from there).
+  // (A version whose activation is already recorded, e.g. by imaging.trained, is waited for.)
   if (!vs->empty() && !vs->back().value("active", false))
-    if (auto e = wait_active(call, o.model, vs->back().value("version", 0u), /*activate=*/true,
-                             until, progress))
+    if (auto e = wait_active(call, o.model, vs->back().value("version", 0u),
+                             /*activate=*/!vs->back().contains("activation"), until, progress))
       return e;
   std::vector<train_round> out;
   for (int64_t round = 0; round < o.rounds; ++round) {
