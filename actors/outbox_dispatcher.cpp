@@ -202,6 +202,7 @@ void finish_reload(dispatcher_t* self, const std::pair<std::string, uint32_t>& k
   for (auto& pc : waiting) {
     if (!err) {
       ++st.reload_resent;
+      forget_flight(st, pc.key); // dispatch counts it again (unless it is done meanwhile)
       dispatch(self, std::move(pc));
     } else if (is(err, errc::unavailable) || err.category() != errc_category) {
       release(self, pc.key, false);
@@ -308,8 +309,10 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   if (payload)
     req.bytes = std::move(*payload);
   else if (auto err = runtime::outbox::payload(*st.db, pc.key, req.bytes)) {
-    if (is(err, errc::not_found))
-      return; // Applied in the meantime.
+    if (is(err, errc::not_found)) {
+      forget_flight(st, pc.key); // Applied in the meantime.
+      return;
+    }
     // A damaged payload does not heal.
     st.in_flight[pc.key] = {0, std::chrono::steady_clock::now()};
     apply_error(self, pc, err);
