@@ -97,6 +97,11 @@ struct version_entry {
   uint64_t memory_bytes = 0;
   /// Tasks of this version that are pooled, queued or running.
   uint64_t pending = 0;
+  /// When it was loaded or last ran a task (a superseded version stays unload_grace after).
+  std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+  /// Loaded by a reload for tasks pinned to it that have not come yet: kept (up to
+  /// reload_hold) until one of them has run.
+  bool awaiting_tasks = false;
   uint64_t tasks_run = 0;
   /// A newer version was activated: unloaded once `pending` reaches 0.
   bool superseded = false;
@@ -166,7 +171,10 @@ const batch_policy& policy_of(compute_state& st, const std::string& model) {
 }
 
 size_t rank_of(const compute_state& st, uint8_t kind) {
-  auto i = std::find(st.cfg.priority.begin(), st.cfg.priority.end(), static_cast<piece_kind>(kind));
+  auto k = static_cast<piece_kind>(kind);
+  if (k == piece_kind::reload_model)
+    k = piece_kind::load_model; // a reload ranks as a load
+  auto i = std::find(st.cfg.priority.begin(), st.cfg.priority.end(), k);
   return static_cast<size_t>(i - st.cfg.priority.begin());
 }
 
@@ -217,7 +225,7 @@ caf::expected<uint32_t> resolve_model(compute_state& st, const runtime::piece& p
 
 /// True when `t` runs on an executor (an infer or train task of a runner's model).
 bool on_executor(compute_state& st, const runtime::pooled_task& t) {
-  if (t.kind == piece_kind::load_model || runtime::is_builtin_model(t.model_id))
+  if (runtime::is_load(t.kind) || runtime::is_builtin_model(t.model_id))
     return false;
   auto* v = find_version(st, t.model_id, t.model_version);
   return v != nullptr && v->on_executors();
@@ -260,7 +268,13 @@ caf::expected<task_result> run_task(compute_state& st, runtime::pooled_task& t) 
   return r;
 }
 
-/// Unloads a superseded version once no task of it is pooled, queued or running.
+void schedule_tick(compute_actor_t* self, clock_type::time_point at);
+
+/// How long a version reloaded for pinned tasks waits for the first of them at most.
+constexpr std::chrono::seconds reload_hold{30};
+
+/// Unloads a superseded version once no task of it is pooled, queued or running and it was
+/// not used for unload_grace (else looks again then).
 void maybe_unload(compute_actor_t* self, const std::string& model, uint32_t version) {
   auto& st = self->state;
   auto m = st.models.find(model);
@@ -270,6 +284,13 @@ void maybe_unload(compute_actor_t* self, const std::string& model, uint32_t vers
   if (v == m->second.versions.end() || !v->second.superseded || v->second.pending > 0
       || m->second.active == version)
     return;
+  auto at = v->second.last_used + st.cfg.unload_grace;
+  if (v->second.awaiting_tasks)
+    at = std::max(at, v->second.last_used + reload_hold);
+  if (clock_type::now() < at) {
+    schedule_tick(self, at);
+    return;
+  }
   if (v->second.on_executors())
     for (auto& ex : st.executors)
       self->request(ex.actor, caf::infinite, exec_unload_atom::value, model, version)
@@ -288,8 +309,12 @@ void release(compute_actor_t* self, uint64_t task_id) {
     return;
   auto [model, version] = i->second;
   st.task_versions.erase(i);
-  if (auto* v = find_version(st, model, version); v != nullptr && v->pending > 0)
-    --v->pending;
+  if (auto* v = find_version(st, model, version); v != nullptr) {
+    v->last_used = clock_type::now();
+    v->awaiting_tasks = false;
+    if (v->pending > 0)
+      --v->pending;
+  }
   maybe_unload(self, model, version);
 }
 
@@ -306,6 +331,43 @@ void deliver(compute_actor_t* self, waiting_task& w, caf::expected<task_result> 
 }
 
 void drain(compute_actor_t* self);
+
+/// Makes `version` (loaded) the active one; every other version is superseded and goes once
+/// its last task is done (activating an older version again, a rollback, supersedes the
+/// newer one). Returns the version active before.
+uint32_t make_active(compute_actor_t* self, const std::string& model, uint32_t version) {
+  auto& entry = self->state.models[model];
+  auto previous = entry.active;
+  entry.active = version;
+  std::vector<uint32_t> others;
+  for (auto& [v, e] : entry.versions) {
+    e.superseded = v != version;
+    if (v == version)
+      e.awaiting_tasks = false;
+    if (v != version)
+      others.push_back(v);
+  }
+  for (auto v : others)
+    maybe_unload(self, model, v);
+  return previous;
+}
+
+/// Unloads every superseded version whose time has come (on the timer).
+void sweep_superseded(compute_actor_t* self) {
+  std::vector<std::pair<std::string, uint32_t>> candidates;
+  for (auto& [name, e] : self->state.models)
+    for (auto& [v, m] : e.versions)
+      if (m.superseded && m.pending == 0)
+        candidates.emplace_back(name, v);
+  for (auto& [name, v] : candidates)
+    maybe_unload(self, name, v);
+}
+
+/// True when one of `tasks` is an activation's load (load_model, not a reload).
+bool activates(const std::vector<waiting_task>& tasks) {
+  return std::any_of(tasks.begin(), tasks.end(),
+                     [](const waiting_task& w) { return w.task.kind == piece_kind::load_model; });
+}
 
 /// The outcome of one executor's load of a pending version.
 void on_loaded(compute_actor_t* self, const std::pair<std::string, uint32_t>& key, size_t ex,
@@ -342,12 +404,15 @@ void on_loaded(compute_actor_t* self, const std::pair<std::string, uint32_t>& ke
   v.kind = done.kind;
   v.file_bytes = done.file_bytes;
   v.memory_bytes = done.memory_bytes;
-  // A version older than the active one (loaded again for tasks pinned to it) goes once
+  // A version other than the active one (loaded again for tasks pinned to it) goes once
   // those tasks are done.
-  v.superseded = entry.active != 0 && version < entry.active;
+  v.superseded = entry.active != 0 && version != entry.active;
+  v.awaiting_tasks = v.superseded;
   entry.versions.emplace(version, std::move(v));
-  if (entry.active == 0)
-    entry.active = version;
+  if (entry.active == 0 || activates(done.waiting))
+    make_active(self, model, version);
+  else
+    maybe_unload(self, model, version); // arms the timer of a reloaded superseded version
   for (auto& w : done.waiting) {
     auto r = result_of(w.task);
     r.model_digest = done.digest;
@@ -374,6 +439,9 @@ void start_load(compute_actor_t* self, waiting_task w) {
   if (auto i = entry.versions.find(t.model_version); i != entry.versions.end()) {
     if (i->second.digest != digest)
       return deliver(self, w, other(i->second.digest));
+    i->second.last_used = clock_type::now();
+    if (t.kind == piece_kind::load_model)
+      make_active(self, t.model_id, t.model_version);
     auto r = result_of(t);
     r.model_digest = digest;
     r.batch_size = 1;
@@ -393,10 +461,13 @@ void start_load(compute_actor_t* self, waiting_task w) {
     v.seed = std::stoull(digest.substr(0, 16), nullptr, 16);
     v.file_bytes = bytes.size();
     v.bytes = std::move(bytes);
-    v.superseded = entry.active != 0 && t.model_version < entry.active;
+    v.superseded = entry.active != 0 && t.model_version != entry.active;
+    v.awaiting_tasks = v.superseded;
     entry.versions.emplace(t.model_version, std::move(v));
-    if (entry.active == 0)
-      entry.active = t.model_version;
+    if (entry.active == 0 || t.kind == piece_kind::load_model)
+      make_active(self, t.model_id, t.model_version);
+    else
+      maybe_unload(self, t.model_id, t.model_version);
     auto r = result_of(t);
     r.model_digest = digest;
     r.batch_size = 1;
@@ -541,7 +612,9 @@ void drain(compute_actor_t* self) {
       if (i->second.empty())
         continue;
       const auto& pol = policy_of(st, i->first.second);
-      bool ready = i->second.size() >= pol.max_batch || due.count(i->first.second) > 0;
+      // Loads never wait for a batch.
+      bool ready = runtime::is_load(static_cast<piece_kind>(i->first.first))
+                   || i->second.size() >= pol.max_batch || due.count(i->first.second) > 0;
       if (!ready)
         continue;
       if (!idle && needs_executor(st, i->second, pol.max_batch))
@@ -568,7 +641,7 @@ void drain(compute_actor_t* self) {
                              + std::to_string(w.task.task_id));
       if (st.run_order.size() > 1024)
         st.run_order.erase(st.run_order.begin(), st.run_order.begin() + 512);
-      if (w.task.kind == piece_kind::load_model) {
+      if (runtime::is_load(w.task.kind)) {
         start_load(self, std::move(w));
       } else if (on_executor(st, w.task)) {
         by_version[w.task.model_version].push_back(std::move(w));
@@ -632,7 +705,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         ++st.rejected;
         return p.error();
       }
-      if (p->kind == piece_kind::load_model) {
+      if (runtime::is_load(p->kind)) {
         if (p->model_version == 0 || runtime::is_builtin_model(p->model_id)
             || p->model_id.empty()) {
           ++st.rejected;
@@ -651,7 +724,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         p->model_version = *v;
       }
       auto task_id = p->task_id;
-      bool tracked = p->kind != piece_kind::load_model && !runtime::is_builtin_model(p->model_id);
+      bool tracked = !runtime::is_load(p->kind) && !runtime::is_builtin_model(p->model_id);
       auto model = p->model_id;
       auto version = p->model_version;
       auto added = st.pool->add(std::move(*p));
@@ -690,6 +763,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       st.expired += gone.size();
       for (auto id : gone)
         release(self, id);
+      sweep_superseded(self);
       drain(self);
     },
     [=](activate_atom, const std::string& model, uint32_t version) -> caf::result<uint32_t> {
@@ -699,20 +773,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         return make_error(errc::bad_model, "cannot activate model '" + model + "' version "
                                              + std::to_string(version)
                                              + ": that version is not loaded");
-      auto previous = i->second.active;
-      i->second.active = version;
-      i->second.versions.at(version).superseded = false;
-      // Older versions go once their last pooled, queued or running task is done.
-      for (auto& [v, e] : i->second.versions)
-        if (v < version)
-          e.superseded = true;
-      std::vector<uint32_t> older;
-      for (auto& [v, e] : i->second.versions)
-        if (v < version)
-          older.push_back(v);
-      for (auto v : older)
-        maybe_unload(self, model, v);
-      return previous;
+      return make_active(self, model, version);
     },
     [=](models_atom) { return models_json(self->state).dump(); },
     [=](stats_atom) {

@@ -6,8 +6,10 @@
 // files of a runner's kind (runtime/pieces/model_runner.hpp) are loaded by its executors (one
 // per backend, actors/executor.hpp), which run each batch of one version as one runner call on
 // their own threads; opaque files are kept as checksum models. A task for a version it does
-// not hold answers errc::model_not_loaded; a version superseded by an activation is unloaded
-// once its last task is done. Its state is private to the actor; talk to it only by messages
+// not hold answers errc::model_not_loaded. A load_model task is an activation (comb.model.
+// activate sends it): its version becomes the active one and every other version is
+// superseded, unloaded once its last task is done and unload_grace passed; a reload_model task
+// (the dispatcher restoring a version for tasks pinned to it) loads without activating. Its state is private to the actor; talk to it only by messages
 // (runtime/compute_types.hpp).
 #pragma once
 
@@ -56,6 +58,10 @@ struct compute_config {
   /// not fit is refused (errc::bad_model, "needs X MiB, Y MiB free of Z MiB") and the loaded
   /// versions keep serving.
   size_t model_memory_limit = 0;
+  /// A superseded version is unloaded once its last task is done and it has not been used
+  /// (loaded, or run) for this long: tasks pinned to it that were reloaded for need not race
+  /// the unload.
+  std::chrono::milliseconds unload_grace{2000};
 };
 
 /// Parses "MODEL=SIZE:DELAY_MS" (e.g. "checksum=8:5") into a model id and its policy.

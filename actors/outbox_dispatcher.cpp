@@ -62,7 +62,7 @@ struct dispatcher_state {
   uint64_t nonce = std::random_device{}() * 0x100000001ull ^ std::random_device{}();
   uint64_t dispatches = 0;
   /// Model reloads: calls that failed with model_not_loaded wait here, by (model, version as
-  /// the call names it), for one load_model task of that version; then they are sent again.
+  /// the call names it), for one reload_model task of that version; then they are sent again.
   std::map<std::pair<std::string, uint32_t>, std::vector<runtime::pending_call>> reloads;
   /// Reloads each call has waited for (at most max_reloads, then its error is final).
   std::map<std::string, uint32_t, std::less<>> reload_tries;
@@ -176,7 +176,7 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
 
 void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload = nullptr);
 
-// Reports a model reload (the load_model task the dispatcher sends on its own) for the call
+// Reports a model reload (the reload_model task the dispatcher sends on its own) for the call
 // `pc` that needed it.
 void record_reload(dispatcher_t* self, bool outgoing, size_t function,
                    const runtime::pending_call& pc, uint64_t task_id, uint32_t version,
@@ -213,7 +213,7 @@ void finish_reload(dispatcher_t* self, const std::pair<std::string, uint32_t>& k
 }
 
 // Loads version `key.second` of model `key.first` (0: the active one) into the compute
-// process: reads its bytes from the database and sends them as a load_model task.
+// process: reads its bytes from the database and sends them as a reload_model task (which loads it without making it the active version).
 void start_reload(dispatcher_t* self, const std::pair<std::string, uint32_t>& key,
                   const runtime::pending_call& trigger) {
   auto& st = self->state;
@@ -242,7 +242,7 @@ void start_reload(dispatcher_t* self, const std::pair<std::string, uint32_t>& ke
   }
   runtime::task_request req;
   req.task_id = next_task_id(st, trigger.task_id);
-  req.kind = static_cast<uint8_t>(runtime::piece_kind::load_model);
+  req.kind = static_cast<uint8_t>(runtime::piece_kind::reload_model);
   req.model = model;
   req.model_version = version;
   req.bytes.assign(file->first.begin(), file->first.end());

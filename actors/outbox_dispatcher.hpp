@@ -8,7 +8,7 @@
 // the result procedures, in transactions. When a call fails with errc::model_not_loaded (the
 // compute process restarted, or unloaded that version), the dispatcher reads the version's
 // bytes from the database (model_store::read_version; a call pinned to version 0 reloads the
-// active version), sends one load_model task per (model, version) while the calls that need
+// active version), sends one reload_model task per (model, version) while the calls that need
 // it wait, then sends them again; a call waits for at most 3 reloads, then the error is its
 // final result. Reloads are recorded as "model_reload" messages. One per node; talk to it by
 // messages.

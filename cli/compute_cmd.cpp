@@ -22,6 +22,7 @@ struct compute_opts {
   std::string backend = "auto";
   size_t memory_limit_mib = 512;
   size_t model_memory_mib = 0;
+  uint64_t unload_grace_ms = 2000;
   uint64_t task_timeout_ms = 30000;
   std::vector<std::string> batch;
   std::string priority = "load_model,infer,train";
@@ -42,6 +43,7 @@ void run_compute(const compute_opts& o) {
   cc.backend_note = choice->note;
   cc.backends = choice->backends;
   cc.model_memory_limit = o.model_memory_mib << 20;
+  cc.unload_grace = std::chrono::milliseconds{o.unload_grace_ms};
   if (o.memory_limit_mib == 0)
     fail_compute(make_error(errc::bad_config, "--memory-limit-mib must be at least 1"), 2);
   cc.pool.memory_limit = o.memory_limit_mib << 20;
@@ -108,6 +110,11 @@ void add_compute_commands(CLI::App& app) {
     ->add_option("--model-memory-mib", opts->model_memory_mib,
                  "Bound on the memory the loaded models of each executor hold (0: none); a "
                  "version that does not fit is refused and the loaded ones keep serving")
+    ->capture_default_str();
+  sub
+    ->add_option("--unload-grace-ms", opts->unload_grace_ms,
+                 "A version superseded by an activation is unloaded once its last task is done "
+                 "and it was not used for this long")
     ->capture_default_str();
   sub
     ->add_option("--task-timeout-ms", opts->task_timeout_ms,

@@ -20,7 +20,7 @@ struct Piece {
   pieceCount @4 :UInt32;
   # At most 1 MiB of the task's payload.
   payload @5 :Data;
-  # Model version: for loadModel the version being loaded; for infer and train 0 means the
+  # Model version: for loadModel and reloadModel the version being loaded; for infer and train 0 means the
   # version active when the task's first piece arrives, otherwise that exact version.
   modelVersion @6 :UInt32;
   # The task's typed input tensors (comb::runtime::tensor_spec), carried by piece 0 of an
@@ -33,6 +33,10 @@ struct Piece {
     infer @0;
     train @1;
     loadModel @2;
+    # Like loadModel, without making the version the active one: the outbox dispatcher
+    # loads a version again that the compute process lost (it restarted, or unloaded a
+    # superseded version) for tasks pinned to it.
+    reloadModel @3;
   }
 }
 

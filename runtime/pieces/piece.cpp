@@ -22,6 +22,8 @@ std::string to_string(piece_kind k) {
     return "train";
   case piece_kind::load_model:
     return "load_model";
+  case piece_kind::reload_model:
+    return "reload_model";
   }
   return "piece_kind(" + std::to_string(static_cast<int>(k)) + ")";
 }
@@ -33,8 +35,10 @@ caf::expected<piece_kind> parse_piece_kind(std::string_view s) {
     return piece_kind::train;
   if (s == "load_model")
     return piece_kind::load_model;
-  return make_error(errc::invalid_argument,
-                    "unknown task kind '" + std::string{s} + "' (infer, train, load_model)");
+  if (s == "reload_model")
+    return piece_kind::reload_model;
+  return make_error(errc::invalid_argument, "unknown task kind '" + std::string{s}
+                                              + "' (infer, train, load_model, reload_model)");
 }
 
 namespace {
@@ -45,6 +49,8 @@ schema::Piece::Kind to_schema(piece_kind k) {
     return schema::Piece::Kind::TRAIN;
   case piece_kind::load_model:
     return schema::Piece::Kind::LOAD_MODEL;
+  case piece_kind::reload_model:
+    return schema::Piece::Kind::RELOAD_MODEL;
   default:
     return schema::Piece::Kind::INFER;
   }
@@ -197,6 +203,9 @@ caf::expected<piece> decode(const char* data, size_t size, std::vector<char>* ow
       break;
     case schema::Piece::Kind::LOAD_MODEL:
       p.kind = piece_kind::load_model;
+      break;
+    case schema::Piece::Kind::RELOAD_MODEL:
+      p.kind = piece_kind::reload_model;
       break;
     default:
       return make_error(errc::corrupt_data, "piece of task " + std::to_string(p.task_id)

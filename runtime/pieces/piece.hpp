@@ -28,12 +28,20 @@ enum class piece_kind : uint8_t {
   train = 1,
   /// The payload is the serialized model (name = model id, version = model version).
   load_model = 2,
+  /// Load a version the compute process lost (the dispatcher's reload, for tasks pinned to
+  /// it): like load_model, but it does not make the version the active one.
+  reload_model = 3,
 };
 
-/// "infer", "train" or "load_model".
+/// True for load_model and reload_model.
+inline bool is_load(piece_kind k) {
+  return k == piece_kind::load_model || k == piece_kind::reload_model;
+}
+
+/// "infer", "train", "load_model" or "reload_model".
 std::string to_string(piece_kind k);
 
-/// Parses "infer", "train" or "load_model".
+/// Parses "infer", "train", "load_model" or "reload_model".
 caf::expected<piece_kind> parse_piece_kind(std::string_view s);
 
 /// Bytes owned by a buffer that may be larger: a received piece keeps its whole message and

@@ -379,7 +379,7 @@ TEST_SUITE("actors.compute") {
 
   TEST_CASE("models load as pieces, switching versions fails nothing in flight, results name "
             "their version") {
-    test::compute_child proc;
+    test::compute_child proc{{"--unload-grace-ms", "0"}};
     client c;
     auto compute = c.connect(proc.port());
     auto fn = c.function(proc.port());
@@ -393,9 +393,9 @@ TEST_SUITE("actors.compute") {
     REQUIRE_MESSAGE(r1, text(r1));
     CHECK(r1->model_version == 1);
     CHECK(r1->model_digest == l1->model_digest);
-    auto l2 = c.run(fn, whole_task(12, piece_kind::load_model, "mlp", v2, 2));
+    // A reload (load without activating) does not switch: v1 stays active until activated.
+    auto l2 = c.run(fn, whole_task(12, piece_kind::reload_model, "mlp", v2, 2));
     REQUIRE_MESSAGE(l2, text(l2));
-    // Loading does not switch: v1 stays active until activated.
     auto r1b = c.run(fn, whole_task(13, piece_kind::infer, "mlp", input));
     REQUIRE(r1b);
     CHECK(r1b->model_version == 1);
@@ -424,7 +424,7 @@ TEST_SUITE("actors.compute") {
     auto gone = c.run(fn, whole_task(16, piece_kind::infer, "mlp", input, 1));
     REQUIRE(!gone);
     CHECK(is(gone.error(), errc::model_not_loaded));
-    REQUIRE(c.run(fn, whole_task(18, piece_kind::load_model, "mlp", v1, 1)));
+    REQUIRE(c.run(fn, whole_task(18, piece_kind::reload_model, "mlp", v1, 1)));
     auto pinned = c.run(fn, whole_task(19, piece_kind::infer, "mlp", input, 1));
     REQUIRE_MESSAGE(pinned, text(pinned));
     CHECK(pinned->output == r1->output);
@@ -665,11 +665,14 @@ TEST_SUITE("actors.compute") {
 
   TEST_CASE("in process: a superseded version is unloaded after its last task; versions not "
             "held answer model_not_loaded") {
-    local_compute lc{actors::compute_config{}};
+    actors::compute_config cfg;
+    cfg.unload_grace = std::chrono::milliseconds{0};
+    local_compute lc{cfg};
     auto v1 = test::must(make_mlp_file({20, 8, 5}, 1));
     auto v2 = test::must(make_mlp_file({20, 8, 5}, 2));
     REQUIRE(lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(v1)));
-    REQUIRE(lc.send(2, piece_kind::load_model, "mlp", 2, as_bytes(v2)));
+    // Loaded without activating (a reload): v1 stays the active version.
+    REQUIRE(lc.send(2, piece_kind::reload_model, "mlp", 2, as_bytes(v2)));
     // A task on v1 with one of its two pieces pooled holds v1 across the activation of v2.
     auto in = mlp_input(2, 20, 6);
     auto half = in.bytes.size() / 2;
@@ -704,24 +707,36 @@ TEST_SUITE("actors.compute") {
     REQUIRE(!unknown);
     CHECK(is(unknown.error(), errc::model_not_loaded));
     // Loaded again (what the dispatcher does on model_not_loaded), the pinned task runs.
-    REQUIRE(lc.send(6, piece_kind::load_model, "mlp", 1, as_bytes(v1)));
+    REQUIRE(lc.send(6, piece_kind::reload_model, "mlp", 1, as_bytes(v1)));
     auto again = lc.send(7, piece_kind::infer, "mlp", 1, in.bytes, in.specs);
     REQUIRE_MESSAGE(again, text(again));
     CHECK(again->model_version == 1);
     CHECK(again->output == second->output);
-    // ... and, older than the active version, it goes again once that task is done.
-    CHECK(lc.models().size() == 1);
+    // ... and, not the active version, it goes again once that task is done (version 2
+    // stays active: a reload does not activate).
+    models = lc.models();
+    REQUIRE(models.size() == 1);
+    CHECK(models[0]["version"] == 2);
+    CHECK(models[0]["active"] == true);
+    // An activation's load (load_model) makes its version the active one, even an older
+    // one (a rollback), and supersedes the others.
+    REQUIRE(lc.send(8, piece_kind::load_model, "mlp", 1, as_bytes(v1)));
+    models = lc.models();
+    REQUIRE(models.size() == 1);
+    CHECK(models[0]["version"] == 1);
+    CHECK(models[0]["active"] == true);
   }
 
   TEST_CASE("in process: a late duplicate piece of a queued task does not let its version go") {
     actors::compute_config cfg;
     cfg.batching["mlp"] = actors::batch_policy{2, std::chrono::milliseconds{5000}};
+    cfg.unload_grace = std::chrono::milliseconds{0};
     local_compute lc{cfg};
     auto v1 = test::must(make_mlp_file({20, 8, 5}, 1));
     auto v2 = test::must(make_mlp_file({20, 8, 5}, 2));
-    // Loads of "mlp" wait for a batch of 2 as well: load both versions at once.
+    // Loads never wait for a batch: both versions load at once.
     auto l1 = lc.request(1, piece_kind::load_model, "mlp", 1, as_bytes(v1));
-    auto l2 = lc.request(2, piece_kind::load_model, "mlp", 2, as_bytes(v2));
+    auto l2 = lc.request(2, piece_kind::reload_model, "mlp", 2, as_bytes(v2));
     for (auto* h : {&l1, &l2})
       h->receive([](task_result&) {}, [](caf::error& e) { FAIL(describe(e)); });
     auto in = mlp_input(2, 20, 8);
