@@ -4,6 +4,7 @@
 
 #include "apps/apps.hpp"
 #include "base/errc.hpp"
+#include "runtime/provenance/provenance_recorder.hpp"
 #include "runtime/provenance/replay.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
@@ -61,6 +62,7 @@ struct log_opts {
   size_t n = 20;
   bool follow = false;
   std::string sqlite;
+  std::string data;
 };
 
 void dump(const log_opts& o) {
@@ -120,8 +122,27 @@ void verify(const log_opts& o) {
     std::cout << "FAILED: " << describe(st.error()) << "\n";
     throw CLI::RuntimeError(1);
   }
+  std::string end;
+  if (!o.data.empty()) {
+    // The database says where the log must end (a stopped node's folder: RocksDB locks it).
+    storage::options so;
+    so.create_if_missing = false;
+    so.keep_wal_seconds = runtime::provenance_recorder::keep_wal_seconds;
+    auto db = storage::database::open(o.data, so);
+    if (!db)
+      fail("log verify", db.error());
+    auto e = runtime::provenance_recorder::check_log_end(**db, o.dir, st->last_lsn);
+    if (!e)
+      fail("log verify", e.error());
+    if (!e->complete()) {
+      std::cout << "FAILED: " << e->describe() << "\n";
+      throw CLI::RuntimeError(1);
+    }
+    end = "; " + e->describe();
+  }
   std::cout << "ok: " << st->records << " records in " << st->segments << " segment(s), lsn "
-            << st->first_lsn << ".." << st->last_lsn << ", " << st->bytes << " bytes\n";
+            << st->first_lsn << ".." << st->last_lsn << ", " << st->bytes << " bytes" << end
+            << "\n";
 }
 
 void spool(const log_opts& o) {
@@ -136,7 +157,7 @@ void spool(const log_opts& o) {
 }
 
 struct replay_opts {
-  std::string log, into, until;
+  std::string log, into, until, data;
   uint64_t execution = 0;
 };
 
@@ -145,6 +166,7 @@ void run_replay(const replay_opts& o) {
   ro.log_dir = o.log;
   ro.into_dir = o.into;
   ro.execution = o.execution;
+  ro.source_data = o.data;
   if (!o.until.empty())
     if (auto err = runtime::parse_until(o.until, ro))
       fail("replay", err, 2);
@@ -195,7 +217,11 @@ void add_log_commands(CLI::App& app) {
   auto [t, topt] = add("tail", "Print the last records", tail);
   t->add_option("-n", topt->n, "How many")->capture_default_str();
   t->add_flag("--follow,-f", topt->follow, "Keep printing new records");
-  add("verify", "Check every segment and record; say what is wrong and where", verify);
+  auto [v, vopt] = add("verify", "Check every segment and record; say what is wrong and where",
+                       verify);
+  v->add_option("--data", vopt->data,
+                "The (stopped) node's data folder: also check that the log ends where the "
+                "database says it must, and name the lsns it lacks");
   auto [s, sopt] = add("spool", "Copy the log into an SQL store (idempotent)", spool);
   s->add_option("--sqlite", sopt->sqlite, "SQLite file")->required();
 
@@ -206,6 +232,9 @@ void add_log_commands(CLI::App& app) {
   rp->add_option("--until", ro->until,
                  "Stop at an lsn, a UTC time (2026-11-25T07:30:00Z) or <n>ns");
   rp->add_option("--execution", ro->execution, "Stop right after this execution id");
+  rp->add_option("--data", ro->data,
+                 "The (stopped) node's data folder: refuse a log that ends before the lsn "
+                 "this database says it must reach, naming the missing lsns");
   rp->callback([ro] { run_replay(*ro); });
 
   auto dg = std::make_shared<std::string>();

@@ -59,6 +59,7 @@ struct node_opts {
   std::string provenance;
   bool no_provenance = false;
   bool record_reads = false;
+  bool accept_log_loss = false;
   std::string spool;
   std::string compute;
 };
@@ -94,6 +95,7 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
   if (!o.no_provenance)
     nc.provenance_dir = o.provenance.empty() ? nc.data_dir + "/provenance" : o.provenance;
   nc.record_reads = o.record_reads;
+  nc.accept_log_loss = o.accept_log_loss;
   if (!nc.provenance_dir.empty() && o.spool != "none")
     nc.spool_file = o.spool.empty() ? nc.data_dir + "/provenance.sqlite" : o.spool;
   if (!o.compute.empty()) {
@@ -124,6 +126,9 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
                   "sends committed function calls there");
   sub->add_flag("--no-provenance", o.no_provenance, "Record no provenance");
   sub->add_flag("--record-reads", o.record_reads, "Record the rows transactions read, too");
+  sub->add_flag("--accept-log-loss", o.accept_log_loss,
+                "Start although the provenance log lost records that the WAL cannot rebuild; "
+                "the loss is recorded in the log (without it the node refuses to start)");
   sub->add_option("--spool", o.spool,
                   "SQLite file the log is spooled into continuously (default "
                   "DATA/provenance.sqlite; 'none' to turn off)");

@@ -44,6 +44,7 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     provenance_recorder::options po;
     po.log_dir = cfg.provenance_dir;
     po.record_reads = cfg.record_reads;
+    po.accept_log_loss = cfg.accept_log_loss;
     auto rec = provenance_recorder::open(*self->db_, po);
     if (!rec)
       return std::move(rec.error());

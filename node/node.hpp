@@ -42,6 +42,9 @@ struct node_config {
   std::string provenance_dir;
   /// Record the rows each transaction reads as well as those it writes.
   bool record_reads = false;
+  /// Start although the provenance log lost records that nothing can rebuild (the loss is
+  /// recorded in the log); off: the node refuses to start and names the missing lsns.
+  bool accept_log_loss = false;
   /// SQLite file the provenance log is spooled into, once a second; empty: no spooling.
   std::string spool_file;
   /// A `comb compute` process: when set, the node starts the outbox dispatcher, whose

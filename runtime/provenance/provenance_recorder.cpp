@@ -2,10 +2,13 @@
 
 #include "base/errc.hpp"
 #include "base/sync_point.hpp"
+#include "base/wall_clock.hpp"
 #include "storage/database.hpp"
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
 #include "storage/transaction.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstring>
@@ -13,6 +16,8 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
+#include <charconv>
 
 namespace comb::runtime {
 
@@ -79,36 +84,55 @@ caf::expected<std::vector<row_change>> rows_of(
   return out;
 }
 
-} // namespace
+// The log's expected end as the database records it (end_table).
+struct end_marks {
+  uint64_t committed = 0;
+  uint64_t written = 0;
+  /// The last lsn each partition committed.
+  std::set<uint64_t> partition_lsns;
+};
 
-caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(storage::database& db,
-                                                                              options opts) {
-  if (db.keep_wal_seconds() == 0)
-    return make_error(errc::bad_config, "provenance needs a database that keeps its WAL "
-                                        "(storage::options::keep_wal_seconds)");
-  std::shared_ptr<provenance_recorder> self{new provenance_recorder(db, std::move(opts))};
-  auto log = storage::log_writer::open(self->opts_.log_dir, {self->opts_.segment_bytes});
-  if (!log)
-    return std::move(log.error());
-  self->log_ = std::move(*log);
-  if (self->log_->bytes_dropped() > 0)
-    self->note_ = "provenance log: " + self->log_->recovery_note() + ". ";
-  // Every committed invocation's record is in the WAL entry of its transaction: its head, and
-  // its rows as the entry's writes. Those after the checkpoint with an lsn the log has not
-  // reached were committed but never appended (the process died first, or a torn tail was
-  // cut): append them, in lsn order, renumbered after the log's end (messages lost in the
-  // crash leave no gap). A WAL record written before heads existed holds its rows itself.
-  auto ckpt = read_checkpoint(self->opts_.log_dir);
-  if (!ckpt)
-    return std::move(ckpt.error());
-  std::vector<std::pair<uint64_t, std::string>> missing;
+caf::expected<end_marks> read_marks(storage::database& db) {
+  end_marks m;
+  if (!db.has_table(provenance_recorder::end_table))
+    return m;
+  auto txn = db.begin();
   caf::error bad;
-  auto scanned = db.scan_wal(*ckpt, [&](std::string_view blob, const auto& before) {
+  auto err = txn->scan(provenance_recorder::end_table, "", "", [&](auto key, auto value) {
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc{} || end != value.data() + value.size()) {
+      bad = make_error(errc::corrupt_data, std::string{"row '"} + std::string{key} + "' of "
+                                             + provenance_recorder::end_table + " is not an lsn");
+      return false;
+    }
+    if (key == "log")
+      m.written = n;
+    else if (!key.empty() && key[0] == 'p') {
+      m.committed = std::max(m.committed, n);
+      m.partition_lsns.insert(n);
+    }
+    return true;
+  });
+  txn->rollback();
+  if (err)
+    return err;
+  if (bad)
+    return bad;
+  return m;
+}
+
+// The committed invocations the WAL holds after sequence `after_seq` with an lsn above
+// `after_lsn`, by lsn, as the log's bytes (their rows rebuilt from their WAL entries).
+caf::error wal_records(storage::database& db, uint64_t after_seq, uint64_t after_lsn,
+                       std::map<uint64_t, std::string>& out) {
+  caf::error bad;
+  auto scanned = db.scan_wal(after_seq, [&](std::string_view blob, const auto& before) {
     if (blob.substr(0, wal_tag.size()) != wal_tag || bad)
       return;
     blob.remove_prefix(wal_tag.size());
     auto lsn = storage::lsn_of(blob);
-    if (lsn < self->log_->next_lsn())
+    if (lsn <= after_lsn)
       return; // in the log already
     auto rec = storage::decode_head(blob);
     if (!rec) {
@@ -116,8 +140,8 @@ caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(st
                                              + " does not decode: " + describe(rec.error()));
       return;
     }
-    if (rec->row_flags.empty()) {
-      missing.emplace_back(lsn, std::string{blob});
+    if (rec->row_flags.empty()) { // written before heads existed: holds its rows itself
+      out[lsn] = std::string{blob};
       return;
     }
     auto changes = rows_of(rec->row_flags, before);
@@ -127,31 +151,191 @@ caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(st
       return;
     }
     rec->changes = std::move(*changes);
-    missing.emplace_back(lsn, storage::encode(*rec));
+    out[lsn] = storage::encode(*rec);
   });
   if (scanned)
     return scanned;
-  if (bad)
-    return bad;
-  std::sort(missing.begin(), missing.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [lsn, bytes] : missing) {
-    auto next = self->log_->next_lsn();
-    storage::set_lsn(bytes, next);
-    if (auto err = self->log_->append(next, bytes))
+  return bad;
+}
+
+void add_lsn(std::vector<std::pair<uint64_t, uint64_t>>& ranges, uint64_t lsn) {
+  if (!ranges.empty() && ranges.back().second + 1 == lsn)
+    ranges.back().second = lsn;
+  else
+    ranges.emplace_back(lsn, lsn);
+}
+
+std::string ranges_text(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  constexpr size_t shown = 8;
+  std::string out;
+  for (size_t i = 0; i < ranges.size() && i < shown; ++i) {
+    if (i > 0)
+      out += ", ";
+    out += std::to_string(ranges[i].first);
+    if (ranges[i].second != ranges[i].first)
+      out += ".." + std::to_string(ranges[i].second);
+  }
+  if (ranges.size() > shown)
+    out += " and " + std::to_string(ranges.size() - shown) + " more range(s)";
+  return out;
+}
+
+uint64_t count_of(const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  uint64_t n = 0;
+  for (auto& [a, b] : ranges)
+    n += b - a + 1;
+  return n;
+}
+
+// Compares the log's end with the database's marks; `rebuilt` gets the WAL's records.
+caf::expected<provenance_recorder::log_end> plan_end(storage::database& db,
+                                                     const std::string& log_dir, uint64_t log_last,
+                                                     std::map<uint64_t, std::string>& rebuilt) {
+  auto marks = read_marks(db);
+  if (!marks)
+    return std::move(marks.error());
+  auto ckpt = read_checkpoint(log_dir);
+  if (!ckpt)
+    return std::move(ckpt.error());
+  provenance_recorder::log_end e;
+  e.log_last = log_last;
+  e.committed_lsn = marks->committed;
+  e.written_lsn = marks->written;
+  // A log shorter than the database says lost records the checkpoint counts as written:
+  // read the whole WAL kept for them.
+  bool short_log = log_last < std::max(marks->committed, marks->written);
+  if (auto err = wal_records(db, short_log ? 0 : *ckpt, log_last, rebuilt))
+    return err;
+  e.end = std::max(
+    {log_last, marks->committed, marks->written, rebuilt.empty() ? 0 : rebuilt.rbegin()->first});
+  for (uint64_t lsn = log_last + 1; lsn <= e.end; ++lsn) {
+    add_lsn(e.missing, lsn);
+    if (rebuilt.count(lsn) > 0)
+      ++e.in_wal;
+    else if (lsn <= marks->written || marks->partition_lsns.count(lsn) > 0)
+      add_lsn(e.lost, lsn);
+    else
+      add_lsn(e.unwritten, lsn);
+  }
+  return e;
+}
+
+// A record filling a missing lsn: `what` is "loss" or "unwritten".
+std::string filler(uint64_t lsn, const std::string& what, const std::string& lsns,
+                   const std::string& reason) {
+  storage::message_record m;
+  m.kind = "log_" + what;
+  m.sender = "provenance";
+  m.procedure = "provenance." + what;
+  m.status = "lost";
+  m.timestamp_ns = comb::wall_clock_ns();
+  m.payload = nlohmann::json{{"lsns", lsns}, {"reason", reason}}.dump();
+  auto r = storage::to_log_record(m);
+  r.lsn = lsn;
+  return storage::encode(r);
+}
+
+} // namespace
+
+std::string provenance_recorder::log_end::describe() const {
+  std::string marks = "the database committed up to lsn " + std::to_string(committed_lsn)
+                      + " and the log was written up to lsn " + std::to_string(written_lsn);
+  if (missing.empty())
+    return "the log ends at lsn " + std::to_string(log_last) + ", where it must (" + marks + ")";
+  std::string out = "the log ends at lsn " + std::to_string(log_last) + ", but " + marks + ": lsns "
+                    + ranges_text(missing) + " (" + std::to_string(count_of(missing))
+                    + " record(s)) are missing from the log";
+  if (in_wal > 0)
+    out += "; " + std::to_string(in_wal) + " of them are committed invocations the WAL still "
+           + "holds (rebuilt when the node starts)";
+  if (!unwritten.empty())
+    out += "; lsns " + ranges_text(unwritten) + " were never written before a crash (no "
+           + "committed transaction took them)";
+  if (!lost.empty())
+    out += "; lsns " + ranges_text(lost) + " (" + std::to_string(count_of(lost))
+           + " record(s)) are lost: neither the log nor the WAL holds them";
+  return out;
+}
+
+caf::expected<provenance_recorder::log_end> provenance_recorder::check_log_end(
+  storage::database& db, const std::string& log_dir, uint64_t log_last) {
+  std::map<uint64_t, std::string> rebuilt;
+  return plan_end(db, log_dir, log_last, rebuilt);
+}
+
+caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(storage::database& db,
+                                                                              options opts) {
+  if (db.keep_wal_seconds() == 0)
+    return make_error(errc::bad_config, "provenance needs a database that keeps its WAL "
+                                        "(storage::options::keep_wal_seconds)");
+  if (auto err = db.create_table(end_table))
+    return err;
+  std::shared_ptr<provenance_recorder> self{new provenance_recorder(db, std::move(opts))};
+  auto log = storage::log_writer::open(self->opts_.log_dir, {self->opts_.segment_bytes});
+  if (!log)
+    return std::move(log.error());
+  self->log_ = std::move(*log);
+  if (self->log_->bytes_dropped() > 0)
+    self->note_ = "provenance log: " + self->log_->recovery_note() + ". ";
+  // Every committed invocation's record is in the WAL entry of its transaction: its head, and
+  // its rows as the entry's writes. Those the log lacks (the process died before the append,
+  // a torn tail was cut, segments were lost) are appended with the lsns they took. The
+  // database says where the log must end; lsns up to there that nothing can rebuild are
+  // filled: unwritten ones (messages a crash kept from the log) always, lost ones only when
+  // the loss is accepted.
+  std::map<uint64_t, std::string> rebuilt;
+  auto plan = plan_end(db, self->opts_.log_dir, self->log_->next_lsn() - 1, rebuilt);
+  if (!plan)
+    return std::move(plan.error());
+  if (!plan->lost.empty() && !self->opts_.accept_log_loss)
+    return make_error(errc::corrupt_data,
+                      "provenance log " + self->opts_.log_dir + ": " + plan->describe()
+                        + ". Restore the missing segments, or start with --accept-log-loss to "
+                          "record the loss in the log and go on");
+  auto lost_text = ranges_text(plan->lost);
+  auto unwritten_text = ranges_text(plan->unwritten);
+  for (uint64_t lsn = plan->log_last + 1; lsn <= plan->end; ++lsn) {
+    auto at = rebuilt.find(lsn);
+    std::string bytes;
+    if (at != rebuilt.end()) {
+      bytes = std::move(at->second);
+      storage::set_lsn(bytes, lsn);
+    } else {
+      bool lost = std::any_of(plan->lost.begin(), plan->lost.end(),
+                              [&](const auto& r) { return r.first <= lsn && lsn <= r.second; });
+      bytes = lost ? filler(lsn, "loss", lost_text,
+                            "lost from the log and not in the WAL; accepted at start")
+                   : filler(lsn, "unwritten", unwritten_text,
+                            "taken by a message or failed invocation that a crash kept from "
+                            "the log");
+    }
+    if (auto err = self->log_->append(lsn, bytes))
       return err;
   }
   if (auto err = self->log_->sync())
     return err;
   if (auto err = write_checkpoint(self->opts_.log_dir, db.latest_sequence()))
     return err;
-  if (!missing.empty())
-    self->note_ += "provenance log: appended " + std::to_string(missing.size())
+  if (auto err = self->mark_written(self->log_->next_lsn() - 1))
+    return err;
+  if (plan->in_wal > 0 && plan->lost.empty() && plan->log_last >= plan->written_lsn)
+    self->note_ += "provenance log: appended " + std::to_string(plan->in_wal)
                    + " committed invocation(s) that a crash kept out of the log.";
+  else if (!plan->complete())
+    self->note_ += "provenance log: " + plan->describe()
+                   + (plan->lost.empty() ? std::string{"; the log is whole again."}
+                                         : "; the loss is accepted and recorded in the log.");
   self->next_lsn_ = self->log_->next_lsn();
   self->written_lsn_ = self->next_lsn_ - 1;
   self->writer_ = std::thread{[p = self.get()] { p->run(); }};
   return self;
+}
+
+caf::error provenance_recorder::mark_written(uint64_t lsn) {
+  auto txn = db_.begin(/*group_sync=*/true); // the mark need not be synced before the log
+  if (auto err = txn->put(end_table, "log", std::to_string(lsn)))
+    return err;
+  return txn->commit();
 }
 
 provenance_recorder::~provenance_recorder() {
@@ -203,6 +387,14 @@ void provenance_recorder::before_commit(storage::transaction& txn, invocation_re
   // The head rides in the transaction's WAL entry: durable exactly when the commit is (no
   // table write, nothing to delete later).
   txn.put_log_data(held_head);
+  // The lsn this transaction took, in its partition's row (after the head, so that the
+  // transaction's own writes stay the last ones before it in the WAL batch): the database
+  // knows where the log must end even when the log and the WAL lost it. One state actor runs
+  // a partition's transactions, so the row is never contended.
+  auto err = txn.put(end_table, "p" + std::to_string(rec.partition), std::to_string(held_lsn));
+  if (err) // only when the table is missing, which open() rules out
+    std::cerr << "comb: provenance: cannot record lsn " << held_lsn << ": " << describe(err)
+              << "\n";
 }
 
 void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
@@ -337,6 +529,8 @@ void provenance_recorder::run() {
       continue;
     if (!err)
       err = db_.syncs_commits() ? log_->sync() : log_->flush(); // the log is as durable as a commit
+    if (!err)
+      err = mark_written(next - 1);
     {
       std::lock_guard guard{q_mtx_};
       if (err && error_.empty()) {

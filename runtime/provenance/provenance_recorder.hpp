@@ -14,7 +14,16 @@
 // appends the records the log lacks, their rows rebuilt from the writes in the same WAL
 // entry, so no committed transaction is missing from the log.
 // Messages and failed invocations are not in the WAL: a crash may lose the last few of them
-// (those not yet written). Thread-safe. Close it before the database.
+// (those not yet written); their lsns are filled with "provenance.unwritten" records, so lsns
+// stay dense and are never handed out twice.
+// The log's expected end is known outside the log: each committing transaction writes the lsn
+// it took to its partition's row of the internal table `__provenance` ("p<N>"), and the writer
+// records the last lsn it wrote there ("log") after each batch. At open, a log that ends
+// before either is short: the records it lacks are rebuilt from the WAL where it holds them;
+// lsns that the log once held (or a transaction committed) and the WAL cannot give back are a
+// loss, and open refuses, naming them, unless options::accept_log_loss, which fills them with
+// "provenance.loss" records. check_log_end tells the same without changing anything (for
+// `comb log verify --data` and replay). Thread-safe. Close it before the database.
 #pragma once
 
 #include "runtime/provenance/provenance_hook.hpp"
@@ -49,7 +58,43 @@ public:
     /// Record the rows each transaction reads, too.
     bool record_reads = false;
     uint64_t segment_bytes = 64ull << 20;
+    /// Start although records the log must hold are lost (neither in the log nor in the
+    /// WAL): their lsns get "provenance.loss" records saying so. Off: open refuses.
+    bool accept_log_loss = false;
   };
+
+  /// The internal table holding the log's expected end.
+  static constexpr const char* end_table = "__provenance";
+
+  /// What the database says about the log's end, and what the log lacks.
+  struct log_end {
+    /// The last lsn in the log (0 when empty).
+    uint64_t log_last = 0;
+    /// The largest lsn a committed transaction took (its partition's row).
+    uint64_t committed_lsn = 0;
+    /// The largest lsn the log was known to hold (the writer's mark).
+    uint64_t written_lsn = 0;
+    /// Where the log must end: the largest of the above and of the WAL's records.
+    uint64_t end = 0;
+    /// lsns in (log_last, end], as ranges [first, last].
+    std::vector<std::pair<uint64_t, uint64_t>> missing;
+    /// Of those, how many the WAL still holds (rebuilt at open).
+    uint64_t in_wal = 0;
+    /// Of those, lsns never written before a crash (not committed transactions): filled with
+    /// "provenance.unwritten" records at open.
+    std::vector<std::pair<uint64_t, uint64_t>> unwritten;
+    /// Of those, lsns the log held or a transaction committed and nothing can rebuild.
+    std::vector<std::pair<uint64_t, uint64_t>> lost;
+
+    bool complete() const { return missing.empty(); }
+    /// One line: "the log ends at lsn 250, but ... lsns 251..500 are missing; ...".
+    std::string describe() const;
+  };
+
+  /// Compares the end of the log in `log_dir` (ending at `log_last`) with what `db` says,
+  /// reading the WAL for missing records. Changes nothing.
+  static caf::expected<log_end> check_log_end(storage::database& db, const std::string& log_dir,
+                                              uint64_t log_last);
 
   /// Opens the log (recovering its tail) and appends the committed records it lacks. The
   /// database must keep its WAL (storage::options::keep_wal_seconds > 0).
@@ -87,6 +132,8 @@ private:
 
   /// Takes the next lsn.
   uint64_t take_lsn();
+  /// Records in the database that the log holds every lsn up to `lsn`.
+  caf::error mark_written(uint64_t lsn);
 
   std::atomic<uint64_t> next_lsn_{1};
 

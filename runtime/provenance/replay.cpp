@@ -1,5 +1,7 @@
 #include "runtime/provenance/replay.hpp"
 
+#include "runtime/provenance/provenance_recorder.hpp"
+
 #include "base/errc.hpp"
 #include "runtime/pieces/services.hpp"
 #include "storage/database.hpp"
@@ -89,6 +91,25 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
   if (!unknown.empty())
     return make_error(errc::unknown_procedure, "refusing to replay: the log calls '" + unknown
                                                  + "', which this build does not register");
+  if (!o.source_data.empty()) {
+    storage::log_stats st;
+    if (auto err = reader->for_each(
+          0, [](storage::log_record&&) { return true; }, &st))
+      return make_error(errc::corrupt_data, "refusing to replay " + o.log_dir
+                                              + ": the log is damaged: " + describe(err));
+    storage::options so;
+    so.create_if_missing = false;
+    so.keep_wal_seconds = provenance_recorder::keep_wal_seconds;
+    auto src = storage::database::open(o.source_data, so);
+    if (!src)
+      return std::move(src.error());
+    auto end = provenance_recorder::check_log_end(**src, o.log_dir, st.last_lsn);
+    if (!end)
+      return std::move(end.error());
+    if (!end->complete() && o.until_lsn > st.last_lsn)
+      return make_error(errc::corrupt_data, "refusing to replay " + o.log_dir + " for "
+                                              + o.source_data + ": " + end->describe());
+  }
   std::error_code fec;
   if (std::filesystem::exists(o.into_dir, fec) && !std::filesystem::is_empty(o.into_dir, fec))
     return make_error(errc::invalid_argument, o.into_dir + ": replay needs a new or empty folder");

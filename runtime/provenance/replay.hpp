@@ -26,6 +26,10 @@ struct replay_options {
   int64_t until_ns = std::numeric_limits<int64_t>::max();
   /// When not 0, stop right after this execution.
   uint64_t execution = 0;
+  /// The (stopped) node's data folder the log belongs to, or empty: replay then refuses a log
+  /// that ends before the lsn this database says it must reach, naming the missing lsns
+  /// (provenance_recorder::check_log_end), unless it stops before them (--until).
+  std::string source_data;
 };
 
 struct replay_report {

@@ -1,12 +1,78 @@
 #include "runtime/provenance/spooler.hpp"
 
 #include "base/errc.hpp"
+#include "storage/provenance_log.hpp"
 #include "storage/sql_store.hpp"
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 namespace comb::runtime {
+
+caf::error check_spooled(storage::sql_store& store, const std::string& log_dir) {
+  auto last = store.last_lsn();
+  if (last == 0)
+    return {};
+  auto reader = storage::log_reader::open(log_dir);
+  if (!reader)
+    return std::move(reader.error());
+  std::optional<storage::log_record> rec;
+  storage::log_stats st;
+  if (auto err = reader->for_each(
+        last,
+        [&](storage::log_record&& r) {
+          if (r.lsn == last)
+            rec = std::move(r);
+          return false;
+        },
+        &st))
+    return err;
+  auto passed = "the SQL store has spooled up to lsn " + std::to_string(last);
+  if (!rec)
+    return make_error(errc::corrupt_data,
+                      passed + ", but the log " + log_dir + " ends at lsn "
+                        + std::to_string(st.records == 0 ? 0 : st.last_lsn)
+                        + ": it lost records the store holds, and records it gets at lsns up to "
+                        + std::to_string(last) + " will not be spooled");
+  // The store's row at that lsn, and what the log holds there.
+  auto inv = store.query("SELECT execution_id, start_ns FROM func_invocations WHERE lsn = ?1",
+                         {std::to_string(last)});
+  auto msg = store.query("SELECT ts_ns, kind FROM messages WHERE lsn = ?1 AND seq = 0",
+                         {std::to_string(last)});
+  if (!inv)
+    return std::move(inv.error());
+  if (!msg)
+    return std::move(msg.error());
+  bool same = false;
+  std::string had;
+  if (!inv->empty()) {
+    auto& row = (*inv)[0];
+    same = rec->kind == storage::log_record::kind_t::invocation
+           && row["execution_id"].get<uint64_t>() == rec->execution_id
+           && row["start_ns"].get<int64_t>() == rec->start_ns;
+    had = "invocation " + std::to_string(row["execution_id"].get<uint64_t>());
+  } else if (!msg->empty()) {
+    auto& row = (*msg)[0];
+    same = rec->kind == storage::log_record::kind_t::message
+           && row["ts_ns"].get<int64_t>() == rec->timestamp_ns;
+    had = "a message at " + std::to_string(row["ts_ns"].get<int64_t>()) + " ns";
+  } else {
+    return {}; // the store keeps no row for that record: nothing to compare
+  }
+  if (same)
+    return {};
+  std::string now = rec->kind == storage::log_record::kind_t::invocation
+                      ? "invocation " + std::to_string(rec->execution_id)
+                      : "a message at " + std::to_string(rec->timestamp_ns) + " ns ("
+                          + rec->procedure + ")";
+  return make_error(errc::corrupt_data,
+                    passed + ", but lsn " + std::to_string(last) + " in the log " + log_dir
+                      + " is another record (" + now + "; the store holds " + had
+                      + "): the lsn was handed out twice, and records the log holds at lsns up "
+                        "to "
+                      + std::to_string(last) + " will not be spooled");
+}
 
 spooler::spooler(std::string log_dir, std::string file) {
   thread_ = std::thread{
@@ -24,6 +90,8 @@ spooler::~spooler() {
 
 void spooler::run(const std::string& log_dir, const std::string& file) {
   std::unique_ptr<storage::sql_store> store;
+  std::string said; // the last problem check_spooled reported, said once
+  auto checked = std::chrono::steady_clock::time_point{};
   auto pass = [&] {
     if (!store) {
       auto opened = storage::sql_store::open(file);
@@ -32,6 +100,14 @@ void spooler::run(const std::string& log_dir, const std::string& file) {
         return;
       }
       store = std::move(*opened);
+    }
+    if (auto now = std::chrono::steady_clock::now(); now - checked >= std::chrono::seconds{30}) {
+      checked = now;
+      auto err = check_spooled(*store, log_dir);
+      auto text = err ? describe(err) : std::string{};
+      if (!text.empty() && text != said)
+        std::cerr << "comb: spooler: " << file << ": " << text << "\n";
+      said = text;
     }
     auto n = store->spool(log_dir);
     if (!n)

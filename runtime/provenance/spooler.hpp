@@ -1,15 +1,30 @@
 // comb::runtime::spooler: copies a node's provenance log into an SQL store (SQLite) on a
 // thread of its own, once a second and once more when it stops, so that the log's records
 // can be queried in SQL shortly after they commit. Owned by the node; the destructor stops the
-// thread after a last pass. Not copyable.
+// thread after a last pass. It checks, when it starts and every 30 s, that the log still holds
+// the record the store spooled last (check_spooled) and says on stderr when it does not: a
+// spooled lsn that the log lost, or that it holds another record at, is never spooled again.
+// Not copyable.
 #pragma once
+
+#include <caf/error.hpp>
 
 #include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
 
+namespace comb::storage {
+class sql_store;
+} // namespace comb::storage
+
 namespace comb::runtime {
+
+/// Checks that the log in `log_dir` holds the record `store` spooled last, the same one (same
+/// execution, time and kind): errc::corrupt_data naming the lsn when the log ends before it,
+/// or holds another record there (an lsn handed out twice); either way the store will not
+/// spool what the log gets at lsns it has passed. Nothing spooled yet is fine.
+caf::error check_spooled(storage::sql_store& store, const std::string& log_dir);
 
 class spooler {
 public:

@@ -341,7 +341,10 @@ TEST_SUITE("runtime.provenance.recorder") {
     std::atomic<uint64_t> ids{1};
     // Runs one transaction; `logged` says whether after_commit runs (false: a crash after the
     // commit). Returns the record's changes as the log should hold them.
-    auto run = [&](const std::function<void(storage::transaction&)>& body, bool logged) {
+    // Each thread commits on a partition of its own, as a node's state actors do (the lsn a
+    // partition took last is one row, which serializes the transactions of one partition).
+    auto run = [&](const std::function<void(storage::transaction&)>& body, bool logged,
+                   uint32_t partition = 0) {
       auto txn = db->begin();
       body(*txn);
       runtime::invocation_record r;
@@ -351,6 +354,7 @@ TEST_SUITE("runtime.provenance.recorder") {
       r.args = "{}";
       r.result = "null";
       r.status = "ok";
+      r.partition = partition;
       r.changes = txn->take_changes();
       rec->before_commit(*txn, r);
       REQUIRE(!txn->commit());
@@ -389,7 +393,7 @@ TEST_SUITE("runtime.provenance.recorder") {
               REQUIRE(!t.put_blob("files", "replaced", "now small"));
             }
           },
-          false);
+          false, static_cast<uint32_t>(thread));
         std::lock_guard guard{mtx};
         expected.emplace(id, std::move(changes));
       }
