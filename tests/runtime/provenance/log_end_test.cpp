@@ -231,6 +231,14 @@ TEST_SUITE("runtime.provenance.log_end") {
     CHECK(describe(refused.error()).find("are lost") != std::string::npos);
     CHECK(describe(refused.error()).find("--accept-log-loss") != std::string::npos);
     CHECK(records(cfg.provenance_dir).size() == kept);
+    // `comb node` says the same and exits.
+    auto [rc, out] = run_comb({"node", "--data", cfg.data_dir, "--provenance", cfg.provenance_dir,
+                               "--listen", "127.0.0.1:0", "--spool", "none"},
+                              dir.path() + "/node.txt");
+    CAPTURE(out);
+    CHECK(rc != 0);
+    CHECK(out.find("lsns " + range) != std::string::npos);
+    CHECK(out.find("--accept-log-loss") != std::string::npos);
     // Accepted: each lost lsn holds a loss record; new records come after them.
     cfg.accept_log_loss = true;
     {
@@ -338,6 +346,66 @@ TEST_SUITE("runtime.provenance.log_end") {
     CHECK(now[1] == "provenance.loss");
     CHECK(now[61] == "provenance.loss");
     CHECK(now[62] == "exec 62");
+  }
+
+  TEST_CASE("lsns a crash kept from the log and the WAL are filled, not reused or refused") {
+    test::temp_dir dir;
+    storage::options opts;
+    opts.keep_wal_seconds = runtime::provenance_recorder::keep_wal_seconds;
+    auto db = test::must(storage::database::open(dir.path() + "/db", opts));
+    REQUIRE(!db->create_table("rows"));
+    runtime::provenance_recorder::options ro;
+    ro.log_dir = dir.path() + "/log";
+    auto rec = test::must(runtime::provenance_recorder::open(*db, ro));
+    auto invocation = [](uint64_t id) {
+      runtime::invocation_record r;
+      r.execution_id = id;
+      r.procedure = "test.write";
+      r.role = "tester";
+      r.args = "{}";
+      r.result = "null";
+      r.status = "ok";
+      return r;
+    };
+    for (uint64_t id = 1; id <= 3; ++id) { // logged as usual: lsns 1..3
+      auto txn = db->begin();
+      REQUIRE(!txn->put_row("rows", "k" + std::to_string(id), json{{"v", id}}));
+      auto r = invocation(id);
+      r.changes = txn->take_changes();
+      rec->before_commit(*txn, r);
+      REQUIRE(!txn->commit());
+      rec->after_commit(r, true);
+    }
+    rec->flush();
+    // Then a crash: lsn 4 was taken by a transaction that never committed, lsn 5 by one that
+    // committed, and neither reached the log.
+    {
+      auto txn = db->begin();
+      auto r = invocation(4);
+      rec->before_commit(*txn, r);
+      txn->rollback();
+    }
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->put_row("rows", "k5", json{{"v", 5}}));
+      auto r = invocation(5);
+      r.changes = txn->take_changes();
+      rec->before_commit(*txn, r);
+      REQUIRE(!txn->commit());
+    }
+    rec->close();
+    rec.reset();
+    std::filesystem::remove(ro.log_dir + "/wal_checkpoint"); // a crash writes none
+    rec = test::must(runtime::provenance_recorder::open(*db, ro));
+    CHECK(rec->recovery_note().find("appended 1 committed invocation") != std::string::npos);
+    rec->close();
+    auto now = records(ro.log_dir);
+    CHECK(now.size() == 5);
+    CHECK(now[3] == "exec 3");
+    CHECK(now[4] == "provenance.unwritten");
+    CHECK(now[5] == "exec 5");
+    auto end = test::must(runtime::provenance_recorder::check_log_end(*db, ro.log_dir, 5));
+    CHECK(end.complete());
   }
 
 } // TEST_SUITE
