@@ -190,6 +190,17 @@ caf::error transaction::replace_blob(std::string_view table, std::string_view ke
   return {};
 }
 
+bool transaction::same_blob_value(std::string_view a, std::string_view b) {
+  if (a.size() == 1 + blob_ref::encoded_size && b.size() == a.size() && a[0] == blob_tag
+      && b[0] == blob_tag) {
+    auto ra = blob_ref::decode(a.substr(1));
+    auto rb = blob_ref::decode(b.substr(1));
+    if (ra && rb)
+      return ra->size == rb->size && ra->hash == rb->hash;
+  }
+  return a == b;
+}
+
 caf::error transaction::put_blob(std::string_view table, std::string_view key,
                                  std::string_view bytes) {
   if (auto err = replace_blob(table, key))

@@ -62,6 +62,12 @@ public:
   /// provenance holds the row's stored form (the bytes, or a reference to the blob).
   caf::error put_blob(std::string_view table, std::string_view key, std::string_view bytes);
 
+  /// True when two stored values of a blobs table (as row changes record them) hold the same
+  /// bytes: inline values compare as bytes; values in the blob store compare by size and hash,
+  /// not by where the blob lies (a re-executed transaction, in replay, appends its blob
+  /// elsewhere).
+  static bool same_blob_value(std::string_view a, std::string_view b);
+
   /// Reads a row of a blobs table into `out` (resized to the value's size); false when the
   /// row is absent. Errors name the blob segment and offset when the blob is damaged.
   caf::expected<bool> get_blob(std::string_view table, std::string_view key,
