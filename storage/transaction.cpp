@@ -129,6 +129,17 @@ caf::error transaction::put(std::string_view table, std::string_view key, std::s
   return write(table, key, value, /*is_row=*/false, /*must_be_absent=*/false);
 }
 
+caf::error transaction::put_untracked(std::string_view table, std::string_view key,
+                                      std::string_view value) {
+  auto handle = cf_of(table, table_kind::rows, "put_untracked");
+  if (!handle)
+    return std::move(handle.error());
+  auto s = txn_->PutUntracked(*handle, {key.data(), key.size()}, {value.data(), value.size()});
+  if (!s.ok())
+    return to_error(s, "write " + std::string{table});
+  return {};
+}
+
 caf::error transaction::insert(std::string_view table, std::string_view key,
                                std::string_view value) {
   return write(table, key, value, /*is_row=*/false, /*must_be_absent=*/true);

@@ -44,6 +44,11 @@ public:
   /// Writes raw bytes (insert or update).
   caf::error put(std::string_view table, std::string_view key, std::string_view value);
 
+  /// Writes `value` without locking the row, reading it first, or recording a change: for
+  /// bookkeeping rows of the runtime that exactly one writer owns (the provenance log's marks),
+  /// which provenance and replay must not see. Rows of apps go through put/put_row.
+  caf::error put_untracked(std::string_view table, std::string_view key, std::string_view value);
+
   /// Writes only when the key is absent; errc::already_exists otherwise.
   caf::error insert(std::string_view table, std::string_view key, std::string_view value);
 
