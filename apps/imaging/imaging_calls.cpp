@@ -111,88 +111,107 @@ caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const ran
               {"kind", kind}};
 }
 
-caf::expected<json> classify(call_context& ctx, transaction& txn, const json& args) {
-  auto r = read_range(args, "imaging.classify");
+// What a primary inference procedure starts from: its arguments, the model's active version
+// (the call is pinned to it), the images of one call (at most 1 MiB) and the model's kind
+// (empty when no image is left).
+struct infer_input {
+  range_args r;
+  uint32_t version = 0;
+  std::vector<stored_image> imgs;
+  std::string kind;
+};
+
+caf::expected<infer_input> read_infer_input(transaction& txn, const json& args, const char* proc) {
+  infer_input in;
+  auto r = read_range(args, proc);
   if (!r)
     return r.error();
-  auto ds = dataset_info(txn, r->dataset);
+  in.r = std::move(*r);
+  auto ds = dataset_info(txn, in.r.dataset);
   if (!ds)
     return ds.error();
-  auto version = model_store::active_version(txn, r->model);
+  auto version = model_store::active_version(txn, in.r.model);
   if (!version)
     return version.error();
-  auto imgs = read_images(txn, r->dataset, r->from, std::min(r->limit, max_infer_images),
+  in.version = *version;
+  auto imgs = read_images(txn, in.r.dataset, in.r.from, std::min(in.r.limit, max_infer_images),
                           max_infer_bytes);
   if (!imgs)
     return imgs.error();
-  if (imgs->empty())
-    return json{{"images", 0}, {"next", r->from}, {"version", *version}};
-  auto kind = model_kind(txn, r->model, *version, imgs->front());
+  in.imgs = std::move(*imgs);
+  if (in.imgs.empty())
+    return in;
+  auto kind = model_kind(txn, in.r.model, in.version, in.imgs.front());
   if (!kind)
     return kind.error();
+  in.kind = std::move(*kind);
+  return in;
+}
+
+caf::expected<json> classify(call_context& ctx, transaction& txn, const json& args) {
+  auto in = read_infer_input(txn, args, "imaging.classify");
+  if (!in)
+    return in.error();
+  if (in->imgs.empty())
+    return json{{"images", 0}, {"next", in->r.from}, {"version", in->version}};
+  const auto& r = in->r;
+  const auto version = in->version;
+  auto& imgs = in->imgs;
+  const auto& kind = in->kind;
   runtime::tensor_pack pack;
   std::vector<uint8_t> bytes;
-  auto n = static_cast<int64_t>(imgs->size());
+  auto n = static_cast<int64_t>(imgs.size());
   int w = 0, h = 0, c = 0;
   const char* name = nullptr;
-  if (*kind == "mlp")
+  if (kind == "mlp")
     w = 28, h = 28, c = 1, name = "x";
-  else if (*kind == "mobilenet_v2")
+  else if (kind == "mobilenet_v2")
     w = 224, h = 224, c = 3, name = "images";
   else
-    return make_error(errc::unsupported, "imaging.classify: model '" + r->model + "' version "
-                                           + std::to_string(*version) + " is of kind " + *kind
+    return make_error(errc::unsupported, "imaging.classify: model '" + r.model + "' version "
+                                           + std::to_string(version) + " is of kind " + kind
                                            + "; classify runs mlp and mobilenet_v2 models");
-  for (const auto& im : *imgs) {
+  for (const auto& im : imgs) {
     if (im.width != w || im.height != h || im.channels != c)
       return make_error(errc::invalid_argument,
-                        "imaging.classify: image " + std::to_string(im.index) + " of '" + r->dataset
+                        "imaging.classify: image " + std::to_string(im.index) + " of '" + r.dataset
                           + "' is " + std::to_string(im.width) + "x" + std::to_string(im.height)
-                          + "x" + std::to_string(im.channels) + "; " + *kind + " takes "
+                          + "x" + std::to_string(im.channels) + "; " + kind + " takes "
                           + std::to_string(w) + "x" + std::to_string(h) + "x" + std::to_string(c)
                           + " (load images with --size " + std::to_string(w) + ")");
     bytes.insert(bytes.end(), im.pixels.begin(), im.pixels.end());
   }
-  if (*kind == "mlp")
+  if (kind == "mlp")
     pack.add(name, tensor_dtype::u8, {n, 784}, bytes.data());
   else
     pack.add(name, tensor_dtype::u8, {n, h, w, c}, bytes.data());
-  return enqueue_infer(ctx, txn, *r, "classify", "imaging.classified", *version, *kind,
-                       std::move(pack), *imgs);
+  return enqueue_infer(ctx, txn, r, "classify", "imaging.classified", version, kind,
+                       std::move(pack), imgs);
 }
 
 caf::expected<json> detect(call_context& ctx, transaction& txn, const json& args) {
-  auto r = read_range(args, "imaging.detect");
-  if (!r)
-    return r.error();
-  auto ds = dataset_info(txn, r->dataset);
-  if (!ds)
-    return ds.error();
-  auto version = model_store::active_version(txn, r->model);
-  if (!version)
-    return version.error();
-  auto imgs = read_images(txn, r->dataset, r->from, std::min(r->limit, max_infer_images),
-                          max_infer_bytes);
-  if (!imgs)
-    return imgs.error();
-  if (imgs->empty())
-    return json{{"images", 0}, {"next", r->from}, {"version", *version}};
-  auto kind = model_kind(txn, r->model, *version, imgs->front());
-  if (!kind)
-    return kind.error();
-  if (*kind != "centernet")
-    return make_error(errc::unsupported, "imaging.detect: model '" + r->model + "' is of kind "
-                                           + *kind + "; detect runs centernet models");
+  auto in = read_infer_input(txn, args, "imaging.detect");
+  if (!in)
+    return in.error();
+  if (in->imgs.empty())
+    return json{{"images", 0}, {"next", in->r.from}, {"version", in->version}};
+  const auto& r = in->r;
+  const auto version = in->version;
+  auto& imgs = in->imgs;
+  const auto& kind = in->kind;
+  if (kind != "centernet")
+    return make_error(errc::unsupported, "imaging.detect: model '" + r.model + "' is of kind "
+                                           + kind + "; detect runs centernet models");
   // One batch holds images of one size: stop at the first that differs.
-  const auto& first = imgs->front();
+  const auto& first = imgs.front();
   std::vector<uint8_t> bytes;
   size_t same = 0;
-  for (const auto& im : *imgs) {
+  for (const auto& im : imgs) {
     if (im.width != first.width || im.height != first.height || im.channels != first.channels)
       break;
     if (im.channels != 3 || im.width % 32 != 0 || im.height % 32 != 0)
       return make_error(errc::invalid_argument,
-                        "imaging.detect: image " + std::to_string(im.index) + " of '" + r->dataset
+                        "imaging.detect: image " + std::to_string(im.index) + " of '" + r.dataset
                           + "' is " + std::to_string(im.width) + "x" + std::to_string(im.height)
                           + "x" + std::to_string(im.channels)
                           + "; the detector takes RGB with sides that are multiples of 32 "
@@ -200,12 +219,12 @@ caf::expected<json> detect(call_context& ctx, transaction& txn, const json& args
     bytes.insert(bytes.end(), im.pixels.begin(), im.pixels.end());
     ++same;
   }
-  imgs->resize(same);
+  imgs.resize(same);
   runtime::tensor_pack pack;
   pack.add("images", tensor_dtype::u8, {static_cast<int64_t>(same), first.height, first.width, 3},
            bytes.data());
-  return enqueue_infer(ctx, txn, *r, "detect", "imaging.detected", *version, *kind, std::move(pack),
-                       *imgs);
+  return enqueue_infer(ctx, txn, r, "detect", "imaging.detected", version, kind, std::move(pack),
+                       imgs);
 }
 
 // The tensor named `name` of a result, or invalid_argument naming what is missing.
