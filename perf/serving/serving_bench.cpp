@@ -17,6 +17,7 @@
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "node/node.hpp"
+#include "perf/bench_env.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "runtime/pieces/kernel_runners.hpp"
 #include "runtime/pieces/model_digest.hpp"
@@ -28,8 +29,6 @@
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
-
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -205,19 +204,6 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(digits[md[i] >> 4]);
-    out.push_back(digits[md[i] & 15]);
-  }
-  return out;
-}
-
 /// Stores `file` as `version` of `name`.
 void put(node& n, const std::string& name, uint32_t version, const std::string& file) {
   size_t chunks = 0;
@@ -230,12 +216,13 @@ void put(node& n, const std::string& name, uint32_t version, const std::string& 
                             off, std::min(model_store::chunk_size, file.size() - off)))}},
                 "admin"),
          "put_chunk " + name);
-  must(
-    n.call(
-      "comb.model.put",
-      {{"name", name}, {"version", version}, {"chunk_count", chunks}, {"digest", sha256_hex(file)}},
-      "admin"),
-    "put " + name);
+  must(n.call("comb.model.put",
+              {{"name", name},
+               {"version", version},
+               {"chunk_count", chunks},
+               {"digest", model_digest(file.data(), file.size())}},
+              "admin"),
+       "put " + name);
 }
 
 /// The active version of `name` (0: none); dies on a load error of `version`.
@@ -327,9 +314,8 @@ double run_direct(loaded_model& lm, const task_tensors& task, size_t count,
 
 /// PyTorch's ms per batch for `which`, or a negative number when it is not available.
 double torch_ms(const std::string& which, const std::string& script, size_t iters) {
-  // OpenBLAS at its best (BENCHMARKING.md): no forced core type or cache size.
-  auto cmd = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 " + script + " " + which
-             + " " + std::to_string(iters) + " 2 2>/dev/null";
+  auto cmd = "/usr/bin/python3 " + script + " " + which + " " + std::to_string(iters)
+             + " 2 2>/dev/null";
   auto* p = popen(cmd.c_str(), "r");
   if (!p)
     return -1;
@@ -347,6 +333,9 @@ double torch_ms(const std::string& which, const std::string& script, size_t iter
 } // namespace
 
 int main(int argc, char** argv) {
+  // OpenBLAS choosing its own kernels and the same malloc settings for Comb (this process and
+  // the compute process it starts) and PyTorch (BENCHMARKING.md).
+  comb::perf::clean_blas_env(argv);
   std::string models = "mnist,mobilenet,detector";
   std::vector<size_t> counts{1, 10, 100, 1000};
   size_t window = 8;
@@ -451,12 +440,6 @@ int main(int argc, char** argv) {
               "runner in this process on the same pool size; %zu invocations in flight\n",
               cores, node_threads, durability.c_str(), cores, window);
   std::printf("compute: %s", read_file(log).c_str());
-  for (const char* v : {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"})
-    if (const char* x = std::getenv(v))
-      std::printf("note: %s=%s is set: Comb's GEMMs (here and in the compute process) run on "
-                  "that OpenBLAS setting; run `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
-                  "perf_serving` for OpenBLAS at its best (PyTorch runs without them)\n",
-                  v, x);
 
   system_config cfg{node_threads};
   add_compute_types(cfg);

@@ -11,6 +11,7 @@
 #include "node/node.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "runtime/pieces/kernel_runners.hpp"
+#include "runtime/pieces/model_digest.hpp"
 #include "runtime/pieces/model_runner.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/outbox.hpp"
@@ -21,7 +22,6 @@
 
 #include <caf/all.hpp>
 #include <doctest/doctest.h>
-#include <openssl/evp.h>
 
 #include <atomic>
 #include <map>
@@ -37,19 +37,6 @@ namespace {
 
 constexpr int64_t images = 100; // per call
 constexpr int64_t pixels = 784;
-
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(digits[md[i] >> 4]);
-    out.push_back(digits[md[i] & 15]);
-  }
-  return out;
-}
 
 /// The input of call `n`: `images` random images (a pure function of n).
 std::string input_of(int64_t n) {
@@ -220,7 +207,7 @@ struct fixture {
     call("comb.model.put", {{"name", name},
                             {"version", version},
                             {"chunk_count", chunks},
-                            {"digest", sha256_hex(file)}});
+                            {"digest", model_digest(file.data(), file.size())}});
   }
 
   /// The version of `name` that is active, 0 when none.
