@@ -1,0 +1,84 @@
+// comb::nectar report: scores the labels Nectar's capture gave the requests of a traffic run.
+// It joins the generator's truth file (JSON lines, traffic.hpp) with the captured
+// `httplog_request` rows (by their trace_id field) and the `httplog_request_labeled` rows
+// (by request id) of a spooled SQL store, and gives precision, recall, F1 and false-positive
+// rate of the rule label, the model label and their OR, overall and per attack family, with
+// the count of requests answered but not captured or not labeled (both must be 0), and the
+// labeling lag (request arrival to the labeled row's commit). The rows are read from the
+// store's row_events (the JSON of every row change, last change of a row wins), which every
+// spooled store has. Plain functions and value types; thread-compatible.
+#pragma once
+
+#include "apps/anomaly/binary_metrics.hpp"
+#include "apps/nectar/traffic.hpp"
+
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace comb::storage {
+class sql_store;
+}
+
+namespace comb::nectar {
+
+/// The three labels scored side by side.
+struct label_scores {
+  anomaly::binary_metrics rule;
+  anomaly::binary_metrics model;
+  /// rule OR model.
+  anomaly::binary_metrics either;
+};
+
+/// fp / (fp + tn); 0 when there are no negatives.
+double fp_rate(const anomaly::binary_metrics& m);
+
+struct nectar_report {
+  /// Truth lines read, and of them: answered by the server (status > 0).
+  uint64_t requests = 0;
+  uint64_t answered = 0;
+  uint64_t benign = 0;
+  uint64_t attacks = 0;
+  /// Answered requests with a captured row, and with a labeled row.
+  uint64_t captured = 0;
+  uint64_t labeled = 0;
+  /// Answered but without a captured row; captured but without a labeled row. Both must be 0.
+  uint64_t not_captured = 0;
+  uint64_t not_labeled = 0;
+  /// Requests not answered that were captured all the same (the server got them, the client
+  /// gave up first).
+  uint64_t unanswered_captured = 0;
+  /// Captured rows whose trace id no truth line has (other traffic, another run).
+  uint64_t captured_without_truth = 0;
+  /// The trace ids of the first few requests not captured / not labeled, for the reader.
+  std::vector<std::string> missing_examples;
+  /// Over every labeled request of the run.
+  label_scores all;
+  /// Benign requests and the attacks of one family.
+  std::map<std::string, label_scores> by_family;
+  /// Labeling lag in ms, request arrival (the captured row's ts_ns) to the commit of its
+  /// labeled row; count 0 when the rows lack the times.
+  uint64_t lag_count = 0;
+  double lag_p50_ms = 0;
+  double lag_p99_ms = 0;
+  double lag_max_ms = 0;
+};
+
+/// Reads a truth file. Errors name the file and the line.
+caf::expected<std::vector<truth_record>> read_truth(const std::string& file);
+
+/// Computes the report from truth records and an open store. A store without any captured
+/// row at all is an error naming what was looked for (the run was not spooled yet).
+caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
+                                         storage::sql_store& store);
+
+/// Opens `sql` (an SQLite file) read-only and reads `truth_file`, then make_report.
+caf::expected<nectar_report> make_report(const std::string& sql, const std::string& truth_file);
+
+/// A table for people: the three labels overall and per family, coverage and lag.
+std::string to_string(const nectar_report& r);
+
+} // namespace comb::nectar
