@@ -47,6 +47,47 @@ std::string segment_name(uint64_t first_lsn) {
   return buf;
 }
 
+// The lsn a segment's name says it starts at (list_segments checked the name).
+uint64_t segment_lsn(const std::string& name) {
+  return std::stoull(name.substr(0, 20));
+}
+
+std::string range_text(uint64_t first, uint64_t last) {
+  return first == last ? "lsn " + std::to_string(first)
+                       : "lsns " + std::to_string(first) + ".." + std::to_string(last);
+}
+
+// Names lsns [first, last] that no segment holds: before segment `next` (the log's first
+// when `prev` is empty) and after `prev`.
+std::string gap_text(const std::string& dir, uint64_t first, uint64_t last, const std::string& prev,
+                     const std::string& next) {
+  std::string where = prev.empty() ? "the log starts with segment " + next
+                                       + ", and the segment(s) before it are gone"
+                                   : "segment " + prev + " ends at lsn " + std::to_string(first - 1)
+                                       + " and the next one is " + next
+                                       + ": the segment(s) between them" + " are gone";
+  return range_text(first, last) + " (" + std::to_string(last - first + 1)
+         + " record(s)) are in no segment of " + dir + ": " + where
+         + " (restore them; a node started with --accept-log-loss records the loss and goes on)";
+}
+
+// Segment i must start at `expect`: one that starts above it leaves lsns that no segment
+// holds; one that starts below it overlaps the segment before it.
+caf::error check_start(const std::string& dir, const std::vector<std::string>& segs, size_t i,
+                       uint64_t expect) {
+  uint64_t first = segment_lsn(segs[i]);
+  if (first > expect)
+    return make_error(errc::corrupt_data,
+                      gap_text(dir, expect, first - 1, i == 0 ? "" : segs[i - 1], segs[i]));
+  if (first < expect)
+    return make_error(errc::corrupt_data,
+                      "segment " + segs[i] + " starts at lsn " + std::to_string(first)
+                        + (i == 0 ? std::string{", but a log starts at lsn 1"}
+                                  : ", but segment " + segs[i - 1] + " holds lsns up to "
+                                      + std::to_string(expect - 1)));
+  return {};
+}
+
 std::string hex64(uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
@@ -165,6 +206,12 @@ segment_scan scan_segment(const std::string& path, const std::string& name, uint
     return s;
   }
   s.first_lsn = get64(b.data() + 24);
+  if (s.first_lsn != segment_lsn(name)) {
+    s.problem = segment_scan::bad_header;
+    s.what = name + " offset 0: the header says the segment starts at lsn "
+             + std::to_string(s.first_lsn) + ", its name says " + std::to_string(segment_lsn(name));
+    return s;
+  }
   uint64_t off = segment_header_bytes;
   s.good_end = off;
   while (off < b.size()) {
@@ -223,6 +270,42 @@ caf::error fail_at(const segment_scan& s) {
   return make_error(errc::corrupt_data, s.what);
 }
 
+// Writes one whole segment holding lsns [first, last], each record made by `make`; synced.
+caf::error write_segment(const std::string& dir, uint64_t cluster, uint64_t first, uint64_t last,
+                         const std::function<std::string(uint64_t)>& make) {
+  auto path = dir + "/" + segment_name(first);
+  std::string bytes = make_header(cluster, first);
+  for (uint64_t lsn = first; lsn <= last; ++lsn) {
+    auto rec = make(lsn);
+    char hdr[8];
+    put32(hdr, static_cast<uint32_t>(rec.size()));
+    put32(hdr + 4, crc32c(rec.data(), rec.size()));
+    bytes.append(hdr, 8);
+    bytes.append(rec);
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return make_error(errc::storage_error, path + ": cannot create: " + std::strerror(errno));
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  while (n > 0) {
+    auto k = ::write(fd, p, n);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0) {
+      ::close(fd);
+      return make_error(errc::storage_error, path + ": write failed: " + std::strerror(errno));
+    }
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  bool synced = ::fdatasync(fd) == 0;
+  ::close(fd);
+  if (!synced)
+    return make_error(errc::storage_error, path + ": fdatasync failed");
+  return {};
+}
+
 } // namespace
 
 // -- writer -------------------------------------------------------------------
@@ -251,14 +334,28 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
   w->cluster_id_ = *cid;
   auto segs = list_segments(dir);
   // Every segment but the last must be whole; the last may have a torn tail.
-  uint64_t expect = 0;
+  // The log starts at lsn 1, and each segment where the one before it ended.
+  uint64_t expect = 1;
   for (size_t i = 0; i < segs.size(); ++i) {
     bool last = i + 1 == segs.size();
+    uint64_t first = segment_lsn(segs[i]);
+    if (first > expect && opts.gap_filler) {
+      // The loss is accepted: the lsns get records saying so, in a segment of their own.
+      auto lsns = range_text(expect, first - 1);
+      if (auto err = write_segment(dir, w->cluster_id_, expect, first - 1,
+                                   [&](uint64_t lsn) { return opts.gap_filler(lsn, lsns); }))
+        return err;
+      w->note_ += (w->note_.empty() ? "" : "; ") + lsns + " were in no segment (before " + segs[i]
+                  + "); filled them with records of the loss";
+    } else if (auto err = check_start(dir, segs, i, expect)) {
+      return err;
+    }
+    expect = first;
     std::string bad_lsn;
     auto s = scan_segment(
       dir + "/" + segs[i], segs[i], w->cluster_id_, [&](uint64_t off, std::string_view body) {
         auto r = decode(body);
-        if (!r || (expect != 0 && r->lsn != expect)) {
+        if (!r || r->lsn != expect) {
           bad_lsn = segs[i] + " offset " + std::to_string(off) + ": "
                     + (r ? "lsn " + std::to_string(r->lsn) + ", expected " + std::to_string(expect)
                          : describe(r.error()));
@@ -277,21 +374,20 @@ caf::expected<std::unique_ptr<log_writer>> log_writer::open(const std::string& d
         // Not even a header: drop the segment and start it again.
         fs::remove(path, ec);
         w->dropped_ = s.file_size;
-        w->note_ = s.what + "; removed the empty segment";
+        w->note_ += (w->note_.empty() ? "" : "; ") + s.what + "; removed the empty segment";
         segs.pop_back();
         break;
       }
       if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0)
         return make_error(errc::storage_error, path + ": cannot cut the torn tail");
       w->dropped_ = s.file_size - keep;
-      w->note_ = s.what + "; cut " + std::to_string(w->dropped_) + " bytes";
+      w->note_ += (w->note_.empty() ? "" : "; ") + s.what + "; cut " + std::to_string(w->dropped_)
+                  + " bytes";
     } else if (s.problem != segment_scan::none) {
       return fail_at(s);
     }
-    if (expect == 0)
-      expect = s.first_lsn;
   }
-  w->next_lsn_ = expect == 0 ? 1 : expect;
+  w->next_lsn_ = expect;
   if (!segs.empty()) {
     w->segment_ = dir + "/" + segs.back();
     w->fd_ = ::open(w->segment_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -414,12 +510,15 @@ caf::error log_reader::for_each(uint64_t from_lsn, const std::function<bool(log_
   log_stats local;
   auto& st = stats ? *stats : local;
   auto segs = list_segments(dir_);
-  uint64_t expect = 0;
+  // The log starts at lsn 1, and each segment where the one before it ended.
+  uint64_t expect = 1;
   bool stop = false;
   for (size_t i = 0; i < segs.size() && !stop; ++i) {
+    if (auto err = check_start(dir_, segs, i, expect))
+      return err;
     // Skip whole segments before from_lsn (the next segment starts at or below it).
-    if (i + 1 < segs.size() && std::stoull(segs[i + 1]) <= from_lsn && from_lsn > 0) {
-      expect = std::stoull(segs[i + 1]);
+    if (i + 1 < segs.size() && segment_lsn(segs[i + 1]) <= from_lsn && from_lsn > 0) {
+      expect = segment_lsn(segs[i + 1]);
       continue;
     }
     caf::error problem;
@@ -431,7 +530,7 @@ caf::error log_reader::for_each(uint64_t from_lsn, const std::function<bool(log_
                                                      + describe(r.error()));
           return false;
         }
-        if (expect != 0 && r->lsn != expect) {
+        if (r->lsn != expect) {
           problem = make_error(errc::corrupt_data, segs[i] + " offset " + std::to_string(off)
                                                      + ": lsn " + std::to_string(r->lsn) + " where "
                                                      + std::to_string(expect) + " was expected");

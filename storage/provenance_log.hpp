@@ -9,6 +9,10 @@
 // torn tail) is cut off and the bytes dropped are reported; a corrupt frame with data after it
 // is never skipped: open fails and says where. log_reader and verify_log read a log (also one
 // being written) and stop at the first problem, naming segment and offset.
+// A log starts at lsn 1 and each segment starts where the one before it ended: lsns that no
+// segment holds (the first or a middle segment deleted while the last stays) are a loss that
+// the writer, the reader and verify_log name (the lsn range and the segments around it);
+// the writer fills them only when told to (log_options::gap_filler, --accept-log-loss).
 #pragma once
 
 #include "storage/log_record.hpp"
@@ -32,6 +36,10 @@ constexpr size_t segment_header_bytes = 40;
 struct log_options {
   /// Rotate to a new segment once a segment holds this many bytes.
   uint64_t segment_bytes = 64ull << 20;
+  /// When set, log_writer::open fills lsns that no segment holds (segments before the first
+  /// one or between two were lost) with the records this returns, given the lsn and the
+  /// missing range as text, in segments of their own. When empty, open refuses such a log.
+  std::function<std::string(uint64_t lsn, const std::string& missing)> gap_filler;
 };
 
 /// What a scan of a log found.

@@ -315,17 +315,119 @@ TEST_SUITE("storage.provenance_log") {
     CHECK(w->recovery_note().find("never written") != std::string::npos);
   }
 
+  TEST_CASE("lsns in no segment (the first or a middle one deleted) are named, never skipped") {
+    test::temp_dir dir;
+    write_log(dir.path(), 300);
+    auto segs = segments(dir.path());
+    REQUIRE(segs.size() > 4);
+    auto size_of_all = [&] {
+      uint64_t n = 0;
+      for (auto& s : segments(dir.path()))
+        n += fs::file_size(dir.path() + "/" + s);
+      return n;
+    };
+    // A middle segment: its lsns, and the segments on both sides, are named by the reader,
+    // verify_log and the writer, which changes nothing.
+    auto a = std::stoull(segs[2]), b = std::stoull(segs[3]) - 1;
+    fs::remove(dir.path() + "/" + segs[2]);
+    auto gap = "lsns " + std::to_string(a) + ".." + std::to_string(b) + " ("
+               + std::to_string(b - a + 1) + " record(s)) are in no segment";
+    auto v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    auto msg = describe(v.error());
+    CAPTURE(msg);
+    CHECK(msg.find(gap) != std::string::npos);
+    CHECK(msg.find("segment " + segs[1] + " ends at lsn " + std::to_string(a - 1))
+          != std::string::npos);
+    CHECK(msg.find("the next one is " + segs[3]) != std::string::npos);
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    CHECK(describe(reader.for_each(0, [](auto&&) { return true; })).find(gap) != std::string::npos);
+    auto size = size_of_all();
+    auto w = storage::log_writer::open(dir.path(), {4096});
+    REQUIRE(!w);
+    CHECK(is(w.error(), errc::corrupt_data));
+    CHECK(describe(w.error()).find(gap) != std::string::npos);
+    CHECK(size_of_all() == size);
+    // The first segment: the log must start at lsn 1.
+    auto c = std::stoull(segs[1]) - 1;
+    fs::remove(dir.path() + "/" + segs[0]);
+    v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    msg = describe(v.error());
+    CHECK(msg.find("lsns 1.." + std::to_string(c) + " (" + std::to_string(c)
+                   + " record(s)) are in no segment")
+          != std::string::npos);
+    CHECK(msg.find("the log starts with segment " + segs[1]) != std::string::npos);
+    // Told to accept the loss, the writer fills both gaps with the records it is given, each
+    // in a segment of its own, and the log reads whole from lsn 1 again.
+    std::vector<std::pair<uint64_t, std::string>> filled;
+    storage::log_options accept{4096};
+    accept.gap_filler = [&](uint64_t lsn, const std::string& missing) {
+      filled.emplace_back(lsn, missing);
+      auto r = sample(lsn);
+      r.procedure = "provenance.loss";
+      return storage::encode(r);
+    };
+    {
+      auto w2 = test::must(storage::log_writer::open(dir.path(), accept));
+      CHECK(w2->next_lsn() == 301);
+      CHECK(w2->recovery_note().find("lsns 1.." + std::to_string(c) + " were in no segment")
+            != std::string::npos);
+      CHECK(w2->recovery_note().find("lsns " + std::to_string(a) + ".." + std::to_string(b)
+                                     + " were in no segment")
+            != std::string::npos);
+    }
+    REQUIRE(filled.size() == c + (b - a + 1));
+    CHECK(filled.front() == std::pair<uint64_t, std::string>{1, "lsns 1.." + std::to_string(c)});
+    CHECK(filled.back().first == b);
+    CHECK(test::must(storage::verify_log(dir.path())).records == 300);
+    uint64_t expect = 1;
+    REQUIRE(!test::must(storage::log_reader::open(dir.path())).for_each(0, [&](auto&& r) {
+      bool lost = r.lsn <= c || (r.lsn >= a && r.lsn <= b);
+      CHECK(r.lsn == expect);
+      CHECK((r.procedure == "provenance.loss") == lost);
+      return r.lsn == expect++;
+    }));
+  }
+
+  TEST_CASE("a renamed segment is refused: it leaves a gap, or overlaps the one before it") {
+    test::temp_dir dir;
+    write_log(dir.path(), 100);
+    auto segs = segments(dir.path());
+    REQUIRE(segs.size() > 2);
+    // The second segment named one lsn later: its first lsn is in no segment.
+    auto later = std::to_string(std::stoull(segs[1]) + 1);
+    auto renamed = std::string(20 - later.size(), '0') + later + ".plog";
+    fs::rename(dir.path() + "/" + segs[1], dir.path() + "/" + renamed);
+    auto v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    CHECK(describe(v.error()).find("lsn " + std::to_string(std::stoull(segs[1]))
+                                   + " (1 record(s)) are in no segment")
+          != std::string::npos);
+    fs::rename(dir.path() + "/" + renamed, dir.path() + "/" + segs[1]);
+    CHECK(storage::verify_log(dir.path()));
+    // A segment named below the end of the one before it.
+    auto earlier = std::to_string(std::stoull(segs[2]) - 1);
+    fs::rename(dir.path() + "/" + segs[2],
+               dir.path() + "/" + std::string(20 - earlier.size(), '0') + earlier + ".plog");
+    v = storage::verify_log(dir.path());
+    REQUIRE(!v);
+    CHECK(describe(v.error()).find("holds lsns up to " + std::to_string(std::stoull(segs[2]) - 1))
+          != std::string::npos);
+    CHECK(!storage::log_writer::open(dir.path()));
+  }
+
   TEST_CASE("wrong magic and segments of another cluster are refused") {
     test::temp_dir a, b;
     write_log(a.path(), 10);
     write_log(b.path(), 10);
-    // A segment from another cluster.
+    // A segment from another cluster, where the log's next segment would start.
     auto foreign = segments(b.path()).front();
-    fs::copy_file(b.path() + "/" + foreign, a.path() + "/00000000000000000500.plog");
+    fs::copy_file(b.path() + "/" + foreign, a.path() + "/00000000000000000011.plog");
     auto v = storage::verify_log(a.path());
     REQUIRE(!v);
     CHECK(describe(v.error()).find("belongs to cluster") != std::string::npos);
-    fs::remove(a.path() + "/00000000000000000500.plog");
+    fs::remove(a.path() + "/00000000000000000011.plog");
     CHECK(storage::verify_log(a.path()));
     // Wrong magic.
     auto first = a.path() + "/" + segments(a.path()).front();
