@@ -6,6 +6,10 @@
 #  include "apps/anomaly/anomaly_runner.hpp"
 #endif
 #include "apps/imaging/imaging.hpp"
+#ifdef COMB_HAVE_APP_NECTAR
+#  include "apps/nectar/httplog.hpp"
+#  include "apps/nectar/nectar_app.hpp"
+#endif
 
 namespace comb::apps {
 
@@ -15,6 +19,10 @@ void register_all(runtime::procedure_registry& procs) {
   anomaly::register_anomaly(procs);
 #endif
   imaging::register_imaging(procs);
+#ifdef COMB_HAVE_APP_NECTAR
+  nectar::register_nectar(procs);
+  nectar::register_httplog(procs);
+#endif
 }
 
 void register_runners() {
