@@ -30,4 +30,11 @@ void add_model_commands(CLI::App& app);
 /// `comb imaging load|classify|detect|train|results|make-detector|demo` (apps/imaging).
 void add_imaging_commands(CLI::App& app);
 
+/// `comb console`, `comb console add-user`: the web console over the SQL store (apps/console).
+void add_console_commands(CLI::App& app);
+
+/// `comb nectar traffic`, `comb nectar report` (apps/nectar/traffic.hpp, report.hpp); they
+/// join the `nectar` group if it was added first, or add it.
+void add_nectar_traffic_commands(CLI::App& app);
+
 } // namespace comb::cli

@@ -1,0 +1,64 @@
+// comb::apps::console::console_server: the web console (Overview, Search, Stats) served with
+// cpp-httplib over the SQL store. Pages and JSON endpoints need a logged-in session (cookie
+// HttpOnly, SameSite=Strict); every form and every POST carries the session's CSRF token;
+// every response carries a Content-Security-Policy without inline scripts, nosniff and
+// frame-ancestors 'none'. Static files (HTML, JS, CSS) come from the repository's
+// apps/console/static and plotly.js from its npm folder. SQL runs on a read-only connection
+// opened per request. Owned by the caller of `serve`; run() blocks on the calling thread,
+// stop() may be called from any thread.
+#pragma once
+
+#include "apps/console/console_schema.hpp"
+#include "apps/console/readonly_sql.hpp"
+
+#include <caf/expected.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace comb::apps::console {
+
+struct console_options {
+  std::string sql_file;      ///< the SQL store (SQLite), opened read-only
+  std::string accounts_file; ///< empty: accounts_file_for(sql_file)
+  std::string host = "127.0.0.1";
+  int port = 8090;            ///< 0: any free port (bound_port() says which)
+  std::string static_dir;     ///< empty: <source>/apps/console/static
+  std::string npm_dir;        ///< empty: <source>/apps/console/node_modules
+  query_limits search_limits; ///< raw SQL of the Search tab
+  console_schema schema;
+};
+
+/// The header every response carries, as one place to read (and test) it.
+extern const char* const content_security_policy;
+
+class console_server {
+public:
+  /// Checks the options (store and static folder present, accounts file opens).
+  static caf::expected<std::unique_ptr<console_server>> make(console_options opts);
+  ~console_server();
+
+  /// Binds the listening socket; returns the port.
+  caf::expected<int> bind();
+
+  /// Serves until stop().
+  void run();
+
+  /// Makes run() return.
+  void stop();
+
+  /// Serves until SIGINT or SIGTERM (or `seconds` when > 0), then stops cleanly. Blocks
+  /// those signals in the calling thread first, so call it before starting other threads.
+  void run_until_signal(double seconds = 0);
+
+  /// Warnings found at start (e.g. plotly.js not installed), one per line.
+  const std::string& warnings() const;
+
+private:
+  struct impl;
+  explicit console_server(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace comb::apps::console
