@@ -271,11 +271,16 @@ caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(st
   if (auto err = db.create_table(end_table))
     return err;
   std::shared_ptr<provenance_recorder> self{new provenance_recorder(db, std::move(opts))};
-  auto log = storage::log_writer::open(self->opts_.log_dir, {self->opts_.segment_bytes});
+  storage::log_options lo{self->opts_.segment_bytes};
+  if (self->opts_.accept_log_loss) // lsns that no segment holds (segments deleted) are a loss
+    lo.gap_filler = [](uint64_t lsn, const std::string& lsns) {
+      return filler(lsn, "loss", lsns, "in no segment of the log; accepted at start");
+    };
+  auto log = storage::log_writer::open(self->opts_.log_dir, std::move(lo));
   if (!log)
     return std::move(log.error());
   self->log_ = std::move(*log);
-  if (self->log_->bytes_dropped() > 0)
+  if (!self->log_->recovery_note().empty())
     self->note_ = "provenance log: " + self->log_->recovery_note() + ". ";
   // Every committed invocation's record is in the WAL entry of its transaction: its head, and
   // its rows as the entry's writes. Those the log lacks (the process died before the append,
