@@ -348,6 +348,107 @@ TEST_SUITE("runtime.provenance.log_end") {
     CHECK(now[62] == "exec 62");
   }
 
+  TEST_CASE("old segments lost while the last stays: node start, verify and replay name them") {
+    test::temp_dir dir;
+    storage::options opts;
+    opts.keep_wal_seconds = runtime::provenance_recorder::keep_wal_seconds;
+    auto data = dir.path() + "/db";
+    auto db = test::must(storage::database::open(data, opts));
+    REQUIRE(!db->create_table("rows"));
+    runtime::provenance_recorder::options ro;
+    ro.log_dir = dir.path() + "/log";
+    ro.segment_bytes = 2048;
+    uint64_t ids = 1;
+    auto commit = [&](runtime::provenance_recorder& rec, int n) {
+      for (int i = 0; i < n; ++i) {
+        auto txn = db->begin();
+        REQUIRE(!txn->put_row("rows", "k" + std::to_string(ids), json{{"v", ids}}));
+        runtime::invocation_record r;
+        r.execution_id = ids++;
+        r.procedure = "test.write";
+        r.role = "tester";
+        r.args = "{}";
+        r.result = "null";
+        r.status = "ok";
+        r.partition = 0;
+        r.changes = txn->take_changes();
+        rec.before_commit(*txn, r);
+        REQUIRE(!txn->commit());
+        rec.after_commit(r, true);
+      }
+    };
+    {
+      auto rec = test::must(runtime::provenance_recorder::open(*db, ro));
+      commit(*rec, 60);
+    }
+    auto segs = test::must(storage::log_reader::open(ro.log_dir)).segments();
+    REQUIRE(segs.size() >= 4);
+    // The first segment and the third: the last stays, so the log's end is where the database
+    // says it must be, and only the log's start and its order tell the loss.
+    fs::copy_file(ro.log_dir + "/" + segs[0], dir.path() + "/first.plog");
+    fs::remove(ro.log_dir + "/" + segs[0]);
+    fs::remove(ro.log_dir + "/" + segs[2]);
+    auto first_gap = "lsns 1.." + std::to_string(std::stoull(segs[1]) - 1);
+    auto middle_gap = "lsns " + std::to_string(std::stoull(segs[2])) + ".."
+                      + std::to_string(std::stoull(segs[3]) - 1);
+    auto refused = runtime::provenance_recorder::open(*db, ro);
+    REQUIRE(!refused);
+    CAPTURE(describe(refused.error()));
+    CHECK(describe(refused.error()).find(first_gap) != std::string::npos);
+    CHECK(describe(refused.error()).find(segs[1]) != std::string::npos);
+    CHECK(describe(refused.error()).find("--accept-log-loss") != std::string::npos);
+    db.reset();
+    // `comb log verify [--data]` and `comb replay --data` name the first gap and fail.
+    for (bool with_data : {false, true}) {
+      std::vector<std::string> args{"log", "verify", "--log", ro.log_dir};
+      if (with_data)
+        args.insert(args.end(), {"--data", data});
+      auto [rc, out] = run_comb(args, dir.path() + "/verify.txt");
+      CAPTURE(out);
+      CHECK(rc != 0);
+      CHECK(out.find(first_gap) != std::string::npos);
+    }
+    auto [rc, out] = run_comb({"replay", "--log", ro.log_dir, "--into", dir.path() + "/replayed",
+                               "--data", data},
+                              dir.path() + "/replay.txt");
+    CAPTURE(out);
+    CHECK(rc != 0);
+    CHECK(out.find(first_gap) != std::string::npos);
+    // With the first segment back, the middle gap is named, between the segments around it.
+    fs::copy_file(dir.path() + "/first.plog", ro.log_dir + "/" + segs[0]);
+    {
+      auto [vrc, vout] = run_comb({"log", "verify", "--log", ro.log_dir, "--data", data},
+                                  dir.path() + "/verify.txt");
+      CAPTURE(vout);
+      CHECK(vrc != 0);
+      CHECK(vout.find(middle_gap) != std::string::npos);
+      CHECK(vout.find("segment " + segs[1] + " ends at lsn") != std::string::npos);
+      CHECK(vout.find("the next one is " + segs[3]) != std::string::npos);
+    }
+    // Both lost again, and the loss accepted: each lsn holds a loss record, in order.
+    fs::remove(ro.log_dir + "/" + segs[0]);
+    db = test::must(storage::database::open(data, opts));
+    ro.accept_log_loss = true;
+    {
+      auto rec = test::must(runtime::provenance_recorder::open(*db, ro));
+      CHECK(rec->recovery_note().find(first_gap + " were in no segment") != std::string::npos);
+      CHECK(rec->recovery_note().find(middle_gap + " were in no segment") != std::string::npos);
+      commit(*rec, 1);
+    }
+    auto now = records(ro.log_dir);
+    REQUIRE(now.size() == 61);
+    for (auto& [lsn, what] : now) {
+      bool lost = lsn < std::stoull(segs[1])
+                  || (lsn >= std::stoull(segs[2]) && lsn < std::stoull(segs[3]));
+      CHECK_MESSAGE(what == (lost ? std::string{"provenance.loss"} : "exec " + std::to_string(lsn)),
+                    "lsn " << lsn);
+    }
+    // The loss is in the log now: a later start needs no flag, and verify says ok.
+    ro.accept_log_loss = false;
+    test::must(runtime::provenance_recorder::open(*db, ro));
+    CHECK(test::must(storage::verify_log(ro.log_dir)).records == 61);
+  }
+
   TEST_CASE("lsns a crash kept from the log and the WAL are filled, not reused or refused") {
     test::temp_dir dir;
     storage::options opts;
