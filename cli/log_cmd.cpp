@@ -124,9 +124,10 @@ void verify(const log_opts& o) {
   }
   std::string end;
   if (!o.data.empty()) {
-    // The database says where the log must end (a stopped node's folder: RocksDB locks it).
+    // The database says where the log must end (a stopped node's folder, read as it is).
     storage::options so;
     so.create_if_missing = false;
+    so.read_only = true;
     so.keep_wal_seconds = runtime::provenance_recorder::keep_wal_seconds;
     auto db = storage::database::open(o.data, so);
     if (!db)
@@ -244,6 +245,7 @@ void add_log_commands(CLI::App& app) {
   digest->callback([dg] {
     storage::options opts;
     opts.create_if_missing = false;
+    opts.read_only = true; // also a folder on a read-only filesystem
     auto db = storage::database::open(*dg, opts);
     if (!db)
       fail("digest", db.error());

@@ -192,13 +192,16 @@ std::string blob_store::segment_name(uint64_t id) {
 
 caf::expected<std::unique_ptr<blob_store>> blob_store::open(const std::string& dir,
                                                             uint64_t segment_bytes, size_t lanes,
-                                                            size_t spare_segments,
-                                                            bool sync_names) {
+                                                            size_t spare_segments, bool sync_names,
+                                                            bool read_only) {
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  if (!read_only)
+    fs::create_directories(dir, ec);
   if (ec)
     return make_error(errc::storage_error, dir + ": cannot create: " + ec.message());
   std::unique_ptr<blob_store> self{new blob_store(dir, segment_bytes, spare_segments, sync_names)};
+  if (read_only && !fs::exists(dir, ec))
+    return self;
   uint64_t next_id = 1;
   for (auto& e : fs::directory_iterator{dir, ec}) {
     auto name = e.path().filename().string();
@@ -210,7 +213,7 @@ caf::expected<std::unique_ptr<blob_store>> blob_store::open(const std::string& d
     auto seg = std::make_shared<segment>();
     seg->id = id;
     seg->path = e.path().string();
-    seg->fd = ::open(seg->path.c_str(), O_RDWR | O_CLOEXEC);
+    seg->fd = ::open(seg->path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (seg->fd < 0)
       return make_error(errc::storage_error, sys_error("open blob segment " + seg->path));
     seg->sealed = true;
@@ -221,6 +224,8 @@ caf::expected<std::unique_ptr<blob_store>> blob_store::open(const std::string& d
     return make_error(errc::storage_error, dir + ": cannot list: " + ec.message());
   std::lock_guard guard{self->mtx_};
   self->next_id_ = next_id;
+  if (read_only)
+    return self; // no lanes: nothing is appended
   self->lanes_.resize(std::max<size_t>(1, lanes));
   for (size_t lane = 0; lane < self->lanes_.size(); ++lane)
     if (auto err = self->start_segment(lane))
@@ -311,6 +316,8 @@ caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
   bool mapped = false;
   {
     std::lock_guard guard{mtx_};
+    if (lanes_.empty())
+      return make_error(errc::storage_error, dir_ + ": blob store opened read-only");
     auto lane = thread_hash % lanes_.size();
     auto need = frame_bytes + ref.size;
     auto& active = lanes_[lane];

@@ -57,11 +57,11 @@ public:
   /// gets a segment of its own). Up to `spare_segments` retired files are kept for reuse.
   /// With `sync_names`, the folder is synced after each new or renamed segment file, so that
   /// a synced blob is found under its name after a power loss (sync durability).
-  static caf::expected<std::unique_ptr<blob_store>> open(const std::string& dir,
-                                                         uint64_t segment_bytes = 64u << 20,
-                                                         size_t lanes = 4,
-                                                         size_t spare_segments = 4,
-                                                         bool sync_names = false);
+  /// With `read_only`, nothing is created or written (a missing folder holds no segment) and
+  /// segments are opened for reading: only read() works (append() fails).
+  static caf::expected<std::unique_ptr<blob_store>> open(
+    const std::string& dir, uint64_t segment_bytes = 64u << 20, size_t lanes = 4,
+    size_t spare_segments = 4, bool sync_names = false, bool read_only = false);
   ~blob_store();
   blob_store(const blob_store&) = delete;
   blob_store& operator=(const blob_store&) = delete;

@@ -106,14 +106,14 @@ database::database(std::string dir, options opts) : dir_(std::move(dir)), opts_(
 
 caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
                                                         const options& opts) {
-  if (auto err = check_marker(dir, opts.create_if_missing))
+  if (auto err = check_marker(dir, opts.create_if_missing && !opts.read_only))
     return err;
   std::unique_ptr<database> self{new database(dir, opts)};
   auto db_dir = (fs::path{dir} / "db").string();
 
   rocksdb::Options ro;
-  ro.create_if_missing = true;
-  ro.create_missing_column_families = true;
+  ro.create_if_missing = !opts.read_only;
+  ro.create_missing_column_families = !opts.read_only;
   ro.IncreaseParallelism(2);
   // One write group's WAL write overlaps the previous group's memtable inserts, so that
   // commits waiting for the WAL are not also held up by the memtable (with provenance the WAL
@@ -140,9 +140,16 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
   rocksdb::TransactionDBOptions to;
   to.transaction_lock_timeout = opts.lock_timeout_ms;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  auto s = rocksdb::TransactionDB::Open(ro, to, db_dir, descs, &handles, &self->db_);
+  rocksdb::Status s;
+  if (opts.read_only) {
+    // No lock file, no new LOG (nor the rename of the old one), no WAL or SST written.
+    s = rocksdb::DB::OpenForReadOnly(ro, db_dir, descs, &handles, &self->reader_);
+  } else {
+    s = rocksdb::TransactionDB::Open(ro, to, db_dir, descs, &handles, &self->db_);
+    self->reader_ = self->db_;
+  }
   if (!s.ok())
-    return to_error(s, "open " + db_dir);
+    return to_error(s, std::string{opts.read_only ? "open (read-only) " : "open "} + db_dir);
   for (size_t i = 0; i < handles.size(); ++i) {
     self->owned_.push_back(handles[i]);
     if (names[i] != rocksdb::kDefaultColumnFamilyName)
@@ -156,16 +163,18 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
 // Opens the blob store and counts the blobs that committed rows still reference; segments
 // left with none (blobs of transactions that never committed) are deleted.
 caf::error database::open_blobs() {
-  if (auto err = create_table(blob_index_table))
-    return err;
+  if (!opts_.read_only || !has_table(blob_index_table))
+    if (auto err = create_table(blob_index_table))
+      return err;
   blob_index_ = handle(blob_index_table);
   auto store = blob_store::open((fs::path{dir_} / "blobs").string(), opts_.blob_segment_bytes,
                                 opts_.blob_lanes, opts_.blob_spare_segments,
-                                /*sync_names=*/opts_.mode == durability::sync);
+                                /*sync_names=*/opts_.mode == durability::sync,
+                                /*read_only=*/opts_.read_only);
   if (!store)
     return std::move(store.error());
   blobs_ = std::move(*store);
-  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, blob_index_)};
+  std::unique_ptr<rocksdb::Iterator> it{reader_->NewIterator(rocksdb::ReadOptions{}, blob_index_)};
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     auto ref = blob_ref::decode({it->value().data(), it->value().size()});
     if (!ref)
@@ -176,15 +185,16 @@ caf::error database::open_blobs() {
   }
   if (!it->status().ok())
     return to_error(it->status(), "read " + std::string{blob_index_table});
-  blobs_->finish_recovery();
+  if (!opts_.read_only) // a reader leaves the segments as they are
+    blobs_->finish_recovery();
   return {};
 }
 
 database::~database() {
-  if (db_) {
+  if (reader_) {
     for (auto* h : owned_)
-      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    delete db_;
+      reader_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    delete reader_; // db_ when not read-only
   }
 }
 
@@ -198,6 +208,9 @@ caf::error database::create_table(const std::string& name, table_kind kind) {
       i->second.kind = kind;
     return {};
   }
+  if (!db_)
+    return make_error(errc::storage_error,
+                      dir_ + ": opened read-only, it has no table '" + name + "' to read");
   rocksdb::ColumnFamilyHandle* h = nullptr;
   auto s = db_->CreateColumnFamily(*cf_options_, name, &h);
   if (!s.ok())
@@ -238,7 +251,8 @@ caf::error database::scan_wal(
   const std::function<void(std::string_view blob, const std::vector<wal_write>& before)>& fn)
   const {
   std::unique_ptr<rocksdb::TransactionLogIterator> it;
-  auto s = db_->GetUpdatesSince(after_seq + 1, &it, rocksdb::TransactionLogIterator::ReadOptions{});
+  auto s = reader_->GetUpdatesSince(after_seq + 1, &it,
+                                    rocksdb::TransactionLogIterator::ReadOptions{});
   if (s.IsNotFound())
     return {}; // no WAL at all
   if (!s.ok())
@@ -316,7 +330,7 @@ caf::error database::scan_wal(
 }
 
 uint64_t database::latest_sequence() const {
-  return db_->GetLatestSequenceNumber();
+  return reader_->GetLatestSequenceNumber();
 }
 
 std::unique_ptr<transaction> database::begin(bool group_sync) {
@@ -337,6 +351,8 @@ caf::error database::sync_group() {
 }
 
 caf::error database::sync_wal() {
+  if (!db_)
+    return {}; // read-only: nothing written
   auto s = db_->SyncWAL();
   if (!s.ok())
     return to_error(s, "sync WAL");
@@ -359,19 +375,19 @@ caf::expected<std::string> database::digest() const {
   };
   // One snapshot for the tables and the blob index, so the two agree.
   rocksdb::ReadOptions ro;
-  ro.snapshot = db_->GetSnapshot();
+  ro.snapshot = reader_->GetSnapshot();
   struct release_snapshot {
-    rocksdb::TransactionDB* db;
+    rocksdb::DB* db;
     const rocksdb::Snapshot* s;
     ~release_snapshot() { db->ReleaseSnapshot(s); }
-  } guard{db_, ro.snapshot};
-  std::unique_ptr<rocksdb::Iterator> index{db_->NewIterator(ro, blob_index_)};
+  } guard{reader_, ro.snapshot};
+  std::unique_ptr<rocksdb::Iterator> index{reader_->NewIterator(ro, blob_index_)};
   std::vector<char> blob;
   for (auto& name : tables()) {
     if (name.rfind("__", 0) == 0)
       continue;
     mix(name);
-    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro, handle(name))};
+    std::unique_ptr<rocksdb::Iterator> it{reader_->NewIterator(ro, handle(name))};
     std::string index_key = name + '\0';
     auto prefix_size = index_key.size();
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -404,13 +420,41 @@ caf::expected<uint64_t> database::count(std::string_view table) const {
   auto* h = handle(table);
   if (!h)
     return make_error(errc::unknown_table, "no table '" + std::string{table} + "'");
-  std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, h)};
+  std::unique_ptr<rocksdb::Iterator> it{reader_->NewIterator(rocksdb::ReadOptions{}, h)};
   uint64_t n = 0;
   for (it->SeekToFirst(); it->Valid(); it->Next())
     ++n;
   if (!it->status().ok())
     return to_error(it->status(), "count " + std::string{table});
   return n;
+}
+
+caf::expected<std::optional<std::string>> database::get(std::string_view table,
+                                                        std::string_view key) const {
+  auto* h = handle(table);
+  if (!h)
+    return make_error(errc::unknown_table, "no table '" + std::string{table} + "'");
+  std::string value;
+  auto s = reader_->Get(rocksdb::ReadOptions{}, h, rocksdb::Slice{key.data(), key.size()}, &value);
+  if (s.IsNotFound())
+    return std::optional<std::string>{};
+  if (!s.ok())
+    return to_error(s, "read " + std::string{table});
+  return std::optional<std::string>{std::move(value)};
+}
+
+caf::error database::scan(std::string_view table,
+                          const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  auto* h = handle(table);
+  if (!h)
+    return {};
+  std::unique_ptr<rocksdb::Iterator> it{reader_->NewIterator(rocksdb::ReadOptions{}, h)};
+  for (it->SeekToFirst(); it->Valid(); it->Next())
+    if (!fn({it->key().data(), it->key().size()}, {it->value().data(), it->value().size()}))
+      break;
+  if (!it->status().ok())
+    return to_error(it->status(), "scan " + std::string{table});
+  return {};
 }
 
 } // namespace comb::storage

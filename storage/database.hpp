@@ -20,6 +20,7 @@
 #include <vector>
 
 namespace rocksdb {
+class DB;
 class TransactionDB;
 class ColumnFamilyHandle;
 struct ColumnFamilyOptions;
@@ -122,6 +123,18 @@ public:
   /// Number of rows in a table (a full scan; for tests and tools).
   caf::expected<uint64_t> count(std::string_view table) const;
 
+  /// Reads one committed value (outside any transaction; also when opened read-only): the
+  /// bytes as stored (a blobs table's large values are blob references), or nullopt.
+  caf::expected<std::optional<std::string>> get(std::string_view table, std::string_view key) const;
+
+  /// Calls fn(key, value) for the committed rows of `table` in key order until it returns
+  /// false (outside any transaction; also when opened read-only). An unknown table is empty.
+  caf::error scan(std::string_view table,
+                  const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
+  /// True when the folder was opened with options::read_only.
+  bool read_only() const { return opts_.read_only; }
+
   /// The blob store under `<dir>/blobs` (see transaction::put_blob).
   blob_store& blobs() const { return *blobs_; }
 
@@ -151,7 +164,10 @@ private:
 
   std::string dir_;
   options opts_;
+  /// Null when opened read-only.
   rocksdb::TransactionDB* db_ = nullptr;
+  /// What reads go through: db_, or the database opened read-only.
+  rocksdb::DB* reader_ = nullptr;
   mutable std::shared_mutex mtx_;
   std::unordered_map<std::string, table_ref> cfs_;
   std::vector<rocksdb::ColumnFamilyHandle*> owned_;

@@ -31,6 +31,11 @@ struct options {
   durability mode = durability::sync;
   /// Create the folder (and Comb's marker file) when it does not exist or is empty.
   bool create_if_missing = true;
+  /// Open without writing anything (RocksDB OpenForReadOnly: no lock, no LOG file, no blob
+  /// segment; the WAL is read, not replayed into files), for tools that read a stopped node's
+  /// folder, also on a read-only filesystem: digest, `log verify --data`, replay's source.
+  /// Only reads work: begin() must not be called, create_table fails for a new table.
+  bool read_only = false;
   /// How long a transaction waits for a row lock before failing with errc::conflict.
   long long lock_timeout_ms = 1000;
   /// Block cache size for all tables.

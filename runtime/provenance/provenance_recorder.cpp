@@ -96,9 +96,9 @@ caf::expected<end_marks> read_marks(storage::database& db) {
   end_marks m;
   if (!db.has_table(provenance_recorder::end_table))
     return m;
-  auto txn = db.begin();
   caf::error bad;
-  auto err = txn->scan(provenance_recorder::end_table, "", "", [&](auto key, auto value) {
+  // Committed rows, outside a transaction: the folder may be open read-only (verify, replay).
+  auto err = db.scan(provenance_recorder::end_table, [&](auto key, auto value) {
     uint64_t n = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
     if (ec != std::errc{} || end != value.data() + value.size()) {
@@ -114,7 +114,6 @@ caf::expected<end_marks> read_marks(storage::database& db) {
     }
     return true;
   });
-  txn->rollback();
   if (err)
     return err;
   if (bad)

@@ -105,6 +105,7 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
                                               + ": the log is damaged: " + describe(err));
     storage::options so;
     so.create_if_missing = false;
+    so.read_only = true; // the source is only read, and may be on a read-only filesystem
     so.keep_wal_seconds = provenance_recorder::keep_wal_seconds;
     auto src = storage::database::open(o.source_data, so);
     if (!src)
