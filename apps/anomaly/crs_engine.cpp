@@ -10,6 +10,7 @@
 #include <modsecurity/transaction.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 namespace comb::anomaly {
@@ -107,6 +108,8 @@ crs_verdict crs_engine::evaluate(const http_request& r) const {
   if (!r.body.empty())
     t.appendRequestBody(reinterpret_cast<const unsigned char*>(r.body.data()), r.body.size());
   t.processRequestBody();
+  if (auto sc = t.m_collections.m_tx_collection->resolveFirst("anomaly_score"); sc && !sc->empty())
+    v.score = std::atoi(sc->c_str());
   modsecurity::ModSecurityIntervention it;
   it.status = 200;
   it.pause = 0;

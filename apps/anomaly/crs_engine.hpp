@@ -35,6 +35,8 @@ struct crs_verdict {
   bool flagged = false;
   /// Ids of the rules that matched and logged, in firing order (949110 included).
   std::vector<int> rules;
+  /// CRS's inbound anomaly score of the request (tx.anomaly_score after phase 2).
+  int score = 0;
 };
 
 class crs_engine {
