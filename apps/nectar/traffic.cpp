@@ -96,28 +96,45 @@ const std::vector<std::string> scanner_paths = {
   "/.env",          "/wp-login.php",     "/admin/",     "/phpmyadmin/index.php", "/.git/config",
   "/server-status", "/cgi-bin/test-cgi", "/backup.zip", "/config.php.bak",       "/actuator/env"};
 
-// The benign kinds the generator asks the payload folder for, each with the names a list may
-// have there, and its own list when none is found.
+// Display names made of the first and last names above.
+const std::vector<std::string>& builtin_person_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (auto& f : builtin_first_names)
+      for (auto& l : builtin_last_names)
+        out.push_back(f + " " + l);
+    return out;
+  }();
+  return names;
+}
+
+// The benign kinds the generator takes from the payload folder (benign/<file>.txt, the first
+// of the names that exists), with its own list when none does.
 struct benign_kind {
   const char* name;
   std::vector<const char*> files;
   const std::vector<std::string>* builtin;
 };
 
-const std::vector<benign_kind> benign_kinds = {
-  {"first_names", {"first_names", "names", "usernames", "display_names"}, &builtin_first_names},
-  {"last_names", {"last_names", "surnames"}, &builtin_last_names},
-  {"posts", {"posts", "post_texts", "texts", "post", "text"}, &builtin_posts},
-  {"searches", {"searches", "search", "queries", "search_terms"}, &builtin_searches},
-  {"user_agents", {"user_agents", "user_agent", "useragents"}, &builtin_user_agents},
-};
+const std::vector<benign_kind>& benign_kinds() {
+  static const std::vector<benign_kind> kinds = {
+    {"person_names", {"person_names", "names"}, &builtin_person_names()},
+    {"free_text", {"free_text", "posts"}, &builtin_posts},
+    {"search_queries", {"search_queries", "searches"}, &builtin_searches},
+    {"user_agents", {"user_agents"}, &builtin_user_agents},
+  };
+  return kinds;
+}
 
 const std::vector<std::string>& benign_list(const payload_lists& p, const std::string& kind) {
-  if (auto it = p.benign.find(kind); it != p.benign.end() && !it->second.empty())
-    return it->second;
-  for (auto& k : benign_kinds)
-    if (kind == k.name)
-      return *k.builtin;
+  for (auto& k : benign_kinds()) {
+    if (kind != k.name)
+      continue;
+    for (auto* f : k.files)
+      if (auto it = p.benign.find(f); it != p.benign.end() && !it->second.empty())
+        return it->second;
+    return *k.builtin;
+  }
   return builtin_posts;
 }
 
@@ -275,6 +292,7 @@ private:
   void give_back(session* s);
   std::string pick_user(std::mt19937_64& rng, const std::string& not_this);
   void new_identity(session& s, std::mt19937_64& rng);
+  std::string post_text(std::mt19937_64& rng);
   void record(const truth_record& t, double latency_ms, const std::string& error);
 
   template <class T>
@@ -307,15 +325,15 @@ private:
 };
 
 void generator::new_identity(session& s, std::mt19937_64& rng) {
-  auto& first = pick(benign_list(p_, "first_names"), rng);
-  auto& last = pick(benign_list(p_, "last_names"), rng);
-  s.display_name = first + " " + last;
+  s.display_name = pick(benign_list(p_, "person_names"), rng);
   // Usernames allow [A-Za-z0-9_.-]: keep the ASCII letters of the name, as people do when a
   // site will not take theirs.
   std::string base;
-  for (char c : first + "." + last)
+  for (char c : s.display_name)
     if (std::isalnum(static_cast<unsigned char>(c)) || c == '.')
       base += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    else if (c == ' ' || c == '-')
+      base += '.';
   while (!base.empty() && base.front() == '.')
     base.erase(base.begin());
   if (base.size() < 3)
@@ -343,6 +361,17 @@ std::string generator::pick_user(std::mt19937_64& rng, const std::string& not_th
       return u;
   }
   return not_this;
+}
+
+std::string generator::post_text(std::mt19937_64& rng) {
+  // A post is 1-2000 bytes: a person writes one that fits (longer lines are drawn again).
+  auto& list = benign_list(p_, "free_text");
+  for (int tries = 0; tries < 8; ++tries) {
+    auto& t = pick(list, rng);
+    if (!t.empty() && t.size() <= 2000)
+      return t;
+  }
+  return pick(builtin_posts, rng);
 }
 
 request generator::benign_step(session& s, std::mt19937_64& rng) {
@@ -388,13 +417,13 @@ request generator::benign_step(session& s, std::mt19937_64& rng) {
     } else if (roll < 43) {
       get("/u/" + url_encode(pick_user(rng, s.username)), "profile");
     } else if (roll < 56) {
-      form("/post", {{"text", pick(benign_list(p_, "posts"), rng)}}, "post");
+      form("/post", {{"text", post_text(rng)}}, "post");
     } else if (roll < 66) {
       auto other = pick_user(rng, s.username);
       s.following.push_back(other);
       form("/follow", {{"username", other}}, "follow");
     } else if (roll < 79) {
-      get("/search?q=" + url_encode(pick(benign_list(p_, "searches"), rng)), "search");
+      get("/search?q=" + url_encode(pick(benign_list(p_, "search_queries"), rng)), "search");
     } else if (roll < 85) {
       get("/static/nectar.css", "static");
     } else if (roll < 91) {
@@ -458,6 +487,14 @@ request generator::attack(session* s, std::mt19937_64& rng) {
     places = {"query", "path", "cookie", "form:display_name"};
   else if (oversized)
     places = {"form:text", "query", "header:User-Agent", "cookie"};
+  else if (has("jndi") || has("log4"))
+    places = {"header:User-Agent", "header:Referer", "query", "form:username"};
+  else if (has("nosql") || has("ldap") || has("xpath"))
+    places = {"form:username", "form:password", "query"};
+  else if (has("ssti") || has("xxe") || has("code"))
+    places = {"form:text", "form:display_name", "query"};
+  else if (has("ssrf"))
+    places = {"query", "form:text", "header:Referer"};
   else
     places = {"query", "form:text", "header:User-Agent", "path"};
   auto place = pick(places, rng);
@@ -489,9 +526,10 @@ request generator::attack(session* s, std::mt19937_64& rng) {
       r.path = path_encode(payload);
       ua = "Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000001)";
     } else {
-      r.path = pick(scanner_paths, rng);
-      ua = header_safe(payload);
-      r.truth.placement = "header:User-Agent";
+      // Canaries, bad characters and format strings go into a parameter of a probed path.
+      r.path = pick(scanner_paths, rng) + "?id=" + url_encode(payload, /*keep_escapes=*/true);
+      ua = "sqlmap/1.7#stable (https://sqlmap.org)";
+      r.truth.placement = "query";
     }
   } else if (place == "header:User-Agent") {
     ua = header_safe(payload);
@@ -740,7 +778,9 @@ caf::expected<traffic_stats> generator::run(const endpoint& ep) {
     if (!truth_)
       return make_error(errc::storage_error, o_.truth_file + ": writing the truth file failed");
   }
-  stats_.seconds = std::chrono::duration<double>(std::max(last_sent_, start) - start).count();
+  // Sending n requests on schedule takes n periods: the last one's period counts too.
+  stats_.seconds = std::chrono::duration<double>(std::max(last_sent_, start) - start).count()
+                   + 1.0 / o_.rate;
   stats_.achieved_rate = stats_.seconds > 0 ? static_cast<double>(stats_.sent) / stats_.seconds
                                             : static_cast<double>(stats_.sent);
   if (!latencies_.empty()) {
