@@ -1,12 +1,14 @@
 // The detector as one unit and its one-file form (see detector.hpp).
 #include "apps/anomaly/detector.hpp"
 
+#include "apps/anomaly/keywords.hpp"
 #include "base/errc.hpp"
 
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
+#include <iomanip>
 #include <numeric>
 #include <sstream>
 
@@ -34,7 +36,16 @@ std::string detector_config::serialize() const {
      << "text.sort_headers=" << (text.sort_headers ? 1 : 0) << "\n"
      << "text.drop_headers=" << (text.drop_headers ? 1 : 0) << "\n"
      << "text.zero_digits=" << (text.zero_digits ? 1 : 0) << "\n"
-     << "text.fold_value_letters=" << (text.fold_value_letters ? 1 : 0) << "\n";
+     << "text.fold_value_letters=" << (text.fold_value_letters ? 1 : 0) << "\n"
+     << "text.decode=" << (text.decode ? 1 : 0) << "\n"
+     << "text.keywords=" << text.keywords << "\n"
+     << "threshold=" << std::setprecision(9) << threshold << "\n";
+  if (!calibration.empty())
+    os << "calibration=";
+  for (char ch : calibration) // one line, whatever it was given
+    os << (ch == '\n' || ch == '\r' ? ' ' : ch);
+  if (!calibration.empty())
+    os << "\n";
   return os.str();
 }
 
@@ -88,6 +99,21 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
         c.text.zero_digits = val == "1";
       } else if (key == "text.fold_value_letters") {
         c.text.fold_value_letters = val == "1";
+      } else if (key == "text.decode") {
+        c.text.decode = val == "1";
+      } else if (key == "text.keywords") {
+        if (!num(c.text.keywords) || c.text.keywords < 0)
+          return bad();
+        if (c.text.keywords > keyword_list_version)
+          return make_error(errc::bad_model, "detector config: keyword list version " + val
+                                               + " is newer than this build's ("
+                                               + std::to_string(keyword_list_version) + ")");
+      } else if (key == "threshold") {
+        c.threshold = std::stof(val);
+        if (!(c.threshold >= 0.0f && c.threshold <= 1.0f))
+          return bad();
+      } else if (key == "calibration") {
+        c.calibration = val;
       } else if (key == "model.vocab") {
         if (!num(c.model.vocab))
           return bad();

@@ -33,6 +33,12 @@ struct detector_config {
   text_options text;
   /// The model's shape and engine; the constructor copies them from the model.
   textcnn_options model;
+  /// Probability at or above which a request is called anomalous: chosen by calibration on
+  /// benign traffic the model was not trained on (apps/anomaly/calibration.hpp), saved with
+  /// the model; 0.5 for files written before it was saved.
+  float threshold = 0.5f;
+  /// How the threshold was chosen, one line ("" = not calibrated).
+  std::string calibration;
 
   /// "key=value" lines of the settings the model does not hold (vocab_size, text.*).
   std::string serialize() const;

@@ -1,9 +1,11 @@
 // Parsing and rendering of single HTTP requests (see http_request.hpp).
 #include "apps/anomaly/http_request.hpp"
 
+#include "apps/anomaly/keywords.hpp"
 #include "base/errc.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace comb::anomaly {
 
@@ -204,7 +206,310 @@ void fold_value_letters(std::string& s, size_t from) {
   }
 }
 
+// --- decoding (text_options::decode) --------------------------------------------------------
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+// Parses `n` hex digits of s at i; -1 when they are not all hex.
+long hex_at(std::string_view s, size_t i, size_t n) {
+  if (i + n > s.size())
+    return -1;
+  long v = 0;
+  for (size_t k = 0; k < n; ++k) {
+    int h = hex_value(s[i + k]);
+    if (h < 0)
+      return -1;
+    v = v * 16 + h;
+  }
+  return v;
+}
+
+void put_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x110000) {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// %XX and %uXXXX (IIS's form, CRS t:urlDecodeUni). True when something was decoded.
+bool percent_decode(std::string& s) {
+  if (s.find('%') == std::string::npos)
+    return false;
+  std::string out;
+  out.reserve(s.size());
+  bool changed = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      if (i + 1 < s.size() && (s[i + 1] == 'u' || s[i + 1] == 'U')) {
+        if (auto v = hex_at(s, i + 2, 4); v >= 0) {
+          put_utf8(out, static_cast<uint32_t>(v));
+          i += 5;
+          changed = true;
+          continue;
+        }
+      } else if (auto v = hex_at(s, i + 1, 2); v >= 0) {
+        out += static_cast<char>(v);
+        i += 2;
+        changed = true;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  s.swap(out);
+  return changed;
+}
+
+// HTML character references: numeric (&#60; &#x3C;, ';' optional as browsers accept) and the
+// named ones attacks use. True when something was decoded.
+bool entity_decode(std::string& s) {
+  if (s.find('&') == std::string::npos)
+    return false;
+  static const std::pair<std::string_view, std::string_view> named[] = {
+    {"lt", "<"},     {"gt", ">"},     {"quot", "\""},    {"apos", "'"},  {"amp", "&"},
+    {"nbsp", " "},   {"tab", "\t"},   {"newline", "\n"}, {"colon", ":"}, {"lpar", "("},
+    {"rpar", ")"},   {"sol", "/"},    {"bsol", "\\"},    {"semi", ";"},  {"equals", "="},
+    {"num", "#"},    {"excl", "!"},   {"grave", "`"},    {"lsqb", "["},  {"rsqb", "]"},
+    {"lcub", "{"},   {"rcub", "}"},   {"period", "."},   {"comma", ","}, {"plus", "+"},
+    {"percnt", "%"}, {"dollar", "$"}, {"ast", "*"},      {"quest", "?"}, {"vert", "|"}};
+  std::string out;
+  out.reserve(s.size());
+  bool changed = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '&' && i + 2 < s.size()) {
+      if (s[i + 1] == '#') {
+        bool hexa = s[i + 2] == 'x' || s[i + 2] == 'X';
+        size_t j = i + (hexa ? 3 : 2);
+        uint32_t v = 0;
+        size_t digits = 0;
+        while (j < s.size() && digits < 8
+               && (hexa ? hex_value(s[j]) >= 0 : (s[j] >= '0' && s[j] <= '9'))) {
+          v = v * (hexa ? 16 : 10) + static_cast<uint32_t>(hex_value(s[j]));
+          ++j;
+          ++digits;
+        }
+        if (digits > 0 && v < 0x110000) {
+          put_utf8(out, v);
+          if (j < s.size() && s[j] == ';')
+            ++j;
+          i = j - 1;
+          changed = true;
+          continue;
+        }
+      } else {
+        bool hit = false;
+        for (auto& [name, text] : named) {
+          auto rest = std::string_view{s}.substr(i + 1);
+          if (rest.size() >= name.size()
+              && std::equal(name.begin(), name.end(), rest.begin(),
+                            [](char a, char b) { return a == lower(b); })) {
+            out.append(text);
+            i += name.size();
+            if (i + 1 < s.size() && s[i + 1] == ';')
+              ++i;
+            hit = true;
+            break;
+          }
+        }
+        if (hit) {
+          changed = true;
+          continue;
+        }
+      }
+    }
+    out += s[i];
+  }
+  s.swap(out);
+  return changed;
+}
+
+// JavaScript escapes \uXXXX and \xXX (CRS t:jsDecode). True when something was decoded.
+bool js_decode(std::string& s) {
+  if (s.find('\\') == std::string::npos)
+    return false;
+  std::string out;
+  out.reserve(s.size());
+  bool changed = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      if (s[i + 1] == 'u') {
+        if (auto v = hex_at(s, i + 2, 4); v >= 0) {
+          put_utf8(out, static_cast<uint32_t>(v));
+          i += 5;
+          changed = true;
+          continue;
+        }
+      } else if (s[i + 1] == 'x') {
+        if (auto v = hex_at(s, i + 2, 2); v >= 0) {
+          out += static_cast<char>(v);
+          i += 3;
+          changed = true;
+          continue;
+        }
+      }
+    }
+    out += s[i];
+  }
+  s.swap(out);
+  return changed;
+}
+
+// Length of the UTF-8 sequence starting at s[i] when it is well formed, else 1 (a Latin-1
+// byte, as CSIC's values hold).
+size_t utf8_length(std::string_view s, size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  size_t n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+  if (n == 1 || i + n > s.size())
+    return 1;
+  for (size_t k = 1; k < n; ++k)
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80)
+      return 1;
+  return n;
+}
+
+bool word_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+// A run of letters and '_' of a value: kept (lowercased) when it, or each '_'-separated
+// part of it, is a keyword; otherwise each letter folded to a/A.
+void fold_run(std::string_view run, const text_options& opts, std::string& out) {
+  auto fold_part = [&](std::string_view part) {
+    std::string low;
+    for (char c : part)
+      low += lower(c);
+    if (opts.keywords > 0 && is_keyword(low)) {
+      out += low;
+      return;
+    }
+    for (char c : part)
+      out += c == '_' ? '_' : (c >= 'A' && c <= 'Z') ? 'A' : 'a';
+  };
+  std::string low;
+  for (char c : run)
+    low += lower(c);
+  if (opts.keywords > 0 && is_keyword(low)) {
+    out += low;
+    return;
+  }
+  size_t i = 0;
+  while (i < run.size()) {
+    auto us = run.find('_', i);
+    auto end = us == std::string_view::npos ? run.size() : us;
+    if (end > i)
+      fold_part(run.substr(i, end - i));
+    if (us == std::string_view::npos)
+      break;
+    out += '_';
+    i = us + 1;
+  }
+}
+
+// A path with text_options::decode: percent escapes decoded while they change it.
+std::string decode_path(std::string_view p) {
+  std::string s{p};
+  for (int round = 0; round < 3 && percent_decode(s); ++round) {
+  }
+  return s;
+}
+
+// A query string or form body with decode (and keyword folding): each value through
+// fold_value, names percent-decoded, '&' and '=' kept.
+std::string fold_params(std::string_view params, const text_options& opts) {
+  std::string out;
+  out.reserve(params.size());
+  size_t i = 0;
+  while (true) {
+    auto amp = params.find('&', i);
+    auto seg = params.substr(i, amp == std::string_view::npos ? std::string_view::npos : amp - i);
+    auto eq = seg.find('=');
+    if (eq == std::string_view::npos) {
+      out += fold_value(seg, opts);
+    } else {
+      std::string name{seg.substr(0, eq)};
+      if (opts.decode)
+        percent_decode(name);
+      out += name;
+      out += '=';
+      out += fold_value(seg.substr(eq + 1), opts);
+    }
+    if (amp == std::string_view::npos)
+      break;
+    out += '&';
+    i = amp + 1;
+  }
+  return out;
+}
+
+bool form_like(std::string_view body) {
+  return !body.empty() && body.find('=') != std::string_view::npos && body.front() != '{'
+         && body.front() != '[' && body.front() != '<';
+}
+
 } // namespace
+
+std::string fold_value(std::string_view raw_value, const text_options& opts) {
+  std::string v{raw_value};
+  bool doubled = false;
+  if (opts.decode) {
+    std::replace(v.begin(), v.end(), '+', ' ');
+    for (int round = 0; round < 3; ++round) {
+      bool pct = percent_decode(v);
+      bool changed = pct;
+      changed = entity_decode(v) || changed;
+      changed = js_decode(v) || changed;
+      if (pct && round > 0)
+        doubled = true;
+      if (!changed)
+        break;
+    }
+  }
+  std::string out;
+  out.reserve(v.size() + 3);
+  if (doubled)
+    out += "%25";
+  if (!opts.fold_value_letters) {
+    for (char c : v)
+      out += opts.zero_digits && c >= '1' && c <= '9' ? '0' : c;
+    return out;
+  }
+  for (size_t i = 0; i < v.size();) {
+    char c = v[i];
+    if (word_char(c)) {
+      size_t j = i;
+      while (j < v.size() && word_char(v[j]))
+        ++j;
+      fold_run(std::string_view{v}.substr(i, j - i), opts, out);
+      i = j;
+    } else if (static_cast<unsigned char>(c) >= 0x80) {
+      out += opts.decode ? 'a' : c;
+      i += opts.decode ? utf8_length(v, i) : 1;
+    } else {
+      out += opts.zero_digits && c >= '1' && c <= '9' ? '0' : c;
+      ++i;
+    }
+  }
+  return out;
+}
 
 std::string to_model_text(const http_request& r, const text_options& opts) {
   std::string out;
@@ -220,7 +525,15 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
     out.append(s);
   };
   add(r.method);
-  if (opts.fold_value_letters) {
+  const bool v2 = opts.decode || opts.keywords > 0;
+  if (v2) {
+    auto q = r.url.find('?');
+    auto path = std::string_view{r.url}.substr(0, q);
+    std::string url = opts.decode ? decode_path(path) : std::string{path};
+    if (q != std::string::npos)
+      url += "?" + fold_params(std::string_view{r.url}.substr(q + 1), opts);
+    add(url);
+  } else if (opts.fold_value_letters) {
     auto url = r.url;
     if (auto q = url.find('?'); q != std::string::npos)
       fold_value_letters(url, q);
@@ -249,7 +562,9 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
         add(h->second);
     }
   }
-  if (opts.fold_value_letters) {
+  if (v2) {
+    add(form_like(r.body) ? fold_params(r.body, opts) : fold_value(r.body, opts));
+  } else if (opts.fold_value_letters) {
     auto body = r.body;
     fold_value_letters(body, 0);
     add(body);

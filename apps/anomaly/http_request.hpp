@@ -49,6 +49,21 @@ struct text_options {
   /// and its punctuation and escapes. Protocol-1 fold 1, with zero_digits: F1 0.9935 ->
   /// 0.9976 (missed anomalies 54 -> 14).
   bool fold_value_letters = true;
+  /// Decode what attackers encode before the folds, as CRS's transformations do (issue 22):
+  /// in the path, percent escapes (repeated while they change something, at most 3 rounds,
+  /// %uXXXX too); in each parameter value, '+' as space, then percent escapes, HTML entities
+  /// (&lt; &#60; &#x3C; with or without ';') and JavaScript escapes (\uXXXX, \xXX), repeated
+  /// likewise. A value that needed more than one round (double encoding) keeps a "%25" mark
+  /// in front. With fold_value_letters, a decoded value's code points beyond ASCII are each
+  /// folded to 'a' (UTF-8 from browsers, Latin-1 bytes from CSIC alike): a name in Greek,
+  /// Thai or Japanese has the shape of a name, not of a run of %XX escapes. Off in files
+  /// written before it existed (they saw escapes as they are).
+  bool decode = false;
+  /// With fold_value_letters: a run of letters (and '_') of a value that is a keyword of
+  /// the compiled-in list of this version (apps/anomaly/keywords.hpp) is kept, lowercased,
+  /// instead of folded, so that `<script>` keeps `script` and `system('whoami')` keeps both
+  /// words. 0 = no keywords (files written before it existed).
+  int keywords = 0;
 };
 
 /// Parses one raw request: a request line "METHOD URL VERSION", header lines "Name: value"
@@ -62,6 +77,10 @@ caf::expected<http_request> parse_http_request(std::string_view raw);
 /// Renders `r` as one line: "METHOD URL VERSION Name: value ... body", fields separated by
 /// single spaces, with `opts` applied. Line breaks inside the body stay as they are.
 std::string to_model_text(const http_request& r, const text_options& opts = {});
+
+/// One parameter value as text_options::decode and the keyword-preserving fold make it
+/// (what to_model_text writes for each value when decode is on). Exposed for tests.
+std::string fold_value(std::string_view raw_value, const text_options& opts);
 
 /// Splits a stream of raw requests (a file or stdin for scoring) into units: a unit starts
 /// at each line that looks like a request line ("TOKEN /..." or "TOKEN scheme://...") and

@@ -1,0 +1,184 @@
+// Tests of the detector's decoding and keyword-preserving folding (text_options::decode and
+// keywords), and of the payload sets: loading, encoding, splitting, injection.
+#include "apps/anomaly/http_request.hpp"
+#include "apps/anomaly/keywords.hpp"
+#include "apps/anomaly/payload_sets.hpp"
+
+#include "base/errc.hpp"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+using namespace comb;
+using namespace comb::anomaly;
+
+namespace {
+
+text_options v2() {
+  text_options o;
+  o.decode = true;
+  o.keywords = keyword_list_version;
+  return o;
+}
+
+std::string text_of(const std::string& url, const text_options& o) {
+  auto r = parse_http_request("GET " + url + " HTTP/1.1\r\nHost: h\r\n\r\n");
+  REQUIRE(r);
+  return to_model_text(*r, o);
+}
+
+} // namespace
+
+TEST_SUITE("apps.anomaly.payloads") {
+  TEST_CASE("keywords survive the fold; ordinary letters do not") {
+    auto o = v2();
+    CHECK(fold_value("<script>alert(1)</script>", o) == "<script>alert(0)</script>");
+    CHECK(fold_value("<ScRiPt>", o) == "<script>");
+    CHECK(fold_value("system('whoami')", o) == "system('whoami')");
+    CHECK(fold_value("& pwd", o) == "& pwd");
+    CHECK(fold_value("&& sleep 10", o) == "&& sleep 00");
+    CHECK(fold_value("1 AND current_setting('x')", o) == "0 and current_setting('a')");
+    CHECK(fold_value("Maria Lopez 42", o) == "Aaaaa Aaaaa 00");
+    // The old fold erases the words: the issue's examples.
+    text_options old;
+    CHECK(fold_value("<script>", old) == "<aaaaaa>");
+    CHECK(fold_value("system('whoami')", old) == "aaaaaa('aaaaaa')");
+  }
+
+  TEST_CASE("what attackers encode is decoded before the fold") {
+    auto o = v2();
+    CHECK(fold_value("&#x3C;script&#x3E;", o) == "<script>");
+    CHECK(fold_value("&#60;img src=x onerror=alert(1)&#62;", o) == "<img src=a onerror=alert(0)>");
+    CHECK(fold_value("&lt;svg onload=alert(1)&gt;", o) == "<svg onload=alert(0)>");
+    CHECK(fold_value("%3Cscript%3E", o) == "<script>");
+    CHECK(fold_value("\\u003cscript\\u003e", o) == "<script>");
+    CHECK(fold_value("\\x3cscript\\x3e", o) == "<script>");
+    CHECK(fold_value("%u003Cscript%u003E", o) == "<script>");
+    CHECK(fold_value("a+b", o) == "a a");
+    // Double percent-encoding decodes too, and leaves a mark.
+    CHECK(fold_value("%253Cscript%253E", o) == "%25<script>");
+    CHECK(fold_value("..%252f..%252fetc%252fpasswd", o) == "%25../../aaa/passwd");
+    // Non-ASCII code points, UTF-8 from a browser or Latin-1 from CSIC, fold to one 'a' each.
+    CHECK(fold_value("%CE%A3%CE%BF%CF%86%CE%AF%CE%B1", o) == "aaaaa");
+    CHECK(fold_value("%E5%B1%B1%E5%B2%B8", o) == "aa");
+    CHECK(fold_value("Jos%E9", o) == "Aaaa");
+  }
+
+  TEST_CASE("the request text decodes values and path, keeping names and separators") {
+    auto o = v2();
+    CHECK(text_of("/a.jsp?id=1%27+OR+1%3D1--&B1=Entrar", o)
+          == "GET /a.jsp?id=0' or 0=0--&B0=Aaaaaa HTTP/0.0 Host: h");
+    CHECK(text_of("/%2e%2e/etc?q=cat+%2Fetc%2Fpasswd", o)
+          == "GET /../etc?q=cat /aaa/passwd HTTP/0.0 Host: h");
+  }
+
+  TEST_CASE("keyword list is sorted and finds words, not substrings") {
+    CHECK(is_keyword("script"));
+    CHECK(is_keyword("whoami"));
+    CHECK(is_keyword("onerror"));
+    CHECK(is_keyword("__class__"));
+    CHECK_FALSE(is_keyword("scripts"));
+    CHECK_FALSE(is_keyword("maria"));
+    CHECK_FALSE(is_keyword(""));
+  }
+
+  TEST_CASE("encode_payload: form-encoded unless already URL-encoded") {
+    CHECK(encode_payload("' or 1=1 --") == "%27+or+1%3D1+--");
+    CHECK(encode_payload("<script>") == "%3Cscript%3E");
+    CHECK(encode_payload("Zoë") == "Zo%C3%AB");
+    CHECK(encode_payload("%0d%0aSet-Cookie: a=b&c") == "%0d%0aSet-Cookie:%20a=b%26c");
+    CHECK(encode_payload("100% cotton") == "100%25+cotton");
+  }
+
+  TEST_CASE("line uses are stable and roughly 60/20/20") {
+    CHECK(use_of("' or 1=1 --") == use_of(std::string{"' or 1=1 --"}));
+    size_t n[3] = {0, 0, 0};
+    for (int i = 0; i < 3000; ++i)
+      ++n[static_cast<int>(use_of("value " + std::to_string(i)))];
+    CHECK(n[0] > 1600);
+    CHECK(n[0] < 2000);
+    CHECK(n[1] > 450);
+    CHECK(n[2] > 450);
+    CHECK(has_non_latin("Σοφοκλής"));
+    CHECK(has_non_latin("山岸 裕樹"));
+    CHECK_FALSE(has_non_latin("José Müller-Łukasz"));
+    CHECK_FALSE(has_non_latin("12,50 €"));
+  }
+
+  TEST_CASE("inject_value replaces or appends one parameter, and fixes Content-Length") {
+    auto get = parse_http_request("GET http://h/a.jsp?id=2&B1=Entrar HTTP/1.1\r\nHost: h\r\n\r\n");
+    REQUIRE(get);
+    std::mt19937_64 rng(3);
+    int replaced = 0;
+    for (int i = 0; i < 40; ++i) {
+      auto r = inject_value(*get, "X%27", rng);
+      CHECK(r.url.find("X%27") != std::string::npos);
+      CHECK(r.url.starts_with("http://h/a.jsp?id="));
+      if (r.url == "http://h/a.jsp?id=X%27&B1=Entrar" || r.url == "http://h/a.jsp?id=2&B1=X%27")
+        ++replaced;
+    }
+    CHECK(replaced > 10);
+    CHECK(replaced < 40);
+    auto post = parse_http_request(
+      "POST http://h/p HTTP/1.1\r\nContent-Length: 7\r\nHost: h\r\n\r\nid=2&x=\r\n");
+    REQUIRE(post);
+    auto r = inject_value(*post, "abcdef", rng);
+    CHECK(r.body.find("abcdef") != std::string::npos);
+    CHECK(r.headers[0].second == std::to_string(r.body.size()));
+    auto bare = parse_http_request("GET http://h/index.html HTTP/1.1\r\n\r\n");
+    REQUIRE(bare);
+    auto b = inject_value(*bare, "v", rng);
+    CHECK(b.url.find("?") != std::string::npos);
+    CHECK(b.url.ends_with("=v"));
+    auto back = parse_http_request(render_http(r));
+    REQUIRE(back);
+    CHECK(back->body == r.body);
+  }
+
+  TEST_CASE("a payload directory loads; comments and blank lines are skipped") {
+    namespace fs = std::filesystem;
+    auto dir = fs::temp_directory_path() / ("comb_payloads_" + std::to_string(::getpid()));
+    fs::create_directories(dir / "attacks");
+    fs::create_directories(dir / "benign");
+    std::ofstream(dir / "attacks" / "xss.txt") << "# header\n<script>\n\n<img src=x>\r\n";
+    std::ofstream(dir / "benign" / "names.txt") << "Zoë\n";
+    auto d = load_payload_dir(dir.string());
+    REQUIRE(d);
+    REQUIRE(d->attacks.size() == 1);
+    CHECK(d->attacks[0].name == "xss");
+    CHECK(d->attacks[0].attack);
+    CHECK(d->attacks[0].lines == std::vector<std::string>{"<script>", "<img src=x>"});
+    REQUIRE(d->benign.size() == 1);
+    CHECK_FALSE(d->benign[0].attack);
+    auto base = parse_http_request("GET http://h/a?x=1 HTTP/1.1\r\n\r\n");
+    REQUIRE(base);
+    std::vector<const http_request*> bases{&*base};
+    injection_options io;
+    io.copies = 2;
+    auto reqs = inject_sets(bases, d->attacks, io);
+    REQUIRE(reqs);
+    CHECK(reqs->size() == 4);
+    CHECK((*reqs)[0].request.label == 1);
+    auto none = load_payload_dir((dir / "nothing").string());
+    CHECK_FALSE(none);
+    CHECK(is(none.error(), errc::not_found));
+    fs::remove_all(dir);
+  }
+
+  TEST_CASE("the project's own payload sets load and hold every family the issue names") {
+    auto d = load_payload_dir(default_payload_dir(COMB_SOURCE_DIR));
+    REQUIRE(d);
+    std::vector<std::string> names;
+    for (auto& s : d->attacks) {
+      names.push_back(s.name);
+      CHECK(s.lines.size() >= 100);
+    }
+    for (auto f : {"sqli", "xss", "cmdi", "path_traversal", "ssti", "xxe", "nosql", "ldap_xpath",
+                   "crlf_header", "scanner_probe", "oversized"})
+      CHECK(std::find(names.begin(), names.end(), f) != names.end());
+    CHECK(d->benign.size() >= 10);
+  }
+}
