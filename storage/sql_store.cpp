@@ -1,13 +1,21 @@
 #include "storage/sql_store.hpp"
 
 #include "base/errc.hpp"
+#include "storage/pg_store.hpp"
 #include "storage/provenance_log.hpp"
+#include "storage/sqlite_store.hpp"
 
-#include <sqlite3.h>
+#include <cctype>
+#include <cstdio>
+#include <cmath>
+#include <limits>
 
 namespace comb::storage {
 
 namespace prov_sql {
+
+// Written once for both stores: parameters are compared with text columns or cast
+// explicitly (PostgreSQL infers a parameter's type from its use; INTEGER there is 32 bits).
 
 const char* last_writer = R"(
 SELECT e.execution_id, f.procedure, f.role, e.ts_ns, e.row_key, e.op
@@ -16,15 +24,15 @@ WHERE e.table_name = ?1 ORDER BY e.lsn DESC, e.seq DESC LIMIT 1)";
 
 const char* most_updated_table = R"(
 SELECT table_name, COUNT(*) AS changes FROM row_events
-WHERE ts_ns BETWEEN CAST(?1 AS INTEGER) AND CAST(?2 AS INTEGER)
+WHERE ts_ns BETWEEN CAST(?1 AS BIGINT) AND CAST(?2 AS BIGINT)
 GROUP BY table_name ORDER BY changes DESC, table_name LIMIT 1)";
 
 const char* rows_of_user = R"(
 SELECT 'write' AS access, table_name, row_key, lsn FROM row_events
-WHERE role = ?1 AND ts_ns BETWEEN CAST(?2 AS INTEGER) AND CAST(?3 AS INTEGER)
+WHERE role = ?1 AND ts_ns BETWEEN CAST(?2 AS BIGINT) AND CAST(?3 AS BIGINT)
 UNION ALL
 SELECT 'read' AS access, table_name, row_key, lsn FROM row_reads
-WHERE role = ?1 AND ts_ns BETWEEN CAST(?2 AS INTEGER) AND CAST(?3 AS INTEGER)
+WHERE role = ?1 AND ts_ns BETWEEN CAST(?2 AS BIGINT) AND CAST(?3 AS BIGINT)
 ORDER BY lsn, access)";
 
 const char* readers_of_row = R"(
@@ -32,7 +40,7 @@ SELECT DISTINCT role FROM row_reads WHERE table_name = ?1 AND row_key = ?2 ORDER
 
 const char* downstream = R"(
 WITH RECURSIVE down(table_name, row_key, depth) AS (
-  SELECT ?1, ?2, 0
+  SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), 0
   UNION
   SELECT w.table_name, w.row_key, d.depth + 1 FROM down d
   JOIN row_reads r ON r.table_name = d.table_name AND r.row_key = d.row_key
@@ -44,7 +52,7 @@ GROUP BY table_name, row_key ORDER BY hops, table_name, row_key)";
 
 const char* upstream = R"(
 WITH RECURSIVE up(table_name, row_key, depth) AS (
-  SELECT ?1, ?2, 0
+  SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), 0
   UNION
   SELECT r.table_name, r.row_key, u.depth + 1 FROM up u
   JOIN row_events w ON w.table_name = u.table_name AND w.row_key = u.row_key
@@ -54,10 +62,19 @@ SELECT table_name, row_key, MIN(depth) AS hops FROM up WHERE depth > 0
   AND NOT (table_name = ?1 AND row_key = ?2)
 GROUP BY table_name, row_key ORDER BY hops, table_name, row_key)";
 
+const char* table_at = R"(
+SELECT row_key, value FROM (
+  SELECT row_key, op, value,
+         ROW_NUMBER() OVER (PARTITION BY row_key ORDER BY lsn DESC, seq DESC) AS newest
+  FROM row_events WHERE table_name = ?1 AND ts_ns <= CAST(?2 AS BIGINT)) AS latest
+WHERE newest = 1 AND op <> 'delete' ORDER BY row_key)";
+
 } // namespace prov_sql
 
 namespace {
 
+// One dialect for both stores: SQLite reads it as is; PostgreSQL maps INTEGER and REAL to
+// 64-bit types.
 constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS func_invocations(
   lsn INTEGER PRIMARY KEY, txn_id INTEGER, execution_id INTEGER, parent_id INTEGER,
@@ -78,8 +95,25 @@ CREATE INDEX IF NOT EXISTS row_events_exec ON row_events(execution_id);
 CREATE INDEX IF NOT EXISTS row_reads_row ON row_reads(table_name, row_key);
 CREATE INDEX IF NOT EXISTS row_reads_exec ON row_reads(execution_id);
 CREATE TABLE IF NOT EXISTS spool_state(id INTEGER PRIMARY KEY CHECK (id = 1), last_lsn INTEGER);
-INSERT OR IGNORE INTO spool_state VALUES (1, 0);
+INSERT INTO spool_state VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS sql_tables(sql_table TEXT PRIMARY KEY, comb_table TEXT, kind TEXT);
+CREATE TABLE IF NOT EXISTS sql_columns(
+  sql_table TEXT, field TEXT, column_name TEXT, type TEXT, PRIMARY KEY(sql_table, field));
 )";
+
+const std::set<std::string>& fixed_tables() {
+  static const std::set<std::string> names{"func_invocations", "messages",    "row_events",
+                                           "row_reads",        "spool_state", "sql_tables",
+                                           "sql_columns"};
+  return names;
+}
+
+const std::vector<std::string>& fixed_columns(bool state) {
+  static const std::vector<std::string> events{"lsn",          "seq",  "op",   "row_key",
+                                               "execution_id", "role", "ts_ns"};
+  static const std::vector<std::string> current{"row_key", "lsn", "write_execution_id"};
+  return state ? current : events;
+}
 
 std::string quote(const std::string& ident) {
   std::string q = "\"";
@@ -91,33 +125,150 @@ std::string quote(const std::string& ident) {
   return q + "\"";
 }
 
-// A prepared statement, finalized on scope exit.
-struct stmt {
-  sqlite3_stmt* s = nullptr;
-  ~stmt() { sqlite3_finalize(s); }
-};
-
-caf::error sql_error(sqlite3* db, const std::string& what) {
-  return make_error(errc::invalid_argument, what + ": " + sqlite3_errmsg(db));
+// PostgreSQL cuts identifiers at 63 bytes; a longer name keeps its start and a hash of the
+// whole, so that two long names stay apart in both stores.
+std::string fit(const std::string& name) {
+  constexpr size_t max = 63;
+  if (name.size() <= max)
+    return name;
+  uint32_t h = 2166136261u;
+  for (unsigned char c : name)
+    h = (h ^ c) * 16777619u;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", h);
+  return name.substr(0, max - 9) + "_" + hex;
 }
 
-void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
-  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+// Lower case letters, digits and '_': the same in both stores (SQLite folds case in names,
+// PostgreSQL keeps it in quoted ones) and usable without quotes.
+std::string sql_name(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s)
+    out += std::isalnum(c) && c < 0x80 ? static_cast<char>(std::tolower(c)) : '_';
+  if (out.empty() || std::isdigit(static_cast<unsigned char>(out[0])))
+    out = "f" + out;
+  return out;
 }
 
-void bind_json(sqlite3_stmt* s, int i, const nlohmann::json& v) {
+std::string with_suffix(const std::string& base, int n) {
+  if (n == 1)
+    return fit(base);
+  auto suffix = "_" + std::to_string(n);
+  return fit(base).size() + suffix.size() <= 63 ? fit(base) + suffix
+                                                : fit(base).substr(0, 63 - suffix.size()) + suffix;
+}
+
+// Text as both stores take it: valid UTF-8 without NUL (PostgreSQL refuses anything else);
+// other bytes become U+FFFD. The log keeps the original bytes.
+std::string clean_text(const std::string& s) {
+  auto valid_at = [&](size_t i, size_t& len) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c == 0)
+      return false;
+    if (c < 0x80) {
+      len = 1;
+      return true;
+    }
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > s.size())
+      return false;
+    for (size_t k = 1; k < len; ++k) {
+      auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    return cp >= least[len] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+  };
+  size_t len = 0;
+  size_t i = 0;
+  while (i < s.size() && valid_at(i, len))
+    i += len;
+  if (i == s.size())
+    return s;
+  std::string out = s.substr(0, i);
+  while (i < s.size()) {
+    if (valid_at(i, len)) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
+}
+
+nlohmann::json txt(const std::string& s) {
+  return clean_text(s);
+}
+
+nlohmann::json i64(uint64_t v) {
+  return static_cast<int64_t>(v);
+}
+
+std::string dump(const nlohmann::json& j) {
+  return clean_text(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+// The column type a JSON value asks for; "" for null (no type yet).
+std::string type_of(const nlohmann::json& v) {
   if (v.is_null())
-    sqlite3_bind_null(s, i);
-  else if (v.is_boolean())
-    sqlite3_bind_int(s, i, v.get<bool>() ? 1 : 0);
-  else if (v.is_number_integer())
-    sqlite3_bind_int64(s, i, v.get<int64_t>());
-  else if (v.is_number_float())
-    sqlite3_bind_double(s, i, v.get<double>());
-  else if (v.is_string())
-    bind_text(s, i, v.get_ref<const std::string&>());
-  else
-    bind_text(s, i, v.dump());
+    return "";
+  if (v.is_boolean() || v.is_number_integer()) {
+    if (v.is_number_unsigned()
+        && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return "REAL";
+    return "INTEGER";
+  }
+  if (v.is_number_float())
+    return "REAL";
+  return "TEXT";
+}
+
+int rank(const std::string& type) {
+  return type == "INTEGER" ? 0 : type == "REAL" ? 1 : 2;
+}
+
+// A JSON field's value as a cell of a column of `type` (which type_of(v) does not outrank).
+nlohmann::json cell(const nlohmann::json& v, const std::string& type) {
+  if (v.is_null())
+    return nullptr;
+  if (v.is_number_float() && !std::isfinite(v.get<double>()))
+    return nullptr;
+  if (v.is_string())
+    return clean_text(v.get_ref<const std::string&>());
+  if (type == "TEXT")
+    return v.is_boolean() ? std::string{v.get<bool>() ? "1" : "0"} : dump(v);
+  if (v.is_boolean())
+    return v.get<bool>() ? 1 : 0;
+  if (v.is_number_unsigned()
+      && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    return static_cast<double>(v.get<uint64_t>());
+  return v;
+}
+
+// Fields that page or filter by time get an index in the current-state tables (the console
+// pages httplog_request by ts_ns).
+bool time_like(const std::string& column) {
+  auto ends = [&](const std::string& s) {
+    return column.size() >= s.size() && column.compare(column.size() - s.size(), s.size(), s) == 0;
+  };
+  return column == "ts" || column == "ts_ns" || column == "timestamp" || column == "time_ns"
+         || ends("_ts") || ends("_ts_ns") || ends("_at");
 }
 
 const char* op_name(row_change::op k) {
@@ -132,284 +283,363 @@ const char* op_name(row_change::op k) {
   return "?";
 }
 
-nlohmann::json row_json(const row_change& c) {
-  if (c.kind == row_change::op::del)
-    return nullptr;
-  if (!c.is_row)
-    return nlohmann::json{{"bytes", c.value.size()}};
-  auto j = nlohmann::json::from_msgpack(c.value, true, false);
-  return j.is_discarded() ? nlohmann::json{{"bytes", c.value.size()}} : j;
-}
-
 } // namespace
 
+bool sql_store::is_postgresql(const std::string& target) {
+  return target.rfind("postgresql://", 0) == 0 || target.rfind("postgres://", 0) == 0;
+}
+
+std::string sql_store::display(const std::string& target) {
+  if (!is_postgresql(target))
+    return target;
+  auto scheme = target.find("://") + 3;
+  auto at = target.find('@', scheme);
+  auto colon = target.find(':', scheme);
+  if (at == std::string::npos || colon == std::string::npos || colon > at)
+    return target;
+  return target.substr(0, colon + 1) + "***" + target.substr(at);
+}
+
+caf::expected<std::unique_ptr<sql_store>> sql_store::open(const std::string& target,
+                                                          bool read_only) {
+  if (is_postgresql(target))
+    return open_pg_store(target, read_only);
+  return open_sqlite_store(target, read_only);
+}
+
+sql_store::~sql_store() = default;
+
 std::string sql_store::events_table(const std::string& table) {
-  std::string out;
-  for (char c : table)
-    out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return out + "_events";
+  return fit(sql_name(table) + "_events");
 }
 
-caf::expected<std::unique_ptr<sql_store>> sql_store::open(const std::string& file, bool read_only) {
-  sqlite3* db = nullptr;
-  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  if (sqlite3_open_v2(file.c_str(), &db, flags, nullptr) != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close(db);
-    return make_error(errc::storage_error, file + ": cannot open SQL store: " + msg);
-  }
-  sqlite3_busy_timeout(db, 5000);
-  std::unique_ptr<sql_store> self{new sql_store(db)};
-  if (!read_only) {
-    if (auto err = self->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"))
-      return err;
-    if (auto err = self->exec(schema))
-      return err;
-  }
-  return self;
+std::string sql_store::state_table(const std::string& table) {
+  return fit(sql_name(table));
 }
 
-sql_store::~sql_store() {
-  sqlite3_close(db_);
-}
-
-caf::error sql_store::exec(const std::string& sql) {
-  char* msg = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
-    std::string m = msg ? msg : "?";
-    sqlite3_free(msg);
-    return make_error(errc::invalid_argument, "SQL error: " + m);
-  }
-  return {};
+caf::error sql_store::create_schema() {
+  return exec(schema);
 }
 
 uint64_t sql_store::last_lsn() {
   auto r = query("SELECT last_lsn FROM spool_state WHERE id = 1");
-  if (!r || r->empty())
+  if (!r || r->empty() || !(*r)[0]["last_lsn"].is_number())
     return 0;
   return (*r)[0]["last_lsn"].get<uint64_t>();
 }
 
-caf::error sql_store::ensure_events_table(const std::string& table, const nlohmann::json& row) {
-  auto name = events_table(table);
-  if (!known_tables_.count(name)) {
-    if (auto err = exec("CREATE TABLE IF NOT EXISTS " + quote(name)
-                        + "(lsn INTEGER, seq INTEGER, op TEXT, row_key TEXT, execution_id "
-                          "INTEGER, role TEXT, ts_ns INTEGER, PRIMARY KEY(lsn, seq))"))
-      return err;
-    known_tables_.insert(name);
-    auto cols = query("SELECT name FROM pragma_table_info(?1)", {name});
-    if (cols)
-      for (auto& c : *cols)
-        known_columns_.insert(name + "." + c["name"].get<std::string>());
+caf::expected<std::string> sql_store::events_table_of(const std::string& table) {
+  if (auto err = load_registry())
+    return err;
+  auto i = events_of_.find(table);
+  return i == events_of_.end() ? std::string{} : i->second;
+}
+
+caf::expected<std::string> sql_store::state_table_of(const std::string& table) {
+  if (auto err = load_registry())
+    return err;
+  auto i = state_of_.find(table);
+  return i == state_of_.end() ? std::string{} : i->second;
+}
+
+caf::error sql_store::load_registry() {
+  if (loaded_)
+    return {};
+  events_of_.clear();
+  state_of_.clear();
+  tables_.clear();
+  names_ = fixed_tables();
+  auto ts = query("SELECT sql_table, comb_table, kind FROM sql_tables");
+  if (!ts)
+    return std::move(ts.error());
+  for (auto& r : *ts) {
+    auto name = r["sql_table"].get<std::string>();
+    bool state = r["kind"] == "state";
+    (state ? state_of_ : events_of_)[r["comb_table"].get<std::string>()] = name;
+    auto& t = tables_[name];
+    t.name = name;
+    t.state = state;
+    t.taken.insert(fixed_columns(state).begin(), fixed_columns(state).end());
+    names_.insert(name);
   }
-  if (row.is_object())
-    for (auto& [k, v] : row.items()) {
-      auto key = name + "." + k;
-      if (known_columns_.count(key))
-        continue;
-      if (auto err = exec("ALTER TABLE " + quote(name) + " ADD COLUMN " + quote(k)))
-        return err;
-      known_columns_.insert(key);
-    }
+  auto cs = query("SELECT sql_table, field, column_name, type FROM sql_columns "
+                  "ORDER BY sql_table, column_name");
+  if (!cs)
+    return std::move(cs.error());
+  for (auto& r : *cs) {
+    auto i = tables_.find(r["sql_table"].get<std::string>());
+    if (i == tables_.end())
+      continue;
+    auto& t = i->second;
+    auto field = r["field"].get<std::string>();
+    column c{r["column_name"].get<std::string>(), r["type"].get<std::string>(), ""};
+    if (t.state && time_like(c.name))
+      c.index = fit(t.name + "_" + c.name + "_idx");
+    t.taken.insert(c.name);
+    t.fields[field] = c;
+    t.order.push_back(field);
+  }
+  loaded_ = true;
   return {};
 }
 
-caf::expected<uint64_t> sql_store::spool(const std::string& log_dir) {
+caf::expected<sql_store::table*> sql_store::table_for(const std::string& comb_table, bool state) {
+  auto& known = state ? state_of_ : events_of_;
+  if (auto i = known.find(comb_table); i != known.end())
+    return &tables_[i->second];
+  auto base = state ? sql_name(comb_table) : sql_name(comb_table) + "_events";
+  auto& fixed = fixed_columns(state);
+  for (int n = 1;; ++n) {
+    auto name = with_suffix(base, n);
+    if (names_.count(name))
+      continue;
+    auto cols = columns_of(name);
+    if (!cols)
+      return std::move(cols.error());
+    if (!cols->empty()) {
+      // A table the registry does not know: an events table an older Comb spooled (before
+      // the registry) is taken over; anything else keeps its name.
+      bool ours = !state;
+      for (auto& f : fixed)
+        ours = ours && cols->count(f);
+      if (!ours) {
+        names_.insert(name);
+        continue;
+      }
+    }
+    std::string ddl = "CREATE TABLE IF NOT EXISTS " + quote(name);
+    ddl += state ? "(row_key TEXT PRIMARY KEY, lsn INTEGER, write_execution_id INTEGER)"
+                 : "(lsn INTEGER, seq INTEGER, op TEXT, row_key TEXT, execution_id INTEGER, "
+                   "role TEXT, ts_ns INTEGER, PRIMARY KEY(lsn, seq))";
+    if (auto err = exec(ddl))
+      return err;
+    if (auto err = write("INSERT INTO sql_tables VALUES (?1, ?2, ?3)",
+                         {name, txt(comb_table), state ? "state" : "events"}))
+      return err;
+    auto& t = tables_[name];
+    t.name = name;
+    t.state = state;
+    t.taken.insert(fixed.begin(), fixed.end());
+    for (auto& c : *cols)
+      if (!t.taken.count(c))
+        t.found.insert(c);
+    names_.insert(name);
+    known[comb_table] = name;
+    return &t;
+  }
+}
+
+caf::expected<std::vector<const sql_store::column*>> sql_store::columns_for(
+  table& t, const nlohmann::json& row) {
+  std::vector<const column*> out;
+  if (!row.is_object())
+    return out;
+  for (auto& [field, v] : row.items()) {
+    auto type = type_of(v);
+    auto i = t.fields.find(field);
+    if (i == t.fields.end()) {
+      if (type.empty()) {
+        out.push_back(nullptr); // no type yet: the column comes with the first value
+        continue;
+      }
+      auto base = sql_name(field);
+      std::string name;
+      for (int n = 1; name.empty() || t.taken.count(name); ++n)
+        name = with_suffix(base, n);
+      column c{name, type, ""};
+      if (t.state && time_like(name))
+        c.index = fit(t.name + "_" + name + "_idx");
+      if (!t.found.count(name))
+        if (auto err = exec("ALTER TABLE " + quote(t.name) + " ADD COLUMN " + quote(name) + " "
+                            + type))
+          return err;
+      if (!c.index.empty())
+        if (auto err = exec("CREATE INDEX IF NOT EXISTS " + quote(c.index) + " ON " + quote(t.name)
+                            + "(" + quote(name) + ")"))
+          return err;
+      if (auto err = write("INSERT INTO sql_columns VALUES (?1, ?2, ?3, ?4)",
+                           {t.name, txt(field), name, type}))
+        return err;
+      t.taken.insert(name);
+      t.order.push_back(field);
+      t.upsert.clear();
+      i = t.fields.emplace(field, std::move(c)).first;
+    } else if (!type.empty() && rank(type) > rank(i->second.type)) {
+      // A value the column's type cannot hold: widen it (INTEGER -> REAL -> TEXT).
+      auto& c = i->second;
+      if (auto err = retype_column(t.name, c.name, type, c.index))
+        return err;
+      if (auto err = write("UPDATE sql_columns SET type = ?1 WHERE sql_table = ?2 AND field = ?3",
+                           {type, t.name, txt(field)}))
+        return err;
+      c.type = type;
+    }
+    out.push_back(&i->second);
+  }
+  return out;
+}
+
+caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_change& c) {
+  auto lsn = i64(r.lsn);
+  nlohmann::json row = nullptr; // the row as its fields (events), null for a delete
+  bool object = false;          // a JSON object row: it has a current-state row
+  if (c.kind != row_change::op::del) {
+    auto decoded = c.is_row ? nlohmann::json::from_msgpack(c.value, true, false)
+                            : nlohmann::json(nlohmann::json::value_t::discarded);
+    object = decoded.is_object();
+    row = decoded.is_discarded() ? nlohmann::json{{"bytes", c.value.size()}} : std::move(decoded);
+  }
+  if (auto err = write("INSERT INTO row_events VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) "
+                       "ON CONFLICT DO NOTHING",
+                       {lsn, seq, txt(c.table), txt(c.key), op_name(c.kind), i64(r.execution_id),
+                        txt(r.role), r.timestamp_ns,
+                        row.is_null() ? nlohmann::json(nullptr) : nlohmann::json(dump(row))}))
+    return err;
+  if (c.table.rfind("__", 0) == 0)
+    return {}; // Comb's own bookkeeping
+  // The events table: one row per change, the row's fields as columns.
+  auto ev = table_for(c.table, /*state=*/false);
+  if (!ev)
+    return std::move(ev.error());
+  auto cols = columns_for(**ev, row);
+  if (!cols)
+    return std::move(cols.error());
+  std::string names = "lsn, seq, op, row_key, execution_id, role, ts_ns",
+              qs = "?1,?2,?3,?4,?5,?6,?7";
+  std::vector<nlohmann::json> params{
+    lsn, seq, op_name(c.kind), txt(c.key), i64(r.execution_id), txt(r.role), r.timestamp_ns};
+  if (row.is_object()) {
+    size_t k = 0;
+    for (auto& [field, v] : row.items()) {
+      auto* col = (*cols)[k++];
+      if (!col)
+        continue;
+      names += ", " + quote(col->name);
+      params.push_back(cell(v, col->type));
+      qs += ",?" + std::to_string(params.size());
+    }
+  }
+  if (auto err = write("INSERT INTO " + quote((*ev)->name) + "(" + names + ") VALUES (" + qs
+                         + ") ON CONFLICT DO NOTHING",
+                       params))
+    return err;
+  // The current-state table: the row as it is now.
+  if (c.kind == row_change::op::del) {
+    auto i = state_of_.find(c.table);
+    if (i == state_of_.end())
+      return {};
+    return write("DELETE FROM " + quote(i->second) + " WHERE row_key = ?1", {txt(c.key)});
+  }
+  if (!object)
+    return {};
+  auto st = table_for(c.table, /*state=*/true);
+  if (!st)
+    return std::move(st.error());
+  auto& t = **st;
+  if (auto e = columns_for(t, row); !e)
+    return std::move(e.error());
+  if (t.upsert.empty()) {
+    std::string cols_sql = "row_key, lsn, write_execution_id", vals = "?1,?2,?3",
+                set = "lsn = excluded.lsn, write_execution_id = excluded.write_execution_id";
+    int n = 3;
+    for (auto& field : t.order) {
+      auto& name = t.fields[field].name;
+      cols_sql += ", " + quote(name);
+      vals += ",?" + std::to_string(++n);
+      set += ", " + quote(name) + " = excluded." + quote(name);
+    }
+    t.upsert = "INSERT INTO " + quote(t.name) + "(" + cols_sql + ") VALUES (" + vals
+               + ") ON CONFLICT(row_key) DO UPDATE SET " + set;
+  }
+  // Every column: a field the row no longer has is NULL now.
+  std::vector<nlohmann::json> vals{txt(c.key), lsn, i64(r.execution_id)};
+  for (auto& field : t.order) {
+    auto& col = t.fields[field];
+    auto v = row.find(field);
+    vals.push_back(v == row.end() ? nlohmann::json(nullptr) : cell(*v, col.type));
+  }
+  return write(t.upsert, vals);
+}
+
+caf::error sql_store::spool_record(const log_record& r) {
+  auto lsn = i64(r.lsn);
+  auto message = [&](int seq, int64_t ts, const std::string& kind, const std::string& from,
+                     const std::string& to, const std::string& payload) {
+    return write("INSERT INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12) "
+                 "ON CONFLICT DO NOTHING",
+                 {lsn, seq, ts, txt(kind), txt(from), txt(to), i64(r.execution_id),
+                  i64(r.parent_id), txt(r.procedure), txt(r.role), txt(r.status), txt(payload)});
+  };
+  if (r.kind != log_record::kind_t::invocation) {
+    auto sp = r.payload.find(' ');
+    return message(0, r.timestamp_ns, r.payload.substr(0, sp), r.sender, r.receiver,
+                   sp == std::string::npos ? "" : r.payload.substr(sp + 1));
+  }
+  // An invocation record stands for the call and its reply.
+  if (auto err = message(0, r.start_ns, "invoke", r.sender, r.receiver, r.payload))
+    return err;
+  if (auto err = message(1, r.end_ns, "reply", r.receiver, r.sender, r.result))
+    return err;
+  if (auto err = write("INSERT INTO func_invocations VALUES "
+                       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) ON CONFLICT DO NOTHING",
+                       {lsn, i64(r.execution_id), i64(r.execution_id), i64(r.parent_id),
+                        txt(r.procedure), txt(r.role), txt(r.status), r.read_only ? 1 : 0,
+                        r.start_ns, r.end_ns, r.partition, txt(r.payload), txt(r.result)}))
+    return err;
+  for (size_t i = 0; i < r.changes.size(); ++i)
+    if (auto err = spool_change(r, i, r.changes[i]))
+      return err;
+  for (size_t i = 0; i < r.reads.size(); ++i)
+    if (auto err = write("INSERT INTO row_reads VALUES (?1,?2,?3,?4,?5,?6,?7) "
+                         "ON CONFLICT DO NOTHING",
+                         {lsn, i, txt(r.reads[i].table), txt(r.reads[i].key), i64(r.execution_id),
+                          txt(r.role), r.timestamp_ns}))
+      return err;
+  return {};
+}
+
+caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t max_records) {
   auto reader = log_reader::open(log_dir);
   if (!reader)
     return std::move(reader.error());
-  auto from = last_lsn() + 1;
-  uint64_t n = 0, last = from - 1;
-  if (auto err = exec("BEGIN IMMEDIATE"))
+  if (auto err = begin())
     return err;
-  stmt inv, msg, ev, rd, st;
-  sqlite3_prepare_v2(db_,
-                     "INSERT OR IGNORE INTO func_invocations VALUES "
-                     "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-                     -1, &inv.s, nullptr);
-  sqlite3_prepare_v2(
-    db_, "INSERT OR IGNORE INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)", -1,
-    &msg.s, nullptr);
-  sqlite3_prepare_v2(db_, "INSERT OR IGNORE INTO row_events VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-                     -1, &ev.s, nullptr);
-  sqlite3_prepare_v2(db_, "INSERT OR IGNORE INTO row_reads VALUES (?1,?2,?3,?4,?5,?6,?7)", -1,
-                     &rd.s, nullptr);
+  // A failed pass leaves nothing behind: the transaction rolls back, and what this object
+  // learnt of tables and columns is read again from the registry.
+  auto fail = [&](const caf::error& cause) {
+    loaded_ = false;
+    return rollback(cause);
+  };
+  // The registry is read again each pass: another spooler of the same database may have
+  // added tables and columns since.
+  loaded_ = false;
+  if (auto err = load_registry())
+    return fail(err);
+  auto from = last_lsn(); // inside the transaction: no other spooler moves it now
+  uint64_t n = 0, last = from;
   caf::error failure;
-  auto step = [&](sqlite3_stmt* s) {
-    if (sqlite3_step(s) != SQLITE_DONE && !failure)
-      failure = sql_error(db_, "spool");
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-  };
-  auto message = [&](sqlite3_int64 lsn, int seq, int64_t ts, const std::string& kind,
-                     const std::string& from, const std::string& to, const log_record& r,
-                     const std::string& payload) {
-    sqlite3_bind_int64(msg.s, 1, lsn);
-    sqlite3_bind_int(msg.s, 2, seq);
-    sqlite3_bind_int64(msg.s, 3, ts);
-    bind_text(msg.s, 4, kind);
-    bind_text(msg.s, 5, from);
-    bind_text(msg.s, 6, to);
-    sqlite3_bind_int64(msg.s, 7, static_cast<sqlite3_int64>(r.execution_id));
-    sqlite3_bind_int64(msg.s, 8, static_cast<sqlite3_int64>(r.parent_id));
-    bind_text(msg.s, 9, r.procedure);
-    bind_text(msg.s, 10, r.role);
-    bind_text(msg.s, 11, r.status);
-    bind_text(msg.s, 12, payload);
-    step(msg.s);
-  };
-  auto err = reader->for_each(from, [&](log_record&& r) {
-    auto lsn = static_cast<sqlite3_int64>(r.lsn);
-    if (r.kind == log_record::kind_t::invocation) {
-      // An invocation record stands for the call and its reply.
-      message(lsn, 0, r.start_ns, "invoke", r.sender, r.receiver, r, r.payload);
-      message(lsn, 1, r.end_ns, "reply", r.receiver, r.sender, r, r.result);
-      sqlite3_bind_int64(inv.s, 1, lsn);
-      sqlite3_bind_int64(inv.s, 2, static_cast<sqlite3_int64>(r.execution_id));
-      sqlite3_bind_int64(inv.s, 3, static_cast<sqlite3_int64>(r.execution_id));
-      sqlite3_bind_int64(inv.s, 4, static_cast<sqlite3_int64>(r.parent_id));
-      bind_text(inv.s, 5, r.procedure);
-      bind_text(inv.s, 6, r.role);
-      bind_text(inv.s, 7, r.status);
-      sqlite3_bind_int(inv.s, 8, r.read_only ? 1 : 0);
-      sqlite3_bind_int64(inv.s, 9, r.start_ns);
-      sqlite3_bind_int64(inv.s, 10, r.end_ns);
-      sqlite3_bind_int64(inv.s, 11, r.partition);
-      bind_text(inv.s, 12, r.payload);
-      bind_text(inv.s, 13, r.result);
-      step(inv.s);
-      for (size_t i = 0; i < r.changes.size(); ++i) {
-        auto& c = r.changes[i];
-        auto row = row_json(c);
-        sqlite3_bind_int64(ev.s, 1, lsn);
-        sqlite3_bind_int64(ev.s, 2, static_cast<sqlite3_int64>(i));
-        bind_text(ev.s, 3, c.table);
-        bind_text(ev.s, 4, c.key);
-        bind_text(ev.s, 5, op_name(c.kind));
-        sqlite3_bind_int64(ev.s, 6, static_cast<sqlite3_int64>(r.execution_id));
-        bind_text(ev.s, 7, r.role);
-        sqlite3_bind_int64(ev.s, 8, r.timestamp_ns);
-        if (row.is_null())
-          sqlite3_bind_null(ev.s, 9);
-        else
-          bind_text(ev.s, 9, row.dump());
-        step(ev.s);
-        if (c.table.rfind("__", 0) == 0)
-          continue;
-        if (auto e = ensure_events_table(c.table, row)) {
-          failure = e;
-          return false;
-        }
-        // The per-table events row, with the row's fields as columns.
-        std::string cols = "lsn, seq, op, row_key, execution_id, role, ts_ns", qs = "?,?,?,?,?,?,?";
-        std::vector<const nlohmann::json*> vals;
-        if (row.is_object())
-          for (auto& [k, v] : row.items()) {
-            cols += ", " + quote(k);
-            qs += ",?";
-            vals.push_back(&v);
-          }
-        stmt t;
-        if (sqlite3_prepare_v2(db_,
-                               ("INSERT OR IGNORE INTO " + quote(events_table(c.table)) + "(" + cols
-                                + ") VALUES (" + qs + ")")
-                                 .c_str(),
-                               -1, &t.s, nullptr)
-            != SQLITE_OK) {
-          failure = sql_error(db_, "spool " + c.table);
-          return false;
-        }
-        sqlite3_bind_int64(t.s, 1, lsn);
-        sqlite3_bind_int64(t.s, 2, static_cast<sqlite3_int64>(i));
-        bind_text(t.s, 3, op_name(c.kind));
-        bind_text(t.s, 4, c.key);
-        sqlite3_bind_int64(t.s, 5, static_cast<sqlite3_int64>(r.execution_id));
-        bind_text(t.s, 6, r.role);
-        sqlite3_bind_int64(t.s, 7, r.timestamp_ns);
-        for (size_t k = 0; k < vals.size(); ++k)
-          bind_json(t.s, static_cast<int>(8 + k), *vals[k]);
-        step(t.s);
-      }
-      for (size_t i = 0; i < r.reads.size(); ++i) {
-        sqlite3_bind_int64(rd.s, 1, lsn);
-        sqlite3_bind_int64(rd.s, 2, static_cast<sqlite3_int64>(i));
-        bind_text(rd.s, 3, r.reads[i].table);
-        bind_text(rd.s, 4, r.reads[i].key);
-        sqlite3_bind_int64(rd.s, 5, static_cast<sqlite3_int64>(r.execution_id));
-        bind_text(rd.s, 6, r.role);
-        sqlite3_bind_int64(rd.s, 7, r.timestamp_ns);
-        step(rd.s);
-      }
-    } else {
-      auto sp = r.payload.find(' ');
-      message(lsn, 0, r.timestamp_ns, r.payload.substr(0, sp), r.sender, r.receiver, r,
-              sp == std::string::npos ? "" : r.payload.substr(sp + 1));
+  auto err = reader->for_each(from + 1, [&](log_record&& r) {
+    if (max_records > 0 && n >= max_records)
+      return false;
+    if (auto e = spool_record(r)) {
+      failure = std::move(e);
+      return false;
     }
     ++n;
     last = r.lsn;
-    return !failure;
+    return true;
   });
   if (!err)
-    err = failure;
-  if (!err) {
-    sqlite3_prepare_v2(db_, "UPDATE spool_state SET last_lsn = ?1 WHERE id = 1", -1, &st.s,
-                       nullptr);
-    sqlite3_bind_int64(st.s, 1, static_cast<sqlite3_int64>(last));
-    step(st.s);
-    err = failure;
-  }
-  if (err) {
-    // Some failures (SQLITE_FULL, SQLITE_IOERR) roll the transaction back by themselves; a
-    // ROLLBACK then fails for want of a transaction, which means nothing. One that fails with
-    // the transaction still open leaves the store stuck in it: the caller hears of both.
-    if (auto rb = exec("ROLLBACK"); rb && !sqlite3_get_autocommit(db_))
-      return make_error(errc::storage_error, "spool failed (" + describe(err)
-                                               + "), then ROLLBACK failed with the "
-                                                 "transaction open ("
-                                               + describe(rb) + ")");
-    return err;
-  }
-  if (auto e = exec("COMMIT"))
+    err = std::move(failure);
+  if (!err && n > 0)
+    err = write("UPDATE spool_state SET last_lsn = ?1 WHERE id = 1", {i64(last)});
+  if (err)
+    return fail(err);
+  if (auto e = commit()) {
+    loaded_ = false;
     return e;
-  return n;
-}
-
-caf::expected<nlohmann::json> sql_store::query(const std::string& sql,
-                                               const std::vector<std::string>& params) {
-  stmt s;
-  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s.s, nullptr) != SQLITE_OK)
-    return sql_error(db_, "invalid SQL");
-  for (size_t i = 0; i < params.size(); ++i)
-    bind_text(s.s, static_cast<int>(i + 1), params[i]);
-  auto rows = nlohmann::json::array();
-  for (;;) {
-    int rc = sqlite3_step(s.s);
-    if (rc == SQLITE_DONE)
-      break;
-    if (rc != SQLITE_ROW)
-      return sql_error(db_, "query failed");
-    nlohmann::json row = nlohmann::json::object();
-    for (int c = 0; c < sqlite3_column_count(s.s); ++c) {
-      std::string name = sqlite3_column_name(s.s, c);
-      switch (sqlite3_column_type(s.s, c)) {
-      case SQLITE_INTEGER:
-        row[name] = sqlite3_column_int64(s.s, c);
-        break;
-      case SQLITE_FLOAT:
-        row[name] = sqlite3_column_double(s.s, c);
-        break;
-      case SQLITE_NULL:
-        row[name] = nullptr;
-        break;
-      default:
-        row[name] = std::string{reinterpret_cast<const char*>(sqlite3_column_text(s.s, c)),
-                                static_cast<size_t>(sqlite3_column_bytes(s.s, c))};
-      }
-    }
-    rows.push_back(std::move(row));
   }
-  return rows;
+  return n;
 }
 
 } // namespace comb::storage

@@ -1,0 +1,378 @@
+// Tests for the SQL analytics store: a hand-written provenance log spooled into SQLite and
+// into PostgreSQL (a server the test starts itself; skipped, visibly, when PostgreSQL is not
+// installed). Current-state tables follow inserts, updates that drop fields, deletes and
+// widened column types; names that clash are renamed and registered; text that is not
+// UTF-8 is cleaned; spooling twice, or in small passes, or after more records arrive, gives
+// the same rows; and both stores give the same answers, row for row, to the same SQL.
+#include "storage/sql_store.hpp"
+
+#include "base/errc.hpp"
+#include "storage/provenance_log.hpp"
+#include "tests/pg_server.hpp"
+#include "tests/test_util.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace comb;
+using nlohmann::json;
+
+namespace {
+
+struct change {
+  std::string table, key;
+  storage::row_change::op op = storage::row_change::op::insert;
+  json row;        // a JSON row (null for a delete)
+  std::string raw; // raw bytes, when not a row
+};
+
+storage::log_record invocation(uint64_t exec, const std::string& proc, const std::string& role,
+                               int64_t ts, std::vector<change> changes,
+                               std::vector<storage::row_read> reads = {}) {
+  storage::log_record r;
+  r.kind = storage::log_record::kind_t::invocation;
+  r.timestamp_ns = ts;
+  r.start_ns = ts - 10;
+  r.end_ns = ts;
+  r.sender = "client";
+  r.receiver = "n1/p0";
+  r.execution_id = exec;
+  r.procedure = proc;
+  r.role = role;
+  r.status = "ok";
+  r.payload = R"({"call":)" + std::to_string(exec) + "}";
+  r.result = "{}";
+  for (auto& c : changes) {
+    storage::row_change rc;
+    rc.table = c.table;
+    rc.key = c.key;
+    rc.kind = c.op;
+    if (!c.raw.empty()) {
+      rc.is_row = false;
+      rc.value = c.raw;
+    } else if (c.op != storage::row_change::op::del) {
+      auto bytes = json::to_msgpack(c.row);
+      rc.value.assign(bytes.begin(), bytes.end());
+    }
+    r.changes.push_back(std::move(rc));
+  }
+  r.reads = std::move(reads);
+  return r;
+}
+
+using op = storage::row_change::op;
+
+// The log of the test: lsn 1..10, then 11..12 when `more`.
+std::vector<storage::log_record> records(bool more) {
+  std::vector<storage::log_record> v;
+  v.push_back(
+    invocation(101, "bank.open", "admin", 1000,
+               {{"bank.accounts", "a", op::insert, {{"balance", 100}, {"owner", "ann"}}}}));
+  v.push_back(invocation(102, "bank.open", "admin", 2000,
+                         {{"bank.accounts", "b", op::insert, {{"balance", 100}}}}));
+  v.push_back(
+    invocation(103, "bank.transfer", "teller", 3000,
+               {{"bank.accounts", "a", op::update, {{"balance", 95}, {"owner", "ann"}}},
+                {"bank.accounts", "b", op::update, {{"balance", 105}}},
+                {"bank.transfers", "t1", op::insert, {{"from", "a"}, {"to", "b"}, {"amount", 5}}}},
+               {{"bank.accounts", "a"}, {"bank.accounts", "b"}}));
+  storage::log_record m;
+  m.kind = storage::log_record::kind_t::message;
+  m.timestamp_ns = 3500;
+  m.sender = "n1/fn";
+  m.receiver = "compute";
+  m.execution_id = 103;
+  m.procedure = "anomaly.score";
+  m.payload = "piece task=1 piece=0";
+  v.push_back(m);
+  v.push_back(invocation(105, "nectar.capture", "nectar", 5000,
+                         {{"httplog_request",
+                           "r1",
+                           op::insert,
+                           {{"ts_ns", 5000},
+                            {"execution_id", 77},
+                            {"cs_method", "GET"},
+                            {"sc_status", 200},
+                            {"raw", "GET / HTTP/1.1\r\n\r\n"},
+                            {"truncated", false},
+                            {"rule_score", 1},
+                            {"rule_ids", 942100},
+                            {"cs_cookie", nullptr},
+                            {"row_key", "field named row_key"},
+                            {"Weird Name!", "x"}}}},
+                         {{"bank.accounts", "a"}}));
+  v.push_back(invocation(106, "nectar.capture", "nectar", 6000,
+                         {{"httplog_request",
+                           "r2",
+                           op::insert,
+                           {{"ts_ns", 6000},
+                            {"execution_id", 0},
+                            {"cs_method", "POST"},
+                            {"sc_status", 403},
+                            {"raw", std::string("POST /\xff\xfe\0x", 10)},
+                            {"truncated", true},
+                            {"rule_score", 0.75},
+                            {"rule_ids", "942100,941100"},
+                            {"cs_cookie", "s=1"}}}}));
+  v.push_back(invocation(107, "bank.close", "admin", 7000,
+                         {{"bank.accounts", "b", op::del, nullptr},
+                          {"bank.accounts", "a", op::update, {{"balance", 90}}}}));
+  v.push_back(invocation(108, "odd.names", "admin", 8000,
+                         {{"func_invocations", "k", op::insert, {{"x", 1}}},
+                          {"a.b", "k", op::insert, {{"v", 1}}},
+                          {"a_b", "k", op::insert, {{"v", 2}}}}));
+  v.push_back(
+    invocation(109, "comb.model.put", "admin", 9000,
+               {{"model.chunks", "m/1/0", op::insert, nullptr, std::string(100, '\x07')}}));
+  v.push_back(invocation(110, "odd.rows", "admin", 10000,
+                         {{"odd.rows", "arr", op::insert, json::array({1, 2})},
+                          {"__provenance", "p0", op::update, {{"lsn", 9}}}}));
+  if (more) {
+    v.push_back(
+      invocation(111, "bank.open", "admin", 11000,
+                 {{"bank.accounts", "c", op::insert, {{"balance", 7}, {"owner", "cy"}}}}));
+    v.push_back(invocation(112, "nectar.capture", "nectar", 12000,
+                           {{"httplog_request",
+                             "r1",
+                             op::update,
+                             {{"ts_ns", 5000}, {"cs_method", "GET"}, {"sc_status", 500}}}}));
+  }
+  return v;
+}
+
+void write_log(const std::string& dir, bool more) {
+  auto w = test::must(storage::log_writer::open(dir));
+  auto all = records(more);
+  for (uint64_t i = w->next_lsn() - 1; i < all.size(); ++i) {
+    auto lsn = w->next_lsn();
+    all[i].lsn = lsn;
+    REQUIRE(!w->append(lsn, storage::encode(all[i])));
+  }
+  REQUIRE(!w->sync());
+}
+
+// Every row of every table of the store, in a fixed order, by the same SQL in both stores.
+json everything(storage::sql_store& s) {
+  json out = json::object();
+  auto q = [&](const std::string& name, const std::string& sql,
+               const std::vector<std::string>& params = {}) {
+    auto rows = s.query(sql, params);
+    REQUIRE_MESSAGE(rows, name << ": " << test::why(rows));
+    out[name] = *rows;
+  };
+  q("func_invocations", "SELECT * FROM func_invocations ORDER BY lsn");
+  q("messages", "SELECT * FROM messages ORDER BY lsn, seq");
+  q("row_events", "SELECT * FROM row_events ORDER BY lsn, seq");
+  q("row_reads", "SELECT * FROM row_reads ORDER BY lsn, seq");
+  q("spool_state", "SELECT * FROM spool_state");
+  q("sql_tables", "SELECT * FROM sql_tables ORDER BY sql_table");
+  q("sql_columns", "SELECT * FROM sql_columns ORDER BY sql_table, field");
+  for (auto& t : out["sql_tables"]) {
+    auto name = t["sql_table"].get<std::string>();
+    q(name,
+      "SELECT * FROM \"" + name + "\" ORDER BY " + (t["kind"] == "state" ? "row_key" : "lsn, seq"));
+  }
+  using namespace storage::prov_sql;
+  q("last_writer", last_writer, {"bank.accounts"});
+  q("hot", most_updated_table, {"0", "4000"});
+  q("by_user", rows_of_user, {"teller", "0", "9223372036854775807"});
+  q("by_user_range", rows_of_user, {"admin", "1500", "7500"});
+  q("readers", readers_of_row, {"bank.accounts", "a"});
+  q("down", downstream, {"bank.accounts", "a"});
+  q("up", upstream, {"bank.transfers", "t1"});
+  q("at_2500", table_at, {"bank.accounts", "2500"});
+  q("at_now", table_at, {"bank.accounts", "9223372036854775807"});
+  return out;
+}
+
+// Checks what the spooled log must give, whichever store holds it.
+void check_contents(storage::sql_store& s, bool more) {
+  auto rows = [&](const std::string& sql) {
+    auto r = s.query(sql);
+    REQUIRE_MESSAGE(r, sql << ": " << test::why(r));
+    return *r;
+  };
+  CHECK(rows("SELECT COUNT(*) AS n FROM func_invocations")[0]["n"] == (more ? 11 : 9));
+  CHECK(rows("SELECT COUNT(*) AS n FROM messages")[0]["n"] == (more ? 23 : 19));
+  // Current rows: b deleted, a's owner dropped by its last update.
+  auto acc = rows("SELECT * FROM bank_accounts ORDER BY row_key");
+  REQUIRE(acc.size() == (more ? 2 : 1));
+  CHECK(acc[0]["row_key"] == "a");
+  CHECK(acc[0]["balance"] == 90);
+  CHECK(acc[0]["owner"].is_null());
+  CHECK(acc[0]["lsn"] == 7);
+  CHECK(acc[0]["write_execution_id"] == 107);
+  CHECK(rows("SELECT COUNT(*) AS n FROM bank_accounts_events")[0]["n"] == (more ? 7 : 6));
+  // httplog_request: the fields keep their names (ts_ns, execution_id); the one named like
+  // a fixed column is renamed; types widened.
+  auto req = rows("SELECT * FROM httplog_request ORDER BY ts_ns");
+  REQUIRE(req.size() == 2);
+  CHECK(req[0]["row_key"] == "r1");
+  CHECK(req[0]["execution_id"] == (more ? json(nullptr) : json(77)));
+  CHECK(req[0]["write_execution_id"] == (more ? 112 : 105));
+  CHECK(req[0]["sc_status"] == (more ? 500 : 200));
+  CHECK(req[1]["rule_score"] == 0.75);
+  CHECK(req[1]["rule_ids"] == "942100,941100");
+  CHECK(req[1]["truncated"] == 1);
+  CHECK(req[1]["raw"] == "POST /\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx");
+  if (!more) {
+    CHECK(req[0]["rule_score"] == 1.0);
+    CHECK(req[0]["rule_ids"] == "942100");
+    CHECK(req[0]["row_key_2"] == "field named row_key");
+    CHECK(req[0]["weird_name_"] == "x");
+  }
+  auto cols = rows("SELECT field, column_name, type FROM sql_columns "
+                   "WHERE sql_table = 'httplog_request' ORDER BY field");
+  std::map<std::string, std::string> types;
+  for (auto& c : cols)
+    types[c["column_name"].get<std::string>()] = c["type"].get<std::string>();
+  CHECK(types["ts_ns"] == "INTEGER");
+  CHECK(types["rule_score"] == "REAL");
+  CHECK(types["rule_ids"] == "TEXT");
+  CHECK(types["cs_cookie"] == "TEXT");
+  // Clashes: renamed, and the registry says where each Comb table went.
+  auto reg = rows("SELECT comb_table, sql_table FROM sql_tables WHERE kind = 'state' "
+                  "ORDER BY comb_table");
+  std::map<std::string, std::string> where;
+  for (auto& r : reg)
+    where[r["comb_table"].get<std::string>()] = r["sql_table"].get<std::string>();
+  CHECK(where["func_invocations"] == "func_invocations_2");
+  CHECK(where["a.b"] == "a_b");
+  CHECK(where["a_b"] == "a_b_2");
+  CHECK(where.count("model.chunks") == 0); // raw bytes: events only
+  CHECK(where.count("odd.rows") == 0);     // not an object
+  CHECK(where.count("__provenance") == 0); // Comb's own
+  CHECK(test::must(s.state_table_of("a_b")) == "a_b_2");
+  CHECK(test::must(s.events_table_of("a_b")) == "a_b_events_2");
+  CHECK(rows("SELECT v FROM a_b_2")[0]["v"] == 2);
+  CHECK(rows("SELECT x FROM func_invocations_2")[0]["x"] == 1);
+  CHECK(rows("SELECT bytes FROM model_chunks_events")[0]["bytes"] == 100);
+  // The paper's questions.
+  using namespace storage::prov_sql;
+  auto lw = test::must(s.query(last_writer, {"bank.accounts"}));
+  REQUIRE(lw.size() == 1);
+  CHECK(lw[0]["execution_id"] == (more ? 111 : 107));
+  CHECK(lw[0]["procedure"] == (more ? "bank.open" : "bank.close"));
+  auto at = test::must(s.query(table_at, {"bank.accounts", "2500"}));
+  REQUIRE(at.size() == 2);
+  CHECK(json::parse(at[1]["value"].get<std::string>())["balance"] == 100);
+  auto down = test::must(s.query(downstream, {"bank.accounts", "a"}));
+  std::set<std::string> d;
+  for (auto& r : down)
+    d.insert(r["table_name"].get<std::string>() + "/" + r["row_key"].get<std::string>());
+  CHECK(d == std::set<std::string>{"bank.accounts/b", "bank.transfers/t1", "httplog_request/r1"});
+}
+
+} // namespace
+
+TEST_SUITE("storage.sql_store") {
+  TEST_CASE("SQLite: current-state tables, renamed clashes, widened types; spooling is "
+            "idempotent in any number of passes") {
+    test::temp_dir dir;
+    auto log = dir.path() + "/log";
+    write_log(log, false);
+    auto s = test::must(storage::sql_store::open(dir.path() + "/a.sqlite"));
+    CHECK(std::string{s->backend()} == "sqlite");
+    CHECK(test::must(s->spool(log)) == 10);
+    CHECK(test::must(s->spool(log)) == 0);
+    CHECK(s->last_lsn() == 10);
+    check_contents(*s, false);
+    auto idx = test::must(s->query("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                   "tbl_name = 'httplog_request' AND name LIKE '%ts_ns%'"));
+    CHECK(idx.size() == 1);
+    auto once = everything(*s);
+
+    // Three records a pass, then more records: the same rows as one pass over all.
+    auto p = test::must(storage::sql_store::open(dir.path() + "/b.sqlite"));
+    uint64_t total = 0;
+    for (int i = 0; i < 10; ++i)
+      total += test::must(p->spool(log, 3));
+    CHECK(total == 10);
+    CHECK(everything(*p) == once);
+    write_log(log, true);
+    CHECK(test::must(s->spool(log)) == 2);
+    CHECK(test::must(p->spool(log)) == 2);
+    check_contents(*s, true);
+    CHECK(everything(*p) == everything(*s));
+    // Reopened, it knows its registry: nothing is spooled or created again.
+    s.reset();
+    s = test::must(storage::sql_store::open(dir.path() + "/a.sqlite"));
+    CHECK(test::must(s->spool(log)) == 0);
+    check_contents(*s, true);
+
+    // Read-only: queries, no writes.
+    auto ro = test::must(storage::sql_store::open(dir.path() + "/a.sqlite", /*read_only=*/true));
+    CHECK(!ro->query("DELETE FROM messages"));
+    CHECK(test::must(ro->query("SELECT COUNT(*) AS n FROM messages"))[0]["n"] == 23);
+    auto bad = ro->query("SELEKT 1");
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::invalid_argument));
+  }
+
+  TEST_CASE("PostgreSQL: the same log gives the same rows and answers as SQLite") {
+    test::pg_server pg;
+    if (!pg.available()) {
+      MESSAGE("SKIPPED: " << pg.why());
+      return;
+    }
+    REQUIRE_MESSAGE(pg.running(), pg.why());
+    test::temp_dir dir;
+    auto log = dir.path() + "/log";
+    write_log(log, false);
+    auto lite = test::must(storage::sql_store::open(dir.path() + "/a.sqlite"));
+    REQUIRE(test::must(lite->spool(log)) == 10);
+    auto url = pg.url();
+    auto opened = storage::sql_store::open(url);
+    REQUIRE_MESSAGE(opened, test::why(opened));
+    auto& s = *opened;
+    CHECK(std::string{s->backend()} == "postgresql");
+    CHECK(test::must(s->spool(log)) == 10);
+    CHECK(test::must(s->spool(log)) == 0);
+    check_contents(*s, false);
+    auto idx = test::must(s->query("SELECT indexname FROM pg_indexes WHERE tablename = "
+                                   "'httplog_request' AND indexname LIKE '%ts_ns%'"));
+    CHECK(idx.size() == 1);
+    auto a = everything(*lite), b = everything(*s);
+    for (auto& [name, rows] : a.items())
+      CHECK_MESSAGE(rows == b[name],
+                    name << "\nSQLite:     " << rows.dump() << "\nPostgreSQL: " << b[name].dump());
+    CHECK(a.size() == b.size());
+
+    // In small passes into another database, then more records, and a second connection.
+    auto url2 = pg.create_database("small_passes");
+    REQUIRE(!url2.empty());
+    auto p = test::must(storage::sql_store::open(url2));
+    uint64_t total = 0;
+    for (int i = 0; i < 10; ++i)
+      total += test::must(p->spool(log, 3));
+    CHECK(total == 10);
+    CHECK(everything(*p) == b);
+    write_log(log, true);
+    CHECK(test::must(lite->spool(log)) == 2);
+    auto again = test::must(storage::sql_store::open(url));
+    CHECK(test::must(again->spool(log)) == 2);
+    CHECK(test::must(s->spool(log)) == 0); // the other connection's pass counts here too
+    check_contents(*s, true);
+    CHECK(everything(*s) == everything(*lite));
+
+    // Read-only: a write fails and is rolled back.
+    auto ro = test::must(storage::sql_store::open(url, /*read_only=*/true));
+    CHECK(!ro->query("DELETE FROM messages"));
+    CHECK(test::must(ro->query("SELECT COUNT(*) AS n FROM messages"))[0]["n"] == 23);
+    auto bad = ro->query("SELEKT 1");
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::invalid_argument));
+    CHECK(test::must(ro->query("SELECT ?1 AS x", {"it's"}))[0]["x"] == "it's");
+  }
+
+  TEST_CASE("PostgreSQL: a server that is not there is a clear error") {
+    auto port = test::free_port();
+    auto s = storage::sql_store::open("postgresql://comb:secret@127.0.0.1:" + std::to_string(port)
+                                      + "/postgres");
+    REQUIRE(!s);
+    CHECK(is(s.error(), errc::unavailable));
+    auto text = describe(s.error());
+    CHECK(text.find("cannot connect to PostgreSQL") != std::string::npos);
+    CHECK(text.find("secret") == std::string::npos);
+    CHECK(storage::sql_store::display("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d");
+  }
+}
