@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libopenblas-dev libopenblas0-pthread zlib1g-dev libflatbuffers-dev
   libmodsecurity-dev modsecurity-crs clang libfuzzer-14-dev libclang-rt-14-dev
   libssl-dev libxxhash-dev iproute2 procps python3 clang-format libpng-dev libjpeg62-turbo-dev
+  libpq-dev postgresql
 )
 # Extra packages some parts need (benchmark baselines, browser tests) are listed
 # here so that one command installs them all.
