@@ -153,8 +153,8 @@ void spool(const log_opts& o) {
   auto n = (*store)->spool(o.dir);
   if (!n)
     fail("log spool", n.error());
-  std::cout << "spooled " << *n << " new record(s) into " << o.sqlite << " (last lsn "
-            << (*store)->last_lsn() << ")\n";
+  std::cout << "spooled " << *n << " new record(s) into " << storage::sql_store::display(o.sqlite)
+            << " (last lsn " << (*store)->last_lsn() << ")\n";
 }
 
 struct replay_opts {
@@ -224,7 +224,9 @@ void add_log_commands(CLI::App& app) {
                 "The (stopped) node's data folder: also check that the log ends where the "
                 "database says it must, and name the lsns it lacks");
   auto [s, sopt] = add("spool", "Copy the log into an SQL store (idempotent)", spool);
-  s->add_option("--sqlite", sopt->sqlite, "SQLite file")->required();
+  s->add_option("--sql,--sqlite", sopt->sqlite,
+                "The store: a SQLite file, or postgresql://user@host:port/db")
+    ->required();
 
   auto ro = std::make_shared<replay_opts>();
   auto* rp = app.add_subcommand("replay", "Rebuild a database from a provenance log");
@@ -273,12 +275,16 @@ void add_log_commands(CLI::App& app) {
     {"readers", "TABLE KEY: roles that read the row", storage::prov_sql::readers_of_row, 2},
     {"downstream", "TABLE KEY: rows derived from the row", storage::prov_sql::downstream, 2},
     {"upstream", "TABLE KEY: rows the row was derived from", storage::prov_sql::upstream, 2},
+    {"at", "TABLE NS: the table's rows as they were at time NS", storage::prov_sql::table_at, 2},
     {"query", "SQL: any read-only SQL over the store", nullptr, 1},
   };
   for (auto& q : qs) {
     auto o = std::make_shared<prov_opts>();
     auto* sub = prov->add_subcommand(q.name, q.help);
-    sub->add_option("--sqlite", o->sqlite, "The SQLite store written by `comb log spool`")
+    sub
+      ->add_option("--sql,--sqlite", o->sqlite,
+                   "The store `comb log spool` or a node's spooler writes: a SQLite file, or "
+                   "postgresql://user@host:port/db")
       ->required();
     sub->add_option("args", o->args, "Arguments");
     const question* qp = &q;

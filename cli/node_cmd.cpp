@@ -129,9 +129,9 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
   sub->add_flag("--accept-log-loss", o.accept_log_loss,
                 "Start although the provenance log lost records that the WAL cannot rebuild; "
                 "the loss is recorded in the log (without it the node refuses to start)");
-  sub->add_option("--spool", o.spool,
-                  "SQLite file the log is spooled into continuously (default "
-                  "DATA/provenance.sqlite; 'none' to turn off)");
+  sub->add_option("--spool,--sql", o.spool,
+                  "SQLite file, or postgresql://user@host:port/db, the log is spooled into "
+                  "continuously (default DATA/provenance.sqlite; 'none' to turn off)");
 }
 
 std::shared_ptr<runtime::procedure_registry> all_apps() {
