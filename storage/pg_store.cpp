@@ -155,11 +155,10 @@ public:
   const char* backend() const override { return "postgresql"; }
 
   caf::error init() {
-    if (auto err = run("SET client_encoding = 'UTF8'; SET standard_conforming_strings = on; "
-                       "SET client_min_messages = warning"))
+    if (auto err = settings())
       return err;
     if (read_only_)
-      return run("SET default_transaction_read_only = on");
+      return {};
     if (auto err = create_schema())
       return err;
     return flush();
@@ -167,6 +166,9 @@ public:
 
   caf::expected<nlohmann::json> query(const std::string& sql,
                                       const std::vector<std::string>& params) override {
+    if (!in_txn_)
+      if (auto err = reconnect_if_lost())
+        return err;
     if (auto err = flush())
       return err;
     auto text = placeholders(sql, [](size_t n) { return "$" + std::to_string(n); });
@@ -214,6 +216,8 @@ protected:
   }
 
   caf::error begin() override {
+    if (auto err = reconnect_if_lost())
+      return err;
     if (auto err = run("BEGIN"))
       return err;
     in_txn_ = true;
@@ -272,6 +276,28 @@ protected:
   }
 
 private:
+  caf::error settings() {
+    std::string sql = "SET client_encoding = 'UTF8'; SET standard_conforming_strings = on; "
+                      "SET client_min_messages = warning";
+    if (read_only_)
+      sql += "; SET default_transaction_read_only = on";
+    return run(sql);
+  }
+
+  // A server restart or a network cut breaks the connection: the next pass or query
+  // connects again (a long-running spooler or console keeps working).
+  caf::error reconnect_if_lost() {
+    if (PQstatus(conn_) == CONNECTION_OK)
+      return {};
+    PQreset(conn_);
+    if (PQstatus(conn_) != CONNECTION_OK)
+      return make_error(errc::unavailable, url_ + ": connection lost; connecting again failed: "
+                                             + trim(PQerrorMessage(conn_)));
+    batch_.clear();
+    in_txn_ = false;
+    return settings();
+  }
+
   // Statements wait in a batch, sent as one multi-statement string (one round trip) when it
   // is large, at commit, and before anything reads.
   static constexpr size_t batch_bytes = 4 << 20;

@@ -1,6 +1,7 @@
 #include "runtime/provenance/spooler.hpp"
 
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "storage/provenance_log.hpp"
 #include "storage/sql_store.hpp"
 
@@ -88,13 +89,14 @@ spooler::~spooler() {
   thread_.join();
 }
 
-void spooler::run(const std::string& log_dir, const std::string& file) {
+void spooler::run(const std::string& log_dir, const std::string& target) {
+  auto file = storage::sql_store::display(target); // a URL's password stays out of messages
   std::unique_ptr<storage::sql_store> store;
   std::string said; // the last problem check_spooled reported, said once
   auto checked = std::chrono::steady_clock::time_point{};
   auto pass = [&] {
     if (!store) {
-      auto opened = storage::sql_store::open(file);
+      auto opened = storage::sql_store::open(target);
       if (!opened) {
         std::cerr << "comb: spooler: " << describe(opened.error()) << "\n";
         return;
@@ -112,6 +114,8 @@ void spooler::run(const std::string& log_dir, const std::string& file) {
     auto n = store->spool(log_dir);
     if (!n)
       std::cerr << "comb: spooler: " << file << ": " << describe(n.error()) << "\n";
+    else if (*n > 0)
+      COMB_SYNC_POINT("spool.after_pass");
   };
   std::unique_lock guard{mtx_};
   while (!stop_) {

@@ -1,5 +1,5 @@
-// comb::runtime::spooler: copies a node's provenance log into an SQL store (SQLite) on a
-// thread of its own, once a second and once more when it stops, so that the log's records
+// comb::runtime::spooler: copies a node's provenance log into an SQL store (a SQLite file or
+// a PostgreSQL database, storage/sql_store.hpp) on a thread of its own, once a second and once more when it stops, so that the log's records
 // can be queried in SQL shortly after they commit. Owned by the node; the destructor stops the
 // thread after a last pass. It checks, when it starts and every 30 s, that the log still holds
 // the record the store spooled last (check_spooled) and says on stderr when it does not: a
@@ -28,16 +28,16 @@ caf::error check_spooled(storage::sql_store& store, const std::string& log_dir);
 
 class spooler {
 public:
-  /// Spools `log_dir` into the SQLite file `file` once a second. Errors (the store cannot be
-  /// opened, a pass fails) are written to stderr with their cause, and the spooler tries again
-  /// on its next pass.
-  spooler(std::string log_dir, std::string file);
+  /// Spools `log_dir` into `target` (a SQLite file or a postgresql:// URL) once a second.
+  /// Errors (the store cannot be opened, a pass fails) are written to stderr with their cause,
+  /// and the spooler tries again on its next pass.
+  spooler(std::string log_dir, std::string target);
   ~spooler();
   spooler(const spooler&) = delete;
   spooler& operator=(const spooler&) = delete;
 
 private:
-  void run(const std::string& log_dir, const std::string& file);
+  void run(const std::string& log_dir, const std::string& target);
 
   std::mutex mtx_;
   std::condition_variable cv_;
