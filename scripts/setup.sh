@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libmodsecurity-dev modsecurity-crs clang libfuzzer-14-dev libclang-rt-14-dev
   libssl-dev libxxhash-dev iproute2 procps python3 clang-format libpng-dev libjpeg62-turbo-dev
   libpq-dev postgresql
+  chromium fonts-liberation
 )
 # Extra packages some parts need (benchmark baselines, browser tests) are listed
 # here so that one command installs them all.
@@ -29,4 +30,24 @@ if ((${#missing[@]})); then
   if [[ $(id -u) != 0 ]]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The console serves plotly.js from npm and its browser test runs playwright-core, both pinned
+# in apps/console/package-lock.json. node and npm come from Debian when the machine has none
+# (checked by command: a NodeSource node brings its own npm, which Debian's npm conflicts with).
+node_missing=()
+command -v node >/dev/null 2>&1 || node_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || node_missing+=(npm)
+if ((${#node_missing[@]})); then
+  echo "comb setup: installing ${node_missing[*]}"
+  SUDO=""
+  if [[ $(id -u) != 0 ]]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${node_missing[@]}"
+fi
+console="$here/apps/console"
+if [[ ! -f "$console/node_modules/.package-lock.json" \
+      || "$console/package-lock.json" -nt "$console/node_modules/.package-lock.json" ]]; then
+  echo "comb setup: npm ci in apps/console"
+  (cd "$console" && npm ci --no-audit --no-fund --loglevel=error)
 fi
