@@ -145,6 +145,12 @@ caf::error bind(sqlite3_stmt* st, const nlohmann::json& params) {
   return {};
 }
 
+bool is_schema_table(const char* name) {
+  return std::strcmp(name, "sqlite_master") == 0 || std::strcmp(name, "sqlite_schema") == 0
+         || std::strcmp(name, "sqlite_temp_master") == 0
+         || std::strcmp(name, "sqlite_temp_schema") == 0;
+}
+
 } // namespace
 
 bool only_comments(const std::string& rest) {
@@ -218,6 +224,15 @@ int readonly_db::authorize(void* p, int action, const char* a, const char* b, co
                      + (b ? " = " + std::string(b) : std::string()) + " is refused";
     return SQLITE_DENY;
   }
+  case SQLITE_INSERT:
+  case SQLITE_UPDATE:
+  case SQLITE_DELETE:
+    // SQLite itself asks for these on the schema table while it declares a table-valued
+    // PRAGMA or prepares DDL; the DDL's own action is refused below, and the file is
+    // read-only and query_only besides.
+    if (a && is_schema_table(a))
+      return SQLITE_OK;
+    [[fallthrough]];
   default: {
     std::string what = action_name(action);
     std::string target;
