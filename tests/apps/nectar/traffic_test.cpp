@@ -1,0 +1,374 @@
+// Tests of Nectar's traffic generator and report: the generator against an HTTP server on
+// loopback that counts what reaches it (every request traced, one truth line each, classes
+// mixed as asked, sessions that log in and post with their csrf token), and the report's
+// arithmetic on a small store made by hand, against figures worked out by hand below.
+#include "apps/nectar/report.hpp"
+#include "apps/nectar/traffic.hpp"
+#include "storage/sql_store.hpp"
+#include "tests/test_util.hpp"
+
+#include <doctest/doctest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+using namespace comb;
+using namespace comb::nectar;
+
+namespace {
+
+std::string payload_dir() {
+  return std::string{COMB_SOURCE_DIR} + "/apps/anomaly/payloads";
+}
+
+// An HTTP server shaped like Nectar's forms (csrf in a hidden input, a session cookie on
+// login) that records the trace id and shape of every request it gets.
+struct recording_server {
+  httplib::Server srv;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu;
+  std::multiset<std::string> traces;
+  int logins_with_csrf = 0;
+  int posts_logged_in = 0;
+  int with_session_cookie = 0;
+
+  static constexpr const char* form =
+    R"(<form method="post"><input type="hidden" name="csrf" value="tok-42"></form>)";
+
+  recording_server() {
+    auto page = [](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Set-Cookie", "nectar_pre=p1; HttpOnly; SameSite=Lax");
+      res.set_content(std::string{"<html>"} + form + "</html>", "text/html");
+    };
+    auto redirect = [](httplib::Response& res, const char* to) {
+      res.status = 303;
+      res.set_header("Location", to);
+    };
+    for (auto* p :
+         {"/", "/register", "/login", "/feed", R"(/u/(.*))", "/search", R"(/static/(.*))"})
+      srv.Get(p, page);
+    srv.Post("/register",
+             [=](const httplib::Request&, httplib::Response& res) { redirect(res, "/login"); });
+    srv.Post("/login", [=, this](const httplib::Request& req, httplib::Response& res) {
+      if (req.get_param_value("csrf") != "tok-42") {
+        res.status = 403;
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> g{mu};
+        logins_with_csrf += 1;
+      }
+      res.set_header("Set-Cookie", "nectar_session=s-1; HttpOnly; SameSite=Lax");
+      redirect(res, "/");
+    });
+    for (auto* p : {"/post", "/follow", "/unfollow", "/logout"})
+      srv.Post(p, [=, this](const httplib::Request& req, httplib::Response& res) {
+        if (req.get_param_value("csrf") != "tok-42") {
+          res.status = 403;
+          return;
+        }
+        if (req.path == "/post"
+            && req.get_header_value("Cookie").find("nectar_session=s-1") != std::string::npos) {
+          std::lock_guard<std::mutex> g{mu};
+          posts_logged_in += 1;
+        }
+        redirect(res, "/feed");
+      });
+    srv.set_logger([this](const httplib::Request& req, const httplib::Response&) {
+      std::lock_guard<std::mutex> g{mu};
+      traces.insert(req.get_header_value("X-Nectar-Trace"));
+      if (req.get_header_value("Cookie").find("nectar_session=s-1") != std::string::npos)
+        with_session_cookie += 1;
+    });
+    port = srv.bind_to_any_port("127.0.0.1");
+    thread = std::thread{[this] { srv.listen_after_bind(); }};
+    test::wait_until([&] { return srv.is_running(); }, std::chrono::seconds{10},
+                     "the recording server to listen");
+  }
+  ~recording_server() {
+    srv.stop();
+    thread.join();
+  }
+};
+
+std::vector<std::string> lines_of(const std::string& file) {
+  std::ifstream in{file};
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line))
+    out.push_back(line);
+  return out;
+}
+
+} // namespace
+
+TEST_SUITE("apps.nectar.traffic") {
+  TEST_CASE("url_encode keeps an attacker's escapes only when asked; find_csrf reads the form") {
+    CHECK(url_encode("a b&c=d/é") == "a%20b%26c%3Dd%2F%C3%A9");
+    CHECK(url_encode("..%2f..%2fetc") == "..%252f..%252fetc");
+    CHECK(url_encode("..%2f..%2fetc", /*keep_escapes=*/true) == "..%2f..%2fetc");
+    CHECK(url_encode("100%", /*keep_escapes=*/true) == "100%25");
+    CHECK(find_csrf(R"(<p>csrf</p><input type="hidden" name="csrf" value="abc123">)") == "abc123");
+    CHECK(find_csrf(R"(<input value='x-1' name='csrf'/>)") == "x-1");
+    CHECK(find_csrf(R"(<input name="other" value="no">)").empty());
+  }
+
+  TEST_CASE("truth records round-trip; a bad line is refused") {
+    truth_record t;
+    t.trace_id = "t1-7";
+    t.cls = "attack";
+    t.family = "sqli";
+    t.placement = "query";
+    t.method = "GET";
+    t.path = "/search?q=%27";
+    t.status = 200;
+    t.sent_ns = 123;
+    auto back = truth_record::parse(t.to_json_line());
+    REQUIRE_MESSAGE(back, test::why(back));
+    CHECK(back->trace_id == "t1-7");
+    CHECK(back->family == "sqli");
+    CHECK(back->status == 200);
+    CHECK(back->sent_ns == 123);
+    CHECK_FALSE(truth_record::parse("not json"));
+    CHECK_FALSE(truth_record::parse(R"({"trace_id":"x","class":"maybe"})"));
+  }
+
+  TEST_CASE("payload lists: the project's folder loads; a missing one is named") {
+    auto p = payload_lists::load(payload_dir());
+    REQUIRE_MESSAGE(p, test::why(p));
+    CHECK(p->attacks.count("sqli") == 1);
+    CHECK(!p->attacks.at("sqli").empty());
+    auto missing = payload_lists::load("/nonexistent/payloads");
+    REQUIRE_FALSE(missing);
+    CHECK(describe(missing.error()).find("/nonexistent/payloads/attacks") != std::string::npos);
+  }
+
+  TEST_CASE("bad options are refused before anything is sent") {
+    auto p = payload_lists::load(payload_dir());
+    REQUIRE(p);
+    traffic_options o;
+    o.target = "192.0.2.1:80"; // TEST-NET-1: not loopback
+    auto r = run_traffic(o, *p);
+    REQUIRE_FALSE(r);
+    CHECK(describe(r.error()).find("--allow-remote") != std::string::npos);
+    o.target = "127.0.0.1:1";
+    o.attack_share = 1.5;
+    CHECK_FALSE(run_traffic(o, *p));
+    o.attack_share = 0.2;
+    o.rate = 0;
+    CHECK_FALSE(run_traffic(o, *p));
+  }
+
+  TEST_CASE("against a server: one truth line per request sent, every request traced, "
+            "classes mixed as asked, sessions log in and post") {
+    auto p = payload_lists::load(payload_dir());
+    REQUIRE(p);
+    recording_server server;
+    REQUIRE(server.port > 0);
+    test::temp_dir dir;
+    traffic_options o;
+    o.target = "127.0.0.1:" + std::to_string(server.port);
+    o.rate = 60;
+    o.duration_s = 2;
+    o.attack_share = 0.3;
+    o.seed = 7;
+    o.connections = 3;
+    o.truth_file = dir.path() + "/truth.jsonl";
+    std::mutex mu;
+    uint64_t observed = 0;
+    auto stats = run_traffic(o, *p, [&](const truth_record&) {
+      std::lock_guard<std::mutex> g{mu};
+      observed += 1;
+    });
+    REQUIRE_MESSAGE(stats, test::why(stats));
+    CHECK(stats->scheduled == 120);
+    CHECK(stats->sent + stats->dropped == stats->scheduled);
+    CHECK(stats->sent == 120);
+    CHECK(observed == stats->sent);
+    auto lines = lines_of(o.truth_file);
+    CHECK(lines.size() == stats->sent);
+    std::set<std::string> ids;
+    uint64_t attacks = 0, answered = 0;
+    std::set<std::string> families, placements;
+    for (auto& l : lines) {
+      auto t = truth_record::parse(l);
+      REQUIRE_MESSAGE(t, test::why(t));
+      ids.insert(t->trace_id);
+      if (t->cls == "attack") {
+        attacks += 1;
+        families.insert(t->family);
+        placements.insert(t->placement);
+        CHECK(!t->family.empty());
+      }
+      if (t->status > 0) {
+        answered += 1;
+        // Every answered request reached the server with its trace id, once (but those the
+        // server refused before reading headers: an over-long request line or header).
+        bool refused_early = t->status == 400 || t->status == 413 || t->status == 414;
+        std::lock_guard<std::mutex> g{server.mu};
+        if (!refused_early)
+          CHECK_MESSAGE(server.traces.count(t->trace_id) == 1, t->trace_id, " ", t->path);
+      }
+    }
+    CHECK(ids.size() == lines.size()); // trace ids are unique
+    CHECK(attacks == stats->attacks);
+    // 30% asked: 120 slots drawn with p = 0.3 land well inside [15, 60].
+    CHECK(attacks >= 15);
+    CHECK(attacks <= 60);
+    CHECK(families.size() >= 3);
+    CHECK(placements.size() >= 3);
+    CHECK(answered == stats->answered);
+    CHECK(answered >= 100);
+    std::lock_guard<std::mutex> g{server.mu};
+    // What the server logged carries trace ids of the truth file, each once.
+    size_t traced = 0;
+    for (auto& t : server.traces) {
+      if (t.empty())
+        continue; // refused before its headers were read
+      CHECK_MESSAGE(ids.count(t) == 1, "unknown trace id: '" << t << "'");
+      traced += 1;
+    }
+    CHECK(traced + 10 >= answered);
+    CHECK(server.logins_with_csrf > 0);
+    CHECK(server.with_session_cookie > 0);
+    CHECK(server.posts_logged_in > 0);
+  }
+
+  TEST_CASE("report arithmetic on a hand-made store") {
+    test::temp_dir dir;
+    auto sql = dir.path() + "/store.sqlite";
+    auto truth_file = dir.path() + "/truth.jsonl";
+    {
+      auto store = storage::sql_store::open(sql);
+      REQUIRE_MESSAGE(store, test::why(store));
+      int lsn = 0;
+      auto put = [&](const std::string& table, const std::string& key, const std::string& op,
+                     int64_t ts, const nlohmann::json& value) {
+        auto r = (*store)->query("INSERT INTO row_events(lsn, seq, table_name, row_key, op, "
+                                 "execution_id, role, ts_ns, value) VALUES (?1, 0, ?2, ?3, ?4, "
+                                 "0, 'nectar', ?5, ?6)",
+                                 {std::to_string(++lsn), table, key, op, std::to_string(ts),
+                                  value.dump()});
+        REQUIRE_MESSAGE(r, test::why(r));
+      };
+      // Requests r0..r9 (r8 never captured), arriving at 1 s + i ms; labels (rule, model):
+      const int rule[] = {0, 1, 0, 0, 1, 0, 1, 0};
+      const int model[] = {0, 0, 1, 0, 1, 1, 0, 0};
+      for (int i = 0; i < 10; ++i) {
+        if (i == 8)
+          continue;
+        int64_t arrival = 1'000'000'000 + i * 1'000'000;
+        auto key = "r" + std::to_string(i);
+        put("httplog_request", key, "insert", arrival + 100,
+            {{"trace_id", "T" + std::to_string(i)}, {"ts_ns", arrival}, {"sc_status", 200}});
+        if (i >= 8)
+          continue; // r9 captured, never labeled
+        // Labeled (i + 1) ms after arrival; r1 first with other labels, then changed.
+        int64_t labeled_at = arrival + (i + 1) * 1'000'000;
+        if (i == 1)
+          put("httplog_request_labeled", key, "insert", labeled_at,
+              {{"request_id", key}, {"label", 1}, {"rule_label", 0}});
+        put("httplog_request_labeled", key, i == 1 ? "update" : "insert",
+            i == 1 ? labeled_at + 50'000'000 : labeled_at,
+            {{"request_id", key}, {"label", model[i] == 1}, {"rule_label", rule[i]}});
+      }
+      // A captured request of other traffic, and a row deleted again.
+      put("httplog_request", "x1", "insert", 5, {{"trace_id", "other"}, {"ts_ns", 1}});
+      put("httplog_request", "x2", "insert", 5, {{"trace_id", "gone"}, {"ts_ns", 1}});
+      put("httplog_request", "x2", "delete", 6, nullptr);
+    }
+    {
+      std::ofstream out{truth_file};
+      // T0-T3 benign, T4 T5 sqli, T6 T7 xss, T8 benign (not captured), T9 sqli (not labeled),
+      // T10 xss never answered.
+      const char* cls[] = {"benign", "benign", "benign", "benign", "attack", "attack",
+                           "attack", "attack", "benign", "attack", "attack"};
+      const char* fam[] = {"", "", "", "", "sqli", "sqli", "xss", "xss", "", "sqli", "xss"};
+      for (int i = 0; i <= 10; ++i) {
+        truth_record t;
+        t.trace_id = "T" + std::to_string(i);
+        t.cls = cls[i];
+        t.family = fam[i];
+        t.status = i == 10 ? 0 : (i == 5 ? 400 : 200);
+        out << t.to_json_line() << "\n";
+      }
+    }
+    auto r = make_report(sql, truth_file);
+    REQUIRE_MESSAGE(r, test::why(r));
+    CHECK(r->requests == 11);
+    CHECK(r->answered == 10);
+    CHECK(r->captured == 9);
+    CHECK(r->labeled == 8);
+    CHECK(r->not_captured == 1);
+    CHECK(r->not_labeled == 1);
+    CHECK(r->captured_without_truth == 1); // "other"; "gone" was deleted
+    // Rule: tp T4 T6, fp T1, tn T0 T2 T3, fn T5 T7.
+    auto& rule_m = r->all.rule;
+    CHECK(rule_m.tp == 2);
+    CHECK(rule_m.fp == 1);
+    CHECK(rule_m.tn == 3);
+    CHECK(rule_m.fn == 2);
+    CHECK(rule_m.precision() == doctest::Approx(2.0 / 3));
+    CHECK(rule_m.recall() == doctest::Approx(0.5));
+    CHECK(rule_m.f1() == doctest::Approx(4.0 / 7));
+    CHECK(fp_rate(rule_m) == doctest::Approx(0.25));
+    // Model (r1's last labels count: model 0): tp T4 T5, fp T2, tn T0 T1 T3, fn T6 T7.
+    auto& model_m = r->all.model;
+    CHECK(model_m.tp == 2);
+    CHECK(model_m.fp == 1);
+    CHECK(model_m.tn == 3);
+    CHECK(model_m.fn == 2);
+    // OR: tp T4 T5 T6, fp T1 T2, tn T0 T3, fn T7.
+    auto& either = r->all.either;
+    CHECK(either.tp == 3);
+    CHECK(either.fp == 2);
+    CHECK(either.tn == 2);
+    CHECK(either.fn == 1);
+    CHECK(either.precision() == doctest::Approx(0.6));
+    CHECK(either.recall() == doctest::Approx(0.75));
+    CHECK(either.f1() == doctest::Approx(2 * 0.6 * 0.75 / 1.35));
+    CHECK(fp_rate(either) == doctest::Approx(0.5));
+    // Per family, against all benign requests.
+    REQUIRE(r->by_family.size() == 2);
+    auto& sqli = r->by_family.at("sqli");
+    CHECK(sqli.rule.tp == 1);
+    CHECK(sqli.rule.fn == 1);
+    CHECK(sqli.model.tp == 2);
+    CHECK(sqli.model.fn == 0);
+    CHECK(sqli.rule.fp == 1);
+    CHECK(sqli.rule.tn == 3);
+    auto& xss = r->by_family.at("xss");
+    CHECK(xss.model.tp == 0);
+    CHECK(xss.model.fn == 2);
+    CHECK(xss.either.tp == 1);
+    CHECK(xss.either.fp == 2);
+    // Lag from arrival to the first labeled commit: 1..8 ms.
+    CHECK(r->lag_count == 8);
+    CHECK(r->lag_p50_ms == doctest::Approx(5.0));
+    CHECK(r->lag_p99_ms == doctest::Approx(8.0));
+    CHECK(r->lag_max_ms == doctest::Approx(8.0));
+    auto text = to_string(*r);
+    CHECK(text.find("answered but not captured: 1") != std::string::npos);
+    // A store without captured rows is named as such; a bad truth line names its line.
+    test::temp_dir empty;
+    {
+      auto s = storage::sql_store::open(empty.path() + "/e.sqlite");
+      REQUIRE(s);
+    }
+    auto none = make_report(empty.path() + "/e.sqlite", truth_file);
+    REQUIRE_FALSE(none);
+    CHECK(describe(none.error()).find("httplog_request") != std::string::npos);
+    {
+      std::ofstream out{truth_file, std::ios::app};
+      out << "{broken\n";
+    }
+    auto bad = make_report(sql, truth_file);
+    REQUIRE_FALSE(bad);
+    CHECK(describe(bad.error()).find("truth.jsonl:12") != std::string::npos);
+  }
+}
