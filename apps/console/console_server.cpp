@@ -233,6 +233,30 @@ struct console_server::impl {
 
   caf::expected<std::unique_ptr<readonly_db>> store() { return readonly_db::open(opts.sql_file); }
 
+  // A JSON endpoint: session and CSRF checked, body parsed, a read-only connection opened;
+  // `fn` answers or fails (errors become {error, code} with an HTTP status from the code,
+  // plus the body's `echo` member when given).
+  template <class F>
+  void api_post(const char* path, F fn, const char* echo = nullptr) {
+    http.Post(path, [this, fn, echo](const httplib::Request& req, httplib::Response& res) {
+      if (!api_session(req, res))
+        return;
+      auto body = api_body(req, res);
+      if (!body)
+        return;
+      json extra = json::object();
+      if (echo && body->contains(echo))
+        extra[echo] = (*body)[echo];
+      auto db = store();
+      if (!db)
+        return error_reply(res, db.error(), extra);
+      auto r = fn(*body, **db);
+      if (!r)
+        return error_reply(res, r.error(), extra);
+      json_reply(res, 200, *r);
+    });
+  }
+
   void routes() {
     http.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
       res.set_header("Content-Security-Policy", content_security_policy);
@@ -351,82 +375,43 @@ struct console_server::impl {
                        {"present", opts.schema.expr(f, cols) != "NULL"}});
       json_reply(res, 200, {{"fields", out}, {"ready", cols.has_requests}});
     });
-    http.Post("/api/overview", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!api_session(req, res))
-        return;
-      auto body = api_body(req, res);
-      if (!body)
-        return;
-      auto q = parse_overview_request(*body);
+    api_post("/api/overview", [this](const json& body, readonly_db& db) -> caf::expected<json> {
+      auto q = parse_overview_request(body);
       if (!q)
-        return error_reply(res, q.error());
-      auto db = store();
-      if (!db)
-        return error_reply(res, db.error());
-      auto r = run_overview(**db, opts.schema, *q);
-      if (!r)
-        return error_reply(res, r.error());
-      json_reply(res, 200, *r);
+        return q.error();
+      return run_overview(db, opts.schema, *q);
     });
-    http.Post("/api/record", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!api_session(req, res))
-        return;
-      auto body = api_body(req, res);
-      if (!body)
-        return;
-      if (!(*body)["id"].is_string())
-        return json_reply(
-          res, 400, {{"error", "'id' must be a request id (text)"}, {"code", "invalid_argument"}});
-      auto db = store();
-      if (!db)
-        return error_reply(res, db.error());
-      auto r = run_record(**db, opts.schema, (*body)["id"].get<std::string>());
-      if (!r)
-        return error_reply(res, r.error());
-      json_reply(res, 200, *r);
+    api_post("/api/record", [this](const json& body, readonly_db& db) -> caf::expected<json> {
+      if (!body["id"].is_string())
+        return make_error(errc::invalid_argument, "'id' must be a request id (text)");
+      return run_record(db, opts.schema, body["id"].get<std::string>());
     });
-    http.Post("/api/stats", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!api_session(req, res))
-        return;
-      auto body = api_body(req, res);
-      if (!body)
-        return;
-      auto q = parse_overview_request(*body);
+    api_post("/api/stats", [this](const json& body, readonly_db& db) -> caf::expected<json> {
+      auto q = parse_overview_request(body);
       if (!q)
-        return error_reply(res, q.error());
-      auto bucket = (*body).value("bucket", std::string("hour"));
-      auto db = store();
-      if (!db)
-        return error_reply(res, db.error());
-      auto r = run_stats(**db, opts.schema, *q, bucket);
-      if (!r)
-        return error_reply(res, r.error());
-      json_reply(res, 200, *r);
+        return q.error();
+      if (body.contains("bucket") && !body["bucket"].is_string())
+        return make_error(errc::invalid_argument, "'bucket' must be day, hour or minute");
+      return run_stats(db, opts.schema, *q, body.value("bucket", std::string("hour")));
     });
-    http.Post("/api/sql", [this](const httplib::Request& req, httplib::Response& res) {
-      if (!api_session(req, res))
-        return;
-      auto body = api_body(req, res);
-      if (!body)
-        return;
-      if (!(*body)["sql"].is_string())
-        return json_reply(
-          res, 400, {{"error", "'sql' must be the query text"}, {"code", "invalid_argument"}});
-      auto sql = (*body)["sql"].get<std::string>();
-      auto db = store();
-      if (!db)
-        return error_reply(res, db.error(), {{"sql", sql}});
-      auto r = (*db)->run(sql, json::array(), opts.search_limits);
-      if (!r)
-        return error_reply(res, r.error(), {{"sql", sql}});
-      json_reply(res, 200,
-                 {{"sql", sql},
-                  {"columns", r->columns},
-                  {"rows", r->rows},
-                  {"truncated", r->truncated},
-                  {"max_rows", opts.search_limits.max_rows},
-                  {"elapsed_ms", r->elapsed_ms}});
-    });
+    // Errors of a raw query also echo it, for the two-row error table.
+    api_post(
+      "/api/sql",
+      [this](const json& body, readonly_db& db) -> caf::expected<json> {
+        if (!body["sql"].is_string())
+          return make_error(errc::invalid_argument, "'sql' must be the query text");
+        auto sql = body["sql"].get<std::string>();
+        auto r = db.run(sql, json::array(), opts.search_limits);
+        if (!r)
+          return r.error();
+        return json{{"sql", sql},
+                    {"columns", r->columns},
+                    {"rows", r->rows},
+                    {"truncated", r->truncated},
+                    {"max_rows", opts.search_limits.max_rows},
+                    {"elapsed_ms", r->elapsed_ms}};
+      },
+      "sql");
   }
 };
 
