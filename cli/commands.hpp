@@ -33,6 +33,10 @@ void add_imaging_commands(CLI::App& app);
 /// `comb console`, `comb console add-user`: the web console over the SQL store (apps/console).
 void add_console_commands(CLI::App& app);
 
+/// `comb nectar serve`, `comb nectar count` (apps/nectar/server.hpp); they join the `nectar`
+/// group if it was added first, or add it.
+void add_nectar_commands(CLI::App& app);
+
 /// `comb nectar traffic`, `comb nectar report` (apps/nectar/traffic.hpp, report.hpp); they
 /// join the `nectar` group if it was added first, or add it.
 void add_nectar_traffic_commands(CLI::App& app);

@@ -27,6 +27,9 @@ int main(int argc, char** argv) {
   comb::cli::add_anomaly_commands(app);
   comb::cli::add_imaging_commands(app);
   comb::cli::add_console_commands(app);
+#ifdef COMB_HAVE_NECTAR_SERVER
+  comb::cli::add_nectar_commands(app);
+#endif
 #ifdef COMB_HAVE_NECTAR_TRAFFIC
   comb::cli::add_nectar_traffic_commands(app);
 #endif

@@ -1,0 +1,240 @@
+// Nectar's capture worker (see capture_worker.hpp).
+#include "apps/nectar/capture_worker.hpp"
+
+#include "apps/nectar/credentials.hpp"
+#include "base/errc.hpp"
+#include "base/wall_clock.hpp"
+#ifdef COMB_NECTAR_HAVE_CRS
+#  include "apps/anomaly/crs_engine.hpp"
+#endif
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+namespace comb::anomaly {
+#ifndef COMB_NECTAR_HAVE_CRS
+class crs_engine {};
+#endif
+} // namespace comb::anomaly
+
+namespace comb::nectar {
+
+using nlohmann::json;
+
+namespace {
+
+/// Bytes an exchange holds in memory (what the bound counts).
+size_t bytes_of(const exchange& x) {
+  size_t n = sizeof(exchange) + x.method.size() + x.target.size() + x.version.size() + x.body.size()
+             + x.remote_addr.size();
+  for (auto& [k, v] : x.headers)
+    n += k.size() + v.size() + 64;
+  return n;
+}
+
+} // namespace
+
+std::string capture_worker::next_request_id() {
+  static const std::string tag = [] {
+    auto r = random_hex(4);
+    return r ? *r : std::string{"00000000"};
+  }();
+  static std::atomic<uint64_t> last{0};
+  auto now = static_cast<uint64_t>(wall_clock_ns());
+  auto prev = last.load(std::memory_order_relaxed);
+  uint64_t next = 0;
+  do {
+    next = std::max(prev + 1, now);
+  } while (!last.compare_exchange_weak(prev, next, std::memory_order_relaxed));
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%016llx-%s", static_cast<unsigned long long>(next), tag.c_str());
+  return buf;
+}
+
+capture_worker::capture_worker(std::shared_ptr<node_link> link, capture_options opts)
+  : link_(std::move(link)), opts_(std::move(opts)) {
+  if (opts_.rules) {
+#ifdef COMB_NECTAR_HAVE_CRS
+    anomaly::crs_options co;
+    co.paranoia = opts_.paranoia;
+    co.allow_accept_charset = true;
+    auto e = anomaly::crs_engine::create(co);
+    if (e) {
+      crs_ = std::move(*e);
+      stats_.rules_engine = crs_->name();
+    } else {
+      stats_.rules_engine = "off: " + describe(e.error());
+      std::cerr << "nectar capture: rule labels off: " << describe(e.error()) << std::endl;
+    }
+#else
+    stats_.rules_engine = "off: built without libmodsecurity";
+#endif
+  } else {
+    stats_.rules_engine = "off";
+  }
+  thread_ = std::thread{[this] { run(); }};
+}
+
+capture_worker::~capture_worker() {
+  stop(std::chrono::milliseconds{0});
+}
+
+void capture_worker::push(exchange x) {
+  item it{next_request_id(), std::move(x), 0};
+  it.bytes = bytes_of(it.x);
+  std::lock_guard<std::mutex> guard{mu_};
+  ++stats_.pushed;
+  // Drop the oldest queued exchanges (never the batch being sent) to stay in the bound.
+  uint64_t dropped = 0;
+  while (!queue_.empty() && queue_bytes_ + sending_bytes_ + it.bytes > opts_.max_queue_bytes) {
+    queue_bytes_ -= queue_.front().bytes;
+    queue_.pop_front();
+    ++dropped;
+  }
+  if (dropped > 0) {
+    // Log the first loss and then every 1000th, so a long outage does not flood the log.
+    if (stats_.dropped / 1000 != (stats_.dropped + dropped) / 1000 || stats_.dropped == 0)
+      std::cerr << "nectar capture: queue over " << (opts_.max_queue_bytes >> 20)
+                << " MiB (node away?): dropped " << stats_.dropped + dropped
+                << " oldest requests so far" << std::endl;
+    stats_.dropped += dropped;
+  }
+  queue_bytes_ += it.bytes;
+  queue_.push_back(std::move(it));
+  if (queue_.size() == 1 || queue_.size() >= opts_.batch_requests)
+    cv_.notify_one();
+}
+
+void capture_worker::stop(std::chrono::milliseconds deadline) {
+  {
+    std::lock_guard<std::mutex> guard{mu_};
+    if (!stopping_) {
+      stopping_ = true;
+      stop_deadline_ = std::chrono::steady_clock::now() + deadline;
+    }
+  }
+  cv_.notify_all();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+capture_stats capture_worker::stats() const {
+  std::lock_guard<std::mutex> guard{mu_};
+  auto s = stats_;
+  s.queued = queue_.size();
+  return s;
+}
+
+void capture_worker::run() {
+  auto next_pending = std::chrono::steady_clock::now();
+  for (;;) {
+    std::deque<item> batch;
+    {
+      std::unique_lock<std::mutex> lock{mu_};
+      auto until_pending = next_pending;
+      cv_.wait_until(lock, until_pending, [&] { return stopping_ || !queue_.empty(); });
+      if (!queue_.empty() && !stopping_) {
+        // Wait for a full batch or the deadline of the first request.
+        auto due = std::chrono::steady_clock::now() + opts_.batch_delay;
+        cv_.wait_until(lock, due,
+                       [&] { return stopping_ || queue_.size() >= opts_.batch_requests; });
+      }
+      if (stopping_ && (queue_.empty() || std::chrono::steady_clock::now() >= stop_deadline_))
+        return;
+      size_t bytes = 0;
+      while (!queue_.empty() && batch.size() < opts_.batch_requests
+             && (batch.empty() || bytes + queue_.front().bytes <= opts_.batch_bytes)) {
+        bytes += queue_.front().bytes;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queue_bytes_ -= bytes;
+      sending_bytes_ = bytes;
+    }
+    if (!batch.empty())
+      send(batch);
+    {
+      std::lock_guard<std::mutex> guard{mu_};
+      sending_bytes_ = 0;
+    }
+    if (std::chrono::steady_clock::now() >= next_pending) {
+      label_pending();
+      next_pending = std::chrono::steady_clock::now() + std::chrono::seconds{1};
+    }
+  }
+}
+
+void capture_worker::send(std::deque<item>& batch) {
+  json reqs = json::array();
+  for (auto& it : batch) {
+    auto row = capture_row(it.x);
+    row["id"] = it.id;
+    row["rule_label"] = 0;
+    row["rule_ids"] = "";
+    row["rule_score"] = 0;
+#ifdef COMB_NECTAR_HAVE_CRS
+    if (crs_) {
+      anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
+      if (r.body.size() > max_raw_bytes)
+        r.body.resize(max_raw_bytes);
+      auto v = crs_->evaluate(r);
+      std::string ids;
+      for (int id : v.rules)
+        ids += (ids.empty() ? "" : ",") + std::to_string(id);
+      row["rule_label"] = v.flagged ? 1 : 0;
+      row["rule_ids"] = ids;
+      row["rule_score"] = v.score;
+    }
+#endif
+    reqs.push_back(std::move(row));
+  }
+  json args{{"batch", batch.front().id}, {"requests", std::move(reqs)}};
+  if (opts_.label && !opts_.model.empty()) {
+    args["model"] = opts_.model;
+    args["threshold"] = opts_.threshold;
+  }
+  auto backoff = std::chrono::milliseconds{20};
+  for (;;) {
+    auto r = link_->call("httplog.capture", args);
+    std::unique_lock<std::mutex> lock{mu_};
+    if (r) {
+      ++stats_.batches;
+      stats_.captured += r->value("inserted", uint64_t{0});
+      stats_.duplicates += r->value("duplicates", uint64_t{0});
+      stats_.label_calls += r->value("enqueued", uint64_t{0});
+      stats_.unlabeled += r->value("unlabeled", uint64_t{0});
+      return;
+    }
+    stats_.last_error = describe(r.error());
+    if (!is_transient(r.error())) {
+      stats_.rejected += batch.size();
+      std::cerr << "nectar capture: the node refused a batch of " << batch.size()
+                << " requests: " << stats_.last_error << std::endl;
+      return;
+    }
+    if (stopping_ && std::chrono::steady_clock::now() >= stop_deadline_) {
+      std::cerr << "nectar capture: stopping with " << batch.size() + queue_.size()
+                << " requests not captured: " << stats_.last_error << std::endl;
+      return;
+    }
+    ++stats_.retries;
+    // Sleep (without the lock); wake early only to stop.
+    cv_.wait_for(lock, backoff, [&] { return stopping_; });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds{1000});
+  }
+}
+
+void capture_worker::label_pending() {
+  if (!opts_.label || opts_.model.empty())
+    return;
+  auto r = link_->call("httplog.label_pending",
+                       json{{"model", opts_.model}, {"threshold", opts_.threshold}, {"limit", 512}},
+                       std::chrono::seconds{10});
+  if (r && r->value("enqueued", 0) > 0) {
+    std::lock_guard<std::mutex> guard{mu_};
+    stats_.label_calls += 1;
+  }
+}
+
+} // namespace comb::nectar

@@ -1,0 +1,106 @@
+// comb::nectar::capture_worker: takes the exchanges the server answered, off the response
+// path, labels each by CRS rules (libmodsecurity + CRS 3.3.4, apps/anomaly/crs_engine.hpp)
+// and writes them in batches (by count or deadline) through httplog.capture, which also
+// enqueues their model labels. A batch the node did not acknowledge is sent again until it
+// is (the capture is keyed by request id, so a batch applied before a crash is not applied
+// twice). Memory is bounded: past `max_queue_bytes` the oldest exchanges are dropped, counted
+// in stats and logged. Every second it asks httplog.label_pending to label requests that
+// waited for an active model. push() is thread-safe; one worker thread does the rest.
+#pragma once
+
+#include "apps/nectar/capture_record.hpp"
+#include "apps/nectar/node_link.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace comb::anomaly {
+class crs_engine;
+} // namespace comb::anomaly
+
+namespace comb::nectar {
+
+struct capture_options {
+  /// Send a batch at this many requests ...
+  size_t batch_requests = 256;
+  /// ... or this long after its first request arrived, whichever comes first.
+  std::chrono::milliseconds batch_delay{5};
+  /// Most raw bytes in one httplog.capture call.
+  size_t batch_bytes = size_t{8} << 20;
+  /// Most bytes of exchanges held (queued and in the batch being sent).
+  size_t max_queue_bytes = size_t{256} << 20;
+  /// Label by CRS rules (paranoia level 1, Accept-Charset allowed: BENCHMARKING.md).
+  bool rules = true;
+  int paranoia = 1;
+  /// The anomaly model that labels requests ("" or label = false: none).
+  bool label = true;
+  std::string model = "waf";
+  double threshold = 0.5;
+};
+
+/// Counters of a capture worker (monotonic, except queued).
+struct capture_stats {
+  uint64_t pushed = 0;
+  uint64_t captured = 0;   ///< rows the node inserted
+  uint64_t duplicates = 0; ///< retried rows the node had already
+  uint64_t dropped = 0;    ///< exchanges lost to the memory bound
+  uint64_t rejected = 0;   ///< exchanges the node refused (not transient): logged
+  uint64_t retries = 0;    ///< capture calls sent again after a transient error
+  uint64_t batches = 0;
+  uint64_t label_calls = 0; ///< model calls enqueued
+  uint64_t unlabeled = 0;   ///< rows that waited for an active model
+  uint64_t queued = 0;      ///< exchanges not yet acknowledged
+  std::string rules_engine; ///< CRS set-up, or why rule labels are off
+  std::string last_error;
+};
+
+class capture_worker {
+public:
+  /// Starts the worker thread (loading CRS first when `opts.rules`).
+  capture_worker(std::shared_ptr<node_link> link, capture_options opts);
+  ~capture_worker();
+
+  /// Queues one exchange (never blocks on the node).
+  void push(exchange x);
+
+  /// Sends what is queued (waiting up to `deadline` for the node), then stops the thread.
+  void stop(std::chrono::milliseconds deadline = std::chrono::seconds{5});
+
+  capture_stats stats() const;
+
+  /// A request id unique across restarts: 16 hex digits of the arrival time (ns, strictly
+  /// increasing in this process), '-', 8 hex digits drawn when the process started.
+  static std::string next_request_id();
+
+private:
+  struct item {
+    std::string id;
+    exchange x;
+    size_t bytes = 0;
+  };
+  void run();
+  void send(std::deque<item>& batch);
+  void label_pending();
+
+  std::shared_ptr<node_link> link_;
+  capture_options opts_;
+  std::unique_ptr<anomaly::crs_engine> crs_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<item> queue_;
+  size_t queue_bytes_ = 0;
+  size_t sending_bytes_ = 0;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point stop_deadline_{};
+  capture_stats stats_;
+  std::thread thread_;
+};
+
+} // namespace comb::nectar

@@ -1,0 +1,46 @@
+// comb::nectar::node_link: the Nectar server's connection to its Comb node, connected on
+// first use and again after the node went away (a restart), so that one lost connection does
+// not end the server. Thread-safe: calls from several threads share one connection.
+#pragma once
+
+#include "base/endpoint.hpp"
+#include "node/client.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace comb::nectar {
+
+class node_link {
+public:
+  node_link(caf::actor_system& sys, endpoint ep, std::string role)
+    : sys_(sys), ep_(std::move(ep)), role_(std::move(role)) {}
+
+  /// Calls `proc` with `args` as the link's role. Connects first when not connected; when
+  /// the connection is lost (errc::unavailable, network_error) it is dropped, so the next
+  /// call connects again. The error is returned as is: the caller decides whether to retry.
+  caf::expected<nlohmann::json> call(const std::string& proc, const nlohmann::json& args,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds{30});
+
+  const endpoint& node() const { return ep_; }
+
+private:
+  caf::expected<runtime::client> get(std::chrono::milliseconds timeout);
+
+  caf::actor_system& sys_;
+  endpoint ep_;
+  std::string role_;
+  std::mutex mu_;
+  std::optional<runtime::client> client_;
+};
+
+/// True for errors after which the same call may succeed later (the node is away or slow).
+bool is_transient(const caf::error& e);
+
+} // namespace comb::nectar

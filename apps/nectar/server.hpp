@@ -1,0 +1,76 @@
+// comb::nectar::server: Nectar's HTTP server (cpp-httplib from Debian) in the process that
+// starts it. Its handlers call Nectar's stored procedures on a Comb node through node_link;
+// after each response is written, the request goes to the capture worker (capture_worker.hpp),
+// which writes it to httplog_request with its rule label and enqueues its model label. Pages
+// are plain HTML without script, every user-written text escaped, a CSP that forbids inline
+// script, a CSRF token bound to the session cookie on every form, limits on body and header
+// size and read timeouts against slow clients. Used by `comb nectar serve`, `comb demo`, the
+// tests and the benchmark. start() and stop() from one thread; stats() from any.
+#pragma once
+
+#include "apps/nectar/capture_worker.hpp"
+#include "apps/nectar/credentials.hpp"
+#include "base/endpoint.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace comb::nectar {
+
+struct server_options {
+  /// The node's gateway.
+  endpoint node;
+  /// Where to listen; port 0 picks a free one (server::port() says which).
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  /// Capture every request into httplog_request (false: no capture and no labels).
+  bool capture = true;
+  /// How requests are captured and labeled (rules, model, batching, memory bound).
+  capture_options capture_opts;
+  /// The role the server calls the node's procedures as.
+  std::string role = "nectar";
+  /// Worker threads of the HTTP server (each request holds one until its response is sent).
+  size_t threads = 64;
+  /// A client that sends nothing for this long gets 400 (header incomplete) or is dropped.
+  std::chrono::seconds read_timeout{5};
+  /// Largest request body read; larger ones get 413.
+  size_t max_body_bytes = size_t{2} << 20;
+  /// scrypt cost of new passwords.
+  kdf_params kdf;
+  /// Lifetime of a login session.
+  int64_t session_ttl_s = 7 * 24 * 3600;
+};
+
+class server {
+public:
+  /// Starts listening (connecting to the node on the first request). Errors:
+  /// errc::network_error when the address cannot be bound (naming it), unavailable when no
+  /// randomness is available for the CSRF key.
+  static caf::expected<std::unique_ptr<server>> start(caf::actor_system& sys, server_options opts);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// The port it listens on.
+  uint16_t port() const;
+  /// "http://HOST:PORT/".
+  std::string url() const;
+  /// The capture worker's counters (all zero with capture off).
+  capture_stats stats() const;
+  /// Stops accepting, finishes the requests in progress, and gives the capture worker up to
+  /// `capture_deadline` to write what it holds.
+  void stop(std::chrono::milliseconds capture_deadline = std::chrono::seconds{5});
+
+  struct impl;
+
+private:
+  explicit server(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace comb::nectar

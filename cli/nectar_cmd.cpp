@@ -1,0 +1,156 @@
+// `comb nectar serve` (Nectar's HTTP server in this process, calling a running node) and
+// `comb nectar count` (rows captured and labeled): flags and printing over
+// apps/nectar/server.hpp. They join the `nectar` command group when it exists, or make it.
+#include "cli/commands.hpp"
+
+#include "apps/nectar/server.hpp"
+#include "base/errc.hpp"
+#include "runtime/system_config.hpp"
+
+#include <caf/actor_system.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <memory>
+
+namespace comb::cli {
+
+namespace {
+
+CLI::App* nectar_group(CLI::App& app) {
+  auto found = app.get_subcommands([](CLI::App* a) { return a->check_name("nectar"); });
+  if (!found.empty())
+    return found.front();
+  auto* g = app.add_subcommand("nectar", "Nectar, the social network on Comb");
+  g->require_subcommand(1);
+  return g;
+}
+
+struct serve_opts {
+  std::string node = "127.0.0.1:4242";
+  std::string listen = "127.0.0.1:8080";
+  bool no_capture = false;
+  bool no_labels = false;
+  bool no_rules = false;
+  std::string model = "waf";
+  double threshold = 0.5;
+  size_t batch = 256;
+  int batch_ms = 5;
+  size_t queue_mib = 256;
+  size_t threads = 64;
+  double seconds = 0;
+};
+
+std::string stats_line(const nectar::capture_stats& s) {
+  return "captured " + std::to_string(s.captured) + ", duplicates " + std::to_string(s.duplicates)
+         + ", queued " + std::to_string(s.queued) + ", dropped " + std::to_string(s.dropped)
+         + ", rejected " + std::to_string(s.rejected) + ", retries " + std::to_string(s.retries)
+         + ", model calls " + std::to_string(s.label_calls) + ", waited for a model "
+         + std::to_string(s.unlabeled);
+}
+
+void serve(const serve_opts& o) {
+  auto node = parse_endpoint(o.node);
+  if (!node)
+    fail("nectar serve", node.error(), 2);
+  auto listen = parse_endpoint(o.listen);
+  if (!listen)
+    fail("nectar serve", listen.error(), 2);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  nectar::server_options so;
+  so.node = *node;
+  so.host = listen->host;
+  so.port = listen->port;
+  so.capture = !o.no_capture;
+  so.capture_opts.label = !o.no_labels;
+  so.capture_opts.rules = !o.no_rules;
+  so.capture_opts.model = o.model;
+  so.capture_opts.threshold = o.threshold;
+  so.capture_opts.batch_requests = o.batch;
+  so.capture_opts.batch_delay = std::chrono::milliseconds{o.batch_ms};
+  so.capture_opts.max_queue_bytes = o.queue_mib << 20;
+  so.threads = o.threads;
+  auto srv = nectar::server::start(sys, so);
+  if (!srv)
+    fail("nectar serve", srv.error());
+  auto st = (*srv)->stats();
+  std::cout << "nectar: serving " << (*srv)->url() << " (node " << o.node << "; capture "
+            << (so.capture ? "on" : "off");
+  if (so.capture)
+    std::cout << ", rules " << st.rules_engine << ", model labels "
+              << (so.capture_opts.label ? "'" + o.model + "'" : std::string{"off"});
+  std::cout << ")" << std::endl;
+  if (o.seconds > 0) {
+    timespec ts{static_cast<time_t>(o.seconds),
+                static_cast<long>((o.seconds - static_cast<double>(static_cast<time_t>(o.seconds)))
+                                  * 1e9)};
+    sigtimedwait(&set, nullptr, &ts);
+  } else {
+    int sig = 0;
+    sigwait(&set, &sig);
+  }
+  std::cout << "nectar: stopping" << std::endl;
+  (*srv)->stop();
+  std::cout << "nectar: " << stats_line((*srv)->stats()) << std::endl;
+}
+
+void count(const std::string& node_addr) {
+  auto node = parse_endpoint(node_addr);
+  if (!node)
+    fail("nectar count", node.error(), 2);
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  nectar::node_link link{sys, *node, "admin"};
+  auto r = link.call("httplog.count", nlohmann::json::object());
+  if (!r)
+    fail("nectar count", r.error());
+  std::cout << r->dump(2) << std::endl;
+}
+
+} // namespace
+
+void add_nectar_commands(CLI::App& app) {
+  auto* nectar = nectar_group(app);
+  auto o = std::make_shared<serve_opts>();
+  auto* s = nectar->add_subcommand(
+    "serve", "Serve Nectar over HTTP, calling the node's procedures; capture every request "
+             "into httplog_request with rule and model labels");
+  s->add_option("--node", o->node, "HOST:PORT of the node's gateway")->capture_default_str();
+  s->add_option("--listen", o->listen, "HOST:PORT to serve HTTP on")->capture_default_str();
+  s->add_flag("--no-capture", o->no_capture, "Capture nothing (and label nothing)");
+  s->add_flag("--no-labels", o->no_labels, "Capture without model labels");
+  s->add_flag("--no-rules", o->no_rules, "Capture without CRS rule labels");
+  s->add_option("--model", o->model, "Anomaly model that labels requests")->capture_default_str();
+  s->add_option("--threshold", o->threshold, "Score at or above which a request is anomalous")
+    ->check(CLI::Range(0.0, 1.0))
+    ->capture_default_str();
+  s->add_option("--batch", o->batch, "Capture batch size (requests)")
+    ->check(CLI::Range(1, 4096))
+    ->capture_default_str();
+  s->add_option("--batch-ms", o->batch_ms, "Capture batch deadline (ms)")
+    ->check(CLI::Range(0, 10000))
+    ->capture_default_str();
+  s->add_option("--queue-mib", o->queue_mib,
+                "Most MiB of requests held for capture while the node is away (oldest dropped, "
+                "counted, beyond)")
+    ->check(CLI::Range(1, 65536))
+    ->capture_default_str();
+  s->add_option("--threads", o->threads, "HTTP worker threads")
+    ->check(CLI::Range(2, 1024))
+    ->capture_default_str();
+  s->add_option("--seconds", o->seconds, "Stop after this many seconds (0: at Ctrl-C)");
+  s->callback([o] { serve(*o); });
+
+  auto node = std::make_shared<std::string>("127.0.0.1:4242");
+  auto* c = nectar->add_subcommand("count", "Count captured, labeled and waiting requests");
+  c->add_option("--node", *node, "HOST:PORT of the node's gateway")->capture_default_str();
+  c->callback([node] { count(*node); });
+}
+
+} // namespace comb::cli
