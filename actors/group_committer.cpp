@@ -1,6 +1,7 @@
 #include "actors/group_committer.hpp"
 
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "storage/database.hpp"
 
 namespace comb::actors {
@@ -23,7 +24,9 @@ committer_actor::behavior_type group_committer(
       auto batch = std::move(self->state.pending);
       self->state.pending.clear();
       self->state.flush_scheduled = false;
+      COMB_SYNC_POINT("group_commit.before_sync");
       auto err = db->sync_group();
+      COMB_SYNC_POINT("group_commit.before_ack");
       ++self->state.flushes;
       self->state.commits += batch.size();
       for (auto& [rp, value] : batch) {

@@ -1,6 +1,7 @@
 #include "actors/state_actor.hpp"
 
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "base/json_text.hpp"
 #include "base/wall_clock.hpp"
 #include "storage/database.hpp"
@@ -46,6 +47,7 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     rec->end_ns = comb::wall_clock_ns();
     env.hook->before_commit(*txn, *rec);
   }
+  COMB_SYNC_POINT("commit.before");
   auto err = txn->commit();
   if (rec)
     env.hook->after_commit(*rec, !err);
@@ -138,6 +140,8 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
           env.hook->on_failed(*rec);
         }
       }
+      if (result && !def->opts.read_only)
+        COMB_SYNC_POINT("commit.before_reply");
       if (result && env.committer && !def->opts.read_only)
         return self->delegate(env.committer, sync_atom::value, std::move(*result));
       // Not `return json`: caf::result<T>(Us&&...) brace-initializes T, which would wrap a

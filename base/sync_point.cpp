@@ -12,9 +12,20 @@
 
 namespace comb {
 
-void sync_point(const char* name) {
+namespace {
+const char* armed_point() {
   static const char* armed = std::getenv("COMB_KILL_AT");
-  if (!armed || std::strcmp(armed, name) != 0)
+  return armed;
+}
+} // namespace
+
+bool sync_point_armed(const char* name) {
+  const char* armed = armed_point();
+  return armed && std::strcmp(armed, name) == 0;
+}
+
+void sync_point(const char* name) {
+  if (!sync_point_armed(name))
     return;
   static const long after = [] {
     const char* n = std::getenv("COMB_KILL_AFTER");

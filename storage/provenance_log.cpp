@@ -1,6 +1,7 @@
 #include "storage/provenance_log.hpp"
 
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "storage/crc32c.hpp"
 
 #include <algorithm>
@@ -439,7 +440,9 @@ caf::error log_writer::open_segment(uint64_t first_lsn) {
     return make_error(errc::storage_error, segment_ + ": cannot create");
   auto h = make_header(cluster_id_, first_lsn);
   segment_size_ = h.size();
-  return write_all(h.data(), h.size());
+  auto err = write_all(h.data(), h.size());
+  COMB_SYNC_POINT("log.new_segment");
+  return err;
 }
 
 caf::error log_writer::append(uint64_t lsn, std::string_view encoded) {
@@ -473,6 +476,14 @@ caf::error log_writer::append(uint64_t lsn, std::string_view encoded) {
 caf::error log_writer::flush() {
   if (buf_.empty() || fd_ < 0)
     return {};
+  if (COMB_SYNC_ARMED("log.torn_write")) {
+    // A crash test: half the batch reaches the file, then the process may die there.
+    auto half = buf_.size() / 2;
+    if (auto err = write_all(buf_.data(), half))
+      return buf_.clear(), err;
+    COMB_SYNC_POINT("log.torn_write");
+    buf_.erase(0, half);
+  }
   auto err = write_all(buf_.data(), buf_.size());
   buf_.clear();
   return err;
@@ -481,6 +492,7 @@ caf::error log_writer::flush() {
 caf::error log_writer::sync() {
   if (auto err = flush())
     return err;
+  COMB_SYNC_POINT("log.before_sync");
   if (fd_ >= 0 && ::fdatasync(fd_) != 0)
     return make_error(errc::storage_error, segment_ + ": fdatasync failed");
   return {};
