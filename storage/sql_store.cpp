@@ -33,7 +33,7 @@ WHERE role = ?1 AND ts_ns BETWEEN CAST(?2 AS BIGINT) AND CAST(?3 AS BIGINT)
 UNION ALL
 SELECT 'read' AS access, table_name, row_key, lsn FROM row_reads
 WHERE role = ?1 AND ts_ns BETWEEN CAST(?2 AS BIGINT) AND CAST(?3 AS BIGINT)
-ORDER BY lsn, access)";
+ORDER BY lsn, access, table_name, row_key)";
 
 const char* readers_of_row = R"(
 SELECT DISTINCT role FROM row_reads WHERE table_name = ?1 AND row_key = ?2 ORDER BY role)";
