@@ -7,9 +7,13 @@
 #include "cli/commands.hpp"
 
 #include "apps/anomaly/anomaly_app.hpp"
+#include "apps/anomaly/calibration.hpp"
 #include "apps/anomaly/csic_dataset.hpp"
 #include "apps/anomaly/detector.hpp"
 #include "apps/anomaly/evaluation.hpp"
+#include "apps/anomaly/keywords.hpp"
+#include "apps/anomaly/ood_eval.hpp"
+#include "apps/anomaly/payload_sets.hpp"
 #include "apps/anomaly/trainer.hpp"
 #include "base/base64.hpp"
 #include "base/endpoint.hpp"
@@ -17,6 +21,7 @@
 #include "node/client.hpp"
 #include "runtime/system_config.hpp"
 #ifdef COMB_ANOMALY_HAVE_CRS
+#  include "apps/anomaly/crs_engine.hpp"
 #  include "apps/anomaly/crs_report.hpp"
 #endif
 
@@ -28,6 +33,7 @@
 #include <iostream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -56,6 +62,12 @@ struct common_args {
   std::string value_letters = "fold";
   double validation = 0.1;
   bool quiet = false;
+  std::string decode = "on";
+  std::string keywords = "on";
+  std::string payloads;
+  std::string holdout;
+  int attack_copies = 2;
+  int benign_copies = 1;
 };
 
 [[noreturn]] void fail(const std::string& what, int code = 1) {
@@ -104,6 +116,26 @@ void add_common(CLI::App* c, common_args& a) {
     ->capture_default_str();
   c->add_option("--validation", a.validation, "validation share for early stopping")
     ->capture_default_str();
+  c->add_option("--decode", a.decode,
+                "decode percent (double too), HTML entities and JS escapes in values before "
+                "folding, and fold non-ASCII letters to a: on|off")
+    ->check(CLI::IsMember({"on", "off"}))
+    ->capture_default_str();
+  c->add_option("--keywords", a.keywords,
+                "keep SQL/shell/HTML/JS/template/LDAP keywords of values unfolded: on|off")
+    ->check(CLI::IsMember({"on", "off"}))
+    ->capture_default_str();
+  c->add_option("--payloads", a.payloads,
+                "payload sets (attacks/*.txt, benign/*.txt) put into CSIC normal requests for "
+                "training, and for calibrating the saved threshold; default the project's "
+                "apps/anomaly/payloads, 'none' for CSIC only");
+  c->add_option("--holdout", a.holdout,
+                "attack families (comma-separated) left out of training, to measure recall on "
+                "families never seen");
+  c->add_option("--attack-copies", a.attack_copies, "requests made from each training attack line")
+    ->capture_default_str();
+  c->add_option("--benign-copies", a.benign_copies, "requests made from each training benign line")
+    ->capture_default_str();
   c->add_flag("--quiet", a.quiet, "no progress output");
 }
 
@@ -124,6 +156,8 @@ detector_config make_config(const common_args& a) {
   c.text.sort_headers = a.sort_headers;
   c.text.zero_digits = a.digits == "zero";
   c.text.fold_value_letters = a.value_letters == "fold";
+  c.text.decode = a.decode == "on";
+  c.text.keywords = a.keywords == "on" ? keyword_list_version : 0;
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
   c.model.seq_len = static_cast<int>(a.max_tokens);
@@ -151,6 +185,40 @@ csic_dataset load_data(const common_args& a) {
     std::cerr << "data: " << ds->requests.size() << " requests (" << ds->counts[0] << " normal, "
               << ds->counts[1] << " anomalous) from " << dir << "\n";
   return std::move(*ds);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ','))
+    if (!part.empty())
+      out.push_back(part);
+  return out;
+}
+
+/// The payload sets named by --payloads (none for 'none').
+std::optional<payload_dir> load_payloads(const common_args& a) {
+  if (a.payloads == "none")
+    return std::nullopt;
+  auto dir = a.payloads.empty() ? default_payload_dir(repo_root()) : a.payloads;
+  auto d = load_payload_dir(dir);
+  if (!d)
+    fail("--payloads: " + describe(d.error()));
+  if (!a.quiet)
+    std::cerr << "payload sets: " << d->attacks.size() << " attack families, " << d->benign.size()
+              << " benign sets from " << dir << "\n";
+  return std::move(*d);
+}
+
+augment_options make_augment(const common_args& a, const payload_dir* p) {
+  augment_options o;
+  o.payloads = p;
+  o.holdout = split_list(a.holdout);
+  o.attack_copies = a.attack_copies;
+  o.benign_copies = a.benign_copies;
+  o.seed = a.seed;
+  return o;
 }
 
 void check_args(const common_args& a) {
@@ -185,7 +253,9 @@ void print_table2_row(const char* name, const std::vector<experiment_result>& rs
 void run_train(const common_args& a, const std::string& out) {
   check_args(a);
   auto ds = load_data(a);
-  auto t = train_detector(ds, make_config(a), a.validation, make_train_options(a));
+  auto payloads = load_payloads(a);
+  auto aug = make_augment(a, payloads ? &*payloads : nullptr);
+  auto t = train_detector(ds, make_config(a), a.validation, make_train_options(a), aug);
   if (!t)
     fail(describe(t.error()));
   if (auto err = t->model.save(out))
@@ -194,6 +264,11 @@ void run_train(const common_args& a, const std::string& out) {
               "%s\n",
               out.c_str(), t->model.model().backend().c_str(), t->training.best_epoch,
               t->training.epochs_run, t->validation_size, t->validation.to_string().c_str());
+  if (t->augmented > 0)
+    std::printf("training had %zu requests made from the payload sets%s%s\n", t->augmented,
+                a.holdout.empty() ? "" : "; families held out: ", a.holdout.c_str());
+  if (t->calibration)
+    std::printf("saved threshold: %s\n", t->calibration->describe().c_str());
 }
 
 // --- eval -------------------------------------------------------------------------------
@@ -208,6 +283,11 @@ struct eval_args {
   bool crs = false;
   size_t crs_sample = 0;
   std::string errors;
+  std::string ood;
+  std::string model;
+  std::string ood_lines = "all";
+  size_t ood_per_set = 400;
+  double ood_fp = 0.01;
 };
 
 std::vector<double> parse_shares(const std::string& s) {
@@ -230,13 +310,104 @@ std::vector<double> parse_shares(const std::string& s) {
   return out;
 }
 
+/// `eval --ood DIR`: the saved model on DIR's payload sets put into CSIC normal requests
+/// (normalTrafficTest), beside CRS PL1/PL2 and their OR, at the saved threshold and at the
+/// threshold that keeps false positives on DIR's benign sets at --ood-fp.
+void run_ood(const common_args& a, const eval_args& e) {
+  if (e.model.empty())
+    fail("--ood needs --model FILE (a model written by `comb anomaly train`)");
+  auto d = detector::load(e.model);
+  if (!d)
+    fail(describe(d.error()));
+  auto dir = load_payload_dir(e.ood);
+  if (!dir)
+    fail("--ood: " + describe(dir.error()));
+  auto ds = load_data(a);
+  std::vector<const http_request*> bases;
+  for (auto& r : ds.requests)
+    if (r.label == 0 && r.file == 1)
+      bases.push_back(&r.request);
+  if (bases.empty())
+    for (auto& r : ds.requests)
+      if (r.label == 0)
+        bases.push_back(&r.request);
+  ood_options oo;
+  if (e.ood_lines == "test")
+    oo.uses = {line_use::test};
+  oo.per_set = e.ood_per_set;
+  oo.seed = a.seed + 101;
+  auto suite = make_ood_suite(bases, *dir, oo);
+  if (!suite)
+    fail(describe(suite.error()));
+  std::printf("model %s: saved threshold %.6f%s%s\n", e.model.c_str(),
+              static_cast<double>(d->config().threshold),
+              d->config().calibration.empty() ? " (not calibrated)" : "\n  ",
+              d->config().calibration.c_str());
+  std::printf("OOD sets from %s (%s lines, at most %zu per set): %zu requests into %zu CSIC "
+              "normal requests\n",
+              e.ood.c_str(), e.ood_lines.c_str(), e.ood_per_set, suite->cases.size(), bases.size());
+  using clk = std::chrono::steady_clock;
+  auto t0 = clk::now();
+  std::vector<std::vector<int32_t>> seqs;
+  seqs.reserve(suite->cases.size());
+  for (auto& c : suite->cases)
+    seqs.push_back(d->encode_text(to_model_text(c.request, d->config().text)));
+  auto scores = d->score_encoded(seqs);
+  if (!scores)
+    fail(describe(scores.error()));
+  double model_s = std::chrono::duration<double>(clk::now() - t0).count();
+  float t_saved = d->config().threshold;
+  float t_fp = ood_threshold(*suite, *scores, e.ood_fp);
+  std::printf("threshold for <= %.1f%% FP on these benign sets: %.6f\n", e.ood_fp * 100,
+              static_cast<double>(t_fp));
+  std::vector<ood_column> cols;
+  cols.push_back(model_column(*scores, t_saved, "model@saved"));
+  cols.push_back(model_column(*scores, t_fp, "model@1%FP"));
+#ifdef COMB_ANOMALY_HAVE_CRS
+  double crs_s[2] = {0, 0};
+  for (int pl : {1, 2}) {
+    crs_options co;
+    co.paranoia = pl;
+    co.allow_accept_charset = true; // every CSIC request carries it (crs_engine.hpp)
+    auto eng = crs_engine::create(co);
+    if (!eng)
+      fail(describe(eng.error()));
+    ood_column c{"CRS-PL" + std::to_string(pl), {}};
+    auto c0 = clk::now();
+    for (auto& k : suite->cases)
+      c.flagged.push_back((*eng)->evaluate(k.request).flagged);
+    crs_s[pl - 1] = std::chrono::duration<double>(clk::now() - c0).count();
+    cols.push_back(std::move(c));
+  }
+  cols.push_back(or_column(cols[0], cols[2], "saved|PL1"));
+  cols.push_back(or_column(cols[1], cols[2], "1%FP|PL1"));
+  cols.push_back(or_column(cols[1], cols[3], "1%FP|PL2"));
+#endif
+  std::printf("%s", ood_table(*suite, cols).c_str());
+  auto n = static_cast<double>(suite->cases.size());
+  std::printf("throughput, one thread: model %.0f req/s (text, encoding, scoring)", n / model_s);
+#ifdef COMB_ANOMALY_HAVE_CRS
+  std::printf(", CRS PL1 %.0f req/s, PL2 %.0f req/s; model/PL1 ratio %.1f", n / crs_s[0],
+              n / crs_s[1], crs_s[0] / model_s);
+#endif
+  std::printf("\n");
+}
+
 void run_eval(const common_args& a, const eval_args& e) {
+  if (!e.ood.empty()) {
+    run_ood(a, e);
+    return;
+  }
   check_args(a);
   auto shares = parse_shares(e.shares);
   if (e.folds < 2)
     fail("--folds must be at least 2");
   auto ds = load_data(a);
+  auto payloads = load_payloads(a);
+  auto aug = make_augment(a, payloads ? &*payloads : nullptr);
   eval_options o;
+  if (payloads)
+    o.augment = &aug;
   o.config = make_config(a);
   o.train = make_train_options(a);
   o.validation_share = a.validation;
@@ -255,9 +426,15 @@ void run_eval(const common_args& a, const eval_args& e) {
   if (e.protocol == "2" || e.protocol == "both")
     protocols.push_back(tokenizer_protocol::all_data);
   std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
-              "value letters %s, batch %d, at most %d epochs, seed %llu\n",
+              "value letters %s, decode %s, keywords %s, batch %d, at most %d epochs, seed "
+              "%llu\n",
               ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
-              a.value_letters.c_str(), a.batch, a.epochs, static_cast<unsigned long long>(a.seed));
+              a.value_letters.c_str(), a.decode.c_str(), a.keywords.c_str(), a.batch, a.epochs,
+              static_cast<unsigned long long>(a.seed));
+  if (payloads)
+    std::printf("training parts also get payload sets put into their normal requests (test "
+                "parts stay CSIC's own)%s%s\n",
+                a.holdout.empty() ? "" : "; held out: ", a.holdout.c_str());
   for (auto p : protocols) {
     std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds, to_string(p).c_str());
     std::fflush(stdout);
@@ -520,6 +697,21 @@ void add_anomaly_commands(CLI::App& app) {
   ev->add_flag("--skip-kfold", ee->skip_kfold, "run only the share sweep for each protocol");
   ev->add_flag("--crs", ee->crs, "also run ModSecurity CRS PL1/PL2, stock and fixed");
   ev->add_option("--crs-sample", ee->crs_sample, "CRS on about N requests (0 = all)");
+  ev->add_option("--ood", ee->ood,
+                 "evaluate --model on DIR's payload sets (attacks/*.txt, benign/*.txt) put into "
+                 "CSIC normal requests: recall per family, FP per benign set, beside CRS PL1/PL2");
+  ev->add_option("--model,-m", ee->model, "with --ood: the model file to evaluate");
+  ev->add_option("--ood-lines", ee->ood_lines,
+                 "with --ood: all lines, or only test-use lines (for the project's own sets, "
+                 "whose other lines train and calibrate)")
+    ->check(CLI::IsMember({"all", "test"}))
+    ->capture_default_str();
+  ev->add_option("--ood-per-set", ee->ood_per_set,
+                 "with --ood: at most N lines of each set (0 = all)")
+    ->capture_default_str();
+  ev->add_option("--ood-fp", ee->ood_fp,
+                 "with --ood: false-positive target of the second threshold")
+    ->capture_default_str();
   ev->callback([ea, ee] { run_eval(*ea, *ee); });
 
   auto model = std::make_shared<std::string>();

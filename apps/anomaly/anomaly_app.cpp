@@ -59,14 +59,15 @@ caf::expected<json> score(call_context& ctx, transaction& txn, const json& args)
   auto model = arg<std::string>(args, "model");
   auto source = args.is_object() && args.contains("source") ? arg<std::string>(args, "source")
                                                             : std::string{};
+  // No threshold given: the model's own (saved with it, calibrated), applied when scored.
   auto threshold = args.is_object() && args.contains("threshold") ? arg<double>(args, "threshold")
-                                                                  : 0.5;
+                                                                  : -1.0;
   auto encoding = args.is_object() && args.contains("encoding") ? arg<std::string>(args, "encoding")
                                                                 : std::string{"text"};
   if (encoding != "text" && encoding != "base64")
     return make_error(errc::invalid_argument,
                       "anomaly.score: encoding '" + encoding + "' is neither 'text' nor 'base64'");
-  if (!(threshold >= 0.0 && threshold <= 1.0))
+  if (!(threshold >= 0.0 && threshold <= 1.0) && threshold != -1.0)
     return make_error(errc::invalid_argument, "anomaly.score: threshold "
                                                 + std::to_string(threshold) + " is outside [0, 1]");
   auto texts = arg<std::vector<json>>(args, "requests");
@@ -166,11 +167,14 @@ caf::expected<json> scored(call_context&, transaction& txn, const json& args) {
     return fail_call(txn, key, row, "the result's tensors: " + describe(views.error()));
   const runtime::tensor_view* sc = nullptr;
   const runtime::tensor_view* pa = nullptr;
+  const runtime::tensor_view* th = nullptr;
   for (const auto& v : *views) {
     if (v.spec->name == "score")
       sc = &v;
     else if (v.spec->name == "parsed")
       pa = &v;
+    else if (v.spec->name == "threshold")
+      th = &v;
   }
   auto fits = [&](const runtime::tensor_view* v, runtime::tensor_dtype t) {
     return v && v->spec->type() == t && v->spec->numel() == static_cast<int64_t>(count);
@@ -181,7 +185,16 @@ caf::expected<json> scored(call_context&, transaction& txn, const json& args) {
                        + "] and \"parsed\" u8 [" + std::to_string(count) + "] (it has "
                        + (sc ? sc->spec->describe() : std::string{"no score"}) + ", "
                        + (pa ? pa->spec->describe() : std::string{"no parsed"}) + ")");
-  auto threshold = c.value("threshold", 0.5);
+  auto threshold = c.value("threshold", -1.0);
+  if (threshold < 0) {
+    // The model's saved threshold when its runner gives one (files before it: 0.5).
+    threshold = 0.5;
+    if (th && th->spec->type() == runtime::tensor_dtype::f32 && th->spec->numel() == 1) {
+      float t = 0;
+      std::memcpy(&t, th->data, sizeof t);
+      threshold = t;
+    }
+  }
   auto exec = c.at("execution").get<std::string>();
   for (size_t i = 0; i < count; ++i) {
     float s = 0;

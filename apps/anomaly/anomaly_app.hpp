@@ -30,7 +30,8 @@ constexpr size_t max_call_bytes = size_t{1} << 20;
 
 /// Registers, for `roles`:
 ///   anomaly.score   {requests: [text...], model: NAME, source?: text, threshold?: number
-///                   (0.5), encoding?: "text" | "base64" (each request base64-encoded, for
+///                   (default: the model file's saved threshold, 0.5 for older files),
+///                   encoding?: "text" | "base64" (each request base64-encoded, for
 ///                   requests that are not UTF-8)}
 ///                   -> {call, execution, count, model, version, digest}
 ///   anomaly.scored  the result procedure of its calls (writes anomaly_scores)

@@ -108,6 +108,9 @@ public:
         p[j - b] = parsed[j] ? 1 : 0;
       out[i]->add("score", tensor_dtype::f32, {n}, scores->data() + b);
       out[i]->add("parsed", tensor_dtype::u8, {n}, p.data());
+      // The model's saved (calibrated) threshold, for callers that did not choose one.
+      float t = d_.config().threshold;
+      out[i]->add("threshold", tensor_dtype::f32, {1}, &t);
     }
     return out;
   }

@@ -2,7 +2,8 @@
 // of kind "anomaly-detector" (runtime/pieces/model_runner.hpp), so the compute process serves
 // detector files from the model store. Inference takes a str tensor "requests" [n] (raw HTTP
 // requests) and gives "score" f32 [n] (probability of "anomalous") and "parsed" u8 [n] (1 when
-// the request parsed as HTTP, 0 when it was scored on its raw bytes). A request's score
+// the request parsed as HTTP, 0 when it was scored on its raw bytes), and "threshold" f32 [1]
+// (the model file's saved, calibrated threshold). A request's score
 // depends on that request alone, never on the other requests or tasks of its batch. On the
 // CPU backend the TextCNN scores through its fused engine, on another backend (CUDA) op by op
 // there. The runner is stateless and thread-safe; a loaded model belongs to one executor.

@@ -87,6 +87,11 @@ public:
   const bbpe_tokenizer& tokenizer() const { return tokenizer_; }
   textcnn_classifier& model() { return model_; }
   const detector_config& config() const { return config_; }
+  /// Sets the saved threshold and how it was chosen (calibration).
+  void set_threshold(float t, std::string how) {
+    config_.threshold = t;
+    config_.calibration = std::move(how);
+  }
 
 private:
   bbpe_tokenizer tokenizer_;

@@ -85,11 +85,27 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
     else
       texts[i] = to_model_text(ds.requests[i].request, opts.config.text);
   }
+  auto train = s.train;
+  if (opts.augment) {
+    std::vector<const http_request*> bases;
+    for (auto i : s.train)
+      if (labels[i] == 0)
+        bases.push_back(&ds.requests[i].request);
+    auto extra = augmentation(bases, *opts.augment);
+    if (!extra)
+      return extra.error();
+    for (auto& r : *extra) {
+      train.push_back(texts.size());
+      texts.push_back(to_model_text(r.request, opts.config.text));
+      labels.push_back(r.label);
+    }
+  }
+  const size_t n_all = texts.size();
   // Tokenizer.
   auto t0 = clock_type::now();
   std::vector<std::string_view> corpus;
   if (protocol == tokenizer_protocol::training_part) {
-    for (auto i : s.train)
+    for (auto i : train)
       corpus.emplace_back(texts[i]);
   } else {
     for (auto& t : texts)
@@ -106,11 +122,11 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   if (!model)
     return model.error();
   detector d{std::move(*tok), std::move(*model), cfg};
-  std::vector<std::vector<int32_t>> seqs(n);
-  for (size_t i = 0; i < n; ++i)
+  std::vector<std::vector<int32_t>> seqs(n_all);
+  for (size_t i = 0; i < n_all; ++i)
     seqs[i] = d.encode_text(texts[i]);
   // Training with early stopping on a validation share of the training part.
-  auto tv = validation_split(s.train, labels, opts.validation_share, opts.seed + 17);
+  auto tv = validation_split(train, labels, opts.validation_share, opts.seed + 17);
   auto topts = opts.train;
   topts.seed = opts.seed;
   auto tr = train_model(d, seqs, labels, tv.train, tv.test, topts);

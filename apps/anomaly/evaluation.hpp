@@ -5,6 +5,8 @@
 // threshold 0.5. Stateless functions; single-threaded drivers.
 #pragma once
 
+#include "apps/anomaly/calibration.hpp"
+
 #include "apps/anomaly/binary_metrics.hpp"
 #include "apps/anomaly/csic_dataset.hpp"
 #include "apps/anomaly/detector.hpp"
@@ -49,6 +51,9 @@ struct eval_options {
   test_perturbation perturb = test_perturbation::none;
   /// Log lines (per experiment results); nullptr = quiet.
   std::ostream* log = nullptr;
+  /// Payload sets put into the training part's normal requests (augmentation); the test
+  /// part stays CSIC's own. nullptr = CSIC only.
+  const augment_options* augment = nullptr;
   /// Misclassified test requests of every experiment: "label L score S\n<model text>\n\n".
   std::ostream* errors = nullptr;
 };

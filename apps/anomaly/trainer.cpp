@@ -176,12 +176,41 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
 }
 
 caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
-                                               double validation_share, const train_options& opts) {
+                                               double validation_share, const train_options& opts,
+                                               const augment_options& aug, double target_fp) {
   std::vector<std::string> texts;
   std::vector<int> labels;
   for (auto& r : ds.requests) {
     texts.push_back(to_model_text(r.request, cfg.text));
     labels.push_back(r.label);
+  }
+  const size_t n_csic = texts.size();
+  std::vector<size_t> all(n_csic);
+  for (size_t i = 0; i < all.size(); ++i)
+    all[i] = i;
+  auto tv = validation_split(all, labels, validation_share, opts.seed + 17);
+  // Payload sets go into the training part's normal requests; calibration uses the
+  // validation part's, which training never sees.
+  std::vector<const http_request*> train_normal, held_normal;
+  for (auto i : tv.train)
+    if (labels[i] == 0)
+      train_normal.push_back(&ds.requests[i].request);
+  for (auto i : tv.test)
+    if (labels[i] == 0)
+      held_normal.push_back(&ds.requests[i].request);
+  size_t augmented = 0;
+  if (aug.payloads) {
+    auto extra = augmentation(train_normal, aug);
+    if (!extra)
+      return extra.error();
+    for (auto& r : *extra) {
+      tv.train.push_back(texts.size());
+      texts.push_back(to_model_text(r.request, cfg.text));
+      labels.push_back(r.label);
+    }
+    augmented = extra->size();
+    if (opts.progress)
+      *opts.progress << "payload sets: " << augmented << " requests added to training\n";
   }
   std::vector<std::string_view> corpus(texts.begin(), texts.end());
   auto t0 = clock_type::now();
@@ -200,10 +229,6 @@ caf::expected<trained_detector> train_detector(const csic_dataset& ds, const det
   seqs.reserve(texts.size());
   for (auto& t : texts)
     seqs.push_back(d.encode_text(t));
-  std::vector<size_t> all(texts.size());
-  for (size_t i = 0; i < all.size(); ++i)
-    all[i] = i;
-  auto tv = validation_split(all, labels, validation_share, opts.seed + 17);
   auto res = train_model(d, seqs, labels, tv.train, tv.test, opts);
   if (!res)
     return res.error();
@@ -219,6 +244,14 @@ caf::expected<trained_detector> train_detector(const csic_dataset& ds, const det
   for (size_t k = 0; k < tv.test.size(); ++k)
     out.validation.add(labels[tv.test[k]], (*p)[k] >= 0.5f);
   out.validation_size = tv.test.size();
+  out.augmented = augmented;
+  if (aug.payloads) {
+    auto c = calibrate(d, held_normal, *aug.payloads, target_fp, opts.seed + 29);
+    if (!c)
+      return c.error();
+    d.set_threshold(c->threshold, c->describe());
+    out.calibration = *c;
+  }
   return out;
 }
 

@@ -6,6 +6,9 @@
 // parallelise inside each step.
 #pragma once
 
+#include "apps/anomaly/calibration.hpp"
+#include <optional>
+
 #include "apps/anomaly/binary_metrics.hpp"
 #include "apps/anomaly/csic_dataset.hpp"
 #include "apps/anomaly/detector.hpp"
@@ -64,14 +67,23 @@ struct trained_detector {
   /// The kept weights on the validation share (threshold 0.5).
   binary_metrics validation;
   size_t validation_size = 0;
+  /// Requests added to training from the payload sets (augment_options).
+  size_t augmented = 0;
+  /// The threshold's calibration, when payload sets were given.
+  std::optional<calibration_result> calibration;
 };
 
 /// Fits a detector on all of `ds`: the requests' text (cfg.text), a BBPE tokenizer of
 /// cfg.vocab_size ids on all of it, and the TextCNN (cfg.model) trained by train_model with
 /// early stopping on `validation_share` of each label (split seeded with opts.seed + 17).
-/// Writes a line about the tokenizer to opts.progress. Errors come from the tokenizer and
-/// the model.
+/// Writes a line about the tokenizer to opts.progress. With `aug.payloads`, the training
+/// part also gets augmentation(normal requests of the training part, aug), and the saved
+/// threshold is calibrated (calibrate, at most `target_fp` false positives) on the
+/// calibration-use benign values put into the validation part's normal requests. Errors come
+/// from the tokenizer, the model and the payload sets.
 caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
-                                               double validation_share, const train_options& opts);
+                                               double validation_share, const train_options& opts,
+                                               const augment_options& aug = {},
+                                               double target_fp = 0.01);
 
 } // namespace comb::anomaly

@@ -1,0 +1,65 @@
+// comb::anomaly calibration and augmentation: training data beyond CSIC 2010 (attack payloads
+// and benign values of many shapes put into CSIC's normal requests, apps/anomaly/payloads)
+// and the choice of the detector's threshold on benign traffic it was not trained on, so
+// that its false-positive rate there is at most a target (1%). Stateless functions;
+// single-threaded.
+#pragma once
+
+#include "apps/anomaly/detector.hpp"
+#include "apps/anomaly/payload_sets.hpp"
+
+#include <caf/expected.hpp>
+
+#include <string>
+#include <vector>
+
+namespace comb::anomaly {
+
+/// What goes into training beside CSIC.
+struct augment_options {
+  /// The payload sets (attacks and benign); nullptr = CSIC only.
+  const payload_dir* payloads = nullptr;
+  /// Attack families left out of training, to measure recall on families never seen.
+  std::vector<std::string> holdout;
+  /// Each train-use attack line is put into this many requests; benign lines likewise.
+  int attack_copies = 2;
+  int benign_copies = 1;
+  uint64_t seed = 1;
+};
+
+/// Requests for training: the train-use lines (use_of) of the attack families not held out
+/// and of every benign set, each put into requests drawn from `bases` (CSIC normal requests
+/// of the training part). Errors: those of inject_sets; errc::invalid_argument naming a
+/// held-out family the payloads do not have.
+caf::expected<std::vector<labeled_request>> augmentation(
+  const std::vector<const http_request*>& bases, const augment_options& opts);
+
+/// The threshold chosen by calibrate and what it gives on the calibration traffic.
+struct calibration_result {
+  float threshold = 0.5f;
+  /// Calibration requests: benign values put into requests, and CSIC normal requests.
+  size_t benign_values = 0;
+  size_t non_latin_values = 0;
+  size_t csic_normal = 0;
+  /// False-positive rates at the threshold: all calibration requests, those with values in
+  /// a non-Latin script.
+  double fp_all = 0;
+  double fp_non_latin = 0;
+  /// One line for the model file and the reports.
+  std::string describe() const;
+};
+
+/// The lowest threshold at which at most `target_fp` of the scores are at or above it (the
+/// highest scores may tie: then as low as ties allow, at most 1). Empty scores give 0.
+float threshold_for(std::vector<float> scores, double target_fp);
+
+/// Chooses the threshold: the calibration-use benign lines (use_of) of `payloads` put into
+/// `bases` (CSIC normal requests the model was not trained on) and `bases` themselves, all
+/// scored; the threshold keeps false positives at most `target_fp` both over all of them
+/// and over the values in non-Latin scripts. Does not change `d`. Errors: those of scoring.
+caf::expected<calibration_result> calibrate(detector& d,
+                                            const std::vector<const http_request*>& bases,
+                                            const payload_dir& payloads, double target_fp,
+                                            uint64_t seed);
+
+} // namespace comb::anomaly
