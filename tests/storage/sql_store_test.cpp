@@ -343,6 +343,42 @@ TEST_SUITE("storage.sql_store") {
     CHECK(test::must(ro->query("SELECT ?1 AS x", {"it's"}))[0]["x"] == "it's");
   }
 
+  TEST_CASE("a store an older Comb spooled keeps its events tables; tables it did not create "
+            "keep their names") {
+    test::temp_dir dir;
+    auto log = dir.path() + "/log";
+    write_log(log, false);
+    auto file = dir.path() + "/old.sqlite";
+    {
+      // What the spool wrote before the registry: untyped field columns, lsn 1 spooled; and
+      // a table of someone else's where the current rows of bank.accounts would go.
+      auto s = test::must(storage::sql_store::open(file));
+      REQUIRE(test::must(s->query("DROP TABLE sql_tables")).empty());
+      REQUIRE(test::must(s->query("DROP TABLE sql_columns")).empty());
+      for (auto* sql :
+           {"CREATE TABLE bank_accounts_events(lsn INTEGER, seq INTEGER, op TEXT, row_key TEXT, "
+            "execution_id INTEGER, role TEXT, ts_ns INTEGER, PRIMARY KEY(lsn, seq))",
+            "ALTER TABLE bank_accounts_events ADD COLUMN balance",
+            "ALTER TABLE bank_accounts_events ADD COLUMN owner",
+            "INSERT INTO bank_accounts_events VALUES (1, 0, 'insert', 'a', 101, 'admin', 1000, "
+            "100, 'ann')",
+            "UPDATE spool_state SET last_lsn = 1", "CREATE TABLE bank_accounts(note TEXT)"})
+        REQUIRE_MESSAGE(s->query(sql), sql);
+    }
+    auto s = test::must(storage::sql_store::open(file));
+    CHECK(test::must(s->spool(log)) == 9);
+    auto ev = test::must(s->query("SELECT balance FROM bank_accounts_events ORDER BY lsn, seq"));
+    REQUIRE(ev.size() == 6);
+    CHECK(ev[0]["balance"] == 100);
+    CHECK(ev[5]["balance"] == 90);
+    CHECK(test::must(s->events_table_of("bank.accounts")) == "bank_accounts_events");
+    CHECK(test::must(s->state_table_of("bank.accounts")) == "bank_accounts_2");
+    CHECK(test::must(s->query("SELECT COUNT(*) AS n FROM bank_accounts"))[0]["n"] == 0);
+    auto cur = test::must(s->query("SELECT row_key, balance FROM bank_accounts_2"));
+    REQUIRE(cur.size() == 1); // a (b was deleted); lsn 1's insert came before this store
+    CHECK(cur[0]["balance"] == 90);
+  }
+
   TEST_CASE("PostgreSQL: a server that is not there is a clear error") {
     auto port = test::free_port();
     auto s = storage::sql_store::open("postgresql://comb:secret@127.0.0.1:" + std::to_string(port)
