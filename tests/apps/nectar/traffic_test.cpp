@@ -1,10 +1,15 @@
 // Tests of Nectar's traffic generator and report: the generator against an HTTP server on
 // loopback that counts what reaches it (every request traced, one truth line each, classes
-// mixed as asked, sessions that log in and post with their csrf token), and the report's
-// arithmetic on a small store made by hand, against figures worked out by hand below.
+// mixed as asked, sessions that log in and post with their csrf token); the report's
+// arithmetic on a small store made by hand, against figures worked out by hand below; and the
+// whole run against Nectar itself (compute process, node, `comb nectar serve`): every request
+// answered is captured and labeled, and the report joins them all.
 #include "apps/nectar/report.hpp"
 #include "apps/nectar/traffic.hpp"
+#include "runtime/system_config.hpp"
 #include "storage/sql_store.hpp"
+#include "tests/apps/anomaly/tiny_detector.hpp"
+#include "tests/apps/nectar/nectar_stack.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -370,5 +375,67 @@ TEST_SUITE("apps.nectar.traffic") {
     auto bad = make_report(sql, truth_file);
     REQUIRE_FALSE(bad);
     CHECK(describe(bad.error()).find("truth.jsonl:12") != std::string::npos);
+  }
+
+  TEST_CASE("against Nectar: every answered request is captured and labeled; the report joins "
+            "them all") {
+    test::temp_dir dir;
+    auto model_file = dir.path() + "/waf.safetensors";
+    auto d = anomaly::tiny::tiny_detector();
+    auto saved = d.save(model_file);
+    REQUIRE_MESSAGE(!saved, describe(saved));
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    test::nectar_stack stack{dir.path()};
+    auto err = stack.start_backend(model_file);
+    REQUIRE_MESSAGE(!err, describe(err));
+    err = stack.start_server();
+    REQUIRE_MESSAGE(!err, describe(err));
+    auto p = payload_lists::load(payload_dir());
+    REQUIRE(p);
+    traffic_options o;
+    o.target = stack.http_addr();
+    o.rate = 15;
+    o.duration_s = 3;
+    o.attack_share = 0.3;
+    o.seed = 11;
+    o.connections = 2;
+    o.truth_file = dir.path() + "/truth.jsonl";
+    auto stats = run_traffic(o, *p);
+    REQUIRE_MESSAGE(stats, test::why(stats));
+    INFO(to_string(*stats));
+    CHECK(stats->sent == 45);
+    CHECK(stats->answered == stats->sent);
+    CHECK(stats->attacks > 0);
+    CHECK(stats->benign > 0);
+    // Capture and labels run behind the responses: wait until the node has them all.
+    nlohmann::json counts;
+    bool all = test::wait_until(
+      [&] {
+        auto c = stack.count(sys);
+        if (!c)
+          return false;
+        counts = *c;
+        return counts.value("requests", 0u) >= stats->answered
+               && counts.value("labeled", 0u) >= counts.value("requests", 0u);
+      },
+      std::chrono::seconds{60}, "every request captured and labeled");
+    CHECK_MESSAGE(all, counts.dump() << "\n" << test::read_file(stack.log_of("serve-1")));
+    stack.stop_server();
+    auto sql = dir.path() + "/store.sqlite";
+    err = stack.spool(sql);
+    REQUIRE_MESSAGE(!err, describe(err));
+    auto r = make_report(sql, o.truth_file);
+    REQUIRE_MESSAGE(r, test::why(r));
+    INFO(to_string(*r));
+    CHECK(r->requests == stats->sent);
+    CHECK(r->answered == stats->answered);
+    CHECK(r->not_captured == 0);
+    CHECK(r->not_labeled == 0);
+    CHECK(r->captured == r->answered);
+    CHECK(r->labeled == r->answered);
+    CHECK(r->all.rule.total() == r->labeled);
+    CHECK(r->all.rule.tp + r->all.rule.fn == stats->attacks);
+    CHECK(r->lag_count == r->labeled);
   }
 }

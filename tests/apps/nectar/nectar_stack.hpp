@@ -1,0 +1,120 @@
+// comb::test::nectar_stack: a Nectar deployment made of child processes on loopback, for the
+// traffic tests and perf_nectar: `comb compute`, `comb node` (provenance on, so that the log
+// can be spooled), an anomaly model put into the node's store and activated as "waf", and
+// `comb nectar serve` in front. Errors come back as caf::error naming the step and the
+// child's log, so a test or a benchmark says what failed. Header only; not thread-safe.
+#pragma once
+
+#include "base/errc.hpp"
+#include "node/client.hpp"
+#include "tests/test_util.hpp"
+
+#include <caf/actor_system.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace comb::test {
+
+class nectar_stack {
+public:
+  explicit nectar_stack(std::string dir) : dir_(std::move(dir)) {}
+
+  std::string node_addr() const { return "127.0.0.1:" + std::to_string(node_port_); }
+  std::string http_addr() const { return "127.0.0.1:" + std::to_string(http_port_); }
+  std::string data_dir() const { return dir_ + "/node"; }
+  std::string log_of(const std::string& name) const { return dir_ + "/" + name + ".log"; }
+
+  /// Starts the compute process and the node, and makes `model_file` version 1 of "waf", active
+  /// ("" skips the model: requests then wait for one, unlabeled).
+  caf::error start_backend(const std::string& model_file,
+                           std::vector<std::string> node_flags = {"--durability", "async"}) {
+    compute_port_ = free_port();
+    compute_ = std::make_unique<child_process>(
+      std::vector<std::string>{comb_binary(), "compute", "--listen",
+                               "127.0.0.1:" + std::to_string(compute_port_), "--threads", "1"},
+      log_of("compute"));
+    if (!wait_for_line(log_of("compute"), "listening on", std::chrono::seconds{60}, compute_.get()))
+      return make_error(errc::unavailable, "comb compute did not start: " + log_of("compute"));
+    node_port_ = free_port();
+    std::vector<std::string> args{comb_binary(), "node",
+                                  "--data",      data_dir(),
+                                  "--listen",    node_addr(),
+                                  "--compute",   "127.0.0.1:" + std::to_string(compute_port_)};
+    args.insert(args.end(), node_flags.begin(), node_flags.end());
+    node_ = std::make_unique<child_process>(args, log_of("node"));
+    if (!wait_until([&] { return port_accepts(node_port_) || !node_->running(); },
+                    std::chrono::seconds{60}, "the node to listen")
+        || !node_->running())
+      return make_error(errc::unavailable, "comb node did not start: " + read_file(log_of("node")));
+    if (model_file.empty())
+      return {};
+    if (auto err = run("model-put", {"model", "put", "--node", node_addr(), "--name", "waf",
+                                     "--version", "1", "--file", model_file}))
+      return err;
+    return run("model-activate",
+               {"model", "activate", "--node", node_addr(), "--name", "waf", "--version", "1"});
+  }
+
+  /// Starts `comb nectar serve` in front of the node (extra flags: --no-capture, ...).
+  caf::error start_server(const std::vector<std::string>& extra = {}) {
+    http_port_ = free_port();
+    std::vector<std::string> args{comb_binary(), "nectar",   "serve",    "--node",
+                                  node_addr(),   "--listen", http_addr()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    server_log_ = log_of("serve-" + std::to_string(++servers_));
+    server_ = std::make_unique<child_process>(args, server_log_);
+    if (!wait_for_line(server_log_, "nectar: serving", std::chrono::seconds{60}, server_.get()))
+      return make_error(errc::unavailable, "comb nectar serve did not start: " + server_log_);
+    return {};
+  }
+
+  /// Stops the server (SIGTERM: it finishes its requests and hands what it holds to the
+  /// node) and returns its log.
+  std::string stop_server() {
+    if (server_) {
+      server_->kill(SIGTERM);
+      server_.reset();
+    }
+    return read_file(server_log_);
+  }
+
+  /// httplog.count of the node: {requests, labeled, unlabeled}.
+  caf::expected<nlohmann::json> count(caf::actor_system& sys) {
+    if (!client_) {
+      auto c = runtime::client::connect(sys, {"127.0.0.1", static_cast<uint16_t>(node_port_)});
+      if (!c)
+        return std::move(c.error());
+      client_ = std::make_unique<runtime::client>(*c);
+    }
+    return client_->call("httplog.count", "{}", "admin");
+  }
+
+  /// Copies the node's provenance log into the SQL store `sql` (a SQLite file).
+  caf::error spool(const std::string& sql) {
+    return run("spool", {"log", "spool", "--log", data_dir() + "/provenance", "--sql", sql});
+  }
+
+  /// Runs `comb ARGS...` to completion; an error with its output when it fails.
+  caf::error run(const std::string& name, std::vector<std::string> args) {
+    args.insert(args.begin(), comb_binary());
+    child_process p{args, log_of(name)};
+    int status = p.wait();
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      return {};
+    return make_error(errc::unavailable,
+                      "comb " + args[1] + " " + args[2] + " failed: " + read_file(log_of(name)));
+  }
+
+private:
+  std::string dir_;
+  int compute_port_ = 0, node_port_ = 0, http_port_ = 0;
+  int servers_ = 0;
+  std::string server_log_;
+  std::unique_ptr<child_process> compute_, node_, server_;
+  std::unique_ptr<runtime::client> client_;
+};
+
+} // namespace comb::test
