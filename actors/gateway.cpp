@@ -2,12 +2,17 @@
 
 #include "base/errc.hpp"
 
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
 namespace comb::actors {
 
 gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_state> self,
-                                     runtime::router router, std::string info) {
+                                     runtime::router router, std::string info,
+                                     caf::actor dispatcher) {
   self->state.router = std::move(router);
   self->state.info = std::move(info);
+  self->state.dispatcher = std::move(dispatcher);
   return {
     [=](call_atom, std::string& proc, std::string& args,
         std::string& role) -> caf::result<std::string> {
@@ -39,7 +44,24 @@ gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_sta
               [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
       return rp;
     },
-    [=](info_atom) -> std::string { return self->state.info; },
+    [=](info_atom) -> caf::result<std::string> {
+      if (!self->state.dispatcher)
+        return self->state.info;
+      auto rp = self->make_response_promise<std::string>();
+      self->request(self->state.dispatcher, std::chrono::seconds{5}, caf::get_atom::value)
+        .then(
+          [=](std::string& counters) mutable {
+            auto j = nlohmann::json::parse(self->state.info, nullptr, false);
+            j["outbox"] = nlohmann::json::parse(counters, nullptr, false);
+            rp.deliver(j.dump());
+          },
+          [=](caf::error& e) mutable {
+            auto j = nlohmann::json::parse(self->state.info, nullptr, false);
+            j["outbox"] = {{"error", "the dispatcher did not answer: " + describe(e)}};
+            rp.deliver(j.dump());
+          });
+      return rp;
+    },
   };
 }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <iostream>
 #include <map>
 #include <random>
 #include <set>
@@ -71,6 +72,27 @@ struct dispatcher_state {
   uint64_t reload_errors = 0;
   uint64_t reload_resent = 0;
   uint64_t reloads_exhausted = 0;
+  /// Calls that could not reach the compute process, until they reach it or give up.
+  struct failing {
+    uint32_t attempts = 0;
+    std::chrono::steady_clock::time_point first;
+    /// Not sent again before this.
+    std::chrono::steady_clock::time_point next_try;
+    std::string last_error;
+    std::string model;
+    uint32_t model_version = 0;
+  };
+  std::map<std::string, failing, std::less<>> failing_calls;
+  uint64_t unreachable_errors = 0;
+  uint64_t given_up = 0;
+  /// The compute connection as the last call saw it: "unknown" before any call, "connected",
+  /// "unreachable", or "none" (no compute process configured).
+  std::string compute_state = "unknown";
+  std::string compute_error;
+  std::chrono::steady_clock::time_point compute_error_at;
+  /// When the node's log last heard about unreachable calls, and how many it did not hear of.
+  std::chrono::steady_clock::time_point last_log;
+  uint64_t unlogged = 0;
   static inline const char* name = "comb.outbox_dispatcher";
 };
 
@@ -149,6 +171,61 @@ void apply_error(dispatcher_t* self, const runtime::pending_call& pc, const caf:
   self->state.reload_tries.erase(pc.key);
   apply(self, pc,
         nlohmann::json{{"call", pc.key}, {"error", describe(e)}, {"context", pc.call.context}});
+}
+
+// `pc` could not reach the compute process (`e`): it stays in the outbox and is sent again
+// after retry_pause, unless it has failed for give_up_after, when `e` becomes its result. The
+// node's log hears of it at most once per log_every (and of every call that gives up).
+void on_unreachable(dispatcher_t* self, const runtime::pending_call& pc, const caf::error& e) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  auto why = describe(e);
+  ++st.unreachable_errors;
+  st.compute_state = st.cfg.has_compute ? "unreachable" : "none";
+  st.compute_error = why;
+  st.compute_error_at = now;
+  auto& f = st.failing_calls[pc.key];
+  if (f.attempts++ == 0)
+    f.first = now;
+  f.next_try = now + st.cfg.retry_pause;
+  f.last_error = why;
+  f.model = pc.call.model;
+  f.model_version = pc.call.model_version;
+  auto secs = [](auto d) { return std::chrono::duration_cast<std::chrono::seconds>(d).count(); };
+  bool give_up = st.cfg.give_up_after.count() > 0 && now - f.first >= st.cfg.give_up_after;
+  if (give_up || now - st.last_log >= st.cfg.log_every) {
+    std::cerr << "comb node: outbox call " << pc.key << " (" << pc.call.result_procedure
+              << (pc.call.model.empty() ? std::string{}
+                                        : ", model '" + pc.call.model + "' version "
+                                            + std::to_string(pc.call.model_version))
+              << ") cannot reach the compute process: " << why << " (attempt " << f.attempts
+              << ", failing for " << secs(now - f.first) << " s"
+              << (give_up ? std::string{"; giving up: its result records the error"}
+                  : st.cfg.give_up_after.count() > 0
+                    ? "; gives up after " + std::to_string(secs(st.cfg.give_up_after)) + " s"
+                    : std::string{})
+              << ")";
+    if (st.unlogged > 0)
+      std::cerr << "; " << st.unlogged << " other failure(s) since the last line";
+    std::cerr << std::endl;
+    st.last_log = now;
+    st.unlogged = 0;
+  } else {
+    ++st.unlogged;
+  }
+  if (!give_up) {
+    release(self, pc.key, false);
+    return;
+  }
+  auto final_error = make_error(errc::unavailable,
+                                "gave up after " + std::to_string(f.attempts) + " attempt(s) over "
+                                  + std::to_string(secs(now - f.first)) + " s: " + why);
+  st.failing_calls.erase(pc.key);
+  ++st.given_up;
+  // In flight until its result procedure ran, so that no scan sends it meanwhile.
+  forget_flight(st, pc.key);
+  st.in_flight[pc.key] = {0, now};
+  apply_error(self, pc, final_error);
 }
 
 // Reports a function call (to a function actor) or its result (back from one).
@@ -305,6 +382,13 @@ void await_reload(dispatcher_t* self, runtime::pending_call pc, const caf::error
 // Sends `pc` to a function actor; `payload` holds its bytes when the caller read them already.
 void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload) {
   auto& st = self->state;
+  if (!st.cfg.has_compute) {
+    forget_flight(st, pc.key);
+    on_unreachable(self, pc,
+                   make_error(errc::unavailable, "this node has no compute process (start it "
+                                                 "with --compute HOST:PORT)"));
+    return;
+  }
   runtime::task_request req;
   if (payload)
     req.bytes = std::move(*payload);
@@ -352,6 +436,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
                             {"result", std::move(result)},
                             {"context", pc.call.context}};
         self->state.reload_tries.erase(pc.key);
+        self->state.failing_calls.erase(pc.key);
+        self->state.compute_state = "connected";
         apply(self, pc, std::move(args));
       },
       [=](caf::error& e) mutable {
@@ -365,10 +451,12 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
         }
         if (is(e, errc::unavailable) || e.category() != errc_category) {
           // Compute unreachable after the function actor's bounded retries: keep the call in
-          // the outbox; it is sent again on a later poll.
-          release(self, pc.key, false);
+          // the outbox; it is sent again after a pause, until it gives up.
+          on_unreachable(self, pc, e);
           return;
         }
+        self->state.failing_calls.erase(pc.key);
+        self->state.compute_state = "connected"; // it answered, with an error
         apply_error(self, pc, e);
       });
 }
@@ -392,8 +480,12 @@ size_t scan(dispatcher_t* self) {
   // flight are skipped before their rows are decoded: with a thousand in flight, decoding
   // them on every poll kept a core busy.
   auto room = st.cfg.max_in_flight - st.in_flight.size();
+  auto now = std::chrono::steady_clock::now();
   auto calls = runtime::outbox::pending(*st.db, "", room, [&](std::string_view key) {
-    return st.in_flight.find(key) != st.in_flight.end();
+    if (st.in_flight.find(key) != st.in_flight.end())
+      return true;
+    auto f = st.failing_calls.find(key);
+    return f != st.failing_calls.end() && now < f->second.next_try; // pausing
   });
   if (!calls)
     return 0;
@@ -443,8 +535,8 @@ void poll(dispatcher_t* self) {
 // come back yet, since the hint was queued first.
 void on_ready(dispatcher_t* self, runtime::committed_call& c) {
   auto& st = self->state;
-  if (st.in_flight.count(c.call.key) > 0)
-    return;
+  if (st.in_flight.count(c.call.key) > 0 || st.failing_calls.count(c.call.key) > 0)
+    return; // the scan sends a failing call once its pause is over
   if (!has_room(st)) {
     st.behind = true; // sent by the scan that follows a release
     return;
@@ -460,7 +552,9 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
   st.db = db;
   st.route = std::move(route);
   st.cfg = std::move(cfg);
-  for (uint32_t i = 0; i < std::max<uint32_t>(1, st.cfg.functions); ++i) {
+  if (!st.cfg.has_compute)
+    st.compute_state = "none";
+  for (uint32_t i = 0; st.cfg.has_compute && i < std::max<uint32_t>(1, st.cfg.functions); ++i) {
     auto fc = st.cfg.function;
     fc.name = "function/" + std::to_string(i);
     if (!fc.provenance)
@@ -489,7 +583,37 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
     },
     [=](caf::get_atom) {
       auto& st = self->state;
-      return nlohmann::json{{"sent", st.sent},
+      auto now = std::chrono::steady_clock::now();
+      auto secs = [](auto d) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count() / 1000.0;
+      };
+      nlohmann::json compute{{"state", st.compute_state},
+                             {"endpoint", st.cfg.has_compute
+                                            ? st.cfg.function.compute_host + ":"
+                                                + std::to_string(st.cfg.function.compute_port)
+                                            : std::string{"none"}},
+                             {"give_up_after_s", secs(st.cfg.give_up_after)}};
+      if (!st.compute_error.empty()) {
+        compute["last_error"] = st.compute_error;
+        compute["last_error_ago_s"] = secs(now - st.compute_error_at);
+      }
+      auto failing = nlohmann::json::array();
+      for (auto& [key, f] : st.failing_calls) {
+        nlohmann::json row{{"call", key},
+                           {"model", f.model},
+                           {"model_version", f.model_version},
+                           {"attempts", f.attempts},
+                           {"last_error", f.last_error},
+                           {"failing_for_s", secs(now - f.first)}};
+        if (st.cfg.give_up_after.count() > 0)
+          row["gives_up_in_s"] = std::max(0.0, secs(f.first + st.cfg.give_up_after - now));
+        failing.push_back(std::move(row));
+      }
+      return nlohmann::json{{"compute", std::move(compute)},
+                            {"failing", std::move(failing)},
+                            {"unreachable_errors", st.unreachable_errors},
+                            {"given_up", st.given_up},
+                            {"sent", st.sent},
                             {"applied", st.applied},
                             {"duplicates", st.duplicates},
                             {"call_errors", st.call_errors},

@@ -10,7 +10,11 @@
 // bytes from the database (model_store::read_version; a call pinned to version 0 reloads the
 // active version), sends one reload_model task per (model, version) while the calls that need
 // it wait, then sends them again; a call waits for at most 3 reloads, then the error is its
-// final result. Reloads are recorded as "model_reload" messages. One per node; talk to it by
+// final result. Reloads are recorded as "model_reload" messages. A call that cannot reach the
+// compute process (it is down, or the node has none) is tried again every retry_pause; each
+// failure is counted against the call (attempts, last error: the node's status shows them),
+// printed to the node's log at most once per log_every, and after give_up_after the error is
+// the call's final result, which its result procedure records. One per node; talk to it by
 // messages.
 #pragma once
 
@@ -49,6 +53,16 @@ struct dispatcher_config {
   std::chrono::milliseconds scan_every{1000};
   /// Timeout of one call (function actor) and of one result procedure invocation.
   std::chrono::milliseconds call_timeout{300000};
+  /// False when the node has no compute process: no function actors; each call fails as
+  /// unreachable (and, after give_up_after, with that error as its result).
+  bool has_compute = true;
+  /// A call that cannot reach the compute process gets its last error as its final result
+  /// once this long has passed since its first failure (0: it is tried forever).
+  std::chrono::milliseconds give_up_after{60000};
+  /// Pause before a call that could not reach the compute process is sent again.
+  std::chrono::milliseconds retry_pause{1000};
+  /// At most one line per this long in the node's log (stderr) about unreachable calls.
+  std::chrono::milliseconds log_every{10000};
   /// Provenance: function calls and their results are reported here, and handed on to the
   /// function actors (null: not recorded). The result procedures record themselves.
   std::shared_ptr<runtime::provenance_hook> provenance;
@@ -57,7 +71,10 @@ struct dispatcher_config {
 /// Spawns the dispatcher. `db` must outlive it (the node owns both; stop the dispatcher
 /// first). Handles (caf::get_atom) -> std::string: counters as JSON (sent, applied,
 /// duplicates, call_errors, apply_errors, hinted, in_flight, reloads_started, reloads_done,
-/// reload_errors, reload_resent, reloads_exhausted, reloads_waiting).
+/// reload_errors, reload_resent, reloads_exhausted, reloads_waiting, unreachable_errors,
+/// given_up; compute: {state (connected, unreachable, none or unknown), endpoint, last_error,
+/// last_error_ago_s, give_up_after_s}; failing: [{call, model, model_version, attempts,
+/// last_error, failing_for_s, gives_up_in_s}]).
 caf::actor spawn_outbox_dispatcher(caf::actor_system& sys, storage::database& db,
                                    runtime::router route, dispatcher_config cfg);
 

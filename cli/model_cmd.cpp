@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -141,11 +142,37 @@ void put(const model_opts& o) {
   });
 }
 
+/// The node's outbox calls that cannot reach the compute process, by call key (from the
+/// gateway's info; empty when the node has no dispatcher or does not say).
+std::map<std::string, nlohmann::json> failing_calls(runtime::client& c) {
+  std::map<std::string, nlohmann::json> out;
+  auto text = c.info();
+  if (!text)
+    return out;
+  auto info = nlohmann::json::parse(*text, nullptr, false);
+  if (info.is_discarded() || !info.contains("outbox") || !info["outbox"].is_object())
+    return out;
+  for (const auto& f : info["outbox"].value("failing", nlohmann::json::array()))
+    out[f.value("call", "")] = f;
+  return out;
+}
+
 void list(const model_opts& o) {
   with_client("list", o, [&](runtime::client& c) {
     auto r = call("list", c, o, "comb.model.list", nlohmann::json::object());
-    for (const auto& m : r)
+    // A version whose activation cannot reach the compute process says so, with the
+    // attempts so far (the dispatcher's; the error is recorded in the row once it gives up).
+    auto failing = failing_calls(c);
+    for (auto& m : r) {
+      auto f = failing.find(m.value("activation", ""));
+      if (f != failing.end() && !m.value("loaded", false)) {
+        m["attempts"] = f->second.value("attempts", 0);
+        m["last_error"] = f->second.value("last_error", "");
+        if (f->second.contains("gives_up_in_s"))
+          m["gives_up_in_s"] = f->second["gives_up_in_s"];
+      }
       std::cout << m.dump() << "\n";
+    }
   });
 }
 
@@ -201,6 +228,7 @@ void activate(const model_opts& o) {
     // recorded in its row by the same call's result (the previous version keeps serving).
     auto deadline = std::chrono::steady_clock::now()
                     + std::chrono::milliseconds{static_cast<int64_t>(o.timeout * 1000)};
+    auto next_note = std::chrono::steady_clock::now() + std::chrono::seconds{2};
     for (;;) {
       auto list = call("activate", c, o, "comb.model.list", nlohmann::json::object());
       auto row = find_version(list, o.name, o.version);
@@ -221,6 +249,23 @@ void activate(const model_opts& o) {
         fail_model("activate",
                    make_error(errc::bad_model, what + " failed to load: "
                                                  + row.value("load_error", "?") + active_now));
+      }
+      // Say why it waits, when the compute process cannot be reached (at most every 5 s).
+      if (auto now = std::chrono::steady_clock::now(); now >= next_note) {
+        next_note = now + std::chrono::seconds{5};
+        auto failing = failing_calls(c);
+        if (auto f = failing.find(key); f != failing.end())
+          std::cerr << "comb model activate: " << what
+                    << " is not loaded yet: " << f->second.value("attempts", 0)
+                    << " attempt(s) to reach the compute process failed, the last with: "
+                    << f->second.value("last_error", "")
+                    << (f->second.contains("gives_up_in_s")
+                          ? "; the call gives up in "
+                              + std::to_string(
+                                static_cast<int64_t>(f->second.value("gives_up_in_s", 0.0)))
+                              + " s"
+                          : std::string{})
+                    << std::endl;
       }
       if (std::chrono::steady_clock::now() >= deadline)
         fail_model("activate",

@@ -62,6 +62,7 @@ struct node_opts {
   bool accept_log_loss = false;
   std::string spool;
   std::string compute;
+  double compute_give_up = 60;
 };
 
 // Fills a node_config from flags or from a cluster config file.
@@ -104,6 +105,12 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
       fail(cmd, ep.error(), 2);
     nc.compute = *ep;
   }
+  // Without a compute process, calls fail visibly (log, status, their result) instead of
+  // waiting in the outbox in silence.
+  nc.dispatch_without_compute = true;
+  if (o.compute_give_up < 0)
+    fail(cmd, make_error(errc::bad_config, "--compute-give-up must be >= 0 seconds"), 2);
+  nc.compute_give_up = std::chrono::milliseconds{static_cast<int64_t>(o.compute_give_up * 1000)};
   return nc;
 }
 
@@ -124,6 +131,11 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
   sub->add_option("--compute", o.compute,
                   "HOST:PORT of a `comb compute` process: start the outbox dispatcher that "
                   "sends committed function calls there");
+  sub
+    ->add_option("--compute-give-up", o.compute_give_up,
+                 "Seconds a function call may fail to reach the compute process (down, or "
+                 "no --compute) before that error is its result (0: retry forever)")
+    ->capture_default_str();
   sub->add_flag("--no-provenance", o.no_provenance, "Record no provenance");
   sub->add_flag("--record-reads", o.record_reads, "Record the rows transactions read, too");
   sub->add_flag("--accept-log-loss", o.accept_log_loss,
@@ -189,6 +201,72 @@ void run_call(const call_opts& o) {
   if (!r)
     fail("call", r.error());
   std::cout << r->dump(2) << std::endl;
+}
+
+struct status_opts {
+  std::string node = "127.0.0.1:4242";
+  double timeout = 10;
+  bool json = false;
+};
+
+// `comb node status`: the node's description and its outbox dispatcher's view of the compute
+// connection (the gateway's info), with the calls that cannot reach it.
+void run_status(const status_opts& o) {
+  auto ep = comb::parse_endpoint(o.node);
+  if (!ep)
+    fail("node status", ep.error(), 2);
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto c = runtime::client::connect(sys, *ep,
+                                    std::chrono::milliseconds{static_cast<long>(o.timeout * 1000)});
+  if (!c)
+    fail("node status", c.error(), 3);
+  auto text = c->info();
+  if (!text)
+    fail("node status", text.error(), 3);
+  auto info = nlohmann::json::parse(*text, nullptr, false);
+  if (info.is_discarded())
+    fail("node status", make_error(errc::protocol_error, "the node's info is not JSON"));
+  info.erase("procedures"); // long, and `comb --help-all` lists what a build registers
+  info.erase("tables");
+  if (o.json) {
+    std::cout << info.dump(2) << std::endl;
+    return;
+  }
+  std::cout << "node " << info.value("name", "?") << ": " << info.value("partitions", 0)
+            << " partition(s), " << info.value("durability", "?") << ", data "
+            << info.value("data_dir", "?") << "\n";
+  auto ob = info.value("outbox", nlohmann::json::object());
+  if (!ob.contains("compute")) {
+    std::cout << "compute: no outbox dispatcher on this node"
+              << (ob.contains("error") ? " (" + ob.value("error", "") + ")" : std::string{})
+              << "\n";
+    return;
+  }
+  auto cp = ob["compute"];
+  std::cout << "compute: " << cp.value("state", "?") << " (" << cp.value("endpoint", "?") << ")";
+  if (cp.contains("last_error"))
+    std::cout << "; last error " << cp.value("last_error_ago_s", 0.0)
+              << " s ago: " << cp.value("last_error", "");
+  std::cout << "\n";
+  std::cout << "outbox: " << ob.value("sent", 0) << " sent, " << ob.value("applied", 0)
+            << " applied, " << ob.value("in_flight", 0) << " in flight, "
+            << ob.value("unreachable_errors", 0) << " unreachable error(s), "
+            << ob.value("given_up", 0) << " given up\n";
+  auto failing = ob.value("failing", nlohmann::json::array());
+  std::cout << "failing calls: " << failing.size() << "\n";
+  for (const auto& f : failing) {
+    std::cout << "  call " << f.value("call", "?");
+    if (!f.value("model", "").empty())
+      std::cout << " (model '" << f.value("model", "") << "' version "
+                << f.value("model_version", 0) << ")";
+    std::cout << ": " << f.value("attempts", 0) << " attempt(s), failing for "
+              << f.value("failing_for_s", 0.0) << " s";
+    if (f.contains("gives_up_in_s"))
+      std::cout << ", gives up in " << f.value("gives_up_in_s", 0.0) << " s";
+    std::cout << ": " << f.value("last_error", "") << "\n";
+  }
+  std::cout << std::flush;
 }
 
 // The imaging part of the demo (apps/imaging/imaging_demo.hpp), when the shared data is
@@ -272,7 +350,18 @@ void add_node_commands(CLI::App& app) {
   auto no = std::make_shared<node_opts>();
   auto* node = app.add_subcommand("node", "Serve one Comb node (state actors and gateway)");
   add_node_flags(node, *no);
-  node->callback([no] { run_node(*no); });
+  auto so = std::make_shared<status_opts>();
+  auto* status = node->add_subcommand(
+    "status", "Show a running node's state: the compute connection and failing calls");
+  status->add_option("--node", so->node, "HOST:PORT of the node's gateway")->capture_default_str();
+  status->add_option("--timeout", so->timeout, "Seconds to wait for the connection")
+    ->capture_default_str();
+  status->add_flag("--json", so->json, "Print the node's info as JSON");
+  status->callback([so] { run_status(*so); });
+  node->callback([no, status] {
+    if (!status->parsed()) // `comb node status` asks a node; it does not start one
+      run_node(*no);
+  });
 
   auto co = std::make_shared<call_opts>();
   auto* call = app.add_subcommand("call", "Invoke a stored procedure on a running node");

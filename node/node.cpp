@@ -45,6 +45,7 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     po.log_dir = cfg.provenance_dir;
     po.record_reads = cfg.record_reads;
     po.accept_log_loss = cfg.accept_log_loss;
+    po.elide_above = cfg.provenance_elide_bytes;
     auto rec = provenance_recorder::open(*self->db_, po);
     if (!rec)
       return std::move(rec.error());
@@ -65,7 +66,19 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
   for (uint32_t p = 0; p < cfg.partitions; ++p)
     self->partitions_.push_back(sys.spawn(actors::state_actor_impl, env, p));
   self->router_ = router{self->procs_, self->partitions_};
-  self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info());
+  if (cfg.compute || cfg.dispatch_without_compute) {
+    actors::dispatcher_config dc;
+    dc.has_compute = cfg.compute.has_value();
+    if (cfg.compute) {
+      dc.function.compute_host = cfg.compute->host;
+      dc.function.compute_port = cfg.compute->port;
+    }
+    dc.give_up_after = cfg.compute_give_up;
+    dc.provenance = self->hook_;
+    self->dispatcher_ = actors::spawn_outbox_dispatcher(sys, *self->db_, self->router_, dc);
+  }
+  // The gateway asks the dispatcher for the compute connection's state when asked for info.
+  self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info(), self->dispatcher_);
   if (cfg.listen) {
     // SO_REUSEADDR, so that a node restarted after a crash binds at once although the dead
     // node's connections linger in TIME_WAIT; on Linux it still refuses a port that another
@@ -80,13 +93,6 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
                           + " (is the port already in use by another process?)");
     }
     self->port_ = *port;
-  }
-  if (cfg.compute) {
-    actors::dispatcher_config dc;
-    dc.function.compute_host = cfg.compute->host;
-    dc.function.compute_port = cfg.compute->port;
-    dc.provenance = self->hook_;
-    self->dispatcher_ = actors::spawn_outbox_dispatcher(sys, *self->db_, self->router_, dc);
   }
   if (!cfg.spool_file.empty() && !cfg.provenance_dir.empty())
     self->spooler_ = std::make_unique<spooler>(cfg.provenance_dir, cfg.spool_file);

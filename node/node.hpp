@@ -45,11 +45,22 @@ struct node_config {
   /// Start although the provenance log lost records that nothing can rebuild (the loss is
   /// recorded in the log); off: the node refuses to start and names the missing lsns.
   bool accept_log_loss = false;
+  /// Arguments longer than this are logged with their long strings (model chunks) as digest
+  /// and size (provenance_recorder::options::elide_above); 0: log every byte.
+  size_t provenance_elide_bytes = size_t{64} << 10;
   /// SQLite file the provenance log is spooled into, once a second; empty: no spooling.
   std::string spool_file;
   /// A `comb compute` process: when set, the node starts the outbox dispatcher, whose
   /// function actors send committed function calls there.
   std::optional<endpoint> compute;
+  /// Without `compute`: start the dispatcher anyway, so that committed calls do not wait in
+  /// silence: each fails as unreachable ("no compute process") and, after
+  /// compute_give_up, gets that error as its result (`comb node` sets it; off, calls wait
+  /// in the outbox for a node started with a compute process).
+  bool dispatch_without_compute = false;
+  /// A call that cannot reach the compute process fails with the last error after this long
+  /// (0: it is tried until it reaches it).
+  std::chrono::milliseconds compute_give_up{60000};
   /// Add the runtime's own procedures and tables (model store, outbox) to the apps'.
   bool services = true;
 };
@@ -84,7 +95,8 @@ public:
                                      const std::string& role,
                                      std::chrono::milliseconds timeout = std::chrono::seconds{60});
 
-  /// A JSON description: name, partitions, durability, procedures, tables.
+  /// A JSON description: name, partitions, durability, procedures, tables. The gateway's
+  /// answer adds "outbox": the dispatcher's counters and the compute connection's state.
   std::string info() const;
 
   /// Stops the actors and unpublishes the port; the database stays open until destruction.

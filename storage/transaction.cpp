@@ -244,22 +244,34 @@ caf::expected<bool> transaction::get_blob(std::string_view table, std::string_vi
     return std::move(v.error());
   if (!*v)
     return false;
-  std::string_view stored{**v};
+  if (auto err = read_stored_blob(db_, **v, out))
+    return make_error(static_cast<errc>(err.code()),
+                      std::string{table} + "/" + std::string{key} + ": " + describe(err));
+  return true;
+}
+
+std::optional<uint64_t> transaction::stored_blob_size(std::string_view stored) {
+  if (!stored.empty() && stored[0] == inline_tag)
+    return stored.size() - 1;
+  if (!stored.empty() && stored[0] == blob_tag)
+    if (auto ref = blob_ref::decode(stored.substr(1)))
+      return ref->size;
+  return std::nullopt;
+}
+
+caf::error transaction::read_stored_blob(const database& db, std::string_view stored,
+                                         std::vector<char>& out) {
   if (!stored.empty() && stored[0] == inline_tag) {
     out.assign(stored.begin() + 1, stored.end());
-    return true;
+    return {};
   }
   std::optional<blob_ref> ref;
   if (!stored.empty() && stored[0] == blob_tag)
     ref = blob_ref::decode(stored.substr(1));
   if (!ref)
-    return make_error(errc::corrupt_data, std::string{table} + "/" + std::string{key}
-                                            + ": stored value is not a blob row");
+    return make_error(errc::corrupt_data, "stored value is not a blob row");
   out.resize(ref->size);
-  if (auto err = db_.blobs().read(*ref, out.data()))
-    return make_error(static_cast<errc>(err.code()),
-                      std::string{table} + "/" + std::string{key} + ": " + describe(err));
-  return true;
+  return db.blobs().read(*ref, out.data());
 }
 
 caf::error transaction::del_blob(std::string_view table, std::string_view key) {

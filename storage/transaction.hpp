@@ -78,6 +78,15 @@ public:
   caf::expected<bool> get_blob(std::string_view table, std::string_view key,
                                std::vector<char>& out);
 
+  /// The size of the bytes a blobs-table value holds in its stored form (as database::get
+  /// returns it), or nullopt when `stored` is not such a value.
+  static std::optional<uint64_t> stored_blob_size(std::string_view stored);
+
+  /// Reads the bytes of a blobs-table value in its stored form into `out`, outside any
+  /// transaction (e.g. from a folder opened read-only). corrupt_data when it is not one.
+  static caf::error read_stored_blob(const database& db, std::string_view stored,
+                                     std::vector<char>& out);
+
   /// Deletes a row of a blobs table; its blob is freed after the commit.
   caf::error del_blob(std::string_view table, std::string_view key);
 

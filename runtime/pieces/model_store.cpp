@@ -87,6 +87,18 @@ caf::expected<model_file_info> check_file(const std::string& name, uint32_t vers
   return info;
 }
 
+// A chunk's bytes, from the blobs table or, in a folder written before it, the rows table.
+caf::expected<std::optional<std::string>> read_chunk(storage::transaction& txn,
+                                                     const std::string& key) {
+  std::vector<char> buf;
+  auto found = txn.get_blob(model_store::chunks_table, key, buf);
+  if (!found)
+    return found.error();
+  if (*found)
+    return std::optional<std::string>{std::string{buf.begin(), buf.end()}};
+  return txn.get(model_store::old_chunks_table, key);
+}
+
 caf::expected<json> put_chunk(call_context&, storage::transaction& txn, const json& args) {
   auto nv = name_version(args);
   if (!nv)
@@ -111,8 +123,8 @@ caf::expected<json> put_chunk(call_context&, storage::transaction& txn, const js
     return make_error(errc::already_exists, "model '" + name + "' version "
                                               + std::to_string(version)
                                               + " is already stored; versions are immutable");
-  if (auto err = txn.put(model_store::chunks_table,
-                         chunk_key(name, version, static_cast<uint32_t>(no)), *data))
+  if (auto err = txn.put_blob(model_store::chunks_table,
+                              chunk_key(name, version, static_cast<uint32_t>(no)), *data))
     return err;
   return json{{"stored", data->size()}};
 }
@@ -146,8 +158,7 @@ caf::expected<json> put_model(call_context&, storage::transaction& txn, const js
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   uint64_t bytes = 0;
   for (int64_t i = 0; i < count; ++i) {
-    auto chunk = txn.get(model_store::chunks_table,
-                         chunk_key(name, version, static_cast<uint32_t>(i)));
+    auto chunk = read_chunk(txn, chunk_key(name, version, static_cast<uint32_t>(i)));
     if (!chunk)
       return chunk.error();
     if (!*chunk)
@@ -236,8 +247,7 @@ caf::expected<json> get_chunk(call_context&, storage::transaction& txn, const js
     return make_error(errc::invalid_argument,
                       "model '" + name + "' version " + std::to_string(version) + " has "
                         + std::to_string(count) + " chunks, not chunk " + std::to_string(no));
-  auto chunk = txn.get(model_store::chunks_table,
-                       chunk_key(name, version, static_cast<uint32_t>(no)));
+  auto chunk = read_chunk(txn, chunk_key(name, version, static_cast<uint32_t>(no)));
   if (!chunk)
     return chunk.error();
   if (!*chunk)
@@ -301,7 +311,8 @@ caf::expected<json> loaded(call_context&, storage::transaction& txn, const json&
 void model_store::add_procedures(procedure_registry& procs, std::vector<std::string> roles) {
   outbox::add_tables(procs);
   procs.add_table(models_table);
-  procs.add_table(chunks_table);
+  procs.add_table(chunks_table, storage::table_kind::blobs);
+  procs.add_table(old_chunks_table);
   procs.add_table(active_table);
   procedure_options w;
   w.roles = roles;
@@ -367,8 +378,8 @@ caf::expected<json> model_store::store_version(call_context&, storage::transacti
     return info.error();
   uint32_t count = 0;
   for (size_t at = 0; at < bytes.size() || count == 0; at += chunk_size, ++count)
-    if (auto err = txn.put(chunks_table, chunk_key(name, version, count),
-                           bytes.substr(at, std::min(chunk_size, bytes.size() - at))))
+    if (auto err = txn.put_blob(chunks_table, chunk_key(name, version, count),
+                                bytes.substr(at, std::min(chunk_size, bytes.size() - at))))
       return err;
   json row = extra.is_object() ? std::move(extra) : json::object();
   row.update(json{{"name", name},
@@ -399,7 +410,7 @@ caf::expected<std::string> model_store::enqueue_activation(call_context& ctx,
   std::string payload;
   payload.reserve((**row).value("bytes", size_t{0}));
   for (uint32_t i = 0; i < count; ++i) {
-    auto chunk = txn.get(chunks_table, chunk_key(name, version, i));
+    auto chunk = read_chunk(txn, chunk_key(name, version, i));
     if (!chunk)
       return chunk.error();
     if (!*chunk)
@@ -450,7 +461,7 @@ caf::expected<std::pair<std::string, std::string>> model_store::read_version(sto
   std::string bytes;
   bytes.reserve((**row).value("bytes", size_t{0}));
   for (uint32_t i = 0; i < count; ++i) {
-    auto chunk = txn->get(chunks_table, chunk_key(n, version, i));
+    auto chunk = read_chunk(*txn, chunk_key(n, version, i));
     if (!chunk)
       return done(chunk.error());
     if (!*chunk)
@@ -465,6 +476,30 @@ caf::expected<std::pair<std::string, std::string>> model_store::read_version(sto
     return make_error(errc::corrupt_data, version_text(n, version) + ": its chunks have digest "
                                             + actual + ", not the " + digest + " recorded");
   return std::pair<std::string, std::string>{std::move(bytes), std::move(digest)};
+}
+
+caf::error model_store::for_each_chunk(
+  const storage::database& db, uint64_t size,
+  const std::function<void(std::string_view key, std::string_view bytes)>& fn) {
+  std::vector<char> buf;
+  caf::error bad;
+  auto err = db.scan(chunks_table, [&](std::string_view key, std::string_view stored) {
+    if (storage::transaction::stored_blob_size(stored) != size)
+      return true;
+    if ((bad = storage::transaction::read_stored_blob(db, stored, buf)))
+      return false;
+    fn(key, {buf.data(), buf.size()});
+    return true;
+  });
+  if (err)
+    return err;
+  if (bad)
+    return bad;
+  return db.scan(old_chunks_table, [&](std::string_view key, std::string_view bytes) {
+    if (bytes.size() == size)
+      fn(key, bytes);
+    return true;
+  });
 }
 
 } // namespace comb::runtime

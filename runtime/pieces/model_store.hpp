@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,7 +31,12 @@ namespace comb::runtime {
 class model_store {
 public:
   static constexpr const char* models_table = "comb_models";
-  static constexpr const char* chunks_table = "comb_model_chunks";
+  /// A blobs table: a chunk's bytes are written once, to the blob store, and its row (and
+  /// so its WAL entry and its provenance record) holds a reference.
+  static constexpr const char* chunks_table = "comb_model_chunk_blobs";
+  /// Where folders written before chunks moved to the blob store keep them (rows of bytes):
+  /// read when a chunk is not in chunks_table, never written.
+  static constexpr const char* old_chunks_table = "comb_model_chunks";
   static constexpr const char* active_table = "comb_model_active";
   /// Size of a chunk (the last chunk of a model may be shorter).
   static constexpr size_t chunk_size = size_t{1} << 20;
@@ -83,6 +89,13 @@ public:
   static caf::expected<std::pair<std::string, std::string>> read_version(storage::database& db,
                                                                          std::string_view name,
                                                                          uint32_t version);
+
+  /// Calls fn(key, bytes) for each stored chunk of `size` bytes, outside any transaction
+  /// (also in a folder opened read-only): replay finds there, by digest, the bytes of a chunk
+  /// that provenance logged as its digest (runtime/provenance/large_values.hpp).
+  static caf::error for_each_chunk(
+    const storage::database& db, uint64_t size,
+    const std::function<void(std::string_view key, std::string_view bytes)>& fn);
 };
 
 } // namespace comb::runtime

@@ -1,5 +1,7 @@
 #include "runtime/provenance/provenance_recorder.hpp"
 
+#include "runtime/provenance/large_values.hpp"
+
 #include "base/errc.hpp"
 #include "base/sync_point.hpp"
 #include "base/wall_clock.hpp"
@@ -380,6 +382,10 @@ uint64_t provenance_recorder::take_lsn() {
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
+  // Large arguments (model chunks) are logged as digests: the bytes are in the database.
+  if (opts_.elide_above > 0)
+    if (auto small = elide_large_values(rec.args, opts_.elide_above))
+      rec.args = std::move(*small);
   // The log's record, and [tag][lsn][record head] for the WAL: the head is the record without
   // its rows, which the transaction's WAL entry holds already (recovery takes them from there).
   // Both buffers keep their capacity from one transaction to the next.
@@ -424,7 +430,18 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {
-  auto bytes = storage::encode(rec);
+  // A failed call's large arguments are in no table: only their digest is kept.
+  std::optional<std::string> small;
+  if (opts_.elide_above > 0)
+    small = elide_large_values(rec.args, opts_.elide_above);
+  std::string bytes;
+  if (small) {
+    auto copy = rec;
+    copy.args = std::move(*small);
+    bytes = storage::encode(copy);
+  } else {
+    bytes = storage::encode(rec);
+  }
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
   enqueue(lsn, bytes);

@@ -61,6 +61,10 @@ public:
     /// Start although records the log must hold are lost (neither in the log nor in the
     /// WAL): their lsns get "provenance.loss" records saying so. Off: open refuses.
     bool accept_log_loss = false;
+    /// Arguments longer than this are logged with their long strings as digest and size
+    /// (runtime/provenance/large_values.hpp): a model chunk is kept once, in the model
+    /// store, not in the WAL entry, the log and the SQL store too. 0: always log the bytes.
+    size_t elide_above = size_t{64} << 10;
   };
 
   /// The internal table holding the log's expected end.

@@ -1,8 +1,11 @@
 #include "runtime/provenance/replay.hpp"
 
+#include "runtime/provenance/large_values.hpp"
 #include "runtime/provenance/provenance_recorder.hpp"
 
 #include "base/errc.hpp"
+#include "runtime/pieces/model_digest.hpp"
+#include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/services.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
@@ -12,7 +15,10 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <set>
+#include <string_view>
 
 namespace comb::runtime {
 
@@ -25,6 +31,44 @@ bool in_range(const storage::log_record& r, const replay_options& o) {
 std::string change_text(const storage::row_change& c) {
   return c.table + "/" + c.key + " " + std::to_string(static_cast<int>(c.kind));
 }
+
+// The bytes of values that provenance logged as their digest (model chunks), found by digest
+// and size among the chunks of the source database.
+class chunk_source {
+public:
+  explicit chunk_source(const storage::database& db) : db_(db) {}
+
+  caf::expected<std::string> operator()(const std::string& sha256, uint64_t size) {
+    if (indexed_.insert(size).second)
+      if (auto err = model_store::for_each_chunk(db_, size, [&](auto key, auto bytes) {
+            by_digest_.emplace(model_digest(bytes.data(), bytes.size()), std::string{key});
+          }))
+        return err;
+    auto i = by_digest_.find(sha256);
+    if (i == by_digest_.end())
+      return make_error(errc::not_found,
+                        "no chunk of the model store in " + db_.dir() + " has that digest");
+    for (const char* table : {model_store::chunks_table, model_store::old_chunks_table}) {
+      auto stored = db_.get(table, i->second);
+      if (!stored)
+        return std::move(stored.error());
+      if (!*stored)
+        continue;
+      if (std::string_view{table} == model_store::old_chunks_table) // rows of bytes
+        return std::move(**stored);
+      std::vector<char> buf;
+      if (auto err = storage::transaction::read_stored_blob(db_, **stored, buf))
+        return err;
+      return std::string{buf.begin(), buf.end()};
+    }
+    return make_error(errc::not_found, "chunk " + i->second + " vanished from " + db_.dir());
+  }
+
+private:
+  const storage::database& db_;
+  std::set<uint64_t> indexed_;
+  std::map<std::string, std::string> by_digest_;
+};
 
 } // namespace
 
@@ -97,6 +141,9 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
   if (!unknown.empty())
     return make_error(errc::unknown_procedure, "refusing to replay: the log calls '" + unknown
                                                  + "', which this build does not register");
+  // The source database, when given: it says where the log must end, and holds the bytes of
+  // values the log holds only as digests.
+  std::unique_ptr<storage::database> src;
   if (!o.source_data.empty()) {
     storage::log_stats st;
     if (auto err = reader->for_each(
@@ -107,10 +154,11 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
     so.create_if_missing = false;
     so.read_only = true; // the source is only read, and may be on a read-only filesystem
     so.keep_wal_seconds = provenance_recorder::keep_wal_seconds;
-    auto src = storage::database::open(o.source_data, so);
-    if (!src)
-      return std::move(src.error());
-    auto end = provenance_recorder::check_log_end(**src, o.log_dir, st.last_lsn);
+    auto opened = storage::database::open(o.source_data, so);
+    if (!opened)
+      return std::move(opened.error());
+    src = std::move(*opened);
+    auto end = provenance_recorder::check_log_end(*src, o.log_dir, st.last_lsn);
     if (!end)
       return std::move(end.error());
     if (!end->complete() && o.until_lsn > st.last_lsn)
@@ -128,6 +176,12 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
       return err;
   replay_report rep;
   caf::error failure;
+  std::optional<chunk_source> chunks;
+  elided_source from_source;
+  if (src) {
+    chunks.emplace(*src);
+    from_source = [&](const std::string& sha, uint64_t size) { return (*chunks)(sha, size); };
+  }
   auto err = reader->for_each(0, [&](storage::log_record&& r) {
     if (!in_range(r, o))
       return false;
@@ -143,6 +197,13 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
                            "lsn " + std::to_string(r.lsn) + ": arguments are not JSON");
       return false;
     }
+    if (has_elided(args))
+      if (auto rerr = restore_elided(args, from_source)) {
+        failure = make_error(static_cast<errc>(rerr.code()),
+                             "cannot replay lsn " + std::to_string(r.lsn) + " (" + r.procedure
+                               + "): " + describe(rerr));
+        return false;
+      }
     call_context ctx;
     ctx.execution_id = r.execution_id;
     ctx.parent_id = r.parent_id;

@@ -381,7 +381,7 @@ TEST_SUITE("runtime.pieces.model_store") {
     // A damaged chunk is named, not returned.
     {
       auto txn = f.n->db().begin();
-      REQUIRE(!txn->put(model_store::chunks_table, "digits/0000000001/00000000", "xx"));
+      REQUIRE(!txn->put_blob(model_store::chunks_table, "digits/0000000001/00000000", "xx"));
       REQUIRE(!txn->commit());
     }
     auto damaged = model_store::read_version(f.n->db(), "digits", 1);

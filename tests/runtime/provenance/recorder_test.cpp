@@ -197,6 +197,9 @@ TEST_SUITE("runtime.provenance.recorder") {
     runtime::replay_options all;
     all.log_dir = cfg.provenance_dir;
     all.into_dir = dir.path() + "/replay";
+    // The chunk (200 KB, above the threshold) is logged as its digest: its bytes come from
+    // the source folder's model store.
+    all.source_data = cfg.data_dir;
     auto rep = runtime::replay(*procs(), all);
     REQUIRE_MESSAGE(rep, test::why(rep));
     CHECK(rep->digest == digest);

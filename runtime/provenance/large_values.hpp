@@ -1,0 +1,46 @@
+// comb::runtime large values in provenance: an invocation's arguments (or a message's payload)
+// larger than a threshold are logged with each of their long strings replaced by its SHA-256
+// digest and size, {"$comb_elided": {"sha256": ..., "size": N, "base64": true}}, instead of
+// the bytes: a model chunk is stored once, in the model store, not again in the WAL entry, the
+// log, and the SQL store. A base64 string (a chunk's "data") is digested as its decoded
+// bytes, so the record names the same digest as the bytes stored in the database; replay
+// takes them back from the source database by digest and size (restore_elided). Free
+// functions; thread-safe.
+#pragma once
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace comb::runtime {
+
+/// The key of a value logged as its digest.
+constexpr const char* elided_key = "$comb_elided";
+
+/// Strings shorter than this are kept even in large arguments (names, keys, small fields).
+constexpr size_t elide_min_string = 1024;
+
+/// When `json_text` is longer than `threshold` and is JSON, the text with every string of at
+/// least elide_min_string bytes replaced by its digest and size (see above); nullopt when the
+/// text is kept as it is (small, not JSON, or without long strings).
+std::optional<std::string> elide_large_values(std::string_view json_text, size_t threshold);
+
+/// True when `args` holds a value logged as its digest.
+bool has_elided(const nlohmann::json& args);
+
+/// Finds the bytes of an elided value: given its SHA-256 (hex) and size, the bytes, or an
+/// error saying why they are not to be had.
+using elided_source =
+  std::function<caf::expected<std::string>(const std::string& sha256, uint64_t size)>;
+
+/// Replaces every elided value in `args` by the bytes `source` gives (base64-encoded again
+/// when the original was), checking their digest and size. Errors name the digest, the size
+/// and the argument that could not be restored.
+caf::error restore_elided(nlohmann::json& args, const elided_source& source);
+
+} // namespace comb::runtime
