@@ -125,6 +125,7 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
     return std::move(reader.error());
   // First pass: the whole range must read cleanly and name only known procedures.
   std::string unknown;
+  caf::error needs_source;
   auto check = reader->for_each(0, [&](storage::log_record&& r) {
     if (!in_range(r, o))
       return false;
@@ -133,8 +134,21 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
       unknown = r.procedure;
       return false;
     }
+    // Without a source folder, values logged as digests cannot be replayed: say so before
+    // anything is written (the text test is cheap; the JSON is parsed only when it hits).
+    if (o.source_data.empty() && !needs_source && r.kind == storage::log_record::kind_t::invocation
+        && r.status == "ok" && !r.read_only && r.payload.find(elided_key) != std::string::npos) {
+      auto args = nlohmann::json::parse(r.payload, nullptr, /*allow_exceptions=*/false);
+      if (!args.is_discarded() && has_elided(args))
+        if (auto err = restore_elided(args, {}))
+          needs_source = make_error(errc::not_found, "refusing to replay lsn "
+                                                       + std::to_string(r.lsn) + " (" + r.procedure
+                                                       + "): " + describe(err));
+    }
     return r.execution_id != o.execution || o.execution == 0;
   });
+  if (needs_source && !check)
+    return needs_source;
   if (check)
     return make_error(errc::corrupt_data, "refusing to replay " + o.log_dir
                                             + ": the log is damaged: " + describe(check));

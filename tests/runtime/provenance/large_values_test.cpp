@@ -16,6 +16,7 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <random>
 
 using namespace comb;
@@ -155,6 +156,7 @@ TEST_SUITE("runtime.provenance.large_values") {
     CAPTURE(describe(refused.error()));
     CHECK(describe(refused.error()).find("sha256 " + chunk_digests[0]) != std::string::npos);
     CHECK(describe(refused.error()).find("--data") != std::string::npos);
+    CHECK(!std::filesystem::exists(ro.into_dir)); // refused before anything was written
 
     // With it, the bytes come from the source's model store and the state is the same.
     ro.into_dir = dir.path() + "/replayed";
