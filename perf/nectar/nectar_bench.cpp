@@ -1,0 +1,207 @@
+// perf_nectar: Nectar's cost of capture and labels, in one run. A compute process, a node and
+// `comb nectar serve` run as child processes (tests/apps/nectar/nectar_stack.hpp); the traffic
+// generator (apps/nectar/traffic.hpp) drives the server. Prints:
+//   throughput  requests/s answered with capture and model labels on against off (same
+//               traffic, open loop above what the server can answer; goal on/off >= 0.8)
+//   lag         request arrival to its labeled row committed, p50/p99, at 1,000 requests/s
+//               (goal p99 <= 50 ms), from the spooled store by `comb nectar report`'s join,
+//               with the report's figures for the labels
+// Flags: --benchmarks=throughput,lag --quick --model=FILE (an anomaly detector; default: one
+// trained here on a sample of CSIC 2010) --rate=R --seconds=S --lag-rate=R --lag-seconds=S
+// --connections=N --attack-share=X --data=DIR (../shared/data).
+#include "apps/nectar/report.hpp"
+#include "apps/nectar/traffic.hpp"
+#include "perf/bench_env.hpp"
+#include "runtime/system_config.hpp"
+#include "tests/apps/nectar/nectar_stack.hpp"
+#include "tests/test_util.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+using namespace comb;
+
+namespace {
+
+// Thrown on a failure, so that the child processes' destructors stop them on the way out.
+struct failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& what) {
+  throw failure{what};
+}
+
+void check(const caf::error& err, const std::string& what) {
+  if (err)
+    die(what + ": " + describe(err));
+}
+
+/// Waits until the node has captured `at_least` requests and labeled every captured one.
+bool drained(test::nectar_stack& stack, caf::actor_system& sys, uint64_t at_least,
+             std::chrono::seconds timeout, nlohmann::json& counts) {
+  return test::wait_until(
+    [&] {
+      auto c = stack.count(sys);
+      if (!c)
+        return false;
+      counts = *c;
+      return counts.value("requests", uint64_t{0}) >= at_least
+             && counts.value("labeled", uint64_t{0}) >= counts.value("requests", uint64_t{0});
+    },
+    timeout, "the node to capture and label every request");
+}
+
+/// The capture worker's last line in a server log ("nectar: captured ...").
+std::string capture_line(const std::string& log) {
+  auto at = log.rfind("nectar: captured");
+  return at == std::string::npos ? "(no capture line)" : log.substr(at, log.find('\n', at) - at);
+}
+
+} // namespace
+
+int bench_main(int argc, char** argv) {
+  std::string benchmarks = "throughput,lag";
+  bool quick = false;
+  std::string model_file;
+  double rate = 3000, seconds = 10, lag_rate = 1000, lag_seconds = 10, share = 0.2;
+  uint32_t connections = 16;
+  std::string data_dir = std::string{COMB_SOURCE_DIR} + "/../shared/data";
+  if (auto env = std::getenv("COMB_DATA_DIR"))
+    data_dir = env;
+  bool rate_set = false, seconds_set = false, lag_seconds_set = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
+    if (a.rfind("--benchmarks=", 0) == 0)
+      benchmarks = val("--benchmarks=");
+    else if (a == "--quick")
+      quick = true;
+    else if (a.rfind("--model=", 0) == 0)
+      model_file = val("--model=");
+    else if (a.rfind("--rate=", 0) == 0)
+      rate = std::stod(val("--rate=")), rate_set = true;
+    else if (a.rfind("--seconds=", 0) == 0)
+      seconds = std::stod(val("--seconds=")), seconds_set = true;
+    else if (a.rfind("--lag-rate=", 0) == 0)
+      lag_rate = std::stod(val("--lag-rate="));
+    else if (a.rfind("--lag-seconds=", 0) == 0)
+      lag_seconds = std::stod(val("--lag-seconds=")), lag_seconds_set = true;
+    else if (a.rfind("--connections=", 0) == 0)
+      connections = static_cast<uint32_t>(std::stoul(val("--connections=")));
+    else if (a.rfind("--attack-share=", 0) == 0)
+      share = std::stod(val("--attack-share="));
+    else if (a.rfind("--data=", 0) == 0)
+      data_dir = val("--data=");
+    else
+      die("unknown argument '" + a
+          + "' (see the comment at the top of perf/nectar/nectar_bench.cpp)");
+  }
+  if (quick) {
+    seconds = seconds_set ? seconds : 3;
+    lag_seconds = lag_seconds_set ? lag_seconds : 3;
+    rate = rate_set ? rate : 2000;
+  }
+  auto payloads = nectar::payload_lists::load(nectar::default_payload_dir());
+  if (!payloads)
+    die(describe(payloads.error()));
+
+  runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  test::temp_dir dir;
+  test::nectar_stack stack{dir.path()};
+  if (model_file.empty()) {
+    // A small detector trained here: enough to cost what a real one costs per request.
+    model_file = dir.path() + "/waf.safetensors";
+    std::printf("training a small detector on %s (CSIC 2010 sample)...\n", data_dir.c_str());
+    std::fflush(stdout);
+    check(stack.run("train", {"anomaly", "train", "--data", data_dir + "/csic2010", "--limit",
+                              quick ? "500" : "2000", "--epochs", "1", "--vocab", "500",
+                              "--max-tokens", "256", "--quiet", "-o", model_file}),
+          "training the detector");
+  }
+  check(stack.start_backend(model_file), "starting the node");
+
+  std::printf("perf_nectar: %u client connections, %.0f%% attacks, machine: %u cores%s\n",
+              connections, share * 100, std::thread::hardware_concurrency(),
+              quick ? " (quick)" : "");
+  auto traffic = [&](double r, double s, const std::string& truth) {
+    nectar::traffic_options o;
+    o.target = stack.http_addr();
+    o.rate = r;
+    o.duration_s = s;
+    o.attack_share = share;
+    o.connections = connections;
+    o.truth_file = truth;
+    o.drain_s = 30;
+    auto st = nectar::run_traffic(o, *payloads);
+    if (!st)
+      die(describe(st.error()));
+    return *st;
+  };
+  uint64_t captured_before = 0;
+
+  if (benchmarks.find("throughput") != std::string::npos) {
+    double answered_rate[2] = {0, 0};
+    for (int on = 0; on < 2; ++on) {
+      check(stack.start_server(on ? std::vector<std::string>{}
+                                  : std::vector<std::string>{"--no-capture"}),
+            "starting nectar serve");
+      auto st = traffic(rate, seconds, "");
+      answered_rate[on] = st.seconds > 0 ? static_cast<double>(st.answered) / st.seconds : 0;
+      std::printf("  capture+labels %-3s: %7.1f requests/s answered (%llu of %llu, offered "
+                  "%.0f/s; latency p50 %.1f ms p99 %.1f ms)\n",
+                  on ? "on" : "off", answered_rate[on],
+                  static_cast<unsigned long long>(st.answered),
+                  static_cast<unsigned long long>(st.scheduled), rate, st.latency_p50_ms,
+                  st.latency_p99_ms);
+      if (on) {
+        nlohmann::json counts;
+        bool ok = drained(stack, sys, st.answered, std::chrono::seconds{180}, counts);
+        std::printf("    then captured and labeled: %s (%s)\n", counts.dump().c_str(),
+                    ok ? "all" : "NOT ALL within 180 s");
+        captured_before = counts.value("requests", uint64_t{0});
+      }
+      auto log = stack.stop_server();
+      if (on)
+        std::printf("    %s\n", capture_line(log).c_str());
+    }
+    std::printf("throughput: capture+labels on / off = %.3f (goal >= 0.8)\n",
+                answered_rate[0] > 0 ? answered_rate[1] / answered_rate[0] : 0.0);
+  }
+
+  if (benchmarks.find("lag") != std::string::npos) {
+    check(stack.start_server(), "starting nectar serve");
+    auto truth = dir.path() + "/lag-truth.jsonl";
+    auto st = traffic(lag_rate, lag_seconds, truth);
+    std::printf("  lag run: %.1f requests/s offered, %.1f achieved, %llu answered\n", lag_rate,
+                st.achieved_rate, static_cast<unsigned long long>(st.answered));
+    nlohmann::json counts;
+    bool ok = drained(stack, sys, captured_before + st.answered, std::chrono::seconds{180}, counts);
+    if (!ok)
+      std::printf("    not all captured and labeled within 180 s: %s\n", counts.dump().c_str());
+    auto log = stack.stop_server();
+    std::printf("    %s\n", capture_line(log).c_str());
+    auto sql = dir.path() + "/store.sqlite";
+    check(stack.spool(sql), "spooling the log");
+    auto rep = nectar::make_report(sql, truth);
+    if (!rep)
+      die(describe(rep.error()));
+    std::printf("%s", nectar::to_string(*rep).c_str());
+    std::printf("lag at %.0f requests/s: p50 %.1f ms, p99 %.1f ms (goal p99 <= 50 ms)\n", lag_rate,
+                rep->lag_p50_ms, rep->lag_p99_ms);
+  }
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  perf::clean_blas_env(argv);
+  try {
+    return bench_main(argc, argv);
+  } catch (const failure& f) {
+    std::fprintf(stderr, "perf_nectar: %s\n", f.what());
+    return 1;
+  }
+}
