@@ -262,7 +262,9 @@ struct console_server::impl {
       res.set_header("Content-Security-Policy", content_security_policy);
       res.set_header("X-Content-Type-Options", "nosniff");
       res.set_header("X-Frame-Options", "DENY");
-      res.set_header("Referrer-Policy", "no-referrer");
+      // same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with
+      // the console's own form posts, which the Origin check would refuse.
+      res.set_header("Referrer-Policy", "same-origin");
       res.set_header("Cross-Origin-Opener-Policy", "same-origin");
       res.set_header("Cross-Origin-Resource-Policy", "same-origin");
       if (!res.has_header("Cache-Control"))

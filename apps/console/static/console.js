@@ -314,11 +314,14 @@
     for (const g of $('filter-groups').querySelectorAll('fieldset.filter-group')) {
       const items = [];
       for (const row of g.querySelectorAll('.filter-row')) {
-        items.push({
+        const cond = {
           field: row.querySelector('.filter-field').value,
           cmp: row.querySelector('.filter-cmp').value,
           value: row.querySelector('.filter-value').value,
-        });
+        };
+        // A condition still waiting for its value is not applied (is empty needs none).
+        if (cond.value === '' && cond.cmp !== 'is_empty' && cond.cmp !== 'is_not_empty') continue;
+        items.push(cond);
       }
       if (items.length) groups.push({ op: g.querySelector('.filter-group-op').value, items });
     }

@@ -48,8 +48,14 @@ function assert(cond, what) {
 
 // What the fixture holds (console_fixture.hpp): request i has score (i % 100) / 100,
 // method GET/POST/GET/GET by i % 4, status 404 when i % 13 == 0, rule label when i % 7 == 0.
+const payloads = [
+  '<script>window.__xss = 1</script>', '<img src=x onerror="window.__xss = 2">',
+  '"><svg onload="window.__xss = 3"></svg>', '<img src="http://198.51.100.7/leak.png">',
+  '<iframe src="http://198.51.100.7/frame"></iframe>', 'javascript:window.__xss = 4',
+];
 const fx = Array.from({ length: ROWS }, (_, i) => ({
   i, score: (i % 100) / 100, method: ['GET', 'POST', 'GET', 'GET'][i % 4],
+  payload: i % 10 === 3 ? payloads[Math.floor(i / 10) % payloads.length] : null,
   status: i % 13 === 0 ? 404 : 200, path: ['/feed', '/login', '/u/alice', '/search', '/post', '/static/nectar.css'][i % 6],
 }));
 
@@ -135,8 +141,13 @@ await check('without a login: pages redirect to /login, the API answers 401', as
 await check('a wrong password is refused', async () => {
   await page.fill('#username', 'analyst');
   await page.fill('#password', 'wrong-password');
-  await Promise.all([page.waitForLoadState(), page.click('#login-button')]);
-  assert((await page.textContent('#login-error')).includes('Wrong username or password'), 'no error shown');
+  await Promise.all([
+    page.waitForResponse((r) => r.url() === base + '/login' && r.request().method() === 'POST'),
+    page.click('#login-button'),
+  ]);
+  await page.waitForSelector('#login-error:not(:empty)');
+  const err = await page.textContent('#login-error');
+  assert(err.includes('Wrong username or password'), 'error shown: ' + err);
   assert(page.url().endsWith('/login'), 'left the login page');
 });
 
@@ -231,8 +242,9 @@ await check('clicking an EntryID opens the request as field/value pairs', async 
 });
 
 await check('XSS payloads in the data are shown as text and never run', async () => {
+  const hits = (term) => fx.filter((r) => r.payload && r.payload.includes(term)).length;
   await page.fill('#table-search', '<script>');
-  await waitInfo(/of [1-9]/);
+  await waitInfo(new RegExp('of ' + hits('<script>') + '$'));
   await page.click('#overview-body tr:first-child button.entry');
   await page.waitForSelector('#record-dialog[open]');
   const cells = await page.$$eval('#record-table td.value', (tds) => tds.map((td) => td.textContent));
@@ -240,7 +252,7 @@ await check('XSS payloads in the data are shown as text and never run', async ()
   await page.click('#record-close');
   for (const p of ['onerror', 'svg onload', '198.51.100.7', 'iframe', 'javascript:']) {
     await page.fill('#table-search', p);
-    await waitInfo(/of [1-9]/);
+    await waitInfo(new RegExp('of ' + hits(p) + '$'));
     await page.click('#overview-body tr:first-child button.entry');
     await page.waitForSelector('#record-dialog[open]');
     await page.click('#record-close');
@@ -335,7 +347,7 @@ await check('Stats: a Plotly line plot per hour, updating on bucket and threshol
   await page.click('#tab-stats');
   await page.waitForSelector('#stats-plot .scatterlayer .trace');
   await page.waitForFunction(() => /in \d+ hours/.test(document.getElementById('stats-status').textContent));
-  assert(await page.$('#stats-plot .modebar-btn[data-title="Download plot as a png"]'), 'no image download button');
+  assert(await page.$('#stats-plot .modebar-btn[data-title^="Download plot"]'), 'no image download button');
   assert(await page.$('#stats-plot .modebar-btn[data-title="Zoom"]') && await page.$('#stats-plot .modebar-btn[data-title="Pan"]'), 'no zoom/pan');
   await page.selectOption('#stats-bucket', 'day');
   await page.waitForFunction(() => /in 3 days/.test(document.getElementById('stats-status').textContent));
@@ -372,6 +384,8 @@ await check('Stats: brushing a time range filters the Overview', async () => {
   assert(sql.includes('r."ts_ns" >= ?') && sql.includes('r."ts_ns" <= ?'), 'no time range in SQL: ' + sql);
   await page.fill('#threshold', '0.5');
   await waitInfo(/of \d+/);
+  assert(!(await page.textContent('#overview-sql')).includes('LIKE'), 'an empty filter condition was applied');
+  await page.$eval('#filters', (d) => { d.open = false; });
   await page.screenshot({ path: path.join(shots, 'console-overview.png') });
   await page.click('#range-clear');
   await waitInfo(/of 150$/);
@@ -379,11 +393,11 @@ await check('Stats: brushing a time range filters the Overview', async () => {
 
 await check('Stats: image download from the modebar', async () => {
   await page.click('#tab-stats');
-  await page.waitForSelector('#stats-plot .modebar-btn[data-title="Download plot as a png"]');
+  await page.waitForSelector('#stats-plot .modebar-btn[data-title^="Download plot"]');
   await page.hover('#stats-plot');
   const [download] = await Promise.all([
     page.waitForEvent('download', { timeout: 10000 }),
-    page.click('#stats-plot .modebar-btn[data-title="Download plot as a png"]'),
+    page.click('#stats-plot .modebar-btn[data-title^="Download plot"]'),
   ]);
   assert(download.suggestedFilename().endsWith('.png'), download.suggestedFilename());
 });
