@@ -54,7 +54,8 @@ caf::error corrupt(const std::string& what) {
 caf::expected<std::string> encode_safetensors(
   const std::vector<std::pair<std::string, const tensor*>>& tensors,
   const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header;
+  // An object even when empty: "null" is no header the decoder (or the format) accepts.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
     for (auto& [k, v] : metadata)

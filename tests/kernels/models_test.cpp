@@ -283,6 +283,14 @@ TEST_SUITE("kernels.models") {
     CHECK(mismatches("u", u, dec->tensors.at("u")) == 0);
     CHECK(dec->metadata.at("k") == "v");
     CHECK(!encode_safetensors({{"f", &f}, {"f", &f}}));
+    // No tensors and no metadata: a file the decoder reads back (found by fuzz_safetensors,
+    // whose input is in tests/fuzz/corpus/fuzz_safetensors/empty_header_crash).
+    auto none = encode_safetensors({});
+    REQUIRE(none);
+    auto back = decode_safetensors(*none);
+    REQUIRE_MESSAGE(back, comb::describe(back.error()));
+    CHECK(back->tensors.empty());
+    CHECK(back->metadata.empty());
   }
 
   TEST_CASE("the TextCNN file holds its sequence length and learning rate; weights are finite") {
