@@ -8,6 +8,9 @@
 
 #include <algorithm>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace comb::storage {
 
 namespace {
@@ -257,6 +260,16 @@ std::optional<uint64_t> transaction::stored_blob_size(std::string_view stored) {
     if (auto ref = blob_ref::decode(stored.substr(1)))
       return ref->size;
   return std::nullopt;
+}
+
+bool transaction::stored_blob_holds(std::string_view stored, std::string_view bytes) {
+  if (!stored.empty() && stored[0] == inline_tag)
+    return stored.substr(1) == bytes;
+  if (stored.empty() || stored[0] != blob_tag)
+    return false;
+  auto ref = blob_ref::decode(stored.substr(1));
+  return ref && ref->size == bytes.size()
+         && ref->hash == XXH3_64bits(bytes.data(), bytes.size()); // as blob_store::append
 }
 
 caf::error transaction::read_stored_blob(const database& db, std::string_view stored,

@@ -82,6 +82,10 @@ public:
   /// returns it), or nullopt when `stored` is not such a value.
   static std::optional<uint64_t> stored_blob_size(std::string_view stored);
 
+  /// True when the blobs-table value in its stored form holds exactly `bytes` (inline: the
+  /// same bytes; in the blob store: the same size and hash), without reading the blob.
+  static bool stored_blob_holds(std::string_view stored, std::string_view bytes);
+
   /// Reads the bytes of a blobs-table value in its stored form into `out`, outside any
   /// transaction (e.g. from a folder opened read-only). corrupt_data when it is not one.
   static caf::error read_stored_blob(const database& db, std::string_view stored,

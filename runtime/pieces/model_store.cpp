@@ -478,28 +478,4 @@ caf::expected<std::pair<std::string, std::string>> model_store::read_version(sto
   return std::pair<std::string, std::string>{std::move(bytes), std::move(digest)};
 }
 
-caf::error model_store::for_each_chunk(
-  const storage::database& db, uint64_t size,
-  const std::function<void(std::string_view key, std::string_view bytes)>& fn) {
-  std::vector<char> buf;
-  caf::error bad;
-  auto err = db.scan(chunks_table, [&](std::string_view key, std::string_view stored) {
-    if (storage::transaction::stored_blob_size(stored) != size)
-      return true;
-    if ((bad = storage::transaction::read_stored_blob(db, stored, buf)))
-      return false;
-    fn(key, {buf.data(), buf.size()});
-    return true;
-  });
-  if (err)
-    return err;
-  if (bad)
-    return bad;
-  return db.scan(old_chunks_table, [&](std::string_view key, std::string_view bytes) {
-    if (bytes.size() == size)
-      fn(key, bytes);
-    return true;
-  });
-}
-
 } // namespace comb::runtime

@@ -16,7 +16,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -89,13 +88,6 @@ public:
   static caf::expected<std::pair<std::string, std::string>> read_version(storage::database& db,
                                                                          std::string_view name,
                                                                          uint32_t version);
-
-  /// Calls fn(key, bytes) for each stored chunk of `size` bytes, outside any transaction
-  /// (also in a folder opened read-only): replay finds there, by digest, the bytes of a chunk
-  /// that provenance logged as its digest (runtime/provenance/large_values.hpp).
-  static caf::error for_each_chunk(
-    const storage::database& db, uint64_t size,
-    const std::function<void(std::string_view key, std::string_view bytes)>& fn);
 };
 
 } // namespace comb::runtime

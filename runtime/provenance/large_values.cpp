@@ -12,11 +12,11 @@ namespace {
 using json = nlohmann::json;
 
 // Replaces the long strings under `j`; returns whether any was.
-bool elide(json& j) {
+bool elide(json& j, const stored_check& stored) {
   bool changed = false;
   if (j.is_object() || j.is_array()) {
     for (auto& v : j)
-      changed = elide(v) || changed;
+      changed = elide(v, stored) || changed;
     return changed;
   }
   if (!j.is_string())
@@ -29,6 +29,8 @@ bool elide(json& j) {
   auto bytes = base64_decode(s);
   bool b64 = bytes && base64_encode(*bytes) == s;
   const std::string& raw = b64 ? *bytes : s;
+  if (stored && !stored(raw))
+    return false; // replay could not find them: logged as they are
   j = json{
     {elided_key,
      {{"sha256", model_digest(raw.data(), raw.size())}, {"size", raw.size()}, {"base64", b64}}}};
@@ -75,11 +77,12 @@ caf::error restore(json& j, const elided_source& source, const std::string& path
 
 } // namespace
 
-std::optional<std::string> elide_large_values(std::string_view json_text, size_t threshold) {
+std::optional<std::string> elide_large_values(std::string_view json_text, size_t threshold,
+                                              const stored_check& stored) {
   if (json_text.size() <= threshold)
     return std::nullopt;
   auto j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !elide(j))
+  if (j.is_discarded() || !elide(j, stored))
     return std::nullopt;
   return j.dump();
 }

@@ -1,10 +1,12 @@
 // comb::runtime large values in provenance: an invocation's arguments (or a message's payload)
-// larger than a threshold are logged with each of their long strings replaced by its SHA-256
-// digest and size, {"$comb_elided": {"sha256": ..., "size": N, "base64": true}}, instead of
+// larger than a threshold are logged with each of their long strings that the transaction
+// stored in a blobs table (or all of them, for a failed call, which replay skips) replaced by
+// its SHA-256 digest and size, {"$comb_elided": {"sha256": ..., "size": N, "base64": true}}, instead of
 // the bytes: a model chunk is stored once, in the model store, not again in the WAL entry, the
 // log, and the SQL store. A base64 string (a chunk's "data") is digested as its decoded
 // bytes, so the record names the same digest as the bytes stored in the database; replay
-// takes them back from the source database by digest and size (restore_elided). Free
+// takes them back from the source database's blobs tables by digest and size
+// (restore_elided). Arguments kept elsewhere in another form (decoded images) stay whole. Free
 // functions; thread-safe.
 #pragma once
 
@@ -25,10 +27,15 @@ constexpr const char* elided_key = "$comb_elided";
 /// Strings shorter than this are kept even in large arguments (names, keys, small fields).
 constexpr size_t elide_min_string = 1024;
 
+/// Says whether the database holds `bytes` where replay can find them again by digest.
+using stored_check = std::function<bool(std::string_view bytes)>;
+
 /// When `json_text` is longer than `threshold` and is JSON, the text with every string of at
-/// least elide_min_string bytes replaced by its digest and size (see above); nullopt when the
-/// text is kept as it is (small, not JSON, or without long strings).
-std::optional<std::string> elide_large_values(std::string_view json_text, size_t threshold);
+/// least elide_min_string bytes replaced by its digest and size (see above); with `stored`,
+/// only the strings whose bytes it accepts (the transaction wrote them to a blobs table), so
+/// that replay finds them. nullopt when the text is kept as it is.
+std::optional<std::string> elide_large_values(std::string_view json_text, size_t threshold,
+                                              const stored_check& stored = {});
 
 /// True when `args` holds a value logged as its digest.
 bool has_elided(const nlohmann::json& args);

@@ -382,10 +382,18 @@ uint64_t provenance_recorder::take_lsn() {
 }
 
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
-  // Large arguments (model chunks) are logged as digests: the bytes are in the database.
-  if (opts_.elide_above > 0)
-    if (auto small = elide_large_values(rec.args, opts_.elide_above))
+  // Large arguments this transaction stores in a blobs table (model chunks) are logged as
+  // digests: replay finds the bytes in the source database.
+  if (opts_.elide_above > 0 && rec.args.size() > opts_.elide_above) {
+    auto stored = [&](std::string_view bytes) {
+      return std::any_of(rec.changes.begin(), rec.changes.end(), [&](const row_change& c) {
+        return !c.is_row && c.kind != row_change::op::del
+               && storage::transaction::stored_blob_holds(c.value, bytes);
+      });
+    };
+    if (auto small = elide_large_values(rec.args, opts_.elide_above, stored))
       rec.args = std::move(*small);
+  }
   // The log's record, and [tag][lsn][record head] for the WAL: the head is the record without
   // its rows, which the transaction's WAL entry holds already (recovery takes them from there).
   // Both buffers keep their capacity from one transaction to the next.

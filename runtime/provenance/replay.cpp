@@ -5,7 +5,6 @@
 
 #include "base/errc.hpp"
 #include "runtime/pieces/model_digest.hpp"
-#include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/services.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
@@ -32,42 +31,52 @@ std::string change_text(const storage::row_change& c) {
   return c.table + "/" + c.key + " " + std::to_string(static_cast<int>(c.kind));
 }
 
-// The bytes of values that provenance logged as their digest (model chunks), found by digest
-// and size among the chunks of the source database.
-class chunk_source {
+// The bytes of values that provenance logged as their digest (model chunks, and whatever
+// else a transaction stored in a blobs table), found by digest and size among the blobs
+// tables of the source database; each size is indexed once.
+class blob_source {
 public:
-  explicit chunk_source(const storage::database& db) : db_(db) {}
+  blob_source(const storage::database& db, const std::set<std::string, std::less<>>& tables)
+    : db_(db), tables_(tables) {}
 
   caf::expected<std::string> operator()(const std::string& sha256, uint64_t size) {
     if (indexed_.insert(size).second)
-      if (auto err = model_store::for_each_chunk(db_, size, [&](auto key, auto bytes) {
-            by_digest_.emplace(model_digest(bytes.data(), bytes.size()), std::string{key});
-          }))
-        return err;
+      for (const auto& table : tables_) {
+        std::vector<char> buf;
+        caf::error bad;
+        auto err = db_.scan(table, [&](std::string_view key, std::string_view stored) {
+          if (storage::transaction::stored_blob_size(stored) != size)
+            return true;
+          if ((bad = storage::transaction::read_stored_blob(db_, stored, buf)))
+            return false;
+          by_digest_.emplace(model_digest(buf.data(), buf.size()),
+                             std::make_pair(table, std::string{key}));
+          return true;
+        });
+        if (err || bad)
+          return err ? err : bad;
+      }
     auto i = by_digest_.find(sha256);
     if (i == by_digest_.end())
       return make_error(errc::not_found,
-                        "no chunk of the model store in " + db_.dir() + " has that digest");
-    for (const char* table : {model_store::chunks_table, model_store::old_chunks_table}) {
-      auto stored = db_.get(table, i->second);
-      if (!stored)
-        return std::move(stored.error());
-      if (!*stored)
-        continue;
-      if (std::string_view{table} == model_store::old_chunks_table) // rows of bytes
-        return std::move(**stored);
-      std::vector<char> buf;
-      if (auto err = storage::transaction::read_stored_blob(db_, **stored, buf))
-        return err;
-      return std::string{buf.begin(), buf.end()};
-    }
-    return make_error(errc::not_found, "chunk " + i->second + " vanished from " + db_.dir());
+                        "no value of a blobs table in " + db_.dir() + " has that digest");
+    auto& [table, key] = i->second;
+    auto stored = db_.get(table, key);
+    if (!stored)
+      return std::move(stored.error());
+    if (!*stored)
+      return make_error(errc::not_found, table + "/" + key + " vanished from " + db_.dir());
+    std::vector<char> buf;
+    if (auto err = storage::transaction::read_stored_blob(db_, **stored, buf))
+      return err;
+    return std::string{buf.begin(), buf.end()};
   }
 
 private:
   const storage::database& db_;
+  const std::set<std::string, std::less<>>& tables_;
   std::set<uint64_t> indexed_;
-  std::map<std::string, std::string> by_digest_;
+  std::map<std::string, std::pair<std::string, std::string>> by_digest_;
 };
 
 } // namespace
@@ -190,11 +199,11 @@ caf::expected<replay_report> replay(const procedure_registry& app_procs, const r
       return err;
   replay_report rep;
   caf::error failure;
-  std::optional<chunk_source> chunks;
+  std::optional<blob_source> blobs;
   elided_source from_source;
   if (src) {
-    chunks.emplace(*src);
-    from_source = [&](const std::string& sha, uint64_t size) { return (*chunks)(sha, size); };
+    blobs.emplace(*src, blob_tables);
+    from_source = [&](const std::string& sha, uint64_t size) { return (*blobs)(sha, size); };
   }
   auto err = reader->for_each(0, [&](storage::log_record&& r) {
     if (!in_range(r, o))

@@ -12,6 +12,7 @@
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
+#include "storage/transaction.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -49,6 +50,19 @@ void put_model(runtime::node& n, const std::string& name, const std::string& byt
                      {"digest", runtime::model_digest(bytes.data(), bytes.size())},
                      {"kind", "raw"}},
                     "admin"));
+}
+
+// t.note {text}: keeps only the text's length (its bytes are stored nowhere).
+void add_note(runtime::procedure_registry& procs) {
+  procs.add_table("t.notes");
+  procs.add("t.note",
+            [](runtime::call_context&, storage::transaction& txn,
+               const json& args) -> caf::expected<json> {
+              auto text = args.at("text").get<std::string>();
+              if (auto err = txn.put_row("t.notes", "n", json{{"len", text.size()}}))
+                return err;
+              return json{};
+            });
 }
 
 std::string digest_of(const std::string& data) {
@@ -111,19 +125,26 @@ TEST_SUITE("runtime.provenance.large_values") {
     {
       runtime::system_config sc{2};
       caf::actor_system sys{sc};
+      // A procedure that keeps only the length of its large argument: replay could not find
+      // the argument's bytes anywhere, so its record must hold them.
       auto procs = std::make_shared<runtime::procedure_registry>();
+      add_note(*procs);
       auto n = test::must(runtime::node::start(sys, cfg, procs));
       put_model(*n, "big", model);
       put_model(*n, "small", small);
+      test::must(n->call("t.note", {{"text", base64_encode(small)}}, "admin"));
     }
     // Each chunk's record names its bytes by digest and size; no record holds them.
     std::vector<std::string> chunk_digests;
+    std::string note_payload;
     uint64_t log_bytes = 0;
     auto reader = test::must(storage::log_reader::open(cfg.provenance_dir));
     REQUIRE(!reader.for_each(0, [&](storage::log_record&& r) {
       log_bytes += r.payload.size() + r.result.size();
       for (auto& c : r.changes)
         log_bytes += c.value.size();
+      if (r.procedure == "t.note")
+        note_payload = r.payload;
       if (r.procedure != "comb.model.put_chunk")
         return true;
       auto args = json::parse(r.payload);
@@ -143,11 +164,13 @@ TEST_SUITE("runtime.provenance.large_values") {
     CHECK(chunk_digests[0] == piece(model, 0, runtime::model_store::chunk_size));
     CHECK(chunk_digests[1] == piece(model, runtime::model_store::chunk_size, 20000));
     CHECK(chunk_digests[2] == piece(small, 0, small.size()));
-    CHECK(log_bytes < 64 * 1024);
+    CHECK(log_bytes < 64 * 1024 + note_payload.size());
+    CHECK(note_payload.find(base64_encode(small)) != std::string::npos); // kept whole
     auto want = digest_of(cfg.data_dir);
 
     // Without the source, replay names the first digest it lacks.
     runtime::procedure_registry procs;
+    add_note(procs);
     runtime::replay_options ro;
     ro.log_dir = cfg.provenance_dir;
     ro.into_dir = dir.path() + "/replay-nosource";
