@@ -1,0 +1,187 @@
+// Nectar's live labels end to end: a `comb compute` child and a `comb node` child, the Nectar
+// server in this process capturing every request with CRS rule labels and labels from a small
+// anomaly detector served by the compute process. Requests that arrive before any model
+// version is active wait and are labeled once one is; then, under continuous traffic, the
+// compute process and the node are each killed with SIGKILL and started again: in the end
+// every request the server answered has exactly one httplog_request row and one
+// httplog_request_labeled row.
+#include "apps/nectar/httplog.hpp"
+#include "apps/nectar/server.hpp"
+#include "runtime/system_config.hpp"
+#include "tests/apps/anomaly/tiny_detector.hpp"
+#include "tests/apps/nectar/nectar_util.hpp"
+#include "tests/client_util.hpp"
+#include "tests/compute_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+using namespace comb;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// httplog.count through a fresh connection (the node may have restarted).
+json count(caf::actor_system& sys, uint16_t port) {
+  auto c = test::connect_retry(sys, port);
+  REQUIRE_MESSAGE(c, test::why(c));
+  auto r = c->call("httplog.count", "{}", "admin");
+  REQUIRE_MESSAGE(r, test::why(r));
+  return *r;
+}
+
+/// Every row of one httplog table.
+std::vector<json> rows_of(caf::actor_system& sys, uint16_t port, const std::string& table) {
+  auto c = test::connect_retry(sys, port);
+  REQUIRE(c);
+  std::vector<json> out;
+  std::string after;
+  for (;;) {
+    auto r = c->call("httplog.rows",
+                     json{{"table", table}, {"after", after}, {"limit", 1000}}.dump(), "admin");
+    REQUIRE_MESSAGE(r, test::why(r));
+    for (auto& row : (*r)["rows"])
+      out.push_back(row);
+    if ((*r)["rows"].size() < 1000)
+      return out;
+    after = (*r)["last"];
+  }
+}
+
+/// Some requests of a visitor: pages that call the node, and ones that do not.
+void visit(test::browser& b, int i) {
+  switch (i % 4) {
+  case 0:
+    b.get("/healthz");
+    break;
+  case 1:
+    b.get("/search?q=honey%20" + std::to_string(i));
+    break;
+  case 2:
+    b.get("/u/nobody_" + std::to_string(i));
+    break;
+  default:
+    b.get("/search?q=%27%20OR%201%3D1--");
+    break;
+  }
+}
+
+} // namespace
+
+TEST_SUITE("apps.nectar.labels") {
+  TEST_CASE("every answered request gets one row and one label, across kills") {
+    test::temp_dir dir;
+    auto d = anomaly::tiny::tiny_detector();
+    auto model_file = dir.path() + "/detector.safetensors";
+    REQUIRE_FALSE(d.save(model_file));
+    test::compute_child compute;
+    test::node_child node{
+      dir, {"--no-provenance", "--compute", "127.0.0.1:" + std::to_string(compute.port())}};
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+
+    nectar::server_options so;
+    so.node = {"127.0.0.1", node.port()};
+    so.port = 0;
+    so.threads = 8;
+    so.capture_opts.model = "waf";
+    auto srv = nectar::server::start(sys, so);
+    REQUIRE_MESSAGE(srv, test::why(srv));
+    auto port = (*srv)->port();
+
+    // No model yet: rows commit, labels wait.
+    test::browser early{port};
+    for (int i = 0; i < 12; ++i)
+      visit(early, i);
+    REQUIRE(early.answered == 12);
+    REQUIRE(test::wait_until([&] { return count(sys, node.port())["unlabeled"] == 12; }, 30s,
+                             "12 requests waiting for a model"));
+    auto waiting = rows_of(sys, node.port(), "unlabeled");
+    REQUIRE(waiting.size() == 12);
+    CHECK_MESSAGE(waiting[0].value("reason", "").find("'waf' has no active version")
+                    != std::string::npos,
+                  waiting[0].dump());
+    CHECK(count(sys, node.port())["labeled"] == 0);
+
+    // The model: put, activate; the waiting requests get labels.
+    test::child_process put{{test::comb_binary(), "model", "put", "--node", node.addr(), "--name",
+                             "waf", "--version", "1", "--file", model_file},
+                            dir.path() + "/put.log"};
+    REQUIRE_MESSAGE(put.wait() == 0, test::read_file(dir.path() + "/put.log"));
+    {
+      auto c = test::connect_retry(sys, node.port());
+      REQUIRE(c);
+      auto a = c->call("comb.model.activate", json{{"name", "waf"}, {"version", 1}}.dump(),
+                       "admin");
+      REQUIRE_MESSAGE(a, test::why(a));
+    }
+    REQUIRE(test::wait_until([&] { return count(sys, node.port())["labeled"] == 12; }, 45s,
+                             "the 12 waiting requests labeled"));
+
+    // Continuous traffic while the compute process and then the node are killed.
+    std::atomic<bool> stop{false};
+    std::atomic<int> answered{12};
+    std::thread traffic{[&] {
+      test::browser b{port};
+      for (int i = 0; !stop; ++i) {
+        visit(b, i);
+        std::this_thread::sleep_for(5ms);
+      }
+      answered += b.answered;
+    }};
+    std::this_thread::sleep_for(500ms);
+    compute.kill();
+    std::this_thread::sleep_for(500ms);
+    compute.start();
+    std::this_thread::sleep_for(500ms);
+    node.kill();
+    std::this_thread::sleep_for(500ms);
+    node.start();
+    std::this_thread::sleep_for(1s);
+    stop = true;
+    traffic.join();
+    int total = answered;
+    INFO("answered " << total);
+    REQUIRE(test::wait_until(
+      [&] {
+        auto n = count(sys, node.port());
+        return n["requests"] == total && n["labeled"] == total;
+      },
+      60s, "a row and a label for each answered request"));
+    auto reqs = rows_of(sys, node.port(), "request");
+    auto labels = rows_of(sys, node.port(), "labeled");
+    CHECK(reqs.size() == static_cast<size_t>(total));
+    CHECK(labels.size() == static_cast<size_t>(total));
+    std::set<std::string> ids;
+    for (auto& r : reqs)
+      ids.insert(r["id"].get<std::string>());
+    int scored = 0, rule_flagged = 0, unavailable = 0;
+    for (auto& l : labels) {
+      CHECK(ids.count(l.value("request_id", "")) == 1);
+      CHECK(l["id"] == l["request_id"]);
+      if (l["score"].is_number()) {
+        ++scored;
+        auto s = l["score"].get<double>();
+        CHECK((s >= 0.0 && s <= 1.0));
+        CHECK(l["label"] == (s >= 0.5 ? 1 : 0));
+        CHECK(l["model"] == "waf");
+        CHECK(l["model_version"] == 1);
+        CHECK(l["threshold"] == 0.5);
+        CHECK(l["combined_label"] == (l["label"].get<int>() | l["rule_label"].get<int>()));
+      }
+      rule_flagged += l.value("rule_label", 0);
+    }
+    for (auto& r : reqs)
+      unavailable += r.value("sc_status", 0) == 503;
+    CHECK(scored == total);   // no request's scoring failed for good
+    CHECK(rule_flagged >= 3); // the ' OR 1=1-- searches
+    MESSAGE("answered " << total << ", 503 while the node was away: " << unavailable << ", capture "
+                        << (*srv)->stats().retries << " retries");
+    CHECK(count(sys, node.port())["unlabeled"] == 0);
+    (*srv)->stop();
+  }
+}
