@@ -177,6 +177,7 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
     r.answered += 1;
     if (c == by_trace.end()) {
       r.not_captured += 1;
+      r.not_captured_by_status[t.status] += 1;
       if (r.missing_examples.size() < 5)
         r.missing_examples.push_back(t.trace_id + " (not captured)");
       continue;
@@ -254,6 +255,12 @@ std::string to_string(const nectar_report& r) {
                 static_cast<unsigned long long>(r.not_labeled),
                 r.not_captured + r.not_labeled == 0 ? " (none lost)" : "  <-- LOST");
   out << buf;
+  if (!r.not_captured_by_status.empty()) {
+    out << "  not captured, by status:";
+    for (auto& [status, n] : r.not_captured_by_status)
+      out << ' ' << status << '=' << n;
+    out << '\n';
+  }
   for (auto& m : r.missing_examples)
     out << "  e.g. " << m << '\n';
   if (r.unanswered_captured + r.captured_without_truth > 0) {

@@ -48,6 +48,9 @@ struct nectar_report {
   /// Answered but without a captured row; captured but without a labeled row. Both must be 0.
   uint64_t not_captured = 0;
   uint64_t not_labeled = 0;
+  /// The statuses of the requests not captured (400 and 414 from the HTTP parser tell of
+  /// requests refused before a handler saw them: an over-long header or request line).
+  std::map<int, uint64_t> not_captured_by_status;
   /// Requests not answered that were captured all the same (the server got them, the client
   /// gave up first).
   uint64_t unanswered_captured = 0;

@@ -203,6 +203,8 @@ struct session {
   std::map<std::string, std::string> cookies;
   std::string csrf;
   std::string last_page;
+  /// Where the last response redirected to: a browser loads it next (and gets a fresh form).
+  std::string follow;
   stage st = stage::fresh;
   std::vector<std::string> following;
   uint64_t steps = 0;
@@ -390,6 +392,13 @@ request generator::benign_step(session& s, std::mt19937_64& rng) {
     r.path = path;
     r.truth.placement = step;
   };
+  if (!s.follow.empty()) {
+    get(s.follow, "redirect");
+    s.follow.clear();
+    r.truth.cls = "benign";
+    r.headers.emplace("User-Agent", s.user_agent);
+    return r;
+  }
   switch (s.st) {
   case stage::fresh:
     if (s.steps % 3 == 0 && s.last_page.empty())
@@ -609,6 +618,9 @@ void generator::on_response(session& s, const request& r, const httplib::Respons
     s.csrf.clear();
   if (r.method == "GET" && ok)
     s.last_page = r.path.substr(0, 200);
+  if (res.status >= 301 && res.status <= 303 && location.rfind("/", 0) == 0
+      && location.rfind("//", 0) != 0)
+    s.follow = location.substr(0, 200);
 }
 
 session* generator::take_session(bool want_logged_in) {
@@ -680,8 +692,9 @@ void generator::worker(uint32_t index, const endpoint& ep) {
       sl = queue_.front();
       queue_.pop_front();
     }
-    // The class of a slot is a function of the seed and the slot number alone, so that a
-    // run's mix does not depend on thread timing.
+    // The class of a slot, and for an attack its family, payload and placement, are a
+    // function of the seed and the slot number alone, so that a run's attacks do not depend
+    // on thread timing (benign sessions do: their steps follow the server's answers).
     std::mt19937_64 slot_rng{o_.seed ^ (sl.n * 0xD1B54A32D192ED03ull)};
     bool is_attack = !families_.empty()
                      && std::uniform_real_distribution<double>{0, 1}(slot_rng) < o_.attack_share;
@@ -689,7 +702,7 @@ void generator::worker(uint32_t index, const endpoint& ep) {
     session* s = take_session(is_attack);
     request r;
     if (is_attack)
-      r = attack(s, rng);
+      r = attack(s, slot_rng);
     else if (s)
       r = benign_step(*s, rng);
     else {
