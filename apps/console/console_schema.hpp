@@ -40,8 +40,10 @@ struct console_schema {
   std::string labels_table = "httplog_request_labeled";
   /// Key column of the requests table (the request id; the SQL store keys rows by row_key).
   std::string request_key = "row_key";
-  /// Column of the labels table that holds the request id.
-  std::string label_request_id = "request_id";
+  /// Column of the labels table that holds the request id: its key (Nectar keys a label row
+  /// by the request id; the row's `request_id` field holds the same), so the join uses the
+  /// table's primary key.
+  std::string label_request_id = "row_key";
   /// Request timestamp in nanoseconds since the epoch (the EntryID).
   std::string ts_ns = "ts_ns";
 
