@@ -506,17 +506,29 @@ std::string read_requests(const std::string& input) {
 
 /// One output line of `comb anomaly score`: number, probability, verdict, first line.
 void print_scored(size_t i, float probability, bool parsed, const std::string& first_line,
-                  float threshold) {
-  std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, probability,
-              probability >= threshold ? "anomalous" : "normal", parsed ? "" : "[not HTTP] ",
-              first_line.c_str());
+                  bool anomalous) {
+  std::printf("%zu\t%.6f\t%s\t%s%s\n", i + 1, probability, anomalous ? "anomalous" : "normal",
+              parsed ? "" : "[not HTTP] ", first_line.c_str());
 }
 
-void run_score(const std::string& model_path, const std::string& input, int batch,
-               float threshold) {
+/// `comb anomaly score --with-crs`: CRS beside the model.
+struct crs_args {
+  bool on = false;
+  int paranoia = 1;
+};
+
+void run_score(const std::string& model_path, const std::string& input, int batch, float threshold,
+               const crs_args& crs) {
   auto d = detector::load(model_path);
   if (!d)
     fail(describe(d.error()));
+  if (threshold < 0) {
+    threshold = d->config().threshold;
+    std::cerr << "comb anomaly score: threshold " << threshold << " ("
+              << (d->config().calibration.empty() ? "the model file's default, not calibrated"
+                                                  : "saved with the model, calibrated")
+              << ")\n";
+  }
   auto text = read_requests(input);
   auto scored = score_http_stream(*d, text, batch);
   if (!scored)
@@ -527,12 +539,52 @@ void run_score(const std::string& model_path, const std::string& input, int batc
               << " (empty input)\n";
     return;
   }
+#ifdef COMB_ANOMALY_HAVE_CRS
+  std::unique_ptr<crs_engine> engine;
+  std::vector<std::string_view> units;
+  if (crs.on) {
+    crs_options co;
+    co.paranoia = crs.paranoia;
+    co.allow_accept_charset = true; // browsers send it; stock CRS 3.3.4 flags it (crs_engine.hpp)
+    auto e = crs_engine::create(co);
+    if (!e)
+      fail(describe(e.error()));
+    engine = std::move(*e);
+    units = split_http_stream(text);
+    std::printf("#\tscore\tmodel\tcrs\tcrs_rules\tcombined\trequest\n");
+  }
+#else
+  if (crs.on)
+    fail("this build has no libmodsecurity (--with-crs unavailable)");
+#endif
   size_t not_http = 0;
   for (size_t i = 0; i < scored->size(); ++i) {
     auto& r = (*scored)[i];
     if (!r.parsed)
       ++not_http;
-    print_scored(i, r.probability, r.parsed, r.first_line, threshold);
+    bool model_says = r.probability >= threshold;
+#ifdef COMB_ANOMALY_HAVE_CRS
+    if (engine) {
+      std::string verdict = "n/a", rules = "-";
+      bool crs_says = false;
+      if (auto req = parse_http_request(units[i])) {
+        auto v = engine->evaluate(*req);
+        crs_says = v.flagged;
+        verdict = v.flagged ? "flagged" : "pass";
+        if (!v.rules.empty()) {
+          rules.clear();
+          for (auto id : v.rules)
+            rules += (rules.empty() ? "" : ",") + std::to_string(id);
+        }
+      }
+      std::printf("%zu\t%.6f\t%s\t%s\t%s\t%s\t%s%s\n", i + 1, r.probability,
+                  model_says ? "anomalous" : "normal", verdict.c_str(), rules.c_str(),
+                  model_says || crs_says ? "anomalous" : "normal", r.parsed ? "" : "[not HTTP] ",
+                  r.first_line.c_str());
+      continue;
+    }
+#endif
+    print_scored(i, r.probability, r.parsed, r.first_line, model_says);
   }
   if (not_http > 0)
     std::cerr << "comb anomaly score: " << not_http << " of " << scored->size()
@@ -593,8 +645,9 @@ void run_score_node(const node_score_args& a, const std::string& model, const st
     nlohmann::json args{{"requests", std::move(reqs)},
                         {"model", model},
                         {"source", a.source},
-                        {"threshold", threshold},
                         {"encoding", utf8 ? "text" : "base64"}};
+    if (threshold >= 0) // else the model's saved threshold labels the rows
+      args["threshold"] = threshold;
     auto r = c->call("anomaly.score", args.dump(), a.role);
     if (!r)
       fail("anomaly.score: " + describe(r.error()));
@@ -604,6 +657,7 @@ void run_score_node(const node_score_args& a, const std::string& model, const st
   // Wait for every score, saying how far it got every few seconds.
   std::vector<float> score(units.size(), 0.0f);
   std::vector<bool> parsed(units.size(), false);
+  std::vector<bool> anomalous(units.size(), false);
   using clock = std::chrono::steady_clock;
   auto start = clock::now();
   auto deadline = start + std::chrono::seconds{a.timeout_s};
@@ -630,6 +684,7 @@ void run_score_node(const node_score_args& a, const std::string& model, const st
       for (size_t j = 0; j < call.count; ++j) {
         score[call.first + j] = rows[j].value("score", 0.0f);
         parsed[call.first + j] = rows[j].value("parsed", false);
+        anomalous[call.first + j] = rows[j].value("label", "") == "anomalous";
       }
       call.done = true;
       scored += call.count;
@@ -657,7 +712,7 @@ void run_score_node(const node_score_args& a, const std::string& model, const st
   for (size_t i = 0; i < units.size(); ++i) {
     if (!parsed[i])
       ++not_http;
-    print_scored(i, score[i], parsed[i], request_first_line(units[i]), threshold);
+    print_scored(i, score[i], parsed[i], request_first_line(units[i]), anomalous[i]);
   }
   if (not_http > 0)
     std::cerr << "comb anomaly score: " << not_http << " of " << units.size()
@@ -717,8 +772,9 @@ void add_anomaly_commands(CLI::App& app) {
   auto model = std::make_shared<std::string>();
   auto input = std::make_shared<std::string>("-");
   auto batch = std::make_shared<int>(256);
-  auto threshold = std::make_shared<float>(0.5f);
+  auto threshold = std::make_shared<float>(-1.0f);
   auto na = std::make_shared<node_score_args>();
+  auto crs = std::make_shared<crs_args>();
   auto* sc = top->add_subcommand("score", "print P(anomalous) for each request in a file/stdin");
   sc->add_option("--model,-m", *model,
                  "model file written by `comb anomaly train`; with --node, the name of a model "
@@ -736,19 +792,29 @@ void add_anomaly_commands(CLI::App& app) {
     ->capture_default_str();
   sc->add_option("--batch", *batch, "requests per batch")->capture_default_str();
   sc->add_option("--threshold", *threshold,
-                 "probability at or above which a request is "
-                 "called anomalous")
+                 "probability at or above which a request is called anomalous (default: the "
+                 "threshold saved with the model, calibrated for <= 1% false positives; 0.5 "
+                 "for older files)");
+  sc->add_flag("--with-crs", crs->on,
+               "also run ModSecurity + OWASP CRS on each request: columns score, model verdict, "
+               "CRS verdict, CRS rule ids, combined verdict (either one)");
+  sc->add_option("--paranoia", crs->paranoia, "with --with-crs: CRS paranoia level 1..4")
+    ->check(CLI::Range(1, 4))
     ->capture_default_str();
-  sc->callback([model, input, batch, threshold, na] {
+  sc->callback([model, input, batch, threshold, na, crs] {
+    if (*threshold > 1.0f || (*threshold < 0.0f && *threshold != -1.0f))
+      fail("--threshold must be in [0, 1]");
     if (*batch < 1)
       fail("--batch must be at least 1");
     if (!na->node.empty()) {
       if (na->timeout_s < 1)
         fail("--timeout must be at least 1 second");
+      if (crs->on)
+        fail("--with-crs runs in this process only (not with --node)");
       run_score_node(*na, *model, *input, *threshold);
       return;
     }
-    run_score(*model, *input, *batch, *threshold);
+    run_score(*model, *input, *batch, *threshold, *crs);
   });
 }
 

@@ -60,13 +60,13 @@ float threshold_for(std::vector<float> scores, double target_fp) {
 }
 
 std::string calibration_result::describe() const {
-  char buf[320];
+  char buf[400];
   std::snprintf(buf, sizeof buf,
-                "threshold %.6f chosen for <= 1%% false positives on %zu benign values (%zu in "
-                "non-Latin scripts) put into CSIC normal requests and %zu CSIC normal requests, "
-                "none trained on: FP %.4f (non-Latin %.4f)",
-                static_cast<double>(threshold), benign_values, non_latin_values, csic_normal,
-                fp_all, fp_non_latin);
+                "threshold %.6f chosen for <= %.2f%% false positives on each of: %zu benign "
+                "values put into CSIC normal requests (FP %.4f), the %zu of them in non-Latin "
+                "scripts (FP %.4f), %zu CSIC normal requests (FP %.4f); none trained on",
+                static_cast<double>(threshold), target_fp * 100, benign_values, fp_all,
+                non_latin_values, fp_non_latin, csic_normal, fp_csic);
   return buf;
 }
 
@@ -93,23 +93,33 @@ caf::expected<calibration_result> calibrate(detector& d,
   auto p = d.score_encoded(seqs);
   if (!p)
     return p.error();
-  std::vector<float> nl;
-  for (size_t i = 0; i < p->size(); ++i)
+  // Each group on its own (benign values, those in non-Latin scripts, CSIC's normal
+  // requests): pooled, CSIC's near-zero scores would dilute the values' false positives.
+  std::vector<float> values, nl, csic;
+  for (size_t i = 0; i < p->size(); ++i) {
+    if (i >= inj->size())
+      csic.push_back((*p)[i]);
+    else
+      values.push_back((*p)[i]);
     if (non_latin[i])
       nl.push_back((*p)[i]);
+  }
   calibration_result c;
+  c.target_fp = target_fp;
   c.benign_values = inj->size();
   c.non_latin_values = nl.size();
   c.csic_normal = bases.size();
-  c.threshold = std::max(threshold_for(*p, target_fp), threshold_for(nl, target_fp));
-  size_t fp = 0, fp_nl = 0;
-  for (size_t i = 0; i < p->size(); ++i)
-    if ((*p)[i] >= c.threshold) {
-      ++fp;
-      fp_nl += non_latin[i];
-    }
-  c.fp_all = p->empty() ? 0 : static_cast<double>(fp) / static_cast<double>(p->size());
-  c.fp_non_latin = nl.empty() ? 0 : static_cast<double>(fp_nl) / static_cast<double>(nl.size());
+  c.threshold = std::max({threshold_for(values, target_fp), threshold_for(nl, target_fp),
+                          threshold_for(csic, target_fp)});
+  auto rate = [&](const std::vector<float>& xs) {
+    size_t fp = 0;
+    for (auto x : xs)
+      fp += x >= c.threshold ? 1 : 0;
+    return xs.empty() ? 0.0 : static_cast<double>(fp) / static_cast<double>(xs.size());
+  };
+  c.fp_all = rate(values);
+  c.fp_non_latin = rate(nl);
+  c.fp_csic = rate(csic);
   return c;
 }
 

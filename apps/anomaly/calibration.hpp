@@ -41,10 +41,13 @@ struct calibration_result {
   size_t benign_values = 0;
   size_t non_latin_values = 0;
   size_t csic_normal = 0;
-  /// False-positive rates at the threshold: all calibration requests, those with values in
-  /// a non-Latin script.
+  /// The false-positive target it was chosen for.
+  double target_fp = 0;
+  /// False-positive rates at the threshold: benign values, those in a non-Latin script,
+  /// CSIC's normal requests.
   double fp_all = 0;
   double fp_non_latin = 0;
+  double fp_csic = 0;
   /// One line for the model file and the reports.
   std::string describe() const;
 };
@@ -55,8 +58,9 @@ float threshold_for(std::vector<float> scores, double target_fp);
 
 /// Chooses the threshold: the calibration-use benign lines (use_of) of `payloads` put into
 /// `bases` (CSIC normal requests the model was not trained on) and `bases` themselves, all
-/// scored; the threshold keeps false positives at most `target_fp` both over all of them
-/// and over the values in non-Latin scripts. Does not change `d`. Errors: those of scoring.
+/// scored; the threshold keeps false positives at most `target_fp` in each group: the
+/// benign values, those of them in non-Latin scripts, and `bases`. Does not change `d`.
+/// Errors: those of scoring.
 caf::expected<calibration_result> calibrate(detector& d,
                                             const std::vector<const http_request*>& bases,
                                             const payload_dir& payloads, double target_fp,

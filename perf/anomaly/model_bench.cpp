@@ -2,6 +2,7 @@
 #include "perf/anomaly/model_bench.hpp"
 
 #include "apps/anomaly/crs_engine.hpp"
+#include "apps/anomaly/keywords.hpp"
 #include "apps/anomaly/detector.hpp"
 #include "apps/anomaly/trainer.hpp"
 #include "base/errc.hpp"
@@ -43,6 +44,9 @@ caf::expected<detector> make_detector(const csic_dataset& ds, const std::vector<
   detector_config cfg;
   cfg.vocab_size = vocab;
   cfg.model.vocab = static_cast<int>(vocab);
+  // What `comb anomaly train` makes now: decoded values, keywords kept (issue 22).
+  cfg.text.decode = true;
+  cfg.text.keywords = keyword_list_version;
   texts.clear();
   for (auto i : idx)
     texts.push_back(to_model_text(ds.requests[i].request, cfg.text));

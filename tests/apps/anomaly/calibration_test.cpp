@@ -1,0 +1,199 @@
+// Tests of the detector's calibrated threshold (chosen, saved, read back, used), of older
+// model files (no decoding, no keywords, threshold 0.5), and of the out-of-distribution
+// evaluation (library and `comb anomaly eval --ood` on a tiny directory).
+#include "apps/anomaly/calibration.hpp"
+#include "apps/anomaly/keywords.hpp"
+#include "apps/anomaly/ood_eval.hpp"
+
+#include "base/errc.hpp"
+#include "tests/apps/anomaly/test_data.hpp"
+#include "tests/apps/anomaly/tiny_detector.hpp"
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+using namespace comb;
+using namespace comb::anomaly;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A payload directory with two attack families and two benign sets, removed at the end.
+struct tiny_dir {
+  fs::path path;
+  tiny_dir() {
+    path = fs::temp_directory_path() / ("comb_ood_" + std::to_string(::getpid()));
+    fs::create_directories(path / "attacks");
+    fs::create_directories(path / "benign");
+    std::ofstream(path / "attacks" / "sqli.txt") << "# test\n' or 1=1 --\n1 union select 1\n";
+    std::ofstream(path / "attacks" / "xss.txt") << "<script>alert(1)</script>\n";
+    std::ofstream(path / "benign" / "names.txt") << "Zoë\nΣοφοκλής\nO'Brien\n山岸 裕樹\n";
+    std::ofstream(path / "benign" / "prices.txt") << "12,50 €\n$3\n";
+  }
+  ~tiny_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::vector<http_request> base_requests() {
+  std::vector<http_request> out;
+  for (auto& raw :
+       {"GET http://h/a.jsp?id=2&B1=Entrar HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST http://h/p.jsp HTTP/1.1\r\nContent-Length: 9\r\nHost: h\r\n\r\nnombre=x\r\n"}) {
+    auto r = parse_http_request(raw);
+    REQUIRE(r);
+    out.push_back(*r);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_SUITE("apps.anomaly.calibration") {
+  TEST_CASE("threshold_for keeps false positives at or under the target") {
+    std::vector<float> s;
+    for (int i = 0; i < 100; ++i)
+      s.push_back(static_cast<float>(i) / 100.0f);
+    auto t = threshold_for(s, 0.05);
+    size_t fp = 0;
+    for (auto x : s)
+      fp += x >= t ? 1 : 0;
+    CHECK(fp == 5);
+    CHECK(t > 0.94f);
+    CHECK(t <= 0.95f);
+    // Ties at the top: as low as the ties allow, never above 1.
+    std::vector<float> ones(10, 1.0f);
+    CHECK(threshold_for(ones, 0.01) == 1.0f);
+    CHECK(threshold_for({}, 0.01) == 0.0f);
+  }
+
+  TEST_CASE("the threshold and its calibration are saved with the model and read back") {
+    auto d = tiny::tiny_detector();
+    CHECK(d.config().threshold == 0.5f);
+    d.set_threshold(0.987654321f, "chosen on\nheld-out values");
+    auto bytes = d.serialize();
+    REQUIRE(bytes);
+    auto back = detector::deserialize(*bytes);
+    REQUIRE(back);
+    CHECK(back->config().threshold == doctest::Approx(0.987654321f).epsilon(1e-7));
+    CHECK(back->config().calibration == "chosen on held-out values");
+    CHECK(back->config().text.decode == d.config().text.decode);
+  }
+
+  TEST_CASE("older config text: no decoding, no keywords, threshold 0.5; newer lists refused") {
+    auto c = detector_config::deserialize("vocab_size=300\ntext.cookie=drop\n"
+                                          "text.zero_digits=1\ntext.fold_value_letters=1\n");
+    REQUIRE(c);
+    CHECK_FALSE(c->text.decode);
+    CHECK(c->text.keywords == 0);
+    CHECK(c->threshold == 0.5f);
+    CHECK(c->calibration.empty());
+    // Such a model sees what it was trained on: the old fold.
+    auto r = parse_http_request("GET /a?q=%3Cscript%3E HTTP/1.1\r\n\r\n");
+    REQUIRE(r);
+    CHECK(to_model_text(*r, c->text) == "GET /a?q=%3Caaaaaa%3E HTTP/0.0");
+    auto v2 = detector_config::deserialize("text.decode=1\ntext.keywords=1\nthreshold=0.75\n");
+    REQUIRE(v2);
+    CHECK(to_model_text(*r, v2->text) == "GET /a?q=<script> HTTP/1.1");
+    CHECK(v2->threshold == 0.75f);
+    auto newer = detector_config::deserialize(
+      "text.keywords=" + std::to_string(keyword_list_version + 1) + "\n");
+    REQUIRE_FALSE(newer);
+    CHECK(is(newer.error(), errc::bad_model));
+    CHECK_FALSE(detector_config::deserialize("threshold=1.5\n"));
+  }
+
+  TEST_CASE("calibrate chooses a threshold that holds false positives on its sets") {
+    tiny_dir dir;
+    auto d = tiny::tiny_detector();
+    auto sets = load_payload_dir(dir.path.string());
+    REQUIRE(sets);
+    // Every line a calibration line: the tiny sets are too small for the 60/20/20 split.
+    payload_dir all = *sets;
+    for (auto& s : all.benign) {
+      std::vector<std::string> lines;
+      for (auto& l : s.lines)
+        for (int k = 0; k < 200 && lines.size() < 60; ++k) {
+          auto v = l + " " + std::to_string(k);
+          if (use_of(v) == line_use::calibration)
+            lines.push_back(v);
+        }
+      s.lines = lines;
+    }
+    auto reqs = base_requests();
+    std::vector<const http_request*> bases{&reqs[0], &reqs[1]};
+    auto c = calibrate(d, bases, all, 0.05, 1);
+    REQUIRE(c);
+    CHECK(c->benign_values > 50);
+    CHECK(c->non_latin_values > 10);
+    CHECK(c->fp_all <= 0.05);
+    CHECK(c->fp_non_latin <= 0.05);
+    CHECK(c->threshold > 0.0f);
+    CHECK(c->threshold <= 1.0f);
+    CHECK(c->describe().find("non-Latin") != std::string::npos);
+  }
+
+  TEST_CASE("the OOD suite and table: every family and set, all and non-Latin rows") {
+    tiny_dir dir;
+    auto sets = load_payload_dir(dir.path.string());
+    REQUIRE(sets);
+    auto reqs = base_requests();
+    std::vector<const http_request*> bases{&reqs[0], &reqs[1]};
+    auto suite = make_ood_suite(bases, *sets, {});
+    REQUIRE(suite);
+    CHECK(suite->cases.size() == 9);
+    size_t non_latin = 0;
+    for (auto& c : suite->cases)
+      non_latin += c.non_latin ? 1 : 0;
+    CHECK(non_latin == 2);
+    std::vector<float> scores;
+    for (auto& c : suite->cases)
+      scores.push_back(c.attack ? 0.9f : 0.1f);
+    auto m = model_column(scores, 0.5f, "model");
+    ood_column none{"rules", std::vector<bool>(scores.size(), false)};
+    auto table = ood_table(*suite, {m, none, or_column(m, none, "either")});
+    CHECK(table.find("sqli") != std::string::npos);
+    CHECK(table.find("prices") != std::string::npos);
+    CHECK(table.find("benign, non-Latin") != std::string::npos);
+    // Recall 1 for the model, 0 for the rules; FP 0 for both.
+    auto row = table.substr(table.find("  all attacks"));
+    row = row.substr(0, row.find('\n'));
+    CHECK(row.ends_with(" 3  1.0000  0.0000  1.0000"));
+    auto benign = table.substr(table.find("  all benign"));
+    benign = benign.substr(0, benign.find('\n'));
+    CHECK(benign.ends_with(" 6  0.0000  0.0000  0.0000"));
+    CHECK(ood_threshold(*suite, scores, 0.01) > 0.1f);
+  }
+
+  TEST_CASE("comb anomaly eval --ood on a tiny directory prints the table") {
+    if (!test::have_csic()) {
+      MESSAGE("CSIC 2010 not found in " << test::csic_dir() << ": skipped");
+      return;
+    }
+    tiny_dir dir;
+    auto model = dir.path / "tiny.safetensors";
+    auto d = tiny::tiny_detector();
+    d.set_threshold(0.42f, "test");
+    REQUIRE_FALSE(d.save(model.string()));
+    auto cmd = std::string{COMB_BINARY_DIR} + "/comb anomaly eval --quiet --limit 30 --ood "
+               + dir.path.string() + " -m " + model.string() + " 2>&1";
+    std::string out;
+    auto* p = ::popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::array<char, 4096> buf{};
+    while (auto n = std::fread(buf.data(), 1, buf.size(), p))
+      out.append(buf.data(), n);
+    CHECK(::pclose(p) == 0);
+    CHECK(out.find("saved threshold 0.420000") != std::string::npos);
+    CHECK(out.find("xss") != std::string::npos);
+    CHECK(out.find("names") != std::string::npos);
+    CHECK(out.find("benign, non-Latin") != std::string::npos);
+    CHECK(out.find("model@1%FP") != std::string::npos);
+  }
+}
