@@ -127,6 +127,27 @@ std::pair<int, std::string> run_comb(const std::vector<std::string>& args, const
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(out)};
 }
 
+// Commits `n` invocations through `rec`, each writing the row k<id> of the table "rows"; `ids`
+// counts the execution ids on (the lsns, too, when nothing else takes one).
+void commit_rows(storage::database& db, runtime::provenance_recorder& rec, uint64_t& ids, int n) {
+  for (int i = 0; i < n; ++i) {
+    auto txn = db.begin();
+    REQUIRE(!txn->put_row("rows", "k" + std::to_string(ids), json{{"v", ids}}));
+    runtime::invocation_record r;
+    r.execution_id = ids++;
+    r.procedure = "test.write";
+    r.role = "tester";
+    r.args = "{}";
+    r.result = "null";
+    r.status = "ok";
+    r.partition = static_cast<uint32_t>(ids % 3);
+    r.changes = txn->take_changes();
+    rec.before_commit(*txn, r);
+    REQUIRE(!txn->commit());
+    rec.after_commit(r, true);
+  }
+}
+
 std::string digest_of(const std::string& data) {
   storage::options opts;
   opts.create_if_missing = false;
@@ -278,24 +299,7 @@ TEST_SUITE("runtime.provenance.log_end") {
     ro.log_dir = dir.path() + "/log";
     ro.segment_bytes = 2048;
     uint64_t ids = 1;
-    auto commit = [&](runtime::provenance_recorder& rec, int n) {
-      for (int i = 0; i < n; ++i) {
-        auto txn = db->begin();
-        REQUIRE(!txn->put_row("rows", "k" + std::to_string(ids), json{{"v", ids}}));
-        runtime::invocation_record r;
-        r.execution_id = ids++;
-        r.procedure = "test.write";
-        r.role = "tester";
-        r.args = "{}";
-        r.result = "null";
-        r.status = "ok";
-        r.partition = static_cast<uint32_t>(ids % 3);
-        r.changes = txn->take_changes();
-        rec.before_commit(*txn, r);
-        REQUIRE(!txn->commit());
-        rec.after_commit(r, true);
-      }
-    };
+    auto commit = [&](runtime::provenance_recorder& rec, int n) { commit_rows(*db, rec, ids, n); };
     {
       auto rec = test::must(runtime::provenance_recorder::open(*db, ro));
       commit(*rec, 60);
@@ -359,24 +363,7 @@ TEST_SUITE("runtime.provenance.log_end") {
     ro.log_dir = dir.path() + "/log";
     ro.segment_bytes = 2048;
     uint64_t ids = 1;
-    auto commit = [&](runtime::provenance_recorder& rec, int n) {
-      for (int i = 0; i < n; ++i) {
-        auto txn = db->begin();
-        REQUIRE(!txn->put_row("rows", "k" + std::to_string(ids), json{{"v", ids}}));
-        runtime::invocation_record r;
-        r.execution_id = ids++;
-        r.procedure = "test.write";
-        r.role = "tester";
-        r.args = "{}";
-        r.result = "null";
-        r.status = "ok";
-        r.partition = 0;
-        r.changes = txn->take_changes();
-        rec.before_commit(*txn, r);
-        REQUIRE(!txn->commit());
-        rec.after_commit(r, true);
-      }
-    };
+    auto commit = [&](runtime::provenance_recorder& rec, int n) { commit_rows(*db, rec, ids, n); };
     {
       auto rec = test::must(runtime::provenance_recorder::open(*db, ro));
       commit(*rec, 60);
