@@ -19,6 +19,10 @@ APT_PACKAGES=(
 if [[ "${COMB_SETUP_EXTRA:-}" == 1 ]]; then
   APT_PACKAGES+=(python3-torch python3-torchvision python3-numpy chromium chromium-driver nodejs npm)
 fi
+# Only to regenerate apps/anomaly/payloads (generate.py); the generated files are committed.
+if [[ "${COMB_SETUP_EXTRA:-}" == 1 ]]; then
+  APT_PACKAGES+=(sqlmap wfuzz iso-codes python3-fake-factory)
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
