@@ -256,6 +256,7 @@
   }
   $('range-clear').addEventListener('click', () => {
     setRange(0, 0);
+    $('stats-range').textContent = '';
     loadOverview();
   });
 
@@ -489,11 +490,12 @@
         if (!ev || !ev.range || !ev.range.x) return;
         const toMs = (v) => (typeof v === 'number' ? v : Date.parse(String(v).replace(' ', 'T') + 'Z'));
         setRange(toMs(ev.range.x[0]), toMs(ev.range.x[1]));
-        $('stats-status').textContent = 'Overview now shows ' + $('range-text').textContent;
+        $('stats-range').textContent = 'Overview now shows ' + $('range-text').textContent;
         loadOverview();
       });
       plot.on('plotly_deselect', () => {
         setRange(0, 0);
+        $('stats-range').textContent = '';
         loadOverview();
       });
     }
@@ -504,8 +506,11 @@
     debouncedStats();
   });
   const debouncedStats = debounce(() => { loadStats(); state.offset = 0; }, 200);
-  // New traffic keeps arriving: the plot follows it while it is shown.
-  setInterval(() => { if (!$('panel-stats').hidden && !document.hidden) loadStats(); }, 10000);
+  // New traffic keeps arriving: the plot follows it while it is shown, except while a brushed
+  // range is selected (a redraw would take the analyst's selection box away).
+  setInterval(() => {
+    if (!$('panel-stats').hidden && !document.hidden && !state.from_ms && !state.to_ms) loadStats();
+  }, 10000);
 
   setThreshold(state.threshold);
   loadOverview();

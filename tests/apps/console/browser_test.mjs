@@ -374,7 +374,7 @@ await check('Stats: brushing a time range filters the Overview', async () => {
   await page.mouse.move(box.x + box.width * 0.35, box.y + box.height * 0.5, { steps: 8 });
   await page.mouse.move(box.x + box.width * 0.45, box.y + box.height * 0.5, { steps: 8 });
   await page.mouse.up();
-  await page.waitForFunction(() => /Overview now shows/.test(document.getElementById('stats-status').textContent));
+  await page.waitForFunction(() => /Overview now shows/.test(document.getElementById('stats-range').textContent));
   fs.mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: path.join(shots, 'console-stats.png') });
   await page.click('#tab-overview');
