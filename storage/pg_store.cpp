@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <map>
+#include <set>
 
 namespace comb::storage {
 
@@ -215,6 +217,35 @@ protected:
     }));
   }
 
+  caf::error append_row(const std::string& into,
+                        const std::vector<nlohmann::json>& values) override {
+    auto& rows = rows_[into];
+    if (!rows.empty())
+      rows += ',';
+    auto t = tuple(values);
+    rows += t;
+    pending_ += t.size();
+    return pending_ >= batch_bytes ? flush() : caf::error{};
+  }
+
+  caf::error upsert_row(const std::string& into, const std::string& set,
+                        const std::vector<nlohmann::json>& values) override {
+    // One multi-row upsert may not touch a row twice: a key seen in the run starts another.
+    auto key = values.empty() ? std::string{} : literal(values[0]);
+    if (run_.into != into || run_.set != set || run_.keys.count(key)) {
+      close_run();
+      run_.into = into;
+      run_.set = set;
+    } else {
+      run_.rows += ',';
+    }
+    auto t = tuple(values);
+    run_.rows += t;
+    run_.keys.insert(std::move(key));
+    pending_ += t.size();
+    return pending_ >= batch_bytes ? flush() : caf::error{};
+  }
+
   caf::error begin() override {
     if (auto err = reconnect_if_lost())
       return err;
@@ -239,7 +270,7 @@ protected:
   }
 
   caf::error rollback(const caf::error& cause) override {
-    batch_.clear();
+    discard();
     in_txn_ = false;
     if (auto rb = run("ROLLBACK"))
       return make_error(errc::storage_error, "spool failed (" + describe(cause)
@@ -293,26 +324,62 @@ private:
     if (PQstatus(conn_) != CONNECTION_OK)
       return make_error(errc::unavailable, url_ + ": connection lost; connecting again failed: "
                                              + trim(PQerrorMessage(conn_)));
-    batch_.clear();
+    discard();
     in_txn_ = false;
     return settings();
   }
 
-  // Statements wait in a batch, sent as one multi-statement string (one round trip) when it
-  // is large, at commit, and before anything reads.
-  static constexpr size_t batch_bytes = 4 << 20;
+  // What waits to be sent, as one multi-statement string (one round trip) when it is large,
+  // at commit, and before anything reads: the statements in order, then the append-only
+  // rows, one multi-row INSERT per target (they depend on nothing but the tables and columns
+  // the statements before them create). Consecutive upserts of one table are one multi-row
+  // INSERT in the statements' order. A multi-row INSERT's values are each converted to
+  // their column's type, so a column widened after a row was queued still takes it.
+  // Measured: PostgreSQL's cost per statement grows with the size of the string it comes in
+  // (4 MiB: 1.1k records/s; 256 KiB: 2.7k; 64 KiB: 3.0k), so batches stay small.
+  static constexpr size_t batch_bytes = 64 << 10;
+
+  static std::string tuple(const std::vector<nlohmann::json>& values) {
+    std::string t = "(";
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i > 0)
+        t += ',';
+      t += literal(values[i]);
+    }
+    return t + ")";
+  }
 
   caf::error add(const std::string& statement) {
-    batch_ += statement;
-    batch_ += ";\n";
-    return batch_.size() >= batch_bytes ? flush() : caf::error{};
+    close_run();
+    seq_ += statement;
+    seq_ += ";\n";
+    pending_ += statement.size();
+    return pending_ >= batch_bytes ? flush() : caf::error{};
+  }
+
+  void close_run() {
+    if (run_.into.empty())
+      return;
+    seq_ += "INSERT INTO " + run_.into + " VALUES " + run_.rows
+            + " ON CONFLICT(row_key) DO UPDATE SET " + run_.set + ";\n";
+    run_ = {};
+  }
+
+  void discard() {
+    seq_.clear();
+    rows_.clear();
+    run_ = {};
+    pending_ = 0;
   }
 
   caf::error flush() {
-    if (batch_.empty())
+    close_run();
+    auto sql = std::move(seq_);
+    for (auto& [into, rows] : rows_)
+      sql += "INSERT INTO " + into + " VALUES " + rows + " ON CONFLICT DO NOTHING;\n";
+    discard();
+    if (sql.empty())
       return {};
-    auto sql = std::move(batch_);
-    batch_.clear();
     return run(sql);
   }
 
@@ -329,7 +396,13 @@ private:
   std::string url_;
   bool read_only_;
   bool in_txn_ = false;
-  std::string batch_;
+  std::string seq_;                         // statements, in order
+  std::map<std::string, std::string> rows_; // append-only rows by target: "(...),(...)"
+  struct {
+    std::string into, set, rows;
+    std::set<std::string> keys;
+  } run_;              // the open run of upserts
+  size_t pending_ = 0; // bytes waiting
 };
 
 } // namespace

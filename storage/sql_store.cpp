@@ -462,7 +462,7 @@ caf::expected<std::vector<const sql_store::column*>> sql_store::columns_for(
         return err;
       t.taken.insert(name);
       t.order.push_back(field);
-      t.upsert.clear();
+      t.into.clear();
       i = t.fields.emplace(field, std::move(c)).first;
     } else if (!type.empty() && rank(type) > rank(i->second.type)) {
       // A value the column's type cannot hold: widen it (INTEGER -> REAL -> TEXT).
@@ -489,11 +489,10 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     object = decoded.is_object();
     row = decoded.is_discarded() ? nlohmann::json{{"bytes", c.value.size()}} : std::move(decoded);
   }
-  if (auto err = write("INSERT INTO row_events VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) "
-                       "ON CONFLICT DO NOTHING",
-                       {lsn, seq, txt(c.table), txt(c.key), op_name(c.kind), i64(r.execution_id),
-                        txt(r.role), r.timestamp_ns,
-                        row.is_null() ? nlohmann::json(nullptr) : nlohmann::json(dump(row))}))
+  if (auto err = append_row("row_events",
+                            {lsn, seq, txt(c.table), txt(c.key), op_name(c.kind),
+                             i64(r.execution_id), txt(r.role), r.timestamp_ns,
+                             row.is_null() ? nlohmann::json(nullptr) : nlohmann::json(dump(row))}))
     return err;
   if (c.table.rfind("__", 0) == 0)
     return {}; // Comb's own bookkeeping
@@ -504,8 +503,7 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
   auto cols = columns_for(**ev, row);
   if (!cols)
     return std::move(cols.error());
-  std::string names = "lsn, seq, op, row_key, execution_id, role, ts_ns",
-              qs = "?1,?2,?3,?4,?5,?6,?7";
+  std::string names = "lsn, seq, op, row_key, execution_id, role, ts_ns";
   std::vector<nlohmann::json> params{
     lsn, seq, op_name(c.kind), txt(c.key), i64(r.execution_id), txt(r.role), r.timestamp_ns};
   if (row.is_object()) {
@@ -516,12 +514,9 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
         continue;
       names += ", " + quote(col->name);
       params.push_back(cell(v, col->type));
-      qs += ",?" + std::to_string(params.size());
     }
   }
-  if (auto err = write("INSERT INTO " + quote((*ev)->name) + "(" + names + ") VALUES (" + qs
-                         + ") ON CONFLICT DO NOTHING",
-                       params))
+  if (auto err = append_row(quote((*ev)->name) + "(" + names + ")", params))
     return err;
   // The current-state table: the row as it is now.
   if (c.kind == row_change::op::del) {
@@ -538,18 +533,16 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
   auto& t = **st;
   if (auto e = columns_for(t, row); !e)
     return std::move(e.error());
-  if (t.upsert.empty()) {
-    std::string cols_sql = "row_key, lsn, write_execution_id", vals = "?1,?2,?3",
+  if (t.into.empty()) {
+    std::string cols_sql = "row_key, lsn, write_execution_id",
                 set = "lsn = excluded.lsn, write_execution_id = excluded.write_execution_id";
-    int n = 3;
     for (auto& field : t.order) {
       auto& name = t.fields[field].name;
       cols_sql += ", " + quote(name);
-      vals += ",?" + std::to_string(++n);
       set += ", " + quote(name) + " = excluded." + quote(name);
     }
-    t.upsert = "INSERT INTO " + quote(t.name) + "(" + cols_sql + ") VALUES (" + vals
-               + ") ON CONFLICT(row_key) DO UPDATE SET " + set;
+    t.into = quote(t.name) + "(" + cols_sql + ")";
+    t.set = std::move(set);
   }
   // Every column: a field the row no longer has is NULL now.
   std::vector<nlohmann::json> vals{txt(c.key), lsn, i64(r.execution_id)};
@@ -558,17 +551,16 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     auto v = row.find(field);
     vals.push_back(v == row.end() ? nlohmann::json(nullptr) : cell(*v, col.type));
   }
-  return write(t.upsert, vals);
+  return upsert_row(t.into, t.set, vals);
 }
 
 caf::error sql_store::spool_record(const log_record& r) {
   auto lsn = i64(r.lsn);
   auto message = [&](int seq, int64_t ts, const std::string& kind, const std::string& from,
                      const std::string& to, const std::string& payload) {
-    return write("INSERT INTO messages VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12) "
-                 "ON CONFLICT DO NOTHING",
-                 {lsn, seq, ts, txt(kind), txt(from), txt(to), i64(r.execution_id),
-                  i64(r.parent_id), txt(r.procedure), txt(r.role), txt(r.status), txt(payload)});
+    return append_row("messages", {lsn, seq, ts, txt(kind), txt(from), txt(to), i64(r.execution_id),
+                                   i64(r.parent_id), txt(r.procedure), txt(r.role), txt(r.status),
+                                   txt(payload)});
   };
   if (r.kind != log_record::kind_t::invocation) {
     auto sp = r.payload.find(' ');
@@ -580,20 +572,17 @@ caf::error sql_store::spool_record(const log_record& r) {
     return err;
   if (auto err = message(1, r.end_ns, "reply", r.receiver, r.sender, r.result))
     return err;
-  if (auto err = write("INSERT INTO func_invocations VALUES "
-                       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13) ON CONFLICT DO NOTHING",
-                       {lsn, i64(r.execution_id), i64(r.execution_id), i64(r.parent_id),
-                        txt(r.procedure), txt(r.role), txt(r.status), r.read_only ? 1 : 0,
-                        r.start_ns, r.end_ns, r.partition, txt(r.payload), txt(r.result)}))
+  if (auto err = append_row("func_invocations",
+                            {lsn, i64(r.execution_id), i64(r.execution_id), i64(r.parent_id),
+                             txt(r.procedure), txt(r.role), txt(r.status), r.read_only ? 1 : 0,
+                             r.start_ns, r.end_ns, r.partition, txt(r.payload), txt(r.result)}))
     return err;
   for (size_t i = 0; i < r.changes.size(); ++i)
     if (auto err = spool_change(r, i, r.changes[i]))
       return err;
   for (size_t i = 0; i < r.reads.size(); ++i)
-    if (auto err = write("INSERT INTO row_reads VALUES (?1,?2,?3,?4,?5,?6,?7) "
-                         "ON CONFLICT DO NOTHING",
-                         {lsn, i, txt(r.reads[i].table), txt(r.reads[i].key), i64(r.execution_id),
-                          txt(r.role), r.timestamp_ns}))
+    if (auto err = append_row("row_reads", {lsn, i, txt(r.reads[i].table), txt(r.reads[i].key),
+                                            i64(r.execution_id), txt(r.role), r.timestamp_ns}))
       return err;
   return {};
 }

@@ -90,6 +90,15 @@ protected:
   /// Runs a statement with parameters ?1..?N (null, integer, real or text values; may be
   /// deferred until commit or the next query).
   virtual caf::error write(const std::string& sql, const std::vector<nlohmann::json>& params) = 0;
+  /// Inserts a row unless its key is there (ON CONFLICT DO NOTHING); `into` is `"table"` or
+  /// `"table"(columns)`. Nothing later in the pass changes such a row, so a backend may send
+  /// the rows of one `into` together, after the other statements written before them.
+  virtual caf::error append_row(const std::string& into,
+                                const std::vector<nlohmann::json>& values) = 0;
+  /// Inserts or replaces (ON CONFLICT(row_key) DO UPDATE SET `set`) a current-state row,
+  /// whose key is values[0]; in order with the other statements.
+  virtual caf::error upsert_row(const std::string& into, const std::string& set,
+                                const std::vector<nlohmann::json>& values) = 0;
   /// Starts the spool's transaction, holding off other spoolers of the same store.
   virtual caf::error begin() = 0;
   virtual caf::error commit() = 0;
@@ -115,7 +124,7 @@ private:
     std::vector<std::string> order;       // fields in the order their columns were added
     std::set<std::string> taken;          // column names in use
     std::set<std::string> found;          // columns the table had before the registry knew them
-    std::string upsert; // the cached upsert statement (state tables), "" when stale
+    std::string into, set; // the upsert's target and SET clause (state tables), "" when stale
   };
 
   caf::error load_registry();

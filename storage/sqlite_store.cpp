@@ -123,6 +123,20 @@ protected:
     return err;
   }
 
+  caf::error append_row(const std::string& into,
+                        const std::vector<nlohmann::json>& values) override {
+    return write("INSERT INTO " + into + " VALUES (" + placeholders(values.size())
+                   + ") ON CONFLICT DO NOTHING",
+                 values);
+  }
+
+  caf::error upsert_row(const std::string& into, const std::string& set,
+                        const std::vector<nlohmann::json>& values) override {
+    return write("INSERT INTO " + into + " VALUES (" + placeholders(values.size())
+                   + ") ON CONFLICT(row_key) DO UPDATE SET " + set,
+                 values);
+  }
+
   caf::error begin() override { return exec("BEGIN IMMEDIATE"); }
 
   caf::error commit() override {
@@ -173,6 +187,13 @@ protected:
   }
 
 private:
+  static std::string placeholders(size_t n) {
+    std::string qs;
+    for (size_t i = 1; i <= n; ++i)
+      qs += (i > 1 ? ",?" : "?") + std::to_string(i);
+    return qs;
+  }
+
   caf::error error(const std::string& what) {
     return make_error(errc::invalid_argument, what + ": " + sqlite3_errmsg(db_));
   }

@@ -126,6 +126,9 @@ std::vector<storage::log_record> records(bool more) {
                {{"model.chunks", "m/1/0", op::insert, nullptr, std::string(100, '\x07')}}));
   v.push_back(invocation(110, "odd.rows", "admin", 10000,
                          {{"odd.rows", "arr", op::insert, json::array({1, 2})},
+                          {"mixed", "k1", op::insert, {{"v", 1}}},
+                          {"mixed", "k2", op::insert, {{"v", "x"}}},
+                          {"mixed", "k3", op::insert, {{"v", 2.5}}},
                           {"__provenance", "p0", op::update, {{"lsn", 9}}}}));
   if (more) {
     v.push_back(
@@ -227,6 +230,12 @@ void check_contents(storage::sql_store& s, bool more) {
   CHECK(test::must(s.events_table_of("a_b")) == "a_b_events_2");
   CHECK(rows("SELECT v FROM a_b_2")[0]["v"] == 2);
   CHECK(rows("SELECT x FROM func_invocations_2")[0]["x"] == 1);
+  // One column, three types in one pass: widened to TEXT.
+  auto mixed = rows("SELECT v FROM mixed ORDER BY row_key");
+  REQUIRE(mixed.size() == 3);
+  CHECK(mixed[0]["v"] == "1");
+  CHECK(mixed[1]["v"] == "x");
+  CHECK(mixed[2]["v"] == "2.5");
   CHECK(rows("SELECT bytes FROM model_chunks_events")[0]["bytes"] == 100);
   // The paper's questions.
   using namespace storage::prov_sql;
