@@ -5,6 +5,9 @@
 #include "apps/apps.hpp"
 #include "apps/bank/bank_demo.hpp"
 #include "apps/imaging/imaging_demo.hpp"
+#ifdef COMB_HAVE_NECTAR_SERVER
+#  include "apps/nectar/server.hpp"
+#endif
 #include "node/client.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
@@ -325,6 +328,23 @@ void run_demo(node_opts o) {
             << " accounts (conserved: " << (demo->conserved ? "yes" : "NO") << ")\n"
             << std::flush;
   run_imaging_demo(node);
+#ifdef COMB_HAVE_NECTAR_SERVER
+  // Nectar on 127.0.0.1:8080 (or a free port), capturing into this node.
+  nectar::server_options nso;
+  nso.node = endpoint{nc.host, node.port()};
+  auto nectar_srv = nectar::server::start(sys, nso);
+  if (!nectar_srv) {
+    nso.port = 0;
+    nectar_srv = nectar::server::start(sys, nso);
+  }
+  if (nectar_srv)
+    std::cout << "  nectar: serving " << (*nectar_srv)->url()
+              << " (every request captured into httplog_request; rule labels "
+              << (*nectar_srv)->stats().rules_engine << "; model labels from 'waf' once a "
+              << "version is active)\n";
+  else
+    std::cout << "  nectar: not started: " << describe(nectar_srv.error()) << "\n";
+#endif
   std::cout << "\n"
             << "Where to look next (in another terminal):\n"
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
@@ -341,6 +361,10 @@ void run_demo(node_opts o) {
                               : "Serving until Ctrl-C.\n")
             << std::flush;
   wait_for_signal(signals, o.seconds);
+#ifdef COMB_HAVE_NECTAR_SERVER
+  if (nectar_srv)
+    (*nectar_srv)->stop();
+#endif
   node.stop();
 }
 
