@@ -1,5 +1,5 @@
 // perf_nectar: Nectar's cost of capture and labels, in one run. A compute process, a node and
-// `comb nectar serve` run as child processes (tests/apps/nectar/nectar_stack.hpp); the traffic
+// `comb nectar serve` run as child processes (perf/nectar/nectar_stack.hpp); the traffic
 // generator (apps/nectar/traffic.hpp) drives the server. Prints:
 //   throughput  requests/s answered with capture and model labels on against off (same
 //               traffic, open loop above what the server can answer; goal on/off >= 0.8)
@@ -13,7 +13,7 @@
 #include "apps/nectar/traffic.hpp"
 #include "perf/bench_env.hpp"
 #include "runtime/system_config.hpp"
-#include "tests/apps/nectar/nectar_stack.hpp"
+#include "perf/nectar/nectar_stack.hpp"
 #include "tests/test_util.hpp"
 
 #include <cstdio>

@@ -9,7 +9,7 @@
 #include "runtime/system_config.hpp"
 #include "storage/sql_store.hpp"
 #include "tests/apps/anomaly/tiny_detector.hpp"
-#include "tests/apps/nectar/nectar_stack.hpp"
+#include "perf/nectar/nectar_stack.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>

@@ -1,4 +1,4 @@
-// comb::test::nectar_stack: a Nectar deployment made of child processes on loopback, for the
+// comb::test::nectar_stack: a Nectar deployment made of child processes on loopback, for
 // traffic tests and perf_nectar: `comb compute`, `comb node` (provenance on, so that the log
 // can be spooled), an anomaly model put into the node's store and activated as "waf", and
 // `comb nectar serve` in front. Errors come back as caf::error naming the step and the
