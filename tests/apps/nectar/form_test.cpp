@@ -1,0 +1,144 @@
+// Nectar's pure parts: strict form parsing and field checks, HTML escaping, credentials
+// (scrypt, tokens, HMAC, constant-time compare) and the httplog_request row of a request
+// (W3C fields, base64 for bytes that are not UTF-8, the 1 MiB cut).
+#include "apps/nectar/capture_record.hpp"
+#include "apps/nectar/credentials.hpp"
+#include "apps/nectar/form.hpp"
+#include "apps/nectar/pages.hpp"
+#include "base/base64.hpp"
+#include "base/errc.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace comb;
+using namespace comb::nectar;
+
+TEST_SUITE("apps.nectar.form") {
+  TEST_CASE("forms decode strictly and name what is wrong") {
+    auto f = parse_form("username=al+ice&text=%3Cb%3E%20x&empty=&flag");
+    REQUIRE(f);
+    CHECK(field(*f, "username") == "al ice");
+    CHECK(field(*f, "text") == "<b> x");
+    CHECK(field(*f, "empty").empty());
+    CHECK(f->count("flag") == 1);
+    CHECK(field(*f, "absent").empty());
+    auto bad = parse_form("a=1&b=%zz");
+    REQUIRE_FALSE(bad);
+    CHECK(is(bad.error(), errc::invalid_argument));
+    CHECK(describe(bad.error()).find("invalid percent escape at byte 6") != std::string::npos);
+    CHECK_FALSE(parse_form("a=%4"));
+    CHECK_FALSE(parse_form("a=1&a=2"));
+    CHECK_FALSE(parse_form("a=%ff%fe")); // not UTF-8 once decoded
+    CHECK(is(parse_form(std::string(max_form_bytes + 1, 'a')).error(), errc::too_large));
+    std::string many;
+    for (int i = 0; i < 65; ++i)
+      many += "f" + std::to_string(i) + "=1&";
+    CHECK_FALSE(parse_form(many));
+    CHECK(parse_form(""));
+  }
+
+  TEST_CASE("field checks") {
+    CHECK_FALSE(check_username("alice_01.b-c"));
+    CHECK(check_username("al"));
+    CHECK(check_username(std::string(33, 'a')));
+    CHECK(check_username("al ice"));
+    CHECK(check_username("<script>"));
+    CHECK_FALSE(check_password("12345678"));
+    CHECK(check_password("1234567"));
+    CHECK(check_password(std::string(129, 'x')));
+    CHECK_FALSE(check_post_text("h\xc3\xa9llo"));
+    CHECK(check_post_text(""));
+    CHECK(check_post_text(" \n\t"));
+    CHECK(check_post_text("\xff"));
+    CHECK(check_post_text(std::string(2001, 'x')));
+    CHECK(check_display_name("a\x01"));
+    CHECK_FALSE(check_search_text(""));
+    CHECK(lower_ascii("AbC.d") == "abc.d");
+  }
+
+  TEST_CASE("html escaping covers text and attributes") {
+    CHECK(html_escape("<a href=\"x\" onclick='y'>&</a>")
+          == "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;");
+    auto page = search_page({}, {{"q", "\"><script>alert(1)</script>"},
+                                 {"users", nlohmann::json::array()},
+                                 {"posts", {{{"user", "u"}, {"text", "<img src=x>"}}}}});
+    CHECK(page.find("<script>alert") == std::string::npos);
+    CHECK(page.find("<img src=x>") == std::string::npos);
+    CHECK(page.find("&lt;img src=x&gt;") != std::string::npos);
+  }
+
+  TEST_CASE("credentials") {
+    kdf_params p;
+    p.log2_n = 10;
+    auto a = hash_password("correct horse", "00112233445566778899aabbccddeeff", p);
+    auto b = hash_password("correct horse", "00112233445566778899aabbccddeeff", p);
+    auto c = hash_password("correct horsf", "00112233445566778899aabbccddeeff", p);
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(c);
+    CHECK(a->size() == 64);
+    CHECK(*a == *b);
+    CHECK(*a != *c);
+    p.log2_n = 40;
+    CHECK_FALSE(hash_password("x", "00", p));
+    auto t1 = random_hex(32), t2 = random_hex(32);
+    REQUIRE(t1);
+    REQUIRE(t2);
+    CHECK(t1->size() == 64);
+    CHECK(*t1 != *t2);
+    CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(hmac_hex("k", "a") != hmac_hex("k", "b"));
+    CHECK(equal_constant_time("abc", "abc"));
+    CHECK_FALSE(equal_constant_time("abc", "abd"));
+    CHECK_FALSE(equal_constant_time("abc", "abcd"));
+  }
+
+  TEST_CASE("a request's row") {
+    exchange x;
+    x.method = "POST";
+    x.target = "/search?q=%27%20OR%201%3D1";
+    x.version = "HTTP/1.1";
+    x.headers = {{"Host", "nectar"},
+                 {"User-Agent", "curl/8"},
+                 {"Referer", "http://nectar/"},
+                 {"Cookie", "nectar_session=abc"},
+                 {"X-Nectar-Trace", "t-1"}};
+    x.body = "a=b";
+    x.remote_addr = "127.0.0.1";
+    x.status = 200;
+    x.response_bytes = 321;
+    x.ts_ns = 1'764'806'400'123'000'000; // 2025-12-04 00:00:00.123 UTC
+    x.time_taken_ms = 1.5;
+    x.execution_id = 42;
+    auto row = capture_row(x);
+    CHECK(row["date"] == "2025-12-04");
+    CHECK(row["time"] == "00:00:00");
+    CHECK(row["cs_method"] == "POST");
+    CHECK(row["cs_uri_stem"] == "/search");
+    CHECK(row["cs_uri_query"] == "q=%27%20OR%201%3D1");
+    CHECK(row["cs_user_agent"] == "curl/8");
+    CHECK(row["cs_referer"] == "http://nectar/");
+    CHECK(row["cs_cookie"] == "nectar_session=abc");
+    CHECK(row["trace_id"] == "t-1");
+    CHECK(row["c_ip"] == "127.0.0.1");
+    CHECK(row["sc_status"] == 200);
+    CHECK(row["sc_bytes"] == 321);
+    CHECK(row["execution_id"] == 42);
+    CHECK(row["raw_encoding"] == "text");
+    CHECK(row["truncated"] == false);
+    auto raw = raw_request(x);
+    CHECK(row["raw"] == raw);
+    CHECK(row["cs_bytes"] == raw.size());
+    CHECK(raw.rfind("POST /search?q=%27%20OR%201%3D1 HTTP/1.1\r\nHost: nectar\r\n", 0) == 0);
+
+    x.body = std::string("\xff\xfe", 2) + std::string(max_raw_bytes, 'z');
+    row = capture_row(x);
+    CHECK(row["raw_encoding"] == "base64");
+    CHECK(row["truncated"] == true);
+    auto back = base64_decode(row["raw"].get<std::string>());
+    REQUIRE(back);
+    CHECK(back->size() == max_raw_bytes);
+    CHECK(*back == raw_request(x).substr(0, max_raw_bytes));
+    CHECK(row["cs_bytes"] == raw_request(x).size());
+  }
+}
