@@ -531,7 +531,7 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
     runtime::task_tensors tt;
     tt.task_id = t.task_id;
     tt.tensors.specs = t.inputs;
-    tt.tensors.bytes = t.flatten();
+    tt.tensors.bytes = t.take_payload(); // the task is done with its chunks
     b->tasks.push_back(std::move(tt));
     held->push_back(std::move(w));
   }

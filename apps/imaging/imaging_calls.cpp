@@ -91,7 +91,7 @@ caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const ran
   c.context = {
     {"dataset", r.dataset}, {"model", r.model}, {"kind", kind}, {"indexes", indexes_of(imgs)}};
   c.inputs = pack.specs;
-  auto key = outbox::enqueue(ctx, txn, c, std::string_view{pack.bytes.data(), pack.bytes.size()});
+  auto key = outbox::enqueue(ctx, txn, c, std::move(pack.bytes)); // no copy for the dispatcher
   if (!key)
     return key.error();
   json row{{"kind", what},
@@ -431,7 +431,7 @@ caf::expected<json> train(call_context& ctx, transaction& txn, const json& args)
                {"from", from},          {"to", to},          {"rows", n},
                {"config", config}};
   c.inputs = pack.specs;
-  auto key = outbox::enqueue(ctx, txn, c, std::string_view{pack.bytes.data(), pack.bytes.size()});
+  auto key = outbox::enqueue(ctx, txn, c, std::move(pack.bytes)); // no copy for the dispatcher
   if (!key)
     return key.error();
   json row{{"kind", "train"},   {"dataset", r->dataset},

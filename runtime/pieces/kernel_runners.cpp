@@ -202,10 +202,10 @@ caf::expected<std::string> encode_mlp(kernels::mlp& m) {
                                             {"comb.sizes", sizes_text(m.config().sizes, ',')}});
 }
 
-/// A task's "x" as f32 rows [n, in]: u8 scaled by 1/255, f32 as is.
-caf::expected<std::vector<float>> mlp_rows(const task_tensors& t,
-                                           const std::vector<tensor_view>& views, int64_t in,
-                                           int64_t& n) {
+/// A task's "x", checked: u8 [n, in] (or [n, 28, 28], [n, 28, 28, 1] for 784) or f32 [n, in];
+/// sets `n`.
+caf::expected<tensor_view> mlp_input(const task_tensors& t, const std::vector<tensor_view>& views,
+                                     int64_t in, int64_t& n) {
   auto x = input_of(t, views, "mlp", "x");
   if (!x)
     return x.error();
@@ -223,17 +223,34 @@ caf::expected<std::vector<float>> mlp_rows(const task_tensors& t,
     row *= spec.shape[i];
   if (spec.shape.size() < 2 || row != in)
     return bad();
-  n = spec.shape[0];
-  std::vector<float> out(static_cast<size_t>(n * in));
-  if (spec.type() == tensor_dtype::u8) {
-    auto* p = reinterpret_cast<const uint8_t*>(x->data);
-    for (size_t i = 0; i < out.size(); ++i)
-      out[i] = static_cast<float>(p[i]) / 255.0f;
-  } else if (spec.type() == tensor_dtype::f32 && spec.shape.size() == 2) {
-    std::memcpy(out.data(), x->data, out.size() * sizeof(float));
-  } else {
+  if (spec.type() != tensor_dtype::u8
+      && !(spec.type() == tensor_dtype::f32 && spec.shape.size() == 2))
     return bad();
+  n = spec.shape[0];
+  return x;
+}
+
+/// Writes mlp_input's rows as f32 to `out` (n * in floats): u8 scaled by 1/255, f32 as is.
+void mlp_write_rows(const tensor_view& x, float* out) {
+  auto count = static_cast<size_t>(x.spec->numel());
+  if (x.spec->type() == tensor_dtype::u8) {
+    auto* p = reinterpret_cast<const uint8_t*>(x.data);
+    for (size_t i = 0; i < count; ++i)
+      out[i] = static_cast<float>(p[i]) / 255.0f;
+  } else {
+    std::memcpy(out, x.data, count * sizeof(float));
   }
+}
+
+/// A task's "x" as f32 rows [n, in].
+caf::expected<std::vector<float>> mlp_rows(const task_tensors& t,
+                                           const std::vector<tensor_view>& views, int64_t in,
+                                           int64_t& n) {
+  auto x = mlp_input(t, views, in, n);
+  if (!x)
+    return x.error();
+  std::vector<float> out(static_cast<size_t>(n * in));
+  mlp_write_rows(*x, out.data());
   return out;
 }
 
@@ -251,8 +268,9 @@ public:
     std::vector<caf::expected<tensor_pack>> out;
     auto in = m_.config().sizes.front();
     auto classes = m_.config().sizes.back();
-    std::vector<float> rows;
+    std::vector<tensor_view> inputs;
     std::vector<std::pair<size_t, int64_t>> valid; // (index in batch, rows)
+    int64_t total = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
       out.emplace_back(tensor_pack{});
       auto views = batch[i]->tensors.views();
@@ -261,35 +279,50 @@ public:
         continue;
       }
       int64_t n = 0;
-      auto r = mlp_rows(*batch[i], *views, in, n);
-      if (!r) {
-        out[i] = r.error();
+      auto x = mlp_input(*batch[i], *views, in, n);
+      if (!x) {
+        out[i] = x.error();
         continue;
       }
-      rows.insert(rows.end(), r->begin(), r->end());
+      inputs.push_back(*x);
       valid.emplace_back(i, n);
-    }
-    int64_t total = 0;
-    for (auto& [i, n] : valid)
       total += n;
-    std::vector<float> probs;
+    }
+    const float* probs = nullptr;
+    tensor host;
     if (total > 0) {
-      auto x = tensor::from(kernels::shape{total, in}, rows);
-      auto p = x ? m_.forward(*x) : caf::expected<tensor>{x.error()};
-      auto host = p ? p->to(kernels::device::cpu) : p;
-      if (!host) {
+      // The batch's rows go straight into an input tensor kept from the last batch (same
+      // shape: no allocation and no zeroing; a batch of another size reallocates it).
+      auto fail = [&](const caf::error& e) {
         for (auto& [i, n] : valid)
           out[i] = make_error(errc::procedure_failed, task_prefix(*batch[i]) + "mlp forward on "
-                                                        + be_->name()
-                                                        + " failed: " + describe(host.error()));
+                                                        + be_->name() + " failed: " + describe(e));
         return out;
+      };
+      if (auto err = x_.ensure(kernels::shape{total, in}))
+        return fail(err);
+      auto* dst = x_.data<float>();
+      for (size_t k = 0; k < inputs.size(); ++k) {
+        mlp_write_rows(inputs[k], dst);
+        dst += valid[k].second * in;
       }
-      probs.assign(host->data<float>(), host->data<float>() + total * classes);
+      auto p = m_.forward(x_);
+      if (!p)
+        return fail(p.error());
+      if (p->device() == kernels::device::cpu) {
+        host = std::move(*p);
+      } else {
+        auto h = p->to(kernels::device::cpu);
+        if (!h)
+          return fail(h.error());
+        host = std::move(*h);
+      }
+      probs = host.data<float>();
     }
     int64_t row = 0;
     for (auto& [i, n] : valid) {
       std::vector<int32_t> label(static_cast<size_t>(n));
-      const float* p = probs.data() + row * classes;
+      const float* p = probs + row * classes;
       for (int64_t r = 0; r < n; ++r)
         label[r] = static_cast<int32_t>(std::max_element(p + r * classes, p + (r + 1) * classes)
                                         - (p + r * classes));
@@ -432,6 +465,8 @@ public:
 private:
   kernels::mlp m_;
   kernels::backend* be_;
+  /// The last batch's input rows (reused by a batch of the same size).
+  tensor x_;
 };
 
 class mlp_runner : public model_runner {

@@ -6,6 +6,9 @@
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <cstdio>
 #include <memory>
 #include <shared_mutex>
@@ -78,9 +81,72 @@ std::shared_ptr<listener_entry> listener_of(const storage::database& db) {
   return i == listeners.end() ? nullptr : i->second;
 }
 
+// Appends the values of rows `keys` of `table` to `out`, as `txn` reads them.
+caf::error append_rows(storage::transaction& txn, const std::string& table,
+                       const std::vector<std::string>& keys, std::vector<char>& out,
+                       const std::string& what) {
+  auto t = txn.db().table(table);
+  if (!t)
+    return make_error(errc::not_found, what + ": no table '" + table + "'");
+  std::vector<char> blob;
+  for (const auto& k : keys) {
+    bool found = false;
+    if (t->kind == storage::table_kind::blobs) {
+      // A single blob is read straight into the payload.
+      auto& dest = keys.size() == 1 ? out : blob;
+      auto got = txn.get_blob(table, k, dest);
+      if (!got)
+        return std::move(got.error());
+      found = *got;
+      if (found && &dest == &blob)
+        out.insert(out.end(), blob.begin(), blob.end());
+    } else {
+      auto v = txn.get(table, k);
+      if (!v)
+        return std::move(v.error());
+      found = v->has_value();
+      if (found)
+        out.insert(out.end(), (*v)->begin(), (*v)->end());
+    }
+    if (!found)
+      return make_error(errc::not_found, what + ": no row '" + k + "' in table '" + table + "'");
+  }
+  return {};
+}
+
+// A call's payload made of rows (enqueue_rows): read again, checked against what the call
+// recorded.
+caf::error read_rows_payload(storage::transaction& txn, std::string_view key,
+                             const nlohmann::json& ref, std::vector<char>& out) {
+  auto where = "outbox call '" + std::string{key} + "'";
+  try {
+    auto table = ref.at("table").get<std::string>();
+    auto keys = ref.at("keys").get<std::vector<std::string>>();
+    auto size = ref.at("bytes").get<uint64_t>();
+    auto hash = ref.at("xxh3").get<uint64_t>();
+    out.clear();
+    out.reserve(size);
+    if (auto err = append_rows(txn, table, keys, out, where + ": its input rows"))
+      return make_error(errc::corrupt_data, describe(err) + " (deleted after the call committed)");
+    if (out.size() != size || XXH3_64bits(out.data(), out.size()) != hash)
+      return make_error(errc::corrupt_data,
+                        where + ": its input rows in table '" + table + "' ("
+                          + (keys.empty() ? std::string{"none named"} : keys.front())
+                          + (keys.size() > 1 ? " and " + std::to_string(keys.size() - 1) + " more"
+                                             : std::string{})
+                          + ") changed after the call committed (" + std::to_string(out.size())
+                          + " bytes now, " + std::to_string(size) + " then)");
+    return {};
+  } catch (const nlohmann::json::exception& e) {
+    return make_error(errc::corrupt_data, where + ": payload_rows: " + e.what());
+  }
+}
+
 // A call's payload: in its row (field "payload") when small, else in the payload table.
 caf::error read_payload(storage::transaction& txn, std::string_view key, const nlohmann::json& row,
                         std::vector<char>& out) {
+  if (auto i = row.find("payload_rows"); i != row.end())
+    return read_rows_payload(txn, key, *i, out);
   if (auto i = row.find("payload"); i != row.end()) {
     if (!i->is_binary())
       return make_error(errc::corrupt_data,
@@ -130,8 +196,14 @@ void outbox::add_tables(procedure_registry& procs) {
   procs.add_table(done_table);
 }
 
-caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transaction& txn,
-                                           const outbox_call& call, std::string_view payload) {
+namespace {
+
+// Records `call` in `txn`. Its payload is `payload`; `owned` (when not null) holds those bytes
+// and may be moved into the listener's copy; `rows` (when not null) says which rows they are
+// (enqueue_rows), in place of storing them.
+caf::expected<std::string> record_call(call_context& ctx, storage::transaction& txn,
+                                       const outbox_call& call, std::string_view payload,
+                                       std::vector<char>* owned, const nlohmann::json* rows) {
   if (call.result_procedure.empty())
     return make_error(errc::invalid_argument, "outbox call from execution "
                                                 + std::to_string(ctx.execution_id)
@@ -146,12 +218,14 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
   auto key = hex16(ctx.execution_id) + "." + seq;
   auto task_id = partition_hash(key);
   auto row = to_row(call, ctx.execution_id, task_id);
+  if (rows)
+    row["payload_rows"] = *rows;
   // A small payload rides in the call's row: one row to write, read and delete, not two.
-  if (payload.size() <= txn.db().opts().blob_inline_max)
+  else if (payload.size() <= txn.db().opts().blob_inline_max)
     row["payload"] = nlohmann::json::binary_t{std::vector<uint8_t>(payload.begin(), payload.end())};
-  else if (auto err = txn.put_blob(payload_table, key, payload))
+  else if (auto err = txn.put_blob(outbox::payload_table, key, payload))
     return err;
-  if (auto err = txn.put_row(calls_table, key, row))
+  if (auto err = txn.put_row(outbox::calls_table, key, row))
     return err;
   ++ctx.outbox_calls;
   if (auto l = listener_of(txn.db())) {
@@ -160,17 +234,51 @@ caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transacti
     c->call.task_id = task_id;
     c->call.execution_id = ctx.execution_id;
     c->call.call = call;
-    // Copied unless that would hold more than hint_bytes in calls not yet handled.
-    if (*l->held + payload.size() <= hint_bytes
+    // Copied (or moved) unless that would hold more than hint_bytes in calls not yet handled.
+    if (*l->held + payload.size() <= outbox::hint_bytes
         || payload.size() <= txn.db().opts().blob_inline_max) {
       *l->held += payload.size();
       c->held = l->held;
       c->held_bytes = payload.size();
-      c->payload.assign(payload.begin(), payload.end());
+      if (owned)
+        c->payload = std::move(*owned);
+      else
+        c->payload.assign(payload.begin(), payload.end());
     }
     txn.after_commit([l, c = std::move(c)]() mutable { l->fn(std::move(c)); });
   }
   return key;
+}
+
+} // namespace
+
+caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transaction& txn,
+                                           const outbox_call& call, std::string_view payload) {
+  return record_call(ctx, txn, call, payload, nullptr, nullptr);
+}
+
+caf::expected<std::string> outbox::enqueue(call_context& ctx, storage::transaction& txn,
+                                           const outbox_call& call, std::vector<char>&& payload) {
+  return record_call(ctx, txn, call, std::string_view{payload.data(), payload.size()}, &payload,
+                     nullptr);
+}
+
+caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::transaction& txn,
+                                                const outbox_call& call, const std::string& table,
+                                                const std::vector<std::string>& keys) {
+  auto what = "outbox call from execution " + std::to_string(ctx.execution_id) + " to model '"
+              + call.model + "'";
+  if (keys.empty())
+    return make_error(errc::invalid_argument, what + ": no input rows named");
+  std::vector<char> payload;
+  if (auto err = append_rows(txn, table, keys, payload, what))
+    return err;
+  nlohmann::json rows{{"table", table},
+                      {"keys", keys},
+                      {"bytes", payload.size()},
+                      {"xxh3", XXH3_64bits(payload.data(), payload.size())}};
+  return record_call(ctx, txn, call, std::string_view{payload.data(), payload.size()}, &payload,
+                     &rows);
 }
 
 void outbox::add_result_procedure(procedure_registry& procs, std::string name, procedure_fn fn,
@@ -190,7 +298,8 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
     if (!*row)
       return make_error(errc::not_found,
                         "result for outbox call '" + key + "': no such call in the outbox");
-    bool in_row = (*row)->contains("payload");
+    // Payloads in the call's row or made of rows it names have no blob to delete.
+    bool in_row = (*row)->contains("payload") || (*row)->contains("payload_rows");
     auto r = fn(ctx, txn, args);
     if (!r)
       return r.error();

@@ -93,6 +93,24 @@ public:
   static caf::expected<std::string> enqueue(call_context& ctx, storage::transaction& txn,
                                             const outbox_call& call, std::string_view payload);
 
+  /// enqueue() for a payload the caller gives away: the dispatcher's copy of it (see
+  /// set_listener) is `payload` itself, not a copy.
+  static caf::expected<std::string> enqueue(call_context& ctx, storage::transaction& txn,
+                                            const outbox_call& call, std::vector<char>&& payload);
+
+  /// Records a call whose payload is the values of rows `keys` of `table` (a rows or a blobs
+  /// table), one after another, as `txn` reads them now: the call stores which rows and their
+  /// bytes' size and XXH3 hash, not a copy of the bytes, so the payload costs no write and no
+  /// sync of its own. For inputs that stay as they are until the call's result is applied
+  /// (stored images, logged requests): the dispatcher sends the bytes read here, and when it
+  /// has to read them again (after a restart) it reads the rows and checks size and hash; rows
+  /// changed or deleted in between make the call fail with errc::corrupt_data naming them
+  /// (its result procedure gets that error). Errors as enqueue(), and errc::not_found naming a
+  /// missing table or row.
+  static caf::expected<std::string> enqueue_rows(call_context& ctx, storage::transaction& txn,
+                                                 const outbox_call& call, const std::string& table,
+                                                 const std::vector<std::string>& keys);
+
   /// Registers `fn` as a result procedure that runs at most once per call: before `fn`, the
   /// wrapper checks in the same transaction whether the call's result was applied; if so it
   /// returns {"applied": false, "duplicate": true} and `fn` does not run; otherwise it runs

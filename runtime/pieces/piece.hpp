@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,18 @@ public:
   template <class Iterator>
   void assign(Iterator first, Iterator last) {
     *this = payload_buffer{std::vector<char>(first, last)};
+  }
+
+  /// The bytes as a vector of their own, taking the buffer (moved to its front in place when
+  /// they lie inside a larger message: no allocation). Leaves this buffer empty.
+  std::vector<char> take() {
+    if (offset_ != 0 && size_ != 0)
+      std::memmove(buf_.data(), buf_.data() + offset_, size_);
+    buf_.resize(size_);
+    auto out = std::move(buf_);
+    buf_.clear();
+    offset_ = size_ = 0;
+    return out;
   }
 
   friend bool operator==(const payload_buffer& a, const payload_buffer& b) {

@@ -15,6 +15,14 @@ std::vector<char> pooled_task::flatten() const {
   return out;
 }
 
+std::vector<char> pooled_task::take_payload() {
+  if (chunks.size() != 1)
+    return flatten();
+  auto out = chunks.front().take();
+  chunks.clear();
+  return out;
+}
+
 piece_pool::piece_pool(piece_pool_config cfg) : cfg_(cfg) {
   // Nothing else to do.
 }

@@ -51,6 +51,9 @@ struct pooled_task {
 
   /// The payload as one contiguous buffer (a copy).
   std::vector<char> flatten() const;
+  /// The payload as one contiguous buffer, taking the chunks: a task of one piece gives its
+  /// buffer without a copy. Leaves the chunks empty.
+  std::vector<char> take_payload();
 };
 
 /// Pools pieces by task. Not thread-safe.

@@ -98,7 +98,7 @@ TEST_SUITE("storage.blob_store") {
       auto txn = db->begin();
       CHECK(!txn->put_blob("b", "k", payload));
       CHECK(!txn->commit());
-      // Appends go through a mapping whose blocks are allocated 4 MiB at a time, not 64 MiB.
+      // A segment file grows as blobs are appended: it is not 64 MiB from the start.
       for (auto& e : fs::directory_iterator{fs::path{dir.path()} / "blobs"})
         CHECK(fs::file_size(e.path()) <= (uint64_t{4} << 20));
       CHECK(read_blob(*db, "k") == payload);

@@ -341,6 +341,123 @@ TEST_SUITE("runtime.pieces.outbox") {
     outbox::set_listener(*db, {});
   }
 
+  TEST_CASE("a call can name its input rows instead of copying them: the dispatcher gets "
+            "their bytes, a later read checks them, changed or deleted rows fail the call") {
+    test::temp_dir dir;
+    auto db = open_outbox_db(dir);
+    REQUIRE(!db->create_table("inputs", storage::table_kind::blobs));
+    REQUIRE(!db->create_table("rows"));
+    std::vector<std::shared_ptr<committed_call>> heard;
+    outbox::set_listener(*db,
+                         [&](std::shared_ptr<committed_call> c) { heard.push_back(std::move(c)); });
+    std::string big(3 << 20, 'b'), a = "first row ", b = "second row";
+    big[12345] = 'c';
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->put_blob("inputs", "img", big));
+      REQUIRE(!txn->put("rows", "a", a));
+      REQUIRE(!txn->put("rows", "b", b));
+      REQUIRE(!txn->commit());
+    }
+    outbox_call c;
+    c.model = "checksum";
+    c.result_procedure = "demo.store";
+    auto enqueue = [&](uint64_t execution, const std::string& table,
+                       const std::vector<std::string>& keys) {
+      call_context ctx;
+      ctx.execution_id = execution;
+      auto txn = db->begin();
+      auto key = outbox::enqueue_rows(ctx, *txn, c, table, keys);
+      if (key)
+        REQUIRE(!txn->commit());
+      else
+        txn->rollback();
+      return key;
+    };
+    auto k1 = enqueue(1, "inputs", {"img"});
+    REQUIRE_MESSAGE(k1, test::why(k1));
+    auto k2 = enqueue(2, "rows", {"a", "b", "a"});
+    REQUIRE_MESSAGE(k2, test::why(k2));
+    // The listener gets the bytes as read; the outbox holds no copy (no blob was written).
+    REQUIRE(heard.size() == 2);
+    CHECK(std::string(heard[0]->payload.begin(), heard[0]->payload.end()) == big);
+    CHECK(std::string(heard[1]->payload.begin(), heard[1]->payload.end()) == a + b + a);
+    CHECK(test::must(db->count(outbox::payload_table)) == 0);
+    std::vector<char> out;
+    CHECK(!outbox::payload(*db, *k1, out));
+    CHECK(std::string(out.begin(), out.end()) == big);
+    CHECK(!outbox::payload(*db, *k2, out));
+    CHECK(std::string(out.begin(), out.end()) == a + b + a);
+    // Typed inputs are checked against the rows' bytes as for any call.
+    c.inputs = {make_spec("x", tensor_dtype::u8, {2, 5})};
+    auto bad = enqueue(3, "rows", {"a", "b"});
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::invalid_argument));
+    c.inputs.clear();
+    // Rows or tables that do not exist are named.
+    auto missing = enqueue(4, "rows", {"a", "zz"});
+    REQUIRE(!missing);
+    CHECK(is(missing.error(), errc::not_found));
+    CHECK_MESSAGE(describe(missing.error()).find("no row 'zz' in table 'rows'")
+                    != std::string::npos,
+                  describe(missing.error()));
+    auto no_table = enqueue(5, "nope", {"a"});
+    REQUIRE(!no_table);
+    CHECK_MESSAGE(describe(no_table.error()).find("no table 'nope'") != std::string::npos,
+                  describe(no_table.error()));
+    CHECK(!enqueue(6, "rows", {}));
+    // A row changed after the call committed: reading the payload again fails, naming it.
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->put("rows", "b", "SECOND row"));
+      REQUIRE(!txn->put_blob("inputs", "img", big + "x"));
+      REQUIRE(!txn->commit());
+    }
+    auto changed = outbox::payload(*db, *k2, out);
+    REQUIRE(changed);
+    CHECK(is(changed, errc::corrupt_data));
+    CHECK_MESSAGE(describe(changed).find("changed after the call committed") != std::string::npos,
+                  describe(changed));
+    CHECK(is(outbox::payload(*db, *k1, out), errc::corrupt_data));
+    // Deleted: the same.
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->del("rows", "a"));
+      REQUIRE(!txn->commit());
+    }
+    auto gone = outbox::payload(*db, *k2, out);
+    REQUIRE(gone);
+    CHECK(is(gone, errc::corrupt_data));
+    CHECK_MESSAGE(describe(gone).find("no row 'a'") != std::string::npos, describe(gone));
+    CHECK(test::must(outbox::pending(*db, "", 10)).size() == 2);
+    outbox::set_listener(*db, {});
+  }
+
+  TEST_CASE("a payload given away (moved) reaches the listener without a copy and is stored") {
+    test::temp_dir dir;
+    auto db = open_outbox_db(dir);
+    std::shared_ptr<committed_call> last;
+    outbox::set_listener(*db, [&](std::shared_ptr<committed_call> c) { last = std::move(c); });
+    outbox_call c;
+    c.model = "checksum";
+    c.result_procedure = "demo.store";
+    std::vector<char> payload(2 << 20, 'm');
+    const char* where = payload.data();
+    call_context ctx;
+    ctx.execution_id = 9;
+    auto txn = db->begin();
+    auto key = outbox::enqueue(ctx, *txn, c, std::move(payload));
+    REQUIRE(key);
+    REQUIRE(!txn->commit());
+    REQUIRE(last);
+    CHECK(last->payload.data() == where); // the same buffer
+    CHECK(last->payload.size() == size_t{2} << 20);
+    std::vector<char> out;
+    CHECK(!outbox::payload(*db, *key, out));
+    CHECK(out == std::vector<char>(2 << 20, 'm'));
+    outbox::set_listener(*db, {});
+  }
+
   TEST_CASE("a call recorded in the procedure's transaction reaches compute and its result is "
             "applied exactly once") {
     test::compute_child compute;
