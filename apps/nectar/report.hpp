@@ -49,7 +49,8 @@ struct nectar_report {
   uint64_t not_captured = 0;
   uint64_t not_labeled = 0;
   /// The statuses of the requests not captured (400 and 414 from the HTTP parser tell of
-  /// requests refused before a handler saw them: an over-long header or request line).
+  /// requests refused before a handler saw them: an over-long header or request line; their
+  /// rows, if any, carry no trace_id to join by).
   std::map<int, uint64_t> not_captured_by_status;
   /// Requests not answered that were captured all the same (the server got them, the client
   /// gave up first).
