@@ -14,6 +14,8 @@
 //                     [--window=8] [--node-threads=1] [--durability=sync|async]
 //                     [--data=DIR] [--torch=auto|off] [--backend=cpu|cuda]
 //                     [--hotswap=1000 (0: skip the hot-swap phase)]
+//                     [--payload=rows|copy (the outbox call names its input row, or stores a
+//                      copy of its bytes)]
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "node/node.hpp"
@@ -33,14 +35,18 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
+
+#include <unistd.h>
 
 using namespace comb;
 using namespace comb::runtime;
@@ -56,6 +62,27 @@ std::vector<size_t> parse_list(const std::string& s) {
   while (std::getline(ss, item, ','))
     out.push_back(std::stoull(item));
   return out;
+}
+
+/// CPU seconds (user + system) used so far by process `pid` (0: this process), from /proc.
+double cpu_seconds(pid_t pid) {
+  auto path = pid == 0 ? std::string{"/proc/self/stat"} : "/proc/" + std::to_string(pid) + "/stat";
+  std::ifstream in{path};
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces) start after its closing ')'.
+  auto close = text.rfind(')');
+  if (close == std::string::npos)
+    return 0;
+  std::istringstream rest{text.substr(close + 2)};
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14)
+      utime = std::stoull(field);
+    if (i == 15)
+      stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double seconds_since(clk::time_point t0) {
@@ -89,12 +116,20 @@ std::atomic<uint64_t> results_committed{0};
 
 /// When each invocation's result committed, and the version that produced it, by n.
 std::mutex done_mtx;
+/// Notified at each committed result (the submitting loop sleeps on it, instead of polling).
+std::condition_variable done_cv;
 std::map<int64_t, std::pair<clk::time_point, uint32_t>> done_at;
+
+/// How the primary hands its input to the outbox: "rows" (outbox::enqueue_rows: the call names
+/// the input row) or "copy" (the call stores a copy of the bytes, outbox::enqueue).
+std::string payload_mode = "rows";
 
 std::shared_ptr<procedure_registry> procedures() {
   auto procs = std::make_shared<procedure_registry>();
   outbox::add_tables(*procs);
-  procs->add_table("bench_inputs");
+  // Inputs are tensors' bytes: a blobs table, read straight into the payload.
+  procs->add_table("bench_inputs", storage::table_kind::blobs);
+  procs->add_table("bench_specs");
   procs->add_table("bench_results");
   procedure_options opts;
   opts.roles = {"*"};
@@ -107,9 +142,9 @@ std::shared_ptr<procedure_registry> procedures() {
       if (!data)
         return data.error();
       json spec = args.at("spec");
-      if (auto err = txn.put("bench_inputs", arg<std::string>(args, "model"), *data))
+      if (auto err = txn.put_blob("bench_inputs", arg<std::string>(args, "model"), *data))
         return err;
-      if (auto err = txn.put_row("bench_inputs", arg<std::string>(args, "model") + "/spec", spec))
+      if (auto err = txn.put_row("bench_specs", arg<std::string>(args, "model"), spec))
         return err;
       return json{{"bytes", data->size()}};
     },
@@ -119,13 +154,10 @@ std::shared_ptr<procedure_registry> procedures() {
     "bench.infer",
     [](call_context& ctx, storage::transaction& txn, const json& args) -> caf::expected<json> {
       auto model = arg<std::string>(args, "model");
-      auto data = txn.get("bench_inputs", model);
-      if (!data)
-        return data.error();
-      auto spec_row = txn.get_row("bench_inputs", model + "/spec");
+      auto spec_row = txn.get_row("bench_specs", model);
       if (!spec_row)
         return spec_row.error();
-      if (!*data || !*spec_row)
+      if (!*spec_row)
         return make_error(errc::not_found, "no input stored for " + model);
       auto specs = specs_from_json(**spec_row);
       if (!specs)
@@ -140,7 +172,18 @@ std::shared_ptr<procedure_registry> procedures() {
       c.inputs = std::move(*specs);
       c.result_procedure = "bench.done";
       c.context = {{"model", model}, {"n", arg<int64_t>(args, "n")}};
-      auto key = outbox::enqueue(ctx, txn, c, **data);
+      caf::expected<std::string> key{std::string{}};
+      if (payload_mode == "rows") {
+        key = outbox::enqueue_rows(ctx, txn, c, "bench_inputs", {model});
+      } else {
+        std::vector<char> data;
+        auto found = txn.get_blob("bench_inputs", model, data);
+        if (!found)
+          return found.error();
+        if (!*found)
+          return make_error(errc::not_found, "no input stored for " + model);
+        key = outbox::enqueue(ctx, txn, c, std::move(data));
+      }
       if (!key)
         return key.error();
       return json{{"call", *key}, {"version", *version}};
@@ -186,8 +229,9 @@ std::shared_ptr<procedure_registry> procedures() {
         {
           std::lock_guard<std::mutex> g{done_mtx};
           done_at[n] = {clk::now(), version};
+          ++results_committed;
         }
-        ++results_committed;
+        done_cv.notify_one();
       });
       return json{{"version", version}};
     },
@@ -285,7 +329,13 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
       if (at_sent)
         at_sent(sent);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds{100});
+    // Sleeps until a result commits: a polling client took a share of the cores the path
+    // runs on.
+    std::unique_lock<std::mutex> g{done_mtx};
+    done_cv.wait_for(g, std::chrono::milliseconds{100}, [&] {
+      auto done = results_committed.load() - base + failed;
+      return done >= count || (sent < count && sent - done < window);
+    });
   }
   auto s = seconds_since(t0);
   if (failed > 0)
@@ -366,11 +416,15 @@ int main(int argc, char** argv) {
       torch = val("--torch=");
     else if (a.rfind("--backend=", 0) == 0)
       backend = val("--backend=");
+    else if (a.rfind("--payload=", 0) == 0)
+      payload_mode = val("--payload=");
     else if (a.rfind("--hotswap=", 0) == 0)
       hotswap = std::stoull(val("--hotswap="));
     else
       die("unknown argument '" + a + "'");
   }
+  if (payload_mode != "rows" && payload_mode != "copy")
+    die("--payload must be rows or copy, not '" + payload_mode + "'");
   storage::durability dur_mode;
   if (!storage::parse_durability(durability, dur_mode))
     die("--durability must be sync or async, not '" + durability + "'");
@@ -437,8 +491,11 @@ int main(int argc, char** argv) {
   std::printf("perf_serving: %u cores; node in this process on %zu CAF worker(s), durability "
               "%s; `comb compute` in its own process (1 CAF worker, its CPU executor runs the "
               "kernels on the kernels' pool of %u threads); direct execution runs the same "
-              "runner in this process on the same pool size; %zu invocations in flight\n",
-              cores, node_threads, durability.c_str(), cores, window);
+              "runner in this process on the same pool size; %zu invocations in flight; the "
+              "outbox call %s\n",
+              cores, node_threads, durability.c_str(), cores, window,
+              payload_mode == "rows" ? "names its input row (--payload=rows)"
+                                     : "stores a copy of its input (--payload=copy)");
   std::printf("compute: %s", read_file(log).c_str());
 
   system_config cfg{node_threads};
@@ -499,8 +556,11 @@ int main(int argc, char** argv) {
                     "COMB_SETUP_EXTRA=1 scripts/setup.sh)\n");
     }
     for (auto count : counts) {
+      auto c0 = cpu_seconds(0);
       auto d1 = run_direct(*lm, task, count, nullptr);
+      auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
       auto p = run_path(*n, sys, m, count, window, next_n);
+      auto c2 = cpu_seconds(0), k2 = cpu_seconds(compute.pid());
       auto d2 = run_direct(*lm, task, count, nullptr);
       auto d = std::min(d1, d2);
       row r{m.name, count, p / count * 1e3, d / count * 1e3, torch_per};
@@ -511,7 +571,10 @@ int main(int argc, char** argv) {
                   (p / d - 1) * 100);
       if (torch_per > 0)
         std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
-      std::printf("\n");
+      // Where the cores went (/proc, 10 ms ticks): the path's node and compute process
+      // against direct execution's CPU for the same number of invocations.
+      std::printf(" | CPU ms/inv: path node %.2f + compute %.2f, direct %.2f\n",
+                  (c2 - c1) / count * 1e3, (k2 - k1) / count * 1e3, (c1 - c0) / count * 1e3);
       std::fflush(stdout);
     }
   }
