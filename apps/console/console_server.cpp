@@ -455,6 +455,11 @@ caf::expected<std::unique_ptr<console_server>> console_server::make(console_opti
   p->opts = std::move(opts);
   p->http.set_payload_max_length(size_t{1} << 20);
   p->http.set_read_timeout(std::chrono::seconds(10));
+  // A browser keeps up to six idle keep-alive connections per host, each holding one of the
+  // server's threads: with httplib's default of 8 threads a page's scripts could wait behind
+  // idle sockets until they timed out. More threads, and idle sockets let go after 2 s.
+  p->http.new_task_queue = [] { return new httplib::ThreadPool(32); };
+  p->http.set_keep_alive_timeout(2);
   p->routes();
   return std::unique_ptr<console_server>(new console_server(std::move(p)));
 }

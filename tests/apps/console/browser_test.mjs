@@ -40,6 +40,11 @@ async function check(name, fn) {
   } catch (e) {
     failed++;
     console.log('FAIL - ' + name + ': ' + (e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e));
+    // Where the page was, to tell a slow machine from a wrong page.
+    const at = await page.evaluate(() => location.href + ' | ' + document.title + ' | '
+      + (document.getElementById('login-error')?.textContent || '') + ' | '
+      + (document.getElementById('page-info')?.textContent || '')).catch((x) => String(x));
+    console.log('       page: ' + at);
   }
 }
 function assert(cond, what) {
@@ -69,9 +74,9 @@ const cleanup = () => {
 };
 process.on('exit', cleanup);
 const deadline = setTimeout(() => {
-  console.error('browser test ran past 100 s: giving up');
+  console.error('browser test ran past 150 s: giving up');
   process.exit(1);
-}, 100000);
+}, 150000);
 
 function run(cmd, argv, input) {
   const r = spawnSync(cmd, argv, { input, encoding: 'utf8', timeout: 30000 });
@@ -122,7 +127,7 @@ await context.addInitScript(() => {
 });
 const page = await context.newPage();
 page.on('pageerror', (e) => pageErrors.push(String(e)));
-page.setDefaultTimeout(10000);
+page.setDefaultTimeout(20000); // generous: the machine may be busy building
 
 const rowsOf = async () => page.$$eval('#overview-body tr', (trs) => trs.map((tr) =>
   Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.dataset.key, td.textContent]))));
