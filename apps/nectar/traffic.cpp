@@ -598,7 +598,10 @@ void generator::on_response(session& s, const request& r, const httplib::Respons
     s.st = stage::have_register_form;
   else if (step == "register") {
     if (ok) {
-      s.st = stage::registered;
+      // Nectar logs a new user in and sends them home; a site that does not sends them to
+      // its login form.
+      bool in = res.status == 303 && location == "/" && s.cookies.count("nectar_session");
+      s.st = in ? stage::logged_in : stage::registered;
       std::lock_guard<std::mutex> g{sessions_mu_};
       users_.push_back(s.username);
     } else {
