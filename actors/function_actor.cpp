@@ -157,28 +157,41 @@ void arm_sweep(function_actor_t* self) {
   self->delayed_send(self, period, sweep_atom::value);
 }
 
-/// Restarts the tasks whose pieces got no reply for request_timeout: the connection counts as
-/// lost (late replies are ignored: their generation is over).
+/// True when every piece of `j` is sent and answered but the one whose reply is the result:
+/// the compute process holds the whole task and is running it.
+bool awaiting_result(const job& j) {
+  return j.next == j.count && j.in_flight == 1 && j.acked + 1 == j.count;
+}
+
+/// How long `j` may go without a reply before its connection counts as lost.
+std::chrono::milliseconds silence_limit(const function_config& cfg, const job& j) {
+  return awaiting_result(j) ? std::max(cfg.request_timeout, cfg.result_timeout)
+                            : cfg.request_timeout;
+}
+
+/// Restarts the tasks whose pieces got no reply for request_timeout (result_timeout while
+/// the task runs): the connection counts as lost (late replies are ignored: their generation
+/// is over). Before result_timeout, a task that ran longer than request_timeout was sent
+/// again while it ran, and its result was dropped.
 void sweep(function_actor_t* self) {
   auto& st = self->state;
   st.sweeping = false;
   auto now = clock_type::now();
-  std::vector<uint64_t> stuck;
+  std::vector<std::pair<uint64_t, std::chrono::milliseconds>> stuck;
   for (auto& [key, j] : st.jobs)
-    if (j.in_flight > 0 && now - j.progress >= st.cfg.request_timeout)
-      stuck.push_back(key);
+    if (auto limit = silence_limit(st.cfg, j); j.in_flight > 0 && now - j.progress >= limit)
+      stuck.emplace_back(key, limit);
   if (!stuck.empty()) {
     drop_connection(self);
-    for (auto key : stuck) {
+    for (auto& [key, limit] : stuck) {
       auto& j = st.jobs.at(key);
       record(self, "piece_error", false, j.req, "error",
-             {{"error", "no reply from the compute process for "
-                          + std::to_string(st.cfg.request_timeout.count()) + " ms"}});
+             {{"error",
+               "no reply from the compute process for " + std::to_string(limit.count()) + " ms"}});
       restart(self, key,
               make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
                                               + ": no reply from " + endpoint_of(st.cfg) + " for "
-                                              + std::to_string(st.cfg.request_timeout.count())
-                                              + " ms"));
+                                              + std::to_string(limit.count()) + " ms"));
     }
   }
   arm_sweep(self);

@@ -40,6 +40,10 @@ struct function_config {
   /// answers at once). Checked by one timer per actor, not per piece: a CAF request timeout
   /// on every piece woke CAF's clock thread twice per piece.
   std::chrono::milliseconds request_timeout{60000};
+  /// The same backstop once every piece of a task is sent and answered but the one whose
+  /// reply is the task's result: the compute process is running the task (a training epoch
+  /// on a busy machine takes minutes), so only this much silence counts as lost.
+  std::chrono::milliseconds result_timeout{1800000};
   /// Provenance: every piece sent and every reply is reported here (null: not recorded).
   std::shared_ptr<runtime::provenance_hook> provenance;
   /// This actor's name in provenance records.

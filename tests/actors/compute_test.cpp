@@ -542,6 +542,23 @@ TEST_SUITE("actors.compute") {
     CHECK(again->output == checksum_output({input}));
   }
 
+  TEST_CASE("a task that runs longer than request_timeout is not sent again: its result "
+            "arrives") {
+    // The compute process holds a lone checksum task for its batch deadline (1.5 s), five
+    // times the function actor's request_timeout: the task is running, not lost. Before
+    // result_timeout, the sweep sent it again after 300 ms and its result was dropped.
+    test::compute_child proc{{"--batch", "checksum=4:1500"}};
+    client c;
+    auto input = random_bytes(2 * max_piece_payload + 5, 9);
+    auto fn = c.function(proc.port(), /*max_attempts=*/2, /*request_timeout=*/300ms);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input), 30s);
+    REQUIRE_MESSAGE(r, text(r));
+    CHECK(r->output == checksum_output({input}));
+    // A lower bound, so not a flaky timing: the batch deadline held the task, as meant.
+    CHECK(std::chrono::steady_clock::now() - t0 >= 1400ms);
+  }
+
   TEST_CASE("in process: an MLP runs through pieces on the executor, one runner call per batch") {
     actors::compute_config cfg;
     cfg.batching["mlp"] = actors::batch_policy{3, std::chrono::milliseconds{1500}};
