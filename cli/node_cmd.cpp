@@ -8,6 +8,11 @@
 #ifdef COMB_HAVE_NECTAR_SERVER
 #  include "apps/nectar/server.hpp"
 #endif
+#ifdef COMB_HAVE_NECTAR_TRAFFIC
+#  include "apps/nectar/traffic.hpp"
+#endif
+#include "apps/console/accounts.hpp"
+#include "apps/console/console_server.hpp"
 #include "node/client.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
@@ -19,9 +24,13 @@
 
 #include <caf/actor_system.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <random>
+#include <thread>
 
 namespace comb::cli {
 
@@ -66,6 +75,9 @@ struct node_opts {
   std::string spool;
   std::string compute;
   double compute_give_up = 60;
+  // `comb demo` only: the traffic generator's rate against Nectar (0: off), the console's port.
+  double traffic_rate = 2;
+  int console_port = 8090;
 };
 
 // Fills a node_config from flags or from a cluster config file.
@@ -291,6 +303,39 @@ void run_imaging_demo(runtime::node& node) {
   apps::imaging::print_demo_report(std::cout, *r, d);
 }
 
+// The demo's console login: the account "analyst" in the console's accounts file, with a
+// random password kept in <data>/console-login.txt (0600) so that a restarted demo keeps it.
+caf::expected<std::string> demo_console_login(const std::string& data_dir,
+                                              const std::string& accounts_file) {
+  auto file = data_dir + "/console-login.txt";
+  std::string password;
+  if (std::ifstream in{file}; in)
+    std::getline(in, password);
+  auto acc = apps::console::accounts::open(accounts_file);
+  if (!acc)
+    return std::move(acc.error());
+  if (password.size() >= 8 && (*acc)->check("analyst", password))
+    return password;
+  static constexpr char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  std::random_device rd; // /dev/urandom on Linux
+  std::uniform_int_distribution<size_t> pick{0, sizeof(alphabet) - 2};
+  password.clear();
+  for (int i = 0; i < 16; ++i)
+    password += alphabet[pick(rd)];
+  if (auto err = (*acc)->set_user("analyst", password))
+    return err;
+  std::filesystem::remove(file);
+  {
+    std::ofstream out{file};
+    out << password << "\n";
+    if (!out)
+      return make_error(errc::storage_error, file + ": cannot write the console login");
+  }
+  std::filesystem::permissions(file, std::filesystem::perms::owner_read
+                                       | std::filesystem::perms::owner_write);
+  return password;
+}
+
 // The demo: a single node with the apps, some accounts, a burst of concurrent transfers,
 // then it serves until Ctrl-C (or --seconds).
 void run_demo(node_opts o) {
@@ -345,6 +390,75 @@ void run_demo(node_opts o) {
   else
     std::cout << "  nectar: not started: " << describe(nectar_srv.error()) << "\n";
 #endif
+#ifdef COMB_HAVE_NECTAR_TRAFFIC
+  // Nectar's traffic generator at a modest rate (benign sessions and attacks), in slices of
+  // 5 s so that Ctrl-C stops it promptly.
+  std::atomic<bool> stopping{false};
+  std::thread traffic;
+  if (nectar_srv && o.traffic_rate > 0) {
+    auto payloads = nectar::payload_lists::load(nectar::default_payload_dir());
+    if (!payloads) {
+      std::cout << "  traffic: not started: " << describe(payloads.error()) << "\n";
+    } else {
+      nectar::traffic_options to;
+      auto url = (*nectar_srv)->url();
+      auto hp = url.substr(url.find("//") + 2);
+      to.target = hp.substr(0, hp.find('/'));
+      to.rate = o.traffic_rate;
+      to.duration_s = 5;
+      to.drain_s = 2;
+      to.timeout_s = 5;
+      to.connections = 2;
+      std::cout << "  traffic: " << o.traffic_rate << " requests/s against " << to.target
+                << " (20% attacks; --traffic-rate 0 turns it off)\n";
+      traffic = std::thread{[to, pl = std::move(*payloads), &stopping]() mutable {
+        while (!stopping.load()) {
+          auto r = nectar::run_traffic(to, pl);
+          if (!r) {
+            std::cerr << "comb demo: traffic: " << describe(r.error()) << "\n";
+            return;
+          }
+          ++to.seed;
+        }
+      }};
+    }
+  }
+#endif
+  // The console over the spooled SQL store (SQLite), with a login kept in the data folder.
+  std::unique_ptr<apps::console::console_server> console;
+  std::thread console_thread;
+  if (!nc.spool_file.empty() && nc.spool_file.rfind("postgres", 0) != 0 && o.console_port >= 0) {
+    auto accounts_file = apps::console::accounts_file_for(nc.spool_file);
+    auto password = demo_console_login(nc.data_dir, accounts_file);
+    apps::console::console_options co;
+    co.sql_file = nc.spool_file;
+    co.accounts_file = accounts_file;
+    co.host = "127.0.0.1";
+    co.port = o.console_port;
+    auto made = password
+                  ? apps::console::console_server::make(co)
+                  : caf::expected<std::unique_ptr<apps::console::console_server>>{password.error()};
+    caf::expected<int> port = made ? (*made)->bind() : caf::expected<int>{made.error()};
+    if (made && !port && co.port != 0) {
+      co.port = 0;
+      made = apps::console::console_server::make(co);
+      port = made ? (*made)->bind() : caf::expected<int>{made.error()};
+    }
+    if (made && port) {
+      console = std::move(*made);
+      console_thread = std::thread{[c = console.get()] { c->run(); }};
+      std::cout << "  console: http://127.0.0.1:" << *port << "/  login analyst / " << *password
+                << " (kept in " << nc.data_dir << "/console-login.txt)\n";
+      if (!console->warnings().empty())
+        std::cout << "  console: " << console->warnings() << "\n";
+    } else {
+      std::cout << "  console: not started: "
+                << describe(!password ? password.error()
+                            : !made   ? made.error()
+                                      : port.error())
+                << "\n";
+    }
+  }
   std::cout << "\n"
             << "Where to look next (in another terminal):\n"
             << "  ./dev comb call --node " << nc.host << ":" << node.port()
@@ -361,6 +475,15 @@ void run_demo(node_opts o) {
                               : "Serving until Ctrl-C.\n")
             << std::flush;
   wait_for_signal(signals, o.seconds);
+#ifdef COMB_HAVE_NECTAR_TRAFFIC
+  stopping = true;
+  if (traffic.joinable())
+    traffic.join();
+#endif
+  if (console) {
+    console->stop();
+    console_thread.join();
+  }
 #ifdef COMB_HAVE_NECTAR_SERVER
   if (nectar_srv)
     (*nectar_srv)->stop();
@@ -400,6 +523,15 @@ void add_node_commands(CLI::App& app) {
   auto dopts = std::make_shared<node_opts>();
   auto* demo = app.add_subcommand("demo", "Run a single-node Comb with the example apps");
   add_node_flags(demo, *dopts);
+  demo
+    ->add_option(
+      "--traffic-rate", dopts->traffic_rate,
+      "Requests/s of Nectar traffic (benign sessions and attacks) the demo sends; 0: none")
+    ->capture_default_str();
+  demo
+    ->add_option("--console-port", dopts->console_port,
+                 "Port of the console on 127.0.0.1 (a free one if taken; -1: no console)")
+    ->capture_default_str();
   demo->callback([dopts] { run_demo(*dopts); });
 }
 
