@@ -189,7 +189,11 @@ await check('sort by any column (score ascending, then method)', async () => {
 });
 
 await check('paging is done by the server: 50 rows a page, next and previous', async () => {
+  // The slider reloads the Overview after a 200 ms debounce and from the first page: wait for
+  // that reload before paging, or it lands after 'next' and brings page 1 back.
+  const settled = page.waitForResponse((r) => r.url().endsWith('/api/overview'));
   await page.fill('#threshold', '0');
+  await settled;
   await page.click('th[data-key="ts_ns"] button');
   await waitInfo(new RegExp('rows 1–50 of ' + ROWS + '$'));
   const first = (await rowsOf())[0].ts_ns;
