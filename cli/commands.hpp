@@ -12,6 +12,17 @@ namespace comb::cli {
 /// Prints "comb <cmd>: <error>" to stderr and ends the subcommand with exit code `code`.
 [[noreturn]] void fail(const std::string& cmd, const caf::error& e, int code = 1);
 
+/// The `comb nectar` group (serve, count, traffic, report), made by whichever of
+/// cli/nectar_cmd.cpp and cli/nectar_traffic_cmd.cpp adds its subcommands first.
+inline CLI::App* nectar_group(CLI::App& app) {
+  auto found = app.get_subcommands([](CLI::App* a) { return a->check_name("nectar"); });
+  if (!found.empty())
+    return found.front();
+  auto* g = app.add_subcommand("nectar", "Nectar, the social network on Comb");
+  g->require_subcommand(1);
+  return g;
+}
+
 /// `comb demo`, `comb node`, `comb call`.
 void add_node_commands(CLI::App& app);
 

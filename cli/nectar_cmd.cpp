@@ -17,15 +17,6 @@ namespace comb::cli {
 
 namespace {
 
-CLI::App* nectar_group(CLI::App& app) {
-  auto found = app.get_subcommands([](CLI::App* a) { return a->check_name("nectar"); });
-  if (!found.empty())
-    return found.front();
-  auto* g = app.add_subcommand("nectar", "Nectar, the social network on Comb");
-  g->require_subcommand(1);
-  return g;
-}
-
 struct serve_opts {
   std::string node = "127.0.0.1:4242";
   std::string listen = "127.0.0.1:8080";

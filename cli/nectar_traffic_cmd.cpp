@@ -11,19 +11,6 @@
 
 namespace comb::cli {
 
-namespace {
-
-CLI::App* nectar_group(CLI::App& app) {
-  auto found = app.get_subcommands([](CLI::App* a) { return a->check_name("nectar"); });
-  if (!found.empty())
-    return found.front();
-  auto* g = app.add_subcommand("nectar", "Nectar, the social network on Comb");
-  g->require_subcommand(1);
-  return g;
-}
-
-} // namespace
-
 void add_nectar_traffic_commands(CLI::App& app) {
   auto* nectar = nectar_group(app);
 

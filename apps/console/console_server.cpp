@@ -5,6 +5,7 @@
 #include "apps/console/console_queries.hpp"
 #include "apps/console/sessions.hpp"
 #include "base/errc.hpp"
+#include "base/html.hpp"
 #include "base/wall_clock.hpp"
 
 #include <httplib.h>
@@ -42,32 +43,6 @@ std::string read_file(const fs::path& p) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-    case '&':
-      out += "&amp;";
-      break;
-    case '<':
-      out += "&lt;";
-      break;
-    case '>':
-      out += "&gt;";
-      break;
-    case '"':
-      out += "&quot;";
-      break;
-    case '\'':
-      out += "&#39;";
-      break;
-    default:
-      out += c;
-    }
-  }
-  return out;
 }
 
 std::string render(std::string tpl, const std::vector<std::pair<std::string, std::string>>& vars) {

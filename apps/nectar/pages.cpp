@@ -79,33 +79,6 @@ std::string error_box(std::string_view error) {
 
 } // namespace
 
-std::string html_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + s.size() / 8);
-  for (char ch : s) {
-    switch (ch) {
-    case '&':
-      out += "&amp;";
-      break;
-    case '<':
-      out += "&lt;";
-      break;
-    case '>':
-      out += "&gt;";
-      break;
-    case '"':
-      out += "&quot;";
-      break;
-    case '\'':
-      out += "&#39;";
-      break;
-    default:
-      out += ch;
-    }
-  }
-  return out;
-}
-
 std::string welcome_page(const page_context& c) {
   return layout(c, "Welcome",
                 "<h1>Welcome to Nectar</h1><p>A small social network: post short notes, follow "

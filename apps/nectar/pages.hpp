@@ -9,11 +9,12 @@
 #include <string>
 #include <string_view>
 
+#include "base/html.hpp"
+
 namespace comb::nectar {
 
-/// `s` with & < > " ' written as character references: safe in element text and in
-/// double- or single-quoted attribute values.
-std::string html_escape(std::string_view s);
+/// `s` with & < > " ' written as character references (base/html.hpp).
+using comb::html_escape;
 
 /// What every page needs: who is logged in (null: nobody) and the form token.
 struct page_context {
