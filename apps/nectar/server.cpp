@@ -467,6 +467,14 @@ void server::impl::routes() {
 }
 
 void server::impl::capture(const httplib::Request& req, const httplib::Response& res) {
+  // A blank line where a request line should be is not a request (RFC 9112 2.2: a server
+  // should ignore empty lines before a request line). httplib answers it with a 400, but it is
+  // most often the tail of a request already answered (the final CRLF of a header block that
+  // httplib refused before reading to its end, arriving in a later read), so it gets no row of
+  // its own: the request it belongs to has one.
+  if (res.status == 400 && req.method.empty() && req.target.empty() && req.version.empty()
+      && req.headers.empty() && req.body.empty())
+    return;
   auto now = wall_clock_ns();
   exchange x;
   x.method = req.method;

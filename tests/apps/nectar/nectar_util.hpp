@@ -117,10 +117,11 @@ private:
   httplib::Client cli_;
 };
 
-/// Sends `bytes` on a fresh connection and returns the status of the answer (0: none). The
-/// connection stays open for writing (httplib writes no answer to a half-closed one); the
-/// answer ends at its Content-Length.
-inline int raw_request(uint16_t port, const std::string& bytes) {
+/// Sends each of `parts` in turn on one fresh connection, reading one answer after each, and
+/// returns the status of each answer (0: none). The connection stays open for writing
+/// (httplib writes no answer to a half-closed one); an answer ends at its Content-Length.
+inline std::vector<int> raw_requests(uint16_t port, const std::vector<std::string>& parts) {
+  std::vector<int> statuses;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -128,39 +129,51 @@ inline int raw_request(uint16_t port, const std::string& bytes) {
   addr.sin_port = htons(port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return 0;
+    return std::vector<int>(parts.size(), 0);
   }
   timeval tv{30, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  size_t off = 0;
-  while (off < bytes.size()) {
-    auto n = send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
-    if (n <= 0)
-      break; // the server may answer and close before reading everything
-    off += static_cast<size_t>(n);
-  }
   std::string got;
-  char buf[4096];
-  for (;;) {
-    auto head = got.find("\r\n\r\n");
-    if (head != std::string::npos) {
-      std::smatch m;
-      std::string headers = got.substr(0, head);
-      size_t len = 0;
-      if (std::regex_search(headers, m, std::regex{"Content-Length: ([0-9]+)", std::regex::icase}))
-        len = std::stoul(m[1]);
-      if (got.size() >= head + 4 + len)
-        break;
+  for (auto& bytes : parts) {
+    size_t off = 0;
+    while (off < bytes.size()) {
+      auto n = send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0)
+        break; // the server may answer and close before reading everything
+      off += static_cast<size_t>(n);
     }
-    auto n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0)
-      break;
-    got.append(buf, static_cast<size_t>(n));
+    char buf[4096];
+    int status = 0;
+    for (;;) {
+      auto head = got.find("\r\n\r\n");
+      if (head != std::string::npos) {
+        std::smatch m;
+        std::string headers = got.substr(0, head);
+        size_t len = 0;
+        if (std::regex_search(headers, m,
+                              std::regex{"Content-Length: ([0-9]+)", std::regex::icase}))
+          len = std::stoul(m[1]);
+        if (got.size() >= head + 4 + len) {
+          if (got.rfind("HTTP/1.1 ", 0) == 0 && got.size() >= 12)
+            status = std::stoi(got.substr(9, 3));
+          got.erase(0, head + 4 + len);
+          break;
+        }
+      }
+      auto n = recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0)
+        break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    statuses.push_back(status);
   }
   close(fd);
-  if (got.rfind("HTTP/1.1 ", 0) != 0 || got.size() < 12)
-    return 0;
-  return std::stoi(got.substr(9, 3));
+  return statuses;
+}
+
+/// Sends `bytes` on a fresh connection and returns the status of the answer (0: none).
+inline int raw_request(uint16_t port, const std::string& bytes) {
+  return raw_requests(port, {bytes}).front();
 }
 
 } // namespace comb::test

@@ -214,6 +214,11 @@ TEST_SUITE("apps.nectar.site") {
                                     + std::to_string(big_body.size()) + "\r\n\r\n" + big_body)
           == 415);
     answered += 8;
+    // A blank line after an answered request is no request of its own (httplib answers it
+    // with a 400; it gets no row): one row here, not two.
+    auto two = test::raw_requests(port, {"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "\r\n"});
+    CHECK(two == std::vector<int>{200, 400});
+    answered += 1;
     r = bob.get("/healthz", {{"X-Nectar-Trace", "trace-after"}});
     REQUIRE(r);
     CHECK(r->status == 200);
