@@ -3,6 +3,7 @@
 #include "base/errc.hpp"
 
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include <algorithm>
 #include <thread>
@@ -20,6 +21,23 @@ system_config::system_config(size_t threads) {
   if (threads == 0)
     threads = std::max(1u, std::thread::hardware_concurrency());
   set("scheduler.max-threads", threads);
+}
+
+caf::error system_config::set_tls(const tls_config& tls) {
+  if (!tls.enabled())
+    return caf::none;
+  if (auto err = check_tls(tls))
+    return err;
+  if (!tls_.enabled())
+    load<caf::openssl::manager>();
+  tls_ = tls;
+  // With any of these set, CAF's session requires and verifies a certificate on both sides
+  // (SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT) against the CA file.
+  openssl_cafile = tls.ca_file;
+  openssl_certificate = tls.cert_file;
+  openssl_key = tls.key_file;
+  log_tls_refusals();
+  return caf::none;
 }
 
 } // namespace comb::runtime

@@ -1,0 +1,358 @@
+#include "runtime/tls.hpp"
+
+#include "base/errc.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace comb::runtime {
+
+namespace {
+
+template <class T, void (*Free)(T*)>
+struct openssl_deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using x509_ptr = std::unique_ptr<X509, openssl_deleter<X509, X509_free>>;
+using pkey_ptr = std::unique_ptr<EVP_PKEY, openssl_deleter<EVP_PKEY, EVP_PKEY_free>>;
+using store_ptr = std::unique_ptr<X509_STORE, openssl_deleter<X509_STORE, X509_STORE_free>>;
+using store_ctx_ptr =
+  std::unique_ptr<X509_STORE_CTX, openssl_deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+
+struct file_closer {
+  void operator()(FILE* f) const { std::fclose(f); }
+};
+
+/// OpenSSL's queued errors as text (consumes the queue: only for our own checks).
+std::string openssl_errors() {
+  std::string msg;
+  while (auto e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    if (!msg.empty())
+      msg += "; ";
+    msg += buf;
+  }
+  return msg.empty() ? "not PEM" : msg;
+}
+
+/// A passphrase callback that refuses: an encrypted key fails the check instead of OpenSSL
+/// prompting on the terminal (CAF would do so on its I/O thread).
+int no_passphrase(char*, int, int, void*) {
+  return -1;
+}
+
+caf::expected<std::unique_ptr<FILE, file_closer>> open_pem(const std::string& what,
+                                                           const std::string& path) {
+  std::unique_ptr<FILE, file_closer> f{std::fopen(path.c_str(), "r")};
+  if (!f)
+    return make_error(errc::bad_config,
+                      "cannot read TLS " + what + " " + path + ": " + std::strerror(errno));
+  return f;
+}
+
+caf::expected<x509_ptr> read_cert(const std::string& what, const std::string& path) {
+  auto f = open_pem(what, path);
+  if (!f)
+    return std::move(f.error());
+  ERR_clear_error();
+  x509_ptr cert{PEM_read_X509(f->get(), nullptr, no_passphrase, nullptr)};
+  if (!cert)
+    return make_error(errc::bad_config, "TLS " + what + " " + path
+                                          + " holds no PEM certificate: " + openssl_errors());
+  return cert;
+}
+
+// ---- handshake failures -------------------------------------------------------------------
+//
+// CAF 0.17.6's openssl::session runs SSL_accept/SSL_connect/SSL_read itself and only logs
+// a failure through CAF_LOG_INFO, which Debian's build compiles out (CAF_LOG_LEVEL_QUIET);
+// the connection is then closed silently. To tell an operator who was refused and why, this
+// file defines those three OpenSSL functions: the dynamic linker binds libcaf_openssl's calls
+// to the executable's definitions first (ELF symbol interposition, as LD_PRELOAD tools do),
+// and each wrapper calls the real function (dlsym RTLD_NEXT) and, only when it failed for
+// good (not WANT_READ/WANT_WRITE), notes the peer and OpenSSL's reason. The error queue is
+// peeked, not consumed, so OpenSSL and CAF see exactly what they would have seen.
+
+std::atomic<bool> log_refusals_on{false};
+std::mutex failures_mtx;
+std::map<uint16_t, std::string> failures_by_port; // remote port -> last reason
+
+std::string peer_address(SSL* ssl, uint16_t* port_out) {
+  sockaddr_storage sa{};
+  socklen_t len = sizeof(sa);
+  int fd = SSL_get_fd(ssl);
+  if (fd < 0 || getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+    return "an unknown peer";
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (sa.ss_family == AF_INET) {
+    auto in = reinterpret_cast<sockaddr_in*>(&sa);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    port = ntohs(in->sin_port);
+  } else if (sa.ss_family == AF_INET6) {
+    auto in6 = reinterpret_cast<sockaddr_in6*>(&sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    port = ntohs(in6->sin6_port);
+  }
+  *port_out = port;
+  return std::string{host} + ":" + std::to_string(port);
+}
+
+/// Why the handshake on `ssl` failed, in words an operator can act on.
+std::string failure_reason(SSL* ssl, int ssl_error) {
+  std::string reason;
+  auto verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK)
+    reason = std::string{"peer certificate rejected: "} + X509_verify_cert_error_string(verify);
+  else if (auto e = ERR_peek_last_error()) {
+    auto r = ERR_reason_error_string(e);
+    reason = r ? r : "TLS error " + std::to_string(e);
+    if (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER
+        || ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG
+        || ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)
+      reason += " (the peer does not speak TLS: plain TCP?)";
+    else if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+      reason += " (a client without a certificate)";
+  } else if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN)
+    reason = "connection closed during the TLS handshake (a plain-TCP peer, or one that gave up)";
+  else
+    reason = "TLS error " + std::to_string(ssl_error);
+  return reason;
+}
+
+void note_failure(SSL* ssl, int ret, bool accepted, bool in_handshake) {
+  int err = SSL_get_error(ssl, ret);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_NONE)
+    return;
+  // After the handshake, an orderly close is not a refusal.
+  if (!in_handshake && err != SSL_ERROR_SSL)
+    return;
+  uint16_t port = 0;
+  auto peer = peer_address(ssl, &port);
+  auto reason = failure_reason(ssl, err);
+  {
+    std::lock_guard<std::mutex> guard{failures_mtx};
+    failures_by_port[port] = reason;
+  }
+  if (accepted && log_refusals_on.load()) {
+    char stamp[32];
+    auto now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    // One write per line, so lines from several I/O threads do not interleave.
+    std::cerr << (std::string{stamp} + " comb: TLS: refused connection from " + peer + ": " + reason
+                  + "\n")
+              << std::flush;
+  }
+}
+
+template <class F>
+F real(const char* name) {
+  static_assert(std::is_pointer_v<F>);
+  return reinterpret_cast<F>(dlsym(RTLD_NEXT, name));
+}
+
+} // namespace
+
+void log_tls_refusals() {
+  log_refusals_on = true;
+}
+
+std::string last_tls_failure(const std::string&, uint16_t port) {
+  std::lock_guard<std::mutex> guard{failures_mtx};
+  auto i = failures_by_port.find(port);
+  return i == failures_by_port.end() ? std::string{} : i->second;
+}
+
+caf::error check_tls(const tls_config& tls) {
+  if (!tls.enabled())
+    return caf::none;
+  for (auto [key, value] :
+       {std::pair{"ca_file", &tls.ca_file}, std::pair{"cert_file", &tls.cert_file},
+        std::pair{"key_file", &tls.key_file}})
+    if (value->empty())
+      return make_error(errc::bad_config,
+                        std::string{"TLS needs ca_file, cert_file and key_file together: "} + key
+                          + " is not set");
+  auto ca = read_cert("CA certificate", tls.ca_file);
+  if (!ca)
+    return std::move(ca.error());
+  auto cert = read_cert("certificate", tls.cert_file);
+  if (!cert)
+    return std::move(cert.error());
+  auto kf = open_pem("key", tls.key_file);
+  if (!kf)
+    return std::move(kf.error());
+  ERR_clear_error();
+  pkey_ptr key{PEM_read_PrivateKey(kf->get(), nullptr, no_passphrase, nullptr)};
+  if (!key)
+    return make_error(errc::bad_config,
+                      "TLS key " + tls.key_file
+                        + " holds no unencrypted PEM private key (Comb takes no passphrase): "
+                        + openssl_errors());
+  if (X509_check_private_key(cert->get(), key.get()) != 1) {
+    ERR_clear_error();
+    return make_error(errc::bad_config, "TLS key " + tls.key_file
+                                          + " does not match the certificate " + tls.cert_file);
+  }
+  store_ptr store{X509_STORE_new()};
+  store_ctx_ptr ctx{X509_STORE_CTX_new()};
+  if (!store || !ctx || X509_STORE_load_locations(store.get(), tls.ca_file.c_str(), nullptr) != 1
+      || X509_STORE_CTX_init(ctx.get(), store.get(), cert->get(), nullptr) != 1)
+    return make_error(errc::bad_config, "cannot load the TLS CA certificate " + tls.ca_file + ": "
+                                          + openssl_errors());
+  if (X509_verify_cert(ctx.get()) != 1)
+    return make_error(errc::bad_config,
+                      "TLS certificate " + tls.cert_file + " is not valid under the CA "
+                        + tls.ca_file + ": "
+                        + X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get())));
+  return caf::none;
+}
+
+namespace {
+
+caf::expected<caf::io::middleman_actor> connection_manager(caf::actor_system& sys,
+                                                           const tls_config& tls) {
+  if (!tls.enabled())
+    return sys.middleman().actor_handle();
+  if (!sys.has_openssl_manager())
+    return make_error(errc::bad_config, "TLS files are set but this actor system was not "
+                                        "configured for TLS (system_config::set_tls)");
+  return sys.openssl_manager().actor_handle();
+}
+
+} // namespace
+
+caf::expected<uint16_t> publish(caf::actor_system& sys, caf::strong_actor_ptr whom,
+                                std::set<std::string> sigs, const std::string& host, uint16_t port,
+                                bool reuse, const tls_config& tls) {
+  auto mm = connection_manager(sys, tls);
+  if (!mm)
+    return std::move(mm.error());
+  caf::expected<uint16_t> result = make_error(errc::network_error, "no reply");
+  caf::scoped_actor self{sys};
+  self
+    ->request(*mm, caf::infinite, caf::publish_atom::value, port, std::move(whom), std::move(sigs),
+              host, reuse)
+    .receive([&](uint16_t bound) { result = bound; },
+             [&](caf::error& e) {
+               result = make_error(errc::network_error, "cannot listen on " + host + ":"
+                                                          + std::to_string(port) + ": "
+                                                          + sys.render(e));
+             });
+  return result;
+}
+
+caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys, const std::string& host,
+                                                  uint16_t port, std::chrono::milliseconds timeout,
+                                                  const tls_config& tls,
+                                                  const std::set<std::string>& ifs) {
+  auto mm = connection_manager(sys, tls);
+  if (!mm)
+    return std::move(mm.error());
+  auto where = host + ":" + std::to_string(port);
+  {
+    std::lock_guard<std::mutex> guard{failures_mtx};
+    failures_by_port.erase(port);
+  }
+  // A refused TLS handshake closes the connection before CAF's own handshake; CAF then
+  // reports a generic error (or nothing until the timeout): OpenSSL's reason says why.
+  auto tls_reason = [&]() -> std::string {
+    if (!tls.enabled())
+      return {};
+    auto r = last_tls_failure(host, port);
+    return r.empty() ? std::string{} : "TLS handshake with " + where + " failed: " + r;
+  };
+  caf::expected<caf::strong_actor_ptr> result = make_error(errc::network_error, "no reply");
+  caf::scoped_actor self{sys};
+  self->request(*mm, timeout, caf::connect_atom::value, host, port)
+    .receive(
+      [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>& got) {
+        if (!ptr)
+          result = make_error(errc::network_error,
+                              "no actor is published at " + where + " (not a Comb node?)");
+        else if (!ifs.empty() && got != ifs)
+          result = make_error(errc::protocol_error,
+                              "the actor published at " + where
+                                + " has another interface than expected (a compute process "
+                                  "where a node was expected, or another version of Comb?)");
+        else
+          result = std::move(ptr);
+      },
+      [&](caf::error& e) {
+        if (auto r = tls_reason(); !r.empty())
+          result = make_error(errc::network_error,
+                              r
+                                + " (does this client hold a certificate from the cluster's CA, "
+                                  "and does the node run with TLS?)");
+        else if (e == caf::sec::request_timeout)
+          result = make_error(
+            errc::timeout,
+            "connected to " + where + " but got no answer within " + std::to_string(timeout.count())
+              + " ms: is it a Comb node, is it responsive"
+              + (tls.enabled() ? ", and does it run with TLS?" : ", and does it run without TLS?"));
+        else
+          result = make_error(errc::network_error,
+                              "cannot reach a Comb node at " + where + ": " + sys.render(e));
+      });
+  return result;
+}
+
+} // namespace comb::runtime
+
+// The interposed OpenSSL entry points (see "handshake failures" above). They forward every
+// call unchanged; on a failure for good they only record it.
+extern "C" {
+
+int SSL_accept(SSL* ssl) {
+  static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_accept");
+  int ret = fn(ssl);
+  if (ret <= 0)
+    comb::runtime::note_failure(ssl, ret, /*accepted=*/true, /*in_handshake=*/true);
+  return ret;
+}
+
+int SSL_connect(SSL* ssl) {
+  static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_connect");
+  int ret = fn(ssl);
+  if (ret <= 0)
+    comb::runtime::note_failure(ssl, ret, /*accepted=*/false, /*in_handshake=*/true);
+  return ret;
+}
+
+int SSL_read(SSL* ssl, void* buf, int num) {
+  static auto fn = comb::runtime::real<int (*)(SSL*, void*, int)>("SSL_read");
+  int ret = fn(ssl, buf, num);
+  // With TLS 1.3 a client learns that the node refused its certificate on its first read.
+  if (ret <= 0)
+    comb::runtime::note_failure(ssl, ret, /*accepted=*/SSL_is_server(ssl) == 1,
+                                /*in_handshake=*/false);
+  return ret;
+}
+
+} // extern "C"
