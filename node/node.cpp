@@ -95,7 +95,7 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     self->port_ = *port;
   }
   if (!cfg.spool_file.empty() && !cfg.provenance_dir.empty())
-    self->spooler_ = std::make_unique<spooler>(cfg.provenance_dir, cfg.spool_file);
+    self->spooler_ = std::make_unique<spooler>(cfg.provenance_dir, cfg.spool_file, cfg.name);
   return self;
 }
 

@@ -19,7 +19,7 @@ namespace prov_sql {
 
 const char* last_writer = R"(
 SELECT e.execution_id, f.procedure, f.role, e.ts_ns, e.row_key, e.op
-FROM row_events e JOIN func_invocations f ON f.lsn = e.lsn
+FROM row_events e JOIN func_invocations f ON f.node = e.node AND f.lsn = e.lsn
 WHERE e.table_name = ?1 ORDER BY e.lsn DESC, e.seq DESC LIMIT 1)";
 
 const char* most_updated_table = R"(
@@ -77,25 +77,30 @@ namespace {
 // 64-bit types.
 constexpr const char* schema = R"(
 CREATE TABLE IF NOT EXISTS func_invocations(
-  lsn INTEGER PRIMARY KEY, txn_id INTEGER, execution_id INTEGER, parent_id INTEGER,
+  lsn INTEGER, txn_id INTEGER, execution_id INTEGER, parent_id INTEGER,
   procedure TEXT, role TEXT, status TEXT, read_only INTEGER, start_ns INTEGER, end_ns INTEGER,
-  partition INTEGER, args TEXT, result TEXT);
+  partition INTEGER, args TEXT, result TEXT, node TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(node, lsn));
 CREATE TABLE IF NOT EXISTS messages(
   lsn INTEGER, seq INTEGER, ts_ns INTEGER, kind TEXT, sender TEXT, receiver TEXT,
   execution_id INTEGER, parent_id INTEGER, procedure TEXT, role TEXT, status TEXT, payload TEXT,
-  PRIMARY KEY(lsn, seq));
+  node TEXT NOT NULL DEFAULT '', PRIMARY KEY(node, lsn, seq));
 CREATE TABLE IF NOT EXISTS row_events(
   lsn INTEGER, seq INTEGER, table_name TEXT, row_key TEXT, op TEXT, execution_id INTEGER,
-  role TEXT, ts_ns INTEGER, value TEXT, PRIMARY KEY(lsn, seq));
+  role TEXT, ts_ns INTEGER, value TEXT, node TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(node, lsn, seq));
 CREATE TABLE IF NOT EXISTS row_reads(
   lsn INTEGER, seq INTEGER, table_name TEXT, row_key TEXT, execution_id INTEGER, role TEXT,
-  ts_ns INTEGER, PRIMARY KEY(lsn, seq));
+  ts_ns INTEGER, node TEXT NOT NULL DEFAULT '', PRIMARY KEY(node, lsn, seq));
 CREATE INDEX IF NOT EXISTS row_events_row ON row_events(table_name, row_key);
 CREATE INDEX IF NOT EXISTS row_events_exec ON row_events(execution_id);
 CREATE INDEX IF NOT EXISTS row_reads_row ON row_reads(table_name, row_key);
 CREATE INDEX IF NOT EXISTS row_reads_exec ON row_reads(execution_id);
 CREATE TABLE IF NOT EXISTS spool_state(id INTEGER PRIMARY KEY CHECK (id = 1), last_lsn INTEGER);
 INSERT INTO spool_state VALUES (1, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS spool_nodes(node TEXT PRIMARY KEY, last_lsn INTEGER);
+CREATE TABLE IF NOT EXISTS store_format(id INTEGER PRIMARY KEY CHECK (id = 1),
+  keyed_by_node INTEGER);
 CREATE TABLE IF NOT EXISTS sql_tables(sql_table TEXT PRIMARY KEY, comb_table TEXT, kind TEXT);
 CREATE TABLE IF NOT EXISTS sql_columns(
   sql_table TEXT, field TEXT, column_name TEXT, type TEXT, PRIMARY KEY(sql_table, field));
@@ -103,16 +108,24 @@ CREATE TABLE IF NOT EXISTS sql_columns(
 
 const std::set<std::string>& fixed_tables() {
   static const std::set<std::string> names{"func_invocations", "messages",    "row_events",
-                                           "row_reads",        "spool_state", "sql_tables",
-                                           "sql_columns"};
+                                           "row_reads",        "spool_state", "spool_nodes",
+                                           "store_format",     "sql_tables",  "sql_columns"};
   return names;
 }
 
+// The columns every events / current-state table has (an events table an older Comb spooled
+// has these, without `node`).
 const std::vector<std::string>& fixed_columns(bool state) {
   static const std::vector<std::string> events{"lsn",          "seq",  "op",   "row_key",
                                                "execution_id", "role", "ts_ns"};
   static const std::vector<std::string> current{"row_key", "lsn", "write_execution_id"};
   return state ? current : events;
+}
+
+// The column naming the node whose log a row came from (events), or that wrote it last
+// (current state): added to a table an older Comb made.
+const char* node_column(bool state) {
+  return state ? "write_node" : "node";
 }
 
 std::string quote(const std::string& ident) {
@@ -318,7 +331,36 @@ std::string sql_store::state_table(const std::string& table) {
 }
 
 caf::error sql_store::create_schema() {
-  return exec(schema);
+  // A store an older Comb made keys its tables by lsn alone: it gets the node columns (its
+  // rows are the unnamed node's, '') and stays a store of one node (store_format).
+  auto had = columns_of("func_invocations");
+  if (!had)
+    return std::move(had.error());
+  bool legacy = !had->empty() && !had->count("node");
+  if (auto err = exec(schema))
+    return err;
+  if (legacy) {
+    for (auto* t : {"func_invocations", "messages", "row_events", "row_reads"})
+      if (auto err = add_node_column(t, /*state=*/false))
+        return err;
+    auto ts = query("SELECT sql_table, kind FROM sql_tables");
+    if (!ts)
+      return std::move(ts.error());
+    for (auto& r : *ts)
+      if (auto err = add_node_column(r["sql_table"].get<std::string>(), r["kind"] == "state"))
+        return err;
+  }
+  return write("INSERT INTO store_format VALUES (1, ?1) ON CONFLICT DO NOTHING", {legacy ? 0 : 1});
+}
+
+caf::error sql_store::add_node_column(const std::string& table, bool state) {
+  auto cols = columns_of(table);
+  if (!cols)
+    return std::move(cols.error());
+  if (cols->empty() || cols->count(node_column(state)))
+    return {};
+  return exec("ALTER TABLE " + quote(table) + " ADD COLUMN " + node_column(state)
+              + (state ? " TEXT" : " TEXT NOT NULL DEFAULT ''"));
 }
 
 uint64_t sql_store::last_lsn() {
@@ -326,6 +368,27 @@ uint64_t sql_store::last_lsn() {
   if (!r || r->empty() || !(*r)[0]["last_lsn"].is_number())
     return 0;
   return (*r)[0]["last_lsn"].get<uint64_t>();
+}
+
+uint64_t sql_store::last_lsn(const std::string& node) {
+  auto r = query("SELECT last_lsn FROM spool_nodes WHERE node = ?1", {node});
+  if (r && !r->empty() && (*r)[0]["last_lsn"].is_number())
+    return (*r)[0]["last_lsn"].get<uint64_t>();
+  // A store spooled before spool_nodes: spool_state holds its one node's (0 in a new store).
+  if (auto n = query("SELECT COUNT(*) AS n FROM spool_nodes");
+      n && !n->empty() && (*n)[0]["n"] == 0)
+    return last_lsn();
+  return 0;
+}
+
+caf::expected<std::vector<std::string>> sql_store::nodes() {
+  auto r = query("SELECT node FROM spool_nodes ORDER BY node");
+  if (!r)
+    return std::move(r.error());
+  std::vector<std::string> out;
+  for (auto& row : *r)
+    out.push_back(row["node"].get<std::string>());
+  return out;
 }
 
 caf::expected<std::string> sql_store::events_table_of(const std::string& table) {
@@ -360,6 +423,7 @@ caf::error sql_store::load_registry() {
     t.name = name;
     t.state = state;
     t.taken.insert(fixed_columns(state).begin(), fixed_columns(state).end());
+    t.taken.insert(node_column(state));
     names_.insert(name);
   }
   auto cs = query("SELECT sql_table, field, column_name, type FROM sql_columns "
@@ -408,11 +472,17 @@ caf::expected<sql_store::table*> sql_store::table_for(const std::string& comb_ta
       }
     }
     std::string ddl = "CREATE TABLE IF NOT EXISTS " + quote(name);
-    ddl += state ? "(row_key TEXT PRIMARY KEY, lsn INTEGER, write_execution_id INTEGER)"
+    ddl += state ? "(row_key TEXT PRIMARY KEY, lsn INTEGER, write_execution_id INTEGER, "
+                   "write_node TEXT)"
                  : "(lsn INTEGER, seq INTEGER, op TEXT, row_key TEXT, execution_id INTEGER, "
-                   "role TEXT, ts_ns INTEGER, PRIMARY KEY(lsn, seq))";
+                   "role TEXT, ts_ns INTEGER, node TEXT NOT NULL DEFAULT '', "
+                   "PRIMARY KEY(node, lsn, seq))";
     if (auto err = exec(ddl))
       return err;
+    if (!cols->empty() && !cols->count(node_column(state)))
+      if (auto err = exec("ALTER TABLE " + quote(name) + " ADD COLUMN " + node_column(state)
+                          + " TEXT NOT NULL DEFAULT ''"))
+        return err;
     if (auto err = write("INSERT INTO sql_tables VALUES (?1, ?2, ?3)",
                          {name, txt(comb_table), state ? "state" : "events"}))
       return err;
@@ -420,6 +490,7 @@ caf::expected<sql_store::table*> sql_store::table_for(const std::string& comb_ta
     t.name = name;
     t.state = state;
     t.taken.insert(fixed.begin(), fixed.end());
+    t.taken.insert(node_column(state));
     for (auto& c : *cols)
       if (!t.taken.count(c))
         t.found.insert(c);
@@ -492,7 +563,8 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
   if (auto err = append_row("row_events",
                             {lsn, seq, txt(c.table), txt(c.key), op_name(c.kind),
                              i64(r.execution_id), txt(r.role), r.timestamp_ns,
-                             row.is_null() ? nlohmann::json(nullptr) : nlohmann::json(dump(row))}))
+                             row.is_null() ? nlohmann::json(nullptr) : nlohmann::json(dump(row)),
+                             txt(node_)}))
     return err;
   if (c.table.rfind("__", 0) == 0)
     return {}; // Comb's own bookkeeping
@@ -503,9 +575,10 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
   auto cols = columns_for(**ev, row);
   if (!cols)
     return std::move(cols.error());
-  std::string names = "lsn, seq, op, row_key, execution_id, role, ts_ns";
+  std::string names = "lsn, seq, op, row_key, execution_id, role, ts_ns, node";
   std::vector<nlohmann::json> params{
-    lsn, seq, op_name(c.kind), txt(c.key), i64(r.execution_id), txt(r.role), r.timestamp_ns};
+    lsn,       seq, op_name(c.kind), txt(c.key), i64(r.execution_id), txt(r.role), r.timestamp_ns,
+    txt(node_)};
   if (row.is_object()) {
     size_t k = 0;
     for (auto& [field, v] : row.items()) {
@@ -534,8 +607,9 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
   if (auto e = columns_for(t, row); !e)
     return std::move(e.error());
   if (t.into.empty()) {
-    std::string cols_sql = "row_key, lsn, write_execution_id",
-                set = "lsn = excluded.lsn, write_execution_id = excluded.write_execution_id";
+    std::string cols_sql = "row_key, lsn, write_execution_id, write_node",
+                set = "lsn = excluded.lsn, write_execution_id = excluded.write_execution_id, "
+                      "write_node = excluded.write_node";
     for (auto& field : t.order) {
       auto& name = t.fields[field].name;
       cols_sql += ", " + quote(name);
@@ -545,7 +619,7 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     t.set = std::move(set);
   }
   // Every column: a field the row no longer has is NULL now.
-  std::vector<nlohmann::json> vals{txt(c.key), lsn, i64(r.execution_id)};
+  std::vector<nlohmann::json> vals{txt(c.key), lsn, i64(r.execution_id), txt(node_)};
   for (auto& field : t.order) {
     auto& col = t.fields[field];
     auto v = row.find(field);
@@ -560,7 +634,7 @@ caf::error sql_store::spool_record(const log_record& r) {
                      const std::string& to, const std::string& payload) {
     return append_row("messages", {lsn, seq, ts, txt(kind), txt(from), txt(to), i64(r.execution_id),
                                    i64(r.parent_id), txt(r.procedure), txt(r.role), txt(r.status),
-                                   txt(payload)});
+                                   txt(payload), txt(node_)});
   };
   if (r.kind != log_record::kind_t::invocation) {
     auto sp = r.payload.find(' ');
@@ -575,19 +649,22 @@ caf::error sql_store::spool_record(const log_record& r) {
   if (auto err = append_row("func_invocations",
                             {lsn, i64(r.execution_id), i64(r.execution_id), i64(r.parent_id),
                              txt(r.procedure), txt(r.role), txt(r.status), r.read_only ? 1 : 0,
-                             r.start_ns, r.end_ns, r.partition, txt(r.payload), txt(r.result)}))
+                             r.start_ns, r.end_ns, r.partition, txt(r.payload), txt(r.result),
+                             txt(node_)}))
     return err;
   for (size_t i = 0; i < r.changes.size(); ++i)
     if (auto err = spool_change(r, i, r.changes[i]))
       return err;
   for (size_t i = 0; i < r.reads.size(); ++i)
-    if (auto err = append_row("row_reads", {lsn, i, txt(r.reads[i].table), txt(r.reads[i].key),
-                                            i64(r.execution_id), txt(r.role), r.timestamp_ns}))
+    if (auto err = append_row("row_reads",
+                              {lsn, i, txt(r.reads[i].table), txt(r.reads[i].key),
+                               i64(r.execution_id), txt(r.role), r.timestamp_ns, txt(node_)}))
       return err;
   return {};
 }
 
-caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t max_records) {
+caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t max_records,
+                                         const std::string& node) {
   auto reader = log_reader::open(log_dir);
   if (!reader)
     return std::move(reader.error());
@@ -604,7 +681,24 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t ma
   loaded_ = false;
   if (auto err = load_registry())
     return fail(err);
-  auto from = last_lsn(); // inside the transaction: no other spooler moves it now
+  // A store whose tables are keyed by lsn alone holds one node: a second one's lsn 1 would
+  // be taken for the first one's and dropped.
+  auto format = query("SELECT keyed_by_node FROM store_format WHERE id = 1");
+  if (!format)
+    return fail(format.error());
+  if (!format->empty() && (*format)[0]["keyed_by_node"] == 0) {
+    auto held = query("SELECT node FROM spool_nodes WHERE node <> ?1", {node});
+    if (!held)
+      return fail(held.error());
+    if (!held->empty())
+      return fail(make_error(
+        errc::format_mismatch,
+        "this SQL store was made by an older Comb (tables keyed by lsn alone) and holds node '"
+          + (*held)[0]["node"].get<std::string>() + "': spool node '" + node
+          + "' into a new store, or spool every node again into a new one"));
+  }
+  node_ = node;
+  auto from = last_lsn(node); // inside the transaction: no other spooler moves it now
   uint64_t n = 0, last = from;
   caf::error failure;
   auto err = reader->for_each(from + 1, [&](log_record&& r) {
@@ -621,7 +715,12 @@ caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t ma
   if (!err)
     err = std::move(failure);
   if (!err && n > 0)
-    err = write("UPDATE spool_state SET last_lsn = ?1 WHERE id = 1", {i64(last)});
+    err = write("INSERT INTO spool_nodes VALUES (?1, ?2) ON CONFLICT(node) DO UPDATE SET "
+                "last_lsn = excluded.last_lsn",
+                {txt(node), i64(last)});
+  // spool_state keeps the highest lsn spooled of any node (of the only one, on one node).
+  if (!err && n > 0)
+    err = write("UPDATE spool_state SET last_lsn = ?1 WHERE id = 1 AND last_lsn < ?1", {i64(last)});
   if (err)
     return fail(err);
   if (auto e = commit()) {

@@ -4,7 +4,7 @@
 // storage/pg_store.hpp). Fixed tables: func_invocations (one row per invocation: execution
 // id, start and end, procedure, role, status, read-only flag, arguments, result), messages,
 // row_events (every row change), row_reads (every row read, when the node records reads),
-// spool_state (the last lsn spooled), and the registry sql_tables / sql_columns (which SQL
+// spool_state (the highest lsn spooled), spool_nodes (each node's last lsn spooled), and the registry sql_tables / sql_columns (which SQL
 // table and column each Comb table and JSON field went to). Per Comb table two more: its
 // events (`<table>_events`, one row per change, the row's JSON fields as columns) and, for
 // tables whose rows are JSON objects, its current rows (`<table>`: primary key row_key, one
@@ -48,9 +48,14 @@ public:
   sql_store(const sql_store&) = delete;
   sql_store& operator=(const sql_store&) = delete;
 
-  /// Copies the log records after the last spooled lsn (at most `max_records`, 0: all) into
-  /// the tables, in one transaction; returns how many.
-  caf::expected<uint64_t> spool(const std::string& log_dir, uint64_t max_records = 0);
+  /// Copies the log records of node `node` after its last spooled lsn (at most
+  /// `max_records`, 0: all) into the tables, in one transaction; returns how many. Every
+  /// spooled row names the node (column `node`; current-state rows: `write_node`), and rows
+  /// are keyed by (node, lsn), so several nodes' logs, each with its own lsns, meet in one
+  /// store. A store an older Comb made (keyed by lsn alone) takes one node only and refuses a
+  /// second with errc::format_mismatch.
+  caf::expected<uint64_t> spool(const std::string& log_dir, uint64_t max_records = 0,
+                                const std::string& node = "");
 
   /// Runs one SQL statement with text parameters (?1, ?2, ... in both stores); rows as a
   /// JSON array of objects (integers, reals, text, null). Invalid SQL gets
@@ -61,8 +66,12 @@ public:
   /// "sqlite" or "postgresql".
   virtual const char* backend() const = 0;
 
-  /// The last lsn spooled (0 when none).
+  /// The highest lsn spooled of any node (0 when none): the last lsn of a one-node store.
   uint64_t last_lsn();
+  /// The last lsn spooled of node `node` (0 when none).
+  uint64_t last_lsn(const std::string& node);
+  /// The nodes whose logs were spooled, by name.
+  caf::expected<std::vector<std::string>> nodes();
 
   /// The SQL table that holds the events ("bank.accounts" -> "bank_accounts_events") or the
   /// current rows ("bank.accounts" -> "bank_accounts") of a Comb table; a name that clashes
@@ -78,7 +87,8 @@ public:
 protected:
   sql_store() = default;
 
-  /// Creates the fixed tables (when missing); backends call it once connected.
+  /// Creates the fixed tables (when missing) and gives an older store its node columns;
+  /// backends call it once connected.
   caf::error create_schema();
 
   // What a backend provides. DDL and statements are written in one dialect that both
@@ -128,12 +138,14 @@ private:
   };
 
   caf::error load_registry();
+  caf::error add_node_column(const std::string& table, bool state);
   caf::expected<table*> table_for(const std::string& comb_table, bool state);
   caf::expected<std::vector<const column*>> columns_for(table& t, const nlohmann::json& row);
   caf::error spool_record(const log_record& r);
   caf::error spool_change(const log_record& r, size_t seq, const row_change& c);
 
   bool loaded_ = false;
+  std::string node_;                                        // the node this pass spools
   std::map<std::string, std::string> events_of_, state_of_; // Comb table -> SQL table
   std::map<std::string, table> tables_;                     // SQL table -> what is known of it
   std::set<std::string> names_;                             // SQL table names in use or reserved

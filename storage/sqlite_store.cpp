@@ -214,7 +214,8 @@ caf::expected<std::unique_ptr<sql_store>> open_sqlite_store(const std::string& f
     sqlite3_close(db);
     return make_error(errc::storage_error, file + ": cannot open SQL store: " + msg);
   }
-  sqlite3_busy_timeout(db, 5000);
+  // Several nodes of a cluster on one host spool into one file: a writer waits its turn.
+  sqlite3_busy_timeout(db, 15000);
   auto self = std::make_unique<sqlite_store>(db, file);
   if (!read_only) {
     if (auto err = self->query("PRAGMA journal_mode=WAL", {}); !err)

@@ -11,8 +11,9 @@
 
 namespace comb::runtime {
 
-caf::error check_spooled(storage::sql_store& store, const std::string& log_dir) {
-  auto last = store.last_lsn();
+caf::error check_spooled(storage::sql_store& store, const std::string& log_dir,
+                         const std::string& node) {
+  auto last = store.last_lsn(node);
   if (last == 0)
     return {};
   auto reader = storage::log_reader::open(log_dir);
@@ -37,10 +38,12 @@ caf::error check_spooled(storage::sql_store& store, const std::string& log_dir) 
                         + ": it lost records the store holds, and records it gets at lsns up to "
                         + std::to_string(last) + " will not be spooled");
   // The store's row at that lsn, and what the log holds there.
-  auto inv = store.query("SELECT execution_id, start_ns FROM func_invocations WHERE lsn = ?1",
-                         {std::to_string(last)});
-  auto msg = store.query("SELECT ts_ns, kind FROM messages WHERE lsn = ?1 AND seq = 0",
-                         {std::to_string(last)});
+  auto inv = store.query("SELECT execution_id, start_ns FROM func_invocations WHERE lsn = CAST(?1 "
+                         "AS BIGINT) AND node = ?2",
+                         {std::to_string(last), node});
+  auto msg = store.query(
+    "SELECT ts_ns, kind FROM messages WHERE lsn = CAST(?1 AS BIGINT) AND seq = 0 AND node = ?2",
+    {std::to_string(last), node});
   if (!inv)
     return std::move(inv.error());
   if (!msg)
@@ -75,7 +78,7 @@ caf::error check_spooled(storage::sql_store& store, const std::string& log_dir) 
                       + std::to_string(last) + " will not be spooled");
 }
 
-spooler::spooler(std::string log_dir, std::string file) {
+spooler::spooler(std::string log_dir, std::string file, std::string node) : node_(std::move(node)) {
   thread_ = std::thread{
     [this, log_dir = std::move(log_dir), file = std::move(file)] { run(log_dir, file); }};
 }
@@ -105,13 +108,13 @@ void spooler::run(const std::string& log_dir, const std::string& target) {
     }
     if (auto now = std::chrono::steady_clock::now(); now - checked >= std::chrono::seconds{30}) {
       checked = now;
-      auto err = check_spooled(*store, log_dir);
+      auto err = check_spooled(*store, log_dir, node_);
       auto text = err ? describe(err) : std::string{};
       if (!text.empty() && text != said)
         std::cerr << "comb: spooler: " << file << ": " << text << "\n";
       said = text;
     }
-    auto n = store->spool(log_dir);
+    auto n = store->spool(log_dir, /*max_records=*/0, node_);
     if (!n)
       std::cerr << "comb: spooler: " << file << ": " << describe(n.error()) << "\n";
     else if (*n > 0)

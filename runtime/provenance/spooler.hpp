@@ -23,15 +23,19 @@ namespace comb::runtime {
 /// Checks that the log in `log_dir` holds the record `store` spooled last, the same one (same
 /// execution, time and kind): errc::corrupt_data naming the lsn when the log ends before it,
 /// or holds another record there (an lsn handed out twice); either way the store will not
-/// spool what the log gets at lsns it has passed. Nothing spooled yet is fine.
-caf::error check_spooled(storage::sql_store& store, const std::string& log_dir);
+/// spool what the log gets at lsns it has passed. Nothing spooled yet is fine. `node` names
+/// whose log it is (a cluster's store holds several nodes' records, each with its own lsns).
+caf::error check_spooled(storage::sql_store& store, const std::string& log_dir,
+                         const std::string& node = "");
 
 class spooler {
 public:
-  /// Spools `log_dir` into `target` (a SQLite file or a postgresql:// URL) once a second.
-  /// Errors (the store cannot be opened, a pass fails) are written to stderr with their cause,
-  /// and the spooler tries again on its next pass.
-  spooler(std::string log_dir, std::string target);
+  /// Spools `log_dir`, node `node`'s log, into `target` (a SQLite file or a postgresql://
+  /// URL) once a second. Errors (the store cannot be opened, a pass fails) are written to
+  /// stderr with their cause, and the spooler tries again on its next pass. The nodes of a
+  /// cluster each spool their own log into one store (a PostgreSQL URL across hosts, or a
+  /// SQLite file on one host, whose writers take turns): rows are keyed by (node, lsn).
+  spooler(std::string log_dir, std::string target, std::string node = "");
   ~spooler();
   spooler(const spooler&) = delete;
   spooler& operator=(const spooler&) = delete;
@@ -42,6 +46,7 @@ private:
   std::mutex mtx_;
   std::condition_variable cv_;
   bool stop_ = false;
+  std::string node_;
   std::thread thread_;
 };
 

@@ -14,6 +14,8 @@
 
 #include <doctest/doctest.h>
 
+#include <thread>
+
 using namespace comb;
 using nlohmann::json;
 
@@ -386,6 +388,104 @@ TEST_SUITE("storage.sql_store") {
     auto cur = test::must(s->query("SELECT row_key, balance FROM bank_accounts_2"));
     REQUIRE(cur.size() == 1); // a (b was deleted); lsn 1's insert came before this store
     CHECK(cur[0]["balance"] == 90);
+  }
+
+  TEST_CASE("several nodes' logs, each with its own lsns, meet in one store, named by node") {
+    test::temp_dir dir;
+    auto log1 = dir.path() + "/n1", log2 = dir.path() + "/n2";
+    write_log(log1, false); // lsns 1..10
+    write_log(log2, true);  // lsns 1..12: the same lsns as n1's, other records
+    auto file = dir.path() + "/cluster.sqlite";
+    // Two nodes spool at once into one SQLite file: the writers take turns (busy timeout).
+    std::vector<std::thread> spoolers;
+    std::vector<caf::expected<uint64_t>> got(2, uint64_t{0});
+    for (int i = 0; i < 2; ++i)
+      spoolers.emplace_back([&, i] {
+        auto s = storage::sql_store::open(file);
+        if (!s) {
+          got[i] = std::move(s.error());
+          return;
+        }
+        uint64_t n = 0;
+        for (int pass = 0; pass < 6; ++pass) { // small passes, so that they interleave
+          auto k = (*s)->spool(i == 0 ? log1 : log2, /*max_records=*/2, i == 0 ? "n1" : "n2");
+          if (!k) {
+            got[i] = std::move(k.error());
+            return;
+          }
+          n += *k;
+        }
+        got[i] = n;
+      });
+    for (auto& t : spoolers)
+      t.join();
+    REQUIRE_MESSAGE(got[0], test::why(got[0]));
+    REQUIRE_MESSAGE(got[1], test::why(got[1]));
+    CHECK(*got[0] == 10);
+    CHECK(*got[1] == 12);
+    auto s = test::must(storage::sql_store::open(file));
+    CHECK(test::must(s->spool(log1, 0, "n1")) == 0);
+    CHECK(test::must(s->spool(log2, 0, "n2")) == 0);
+    CHECK(s->last_lsn("n1") == 10);
+    CHECK(s->last_lsn("n2") == 12);
+    CHECK(s->last_lsn("n3") == 0);
+    CHECK(s->last_lsn() == 12);
+    CHECK(test::must(s->nodes()) == std::vector<std::string>{"n1", "n2"});
+    auto rows = [&](const std::string& sql) {
+      auto r = s->query(sql);
+      REQUIRE_MESSAGE(r, sql << ": " << test::why(r));
+      return *r;
+    };
+    // Both nodes' lsn 1 are there, each under its node.
+    auto inv = rows("SELECT node, COUNT(*) AS n FROM func_invocations GROUP BY node ORDER BY node");
+    REQUIRE(inv.size() == 2);
+    CHECK(inv[0] == json{{"node", "n1"}, {"n", 9}});
+    CHECK(inv[1] == json{{"node", "n2"}, {"n", 11}});
+    CHECK(rows("SELECT COUNT(*) AS n FROM messages WHERE lsn = 1")[0]["n"] == 4);
+    CHECK(rows("SELECT COUNT(DISTINCT node) AS n FROM bank_accounts_events WHERE lsn = 1")[0]["n"]
+          == 2);
+    // Each event joins its own node's invocation, not the other node's at the same lsn.
+    CHECK(rows("SELECT COUNT(*) AS n FROM row_events e JOIN func_invocations f ON f.node = e.node "
+               "AND f.lsn = e.lsn AND f.execution_id = e.execution_id")[0]["n"]
+          == rows("SELECT COUNT(*) AS n FROM row_events")[0]["n"]);
+    // Current rows say which node wrote them last: n2's c exists only on n2.
+    auto c = rows("SELECT write_node, balance FROM bank_accounts WHERE row_key = 'c'");
+    REQUIRE(c.size() == 1);
+    CHECK(c[0] == json{{"write_node", "n2"}, {"balance", 7}});
+
+    // A store an older Comb made (keyed by lsn alone) takes its one node, and refuses another.
+    auto old_file = dir.path() + "/old.sqlite";
+    {
+      auto o = test::must(storage::sql_store::open(dir.path() + "/scratch.sqlite"));
+      REQUIRE(o->query("ATTACH DATABASE '" + old_file + "' AS old"));
+      for (auto* sql :
+           {"CREATE TABLE old.func_invocations(lsn INTEGER PRIMARY KEY, txn_id INTEGER, "
+            "execution_id INTEGER, parent_id INTEGER, procedure TEXT, role TEXT, "
+            "status TEXT, read_only INTEGER, start_ns INTEGER, end_ns INTEGER, "
+            "partition INTEGER, args TEXT, result TEXT)",
+            "CREATE TABLE old.messages(lsn INTEGER, seq INTEGER, ts_ns INTEGER, kind "
+            "TEXT, sender TEXT, receiver TEXT, execution_id INTEGER, parent_id "
+            "INTEGER, procedure TEXT, role TEXT, status TEXT, payload TEXT, "
+            "PRIMARY KEY(lsn, seq))",
+            "CREATE TABLE old.row_events(lsn INTEGER, seq INTEGER, table_name TEXT, "
+            "row_key TEXT, op TEXT, execution_id INTEGER, role TEXT, ts_ns INTEGER, "
+            "value TEXT, PRIMARY KEY(lsn, seq))",
+            "CREATE TABLE old.row_reads(lsn INTEGER, seq INTEGER, table_name TEXT, "
+            "row_key TEXT, execution_id INTEGER, role TEXT, ts_ns INTEGER, "
+            "PRIMARY KEY(lsn, seq))",
+            "CREATE TABLE old.spool_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "last_lsn INTEGER)",
+            "INSERT INTO old.spool_state VALUES (1, 0)"})
+        REQUIRE_MESSAGE(o->query(sql), sql);
+    }
+    auto o = test::must(storage::sql_store::open(old_file));
+    CHECK(test::must(o->spool(log1, 0, "n1")) == 10);
+    auto refused = o->spool(log2, 0, "n2");
+    REQUIRE(!refused);
+    CHECK(is(refused.error(), errc::format_mismatch));
+    CHECK(describe(refused.error()).find("holds node 'n1'") != std::string::npos);
+    CHECK(test::must(o->query("SELECT COUNT(*) AS n FROM func_invocations"))[0]["n"] == 9);
+    CHECK(test::must(o->query("SELECT DISTINCT node FROM func_invocations"))[0]["node"] == "n1");
   }
 
   TEST_CASE("PostgreSQL: a server that is not there is a clear error") {

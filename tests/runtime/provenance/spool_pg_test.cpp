@@ -81,7 +81,7 @@ TEST_SUITE("runtime.provenance.spool_pg") {
     }
     auto store = test::must(storage::sql_store::open(pg.url(), /*read_only=*/true));
     auto lite = test::must(storage::sql_store::open(dir.path() + "/log.sqlite"));
-    auto n = test::must(lite->spool(cfg.provenance_dir));
+    auto n = test::must(lite->spool(cfg.provenance_dir, /*max_records=*/0, cfg.name));
     CHECK(n == 18); // 10 calls in the first run, 8 in the second
     CHECK(store->last_lsn() == lite->last_lsn());
     auto a = contents(*lite), b = contents(*store);
