@@ -27,6 +27,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -68,6 +69,8 @@ struct common_args {
   std::string holdout;
   int attack_copies = 2;
   int benign_copies = 1;
+  std::string site_benign;
+  double target_fp = 0.006;
 };
 
 [[noreturn]] void fail(const std::string& what, int code = 1) {
@@ -135,6 +138,15 @@ void add_common(CLI::App* c, common_args& a) {
   c->add_option("--attack-copies", a.attack_copies, "requests made from each training attack line")
     ->capture_default_str();
   c->add_option("--benign-copies", a.benign_copies, "requests made from each training benign line")
+    ->capture_default_str();
+  c->add_option("--site-benign", a.site_benign,
+                "raw HTTP requests of another site, all benign (Nectar's benign sessions, "
+                "written by `comb anomaly site-benign`): never trained on; the saved "
+                "threshold also keeps false positives on them at the target (their "
+                "calibration-use and train-use lines), and `eval --ood` reports them");
+  c->add_option("--target-fp", a.target_fp,
+                "false-positive target of the saved threshold on each calibration group "
+                "(a margin under the 1% goal, for traffic calibration did not see)")
     ->capture_default_str();
   c->add_flag("--quiet", a.quiet, "no progress output");
 }
@@ -221,6 +233,45 @@ augment_options make_augment(const common_args& a, const payload_dir* p) {
   return o;
 }
 
+/// The requests of --site-benign whose use_of (of the raw text) is among `uses`, parsed.
+/// A unit that does not parse as HTTP fails, naming its number.
+std::vector<http_request> load_site(const common_args& a, const std::vector<line_use>& uses) {
+  std::vector<http_request> out;
+  if (a.site_benign.empty())
+    return out;
+  std::ifstream f(a.site_benign, std::ios::binary);
+  if (!f)
+    fail("--site-benign: cannot read " + a.site_benign);
+  std::string text{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+  auto units = split_http_stream(text);
+  if (units.empty())
+    fail("--site-benign: " + a.site_benign + " holds no HTTP request");
+  for (size_t i = 0; i < units.size(); ++i) {
+    if (std::find(uses.begin(), uses.end(), use_of(units[i])) == uses.end())
+      continue;
+    auto r = parse_http_request(units[i]);
+    if (!r)
+      fail("--site-benign: request " + std::to_string(i + 1) + " of " + a.site_benign
+           + " is not HTTP: " + describe(r.error()));
+    out.push_back(std::move(*r));
+  }
+  if (!a.quiet)
+    std::cerr << "site requests: " << out.size() << " of " << units.size() << " from "
+              << a.site_benign << "\n";
+  return out;
+}
+
+std::vector<const http_request*> pointers(const std::vector<http_request>& rs) {
+  std::vector<const http_request*> out;
+  out.reserve(rs.size());
+  for (auto& r : rs)
+    out.push_back(&r);
+  return out;
+}
+
+// The site's requests are never trained on: all but the test-use ones calibrate.
+const std::vector<line_use> site_calibration_uses{line_use::train, line_use::calibration};
+
 void check_args(const common_args& a) {
   if (a.vocab < 258 || a.vocab > (1u << 20))
     fail("--vocab must be in 258..1048576, got " + std::to_string(a.vocab));
@@ -230,6 +281,8 @@ void check_args(const common_args& a) {
     fail("--epochs, --batch and --patience must be at least 1");
   if (!(a.validation > 0 && a.validation < 0.5))
     fail("--validation must be in (0, 0.5)");
+  if (!(a.target_fp > 0 && a.target_fp < 0.5))
+    fail("--target-fp must be in (0, 0.5)");
 }
 
 void print_table2_row(const char* name, const std::vector<experiment_result>& rs) {
@@ -255,7 +308,9 @@ void run_train(const common_args& a, const std::string& out) {
   auto ds = load_data(a);
   auto payloads = load_payloads(a);
   auto aug = make_augment(a, payloads ? &*payloads : nullptr);
-  auto t = train_detector(ds, make_config(a), a.validation, make_train_options(a), aug);
+  auto site = load_site(a, site_calibration_uses);
+  auto t = train_detector(ds, make_config(a), a.validation, make_train_options(a), aug, a.target_fp,
+                          pointers(site));
   if (!t)
     fail(describe(t.error()));
   if (auto err = t->model.save(out))
@@ -269,6 +324,32 @@ void run_train(const common_args& a, const std::string& out) {
                 a.holdout.empty() ? "" : "; families held out: ", a.holdout.c_str());
   if (t->calibration)
     std::printf("saved threshold: %s\n", t->calibration->describe().c_str());
+}
+
+// --- calibrate --------------------------------------------------------------------------
+
+/// `calibrate`: chooses a saved model's threshold again (other target, other site requests)
+/// on what training left out (the same validation split: give the same --seed and
+/// --validation as training did), and writes the model with it.
+void run_calibrate(const common_args& a, const std::string& in, const std::string& out) {
+  check_args(a);
+  auto d = detector::load(in);
+  if (!d)
+    fail(describe(d.error()));
+  auto ds = load_data(a);
+  auto payloads = load_payloads(a);
+  if (!payloads)
+    fail("calibrate needs the payload sets (--payloads DIR, not 'none')");
+  auto site = load_site(a, site_calibration_uses);
+  auto held = held_out_normal(ds, a.validation, a.seed);
+  auto c = calibrate(*d, held, *payloads, a.target_fp, a.seed + 29, pointers(site));
+  if (!c)
+    fail(describe(c.error()));
+  std::printf("threshold was %.6f\n", static_cast<double>(d->config().threshold));
+  d->set_threshold(c->threshold, c->describe());
+  if (auto err = d->save(out))
+    fail(describe(err));
+  std::printf("model saved to %s\nsaved threshold: %s\n", out.c_str(), c->describe().c_str());
 }
 
 // --- eval -------------------------------------------------------------------------------
@@ -384,6 +465,27 @@ void run_ood(const common_args& a, const eval_args& e) {
   cols.push_back(or_column(cols[1], cols[3], "1%FP|PL2"));
 #endif
   std::printf("%s", ood_table(*suite, cols).c_str());
+  if (!a.site_benign.empty()) {
+    // The other site's requests calibration did not use (with --ood-lines test), as they came.
+    auto site = load_site(a, e.ood_lines == "test" ? std::vector<line_use>{line_use::test}
+                                                   : std::vector<line_use>{});
+    std::vector<std::vector<int32_t>> ss;
+    for (auto& r : site)
+      ss.push_back(d->encode_text(to_model_text(r, d->config().text)));
+    auto sp = d->score_encoded(ss);
+    if (!sp)
+      fail(describe(sp.error()));
+    auto fp_at = [&](float t) {
+      size_t fp = 0;
+      for (auto x : *sp)
+        fp += x >= t ? 1 : 0;
+      return site.empty() ? 0.0 : static_cast<double>(fp) / static_cast<double>(site.size());
+    };
+    std::printf("site benign requests (%s, %s lines): %zu; FP model@saved %.4f, model@1%%FP "
+                "%.4f\n",
+                a.site_benign.c_str(), e.ood_lines.c_str(), site.size(), fp_at(t_saved),
+                fp_at(t_fp));
+  }
   auto n = static_cast<double>(suite->cases.size());
   std::printf("throughput, one thread: model %.0f req/s (text, encoding, scoring)", n / model_s);
 #ifdef COMB_ANOMALY_HAVE_CRS
@@ -731,6 +833,17 @@ void add_anomaly_commands(CLI::App& app) {
   add_common(train, *ta);
   train->add_option("--out,-o", *out, "model file to write")->capture_default_str();
   train->callback([ta, out] { run_train(*ta, *out); });
+
+  auto ca = std::make_shared<common_args>();
+  auto cin = std::make_shared<std::string>();
+  auto cout = std::make_shared<std::string>();
+  auto* cal = top->add_subcommand(
+    "calibrate", "choose a model's saved threshold again on what its training left out, write "
+                 "the model with it");
+  add_common(cal, *ca);
+  cal->add_option("--model,-m", *cin, "model file written by `comb anomaly train`")->required();
+  cal->add_option("--out,-o", *cout, "model file to write (default: the --model file)");
+  cal->callback([ca, cin, cout] { run_calibrate(*ca, *cin, cout->empty() ? *cin : *cout); });
 
   auto ea = std::make_shared<common_args>();
   auto ee = std::make_shared<eval_args>();

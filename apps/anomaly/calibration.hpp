@@ -41,6 +41,12 @@ struct calibration_result {
   size_t benign_values = 0;
   size_t non_latin_values = 0;
   size_t csic_normal = 0;
+  /// Benign requests of another site (Nectar's traffic generator's benign sessions), 0 when
+  /// none were given.
+  size_t site_requests = 0;
+  /// Benign value sets: each weighs the same in fp_all, as in `eval --ood` (the sizes of the
+  /// project's sets say nothing of a real site's mix).
+  size_t benign_sets = 0;
   /// The false-positive target it was chosen for.
   double target_fp = 0;
   /// False-positive rates at the threshold: benign values, those in a non-Latin script,
@@ -48,6 +54,10 @@ struct calibration_result {
   double fp_all = 0;
   double fp_non_latin = 0;
   double fp_csic = 0;
+  double fp_site = 0;
+  /// The highest false-positive rate of one benign set at the threshold, and that set.
+  double fp_worst_set = 0;
+  std::string worst_set;
   /// One line for the model file and the reports.
   std::string describe() const;
 };
@@ -56,14 +66,22 @@ struct calibration_result {
 /// highest scores may tie: then as low as ties allow, at most 1). Empty scores give 0.
 float threshold_for(std::vector<float> scores, double target_fp);
 
+/// The lowest threshold at which the weight of the scores at or above it is at most
+/// `target_fp` of the total weight (weights >= 0, one per score; ties as in threshold_for).
+/// Empty scores or zero total weight give 0.
+float threshold_for_weighted(const std::vector<float>& scores, const std::vector<double>& weights,
+                             double target_fp);
+
 /// Chooses the threshold: the calibration-use benign lines (use_of) of `payloads` put into
-/// `bases` (CSIC normal requests the model was not trained on) and `bases` themselves, all
-/// scored; the threshold keeps false positives at most `target_fp` in each group: the
-/// benign values, those of them in non-Latin scripts, and `bases`. Does not change `d`.
+/// `bases` (CSIC normal requests the model was not trained on), `bases` themselves and
+/// `site` (benign requests of another site, may be empty), all scored; the threshold keeps
+/// false positives at most `target_fp` in each group: the benign values (each set weighing
+/// the same), those of them in non-Latin scripts, `bases`, and `site`. Does not change `d`.
 /// Errors: those of scoring.
 caf::expected<calibration_result> calibrate(detector& d,
                                             const std::vector<const http_request*>& bases,
                                             const payload_dir& payloads, double target_fp,
-                                            uint64_t seed);
+                                            uint64_t seed,
+                                            const std::vector<const http_request*>& site = {});
 
 } // namespace comb::anomaly

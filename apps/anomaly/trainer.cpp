@@ -177,7 +177,8 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
 
 caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
                                                double validation_share, const train_options& opts,
-                                               const augment_options& aug, double target_fp) {
+                                               const augment_options& aug, double target_fp,
+                                               const std::vector<const http_request*>& site) {
   std::vector<std::string> texts;
   std::vector<int> labels;
   for (auto& r : ds.requests) {
@@ -246,12 +247,30 @@ caf::expected<trained_detector> train_detector(const csic_dataset& ds, const det
   out.validation_size = tv.test.size();
   out.augmented = augmented;
   if (aug.payloads) {
-    auto c = calibrate(d, held_normal, *aug.payloads, target_fp, opts.seed + 29);
+    auto c = calibrate(d, held_normal, *aug.payloads, target_fp, opts.seed + 29, site);
     if (!c)
       return c.error();
     d.set_threshold(c->threshold, c->describe());
     out.calibration = *c;
   }
+  return out;
+}
+
+std::vector<const http_request*> held_out_normal(const csic_dataset& ds, double validation_share,
+                                                 uint64_t seed) {
+  // The same split as train_detector's.
+  std::vector<int> labels;
+  labels.reserve(ds.requests.size());
+  for (auto& r : ds.requests)
+    labels.push_back(r.label);
+  std::vector<size_t> all(ds.requests.size());
+  for (size_t i = 0; i < all.size(); ++i)
+    all[i] = i;
+  auto tv = validation_split(all, labels, validation_share, seed + 17);
+  std::vector<const http_request*> out;
+  for (auto i : tv.test)
+    if (labels[i] == 0)
+      out.push_back(&ds.requests[i].request);
   return out;
 }
 

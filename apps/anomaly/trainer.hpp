@@ -78,13 +78,22 @@ struct trained_detector {
 /// early stopping on `validation_share` of each label (split seeded with opts.seed + 17).
 /// Writes a line about the tokenizer to opts.progress. With `aug.payloads`, the training
 /// part also gets augmentation(normal requests of the training part, aug), and the saved
-/// threshold is calibrated (calibrate, at most `target_fp` false positives: 0.8%, a margin
+/// threshold is calibrated (calibrate, at most `target_fp` false positives: 0.6%, a margin
 /// under the 1% goal for traffic calibration did not see) on the
 /// calibration-use benign values put into the validation part's normal requests. Errors come
 /// from the tokenizer, the model and the payload sets.
+/// `site`: benign requests of another site (Nectar's benign sessions), used only to calibrate.
 caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
                                                double validation_share, const train_options& opts,
                                                const augment_options& aug = {},
-                                               double target_fp = 0.008);
+                                               double target_fp = 0.006,
+                                               const std::vector<const http_request*>& site = {});
+
+/// The normal requests of the validation part that train_detector, given the same data,
+/// `validation_share` and `seed` (train_options::seed), leaves out of training: those
+/// calibration scores, so that a model can be calibrated again later (`comb anomaly
+/// calibrate`).
+std::vector<const http_request*> held_out_normal(const csic_dataset& ds, double validation_share,
+                                                 uint64_t seed);
 
 } // namespace comb::anomaly

@@ -73,6 +73,27 @@ TEST_SUITE("apps.anomaly.calibration") {
     CHECK(threshold_for({}, 0.01) == 0.0f);
   }
 
+  TEST_CASE("threshold_for_weighted counts weight, not lines; equal weights agree") {
+    std::vector<float> s;
+    std::vector<double> w;
+    for (int i = 0; i < 100; ++i) {
+      s.push_back(static_cast<float>(i) / 100.0f);
+      w.push_back(i < 50 ? 1.0 : 3.0);
+    }
+    // Total weight 200: 6% allows 12, i.e. the top 4 lines of weight 3 (not 12 lines).
+    auto t = threshold_for_weighted(s, w, 0.06);
+    size_t fp = 0;
+    for (auto x : s)
+      fp += x >= t ? 1 : 0;
+    CHECK(fp == 4);
+    std::vector<double> ones(s.size(), 1.0);
+    for (double target : {0.0, 0.01, 0.05, 0.37})
+      CHECK(threshold_for_weighted(s, ones, target) == threshold_for(s, target));
+    // Ties go together; no weight, no threshold.
+    CHECK(threshold_for_weighted({1.0f, 1.0f, 0.2f}, {1, 1, 1}, 0.4) == 1.0f);
+    CHECK(threshold_for_weighted({0.3f}, {0.0}, 0.01) == 0.0f);
+  }
+
   TEST_CASE("the threshold and its calibration are saved with the model and read back") {
     auto d = tiny::tiny_detector();
     CHECK(d.config().threshold == 0.5f);
@@ -130,6 +151,10 @@ TEST_SUITE("apps.anomaly.calibration") {
     std::vector<const http_request*> bases{&reqs[0], &reqs[1]};
     auto c = calibrate(d, bases, all, 0.05, 1);
     REQUIRE(c);
+    CHECK(c->benign_sets == 2);
+    CHECK_FALSE(c->worst_set.empty());
+    CHECK(c->site_requests == 0);
+    CHECK(c->describe().find("another site") == std::string::npos);
     CHECK(c->benign_values > 50);
     CHECK(c->non_latin_values > 10);
     CHECK(c->fp_all <= 0.05);
@@ -137,6 +162,14 @@ TEST_SUITE("apps.anomaly.calibration") {
     CHECK(c->threshold > 0.0f);
     CHECK(c->threshold <= 1.0f);
     CHECK(c->describe().find("non-Latin") != std::string::npos);
+    // Another site's benign requests: a group of their own, held to the target too (with two
+    // requests, 5% allows none).
+    auto s = calibrate(d, bases, all, 0.05, 1, bases);
+    REQUIRE(s);
+    CHECK(s->site_requests == 2);
+    CHECK(s->fp_site == 0.0);
+    CHECK(s->threshold >= c->threshold);
+    CHECK(s->describe().find("another site") != std::string::npos);
   }
 
   TEST_CASE("the OOD suite and table: every family and set, all and non-Latin rows") {
