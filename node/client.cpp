@@ -4,9 +4,6 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/io/middleman_actor.hpp>
-
-#include <set>
 
 namespace comb::runtime {
 
@@ -57,38 +54,17 @@ caf::expected<std::string> ask(caf::actor_system& sys, const actors::gateway_act
 } // namespace
 
 caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& ep,
-                                      std::chrono::milliseconds timeout) {
-  // middleman::remote_actor() waits without a bound: a server that accepts the connection and
-  // then says nothing would hang the caller forever. Asking the middleman actor directly
-  // bounds the wait.
-  auto expected_ifs = sys.message_types(caf::detail::type_list<actors::gateway_actor>{});
-  caf::scoped_actor self{sys};
-  caf::expected<client> result = make_error(errc::network_error, "no reply");
-  self->request(sys.middleman().actor_handle(), timeout, caf::connect_atom::value, ep.host, ep.port)
-    .receive(
-      [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>& ifs) {
-        if (!ptr)
-          result = make_error(errc::network_error,
-                              "no actor is published at " + ep.to_string() + " (not a Comb node?)");
-        else if (!expected_ifs.empty() && ifs != expected_ifs)
-          result = make_error(errc::protocol_error,
-                              "the actor published at " + ep.to_string()
-                                + " is not a Comb node's gateway (a compute process, or another "
-                                  "version of Comb?)");
-        else
-          result = client{sys, caf::actor_cast<actors::gateway_actor>(std::move(ptr)), ep};
-      },
-      [&](caf::error& e) {
-        if (e == caf::sec::request_timeout)
-          result = make_error(errc::timeout, "connected to " + ep.to_string()
-                                               + " but got no answer within "
-                                               + std::to_string(timeout.count())
-                                               + " ms: is it a Comb node, and is it responsive?");
-        else
-          result = make_error(errc::network_error, "cannot reach a Comb node at " + ep.to_string()
-                                                     + ": " + sys.render(e));
-      });
-  return result;
+                                      std::chrono::milliseconds timeout, const tls_config& tls) {
+  auto gw = remote_actor<actors::gateway_actor>(sys, ep.host, ep.port, timeout, tls);
+  if (!gw) {
+    if (is(gw.error(), errc::protocol_error))
+      return make_error(errc::protocol_error,
+                        "the actor published at " + ep.to_string()
+                          + " is not a Comb node's gateway (a compute process, or another "
+                            "version of Comb?)");
+    return std::move(gw.error());
+  }
+  return client{sys, std::move(*gw), ep};
 }
 
 caf::expected<nlohmann::json> client::call(const std::string& proc, const std::string& args,

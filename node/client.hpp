@@ -5,6 +5,7 @@
 
 #include "runtime/interfaces.hpp"
 #include "base/endpoint.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
@@ -21,9 +22,12 @@ public:
   /// listens there, errc::timeout when something accepts the connection but does not complete
   /// CAF's handshake in time (not a Comb node, or one that hangs), protocol_error when the
   /// actor published there is not a Comb gateway.
+  /// With `tls` enabled the connection uses TLS (the actor system must have had
+  /// system_config::set_tls with the same files): network_error with OpenSSL's reason when
+  /// the node refuses this client's certificate or its own does not chain to the CA.
   static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds{
-                                         10});
+                                       std::chrono::milliseconds timeout = std::chrono::seconds{10},
+                                       const tls_config& tls = {});
 
   /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error. When the
   /// connection to the node is lost before the reply, `unavailable` at once (not a timeout):

@@ -83,8 +83,7 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     // SO_REUSEADDR, so that a node restarted after a crash binds at once although the dead
     // node's connections linger in TIME_WAIT; on Linux it still refuses a port that another
     // socket listens on (tests/node/restart_test.cpp checks both).
-    auto port = sys.middleman().publish(self->gateway_, cfg.port, cfg.host.c_str(),
-                                        /*reuse=*/true);
+    auto port = publish(sys, self->gateway_, cfg.host, cfg.port, /*reuse=*/true, cfg.tls);
     if (!port) {
       self->stop();
       return make_error(errc::network_error,

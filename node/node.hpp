@@ -14,6 +14,7 @@
 #include "runtime/provenance/provenance_recorder.hpp"
 #include "runtime/provenance/spooler.hpp"
 #include "runtime/router.hpp"
+#include "runtime/tls.hpp"
 #include "storage/database.hpp"
 
 #include <caf/actor_system.hpp>
@@ -38,6 +39,9 @@ struct node_config {
   bool listen = false;
   std::string host = "127.0.0.1";
   uint16_t port = 0;
+  /// TLS files for the gateway's port (runtime/tls.hpp); all empty: plain TCP. The actor
+  /// system must have been configured with the same files (system_config::set_tls).
+  tls_config tls;
   /// Provenance log folder; empty: no provenance (unless a hook is passed to start()).
   std::string provenance_dir;
   /// Record the rows each transaction reads as well as those it writes.
