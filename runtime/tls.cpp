@@ -260,11 +260,7 @@ caf::expected<uint16_t> publish(caf::actor_system& sys, caf::strong_actor_ptr wh
     ->request(*mm, caf::infinite, caf::publish_atom::value, port, std::move(whom), std::move(sigs),
               host, reuse)
     .receive([&](uint16_t bound) { result = bound; },
-             [&](caf::error& e) {
-               result = make_error(errc::network_error, "cannot listen on " + host + ":"
-                                                          + std::to_string(port) + ": "
-                                                          + sys.render(e));
-             });
+             [&](caf::error& e) { result = std::move(e); });
   return result;
 }
 

@@ -39,7 +39,7 @@ struct tls_config {
 caf::error check_tls(const tls_config& tls);
 
 /// Publishes `whom` (with message types `sigs`) on host:port over TLS when `tls` is enabled,
-/// plain TCP otherwise; the bound port. network_error naming the address on failure.
+/// plain TCP otherwise; the bound port, or CAF's error (the caller names the address).
 caf::expected<uint16_t> publish(caf::actor_system& sys, caf::strong_actor_ptr whom,
                                 std::set<std::string> sigs, const std::string& host, uint16_t port,
                                 bool reuse, const tls_config& tls);
