@@ -23,6 +23,21 @@ inline CLI::App* nectar_group(CLI::App& app) {
   return g;
 }
 
+/// The `comb cluster` group (up, status, down, verify), made by whichever of
+/// cli/cluster_cmd.cpp and cli/cluster_verify_cmd.cpp adds its subcommands first.
+inline CLI::App* cluster_group(CLI::App& app) {
+  auto found = app.get_subcommands([](CLI::App* a) { return a->check_name("cluster"); });
+  if (!found.empty())
+    return found.front();
+  auto* g = app.add_subcommand("cluster", "Run and check a cluster from a config file");
+  g->require_subcommand(1);
+  return g;
+}
+
+/// `comb cluster verify` (cli/cluster_verify_cmd.cpp): each stopped node's log checked and
+/// replayed against its data folder.
+void add_cluster_verify_command(CLI::App& app);
+
 /// `comb demo`, `comb node`, `comb call`.
 void add_node_commands(CLI::App& app);
 
