@@ -34,6 +34,10 @@ void add_nectar_traffic_commands(CLI::App& app) {
   t->add_option("--connections", o->connections, "Client threads, one connection each")
     ->capture_default_str();
   t->add_option("--timeout", o->timeout_s, "Seconds to wait for a response")->capture_default_str();
+  t->add_flag("--log-in-first", o->log_in_first,
+              "Register every simulated browser before the clock starts, so that the timed "
+              "traffic comes from users already logged in (warm-up requests go to the truth "
+              "file, not into the rates)");
   t->add_flag("--allow-remote", o->allow_remote,
               "Allow a target off the loopback interface (attacks go there)");
   t->callback([o] {

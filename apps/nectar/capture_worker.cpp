@@ -83,6 +83,18 @@ capture_worker::~capture_worker() {
 void capture_worker::push(exchange x) {
   item it{next_request_id(), std::move(x), 0};
   it.bytes = bytes_of(it.x);
+#ifdef COMB_NECTAR_HAVE_CRS
+  if (crs_) {
+    anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
+    if (r.body.size() > max_raw_bytes)
+      r.body.resize(max_raw_bytes);
+    auto v = crs_->evaluate(r);
+    for (int id : v.rules)
+      it.rule_ids += (it.rule_ids.empty() ? "" : ",") + std::to_string(id);
+    it.rule_label = v.flagged ? 1 : 0;
+    it.rule_score = v.score;
+  }
+#endif
   std::lock_guard<std::mutex> guard{mu_};
   ++stats_.pushed;
   // Drop the oldest queued exchanges (never the batch being sent) to stay in the bound.
@@ -170,23 +182,9 @@ void capture_worker::send(std::deque<item>& batch) {
   for (auto& it : batch) {
     auto row = capture_row(it.x);
     row["id"] = it.id;
-    row["rule_label"] = 0;
-    row["rule_ids"] = "";
-    row["rule_score"] = 0;
-#ifdef COMB_NECTAR_HAVE_CRS
-    if (crs_) {
-      anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
-      if (r.body.size() > max_raw_bytes)
-        r.body.resize(max_raw_bytes);
-      auto v = crs_->evaluate(r);
-      std::string ids;
-      for (int id : v.rules)
-        ids += (ids.empty() ? "" : ",") + std::to_string(id);
-      row["rule_label"] = v.flagged ? 1 : 0;
-      row["rule_ids"] = ids;
-      row["rule_score"] = v.score;
-    }
-#endif
+    row["rule_label"] = it.rule_label;
+    row["rule_ids"] = it.rule_ids;
+    row["rule_score"] = it.rule_score;
     reqs.push_back(std::move(row));
   }
   json args{{"batch", batch.front().id}, {"requests", std::move(reqs)}};

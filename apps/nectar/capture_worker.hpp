@@ -1,7 +1,9 @@
 // comb::nectar::capture_worker: takes the exchanges the server answered, off the response
 // path, labels each by CRS rules (libmodsecurity + CRS 3.3.4, apps/anomaly/crs_engine.hpp)
-// and writes them in batches (by count or deadline) through httplog.capture, which also
-// enqueues their model labels. A batch the node did not acknowledge is sent again until it
+// on the pushing thread (the HTTP thread, after its response is written: CRS costs about a
+// millisecond a request, which one worker thread could not keep up with at a thousand
+// requests a second, and the rule label then waited in its queue) and writes them in batches
+// (by count or deadline) through httplog.capture, which also enqueues their model labels. A batch the node did not acknowledge is sent again until it
 // is (the capture is keyed by request id, so a batch applied before a crash is not applied
 // twice). Memory is bounded: past `max_queue_bytes` the oldest exchanges are dropped, counted
 // in stats and logged. Every second it asks httplog.label_pending to label requests that
@@ -67,7 +69,8 @@ public:
   capture_worker(std::shared_ptr<node_link> link, capture_options opts);
   ~capture_worker();
 
-  /// Queues one exchange (never blocks on the node).
+  /// Labels one exchange by CRS rules on the caller's thread and queues it (never blocks on
+  /// the node).
   void push(exchange x);
 
   /// Sends what is queued (waiting up to `deadline` for the node), then stops the thread.
@@ -84,6 +87,10 @@ private:
     std::string id;
     exchange x;
     size_t bytes = 0;
+    /// The CRS label (all zero without rules).
+    int rule_label = 0;
+    std::string rule_ids;
+    int rule_score = 0;
   };
   void run();
   void send(std::deque<item>& batch);

@@ -9,6 +9,7 @@
 #include "runtime/pieces/tensor_spec.hpp"
 #include "storage/transaction.hpp"
 
+#include <cctype>
 #include <cstring>
 
 namespace comb::nectar {
@@ -45,9 +46,10 @@ std::string model_text(const json& row) {
     auto bytes = base64_decode(raw);
     raw = bytes ? std::move(*bytes) : std::string{};
   }
-  if (raw.size() > model_text_bytes)
-    raw.resize(model_text_bytes);
-  return raw;
+  auto text = model_input(raw);
+  if (text.size() > model_text_bytes)
+    text.resize(model_text_bytes);
+  return text;
 }
 
 label_item item_of(const std::string& id, const json& row) {
@@ -349,6 +351,40 @@ caf::expected<json> count(call_context&, transaction& txn, const json&) {
 }
 
 } // namespace
+
+std::string model_input(std::string_view raw) {
+  // The header block runs from the end of the request line to the first empty line.
+  auto line_end = raw.find("\r\n");
+  if (line_end == std::string_view::npos)
+    return std::string{raw};
+  auto ieq = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size())
+      return false;
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i]))
+          != std::tolower(static_cast<unsigned char>(b[i])))
+        return false;
+    return true;
+  };
+  std::string out;
+  out.reserve(raw.size());
+  size_t pos = line_end + 2;
+  out.append(raw.substr(0, pos));
+  while (pos < raw.size()) {
+    auto end = raw.find("\r\n", pos);
+    if (end == std::string_view::npos || end == pos) {
+      out.append(raw.substr(pos)); // the empty line and the body, or a cut header block
+      break;
+    }
+    auto line = raw.substr(pos, end - pos);
+    auto colon = line.find(':');
+    auto name = colon == std::string_view::npos ? line : line.substr(0, colon);
+    if (!ieq(name, "host") && !ieq(name, "x-nectar-trace"))
+      out.append(raw.substr(pos, end + 2 - pos));
+    pos = end + 2;
+  }
+  return out;
+}
 
 void register_httplog(runtime::procedure_registry& procs, std::vector<std::string> roles) {
   runtime::outbox::add_tables(procs);

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace comb::nectar {
@@ -31,6 +32,12 @@ inline constexpr const char* unlabeled_table = "httplog_unlabeled";
 /// Request bytes the model gets of one request (it reads at most its sequence length of
 /// tokens; the row keeps up to 1 MiB).
 inline constexpr size_t model_text_bytes = 16 * 1024;
+
+/// The part of a raw request (as httplog_request's raw holds it) that the model scores: the
+/// request without its Host and X-Nectar-Trace header lines. The trace id is the traffic
+/// generator's marker (a model could learn it, or leak it into a score) and Host names the
+/// deployment, not the request; the row keeps both.
+std::string model_input(std::string_view raw);
 
 /// Registers, for `roles`:
 ///   httplog.capture       {batch, requests: [{id, <fields>}...], model?, threshold?, now}

@@ -2,6 +2,7 @@
 #include "apps/nectar/server.hpp"
 
 #include "apps/nectar/form.hpp"
+#include "apps/nectar/kdf_pool.hpp"
 #include "apps/nectar/node_link.hpp"
 #include "apps/nectar/pages.hpp"
 #include "base/errc.hpp"
@@ -99,6 +100,8 @@ int status_of(const caf::error& e) {
 /// A message for the page: the node's text for the caller's mistakes, nothing internal.
 std::string message_of(const caf::error& e) {
   auto s = status_of(e);
+  if (is(e, errc::overloaded))
+    return "the server is busy; try again in a moment";
   if (s == 503)
     return "the database is unavailable right now; try again in a moment";
   if (s == 500)
@@ -149,6 +152,7 @@ struct server::impl {
   server_options opts;
   std::shared_ptr<node_link> link;
   std::unique_ptr<capture_worker> worker;
+  std::unique_ptr<kdf_pool> kdf;
   std::string csrf_key;
   httplib::Server http;
   std::thread listener;
@@ -202,6 +206,8 @@ struct server::impl {
   }
 
   void fail(httplib::Response& res, const page_context& c, const caf::error& e) {
+    if (is(e, errc::overloaded))
+      res.set_header("Retry-After", "1");
     send_html(res, status_of(e), error_page(c, status_of(e), message_of(e)));
   }
 
@@ -302,7 +308,7 @@ void server::impl::routes() {
     auto salt = random_hex(16);
     if (!salt)
       return fail(res, c, salt.error());
-    auto hash = hash_password(password, *salt, opts.kdf);
+    auto hash = kdf->hash(password, *salt, opts.kdf);
     if (!hash)
       return fail(res, c, hash.error());
     auto r = call("nectar.register", json{{"username", username},
@@ -348,7 +354,7 @@ void server::impl::routes() {
       p.p = info->value("p", p.p);
     }
     // Hash even for an unknown user, so the answer takes as long as for a wrong password.
-    auto hash = hash_password(password, salt, p);
+    auto hash = kdf->hash(password, salt, p);
     if (!hash)
       return fail(res, c, hash.error());
     if (!info)
@@ -512,6 +518,7 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
   if (!key)
     return key.error();
   p->csrf_key = *key;
+  p->kdf = std::make_unique<kdf_pool>(opts.kdf_threads, opts.kdf_max_waiting);
   p->link = std::make_shared<node_link>(sys, opts.node, opts.role);
   auto* raw = p.get();
   auto threads = std::max<size_t>(opts.threads, 2);

@@ -42,6 +42,10 @@ struct server_options {
   size_t max_body_bytes = size_t{2} << 20;
   /// scrypt cost of new passwords.
   kdf_params kdf;
+  /// Threads that run scrypt (at most this many hashes at once; 0: half the cores) and the
+  /// most hashes that may wait for one before a login gets 503 (kdf_pool.hpp).
+  size_t kdf_threads = 0;
+  size_t kdf_max_waiting = 64;
   /// Lifetime of a login session.
   int64_t session_ttl_s = 7 * 24 * 3600;
 };

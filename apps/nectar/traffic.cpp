@@ -17,6 +17,7 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -287,6 +288,11 @@ private:
   };
 
   void worker(uint32_t index, const endpoint& ep);
+  void warm_up(const endpoint& ep);
+  std::unique_ptr<httplib::Client> client(const endpoint& ep) const;
+  /// Sends `r` for session `s` (null: none), updates the session, records the truth.
+  void exchange(httplib::Client& cli, session* s, bool is_attack, request r, std::string trace_id,
+                clock_type::time_point scheduled, bool warmup);
   request benign_step(session& s, std::mt19937_64& rng);
   request attack(session* s, std::mt19937_64& rng);
   void on_response(session& s, const request& r, const httplib::Response& res);
@@ -295,7 +301,9 @@ private:
   std::string pick_user(std::mt19937_64& rng, const std::string& not_this);
   void new_identity(session& s, std::mt19937_64& rng);
   std::string post_text(std::mt19937_64& rng);
-  void record(const truth_record& t, double latency_ms, const std::string& error);
+  void record(const truth_record& t, double latency_ms, const std::string& error, bool warmup);
+  /// The counts of a timed request (out_mu_ held).
+  void record_counts(const truth_record& t, double latency_ms, const std::string& error);
 
   template <class T>
   const T& pick(const std::vector<T>& v, std::mt19937_64& rng) {
@@ -418,30 +426,32 @@ request generator::benign_step(session& s, std::mt19937_64& rng) {
     form("/login", {{"username", s.username}, {"password", s.password}}, "login");
     break;
   case stage::logged_in: {
-    // What a person on the site does next, roughly as often as people do it.
-    int roll = std::uniform_int_distribution<int>{0, 99}(rng);
+    // What a person on the site does next, roughly as often as people do it. Logging out is
+    // rare (1 step in 200): a social network's users stay logged in, and each new login is a
+    // scrypt hash on the server.
+    int roll = std::uniform_int_distribution<int>{0, 999}(rng);
     bool have_csrf = !s.csrf.empty();
-    if (!have_csrf || roll < 28) {
+    if (!have_csrf || roll < 280) {
       get("/feed", "feed");
-    } else if (roll < 43) {
+    } else if (roll < 430) {
       get("/u/" + url_encode(pick_user(rng, s.username)), "profile");
-    } else if (roll < 56) {
+    } else if (roll < 560) {
       form("/post", {{"text", post_text(rng)}}, "post");
-    } else if (roll < 66) {
+    } else if (roll < 660) {
       auto other = pick_user(rng, s.username);
       s.following.push_back(other);
       form("/follow", {{"username", other}}, "follow");
-    } else if (roll < 79) {
+    } else if (roll < 790) {
       get("/search?q=" + url_encode(pick(benign_list(p_, "search_queries"), rng)), "search");
-    } else if (roll < 85) {
+    } else if (roll < 850) {
       get("/static/nectar.css", "static");
-    } else if (roll < 91) {
+    } else if (roll < 910) {
       get("/", "home");
-    } else if (roll < 95 && !s.following.empty()) {
+    } else if (roll < 950 && !s.following.empty()) {
       auto other = s.following.back();
       s.following.pop_back();
       form("/unfollow", {{"username", other}}, "unfollow");
-    } else if (roll < 98) {
+    } else if (roll < 995) {
       get("/u/" + url_encode(s.username), "own_profile");
     } else {
       form("/logout", {}, "logout");
@@ -646,40 +656,117 @@ void generator::give_back(session* s) {
   idle_.push_back(s);
 }
 
-void generator::record(const truth_record& t, double latency_ms, const std::string& error) {
+void generator::record(const truth_record& t, double latency_ms, const std::string& error,
+                       bool warmup) {
   {
     std::lock_guard<std::mutex> g{out_mu_};
-    stats_.sent += 1;
-    last_sent_ = clock_type::now();
-    if (t.cls == "attack") {
-      stats_.attacks += 1;
-      stats_.by_family[t.family] += 1;
+    if (warmup) {
+      // In the truth file (the server captures it), in no count or rate of the timed run.
+      stats_.warmup += 1;
+      if (truth_.is_open())
+        truth_ << t.to_json_line() << '\n';
     } else {
-      stats_.benign += 1;
+      record_counts(t, latency_ms, error);
     }
-    if (t.status > 0) {
-      stats_.answered += 1;
-      stats_.by_status[t.status] += 1;
-      latencies_.push_back(latency_ms);
-    } else if (stats_.errors.size() < 5 && !error.empty()) {
-      stats_.errors.push_back(t.method + " " + t.path.substr(0, 80) + ": " + error);
-    }
-    if (truth_.is_open())
-      truth_ << t.to_json_line() << '\n';
   }
   if (observe_)
     observe_(t);
 }
 
+void generator::record_counts(const truth_record& t, double latency_ms, const std::string& error) {
+  stats_.sent += 1;
+  last_sent_ = clock_type::now();
+  if (t.cls == "attack") {
+    stats_.attacks += 1;
+    stats_.by_family[t.family] += 1;
+  } else {
+    stats_.benign += 1;
+  }
+  if (t.status > 0) {
+    stats_.answered += 1;
+    stats_.by_status[t.status] += 1;
+    latencies_.push_back(latency_ms);
+  } else if (stats_.errors.size() < 5 && !error.empty()) {
+    stats_.errors.push_back(t.method + " " + t.path.substr(0, 80) + ": " + error);
+  }
+  if (truth_.is_open())
+    truth_ << t.to_json_line() << '\n';
+}
+
+std::unique_ptr<httplib::Client> generator::client(const endpoint& ep) const {
+  auto cli = std::make_unique<httplib::Client>(ep.host, ep.port);
+  cli->set_keep_alive(true);
+  cli->set_url_encode(false); // paths are encoded here, payloads exactly as the attacker meant
+  cli->set_follow_location(false);
+  auto timeout = std::chrono::milliseconds{static_cast<int64_t>(o_.timeout_s * 1e3)};
+  cli->set_connection_timeout(timeout);
+  cli->set_read_timeout(timeout);
+  cli->set_write_timeout(timeout);
+  return cli;
+}
+
+void generator::exchange(httplib::Client& cli, session* s, bool is_attack, request r,
+                         std::string trace_id, clock_type::time_point scheduled, bool warmup) {
+  r.truth.trace_id = std::move(trace_id);
+  r.truth.method = r.method;
+  r.truth.path = r.path.substr(0, 512);
+  r.headers.emplace("X-Nectar-Trace", r.truth.trace_id);
+  if (!is_attack && s && !s->cookies.empty())
+    r.headers.emplace("Cookie", s->cookie_header());
+  r.headers.emplace("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8");
+  r.truth.bytes = r.method.size() + r.path.size() + r.body.size() + 11;
+  for (auto& [k, v] : r.headers)
+    r.truth.bytes += k.size() + v.size() + 4;
+  r.truth.sent_ns = now_ns();
+  httplib::Result res = r.method == "POST"
+                          ? cli.Post(r.path, r.headers, r.body, "application/x-www-form-urlencoded")
+                          : cli.Get(r.path, r.headers);
+  double latency_ms =
+    std::chrono::duration<double, std::milli>(clock_type::now() - scheduled).count();
+  std::string error;
+  if (res) {
+    r.truth.status = res->status;
+    if (s && !is_attack)
+      on_response(*s, r, *res);
+    else if (s)
+      take_cookies(*s, *res);
+  } else {
+    error = httplib::to_string(res.error());
+  }
+  if (s)
+    s->steps += 1;
+  record(r.truth, latency_ms, error, warmup);
+}
+
+void generator::warm_up(const endpoint& ep) {
+  // Each thread takes the next session and walks it through registration (a redirect, a
+  // taken name or a lost answer cost a step: at most 8 per session).
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> n{0};
+  auto walk = [&](uint32_t index) {
+    std::mt19937_64 rng{o_.seed * 0xBF58476D1CE4E5B9ull + index + 1};
+    auto cli = client(ep);
+    for (size_t i = next++; i < sessions_.size(); i = next++) {
+      auto* s = sessions_[i].get();
+      for (int step = 0; step < 8 && s->st != session::stage::logged_in; ++step)
+        exchange(*cli, s, /*is_attack=*/false, benign_step(*s, rng),
+                 run_id_ + "-w" + std::to_string(n++), clock_type::now(), /*warmup=*/true);
+      // The redirect after registration loads the home page, as a browser does.
+      if (!s->follow.empty())
+        exchange(*cli, s, /*is_attack=*/false, benign_step(*s, rng),
+                 run_id_ + "-w" + std::to_string(n++), clock_type::now(), /*warmup=*/true);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (uint32_t i = 0; i < std::max<uint32_t>(1, o_.connections); ++i)
+    pool.emplace_back(walk, i);
+  for (auto& t : pool)
+    t.join();
+}
+
 void generator::worker(uint32_t index, const endpoint& ep) {
   std::mt19937_64 rng{o_.seed * 0x9E3779B97F4A7C15ull + index + 1};
-  httplib::Client cli{ep.host, ep.port};
-  cli.set_keep_alive(true);
-  cli.set_url_encode(false); // paths are encoded here, payloads exactly as the attacker meant
-  cli.set_follow_location(false);
-  cli.set_connection_timeout(std::chrono::milliseconds{static_cast<int64_t>(o_.timeout_s * 1e3)});
-  cli.set_read_timeout(std::chrono::milliseconds{static_cast<int64_t>(o_.timeout_s * 1e3)});
-  cli.set_write_timeout(std::chrono::milliseconds{static_cast<int64_t>(o_.timeout_s * 1e3)});
+  auto cli = client(ep);
   for (;;) {
     slot sl;
     {
@@ -713,37 +800,10 @@ void generator::worker(uint32_t index, const endpoint& ep) {
       r.truth.cls = "benign";
       r.truth.placement = "static";
     }
-    r.truth.trace_id = run_id_ + "-" + std::to_string(sl.n);
-    r.truth.method = r.method;
-    r.truth.path = r.path.substr(0, 512);
-    r.headers.emplace("X-Nectar-Trace", r.truth.trace_id);
-    if (!is_attack && s && !s->cookies.empty())
-      r.headers.emplace("Cookie", s->cookie_header());
-    r.headers.emplace("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8");
-    r.truth.bytes = r.method.size() + r.path.size() + r.body.size() + 11;
-    for (auto& [k, v] : r.headers)
-      r.truth.bytes += k.size() + v.size() + 4;
-    r.truth.sent_ns = now_ns();
-    httplib::Result res = r.method == "POST" ? cli.Post(r.path, r.headers, r.body,
-                                                        "application/x-www-form-urlencoded")
-                                             : cli.Get(r.path, r.headers);
-    double latency_ms =
-      std::chrono::duration<double, std::milli>(clock_type::now() - sl.at).count();
-    std::string error;
-    if (res) {
-      r.truth.status = res->status;
-      if (s && !is_attack)
-        on_response(*s, r, *res);
-      else if (s)
-        take_cookies(*s, *res);
-    } else {
-      error = httplib::to_string(res.error());
-    }
-    if (s) {
-      s->steps += 1;
+    exchange(*cli, s, is_attack, std::move(r), run_id_ + "-" + std::to_string(sl.n), sl.at,
+             /*warmup=*/false);
+    if (s)
       give_back(s);
-    }
-    record(r.truth, latency_ms, error);
   }
 }
 
@@ -763,6 +823,8 @@ caf::expected<traffic_stats> generator::run(const endpoint& ep) {
     sessions_.push_back(std::move(s));
   }
   stats_.run_id = run_id_;
+  if (o_.log_in_first)
+    warm_up(ep);
   auto total = static_cast<uint64_t>(o_.rate * o_.duration_s + 0.5);
   stats_.scheduled = total;
   std::vector<std::thread> pool;
@@ -971,6 +1033,9 @@ std::string to_string(const traffic_stats& s) {
                 static_cast<unsigned long long>(s.benign),
                 static_cast<unsigned long long>(s.attacks), s.latency_p50_ms, s.latency_p99_ms);
   out << buf;
+  if (s.warmup > 0)
+    out << "warm-up before the clock: " << s.warmup
+        << " requests (every session registered and logged in; in the truth file)\n";
   if (!s.by_family.empty()) {
     out << "attack families:";
     for (auto& [f, n] : s.by_family)

@@ -56,6 +56,12 @@ struct traffic_options {
   double drain_s = 10;
   /// Seconds a request may wait for its response.
   double timeout_s = 10;
+  /// Before the clock starts, every simulated browser registers (closed loop, `connections`
+  /// at a time), so that the timed traffic comes from users already logged in, as a social
+  /// network's traffic mostly does (a 7-day session cookie); without it the first minutes
+  /// are a burst of registrations, each a scrypt hash on the server. The warm-up requests are
+  /// in the truth file (the server captures them) but not in the stats' counts and rates.
+  bool log_in_first = false;
 };
 
 /// What one request was: the truth record, written as one JSON line.
@@ -93,6 +99,8 @@ struct traffic_stats {
   uint64_t attacks = 0;
   /// Scheduled requests never sent (still queued when the drain time ran out).
   uint64_t dropped = 0;
+  /// Requests of the warm-up (traffic_options::log_in_first), in none of the other counts.
+  uint64_t warmup = 0;
   std::map<std::string, uint64_t> by_family;
   std::map<int, uint64_t> by_status;
   /// From the first scheduled send to the last request sent.

@@ -4,6 +4,7 @@
 #include "apps/nectar/capture_record.hpp"
 #include "apps/nectar/credentials.hpp"
 #include "apps/nectar/form.hpp"
+#include "apps/nectar/httplog.hpp"
 #include "apps/nectar/pages.hpp"
 #include "base/base64.hpp"
 #include "base/errc.hpp"
@@ -140,5 +141,27 @@ TEST_SUITE("apps.nectar.form") {
     CHECK(back->size() == max_raw_bytes);
     CHECK(*back == raw_request(x).substr(0, max_raw_bytes));
     CHECK(row["cs_bytes"] == raw_request(x).size());
+  }
+
+  TEST_CASE("the model's input has no Host and no trace id; the row keeps them") {
+    exchange x;
+    x.method = "GET";
+    x.target = "/search?q=x";
+    x.version = "HTTP/1.1";
+    x.headers = {{"Host", "nectar"},
+                 {"User-Agent", "curl/8"},
+                 {"x-nectar-TRACE", "t-1"},
+                 {"Referer", "http://nectar/host: x"}};
+    x.body = "Host: body\r\nX-Nectar-Trace: stays in the body";
+    auto raw = raw_request(x);
+    CHECK(raw.find("t-1") != std::string::npos);
+    auto in = model_input(raw);
+    CHECK(in
+          == "GET /search?q=x HTTP/1.1\r\nUser-Agent: curl/8\r\n"
+             "Referer: http://nectar/host: x\r\n\r\n"
+             "Host: body\r\nX-Nectar-Trace: stays in the body");
+    // A header block cut short (a 1 MiB cut) or a lone request line is kept as it is.
+    CHECK(model_input("GET / HTTP/1.1") == "GET / HTTP/1.1");
+    CHECK(model_input("GET / HTTP/1.1\r\nHost: a\r\nX-Nect") == "GET / HTTP/1.1\r\nX-Nect");
   }
 }
