@@ -100,7 +100,7 @@ crs_verdict crs_engine::evaluate(const http_request& r) const {
   modsecurity::Transaction t(impl_->modsec.get(), impl_->rules.get(), &v);
   t.processConnection("127.0.0.1", 40000, "127.0.0.1", 8080);
   std::string version = r.version.starts_with("HTTP/") ? r.version.substr(5) : "1.1";
-  auto uri = origin_form(r.url);
+  auto uri = opts_.full_target ? (r.url.empty() ? std::string{"/"} : r.url) : origin_form(r.url);
   t.processURI(uri.c_str(), r.method.c_str(), version.c_str());
   for (auto& [k, val] : r.headers)
     t.addRequestHeader(k, val);
@@ -129,7 +129,8 @@ crs_verdict crs_engine::evaluate(const http_request& r) const {
 
 std::string crs_engine::name() const {
   return "CRS 3.3.4 PL" + std::to_string(opts_.paranoia)
-         + (opts_.allow_accept_charset ? " (accept-charset allowed)" : " (stock)");
+         + (opts_.allow_accept_charset ? " (accept-charset allowed)" : " (stock)")
+         + (opts_.full_target ? " full target" : "");
 }
 
 } // namespace comb::anomaly

@@ -23,6 +23,10 @@ struct crs_options {
   /// Remove /accept-charset/ from tx.restricted_headers (rule 920450). Stock CRS 3.3.4 lists
   /// it, and every CSIC 2010 request carries Accept-Charset, so stock CRS flags everything.
   bool allow_accept_charset = false;
+  /// Give ModSecurity the request-line target as it is (CSIC's are absolute,
+  /// http://host:port/path?q) rather than cut to origin form: cutting hides some targets'
+  /// suffixes from CRS, so the benchmarks pass it whole (docs/BENCHMARKING.md, CRS section).
+  bool full_target = false;
   /// Folder of the CRS rule files (REQUEST-*.conf and their .data files).
   std::string rules_dir = "/usr/share/modsecurity-crs/rules";
   /// The CRS set-up file (SecDefaultAction, crs_setup_version).
@@ -51,7 +55,7 @@ public:
 
   /// Runs the request through phases 1 and 2 (URI, headers, body). The absolute URL of
   /// CSIC's request line is given to ModSecurity in origin form (path and query), as a
-  /// server receives it; the host stays in the Host header.
+  /// server receives it, the host staying in the Host header; or as it is, with full_target.
   crs_verdict evaluate(const http_request& r) const;
 
   /// Short description: "CRS 3.3.4 PL1 (stock)" or "... (accept-charset allowed)".

@@ -111,6 +111,7 @@ void bench_crs(const csic_dataset& ds, size_t limit) {
       crs_options o;
       o.paranoia = pl;
       o.allow_accept_charset = allow;
+      o.full_target = true; // CRS at its best: the request-line target as it is
       auto e = crs_engine::create(o);
       if (!e) {
         std::fprintf(stderr, "crs: %s\n", describe(e.error()).c_str());
