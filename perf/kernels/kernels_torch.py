@@ -6,11 +6,13 @@ and a train step (Adam, foreach update, gradients set to None rather than zeroed
 fastest CPU settings). Threads fixed (2 unless told), warm-up before timing.
 Run with Debian's python3-torch:
   /usr/bin/python3 kernels_torch.py ITERS [threads] [names...]
-    prints one line per measurement: "torch <name> ms <median ms>".
+    (the standalone phase) prints one line per measurement:
+    "torch <name> ms <median ms> min <ms> max <ms> n <ITERS> runs <ms,ms,...>".
   /usr/bin/python3 kernels_torch.py --serve [threads] [names...]
-    warms the named cases up, prints "ready <torch version> <threads>", then for each name
-    read from stdin runs it once and prints "torch <name> ms <ms>" (perf_kernels uses this
-    to time Comb and PyTorch alternately); "quit" or end of input stops.
+    warms the named cases up, prints "ready <torch version> <threads>", then for each line
+    "<name> [N]" read from stdin runs the case once untimed and N times (default 1) back to
+    back, and prints "torch <name> ms <median ms of the N>" (perf_kernels uses this to time
+    Comb and PyTorch in alternating turns); "quit" or end of input stops.
 """
 import statistics
 import sys
@@ -54,13 +56,15 @@ def timed(fn):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return times
 
 
 def report(name, fn):
     if wanted and name not in wanted:
         return
-    print(f"torch {name} ms {timed(fn):.3f}", flush=True)
+    t = timed(fn)
+    print(f"torch {name} ms {statistics.median(t):.3f} min {min(t):.3f} max {max(t):.3f} "
+          f"n {len(t)} runs {','.join(f'{x:.3f}' for x in t)}", flush=True)
 
 
 def forward_step(model, x):
@@ -104,15 +108,23 @@ if serve:
                 fn()
     print(f"ready {torch.__version__} {torch.get_num_threads()}", flush=True)
     for line in sys.stdin:
-        name = line.strip()
+        words = line.split()
+        name = words[0] if words else ""
         if name == "quit":
             break
         if name not in cases:
             print(f"error unknown case {name}", flush=True)
             continue
-        t0 = time.perf_counter()
+        n = max(1, int(words[1])) if len(words) > 1 else 1
+        # One untimed run first, as in the standalone phase: the other side's turn has just
+        # left the caches and this process's idle threads cold.
         cases[name]()
-        print(f"torch {name} ms {(time.perf_counter() - t0) * 1e3:.3f}", flush=True)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cases[name]()
+            times.append((time.perf_counter() - t0) * 1e3)
+        print(f"torch {name} ms {statistics.median(times):.3f}", flush=True)
 else:
     for name, fn in cases.items():
         report(name, fn)

@@ -313,11 +313,12 @@ public:
 
   bool ready() const { return ready_; }
 
-  /// Milliseconds of one run of `name`, or a negative number when the baseline failed.
-  double run(const std::string& name) {
+  /// Median milliseconds of `n` back-to-back runs of `name` (after one untimed run), or a
+  /// negative number when the baseline failed.
+  double run(const std::string& name, int n) {
     if (!ready_)
       return -1;
-    std::fprintf(to_, "%s\n", name.c_str());
+    std::fprintf(to_, "%s %d\n", name.c_str(), n);
     std::fflush(to_);
     char line[512];
     if (!fgets(line, sizeof line, from_)) {
@@ -339,50 +340,105 @@ private:
   bool ready_ = false;
 };
 
-/// Pause before each timed model run (see model_row).
+/// Pause before each turn (see model_row).
 constexpr int settle_ms = 200;
+
+/// Timed runs in one turn of one side (after one untimed run).
+constexpr int runs_per_turn = 3;
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
-/// One model row: Comb and (when there) PyTorch, each run once per round after a warm-up,
-/// alternating which goes first; medians of the rounds.
+void settle() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+}
+
+/// The PyTorch baseline alone (docs/BENCHMARKING.md): its own process, started before
+/// Comb's models run and while Comb's pools sleep, the same threads, the environment it would
+/// have alone (comb::perf::baseline_env), `iters` back-to-back runs per case after warm-up.
+/// Returns each case's runs (ms).
+std::map<std::string, comb::perf::turns> torch_alone(const std::vector<std::string>& names,
+                                                     int threads, int iters) {
+  std::map<std::string, comb::perf::turns> out;
+  settle();
+  std::string cmd = comb::perf::baseline_env()
+                    + "/usr/bin/python3 " COMB_SOURCE_DIR "/perf/kernels/kernels_torch.py "
+                    + std::to_string(iters) + " " + std::to_string(threads);
+  for (auto& n : names)
+    cmd += " " + n;
+  cmd += " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p)
+    return out;
+  char line[4096], name[128];
+  double med, lo, hi;
+  int n, used = 0;
+  while (fgets(line, sizeof line, p))
+    if (std::sscanf(line, "torch %127s ms %lf min %lf max %lf n %d runs %n", name, &med, &lo, &hi,
+                    &n, &used)
+          == 5
+        && used > 0) {
+      std::stringstream runs{std::string{line + used}};
+      for (std::string ms; std::getline(runs, ms, ',');)
+        out[name].add(std::atof(ms.c_str()));
+    } else {
+      std::printf("  (PyTorch alone) %s", line);
+    }
+  pclose(p);
+  return out;
+}
+
+/// One model row. Comb and PyTorch (in the harness) take turns, alternating which goes
+/// first; a turn is a pause (so that the other side's idle threads, which spin for a while
+/// after their work, are asleep), one untimed run, then runs_per_turn timed runs back to
+/// back, as a baseline is timed alone. Prints the medians and ranges of the turns, PyTorch's
+/// standalone figure beside its in-harness one, and the speed-up against the better of the
+/// two.
 void model_row(const std::string& name, const std::function<void()>& comb_fn, double flops,
-               torch_server& torch, int rounds) {
+               torch_server& torch, const comb::perf::turns* alone, int rounds) {
   comb_fn();
-  std::vector<double> tc, tt;
-  // Idle threads of one side keep spinning for a while after its run (OpenBLAS workers
-  // for about 0.1 s, OpenMP workers briefly) and would steal the cores from the other
-  // side's run: pause before each timed run so that each starts on quiet cores.
-  auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms)); };
-  auto time_comb = [&] {
+  comb::perf::turns tc, tt;
+  auto comb_turn = [&] {
     settle();
-    auto t0 = std::chrono::steady_clock::now();
     comb_fn();
-    tc.push_back(
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    std::vector<double> t;
+    for (int r = 0; r < runs_per_turn; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      comb_fn();
+      t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    tc.add(median(t));
   };
   for (int i = 0; i < rounds; ++i) {
     if (i % 2)
-      time_comb();
+      comb_turn();
     if (torch.ready()) {
       settle();
-      double ms = torch.run(name);
+      double ms = torch.run(name, runs_per_turn);
       if (ms >= 0)
-        tt.push_back(ms);
+        tt.add(ms);
     }
     if (i % 2 == 0)
-      time_comb();
+      comb_turn();
   }
-  double ms = median(tc);
-  std::printf("%-34s %9.3f ms %8.2f GFLOP/s", name.c_str(), ms, flops / ms / 1e6);
+  double ms = tc.median();
+  std::printf("%-16s Comb %s ms %7.2f GFLOP/s", name.c_str(), tc.str().c_str(), flops / ms / 1e6);
+  double best = -1;
+  if (alone && !alone->empty()) {
+    std::printf(" | PyTorch alone %s ms", alone->str("%.3f", "runs").c_str());
+    best = alone->median();
+  }
   if (!tt.empty()) {
-    double t = median(tt);
-    std::printf(" | PyTorch %9.3f ms | speed-up vs PyTorch %.2fx", t, t / ms);
+    std::printf(" | in harness %s ms", tt.str().c_str());
+    best = best < 0 ? tt.median() : std::min(best, tt.median());
   }
+  if (best > 0)
+    std::printf(" | speed-up vs the better %.2fx", best / ms);
   std::printf("\n");
+  std::fflush(stdout);
 }
 
 void bench_models(const options& o, int threads) {
@@ -393,22 +449,33 @@ void bench_models(const options& o, int threads) {
     names.insert(names.end(), {"textcnn_forward", "textcnn_train"});
   if (names.empty())
     return;
-  std::printf("\n== Models vs PyTorch CPU (%d threads each, timed alternately; speed-up = "
-              "PyTorch ms / Comb ms, medians; goal >= 1.0)\n",
-              threads);
+  int rounds = o.quick ? 3 : 7;
+  std::printf("\n== Models vs PyTorch CPU, %d threads each. PyTorch alone first (its own "
+              "process, Comb idle, %d runs per case: median [min-max]), then Comb and PyTorch "
+              "in %d alternating turns of %d runs (median [range] of the turns' medians). "
+              "Speed-up = the better PyTorch median / Comb's median; goal >= 1.2\n",
+              threads, 2 * reps(o), rounds, runs_per_turn);
   std::fflush(stdout);
+  std::map<std::string, comb::perf::turns> alone;
+  if (o.torch)
+    alone = torch_alone(names, threads, 2 * reps(o));
+  auto alone_of = [&](const std::string& n) -> const comb::perf::turns* {
+    auto it = alone.find(n);
+    return it == alone.end() ? nullptr : &it->second;
+  };
   torch_server torch(o, names, threads);
   std::mt19937_64 rng(3);
-  int rounds = 2 * reps(o) + 1;
   if (o.wants("mlp")) {
     auto m = mlp::create({});
     auto x = rnd({1200, 784}, rng);
     auto y = rnd_ids({1200}, rng, 10);
     double f = m->forward_flops(1200);
     model_row(
-      "mlp_forward", [&] { must(m->forward(x), "mlp"); }, f, torch, rounds);
+      "mlp_forward", [&] { must(m->forward(x), "mlp"); }, f, torch, alone_of("mlp_forward"),
+      rounds);
     model_row(
-      "mlp_train", [&] { must(m->train_step(x, y), "mlp"); }, 3 * f, torch, rounds);
+      "mlp_train", [&] { must(m->train_step(x, y), "mlp"); }, 3 * f, torch, alone_of("mlp_train"),
+      rounds);
   }
   if (o.wants("textcnn")) {
     auto m = textcnn::create({});
@@ -416,16 +483,18 @@ void bench_models(const options& o, int threads) {
     auto labels = rnd_ids({64}, rng, 2);
     double f = m->forward_flops(64, 256);
     model_row(
-      "textcnn_forward", [&] { must(m->forward(tokens), "tc"); }, f, torch, rounds);
+      "textcnn_forward", [&] { must(m->forward(tokens), "tc"); }, f, torch,
+      alone_of("textcnn_forward"), rounds);
     model_row(
-      "textcnn_train", [&] { must(m->train_step(tokens, labels), "tc"); }, 3 * f, torch, rounds);
+      "textcnn_train", [&] { must(m->train_step(tokens, labels), "tc"); }, 3 * f, torch,
+      alone_of("textcnn_train"), rounds);
   }
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-  comb::perf::clean_blas_env(argv);
+  comb::perf::clean_blas_env(argv, "perf_kernels");
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
