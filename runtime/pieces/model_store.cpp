@@ -407,17 +407,6 @@ caf::expected<std::string> model_store::enqueue_activation(call_context& ctx,
     return make_error(errc::not_found,
                       "cannot activate " + version_text(name, version) + ": it is not stored");
   auto count = (**row).value("chunks", uint32_t{0});
-  std::string payload;
-  payload.reserve((**row).value("bytes", size_t{0}));
-  for (uint32_t i = 0; i < count; ++i) {
-    auto chunk = read_chunk(txn, chunk_key(name, version, i));
-    if (!chunk)
-      return chunk.error();
-    if (!*chunk)
-      return make_error(errc::corrupt_data,
-                        "model '" + name + "' chunk " + std::to_string(i) + " is missing");
-    payload += **chunk;
-  }
   outbox_call call;
   call.kind = piece_kind::load_model;
   call.model = name;
@@ -425,7 +414,30 @@ caf::expected<std::string> model_store::enqueue_activation(call_context& ctx,
   call.result_procedure = "comb.model.loaded";
   call.role = ctx.role.empty() ? "admin" : std::string{ctx.role};
   call.context = {{"name", name}, {"version", version}, {"digest", (**row)["digest"]}};
-  auto call_key = outbox::enqueue(ctx, txn, call, payload);
+  // The call names the version's chunks (rows of chunks_table, immutable like the version)
+  // instead of holding a copy of the file: activating a 200 MiB model writes no 200 MiB
+  // payload blob that would stay until the load call ends.
+  std::vector<std::string> keys;
+  keys.reserve(count);
+  for (uint32_t i = 0; i < count; ++i)
+    keys.push_back(chunk_key(name, version, i));
+  auto call_key = outbox::enqueue_rows(ctx, txn, call, chunks_table, keys);
+  if (!call_key && is(call_key.error(), errc::not_found)) {
+    // A folder from before chunks moved to the blob store keeps them in old_chunks_table,
+    // which a call can name only one table of: the call holds a copy.
+    std::string payload;
+    payload.reserve((**row).value("bytes", size_t{0}));
+    for (uint32_t i = 0; i < count; ++i) {
+      auto chunk = read_chunk(txn, chunk_key(name, version, i));
+      if (!chunk)
+        return chunk.error();
+      if (!*chunk)
+        return make_error(errc::corrupt_data,
+                          "model '" + name + "' chunk " + std::to_string(i) + " is missing");
+      payload += **chunk;
+    }
+    call_key = outbox::enqueue(ctx, txn, call, payload);
+  }
   if (!call_key)
     return call_key.error();
   // A new attempt: an earlier attempt's error no longer describes the version.

@@ -367,6 +367,20 @@ TEST_SUITE("runtime.pieces.model_store") {
     CHECK(call->call.model == "digits");
     CHECK(call->call.model_version == 2);
     CHECK(f.row("digits", 2)["activation"] == (*s2)["call"]);
+    // The call names the version's chunks instead of holding a copy of the file (issue 16):
+    // no payload blob while it is pending, and its payload read back is the file.
+    {
+      auto key = (*s2)["call"].get<std::string>();
+      auto txn = f.n->db().begin();
+      auto row = test::must(txn->get_row(outbox::calls_table, key));
+      REQUIRE(row);
+      CHECK_MESSAGE(row->contains("payload_rows"), row->dump());
+      txn->rollback();
+      CHECK(test::must(f.n->db().count(outbox::payload_table)) == 0);
+      std::vector<char> payload;
+      REQUIRE(!outbox::payload(f.n->db(), key, payload));
+      CHECK(std::string(payload.begin(), payload.end()) == big);
+    }
 
     auto back = model_store::read_version(f.n->db(), "digits", 2);
     REQUIRE_MESSAGE(back, test::why(back));
