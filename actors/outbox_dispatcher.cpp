@@ -3,6 +3,7 @@
 #include "actors/outbox_dispatcher.hpp"
 
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "runtime/invocation.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/outbox.hpp"
@@ -419,6 +420,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   self->request(fn, caf::infinite, runtime::run_atom::value, std::move(req))
     .then(
       [=](runtime::task_result& r) mutable {
+        // The compute process ran the call; its result is not applied yet.
+        COMB_SYNC_POINT("dispatcher.before_apply");
         record(self, "function_result", false, fn_index, pc, "ok",
                {{"model_version", r.model_version},
                 {"model_digest", r.model_digest},
@@ -459,6 +462,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
         self->state.compute_state = "connected"; // it answered, with an error
         apply_error(self, pc, e);
       });
+  // Handed to a function actor, which may have sent its pieces to the compute process.
+  COMB_SYNC_POINT("dispatcher.after_send");
 }
 
 bool has_room(const dispatcher_state& st) {

@@ -15,6 +15,10 @@
 //   log.before_sync        a batch written to the segment, not yet fdatasync'ed
 //   log.new_segment        a new segment holds its header only
 //   spool.after_pass       the SQL store committed a pass of the spooler
+//   outbox.after_commit    an outbox call committed, the dispatcher not told of it
+//   dispatcher.after_send  a call handed to a function actor (maybe sent to compute)
+//   dispatcher.before_apply    the compute process ran a call, its result not applied
+//   outbox.result_before_commit  a result procedure ran, its transaction not committed
 #pragma once
 
 #ifdef COMB_SYNC_POINTS

@@ -3,6 +3,7 @@
 #include "runtime/pieces/outbox.hpp"
 
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
@@ -245,7 +246,12 @@ caf::expected<std::string> record_call(call_context& ctx, storage::transaction& 
       else
         c->payload.assign(payload.begin(), payload.end());
     }
-    txn.after_commit([l, c = std::move(c)]() mutable { l->fn(std::move(c)); });
+    txn.after_commit([l, c = std::move(c)]() mutable {
+      // Committed; the dispatcher not told yet (it finds the call by its scan, or after a
+      // restart).
+      COMB_SYNC_POINT("outbox.after_commit");
+      l->fn(std::move(c));
+    });
   }
   return key;
 }
@@ -318,6 +324,8 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
     }
     if (auto err = txn.put_row(done_table, key, rec))
       return err;
+    // The result applied and the call marked done, in a transaction not yet committed.
+    COMB_SYNC_POINT("outbox.result_before_commit");
     return nlohmann::json{{"applied", true}, {"result", std::move(*r)}};
   };
   procs.add(std::move(name), std::move(wrapped), std::move(opts));
