@@ -1,6 +1,7 @@
 // `comb node` (serve one node), `comb call` (invoke a procedure on a running node) and
 // `comb demo` (a single-node Comb with the example apps and a short workload).
 #include "cli/commands.hpp"
+#include "cli/tls_flags.hpp"
 
 #include "apps/apps.hpp"
 #include "apps/bank/bank_demo.hpp"
@@ -78,6 +79,8 @@ struct node_opts {
   // `comb demo` only: the traffic generator's rate against Nectar (0: off), the console's port.
   double traffic_rate = 2;
   int console_port = 8090;
+  // --tls-*: override the cluster config's TLS files (or give them without a config).
+  runtime::tls_config tls;
 };
 
 // Fills a node_config from flags or from a cluster config file.
@@ -108,6 +111,8 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
     nc.host = ep->host;
     nc.port = ep->port;
   }
+  if (o.tls.enabled())
+    nc.tls = o.tls;
   if (!o.no_provenance)
     nc.provenance_dir = o.provenance.empty() ? nc.data_dir + "/provenance" : o.provenance;
   nc.record_reads = o.record_reads;
@@ -141,6 +146,7 @@ void add_node_flags(CLI::App* sub, node_opts& o) {
   sub->add_option("--name", o.name, "Node name (with --config: which node to run)")
     ->capture_default_str();
   sub->add_option("--config", o.config, "Cluster config file (cluster_configs/*.toml)");
+  add_tls_flags(sub, o.tls);
   sub->add_option("--seconds", o.seconds, "Stop after this many seconds (0: at Ctrl-C)");
   sub->add_option("--provenance", o.provenance, "Provenance log folder (default DATA/provenance)");
   sub->add_option("--compute", o.compute,
@@ -193,6 +199,7 @@ struct call_opts {
   std::string proc;
   std::string args = "{}";
   double timeout = 60;
+  runtime::tls_config tls;
 };
 
 void run_call(const call_opts& o) {
@@ -200,6 +207,8 @@ void run_call(const call_opts& o) {
   if (!ep)
     fail("call", ep.error(), 2);
   runtime::system_config cfg{2};
+  if (auto err = cfg.set_tls(o.tls))
+    fail("call", err, 2);
   caf::actor_system sys{cfg};
   // --timeout bounds every step: connecting, then the call itself.
   auto deadline = std::chrono::steady_clock::now()
@@ -209,7 +218,7 @@ void run_call(const call_opts& o) {
                     std::chrono::duration_cast<std::chrono::milliseconds>(
                       deadline - std::chrono::steady_clock::now()));
   };
-  auto c = runtime::client::connect(sys, *ep, left());
+  auto c = runtime::client::connect(sys, *ep, left(), o.tls);
   if (!c)
     fail("call", c.error());
   auto r = c->call(o.proc, o.args, o.role, left());
@@ -222,6 +231,7 @@ struct status_opts {
   std::string node = "127.0.0.1:4242";
   double timeout = 10;
   bool json = false;
+  runtime::tls_config tls;
 };
 
 // `comb node status`: the node's description and its outbox dispatcher's view of the compute
@@ -231,9 +241,12 @@ void run_status(const status_opts& o) {
   if (!ep)
     fail("node status", ep.error(), 2);
   runtime::system_config cfg{2};
+  if (auto err = cfg.set_tls(o.tls))
+    fail("node status", err, 2);
   caf::actor_system sys{cfg};
   auto c = runtime::client::connect(sys, *ep,
-                                    std::chrono::milliseconds{static_cast<long>(o.timeout * 1000)});
+                                    std::chrono::milliseconds{static_cast<long>(o.timeout * 1000)},
+                                    o.tls);
   if (!c)
     fail("node status", c.error(), 3);
   auto text = c->info();
@@ -504,6 +517,7 @@ void add_node_commands(CLI::App& app) {
   status->add_option("--timeout", so->timeout, "Seconds to wait for the connection")
     ->capture_default_str();
   status->add_flag("--json", so->json, "Print the node's info as JSON");
+  add_tls_flags(status, so->tls);
   status->callback([so] { run_status(*so); });
   node->callback([no, status] {
     if (!status->parsed()) // `comb node status` asks a node; it does not start one
@@ -518,6 +532,7 @@ void add_node_commands(CLI::App& app) {
     ->capture_default_str();
   call->add_option("procedure", co->proc, "Procedure name, e.g. bank.transfer")->required();
   call->add_option("args", co->args, "Arguments as a JSON object")->capture_default_str();
+  add_tls_flags(call, co->tls);
   call->callback([co] { run_call(*co); });
 
   auto dopts = std::make_shared<node_opts>();
