@@ -4,6 +4,7 @@
 #include "base/sync_point.hpp"
 #include "base/json_text.hpp"
 #include "base/wall_clock.hpp"
+#include "runtime/router.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
@@ -23,6 +24,25 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
   auto txn = env.db->begin(/*group_sync=*/static_cast<bool>(env.committer));
   if (env.hook && env.hook->record_reads())
     txn->record_reads(true);
+  if (env.owners)
+    txn->set_row_guard([&](std::string_view table, std::string_view key) -> caf::error {
+      if (!env.procs->is_partitioned(table))
+        return {};
+      auto p = static_cast<uint32_t>(runtime::partition_hash(key) % env.partitions);
+      const auto& owner = (*env.owners)[p];
+      if (owner == env.node_name)
+        return {};
+      std::vector<uint32_t> mine;
+      for (uint32_t q = 0; q < env.owners->size(); ++q)
+        if ((*env.owners)[q] == env.node_name)
+          mine.push_back(q);
+      return make_error(errc::unsupported,
+                        def.name + ": row '" + std::string{key} + "' of table " + std::string{table}
+                          + " is in partition " + std::to_string(p) + ", owned by node " + owner
+                          + "; this node (" + env.node_name + ") runs partitions "
+                          + runtime::describe_partitions(mine)
+                          + "; Comb does not run one transaction across nodes");
+    });
   caf::expected<nlohmann::json> result{nlohmann::json{}};
   try {
     result = def.fn(ctx, *txn, inv.args);
@@ -33,6 +53,8 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
   } catch (const std::exception& e) {
     result = make_error(errc::procedure_failed, def.name + " threw: " + e.what());
   }
+  if (txn->guard_error()) // refused even if the procedure turned the error into another
+    result = txn->guard_error();
   if (!result) {
     txn->rollback();
     return result;

@@ -9,6 +9,9 @@
 // any partition within its single RocksDB transaction; pessimistic row locks (and RocksDB's
 // deadlock detection) serialize it against procedures running on other partitions' actors, so
 // it is still one atomic, isolated transaction. A deadlock or lock timeout aborts and retries.
+// In a cluster, rows of partitioned tables of partitions on other nodes are not in this
+// database: a procedure that reads or writes one is refused (errc::unsupported, naming the
+// row, its partition and node); Comb has no two-phase commit yet.
 #pragma once
 
 #include "runtime/interfaces.hpp"
@@ -17,6 +20,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace comb::storage {
 class database;
@@ -33,6 +37,10 @@ struct state_env {
   std::shared_ptr<runtime::provenance_hook> hook;
   uint32_t partitions = 1;
   std::string node_name = "node";
+  /// In a cluster whose partitions are not all on this node: the node running each
+  /// partition. A transaction touching a row of a partitioned table that another node holds
+  /// is refused (Comb runs no transaction across nodes). Null: every partition is local.
+  std::shared_ptr<const std::vector<std::string>> owners;
 };
 
 struct state_actor_state {

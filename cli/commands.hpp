@@ -34,6 +34,9 @@ inline CLI::App* cluster_group(CLI::App& app) {
   return g;
 }
 
+/// `comb cluster up|status|down` (cli/cluster_cmd.cpp).
+void add_cluster_commands(CLI::App& app);
+
 /// `comb cluster verify` (cli/cluster_verify_cmd.cpp): each stopped node's log checked and
 /// replayed against its data folder.
 void add_cluster_verify_command(CLI::App& app);

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   comb::cli::add_anomaly_commands(app);
   comb::cli::add_imaging_commands(app);
   comb::cli::add_console_commands(app);
+  comb::cli::add_cluster_commands(app);
   comb::cli::add_cluster_verify_command(app);
 #ifdef COMB_HAVE_NECTAR_SERVER
   comb::cli::add_nectar_commands(app);

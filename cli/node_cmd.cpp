@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -83,17 +84,23 @@ struct node_opts {
   runtime::tls_config tls;
 };
 
-// Fills a node_config from flags or from a cluster config file.
-runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
+// Fills a node_config from flags or from a cluster config file (then `member` is the node's
+// entry in it, with its roles).
+runtime::node_config resolve(const node_opts& o, const std::string& cmd,
+                             std::optional<runtime::cluster_node>* member = nullptr) {
   runtime::node_config nc;
+  bool spool_role = true;
   if (!o.config.empty()) {
     auto cc = runtime::load_cluster_config(o.config);
     if (!cc)
       fail(cmd, cc.error(), 2);
-    const auto* n = cc->find(o.name);
+    auto n = cc->node_config_for(o.name);
     if (!n)
-      fail(cmd, make_error(errc::bad_config, o.config + ": no node named '" + o.name + "'"), 2);
-    nc = n->node;
+      fail(cmd, n.error(), 2);
+    nc = std::move(*n);
+    spool_role = cc->find(o.name)->has_role("spooler");
+    if (member)
+      *member = *cc->find(o.name);
     if (!o.data.empty())
       nc.data_dir = o.data;
   } else {
@@ -117,7 +124,7 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd) {
     nc.provenance_dir = o.provenance.empty() ? nc.data_dir + "/provenance" : o.provenance;
   nc.record_reads = o.record_reads;
   nc.accept_log_loss = o.accept_log_loss;
-  if (!nc.provenance_dir.empty() && o.spool != "none")
+  if (!nc.provenance_dir.empty() && o.spool != "none" && (spool_role || !o.spool.empty()))
     nc.spool_file = o.spool.empty() ? nc.data_dir + "/provenance.sqlite" : o.spool;
   if (!o.compute.empty()) {
     auto ep = comb::parse_endpoint(o.compute);
@@ -174,23 +181,53 @@ std::shared_ptr<runtime::procedure_registry> all_apps() {
 }
 
 void run_node(const node_opts& o) {
-  auto nc = resolve(o, "node");
+  std::optional<runtime::cluster_node> member;
+  auto nc = resolve(o, "node", &member);
   auto signals = block_stop_signals();
   runtime::system_config cfg;
-  runtime::add_compute_types(cfg);
+  if (auto err = cfg.set_tls(nc.tls)) // the cluster's TLS files, from its config
+    fail("node", err, 2);
+  bool compute_role = member && member->has_role("compute");
+  if (compute_role)
+    runtime::compute_process::configure(cfg);
+  else
+    runtime::add_compute_types(cfg);
   caf::actor_system sys{cfg};
+  // A compute node runs the compute process in its own process, on its compute_listen address.
+  std::unique_ptr<runtime::compute_process> compute;
+  if (compute_role) {
+    actors::compute_config cc;
+    auto choice = runtime::compute_process::choose_backends(member->backend);
+    if (!choice)
+      fail("node", choice.error(), 2);
+    cc.backend = choice->name;
+    cc.backend_note = choice->note;
+    cc.backends = choice->backends;
+    auto cp = runtime::compute_process::start(sys, cc, *member->compute_listen);
+    if (!cp)
+      fail("node", cp.error());
+    compute = std::move(*cp);
+    std::cout << "comb node " << nc.name << ": compute process on " << member->compute_listen->host
+              << ":" << compute->port() << " (" << cc.backend
+              << (cc.backend_note.empty() ? "" : ", " + cc.backend_note) << ")" << std::endl;
+  }
   auto n = runtime::node::start(sys, nc, all_apps());
   if (!n)
     fail("node", n.error());
   std::cout << "comb node " << nc.name << ": listening on " << nc.host << ":" << (*n)->port()
-            << " (data " << nc.data_dir << ", " << nc.partitions << " partitions, "
+            << " (data " << nc.data_dir << ", partitions "
+            << runtime::describe_partitions((*n)->config().owned) << " of " << nc.partitions << ", "
             << storage::to_string(nc.durability) << ", provenance "
             << (nc.provenance_dir.empty() ? "off" : nc.provenance_dir) << ")" << std::endl;
+  for (auto& p : nc.peers)
+    std::cout << "comb node " << nc.name << ": peer " << p.name << " at " << p.address.to_string()
+              << " runs partitions " << runtime::describe_partitions(p.partitions) << std::endl;
   if (auto* r = (*n)->recorder(); r && !r->recovery_note().empty())
     std::cout << "comb node " << nc.name << ": " << r->recovery_note() << std::endl;
   wait_for_signal(signals, o.seconds);
   std::cout << "comb node " << nc.name << ": stopping" << std::endl;
   (*n)->stop();
+  compute.reset();
 }
 
 struct call_opts {

@@ -1,39 +1,71 @@
 // comb::runtime::cluster_config: a cluster described by a TOML file in cluster_configs/: the
-// nodes, their addresses, data folders, partitions, durability and roles. Parsing reports the
-// file, the key and what is wrong. Plain value type.
+// cluster's name, partition count, shared secret and TLS files, and its nodes (address, data
+// folder, partitions, durability, roles, compute process). Everything is validated while
+// parsing, before anything starts; errors name the file, the key and what is wrong. Plain
+// value type.
 #pragma once
 
+#include "base/endpoint.hpp"
 #include "node/node.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/expected.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace comb::runtime {
 
+/// The roles a node may have. state: runs state partitions; compute: runs a compute process;
+/// spooler: spools its provenance log into SQL; gateway, console, nectar: serve the apps'
+/// HTTP front ends (recorded for `comb cluster status`; started by their own commands).
+const std::vector<std::string>& cluster_roles();
+
 struct cluster_node {
   node_config node;
-  /// What runs on the node: "state", "compute", "spooler".
+  /// What runs on the node (a subset of cluster_roles()).
   std::vector<std::string> roles{"state"};
-  /// For compute nodes: where the compute process listens.
-  std::string compute_listen;
+  /// For compute nodes: where the compute process listens, and its backend (cpu, cuda, auto).
+  std::optional<endpoint> compute_listen;
+  std::string backend = "auto";
+  /// For state nodes: the compute node whose process its function actors feed (empty: none).
+  std::string compute;
+
+  bool has_role(const std::string& role) const;
 };
 
 struct cluster_config {
   std::string name = "comb";
+  /// The file it was read from ("" when parsed from text).
+  std::string file;
+  /// Hash partitions of the whole cluster.
+  uint32_t partitions = 4;
+  /// The shared secret (from `secret` or read from `secret_file`); empty: none.
+  std::string secret;
+  /// The cluster's TLS files, absolute (resolved against the config file's folder) and
+  /// checked to be readable; all empty: plain TCP.
+  tls_config tls;
   std::vector<cluster_node> nodes;
 
   /// The node of that name, or nullptr.
   const cluster_node* find(const std::string& name) const;
+
+  /// The node that runs partition `p` (nullptr when out of range).
+  const cluster_node* owner_of(uint32_t p) const;
+
+  /// What node `name` starts with: its own settings plus the peers (every other state node
+  /// with its partitions) and, when it names one, its compute node's address. bad_config when
+  /// there is no such node.
+  caf::expected<node_config> node_config_for(const std::string& name) const;
 };
 
 /// Reads a cluster config file. Relative data folders are resolved against `base_dir`
-/// (empty: the current directory).
+/// (empty: the current directory); TLS and secret files against the file's own folder.
 caf::expected<cluster_config> load_cluster_config(const std::string& path,
                                                   const std::string& base_dir = "");
 
-/// Parses cluster config text (`origin` names it in errors).
+/// Parses cluster config text (`origin` names it in errors; its folder resolves TLS files).
 caf::expected<cluster_config> parse_cluster_config(const std::string& text,
                                                    const std::string& origin,
                                                    const std::string& base_dir = "");

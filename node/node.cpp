@@ -63,9 +63,34 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     self->committer_ = sys.spawn<caf::detached>(actors::group_committer, self->db_.get());
     env.committer = self->committer_;
   }
+  // Which node runs each partition of the cluster; this node spawns state actors for its own.
+  std::vector<std::string> owners(cfg.partitions);
+  if (cfg.owned.empty() && cfg.peers.empty()) // a one-node cluster
+    for (uint32_t p = 0; p < cfg.partitions; ++p)
+      cfg.owned.push_back(p);
+  for (auto p : cfg.owned) {
+    if (p >= cfg.partitions)
+      return make_error(errc::bad_config, "partition " + std::to_string(p) + " is out of range (0.."
+                                            + std::to_string(cfg.partitions - 1) + ")");
+    owners[p] = cfg.name;
+  }
+  for (auto& peer : cfg.peers)
+    for (auto p : peer.partitions)
+      if (p < cfg.partitions && owners[p].empty())
+        owners[p] = peer.name;
   for (uint32_t p = 0; p < cfg.partitions; ++p)
-    self->partitions_.push_back(sys.spawn(actors::state_actor_impl, env, p));
-  self->router_ = router{self->procs_, self->partitions_};
+    if (owners[p].empty())
+      return make_error(errc::bad_config,
+                        "partition " + std::to_string(p) + " is run by no node of the cluster");
+  self->cfg_.owned = cfg.owned;
+  if (cfg.owned.size() < cfg.partitions)
+    env.owners = std::make_shared<const std::vector<std::string>>(owners);
+  std::vector<actors::state_actor> local(cfg.partitions);
+  for (auto p : cfg.owned) {
+    local[p] = sys.spawn(actors::state_actor_impl, env, p);
+    self->partitions_.push_back(local[p]);
+  }
+  self->router_ = router{self->procs_, std::move(local), std::move(owners), cfg.name};
   if (cfg.compute || cfg.dispatch_without_compute) {
     actors::dispatcher_config dc;
     dc.has_compute = cfg.compute.has_value();
@@ -78,7 +103,11 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     self->dispatcher_ = actors::spawn_outbox_dispatcher(sys, *self->db_, self->router_, dc);
   }
   // The gateway asks the dispatcher for the compute connection's state when asked for info.
-  self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info(), self->dispatcher_);
+  std::vector<actors::gateway_peer> peers;
+  for (auto& p : cfg.peers)
+    peers.push_back({p.name, p.address});
+  self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info(), self->dispatcher_,
+                             std::move(peers), cfg.tls);
   if (cfg.listen) {
     // SO_REUSEADDR, so that a node restarted after a crash binds at once although the dead
     // node's connections linger in TIME_WAIT; on Linux it still refuses a port that another
@@ -141,12 +170,21 @@ caf::expected<nlohmann::json> node::call(const std::string& proc, nlohmann::json
   inv.args = std::move(args);
   inv.role = role;
   inv.sender = "local";
-  auto target = router_.route(inv);
-  if (!target)
-    return std::move(target.error());
+  auto where = router_.locate(inv);
+  if (!where)
+    return std::move(where.error());
   caf::scoped_actor self{sys_};
   caf::expected<nlohmann::json> result{nlohmann::json{}};
-  self->request(*target, timeout, call_atom::value, std::move(inv))
+  if (!where->local) { // another node's partition: through the gateway, which forwards it
+    self->request(gateway_, timeout, call_atom::value, proc, inv.args.dump(), role)
+      .receive(
+        [&](std::string& r) {
+          result = nlohmann::json::parse(r, nullptr, /*allow_exceptions=*/false);
+        },
+        [&](caf::error& e) { result = std::move(e); });
+    return result;
+  }
+  self->request(where->local, timeout, call_atom::value, std::move(inv))
     .receive([&](nlohmann::json& r) { result = std::move(r); },
              [&](caf::error& e) { result = std::move(e); });
   return result;
@@ -156,6 +194,12 @@ std::string node::info() const {
   nlohmann::json j;
   j["name"] = cfg_.name;
   j["partitions"] = cfg_.partitions;
+  j["owned"] = describe_partitions(cfg_.owned);
+  j["peers"] = nlohmann::json::array();
+  for (auto& p : cfg_.peers)
+    j["peers"].push_back({{"name", p.name},
+                          {"address", p.address.to_string()},
+                          {"partitions", describe_partitions(p.partitions)}});
   j["durability"] = storage::to_string(cfg_.durability);
   j["data_dir"] = cfg_.data_dir;
   j["procedures"] = procs_ ? procs_->names() : std::vector<std::string>{};

@@ -24,8 +24,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace comb::runtime {
+
+/// Another node of the cluster, as a node needs to know it: where its gateway listens and which
+/// partitions it runs.
+struct peer_node {
+  std::string name;
+  endpoint address;
+  std::vector<uint32_t> partitions;
+};
 
 struct node_config {
   /// Name used in provenance records and logs.
@@ -33,8 +42,14 @@ struct node_config {
   /// The data folder (created when missing).
   std::string data_dir;
   storage::durability durability = storage::durability::sync;
-  /// Number of state actors (hash partitions).
+  /// Number of hash partitions of the cluster (a call's partitioning argument is hashed over
+  /// it); this node runs a state actor for each partition in `owned`.
   uint32_t partitions = 4;
+  /// The partitions this node runs; empty: all of 0..partitions-1 when there are no peers (a
+  /// one-node cluster), none otherwise (e.g. a compute node).
+  std::vector<uint32_t> owned;
+  /// The other nodes of the cluster: calls for their partitions are forwarded to them.
+  std::vector<peer_node> peers;
   /// Publish the gateway on host:port (port 0 picks a free port) when `listen` is true.
   bool listen = false;
   std::string host = "127.0.0.1";

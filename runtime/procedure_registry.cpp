@@ -29,6 +29,21 @@ void procedure_registry::add_table(std::string name, storage::table_kind kind) {
     i->kind = kind;
 }
 
+void procedure_registry::add_partitioned_table(std::string name, storage::table_kind kind) {
+  auto key = name;
+  add_table(std::move(name), kind);
+  for (auto& t : tables_)
+    if (t.name == key)
+      t.partitioned = true;
+}
+
+bool procedure_registry::is_partitioned(std::string_view table) const {
+  for (auto& t : tables_)
+    if (t.name == table)
+      return t.partitioned;
+  return false;
+}
+
 const procedure_def* procedure_registry::find(std::string_view name) const {
   auto i = procs_.find(name);
   return i == procs_.end() ? nullptr : &i->second;

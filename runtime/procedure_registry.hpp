@@ -90,10 +90,23 @@ public:
   struct table_decl {
     std::string name;
     storage::table_kind kind = storage::table_kind::rows;
+    /// Rows belong to the partition their key hashes to (partition_hash(key) % partitions,
+    /// the hash routing uses), so in a cluster each node holds its partitions' rows and a
+    /// transaction may touch only rows of partitions its node runs. Otherwise the table is
+    /// node-local: each node has its own (outbox, model store, logs).
+    bool partitioned = false;
   };
 
-  /// Declares a table the procedures need; nodes create declared tables at start.
+  /// Declares a node-local table the procedures need; nodes create declared tables at start.
   void add_table(std::string name, storage::table_kind kind = storage::table_kind::rows);
+
+  /// Declares a partitioned table (table_decl::partitioned): route the procedures that write
+  /// a row by an argument holding the row's key, e.g. bank.open by "account".
+  void add_partitioned_table(std::string name,
+                             storage::table_kind kind = storage::table_kind::rows);
+
+  /// True when `table` was declared partitioned.
+  bool is_partitioned(std::string_view table) const;
 
   /// The procedure of that name, or nullptr.
   const procedure_def* find(std::string_view name) const;

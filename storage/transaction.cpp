@@ -58,9 +58,20 @@ caf::expected<rocksdb::ColumnFamilyHandle*> transaction::cf_of(std::string_view 
                                               + "' holds blobs: use transaction::" + blob_call);
 }
 
+caf::error transaction::check_row(std::string_view table, std::string_view key) {
+  if (!guard_)
+    return {};
+  auto err = guard_(table, key);
+  if (err && !guard_error_)
+    guard_error_ = err;
+  return err;
+}
+
 caf::expected<std::optional<std::string>> transaction::read(std::string_view table,
                                                             std::string_view key, bool for_update,
                                                             table_kind kind) {
+  if (auto err = check_row(table, key))
+    return err;
   auto handle = cf_of(table, kind, "get_blob");
   if (!handle)
     return std::move(handle.error());
@@ -93,6 +104,8 @@ caf::expected<std::optional<std::string>> transaction::get_for_update(std::strin
 
 caf::error transaction::write(std::string_view table, std::string_view key, std::string_view value,
                               bool is_row, bool must_be_absent, table_kind kind) {
+  if (auto err = check_row(table, key))
+    return err;
   auto handle = cf_of(table, kind, "put_blob");
   if (!handle)
     return std::move(handle.error());
@@ -157,6 +170,8 @@ caf::error transaction::del(std::string_view table, std::string_view key) {
 }
 
 caf::error transaction::erase(std::string_view table, std::string_view key, table_kind kind) {
+  if (auto err = check_row(table, key))
+    return err;
   auto handle = cf_of(table, kind, "del_blob");
   if (!handle)
     return std::move(handle.error());
@@ -372,6 +387,11 @@ caf::error transaction::commit() {
   if (done_)
     return make_error(errc::invalid_argument, "transaction already finished");
   done_ = true;
+  if (guard_error_) { // the procedure touched a row it may not, and went on regardless
+    txn_->Rollback().PermitUncheckedError();
+    abandon();
+    return guard_error_;
+  }
   if (!appended_.empty() && db_.syncs_commits()) {
     // The rows will reference these blobs once the WAL is on disk: put the blobs there first.
     std::vector<uint64_t> segments;

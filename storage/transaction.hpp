@@ -120,6 +120,16 @@ public:
   /// Discards all writes and releases the locks.
   void rollback();
 
+  /// Checks each row the transaction reads, writes or deletes before it does (scans are not
+  /// checked: they see only the rows this database holds). An error from it fails that
+  /// access, and commit() refuses with it even when the caller ignored it: e.g. a row of a
+  /// partitioned table that another node holds.
+  using row_guard = std::function<caf::error(std::string_view table, std::string_view key)>;
+  void set_row_guard(row_guard guard) { guard_ = std::move(guard); }
+
+  /// The first error the row guard returned (none: a default error).
+  const caf::error& guard_error() const { return guard_error_; }
+
   /// Record reads (table, key) as well as writes.
   void record_reads(bool on) { record_reads_ = on; }
 
@@ -165,6 +175,10 @@ private:
   /// Blobs of rows this transaction overwrote or deleted (freed once it commits).
   std::vector<blob_ref> replaced_;
   std::vector<std::function<void()>> after_commit_;
+  row_guard guard_;
+  caf::error guard_error_;
+  /// Asks the row guard about (table, key); remembers its first refusal.
+  caf::error check_row(std::string_view table, std::string_view key);
 };
 
 } // namespace comb::storage

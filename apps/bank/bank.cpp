@@ -122,7 +122,7 @@ caf::expected<json> total(call_context&, transaction& txn, const json&) {
 } // namespace
 
 void register_bank(runtime::procedure_registry& procs) {
-  procs.add_table("bank.accounts");
+  procs.add_partitioned_table("bank.accounts"); // keyed by account id, routed by it
   procs.add_table("bank.transfers");
   procs.add("bank.open", open, {.roles = {"admin"}, .partition_by = "account"});
   procs.add("bank.transfer", transfer, {.roles = {"admin", "teller"}, .partition_by = "from"});

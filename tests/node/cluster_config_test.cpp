@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 using namespace comb;
 
 namespace {
@@ -15,6 +17,14 @@ std::string error_of(const std::string& text) {
   REQUIRE(!r);
   CHECK(is(r.error(), errc::bad_config));
   return describe(r.error());
+}
+
+// Two state nodes on distinct ports, then `extra` appended (one error each below).
+std::string two(const std::string& cluster, const std::string& n1, const std::string& n2,
+                const std::string& extra = "") {
+  return "[cluster]\nname='c'\n" + cluster + "\n[[node]]\nname='n1'\nlisten='127.0.0.1:5001'\n"
+         + "data='d1'\n" + n1 + "\n[[node]]\nname='n2'\nlisten='127.0.0.1:5002'\ndata='d2'\n" + n2
+         + "\n" + extra;
 }
 
 } // namespace
@@ -52,6 +62,110 @@ TEST_SUITE("node.cluster_config") {
     auto missing = runtime::load_cluster_config("/nonexistent/x.toml");
     REQUIRE(!missing);
     CHECK(describe(missing.error()).find("/nonexistent/x.toml") != std::string::npos);
+  }
+
+  TEST_CASE("the shipped cluster configs parse and place every partition once") {
+    for (auto f : {"three.toml", "demo.toml"}) {
+      auto c = runtime::load_cluster_config(std::string{COMB_SOURCE_DIR "/cluster_configs/"} + f);
+      REQUIRE_MESSAGE(c, test::why(c));
+      for (uint32_t p = 0; p < c->partitions; ++p)
+        CHECK(c->owner_of(p) != nullptr);
+    }
+    auto c = runtime::load_cluster_config(COMB_SOURCE_DIR "/cluster_configs/three.toml");
+    REQUIRE(c);
+    CHECK(c->partitions == 8);
+    CHECK(c->owner_of(5)->node.name == "n2");
+    auto n1 = c->node_config_for("n1");
+    REQUIRE(n1);
+    CHECK(n1->owned == std::vector<uint32_t>{0, 1, 2, 3});
+    REQUIRE(n1->peers.size() == 1); // n2; n3 runs no partitions
+    CHECK(n1->peers[0].name == "n2");
+    CHECK(n1->peers[0].address.port == 4302);
+    REQUIRE(n1->compute);
+    CHECK(n1->compute->port == 4313);
+    auto n3 = c->node_config_for("n3");
+    REQUIRE(n3);
+    CHECK(n3->owned.empty());
+    CHECK(n3->peers.size() == 2);
+    CHECK(!c->node_config_for("n9"));
+  }
+
+  TEST_CASE("one node with an integer partition count owns all of them") {
+    auto c = runtime::parse_cluster_config("[[node]]\nname='a'\ndata='d'\npartitions=6", "t.toml");
+    REQUIRE_MESSAGE(c, test::why(c));
+    CHECK(c->partitions == 6);
+    CHECK(c->nodes[0].node.owned.size() == 6);
+  }
+
+  TEST_CASE("cluster errors: one case per problem, each naming file, key and problem") {
+    auto ok = runtime::parse_cluster_config(
+      two("partitions=4", "partitions=[0,1]", "partitions=[2,3]"), "test.toml");
+    REQUIRE_MESSAGE(ok, test::why(ok));
+    auto has = [](const std::string& text, const std::string& what) {
+      auto e = error_of(text);
+      CHECK_MESSAGE(e.find(what) != std::string::npos, e);
+      CHECK_MESSAGE(e.find("test.toml") != std::string::npos, e);
+    };
+    // unknown keys and roles
+    has(two("partitions=4\ncolour='red'", "partitions=[0,1]", "partitions=[2,3]"),
+        "[cluster]: unknown key 'colour'");
+    has(two("partitions=4", "partitions=[0,1]\nroles=['state','chef']", "partitions=[2,3]"),
+        "unknown role 'chef'");
+    has("[clusterr]\n[[node]]\nname='a'\ndata='d'", "unknown table or key 'clusterr'");
+    // duplicate address
+    has(two("partitions=4", "partitions=[0,1]",
+            "partitions=[2,3]\n[[node]]\nname='n3'\nlisten='127.0.0.1:5001'\ndata='d3'\n"
+            "roles=['spooler']"),
+        "127.0.0.1:5001 is already n1's listen");
+    // partitions placed twice, nowhere, out of range, missing count, integer on two nodes
+    has(two("partitions=4", "partitions=[0,1,2]", "partitions=[2,3]"),
+        "partition 2 is placed twice (also on node 'n1')");
+    has(two("partitions=4", "partitions=[0]", "partitions=[2,3]"),
+        "partition(s) 1 placed on no node");
+    has(two("partitions=4", "partitions=[0,1]", "partitions=[2,3,4]"),
+        "partition 4 is out of range");
+    has(two("", "partitions=[0,1]", "partitions=[2,3]"), "[cluster] partitions: missing");
+    has(two("partitions=4", "partitions=2", "partitions=[2,3]"),
+        "an integer 'partitions' only works");
+    has(two("partitions=4", "partitions=[0,1]", ""), "node 'n2': missing 'partitions'");
+    // bad host:port
+    has(two("partitions=4", "partitions=[0,1]", "partitions=[2,3]\nlisten='127.0.0.1:70000'"),
+        "node 'n2': 'listen'");
+    // compute naming no compute node, or a node without the compute role
+    has(two("partitions=4", "partitions=[0,1]\ncompute='n7'", "partitions=[2,3]"),
+        "'compute' names 'n7', which is no node");
+    has(two("partitions=4", "partitions=[0,1]\ncompute='n2'", "partitions=[2,3]"),
+        "which has no \"compute\" role");
+    has(two("partitions=4", "partitions=[0,1]", "partitions=[2,3]",
+            "[[node]]\nname='c'\nlisten='127.0.0.1:5003'\ndata='d3'\nroles=['compute']"),
+        "needs 'compute_listen'");
+    // missing TLS and secret files
+    has(two("partitions=4\n[cluster.tls]\nca='/nonexistent/ca.pem'\ncert='x'\nkey='y'",
+            "partitions=[0,1]", "partitions=[2,3]"),
+        "[cluster.tls] ca: /nonexistent/ca.pem does not exist");
+    has(two("partitions=4\nsecret_file='/nonexistent/secret'", "partitions=[0,1]",
+            "partitions=[2,3]"),
+        "[cluster] secret_file: /nonexistent/secret");
+    // no state node at all
+    has("[[node]]\nname='a'\ndata='d'\nroles=['spooler']", "no node has the \"state\" role");
+  }
+
+  TEST_CASE("TLS and secret files resolve against the config file's folder") {
+    test::temp_dir tmp;
+    const auto& dir = tmp.path();
+    for (auto f : {"ca.pem", "node.pem", "node.key", "secret"}) {
+      std::ofstream out{dir + "/" + f};
+      out << "x\n";
+    }
+    std::ofstream{dir + "/c.toml"} << "[cluster]\nsecret_file='secret'\n[cluster.tls]\n"
+                                      "ca='ca.pem'\ncert='node.pem'\nkey='node.key'\n"
+                                      "[[node]]\nname='a'\ndata='d'\n";
+    auto c = runtime::load_cluster_config(dir + "/c.toml");
+    REQUIRE_MESSAGE(c, test::why(c));
+    CHECK(c->tls.enabled());
+    CHECK(c->tls.ca_file == dir + "/ca.pem");
+    CHECK(c->node_config_for("a")->tls.key_file == dir + "/node.key");
+    CHECK(c->secret == "x");
   }
 
 } // TEST_SUITE

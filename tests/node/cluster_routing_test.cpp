@@ -1,0 +1,160 @@
+// A two-node cluster on loopback, as a user runs it: two `comb node --config F --name N`
+// processes splitting 8 partitions. A client connected to n1 reaches accounts on n2's
+// partitions (forwarded by n1's gateway), transfers within one node commit, transfers across
+// nodes are refused naming the row, partition and node and change nothing, totals summed over
+// the nodes are conserved; after `kill -9` of n2 its partitions fail fast with `unavailable`
+// while n1's keep working, and after n2 restarts they work again.
+#include "node/client.hpp"
+#include "runtime/procedure_registry.hpp"
+#include "runtime/system_config.hpp"
+#include "tests/client_util.hpp"
+#include "tests/test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <caf/actor_system.hpp>
+
+#include <fstream>
+#include <memory>
+
+using namespace comb;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct two_nodes {
+  test::temp_dir dir;
+  int p1 = test::free_port();
+  int p2 = test::free_port();
+  std::string config = dir.path() + "/two.toml";
+  std::unique_ptr<test::child_process> n1, n2;
+
+  two_nodes() {
+    std::ofstream{config} << "[cluster]\nname = 'two'\npartitions = 8\n"
+                          << "[[node]]\nname = 'n1'\nlisten = '127.0.0.1:" << p1 << "'\n"
+                          << "data = '" << dir.path() << "/n1'\npartitions = [0, 1, 2, 3]\n"
+                          << "durability = 'async'\n"
+                          << "[[node]]\nname = 'n2'\nlisten = '127.0.0.1:" << p2 << "'\n"
+                          << "data = '" << dir.path() << "/n2'\npartitions = [4, 5, 6, 7]\n"
+                          << "durability = 'async'\n";
+    n1 = start("n1");
+    n2 = start("n2");
+  }
+
+  std::string log(const std::string& name, int run = 0) const {
+    return dir.path() + "/" + name + "-" + std::to_string(run) + ".log";
+  }
+
+  std::unique_ptr<test::child_process> start(const std::string& name, int run = 0) {
+    auto p = std::make_unique<test::child_process>(
+      std::vector<std::string>{test::comb_binary(), "node", "--config", config, "--name", name,
+                               "--spool", "none"},
+      log(name, run));
+    REQUIRE(test::wait_for_line(log(name, run), "listening on", 30s, p.get()));
+    return p;
+  }
+};
+
+// Which node holds an account's row: the same hash routing uses, over 8 partitions.
+bool on_n1(const std::string& account) {
+  return runtime::partition_hash(account) % 8 < 4;
+}
+
+} // namespace
+
+TEST_SUITE("node.cluster_routing") {
+  TEST_CASE("two nodes: forwarding, same-node commits, cross-node refusal, failure and return") {
+    two_nodes c;
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    auto a = test::connect_retry(sys, c.p1);
+    REQUIRE_MESSAGE(a, test::why(a));
+    auto b = test::connect_retry(sys, c.p2);
+    REQUIRE_MESSAGE(b, test::why(b));
+
+    // Twenty accounts opened through n1, whichever node holds them.
+    std::vector<std::string> mine, theirs;
+    for (int i = 0; i < 20; ++i) {
+      auto acct = "acct-" + std::to_string(i);
+      auto r = a->call("bank.open", R"({"account":")" + acct + R"(","balance":100})", "admin");
+      REQUIRE_MESSAGE(r, test::why(r));
+      (on_n1(acct) ? mine : theirs).push_back(acct);
+    }
+    REQUIRE(mine.size() >= 2);
+    REQUIRE(theirs.size() >= 2);
+    // Each node holds exactly its partitions' rows: the node-local bank.total counts them.
+    auto t1 = a->call("bank.total", "{}", "admin");
+    auto t2 = b->call("bank.total", "{}", "admin");
+    REQUIRE_MESSAGE(t1, test::why(t1));
+    REQUIRE_MESSAGE(t2, test::why(t2));
+    CHECK((*t1)["accounts"] == mine.size());
+    CHECK((*t2)["accounts"] == theirs.size());
+
+    auto transfer = [&](runtime::client& via, const std::string& id, const std::string& from,
+                        const std::string& to) {
+      return via.call("bank.transfer",
+                      R"({"id":")" + id + R"(","from":")" + from + R"(","to":")" + to
+                        + R"(","amount":7})",
+                      "admin");
+    };
+    auto balance = [&](runtime::client& via, const std::string& acct) -> int64_t {
+      auto r = via.call("bank.balance", R"({"account":")" + acct + R"("})", "guest");
+      REQUIRE_MESSAGE(r, test::why(r));
+      return (*r)["balance"].get<int64_t>();
+    };
+    // Same node: on n1, and on n2 through n1's gateway.
+    auto s1 = transfer(*a, "t1", mine[0], mine[1]);
+    CHECK_MESSAGE(s1, test::why(s1));
+    auto s2 = transfer(*a, "t2", theirs[0], theirs[1]);
+    CHECK_MESSAGE(s2, test::why(s2));
+    CHECK(balance(*a, theirs[0]) == 93);
+    CHECK(balance(*b, theirs[1]) == 107);
+    // Across nodes: refused, naming the row, its partition and node; nothing changes.
+    auto x = transfer(*a, "t3", mine[0], theirs[0]);
+    REQUIRE(!x);
+    auto msg = describe(x.error());
+    CHECK_MESSAGE(is(x.error(), errc::unsupported), msg);
+    CHECK_MESSAGE(msg.find("row '" + theirs[0] + "' of table bank.accounts") != std::string::npos,
+                  msg);
+    CHECK_MESSAGE(
+      msg.find("owned by node n2; this node (n1) runs partitions 0-3") != std::string::npos, msg);
+    CHECK_MESSAGE(msg.find("Comb does not run one transaction across nodes") != std::string::npos,
+                  msg);
+    CHECK(balance(*a, mine[0]) == 93);
+    CHECK(balance(*a, theirs[0]) == 93);
+    // Conserved over the nodes.
+    t1 = a->call("bank.total", "{}", "admin");
+    t2 = b->call("bank.total", "{}", "admin");
+    REQUIRE(t1);
+    REQUIRE(t2);
+    CHECK((*t1)["total"].get<int64_t>() + (*t2)["total"].get<int64_t>() == 2000);
+
+    // kill -9 n2: its partitions fail fast with `unavailable`, n1's keep working.
+    c.n2->kill(SIGKILL);
+    for (int i = 0; i < 3; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = a->call("bank.balance", R"({"account":")" + theirs[0] + R"("})", "guest", 20s);
+      auto took = std::chrono::steady_clock::now() - t0;
+      REQUIRE(!r);
+      auto m = describe(r.error());
+      CHECK_MESSAGE(is(r.error(), errc::unavailable), m);
+      CHECK_MESSAGE(m.find("node n2 (127.0.0.1:" + std::to_string(c.p2) + ")") != std::string::npos,
+                    m);
+      CHECK_MESSAGE(took < 15s, m); // not a hang until the call's timeout
+    }
+    CHECK(balance(*a, mine[1]) == 107);
+
+    // n2 back: its partitions answer again through n1, with what it had committed.
+    c.n2 = c.start("n2", 1);
+    int64_t back = -1;
+    test::wait_until(
+      [&] {
+        auto r = a->call("bank.balance", R"({"account":")" + theirs[0] + R"("})", "guest", 5s);
+        if (r)
+          back = (*r)["balance"].get<int64_t>();
+        return static_cast<bool>(r);
+      },
+      30s, "n2's partitions through n1 after n2's restart");
+    CHECK(back == 93);
+  }
+}
