@@ -131,10 +131,15 @@ inline void print_machine(const char* bench) {
   auto config = reinterpret_cast<str_fn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
   auto core = reinterpret_cast<str_fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   auto threads = reinterpret_cast<int_fn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  std::string forced;
+  for (const char* v :
+       {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* x = std::getenv(v))
+      forced += std::string{"; "} + v + "=" + x + " in the environment";
   if (config && core)
-    std::printf("%s BLAS: %s; kernel %s; %d threads (%s)\n", bench, config(), core(),
+    std::printf("%s BLAS: %s; kernel %s; %d threads (%s)%s\n", bench, config(), core(),
                 threads ? threads() : -1,
-                detail::mapped_libs({"libopenblas", "libblas.so"}).c_str());
+                detail::mapped_libs({"libopenblas", "libblas.so"}).c_str(), forced.c_str());
   else {
     auto libs = detail::mapped_libs({"libopenblas", "libblas", "libmkl"});
     std::printf("%s BLAS: %s\n", bench, libs.empty() ? "none loaded (not used)" : libs.c_str());

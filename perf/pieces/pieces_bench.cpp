@@ -10,6 +10,7 @@
 //                    [--counts=1,10,100,1000] [--max-bytes=N] [--functions=4]
 //                    [--node-threads=N (default: half the cores)] [--inflight-bytes=N]
 //                    [--repeat=3 (runs per case; the summary takes the median)]
+#include "perf/bench_env.hpp"
 #include "actors/function_actor.hpp"
 #include "actors/outbox_dispatcher.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
@@ -183,6 +184,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  comb::perf::print_machine("perf_pieces");
   std::printf("perf_pieces: %u cores; node on %zu CAF workers, compute process on its own; "
               "compute step = checksum over 1 MiB pieces; loopback TCP\n",
               std::thread::hardware_concurrency(), node_threads);

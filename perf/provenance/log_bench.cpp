@@ -2,6 +2,7 @@
 // sequential write of the same framed bytes, in the same run, three rounds each taking turns
 // (medians compared). Both end with an fdatasync.
 //   perf_log [--records=N] [--quick]
+#include "perf/bench_env.hpp"
 #include "storage/crc32c.hpp"
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
@@ -62,6 +63,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 } // namespace
 
 int main(int argc, char** argv) {
+  comb::perf::print_machine("perf_log");
   size_t n = 500'000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
