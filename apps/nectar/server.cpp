@@ -5,6 +5,7 @@
 #include "apps/nectar/kdf_pool.hpp"
 #include "apps/nectar/node_link.hpp"
 #include "apps/nectar/pages.hpp"
+#include "apps/nectar/slow_client_guard.hpp"
 #include "base/errc.hpp"
 #include "base/wall_clock.hpp"
 
@@ -153,6 +154,7 @@ struct server::impl {
   std::shared_ptr<node_link> link;
   std::unique_ptr<capture_worker> worker;
   std::unique_ptr<kdf_pool> kdf;
+  std::unique_ptr<slow_client_guard> guard;
   std::string csrf_key;
   httplib::Server http;
   std::thread listener;
@@ -537,6 +539,8 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
      {"Referrer-Policy", "same-origin"}});
   p->http.set_pre_routing_handler([raw](const httplib::Request& req, httplib::Response& res) {
     current = request_state{wall_clock_ns(), 0};
+    if (raw->guard)
+      raw->guard->read(req.remote_addr, req.remote_port);
     // Percent escapes are checked before any route sees the target.
     if (auto at = bad_escape(req.target); at != std::string_view::npos) {
       send_html(
@@ -568,16 +572,15 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
       std::cerr << "nectar: " << req.method << " " << req.path << ": " << what << std::endl;
       send_html(res, 500, error_page(raw->ctx(cookie_token(req)), 500, "internal error"));
     });
-  if (opts.capture) {
+  if (opts.capture)
     p->worker = std::make_unique<capture_worker>(p->link, opts.capture_opts);
-    p->http.set_logger([raw](const httplib::Request& req, const httplib::Response& res) {
+  p->http.set_logger([raw](const httplib::Request& req, const httplib::Response& res) {
+    if (raw->worker)
       raw->capture(req, res);
-      current = request_state{};
-    });
-  } else {
-    p->http.set_logger(
-      [](const httplib::Request&, const httplib::Response&) { current = request_state{}; });
-  }
+    current = request_state{};
+    if (raw->guard)
+      raw->guard->answered(req.remote_addr, req.remote_port);
+  });
   p->routes();
   if (opts.port == 0) {
     p->port = p->http.bind_to_any_port(opts.host);
@@ -590,6 +593,9 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
                                                + " (is the port already in use?)");
     p->port = opts.port;
   }
+  if (opts.request_read_limit.count() > 0)
+    p->guard = std::make_unique<slow_client_guard>(static_cast<uint16_t>(p->port),
+                                                   opts.request_read_limit);
   p->listener = std::thread{[raw] { raw->http.listen_after_bind(); }};
   return std::unique_ptr<server>(new server(std::move(p)));
 }

@@ -38,6 +38,10 @@ struct server_options {
   size_t threads = 64;
   /// A client that sends nothing for this long gets 400 (header incomplete) or is dropped.
   std::chrono::seconds read_timeout{5};
+  /// A client must send a whole request (headers and body) within this long of connecting or
+  /// of its previous response, or its connection is closed (slowloris: one byte just inside
+  /// read_timeout each time); 0: no bound (slow_client_guard.hpp).
+  std::chrono::milliseconds request_read_limit{15000};
   /// Largest request body read; larger ones get 413.
   size_t max_body_bytes = size_t{2} << 20;
   /// scrypt cost of new passwords.
