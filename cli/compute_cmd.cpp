@@ -5,6 +5,7 @@
 #include "actors/compute_actor.hpp"
 #include "base/endpoint.hpp"
 #include "base/errc.hpp"
+#include "kernels/cpu_backend.hpp"
 #include "node/compute_process.hpp"
 #include "runtime/system_config.hpp"
 
@@ -28,6 +29,7 @@ struct compute_opts {
   std::string priority = "load_model,infer,train";
   double seconds = 0;
   size_t threads = 0;
+  std::string sgemm_split = "on";
 };
 
 [[noreturn]] void fail_compute(const caf::error& e, int code = 1) {
@@ -39,6 +41,9 @@ void run_compute(const compute_opts& o) {
   auto choice = runtime::compute_process::choose_backends(o.backend);
   if (!choice)
     fail_compute(choice.error(), 2);
+  // Split sgemm: this process shares the cores with a node or others, and OpenBLAS's
+  // lockstep threads spin while a preempted peer is away (kernels/detail/blas.hpp).
+  kernels::cpu_backend::set_sgemm_split(o.sgemm_split == "on");
   cc.backend = choice->name;
   cc.backend_note = choice->note;
   cc.backends = choice->backends;
@@ -77,7 +82,7 @@ void run_compute(const compute_opts& o) {
             << ", memory limit " << o.memory_limit_mib << " MiB, model memory limit "
             << (o.model_memory_mib == 0 ? std::string{"none"}
                                         : std::to_string(o.model_memory_mib) + " MiB")
-            << ")" << std::endl;
+            << ", sgemm split " << o.sgemm_split << ")" << std::endl;
   if (o.seconds > 0) {
     timespec ts;
     ts.tv_sec = static_cast<time_t>(o.seconds);
@@ -101,6 +106,13 @@ void add_compute_commands(CLI::App& app) {
     ->add_option("--backend", opts->backend,
                  "auto, cpu or cuda: where models run (auto: CUDA when a device answers)")
     ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+    ->capture_default_str();
+  sub
+    ->add_option("--sgemm-split", opts->sgemm_split,
+                 "on: CPU sgemms run as parts on the kernels' pool, each a single-threaded "
+                 "OpenBLAS call (better when the cores are shared with a node); off: "
+                 "OpenBLAS's own threads")
+    ->check(CLI::IsMember({"on", "off"}))
     ->capture_default_str();
   sub
     ->add_option("--memory-limit-mib", opts->memory_limit_mib,

@@ -1,6 +1,7 @@
 // comb::kernels::cpu_backend: the fast function table and the thread/BLAS settings.
 #include "kernels/cpu_backend.hpp"
 
+#include "kernels/detail/blas.hpp"
 #include "kernels/detail/cpu_pool.hpp"
 
 #include <cblas.h>
@@ -27,7 +28,15 @@ int cpu_backend::threads() {
 
 void cpu_backend::set_threads(int n) {
   detail::set_cpu_threads(n);
-  openblas_set_num_threads(detail::cpu_threads());
+  openblas_set_num_threads(detail::sgemm_split() ? 1 : detail::cpu_threads());
+}
+
+bool cpu_backend::sgemm_split() {
+  return detail::sgemm_split();
+}
+
+void cpu_backend::set_sgemm_split(bool on) {
+  detail::set_sgemm_split(on);
 }
 
 std::string cpu_backend::blas_info() {
@@ -37,6 +46,8 @@ std::string cpu_backend::blas_info() {
   if (const char* k = openblas_get_corename())
     r += std::string{", core "} + k;
   r += ", " + std::to_string(openblas_get_num_threads()) + " threads";
+  if (detail::sgemm_split())
+    r += ", sgemm split over " + std::to_string(detail::cpu_threads()) + " pool threads";
   return r;
 }
 

@@ -19,6 +19,13 @@ public:
   /// Sets both (1: single-threaded; <= 0: the default, COMB_KERNEL_THREADS or every core).
   static void set_threads(int n);
 
+  /// Whether sgemm runs as parts on the pool, each a single-threaded OpenBLAS call
+  /// (kernels/detail/blas.hpp: for a process that shares its cores with another busy one).
+  static bool sgemm_split();
+
+  /// Turns that on or off (also COMB_SGEMM_SPLIT=1|0 in the environment); call between ops.
+  static void set_sgemm_split(bool on);
+
   /// Name of the BLAS in use and its core type, e.g. "OpenBLAS 0.3.21 (SkylakeX, pthreads)".
   static std::string blas_info();
 };

@@ -16,8 +16,12 @@
 //                     [--hotswap=1000 (0: skip the hot-swap phase)]
 //                     [--payload=rows|copy (the outbox call names its input row, or stores a
 //                      copy of its bytes)]
+//                     [--sgemm-split=on|off (`comb compute --sgemm-split`: its sgemms as parts
+//                      on the kernels' pool, or OpenBLAS's own threads; direct execution is
+//                      measured both ways and the faster counts)]
 #include "base/base64.hpp"
 #include "base/errc.hpp"
+#include "kernels/cpu_backend.hpp"
 #include "node/node.hpp"
 #include "perf/bench_env.hpp"
 #include "runtime/pieces/compute_types.hpp"
@@ -397,6 +401,7 @@ int main(int argc, char** argv) {
   std::string torch = "auto";
   std::string backend = "cpu";
   size_t hotswap = 1000;
+  std::string sgemm_split = "on";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
@@ -418,11 +423,15 @@ int main(int argc, char** argv) {
       backend = val("--backend=");
     else if (a.rfind("--payload=", 0) == 0)
       payload_mode = val("--payload=");
+    else if (a.rfind("--sgemm-split=", 0) == 0)
+      sgemm_split = val("--sgemm-split=");
     else if (a.rfind("--hotswap=", 0) == 0)
       hotswap = std::stoull(val("--hotswap="));
     else
       die("unknown argument '" + a + "'");
   }
+  if (sgemm_split != "on" && sgemm_split != "off")
+    die("--sgemm-split must be on or off, not '" + sgemm_split + "'");
   if (payload_mode != "rows" && payload_mode != "copy")
     die("--payload must be rows or copy, not '" + payload_mode + "'");
   storage::durability dur_mode;
@@ -476,10 +485,10 @@ int main(int argc, char** argv) {
   test::temp_dir dir;
   auto port = test::free_port();
   auto log = dir.path() + "/compute.log";
-  test::child_process compute{{test::comb_binary(), "compute", "--listen",
-                               "127.0.0.1:" + std::to_string(port), "--backend", backend,
-                               "--memory-limit-mib", "2048", "--threads", "1"},
-                              log};
+  test::child_process compute{
+    {test::comb_binary(), "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
+     backend, "--memory-limit-mib", "2048", "--threads", "1", "--sgemm-split", sgemm_split},
+    log};
   for (int i = 0;; ++i) {
     auto text = read_file(log);
     if (text.find("listening on") != std::string::npos)
@@ -488,14 +497,15 @@ int main(int argc, char** argv) {
       die("comb compute did not start: " + text);
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
   }
-  std::printf("perf_serving: %u cores; node in this process on %zu CAF worker(s), durability "
-              "%s; `comb compute` in its own process (1 CAF worker, its CPU executor runs the "
-              "kernels on the kernels' pool of %u threads); direct execution runs the same "
-              "runner in this process on the same pool size; %zu invocations in flight; the "
-              "outbox call %s\n",
-              cores, node_threads, durability.c_str(), cores, window,
-              payload_mode == "rows" ? "names its input row (--payload=rows)"
-                                     : "stores a copy of its input (--payload=copy)");
+  std::printf(
+    "perf_serving: %u cores; node in this process on %zu CAF worker(s), durability "
+    "%s; `comb compute` in its own process (1 CAF worker, its CPU executor runs the "
+    "kernels on the kernels' pool of %u threads, sgemm split %s); direct execution runs the same "
+    "runner in this process on the same pool size; %zu invocations in flight; the "
+    "outbox call %s\n",
+    cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), window,
+    payload_mode == "rows" ? "names its input row (--payload=rows)"
+                           : "stores a copy of its input (--payload=copy)");
   std::printf("compute: %s", read_file(log).c_str());
 
   system_config cfg{node_threads};
@@ -556,25 +566,37 @@ int main(int argc, char** argv) {
                     "COMB_SETUP_EXTRA=1 scripts/setup.sh)\n");
     }
     for (auto count : counts) {
+      // Direct execution at its best: with OpenBLAS's own threads and with split sgemms
+      // (kernels/detail/blas.hpp), before the path; after it again in the better mode.
+      kernels::cpu_backend::set_sgemm_split(false);
       auto c0 = cpu_seconds(0);
-      auto d1 = run_direct(*lm, task, count, nullptr);
+      auto d_own = run_direct(*lm, task, count, nullptr);
+      auto c_own = cpu_seconds(0);
+      kernels::cpu_backend::set_sgemm_split(true);
+      auto d_split = run_direct(*lm, task, count, nullptr);
       auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
+      bool split_better = d_split < d_own;
       auto p = run_path(*n, sys, m, count, window, next_n);
       auto c2 = cpu_seconds(0), k2 = cpu_seconds(compute.pid());
+      kernels::cpu_backend::set_sgemm_split(split_better);
       auto d2 = run_direct(*lm, task, count, nullptr);
-      auto d = std::min(d1, d2);
+      auto d = std::min({d_own, d_split, d2});
       row r{m.name, count, p / count * 1e3, d / count * 1e3, torch_per};
       rows.push_back(r);
       std::printf("  %-9s %5zu invocations: path %9.2f ms/inv | direct %9.2f ms/inv "
-                  "(before %.2f, after %.2f) | overhead %+6.1f%%",
-                  m.name.c_str(), count, r.path_ms, r.direct_ms, d1 / count * 1e3, d2 / count * 1e3,
-                  (p / d - 1) * 100);
+                  "(before: OpenBLAS threads %.2f, split %.2f; after, %s %.2f) | overhead "
+                  "%+6.1f%%",
+                  m.name.c_str(), count, r.path_ms, r.direct_ms, d_own / count * 1e3,
+                  d_split / count * 1e3, split_better ? "split" : "OpenBLAS threads",
+                  d2 / count * 1e3, (p / d - 1) * 100);
       if (torch_per > 0)
         std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
       // Where the cores went (/proc, 10 ms ticks): the path's node and compute process
       // against direct execution's CPU for the same number of invocations.
-      std::printf(" | CPU ms/inv: path node %.2f + compute %.2f, direct %.2f\n",
-                  (c2 - c1) / count * 1e3, (k2 - k1) / count * 1e3, (c1 - c0) / count * 1e3);
+      std::printf(" | CPU ms/inv: path node %.2f + compute %.2f, direct %.2f (OpenBLAS threads) "
+                  "%.2f (split)\n",
+                  (c2 - c1) / count * 1e3, (k2 - k1) / count * 1e3, (c_own - c0) / count * 1e3,
+                  (c1 - c_own) / count * 1e3);
       std::fflush(stdout);
     }
   }
