@@ -137,6 +137,11 @@ std::string failure_reason(SSL* ssl, int ssl_error) {
       reason += " (the peer does not speak TLS: plain TCP?)";
     else if (ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
       reason += " (a client without a certificate)";
+    else if (ERR_GET_REASON(e) == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED)
+      reason += " (the node requires a certificate from the cluster's CA)";
+    else if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+      reason += " (the peer closed the connection during the TLS handshake: a plain-TCP "
+                "client giving up, or one that does not trust this side's certificate)";
   } else if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN)
     reason = "connection closed during the TLS handshake (a plain-TCP peer, or one that gave up)";
   else

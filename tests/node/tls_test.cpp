@@ -231,8 +231,8 @@ caf::expected<nlohmann::json> open_account(caf::actor_system& sys, uint16_t port
   auto c = runtime::client::connect(sys, {"127.0.0.1", port}, 10s, tls);
   if (!c)
     return std::move(c.error());
-  return c->call("bank.open", nlohmann::json{{"account", account}, {"balance", 5}}.dump(),
-                 "admin", 20s);
+  return c->call("bank.open", nlohmann::json{{"account", account}, {"balance", 5}}.dump(), "admin",
+                 20s);
 }
 
 /// A TLS client made with OpenSSL alone that trusts the CA but presents no certificate
@@ -285,8 +285,7 @@ TEST_SUITE("node.tls") {
       CHECK_FALSE(certless_client_gets_data(n.port(), c.ca, &reason));
       INFO("client saw: " << reason);
       auto text = log.wait_for("did not return a certificate");
-      CHECK_MESSAGE(text.find("comb: TLS: refused connection from 127.0.0.1:")
-                      != std::string::npos,
+      CHECK_MESSAGE(text.find("comb: TLS: refused connection from 127.0.0.1:") != std::string::npos,
                     text);
       CHECK_MESSAGE(text.find("did not return a certificate") != std::string::npos, text);
     }
@@ -307,20 +306,22 @@ TEST_SUITE("node.tls") {
       auto r = open_account(*rogue.sys, n.port(), rogue.tls, "mallory");
       REQUIRE_FALSE(r);
       // It rejects the node's certificate itself, and says so.
-      CHECK_MESSAGE(describe(r.error()).find("certificate verify failed") != std::string::npos,
+      CHECK_MESSAGE(describe(r.error()).find("peer certificate rejected") != std::string::npos,
                     describe(r.error()));
       auto text = log.wait_for("refused connection from");
       CHECK_MESSAGE(text.find("refused connection from 127.0.0.1:") != std::string::npos, text);
     }
     SUBCASE("a plain-TCP client") {
-      runtime::system_config pcfg{2};
-      caf::actor_system psys{pcfg};
-      auto start = std::chrono::steady_clock::now();
-      auto r = runtime::client::connect(psys, {"127.0.0.1", n.port()}, 2s);
-      REQUIRE_FALSE(r);
-      CHECK(std::chrono::steady_clock::now() - start < 15s);
-      CHECK_MESSAGE(describe(r.error()).find("TLS") != std::string::npos, describe(r.error()));
-      auto text = log.wait_for("does not speak TLS");
+      {
+        runtime::system_config pcfg{2};
+        caf::actor_system psys{pcfg};
+        auto start = std::chrono::steady_clock::now();
+        auto r = runtime::client::connect(psys, {"127.0.0.1", n.port()}, 2s);
+        REQUIRE_FALSE(r);
+        CHECK(std::chrono::steady_clock::now() - start < 15s);
+        CHECK_MESSAGE(describe(r.error()).find("TLS") != std::string::npos, describe(r.error()));
+      } // the client gives up and closes its connection: the node logs it then
+      auto text = log.wait_for("refused connection from");
       CHECK_MESSAGE(text.find("refused connection from 127.0.0.1:") != std::string::npos, text);
     }
     // Whatever was refused, the node still serves the cluster's client.
@@ -397,7 +398,6 @@ TEST_SUITE("node.tls") {
     nc.tls = c.node_tls();
     auto n = runtime::node::start(sys, nc, bank_procs());
     REQUIRE_FALSE(n);
-    CHECK_MESSAGE(describe(n.error()).find("set_tls") != std::string::npos,
-                  describe(n.error()));
+    CHECK_MESSAGE(describe(n.error()).find("set_tls") != std::string::npos, describe(n.error()));
   }
 }
