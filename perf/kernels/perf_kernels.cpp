@@ -75,25 +75,36 @@ tensor rnd_ids(const shape& s, std::mt19937_64& rng, int32_t n) {
   return t;
 }
 
-/// Median milliseconds of a and of b, run alternately (one warm-up each), so that load from
-/// other processes on a shared machine hits both alike.
-std::pair<double, double> paired_ms(const std::function<void()>& a, const std::function<void()>& b,
-                                    int n) {
-  a();
-  b();
-  std::vector<double> ta, tb;
-  for (int i = 0; i < n; ++i) {
-    for (auto* f : {&a, &b}) {
+/// Turns of a and of b, alternating which goes first, so that load from other processes on
+/// a shared machine hits both alike. A turn is a pause (OpenBLAS's idle workers spin for
+/// about 0.1 s after a call and would slow whatever runs next), one untimed run, then three
+/// timed runs back to back; each turn gives its median.
+std::pair<comb::perf::turns, comb::perf::turns> paired_ms(const std::function<void()>& a,
+                                                          const std::function<void()>& b, int n) {
+  comb::perf::turns ta, tb;
+  auto turn = [](const std::function<void()>& f, comb::perf::turns& out) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    f();
+    std::vector<double> t;
+    for (int r = 0; r < 3; ++r) {
       auto t0 = std::chrono::steady_clock::now();
-      (*f)();
-      double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      (f == &a ? ta : tb).push_back(ms);
+      f();
+      t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    out.add(t[1]);
+  };
+  for (int i = 0; i < n; ++i) {
+    if (i % 2 == 0) {
+      turn(a, ta);
+      turn(b, tb);
+    } else {
+      turn(b, tb);
+      turn(a, ta);
     }
   }
-  std::sort(ta.begin(), ta.end());
-  std::sort(tb.begin(), tb.end());
-  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+  return {ta, tb};
 }
 
 /// A plain row-major sgemm m x n x k on contiguous operands, `times` in a row.
@@ -129,18 +140,21 @@ void must(const caf::expected<T>& r, const char* what) {
 void gemm_row(const std::string& name, const std::function<void()>& op, int64_t m, int64_t n,
               int64_t k, int times, int r) {
   sgemm_baseline base(m, n, k, times);
-  auto [ms, bms] = paired_ms(
+  auto [top, tbase] = paired_ms(
     op, [&] { base(); }, r);
+  double ms = top.median(), bms = tbase.median();
   double flops = 2.0 * m * n * k * times;
-  std::printf("%-32s %8.3f ms %7.2f GFLOP/s | %dx sgemm %5ldx%4ldx%4ld %8.3f ms %7.2f GFLOP/s "
+  std::printf("%-32s %s ms %7.2f GFLOP/s | %dx sgemm %5ldx%4ldx%4ld %s ms %7.2f GFLOP/s "
               "| ratio %.2f\n",
-              name.c_str(), ms, flops / ms / 1e6, times, static_cast<long>(m), static_cast<long>(n),
-              static_cast<long>(k), bms, flops / bms / 1e6, bms / ms);
+              name.c_str(), top.str().c_str(), flops / ms / 1e6, times, static_cast<long>(m),
+              static_cast<long>(n), static_cast<long>(k), tbase.str().c_str(), flops / bms / 1e6,
+              bms / ms);
 }
 
 void bench_gemm_ops(const options& o) {
-  std::printf("\n== GEMM-shaped ops vs OpenBLAS sgemm of the same shape, timed alternately "
-              "(ratio = sgemm ms / op ms; goal >= 0.70)\n");
+  std::printf(
+    "\n== GEMM-shaped ops vs OpenBLAS sgemm of the same shape, timed alternately "
+    "in turns after a pause (median [range] of turns; ratio = sgemm ms / op ms; goal >= 0.9)\n");
   std::mt19937_64 rng(1);
   auto& b = cpu();
   int r = reps(o);
