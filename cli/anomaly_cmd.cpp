@@ -70,6 +70,7 @@ struct common_args {
   int attack_copies = 2;
   int benign_copies = 1;
   std::string site_benign;
+  std::string site_train = "on";
   double target_fp = 0.006;
 };
 
@@ -141,9 +142,15 @@ void add_common(CLI::App* c, common_args& a) {
     ->capture_default_str();
   c->add_option("--site-benign", a.site_benign,
                 "raw HTTP requests of another site, all benign (Nectar's benign sessions, "
-                "written by `comb anomaly site-benign`): never trained on; the saved "
-                "threshold also keeps false positives on them at the target (their "
-                "calibration-use and train-use lines), and `eval --ood` reports them");
+                "written by apps/anomaly/site_benign.sh), split by a hash of each request "
+                "(60/20/20): train-use ones are trained on (see --site-train), calibration-use "
+                "ones hold the saved threshold's false positives at the target too, test-use "
+                "ones are reported by `eval --ood --ood-lines test`");
+  c->add_option("--site-train", a.site_train,
+                "with --site-benign: train on its train-use requests, as normal and with the "
+                "payload lines put into them (off: they calibrate too, never trained on)")
+    ->check(CLI::IsMember({"on", "off"}))
+    ->capture_default_str();
   c->add_option("--target-fp", a.target_fp,
                 "false-positive target of the saved threshold on each calibration group "
                 "(a margin under the 1% goal, for traffic calibration did not see)")
@@ -269,8 +276,13 @@ std::vector<const http_request*> pointers(const std::vector<http_request>& rs) {
   return out;
 }
 
-// The site's requests are never trained on: all but the test-use ones calibrate.
-const std::vector<line_use> site_calibration_uses{line_use::train, line_use::calibration};
+/// The site's requests that calibrate: calibration-use ones; train-use ones too when they
+/// were not trained on.
+std::vector<line_use> site_calibration_uses(const common_args& a) {
+  if (a.site_train == "on")
+    return {line_use::calibration};
+  return {line_use::train, line_use::calibration};
+}
 
 void check_args(const common_args& a) {
   if (a.vocab < 258 || a.vocab > (1u << 20))
@@ -308,7 +320,12 @@ void run_train(const common_args& a, const std::string& out) {
   auto ds = load_data(a);
   auto payloads = load_payloads(a);
   auto aug = make_augment(a, payloads ? &*payloads : nullptr);
-  auto site = load_site(a, site_calibration_uses);
+  std::vector<http_request> site_train;
+  if (a.site_train == "on" && payloads) {
+    site_train = load_site(a, {line_use::train});
+    aug.site = pointers(site_train);
+  }
+  auto site = load_site(a, site_calibration_uses(a));
   auto t = train_detector(ds, make_config(a), a.validation, make_train_options(a), aug, a.target_fp,
                           pointers(site));
   if (!t)
@@ -340,7 +357,7 @@ void run_calibrate(const common_args& a, const std::string& in, const std::strin
   auto payloads = load_payloads(a);
   if (!payloads)
     fail("calibrate needs the payload sets (--payloads DIR, not 'none')");
-  auto site = load_site(a, site_calibration_uses);
+  auto site = load_site(a, site_calibration_uses(a));
   auto held = held_out_normal(ds, a.validation, a.seed);
   auto c = calibrate(*d, held, *payloads, a.target_fp, a.seed + 29, pointers(site));
   if (!c)

@@ -27,23 +27,35 @@ caf::expected<std::vector<labeled_request>> augmentation(
   for (auto& s : opts.payloads->attacks)
     if (std::find(opts.holdout.begin(), opts.holdout.end(), s.name) == opts.holdout.end())
       attacks.push_back(s);
-  injection_options io;
-  io.uses = {line_use::train};
-  io.seed = opts.seed;
-  io.copies = opts.attack_copies;
-  auto a = inject_sets(bases, attacks, io);
-  if (!a)
-    return a.error();
-  io.copies = opts.benign_copies;
-  io.seed = opts.seed + 1;
-  auto b = inject_sets(bases, opts.payloads->benign, io);
-  if (!b)
-    return b.error();
-  out.reserve(a->size() + b->size());
-  for (auto& r : *a)
-    out.push_back(std::move(r.request));
-  for (auto& r : *b)
-    out.push_back(std::move(r.request));
+  auto inject = [&](const std::vector<const http_request*>& into, int attack_copies,
+                    int benign_copies, uint64_t seed) -> caf::error {
+    injection_options io;
+    io.uses = {line_use::train};
+    io.seed = seed;
+    io.copies = attack_copies;
+    auto a = inject_sets(into, attacks, io);
+    if (!a)
+      return a.error();
+    io.copies = benign_copies;
+    io.seed = seed + 1;
+    auto b = inject_sets(into, opts.payloads->benign, io);
+    if (!b)
+      return b.error();
+    out.reserve(out.size() + a->size() + b->size());
+    for (auto& r : *a)
+      out.push_back(std::move(r.request));
+    for (auto& r : *b)
+      out.push_back(std::move(r.request));
+    return {};
+  };
+  if (auto err = inject(bases, opts.attack_copies, opts.benign_copies, opts.seed))
+    return err;
+  if (!opts.site.empty()) {
+    for (auto* r : opts.site)
+      out.push_back(labeled_request{{}, *r, 0, 0});
+    if (auto err = inject(opts.site, opts.site_copies, opts.site_copies, opts.seed + 7))
+      return err;
+  }
   return out;
 }
 

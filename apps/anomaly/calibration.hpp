@@ -25,11 +25,18 @@ struct augment_options {
   int attack_copies = 2;
   int benign_copies = 1;
   uint64_t seed = 1;
+  /// Benign requests of another site (Nectar's benign sessions): each is added to training
+  /// as normal, and the same payload lines are also put into them (`site_copies` requests
+  /// per line), so that the model learns that site's normal traffic and the attacks in it,
+  /// not "another site" as an anomaly.
+  std::vector<const http_request*> site;
+  int site_copies = 1;
 };
 
 /// Requests for training: the train-use lines (use_of) of the attack families not held out
 /// and of every benign set, each put into requests drawn from `bases` (CSIC normal requests
-/// of the training part). Errors: those of inject_sets; errc::invalid_argument naming a
+/// of the training part); with `opts.site`, those requests as normal and the same lines put
+/// into them too. Errors: those of inject_sets; errc::invalid_argument naming a
 /// held-out family the payloads do not have.
 caf::expected<std::vector<labeled_request>> augmentation(
   const std::vector<const http_request*>& bases, const augment_options& opts);
