@@ -172,6 +172,32 @@ TEST_SUITE("apps.anomaly.calibration") {
     CHECK(s->describe().find("another site") != std::string::npos);
   }
 
+  TEST_CASE("augmentation with another site: its requests as normal, the lines put into them") {
+    tiny_dir dir;
+    auto sets = load_payload_dir(dir.path.string());
+    REQUIRE(sets);
+    auto reqs = base_requests();
+    augment_options o;
+    o.payloads = &*sets;
+    o.attack_copies = o.benign_copies = o.site_copies = 1;
+    auto plain = augmentation({&reqs[0]}, o);
+    REQUIRE(plain);
+    REQUIRE_FALSE(plain->empty());
+    o.site = {&reqs[1]};
+    auto with = augmentation({&reqs[0]}, o);
+    REQUIRE(with);
+    // The same lines again, into the site's request, and the site's request itself.
+    CHECK(with->size() == 2 * plain->size() + 1);
+    size_t site_normal = 0, into_site = 0;
+    for (auto& r : *with) {
+      bool site_path = r.request.url.find("p.jsp") != std::string::npos;
+      site_normal += site_path && r.label == 0 && r.request.body == reqs[1].body ? 1 : 0;
+      into_site += site_path ? 1 : 0;
+    }
+    CHECK(site_normal >= 1);
+    CHECK(into_site == plain->size() + 1);
+  }
+
   TEST_CASE("the OOD suite and table: every family and set, all and non-Latin rows") {
     tiny_dir dir;
     auto sets = load_payload_dir(dir.path.string());
