@@ -59,6 +59,23 @@ double time_ms(const std::function<void()>& fn, int n) {
   return t[t.size() / 2];
 }
 
+/// Pause before each turn: the other side's idle threads spin for a while after its work
+/// (OpenBLAS's workers for about 0.1 s) and would slow this side's runs.
+constexpr int settle_ms = 200;
+
+/// Timed runs in one turn of one side (after one untimed run).
+constexpr int runs_per_turn = 3;
+
+void settle() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+}
+
+/// One turn of fn: a pause, one untimed run, runs_per_turn timed runs; their median (ms).
+double turn_ms(const std::function<void()>& fn) {
+  settle();
+  return time_ms(fn, runs_per_turn);
+}
+
 tensor rnd(const shape& s, std::mt19937_64& rng) {
   auto t = tensor::zeros(s);
   std::uniform_real_distribution<float> d(-1, 1);
@@ -76,32 +93,17 @@ tensor rnd_ids(const shape& s, std::mt19937_64& rng, int32_t n) {
 }
 
 /// Turns of a and of b, alternating which goes first, so that load from other processes on
-/// a shared machine hits both alike. A turn is a pause (OpenBLAS's idle workers spin for
-/// about 0.1 s after a call and would slow whatever runs next), one untimed run, then three
-/// timed runs back to back; each turn gives its median.
+/// a shared machine hits both alike; each turn (turn_ms) gives its median.
 std::pair<comb::perf::turns, comb::perf::turns> paired_ms(const std::function<void()>& a,
                                                           const std::function<void()>& b, int n) {
   comb::perf::turns ta, tb;
-  auto turn = [](const std::function<void()>& f, comb::perf::turns& out) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    f();
-    std::vector<double> t;
-    for (int r = 0; r < 3; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      f();
-      t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    out.add(t[1]);
-  };
   for (int i = 0; i < n; ++i) {
     if (i % 2 == 0) {
-      turn(a, ta);
-      turn(b, tb);
+      ta.add(turn_ms(a));
+      tb.add(turn_ms(b));
     } else {
-      turn(b, tb);
-      turn(a, ta);
+      tb.add(turn_ms(b));
+      ta.add(turn_ms(a));
     }
   }
   return {ta, tb};
@@ -358,21 +360,6 @@ private:
   bool ready_ = false;
 };
 
-/// Pause before each turn (see model_row).
-constexpr int settle_ms = 200;
-
-/// Timed runs in one turn of one side (after one untimed run).
-constexpr int runs_per_turn = 3;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-void settle() {
-  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
-}
-
 /// The PyTorch baseline alone (docs/BENCHMARKING.md): its own process, started before
 /// Comb's models run and while Comb's pools sleep, the same threads, the environment it would
 /// have alone (comb::perf::baseline_env) plus `extra_env`, `iters` back-to-back runs per case
@@ -419,18 +406,7 @@ void model_row(const std::string& name, const std::function<void()>& comb_fn, do
                torch_server& torch, const comb::perf::turns* alone, int rounds) {
   comb_fn();
   comb::perf::turns tc, tt;
-  auto comb_turn = [&] {
-    settle();
-    comb_fn();
-    std::vector<double> t;
-    for (int r = 0; r < runs_per_turn; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      comb_fn();
-      t.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    }
-    tc.add(median(t));
-  };
+  auto comb_turn = [&] { tc.add(turn_ms(comb_fn)); };
   for (int i = 0; i < rounds; ++i) {
     if (i % 2)
       comb_turn();
