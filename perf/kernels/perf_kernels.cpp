@@ -475,8 +475,9 @@ void bench_models(const options& o, int threads) {
   };
   // In the harness PyTorch waits as it did faster alone, for most cases.
   bool passive = 2 * passive_better > static_cast<int>(names.size());
-  std::printf("  (PyTorch in the harness with OMP_WAIT_POLICY %s)\n",
-              passive ? "PASSIVE" : "as default");
+  if (o.torch)
+    std::printf("  (PyTorch in the harness with OMP_WAIT_POLICY %s)\n",
+                passive ? "PASSIVE" : "as default");
   torch_server torch(o, names, threads, passive);
   std::mt19937_64 rng(3);
   if (o.wants("mlp")) {
