@@ -244,6 +244,45 @@ TEST_SUITE("apps.nectar.traffic") {
     CHECK(server.posts_logged_in > 0);
   }
 
+  TEST_CASE("log_in_first: every session registers before the clock, outside the counts") {
+    auto p = payload_lists::load(payload_dir());
+    REQUIRE(p);
+    recording_server server;
+    REQUIRE(server.port > 0);
+    test::temp_dir dir;
+    traffic_options o;
+    o.target = "127.0.0.1:" + std::to_string(server.port);
+    o.rate = 40;
+    o.duration_s = 1;
+    o.attack_share = 0;
+    o.seed = 3;
+    o.connections = 2; // 2 * 4 + 4 = 12 simulated browsers
+    o.truth_file = dir.path() + "/truth.jsonl";
+    o.log_in_first = true;
+    auto stats = run_traffic(o, *p);
+    REQUIRE_MESSAGE(stats, test::why(stats));
+    CHECK(stats->sent == 40);
+    CHECK(stats->answered == 40);
+    CHECK(stats->warmup > 0);
+    auto lines = lines_of(o.truth_file);
+    CHECK(lines.size() == stats->sent + stats->warmup);
+    uint64_t warm = 0, warm_registers = 0, timed_registers = 0;
+    for (auto& l : lines) {
+      auto t = truth_record::parse(l);
+      REQUIRE_MESSAGE(t, test::why(t));
+      bool is_warm = t->trace_id.find("-w") != std::string::npos;
+      bool registers = t->placement == "register" || t->placement == "register_form";
+      warm += is_warm ? 1 : 0;
+      warm_registers += is_warm && t->placement == "register" ? 1 : 0;
+      timed_registers += !is_warm && registers ? 1 : 0;
+    }
+    CHECK(warm == stats->warmup);
+    CHECK(warm_registers == 12); // each browser once, before the clock
+    CHECK(timed_registers == 0); // so the timed traffic is that of users already in
+    std::lock_guard<std::mutex> g{server.mu};
+    CHECK(server.logins_with_csrf >= 12);
+  }
+
   TEST_CASE("report arithmetic on a hand-made store") {
     test::temp_dir dir;
     auto sql = dir.path() + "/store.sqlite";
