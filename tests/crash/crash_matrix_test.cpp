@@ -15,6 +15,7 @@
 #include "storage/sql_store.hpp"
 #include "storage/transaction.hpp"
 #include "tests/client_util.hpp"
+#include "tests/crash/crash_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -52,23 +53,6 @@ std::vector<std::string> node_argv(const std::string& data, int port) {
           "sync",
           "--partitions",
           "2"};
-}
-
-// Runs the comb binary to its end; its exit code and output.
-std::pair<int, std::string> run_comb(const std::vector<std::string>& args, const std::string& out) {
-  std::vector<std::string> argv{test::comb_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  test::child_process p{argv, out};
-  int status = p.wait();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(out)};
-}
-
-// The wait status of `p` once it ends, or -1 when it runs past `timeout`.
-int wait_exit(test::child_process& p, std::chrono::milliseconds timeout) {
-  int status = -1;
-  test::wait_until([&] { return ::waitpid(p.pid(), &status, WNOHANG) == p.pid(); }, timeout,
-                   "the node to end");
-  return status;
 }
 
 // What the clients of one run were told.
@@ -143,7 +127,7 @@ void check_point(caf::actor_system& sys, const point& p) {
                                "COMB_KILL_AFTER=" + std::to_string(p.after)});
     test::child_process node{argv, dir.path() + "/node1.log"};
     std::thread loader{[&] { load(sys, port, ack, done); }};
-    int status = wait_exit(node, std::chrono::seconds{60});
+    int status = test::wait_exit(node, std::chrono::seconds{60});
     if (status == -1)
       node.kill(SIGKILL);
     loader.join();
@@ -152,9 +136,9 @@ void check_point(caf::actor_system& sys, const point& p) {
                                                  << test::read_file(dir.path() + "/node1.log"));
     // The point was reached: the node killed itself there (not a crash elsewhere, not a
     // clean exit, not a kill by this test).
-    CHECK_MESSAGE((status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL),
-                  "status " << status << "; node log:\n"
-                            << test::read_file(dir.path() + "/node1.log"));
+    CHECK_MESSAGE(test::killed_at_point(status), "status "
+                                                   << status << "; node log:\n"
+                                                   << test::read_file(dir.path() + "/node1.log"));
   }
   MESSAGE(name << ": " << ack.accounts.size() << " accounts and " << ack.transfers.size()
                << " transfers acknowledged before the kill");
@@ -200,10 +184,7 @@ void check_point(caf::actor_system& sys, const point& p) {
 
   // The log is whole: verify with the database's end, lsns dense from 1, every acknowledged
   // transfer committed in it exactly once.
-  auto [vrc, vout] = run_comb({"log", "verify", "--log", log_dir, "--data", data},
-                              dir.path() + "/verify.txt");
-  CHECK_MESSAGE(vrc == 0, vout);
-  CHECK_MESSAGE(vout.rfind("ok: ", 0) == 0, vout);
+  test::check_verify(dir.path(), data, log_dir);
   uint64_t next = 1, last = 0;
   std::map<std::string, int> logged; // transfer id -> committed invocations
   auto reader = test::must(storage::log_reader::open(log_dir));
@@ -240,18 +221,7 @@ void check_point(caf::actor_system& sys, const point& p) {
   }
 
   // Replay gives the database's digest.
-  auto [rrc, rout] = run_comb({"replay", "--log", log_dir, "--into", dir.path() + "/replayed",
-                               "--data", data},
-                              dir.path() + "/replay.txt");
-  REQUIRE_MESSAGE(rrc == 0, rout);
-  auto [drc, dout] = run_comb({"digest", "--data", data}, dir.path() + "/digest.txt");
-  REQUIRE_MESSAGE(drc == 0, dout);
-  auto digest_line = [](const std::string& out) {
-    auto at = out.find("digest ");
-    return at == std::string::npos ? std::string{"(none)"}
-                                   : out.substr(at, out.find('\n', at) - at);
-  };
-  CHECK_MESSAGE(digest_line(rout) == digest_line(dout), rout << "\n" << dout);
+  test::check_replay_digest(dir.path(), data, log_dir);
 }
 
 } // namespace
