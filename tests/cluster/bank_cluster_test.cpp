@@ -211,8 +211,8 @@ TEST_SUITE("cluster.bank") {
         REQUIRE_MESSAGE(r, a << ": " << test::why(r));
         l.balance[a] = opening;
       }
-      // Load through both nodes; each client moves money among one node's accounts, the
-      // second one's through n1 (routed to n2).
+      // Load through both nodes: each client moves money among the accounts of the node it
+      // is connected to.
       std::atomic<bool> stop{false};
       std::thread t1{[&] { transfer_loop(*c1, on[0], "a", l, stop); }};
       std::thread t2{[&] { transfer_loop(*c2, on[1], "b", l, stop); }};
