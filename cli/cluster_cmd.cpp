@@ -82,7 +82,7 @@ void run_cluster_status(const cluster_opts& o) {
       if (j.contains("version"))
         std::cout << ", version " << j["version"].get<std::string>();
       if (j.contains("provenance") && j["provenance"].is_object())
-        std::cout << ", provenance " << j["provenance"].dump();
+        std::cout << ", provenance log " << j["provenance"].value("log", "");
       if (j.contains("error"))
         std::cout << " (" << j.value("error", "") << ")";
       std::cout << "\n";

@@ -298,8 +298,8 @@ void run_status(const status_opts& o) {
     std::cout << info.dump(2) << std::endl;
     return;
   }
-  std::cout << "node " << info.value("name", "?") << ": " << info.value("partitions", 0)
-            << " partition(s), " << info.value("durability", "?") << ", data "
+  std::cout << "node " << info.value("name", "?") << ": partitions "
+            << info.value("owned", std::string{"?"}) << " of " << info.value("partitions", 0) << ", " << info.value("durability", "?") << ", data "
             << info.value("data_dir", "?") << "\n";
   auto ob = info.value("outbox", nlohmann::json::object());
   if (!ob.contains("compute")) {

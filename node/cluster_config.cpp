@@ -77,17 +77,19 @@ std::optional<std::string> slurp(const fs::path& p) {
   return ss.str();
 }
 
-// Resolves `p` against the config file's folder (relative paths) and checks it is readable.
-caf::expected<std::string> readable_file(const std::string& origin, const std::string& p) {
-  fs::path path{p};
-  if (path.is_relative())
-    path = fs::path{origin}.parent_path() / path;
+// Resolves `p` against the config file's folder (relative paths) into `path`; the problem
+// when it is not a readable file, "" otherwise.
+std::string readable_file(const std::string& origin, const std::string& p, std::string& path) {
+  fs::path full{p};
+  if (full.is_relative())
+    full = fs::path{origin}.parent_path() / full;
+  path = full.string();
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec))
-    return make_error(errc::bad_config, path.string() + " does not exist or is not a file");
-  if (!std::ifstream{path})
-    return make_error(errc::bad_config, path.string() + " cannot be read");
-  return path.string();
+  if (!fs::is_regular_file(full, ec))
+    return path + " does not exist or is not a file";
+  if (!std::ifstream{full})
+    return path + " cannot be read";
+  return {};
 }
 
 } // namespace
@@ -155,14 +157,14 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
       auto v = s.value<std::string>();
       if (!v)
         return bad("[cluster] secret_file", "must be a path string");
-      auto path = readable_file(origin, *v);
-      if (!path)
-        return bad("[cluster] secret_file", describe(path.error()));
-      auto body = slurp(*path);
+      std::string path;
+      if (auto why = readable_file(origin, *v, path); !why.empty())
+        return bad("[cluster] secret_file", why);
+      auto body = slurp(path);
       while (body && !body->empty() && (body->back() == '\n' || body->back() == '\r'))
         body->pop_back();
       if (!body || body->empty())
-        return bad("[cluster] secret_file", *path + " is empty");
+        return bad("[cluster] secret_file", path + " is empty");
       cfg.secret = *body;
     }
     if (auto t = (*c)["tls"]) {
@@ -177,10 +179,8 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
         auto v = (*tt)[key].value<std::string>();
         if (!v)
           return bad(std::string{"[cluster.tls] "} + key, "missing (a path to a PEM file)");
-        auto path = readable_file(origin, *v);
-        if (!path)
-          return bad(std::string{"[cluster.tls] "} + key, describe(path.error()));
-        *out = *path;
+        if (auto why = readable_file(origin, *v, *out); !why.empty())
+          return bad(std::string{"[cluster.tls] "} + key, why);
       }
       cfg.tls = files;
     }

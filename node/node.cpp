@@ -201,6 +201,11 @@ std::string node::info() const {
                           {"address", p.address.to_string()},
                           {"partitions", describe_partitions(p.partitions)}});
   j["durability"] = storage::to_string(cfg_.durability);
+#ifdef COMB_VERSION
+  j["version"] = COMB_VERSION;
+#endif
+  if (!cfg_.provenance_dir.empty())
+    j["provenance"] = {{"log", cfg_.provenance_dir}, {"spool", cfg_.spool_file}};
   j["data_dir"] = cfg_.data_dir;
   j["procedures"] = procs_ ? procs_->names() : std::vector<std::string>{};
   j["tables"] = db_ ? db_->tables() : std::vector<std::string>{};

@@ -55,7 +55,8 @@ TEST_SUITE("node.cluster_config") {
           != std::string::npos);
     CHECK(error_of("[[node]]\nname='a'\ndata='d'\ncolour='red'").find("unknown key 'colour'")
           != std::string::npos);
-    CHECK(error_of("[[node]]\nname='a'\ndata='d'\n[[node]]\nname='a'\ndata='e'").find("duplicate")
+    CHECK(error_of("[[node]]\nname='a'\ndata='d'\nlisten='1.2.3.4:1'\n[[node]]\nname='a'\ndata='e'")
+            .find("duplicate")
           != std::string::npos);
     CHECK(error_of("[[node]]\nname='a'\ndata='d'\nroles=['chef']").find("roles")
           != std::string::npos);
@@ -129,8 +130,8 @@ TEST_SUITE("node.cluster_config") {
         "an integer 'partitions' only works");
     has(two("partitions=4", "partitions=[0,1]", ""), "node 'n2': missing 'partitions'");
     // bad host:port
-    has(two("partitions=4", "partitions=[0,1]", "partitions=[2,3]\nlisten='127.0.0.1:70000'"),
-        "node 'n2': 'listen'");
+    has("[cluster]\npartitions=2\n[[node]]\nname='n1'\nlisten='127.0.0.1:70000'\ndata='d'",
+        "node 'n1': 'listen'");
     // compute naming no compute node, or a node without the compute role
     has(two("partitions=4", "partitions=[0,1]\ncompute='n7'", "partitions=[2,3]"),
         "'compute' names 'n7', which is no node");
