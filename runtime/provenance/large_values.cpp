@@ -19,6 +19,14 @@ bool elide(json& j, const stored_check& stored) {
       changed = elide(v, stored) || changed;
     return changed;
   }
+  if (j.is_binary()) { // MessagePack rows hold bytes as binary
+    const auto& b = j.get_binary();
+    if (b.size() < elide_min_string)
+      return false;
+    auto digest = model_digest(reinterpret_cast<const char*>(b.data()), b.size());
+    j = json{{elided_key, {{"sha256", digest}, {"size", b.size()}, {"binary", true}}}};
+    return true;
+  }
   if (!j.is_string())
     return false;
   const auto& s = j.get_ref<const std::string&>();
@@ -60,7 +68,10 @@ caf::error restore(json& j, const elided_source& source, const std::string& path
     if (bytes->size() != size || model_digest(bytes->data(), bytes->size()) != sha)
       return make_error(errc::corrupt_data,
                         what + ", but the bytes found for it have another digest or size");
-    j = m.value("base64", false) ? base64_encode(*bytes) : std::move(*bytes);
+    if (m.value("binary", false))
+      j = json::binary_t{std::vector<uint8_t>(bytes->begin(), bytes->end())};
+    else
+      j = m.value("base64", false) ? base64_encode(*bytes) : std::move(*bytes);
     return {};
   }
   if (j.is_object()) {
@@ -85,6 +96,33 @@ std::optional<std::string> elide_large_values(std::string_view json_text, size_t
   if (j.is_discarded() || !elide(j, stored))
     return std::nullopt;
   return j.dump();
+}
+
+std::optional<std::string> elide_row_value(std::string_view value, bool is_row, size_t threshold) {
+  if (value.size() <= threshold)
+    return std::nullopt;
+  if (is_row) {
+    // A row keeps its small fields (what the SQL store's columns show); its long strings and
+    // bytes become digests.
+    auto j = json::from_msgpack(value, /*strict=*/true, /*allow_exceptions=*/false);
+    if (!j.is_discarded() && elide(j, {})) {
+      auto out = json::to_msgpack(j);
+      return std::string{out.begin(), out.end()};
+    }
+  }
+  // Raw bytes, or a row large only by its many small fields: one digest for the whole value.
+  auto out = json::to_msgpack(json{{elided_key,
+                                    {{"sha256", model_digest(value.data(), value.size())},
+                                     {"size", value.size()},
+                                     {"whole", true}}}});
+  return std::string{out.begin(), out.end()};
+}
+
+bool same_elided_value(std::string_view value, bool is_row, std::string_view logged) {
+  if (logged.find(elided_key) == std::string_view::npos)
+    return false;
+  auto now = elide_row_value(value, is_row, 0);
+  return now && *now == logged;
 }
 
 bool has_elided(const json& args) {

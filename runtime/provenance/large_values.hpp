@@ -6,7 +6,9 @@
 // log, and the SQL store. A base64 string (a chunk's "data") is digested as its decoded
 // bytes, so the record names the same digest as the bytes stored in the database; replay
 // takes them back from the source database's blobs tables by digest and size
-// (restore_elided). Arguments kept elsewhere in another form (decoded images) stay whole. Free
+// (restore_elided). Arguments kept elsewhere in another form (decoded images) stay whole.
+// Large row values a transaction wrote, and large message payloads, are logged the same way
+// (elide_row_value; messages are not replayed, and replay compares rows by digest). Free
 // functions; thread-safe.
 #pragma once
 
@@ -36,6 +38,17 @@ using stored_check = std::function<bool(std::string_view bytes)>;
 /// that replay finds them. nullopt when the text is kept as it is.
 std::optional<std::string> elide_large_values(std::string_view json_text, size_t threshold,
                                               const stored_check& stored = {});
+
+/// A row value a transaction wrote (MessagePack when `is_row`, else raw bytes) as provenance
+/// logs it when it is longer than `threshold`: a row's strings and bytes of at least
+/// elide_min_string replaced by digest and size (its other fields kept), or, for raw bytes
+/// or a row with no such field, the MessagePack of {"$comb_elided": {"sha256", "size",
+/// "whole": true}}. Replay re-executes the transaction and compares what it wrote with
+/// same_elided_value, so it needs no bytes back. nullopt when the value is logged whole.
+std::optional<std::string> elide_row_value(std::string_view value, bool is_row, size_t threshold);
+
+/// True when `logged` is what elide_row_value made of `value` (whatever its threshold was).
+bool same_elided_value(std::string_view value, bool is_row, std::string_view logged);
 
 /// True when `args` holds a value logged as its digest.
 bool has_elided(const nlohmann::json& args);

@@ -394,6 +394,14 @@ void provenance_recorder::before_commit(storage::transaction& txn, invocation_re
     if (auto small = elide_large_values(rec.args, opts_.elide_above, stored))
       rec.args = std::move(*small);
   }
+  // Large row values are logged as digests too: replay re-executes the transaction and
+  // compares what it writes by digest (same_elided_value). rec.changes is provenance's own
+  // copy: the transaction commits its write batch, not these.
+  if (opts_.elide_above > 0)
+    for (auto& c : rec.changes)
+      if (c.kind != row_change::op::del && c.value.size() > opts_.elide_above)
+        if (auto small = elide_row_value(c.value, c.is_row, opts_.elide_above))
+          c.value = std::move(*small);
   // The log's record, and [tag][lsn][record head] for the WAL: the head is the record without
   // its rows, which the transaction's WAL entry holds already (recovery takes them from there).
   // Both buffers keep their capacity from one transaction to the next.
@@ -456,7 +464,18 @@ void provenance_recorder::on_failed(const invocation_record& rec) {
 }
 
 void provenance_recorder::on_message(const message_record& msg) {
-  auto bytes = storage::encode(storage::to_log_record(msg));
+  // A message is never replayed: its large strings are logged as digest and size only.
+  std::optional<std::string> small;
+  if (opts_.elide_above > 0)
+    small = elide_large_values(msg.payload, opts_.elide_above);
+  message_record copy;
+  const message_record* m = &msg;
+  if (small) {
+    copy = msg;
+    copy.payload = std::move(*small);
+    m = &copy;
+  }
+  auto bytes = storage::encode(storage::to_log_record(*m));
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
   enqueue(lsn, bytes);

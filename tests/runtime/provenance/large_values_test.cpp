@@ -8,6 +8,7 @@
 #include "runtime/pieces/model_digest.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "runtime/provenance/large_values.hpp"
+#include "runtime/provenance/provenance_recorder.hpp"
 #include "runtime/provenance/replay.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
@@ -65,6 +66,29 @@ void add_note(runtime::procedure_registry& procs) {
             });
 }
 
+// t.big {seed}: writes a row with a 200 KiB string, 100 KiB of bytes and small fields, and
+// 100 KiB of raw bytes, all made from the seed (replay writes them again).
+void add_big(runtime::procedure_registry& procs) {
+  procs.add_table("t.big");
+  procs.add_table("t.raw");
+  procs.add("t.big",
+            [](runtime::call_context&, storage::transaction& txn,
+               const json& args) -> caf::expected<json> {
+              auto seed = args.at("seed").get<uint32_t>();
+              auto text = base64_encode(random_bytes(150 * 1024, seed));
+              auto bytes = random_bytes(100 * 1024, seed + 1);
+              json row{{"name", "x"},
+                       {"n", seed},
+                       {"text", text},
+                       {"bytes", json::binary_t{std::vector<uint8_t>(bytes.begin(), bytes.end())}}};
+              if (auto err = txn.put_row("t.big", "r" + std::to_string(seed), row))
+                return err;
+              if (auto err = txn.put("t.raw", "r" + std::to_string(seed), bytes))
+                return err;
+              return json{{"text_bytes", text.size()}};
+            });
+}
+
 std::string digest_of(const std::string& data) {
   storage::options opts;
   opts.create_if_missing = false;
@@ -76,6 +100,127 @@ std::string digest_of(const std::string& data) {
 } // namespace
 
 TEST_SUITE("runtime.provenance.large_values") {
+  TEST_CASE("large row values and message payloads are logged as digest and size; replay "
+            "compares rows by digest") {
+    test::temp_dir dir;
+    runtime::node_config cfg;
+    cfg.data_dir = dir.path() + "/data";
+    cfg.provenance_dir = dir.path() + "/log";
+    cfg.durability = storage::durability::async;
+    cfg.partitions = 2;
+    cfg.provenance_elide_bytes = 4096;
+    {
+      runtime::system_config sc{2};
+      caf::actor_system sys{sc};
+      auto procs = std::make_shared<runtime::procedure_registry>();
+      add_big(*procs);
+      auto n = test::must(runtime::node::start(sys, cfg, procs));
+      for (uint32_t seed : {1u, 2u})
+        test::must(n->call("t.big", {{"seed", seed}}, "admin"));
+    }
+    size_t big_records = 0;
+    auto reader = test::must(storage::log_reader::open(cfg.provenance_dir));
+    REQUIRE(!reader.for_each(0, [&](storage::log_record&& r) {
+      if (r.procedure != "t.big")
+        return true;
+      ++big_records;
+      auto seed = json::parse(r.payload).at("seed").get<uint32_t>();
+      auto text = base64_encode(random_bytes(150 * 1024, seed));
+      auto bytes = random_bytes(100 * 1024, seed + 1);
+      REQUIRE(r.changes.size() == 2);
+      for (auto& c : r.changes) {
+        CHECK_MESSAGE(c.value.size() < 1024, c.table << " logged " << c.value.size() << " bytes");
+        auto v = json::from_msgpack(c.value);
+        if (c.table == "t.big") {
+          CHECK(v["name"] == "x"); // small fields kept
+          CHECK(v["n"] == seed);
+          // The base64 text is digested as the bytes it encodes (as arguments are).
+          auto raw = random_bytes(150 * 1024, seed);
+          CHECK(v["text"][runtime::elided_key]["sha256"]
+                == runtime::model_digest(raw.data(), raw.size()));
+          CHECK(v["text"][runtime::elided_key]["base64"] == true);
+          CHECK(v["bytes"][runtime::elided_key]["sha256"]
+                == runtime::model_digest(bytes.data(), bytes.size()));
+          CHECK(v["bytes"][runtime::elided_key]["size"] == bytes.size());
+          CHECK(v["bytes"][runtime::elided_key]["binary"] == true);
+        } else {
+          CHECK(v[runtime::elided_key]["sha256"]
+                == runtime::model_digest(bytes.data(), bytes.size()));
+          CHECK(v[runtime::elided_key]["whole"] == true);
+        }
+      }
+      return true;
+    }));
+    CHECK(big_records == 2);
+
+    // Replay writes the whole values again and matches them with the log's digests.
+    runtime::procedure_registry procs;
+    add_big(procs);
+    runtime::replay_options ro;
+    ro.log_dir = cfg.provenance_dir;
+    ro.into_dir = dir.path() + "/replayed";
+    ro.source_data = cfg.data_dir;
+    auto rep = runtime::replay(procs, ro);
+    REQUIRE_MESSAGE(rep, test::why(rep));
+    CHECK(rep->digest == digest_of(cfg.data_dir));
+    // A value that differs from the one logged is still a divergence.
+    runtime::procedure_registry other;
+    other.add_table("t.big");
+    other.add_table("t.raw");
+    other.add("t.big",
+              [](runtime::call_context&, storage::transaction& txn,
+                 const json& args) -> caf::expected<json> {
+                auto seed = args.at("seed").get<uint32_t>();
+                auto bytes = random_bytes(100 * 1024, seed + 1);
+                bytes[5] ^= 1;
+                json row{{"name", "x"},
+                         {"n", seed},
+                         {"text", base64_encode(random_bytes(150 * 1024, seed))},
+                         {"bytes",
+                          json::binary_t{std::vector<uint8_t>(bytes.begin(), bytes.end())}}};
+                if (auto err = txn.put_row("t.big", "r" + std::to_string(seed), row))
+                  return err;
+                if (auto err = txn.put("t.raw", "r" + std::to_string(seed), bytes))
+                  return err;
+                return json{};
+              });
+    ro.into_dir = dir.path() + "/diverged";
+    auto bad = runtime::replay(other, ro);
+    REQUIRE(!bad);
+    CHECK(describe(bad.error()).find("replay diverged") != std::string::npos);
+
+    // A message's large payload: its long strings as digest and size.
+    {
+      storage::options so;
+      so.keep_wal_seconds = runtime::provenance_recorder::keep_wal_seconds;
+      auto db = test::must(storage::database::open(dir.path() + "/mdb", so));
+      runtime::provenance_recorder::options po;
+      po.log_dir = dir.path() + "/mlog";
+      po.elide_above = 4096;
+      auto rec = test::must(runtime::provenance_recorder::open(*db, po));
+      storage::message_record m;
+      m.kind = "function_call";
+      m.sender = "a";
+      m.receiver = "b";
+      m.payload = json{{"call", "k"}, {"input", std::string(50000, '-')}}.dump(); // not base64
+      rec->on_message(m);
+    }
+    size_t messages = 0;
+    auto mreader = test::must(storage::log_reader::open(dir.path() + "/mlog"));
+    REQUIRE(!mreader.for_each(0, [&](storage::log_record&& r) {
+      if (r.kind != storage::log_record::kind_t::message)
+        return true;
+      ++messages;
+      CHECK(r.payload.size() < 1024);
+      REQUIRE(r.payload.rfind("function_call ", 0) == 0); // "<kind> <payload>"
+      auto p = json::parse(r.payload.substr(14));
+      CHECK(p["call"] == "k");
+      CHECK(p["input"][runtime::elided_key]["size"] == 50000);
+      return true;
+    }));
+    CHECK(messages == 1);
+  }
+
   TEST_CASE("elide_large_values keeps small arguments and short strings, digests long ones") {
     json small{{"name", "m"}, {"data", std::string(100, 'x')}};
     CHECK(!runtime::elide_large_values(small.dump(), 64));
