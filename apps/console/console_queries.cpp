@@ -3,6 +3,8 @@
 
 #include "base/errc.hpp"
 
+#include <algorithm>
+
 namespace comb::apps::console {
 
 namespace {
@@ -82,6 +84,21 @@ caf::expected<overview_request> parse_overview_request(const json& j) {
     return bad("search text longer than " + std::to_string(max_filter_value) + " bytes");
   if (j.contains("filter"))
     q.filter = j["filter"];
+  for (auto* k : {"after", "before"}) {
+    if (!j.contains(k) || j[k].is_null())
+      continue;
+    // A cursor travels as the text the last page gave (numbers such as ts_ns need all 64
+    // bits, which a browser's numbers do not hold).
+    if (!j[k].is_string())
+      return bad(std::string("'") + k + "' must be a page cursor (text)");
+    auto c = json::parse(j[k].get<std::string>(), nullptr, /*allow_exceptions=*/false);
+    if (!c.is_array() || c.size() != 2 || !c[1].is_string()
+        || !(c[0].is_null() || c[0].is_number() || c[0].is_string()))
+      return bad(std::string("'") + k + "' is not a page cursor of the Overview");
+    (std::string(k) == "after" ? q.after : q.before) = c;
+  }
+  if (!q.after.is_null() && !q.before.is_null())
+    return bad("give 'after' or 'before', not both");
   return q;
 }
 
@@ -155,24 +172,96 @@ caf::expected<json> run_overview(readonly_db& db, const console_schema& schema,
                        + f("label") + " AS label, " + rule_expr(schema, cols) + " AS rule_label, "
                        + f("score") + " AS score, " + f("model_version") + " AS model_version, "
                        + f("cs_method") + " AS cs_method, " + f("sc_status") + " AS sc_status, "
-                       + f("cs_uri_stem") + " AS cs_uri_stem, " + f("c_ip") + " AS c_ip";
-  auto order = " ORDER BY " + schema.expr(*sort, cols) + (q.desc ? " DESC" : " ASC") + ", "
-               + f("request_id") + (q.desc ? " DESC" : " ASC");
-  auto sql = select + " FROM " + schema.from_clause(cols) + where->sql + order
-             + " LIMIT ? OFFSET ?";
-  auto params = where->params;
-  params.push_back(q.limit);
-  params.push_back(q.offset);
+                       + f("cs_uri_stem") + " AS cs_uri_stem, " + f("c_ip") + " AS c_ip, "
+                       + schema.expr(*sort, cols) + " AS sort_key";
+  auto sort_expr = schema.expr(*sort, cols);
+  auto id_expr = f("request_id");
+  // Keyset paging walks the order from a cursor row; a previous page is the next page of the
+  // reversed order, turned back. SQLite sorts NULL below every value.
+  json cursor = !q.after.is_null() ? q.after : q.before;
+  if (cursor.is_string()) // the text a page gave, passed on as it came
+    cursor = json::parse(cursor.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+  if (!cursor.is_null() && (!cursor.is_array() || cursor.size() != 2 || !cursor[1].is_string()))
+    return bad("not a page cursor of the Overview");
+  bool reversed = !q.before.is_null();
+  bool asc = q.desc == reversed;
+  auto order_by = [&](const std::string& s) {
+    auto dir = asc ? " ASC" : " DESC";
+    return " ORDER BY " + s + dir + ", " + id_expr + dir;
+  };
+  auto page_sql = [&](const std::string& cond) {
+    auto w = where->sql + (cond.empty() ? "" : (where->sql.empty() ? " WHERE " : " AND ") + cond);
+    return select + " FROM " + schema.from_clause(cols) + w;
+  };
+  std::string sql;
+  json params = where->params;
+  // After a non-NULL cursor in descending order the NULL rows come last: a second query tops
+  // the page up with them, so that each query can seek the sort column's index (an OR of
+  // both would scan).
+  std::string null_sql;
+  json null_params;
+  if (cursor.is_null()) {
+    sql = page_sql("") + order_by(sort_expr) + " LIMIT ? OFFSET ?";
+    params.push_back(q.limit);
+    params.push_back(q.offset);
+  } else {
+    const auto& v = cursor[0];
+    const auto& id = cursor[1];
+    auto S = sort_expr, R = id_expr;
+    if (!v.is_null()) {
+      auto cmp = asc ? ">" : "<";
+      sql = page_sql(S + (asc ? " >= ?" : " <= ?") + " AND (" + S + " " + cmp + " ? OR " + R + " "
+                     + cmp + " ?)");
+      params.push_back(v);
+      params.push_back(v);
+      params.push_back(id);
+      if (!asc) {
+        null_sql = page_sql(S + " IS NULL") + order_by(S) + " LIMIT ?";
+        null_params = where->params;
+      }
+    } else if (asc) {
+      sql = page_sql("((" + S + " IS NULL AND " + R + " > ?) OR " + S + " IS NOT NULL)");
+      params.push_back(id);
+    } else {
+      sql = page_sql(S + " IS NULL AND " + R + " < ?");
+      params.push_back(id);
+    }
+    sql += order_by(S) + " LIMIT ?";
+    params.push_back(q.limit);
+  }
   auto page = db.run(sql, params, {std::chrono::milliseconds(10000), 500});
   if (!page)
     return page.error();
+  if (!null_sql.empty() && static_cast<int64_t>(page->rows.size()) < q.limit) {
+    null_params.push_back(q.limit - static_cast<int64_t>(page->rows.size()));
+    auto rest = db.run(null_sql, null_params, {std::chrono::milliseconds(10000), 500});
+    if (!rest)
+      return rest.error();
+    for (auto& row : rest->rows)
+      page->rows.push_back(row);
+  }
+  if (reversed)
+    std::reverse(page->rows.begin(), page->rows.end());
   auto count_sql = "SELECT COUNT(*) FROM (SELECT 1 FROM " + schema.from_clause(cols) + where->sql
                    + " LIMIT " + std::to_string(overview_count_cap + 1) + ")";
   auto count = db.run(count_sql, where->params, {std::chrono::milliseconds(10000), 1});
   if (!count)
     return count.error();
   auto total = count->rows[0][0].get<int64_t>();
+  // The cursors of this page, for the browser's next and previous pages.
+  json first = nullptr, last = nullptr;
+  if (!page->rows.empty()) {
+    auto at = [&](const std::string& name) {
+      return static_cast<size_t>(std::find(page->columns.begin(), page->columns.end(), name)
+                                 - page->columns.begin());
+    };
+    auto sort_at = at("sort_key"), id_at = at("request_id");
+    first = json::array({page->rows.front()[sort_at], page->rows.front()[id_at]}).dump();
+    last = json::array({page->rows.back()[sort_at], page->rows.back()[id_at]}).dump();
+  }
   return json{{"ready", true},
+              {"first", first},
+              {"last", last},
               {"columns", page->columns},
               {"rows", page->rows},
               {"total", std::min(total, overview_count_cap)},

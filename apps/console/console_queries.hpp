@@ -26,6 +26,11 @@ struct overview_request {
   int64_t from_ns = 0, to_ns = 0; ///< time range from the Stats brush; 0 = open
   int64_t offset = 0;
   int64_t limit = 50; ///< 1..500
+  /// Keyset paging: the page after `after` or before `before` (each the cursor text a page
+  /// gave as `last` or `first`: [sort value, request id] of its last or first row), in the
+  /// same order; null: the page at `offset`. A deep page then costs what the
+  /// first does (an index seek), where OFFSET reads and drops every row before it.
+  nlohmann::json after, before;
 };
 
 /// Reads an overview_request from the browser's JSON, naming any bad member.
@@ -38,7 +43,8 @@ store_columns read_store_columns(readonly_db& db, const console_schema& schema);
 caf::expected<sql_fragment> overview_where(const overview_request& q, const console_schema& schema,
                                            const store_columns& cols, bool with_threshold);
 
-/// One page: {ready, columns, rows, total, total_capped, sql, params}. When the requests
+/// One page: {ready, first, last (page cursors), columns, rows, total, total_capped, sql,
+/// params}. When the requests
 /// table does not exist yet: {ready: false, message}.
 caf::expected<nlohmann::json> run_overview(readonly_db& db, const console_schema& schema,
                                            const overview_request& q);

@@ -116,6 +116,7 @@ struct console_server::impl {
   console_options opts;
   std::unique_ptr<accounts> users;
   session_store sessions;
+  login_throttle throttle;
   httplib::Server http;
   std::string warnings;
   fs::path static_dir;
@@ -315,10 +316,20 @@ struct console_server::impl {
         return;
       }
       auto user = field(f, "username");
+      auto now = wall_clock_ns();
+      if (auto wait = throttle.wait_s(user, req.remote_addr, now); wait > 0) {
+        res.set_header("Retry-After", std::to_string(wait));
+        login_page(res, 429, *s,
+                   "Too many failed logins for this account or from this address: try again in "
+                     + std::to_string((wait + 59) / 60) + " minute(s).");
+        return;
+      }
       if (user.size() > 64 || !users->check(user, field(f, "password"))) {
+        throttle.failed(user, req.remote_addr, now);
         login_page(res, 401, *s, "Wrong username or password.");
         return;
       }
+      throttle.succeeded(user);
       // A new id at login, so an id known before login is worth nothing after it.
       sessions.drop(s->id);
       auto fresh = sessions.create(user, wall_clock_ns());

@@ -1,6 +1,8 @@
 // Console sessions and CSRF tokens.
 #include "apps/console/sessions.hpp"
 
+#include <algorithm>
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -91,6 +93,44 @@ void session_store::drop(const std::string& id) {
 size_t session_store::size() {
   std::lock_guard<std::mutex> lock(mu_);
   return sessions_.size();
+}
+
+int64_t login_throttle::blocked_for(const std::string& key, int limit, int64_t now_ns) {
+  auto it = windows_.find(key);
+  if (it == windows_.end() || now_ns - it->second.start_ns >= limits_.window_ns
+      || it->second.failures < limit)
+    return 0;
+  auto left_ns = it->second.start_ns + limits_.window_ns - now_ns;
+  return (left_ns + 999999999) / 1000000000;
+}
+
+int64_t login_throttle::wait_s(const std::string& user, const std::string& address,
+                               int64_t now_ns) {
+  std::lock_guard<std::mutex> lock{mu_};
+  return std::max(blocked_for("u:" + user, limits_.per_user, now_ns),
+                  blocked_for("a:" + address, limits_.per_address, now_ns));
+}
+
+void login_throttle::failed(const std::string& user, const std::string& address, int64_t now_ns) {
+  std::lock_guard<std::mutex> lock{mu_};
+  for (auto key : {"u:" + user, "a:" + address}) {
+    auto& w = windows_[key];
+    if (now_ns - w.start_ns >= limits_.window_ns)
+      w = window{now_ns, 0};
+    ++w.failures;
+  }
+  while (windows_.size() > limits_.max_keys) {
+    auto oldest = windows_.begin();
+    for (auto it = windows_.begin(); it != windows_.end(); ++it)
+      if (it->second.start_ns < oldest->second.start_ns)
+        oldest = it;
+    windows_.erase(oldest);
+  }
+}
+
+void login_throttle::succeeded(const std::string& user) {
+  std::lock_guard<std::mutex> lock{mu_};
+  windows_.erase("u:" + user);
 }
 
 } // namespace comb::apps::console

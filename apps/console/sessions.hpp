@@ -51,6 +51,38 @@ private:
   std::map<std::string, session> sessions_;
 };
 
+/// How many failed logins are allowed before more attempts are refused for a while.
+struct throttle_limits {
+  int per_user = 5;     ///< failures per username (whether it exists or not)
+  int per_address = 20; ///< failures per client address, over all usernames
+  int64_t window_ns = int64_t{15} * 60 * 1000000000;
+  size_t max_keys = 20000; ///< the oldest windows go first past this
+};
+
+/// login_throttle: counts failed logins per username and per client address in fixed
+/// windows, so that guessing passwords online costs 15 minutes per few guesses. While a key
+/// is over its limit, logins are refused without checking the password (so a right guess
+/// tells nothing either). A good login clears its username's count. Thread-safe.
+class login_throttle {
+public:
+  explicit login_throttle(throttle_limits limits = {}) : limits_(limits) {}
+
+  /// Seconds until `user` from `address` may try again; 0: now.
+  int64_t wait_s(const std::string& user, const std::string& address, int64_t now_ns);
+  void failed(const std::string& user, const std::string& address, int64_t now_ns);
+  void succeeded(const std::string& user);
+
+private:
+  struct window {
+    int64_t start_ns = 0;
+    int failures = 0;
+  };
+  int64_t blocked_for(const std::string& key, int limit, int64_t now_ns);
+  throttle_limits limits_;
+  std::mutex mu_;
+  std::map<std::string, window> windows_;
+};
+
 /// `n` random bytes as hex.
 std::string random_token(size_t n = 32);
 

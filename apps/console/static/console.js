@@ -106,6 +106,12 @@
     to_ms: 0,
     offset: 0,
     limit: 50,
+    // Keyset paging: the cursor of the page to load ({after: ...} or {before: ...}), given by
+    // the page the user left; `offset` only counts rows for the "rows x-y" line. Any page at
+    // offset 0 is loaded without a cursor, so every reset of `offset` drops it.
+    cursor: null,
+    first: null,
+    last: null,
   };
 
   function setThreshold(v) {
@@ -164,8 +170,10 @@
     const body = {
       threshold: state.threshold, sort: state.sort, desc: state.desc, search: state.search,
       filter: state.filter, from_ms: state.from_ms, to_ms: state.to_ms,
-      offset: state.offset, limit: state.limit,
+      offset: 0, limit: state.limit,
     };
+    if (state.offset > 0 && state.cursor) Object.assign(body, state.cursor);
+    else if (state.offset > 0) body.offset = state.offset;
     const r = await api('/api/overview', body);
     if (seq !== overviewSeq) return; // a newer request is on its way
     const tbody = $('overview-body');
@@ -205,6 +213,8 @@
       }
       tbody.appendChild(tr);
     }
+    state.first = d.first;
+    state.last = d.last;
     const first = d.rows.length ? state.offset + 1 : 0;
     const last = state.offset + d.rows.length;
     const total = d.total_capped ? 'more than ' + d.total.toLocaleString() : d.total.toLocaleString();
@@ -228,10 +238,12 @@
   $('overview-refresh').addEventListener('click', () => loadOverview());
   $('page-prev').addEventListener('click', () => {
     state.offset = Math.max(0, state.offset - state.limit);
+    state.cursor = state.first ? { before: state.first } : null;
     loadOverview();
   });
   $('page-next').addEventListener('click', () => {
     state.offset += state.limit;
+    state.cursor = state.last ? { after: state.last } : null;
     loadOverview();
   });
   $('page-size').addEventListener('change', (e) => {

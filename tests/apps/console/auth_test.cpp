@@ -161,6 +161,7 @@ TEST_SUITE("apps.console.auth") {
     // A good login gets a new session id.
     auto ok = c.Post("/login", with_anon, "username=analyst&password=s3cret-pass&csrf=" + csrf,
                      "application/x-www-form-urlencoded");
+    // ... (it clears the one failure counted for 'analyst' above.)
     REQUIRE(ok);
     CHECK(ok->status == 303);
     auto cookie = cookie_of(ok);
@@ -214,8 +215,56 @@ TEST_SUITE("apps.console.auth") {
     CHECK(c.Get("/", h)->status == 303);
     CHECK(c.Post("/api/sql", good, R"({"sql":"SELECT 1"})", "application/json")->status == 401);
 
+    // Guessing: after 5 wrong passwords for one account, even the right one is refused for
+    // a while (429, Retry-After), without a word on whether it was right. (A fresh anonymous
+    // session: the one above became the login's.)
+    auto again = c.Get("/login");
+    REQUIRE(again);
+    with_anon = {{"Cookie", cookie_of(again)}};
+    csrf = csrf_of(again->body);
+    for (int i = 0; i < 5; ++i) {
+      auto bad_pw = c.Post("/login", with_anon,
+                           "username=analyst&password=guess-" + std::to_string(i) + "&csrf=" + csrf,
+                           "application/x-www-form-urlencoded");
+      REQUIRE(bad_pw);
+      CHECK(bad_pw->status == 401);
+    }
+    auto blocked = c.Post("/login", with_anon, "username=analyst&password=s3cret-pass&csrf=" + csrf,
+                          "application/x-www-form-urlencoded");
+    REQUIRE(blocked);
+    CHECK(blocked->status == 429);
+    CHECK(std::stoi(blocked->get_header_value("Retry-After")) > 800);
+    CHECK(blocked->body.find("Too many failed logins") != std::string::npos);
+    CHECK(blocked->get_header_value("Set-Cookie").empty()); // no session came of it
+
     server->stop();
     t.join();
+  }
+
+  TEST_CASE("the login throttle: per account and per address, in windows that end") {
+    throttle_limits l;
+    l.per_user = 3;
+    l.per_address = 5;
+    l.window_ns = 60'000'000'000;
+    login_throttle t{l};
+    int64_t now = 1'000'000'000'000;
+    for (int i = 0; i < 3; ++i) {
+      CHECK(t.wait_s("alice", "10.0.0.1", now) == 0);
+      t.failed("alice", "10.0.0.1", now);
+    }
+    CHECK(t.wait_s("alice", "10.0.0.1", now) == 60);
+    CHECK(t.wait_s("alice", "10.0.0.9", now + 30'000'000'000) == 30); // any address
+    CHECK(t.wait_s("bob", "10.0.0.1", now) == 0);                     // another account
+    t.failed("bob", "10.0.0.1", now);
+    t.failed("carol", "10.0.0.1", now);
+    CHECK(t.wait_s("dave", "10.0.0.1", now) == 60); // 5 failures from this address
+    CHECK(t.wait_s("dave", "10.0.0.2", now) == 0);
+    CHECK(t.wait_s("alice", "10.0.0.2", now + 60'000'000'000) == 0); // the window ended
+    t.failed("erin", "10.0.0.3", now);
+    t.succeeded("erin");
+    t.failed("erin", "10.0.0.3", now);
+    t.failed("erin", "10.0.0.3", now);
+    CHECK(t.wait_s("erin", "10.0.0.4", now) == 0); // the good login cleared the count
   }
 
 } // TEST_SUITE

@@ -197,11 +197,22 @@ await check('paging is done by the server: 50 rows a page, next and previous', a
   await page.click('th[data-key="ts_ns"] button');
   await waitInfo(new RegExp('rows 1–50 of ' + ROWS + '$'));
   const first = (await rowsOf())[0].ts_ns;
+  // Deep pages are keyset pages: 'next' asks for the rows after the last one shown.
+  const nextReq = page.waitForRequest((r) => r.url().endsWith('/api/overview'));
   await page.click('#page-next');
+  const sent = JSON.parse((await nextReq).postData());
+  assert(typeof sent.after === 'string' && sent.offset === 0, 'next page without a cursor: ' + JSON.stringify(sent));
   await waitInfo(/rows 51–100 of/);
   assert((await rowsOf())[0].ts_ns !== first, 'same page');
+  await page.click('#page-next');
+  await waitInfo(/rows 101–150 of/);
+  const prevReq = page.waitForRequest((r) => r.url().endsWith('/api/overview'));
+  await page.click('#page-prev');
+  assert(typeof JSON.parse((await prevReq).postData()).before === 'string', 'previous page without a cursor');
+  await waitInfo(/rows 51–100 of/);
   await page.click('#page-prev');
   await waitInfo(/rows 1–50 of/);
+  assert((await rowsOf())[0].ts_ns === first, 'back on page 1, not its first row');
 });
 
 await check('search inside the table', async () => {
