@@ -230,6 +230,15 @@ caf::expected<tensor_view> mlp_input(const task_tensors& t, const std::vector<te
   return x;
 }
 
+/// Whether a task asks for the class probabilities: an input tensor "with_probs" (u8 [1],
+/// nonzero).
+bool wants_probs(const std::vector<tensor_view>& views) {
+  for (auto& v : views)
+    if (v.spec->name == "with_probs")
+      return v.spec->type() == tensor_dtype::u8 && v.spec->numel() >= 1 && v.data[0] != 0;
+  return false;
+}
+
 /// Writes mlp_input's rows as f32 to `out` (n * in floats): u8 scaled by 1/255, f32 as is.
 void mlp_write_rows(const tensor_view& x, float* out) {
   auto count = static_cast<size_t>(x.spec->numel());
@@ -270,6 +279,7 @@ public:
     auto classes = m_.config().sizes.back();
     std::vector<tensor_view> inputs;
     std::vector<std::pair<size_t, int64_t>> valid; // (index in batch, rows)
+    std::vector<bool> with_probs;                  // per valid task
     int64_t total = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
       out.emplace_back(tensor_pack{});
@@ -286,6 +296,7 @@ public:
       }
       inputs.push_back(*x);
       valid.emplace_back(i, n);
+      with_probs.push_back(wants_probs(*views));
       total += n;
     }
     const float* probs = nullptr;
@@ -320,15 +331,23 @@ public:
       probs = host.data<float>();
     }
     int64_t row = 0;
-    for (auto& [i, n] : valid) {
+    for (size_t k = 0; k < valid.size(); ++k) {
+      auto [i, n] = valid[k];
       std::vector<int32_t> label(static_cast<size_t>(n));
+      std::vector<float> score(static_cast<size_t>(n));
       const float* p = probs + row * classes;
-      for (int64_t r = 0; r < n; ++r)
-        label[r] = static_cast<int32_t>(std::max_element(p + r * classes, p + (r + 1) * classes)
-                                        - (p + r * classes));
+      for (int64_t r = 0; r < n; ++r) {
+        auto* best = std::max_element(p + r * classes, p + (r + 1) * classes);
+        label[r] = static_cast<int32_t>(best - (p + r * classes));
+        score[r] = *best;
+      }
+      // Label and score only unless asked: the probabilities are 10x the bytes, and every
+      // result travels back, through the result procedure and into the log.
       tensor_pack pack;
       pack.add("label", tensor_dtype::i32, {n}, label.data());
-      pack.add("probs", tensor_dtype::f32, {n, classes}, p);
+      pack.add("score", tensor_dtype::f32, {n}, score.data());
+      if (with_probs[k])
+        pack.add("probs", tensor_dtype::f32, {n, classes}, p);
       out[i] = std::move(pack);
       row += n;
     }

@@ -3,7 +3,9 @@
 // the helpers that make model files of those kinds (random MLPs, detectors on the TFLite
 // MobileNetV2 backbone) for apps and tests. Tensor names follow the serving conventions:
 //   mlp:          in "x" u8 [n,784] | [n,28,28] | [n,28,28,1] (pixel/255) or f32 [n,784];
-//                 out "label" i32 [n], "probs" f32 [n,classes]; train in "x", "y" u8|i32 [n],
+//                 optional "with_probs" u8 [1] (nonzero: also "probs");
+//                 out "label" i32 [n], "score" f32 [n] (the label's probability), "probs" f32
+//                 [n,classes] when asked; train in "x", "y" u8|i32 [n],
 //                 optional "config" str [1] {"epochs","batch","lr","seed"}; train out
 //                 "model" u8 [bytes] (kind mlp), "loss" f32 [epochs].
 //   mobilenet_v2: in "images" u8 [n,224,224,3]; out "label" i32 [n], "score" f32 [n],

@@ -217,6 +217,8 @@ TEST_SUITE("runtime.pieces.model_runner") {
 
     tensor_pack a, b, bad;
     a.add("x", tensor_dtype::u8, {3, 20}, pixels.data());
+    uint8_t yes = 1;
+    a.add("with_probs", tensor_dtype::u8, {1}, &yes); // a asks for the probabilities, b not
     b.add("x", tensor_dtype::f32, {2, 20}, floats.data());
     bad.add("x", tensor_dtype::f32, {2, 19}, floats.data());
     auto ta = task_of(1, a), tb = task_of(2, b), tbad = task_of(3, bad);
@@ -234,15 +236,26 @@ TEST_SUITE("runtime.pieces.model_runner") {
       REQUIRE(xt);
       auto probs = direct->forward(*xt);
       REQUIRE_MESSAGE(probs, why(probs));
-      CHECK(spec(got, "probs").shape == std::vector<int64_t>{n, 5});
+      bool asked = n == 3;
       CHECK(spec(got, "label").shape == std::vector<int64_t>{n});
-      auto p = values<float>(got, "probs");
+      CHECK(spec(got, "score").shape == std::vector<int64_t>{n});
+      // The probabilities only when asked.
+      CHECK(
+        std::any_of(got.specs.begin(), got.specs.end(), [](auto& s) { return s.name == "probs"; })
+        == asked);
+      if (asked)
+        CHECK(spec(got, "probs").shape == std::vector<int64_t>{n, 5});
       auto l = values<int32_t>(got, "label");
+      auto sc = values<float>(got, "score");
       for (int64_t r = 0; r < n; ++r) {
         const float* want = probs->data<float>() + r * 5;
-        for (int c = 0; c < 5; ++c)
-          CHECK(p[r * 5 + c] == doctest::Approx(want[c]).epsilon(1e-5));
+        if (asked) {
+          auto p = values<float>(got, "probs");
+          for (int c = 0; c < 5; ++c)
+            CHECK(p[r * 5 + c] == doctest::Approx(want[c]).epsilon(1e-5));
+        }
         CHECK(l[r] == std::max_element(want, want + 5) - want);
+        CHECK(sc[r] == doctest::Approx(*std::max_element(want, want + 5)).epsilon(1e-5));
       }
     };
     check_against(*out[0], scaled, 3);
@@ -252,7 +265,8 @@ TEST_SUITE("runtime.pieces.model_runner") {
     auto alone = model->infer({&tb});
     REQUIRE(alone.size() == 1);
     REQUIRE(alone[0]);
-    CHECK(values<float>(*alone[0], "probs") == values<float>(*out[2], "probs"));
+    CHECK(values<float>(*alone[0], "score") == values<float>(*out[2], "score"));
+    CHECK(values<int32_t>(*alone[0], "label") == values<int32_t>(*out[2], "label"));
 
     // A missing tensor is named.
     tensor_pack none;
@@ -308,7 +322,7 @@ TEST_SUITE("runtime.pieces.model_runner") {
 
     auto after = model->infer({&tp});
     REQUIRE(after[0]);
-    CHECK(values<float>(*after[0], "probs") == values<float>(*before[0], "probs"));
+    CHECK(values<float>(*after[0], "score") == values<float>(*before[0], "score"));
 
     // Labels out of range and a bad config are named.
     std::vector<int32_t> big(n, 7);
@@ -478,7 +492,7 @@ TEST_SUITE("runtime.pieces.model_runner") {
     auto t = task_of(1, p);
     auto [mc, mg] = both(*mlp_file, {&t});
     CHECK(values<int32_t>(*mc[0], "label") == values<int32_t>(*mg[0], "label"));
-    auto pc = values<float>(*mc[0], "probs"), pg = values<float>(*mg[0], "probs");
+    auto pc = values<float>(*mc[0], "score"), pg = values<float>(*mg[0], "score");
     for (size_t i = 0; i < pc.size(); ++i)
       CHECK(pg[i] == doctest::Approx(pc[i]).epsilon(1e-4));
     // CenterNet (symmetric padding) at 64x64: the same number of boxes, the best one close.
