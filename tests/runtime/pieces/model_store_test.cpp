@@ -669,7 +669,7 @@ TEST_SUITE("runtime.pieces.model_store") {
     auto specs = test::must(specs_from_json((*row)["outputs"]));
     REQUIRE(specs.size() == 2);
     CHECK(specs[0].describe() == "label i32 [3]");
-    CHECK(specs[1].describe() == "probs f32 [3, 10]");
+    CHECK(specs[1].describe() == "score f32 [3]"); // probs only when asked (with_probs)
 
     auto runner = find_runner("mlp");
     REQUIRE(runner);
