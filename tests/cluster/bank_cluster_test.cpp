@@ -293,6 +293,9 @@ TEST_SUITE("cluster.bank") {
       caf::actor_system sys{sc};
       auto c1 = connect(sys, c, 0);
       REQUIRE_MESSAGE(c1, test::why(c1) << "\n" << read(c.log(0)));
+      // n2 up too before n1 routes the opening of its accounts there.
+      auto c2 = connect(sys, c, 1);
+      REQUIRE_MESSAGE(c2, test::why(c2) << "\n" << read(c.log(1)));
       for (auto& [a, n] : owner)
         REQUIRE_MESSAGE(c1->call("bank.open", json{{"account", a}, {"balance", opening}}.dump(),
                                  "admin", 20s),
