@@ -100,6 +100,9 @@ caf::expected<x509_ptr> read_cert(const std::string& what, const std::string& pa
 std::atomic<bool> log_refusals_on{false};
 std::mutex failures_mtx;
 std::map<uint16_t, std::string> failures_by_port; // remote port -> last reason
+// The peer of each handshake in progress, taken at its first step: a peer that gives up has
+// closed its socket by the time the failure shows, and getpeername() then knows nothing.
+std::map<const SSL*, std::pair<std::string, uint16_t>> handshake_peers;
 
 std::string peer_address(SSL* ssl, uint16_t* port_out) {
   sockaddr_storage sa{};
@@ -149,15 +152,38 @@ std::string failure_reason(SSL* ssl, int ssl_error) {
   return reason;
 }
 
+void remember_peer(SSL* ssl) {
+  uint16_t port = 0;
+  auto peer = peer_address(ssl, &port);
+  if (port == 0) // already closed: keep what an earlier step saw
+    return;
+  std::lock_guard<std::mutex> guard{failures_mtx};
+  handshake_peers[ssl] = {peer, port};
+}
+
 void note_failure(SSL* ssl, int ret, bool accepted, bool in_handshake) {
-  int err = SSL_get_error(ssl, ret);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_NONE)
+  int err = ret == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, ret);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+    return;
+  std::pair<std::string, uint16_t> known;
+  if (in_handshake) {
+    std::lock_guard<std::mutex> guard{failures_mtx};
+    if (auto i = handshake_peers.find(ssl); i != handshake_peers.end()) {
+      known = i->second;
+      handshake_peers.erase(i);
+    }
+  }
+  if (err == SSL_ERROR_NONE)
     return;
   // After the handshake, an orderly close is not a refusal.
   if (!in_handshake && err != SSL_ERROR_SSL)
     return;
   uint16_t port = 0;
   auto peer = peer_address(ssl, &port);
+  if (port == 0 && !known.first.empty()) {
+    peer = known.first;
+    port = known.second;
+  }
   auto reason = failure_reason(ssl, err);
   {
     std::lock_guard<std::mutex> guard{failures_mtx};
@@ -311,6 +337,11 @@ caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys, const 
                               r
                                 + " (does this client hold a certificate from the cluster's CA, "
                                   "and does the node run with TLS?)");
+        else if (e == caf::sec::disconnect_during_handshake && !tls.enabled())
+          result = make_error(errc::network_error,
+                              "the node at " + where
+                                + " closed the connection during CAF's handshake: does it "
+                                  "require TLS (give --tls-ca/--tls-cert/--tls-key)?");
         else if (e == caf::sec::request_timeout)
           result = make_error(
             errc::timeout,
@@ -332,17 +363,17 @@ extern "C" {
 
 int SSL_accept(SSL* ssl) {
   static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_accept");
+  comb::runtime::remember_peer(ssl);
   int ret = fn(ssl);
-  if (ret <= 0)
-    comb::runtime::note_failure(ssl, ret, /*accepted=*/true, /*in_handshake=*/true);
+  comb::runtime::note_failure(ssl, ret, /*accepted=*/true, /*in_handshake=*/true);
   return ret;
 }
 
 int SSL_connect(SSL* ssl) {
   static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_connect");
+  comb::runtime::remember_peer(ssl);
   int ret = fn(ssl);
-  if (ret <= 0)
-    comb::runtime::note_failure(ssl, ret, /*accepted=*/false, /*in_handshake=*/true);
+  comb::runtime::note_failure(ssl, ret, /*accepted=*/false, /*in_handshake=*/true);
   return ret;
 }
 

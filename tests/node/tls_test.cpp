@@ -277,7 +277,13 @@ TEST_SUITE("node.tls") {
     runtime::system_config ccfg{2};
     REQUIRE(!ccfg.set_tls(c.client_tls()));
     caf::actor_system csys{ccfg};
-    auto ok = open_account(csys, n.port(), c.client_tls(), "alice");
+    auto client = runtime::client::connect(csys, {"127.0.0.1", n.port()}, 10s, c.client_tls());
+    REQUIRE_MESSAGE(client, test::why(client));
+    auto open = [&](const std::string& account) {
+      return client->call("bank.open", nlohmann::json{{"account", account}, {"balance", 5}}.dump(),
+                          "admin", 20s);
+    };
+    auto ok = open("alice");
     REQUIRE_MESSAGE(ok, test::why(ok));
 
     SUBCASE("a client without a certificate") {
@@ -325,7 +331,12 @@ TEST_SUITE("node.tls") {
       CHECK_MESSAGE(text.find("refused connection from 127.0.0.1:") != std::string::npos, text);
     }
     // Whatever was refused, the node still serves the cluster's client.
-    auto again = open_account(csys, n.port(), c.client_tls(), "bob");
+    // (A new client: a second call on the first client's connection is reported lost over
+    // TLS, an open problem noted in the README.)
+    runtime::system_config ncfg{2};
+    REQUIRE(!ncfg.set_tls(c.client_tls()));
+    caf::actor_system nsys{ncfg};
+    auto again = open_account(nsys, n.port(), c.client_tls(), "bob");
     CHECK_MESSAGE(again, test::why(again));
   }
 
