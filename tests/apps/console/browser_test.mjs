@@ -194,7 +194,14 @@ await check('paging is done by the server: 50 rows a page, next and previous', a
   const settled = page.waitForResponse((r) => r.url().endsWith('/api/overview'));
   await page.fill('#threshold', '0');
   await settled;
+  // The header click reloads in the other order; the old page's line already reads
+  // 'rows 1-50', so wait for the reload itself before taking the first row.
+  const unsorted = (await rowsOf())[0].ts_ns;
   await page.click('th[data-key="ts_ns"] button');
+  await page.waitForFunction((old) => {
+    const td = document.querySelector('#overview-body tr td[data-key="ts_ns"]');
+    return td && td.textContent !== old;
+  }, unsorted);
   await waitInfo(new RegExp('rows 1–50 of ' + ROWS + '$'));
   const first = (await rowsOf())[0].ts_ns;
   // Deep pages are keyset pages: 'next' asks for the rows after the last one shown.
