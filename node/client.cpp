@@ -77,6 +77,13 @@ caf::expected<nlohmann::json> client::call(const std::string& proc, const std::s
         "is back, look for the call's effect, or repeat it with the same idempotency id (e.g. "
         "bank.transfer's \"id\"), which a committed call refuses with already_exists");
   auto text = ask(*sys_, gateway_, timeout, lost, call_atom::value, proc, args, role);
+  if (!text && text.error() == caf::sec::request_timeout)
+    return make_error(errc::timeout,
+                      "no reply from the Comb node at " + ep_.to_string() + " within "
+                        + std::to_string(timeout.count()) + " ms for " + proc
+                        + ": it may or may not have committed (the node, or a node it forwards "
+                          "to, is slow or unreachable). Check before retrying: look for the "
+                          "call's effect, or repeat it with the same idempotency id");
   if (!text)
     return std::move(text.error());
   auto j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);

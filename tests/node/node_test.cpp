@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 using namespace comb;
 using nlohmann::json;
@@ -35,6 +36,13 @@ std::shared_ptr<runtime::procedure_registry> bank_procs() {
                if (args.value("throw", false))
                  throw std::runtime_error("boom");
                return make_error(errc::procedure_failed, "failing on purpose");
+             },
+             {.roles = {"*"}});
+  procs->add("test.slow",
+             [](runtime::call_context&, storage::transaction&,
+                const json& args) -> caf::expected<json> {
+               std::this_thread::sleep_for(std::chrono::milliseconds(args.value("ms", 0)));
+               return json{{"slept", true}};
              },
              {.roles = {"*"}});
   return procs;
@@ -181,6 +189,12 @@ TEST_SUITE("node.node") {
     CHECK(is(big.error(), errc::too_large));
     auto bal = test::must(c.call("bank.balance", R"({"account":"r"})", "guest"));
     CHECK(bal["balance"] == 7);
+    // A reply that does not come in time is named, with what it means for the call.
+    auto slow = c.call("test.slow", R"({"ms":1500})", "anyone", std::chrono::milliseconds{300});
+    REQUIRE(!slow);
+    CHECK(is(slow.error(), errc::timeout));
+    CHECK(describe(slow.error()).find("within 300 ms for test.slow") != std::string::npos);
+    CHECK(describe(slow.error()).find("may or may not have committed") != std::string::npos);
     auto info = json::parse(test::must(c.info()));
     CHECK(info["partitions"] == 4);
 
