@@ -289,6 +289,20 @@ TEST_SUITE("apps.imaging.codecs") {
     REQUIRE_FALSE(hr);
     INFO(error_text(hr.error()));
     CHECK(is(hr.error(), errc::too_large));
+    // Within the pixel bound (7176 x 8193) but from a file of a few hundred bytes: a
+    // decompression bomb (fuzzing found one of 126 bytes), refused before any pixel.
+    auto bomb = jpg;
+    for (size_t i = 2; i + 9 < bomb.size(); ++i)
+      if (bomb[i] == 0xFF && bomb[i + 1] == 0xC0) {
+        bomb[i + 5] = 0x20, bomb[i + 6] = 0x01; // height 8193
+        bomb[i + 7] = 0x1C, bomb[i + 8] = 0x08; // width 7176
+        break;
+      }
+    auto br = decode_jpeg(bomb);
+    REQUIRE_FALSE(br);
+    INFO(error_text(br.error()));
+    CHECK(is(br.error(), errc::too_large));
+    CHECK(error_text(br.error()).find("decompression bomb") != std::string::npos);
 
     std::mt19937 rng{11};
     for (int t = 0; t < 50; ++t) {
