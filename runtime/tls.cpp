@@ -361,9 +361,15 @@ caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys, const 
 // call unchanged; on a failure for good they only record it.
 extern "C" {
 
+// Each first empties the thread's OpenSSL error queue, as OpenSSL asks before any TLS I/O
+// call: SSL_get_error() reads that queue, and CAF's I/O thread serves every connection, so an
+// error left by one connection's refused handshake made the next SSL_read on another,
+// healthy connection (returning -1 with WANT_READ) read as SSL_ERROR_SSL, and CAF closed it:
+// every kept TLS connection was lost after any refusal.
 int SSL_accept(SSL* ssl) {
   static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_accept");
   comb::runtime::remember_peer(ssl);
+  ERR_clear_error();
   int ret = fn(ssl);
   comb::runtime::note_failure(ssl, ret, /*accepted=*/true, /*in_handshake=*/true);
   return ret;
@@ -372,6 +378,7 @@ int SSL_accept(SSL* ssl) {
 int SSL_connect(SSL* ssl) {
   static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_connect");
   comb::runtime::remember_peer(ssl);
+  ERR_clear_error();
   int ret = fn(ssl);
   comb::runtime::note_failure(ssl, ret, /*accepted=*/false, /*in_handshake=*/true);
   return ret;
@@ -379,12 +386,19 @@ int SSL_connect(SSL* ssl) {
 
 int SSL_read(SSL* ssl, void* buf, int num) {
   static auto fn = comb::runtime::real<int (*)(SSL*, void*, int)>("SSL_read");
+  ERR_clear_error();
   int ret = fn(ssl, buf, num);
   // With TLS 1.3 a client learns that the node refused its certificate on its first read.
   if (ret <= 0)
     comb::runtime::note_failure(ssl, ret, /*accepted=*/SSL_is_server(ssl) == 1,
                                 /*in_handshake=*/false);
   return ret;
+}
+
+int SSL_write(SSL* ssl, const void* buf, int num) {
+  static auto fn = comb::runtime::real<int (*)(SSL*, const void*, int)>("SSL_write");
+  ERR_clear_error();
+  return fn(ssl, buf, num);
 }
 
 } // extern "C"
