@@ -1,5 +1,6 @@
 // Experiments on CSIC 2010 (see evaluation.hpp).
 #include "apps/anomaly/evaluation.hpp"
+#include "base/ascii.hpp"
 
 #include "base/errc.hpp"
 
@@ -16,16 +17,6 @@ using clock_type = std::chrono::steady_clock;
 
 double since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i]))
-        != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
 }
 
 std::vector<int> labels_of(const csic_dataset& ds) {

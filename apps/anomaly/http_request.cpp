@@ -1,5 +1,6 @@
 // Parsing and rendering of single HTTP requests (see http_request.hpp).
 #include "apps/anomaly/http_request.hpp"
+#include "base/ascii.hpp"
 
 #include "apps/anomaly/keywords.hpp"
 #include "base/errc.hpp"
@@ -59,19 +60,6 @@ std::string_view trim(std::string_view s) {
          && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
-}
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i]))
-      return false;
-  return true;
 }
 
 std::string printable_prefix(std::string_view s) {
@@ -321,7 +309,7 @@ bool entity_decode(std::string& s) {
           auto rest = std::string_view{s}.substr(i + 1);
           if (rest.size() >= name.size()
               && std::equal(name.begin(), name.end(), rest.begin(),
-                            [](char a, char b) { return a == lower(b); })) {
+                            [](char a, char b) { return a == ascii_lower(b); })) {
             out.append(text);
             i += name.size();
             if (i + 1 < s.size() && s[i + 1] == ';')
@@ -396,7 +384,7 @@ void fold_run(std::string_view run, const text_options& opts, std::string& out) 
   auto fold_part = [&](std::string_view part) {
     std::string low;
     for (char c : part)
-      low += lower(c);
+      low += ascii_lower(c);
     if (opts.keywords > 0 && is_keyword(low)) {
       out += low;
       return;
@@ -406,7 +394,7 @@ void fold_run(std::string_view run, const text_options& opts, std::string& out) 
   };
   std::string low;
   for (char c : run)
-    low += lower(c);
+    low += ascii_lower(c);
   if (opts.keywords > 0 && is_keyword(low)) {
     out += low;
     return;
@@ -550,8 +538,9 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
     if (opts.sort_headers)
       std::stable_sort(fields.begin(), fields.end(), [](auto* a, auto* b) {
         return std::lexicographical_compare(a->first.begin(), a->first.end(), b->first.begin(),
-                                            b->first.end(),
-                                            [](char x, char y) { return lower(x) < lower(y); });
+                                            b->first.end(), [](char x, char y) {
+                                              return ascii_lower(x) < ascii_lower(y);
+                                            });
       });
     for (auto* h : fields) {
       bool is_cookie = iequals(h->first, "cookie");

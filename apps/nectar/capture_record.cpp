@@ -1,5 +1,6 @@
 // exchange -> httplog_request row (see capture_record.hpp).
 #include "apps/nectar/capture_record.hpp"
+#include "base/ascii.hpp"
 
 #include "apps/anomaly/anomaly_app.hpp"
 #include "base/base64.hpp"
@@ -12,16 +13,6 @@ namespace comb::nectar {
 using nlohmann::json;
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i]))
-        != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
 
 /// Text as it can sit in a JSON string: UTF-8 as it is, anything else with each byte that is
 /// not ASCII written as \xNN (header fields are shown, not decoded; raw keeps the bytes).

@@ -1,5 +1,6 @@
 // The httplog procedures: capture, model labels through the outbox (see httplog.hpp).
 #include "apps/nectar/httplog.hpp"
+#include "base/ascii.hpp"
 
 #include "apps/anomaly/anomaly_app.hpp"
 #include "base/base64.hpp"
@@ -357,15 +358,6 @@ std::string model_input(std::string_view raw) {
   auto line_end = raw.find("\r\n");
   if (line_end == std::string_view::npos)
     return std::string{raw};
-  auto ieq = [](std::string_view a, std::string_view b) {
-    if (a.size() != b.size())
-      return false;
-    for (size_t i = 0; i < a.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(a[i]))
-          != std::tolower(static_cast<unsigned char>(b[i])))
-        return false;
-    return true;
-  };
   std::string out;
   out.reserve(raw.size());
   size_t pos = line_end + 2;
@@ -379,7 +371,7 @@ std::string model_input(std::string_view raw) {
     auto line = raw.substr(pos, end - pos);
     auto colon = line.find(':');
     auto name = colon == std::string_view::npos ? line : line.substr(0, colon);
-    if (!ieq(name, "host") && !ieq(name, "x-nectar-trace"))
+    if (!iequals(name, "host") && !iequals(name, "x-nectar-trace"))
       out.append(raw.substr(pos, end + 2 - pos));
     pos = end + 2;
   }
