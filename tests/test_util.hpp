@@ -143,6 +143,21 @@ private:
   pid_t pid_ = -1;
 };
 
+/// What a `comb` run printed and its exit code (-1 when it did not exit normally).
+struct run_result {
+  int rc = -1;
+  std::string out;
+};
+
+/// Runs `comb ARGS...` to its end, its output (stdout and stderr) kept in file `out`.
+inline run_result run_comb(const std::vector<std::string>& args, const std::string& out) {
+  std::vector<std::string> argv{comb_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  child_process p{argv, out};
+  int status = p.wait();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out)};
+}
+
 /// Polls `pred` until it returns true or `timeout` has passed, checking often at first and
 /// then every 50 ms. Returns whether `pred` held; on a timeout it says on stderr what it
 /// waited for (`what`) and for how long. Use it where no reply or notification exists to

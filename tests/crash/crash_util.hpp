@@ -17,16 +17,6 @@
 
 namespace comb::test {
 
-/// Runs the comb binary with `args` to its end: its exit code and output (kept in `out`).
-inline std::pair<int, std::string> run_comb(const std::vector<std::string>& args,
-                                            const std::string& out) {
-  std::vector<std::string> argv{comb_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  child_process p{argv, out};
-  int status = p.wait();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(out)};
-}
-
 /// The wait status of `p` once it ends, or -1 when it runs past `timeout`.
 inline int wait_exit(child_process& p, std::chrono::milliseconds timeout) {
   int status = -1;

@@ -16,18 +16,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct run_result {
-  int rc = -1;
-  std::string out;
-};
-
-run_result run_comb(const std::vector<std::string>& args, const std::string& out) {
-  std::vector<std::string> argv{test::comb_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  test::child_process p{argv, out};
-  int status = p.wait();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(out)};
-}
+using test::run_comb;
 
 // A node process without a compute process; `compute` names an address where none listens,
 // or is empty (no --compute).

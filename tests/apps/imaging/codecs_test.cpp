@@ -104,6 +104,17 @@ std::string error_text(const caf::error& e) {
   return describe(e);
 }
 
+/// `jpg` with its baseline frame header (SOF0) claiming `w` x `h` pixels; the data stays.
+std::vector<uint8_t> with_frame_size(std::vector<uint8_t> jpg, int w, int h) {
+  for (size_t i = 2; i + 9 < jpg.size(); ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) {
+      jpg[i + 5] = uint8_t(h >> 8), jpg[i + 6] = uint8_t(h);
+      jpg[i + 7] = uint8_t(w >> 8), jpg[i + 8] = uint8_t(w);
+      break;
+    }
+  return jpg;
+}
+
 } // namespace
 
 TEST_SUITE("apps.imaging.codecs") {
@@ -278,26 +289,14 @@ TEST_SUITE("apps.imaging.codecs") {
     CHECK(error_text(r.error()).find("SOI") != std::string::npos);
 
     // The SOF0 frame header claiming 60000 x 60000: too_large, nothing allocated.
-    auto huge = jpg;
-    for (size_t i = 2; i + 9 < huge.size(); ++i)
-      if (huge[i] == 0xFF && huge[i + 1] == 0xC0) {
-        huge[i + 5] = 0xEA, huge[i + 6] = 0x60; // height 60000
-        huge[i + 7] = 0xEA, huge[i + 8] = 0x60; // width 60000
-        break;
-      }
+    auto huge = with_frame_size(jpg, 60000, 60000);
     auto hr = decode_jpeg(huge);
     REQUIRE_FALSE(hr);
     INFO(error_text(hr.error()));
     CHECK(is(hr.error(), errc::too_large));
     // Within the pixel bound (7176 x 8193) but from a file of a few hundred bytes: a
     // decompression bomb (fuzzing found one of 126 bytes), refused before any pixel.
-    auto bomb = jpg;
-    for (size_t i = 2; i + 9 < bomb.size(); ++i)
-      if (bomb[i] == 0xFF && bomb[i + 1] == 0xC0) {
-        bomb[i + 5] = 0x20, bomb[i + 6] = 0x01; // height 8193
-        bomb[i + 7] = 0x1C, bomb[i + 8] = 0x08; // width 7176
-        break;
-      }
+    auto bomb = with_frame_size(jpg, 7176, 8193);
     auto br = decode_jpeg(bomb);
     REQUIRE_FALSE(br);
     INFO(error_text(br.error()));

@@ -118,14 +118,7 @@ void drop_wal(const std::string& data) {
   REQUIRE(heads == 0);
 }
 
-// Runs the comb binary; returns its exit code and output.
-std::pair<int, std::string> run_comb(const std::vector<std::string>& args, const std::string& out) {
-  std::vector<std::string> argv{test::comb_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  test::child_process p{argv, out};
-  int status = p.wait();
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(out)};
-}
+using test::run_comb;
 
 // Commits `n` invocations through `rec`, each writing the row k<id> of the table "rows"; `ids`
 // counts the execution ids on (the lsns, too, when nothing else takes one).
