@@ -15,6 +15,7 @@
 #include "apps/anomaly/ood_eval.hpp"
 #include "apps/anomaly/payload_sets.hpp"
 #include "apps/anomaly/trainer.hpp"
+#include "base/ascii.hpp"
 #include "base/base64.hpp"
 #include "base/endpoint.hpp"
 #include "base/errc.hpp"
@@ -65,6 +66,7 @@ struct common_args {
   bool quiet = false;
   std::string decode = "on";
   std::string keywords = "on";
+  std::string header_urls = "on";
   std::string payloads;
   std::string holdout;
   int attack_copies = 2;
@@ -72,6 +74,7 @@ struct common_args {
   std::string site_benign;
   std::string site_train = "on";
   double target_fp = 0.006;
+  float augmented_weight = 1.0f;
 };
 
 [[noreturn]] void fail(const std::string& what, int code = 1) {
@@ -126,7 +129,16 @@ void add_common(CLI::App* c, common_args& a) {
     ->check(CLI::IsMember({"on", "off"}))
     ->capture_default_str();
   c->add_option("--keywords", a.keywords,
-                "keep SQL/shell/HTML/JS/template/LDAP keywords of values unfolded: on|off")
+                "keep SQL/shell/HTML/JS/template/LDAP/MongoDB/header keywords of values "
+                "unfolded: on (the latest list, "
+                  + std::to_string(keyword_list_version)
+                  + "), off, or a list version (1 = the list before MongoDB operators, LDAP "
+                    "attributes and header names, for comparisons)")
+    ->check(CLI::IsMember({"on", "off", "1", "2"}))
+    ->capture_default_str();
+  c->add_option("--header-urls", a.header_urls,
+                "fold header values that are http(s) URLs (Referer) like the request's URL: "
+                "on|off")
     ->check(CLI::IsMember({"on", "off"}))
     ->capture_default_str();
   c->add_option("--payloads", a.payloads,
@@ -155,6 +167,11 @@ void add_common(CLI::App* c, common_args& a) {
                 "false-positive target of the saved threshold on each calibration group "
                 "(a margin under the 1% goal, for traffic calibration did not see)")
     ->capture_default_str();
+  c->add_option("--augmented-weight", a.augmented_weight,
+                "loss weight of each training request made from the payload sets or another "
+                "site's requests (CSIC's own weigh 1)")
+    ->check(CLI::Range(0.01f, 100.0f))
+    ->capture_default_str();
   c->add_flag("--quiet", a.quiet, "no progress output");
 }
 
@@ -176,7 +193,10 @@ detector_config make_config(const common_args& a) {
   c.text.zero_digits = a.digits == "zero";
   c.text.fold_value_letters = a.value_letters == "fold";
   c.text.decode = a.decode == "on";
-  c.text.keywords = a.keywords == "on" ? keyword_list_version : 0;
+  c.text.keywords = a.keywords == "on"    ? keyword_list_version
+                    : a.keywords == "off" ? 0
+                                          : std::stoi(a.keywords);
+  c.text.header_urls = a.header_urls == "on";
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
   c.model.seq_len = static_cast<int>(a.max_tokens);
@@ -192,6 +212,7 @@ train_options make_train_options(const common_args& a) {
   o.min_steps = a.min_steps;
   o.seed = a.seed;
   o.progress = a.quiet ? nullptr : &std::cerr;
+  o.augmented_weight = a.augmented_weight;
   return o;
 }
 
@@ -502,6 +523,22 @@ void run_ood(const common_args& a, const eval_args& e) {
                 "%.4f\n",
                 a.site_benign.c_str(), e.ood_lines.c_str(), site.size(), fp_at(t_saved),
                 fp_at(t_fp));
+    // What the flagged ones have in common that matters most for a site: a Referer with a
+    // query (issue 22: a search's raw spaces were most of Nectar's false positives).
+    size_t flagged = 0, with_query_referer = 0;
+    for (size_t i = 0; i < site.size(); ++i) {
+      if ((*sp)[i] < t_saved)
+        continue;
+      ++flagged;
+      for (auto& [k, v] : site[i].headers)
+        if (iequals(k, "referer") && v.find('?') != std::string::npos) {
+          ++with_query_referer;
+          break;
+        }
+    }
+    std::printf("  flagged at the saved threshold: %zu, of which %zu carry a Referer with a "
+                "query\n",
+                flagged, with_query_referer);
   }
   auto n = static_cast<double>(suite->cases.size());
   std::printf("throughput, one thread: model %.0f req/s (text, encoding, scoring)", n / model_s);

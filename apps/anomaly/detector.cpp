@@ -39,6 +39,7 @@ std::string detector_config::serialize() const {
      << "text.fold_value_letters=" << (text.fold_value_letters ? 1 : 0) << "\n"
      << "text.decode=" << (text.decode ? 1 : 0) << "\n"
      << "text.keywords=" << text.keywords << "\n"
+     << "text.header_urls=" << (text.header_urls ? 1 : 0) << "\n"
      << "threshold=" << std::setprecision(9) << threshold << "\n";
   if (!calibration.empty())
     os << "calibration=";
@@ -101,6 +102,8 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
         c.text.fold_value_letters = val == "1";
       } else if (key == "text.decode") {
         c.text.decode = val == "1";
+      } else if (key == "text.header_urls") {
+        c.text.header_urls = val == "1";
       } else if (key == "text.keywords") {
         if (!num(c.text.keywords) || c.text.keywords < 0)
           return bad();

@@ -120,7 +120,8 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   auto tv = validation_split(train, labels, opts.validation_share, opts.seed + 17);
   auto topts = opts.train;
   topts.seed = opts.seed;
-  auto tr = train_model(d, seqs, labels, tv.train, tv.test, topts);
+  auto tr = train_model(d, seqs, labels, tv.train, tv.test, topts,
+                        augmented_weights(n_all, n, topts.augmented_weight));
   if (!tr)
     return tr.error();
   res.training = *tr;

@@ -385,7 +385,7 @@ void fold_run(std::string_view run, const text_options& opts, std::string& out) 
     std::string low;
     for (char c : part)
       low += ascii_lower(c);
-    if (opts.keywords > 0 && is_keyword(low)) {
+    if (is_keyword(low, opts.keywords)) {
       out += low;
       return;
     }
@@ -395,7 +395,7 @@ void fold_run(std::string_view run, const text_options& opts, std::string& out) 
   std::string low;
   for (char c : run)
     low += ascii_lower(c);
-  if (opts.keywords > 0 && is_keyword(low)) {
+  if (is_keyword(low, opts.keywords)) {
     out += low;
     return;
   }
@@ -448,6 +448,25 @@ std::string fold_params(std::string_view params, const text_options& opts) {
   return out;
 }
 
+// A URL with decode/keywords: the path percent-decoded (with decode), the query string's
+// values folded as parameters.
+std::string fold_url(std::string_view u, const text_options& opts) {
+  auto q = u.find('?');
+  auto path = u.substr(0, q);
+  std::string url = opts.decode ? decode_path(path) : std::string{path};
+  if (q != std::string_view::npos)
+    url += "?" + fold_params(u.substr(q + 1), opts);
+  return url;
+}
+
+// A header value that is an absolute http(s) URL (Referer, Origin, Location).
+bool absolute_url(std::string_view v) {
+  auto starts = [&](std::string_view p) {
+    return v.size() >= p.size() && iequals(v.substr(0, p.size()), p);
+  };
+  return starts("http://") || starts("https://");
+}
+
 bool form_like(std::string_view body) {
   return !body.empty() && body.find('=') != std::string_view::npos && body.front() != '{'
          && body.front() != '[' && body.front() != '<';
@@ -480,9 +499,33 @@ std::string fold_value(std::string_view raw_value, const text_options& opts) {
       out += opts.zero_digits && c >= '1' && c <= '9' ? '0' : c;
     return out;
   }
+  const bool v2_marks = opts.keywords >= 2;
   for (size_t i = 0; i < v.size();) {
     char c = v[i];
-    if (word_char(c)) {
+    if (v2_marks && c == '$' && i + 1 < v.size() && word_char(v[i + 1])) {
+      // A MongoDB operator keeps its '$' and name ({"$ne": null}); '$' before any other
+      // word is punctuation and the word folds as usual.
+      size_t j = i + 1;
+      while (j < v.size() && word_char(v[j]))
+        ++j;
+      std::string op = "$";
+      for (size_t k = i + 1; k < j; ++k)
+        op += ascii_lower(v[k]);
+      if (is_keyword(op, opts.keywords)) {
+        out += op;
+        i = j;
+        continue;
+      }
+      out += '$';
+      ++i;
+    } else if (v2_marks && c == '\\' && i + 1 < v.size()
+               && (v[i + 1] == 'r' || v[i + 1] == 'n' || v[i + 1] == 't')) {
+      // A written-out CR, LF or tab escape (\r\nSet-Cookie:) stays itself, so that header
+      // injection through an unescaping back end is not a backslash and a letter.
+      out += c;
+      out += v[i + 1];
+      i += 2;
+    } else if (word_char(c)) {
       size_t j = i;
       while (j < v.size() && word_char(v[j]))
         ++j;
@@ -515,12 +558,7 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
   add(r.method);
   const bool v2 = opts.decode || opts.keywords > 0;
   if (v2) {
-    auto q = r.url.find('?');
-    auto path = std::string_view{r.url}.substr(0, q);
-    std::string url = opts.decode ? decode_path(path) : std::string{path};
-    if (q != std::string::npos)
-      url += "?" + fold_params(std::string_view{r.url}.substr(q + 1), opts);
-    add(url);
+    add(fold_url(r.url, opts));
   } else if (opts.fold_value_letters) {
     auto url = r.url;
     if (auto q = url.find('?'); q != std::string::npos)
@@ -547,7 +585,9 @@ std::string to_model_text(const http_request& r, const text_options& opts) {
       if (is_cookie && opts.cookie == text_options::cookie_mode::drop)
         continue;
       add(h->first + ":");
-      if (!is_cookie || opts.cookie == text_options::cookie_mode::keep)
+      if (v2 && opts.header_urls && absolute_url(h->second))
+        add(fold_url(h->second, opts));
+      else if (!is_cookie || opts.cookie == text_options::cookie_mode::keep)
         add(h->second);
     }
   }

@@ -13,6 +13,20 @@
 // - LDAP/XPath: RFC 4519 (attribute types), W3C XPath 1.0 (functions, axes).
 // - Code and lookups: PHP manual (program execution, filesystem, wrappers), Python, Node.js,
 //   Java (Runtime, ProcessBuilder), Log4j lookups (jndi).
+// Version 2 adds (issue 22: held-out NoSQL, LDAP/XPath and CRLF families were missed because
+// the fold erased their words):
+// - MongoDB: the MongoDB Manual's "Query and Projection Operators", "Update Operators" and
+//   "Aggregation Pipeline Stages/Operators" pages (operators kept with their '$', so that a
+//   bare "ne" or "in" in free text stays folded), and the mongo shell's db methods.
+// - LDAP: RFC 4519 (attribute types: cn, sn, ou, dc, givenName, ...), RFC 2798
+//   (inetOrgPerson: mail, displayName, ...), RFC 2307 (posixAccount: uidNumber, ...), and
+//   Microsoft's Active Directory schema attributes (sAMAccountName, memberOf, ...).
+// - XPath: W3C XPath 1.0 core functions and axes, and XPath/XQuery 2.0 functions that
+//   injection uses to read documents (doc, collection, tokenize, string-join).
+// - HTTP header names, for CR/LF header injection and response splitting: RFC 9110
+//   (semantics), RFC 9111 (caching), RFC 6265 (Set-Cookie), RFC 6454 (Origin), the Fetch
+//   standard (CORS headers), W3C CSP and the IANA HTTP Field Name Registry.
+// - JavaScript control words of injected code (ECMA-262: return, while, typeof, ...).
 #include "apps/anomaly/keywords.hpp"
 
 #include <algorithm>
@@ -372,19 +386,190 @@ constexpr std::string_view words[] = {
   "xterm",
 };
 
-bool sorted_once() {
-  static const bool ok = std::is_sorted(std::begin(words), std::end(words));
-  return ok;
+// Added in version 2 (sources above). Sorted, lowercase; '$'-operators sort first.
+constexpr std::string_view words_v2[] = {
+  "$accumulator",
+  "$addtoset",
+  "$all",
+  "$and",
+  "$comment",
+  "$elemmatch",
+  "$eq",
+  "$exists",
+  "$expr",
+  "$facet",
+  "$function",
+  "$geointersects",
+  "$geowithin",
+  "$graphlookup",
+  "$group",
+  "$gt",
+  "$gte",
+  "$in",
+  "$inc",
+  "$jsonschema",
+  "$limit",
+  "$lookup",
+  "$lt",
+  "$lte",
+  "$match",
+  "$merge",
+  "$mod",
+  "$ne",
+  "$near",
+  "$nin",
+  "$nor",
+  "$not",
+  "$options",
+  "$or",
+  "$out",
+  "$project",
+  "$pull",
+  "$push",
+  "$regex",
+  "$rename",
+  "$sample",
+  "$search",
+  "$set",
+  "$size",
+  "$skip",
+  "$slice",
+  "$sort",
+  "$text",
+  "$type",
+  "$unionwith",
+  "$unset",
+  "$unwind",
+  "$where",
+  "access",
+  "admincount",
+  "aggregate",
+  "alive",
+  "allow",
+  "ancestor",
+  "attachment",
+  "attribute",
+  "authenticate",
+  "authorization",
+  "boolean",
+  "cache",
+  "catch",
+  "ceiling",
+  "charset",
+  "child",
+  "chunked",
+  "cn",
+  "codepoints",
+  "collection",
+  "connection",
+  "const",
+  "content",
+  "control",
+  "credentials",
+  "dc",
+  "displayname",
+  "disposition",
+  "distinguishedname",
+  "doc",
+  "employeenumber",
+  "encoding",
+  "etag",
+  "expires",
+  "findone",
+  "following",
+  "forwarded",
+  "frame",
+  "getcollection",
+  "getcollectionnames",
+  "getsiblingdb",
+  "gidnumber",
+  "givenname",
+  "globalthis",
+  "groupofnames",
+  "homedirectory",
+  "host",
+  "inetorgperson",
+  "instanceof",
+  "instruction",
+  "isodate",
+  "keep",
+  "link",
+  "loginshell",
+  "mail",
+  "mainmodule",
+  "mapreduce",
+  "member",
+  "memberof",
+  "memberuid",
+  "namespace",
+  "normalize",
+  "nosniff",
+  "objectcategory",
+  "objectid",
+  "objectsid",
+  "options",
+  "organizationalperson",
+  "origin",
+  "ou",
+  "parent",
+  "policy",
+  "posixaccount",
+  "pragma",
+  "preceding",
+  "printjson",
+  "processing",
+  "protection",
+  "proxy",
+  "pwdlastset",
+  "referer",
+  "refresh",
+  "return",
+  "runcommand",
+  "samaccountname",
+  "security",
+  "server",
+  "serviceprincipalname",
+  "sibling",
+  "sn",
+  "starts",
+  "strict",
+  "sum",
+  "telephonenumber",
+  "throw",
+  "tojson",
+  "tokenize",
+  "transfer",
+  "translate",
+  "transport",
+  "typeof",
+  "uidnumber",
+  "uniquemember",
+  "upgrade",
+  "useraccountcontrol",
+  "userpassword",
+  "userprincipalname",
+  "vary",
+  "while",
+  "www",
+};
+
+// The lists are sorted (apps.anomaly.payloads checks keyword_lists_sorted()).
+template <size_t N>
+bool in_list(const std::string_view (&list)[N], std::string_view w) {
+  return std::binary_search(std::begin(list), std::end(list), w);
 }
 
 } // namespace
 
-bool is_keyword(std::string_view lower) {
-  if (lower.size() < 2 || lower.size() > 24)
+bool is_keyword(std::string_view lower, int version) {
+  if (version < 1 || lower.size() < 2 || lower.size() > 24)
     return false;
-  if (sorted_once())
-    return std::binary_search(std::begin(words), std::end(words), lower);
-  return std::find(std::begin(words), std::end(words), lower) != std::end(words);
+  return in_list(words, lower) || (version >= 2 && in_list(words_v2, lower));
+}
+
+bool keyword_lists_sorted() {
+  return std::is_sorted(std::begin(words), std::end(words))
+         && std::is_sorted(std::begin(words_v2), std::end(words_v2));
 }
 
 } // namespace comb::anomaly

@@ -11,9 +11,16 @@
 namespace comb::anomaly {
 
 /// Version of the compiled-in list; text_options::keywords holds the one a model uses.
-inline constexpr int keyword_list_version = 1;
+/// 1: SQL, shells, HTML/JS, templates, some LDAP/XPath, server-side code. 2: 1 plus MongoDB
+/// operators ('$ne', with the '$'), LDAP attribute types, XPath functions and axes, HTTP
+/// header names (CR/LF injection), JavaScript control words (sources in keywords.cpp).
+inline constexpr int keyword_list_version = 2;
 
-/// True when `lower` (lowercase ASCII letters, digits or '_') is on the list.
-bool is_keyword(std::string_view lower);
+/// True when `lower` (lowercase ASCII letters, digits or '_', or '$' and letters for a
+/// MongoDB operator) is on the list of `version` (0: no list, nothing is a keyword).
+bool is_keyword(std::string_view lower, int version = keyword_list_version);
+
+/// True when the compiled-in lists are sorted (as the lookup expects); for tests.
+bool keyword_lists_sorted();
 
 } // namespace comb::anomaly

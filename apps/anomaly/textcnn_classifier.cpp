@@ -98,7 +98,8 @@ caf::expected<textcnn_classifier> textcnn_classifier::create(const textcnn_optio
 }
 
 caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& tokens, int batch,
-                                                    int len, const std::vector<int32_t>& labels) {
+                                                    int len, const std::vector<int32_t>& labels,
+                                                    const std::vector<float>* weights) {
   if (auto err = check_batch(tokens, batch, len, impl_->opts.vocab, widest(impl_->opts)))
     return err;
   if (labels.size() != static_cast<size_t>(batch))
@@ -108,7 +109,7 @@ caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& 
     if (l != 0 && l != 1)
       return make_error(errc::invalid_argument,
                         "label " + std::to_string(l) + " is neither 0 nor 1");
-  return impl_->model.train_step(tokens, labels);
+  return impl_->model.train_step(tokens, labels, weights);
 }
 
 caf::expected<std::vector<float>> textcnn_classifier::predict(const std::vector<int32_t>& tokens,

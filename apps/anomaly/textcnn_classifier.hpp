@@ -62,9 +62,11 @@ public:
   static caf::expected<textcnn_classifier> create(const textcnn_options& opts);
 
   /// One Adam step on a batch: `tokens` is batch x len ids (0 = padding), labels 0/1.
-  /// Returns the mean cross-entropy before the step.
+  /// Returns the mean cross-entropy before the step. `weights` (one per row, or null):
+  /// per-sample loss weights (kernels::textcnn::train_step).
   caf::expected<float> train_step(const std::vector<int32_t>& tokens, int batch, int len,
-                                  const std::vector<int32_t>& labels);
+                                  const std::vector<int32_t>& labels,
+                                  const std::vector<float>* weights = nullptr);
 
   /// Probability of "anomalous" for each row (inference: no dropout).
   caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len);

@@ -55,6 +55,14 @@ double validation_loss(detector& d, const std::vector<std::vector<int32_t>>& seq
 
 } // namespace
 
+std::vector<float> augmented_weights(size_t n, size_t n_own, float augmented_weight) {
+  if (augmented_weight == 1.0f || n <= n_own)
+    return {};
+  std::vector<float> w(n, 1.0f);
+  std::fill(w.begin() + static_cast<std::ptrdiff_t>(n_own), w.end(), augmented_weight);
+  return w;
+}
+
 std::vector<std::vector<size_t>> epoch_batches(const std::vector<std::vector<int32_t>>& seqs,
                                                const std::vector<size_t>& train, int batch,
                                                uint64_t seed) {
@@ -81,11 +89,15 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
                                         const std::vector<int>& labels,
                                         const std::vector<size_t>& train,
                                         const std::vector<size_t>& validation,
-                                        const train_options& opts) {
+                                        const train_options& opts,
+                                        const std::vector<float>& weights) {
   if (train.empty())
     return make_error(errc::invalid_argument, "no training examples");
   if (opts.batch < 1 || opts.max_epochs < 1)
     return make_error(errc::invalid_argument, "batch size and epochs must be at least 1");
+  if (!weights.empty() && weights.size() != seqs.size())
+    return make_error(errc::invalid_argument, std::to_string(weights.size()) + " loss weights for "
+                                                + std::to_string(seqs.size()) + " sequences");
   train_result res;
   res.best_validation_loss = INFINITY;
   std::string best_weights;
@@ -94,6 +106,7 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
   bool tty = on_terminal(opts.progress);
   std::vector<int32_t> tokens;
   std::vector<int32_t> y;
+  std::vector<float> w;
   int since_best = 0;
   int steps_per_epoch = static_cast<int>((train.size() + static_cast<size_t>(opts.batch) - 1)
                                          / static_cast<size_t>(opts.batch));
@@ -110,9 +123,14 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
       std::vector<size_t> idx(b.begin(), b.end());
       int len = pad_batch(seqs, idx, 0, idx.size(), min_len, tokens);
       y.clear();
-      for (auto i : idx)
+      w.clear();
+      for (auto i : idx) {
         y.push_back(labels[i]);
-      auto loss = d.model().train_step(tokens, static_cast<int>(idx.size()), len, y);
+        if (!weights.empty())
+          w.push_back(weights[i]);
+      }
+      auto loss = d.model().train_step(tokens, static_cast<int>(idx.size()), len, y,
+                                       weights.empty() ? nullptr : &w);
       if (!loss)
         return loss.error();
       loss_sum += *loss;
@@ -230,7 +248,8 @@ caf::expected<trained_detector> train_detector(const csic_dataset& ds, const det
   seqs.reserve(texts.size());
   for (auto& t : texts)
     seqs.push_back(d.encode_text(t));
-  auto res = train_model(d, seqs, labels, tv.train, tv.test, opts);
+  auto res = train_model(d, seqs, labels, tv.train, tv.test, opts,
+                         augmented_weights(texts.size(), n_csic, opts.augmented_weight));
   if (!res)
     return res.error();
   out.training = std::move(*res);

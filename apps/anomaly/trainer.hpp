@@ -34,6 +34,10 @@ struct train_options {
   std::ostream* progress = nullptr;
   /// Label printed before the progress ("fold 2/5").
   std::string label;
+  /// Loss weight of each request augmentation added to training (payload lines, another
+  /// site's requests), against 1 for the data set's own: below 1 they count less, so that CSIC's own boundary is not
+  /// traded for the injected families. 1 = plain mean loss.
+  float augmented_weight = 1.0f;
 };
 
 struct train_result {
@@ -51,13 +55,20 @@ std::vector<std::vector<size_t>> epoch_batches(const std::vector<std::vector<int
                                                const std::vector<size_t>& train, int batch,
                                                uint64_t seed);
 
+/// Loss weights for train_model when the first `n_own` of `n` sequences are a data set's
+/// own and the rest were added by augmentation: 1 and `augmented_weight`; empty (all equal)
+/// when the weight is 1 or nothing was added.
+std::vector<float> augmented_weights(size_t n, size_t n_own, float augmented_weight);
+
 /// Trains `d.model()` on seqs[train] with labels, early-stopping on seqs[validation]
-/// (no early stopping when `validation` is empty). Errors come from the model.
+/// (no early stopping when `validation` is empty). `weights` (one per seq, or empty): the
+/// loss weight of each sequence. Errors come from the model.
 caf::expected<train_result> train_model(detector& d, const std::vector<std::vector<int32_t>>& seqs,
                                         const std::vector<int>& labels,
                                         const std::vector<size_t>& train,
                                         const std::vector<size_t>& validation,
-                                        const train_options& opts);
+                                        const train_options& opts,
+                                        const std::vector<float>& weights = {});
 
 /// A detector fitted by train_detector, with how it went.
 struct trained_detector {

@@ -41,6 +41,8 @@ struct textcnn::impl {
   tensor features, dropped, mask, logits, probs;
   // Backward scratch.
   tensor d_logits, d_dropped, d_features, d_embedded, d_tmp;
+  /// Per-sample loss weights of the step being taken (train_step), else null.
+  const std::vector<float>* weights = nullptr;
   std::vector<tensor> d_act, d_pooled, d_conv, d_x;
 
   /// Whether the backend runs the fused conv1d + max-over-time ops (else three ops each).
@@ -100,6 +102,44 @@ struct textcnn::impl {
     return {};
   }
 
+  /// Per-sample loss weights: the mean loss's logit gradient (p - y) / B, row b scaled by
+  /// w_b * B / sum(w), is the gradient of sum(w_b * loss_b) / sum(w). The rows are few
+  /// (batch x classes), so a device's are weighed on the host and copied back.
+  caf::error weigh_rows(const std::vector<float>& w) {
+    const int64_t rows = d_logits.dim(0);
+    if (static_cast<int64_t>(w.size()) != rows)
+      return make_error(errc::invalid_argument, "textcnn: " + std::to_string(w.size())
+                                                  + " sample weights for a batch of "
+                                                  + std::to_string(rows));
+    double sum = 0;
+    for (float x : w) {
+      if (!(x >= 0.0f) || !std::isfinite(x))
+        return make_error(errc::invalid_argument, "textcnn: sample weight " + std::to_string(x)
+                                                    + " is not finite and >= 0");
+      sum += x;
+    }
+    if (!(sum > 0))
+      return make_error(errc::invalid_argument, "textcnn: sample weights sum to 0");
+    const bool on_cpu = d_logits.device() == device::cpu;
+    auto host = on_cpu ? caf::expected<tensor>{d_logits} : d_logits.to(device::cpu);
+    if (!host)
+      return host.error();
+    float* g = host->data<float>();
+    const int64_t cols = d_logits.numel() / std::max<int64_t>(rows, 1);
+    for (int64_t r = 0; r < rows; ++r) {
+      auto f = static_cast<float>(w[static_cast<size_t>(r)] * static_cast<double>(rows) / sum);
+      for (int64_t c = 0; c < cols; ++c)
+        g[r * cols + c] *= f;
+    }
+    if (!on_cpu) {
+      auto back = host->to(d_logits.device());
+      if (!back)
+        return back.error();
+      d_logits = std::move(*back);
+    }
+    return {};
+  }
+
   caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels, bool train) {
     auto& b = *be;
     COMB_TRY(forward(tokens, train));
@@ -113,6 +153,8 @@ struct textcnn::impl {
     tensor& g_dense_w = grads[1 + 2 * nk];
     tensor& g_dense_b = grads[2 + 2 * nk];
     COMB_TRY(b.softmax_cross_entropy_backward(probs, labels, d_logits));
+    if (weights)
+      COMB_TRY(weigh_rows(*weights));
     COMB_TRY(b.dense_backward(h, dense_w, d_logits, &d_dropped, g_dense_w, &g_dense_b));
     if (dropped_used)
       COMB_TRY(b.dropout_backward(d_dropped, mask, cfg.dropout, d_features));
@@ -298,7 +340,15 @@ caf::expected<float> textcnn::loss_and_gradients(const tensor& tokens, const ten
 }
 
 caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& labels) {
+  return train_step(tokens, labels, nullptr);
+}
+
+caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& labels,
+                                         const std::vector<float>* weights) {
+  // The weights reach the backward pass through the model for this one step.
+  impl_->weights = weights;
   auto loss = loss_and_gradients(tokens, labels, /*train=*/true);
+  impl_->weights = nullptr;
   if (!loss)
     return loss;
   auto& im = *impl_;
@@ -312,7 +362,8 @@ caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& lab
 }
 
 caf::expected<float> textcnn::train_step(const std::vector<int32_t>& tokens,
-                                         const std::vector<int32_t>& labels) {
+                                         const std::vector<int32_t>& labels,
+                                         const std::vector<float>* weights) {
   auto batch = static_cast<int64_t>(labels.size());
   if (batch < 1 || tokens.size() % labels.size() != 0)
     return make_error(errc::invalid_argument,
@@ -322,7 +373,7 @@ caf::expected<float> textcnn::train_step(const std::vector<int32_t>& tokens,
   auto l = tensor::from({batch}, labels);
   if (!t || !l)
     return t ? l.error() : t.error();
-  return train_step(*t, *l);
+  return train_step(*t, *l, weights);
 }
 
 std::vector<std::pair<std::string, tensor*>> textcnn::parameters() {

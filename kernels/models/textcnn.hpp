@@ -65,8 +65,15 @@ public:
   /// One training step: forward with dropout, cross-entropy against labels i32 [batch] in
   /// 0..classes-1, backward, Adam update. Returns the mean loss before the update.
   caf::expected<float> train_step(const tensor& tokens, const tensor& labels);
+  /// The same with per-sample loss weights (`weights`, one per row, >= 0, not all 0; null =
+  /// all equal): the step follows the weighted mean loss sum(w_b * loss_b) / sum(w), so that
+  /// some samples (augmented ones, say) count less. The returned loss is the plain mean.
+  /// Errors: errc::invalid_argument for a wrong count or a negative or non-finite weight.
+  caf::expected<float> train_step(const tensor& tokens, const tensor& labels,
+                                  const std::vector<float>* weights);
   caf::expected<float> train_step(const std::vector<int32_t>& tokens,
-                                  const std::vector<int32_t>& labels);
+                                  const std::vector<int32_t>& labels,
+                                  const std::vector<float>* weights = nullptr);
 
   /// Forward and backward without updating: fills gradients(); returns the mean loss.
   /// `train` applies dropout (seeded by the step counter). Used by train_step and by

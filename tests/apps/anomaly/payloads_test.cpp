@@ -75,7 +75,56 @@ TEST_SUITE("apps.anomaly.payloads") {
           == "GET /../etc?q=cat /aaa/passwd HTTP/0.0 Host: h");
   }
 
+  TEST_CASE("list 2: MongoDB operators, LDAP attributes, header names; CR/LF and $ ( * | stay") {
+    auto o = v2();
+    REQUIRE(o.keywords == 2);
+    // NoSQL: the operator keeps its '$' and name; a bare "ne" (French, say) still folds.
+    CHECK(fold_value("{\"$ne\": null}", o) == "{\"$ne\": null}");
+    CHECK(fold_value("x[$gt]=", o) == "a[$gt]=");
+    CHECK(fold_value("{\"$regex\": \"^a\"}", o) == "{\"$regex\": \"^a\"}");
+    CHECK(fold_value("je ne sais", o) == "aa aa aaaa");
+    CHECK(fold_value("$Foo 12", o) == "$Aaa 00");
+    // LDAP filters and XPath: attribute names kept, the filter's punctuation visible.
+    CHECK(fold_value("*)(|(cn=*))", o) == "*)(|(cn=*))");
+    CHECK(fold_value("admin)(&(sAMAccountName=*)", o) == "admin)(&(samaccountname=*)");
+    CHECK(fold_value("' or count(/child::node())=1 or '", o)
+          == "' or count(/child::node())=0 or '");
+    // CRLF: decoded CR and LF stay control characters; header names are kept; written-out
+    // escapes stay themselves.
+    CHECK(fold_value("%0d%0aSet-Cookie:+a=b", o) == "\r\nset-cookie: a=a");
+    CHECK(fold_value("x%250d%250aLocation:+http://e", o) == "%25a\r\nlocation: http://a");
+    CHECK(fold_value("en\\r\\nContent-Type: text/html", o) == "aa\\r\\ncontent-type: text/html");
+    // List 1 (older models) sees these as before.
+    auto v1 = o;
+    v1.keywords = 1;
+    CHECK(fold_value("{\"$ne\": null}", v1) == "{\"$aa\": null}");
+    CHECK(fold_value("*)(|(cn=*))", v1) == "*)(|(aa=*))");
+    CHECK(fold_value("en\\r\\nContent-Type: text/html", v1) == "aa\\a\\aAaaaaaa-type: text/html");
+    CHECK(is_keyword("samaccountname", 2));
+    CHECK_FALSE(is_keyword("samaccountname", 1));
+    CHECK_FALSE(is_keyword("script", 0));
+    CHECK(is_keyword("$ne"));
+    CHECK_FALSE(is_keyword("ne"));
+  }
+
+  TEST_CASE("header_urls: a Referer's query is folded like the request's") {
+    auto r = parse_http_request("GET /search?q=hi HTTP/1.1\r\nHost: h\r\n"
+                                "Referer: http://h/search?q=hello world&page=2\r\n\r\n");
+    REQUIRE(r);
+    auto o = v2();
+    CHECK(to_model_text(*r, o)
+          == "GET /search?q=aa HTTP/0.0 Host: h Referer: http://h/search?q=hello world&page=0");
+    o.header_urls = true;
+    CHECK(to_model_text(*r, o)
+          == "GET /search?q=aa HTTP/0.0 Host: h Referer: http://h/search?q=aaaaa aaaaa&page=0");
+    // What is not an absolute URL stays as it was.
+    auto r2 = parse_http_request("GET / HTTP/1.1\r\nUser-Agent: Mozilla/5.0 (X11)\r\n\r\n");
+    REQUIRE(r2);
+    CHECK(to_model_text(*r2, o) == "GET / HTTP/0.0 User-Agent: Mozilla/0.0 (X00)");
+  }
+
   TEST_CASE("keyword list is sorted and finds words, not substrings") {
+    CHECK(keyword_lists_sorted());
     CHECK(is_keyword("script"));
     CHECK(is_keyword("whoami"));
     CHECK(is_keyword("onerror"));

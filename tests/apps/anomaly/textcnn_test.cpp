@@ -127,6 +127,60 @@ TEST_SUITE("apps.anomaly.textcnn") {
     CHECK(run() == run());
   }
 
+  TEST_CASE("per-sample loss weights: a weight-0 row counts for nothing, equal weights change "
+            "nothing") {
+    auto fresh = [] {
+      textcnn_options o;
+      o.vocab = 20;
+      o.embed = 4;
+      o.filters = 4;
+      o.seed = 5;
+      o.dropout = 0.0f; // batches of different sizes would draw different dropout masks
+      auto m = textcnn_classifier::create(o);
+      REQUIRE(m);
+      return std::move(*m);
+    };
+    std::mt19937 rng(3);
+    auto two = random_tokens(rng, 2, 6, 20);
+    std::vector<int32_t> one(two.begin(), two.begin() + 6);
+    std::vector<int32_t> y2 = {1, 0}, y1 = {1};
+    auto probe = random_tokens(rng, 4, 6, 20);
+    auto after = [&](textcnn_classifier& m) {
+      auto p = m.predict(probe, 4, 6);
+      REQUIRE(p);
+      return *p;
+    };
+    auto close = [](const std::vector<float>& a, const std::vector<float>& b) {
+      for (size_t i = 0; i < a.size(); ++i)
+        if (std::fabs(a[i] - b[i]) > 1e-5f)
+          return false;
+      return a.size() == b.size();
+    };
+    auto alone = fresh();
+    REQUIRE(alone.train_step(one, 1, 6, y1));
+    auto zeroed = fresh();
+    std::vector<float> w10 = {1.0f, 0.0f};
+    REQUIRE(zeroed.train_step(two, 2, 6, y2, &w10));
+    auto plain = fresh();
+    REQUIRE(plain.train_step(two, 2, 6, y2));
+    auto equal = fresh();
+    std::vector<float> w33 = {3.0f, 3.0f};
+    REQUIRE(equal.train_step(two, 2, 6, y2, &w33));
+    CHECK(close(after(zeroed), after(alone)));
+    CHECK_FALSE(close(after(plain), after(alone)));
+    CHECK(close(after(equal), after(plain)));
+    // Bad weights are refused, named.
+    auto m = fresh();
+    std::vector<float> neg = {1.0f, -1.0f}, zero = {0.0f, 0.0f}, short_w = {1.0f};
+    for (auto* w : {&neg, &zero, &short_w}) {
+      auto r = m.train_step(two, 2, 6, y2, w);
+      REQUIRE_FALSE(r);
+      CHECK(is(r.error(), errc::invalid_argument));
+    }
+    CHECK(augmented_weights(5, 3, 0.5f) == std::vector<float>{1, 1, 1, 0.5f, 0.5f});
+    CHECK(augmented_weights(5, 3, 1.0f).empty());
+  }
+
   TEST_CASE("a detector is one file: tokenizer, config and weights") {
     std::vector<std::string> corpus = {"GET /index.jsp?id=1 HTTP/1.1 Host: a",
                                        "GET /index.jsp?id=2 HTTP/1.1 Host: a",
