@@ -4,9 +4,13 @@
 // (by request id) of a spooled SQL store, and gives precision, recall, F1 and false-positive
 // rate of the rule label, the model label and their OR, overall and per attack family, with
 // the count of requests answered but not captured or not labeled (both must be 0), and the
-// labeling lag (request arrival to the labeled row's commit). The rows are read from the
-// store's row_events (the JSON of every row change, last change of a row wins), which every
-// spooled store has. Plain functions and value types; thread-compatible.
+// labeling lag (request arrival to the labeled row's commit), split into the stages of the
+// pipeline. A request the HTTP parser refused before it read the header block (414, a 400 for
+// an over-long header or cookie) is captured without its headers, so without its trace id:
+// such a row is matched to its truth line by status, method, target and time instead (see
+// make_report). The rows are read from the store's row_events (the JSON of every row change,
+// last change of a row wins), which every spooled store has; the stage times from
+// func_invocations and messages. Plain functions and value types; thread-compatible.
 #pragma once
 
 #include "apps/anomaly/binary_metrics.hpp"
@@ -33,6 +37,16 @@ struct label_scores {
   anomaly::binary_metrics either;
 };
 
+/// One stage of the labeling lag, over the labeled requests whose times the store holds.
+struct lag_stage {
+  /// What the stage covers, e.g. "capture queue (response -> httplog.capture starts)".
+  std::string name;
+  uint64_t count = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double mean_ms = 0;
+};
+
 /// fp / (fp + tn); 0 when there are no negatives.
 double fp_rate(const anomaly::binary_metrics& m);
 
@@ -44,6 +58,12 @@ struct nectar_report {
   uint64_t attacks = 0;
   /// Answered requests with a captured row, and with a labeled row.
   uint64_t captured = 0;
+  /// Of `captured`: rows without a trace id (the parser refused the request before reading
+  /// its headers) matched to their truth line by status, method, target and time.
+  uint64_t matched_without_trace = 0;
+  /// Rows without a trace id that no truth line took: other clients, or the rest of a
+  /// refused header block that the parser read as another request line.
+  uint64_t untraced_unmatched = 0;
   uint64_t labeled = 0;
   /// Answered but without a captured row; captured but without a labeled row. Both must be 0.
   uint64_t not_captured = 0;
@@ -69,13 +89,20 @@ struct nectar_report {
   double lag_p50_ms = 0;
   double lag_p99_ms = 0;
   double lag_max_ms = 0;
+  /// The lag split into the pipeline's stages, in order (their means add up to the mean lag
+  /// over the requests that have every stage's times); empty when the store lacks them.
+  std::vector<lag_stage> lag_stages;
 };
 
 /// Reads a truth file. Errors name the file and the line.
 caf::expected<std::vector<truth_record>> read_truth(const std::string& file);
 
-/// Computes the report from truth records and an open store. A store without any captured
-/// row at all is an error naming what was looked for (the run was not spooled yet).
+/// Computes the report from truth records and an open store. A truth line whose trace id no
+/// row has is matched, if it was answered, to a row without a trace id of the same status,
+/// method and target (a row without a method, as a 414 leaves it, matches on status alone),
+/// logged at most 60 s after the request was sent and at most 1 s before: the earliest such
+/// row goes to the earliest such request (rows with a method first). A store without any
+/// captured row at all is an error naming what was looked for (the run was not spooled yet).
 caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
                                          storage::sql_store& store);
 

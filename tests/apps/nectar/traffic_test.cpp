@@ -6,6 +6,7 @@
 // answered is captured and labeled, and the report joins them all.
 #include "apps/nectar/report.hpp"
 #include "apps/nectar/traffic.hpp"
+#include "base/wall_clock.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/sql_store.hpp"
 #include "tests/apps/anomaly/tiny_detector.hpp"
@@ -416,6 +417,92 @@ TEST_SUITE("apps.nectar.traffic") {
     CHECK(describe(bad.error()).find("truth.jsonl:12") != std::string::npos);
   }
 
+  TEST_CASE("report: rows the HTTP parser left without a trace id are matched by status, "
+            "method, target and time") {
+    test::temp_dir dir;
+    auto sql = dir.path() + "/store.sqlite";
+    auto truth_file = dir.path() + "/truth.jsonl";
+    constexpr int64_t s = 1'000'000'000, ms = 1'000'000;
+    {
+      auto store = storage::sql_store::open(sql);
+      REQUIRE_MESSAGE(store, test::why(store));
+      int lsn = 0;
+      auto put = [&](const std::string& table, const std::string& key, const nlohmann::json& v) {
+        auto r = (*store)->query("INSERT INTO row_events(lsn, seq, table_name, row_key, op, "
+                                 "execution_id, role, ts_ns, value) VALUES (?1, 0, ?2, ?3, "
+                                 "'insert', 0, 'nectar', ?4, ?5)",
+                                 {std::to_string(++lsn), table, key, std::to_string(100 * s),
+                                  v.dump()});
+        REQUIRE_MESSAGE(r, test::why(r));
+      };
+      // A row (id, trace, status, method, stem, query, logged at) and its labels.
+      auto row = [&](const std::string& id, const std::string& trace, int status,
+                     const std::string& method, const std::string& stem, const std::string& query,
+                     int64_t ts, int rule) {
+        put("httplog_request", id,
+            {{"trace_id", trace},
+             {"ts_ns", ts},
+             {"sc_status", status},
+             {"cs_method", method},
+             {"cs_uri_stem", stem},
+             {"cs_uri_query", query}});
+        put("httplog_request_labeled", id,
+            {{"request_id", id}, {"label", 0}, {"rule_label", rule}});
+      };
+      row("ra", "A", 200, "GET", "/feed", "", 10 * s + 2 * ms, 0);
+      // B's 414: the parser kept nothing of the request, not even its method.
+      row("rb", "", 414, "", "", "", 11 * s + 2 * ms, 1);
+      // C and D: two 400s for GET /feed half a millisecond apart; C is the attack (flagged).
+      row("rc", "", 400, "GET", "/feed", "", 12 * s + 1 * ms, 1);
+      row("rd", "", 400, "GET", "/feed", "", 12 * s + 3 * ms, 0);
+      // Rows nothing should take: another status, E's shape 100 s too late, G's other method.
+      row("x404", "", 404, "", "", "", 11 * s + 1 * ms, 0);
+      row("xlate", "", 400, "GET", "/feed", "", 200 * s, 0);
+      row("xget", "", 400, "GET", "/login", "", 13 * s + 1 * ms, 0);
+      // A long target the generator cut at 512 bytes.
+      row("rh", "", 414, "GET", "/search", "q=" + std::string(600, 'A'), 14 * s + 1 * ms, 1);
+    }
+    {
+      std::ofstream out{truth_file};
+      auto line = [&](const std::string& trace, const std::string& cls, int status,
+                      const std::string& method, const std::string& path, int64_t sent) {
+        truth_record t;
+        t.trace_id = trace;
+        t.cls = cls;
+        t.family = cls == "attack" ? "oversized" : "";
+        t.status = status;
+        t.method = method;
+        t.path = path.substr(0, 512);
+        t.sent_ns = sent;
+        out << t.to_json_line() << "\n";
+      };
+      line("A", "benign", 200, "GET", "/feed", 10 * s);
+      line("B", "attack", 414, "GET", "/search?q=" + std::string(9000, 'B'), 11 * s);
+      line("C", "attack", 400, "GET", "/feed", 12 * s);
+      line("D", "benign", 400, "GET", "/feed", 12 * s + ms / 2);
+      line("E", "attack", 400, "GET", "/feed", 100 * s);
+      line("G", "attack", 400, "POST", "/login", 13 * s);
+      line("H", "attack", 414, "GET", "/search?q=" + std::string(600, 'A'), 14 * s);
+    }
+    auto r = make_report(sql, truth_file);
+    REQUIRE_MESSAGE(r, test::why(r));
+    INFO(to_string(*r));
+    CHECK(r->answered == 7);
+    CHECK(r->captured == 5); // A by trace; B, C, D, H by shape and time
+    CHECK(r->matched_without_trace == 4);
+    CHECK(r->not_captured == 2); // E (no row near its time), G (no POST row)
+    CHECK(r->not_captured_by_status == std::map<int, uint64_t>{{400, 2}});
+    CHECK(r->untraced_unmatched == 3);
+    CHECK(r->labeled == 5);
+    // C (attack, flagged) took the first 400 and D (benign, not flagged) the second: the rule
+    // label has tp B C H, tn A D; swapped it would count a false positive and a miss.
+    CHECK(r->all.rule.tp == 3);
+    CHECK(r->all.rule.tn == 2);
+    CHECK(r->all.rule.fp == 0);
+    CHECK(r->all.rule.fn == 0);
+    CHECK(to_string(*r).find("matched by status, method, target and time: 4") != std::string::npos);
+  }
+
   TEST_CASE("against Nectar: every answered request is captured and labeled; the report joins "
             "them all") {
     test::temp_dir dir;
@@ -447,13 +534,39 @@ TEST_SUITE("apps.nectar.traffic") {
     CHECK(stats->answered == stats->sent);
     CHECK(stats->attacks > 0);
     CHECK(stats->benign > 0);
-    // Capture and labels run behind the responses: wait until the node has them all (all but
-    // those the HTTP parser may have refused before a handler saw them, at most).
+    // Requests the HTTP parser refuses before it reads their headers, so before it sees their
+    // trace id: a request line over 8 KiB (414) and a cookie over 8 KiB (400), each on its
+    // own connection, with truth lines as the generator writes them.
+    {
+      std::ofstream out{o.truth_file, std::ios::app};
+      int n = 0;
+      for (auto& [path, cookie] :
+           {std::pair<std::string, std::string>{"/search?q=" + std::string(9000, 'A'), ""},
+            std::pair<std::string, std::string>{"/feed", std::string(9000, 'C')}}) {
+        truth_record t;
+        t.trace_id = "refused-" + std::to_string(n++);
+        t.cls = "attack";
+        t.family = "oversized";
+        t.method = "GET";
+        t.path = path.substr(0, 512);
+        httplib::Headers h{{"X-Nectar-Trace", t.trace_id}};
+        if (!cookie.empty())
+          h.emplace("Cookie", "nectar_session=" + cookie);
+        httplib::Client cli{stack.http_addr()};
+        t.sent_ns = wall_clock_ns();
+        auto res = cli.Get(path, h);
+        REQUIRE(res);
+        t.status = res->status;
+        CHECK((t.status == 400 || t.status == 414));
+        out << t.to_json_line() << "\n";
+      }
+    }
+    // Capture and labels run behind the responses: wait until the node has them all.
     auto truth = read_truth(o.truth_file);
     REQUIRE_MESSAGE(truth, test::why(truth));
-    uint64_t parser_status = 0;
+    uint64_t answered = 0;
     for (auto& t : *truth)
-      parser_status += t.status == 400 || t.status == 414 ? 1 : 0;
+      answered += t.status > 0 ? 1 : 0;
     nlohmann::json counts;
     bool all = test::wait_until(
       [&] {
@@ -461,7 +574,7 @@ TEST_SUITE("apps.nectar.traffic") {
         if (!c)
           return false;
         counts = *c;
-        return counts.value("requests", 0u) + parser_status >= stats->answered
+        return counts.value("requests", 0u) >= answered
                && counts.value("labeled", 0u) >= counts.value("requests", 0u);
       },
       std::chrono::seconds{60}, "every request captured and labeled");
@@ -473,21 +586,20 @@ TEST_SUITE("apps.nectar.traffic") {
     auto r = make_report(sql, o.truth_file);
     REQUIRE_MESSAGE(r, test::why(r));
     INFO(to_string(*r));
-    CHECK(r->requests == stats->sent);
-    CHECK(r->answered == stats->answered);
-    // Requests the HTTP parser refused before any handler (an over-long header or request
-    // line: 400, 414) are the only ones allowed to go uncaptured.
-    uint64_t refused_by_parser = 0;
-    for (auto& [status, n] : r->not_captured_by_status) {
-      CHECK_MESSAGE((status == 400 || status == 414), "status ", status, ": ", n, " not captured");
-      refused_by_parser += n;
-    }
-    CHECK(r->not_captured == refused_by_parser);
+    CHECK(r->requests == stats->sent + 2);
+    CHECK(r->answered == stats->answered + 2);
+    // Every answered request is captured and labeled, the two refused ones (and any the
+    // generator's oversized attacks got refused) through the fallback.
+    CHECK(r->not_captured == 0);
+    CHECK(r->matched_without_trace >= 2);
     CHECK(r->not_labeled == 0);
-    CHECK(r->captured == r->answered - refused_by_parser);
+    CHECK(r->captured == r->answered);
     CHECK(r->labeled == r->captured);
     CHECK(r->all.rule.total() == r->labeled);
-    CHECK(r->all.rule.tp + r->all.rule.fn == stats->attacks);
+    CHECK(r->all.rule.tp + r->all.rule.fn == stats->attacks + 2);
     CHECK(r->lag_count == r->labeled);
+    // The lag's stages come from the node's own records of every request.
+    REQUIRE(r->lag_stages.size() == 9);
+    CHECK(r->lag_stages.front().count == r->labeled);
   }
 }
