@@ -4,6 +4,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -12,6 +13,9 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace comb::storage {
 
@@ -79,6 +83,74 @@ std::string literal(const nlohmann::json& v) {
     out += c;
   }
   return out + "'";
+}
+
+// A value as COPY's text format writes it (tab-separated columns, \N for NULL, backslash
+// escapes), converted by the column's type as literal()'s text is.
+void copy_field(std::string& out, const nlohmann::json& v) {
+  if (v.is_null()) {
+    out += "\\N";
+    return;
+  }
+  if (v.is_boolean()) {
+    out += v.get<bool>() ? '1' : '0';
+    return;
+  }
+  if (v.is_number_unsigned()) {
+    out += std::to_string(static_cast<int64_t>(v.get<uint64_t>()));
+    return;
+  }
+  if (v.is_number_integer()) {
+    out += std::to_string(v.get<int64_t>());
+    return;
+  }
+  if (v.is_number_float()) {
+    auto d = v.get<double>();
+    if (!std::isfinite(d)) {
+      out += "\\N";
+      return;
+    }
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", d);
+    out += buf;
+    return;
+  }
+  auto dumped = v.is_string() ? std::string{} : v.dump();
+  const std::string& text = v.is_string() ? v.get_ref<const std::string&>() : dumped;
+  for (char c : text) {
+    switch (c) {
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      out += c;
+    }
+  }
+}
+
+// The table of an `into` ("table" or "table"(columns)) and its column list ("*" for all).
+std::pair<std::string, std::string> split_into(const std::string& into) {
+  size_t at = 0;
+  if (!into.empty() && into[0] == '"') { // a quoted name: '(' may only follow its end
+    at = 1;
+    while (at < into.size() && !(into[at] == '"' && (at + 1 == into.size() || into[at + 1] != '"')))
+      at += into[at] == '"' ? 2 : 1;
+    ++at;
+  }
+  auto paren = into.find('(', at);
+  if (paren == std::string::npos)
+    return {into, "*"};
+  auto close = into.rfind(')');
+  return {into.substr(0, paren), into.substr(paren + 1, close - paren - 1)};
 }
 
 // Replaces ?N outside quotes with what `param(N)` gives.
@@ -220,12 +292,8 @@ protected:
   caf::error append_row(const std::string& into,
                         const std::vector<nlohmann::json>& values) override {
     auto& rows = rows_[into];
-    if (!rows.empty())
-      rows += ',';
-    auto t = tuple(values);
-    rows += t;
-    pending_ += t.size();
-    return pending_ >= batch_bytes ? flush() : caf::error{};
+    rows.push_back(values);
+    return note(values);
   }
 
   caf::error upsert_row(const std::string& into, const std::string& set,
@@ -236,14 +304,10 @@ protected:
       close_run();
       run_.into = into;
       run_.set = set;
-    } else {
-      run_.rows += ',';
     }
-    auto t = tuple(values);
-    run_.rows += t;
+    run_.rows.push_back(values);
     run_.keys.insert(std::move(key));
-    pending_ += t.size();
-    return pending_ >= batch_bytes ? flush() : caf::error{};
+    return note(values);
   }
 
   caf::error begin() override {
@@ -329,15 +393,29 @@ private:
     return settings();
   }
 
-  // What waits to be sent, as one multi-statement string (one round trip) when it is large,
-  // at commit, and before anything reads: the statements in order, then the append-only
-  // rows, one multi-row INSERT per target (they depend on nothing but the tables and columns
-  // the statements before them create). Consecutive upserts of one table are one multi-row
-  // INSERT in the statements' order. A multi-row INSERT's values are each converted to
-  // their column's type, so a column widened after a row was queued still takes it.
-  // Measured: PostgreSQL's cost per statement grows with the size of the string it comes in
-  // (4 MiB: 1.1k records/s; 256 KiB: 2.7k; 64 KiB: 3.0k), so batches stay small.
+  // What waits to be sent goes when it is large, at commit, and before anything reads: the
+  // statements in order, then the append-only rows by target (they depend on nothing but the
+  // tables and columns the statements before them create). Consecutive upserts of one table
+  // are one run, in the statements' order. Statements and small runs travel as SQL text, many
+  // in one multi-statement string (one round trip). Measured: PostgreSQL's cost per statement
+  // grows with the size of the string it comes in (4 MiB: 1.1k records/s; 256 KiB: 2.7k;
+  // 64 KiB: 3.0k), so that text stays small. Runs of at least copy_min_rows rows go through
+  // COPY instead, which PostgreSQL takes without parsing a statement per row: into a
+  // temporary table made at that point of the sequence (so with the target's columns and
+  // types as the statements before it left them), then INSERT ... SELECT with the same ON
+  // CONFLICT clause as the text form, so a row already there is still skipped (appends) or
+  // replaced (upserts), and the temporary table is dropped. COPY is off when the environment
+  // sets COMB_PG_COPY=0 (to compare the two).
   static constexpr size_t batch_bytes = 64 << 10;
+  static constexpr size_t copy_bytes = 4 << 20;
+  static constexpr size_t copy_min_rows = 32;
+
+  // Read when the store opens.
+  static bool copy_from_env() {
+    auto* v = std::getenv("COMB_PG_COPY");
+    return !(v && std::string{v} == "0");
+  }
+  bool copy_enabled() const { return copy_; }
 
   static std::string tuple(const std::vector<nlohmann::json>& values) {
     std::string t = "(";
@@ -349,38 +427,130 @@ private:
     return t + ")";
   }
 
+  // Counts a queued row's bytes (about as sent) and flushes when enough waits.
+  caf::error note(const std::vector<nlohmann::json>& values) {
+    size_t n = values.size() * 2 + 2;
+    for (auto& v : values)
+      n += v.is_string() ? v.get_ref<const std::string&>().size() : 8;
+    pending_rows_ += n;
+    return pending_rows_ >= (copy_enabled() ? copy_bytes : batch_bytes) || pending_ >= batch_bytes
+             ? flush()
+             : caf::error{};
+  }
+
   caf::error add(const std::string& statement) {
     close_run();
-    seq_ += statement;
-    seq_ += ";\n";
+    sql_ += statement;
+    sql_ += ";\n";
     pending_ += statement.size();
     return pending_ >= batch_bytes ? flush() : caf::error{};
+  }
+
+  // Rows of one target, with the conflict clause, as SQL text or as a COPY step.
+  caf::error put_rows(const std::string& into, const std::vector<std::vector<nlohmann::json>>& rows,
+                      const std::string& conflict) {
+    if (rows.empty())
+      return {};
+    if (!copy_enabled() || rows.size() < copy_min_rows) {
+      std::string sql = "INSERT INTO " + into + " VALUES ";
+      for (size_t i = 0; i < rows.size(); ++i) {
+        if (i > 0)
+          sql += ',';
+        sql += tuple(rows[i]);
+      }
+      sql_ += sql + " " + conflict + ";\n";
+      pending_ += sql.size();
+      return {};
+    }
+    auto [table, columns] = split_into(into);
+    auto stage = "comb_stage_" + std::to_string(++stages_);
+    sql_ += "CREATE TEMP TABLE " + stage + " AS SELECT " + columns + " FROM " + table
+            + " WITH NO DATA;\n";
+    if (auto err = send_sql())
+      return err;
+    std::string data;
+    for (auto& row : rows) {
+      for (size_t i = 0; i < row.size(); ++i) {
+        if (i > 0)
+          data += '\t';
+        copy_field(data, row[i]);
+      }
+      data += '\n';
+    }
+    if (auto err = copy_in(stage, data))
+      return err;
+    // Runs with what follows it, in one round trip.
+    sql_ += "INSERT INTO " + into + " SELECT * FROM " + stage + " " + conflict + ";\nDROP TABLE "
+            + stage + ";\n";
+    return {};
   }
 
   void close_run() {
     if (run_.into.empty())
       return;
-    seq_ += "INSERT INTO " + run_.into + " VALUES " + run_.rows
-            + " ON CONFLICT(row_key) DO UPDATE SET " + run_.set + ";\n";
+    auto open = std::move(run_);
     run_ = {};
+    if (auto err = put_rows(open.into, open.rows, "ON CONFLICT(row_key) DO UPDATE SET " + open.set))
+      if (!failed_)
+        failed_ = err;
   }
 
   void discard() {
-    seq_.clear();
+    sql_.clear();
     rows_.clear();
     run_ = {};
     pending_ = 0;
+    pending_rows_ = 0;
+    failed_ = caf::error{};
   }
 
   caf::error flush() {
     close_run();
-    auto sql = std::move(seq_);
     for (auto& [into, rows] : rows_)
-      sql += "INSERT INTO " + into + " VALUES " + rows + " ON CONFLICT DO NOTHING;\n";
+      if (!failed_)
+        if (auto err = put_rows(into, rows, "ON CONFLICT DO NOTHING"))
+          failed_ = err;
+    auto err = failed_ ? failed_ : send_sql();
     discard();
-    if (sql.empty())
+    return err;
+  }
+
+  // Sends the SQL text that waits (one round trip).
+  caf::error send_sql() {
+    if (sql_.empty())
       return {};
+    auto sql = std::move(sql_);
+    sql_.clear();
+    pending_ = 0;
     return run(sql);
+  }
+
+  // COPY `data` (text format) into `table`.
+  caf::error copy_in(const std::string& table, const std::string& data) {
+    result start{PQexec(conn_, ("COPY " + table + " FROM STDIN").c_str())};
+    if (PQresultStatus(start.r) != PGRES_COPY_IN)
+      return make_error(PQstatus(conn_) == CONNECTION_BAD ? errc::unavailable : errc::storage_error,
+                        url_ + ": COPY: " + trim(PQresultErrorMessage(start.r)));
+    bool sent = true;
+    for (size_t at = 0; at < data.size() && sent; at += 1 << 20) {
+      auto n = std::min(data.size() - at, size_t{1} << 20);
+      sent = PQputCopyData(conn_, data.data() + at, static_cast<int>(n)) == 1;
+    }
+    std::string why;
+    if (!sent)
+      why = trim(PQerrorMessage(conn_));
+    if (PQputCopyEnd(conn_, sent ? nullptr : "sending the rows failed") != 1 && why.empty())
+      why = trim(PQerrorMessage(conn_));
+    // The COPY's outcome, then nothing (libpq's protocol: read results until null).
+    while (PGresult* r = PQgetResult(conn_)) {
+      result res{r};
+      if (PQresultStatus(r) != PGRES_COMMAND_OK && why.empty())
+        why = trim(PQresultErrorMessage(r));
+    }
+    if (why.empty())
+      return {};
+    return make_error(PQstatus(conn_) == CONNECTION_BAD ? errc::unavailable : errc::storage_error,
+                      url_ + ": COPY into " + table + ": " + why);
   }
 
   caf::error run(const std::string& sql) {
@@ -396,13 +566,19 @@ private:
   std::string url_;
   bool read_only_;
   bool in_txn_ = false;
-  std::string seq_;                         // statements, in order
-  std::map<std::string, std::string> rows_; // append-only rows by target: "(...),(...)"
+  std::string sql_; // statements (and small runs) as SQL text, in order
+  using row_list = std::vector<std::vector<nlohmann::json>>;
+  std::map<std::string, row_list> rows_; // append-only rows by target
   struct {
-    std::string into, set, rows;
+    std::string into, set;
+    row_list rows;
     std::set<std::string> keys;
-  } run_;              // the open run of upserts
-  size_t pending_ = 0; // bytes waiting
+  } run_;                   // the open run of upserts
+  size_t pending_ = 0;      // bytes of SQL text waiting
+  size_t pending_rows_ = 0; // bytes of rows waiting
+  size_t stages_ = 0;       // temporary tables made (for their names)
+  caf::error failed_;       // a COPY step that failed: the pass rolls back
+  bool copy_ = copy_from_env();
 };
 
 } // namespace

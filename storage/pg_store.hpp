@@ -1,7 +1,9 @@
 // comb::storage::open_pg_store: the PostgreSQL implementation of sql_store, through libpq:
 // the same tables and queries as the SQLite store (storage/sql_store.hpp), for a team that
 // wants its provenance in a database server. The spool's statements are sent in batches
-// (one round trip for many rows) inside one transaction per pass, which first locks
+// (one round trip for many rows) and its rows through COPY (a temporary table, then INSERT ...
+// SELECT ... ON CONFLICT, so that a row already there is skipped or replaced as the SQL form
+// would; COMB_PG_COPY=0 turns COPY off), inside one transaction per pass, which first locks
 // spool_state's row, so two spoolers of one database take turns. Text is sent as UTF-8
 // literals with standard_conforming_strings on; queries take ?1, ?2, ... like SQLite's
 // (sent as $1, $2, ...). Not thread-safe (one connection).

@@ -488,6 +488,81 @@ TEST_SUITE("storage.sql_store") {
     CHECK(test::must(o->query("SELECT DISTINCT node FROM func_invocations"))[0]["node"] == "n1");
   }
 
+  TEST_CASE("PostgreSQL: large passes go through COPY and give the rows SQLite and the SQL "
+            "form give; spooling everything again adds no row") {
+    test::pg_server pg;
+    if (!pg.available()) {
+      MESSAGE("SKIPPED: " << pg.why());
+      return;
+    }
+    REQUIRE_MESSAGE(pg.running(), pg.why());
+    test::temp_dir dir;
+    auto log = dir.path() + "/log";
+    {
+      // 400 captures: text COPY must escape (tab, newline, CR, backslash, quotes, non-ASCII),
+      // a column widened from INTEGER to REAL half-way, runs of 40 upserts with a key written
+      // twice in one transaction (a key twice in one run), deletes, reads and messages.
+      auto w = test::must(storage::log_writer::open(log));
+      for (int i = 0; i < 400; ++i) {
+        auto key = "r" + std::to_string(i);
+        json req{{"ts_ns", 1000 + i},
+                 {"sc_status", i % 7 == 0 ? 400 : 200},
+                 {"raw", "GET /?q=" + std::to_string(i) + "\t\\N\r\n'\"\\ é€ end"},
+                 {"score", i < 200 ? json(i) : json(i + 0.5)},
+                 {"cs_cookie", i % 3 == 0 ? json(nullptr) : json("c=1")}};
+        std::vector<change> changes{{"httplog_request", key, op::insert, req}};
+        // Every 40th: the labels of the last 40 in one run of upserts, then one of them again.
+        if (i % 40 == 39) {
+          for (int k = i - 39; k <= i; ++k)
+            changes.push_back({"httplog_request_labeled",
+                               "r" + std::to_string(k),
+                               op::insert,
+                               {{"label", k % 2}, {"score", 0.25}}});
+          changes.push_back({"httplog_request_labeled", key, op::update, {{"label", 1}}});
+        }
+        if (i % 50 == 49)
+          changes.push_back({"httplog_request", "r" + std::to_string(i - 40), op::del, nullptr});
+        auto r = invocation(5000 + i, "httplog.capture", "nectar", 10000 + i, changes,
+                            {{"httplog_request", key}});
+        auto lsn = w->next_lsn();
+        r.lsn = lsn;
+        REQUIRE(!w->append(lsn, storage::encode(r)));
+        if (i % 10 == 0) {
+          storage::log_record m;
+          m.kind = storage::log_record::kind_t::message;
+          m.timestamp_ns = 10000 + i;
+          m.sender = "outbox_dispatcher";
+          m.receiver = "function/0";
+          m.execution_id = 5000 + i;
+          m.payload = "function_call {\"call\":\"" + key + "\"}";
+          m.lsn = w->next_lsn();
+          REQUIRE(!w->append(m.lsn, storage::encode(m)));
+        }
+      }
+      REQUIRE(!w->sync());
+    }
+    auto lite = test::must(storage::sql_store::open(dir.path() + "/a.sqlite"));
+    REQUIRE(test::must(lite->spool(log)) == 440);
+    auto a = everything(*lite);
+    CHECK(a["httplog_request"].size() == 392);
+    auto copy = test::must(storage::sql_store::open(pg.create_database("by_copy")));
+    CHECK(test::must(copy->spool(log)) == 440);
+    test::check_same(a, everything(*copy), "SQLite", "PostgreSQL (COPY)");
+    {
+      setenv("COMB_PG_COPY", "0", 1);
+      auto text = test::must(storage::sql_store::open(pg.create_database("by_sql")));
+      unsetenv("COMB_PG_COPY");
+      CHECK(test::must(text->spool(log)) == 440);
+      test::check_same(a, everything(*text), "SQLite", "PostgreSQL (SQL text)");
+    }
+    // A spooler that lost its place (the state rows set back) spools everything again: every
+    // row is there once, as before.
+    REQUIRE(copy->query("UPDATE spool_state SET last_lsn = 0"));
+    REQUIRE(copy->query("UPDATE spool_nodes SET last_lsn = 0"));
+    CHECK(test::must(copy->spool(log)) == 440);
+    test::check_same(a, everything(*copy), "SQLite", "PostgreSQL (COPY, spooled twice)");
+  }
+
   TEST_CASE("PostgreSQL: a server that is not there is a clear error") {
     auto port = test::free_port();
     auto s = storage::sql_store::open("postgresql://comb:secret@127.0.0.1:" + std::to_string(port)
