@@ -6,6 +6,9 @@
 #  include "apps/anomaly/anomaly_runner.hpp"
 #endif
 #include "apps/imaging/imaging.hpp"
+#ifdef COMB_HAVE_APP_CONSOLE
+#  include "apps/console/console_app.hpp"
+#endif
 #ifdef COMB_HAVE_APP_NECTAR
 #  include "apps/nectar/httplog.hpp"
 #  include "apps/nectar/nectar_app.hpp"
@@ -19,6 +22,9 @@ void register_all(runtime::procedure_registry& procs) {
   anomaly::register_anomaly(procs);
 #endif
   imaging::register_imaging(procs);
+#ifdef COMB_HAVE_APP_CONSOLE
+  console::register_console(procs);
+#endif
 #ifdef COMB_HAVE_APP_NECTAR
   nectar::register_nectar(procs);
   nectar::register_httplog(procs);

@@ -1,11 +1,15 @@
-// `comb console` (the web console over the SQL store) and `comb console add-user`. This file
-// parses flags and prints; the server is apps/console's (console_server.hpp).
+// `comb console` (the web console over the SQL store) and `comb console add-user`. Accounts
+// live in the node's console.accounts table, so both take --node. This file parses flags and
+// prints; the server is apps/console's (console_server.hpp).
 #include "cli/commands.hpp"
 
 #include "apps/console/accounts.hpp"
 #include "apps/console/console_server.hpp"
 #include "base/endpoint.hpp"
 #include "base/errc.hpp"
+#include "runtime/system_config.hpp"
+
+#include <caf/actor_system.hpp>
 
 #include <fstream>
 #include <iostream>
@@ -18,8 +22,8 @@ namespace con = apps::console;
 
 struct console_opts {
   std::string sql;
+  std::string node;
   std::string listen = "127.0.0.1:8090";
-  std::string accounts;
   std::string static_dir;
   int64_t sql_timeout_ms = 5000;
   double seconds = 0;
@@ -44,6 +48,20 @@ std::string read_password(const console_opts& o) {
   return pw;
 }
 
+// The node of --node, or a clear error: the accounts are in its console.accounts table.
+endpoint node_of(const console_opts& o, const char* cmd) {
+  if (o.node.empty())
+    fail(cmd,
+         make_error(errc::invalid_argument,
+                    "--node HOST:PORT is required: the console's accounts live in the "
+                    "node's console.accounts table (`comb node` or `comb demo` serves it)"),
+         2);
+  auto ep = parse_endpoint(o.node);
+  if (!ep)
+    fail(cmd, ep.error(), 2);
+  return *ep;
+}
+
 } // namespace
 
 void add_console_commands(CLI::App& app) {
@@ -51,29 +69,35 @@ void add_console_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand(
     "console", "Serve the web console (Overview, Search, Stats) over an SQL store");
   cmd->add_option("--sql", o->sql, "SQL store file (e.g. DATA/provenance.sqlite)");
+  cmd->add_option("--node", o->node,
+                  "HOST:PORT of the Comb node that holds the accounts (console.accounts) and "
+                  "the captured requests");
   cmd->add_option("--listen", o->listen, "HOST:PORT to serve on (port 0: any free port)")
     ->capture_default_str();
-  cmd->add_option("--accounts", o->accounts,
-                  "console accounts file (default: <store>.console-users)");
   cmd->add_option("--static", o->static_dir, "folder of the console's pages and scripts");
   cmd->add_option("--sql-timeout-ms", o->sql_timeout_ms, "time limit of a Search query")
     ->capture_default_str();
   cmd->add_option("--seconds", o->seconds, "stop after this many seconds (0: at Ctrl-C)");
   auto* add = cmd->add_subcommand("add-user", "Add a console user, or set their password "
                                               "(read from stdin or --password-file)");
-  add->add_option("--sql", o->sql, "SQL store file the accounts go with")->required();
-  add->add_option("--accounts", o->accounts,
-                  "console accounts file (default: <store>.console-users)");
+  add
+    ->add_option("--node", o->node,
+                 "HOST:PORT of the node whose console.accounts table "
+                 "keeps the account")
+    ->required();
   add->add_option("--user", o->user, "username")->required();
   add->add_option("--password-file", o->password_file, "file whose first line is the password");
   add->callback([o] {
-    auto file = o->accounts.empty() ? con::accounts_file_for(o->sql) : o->accounts;
-    auto acc = con::accounts::open(file);
-    if (!acc)
-      fail("console add-user", acc.error());
-    if (auto err = (*acc)->set_user(o->user, read_password(*o)))
+    auto node = node_of(*o, "console add-user");
+    auto password = read_password(*o);
+    runtime::system_config cfg{1};
+    caf::actor_system sys{cfg};
+    con::console_link link{sys, node};
+    con::accounts acc{link};
+    if (auto err = acc.set_user(o->user, password))
       fail("console add-user", err);
-    std::cout << "console user '" << o->user << "' saved in " << file << "\n";
+    std::cout << "console user '" << o->user << "' saved in the console.accounts table of node "
+              << node.to_string() << "\n";
   });
   cmd->callback([o, cmd] {
     if (cmd->got_subcommand("add-user"))
@@ -81,12 +105,19 @@ void add_console_commands(CLI::App& app) {
     if (o->sql.empty())
       fail("console", make_error(errc::invalid_argument, "--sql FILE is required (the SQL "
                                                          "store, e.g. DATA/provenance.sqlite)"));
+    auto node = node_of(*o, "console");
     auto ep = parse_endpoint(o->listen);
     if (!ep)
       fail("console", ep.error());
+    // SIGINT/SIGTERM blocked before the actor system starts its threads, so that
+    // run_until_signal takes them.
+    con::console_server::block_stop_signals();
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
     con::console_options opts;
     opts.sql_file = o->sql;
-    opts.accounts_file = o->accounts;
+    opts.system = &sys;
+    opts.node = node;
     opts.host = ep->host;
     opts.port = ep->port;
     opts.static_dir = o->static_dir;

@@ -13,6 +13,7 @@
 #  include "apps/nectar/traffic.hpp"
 #endif
 #include "apps/console/accounts.hpp"
+#include "apps/console/console_demo.hpp"
 #include "apps/console/console_server.hpp"
 #include "node/client.hpp"
 #include "runtime/pieces/compute_types.hpp"
@@ -237,6 +238,7 @@ struct call_opts {
   std::string args = "{}";
   double timeout = 60;
   runtime::tls_config tls;
+  std::string secret_file;
 };
 
 void run_call(const call_opts& o) {
@@ -255,7 +257,7 @@ void run_call(const call_opts& o) {
                     std::chrono::duration_cast<std::chrono::milliseconds>(
                       deadline - std::chrono::steady_clock::now()));
   };
-  auto c = runtime::client::connect(sys, *ep, left(), o.tls);
+  auto c = runtime::client::connect(sys, *ep, left(), o.tls, read_secret("call", o.secret_file));
   if (!c)
     fail("call", c.error());
   auto r = c->call(o.proc, o.args, o.role, left());
@@ -269,6 +271,7 @@ struct status_opts {
   double timeout = 10;
   bool json = false;
   runtime::tls_config tls;
+  std::string secret_file;
 };
 
 // `comb node status`: the node's description and its outbox dispatcher's view of the compute
@@ -283,7 +286,7 @@ void run_status(const status_opts& o) {
   caf::actor_system sys{cfg};
   auto c = runtime::client::connect(sys, *ep,
                                     std::chrono::milliseconds{static_cast<long>(o.timeout * 1000)},
-                                    o.tls);
+                                    o.tls, read_secret("node status", o.secret_file));
   if (!c)
     fail("node status", c.error(), 3);
   auto text = c->info();
@@ -351,39 +354,6 @@ void run_imaging_demo(runtime::node& node) {
   if (!r)
     fail("demo", r.error());
   apps::imaging::print_demo_report(std::cout, *r, d);
-}
-
-// The demo's console login: the account "analyst" in the console's accounts file, with a
-// random password kept in <data>/console-login.txt (0600) so that a restarted demo keeps it.
-caf::expected<std::string> demo_console_login(const std::string& data_dir,
-                                              const std::string& accounts_file) {
-  auto file = data_dir + "/console-login.txt";
-  std::string password;
-  if (std::ifstream in{file}; in)
-    std::getline(in, password);
-  auto acc = apps::console::accounts::open(accounts_file);
-  if (!acc)
-    return std::move(acc.error());
-  if (password.size() >= 8 && (*acc)->check("analyst", password))
-    return password;
-  static constexpr char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-  std::random_device rd; // /dev/urandom on Linux
-  std::uniform_int_distribution<size_t> pick{0, sizeof(alphabet) - 2};
-  password.clear();
-  for (int i = 0; i < 16; ++i)
-    password += alphabet[pick(rd)];
-  if (auto err = (*acc)->set_user("analyst", password))
-    return err;
-  std::filesystem::remove(file);
-  {
-    std::ofstream out{file};
-    out << password << "\n";
-    if (!out)
-      return make_error(errc::storage_error, file + ": cannot write the console login");
-  }
-  std::filesystem::permissions(file, std::filesystem::perms::owner_read
-                                       | std::filesystem::perms::owner_write);
-  return password;
 }
 
 // The demo: a single node with the apps, some accounts, a burst of concurrent transfers,
@@ -474,15 +444,23 @@ void run_demo(node_opts o) {
     }
   }
 #endif
-  // The console over the spooled SQL store (SQLite), with a login kept in the data folder.
+  // The anomaly model that gives Nectar's requests model labels, when a trained file exists.
+  apps::console::demo_anomaly_model(sys, endpoint{nc.host, node.port()}, COMB_SOURCE_DIR,
+                                    [](const std::string& line) {
+                                      std::cout << "  " << line << std::endl;
+                                    });
+  // The console over the spooled SQL store (SQLite), with a login kept in the data folder and
+  // its account in the node's console.accounts table.
   std::unique_ptr<apps::console::console_server> console;
   std::thread console_thread;
   if (!nc.spool_file.empty() && nc.spool_file.rfind("postgres", 0) != 0 && o.console_port >= 0) {
-    auto accounts_file = apps::console::accounts_file_for(nc.spool_file);
-    auto password = demo_console_login(nc.data_dir, accounts_file);
+    apps::console::console_link console_node{sys, endpoint{nc.host, node.port()}};
+    apps::console::accounts console_users{console_node};
+    auto password = apps::console::demo_login(console_users, nc.data_dir);
     apps::console::console_options co;
     co.sql_file = nc.spool_file;
-    co.accounts_file = accounts_file;
+    co.system = &sys;
+    co.node = endpoint{nc.host, node.port()};
     co.host = "127.0.0.1";
     co.port = o.console_port;
     auto made = password
@@ -555,6 +533,7 @@ void add_node_commands(CLI::App& app) {
     ->capture_default_str();
   status->add_flag("--json", so->json, "Print the node's info as JSON");
   add_tls_flags(status, so->tls);
+  add_secret_flag(status, so->secret_file);
   status->callback([so] { run_status(*so); });
   node->callback([no, status] {
     if (!status->parsed()) // `comb node status` asks a node; it does not start one
@@ -570,6 +549,7 @@ void add_node_commands(CLI::App& app) {
   call->add_option("procedure", co->proc, "Procedure name, e.g. bank.transfer")->required();
   call->add_option("args", co->args, "Arguments as a JSON object")->capture_default_str();
   add_tls_flags(call, co->tls);
+  add_secret_flag(call, co->secret_file);
   call->callback([co] { run_call(*co); });
 
   auto dopts = std::make_shared<node_opts>();

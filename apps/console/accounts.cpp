@@ -1,5 +1,7 @@
-// Console accounts: scrypt hashes in the console's own SQLite file.
+// Console accounts: scrypt hashes computed here, stored in the node's console.accounts table.
 #include "apps/console/accounts.hpp"
+
+#include "apps/console/console_app.hpp"
 
 #include "base/base64.hpp"
 #include "base/errc.hpp"
@@ -8,7 +10,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 
 #include <charconv>
 
@@ -28,15 +29,6 @@ bool derive(const std::string& password, const std::string& salt, const scrypt_p
                         reinterpret_cast<const unsigned char*>(salt.data()), salt.size(), sp.n,
                         sp.r, sp.p, scrypt_maxmem, out, hash_len)
          == 1;
-}
-
-bool valid_user(const std::string& u) {
-  if (u.empty() || u.size() > 64)
-    return false;
-  for (unsigned char c : u)
-    if (!(std::isalnum(c) || c == '_' || c == '.' || c == '@' || c == '-'))
-      return false;
-  return true;
 }
 
 // A well-formed hash of a password nobody has, so that unknown users cost the same work.
@@ -93,81 +85,31 @@ bool verify_password(const std::string& password, const std::string& encoded) {
   return CRYPTO_memcmp(got, want->data(), hash_len) == 0;
 }
 
-std::string accounts_file_for(const std::string& store_file) {
-  return store_file + ".console-users";
-}
-
-caf::expected<std::unique_ptr<accounts>> accounts::open(const std::string& file) {
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(file.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    sqlite3_close(db);
-    return make_error(errc::storage_error,
-                      "cannot open the console's accounts " + file + ": " + msg);
-  }
-  std::unique_ptr<accounts> self(new accounts(db));
-  sqlite3_busy_timeout(db, 5000);
-  char* err = nullptr;
-  if (sqlite3_exec(db,
-                   "CREATE TABLE IF NOT EXISTS console_users (username TEXT PRIMARY KEY, "
-                   "password_hash TEXT NOT NULL, updated_ns INTEGER NOT NULL)",
-                   nullptr, nullptr, &err)
-      != SQLITE_OK) {
-    std::string msg = err ? err : "?";
-    sqlite3_free(err);
-    return make_error(errc::storage_error,
-                      "cannot create the accounts table in " + file + ": " + msg);
-  }
-  return self;
-}
-
-accounts::~accounts() {
-  sqlite3_close(db_);
-}
-
 caf::error accounts::set_user(const std::string& user, const std::string& password,
                               const scrypt_params& sp) {
-  if (!valid_user(user))
-    return make_error(errc::invalid_argument,
-                      "username '" + user + "': use 1-64 characters of A-Z a-z 0-9 _ . @ -");
+  if (auto err = check_username(user))
+    return err;
   if (password.size() < 8 || password.size() > 1024)
     return make_error(errc::invalid_argument,
                       "password of user '" + user + "': use 8 to 1024 bytes");
   auto h = hash_password(password, sp);
   if (!h)
     return h.error();
-  std::lock_guard<std::mutex> lock(mu_);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_,
-                     "INSERT INTO console_users(username, password_hash, updated_ns) "
-                     "VALUES (?, ?, ?) ON CONFLICT(username) DO UPDATE SET "
-                     "password_hash = excluded.password_hash, updated_ns = excluded.updated_ns",
-                     -1, &st, nullptr);
-  sqlite3_bind_text(st, 1, user.c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, h->c_str(), -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 3, wall_clock_ns());
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE)
-    return make_error(errc::storage_error,
-                      "cannot store user '" + user + "': " + sqlite3_errmsg(db_));
+  auto r = node_.call("console.account_set",
+                      {{"username", user}, {"password_hash", *h}, {"now", wall_clock_ns()}});
+  if (!r)
+    return r.error();
   return {};
 }
 
-bool accounts::check(const std::string& user, const std::string& password) {
+caf::expected<bool> accounts::check(const std::string& user, const std::string& password) {
   std::string stored;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db_, "SELECT password_hash FROM console_users WHERE username = ?", -1, &st,
-                       nullptr);
-    sqlite3_bind_text(st, 1, user.c_str(), -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW)
-      stored = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+  if (!check_username(user)) {
+    auto r = node_.call("console.account_get", {{"username", user}});
+    if (r)
+      stored = r->value("password_hash", "");
+    else if (!is(r.error(), errc::not_found))
+      return r.error();
   }
   if (stored.empty()) {
     // Same work as a real check, so response time does not tell which users exist.
@@ -178,14 +120,14 @@ bool accounts::check(const std::string& user, const std::string& password) {
   return verify_password(password, stored);
 }
 
-std::vector<std::string> accounts::users() {
-  std::lock_guard<std::mutex> lock(mu_);
+caf::expected<std::vector<std::string>> accounts::users() {
+  auto r = node_.call("console.account_list", nlohmann::json::object());
+  if (!r)
+    return r.error();
   std::vector<std::string> out;
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(db_, "SELECT username FROM console_users ORDER BY username", -1, &st, nullptr);
-  while (sqlite3_step(st) == SQLITE_ROW)
-    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
-  sqlite3_finalize(st);
+  for (auto& u : (*r)["users"])
+    if (u.is_string())
+      out.push_back(u.get<std::string>());
   return out;
 }
 

@@ -2,14 +2,17 @@
 #include "apps/console/console_server.hpp"
 
 #include "apps/console/accounts.hpp"
+#include "apps/console/console_link.hpp"
 #include "apps/console/console_queries.hpp"
 #include "apps/console/sessions.hpp"
+#include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "base/html.hpp"
 #include "base/wall_clock.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
 #include <csignal>
 #include <filesystem>
@@ -110,10 +113,30 @@ std::string error_text(const caf::error& e) {
   return d.rfind(code, 0) == 0 ? d.substr(code.size()) : d;
 }
 
+// What provenance writes instead of a long value of a row over 64 KiB
+// (runtime/provenance/large_values.hpp): {"$comb_elided": {"sha256", "size", ...}}, which the
+// SQL store keeps as that JSON text.
+constexpr const char* elided_key = "$comb_elided";
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr) != 1)
+    return {};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
 } // namespace
 
 struct console_server::impl {
   console_options opts;
+  std::unique_ptr<console_link> node;
   std::unique_ptr<accounts> users;
   session_store sessions;
   login_throttle throttle;
@@ -233,6 +256,59 @@ struct console_server::impl {
     });
   }
 
+  // A field the SQL store keeps only as its digest (the row was over 64 KiB): the raw bytes
+  // are fetched from the Comb table through the node, checked against the digest and shown in
+  // its place; either way a note in "elided" says what happened and where the bytes are.
+  void restore_elided(json& rec, const std::string& id) {
+    if (!rec.value("found", false))
+      return;
+    json notes = json::array();
+    for (auto& f : rec["fields"]) {
+      if (!f[1].is_string()
+          || f[1].get_ref<const std::string&>().find(elided_key) == std::string::npos)
+        continue;
+      auto m = json::parse(f[1].get<std::string>(), nullptr, /*allow_exceptions=*/false);
+      if (m.is_discarded() || !m.is_object() || !m.contains(elided_key)
+          || !m[elided_key].is_object())
+        continue;
+      auto name = f[0].get<std::string>();
+      auto sha = m[elided_key].value("sha256", std::string{});
+      auto size = m[elided_key].value("size", uint64_t{0});
+      auto where = "the Comb table " + opts.schema.requests_table + ", key " + id;
+      auto text = name + ": " + std::to_string(size) + " bytes, kept in the SQL store only as "
+                  + "their digest (sha256 " + sha + ", the row is over 64 KiB); ";
+      json note{{"field", name}, {"sha256", sha},
+                {"size", size},  {"table", opts.schema.requests_table},
+                {"key", id},     {"fetched", false}};
+      caf::expected<json> got = make_error(errc::not_found, "only raw is fetched");
+      if (name == "raw")
+        got = node->call("console.request_raw",
+                         {{"table", opts.schema.requests_table}, {"id", id}});
+      if (got) {
+        auto raw = (*got).value("raw", std::string{});
+        auto bytes = raw;
+        // Provenance digests base64 text as the bytes it encodes (large_values.hpp).
+        if (m[elided_key].value("base64", false))
+          if (auto d = base64_decode(raw))
+            bytes = *d;
+        bool same = sha256_hex(bytes) == sha;
+        f[1] = raw;
+        note["fetched"] = true;
+        note["digest_ok"] = same;
+        text += "shown from " + where + ", fetched through the node " + node->node_text()
+                + (same ? " (digest matches)"
+                        : " (the digest differs: the row changed since it was logged)");
+      } else {
+        note["error"] = error_text(got.error());
+        text += "the bytes are in " + where + "; fetching them through the node "
+                + node->node_text() + " failed: " + error_text(got.error());
+      }
+      note["text"] = text;
+      notes.push_back(std::move(note));
+    }
+    rec["elided"] = std::move(notes);
+  }
+
   void routes() {
     http.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
       res.set_header("Content-Security-Policy", content_security_policy);
@@ -324,7 +400,16 @@ struct console_server::impl {
                      + std::to_string((wait + 59) / 60) + " minute(s).");
         return;
       }
-      if (user.size() > 64 || !users->check(user, field(f, "password"))) {
+      auto good = user.size() > 64 ? caf::expected<bool>{false}
+                                   : users->check(user, field(f, "password"));
+      if (!good) {
+        // The node could not say: no one gets in, and it is not counted as a guess.
+        login_page(res, 503, *s,
+                   "Cannot check passwords now (" + error_text(good.error())
+                     + "): try again soon.");
+        return;
+      }
+      if (!*good) {
         throttle.failed(user, req.remote_addr, now);
         login_page(res, 401, *s, "Wrong username or password.");
         return;
@@ -372,7 +457,11 @@ struct console_server::impl {
     api_post("/api/record", [this](const json& body, readonly_db& db) -> caf::expected<json> {
       if (!body["id"].is_string())
         return make_error(errc::invalid_argument, "'id' must be a request id (text)");
-      return run_record(db, opts.schema, body["id"].get<std::string>());
+      auto id = body["id"].get<std::string>();
+      auto r = run_record(db, opts.schema, id);
+      if (r)
+        restore_elided(*r, id);
+      return r;
     });
     api_post("/api/stats", [this](const json& body, readonly_db& db) -> caf::expected<json> {
       auto q = parse_overview_request(body);
@@ -417,15 +506,18 @@ caf::expected<std::unique_ptr<console_server>> console_server::make(console_opti
                                            "DATA/provenance.sqlite)");
   if (auto db = readonly_db::open(opts.sql_file); !db)
     return db.error();
-  if (opts.accounts_file.empty())
-    opts.accounts_file = accounts_file_for(opts.sql_file);
-  auto users = accounts::open(opts.accounts_file);
-  if (!users)
-    return users.error();
-  p->users = std::move(*users);
-  if (p->users->users().empty())
-    p->warnings += "no console users yet: add one with `comb console add-user --sql "
-                   + opts.sql_file + " --user NAME`\n";
+  if (!opts.system || opts.node.port == 0)
+    return make_error(errc::invalid_argument,
+                      "no node given (--node HOST:PORT): the console's accounts live in the "
+                      "node's console.accounts table");
+  p->node = std::make_unique<console_link>(*opts.system, opts.node);
+  p->users = std::make_unique<accounts>(*p->node);
+  if (auto names = p->users->users(); !names)
+    p->warnings += "the node cannot list console users now (" + describe(names.error())
+                   + "): logins fail until it answers\n";
+  else if (names->empty())
+    p->warnings += "no console users yet: add one with `comb console add-user --node "
+                   + opts.node.to_string() + " --user NAME`\n";
   p->static_dir = opts.static_dir.empty() ? fs::path(COMB_SOURCE_DIR) / "apps/console/static"
                                           : fs::path(opts.static_dir);
   if (!fs::is_regular_file(p->static_dir / "console.html")
@@ -472,12 +564,20 @@ void console_server::stop() {
   impl_->http.stop();
 }
 
-void console_server::run_until_signal(double seconds) {
+void console_server::block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+void console_server::run_until_signal(double seconds) {
+  block_stop_signals();
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
   std::thread server([this] { run(); });
   if (seconds > 0) {
     timespec ts{static_cast<time_t>(seconds),

@@ -4,13 +4,16 @@
 // every response carries a Content-Security-Policy without inline scripts, nosniff and
 // frame-ancestors 'none'. Static files (HTML, JS, CSS) come from the repository's
 // apps/console/static and plotly.js from its npm folder. SQL runs on a read-only connection
-// opened per request. Owned by the caller of `serve`; run() blocks on the calling thread,
+// opened per request. Accounts, and raw request bytes over the store's 64 KiB limit, come from
+// the console's node (console_app.hpp). Owned by the caller of `serve`; run() blocks on the calling thread,
 // stop() may be called from any thread.
 #pragma once
 
 #include "apps/console/console_schema.hpp"
 #include "apps/console/readonly_sql.hpp"
+#include "base/endpoint.hpp"
 
+#include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
 #include <functional>
@@ -20,8 +23,11 @@
 namespace comb::apps::console {
 
 struct console_options {
-  std::string sql_file;      ///< the SQL store (SQLite), opened read-only
-  std::string accounts_file; ///< empty: accounts_file_for(sql_file)
+  std::string sql_file; ///< the SQL store (SQLite), opened read-only
+  /// The node whose console.accounts table holds the accounts and whose httplog tables
+  /// hold the raw bytes the store keeps as digests; calls go through `system`'s middleman.
+  caf::actor_system* system = nullptr;
+  endpoint node;
   std::string host = "127.0.0.1";
   int port = 8090;            ///< 0: any free port (bound_port() says which)
   std::string static_dir;     ///< empty: <source>/apps/console/static
@@ -35,7 +41,8 @@ extern const char* const content_security_policy;
 
 class console_server {
 public:
-  /// Checks the options (store and static folder present, accounts file opens).
+  /// Checks the options (store and static folder present, a node given; a node that cannot
+  /// be reached yet is a warning: logins wait for it).
   static caf::expected<std::unique_ptr<console_server>> make(console_options opts);
   ~console_server();
 
@@ -51,6 +58,10 @@ public:
   /// Serves until SIGINT or SIGTERM (or `seconds` when > 0), then stops cleanly. Blocks
   /// those signals in the calling thread first, so call it before starting other threads.
   void run_until_signal(double seconds = 0);
+
+  /// Blocks SIGINT and SIGTERM in the calling thread and the threads it starts later; call
+  /// before an actor system starts its threads, so that run_until_signal takes them.
+  static void block_stop_signals();
 
   /// Warnings found at start (e.g. plotly.js not installed), one per line.
   const std::string& warnings() const;

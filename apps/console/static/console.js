@@ -371,8 +371,15 @@
       table.appendChild(el('tr', {}, [el('td', { text: r.ok ? 'request not found' : r.data.error })]));
     } else {
       table.appendChild(el('tr', {}, [el('th', { text: 'Field' }), el('th', { text: 'Value' })]));
-      for (const [name, value] of r.data.fields)
+      // Values the SQL store keeps only as a digest (rows over 64 KiB) come with a note: where
+      // the bytes are, and whether the server fetched them from the Comb table.
+      const notes = new Map((r.data.elided || []).map((n) => [n.field, n]));
+      for (const [name, value] of r.data.fields) {
         table.appendChild(el('tr', {}, [el('td', { class: 'name', text: name }), el('td', { class: 'value', text: asText(value) })]));
+        const n = notes.get(name);
+        if (n)
+          table.appendChild(el('tr', { class: 'elided-note' }, [el('td', { class: 'name', text: name + ' (note)' }), el('td', { class: 'value', text: n.text })]));
+      }
     }
     if (!dlg.open) dlg.showModal();
   }

@@ -1,12 +1,16 @@
-// apps.console.auth: passwords (scrypt), sessions and CSRF, and the server's checks through
-// real HTTP on loopback: nothing without a login, no login or POST without the session's
-// CSRF token, a new session id at login, logout ends the session, and every response carries
-// the security headers.
+// apps.console.auth: passwords (scrypt), accounts in the node's console.accounts table (a
+// `comb node` child), sessions and CSRF, and the server's checks through real HTTP on
+// loopback: nothing without a login, no login or POST without the session's CSRF token, a new
+// session id at login, logout ends the session, every response carries the security headers,
+// no login while the node cannot answer; and a request row over 64 KiB, which the SQL store
+// keeps as a digest, shown in the popup from the Comb table.
 #include "apps/console/accounts.hpp"
 #include "apps/console/console_server.hpp"
 #include "apps/console/sessions.hpp"
 #include "base/errc.hpp"
+#include "runtime/system_config.hpp"
 #include "tests/apps/console/console_fixture.hpp"
+#include "tests/apps/nectar/nectar_util.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -34,6 +38,28 @@ std::string csrf_of(const std::string& page) {
   return {};
 }
 
+// A console on a free loopback port over `store`, its accounts on the node at `node_port`;
+// stopped when it goes out of scope.
+struct served_console {
+  std::unique_ptr<console_server> server;
+  int port = 0;
+  std::thread thread;
+  served_console(caf::actor_system& sys, const std::string& store, uint16_t node_port) {
+    console_options o;
+    o.sql_file = store;
+    o.system = &sys;
+    o.node = {"127.0.0.1", node_port};
+    o.port = 0;
+    server = comb::test::must(console_server::make(o));
+    port = comb::test::must(server->bind());
+    thread = std::thread([this] { server->run(); });
+  }
+  ~served_console() {
+    server->stop();
+    thread.join();
+  }
+};
+
 } // namespace
 
 TEST_SUITE("apps.console.auth") {
@@ -49,23 +75,70 @@ TEST_SUITE("apps.console.auth") {
     CHECK_FALSE(hash_password("x", {1000, 8, 1})); // N must be a power of two
   }
 
-  TEST_CASE("accounts: users are added, passwords changed, bad names and short passwords refused") {
+  TEST_CASE("accounts live in the node's console.accounts table, as hashes, and survive a "
+            "node restart") {
     comb::test::temp_dir dir;
-    auto acc = comb::test::must(accounts::open(dir.path() + "/users"));
-    REQUIRE_FALSE(acc->set_user("alice", "password1", cheap));
-    CHECK(acc->check("alice", "password1"));
-    CHECK_FALSE(acc->check("alice", "password2"));
-    CHECK_FALSE(acc->check("bob", "password1"));
-    REQUIRE_FALSE(acc->set_user("alice", "password2", cheap));
-    CHECK(acc->check("alice", "password2"));
-    CHECK_FALSE(acc->check("alice", "password1"));
-    auto short_pw = acc->set_user("bob", "short", cheap);
+    comb::test::node_child node{dir, {"--no-provenance"}};
+    comb::runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    console_link link{sys, {"127.0.0.1", node.port()}};
+    accounts acc{link};
+    REQUIRE_FALSE(acc.set_user("alice", "password1", cheap));
+    CHECK(comb::test::must(acc.check("alice", "password1")));
+    CHECK_FALSE(comb::test::must(acc.check("alice", "password2")));
+    CHECK_FALSE(comb::test::must(acc.check("bob", "password1")));
+    CHECK_FALSE(comb::test::must(acc.check("bo b<", "password1")));
+    REQUIRE_FALSE(acc.set_user("alice", "password2", cheap));
+    CHECK(comb::test::must(acc.check("alice", "password2")));
+    CHECK_FALSE(comb::test::must(acc.check("alice", "password1")));
+    auto short_pw = acc.set_user("bob", "short", cheap);
     CHECK(comb::is(short_pw, comb::errc::invalid_argument));
     CHECK(comb::describe(short_pw).find("8 to 1024") != std::string::npos);
-    CHECK(comb::is(acc->set_user("bo b<", "password1", cheap), comb::errc::invalid_argument));
-    CHECK(acc->users() == std::vector<std::string>{"alice"});
-    // The file keeps hashes, never the password.
-    CHECK(comb::test::read_file(dir.path() + "/users").find("password2") == std::string::npos);
+    CHECK(comb::is(acc.set_user("bo b<", "password1", cheap), comb::errc::invalid_argument));
+    CHECK(comb::test::must(acc.users()) == std::vector<std::string>{"alice"});
+
+    // The table keeps a hash, never the password; the procedures refuse a plain password
+    // and keep the hashes out of request_raw's reach.
+    auto row = comb::test::must(link.call("console.account_get", {{"username", "alice"}}));
+    auto hash = row.value("password_hash", "");
+    CHECK(hash.rfind("scrypt$1024$8$1$", 0) == 0);
+    CHECK(hash.find("password2") == std::string::npos);
+    auto plain = link.call("console.account_set",
+                           {{"username", "eve"}, {"password_hash", "password1"}, {"now", 1}});
+    REQUIRE_FALSE(plain);
+    CHECK(comb::is(plain.error(), comb::errc::invalid_argument));
+    auto peek = link.call("console.request_raw", {{"table", "console.accounts"}, {"id", "alice"}});
+    REQUIRE_FALSE(peek);
+    CHECK(comb::is(peek.error(), comb::errc::permission_denied));
+    CHECK(comb::is(link.call("console.account_get", {{"username", "bob"}}).error(),
+                   comb::errc::not_found));
+
+    // The node goes away: no one is let in, and the error says why; after its restart (same
+    // data) the account is there.
+    node.kill();
+    auto away = acc.check("alice", "password2");
+    REQUIRE_FALSE(away);
+    CHECK(comb::describe(away.error()).find(node.addr()) != std::string::npos);
+    node.start();
+    bool back = comb::test::wait_until(
+      [&] {
+        auto r = acc.check("alice", "password2");
+        return r && *r;
+      },
+      std::chrono::seconds{30}, "the restarted node to answer for alice");
+    CHECK(back);
+  }
+
+  TEST_CASE("the console needs a node") {
+    comb::test::temp_dir dir;
+    auto store = dir.path() + "/store.sqlite";
+    comb::test::console::make_store(store, 3);
+    console_options o;
+    o.sql_file = store;
+    auto made = console_server::make(o);
+    REQUIRE_FALSE(made);
+    CHECK(comb::is(made.error(), comb::errc::invalid_argument));
+    CHECK(comb::describe(made.error()).find("--node") != std::string::npos);
   }
 
   TEST_CASE("sessions expire, tokens compare exactly, cookies parse") {
@@ -95,17 +168,16 @@ TEST_SUITE("apps.console.auth") {
     comb::test::temp_dir dir;
     auto store = dir.path() + "/store.sqlite";
     comb::test::console::make_store(store, 20);
+    comb::test::node_child node{dir, {"--no-provenance"}};
+    comb::runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
     {
-      auto acc = comb::test::must(accounts::open(accounts_file_for(store)));
-      REQUIRE_FALSE(acc->set_user("analyst", "s3cret-pass", cheap));
+      console_link link{sys, {"127.0.0.1", node.port()}};
+      accounts acc{link};
+      REQUIRE_FALSE(acc.set_user("analyst", "s3cret-pass", cheap));
     }
-    console_options o;
-    o.sql_file = store;
-    o.port = 0;
-    auto server = comb::test::must(console_server::make(o));
-    auto port = comb::test::must(server->bind());
-    std::thread t([&] { server->run(); });
-    httplib::Client c("127.0.0.1", port);
+    served_console console{sys, store, node.port()};
+    httplib::Client c("127.0.0.1", console.port);
     c.set_read_timeout(std::chrono::seconds(20));
 
     // Nothing without a login.
@@ -236,9 +308,89 @@ TEST_SUITE("apps.console.auth") {
     CHECK(std::stoi(blocked->get_header_value("Retry-After")) > 800);
     CHECK(blocked->body.find("Too many failed logins") != std::string::npos);
     CHECK(blocked->get_header_value("Set-Cookie").empty()); // no session came of it
+  }
 
-    server->stop();
-    t.join();
+  TEST_CASE("a request over 64 KiB: the store keeps its digest, the popup shows the bytes from "
+            "the Comb table, or says where they are") {
+    comb::test::temp_dir dir;
+    comb::test::node_child node{dir};
+    comb::runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    console_link link{sys, {"127.0.0.1", node.port()}, "admin"};
+    std::string raw = "POST /post HTTP/1.1\r\nHost: nectar\r\n\r\ntext=";
+    for (int i = 0; raw.size() < 100 * 1024; ++i)
+      raw += "<b>" + std::to_string(i) + "</b>";
+    nlohmann::json req{{"id", "big-1"},       {"ts_ns", comb::test::console::fixture_t0_ns},
+                       {"cs_method", "POST"}, {"cs_uri_stem", "/post"},
+                       {"raw", raw},          {"raw_encoding", "text"},
+                       {"sc_status", 200}};
+    auto captured = link.call(
+      "httplog.capture", {{"batch", "b1"}, {"requests", nlohmann::json::array({req})}, {"now", 1}});
+    REQUIRE_MESSAGE(captured, comb::test::why(captured));
+    REQUIRE_FALSE(accounts{link}.set_user("analyst", "s3cret-pass", cheap));
+
+    // The spooler writes the row into the node's SQL store with raw as the digest marker.
+    auto store = dir.path() + "/node/provenance.sqlite";
+    std::string cell;
+    comb::test::wait_until(
+      [&] {
+        auto db = readonly_db::open(store);
+        if (!db)
+          return false;
+        auto r = (*db)->run("SELECT raw FROM httplog_request WHERE row_key = 'big-1'",
+                            nlohmann::json::array(), {std::chrono::milliseconds(2000), 1});
+        if (!r || r->rows.empty() || !r->rows[0][0].is_string())
+          return false;
+        cell = r->rows[0][0].get<std::string>();
+        return true;
+      },
+      std::chrono::seconds{30}, "the spooled big-1 row");
+    REQUIRE_MESSAGE(cell.find("$comb_elided") != std::string::npos, cell.substr(0, 200));
+
+    served_console console{sys, store, node.port()};
+    httplib::Client c("127.0.0.1", console.port);
+    c.set_read_timeout(std::chrono::seconds(30));
+    auto login = c.Get("/login");
+    REQUIRE(login);
+    httplib::Headers h = {{"Cookie", cookie_of(login)}};
+    auto ok = c.Post("/login", h,
+                     "username=analyst&password=s3cret-pass&csrf=" + csrf_of(login->body),
+                     "application/x-www-form-urlencoded");
+    REQUIRE(ok);
+    REQUIRE(ok->status == 303);
+    h = {{"Cookie", cookie_of(ok)}};
+    auto page = c.Get("/", h);
+    h.emplace("X-CSRF-Token", csrf_of(page->body));
+
+    auto record = [&] {
+      auto r = c.Post("/api/record", h, R"({"id":"big-1"})", "application/json");
+      REQUIRE(r);
+      REQUIRE(r->status == 200);
+      return nlohmann::json::parse(r->body);
+    };
+    auto field = [](const nlohmann::json& rec, const std::string& name) {
+      for (auto& f : rec["fields"])
+        if (f[0] == name)
+          return f[1];
+      return nlohmann::json();
+    };
+    auto rec = record();
+    CHECK(field(rec, "raw") == raw);
+    REQUIRE(rec["elided"].size() == 1);
+    CHECK(rec["elided"][0]["fetched"] == true);
+    CHECK(rec["elided"][0]["digest_ok"] == true);
+    CHECK(rec["elided"][0]["size"] == raw.size());
+    CHECK(rec["elided"][0]["text"].get<std::string>().find("httplog_request") != std::string::npos);
+
+    // Without the node, the popup says where the bytes are and why they are not shown.
+    node.kill();
+    rec = record();
+    CHECK(field(rec, "raw").get<std::string>().find("$comb_elided") != std::string::npos);
+    REQUIRE(rec["elided"].size() == 1);
+    CHECK(rec["elided"][0]["fetched"] == false);
+    auto text = rec["elided"][0]["text"].get<std::string>();
+    CHECK(text.find("the Comb table httplog_request, key big-1") != std::string::npos);
+    CHECK(text.find(node.addr()) != std::string::npos);
   }
 
   TEST_CASE("the login throttle: per account and per address, in windows that end") {

@@ -1,6 +1,6 @@
-// apps.console.browser: the console in a real browser. Starts `comb console` on loopback over
-// a store it writes itself (tests/apps/console/make_fixture, with XSS payloads in request
-// fields), then drives Debian's chromium headless through playwright-core: login and the
+// apps.console.browser: the console in a real browser. Starts a `comb node` (the accounts live
+// in its console.accounts table) and `comb console` on loopback over a store it writes itself
+// (tests/apps/console/make_fixture, with XSS payloads in request fields), then drives Debian's chromium headless through playwright-core: login and the
 // refusal without it, each tab's behaviour, the XSS check (no payload ran, no request left
 // for another host), the read-only refusals; writes screenshots of the three tabs.
 // Exit 0 when all passed, 1 on a failure, 77 (ctest: skipped) only when chromium cannot start.
@@ -67,9 +67,11 @@ const fx = Array.from({ length: ROWS }, (_, i) => ({
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'comb-console-browser-'));
 const store = path.join(tmp, 'store.sqlite');
 let server = null;
+let node = null;
 let browser = null;
 const cleanup = () => {
   if (server && server.exitCode === null) server.kill('SIGTERM');
+  if (node && node.exitCode === null) node.kill('SIGKILL');
   fs.rmSync(tmp, { recursive: true, force: true });
 };
 process.on('exit', cleanup);
@@ -84,23 +86,36 @@ function run(cmd, argv, input) {
   return r.stdout;
 }
 
-async function startConsole() {
-  run(fixture, [store, String(ROWS)]);
-  run(comb, ['console', 'add-user', '--sql', store, '--user', 'analyst'], 'analyst-pass-1\n');
-  server = spawn(comb, ['console', '--sql', store, '--listen', '127.0.0.1:0', '--sql-timeout-ms', '1500'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
+// Spawns `comb ARGV` and resolves with the first match of `re` in its output.
+function startChild(argv, re, what, ms) {
+  const child = spawn(comb, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
-  server.stderr.on('data', (d) => { err += d; });
-  return await new Promise((resolve, reject) => {
+  child.stderr.on('data', (d) => { err += d; });
+  const ready = new Promise((resolve, reject) => {
     let out = '';
-    const t = setTimeout(() => reject(new Error('comb console did not start: ' + out + err)), 15000);
-    server.stdout.on('data', (d) => {
+    const t = setTimeout(() => reject(new Error(what + ' did not start: ' + out + err)), ms);
+    child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/console listening on (http:\/\/\S+?)\/?\s/);
+      const m = out.match(re);
       if (m) { clearTimeout(t); resolve(m[1]); }
     });
-    server.on('exit', (code) => reject(new Error('comb console exited ' + code + ': ' + err)));
+    child.on('exit', (code) => reject(new Error(what + ' exited ' + code + ': ' + err)));
   });
+  return { child, ready };
+}
+
+async function startConsole() {
+  run(fixture, [store, String(ROWS)]);
+  const n = startChild(['node', '--data', path.join(tmp, 'node'), '--listen', '127.0.0.1:0',
+    '--durability', 'async', '--no-provenance'], /listening on (127\.0\.0\.1:\d+)/, 'comb node', 60000);
+  node = n.child;
+  const nodeAddr = await n.ready;
+  // The account goes into the node's console.accounts table; the console asks the node.
+  run(comb, ['console', 'add-user', '--node', nodeAddr, '--user', 'analyst'], 'analyst-pass-1\n');
+  const c = startChild(['console', '--node', nodeAddr, '--sql', store, '--listen', '127.0.0.1:0',
+    '--sql-timeout-ms', '1500'], /console listening on (http:\/\/\S+?)\/?\s/, 'comb console', 15000);
+  server = c.child;
+  return await c.ready;
 }
 
 const base = await startConsole();
