@@ -539,6 +539,7 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
     return;
   auto ex = pick_executor(st);
   ++st.executors[ex].outstanding;
+  auto sent = clock_type::now();
   auto finish = [=](caf::expected<exec_batch_ptr> done) {
     auto& st = self->state;
     auto& slot = st.executors[ex];
@@ -564,6 +565,9 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
         ++v->tasks_run;
       }
       r.batch_size = n;
+      r.queued_us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(sent - w.enqueued).count());
+      r.run_us = static_cast<uint64_t>((*done)->took.count());
       r.outputs = std::move(out->specs);
       r.output = std::move(out->bytes);
       deliver(self, w, std::move(r));

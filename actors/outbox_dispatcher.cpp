@@ -432,6 +432,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
                               {"model_digest", r.model_digest},
                               {"batch_size", r.batch_size},
                               {"input_bytes", r.input_bytes},
+                              {"queued_us", r.queued_us},
+                              {"run_us", r.run_us},
                               {"outputs", runtime::specs_to_json(r.outputs)},
                               {"output", nlohmann::json::binary_t{std::vector<uint8_t>(
                                            r.output.begin(), r.output.end())}}};

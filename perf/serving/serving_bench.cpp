@@ -14,6 +14,8 @@
 //                     [--window=8] [--node-threads=1] [--durability=sync|async]
 //                     [--data=DIR] [--torch=auto|off] [--backend=cpu|cuda]
 //                     [--hotswap=1000 (0: skip the hot-swap phase)]
+//                     [--single-reps=21 (1 invocation: the median of this many alternating
+//                      runs of path and direct)]
 //                     [--payload=rows|copy (the outbox call names its input row, or stores a
 //                      copy of its bytes)]
 //                     [--sgemm-split=on|off (`comb compute --sgemm-split`: its sgemms as parts
@@ -124,6 +126,14 @@ std::mutex done_mtx;
 std::condition_variable done_cv;
 std::map<int64_t, std::pair<clk::time_point, uint32_t>> done_at;
 
+/// Where one invocation's time went (under done_mtx): the primary's commit, the result
+/// procedure's first start, and the compute process's own account (queued, runner call).
+struct stages {
+  clk::time_point committed, result_started;
+  uint64_t queued_us = 0, run_us = 0;
+};
+std::map<int64_t, stages> stage_at;
+
 /// How the primary hands its input to the outbox: "rows" (outbox::enqueue_rows: the call names
 /// the input row) or "copy" (the call stores a copy of the bytes, outbox::enqueue).
 std::string payload_mode = "rows";
@@ -190,6 +200,10 @@ std::shared_ptr<procedure_registry> procedures() {
       }
       if (!key)
         return key.error();
+      txn.after_commit([n = arg<int64_t>(args, "n")] {
+        std::lock_guard<std::mutex> g{done_mtx};
+        stage_at[n].committed = clk::now();
+      });
       return json{{"call", *key}, {"version", *version}};
     },
     opts);
@@ -224,6 +238,16 @@ std::shared_ptr<procedure_registry> procedures() {
       const auto& ctx = args.at("context");
       auto key = ctx.at("model").get<std::string>() + "/"
                  + std::to_string(ctx.at("n").get<int64_t>());
+      {
+        auto started = clk::now();
+        const auto& res = args.at("result");
+        std::lock_guard<std::mutex> g{done_mtx};
+        auto& st = stage_at[ctx.at("n").get<int64_t>()];
+        if (st.result_started == clk::time_point{})
+          st.result_started = started;
+        st.queued_us = res.value("queued_us", uint64_t{0});
+        st.run_us = res.value("run_us", uint64_t{0});
+      }
       if (auto err = txn.put("bench_results", key,
                              std::string_view{(*views)[0].data, (*views)[0].size}))
         return err;
@@ -366,6 +390,45 @@ double run_direct(loaded_model& lm, const task_tensors& task, size_t count,
   return seconds_since(t0);
 }
 
+double median_of(std::vector<double> v) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// Medians over invocations [from, to) of where their time went, in ms: submit to the
+/// primary's commit; the commit to the result procedure's start less the compute process's
+/// own time (dispatch, pieces over TCP, the result's way back); queued in the compute
+/// process; its runner call; the result procedure's start to its commit.
+void print_stages(int64_t from, int64_t to) {
+  std::vector<double> primary, transport, queued, run, result;
+  std::lock_guard<std::mutex> g{done_mtx};
+  auto ms = [](clk::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  for (int64_t i = from; i < to; ++i) {
+    auto st = stage_at.find(i);
+    auto d = done_at.find(i);
+    auto sub = submitted_at.find(i);
+    if (st == stage_at.end() || d == done_at.end() || sub == submitted_at.end()
+        || st->second.committed == clk::time_point{}
+        || st->second.result_started == clk::time_point{})
+      continue;
+    const auto& x = st->second;
+    primary.push_back(ms(x.committed - sub->second));
+    transport.push_back(ms(x.result_started - x.committed) - (x.queued_us + x.run_us) / 1e3);
+    queued.push_back(x.queued_us / 1e3);
+    run.push_back(x.run_us / 1e3);
+    result.push_back(ms(d->second.first - x.result_started));
+  }
+  if (primary.empty())
+    return;
+  std::printf("    where one invocation's time went (medians of %zu, ms): submit -> primary "
+              "committed %.2f | -> result procedure starts: dispatch and transfer %.2f + queued "
+              "in compute %.2f + runner %.2f | result committed %.2f\n",
+              primary.size(), median_of(primary), median_of(transport), median_of(queued),
+              median_of(run), median_of(result));
+}
+
 /// PyTorch's ms per batch for `which`, or a negative number when it is not available.
 double torch_ms(const std::string& which, const std::string& script, size_t iters) {
   auto cmd = "/usr/bin/python3 " + script + " " + which + " " + std::to_string(iters)
@@ -401,6 +464,7 @@ int main(int argc, char** argv) {
   std::string torch = "auto";
   std::string backend = "cpu";
   size_t hotswap = 1000;
+  size_t single_reps = 21;
   std::string sgemm_split = "on";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -425,6 +489,8 @@ int main(int argc, char** argv) {
       payload_mode = val("--payload=");
     else if (a.rfind("--sgemm-split=", 0) == 0)
       sgemm_split = val("--sgemm-split=");
+    else if (a.rfind("--single-reps=", 0) == 0)
+      single_reps = std::max<size_t>(1, std::stoull(val("--single-reps=")));
     else if (a.rfind("--hotswap=", 0) == 0)
       hotswap = std::stoull(val("--hotswap="));
     else
@@ -566,6 +632,40 @@ int main(int argc, char** argv) {
                     "COMB_SETUP_EXTRA=1 scripts/setup.sh)\n");
     }
     for (auto count : counts) {
+      if (count == 1 && single_reps > 1) {
+        // One invocation is a latency, not a throughput: the median of single_reps
+        // alternating runs of each side (one run alone is at the mercy of a wake-up).
+        std::vector<double> d_own, d_split, path;
+        auto first = static_cast<int64_t>(next_n);
+        auto c0 = cpu_seconds(0), k0 = cpu_seconds(compute.pid());
+        for (size_t rep = 0; rep < single_reps; ++rep) {
+          kernels::cpu_backend::set_sgemm_split(false);
+          d_own.push_back(run_direct(*lm, task, 1, nullptr));
+          kernels::cpu_backend::set_sgemm_split(true);
+          d_split.push_back(run_direct(*lm, task, 1, nullptr));
+          path.push_back(run_path(*n, sys, m, 1, 1, next_n));
+        }
+        auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
+        auto d = std::min(median_of(d_own), median_of(d_split));
+        auto p = median_of(path);
+        row r{m.name, count, p * 1e3, d * 1e3, torch_per};
+        rows.push_back(r);
+        std::sort(path.begin(), path.end());
+        std::printf("  %-9s %5zu invocation:  path %9.2f ms [%.2f-%.2f] | direct %9.2f ms "
+                    "(OpenBLAS threads %.2f, split %.2f) | overhead %+6.1f%% | medians of %zu "
+                    "alternating runs",
+                    m.name.c_str(), count, r.path_ms, path.front() * 1e3, path.back() * 1e3,
+                    r.direct_ms, median_of(d_own) * 1e3, median_of(d_split) * 1e3,
+                    (p / d - 1) * 100, single_reps);
+        if (torch_per > 0)
+          std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
+        std::printf(" | CPU ms per rep (node and both directs in this process): %.2f, compute "
+                    "%.2f\n",
+                    (c1 - c0) / single_reps * 1e3, (k1 - k0) / single_reps * 1e3);
+        print_stages(first, static_cast<int64_t>(next_n));
+        std::fflush(stdout);
+        continue;
+      }
       // Direct execution at its best: with OpenBLAS's own threads and with split sgemms
       // (kernels/detail/blas.hpp), before the path; after it again in the better mode.
       kernels::cpu_backend::set_sgemm_split(false);
@@ -576,6 +676,7 @@ int main(int argc, char** argv) {
       auto d_split = run_direct(*lm, task, count, nullptr);
       auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
       bool split_better = d_split < d_own;
+      auto first = static_cast<int64_t>(next_n);
       auto p = run_path(*n, sys, m, count, window, next_n);
       auto c2 = cpu_seconds(0), k2 = cpu_seconds(compute.pid());
       kernels::cpu_backend::set_sgemm_split(split_better);
@@ -597,6 +698,7 @@ int main(int argc, char** argv) {
                   "%.2f (split)\n",
                   (c2 - c1) / count * 1e3, (k2 - k1) / count * 1e3, (c_own - c0) / count * 1e3,
                   (c1 - c_own) / count * 1e3);
+      print_stages(first, static_cast<int64_t>(next_n));
       std::fflush(stdout);
     }
   }

@@ -42,6 +42,11 @@ struct task_result {
   uint32_t batch_size = 0;
   /// Payload bytes of the task.
   uint64_t input_bytes = 0;
+  /// Where the task's time went in the compute process: from its last piece to its batch's
+  /// start (waiting for a batch or an executor), and its batch's runner call (0 for built-in
+  /// tasks and loads).
+  uint64_t queued_us = 0;
+  uint64_t run_us = 0;
   /// The output tensors, whose bytes are `output` one after another (empty: `output` is
   /// opaque bytes, as for built-in tasks and load_model).
   std::vector<tensor_spec> outputs;
@@ -51,7 +56,8 @@ struct task_result {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_result& x) {
   return f(caf::meta::type_name("comb.task_result"), x.task_id, x.complete, x.kind, x.model,
-           x.model_version, x.model_digest, x.batch_size, x.input_bytes, x.outputs, x.output);
+           x.model_version, x.model_digest, x.batch_size, x.input_bytes, x.queued_us, x.run_us,
+           x.outputs, x.output);
 }
 
 /// What a function actor sends: pieces [first_piece, first_piece + n) of a task of

@@ -594,6 +594,8 @@ TEST_SUITE("actors.compute") {
     CHECK(got[0]->batch_size == 3);
     CHECK(got[0]->model_version == 1);
     CHECK(got[0]->model_digest == loaded->model_digest);
+    // The batch filled before its deadline: no task waited for it.
+    CHECK(got[0]->queued_us < 1'000'000);
 
     // The outputs are the runner's, run directly on the same file.
     auto direct = test::must(find_runner("mlp")->load(file, kernels::cpu()));
@@ -611,6 +613,18 @@ TEST_SUITE("actors.compute") {
     CHECK(st["executors"][0]["batches"] == 1);
     CHECK(st["executors"][0]["tasks"] == 3);
     CHECK(st["models"][0]["tasks_run"] == 2);
+
+    // A task alone waits for the batch's deadline (1.5 s), and its result says so.
+    {
+      caf::expected<task_result> alone = make_error(errc::timeout, "no reply");
+      lc.request(17, piece_kind::infer, "mlp", 0, good1.bytes, good1.specs)
+        .receive([&](task_result& r) { alone = std::move(r); },
+                 [&](caf::error& e) { alone = std::move(e); });
+      REQUIRE_MESSAGE(alone, text(alone));
+      CHECK(alone->batch_size == 1);
+      CHECK(alone->queued_us >= 1'400'000);
+      CHECK(alone->queued_us < 10'000'000);
+    }
 
     // Opaque bytes for a model that needs tensors are refused, naming why.
     auto opaque = lc.send(13, piece_kind::infer, "mlp", 1, random_bytes(80, 1));
