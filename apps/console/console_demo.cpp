@@ -160,22 +160,37 @@ void demo_anomaly_model(caf::actor_system& sys, const endpoint& node, const std:
   bool exists = false;
   auto file = demo_model_file(source_dir, exists);
   auto at = node.to_string();
-  if (!exists) {
+  console_link admin{sys, node, "admin"};
+  if (exists) {
+    if (auto err = put_and_activate_model(admin, "waf", file, std::chrono::seconds{60}, line))
+      line("not activated (" + file + "): " + describe(err));
+    return;
+  }
+  // No file: a version stored by an earlier start may still be active (the data folder keeps
+  // it); say so, or how to get one.
+  uint32_t active = 0;
+  uint32_t highest = 0;
+  if (auto list = admin.call("comb.model.list", json::object()))
+    for (auto& m : *list)
+      if (m.value("name", "") == "waf") {
+        highest = std::max(highest, m.value("version", 0u));
+        if (m.value("active", false))
+          active = m.value("version", 0u);
+      }
+  if (active > 0)
+    line("no file at " + file + " (or $COMB_ANOMALY_MODEL); version " + std::to_string(active)
+         + " of model 'waf', stored by an earlier start, stays active");
+  else
     line("none at " + file
          + " (or $COMB_ANOMALY_MODEL): Nectar's requests get rule labels "
            "only and wait in httplog_unlabeled for a model. Training one is too long for the "
            "demo; to train one and have it labeled:");
-    line("  ./dev comb anomaly train --out anomaly_model.safetensors   (then start the demo "
-         "again, or put it into this one:)");
-    line("  ./dev comb model put --node " + at
-         + " --name waf --version 1 --file anomaly_model.safetensors && ./dev comb model "
-           "activate --node "
-         + at + " --name waf --version 1");
-    return;
-  }
-  console_link admin{sys, node, "admin"};
-  if (auto err = put_and_activate_model(admin, "waf", file, std::chrono::seconds{60}, line))
-    line("not activated (" + file + "): " + describe(err));
+  auto next = std::to_string(highest + 1);
+  line("  ./dev comb anomaly train --out anomaly_model.safetensors   (then start the demo "
+       "again, or put it into this one:)");
+  line("  ./dev comb model put --node " + at + " --name waf --version " + next
+       + " --file anomaly_model.safetensors && ./dev comb model activate --node " + at
+       + " --name waf --version " + next);
 }
 
 } // namespace comb::apps::console
