@@ -6,6 +6,7 @@
 #include <caf/openssl/manager.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 namespace comb::runtime {
@@ -21,6 +22,10 @@ system_config::system_config(size_t threads) {
   if (threads == 0)
     threads = std::max(1u, std::thread::hardware_concurrency());
   set("scheduler.max-threads", threads);
+  // COMB_SCHEDULER=sharing|stealing overrides CAF's scheduler policy (for measurements; a
+  // process that sets one itself, such as `comb compute`, sets it after this).
+  if (const char* policy = std::getenv("COMB_SCHEDULER"); policy && *policy)
+    set("scheduler.policy", caf::atom_from_string(policy));
 }
 
 caf::error system_config::set_tls(const tls_config& tls) {
