@@ -26,7 +26,8 @@ struct serve_opts {
   std::string model = "waf";
   double threshold = 0.5;
   size_t batch = 256;
-  int batch_ms = 5;
+  int batch_ms = 0;
+  size_t senders = 2;
   size_t queue_mib = 256;
   size_t threads = 64;
   double seconds = 0;
@@ -69,6 +70,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.threshold = o.threshold;
   so.capture_opts.batch_requests = o.batch;
   so.capture_opts.batch_delay = std::chrono::milliseconds{o.batch_ms};
+  so.capture_opts.senders = o.senders;
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
   so.threads = o.threads;
   auto srv = nectar::server::start(sys, so);
@@ -128,8 +130,13 @@ void add_nectar_commands(CLI::App& app) {
   s->add_option("--batch", o->batch, "Capture batch size (requests)")
     ->check(CLI::Range(1, 4096))
     ->capture_default_str();
-  s->add_option("--batch-ms", o->batch_ms, "Capture batch deadline (ms)")
+  s->add_option("--batch-ms", o->batch_ms,
+                "Capture batch deadline (ms): a free sender waits this long after a batch's "
+                "first request for more (0: it sends at once)")
     ->check(CLI::Range(0, 10000))
+    ->capture_default_str();
+  s->add_option("--senders", o->senders, "Capture threads sending batches to the node")
+    ->check(CLI::Range(1, 64))
     ->capture_default_str();
   s->add_option("--queue-mib", o->queue_mib,
                 "Most MiB of requests held for capture while the node is away (oldest dropped, "

@@ -73,7 +73,8 @@ capture_worker::capture_worker(std::shared_ptr<node_link> link, capture_options 
   } else {
     stats_.rules_engine = "off";
   }
-  thread_ = std::thread{[this] { run(); }};
+  for (size_t i = 0; i < std::max<size_t>(opts_.senders, 1); ++i)
+    threads_.emplace_back([this, i] { run(i); });
 }
 
 capture_worker::~capture_worker() {
@@ -95,6 +96,8 @@ void capture_worker::push(exchange x) {
     it.rule_score = v.score;
   }
 #endif
+  it.queued_at = std::chrono::steady_clock::now();
+  it.queued_ns = wall_clock_ns();
   std::lock_guard<std::mutex> guard{mu_};
   ++stats_.pushed;
   // Drop the oldest queued exchanges (never the batch being sent) to stay in the bound.
@@ -114,8 +117,8 @@ void capture_worker::push(exchange x) {
   }
   queue_bytes_ += it.bytes;
   queue_.push_back(std::move(it));
-  if (queue_.size() == 1 || queue_.size() >= opts_.batch_requests)
-    cv_.notify_one();
+  // A free sender takes it at once (or, with a deadline, counts from the first request).
+  cv_.notify_one();
 }
 
 void capture_worker::stop(std::chrono::milliseconds deadline) {
@@ -127,8 +130,9 @@ void capture_worker::stop(std::chrono::milliseconds deadline) {
     }
   }
   cv_.notify_all();
-  if (thread_.joinable())
-    thread_.join();
+  for (auto& t : threads_)
+    if (t.joinable())
+      t.join();
 }
 
 capture_stats capture_worker::stats() const {
@@ -138,23 +142,27 @@ capture_stats capture_worker::stats() const {
   return s;
 }
 
-void capture_worker::run() {
+void capture_worker::run(size_t index) {
   auto next_pending = std::chrono::steady_clock::now();
   for (;;) {
     std::deque<item> batch;
+    size_t bytes = 0;
     {
       std::unique_lock<std::mutex> lock{mu_};
-      auto until_pending = next_pending;
-      cv_.wait_until(lock, until_pending, [&] { return stopping_ || !queue_.empty(); });
-      if (!queue_.empty() && !stopping_) {
-        // Wait for a full batch or the deadline of the first request.
-        auto due = std::chrono::steady_clock::now() + opts_.batch_delay;
+      auto ready = [&] { return stopping_ || !queue_.empty(); };
+      if (index == 0)
+        cv_.wait_until(lock, next_pending, ready);
+      else
+        cv_.wait(lock, ready);
+      if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0) {
+        // Wait for a full batch or the deadline of the first request, counted from when it
+        // was queued: requests that queued while the senders were busy waited already.
+        auto due = queue_.front().queued_at + opts_.batch_delay;
         cv_.wait_until(lock, due,
                        [&] { return stopping_ || queue_.size() >= opts_.batch_requests; });
       }
       if (stopping_ && (queue_.empty() || std::chrono::steady_clock::now() >= stop_deadline_))
         return;
-      size_t bytes = 0;
       while (!queue_.empty() && batch.size() < opts_.batch_requests
              && (batch.empty() || bytes + queue_.front().bytes <= opts_.batch_bytes)) {
         bytes += queue_.front().bytes;
@@ -162,15 +170,15 @@ void capture_worker::run() {
         queue_.pop_front();
       }
       queue_bytes_ -= bytes;
-      sending_bytes_ = bytes;
+      sending_bytes_ += bytes;
     }
     if (!batch.empty())
       send(batch);
     {
       std::lock_guard<std::mutex> guard{mu_};
-      sending_bytes_ = 0;
+      sending_bytes_ -= bytes;
     }
-    if (std::chrono::steady_clock::now() >= next_pending) {
+    if (index == 0 && std::chrono::steady_clock::now() >= next_pending) {
       label_pending();
       next_pending = std::chrono::steady_clock::now() + std::chrono::seconds{1};
     }
@@ -185,6 +193,7 @@ void capture_worker::send(std::deque<item>& batch) {
     row["rule_label"] = it.rule_label;
     row["rule_ids"] = it.rule_ids;
     row["rule_score"] = it.rule_score;
+    row["queued_ns"] = it.queued_ns;
     reqs.push_back(std::move(row));
   }
   json args{{"batch", batch.front().id}, {"requests", std::move(reqs)}};

@@ -84,11 +84,18 @@ struct nectar_report {
   /// Benign requests and the attacks of one family.
   std::map<std::string, label_scores> by_family;
   /// Labeling lag in ms, request arrival (the captured row's ts_ns) to the commit of its
-  /// labeled row; count 0 when the rows lack the times.
+  /// labeled row, over the labeled requests that were not the generator's warm-up (its
+  /// registrations come before the clock, in a burst); count 0 when the rows lack the times.
   uint64_t lag_count = 0;
   double lag_p50_ms = 0;
   double lag_p99_ms = 0;
   double lag_max_ms = 0;
+  /// The same lag less the request's own time in the server (time_taken): what capture and
+  /// labels add after the response was written.
+  double after_response_p50_ms = 0;
+  double after_response_p99_ms = 0;
+  /// Labeled warm-up requests left out of the lag.
+  uint64_t lag_warmup_excluded = 0;
   /// The lag split into the pipeline's stages, in order (their means add up to the mean lag
   /// over the requests that have every stage's times); empty when the store lacks them.
   std::vector<lag_stage> lag_stages;

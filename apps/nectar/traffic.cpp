@@ -663,8 +663,11 @@ void generator::record(const truth_record& t, double latency_ms, const std::stri
     if (warmup) {
       // In the truth file (the server captures it), in no count or rate of the timed run.
       stats_.warmup += 1;
-      if (truth_.is_open())
-        truth_ << t.to_json_line() << '\n';
+      if (truth_.is_open()) {
+        auto w = t;
+        w.warmup = true;
+        truth_ << w.to_json_line() << '\n';
+      }
     } else {
       record_counts(t, latency_ms, error);
     }
@@ -929,6 +932,8 @@ std::string truth_record::to_json_line() const {
   nlohmann::json j{{"trace_id", trace_id},   {"class", cls},       {"family", family},
                    {"placement", placement}, {"method", method},   {"path", path},
                    {"status", status},       {"sent_ns", sent_ns}, {"bytes", bytes}};
+  if (warmup)
+    j["warmup"] = true;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -956,6 +961,7 @@ caf::expected<truth_record> truth_record::parse(const std::string& line) {
     t.sent_ns = j["sent_ns"].get<int64_t>();
   if (j.contains("bytes") && j["bytes"].is_number_unsigned())
     t.bytes = j["bytes"].get<uint64_t>();
+  t.warmup = j.contains("warmup") && j["warmup"].is_boolean() && j["warmup"].get<bool>();
   return t;
 }
 

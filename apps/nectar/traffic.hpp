@@ -83,6 +83,8 @@ struct truth_record {
   int64_t sent_ns = 0;
   /// Bytes of the request line, headers and body as the generator built them.
   uint64_t bytes = 0;
+  /// Sent by the warm-up (traffic_options::log_in_first), before the clock started.
+  bool warmup = false;
 
   std::string to_json_line() const;
   /// Parses one truth line; a bad line gets an invalid_argument error.

@@ -5,15 +5,21 @@
 //               traffic, open loop above what the server can answer; goal on/off >= 0.8)
 //   lag         request arrival to its labeled row committed, p50/p99, at 1,000 requests/s
 //               (goal p99 <= 50 ms), from the spooled store by `comb nectar report`'s join,
-//               with the report's figures for the labels
-// Flags: --benchmarks=throughput,lag --quick --model=FILE (an anomaly detector; default: one
+//               with the report's figures for the labels and the lag split by stage
+//   pg_spool    the node's log (after the runs above) spooled into PostgreSQL (a server of
+//               its own, tests/pg_server.hpp) with rows as SQL text (COMB_PG_COPY=0) and
+//               through COPY, in alternating turns, each into a fresh database: rows/s
+// Flags: --benchmarks=throughput,lag,pg_spool --quick --model=FILE (an anomaly detector; default: one
 // trained here on a sample of CSIC 2010) --rate=R --seconds=S --lag-rate=R --lag-seconds=S
-// --connections=N --attack-share=X --data=DIR (../shared/data).
+// --connections=N --attack-share=X --data=DIR (../shared/data) --serve-flag=FLAG (repeatable:
+// passed to `comb nectar serve`, e.g. --serve-flag=--batch-ms --serve-flag=5).
 #include "apps/nectar/report.hpp"
 #include "apps/nectar/traffic.hpp"
 #include "perf/bench_env.hpp"
 #include "runtime/system_config.hpp"
 #include "perf/nectar/nectar_stack.hpp"
+#include "storage/sql_store.hpp"
+#include "tests/pg_server.hpp"
 #include "tests/test_util.hpp"
 
 #include <cstdio>
@@ -82,15 +88,82 @@ std::string capture_line(const std::string& log) {
   return at == std::string::npos ? "(no capture line)" : log.substr(at, log.find('\n', at) - at);
 }
 
+/// "load average 1.23 (1 min)": others' work on the machine while a figure was measured.
+std::string load_now() {
+  double load[3] = {-1, -1, -1};
+  if (getloadavg(load, 3) < 0)
+    load[0] = -1;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "load average %.2f (1 min)", load[0]);
+  return buf;
+}
+
+/// Rows in every table of a store (the fixed tables and each spooled Comb table's).
+uint64_t rows_in(storage::sql_store& s) {
+  uint64_t n = 0;
+  auto tables = s.query("SELECT sql_table FROM sql_tables");
+  if (!tables)
+    die(describe(tables.error()));
+  std::vector<std::string> names{"func_invocations", "messages", "row_events", "row_reads"};
+  for (auto& t : *tables)
+    names.push_back("\"" + t["sql_table"].get<std::string>() + "\"");
+  for (auto& name : names) {
+    auto c = s.query("SELECT COUNT(*) AS n FROM " + name);
+    if (!c)
+      die(describe(c.error()));
+    n += (*c)[0]["n"].get<uint64_t>();
+  }
+  return n;
+}
+
+/// Spools `log` into PostgreSQL, rows as SQL text and through COPY, `turns` times each.
+void pg_spool(const std::string& log, int turns) {
+  test::pg_server pg;
+  if (!pg.available() || !pg.running()) {
+    std::printf("pg_spool: skipped: %s\n", pg.why().c_str());
+    return;
+  }
+  double best[2] = {0, 0};
+  uint64_t records = 0, rows = 0;
+  for (int turn = 0; turn < turns; ++turn)
+    for (int copy = 0; copy < 2; ++copy) {
+      auto url = pg.create_database("spool_" + std::to_string(turn) + "_" + std::to_string(copy));
+      if (url.empty())
+        die("createdb failed");
+      setenv("COMB_PG_COPY", copy ? "1" : "0", 1);
+      auto store = storage::sql_store::open(url);
+      unsetenv("COMB_PG_COPY");
+      if (!store)
+        die(describe(store.error()));
+      auto t0 = std::chrono::steady_clock::now();
+      auto n = (*store)->spool(log);
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (!n)
+        die(describe(n.error()));
+      records = *n;
+      rows = rows_in(**store);
+      double rate = s > 0 ? static_cast<double>(rows) / s : 0;
+      best[copy] = std::max(best[copy], rate);
+      std::printf("  pg_spool turn %d, %-8s: %llu records, %llu rows in %.2f s: %.0f rows/s\n",
+                  turn + 1, copy ? "COPY" : "SQL text", static_cast<unsigned long long>(records),
+                  static_cast<unsigned long long>(rows), s, rate);
+    }
+  std::printf("pg_spool: COPY / SQL text = %.2f (best turns: %.0f / %.0f rows/s, %llu records; "
+              "%s)\n",
+              best[0] > 0 ? best[1] / best[0] : 0.0, best[1], best[0],
+              static_cast<unsigned long long>(records), load_now().c_str());
+}
+
 } // namespace
 
 int bench_main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0); // lines as they come, also into a pipe
-  std::string benchmarks = "throughput,lag";
+  std::string benchmarks = "throughput,lag,pg_spool";
   bool quick = false;
   std::string model_file;
   double rate = 800, seconds = 10, lag_rate = 1000, lag_seconds = 10, share = 0.2;
   uint32_t connections = 16;
+  std::vector<std::string> serve_flags; // extra `comb nectar serve` flags (--serve-flag=...)
   std::string data_dir = std::string{COMB_SOURCE_DIR} + "/../shared/data";
   if (auto env = std::getenv("COMB_DATA_DIR"))
     data_dir = env;
@@ -118,6 +191,8 @@ int bench_main(int argc, char** argv) {
       share = std::stod(val("--attack-share="));
     else if (a.rfind("--data=", 0) == 0)
       data_dir = val("--data=");
+    else if (a.rfind("--serve-flag=", 0) == 0)
+      serve_flags.push_back(val("--serve-flag="));
     else
       die("unknown argument '" + a
           + "' (see the comment at the top of perf/nectar/nectar_bench.cpp)");
@@ -174,9 +249,10 @@ int bench_main(int argc, char** argv) {
   if (benchmarks.find("throughput") != std::string::npos) {
     double answered_rate[2] = {0, 0};
     for (int on = 0; on < 2; ++on) {
-      check(stack.start_server(on ? std::vector<std::string>{}
-                                  : std::vector<std::string>{"--no-capture"}),
-            "starting nectar serve");
+      auto flags = serve_flags;
+      if (!on)
+        flags.push_back("--no-capture");
+      check(stack.start_server(flags), "starting nectar serve");
       auto truth = dir.path() + "/throughput-" + std::to_string(on) + ".jsonl";
       auto st = traffic(rate, seconds, truth, 5);
       answered_rate[on] = st.seconds > 0 ? static_cast<double>(st.answered) / st.seconds : 0;
@@ -197,12 +273,13 @@ int bench_main(int argc, char** argv) {
       if (on)
         std::printf("    %s\n", capture_line(log).c_str());
     }
-    std::printf("throughput: capture+labels on / off = %.3f (goal >= 0.8)\n",
-                answered_rate[0] > 0 ? answered_rate[1] / answered_rate[0] : 0.0);
+    std::printf("throughput: capture+labels on / off = %.3f (goal >= 0.8; %s)\n",
+                answered_rate[0] > 0 ? answered_rate[1] / answered_rate[0] : 0.0,
+                load_now().c_str());
   }
 
   if (benchmarks.find("lag") != std::string::npos) {
-    check(stack.start_server(), "starting nectar serve");
+    check(stack.start_server(serve_flags), "starting nectar serve");
     auto truth = dir.path() + "/lag-truth.jsonl";
     auto st = traffic(lag_rate, lag_seconds, truth, 60);
     std::printf("  lag run: %.1f requests/s offered, %.1f achieved, %llu answered\n", lag_rate,
@@ -220,9 +297,13 @@ int bench_main(int argc, char** argv) {
     if (!rep)
       die(describe(rep.error()));
     std::printf("%s", nectar::to_string(*rep).c_str());
-    std::printf("lag at %.0f requests/s: p50 %.1f ms, p99 %.1f ms (goal p99 <= 50 ms)\n", lag_rate,
-                rep->lag_p50_ms, rep->lag_p99_ms);
+    std::printf(
+      "lag at %.0f requests/s offered (%.1f achieved): p50 %.1f ms, p99 %.1f ms (goal p99 "
+      "<= 50 ms; %s)\n",
+      lag_rate, st.achieved_rate, rep->lag_p50_ms, rep->lag_p99_ms, load_now().c_str());
   }
+  if (benchmarks.find("pg_spool") != std::string::npos)
+    pg_spool(stack.data_dir() + "/provenance", quick ? 1 : 2);
   return 0;
 }
 

@@ -140,6 +140,11 @@ TEST_SUITE("apps.nectar.traffic") {
     CHECK(back->family == "sqli");
     CHECK(back->status == 200);
     CHECK(back->sent_ns == 123);
+    CHECK_FALSE(back->warmup);
+    t.warmup = true;
+    back = truth_record::parse(t.to_json_line());
+    REQUIRE(back);
+    CHECK(back->warmup);
     CHECK_FALSE(truth_record::parse("not json"));
     CHECK_FALSE(truth_record::parse(R"({"trace_id":"x","class":"maybe"})"));
   }
@@ -272,6 +277,7 @@ TEST_SUITE("apps.nectar.traffic") {
       auto t = truth_record::parse(l);
       REQUIRE_MESSAGE(t, test::why(t));
       bool is_warm = t->trace_id.find("-w") != std::string::npos;
+      CHECK(t->warmup == is_warm); // the truth line says so itself
       bool registers = t->placement == "register" || t->placement == "register_form";
       warm += is_warm ? 1 : 0;
       warm_registers += is_warm && t->placement == "register" ? 1 : 0;
@@ -599,7 +605,7 @@ TEST_SUITE("apps.nectar.traffic") {
     CHECK(r->all.rule.tp + r->all.rule.fn == stats->attacks + 2);
     CHECK(r->lag_count == r->labeled);
     // The lag's stages come from the node's own records of every request.
-    REQUIRE(r->lag_stages.size() == 9);
+    REQUIRE(r->lag_stages.size() == 10);
     CHECK(r->lag_stages.front().count == r->labeled);
   }
 }
