@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iostream>
 #include <set>
+#include <utility>
 
 namespace comb::actors {
 
@@ -15,12 +17,11 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-/// How long a connect to a peer may take (a peer that accepts and then says nothing).
-constexpr auto peer_connect_timeout = std::chrono::seconds{3};
+/// How long a connect to a peer may take (a peer that accepts and then says nothing), at most:
+/// never longer than the forward timeout.
+constexpr auto peer_connect_timeout = std::chrono::milliseconds{3000};
 /// Longest wait between connect attempts after failures (the backoff doubles up to it).
 constexpr auto peer_max_backoff = std::chrono::milliseconds{2000};
-/// A forwarded call's bound; the caller's own timeout is usually shorter.
-constexpr auto peer_call_timeout = std::chrono::minutes{10};
 
 struct forwarded_call {
   std::string proc;
@@ -30,9 +31,18 @@ struct forwarded_call {
   caf::response_promise rp;
 };
 
+/// What every peer link of a gateway knows about its own node.
+struct link_context {
+  std::string self; // this node's name
+  uint32_t partitions = 0;
+  runtime::tls_config tls;
+  std::chrono::milliseconds forward_timeout{5000};
+  std::string secret;
+};
+
 struct peer_link_state {
   gateway_peer peer;
-  runtime::tls_config tls;
+  link_context ctx;
   gateway_actor gw;
   bool connecting = false;
   clock::time_point retry_at{};
@@ -56,15 +66,18 @@ caf::error unreachable(const peer_link_state& st, uint32_t partition) {
 
 // One link to a peer's gateway; see gateway.hpp.
 caf::behavior peer_link(caf::stateful_actor<peer_link_state>* self, gateway_peer peer,
-                        runtime::tls_config tls) {
+                        link_context ctx) {
   self->state.peer = std::move(peer);
-  self->state.tls = std::move(tls);
+  self->state.ctx = std::move(ctx);
   auto send_call = [self](forwarded_call c) {
-    auto id = self->state.next_id++;
-    self->state.in_flight.emplace(id, c.rp);
+    auto& st = self->state;
+    auto id = st.next_id++;
+    st.in_flight.emplace(id, c.rp);
+    // The call's own bound: during a network cut the connection neither answers nor drops,
+    // and the caller (e.g. `comb call` without --timeout) would otherwise wait for minutes.
     self
-      ->request(self->state.gw, peer_call_timeout, call_atom::value, std::move(c.proc),
-                std::move(c.args), std::move(c.role))
+      ->request(st.gw, st.ctx.forward_timeout, forwarded_atom::value, c.proc, std::move(c.args),
+                std::move(c.role), st.ctx.self, c.partition, st.ctx.partitions)
       .then(
         [self, id](std::string& r) {
           auto i = self->state.in_flight.find(id);
@@ -73,13 +86,25 @@ caf::behavior peer_link(caf::stateful_actor<peer_link_state>* self, gateway_peer
           i->second.deliver(std::move(r));
           self->state.in_flight.erase(i);
         },
-        [self, id, partition = c.partition](caf::error& e) {
-          auto i = self->state.in_flight.find(id);
-          if (i == self->state.in_flight.end())
+        [self, id, partition = c.partition, proc = c.proc](caf::error& e) {
+          auto& st = self->state;
+          auto i = st.in_flight.find(id);
+          if (i == st.in_flight.end())
             return;
           if (e == caf::sec::request_receiver_down) {
-            self->state.last_error = "the connection was lost";
-            e = unreachable(self->state, partition);
+            st.last_error = "the connection was lost";
+            e = unreachable(st, partition);
+          } else if (e == caf::sec::request_timeout) {
+            st.last_error = "a forwarded call got no answer within "
+                            + std::to_string(st.ctx.forward_timeout.count()) + " ms";
+            e = make_error(errc::timeout,
+                           proc + ": partition " + std::to_string(partition) + " is run by node "
+                             + st.peer.name + " (" + st.peer.address.to_string()
+                             + "), which did not answer within the forward timeout ("
+                             + std::to_string(st.ctx.forward_timeout.count())
+                             + " ms): it is cut off, stopped or overloaded. The call may or may "
+                               "not have committed there: check before retrying, or repeat it "
+                               "with the same idempotency id");
           }
           i->second.deliver(std::move(e));
           self->state.in_flight.erase(i);
@@ -115,14 +140,16 @@ caf::behavior peer_link(caf::stateful_actor<peer_link_state>* self, gateway_peer
     [=](call_atom, std::string& proc, std::string& args, std::string& role,
         uint32_t partition) -> caf::result<std::string> {
       auto& st = self->state;
+      // Before the promise is made: once it is, what the handler returns is dropped (CAF
+      // 0.17), and this error never reached the caller, who waited for its timeout.
+      if (!st.gw && !st.connecting && clock::now() < st.retry_at)
+        return unreachable(st, partition); // fail fast during the backoff
       auto rp = self->make_response_promise<std::string>();
       forwarded_call c{std::move(proc), std::move(args), std::move(role), partition, rp};
       if (st.gw) {
         send_call(std::move(c));
         return rp;
       }
-      if (!st.connecting && clock::now() < st.retry_at)
-        return unreachable(st, partition); // fail fast during the backoff
       st.waiting.push_back(std::move(c));
       if (st.connecting)
         return rp;
@@ -130,17 +157,20 @@ caf::behavior peer_link(caf::stateful_actor<peer_link_state>* self, gateway_peer
       // runtime::remote_actor blocks (bounded): a helper of its own makes the connection, so
       // the link keeps answering and failing calls fast meanwhile.
       auto link = caf::actor_cast<caf::actor>(self);
-      self->spawn<caf::detached>(
-        [link, peer = st.peer, tls = st.tls](caf::event_based_actor* helper) {
-          auto gw = runtime::remote_actor<gateway_actor>(helper->home_system(), peer.address.host,
-                                                         peer.address.port, peer_connect_timeout,
-                                                         tls);
-          if (gw)
-            helper->send(link, caf::connect_atom::value, *gw);
-          else
-            helper->send(link, caf::connect_atom::value, describe(gw.error()));
-          helper->quit();
-        });
+      auto bound = std::min(peer_connect_timeout, st.ctx.forward_timeout);
+      self->spawn<caf::detached>([link, peer = st.peer, tls = st.ctx.tls, secret = st.ctx.secret,
+                                  bound](caf::event_based_actor* helper) {
+        auto gw = runtime::remote_actor<gateway_actor>(helper->home_system(), peer.address.host,
+                                                       peer.address.port, bound, tls);
+        caf::error err;
+        if (gw)
+          err = authenticate(helper->home_system(), *gw, secret, bound);
+        if (gw && !err)
+          helper->send(link, caf::connect_atom::value, *gw);
+        else
+          helper->send(link, caf::connect_atom::value, describe(gw ? err : gw.error()));
+        helper->quit();
+      });
       return rp;
     },
     [=](caf::connect_atom, gateway_actor& gw) {
@@ -172,74 +202,211 @@ caf::behavior peer_link(caf::stateful_actor<peer_link_state>* self, gateway_peer
 
 } // namespace
 
+caf::error authenticate(caf::actor_system& sys, const gateway_actor& gw, const std::string& secret,
+                        std::chrono::milliseconds timeout) {
+  caf::scoped_actor self{sys};
+  caf::error err;
+  std::string nonce;
+  self->request(gw, timeout, hello_atom::value)
+    .receive([&](std::string& n) { nonce = std::move(n); }, [&](caf::error& e) { err = e; });
+  if (err || nonce.empty() || secret.empty())
+    return err; // a node without a secret, or one that refuses this caller's calls, saying why
+  auto proof = runtime::secret_proof(secret, nonce, to_string(sys.node()));
+  self->request(gw, timeout, auth_atom::value, std::move(proof))
+    .receive([](bool) {}, [&](caf::error& e) { err = e; });
+  return err;
+}
+
 gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_state> self,
                                      runtime::router router, std::string info,
                                      caf::actor dispatcher, std::vector<gateway_peer> peers,
-                                     runtime::tls_config tls) {
+                                     runtime::tls_config tls, gateway_options opts) {
   self->state.router = std::move(router);
   self->state.info = std::move(info);
   self->state.dispatcher = std::move(dispatcher);
+  self->state.live_info = std::move(opts.live_info);
+  self->state.secret = opts.secret;
+  link_context ctx{self->state.router.self_name(),
+                   static_cast<uint32_t>(self->state.router.partitions().size()), std::move(tls),
+                   opts.forward_timeout, std::move(opts.secret)};
   for (auto& p : peers) {
     auto name = p.name;
-    self->state.peers.emplace(name, self->spawn<caf::linked>(peer_link, std::move(p), tls));
+    self->state.peers.emplace(name, self->spawn<caf::linked>(peer_link, std::move(p), ctx));
   }
+  // With a shared secret: permission_denied unless the caller is of this process or proved it.
+  auto refused = [self]() -> caf::error {
+    auto& st = self->state;
+    const auto& sender = self->current_sender();
+    if (st.secret.empty() || !sender || sender->node() == self->node())
+      return caf::none;
+    auto who = to_string(sender->node());
+    if (st.proven.count(who))
+      return caf::none;
+    if (st.logged.insert(who).second)
+      std::cerr << "comb: node " << st.router.self_name() << ": refused a call from CAF node "
+                << who << ": it has not proved the cluster's shared secret\n"
+                << std::flush;
+    return make_error(errc::permission_denied,
+                      "node " + st.router.self_name()
+                        + " requires the cluster's shared secret, and this caller has not proved "
+                          "it (give --secret-file FILE, or the cluster's config)");
+  };
+  // The invocation a call's JSON text describes, after the size and shape checks.
+  auto parse = [self](std::string& proc, std::string& args,
+                      std::string& role) -> caf::expected<runtime::invocation> {
+    const auto* def = self->state.router.procs().find(proc);
+    if (!def)
+      return make_error(errc::unknown_procedure, "no stored procedure named '" + proc + "'");
+    auto limit = std::min(def->opts.max_args_bytes, gateway_max_args_bytes);
+    if (args.size() > limit)
+      return make_error(errc::too_large, proc + ": arguments are " + std::to_string(args.size())
+                                           + " bytes, the limit is " + std::to_string(limit));
+    runtime::invocation inv;
+    inv.procedure = proc;
+    inv.role = role;
+    inv.sender = "gateway";
+    inv.args = nlohmann::json::parse(args, nullptr, /*allow_exceptions=*/false);
+    if (inv.args.is_discarded())
+      return make_error(errc::invalid_argument, inv.procedure + ": arguments are not valid JSON");
+    if (!inv.args.is_object())
+      return make_error(errc::invalid_argument, inv.procedure
+                                                  + ": arguments must be a JSON object, got "
+                                                  + std::string{inv.args.type_name()});
+    return inv;
+  };
+  // A call's invocation and where it runs, once the caller may call and the text is good.
+  using routed = std::pair<runtime::invocation, runtime::router::target>;
+  auto route = [self, refused, parse](std::string& proc, std::string& args,
+                                      std::string& role) -> caf::expected<routed> {
+    if (auto err = refused())
+      return err;
+    auto inv = parse(proc, args, role);
+    if (!inv)
+      return std::move(inv.error());
+    auto target = self->state.router.locate(*inv);
+    if (!target)
+      return std::move(target.error());
+    return routed{std::move(*inv), std::move(*target)};
+  };
+  // Runs `inv` on this node's state actor `where`.
+  auto run_local = [self](const actors::state_actor& where,
+                          runtime::invocation inv) -> caf::result<std::string> {
+    auto rp = self->make_response_promise<std::string>();
+    self->request(where, caf::infinite, call_atom::value, std::move(inv))
+      .then([rp](nlohmann::json& r) mutable { rp.deliver(r.dump()); },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+    return rp;
+  };
   return {
     [=](call_atom, std::string& proc, std::string& args,
         std::string& role) -> caf::result<std::string> {
-      const auto& procs = self->state.router.procs();
-      const auto* def = procs.find(proc);
-      if (!def)
-        return make_error(errc::unknown_procedure, "no stored procedure named '" + proc + "'");
-      auto limit = std::min(def->opts.max_args_bytes, gateway_max_args_bytes);
-      if (args.size() > limit)
-        return make_error(errc::too_large, proc + ": arguments are " + std::to_string(args.size())
-                                             + " bytes, the limit is " + std::to_string(limit));
-      runtime::invocation inv;
-      inv.procedure = proc;
-      inv.role = role;
-      inv.sender = "gateway";
-      inv.args = nlohmann::json::parse(args, nullptr, /*allow_exceptions=*/false);
-      if (inv.args.is_discarded())
-        return make_error(errc::invalid_argument, inv.procedure + ": arguments are not valid JSON");
-      if (!inv.args.is_object())
-        return make_error(errc::invalid_argument, inv.procedure
-                                                    + ": arguments must be a JSON object, got "
-                                                    + std::string{inv.args.type_name()});
-      auto target = self->state.router.locate(inv);
-      if (!target)
-        return std::move(target.error());
-      if (!target->local) {
-        auto link = self->state.peers.find(target->owner);
-        if (link == self->state.peers.end())
-          return make_error(errc::unavailable, proc + ": partition "
-                                                 + std::to_string(target->partition)
-                                                 + " is run by node " + target->owner
-                                                 + ", which this node does not know");
-        // The link answers the caller directly.
-        auto rp = self->make_response_promise<std::string>();
-        rp.delegate(link->second, call_atom::value, std::move(proc), std::move(args),
-                    std::move(role), target->partition);
-        return rp;
-      }
+      auto call = route(proc, args, role);
+      if (!call)
+        return std::move(call.error());
+      auto& [inv, target] = *call;
+      if (target.local)
+        return run_local(target.local, std::move(inv));
+      auto link = self->state.peers.find(target.owner);
+      if (link == self->state.peers.end())
+        return make_error(errc::unavailable, proc + ": partition "
+                                               + std::to_string(target.partition)
+                                               + " is run by node " + target.owner
+                                               + ", which this node does not know");
+      // The link answers the caller directly.
       auto rp = self->make_response_promise<std::string>();
-      self->request(target->local, caf::infinite, call_atom::value, std::move(inv))
-        .then([rp](nlohmann::json& r) mutable { rp.deliver(r.dump()); },
-              [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+      rp.delegate(link->second, call_atom::value, std::move(proc), std::move(args), std::move(role),
+                  target.partition);
       return rp;
     },
+    [=](forwarded_atom, std::string& proc, std::string& args, std::string& role,
+        std::string& origin, uint32_t partition, uint32_t partitions) -> caf::result<std::string> {
+      auto call = route(proc, args, role);
+      if (!call)
+        return std::move(call.error());
+      auto& [inv, target] = *call;
+      const auto& r = self->state.router;
+      auto count = static_cast<uint32_t>(r.partitions().size());
+      if (partitions == count && target.partition == partition && target.local)
+        return run_local(target.local, std::move(inv));
+      // Forwarding it again could send it back and forth forever: the configs disagree.
+      std::string mine = partitions != count ? "has " + std::to_string(count)
+                                                 + " partitions (it hashes the call to "
+                                                   "partition "
+                                                 + std::to_string(target.partition) + ")"
+                         : target.local
+                           ? "hashes the call to partition " + std::to_string(target.partition)
+                           : "places partition " + std::to_string(partition) + " on node "
+                               + target.owner;
+      return make_error(
+        errc::bad_config,
+        proc + ": node " + r.self_name() + " refused a call forwarded by node " + origin + ": "
+          + origin + "'s cluster config sends partition " + std::to_string(partition) + " of "
+          + std::to_string(partitions) + " to " + r.self_name() + ", but " + r.self_name() + "'s "
+          + mine + " (it runs partitions " + runtime::describe_partitions(r.local_partitions())
+          + "). The nodes' cluster configs disagree: give every node the same "
+            "file. The call was not forwarded again and did not run");
+    },
+    [=](hello_atom) -> std::string {
+      auto& st = self->state;
+      if (st.secret.empty())
+        return {};
+      const auto& sender = self->current_sender();
+      if (!sender)
+        return {};
+      auto nonce = runtime::make_nonce();
+      st.nonces[to_string(sender->node())] = nonce;
+      return nonce;
+    },
+    [=](auth_atom, std::string& proof) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.secret.empty())
+        return true;
+      const auto& sender = self->current_sender();
+      if (!sender)
+        return make_error(errc::permission_denied, "an anonymous caller cannot prove a secret");
+      auto who = to_string(sender->node());
+      auto i = st.nonces.find(who);
+      if (i == st.nonces.end())
+        return make_error(errc::permission_denied, "ask node " + st.router.self_name()
+                                                     + " for a nonce (hello) before proving");
+      auto expected = runtime::secret_proof(st.secret, i->second, who);
+      st.nonces.erase(i);
+      if (!runtime::same_proof(expected, proof)) {
+        std::cerr << "comb: node " << st.router.self_name() << ": refused CAF node " << who
+                  << ": wrong shared secret\n"
+                  << std::flush;
+        return make_error(errc::permission_denied,
+                          "node " + st.router.self_name()
+                            + " refused this caller's proof: it does not hold the cluster's "
+                              "shared secret");
+      }
+      st.proven.insert(who);
+      return true;
+    },
     [=](info_atom) -> caf::result<std::string> {
+      if (auto err = refused())
+        return err;
+      auto base = [self] {
+        if (!self->state.live_info)
+          return self->state.info;
+        auto j = nlohmann::json::parse(self->state.info, nullptr, false);
+        auto extra = self->state.live_info();
+        for (auto& el : extra.items())
+          j[el.key()] = el.value();
+        return j.dump();
+      };
       if (!self->state.dispatcher)
-        return self->state.info;
+        return base();
       auto rp = self->make_response_promise<std::string>();
       self->request(self->state.dispatcher, std::chrono::seconds{5}, caf::get_atom::value)
         .then(
           [=](std::string& counters) mutable {
-            auto j = nlohmann::json::parse(self->state.info, nullptr, false);
+            auto j = nlohmann::json::parse(base(), nullptr, false);
             j["outbox"] = nlohmann::json::parse(counters, nullptr, false);
             rp.deliver(j.dump());
           },
           [=](caf::error& e) mutable {
-            auto j = nlohmann::json::parse(self->state.info, nullptr, false);
+            auto j = nlohmann::json::parse(base(), nullptr, false);
             j["outbox"] = {{"error", "the dispatcher did not answer: " + describe(e)}};
             rp.deliver(j.dump());
           });

@@ -4,8 +4,14 @@
 // partition another node of the cluster runs is forwarded to that node's gateway through a
 // peer link (one per peer, linked to the gateway): it connects lazily, keeps the connection,
 // and after a loss or a failed connect answers `unavailable` at once (naming the node, its
-// address and the partition) until a retry, with backoff, reaches the peer again. Bad input
-// gets a clear error; the gateway keeps serving. Its info is the node's description plus, when
+// address and the partition) until a retry, with backoff, reaches the peer again; a forwarded
+// call that gets no answer within the forward timeout (a peer cut off the network, or stuck)
+// fails with `timeout` naming the peer. A forwarded call carries the forwarding node's name
+// and the partition it chose: the receiving gateway runs it only when it runs that partition
+// itself (same partition, same count); otherwise the nodes' configs disagree and it refuses
+// the call (`bad_config`, naming both nodes) instead of forwarding it again, so a call never
+// loops between nodes. Bad input gets a clear error; the gateway keeps serving. Its info is
+// the node's description, what `gateway_options::live_info` adds (provenance lag) and, when
 // the node runs an outbox dispatcher, the dispatcher's state ("outbox": counters, the compute
 // connection, failing calls).
 #pragma once
@@ -16,8 +22,12 @@
 #include "runtime/tls.hpp"
 
 #include <caf/actor.hpp>
+#include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,11 +40,31 @@ struct gateway_peer {
   endpoint address;
 };
 
+struct gateway_options {
+  /// The bound of a call forwarded to a peer (and of connecting to it): after it the call
+  /// fails with errc::timeout naming the peer, whatever the caller's own timeout.
+  std::chrono::milliseconds forward_timeout{5000};
+  /// Called for each info request (on the gateway's thread; must be thread-safe): the keys of
+  /// the JSON object it returns are added to the node's info. Null: nothing added.
+  std::function<nlohmann::json()> live_info;
+  /// The cluster's shared secret, used when TLS is off ("" : none). With one, a caller from
+  /// another process must prove it (hello, then auth) before the gateway runs, forwards or
+  /// describes anything; others get permission_denied, and the refusal is logged on stderr.
+  /// Peer links prove it to their peers the same way.
+  std::string secret;
+};
+
 struct gateway_state {
   runtime::router router;
   std::string info;
   /// The outbox dispatcher (answers caf::get_atom with JSON text), or null.
   caf::actor dispatcher;
+  std::function<nlohmann::json()> live_info;
+  std::string secret;
+  /// Nonces handed out, by the caller's node id (each used once), and the node ids that
+  /// proved the secret; node ids already said in the log as refused.
+  std::map<std::string, std::string> nonces;
+  std::set<std::string> proven, logged;
   /// Peer links by node name.
   std::map<std::string, caf::actor> peers;
   static inline const char* name = "gateway";
@@ -43,9 +73,15 @@ struct gateway_state {
 /// Largest argument text the gateway accepts for any procedure, in bytes.
 constexpr size_t gateway_max_args_bytes = 16u << 20;
 
+/// Proves `secret` to the gateway `gw` (hello, then auth) for every actor of `sys`: none when
+/// the node asks for no secret or `secret` is empty (its calls are then refused, saying why);
+/// permission_denied when the node refuses the proof; the request's error otherwise.
+caf::error authenticate(caf::actor_system& sys, const gateway_actor& gw, const std::string& secret,
+                        std::chrono::milliseconds timeout);
+
 gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_state> self,
                                      runtime::router router, std::string info,
                                      caf::actor dispatcher, std::vector<gateway_peer> peers,
-                                     runtime::tls_config tls);
+                                     runtime::tls_config tls, gateway_options opts = {});
 
 } // namespace comb::actors

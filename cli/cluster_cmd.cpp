@@ -10,8 +10,10 @@
 #include <caf/actor_system.hpp>
 
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 namespace comb::cli {
 
@@ -37,6 +39,28 @@ void print(const std::vector<runtime::node_report>& rs) {
   for (auto& r : rs)
     std::cout << "  " << r.node << ": " << r.detail << "\n";
   std::cout << std::flush;
+}
+
+// "lsn 412 written, 400 spooled (12 behind, up to 0.8 s)", from node::provenance_lag.
+std::string describe_lag(const nlohmann::json& lag) {
+  auto written = std::to_string(lag.value("written_lsn", uint64_t{0}));
+  if (!lag.contains("spooled_lsn") || lag["spooled_lsn"].is_null())
+    return "lsn " + written + " written, not spooled by this node";
+  std::ostringstream os;
+  os << "lsn " << written << " written, " << lag.value("spooled_lsn", uint64_t{0}) << " spooled";
+  if (lag.contains("lag_s") && lag["lag_s"].is_number()) {
+    auto behind = lag.value("behind", uint64_t{0});
+    if (behind == 0)
+      os << " (caught up)";
+    else
+      os << " (" << behind << " behind, up to " << std::fixed << std::setprecision(1)
+         << lag["lag_s"].get<double>() << " s)";
+  } else {
+    os << " (no spool pass yet)";
+  }
+  if (lag.contains("error"))
+    os << " [spooler: " << lag.value("error", "") << "]";
+  return os.str();
 }
 
 void run_up(const cluster_opts& o) {
@@ -83,6 +107,8 @@ void run_cluster_status(const cluster_opts& o) {
         std::cout << ", version " << j["version"].get<std::string>();
       if (j.contains("provenance") && j["provenance"].is_object())
         std::cout << ", provenance log " << j["provenance"].value("log", "");
+      if (j.contains("provenance_lag") && j["provenance_lag"].is_object())
+        std::cout << ", " << describe_lag(j["provenance_lag"]);
       if (j.contains("error"))
         std::cout << " (" << j.value("error", "") << ")";
       std::cout << "\n";

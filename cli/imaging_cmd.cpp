@@ -2,6 +2,7 @@
 // imaging app (apps/imaging) against a running node. This file parses flags and prints; the
 // work is apps/imaging's (loader.hpp, runs.hpp), reached through a client connection.
 #include "cli/commands.hpp"
+#include "cli/tls_flags.hpp"
 
 #include "apps/imaging/imaging_demo.hpp"
 #include "apps/imaging/loader.hpp"
@@ -27,6 +28,7 @@ namespace im = apps::imaging;
 
 struct imaging_opts {
   std::string node = "127.0.0.1:4242";
+  runtime::tls_config tls; // --tls-*: the cluster's CA and a client certificate
   std::string role = "admin";
   std::string data;
   std::string split = "both";
@@ -61,8 +63,9 @@ void with_node(const std::string& cmd, const imaging_opts& o, F body) {
     fail_imaging(cmd, ep.error(), 2);
   runtime::system_config cfg{2};
   runtime::add_compute_types(cfg);
+  use_tls("imaging " + cmd, cfg, o.tls);
   caf::actor_system sys{cfg};
-  auto c = runtime::client::connect(sys, *ep);
+  auto c = runtime::client::connect(sys, *ep, std::chrono::seconds{10}, o.tls);
   if (!c)
     fail_imaging(cmd, c.error(), 3);
   auto call = im::caller_for(*c, o.role);
@@ -271,6 +274,7 @@ void demo(const imaging_opts& o) {
 void add_common(CLI::App* sub, imaging_opts& o) {
   sub->add_option("--node", o.node, "HOST:PORT of the node's gateway")->capture_default_str();
   sub->add_option("--role", o.role, "Role to call as")->capture_default_str();
+  add_tls_flags(sub, o.tls);
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 // --raw); get writes a version back to a file and checks the digest; activate has the node
 // load the version into its compute process and waits until it is active or failed to load.
 #include "cli/commands.hpp"
+#include "cli/tls_flags.hpp"
 
 #include "base/base64.hpp"
 #include "node/client.hpp"
@@ -33,6 +34,7 @@ namespace {
 
 struct model_opts {
   std::string node = "127.0.0.1:4242";
+  runtime::tls_config tls; // --tls-*: the cluster's CA and a client certificate
   std::string role = "admin";
   std::string name;
   uint32_t version = 0;
@@ -55,8 +57,9 @@ void with_client(const std::string& cmd, const model_opts& o, F body) {
   if (!ep)
     fail_model(cmd, ep.error(), 2);
   runtime::system_config cfg{2};
+  use_tls("model " + cmd, cfg, o.tls);
   caf::actor_system sys{cfg};
-  auto c = runtime::client::connect(sys, *ep);
+  auto c = runtime::client::connect(sys, *ep, std::chrono::seconds{10}, o.tls);
   if (!c)
     fail_model(cmd, c.error(), 3);
   body(*c);
@@ -281,6 +284,7 @@ void activate(const model_opts& o) {
 void add_common(CLI::App* sub, model_opts& o) {
   sub->add_option("--node", o.node, "HOST:PORT of the node's gateway")->capture_default_str();
   sub->add_option("--role", o.role, "Role to call as")->capture_default_str();
+  add_tls_flags(sub, o.tls);
 }
 
 } // namespace

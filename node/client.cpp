@@ -1,5 +1,6 @@
 #include "node/client.hpp"
 
+#include "actors/gateway.hpp"
 #include "base/errc.hpp"
 
 #include <caf/all.hpp>
@@ -54,7 +55,8 @@ caf::expected<std::string> ask(caf::actor_system& sys, const actors::gateway_act
 } // namespace
 
 caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& ep,
-                                      std::chrono::milliseconds timeout, const tls_config& tls) {
+                                      std::chrono::milliseconds timeout, const tls_config& tls,
+                                      const std::string& secret) {
   auto gw = remote_actor<actors::gateway_actor>(sys, ep.host, ep.port, timeout, tls);
   if (!gw) {
     if (is(gw.error(), errc::protocol_error))
@@ -64,6 +66,8 @@ caf::expected<client> client::connect(caf::actor_system& sys, const endpoint& ep
                             "version of Comb?)");
     return std::move(gw.error());
   }
+  if (auto err = actors::authenticate(sys, *gw, secret, timeout))
+    return err; // permission_denied naming the node when it refused the proof
   return client{sys, std::move(*gw), ep};
 }
 

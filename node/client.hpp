@@ -25,9 +25,12 @@ public:
   /// With `tls` enabled the connection uses TLS (the actor system must have had
   /// system_config::set_tls with the same files): network_error with OpenSSL's reason when
   /// the node refuses this client's certificate or its own does not chain to the CA.
+  /// With `secret` (a cluster without TLS that has a shared secret) the client proves it
+  /// (permission_denied when the node refuses it); without one, a node that requires a secret
+  /// refuses the calls, saying so.
   static caf::expected<client> connect(caf::actor_system& sys, const endpoint& ep,
                                        std::chrono::milliseconds timeout = std::chrono::seconds{10},
-                                       const tls_config& tls = {});
+                                       const tls_config& tls = {}, const std::string& secret = {});
 
   /// Invokes `proc` with JSON `args` as `role`; the result, or the node's error. When the
   /// connection to the node is lost before the reply, `unavailable` at once (not a timeout):

@@ -55,6 +55,8 @@ caf::expected<node_config> cluster_config::node_config_for(const std::string& na
   node_config nc = me->node;
   nc.partitions = partitions;
   nc.tls = tls;
+  nc.forward_timeout = forward_timeout;
+  nc.secret = tls.enabled() ? std::string{} : secret; // with TLS the certificates decide
   if (!me->has_role("state"))
     nc.owned.clear();
   for (auto& n : nodes)
@@ -130,9 +132,18 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
   cfg.file = origin;
   std::optional<uint32_t> cluster_partitions;
   if (auto* c = root["cluster"].as_table()) {
-    if (auto err = unknown_keys(*c, {"name", "partitions", "secret", "secret_file", "tls"},
-                                "[cluster]"))
+    if (auto err = unknown_keys(
+          *c, {"name", "partitions", "secret", "secret_file", "tls", "forward_timeout"},
+          "[cluster]"))
       return err;
+    if (auto f = (*c)["forward_timeout"]) {
+      auto v = f.value<double>();
+      if (!v || !(*v > 0) || *v > 3600)
+        return bad("[cluster] forward_timeout",
+                   "must be a number of seconds, more than 0 and at most 3600");
+      cfg.forward_timeout = std::chrono::milliseconds{
+        std::max<int64_t>(1, static_cast<int64_t>(*v * 1000))};
+    }
     if (auto n = (*c)["name"]) {
       auto s = n.value<std::string>();
       if (!s || s->empty())

@@ -11,6 +11,7 @@
 
 #include <caf/expected.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,8 +42,15 @@ struct cluster_config {
   std::string file;
   /// Hash partitions of the whole cluster.
   uint32_t partitions = 4;
-  /// The shared secret (from `secret` or read from `secret_file`); empty: none.
+  /// The shared secret (from `secret` or read from `secret_file`); empty: none. Used only with
+  /// TLS off: callers must prove it to a node (actors/gateway.hpp); with TLS the certificates
+  /// are the credentials.
   std::string secret;
+  /// The secret a client of this cluster proves ("" with TLS on, or none set).
+  std::string client_secret() const { return tls.enabled() ? std::string{} : secret; }
+  /// The bound of a call one node forwards to another (`forward_timeout`, seconds; 5 when
+  /// not given).
+  std::chrono::milliseconds forward_timeout{5000};
   /// The cluster's TLS files, absolute (resolved against the config file's folder) and
   /// checked to be readable; all empty: plain TCP.
   tls_config tls;

@@ -188,7 +188,8 @@ caf::expected<std::vector<node_report>> cluster_up(const cluster_config& cfg,
     while (std::chrono::steady_clock::now() < until) {
       if (!alive(pid))
         break;
-      if (client::connect(sys, {n->node.host, n->node.port}, std::chrono::seconds{2}, cfg.tls)) {
+      if (client::connect(sys, {n->node.host, n->node.port}, std::chrono::seconds{2}, cfg.tls,
+                          cfg.client_secret())) {
         up = true;
         break;
       }
@@ -218,7 +219,8 @@ std::vector<nlohmann::json> cluster_status(caf::actor_system& sys, const cluster
                      {"durability", storage::to_string(n.node.durability)}};
     if (auto pid = running_pid(n))
       j["pid"] = pid;
-    auto c = client::connect(sys, {n.node.host, n.node.port}, timeout, cfg.tls);
+    auto c = client::connect(sys, {n.node.host, n.node.port}, timeout, cfg.tls,
+                             cfg.client_secret());
     if (!c) {
       j["reachable"] = false;
       j["error"] = describe(c.error());
@@ -232,8 +234,8 @@ std::vector<nlohmann::json> cluster_status(caf::actor_system& sys, const cluster
     } else {
       auto i = nlohmann::json::parse(*info, nullptr, false);
       if (!i.is_discarded())
-        for (auto key :
-             {"owned", "partitions", "durability", "peers", "outbox", "provenance", "version"})
+        for (auto key : {"owned", "partitions", "durability", "peers", "outbox", "provenance",
+                         "provenance_lag", "version"})
           if (i.contains(key))
             j[key == std::string{"partitions"} ? "cluster_partitions" : key] = i[key];
     }

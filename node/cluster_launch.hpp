@@ -39,7 +39,8 @@ caf::expected<std::vector<node_report>> cluster_up(const cluster_config& cfg,
                                                    std::chrono::milliseconds wait);
 
 /// Each node's state as JSON: name, address, roles, reachable, and when reachable what it
-/// says of itself (partitions it runs, durability, peers, outbox, provenance, version).
+/// says of itself (partitions it runs, durability, peers, outbox, provenance, version, and
+/// provenance_lag: last lsn written to its log against the last one spooled, and since when).
 std::vector<nlohmann::json> cluster_status(caf::actor_system& sys, const cluster_config& cfg,
                                            std::chrono::milliseconds timeout);
 

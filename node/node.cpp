@@ -102,12 +102,22 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     dc.provenance = self->hook_;
     self->dispatcher_ = actors::spawn_outbox_dispatcher(sys, *self->db_, self->router_, dc);
   }
+  // Before the gateway, which reports its progress.
+  if (!cfg.spool_file.empty() && !cfg.provenance_dir.empty())
+    self->spooler_ = std::make_shared<spooler>(cfg.provenance_dir, cfg.spool_file, cfg.name);
   // The gateway asks the dispatcher for the compute connection's state when asked for info.
   std::vector<actors::gateway_peer> peers;
   for (auto& p : cfg.peers)
     peers.push_back({p.name, p.address});
+  actors::gateway_options go;
+  go.forward_timeout = cfg.forward_timeout;
+  go.secret = cfg.secret;
+  if (self->recorder_)
+    go.live_info = [rec = self->recorder_, sp = self->spooler_] {
+      return nlohmann::json{{"provenance_lag", provenance_lag(rec.get(), sp.get())}};
+    };
   self->gateway_ = sys.spawn(actors::gateway, self->router_, self->info(), self->dispatcher_,
-                             std::move(peers), cfg.tls);
+                             std::move(peers), cfg.tls, std::move(go));
   if (cfg.listen) {
     // SO_REUSEADDR, so that a node restarted after a crash binds at once although the dead
     // node's connections linger in TIME_WAIT; on Linux it still refuses a port that another
@@ -122,8 +132,6 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     }
     self->port_ = *port;
   }
-  if (!cfg.spool_file.empty() && !cfg.provenance_dir.empty())
-    self->spooler_ = std::make_unique<spooler>(cfg.provenance_dir, cfg.spool_file, cfg.name);
   return self;
 }
 
@@ -188,6 +196,33 @@ caf::expected<nlohmann::json> node::call(const std::string& proc, nlohmann::json
     .receive([&](nlohmann::json& r) { result = std::move(r); },
              [&](caf::error& e) { result = std::move(e); });
   return result;
+}
+
+nlohmann::json node::provenance_lag(const provenance_recorder* rec, const spooler* sp) {
+  if (!rec)
+    return nullptr;
+  auto written = rec->written_lsn();
+  nlohmann::json j{{"written_lsn", written}};
+  if (!sp) {
+    j["spooled_lsn"] = nullptr; // this node does not spool (no spooler role, or --spool none)
+    return j;
+  }
+  auto st = sp->current();
+  auto behind = written > st.spooled_lsn ? written - st.spooled_lsn : 0;
+  j["spooled_lsn"] = st.spooled_lsn;
+  j["behind"] = behind;
+  if (st.last_pass.time_since_epoch().count() != 0) {
+    auto since = std::chrono::duration<double>(std::chrono::system_clock::now() - st.last_pass);
+    j["last_pass_s"] = since.count();
+    // What was written after the last pass began waits for the next: at most that old.
+    j["lag_s"] = behind == 0 ? 0.0 : since.count();
+  } else {
+    j["last_pass_s"] = nullptr;
+    j["lag_s"] = nullptr;
+  }
+  if (!st.error.empty())
+    j["error"] = st.error;
+  return j;
 }
 
 std::string node::info() const {

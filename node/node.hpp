@@ -50,6 +50,12 @@ struct node_config {
   std::vector<uint32_t> owned;
   /// The other nodes of the cluster: calls for their partitions are forwarded to them.
   std::vector<peer_node> peers;
+  /// The bound of a call forwarded to another node (the cluster config's forward_timeout):
+  /// a peer that does not answer within it gives errc::timeout naming it.
+  std::chrono::milliseconds forward_timeout{5000};
+  /// The cluster's shared secret (TLS off): callers from other processes, and this node's
+  /// peer links, must prove it (actors/gateway.hpp). "": anyone who reaches the port.
+  std::string secret;
   /// Publish the gateway on host:port (port 0 picks a free port) when `listen` is true.
   bool listen = false;
   std::string host = "127.0.0.1";
@@ -115,8 +121,15 @@ public:
                                      std::chrono::milliseconds timeout = std::chrono::seconds{60});
 
   /// A JSON description: name, partitions, durability, procedures, tables. The gateway's
-  /// answer adds "outbox": the dispatcher's counters and the compute connection's state.
+  /// answer adds "outbox" (the dispatcher's counters and the compute connection's state) and
+  /// "provenance_lag" (see provenance_lag()).
   std::string info() const;
+
+  /// How far provenance has come, as JSON: the last lsn written to the log, the last one the
+  /// spooler put into the SQL store, how many records that is behind and for how long at
+  /// most (seconds since the last successful pass, which spooled all the log held then), and
+  /// the spooler's last error. Null when provenance is off.
+  static nlohmann::json provenance_lag(const provenance_recorder* rec, const spooler* sp);
 
   /// Stops the actors and unpublishes the port; the database stays open until destruction.
   void stop();
@@ -137,7 +150,8 @@ private:
   // Declared after db_ so that it is destroyed (and its writer stopped) before the database.
   std::shared_ptr<provenance_recorder> recorder_;
   std::shared_ptr<provenance_hook> hook_;
-  std::unique_ptr<spooler> spooler_;
+  // Shared with the gateway, which reports its progress (provenance lag) in the node's info.
+  std::shared_ptr<spooler> spooler_;
   caf::actor dispatcher_;
   actors::committer_actor committer_;
   std::vector<actors::state_actor> partitions_;

@@ -22,8 +22,15 @@ using committer_actor = caf::typed_actor<
 
 /// The gateway: the node's entry point for remote clients. Arguments and results travel as
 /// JSON text (procedure, args, role) so that they cross process boundaries as plain strings.
+/// A forwarded call also carries the forwarding node's name, the partition it chose and its
+/// partition count (procedure, args, role, origin, partition, partitions). With a shared
+/// secret (TLS off), a caller first asks for a nonce (hello) and proves the secret (auth).
 using gateway_actor = caf::typed_actor<
   caf::replies_to<call_atom, std::string, std::string, std::string>::with<std::string>,
+  caf::replies_to<forwarded_atom, std::string, std::string, std::string, std::string, uint32_t,
+                  uint32_t>::with<std::string>,
+  caf::replies_to<hello_atom>::with<std::string>,
+  caf::replies_to<auth_atom, std::string>::with<bool>,
   caf::replies_to<info_atom>::with<std::string>>;
 
 } // namespace comb::actors

@@ -7,8 +7,12 @@
 #include <caf/io/middleman_actor.hpp>
 #include <caf/openssl/manager.hpp>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -209,6 +213,43 @@ F real(const char* name) {
 }
 
 } // namespace
+
+namespace {
+
+std::string hex(const unsigned char* p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
+  }
+  return out;
+}
+
+} // namespace
+
+std::string secret_proof(const std::string& secret, const std::string& nonce,
+                         const std::string& node) {
+  auto msg = nonce + node;
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+            reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), mac, &len))
+    return {}; // never equal to a real proof: same_proof() refuses empty ones
+  return hex(mac, len);
+}
+
+std::string make_nonce() {
+  unsigned char buf[32];
+  if (RAND_bytes(buf, sizeof(buf)) != 1)
+    return {};
+  return hex(buf, sizeof(buf));
+}
+
+bool same_proof(const std::string& a, const std::string& b) {
+  return !a.empty() && a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 void log_tls_refusals() {
   log_refusals_on = true;

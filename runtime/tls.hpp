@@ -76,6 +76,17 @@ caf::expected<Handle> remote_actor(caf::actor_system& sys, const std::string& ho
   return caf::actor_cast<Handle>(std::move(*ptr));
 }
 
+/// The proof of the cluster's shared secret a caller gives a node (with TLS off): the hex
+/// HMAC-SHA256 of `nonce` followed by `node` (the caller's CAF node id as text) under `secret`.
+std::string secret_proof(const std::string& secret, const std::string& nonce,
+                         const std::string& node);
+
+/// 32 random bytes from OpenSSL's generator, hex: a nonce for secret_proof().
+std::string make_nonce();
+
+/// Compares two proofs in constant time.
+bool same_proof(const std::string& a, const std::string& b);
+
 /// Makes every TLS handshake this process refuses or fails print one line to stderr (the
 /// node's log): "comb: TLS: refused connection from HOST:PORT: REASON". CAF 0.17.6 gives no
 /// hook for handshake failures (its log is compiled out in Debian's build), so tls.cpp wraps

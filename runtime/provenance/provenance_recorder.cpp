@@ -512,6 +512,11 @@ std::string provenance_recorder::last_error() const {
   return error_;
 }
 
+uint64_t provenance_recorder::written_lsn() const {
+  std::lock_guard guard{q_mtx_};
+  return written_lsn_;
+}
+
 void provenance_recorder::run() {
   std::string batch; // swapped with queue_, so both keep their capacity
   struct entry {

@@ -121,6 +121,9 @@ public:
   const std::string& recovery_note() const { return note_; }
   /// The first error the writer thread met (empty when none).
   std::string last_error() const;
+  /// The last lsn the log file holds (every lsn up to it is written; `comb cluster status`
+  /// compares it with what the spooler has spooled).
+  uint64_t written_lsn() const;
   const std::string& log_dir() const { return opts_.log_dir; }
 
 private:

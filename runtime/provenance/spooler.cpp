@@ -83,6 +83,11 @@ spooler::spooler(std::string log_dir, std::string file, std::string node) : node
     [this, log_dir = std::move(log_dir), file = std::move(file)] { run(log_dir, file); }};
 }
 
+spooler::status spooler::current() const {
+  std::lock_guard guard{mtx_};
+  return status_;
+}
+
 spooler::~spooler() {
   {
     std::lock_guard guard{mtx_};
@@ -97,11 +102,22 @@ void spooler::run(const std::string& log_dir, const std::string& target) {
   std::unique_ptr<storage::sql_store> store;
   std::string said; // the last problem check_spooled reported, said once
   auto checked = std::chrono::steady_clock::time_point{};
+  auto note = [this](std::string error, std::chrono::system_clock::time_point began,
+                     uint64_t spooled) {
+    std::lock_guard guard{mtx_};
+    status_.error = std::move(error);
+    if (status_.error.empty()) {
+      status_.last_pass = began;
+      status_.spooled_lsn = spooled;
+    }
+  };
   auto pass = [&] {
+    auto began = std::chrono::system_clock::now();
     if (!store) {
       auto opened = storage::sql_store::open(target);
       if (!opened) {
         std::cerr << "comb: spooler: " << describe(opened.error()) << "\n";
+        note(describe(opened.error()), began, 0);
         return;
       }
       store = std::move(*opened);
@@ -115,9 +131,13 @@ void spooler::run(const std::string& log_dir, const std::string& target) {
       said = text;
     }
     auto n = store->spool(log_dir, /*max_records=*/0, node_);
-    if (!n)
+    if (!n) {
       std::cerr << "comb: spooler: " << file << ": " << describe(n.error()) << "\n";
-    else if (*n > 0)
+      note(describe(n.error()), began, 0);
+      return;
+    }
+    note("", began, store->last_lsn(node_));
+    if (*n > 0)
       COMB_SYNC_POINT("spool.after_pass");
   };
   std::unique_lock guard{mtx_};

@@ -9,7 +9,9 @@
 
 #include <caf/error.hpp>
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -40,11 +42,24 @@ public:
   spooler(const spooler&) = delete;
   spooler& operator=(const spooler&) = delete;
 
+  /// Where the spooler stands, for `comb cluster status` (thread-safe).
+  struct status {
+    /// The last lsn of this node the store holds (0: none yet, or no pass has succeeded).
+    uint64_t spooled_lsn = 0;
+    /// When the last successful pass began (it spooled everything the log held then); the
+    /// epoch when none has.
+    std::chrono::system_clock::time_point last_pass{};
+    /// The last pass's error ("" when it succeeded).
+    std::string error;
+  };
+  status current() const;
+
 private:
   void run(const std::string& log_dir, const std::string& target);
 
-  std::mutex mtx_;
+  mutable std::mutex mtx_;
   std::condition_variable cv_;
+  status status_;
   bool stop_ = false;
   std::string node_;
   std::thread thread_;

@@ -14,7 +14,7 @@
 #include "runtime/procedure_registry.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/sql_store.hpp"
-#include "tests/support/netns.hpp"
+#include "tests/support/netns_cluster.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -40,66 +40,19 @@ constexpr int accounts_per_node = 6;
 constexpr int64_t opening = 1000;
 
 // Three hosts run n1, n2 (state: partitions 0-3 and 4-7) and n3 (compute); the fourth is
-// the clients'.
-struct cluster {
-  test::temp_dir dir;
-  test::netns_hosts hosts{4};
-  std::string config = dir.path() + "/cluster.toml";
+// the clients'. Both state nodes spool into one store.
+struct cluster : test::netns_cluster {
   std::string store = dir.path() + "/cluster.sqlite";
-  std::unique_ptr<test::netns_process> nodes[3];
-  int starts[3] = {0, 0, 0};
 
-  int port(int i) const { return 4301 + i; }
-  endpoint address(int i) const {
-    return {hosts.address(static_cast<size_t>(i)), static_cast<uint16_t>(port(i))};
+  void write_config() const {
+    // A forward timeout of its own (5 s by default), so that the cut test sees it at work.
+    netns_cluster::write_config("forward_timeout = 3\n", "roles = [\"state\", \"spooler\"]\n");
   }
-  std::string data(int i) const { return dir.path() + "/n" + std::to_string(i + 1); }
-  std::string log(int i) const {
-    return dir.path() + "/n" + std::to_string(i + 1) + "-" + std::to_string(starts[i]) + ".log";
-  }
-
-  void write_config() {
-    std::ofstream f{config};
-    f << "[cluster]\nname = \"netns\"\npartitions = " << partitions << "\n";
-    for (int i = 0; i < 2; ++i)
-      f << "\n[[node]]\nname = \"n" << i + 1 << "\"\nlisten = \"" << address(i).to_string()
-        << "\"\ndata = \"" << data(i) << "\"\npartitions = ["
-        << (i == 0 ? "0, 1, 2, 3" : "4, 5, 6, 7")
-        << "]\ndurability = \"sync\"\nroles = [\"state\", \"spooler\"]\n";
-    f << "\n[[node]]\nname = \"n3\"\nlisten = \"" << address(2).to_string() << "\"\ndata = \""
-      << data(2) << "\"\nroles = [\"compute\"]\ncompute_listen = \"" << hosts.address(2)
-      << ":4313\"\nbackend = \"cpu\"\n";
-  }
-
-  void start(int i) {
-    ++starts[i];
-    nodes[i] = hosts.spawn(static_cast<size_t>(i),
-                           {test::comb_binary(), "node", "--config", config, "--name",
-                            "n" + std::to_string(i + 1), "--spool", store},
-                           log(i));
-  }
-
-  // Stops node i cleanly (SIGTERM); its exit status.
-  int stop(int i) {
-    if (!nodes[i])
-      return 0;
-    int st = nodes[i]->kill(SIGTERM);
-    nodes[i].reset();
-    return st;
-  }
+  void start(int i) { netns_cluster::start(i, {"--spool", store}); }
 };
 
-// Connects to node i once it accepts clients (it may be starting).
-caf::expected<runtime::client> connect(caf::actor_system& sys, const cluster& c, int i,
-                                       std::chrono::milliseconds within = 40s) {
-  caf::expected<runtime::client> r = make_error(errc::unavailable, "not tried");
-  test::wait_until(
-    [&] {
-      r = runtime::client::connect(sys, c.address(i), 5s);
-      return static_cast<bool>(r);
-    },
-    within, "node n" + std::to_string(i + 1) + " accepting clients");
-  return r;
+caf::expected<runtime::client> connect(caf::actor_system& sys, const cluster& c, int i) {
+  return test::connect_node(sys, c, i);
 }
 
 // Accounts named so that each node holds accounts_per_node of them: the node that runs an
@@ -306,13 +259,20 @@ TEST_SUITE("cluster.bank") {
       REQUIRE_MESSAGE(c.hosts.cut(1), c.hosts.error()); // n2's host is off the network
       // n1 still serves its partitions.
       CHECK(balance_of(*c1, a1) == opening);
-      // A call for n2's partitions fails within its timeout, with an error, not a hang.
+      // A call for n2's partitions fails with an error, not a hang: n1's forward has its own
+      // bound (the config's forward_timeout, 3 s), and the error names n2, even for a client
+      // that would wait far longer (`comb call` without --timeout waits 60 s).
       auto t0 = std::chrono::steady_clock::now();
-      auto r = c1->call("bank.balance", json{{"account", a2}}.dump(), "teller", 5s);
+      auto r = c1->call("bank.balance", json{{"account", a2}}.dump(), "teller", 60s);
       auto took = std::chrono::steady_clock::now() - t0;
       REQUIRE(!r);
-      MESSAGE("a call for the cut node's partition: " << test::why(r));
-      CHECK(took < 20s);
+      auto why = test::why(r);
+      MESSAGE("a call for the cut node's partition: " << why);
+      CHECK_MESSAGE(took < 15s, why);
+      CHECK_MESSAGE(is(r.error(), errc::timeout), why);
+      CHECK_MESSAGE(why.find("node n2 (" + c.address(1).to_string() + ")") != std::string::npos,
+                    why);
+      CHECK_MESSAGE(why.find("forward timeout (3000 ms)") != std::string::npos, why);
       // No split brain: n1 does not serve n2's partitions in its place (the write is refused,
       // never applied on n1).
       auto w = c1->call("bank.transfer",

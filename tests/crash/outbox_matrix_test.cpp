@@ -22,6 +22,7 @@
 #include "storage/transaction.hpp"
 #include "tests/client_util.hpp"
 #include "tests/crash/crash_util.hpp"
+#include "tests/support/classify_calls.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -73,43 +74,6 @@ struct acked {
   std::string setup_error;
 };
 
-// Stores the model (784-16-10 MLP, one chunk) and 16 28x28 images, activates the model.
-std::string set_up(runtime::client& c) {
-  auto file = runtime::make_mlp_file({784, 16, 10}, 1);
-  if (!file)
-    return describe(file.error());
-  auto r = c.call(
-    "comb.model.put_chunk",
-    json{{"name", "mlp"}, {"version", 1}, {"chunk_no", 0}, {"data", base64_encode(*file)}}.dump(),
-    "admin", 10s);
-  if (r)
-    r = c.call("comb.model.put",
-               json{{"name", "mlp"},
-                    {"version", 1},
-                    {"chunk_count", 1},
-                    {"digest", runtime::model_digest(file->data(), file->size())}}
-                 .dump(),
-               "admin", 10s);
-  json ims = json::array();
-  std::mt19937 rng{7};
-  for (int i = 0; i < images; ++i) {
-    std::string px(784, '\0');
-    for (auto& b : px)
-      b = static_cast<char>(rng());
-    ims.push_back({{"width", 28},
-                   {"height", 28},
-                   {"channels", 1},
-                   {"label", i % 10},
-                   {"pixels", base64_encode(px)}});
-  }
-  if (r)
-    r = c.call("imaging.put_images",
-               json{{"dataset", "d"}, {"first_index", 0}, {"images", ims}}.dump(), "admin", 10s);
-  if (r)
-    r = c.call("comb.model.activate", json{{"name", "mlp"}, {"version", 1}}.dump(), "admin", 10s);
-  return r ? std::string{} : test::why(r);
-}
-
 // Client threads: classify two images a call until the node is gone (a call refused because
 // the model is not active yet is tried again).
 void load(caf::actor_system& sys, int port, acked& out) {
@@ -118,7 +82,7 @@ void load(caf::actor_system& sys, int port, acked& out) {
     out.setup_error = test::why(c);
     return;
   }
-  if (auto err = set_up(*c); !err.empty()) {
+  if (auto err = test::set_up_mlp_images(*c, images); !err.empty()) {
     out.setup_error = err;
     return;
   }
@@ -202,51 +166,9 @@ void check_point(caf::actor_system& sys, const point& p) {
                   test::read_file(dir.path() + "/node2.log"));
   }
 
-  // No committed call lost; each ended with one result, applied.
-  std::set<std::string> committed;
-  {
-    storage::options so;
-    so.create_if_missing = false;
-    auto db = test::must(storage::database::open(data, so));
-    CHECK(test::must(db->count(runtime::outbox::calls_table)) == 0);
-    auto txn = db->begin();
-    REQUIRE(!txn->scan(apps::imaging::calls_table, "", "", [&](auto key, std::string_view v) {
-      committed.emplace(key);
-      auto row = json::from_msgpack(v);
-      CHECK_MESSAGE(row.value("state", "") == "done", key << ": " << row.dump());
-      return true;
-    }));
-    size_t lost = 0;
-    for (auto& k : ack.calls)
-      lost += committed.count(k) == 0;
-    CHECK_MESSAGE(lost == 0, lost << " acknowledged calls are not in imaging_calls");
-    for (auto& k : committed)
-      CHECK_MESSAGE(test::must(txn->get(runtime::outbox::done_table, k)).has_value(),
-                    k << " has no outbox done row");
-    txn->rollback();
-  }
-
-  // The log: whole, lsns dense from 1, one applied result per committed call.
+  // No committed call lost; each ended with one result, applied; the log is whole.
+  test::check_each_call_applied_once(data, log_dir, ack.calls);
   test::check_verify(dir.path(), data, log_dir);
-  uint64_t next = 1;
-  std::map<std::string, int> applied; // call -> applied runs of imaging.classified
-  auto reader = test::must(storage::log_reader::open(log_dir));
-  auto err = reader.for_each(0, [&](storage::log_record&& r) {
-    CHECK(r.lsn == next);
-    next = r.lsn + 1;
-    if (r.kind == storage::log_record::kind_t::invocation && r.status == "ok"
-        && r.procedure == "imaging.classified") {
-      auto res = json::parse(r.result, nullptr, false);
-      if (res.is_object() && res.value("applied", false))
-        ++applied[res.at("result").at("call").get<std::string>()];
-    }
-    return true;
-  });
-  CHECK_MESSAGE(!err, describe(err));
-  for (auto& k : committed)
-    CHECK_MESSAGE(applied[k] == 1, k << " has " << applied[k] << " applied results in the log");
-  CHECK(applied.size() == committed.size());
-
   test::check_replay_digest(dir.path(), data, log_dir);
 }
 

@@ -169,4 +169,27 @@ TEST_SUITE("node.cluster_config") {
     CHECK(c->secret == "x");
   }
 
+  TEST_CASE("forward_timeout: 5 s by default, seconds when given, checked") {
+    auto d = runtime::parse_cluster_config(
+      two("partitions=4", "partitions=[0,1]", "partitions=[2,3]"), "test.toml");
+    REQUIRE_MESSAGE(d, test::why(d));
+    CHECK(d->forward_timeout == std::chrono::milliseconds{5000});
+    CHECK(d->node_config_for("n1")->forward_timeout == std::chrono::milliseconds{5000});
+    auto h = runtime::parse_cluster_config(two("partitions=4\nforward_timeout=0.5",
+                                               "partitions=[0,1]", "partitions=[2,3]"),
+                                           "test.toml");
+    REQUIRE_MESSAGE(h, test::why(h));
+    CHECK(h->node_config_for("n2")->forward_timeout == std::chrono::milliseconds{500});
+    auto i = runtime::parse_cluster_config(
+      two("partitions=4\nforward_timeout=2", "partitions=[0,1]", "partitions=[2,3]"), "test.toml");
+    REQUIRE_MESSAGE(i, test::why(i));
+    CHECK(i->forward_timeout == std::chrono::milliseconds{2000});
+    for (auto bad : {"forward_timeout=0", "forward_timeout=-1", "forward_timeout='5s'",
+                     "forward_timeout=7200"})
+      CHECK(
+        error_of(two(std::string{"partitions=4\n"} + bad, "partitions=[0,1]", "partitions=[2,3]"))
+          .find("[cluster] forward_timeout: must be a number of seconds")
+        != std::string::npos);
+  }
+
 } // TEST_SUITE

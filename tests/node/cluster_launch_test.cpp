@@ -27,6 +27,7 @@ std::string write_config(const std::string& dir, int p1, int p2) {
   std::ofstream{file} << "[cluster]\nname = 'pair'\npartitions = 4\n"
                       << "[[node]]\nname = 'n1'\nlisten = '127.0.0.1:" << p1 << "'\n"
                       << "data = '" << dir << "/n1'\npartitions = [0, 1]\ndurability = 'async'\n"
+                      << "roles = ['state', 'spooler']\n"
                       << "[[node]]\nname = 'n2'\nlisten = '127.0.0.1:" << p2 << "'\n"
                       << "data = '" << dir << "/n2'\npartitions = [2, 3]\ndurability = 'async'\n";
   return file;
@@ -64,6 +65,39 @@ TEST_SUITE("node.cluster_launch") {
     CHECK(j["nodes"][0]["owned"] == "0-1");
     CHECK(j["nodes"][1]["owned"] == "2-3");
     CHECK(j["nodes"][1]["peers"][0]["name"] == "n1");
+
+    // Provenance lag: n1 spools, n2 does not (no spooler role). After a few calls n1's
+    // spooler catches up with its log within a pass or two.
+    for (int i = 0; i < 3; ++i) {
+      auto acct = "lag" + std::to_string(i);
+      auto c = run_comb({"call", "--node", j["nodes"][0]["address"].get<std::string>(), "bank.open",
+                         R"({"account":")" + acct + R"(","balance":1})"},
+                        dir.path() + "/call.txt");
+      REQUIRE_MESSAGE(c.rc == 0, c.out);
+    }
+    nlohmann::json lag;
+    test::wait_until(
+      [&] {
+        auto s = run_comb({"cluster", "status", "--config", cfg, "--json"}, dir.path() + "/st.txt");
+        auto js = nlohmann::json::parse(s.out, nullptr, false);
+        if (js.is_discarded() || !js["nodes"][0].contains("provenance_lag"))
+          return false;
+        lag = js["nodes"][0]["provenance_lag"];
+        return lag.value("written_lsn", 0) >= 3 && lag["spooled_lsn"] == lag["written_lsn"];
+      },
+      20s, "n1's spooler catching up with its log");
+    CAPTURE(lag.dump());
+    CHECK(lag["behind"] == 0);
+    CHECK(lag["lag_s"] == 0.0);
+    CHECK(lag["last_pass_s"].is_number());
+    st = run_comb({"cluster", "status", "--config", cfg, "--json"}, dir.path() + "/st.txt");
+    j = nlohmann::json::parse(st.out, nullptr, false);
+    REQUIRE(!j.is_discarded());
+    CHECK(j["nodes"][1]["provenance_lag"]["spooled_lsn"].is_null());
+    auto text = run_comb({"cluster", "status", "--config", cfg}, dir.path() + "/st-text.txt");
+    CAPTURE(text.out);
+    CHECK(text.out.find(" spooled (caught up)") != std::string::npos);
+    CHECK(text.out.find("written, not spooled by this node") != std::string::npos);
 
     auto down = run_comb({"cluster", "down", "--config", cfg}, dir.path() + "/down.txt");
     CAPTURE(down.out);
