@@ -37,8 +37,9 @@ inline void exec(sqlite3* db, const std::string& sql) {
 
 /// Writes `rows` requests (one every `step_s` seconds from fixture_t0_ns) to `file`; request
 /// i has id "req-<i>", score (i % 100) / 100, label score >= 0.5, rule label every 7th;
-/// every 10th carries an XSS payload in its query, agent, referer and raw bytes. Labels are
-/// written only when `with_labels`.
+/// every 10th carries an XSS payload in its query, agent, referer and raw bytes; request 5's
+/// raw is a digest marker (as for a row over 64 KiB). Labels are written only when
+/// `with_labels`.
 inline void make_store(const std::string& file, int rows, bool with_labels = true,
                        int step_s = 600) {
   sqlite3* db = nullptr;
@@ -86,6 +87,11 @@ inline void make_store(const std::string& file, int rows, bool with_labels = tru
     std::string method = methods[i % 4];
     std::string raw = method + " " + path + "?" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       + "User-Agent: " + agent + "\r\n\r\n";
+    // Request 5 stands for a row over 64 KiB: provenance logged its raw bytes as their digest
+    // (runtime/provenance/large_values.hpp), which is what the store then holds.
+    if (i == 5)
+      raw = R"({"$comb_elided":{"base64":false,"sha256":")" + std::string(64, 'a')
+            + R"(","size":70000}})";
     int b = 1;
     sqlite3_bind_text(req, b++, id.c_str(), -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(req, b++, ts);
