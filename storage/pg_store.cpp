@@ -433,9 +433,9 @@ private:
     for (auto& v : values)
       n += v.is_string() ? v.get_ref<const std::string&>().size() : 8;
     pending_rows_ += n;
-    return pending_rows_ >= (copy_enabled() ? copy_bytes : batch_bytes) || pending_ >= batch_bytes
-             ? flush()
-             : caf::error{};
+    if (pending_rows_ >= (copy_enabled() ? copy_bytes : batch_bytes))
+      return flush();
+    return pending_ >= batch_bytes ? send_text() : caf::error{};
   }
 
   caf::error add(const std::string& statement) {
@@ -443,7 +443,18 @@ private:
     sql_ += statement;
     sql_ += ";\n";
     pending_ += statement.size();
-    return pending_ >= batch_bytes ? flush() : caf::error{};
+    return pending_ >= batch_bytes ? send_text() : caf::error{};
+  }
+
+  // Sends the SQL text when enough waits. With COPY, the append-only rows wait on (until
+  // copy_bytes or commit: each COPY step costs a temporary table and round trips, so it pays
+  // only for many rows); without, everything goes, as one batch.
+  caf::error send_text() {
+    if (!copy_enabled())
+      return flush();
+    if (failed_)
+      return failed_;
+    return send_sql();
   }
 
   // Rows of one target, with the conflict clause, as SQL text or as a COPY step.
