@@ -500,6 +500,12 @@ caf::expected<std::unique_ptr<console_server>> console_server::make(console_opti
   auto p = std::make_unique<impl>();
   if (opts.sql_file.empty())
     return make_error(errc::invalid_argument, "no SQL store given (--sql FILE)");
+  if (opts.sql_file.rfind("postgres", 0) == 0)
+    return make_error(errc::invalid_argument,
+                      "the console reads SQLite stores only, not yet PostgreSQL ("
+                        + opts.sql_file.substr(0, opts.sql_file.find(':'))
+                        + "://...): spool the log into a SQLite file too, `comb log spool --log "
+                          "DATA/provenance --sql FILE`, and give --sql FILE");
   if (!fs::is_regular_file(opts.sql_file))
     return make_error(errc::not_found, "the SQL store " + opts.sql_file
                                          + " does not exist (a node spools it into "

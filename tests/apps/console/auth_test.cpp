@@ -139,6 +139,12 @@ TEST_SUITE("apps.console.auth") {
     REQUIRE_FALSE(made);
     CHECK(comb::is(made.error(), comb::errc::invalid_argument));
     CHECK(comb::describe(made.error()).find("--node") != std::string::npos);
+    // A PostgreSQL store is refused by name, its password not echoed.
+    o.sql_file = "postgresql://u:secret@127.0.0.1/comb";
+    made = console_server::make(o);
+    REQUIRE_FALSE(made);
+    CHECK(comb::describe(made.error()).find("PostgreSQL") != std::string::npos);
+    CHECK(comb::describe(made.error()).find("secret") == std::string::npos);
   }
 
   TEST_CASE("sessions expire, tokens compare exactly, cookies parse") {
