@@ -304,8 +304,14 @@ caf::expected<json> labeled(call_context& ctx, transaction& txn, const json& arg
              {"labeled_ns", ctx.execution_id}};
     if (auto err = txn.put_row(labeled_table, id, row))
       return err;
-    if (auto err = txn.del(unlabeled_table, id))
-      return err;
+    // Most requests never waited for a model: deleting their (absent) waiting row would still
+    // log a change, and spool a DELETE, per request.
+    auto waiting = txn.get(unlabeled_table, id);
+    if (!waiting)
+      return waiting.error();
+    if (*waiting)
+      if (auto err = txn.del(unlabeled_table, id))
+        return err;
   }
   return json{{"labeled", count}};
 }

@@ -23,6 +23,7 @@
 #include "tests/test_util.hpp"
 
 #include <cstdio>
+#include <sys/resource.h>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -116,8 +117,33 @@ uint64_t rows_in(storage::sql_store& s) {
   return n;
 }
 
-/// Spools `log` into PostgreSQL, rows as SQL text and through COPY, `turns` times each.
-void pg_spool(const std::string& log, int turns) {
+/// CPU seconds (user + system) this process used so far.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec)
+         + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+/// Spools `log` into PostgreSQL, rows as SQL text and through COPY, `turns` times each, and
+/// once into SQLite (the spooler's own cost, for comparison).
+void pg_spool(const std::string& log, int turns, const std::string& dir) {
+  {
+    auto lite = storage::sql_store::open(dir + "/pg_spool_baseline.sqlite");
+    if (!lite)
+      die(describe(lite.error()));
+    auto t0 = std::chrono::steady_clock::now();
+    auto c0 = cpu_seconds();
+    auto n = (*lite)->spool(log);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!n)
+      die(describe(n.error()));
+    auto rows = rows_in(**lite);
+    std::printf("  pg_spool baseline, SQLite: %llu records, %llu rows in %.2f s (%.2f s CPU here): "
+                "%.0f rows/s\n",
+                static_cast<unsigned long long>(*n), static_cast<unsigned long long>(rows), s,
+                cpu_seconds() - c0, s > 0 ? static_cast<double>(rows) / s : 0.0);
+  }
   test::pg_server pg;
   if (!pg.available() || !pg.running()) {
     std::printf("pg_spool: skipped: %s\n", pg.why().c_str());
@@ -136,17 +162,20 @@ void pg_spool(const std::string& log, int turns) {
       if (!store)
         die(describe(store.error()));
       auto t0 = std::chrono::steady_clock::now();
+      auto c0 = cpu_seconds();
       auto n = (*store)->spool(log);
       double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      double cpu = cpu_seconds() - c0;
       if (!n)
         die(describe(n.error()));
       records = *n;
       rows = rows_in(**store);
       double rate = s > 0 ? static_cast<double>(rows) / s : 0;
       best[copy] = std::max(best[copy], rate);
-      std::printf("  pg_spool turn %d, %-8s: %llu records, %llu rows in %.2f s: %.0f rows/s\n",
+      std::printf("  pg_spool turn %d, %-8s: %llu records, %llu rows in %.2f s (%.2f s CPU in "
+                  "the spooler): %.0f rows/s\n",
                   turn + 1, copy ? "COPY" : "SQL text", static_cast<unsigned long long>(records),
-                  static_cast<unsigned long long>(rows), s, rate);
+                  static_cast<unsigned long long>(rows), s, cpu, rate);
     }
   std::printf("pg_spool: COPY / SQL text = %.2f (best turns: %.0f / %.0f rows/s, %llu records; "
               "%s)\n",
@@ -303,7 +332,7 @@ int bench_main(int argc, char** argv) {
       lag_rate, st.achieved_rate, rep->lag_p50_ms, rep->lag_p99_ms, load_now().c_str());
   }
   if (benchmarks.find("pg_spool") != std::string::npos)
-    pg_spool(stack.data_dir() + "/provenance", quick ? 1 : 2);
+    pg_spool(stack.data_dir() + "/provenance", quick ? 1 : 2, dir.path());
   return 0;
 }
 
