@@ -2,6 +2,7 @@
 // `comb nectar count` (rows captured and labeled): flags and printing over
 // apps/nectar/server.hpp. They join the `nectar` command group when it exists, or make it.
 #include "cli/commands.hpp"
+#include "cli/tls_flags.hpp"
 
 #include "apps/nectar/server.hpp"
 #include "base/errc.hpp"
@@ -19,6 +20,8 @@ namespace {
 
 struct serve_opts {
   std::string node = "127.0.0.1:4242";
+  runtime::tls_config tls; // --tls-*: the cluster's CA and a client certificate
+  std::string secret_file; // --secret-file: a cluster without TLS that has a shared secret
   std::string listen = "127.0.0.1:8080";
   bool no_capture = false;
   bool no_labels = false;
@@ -58,9 +61,12 @@ void serve(const serve_opts& o) {
   // for work with 50 us sleeps when idle, which took about a sixth of the CPU samples of a
   // server and node under traffic (perf record); the sharing policy waits on a condition.
   cfg.set("scheduler.policy", caf::atom("sharing"));
+  use_tls("nectar serve", cfg, o.tls);
   caf::actor_system sys{cfg};
   nectar::server_options so;
   so.node = *node;
+  so.tls = o.tls;
+  so.secret = read_secret("nectar serve", o.secret_file);
   so.host = listen->host;
   so.port = listen->port;
   so.capture = !o.no_capture;
@@ -97,13 +103,14 @@ void serve(const serve_opts& o) {
   std::cout << "nectar: " << stats_line((*srv)->stats()) << std::endl;
 }
 
-void count(const std::string& node_addr) {
-  auto node = parse_endpoint(node_addr);
+void count(const serve_opts& o) {
+  auto node = parse_endpoint(o.node);
   if (!node)
     fail("nectar count", node.error(), 2);
   runtime::system_config cfg{2};
+  use_tls("nectar count", cfg, o.tls);
   caf::actor_system sys{cfg};
-  nectar::node_link link{sys, *node, "admin"};
+  nectar::node_link link{sys, *node, "admin", o.tls, read_secret("nectar count", o.secret_file)};
   auto r = link.call("httplog.count", nlohmann::json::object());
   if (!r)
     fail("nectar count", r.error());
@@ -119,6 +126,8 @@ void add_nectar_commands(CLI::App& app) {
     "serve", "Serve Nectar over HTTP, calling the node's procedures; capture every request "
              "into httplog_request with rule and model labels");
   s->add_option("--node", o->node, "HOST:PORT of the node's gateway")->capture_default_str();
+  add_tls_flags(s, o->tls);
+  add_secret_flag(s, o->secret_file);
   s->add_option("--listen", o->listen, "HOST:PORT to serve HTTP on")->capture_default_str();
   s->add_flag("--no-capture", o->no_capture, "Capture nothing (and label nothing)");
   s->add_flag("--no-labels", o->no_labels, "Capture without model labels");
@@ -149,10 +158,12 @@ void add_nectar_commands(CLI::App& app) {
   s->add_option("--seconds", o->seconds, "Stop after this many seconds (0: at Ctrl-C)");
   s->callback([o] { serve(*o); });
 
-  auto node = std::make_shared<std::string>("127.0.0.1:4242");
+  auto co = std::make_shared<serve_opts>();
   auto* c = nectar->add_subcommand("count", "Count captured, labeled and waiting requests");
-  c->add_option("--node", *node, "HOST:PORT of the node's gateway")->capture_default_str();
-  c->callback([node] { count(*node); });
+  c->add_option("--node", co->node, "HOST:PORT of the node's gateway")->capture_default_str();
+  add_tls_flags(c, co->tls);
+  add_secret_flag(c, co->secret_file);
+  c->callback([co] { count(*co); });
 }
 
 } // namespace comb::cli

@@ -9,7 +9,8 @@ caf::expected<runtime::client> node_link::get(std::chrono::milliseconds timeout)
   std::lock_guard<std::mutex> guard{mu_};
   if (client_)
     return *client_;
-  auto c = runtime::client::connect(sys_, ep_, std::min(timeout, std::chrono::milliseconds{5000}));
+  auto c = runtime::client::connect(sys_, ep_, std::min(timeout, std::chrono::milliseconds{5000}),
+                                    tls_, secret_);
   if (!c)
     return c.error();
   client_ = *c;

@@ -19,8 +19,11 @@ namespace comb::nectar {
 
 class node_link {
 public:
-  node_link(caf::actor_system& sys, endpoint ep, std::string role)
-    : sys_(sys), ep_(std::move(ep)), role_(std::move(role)) {}
+  /// `tls` and `secret`: the cluster's credentials (runtime::client::connect); none: plain.
+  node_link(caf::actor_system& sys, endpoint ep, std::string role, runtime::tls_config tls = {},
+            std::string secret = {})
+    : sys_(sys), ep_(std::move(ep)), role_(std::move(role)), tls_(std::move(tls)),
+      secret_(std::move(secret)) {}
 
   /// Calls `proc` with `args` as the link's role. Connects first when not connected; when
   /// the connection is lost (errc::unavailable, network_error) it is dropped, so the next
@@ -36,6 +39,8 @@ private:
   caf::actor_system& sys_;
   endpoint ep_;
   std::string role_;
+  runtime::tls_config tls_;
+  std::string secret_;
   std::mutex mu_;
   std::optional<runtime::client> client_;
 };

@@ -521,7 +521,7 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
     return key.error();
   p->csrf_key = *key;
   p->kdf = std::make_unique<kdf_pool>(opts.kdf_threads, opts.kdf_max_waiting);
-  p->link = std::make_shared<node_link>(sys, opts.node, opts.role);
+  p->link = std::make_shared<node_link>(sys, opts.node, opts.role, opts.tls, opts.secret);
   auto* raw = p.get();
   auto threads = std::max<size_t>(opts.threads, 2);
   p->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };

@@ -11,6 +11,7 @@
 #include "apps/nectar/capture_worker.hpp"
 #include "apps/nectar/credentials.hpp"
 #include "base/endpoint.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
@@ -34,6 +35,10 @@ struct server_options {
   capture_options capture_opts;
   /// The role the server calls the node's procedures as.
   std::string role = "nectar";
+  /// The cluster's credentials for the node connection: TLS files (the actor system must have
+  /// them too, system_config::set_tls) or, without TLS, the shared secret.
+  runtime::tls_config tls;
+  std::string secret;
   /// Worker threads of the HTTP server (each request holds one until its response is sent).
   size_t threads = 64;
   /// A client that sends nothing for this long gets 400 (header incomplete) or is dropped.

@@ -415,4 +415,34 @@ TEST_SUITE("node.tls") {
     REQUIRE_FALSE(n);
     CHECK_MESSAGE(describe(n.error()).find("set_tls") != std::string::npos, describe(n.error()));
   }
+
+  TEST_CASE("client commands take --tls-*: comb model, imaging, nectar count") {
+    certs c;
+    test::temp_dir data;
+    tls_node n{data.path() + "/db", c.node_tls()};
+    auto addr = "127.0.0.1:" + std::to_string(n.port());
+    std::vector<std::string> tls{"--tls-ca",    c.ca,        "--tls-cert",
+                                 c.client_cert, "--tls-key", c.client_key};
+    auto with = [&](std::vector<std::string> args) {
+      args.insert(args.end(), tls.begin(), tls.end());
+      return args;
+    };
+    auto ok = test::run_comb(with({"model", "list", "--node", addr}), data.path() + "/m1.txt");
+    CHECK_MESSAGE(ok.rc == 0, ok.out);
+    auto plain = test::run_comb({"model", "list", "--node", addr}, data.path() + "/m2.txt");
+    CHECK(plain.rc != 0);
+    CHECK_MESSAGE(plain.out.find("--tls-ca") != std::string::npos, plain.out);
+    // Connected over TLS: the node answers (it has no imaging or Nectar procedures here).
+    auto im = test::run_comb(with({"imaging", "results", "--node", addr, "--dataset", "d",
+                                   "--model", "m"}),
+                             data.path() + "/i.txt");
+    CHECK_MESSAGE(im.out.find("unknown_procedure") != std::string::npos, im.out);
+    auto nc = test::run_comb(with({"nectar", "count", "--node", addr}), data.path() + "/n.txt");
+    CHECK_MESSAGE(nc.out.find("unknown_procedure") != std::string::npos, nc.out);
+    auto bad = test::run_comb({"model", "list", "--node", addr, "--tls-ca", "/nonexistent.pem",
+                               "--tls-cert", c.client_cert, "--tls-key", c.client_key},
+                              data.path() + "/m3.txt");
+    CHECK(bad.rc == 2);
+    CHECK_MESSAGE(bad.out.find("/nonexistent.pem") != std::string::npos, bad.out);
+  }
 }
