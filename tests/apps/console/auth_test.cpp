@@ -38,6 +38,18 @@ std::string csrf_of(const std::string& page) {
   return {};
 }
 
+// A `comb node` child with its data in a fresh folder, an actor system, and a console link to
+// the node calling as `role`.
+struct with_node {
+  comb::test::temp_dir dir;
+  comb::test::node_child node;
+  comb::runtime::system_config cfg{2};
+  caf::actor_system sys{cfg};
+  console_link link;
+  explicit with_node(std::vector<std::string> flags, std::string role = "console")
+    : node{dir, std::move(flags)}, link{sys, {"127.0.0.1", node.port()}, std::move(role)} {}
+};
+
 // A console on a free loopback port over `store`, its accounts on the node at `node_port`;
 // stopped when it goes out of scope.
 struct served_console {
@@ -77,11 +89,9 @@ TEST_SUITE("apps.console.auth") {
 
   TEST_CASE("accounts live in the node's console.accounts table, as hashes, and survive a "
             "node restart") {
-    comb::test::temp_dir dir;
-    comb::test::node_child node{dir, {"--no-provenance"}};
-    comb::runtime::system_config cfg{2};
-    caf::actor_system sys{cfg};
-    console_link link{sys, {"127.0.0.1", node.port()}};
+    with_node f{{"--no-provenance"}};
+    auto& node = f.node;
+    auto& link = f.link;
     accounts acc{link};
     REQUIRE_FALSE(acc.set_user("alice", "password1", cheap));
     CHECK(comb::test::must(acc.check("alice", "password1")));
@@ -171,18 +181,11 @@ TEST_SUITE("apps.console.auth") {
   }
 
   TEST_CASE("the server: login required, CSRF on forms and POSTs, security headers") {
-    comb::test::temp_dir dir;
-    auto store = dir.path() + "/store.sqlite";
+    with_node f{{"--no-provenance"}};
+    auto store = f.dir.path() + "/store.sqlite";
     comb::test::console::make_store(store, 20);
-    comb::test::node_child node{dir, {"--no-provenance"}};
-    comb::runtime::system_config cfg{2};
-    caf::actor_system sys{cfg};
-    {
-      console_link link{sys, {"127.0.0.1", node.port()}};
-      accounts acc{link};
-      REQUIRE_FALSE(acc.set_user("analyst", "s3cret-pass", cheap));
-    }
-    served_console console{sys, store, node.port()};
+    REQUIRE_FALSE(accounts{f.link}.set_user("analyst", "s3cret-pass", cheap));
+    served_console console{f.sys, store, f.node.port()};
     httplib::Client c("127.0.0.1", console.port);
     c.set_read_timeout(std::chrono::seconds(20));
 
@@ -318,11 +321,9 @@ TEST_SUITE("apps.console.auth") {
 
   TEST_CASE("a request over 64 KiB: the store keeps its digest, the popup shows the bytes from "
             "the Comb table, or says where they are") {
-    comb::test::temp_dir dir;
-    comb::test::node_child node{dir};
-    comb::runtime::system_config cfg{2};
-    caf::actor_system sys{cfg};
-    console_link link{sys, {"127.0.0.1", node.port()}, "admin"};
+    with_node f{{}, "admin"};
+    auto& node = f.node;
+    auto& link = f.link;
     std::string raw = "POST /post HTTP/1.1\r\nHost: nectar\r\n\r\ntext=";
     for (int i = 0; raw.size() < 100 * 1024; ++i)
       raw += "<b>" + std::to_string(i) + "</b>";
@@ -336,7 +337,7 @@ TEST_SUITE("apps.console.auth") {
     REQUIRE_FALSE(accounts{link}.set_user("analyst", "s3cret-pass", cheap));
 
     // The spooler writes the row into the node's SQL store with raw as the digest marker.
-    auto store = dir.path() + "/node/provenance.sqlite";
+    auto store = f.dir.path() + "/node/provenance.sqlite";
     std::string cell;
     comb::test::wait_until(
       [&] {
@@ -353,7 +354,7 @@ TEST_SUITE("apps.console.auth") {
       std::chrono::seconds{30}, "the spooled big-1 row");
     REQUIRE_MESSAGE(cell.find("$comb_elided") != std::string::npos, cell.substr(0, 200));
 
-    served_console console{sys, store, node.port()};
+    served_console console{f.sys, store, node.port()};
     httplib::Client c("127.0.0.1", console.port);
     c.set_read_timeout(std::chrono::seconds(30));
     auto login = c.Get("/login");
