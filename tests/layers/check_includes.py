@@ -40,7 +40,9 @@ SIBLINGS = {("storage", "schemas")}
 # benchmarks start child processes and temporary folders with the tests' harness helpers.
 EXCEPTIONS = {("perf", "tests/test_util.hpp"),
               # perf/cluster runs its nodes in the tests' network namespaces.
-              ("perf", "tests/support/netns.hpp")}
+              ("perf", "tests/support/netns.hpp"),
+              # perf_nectar's pg_spool spools into the tests' own PostgreSQL server.
+              ("perf", "tests/pg_server.hpp")}
 EXTENSIONS = (".hpp", ".cpp", ".h", ".cu", ".cuh")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
