@@ -2,6 +2,7 @@
 // live in the node's console.accounts table, so both take --node. This file parses flags and
 // prints; the server is apps/console's (console_server.hpp).
 #include "cli/commands.hpp"
+#include "cli/tls_flags.hpp"
 
 #include "apps/console/accounts.hpp"
 #include "apps/console/console_server.hpp"
@@ -29,6 +30,8 @@ struct console_opts {
   double seconds = 0;
   std::string user;
   std::string password_file;
+  runtime::tls_config tls; // --tls-*: to reach a node of a TLS cluster
+  std::string secret_file; // --secret-file: a cluster's shared secret
 };
 
 // Reads a password from a file or stdin (first line), never from the command line, where
@@ -87,12 +90,19 @@ void add_console_commands(CLI::App& app) {
     ->required();
   add->add_option("--user", o->user, "username")->required();
   add->add_option("--password-file", o->password_file, "file whose first line is the password");
+  add_tls_flags(cmd, o->tls);
+  add_secret_flag(cmd, o->secret_file);
+  add_tls_flags(add, o->tls);
+  add_secret_flag(add, o->secret_file);
   add->callback([o] {
     auto node = node_of(*o, "console add-user");
     auto password = read_password(*o);
     runtime::system_config cfg{1};
+    if (auto err = cfg.set_tls(o->tls))
+      fail("console add-user", err, 2);
     caf::actor_system sys{cfg};
-    con::console_link link{sys, node};
+    con::console_link link{sys, node, "console", o->tls,
+                           read_secret("console add-user", o->secret_file)};
     con::accounts acc{link};
     if (auto err = acc.set_user(o->user, password))
       fail("console add-user", err);
@@ -113,11 +123,15 @@ void add_console_commands(CLI::App& app) {
     // run_until_signal takes them.
     con::console_server::block_stop_signals();
     runtime::system_config cfg{2};
+    if (auto err = cfg.set_tls(o->tls))
+      fail("console", err, 2);
     caf::actor_system sys{cfg};
     con::console_options opts;
     opts.sql_file = o->sql;
     opts.system = &sys;
     opts.node = node;
+    opts.node_tls = o->tls;
+    opts.node_secret = read_secret("console", o->secret_file);
     opts.host = ep->host;
     opts.port = ep->port;
     opts.static_dir = o->static_dir;

@@ -17,7 +17,8 @@ caf::expected<nlohmann::json> console_link::call(const std::string& proc,
     std::lock_guard<std::mutex> lock{mu_};
     if (!conn_) {
       auto made = runtime::client::connect(sys_, node_,
-                                           std::min(timeout, std::chrono::milliseconds{5000}));
+                                           std::min(timeout, std::chrono::milliseconds{5000}), tls_,
+                                           secret_);
       if (!made)
         return make_error(errc::unavailable, "the console's node " + node_text()
                                                + " cannot be reached: " + describe(made.error()));

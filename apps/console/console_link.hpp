@@ -20,8 +20,12 @@ namespace comb::apps::console {
 
 class console_link {
 public:
-  console_link(caf::actor_system& sys, endpoint node, std::string role = "console")
-    : sys_(sys), node_(std::move(node)), role_(std::move(role)) {}
+  /// `tls` and `secret`: how to reach a node of a secured cluster (node/client.hpp's connect;
+  /// the actor system must have had system_config::set_tls with the same files).
+  console_link(caf::actor_system& sys, endpoint node, std::string role = "console",
+               runtime::tls_config tls = {}, std::string secret = {})
+    : sys_(sys), node_(std::move(node)), role_(std::move(role)), tls_(std::move(tls)),
+      secret_(std::move(secret)) {}
 
   /// Calls `proc` with `args` on the node as the link's role; errors name the node. A lost
   /// connection (unavailable, network_error) is forgotten, so the next call connects again.
@@ -35,6 +39,8 @@ private:
   caf::actor_system& sys_;
   endpoint node_;
   std::string role_;
+  runtime::tls_config tls_;
+  std::string secret_;
   std::mutex mu_;
   std::optional<runtime::client> conn_;
 };

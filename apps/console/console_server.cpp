@@ -516,7 +516,8 @@ caf::expected<std::unique_ptr<console_server>> console_server::make(console_opti
     return make_error(errc::invalid_argument,
                       "no node given (--node HOST:PORT): the console's accounts live in the "
                       "node's console.accounts table");
-  p->node = std::make_unique<console_link>(*opts.system, opts.node);
+  p->node = std::make_unique<console_link>(*opts.system, opts.node, "console", opts.node_tls,
+                                           opts.node_secret);
   p->users = std::make_unique<accounts>(*p->node);
   if (auto names = p->users->users(); !names)
     p->warnings += "the node cannot list console users now (" + describe(names.error())

@@ -12,6 +12,7 @@
 #include "apps/console/console_schema.hpp"
 #include "apps/console/readonly_sql.hpp"
 #include "base/endpoint.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
@@ -28,6 +29,8 @@ struct console_options {
   /// hold the raw bytes the store keeps as digests; calls go through `system`'s middleman.
   caf::actor_system* system = nullptr;
   endpoint node;
+  runtime::tls_config node_tls; ///< TLS files to reach the node (console_link)
+  std::string node_secret;      ///< the cluster's shared secret, if it has one
   std::string host = "127.0.0.1";
   int port = 8090;            ///< 0: any free port (bound_port() says which)
   std::string static_dir;     ///< empty: <source>/apps/console/static
