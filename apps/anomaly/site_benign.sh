@@ -51,7 +51,7 @@ sent=$(wc -l <"$work/truth.jsonl")
 for _ in $(seq 100); do
   have=$("$comb" prov query --sql "$work/node/provenance.sqlite" \
     "SELECT count(*) AS n FROM row_events WHERE table_name = 'httplog_request'" 2>/dev/null |
-    python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["n"])' || echo 0)
+    python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["n"])' 2>/dev/null || echo 0)
   [ "$have" -ge "$sent" ] && break
   sleep 0.2
 done
