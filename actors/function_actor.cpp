@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/io/middleman_actor.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -313,8 +314,17 @@ void connect(function_actor_t* self) {
   auto& st = self->state;
   if (st.connecting)
     return;
+  auto& sys = self->home_system();
+  if (st.cfg.tls && !sys.has_openssl_manager()) {
+    connect_failed(self, make_error(errc::bad_config,
+                                    "TLS to the compute process at " + endpoint_of(st.cfg)
+                                      + " is asked for, but this actor system has no TLS files "
+                                        "(system_config::set_tls)"));
+    return;
+  }
   st.connecting = true;
-  auto mm = self->home_system().middleman().actor_handle();
+  // With TLS, the OpenSSL module's connection manager: same messages, TLS underneath.
+  auto mm = st.cfg.tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
   self
     ->request(mm, std::chrono::seconds{10}, caf::connect_atom::value, st.cfg.compute_host,
               st.cfg.compute_port)

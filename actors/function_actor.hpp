@@ -48,6 +48,10 @@ struct function_config {
   std::shared_ptr<runtime::provenance_hook> provenance;
   /// This actor's name in provenance records.
   std::string name = "function";
+  /// Reach the compute process over TLS with mutual authentication, through the actor
+  /// system's OpenSSL module (runtime::system_config::set_tls); the compute process must
+  /// serve TLS too (`comb compute --tls-*`).
+  bool tls = false;
 };
 
 /// Spawns a function actor. Handles (run_atom, task_request) -> task_result: for a whole

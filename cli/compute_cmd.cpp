@@ -1,6 +1,7 @@
 // `comb compute`: flags for the compute process of the paper's Figure 1 (assembled in
 // node/compute_process.hpp), which serves until SIGINT/SIGTERM (or --seconds).
 #include "cli/commands.hpp"
+#include "cli/tls_flags.hpp"
 
 #include "actors/compute_actor.hpp"
 #include "base/endpoint.hpp"
@@ -30,6 +31,7 @@ struct compute_opts {
   double seconds = 0;
   size_t threads = 0;
   std::string sgemm_split = "on";
+  runtime::tls_config tls;
 };
 
 [[noreturn]] void fail_compute(const caf::error& e, int code = 1) {
@@ -72,9 +74,10 @@ void run_compute(const compute_opts& o) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   runtime::system_config cfg{o.threads};
+  use_tls("compute", cfg, o.tls);
   runtime::compute_process::configure(cfg);
   caf::actor_system sys{cfg};
-  auto proc = runtime::compute_process::start(sys, cc, *ep);
+  auto proc = runtime::compute_process::start(sys, cc, *ep, o.tls);
   if (!proc)
     fail_compute(proc.error(), 3);
   std::cout << "comb compute: listening on " << ep->host << ":" << (*proc)->port() << " (backend "
@@ -82,7 +85,8 @@ void run_compute(const compute_opts& o) {
             << ", memory limit " << o.memory_limit_mib << " MiB, model memory limit "
             << (o.model_memory_mib == 0 ? std::string{"none"}
                                         : std::to_string(o.model_memory_mib) + " MiB")
-            << ", sgemm split " << o.sgemm_split << ")" << std::endl;
+            << ", sgemm split " << o.sgemm_split << (o.tls.enabled() ? ", TLS" : "") << ")"
+            << std::endl;
   if (o.seconds > 0) {
     timespec ts;
     ts.tv_sec = static_cast<time_t>(o.seconds);
@@ -138,6 +142,7 @@ void add_compute_commands(CLI::App& app) {
     ->capture_default_str();
   sub->add_option("--seconds", opts->seconds, "Stop after this many seconds (0: at Ctrl-C)");
   sub->add_option("--threads", opts->threads, "Scheduler threads (0: every core)");
+  add_tls_flags(sub, opts->tls); // nodes with the cluster's certificates only
   sub->callback([opts] { run_compute(*opts); });
 }
 

@@ -204,7 +204,7 @@ void run_node(const node_opts& o) {
     cc.backend = choice->name;
     cc.backend_note = choice->note;
     cc.backends = choice->backends;
-    auto cp = runtime::compute_process::start(sys, cc, *member->compute_listen);
+    auto cp = runtime::compute_process::start(sys, cc, *member->compute_listen, nc.tls);
     if (!cp)
       fail("node", cp.error());
     compute = std::move(*cp);
@@ -302,8 +302,9 @@ void run_status(const status_opts& o) {
     return;
   }
   std::cout << "node " << info.value("name", "?") << ": partitions "
-            << info.value("owned", std::string{"?"}) << " of " << info.value("partitions", 0) << ", " << info.value("durability", "?") << ", data "
-            << info.value("data_dir", "?") << "\n";
+            << info.value("owned", std::string{"?"}) << " of " << info.value("partitions", 0)
+            << ", " << info.value("durability", "?") << ", data " << info.value("data_dir", "?")
+            << "\n";
   auto ob = info.value("outbox", nlohmann::json::object());
   if (!ob.contains("compute")) {
     std::cout << "compute: no outbox dispatcher on this node"

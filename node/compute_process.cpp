@@ -51,9 +51,14 @@ void compute_process::configure(system_config& cfg) {
 
 caf::expected<std::unique_ptr<compute_process>> compute_process::start(caf::actor_system& sys,
                                                                        actors::compute_config cfg,
-                                                                       const endpoint& listen) {
+                                                                       const endpoint& listen,
+                                                                       const tls_config& tls) {
   auto actor = actors::spawn_compute_actor(sys, std::move(cfg));
-  auto port = sys.middleman().publish(actor, listen.port, listen.host.c_str(), /*reuse=*/true);
+  caf::expected<uint16_t> port =
+    tls.enabled()
+      ? runtime::publish(sys, caf::actor_cast<caf::strong_actor_ptr>(actor), {}, listen.host,
+                         listen.port, /*reuse=*/true, tls)
+      : sys.middleman().publish(actor, listen.port, listen.host.c_str(), /*reuse=*/true);
   if (!port) {
     caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
     return make_error(errc::network_error,

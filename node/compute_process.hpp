@@ -8,6 +8,7 @@
 #include "actors/compute_actor.hpp"
 #include "base/endpoint.hpp"
 #include "runtime/system_config.hpp"
+#include "runtime/tls.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -44,11 +45,14 @@ public:
   /// much latency to each hop of a piece).
   static void configure(system_config& cfg);
 
-  /// Spawns the compute actor and publishes it on `listen` (port 0 picks a free port).
+  /// Spawns the compute actor and publishes it on `listen` (port 0 picks a free port), over
+  /// TLS with mutual authentication when `tls` names files (the actor system must have them:
+  /// system_config::set_tls), so that only the cluster's nodes reach it.
   /// Errors: network_error naming the address when it cannot listen.
   static caf::expected<std::unique_ptr<compute_process>> start(caf::actor_system& sys,
                                                                actors::compute_config cfg,
-                                                               const endpoint& listen);
+                                                               const endpoint& listen,
+                                                               const tls_config& tls = {});
 
   ~compute_process();
   compute_process(const compute_process&) = delete;

@@ -97,6 +97,7 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
     if (cfg.compute) {
       dc.function.compute_host = cfg.compute->host;
       dc.function.compute_port = cfg.compute->port;
+      dc.function.tls = cfg.tls.enabled(); // a TLS node talks TLS to its compute process too
     }
     dc.give_up_after = cfg.compute_give_up;
     dc.provenance = self->hook_;

@@ -9,6 +9,7 @@
 #include "base/errc.hpp"
 #include "node/client.hpp"
 #include "node/node.hpp"
+#include "runtime/pieces/compute_types.hpp"
 #include "runtime/system_config.hpp"
 #include "runtime/tls.hpp"
 #include "tests/test_util.hpp"
@@ -20,6 +21,7 @@
 
 #include <atomic>
 #include <fcntl.h>
+#include <fstream>
 #include <mutex>
 #include <poll.h>
 #include <thread>
@@ -444,5 +446,60 @@ TEST_SUITE("node.tls") {
                               data.path() + "/m3.txt");
     CHECK(bad.rc == 2);
     CHECK_MESSAGE(bad.out.find("/nonexistent.pem") != std::string::npos, bad.out);
+  }
+}
+
+TEST_SUITE("node.tls compute") {
+  TEST_CASE("a TLS node reaches its compute process over TLS; plain TCP does not reach it") {
+    certs c;
+    test::temp_dir data;
+    auto port = test::free_port();
+    auto log = data.path() + "/compute.log";
+    auto node2_cert = c.dir.path() + "/cluster/node2.pem";
+    test::child_process compute{
+      {test::comb_binary(), "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
+       "cpu", "--tls-ca", c.ca, "--tls-cert", node2_cert, "--tls-key", c.node2_key},
+      log};
+    REQUIRE_MESSAGE(test::wait_for_line(log, "listening on", 30s, &compute), test::read_file(log));
+    CHECK(test::read_file(log).find("TLS") != std::string::npos);
+
+    // A client without TLS gets no compute actor from it.
+    {
+      runtime::system_config plain_cfg{1};
+      caf::actor_system plain{plain_cfg};
+      auto got = runtime::remote_actor(plain, "127.0.0.1", static_cast<uint16_t>(port), 3s, {});
+      CHECK_FALSE(got);
+    }
+
+    // The node's function actors talk TLS to it: an activation (a load_model task) completes.
+    runtime::system_config cfg{2};
+    REQUIRE(!cfg.set_tls(c.node_tls()));
+    runtime::add_compute_types(cfg);
+    caf::actor_system sys{cfg};
+    runtime::node_config nc;
+    nc.data_dir = data.path() + "/db";
+    nc.partitions = 2;
+    nc.listen = true;
+    nc.tls = c.node_tls();
+    nc.compute = endpoint{"127.0.0.1", static_cast<uint16_t>(port)};
+    auto n = test::must(runtime::node::start(sys, nc, bank_procs()));
+    auto addr = "127.0.0.1:" + std::to_string(n->port());
+    std::vector<std::string> tls{"--tls-ca",    c.ca,        "--tls-cert",
+                                 c.client_cert, "--tls-key", c.client_key};
+    auto file = data.path() + "/raw.bin";
+    {
+      std::ofstream f{file, std::ios::binary};
+      f << "some model bytes";
+    }
+    std::vector<std::string> put{"model",     "put", "--node", addr, "--name", "m",
+                                 "--version", "1",   "--file", file, "--raw"};
+    put.insert(put.end(), tls.begin(), tls.end());
+    auto p = test::run_comb(put, data.path() + "/put.txt");
+    REQUIRE_MESSAGE(p.rc == 0, p.out);
+    std::vector<std::string> act{"model", "activate",  "--node", addr,        "--name",
+                                 "m",     "--version", "1",      "--timeout", "30"};
+    act.insert(act.end(), tls.begin(), tls.end());
+    auto a = test::run_comb(act, data.path() + "/act.txt");
+    CHECK_MESSAGE(a.rc == 0, a.out << "\ncompute log:\n" << test::read_file(log));
   }
 }
