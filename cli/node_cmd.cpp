@@ -225,8 +225,57 @@ void run_node(const node_opts& o) {
               << " runs partitions " << runtime::describe_partitions(p.partitions) << std::endl;
   if (auto* r = (*n)->recorder(); r && !r->recovery_note().empty())
     std::cout << "comb node " << nc.name << ": " << r->recovery_note() << std::endl;
+  // The apps' HTTP servers of the node's roles, reaching this node like any client would.
+  auto self_ep = endpoint{nc.host, (*n)->port()};
+#ifdef COMB_HAVE_NECTAR_SERVER
+  caf::expected<std::unique_ptr<nectar::server>> nectar_srv{nullptr};
+  if (member && member->has_role("nectar")) {
+    nectar::server_options nso;
+    nso.node = self_ep;
+    nso.host = member->nectar_listen->host;
+    nso.port = member->nectar_listen->port;
+    nso.tls = nc.tls;
+    nso.secret = nc.secret;
+    nectar_srv = nectar::server::start(sys, nso);
+    if (!nectar_srv)
+      fail("node", make_error(errc::network_error, "node " + nc.name + ": role \"nectar\": "
+                                                     + describe(nectar_srv.error())));
+    std::cout << "comb node " << nc.name << ": nectar serving " << (*nectar_srv)->url()
+              << " (every request captured into httplog_request)" << std::endl;
+  }
+#endif
+  std::unique_ptr<apps::console::console_server> console;
+  std::thread console_thread;
+  if (member && member->has_role("console")) {
+    apps::console::console_options co;
+    co.sql_file = nc.spool_file;
+    co.system = &sys;
+    co.node = self_ep;
+    co.node_tls = nc.tls;
+    co.node_secret = nc.secret;
+    co.host = member->console_listen->host;
+    co.port = member->console_listen->port;
+    auto made = apps::console::console_server::make(co);
+    caf::expected<int> port = made ? (*made)->bind() : caf::expected<int>{made.error()};
+    if (!made || !port)
+      fail("node", make_error(errc::bad_config, "node " + nc.name + ": role \"console\": "
+                                                  + describe(made ? port.error() : made.error())));
+    console = std::move(*made);
+    console_thread = std::thread{[c = console.get()] { c->run(); }};
+    std::cout << "comb node " << nc.name << ": console on http://" << co.host << ":" << *port
+              << "/ (accounts: comb console add-user --node " << self_ep.to_string() << ")"
+              << std::endl;
+  }
   wait_for_signal(signals, o.seconds);
   std::cout << "comb node " << nc.name << ": stopping" << std::endl;
+  if (console) {
+    console->stop();
+    console_thread.join();
+  }
+#ifdef COMB_HAVE_NECTAR_SERVER
+  if (nectar_srv && *nectar_srv)
+    (*nectar_srv)->stop();
+#endif
   (*n)->stop();
   compute.reset();
 }

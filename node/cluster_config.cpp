@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <tuple>
 #include <set>
 #include <sstream>
 
@@ -212,7 +213,8 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
       return bad(where, "must be a table");
     if (auto err = unknown_keys(*t,
                                 {"name", "listen", "data", "partitions", "durability", "roles",
-                                 "compute_listen", "backend", "compute"},
+                                 "compute_listen", "backend", "compute", "nectar_listen",
+                                 "console_listen"},
                                 where))
       return err;
     cluster_node cn;
@@ -320,6 +322,30 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
         return bad(where, "'compute' must name a compute node");
       cn.compute = *s;
     }
+    // The apps' HTTP servers `comb node` starts for the "nectar" and "console" roles.
+    for (auto [key, role, slot] : {std::tuple{"nectar_listen", "nectar", &cn.nectar_listen},
+                                   std::tuple{"console_listen", "console", &cn.console_listen}}) {
+      if (auto l = (*t)[key]) {
+        auto s = l.value<std::string>();
+        if (!s)
+          return bad(where, "'" + std::string{key} + "' must be a \"HOST:PORT\" string");
+        auto ep = parse_endpoint(*s);
+        if (!ep)
+          return bad(where, "'" + std::string{key} + "': " + describe(ep.error()));
+        if (auto err = claim_address(*ep, key))
+          return err;
+        *slot = *ep;
+      }
+      if (cn.has_role(role) && !*slot)
+        return bad(where, "role \"" + std::string{role} + "\" needs '" + key
+                            + "' (HOST:PORT of its HTTP server)");
+      if (!cn.has_role(role) && *slot)
+        return bad(where,
+                   "'" + std::string{key} + "' given but the node has no \"" + role + "\" role");
+    }
+    if (cn.has_role("console") && !cn.has_role("spooler"))
+      return bad(where, "role \"console\" needs the \"spooler\" role on the same node (the "
+                        "console reads the SQL store it spools into)");
     cfg.nodes.push_back(std::move(cn));
   }
 

@@ -19,8 +19,10 @@
 namespace comb::runtime {
 
 /// The roles a node may have. state: runs state partitions; compute: runs a compute process;
-/// spooler: spools its provenance log into SQL; gateway, console, nectar: serve the apps'
-/// HTTP front ends (recorded for `comb cluster status`; started by their own commands).
+/// spooler: spools its provenance log into SQL; nectar: serves Nectar's site on
+/// nectar_listen; console: serves the console on console_listen (over the cluster's spooled
+/// SQLite store); gateway: the apps' HTTP front ends as a group (recorded for `comb cluster
+/// status`).
 const std::vector<std::string>& cluster_roles();
 
 struct cluster_node {
@@ -32,6 +34,10 @@ struct cluster_node {
   std::string backend = "auto";
   /// For state nodes: the compute node whose process its function actors feed (empty: none).
   std::string compute;
+  /// For nodes with the "nectar" / "console" role: where `comb node` serves Nectar's HTTP
+  /// site and the console (both required with their role).
+  std::optional<endpoint> nectar_listen;
+  std::optional<endpoint> console_listen;
 
   bool has_role(const std::string& role) const;
 };

@@ -193,3 +193,33 @@ TEST_SUITE("node.cluster_config") {
   }
 
 } // TEST_SUITE
+
+TEST_SUITE("node.cluster_config apps") {
+  TEST_CASE("the nectar and console roles: where they listen, checked") {
+    auto one = [](const std::string& node) {
+      return "[[node]]\nname='a'\nlisten='127.0.0.1:5001'\ndata='d'\npartitions=2\n" + node;
+    };
+    auto c = runtime::parse_cluster_config(
+      one("roles=['state','spooler','nectar','console']\nnectar_listen='127.0.0.1:5080'\n"
+          "console_listen='127.0.0.1:5090'"),
+      "test.toml");
+    REQUIRE_MESSAGE(c, test::why(c));
+    REQUIRE(c->nodes[0].nectar_listen);
+    CHECK(c->nodes[0].nectar_listen->port == 5080);
+    REQUIRE(c->nodes[0].console_listen);
+    CHECK(c->nodes[0].console_listen->port == 5090);
+    auto has = [](const std::string& text, const std::string& what) {
+      auto e = error_of(text);
+      CHECK_MESSAGE(e.find(what) != std::string::npos, e);
+    };
+    has(one("roles=['state','nectar']"), "role \"nectar\" needs 'nectar_listen'");
+    has(one("roles=['state','spooler','console']"), "role \"console\" needs 'console_listen'");
+    has(one("roles=['state','console']\nconsole_listen='127.0.0.1:5090'"),
+        "role \"console\" needs the \"spooler\" role");
+    has(one("roles=['state']\nnectar_listen='127.0.0.1:5080'"),
+        "'nectar_listen' given but the node has no \"nectar\" role");
+    has(one("roles=['state','nectar']\nnectar_listen='127.0.0.1:5001'"),
+        "127.0.0.1:5001 is already a's listen");
+    has(one("roles=['state','nectar']\nnectar_listen=8080"), "'nectar_listen' must be");
+  }
+}

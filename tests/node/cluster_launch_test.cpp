@@ -14,6 +14,7 @@
 
 #include <fstream>
 #include <signal.h>
+#include <unistd.h>
 
 using namespace comb;
 using namespace std::chrono_literals;
@@ -40,6 +41,28 @@ pid_t pid_of(const std::string& data) {
   return pid;
 }
 
+/// The status line of `GET /` on 127.0.0.1:port (HTTP/1.0), or "" when nothing answers.
+std::string http_status(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return {};
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    std::string req = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
+      char buf[256];
+      auto n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n > 0)
+        out.assign(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out.substr(0, out.find("\r\n"));
+}
 } // namespace
 
 TEST_SUITE("node.cluster_launch") {
@@ -133,5 +156,37 @@ TEST_SUITE("node.cluster_launch") {
     test::wait_until([&] { return ::kill(p1, 0) != 0; }, 20s, "n1 stopped again");
     CHECK(::kill(p1, 0) != 0);
     close(fd);
+  }
+
+  TEST_CASE("a node's nectar and console roles: comb node serves both, and stops them") {
+    test::temp_dir dir;
+    int port = test::free_port(), nectar = test::free_port(), console = test::free_port();
+    auto cfg = dir.path() + "/apps.toml";
+    std::ofstream{cfg} << "[cluster]\nname = 'apps'\npartitions = 2\n"
+                       << "[[node]]\nname = 'app'\nlisten = '127.0.0.1:" << port << "'\n"
+                       << "data = '" << dir.path() << "/app'\npartitions = [0, 1]\n"
+                       << "durability = 'async'\n"
+                       << "roles = ['state', 'spooler', 'nectar', 'console']\n"
+                       << "nectar_listen = '127.0.0.1:" << nectar << "'\n"
+                       << "console_listen = '127.0.0.1:" << console << "'\n";
+    auto up = run_comb({"cluster", "up", "--config", cfg}, dir.path() + "/up.txt");
+    CAPTURE(up.out);
+    REQUIRE(up.rc == 0);
+    std::string n_status, c_status;
+    test::wait_until(
+      [&] {
+        n_status = http_status(nectar);
+        c_status = http_status(console);
+        return !n_status.empty() && !c_status.empty();
+      },
+      20s, "nectar and console answering");
+    CHECK_MESSAGE(n_status.find(" 200") != std::string::npos, n_status);
+    // The console sends a visitor without a session to its login page.
+    CHECK_MESSAGE(c_status.find(" 303") != std::string::npos, c_status);
+    auto down = run_comb({"cluster", "down", "--config", cfg}, dir.path() + "/down.txt");
+    CAPTURE(down.out);
+    CHECK(down.rc == 0);
+    CHECK(http_status(nectar).empty());
+    CHECK(http_status(console).empty());
   }
 }
