@@ -29,7 +29,7 @@ struct serve_opts {
   std::string model = "waf";
   double threshold = 0.5;
   size_t batch = 256;
-  int batch_ms = 0;
+  int batch_ms = 5;
   size_t senders = 2;
   size_t queue_mib = 256;
   size_t threads = 64;
@@ -140,8 +140,8 @@ void add_nectar_commands(CLI::App& app) {
     ->check(CLI::Range(1, 4096))
     ->capture_default_str();
   s->add_option("--batch-ms", o->batch_ms,
-                "Capture batch deadline (ms): a free sender waits this long after a batch's "
-                "first request for more (0: it sends at once)")
+                "Capture batch deadline (ms): while another batch is with the node, a free "
+                "sender waits until the first request is this old for more (0: never waits)")
     ->check(CLI::Range(0, 10000))
     ->capture_default_str();
   s->add_option("--senders", o->senders, "Capture threads sending batches to the node")

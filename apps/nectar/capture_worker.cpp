@@ -154,12 +154,15 @@ void capture_worker::run(size_t index) {
         cv_.wait_until(lock, next_pending, ready);
       else
         cv_.wait(lock, ready);
-      if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0) {
-        // Wait for a full batch or the deadline of the first request, counted from when it
-        // was queued: requests that queued while the senders were busy waited already.
+      if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0 && in_flight_ > 0) {
+        // Another batch is with the node: wait for a full batch, for the deadline of the
+        // first request (counted from when it was queued: requests that queued while the
+        // senders were busy waited already), or for the node to be idle again. An idle
+        // pipeline sends at once.
         auto due = queue_.front().queued_at + opts_.batch_delay;
-        cv_.wait_until(lock, due,
-                       [&] { return stopping_ || queue_.size() >= opts_.batch_requests; });
+        cv_.wait_until(lock, due, [&] {
+          return stopping_ || queue_.size() >= opts_.batch_requests || in_flight_ == 0;
+        });
       }
       if (stopping_ && (queue_.empty() || std::chrono::steady_clock::now() >= stop_deadline_))
         return;
@@ -171,13 +174,17 @@ void capture_worker::run(size_t index) {
       }
       queue_bytes_ -= bytes;
       sending_bytes_ += bytes;
+      in_flight_ += batch.empty() ? 0 : 1;
     }
     if (!batch.empty())
       send(batch);
     {
       std::lock_guard<std::mutex> guard{mu_};
       sending_bytes_ -= bytes;
+      in_flight_ -= batch.empty() ? 0 : 1;
     }
+    if (!batch.empty())
+      cv_.notify_all(); // a sender waiting on this batch's deadline may go
     if (index == 0 && std::chrono::steady_clock::now() >= next_pending) {
       label_pending();
       next_pending = std::chrono::steady_clock::now() + std::chrono::seconds{1};
