@@ -32,9 +32,7 @@ struct job {
     inside_region = true;
     for (int64_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < parts;) {
       (*fn)(p);
-      // The last part wakes the caller if it went to sleep (one notify per region).
-      if (done.fetch_add(1, std::memory_order_release) + 1 == parts)
-        done.notify_all();
+      done.fetch_add(1, std::memory_order_release);
     }
     inside_region = false;
   }
@@ -75,15 +73,9 @@ public:
     generation_.fetch_add(1, std::memory_order_release);
     generation_.notify_all();
     j->work();
-    // Only parts a worker has claimed remain; wait for those: spin a little (the worker is
-    // usually about to finish), then sleep until the last part wakes us. Spinning on
-    // sched_yield instead burned this core whenever the worker had been preempted (another
-    // process on the machine, e.g. the node feeding this compute process), taking the core
-    // that process needed: perf showed 5% of the compute process's CPU in that loop.
-    for (int i = 0; i < 2000 && j->done.load(std::memory_order_acquire) != parts; ++i)
-      cpu_relax();
-    for (int64_t d; (d = j->done.load(std::memory_order_acquire)) != parts;)
-      j->done.wait(d, std::memory_order_acquire);
+    // Only parts a worker has claimed remain; wait for those.
+    while (j->done.load(std::memory_order_acquire) != parts)
+      std::this_thread::yield();
   }
 
 private:
