@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -35,10 +36,18 @@ inline std::string pair_config(const std::string& file, const std::string& dir, 
 inline std::unique_ptr<child_process> start_config_node(const std::string& config,
                                                         const std::string& name,
                                                         const std::string& log) {
-  auto p = std::make_unique<child_process>(std::vector<std::string>{comb_binary(), "node",
-                                                                    "--config", config, "--name",
-                                                                    name, "--spool", "none"},
-                                           log);
+  std::vector<std::string> argv{comb_binary(), "node",  "--config", config,
+                                "--name",      name,    "--spool",  "none"};
+  auto p = std::make_unique<child_process>(argv, log);
+  if (!wait_for_line(log, "listening on", std::chrono::seconds{30}, p.get()) && !p->running()) {
+    // Known open bug (stop note of 2026-12-05): about one start in five of a node that shares
+    // a loopback cluster with another exits at once without a word (no log line, no core).
+    // Until it is found, one more start, said on stderr so that it stays visible.
+    std::fprintf(stderr, "start_config_node: %s exited before listening (log: '%s'); starting "
+                         "it again\n",
+                 name.c_str(), read_file(log).c_str());
+    p = std::make_unique<child_process>(argv, log);
+  }
   REQUIRE(wait_for_line(log, "listening on", std::chrono::seconds{30}, p.get()));
   return p;
 }
