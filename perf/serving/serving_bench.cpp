@@ -390,19 +390,12 @@ double run_direct(loaded_model& lm, const task_tensors& task, size_t count,
   return seconds_since(t0);
 }
 
-double median_of(std::vector<double> v) {
-  if (v.empty())
-    return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 /// Medians over invocations [from, to) of where their time went, in ms: submit to the
 /// primary's commit; the commit to the result procedure's start less the compute process's
 /// own time (dispatch, pieces over TCP, the result's way back); queued in the compute
 /// process; its runner call; the result procedure's start to its commit.
 void print_stages(int64_t from, int64_t to) {
-  std::vector<double> primary, transport, queued, run, result;
+  comb::perf::turns primary, transport, queued, run, result;
   std::lock_guard<std::mutex> g{done_mtx};
   auto ms = [](clk::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
   for (int64_t i = from; i < to; ++i) {
@@ -414,19 +407,19 @@ void print_stages(int64_t from, int64_t to) {
         || st->second.result_started == clk::time_point{})
       continue;
     const auto& x = st->second;
-    primary.push_back(ms(x.committed - sub->second));
-    transport.push_back(ms(x.result_started - x.committed) - (x.queued_us + x.run_us) / 1e3);
-    queued.push_back(x.queued_us / 1e3);
-    run.push_back(x.run_us / 1e3);
-    result.push_back(ms(d->second.first - x.result_started));
+    primary.add(ms(x.committed - sub->second));
+    transport.add(ms(x.result_started - x.committed) - (x.queued_us + x.run_us) / 1e3);
+    queued.add(x.queued_us / 1e3);
+    run.add(x.run_us / 1e3);
+    result.add(ms(d->second.first - x.result_started));
   }
   if (primary.empty())
     return;
   std::printf("    where one invocation's time went (medians of %zu, ms): submit -> primary "
               "committed %.2f | -> result procedure starts: dispatch and transfer %.2f + queued "
               "in compute %.2f + runner %.2f | result committed %.2f\n",
-              primary.size(), median_of(primary), median_of(transport), median_of(queued),
-              median_of(run), median_of(result));
+              primary.v.size(), primary.median(), transport.median(), queued.median(),
+              run.median(), result.median());
 }
 
 /// PyTorch's ms per batch for `which`, or a negative number when it is not available.
@@ -635,27 +628,26 @@ int main(int argc, char** argv) {
       if (count == 1 && single_reps > 1) {
         // One invocation is a latency, not a throughput: the median of single_reps
         // alternating runs of each side (one run alone is at the mercy of a wake-up).
-        std::vector<double> d_own, d_split, path;
+        comb::perf::turns d_own, d_split, path;
         auto first = static_cast<int64_t>(next_n);
         auto c0 = cpu_seconds(0), k0 = cpu_seconds(compute.pid());
         for (size_t rep = 0; rep < single_reps; ++rep) {
           kernels::cpu_backend::set_sgemm_split(false);
-          d_own.push_back(run_direct(*lm, task, 1, nullptr));
+          d_own.add(run_direct(*lm, task, 1, nullptr));
           kernels::cpu_backend::set_sgemm_split(true);
-          d_split.push_back(run_direct(*lm, task, 1, nullptr));
-          path.push_back(run_path(*n, sys, m, 1, 1, next_n));
+          d_split.add(run_direct(*lm, task, 1, nullptr));
+          path.add(run_path(*n, sys, m, 1, 1, next_n));
         }
         auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
-        auto d = std::min(median_of(d_own), median_of(d_split));
-        auto p = median_of(path);
+        auto d = std::min(d_own.median(), d_split.median());
+        auto p = path.median();
         row r{m.name, count, p * 1e3, d * 1e3, torch_per};
         rows.push_back(r);
-        std::sort(path.begin(), path.end());
         std::printf("  %-9s %5zu invocation:  path %9.2f ms [%.2f-%.2f] | direct %9.2f ms "
                     "(OpenBLAS threads %.2f, split %.2f) | overhead %+6.1f%% | medians of %zu "
                     "alternating runs",
-                    m.name.c_str(), count, r.path_ms, path.front() * 1e3, path.back() * 1e3,
-                    r.direct_ms, median_of(d_own) * 1e3, median_of(d_split) * 1e3,
+                    m.name.c_str(), count, r.path_ms, path.min() * 1e3, path.max() * 1e3,
+                    r.direct_ms, d_own.median() * 1e3, d_split.median() * 1e3,
                     (p / d - 1) * 100, single_reps);
         if (torch_per > 0)
           std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
