@@ -125,6 +125,28 @@ double cpu_seconds() {
          + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+/// One spool of `log` into `store`: records, rows in the store afterwards, wall and CPU
+/// seconds (this process: the spooler's own share).
+struct spool_run {
+  uint64_t records = 0, rows = 0;
+  double seconds = 0, cpu = 0;
+  double rate() const { return seconds > 0 ? static_cast<double>(rows) / seconds : 0; }
+};
+
+spool_run timed_spool(storage::sql_store& store, const std::string& log) {
+  spool_run r;
+  auto t0 = std::chrono::steady_clock::now();
+  auto c0 = cpu_seconds();
+  auto n = store.spool(log);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.cpu = cpu_seconds() - c0;
+  if (!n)
+    die(describe(n.error()));
+  r.records = *n;
+  r.rows = rows_in(store);
+  return r;
+}
+
 /// Spools `log` into PostgreSQL, rows as SQL text and through COPY, `turns` times each, and
 /// once into SQLite (the spooler's own cost, for comparison).
 void pg_spool(const std::string& log, int turns, const std::string& dir) {
@@ -132,25 +154,19 @@ void pg_spool(const std::string& log, int turns, const std::string& dir) {
     auto lite = storage::sql_store::open(dir + "/pg_spool_baseline.sqlite");
     if (!lite)
       die(describe(lite.error()));
-    auto t0 = std::chrono::steady_clock::now();
-    auto c0 = cpu_seconds();
-    auto n = (*lite)->spool(log);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!n)
-      die(describe(n.error()));
-    auto rows = rows_in(**lite);
+    auto r = timed_spool(**lite, log);
     std::printf("  pg_spool baseline, SQLite: %llu records, %llu rows in %.2f s (%.2f s CPU here): "
                 "%.0f rows/s\n",
-                static_cast<unsigned long long>(*n), static_cast<unsigned long long>(rows), s,
-                cpu_seconds() - c0, s > 0 ? static_cast<double>(rows) / s : 0.0);
+                static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(r.rows),
+                r.seconds, r.cpu, r.rate());
   }
   test::pg_server pg;
   if (!pg.available() || !pg.running()) {
     std::printf("pg_spool: skipped: %s\n", pg.why().c_str());
     return;
   }
-  double best[2] = {0, 0};
-  uint64_t records = 0, rows = 0;
+  comb::perf::turns rates[2]; // rows/s: SQL text, COPY
+  uint64_t records = 0;
   for (int turn = 0; turn < turns; ++turn)
     for (int copy = 0; copy < 2; ++copy) {
       auto url = pg.create_database("spool_" + std::to_string(turn) + "_" + std::to_string(copy));
@@ -161,25 +177,18 @@ void pg_spool(const std::string& log, int turns, const std::string& dir) {
       unsetenv("COMB_PG_COPY");
       if (!store)
         die(describe(store.error()));
-      auto t0 = std::chrono::steady_clock::now();
-      auto c0 = cpu_seconds();
-      auto n = (*store)->spool(log);
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      double cpu = cpu_seconds() - c0;
-      if (!n)
-        die(describe(n.error()));
-      records = *n;
-      rows = rows_in(**store);
-      double rate = s > 0 ? static_cast<double>(rows) / s : 0;
-      best[copy] = std::max(best[copy], rate);
+      auto r = timed_spool(**store, log);
+      records = r.records;
+      rates[copy].add(r.rate());
       std::printf("  pg_spool turn %d, %-8s: %llu records, %llu rows in %.2f s (%.2f s CPU in "
                   "the spooler): %.0f rows/s\n",
-                  turn + 1, copy ? "COPY" : "SQL text", static_cast<unsigned long long>(records),
-                  static_cast<unsigned long long>(rows), s, cpu, rate);
+                  turn + 1, copy ? "COPY" : "SQL text", static_cast<unsigned long long>(r.records),
+                  static_cast<unsigned long long>(r.rows), r.seconds, r.cpu, r.rate());
     }
-  std::printf("pg_spool: COPY / SQL text = %.2f (best turns: %.0f / %.0f rows/s, %llu records; "
-              "%s)\n",
-              best[0] > 0 ? best[1] / best[0] : 0.0, best[1], best[0],
+  std::printf("pg_spool: COPY / SQL text = %.2f (medians of turns, rows/s: COPY %s, SQL text %s; "
+              "%llu records; %s)\n",
+              rates[0].median() > 0 ? rates[1].median() / rates[0].median() : 0.0,
+              rates[1].str("%.0f").c_str(), rates[0].str("%.0f").c_str(),
               static_cast<unsigned long long>(records), load_now().c_str());
 }
 
