@@ -10,6 +10,7 @@
 #include "runtime/pieces/compute_types.hpp"
 #include "runtime/pieces/model_digest.hpp"
 #include "runtime/pieces/model_runner.hpp"
+#include "runtime/pieces/shm_pieces.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -80,6 +81,7 @@ using runtime::activate_atom;
 using runtime::models_atom;
 using runtime::piece_atom;
 using runtime::stats_atom;
+using runtime::shm_piece_atom;
 using runtime::task_result;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
@@ -160,6 +162,9 @@ struct compute_state {
   uint64_t batches = 0;
   std::vector<std::string> run_order;
   std::vector<std::string> unloaded;
+  /// Segments of shared-memory pieces from function actors on this host.
+  runtime::shm_reader shm;
+  uint64_t shm_tasks = 0;
   static inline const char* name = "comb.compute";
 };
 
@@ -688,6 +693,63 @@ nlohmann::json models_json(const compute_state& st) {
   return out;
 }
 
+/// Takes one piece (or, `whole`, a whole task of one message) into the pool; when that makes
+/// its task whole, queues the task and answers with its result later.
+caf::result<task_result> accept_piece(compute_actor_t* self, runtime::piece piece, bool whole) {
+  auto& st = self->state;
+  auto p = &piece;
+  if (runtime::is_load(p->kind)) {
+    if (p->model_version == 0 || runtime::is_builtin_model(p->model_id)
+        || p->model_id.empty()) {
+      ++st.rejected;
+      return make_error(errc::invalid_argument, task_where(*p)
+                                                  + ": load_model needs a model name that is "
+                                                    "not built in and a version of at least 1");
+    }
+  } else if (auto known = st.pool->model_version_of(p->task_id)) {
+    p->model_version = *known;
+  } else if (!st.pool->contains(p->task_id)) {
+    auto v = resolve_model(st, *p);
+    if (!v) {
+      ++st.rejected;
+      return v.error();
+    }
+    p->model_version = *v;
+  }
+  auto task_id = p->task_id;
+  bool tracked = !runtime::is_load(p->kind) && !runtime::is_builtin_model(p->model_id);
+  auto model = p->model_id;
+  auto version = p->model_version;
+  auto added = whole ? st.pool->add_whole(std::move(*p)) : st.pool->add(std::move(*p));
+  if (!added) {
+    ++st.rejected;
+    // A whole task whose specs do not describe its payload is dropped: it no longer holds
+    // its version. (Other errors leave the task as it was: pooled, queued or running.)
+    if (is(added.error(), errc::invalid_argument) && !st.pool->contains(task_id))
+      release(self, task_id);
+    return added.error();
+  }
+  if (tracked && st.task_versions.count(task_id) == 0) {
+    if (auto* v = find_version(st, model, version)) {
+      st.task_versions.emplace(task_id, std::make_pair(model, version));
+      ++v->pending;
+    }
+  }
+  if (!*added) {
+    if (auto at = st.pool->next_expiry())
+      schedule_tick(self, *at);
+    task_result ack;
+    ack.task_id = task_id;
+    return ack;
+  }
+  auto rp = self->make_response_promise<task_result>();
+  auto& task = **added;
+  auto key = std::make_pair(static_cast<uint8_t>(task.kind), task.model_id);
+  st.queues[key].push_back(waiting_task{std::move(task), rp, clock_type::now()});
+  drain(self);
+  return rp;
+}
+
 caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
   auto& st0 = self->state;
   st0.cfg = std::move(cfg);
@@ -703,62 +765,37 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
   }
   return {
     [=](piece_atom, std::vector<char>& bytes) -> caf::result<task_result> {
-      auto& st = self->state;
       auto p = runtime::decode_piece(std::move(bytes));
+      if (!p) {
+        ++self->state.rejected;
+        return p.error();
+      }
+      return accept_piece(self, std::move(*p), false);
+    },
+    [=](shm_piece_atom, std::vector<char>& header, runtime::shm_ref& ref)
+      -> caf::result<task_result> {
+      // A whole task whose bytes wait in a shared-memory segment of the sender (one host):
+      // `header` is its piece 0 of 1 without payload.
+      auto& st = self->state;
+      auto p = runtime::decode_piece(std::move(header));
       if (!p) {
         ++st.rejected;
         return p.error();
       }
-      if (runtime::is_load(p->kind)) {
-        if (p->model_version == 0 || runtime::is_builtin_model(p->model_id)
-            || p->model_id.empty()) {
-          ++st.rejected;
-          return make_error(errc::invalid_argument, task_where(*p)
-                                                      + ": load_model needs a model name that is "
-                                                        "not built in and a version of at least 1");
-        }
-      } else if (auto known = st.pool->model_version_of(p->task_id)) {
-        p->model_version = *known;
-      } else if (!st.pool->contains(p->task_id)) {
-        auto v = resolve_model(st, *p);
-        if (!v) {
-          ++st.rejected;
-          return v.error();
-        }
-        p->model_version = *v;
-      }
-      auto task_id = p->task_id;
-      bool tracked = !runtime::is_load(p->kind) && !runtime::is_builtin_model(p->model_id);
-      auto model = p->model_id;
-      auto version = p->model_version;
-      auto added = st.pool->add(std::move(*p));
-      if (!added) {
+      if (!p->payload.empty() || p->piece_count != 1 || p->piece_no != 0) {
         ++st.rejected;
-        // A whole task whose specs do not describe its payload is dropped: it no longer holds
-        // its version. (Other errors leave the task as it was: pooled, queued or running.)
-        if (is(added.error(), errc::invalid_argument) && !st.pool->contains(task_id))
-          release(self, task_id);
-        return added.error();
+        return make_error(errc::protocol_error,
+                          task_where(*p) + ": a shared-memory task's header must be piece 0 of "
+                                           "1 without payload");
       }
-      if (tracked && st.task_versions.count(task_id) == 0) {
-        if (auto* v = find_version(st, model, version)) {
-          st.task_versions.emplace(task_id, std::make_pair(model, version));
-          ++v->pending;
-        }
+      auto bytes = st.shm.read(ref);
+      if (!bytes) {
+        ++st.rejected;
+        return bytes.error();
       }
-      if (!*added) {
-        if (auto at = st.pool->next_expiry())
-          schedule_tick(self, *at);
-        task_result ack;
-        ack.task_id = task_id;
-        return ack;
-      }
-      auto rp = self->make_response_promise<task_result>();
-      auto& task = **added;
-      auto key = std::make_pair(static_cast<uint8_t>(task.kind), task.model_id);
-      st.queues[key].push_back(waiting_task{std::move(task), rp, clock_type::now()});
-      drain(self);
-      return rp;
+      p->payload = runtime::payload_buffer{std::move(*bytes)};
+      ++st.shm_tasks;
+      return accept_piece(self, std::move(*p), true);
     },
     [=](tick_atom) {
       auto& st = self->state;
@@ -780,6 +817,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       return make_active(self, model, version);
     },
     [=](models_atom) { return models_json(self->state).dump(); },
+    [=](runtime::ping_atom) { return self->state.completed; },
     [=](stats_atom) {
       auto& st = self->state;
       auto executors = nlohmann::json::array();
@@ -808,6 +846,8 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"expired", st.expired},
                        {"rejected", st.rejected},
                        {"batches", st.batches},
+                       {"shm_tasks", st.shm_tasks},
+                       {"shm_segments_mapped", st.shm.mapped()},
                        {"run_order", st.run_order}};
       return j.dump();
     },

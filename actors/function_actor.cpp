@@ -14,6 +14,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <set>
@@ -46,6 +49,12 @@ struct job {
   /// When a piece was last sent with none in flight, or last answered.
   clock_type::time_point progress;
   std::optional<task_result> final;
+  /// Pieces over TCP for this actor's share of the task.
+  uint32_t pieces = 0;
+  /// The task's bytes in a shared-memory segment (the whole task as one message), while the
+  /// compute process may still read them.
+  std::optional<runtime::shm_ref> region;
+  std::shared_ptr<runtime::shm_arena> region_arena;
 };
 
 struct function_state {
@@ -57,6 +66,13 @@ struct function_state {
   std::vector<uint64_t> waiting;
   /// A sweep for tasks without replies is scheduled.
   bool sweeping = false;
+  /// Shared-memory pieces: the segment in use (made on first use, retired when the
+  /// connection is lost), and whether they are off (by config, or since the compute process
+  /// could not read them).
+  std::shared_ptr<runtime::shm_arena> arena;
+  bool shm_off = false;
+  /// A ping to the compute process is out (see sweep()).
+  bool pinging = false;
   static inline const char* name = "comb.function";
 };
 
@@ -89,10 +105,19 @@ void record(function_actor_t* self, const char* kind, bool outgoing, const task_
 void pump(function_actor_t* self, uint64_t key);
 void connect(function_actor_t* self);
 
+/// Gives the task's shared-memory region back (the compute process is done with it).
+void free_region(job& j) {
+  if (j.region && j.region_arena)
+    j.region_arena->release(*j.region);
+  j.region.reset();
+  j.region_arena.reset();
+}
+
 void fail(function_actor_t* self, uint64_t key, caf::error e) {
   auto i = self->state.jobs.find(key);
   if (i == self->state.jobs.end())
     return;
+  free_region(i->second);
   i->second.rp.deliver(std::move(e));
   self->state.jobs.erase(i);
 }
@@ -102,6 +127,7 @@ void finish(function_actor_t* self, uint64_t key) {
   if (i == self->state.jobs.end())
     return;
   auto& j = i->second;
+  free_region(j);
   if (j.final) {
     j.rp.deliver(std::move(*j.final));
   } else {
@@ -127,7 +153,9 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
   auto& j = i->second;
   ++j.generation;
   j.next = j.in_flight = j.acked = 0;
+  j.count = j.pieces;
   j.final.reset();
+  free_region(j);
   if (j.attempts >= self->state.cfg.max_attempts) {
     fail(self, key,
          make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
@@ -140,8 +168,19 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
   self->delayed_send(self, self->state.cfg.retry_delay, retry_atom::value, key, j.generation);
 }
 
+/// Stops using the shared-memory segment: nobody can open it any more, regions still out
+/// are given back into it as their tasks end, and the next task makes a new one. A compute
+/// process that lost the connection may still read an old region; it is never reused.
+void retire_arena(function_actor_t* self) {
+  if (self->state.arena) {
+    self->state.arena->retire();
+    self->state.arena.reset();
+  }
+}
+
 /// Forgets the connection to the compute process (the next piece connects anew).
 void drop_connection(function_actor_t* self) {
+  retire_arena(self);
   if (self->state.compute) {
     self->demonitor(self->state.compute);
     self->state.compute = nullptr;
@@ -170,37 +209,170 @@ std::chrono::milliseconds silence_limit(const function_config& cfg, const job& j
                             : cfg.request_timeout;
 }
 
+/// The connection counts as lost for the tasks `keys` (of generations `gens`), which got no
+/// reply for `limit`: they are sent again (late replies are ignored, their generation over).
+void lost(function_actor_t* self, const std::vector<std::pair<uint64_t, uint32_t>>& keys,
+          std::chrono::milliseconds limit) {
+  auto& st = self->state;
+  drop_connection(self);
+  for (auto& [key, gen] : keys) {
+    auto i = st.jobs.find(key);
+    if (i == st.jobs.end() || i->second.generation != gen)
+      continue;
+    auto& j = i->second;
+    record(self, "piece_error", false, j.req, "error",
+           {{"error",
+             "no reply from the compute process for " + std::to_string(limit.count()) + " ms"}});
+    restart(self, key,
+            make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
+                                            + ": no reply from " + endpoint_of(st.cfg) + " for "
+                                            + std::to_string(limit.count()) + " ms"));
+  }
+}
+
 /// Restarts the tasks whose pieces got no reply for request_timeout (result_timeout while
-/// the task runs): the connection counts as lost (late replies are ignored: their generation
-/// is over). Before result_timeout, a task that ran longer than request_timeout was sent
-/// again while it ran, and its result was dropped.
+/// the task runs): the connection counts as lost. A task whose last piece is out (the
+/// compute process holds it whole: its reply is the result, as for every task of one piece
+/// or sent through shared memory) and that is silent for request_timeout makes the actor
+/// ask the compute process whether it is there at all (ping_atom, answered by the compute
+/// actor while executors run): no answer within request_timeout, and the connection counts
+/// as lost too. Before result_timeout, a task that ran longer than request_timeout was sent
+/// again while it ran, and its result was dropped; before the ping, a silent compute process
+/// held a one-piece task for result_timeout.
 void sweep(function_actor_t* self) {
   auto& st = self->state;
   st.sweeping = false;
   auto now = clock_type::now();
-  std::vector<std::pair<uint64_t, std::chrono::milliseconds>> stuck;
-  for (auto& [key, j] : st.jobs)
-    if (auto limit = silence_limit(st.cfg, j); j.in_flight > 0 && now - j.progress >= limit)
-      stuck.emplace_back(key, limit);
-  if (!stuck.empty()) {
-    drop_connection(self);
-    for (auto& [key, limit] : stuck) {
-      auto& j = st.jobs.at(key);
-      record(self, "piece_error", false, j.req, "error",
-             {{"error",
-               "no reply from the compute process for " + std::to_string(limit.count()) + " ms"}});
-      restart(self, key,
-              make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
-                                              + ": no reply from " + endpoint_of(st.cfg) + " for "
-                                              + std::to_string(limit.count()) + " ms"));
-    }
+  std::map<std::chrono::milliseconds, std::vector<std::pair<uint64_t, uint32_t>>> stuck;
+  std::vector<std::pair<uint64_t, uint32_t>> quiet;
+  for (auto& [key, j] : st.jobs) {
+    if (j.in_flight == 0)
+      continue;
+    auto limit = silence_limit(st.cfg, j);
+    if (now - j.progress >= limit)
+      stuck[limit].emplace_back(key, j.generation);
+    else if (awaiting_result(j) && now - j.progress >= st.cfg.request_timeout)
+      quiet.emplace_back(key, j.generation);
+  }
+  for (auto& [limit, keys] : stuck)
+    lost(self, keys, limit);
+  if (!quiet.empty() && st.compute && !st.pinging) {
+    st.pinging = true;
+    auto limit = st.cfg.request_timeout;
+    auto was = st.compute;
+    self->request(st.compute, limit, runtime::ping_atom::value)
+      .then([=](uint64_t) { self->state.pinging = false; },
+            [=](caf::error& e) {
+              self->state.pinging = false;
+              // A compute process without ping answers "unexpected message": it is there.
+              if (e == caf::sec::unexpected_message || self->state.compute != was)
+                return;
+              lost(self, quiet, limit);
+            });
   }
   arm_sweep(self);
+}
+
+/// A reply to a piece (or to a whole shared-memory task) of generation `gen`.
+void on_reply(function_actor_t* self, uint64_t key, uint32_t gen, task_result& r) {
+  auto i = self->state.jobs.find(key);
+  if (i == self->state.jobs.end() || i->second.generation != gen)
+    return;
+  auto& j = i->second;
+  --j.in_flight;
+  j.progress = clock_type::now();
+  ++j.acked;
+  if (r.complete)
+    record(self, "result", false, j.req, "ok",
+           {{"model_version", r.model_version},
+            {"model_digest", r.model_digest},
+            {"batch_size", r.batch_size},
+            {"output_bytes", r.output.size()}});
+  if (r.complete)
+    j.final = std::move(r);
+  if (j.acked == j.count)
+    finish(self, key);
+  else
+    pump(self, key);
+}
+
+/// True for the answers of a compute process that cannot take shared-memory pieces: it
+/// cannot open the segment (errc::unsupported), or it predates them (unexpected message).
+bool shm_refused(const caf::error& e) {
+  if (e.category() == errc_category)
+    return is(e, errc::unsupported);
+  return e == caf::sec::unexpected_message;
+}
+
+/// An error answering piece `idx` (for a shared-memory task, 0) of generation `gen`.
+void on_error(function_actor_t* self, uint64_t key, uint32_t gen, uint32_t idx, caf::error& e) {
+  auto i = self->state.jobs.find(key);
+  if (i == self->state.jobs.end() || i->second.generation != gen)
+    return;
+  auto& j = i->second;
+  --j.in_flight;
+  record(self, "piece_error", false, j.req, "error",
+         {{"piece", j.req.first_piece + idx}, {"error", describe(e)}});
+  if (is(e, errc::overloaded)) {
+    if (++j.overload_retries > self->state.cfg.max_overload_retries) {
+      fail(self, key, std::move(e));
+      return;
+    }
+    self->delayed_send(self, self->state.cfg.overload_delay, resend_atom::value, key, gen, idx);
+    return;
+  }
+  if (j.region && shm_refused(e)) {
+    // The compute process cannot read our segment: TCP pieces from now on, this task too.
+    auto& st = self->state;
+    if (!st.shm_off)
+      std::cerr << "comb: " << st.cfg.name << ": shared-memory pieces to compute@"
+                << endpoint_of(st.cfg) << " are off ("
+                << (e == caf::sec::unexpected_message
+                      ? std::string{"the compute process does not know them: an older comb "
+                                    "compute?"}
+                      : describe(e))
+                << "); sending pieces over TCP\n";
+    st.shm_off = true;
+    retire_arena(self);
+    free_region(j);
+    j.next = j.acked = 0;
+    j.count = j.pieces;
+    pump(self, key);
+    return;
+  }
+  if (is_transport_error(e)) {
+    drop_connection(self);
+    restart(self, key, e);
+    return;
+  }
+  fail(self, key, std::move(e));
 }
 
 void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
   auto& j = self->state.jobs.at(key);
   const auto& req = j.req;
+  auto gen = j.generation;
+  if (j.region) {
+    // The whole task, its bytes in shared memory: the header travels without payload.
+    auto header = runtime::encode_piece(req.task_id, static_cast<runtime::piece_kind>(req.kind),
+                                        req.model, req.model_version, 0, 1, nullptr, 0,
+                                        req.inputs);
+    if (j.in_flight++ == 0)
+      j.progress = clock_type::now();
+    record(self, "piece", true, req, "sent",
+           {{"piece", 0},
+            {"pieces", 1},
+            {"bytes", j.region->size},
+            {"transport", "shm"},
+            {"model_version", req.model_version},
+            {"attempt", j.attempts}});
+    self
+      ->request(self->state.compute, caf::infinite, runtime::shm_piece_atom::value,
+                std::move(header), *j.region)
+      .then([=](task_result& r) { on_reply(self, key, gen, r); },
+            [=](caf::error& e) { on_error(self, key, gen, 0, e); });
+    return;
+  }
   size_t begin = static_cast<size_t>(idx) * req.piece_size;
   size_t end = std::min(req.bytes.size(), begin + req.piece_size);
   auto piece_count = req.piece_count == 0 ? j.count : req.piece_count;
@@ -213,7 +385,6 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
                                      global == 0 ? req.inputs : no_specs);
   if (j.in_flight++ == 0)
     j.progress = clock_type::now();
-  auto gen = j.generation;
   record(self, "piece", true, req, "sent",
          {{"piece", req.first_piece + idx},
           {"pieces", piece_count},
@@ -222,53 +393,35 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
           {"attempt", j.attempts}});
   // No CAF timeout: sweep() is the backstop.
   self->request(self->state.compute, caf::infinite, piece_atom::value, std::move(bytes))
-    .then(
-      [=](task_result& r) {
-        auto i = self->state.jobs.find(key);
-        if (i == self->state.jobs.end() || i->second.generation != gen)
-          return;
-        auto& j = i->second;
-        --j.in_flight;
-        j.progress = clock_type::now();
-        ++j.acked;
-        if (r.complete)
-          record(self, "result", false, j.req, "ok",
-                 {{"model_version", r.model_version},
-                  {"model_digest", r.model_digest},
-                  {"batch_size", r.batch_size},
-                  {"output_bytes", r.output.size()}});
-        if (r.complete)
-          j.final = std::move(r);
-        if (j.acked == j.count)
-          finish(self, key);
-        else
-          pump(self, key);
-      },
-      [=](caf::error& e) {
-        auto i = self->state.jobs.find(key);
-        if (i == self->state.jobs.end() || i->second.generation != gen)
-          return;
-        auto& j = i->second;
-        --j.in_flight;
-        j.progress = clock_type::now();
-        record(self, "piece_error", false, j.req, "error",
-               {{"piece", j.req.first_piece + idx}, {"error", describe(e)}});
-        if (is(e, errc::overloaded)) {
-          if (++j.overload_retries > self->state.cfg.max_overload_retries) {
-            fail(self, key, std::move(e));
-            return;
-          }
-          self->delayed_send(self, self->state.cfg.overload_delay, resend_atom::value, key, gen,
-                             idx);
-          return;
-        }
-        if (is_transport_error(e)) {
-          drop_connection(self);
-          restart(self, key, e);
-          return;
-        }
-        fail(self, key, std::move(e));
-      });
+    .then([=](task_result& r) { on_reply(self, key, gen, r); },
+          [=](caf::error& e) { on_error(self, key, gen, idx, e); });
+}
+
+/// Puts a whole task's bytes into the shared-memory segment when that applies; true when
+/// they are there (the task then goes as one message).
+bool place_in_shm(function_actor_t* self, job& j) {
+  auto& st = self->state;
+  const auto& req = j.req;
+  if (st.shm_off || !st.cfg.shared_memory || req.first_piece != 0 || req.piece_count != 0
+      || req.bytes.size() < st.cfg.shared_memory_min
+      || req.bytes.size() + runtime::shm_region_header > st.cfg.shared_memory_bytes)
+    return false;
+  if (!st.arena) {
+    auto a = runtime::shm_arena::create(st.cfg.shared_memory_bytes);
+    if (!a) {
+      std::cerr << "comb: " << st.cfg.name << ": shared-memory pieces are off ("
+                << describe(a.error()) << "); sending pieces over TCP\n";
+      st.shm_off = true;
+      return false;
+    }
+    st.arena = std::move(*a);
+  }
+  auto r = st.arena->put(req.bytes.data(), req.bytes.size());
+  if (!r)
+    return false; // full for now: this task goes over TCP
+  j.region = std::move(*r);
+  j.region_arena = st.arena;
+  return true;
 }
 
 void pump(function_actor_t* self, uint64_t key) {
@@ -281,6 +434,12 @@ void pump(function_actor_t* self, uint64_t key) {
     return;
   }
   auto& j = i->second;
+  if (j.next == 0 && j.in_flight == 0 && !j.region && place_in_shm(self, j)) {
+    j.count = 1;
+    j.next = 1;
+    send_piece(self, key, 0);
+    return;
+  }
   while (j.in_flight < self->state.cfg.window && j.next < j.count)
     send_piece(self, key, j.next++);
 }
@@ -355,11 +514,16 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
   if (cfg.window == 0)
     cfg.window = 1;
   self->state.cfg = std::move(cfg);
+  auto& sc = self->state.cfg;
+  if (auto* env = std::getenv("COMB_PIECES_SHM"); env && std::strcmp(env, "off") == 0)
+    sc.shared_memory = false;
+  self->state.shm_off = !sc.shared_memory || !runtime::is_loopback_host(sc.compute_host);
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source != self->state.compute.address())
       return;
     // The compute process is gone: everything it held of our tasks is lost.
     self->state.compute = nullptr;
+    retire_arena(self);
     auto why = make_error(errc::unavailable, "compute process at " + endpoint_of(self->state.cfg)
                                                + " went away: " + caf::to_string(dm.reason));
     std::vector<uint64_t> keys;
@@ -376,7 +540,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
                           "task " + std::to_string(req.task_id) + ": piece_size "
                             + std::to_string(req.piece_size) + " is not in [1, 1048576]");
       job j;
-      j.count = runtime::piece_count_for(req.bytes.size(), req.piece_size);
+      j.count = j.pieces = runtime::piece_count_for(req.bytes.size(), req.piece_size);
       if (req.piece_count != 0 && uint64_t{req.first_piece} + j.count > req.piece_count)
         return make_error(errc::invalid_argument, "task " + std::to_string(req.task_id)
                                                     + ": pieces " + std::to_string(req.first_piece)

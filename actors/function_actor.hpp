@@ -2,8 +2,9 @@
 // database handle (nothing here can name a storage::transaction): it takes a task_request,
 // splits the payload into Cap'n Proto pieces of at most 1 MiB, sends them to the compute actor
 // of a `comb compute` process over TCP (CAF middleman, remote actor) with a bounded window of
-// pieces in flight, and replies with the task's result. Many function actors run at once and
-// may contribute pieces to one task. When the compute process dies, in-flight tasks get an
+// pieces in flight, and replies with the task's result (on one host, a whole task's bytes go
+// through shared memory instead: function_config::shared_memory). Many function actors run
+// at once and may contribute pieces to one task. When the compute process dies, in-flight tasks get an
 // error internally and are sent again once it is back, at most max_attempts times; a full
 // pool (errc::overloaded) makes it resend the piece after a pause. Talk to it by messages.
 #pragma once
@@ -52,6 +53,17 @@ struct function_config {
   /// system's OpenSSL module (runtime::system_config::set_tls); the compute process must
   /// serve TLS too (`comb compute --tls-*`).
   bool tls = false;
+  /// On one host (a compute process on a loopback address), send each whole task of at least
+  /// shared_memory_min bytes through a shared-memory segment this actor owns, with only a
+  /// descriptor over the connection (runtime/pieces/shm_pieces.hpp): two copies of the bytes
+  /// instead of about six. When the compute process cannot open the segment (it is on
+  /// another host behind a forwarded port, another user, an older `comb compute`), this
+  /// actor says so once on stderr and sends pieces over TCP from then on. The environment
+  /// variable COMB_PIECES_SHM=off turns it off (for measurements).
+  bool shared_memory = true;
+  size_t shared_memory_min = size_t{32} << 10;
+  /// The segment's capacity; a task that does not fit the free space goes over TCP.
+  size_t shared_memory_bytes = size_t{64} << 20;
 };
 
 /// Spawns a function actor. Handles (run_atom, task_request) -> task_result: for a whole

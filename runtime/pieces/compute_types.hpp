@@ -5,6 +5,7 @@
 #pragma once
 
 #include "runtime/pieces/piece.hpp"
+#include "runtime/pieces/shm_pieces.hpp"
 
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
@@ -18,6 +19,13 @@ namespace comb::runtime {
 
 /// (piece_atom, std::vector<char> encoded_piece) -> task_result: one Cap'n Proto piece.
 using piece_atom = caf::atom_constant<caf::atom("piece")>;
+/// (shm_piece_atom, std::vector<char> header, shm_ref) -> task_result: a whole task whose
+/// bytes lie in a shared-memory segment of the sender (runtime/pieces/shm_pieces.hpp);
+/// `header` is its encoded piece 0 of 1 without payload.
+using shm_piece_atom = caf::atom_constant<caf::atom("shmpiece")>;
+/// (ping_atom) -> uint64_t tasks completed: is the compute process there (answered by its
+/// compute actor while executors run).
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
 /// (activate_atom, std::string model, uint32_t version) -> uint32_t previous_version.
 using activate_atom = caf::atom_constant<caf::atom("activate")>;
 /// (models_atom) -> std::string: the loaded models as JSON.
@@ -60,6 +68,11 @@ typename Inspector::result_type inspect(Inspector& f, task_result& x) {
            x.outputs, x.output);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shm_ref& x) {
+  return f(caf::meta::type_name("comb.shm_ref"), x.segment, x.offset, x.size, x.ticket);
+}
+
 /// What a function actor sends: pieces [first_piece, first_piece + n) of a task of
 /// piece_count pieces, whose bytes are `bytes` (piece i holds bytes [i*piece_size, ...)).
 /// A task sent by one actor has first_piece 0 and all of its bytes.
@@ -91,6 +104,7 @@ inline void add_compute_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<tensor_spec>>("comb.tensor_specs");
   cfg.add_message_type<task_result>("comb.task_result");
   cfg.add_message_type<task_request>("comb.task_request");
+  cfg.add_message_type<shm_ref>("comb.shm_ref");
 }
 
 } // namespace comb::runtime

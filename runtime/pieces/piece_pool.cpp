@@ -45,11 +45,27 @@ caf::expected<std::optional<pooled_task>> piece_pool::checked(pooled_task t) {
   return std::optional<pooled_task>{std::move(t)};
 }
 
+caf::expected<std::optional<pooled_task>> piece_pool::add_whole(piece p) {
+  if (p.piece_count != 1 || p.piece_no != 0)
+    return make_error(errc::protocol_error,
+                      where(p) + ": a task sent whole must be piece 0 of 1");
+  if (p.payload.size() > cfg_.memory_limit)
+    return make_error(errc::too_large, "task " + std::to_string(p.task_id) + ": "
+                                         + std::to_string(p.payload.size())
+                                         + " bytes exceed the pool's memory limit of "
+                                         + std::to_string(cfg_.memory_limit) + " bytes");
+  return add_checked(std::move(p), clock::now());
+}
+
 caf::expected<std::optional<pooled_task>> piece_pool::add(piece p, clock::time_point now) {
   if (p.payload.size() > cfg_.max_piece)
     return make_error(errc::too_large, where(p) + ": payload of " + std::to_string(p.payload.size())
                                          + " bytes exceeds the limit of "
                                          + std::to_string(cfg_.max_piece) + " bytes per piece");
+  return add_checked(std::move(p), now);
+}
+
+caf::expected<std::optional<pooled_task>> piece_pool::add_checked(piece p, clock::time_point now) {
   if (p.piece_count == 0)
     return make_error(errc::protocol_error, where(p) + ": pieceCount must be at least 1");
   if (p.piece_no >= p.piece_count)

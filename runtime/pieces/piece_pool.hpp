@@ -73,6 +73,11 @@ public:
   /// bound reached; nothing was kept, retry later), errc::timeout (the task expired).
   caf::expected<std::optional<pooled_task>> add(piece p, clock::time_point now = clock::now());
 
+  /// Adds a whole task that came in one message rather than in pieces (shared-memory
+  /// pieces, runtime/pieces/shm_pieces.hpp): `p` must be piece 0 of 1. Its payload may exceed
+  /// max_piece but not memory_limit (errc::too_large); otherwise as add().
+  caf::expected<std::optional<pooled_task>> add_whole(piece p);
+
   /// Drops the tasks whose timeout expired at `now`, frees their memory, and returns their ids.
   std::vector<uint64_t> expire(clock::time_point now = clock::now());
 
@@ -114,6 +119,8 @@ private:
   enum class finished : uint8_t { completed, expired };
 
   void remember(uint64_t task_id, finished how);
+  /// add() after the payload's size check.
+  caf::expected<std::optional<pooled_task>> add_checked(piece p, clock::time_point now);
   /// Checks a whole task's specs against its payload.
   static caf::expected<std::optional<pooled_task>> checked(pooled_task t);
 

@@ -24,6 +24,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <thread>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -86,9 +88,11 @@ struct client {
   }
 
   caf::actor function(uint16_t port, uint32_t max_attempts = 50,
-                      std::chrono::milliseconds request_timeout = 60s) {
+                      std::chrono::milliseconds request_timeout = 60s,
+                      bool shared_memory = true) {
     actors::function_config fc;
     fc.compute_port = port;
+    fc.shared_memory = shared_memory;
     fc.max_attempts = max_attempts;
     fc.request_timeout = request_timeout;
     fc.retry_delay = 100ms;
@@ -245,6 +249,131 @@ TEST_SUITE("actors.compute") {
     CHECK(st["held_bytes"] == 0);
   }
 
+  TEST_CASE("on one host a whole task goes through shared memory, with the same result as "
+            "pieces over TCP; small tasks and shares of a task go as pieces") {
+    test::compute_child proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    auto input = random_bytes(3 * max_piece_payload + 5, 21);
+    auto fn = c.function(proc.port());
+    auto r = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input));
+    REQUIRE_MESSAGE(r, text(r));
+    CHECK(r->output == checksum_output({input}));
+    CHECK(r->input_bytes == input.size());
+    auto st = c.stats(compute);
+    CHECK(st["shm_tasks"] == 1);
+    CHECK(st["shm_segments_mapped"] == 1);
+    // An echo of 5 MiB through the segment comes back byte for byte.
+    auto big = random_bytes(5 * max_piece_payload + 3, 22);
+    auto e = c.run(fn, whole_task(2, piece_kind::infer, "echo", big));
+    REQUIRE_MESSAGE(e, text(e));
+    CHECK(e->output == big);
+    // Below shared_memory_min (32 KiB): a piece over TCP.
+    auto small = random_bytes(1000, 23);
+    auto s1 = c.run(fn, whole_task(3, piece_kind::infer, "checksum", small));
+    REQUIRE_MESSAGE(s1, text(s1));
+    CHECK(s1->output == checksum_output({small}));
+    CHECK(c.stats(compute)["shm_tasks"] == 2);
+    // Shared memory off: the same task as pieces, the same result.
+    auto tcp = c.function(proc.port(), 50, 60s, /*shared_memory=*/false);
+    auto r2 = c.run(tcp, whole_task(4, piece_kind::infer, "checksum", input));
+    REQUIRE_MESSAGE(r2, text(r2));
+    CHECK(r2->output == r->output);
+    CHECK(c.stats(compute)["shm_tasks"] == 2);
+    // The function actor's segment is removed when it stops.
+    c.self->send_exit(fn, caf::exit_reason::user_shutdown);
+    bool gone = false;
+    for (int i = 0; i < 100 && !gone; ++i) {
+      gone = true;
+      for (auto& f : std::filesystem::directory_iterator("/dev/shm"))
+        if (f.path().filename().string().rfind("comb-pieces-" + std::to_string(::getpid()) + "-",
+                                                0)
+            == 0)
+          gone = false;
+      if (!gone)
+        std::this_thread::sleep_for(20ms);
+    }
+    CHECK(gone);
+  }
+
+  TEST_CASE("a compute process that cannot read the sender's segment (here one that predates "
+            "shared-memory pieces): the function actor falls back to pieces over TCP") {
+    test::compute_child proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    // A stand-in for an older compute process: it passes pieces on and knows nothing else.
+    auto old = c.sys.spawn([compute](caf::event_based_actor* self) -> caf::behavior {
+      return {[=](piece_atom a, std::vector<char>& bytes) {
+        return self->delegate(compute, a, std::move(bytes));
+      }};
+    });
+    c.spawned.push_back(old);
+    auto port = c.sys.middleman().publish(old, 0, "127.0.0.1");
+    REQUIRE_MESSAGE(port, c.sys.render(port.error()));
+    auto fn = c.function(*port);
+    for (uint64_t id = 1; id <= 3; ++id) {
+      auto input = random_bytes(2 * max_piece_payload + id, static_cast<uint32_t>(30 + id));
+      auto r = c.run(fn, whole_task(id, piece_kind::infer, "checksum", input));
+      REQUIRE_MESSAGE(r, text(r));
+      CHECK(r->output == checksum_output({input}));
+    }
+    auto st = c.stats(compute);
+    CHECK(st["shm_tasks"] == 0);
+    CHECK(st["completed"] == 3);
+  }
+
+  TEST_CASE("malformed shared-memory tasks get clear errors and the compute process keeps "
+            "serving") {
+    test::compute_child proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    auto send = [&](std::vector<char> header, shm_ref ref) {
+      caf::expected<task_result> out = make_error(errc::timeout, "no reply");
+      c.self->request(compute, 20s, shm_piece_atom::value, std::move(header), std::move(ref))
+        .receive([&](task_result& r) { out = std::move(r); },
+                 [&](caf::error& e) { out = std::move(e); });
+      return out;
+    };
+    auto arena = shm_arena::create(size_t{1} << 20);
+    REQUIRE(arena);
+    auto data = random_bytes(100000, 41);
+    auto ref = (*arena)->put(data.data(), data.size());
+    REQUIRE(ref);
+    auto header = [](uint64_t task, uint32_t count, size_t payload) {
+      std::vector<char> p(payload, 'x');
+      return encode_piece(task, piece_kind::infer, "checksum", 0, 0, count, p.data(), p.size());
+    };
+    auto two = send(header(1, 2, 0), *ref);
+    REQUIRE(!two);
+    CHECK(is(two.error(), errc::protocol_error));
+    CHECK(describe(two.error()).find("piece 0 of 1 without payload") != std::string::npos);
+    auto with_payload = send(header(2, 1, 10), *ref);
+    REQUIRE(!with_payload);
+    CHECK(is(with_payload.error(), errc::protocol_error));
+    auto bad = *ref;
+    bad.segment = "/etc-passwd";
+    auto named = send(header(3, 1, 0), bad);
+    REQUIRE(!named);
+    CHECK(is(named.error(), errc::protocol_error));
+    auto gone = *ref;
+    gone.segment = "/comb-pieces-1-00000000000000ff";
+    auto missing = send(header(4, 1, 0), gone);
+    REQUIRE(!missing);
+    CHECK(is(missing.error(), errc::unsupported));
+    auto stale = *ref;
+    stale.ticket ^= 1;
+    auto reused = send(header(5, 1, 0), stale);
+    REQUIRE(!reused);
+    CHECK(is(reused.error(), errc::protocol_error));
+    auto garbage = send(std::vector<char>(24, 'g'), *ref);
+    REQUIRE(!garbage);
+    CHECK(is(garbage.error(), errc::corrupt_data));
+    auto ok = send(header(6, 1, 0), *ref);
+    REQUIRE_MESSAGE(ok, text(ok));
+    CHECK(ok->output == checksum_output({data}));
+    CHECK(c.stats(compute)["rejected"] == 6);
+  }
+
   TEST_CASE("each malformed piece gets a clear error and the compute process keeps serving") {
     test::compute_child proc{{"--task-timeout-ms", "300"}};
     client c;
@@ -323,7 +452,8 @@ TEST_SUITE("actors.compute") {
     std::vector<handle_t> handles;
     std::vector<std::vector<char>> inputs;
     for (uint32_t i = 0; i < 6; ++i) {
-      fns.push_back(c.function(proc.port()));
+      // Over TCP: a task through shared memory is whole at once and reserves nothing.
+      fns.push_back(c.function(proc.port(), 50, 60s, /*shared_memory=*/false));
       inputs.push_back(random_bytes(2 * max_piece_payload + 1000 * i, 100 + i));
       handles.push_back(
         c.self->request(fns.back(), 60s, run_atom::value,

@@ -1,0 +1,131 @@
+// comb::runtime shared-memory pieces: when a function actor and the compute process run on
+// one host, a task's bytes go through a POSIX shared-memory segment that the function actor
+// owns (shm_arena) and the compute process maps once (shm_reader); only a small descriptor
+// (shm_ref) travels over the CAF connection. Over TCP the same bytes are copied about six
+// times (encoding, CAF's serialization, the socket both ways, CAF's deserialization); here
+// they are copied twice (into the segment, out of it). A function actor uses it only for a
+// compute process on a loopback address, and falls back to TCP pieces for good when the
+// compute process cannot open its segment (another host or container behind a forwarded
+// port, another user, an older `comb compute`).
+//
+// Safety: segments are created 0600 with a random name (/comb-pieces-<pid>-<16 hex>); the
+// reader accepts only names of that form owned by its own user, checks bounds against the
+// segment's size, and checks a ticket written in front of each region before and after it
+// copies, so a region that was reused or torn gives an error, never wrong bytes. The writer
+// reuses a region only after the compute process answered for it; when the connection is
+// lost it retires the whole segment (unlinks it) and starts a new one, so a compute process
+// that is still reading an old region is never overwritten. Segments of dead processes are
+// removed when a new arena is made. Not thread-safe: each object belongs to one actor.
+#pragma once
+
+#include <caf/expected.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::runtime {
+
+/// Where a task's bytes lie in a segment: what travels over the connection.
+struct shm_ref {
+  /// The segment's name, "/comb-pieces-<pid>-<16 hex digits>".
+  std::string segment;
+  /// Offset of the region (its 16-byte header: ticket, size) in the segment.
+  uint64_t offset = 0;
+  /// Payload bytes after the header.
+  uint64_t size = 0;
+  /// The region's ticket: a number the writer chose for this use of the region.
+  uint64_t ticket = 0;
+};
+
+/// Bytes in front of each region's payload (ticket, size).
+inline constexpr size_t shm_region_header = 16;
+
+/// True for names of the form shm_arena makes.
+bool valid_shm_segment_name(std::string_view name);
+
+/// True for "localhost", 127.0.0.0/8 and ::1 (a compute process that may share this host's
+/// /dev/shm; shm_reader's answer decides).
+bool is_loopback_host(std::string_view host);
+
+/// The writer's side: one segment of fixed capacity, regions allocated first-fit.
+class shm_arena {
+public:
+  /// Creates a segment of `capacity` bytes (pages are only used once written). Removes the
+  /// segments of processes that no longer exist first. Errors: errc::unsupported naming the
+  /// system call that failed.
+  static caf::expected<std::shared_ptr<shm_arena>> create(size_t capacity);
+
+  ~shm_arena();
+  shm_arena(const shm_arena&) = delete;
+  shm_arena& operator=(const shm_arena&) = delete;
+
+  const std::string& name() const { return name_; }
+  size_t capacity() const { return capacity_; }
+  /// Bytes in allocated regions (headers and alignment included).
+  size_t used() const { return used_; }
+
+  /// Copies `size` bytes into a new region and returns where they are, or std::nullopt when
+  /// no region that large is free (send over TCP instead).
+  std::optional<shm_ref> put(const char* data, size_t size);
+
+  /// Frees the region of `ref` (a ref this arena gave; others are ignored).
+  void release(const shm_ref& ref);
+
+  /// Removes the segment's name: nobody can open it any more; mappings stay valid until
+  /// they are unmapped. Called when the connection it served is lost.
+  void retire();
+
+private:
+  shm_arena() = default;
+
+  std::string name_;
+  char* base_ = nullptr;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
+  uint64_t next_ticket_ = 0;
+  bool linked_ = false;
+  /// Free ranges: offset -> length (coalesced).
+  std::map<uint64_t, uint64_t> free_;
+  /// Allocated ranges: offset -> length.
+  std::map<uint64_t, uint64_t> taken_;
+};
+
+/// The reader's side (the compute process): maps each segment once and keeps up to
+/// `max_mappings` of them, least recently used dropped first.
+class shm_reader {
+public:
+  explicit shm_reader(size_t max_mappings = 32) : max_(max_mappings) {}
+  ~shm_reader();
+  shm_reader(const shm_reader&) = delete;
+  shm_reader& operator=(const shm_reader&) = delete;
+
+  /// Copies the region's payload out. Errors: errc::unsupported when the segment cannot be
+  /// opened or mapped here (not this host, not this user: the sender should use TCP), and
+  /// errc::protocol_error for a name of the wrong form, a region beyond the segment, or a
+  /// ticket or size that does not match (the region was reused or torn).
+  caf::expected<std::vector<char>> read(const shm_ref& ref);
+
+  /// Segments mapped now.
+  size_t mapped() const { return maps_.size(); }
+
+private:
+  struct mapping {
+    std::string name;
+    const char* base = nullptr;
+    size_t size = 0;
+  };
+
+  caf::expected<const mapping*> map(const std::string& name);
+
+  size_t max_;
+  std::list<mapping> maps_; // most recently used first
+};
+
+} // namespace comb::runtime
