@@ -256,13 +256,13 @@ caf::error transaction::put_blob(std::string_view table, std::string_view key,
 }
 
 caf::expected<bool> transaction::get_blob(std::string_view table, std::string_view key,
-                                          std::vector<char>& out) {
+                                          std::vector<char>& out, uint64_t* xxh3) {
   auto v = read(table, key, false, table_kind::blobs);
   if (!v)
     return std::move(v.error());
   if (!*v)
     return false;
-  if (auto err = read_stored_blob(db_, **v, out))
+  if (auto err = read_stored_blob(db_, **v, out, xxh3))
     return make_error(static_cast<errc>(err.code()),
                       std::string{table} + "/" + std::string{key} + ": " + describe(err));
   return true;
@@ -289,8 +289,15 @@ bool transaction::stored_blob_holds(std::string_view stored, std::string_view by
 
 caf::error transaction::read_stored_blob(const database& db, std::string_view stored,
                                          std::vector<char>& out) {
+  return read_stored_blob(db, stored, out, nullptr);
+}
+
+caf::error transaction::read_stored_blob(const database& db, std::string_view stored,
+                                         std::vector<char>& out, uint64_t* xxh3) {
   if (!stored.empty() && stored[0] == inline_tag) {
     out.assign(stored.begin() + 1, stored.end());
+    if (xxh3)
+      *xxh3 = XXH3_64bits(out.data(), out.size());
     return {};
   }
   std::optional<blob_ref> ref;
@@ -299,7 +306,11 @@ caf::error transaction::read_stored_blob(const database& db, std::string_view st
   if (!ref)
     return make_error(errc::corrupt_data, "stored value is not a blob row");
   out.resize(ref->size);
-  return db.blobs().read(*ref, out.data());
+  if (auto err = db.blobs().read(*ref, out.data()))
+    return err;
+  if (xxh3)
+    *xxh3 = ref->hash; // blob_store::read checked the bytes against it
+  return {};
 }
 
 caf::error transaction::del_blob(std::string_view table, std::string_view key) {

@@ -74,9 +74,11 @@ public:
   static bool same_blob_value(std::string_view a, std::string_view b);
 
   /// Reads a row of a blobs table into `out` (resized to the value's size); false when the
-  /// row is absent. Errors name the blob segment and offset when the blob is damaged.
+  /// row is absent. Errors name the blob segment and offset when the blob is damaged. With
+  /// `xxh3`, also gives XXH3-64 of the bytes read: for a value in the blob store its recorded
+  /// hash, which the read checked, so the bytes are not hashed a second time.
   caf::expected<bool> get_blob(std::string_view table, std::string_view key,
-                               std::vector<char>& out);
+                               std::vector<char>& out, uint64_t* xxh3 = nullptr);
 
   /// The size of the bytes a blobs-table value holds in its stored form (as database::get
   /// returns it), or nullopt when `stored` is not such a value.
@@ -88,6 +90,8 @@ public:
 
   /// Reads the bytes of a blobs-table value in its stored form into `out`, outside any
   /// transaction (e.g. from a folder opened read-only). corrupt_data when it is not one.
+  static caf::error read_stored_blob(const database& db, std::string_view stored,
+                                     std::vector<char>& out, uint64_t* xxh3);
   static caf::error read_stored_blob(const database& db, std::string_view stored,
                                      std::vector<char>& out);
 

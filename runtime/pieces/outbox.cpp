@@ -12,6 +12,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <unordered_map>
 
@@ -82,10 +83,14 @@ std::shared_ptr<listener_entry> listener_of(const storage::database& db) {
   return i == listeners.end() ? nullptr : i->second;
 }
 
-// Appends the values of rows `keys` of `table` to `out`, as `txn` reads them.
+// Appends the values of rows `keys` of `table` to `out`, as `txn` reads them, and sets
+// `xxh3` to XXH3-64 of what it appended: for one row of a blobs table the blob's recorded
+// hash (the read checked the bytes against it), otherwise the hash of the bytes.
 caf::error append_rows(storage::transaction& txn, const std::string& table,
                        const std::vector<std::string>& keys, std::vector<char>& out,
-                       const std::string& what) {
+                       const std::string& what, uint64_t& xxh3) {
+  auto start = out.size();
+  std::optional<uint64_t> known;
   auto t = txn.db().table(table);
   if (!t)
     return make_error(errc::not_found, what + ": no table '" + table + "'");
@@ -95,10 +100,13 @@ caf::error append_rows(storage::transaction& txn, const std::string& table,
     if (t->kind == storage::table_kind::blobs) {
       // A single blob is read straight into the payload.
       auto& dest = keys.size() == 1 ? out : blob;
-      auto got = txn.get_blob(table, k, dest);
+      uint64_t h = 0;
+      auto got = txn.get_blob(table, k, dest, keys.size() == 1 && start == 0 ? &h : nullptr);
       if (!got)
         return std::move(got.error());
       found = *got;
+      if (found && &dest == &out)
+        known = h;
       if (found && &dest == &blob)
         out.insert(out.end(), blob.begin(), blob.end());
     } else {
@@ -112,6 +120,7 @@ caf::error append_rows(storage::transaction& txn, const std::string& table,
     if (!found)
       return make_error(errc::not_found, what + ": no row '" + k + "' in table '" + table + "'");
   }
+  xxh3 = known ? *known : XXH3_64bits(out.data() + start, out.size() - start);
   return {};
 }
 
@@ -127,9 +136,10 @@ caf::error read_rows_payload(storage::transaction& txn, std::string_view key,
     auto hash = ref.at("xxh3").get<uint64_t>();
     out.clear();
     out.reserve(size);
-    if (auto err = append_rows(txn, table, keys, out, where + ": its input rows"))
+    uint64_t now_hash = 0;
+    if (auto err = append_rows(txn, table, keys, out, where + ": its input rows", now_hash))
       return make_error(errc::corrupt_data, describe(err) + " (deleted after the call committed)");
-    if (out.size() != size || XXH3_64bits(out.data(), out.size()) != hash)
+    if (out.size() != size || now_hash != hash)
       return make_error(errc::corrupt_data,
                         where + ": its input rows in table '" + table + "' ("
                           + (keys.empty() ? std::string{"none named"} : keys.front())
@@ -277,12 +287,10 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
   if (keys.empty())
     return make_error(errc::invalid_argument, what + ": no input rows named");
   std::vector<char> payload;
-  if (auto err = append_rows(txn, table, keys, payload, what))
+  uint64_t hash = 0;
+  if (auto err = append_rows(txn, table, keys, payload, what, hash))
     return err;
-  nlohmann::json rows{{"table", table},
-                      {"keys", keys},
-                      {"bytes", payload.size()},
-                      {"xxh3", XXH3_64bits(payload.data(), payload.size())}};
+  nlohmann::json rows{{"table", table}, {"keys", keys}, {"bytes", payload.size()}, {"xxh3", hash}};
   return record_call(ctx, txn, call, std::string_view{payload.data(), payload.size()}, &payload,
                      &rows);
 }
