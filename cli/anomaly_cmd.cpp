@@ -56,6 +56,8 @@ struct common_args {
   int epochs = 5;
   int batch = 64;
   int patience = 1;
+  int lr_drops = 0;
+  float lr_decay = 0.5f;
   int min_steps = 2000;
   uint64_t seed = 1;
   std::string cookie = "name_only";
@@ -100,6 +102,14 @@ void add_common(CLI::App* c, common_args& a) {
     ->capture_default_str();
   c->add_option("--batch", a.batch, "batch size")->capture_default_str();
   c->add_option("--patience", a.patience, "epochs without improvement before stopping")
+    ->capture_default_str();
+  c->add_option("--lr-drops", a.lr_drops,
+                "on a plateau (--patience epochs without a better validation loss) go back to "
+                "the best epoch and multiply the learning rate by --lr-decay, at most this many "
+                "times, before stopping (0 = stop at the first plateau)")
+    ->capture_default_str();
+  c->add_option("--lr-decay", a.lr_decay, "factor of each learning-rate drop (--lr-drops)")
+    ->check(CLI::Range(0.01f, 0.99f))
     ->capture_default_str();
   c->add_option("--min-steps", a.min_steps,
                 "raise the epoch limit for small training sets to allow this many steps")
@@ -213,6 +223,8 @@ train_options make_train_options(const common_args& a) {
   o.max_epochs = a.epochs;
   o.batch = a.batch;
   o.patience = a.patience;
+  o.lr_drops = a.lr_drops;
+  o.lr_decay = a.lr_decay;
   o.min_steps = a.min_steps;
   o.seed = a.seed;
   o.progress = a.quiet ? nullptr : &std::cerr;
@@ -316,6 +328,8 @@ void check_args(const common_args& a) {
     fail("--max-tokens must be in 4..65536, got " + std::to_string(a.max_tokens));
   if (a.epochs < 1 || a.batch < 1 || a.patience < 1)
     fail("--epochs, --batch and --patience must be at least 1");
+  if (a.lr_drops < 0)
+    fail("--lr-drops must be at least 0, got " + std::to_string(a.lr_drops));
   if (!(a.validation > 0 && a.validation < 0.5))
     fail("--validation must be in (0, 0.5)");
   if (!(a.target_fp > 0 && a.target_fp < 0.5))
@@ -586,10 +600,11 @@ void run_eval(const common_args& a, const eval_args& e) {
   if (e.protocol == "2" || e.protocol == "both")
     protocols.push_back(tokenizer_protocol::all_data);
   std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
-              "value letters %s, decode %s, keywords %s, batch %d, at most %d epochs, seed "
-              "%llu\n",
+              "value letters %s, decode %s, keywords %s, batch %d, at most %d epochs, patience "
+              "%d, %d learning-rate drops of %g, seed %llu\n",
               ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
               a.value_letters.c_str(), a.decode.c_str(), a.keywords.c_str(), a.batch, a.epochs,
+              a.patience, a.lr_drops, static_cast<double>(a.lr_decay),
               static_cast<unsigned long long>(a.seed));
   if (payloads)
     std::printf("training parts also get payload sets put into their normal requests (test "

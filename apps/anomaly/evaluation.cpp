@@ -161,7 +161,8 @@ caf::expected<std::vector<experiment_result>> run_kfold(const csic_dataset& ds, 
       return r.error();
     if (opts.log)
       *opts.log << "  fold " << f + 1 << "/" << k << ": " << r->metrics.to_string() << "  epochs "
-                << r->training.epochs_run << " (best " << r->training.best_epoch << ")\n"
+                << r->training.epochs_run << " (best " << r->training.best_epoch << ", "
+                << r->training.lr_drops << " learning-rate drops)\n"
                 << std::flush;
     out.push_back(std::move(*r));
   }

@@ -175,6 +175,13 @@ caf::error textcnn_classifier::set_seq_len(int seq_len) {
   return {};
 }
 
+caf::error textcnn_classifier::set_learning_rate(float lr) {
+  if (auto err = impl_->model.set_learning_rate(lr))
+    return err;
+  impl_->opts.learning_rate = lr;
+  return {};
+}
+
 std::string textcnn_classifier::backend() const {
   if (impl_->use_fused())
     return "fused/cpu";

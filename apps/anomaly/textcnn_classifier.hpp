@@ -110,6 +110,10 @@ public:
   /// Errors: errc::invalid_argument for a length below the widest kernel or above 2^20.
   caf::error set_seq_len(int seq_len);
 
+  /// Adam's learning rate for the next train_step calls (options().learning_rate, saved
+  /// with the weights). Errors: errc::invalid_argument for a rate that is not positive.
+  caf::error set_learning_rate(float lr);
+
   /// "fused/cpu", or "kernels/<backend name>".
   std::string backend() const;
 

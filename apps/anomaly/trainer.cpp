@@ -95,6 +95,11 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
     return make_error(errc::invalid_argument, "no training examples");
   if (opts.batch < 1 || opts.max_epochs < 1)
     return make_error(errc::invalid_argument, "batch size and epochs must be at least 1");
+  if (opts.lr_drops < 0 || (opts.lr_drops > 0 && !(opts.lr_decay > 0 && opts.lr_decay < 1)))
+    return make_error(errc::invalid_argument,
+                      "learning-rate drops must be at least 0 and the decay in (0, 1), got "
+                        + std::to_string(opts.lr_drops) + " drops of "
+                        + std::to_string(opts.lr_decay));
   if (!weights.empty() && weights.size() != seqs.size())
     return make_error(errc::invalid_argument, std::to_string(weights.size()) + " loss weights for "
                                                 + std::to_string(seqs.size()) + " sequences");
@@ -108,6 +113,18 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
   std::vector<int32_t> y;
   std::vector<float> w;
   int since_best = 0;
+  const float base_lr = d.model().options().learning_rate;
+  float lr = base_lr;
+  // Back to the best epoch's weights (a fresh optimiser), at learning rate `rate`.
+  auto restore_best = [&](float rate) -> caf::error {
+    auto best = textcnn_classifier::load(best_weights, nullptr);
+    if (!best)
+      return best.error();
+    if (auto err = best->set_learning_rate(rate))
+      return err;
+    d.model() = std::move(*best);
+    return {};
+  };
   int steps_per_epoch = static_cast<int>((train.size() + static_cast<size_t>(opts.batch) - 1)
                                          / static_cast<size_t>(opts.batch));
   int max_epochs = std::max(opts.max_epochs,
@@ -156,6 +173,7 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
     res.epoch_seconds.push_back(secs);
     res.train_loss.push_back(loss_sum / static_cast<double>(batches.size()));
     res.epochs_run = epoch;
+    res.learning_rate.push_back(lr);
     if (validation.empty()) {
       res.best_epoch = epoch;
       if (opts.progress)
@@ -181,14 +199,28 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
         return w.error();
       best_weights = std::move(*w);
     } else if (++since_best >= opts.patience) {
-      break;
+      if (res.lr_drops >= opts.lr_drops)
+        break;
+      lr *= opts.lr_decay;
+      if (auto err = restore_best(lr))
+        return err;
+      ++res.lr_drops;
+      since_best = 0;
+      if (opts.progress) {
+        char buf[128];
+        std::snprintf(buf, sizeof(buf), "%s%sback to epoch %d, learning rate %.3g\n",
+                      opts.label.c_str(), opts.label.empty() ? "" : " ", res.best_epoch,
+                      static_cast<double>(lr));
+        *opts.progress << buf << std::flush;
+      }
     }
   }
   if (!best_weights.empty() && res.best_epoch != res.epochs_run) {
-    auto best = textcnn_classifier::load(best_weights, nullptr);
-    if (!best)
-      return best.error();
-    d.model() = std::move(*best);
+    if (auto err = restore_best(base_lr))
+      return err;
+  } else if (lr != base_lr) {
+    if (auto err = d.model().set_learning_rate(base_lr))
+      return err;
   }
   return res;
 }

@@ -27,8 +27,16 @@ struct train_options {
   /// many optimiser steps can run (early stopping still ends training).
   int min_steps = 0;
   int batch = 64;
-  /// Stop after this many epochs without a better validation loss.
+  /// Stop after this many epochs without a better validation loss (or, with lr_drops left,
+  /// lower the learning rate instead).
   int patience = 1;
+  /// Learning rate on a plateau: when `patience` epochs pass without a better validation
+  /// loss and fewer than `lr_drops` drops were made, training goes back to the best epoch's
+  /// weights (Adam's moments start again), multiplies the learning rate by `lr_decay` and
+  /// goes on; after the last drop a plateau stops it. lr_drops 0 = plain early stopping.
+  /// The saved model keeps the rate it was created with.
+  int lr_drops = 0;
+  float lr_decay = 0.5f;
   uint64_t seed = 1;
   /// Progress output (nullptr = quiet); on a terminal one line is rewritten in place.
   std::ostream* progress = nullptr;
@@ -47,6 +55,10 @@ struct train_result {
   std::vector<double> epoch_seconds;
   std::vector<double> train_loss;
   std::vector<double> validation_loss;
+  /// The learning rate of each epoch run.
+  std::vector<double> learning_rate;
+  /// Plateaus met with a drop of the learning rate (train_options::lr_drops).
+  int lr_drops = 0;
 };
 
 /// Training batches of one epoch: indices shuffled with `seed`, then sorted by length

@@ -411,6 +411,14 @@ caf::error textcnn::set_seq_len(int64_t seq_len) {
   return {};
 }
 
+caf::error textcnn::set_learning_rate(float lr) {
+  auto cfg = impl_->cfg;
+  cfg.adam.lr = lr;
+  COMB_TRY(check_config(cfg));
+  impl_->cfg.adam.lr = lr;
+  return {};
+}
+
 std::vector<std::pair<std::string, tensor*>> textcnn::gradients() {
   std::vector<std::pair<std::string, tensor*>> r;
   auto n = impl_->names();

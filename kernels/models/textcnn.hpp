@@ -97,6 +97,10 @@ public:
   /// errc::invalid_argument for a length outside widest kernel..2^20.
   caf::error set_seq_len(int64_t seq_len);
 
+  /// Sets Adam's learning rate for the next steps (config().adam.lr; a schedule lowers it
+  /// during training). Errors: errc::invalid_argument for a rate that is not positive.
+  caf::error set_learning_rate(float lr);
+
   /// Weights as safetensors bytes / file, with the config and `metadata` in the header.
   caf::expected<std::string> to_bytes(const std::map<std::string, std::string>& metadata = {});
   caf::error save(const std::string& path, const std::map<std::string, std::string>& metadata = {});

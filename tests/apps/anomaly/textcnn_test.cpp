@@ -12,6 +12,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -179,6 +180,129 @@ TEST_SUITE("apps.anomaly.textcnn") {
     }
     CHECK(augmented_weights(5, 3, 0.5f) == std::vector<float>{1, 1, 1, 0.5f, 0.5f});
     CHECK(augmented_weights(5, 3, 1.0f).empty());
+  }
+
+  TEST_CASE("the learning rate can be set; a lower one moves the weights less") {
+    auto moved = [](float lr) {
+      textcnn_options o;
+      o.vocab = 20;
+      o.embed = 4;
+      o.filters = 4;
+      o.seed = 6;
+      o.dropout = 0.0f;
+      auto m = textcnn_classifier::create(o);
+      REQUIRE(m);
+      REQUIRE_FALSE(m->set_learning_rate(lr));
+      CHECK(m->options().learning_rate == lr);
+      std::mt19937 rng(4);
+      auto t = random_tokens(rng, 8, 6, 20);
+      std::vector<int32_t> y = {0, 1, 0, 1, 1, 0, 0, 1};
+      auto before = m->predict(t, 8, 6);
+      REQUIRE(m->train_step(t, 8, 6, y));
+      auto after = m->predict(t, 8, 6);
+      float d = 0;
+      for (size_t i = 0; i < before->size(); ++i)
+        d = std::max(d, std::fabs((*after)[i] - (*before)[i]));
+      // Saved with the weights.
+      std::map<std::string, std::string> meta;
+      auto back = textcnn_classifier::load(*m->save({}), &meta);
+      REQUIRE(back);
+      CHECK(back->options().learning_rate == lr);
+      return d;
+    };
+    // Adam's first step moves each weight by about the learning rate.
+    CHECK(moved(1e-9f) < 1e-5f);
+    CHECK(moved(1e-2f) > 1e-3f);
+    textcnn_options o;
+    auto m = textcnn_classifier::create(o);
+    REQUIRE(m);
+    for (float bad : {0.0f, -1e-3f, std::nanf("")}) {
+      auto err = m->set_learning_rate(bad);
+      REQUIRE(err);
+      CHECK(is(err, errc::invalid_argument));
+    }
+    CHECK(m->options().learning_rate == o.learning_rate);
+  }
+
+  TEST_CASE("learning-rate drops on a plateau: back to the best epoch, rate lowered, then stop") {
+    // Random labels: the training part is learned by heart, the validation loss soon stops
+    // improving, so every plateau comes.
+    std::vector<std::string> corpus = {"GET /a HTTP/1.1", "POST /b HTTP/1.1 x=1"};
+    std::vector<std::string_view> views(corpus.begin(), corpus.end());
+    auto make = [&] {
+      auto tok = bbpe_tokenizer::train(views, 300);
+      REQUIRE(tok);
+      detector_config cfg;
+      cfg.vocab_size = 300;
+      cfg.model.vocab = 300;
+      cfg.model.embed = 8;
+      cfg.model.filters = 8;
+      cfg.model.seq_len = 16;
+      cfg.model.seed = 3;
+      auto m = textcnn_classifier::create(cfg.model);
+      REQUIRE(m);
+      return detector{std::move(*tok), std::move(*m), cfg};
+    };
+    std::mt19937 rng(8);
+    std::vector<std::vector<int32_t>> seqs(120);
+    std::vector<int> labels(seqs.size());
+    std::vector<size_t> train, val;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      seqs[i].resize(6 + rng() % 6);
+      for (auto& x : seqs[i])
+        x = static_cast<int32_t>(1 + rng() % 255);
+      labels[i] = static_cast<int>(rng() % 2);
+      (i % 4 == 0 ? val : train).push_back(i);
+    }
+    auto run = [&](int drops, detector& d) {
+      train_options o;
+      o.max_epochs = 60;
+      o.batch = 8;
+      o.patience = 1;
+      o.lr_drops = drops;
+      o.lr_decay = 0.25f;
+      auto r = train_model(d, seqs, labels, train, val, o);
+      REQUIRE_MESSAGE(r, comb::test::why(r));
+      return *r;
+    };
+    auto plain_d = make();
+    auto plain = run(0, plain_d);
+    CHECK(plain.lr_drops == 0);
+    CHECK(plain.epochs_run == plain.best_epoch + 1);
+    auto d = make();
+    auto sched = run(2, d);
+    REQUIRE(sched.epochs_run < 60); // stopped by the third plateau, not by the epoch limit
+    CHECK(sched.lr_drops == 2);
+    CHECK(sched.epochs_run > plain.epochs_run);
+    // Epochs run at 1e-3, then 2.5e-4, then 6.25e-5; never back up.
+    REQUIRE(sched.learning_rate.size() == static_cast<size_t>(sched.epochs_run));
+    CHECK(sched.learning_rate.front() == doctest::Approx(1e-3));
+    CHECK(sched.learning_rate.back() == doctest::Approx(6.25e-5));
+    CHECK(std::is_sorted(sched.learning_rate.rbegin(), sched.learning_rate.rend()));
+    // The kept weights are the best epoch's: their validation loss is the best one, and the
+    // model keeps the rate it was created with.
+    std::vector<std::vector<int32_t>> vs;
+    for (auto i : val)
+      vs.push_back(seqs[i]);
+    auto p = d.score_encoded(vs);
+    REQUIRE(p);
+    double loss = 0;
+    for (size_t k = 0; k < val.size(); ++k)
+      loss -= std::log(std::max(labels[val[k]] == 1 ? (*p)[k] : 1.0 - (*p)[k], 1e-7));
+    loss /= static_cast<double>(val.size());
+    CHECK(loss == doctest::Approx(sched.best_validation_loss).epsilon(1e-4));
+    CHECK(sched.best_validation_loss
+          == doctest::Approx(
+            *std::min_element(sched.validation_loss.begin(), sched.validation_loss.end())));
+    CHECK(d.model().options().learning_rate == doctest::Approx(1e-3f));
+    // Bad schedules are refused, named.
+    train_options bad;
+    bad.lr_drops = 1;
+    bad.lr_decay = 1.5f;
+    auto r = train_model(d, seqs, labels, train, val, bad);
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::invalid_argument));
+    CHECK(describe(r.error()).find("decay") != std::string::npos);
   }
 
   TEST_CASE("a detector is one file: tokenizer, config and weights") {
