@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -200,6 +201,192 @@ caf::behavior peer_link(caf::stateful_actor<peer_link_state>* self, gateway_peer
   };
 }
 
+using gateway_ptr = gateway_actor::stateful_pointer<gateway_state>;
+using json = nlohmann::json;
+using json_then = std::function<void(caf::expected<json>)>;
+
+/// A model to mirror: its name, the node that holds its partition and the link to it, and
+/// the state actor here that runs the call needing it (and so the mirror procedures).
+struct mirror_job {
+  std::string name;
+  std::string owner;
+  uint32_t partition = 0;
+  caf::actor link;
+  state_actor where;
+};
+
+// Runs `inv` on the state actor `where` and answers `rp` with its result.
+void deliver_local(gateway_ptr self, caf::response_promise rp, const state_actor& where,
+                   runtime::invocation inv) {
+  self->request(where, caf::infinite, call_atom::value, std::move(inv))
+    .then([rp](json& r) mutable { rp.deliver(r.dump()); },
+          [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+}
+
+// The mirror `inv` needs before it runs on `where`: none when it names no model, or when this
+// node holds the model's partition itself.
+caf::expected<std::optional<mirror_job>> mirror_needed(gateway_ptr self,
+                                                       const runtime::invocation& inv,
+                                                       const state_actor& where) {
+  const auto& r = self->state.router;
+  const auto* def = r.procs().find(inv.procedure);
+  if (!def || def->opts.model_arg.empty() || !r.procs().find("comb.model.active"))
+    return std::optional<mirror_job>{};
+  auto i = inv.args.find(def->opts.model_arg);
+  if (i == inv.args.end() || !i->is_string())
+    return std::optional<mirror_job>{}; // the procedure names what is wrong
+  runtime::invocation probe;
+  probe.procedure = "comb.model.active";
+  probe.args = json{{"name", *i}};
+  auto t = r.locate(probe);
+  if (!t || t->local)
+    return std::optional<mirror_job>{};
+  auto link = self->state.peers.find(t->owner);
+  if (link == self->state.peers.end())
+    return make_error(errc::unavailable, inv.procedure + ": model '" + i->get<std::string>()
+                                           + "' is kept by node " + t->owner + " (partition "
+                                           + std::to_string(t->partition)
+                                           + "), which this node does not know");
+  return std::optional<mirror_job>{
+    mirror_job{i->get<std::string>(), t->owner, t->partition, link->second, where}};
+}
+
+// Ends the fetch of a mirror: every call waiting for it runs (no error) or fails with `err`.
+void end_fetch(gateway_ptr self, const std::string& name, const caf::error& err) {
+  auto& m = self->state.mirrors[name];
+  m.fetching = false;
+  if (!err)
+    m.checked = clock::now();
+  auto waiting = std::move(m.waiting);
+  m.waiting.clear();
+  for (auto& w : waiting)
+    w(err);
+}
+
+// What a call gets when the owner of its model could not give it: the owner's code (errc),
+// or unavailable, naming the owner.
+caf::error owner_error(const mirror_job& j, const caf::error& e) {
+  auto code = e.category() == errc_category ? static_cast<errc>(e.code()) : errc::unavailable;
+  auto why = describe(e);
+  if (auto said = to_string(code) + ": "; why.rfind(said, 0) == 0)
+    why.erase(0, said.size()); // the code is said once, in front
+  return make_error(code, "model '" + j.name + "' is kept by node " + j.owner + " (partition "
+                            + std::to_string(j.partition) + "): " + why);
+}
+
+// Calls `proc` on the model's owner through the peer link (which bounds it by the forward
+// timeout, after a connect bounded by its own).
+void ask_owner(gateway_ptr self, const mirror_job& j, const char* proc, const json& args,
+               json_then k) {
+  auto bound = self->state.forward_timeout + peer_connect_timeout + std::chrono::seconds{1};
+  self
+    ->request(j.link, bound, call_atom::value, std::string{proc}, args.dump(),
+              std::string{"admin"}, j.partition)
+    .then(
+      [k, proc = std::string{proc}](std::string& text) {
+        auto r = json::parse(text, nullptr, /*allow_exceptions=*/false);
+        if (r.is_discarded())
+          k(make_error(errc::corrupt_data, proc + " answered text that is not JSON"));
+        else
+          k(std::move(r));
+      },
+      [k](caf::error& e) { k(std::move(e)); });
+}
+
+// Runs a mirror procedure here, on the state actor that runs the call.
+void run_mirror_proc(gateway_ptr self, const mirror_job& j, const char* proc, json args,
+                     json_then k) {
+  runtime::invocation inv;
+  inv.procedure = proc;
+  inv.args = std::move(args);
+  inv.role = "admin";
+  inv.sender = "gateway";
+  self->request(j.where, caf::infinite, call_atom::value, std::move(inv))
+    .then([k](json& r) { k(std::move(r)); }, [k](caf::error& e) { k(std::move(e)); });
+}
+
+void store_mirror(gateway_ptr self, const mirror_job& j, const json& active, bool fetched);
+
+// Copies the chunks `missing[at..]` of the owner's active version here, then stores it.
+void fetch_chunks(gateway_ptr self, const mirror_job& j, const json& active,
+                  std::vector<int64_t> missing, size_t at) {
+  if (at == missing.size()) {
+    store_mirror(self, j, active, /*fetched=*/true);
+    return;
+  }
+  json where{{"name", j.name}, {"version", active.at("version")}, {"chunk_no", missing[at]}};
+  ask_owner(self, j, "comb.model.get_chunk", where,
+            [=](caf::expected<json> chunk) mutable {
+              if (!chunk) {
+                end_fetch(self, j.name, owner_error(j, chunk.error()));
+                return;
+              }
+              auto args = where;
+              args["data"] = chunk->value("data", std::string{});
+              run_mirror_proc(self, j, "comb.model.mirror_chunk", std::move(args),
+                              [=](caf::expected<json> put) mutable {
+                                if (!put)
+                                  end_fetch(self, j.name, put.error());
+                                else
+                                  fetch_chunks(self, j, active, std::move(missing), at + 1);
+                              });
+            });
+}
+
+// Stores the owner's active version (`active`: comb.model.active's answer) as this node's
+// mirror, fetching the chunks it lacks first (once).
+void store_mirror(gateway_ptr self, const mirror_job& j, const json& active, bool fetched) {
+  json args{{"name", j.name},
+            {"version", active.at("version")},
+            {"owner", j.owner},
+            {"row", active.at("row")}};
+  run_mirror_proc(self, j, "comb.model.mirror", std::move(args), [=](caf::expected<json> r) {
+    if (!r) {
+      end_fetch(self, j.name, r.error());
+      return;
+    }
+    if (r->value("mirrored", false)) {
+      auto& m = self->state.mirrors[j.name];
+      m.version = active.at("version").get<uint32_t>();
+      m.digest = active.at("row").value("digest", std::string{});
+      end_fetch(self, j.name, caf::error{});
+      return;
+    }
+    if (fetched) {
+      end_fetch(self, j.name,
+                make_error(errc::corrupt_data,
+                           "model '" + j.name + "' version " + active.at("version").dump()
+                             + " copied from node " + j.owner
+                             + " is still not whole here after its chunks were fetched: "
+                             + r->dump()));
+      return;
+    }
+    fetch_chunks(self, j, active, r->value("missing", std::vector<int64_t>{}), 0);
+  });
+}
+
+// Asks the owner for its active version and mirrors it here when this node lacks it.
+void check_mirror(gateway_ptr self, const mirror_job& j) {
+  ask_owner(self, j, "comb.model.active", json{{"name", j.name}}, [=](caf::expected<json> r) {
+    auto& m = self->state.mirrors[j.name];
+    if (!r) {
+      const auto& e = r.error();
+      bool cut_off = e.category() != errc_category || is(e, errc::unavailable)
+                     || is(e, errc::timeout);
+      // A version never changes: while the owner cannot be reached, the one held here serves
+      // (a newer version activated there meanwhile is used once it is reached again).
+      end_fetch(self, j.name, m.version != 0 && cut_off ? caf::error{} : owner_error(j, e));
+      return;
+    }
+    if (r->value("version", 0u) == m.version
+        && r->at("row").value("digest", std::string{}) == m.digest) {
+      end_fetch(self, j.name, caf::error{});
+      return;
+    }
+    store_mirror(self, j, *r, /*fetched=*/false);
+  });
+}
+
 } // namespace
 
 caf::error authenticate(caf::actor_system& sys, const gateway_actor& gw, const std::string& secret,
@@ -226,6 +413,8 @@ gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_sta
   self->state.dispatcher = std::move(dispatcher);
   self->state.live_info = std::move(opts.live_info);
   self->state.secret = opts.secret;
+  self->state.model_check_interval = opts.model_check_interval;
+  self->state.forward_timeout = opts.forward_timeout;
   link_context ctx{self->state.router.self_name(),
                    static_cast<uint32_t>(self->state.router.partitions().size()), std::move(tls),
                    opts.forward_timeout, std::move(opts.secret)};
@@ -288,13 +477,34 @@ gateway_actor::behavior_type gateway(gateway_actor::stateful_pointer<gateway_sta
       return std::move(target.error());
     return routed{std::move(*inv), std::move(*target)};
   };
-  // Runs `inv` on this node's state actor `where`.
+  // Runs `inv` on this node's state actor `where`, once this node holds a current mirror of
+  // the model it names when another node holds that model.
   auto run_local = [self](const actors::state_actor& where,
                           runtime::invocation inv) -> caf::result<std::string> {
+    auto job = mirror_needed(self, inv, where);
+    if (!job)
+      return std::move(job.error());
     auto rp = self->make_response_promise<std::string>();
-    self->request(where, caf::infinite, call_atom::value, std::move(inv))
-      .then([rp](nlohmann::json& r) mutable { rp.deliver(r.dump()); },
-            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+    if (!*job) {
+      deliver_local(self, rp, where, std::move(inv));
+      return rp;
+    }
+    auto& m = self->state.mirrors[(*job)->name];
+    if (!m.fetching && m.version != 0
+        && clock::now() - m.checked < self->state.model_check_interval) {
+      deliver_local(self, rp, where, std::move(inv));
+      return rp;
+    }
+    m.waiting.push_back([self, rp, where, inv](const caf::error& err) mutable {
+      if (err)
+        rp.deliver(err);
+      else
+        deliver_local(self, rp, where, std::move(inv));
+    });
+    if (!m.fetching) {
+      m.fetching = true;
+      check_mirror(self, **job);
+    }
     return rp;
   };
   return {

@@ -14,6 +14,18 @@
 // the node's description, what `gateway_options::live_info` adds (provenance lag) and, when
 // the node runs an outbox dispatcher, the dispatcher's state ("outbox": counters, the compute
 // connection, failing calls).
+//
+// Models across nodes: a procedure that names a model (procedure_options::model_arg, e.g.
+// imaging.classify) runs where its data is, on the node that receives the call; when another
+// node holds the model's partition, the gateway first makes sure this node holds a mirror of
+// the owner's active version: it asks the owner (comb.model.active, through the peer link),
+// fetches a version it lacks chunk by chunk (comb.model.get_chunk) and stores it with
+// comb.model.mirror_chunk and comb.model.mirror (runtime/pieces/model_store.hpp), as
+// procedures, so the node's log replays them. The owner is asked again once
+// gateway_options::model_check_interval has passed; calls meanwhile use the mirror. An owner
+// without an active version gives bad_model, an unreachable one unavailable or timeout within
+// the forward timeout, each naming the owner; once the gateway has mirrored or confirmed a
+// version since the node started, calls keep using it while the owner cannot be reached.
 #pragma once
 
 #include "base/endpoint.hpp"
@@ -52,6 +64,20 @@ struct gateway_options {
   /// describes anything; others get permission_denied, and the refusal is logged on stderr.
   /// Peer links prove it to their peers the same way.
   std::string secret;
+  /// How long a mirrored model's version is used before the owner is asked again.
+  std::chrono::milliseconds model_check_interval{1000};
+};
+
+/// A model this node mirrors from the node that holds its partition (see above).
+struct model_mirror {
+  /// The version mirrored and made active here (0: none yet) and its digest.
+  uint32_t version = 0;
+  std::string digest;
+  /// When the owner last confirmed it (or could not be reached while a mirror was here).
+  std::chrono::steady_clock::time_point checked{};
+  bool fetching = false;
+  /// Calls waiting for the fetch in progress: each gets its outcome.
+  std::vector<std::function<void(const caf::error&)>> waiting;
 };
 
 struct gateway_state {
@@ -67,6 +93,10 @@ struct gateway_state {
   std::set<std::string> proven, logged;
   /// Peer links by node name.
   std::map<std::string, caf::actor> peers;
+  /// Models mirrored from other nodes, by name.
+  std::map<std::string, model_mirror> mirrors;
+  std::chrono::milliseconds model_check_interval{1000};
+  std::chrono::milliseconds forward_timeout{5000};
   static inline const char* name = "gateway";
 };
 

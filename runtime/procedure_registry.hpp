@@ -48,6 +48,10 @@ struct procedure_options {
   bool read_only = false;
   /// Largest accepted argument text, in bytes.
   size_t max_args_bytes = 1u << 20;
+  /// Name of the argument naming a stored model the procedure reads (its active version,
+  /// kind, digest); empty: none. In a cluster the gateway gives the node that runs the call a
+  /// mirror of the model when another node holds its partition (runtime::model_store).
+  std::string model_arg;
 };
 
 struct procedure_def {

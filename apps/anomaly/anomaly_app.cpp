@@ -314,7 +314,9 @@ void register_anomaly(runtime::procedure_registry& procs, std::vector<std::strin
   w.roles = roles;
   // A MiB of requests as JSON text: escapes, or base64, make it longer.
   w.max_args_bytes = 8 * max_call_bytes;
-  procs.add("anomaly.score", score, w);
+  runtime::procedure_options scoring = w;
+  scoring.model_arg = "model"; // on a cluster, mirrored to the node that scores (gateway)
+  procs.add("anomaly.score", score, scoring);
   runtime::procedure_options r;
   r.roles = roles;
   r.read_only = true;

@@ -396,6 +396,18 @@ caf::expected<json> train(call_context& ctx, transaction& txn, const json& args)
     return make_error(errc::not_found, "imaging.train: model '" + r->model
                                          + "' has no stored version to train from (store "
                                            "version 1 first; comb imaging train does)");
+  // A trained version is stored where the model is kept, never in a mirror of it.
+  auto latest_row = model_row(txn, r->model, *latest);
+  if (!latest_row)
+    return latest_row.error();
+  if (*latest_row && (**latest_row).contains("mirror_of"))
+    return make_error(errc::unsupported,
+                      "imaging.train: model '" + r->model + "' is kept by node "
+                        + (**latest_row).value("mirror_of", "")
+                        + "; this node holds only a mirror of its active version and cannot "
+                          "store its next version. Train it through node "
+                        + (**latest_row).value("mirror_of", "")
+                        + ", with the images stored there");
   auto imgs = read_images(txn, r->dataset, r->from, r->limit, max_train_bytes);
   if (!imgs)
     return imgs.error();
@@ -531,9 +543,11 @@ caf::expected<json> pending(call_context&, transaction& txn, const json& args) {
 void register_calls(runtime::procedure_registry& procs) {
   runtime::outbox::add_tables(procs);
   procs.add_table(calls_table);
-  procs.add("imaging.classify", classify, {.roles = {"admin"}});
-  procs.add("imaging.detect", detect, {.roles = {"admin"}});
-  procs.add("imaging.train", train, {.roles = {"admin"}});
+  // Run where the images are (the node that receives the call); on a cluster, the gateway
+  // mirrors the model there when another node holds it (runtime::model_store).
+  procs.add("imaging.classify", classify, {.roles = {"admin"}, .model_arg = "model"});
+  procs.add("imaging.detect", detect, {.roles = {"admin"}, .model_arg = "model"});
+  procs.add("imaging.train", train, {.roles = {"admin"}, .model_arg = "model"});
   procs.add("imaging.call", call_row, {.roles = {"*"}, .read_only = true});
   procs.add("imaging.pending", pending, {.roles = {"*"}, .read_only = true});
   runtime::outbox::add_result_procedure(procs, "imaging.classified", classified);

@@ -306,6 +306,113 @@ caf::expected<json> loaded(call_context&, storage::transaction& txn, const json&
   return json{{"activated", true}, {"name", name}, {"version", version}};
 }
 
+// comb.model.active: the active version of a model and its row, for a node that mirrors it.
+caf::expected<json> active_model(call_context&, storage::transaction& txn, const json& args) {
+  auto name = arg<std::string>(args, "name");
+  if (auto err = check_name_version(name, 1))
+    return err;
+  auto version = model_store::active_version(txn, name);
+  if (!version)
+    return version.error();
+  auto row = txn.get_row(model_store::models_table, model_key(name, *version));
+  if (!row)
+    return row.error();
+  if (!*row)
+    return make_error(errc::corrupt_data, "the active " + version_text(name, *version)
+                                            + " has no row in " + model_store::models_table);
+  return json{{"name", name}, {"version", *version}, {"row", **row}};
+}
+
+// comb.model.mirror: see model_store.hpp.
+caf::expected<json> mirror(call_context&, storage::transaction& txn, const json& args) {
+  auto nv = name_version(args);
+  if (!nv)
+    return nv.error();
+  auto [name, version] = *nv;
+  auto owner = arg<std::string>(args, "owner");
+  const auto& given = args.at("row");
+  auto what = "mirror of " + version_text(name, version) + " from node " + owner;
+  if (!given.is_object() || !given.contains("digest") || !given["digest"].is_string()
+      || !given.contains("chunks") || !given["chunks"].is_number_integer())
+    return make_error(errc::invalid_argument, what + ": its row needs a digest and a chunk count");
+  auto digest = given["digest"].get<std::string>();
+  auto count = given["chunks"].get<int64_t>();
+  if (count < 1 || count > 1000000)
+    return make_error(errc::invalid_argument,
+                      what + ": chunk count " + std::to_string(count) + " is out of range");
+  auto key = model_key(name, version);
+  auto activate_it = [&]() -> caf::expected<json> {
+    auto active = txn.get_row(model_store::active_table, name);
+    if (!active)
+      return active.error();
+    if (!*active || (**active).value("version", 0u) != version)
+      if (auto err = txn.put_row(model_store::active_table, name, {{"version", version}}))
+        return err;
+    return json{{"mirrored", true}, {"name", name}, {"version", version}, {"owner", owner}};
+  };
+  auto existing = txn.get_row_for_update(model_store::models_table, key);
+  if (!existing)
+    return existing.error();
+  if (*existing) {
+    if (!(**existing).contains("mirror_of"))
+      return make_error(errc::already_exists,
+                        what + ": this node stores that version as its own, not as a mirror "
+                               "(do the nodes' cluster configs place the model's partition "
+                               "differently?)");
+    if ((**existing).value("digest", "") != digest)
+      return make_error(errc::corrupt_data, what + ": the mirror here has digest "
+                                              + (**existing).value("digest", "") + ", node "
+                                              + owner + "'s has " + digest);
+    return activate_it();
+  }
+  // A new version: its chunks come first (comb.model.mirror_chunk); name the missing ones.
+  json missing = json::array();
+  std::string whole;
+  for (int64_t i = 0; i < count; ++i) {
+    auto chunk = read_chunk(txn, chunk_key(name, version, static_cast<uint32_t>(i)));
+    if (!chunk)
+      return chunk.error();
+    if (!*chunk)
+      missing.push_back(i);
+    else if (missing.empty())
+      whole += **chunk;
+  }
+  if (!missing.empty())
+    return json{{"mirrored", false}, {"missing", missing}};
+  if (auto actual = model_digest(whole.data(), whole.size()); actual != digest) {
+    // Chunks that do not add up (a copy cut short): dropped, so that they are fetched again.
+    for (int64_t i = 0; i < count; ++i)
+      if (auto err = txn.del_blob(model_store::chunks_table,
+                                  chunk_key(name, version, static_cast<uint32_t>(i))))
+        return err;
+    json all = json::array();
+    for (int64_t i = 0; i < count; ++i)
+      all.push_back(i);
+    return json{{"mirrored", false},
+                {"missing", all},
+                {"dropped", "the chunks had digest " + actual + ", not " + digest}};
+  }
+  json row = given;
+  auto kind = row.value("kind", std::string{});
+  if (kind != raw_kind) {
+    auto info = check_file(name, version, whole, kind);
+    if (!info)
+      return info.error();
+    row["kind"] = info->kind;
+    row["summary"] = info->summary;
+  }
+  row["name"] = name;
+  row["version"] = version;
+  row["bytes"] = whole.size();
+  row["loaded"] = false; // this node's compute process loads it when a call needs it
+  row["mirror_of"] = owner;
+  for (const char* k : {"activation", "last_load", "load_error"})
+    row.erase(k);
+  if (auto err = txn.put_row(model_store::models_table, key, row))
+    return err;
+  return activate_it();
+}
+
 } // namespace
 
 void model_store::add_procedures(procedure_registry& procs, std::vector<std::string> roles) {
@@ -327,6 +434,12 @@ void model_store::add_procedures(procedure_registry& procs, std::vector<std::str
   procs.add("comb.model.list", list_models, list);
   procs.add("comb.model.get_chunk", get_chunk, r);
   procs.add("comb.model.activate", activate, w);
+  procs.add("comb.model.active", active_model, r);
+  // A mirror is written on the node that needs it, whatever partition the name hashes to.
+  procedure_options local = w;
+  local.partition_by.clear();
+  procs.add("comb.model.mirror_chunk", put_chunk, local);
+  procs.add("comb.model.mirror", mirror, local);
   procedure_options res;
   res.roles = roles;
   outbox::add_result_procedure(procs, "comb.model.loaded", loaded, res);

@@ -55,6 +55,20 @@ public:
   ///                        (enqueue_activation)
   ///   comb.model.loaded    (result procedure of that call) -> makes the version active, or
   ///                        records "load_error" in its row (the active version stays)
+  ///   comb.model.active    {name} -> {name, version, row}: the active version and its row
+  ///                        (bad_model when none), read by nodes that mirror the model
+  /// and, not partitioned (they run on the node that receives them), a cluster's mirrors: a
+  /// node that runs a call for a model whose partition another node holds keeps a copy of
+  /// the owner's active version (actors::gateway fetches it), so that its procedures read
+  /// the version, kind and digest and its dispatcher can reload the bytes as for its own:
+  ///   comb.model.mirror_chunk {name, version, chunk_no, data (base64)} -> a chunk of it
+  ///   comb.model.mirror    {name, version, owner, row} -> when every chunk is here, checks
+  ///                        them against the row's digest (and check_model), stores the row
+  ///                        with "mirror_of": owner and makes the version active here:
+  ///                        {mirrored: true}; else {mirrored: false, missing: [chunk_no]}
+  ///                        (chunks that do not match the digest are dropped and named
+  ///                        missing). A version stored as this node's own is refused
+  ///                        (already_exists), a mirror with another digest too (corrupt_data).
   static void add_procedures(procedure_registry& procs, std::vector<std::string> roles = {"admin"});
 
   /// The active version of `name` (for a primary procedure to pin its call to), or

@@ -1,11 +1,12 @@
 // The compute node dies under load (issue 19): three hosts in network namespaces
 // (tests/support/netns.hpp) run `comb node --config F --name N`: n1 and n2 state (partitions
 // 0-3 and 4-7, each feeding n3's compute process), n3 compute. Clients on a fourth host
-// classify images through n1 (each call commits to n1's outbox and goes to n3) and move money
-// on both state nodes. `kill -9` of n3 while calls are in flight: the state nodes keep serving
-// (bank calls on both, and imaging calls still commit: they wait in the outbox); after n3
-// restarts, every call is sent again and ends with exactly one applied result (n1's database
-// and log say so), no acknowledged call is lost, and n1's log verifies and replays.
+// classify images through n1 with a model n2 holds (n1 mirrors it; each call commits to n1's
+// outbox and goes to n3) and move money on both state nodes. `kill -9` of n3 while calls are
+// in flight: the state nodes keep serving (bank calls on both, and imaging calls still commit:
+// they wait in the outbox); after n3 restarts, every call is sent again (n1 reloads the model
+// from its mirror) and ends with exactly one applied result (n1's database and log say so),
+// no acknowledged call is lost, and n1's log verifies and replays.
 // Skipped, visibly, where namespaces cannot be made (not root, no `ip netns`).
 #include "base/errc.hpp"
 #include "node/client.hpp"
@@ -90,27 +91,6 @@ void bank_loop(runtime::client c, const std::string& a, const std::string& b, co
   }
 }
 
-// A model name whose partition n1 holds: the model procedures are routed by name, and
-// imaging.classify (not partitioned) looks the model up on the node that runs it.
-std::string model_on_n1() {
-  for (int k = 0;; ++k) {
-    auto name = "mlp-" + std::to_string(k);
-    if (runtime::partition_hash(name) % 8 < 4)
-      return name;
-  }
-}
-
-// Two accounts held by n1 (partitions 0-3) and two by n2, by the hash routing uses.
-std::vector<std::string> accounts_on(bool n1) {
-  std::vector<std::string> out;
-  for (int k = 0; out.size() < 2; ++k) {
-    auto name = "acct" + std::to_string(k);
-    if ((runtime::partition_hash(name) % 8 < 4) == n1)
-      out.push_back(name);
-  }
-  return out;
-}
-
 } // namespace
 
 TEST_SUITE("cluster.compute_kill") {
@@ -121,11 +101,11 @@ TEST_SUITE("cluster.compute_kill") {
     }
     test::netns_cluster c;
     REQUIRE_MESSAGE(c.hosts.error().empty(), c.hosts.error());
-    c.write_config("", "roles = [\"state\"]\ncompute = \"n3\"\n");
-    for (int i = 2; i >= 0; --i)
-      c.start(i, {"--spool", "none"});
-    REQUIRE_MESSAGE(test::wait_for_line(c.log(2), "listening on", 40s), test::read_file(c.log(2)));
-    auto a1 = accounts_on(true), a2 = accounts_on(false);
+    auto started = c.start_compute_cluster();
+    REQUIRE_MESSAGE(started.empty(), started);
+    // Two accounts on each state node.
+    std::vector<std::string> a1{test::name_on("acct", 0, 0), test::name_on("acct", 0, 1)};
+    std::vector<std::string> a2{test::name_on("acct", 1, 0), test::name_on("acct", 1, 1)};
     tally t;
     {
       auto inside = c.hosts.enter(3); // the clients' host
@@ -135,7 +115,9 @@ TEST_SUITE("cluster.compute_kill") {
       auto c1 = test::connect_node(sys, c, 0), c2 = test::connect_node(sys, c, 1);
       REQUIRE_MESSAGE(c1, test::why(c1) << "\n" << test::read_file(c.log(0)));
       REQUIRE_MESSAGE(c2, test::why(c2) << "\n" << test::read_file(c.log(1)));
-      auto model = model_on_n1();
+      // A model n2 keeps: classify calls through n1 run there, over n1's images, with n1's
+      // mirror of n2's model.
+      auto model = test::name_on("mlp-", 1);
       auto err = test::set_up_mlp_images(*c1, images, model);
       REQUIRE_MESSAGE(err.empty(), err << "\n" << test::read_file(c.log(0)));
       for (auto& a : {a1[0], a1[1], a2[0], a2[1]})

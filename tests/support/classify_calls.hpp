@@ -30,8 +30,8 @@
 namespace comb::test {
 
 /// Stores and activates the model (as `model`) and stores the images; "" when done, else why
-/// not. The model procedures are routed by the model's name: on a cluster, pick a name whose
-/// partition the node that runs imaging.classify holds.
+/// not. On a cluster the model is stored on the node that holds its name's partition and the
+/// images on the node `c` reaches, which mirrors the model when it classifies.
 inline std::string set_up_mlp_images(runtime::client& c, int images,
                                      const std::string& model = "mlp") {
   using nlohmann::json;

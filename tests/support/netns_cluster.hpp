@@ -8,6 +8,7 @@
 
 #include "base/errc.hpp"
 #include "node/client.hpp"
+#include "runtime/procedure_registry.hpp"
 #include "tests/support/netns.hpp"
 #include "tests/test_util.hpp"
 
@@ -63,6 +64,18 @@ struct netns_cluster {
     nodes[i] = hosts.spawn(static_cast<size_t>(i), argv, log(i));
   }
 
+  /// Writes the config of n1 and n2 as state nodes feeding n3's compute process
+  /// (`cluster_lines` in [cluster]) and starts n3, n2 and n1 without spooling; "" once n3
+  /// listens, else n3's log.
+  std::string start_compute_cluster(const std::string& cluster_lines = "") {
+    write_config(cluster_lines, "roles = [\"state\"]\ncompute = \"n3\"\n");
+    for (int i = 2; i >= 0; --i)
+      start(i, {"--spool", "none"});
+    if (wait_for_line(log(2), "listening on", std::chrono::seconds{40}))
+      return {};
+    return "n3 did not start:\n" + read_file(log(2));
+  }
+
   /// Stops node i cleanly (SIGTERM); its exit status (0 when it was not running).
   int stop(int i) {
     if (!nodes[i])
@@ -72,6 +85,16 @@ struct netns_cluster {
     return st;
   }
 };
+
+/// The k-th (from 0) name `prefix` + i whose partition node `node` (0: n1, 1: n2) holds, by
+/// the hash routing uses: n1 runs partitions 0-3 of 8, n2 4-7.
+inline std::string name_on(const std::string& prefix, int node, int k = 0) {
+  for (int i = 0;; ++i) {
+    auto name = prefix + std::to_string(i);
+    if (static_cast<int>(runtime::partition_hash(name) % 8 / 4) == node && k-- == 0)
+      return name;
+  }
+}
 
 /// Connects to node i of `c` once it accepts clients (it may be starting).
 inline caf::expected<runtime::client> connect_node(
