@@ -16,9 +16,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -108,6 +110,40 @@ std::map<uint16_t, std::string> failures_by_port; // remote port -> last reason
 // closed its socket by the time the failure shows, and getpeername() then knows nothing.
 std::map<const SSL*, std::pair<std::string, uint16_t>> handshake_peers;
 
+// The host each connection Comb opens through remote_actor() is meant to reach, by the
+// "ip:port" of every address the host resolves to: the interposed SSL_connect has OpenSSL
+// check the peer's certificate against it (SAN DNS names for a name, SAN IPs for an address).
+std::map<std::string, std::string> expected_hosts;
+
+std::string ip_text(const sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, host, sizeof(host));
+  else if (sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, host,
+              sizeof(host));
+  return host;
+}
+
+void expect_host(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0)
+    return; // CAF's connect fails on its own, saying so
+  std::lock_guard<std::mutex> guard{failures_mtx};
+  for (auto* a = res; a; a = a->ai_next)
+    expected_hosts[ip_text(a->ai_addr) + ":" + std::to_string(port)] = host;
+  freeaddrinfo(res);
+}
+
+/// The host expected at "ip:port", or "" when Comb did not open that connection itself.
+std::string expected_host(const std::string& peer) {
+  std::lock_guard<std::mutex> guard{failures_mtx};
+  auto i = expected_hosts.find(peer);
+  return i == expected_hosts.end() ? std::string{} : i->second;
+}
+
 std::string peer_address(SSL* ssl, uint16_t* port_out) {
   sockaddr_storage sa{};
   socklen_t len = sizeof(sa);
@@ -129,13 +165,44 @@ std::string peer_address(SSL* ssl, uint16_t* port_out) {
   return std::string{host} + ":" + std::to_string(port);
 }
 
-/// Why the handshake on `ssl` failed, in words an operator can act on.
-std::string failure_reason(SSL* ssl, int ssl_error) {
+/// True when `ssl`'s peer certificate was refused for naming another host.
+bool host_mismatch(SSL* ssl) {
+  auto verify = SSL_get_verify_result(ssl);
+  return verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH;
+}
+
+/// Has OpenSSL check the certificate of the peer `ssl` connects to against the host Comb
+/// meant to reach there (a client's or node's connection to a node by its configured host).
+void check_peer_host(SSL* ssl) {
+  uint16_t port = 0;
+  auto peer = peer_address(ssl, &port);
+  if (port == 0)
+    return;
+  auto host = expected_host(peer);
+  if (host.empty())
+    return;
+  in6_addr ip{};
+  auto* param = SSL_get0_param(ssl);
+  if (inet_pton(AF_INET, host.c_str(), &ip) == 1 || inet_pton(AF_INET6, host.c_str(), &ip) == 1) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+  } else {
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    SSL_set1_host(ssl, host.c_str());
+  }
+}
+
+/// Why the handshake on `ssl` failed, in words an operator can act on; `host` is the host
+/// Comb meant to reach (client side), or "".
+std::string failure_reason(SSL* ssl, int ssl_error, const std::string& host = {}) {
   std::string reason;
   auto verify = SSL_get_verify_result(ssl);
-  if (verify != X509_V_OK)
+  if (verify != X509_V_OK) {
     reason = std::string{"peer certificate rejected: "} + X509_verify_cert_error_string(verify);
-  else if (auto e = ERR_peek_last_error()) {
+    if (host_mismatch(ssl))
+      reason += " (its certificate names no '" + host
+                + "' in its subjectAltName: give the node a certificate for the host its peers "
+                  "reach it by, e.g. scripts/make-test-certs.sh NAME=IP)";
+  } else if (auto e = ERR_peek_last_error()) {
     auto r = ERR_reason_error_string(e);
     reason = r ? r : "TLS error " + std::to_string(e);
     if (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER
@@ -188,21 +255,24 @@ void note_failure(SSL* ssl, int ret, bool accepted, bool in_handshake) {
     peer = known.first;
     port = known.second;
   }
-  auto reason = failure_reason(ssl, err);
+  auto host = accepted ? std::string{} : expected_host(peer);
+  auto reason = failure_reason(ssl, err, host);
   {
     std::lock_guard<std::mutex> guard{failures_mtx};
     failures_by_port[port] = reason;
   }
-  if (accepted && log_refusals_on.load()) {
+  // This side refused the node it connected to: its certificate is for another host.
+  bool refused_host = !accepted && host_mismatch(ssl);
+  if ((accepted || refused_host) && log_refusals_on.load()) {
     char stamp[32];
     auto now = std::time(nullptr);
     std::tm tm{};
     gmtime_r(&now, &tm);
     std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
     // One write per line, so lines from several I/O threads do not interleave.
-    std::cerr << (std::string{stamp} + " comb: TLS: refused connection from " + peer + ": " + reason
-                  + "\n")
-              << std::flush;
+    auto what = accepted ? " comb: TLS: refused connection from " + peer
+                         : " comb: TLS: refused node " + host + " at " + peer;
+    std::cerr << (std::string{stamp} + what + ": " + reason + "\n") << std::flush;
   }
 }
 
@@ -249,6 +319,10 @@ std::string make_nonce() {
 
 bool same_proof(const std::string& a, const std::string& b) {
   return !a.empty() && a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+void expect_tls_host(const std::string& host, uint16_t port) {
+  expect_host(host, port);
 }
 
 void log_tls_refusals() {
@@ -348,6 +422,8 @@ caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys, const 
     std::lock_guard<std::mutex> guard{failures_mtx};
     failures_by_port.erase(port);
   }
+  if (tls.enabled())
+    expect_host(host, port);
   // A refused TLS handshake closes the connection before CAF's own handshake; CAF then
   // reports a generic error (or nothing until the timeout): OpenSSL's reason says why.
   auto tls_reason = [&]() -> std::string {
@@ -373,11 +449,21 @@ caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys, const 
           result = std::move(ptr);
       },
       [&](caf::error& e) {
-        if (auto r = tls_reason(); !r.empty())
+        if (auto r = tls_reason(); !r.empty() && r.find(" mismatch (") != std::string::npos)
+          result = make_error(errc::network_error, r); // it says what to do
+        else if (!r.empty())
           result = make_error(errc::network_error,
                               r
                                 + " (does this client hold a certificate from the cluster's CA, "
                                   "and does the node run with TLS?)");
+        else if (e == caf::sec::disconnect_during_handshake && tls.enabled())
+          // The node's alert can be lost when its close resets the connection before this
+          // side read it: OpenSSL then sees only the connection end, and names no reason.
+          result = make_error(errc::network_error,
+                              "TLS handshake with " + where
+                                + " failed: the node closed the connection before Comb's "
+                                  "handshake completed (does this client hold a certificate "
+                                  "from the cluster's CA?)");
         else if (e == caf::sec::disconnect_during_handshake && !tls.enabled())
           result = make_error(errc::network_error,
                               "the node at " + where
@@ -416,8 +502,11 @@ int SSL_accept(SSL* ssl) {
   return ret;
 }
 
+// Before the handshake's first step, the host Comb meant to reach (expect_host) is set on
+// the SSL object, so that OpenSSL's verification refuses a certificate for another host.
 int SSL_connect(SSL* ssl) {
   static auto fn = comb::runtime::real<int (*)(SSL*)>("SSL_connect");
+  comb::runtime::check_peer_host(ssl);
   comb::runtime::remember_peer(ssl);
   ERR_clear_error();
   int ret = fn(ssl);
@@ -439,7 +528,12 @@ int SSL_read(SSL* ssl, void* buf, int num) {
 int SSL_write(SSL* ssl, const void* buf, int num) {
   static auto fn = comb::runtime::real<int (*)(SSL*, const void*, int)>("SSL_write");
   ERR_clear_error();
-  return fn(ssl, buf, num);
+  int ret = fn(ssl, buf, num);
+  // A client whose certificate the node refused may meet the node's alert on a write first.
+  if (ret <= 0)
+    comb::runtime::note_failure(ssl, ret, /*accepted=*/SSL_is_server(ssl) == 1,
+                                /*in_handshake=*/false);
+  return ret;
 }
 
 } // extern "C"

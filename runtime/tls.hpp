@@ -4,7 +4,11 @@
 // caf::openssl::manager and publish()/remote_actor() below go over TLS, and CAF 0.17.6's
 // session then sets SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT on both sides: a node
 // requests and verifies the client's certificate against the CA, and the client verifies the
-// node's. Plain value types and free functions; everything here is thread-safe.
+// node's. A connection opened by remote_actor() below also checks that the node's
+// certificate is for the host it was asked to reach (a SAN DNS name, or a SAN IP when the
+// host is an address): CAF 0.17.6 sets no host to verify, so tls.cpp sets it on the SSL
+// object in its interposed SSL_connect (see there). Plain value types and free functions;
+// everything here is thread-safe.
 #pragma once
 
 #include <caf/actor_cast.hpp>
@@ -53,9 +57,10 @@ caf::expected<uint16_t> publish(caf::actor_system& sys, const Handle& whom, cons
 }
 
 /// Connects to the actor published at host:port within `timeout` (CAF's own remote_actor
-/// waits without a bound), over TLS when `tls` is enabled. Errors: network_error when nothing
-/// listens there, when the TLS handshake is refused (with OpenSSL's reason, e.g. a certificate
-/// from another CA, or a plain node) or when no actor is published there; errc::timeout when
+/// waits without a bound), over TLS when `tls` is enabled, checking that the peer's
+/// certificate is for `host`. Errors: network_error when nothing listens there, when the TLS
+/// handshake is refused (with OpenSSL's reason, e.g. a certificate from another CA, one for
+/// another host, or a plain node) or when no actor is published there; errc::timeout when
 /// something accepts but never completes CAF's handshake; protocol_error when the actor's
 /// message types are not `ifs` (empty: any actor).
 caf::expected<caf::strong_actor_ptr> remote_actor(caf::actor_system& sys, const std::string& host,
@@ -75,6 +80,11 @@ caf::expected<Handle> remote_actor(caf::actor_system& sys, const std::string& ho
     return std::move(ptr.error());
   return caf::actor_cast<Handle>(std::move(*ptr));
 }
+
+/// Makes the TLS connections this process opens to host:port check that the peer's
+/// certificate is for `host` (remote_actor() does so itself; this is for code that connects
+/// through CAF's connection manager directly, e.g. function actors to their compute process).
+void expect_tls_host(const std::string& host, uint16_t port);
 
 /// The proof of the cluster's shared secret a caller gives a node (with TLS off): the hex
 /// HMAC-SHA256 of `nonce` followed by `node` (the caller's CAF node id as text) under `secret`.

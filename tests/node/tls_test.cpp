@@ -198,7 +198,8 @@ struct tls_node {
   runtime::system_config cfg{2};
   std::unique_ptr<caf::actor_system> sys;
   std::unique_ptr<runtime::node> node;
-  tls_node(const std::string& data, const runtime::tls_config& tls) {
+  tls_node(const std::string& data, const runtime::tls_config& tls,
+           const std::string& host = "127.0.0.1") {
     if (tls.enabled())
       REQUIRE(!cfg.set_tls(tls));
     sys = std::make_unique<caf::actor_system>(cfg);
@@ -206,6 +207,7 @@ struct tls_node {
     nc.data_dir = data;
     nc.partitions = 2;
     nc.listen = true;
+    nc.host = host;
     nc.tls = tls;
     node = test::must(runtime::node::start(*sys, nc, bank_procs()));
   }
@@ -344,6 +346,41 @@ TEST_SUITE("node.tls") {
     caf::actor_system nsys{ncfg};
     auto again = open_account(nsys, n.port(), c.client_tls(), "bob");
     CHECK_MESSAGE(again, test::why(again));
+  }
+
+  TEST_CASE("a node's certificate must be for the host it is reached by (SAN IP or DNS name)") {
+    certs c;
+    // node3's certificate names 127.0.0.2; node1's does not (localhost, 127.0.0.1, ::1).
+    auto script = std::string{COMB_SOURCE_DIR} + "/scripts/make-test-certs.sh";
+    auto cluster = c.dir.path() + "/cluster";
+    auto cmd = script + " " + cluster + " node3=127.0.0.2 >/dev/null 2>&1";
+    REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, cmd);
+    test::temp_dir data;
+    stderr_capture log{data.path() + "/client.log"};
+    auto node_on = [&](const std::string& dir, const std::string& name) {
+      runtime::tls_config tls{c.ca, cluster + "/" + name + ".pem", cluster + "/" + name + ".key"};
+      return std::make_unique<tls_node>(dir, tls, "127.0.0.2");
+    };
+    runtime::system_config ccfg{2};
+    REQUIRE(!ccfg.set_tls(c.client_tls()));
+    caf::actor_system csys{ccfg};
+    {
+      auto wrong = node_on(data.path() + "/n1", "node1"); // a certificate for other hosts
+      auto r = runtime::client::connect(csys, {"127.0.0.2", wrong->port()}, 10s, c.client_tls());
+      REQUIRE_FALSE(r);
+      CHECK(is(r.error(), errc::network_error));
+      CHECK_MESSAGE(describe(r.error()).find("names no '127.0.0.2'") != std::string::npos,
+                    describe(r.error()));
+      auto text = log.wait_for("refused node 127.0.0.2 at 127.0.0.2:");
+      CHECK_MESSAGE(text.find("comb: TLS: refused node 127.0.0.2 at 127.0.0.2:") != std::string::npos,
+                    text);
+    }
+    auto right = node_on(data.path() + "/n3", "node3");
+    auto r = runtime::client::connect(csys, {"127.0.0.2", right->port()}, 10s, c.client_tls());
+    REQUIRE_MESSAGE(r, test::why(r));
+    auto ok = r->call("bank.open", nlohmann::json{{"account", "a"}, {"balance", 5}}.dump(), "admin",
+                      20s);
+    CHECK_MESSAGE(ok, test::why(ok));
   }
 
   TEST_CASE("bytes on the wire: a procedure's argument is not visible with TLS, and is without") {
