@@ -31,9 +31,13 @@ void sync_point(const char* name) {
     const char* n = std::getenv("COMB_KILL_AFTER");
     return n ? std::atol(n) : 1L;
   }();
+  static const int sig = [] {
+    const char* s = std::getenv("COMB_KILL_SIGNAL");
+    return s ? std::atoi(s) : SIGKILL;
+  }();
   static std::atomic<long> hits{0};
-  if (++hits >= after)
-    ::kill(::getpid(), SIGKILL);
+  if (++hits == after || (sig == SIGKILL && hits > after))
+    ::kill(::getpid(), sig);
 }
 
 } // namespace comb

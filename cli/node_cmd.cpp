@@ -19,6 +19,7 @@
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "node/compute_process.hpp"
 #include "node/node.hpp"
 #include "runtime/system_config.hpp"
@@ -35,12 +36,14 @@
 #include <random>
 #include <thread>
 
+#include <unistd.h>
+
 namespace comb::cli {
 
 namespace {
 
-// Blocks SIGINT/SIGTERM in every thread (call before the actor system starts its threads),
-// so that wait_for_signal() can take them synchronously.
+// SIGINT/SIGTERM, blocked in this thread (main() has already blocked them before anything
+// else ran, so every thread has them blocked), for wait_for_signal() to take synchronously.
 sigset_t block_stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -50,17 +53,24 @@ sigset_t block_stop_signals() {
   return set;
 }
 
-// Waits for SIGINT/SIGTERM, or until `seconds` pass when seconds > 0.
-void wait_for_signal(const sigset_t& set, double seconds) {
+// Waits for SIGINT/SIGTERM (one that came during start-up is pending and taken at once), or
+// until `seconds` pass when seconds > 0. Says why it returned: "SIGTERM", "SIGINT" or
+// "--seconds passed".
+std::string wait_for_signal(const sigset_t& set, double seconds) {
+  int sig = 0;
   if (seconds > 0) {
     timespec ts;
     ts.tv_sec = static_cast<time_t>(seconds);
     ts.tv_nsec = static_cast<long>((seconds - static_cast<double>(ts.tv_sec)) * 1e9);
-    sigtimedwait(&set, nullptr, &ts);
-  } else {
-    int sig = 0;
-    sigwait(&set, &sig);
+    sig = sigtimedwait(&set, nullptr, &ts);
+  } else if (sigwait(&set, &sig) != 0) {
+    sig = -1;
   }
+  if (sig == SIGTERM)
+    return "SIGTERM";
+  if (sig == SIGINT)
+    return "SIGINT";
+  return "--seconds passed";
 }
 
 struct node_opts {
@@ -182,9 +192,14 @@ std::shared_ptr<runtime::procedure_registry> all_apps() {
 }
 
 void run_node(const node_opts& o) {
+  // The first line, before anything can fail: a node that ends before it listens has at least
+  // said it started, and every way out after this line prints why (fail(), a fatal signal in
+  // main.cpp) or ends with "stopped".
+  std::cout << "comb node " << o.name << ": starting (pid " << ::getpid() << ")" << std::endl;
+  COMB_SYNC_POINT("node.start.begin");
+  auto signals = block_stop_signals();
   std::optional<runtime::cluster_node> member;
   auto nc = resolve(o, "node", &member);
-  auto signals = block_stop_signals();
   runtime::system_config cfg;
   if (auto err = cfg.set_tls(nc.tls)) // the cluster's TLS files, from its config
     fail("node", err, 2);
@@ -266,8 +281,8 @@ void run_node(const node_opts& o) {
               << "/ (accounts: comb console add-user --node " << self_ep.to_string() << ")"
               << std::endl;
   }
-  wait_for_signal(signals, o.seconds);
-  std::cout << "comb node " << nc.name << ": stopping" << std::endl;
+  auto why = wait_for_signal(signals, o.seconds);
+  std::cout << "comb node " << nc.name << ": stopping (" << why << ")" << std::endl;
   if (console) {
     console->stop();
     console_thread.join();
@@ -586,8 +601,11 @@ void add_node_commands(CLI::App& app) {
   add_secret_flag(status, so->secret_file);
   status->callback([so] { run_status(*so); });
   node->callback([no, status] {
-    if (!status->parsed()) // `comb node status` asks a node; it does not start one
-      run_node(*no);
+    if (status->parsed()) // `comb node status` asks a node; it does not start one
+      return;
+    run_node(*no);
+    // The last line, once the node and its actor system are gone.
+    std::cout << "comb node " << no->name << ": stopped" << std::endl;
   });
 
   auto co = std::make_shared<call_opts>();

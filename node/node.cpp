@@ -5,6 +5,7 @@
 #include "actors/group_committer.hpp"
 #include "actors/state_actor.hpp"
 #include "base/errc.hpp"
+#include "base/sync_point.hpp"
 #include "runtime/pieces/services.hpp"
 #include "storage/database.hpp"
 
@@ -33,6 +34,7 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
   opts.mode = cfg.durability;
   if (!cfg.provenance_dir.empty())
     opts.keep_wal_seconds = provenance_recorder::keep_wal_seconds;
+  COMB_SYNC_POINT("node.start.recovery"); // the database and provenance log recover next
   auto db = storage::database::open(cfg.data_dir, opts);
   if (!db)
     return std::move(db.error());
