@@ -6,6 +6,7 @@
 #include "base/errc.hpp"
 #include "runtime/provenance/provenance_recorder.hpp"
 #include "runtime/provenance/replay.hpp"
+#include "runtime/provenance/spooler.hpp"
 #include "storage/database.hpp"
 #include "storage/provenance_log.hpp"
 #include "storage/sql_store.hpp"
@@ -150,6 +151,14 @@ void spool(const log_opts& o) {
   auto store = storage::sql_store::open(o.sqlite);
   if (!store)
     fail("log spool", store.error());
+  // What the apps mark private is masked, as a node's spooler masks it.
+  runtime::procedure_registry procs;
+  apps::register_all(procs);
+  auto privacy = runtime::spool_privacy_of(procs, o.dir);
+  if (!privacy)
+    fail("log spool", privacy.error());
+  if (auto err = (*store)->set_privacy(std::move(*privacy)))
+    fail("log spool", err);
   auto n = (*store)->spool(o.dir);
   if (!n)
     fail("log spool", n.error());

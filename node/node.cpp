@@ -107,7 +107,8 @@ caf::expected<std::unique_ptr<node>> node::start(caf::actor_system& sys, node_co
   }
   // Before the gateway, which reports its progress.
   if (!cfg.spool_file.empty() && !cfg.provenance_dir.empty())
-    self->spooler_ = std::make_shared<spooler>(cfg.provenance_dir, cfg.spool_file, cfg.name);
+    self->spooler_ =
+      std::make_shared<spooler>(cfg.provenance_dir, cfg.spool_file, cfg.name, self->procs_);
   // The gateway asks the dispatcher for the compute connection's state when asked for info.
   std::vector<actors::gateway_peer> peers;
   for (auto& p : cfg.peers)

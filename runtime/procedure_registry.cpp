@@ -37,6 +37,18 @@ void procedure_registry::add_partitioned_table(std::string name, storage::table_
       t.partitioned = true;
 }
 
+void procedure_registry::mark_private(std::string_view table, std::vector<std::string> fields,
+                                      bool keys) {
+  auto i = std::find_if(tables_.begin(), tables_.end(),
+                        [&](const table_decl& t) { return t.name == table; });
+  if (i == tables_.end()) {
+    add_table(std::string{table});
+    i = tables_.end() - 1;
+  }
+  i->private_fields.insert(i->private_fields.end(), fields.begin(), fields.end());
+  i->private_keys = i->private_keys || keys;
+}
+
 bool procedure_registry::is_partitioned(std::string_view table) const {
   for (auto& t : tables_)
     if (t.name == table)

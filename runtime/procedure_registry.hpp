@@ -40,6 +40,11 @@ using procedure_fn = std::function<caf::expected<nlohmann::json>(
   call_context& ctx, storage::transaction& txn, const nlohmann::json& args)>;
 
 struct procedure_options {
+  /// Arguments, and fields of the result, that hold credentials (password hashes, session
+  /// keys): the provenance log keeps them (replay needs them), the SQL store the log is
+  /// spooled into shows them masked (storage::spool_privacy), since every console user reads it.
+  std::vector<std::string> private_args;
+  std::vector<std::string> private_result;
   /// Roles allowed to call; "*" allows every role.
   std::vector<std::string> roles{"admin"};
   /// Name of the argument whose value picks the partition (hash of it); empty: partition 0.
@@ -99,6 +104,10 @@ public:
     /// transaction may touch only rows of partitions its node runs. Otherwise the table is
     /// node-local: each node has its own (outbox, model store, logs).
     bool partitioned = false;
+    /// Row fields that hold credentials, and whether the row keys do (a session table keyed
+    /// by the session): masked in the SQL store, as private_args are.
+    std::vector<std::string> private_fields;
+    bool private_keys = false;
   };
 
   /// Declares a node-local table the procedures need; nodes create declared tables at start.
@@ -108,6 +117,10 @@ public:
   /// a row by an argument holding the row's key, e.g. bank.open by "account".
   void add_partitioned_table(std::string name,
                              storage::table_kind kind = storage::table_kind::rows);
+
+  /// Marks fields of the rows of `table` (declared before, or declared now as node-local) and,
+  /// with `keys`, its row keys as private (table_decl::private_fields).
+  void mark_private(std::string_view table, std::vector<std::string> fields, bool keys = false);
 
   /// True when `table` was declared partitioned.
   bool is_partitioned(std::string_view table) const;

@@ -560,8 +560,15 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     object = decoded.is_object();
     row = decoded.is_discarded() ? nlohmann::json{{"bytes", c.value.size()}} : std::move(decoded);
   }
+  // Private fields and keys as the store shows them (spool_privacy).
+  auto key = shown_key(c.table, c.key);
+  if (row.is_object())
+    if (auto f = privacy_.fields.find(c.table); f != privacy_.fields.end())
+      for (auto& name : f->second)
+        if (auto v = row.find(name); v != row.end() && !v->is_null())
+          *v = privacy_.mask(v->is_string() ? v->get_ref<const std::string&>() : v->dump());
   if (auto err = append_row("row_events",
-                            {lsn, seq, txt(c.table), txt(c.key), op_name(c.kind),
+                            {lsn, seq, txt(c.table), txt(key), op_name(c.kind),
                              i64(r.execution_id), txt(r.role), r.timestamp_ns,
                              row.is_null() ? nlohmann::json(nullptr) : nlohmann::json(dump(row)),
                              txt(node_)}))
@@ -577,7 +584,7 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     return std::move(cols.error());
   std::string names = "lsn, seq, op, row_key, execution_id, role, ts_ns, node";
   std::vector<nlohmann::json> params{
-    lsn,       seq, op_name(c.kind), txt(c.key), i64(r.execution_id), txt(r.role), r.timestamp_ns,
+    lsn,       seq, op_name(c.kind), txt(key), i64(r.execution_id), txt(r.role), r.timestamp_ns,
     txt(node_)};
   if (row.is_object()) {
     size_t k = 0;
@@ -596,7 +603,7 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     auto i = state_of_.find(c.table);
     if (i == state_of_.end())
       return {};
-    return write("DELETE FROM " + quote(i->second) + " WHERE row_key = ?1", {txt(c.key)});
+    return write("DELETE FROM " + quote(i->second) + " WHERE row_key = ?1", {txt(key)});
   }
   if (!object)
     return {};
@@ -619,7 +626,7 @@ caf::error sql_store::spool_change(const log_record& r, size_t seq, const row_ch
     t.set = std::move(set);
   }
   // Every column: a field the row no longer has is NULL now.
-  std::vector<nlohmann::json> vals{txt(c.key), lsn, i64(r.execution_id), txt(node_)};
+  std::vector<nlohmann::json> vals{txt(key), lsn, i64(r.execution_id), txt(node_)};
   for (auto& field : t.order) {
     auto& col = t.fields[field];
     auto v = row.find(field);
@@ -641,15 +648,21 @@ caf::error sql_store::spool_record(const log_record& r) {
     return message(0, r.timestamp_ns, r.payload.substr(0, sp), r.sender, r.receiver,
                    sp == std::string::npos ? "" : r.payload.substr(sp + 1));
   }
-  // An invocation record stands for the call and its reply.
-  if (auto err = message(0, r.start_ns, "invoke", r.sender, r.receiver, r.payload))
+  // An invocation record stands for the call and its reply (private fields masked).
+  auto names_of = [](const auto& map, const std::string& proc) -> const spool_privacy::names* {
+    auto i = map.find(proc);
+    return i == map.end() ? nullptr : &i->second;
+  };
+  auto args = masked_fields(r.payload, names_of(privacy_.args, r.procedure));
+  auto result = masked_fields(r.result, names_of(privacy_.results, r.procedure));
+  if (auto err = message(0, r.start_ns, "invoke", r.sender, r.receiver, args))
     return err;
-  if (auto err = message(1, r.end_ns, "reply", r.receiver, r.sender, r.result))
+  if (auto err = message(1, r.end_ns, "reply", r.receiver, r.sender, result))
     return err;
   if (auto err = append_row("func_invocations",
                             {lsn, i64(r.execution_id), i64(r.execution_id), i64(r.parent_id),
                              txt(r.procedure), txt(r.role), txt(r.status), r.read_only ? 1 : 0,
-                             r.start_ns, r.end_ns, r.partition, txt(r.payload), txt(r.result),
+                             r.start_ns, r.end_ns, r.partition, txt(args), txt(result),
                              txt(node_)}))
     return err;
   for (size_t i = 0; i < r.changes.size(); ++i)
@@ -657,10 +670,39 @@ caf::error sql_store::spool_record(const log_record& r) {
       return err;
   for (size_t i = 0; i < r.reads.size(); ++i)
     if (auto err = append_row("row_reads",
-                              {lsn, i, txt(r.reads[i].table), txt(r.reads[i].key),
+                              {lsn, i, txt(r.reads[i].table),
+                               txt(shown_key(r.reads[i].table, r.reads[i].key)),
                                i64(r.execution_id), txt(r.role), r.timestamp_ns, txt(node_)}))
       return err;
   return {};
+}
+
+caf::error sql_store::set_privacy(spool_privacy privacy) {
+  if (!privacy.empty() && !privacy.mask)
+    return make_error(errc::invalid_argument,
+                      "SQL store: a privacy policy that marks values private needs a mask");
+  privacy_ = std::move(privacy);
+  return {};
+}
+
+std::string sql_store::masked_fields(const std::string& json_text,
+                                     const spool_privacy::names* names) const {
+  if (!names || names->empty() || json_text.empty())
+    return json_text;
+  auto j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object())
+    return json_text; // an error's text, or no fields to mask
+  bool changed = false;
+  for (auto& name : *names)
+    if (auto v = j.find(name); v != j.end() && !v->is_null()) {
+      *v = privacy_.mask(v->is_string() ? v->get_ref<const std::string&>() : v->dump());
+      changed = true;
+    }
+  return changed ? dump(j) : json_text;
+}
+
+std::string sql_store::shown_key(const std::string& table, const std::string& key) const {
+  return privacy_.keys.count(table) ? privacy_.mask(key) : key;
 }
 
 caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t max_records,

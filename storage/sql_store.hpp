@@ -20,16 +20,43 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace comb::storage {
 
 struct log_record;
 struct row_change;
+
+/// What of the log the store must not show: credentials (password hashes, session keys) in
+/// procedure arguments and results, in row fields, and as row keys. The provenance log keeps
+/// them (replay needs them); every console user can read the store with raw SQL, so there
+/// each such value (a string as it is, anything else as its JSON text) is `mask(value)`, a
+/// keyed hash the runtime makes (runtime/provenance/spooler.hpp). Equal values stay equal, so
+/// a masked row key is still the key of its current-state row, and a session's calls still
+/// join to its row; without the key nobody can test a guessed value against a mask.
+/// Top-level fields only (the procedures that hold credentials take flat arguments). Plain
+/// value type.
+struct spool_privacy {
+  using names = std::set<std::string, std::less<>>;
+  /// Procedure -> its private arguments (func_invocations.args, the invoke message).
+  std::map<std::string, names, std::less<>> args;
+  /// Procedure -> the private fields of its result (func_invocations.result, the reply).
+  std::map<std::string, names, std::less<>> results;
+  /// Comb table -> its private row fields (row_events.value, its events and current rows).
+  std::map<std::string, names, std::less<>> fields;
+  /// Comb tables whose row keys are private (in every row_key column).
+  names keys;
+  /// Shows a private value; required when anything above is set.
+  std::function<std::string(std::string_view)> mask;
+
+  bool empty() const { return args.empty() && results.empty() && fields.empty() && keys.empty(); }
+};
 
 class sql_store {
 public:
@@ -56,6 +83,10 @@ public:
   /// second with errc::format_mismatch.
   caf::expected<uint64_t> spool(const std::string& log_dir, uint64_t max_records = 0,
                                 const std::string& node = "");
+
+  /// What the next passes show masked (see spool_privacy); none until set. A policy with
+  /// private names and no mask is refused (errc::invalid_argument) and the old one kept.
+  caf::error set_privacy(spool_privacy privacy);
 
   /// Runs one SQL statement with text parameters (?1, ?2, ... in both stores); rows as a
   /// JSON array of objects (integers, reals, text, null). Invalid SQL gets
@@ -143,6 +174,12 @@ private:
   caf::expected<std::vector<const column*>> columns_for(table& t, const nlohmann::json& row);
   caf::error spool_record(const log_record& r);
   caf::error spool_change(const log_record& r, size_t seq, const row_change& c);
+  /// `json_text` (arguments or a result) with the fields in `names` masked.
+  std::string masked_fields(const std::string& json_text, const spool_privacy::names* names) const;
+  /// Row key `key` of `table`, masked when the table's keys are private.
+  std::string shown_key(const std::string& table, const std::string& key) const;
+
+  spool_privacy privacy_;
 
   bool loaded_ = false;
   std::string node_;                                        // the node this pass spools

@@ -94,6 +94,8 @@ caf::expected<json> request_raw(call_context&, transaction& txn, const json& arg
 
 void register_console(runtime::procedure_registry& procs, std::vector<std::string> roles) {
   procs.add_table(accounts_table);
+  // Password hashes are masked in the SQL store, which every console user reads.
+  procs.mark_private(accounts_table, {"password_hash"});
   auto opts = [&](std::string partition_by, bool read_only) {
     runtime::procedure_options o;
     o.roles = roles;
@@ -102,8 +104,12 @@ void register_console(runtime::procedure_registry& procs, std::vector<std::strin
     o.max_args_bytes = 4 * 1024;
     return o;
   };
-  procs.add("console.account_set", account_set, opts("username", false));
-  procs.add("console.account_get", account_get, opts("username", true));
+  auto set = opts("username", false);
+  set.private_args = {"password_hash"};
+  procs.add("console.account_set", account_set, std::move(set));
+  auto get = opts("username", true);
+  get.private_result = {"password_hash"};
+  procs.add("console.account_get", account_get, std::move(get));
   procs.add("console.account_list", account_list, opts("", true));
   procs.add("console.request_raw", request_raw, opts("", true));
 }

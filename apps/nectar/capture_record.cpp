@@ -33,7 +33,100 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+/// The size of raw_request(x), without making it.
+size_t raw_size(const exchange& x) {
+  size_t n = x.method.size() + x.target.size() + x.version.size() + x.body.size() + 6;
+  for (auto& [k, v] : x.headers)
+    n += k.size() + v.size() + 4;
+  return n;
+}
+
+/// True when a field of this (still encoded) name holds a password.
+bool password_like(std::string_view name) {
+  std::string low;
+  for (char c : name)
+    low += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return low.find("pass") != std::string::npos || low.find("pwd") != std::string::npos;
+}
+
+/// "a=1&password=x" -> "a=1&password=masked"; notes "<where>:NAME" for each field masked.
+std::string mask_form(std::string_view text, const char* where, std::vector<std::string>* what) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i <= text.size()) {
+    auto amp = text.find('&', i);
+    auto seg = text.substr(i, amp == std::string_view::npos ? std::string_view::npos : amp - i);
+    auto eq = seg.find('=');
+    if (eq != std::string_view::npos && password_like(seg.substr(0, eq))) {
+      out.append(seg.substr(0, eq + 1));
+      out += masked_form_value;
+      if (what)
+        what->push_back(std::string{where} + ":" + std::string{seg.substr(0, eq)});
+    } else {
+      out.append(seg);
+    }
+    if (amp == std::string_view::npos)
+      break;
+    out += '&';
+    i = amp + 1;
+  }
+  return out;
+}
+
+/// "a=1; b=2" -> "a=[masked]; b=[masked]" (a part without '=' is all value).
+std::string mask_cookies(std::string_view v) {
+  std::string out;
+  size_t i = 0;
+  while (i < v.size()) {
+    auto semi = v.find(';', i);
+    auto part = v.substr(i, semi == std::string_view::npos ? std::string_view::npos : semi - i);
+    size_t lead = 0;
+    while (lead < part.size() && part[lead] == ' ')
+      ++lead;
+    out.append(part.substr(0, lead));
+    part.remove_prefix(lead);
+    auto eq = part.find('=');
+    if (eq != std::string_view::npos)
+      out.append(part.substr(0, eq + 1));
+    if (!part.empty())
+      out += masked_header_value;
+    if (semi == std::string_view::npos)
+      break;
+    out += ';';
+    i = semi + 1;
+  }
+  return out;
+}
+
 } // namespace
+
+exchange mask_credentials(const exchange& x, std::vector<std::string>* what) {
+  exchange out = x;
+  bool cookie = false, auth = false;
+  for (auto& [k, v] : out.headers) {
+    if (iequals(k, "Cookie") && !v.empty()) {
+      v = mask_cookies(v);
+      cookie = true;
+    } else if ((iequals(k, "Authorization") || iequals(k, "Proxy-Authorization")) && !v.empty()) {
+      auto sp = v.find(' ');
+      v = sp == std::string::npos ? std::string{masked_header_value}
+                                  : v.substr(0, sp + 1) + masked_header_value;
+      auth = true;
+    }
+  }
+  if (what && cookie)
+    what->push_back("cookie");
+  if (what && auth)
+    what->push_back("authorization");
+  if (auto q = out.target.find('?'); q != std::string::npos)
+    out.target = out.target.substr(0, q + 1)
+                 + mask_form(std::string_view{out.target}.substr(q + 1), "query", what);
+  auto type = header_value(x, "Content-Type");
+  if (iequals(type.substr(0, 33), "application/x-www-form-urlencoded"))
+    out.body = mask_form(out.body, "form", what);
+  return out;
+}
 
 std::string raw_request(const exchange& x) {
   std::string raw;
@@ -65,7 +158,12 @@ std::string header_value(const exchange& x, std::string_view name) {
   return {};
 }
 
-json capture_row(const exchange& x) {
+json capture_row(const exchange& seen) {
+  std::vector<std::string> what;
+  auto x = mask_credentials(seen, &what);
+  std::string masked;
+  for (auto& w : what)
+    masked += (masked.empty() ? "" : ",") + w;
   auto secs = static_cast<time_t>(x.ts_ns / 1'000'000'000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -77,7 +175,7 @@ json capture_row(const exchange& x) {
   auto stem = target.substr(0, q);
   auto query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
   auto raw = raw_request(x);
-  auto cs_bytes = raw.size();
+  auto cs_bytes = raw_size(seen); // as it came, not as masked
   bool truncated = raw.size() > max_raw_bytes;
   if (truncated)
     raw.resize(max_raw_bytes);
@@ -101,7 +199,8 @@ json capture_row(const exchange& x) {
               {"raw_encoding", text ? "text" : "base64"},
               {"truncated", truncated},
               {"execution_id", x.execution_id},
-              {"trace_id", printable(header_value(x, "X-Nectar-Trace"))}};
+              {"trace_id", printable(header_value(x, "X-Nectar-Trace"))},
+              {"masked", masked}};
 }
 
 } // namespace comb::nectar

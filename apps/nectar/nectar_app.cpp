@@ -390,11 +390,16 @@ void register_nectar(runtime::procedure_registry& procs, std::vector<std::string
   procs.add_table(sessions_table);
   procs.add_table(posts_table);
   procs.add_table(follows_table);
+  // Credentials: password hashes, and session keys (the SHA-256 of the cookie's token, which
+  // the node keys sessions by) are masked in the SQL store (procedure_options::private_args).
+  procs.mark_private(users_table, {"hash"});
+  procs.mark_private(sessions_table, {}, /*keys=*/true);
   auto w = [&](std::string partition_by) {
     runtime::procedure_options o;
     o.roles = roles;
     o.partition_by = std::move(partition_by);
     o.max_args_bytes = 64 * 1024;
+    o.private_args = {"session"};
     return o;
   };
   auto r = [&](std::string partition_by) {
@@ -402,9 +407,13 @@ void register_nectar(runtime::procedure_registry& procs, std::vector<std::string
     o.read_only = true;
     return o;
   };
-  procs.add("nectar.register", do_register, w("username"));
+  auto with_hash = [](runtime::procedure_options o) {
+    o.private_args.push_back("hash");
+    return o;
+  };
+  procs.add("nectar.register", do_register, with_hash(w("username")));
   procs.add("nectar.auth_info", auth_info, r("username"));
-  procs.add("nectar.login", login, w("username"));
+  procs.add("nectar.login", login, with_hash(w("username")));
   procs.add("nectar.logout", logout, w("session"));
   procs.add("nectar.whoami", whoami, r(""));
   procs.add("nectar.post", post, w("session"));

@@ -7,20 +7,38 @@
 // Not copyable.
 #pragma once
 
+#include "storage/sql_store.hpp"
+
 #include <caf/error.hpp>
+#include <caf/expected.hpp>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
-namespace comb::storage {
-class sql_store;
-} // namespace comb::storage
-
 namespace comb::runtime {
+
+class procedure_registry;
+
+/// The file in a log folder that holds the key of the store's masks (spool_privacy_of).
+inline constexpr const char* spool_key_file = "spool.key";
+
+/// What the SQL store must show masked, from the private arguments, results, fields and keys
+/// `procs` declares (procedure_options::private_args, table_decl::private_fields), and the
+/// mask: "[private:" + 24 hex digits of HMAC-SHA256 under the key in `log_dir`/spool.key
+/// (32 random bytes, made with mode 0600 when missing) + "]". A keyed hash rather than one
+/// fixed marker: a masked row key stays the primary key of its current-state row, and equal
+/// values stay equal, so the provenance questions still join a session's calls to its row;
+/// keyed, so that a reader of the store cannot test guesses (a password hash, whose salt the
+/// store shows, would fall to a dictionary through a plain hash). The key sits with the log,
+/// which holds the values themselves: whoever may read it may read them anyway. Errors: the
+/// key cannot be read or made (errc::storage_error naming the file).
+caf::expected<storage::spool_privacy> spool_privacy_of(const procedure_registry& procs,
+                                                       const std::string& log_dir);
 
 /// Checks that the log in `log_dir` holds the record `store` spooled last, the same one (same
 /// execution, time and kind): errc::corrupt_data naming the lsn when the log ends before it,
@@ -37,7 +55,10 @@ public:
   /// stderr with their cause, and the spooler tries again on its next pass. The nodes of a
   /// cluster each spool their own log into one store (a PostgreSQL URL across hosts, or a
   /// SQLite file on one host, whose writers take turns): rows are keyed by (node, lsn).
-  spooler(std::string log_dir, std::string target, std::string node = "");
+  /// With `procs`, the store shows what they mark private masked (spool_privacy_of); a pass
+  /// that cannot make the mask spools nothing and says why.
+  spooler(std::string log_dir, std::string target, std::string node = "",
+          std::shared_ptr<const procedure_registry> procs = nullptr);
   ~spooler();
   spooler(const spooler&) = delete;
   spooler& operator=(const spooler&) = delete;
@@ -62,6 +83,7 @@ private:
   status status_;
   bool stop_ = false;
   std::string node_;
+  std::shared_ptr<const procedure_registry> procs_;
   std::thread thread_;
 };
 

@@ -574,4 +574,102 @@ TEST_SUITE("storage.sql_store") {
     CHECK(text.find("secret") == std::string::npos);
     CHECK(storage::sql_store::display("postgresql://u:pw@h:1/d") == "postgresql://u:***@h:1/d");
   }
+  TEST_CASE("private arguments, results, fields and row keys are masked; masks of one value "
+            "are equal, so current rows and joins still work") {
+    test::temp_dir dir;
+    auto log = dir.path() + "/log";
+    {
+      auto w = test::must(storage::log_writer::open(log));
+      auto login = [](uint64_t exec, const std::string& session, int64_t ts) {
+        auto r = invocation(exec, "app.login", "app", ts,
+                            {{"app.sessions", session, op::insert, {{"user", "u1"}}}});
+        r.payload = json{{"session", session}, {"hash", "H-secret"}, {"user", "u1"}}.dump();
+        return r;
+      };
+      std::vector<storage::log_record> all;
+      all.push_back(invocation(1, "app.register", "app", 1000,
+                               {{"app.users", "u1", op::insert,
+                                 {{"hash", "H-secret"}, {"salt", "s1"}, {"n", 7}}}}));
+      all.back().payload = json{{"hash", "H-secret"}, {"user", "u1"}}.dump();
+      all.push_back(login(2, "S-one", 2000));
+      all.push_back(login(3, "S-two", 3000));
+      all.push_back(invocation(4, "app.post", "app", 4000,
+                               {{"app.posts", "p1", op::insert, {{"text", "hi"}}}},
+                               {{"app.sessions", "S-two"}}));
+      all.back().payload = json{{"session", "S-two"}, {"text", "hi"}}.dump();
+      all.push_back(invocation(5, "app.logout", "app", 5000,
+                               {{"app.sessions", "S-one", op::del, nullptr}}));
+      all.back().payload = json{{"session", "S-one"}}.dump();
+      all.push_back(invocation(6, "app.get", "app", 6000, {}));
+      all.back().result = json{{"hash", "H-secret"}, {"user", "u1"}}.dump();
+      all.push_back(invocation(7, "app.fail", "app", 7000, {}));
+      all.back().payload = "not JSON S-one"; // kept: no fields to find (an error's text)
+      all.back().result = "permission denied";
+      for (auto& r : all) {
+        r.lsn = w->next_lsn();
+        REQUIRE(!w->append(r.lsn, storage::encode(r)));
+      }
+      REQUIRE(!w->sync());
+    }
+    auto s = test::must(storage::sql_store::open(dir.path() + "/p.sqlite"));
+    storage::spool_privacy p;
+    p.args["app.register"] = {"hash"};
+    p.args["app.login"] = {"hash", "session"};
+    p.args["app.post"] = {"session"};
+    p.args["app.logout"] = {"session"};
+    p.results["app.get"] = {"hash"};
+    p.fields["app.users"] = {"hash"};
+    p.keys = {"app.sessions"};
+    CHECK(s->set_privacy(p)); // no mask: refused
+    p.mask = [](std::string_view v) {
+      return "[private:" + std::to_string(std::hash<std::string_view>{}(v) % 100000) + "]";
+    };
+    auto mask = p.mask;
+    REQUIRE(!s->set_privacy(p));
+    CHECK(test::must(s->spool(log)) == 7);
+    auto rows = [&](const std::string& sql) {
+      auto r = s->query(sql);
+      REQUIRE_MESSAGE(r, sql << ": " << test::why(r));
+      return *r;
+    };
+    // No secret in any text cell of any table (the last record's unparsed text aside).
+    size_t cells = 0;
+    for (auto& t : rows("SELECT name FROM sqlite_master WHERE type = 'table'"))
+      for (auto& row : rows("SELECT * FROM \"" + t["name"].get<std::string>() + "\""))
+        for (auto& [col, v] : row.items()) {
+          if (!v.is_string() || v == "not JSON S-one")
+            continue;
+          ++cells;
+          for (auto* secret : {"H-secret", "S-one", "S-two"})
+            CHECK_MESSAGE(v.get<std::string>().find(secret) == std::string::npos,
+                          t["name"] << "." << col << " holds " << secret << ": " << v);
+        }
+    CHECK(cells > 50);
+    // The current rows: S-one's deleted by its masked key, S-two's there.
+    auto live = rows("SELECT row_key, user FROM app_sessions");
+    REQUIRE(live.size() == 1);
+    CHECK(live[0]["row_key"] == mask("S-two"));
+    CHECK(live[0]["user"] == "u1");
+    auto users = rows("SELECT hash, salt, n FROM app_users");
+    CHECK(users[0]["hash"] == mask("H-secret"));
+    CHECK(users[0]["salt"] == "s1");
+    CHECK(users[0]["n"] == 7);
+    // The masked session of a call joins to its row, and to what read it.
+    CHECK(rows("SELECT COUNT(*) AS n FROM func_invocations f JOIN app_sessions s ON "
+               "json_extract(f.args, '$.session') = s.row_key WHERE f.procedure <> "
+               "'app.fail'")[0]["n"] == 2);
+    CHECK(rows("SELECT COUNT(*) AS n FROM row_reads r JOIN app_sessions s ON "
+               "r.row_key = s.row_key")[0]["n"] == 1);
+    auto args = json::parse(
+      rows("SELECT args FROM func_invocations WHERE procedure = 'app.login' ORDER BY lsn")[0]
+          ["args"]
+        .get<std::string>());
+    CHECK(args["user"] == "u1");
+    CHECK(args["hash"] == mask("H-secret"));
+    CHECK(rows("SELECT payload FROM messages WHERE procedure = 'app.get' AND kind = 'reply'")[0]
+            ["payload"]
+          == json{{"hash", mask("H-secret")}, {"user", "u1"}}.dump());
+    CHECK(rows("SELECT result FROM func_invocations WHERE procedure = 'app.fail'")[0]["result"]
+          == "permission denied");
+  }
 }

@@ -119,7 +119,8 @@ TEST_SUITE("apps.nectar.form") {
     CHECK(row["cs_uri_query"] == "q=%27%20OR%201%3D1");
     CHECK(row["cs_user_agent"] == "curl/8");
     CHECK(row["cs_referer"] == "http://nectar/");
-    CHECK(row["cs_cookie"] == "nectar_session=abc");
+    CHECK(row["cs_cookie"] == "nectar_session=[masked]");
+    CHECK(row["masked"] == "cookie");
     CHECK(row["trace_id"] == "t-1");
     CHECK(row["c_ip"] == "127.0.0.1");
     CHECK(row["sc_status"] == 200);
@@ -128,8 +129,9 @@ TEST_SUITE("apps.nectar.form") {
     CHECK(row["raw_encoding"] == "text");
     CHECK(row["truncated"] == false);
     auto raw = raw_request(x);
-    CHECK(row["raw"] == raw);
+    CHECK(row["raw"] == raw_request(mask_credentials(x)));
     CHECK(row["cs_bytes"] == raw.size());
+    CHECK(row["raw"].get<std::string>().find("abc") == std::string::npos);
     CHECK(raw.rfind("POST /search?q=%27%20OR%201%3D1 HTTP/1.1\r\nHost: nectar\r\n", 0) == 0);
 
     x.body = std::string("\xff\xfe", 2) + std::string(max_raw_bytes, 'z');
@@ -139,8 +141,49 @@ TEST_SUITE("apps.nectar.form") {
     auto back = base64_decode(row["raw"].get<std::string>());
     REQUIRE(back);
     CHECK(back->size() == max_raw_bytes);
-    CHECK(*back == raw_request(x).substr(0, max_raw_bytes));
+    CHECK(*back == raw_request(mask_credentials(x)).substr(0, max_raw_bytes));
     CHECK(row["cs_bytes"] == raw_request(x).size());
+  }
+
+  TEST_CASE("credentials are masked in the row: cookie values, Authorization, password fields") {
+    exchange x;
+    x.method = "POST";
+    x.target = "/login?next=%2F&PassWord=q-secret&pwd2=q2";
+    x.version = "HTTP/1.1";
+    x.headers = {{"Authorization", "Basic YWxpY2U6c2VjcmV0"},
+                 {"Content-Type", "application/x-www-form-urlencoded"},
+                 {"Cookie", "nectar_session=0123abcd; theme=dark;flag"},
+                 {"cookie", "other=tok-9"},
+                 {"Proxy-Authorization", "opaque-credential"},
+                 {"User-Agent", "agent"}};
+    x.body = "username=alice&password=correct+horse&csrf=c1&new_passwd=n3w&text=pass";
+    x.status = 303;
+    std::vector<std::string> what;
+    auto m = mask_credentials(x, &what);
+    CHECK(m.target == "/login?next=%2F&PassWord=masked&pwd2=masked");
+    CHECK(m.body == "username=alice&password=masked&csrf=c1&new_passwd=masked&text=pass");
+    CHECK(header_value(m, "Authorization") == "Basic [masked]");
+    CHECK(header_value(m, "Proxy-Authorization") == "[masked]");
+    CHECK(m.headers[2].second == "nectar_session=[masked]; theme=[masked];[masked]");
+    CHECK(m.headers[3].second == "other=[masked]");
+    CHECK(header_value(m, "User-Agent") == "agent");
+    CHECK(what
+          == std::vector<std::string>{"cookie", "authorization", "query:PassWord", "query:pwd2",
+                                      "form:password", "form:new_passwd"});
+    auto row = capture_row(x);
+    CHECK(row["masked"] == "cookie,authorization,query:PassWord,query:pwd2,form:password,"
+                           "form:new_passwd");
+    CHECK(row["cs_cookie"] == "nectar_session=[masked]; theme=[masked];[masked]");
+    CHECK(row["cs_uri_query"] == "next=%2F&PassWord=masked&pwd2=masked");
+    CHECK(row["cs_bytes"] == raw_request(x).size());
+    auto text = row.dump();
+    for (auto* secret : {"0123abcd", "dark", "tok-9", "YWxpY2U6c2VjcmV0", "opaque-credential",
+                         "correct", "q-secret", "n3w"})
+      CHECK_MESSAGE(text.find(secret) == std::string::npos, secret << " is in the row");
+    // A body that is not a form keeps its bytes (only forms have fields to mask).
+    x.headers[1].second = "application/json";
+    x.body = "password=raw";
+    CHECK(mask_credentials(x).body == "password=raw");
   }
 
   TEST_CASE("the model's input has no Host and no trace id; the row keeps them") {
