@@ -94,6 +94,12 @@ struct nectar_report {
   /// labels add after the response was written.
   double after_response_p50_ms = 0;
   double after_response_p99_ms = 0;
+  /// The lag counted from when the generator sent the request (the truth's sent_ns, the same
+  /// wall clock on loopback) instead of from the captured ts_ns, which the server takes when a
+  /// thread starts routing the request: this one also holds the time the request waited for
+  /// a server thread and was read. 0 when the truth has no send times.
+  double lag_sent_p50_ms = 0;
+  double lag_sent_p99_ms = 0;
   /// Labeled warm-up requests left out of the lag.
   uint64_t lag_warmup_excluded = 0;
   /// The lag split into the pipeline's stages, in order (their means add up to the mean lag
