@@ -4,8 +4,9 @@
 // activation loading the chunks into compute, provenance (every result names the version
 // that produced it) and that switching versions fails no call in flight; put refusing files
 // that are not models (each with the check's error); store_version, enqueue_activation,
-// latest_version and read_version from procedures; activation that fails to load; and the
-// dispatcher reloading a version into a restarted compute process.
+// latest_version and read_version from procedures; activation that fails to load; the
+// dispatcher reloading a version into a restarted compute process; and a cluster node's mirror
+// of another node's version (comb.model.mirror_chunk, comb.model.mirror, comb.model.active).
 #include "actors/outbox_dispatcher.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
@@ -316,6 +317,73 @@ TEST_SUITE("runtime.pieces.model_store") {
     auto raw = f.put("blob", 1, random_text(5000, 4), "raw");
     REQUIRE_MESSAGE(raw, test::why(raw));
     CHECK(f.row("blob", 1)["kind"] == "raw");
+  }
+
+  TEST_CASE("a mirror of another node's version is stored only whole and matching its digest, "
+            "then active; this node's own versions and other digests are refused") {
+    store_fixture f;
+    auto mlp = test::must(make_mlp_file({784, 16, 10}, 5));
+    nlohmann::json owner_row{{"name", "far"},
+                             {"version", 3},
+                             {"digest", model_digest(mlp.data(), mlp.size())},
+                             {"chunks", 1},
+                             {"kind", "mlp"},
+                             {"bytes", mlp.size()},
+                             {"loaded", true},
+                             {"activation", "n2-key"}};
+    nlohmann::json args{{"name", "far"}, {"version", 3}, {"owner", "n2"}, {"row", owner_row}};
+    auto mirror = [&] { return f.n->call("comb.model.mirror", args, "admin"); };
+    auto chunk = [&](const std::string& bytes) {
+      return f.n->call(
+        "comb.model.mirror_chunk",
+        {{"name", "far"}, {"version", 3}, {"chunk_no", 0}, {"data", base64_encode(bytes)}},
+        "admin");
+    };
+    auto r = mirror();
+    REQUIRE_MESSAGE(r, test::why(r));
+    CHECK((*r)["mirrored"] == false);
+    CHECK((*r)["missing"] == nlohmann::json::array({0}));
+    // A chunk that does not add up to the digest is dropped and asked for again.
+    auto bad = mlp;
+    bad[bad.size() / 2] ^= 1;
+    REQUIRE(chunk(bad));
+    r = mirror();
+    REQUIRE_MESSAGE(r, test::why(r));
+    CHECK((*r)["mirrored"] == false);
+    CHECK((*r)["missing"] == nlohmann::json::array({0}));
+    CHECK_MESSAGE(r->value("dropped", "").find("not " + owner_row["digest"].get<std::string>())
+                    != std::string::npos,
+                  r->dump());
+    CHECK(f.row("far", 3).is_null());
+    REQUIRE(chunk(mlp));
+    r = mirror();
+    REQUIRE_MESSAGE(r, test::why(r));
+    CHECK((*r)["mirrored"] == true);
+    auto row = f.row("far", 3);
+    REQUIRE(!row.is_null());
+    CHECK(row["mirror_of"] == "n2");
+    CHECK(row["active"] == true);
+    CHECK(row["loaded"] == false); // this node's compute process has not loaded it
+    CHECK(!row.contains("activation"));
+    auto active = f.n->call("comb.model.active", {{"name", "far"}}, "admin");
+    REQUIRE_MESSAGE(active, test::why(active));
+    CHECK((*active)["version"] == 3);
+    CHECK(mirror()); // again: nothing to copy, still active
+    // The owner's version 3 with another digest: refused, the mirror stays.
+    args["row"]["digest"] = std::string(64, 'a');
+    r = mirror();
+    REQUIRE(!r);
+    CHECK_MESSAGE(is(r.error(), errc::corrupt_data), test::why(r));
+    // A version this node stores as its own is never overwritten by a mirror.
+    REQUIRE(f.put("mine", 1, mlp));
+    args = {{"name", "mine"}, {"version", 1}, {"owner", "n2"}, {"row", owner_row}};
+    r = mirror();
+    REQUIRE(!r);
+    CHECK_MESSAGE(is(r.error(), errc::already_exists), test::why(r));
+    CHECK(!f.row("mine", 1).contains("mirror_of"));
+    auto none = f.n->call("comb.model.active", {{"name", "nothing"}}, "admin");
+    REQUIRE(!none);
+    CHECK(is(none.error(), errc::bad_model));
   }
 
   TEST_CASE("store_version, enqueue_activation, latest_version and read_version") {
