@@ -28,6 +28,11 @@ public:
   const tls_config& tls() const { return tls_; }
 
 private:
+  /// How an idle work-stealing worker polls (work-stealing.* of CAF): `knob` is the
+  /// COMB_SCHEDULER_IDLE environment variable, null or "" for Comb's setting, "caf" for CAF's
+  /// defaults, "ATTEMPTS:MS" for moderate-poll-attempts and relaxed-sleep-duration (measurements).
+  void set_idle_polling(const char* knob);
+
   tls_config tls_;
 };
 
