@@ -31,6 +31,7 @@ struct serve_opts {
   size_t batch = 256;
   int batch_ms = 5;
   size_t senders = 2;
+  size_t rules_threads = 2;
   size_t queue_mib = 256;
   size_t threads = 64;
   double seconds = 0;
@@ -77,6 +78,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.batch_requests = o.batch;
   so.capture_opts.batch_delay = std::chrono::milliseconds{o.batch_ms};
   so.capture_opts.senders = o.senders;
+  so.capture_opts.rules_threads = o.rules_threads;
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
   so.threads = o.threads;
   auto srv = nectar::server::start(sys, so);
@@ -146,6 +148,11 @@ void add_nectar_commands(CLI::App& app) {
     ->capture_default_str();
   s->add_option("--senders", o->senders, "Capture threads sending batches to the node")
     ->check(CLI::Range(1, 64))
+    ->capture_default_str();
+  s->add_option("--rules-threads", o->rules_threads,
+                "Capture threads labeling requests by CRS rules (0: on the HTTP thread, after "
+                "its response)")
+    ->check(CLI::Range(0, 64))
     ->capture_default_str();
   s->add_option("--queue-mib", o->queue_mib,
                 "Most MiB of requests held for capture while the node is away (oldest dropped, "

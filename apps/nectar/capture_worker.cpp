@@ -75,36 +75,86 @@ capture_worker::capture_worker(std::shared_ptr<node_link> link, capture_options 
   }
   for (size_t i = 0; i < std::max<size_t>(opts_.senders, 1); ++i)
     threads_.emplace_back([this, i] { run(i); });
+  if (crs_)
+    for (size_t i = 0; i < opts_.rules_threads; ++i)
+      rules_threads_.emplace_back([this] { run_rules(); });
 }
 
 capture_worker::~capture_worker() {
   stop(std::chrono::milliseconds{0});
 }
 
+void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
+                                  [[maybe_unused]] item& it) {
+#ifdef COMB_NECTAR_HAVE_CRS
+  if (!engine)
+    return;
+  anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
+  if (r.body.size() > max_raw_bytes)
+    r.body.resize(max_raw_bytes);
+  auto v = engine->evaluate(r);
+  for (int id : v.rules)
+    it.rule_ids += (it.rule_ids.empty() ? "" : ",") + std::to_string(id);
+  it.rule_label = v.flagged ? 1 : 0;
+  it.rule_score = v.score;
+#endif
+}
+
 void capture_worker::push(exchange x) {
   item it{next_request_id(), std::move(x), 0};
   it.bytes = bytes_of(it.x);
-#ifdef COMB_NECTAR_HAVE_CRS
-  if (crs_) {
-    anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
-    if (r.body.size() > max_raw_bytes)
-      r.body.resize(max_raw_bytes);
-    auto v = crs_->evaluate(r);
-    for (int id : v.rules)
-      it.rule_ids += (it.rule_ids.empty() ? "" : ",") + std::to_string(id);
-    it.rule_label = v.flagged ? 1 : 0;
-    it.rule_score = v.score;
+  bool later = crs_ && !rules_threads_.empty();
+  if (!later) {
+    label_rules(crs_.get(), it);
+    it.queued_at = std::chrono::steady_clock::now();
+    it.queued_ns = wall_clock_ns();
   }
-#endif
-  it.queued_at = std::chrono::steady_clock::now();
-  it.queued_ns = wall_clock_ns();
   std::lock_guard<std::mutex> guard{mu_};
   ++stats_.pushed;
-  // Drop the oldest queued exchanges (never the batch being sent) to stay in the bound.
+  make_room(it.bytes);
+  queue_bytes_ += it.bytes;
+  if (later) {
+    rules_queue_.push_back(std::move(it));
+    rules_cv_.notify_one();
+    return;
+  }
+  queue_.push_back(std::move(it));
+  // A free sender takes it at once (or, with a deadline, counts from the first request).
+  cv_.notify_one();
+}
+
+void capture_worker::run_rules() {
+  // One engine for every rules thread: evaluate() may run on several threads at once.
+  auto* engine = crs_.get();
+  std::unique_lock<std::mutex> lock{mu_};
+  for (;;) {
+    rules_cv_.wait(lock, [&] { return rules_stopping_ || !rules_queue_.empty(); });
+    if (rules_queue_.empty()
+        || (rules_stopping_ && std::chrono::steady_clock::now() >= stop_deadline_))
+      return; // stopping: stop() counts what is left as dropped
+    auto it = std::move(rules_queue_.front());
+    rules_queue_.pop_front();
+    // Its bytes stay counted while CRS runs: the bound holds what the worker holds.
+    lock.unlock();
+    label_rules(engine, it);
+    it.queued_at = std::chrono::steady_clock::now();
+    it.queued_ns = wall_clock_ns();
+    lock.lock();
+    queue_.push_back(std::move(it));
+    cv_.notify_one();
+  }
+}
+
+void capture_worker::make_room(size_t incoming) {
+  // Drop the oldest held exchanges (never the batch being sent) to stay in the bound: the
+  // labeled ones first, they are older.
   uint64_t dropped = 0;
-  while (!queue_.empty() && queue_bytes_ + sending_bytes_ + it.bytes > opts_.max_queue_bytes) {
-    queue_bytes_ -= queue_.front().bytes;
-    queue_.pop_front();
+  while (queue_bytes_ + sending_bytes_ + incoming > opts_.max_queue_bytes) {
+    auto& q = !queue_.empty() ? queue_ : rules_queue_;
+    if (q.empty())
+      break;
+    queue_bytes_ -= q.front().bytes;
+    q.pop_front();
     ++dropped;
   }
   if (dropped > 0) {
@@ -115,19 +165,31 @@ void capture_worker::push(exchange x) {
                 << " oldest requests so far" << std::endl;
     stats_.dropped += dropped;
   }
-  queue_bytes_ += it.bytes;
-  queue_.push_back(std::move(it));
-  // A free sender takes it at once (or, with a deadline, counts from the first request).
-  cv_.notify_one();
 }
 
 void capture_worker::stop(std::chrono::milliseconds deadline) {
   {
     std::lock_guard<std::mutex> guard{mu_};
-    if (!stopping_) {
-      stopping_ = true;
+    if (!rules_stopping_) {
+      rules_stopping_ = true;
       stop_deadline_ = std::chrono::steady_clock::now() + deadline;
     }
+  }
+  // The rules threads label what they hold first (until the deadline), while the senders
+  // still send; then the senders send the rest.
+  rules_cv_.notify_all();
+  for (auto& t : rules_threads_)
+    if (t.joinable())
+      t.join();
+  {
+    std::lock_guard<std::mutex> guard{mu_};
+    if (!rules_queue_.empty()) {
+      stats_.dropped += rules_queue_.size();
+      for (auto& it : rules_queue_)
+        queue_bytes_ -= it.bytes;
+      rules_queue_.clear();
+    }
+    stopping_ = true;
   }
   cv_.notify_all();
   for (auto& t : threads_)
@@ -138,7 +200,7 @@ void capture_worker::stop(std::chrono::milliseconds deadline) {
 capture_stats capture_worker::stats() const {
   std::lock_guard<std::mutex> guard{mu_};
   auto s = stats_;
-  s.queued = queue_.size();
+  s.queued = queue_.size() + rules_queue_.size();
   return s;
 }
 

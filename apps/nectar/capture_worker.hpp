@@ -1,9 +1,9 @@
 // comb::nectar::capture_worker: takes the exchanges the server answered, off the response
 // path, labels each by CRS rules (libmodsecurity + CRS 3.3.4, apps/anomaly/crs_engine.hpp)
-// on the pushing thread (the HTTP thread, after its response is written: CRS costs about a
-// millisecond a request, which one worker thread could not keep up with at a thousand
-// requests a second, and the rule label then waited in its queue) and writes them in batches
-// through httplog.capture, which also enqueues their model labels. Sender threads (2 by
+// on rules threads of its own (the labeling stage: CRS costs about 3 ms of CPU a request,
+// which on the HTTP threads held each one after its response, from its connection's next
+// request; `rules_threads` 0 runs CRS on the pushing thread, as before) and writes them in
+// batches through httplog.capture, which also enqueues their model labels. Sender threads (2 by
 // default) each send what is queued as soon as they are free, so a request waits for no
 // deadline when the pipeline is idle, and batches form by themselves while every sender waits
 // for the node (an optional deadline holds a batch back for more requests). A batch the node
@@ -54,6 +54,9 @@ struct capture_options {
   /// Label by CRS rules (paranoia level 1, Accept-Charset allowed: BENCHMARKING.md).
   bool rules = true;
   int paranoia = 1;
+  /// Threads that run CRS on queued exchanges (one engine for all); 0: CRS runs in push(),
+  /// on the caller's (HTTP) thread.
+  size_t rules_threads = 2;
   /// The anomaly model that labels requests ("" or label = false: none).
   bool label = true;
   std::string model = "waf";
@@ -82,8 +85,8 @@ public:
   capture_worker(std::shared_ptr<node_link> link, capture_options opts);
   ~capture_worker();
 
-  /// Labels one exchange by CRS rules on the caller's thread and queues it (never blocks on
-  /// the node).
+  /// Queues one exchange for its CRS label (on a rules thread, or with rules_threads 0 on
+  /// the caller's) and its capture; never blocks on the node.
   void push(exchange x);
 
   /// Sends what is queued (waiting up to `deadline` for the node), then stops the thread.
@@ -111,6 +114,12 @@ private:
   };
   /// Sender `index`'s loop (sender 0 also asks httplog.label_pending once a second).
   void run(size_t index);
+  /// A rules thread's loop: CRS labels from rules_queue_ into queue_.
+  void run_rules();
+  /// Sets `it`'s rule label with `engine` (nothing when it is null).
+  void label_rules(anomaly::crs_engine* engine, item& it);
+  /// Drops the oldest exchanges (captured ones first) until `incoming` more bytes fit (mu_ held).
+  void make_room(size_t incoming);
   void send(std::deque<item>& batch);
   void label_pending();
 
@@ -119,6 +128,11 @@ private:
   std::unique_ptr<anomaly::crs_engine> crs_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  /// Exchanges waiting for their rule label (their bytes count in queue_bytes_).
+  std::deque<item> rules_queue_;
+  std::condition_variable rules_cv_;
+  bool rules_stopping_ = false;
+  std::vector<std::thread> rules_threads_;
   std::deque<item> queue_;
   size_t queue_bytes_ = 0;
   size_t sending_bytes_ = 0;
