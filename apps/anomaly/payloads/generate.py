@@ -16,6 +16,7 @@ import random
 import re
 import sys
 import uuid
+from urllib.parse import quote_plus
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -780,6 +781,126 @@ def user_agents():
     return sample(read_lines(os.path.join(SQLMAP, "txt", "user-agents.txt")), 1500)
 
 
+def punctuation(fs):
+    """Values whose punctuation is ordinary in its field: the characters and text forms that
+    attacks also use ($, )(, *, |, &, braces, line breaks, written-out escapes), so that they
+    stop meaning "attack" by themselves. Written here (issue 22), with its own seed so the
+    other sets stay as they were; nothing is taken from an attack list."""
+    r = random.Random(22022)
+    out = []
+    # Generated passwords over the printable ASCII symbols (OWASP's list of password
+    # special characters), as password managers make them.
+    symbols = " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~".replace(" ", "")
+    alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    hexd = "0123456789abcdefABCDEF"
+    while len(out) < 500:
+        n = r.randint(10, 24)
+        pw = "".join(r.choice(alnum if r.random() < 0.65 else symbols) for _ in range(n))
+        # A '%' before two hex digits would read as an escape (README "Encoding").
+        if any(pw[i] == "%" and pw[i + 1:i + 2] in list(hexd) and pw[i + 2:i + 3] in list(hexd)
+               for i in range(len(pw))):
+            continue
+        out.append(pw)
+    # Text typed into a textarea: lines end in CR LF, which the browser form-encodes as
+    # %0D%0A (WHATWG HTML, form submission: newlines normalised to CRLF).
+    def form(text):
+        return quote_plus(text.replace("\r\n", "\n").replace("\n", "\r\n"), safe="*-._")
+    labels = ["Order number", "Size", "Colour", "Quantity", "Delivery", "Name", "Phone", "Room",
+              "Date", "Guests", "Reference", "Subject", "Item", "Note"]
+    for loc, f in fs:
+        for _ in range(12):
+            k = r.random()
+            try:
+                if k < 0.3:
+                    t = f.address()
+                elif k < 0.6:
+                    t = "\n".join(f.sentence() for _ in range(r.randint(2, 4)))
+                elif k < 0.8:
+                    t = "\n\n".join(f.text(160) for _ in range(2))
+                else:
+                    t = f.sentence() + "\n" + "\n".join(
+                        "%s: %s" % (r.choice(labels), r.choice([f.word(), str(r.randint(1, 9999)),
+                                                                f.date(), f.name()]))
+                        for _ in range(r.randint(1, 3))) + "\n" + f.name()
+            except Exception:
+                continue
+            if "\n" in t:
+                out.append(form(t))
+    # Written-out escapes: Windows paths (\n, \t, \r start folder names) and programmers'
+    # questions in a search or help box.
+    for loc, f in fs[:12]:
+        for _ in range(10):
+            try:
+                w = f.word()
+                nm = f.first_name()
+            except Exception:
+                break
+            out.append(r.choice(["C:\\Users\\%s\\Documents\\%s.docx", "D:\\temp\\%s\\new\\%s.txt",
+                                 "\\\\fileserver\\team\\%s\\reports\\%s.xlsx",
+                                 "C:\\Program Files\\%s\\tools\\%s.ini"]) % (nm, w))
+    out += ["how to split a string on \\r\\n in python", "difference between \\n and \\r\\n",
+            "replace \\r\\n with \\n in notepad++", "what does \\t mean in a string",
+            "regex \\s+ vs \\s*", "escape \\ in json", "print a newline \\n in java",
+            "windows line endings \\r\\n git", "csv with \\r\\n inside quotes", "\\d{3}-\\d{4} phone regex",
+            "sed 's/\\r$//' file", "why does my text show \\u00e9", "tab separated \\t values excel"]
+    # Parentheses and dollars in prose: legal references, prices, algebra, lists, emoticons.
+    for _ in range(300):
+        a, b = r.randint(1, 999), r.choice("abcdefgh")
+        roman = r.choice(["i", "ii", "iii", "iv", "v", "vi"])
+        out.append(r.choice([
+            "Section %d(%s)(%s)" % (a, b, roman), "§ %d(%s)(%d)" % (a, b, r.randint(1, 9)),
+            "26 U.S.C. § 501(c)(3)", "Rule %d(%s)(%d) applies" % (r.randint(1, 99), b, r.randint(1, 5)),
+            "see Art. %d(%d)(%s) GDPR" % (r.randint(1, 99), r.randint(1, 9), b),
+            "clause %d.%d(%s)(%s)" % (r.randint(1, 20), r.randint(1, 20), b, roman)]))
+    for _ in range(300):
+        p1, p2 = r.randint(1, 500), r.randint(1, 99)
+        out.append(r.choice([
+            "$%d ($%d off)" % (p1, p2), "$%d.%02d (incl. tax)(shipping extra)" % (p1, p2),
+            "%d x $%d.%02d = $%d" % (r.randint(2, 9), p2, r.randint(0, 99), p1),
+            "budget: $%d-$%d" % (p2, p1), "US$%d (approx.)" % p1, "$" * r.randint(1, 4),
+            "price range $$ (moderate)", "paid $%d.%02d; balance $0" % (p1, p2),
+            "(%d)(%d) = %d" % (p2, r.randint(1, 9), p2 * 3), "(x-%d)(x+%d) = 0" % (p2, r.randint(1, 9)),
+            "(a+b)(a-b) = a^2 - b^2", "f(g(x)) for x = %d" % p2, "2*(3+%d) = %d" % (p2, 2 * (3 + p2)),
+            "(1)(2)(3) all of the above", "Steps: (a) measure (b) cut (c) sand", "(555) %03d-%04d (mobile)" % (p1, p1 * 7 % 10000),
+            "¯\\_(ツ)_/¯", ":-) (just kidding)", ";) see you", "(see below)(p. %d)" % p2,
+            "Smith (2019)(eds.)", "(c) %d Smith & Co." % r.randint(1990, 2026)]))
+    # Pipes, asterisks, ampersands, equals signs, brackets, braces and wildcards in values.
+    for loc, f in fs:
+        for _ in range(4):
+            try:
+                w1, w2, w3 = f.word(), f.word(), f.word()
+            except Exception:
+                break
+            out.append(r.choice([
+                "%s | %s | %s" % (w1, w2, w3), "Size: M | Colour: %s" % w1, "*** %s ***" % w1,
+                "%s*" % w1, "*.%s" % r.choice(["pdf", "jpg", "docx", "csv"]), "%s & %s" % (w1, w2),
+                "%s=%s, %s=%s" % (w1, r.randint(1, 99), w2, r.randint(1, 99)), "[%s] %s" % (w1, w2),
+                "{%s}" % w1, "%s (%s) [%s]" % (w1, w2, w3), "%s -> %s => %s" % (w1, w2, w3),
+                "5* rating, %s" % w1, "%s/%s/%s" % (w1, w2, w3), "#%s @%s" % (w1, w2),
+                "%s; %s; %s" % (w1, w2, w3), "\"%s\" or '%s'" % (w1, w2)]))
+    out += ["R&D", "AT&T", "H&M", "B&B near the beach", "Q&A", "Johnson & Johnson", "rock & roll",
+            "A|B testing", "1 | 2 | 3", "a*b*c", "5 * 3 = 15", "x != y", "a >= b", "2 <= n <= 10",
+            "50% + 10%", "100%", "#1 seller", "[x] done [ ] todo", "{ }", "<3", "->", "=>", ":: notes ::"]
+    # JSON documents that use '$' keys by their specification: JSON Schema ($schema, $id,
+    # $ref, $defs; json-schema.org) and JSON-LD-like "@" keys, as API clients send them.
+    for loc, f in fs:
+        try:
+            nm = f.word()
+        except Exception:
+            continue
+        o = r.choice([
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+             "properties": {nm: {"type": r.choice(["string", "integer", "boolean"])}}},
+            {"$id": "https://example.com/%s.schema.json" % nm, "title": nm.capitalize(), "type": "object"},
+            {"$ref": "#/$defs/%s" % nm},
+            {"items": {"$ref": "#/components/schemas/%s" % nm.capitalize()}},
+            {"amount": "$%d.%02d" % (r.randint(1, 999), r.randint(0, 99)), "note": f.sentence()},
+            {"@context": "https://schema.org", "@type": "Person", "name": f.name()},
+        ])
+        out.append(json.dumps(o, ensure_ascii=False, separators=r.choice([(",", ":"), (", ", ": ")])))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main():
@@ -854,10 +975,21 @@ def main():
          "languages, plus queries with SQL/shell-looking words written here."),
         ("user_agents", user_agents, "User-Agent header values: a sample of sqlmap 1.7 (Debian package)\n"
          "data/txt/user-agents.txt (real browsers' agent strings)."),
+        ("punctuation", lambda: punctuation(fs), "Values whose punctuation is ordinary in their field (issue 22): generated\n"
+         "passwords over OWASP's password special characters; textarea text with CR LF line breaks,\n"
+         "form-encoded as WHATWG HTML submits it (%0D%0A), from python3-fake-factory 0.9.3 sentences and\n"
+         "addresses; Windows paths and programmers' questions with written-out \\n \\r \\t; legal\n"
+         "references such as 501(c)(3), prices with $, algebra, lists, emoticons; | * & = [] {} in\n"
+         "ordinary values; JSON Schema documents with $schema/$id/$ref keys (json-schema.org).\n"
+         "Written here; nothing taken from an attack list."),
     ]
     for name, fn, hdr in benign:
         write("benign", name, hdr, fn())
 
 
 if __name__ == "__main__":
+    # Faker's et_EE names come out in set order, which follows Python's string hashing:
+    # a fixed hash seed makes a rerun write the same files.
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
     main()
