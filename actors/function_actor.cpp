@@ -209,12 +209,17 @@ std::chrono::milliseconds silence_limit(const function_config& cfg, const job& j
                             : cfg.request_timeout;
 }
 
-/// The connection counts as lost for the tasks `keys` (of generations `gens`), which got no
-/// reply for `limit`: they are sent again (late replies are ignored, their generation over).
+/// The tasks `keys` (of generations `gens`) got no reply for `limit`: each such silence
+/// counts as an attempt, and a task fails (unavailable) once it has had max_attempts. Their
+/// pieces are not sent again: the connection is up (a lost one ends in the down handler or
+/// in error replies, which restart the task), and CAF's middleman hands out the same cached
+/// connection to the same host and port, so a resend travels behind the pieces it repeats.
+/// Those completed the task once the compute process caught up (at load 12, or after a
+/// stall of one socket read), the resent ones were refused ("duplicate piece", protocol
+/// error), which failed the task, and the first result was dropped as stale.
 void lost(function_actor_t* self, const std::vector<std::pair<uint64_t, uint32_t>>& keys,
           std::chrono::milliseconds limit) {
   auto& st = self->state;
-  drop_connection(self);
   for (auto& [key, gen] : keys) {
     auto i = st.jobs.find(key);
     if (i == st.jobs.end() || i->second.generation != gen)
@@ -223,10 +228,17 @@ void lost(function_actor_t* self, const std::vector<std::pair<uint64_t, uint32_t
     record(self, "piece_error", false, j.req, "error",
            {{"error",
              "no reply from the compute process for " + std::to_string(limit.count()) + " ms"}});
-    restart(self, key,
-            make_error(errc::unavailable, "task " + std::to_string(j.req.task_id)
-                                            + ": no reply from " + endpoint_of(st.cfg) + " for "
-                                            + std::to_string(limit.count()) + " ms"));
+    if (j.attempts >= st.cfg.max_attempts) {
+      fail(self, key,
+           make_error(errc::unavailable,
+                      "task " + std::to_string(j.req.task_id) + ": compute process at "
+                        + endpoint_of(st.cfg) + " unavailable after " + std::to_string(j.attempts)
+                        + " attempts: task " + std::to_string(j.req.task_id) + ": no reply from "
+                        + endpoint_of(st.cfg) + " for " + std::to_string(limit.count()) + " ms"));
+      continue;
+    }
+    ++j.attempts;
+    j.progress = clock_type::now(); // another `limit` on the same connection
   }
 }
 

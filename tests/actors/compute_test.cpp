@@ -23,6 +23,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -195,6 +196,19 @@ struct local_compute {
       .receive([&](std::string& s) { out = nlohmann::json::parse(s); },
                [&](caf::error& e) { FAIL("models: " << describe(e)); });
     return out;
+  }
+};
+
+/// Counts a function actor's reports that the compute process gave no reply for its
+/// request_timeout (its piece_error provenance records).
+struct silence_log : provenance_hook {
+  std::atomic<int> silences{0};
+  void before_commit(storage::transaction&, invocation_record&) override {}
+  void after_commit(const invocation_record&, bool) override {}
+  void on_failed(const invocation_record&) override {}
+  void on_message(const message_record& m) override {
+    if (m.kind == "piece_error" && m.payload.find("no reply") != std::string::npos)
+      ++silences;
   }
 };
 
@@ -687,6 +701,39 @@ TEST_SUITE("actors.compute") {
     CHECK(r->output == checksum_output({input}));
     // A lower bound, so not a flaky timing: the batch deadline held the task, as meant.
     CHECK(std::chrono::steady_clock::now() - t0 >= 1400ms);
+  }
+
+  TEST_CASE("a compute process silent for longer than request_timeout, then back: the task "
+            "completes, its pieces not sent again and refused as duplicates") {
+    // A stalled read (load 12) made the function actor send a task's pieces again over the
+    // same connection, behind the first ones: the compute process refused them ("duplicate
+    // piece", protocol_error) and the task failed although its result was coming.
+    test::compute_child proc;
+    client c;
+    auto log = std::make_shared<silence_log>();
+    actors::function_config fc;
+    fc.compute_port = proc.port();
+    fc.max_attempts = 10;
+    fc.request_timeout = 300ms;
+    fc.retry_delay = 100ms;
+    fc.shared_memory = false; // pieces over TCP, as to a compute process on another host
+    fc.provenance = log;
+    c.spawned.push_back(actors::spawn_function_actor(c.sys, fc));
+    auto fn = c.spawned.back();
+    auto input = random_bytes(6 * max_piece_payload + 5, 13);
+    auto first = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input)); // connects
+    REQUIRE_MESSAGE(first, text(first));
+    proc.signal(SIGSTOP); // silent, its connection up
+    auto pending = c.self->request(fn, 60s, run_atom::value,
+                                   whole_task(2, piece_kind::infer, "checksum", input));
+    REQUIRE(test::wait_until([&] { return log->silences.load() >= 2; }, 30s,
+                             "the function actor to report the silence twice"));
+    proc.signal(SIGCONT);
+    caf::expected<task_result> r = make_error(errc::timeout, "no reply");
+    pending.receive([&](task_result& x) { r = std::move(x); },
+                    [&](caf::error& e) { r = std::move(e); });
+    REQUIRE_MESSAGE(r, text(r));
+    CHECK(r->output == checksum_output({input}));
   }
 
   TEST_CASE("in process: an MLP runs through pieces on the executor, one runner call per batch") {
