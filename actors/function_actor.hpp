@@ -29,17 +29,19 @@ struct function_config {
   /// Pieces of one task in flight at once (CAF 0.17's middleman moves large messages fastest
   /// with little queued; see perf/pieces).
   uint32_t window = 2;
-  /// Times a task is sent in all when the compute process is unreachable or dies (>= 1).
+  /// Times a task is sent in all when the compute process is unreachable or dies, and
+  /// silences of request_timeout a task may have (>= 1).
   uint32_t max_attempts = 10;
   /// Pause before reconnecting / resending after the compute process went away.
   std::chrono::milliseconds retry_delay{200};
   /// Pause before resending a piece the pool refused as overloaded, and how often.
   std::chrono::milliseconds overload_delay{10};
   uint32_t max_overload_retries = 6000;
-  /// Backstop for a task whose pieces are in flight: when no reply came for this long, the
-  /// connection counts as lost and the task is sent again (the compute process usually
-  /// answers at once). Checked by one timer per actor, not per piece: a CAF request timeout
-  /// on every piece woke CAF's clock thread twice per piece.
+  /// Backstop for a task whose pieces are in flight: when no reply came for this long, that
+  /// counts as an attempt and the task waits on (the compute process usually answers at
+  /// once); it is not sent again over a connection that is up, where the resent pieces would
+  /// come behind the first ones as duplicates. Checked by one timer per actor, not per piece:
+  /// a CAF request timeout on every piece woke CAF's clock thread twice per piece.
   std::chrono::milliseconds request_timeout{60000};
   /// The same backstop once every piece of a task is sent and answered but the one whose
   /// reply is the task's result: the compute process is running the task (a training epoch
