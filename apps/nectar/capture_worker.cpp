@@ -103,7 +103,14 @@ void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
 void capture_worker::push(exchange x) {
   item it{next_request_id(), std::move(x), 0};
   it.bytes = bytes_of(it.x);
-  bool later = crs_ && !rules_threads_.empty();
+  // To the rules threads, unless they are behind: then this thread labels its own, as with
+  // no rules threads. Under saturation a rules thread gets one thread's share of the cores
+  // and the HTTP threads many, so a queue for them alone would only grow.
+  bool later = false;
+  if (crs_ && !rules_threads_.empty()) {
+    std::lock_guard<std::mutex> guard{mu_};
+    later = rules_queue_.size() < 2 * rules_threads_.size();
+  }
   if (!later) {
     label_rules(crs_.get(), it);
     it.queued_at = std::chrono::steady_clock::now();

@@ -2,7 +2,8 @@
 // path, labels each by CRS rules (libmodsecurity + CRS 3.3.4, apps/anomaly/crs_engine.hpp)
 // on rules threads of its own (the labeling stage: CRS costs about 3 ms of CPU a request,
 // which on the HTTP threads held each one after its response, from its connection's next
-// request; `rules_threads` 0 runs CRS on the pushing thread, as before) and writes them in
+// request; the pushing thread labels its own while they are behind, and always with
+// `rules_threads` 0, as before) and writes them in
 // batches through httplog.capture, which also enqueues their model labels. Sender threads (2 by
 // default) each send what is queued as soon as they are free, so a request waits for no
 // deadline when the pipeline is idle, and batches form by themselves while every sender waits
@@ -55,7 +56,9 @@ struct capture_options {
   bool rules = true;
   int paranoia = 1;
   /// Threads that run CRS on queued exchanges (one engine for all); 0: CRS runs in push(),
-  /// on the caller's (HTTP) thread.
+  /// on the caller's (HTTP) thread, as it also does while more than 2 exchanges per rules
+  /// thread wait for one (they are behind: under saturation each gets one thread's share of
+  /// the cores).
   size_t rules_threads = 2;
   /// The anomaly model that labels requests ("" or label = false: none).
   bool label = true;
