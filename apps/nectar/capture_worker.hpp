@@ -1,9 +1,8 @@
 // comb::nectar::capture_worker: takes the exchanges the server answered, off the response
 // path, labels each by CRS rules (libmodsecurity + CRS 3.3.4, apps/anomaly/crs_engine.hpp)
-// on rules threads of its own (the labeling stage: CRS costs about 3 ms of CPU a request,
-// which on the HTTP threads held each one after its response, from its connection's next
-// request; the pushing thread labels its own while they are behind, and always with
-// `rules_threads` 0, as before) and writes them in
+// on the pushing thread (the HTTP thread, after its response is written), or, with
+// `rules_threads`, on threads of its own (the pushing thread still labels its own while they
+// are behind; measured slower, see rules_threads), and writes them in
 // batches through httplog.capture, which also enqueues their model labels. Sender threads (2 by
 // default) each send what is queued as soon as they are free, so a request waits for no
 // deadline when the pipeline is idle, and batches form by themselves while every sender waits
@@ -58,8 +57,12 @@ struct capture_options {
   /// Threads that run CRS on queued exchanges (one engine for all); 0: CRS runs in push(),
   /// on the caller's (HTTP) thread, as it also does while more than 2 exchanges per rules
   /// thread wait for one (they are behind: under saturation each gets one thread's share of
-  /// the cores).
-  size_t rules_threads = 2;
+  /// the cores). 0 by default: measured (perf_nectar --quick --benchmarks=lag, 1,000/s
+  /// offered, two paired runs at load 1.3-4 on 2 cores), 2 rules threads made the rules
+  /// stage p50 8.3 and 6.9 ms against 2.1 and 3.4 ms, and the lag's p99 702 and 1113 ms
+  /// against 322 and 488 ms: the HTTP threads wait on the node most of the time, so CRS on
+  /// them was not what held requests up.
+  size_t rules_threads = 0;
   /// The anomaly model that labels requests ("" or label = false: none).
   bool label = true;
   std::string model = "waf";
