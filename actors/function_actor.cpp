@@ -3,6 +3,7 @@
 #include "base/errc.hpp"
 #include "runtime/pieces/piece.hpp"
 #include "runtime/pieces/transfer_tuning.hpp"
+#include "runtime/tls.hpp"
 #include "base/wall_clock.hpp"
 
 #include <caf/all.hpp>
@@ -242,15 +243,15 @@ void lost(function_actor_t* self, const std::vector<std::pair<uint64_t, uint32_t
   }
 }
 
-/// Restarts the tasks whose pieces got no reply for request_timeout (result_timeout while
-/// the task runs): the connection counts as lost. A task whose last piece is out (the
-/// compute process holds it whole: its reply is the result, as for every task of one piece
-/// or sent through shared memory) and that is silent for request_timeout makes the actor
-/// ask the compute process whether it is there at all (ping_atom, answered by the compute
-/// actor while executors run): no answer within request_timeout, and the connection counts
-/// as lost too. Before result_timeout, a task that ran longer than request_timeout was sent
-/// again while it ran, and its result was dropped; before the ping, a silent compute process
-/// held a one-piece task for result_timeout.
+/// Finds the tasks whose pieces got no reply for request_timeout (result_timeout while the
+/// task runs) and counts the silence against them (lost()). A task whose last piece is out
+/// (the compute process holds it whole: its reply is the result, as for every task of one
+/// piece or sent through shared memory) and that is silent for request_timeout makes the
+/// actor ask the compute process whether it is there at all (ping_atom, answered by the
+/// compute actor while executors run): no answer within request_timeout counts as such a
+/// silence too. Before the ping, a stopped compute process held a one-piece task for
+/// result_timeout (30 min); a task that runs long in a compute process that answers is left
+/// to run.
 void sweep(function_actor_t* self) {
   auto& st = self->state;
   st.sweeping = false;
@@ -494,7 +495,10 @@ void connect(function_actor_t* self) {
     return;
   }
   st.connecting = true;
-  // With TLS, the OpenSSL module's connection manager: same messages, TLS underneath.
+  // With TLS, the OpenSSL module's connection manager: same messages, TLS underneath; the
+  // compute process's certificate must be for the host we connect to.
+  if (st.cfg.tls)
+    runtime::expect_tls_host(st.cfg.compute_host, st.cfg.compute_port);
   auto mm = st.cfg.tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
   self
     ->request(mm, std::chrono::seconds{10}, caf::connect_atom::value, st.cfg.compute_host,
