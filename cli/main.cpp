@@ -5,6 +5,7 @@
 
 #include "apps/apps.hpp"
 #include "base/errc.hpp"
+#include "base/stop_signals.hpp"
 
 #include <csignal>
 #include <cstring>
@@ -26,14 +27,6 @@ void fail(const std::string& cmd, const caf::error& e, int code) {
 } // namespace comb::cli
 
 namespace {
-
-sigset_t stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
-}
 
 pthread_t main_thread;
 
@@ -97,7 +90,7 @@ int main(int argc, char** argv) {
   // `comb node` blocked them only once its config was read, and OpenBLAS's threads never, so
   // a SIGTERM could end it with status 143 instead of a clean stop. Commands that do not
   // wait for one get the default action back before they run.
-  auto stop = stop_signals();
+  auto stop = comb::stop_signal_set();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   main_thread = pthread_self();
   struct sigaction forward {};

@@ -19,6 +19,7 @@
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
 #include "base/errc.hpp"
+#include "base/stop_signals.hpp"
 #include "base/sync_point.hpp"
 #include "node/compute_process.hpp"
 #include "node/node.hpp"
@@ -45,10 +46,7 @@ namespace {
 // SIGINT/SIGTERM, blocked in this thread (main() has already blocked them before anything
 // else ran, so every thread has them blocked), for wait_for_signal() to take synchronously.
 sigset_t block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  auto set = stop_signal_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   return set;
 }

@@ -8,6 +8,7 @@
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "base/html.hpp"
+#include "base/stop_signals.hpp"
 #include "base/wall_clock.hpp"
 
 #include <httplib.h>
@@ -572,19 +573,13 @@ void console_server::stop() {
 }
 
 void console_server::block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  auto set = stop_signal_set();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 void console_server::run_until_signal(double seconds) {
   block_stop_signals();
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  auto set = stop_signal_set();
   std::thread server([this] { run(); });
   if (seconds > 0) {
     timespec ts{static_cast<time_t>(seconds),
