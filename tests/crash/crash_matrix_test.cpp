@@ -42,19 +42,6 @@ struct point {
   int after;
 };
 
-std::vector<std::string> node_argv(const std::string& data, int port) {
-  return {test::comb_binary(),
-          "node",
-          "--data",
-          data,
-          "--listen",
-          "127.0.0.1:" + std::to_string(port),
-          "--durability",
-          "sync",
-          "--partitions",
-          "2"};
-}
-
 // What the clients of one run were told.
 struct acked {
   std::mutex mtx;
@@ -122,7 +109,7 @@ void check_point(caf::actor_system& sys, const point& p) {
   std::atomic<int> done{0};
   {
     int port = test::free_port();
-    auto argv = node_argv(data, port);
+    auto argv = test::node_argv(data, port);
     argv.insert(argv.begin(), {"/usr/bin/env", std::string{"COMB_KILL_AT="} + p.name,
                                "COMB_KILL_AFTER=" + std::to_string(p.after)});
     test::child_process node{argv, dir.path() + "/node1.log"};
@@ -146,7 +133,7 @@ void check_point(caf::actor_system& sys, const point& p) {
   // Restart on the same folder (recovery), let it serve once, stop it cleanly.
   {
     int port = test::free_port();
-    test::child_process node{node_argv(data, port), dir.path() + "/node2.log"};
+    test::child_process node{test::node_argv(data, port), dir.path() + "/node2.log"};
     auto c = test::connect_retry(sys, port);
     REQUIRE_MESSAGE(c, test::why(c) << "\n" << test::read_file(dir.path() + "/node2.log"));
     auto total = c->call("bank.total", "{}", "auditor");

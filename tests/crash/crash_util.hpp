@@ -17,6 +17,21 @@
 
 namespace comb::test {
 
+/// `comb node` on `data` at 127.0.0.1:`port`, sync durability, 2 partitions: the node the
+/// crash tests kill and restart.
+inline std::vector<std::string> node_argv(const std::string& data, int port) {
+  return {comb_binary(),
+          "node",
+          "--data",
+          data,
+          "--listen",
+          "127.0.0.1:" + std::to_string(port),
+          "--durability",
+          "sync",
+          "--partitions",
+          "2"};
+}
+
 /// The wait status of `p` once it ends, or -1 when it runs past `timeout`.
 inline int wait_exit(child_process& p, std::chrono::milliseconds timeout) {
   int status = -1;

@@ -36,16 +36,7 @@ namespace {
 std::unique_ptr<test::child_process> start_node(const std::string& data, int port,
                                                 const std::string& log,
                                                 const std::string& point = "") {
-  std::vector<std::string> argv{test::comb_binary(),
-                                "node",
-                                "--data",
-                                data,
-                                "--listen",
-                                "127.0.0.1:" + std::to_string(port),
-                                "--durability",
-                                "sync",
-                                "--partitions",
-                                "2"};
+  auto argv = test::node_argv(data, port);
   if (!point.empty())
     argv.insert(argv.begin(), {"/usr/bin/env", "COMB_KILL_AT=" + point,
                                "COMB_KILL_SIGNAL=" + std::to_string(SIGTERM)});
