@@ -431,6 +431,7 @@ struct eval_args {
   std::string ood;
   std::string model;
   std::string ood_lines = "all";
+  std::string validation_lines = "own";
   size_t ood_per_set = 400;
   double ood_fp = 0.01;
 };
@@ -593,6 +594,7 @@ void run_eval(const common_args& a, const eval_args& e) {
   o.config = make_config(a);
   o.train = make_train_options(a);
   o.validation_share = a.validation;
+  o.validation = e.validation_lines == "all" ? validation_lines::all : validation_lines::own;
   o.seed = a.seed;
   o.log = &std::cout;
   std::ofstream errors;
@@ -609,10 +611,10 @@ void run_eval(const common_args& a, const eval_args& e) {
     protocols.push_back(tokenizer_protocol::all_data);
   std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
               "value letters %s, decode %s, keywords %s, batch %d, at most %d epochs, patience "
-              "%d, %d learning-rate drops of %g, seed %llu\n",
+              "%d, %d learning-rate drops of %g, validation lines %s, seed %llu\n",
               ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
               a.value_letters.c_str(), a.decode.c_str(), a.keywords.c_str(), a.batch, a.epochs,
-              a.patience, a.lr_drops, static_cast<double>(a.lr_decay),
+              a.patience, a.lr_drops, static_cast<double>(a.lr_decay), e.validation_lines.c_str(),
               static_cast<unsigned long long>(a.seed));
   if (payloads)
     std::printf("training parts also get payload sets put into their normal requests (test "
@@ -937,6 +939,12 @@ void add_anomaly_commands(CLI::App& app) {
   add_common(ev, *ea);
   ev->add_option("--folds", ee->folds, "k of the k-fold")->capture_default_str();
   ev->add_option("--run-folds", ee->run_folds, "run only the first N folds (0 = all)");
+  ev->add_option("--validation-lines", ee->validation_lines,
+                 "validation lines for early stopping and learning-rate drops: own (a share of "
+                 "CSIC's training part, split off before the payload sets are added, so they "
+                 "do not decide the schedule) or all (a share of everything trained on)")
+    ->check(CLI::IsMember({"own", "all"}))
+    ->capture_default_str();
   ev->add_option("--errors", ee->errors,
                  "write each misclassified test request (label, score, model text) to FILE");
   ev->add_option("--protocol", ee->protocol,

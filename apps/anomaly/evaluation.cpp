@@ -76,10 +76,18 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
     else
       texts[i] = to_model_text(ds.requests[i].request, opts.config.text);
   }
+  // Validation lines (early stopping and learning-rate drops): with validation_lines::own a
+  // share of the data set's own training requests, split off before augmentation, so that
+  // the added sets do not decide the schedule and no validation request is a base of an
+  // added one; with ::all a share of everything trained on (the earlier behaviour).
+  const bool own_validation = opts.validation == validation_lines::own;
+  split tv;
+  if (own_validation)
+    tv = validation_split(s.train, labels, opts.validation_share, opts.seed + 17);
   auto train = s.train;
   if (opts.augment) {
     std::vector<const http_request*> bases;
-    for (auto i : s.train)
+    for (auto i : own_validation ? tv.train : s.train)
       if (labels[i] == 0)
         bases.push_back(&ds.requests[i].request);
     auto extra = augmentation(bases, *opts.augment);
@@ -87,9 +95,12 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
       return extra.error();
     for (auto& r : *extra) {
       train.push_back(texts.size());
+      if (own_validation)
+        tv.train.push_back(texts.size());
       texts.push_back(to_model_text(r.request, opts.config.text));
       labels.push_back(r.label);
     }
+    res.augmented = extra->size();
   }
   const size_t n_all = texts.size();
   // Tokenizer.
@@ -116,8 +127,10 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   std::vector<std::vector<int32_t>> seqs(n_all);
   for (size_t i = 0; i < n_all; ++i)
     seqs[i] = d.encode_text(texts[i]);
-  // Training with early stopping on a validation share of the training part.
-  auto tv = validation_split(train, labels, opts.validation_share, opts.seed + 17);
+  // Training with early stopping on the validation lines.
+  if (!own_validation)
+    tv = validation_split(train, labels, opts.validation_share, opts.seed + 17);
+  res.validation = tv.test;
   auto topts = opts.train;
   topts.seed = opts.seed;
   auto tr = train_model(d, seqs, labels, tv.train, tv.test, topts,
@@ -162,7 +175,8 @@ caf::expected<std::vector<experiment_result>> run_kfold(const csic_dataset& ds, 
     if (opts.log)
       *opts.log << "  fold " << f + 1 << "/" << k << ": " << r->metrics.to_string() << "  epochs "
                 << r->training.epochs_run << " (best " << r->training.best_epoch << ", "
-                << r->training.lr_drops << " learning-rate drops)\n"
+                << r->training.lr_drops << " learning-rate drops; " << r->validation.size()
+                << " validation lines)\n"
                 << std::flush;
     out.push_back(std::move(*r));
   }

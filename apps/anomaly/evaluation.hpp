@@ -42,11 +42,22 @@ enum class test_perturbation {
   random_cookies,
 };
 
+/// Where an experiment's validation lines (early stopping, learning-rate drops) come from.
+enum class validation_lines {
+  /// A share of the data set's own training requests, split off before augmentation (the
+  /// added requests are made from the rest's normal ones): the payload sets and other
+  /// sites do not decide the schedule.
+  own,
+  /// A share of everything trained on, added requests included (the earlier behaviour).
+  all,
+};
+
 struct eval_options {
   detector_config config;
   train_options train;
   /// Share of the training part held out for early stopping.
   double validation_share = 0.1;
+  validation_lines validation = validation_lines::own;
   uint64_t seed = 1;
   test_perturbation perturb = test_perturbation::none;
   /// Log lines (per experiment results); nullptr = quiet.
@@ -65,6 +76,11 @@ struct experiment_result {
   double test_seconds = 0;
   size_t train_size = 0;
   size_t test_size = 0;
+  /// Requests added to training by augmentation.
+  size_t augmented = 0;
+  /// The validation lines: indices into the data set, or at or past its size for added
+  /// requests (validation_lines::all only).
+  std::vector<size_t> validation;
 };
 
 /// Trains on `s.train`, tests on `s.test`.

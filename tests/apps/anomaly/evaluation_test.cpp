@@ -9,6 +9,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <unistd.h>
 
 using namespace comb::anomaly;
 
@@ -87,6 +92,66 @@ TEST_SUITE("apps.anomaly.evaluation") {
       CHECK((*abl)[i].variant == &ablations()[i]);
       CHECK((*abl)[i].result.metrics.total() == (*abl)[0].result.metrics.total());
     }
+  }
+
+  TEST_CASE("validation lines: CSIC's own training requests, never added ones, unless asked") {
+    if (!test::have_csic()) {
+      MESSAGE("CSIC 2010 not found at " << test::csic_dir() << ": skipped");
+      return;
+    }
+    namespace fs = std::filesystem;
+    auto dir = fs::temp_directory_path() / ("comb_eval_val_" + std::to_string(::getpid()));
+    fs::create_directories(dir / "attacks");
+    fs::create_directories(dir / "benign");
+    {
+      std::ofstream a(dir / "attacks" / "sqli.txt");
+      std::ofstream b(dir / "benign" / "names.txt");
+      for (int i = 0; i < 150; ++i) {
+        a << "' or " << i << "=" << i << " --\n";
+        b << "Name Number" << i << "\n";
+      }
+    }
+    auto sets = load_payload_dir(dir.string());
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    REQUIRE_MESSAGE(sets, comb::test::why(sets));
+    auto ds = load_csic(test::csic_dir(), 60);
+    REQUIRE(ds);
+    std::vector<int> labels;
+    for (auto& r : ds->requests)
+      labels.push_back(r.label);
+    auto sp = stratified_share(labels, 0.6, 1);
+    REQUIRE(sp);
+    augment_options aug;
+    aug.payloads = &*sets;
+    eval_options o;
+    o.config.vocab_size = 300;
+    o.config.model.embed = 8;
+    o.config.model.filters = 4;
+    o.config.model.seq_len = 64;
+    o.train.max_epochs = 1;
+    o.augment = &aug;
+    const size_t n = ds->requests.size();
+    auto own = run_experiment(*ds, *sp, tokenizer_protocol::training_part, o);
+    REQUIRE_MESSAGE(own, comb::test::why(own));
+    REQUIRE(own->augmented > 100);
+    // The same lines as a validation split of CSIC's training part alone: the added requests
+    // do not change them, and none is a test request.
+    auto expect = validation_split(sp->train, labels, o.validation_share, o.seed + 17);
+    CHECK(own->validation == expect.test);
+    for (auto i : own->validation) {
+      CHECK(i < n);
+      CHECK(std::find(sp->test.begin(), sp->test.end(), i) == sp->test.end());
+    }
+    // The earlier behaviour, kept for comparison: added requests are validation lines too.
+    o.validation = validation_lines::all;
+    auto all = run_experiment(*ds, *sp, tokenizer_protocol::training_part, o);
+    REQUIRE_MESSAGE(all, comb::test::why(all));
+    CHECK(all->augmented == own->augmented);
+    auto added = std::count_if(all->validation.begin(), all->validation.end(),
+                               [&](size_t i) { return i >= n; });
+    CHECK(added > 0);
+    CHECK(all->validation.size() > own->validation.size());
   }
 
 } // TEST_SUITE
