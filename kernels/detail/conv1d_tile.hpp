@@ -141,6 +141,96 @@ __attribute__((target("avx512f"))) void conv1d_tiles_store(const float* xs, int6
   }
 }
 
+/// The weight gradient of one sequence, transposed: dwt [c_out, kd] (row stride kd) +=
+/// dy^T windows, dwt[o, kk] += sum over t < n of dys[t * c_out + o] * xs[t * c_in + kk] (the
+/// window of t is the kd contiguous floats from row t of xs). A tile is RK filters (each
+/// dy value broadcast) x V vectors of 16 window positions, accumulated in registers over all
+/// n time steps and added to dwt once; x and dy are read straight from the sequence, so no
+/// im2col and no padded copy of dy. kd's last vector is masked.
+template <int RK, int V>
+__attribute__((target("avx512f"))) void conv1d_dw_tile(const float* xs, int64_t c_in, int64_t kd,
+                                                       const float* dys, int64_t c_out, int64_t n,
+                                                       int64_t o0, int64_t k0, float* dwt) {
+  __mmask16 mask[V];
+#  pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    int64_t left = std::clamp<int64_t>(kd - k0 - 16 * v, 0, 16);
+    mask[v] = static_cast<__mmask16>((1u << left) - 1);
+  }
+  __m512 acc[RK][V];
+#  pragma GCC unroll 8
+  for (int i = 0; i < RK; ++i)
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      acc[i][v] = _mm512_setzero_ps();
+  const float* xr = xs + k0;
+  const float* dr = dys + o0;
+  for (int64_t t = 0; t < n; ++t, xr += c_in, dr += c_out) {
+    __m512 xv[V];
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      xv[v] = _mm512_maskz_loadu_ps(mask[v], xr + 16 * v);
+#  pragma GCC unroll 8
+    for (int i = 0; i < RK; ++i) {
+      __m512 g = _mm512_set1_ps(dr[i]);
+#  pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        acc[i][v] = _mm512_fmadd_ps(g, xv[v], acc[i][v]);
+    }
+  }
+#  pragma GCC unroll 8
+  for (int i = 0; i < RK; ++i)
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      float* o = dwt + (o0 + i) * kd + k0 + 16 * v;
+      _mm512_mask_storeu_ps(o, mask[v], _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], o), acc[i][v]));
+    }
+}
+
+/// conv1d_dw_tile<RK, 1..4> for the vectors of kd from k0 on, V = min(4, what is left).
+template <int RK>
+__attribute__((target("avx512f"))) void conv1d_dw_rows(const float* xs, int64_t c_in, int64_t kd,
+                                                       const float* dys, int64_t c_out, int64_t n,
+                                                       int64_t o0, float* dwt) {
+  for (int64_t k0 = 0; k0 < kd; k0 += 64) {
+    switch (std::min<int64_t>(4, (kd - k0 + 15) / 16)) {
+    case 4:
+      conv1d_dw_tile<RK, 4>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+      break;
+    case 3:
+      conv1d_dw_tile<RK, 3>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+      break;
+    case 2:
+      conv1d_dw_tile<RK, 2>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+      break;
+    default:
+      conv1d_dw_tile<RK, 1>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+      break;
+    }
+  }
+}
+
+/// dwt [c_out, kd] += the weight gradient of one sequence (conv1d_dw_tile): filters in tiles
+/// of 6 (24 accumulators with 4 vectors), the last 0 to 5 as tiles of 4, 2 and 1.
+__attribute__((target("avx512f"))) inline void conv1d_weight_grad(const float* xs, int64_t c_in,
+                                                                  int64_t kd, const float* dys,
+                                                                  int64_t c_out, int64_t n,
+                                                                  float* dwt) {
+  int64_t o0 = 0;
+  for (; o0 + 6 <= c_out; o0 += 6)
+    conv1d_dw_rows<6>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+  if (o0 + 4 <= c_out) {
+    conv1d_dw_rows<4>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+    o0 += 4;
+  }
+  if (o0 + 2 <= c_out) {
+    conv1d_dw_rows<2>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+    o0 += 2;
+  }
+  if (o0 < c_out)
+    conv1d_dw_rows<1>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+}
+
 /// A strip of up to 8 output pixels of a dense 2-D convolution (NHWC): rows[r] is the
 /// top-left input of pixel r's window in a padded image with row stride `stride` floats,
 /// the window kh segments of kw * c_in floats; out[r] its output row. n pixels are real.

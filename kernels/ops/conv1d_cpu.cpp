@@ -147,27 +147,36 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
 
 namespace {
 
-/// The valid-padding backward with AVX-512. dw: dy copied to [batch, time, c_out] with
-/// zero rows for t >= t_out, so that over the flattened batch dw[j] = x shifted by j rows,
-/// transposed, times that copy: one sgemm per tap over the whole batch (a window that
-/// crosses into the next sequence meets a zero row). dx: the full convolution of dy with
-/// the taps flipped and transposed, through the forward's register tiles (each sequence's
-/// dy between k - 1 zero rows on either side), so no dcol buffer and no col2im.
+/// The valid-padding backward with AVX-512. dw: register tiles over each sequence's x and
+/// dy as they are (detail::conv1d_weight_grad, no copies), the sequences in a fixed number of
+/// parts across the pool, each part summing into its own transposed partial [c_out, k * c_in];
+/// the partials are then added in part order (the same sums whatever the threads do) into dw.
+/// dx: the full convolution of dy with the taps flipped and transposed, through the
+/// forward's register tiles (each sequence's dy between k - 1 zero rows on either side), so
+/// no dcol buffer and no col2im.
 void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w, const float* dy,
                            float* dx, float* dw) {
 #ifdef COMB_CONV1D_TILE_AVX512
-  const int64_t f = d.c_out, rows = d.batch * d.time;
-  float* dyp = detail::scratch(static_cast<size_t>(rows * f), 2);
-  detail::parallel_range(d.batch, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      std::memcpy(dyp + b * d.time * f, dy + b * d.t_out * f,
-                  static_cast<size_t>(d.t_out * f) * sizeof(float));
-      std::fill(dyp + (b * d.time + d.t_out) * f, dyp + (b + 1) * d.time * f, 0.0f);
-    }
+  const int64_t f = d.c_out, kdw = d.k * d.c_in;
+  const int parts = static_cast<int>(
+    std::min<int64_t>(d.batch, std::max<int64_t>(1, int64_t{detail::cpu_threads()} * 2)));
+  float* partial = detail::scratch(static_cast<size_t>(parts * f * kdw), 2);
+  detail::parallel_for(parts, [&](int p) {
+    float* dwt = partial + p * f * kdw;
+    std::fill(dwt, dwt + f * kdw, 0.0f);
+    for (int64_t b = d.batch * p / parts; b < d.batch * (p + 1) / parts; ++b)
+      detail::conv1d_weight_grad(x + b * d.time * d.c_in, d.c_in, kdw, dy + b * d.t_out * f, f,
+                                 d.t_out, dwt);
   });
-  for (int64_t j = 0; j < d.k; ++j)
-    detail::sgemm(/*trans_a=*/true, /*trans_b=*/false, d.c_in, f, rows - j, 1.0f, x + j * d.c_in,
-                  d.c_in, dyp, f, 0.0f, dw + j * d.c_in * f, f);
+  detail::parallel_range(kdw, 16, [&](int64_t k0, int64_t k1) {
+    for (int64_t kk = k0; kk < k1; ++kk)
+      for (int64_t o = 0; o < f; ++o) {
+        float sum = partial[o * kdw + kk];
+        for (int p = 1; p < parts; ++p)
+          sum += partial[(p * f + o) * kdw + kk];
+        dw[kk * f + o] = sum;
+      }
+  });
   if (!dx)
     return;
   // w' [k * c_out, c_in]: w'[j' * c_out + o, c] = w[k - 1 - j', c, o], packed for the tiles.

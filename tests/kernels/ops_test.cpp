@@ -182,6 +182,20 @@ TEST_SUITE("kernels.ops") {
                            return std::vector<tensor>{dx, dw, db};
                          }});
       }
+    // TextCNN-sized channels (full vectors of 16 in k * c_in, filters in tiles of 6 and 4)
+    // over more sequences than the backward splits the weight gradient into.
+    for (int64_t k : {3, 4}) {
+      auto x = random_f32({7, 21, 64}, rng);
+      auto w = random_f32({k, 64, 100}, rng);
+      auto dy = random_f32({7, 21 - k + 1, 100}, rng);
+      cases.push_back({"conv1d k=" + std::to_string(k) + " 64 -> 100 backward",
+                       op::conv1d_backward, [=](backend& b) {
+                         tensor dx, dw, db;
+                         OK(b.conv1d_backward(on(b, x), on(b, w), on(b, dy), conv1d_params{}, &dx,
+                                              dw, &db));
+                         return std::vector<tensor>{dx, dw, db};
+                       }});
+    }
     // Batch 1 and a sequence exactly the kernel long.
     auto x1 = random_f32({1, 4, 3}, rng);
     auto w1 = random_f32({4, 3, 2}, rng);
