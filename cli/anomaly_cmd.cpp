@@ -421,6 +421,7 @@ void run_calibrate(const common_args& a, const std::string& in, const std::strin
 struct eval_args {
   int folds = 5;
   int run_folds = 0;
+  int first_fold = 1;
   std::string protocol = "both";
   std::string shares = "80,50,25,10,5";
   bool ablations = false;
@@ -432,6 +433,7 @@ struct eval_args {
   std::string model;
   std::string ood_lines = "all";
   std::string validation_lines = "own";
+  bool plateau_metrics = false;
   size_t ood_per_set = 400;
   double ood_fp = 0.01;
 };
@@ -595,6 +597,7 @@ void run_eval(const common_args& a, const eval_args& e) {
   o.train = make_train_options(a);
   o.validation_share = a.validation;
   o.validation = e.validation_lines == "all" ? validation_lines::all : validation_lines::own;
+  o.plateau_metrics = e.plateau_metrics;
   o.seed = a.seed;
   o.log = &std::cout;
   std::ofstream errors;
@@ -624,10 +627,13 @@ void run_eval(const common_args& a, const eval_args& e) {
     std::printf("\n== Table 2 (CSIC row), stratified %d-fold, %s\n", e.folds, to_string(p).c_str());
     std::fflush(stdout);
     if (!e.skip_kfold) {
-      auto rs = run_kfold(ds, e.folds, p, o, e.run_folds);
+      auto rs = run_kfold(ds, e.folds, p, o, e.run_folds, e.first_fold);
       if (!rs)
         fail(describe(rs.error()));
-      print_table2_row(e.run_folds > 0 ? "(partial: first folds only)" : "result", *rs);
+      print_table2_row(e.first_fold > 1 ? "(partial: later folds only)"
+                       : e.run_folds > 0 ? "(partial: first folds only)"
+                                         : "result",
+                       *rs);
     }
     if (shares.empty())
       continue;
@@ -939,12 +945,20 @@ void add_anomaly_commands(CLI::App& app) {
   add_common(ev, *ea);
   ev->add_option("--folds", ee->folds, "k of the k-fold")->capture_default_str();
   ev->add_option("--run-folds", ee->run_folds, "run only the first N folds (0 = all)");
+  ev->add_option("--first-fold", ee->first_fold,
+                 "start at this fold (1-based; with --run-folds 1, one fold, so that folds can "
+                 "run in separate processes)")
+    ->capture_default_str();
   ev->add_option("--validation-lines", ee->validation_lines,
                  "validation lines for early stopping and learning-rate drops: own (a share of "
                  "CSIC's training part, split off before the payload sets are added, so they "
                  "do not decide the schedule) or all (a share of everything trained on)")
     ->check(CLI::IsMember({"own", "all"}))
     ->capture_default_str();
+  ev->add_flag("--plateau-metrics", ee->plateau_metrics,
+               "also print the test part's metrics at each plateau that lowers the learning "
+               "rate: the model a schedule of that many drops would have kept (one run "
+               "measures --lr-drops 0..N)");
   ev->add_option("--errors", ee->errors,
                  "write each misclassified test request (label, score, model text) to FILE");
   ev->add_option("--protocol", ee->protocol,

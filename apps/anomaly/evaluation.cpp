@@ -131,8 +131,28 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   if (!own_validation)
     tv = validation_split(train, labels, opts.validation_share, opts.seed + 17);
   res.validation = tv.test;
+  std::vector<std::vector<int32_t>> test_seqs;
+  test_seqs.reserve(s.test.size());
+  for (auto i : s.test)
+    test_seqs.push_back(seqs[i]);
   auto topts = opts.train;
   topts.seed = opts.seed;
+  if (opts.plateau_metrics)
+    topts.on_plateau = [&](int) -> caf::error {
+      auto p = d.score_encoded(test_seqs);
+      if (!p)
+        return p.error();
+      binary_metrics m;
+      for (size_t k = 0; k < s.test.size(); ++k)
+        m.add(labels[s.test[k]], (*p)[k] >= 0.5f);
+      if (opts.log)
+        *opts.log << "  " << opts.train.label << (opts.train.label.empty() ? "" : " ")
+                  << "kept with " << res.at_plateau.size() << " learning-rate drop"
+                  << (res.at_plateau.size() == 1 ? "" : "s") << ": " << m.to_string() << "\n"
+                  << std::flush;
+      res.at_plateau.push_back(m);
+      return {};
+    };
   auto tr = train_model(d, seqs, labels, tv.train, tv.test, topts,
                         augmented_weights(n_all, n, topts.augmented_weight));
   if (!tr)
@@ -140,10 +160,6 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
   res.training = *tr;
   // Test.
   t0 = clock_type::now();
-  std::vector<std::vector<int32_t>> test_seqs;
-  test_seqs.reserve(s.test.size());
-  for (auto i : s.test)
-    test_seqs.push_back(seqs[i]);
   auto p = d.score_encoded(test_seqs);
   if (!p)
     return p.error();
@@ -160,13 +176,18 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
 
 caf::expected<std::vector<experiment_result>> run_kfold(const csic_dataset& ds, int k,
                                                         tokenizer_protocol protocol,
-                                                        const eval_options& opts, int only_folds) {
+                                                        const eval_options& opts, int only_folds,
+                                                        int first_fold) {
   auto folds = stratified_kfold(labels_of(ds), k, opts.seed);
   if (!folds)
     return folds.error();
+  if (first_fold < 1 || first_fold > k)
+    return make_error(errc::invalid_argument, "first fold " + std::to_string(first_fold)
+                                                + " is not one of the " + std::to_string(k)
+                                                + " folds");
   std::vector<experiment_result> out;
-  int run = only_folds > 0 ? std::min(only_folds, k) : k;
-  for (int f = 0; f < run; ++f) {
+  int end = only_folds > 0 ? std::min(first_fold - 1 + only_folds, k) : k;
+  for (int f = first_fold - 1; f < end; ++f) {
     auto o = opts;
     o.train.label = "fold " + std::to_string(f + 1) + "/" + std::to_string(k);
     auto r = run_experiment(ds, (*folds)[static_cast<size_t>(f)], protocol, o);

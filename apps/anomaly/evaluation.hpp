@@ -65,6 +65,9 @@ struct eval_options {
   /// Payload sets put into the training part's normal requests (augmentation); the test
   /// part stays CSIC's own. nullptr = CSIC only.
   const augment_options* augment = nullptr;
+  /// Also score the test part at each plateau that lowers the learning rate
+  /// (train_options::on_plateau): experiment_result::at_plateau.
+  bool plateau_metrics = false;
   /// Misclassified test requests of every experiment: "label L score S\n<model text>\n\n".
   std::ostream* errors = nullptr;
 };
@@ -81,6 +84,9 @@ struct experiment_result {
   /// The validation lines: indices into the data set, or at or past its size for added
   /// requests (validation_lines::all only).
   std::vector<size_t> validation;
+  /// With eval_options::plateau_metrics: at_plateau[k] is the test part's metrics of the
+  /// model that a schedule of k learning-rate drops would have kept.
+  std::vector<binary_metrics> at_plateau;
 };
 
 /// Trains on `s.train`, tests on `s.test`.
@@ -88,11 +94,13 @@ caf::expected<experiment_result> run_experiment(const csic_dataset& ds, const sp
                                                 tokenizer_protocol protocol,
                                                 const eval_options& opts);
 
-/// Stratified k-fold cross-validation; `only_folds` > 0 runs just the first that many.
+/// Stratified k-fold cross-validation; `only_folds` > 0 runs just that many, starting at
+/// fold `first_fold` (1-based; so that folds can run in separate processes). Errors:
+/// errc::invalid_argument for a first fold outside 1..k.
 caf::expected<std::vector<experiment_result>> run_kfold(const csic_dataset& ds, int k,
                                                         tokenizer_protocol protocol,
                                                         const eval_options& opts,
-                                                        int only_folds = 0);
+                                                        int only_folds = 0, int first_fold = 1);
 
 /// One row of Table 3: a training share and its experiment.
 struct share_result {

@@ -204,6 +204,9 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
       lr *= opts.lr_decay;
       if (auto err = restore_best(lr))
         return err;
+      if (opts.on_plateau)
+        if (auto err = opts.on_plateau(res.lr_drops))
+          return err;
       ++res.lr_drops;
       since_best = 0;
       if (opts.progress) {

@@ -16,6 +16,7 @@
 #include <caf/expected.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <vector>
 
@@ -46,6 +47,12 @@ struct train_options {
   /// site's requests), against 1 for the data set's own: below 1 they count less, so that CSIC's own boundary is not
   /// traded for the injected families. 1 = plain mean loss.
   float augmented_weight = 1.0f;
+  /// Measurements only: called at each plateau that lowers the learning rate, once the best
+  /// epoch's weights are back in the detector, with the number of drops made before it. The
+  /// detector then holds the model that training with that many drops would have kept (the
+  /// same seed and an epoch limit it did not reach), so one run measures each schedule. An
+  /// error stops training.
+  std::function<caf::error(int drops_before)> on_plateau;
 };
 
 struct train_result {

@@ -85,6 +85,21 @@ TEST_SUITE("apps.anomaly.evaluation") {
     CHECK((*rows)[1].result.train_size + (*rows)[1].result.test_size == ds->requests.size());
     auto bad = run_share_sweep(*ds, {1.5}, tokenizer_protocol::all_data, o);
     CHECK_FALSE(bad);
+    // One later fold alone (folds in separate processes): the same test part as that fold's.
+    std::vector<int> labels;
+    for (auto& r : ds->requests)
+      labels.push_back(r.label);
+    auto folds = stratified_kfold(labels, 3, o.seed);
+    REQUIRE(folds);
+    auto second = run_kfold(*ds, 3, tokenizer_protocol::training_part, o, 1, 2);
+    REQUIRE_MESSAGE(second, comb::test::why(second));
+    REQUIRE(second->size() == 1);
+    CHECK((*second)[0].test_size == (*folds)[1].test.size());
+    CHECK((*second)[0].metrics.total() == (*folds)[1].test.size());
+    auto past = run_kfold(*ds, 3, tokenizer_protocol::training_part, o, 1, 4);
+    REQUIRE_FALSE(past);
+    CHECK(comb::is(past.error(), comb::errc::invalid_argument));
+    CHECK(comb::describe(past.error()).find("first fold 4") != std::string::npos);
     auto abl = run_ablations(*ds, o);
     REQUIRE_MESSAGE(abl, comb::test::why(abl));
     REQUIRE(abl->size() == ablations().size());

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 using namespace comb;
@@ -254,8 +255,9 @@ TEST_SUITE("apps.anomaly.textcnn") {
       labels[i] = static_cast<int>(rng() % 2);
       (i % 4 == 0 ? val : train).push_back(i);
     }
-    auto run = [&](int drops, detector& d) {
+    auto run = [&](int drops, detector& d, std::function<caf::error(int)> on_plateau = {}) {
       train_options o;
+      o.on_plateau = std::move(on_plateau);
       o.max_epochs = 60;
       o.batch = 8;
       o.patience = 1;
@@ -295,6 +297,42 @@ TEST_SUITE("apps.anomaly.textcnn") {
           == doctest::Approx(
             *std::min_element(sched.validation_loss.begin(), sched.validation_loss.end())));
     CHECK(d.model().options().learning_rate == doctest::Approx(1e-3f));
+    // At each plateau that lowers the rate the detector holds what a schedule of fewer drops
+    // keeps: at the first the plain run's model, at the second the one-drop run's.
+    auto scores = [&](detector& m) {
+      auto q = m.score_encoded(vs);
+      REQUIRE(q);
+      return *q;
+    };
+    auto hooked_d = make();
+    std::vector<int> seen;
+    std::vector<std::vector<float>> at;
+    auto hooked = run(2, hooked_d, [&](int before) -> caf::error {
+      seen.push_back(before);
+      at.push_back(scores(hooked_d));
+      return {};
+    });
+    CHECK(hooked.epochs_run == sched.epochs_run);
+    REQUIRE(seen == std::vector<int>{0, 1});
+    auto one_d = make();
+    auto one = run(1, one_d);
+    CHECK(one.lr_drops == 1);
+    for (auto [k, m] : {std::pair{0, &plain_d}, std::pair{1, &one_d}}) {
+      auto want = scores(*m);
+      for (size_t i = 0; i < want.size(); ++i)
+        CHECK(at[static_cast<size_t>(k)][i] == doctest::Approx(want[i]).epsilon(1e-5));
+    }
+    CHECK(scores(hooked_d) == scores(d));
+    // An error from the hook stops training, named.
+    auto stopped_d = make();
+    train_options so;
+    so.max_epochs = 60;
+    so.batch = 8;
+    so.lr_drops = 2;
+    so.on_plateau = [](int) { return make_error(errc::invalid_argument, "stop here"); };
+    auto stopped = train_model(stopped_d, seqs, labels, train, val, so);
+    REQUIRE_FALSE(stopped);
+    CHECK(describe(stopped.error()).find("stop here") != std::string::npos);
     // Bad schedules are refused, named.
     train_options bad;
     bad.lr_drops = 1;
