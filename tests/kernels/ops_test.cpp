@@ -429,6 +429,18 @@ TEST_SUITE("kernels.ops") {
                            return std::vector<tensor>{dx, dw, db};
                          }});
       }
+    // Inputs in several blocks (the AVX-512 GEMM sums blocks of up to 256), outputs in
+    // panels of 48, 48 and 4, a last tile of 5 rows.
+    auto x = random_f32({37, 600}, rng);
+    auto w = random_f32({600, 100}, rng);
+    auto bias = random_f32({100}, rng);
+    cases.push_back({"dense 37 x 600 -> 100", op::dense, [=](backend& b) {
+                       tensor y, y2;
+                       auto bb = on(b, bias);
+                       OK(b.dense(on(b, x), on(b, w), &bb, y));
+                       OK(b.dense(on(b, x), on(b, w), nullptr, y2));
+                       return std::vector<tensor>{y, y2};
+                     }});
     CHECK(run_cases(cases) > 0);
   }
 
