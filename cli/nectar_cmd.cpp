@@ -32,6 +32,7 @@ struct serve_opts {
   int batch_ms = 5;
   size_t senders = 2;
   size_t rules_threads = 0;
+  std::string capture_at = "arrival";
   size_t queue_mib = 256;
   size_t threads = 64;
   double seconds = 0;
@@ -41,8 +42,8 @@ std::string stats_line(const nectar::capture_stats& s) {
   return "captured " + std::to_string(s.captured) + ", duplicates " + std::to_string(s.duplicates)
          + ", queued " + std::to_string(s.queued) + ", dropped " + std::to_string(s.dropped)
          + ", rejected " + std::to_string(s.rejected) + ", retries " + std::to_string(s.retries)
-         + ", model calls " + std::to_string(s.label_calls) + ", waited for a model "
-         + std::to_string(s.unlabeled);
+         + ", responses added later " + std::to_string(s.responses) + ", model calls "
+         + std::to_string(s.label_calls) + ", waited for a model " + std::to_string(s.unlabeled);
 }
 
 void serve(const serve_opts& o) {
@@ -79,6 +80,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.batch_delay = std::chrono::milliseconds{o.batch_ms};
   so.capture_opts.senders = o.senders;
   so.capture_opts.rules_threads = o.rules_threads;
+  so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
   so.threads = o.threads;
   auto srv = nectar::server::start(sys, so);
@@ -150,9 +152,15 @@ void add_nectar_commands(CLI::App& app) {
     ->check(CLI::Range(1, 64))
     ->capture_default_str();
   s->add_option("--rules-threads", o->rules_threads,
-                "Capture threads labeling requests by CRS rules (0: on the HTTP thread, after "
-                "its response; measured faster on 2 cores)")
+                "Capture threads labeling requests by CRS rules (0: on the HTTP thread; "
+                "measured faster on 2 cores)")
     ->check(CLI::Range(0, 64))
+    ->capture_default_str();
+  s->add_option("--capture-at", o->capture_at,
+                "When a request is captured: 'arrival' (its row, rule label and model label do "
+                "not wait for its handler; the response fields follow) or 'response' (after "
+                "its response is written)")
+    ->check(CLI::IsMember({"arrival", "response"}))
     ->capture_default_str();
   s->add_option("--queue-mib", o->queue_mib,
                 "Most MiB of requests held for capture while the node is away (oldest dropped, "

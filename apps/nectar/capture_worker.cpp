@@ -102,6 +102,33 @@ void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
 
 void capture_worker::push(exchange x) {
   item it{next_request_id(), std::move(x), 0};
+  enqueue(std::move(it));
+}
+
+std::string capture_worker::begin(exchange x) {
+  item it{next_request_id(), std::move(x), 0};
+  it.at_arrival = true;
+  it.open = true;
+  auto id = it.id;
+  enqueue(std::move(it));
+  return id;
+}
+
+void capture_worker::complete(const std::string& id, int status, size_t response_bytes,
+                              double time_taken_ms, uint64_t execution_id) {
+  response r{id, status, response_bytes, time_taken_ms, execution_id};
+  std::lock_guard<std::mutex> guard{mu_};
+  if (auto o = open_.find(id); o != open_.end()) {
+    // Its row is queued or with the node: merged into the row, or sent once it is acknowledged.
+    o->second.resp = std::move(r);
+    return;
+  }
+  // Acknowledged already (or dropped: then the node finds no row and counts it missing).
+  responses_.push_back(std::move(r));
+  cv_.notify_one();
+}
+
+void capture_worker::enqueue(item it) {
   it.bytes = bytes_of(it.x);
   // To the rules threads, unless they are behind: then this thread labels its own, as with
   // no rules threads. Under saturation a rules thread gets one thread's share of the cores
@@ -120,6 +147,8 @@ void capture_worker::push(exchange x) {
   ++stats_.pushed;
   make_room(it.bytes);
   queue_bytes_ += it.bytes;
+  if (it.open)
+    open_.emplace(it.id, open_request{});
   if (later) {
     rules_queue_.push_back(std::move(it));
     rules_cv_.notify_one();
@@ -128,6 +157,11 @@ void capture_worker::push(exchange x) {
   queue_.push_back(std::move(it));
   // A free sender takes it at once (or, with a deadline, counts from the first request).
   cv_.notify_one();
+}
+
+void capture_worker::forget(const item& it) {
+  if (it.open)
+    open_.erase(it.id);
 }
 
 void capture_worker::run_rules() {
@@ -161,6 +195,7 @@ void capture_worker::make_room(size_t incoming) {
     if (q.empty())
       break;
     queue_bytes_ -= q.front().bytes;
+    forget(q.front());
     q.pop_front();
     ++dropped;
   }
@@ -192,8 +227,10 @@ void capture_worker::stop(std::chrono::milliseconds deadline) {
     std::lock_guard<std::mutex> guard{mu_};
     if (!rules_queue_.empty()) {
       stats_.dropped += rules_queue_.size();
-      for (auto& it : rules_queue_)
+      for (auto& it : rules_queue_) {
         queue_bytes_ -= it.bytes;
+        forget(it);
+      }
       rules_queue_.clear();
     }
     stopping_ = true;
@@ -207,7 +244,7 @@ void capture_worker::stop(std::chrono::milliseconds deadline) {
 capture_stats capture_worker::stats() const {
   std::lock_guard<std::mutex> guard{mu_};
   auto s = stats_;
-  s.queued = queue_.size() + rules_queue_.size();
+  s.queued = queue_.size() + rules_queue_.size() + responses_.size();
   return s;
 }
 
@@ -215,12 +252,23 @@ void capture_worker::run(size_t index) {
   auto next_pending = std::chrono::steady_clock::now();
   for (;;) {
     std::deque<item> batch;
+    std::vector<response> responses;
     size_t bytes = 0;
+    bool sending = false;
     {
       std::unique_lock<std::mutex> lock{mu_};
-      auto ready = [&] { return stopping_ || !queue_.empty(); };
+      // Stopping, a sender ends once nothing is queued and no batch is with the node (an
+      // acknowledged batch may leave responses to send), or at the deadline.
+      auto done = [&] {
+        return stopping_
+               && ((queue_.empty() && responses_.empty() && in_flight_ == 0)
+                   || std::chrono::steady_clock::now() >= stop_deadline_);
+      };
+      auto ready = [&] { return done() || !queue_.empty() || !responses_.empty(); };
       if (index == 0)
-        cv_.wait_until(lock, next_pending, ready);
+        cv_.wait_until(lock, stopping_ ? stop_deadline_ : next_pending, ready);
+      else if (stopping_)
+        cv_.wait_until(lock, stop_deadline_, ready);
       else
         cv_.wait(lock, ready);
       if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0 && in_flight_ > 0) {
@@ -233,35 +281,64 @@ void capture_worker::run(size_t index) {
           return stopping_ || queue_.size() >= opts_.batch_requests || in_flight_ == 0;
         });
       }
-      if (stopping_ && (queue_.empty() || std::chrono::steady_clock::now() >= stop_deadline_))
+      if (done())
         return;
       while (!queue_.empty() && batch.size() < opts_.batch_requests
              && (batch.empty() || bytes + queue_.front().bytes <= opts_.batch_bytes)) {
         bytes += queue_.front().bytes;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        auto& it = batch.back();
+        if (!it.open)
+          continue;
+        // Its response came while it was queued: one row with both.
+        auto o = open_.find(it.id);
+        if (o != open_.end() && o->second.resp) {
+          auto& r = *o->second.resp;
+          it.x.status = r.status;
+          it.x.response_bytes = r.bytes;
+          it.x.time_taken_ms = r.time_taken_ms;
+          it.x.execution_id = r.execution_id;
+          it.open = false;
+          open_.erase(o);
+        }
       }
+      while (!responses_.empty() && responses.size() < 4096) {
+        responses.push_back(std::move(responses_.front()));
+        responses_.pop_front();
+      }
+      sending = !batch.empty() || !responses.empty();
       queue_bytes_ -= bytes;
       sending_bytes_ += bytes;
-      in_flight_ += batch.empty() ? 0 : 1;
+      in_flight_ += sending ? 1 : 0;
     }
-    if (!batch.empty())
-      send(batch);
+    if (sending)
+      send(batch, responses);
     {
       std::lock_guard<std::mutex> guard{mu_};
       sending_bytes_ -= bytes;
-      in_flight_ -= batch.empty() ? 0 : 1;
+      in_flight_ -= sending ? 1 : 0;
+      // The node has these rows now (or refused them): responses that came meanwhile follow.
+      for (auto& it : batch) {
+        if (!it.open)
+          continue;
+        auto o = open_.find(it.id);
+        if (o == open_.end())
+          continue;
+        if (o->second.resp)
+          responses_.push_back(std::move(*o->second.resp));
+        open_.erase(o);
+      }
     }
-    if (!batch.empty())
-      cv_.notify_all(); // a sender waiting on this batch's deadline may go
-    if (index == 0 && std::chrono::steady_clock::now() >= next_pending) {
+    cv_.notify_all(); // a sender waiting on this batch's deadline, or to stop, may go
+    if (index == 0 && !stopping_ && std::chrono::steady_clock::now() >= next_pending) {
       label_pending();
       next_pending = std::chrono::steady_clock::now() + std::chrono::seconds{1};
     }
   }
 }
 
-void capture_worker::send(std::deque<item>& batch) {
+void capture_worker::send(std::deque<item>& batch, std::vector<response>& responses) {
   json reqs = json::array();
   for (auto& it : batch) {
     auto row = capture_row(it.x);
@@ -270,9 +347,22 @@ void capture_worker::send(std::deque<item>& batch) {
     row["rule_ids"] = it.rule_ids;
     row["rule_score"] = it.rule_score;
     row["queued_ns"] = it.queued_ns;
+    // Captured at arrival: the response fields follow (answered false until they do).
+    row["captured_at"] = it.at_arrival ? "arrival" : "response";
+    row["answered"] = !it.open;
     reqs.push_back(std::move(row));
   }
-  json args{{"batch", batch.front().id}, {"requests", std::move(reqs)}};
+  json resps = json::array();
+  for (auto& r : responses)
+    resps.push_back(json{{"id", r.id},
+                         {"sc_status", r.status},
+                         {"sc_bytes", r.bytes},
+                         {"time_taken_ms", r.time_taken_ms},
+                         {"execution_id", r.execution_id}});
+  json args{{"batch", !batch.empty() ? batch.front().id : responses.front().id},
+            {"requests", std::move(reqs)}};
+  if (!resps.empty())
+    args["responses"] = std::move(resps);
   if (opts_.label && !opts_.model.empty()) {
     args["model"] = opts_.model;
     args["threshold"] = opts_.threshold;
@@ -287,13 +377,15 @@ void capture_worker::send(std::deque<item>& batch) {
       stats_.duplicates += r->value("duplicates", uint64_t{0});
       stats_.label_calls += r->value("enqueued", uint64_t{0});
       stats_.unlabeled += r->value("unlabeled", uint64_t{0});
+      stats_.responses += r->value("answered", uint64_t{0});
       return;
     }
     stats_.last_error = describe(r.error());
     if (!is_transient(r.error())) {
       stats_.rejected += batch.size();
       std::cerr << "nectar capture: the node refused a batch of " << batch.size()
-                << " requests: " << stats_.last_error << std::endl;
+                << " requests and " << responses.size() << " responses: " << stats_.last_error
+                << std::endl;
       return;
     }
     if (stopping_ && std::chrono::steady_clock::now() >= stop_deadline_) {

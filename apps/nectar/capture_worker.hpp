@@ -11,7 +11,13 @@
 // batch applied before a crash is not applied twice). Memory is bounded: past
 // `max_queue_bytes` the oldest exchanges are dropped, counted in stats and logged. Every
 // second it asks httplog.label_pending to label requests that waited for an active model.
-// push() is thread-safe; the sender threads do the rest.
+// Two-phase capture: begin() takes a request when it arrives (before its handler runs), so
+// that its row, its rule label and its model label do not wait for the response; complete()
+// adds the response (status, bytes, time taken, execution id) later. A response that comes
+// while its request is still queued is merged into the request's row (one insert); one that
+// comes after is sent as an update of the row (httplog.capture's `responses`), never before
+// the node acknowledged the row. push() takes a request and its response at once.
+// push(), begin() and complete() are thread-safe; the sender threads do the rest.
 #pragma once
 
 #include "apps/nectar/capture_record.hpp"
@@ -24,8 +30,10 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace comb::anomaly {
@@ -67,11 +75,16 @@ struct capture_options {
   bool label = true;
   std::string model = "waf";
   double threshold = 0.5;
+  /// The server captures a request when it arrives (capture_worker::begin, then complete with
+  /// the response), so that its labels overlap its handler; false: after its response
+  /// (push), as before.
+  bool at_arrival = true;
 };
 
 /// Counters of a capture worker (monotonic, except queued).
 struct capture_stats {
-  uint64_t pushed = 0;
+  uint64_t pushed = 0;      ///< requests taken (push() and begin())
+  uint64_t responses = 0;   ///< responses sent as updates of rows captured at arrival
   uint64_t captured = 0;   ///< rows the node inserted
   uint64_t duplicates = 0; ///< retried rows the node had already
   uint64_t dropped = 0;    ///< exchanges lost to the memory bound
@@ -95,6 +108,15 @@ public:
   /// the caller's) and its capture; never blocks on the node.
   void push(exchange x);
 
+  /// Like push(), for a request whose response is not written yet (its response fields are
+  /// ignored): its row is captured, and its model label enqueued, without waiting for the
+  /// response. Returns the request id for complete().
+  std::string begin(exchange x);
+
+  /// The response to the request `begin` returned `id` for. Never blocks on the node.
+  void complete(const std::string& id, int status, size_t response_bytes, double time_taken_ms,
+                uint64_t execution_id);
+
   /// Sends what is queued (waiting up to `deadline` for the node), then stops the thread.
   void stop(std::chrono::milliseconds deadline = std::chrono::seconds{5});
 
@@ -105,10 +127,26 @@ public:
   static std::string next_request_id();
 
 private:
+  /// The response part of an exchange captured at arrival.
+  struct response {
+    std::string id;
+    int status = 0;
+    size_t bytes = 0;
+    double time_taken_ms = 0;
+    uint64_t execution_id = 0;
+  };
+  /// A request captured at arrival whose row the node has not acknowledged yet.
+  struct open_request {
+    /// Its response, once complete() got it (sent when the row is acknowledged).
+    std::optional<response> resp;
+  };
   struct item {
     std::string id;
     exchange x;
     size_t bytes = 0;
+    /// Captured at arrival (begin()); `open`: its response is still to come.
+    bool at_arrival = false;
+    bool open = false;
     /// When it was queued (after its rule label): the batch deadline counts from its first
     /// request's; the row keeps the wall-clock time as queued_ns (the lag's stages).
     std::chrono::steady_clock::time_point queued_at{};
@@ -124,9 +162,13 @@ private:
   void run_rules();
   /// Sets `it`'s rule label with `engine` (nothing when it is null).
   void label_rules(anomaly::crs_engine* engine, item& it);
+  /// Queues `it` (push() and begin()).
+  void enqueue(item it);
   /// Drops the oldest exchanges (captured ones first) until `incoming` more bytes fit (mu_ held).
   void make_room(size_t incoming);
-  void send(std::deque<item>& batch);
+  /// Forgets `it` when it was an open request (dropped or refused; mu_ held).
+  void forget(const item& it);
+  void send(std::deque<item>& batch, std::vector<response>& responses);
   void label_pending();
 
   std::shared_ptr<node_link> link_;
@@ -140,6 +182,10 @@ private:
   bool rules_stopping_ = false;
   std::vector<std::thread> rules_threads_;
   std::deque<item> queue_;
+  /// Requests captured at arrival, until their row is acknowledged, by id.
+  std::unordered_map<std::string, open_request> open_;
+  /// Responses whose rows the node has: to send as updates.
+  std::deque<response> responses_;
   size_t queue_bytes_ = 0;
   size_t sending_bytes_ = 0;
   /// Batches with the node now.

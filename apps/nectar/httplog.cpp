@@ -145,8 +145,42 @@ caf::expected<json> capture(call_context& ctx, transaction& txn, const json& arg
     if (!model.empty())
       fresh.push_back(item_of(id, row));
   }
+  // Responses to requests captured at arrival: the row gets them (a retried one, whose row
+  // is answered already, changes nothing; one whose row is not here is counted missing).
+  size_t answered = 0, missing = 0;
+  if (auto rs = args.find("responses"); rs != args.end()) {
+    if (!rs->is_array())
+      return make_error(errc::invalid_argument, "httplog.capture: 'responses' must be an array");
+    for (size_t i = 0; i < rs->size(); ++i) {
+      const auto& r = (*rs)[i];
+      if (!r.is_object() || !r.contains("id") || !r["id"].is_string())
+        return make_error(errc::invalid_argument, "httplog.capture: response " + std::to_string(i)
+                                                    + " has no string 'id'");
+      auto id = r["id"].get<std::string>();
+      auto have = txn.get_row_for_update(request_table, id);
+      if (!have)
+        return have.error();
+      if (!*have) {
+        ++missing;
+        continue;
+      }
+      auto& row = **have;
+      if (row.value("answered", true))
+        continue;
+      for (auto* f : {"sc_status", "sc_bytes", "time_taken_ms", "execution_id"})
+        if (auto v = r.find(f); v != r.end())
+          row[f] = *v;
+      row["answered"] = true;
+      row["response_execution"] = ctx.execution_id;
+      if (auto err = txn.put_row(request_table, id, row))
+        return err;
+      ++answered;
+    }
+  }
   json out{{"inserted", inserted},
            {"duplicates", duplicates},
+           {"answered", answered},
+           {"missing", missing},
            {"enqueued", 0},
            {"unlabeled", 0},
            {"execution", ctx.execution_id}};

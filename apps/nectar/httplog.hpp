@@ -8,7 +8,8 @@
 // Tables:
 //   httplog_request           request id -> the captured fields (nectar_spec: date, time,
 //                             ts_ns, c_ip, cs_method, ..., raw, raw_encoding, truncated,
-//                             execution_id, trace_id, rule_label, rule_ids, rule_score)
+//                             execution_id, trace_id, rule_label, rule_ids, rule_score,
+//                             captured_at: "arrival" | "response", answered)
 //   httplog_request_labeled   request id -> {request_id, score, label, threshold, model,
 //                             model_version, rule_label, rule_ids, combined_label, call,
 //                             labeled_ns} (score and label null, and "error", when scoring
@@ -40,9 +41,12 @@ inline constexpr size_t model_text_bytes = 16 * 1024;
 std::string model_input(std::string_view raw);
 
 /// Registers, for `roles`:
-///   httplog.capture       {batch, requests: [{id, <fields>}...], model?, threshold?, now}
-///                         -> {inserted, duplicates, enqueued, unlabeled, reason?}; model ""
-///                         or absent: no model labels (rows only)
+///   httplog.capture       {batch, requests: [{id, <fields>}...], responses?: [{id,
+///                         sc_status, sc_bytes, time_taken_ms, execution_id}...], model?,
+///                         threshold?} -> {inserted, duplicates, answered, missing, enqueued,
+///                         unlabeled, reason?}; model "" or absent: no model labels (rows
+///                         only). A request captured at arrival has "answered": false until
+///                         its response comes in a later call's `responses`
 ///   httplog.label_pending {model, threshold?, limit?} -> {enqueued, waiting, failed,
 ///                         reason?}
 ///   httplog.labeled       result procedure of the model calls

@@ -321,7 +321,7 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
 
   // The stages of the lag, in the pipeline's order.
   static const char* stage_names[] = {
-    "handler (arrival -> response written)",
+    "handler (arrival -> response written; 0 captured at arrival)",
     "rules (-> CRS done, queued for capture)",
     "capture queue (-> httplog.capture starts)",
     "capture txn (httplog.capture runs)",
@@ -398,7 +398,9 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
     double taken_ms = real_field(crow->value, "time_taken_ms");
     if (arrival > 0 && l->second->first_ts_ns > 0) {
       lags.push_back(static_cast<double>(l->second->first_ts_ns - arrival) / 1e6);
-      after_response.push_back(lags.back() - taken_ms);
+      // Captured at arrival, a request may be labeled before its response is written: 0.
+      after_response.push_back(std::max(0.0, lags.back() - taken_ms));
+      r.labeled_before_response += lags.back() < taken_ms ? 1 : 0;
       if (t.sent_ns > 0)
         lags_sent.push_back(static_cast<double>(l->second->first_ts_ns - t.sent_ns) / 1e6);
     }
@@ -412,9 +414,12 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
         || call->second.result == 0 || call->second.returned == 0)
       continue;
     auto& ct = call->second;
+    // A request captured at arrival is queued for capture before its handler runs: the
+    // handler is not on its labels' path.
+    bool at_arrival = field_text(crow->value, "captured_at") == "arrival";
     const double points[] = {
       static_cast<double>(arrival) / 1e6,
-      static_cast<double>(arrival) / 1e6 + taken_ms,
+      static_cast<double>(arrival) / 1e6 + (at_arrival ? 0.0 : taken_ms),
       static_cast<double>(queued) / 1e6,
       static_cast<double>(cap->second.first) / 1e6,
       static_cast<double>(cap->second.second) / 1e6,
@@ -547,8 +552,10 @@ std::string to_string(const nectar_report& r) {
                   r.lag_max_ms);
     out << buf;
     std::snprintf(buf, sizeof(buf),
-                  "  of it after the response was written: p50 %.1f ms, p99 %.1f ms%s\n",
+                  "  of it after the response was written: p50 %.1f ms, p99 %.1f ms (0 for the "
+                  "%llu labeled before it)%s\n",
                   r.after_response_p50_ms, r.after_response_p99_ms,
+                  static_cast<unsigned long long>(r.labeled_before_response),
                   r.lag_warmup_excluded > 0 ? " (warm-up requests left out of both)" : "");
     out << buf;
     if (r.lag_sent_p99_ms > 0) {

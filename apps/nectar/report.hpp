@@ -91,9 +91,12 @@ struct nectar_report {
   double lag_p99_ms = 0;
   double lag_max_ms = 0;
   /// The same lag less the request's own time in the server (time_taken): what capture and
-  /// labels add after the response was written.
+  /// labels add after the response was written (0 for a request labeled before it).
   double after_response_p50_ms = 0;
   double after_response_p99_ms = 0;
+  /// Requests whose labeled row committed before their response was written (captured at
+  /// arrival: their labels overlapped their handler).
+  uint64_t labeled_before_response = 0;
   /// The lag counted from when the generator sent the request (the truth's sent_ns, the same
   /// wall clock on loopback) instead of from the captured ts_ns, which the server takes when a
   /// thread starts routing the request: this one also holds the time the request waited for

@@ -27,6 +27,8 @@ constexpr const char* cookie_name = "nectar_session";
 struct request_state {
   int64_t start_ns = 0;
   uint64_t execution_id = 0;
+  /// The capture's id of the request when it was captured at arrival ("" otherwise).
+  std::string request_id;
 };
 thread_local request_state current;
 
@@ -241,11 +243,30 @@ struct server::impl {
   }
 
   void routes();
+  /// The request as the capture sees it (the response fields unset).
+  exchange request_of(const httplib::Request& req) const;
+  /// Captures the request at its arrival, before its handler runs (capture_options::at_arrival).
+  void begin(const httplib::Request& req);
+  /// `h`, starting with begin(): every routed request is captured when it arrives, its body
+  /// read (httplib reads it after the pre-routing handler, before the route's handler).
+  httplib::Server::Handler captured(httplib::Server::Handler h) {
+    return [this, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+      begin(req);
+      h(req, res);
+    };
+  }
   void capture(const httplib::Request& req, const httplib::Response& res);
 };
 
 void server::impl::routes() {
-  http.Get("/", [this](const httplib::Request& req, httplib::Response& res) {
+  // Every route's handler starts by capturing its request (begin()).
+  auto get = [this](const std::string& pattern, httplib::Server::Handler h) {
+    http.Get(pattern, captured(std::move(h)));
+  };
+  auto post = [this](const std::string& pattern, httplib::Server::Handler h) {
+    http.Post(pattern, captured(std::move(h)));
+  };
+  get("/", [this](const httplib::Request& req, httplib::Response& res) {
     auto token = cookie_token(req);
     if (!token.empty()) {
       auto feed = call("nectar.feed", session_args(token));
@@ -269,8 +290,8 @@ void server::impl::routes() {
       send_html(res, 200, is_register ? register_page(c) : login_page(c));
     };
   };
-  http.Get("/register", form_page(true));
-  http.Get("/login", form_page(false));
+  get("/register", form_page(true));
+  get("/login", form_page(false));
 
   // Logs `username` in with a fresh session token (a new cookie: no session fixation).
   auto log_in = [this](httplib::Response& res, const std::string& username,
@@ -291,7 +312,7 @@ void server::impl::routes() {
     return {};
   };
 
-  http.Post("/register", [this, log_in](const httplib::Request& req, httplib::Response& res) {
+  post("/register", [this, log_in](const httplib::Request& req, httplib::Response& res) {
     std::string token;
     auto f = post_form(req, res, token);
     if (!f)
@@ -331,7 +352,7 @@ void server::impl::routes() {
       fail(res, c, err);
   });
 
-  http.Post("/login", [this, log_in](const httplib::Request& req, httplib::Response& res) {
+  post("/login", [this, log_in](const httplib::Request& req, httplib::Response& res) {
     std::string token;
     auto f = post_form(req, res, token);
     if (!f)
@@ -368,7 +389,7 @@ void server::impl::routes() {
     }
   });
 
-  http.Post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
+  post("/logout", [this](const httplib::Request& req, httplib::Response& res) {
     std::string token;
     if (!post_form(req, res, token))
       return;
@@ -379,7 +400,7 @@ void server::impl::routes() {
     redirect(res, "/");
   });
 
-  http.Get("/feed", [this](const httplib::Request& req, httplib::Response& res) {
+  get("/feed", [this](const httplib::Request& req, httplib::Response& res) {
     auto token = cookie_token(req);
     auto feed = call("nectar.feed", session_args(token));
     if (!feed) {
@@ -390,7 +411,7 @@ void server::impl::routes() {
     send_html(res, 200, feed_page(ctx(token, feed->value("me", json(nullptr))), *feed));
   });
 
-  http.Post("/post", [this](const httplib::Request& req, httplib::Response& res) {
+  post("/post", [this](const httplib::Request& req, httplib::Response& res) {
     std::string token;
     auto f = post_form(req, res, token);
     if (!f)
@@ -429,10 +450,10 @@ void server::impl::routes() {
       redirect(res, "/u/" + username);
     };
   };
-  http.Post("/follow", follow(true));
-  http.Post("/unfollow", follow(false));
+  post("/follow", follow(true));
+  post("/unfollow", follow(false));
 
-  http.Get(R"(/u/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  get(R"(/u/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto token = cookie_token(req);
     std::string username = req.matches[1];
     if (auto bad = check_username(username))
@@ -445,7 +466,7 @@ void server::impl::routes() {
     send_html(res, 200, profile_page(ctx(token, r->value("me", json(nullptr))), *r));
   });
 
-  http.Get("/search", [this](const httplib::Request& req, httplib::Response& res) {
+  get("/search", [this](const httplib::Request& req, httplib::Response& res) {
     auto token = cookie_token(req);
     auto q = req.target.find('?');
     auto f = parse_form(q == std::string::npos ? std::string_view{}
@@ -464,26 +485,17 @@ void server::impl::routes() {
     send_html(res, 200, search_page(ctx(token, r->value("me", json(nullptr))), *r));
   });
 
-  http.Get("/static/nectar.css", [](const httplib::Request&, httplib::Response& res) {
+  get("/static/nectar.css", [](const httplib::Request&, httplib::Response& res) {
     res.set_header("Cache-Control", "max-age=3600");
     res.set_content(std::string{stylesheet()}, "text/css; charset=utf-8");
   });
 
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok", "text/plain; charset=utf-8");
   });
 }
 
-void server::impl::capture(const httplib::Request& req, const httplib::Response& res) {
-  // A blank line where a request line should be is not a request (RFC 9112 2.2: a server
-  // should ignore empty lines before a request line). httplib answers it with a 400, but it is
-  // most often the tail of a request already answered (the final CRLF of a header block that
-  // httplib refused before reading to its end, arriving in a later read), so it gets no row of
-  // its own: the request it belongs to has one.
-  if (res.status == 400 && req.method.empty() && req.target.empty() && req.version.empty()
-      && req.headers.empty() && req.body.empty())
-    return;
-  auto now = wall_clock_ns();
+exchange server::impl::request_of(const httplib::Request& req) const {
   exchange x;
   x.method = req.method;
   x.target = req.target;
@@ -495,13 +507,40 @@ void server::impl::capture(const httplib::Request& req, const httplib::Response&
   // Only the bytes a row can keep (plus one, so the cut is seen).
   x.body = req.body.size() > max_raw_bytes ? req.body.substr(0, max_raw_bytes + 1) : req.body;
   x.remote_addr = req.remote_addr;
-  x.status = res.status;
+  x.ts_ns = current.start_ns != 0 ? current.start_ns : wall_clock_ns();
+  return x;
+}
+
+void server::impl::begin(const httplib::Request& req) {
+  if (!worker || !opts.capture_opts.at_arrival || !current.request_id.empty())
+    return;
+  current.request_id = worker->begin(request_of(req));
+}
+
+void server::impl::capture(const httplib::Request& req, const httplib::Response& res) {
+  auto now = wall_clock_ns();
   size_t sc = 17 + res.body.size();
   for (auto& [k, v] : res.headers)
     sc += k.size() + v.size() + 4;
+  double taken_ms =
+    current.start_ns != 0 ? static_cast<double>(now - current.start_ns) / 1e6 : 0;
+  if (!current.request_id.empty()) { // captured at arrival: its response
+    worker->complete(current.request_id, res.status, sc, taken_ms, current.execution_id);
+    return;
+  }
+  // A blank line where a request line should be is not a request (RFC 9112 2.2: a server
+  // should ignore empty lines before a request line). httplib answers it with a 400, but it is
+  // most often the tail of a request already answered (the final CRLF of a header block that
+  // httplib refused before reading to its end, arriving in a later read), so it gets no row of
+  // its own: the request it belongs to has one.
+  if (res.status == 400 && req.method.empty() && req.target.empty() && req.version.empty()
+      && req.headers.empty() && req.body.empty())
+    return;
+  exchange x = request_of(req);
+  x.status = res.status;
   x.response_bytes = sc;
   x.ts_ns = current.start_ns != 0 ? current.start_ns : now;
-  x.time_taken_ms = current.start_ns != 0 ? static_cast<double>(now - current.start_ns) / 1e6 : 0;
+  x.time_taken_ms = taken_ms;
   x.execution_id = current.execution_id;
   worker->push(std::move(x));
 }
@@ -538,7 +577,7 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
      {"X-Frame-Options", "DENY"},
      {"Referrer-Policy", "same-origin"}});
   p->http.set_pre_routing_handler([raw](const httplib::Request& req, httplib::Response& res) {
-    current = request_state{wall_clock_ns(), 0};
+    current = request_state{wall_clock_ns(), 0, {}};
     if (raw->guard)
       raw->guard->read(req.remote_addr, req.remote_port);
     // Percent escapes are checked before any route sees the target.
