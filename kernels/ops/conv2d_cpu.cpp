@@ -1,5 +1,7 @@
 // Fast NHWC conv2d. Dense (groups 1, kernel larger than 1x1) with AVX-512: the conv1d
-// register tiles over strips of 8 output pixels (detail/conv1d_tile.hpp). Otherwise dense
+// register tiles over strips of 8 output pixels (detail/conv1d_tile.hpp). Pointwise (1x1,
+// stride 1, unpadded, groups 1) with AVX-512: the whole batch as one dense layer (dense's
+// AVX-512 GEMM). Otherwise dense
 // and grouped: per image and group, im2col (one row per output pixel, [kh * kw * c_in/g]
 // floats) and one OpenBLAS sgemm into the group's output columns (ldc = c_out). Depthwise: a direct loop over output rows with the channel loop
 // vectorised. Backward: dw accumulates col^T dy, dx is dy W^T scattered back (col2im);
@@ -10,6 +12,7 @@
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
 #include "kernels/detail/blas.hpp"
+#include "kernels/ops/dense.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -186,6 +189,12 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
   int64_t kk = d.kh * d.kw * cig, pix = d.oh * d.ow;
   bool pointwise = d.kh == 1 && d.kw == 1 && d.stride_h == 1 && d.stride_w == 1 && d.pad_top == 0
                    && d.pad_left == 0 && d.oh == d.h && d.ow == d.w;
+  if (pointwise && d.groups == 1 && detail::use_avx512_kernels()) {
+    // The whole batch is one dense layer: [n * pix, c_in] x [c_in, c_out] + bias, through
+    // dense's AVX-512 GEMM (one packing of w, rows of all images split across threads).
+    dense_cpu(x, d.n * pix, d.c_in, w, d.c_out, bias, y);
+    return;
+  }
   float* col = pointwise ? nullptr : detail::scratch(static_cast<size_t>(pix * kk), 1);
   for (int64_t n = 0; n < d.n; ++n) {
     float* out = y + n * pix * d.c_out;
