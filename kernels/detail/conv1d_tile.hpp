@@ -1,5 +1,7 @@
 // comb::kernels::detail conv1d tiles: the register-blocked inner kernel shared by the CPU
-// conv1d, conv1d_max and the dense conv2d (whose windows are kh segments of kw * c_in). Weights are packed block by block (blocks of 48 filters, c_out
+// conv1d, conv1d_max and the dense conv2d (whose windows are kh segments of kw * c_in), and the
+// weight gradient of conv1d. Weights are packed block by block (blocks of 48 filters, the last
+// 64 as two of 32; c_out
 // rounded up to 16 with zero columns), each block one contiguous [k * c_in, width] panel;
 // a tile is 8 consecutive windows (time steps) x the block's 1 to 3 vectors of 16 filters,
 // accumulated in up to 24 AVX-512 registers over the k * c_in inputs of each window, read
@@ -30,13 +32,21 @@ inline int64_t conv1d_packed_width(int64_t c_out) {
   return (c_out + 15) / 16 * 16;
 }
 
+/// Width of the filter block at col0 of fp: 48, except that the last 64 go as two blocks of
+/// 32 rather than 48 + 16 (a tile of one vector per row runs at about 80% of the rate of
+/// two or three: 8 broadcasts for 8 FMAs).
+inline int64_t conv1d_block_width(int64_t fp, int64_t col0) {
+  int64_t left = fp - col0;
+  return left == 64 ? 32 : std::min(conv1d_block_cols, left);
+}
+
 /// wp [kd * fp] = w [kd, c_out] packed block by block: the block of filters
-/// [col0, col0 + width), width = min(48, fp - col0), is one contiguous [kd, width] panel at
-/// wp + kd * col0, with zero columns past c_out.
+/// [col0, col0 + width), width = conv1d_block_width(fp, col0), is one contiguous [kd, width]
+/// panel at wp + kd * col0, with zero columns past c_out.
 inline void conv1d_pack_weights(const float* w, int64_t kd, int64_t c_out, float* wp) {
   int64_t fp = conv1d_packed_width(c_out);
-  for (int64_t col0 = 0; col0 < fp; col0 += conv1d_block_cols) {
-    int64_t width = std::min(conv1d_block_cols, fp - col0);
+  for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
+    width = conv1d_block_width(fp, col0);
     int64_t real = std::clamp<int64_t>(c_out - col0, 0, width);
     float* panel = wp + kd * col0;
     for (int64_t kk = 0; kk < kd; ++kk) {

@@ -1,10 +1,12 @@
-// Fast conv1d. Forward with AVX-512: register tiles straight over the windows of x
-// (detail/conv1d_tile.hpp; no im2col, no sgemm), sequences across threads. Otherwise, and
-// for the backward pass: im2col in blocks of whole sequences (about 4096 output rows: big
-// enough that each sgemm runs near its peak, small enough to bound the scratch; a row is
-// the k * c_in floats of one window, one memcpy when the window is inside the sequence),
-// each block one OpenBLAS sgemm writing straight into y. Backward: dw accumulates col^T dy
-// over the blocks, dx is dy W^T scattered back (col2im).
+// Fast conv1d. With AVX-512: register tiles straight over the windows of x
+// (detail/conv1d_tile.hpp; no im2col, no sgemm), sequences across threads, for the forward
+// and, with valid padding, the backward (dw through detail::conv1d_weight_grad's tiles over
+// x and dy, dx as the full convolution of dy through the forward's tiles). Otherwise: im2col
+// in blocks of whole sequences (about 4096 output rows: big enough that each sgemm runs near
+// its peak, small enough to bound the scratch; a row is the k * c_in floats of one window,
+// one memcpy when the window is inside the sequence), each block one OpenBLAS sgemm writing
+// straight into y. Backward: dw accumulates col^T dy over the blocks, dx is dy W^T scattered
+// back (col2im).
 #include "kernels/ops/conv1d.hpp"
 
 #include "kernels/detail/conv1d_tile.hpp"
@@ -104,8 +106,9 @@ void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const fl
         xs = buf;
       }
       float* ys = y + b * d.t_out * d.c_out;
-      for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
-        switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+      for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
+        width = detail::conv1d_block_width(fp, col0);
+        switch (width / 16) {
         case 3:
           detail::conv1d_tiles_store<3>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
           break;
@@ -197,8 +200,9 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
       std::memcpy(buf + (d.k - 1) * f, dy + b * d.t_out * f,
                   static_cast<size_t>(d.t_out * f) * sizeof(float));
       float* out = dx + b * d.time * d.c_in;
-      for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
-        switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+      for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
+        width = detail::conv1d_block_width(fp, col0);
+        switch (width / 16) {
         case 3:
           detail::conv1d_tiles_store<3>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
           break;

@@ -78,8 +78,9 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
     std::vector<int32_t> arg(static_cast<size_t>(fp));
     for (int64_t b = b0; b < b1; ++b) {
       const float* xs = x + b * d.time * d.c_in;
-      for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
-        switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+      for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
+        width = detail::conv1d_block_width(fp, col0);
+        switch (width / 16) {
         case 3:
           detail::conv1d_tiles_max<3>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
           break;

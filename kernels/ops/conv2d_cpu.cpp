@@ -149,8 +149,9 @@ void conv2d_tiles(const conv2d_dims& d, const float* x, const float* w, const fl
           out[i] = y + ((n * d.oh + oy) * d.ow + ox) * d.c_out;
         }
         int64_t real = std::min<int64_t>(detail::conv1d_tile_rows, d.ow - ox0);
-        for (int64_t col0 = 0; col0 < fp; col0 += detail::conv1d_block_cols) {
-          switch (std::min<int64_t>(3, (fp - col0) / 16)) {
+        for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
+          width = detail::conv1d_block_width(fp, col0);
+          switch (width / 16) {
           case 3:
             detail::conv2d_tile_store<3>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
                                          out);

@@ -182,12 +182,19 @@ TEST_SUITE("kernels.ops") {
                            return std::vector<tensor>{dx, dw, db};
                          }});
       }
-    // TextCNN-sized channels (full vectors of 16 in k * c_in, filters in tiles of 6 and 4)
-    // over more sequences than the backward splits the weight gradient into.
+    // TextCNN-sized channels (full vectors of 16 in k * c_in, filters in blocks of 48, 32
+    // and 32, in the weight gradient's tiles of 6 and 4) over more sequences than the
+    // backward splits the weight gradient into.
     for (int64_t k : {3, 4}) {
       auto x = random_f32({7, 21, 64}, rng);
       auto w = random_f32({k, 64, 100}, rng);
       auto dy = random_f32({7, 21 - k + 1, 100}, rng);
+      cases.push_back({"conv1d k=" + std::to_string(k) + " 64 -> 100", op::conv1d,
+                       [=](backend& b) {
+                         tensor y;
+                         OK(b.conv1d(on(b, x), on(b, w), nullptr, conv1d_params{}, y));
+                         return std::vector<tensor>{y};
+                       }});
       cases.push_back({"conv1d k=" + std::to_string(k) + " 64 -> 100 backward",
                        op::conv1d_backward, [=](backend& b) {
                          tensor dx, dw, db;
