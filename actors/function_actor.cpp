@@ -411,13 +411,15 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
 }
 
 /// Puts a whole task's bytes into the shared-memory segment when that applies; true when
-/// they are there (the task then goes as one message).
-bool place_in_shm(function_actor_t* self, job& j) {
+/// they are there (the task then goes as one message). Bytes not read yet (req.source) are
+/// read straight into the region. An error: they could not be read (final for the task).
+caf::expected<bool> place_in_shm(function_actor_t* self, job& j) {
   auto& st = self->state;
   const auto& req = j.req;
+  auto size = req.payload_size();
   if (st.shm_off || !st.cfg.shared_memory || req.first_piece != 0 || req.piece_count != 0
-      || req.bytes.size() < st.cfg.shared_memory_min
-      || req.bytes.size() + runtime::shm_region_header > st.cfg.shared_memory_bytes)
+      || size < st.cfg.shared_memory_min
+      || size + runtime::shm_region_header > st.cfg.shared_memory_bytes)
     return false;
   if (!st.arena) {
     auto a = runtime::shm_arena::create(st.cfg.shared_memory_bytes);
@@ -429,10 +431,18 @@ bool place_in_shm(function_actor_t* self, job& j) {
     }
     st.arena = std::move(*a);
   }
-  auto r = st.arena->put(req.bytes.data(), req.bytes.size());
+  auto r = st.arena->reserve(size);
   if (!r)
     return false; // full for now: this task goes over TCP
-  j.region = std::move(*r);
+  if (req.source) {
+    if (auto err = req.source->read(r->second)) {
+      st.arena->release(r->first);
+      return err;
+    }
+  } else if (size > 0) {
+    std::memcpy(r->second, req.bytes.data(), size);
+  }
+  j.region = std::move(r->first);
   j.region_arena = st.arena;
   return true;
 }
@@ -447,11 +457,30 @@ void pump(function_actor_t* self, uint64_t key) {
     return;
   }
   auto& j = i->second;
-  if (j.next == 0 && j.in_flight == 0 && !j.region && place_in_shm(self, j)) {
-    j.count = 1;
-    j.next = 1;
-    send_piece(self, key, 0);
-    return;
+  if (j.next == 0 && j.in_flight == 0 && !j.region) {
+    auto placed = place_in_shm(self, j);
+    if (placed && *placed) {
+      j.count = 1;
+      j.next = 1;
+      send_piece(self, key, 0);
+      return;
+    }
+    auto& req = j.req;
+    if (!placed || req.source) {
+      // Over TCP: the bytes must be in the request. Read them once (kept for resends).
+      caf::error err = placed ? caf::error{} : std::move(placed.error());
+      if (!err) {
+        req.bytes.resize(req.source->size);
+        err = req.source->read(req.bytes.data());
+      }
+      if (err) {
+        fail(self, key,
+             make_error(errc::corrupt_data, "task " + std::to_string(req.task_id)
+                                              + ": its input could not be read: " + describe(err)));
+        return;
+      }
+      req.source.reset();
+    }
   }
   while (j.in_flight < self->state.cfg.window && j.next < j.count)
     send_piece(self, key, j.next++);
@@ -556,7 +585,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
                           "task " + std::to_string(req.task_id) + ": piece_size "
                             + std::to_string(req.piece_size) + " is not in [1, 1048576]");
       job j;
-      j.count = j.pieces = runtime::piece_count_for(req.bytes.size(), req.piece_size);
+      j.count = j.pieces = runtime::piece_count_for(req.payload_size(), req.piece_size);
       if (req.piece_count != 0 && uint64_t{req.first_piece} + j.count > req.piece_count)
         return make_error(errc::invalid_argument, "task " + std::to_string(req.task_id)
                                                     + ": pieces " + std::to_string(req.first_piece)

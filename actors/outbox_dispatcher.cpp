@@ -252,7 +252,8 @@ void record(dispatcher_t* self, const char* kind, bool outgoing, size_t function
   hook->on_message(m);
 }
 
-void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload = nullptr);
+void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload = nullptr,
+              std::shared_ptr<const runtime::payload_source> source = nullptr);
 
 // Reports a model reload (the reload_model task the dispatcher sends on its own) for the call
 // `pc` that needed it.
@@ -380,8 +381,10 @@ void await_reload(dispatcher_t* self, runtime::pending_call pc, const caf::error
     start_reload(self, key, pc);
 }
 
-// Sends `pc` to a function actor; `payload` holds its bytes when the caller read them already.
-void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload) {
+// Sends `pc` to a function actor; `payload` holds its bytes when the caller read them already,
+// `source` says where to read them when the call's transaction pinned them.
+void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* payload,
+              std::shared_ptr<const runtime::payload_source> source) {
   auto& st = self->state;
   if (!st.cfg.has_compute) {
     forget_flight(st, pc.key);
@@ -391,7 +394,9 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
     return;
   }
   runtime::task_request req;
-  if (payload)
+  if (source)
+    req.source = std::move(source);
+  else if (payload)
     req.bytes = std::move(*payload);
   else if (auto err = runtime::outbox::payload(*st.db, pc.key, req.bytes)) {
     if (is(err, errc::not_found)) {
@@ -410,13 +415,13 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   req.model_version = pc.call.model_version;
   req.inputs = pc.call.inputs;
   forget_flight(st, pc.key); // a call sent again (after a reload) is counted once
-  st.in_flight[pc.key] = {req.bytes.size(), std::chrono::steady_clock::now()};
-  st.bytes_in_flight += req.bytes.size();
+  st.in_flight[pc.key] = {req.payload_size(), std::chrono::steady_clock::now()};
+  st.bytes_in_flight += req.payload_size();
   ++st.sent;
   auto fn_index = st.next_function++ % st.functions.size();
   auto fn = st.functions[fn_index];
   record(self, "function_call", true, fn_index, pc, "sent",
-         {{"bytes", req.bytes.size()}, {"model_version", req.model_version}});
+         {{"bytes", req.payload_size()}, {"model_version", req.model_version}});
   self->request(fn, caf::infinite, runtime::run_atom::value, std::move(req))
     .then(
       [=](runtime::task_result& r) mutable {
@@ -550,7 +555,7 @@ void on_ready(dispatcher_t* self, runtime::committed_call& c) {
   }
   ++st.hinted;
   // Without its payload (past the copies' bound), dispatch reads it from the outbox.
-  dispatch(self, std::move(c.call), c.has_payload() ? &c.payload : nullptr);
+  dispatch(self, std::move(c.call), c.has_payload() ? &c.payload : nullptr, c.source);
 }
 
 caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::router route,

@@ -308,15 +308,47 @@ caf::error blob_store::read(const blob_ref& ref, char* dest) const {
     if (i != segments_.end())
       seg = i->second;
   }
+  if (!seg)
+    return make_error(errc::not_found, "blob in "
+                                         + (fs::path{dir_} / segment_name(ref.segment)).string()
+                                         + " at offset " + std::to_string(ref.offset)
+                                         + ": the segment is gone");
+  return read_from(*seg, dir_, ref, dest);
+}
+
+caf::expected<blob_store::pinned> blob_store::pin(const blob_ref& ref) const {
+  pinned p;
+  {
+    std::lock_guard guard{mtx_};
+    auto i = segments_.find(ref.segment);
+    if (i != segments_.end())
+      p.seg_ = i->second;
+  }
+  if (!p.seg_)
+    return make_error(errc::not_found, "blob in "
+                                         + (fs::path{dir_} / segment_name(ref.segment)).string()
+                                         + " at offset " + std::to_string(ref.offset)
+                                         + ": the segment is gone");
+  p.ref_ = ref;
+  p.dir_ = dir_;
+  return p;
+}
+
+caf::error blob_store::pinned::read(char* dest) const {
+  if (!seg_)
+    return make_error(errc::invalid_argument, "read of a blob that was not pinned");
+  return read_from(*seg_, dir_, ref_, dest);
+}
+
+caf::error blob_store::read_from(const segment& seg, const std::string& dir, const blob_ref& ref,
+                                 char* dest) {
   auto where = [&] {
-    return (fs::path{dir_} / segment_name(ref.segment)).string() + " at offset "
+    return (fs::path{dir} / segment_name(ref.segment)).string() + " at offset "
            + std::to_string(ref.offset);
   };
-  if (!seg)
-    return make_error(errc::not_found, "blob in " + where() + ": the segment is gone");
   char frame[frame_bytes];
   iovec iov[2] = {{frame, frame_bytes}, {dest, ref.size}};
-  if (!pread_all(seg->fd, iov, ref.size == 0 ? 1 : 2, ref.offset)) {
+  if (!pread_all(seg.fd, iov, ref.size == 0 ? 1 : 2, ref.offset)) {
     if (errno == 0)
       return make_error(errc::corrupt_data,
                         "blob in " + where() + ": the segment ends inside the blob");

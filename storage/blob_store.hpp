@@ -45,6 +45,8 @@ struct blob_ref {
 };
 
 class blob_store {
+  struct segment;
+
 public:
   /// Size of a segment's file header ("COMBBLOB" + u32 version + u32 reserved).
   static constexpr uint64_t header_bytes = 16;
@@ -74,6 +76,27 @@ public:
   /// storage_error (I/O).
   caf::error read(const blob_ref& ref, char* dest) const;
 
+  /// A blob to read later: it keeps the blob's segment file open and out of reuse, so that
+  /// read() gives the blob's bytes even after its row was overwritten or deleted and the
+  /// segment retired (until the pin is dropped). Used to hand a committed row's bytes to
+  /// whoever sends them, who reads them straight to where they go.
+  class pinned {
+  public:
+    uint64_t size() const { return ref_.size; }
+    /// XXH3-64 of the bytes, as recorded when the blob was written.
+    uint64_t hash() const { return ref_.hash; }
+    /// Reads the blob into `dest` (size() bytes), checked as blob_store::read checks it.
+    caf::error read(char* dest) const;
+
+  private:
+    friend class blob_store;
+    std::shared_ptr<segment> seg_;
+    blob_ref ref_;
+    std::string dir_;
+  };
+  /// Pins the blob of `ref`; errors as read() (not_found when its segment is gone).
+  caf::expected<pinned> pin(const blob_ref& ref) const;
+
   /// Makes the blobs appended to `segment` so far durable (fdatasync of its file).
   caf::error sync(uint64_t segment);
 
@@ -100,7 +123,8 @@ public:
   static std::string segment_name(uint64_t id);
 
 private:
-  struct segment;
+  static caf::error read_from(const segment& seg, const std::string& dir, const blob_ref& ref,
+                              char* dest);
   blob_store(std::string dir, uint64_t segment_bytes, size_t spare_segments, bool sync_names)
     : dir_(std::move(dir)), segment_bytes_(segment_bytes), max_spares_(spare_segments),
       sync_names_(sync_names) {}

@@ -268,6 +268,32 @@ caf::expected<bool> transaction::get_blob(std::string_view table, std::string_vi
   return true;
 }
 
+caf::expected<bool> transaction::pin_blob(std::string_view table, std::string_view key,
+                                          std::optional<blob_store::pinned>& pinned,
+                                          std::vector<char>& inline_out) {
+  pinned.reset();
+  auto v = read(table, key, false, table_kind::blobs);
+  if (!v)
+    return std::move(v.error());
+  if (!*v)
+    return false;
+  std::string_view stored = **v;
+  auto name = [&] { return std::string{table} + "/" + std::string{key} + ": "; };
+  if (!stored.empty() && stored[0] == blob_tag) {
+    auto ref = blob_ref::decode(stored.substr(1));
+    if (!ref)
+      return make_error(errc::corrupt_data, name() + "stored value is not a blob row");
+    auto p = db_.blobs().pin(*ref);
+    if (!p)
+      return make_error(static_cast<errc>(p.error().code()), name() + describe(p.error()));
+    pinned = std::move(*p);
+    return true;
+  }
+  if (auto err = read_stored_blob(db_, stored, inline_out, nullptr))
+    return make_error(static_cast<errc>(err.code()), name() + describe(err));
+  return true;
+}
+
 std::optional<uint64_t> transaction::stored_blob_size(std::string_view stored) {
   if (!stored.empty() && stored[0] == inline_tag)
     return stored.size() - 1;

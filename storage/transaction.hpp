@@ -80,6 +80,14 @@ public:
   caf::expected<bool> get_blob(std::string_view table, std::string_view key,
                                std::vector<char>& out, uint64_t* xxh3 = nullptr);
 
+  /// Like get_blob, without reading a value that lies in the blob store: `pinned` then holds
+  /// it, to be read later (blob_store::pinned: checked against its hash when read, readable
+  /// even once the row changed). An inline value is read into `inline_out` as get_blob
+  /// would, and `pinned` is left empty. False when the row is absent.
+  caf::expected<bool> pin_blob(std::string_view table, std::string_view key,
+                               std::optional<blob_store::pinned>& pinned,
+                               std::vector<char>& inline_out);
+
   /// The size of the bytes a blobs-table value holds in its stored form (as database::get
   /// returns it), or nullopt when `stored` is not such a value.
   static std::optional<uint64_t> stored_blob_size(std::string_view stored);

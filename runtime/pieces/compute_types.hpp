@@ -9,9 +9,12 @@
 
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -73,6 +76,15 @@ typename Inspector::result_type inspect(Inspector& f, shm_ref& x) {
   return f(caf::meta::type_name("comb.shm_ref"), x.segment, x.offset, x.size, x.ticket);
 }
 
+/// A task's bytes not read yet (in this process only; never serialized): the function actor
+/// reads them when it sends the task, straight into a shared-memory region when it uses one,
+/// instead of receiving a buffer it would copy there. `read` fills `size` bytes at `dest`; its
+/// errors are final for the task (the bytes are damaged or gone).
+struct payload_source {
+  uint64_t size = 0;
+  std::function<caf::error(char* dest)> read;
+};
+
 /// What a function actor sends: pieces [first_piece, first_piece + n) of a task of
 /// piece_count pieces, whose bytes are `bytes` (piece i holds bytes [i*piece_size, ...)).
 /// A task sent by one actor has first_piece 0 and all of its bytes.
@@ -89,6 +101,10 @@ struct task_request {
   /// function actor puts them on the task's piece 0.
   std::vector<tensor_spec> inputs;
   std::vector<char> bytes;
+  /// Instead of `bytes` (which is then empty), in this process only: where to read them.
+  /// Not part of the message's serialized form.
+  std::shared_ptr<const payload_source> source;
+  uint64_t payload_size() const { return source ? source->size : bytes.size(); }
 };
 
 template <class Inspector>

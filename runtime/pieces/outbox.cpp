@@ -214,12 +214,14 @@ namespace {
 // (enqueue_rows), in place of storing them.
 caf::expected<std::string> record_call(call_context& ctx, storage::transaction& txn,
                                        const outbox_call& call, std::string_view payload,
-                                       std::vector<char>* owned, const nlohmann::json* rows) {
+                                       std::vector<char>* owned, const nlohmann::json* rows,
+                                       std::shared_ptr<const payload_source> source = nullptr) {
+  auto payload_size = source ? source->size : payload.size();
   if (call.result_procedure.empty())
     return make_error(errc::invalid_argument, "outbox call from execution "
                                                 + std::to_string(ctx.execution_id)
                                                 + " names no result procedure");
-  if (auto err = check_specs(call.inputs, payload.size()))
+  if (auto err = check_specs(call.inputs, payload_size))
     return make_error(errc::invalid_argument, "outbox call from execution "
                                                 + std::to_string(ctx.execution_id) + " to model '"
                                                 + call.model + "': " + describe(err));
@@ -246,7 +248,9 @@ caf::expected<std::string> record_call(call_context& ctx, storage::transaction& 
     c->call.execution_id = ctx.execution_id;
     c->call.call = call;
     // Copied (or moved) unless that would hold more than hint_bytes in calls not yet handled.
-    if (*l->held + payload.size() <= outbox::hint_bytes
+    if (source)
+      c->source = std::move(source);
+    else if (*l->held + payload.size() <= outbox::hint_bytes
         || payload.size() <= txn.db().opts().blob_inline_max) {
       *l->held += payload.size();
       c->held = l->held;
@@ -288,8 +292,29 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
     return make_error(errc::invalid_argument, what + ": no input rows named");
   std::vector<char> payload;
   uint64_t hash = 0;
-  if (auto err = append_rows(txn, table, keys, payload, what, hash))
+  auto t = txn.db().table(table);
+  if (keys.size() == 1 && t && t->kind == storage::table_kind::blobs) {
+    // One blob: pinned, not read. Whoever sends the call reads it once, to where it goes (a
+    // shared-memory region), checked against the hash recorded here.
+    std::optional<storage::blob_store::pinned> pinned;
+    auto found = txn.pin_blob(table, keys.front(), pinned, payload);
+    if (!found)
+      return std::move(found.error());
+    if (!*found)
+      return make_error(errc::not_found,
+                        what + ": no row '" + keys.front() + "' in table '" + table + "'");
+    if (pinned) {
+      nlohmann::json rows{
+        {"table", table}, {"keys", keys}, {"bytes", pinned->size()}, {"xxh3", pinned->hash()}};
+      auto src = std::make_shared<payload_source>();
+      src->size = pinned->size();
+      src->read = [p = std::move(*pinned)](char* dest) { return p.read(dest); };
+      return record_call(ctx, txn, call, {}, nullptr, &rows, std::move(src));
+    }
+    hash = XXH3_64bits(payload.data(), payload.size());
+  } else if (auto err = append_rows(txn, table, keys, payload, what, hash)) {
     return err;
+  }
   nlohmann::json rows{{"table", table}, {"keys", keys}, {"bytes", payload.size()}, {"xxh3", hash}};
   return record_call(ctx, txn, call, std::string_view{payload.data(), payload.size()}, &payload,
                      &rows);

@@ -8,6 +8,7 @@
 // Stateless functions over a transaction or database; thread-safe as those are.
 #pragma once
 
+#include "runtime/pieces/compute_types.hpp"
 #include "runtime/pieces/piece.hpp"
 #include "runtime/procedure_registry.hpp"
 
@@ -67,6 +68,9 @@ struct committed_call {
   /// exactly when the payload was copied.
   std::shared_ptr<std::atomic<size_t>> held;
   size_t held_bytes = 0;
+  /// Instead of `payload`: where to read it (enqueue_rows of one row of a blobs table: the
+  /// blob pinned as the transaction read it, read by whoever sends the call). Holds no bytes.
+  std::shared_ptr<const payload_source> source;
   bool has_payload() const { return held != nullptr; }
   ~committed_call() {
     if (held)

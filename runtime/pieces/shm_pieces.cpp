@@ -132,6 +132,13 @@ void shm_arena::retire() {
 }
 
 std::optional<shm_ref> shm_arena::put(const char* data, size_t size) {
+  auto r = reserve(size);
+  if (r && size > 0)
+    std::memcpy(r->second, data, size);
+  return r ? std::optional<shm_ref>{std::move(r->first)} : std::nullopt;
+}
+
+std::optional<std::pair<shm_ref, char*>> shm_arena::reserve(size_t size) {
   uint64_t need = round_up(shm_region_header + uint64_t{size});
   for (auto i = free_.begin(); i != free_.end(); ++i) {
     if (i->second < need)
@@ -150,9 +157,7 @@ std::optional<shm_ref> shm_arena::put(const char* data, size_t size) {
     r.ticket = next_ticket_++;
     uint64_t head[2] = {r.ticket, r.size};
     std::memcpy(base_ + off, head, sizeof head);
-    if (size > 0)
-      std::memcpy(base_ + off + shm_region_header, data, size);
-    return r;
+    return std::pair<shm_ref, char*>{std::move(r), base_ + off + shm_region_header};
   }
   return std::nullopt;
 }

@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace comb::runtime {
@@ -74,6 +75,9 @@ public:
   /// Copies `size` bytes into a new region and returns where they are, or std::nullopt when
   /// no region that large is free (send over TCP instead).
   std::optional<shm_ref> put(const char* data, size_t size);
+  /// A new region of `size` bytes for the caller to fill at the pointer given (before it
+  /// sends the ref), or std::nullopt as put(). The pointer is valid until release().
+  std::optional<std::pair<shm_ref, char*>> reserve(size_t size);
 
   /// Frees the region of `ref` (a ref this arena gave; others are ignored).
   void release(const shm_ref& ref);

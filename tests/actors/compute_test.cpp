@@ -310,6 +310,61 @@ TEST_SUITE("actors.compute") {
     CHECK(gone);
   }
 
+  TEST_CASE("a task whose bytes are read when sent (payload_source) goes through shared memory "
+            "or as pieces with the same result; a source that fails fails only its task") {
+    test::compute_child proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    auto input = random_bytes(2 * max_piece_payload + 77, 41);
+    std::atomic<int> reads{0};
+    auto from_source = [&](uint64_t id, bool broken) {
+      auto src = std::make_shared<payload_source>();
+      src->size = input.size();
+      src->read = [&input, &reads, broken](char* dest) -> caf::error {
+        ++reads;
+        if (broken)
+          return make_error(errc::corrupt_data, "blob in test.blob at offset 16: data hash mismatch");
+        std::memcpy(dest, input.data(), input.size());
+        return {};
+      };
+      auto r = whole_task(id, piece_kind::infer, "checksum", {});
+      r.source = std::move(src);
+      return r;
+    };
+    auto fn = c.function(proc.port());
+    auto r = c.run(fn, from_source(1, false));
+    REQUIRE_MESSAGE(r, text(r));
+    CHECK(r->output == checksum_output({input}));
+    CHECK(r->input_bytes == input.size());
+    CHECK(c.stats(compute)["shm_tasks"] == 1);
+    CHECK(reads == 1);
+    // Without shared memory the bytes are read into the request and sent as pieces.
+    auto tcp = c.function(proc.port(), 50, 60s, /*shared_memory=*/false);
+    auto r2 = c.run(tcp, from_source(2, false));
+    REQUIRE_MESSAGE(r2, text(r2));
+    CHECK(r2->output == r->output);
+    CHECK(c.stats(compute)["shm_tasks"] == 1);
+    CHECK(reads == 2);
+    // A source that fails: that task gets a named error, nothing reaches the compute
+    // process, and the next task runs.
+    uint64_t id = 3;
+    for (auto& f : {fn, tcp}) {
+      auto bad = c.run(f, from_source(id++, true));
+      REQUIRE(!bad);
+      CHECK(is(bad.error(), errc::corrupt_data));
+      CHECK_MESSAGE(describe(bad.error()).find("its input could not be read") != std::string::npos,
+                    describe(bad.error()));
+      CHECK_MESSAGE(describe(bad.error()).find("data hash mismatch") != std::string::npos,
+                    describe(bad.error()));
+      auto next = c.run(f, from_source(id++, false));
+      REQUIRE_MESSAGE(next, text(next));
+      CHECK(next->output == r->output);
+    }
+    auto st = c.stats(compute);
+    CHECK(st["completed"] == 4);
+    CHECK(st["incomplete_tasks"] == 0);
+  }
+
   TEST_CASE("a compute process that cannot read the sender's segment (here one that predates "
             "shared-memory pieces): the function actor falls back to pieces over TCP") {
     test::compute_child proc;
