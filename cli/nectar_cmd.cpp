@@ -42,7 +42,7 @@ std::string stats_line(const nectar::capture_stats& s) {
   return "captured " + std::to_string(s.captured) + ", duplicates " + std::to_string(s.duplicates)
          + ", queued " + std::to_string(s.queued) + ", dropped " + std::to_string(s.dropped)
          + ", rejected " + std::to_string(s.rejected) + ", retries " + std::to_string(s.retries)
-         + ", responses added later " + std::to_string(s.responses) + ", model calls "
+         + ", labels sent before the response " + std::to_string(s.early_labels) + ", model calls "
          + std::to_string(s.label_calls) + ", waited for a model " + std::to_string(s.unlabeled);
 }
 
@@ -157,9 +157,9 @@ void add_nectar_commands(CLI::App& app) {
     ->check(CLI::Range(0, 64))
     ->capture_default_str();
   s->add_option("--capture-at", o->capture_at,
-                "When a request is captured: 'arrival' (its row, rule label and model label do "
-                "not wait for its handler; the response fields follow) or 'response' (after "
-                "its response is written)")
+                "When a request is taken for capture: 'arrival' (its rule label and model "
+                "call do not wait for its handler; its row follows its response) or "
+                "'response' (after its response is written)")
     ->check(CLI::IsMember({"arrival", "response"}))
     ->capture_default_str();
   s->add_option("--queue-mib", o->queue_mib,

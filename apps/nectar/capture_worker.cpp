@@ -2,6 +2,7 @@
 #include "apps/nectar/capture_worker.hpp"
 
 #include "apps/nectar/credentials.hpp"
+#include "apps/nectar/httplog.hpp"
 #include "base/errc.hpp"
 #include "base/wall_clock.hpp"
 #ifdef COMB_NECTAR_HAVE_CRS
@@ -114,17 +115,33 @@ std::string capture_worker::begin(exchange x) {
   return id;
 }
 
+void capture_worker::answer(item& it, const response& r) {
+  it.x.status = r.status;
+  it.x.response_bytes = r.bytes;
+  it.x.time_taken_ms = r.time_taken_ms;
+  it.x.execution_id = r.execution_id;
+  it.open = false;
+}
+
 void capture_worker::complete(const std::string& id, int status, size_t response_bytes,
                               double time_taken_ms, uint64_t execution_id) {
   response r{id, status, response_bytes, time_taken_ms, execution_id};
   std::lock_guard<std::mutex> guard{mu_};
-  if (auto o = open_.find(id); o != open_.end()) {
-    // Its row is queued or with the node: merged into the row, or sent once it is acknowledged.
+  auto o = open_.find(id);
+  if (o == open_.end())
+    return; // dropped by the memory bound (counted there)
+  if (!o->second.held) {
+    // Still queued (merged into its row when a sender takes it), or its model call is with
+    // the node (its row is queued once the node acknowledged the call).
     o->second.resp = std::move(r);
     return;
   }
-  // Acknowledged already (or dropped: then the node finds no row and counts it missing).
-  responses_.push_back(std::move(r));
+  // Its model call was acknowledged: the row, whole.
+  auto it = std::move(*o->second.held);
+  open_.erase(o);
+  answer(it, r);
+  queue_bytes_ += it.bytes;
+  queue_.push_back(std::move(it));
   cv_.notify_one();
 }
 
@@ -244,27 +261,26 @@ void capture_worker::stop(std::chrono::milliseconds deadline) {
 capture_stats capture_worker::stats() const {
   std::lock_guard<std::mutex> guard{mu_};
   auto s = stats_;
-  s.queued = queue_.size() + rules_queue_.size() + responses_.size();
+  s.queued = queue_.size() + rules_queue_.size() + open_.size();
   return s;
 }
 
 void capture_worker::run(size_t index) {
   auto next_pending = std::chrono::steady_clock::now();
   for (;;) {
-    std::deque<item> batch;
-    std::vector<response> responses;
+    std::deque<item> batch, early;
     size_t bytes = 0;
     bool sending = false;
     {
       std::unique_lock<std::mutex> lock{mu_};
       // Stopping, a sender ends once nothing is queued and no batch is with the node (an
-      // acknowledged batch may leave responses to send), or at the deadline.
+      // acknowledged model call may leave its row to send), or at the deadline.
       auto done = [&] {
         return stopping_
-               && ((queue_.empty() && responses_.empty() && in_flight_ == 0)
+               && ((queue_.empty() && in_flight_ == 0)
                    || std::chrono::steady_clock::now() >= stop_deadline_);
       };
-      auto ready = [&] { return done() || !queue_.empty() || !responses_.empty(); };
+      auto ready = [&] { return done() || !queue_.empty(); };
       if (index == 0)
         cv_.wait_until(lock, stopping_ ? stop_deadline_ : next_pending, ready);
       else if (stopping_)
@@ -283,51 +299,51 @@ void capture_worker::run(size_t index) {
       }
       if (done())
         return;
-      while (!queue_.empty() && batch.size() < opts_.batch_requests
-             && (batch.empty() || bytes + queue_.front().bytes <= opts_.batch_bytes)) {
+      while (!queue_.empty() && batch.size() + early.size() < opts_.batch_requests
+             && (bytes == 0 || bytes + queue_.front().bytes <= opts_.batch_bytes)) {
         bytes += queue_.front().bytes;
-        batch.push_back(std::move(queue_.front()));
+        auto it = std::move(queue_.front());
         queue_.pop_front();
-        auto& it = batch.back();
-        if (!it.open)
-          continue;
-        // Its response came while it was queued: one row with both.
-        auto o = open_.find(it.id);
-        if (o != open_.end() && o->second.resp) {
-          auto& r = *o->second.resp;
-          it.x.status = r.status;
-          it.x.response_bytes = r.bytes;
-          it.x.time_taken_ms = r.time_taken_ms;
-          it.x.execution_id = r.execution_id;
-          it.open = false;
-          open_.erase(o);
+        if (it.open) {
+          auto o = open_.find(it.id);
+          if (o != open_.end() && o->second.resp) {
+            // Its response came while it was queued: one row with its label.
+            answer(it, *o->second.resp);
+            open_.erase(o);
+          }
         }
+        (it.open ? early : batch).push_back(std::move(it));
       }
-      while (!responses_.empty() && responses.size() < 4096) {
-        responses.push_back(std::move(responses_.front()));
-        responses_.pop_front();
-      }
-      sending = !batch.empty() || !responses.empty();
+      sending = !batch.empty() || !early.empty();
       queue_bytes_ -= bytes;
       sending_bytes_ += bytes;
       in_flight_ += sending ? 1 : 0;
     }
+    sent r;
     if (sending)
-      send(batch, responses);
+      r = send(batch, early);
     {
       std::lock_guard<std::mutex> guard{mu_};
       sending_bytes_ -= bytes;
       in_flight_ -= sending ? 1 : 0;
-      // The node has these rows now (or refused them): responses that came meanwhile follow.
-      for (auto& it : batch) {
-        if (!it.open)
-          continue;
+      // The open requests wait for their responses (their rows then go without a second
+      // label), or had them meanwhile: their rows are queued now. A call that was refused, or
+      // found no active model version, leaves their labels to their rows.
+      for (auto& it : early) {
+        it.label_sent = r.ok && r.labels_enqueued;
+        it.label_execution = it.label_sent ? r.execution : 0;
+        stats_.early_labels += it.label_sent ? 1 : 0;
         auto o = open_.find(it.id);
         if (o == open_.end())
           continue;
-        if (o->second.resp)
-          responses_.push_back(std::move(*o->second.resp));
+        if (!o->second.resp) {
+          o->second.held = std::move(it);
+          continue;
+        }
+        answer(it, *o->second.resp);
         open_.erase(o);
+        queue_bytes_ += it.bytes;
+        queue_.push_back(std::move(it));
       }
     }
     cv_.notify_all(); // a sender waiting on this batch's deadline, or to stop, may go
@@ -338,7 +354,7 @@ void capture_worker::run(size_t index) {
   }
 }
 
-void capture_worker::send(std::deque<item>& batch, std::vector<response>& responses) {
+capture_worker::sent capture_worker::send(std::deque<item>& batch, std::deque<item>& early) {
   json reqs = json::array();
   for (auto& it : batch) {
     auto row = capture_row(it.x);
@@ -347,22 +363,24 @@ void capture_worker::send(std::deque<item>& batch, std::vector<response>& respon
     row["rule_ids"] = it.rule_ids;
     row["rule_score"] = it.rule_score;
     row["queued_ns"] = it.queued_ns;
-    // Captured at arrival: the response fields follow (answered false until they do).
-    row["captured_at"] = it.at_arrival ? "arrival" : "response";
-    row["answered"] = !it.open;
+    // Labeled from its arrival: its model call went before its response (label_execution).
+    row["labeled_from"] = it.label_sent ? "arrival" : "response";
+    if (it.label_sent) {
+      row["label_sent"] = true;
+      row["label_execution"] = it.label_execution;
+    }
     reqs.push_back(std::move(row));
   }
-  json resps = json::array();
-  for (auto& r : responses)
-    resps.push_back(json{{"id", r.id},
-                         {"sc_status", r.status},
-                         {"sc_bytes", r.bytes},
-                         {"time_taken_ms", r.time_taken_ms},
-                         {"execution_id", r.execution_id}});
-  json args{{"batch", !batch.empty() ? batch.front().id : responses.front().id},
+  json labels = json::array();
+  for (auto& it : early)
+    labels.push_back(json{{"id", it.id},
+                          {"text", model_text(capture_row(it.x))},
+                          {"rule_label", it.rule_label},
+                          {"rule_ids", it.rule_ids}});
+  json args{{"batch", !batch.empty() ? batch.front().id : early.front().id},
             {"requests", std::move(reqs)}};
-  if (!resps.empty())
-    args["responses"] = std::move(resps);
+  if (!labels.empty())
+    args["labels"] = std::move(labels);
   if (opts_.label && !opts_.model.empty()) {
     args["model"] = opts_.model;
     args["threshold"] = opts_.threshold;
@@ -377,21 +395,29 @@ void capture_worker::send(std::deque<item>& batch, std::vector<response>& respon
       stats_.duplicates += r->value("duplicates", uint64_t{0});
       stats_.label_calls += r->value("enqueued", uint64_t{0});
       stats_.unlabeled += r->value("unlabeled", uint64_t{0});
-      stats_.responses += r->value("answered", uint64_t{0});
-      return;
+      return sent{true, r->value("execution", uint64_t{0}),
+                  r->value("labels_enqueued", uint64_t{0}) > 0};
     }
     stats_.last_error = describe(r.error());
-    if (!is_transient(r.error())) {
+    // Only the node's own refusal (a Comb error that is not transient: a bad row) drops the
+    // batch. An error of the transport (CAF's, e.g. a connection that broke mid-call in a way
+    // the client does not name) may or may not have committed: sent again, as a batch is
+    // idempotent. Dropping those lost answered requests' rows.
+    bool refused = r.error().category() == errc_category && !is_transient(r.error());
+    if (!refused && r.error().category() != errc_category && stats_.retries == 0)
+      std::cerr << "nectar capture: sending a batch again after: " << stats_.last_error
+                << std::endl;
+    if (refused) {
       stats_.rejected += batch.size();
       std::cerr << "nectar capture: the node refused a batch of " << batch.size()
-                << " requests and " << responses.size() << " responses: " << stats_.last_error
+                << " requests and " << early.size() << " early labels: " << stats_.last_error
                 << std::endl;
-      return;
+      return {};
     }
     if (stopping_ && std::chrono::steady_clock::now() >= stop_deadline_) {
       std::cerr << "nectar capture: stopping with " << batch.size() + queue_.size()
                 << " requests not captured: " << stats_.last_error << std::endl;
-      return;
+      return {};
     }
     ++stats_.retries;
     // Sleep (without the lock); wake early only to stop.

@@ -12,11 +12,10 @@
 // `max_queue_bytes` the oldest exchanges are dropped, counted in stats and logged. Every
 // second it asks httplog.label_pending to label requests that waited for an active model.
 // Two-phase capture: begin() takes a request when it arrives (before its handler runs), so
-// that its row, its rule label and its model label do not wait for the response; complete()
-// adds the response (status, bytes, time taken, execution id) later. A response that comes
-// while its request is still queued is merged into the request's row (one insert); one that
-// comes after is sent as an update of the row (httplog.capture's `responses`), never before
-// the node acknowledged the row. push() takes a request and its response at once.
+// that its rule label and its model call do not wait for the response: a sender sends its
+// model call (httplog.capture's `labels`) while the handler runs, and complete() adds the
+// response, after which the row is captured once, whole (marked label_sent). A response that
+// comes while its request is still queued makes one row with its label, as push() does.
 // push(), begin() and complete() are thread-safe; the sender threads do the rest.
 #pragma once
 
@@ -84,7 +83,7 @@ struct capture_options {
 /// Counters of a capture worker (monotonic, except queued).
 struct capture_stats {
   uint64_t pushed = 0;      ///< requests taken (push() and begin())
-  uint64_t responses = 0;   ///< responses sent as updates of rows captured at arrival
+  uint64_t early_labels = 0; ///< model labels sent before their request's response
   uint64_t captured = 0;   ///< rows the node inserted
   uint64_t duplicates = 0; ///< retried rows the node had already
   uint64_t dropped = 0;    ///< exchanges lost to the memory bound
@@ -109,8 +108,8 @@ public:
   void push(exchange x);
 
   /// Like push(), for a request whose response is not written yet (its response fields are
-  /// ignored): its row is captured, and its model label enqueued, without waiting for the
-  /// response. Returns the request id for complete().
+  /// ignored): its model label is enqueued without waiting for the response, its row once the
+  /// response came (complete()). Returns the request id for complete().
   std::string begin(exchange x);
 
   /// The response to the request `begin` returned `id` for. Never blocks on the node.
@@ -135,18 +134,20 @@ private:
     double time_taken_ms = 0;
     uint64_t execution_id = 0;
   };
-  /// A request captured at arrival whose row the node has not acknowledged yet.
-  struct open_request {
-    /// Its response, once complete() got it (sent when the row is acknowledged).
-    std::optional<response> resp;
-  };
+  /// A request taken at arrival whose response has not come yet, or whose model call is with
+  /// the node: its response, once complete() got it, and the request itself while its
+  /// model call is (or was) with the node (held, not queued: at most one per HTTP thread).
+  struct open_request;
   struct item {
     std::string id;
     exchange x;
     size_t bytes = 0;
-    /// Captured at arrival (begin()); `open`: its response is still to come.
+    /// Taken at arrival (begin()); `open`: its response is still to come.
     bool at_arrival = false;
     bool open = false;
+    /// Its model call was enqueued at arrival, by the httplog.capture call `label_execution`.
+    bool label_sent = false;
+    uint64_t label_execution = 0;
     /// When it was queued (after its rule label): the batch deadline counts from its first
     /// request's; the row keeps the wall-clock time as queued_ns (the lag's stages).
     std::chrono::steady_clock::time_point queued_at{};
@@ -162,13 +163,27 @@ private:
   void run_rules();
   /// Sets `it`'s rule label with `engine` (nothing when it is null).
   void label_rules(anomaly::crs_engine* engine, item& it);
+  struct open_request {
+    std::optional<response> resp;
+    std::optional<item> held;
+  };
+  /// What the node answered a batch: acknowledged, the call's execution id, and whether the
+  /// `labels` of the batch were enqueued.
+  struct sent {
+    bool ok = false;
+    uint64_t execution = 0;
+    bool labels_enqueued = false;
+  };
   /// Queues `it` (push() and begin()).
   void enqueue(item it);
+  /// Puts the response `r` into `it` (mu_ held).
+  static void answer(item& it, const response& r);
   /// Drops the oldest exchanges (captured ones first) until `incoming` more bytes fit (mu_ held).
   void make_room(size_t incoming);
   /// Forgets `it` when it was an open request (dropped or refused; mu_ held).
   void forget(const item& it);
-  void send(std::deque<item>& batch, std::vector<response>& responses);
+  /// Sends `batch`: rows, and the model calls of `early` (requests still open).
+  sent send(std::deque<item>& batch, std::deque<item>& early);
   void label_pending();
 
   std::shared_ptr<node_link> link_;
@@ -182,10 +197,9 @@ private:
   bool rules_stopping_ = false;
   std::vector<std::thread> rules_threads_;
   std::deque<item> queue_;
-  /// Requests captured at arrival, until their row is acknowledged, by id.
+  /// Requests taken at arrival, until their response came and their model call (if it was
+  /// sent before) was acknowledged, by id.
   std::unordered_map<std::string, open_request> open_;
-  /// Responses whose rows the node has: to send as updates.
-  std::deque<response> responses_;
   size_t queue_bytes_ = 0;
   size_t sending_bytes_ = 0;
   /// Batches with the node now.

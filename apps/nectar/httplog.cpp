@@ -39,20 +39,6 @@ struct label_item {
   json rule_ids;
 };
 
-/// The bytes the model scores: the raw request (decoded from base64 when it was stored so),
-/// cut at model_text_bytes.
-std::string model_text(const json& row) {
-  auto raw = row.value("raw", "");
-  if (row.value("raw_encoding", "") == "base64") {
-    auto bytes = base64_decode(raw);
-    raw = bytes ? std::move(*bytes) : std::string{};
-  }
-  auto text = model_input(raw);
-  if (text.size() > model_text_bytes)
-    text.resize(model_text_bytes);
-  return text;
-}
-
 label_item item_of(const std::string& id, const json& row) {
   return {id, model_text(row), row.value("rule_label", json(0)), row.value("rule_ids", json(""))};
 }
@@ -138,57 +124,56 @@ caf::expected<json> capture(call_context& ctx, transaction& txn, const json& arg
     }
     json row = r;
     row.erase("id");
+    // Its label was enqueued when it arrived (label_execution says by which call).
+    bool label_sent = row.value("label_sent", false);
+    row.erase("label_sent");
     row["capture_execution"] = ctx.execution_id;
     if (auto err = txn.insert_row(request_table, id, row))
       return err;
     ++inserted;
-    if (!model.empty())
+    if (!model.empty() && !label_sent)
       fresh.push_back(item_of(id, row));
   }
-  // Responses to requests captured at arrival: the row gets them (a retried one, whose row
-  // is answered already, changes nothing; one whose row is not here is counted missing).
-  size_t answered = 0, missing = 0;
-  if (auto rs = args.find("responses"); rs != args.end()) {
-    if (!rs->is_array())
-      return make_error(errc::invalid_argument, "httplog.capture: 'responses' must be an array");
-    for (size_t i = 0; i < rs->size(); ++i) {
-      const auto& r = (*rs)[i];
-      if (!r.is_object() || !r.contains("id") || !r["id"].is_string())
-        return make_error(errc::invalid_argument, "httplog.capture: response " + std::to_string(i)
-                                                    + " has no string 'id'");
-      auto id = r["id"].get<std::string>();
-      auto have = txn.get_row_for_update(request_table, id);
-      if (!have)
-        return have.error();
-      if (!*have) {
-        ++missing;
-        continue;
-      }
-      auto& row = **have;
-      if (row.value("answered", true))
-        continue;
-      for (auto* f : {"sc_status", "sc_bytes", "time_taken_ms", "execution_id"})
-        if (auto v = r.find(f); v != r.end())
-          row[f] = *v;
-      row["answered"] = true;
-      row["response_execution"] = ctx.execution_id;
-      if (auto err = txn.put_row(request_table, id, row))
-        return err;
-      ++answered;
+  // Labels of requests that arrived and whose rows come later (capture at arrival).
+  std::vector<label_item> early;
+  if (auto ls = args.find("labels"); ls != args.end() && !model.empty()) {
+    if (!ls->is_array())
+      return make_error(errc::invalid_argument, "httplog.capture: 'labels' must be an array");
+    for (size_t i = 0; i < ls->size(); ++i) {
+      const auto& l = (*ls)[i];
+      if (!l.is_object() || !l.contains("id") || !l["id"].is_string() || !l.contains("text")
+          || !l["text"].is_string())
+        return make_error(errc::invalid_argument, "httplog.capture: label " + std::to_string(i)
+                                                    + " has no string 'id' and 'text'");
+      auto text = l["text"].get<std::string>();
+      if (text.size() > model_text_bytes)
+        text.resize(model_text_bytes);
+      early.push_back({l["id"].get<std::string>(), std::move(text),
+                       l.value("rule_label", json(0)), l.value("rule_ids", json(""))});
     }
   }
   json out{{"inserted", inserted},
            {"duplicates", duplicates},
-           {"answered", answered},
-           {"missing", missing},
            {"enqueued", 0},
            {"unlabeled", 0},
+           {"labels_enqueued", 0},
            {"execution", ctx.execution_id}};
-  if (fresh.empty())
+  if (fresh.empty() && early.empty())
     return out;
   auto version = pin(txn, model);
   if (!version)
     return version.error();
+  if (!early.empty() && version->first != 0) {
+    // No active version: the capture worker sends these rows without label_sent, and they
+    // wait in httplog_unlabeled like any row (its text is read from the row then).
+    auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, early);
+    if (!calls)
+      return calls.error();
+    out["labels_enqueued"] = early.size();
+    out["enqueued"] = *calls;
+  }
+  if (fresh.empty())
+    return out;
   if (version->first == 0) {
     for (auto& f : fresh)
       if (auto err = txn.put_row(unlabeled_table, f.id,
@@ -201,7 +186,7 @@ caf::expected<json> capture(call_context& ctx, transaction& txn, const json& arg
   auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, fresh);
   if (!calls)
     return calls.error();
-  out["enqueued"] = *calls;
+  out["enqueued"] = out["enqueued"].get<size_t>() + *calls;
   return out;
 }
 
@@ -392,6 +377,18 @@ caf::expected<json> count(call_context&, transaction& txn, const json&) {
 }
 
 } // namespace
+
+std::string model_text(const json& row) {
+  auto raw = row.value("raw", "");
+  if (row.value("raw_encoding", "") == "base64") {
+    auto bytes = base64_decode(raw);
+    raw = bytes ? std::move(*bytes) : std::string{};
+  }
+  auto text = model_input(raw);
+  if (text.size() > model_text_bytes)
+    text.resize(model_text_bytes);
+  return text;
+}
 
 std::string model_input(std::string_view raw) {
   // The header block runs from the end of the request line to the first empty line.

@@ -9,7 +9,7 @@
 //   httplog_request           request id -> the captured fields (nectar_spec: date, time,
 //                             ts_ns, c_ip, cs_method, ..., raw, raw_encoding, truncated,
 //                             execution_id, trace_id, rule_label, rule_ids, rule_score,
-//                             captured_at: "arrival" | "response", answered)
+//                             labeled_from: "arrival" | "response", label_execution)
 //   httplog_request_labeled   request id -> {request_id, score, label, threshold, model,
 //                             model_version, rule_label, rule_ids, combined_label, call,
 //                             labeled_ns} (score and label null, and "error", when scoring
@@ -18,6 +18,8 @@
 #pragma once
 
 #include "runtime/procedure_registry.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <cstddef>
 #include <string>
@@ -40,13 +42,21 @@ inline constexpr size_t model_text_bytes = 16 * 1024;
 /// deployment, not the request; the row keeps both.
 std::string model_input(std::string_view raw);
 
+/// The bytes the model scores of an httplog_request row: model_input of its raw request
+/// (decoded when base64), cut at model_text_bytes.
+std::string model_text(const nlohmann::json& row);
+
 /// Registers, for `roles`:
-///   httplog.capture       {batch, requests: [{id, <fields>}...], responses?: [{id,
-///                         sc_status, sc_bytes, time_taken_ms, execution_id}...], model?,
-///                         threshold?} -> {inserted, duplicates, answered, missing, enqueued,
-///                         unlabeled, reason?}; model "" or absent: no model labels (rows
-///                         only). A request captured at arrival has "answered": false until
-///                         its response comes in a later call's `responses`
+///   httplog.capture       {batch, requests: [{id, <fields>, label_sent?}...], labels?:
+///                         [{id, text, rule_label, rule_ids}...], model?, threshold?} ->
+///                         {inserted, duplicates, enqueued, unlabeled, labels_enqueued,
+///                         reason?}; model "" or absent: no model labels (rows only).
+///                         `labels`: model calls for requests that arrived and were not
+///                         answered yet (capture at arrival), all enqueued or, with no
+///                         active version, none (labels_enqueued 0); their rows come in a
+///                         later call with label_sent true (no second label). A retried
+///                         call whose first try committed enqueues its labels twice: the
+///                         labeled row is written twice, under the same key
 ///   httplog.label_pending {model, threshold?, limit?} -> {enqueued, waiting, failed,
 ///                         reason?}
 ///   httplog.labeled       result procedure of the model calls

@@ -321,7 +321,7 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
 
   // The stages of the lag, in the pipeline's order.
   static const char* stage_names[] = {
-    "handler (arrival -> response written; 0 captured at arrival)",
+    "handler (arrival -> response written; 0 labeled from arrival)",
     "rules (-> CRS done, queued for capture)",
     "capture queue (-> httplog.capture starts)",
     "capture txn (httplog.capture runs)",
@@ -406,7 +406,11 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
     }
     // The stages, when the store has every time of this request.
     auto queued = int_field(crow->value, "queued_ns");
-    auto cap = invocations.find(int_field(crow->value, "capture_execution"));
+    // Labeled from its arrival, the model call was enqueued by an earlier capture call than
+    // the one that inserted its row.
+    auto label_exec = int_field(crow->value, "label_execution");
+    auto cap = invocations.find(label_exec > 0 ? label_exec
+                                               : int_field(crow->value, "capture_execution"));
     auto lab = invocations.find(int_field(lv, "labeled_ns"));
     auto call = calls.find(field_text(lv, "call"));
     if (arrival <= 0 || queued <= 0 || cap == invocations.end() || lab == invocations.end()
@@ -414,9 +418,9 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
         || call->second.result == 0 || call->second.returned == 0)
       continue;
     auto& ct = call->second;
-    // A request captured at arrival is queued for capture before its handler runs: the
-    // handler is not on its labels' path.
-    bool at_arrival = field_text(crow->value, "captured_at") == "arrival";
+    // A request labeled from its arrival is queued for capture before its handler runs: the
+    // handler is not on its label's path.
+    bool at_arrival = field_text(crow->value, "labeled_from") == "arrival";
     const double points[] = {
       static_cast<double>(arrival) / 1e6,
       static_cast<double>(arrival) / 1e6 + (at_arrival ? 0.0 : taken_ms),

@@ -1,7 +1,10 @@
 // comb::nectar::server: Nectar's HTTP server (cpp-httplib from Debian) in the process that
 // starts it. Its handlers call Nectar's stored procedures on a Comb node through node_link;
-// after each response is written, the request goes to the capture worker (capture_worker.hpp),
-// which writes it to httplog_request with its rule label and enqueues its model label. Pages
+// each routed request goes to the capture worker (capture_worker.hpp) when its handler starts
+// (capture_options::at_arrival: its rule label and model call do not wait for the handler),
+// and its response when written; the worker writes the row to httplog_request with its rule
+// label and enqueues its model label. A request no route takes is captured after its
+// response. Pages
 // are plain HTML without script, every user-written text escaped, a CSP that forbids inline
 // script, a CSRF token bound to the session cookie on every form, limits on body and header
 // size and read timeouts against slow clients. Used by `comb nectar serve`, `comb demo`, the
