@@ -1,11 +1,12 @@
-// Fast dense layer. With AVX-512 (and at least 8 rows): Comb's own GEMM (w packed per call
-// into panels of 48 columns, register tiles of 8 rows x 48, bias added in the store; it ran
-// 186 against OpenBLAS sgemm's 100 GFLOP/s on one thread of the shared 2-core EPYC, by
-// CPU time at load 13, for 1200 x 784 -> 512). Otherwise OpenBLAS sgemm
-// (bias broadcast into C first, beta = 1). Gradients: two sgemms and a column sum. Narrow
-// outputs (a classifier head: out <= 16) skip both, as sgemm runs such shapes at a fraction
-// of its speed: blocks of 8 rows accumulate all outputs in one AVX-512 register each, rows
-// split across threads.
+// Fast dense layer. With AVX-512 (and at least 8 rows): Comb's own GEMM (the right operand
+// packed per call into panels of 48 columns, register tiles of 8 rows x 48, bias added in
+// the store; 186 against OpenBLAS sgemm's 100 GFLOP/s on one thread of the shared 2-core
+// EPYC, by CPU time at load 13, for 1200 x 784 -> 512), for the forward and for both
+// gradients (dw = x^T dy reading x transposed, dx = dy w^T packing w transposed).
+// Otherwise OpenBLAS sgemm (bias broadcast into C first, beta = 1; gradients as two sgemms).
+// dbias is a column sum. Narrow outputs (a classifier head: out <= 16) skip both in the
+// forward, as sgemm runs such shapes at a fraction of its speed: blocks of 8 rows
+// accumulate all outputs in one AVX-512 register each, rows split across threads.
 #include "kernels/ops/dense.hpp"
 
 #include "kernels/detail/cpu_pool.hpp"
@@ -96,41 +97,56 @@ void dense_narrow(const float* x, int64_t b, int64_t in, const float* w, int64_t
 }
 
 #ifdef COMB_DENSE_AVX512
-/// The AVX-512 GEMM behind dense: y [b, out] = x [b, in] w [in, out] + bias. w is packed per
-/// call into panels of 48 columns ([in, 48] each, zero columns past out); a tile is 8 rows
-/// of x (each value broadcast) x the panel's 1 to 3 vectors, 24 accumulators over a block of
-/// up to 256 of the inputs; the blocks of inputs go outermost in each thread's rows, so
-/// that the packed block of w (<= 256 x out floats) stays in L2 and the tile's 8 rows of x
-/// in L1 while every panel passes. Each output's sum runs in the same order whatever the
-/// split across threads.
+/// The AVX-512 GEMM behind dense and its gradients: c [m, n] = op(a) [m, kk] b [kk, n]
+/// (+ bias). b is packed per call into panels of 48 columns ([kk, 48] each, zero columns
+/// past n); a tile is 8 rows of op(a) (each value broadcast) x the panel's 1 to 3 vectors,
+/// 24 accumulators over a block of up to 256 of kk; the blocks of kk go outermost in each
+/// thread's rows, so that the packed block of b (<= 256 x n floats) stays in L2 and the
+/// tile's rows of a in L1 while every panel passes. Each output's sum runs in the same order
+/// whatever the split across threads.
 constexpr int64_t gemm_nr = 48;
 constexpr int64_t gemm_kc = 256;
 
-void pack_panels(const float* w, int64_t in, int64_t out, float* wp) {
-  const int64_t panels = (out + gemm_nr - 1) / gemm_nr;
-  detail::parallel_range(panels * in, 256, [&](int64_t r0, int64_t r1) {
+/// The operand b as rows k of n values, element (k, j) at p[k * row_stride + j * col_stride].
+struct gemm_b {
+  const float* p;
+  int64_t row_stride, col_stride;
+};
+
+void pack_panels(const gemm_b& b, int64_t kk, int64_t n, float* bp) {
+  const int64_t panels = (n + gemm_nr - 1) / gemm_nr;
+  detail::parallel_range(panels * kk, 256, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      int64_t p = r / in, k = r % in, col0 = p * gemm_nr;
-      int64_t real = std::min(gemm_nr, out - col0);
-      float* dst = wp + r * gemm_nr;
-      std::memcpy(dst, w + k * out + col0, static_cast<size_t>(real) * sizeof(float));
+      int64_t p = r / kk, k = r % kk, col0 = p * gemm_nr;
+      int64_t real = std::min(gemm_nr, n - col0);
+      float* dst = bp + r * gemm_nr;
+      const float* src = b.p + k * b.row_stride + col0 * b.col_stride;
+      if (b.col_stride == 1)
+        std::memcpy(dst, src, static_cast<size_t>(real) * sizeof(float));
+      else
+        for (int64_t j = 0; j < real; ++j)
+          dst[j] = src[j * b.col_stride];
       std::fill(dst + real, dst + gemm_nr, 0.0f);
     }
   });
 }
 
-/// Rows [r, r + n) (n <= 8) x panel columns [col0, col0 + 16 V) over inputs [k0, k0 + kc):
-/// first: y = the product, else y += it; last: + bias.
-template <int V>
-__attribute__((target("avx512f"))) void gemm_tile(const float* x, int64_t in, int64_t r,
+/// Rows [r, r + n) (n <= 8) of op(a) x panel columns [col0, col0 + 16 V) over kk
+/// [k0, k0 + kc): first: c = the product, else c += it; last: + bias. op(a)'s element (i, k)
+/// is a[i * lda + k], or a[k * lda + i] when Trans.
+template <int V, bool Trans>
+__attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, int64_t r,
                                                   int64_t n, const float* panel, int64_t k0,
                                                   int64_t kc, bool first, bool last,
-                                                  const float* bias, int64_t col0, int64_t out,
-                                                  float* y) {
-  const float* a[8];
+                                                  const float* bias, int64_t col0, int64_t ldc,
+                                                  float* c) {
+  const float* ar[8];
 #  pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)
-    a[i] = x + (r + std::min<int64_t>(i, n - 1)) * in + k0;
+  for (int i = 0; i < 8; ++i) {
+    int64_t row = r + std::min<int64_t>(i, n - 1);
+    ar[i] = Trans ? a + k0 * lda + row : a + row * lda + k0;
+  }
+  const int64_t step = Trans ? lda : 1;
   __m512 acc[8][V];
 #  pragma GCC unroll 8
   for (int i = 0; i < 8; ++i)
@@ -143,9 +159,10 @@ __attribute__((target("avx512f"))) void gemm_tile(const float* x, int64_t in, in
 #  pragma GCC unroll 3
     for (int v = 0; v < V; ++v)
       bv[v] = _mm512_load_ps(bp + 16 * v);
+    const int64_t off = k * step;
 #  pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
-      __m512 av = _mm512_set1_ps(a[i][k]);
+      __m512 av = _mm512_set1_ps(ar[i][off]);
 #  pragma GCC unroll 3
       for (int v = 0; v < V; ++v)
         acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
@@ -155,7 +172,7 @@ __attribute__((target("avx512f"))) void gemm_tile(const float* x, int64_t in, in
   __m512 bias_v[V];
 #  pragma GCC unroll 3
   for (int v = 0; v < V; ++v) {
-    int64_t left = std::clamp<int64_t>(out - col0 - 16 * v, 0, 16);
+    int64_t left = std::clamp<int64_t>(ldc - col0 - 16 * v, 0, 16);
     mask[v] = static_cast<__mmask16>((1u << left) - 1);
     bias_v[v] = last && bias ? _mm512_maskz_loadu_ps(mask[v], bias + col0 + 16 * v)
                              : _mm512_setzero_ps();
@@ -164,43 +181,45 @@ __attribute__((target("avx512f"))) void gemm_tile(const float* x, int64_t in, in
   for (int i = 0; i < 8; ++i) {
     if (i >= n)
       break;
-    float* yr = y + (r + i) * out + col0;
+    float* cr = c + (r + i) * ldc + col0;
 #  pragma GCC unroll 3
     for (int v = 0; v < V; ++v) {
       __m512 sum = _mm512_add_ps(acc[i][v], bias_v[v]);
       if (!first)
-        sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask[v], yr + 16 * v));
-      _mm512_mask_storeu_ps(yr + 16 * v, mask[v], sum);
+        sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
+      _mm512_mask_storeu_ps(cr + 16 * v, mask[v], sum);
     }
   }
 }
 
-void dense_gemm_avx512(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
-                       const float* bias, float* y) {
-  const int64_t panels = (out + gemm_nr - 1) / gemm_nr;
-  float* wp = detail::scratch(static_cast<size_t>(panels * in * gemm_nr), 1);
-  pack_panels(w, in, out, wp);
-  const int64_t nk = (in + gemm_kc - 1) / gemm_kc, kc = (in + nk - 1) / nk;
-  const int64_t tiles = (b + 7) / 8;
-  // About 8 tiles per chunk at least (a chunk re-reads the packed block of w from L2).
+/// c [m, n] (row stride n) = op(a) b + bias (nullptr: none); op(a) as gemm_tile's, kk > 0.
+template <bool Trans>
+void gemm_avx512(const float* a, int64_t lda, int64_t m, int64_t kk, const gemm_b& b, int64_t n,
+                 const float* bias, float* c) {
+  const int64_t panels = (n + gemm_nr - 1) / gemm_nr;
+  float* bp = detail::scratch(static_cast<size_t>(panels * kk * gemm_nr), 1);
+  pack_panels(b, kk, n, bp);
+  const int64_t nk = (kk + gemm_kc - 1) / gemm_kc, kc = (kk + nk - 1) / nk;
+  const int64_t tiles = (m + 7) / 8;
+  // About 8 tiles per chunk at least (a chunk re-reads the packed block of b from L2).
   detail::parallel_range(tiles, 8, [&](int64_t t0, int64_t t1) {
-    for (int64_t k0 = 0; k0 < in; k0 += kc) {
-      const int64_t kn = std::min(kc, in - k0);
-      const bool first = k0 == 0, last = k0 + kn == in;
+    for (int64_t k0 = 0; k0 < kk; k0 += kc) {
+      const int64_t kn = std::min(kc, kk - k0);
+      const bool first = k0 == 0, last = k0 + kn == kk;
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t r = t * 8, n = std::min<int64_t>(8, b - r);
+        const int64_t r = t * 8, rows = std::min<int64_t>(8, m - r);
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t col0 = p * gemm_nr;
-          const float* panel = wp + p * in * gemm_nr;
-          switch ((std::min(gemm_nr, out - col0) + 15) / 16) {
+          const float* panel = bp + p * kk * gemm_nr;
+          switch ((std::min(gemm_nr, n - col0) + 15) / 16) {
           case 3:
-            gemm_tile<3>(x, in, r, n, panel, k0, kn, first, last, bias, col0, out, y);
+            gemm_tile<3, Trans>(a, lda, r, rows, panel, k0, kn, first, last, bias, col0, n, c);
             break;
           case 2:
-            gemm_tile<2>(x, in, r, n, panel, k0, kn, first, last, bias, col0, out, y);
+            gemm_tile<2, Trans>(a, lda, r, rows, panel, k0, kn, first, last, bias, col0, n, c);
             break;
           default:
-            gemm_tile<1>(x, in, r, n, panel, k0, kn, first, last, bias, col0, out, y);
+            gemm_tile<1, Trans>(a, lda, r, rows, panel, k0, kn, first, last, bias, col0, n, c);
             break;
           }
         }
@@ -228,7 +247,7 @@ void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
   }
 #ifdef COMB_DENSE_AVX512
   if (in > 0 && b >= 8 && detail::use_avx512_kernels()) {
-    dense_gemm_avx512(x, b, in, w, out, bias, y);
+    gemm_avx512<false>(x, in, b, in, gemm_b{w, out, 1}, out, bias, y);
     return;
   }
 #endif
@@ -246,6 +265,17 @@ void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
 
 void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                         const float* dy, float* dx, float* dw, float* dbias) {
+#ifdef COMB_DENSE_AVX512
+  if (b > 0 && out > 0 && in >= 8 && b >= 8 && detail::use_avx512_kernels()) {
+    // dw [in, out] = x^T dy; dx [b, in] = dy w^T (w read transposed into the panels).
+    gemm_avx512<true>(x, in, in, b, gemm_b{dy, out, 1}, out, nullptr, dw);
+    if (dx)
+      gemm_avx512<false>(dy, out, b, out, gemm_b{w, 1, out}, in, nullptr, dx);
+    if (dbias)
+      column_sums(dy, b, out, dbias);
+    return;
+  }
+#endif
   if (b == 0) {
     std::memset(dw, 0, static_cast<size_t>(in * out) * sizeof(float));
   } else {

@@ -449,6 +449,21 @@ TEST_SUITE("kernels.ops") {
                        OK(b.dense(on(b, x), on(b, w), nullptr, y2));
                        return std::vector<tensor>{y, y2};
                      }});
+    auto dy = random_f32({37, 100}, rng);
+    cases.push_back({"dense 37 x 600 -> 100 backward", op::dense_backward, [=](backend& b) {
+                       tensor dx, dw, db;
+                       OK(b.dense_backward(on(b, x), on(b, w), on(b, dy), &dx, dw, &db));
+                       return std::vector<tensor>{dx, dw, db};
+                     }});
+    // The weight gradient sums 300 rows in two blocks; 20 inputs end in a tile of 4.
+    auto x2 = random_f32({300, 20}, rng);
+    auto w2 = random_f32({20, 50}, rng);
+    auto dy2 = random_f32({300, 50}, rng);
+    cases.push_back({"dense 300 x 20 -> 50 backward", op::dense_backward, [=](backend& b) {
+                       tensor dx, dw, db;
+                       OK(b.dense_backward(on(b, x2), on(b, w2), on(b, dy2), &dx, dw, &db));
+                       return std::vector<tensor>{dx, dw, db};
+                     }});
     CHECK(run_cases(cases) > 0);
   }
 
