@@ -337,10 +337,14 @@ caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(st
   return self;
 }
 
-caf::error provenance_recorder::mark_written(uint64_t lsn) {
+caf::error provenance_recorder::mark_written(
+  uint64_t lsn, const std::vector<std::pair<uint32_t, uint64_t>>& partitions) {
   auto txn = db_.begin(/*group_sync=*/true); // the mark need not be synced before the log
   if (auto err = txn->put(end_table, "log", std::to_string(lsn)))
     return err;
+  for (auto& [p, committed] : partitions)
+    if (auto err = txn->put(end_table, "p" + std::to_string(p), std::to_string(committed)))
+      return err;
   return txn->commit();
 }
 
@@ -413,24 +417,17 @@ void provenance_recorder::before_commit(storage::transaction& txn, invocation_re
   // The head rides in the transaction's WAL entry: durable exactly when the commit is (no
   // table write, nothing to delete later).
   txn.put_log_data(held_head);
-  // The lsn this transaction took, in its partition's row (after the head, so that the
-  // transaction's own writes stay the last ones before it in the WAL batch): the database
-  // knows where the log must end even when the log and the WAL lost it. One state actor runs
-  // a partition's transactions, so the row is never contended.
-  // Untracked: no row lock, no read, no change record (a row change here cost about 13% of
-  // the transfers per second with provenance on, perf_txn).
-  auto err = txn.put_untracked(end_table, "p" + std::to_string(rec.partition),
-                               std::to_string(held_lsn));
-  if (err) // only when the table is missing, which open() rules out
-    std::cerr << "comb: provenance: cannot record lsn " << held_lsn << ": " << describe(err)
-              << "\n";
+  // The lsn this transaction took reaches its partition's row of end_table through the writer
+  // (with its batch mark, see mark_written), not through this transaction: a row write in
+  // every transaction cost about 10% of the CPU per transfer (perf_txn, a memtable insert of
+  // its own). Until the writer's mark is written, the WAL holds this record (its head).
 }
 
 void provenance_recorder::after_commit(const invocation_record& rec, bool committed) {
   if (committed) {
     // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(held_lsn, held_record);
+    enqueue(held_lsn, held_record, rec.partition);
   } else {
     // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
     auto r = storage::to_log_record(rec);
@@ -481,11 +478,16 @@ void provenance_recorder::on_message(const message_record& msg) {
   enqueue(lsn, bytes);
 }
 
-void provenance_recorder::enqueue(uint64_t lsn, std::string_view bytes) {
+void provenance_recorder::enqueue(uint64_t lsn, std::string_view bytes,
+                                  std::optional<uint32_t> partition) {
   uint64_t size = bytes.size();
   bool wake;
   {
     std::lock_guard guard{q_mtx_};
+    if (partition) {
+      auto& mark = committed_[*partition];
+      mark = std::max(mark, lsn);
+    }
     queue_.append(reinterpret_cast<const char*>(&lsn), 8);
     queue_.append(reinterpret_cast<const char*>(&size), 8);
     queue_.append(bytes);
@@ -527,6 +529,9 @@ void provenance_recorder::run() {
   // Records that arrived ahead of a smaller lsn, by lsn.
   std::map<uint64_t, std::string> waiting;
   uint64_t next = written_lsn_ + 1;
+  // The last lsn each partition committed, as written to end_table, and those of this batch.
+  std::map<uint32_t, uint64_t> marked;
+  std::vector<std::pair<uint32_t, uint64_t>> marks;
   for (;;) {
     {
       std::unique_lock guard{q_mtx_};
@@ -545,6 +550,10 @@ void provenance_recorder::run() {
       batch.clear();
       batch.swap(queue_);
       queued_ = 0;
+      marks.clear();
+      for (auto& [p, lsn] : committed_)
+        if (lsn > marked[p])
+          marks.emplace_back(p, marked[p] = lsn);
     }
     entries.clear();
     for (size_t at = 0; at + 16 <= batch.size();) {
@@ -586,7 +595,7 @@ void provenance_recorder::run() {
     if (!err)
       err = db_.syncs_commits() ? log_->sync() : log_->flush(); // the log is as durable as a commit
     if (!err)
-      err = mark_written(next - 1);
+      err = mark_written(next - 1, marks);
     {
       std::lock_guard guard{q_mtx_};
       if (err && error_.empty()) {

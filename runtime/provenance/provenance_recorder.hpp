@@ -16,9 +16,11 @@
 // Messages and failed invocations are not in the WAL: a crash may lose the last few of them
 // (those not yet written); their lsns are filled with "provenance.unwritten" records, so lsns
 // stay dense and are never handed out twice.
-// The log's expected end is known outside the log: each committing transaction writes the lsn
-// it took to its partition's row of the internal table `__provenance` ("p<N>"), and the writer
-// records the last lsn it wrote there ("log") after each batch. At open, a log that ends
+// The log's expected end is known outside the log: after each batch the writer records in the
+// internal table `__provenance` the last lsn it wrote ("log") and the last lsn each partition's
+// committed invocations took ("p<N>"; a record held back for a smaller lsn counts), in one
+// transaction. (A committed invocation the writer has not marked yet is in the WAL, as its
+// head; the WAL is kept for keep_wal_seconds.) At open, a log that ends
 // before either is short: the records it lacks are rebuilt from the WAL where it holds them;
 // lsns that the log once held (or a transaction committed) and the WAL cannot give back are a
 // loss, and open refuses, naming them, unless options::accept_log_loss, which fills them with
@@ -36,7 +38,9 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -128,8 +132,9 @@ public:
 
 private:
   provenance_recorder(storage::database& db, options opts) : db_(db), opts_(std::move(opts)) {}
-  /// Queues a record's log bytes (copied) for the writer.
-  void enqueue(uint64_t lsn, std::string_view bytes);
+  /// Queues a record's log bytes (copied) for the writer; `partition`: a committed
+  /// invocation's, whose lsn the writer records as that partition's end mark.
+  void enqueue(uint64_t lsn, std::string_view bytes, std::optional<uint32_t> partition = {});
   void run();
 
   storage::database& db_;
@@ -139,8 +144,10 @@ private:
 
   /// Takes the next lsn.
   uint64_t take_lsn();
-  /// Records in the database that the log holds every lsn up to `lsn`.
-  caf::error mark_written(uint64_t lsn);
+  /// Records in the database that the log holds every lsn up to `lsn`, and the last lsn each
+  /// of `partitions` committed.
+  caf::error mark_written(uint64_t lsn,
+                          const std::vector<std::pair<uint32_t, uint64_t>>& partitions = {});
 
   std::atomic<uint64_t> next_lsn_{1};
 
@@ -152,6 +159,9 @@ private:
   /// that the writer swaps for its own, so that queueing a record allocates nothing.
   std::string queue_;
   size_t queued_ = 0;
+  /// The largest lsn each partition's committed invocations took (handed to end_table by the
+  /// writer with its next batch mark).
+  std::map<uint32_t, uint64_t> committed_;
   /// The writer sleeps until woken only when it has nothing to do; while records arrive it
   /// collects them for up to batch_interval, or until wake_batch are queued.
   static constexpr auto batch_interval = std::chrono::milliseconds{20};
