@@ -33,6 +33,7 @@ struct serve_opts {
   size_t senders = 2;
   size_t rules_threads = 0;
   std::string capture_at = "arrival";
+  int early_label_ms = 5;
   size_t queue_mib = 256;
   size_t threads = 64;
   double seconds = 0;
@@ -81,6 +82,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.senders = o.senders;
   so.capture_opts.rules_threads = o.rules_threads;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
+  so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
   so.threads = o.threads;
   auto srv = nectar::server::start(sys, so);
@@ -161,6 +163,11 @@ void add_nectar_commands(CLI::App& app) {
                 "call do not wait for its handler; its row follows its response) or "
                 "'response' (after its response is written)")
     ->check(CLI::IsMember({"arrival", "response"}))
+    ->capture_default_str();
+  s->add_option("--early-label-ms", o->early_label_ms,
+                "With --capture-at arrival: how long a request waits for its response before "
+                "its model call goes alone (0: never waits)")
+    ->check(CLI::Range(0, 10000))
     ->capture_default_str();
   s->add_option("--queue-mib", o->queue_mib,
                 "Most MiB of requests held for capture while the node is away (oldest dropped, "

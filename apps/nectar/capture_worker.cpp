@@ -134,6 +134,7 @@ void capture_worker::complete(const std::string& id, int status, size_t response
     // Still queued (merged into its row when a sender takes it), or its model call is with
     // the node (its row is queued once the node acknowledged the call).
     o->second.resp = std::move(r);
+    cv_.notify_all(); // a sender may be waiting for it (early_label_delay)
     return;
   }
   // Its model call was acknowledged: the row, whole.
@@ -297,6 +298,22 @@ void capture_worker::run(size_t index) {
           return stopping_ || queue_.size() >= opts_.batch_requests || in_flight_ == 0;
         });
       }
+      // A request taken at arrival at the front waits a little for its response (complete()
+      // wakes the senders), so that a fast handler's request goes once.
+      auto waiting = [&] {
+        if (queue_.empty() || stopping_ || !queue_.front().open)
+          return false;
+        auto o = open_.find(queue_.front().id);
+        return o != open_.end() && !o->second.resp;
+      };
+      if (opts_.early_label_delay.count() > 0 && waiting()) {
+        auto due = queue_.front().queued_at + opts_.early_label_delay;
+        auto front = queue_.front().id;
+        cv_.wait_until(lock, due, [&] {
+          return !waiting() || queue_.front().id != front
+                 || queue_.size() >= opts_.batch_requests;
+        });
+      }
       if (done())
         return;
       while (!queue_.empty() && batch.size() + early.size() < opts_.batch_requests
@@ -357,7 +374,16 @@ void capture_worker::run(size_t index) {
 capture_worker::sent capture_worker::send(std::deque<item>& batch, std::deque<item>& early) {
   json reqs = json::array();
   for (auto& it : batch) {
-    auto row = capture_row(it.x);
+    json row;
+    if (it.row) { // made when its model call went: the response fields now
+      row = std::move(*it.row);
+      row["sc_status"] = it.x.status;
+      row["sc_bytes"] = it.x.response_bytes;
+      row["time_taken_ms"] = it.x.time_taken_ms;
+      row["execution_id"] = it.x.execution_id;
+    } else {
+      row = capture_row(it.x);
+    }
     row["id"] = it.id;
     row["rule_label"] = it.rule_label;
     row["rule_ids"] = it.rule_ids;
@@ -372,11 +398,13 @@ capture_worker::sent capture_worker::send(std::deque<item>& batch, std::deque<it
     reqs.push_back(std::move(row));
   }
   json labels = json::array();
-  for (auto& it : early)
+  for (auto& it : early) {
+    it.row = capture_row(it.x);
     labels.push_back(json{{"id", it.id},
-                          {"text", model_text(capture_row(it.x))},
+                          {"text", model_text(*it.row)},
                           {"rule_label", it.rule_label},
                           {"rule_ids", it.rule_ids}});
+  }
   json args{{"batch", !batch.empty() ? batch.front().id : early.front().id},
             {"requests", std::move(reqs)}};
   if (!labels.empty())

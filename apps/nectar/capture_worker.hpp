@@ -78,6 +78,11 @@ struct capture_options {
   /// the response), so that its labels overlap its handler; false: after its response
   /// (push), as before.
   bool at_arrival = true;
+  /// A request taken at arrival waits this long for its response before its model call goes
+  /// alone: a fast handler's request then goes once, row and label together (each call
+  /// costs the node a transaction and a provenance record of its arguments), a slow one's
+  /// label does not wait for it. 0: never waits.
+  std::chrono::milliseconds early_label_delay{5};
 };
 
 /// Counters of a capture worker (monotonic, except queued).
@@ -148,6 +153,8 @@ private:
     /// Its model call was enqueued at arrival, by the httplog.capture call `label_execution`.
     bool label_sent = false;
     uint64_t label_execution = 0;
+    /// Its row, made when its model call was sent (the response fields are set when sent).
+    std::optional<nlohmann::json> row;
     /// When it was queued (after its rule label): the batch deadline counts from its first
     /// request's; the row keeps the wall-clock time as queued_ns (the lag's stages).
     std::chrono::steady_clock::time_point queued_at{};
