@@ -313,16 +313,17 @@ caf::expected<json> classified(call_context&, transaction& txn, const json& args
       auto model = context.at("model").get<std::string>();
       auto version = result.value("model_version", int64_t{0});
       auto digest = result.value("model_digest", std::string{});
+      // One row per image; the fields that do not change are set once (1,200 rows a call).
+      json row{{"dataset", dataset}, {"index", 0},       {"model", model}, {"version", version},
+               {"digest", digest},   {"label", 0},       {"score", 0.f},   {"call", call}};
+      auto& row_index = row["index"];
+      auto& row_label = row["label"];
+      auto& row_score = row["score"];
       for (int64_t i = 0; i < n; ++i) {
         auto index = indexes[size_t(i)].get<int64_t>();
-        json row{{"dataset", dataset},
-                 {"index", index},
-                 {"model", model},
-                 {"version", version},
-                 {"digest", digest},
-                 {"label", lab(i)},
-                 {"score", std::isfinite(scores[size_t(i)]) ? scores[size_t(i)] : 0.f},
-                 {"call", call}};
+        row_index = index;
+        row_label = lab(i);
+        row_score = std::isfinite(scores[size_t(i)]) ? scores[size_t(i)] : 0.f;
         if (auto e = txn.put_row(labels_table, image_key(dataset, index) + "/" + model, row))
           return e;
       }

@@ -21,7 +21,13 @@
 //                     [--sgemm-split=on|off (`comb compute --sgemm-split`: its sgemms as parts
 //                      on the kernels' pool, or OpenBLAS's own threads; direct execution is
 //                      measured both ways and the faster counts)]
+//                     [--procedures=bench|imaging (bench: the primary reads one stored input
+//                      blob, the result procedure writes one row; imaging: the app's own
+//                      imaging.classify / imaging.detect read the images as rows, one per
+//                      image, and imaging.classified / imaging.detected write one row per
+//                      image, as `comb imaging classify` runs them)]
 #include "base/base64.hpp"
+#include "apps/imaging/imaging.hpp"
 #include "base/errc.hpp"
 #include "kernels/cpu_backend.hpp"
 #include "node/node.hpp"
@@ -137,6 +143,12 @@ std::map<int64_t, stages> stage_at;
 /// How the primary hands its input to the outbox: "rows" (outbox::enqueue_rows: the call names
 /// the input row) or "copy" (the call stores a copy of the bytes, outbox::enqueue).
 std::string payload_mode = "rows";
+
+/// Which procedures an invocation runs: "bench" (bench.infer / bench.done) or "imaging" (the
+/// app's imaging.classify or imaging.detect and their result procedures).
+std::string procedures_mode = "bench";
+/// Imaging mode: invocation number by the outbox call its primary committed.
+std::map<std::string, int64_t> n_of_call;
 
 std::shared_ptr<procedure_registry> procedures() {
   auto procs = std::make_shared<procedure_registry>();
@@ -264,6 +276,52 @@ std::shared_ptr<procedure_registry> procedures() {
       return json{{"version", version}};
     },
     res);
+  // The imaging app's procedures, their result procedures wrapped to report each committed
+  // result as bench.done does (the app's own code runs unchanged inside the wrapper).
+  apps::imaging::register_imaging(*procs);
+  for (const char* name : {"imaging.classified", "imaging.detected"}) {
+    auto def = procs->find(name);
+    if (!def)
+      die(std::string{"the imaging app has no procedure "} + name);
+    auto inner = def->fn;
+    auto opts = def->opts;
+    procs->add(
+      name,
+      [inner](call_context& ctx, storage::transaction& txn,
+              const json& args) -> caf::expected<json> {
+        auto started = clk::now();
+        auto r = inner(ctx, txn, args);
+        if (!r || r->value("duplicate", false))
+          return r;
+        auto call = arg<std::string>(args, "call");
+        uint32_t version = 0;
+        uint64_t queued = 0, run = 0;
+        if (auto i = args.find("result"); i != args.end() && i->is_object()) {
+          version = i->value("model_version", 0u);
+          queued = i->value("queued_us", uint64_t{0});
+          run = i->value("run_us", uint64_t{0});
+        }
+        if (args.contains("error"))
+          std::fprintf(stderr, "perf_serving: call %s failed: %s\n", call.c_str(),
+                       args.at("error").dump().c_str());
+        txn.after_commit([call, version, queued, run, started] {
+          {
+            std::lock_guard<std::mutex> g{done_mtx};
+            if (auto i = n_of_call.find(call); i != n_of_call.end()) {
+              done_at[i->second] = {clk::now(), version};
+              auto& st = stage_at[i->second];
+              st.result_started = started;
+              st.queued_us = queued;
+              st.run_us = run;
+            }
+            ++results_committed;
+          }
+          done_cv.notify_one();
+        });
+        return r;
+      },
+      opts);
+  }
   return procs;
 }
 
@@ -338,16 +396,30 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
   while (results_committed.load() - base + failed < count) {
     while (sent < count && sent - (results_committed.load() - base + failed) < window) {
       invocation inv;
-      inv.procedure = "bench.infer";
-      submitted_at[static_cast<int64_t>(next_n)] = clk::now();
-      inv.args = {{"model", m.model}, {"n", next_n++}};
+      auto this_n = static_cast<int64_t>(next_n++);
+      submitted_at[this_n] = clk::now();
+      if (procedures_mode == "imaging") {
+        // The app's primary procedure over the dataset's images (all of one invocation's).
+        inv.procedure = m.name == "detector" ? "imaging.detect" : "imaging.classify";
+        inv.args = {{"dataset", m.model}, {"model", m.model}, {"from", 0}};
+      } else {
+        inv.procedure = "bench.infer";
+        inv.args = {{"model", m.model}, {"n", this_n}};
+      }
       inv.role = "admin";
       inv.sender = "perf_serving";
       auto target = n.route().route(inv);
       if (!target)
         die(describe(target.error()));
       self->request(*target, std::chrono::seconds{120}, call_atom::value, std::move(inv))
-        .receive([](json&) {},
+        .receive(
+                 [&](json& r) {
+                   if (procedures_mode != "imaging")
+                     return;
+                   std::lock_guard<std::mutex> g{done_mtx};
+                   n_of_call[r.value("call", std::string{})] = this_n;
+                   stage_at[this_n].committed = clk::now();
+                 },
                  [&](caf::error& e) {
                    ++failed;
                    std::fprintf(stderr, "perf_serving: invocation failed: %s\n",
@@ -486,6 +558,8 @@ int main(int argc, char** argv) {
       single_reps = std::max<size_t>(1, std::stoull(val("--single-reps=")));
     else if (a.rfind("--hotswap=", 0) == 0)
       hotswap = std::stoull(val("--hotswap="));
+    else if (a.rfind("--procedures=", 0) == 0)
+      procedures_mode = val("--procedures=");
     else
       die("unknown argument '" + a + "'");
   }
@@ -563,8 +637,10 @@ int main(int argc, char** argv) {
     "runner in this process on the same pool size; %zu invocations in flight; the "
     "outbox call %s\n",
     cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), window,
-    payload_mode == "rows" ? "names its input row (--payload=rows)"
-                           : "stores a copy of its input (--payload=copy)");
+    procedures_mode == "imaging"
+      ? "is the imaging app's (--procedures=imaging: one row per image read, one written)"
+    : payload_mode == "rows" ? "names its input row (--payload=rows)"
+                             : "stores a copy of its input (--payload=copy)");
   std::printf("compute: %s", read_file(log).c_str());
 
   system_config cfg{node_threads};
@@ -596,6 +672,25 @@ int main(int argc, char** argv) {
                   {"spec", specs_to_json({m.input})}},
                  "admin"),
          "input");
+    if (procedures_mode == "imaging") {
+      // The invocation's images as the app stores them: one row per image, the same pixels.
+      const auto& shape = m.input.shape;
+      int64_t count = shape[0];
+      int64_t h = m.name == "mnist" ? 28 : shape[1], w = m.name == "mnist" ? 28 : shape[2];
+      int64_t c = m.name == "mnist" ? 1 : shape[3];
+      size_t per = static_cast<size_t>(h * w * c);
+      json images = json::array();
+      for (int64_t i = 0; i < count; ++i)
+        images.push_back({{"width", w},
+                          {"height", h},
+                          {"channels", c},
+                          {"pixels", base64_encode(std::string_view{m.bytes}.substr(
+                                       static_cast<size_t>(i) * per, per))}});
+      must(n->call("imaging.put_images",
+                   {{"dataset", m.model}, {"first_index", 0}, {"images", std::move(images)}},
+                   "admin"),
+           "imaging.put_images");
+    }
     auto kind = must(identify_model(m.file), "identify");
     auto runner = find_runner(kind);
     auto be = kernels::find_backend(backend);
@@ -609,14 +704,43 @@ int main(int argc, char** argv) {
     std::string direct_out;
     run_direct(*lm, task, 1, &direct_out);
     run_path(*n, sys, m, 1, 1, next_n);
-    // The path's output equals the direct one (the first output tensor's bytes).
-    auto stored = must(n->call("bench.result", {{"model", m.model}, {"n", next_n - 1}}, "admin"),
-                       "result");
-    auto path_out = base64_decode(stored.value("data", ""));
-    if (!path_out || *path_out != direct_out)
-      die(m.name + ": the output through the path differs from direct execution's");
-    std::printf("  output through the path equals direct execution's (%zu bytes)\n",
-                direct_out.size());
+    if (procedures_mode == "imaging") {
+      // The app wrote one answer per image, from this model, for the call just made.
+      std::string call;
+      {
+        std::lock_guard<std::mutex> g{done_mtx};
+        for (auto& [k, v] : n_of_call)
+          if (v == static_cast<int64_t>(next_n - 1))
+            call = k;
+      }
+      auto row = must(n->call("imaging.call", {{"call", call}}, "admin"), "imaging.call");
+      if (row.value("state", "") != "done")
+        die(m.name + ": the imaging call did not finish: " + row.dump());
+      if (m.name != "detector") {
+        auto labels = must(n->call("imaging.labels",
+                                   {{"dataset", m.model}, {"from", 0}, {"limit", 1000}}, "admin"),
+                           "imaging.labels");
+        size_t answered = 0;
+        for (const auto& e : labels)
+          for (const auto& a : e.value("answers", json::array()))
+            if (a.value("call", "") == call)
+              ++answered;
+        if (answered != std::min<size_t>(labels.size(), 1000) || labels.empty())
+          die(m.name + ": the imaging call answered " + std::to_string(answered) + " of "
+              + std::to_string(labels.size()) + " images");
+      }
+      std::printf("  the app's procedures ran: call %s done, one answer per image\n",
+                  call.c_str());
+    } else {
+      // The path's output equals the direct one (the first output tensor's bytes).
+      auto stored = must(n->call("bench.result", {{"model", m.model}, {"n", next_n - 1}}, "admin"),
+                         "result");
+      auto path_out = base64_decode(stored.value("data", ""));
+      if (!path_out || *path_out != direct_out)
+        die(m.name + ": the output through the path differs from direct execution's");
+      std::printf("  output through the path equals direct execution's (%zu bytes)\n",
+                  direct_out.size());
+    }
     double torch_per = -1;
     if (torch != "off") {
       torch_per = torch_ms(m.name, script, m.name == "mnist" ? 50 : 10);

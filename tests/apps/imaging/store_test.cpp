@@ -9,6 +9,8 @@
 #include "base/errc.hpp"
 #include "node/node.hpp"
 #include "runtime/system_config.hpp"
+#include "storage/database.hpp"
+#include "storage/transaction.hpp"
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
@@ -158,6 +160,97 @@ TEST_SUITE("apps.imaging.store") {
                    {{"dataset", "d"}, {"model", "m"}, {"epochs", 0}, {"batch", 8}, {"lr", 0.01}}),
             errc::invalid_argument, "epochs");
     refused(f.call("imaging.call", {{"call", "nothing"}}), errc::not_found, "nothing");
+  }
+
+  TEST_CASE("read_images reads rows of any MessagePack encoding the same way and names a "
+            "damaged row") {
+    fixture f;
+    std::vector<uint8_t> px(28 * 28);
+    for (size_t i = 0; i < px.size(); ++i)
+      px[i] = static_cast<uint8_t>(i * 7);
+    auto row = [&](int64_t index) {
+      return json{{"dataset", "d"},  {"index", index},  {"width", 28},
+                  {"height", 28},    {"channels", 1},   {"label", index % 10},
+                  {"name", "n"},     {"pixels", json::binary_t{px}}};
+    };
+    auto put = [&](int64_t index, const std::string& bytes) {
+      auto txn = f.n->db().begin();
+      REQUIRE(!txn->put(images_table, image_key("d", index), bytes));
+      REQUIRE(!txn->commit());
+    };
+    auto as_string = [](const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); };
+    // As imaging.put_images writes it; in wide encodings; with a nested value (read by the
+    // general reader); with a negative label and a float.
+    put(0, as_string(json::to_msgpack(row(0))));
+    // Row 1 by hand in the widest forms: map16, str8 keys, uint64 / int64 / int16 numbers,
+    // bin32 pixels, a float64 and a nil.
+    std::string wide{"\xde\x00\x08", 3};
+    auto key = [&](const std::string& k) {
+      wide += '\xd9';
+      wide += static_cast<char>(k.size());
+      wide += k;
+    };
+    auto be = [&](uint64_t x, int bytes) {
+      for (int i = bytes - 1; i >= 0; --i)
+        wide += static_cast<char>((x >> (8 * i)) & 0xff);
+    };
+    key("index"), wide += '\xcf', be(1, 8);
+    key("width"), wide += '\xd3', be(28, 8);
+    key("height"), wide += '\xd1', be(28, 2);
+    key("channels"), wide += '\xce', be(1, 4);
+    key("label"), wide += '\xd0', be(1, 1);
+    key("score"), wide += '\xcb', be(0, 8);
+    key("name"), wide += '\xc0';
+    key("pixels"), wide += '\xc6', be(px.size(), 4);
+    wide.append(px.begin(), px.end());
+    REQUIRE(json::from_msgpack(wide)["height"] == 28); // it is MessagePack
+    put(1, wide);
+    auto nested = row(2);
+    nested["extra"] = json{{"a", json::array({1, 2, 3})}};
+    put(2, as_string(json::to_msgpack(nested)));
+    auto big = row(3);
+    big["index"] = int64_t{3};
+    big["label"] = -5;
+    big["score"] = 0.25;
+    put(3, as_string(json::to_msgpack(big)));
+    {
+      auto txn = f.n->db().begin();
+      auto imgs = read_images(*txn, "d", 0, 10, size_t{1} << 20);
+      REQUIRE_MESSAGE(imgs, describe(imgs.error()));
+      REQUIRE(imgs->size() == 4);
+      for (int64_t i = 0; i < 4; ++i) {
+        const auto& im = (*imgs)[size_t(i)];
+        CHECK(im.index == i);
+        CHECK(im.width == 28);
+        CHECK(im.height == 28);
+        CHECK(im.channels == 1);
+        CHECK(im.pixels == px);
+        REQUIRE(im.label);
+        CHECK(*im.label == (i == 3 ? -5 : i % 10));
+      }
+    }
+    // Damaged rows: cut short, pixels of the wrong size, a field missing, not MessagePack.
+    auto cut = json::to_msgpack(row(4));
+    cut.resize(cut.size() - 10);
+    auto small = row(5);
+    small["pixels"] = json::binary_t{std::vector<uint8_t>(100)};
+    auto missing = row(6);
+    missing.erase("width");
+    std::vector<std::pair<int64_t, std::string>> bad{
+      {4, as_string(cut)},
+      {5, as_string(json::to_msgpack(small))},
+      {6, as_string(json::to_msgpack(missing))},
+      {7, "not a row"}};
+    for (auto& [index, bytes] : bad) {
+      put(index, bytes);
+      auto txn = f.n->db().begin();
+      auto imgs = read_images(*txn, "d", index, 1, size_t{1} << 20);
+      REQUIRE(!imgs);
+      CHECK(is(imgs.error(), errc::corrupt_data));
+      CHECK_MESSAGE(describe(imgs.error()).find(image_key("d", index)) != std::string::npos,
+                    describe(imgs.error()));
+      txn->rollback();
+    }
   }
 
 } // TEST_SUITE
