@@ -1,6 +1,6 @@
-// comb::nectar::capture_worker: takes the exchanges the server answered, off the response
-// path, labels each by CRS rules (libmodsecurity + CRS 3.3.4, apps/anomaly/crs_engine.hpp)
-// on the pushing thread (the HTTP thread, after its response is written), or, with
+// comb::nectar::capture_worker: takes the exchanges the server answered (or, with
+// at_arrival, the requests as their handlers start), labels each by CRS rules (libmodsecurity
+// + CRS 3.3.4, apps/anomaly/crs_engine.hpp) on the pushing thread (the HTTP thread), or, with
 // `rules_threads`, on threads of its own (the pushing thread still labels its own while they
 // are behind; measured slower, see rules_threads), and writes them in
 // batches through httplog.capture, which also enqueues their model labels. Sender threads (2 by
@@ -61,7 +61,8 @@ struct capture_options {
   /// Label by CRS rules (paranoia level 1, Accept-Charset allowed: BENCHMARKING.md).
   bool rules = true;
   int paranoia = 1;
-  /// Threads that run CRS on queued exchanges (one engine for all); 0: CRS runs in push(),
+  /// Threads that run CRS on queued exchanges (one engine for all); 0: CRS runs in push()
+  /// and begin(),
   /// on the caller's (HTTP) thread, as it also does while more than 2 exchanges per rules
   /// thread wait for one (they are behind: under saturation each gets one thread's share of
   /// the cores). 0 by default: measured (perf_nectar --quick --benchmarks=lag, 1,000/s
@@ -74,10 +75,14 @@ struct capture_options {
   bool label = true;
   std::string model = "waf";
   double threshold = 0.5;
-  /// The server captures a request when it arrives (capture_worker::begin, then complete with
-  /// the response), so that its labels overlap its handler; false: after its response
-  /// (push), as before.
-  bool at_arrival = true;
+  /// The server takes a request for capture when its handler starts (capture_worker::begin,
+  /// then complete with the response), so that its model call overlaps its handler; false:
+  /// after its response (push). Off by default: measured (perf_nectar --quick, paired runs at
+  /// load 16-20 on 2 cores), at 1,000 requests/s offered it cut the lag's p99 from 599-650 ms
+  /// to 152-205 ms, but capture-on throughput at saturation fell from 221-247 to 182-213
+  /// requests/s (on/off 0.55-0.73 against 0.73-0.79): an early model call sends the
+  /// request's text in a call of its own, ahead of its row.
+  bool at_arrival = false;
   /// A request taken at arrival waits this long for its response before its model call goes
   /// alone: a fast handler's request then goes once, row and label together (each call
   /// costs the node a transaction and a provenance record of its arguments), a slow one's

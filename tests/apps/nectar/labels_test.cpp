@@ -109,6 +109,8 @@ TEST_SUITE("apps.nectar.labels") {
     so.port = 0;
     so.threads = 8;
     so.capture_opts.model = "waf";
+    // Taken at arrival: a model call may go before its row, and neither may be lost.
+    so.capture_opts.at_arrival = true;
     auto srv = nectar::server::start(sys, so);
     REQUIRE_MESSAGE(srv, test::why(srv));
     auto port = (*srv)->port();
