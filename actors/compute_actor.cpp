@@ -573,6 +573,12 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
       r.queued_us = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(sent - w.enqueued).count());
       r.run_us = static_cast<uint64_t>((*done)->took.count());
+      auto ns = [](clock_type::time_point t) {
+        return static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+      };
+      r.whole_ns = ns(w.enqueued);
+      r.replied_ns = ns(clock_type::now());
       r.outputs = std::move(out->specs);
       r.output = std::move(out->bytes);
       deliver(self, w, std::move(r));

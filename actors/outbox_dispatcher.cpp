@@ -439,6 +439,8 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
                               {"input_bytes", r.input_bytes},
                               {"queued_us", r.queued_us},
                               {"run_us", r.run_us},
+                              {"whole_ns", r.whole_ns},
+                              {"replied_ns", r.replied_ns},
                               {"outputs", runtime::specs_to_json(r.outputs)},
                               {"output", nlohmann::json::binary_t{std::vector<uint8_t>(
                                            r.output.begin(), r.output.end())}}};

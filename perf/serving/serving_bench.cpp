@@ -137,6 +137,9 @@ std::map<int64_t, std::pair<clk::time_point, uint32_t>> done_at;
 struct stages {
   clk::time_point committed, result_started;
   uint64_t queued_us = 0, run_us = 0;
+  /// The compute process's steady clock (the same CLOCK_MONOTONIC as this process's): when
+  /// it had the whole task, and when it replied.
+  uint64_t whole_ns = 0, replied_ns = 0;
 };
 std::map<int64_t, stages> stage_at;
 
@@ -259,6 +262,8 @@ std::shared_ptr<procedure_registry> procedures() {
           st.result_started = started;
         st.queued_us = res.value("queued_us", uint64_t{0});
         st.run_us = res.value("run_us", uint64_t{0});
+        st.whole_ns = res.value("whole_ns", uint64_t{0});
+        st.replied_ns = res.value("replied_ns", uint64_t{0});
       }
       if (auto err = txn.put("bench_results", key,
                              std::string_view{(*views)[0].data, (*views)[0].size}))
@@ -295,16 +300,18 @@ std::shared_ptr<procedure_registry> procedures() {
           return r;
         auto call = arg<std::string>(args, "call");
         uint32_t version = 0;
-        uint64_t queued = 0, run = 0;
+        uint64_t queued = 0, run = 0, whole = 0, replied = 0;
         if (auto i = args.find("result"); i != args.end() && i->is_object()) {
           version = i->value("model_version", 0u);
           queued = i->value("queued_us", uint64_t{0});
           run = i->value("run_us", uint64_t{0});
+          whole = i->value("whole_ns", uint64_t{0});
+          replied = i->value("replied_ns", uint64_t{0});
         }
         if (args.contains("error"))
           std::fprintf(stderr, "perf_serving: call %s failed: %s\n", call.c_str(),
                        args.at("error").dump().c_str());
-        txn.after_commit([call, version, queued, run, started] {
+        txn.after_commit([call, version, queued, run, whole, replied, started] {
           {
             std::lock_guard<std::mutex> g{done_mtx};
             if (auto i = n_of_call.find(call); i != n_of_call.end()) {
@@ -313,6 +320,8 @@ std::shared_ptr<procedure_registry> procedures() {
               st.result_started = started;
               st.queued_us = queued;
               st.run_us = run;
+              st.whole_ns = whole;
+              st.replied_ns = replied;
             }
             ++results_committed;
           }
@@ -467,7 +476,7 @@ double run_direct(loaded_model& lm, const task_tensors& task, size_t count,
 /// own time (dispatch, pieces over TCP, the result's way back); queued in the compute
 /// process; its runner call; the result procedure's start to its commit.
 void print_stages(int64_t from, int64_t to) {
-  comb::perf::turns primary, transport, queued, run, result;
+  comb::perf::turns primary, transport, there, back, queued, run, result;
   std::lock_guard<std::mutex> g{done_mtx};
   auto ms = [](clk::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
   for (int64_t i = from; i < to; ++i) {
@@ -481,6 +490,14 @@ void print_stages(int64_t from, int64_t to) {
     const auto& x = st->second;
     primary.add(ms(x.committed - sub->second));
     transport.add(ms(x.result_started - x.committed) - (x.queued_us + x.run_us) / 1e3);
+    if (x.whole_ns > 0 && x.replied_ns > 0) {
+      auto ns = [](clk::time_point t) {
+        return static_cast<double>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+      };
+      there.add((static_cast<double>(x.whole_ns) - ns(x.committed)) / 1e6);
+      back.add((ns(x.result_started) - static_cast<double>(x.replied_ns)) / 1e6);
+    }
     queued.add(x.queued_us / 1e3);
     run.add(x.run_us / 1e3);
     result.add(ms(d->second.first - x.result_started));
@@ -492,6 +509,11 @@ void print_stages(int64_t from, int64_t to) {
               "in compute %.2f + runner %.2f | result committed %.2f\n",
               primary.v.size(), primary.median(), transport.median(), queued.median(),
               run.median(), result.median());
+  if (!there.empty())
+    std::printf("      dispatch and transfer split by the compute process's clock (medians, ms): "
+                "commit -> the compute process has the whole task %.3f | its reply -> the "
+                "result procedure starts %.3f\n",
+                there.median(), back.median());
 }
 
 /// PyTorch's ms per batch for `which`, or a negative number when it is not available.

@@ -58,6 +58,11 @@ struct task_result {
   /// tasks and loads).
   uint64_t queued_us = 0;
   uint64_t run_us = 0;
+  /// When the compute process had the whole task and when it replied, in ns of its steady
+  /// clock (CLOCK_MONOTONIC, shared by the processes of one host: a sender on the same host
+  /// can split a task's way there and back; 0 for built-in tasks and loads).
+  uint64_t whole_ns = 0;
+  uint64_t replied_ns = 0;
   /// The output tensors, whose bytes are `output` one after another (empty: `output` is
   /// opaque bytes, as for built-in tasks and load_model).
   std::vector<tensor_spec> outputs;
@@ -68,7 +73,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, task_result& x) {
   return f(caf::meta::type_name("comb.task_result"), x.task_id, x.complete, x.kind, x.model,
            x.model_version, x.model_digest, x.batch_size, x.input_bytes, x.queued_us, x.run_us,
-           x.outputs, x.output);
+           x.whole_ns, x.replied_ns, x.outputs, x.output);
 }
 
 template <class Inspector>
