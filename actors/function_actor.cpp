@@ -465,22 +465,20 @@ void pump(function_actor_t* self, uint64_t key) {
       send_piece(self, key, 0);
       return;
     }
+    // Over TCP: the bytes must be in the request. Read them once (kept for resends).
     auto& req = j.req;
-    if (!placed || req.source) {
-      // Over TCP: the bytes must be in the request. Read them once (kept for resends).
-      caf::error err = placed ? caf::error{} : std::move(placed.error());
-      if (!err) {
-        req.bytes.resize(req.source->size);
-        err = req.source->read(req.bytes.data());
-      }
-      if (err) {
-        fail(self, key,
-             make_error(errc::corrupt_data, "task " + std::to_string(req.task_id)
-                                              + ": its input could not be read: " + describe(err)));
-        return;
-      }
-      req.source.reset();
+    caf::error err = placed ? caf::error{} : std::move(placed.error());
+    if (!err && req.source) {
+      req.bytes.resize(req.source->size);
+      err = req.source->read(req.bytes.data());
     }
+    if (err) {
+      fail(self, key,
+           make_error(errc::corrupt_data, "task " + std::to_string(req.task_id)
+                                            + ": its input could not be read: " + describe(err)));
+      return;
+    }
+    req.source.reset();
   }
   while (j.in_flight < self->state.cfg.window && j.next < j.count)
     send_piece(self, key, j.next++);

@@ -300,35 +300,32 @@ caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
   return ref;
 }
 
-caf::error blob_store::read(const blob_ref& ref, char* dest) const {
-  std::shared_ptr<segment> seg;
+caf::expected<std::shared_ptr<blob_store::segment>>
+blob_store::find_segment(const blob_ref& ref) const {
   {
     std::lock_guard guard{mtx_};
-    auto i = segments_.find(ref.segment);
-    if (i != segments_.end())
-      seg = i->second;
+    if (auto i = segments_.find(ref.segment); i != segments_.end())
+      return i->second;
   }
+  return make_error(errc::not_found, "blob in "
+                                       + (fs::path{dir_} / segment_name(ref.segment)).string()
+                                       + " at offset " + std::to_string(ref.offset)
+                                       + ": the segment is gone");
+}
+
+caf::error blob_store::read(const blob_ref& ref, char* dest) const {
+  auto seg = find_segment(ref);
   if (!seg)
-    return make_error(errc::not_found, "blob in "
-                                         + (fs::path{dir_} / segment_name(ref.segment)).string()
-                                         + " at offset " + std::to_string(ref.offset)
-                                         + ": the segment is gone");
-  return read_from(*seg, dir_, ref, dest);
+    return std::move(seg.error());
+  return read_from(**seg, dir_, ref, dest);
 }
 
 caf::expected<blob_store::pinned> blob_store::pin(const blob_ref& ref) const {
+  auto seg = find_segment(ref);
+  if (!seg)
+    return std::move(seg.error());
   pinned p;
-  {
-    std::lock_guard guard{mtx_};
-    auto i = segments_.find(ref.segment);
-    if (i != segments_.end())
-      p.seg_ = i->second;
-  }
-  if (!p.seg_)
-    return make_error(errc::not_found, "blob in "
-                                         + (fs::path{dir_} / segment_name(ref.segment)).string()
-                                         + " at offset " + std::to_string(ref.offset)
-                                         + ": the segment is gone");
+  p.seg_ = std::move(*seg);
   p.ref_ = ref;
   p.dir_ = dir_;
   return p;

@@ -123,6 +123,8 @@ public:
   static std::string segment_name(uint64_t id);
 
 private:
+  /// The open segment of `ref`; not_found naming the file when it is gone.
+  caf::expected<std::shared_ptr<segment>> find_segment(const blob_ref& ref) const;
   static caf::error read_from(const segment& seg, const std::string& dir, const blob_ref& ref,
                               char* dest);
   blob_store(std::string dir, uint64_t segment_bytes, size_t spare_segments, bool sync_names)

@@ -212,13 +212,26 @@ bool read_flat_image_row(std::string_view v, image_row_reader& r) {
   return p == end;
 }
 
+// What a reader that got to the end of a row still finds wrong with it: a field missing, or
+// pixels that do not match the size.
+caf::error check_image_row(const image_row_reader& r, std::string_view key) {
+  if (!r.has_index || !r.has_w || !r.has_h || !r.has_c || !r.has_pixels)
+    return make_error(errc::corrupt_data, "image row '" + std::string{key}
+                                            + "' is malformed: a field of index, width, height, "
+                                              "channels and pixels is missing");
+  const auto& im = r.im;
+  if (im.width < 1 || im.height < 1 || im.channels < 1
+      || im.pixels.size() != size_t(im.width) * im.height * im.channels)
+    return make_error(errc::corrupt_data,
+                      "image row '" + std::string{key} + "': pixels do not match its size");
+  return {};
+}
+
 caf::expected<stored_image> read_image_row(std::string_view v, std::string_view key) {
   stored_image im;
   {
     image_row_reader fast{im};
-    if (read_flat_image_row(v, fast) && fast.has_index && fast.has_w && fast.has_h && fast.has_c
-        && fast.has_pixels && im.width >= 1 && im.height >= 1 && im.channels >= 1
-        && im.pixels.size() == size_t(im.width) * im.height * im.channels)
+    if (read_flat_image_row(v, fast) && !check_image_row(fast, key))
       return im;
   }
   // Anything else (or a damaged row): the SAX reader, which names what is wrong.
@@ -229,14 +242,8 @@ caf::expected<stored_image> read_image_row(std::string_view v, std::string_view 
     return make_error(errc::corrupt_data,
                       "unreadable row '" + std::string{key} + "' of " + images_table
                         + (r.error.empty() ? std::string{} : ": " + r.error));
-  if (!r.has_index || !r.has_w || !r.has_h || !r.has_c || !r.has_pixels)
-    return make_error(errc::corrupt_data, "image row '" + std::string{key}
-                                            + "' is malformed: a field of index, width, height, "
-                                              "channels and pixels is missing");
-  if (im.width < 1 || im.height < 1 || im.channels < 1
-      || im.pixels.size() != size_t(im.width) * im.height * im.channels)
-    return make_error(errc::corrupt_data,
-                      "image row '" + std::string{key} + "': pixels do not match its size");
+  if (auto err = check_image_row(r, key))
+    return err;
   return im;
 }
 
