@@ -65,6 +65,7 @@ struct common_args {
   int epochs = 14;
   int batch = 64;
   int patience = 1;
+  int patience_after_drop = 0;
   int lr_drops = 2;
   float lr_decay = 0.3f;
   int min_steps = 2000;
@@ -114,6 +115,9 @@ void add_common(CLI::App* c, common_args& a) {
     ->capture_default_str();
   c->add_option("--batch", a.batch, "batch size")->capture_default_str();
   c->add_option("--patience", a.patience, "epochs without improvement before stopping")
+    ->capture_default_str();
+  c->add_option("--patience-after-drop", a.patience_after_drop,
+                "patience once the learning rate has been lowered (0 = --patience)")
     ->capture_default_str();
   c->add_option("--lr-drops", a.lr_drops,
                 "on a plateau (--patience epochs without a better validation loss) go back to "
@@ -235,6 +239,7 @@ train_options make_train_options(const common_args& a) {
   o.max_epochs = a.epochs;
   o.batch = a.batch;
   o.patience = a.patience;
+  o.patience_after_drop = a.patience_after_drop;
   o.lr_drops = a.lr_drops;
   o.lr_decay = a.lr_decay;
   o.min_steps = a.min_steps;
@@ -340,6 +345,8 @@ void check_args(const common_args& a) {
     fail("--max-tokens must be in 4..65536, got " + std::to_string(a.max_tokens));
   if (a.epochs < 1 || a.batch < 1 || a.patience < 1)
     fail("--epochs, --batch and --patience must be at least 1");
+  if (a.patience_after_drop < 0)
+    fail("--patience-after-drop must be at least 0, got " + std::to_string(a.patience_after_drop));
   if (a.lr_drops < 0)
     fail("--lr-drops must be at least 0, got " + std::to_string(a.lr_drops));
   if (!(a.validation > 0 && a.validation < 0.5))
@@ -618,10 +625,12 @@ void run_eval(const common_args& a, const eval_args& e) {
     protocols.push_back(tokenizer_protocol::all_data);
   std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
               "value letters %s, decode %s, keywords %s, batch %d, at most %d epochs, patience "
-              "%d, %d learning-rate drops of %g, validation lines %s, seed %llu\n",
+              "%d (after a drop %d), %d learning-rate drops of %g, validation lines %s, seed "
+              "%llu\n",
               ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
               a.value_letters.c_str(), a.decode.c_str(), a.keywords.c_str(), a.batch, a.epochs,
-              a.patience, a.lr_drops, static_cast<double>(a.lr_decay), e.validation_lines.c_str(),
+              a.patience, a.patience_after_drop > 0 ? a.patience_after_drop : a.patience,
+              a.lr_drops, static_cast<double>(a.lr_decay), e.validation_lines.c_str(),
               static_cast<unsigned long long>(a.seed));
   if (payloads)
     std::printf("training parts also get payload sets put into their normal requests (test "

@@ -100,6 +100,11 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
                       "learning-rate drops must be at least 0 and the decay in (0, 1), got "
                         + std::to_string(opts.lr_drops) + " drops of "
                         + std::to_string(opts.lr_decay));
+  if (opts.patience < 1 || opts.patience_after_drop < 0)
+    return make_error(errc::invalid_argument,
+                      "patience must be at least 1 (after a drop at least 0, 0 = the same), got "
+                        + std::to_string(opts.patience) + " and "
+                        + std::to_string(opts.patience_after_drop));
   if (!weights.empty() && weights.size() != seqs.size())
     return make_error(errc::invalid_argument, std::to_string(weights.size()) + " loss weights for "
                                                 + std::to_string(seqs.size()) + " sequences");
@@ -198,7 +203,9 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
       if (!w)
         return w.error();
       best_weights = std::move(*w);
-    } else if (++since_best >= opts.patience) {
+    } else if (++since_best >= (res.lr_drops > 0 && opts.patience_after_drop > 0
+                                  ? opts.patience_after_drop
+                                  : opts.patience)) {
       if (res.lr_drops >= opts.lr_drops)
         break;
       lr *= opts.lr_decay;

@@ -31,6 +31,10 @@ struct train_options {
   /// Stop after this many epochs without a better validation loss (or, with lr_drops left,
   /// lower the learning rate instead).
   int patience = 1;
+  /// Patience once the learning rate has been lowered (for the later drops and the stop);
+  /// 0 = `patience`. At a lower rate the validation loss falls more slowly and ties more
+  /// often, so one epoch without a better loss is weaker evidence of a plateau.
+  int patience_after_drop = 0;
   /// Learning rate on a plateau: when `patience` epochs pass without a better validation
   /// loss and fewer than `lr_drops` drops were made, training goes back to the best epoch's
   /// weights (Adam's moments start again), multiplies the learning rate by `lr_decay` and

@@ -30,6 +30,77 @@ std::vector<int32_t> random_tokens(std::mt19937& rng, int batch, int len, int vo
   return t;
 }
 
+// Random labels: the training part is learned by heart, the validation loss soon stops
+// improving, so every plateau comes.
+struct plateau_setup {
+  std::vector<std::string> corpus = {"GET /a HTTP/1.1", "POST /b HTTP/1.1 x=1"};
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<int> labels;
+  std::vector<size_t> train, val;
+
+  plateau_setup() {
+    std::mt19937 rng(8);
+    seqs.resize(120);
+    labels.resize(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      seqs[i].resize(6 + rng() % 6);
+      for (auto& x : seqs[i])
+        x = static_cast<int32_t>(1 + rng() % 255);
+      labels[i] = static_cast<int>(rng() % 2);
+      (i % 4 == 0 ? val : train).push_back(i);
+    }
+  }
+
+  detector make() const {
+    std::vector<std::string_view> views(corpus.begin(), corpus.end());
+    auto tok = bbpe_tokenizer::train(views, 300);
+    REQUIRE(tok);
+    detector_config cfg;
+    cfg.vocab_size = 300;
+    cfg.model.vocab = 300;
+    cfg.model.embed = 8;
+    cfg.model.filters = 8;
+    cfg.model.seq_len = 16;
+    cfg.model.seed = 3;
+    auto m = textcnn_classifier::create(cfg.model);
+    REQUIRE(m);
+    return detector{std::move(*tok), std::move(*m), cfg};
+  }
+
+  train_options options(int drops, int patience = 1, int patience_after_drop = 0) const {
+    train_options o;
+    o.max_epochs = 60;
+    o.batch = 8;
+    o.patience = patience;
+    o.patience_after_drop = patience_after_drop;
+    o.lr_drops = drops;
+    o.lr_decay = 0.25f;
+    return o;
+  }
+};
+
+// For each run of epochs at one learning rate: how many of its last epochs brought no
+// better validation loss than every epoch before them (the plateau that ended the run).
+std::vector<int> epochs_without_better(const train_result& r) {
+  std::vector<int> out;
+  double best = INFINITY;
+  int since = 0;
+  for (size_t e = 0; e < r.validation_loss.size(); ++e) {
+    if (e > 0 && r.learning_rate[e] != r.learning_rate[e - 1]) {
+      out.push_back(since);
+      since = 0;
+    }
+    if (r.validation_loss[e] < best) {
+      best = r.validation_loss[e];
+      since = 0;
+    } else {
+      ++since;
+    }
+  }
+  out.push_back(since);
+  return out;
+}
+
 } // namespace
 
 TEST_SUITE("apps.anomaly.textcnn") {
@@ -226,43 +297,15 @@ TEST_SUITE("apps.anomaly.textcnn") {
   }
 
   TEST_CASE("learning-rate drops on a plateau: back to the best epoch, rate lowered, then stop") {
-    // Random labels: the training part is learned by heart, the validation loss soon stops
-    // improving, so every plateau comes.
-    std::vector<std::string> corpus = {"GET /a HTTP/1.1", "POST /b HTTP/1.1 x=1"};
-    std::vector<std::string_view> views(corpus.begin(), corpus.end());
-    auto make = [&] {
-      auto tok = bbpe_tokenizer::train(views, 300);
-      REQUIRE(tok);
-      detector_config cfg;
-      cfg.vocab_size = 300;
-      cfg.model.vocab = 300;
-      cfg.model.embed = 8;
-      cfg.model.filters = 8;
-      cfg.model.seq_len = 16;
-      cfg.model.seed = 3;
-      auto m = textcnn_classifier::create(cfg.model);
-      REQUIRE(m);
-      return detector{std::move(*tok), std::move(*m), cfg};
-    };
-    std::mt19937 rng(8);
-    std::vector<std::vector<int32_t>> seqs(120);
-    std::vector<int> labels(seqs.size());
-    std::vector<size_t> train, val;
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      seqs[i].resize(6 + rng() % 6);
-      for (auto& x : seqs[i])
-        x = static_cast<int32_t>(1 + rng() % 255);
-      labels[i] = static_cast<int>(rng() % 2);
-      (i % 4 == 0 ? val : train).push_back(i);
-    }
+    plateau_setup ps;
+    auto make = [&] { return ps.make(); };
+    auto& seqs = ps.seqs;
+    auto& labels = ps.labels;
+    auto& train = ps.train;
+    auto& val = ps.val;
     auto run = [&](int drops, detector& d, std::function<caf::error(int)> on_plateau = {}) {
-      train_options o;
+      auto o = ps.options(drops);
       o.on_plateau = std::move(on_plateau);
-      o.max_epochs = 60;
-      o.batch = 8;
-      o.patience = 1;
-      o.lr_drops = drops;
-      o.lr_decay = 0.25f;
       auto r = train_model(d, seqs, labels, train, val, o);
       REQUIRE_MESSAGE(r, comb::test::why(r));
       return *r;
@@ -341,6 +384,50 @@ TEST_SUITE("apps.anomaly.textcnn") {
     REQUIRE_FALSE(r);
     CHECK(is(r.error(), errc::invalid_argument));
     CHECK(describe(r.error()).find("decay") != std::string::npos);
+  }
+
+  TEST_CASE("patience after a drop: later plateaus wait that many epochs, the first does not") {
+    plateau_setup ps;
+    auto run = [&](train_options o) {
+      auto d = ps.make();
+      auto r = train_model(d, ps.seqs, ps.labels, ps.train, ps.val, o);
+      REQUIRE_MESSAGE(r, comb::test::why(r));
+      return *r;
+    };
+    auto same = run(ps.options(2));
+    auto late = run(ps.options(2, /*patience=*/1, /*patience_after_drop=*/3));
+    REQUIRE(same.epochs_run < 60);
+    REQUIRE(late.epochs_run < 60); // every run at one rate ended on a plateau
+    CHECK(same.lr_drops == 2);
+    CHECK(late.lr_drops == 2);
+    CHECK(epochs_without_better(same) == std::vector<int>{1, 1, 1});
+    CHECK(epochs_without_better(late) == std::vector<int>{1, 3, 3});
+    // Up to the first drop and the epoch after it the two runs are the same run.
+    size_t at_first_rate = static_cast<size_t>(std::count(
+      same.learning_rate.begin(), same.learning_rate.end(), same.learning_rate.front()));
+    REQUIRE(at_first_rate + 1 < same.validation_loss.size());
+    for (size_t e = 0; e <= at_first_rate; ++e)
+      CHECK(late.validation_loss[e] == doctest::Approx(same.validation_loss[e]).epsilon(1e-6));
+    // 0 = the same patience; the patience before the first drop still applies with it.
+    auto zero = run(ps.options(2, /*patience=*/1, /*patience_after_drop=*/0));
+    CHECK(zero.validation_loss == same.validation_loss);
+    auto wide = run(ps.options(2, /*patience=*/2, /*patience_after_drop=*/1));
+    CHECK(epochs_without_better(wide) == std::vector<int>{2, 1, 1});
+    // Without drops it changes nothing: the first plateau stops.
+    auto plain = run(ps.options(0, /*patience=*/1, /*patience_after_drop=*/3));
+    CHECK(plain.lr_drops == 0);
+    CHECK(epochs_without_better(plain) == std::vector<int>{1});
+    // Bad values are refused, named.
+    auto d = ps.make();
+    auto bad = ps.options(2, /*patience=*/1, /*patience_after_drop=*/-1);
+    auto r = train_model(d, ps.seqs, ps.labels, ps.train, ps.val, bad);
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::invalid_argument));
+    CHECK(describe(r.error()).find("patience") != std::string::npos);
+    bad = ps.options(2, /*patience=*/0);
+    r = train_model(d, ps.seqs, ps.labels, ps.train, ps.val, bad);
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::invalid_argument));
   }
 
   TEST_CASE("a detector is one file: tokenizer, config and weights") {
