@@ -1,6 +1,8 @@
 // The image tables and their procedures (see image_store.hpp).
 #include "apps/imaging/image_store.hpp"
 
+#include "apps/imaging/label_store.hpp"
+
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "storage/transaction.hpp"
@@ -373,22 +375,25 @@ caf::expected<json> labels(call_context&, transaction& txn, const json& args) {
   });
   if (err || bad)
     return err ? err : bad;
-  err = txn.scan(labels_table, lo, hi, [&](std::string_view k, std::string_view v) {
-    auto row = decode_row(v, labels_table, k);
-    if (!row)
-      return bad = row.error(), false;
-    auto i = by_index.find(row->value("index", int64_t{-1}));
-    if (i != by_index.end())
-      i->second["answers"].push_back({{"model", (*row)["model"]},
-                                      {"version", (*row)["version"]},
-                                      {"label", (*row)["label"]},
-                                      {"score", (*row)["score"]},
-                                      {"digest", row->value("digest", "")},
-                                      {"call", row->value("call", "")}});
+  // Each image's answers, one per model (see label_store.hpp), by model.
+  std::map<int64_t, std::map<std::string, json>> answers;
+  err = scan_labels(txn, dataset, from, from + limit, [&](const label_row& row) {
+    for (const auto& a : row.answers) {
+      if (!by_index.count(a.index))
+        continue;
+      auto& slot = answers[a.index][row.model];
+      if (!slot.is_null() && slot["call"].get<std::string>() > row.call)
+        continue; // two calls written at once answered it: every reader picks the same
+      slot = {{"model", row.model}, {"version", row.version}, {"label", a.label},
+              {"score", a.score},   {"digest", row.digest},   {"call", row.call}};
+    }
     return true;
   });
-  if (err || bad)
-    return err ? err : bad;
+  if (err)
+    return err;
+  for (auto& [i, per_model] : answers)
+    for (auto& [m, a] : per_model)
+      by_index[i]["answers"].push_back(std::move(a));
   for (auto& [i, e] : by_index)
     out.push_back(std::move(e));
   return out;
@@ -451,22 +456,31 @@ caf::expected<json> results(call_context&, transaction& txn, const json& args) {
     int64_t answered = 0, labelled = 0, correct = 0;
   };
   std::map<int64_t, tally> per_version;
-  err = txn.scan(labels_table, lo, hi, [&](std::string_view k, std::string_view v) {
-    auto row = decode_row(v, labels_table, k);
-    if (!row)
-      return bad = row.error(), false;
-    if (row->value("model", "") != model)
+  // Each image's answer by this model (should two calls written at once hold one, the
+  // greater call key's, as imaging.labels picks).
+  std::map<int64_t, std::pair<std::string, label_answer>> latest;
+  std::map<std::string, int64_t> version_of_call;
+  err = scan_labels(txn, dataset, 0, -1, [&](const label_row& row) {
+    if (row.model != model)
       return true;
-    auto& t = per_version[row->value("version", int64_t{0})];
-    ++t.answered;
-    if (auto i = truth.find(row->value("index", int64_t{-1})); i != truth.end()) {
-      ++t.labelled;
-      t.correct += row->value("label", -1) == i->second;
+    version_of_call[row.call] = row.version;
+    for (const auto& a : row.answers) {
+      auto [i, fresh] = latest.try_emplace(a.index, row.call, a);
+      if (!fresh && i->second.first < row.call)
+        i->second = {row.call, a};
     }
     return true;
   });
-  if (err || bad)
-    return err ? err : bad;
+  if (err)
+    return err;
+  for (auto& [index, answer] : latest) {
+    auto& t = per_version[version_of_call[answer.first]];
+    ++t.answered;
+    if (auto i = truth.find(index); i != truth.end()) {
+      ++t.labelled;
+      t.correct += answer.second.label == i->second;
+    }
+  }
   json versions = json::array();
   for (auto& [v, t] : per_version) {
     json e{

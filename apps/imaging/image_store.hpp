@@ -4,8 +4,8 @@
 // and pixels (binary, row-major,
 // interleaved channels); imaging_datasets keeps per dataset the number of images (highest
 // index + 1), their common size (or 0 when mixed) and how many carry labels. The models'
-// answers are in imaging_labels (one row per image and model, see imaging_calls.hpp) and
-// imaging_boxes. Stateless functions; thread-safe.
+// answers are in imaging_labels (one row per classify call and model, label_store.hpp) and
+// imaging_boxes (one row per image and model). Stateless functions; thread-safe.
 #pragma once
 
 #include "runtime/procedure_registry.hpp"

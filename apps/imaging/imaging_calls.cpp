@@ -2,6 +2,7 @@
 #include "apps/imaging/imaging_calls.hpp"
 
 #include "apps/imaging/image_store.hpp"
+#include "apps/imaging/label_store.hpp"
 #include "base/errc.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/outbox.hpp"
@@ -71,10 +72,44 @@ caf::expected<range_args> read_range(const json& args, const char* proc) {
   return r;
 }
 
-json indexes_of(const std::vector<stored_image>& imgs) {
+// Which images a call covers, in its context: {from, count} when their indexes follow each
+// other (a classify call's 1,200 MNIST images), else {indexes: [...]}.
+void put_indexes(json& context, const std::vector<stored_image>& imgs) {
+  auto from = imgs.front().index;
+  bool contiguous = true;
+  for (size_t i = 0; i < imgs.size() && contiguous; ++i)
+    contiguous = imgs[i].index == from + int64_t(i);
+  if (contiguous) {
+    context["from"] = from;
+    context["count"] = imgs.size();
+    return;
+  }
   json out = json::array();
   for (const auto& im : imgs)
     out.push_back(im.index);
+  context["indexes"] = std::move(out);
+}
+
+// The image indexes of a call's context (either form of put_indexes).
+caf::expected<std::vector<int64_t>> context_indexes(const json& context) {
+  std::vector<int64_t> out;
+  try {
+    if (auto i = context.find("indexes"); i != context.end()) {
+      for (const auto& v : *i)
+        out.push_back(v.get<int64_t>());
+      return out;
+    }
+    auto from = context.at("from").get<int64_t>();
+    auto count = context.at("count").get<int64_t>();
+    if (from < 0 || count < 0 || count > max_infer_images)
+      return make_error(errc::invalid_argument, "the call's context covers images " + std::to_string(from)
+                                                  + " + " + std::to_string(count));
+    for (int64_t i = 0; i < count; ++i)
+      out.push_back(from + i);
+  } catch (const json::exception& e) {
+    return make_error(errc::invalid_argument,
+                      std::string{"the call's context does not name its images: "} + e.what());
+  }
   return out;
 }
 
@@ -88,8 +123,8 @@ caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const ran
   c.model = r.model;
   c.model_version = version;
   c.result_procedure = result_proc;
-  c.context = {
-    {"dataset", r.dataset}, {"model", r.model}, {"kind", kind}, {"indexes", indexes_of(imgs)}};
+  c.context = {{"dataset", r.dataset}, {"model", r.model}, {"kind", kind}};
+  put_indexes(c.context, imgs);
   c.inputs = pack.specs;
   auto key = outbox::enqueue(ctx, txn, c, std::move(pack.bytes)); // no copy for the dispatcher
   if (!key)
@@ -285,8 +320,10 @@ caf::expected<json> classified(call_context&, transaction& txn, const json& args
       auto views = pack->views();
       if (!views)
         return views.error();
-      const auto& indexes = context.at("indexes");
-      auto n = static_cast<int64_t>(indexes.size());
+      auto indexes = context_indexes(context);
+      if (!indexes)
+        return indexes.error();
+      auto n = static_cast<int64_t>(indexes->size());
       auto labels = output(*views, "label", tensor_dtype::i32);
       if (!labels)
         return labels.error();
@@ -313,20 +350,19 @@ caf::expected<json> classified(call_context&, transaction& txn, const json& args
       auto model = context.at("model").get<std::string>();
       auto version = result.value("model_version", int64_t{0});
       auto digest = result.value("model_digest", std::string{});
-      // One row per image; the fields that do not change are set once (1,200 rows a call).
-      json row{{"dataset", dataset}, {"index", 0},       {"model", model}, {"version", version},
-               {"digest", digest},   {"label", 0},       {"score", 0.f},   {"call", call}};
-      auto& row_index = row["index"];
-      auto& row_label = row["label"];
-      auto& row_score = row["score"];
-      for (int64_t i = 0; i < n; ++i) {
-        auto index = indexes[size_t(i)].get<int64_t>();
-        row_index = index;
-        row_label = lab(i);
-        row_score = std::isfinite(scores[size_t(i)]) ? scores[size_t(i)] : 0.f;
-        if (auto e = txn.put_row(labels_table, image_key(dataset, index) + "/" + model, row))
-          return e;
-      }
+      // One row for the call's images (label_store.hpp): one lock, one row change.
+      label_row row;
+      row.dataset = std::move(dataset);
+      row.model = std::move(model);
+      row.version = version;
+      row.digest = std::move(digest);
+      row.call = call;
+      row.answers.resize(size_t(n));
+      for (int64_t i = 0; i < n; ++i)
+        row.answers[size_t(i)] = {(*indexes)[size_t(i)], lab(i),
+                                  std::isfinite(scores[size_t(i)]) ? scores[size_t(i)] : 0.f};
+      if (auto e = write_labels(txn, row))
+        return e;
       return json{{"results", n}, {"result_version", version}};
     });
 }
@@ -341,8 +377,10 @@ caf::expected<json> detected(call_context&, transaction& txn, const json& args) 
       auto views = pack->views();
       if (!views)
         return views.error();
-      const auto& indexes = context.at("indexes");
-      auto n = static_cast<int64_t>(indexes.size());
+      auto indexes = context_indexes(context);
+      if (!indexes)
+        return indexes.error();
+      auto n = static_cast<int64_t>(indexes->size());
       auto boxes = output(*views, "boxes", tensor_dtype::f32);
       auto count = output(*views, "count", tensor_dtype::i32);
       if (!boxes || !count)
@@ -367,7 +405,7 @@ caf::expected<json> detected(call_context&, transaction& txn, const json& args) 
           std::memcpy(v, boxes->data + ((i * bs[1] + b) * 6) * 4, sizeof(v));
           list.push_back({v[0], v[1], v[2], v[3], v[4], static_cast<int>(v[5])});
         }
-        auto index = indexes[size_t(i)].get<int64_t>();
+        auto index = (*indexes)[size_t(i)];
         json row{{"dataset", dataset},       {"index", index},   {"model", model},
                  {"version", version},       {"digest", digest}, {"count", k},
                  {"boxes", std::move(list)}, {"call", call}};

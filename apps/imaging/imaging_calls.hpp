@@ -2,8 +2,9 @@
 // the compute process and write what comes back. A primary procedure reads images, pins the
 // model version, and in its own transaction enqueues one function call whose payload is
 // typed tensors (runtime/pieces/outbox.hpp) and records the call in imaging_calls; the
-// call's result procedure writes one row per image (imaging_labels, imaging_boxes) naming the
-// model version, its digest and the call, or stores a trained model as the next version with
+// call's result procedure writes the labels of its images as one row (imaging_labels, see
+// label_store.hpp) or one row of boxes per image (imaging_boxes), naming the model version,
+// its digest and the call, or stores a trained model as the next version with
 // its provenance (which rows, from which version, the losses) and activates it. Stateless
 // functions; thread-safe.
 #pragma once

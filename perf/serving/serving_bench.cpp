@@ -660,7 +660,7 @@ int main(int argc, char** argv) {
     "outbox call %s\n",
     cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), window,
     procedures_mode == "imaging"
-      ? "is the imaging app's (--procedures=imaging: one row per image read, one written)"
+      ? "is the imaging app's (--procedures=imaging: one row per image read, one row of labels per call written)"
     : payload_mode == "rows" ? "names its input row (--payload=rows)"
                              : "stores a copy of its input (--payload=copy)");
   std::printf("compute: %s", read_file(log).c_str());

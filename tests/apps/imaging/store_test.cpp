@@ -2,9 +2,12 @@
 // process): imaging.put_images stores and overwrites rows and keeps the dataset's count and
 // labelled images; bad arguments (names, sizes, pixel counts, base64, too many images) are
 // refused naming the problem and store nothing; imaging.labels and imaging.results read back;
+// a call's labels are one row, a later call takes its images out of the model's older rows,
+// and per-image rows of earlier versions still read;
 // calls that need a model or images that are not there are refused by name.
 #include "apps/imaging/image_store.hpp"
 #include "apps/imaging/imaging.hpp"
+#include "apps/imaging/label_store.hpp"
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "node/node.hpp"
@@ -251,6 +254,118 @@ TEST_SUITE("apps.imaging.store") {
                     describe(imgs.error()));
       txn->rollback();
     }
+  }
+
+
+  TEST_CASE("a call's labels are one row; a later call takes its images out of the model's older "
+            "rows; per-image rows of earlier versions still read") {
+    fixture f;
+    json imgs = json::array();
+    for (int i = 0; i < 6; ++i)
+      imgs.push_back(image(2, 2, 1, i % 3, uint8_t(i)));
+    auto r = f.call("imaging.put_images", {{"dataset", "d"}, {"first_index", 0}, {"images", imgs}});
+    REQUIRE_MESSAGE(r, test::why(r));
+    auto write = [&](const label_row& row) {
+      auto txn = f.n->db().begin();
+      auto e = write_labels(*txn, row);
+      if (!e)
+        e = txn->commit();
+      return e;
+    };
+    auto row_of = [](std::string model, int64_t version, std::string call,
+                     std::vector<label_answer> answers) {
+      label_row row;
+      row.dataset = "d", row.model = std::move(model), row.version = version;
+      row.digest = "dg", row.call = std::move(call), row.answers = std::move(answers);
+      return row;
+    };
+    // An earlier version's per-image row for image 5 (model m).
+    {
+      auto txn = f.n->db().begin();
+      json old{{"dataset", "d"}, {"index", 5}, {"model", "m"}, {"version", 1}, {"digest", "old"},
+               {"label", 2},     {"score", 0.5}, {"call", "c0"}};
+      REQUIRE(!txn->put_row(labels_table, image_key("d", 5) + "/m", old));
+      REQUIRE(!txn->commit());
+    }
+    // Call c1 (version 1) answers images 0..3 (labels 0, 1, 2, 2: three right of four); model
+    // n answers image 1 in its own row.
+    REQUIRE(!write(row_of("m", 1, "c1", {{0, 0, .9f}, {1, 1, .8f}, {2, 2, .7f}, {3, 2, .6f}})));
+    REQUIRE(!write(row_of("n", 7, "k1", {{1, 2, .4f}})));
+    {
+      auto txn = f.n->db().begin();
+      int rows = 0;
+      REQUIRE(!txn->scan(labels_table, "", "", [&](std::string_view, std::string_view) {
+        return ++rows, true;
+      }));
+      CHECK(rows == 3); // c1's row, n's row and the per-image row
+      auto stored = txn->get_row(labels_table, image_key("d", 0) + "/m");
+      REQUIRE(stored);
+      REQUIRE(*stored);
+      CHECK((**stored)["labels"] == json({0, 1, 2, 2}));
+      CHECK((**stored)["from"] == 0);
+      CHECK_FALSE((**stored).contains("indexes"));
+    }
+    auto results = f.call("imaging.results", {{"dataset", "d"}, {"model", "m"}});
+    REQUIRE_MESSAGE(results, test::why(results));
+    REQUIRE((*results)["versions"].size() == 1);
+    CHECK((*results)["versions"][0]["answered"] == 5);
+    CHECK((*results)["versions"][0]["correct"] == 5 - 1);
+    // Call c2 (version 2) answers images 2, 3 and 5: c1 keeps 0 and 1, the per-image row goes.
+    REQUIRE(!write(row_of("m", 2, "c2", {{2, 2, .9f}, {3, 1, .9f}, {5, 2, .9f}})));
+    {
+      auto txn = f.n->db().begin();
+      auto gone = txn->get_row(labels_table, image_key("d", 5) + "/m");
+      REQUIRE(gone);
+      CHECK_FALSE(*gone);
+      auto c1 = txn->get_row(labels_table, image_key("d", 0) + "/m");
+      REQUIRE(c1);
+      REQUIRE(*c1);
+      CHECK((**c1)["labels"] == json({0, 1}));
+      auto c2 = txn->get_row(labels_table, image_key("d", 2) + "/m");
+      REQUIRE(c2);
+      REQUIRE(*c2);
+      CHECK((**c2)["indexes"] == json({2, 3, 5})); // not contiguous: the indexes are kept
+    }
+    auto labels = f.call("imaging.labels", {{"dataset", "d"}, {"from", 1}, {"limit", 3}});
+    REQUIRE_MESSAGE(labels, test::why(labels));
+    REQUIRE(labels->size() == 3);
+    // Image 1: m's answer from c1 and n's; image 3: only c2's, version 2.
+    auto& a1 = (*labels)[0]["answers"];
+    REQUIRE(a1.size() == 2);
+    CHECK(a1[0]["model"] == "m");
+    CHECK(a1[0]["call"] == "c1");
+    CHECK(a1[0]["label"] == 1);
+    CHECK(a1[1]["model"] == "n");
+    CHECK(a1[1]["version"] == 7);
+    auto& a3 = (*labels)[2]["answers"];
+    REQUIRE(a3.size() == 1);
+    CHECK(a3[0]["version"] == 2);
+    CHECK(a3[0]["label"] == 1);
+    results = f.call("imaging.results", {{"dataset", "d"}, {"model", "m"}});
+    REQUIRE_MESSAGE(results, test::why(results));
+    REQUIRE((*results)["versions"].size() == 2);
+    CHECK((*results)["versions"][0]["answered"] == 2); // version 1: images 0 and 1
+    CHECK((*results)["versions"][0]["correct"] == 2);
+    CHECK((*results)["versions"][1]["answered"] == 3); // version 2: 2 and 5 right, 3 wrong
+    CHECK((*results)["versions"][1]["correct"] == 2);
+    // Answers out of order or spread too widely are refused; a damaged row is named.
+    auto refused_write = [&](const label_row& row, const std::string& needle) {
+      auto e = write(row);
+      REQUIRE(e);
+      CHECK(is(e, errc::invalid_argument));
+      CHECK_MESSAGE(describe(e).find(needle) != std::string::npos, describe(e));
+    };
+    refused_write(row_of("m", 3, "c3", {{3, 0, 0.f}, {2, 0, 0.f}}), "increasing index order");
+    refused_write(row_of("m", 3, "c3", {{0, 0, 0.f}, {max_label_span, 0, 0.f}}), "1200 indexes");
+    {
+      auto txn = f.n->db().begin();
+      REQUIRE(!txn->put(labels_table, image_key("d", 4) + "/z", "not a row"));
+      REQUIRE(!txn->commit());
+    }
+    auto damaged = f.call("imaging.labels", {{"dataset", "d"}, {"from", 4}, {"limit", 1}});
+    REQUIRE_FALSE(damaged);
+    CHECK(is(damaged.error(), errc::corrupt_data));
+    CHECK(describe(damaged.error()).find(image_key("d", 4) + "/z") != std::string::npos);
   }
 
 } // TEST_SUITE
