@@ -542,7 +542,13 @@ void run_ood(const common_args& a, const eval_args& e) {
   cols.push_back(or_column(cols[1], cols[2], "1%FP|PL1"));
   cols.push_back(or_column(cols[1], cols[3], "1%FP|PL2"));
 #endif
-  std::printf("%s", ood_table(*suite, cols).c_str());
+  if (!d->config().held_out.empty()) {
+    std::string names;
+    for (auto& f : d->config().held_out)
+      names += (names.empty() ? "" : ", ") + f;
+    std::printf("attack families held out of its training: %s\n", names.c_str());
+  }
+  std::printf("%s", ood_table(*suite, cols, d->config().held_out).c_str());
   if (!a.site_benign.empty()) {
     // The other site's requests calibration did not use (with --ood-lines test), as they came.
     auto site = load_site(a, e.ood_lines == "test" ? std::vector<line_use>{line_use::test}

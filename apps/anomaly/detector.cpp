@@ -47,6 +47,12 @@ std::string detector_config::serialize() const {
     os << (ch == '\n' || ch == '\r' ? ' ' : ch);
   if (!calibration.empty())
     os << "\n";
+  if (!held_out.empty()) {
+    os << "train.held_out=";
+    for (size_t i = 0; i < held_out.size(); ++i)
+      os << (i ? "," : "") << held_out[i];
+    os << "\n";
+  }
   return os.str();
 }
 
@@ -117,6 +123,17 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
           return bad();
       } else if (key == "calibration") {
         c.calibration = val;
+      } else if (key == "train.held_out") {
+        c.held_out.clear();
+        std::string_view v = val;
+        while (!v.empty()) {
+          auto comma = v.find(',');
+          auto part = v.substr(0, comma);
+          if (part.empty())
+            return bad();
+          c.held_out.emplace_back(part);
+          v.remove_prefix(comma == std::string_view::npos ? v.size() : comma + 1);
+        }
       } else if (key == "model.vocab") {
         if (!num(c.model.vocab))
           return bad();

@@ -39,6 +39,11 @@ struct detector_config {
   float threshold = 0.5f;
   /// How the threshold was chosen, one line ("" = not calibrated).
   std::string calibration;
+  /// Attack families of the payload sets left out of training (augment_options::holdout),
+  /// saved with the model so that `comb anomaly eval --ood` can report them apart: recall
+  /// on families never trained on is what says how the model transfers. Empty when none
+  /// were (and in files written before it was saved).
+  std::vector<std::string> held_out;
 
   /// "key=value" lines of the settings the model does not hold (vocab_size, text.*).
   std::string serialize() const;

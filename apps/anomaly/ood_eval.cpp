@@ -3,6 +3,7 @@
 
 #include "apps/anomaly/calibration.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace comb::anomaly {
@@ -49,7 +50,16 @@ float ood_threshold(const ood_suite& suite, const std::vector<float>& scores, do
   return threshold_for(std::move(benign), target_fp);
 }
 
-std::string ood_table(const ood_suite& suite, const std::vector<ood_column>& columns) {
+std::string ood_table(const ood_suite& suite, const std::vector<ood_column>& columns,
+                      const std::vector<std::string>& held_out) {
+  std::vector<bool> held(suite.sets.size(), false);
+  bool any_held = false;
+  for (size_t si = 0; si < suite.sets.size(); ++si) {
+    held[si] = suite.sets[si].attack
+               && std::find(held_out.begin(), held_out.end(), suite.sets[si].name)
+                    != held_out.end();
+    any_held = any_held || held[si];
+  }
   std::string out;
   char buf[64];
   auto header = [&](const char* first) {
@@ -86,8 +96,13 @@ std::string ood_table(const ood_suite& suite, const std::vector<ood_column>& col
   header("attack family (recall)");
   for (size_t si = 0; si < suite.sets.size(); ++si)
     if (suite.sets[si].attack)
-      row(suite.sets[si].name, [&](const ood_case& c) { return c.set == si; });
+      row(suite.sets[si].name + (held[si] ? " (held out)" : ""),
+          [&](const ood_case& c) { return c.set == si; });
   row("all attacks", [](const ood_case& c) { return c.attack; });
+  if (any_held) {
+    row("held-out families", [&](const ood_case& c) { return c.attack && held[c.set]; });
+    row("trained families", [&](const ood_case& c) { return c.attack && !held[c.set]; });
+  }
   header("benign set (FP rate)");
   for (size_t si = 0; si < suite.sets.size(); ++si)
     if (!suite.sets[si].attack)

@@ -52,8 +52,12 @@ struct ood_column {
 
 /// The table: for each attack family its size and each column's recall, then all attacks;
 /// for each benign set each column's false-positive rate, then all benign, then benign
-/// values in non-Latin scripts. Columns must have one verdict per case.
-std::string ood_table(const ood_suite& suite, const std::vector<ood_column>& columns);
+/// values in non-Latin scripts. Columns must have one verdict per case. Families named in
+/// `held_out` (detector_config::held_out: left out of the model's training) are marked
+/// "(held out)", and two more rows give recall over the held-out families and over the
+/// others ("trained families").
+std::string ood_table(const ood_suite& suite, const std::vector<ood_column>& columns,
+                      const std::vector<std::string>& held_out = {});
 
 /// The model's verdicts at `threshold` on `scores`.
 ood_column model_column(const std::vector<float>& scores, float threshold, std::string name);

@@ -284,7 +284,10 @@ caf::expected<trained_detector> train_detector(const csic_dataset& ds, const det
   auto model = textcnn_classifier::create(cfg.model);
   if (!model)
     return model.error();
-  trained_detector out{detector{std::move(*tok), std::move(*model), cfg}, {}, tok_secs, {}, 0};
+  auto saved_cfg = cfg;
+  saved_cfg.held_out = aug.payloads ? aug.holdout : std::vector<std::string>{};
+  trained_detector out{detector{std::move(*tok), std::move(*model), saved_cfg}, {}, tok_secs, {},
+                       0};
   auto& d = out.model;
   std::vector<std::vector<int32_t>> seqs;
   seqs.reserve(texts.size());

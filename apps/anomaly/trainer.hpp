@@ -117,6 +117,7 @@ struct trained_detector {
 /// calibration-use benign values put into the validation part's normal requests. Errors come
 /// from the tokenizer, the model and the payload sets.
 /// `site`: benign requests of another site (Nectar's benign sessions), used only to calibrate.
+/// The detector's config records the families held out of training (aug.holdout).
 caf::expected<trained_detector> train_detector(const csic_dataset& ds, const detector_config& cfg,
                                                double validation_share, const train_options& opts,
                                                const augment_options& aug = {},

@@ -1,16 +1,20 @@
 // Tests of the detector's calibrated threshold (chosen, saved, read back, used), of older
-// model files (no decoding, no keywords, threshold 0.5), and of the out-of-distribution
-// evaluation (library and `comb anomaly eval --ood` on a tiny directory).
+// model files (no decoding, no keywords, threshold 0.5), of the held-out families saved with
+// a model, and of the out-of-distribution evaluation (library, held-out rows, and `comb
+// anomaly eval --ood` on a tiny directory).
 #include "apps/anomaly/calibration.hpp"
 #include "apps/anomaly/keywords.hpp"
 #include "apps/anomaly/ood_eval.hpp"
+#include "apps/anomaly/trainer.hpp"
 
 #include "base/errc.hpp"
 #include "tests/apps/anomaly/test_data.hpp"
 #include "tests/apps/anomaly/tiny_detector.hpp"
+#include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -105,6 +109,62 @@ TEST_SUITE("apps.anomaly.calibration") {
     CHECK(back->config().threshold == doctest::Approx(0.987654321f).epsilon(1e-7));
     CHECK(back->config().calibration == "chosen on held-out values");
     CHECK(back->config().text.decode == d.config().text.decode);
+    CHECK(back->config().held_out.empty());
+    // The families held out of training, in order; a list with an empty name is refused.
+    detector_config h;
+    h.held_out = {"ssti", "nosql"};
+    CHECK(h.serialize().find("train.held_out=ssti,nosql\n") != std::string::npos);
+    auto h2 = detector_config::deserialize(h.serialize());
+    REQUIRE(h2);
+    CHECK(h2->held_out == h.held_out);
+    CHECK(detector_config{}.serialize().find("held_out") == std::string::npos);
+    auto bad = detector_config::deserialize("train.held_out=ssti,,nosql\n");
+    REQUIRE_FALSE(bad);
+    CHECK(is(bad.error(), errc::bad_model));
+  }
+
+  TEST_CASE("train_detector records the families held out of its training") {
+    tiny_dir dir;
+    auto sets = load_payload_dir(dir.path.string());
+    REQUIRE(sets);
+    // A tiny data set: the two base requests, normal, and attacks in them, anomalous.
+    auto reqs = base_requests();
+    csic_dataset ds;
+    for (int k = 0; k < 20; ++k)
+      for (size_t b = 0; b < reqs.size(); ++b) {
+        labeled_request n;
+        n.request = reqs[b];
+        n.request.url += (n.request.url.find('?') == std::string::npos ? "?k=" : "&k=")
+                         + std::to_string(k);
+        ds.requests.push_back(n);
+        auto a = n;
+        a.request.url += "%27+or+1%3D1--";
+        a.label = 1;
+        ds.requests.push_back(a);
+      }
+    detector_config cfg;
+    cfg.vocab_size = 300;
+    cfg.model.vocab = 300;
+    cfg.model.embed = 8;
+    cfg.model.filters = 4;
+    cfg.model.seq_len = 64;
+    cfg.model.prefer_gpu = false;
+    train_options o;
+    o.max_epochs = 1;
+    auto train = [&](std::vector<std::string> holdout) {
+      augment_options aug;
+      aug.payloads = &*sets;
+      aug.holdout = std::move(holdout);
+      auto t = train_detector(ds, cfg, 0.25, o, aug, 0.5);
+      REQUIRE_MESSAGE(t, comb::test::why(t));
+      auto bytes = t->model.serialize();
+      REQUIRE(bytes);
+      auto back = detector::deserialize(*bytes);
+      REQUIRE(back);
+      return back->config().held_out;
+    };
+    CHECK(train({"xss"}) == std::vector<std::string>{"xss"});
+    CHECK(train({}).empty());
   }
 
   TEST_CASE("older config text: no decoding, no keywords, threshold 0.5; newer lists refused") {
@@ -236,11 +296,35 @@ TEST_SUITE("apps.anomaly.calibration") {
     benign = benign.substr(0, benign.find('\n'));
     CHECK(benign.ends_with(" 6  0.0000  0.0000  0.0000"));
     CHECK(ood_threshold(*suite, scores, 0.01) > 0.1f);
+    // Nothing held out: no held-out rows.
+    CHECK(table.find("held out") == std::string::npos);
+    CHECK(table.find("held-out families") == std::string::npos);
+    CHECK(ood_table(*suite, {m}, {"ssti"}) == ood_table(*suite, {m})); // not a family here
+    // xss held out of training: its row is marked, and recall is also given over the
+    // held-out families and over the trained ones.
+    auto xss = std::find_if(suite->cases.begin(), suite->cases.end(), [&](const ood_case& c) {
+      return suite->sets[c.set].name == "xss";
+    });
+    REQUIRE(xss != suite->cases.end());
+    scores[static_cast<size_t>(xss - suite->cases.begin())] = 0.2f; // missed
+    auto missed = model_column(scores, 0.5f, "model");
+    auto held = ood_table(*suite, {missed}, {"xss"});
+    CHECK(held.find("xss (held out)") != std::string::npos);
+    CHECK(held.find("sqli (held out)") == std::string::npos);
+    auto line = [&](const std::string& name) {
+      auto at = held.find("  " + name);
+      REQUIRE(at != std::string::npos);
+      auto l = held.substr(at);
+      return l.substr(0, l.find('\n'));
+    };
+    CHECK(line("held-out families").ends_with(" 1  0.0000"));
+    CHECK(line("trained families").ends_with(" 2  1.0000"));
+    CHECK(line("all attacks").ends_with(" 3  0.6667"));
   }
 
   TEST_CASE("comb anomaly eval --ood on a tiny directory prints the table") {
-    if (!test::have_csic()) {
-      MESSAGE("CSIC 2010 not found in " << test::csic_dir() << ": skipped");
+    if (!anomaly::test::have_csic()) {
+      MESSAGE("CSIC 2010 not found in " << anomaly::test::csic_dir() << ": skipped");
       return;
     }
     tiny_dir dir;
