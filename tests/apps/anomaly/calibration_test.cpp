@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <unistd.h>
 
 using namespace comb;
@@ -346,5 +347,68 @@ TEST_SUITE("apps.anomaly.calibration") {
     CHECK(out.find("names") != std::string::npos);
     CHECK(out.find("benign, non-Latin") != std::string::npos);
     CHECK(out.find("model@1%FP") != std::string::npos);
+  }
+
+  TEST_CASE("comb anomaly score --with-crs: score, model and CRS verdicts, rule ids, either") {
+    if (!fs::exists("/usr/share/modsecurity-crs/rules")) {
+      MESSAGE("modsecurity-crs not installed: skipped");
+      return;
+    }
+    tiny_dir dir;
+    auto model = dir.path / "tiny.safetensors";
+    REQUIRE_FALSE(tiny::tiny_detector().save(model.string()));
+    auto input = dir.path / "requests.txt";
+    const std::string headers = "User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+                                "Accept: text/html\r\nHost: localhost:8080\r\n\r\n";
+    std::ofstream(input) << "GET http://localhost:8080/tienda1/index.jsp?id=2 HTTP/1.1\r\n"
+                         << headers
+                         << "GET http://localhost:8080/tienda1/a.jsp?id=2%27+OR+%271%27%3D%271"
+                            "+UNION+SELECT+password+FROM+users-- HTTP/1.1\r\n"
+                         << headers;
+    // At threshold 1 the model calls nothing anomalous, at 0 everything: the combined
+    // verdict is CRS's in the first case, anomalous in the second.
+    auto run = [&](const char* threshold) {
+      auto cmd = std::string{COMB_BINARY_DIR} + "/comb anomaly score --with-crs --threshold "
+                 + threshold + " -m " + model.string() + " " + input.string() + " 2>/dev/null";
+      std::string out;
+      auto* p = ::popen(cmd.c_str(), "r");
+      REQUIRE(p != nullptr);
+      std::array<char, 4096> buf{};
+      while (auto n = std::fread(buf.data(), 1, buf.size(), p))
+        out.append(buf.data(), n);
+      CHECK(::pclose(p) == 0);
+      // One row per request: #, score, model, crs, crs_rules, combined, request.
+      std::vector<std::vector<std::string>> rows;
+      std::istringstream lines(out);
+      for (std::string line; std::getline(lines, line);) {
+        std::vector<std::string> cols;
+        std::istringstream fields(line);
+        for (std::string f; std::getline(fields, f, '\t');)
+          cols.push_back(f);
+        rows.push_back(cols);
+      }
+      return rows;
+    };
+    auto strict = run("1");
+    REQUIRE(strict.size() == 3);
+    CHECK(strict[0] == std::vector<std::string>{"#", "score", "model", "crs", "crs_rules",
+                                                "combined", "request"});
+    REQUIRE(strict[1].size() == 7);
+    REQUIRE(strict[2].size() == 7);
+    CHECK(strict[1][2] == "normal");
+    CHECK(strict[1][3] == "pass");
+    CHECK(strict[1][4] == "-");
+    CHECK(strict[1][5] == "normal");
+    CHECK(strict[2][2] == "normal");
+    CHECK(strict[2][3] == "flagged");
+    CHECK(strict[2][4].find("949110") != std::string::npos); // the anomaly-score block rule
+    CHECK(strict[2][5] == "anomalous");
+    auto lax = run("0");
+    REQUIRE(lax.size() == 3);
+    REQUIRE(lax[1].size() == 7);
+    CHECK(lax[1][1] == strict[1][1]); // the same score
+    CHECK(lax[1][2] == "anomalous");
+    CHECK(lax[1][3] == "pass");
+    CHECK(lax[1][5] == "anomalous");
   }
 }
