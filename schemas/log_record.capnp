@@ -1,8 +1,10 @@
-# Provenance log records: one per message between Comb actors, and one per stored-procedure
-# invocation (the call and its reply) carrying the rows its transaction wrote (and, optionally,
-# read). A record's bytes are [u64 lsn, little-endian][LogRecord as a flat Cap'n Proto message],
-# so that the lsn can be set without re-encoding; on disk each record is framed as
-# [u32 length][u32 CRC32C of the bytes][bytes] (see storage/provenance_log.hpp).
+# Provenance log records, format 1: one per message between Comb actors, and one per
+# stored-procedure invocation (the call and its reply) carrying the rows its transaction wrote
+# (and, optionally, read). Such a record's bytes are [u64 lsn, little-endian][LogRecord as a
+# flat Cap'n Proto message], so that the lsn can be set without re-encoding; on disk each record
+# is framed as [u32 length][u32 CRC32C of the bytes][bytes] (see storage/provenance_log.hpp).
+# Records are written in format 2 now (storage/log_record.hpp: compact, the WAL head a prefix
+# of the record); logs and WAL entries of format 1 are still read.
 @0xc7a1e5d0b3f49a21;
 
 struct RowChange {

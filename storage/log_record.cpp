@@ -9,8 +9,6 @@
 #include <kj/exception.h>
 
 #include <cstring>
-#include <memory>
-#include <optional>
 
 namespace comb::storage {
 
@@ -73,13 +71,16 @@ log_record to_log_record(const message_record& msg) {
 
 namespace {
 
-// The fields of one record, borrowed from a log_record or an invocation_record, so that both
-// encode without an intermediate copy.
+// The fields of one record, borrowed from a log_record, an invocation_record or a
+// message_record, so that each encodes without an intermediate copy.
 struct record_view {
   uint64_t lsn = 0;
   int64_t timestamp_ns = 0;
   bool invocation = false;
   std::string_view sender, receiver, procedure, role, status, payload, result;
+  /// A message's payload is its kind, then " " and its payload when that is not empty:
+  /// `payload` holds the kind and `payload_tail` the rest.
+  std::string_view payload_tail;
   uint64_t execution_id = 0;
   uint64_t parent_id = 0;
   bool read_only = false;
@@ -88,7 +89,307 @@ struct record_view {
   uint32_t partition = 0;
   const std::vector<row_change>* changes = nullptr;
   const std::vector<row_read>* reads = nullptr;
+  /// Format 1 only: the flags of a head's changes (log_record::row_flags).
+  std::string_view row_flags;
 };
+
+// -- format 2 -------------------------------------------------------------------------------
+
+// After the lsn: bytes that no format-1 record has there (as a Cap'n Proto segment count they
+// would mean 16 million segments), then the format's number.
+constexpr char format_marker[3] = {'\xff', '\xff', '\xff'};
+constexpr uint8_t format_compact = 2;
+// The record's flag byte.
+constexpr uint8_t flag_invocation = 1;
+constexpr uint8_t flag_read_only = 2;
+// The timestamp is end_ns (as for every invocation): it is not written again.
+constexpr uint8_t flag_timestamp_is_end = 4;
+
+// end_ns is written as its distance from start_ns, zigzagged (a few bytes, not nine).
+uint64_t zigzag(uint64_t delta) {
+  auto d = static_cast<int64_t>(delta);
+  return (static_cast<uint64_t>(d) << 1) ^ static_cast<uint64_t>(d >> 63);
+}
+uint64_t unzigzag(uint64_t z) {
+  return (z >> 1) ^ (~(z & 1) + 1);
+}
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+char* put_varint(char* p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+
+size_t field_size(std::string_view s) {
+  return varint_size(s.size()) + s.size();
+}
+
+char* put_field(char* p, std::string_view s) {
+  p = put_varint(p, s.size());
+  if (!s.empty())
+    std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+size_t payload_size(const record_view& r) {
+  return r.payload.size() + (r.payload_tail.empty() ? 0 : 1 + r.payload_tail.size());
+}
+
+// Writes the record in format 2 into `out` (replacing what it held; its capacity is kept):
+//   [u64 lsn][ff ff ff 02][u8 flags: 1 invocation, 2 read-only, 4 timestamp is end_ns]
+//   varints: timestamp_ns (unless flag 4), execution_id, parent_id, start_ns,
+//            end_ns - start_ns (zigzag), partition
+//   fields ([varint size][bytes]): sender, receiver, procedure, role, status, payload, result
+//   [varint reads] per read: table, key
+//   [varint changes][one flag byte per change (row_flag)]          <- the head ends here
+//   per change: table, key, value
+// With `head`, also writes there head_front zero bytes and then the record up to the end of
+// its row flags: the head, a prefix of the whole record.
+void encode_compact(const record_view& r, std::string& out, std::string* head = nullptr,
+                    size_t head_front = 0) {
+  auto& changes = *r.changes;
+  auto& reads = *r.reads;
+  size_t payload = payload_size(r);
+  bool ts_is_end = r.timestamp_ns == r.end_ns;
+  uint64_t end_delta =
+    zigzag(static_cast<uint64_t>(r.end_ns) - static_cast<uint64_t>(r.start_ns));
+  size_t prefix = 8 + 4 + 1 + (ts_is_end ? 0 : varint_size(static_cast<uint64_t>(r.timestamp_ns)))
+                  + varint_size(r.execution_id) + varint_size(r.parent_id)
+                  + varint_size(static_cast<uint64_t>(r.start_ns)) + varint_size(end_delta)
+                  + varint_size(r.partition)
+                  + field_size(r.sender) + field_size(r.receiver) + field_size(r.procedure)
+                  + field_size(r.role) + field_size(r.status) + varint_size(payload) + payload
+                  + field_size(r.result) + varint_size(reads.size())
+                  + varint_size(changes.size()) + changes.size();
+  for (auto& rd : reads)
+    prefix += field_size(rd.table) + field_size(rd.key);
+  size_t total = prefix;
+  for (auto& c : changes)
+    total += field_size(c.table) + field_size(c.key) + field_size(c.value);
+  out.clear();
+  out.resize(total);
+  char* p = out.data();
+  std::memcpy(p, &r.lsn, 8);
+  p += 8;
+  std::memcpy(p, format_marker, 3);
+  p[3] = static_cast<char>(format_compact);
+  p += 4;
+  *p++ = static_cast<char>((r.invocation ? flag_invocation : 0)
+                           | (r.read_only ? flag_read_only : 0)
+                           | (ts_is_end ? flag_timestamp_is_end : 0));
+  if (!ts_is_end)
+    p = put_varint(p, static_cast<uint64_t>(r.timestamp_ns));
+  p = put_varint(p, r.execution_id);
+  p = put_varint(p, r.parent_id);
+  p = put_varint(p, static_cast<uint64_t>(r.start_ns));
+  p = put_varint(p, end_delta);
+  p = put_varint(p, r.partition);
+  p = put_field(p, r.sender);
+  p = put_field(p, r.receiver);
+  p = put_field(p, r.procedure);
+  p = put_field(p, r.role);
+  p = put_field(p, r.status);
+  p = put_varint(p, payload);
+  if (!r.payload.empty())
+    std::memcpy(p, r.payload.data(), r.payload.size());
+  p += r.payload.size();
+  if (!r.payload_tail.empty()) {
+    *p++ = ' ';
+    std::memcpy(p, r.payload_tail.data(), r.payload_tail.size());
+    p += r.payload_tail.size();
+  }
+  p = put_field(p, r.result);
+  p = put_varint(p, reads.size());
+  for (auto& rd : reads) {
+    p = put_field(p, rd.table);
+    p = put_field(p, rd.key);
+  }
+  p = put_varint(p, changes.size());
+  for (auto& c : changes)
+    *p++ = static_cast<char>(row_flag(c));
+  if (head) {
+    head->clear();
+    head->resize(head_front + prefix);
+    std::memcpy(head->data() + head_front, out.data(), prefix);
+  }
+  for (auto& c : changes) {
+    p = put_field(p, c.table);
+    p = put_field(p, c.key);
+    p = put_field(p, c.value);
+  }
+}
+
+// Reads a format-2 record after its lsn and format bytes; every read is checked against the
+// end, so arbitrary bytes never read out of bounds.
+class compact_reader {
+public:
+  compact_reader(std::string_view bytes, size_t offset) : bytes_(bytes), at_(offset) {}
+
+  bool failed() const { return !what_.empty(); }
+  const std::string& what() const { return what_; }
+  bool at_end() const { return at_ == bytes_.size(); }
+  size_t left() const { return bytes_.size() - at_; }
+
+  uint64_t varint(const char* name) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+      if (at_ >= bytes_.size()) {
+        fail(name, "is cut off");
+        return 0;
+      }
+      auto b = static_cast<uint8_t>(bytes_[at_++]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0)
+        return v;
+    }
+    fail(name, "is not a valid varint");
+    return 0;
+  }
+
+  uint8_t byte(const char* name) {
+    if (at_ >= bytes_.size()) {
+      fail(name, "is cut off");
+      return 0;
+    }
+    return static_cast<uint8_t>(bytes_[at_++]);
+  }
+
+  std::string field(const char* name) {
+    auto n = varint(name);
+    if (failed())
+      return {};
+    if (n > left()) {
+      fail(name, "claims " + std::to_string(n) + " bytes, " + std::to_string(left()) + " remain");
+      return {};
+    }
+    std::string s{bytes_.substr(at_, n)};
+    at_ += n;
+    return s;
+  }
+
+  std::string_view take(size_t n, const char* name) {
+    if (n > left()) {
+      fail(name, "claims " + std::to_string(n) + " bytes, " + std::to_string(left()) + " remain");
+      return {};
+    }
+    auto s = bytes_.substr(at_, n);
+    at_ += n;
+    return s;
+  }
+
+private:
+  void fail(const char* name, const std::string& why) {
+    if (what_.empty())
+      what_ = std::string{"record's "} + name + " at byte " + std::to_string(at_) + " " + why;
+  }
+
+  std::string_view bytes_;
+  size_t at_;
+  std::string what_;
+};
+
+caf::expected<log_record> decode_compact(std::string_view bytes, bool head_only) {
+  compact_reader in{bytes, 12};
+  log_record r;
+  r.lsn = lsn_of(bytes);
+  auto flags = in.byte("flags");
+  if (!in.failed() && (flags & ~(flag_invocation | flag_read_only | flag_timestamp_is_end)) != 0)
+    return make_error(errc::corrupt_data,
+                      "record has unknown flags " + std::to_string(static_cast<int>(flags)));
+  r.kind = (flags & flag_invocation) ? log_record::kind_t::invocation
+                                     : log_record::kind_t::message;
+  r.read_only = (flags & flag_read_only) != 0;
+  if (!(flags & flag_timestamp_is_end))
+    r.timestamp_ns = static_cast<int64_t>(in.varint("timestamp"));
+  r.execution_id = in.varint("execution id");
+  r.parent_id = in.varint("parent id");
+  auto start = in.varint("start time");
+  r.start_ns = static_cast<int64_t>(start);
+  r.end_ns = static_cast<int64_t>(start + unzigzag(in.varint("end time")));
+  if (flags & flag_timestamp_is_end)
+    r.timestamp_ns = r.end_ns;
+  auto partition = in.varint("partition");
+  if (partition > UINT32_MAX)
+    return make_error(errc::corrupt_data, "record's partition " + std::to_string(partition)
+                                            + " does not fit 32 bits");
+  r.partition = static_cast<uint32_t>(partition);
+  r.sender = in.field("sender");
+  r.receiver = in.field("receiver");
+  r.procedure = in.field("procedure");
+  r.role = in.field("role");
+  r.status = in.field("status");
+  r.payload = in.field("payload");
+  r.result = in.field("result");
+  auto reads = in.varint("read count");
+  if (in.failed())
+    return make_error(errc::corrupt_data, in.what());
+  if (reads > in.left() / 2)
+    return make_error(errc::corrupt_data, "record claims " + std::to_string(reads)
+                                            + " row reads in " + std::to_string(in.left())
+                                            + " bytes");
+  r.reads.reserve(reads);
+  for (uint64_t i = 0; i < reads && !in.failed(); ++i) {
+    row_read rd;
+    rd.table = in.field("read table");
+    rd.key = in.field("read key");
+    r.reads.push_back(std::move(rd));
+  }
+  auto n = in.varint("change count");
+  if (in.failed())
+    return make_error(errc::corrupt_data, in.what());
+  auto row_flags = in.take(n, "row flags");
+  if (in.failed())
+    return make_error(errc::corrupt_data, in.what());
+  if (in.at_end() && n > 0) { // a head: the changes are announced, not held
+    if (!head_only)
+      return make_error(errc::corrupt_data, "record has row flags for " + std::to_string(n)
+                                              + " row change(s) but holds 0");
+    r.row_flags = std::string{row_flags};
+    for (size_t i = 0; i < n; ++i) {
+      row_change c;
+      if (!from_row_flag(static_cast<uint8_t>(row_flags[i]), c))
+        return make_error(errc::corrupt_data, "row flag " + std::to_string(i) + " is "
+                                                + std::to_string(static_cast<uint8_t>(row_flags[i]))
+                                                + ", not an op");
+    }
+    return r;
+  }
+  if (n > in.left() / 3)
+    return make_error(errc::corrupt_data, "record claims " + std::to_string(n)
+                                            + " row changes in " + std::to_string(in.left())
+                                            + " bytes");
+  r.changes.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto& c = r.changes[i];
+    if (!from_row_flag(static_cast<uint8_t>(row_flags[i]), c))
+      return make_error(errc::corrupt_data, "row change " + std::to_string(i) + " has flag "
+                                              + std::to_string(static_cast<uint8_t>(row_flags[i]))
+                                              + ", not an op");
+    c.table = in.field("change table");
+    c.key = in.field("change key");
+    c.value = in.field("change value");
+    if (in.failed())
+      return make_error(errc::corrupt_data, in.what());
+  }
+  if (!in.at_end())
+    return make_error(errc::corrupt_data,
+                      std::to_string(in.left()) + " bytes follow the record");
+  return r;
+}
+
+// -- format 1 (Cap'n Proto) -----------------------------------------------------------------
 
 capnp::Text::Reader as_text(std::string_view s) {
   return {s.data(), s.size()};
@@ -106,43 +407,11 @@ private:
   std::string& out_;
 };
 
-// Zeroed space for the first segment of a record's message, reused by every encode on the
-// thread: a record that fits needs no allocation for its message (MallocMessageBuilder zeroes
-// what it used again when it goes).
-constexpr size_t scratch_words = 1024;
-thread_local std::unique_ptr<capnp::word[]> scratch;
-
-// Appends a flat message to `out` (no intermediate flat array).
-void append_message(std::string& out, capnp::MessageBuilder& mb) {
-  out.reserve(out.size() + capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
-  string_output os{out};
-  capnp::writeMessage(os, mb);
-}
-
-// Writes the lsn and the record's flat message into `out` (replacing what it held; its
-// capacity is kept). With `head`, also writes there head_front zero bytes, the lsn and the
-// message as it is before its changes are set, with their row flags (the builder is
-// serialized twice).
-void encode_view(const record_view& r, std::string& out, std::string* head = nullptr,
-                 size_t head_front = 0) {
-  size_t bytes = 256 + r.sender.size() + r.receiver.size() + r.procedure.size() + r.role.size()
-                 + r.status.size() + r.payload.size() + r.result.size();
-  for (auto& c : *r.changes)
-    bytes += 64 + c.table.size() + c.key.size() + c.value.size();
-  for (auto& rd : *r.reads)
-    bytes += 48 + rd.table.size() + rd.key.size();
-  bytes += r.changes->size() + 8; // row flags
-  // A first segment that holds the whole message: the thread's scratch space when it fits.
-  auto words = bytes / sizeof(capnp::word) + 1;
-  std::optional<capnp::MallocMessageBuilder> builder;
-  if (words <= scratch_words) {
-    if (!scratch)
-      scratch.reset(new capnp::word[scratch_words]()); // zeroed
-    builder.emplace(kj::arrayPtr(scratch.get(), scratch_words));
-  } else {
-    builder.emplace(static_cast<unsigned>(words));
-  }
-  auto b = builder->initRoot<LogRecord>();
+// The lsn and the record as a flat Cap'n Proto LogRecord: how records were written before
+// format 2. A view with row flags and no changes makes a format-1 WAL head.
+std::string encode_capnp(const record_view& r) {
+  capnp::MallocMessageBuilder builder;
+  auto b = builder.initRoot<LogRecord>();
   b.setTimestampNs(r.timestamp_ns);
   b.setKind(r.invocation ? LogRecord::Kind::INVOCATION : LogRecord::Kind::MESSAGE);
   b.setSender(as_text(r.sender));
@@ -152,7 +421,10 @@ void encode_view(const record_view& r, std::string& out, std::string* head = nul
   b.setProcedure(as_text(r.procedure));
   b.setRole(as_text(r.role));
   b.setStatus(as_text(r.status));
-  b.setPayload(bytes_of(r.payload));
+  std::string payload{r.payload};
+  if (!r.payload_tail.empty())
+    payload.append(" ").append(r.payload_tail);
+  b.setPayload(bytes_of(payload));
   b.setResult(bytes_of(r.result));
   b.setReadOnly(r.read_only);
   b.setStartNs(r.start_ns);
@@ -165,17 +437,8 @@ void encode_view(const record_view& r, std::string& out, std::string* head = nul
       rs[static_cast<unsigned>(i)].setKey(bytes_of((*r.reads)[i].key));
     }
   }
-  if (head) {
-    if (!r.changes->empty()) {
-      auto flags = b.initRowFlags(static_cast<unsigned>(r.changes->size()));
-      for (size_t i = 0; i < r.changes->size(); ++i)
-        flags[static_cast<unsigned>(i)] = row_flag((*r.changes)[i]);
-    }
-    head->clear();
-    head->append(head_front, '\0');
-    head->append(reinterpret_cast<const char*>(&r.lsn), 8);
-    append_message(*head, *builder);
-  }
+  if (!r.row_flags.empty())
+    b.setRowFlags(bytes_of(r.row_flags));
   if (!r.changes->empty()) {
     auto cs = b.initChanges(static_cast<unsigned>(r.changes->size()));
     for (size_t i = 0; i < r.changes->size(); ++i) {
@@ -190,9 +453,12 @@ void encode_view(const record_view& r, std::string& out, std::string* head = nul
       cb.setValue(bytes_of(c.value));
     }
   }
-  out.clear();
+  std::string out;
   out.append(reinterpret_cast<const char*>(&r.lsn), 8);
-  append_message(out, *builder);
+  out.reserve(out.size() + capnp::computeSerializedSizeInWords(builder) * sizeof(capnp::word));
+  string_output os{out};
+  capnp::writeMessage(os, builder);
+  return out;
 }
 
 // The same fields as to_log_record(rec), borrowed.
@@ -218,9 +484,7 @@ record_view view_of(const invocation_record& rec) {
   return v;
 }
 
-} // namespace
-
-std::string encode(const log_record& r) {
+record_view view_of(const log_record& r) {
   record_view v;
   v.lsn = r.lsn;
   v.timestamp_ns = r.timestamp_ns;
@@ -240,20 +504,54 @@ std::string encode(const log_record& r) {
   v.partition = r.partition;
   v.changes = &r.changes;
   v.reads = &r.reads;
+  return v;
+}
+
+const std::vector<row_change> no_changes;
+const std::vector<row_read> no_reads;
+
+} // namespace
+
+std::string encode(const log_record& r) {
   std::string out;
-  encode_view(v, out);
+  encode_compact(view_of(r), out);
   return out;
 }
 
 std::string encode(const invocation_record& rec) {
   std::string out;
-  encode_view(view_of(rec), out);
+  encode_compact(view_of(rec), out);
   return out;
+}
+
+std::string encode(const message_record& msg) {
+  record_view v;
+  v.timestamp_ns = msg.timestamp_ns;
+  v.sender = msg.sender;
+  v.receiver = msg.receiver;
+  v.execution_id = msg.execution_id;
+  v.parent_id = msg.parent_id;
+  v.procedure = msg.procedure;
+  v.role = msg.role;
+  v.status = msg.status;
+  v.payload = msg.kind;
+  v.payload_tail = msg.payload;
+  v.changes = &no_changes;
+  v.reads = &no_reads;
+  std::string out;
+  encode_compact(v, out);
+  return out;
+}
+
+std::string encode_v1(const log_record& r) {
+  auto v = view_of(r);
+  v.row_flags = r.row_flags;
+  return encode_capnp(v);
 }
 
 void encode_committed(std::string& whole, std::string& head, const invocation_record& rec,
                       size_t head_front) {
-  encode_view(view_of(rec), whole, &head, head_front);
+  encode_compact(view_of(rec), whole, &head, head_front);
 }
 
 uint8_t row_flag(const row_change& c) {
@@ -290,6 +588,14 @@ caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
   if (bytes.size() < 8)
     return make_error(errc::corrupt_data, "record of " + std::to_string(bytes.size())
                                             + " bytes is too short for its lsn");
+  if (bytes.size() >= 12 && bytes.substr(8, 3) == std::string_view{format_marker, 3}) {
+    auto format = static_cast<uint8_t>(bytes[11]);
+    if (format == format_compact)
+      return decode_compact(bytes, head_only);
+    return make_error(errc::corrupt_data, "record has format " + std::to_string(format)
+                                            + "; this build reads formats 1 and 2");
+  }
+  // Format 1: a flat Cap'n Proto LogRecord (records written before format 2).
   uint64_t lsn = lsn_of(bytes);
   bytes.remove_prefix(8);
   if (bytes.size() % sizeof(capnp::word) != 0 || bytes.empty())

@@ -1,5 +1,11 @@
-// comb::storage::log_record: one provenance log record in memory, and its encoding (a Cap'n
-// Proto LogRecord, schemas/log_record.capnp). Plain value type; functions are thread-safe.
+// comb::storage::log_record: one provenance log record in memory, and its encoding. A record's
+// bytes are its lsn (8 bytes, little-endian), then the record in one of two formats:
+// format 2, compact (what encode writes): the bytes ff ff ff 02, a flag byte, the integers as
+// varints, each text or byte field as its size (a varint) and its bytes, and the row changes
+// last, after one flag byte per change, so that a committed invocation's WAL head is a prefix
+// of its record (encode_committed); format 1 (records written before format 2): a flat Cap'n
+// Proto LogRecord (schemas/log_record.capnp). decode reads both. Plain value type; functions
+// are thread-safe.
 #pragma once
 
 #include "storage/invocation_record.hpp"
@@ -47,19 +53,25 @@ struct log_record {
 log_record to_log_record(const invocation_record& rec);
 log_record to_log_record(const message_record& msg);
 
-/// Encodes a record: its lsn as 8 little-endian bytes, then a flat Cap'n Proto LogRecord.
+/// Encodes a record: its lsn as 8 little-endian bytes, then the record in format 2.
 std::string encode(const log_record& r);
 
-/// Encodes an invocation's record as encode(to_log_record(rec)) would (lsn 0), without the
-/// copy.
+/// Encodes an invocation's / a message's record as encode(to_log_record(x)) would (lsn 0),
+/// without the copy.
 std::string encode(const invocation_record& rec);
+std::string encode(const message_record& msg);
+
+/// Encodes a record in format 1 (a flat Cap'n Proto LogRecord), as logs and WAL entries
+/// written before format 2 hold it: for tests and tools that need such bytes. A record with
+/// row_flags and no changes gives a format-1 WAL head.
+std::string encode_v1(const log_record& r);
 
 /// A committed invocation's record, twice from one encoding: `whole` as encode(rec) gives it,
-/// plus one flag byte per row change (its op and whether it is a row), and `head`:
-/// `head_front` zero bytes, then the lsn (0) and the same record without its row changes, but
-/// with their flags. The head rides in the transaction's WAL entry, which holds the rows
-/// already (as the transaction's writes); recovery rebuilds the changes from the two. Both
-/// strings are replaced, keeping their capacity.
+/// and `head`: `head_front` zero bytes, then the lsn (0) and the same record without its row
+/// changes, but with their flag bytes (a prefix of `whole`). The head rides in the
+/// transaction's WAL entry, which holds the rows already (as the transaction's writes);
+/// recovery rebuilds the changes from the two. Both strings are replaced, keeping their
+/// capacity.
 void encode_committed(std::string& whole, std::string& head, const invocation_record& rec,
                       size_t head_front = 0);
 
@@ -76,8 +88,8 @@ void set_lsn(std::string& encoded, uint64_t lsn);
 /// The lsn of encoded record bytes (0 when they are too short to hold one).
 uint64_t lsn_of(std::string_view encoded);
 
-/// Decodes bytes made by encode() or encode_committed's `whole`; errc::corrupt_data (with
-/// what is wrong) otherwise. Safe on arbitrary input: it never reads out of bounds and limits
+/// Decodes bytes made by encode(), encode_committed's `whole` or encode_v1; errc::corrupt_data
+/// (with what is wrong) otherwise. Safe on arbitrary input: it never reads out of bounds and limits
 /// nesting and size.
 caf::expected<log_record> decode(std::string_view bytes);
 

@@ -472,7 +472,7 @@ void provenance_recorder::on_message(const message_record& msg) {
     copy.payload = std::move(*small);
     m = &copy;
   }
-  auto bytes = storage::encode(storage::to_log_record(*m));
+  auto bytes = storage::encode(*m);
   auto lsn = take_lsn();
   storage::set_lsn(bytes, lsn);
   enqueue(lsn, bytes);

@@ -354,7 +354,7 @@ TEST_SUITE("runtime.provenance.log_end") {
     REQUIRE(!db->create_table("rows"));
     runtime::provenance_recorder::options ro;
     ro.log_dir = dir.path() + "/log";
-    ro.segment_bytes = 2048;
+    ro.segment_bytes = 1024; // 60 records fill at least 4 segments
     uint64_t ids = 1;
     auto commit = [&](runtime::provenance_recorder& rec, int n) { commit_rows(*db, rec, ids, n); };
     {

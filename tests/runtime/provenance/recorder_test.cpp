@@ -484,6 +484,90 @@ TEST_SUITE("runtime.provenance.recorder") {
     CHECK(seen == expected.size());
   }
 
+  TEST_CASE("a log and WAL heads of format 1 (an older build) are recovered and continued") {
+    // An older build wrote its log and the heads in the WAL as Cap'n Proto (format 1); it
+    // died after committing two transactions whose records the log lacks. This build rebuilds
+    // them from the old heads and goes on in format 2; the log reads whole.
+    test::temp_dir dir;
+    storage::options opts;
+    opts.keep_wal_seconds = runtime::provenance_recorder::keep_wal_seconds;
+    auto db = test::must(storage::database::open(dir.path() + "/db", opts));
+    REQUIRE(!db->create_table("rows"));
+    auto log_dir = dir.path() + "/log";
+    auto record = [](uint64_t lsn, std::vector<runtime::row_change> changes) {
+      storage::log_record r;
+      r.lsn = lsn;
+      r.kind = storage::log_record::kind_t::invocation;
+      r.execution_id = 100 + lsn;
+      r.procedure = "test.write";
+      r.role = "tester";
+      r.payload = "{\"n\":" + std::to_string(lsn) + "}";
+      r.result = "null";
+      r.status = "ok";
+      r.changes = std::move(changes);
+      return r;
+    };
+    {
+      auto w = test::must(storage::log_writer::open(log_dir));
+      for (uint64_t lsn = 1; lsn <= 2; ++lsn)
+        REQUIRE(!w->append(lsn, storage::encode_v1(record(lsn, {}))));
+      REQUIRE(!w->sync());
+    }
+    std::map<uint64_t, std::vector<runtime::row_change>> committed;
+    for (uint64_t lsn = 3; lsn <= 4; ++lsn) {
+      auto txn = db->begin();
+      REQUIRE(!txn->put_row("rows", "k" + std::to_string(lsn), json{{"v", lsn}}));
+      REQUIRE(!txn->put("rows", "raw" + std::to_string(lsn), std::string("\0\x01", 2)));
+      auto head = record(lsn, {});
+      committed[lsn] = txn->take_changes();
+      for (auto& c : committed[lsn])
+        head.row_flags.push_back(static_cast<char>(storage::row_flag(c)));
+      txn->put_log_data("CPRV" + storage::encode_v1(head));
+      REQUIRE(!txn->commit());
+    }
+    runtime::provenance_recorder::options ro;
+    ro.log_dir = log_dir;
+    auto rec = test::must(runtime::provenance_recorder::open(*db, ro));
+    CHECK(rec->recovery_note().find("appended 2 committed invocation(s)") != std::string::npos);
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->put_row("rows", "new", json{{"v", 5}}));
+      runtime::invocation_record r;
+      r.execution_id = 105;
+      r.procedure = "test.write";
+      r.role = "tester";
+      r.args = "{}";
+      r.result = "null";
+      r.status = "ok";
+      r.changes = txn->take_changes();
+      committed[5] = r.changes;
+      rec->before_commit(*txn, r);
+      REQUIRE(!txn->commit());
+      rec->after_commit(r, true);
+    }
+    rec->close();
+    rec.reset();
+    uint64_t expect = 1;
+    auto reader = test::must(storage::log_reader::open(log_dir));
+    REQUIRE(!reader.for_each(0, [&](storage::log_record&& r) {
+      CAPTURE(r.lsn);
+      CHECK(r.lsn == expect++);
+      CHECK(r.execution_id == 100 + r.lsn);
+      auto& want = committed[r.lsn];
+      REQUIRE(r.changes.size() == want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        CHECK(r.changes[i].table == want[i].table);
+        CHECK(r.changes[i].key == want[i].key);
+        CHECK(r.changes[i].kind == want[i].kind);
+        CHECK(r.changes[i].is_row == want[i].is_row);
+        CHECK(r.changes[i].value == want[i].value);
+      }
+      return true;
+    }));
+    CHECK(expect == 6);
+    CHECK(test::must(storage::verify_log(log_dir)).records == 5);
+  }
+
   TEST_CASE("restarts append nothing twice: the WAL checkpoint, and the lsn check without it") {
     test::temp_dir dir;
     auto cfg = config(dir.path());
