@@ -5,6 +5,7 @@
 #include "apps/anomaly/anomaly_app.hpp"
 #include "base/base64.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <ctime>
 
@@ -33,9 +34,10 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-/// The size of raw_request(x), without making it.
+/// The size of raw_request(x) with the body as the client sent it, without making it.
 size_t raw_size(const exchange& x) {
-  size_t n = x.method.size() + x.target.size() + x.version.size() + x.body.size() + 6;
+  size_t n = x.method.size() + x.target.size() + x.version.size()
+             + std::max(x.body.size(), x.body_bytes) + 6;
   for (auto& [k, v] : x.headers)
     n += k.size() + v.size() + 4;
   return n;
@@ -176,8 +178,8 @@ json capture_row(const exchange& seen) {
   auto query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
   auto raw = raw_request(x);
   auto cs_bytes = raw_size(seen); // as it came, not as masked
-  bool truncated = raw.size() > max_raw_bytes;
-  if (truncated)
+  bool truncated = raw.size() > max_raw_bytes || x.body_bytes > x.body.size();
+  if (raw.size() > max_raw_bytes)
     raw.resize(max_raw_bytes);
   bool text = anomaly::is_utf8(raw);
   // A cut may split a UTF-8 sequence: then the row holds base64 like any other bytes.

@@ -29,6 +29,10 @@ struct exchange {
   std::string version;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  /// Bytes of the body as the client sent it, when `body` holds fewer: the server keeps at
+  /// most max_raw_bytes + 1 of a body, and reads none of one it refuses for its size (413,
+  /// its Content-Length counts). 0: `body` is all of it.
+  size_t body_bytes = 0;
   std::string remote_addr;
   int status = 0;
   size_t response_bytes = 0;
@@ -62,7 +66,9 @@ exchange mask_credentials(const exchange& x, std::vector<std::string>* what = nu
 
 /// The httplog_request row of `x` (without the rule fields, which the capture worker adds,
 /// and without the id), credentials masked (mask_credentials; its `masked` field lists
-/// what was, comma-separated, "" when nothing; cs_bytes counts the request as it came).
+/// what was, comma-separated, "" when nothing; cs_bytes counts the request as it came,
+/// body_bytes included). `truncated` is true when raw holds less than the request: cut at
+/// max_raw_bytes, or a body the server did not keep (body_bytes).
 nlohmann::json capture_row(const exchange& x);
 
 } // namespace comb::nectar

@@ -11,6 +11,7 @@
 
 #include <httplib.h>
 
+#include <charconv>
 #include <iostream>
 #include <thread>
 
@@ -504,8 +505,13 @@ exchange server::impl::request_of(const httplib::Request& req) const {
   for (auto& [k, v] : req.headers)
     if (k != "REMOTE_ADDR" && k != "REMOTE_PORT" && k != "LOCAL_ADDR" && k != "LOCAL_PORT")
       x.headers.emplace_back(k, v);
-  // Only the bytes a row can keep (plus one, so the cut is seen).
-  x.body = req.body.size() > max_raw_bytes ? req.body.substr(0, max_raw_bytes + 1) : req.body;
+  // Only the bytes a row can keep (plus one, so the cut is seen); cs_bytes counts them all.
+  if (req.body.size() > max_raw_bytes) {
+    x.body = req.body.substr(0, max_raw_bytes + 1);
+    x.body_bytes = req.body.size();
+  } else {
+    x.body = req.body;
+  }
   x.remote_addr = req.remote_addr;
   x.ts_ns = current.start_ns != 0 ? current.start_ns : wall_clock_ns();
   return x;
@@ -537,6 +543,15 @@ void server::impl::capture(const httplib::Request& req, const httplib::Response&
       && req.headers.empty() && req.body.empty())
     return;
   exchange x = request_of(req);
+  if (res.status == 413 && x.body.empty()) {
+    // Refused for its Content-Length before its body was read: the row keeps no body, and
+    // says so (truncated) and how large it was (cs_bytes).
+    auto len = req.get_header_value("Content-Length");
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), n);
+    if (ec == std::errc{} && end == len.data() + len.size())
+      x.body_bytes = static_cast<size_t>(n);
+  }
   x.status = res.status;
   x.response_bytes = sc;
   x.ts_ns = current.start_ns != 0 ? current.start_ns : now;

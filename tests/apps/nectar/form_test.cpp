@@ -143,6 +143,23 @@ TEST_SUITE("apps.nectar.form") {
     CHECK(back->size() == max_raw_bytes);
     CHECK(*back == raw_request(mask_credentials(x)).substr(0, max_raw_bytes));
     CHECK(row["cs_bytes"] == raw_request(x).size());
+
+    // A body the server kept only the start of, or none of (a 413 for its Content-Length):
+    // marked truncated, and cs_bytes counts it as it was sent.
+    x.body = std::string(max_raw_bytes + 1, 'y');
+    x.body_bytes = 3 * max_raw_bytes;
+    row = capture_row(x);
+    CHECK(row["truncated"] == true);
+    CHECK(row["cs_bytes"] == raw_request(x).size() - x.body.size() + x.body_bytes);
+    x.body.clear();
+    x.body_bytes = 99999999;
+    row = capture_row(x);
+    CHECK(row["truncated"] == true);
+    CHECK(row["raw"] == raw_request(mask_credentials(x)));
+    CHECK(row["cs_bytes"] == raw_request(x).size() + 99999999);
+    x.body = "short";
+    x.body_bytes = 0;
+    CHECK(capture_row(x)["truncated"] == false);
   }
 
   TEST_CASE("credentials are masked in the row: cookie values, Authorization, password fields") {

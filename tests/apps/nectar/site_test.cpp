@@ -271,14 +271,27 @@ TEST_SUITE("apps.nectar.site") {
     CHECK(with_exec > 20);
     CHECK(flagged >= 2);
     CHECK(garbage >= 1);
-    // The binary body is kept as base64; the 1.5 MiB body is cut at 1 MiB and marked.
-    int b64 = 0, cut = 0;
+    // The binary body is kept as base64; the 1.5 MiB body is cut at 1 MiB and marked; the
+    // body refused for its Content-Length (413, never read) is marked too: both rows count
+    // the bytes as they were sent.
+    int b64 = 0, cut = 0, cut_1536k = 0, cut_413 = 0;
     for (auto& row : rows) {
       b64 += row.value("raw_encoding", "") == "base64";
-      cut += row.value("truncated", false);
+      if (!row.value("truncated", false))
+        continue;
+      ++cut;
+      auto bytes = row.value("cs_bytes", uint64_t{0});
+      if (row.value("sc_status", 0) == 415) {
+        cut_1536k += bytes > 1536 * 1024 && bytes < 1536 * 1024 + 1024;
+        CHECK(row.value("raw", "").size() == nectar::max_raw_bytes);
+      }
+      if (row.value("sc_status", 0) == 413)
+        cut_413 += bytes > 99999999 && bytes < 99999999 + 1024;
     }
     CHECK(b64 >= 1);
-    CHECK(cut == 1);
+    CHECK(cut == 2);
+    CHECK(cut_1536k == 1);
+    CHECK(cut_413 == 1);
     (*srv)->stop();
   }
 }
