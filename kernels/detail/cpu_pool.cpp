@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <pthread.h>
+#include <sched.h>
 
 namespace comb::kernels::detail {
 
@@ -46,11 +50,35 @@ inline void cpu_relax() {
 #endif
 }
 
+/// Where workers may run, from COMB_KERNEL_PIN: "0" anywhere (the scheduler decides),
+/// "wake" sent to a CPU other than the caller's when woken from sleep and free to move once
+/// running, otherwise (the default) each pinned to a CPU other than the caller's.
+enum class placement { none, at_wake, pinned };
+
+placement placement_mode() {
+  const char* e = std::getenv("COMB_KERNEL_PIN");
+  if (e && std::strcmp(e, "0") == 0)
+    return placement::none;
+  if (e && std::strcmp(e, "wake") == 0)
+    return placement::at_wake;
+  return placement::pinned;
+}
+
 class pool {
 public:
-  explicit pool(int threads) : threads_(threads) {
+  explicit pool(int threads)
+    : threads_(threads), mode_(placement_mode()),
+      workers_state_(std::make_unique<worker_state[]>(static_cast<size_t>(threads))) {
+    // The CPUs this process may use; placement only when each thread can have its own.
+    CPU_ZERO(&allowed_);
+    if (mode_ != placement::none && sched_getaffinity(0, sizeof allowed_, &allowed_) == 0)
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &allowed_))
+          cpus_.push_back(c);
+    if (static_cast<int>(cpus_.size()) < threads)
+      cpus_.clear();
     for (int i = 1; i < threads; ++i)
-      workers_.emplace_back([this] { loop(); });
+      workers_.emplace_back([this, i] { loop(workers_state_[static_cast<size_t>(i)]); });
   }
 
   ~pool() {
@@ -65,6 +93,7 @@ public:
 
   void run(int64_t parts, const std::function<void(int64_t)>& fn) {
     std::lock_guard<std::mutex> region{region_mtx_};
+    place_workers();
     auto j = std::make_shared<job>();
     j->fn = &fn;
     j->parts = parts;
@@ -79,30 +108,97 @@ public:
   }
 
 private:
-  void loop() {
+  struct worker_state {
+    /// Set while the worker sleeps on the futex.
+    std::atomic<bool> asleep{false};
+    /// Set by the caller when it narrowed the worker's CPUs for a wake; the worker widens
+    /// them again once it runs.
+    std::atomic<bool> steered{false};
+  };
+
+  /// Keeps workers off the caller's CPU. Left to itself, the scheduler of the 2-vCPU VMs
+  /// here often runs the worker on the CPU the caller is on (busy with its share), after a
+  /// wake from sleep and for whole runs of regions: the fork-join then runs serially, at
+  /// about twice the time (MLP forward at load 3-4: 5.3-5.8 ms wall for 5.4-5.9 ms CPU, in
+  /// runs of 30; after 200 ms pauses, as in perf_kernels' turns, medians 13-15 ms against
+  /// 7.3-8.4 pinned). at_wake narrows a sleeping worker's CPUs to one other than
+  /// the caller's just before the wake (the worker widens them again when it runs, so the
+  /// balancer stays free to move it when that CPU is busy); pinned keeps each worker on one
+  /// such CPU, re-pinned when the caller's CPU changes. One getcpu per region; a syscall
+  /// only for a sleeping worker or a caller that moved.
+  void place_workers() {
+    if (cpus_.empty())
+      return;
+    int here = sched_getcpu();
+    caller_cpu_.store(here, std::memory_order_relaxed);
+    if (here < 0)
+      return;
+    if (mode_ == placement::pinned) {
+      if (here == placed_for_)
+        return;
+      placed_for_ = here;
+    }
+    size_t next = 0;
+    for (size_t w = 0; w < workers_.size(); ++w, ++next) {
+      if (cpus_[next] == here)
+        ++next;
+      auto& st = workers_state_[w + 1];
+      if (mode_ == placement::at_wake && !st.asleep.load(std::memory_order_relaxed))
+        continue;
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpus_[next], &one);
+      if (pthread_setaffinity_np(workers_[w].native_handle(), sizeof one, &one) == 0
+          && mode_ == placement::at_wake)
+        st.steered.store(true, std::memory_order_relaxed); // published by the generation bump
+    }
+  }
+
+  void loop(worker_state& st) {
     uint64_t seen = 0; // the generation at construction
     for (;;) {
       // Spin a little before sleeping: regions come in quick succession in a forward pass.
       // Not while another pool (OpenBLAS) has the cores: park_workers() cuts the spin short.
+      // Nor on the caller's CPU (placement off or overruled): spinning there only takes
+      // the caller's time; asleep, the worker is placed elsewhere at the next wake.
       uint64_t g = seen;
-      for (int i = 0; i < 4000 && (g = generation_.load(std::memory_order_acquire)) == seen
+      int spins = cpus_.empty() || sched_getcpu() != caller_cpu_.load(std::memory_order_relaxed)
+                    ? 4000
+                    : 0;
+      for (int i = 0; i < spins && (g = generation_.load(std::memory_order_acquire)) == seen
                       && !park_request.load(std::memory_order_relaxed);
            ++i)
         cpu_relax();
+      if (spins == 0)
+        g = generation_.load(std::memory_order_acquire);
       if (g == seen) {
+        st.asleep.store(true, std::memory_order_relaxed);
         generation_.wait(seen);
+        st.asleep.store(false, std::memory_order_relaxed);
         g = generation_.load(std::memory_order_acquire);
       }
       seen = g;
       if (stop_.load())
         return;
+      if (st.steered.exchange(false, std::memory_order_relaxed))
+        sched_setaffinity(0, sizeof allowed_, &allowed_);
       if (auto j = current_.load())
         j->work();
     }
   }
 
   int threads_;
+  placement mode_;
+  /// Index 0 unused (the caller); worker i's state at i.
+  std::unique_ptr<worker_state[]> workers_state_;
   std::vector<std::thread> workers_;
+  /// The CPUs this process may use, as a set and as a list (empty: no placement), and the
+  /// caller's CPU that the pinned placement was made for.
+  cpu_set_t allowed_;
+  std::vector<int> cpus_;
+  int placed_for_ = -1;
+  /// The CPU of the caller of the latest region (-1: not known).
+  std::atomic<int> caller_cpu_{-1};
   std::mutex region_mtx_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<std::shared_ptr<job>> current_;

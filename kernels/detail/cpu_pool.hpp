@@ -6,7 +6,8 @@
 // set_cpu_threads() (the public knob is kernels::cpu_backend::set_threads). Workers spin
 // briefly after a region (forward passes issue regions in quick succession), then sleep on
 // a futex (std::atomic::wait); park_workers() sends them to sleep at once before OpenBLAS
-// runs. One region runs at a time (callers from several threads
+// runs. Each worker is pinned to a CPU other than the caller's when the process may use
+// enough CPUs (COMB_KERNEL_PIN=0: left to the scheduler; =wake: placed so only when woken). One region runs at a time (callers from several threads
 // take turns), so it is thread-safe; a nested call from inside fn runs inline on the
 // calling thread.
 #pragma once

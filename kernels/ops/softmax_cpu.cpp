@@ -12,12 +12,12 @@ namespace comb::kernels {
 
 namespace {
 
-/// Softmax of one row; returns log(sum exp(x - max)) + max (the log-partition).
-float row_softmax(const float* x, int64_t c, float* y) {
+/// Softmax of one row into y; returns the row's max and sets s to sum exp(x - max).
+float row_softmax_sum(const float* x, int64_t c, float* y, double& s) {
   float m = x[0];
   for (int64_t j = 1; j < c; ++j)
     m = x[j] > m ? x[j] : m;
-  double s = 0;
+  s = 0;
   for (int64_t j = 0; j < c; ++j) {
     float e = std::exp(x[j] - m);
     y[j] = e;
@@ -26,6 +26,13 @@ float row_softmax(const float* x, int64_t c, float* y) {
   float inv = static_cast<float>(1.0 / s);
   for (int64_t j = 0; j < c; ++j)
     y[j] *= inv;
+  return m;
+}
+
+/// Softmax of one row; returns log(sum exp(x - max)) + max (the log-partition).
+float row_softmax(const float* x, int64_t c, float* y) {
+  double s;
+  float m = row_softmax_sum(x, c, y, s);
   return static_cast<float>(m + std::log(s));
 }
 
@@ -33,8 +40,9 @@ float row_softmax(const float* x, int64_t c, float* y) {
 
 void softmax_cpu(const float* x, int64_t rows, int64_t c, float* y) {
   detail::parallel_range(rows, 64, [&](int64_t r0, int64_t r1) {
+    double s;
     for (int64_t r = r0; r < r1; ++r)
-      row_softmax(x + r * c, c, y + r * c);
+      row_softmax_sum(x + r * c, c, y + r * c, s); // no log: only the loss needs it
   });
 }
 
