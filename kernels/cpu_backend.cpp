@@ -51,4 +51,9 @@ std::string cpu_backend::blas_info() {
   return r;
 }
 
+std::string cpu_backend::pool_info() {
+  return std::to_string(detail::cpu_threads()) + " threads, workers "
+         + detail::worker_placement();
+}
+
 } // namespace comb::kernels

@@ -28,6 +28,10 @@ public:
 
   /// Name of the BLAS in use and its core type, e.g. "OpenBLAS 0.3.21 (SkylakeX, pthreads)".
   static std::string blas_info();
+
+  /// Threads of the CPU pool and where its workers run, e.g. "2 threads, workers pinned off
+  /// the caller's CPU".
+  static std::string pool_info();
 };
 
 } // namespace comb::kernels

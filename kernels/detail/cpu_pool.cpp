@@ -257,6 +257,17 @@ void set_cpu_threads(int n) {
   wanted.store(n <= 0 ? default_threads() : n);
 }
 
+const char* worker_placement() {
+  switch (placement_mode()) {
+  case placement::none:
+    return "left to the scheduler (COMB_KERNEL_PIN=0)";
+  case placement::at_wake:
+    return "placed off the caller's CPU when woken (COMB_KERNEL_PIN=wake)";
+  default:
+    return "pinned off the caller's CPU";
+  }
+}
+
 void park_workers() {
   if (!park_request.load(std::memory_order_relaxed))
     park_request.store(true, std::memory_order_relaxed);

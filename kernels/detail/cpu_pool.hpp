@@ -24,6 +24,10 @@ int cpu_threads();
 /// effect on the next region.
 void set_cpu_threads(int n);
 
+/// Where the workers run, as COMB_KERNEL_PIN chose: "pinned off the caller's CPU",
+/// "placed off the caller's CPU when woken" or "left to the scheduler".
+const char* worker_placement();
+
 /// Sends idle workers to sleep now instead of after their spin: call before handing the
 /// cores to another thread pool (OpenBLAS sgemm), whose threads the spinning would slow.
 void park_workers();

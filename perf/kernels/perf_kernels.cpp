@@ -537,10 +537,12 @@ int main(int argc, char** argv) {
     }
   int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
   cpu_backend::set_threads(threads);
-  std::printf("perf_kernels: %u cores, %d threads, BLAS %s, AVX-512 %s, CUDA backend %s%s\n",
+  std::printf("perf_kernels: %u cores, %d threads, BLAS %s, AVX-512 %s, CUDA backend %s%s\n"
+              "  Comb's CPU pool: %s\n",
               std::thread::hardware_concurrency(), threads, cpu_backend::blas_info().c_str(),
               __builtin_cpu_supports("avx512f") ? "yes" : "no",
-              find_backend("cuda") ? "registered" : "absent", o.quick ? " (quick)" : "");
+              find_backend("cuda") ? "registered" : "absent", o.quick ? " (quick)" : "",
+              cpu_backend::pool_info().c_str());
   if (o.wants("sgemm_ops"))
     bench_gemm_ops(o);
   if (o.wants("ops"))

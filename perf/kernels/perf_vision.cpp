@@ -221,6 +221,7 @@ int main(int argc, char** argv) {
     "machine: %u hardware threads, %d used; AVX-512 kernels: %s; BLAS: OpenBLAS %s (%s)\n",
     std::thread::hardware_concurrency(), threads, fused_gemm_uses_avx512() ? "yes" : "no",
     openblas_get_corename(), openblas_get_config());
+  std::printf("Comb's CPU pool: %s\n", cpu_backend::pool_info().c_str());
   if (has("mobilenet_v2"))
     bench_mobilenet(quick, threads);
   if (has("pointwise"))
