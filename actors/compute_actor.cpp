@@ -81,6 +81,7 @@ using runtime::activate_atom;
 using runtime::models_atom;
 using runtime::piece_atom;
 using runtime::stats_atom;
+using runtime::blob_piece_atom;
 using runtime::shm_piece_atom;
 using runtime::task_result;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
@@ -165,6 +166,7 @@ struct compute_state {
   /// Segments of shared-memory pieces from function actors on this host.
   runtime::shm_reader shm;
   uint64_t shm_tasks = 0;
+  uint64_t blob_file_tasks = 0;
   static inline const char* name = "comb.compute";
 };
 
@@ -701,6 +703,24 @@ nlohmann::json models_json(const compute_state& st) {
 
 /// Takes one piece (or, `whole`, a whole task of one message) into the pool; when that makes
 /// its task whole, queues the task and answers with its result later.
+// The header of a whole task sent as one message whose bytes travel another way (`how`: a
+// shared-memory region, a blob file): its piece 0 of 1 without payload. Counts a refusal.
+caf::expected<runtime::piece> whole_task_header(compute_actor_t* self, std::vector<char> header,
+                                                const char* how) {
+  auto p = runtime::decode_piece(std::move(header));
+  if (!p) {
+    ++self->state.rejected;
+    return p.error();
+  }
+  if (!p->payload.empty() || p->piece_count != 1 || p->piece_no != 0) {
+    ++self->state.rejected;
+    return make_error(errc::protocol_error, task_where(*p) + ": a " + how
+                                              + " task's header must be piece 0 of 1 without "
+                                                "payload");
+  }
+  return p;
+}
+
 caf::result<task_result> accept_piece(compute_actor_t* self, runtime::piece piece, bool whole) {
   auto& st = self->state;
   auto p = &piece;
@@ -780,20 +800,11 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
     },
     [=](shm_piece_atom, std::vector<char>& header, runtime::shm_ref& ref)
       -> caf::result<task_result> {
-      // A whole task whose bytes wait in a shared-memory segment of the sender (one host):
-      // `header` is its piece 0 of 1 without payload.
+      // A whole task whose bytes wait in a shared-memory segment of the sender (one host).
       auto& st = self->state;
-      auto p = runtime::decode_piece(std::move(header));
-      if (!p) {
-        ++st.rejected;
+      auto p = whole_task_header(self, std::move(header), "shared-memory");
+      if (!p)
         return p.error();
-      }
-      if (!p->payload.empty() || p->piece_count != 1 || p->piece_no != 0) {
-        ++st.rejected;
-        return make_error(errc::protocol_error,
-                          task_where(*p) + ": a shared-memory task's header must be piece 0 of "
-                                           "1 without payload");
-      }
       auto bytes = st.shm.read(ref);
       if (!bytes) {
         ++st.rejected;
@@ -801,6 +812,23 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       }
       p->payload = runtime::payload_buffer{std::move(*bytes)};
       ++st.shm_tasks;
+      return accept_piece(self, std::move(*p), true);
+    },
+    [=](blob_piece_atom, std::vector<char>& header, runtime::blob_file_ref& ref)
+      -> caf::result<task_result> {
+      // A whole task whose bytes are a pinned blob in the sender's blob store on this host,
+      // read from its file.
+      auto& st = self->state;
+      auto p = whole_task_header(self, std::move(header), "blob-file");
+      if (!p)
+        return p.error();
+      auto bytes = runtime::read_blob_file(ref);
+      if (!bytes) {
+        ++st.rejected;
+        return bytes.error();
+      }
+      p->payload = runtime::payload_buffer{std::move(*bytes)};
+      ++st.blob_file_tasks;
       return accept_piece(self, std::move(*p), true);
     },
     [=](tick_atom) {
@@ -853,6 +881,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"rejected", st.rejected},
                        {"batches", st.batches},
                        {"shm_tasks", st.shm_tasks},
+                       {"blob_file_tasks", st.blob_file_tasks},
                        {"shm_segments_mapped", st.shm.mapped()},
                        {"run_order", st.run_order}};
       return j.dump();

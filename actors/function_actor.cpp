@@ -56,6 +56,11 @@ struct job {
   /// compute process may still read them.
   std::optional<runtime::shm_ref> region;
   std::shared_ptr<runtime::shm_arena> region_arena;
+  /// The whole task goes as one message naming its pinned blob's file (req.source->file):
+  /// the compute process reads the bytes from there.
+  bool by_file = false;
+  /// The compute process found the blob file gone: this task's bytes go another way.
+  bool files_tried = false;
 };
 
 struct function_state {
@@ -72,6 +77,9 @@ struct function_state {
   /// could not read them).
   std::shared_ptr<runtime::shm_arena> arena;
   bool shm_off = false;
+  /// Blob-file pieces are off (by config, off with shared memory, or since the compute
+  /// process could not open a blob file).
+  bool files_off = false;
   /// A ping to the compute process is out (see sweep()).
   bool pinging = false;
   static inline const char* name = "comb.function";
@@ -153,6 +161,7 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
     return;
   auto& j = i->second;
   ++j.generation;
+  j.by_file = false;
   j.next = j.in_flight = j.acked = 0;
   j.count = j.pieces;
   j.final.reset();
@@ -334,6 +343,34 @@ void on_error(function_actor_t* self, uint64_t key, uint32_t gen, uint32_t idx, 
     self->delayed_send(self, self->state.cfg.overload_delay, resend_atom::value, key, gen, idx);
     return;
   }
+  if (j.by_file && (shm_refused(e) || (e.category() == errc_category && is(e, errc::not_found)))) {
+    // The compute process cannot read our blob files: shared memory (or TCP) from now on.
+    // A file that is gone (a pinned segment unlinked after its blobs were deleted; the pin
+    // still reads it) sends this task another way only.
+    auto& st = self->state;
+    if (!shm_refused(e)) {
+      j.by_file = false;
+      j.next = j.acked = 0;
+      j.count = j.pieces;
+      j.files_tried = true;
+      pump(self, key);
+      return;
+    }
+    if (!st.files_off)
+      std::cerr << "comb: " << st.cfg.name << ": blob-file pieces to compute@"
+                << endpoint_of(st.cfg) << " are off ("
+                << (e == caf::sec::unexpected_message
+                      ? std::string{"the compute process does not know them: an older comb "
+                                    "compute?"}
+                      : describe(e))
+                << "); sending such tasks' bytes another way\n";
+    st.files_off = true;
+    j.by_file = false;
+    j.next = j.acked = 0;
+    j.count = j.pieces;
+    pump(self, key);
+    return;
+  }
   if (j.region && shm_refused(e)) {
     // The compute process cannot read our segment: TCP pieces from now on, this task too.
     auto& st = self->state;
@@ -365,8 +402,9 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
   auto& j = self->state.jobs.at(key);
   const auto& req = j.req;
   auto gen = j.generation;
-  if (j.region) {
-    // The whole task, its bytes in shared memory: the header travels without payload.
+  if (j.by_file || j.region) {
+    // The whole task as one message, its bytes a pinned blob that the compute process reads
+    // from its file, or in shared memory: the header travels without payload.
     auto header = runtime::encode_piece(req.task_id, static_cast<runtime::piece_kind>(req.kind),
                                         req.model, req.model_version, 0, 1, nullptr, 0,
                                         req.inputs);
@@ -375,13 +413,15 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
     record(self, "piece", true, req, "sent",
            {{"piece", 0},
             {"pieces", 1},
-            {"bytes", j.region->size},
-            {"transport", "shm"},
+            {"bytes", j.by_file ? req.source->size : j.region->size},
+            {"transport", j.by_file ? "blob_file" : "shm"},
             {"model_version", req.model_version},
             {"attempt", j.attempts}});
-    self
-      ->request(self->state.compute, caf::infinite, runtime::shm_piece_atom::value,
-                std::move(header), *j.region)
+    auto& compute = self->state.compute;
+    (j.by_file ? self->request(compute, caf::infinite, runtime::blob_piece_atom::value,
+                               std::move(header), *req.source->file)
+               : self->request(compute, caf::infinite, runtime::shm_piece_atom::value,
+                               std::move(header), *j.region))
       .then([=](task_result& r) { on_reply(self, key, gen, r); },
             [=](caf::error& e) { on_error(self, key, gen, 0, e); });
     return;
@@ -457,7 +497,17 @@ void pump(function_actor_t* self, uint64_t key) {
     return;
   }
   auto& j = i->second;
-  if (j.next == 0 && j.in_flight == 0 && !j.region) {
+  if (j.next == 0 && j.in_flight == 0 && !j.region && !j.by_file && !j.files_tried
+      && !self->state.files_off
+      && j.req.source && j.req.source->file && j.req.first_piece == 0 && j.req.piece_count == 0
+      && j.req.source->size >= self->state.cfg.shared_memory_min) {
+    j.by_file = true;
+    j.count = 1;
+    j.next = 1;
+    send_piece(self, key, 0);
+    return;
+  }
+  if (j.next == 0 && j.in_flight == 0 && !j.region && !j.by_file) {
     auto placed = place_in_shm(self, j);
     if (placed && *placed) {
       j.count = 1;
@@ -561,6 +611,9 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
   if (auto* env = std::getenv("COMB_PIECES_SHM"); env && std::strcmp(env, "off") == 0)
     sc.shared_memory = false;
   self->state.shm_off = !sc.shared_memory || !runtime::is_loopback_host(sc.compute_host);
+  if (auto* env = std::getenv("COMB_PIECES_BLOB_FILES"); env && std::strcmp(env, "off") == 0)
+    sc.blob_files = false;
+  self->state.files_off = self->state.shm_off || !sc.blob_files;
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source != self->state.compute.address())
       return;

@@ -66,6 +66,13 @@ struct function_config {
   size_t shared_memory_min = size_t{32} << 10;
   /// The segment's capacity; a task that does not fit the free space goes over TCP.
   size_t shared_memory_bytes = size_t{64} << 20;
+  /// Where shared memory is used: a task whose bytes are one pinned blob of the node's blob
+  /// store (task_request::source with a file) of at least shared_memory_min bytes goes as one
+  /// message naming the blob's segment file, and the compute process reads the bytes from
+  /// there (runtime/pieces/blob_file_pieces.hpp): this actor reads nothing. A compute
+  /// process that cannot open the file turns it off (said once on stderr).
+  /// COMB_PIECES_BLOB_FILES=off turns it off (for measurements).
+  bool blob_files = true;
 };
 
 /// Spawns a function actor. Handles (run_atom, task_request) -> task_result: for a whole

@@ -337,6 +337,12 @@ caf::error blob_store::pinned::read(char* dest) const {
   return read_from(*seg_, dir_, ref_, dest);
 }
 
+std::string blob_store::pinned::file() const {
+  return (fs::path{dir_} / segment_name(ref_.segment)).string();
+}
+
+uint64_t blob_store::pinned::file_offset() const { return ref_.offset + frame_bytes; }
+
 caf::error blob_store::read_from(const segment& seg, const std::string& dir, const blob_ref& ref,
                                  char* dest) {
   auto where = [&] {

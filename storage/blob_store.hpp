@@ -87,6 +87,11 @@ public:
     uint64_t hash() const { return ref_.hash; }
     /// Reads the blob into `dest` (size() bytes), checked as blob_store::read checks it.
     caf::error read(char* dest) const;
+    /// Where the bytes lie: the segment file's path and their offset in it (after the
+    /// blob's frame). They stay unchanged while the pin lives; the file may be unlinked
+    /// once none of its blobs is live (read() still reads them).
+    std::string file() const;
+    uint64_t file_offset() const;
 
   private:
     friend class blob_store;

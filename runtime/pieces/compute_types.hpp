@@ -5,6 +5,7 @@
 #pragma once
 
 #include "runtime/pieces/piece.hpp"
+#include "runtime/pieces/blob_file_pieces.hpp"
 #include "runtime/pieces/shm_pieces.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ using piece_atom = caf::atom_constant<caf::atom("piece")>;
 /// bytes lie in a shared-memory segment of the sender (runtime/pieces/shm_pieces.hpp);
 /// `header` is its encoded piece 0 of 1 without payload.
 using shm_piece_atom = caf::atom_constant<caf::atom("shmpiece")>;
+/// (blob_piece_atom, std::vector<char> header, blob_file_ref) -> task_result: a whole task
+/// whose bytes are a pinned blob in a segment file of the sender's blob store, on this host
+/// (runtime/pieces/blob_file_pieces.hpp); `header` is its encoded piece 0 of 1 without payload.
+using blob_piece_atom = caf::atom_constant<caf::atom("blobpiece")>;
 /// (ping_atom) -> uint64_t tasks completed: is the compute process there (answered by its
 /// compute actor while executors run).
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
@@ -81,6 +87,11 @@ typename Inspector::result_type inspect(Inspector& f, shm_ref& x) {
   return f(caf::meta::type_name("comb.shm_ref"), x.segment, x.offset, x.size, x.ticket);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, blob_file_ref& x) {
+  return f(caf::meta::type_name("comb.blob_file_ref"), x.path, x.offset, x.size, x.xxh3);
+}
+
 /// A task's bytes not read yet (in this process only; never serialized): the function actor
 /// reads them when it sends the task, straight into a shared-memory region when it uses one,
 /// instead of receiving a buffer it would copy there. `read` fills `size` bytes at `dest`; its
@@ -88,6 +99,9 @@ typename Inspector::result_type inspect(Inspector& f, shm_ref& x) {
 struct payload_source {
   uint64_t size = 0;
   std::function<caf::error(char* dest)> read;
+  /// Where the bytes lie when they are a pinned blob (the pin lives in `read`): a compute
+  /// process on this host may read them from there itself (blob_file_pieces.hpp).
+  std::optional<blob_file_ref> file;
 };
 
 /// What a function actor sends: pieces [first_piece, first_piece + n) of a task of
@@ -126,6 +140,7 @@ inline void add_compute_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<task_result>("comb.task_result");
   cfg.add_message_type<task_request>("comb.task_request");
   cfg.add_message_type<shm_ref>("comb.shm_ref");
+  cfg.add_message_type<blob_file_ref>("comb.blob_file_ref");
 }
 
 } // namespace comb::runtime

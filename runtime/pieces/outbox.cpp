@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -308,6 +309,8 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
         {"table", table}, {"keys", keys}, {"bytes", pinned->size()}, {"xxh3", pinned->hash()}};
       auto src = std::make_shared<payload_source>();
       src->size = pinned->size();
+      src->file = blob_file_ref{std::filesystem::absolute(pinned->file()).string(),
+                                pinned->file_offset(), pinned->size(), pinned->hash()};
       src->read = [p = std::move(*pinned)](char* dest) { return p.read(dest); };
       return record_call(ctx, txn, call, {}, nullptr, &rows, std::move(src));
     }

@@ -32,6 +32,9 @@
 #include <random>
 #include <sstream>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 using namespace comb;
 using namespace comb::runtime;
 using namespace std::chrono_literals;
@@ -363,6 +366,113 @@ TEST_SUITE("actors.compute") {
     auto st = c.stats(compute);
     CHECK(st["completed"] == 4);
     CHECK(st["incomplete_tasks"] == 0);
+  }
+
+  TEST_CASE("a task whose bytes are a pinned blob goes as its segment file's path, read by the "
+            "compute process; damaged bytes fail that task by name; a file that is gone sends "
+            "that task through shared memory") {
+    test::compute_child proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    test::temp_dir dir;
+    auto input = random_bytes(3 * max_piece_payload + 5, 43);
+    const uint64_t offset = 40;
+    auto path = std::filesystem::absolute(dir.path() + "/00000000000000a1.blob").string();
+    auto write_file = [&](const std::vector<char>& bytes) {
+      std::ofstream f(path, std::ios::binary | std::ios::trunc);
+      f << std::string(offset, 'x');
+      f.write(bytes.data(), std::streamsize(bytes.size()));
+    };
+    write_file(input);
+    const auto hash = XXH3_64bits(input.data(), input.size());
+    std::atomic<int> reads{0};
+    auto task = [&](uint64_t id, const std::string& file) {
+      auto src = std::make_shared<payload_source>();
+      src->size = input.size();
+      src->read = [&input, &reads](char* dest) -> caf::error {
+        ++reads;
+        std::memcpy(dest, input.data(), input.size());
+        return {};
+      };
+      src->file = blob_file_ref{file, offset, input.size(), hash};
+      auto r = whole_task(id, piece_kind::infer, "checksum", {});
+      r.source = std::move(src);
+      return r;
+    };
+    auto fn = c.function(proc.port());
+    auto r = c.run(fn, task(1, path));
+    REQUIRE_MESSAGE(r, text(r));
+    CHECK(r->output == checksum_output({input}));
+    CHECK(reads == 0); // the node read nothing
+    auto st = c.stats(compute);
+    CHECK(st["blob_file_tasks"] == 1);
+    CHECK(st["shm_tasks"] == 0);
+    // A byte changed in the file: that task fails naming the file, the next one runs.
+    auto damaged = input;
+    damaged[1000] ^= 0x5a;
+    write_file(damaged);
+    auto bad = c.run(fn, task(2, path));
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::corrupt_data));
+    CHECK_MESSAGE(describe(bad.error()).find("do not match their recorded hash") != std::string::npos,
+                  describe(bad.error()));
+    CHECK(describe(bad.error()).find(path) != std::string::npos);
+    write_file(input);
+    // A file that is gone: this task's bytes are read by the node and go through shared
+    // memory; blob files stay on for the next task.
+    auto r3 = c.run(fn, task(3, dir.path() + "/00000000000000b2.blob"));
+    REQUIRE_MESSAGE(r3, text(r3));
+    CHECK(r3->output == r->output);
+    CHECK(reads == 1);
+    auto r4 = c.run(fn, task(4, path));
+    REQUIRE_MESSAGE(r4, text(r4));
+    CHECK(reads == 1);
+    st = c.stats(compute);
+    CHECK(st["blob_file_tasks"] == 2);
+    CHECK(st["shm_tasks"] == 1);
+    // Without shared memory (another host) the node reads the bytes and sends pieces.
+    auto tcp = c.function(proc.port(), 50, 60s, /*shared_memory=*/false);
+    auto r5 = c.run(tcp, task(5, path));
+    REQUIRE_MESSAGE(r5, text(r5));
+    CHECK(r5->output == r->output);
+    CHECK(reads == 2);
+    CHECK(c.stats(compute)["blob_file_tasks"] == 2);
+  }
+
+  TEST_CASE("read_blob_file takes only blob segment files of this user, inside their bounds") {
+    test::temp_dir dir;
+    auto base = std::filesystem::absolute(dir.path()).string();
+    auto file = base + "/0123456789abcdef.blob";
+    {
+      std::ofstream f(file, std::ios::binary);
+      f << "0123456789";
+    }
+    std::string ten = "0123456789";
+    const auto h = XXH3_64bits(ten.data() + 2, 5);
+    auto ok = read_blob_file({file, 2, 5, h});
+    REQUIRE_MESSAGE(ok, describe(ok.error()));
+    CHECK(std::string(ok->begin(), ok->end()) == "23456");
+    auto refused = [](const blob_file_ref& ref, errc code, const std::string& needle) {
+      auto r = read_blob_file(ref);
+      REQUIRE(!r);
+      CHECK(is(r.error(), code));
+      CHECK_MESSAGE(describe(r.error()).find(needle) != std::string::npos, describe(r.error()));
+    };
+    for (auto bad : {std::string{"0123456789abcdef.blob"}, base + "/../x/0123456789abcdef.blob",
+                     base + "/./0123456789abcdef.blob", base + "//0123456789abcdef.blob",
+                     base + "/0123456789ABCDEF.blob", base + "/0123456789abcde.blob",
+                     base + "/passwd", std::string{"/etc/passwd"}})
+      refused({bad, 0, 1, 0}, errc::protocol_error, "not an absolute path to a blob segment");
+    refused({file, 8, 5, h}, errc::protocol_error, "lie outside");
+    refused({file, 2, 5, h + 1}, errc::corrupt_data, "do not match their recorded hash");
+    refused({base + "/00000000000000ff.blob", 0, 1, 0}, errc::not_found, "cannot open");
+    // A symbolic link with a segment's name is not followed; a folder is not a file.
+    auto link = base + "/1111111111111111.blob";
+    std::filesystem::create_symlink(file, link);
+    refused({link, 2, 5, h}, errc::unsupported, "cannot open");
+    auto folder = base + "/2222222222222222.blob";
+    std::filesystem::create_directory(folder);
+    refused({folder, 0, 1, 0}, errc::unsupported, "not a regular file");
   }
 
   TEST_CASE("a compute process that cannot read the sender's segment (here one that predates "

@@ -7,6 +7,7 @@
 #include "runtime/pieces/compute_types.hpp"
 #include "base/errc.hpp"
 #include "node/node.hpp"
+#include "runtime/pieces/blob_file_pieces.hpp"
 #include "runtime/pieces/outbox.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/provenance_log.hpp"
@@ -390,6 +391,15 @@ TEST_SUITE("runtime.pieces.outbox") {
       return err ? "error: " + describe(err) : bytes;
     };
     CHECK(read_source(*heard[0]) == big);
+    // ... and says where its bytes lie, for a compute process on this host to read them.
+    REQUIRE(heard[0]->source->file);
+    {
+      const auto& file = *heard[0]->source->file;
+      CHECK(valid_blob_file_path(file.path));
+      auto bytes = read_blob_file(file);
+      REQUIRE_MESSAGE(bytes, describe(bytes.error()));
+      CHECK(std::string(bytes->begin(), bytes->end()) == big);
+    }
     CHECK(!heard[1]->source);
     CHECK(std::string(heard[1]->payload.begin(), heard[1]->payload.end()) == a + b + a);
     CHECK(test::must(db->count(outbox::payload_table)) == 0);

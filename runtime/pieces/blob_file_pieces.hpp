@@ -1,0 +1,49 @@
+// comb::runtime blob-file pieces: when a call's input is one blob of the node's blob store
+// (outbox::enqueue_rows of one blob row, pinned by its procedure) and the compute process
+// runs on the same host, the function actor sends where the bytes lie in the blob segment
+// file (blob_file_ref) and the compute process reads them from the file itself: the node
+// neither reads nor copies them (before, it read them into a shared-memory region that the
+// compute process then copied out). The pin keeps the segment file in place, unchanged, until
+// the task's reply.
+//
+// Safety: the reader takes only an absolute path without "." or ".." components whose file
+// name is a blob segment's ("<16 hex digits>.blob"), opens it without following a final
+// symbolic link, and requires a regular file owned by its own user, with the range inside
+// it; the bytes must match the XXH3-64 the blob store recorded when it wrote them, so a
+// damaged or replaced file gives an error (corrupt_data), never wrong bytes. A compute
+// process that cannot open the file (another host, container or user) answers
+// errc::unsupported, and the function actor sends such tasks through shared memory instead.
+#pragma once
+
+#include <caf/expected.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace comb::runtime {
+
+/// Where a pinned blob's bytes lie: what travels over the connection.
+struct blob_file_ref {
+  /// The blob segment file's absolute path.
+  std::string path;
+  /// Offset of the first byte of the blob (after its frame) in the file, and its size.
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  /// XXH3-64 of the bytes, as the blob store recorded it.
+  uint64_t xxh3 = 0;
+};
+
+/// True for an absolute path without "." or ".." components whose file name has the form
+/// "<16 lowercase hex digits>.blob".
+bool valid_blob_file_path(std::string_view path);
+
+/// Reads the bytes `ref` names. Errors: protocol_error (a path of another form, a range
+/// outside the file), not_found (no such file: the sender should send these bytes another
+/// way), unsupported (the file cannot be opened here, or is not a regular file of this user:
+/// the sender should send such bytes another way from now on), corrupt_data (the bytes do not
+/// match their hash), storage_error (a read failed).
+caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref);
+
+} // namespace comb::runtime
