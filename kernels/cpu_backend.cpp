@@ -52,8 +52,7 @@ std::string cpu_backend::blas_info() {
 }
 
 std::string cpu_backend::pool_info() {
-  return std::to_string(detail::cpu_threads()) + " threads, workers "
-         + detail::worker_placement();
+  return std::to_string(detail::cpu_threads()) + " threads, workers " + detail::worker_placement();
 }
 
 } // namespace comb::kernels

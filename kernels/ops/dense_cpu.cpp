@@ -137,11 +137,10 @@ void pack_panels(const gemm_b& b, int64_t kk, int64_t n, float* bp) {
 /// [k0, k0 + kc): first: c = the product, else c += it; last: + bias. op(a)'s element (i, k)
 /// is a[i * lda + k], or a[k * lda + i] when Trans.
 template <int V, bool Trans>
-__attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, int64_t r,
-                                                  int64_t n, const float* panel, int64_t k0,
-                                                  int64_t kc, bool first, bool last,
-                                                  const float* bias, int64_t col0, int64_t ldc,
-                                                  float* c) {
+__attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, int64_t r, int64_t n,
+                                                  const float* panel, int64_t k0, int64_t kc,
+                                                  bool first, bool last, const float* bias,
+                                                  int64_t col0, int64_t ldc, float* c) {
   const float* ar[8];
 #  pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) {

@@ -23,7 +23,8 @@ TEST_SUITE("kernels.cpu_pool") {
     for (auto& r : runs)
       CHECK(r.load() == 1);
     std::atomic<int> inner{0};
-    detail::parallel_for(4, [&](int) { detail::parallel_for(3, [&](int) { inner.fetch_add(1); }); });
+    detail::parallel_for(4,
+                         [&](int) { detail::parallel_for(3, [&](int) { inner.fetch_add(1); }); });
     CHECK(inner.load() == 12);
     detail::set_cpu_threads(0);
   }
