@@ -6,6 +6,7 @@
 #include "apps/nectar/form.hpp"
 #include "apps/nectar/httplog.hpp"
 #include "apps/nectar/pages.hpp"
+#include "apps/nectar/traffic.hpp"
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 
@@ -13,6 +14,7 @@
 
 using namespace comb;
 using namespace comb::nectar;
+using nlohmann::json;
 
 TEST_SUITE("apps.nectar.form") {
   TEST_CASE("forms decode strictly and name what is wrong") {
@@ -66,6 +68,54 @@ TEST_SUITE("apps.nectar.form") {
     CHECK(page.find("<script>alert") == std::string::npos);
     CHECK(page.find("<img src=x>") == std::string::npos);
     CHECK(page.find("&lt;img src=x&gt;") != std::string::npos);
+  }
+
+  TEST_CASE("every page escapes every user-written text: each attack payload of the project's "
+            "lists, in every field a page shows") {
+    // Each page is rendered with a marker in every user-written field, then with a payload
+    // there: the page must be the marker's page with each marker replaced by the escaped
+    // payload, so no payload character ever became markup (an unescaped field fails).
+    auto render = [](const std::string& v) {
+      json user{{"username", v}, {"display_name", v}};
+      json post{{"username", v}, {"display_name", v}, {"text", v}, {"ts_ns", 0}};
+      page_context c{user, v};
+      page_context other{json{{"username", "someone_else"}}, "token"};
+      return std::vector<std::string>{
+        register_page(c, v, v),
+        login_page(c, v, v),
+        feed_page(c, json{{"posts", json::array({post})}, {"following", json::array({user})}}),
+        profile_page(other, json{{"user", user}, {"posts", json::array({post})}, {"following", 1}}),
+        search_page(c, json{{"q", v}, {"users", json::array({user})}, {"posts", json::array({post})}}),
+        error_page(c, 400, v)};
+    };
+    const std::string marker = "Qz7MARKERq";
+    auto base = render(marker);
+    auto payloads = payload_lists::load(default_payload_dir());
+    REQUIRE_MESSAGE(payloads, describe(payloads.error()));
+    size_t checked = 0, mismatched = 0;
+    for (auto& [family, list] : payloads->attacks)
+      for (auto& p : list) {
+        if (p.find(marker) != std::string::npos)
+          continue;
+        auto got = render(p);
+        auto escaped = html_escape(p);
+        for (size_t i = 0; i < base.size(); ++i) {
+          std::string want;
+          size_t from = 0;
+          for (auto at = base[i].find(marker); at != std::string::npos;
+               from = at + marker.size(), at = base[i].find(marker, from))
+            want.append(base[i], from, at - from).append(escaped);
+          want.append(base[i], from);
+          ++checked;
+          if (got[i] != want && ++mismatched <= 5)
+            FAIL_CHECK("page " << i << " shows a " << family << " payload unescaped: " << p);
+        }
+      }
+    CHECK(mismatched == 0);
+    CHECK(checked > 5000);
+    // The marker reached every field (the pages show each at least once).
+    for (auto& page : base)
+      CHECK(page.find(marker) != std::string::npos);
   }
 
   TEST_CASE("credentials") {
