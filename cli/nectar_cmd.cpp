@@ -32,6 +32,8 @@ struct serve_opts {
   int batch_ms = 5;
   size_t senders = 2;
   size_t rules_threads = 0;
+  size_t rules_batch = 32;
+  int rules_batch_ms = 10;
   std::string capture_at = "response";
   int early_label_ms = 5;
   size_t queue_mib = 256;
@@ -44,7 +46,13 @@ std::string stats_line(const nectar::capture_stats& s) {
          + ", queued " + std::to_string(s.queued) + ", dropped " + std::to_string(s.dropped)
          + ", rejected " + std::to_string(s.rejected) + ", retries " + std::to_string(s.retries)
          + ", labels sent before the response " + std::to_string(s.early_labels) + ", model calls "
-         + std::to_string(s.label_calls) + ", waited for a model " + std::to_string(s.unlabeled);
+         + std::to_string(s.label_calls) + ", waited for a model " + std::to_string(s.unlabeled)
+         + ", CRS " + std::to_string(s.rules_evaluated) + " requests, "
+         + (s.rules_evaluated > 0
+              ? std::to_string(static_cast<double>(s.rules_cpu_ns) / 1e6
+                               / static_cast<double>(s.rules_evaluated))
+              : std::string{"0"})
+         + " ms CPU each";
 }
 
 void serve(const serve_opts& o) {
@@ -81,6 +89,8 @@ void serve(const serve_opts& o) {
   so.capture_opts.batch_delay = std::chrono::milliseconds{o.batch_ms};
   so.capture_opts.senders = o.senders;
   so.capture_opts.rules_threads = o.rules_threads;
+  so.capture_opts.rules_batch = o.rules_batch;
+  so.capture_opts.rules_batch_delay = std::chrono::milliseconds{o.rules_batch_ms};
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
@@ -157,6 +167,15 @@ void add_nectar_commands(CLI::App& app) {
                 "Capture threads labeling requests by CRS rules (0: on the HTTP thread; "
                 "measured faster on 2 cores)")
     ->check(CLI::Range(0, 64))
+    ->capture_default_str();
+  s->add_option("--rules-batch", o->rules_batch,
+                "With --rules-threads: most requests a rules thread labels back to back")
+    ->check(CLI::Range(1, 4096))
+    ->capture_default_str();
+  s->add_option("--rules-batch-ms", o->rules_batch_ms,
+                "With --rules-threads: how long a rules thread waits for a full batch after "
+                "its first request (0: never waits)")
+    ->check(CLI::Range(0, 10000))
     ->capture_default_str();
   s->add_option("--capture-at", o->capture_at,
                 "When a request is taken for capture: 'arrival' (its rule label and model "

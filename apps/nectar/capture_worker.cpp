@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 
 namespace comb::anomaly {
@@ -24,6 +25,13 @@ namespace comb::nectar {
 using nlohmann::json;
 
 namespace {
+
+/// CPU time of the calling thread, ns.
+uint64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 /// Bytes an exchange holds in memory (what the bound counts).
 size_t bytes_of(const exchange& x) {
@@ -93,7 +101,10 @@ void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
   anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
   if (r.body.size() > max_raw_bytes)
     r.body.resize(max_raw_bytes);
+  auto cpu0 = thread_cpu_ns();
   auto v = engine->evaluate(r);
+  rules_cpu_ns_.fetch_add(thread_cpu_ns() - cpu0, std::memory_order_relaxed);
+  rules_evaluated_.fetch_add(1, std::memory_order_relaxed);
   for (int id : v.rules)
     it.rule_ids += (it.rule_ids.empty() ? "" : ",") + std::to_string(id);
   it.rule_label = v.flagged ? 1 : 0;
@@ -154,7 +165,7 @@ void capture_worker::enqueue(item it) {
   bool later = false;
   if (crs_ && !rules_threads_.empty()) {
     std::lock_guard<std::mutex> guard{mu_};
-    later = rules_queue_.size() < 2 * rules_threads_.size();
+    later = rules_queue_.size() < 4 * std::max<size_t>(opts_.rules_batch, 1) * rules_threads_.size();
   }
   if (!later) {
     label_rules(crs_.get(), it);
@@ -168,8 +179,12 @@ void capture_worker::enqueue(item it) {
   if (it.open)
     open_.emplace(it.id, open_request{});
   if (later) {
+    it.queued_at = std::chrono::steady_clock::now(); // the rules batch's deadline counts from it
     rules_queue_.push_back(std::move(it));
-    rules_cv_.notify_one();
+    // A rules thread starts its batch's clock at the first exchange and takes the batch once
+    // it is full (or at the deadline).
+    if (rules_queue_.size() == 1 || rules_queue_.size() % std::max<size_t>(opts_.rules_batch, 1) == 0)
+      rules_cv_.notify_one();
     return;
   }
   queue_.push_back(std::move(it));
@@ -186,20 +201,32 @@ void capture_worker::run_rules() {
   // One engine for every rules thread: evaluate() may run on several threads at once.
   auto* engine = crs_.get();
   std::unique_lock<std::mutex> lock{mu_};
+  auto batch_size = std::max<size_t>(opts_.rules_batch, 1);
+  std::deque<item> batch;
   for (;;) {
     rules_cv_.wait(lock, [&] { return rules_stopping_ || !rules_queue_.empty(); });
     if (rules_queue_.empty()
         || (rules_stopping_ && std::chrono::steady_clock::now() >= stop_deadline_))
       return; // stopping: stop() counts what is left as dropped
-    auto it = std::move(rules_queue_.front());
-    rules_queue_.pop_front();
-    // Its bytes stay counted while CRS runs: the bound holds what the worker holds.
+    if (!rules_stopping_ && rules_queue_.size() < batch_size && opts_.rules_batch_delay.count() > 0)
+      rules_cv_.wait_until(lock, rules_queue_.front().queued_at + opts_.rules_batch_delay, [&] {
+        return rules_stopping_ || rules_queue_.size() >= batch_size;
+      });
+    while (!rules_queue_.empty() && batch.size() < batch_size) {
+      batch.push_back(std::move(rules_queue_.front()));
+      rules_queue_.pop_front();
+    }
+    // Their bytes stay counted while CRS runs: the bound holds what the worker holds.
     lock.unlock();
-    label_rules(engine, it);
-    it.queued_at = std::chrono::steady_clock::now();
-    it.queued_ns = wall_clock_ns();
+    for (auto& it : batch) {
+      label_rules(engine, it);
+      it.queued_at = std::chrono::steady_clock::now();
+      it.queued_ns = wall_clock_ns();
+    }
     lock.lock();
-    queue_.push_back(std::move(it));
+    for (auto& it : batch)
+      queue_.push_back(std::move(it));
+    batch.clear();
     cv_.notify_one();
   }
 }
@@ -263,6 +290,8 @@ capture_stats capture_worker::stats() const {
   std::lock_guard<std::mutex> guard{mu_};
   auto s = stats_;
   s.queued = queue_.size() + rules_queue_.size() + open_.size();
+  s.rules_evaluated = rules_evaluated_.load(std::memory_order_relaxed);
+  s.rules_cpu_ns = rules_cpu_ns_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -828,6 +828,8 @@ caf::expected<traffic_stats> generator::run(const endpoint& ep) {
   stats_.run_id = run_id_;
   if (o_.log_in_first)
     warm_up(ep);
+  if (o_.on_clock_start)
+    o_.on_clock_start();
   auto total = static_cast<uint64_t>(o_.rate * o_.duration_s + 0.5);
   stats_.scheduled = total;
   std::vector<std::thread> pool;

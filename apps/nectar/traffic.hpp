@@ -62,6 +62,9 @@ struct traffic_options {
   /// are a burst of registrations, each a scrypt hash on the server. The warm-up requests are
   /// in the truth file (the server captures them) but not in the stats' counts and rates.
   bool log_in_first = false;
+  /// Called once on the calling thread when the clock starts (after the warm-up, before
+  /// the first timed request), e.g. to sample the CPU the timed traffic costs.
+  std::function<void()> on_clock_start;
 };
 
 /// What one request was: the truth record, written as one JSON line.

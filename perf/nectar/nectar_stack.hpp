@@ -12,11 +12,50 @@
 #include <caf/actor_system.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace comb::test {
+
+/// CPU seconds (user + system) process `pid` used so far, from /proc/PID/stat; -1 when it is
+/// not there (Linux only; 0 for pid 0: "this process" is /proc/self).
+inline double process_cpu_seconds(pid_t pid) {
+  std::ifstream in{pid == 0 ? std::string{"/proc/self/stat"}
+                            : "/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(in, line))
+    return -1;
+  // Fields after the command name (which may hold spaces), field 3 onwards: utime is 14,
+  // stime 15.
+  auto close = line.rfind(')');
+  if (close == std::string::npos)
+    return -1;
+  std::istringstream rest{line.substr(close + 2)};
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14)
+      utime = std::stoull(field);
+    if (i == 15)
+      stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+/// CPU seconds used so far by each process of a nectar_stack (and by the caller, which runs
+/// the traffic generator): differences of two samples say where a run's CPU went.
+struct stack_cpu {
+  double server = 0, node = 0, compute = 0, self = 0;
+  stack_cpu operator-(const stack_cpu& o) const {
+    return {server - o.server, node - o.node, compute - o.compute, self - o.self};
+  }
+};
 
 class nectar_stack {
 public:
@@ -79,6 +118,14 @@ public:
       server_.reset();
     }
     return read_file(server_log_);
+  }
+
+  /// CPU seconds each child (and this process) used so far; a child not running counts 0.
+  stack_cpu cpu() const {
+    auto of = [](const std::unique_ptr<child_process>& c) {
+      return c ? std::max(0.0, process_cpu_seconds(c->pid())) : 0.0;
+    };
+    return {of(server_), of(node_), of(compute_), std::max(0.0, process_cpu_seconds(0))};
   }
 
   /// httplog.count of the node: {requests, labeled, unlabeled}.
