@@ -5,7 +5,6 @@
 #include "storage/database.hpp"
 
 #include <algorithm>
-#include <thread>
 
 namespace comb::actors {
 
@@ -21,31 +20,40 @@ committer_actor::behavior_type group_committer(
   return {
     [=](sync_atom, nlohmann::json& result) -> caf::typed_response_promise<nlohmann::json> {
       auto rp = self->make_response_promise<nlohmann::json>();
-      self->state.pending.emplace_back(rp, std::move(result));
-      if (!self->state.flush_scheduled) {
+      auto& st = self->state;
+      st.pending.emplace_back(rp, std::move(result));
+      // While a flush waits for the rest of a group (see flush_atom), the commit that
+      // completes the group flushes at once; the timer is for a group that stays short.
+      if (!st.flush_scheduled && (!st.waiting || st.pending.size() >= st.expected)) {
         // The flush message queues behind every sync request already in the mailbox,
         // so all of them share the next fsync.
-        self->state.flush_scheduled = true;
+        st.flush_scheduled = true;
         self->send(self, flush_atom::value);
       }
       return rp;
     },
     [=](flush_atom) {
       auto& st = self->state;
+      st.flush_scheduled = false;
+      if (st.pending.empty())
+        return; // a timer whose group went out already
       // The replies of the last group went out just before the fsync ended; their clients'
-      // next commits are on their way through the state actors. Wait for them (each hand
-      // over their commit behind this flush) rather than sync a small first part of them
-      // alone, for at most as long as the last fsync took: no longer than that small fsync
-      // would have held the rest back. One client: its one commit is the whole group, no
-      // wait.
-      if (st.pending.size() < st.expected && std::chrono::steady_clock::now() < st.wait_until) {
-        std::this_thread::sleep_for(std::chrono::microseconds{20});
-        self->send(self, flush_atom::value); // behind the commits that arrived meanwhile
+      // next commits are on their way through the state actors. Wait for them rather than
+      // sync a small first part of them alone, for at most as long as the last fsync took:
+      // no longer than that small fsync would have held the rest back. The commit that
+      // completes the group sends the flush (sync_atom); a timer ends the wait otherwise.
+      // One client: its one commit is the whole group, no wait.
+      auto now = std::chrono::steady_clock::now();
+      if (st.pending.size() < st.expected && now < st.wait_until) {
+        if (!st.waiting) {
+          st.waiting = true;
+          self->delayed_send(self, st.wait_until - now, flush_atom::value);
+        }
         return;
       }
-      auto batch = std::move(self->state.pending);
-      self->state.pending.clear();
-      self->state.flush_scheduled = false;
+      st.waiting = false;
+      auto batch = std::move(st.pending);
+      st.pending.clear();
       COMB_SYNC_POINT("group_commit.before_sync");
       auto t0 = std::chrono::steady_clock::now();
       auto err = db->sync_group();

@@ -4,7 +4,9 @@
 // therefore acknowledged only after the WAL holding it is on disk, and concurrent commits share
 // one fsync. After a group of n, the next flush waits (at most as long as that fsync took) until
 // n commits are pending: the clients just answered send theirs next, and without the wait the
-// first few of them would take a small fsync of their own while the rest queue behind it. Runs detached (fsync blocks). The database must outlive the actor.
+// first few of them would take a small fsync of their own while the rest queue behind it; the
+// commit that completes the group flushes at once, and a timer ends a wait that the group does
+// not fill (no polling). Runs detached (fsync blocks). The database must outlive the actor.
 #pragma once
 
 #include "runtime/interfaces.hpp"
@@ -21,7 +23,11 @@ namespace comb::actors {
 
 struct committer_state {
   std::vector<std::pair<caf::typed_response_promise<nlohmann::json>, nlohmann::json>> pending;
+  /// A flush message is on its way (sent by sync_atom, or by a flush that waits).
   bool flush_scheduled = false;
+  /// A flush waits for the rest of a group: a timer will end the wait (its flush message
+  /// may come after the group already went, and then finds nothing or a new group).
+  bool waiting = false;
   /// The size of the last group: about as many commits follow it (their clients' next ones).
   size_t expected = 0;
   /// Until when a flush waits for them: the end of the last fsync plus its duration.
