@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -173,6 +174,31 @@ inline void clean_blas_env(char** argv, const char* bench = nullptr) {
                std::getenv("MALLOC_TOP_PAD_"));
   execv("/proc/self/exe", argv);
   std::perror("re-exec with the benchmark environment failed; going on");
+}
+
+/// CPU seconds (user + system) process `pid` used so far, from /proc/PID/stat; -1 when it is
+/// not there (Linux only; 0 for pid 0: "this process" is /proc/self).
+inline double process_cpu_seconds(pid_t pid) {
+  std::ifstream in{pid == 0 ? std::string{"/proc/self/stat"}
+                            : "/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(in, line))
+    return -1;
+  // Fields after the command name (which may hold spaces), field 3 onwards: utime is 14,
+  // stime 15.
+  auto close = line.rfind(')');
+  if (close == std::string::npos)
+    return -1;
+  std::istringstream rest{line.substr(close + 2)};
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14)
+      utime = std::stoull(field);
+    if (i == 15)
+      stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 } // namespace comb::perf

@@ -7,6 +7,7 @@
 
 #include "base/errc.hpp"
 #include "node/client.hpp"
+#include "perf/bench_env.hpp"
 #include "tests/test_util.hpp"
 
 #include <caf/actor_system.hpp>
@@ -22,31 +23,6 @@
 #include <unistd.h>
 
 namespace comb::test {
-
-/// CPU seconds (user + system) process `pid` used so far, from /proc/PID/stat; -1 when it is
-/// not there (Linux only; 0 for pid 0: "this process" is /proc/self).
-inline double process_cpu_seconds(pid_t pid) {
-  std::ifstream in{pid == 0 ? std::string{"/proc/self/stat"}
-                            : "/proc/" + std::to_string(pid) + "/stat"};
-  std::string line;
-  if (!std::getline(in, line))
-    return -1;
-  // Fields after the command name (which may hold spaces), field 3 onwards: utime is 14,
-  // stime 15.
-  auto close = line.rfind(')');
-  if (close == std::string::npos)
-    return -1;
-  std::istringstream rest{line.substr(close + 2)};
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14)
-      utime = std::stoull(field);
-    if (i == 15)
-      stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 /// CPU seconds used so far by each process of a nectar_stack (and by the caller, which runs
 /// the traffic generator): differences of two samples say where a run's CPU went.
@@ -123,9 +99,9 @@ public:
   /// CPU seconds each child (and this process) used so far; a child not running counts 0.
   stack_cpu cpu() const {
     auto of = [](const std::unique_ptr<child_process>& c) {
-      return c ? std::max(0.0, process_cpu_seconds(c->pid())) : 0.0;
+      return c ? std::max(0.0, perf::process_cpu_seconds(c->pid())) : 0.0;
     };
-    return {of(server_), of(node_), of(compute_), std::max(0.0, process_cpu_seconds(0))};
+    return {of(server_), of(node_), of(compute_), std::max(0.0, perf::process_cpu_seconds(0))};
   }
 
   /// httplog.count of the node: {requests, labeled, unlabeled}.

@@ -76,26 +76,9 @@ std::vector<size_t> parse_list(const std::string& s) {
   return out;
 }
 
-/// CPU seconds (user + system) used so far by process `pid` (0: this process), from /proc.
-double cpu_seconds(pid_t pid) {
-  auto path = pid == 0 ? std::string{"/proc/self/stat"} : "/proc/" + std::to_string(pid) + "/stat";
-  std::ifstream in{path};
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  // Fields after the command name (which may hold spaces) start after its closing ')'.
-  auto close = text.rfind(')');
-  if (close == std::string::npos)
-    return 0;
-  std::istringstream rest{text.substr(close + 2)};
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14)
-      utime = std::stoull(field);
-    if (i == 15)
-      stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
+/// CPU seconds (user + system) used so far by process `pid` (0: this process); 0 when it is
+/// not there.
+double cpu_seconds(pid_t pid) { return std::max(0.0, perf::process_cpu_seconds(pid)); }
 
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
