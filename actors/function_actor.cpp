@@ -349,22 +349,18 @@ void on_error(function_actor_t* self, uint64_t key, uint32_t gen, uint32_t idx, 
     // still reads it) sends this task another way only.
     auto& st = self->state;
     if (!shm_refused(e)) {
-      j.by_file = false;
-      j.next = j.acked = 0;
-      j.count = j.pieces;
       j.files_tried = true;
-      pump(self, key);
-      return;
+    } else {
+      if (!st.files_off)
+        std::cerr << "comb: " << st.cfg.name << ": blob-file pieces to compute@"
+                  << endpoint_of(st.cfg) << " are off ("
+                  << (e == caf::sec::unexpected_message
+                        ? std::string{"the compute process does not know them: an older comb "
+                                      "compute?"}
+                        : describe(e))
+                  << "); sending such tasks' bytes another way\n";
+      st.files_off = true;
     }
-    if (!st.files_off)
-      std::cerr << "comb: " << st.cfg.name << ": blob-file pieces to compute@"
-                << endpoint_of(st.cfg) << " are off ("
-                << (e == caf::sec::unexpected_message
-                      ? std::string{"the compute process does not know them: an older comb "
-                                    "compute?"}
-                      : describe(e))
-                << "); sending such tasks' bytes another way\n";
-    st.files_off = true;
     j.by_file = false;
     j.next = j.acked = 0;
     j.count = j.pieces;
