@@ -46,22 +46,23 @@ TEST_SUITE("kernels.cpu_pool") {
     CPU_ZERO(&one);
     CPU_SET(mine, &one);
     REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
-    // Part 0 waits until part 1 has started, so part 1 runs on the worker.
-    std::atomic<bool> started{false};
+    // Each part waits until the other has started, so the two run on two threads: the caller
+    // and the worker (either may claim either part; a worker still spinning from the region
+    // above may claim part 0). The part that is not on the caller's thread records where it is.
+    std::atomic<int> arrived{0};
     std::thread::id caller = std::this_thread::get_id(), ran_on;
     cpu_set_t worker_set;
     CPU_ZERO(&worker_set);
     int worker_cpu = -1;
-    detail::parallel_for(2, [&](int p) {
-      if (p == 0) {
-        while (!started.load())
-          std::this_thread::yield();
-        return;
+    detail::parallel_for(2, [&](int) {
+      if (std::this_thread::get_id() != caller) {
+        ran_on = std::this_thread::get_id();
+        sched_getaffinity(0, sizeof worker_set, &worker_set);
+        worker_cpu = sched_getcpu();
       }
-      ran_on = std::this_thread::get_id();
-      sched_getaffinity(0, sizeof worker_set, &worker_set);
-      worker_cpu = sched_getcpu();
-      started.store(true);
+      arrived.fetch_add(1);
+      while (arrived.load() < 2)
+        std::this_thread::yield();
     });
     sched_setaffinity(0, sizeof all, &all);
     detail::set_cpu_threads(0);
