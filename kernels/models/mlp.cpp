@@ -2,8 +2,11 @@
 // backward pass, Adam state per parameter.
 #include "kernels/models/mlp.hpp"
 
+#include "kernels/cpu_backend.hpp"
 #include "kernels/detail/param_init.hpp"
 #include "kernels/detail/try.hpp"
+#include "kernels/ops/dense.hpp"
+#include "kernels/ops/softmax.hpp"
 #include "kernels/safetensors.hpp"
 
 #include <cmath>
@@ -17,13 +20,20 @@ struct mlp::impl {
   std::vector<tensor> w, b; // per layer
   std::vector<tensor> gw, gb, mw, vw, mb, vb;
   std::vector<tensor> pre, post; // per layer: x W (no bias) and act(x W + b)
+  /// The backend is the CPU one: hidden layers run as one fused op (dense_relu_cpu), the
+  /// bias and ReLU applied in the GEMM's store instead of a second pass over x W.
+  bool fused_cpu = false;
   tensor probs, d_logits;
   std::vector<tensor> d_post, d_pre;
   tensor input;
 
   size_t layers() const { return w.size(); }
 
-  caf::error forward(const tensor& x) {
+  /// The forward pass into post; with probs, also the last layer's softmax into *probs.
+  /// On the CPU backend hidden layers run fused (dense_relu_cpu), and when the last layer
+  /// is narrow (a classifier head, <= 16 outputs) it runs with its softmax on each block of
+  /// the last hidden layer's rows as soon as they are final (dense_relu_then_cpu).
+  caf::error forward(const tensor& x, tensor* probs = nullptr) {
     auto& be_ = *be;
     input = x;
     pre.resize(layers()), post.resize(layers());
@@ -32,6 +42,33 @@ struct mlp::impl {
       bool last = l + 1 == layers();
       if (last) {
         COMB_TRY(be_.dense(*h, w[l], &b[l], post[l]));
+        if (probs)
+          COMB_TRY(be_.softmax(post[l], *probs));
+      } else if (fused_cpu && h->dtype() == dtype::f32 && h->device() == device::cpu
+                 && h->rank() == 2 && h->dim(1) == w[l].dim(0)) {
+        const int64_t rows = h->dim(0), in = h->dim(1), out = w[l].dim(1);
+        COMB_TRY(post[l].ensure({rows, out}, dtype::f32, device::cpu));
+        float* y = post[l].data<float>();
+        if (l + 2 == layers() && w[l + 1].dim(1) <= 16) {
+          const int64_t classes = w[l + 1].dim(1);
+          COMB_TRY(post[l + 1].ensure({rows, classes}, dtype::f32, device::cpu));
+          if (probs)
+            COMB_TRY(probs->ensure({rows, classes}, dtype::f32, device::cpu));
+          float* logits = post[l + 1].data<float>();
+          float* p = probs ? probs->data<float>() : nullptr;
+          const float *w2 = w[l + 1].data<float>(), *b2 = b[l + 1].data<float>();
+          dense_relu_then_cpu(h->data<float>(), rows, in, w[l].data<float>(), out,
+                              b[l].data<float>(), y, [&](int64_t r0, int64_t r1) {
+                                dense_cpu(y + r0 * out, r1 - r0, out, w2, classes, b2,
+                                          logits + r0 * classes);
+                                if (p)
+                                  softmax_cpu(logits + r0 * classes, r1 - r0, classes,
+                                              p + r0 * classes);
+                              });
+          return {};
+        }
+        dense_relu_cpu(h->data<float>(), rows, in, w[l].data<float>(), out, b[l].data<float>(),
+                       y);
       } else {
         COMB_TRY(be_.dense(*h, w[l], nullptr, pre[l]));
         COMB_TRY(be_.bias_act(pre[l], &b[l], activation::relu, post[l]));
@@ -63,6 +100,7 @@ caf::expected<mlp> mlp::create(const mlp_config& cfg, std::shared_ptr<backend> b
   auto& im = *m.impl_;
   im.cfg = cfg;
   im.be = be;
+  im.fused_cpu = dynamic_cast<cpu_backend*>(be.get()) != nullptr;
   auto dev = be->device();
   uint64_t state = cfg.seed;
   for (size_t l = 0; l + 1 < cfg.sizes.size(); ++l) {
@@ -103,8 +141,7 @@ caf::expected<tensor> mlp::forward(const tensor& x) {
                                               : x.to(impl_->be->device());
   if (!xd)
     return xd.error();
-  COMB_TRY(impl_->forward(*xd));
-  COMB_TRY(impl_->be->softmax(impl_->post.back(), impl_->probs));
+  COMB_TRY(impl_->forward(*xd, &impl_->probs));
   return impl_->probs.clone();
 }
 

@@ -8,6 +8,7 @@
 #include "kernels/op.hpp"
 
 #include <cstdint>
+#include <functional>
 
 namespace comb::kernels {
 
@@ -15,6 +16,15 @@ void dense_ref(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
                const float* bias, float* y);
 void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                const float* bias, float* y);
+/// dense_cpu followed by ReLU (max(0, .)), fused into the store where the AVX-512 GEMM runs.
+void dense_relu_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
+                    const float* bias, float* y);
+/// dense_relu_cpu that hands each block of rows [r0, r1) of y to then(r0, r1) as soon as
+/// those rows are final, while they are still in cache (the next layer of an MLP runs
+/// there). Blocks come from any thread of the CPU pool, each once, in no fixed order.
+void dense_relu_then_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
+                         const float* bias, float* y,
+                         const std::function<void(int64_t, int64_t)>& then);
 
 /// dx and dbias may be nullptr.
 void dense_backward_ref(const float* x, int64_t b, int64_t in, const float* w, int64_t out,

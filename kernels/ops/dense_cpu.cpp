@@ -2,9 +2,13 @@
 // packed per call into panels of 48 columns, register tiles of 8 rows x 48, bias added in
 // the store; 186 against OpenBLAS sgemm's 100 GFLOP/s on one thread of the shared 2-core
 // EPYC, by CPU time at load 13, for 1200 x 784 -> 512), for the forward and for both
-// gradients (dw = x^T dy reading x transposed, dx = dy w^T packing w transposed).
-// Otherwise OpenBLAS sgemm (bias broadcast into C first, beta = 1; gradients as two sgemms).
-// dbias is a column sum. Narrow outputs (a classifier head: out <= 16) skip both in the
+// gradients (dw = x^T dy reading x transposed, dx = dy w^T packing w transposed). Packing
+// and product run in one fork-join region, both gradients in the same one, and dbias is
+// summed from dy as it is packed. dense_relu_cpu applies ReLU in the store (an MLP's hidden
+// layer in one pass), and dense_relu_then_cpu hands each finished block of rows on while it
+// is in cache (the MLP's narrow head and softmax run there).
+// Otherwise OpenBLAS sgemm (bias broadcast into C first, beta = 1; gradients as two sgemms;
+// dbias a column sum). Narrow outputs (a classifier head: out <= 16) skip both in the
 // forward, as sgemm runs such shapes at a fraction of its speed: blocks of 8 rows
 // accumulate all outputs in one AVX-512 register each, rows split across threads.
 #include "kernels/ops/dense.hpp"
@@ -16,6 +20,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #  include <immintrin.h>
@@ -109,38 +115,20 @@ constexpr int64_t gemm_nr = 48;
 constexpr int64_t gemm_kc = 256;
 constexpr int64_t gemm_min_tiles = 4;
 
-/// The operand b as rows k of n values, element (k, j) at p[k * row_stride + j * col_stride].
-struct gemm_b {
-  const float* p;
-  int64_t row_stride, col_stride;
-};
-
-void pack_panels(const gemm_b& b, int64_t kk, int64_t n, float* bp) {
-  const int64_t panels = (n + gemm_nr - 1) / gemm_nr;
-  detail::parallel_range(panels * kk, 256, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      int64_t p = r / kk, k = r % kk, col0 = p * gemm_nr;
-      int64_t real = std::min(gemm_nr, n - col0);
-      float* dst = bp + r * gemm_nr;
-      const float* src = b.p + k * b.row_stride + col0 * b.col_stride;
-      if (b.col_stride == 1)
-        std::memcpy(dst, src, static_cast<size_t>(real) * sizeof(float));
-      else
-        for (int64_t j = 0; j < real; ++j)
-          dst[j] = src[j * b.col_stride];
-      std::fill(dst + real, dst + gemm_nr, 0.0f);
-    }
-  });
+inline void cpu_relax() {
+  __builtin_ia32_pause();
 }
 
 /// Rows [r, r + n) (n <= 8) of op(a) x panel columns [col0, col0 + 16 V) over kk
-/// [k0, k0 + kc): first: c = the product, else c += it; last: + bias. op(a)'s element (i, k)
+/// [k0, k0 + kc): first: c = the product, else c += it; last: + bias; relu (only with last):
+/// then max(0, .). op(a)'s element (i, k)
 /// is a[i * lda + k], or a[k * lda + i] when Trans.
 template <int V, bool Trans>
 __attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, int64_t r, int64_t n,
                                                   const float* panel, int64_t k0, int64_t kc,
-                                                  bool first, bool last, const float* bias,
-                                                  int64_t col0, int64_t ldc, float* c) {
+                                                  bool first, bool last, bool relu,
+                                                  const float* bias, int64_t col0, int64_t ldc,
+                                                  float* c) {
   const float* ar[8];
 #  pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) {
@@ -188,28 +176,92 @@ __attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, i
       __m512 sum = _mm512_add_ps(acc[i][v], bias_v[v]);
       if (!first)
         sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask[v], cr + 16 * v));
+      if (relu)
+        sum = _mm512_max_ps(sum, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(cr + 16 * v, mask[v], sum);
     }
   }
 }
 
-/// c [m, n] (row stride n) = op(a) b + bias (nullptr: none); op(a) as gemm_tile's, kk > 0.
-template <bool Trans>
-void gemm_avx512(const float* a, int64_t lda, int64_t m, int64_t kk, const gemm_b& b, int64_t n,
-                 const float* bias, float* c) {
-  const int64_t panels = (n + gemm_nr - 1) / gemm_nr;
-  float* bp = detail::scratch(static_cast<size_t>(panels * kk * gemm_nr), 1);
-  pack_panels(b, kk, n, bp);
-  const int64_t nk = (kk + gemm_kc - 1) / gemm_kc, kc = (kk + nk - 1) / nk;
-  const int64_t tiles = (m + 7) / 8;
-  // Guided split: each thread claims a share of the tiles left (remaining / 2 threads, at
-  // least gemm_min_tiles), so the first claims are large and the last ones small, and a
-  // thread that starts late or runs slower leaves at most a few tiles' work for the other
-  // to wait on (the fixed chunks of a parallel_range were 1/8 of the rows, up to 0.6 ms of
-  // tail here). A chunk streams the packed b from L3 once, so chunks stay >= 4 tiles.
-  const int threads = detail::cpu_threads();
-  std::atomic<int64_t> next_tile{0};
-  auto chunk = [&](int64_t t0, int64_t t1) {
+/// The operand b as rows k of n values, element (k, j) at p[k * row_stride + j * col_stride].
+struct gemm_b {
+  const float* p;
+  int64_t row_stride, col_stride;
+};
+
+/// One product c [m, n] (row stride n) = op(a) [m, kk] b [kk, n] (+ bias, nullptr: none;
+/// then ReLU when relu), op(a) as gemm_tile's, kk > 0. colsum (n floats, or nullptr): also
+/// the sums of b's columns over its kk rows, each in row order (dense's dbias, taken while
+/// dy is packed).
+struct gemm_job {
+  const float* a;
+  int64_t lda, m, kk;
+  gemm_b b;
+  int64_t n;
+  const float* bias;
+  float* c;
+  bool trans = false;
+  bool relu = false;
+  float* colsum = nullptr;
+  /// Called with each block of rows [r0, r1) of c once final (nullptr: none).
+  const std::function<void(int64_t, int64_t)>* then = nullptr;
+  // Set by plan(): the packed b, its panels, the block of kk, the tiles of 8 rows.
+  float* bp = nullptr;
+  int64_t panels = 0, kc = 0, tiles = 0;
+
+  void plan(int slot) {
+    panels = (n + gemm_nr - 1) / gemm_nr;
+    bp = detail::scratch(static_cast<size_t>(panels * kk * gemm_nr), slot);
+    const int64_t nk = (kk + gemm_kc - 1) / gemm_kc;
+    kc = (kk + nk - 1) / nk;
+    tiles = (m + 7) / 8;
+  }
+
+  /// Packs panel q of b ([kk, 48], zero columns past n), with its column sums when colsum
+  /// is set.
+  void pack_panel(int64_t q) const {
+    const int64_t col0 = q * gemm_nr, real = std::min(gemm_nr, n - col0);
+    float* dst = bp + q * kk * gemm_nr;
+    const float* src = b.p + col0 * b.col_stride;
+    if (b.col_stride == 1) {
+      for (int64_t k = 0; k < kk; ++k) {
+        std::memcpy(dst + k * gemm_nr, src + k * b.row_stride,
+                    static_cast<size_t>(real) * sizeof(float));
+        std::fill(dst + k * gemm_nr + real, dst + (k + 1) * gemm_nr, 0.0f);
+      }
+    } else if (b.row_stride == 1) {
+      // b's columns are contiguous (w read transposed): read each along, in blocks of kk
+      // that keep the written part of the panel in L1.
+      constexpr int64_t kb = 64;
+      for (int64_t k0 = 0; k0 < kk; k0 += kb) {
+        const int64_t k1 = std::min(kk, k0 + kb);
+        for (int64_t j = 0; j < real; ++j) {
+          const float* col = src + j * b.col_stride;
+          for (int64_t k = k0; k < k1; ++k)
+            dst[k * gemm_nr + j] = col[k];
+        }
+        for (int64_t k = k0; k < k1; ++k)
+          std::fill(dst + k * gemm_nr + real, dst + (k + 1) * gemm_nr, 0.0f);
+      }
+    } else {
+      for (int64_t k = 0; k < kk; ++k) {
+        for (int64_t j = 0; j < real; ++j)
+          dst[k * gemm_nr + j] = src[k * b.row_stride + j * b.col_stride];
+        std::fill(dst + k * gemm_nr + real, dst + (k + 1) * gemm_nr, 0.0f);
+      }
+    }
+    if (colsum) {
+      float* s = colsum + col0;
+      std::fill(s, s + real, 0.0f);
+      for (int64_t k = 0; k < kk; ++k)
+        for (int64_t j = 0; j < real; ++j)
+          s[j] += dst[k * gemm_nr + j];
+    }
+  }
+
+  /// Tiles [t0, t1): the blocks of kk outermost, so that the packed block of b (<= 256 x n
+  /// floats) stays in L2 and a tile's rows of a in L1 while every panel passes.
+  void run_tiles(int64_t t0, int64_t t1) const {
     for (int64_t k0 = 0; k0 < kk; k0 += kc) {
       const int64_t kn = std::min(kc, kk - k0);
       const bool first = k0 == 0, last = k0 + kn == kk;
@@ -218,36 +270,97 @@ void gemm_avx512(const float* a, int64_t lda, int64_t m, int64_t kk, const gemm_
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t col0 = p * gemm_nr;
           const float* panel = bp + p * kk * gemm_nr;
-          switch ((std::min(gemm_nr, n - col0) + 15) / 16) {
-          case 3:
-            gemm_tile<3, Trans>(a, lda, r, rows, panel, k0, kn, first, last, bias, col0, n, c);
-            break;
-          case 2:
-            gemm_tile<2, Trans>(a, lda, r, rows, panel, k0, kn, first, last, bias, col0, n, c);
-            break;
-          default:
-            gemm_tile<1, Trans>(a, lda, r, rows, panel, k0, kn, first, last, bias, col0, n, c);
-            break;
-          }
+          const int v = static_cast<int>((std::min(gemm_nr, n - col0) + 15) / 16);
+          if (trans)
+            tile<true>(v, r, rows, panel, k0, kn, first, last, col0);
+          else
+            tile<false>(v, r, rows, panel, k0, kn, first, last, col0);
         }
+        if (last && then)
+          (*then)(r, r + rows);
       }
     }
+  }
+
+  template <bool Trans>
+  void tile(int v, int64_t r, int64_t rows, const float* panel, int64_t k0, int64_t kn,
+            bool first, bool last, int64_t col0) const {
+    const bool act = last && relu;
+    switch (v) {
+    case 3:
+      gemm_tile<3, Trans>(a, lda, r, rows, panel, k0, kn, first, last, act, bias, col0, n, c);
+      break;
+    case 2:
+      gemm_tile<2, Trans>(a, lda, r, rows, panel, k0, kn, first, last, act, bias, col0, n, c);
+      break;
+    default:
+      gemm_tile<1, Trans>(a, lda, r, rows, panel, k0, kn, first, last, act, bias, col0, n, c);
+      break;
+    }
+  }
+};
+
+/// Runs the jobs (one, or dense's two gradients together) in one fork-join region: each
+/// thread packs panels until none is left, waits until all are packed, then claims tiles of
+/// the jobs in turn. Tiles are claimed guided: a claim takes a share of the tiles left
+/// (remaining / 2 threads, at least gemm_min_tiles, never past its job's end), so the first
+/// claims are large and the last ones small, and a thread that starts late or runs slower
+/// leaves at most a few tiles' work for the other to wait on. A chunk streams the packed b
+/// once per block of kk, so chunks stay >= 4 tiles. One region rather than a pack and a
+/// product per job: each region's end waits for the slower thread. Each output's sum runs in
+/// the same order whatever the split.
+void gemm_avx512(gemm_job* jobs, int count) {
+  int64_t pack_parts = 0, tiles = 0;
+  for (int i = 0; i < count; ++i) {
+    jobs[i].plan(1 + i);
+    pack_parts += jobs[i].panels;
+    tiles += jobs[i].tiles;
+  }
+  auto pack = [&](int64_t part) {
+    for (int i = 0; i < count; ++i) {
+      if (part < jobs[i].panels) {
+        jobs[i].pack_panel(part);
+        return;
+      }
+      part -= jobs[i].panels;
+    }
   };
-  auto claim_all = [&](int) {
+  const int threads = detail::cpu_threads();
+  if (threads <= 1 || tiles < 2 * gemm_min_tiles) {
+    for (int64_t p = 0; p < pack_parts; ++p)
+      pack(p);
+    for (int i = 0; i < count; ++i)
+      jobs[i].run_tiles(0, jobs[i].tiles);
+    return;
+  }
+  std::atomic<int64_t> next_pack{0}, packed{0}, next_tile{0};
+  detail::parallel_for(threads, [&](int) {
+    for (int64_t p; (p = next_pack.fetch_add(1, std::memory_order_relaxed)) < pack_parts;) {
+      pack(p);
+      packed.fetch_add(1, std::memory_order_release);
+    }
+    // Only panels another thread has claimed remain; wait for those.
+    for (int spins = 0; packed.load(std::memory_order_acquire) != pack_parts; ++spins) {
+      if (spins < 1000)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
     for (int64_t t0 = next_tile.load(std::memory_order_relaxed), t1;;) {
       if (t0 >= tiles)
         return;
-      t1 = std::min(tiles, t0 + std::max(gemm_min_tiles, (tiles - t0) / (2 * threads)));
+      int i = 0;
+      int64_t base = 0;
+      while (i + 1 < count && t0 >= base + jobs[i].tiles)
+        base += jobs[i++].tiles;
+      t1 = std::min(base + jobs[i].tiles,
+                    t0 + std::max(gemm_min_tiles, (tiles - t0) / (2 * threads)));
       if (next_tile.compare_exchange_weak(t0, t1, std::memory_order_relaxed)) {
-        chunk(t0, t1);
+        jobs[i].run_tiles(t0 - base, t1 - base);
         t0 = next_tile.load(std::memory_order_relaxed);
       }
     }
-  };
-  if (threads <= 1 || tiles < 2 * gemm_min_tiles)
-    chunk(0, tiles);
-  else
-    detail::parallel_for(threads, claim_all);
+  });
 }
 #endif
 
@@ -261,40 +374,72 @@ void column_sums(const float* a, int64_t rows, int64_t c, float* out) {
 
 } // namespace
 
-void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
-               const float* bias, float* y) {
+namespace {
+
+void dense_act(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
+               const float* bias, bool relu, float* y,
+               const std::function<void(int64_t, int64_t)>* then = nullptr) {
   if (in > 0 && out <= narrow_max) {
     dense_narrow(x, b, in, w, out, bias, y);
-    return;
-  }
+  } else {
 #ifdef COMB_DENSE_AVX512
-  if (in > 0 && b >= 8 && detail::use_avx512_kernels()) {
-    gemm_avx512<false>(x, in, b, in, gemm_b{w, out, 1}, out, bias, y);
-    return;
-  }
+    if (in > 0 && b >= 8 && detail::use_avx512_kernels()) {
+      gemm_job j{x, in, b, in, gemm_b{w, out, 1}, out, bias, y};
+      j.relu = relu;
+      j.then = then;
+      gemm_avx512(&j, 1);
+      return;
+    }
 #endif
-  if (bias)
-    for (int64_t i = 0; i < b; ++i)
-      std::memcpy(y + i * out, bias, static_cast<size_t>(out) * sizeof(float));
-  if (in == 0) {
-    if (!bias)
-      std::memset(y, 0, static_cast<size_t>(b * out) * sizeof(float));
-    return;
+    if (bias)
+      for (int64_t i = 0; i < b; ++i)
+        std::memcpy(y + i * out, bias, static_cast<size_t>(out) * sizeof(float));
+    if (in == 0) {
+      if (!bias)
+        std::memset(y, 0, static_cast<size_t>(b * out) * sizeof(float));
+    } else {
+      detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, b, out, in, 1.0f, x, in, w, out,
+                    bias ? 1.0f : 0.0f, y, out);
+    }
   }
-  detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, b, out, in, 1.0f, x, in, w, out,
-                bias ? 1.0f : 0.0f, y, out);
+  if (relu)
+    detail::parallel_range(b * out, 16384, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        y[i] = std::max(y[i], 0.0f);
+    });
+  if (then && b > 0)
+    (*then)(0, b);
+}
+
+} // namespace
+
+void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
+               const float* bias, float* y) {
+  dense_act(x, b, in, w, out, bias, false, y);
+}
+
+void dense_relu_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
+                    const float* bias, float* y) {
+  dense_act(x, b, in, w, out, bias, true, y);
+}
+
+void dense_relu_then_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
+                         const float* bias, float* y,
+                         const std::function<void(int64_t, int64_t)>& then) {
+  dense_act(x, b, in, w, out, bias, true, y, &then);
 }
 
 void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                         const float* dy, float* dx, float* dw, float* dbias) {
 #ifdef COMB_DENSE_AVX512
   if (b > 0 && out > 0 && in >= 8 && b >= 8 && detail::use_avx512_kernels()) {
-    // dw [in, out] = x^T dy; dx [b, in] = dy w^T (w read transposed into the panels).
-    gemm_avx512<true>(x, in, in, b, gemm_b{dy, out, 1}, out, nullptr, dw);
-    if (dx)
-      gemm_avx512<false>(dy, out, b, out, gemm_b{w, 1, out}, in, nullptr, dx);
-    if (dbias)
-      column_sums(dy, b, out, dbias);
+    // dw [in, out] = x^T dy (dbias: dy's column sums, taken as dy is packed); dx [b, in] =
+    // dy w^T (w read transposed into the panels); both in one region.
+    gemm_job jobs[2] = {{x, in, in, b, gemm_b{dy, out, 1}, out, nullptr, dw},
+                        {dy, out, b, out, gemm_b{w, 1, out}, in, nullptr, dx}};
+    jobs[0].trans = true;
+    jobs[0].colsum = dbias;
+    gemm_avx512(jobs, dx ? 2 : 1);
     return;
   }
 #endif
