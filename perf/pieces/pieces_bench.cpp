@@ -184,7 +184,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  comb::perf::print_machine("perf_pieces");
+  // The same OpenBLAS and malloc environment as the other benchmarks (re-executes once when
+  // it must): without the malloc settings every 8 MiB task is a fresh mmap whose pages fault
+  // in on each transfer. `comb compute` inherits it.
+  comb::perf::clean_blas_env(argv, "perf_pieces");
   std::printf("perf_pieces: %u cores; node on %zu CAF workers, compute process on its own; "
               "compute step = checksum over 1 MiB pieces; loopback TCP\n",
               std::thread::hardware_concurrency(), node_threads);
