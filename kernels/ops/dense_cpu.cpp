@@ -1,5 +1,6 @@
 // Fast dense layer. With AVX-512 (and at least 8 rows): Comb's own GEMM (the right operand
-// packed per call into panels of 48 columns, register tiles of 8 rows x 48, bias added in
+// packed per call into panels of 48 columns, or read in place when its rows hold whole
+// vectors of 16 as the forward's weights do; register tiles of 8 rows x 48, bias added in
 // the store; 186 against OpenBLAS sgemm's 100 GFLOP/s on one thread of the shared 2-core
 // EPYC, by CPU time at load 13, for 1200 x 784 -> 512), for the forward and for both
 // gradients (dw = x^T dy reading x transposed, dx = dy w^T packing w transposed). Packing
@@ -121,11 +122,12 @@ inline void cpu_relax() {
 
 /// Rows [r, r + n) (n <= 8) of op(a) x panel columns [col0, col0 + 16 V) over kk
 /// [k0, k0 + kc): first: c = the product, else c += it; last: + bias; relu (only with last):
-/// then max(0, .). op(a)'s element (i, k)
-/// is a[i * lda + k], or a[k * lda + i] when Trans.
+/// then max(0, .). op(a)'s element (i, k) is a[i * lda + k], or a[k * lda + i] when Trans;
+/// the panel's row k starts at panel + k * ldp (gemm_nr when packed).
 template <int V, bool Trans>
 __attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, int64_t r, int64_t n,
-                                                  const float* panel, int64_t k0, int64_t kc,
+                                                  const float* panel, int64_t ldp, int64_t k0,
+                                                  int64_t kc,
                                                   bool first, bool last, bool relu,
                                                   const float* bias, int64_t col0, int64_t ldc,
                                                   float* c) {
@@ -142,12 +144,12 @@ __attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, i
 #  pragma GCC unroll 3
     for (int v = 0; v < V; ++v)
       acc[i][v] = _mm512_setzero_ps();
-  const float* bp = panel + k0 * gemm_nr;
-  for (int64_t k = 0; k < kc; ++k, bp += gemm_nr) {
+  const float* bp = panel + k0 * ldp;
+  for (int64_t k = 0; k < kc; ++k, bp += ldp) {
     __m512 bv[V];
 #  pragma GCC unroll 3
     for (int v = 0; v < V; ++v)
-      bv[v] = _mm512_load_ps(bp + 16 * v);
+      bv[v] = _mm512_loadu_ps(bp + 16 * v);
     const int64_t off = k * step;
 #  pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
@@ -205,13 +207,22 @@ struct gemm_job {
   float* colsum = nullptr;
   /// Called with each block of rows [r0, r1) of c once final (nullptr: none).
   const std::function<void(int64_t, int64_t)>* then = nullptr;
-  // Set by plan(): the packed b, its panels, the block of kk, the tiles of 8 rows.
+  // Set by plan(): the packed b (nullptr: b is read in place), its panels, the block of kk,
+  // the tiles of 8 rows.
   float* bp = nullptr;
   int64_t panels = 0, kc = 0, tiles = 0;
 
+  /// Panels to pack (0 when b is read in place).
+  int64_t pack_parts() const { return bp ? panels : 0; }
+
   void plan(int slot) {
     panels = (n + gemm_nr - 1) / gemm_nr;
-    bp = detail::scratch(static_cast<size_t>(panels * kk * gemm_nr), slot);
+    // b's rows already hold whole vectors of 16 (the forward's weights, out a multiple of
+    // 16): the tiles read them in place, as a packed panel with a row stride, and the
+    // per-call pack (a pass over b, and the wait for it) is skipped. Its k-block stays in
+    // L2 as the packed one would.
+    const bool in_place = b.col_stride == 1 && n % 16 == 0 && !colsum;
+    bp = in_place ? nullptr : detail::scratch(static_cast<size_t>(panels * kk * gemm_nr), slot);
     const int64_t nk = (kk + gemm_kc - 1) / gemm_kc;
     kc = (kk + nk - 1) / nk;
     tiles = (m + 7) / 8;
@@ -269,12 +280,13 @@ struct gemm_job {
         const int64_t r = t * 8, rows = std::min<int64_t>(8, m - r);
         for (int64_t p = 0; p < panels; ++p) {
           const int64_t col0 = p * gemm_nr;
-          const float* panel = bp + p * kk * gemm_nr;
+          const float* panel = bp ? bp + p * kk * gemm_nr : b.p + col0;
+          const int64_t ldp = bp ? gemm_nr : b.row_stride;
           const int v = static_cast<int>((std::min(gemm_nr, n - col0) + 15) / 16);
           if (trans)
-            tile<true>(v, r, rows, panel, k0, kn, first, last, col0);
+            tile<true>(v, r, rows, panel, ldp, k0, kn, first, last, col0);
           else
-            tile<false>(v, r, rows, panel, k0, kn, first, last, col0);
+            tile<false>(v, r, rows, panel, ldp, k0, kn, first, last, col0);
         }
         if (last && then)
           (*then)(r, r + rows);
@@ -283,18 +295,21 @@ struct gemm_job {
   }
 
   template <bool Trans>
-  void tile(int v, int64_t r, int64_t rows, const float* panel, int64_t k0, int64_t kn,
-            bool first, bool last, int64_t col0) const {
+  void tile(int v, int64_t r, int64_t rows, const float* panel, int64_t ldp, int64_t k0,
+            int64_t kn, bool first, bool last, int64_t col0) const {
     const bool act = last && relu;
     switch (v) {
     case 3:
-      gemm_tile<3, Trans>(a, lda, r, rows, panel, k0, kn, first, last, act, bias, col0, n, c);
+      gemm_tile<3, Trans>(a, lda, r, rows, panel, ldp, k0, kn, first, last, act, bias, col0, n,
+                            c);
       break;
     case 2:
-      gemm_tile<2, Trans>(a, lda, r, rows, panel, k0, kn, first, last, act, bias, col0, n, c);
+      gemm_tile<2, Trans>(a, lda, r, rows, panel, ldp, k0, kn, first, last, act, bias, col0, n,
+                            c);
       break;
     default:
-      gemm_tile<1, Trans>(a, lda, r, rows, panel, k0, kn, first, last, act, bias, col0, n, c);
+      gemm_tile<1, Trans>(a, lda, r, rows, panel, ldp, k0, kn, first, last, act, bias, col0, n,
+                            c);
       break;
     }
   }
@@ -313,16 +328,16 @@ void gemm_avx512(gemm_job* jobs, int count) {
   int64_t pack_parts = 0, tiles = 0;
   for (int i = 0; i < count; ++i) {
     jobs[i].plan(1 + i);
-    pack_parts += jobs[i].panels;
+    pack_parts += jobs[i].pack_parts();
     tiles += jobs[i].tiles;
   }
   auto pack = [&](int64_t part) {
     for (int i = 0; i < count; ++i) {
-      if (part < jobs[i].panels) {
+      if (part < jobs[i].pack_parts()) {
         jobs[i].pack_panel(part);
         return;
       }
-      part -= jobs[i].panels;
+      part -= jobs[i].pack_parts();
     }
   };
   const int threads = detail::cpu_threads();
