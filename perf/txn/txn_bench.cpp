@@ -30,6 +30,7 @@
 #include <string>
 #include <thread>
 
+#include <sys/resource.h>
 #include <time.h>
 
 using namespace comb;
@@ -170,6 +171,34 @@ double process_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// What one actor_rate run cost while its transfers ran: CPU seconds of the whole process and
+// context switches (voluntary: a thread blocked or slept; involuntary: preempted), per
+// transfer. On a shared machine these move less than the rates do, so a change in how commits
+// are handed over (wake-ups, sleeps, fsyncs) shows in them when the rates are noise.
+struct phase_cost {
+  double cpu_s = 0;
+  long vcsw = 0, ivcsw = 0;
+  static phase_cost now() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return {process_cpu_seconds(), ru.ru_nvcsw, ru.ru_nivcsw};
+  }
+};
+struct cost_turns {
+  comb::perf::turns cpu_us, vcsw, ivcsw;
+  void add(const phase_cost& a, const phase_cost& b, size_t n) {
+    auto per = [n](double x) { return x / static_cast<double>(n); };
+    cpu_us.add(per(1e6 * (b.cpu_s - a.cpu_s)));
+    vcsw.add(per(static_cast<double>(b.vcsw - a.vcsw)));
+    ivcsw.add(per(static_cast<double>(b.ivcsw - a.ivcsw)));
+  }
+  std::string str() const {
+    return "CPU " + cpu_us.str("%.1f") + " us, context switches voluntary " + vcsw.str("%.2f")
+           + ", involuntary " + ivcsw.str("%.2f");
+  }
+};
+cost_turns* cost_sink = nullptr; // where actor_rate adds its transfers' cost, when set
+
 void row(const std::string& name, double comb, double base, const std::string& base_name) {
   std::printf("%-34s comb %10.0f  %-22s %10.0f  ratio %6.2f  txn/s\n", name.c_str(), comb,
               base_name.c_str(), base, comb / base);
@@ -254,7 +283,11 @@ double actor_rate(storage::durability mode, uint32_t clients, const std::vector<
   runtime::system_config cfg{worker_threads};
   caf::actor_system sys{cfg};
   bank_node n{sys, "actors", mode, partitions, provenance};
-  return static_cast<double>(plan.size()) / n.transfer(sys, clients, plan, 0, plan.size());
+  auto c0 = phase_cost::now();
+  double secs = n.transfer(sys, clients, plan, 0, plan.size());
+  if (cost_sink)
+    cost_sink->add(c0, phase_cost::now(), plan.size());
+  return static_cast<double>(plan.size()) / secs;
 }
 
 // Provenance on against off: both nodes run side by side in one actor system, and the same
@@ -364,11 +397,14 @@ int main(int argc, char** argv) {
                 "transfers with direct TransactionDB calls on %u threads (one per core)\n",
                 plan.size(), cores);
     comb::perf::turns d1, dn, a64, ratio;
+    cost_turns a64_cost;
     for (int t = 0; t < turns_n; ++t) {
       double d = 0, a = 0;
       if (t % 2 == 0 && !no_direct)
         d = direct_rate(storage::durability::async, plan, cores);
+      cost_sink = &a64_cost;
       a = actor_rate(storage::durability::async, 64, plan, partitions, with_provenance);
+      cost_sink = nullptr;
       if (t % 2 == 1 && !no_direct)
         d = direct_rate(storage::durability::async, plan, cores);
       if (!no_direct) {
@@ -390,6 +426,7 @@ int main(int argc, char** argv) {
                   "%.2f\n",
                   "async actors, 64 clients", a64.str("%.0f").c_str(), core_name.c_str(),
                   ratio.str("%.2f").c_str(), a64.median() / d1.median());
+    std::printf("  per transfer, 64 clients: %s\n", a64_cost.str().c_str());
     for (uint32_t c : client_counts)
       if (c != 64) {
         double r = actor_rate(storage::durability::async, c, plan, partitions, with_provenance);
@@ -407,11 +444,15 @@ int main(int argc, char** argv) {
                 "client: %zu transfers, 8 and 64 clients: %zu\n",
                 small.size(), plan.size());
     comb::perf::turns d1, dn, one, many, group;
+    cost_turns one_cost, many_cost;
     for (int t = 0; t < turns_n; ++t) {
       d1.add(direct_rate(storage::durability::sync, small, 1));
       dn.add(direct_rate(storage::durability::sync, small, cores));
+      cost_sink = &one_cost;
       double o = actor_rate(storage::durability::sync, 1, small, partitions);
+      cost_sink = &many_cost;
       double m = actor_rate(storage::durability::sync, 64, plan, partitions);
+      cost_sink = nullptr;
       one.add(o);
       many.add(m);
       group.add(m / o);
@@ -426,6 +467,8 @@ int main(int argc, char** argv) {
                 core_name.c_str(), many.median() / dn.median());
     std::printf("%-34s per-turn 64 clients / 1 client %s (goal >= 15)\n", "sync group commit",
                 group.str("%.2f").c_str());
+    std::printf("  per transfer, 1 client: %s\n", one_cost.str().c_str());
+    std::printf("  per transfer, 64 clients: %s\n", many_cost.str().c_str());
     double eight = actor_rate(storage::durability::sync, 8, plan, partitions);
     row("sync actors, 8 clients", eight, dn.median(), core_name + " sync");
   }
