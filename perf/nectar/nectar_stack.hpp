@@ -59,11 +59,9 @@ public:
                                   "--listen",    node_addr(),
                                   "--compute",   "127.0.0.1:" + std::to_string(compute_port_)};
     args.insert(args.end(), node_flags.begin(), node_flags.end());
-    node_ = std::make_unique<child_process>(args, log_of("node"));
-    if (!wait_until([&] { return port_accepts(node_port_) || !node_->running(); },
-                    std::chrono::seconds{60}, "the node to listen")
-        || !node_->running())
-      return make_error(errc::unavailable, "comb node did not start: " + read_file(log_of("node")));
+    node_args_ = args;
+    if (auto err = launch_node())
+      return err;
     if (model_file.empty())
       return {};
     if (auto err = run("model-put", {"model", "put", "--node", node_addr(), "--name", "waf",
@@ -71,6 +69,23 @@ public:
       return err;
     return run("model-activate",
                {"model", "activate", "--node", node_addr(), "--name", "waf", "--version", "1"});
+  }
+
+  /// Kills the node with SIGKILL (its spooler with it, wherever it was) and starts it again
+  /// on the same data, port and flags.
+  caf::error restart_node() {
+    if (node_)
+      node_->kill(SIGKILL);
+    return launch_node();
+  }
+
+  /// Stops the node with SIGTERM (its spooler makes a last pass) and waits for it.
+  void stop_node() {
+    if (node_) {
+      node_->kill(SIGTERM);
+      node_.reset();
+    }
+    client_.reset();
   }
 
   /// Starts `comb nectar serve` in front of the node (extra flags: --no-capture, ...).
@@ -132,7 +147,20 @@ public:
   }
 
 private:
+  caf::error launch_node() {
+    auto log = log_of(node_starts_++ == 0 ? "node" : "node-" + std::to_string(node_starts_));
+    node_ = std::make_unique<child_process>(node_args_, log);
+    client_.reset();
+    if (!wait_until([&] { return port_accepts(node_port_) || !node_->running(); },
+                    std::chrono::seconds{60}, "the node to listen")
+        || !node_->running())
+      return make_error(errc::unavailable, "comb node did not start: " + read_file(log));
+    return {};
+  }
+
   std::string dir_;
+  std::vector<std::string> node_args_;
+  int node_starts_ = 0;
   int compute_port_ = 0, node_port_ = 0, http_port_ = 0;
   int servers_ = 0;
   std::string server_log_;
