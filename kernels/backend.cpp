@@ -551,7 +551,7 @@ caf::error check_conv1d_max(op o, const tensor& x, const tensor& w, device dev) 
 } // namespace
 
 caf::error backend::conv1d_max(const tensor& x, const tensor& w, const tensor* bias, activation a,
-                               tensor& y, tensor& argmax) {
+                               tensor& y, tensor& argmax, const tensor* lengths) {
   auto o = op::conv1d_max;
   COMB_CHECK(check_conv1d_max(o, x, w, device()));
   if (bias) {
@@ -560,9 +560,21 @@ caf::error backend::conv1d_max(const tensor& x, const tensor& w, const tensor* b
       return bad(o,
                  "bias " + bias->describe() + " does not match c_out " + std::to_string(w.dim(2)));
   }
+  if (lengths) { // read on the host: the backends that run this op keep tensors there
+    COMB_CHECK(check(o, "lengths", *lengths, dtype::i32, device::cpu, 1));
+    if (lengths->dim(0) != x.dim(0))
+      return bad(o, "lengths " + lengths->describe() + " for a batch of "
+                      + std::to_string(x.dim(0)));
+    const int32_t* l = lengths->data<int32_t>();
+    for (int64_t b = 0; b < x.dim(0); ++b)
+      if (l[b] < w.dim(0) || l[b] > x.dim(1))
+        return bad(o, "length " + std::to_string(l[b]) + " of row " + std::to_string(b)
+                        + " outside " + std::to_string(w.dim(0)) + ".."
+                        + std::to_string(x.dim(1)));
+  }
   COMB_CHECK(y.ensure({x.dim(0), w.dim(2)}, dtype::f32, device()));
   COMB_CHECK(argmax.ensure({x.dim(0), w.dim(2)}, dtype::i32, device()));
-  return do_conv1d_max(x, w, bias, a, y, argmax);
+  return do_conv1d_max(x, w, bias, a, y, argmax, lengths);
 }
 
 caf::error backend::conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
@@ -689,7 +701,7 @@ caf::error backend::do_concat_backward(const tensor&, const std::vector<tensor*>
 }
 
 caf::error backend::do_conv1d_max(const tensor&, const tensor&, const tensor*, activation, tensor&,
-                                  tensor&) {
+                                  tensor&, const tensor*) {
   return unsupported(op::conv1d_max);
 }
 

@@ -77,9 +77,11 @@ public:
   /// y [B, C_out] = act(max over t of conv1d(x [B, T, C_in], w [K, C_in, C_out]) + bias)
   /// with valid padding, in one pass (a TextCNN branch: equals conv1d, max_over_time and
   /// bias_act in turn); argmax i32 [B, C_out] is the window start of the first maximum.
-  /// bias may be nullptr. Errors: T < K, shapes that do not fit.
+  /// bias may be nullptr. `lengths` (i32 [B], nullptr: all T): row b's windows lie inside
+  /// its first lengths[b] steps (K..T), so that padding after them reaches neither y nor,
+  /// through argmax, the gradients. Errors: T < K, shapes or lengths that do not fit.
   caf::error conv1d_max(const tensor& x, const tensor& w, const tensor* bias, activation a,
-                        tensor& y, tensor& argmax);
+                        tensor& y, tensor& argmax, const tensor* lengths = nullptr);
   /// Gradients of conv1d_max from its outputs y and argmax: dw and dbias (nullptr: not
   /// wanted) are overwritten; dx (nullptr: not wanted) is ADDED TO, so that several
   /// convolutions over one input sum their input gradients (it is sized, zeroed, when it
@@ -197,7 +199,8 @@ protected:
   virtual caf::error do_concat(const std::vector<const tensor*>& parts, tensor& y);
   virtual caf::error do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts);
   virtual caf::error do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
-                                   activation a, tensor& y, tensor& argmax);
+                                   activation a, tensor& y, tensor& argmax,
+                                   const tensor* lengths);
   virtual caf::error do_conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
                                             const tensor& argmax, const tensor& dy, activation a,
                                             tensor* dx, tensor& dw, tensor* dbias);

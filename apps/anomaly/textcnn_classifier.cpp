@@ -99,7 +99,8 @@ caf::expected<textcnn_classifier> textcnn_classifier::create(const textcnn_optio
 
 caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& tokens, int batch,
                                                     int len, const std::vector<int32_t>& labels,
-                                                    const std::vector<float>* weights) {
+                                                    const std::vector<float>* weights,
+                                                    const std::vector<int64_t>* lengths) {
   if (auto err = check_batch(tokens, batch, len, impl_->opts.vocab, widest(impl_->opts)))
     return err;
   if (labels.size() != static_cast<size_t>(batch))
@@ -109,7 +110,7 @@ caf::expected<float> textcnn_classifier::train_step(const std::vector<int32_t>& 
     if (l != 0 && l != 1)
       return make_error(errc::invalid_argument,
                         "label " + std::to_string(l) + " is neither 0 nor 1");
-  return impl_->model.train_step(tokens, labels, weights);
+  return impl_->model.train_step(tokens, labels, weights, lengths);
 }
 
 caf::expected<std::vector<float>> textcnn_classifier::predict(const std::vector<int32_t>& tokens,

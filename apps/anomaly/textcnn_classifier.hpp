@@ -63,10 +63,14 @@ public:
 
   /// One Adam step on a batch: `tokens` is batch x len ids (0 = padding), labels 0/1.
   /// Returns the mean cross-entropy before the step. `weights` (one per row, or null):
-  /// per-sample loss weights (kernels::textcnn::train_step).
+  /// per-sample loss weights (kernels::textcnn::train_step). `lengths` (one per row, each
+  /// from the widest kernel to len, or null = all len): row b is its first lengths[b]
+  /// tokens, and the padding after them reaches neither its output nor the gradients, so
+  /// that a row trains as it would alone (and as predict() with lengths scores it).
   caf::expected<float> train_step(const std::vector<int32_t>& tokens, int batch, int len,
                                   const std::vector<int32_t>& labels,
-                                  const std::vector<float>* weights = nullptr);
+                                  const std::vector<float>* weights = nullptr,
+                                  const std::vector<int64_t>* lengths = nullptr);
 
   /// Probability of "anomalous" for each row (inference: no dropout).
   caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len);

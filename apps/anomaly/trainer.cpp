@@ -117,6 +117,7 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
   std::vector<int32_t> tokens;
   std::vector<int32_t> y;
   std::vector<float> w;
+  std::vector<int64_t> row_len;
   int since_best = 0;
   const float base_lr = d.model().options().learning_rate;
   float lr = base_lr;
@@ -146,13 +147,18 @@ caf::expected<train_result> train_model(detector& d, const std::vector<std::vect
       int len = pad_batch(seqs, idx, 0, idx.size(), min_len, tokens);
       y.clear();
       w.clear();
+      row_len.clear();
       for (auto i : idx) {
         y.push_back(labels[i]);
         if (!weights.empty())
           w.push_back(weights[i]);
+        // As score_encoded: a row shorter than the widest kernel is padded to it.
+        row_len.push_back(
+          static_cast<int64_t>(std::max(seqs[i].size(), static_cast<size_t>(min_len))));
       }
       auto loss = d.model().train_step(tokens, static_cast<int>(idx.size()), len, y,
-                                       weights.empty() ? nullptr : &w);
+                                       weights.empty() ? nullptr : &w,
+                                       opts.row_lengths ? &row_len : nullptr);
       if (!loss)
         return loss.error();
       loss_sum += *loss;
@@ -286,8 +292,8 @@ caf::expected<trained_detector> train_detector(const csic_dataset& ds, const det
     return model.error();
   auto saved_cfg = cfg;
   saved_cfg.held_out = aug.payloads ? aug.holdout : std::vector<std::string>{};
-  trained_detector out{detector{std::move(*tok), std::move(*model), saved_cfg}, {}, tok_secs, {},
-                       0};
+  trained_detector out{
+    detector{std::move(*tok), std::move(*model), saved_cfg}, {}, tok_secs, {}, 0};
   auto& d = out.model;
   std::vector<std::vector<int32_t>> seqs;
   seqs.reserve(texts.size());

@@ -47,6 +47,10 @@ struct train_options {
   std::ostream* progress = nullptr;
   /// Label printed before the progress ("fold 2/5").
   std::string label;
+  /// Each row of a batch trained at its own length (padding masked out of its output and
+  /// gradients, as scoring does), so that a request's training step does not depend on its
+  /// batch mates; false: rows padded to the batch's longest are trained as they are padded.
+  bool row_lengths = true;
   /// Loss weight of each request augmentation added to training (payload lines, another
   /// site's requests), against 1 for the data set's own: below 1 they count less, so that CSIC's own boundary is not
   /// traded for the injected families. 1 = plain mean loss.

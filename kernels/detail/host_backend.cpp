@@ -246,8 +246,10 @@ caf::error host_backend::do_concat_backward(const tensor& dy, const std::vector<
 }
 
 caf::error host_backend::do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias,
-                                       activation a, tensor& y, tensor& argmax) {
+                                       activation a, tensor& y, tensor& argmax,
+                                       const tensor* lengths) {
   auto d = make_conv1d_dims(x.dim(0), x.dim(1), x.dim(2), w.dim(0), w.dim(2), padding1d::valid);
+  d.lengths = lengths ? lengths->data<int32_t>() : nullptr;
   ops_.conv1d_max(d, f(x), f(w), f(bias), a, f(y), argmax.data<int32_t>());
   return {};
 }

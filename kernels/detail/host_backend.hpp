@@ -88,7 +88,7 @@ protected:
   caf::error do_concat(const std::vector<const tensor*>& parts, tensor& y) override;
   caf::error do_concat_backward(const tensor& dy, const std::vector<tensor*>& parts) override;
   caf::error do_conv1d_max(const tensor& x, const tensor& w, const tensor* bias, activation a,
-                           tensor& y, tensor& argmax) override;
+                           tensor& y, tensor& argmax, const tensor* lengths) override;
   caf::error do_conv1d_max_backward(const tensor& x, const tensor& w, const tensor& y,
                                     const tensor& argmax, const tensor& dy, activation a,
                                     tensor* dx, tensor& dw, tensor* dbias) override;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <charconv>
+#include <limits>
 
 namespace comb::kernels {
 
@@ -43,6 +44,9 @@ struct textcnn::impl {
   tensor d_logits, d_dropped, d_features, d_embedded, d_tmp;
   /// Per-sample loss weights of the step being taken (train_step), else null.
   const std::vector<float>* weights = nullptr;
+  /// Each row's own length (i32 [B] on the host) for the pass being run, when given.
+  tensor lengths_t;
+  bool use_lengths = false;
   std::vector<tensor> d_act, d_pooled, d_conv, d_x;
 
   /// Whether the backend runs the fused conv1d + max-over-time ops (else three ops each).
@@ -72,6 +76,64 @@ struct textcnn::impl {
     return n;
   }
 
+  /// Sets lengths_t / use_lengths for a pass over `tokens` (null: every row is whole).
+  /// Lengths equal to the padded length change nothing and are dropped.
+  caf::error set_lengths(const tensor& tokens, const std::vector<int64_t>* lengths) {
+    use_lengths = false;
+    if (!lengths)
+      return {};
+    const int64_t rows = tokens.dim(0), len = tokens.dim(1);
+    if (static_cast<int64_t>(lengths->size()) != rows)
+      return make_error(errc::invalid_argument, "textcnn: " + std::to_string(lengths->size())
+                                                  + " lengths for a batch of "
+                                                  + std::to_string(rows));
+    const int64_t widest = *std::max_element(cfg.kernel_sizes.begin(), cfg.kernel_sizes.end());
+    std::vector<int32_t> l(static_cast<size_t>(rows));
+    bool all_whole = true;
+    for (int64_t r = 0; r < rows; ++r) {
+      auto n = (*lengths)[static_cast<size_t>(r)];
+      if (n < widest || n > len)
+        return make_error(errc::invalid_argument,
+                          "textcnn: length " + std::to_string(n) + " of row " + std::to_string(r)
+                            + " outside " + std::to_string(widest) + ".." + std::to_string(len)
+                            + " (the widest kernel to the padded length)");
+      l[static_cast<size_t>(r)] = static_cast<int32_t>(n);
+      all_whole = all_whole && n == len;
+    }
+    if (all_whole)
+      return {};
+    auto t = tensor::from({rows}, l);
+    if (!t)
+      return t.error();
+    lengths_t = std::move(*t);
+    use_lengths = true;
+    return {};
+  }
+
+  /// Unfused branches with lengths: the windows of conv_out [B, T', F] past each row's
+  /// length become -inf, so that the max over time (and, through its argmax, the backward
+  /// pass) never takes them. Runs on the host (a device's output is copied there and back).
+  caf::error mask_windows(tensor& conv, int64_t k) {
+    const bool on_cpu = conv.device() == device::cpu;
+    auto host = on_cpu ? caf::expected<tensor>{conv} : conv.to(device::cpu);
+    if (!host)
+      return host.error();
+    const int64_t rows = conv.dim(0), t_out = conv.dim(1), f = conv.dim(2);
+    const int32_t* l = lengths_t.data<int32_t>();
+    float* c = host->data<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t t = std::max<int64_t>(l[r] - k + 1, 0); t < t_out; ++t)
+        std::fill(c + (r * t_out + t) * f, c + (r * t_out + t + 1) * f,
+                  -std::numeric_limits<float>::infinity());
+    if (!on_cpu) {
+      auto back = host->to(conv.device());
+      if (!back)
+        return back.error();
+      conv = std::move(*back);
+    }
+    return {};
+  }
+
   caf::error forward(const tensor& tokens, bool train) {
     auto& b = *be;
     COMB_TRY(b.embedding(tokens, emb, x));
@@ -81,12 +143,15 @@ struct textcnn::impl {
     for (size_t i = 0; i < nk; ++i) {
       if (fused()) {
         // One pass: the [B, T', F] convolution output never reaches memory.
-        COMB_TRY(b.conv1d_max(x, conv_w[i], &conv_b[i], activation::relu, act[i], argmax[i]));
+        COMB_TRY(b.conv1d_max(x, conv_w[i], &conv_b[i], activation::relu, act[i], argmax[i],
+                              use_lengths ? &lengths_t : nullptr));
         parts.push_back(&act[i]);
         continue;
       }
       // Bias and ReLU commute with the max over time, so they run on [B, F] only.
       COMB_TRY(b.conv1d(x, conv_w[i], nullptr, conv1d_params{}, conv_out[i]));
+      if (use_lengths)
+        COMB_TRY(mask_windows(conv_out[i], cfg.kernel_sizes[i]));
       COMB_TRY(b.max_over_time(conv_out[i], 0, pooled[i], argmax[i]));
       COMB_TRY(b.bias_act(pooled[i], &conv_b[i], activation::relu, act[i]));
       parts.push_back(&act[i]);
@@ -298,17 +363,26 @@ caf::expected<tensor> on_device(const tensor& t, device dev) {
 } // namespace
 
 caf::expected<tensor> textcnn::forward(const tensor& tokens) {
+  return forward(tokens, nullptr);
+}
+
+caf::expected<tensor> textcnn::forward(const tensor& tokens, const std::vector<int64_t>* lengths) {
   auto dev = impl_->be->device();
   auto tk = on_device(tokens, dev);
   if (!tk)
     return tk.error();
+  if (tk->rank() != 2)
+    return make_error(errc::invalid_argument,
+                      "textcnn: tokens " + tk->describe() + " are not [batch, len]");
+  COMB_TRY(impl_->set_lengths(*tk, lengths));
   COMB_TRY(impl_->forward(*tk, /*train=*/false));
   COMB_TRY(impl_->be->softmax(impl_->logits, impl_->probs));
   return impl_->probs.clone();
 }
 
 caf::expected<std::vector<float>> textcnn::predict(const std::vector<int32_t>& tokens,
-                                                   int64_t batch) {
+                                                   int64_t batch,
+                                                   const std::vector<int64_t>* lengths) {
   if (batch < 1 || tokens.size() % static_cast<size_t>(batch) != 0)
     return make_error(errc::invalid_argument, "textcnn::predict: " + std::to_string(tokens.size())
                                                 + " token ids do not split into "
@@ -316,7 +390,7 @@ caf::expected<std::vector<float>> textcnn::predict(const std::vector<int32_t>& t
   auto t = tensor::from({batch, static_cast<int64_t>(tokens.size()) / batch}, tokens);
   if (!t)
     return t.error();
-  auto p = forward(*t);
+  auto p = forward(*t, lengths);
   if (!p)
     return p.error();
   auto host = p->device() == device::cpu ? caf::expected<tensor>{*p} : p->to(device::cpu);
@@ -327,7 +401,7 @@ caf::expected<std::vector<float>> textcnn::predict(const std::vector<int32_t>& t
 }
 
 caf::expected<float> textcnn::loss_and_gradients(const tensor& tokens, const tensor& labels,
-                                                 bool train) {
+                                                 bool train, const std::vector<int64_t>* lengths) {
   auto dev = impl_->be->device();
   auto tk = on_device(tokens, dev);
   auto lb = on_device(labels, dev);
@@ -336,6 +410,7 @@ caf::expected<float> textcnn::loss_and_gradients(const tensor& tokens, const ten
   if (lb->rank() != 1 || tk->rank() != 2 || lb->dim(0) != tk->dim(0))
     return make_error(errc::invalid_argument, "textcnn: labels " + lb->describe()
                                                 + " do not match tokens " + tk->describe());
+  COMB_TRY(impl_->set_lengths(*tk, lengths));
   return impl_->loss_and_gradients(*tk, *lb, train);
 }
 
@@ -344,10 +419,11 @@ caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& lab
 }
 
 caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& labels,
-                                         const std::vector<float>* weights) {
+                                         const std::vector<float>* weights,
+                                         const std::vector<int64_t>* lengths) {
   // The weights reach the backward pass through the model for this one step.
   impl_->weights = weights;
-  auto loss = loss_and_gradients(tokens, labels, /*train=*/true);
+  auto loss = loss_and_gradients(tokens, labels, /*train=*/true, lengths);
   impl_->weights = nullptr;
   if (!loss)
     return loss;
@@ -363,7 +439,8 @@ caf::expected<float> textcnn::train_step(const tensor& tokens, const tensor& lab
 
 caf::expected<float> textcnn::train_step(const std::vector<int32_t>& tokens,
                                          const std::vector<int32_t>& labels,
-                                         const std::vector<float>* weights) {
+                                         const std::vector<float>* weights,
+                                         const std::vector<int64_t>* lengths) {
   auto batch = static_cast<int64_t>(labels.size());
   if (batch < 1 || tokens.size() % labels.size() != 0)
     return make_error(errc::invalid_argument,
@@ -373,7 +450,7 @@ caf::expected<float> textcnn::train_step(const std::vector<int32_t>& tokens,
   auto l = tensor::from({batch}, labels);
   if (!t || !l)
     return t ? l.error() : t.error();
-  return train_step(*t, *l, weights);
+  return train_step(*t, *l, weights, lengths);
 }
 
 std::vector<std::pair<std::string, tensor*>> textcnn::parameters() {

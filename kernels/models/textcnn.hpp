@@ -58,9 +58,17 @@ public:
   /// Errors: errc::invalid_argument for a token outside the vocabulary or a sequence
   /// shorter than the widest kernel.
   caf::expected<tensor> forward(const tensor& tokens);
+  /// The same for rows of their own lengths (`lengths`, one per row, each from the widest
+  /// kernel to len; null = every row is len long): row b is its first lengths[b] tokens,
+  /// and what follows them (padding) reaches neither its output nor, in the passes below,
+  /// the gradients; a row's result is then the one it gets alone, unpadded. The fused
+  /// conv1d_max op takes the lengths; unfused backends get the windows past them masked
+  /// (on the host). Errors: errc::invalid_argument for a wrong count or a length out of range.
+  caf::expected<tensor> forward(const tensor& tokens, const std::vector<int64_t>* lengths);
 
   /// forward() on a row-major vector of batch * len ids; probabilities row-major.
-  caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int64_t batch);
+  caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int64_t batch,
+                                            const std::vector<int64_t>* lengths = nullptr);
 
   /// One training step: forward with dropout, cross-entropy against labels i32 [batch] in
   /// 0..classes-1, backward, Adam update. Returns the mean loss before the update.
@@ -68,17 +76,23 @@ public:
   /// The same with per-sample loss weights (`weights`, one per row, >= 0, not all 0; null =
   /// all equal): the step follows the weighted mean loss sum(w_b * loss_b) / sum(w), so that
   /// some samples (augmented ones, say) count less. The returned loss is the plain mean.
-  /// Errors: errc::invalid_argument for a wrong count or a negative or non-finite weight.
+  /// `lengths` (null = whole rows): each row's own length, as forward() takes them, so that
+  /// a row's loss and gradient do not depend on how far its batch was padded. Errors:
+  /// errc::invalid_argument for a wrong count or a negative or non-finite weight, or bad
+  /// lengths.
   caf::expected<float> train_step(const tensor& tokens, const tensor& labels,
-                                  const std::vector<float>* weights);
+                                  const std::vector<float>* weights,
+                                  const std::vector<int64_t>* lengths = nullptr);
   caf::expected<float> train_step(const std::vector<int32_t>& tokens,
                                   const std::vector<int32_t>& labels,
-                                  const std::vector<float>* weights = nullptr);
+                                  const std::vector<float>* weights = nullptr,
+                                  const std::vector<int64_t>* lengths = nullptr);
 
   /// Forward and backward without updating: fills gradients(); returns the mean loss.
-  /// `train` applies dropout (seeded by the step counter). Used by train_step and by
-  /// gradient checks.
-  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels, bool train);
+  /// `train` applies dropout (seeded by the step counter). `lengths` as train_step. Used by
+  /// train_step and by gradient checks.
+  caf::expected<float> loss_and_gradients(const tensor& tokens, const tensor& labels, bool train,
+                                          const std::vector<int64_t>* lengths = nullptr);
 
   /// Named parameters and their gradients (same order, same shapes). The mutable form counts
   /// as a change of the weights (see weights_version()).

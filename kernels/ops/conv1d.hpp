@@ -18,6 +18,10 @@ struct conv1d_dims {
   int64_t batch = 0, time = 0, c_in = 0, k = 0, c_out = 0;
   /// Output length and zeros before the sequence (0 for valid).
   int64_t t_out = 0, pad_before = 0;
+  /// conv1d_max only: each row's own length (`batch` values, each in k..time; nullptr: all
+  /// `time`). Row b's max runs over the windows inside its first lengths[b] steps, so what
+  /// follows them (padding) reaches neither its output nor its gradients.
+  const int32_t* lengths = nullptr;
 };
 
 /// Dims for x [b, t, c_in], w [k, c_in, c_out] and padding p.

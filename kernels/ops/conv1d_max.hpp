@@ -17,8 +17,10 @@
 
 namespace comb::kernels {
 
-/// d: valid padding (d.pad_before == 0, d.t_out == d.time - d.k + 1 >= 1). bias may be
-/// nullptr. y and argmax [batch, c_out] are overwritten.
+/// d: valid padding (d.pad_before == 0, d.t_out == d.time - d.k + 1 >= 1); with d.lengths,
+/// row b's windows are the lengths[b] - k + 1 inside its own length. bias may be nullptr. y
+/// and argmax [batch, c_out] are overwritten. The backward pass needs no lengths: it
+/// follows argmax, which lies inside them.
 void conv1d_max_ref(const conv1d_dims& d, const float* x, const float* w, const float* bias,
                     activation a, float* y, int32_t* argmax);
 void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,

@@ -64,7 +64,15 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
     // the max over time; bias and activation below.
     float* conv = detail::scratch(static_cast<size_t>(d.batch * d.t_out * f_out), 2);
     conv1d_cpu(d, x, w, nullptr, conv);
-    max_over_time_cpu(conv, d.batch, d.t_out, f_out, d.t_out, y, argmax);
+    if (!d.lengths) {
+      max_over_time_cpu(conv, d.batch, d.t_out, f_out, d.t_out, y, argmax);
+    } else {
+      detail::parallel_range(d.batch, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          max_over_time_cpu(conv + b * d.t_out * f_out, 1, d.t_out, f_out, d.lengths[b] - d.k + 1,
+                            y + b * f_out, argmax + b * f_out);
+      });
+    }
     for (int64_t i = 0; i < d.batch * f_out; ++i)
       y[i] = act_of(y[i] + (bias ? bias[i % f_out] : 0.0f), a);
     return;
@@ -78,17 +86,18 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
     std::vector<int32_t> arg(static_cast<size_t>(fp));
     for (int64_t b = b0; b < b1; ++b) {
       const float* xs = x + b * d.time * d.c_in;
+      const int64_t t_out = d.lengths ? d.lengths[b] - d.k + 1 : d.t_out;
       for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
         width = detail::conv1d_block_width(fp, col0);
         switch (width / 16) {
         case 3:
-          detail::conv1d_tiles_max<3>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
+          detail::conv1d_tiles_max<3>(xs, d.c_in, kd, t_out, wp, col0, best.data(), arg.data());
           break;
         case 2:
-          detail::conv1d_tiles_max<2>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
+          detail::conv1d_tiles_max<2>(xs, d.c_in, kd, t_out, wp, col0, best.data(), arg.data());
           break;
         default:
-          detail::conv1d_tiles_max<1>(xs, d.c_in, kd, d.t_out, wp, col0, best.data(), arg.data());
+          detail::conv1d_tiles_max<1>(xs, d.c_in, kd, t_out, wp, col0, best.data(), arg.data());
           break;
         }
       }

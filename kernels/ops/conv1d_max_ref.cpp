@@ -14,7 +14,11 @@ void conv1d_max_ref(const conv1d_dims& d, const float* x, const float* w, const 
   std::vector<float> conv(static_cast<size_t>(d.batch * d.t_out * d.c_out));
   std::vector<float> pooled(static_cast<size_t>(d.batch * d.c_out));
   conv1d_ref(d, x, w, nullptr, conv.data());
-  max_over_time_ref(conv.data(), d.batch, d.t_out, d.c_out, d.t_out, pooled.data(), argmax);
+  for (int64_t b = 0; b < d.batch; ++b) { // each row over its own windows
+    int64_t valid = d.lengths ? d.lengths[b] - d.k + 1 : d.t_out;
+    max_over_time_ref(conv.data() + b * d.t_out * d.c_out, 1, d.t_out, d.c_out, valid,
+                      pooled.data() + b * d.c_out, argmax + b * d.c_out);
+  }
   bias_act_ref(pooled.data(), d.batch, d.c_out, bias, a, y);
 }
 

@@ -254,6 +254,57 @@ TEST_SUITE("apps.anomaly.textcnn") {
     CHECK(augmented_weights(5, 3, 1.0f).empty());
   }
 
+  TEST_CASE("row lengths: a row trains the same however far its batch is padded") {
+    auto fresh = [] {
+      textcnn_options o;
+      o.vocab = 20;
+      o.embed = 4;
+      o.filters = 4;
+      o.seed = 6;
+      auto m = textcnn_classifier::create(o);
+      REQUIRE(m);
+      return std::move(*m);
+    };
+    std::mt19937 rng(4);
+    // Three rows of 4, 7 and 9 tokens, padded to 9 or to 15 with random ids.
+    std::vector<int64_t> lengths = {4, 7, 9};
+    std::vector<std::vector<int32_t>> rows;
+    for (auto n : lengths)
+      rows.push_back(random_tokens(rng, 1, static_cast<int>(n), 20));
+    auto padded = [&](int len) {
+      std::vector<int32_t> t;
+      for (auto& r : rows) {
+        t.insert(t.end(), r.begin(), r.end());
+        for (size_t i = r.size(); i < static_cast<size_t>(len); ++i)
+          t.push_back(static_cast<int32_t>(1 + rng() % 19));
+      }
+      return t;
+    };
+    std::vector<int32_t> y = {1, 0, 1};
+    auto probe = random_tokens(rng, 4, 6, 20);
+    auto tight = fresh(), wide = fresh(), unmasked = fresh();
+    for (int step = 0; step < 4; ++step) {
+      REQUIRE(tight.train_step(padded(9), 3, 9, y, nullptr, &lengths));
+      REQUIRE(wide.train_step(padded(15), 3, 15, y, nullptr, &lengths));
+      REQUIRE(unmasked.train_step(padded(15), 3, 15, y));
+    }
+    auto a = tight.predict(probe, 4, 6), b = wide.predict(probe, 4, 6),
+         c = unmasked.predict(probe, 4, 6);
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(c);
+    float same = 0, unmasked_diff = 0;
+    for (size_t i = 0; i < a->size(); ++i) {
+      same = std::max(same, std::fabs((*a)[i] - (*b)[i]));
+      unmasked_diff = std::max(unmasked_diff, std::fabs((*a)[i] - (*c)[i]));
+    }
+    CHECK(same < 1e-5f);
+    CHECK(unmasked_diff > 1e-4f);
+    // A length outside widest kernel..len is refused.
+    std::vector<int64_t> bad = {4, 7, 16};
+    CHECK_FALSE(tight.train_step(padded(15), 3, 15, y, nullptr, &bad));
+  }
+
   TEST_CASE("the learning rate can be set; a lower one moves the weights less") {
     auto moved = [](float lr) {
       textcnn_options o;
