@@ -89,6 +89,8 @@ struct common_args {
   // against 0.9969 / 0.9979 with the punctuation set.
   std::string keywords = "1";
   std::string header_urls = "on";
+  std::string originals = "off";
+  std::string row_lengths = "on";
   std::string payloads;
   std::string holdout;
   int attack_copies = 2;
@@ -173,6 +175,16 @@ void add_common(CLI::App* c, common_args& a) {
                 "on|off")
     ->check(CLI::IsMember({"on", "off"}))
     ->capture_default_str();
+  c->add_option("--originals", a.originals,
+                "with --decode on: a value that decoding changed is followed by its original "
+                "(escapes kept, letters and digits folded): on|off")
+    ->check(CLI::IsMember({"on", "off"}))
+    ->capture_default_str();
+  c->add_option("--row-lengths", a.row_lengths,
+                "train each request of a batch at its own length, padding masked (off: as "
+                "padded to the batch's longest): on|off")
+    ->check(CLI::IsMember({"on", "off"}))
+    ->capture_default_str();
   c->add_option("--payloads", a.payloads,
                 "payload sets (attacks/*.txt, benign/*.txt) put into CSIC normal requests for "
                 "training, and for calibrating the saved threshold; default the project's "
@@ -229,6 +241,7 @@ detector_config make_config(const common_args& a) {
                     : a.keywords == "off" ? 0
                                           : std::stoi(a.keywords);
   c.text.header_urls = a.header_urls == "on";
+  c.text.originals = a.originals == "on";
   c.model.vocab = static_cast<int>(a.vocab);
   c.model.seed = a.seed;
   c.model.seq_len = static_cast<int>(a.max_tokens);
@@ -248,6 +261,7 @@ train_options make_train_options(const common_args& a) {
   o.seed = a.seed;
   o.progress = a.quiet ? nullptr : &std::cerr;
   o.augmented_weight = a.augmented_weight;
+  o.row_lengths = a.row_lengths == "on";
   return o;
 }
 
@@ -631,15 +645,16 @@ void run_eval(const common_args& a, const eval_args& e) {
     protocols.push_back(tokenizer_protocol::training_part);
   if (e.protocol == "2" || e.protocol == "both")
     protocols.push_back(tokenizer_protocol::all_data);
-  std::printf("CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
-              "value letters %s, decode %s, keywords %s, batch %d, at most %d epochs, patience "
-              "%d (after a drop %d), %d learning-rate drops of %g, validation lines %s, seed "
-              "%llu\n",
-              ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
-              a.value_letters.c_str(), a.decode.c_str(), a.keywords.c_str(), a.batch, a.epochs,
-              a.patience, a.patience_after_drop > 0 ? a.patience_after_drop : a.patience,
-              a.lr_drops, static_cast<double>(a.lr_decay), e.validation_lines.c_str(),
-              static_cast<unsigned long long>(a.seed));
+  std::printf(
+    "CSIC 2010: %zu requests; vocab %zu, max %zu tokens, cookie %s, digits %s, "
+    "value letters %s, decode %s, originals %s, keywords %s, batch %d, at most %d epochs, patience "
+    "%d (after a drop %d), %d learning-rate drops of %g, validation lines %s, row lengths %s, seed "
+    "%llu\n",
+    ds.requests.size(), a.vocab, a.max_tokens, a.cookie.c_str(), a.digits.c_str(),
+    a.value_letters.c_str(), a.decode.c_str(), a.originals.c_str(), a.keywords.c_str(), a.batch,
+    a.epochs, a.patience, a.patience_after_drop > 0 ? a.patience_after_drop : a.patience,
+    a.lr_drops, static_cast<double>(a.lr_decay), e.validation_lines.c_str(), a.row_lengths.c_str(),
+    static_cast<unsigned long long>(a.seed));
   if (payloads)
     std::printf("training parts also get payload sets put into their normal requests (test "
                 "parts stay CSIC's own)%s%s\n",
@@ -651,7 +666,7 @@ void run_eval(const common_args& a, const eval_args& e) {
       auto rs = run_kfold(ds, e.folds, p, o, e.run_folds, e.first_fold);
       if (!rs)
         fail(describe(rs.error()));
-      print_table2_row(e.first_fold > 1 ? "(partial: later folds only)"
+      print_table2_row(e.first_fold > 1  ? "(partial: later folds only)"
                        : e.run_folds > 0 ? "(partial: first folds only)"
                                          : "result",
                        *rs);

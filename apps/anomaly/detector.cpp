@@ -40,6 +40,7 @@ std::string detector_config::serialize() const {
      << "text.decode=" << (text.decode ? 1 : 0) << "\n"
      << "text.keywords=" << text.keywords << "\n"
      << "text.header_urls=" << (text.header_urls ? 1 : 0) << "\n"
+     << "text.originals=" << (text.originals ? 1 : 0) << "\n"
      << "threshold=" << std::setprecision(9) << threshold << "\n";
   if (!calibration.empty())
     os << "calibration=";
@@ -110,6 +111,8 @@ caf::expected<detector_config> detector_config::deserialize(std::string_view tex
         c.text.decode = val == "1";
       } else if (key == "text.header_urls") {
         c.text.header_urls = val == "1";
+      } else if (key == "text.originals") {
+        c.text.originals = val == "1";
       } else if (key == "text.keywords") {
         if (!num(c.text.keywords) || c.text.keywords < 0)
           return bad();

@@ -412,10 +412,44 @@ void fold_run(std::string_view run, const text_options& opts, std::string& out) 
   }
 }
 
-// A path with text_options::decode: percent escapes decoded while they change it.
-std::string decode_path(std::string_view p) {
+// text_options::originals: the '\x1f' mark and `raw` as the text before decoding wrote a
+// value: with fold_value_letters, letters a/A except in %XX escapes and each non-ASCII code
+// point 'a'; with zero_digits, digits 0 except in escapes.
+void append_original(std::string_view raw, const text_options& opts, std::string& out) {
+  out += '\x1f';
+  std::string s{raw};
+  for (size_t i = 0; i < s.size();) {
+    char c = s[i];
+    if (escape_at(s, i)) {
+      out.append(s, i, 3);
+      i += 3;
+    } else if (opts.fold_value_letters && static_cast<unsigned char>(c) >= 0x80) {
+      out += 'a';
+      i += utf8_length(s, i);
+    } else {
+      if (opts.fold_value_letters && c >= 'a' && c <= 'z')
+        c = 'a';
+      else if (opts.fold_value_letters && c >= 'A' && c <= 'Z')
+        c = 'A';
+      else if (opts.zero_digits && c >= '1' && c <= '9')
+        c = '0';
+      out += c;
+      ++i;
+    }
+  }
+}
+
+// A path with text_options::decode: percent escapes decoded while they change it; with
+// originals, the original path follows a decoded one that differs.
+std::string decode_path(std::string_view p, const text_options& opts) {
   std::string s{p};
-  for (int round = 0; round < 3 && percent_decode(s); ++round) {
+  bool changed = false;
+  for (int round = 0; round < 3 && percent_decode(s); ++round)
+    changed = true;
+  if (changed && opts.originals) {
+    // Path letters are not folded: the original is the path as sent.
+    s += '\x1f';
+    s.append(p);
   }
   return s;
 }
@@ -453,7 +487,7 @@ std::string fold_params(std::string_view params, const text_options& opts) {
 std::string fold_url(std::string_view u, const text_options& opts) {
   auto q = u.find('?');
   auto path = u.substr(0, q);
-  std::string url = opts.decode ? decode_path(path) : std::string{path};
+  std::string url = opts.decode ? decode_path(path, opts) : std::string{path};
   if (q != std::string_view::npos)
     url += "?" + fold_params(u.substr(q + 1), opts);
   return url;
@@ -477,6 +511,7 @@ bool form_like(std::string_view body) {
 std::string fold_value(std::string_view raw_value, const text_options& opts) {
   std::string v{raw_value};
   bool doubled = false;
+  bool decoded = false; // by percent, entity or JavaScript decoding ('+' alone does not count)
   if (opts.decode) {
     std::replace(v.begin(), v.end(), '+', ' ');
     for (int round = 0; round < 3; ++round) {
@@ -488,6 +523,7 @@ std::string fold_value(std::string_view raw_value, const text_options& opts) {
         doubled = true;
       if (!changed)
         break;
+      decoded = true;
     }
   }
   std::string out;
@@ -497,6 +533,8 @@ std::string fold_value(std::string_view raw_value, const text_options& opts) {
   if (!opts.fold_value_letters) {
     for (char c : v)
       out += opts.zero_digits && c >= '1' && c <= '9' ? '0' : c;
+    if (decoded && opts.originals)
+      append_original(raw_value, opts, out);
     return out;
   }
   const bool v2_marks = opts.keywords >= 2;
@@ -539,6 +577,8 @@ std::string fold_value(std::string_view raw_value, const text_options& opts) {
       ++i;
     }
   }
+  if (decoded && opts.originals)
+    append_original(raw_value, opts, out);
   return out;
 }
 

@@ -70,6 +70,15 @@ struct text_options {
   /// model, having seen them folded everywhere else, took for an anomaly (issue 22: 47 of
   /// 52 flagged benign Nectar requests). Off in files written before it existed.
   bool header_urls = false;
+  /// With decode: a value (or path) that percent, entity or JavaScript decoding changed is
+  /// followed by its original, after a '\x1f' mark, written as the text before decoding
+  /// wrote values: letters a/A and digits 0 except in %XX escapes, whose hex digits stay,
+  /// no keywords kept; a non-ASCII code point is 'a' as in the decoded view. The decoded view
+  /// keeps the words attackers hide; the original keeps what decoding erases, such as a
+  /// character left raw where a browser would have escaped it, or `%2C` against `,`
+  /// (CSIC's anomalous class includes malformed and oddly encoded values). Off in files
+  /// written before it existed.
+  bool originals = false;
 };
 
 /// Parses one raw request: a request line "METHOD URL VERSION", header lines "Name: value"

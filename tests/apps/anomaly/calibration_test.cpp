@@ -185,13 +185,18 @@ TEST_SUITE("apps.anomaly.calibration") {
     CHECK(to_model_text(*r, v2->text) == "GET /a?q=<script> HTTP/1.1");
     CHECK(v2->threshold == 0.75f);
     CHECK_FALSE(v2->text.header_urls); // written before header_urls: Referer as it is
+    CHECK_FALSE(v2->text.originals);   // written before originals: the decoded view alone
     detector_config h;
     h.text.keywords = 2;
     h.text.header_urls = true;
+    h.text.decode = true;
+    h.text.originals = true;
     auto h2 = detector_config::deserialize(h.serialize());
     REQUIRE(h2);
     CHECK(h2->text.header_urls);
     CHECK(h2->text.keywords == 2);
+    CHECK(h2->text.originals);
+    CHECK(to_model_text(*r, h2->text) == "GET /a?q=<script>\x1f" "%3Caaaaaa%3E HTTP/0.0");
     auto newer = detector_config::deserialize(
       "text.keywords=" + std::to_string(keyword_list_version + 1) + "\n");
     REQUIRE_FALSE(newer);

@@ -75,6 +75,39 @@ TEST_SUITE("apps.anomaly.payloads") {
           == "GET /../etc?q=cat /aaa/passwd HTTP/0.0 Host: h");
   }
 
+  TEST_CASE("originals: a value that decoding changed is followed by its original") {
+    auto o = v2();
+    o.originals = true;
+    // The decoded view keeps the words; the original its escapes (hex digits as they are).
+    CHECK(fold_value("%3Cscript%3E", o)
+          == "<script>\x1f"
+             "%3Caaaaaa%3E");
+    CHECK(fold_value("cal%2C%2C8%2Cndar", o)
+          == "aaa,,0,aaaa\x1f"
+             "aaa%2C%2C0%2Caaaa");
+    CHECK(fold_value("Jos%E9", o)
+          == "Aaaa\x1f"
+             "Aaa%E9");
+    CHECK(fold_value("&#x3C;b", o)
+          == "<a\x1f"
+             "&#a0A;a");
+    // Raw, where a browser would have escaped: only '+' changed, so no original follows,
+    // and the two spellings of the same text differ.
+    CHECK(fold_value("a'b+c", o) == "a'a a");
+    CHECK(fold_value("a%27b+c", o)
+          == "a'a a\x1f"
+             "a%27a+a");
+    CHECK(fold_value("Maria+Lopez", o) == "Aaaaa Aaaaa");
+    // Off: the decoded view alone, as before.
+    CHECK(fold_value("a%27b+c", v2()) == "a'a a");
+    // The path: the original follows a decoded one that differs.
+    CHECK(text_of("/%2e%2e/etc?q=%41", o)
+          == "GET /../etc\x1f"
+             "/%2e%2e/etc?q=A\x1f"
+             "%41 HTTP/0.0 Host: h");
+    CHECK(text_of("/a.jsp?q=x", o) == "GET /a.jsp?q=a HTTP/0.0 Host: h");
+  }
+
   TEST_CASE("list 2: MongoDB operators, LDAP attributes, header names; CR/LF and $ ( * | stay") {
     auto o = v2();
     REQUIRE(o.keywords == 2);
