@@ -5,7 +5,7 @@
 // EPYC, by CPU time at load 13, for 1200 x 784 -> 512), for the forward and for both
 // gradients (dw = x^T dy reading x transposed, dx = dy w^T packing w transposed). Packing
 // and product run in one fork-join region, both gradients in the same one, and dbias is
-// summed from dy as it is packed. dense_relu_cpu applies ReLU in the store (an MLP's hidden
+// summed from dy in the pass that packs it (pack_rows_sum). dense_relu_cpu applies ReLU in the store (an MLP's hidden
 // layer in one pass), and dense_relu_then_cpu hands each finished block of rows on while it
 // is in cache (the MLP's narrow head and softmax run there).
 // Otherwise OpenBLAS sgemm (bias broadcast into C first, beta = 1; gradients as two sgemms;
@@ -185,6 +185,30 @@ __attribute__((target("avx512f"))) void gemm_tile(const float* a, int64_t lda, i
   }
 }
 
+/// Copies kk rows of `real` (<= 48) floats (row k at src + k * stride) into a packed panel
+/// (rows of 48, zeros past real) and sums each column over the rows, in row order, into
+/// sums: one pass over the rows (dense's dbias from dy, which the pass reads anyway).
+__attribute__((target("avx512f"))) void pack_rows_sum(const float* src, int64_t stride,
+                                                      int64_t kk, int64_t real, float* dst,
+                                                      float* sums) {
+  __mmask16 m[3];
+  __m512 acc[3];
+  for (int v = 0; v < 3; ++v) {
+    m[v] = static_cast<__mmask16>((1u << std::clamp<int64_t>(real - 16 * v, 0, 16)) - 1);
+    acc[v] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kk; ++k, src += stride, dst += gemm_nr) {
+#  pragma GCC unroll 3
+    for (int v = 0; v < 3; ++v) {
+      __m512 x = _mm512_maskz_loadu_ps(m[v], src + 16 * v);
+      _mm512_store_ps(dst + 16 * v, x);
+      acc[v] = _mm512_add_ps(acc[v], x);
+    }
+  }
+  for (int v = 0; v < 3; ++v)
+    _mm512_mask_storeu_ps(sums + 16 * v, m[v], acc[v]);
+}
+
 /// The operand b as rows k of n values, element (k, j) at p[k * row_stride + j * col_stride].
 struct gemm_b {
   const float* p;
@@ -234,25 +258,15 @@ struct gemm_job {
     const int64_t col0 = q * gemm_nr, real = std::min(gemm_nr, n - col0);
     float* dst = bp + q * kk * gemm_nr;
     const float* src = b.p + col0 * b.col_stride;
+    if (b.col_stride == 1 && colsum) {
+      pack_rows_sum(src, b.row_stride, kk, real, dst, colsum + col0);
+      return;
+    }
     if (b.col_stride == 1) {
       for (int64_t k = 0; k < kk; ++k) {
         std::memcpy(dst + k * gemm_nr, src + k * b.row_stride,
                     static_cast<size_t>(real) * sizeof(float));
         std::fill(dst + k * gemm_nr + real, dst + (k + 1) * gemm_nr, 0.0f);
-      }
-    } else if (b.row_stride == 1) {
-      // b's columns are contiguous (w read transposed): read each along, in blocks of kk
-      // that keep the written part of the panel in L1.
-      constexpr int64_t kb = 64;
-      for (int64_t k0 = 0; k0 < kk; k0 += kb) {
-        const int64_t k1 = std::min(kk, k0 + kb);
-        for (int64_t j = 0; j < real; ++j) {
-          const float* col = src + j * b.col_stride;
-          for (int64_t k = k0; k < k1; ++k)
-            dst[k * gemm_nr + j] = col[k];
-        }
-        for (int64_t k = k0; k < k1; ++k)
-          std::fill(dst + k * gemm_nr + real, dst + (k + 1) * gemm_nr, 0.0f);
       }
     } else {
       for (int64_t k = 0; k < kk; ++k) {
