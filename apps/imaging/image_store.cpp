@@ -5,10 +5,13 @@
 
 #include "base/base64.hpp"
 #include "base/errc.hpp"
+#include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
+#include <set>
 
 namespace comb::apps::imaging {
 
@@ -52,7 +55,8 @@ struct image_row_reader {
   stored_image& im;
   int depth = 0;
   std::string field;
-  bool has_index = false, has_w = false, has_h = false, has_c = false, has_pixels = false;
+  bool has_index = false, has_w = false, has_h = false, has_c = false, has_pixels = false,
+       has_block = false;
   std::string error;
 
   bool top() const { return depth == 1; }
@@ -69,6 +73,12 @@ struct image_row_reader {
       im.channels = static_cast<int>(v), has_c = true;
     else if (field == "label")
       im.label = static_cast<int>(v);
+    else if (field == "block")
+      im.block = v, has_block = true;
+    else if (field == "block_count")
+      im.block_count = v;
+    else if (field == "offset")
+      im.offset = v;
     return true;
   }
   bool null() { return true; }
@@ -217,15 +227,28 @@ bool read_flat_image_row(std::string_view v, image_row_reader& r) {
 // What a reader that got to the end of a row still finds wrong with it: a field missing, or
 // pixels that do not match the size.
 caf::error check_image_row(const image_row_reader& r, std::string_view key) {
-  if (!r.has_index || !r.has_w || !r.has_h || !r.has_c || !r.has_pixels)
+  if (!r.has_index || !r.has_w || !r.has_h || !r.has_c || (!r.has_pixels && !r.has_block))
     return make_error(errc::corrupt_data, "image row '" + std::string{key}
                                             + "' is malformed: a field of index, width, height, "
-                                              "channels and pixels is missing");
+                                              "channels and pixels (or block) is missing");
   const auto& im = r.im;
-  if (im.width < 1 || im.height < 1 || im.channels < 1
-      || im.pixels.size() != size_t(im.width) * im.height * im.channels)
+  if (im.width < 1 || im.height < 1 || im.channels < 1 || im.width > max_stored_side
+      || im.height > max_stored_side || im.channels > 3)
     return make_error(errc::corrupt_data,
-                      "image row '" + std::string{key} + "': pixels do not match its size");
+                      "image row '" + std::string{key} + "': its size is out of range");
+  if (r.has_pixels) {
+    if (im.pixels.size() != im.pixel_bytes())
+      return make_error(errc::corrupt_data,
+                        "image row '" + std::string{key} + "': pixels do not match its size");
+  } else if (im.block < 0 || im.block > im.index || im.block_count < 1
+             || im.index - im.block >= im.block_count || im.offset < 0
+             || uint64_t(im.offset) != uint64_t(im.index - im.block) * im.pixel_bytes()) {
+    return make_error(errc::corrupt_data, "image row '" + std::string{key}
+                                            + "': its block (" + std::to_string(im.block)
+                                            + ", " + std::to_string(im.block_count)
+                                            + " images, offset " + std::to_string(im.offset)
+                                            + ") does not hold image " + std::to_string(im.index));
+  }
   return {};
 }
 
@@ -249,7 +272,82 @@ caf::expected<stored_image> read_image_row(std::string_view v, std::string_view 
   return im;
 }
 
-// imaging.put_images: stores a batch of images at consecutive indexes.
+// Pixels of images kept in blocks (imaging_blocks), each block read once.
+struct block_reader {
+  transaction& txn;
+  std::string dataset;
+  int64_t first = -1;
+  std::vector<char> bytes;
+
+  // Fills im.pixels from its block (nothing to do for an image that holds its own).
+  caf::error fill(stored_image& im, std::string_view key) {
+    if (im.block < 0)
+      return {};
+    auto bkey = block_key(dataset, im.block);
+    if (im.block != first) {
+      first = -1;
+      auto found = txn.get_blob(blocks_table, bkey, bytes);
+      if (!found)
+        return found.error();
+      if (!*found)
+        return make_error(errc::corrupt_data, "image row '" + std::string{key} + "': its block '"
+                                                + bkey + "' is missing from " + blocks_table);
+      first = im.block;
+    }
+    auto n = im.pixel_bytes();
+    if (uint64_t(im.offset) + n > bytes.size())
+      return make_error(errc::corrupt_data,
+                        "image row '" + std::string{key} + "': its block '" + bkey + "' holds "
+                          + std::to_string(bytes.size()) + " bytes, not bytes "
+                          + std::to_string(im.offset) + " to " + std::to_string(im.offset + n));
+    im.pixels.assign(bytes.begin() + im.offset, bytes.begin() + im.offset + int64_t(n));
+    return {};
+  }
+};
+
+// One image of an imaging.put_images call, checked.
+struct new_image {
+  json row;
+  std::string pixels;
+};
+
+// Gives each image of block `block` outside [keep_from, keep_to) its own pixels in its row,
+// then deletes the block: images [keep_from, keep_to) are being replaced.
+caf::error dissolve_block(transaction& txn, const std::string& dataset, int64_t block,
+                          int64_t keep_from, int64_t keep_to) {
+  block_reader br{txn, dataset};
+  caf::error bad;
+  std::vector<std::pair<std::string, json>> rewrite;
+  auto lo = image_key(dataset, block);
+  auto err = txn.scan(images_table, lo, image_key(dataset, block + max_images_per_put),
+                      [&](std::string_view k, std::string_view v) {
+                        // A row that cannot be read stays as it is (its readers name it).
+                        auto im = read_image_row(v, k);
+                        if (!im || im->block != block)
+                          return true;
+                        if (im->index >= keep_from && im->index < keep_to)
+                          return true;
+                        if (auto e = br.fill(*im, k))
+                          return bad = e, false;
+                        auto row = decode_row(v, images_table, k);
+                        if (!row)
+                          return bad = row.error(), false;
+                        for (auto* f : {"block", "block_count", "offset"})
+                          row->erase(f);
+                        (*row)["pixels"] = json::binary(std::move(im->pixels));
+                        rewrite.emplace_back(std::string{k}, std::move(*row));
+                        return true;
+                      });
+  if (err || bad)
+    return err ? err : bad;
+  for (auto& [k, row] : rewrite)
+    if (auto e = txn.put_row(images_table, k, row))
+      return e;
+  return txn.del_blob(blocks_table, block_key(dataset, block));
+}
+
+// imaging.put_images: stores a batch of images at consecutive indexes; those of one size as
+// one block.
 caf::expected<json> put_images(call_context&, transaction& txn, const json& args) {
   auto dataset = arg<std::string>(args, "dataset");
   if (auto e = check_name(dataset, "imaging.put_images: dataset"))
@@ -271,7 +369,10 @@ caf::expected<json> put_images(call_context&, transaction& txn, const json& args
     return info.error();
   json ds = *info ? **info : json{{"dataset", dataset}, {"count", 0},   {"labelled", 0},
                                   {"width", -1},        {"height", -1}, {"channels", -1}};
-  int64_t labelled_added = 0;
+  // Every image checked first: a bad one stores nothing.
+  std::vector<new_image> batch;
+  batch.reserve(images->size());
+  bool one_size = true;
   for (size_t i = 0; i < images->size(); ++i) {
     const auto& im = (*images)[i];
     auto where = "imaging.put_images: image " + std::to_string(i) + " (index "
@@ -322,21 +423,66 @@ caf::expected<json> put_images(call_context&, transaction& txn, const json& args
                                                       "bytes");
       row["name"] = *n;
     }
-    auto key = image_key(dataset, first + int64_t(i));
-    auto old = txn.get_row_for_update(images_table, key);
+    if (!batch.empty())
+      one_size = one_size && batch.front().row["width"] == row["width"]
+                 && batch.front().row["height"] == row["height"]
+                 && batch.front().row["channels"] == row["channels"];
+    batch.push_back({std::move(row), std::move(*px)});
+  }
+  auto n = int64_t(batch.size());
+  auto next = first + n;
+  // The rows replaced: labels they carried, and blocks they were part of (the images of those
+  // blocks that this call does not replace get their own pixels first).
+  int64_t labelled_added = 0;
+  std::set<int64_t> old_blocks;
+  for (int64_t i = 0; i < n; ++i) {
+    auto key = image_key(dataset, first + i);
+    auto old = txn.get_for_update(images_table, key);
     if (!old)
       return old.error();
-    bool had_label = *old && (**old).contains("label");
-    labelled_added += int64_t(row.contains("label")) - int64_t(had_label);
-    row["pixels"] = json::binary(std::vector<uint8_t>(px->begin(), px->end()));
-    if (auto e = txn.put_row(images_table, key, row))
+    bool had_label = false;
+    if (*old) {
+      // A row that cannot be read is replaced as if it held no label and no block.
+      if (auto im = read_image_row(**old, key)) {
+        had_label = im->label.has_value();
+        if (im->block >= 0)
+          old_blocks.insert(im->block);
+      }
+    }
+    labelled_added += int64_t(batch[size_t(i)].row.contains("label")) - int64_t(had_label);
+  }
+  for (auto b : old_blocks)
+    if (auto e = dissolve_block(txn, dataset, b, first, next))
       return e;
-    for (auto [k, v] : {std::pair{"width", *w}, {"height", *h}, {"channels", *c}}) {
+  if (one_size) {
+    // One block: the pixels one after the other, each row naming where its own are.
+    auto per = batch.front().pixels.size();
+    std::string block;
+    block.reserve(per * batch.size());
+    for (auto& b : batch)
+      block += b.pixels;
+    if (auto e = txn.put_blob(blocks_table, block_key(dataset, first), block))
+      return e;
+    for (int64_t i = 0; i < n; ++i) {
+      auto& row = batch[size_t(i)].row;
+      row["block"] = first;
+      row["block_count"] = n;
+      row["offset"] = uint64_t(i) * per;
+    }
+  } else {
+    for (auto& b : batch)
+      b.row["pixels"] = json::binary(std::vector<uint8_t>(b.pixels.begin(), b.pixels.end()));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& row = batch[size_t(i)].row;
+    if (auto e = txn.put_row(images_table, image_key(dataset, first + i), row))
+      return e;
+    for (auto* k : {"width", "height", "channels"}) {
       auto cur = ds[k].get<int64_t>();
+      auto v = row[k].get<int64_t>();
       ds[k] = cur == -1 || cur == v ? v : 0; // 0: mixed sizes
     }
   }
-  auto next = first + int64_t(images->size());
   ds["count"] = std::max(ds["count"].get<int64_t>(), next);
   ds["labelled"] = ds["labelled"].get<int64_t>() + labelled_added;
   if (auto e = txn.put_row(datasets_table, dataset, ds))
@@ -504,13 +650,16 @@ caf::expected<std::vector<stored_image>> read_images(transaction& txn, std::stri
   std::vector<stored_image> out;
   size_t bytes = 0;
   caf::error bad;
+  block_reader blocks{txn, std::string{dataset}};
   auto err = txn.scan(images_table, image_key(dataset, from), image_key(dataset, from + limit),
                       [&](std::string_view k, std::string_view v) {
                         auto im = read_image_row(v, k);
                         if (!im)
                           return bad = im.error(), false;
-                        if (!out.empty() && bytes + im->pixels.size() > max_bytes)
+                        if (!out.empty() && bytes + im->pixel_bytes() > max_bytes)
                           return false;
+                        if (auto e = blocks.fill(*im, k))
+                          return bad = e, false;
                         bytes += im->pixels.size();
                         out.push_back(std::move(*im));
                         return true;
@@ -518,6 +667,21 @@ caf::expected<std::vector<stored_image>> read_images(transaction& txn, std::stri
   if (err || bad)
     return err ? err : bad;
   return out;
+}
+
+caf::expected<std::optional<stored_image>> read_image_meta(transaction& txn,
+                                                           std::string_view dataset,
+                                                           int64_t index) {
+  auto key = image_key(dataset, index);
+  auto v = txn.get(images_table, key);
+  if (!v)
+    return v.error();
+  if (!*v)
+    return std::optional<stored_image>{};
+  auto im = read_image_row(**v, key);
+  if (!im)
+    return im.error();
+  return std::optional<stored_image>{std::move(*im)};
 }
 
 caf::expected<json> dataset_info(transaction& txn, std::string_view dataset) {
@@ -534,6 +698,7 @@ void register_image_store(runtime::procedure_registry& procs) {
   procs.add_table(datasets_table);
   procs.add_table(labels_table);
   procs.add_table(boxes_table);
+  procs.add_table(blocks_table, storage::table_kind::blobs);
   procs.add("imaging.put_images", put_images,
             {.roles = {"admin"}, .max_args_bytes = max_put_bytes});
   procs.add("imaging.dataset", dataset_proc, {.roles = {"*"}, .read_only = true});

@@ -117,7 +117,7 @@ caf::expected<std::vector<int64_t>> context_indexes(const json& context) {
 caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const range_args& r,
                                   const char* what, const char* result_proc, uint32_t version,
                                   const std::string& kind, runtime::tensor_pack pack,
-                                  const std::vector<stored_image>& imgs) {
+                                  const std::vector<stored_image>& imgs, bool whole_block) {
   runtime::outbox_call c;
   c.kind = runtime::piece_kind::infer;
   c.model = r.model;
@@ -126,7 +126,11 @@ caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const ran
   c.context = {{"dataset", r.dataset}, {"model", r.model}, {"kind", kind}};
   put_indexes(c.context, imgs);
   c.inputs = pack.specs;
-  auto key = outbox::enqueue(ctx, txn, c, std::move(pack.bytes)); // no copy for the dispatcher
+  // A whole block goes as it is stored (pinned, not read here); else the packed pixels (no
+  // copy for the dispatcher).
+  auto key = whole_block ? outbox::enqueue_rows(ctx, txn, c, blocks_table,
+                                                {block_key(r.dataset, imgs.front().index)})
+                         : outbox::enqueue(ctx, txn, c, std::move(pack.bytes));
   if (!key)
     return key.error();
   json row{{"kind", what},
@@ -136,6 +140,7 @@ caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const ran
            {"images", imgs.size()},
            {"from", imgs.front().index},
            {"to", imgs.back().index},
+           {"input", whole_block ? "block" : "rows"},
            {"state", "pending"}};
   if (auto e = txn.put_row(calls_table, *key, row))
     return e;
@@ -143,18 +148,47 @@ caf::expected<json> enqueue_infer(call_context& ctx, transaction& txn, const ran
               {"images", imgs.size()},
               {"next", imgs.back().index + 1},
               {"version", version},
-              {"kind", kind}};
+              {"kind", kind},
+              {"input", whole_block ? "block" : "rows"}};
 }
 
 // What a primary inference procedure starts from: its arguments, the model's active version
 // (the call is pinned to it), the images of one call (at most 1 MiB) and the model's kind
-// (empty when no image is left).
+// (empty when no image is left). When the call's images are exactly one stored block that
+// fits a call, `whole_block` is set and `imgs` hold no pixels: the call sends the block.
 struct infer_input {
   range_args r;
   uint32_t version = 0;
   std::vector<stored_image> imgs;
   std::string kind;
+  bool whole_block = false;
 };
+
+// The images of a block that starts at `from` and fits one call of at most `limit` images,
+// without their pixels; empty when the images there are not such a block.
+caf::expected<std::vector<stored_image>> block_at(transaction& txn, const std::string& dataset,
+                                                  int64_t from, int64_t limit) {
+  std::vector<stored_image> out;
+  auto meta = read_image_meta(txn, dataset, from);
+  if (!meta)
+    return meta.error();
+  if (!*meta)
+    return out;
+  const auto& m = **meta;
+  auto n = m.block_count;
+  if (m.block != from || n > limit || n > max_infer_images
+      || uint64_t(n) * m.pixel_bytes() > max_infer_bytes)
+    return out;
+  out.reserve(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    stored_image im;
+    im.index = from + i;
+    im.width = m.width, im.height = m.height, im.channels = m.channels;
+    im.block = from, im.block_count = n, im.offset = int64_t(m.pixel_bytes()) * i;
+    out.push_back(std::move(im));
+  }
+  return out;
+}
 
 caf::expected<infer_input> read_infer_input(transaction& txn, const json& args, const char* proc) {
   infer_input in;
@@ -169,11 +203,19 @@ caf::expected<infer_input> read_infer_input(transaction& txn, const json& args, 
   if (!version)
     return version.error();
   in.version = *version;
-  auto imgs = read_images(txn, in.r.dataset, in.r.from, std::min(in.r.limit, max_infer_images),
-                          max_infer_bytes);
-  if (!imgs)
-    return imgs.error();
-  in.imgs = std::move(*imgs);
+  auto block = block_at(txn, in.r.dataset, in.r.from, in.r.limit);
+  if (!block)
+    return block.error();
+  if (!block->empty()) {
+    in.imgs = std::move(*block);
+    in.whole_block = true;
+  } else {
+    auto imgs = read_images(txn, in.r.dataset, in.r.from, std::min(in.r.limit, max_infer_images),
+                            max_infer_bytes);
+    if (!imgs)
+      return imgs.error();
+    in.imgs = std::move(*imgs);
+  }
   if (in.imgs.empty())
     return in;
   auto kind = model_kind(txn, in.r.model, in.version, in.imgs.front());
@@ -214,14 +256,16 @@ caf::expected<json> classify(call_context& ctx, transaction& txn, const json& ar
                           + "x" + std::to_string(im.channels) + "; " + kind + " takes "
                           + std::to_string(w) + "x" + std::to_string(h) + "x" + std::to_string(c)
                           + " (load images with --size " + std::to_string(w) + ")");
-    bytes.insert(bytes.end(), im.pixels.begin(), im.pixels.end());
+    if (!in->whole_block)
+      bytes.insert(bytes.end(), im.pixels.begin(), im.pixels.end());
   }
-  if (kind == "mlp")
-    pack.add(name, tensor_dtype::u8, {n, 784}, bytes.data());
+  auto shape = kind == "mlp" ? std::vector<int64_t>{n, 784} : std::vector<int64_t>{n, h, w, c};
+  if (in->whole_block)
+    pack.specs.push_back(runtime::make_spec(name, tensor_dtype::u8, shape));
   else
-    pack.add(name, tensor_dtype::u8, {n, h, w, c}, bytes.data());
+    pack.add(name, tensor_dtype::u8, shape, bytes.data());
   return enqueue_infer(ctx, txn, r, "classify", "imaging.classified", version, kind,
-                       std::move(pack), imgs);
+                       std::move(pack), imgs, in->whole_block);
 }
 
 caf::expected<json> detect(call_context& ctx, transaction& txn, const json& args) {
@@ -251,15 +295,19 @@ caf::expected<json> detect(call_context& ctx, transaction& txn, const json& args
                           + "x" + std::to_string(im.channels)
                           + "; the detector takes RGB with sides that are multiples of 32 "
                             "(load images with --size 512)");
-    bytes.insert(bytes.end(), im.pixels.begin(), im.pixels.end());
+    if (!in->whole_block)
+      bytes.insert(bytes.end(), im.pixels.begin(), im.pixels.end());
     ++same;
   }
-  imgs.resize(same);
+  imgs.resize(same); // a block is of one size: all of it
   runtime::tensor_pack pack;
-  pack.add("images", tensor_dtype::u8, {static_cast<int64_t>(same), first.height, first.width, 3},
-           bytes.data());
+  std::vector<int64_t> shape{static_cast<int64_t>(same), first.height, first.width, 3};
+  if (in->whole_block)
+    pack.specs.push_back(runtime::make_spec("images", tensor_dtype::u8, shape));
+  else
+    pack.add("images", tensor_dtype::u8, shape, bytes.data());
   return enqueue_infer(ctx, txn, r, "detect", "imaging.detected", version, kind, std::move(pack),
-                       imgs);
+                       imgs, in->whole_block);
 }
 
 // The tensor named `name` of a result, or invalid_argument naming what is missing.

@@ -9,6 +9,7 @@
 // functions; thread-safe.
 #pragma once
 
+#include "apps/imaging/image_store.hpp"
 #include "runtime/procedure_registry.hpp"
 
 #include <cstddef>
@@ -20,16 +21,16 @@ namespace comb::apps::imaging {
 /// "failed"), error?, ...}, keyed by the call's outbox key.
 constexpr const char* calls_table = "imaging_calls";
 
-/// Largest input payload of one classify or detect call (MNIST: 1,200 images; 224x224x3:
-/// 6; 512x512x3: 1), and the most images of one call.
-constexpr size_t max_infer_bytes = size_t{1} << 20;
-constexpr int64_t max_infer_images = 1200;
+/// The largest input of one classify or detect call: max_infer_bytes and max_infer_images
+/// (image_store.hpp).
 /// Largest input payload of one train call (all of MNIST's 60,000 training images).
 constexpr size_t max_train_bytes = size_t{48} << 20;
 
 /// Registers, for admin:
-///   imaging.classify {dataset, model, from, limit?} -> {call, images, next, version, kind}
-///     (no call, images 0, when no image is left); result procedure imaging.classified
+///   imaging.classify {dataset, model, from, limit?} -> {call, images, next, version, kind,
+///     input} (no call, images 0, when no image is left); result procedure imaging.classified;
+///     input "block" when the call's images are one stored block, sent as it is stored
+///     (image_store.hpp), "rows" when their pixels were read and packed
 ///   imaging.detect {dataset, model, from, limit?} -> the same; result imaging.detected
 ///   imaging.train {dataset, model, epochs, batch, lr, seed?, from?, limit?}
 ///     -> {call, trained_from, rows, from, to}; result imaging.trained

@@ -2,6 +2,7 @@
 #include "apps/imaging/loader.hpp"
 
 #include "apps/imaging/image_codecs.hpp"
+#include "apps/imaging/image_store.hpp"
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "kernels/image.hpp"
@@ -56,6 +57,8 @@ caf::expected<load_report> load_mnist_split(const procedure_caller& call, const 
   size_t n = limit == 0 ? s.count : std::min(limit, s.count);
   load_report rep{dataset, 0, 0, 0};
   size_t last_report = 0;
+  if (batch == 0)
+    batch = static_cast<size_t>(images_per_call(784));
   for (size_t first = 0; first < n; first += batch) {
     json images = json::array();
     for (size_t i = first; i < std::min(n, first + batch); ++i) {
@@ -144,7 +147,12 @@ caf::expected<load_report> load_image_files(const procedure_caller& call,
   for (size_t i = 0; i < decoded.size(); ++i) {
     const auto& img = decoded[i];
     auto px = std::string_view{reinterpret_cast<const char*>(img.rgb.data()), img.rgb.size()};
-    if (batch_bytes + px.size() > (size_t{4} << 20))
+    // One put per classify call's worth of images of one size: each put is one block, which
+    // a call then sends as it is stored.
+    bool other_size = !images.empty() && (images.back()["width"] != img.width
+                                          || images.back()["height"] != img.height);
+    if (other_size || batch_bytes + px.size() > (size_t{4} << 20)
+        || int64_t(images.size()) >= images_per_call(px.size()))
       if (auto e = flush())
         return e;
     images.push_back({{"width", img.width},

@@ -51,10 +51,11 @@ struct load_report {
 };
 
 /// Stores images [0, limit) of an MNIST split (28x28, 1 channel, labelled) as `dataset`, in
-/// batches of `batch` images.
+/// batches of `batch` images (0: as many as one classify call takes, images_per_call(784) =
+/// 1,200, so that each call's images are one stored block).
 caf::expected<load_report> load_mnist_split(const procedure_caller& call, const mnist_split& s,
                                             const std::string& dataset, size_t limit,
-                                            const progress_fn& progress, size_t batch = 1000);
+                                            const progress_fn& progress, size_t batch = 0);
 
 /// Reads MNIST from `dir` (its mnist/ folder, or `dir` itself when the files are there) and
 /// stores split "train" (as mnist-train), "test" (mnist-test) or "both", at most `limit`

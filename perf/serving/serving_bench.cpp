@@ -643,7 +643,7 @@ int main(int argc, char** argv) {
     "outbox call %s\n",
     cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), window,
     procedures_mode == "imaging"
-      ? "is the imaging app's (--procedures=imaging: one row per image read, one row of labels per call written)"
+      ? "is the imaging app's (--procedures=imaging: the images put as `comb imaging load` puts them, a row each and their pixels one block per call's worth, which the call sends as stored; one row of labels per call written)"
     : payload_mode == "rows" ? "names its input row (--payload=rows)"
                              : "stores a copy of its input (--payload=copy)");
   std::printf("compute: %s", read_file(log).c_str());
@@ -678,7 +678,7 @@ int main(int argc, char** argv) {
                  "admin"),
          "input");
     if (procedures_mode == "imaging") {
-      // The invocation's images as the app stores them: one row per image, the same pixels.
+      // The invocation's images as the app stores them (one put, so one block), the same pixels.
       const auto& shape = m.input.shape;
       int64_t count = shape[0];
       int64_t h = m.name == "mnist" ? 28 : shape[1], w = m.name == "mnist" ? 28 : shape[2];

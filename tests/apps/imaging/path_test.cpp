@@ -146,6 +146,32 @@ TEST_SUITE("apps.imaging.path") {
     CHECK((*labels)[0]["answers"][0]["digest"] == v2["digest"]);
     CHECK((*labels)[0]["answers"][0]["call"].get<std::string>().size() > 0);
 
+    // The 500 test images were put as one block: a call over them sends the block as it is
+    // stored; one that starts inside it reads and packs their pixels; both give the same
+    // labels.
+    auto whole = call("imaging.classify",
+                      {{"dataset", "mnist-test"}, {"model", "mnist-mlp"}, {"from", 0}});
+    REQUIRE_MESSAGE(whole, test::why(whole));
+    CHECK((*whole)["input"] == "block");
+    CHECK((*whole)["images"] == 500);
+    auto part = call("imaging.classify", {{"dataset", "mnist-test"},
+                                          {"model", "mnist-mlp"},
+                                          {"from", 1},
+                                          {"limit", 10}});
+    REQUIRE_MESSAGE(part, test::why(part));
+    CHECK((*part)["input"] == "rows");
+    CHECK((*part)["images"] == 10);
+    for (const auto* c : {&*whole, &*part}) {
+      auto done = wait_call(call, (*c)["call"].get<std::string>(), in(60s));
+      REQUIRE_MESSAGE(done, test::why(done));
+      CHECK((*done)["state"] == "done");
+    }
+    auto again_ans = answers(call, "mnist-test", "mnist-mlp", 500);
+    REQUIRE_MESSAGE(again_ans, test::why(again_ans));
+    REQUIRE(again_ans->size() == 500);
+    for (size_t i = 0; i < 500; ++i)
+      CHECK((*again_ans)[i].label == (*ans)[i].label);
+
     // The next round trains from the last stored version (how a killed run resumes), on the
     // rows asked for, and records them.
     t.epochs = 1;

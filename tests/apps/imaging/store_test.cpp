@@ -17,6 +17,7 @@
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
+#include <algorithm>
 #include <doctest/doctest.h>
 
 using namespace comb;
@@ -366,6 +367,137 @@ TEST_SUITE("apps.imaging.store") {
     REQUIRE_FALSE(damaged);
     CHECK(is(damaged.error(), errc::corrupt_data));
     CHECK(describe(damaged.error()).find(image_key("d", 4) + "/z") != std::string::npos);
+  }
+
+  TEST_CASE("the images of one put and one size are one block; replacing some of them gives "
+            "the others their own pixels; a missing or short block is named") {
+    fixture f;
+    auto put = [&](int64_t first, const json& imgs) {
+      auto r = f.call("imaging.put_images",
+                      {{"dataset", "d"}, {"first_index", first}, {"images", imgs}});
+      REQUIRE_MESSAGE(r, test::why(r));
+    };
+    auto row_of = [&](int64_t index) {
+      auto txn = f.n->db().begin();
+      auto row = txn->get_row(images_table, image_key("d", index));
+      txn->rollback();
+      REQUIRE(row);
+      REQUIRE(*row);
+      return **row;
+    };
+    auto has_block = [&](int64_t first) {
+      auto txn = f.n->db().begin();
+      std::vector<char> bytes;
+      auto found = txn->get_blob(blocks_table, block_key("d", first), bytes);
+      txn->rollback();
+      REQUIRE(found);
+      return *found;
+    };
+    auto pixels = [&](int64_t from, int64_t limit) {
+      auto txn = f.n->db().begin();
+      auto imgs = read_images(*txn, "d", from, limit, size_t{1} << 20);
+      txn->rollback();
+      REQUIRE_MESSAGE(imgs, describe(imgs.error()));
+      std::vector<int> out; // each image's first pixel, or -1 when they differ within it
+      for (const auto& im : *imgs) {
+        bool same = std::all_of(im.pixels.begin(), im.pixels.end(),
+                                [&](uint8_t p) { return p == im.pixels.front(); });
+        out.push_back(same ? im.pixels.front() : -1);
+      }
+      return out;
+    };
+    // Five 4x4 images, one block: rows name it and hold no pixels.
+    json five = json::array();
+    for (int i = 0; i < 5; ++i)
+      five.push_back(image(4, 4, 1, i, uint8_t(10 + i)));
+    put(0, five);
+    CHECK(has_block(0));
+    for (int64_t i = 0; i < 5; ++i) {
+      auto row = row_of(i);
+      CHECK(!row.contains("pixels"));
+      CHECK(row["block"] == 0);
+      CHECK(row["block_count"] == 5);
+      CHECK(row["offset"] == i * 16);
+    }
+    CHECK(pixels(0, 5) == std::vector<int>{10, 11, 12, 13, 14});
+    CHECK(pixels(3, 1) == std::vector<int>{13});
+    // Replacing images 1 and 2 (with images of another size): the block is gone, images 0, 3
+    // and 4 hold their own pixels, 1 and 2 are a block of their own.
+    put(1, {image(2, 2, 1, 7, 90), image(2, 2, 1, 8, 91)});
+    CHECK(!has_block(0));
+    CHECK(has_block(1));
+    for (int64_t i : {0, 3, 4}) {
+      auto row = row_of(i);
+      CHECK(row.contains("pixels"));
+      CHECK(!row.contains("block"));
+      CHECK(row["label"] == i);
+    }
+    CHECK(row_of(2)["block"] == 1);
+    CHECK(pixels(0, 5) == std::vector<int>{10, 90, 91, 13, 14});
+    auto ds = f.call("imaging.dataset", {{"dataset", "d"}});
+    REQUIRE(ds);
+    CHECK((*ds)["count"] == 5);
+    CHECK((*ds)["labelled"] == 5);
+    CHECK((*ds)["width"] == 0); // mixed sizes now
+    // Images of several sizes in one put keep their pixels in their rows.
+    put(5, {image(3, 3, 1, -1, 50), image(2, 2, 1, -1, 51)});
+    CHECK(!has_block(5));
+    CHECK(row_of(5).contains("pixels"));
+    CHECK(pixels(5, 2) == std::vector<int>{50, 51});
+    // Replacing a whole block: one block again, the old one replaced, nothing left over.
+    put(1, {image(4, 4, 3, -1, 60), image(4, 4, 3, -1, 61)});
+    CHECK(has_block(1));
+    CHECK(pixels(0, 7) == std::vector<int>{10, 60, 61, 13, 14, 50, 51});
+    // imaging.labels reads rows in blocks as any others.
+    auto labels = f.call("imaging.labels", {{"dataset", "d"}, {"from", 0}, {"limit", 10}});
+    REQUIRE_MESSAGE(labels, test::why(labels));
+    CHECK(labels->size() == 7);
+    // A block that is gone, or shorter than its rows say, is named by the reader.
+    {
+      auto txn = f.n->db().begin();
+      REQUIRE(!txn->put_blob(blocks_table, block_key("d", 1), std::string(40, 'x')));
+      REQUIRE(!txn->commit());
+    }
+    {
+      auto txn = f.n->db().begin();
+      auto imgs = read_images(*txn, "d", 1, 2, size_t{1} << 20);
+      txn->rollback();
+      REQUIRE(!imgs);
+      CHECK(is(imgs.error(), errc::corrupt_data));
+      CHECK_MESSAGE(describe(imgs.error()).find(block_key("d", 1)) != std::string::npos,
+                    describe(imgs.error()));
+    }
+    {
+      auto txn = f.n->db().begin();
+      REQUIRE(!txn->del_blob(blocks_table, block_key("d", 1)));
+      REQUIRE(!txn->commit());
+    }
+    {
+      auto txn = f.n->db().begin();
+      auto imgs = read_images(*txn, "d", 2, 1, size_t{1} << 20);
+      txn->rollback();
+      REQUIRE(!imgs);
+      CHECK(is(imgs.error(), errc::corrupt_data));
+      CHECK_MESSAGE(describe(imgs.error()).find("missing") != std::string::npos,
+                    describe(imgs.error()));
+    }
+    // A row whose block fields do not hold its image is damaged.
+    {
+      auto txn = f.n->db().begin();
+      auto row = row_of(1);
+      row["offset"] = 5;
+      REQUIRE(!txn->put_row(images_table, image_key("d", 1), row));
+      REQUIRE(!txn->commit());
+      auto t2 = f.n->db().begin();
+      auto imgs = read_images(*t2, "d", 1, 1, size_t{1} << 20);
+      t2->rollback();
+      REQUIRE(!imgs);
+      CHECK(is(imgs.error(), errc::corrupt_data));
+      CHECK(describe(imgs.error()).find(image_key("d", 1)) != std::string::npos);
+    }
+    // Putting the images again repairs them.
+    put(1, {image(4, 4, 3, -1, 70), image(4, 4, 3, -1, 71)});
+    CHECK(pixels(0, 3) == std::vector<int>{10, 70, 71});
   }
 
 } // TEST_SUITE
