@@ -34,6 +34,7 @@ struct serve_opts {
   size_t rules_threads = 0;
   size_t rules_batch = 32;
   int rules_batch_ms = 10;
+  size_t rules_body_kib = 128;
   std::string capture_at = "response";
   int early_label_ms = 5;
   size_t queue_mib = 256;
@@ -52,7 +53,12 @@ std::string stats_line(const nectar::capture_stats& s) {
               ? std::to_string(static_cast<double>(s.rules_cpu_ns) / 1e6
                                / static_cast<double>(s.rules_evaluated))
               : std::string{"0"})
-         + " ms CPU each";
+         + " ms CPU each (bodies over " + std::to_string(nectar::rules_large_body >> 10)
+         + " KiB: " + std::to_string(s.rules_large) + ", "
+         + std::to_string(s.rules_large > 0 ? static_cast<double>(s.rules_large_cpu_ns) / 1e6
+                                                / static_cast<double>(s.rules_large)
+                                            : 0.0)
+         + " ms each; bodies cut for CRS " + std::to_string(s.rules_cut) + ")";
 }
 
 void serve(const serve_opts& o) {
@@ -91,6 +97,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.rules_threads = o.rules_threads;
   so.capture_opts.rules_batch = o.rules_batch;
   so.capture_opts.rules_batch_delay = std::chrono::milliseconds{o.rules_batch_ms};
+  so.capture_opts.rules_body_bytes = o.rules_body_kib << 10;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
@@ -176,6 +183,11 @@ void add_nectar_commands(CLI::App& app) {
                 "With --rules-threads: how long a rules thread waits for a full batch after "
                 "its first request (0: never waits)")
     ->check(CLI::Range(0, 10000))
+    ->capture_default_str();
+  s->add_option("--rules-body-kib", o->rules_body_kib,
+                "Most KiB of a request body CRS reads (ModSecurity's advice: 128; the row keeps "
+                "up to 1024)")
+    ->check(CLI::Range(1, 1024))
     ->capture_default_str();
   s->add_option("--capture-at", o->capture_at,
                 "When a request is taken for capture: 'arrival' (its rule label and model "

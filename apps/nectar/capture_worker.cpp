@@ -98,13 +98,23 @@ void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
 #ifdef COMB_NECTAR_HAVE_CRS
   if (!engine)
     return;
-  anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers, it.x.body};
-  if (r.body.size() > max_raw_bytes)
-    r.body.resize(max_raw_bytes);
+  // CRS reads at most rules_body_bytes of the body (ProcessPartial), as a deployment with
+  // ModSecurity's recommended limit does; the copy takes no more than that.
+  auto body_limit = std::min(opts_.rules_body_bytes, max_raw_bytes);
+  bool cut = it.x.body.size() > body_limit;
+  anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers,
+                          cut ? it.x.body.substr(0, body_limit) : it.x.body};
   auto cpu0 = thread_cpu_ns();
   auto v = engine->evaluate(r);
-  rules_cpu_ns_.fetch_add(thread_cpu_ns() - cpu0, std::memory_order_relaxed);
+  auto cpu = thread_cpu_ns() - cpu0;
+  rules_cpu_ns_.fetch_add(cpu, std::memory_order_relaxed);
   rules_evaluated_.fetch_add(1, std::memory_order_relaxed);
+  if (r.body.size() > rules_large_body) {
+    rules_large_.fetch_add(1, std::memory_order_relaxed);
+    rules_large_cpu_ns_.fetch_add(cpu, std::memory_order_relaxed);
+  }
+  if (cut)
+    rules_cut_.fetch_add(1, std::memory_order_relaxed);
   for (int id : v.rules)
     it.rule_ids += (it.rule_ids.empty() ? "" : ",") + std::to_string(id);
   it.rule_label = v.flagged ? 1 : 0;
@@ -292,6 +302,9 @@ capture_stats capture_worker::stats() const {
   s.queued = queue_.size() + rules_queue_.size() + open_.size();
   s.rules_evaluated = rules_evaluated_.load(std::memory_order_relaxed);
   s.rules_cpu_ns = rules_cpu_ns_.load(std::memory_order_relaxed);
+  s.rules_large = rules_large_.load(std::memory_order_relaxed);
+  s.rules_large_cpu_ns = rules_large_cpu_ns_.load(std::memory_order_relaxed);
+  s.rules_cut = rules_cut_.load(std::memory_order_relaxed);
   return s;
 }
 
