@@ -329,17 +329,22 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
   auto wrapped = [fn = std::move(fn)](call_context& ctx, storage::transaction& txn,
                                       const nlohmann::json& args) -> caf::expected<nlohmann::json> {
     auto key = arg<std::string>(args, "call");
-    auto done = txn.get_for_update(done_table, key);
-    if (!done)
-      return done.error();
-    if (*done)
-      return nlohmann::json{{"applied", false}, {"duplicate", true}};
+    // The call's row, locked: a result applied removes it and records the call as done in
+    // one transaction, so while the row is there no result was applied, and a second result
+    // for the same call waits for this lock and then finds the done row. (The done table is
+    // read only when the call is gone: one locked read per result, not two.)
     auto row = txn.get_row_for_update(calls_table, key);
     if (!row)
       return row.error();
-    if (!*row)
+    if (!*row) {
+      auto done = txn.get_for_update(done_table, key);
+      if (!done)
+        return done.error();
+      if (*done)
+        return nlohmann::json{{"applied", false}, {"duplicate", true}};
       return make_error(errc::not_found,
                         "result for outbox call '" + key + "': no such call in the outbox");
+    }
     // Payloads in the call's row or made of rows it names have no blob to delete.
     bool in_row = (*row)->contains("payload") || (*row)->contains("payload_rows");
     auto r = fn(ctx, txn, args);
