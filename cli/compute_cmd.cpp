@@ -12,7 +12,11 @@
 
 #include <caf/actor_system.hpp>
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <cstdlib>
 #include <iostream>
 
@@ -32,6 +36,7 @@ struct compute_opts {
   double seconds = 0;
   size_t threads = 0;
   std::string sgemm_split = "on";
+  int nice = 0;
   runtime::tls_config tls;
 };
 
@@ -40,6 +45,17 @@ struct compute_opts {
 }
 
 void run_compute(const compute_opts& o) {
+  if (o.nice != 0) {
+    // Before any thread starts: every thread of this process inherits it (Linux keeps a
+    // nice value per thread).
+    errno = 0;
+    if (::setpriority(PRIO_PROCESS, 0, o.nice) != 0)
+      fail_compute(make_error(errc::bad_config,
+                              "--nice " + std::to_string(o.nice) + ": " + std::strerror(errno)
+                                + (o.nice < 0 ? " (a negative value needs root or CAP_SYS_NICE)"
+                                              : "")),
+                   2);
+  }
   // The kernels' pool workers are left to the scheduler here unless COMB_KERNEL_PIN says
   // otherwise: this process shares the cores with a node, and a worker pinned to the CPU that
   // the node's threads need waits for them (perf_serving, MNIST 1,000, two alternating pairs
@@ -91,7 +107,9 @@ void run_compute(const compute_opts& o) {
             << ", memory limit " << o.memory_limit_mib << " MiB, model memory limit "
             << (o.model_memory_mib == 0 ? std::string{"none"}
                                         : std::to_string(o.model_memory_mib) + " MiB")
-            << ", sgemm split " << o.sgemm_split << (o.tls.enabled() ? ", TLS" : "") << ")"
+            << ", sgemm split " << o.sgemm_split
+            << (o.nice != 0 ? ", nice " + std::to_string(o.nice) : std::string{})
+            << (o.tls.enabled() ? ", TLS" : "") << ")"
             << std::endl;
   if (o.seconds > 0) {
     timespec ts;
@@ -123,6 +141,14 @@ void add_compute_commands(CLI::App& app) {
                  "OpenBLAS call (better when the cores are shared with a node); off: "
                  "OpenBLAS's own threads")
     ->check(CLI::IsMember({"on", "off"}))
+    ->capture_default_str();
+  sub
+    ->add_option("--nice", opts->nice,
+                 "Scheduling priority of this process's threads, -20 to 19 (as nice(1)); on "
+                 "cores shared with a node, a value below the node's lets the kernels run first "
+                 "and the node's work fill the gaps (negative values need root or "
+                 "CAP_SYS_NICE)")
+    ->check(CLI::Range(-20, 19))
     ->capture_default_str();
   sub
     ->add_option("--memory-limit-mib", opts->memory_limit_mib,

@@ -141,6 +141,8 @@ std::string payload_mode = "rows";
 /// Which procedures an invocation runs: "bench" (bench.infer / bench.done) or "imaging" (the
 /// app's imaging.classify or imaging.detect and their result procedures).
 std::string procedures_mode = "bench";
+// `comb compute --nice`: the compute process's priority against the node's (0).
+int compute_nice = 0;
 /// Imaging mode: invocation number by the outbox call its primary committed.
 std::map<std::string, int64_t> n_of_call;
 
@@ -565,6 +567,8 @@ int main(int argc, char** argv) {
       hotswap = std::stoull(val("--hotswap="));
     else if (a.rfind("--procedures=", 0) == 0)
       procedures_mode = val("--procedures=");
+    else if (a.rfind("--compute-nice=", 0) == 0)
+      compute_nice = std::stoi(val("--compute-nice="));
     else
       die("unknown argument '" + a + "'");
   }
@@ -625,7 +629,8 @@ int main(int argc, char** argv) {
   auto log = dir.path() + "/compute.log";
   test::child_process compute{
     {test::comb_binary(), "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
-     backend, "--memory-limit-mib", "2048", "--threads", "1", "--sgemm-split", sgemm_split},
+     backend, "--memory-limit-mib", "2048", "--threads", "1", "--sgemm-split", sgemm_split,
+     "--nice", std::to_string(compute_nice)},
     log};
   for (int i = 0;; ++i) {
     auto text = read_file(log);
@@ -638,10 +643,11 @@ int main(int argc, char** argv) {
   std::printf(
     "perf_serving: %u cores; node in this process on %zu CAF worker(s), durability "
     "%s; `comb compute` in its own process (1 CAF worker, its CPU executor runs the "
-    "kernels on the kernels' pool of %u threads, sgemm split %s); direct execution runs the same "
+    "kernels on the kernels' pool of %u threads, sgemm split %s, nice %d against the node's "
+    "0); direct execution runs the same "
     "runner in this process on the same pool size; %zu invocations in flight; the "
     "outbox call %s\n",
-    cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), window,
+    cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), compute_nice, window,
     procedures_mode == "imaging"
       ? "is the imaging app's (--procedures=imaging: the images put as `comb imaging load` puts them, a row each and their pixels one block per call's worth, which the call sends as stored; one row of labels per call written)"
     : payload_mode == "rows" ? "names its input row (--payload=rows)"
