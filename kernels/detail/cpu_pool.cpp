@@ -55,8 +55,7 @@ inline void cpu_relax() {
 /// running, otherwise (the default) each pinned to a CPU other than the caller's.
 enum class placement { none, at_wake, pinned };
 
-placement placement_mode() {
-  const char* e = std::getenv("COMB_KERNEL_PIN");
+placement parse_placement(const char* e) {
   if (e && std::strcmp(e, "0") == 0)
     return placement::none;
   if (e && std::strcmp(e, "wake") == 0)
@@ -64,10 +63,18 @@ placement placement_mode() {
   return placement::pinned;
 }
 
+/// set_worker_placement's choice (-1: none, COMB_KERNEL_PIN decides).
+std::atomic<int> placement_override{-1};
+
+placement placement_mode() {
+  int o = placement_override.load(std::memory_order_relaxed);
+  return o >= 0 ? static_cast<placement>(o) : parse_placement(std::getenv("COMB_KERNEL_PIN"));
+}
+
 class pool {
 public:
   explicit pool(int threads)
-    : threads_(threads), mode_(placement_mode()),
+    : threads_(threads), made_with_(placement_override.load()), mode_(placement_mode()),
       workers_state_(std::make_unique<worker_state[]>(static_cast<size_t>(threads))) {
     // The CPUs this process may use; placement only when each thread can have its own.
     CPU_ZERO(&allowed_);
@@ -90,6 +97,8 @@ public:
   }
 
   int threads() const { return threads_; }
+  /// The placement override this pool was made under (-1: the environment's choice).
+  int made_with() const { return made_with_; }
 
   void run(int64_t parts, const std::function<void(int64_t)>& fn) {
     std::lock_guard<std::mutex> region{region_mtx_};
@@ -188,6 +197,7 @@ private:
   }
 
   int threads_;
+  int made_with_;
   placement mode_;
   /// Index 0 unused (the caller); worker i's state at i.
   std::unique_ptr<worker_state[]> workers_state_;
@@ -224,7 +234,8 @@ std::shared_ptr<pool> get_pool() {
   int n = wanted.load();
   if (n == 0)
     wanted.store(n = default_threads());
-  if (!the_pool || the_pool->threads() != n)
+  if (!the_pool || the_pool->threads() != n
+      || the_pool->made_with() != placement_override.load(std::memory_order_relaxed))
     the_pool = std::make_shared<pool>(n);
   return the_pool;
 }
@@ -266,6 +277,10 @@ const char* worker_placement() {
   default:
     return "pinned off the caller's CPU";
   }
+}
+
+void set_worker_placement(const char* mode) {
+  placement_override.store(mode ? static_cast<int>(parse_placement(mode)) : -1);
 }
 
 void park_workers() {

@@ -28,6 +28,11 @@ void set_cpu_threads(int n);
 /// "placed off the caller's CPU when woken" or "left to the scheduler".
 const char* worker_placement();
 
+/// Overrides COMB_KERNEL_PIN from now on ("0", "wake", anything else: pinned; nullptr: back
+/// to the environment's choice); the next region makes a new pool when the placement
+/// changed. For benchmarks that compare placements in one run; call between regions.
+void set_worker_placement(const char* mode);
+
 /// Sends idle workers to sleep now instead of after their spin: call before handing the
 /// cores to another thread pool (OpenBLAS sgemm), whose threads the spinning would slow.
 void park_workers();

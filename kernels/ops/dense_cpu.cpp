@@ -368,9 +368,9 @@ void gemm_avx512(gemm_job* jobs, int count) {
       pack(p);
       packed.fetch_add(1, std::memory_order_release);
     }
-    // Only panels another thread has claimed remain; wait for those.
+    // Only panels another thread has claimed remain (one takes about 10 us); wait for those.
     for (int spins = 0; packed.load(std::memory_order_acquire) != pack_parts; ++spins) {
-      if (spins < 1000)
+      if (spins < 256)
         cpu_relax();
       else
         std::this_thread::yield();

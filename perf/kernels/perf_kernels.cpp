@@ -7,6 +7,7 @@
 #include "perf/bench_env.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cpu_backend.hpp"
+#include "kernels/detail/cpu_pool.hpp"
 #include "kernels/models/mlp.hpp"
 #include "kernels/models/textcnn.hpp"
 
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -92,23 +94,6 @@ tensor rnd_ids(const shape& s, std::mt19937_64& rng, int32_t n) {
   return t;
 }
 
-/// Turns of a and of b, alternating which goes first, so that load from other processes on
-/// a shared machine hits both alike; each turn (turn_ms) gives its median.
-std::pair<comb::perf::turns, comb::perf::turns> paired_ms(const std::function<void()>& a,
-                                                          const std::function<void()>& b, int n) {
-  comb::perf::turns ta, tb;
-  for (int i = 0; i < n; ++i) {
-    if (i % 2 == 0) {
-      ta.add(turn_ms(a));
-      tb.add(turn_ms(b));
-    } else {
-      tb.add(turn_ms(b));
-      ta.add(turn_ms(a));
-    }
-  }
-  return {ta, tb};
-}
-
 /// A plain row-major sgemm m x n x k on contiguous operands, `times` in a row.
 struct sgemm_baseline {
   int64_t m, n, k;
@@ -138,12 +123,37 @@ void must(const caf::expected<T>& r, const char* what) {
     must(r.error(), what);
 }
 
-/// One GEMM-shaped op next to `times` sgemms of m x n x k (the same FLOP count).
+/// COMB_KERNEL_PIN's value for the pool's other placement: "0" (left to the scheduler) when
+/// the default pins, else pinned.
+const char* other_placement() {
+  const char* e = std::getenv("COMB_KERNEL_PIN");
+  return e && std::strcmp(e, "0") == 0 ? "1" : "0";
+}
+
+/// One GEMM-shaped op next to `times` sgemms of m x n x k (the same FLOP count), in turns of
+/// three sides in rotating order: the op with the pool's placement, the op with the other
+/// placement (the pool made anew; its first, untimed run pays for that), and sgemm.
 void gemm_row(const std::string& name, const std::function<void()>& op, int64_t m, int64_t n,
               int64_t k, int times, int r) {
   sgemm_baseline base(m, n, k, times);
-  auto [top, tbase] = paired_ms(
-    op, [&] { base(); }, r);
+  comb::perf::turns top, tother, tbase;
+  const char* other = other_placement();
+  for (int i = 0; i < r; ++i)
+    for (int s = 0; s < 3; ++s)
+      switch ((i + s) % 3) {
+      case 0:
+        detail::set_worker_placement(nullptr);
+        top.add(turn_ms(op));
+        break;
+      case 1:
+        detail::set_worker_placement(other);
+        tother.add(turn_ms(op));
+        break;
+      default:
+        tbase.add(turn_ms([&] { base(); }));
+        break;
+      }
+  detail::set_worker_placement(nullptr);
   double ms = top.median(), bms = tbase.median();
   double flops = 2.0 * m * n * k * times;
   std::printf("%-32s %s ms %7.2f GFLOP/s | %dx sgemm %5ldx%4ldx%4ld %s ms %7.2f GFLOP/s "
@@ -151,12 +161,16 @@ void gemm_row(const std::string& name, const std::function<void()>& op, int64_t 
               name.c_str(), top.str().c_str(), flops / ms / 1e6, times, static_cast<long>(m),
               static_cast<long>(n), static_cast<long>(k), tbase.str().c_str(), flops / bms / 1e6,
               bms / ms);
+  std::printf("%-32s %s ms with COMB_KERNEL_PIN=%s | ratio %.2f\n", "", tother.str().c_str(),
+              other, bms / tother.median());
 }
 
 void bench_gemm_ops(const options& o) {
   std::printf(
     "\n== GEMM-shaped ops vs OpenBLAS sgemm of the same shape, timed alternately "
-    "in turns after a pause (median [range] of turns; ratio = sgemm ms / op ms; goal >= 0.9)\n");
+    "in turns after a pause (median [range] of turns; ratio = sgemm ms / op ms; goal >= 0.9); "
+    "each op's second line: the same op with the CPU pool's other placement, in the same "
+    "turns\n");
   std::mt19937_64 rng(1);
   auto& b = cpu();
   int r = reps(o);

@@ -5,12 +5,42 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <sched.h>
 
 using namespace comb::kernels;
+
+namespace {
+
+/// Runs a region of two parts, each waiting until the other has started, so that the two
+/// run on the caller and a worker, on the caller's first CPU only (the caller is held
+/// there); returns the worker's allowed CPUs as it runs its part.
+cpu_set_t worker_cpus_off(int mine, const cpu_set_t& all) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(mine, &one);
+  REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+  std::atomic<int> arrived{0};
+  std::thread::id caller = std::this_thread::get_id();
+  cpu_set_t worker_set;
+  CPU_ZERO(&worker_set);
+  detail::parallel_for(2, [&](int) {
+    if (std::this_thread::get_id() != caller)
+      sched_getaffinity(0, sizeof worker_set, &worker_set);
+    arrived.fetch_add(1);
+    while (arrived.load() < 2)
+      std::this_thread::yield();
+  });
+  sched_setaffinity(0, sizeof all, &all);
+  return worker_set;
+}
+
+} // namespace
 
 TEST_SUITE("kernels.cpu_pool") {
   TEST_CASE("every part runs once; a nested call runs inline") {
@@ -70,5 +100,41 @@ TEST_SUITE("kernels.cpu_pool") {
     CHECK(CPU_COUNT(&worker_set) == 1);
     CHECK(!CPU_ISSET(mine, &worker_set));
     CHECK(worker_cpu != mine);
+  }
+
+  TEST_CASE("set_worker_placement overrides COMB_KERNEL_PIN until it is reset") {
+    cpu_set_t all;
+    REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0);
+    if (CPU_COUNT(&all) < 2) {
+      MESSAGE("one CPU only: placement not checked");
+      return;
+    }
+    int mine = -1;
+    for (int c = 0; c < CPU_SETSIZE && mine < 0; ++c)
+      if (CPU_ISSET(c, &all))
+        mine = c;
+    detail::set_cpu_threads(2);
+    const std::string from_env = detail::worker_placement();
+
+    detail::set_worker_placement("0");
+    CHECK(std::string{detail::worker_placement()}.find("left to the scheduler")
+          != std::string::npos);
+    detail::parallel_for(2, [](int) {}); // a new pool, made while the caller may use every CPU
+    auto free_set = worker_cpus_off(mine, all);
+    CHECK(CPU_COUNT(&free_set) == CPU_COUNT(&all));
+
+    detail::set_worker_placement("1");
+    CHECK(std::string{detail::worker_placement()} == "pinned off the caller's CPU");
+    detail::parallel_for(2, [](int) {});
+    auto pinned_set = worker_cpus_off(mine, all);
+    CHECK(CPU_COUNT(&pinned_set) == 1);
+    CHECK(!CPU_ISSET(mine, &pinned_set));
+
+    detail::set_worker_placement(nullptr);
+    CHECK(std::string{detail::worker_placement()} == from_env);
+    const char* e = std::getenv("COMB_KERNEL_PIN");
+    CHECK((from_env.find("left to the scheduler") != std::string::npos)
+          == (e != nullptr && std::strcmp(e, "0") == 0));
+    detail::set_cpu_threads(0);
   }
 }
