@@ -7,7 +7,7 @@
 // (2 x --transfers in all, each node).
 //   perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] [--partitions=N]
 //            [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] [--no-direct]
-//            [--turns=N] [--quick]
+//            [--turns=N] [--quick] [--sync-only=CLIENTS]
 #include "perf/bench_env.hpp"
 #include "apps/bank/bank.hpp"
 #include "base/errc.hpp"
@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -347,6 +348,7 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> client_counts{1, 8, 64};
   bool no_direct = false;
   int turns_n = 3;
+  uint32_t sync_only = 0; // --sync-only=N: only sync transfers from N clients (for profiling)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--benchmarks=", 0) == 0) {
@@ -369,6 +371,8 @@ int main(int argc, char** argv) {
       slice = std::max<size_t>(1, std::stoul(a.substr(8)));
     } else if (a.rfind("--turns=", 0) == 0) {
       turns_n = std::max(1, std::stoi(a.substr(8)));
+    } else if (a.rfind("--sync-only=", 0) == 0) {
+      sync_only = static_cast<uint32_t>(std::stoul(a.substr(12)));
     } else if (a == "--provenance") {
       with_provenance = true;
     } else if (a == "--no-direct") {
@@ -381,7 +385,7 @@ int main(int argc, char** argv) {
     } else {
       std::cerr << "usage: perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] "
                    "[--partitions=N] [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] "
-                   "[--no-direct] [--turns=N] [--quick]\n";
+                   "[--no-direct] [--turns=N] [--quick] [--sync-only=CLIENTS]\n";
       return 2;
     }
   }
@@ -391,6 +395,17 @@ int main(int argc, char** argv) {
               "of %d turns where a row says so, the sides alternating within each turn\n",
               accounts, partitions, cores, turns_n);
   auto core_name = "direct " + std::to_string(cores) + " threads";
+  if (sync_only > 0) { // profiling the sync actor path alone: no baseline, no ratio
+    auto plan = make_plan(transfers / 2, 3);
+    cost_turns cost;
+    cost_sink = &cost;
+    for (int t = 0; t < turns_n; ++t)
+      std::printf("sync actors, %u clients: %.0f txn/s\n", sync_only,
+                  actor_rate(storage::durability::sync, sync_only, plan, partitions));
+    cost_sink = nullptr;
+    std::printf("  per transfer: %s\n", cost.str().c_str());
+    return 0;
+  }
   if (benches.count("async")) {
     auto plan = make_plan(transfers, 1);
     std::printf("\n== async durability, %zu transfers a run; the baseline that counts: the same "
@@ -443,8 +458,8 @@ int main(int argc, char** argv) {
     std::printf("\n== sync durability (each commit on disk before it is acknowledged); one "
                 "client: %zu transfers, 8 and 64 clients: %zu\n",
                 small.size(), plan.size());
-    comb::perf::turns d1, dn, one, many, group;
-    cost_turns one_cost, many_cost;
+    comb::perf::turns d1, dn, one, many, group, many_nowait, group_nowait;
+    cost_turns one_cost, many_cost, nowait_cost;
     for (int t = 0; t < turns_n; ++t) {
       d1.add(direct_rate(storage::durability::sync, small, 1));
       dn.add(direct_rate(storage::durability::sync, small, cores));
@@ -452,10 +467,18 @@ int main(int argc, char** argv) {
       double o = actor_rate(storage::durability::sync, 1, small, partitions);
       cost_sink = &many_cost;
       double m = actor_rate(storage::durability::sync, 64, plan, partitions);
+      // The group committer without its wait for the rest of a group (each fsync takes
+      // whatever is pending when the last one ended).
+      setenv("COMB_GROUP_COMMIT_WAIT", "off", 1);
+      cost_sink = &nowait_cost;
+      double m2 = actor_rate(storage::durability::sync, 64, plan, partitions);
       cost_sink = nullptr;
+      unsetenv("COMB_GROUP_COMMIT_WAIT");
       one.add(o);
       many.add(m);
       group.add(m / o);
+      many_nowait.add(m2);
+      group_nowait.add(m2 / o);
     }
     std::printf("%-34s %s txn/s\n", "direct RocksDB sync, 1 thread", d1.str("%.0f").c_str());
     std::printf("%-34s %s txn/s\n",
@@ -469,6 +492,10 @@ int main(int argc, char** argv) {
                 group.str("%.2f").c_str());
     std::printf("  per transfer, 1 client: %s\n", one_cost.str().c_str());
     std::printf("  per transfer, 64 clients: %s\n", many_cost.str().c_str());
+    std::printf("%-34s %s txn/s; per-turn 64 clients / 1 client %s\n",
+                "  64 clients, no wait for groups", many_nowait.str("%.0f").c_str(),
+                group_nowait.str("%.2f").c_str());
+    std::printf("  per transfer, 64 clients, no wait: %s\n", nowait_cost.str().c_str());
     double eight = actor_rate(storage::durability::sync, 8, plan, partitions);
     row("sync actors, 8 clients", eight, dn.median(), core_name + " sync");
   }
