@@ -35,6 +35,7 @@ struct serve_opts {
   size_t rules_batch = 32;
   int rules_batch_ms = 10;
   size_t rules_body_kib = 128;
+  bool batch_when_busy = true;
   std::string capture_at = "response";
   int early_label_ms = 5;
   size_t queue_mib = 256;
@@ -98,6 +99,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.rules_batch = o.rules_batch;
   so.capture_opts.rules_batch_delay = std::chrono::milliseconds{o.rules_batch_ms};
   so.capture_opts.rules_body_bytes = o.rules_body_kib << 10;
+  so.capture_opts.batch_when_busy = o.batch_when_busy;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
@@ -183,6 +185,10 @@ void add_nectar_commands(CLI::App& app) {
                 "With --rules-threads: how long a rules thread waits for a full batch after "
                 "its first request (0: never waits)")
     ->check(CLI::Range(0, 10000))
+    ->capture_default_str();
+  s->add_option("--batch-when-busy", o->batch_when_busy,
+                "While requests come faster than one per --batch-ms, a free sender also waits "
+                "for that deadline (or a full batch): fewer, larger capture and model calls")
     ->capture_default_str();
   s->add_option("--rules-body-kib", o->rules_body_kib,
                 "Most KiB of a request body CRS reads (ModSecurity's advice: 128; the row keeps "

@@ -184,6 +184,12 @@ void capture_worker::enqueue(item it) {
   }
   std::lock_guard<std::mutex> guard{mu_};
   ++stats_.pushed;
+  {
+    auto now = std::chrono::steady_clock::now();
+    auto gap = std::chrono::duration<double, std::nano>(now - last_arrival_).count();
+    arrival_gap_ns_ += (std::min(gap, 1e9) - arrival_gap_ns_) / 16;
+    last_arrival_ = now;
+  }
   make_room(it.bytes);
   queue_bytes_ += it.bytes;
   if (it.open)
@@ -330,14 +336,20 @@ void capture_worker::run(size_t index) {
         cv_.wait_until(lock, stop_deadline_, ready);
       else
         cv_.wait(lock, ready);
-      if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0 && in_flight_ > 0) {
-        // Another batch is with the node: wait for a full batch, for the deadline of the
-        // first request (counted from when it was queued: requests that queued while the
-        // senders were busy waited already), or for the node to be idle again. An idle
-        // pipeline sends at once.
+      // Requests come faster than one per deadline: more will come before it.
+      bool busy = opts_.batch_when_busy
+                  && arrival_gap_ns_
+                       < std::chrono::duration<double, std::nano>(opts_.batch_delay).count();
+      if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0
+          && (in_flight_ > 0 || busy)) {
+        // Another batch is with the node, or requests come fast: wait for a full batch, for
+        // the deadline of the first request (counted from when it was queued: requests that
+        // queued while the senders were busy waited already), or (not busy) for the node to
+        // be idle again. An idle pipeline sends at once.
         auto due = queue_.front().queued_at + opts_.batch_delay;
         cv_.wait_until(lock, due, [&] {
-          return stopping_ || queue_.size() >= opts_.batch_requests || in_flight_ == 0;
+          return stopping_ || queue_.size() >= opts_.batch_requests
+                 || (!busy && in_flight_ == 0);
         });
       }
       // A request taken at arrival at the front waits a little for its response (complete()

@@ -51,6 +51,13 @@ struct capture_options {
   /// most of a request's lag at 150 requests/s; never waiting made calls of 1.4 requests on
   /// average at saturation and cost about a tenth of the requests/s with capture on.
   std::chrono::milliseconds batch_delay{5};
+  /// Also while the requests come faster than one per `batch_delay` (an average of recent
+  /// gaps between arrivals), a free sender waits for a full batch or the first request's
+  /// deadline, even when no batch is with the node: under load a sender is mostly free when a
+  /// request comes (a call takes a millisecond or two), so that waiting only behind a batch
+  /// with the node made calls of about 1.5 requests, each a transaction, a provenance record
+  /// and a model call. Below that rate nothing changes (the pipeline sends at once).
+  bool batch_when_busy = true;
   /// Threads that send batches, each one call at a time (httplog.capture is partitioned by
   /// batch, so their calls run on different partitions of the node).
   size_t senders = 2;
@@ -239,6 +246,10 @@ private:
   size_t sending_bytes_ = 0;
   /// Batches with the node now.
   size_t in_flight_ = 0;
+  /// When the last request was queued, and the recent gaps between requests' arrivals (an
+  /// exponential average, ns): the rate batch_when_busy compares with batch_delay.
+  std::chrono::steady_clock::time_point last_arrival_{};
+  double arrival_gap_ns_ = 1e9;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point stop_deadline_{};
   capture_stats stats_;
