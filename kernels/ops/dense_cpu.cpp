@@ -236,6 +236,13 @@ struct gemm_job {
   float* bp = nullptr;
   int64_t panels = 0, kc = 0, tiles = 0;
 
+  /// The most tiles one chunk takes: their rows of c (read and written once per block of
+  /// kk) stay in L2 beside the block of b, about 256 KiB of c (16 tiles at n = 512); a
+  /// chunk of all the rows sent c through L3 for every block of kk.
+  int64_t max_chunk() const {
+    return std::max(gemm_min_tiles, (int64_t{256} << 10) / (8 * n * int64_t{sizeof(float)}));
+  }
+
   /// Panels to pack (0 when b is read in place).
   int64_t pack_parts() const { return bp ? panels : 0; }
 
@@ -359,7 +366,8 @@ void gemm_avx512(gemm_job* jobs, int count) {
     for (int64_t p = 0; p < pack_parts; ++p)
       pack(p);
     for (int i = 0; i < count; ++i)
-      jobs[i].run_tiles(0, jobs[i].tiles);
+      for (int64_t t = 0; t < jobs[i].tiles; t += jobs[i].max_chunk())
+        jobs[i].run_tiles(t, std::min(jobs[i].tiles, t + jobs[i].max_chunk()));
     return;
   }
   std::atomic<int64_t> next_pack{0}, packed{0}, next_tile{0};
@@ -383,7 +391,8 @@ void gemm_avx512(gemm_job* jobs, int count) {
       while (i + 1 < count && t0 >= base + jobs[i].tiles)
         base += jobs[i++].tiles;
       t1 = std::min(base + jobs[i].tiles,
-                    t0 + std::max(gemm_min_tiles, (tiles - t0) / (2 * threads)));
+                    t0 + std::clamp((tiles - t0) / (2 * threads), gemm_min_tiles,
+                                    jobs[i].max_chunk()));
       if (next_tile.compare_exchange_weak(t0, t1, std::memory_order_relaxed)) {
         jobs[i].run_tiles(t0 - base, t1 - base);
         t0 = next_tile.load(std::memory_order_relaxed);
