@@ -221,10 +221,9 @@ caf::expected<std::vector<float>> detector::score_encoded(
     return out;
   batch = std::max(batch, 1);
   // A sequence's score must not depend on its batch mates (issue 22): padded further than
-  // itself, padding would enter the convolution windows and the max over time. The fused
-  // engine reads each row's own length only; otherwise a batch holds rows of one padded
-  // length. Sorted by length either way, so that batches pad little; results go back to
-  // their places.
+  // itself, padding would enter the convolution windows and the max over time. Both
+  // engines read each row's own length only (predict with lengths). Sorted by length, so
+  // that batches pad little; results go back to their places.
   const size_t min_len = static_cast<size_t>(std::max(
     *std::max_element(config_.model.kernel_sizes.begin(), config_.model.kernel_sizes.end()), 1));
   auto padded = [&](size_t i) { return std::max(seqs[i].size(), min_len); };
@@ -232,14 +231,10 @@ caf::expected<std::vector<float>> detector::score_encoded(
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return padded(a) < padded(b); });
-  const bool masked = model_.masks_padding();
   std::vector<int32_t> buf;
   std::vector<int64_t> lengths;
   for (size_t s = 0; s < order.size();) {
-    size_t e = s + 1;
-    while (e < order.size() && e - s < static_cast<size_t>(batch)
-           && (masked || padded(order[e]) == padded(order[s])))
-      ++e;
+    size_t e = std::min(order.size(), s + static_cast<size_t>(batch));
     int len = pad_batch(seqs, order, s, e, static_cast<int>(min_len), buf);
     lengths.clear();
     for (size_t b = s; b < e; ++b)

@@ -138,16 +138,17 @@ caf::expected<std::vector<float>> textcnn_classifier::predict(const std::vector<
   if (lengths.size() != static_cast<size_t>(std::max(batch, 0)))
     return make_error(errc::invalid_argument, "batch of " + std::to_string(batch) + " rows has "
                                                 + std::to_string(lengths.size()) + " lengths");
-  if (!impl_->use_fused()) {
-    for (auto n : lengths)
-      if (n != len)
-        return make_error(errc::invalid_argument,
-                          "the '" + impl_->opts.engine + "' engine scores rows of one length ("
-                            + std::to_string(len) + "), not " + std::to_string(n));
-    return predict(tokens, batch, len);
-  }
   if (auto err = check_batch(tokens, batch, len, impl_->opts.vocab, widest(impl_->opts)))
     return err;
+  if (!impl_->use_fused()) {
+    auto p = impl_->model.predict(tokens, batch, &lengths);
+    if (!p)
+      return p.error();
+    std::vector<float> out(static_cast<size_t>(batch));
+    for (int b = 0; b < batch; ++b)
+      out[static_cast<size_t>(b)] = (*p)[static_cast<size_t>(b) * 2 + 1];
+    return out;
+  }
   if (auto err = impl_->fused.forward(impl_->model, tokens.data(), batch, len, lengths.data(),
                                       impl_->probs))
     return err;
@@ -155,10 +156,6 @@ caf::expected<std::vector<float>> textcnn_classifier::predict(const std::vector<
   for (int b = 0; b < batch; ++b)
     out[static_cast<size_t>(b)] = impl_->probs[static_cast<size_t>(b) * 2 + 1];
   return out;
-}
-
-bool textcnn_classifier::masks_padding() const {
-  return impl_->use_fused();
 }
 
 const textcnn_options& textcnn_classifier::options() const {

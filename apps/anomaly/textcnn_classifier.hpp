@@ -76,15 +76,11 @@ public:
   caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len);
 
   /// predict() on rows of their own lengths: row b is its first lengths[b] tokens (at least
-  /// the widest kernel), the rest padding that does not change its score. Only an engine
-  /// that masks_padding() takes lengths below `len`; errc::invalid_argument otherwise.
+  /// the widest kernel), the rest padding that does not change its score (either engine:
+  /// the "kernels" one through kernels::textcnn's row lengths). Errors:
+  /// errc::invalid_argument for a wrong count or a length outside widest kernel..len.
   caf::expected<std::vector<float>> predict(const std::vector<int32_t>& tokens, int batch, int len,
                                             const std::vector<int64_t>& lengths);
-
-  /// True when predict() with lengths reads only each row's own tokens (the "fused" engine);
-  /// otherwise a row's score depends on the padded length and callers batch rows of one
-  /// length.
-  bool masks_padding() const;
 
   /// Weights as safetensors bytes (comb::kernels::textcnn's form, plus "anomaly.engine"),
   /// with `metadata` in the header's __metadata__.

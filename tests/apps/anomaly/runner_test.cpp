@@ -64,7 +64,7 @@ TEST_SUITE("apps.anomaly.runner") {
     SUBCASE("fused engine (rows of their own lengths)") {
       engine = "fused";
     }
-    SUBCASE("kernels engine (batches of one length)") {
+    SUBCASE("kernels engine (rows of their own lengths too)") {
       engine = "kernels";
     }
     CAPTURE(engine);
