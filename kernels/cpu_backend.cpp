@@ -51,6 +51,10 @@ std::string cpu_backend::blas_info() {
   return r;
 }
 
+void cpu_backend::set_worker_placement(const char* mode) {
+  detail::set_worker_placement(mode);
+}
+
 std::string cpu_backend::pool_info() {
   return std::to_string(detail::cpu_threads()) + " threads, workers " + detail::worker_placement();
 }

@@ -32,6 +32,11 @@ public:
   /// Threads of the CPU pool and where its workers run, e.g. "2 threads, workers pinned off
   /// the caller's CPU".
   static std::string pool_info();
+
+  /// Overrides COMB_KERNEL_PIN from now on ("0", "wake", anything else: pinned; nullptr: back
+  /// to the environment's choice); takes effect on the next region. For benchmarks that
+  /// compare placements in one run; call between ops.
+  static void set_worker_placement(const char* mode);
 };
 
 } // namespace comb::kernels

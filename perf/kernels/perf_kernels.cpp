@@ -7,7 +7,6 @@
 #include "perf/bench_env.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cpu_backend.hpp"
-#include "kernels/detail/cpu_pool.hpp"
 #include "kernels/models/mlp.hpp"
 #include "kernels/models/textcnn.hpp"
 
@@ -142,18 +141,18 @@ void gemm_row(const std::string& name, const std::function<void()>& op, int64_t 
     for (int s = 0; s < 3; ++s)
       switch ((i + s) % 3) {
       case 0:
-        detail::set_worker_placement(nullptr);
+        cpu_backend::set_worker_placement(nullptr);
         top.add(turn_ms(op));
         break;
       case 1:
-        detail::set_worker_placement(other);
+        cpu_backend::set_worker_placement(other);
         tother.add(turn_ms(op));
         break;
       default:
         tbase.add(turn_ms([&] { base(); }));
         break;
       }
-  detail::set_worker_placement(nullptr);
+  cpu_backend::set_worker_placement(nullptr);
   double ms = top.median(), bms = tbase.median();
   double flops = 2.0 * m * n * k * times;
   std::printf("%-32s %s ms %7.2f GFLOP/s | %dx sgemm %5ldx%4ldx%4ld %s ms %7.2f GFLOP/s "
