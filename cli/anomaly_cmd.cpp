@@ -32,6 +32,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -722,9 +723,30 @@ void run_eval(const common_args& a, const eval_args& e) {
 
 // --- score ------------------------------------------------------------------------------
 
+/// Exits with a named error when `path` (the `what`, e.g. "model file") is missing or a folder:
+/// reading a folder as a file fails deep in the stream library with a bare "Is a directory".
+void require_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  auto st = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(st))
+    fail("not_found: " + what + " " + path + ": no such file", 2);
+  if (std::filesystem::is_directory(st))
+    fail("invalid_argument: " + what + " " + path + " is a folder, not a file", 2);
+}
+
+/// After the scores: when no input at all was an HTTP request the file was not one of
+/// requests (binary data, the wrong file): the scores were printed, the exit code says so.
+void refuse_if_no_http(size_t not_http, size_t inputs, const std::string& where) {
+  if (inputs > 0 && not_http == inputs)
+    fail("corrupt_data: " + where + " holds no HTTP request (none of its " + std::to_string(inputs)
+         + " input(s) parses as one: binary data or the wrong file?)");
+}
+
 /// The requests to score: the file `input`, or stdin for "" or "-".
 std::string read_requests(const std::string& input) {
   std::string text;
+  if (!input.empty() && input != "-")
+    require_file(input, "request file");
   if (input.empty() || input == "-") {
     text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   } else {
@@ -751,6 +773,7 @@ struct crs_args {
 
 void run_score(const std::string& model_path, const std::string& input, int batch, float threshold,
                const crs_args& crs) {
+  require_file(model_path, "model file");
   auto d = detector::load(model_path);
   if (!d)
     fail(describe(d.error()));
@@ -821,6 +844,8 @@ void run_score(const std::string& model_path, const std::string& input, int batc
   if (not_http > 0)
     std::cerr << "comb anomaly score: " << not_http << " of " << scored->size()
               << " inputs are not HTTP requests; they were scored on their raw bytes\n";
+  std::fflush(stdout);
+  refuse_if_no_http(not_http, scored->size(), input.empty() || input == "-" ? "stdin" : input);
 }
 
 /// `comb anomaly score --node`: where the requests go and how long to wait.
@@ -953,6 +978,8 @@ void run_score_node(const node_score_args& a, const std::string& model, const st
   if (not_http > 0)
     std::cerr << "comb anomaly score: " << not_http << " of " << units.size()
               << " inputs are not HTTP requests; they were scored on their raw bytes\n";
+  std::fflush(stdout);
+  refuse_if_no_http(not_http, units.size(), where);
 }
 
 } // namespace

@@ -16,6 +16,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -102,6 +103,20 @@ void load_mnist(const imaging_opts& o) {
 }
 
 void load_images(const imaging_opts& o) {
+  // Every file is checked before the first is stored: a folder or an empty file is named
+  // here rather than decoded as an image of unknown format (its "first bytes" zeros).
+  for (const auto& f : o.files) {
+    std::error_code ec;
+    auto st = std::filesystem::status(f, ec);
+    if (!std::filesystem::exists(st))
+      fail("imaging load images", make_error(errc::not_found, f + ": no such file"), 2);
+    if (std::filesystem::is_directory(st))
+      fail("imaging load images",
+           make_error(errc::invalid_argument, f + ": is a folder; give the image files"), 2);
+    if (std::filesystem::is_regular_file(st) && std::filesystem::file_size(f, ec) == 0 && !ec)
+      fail("imaging load images",
+           make_error(errc::corrupt_data, f + ": the file is empty (0 bytes), not an image"));
+  }
   with_node("load images", o, [&](const im::procedure_caller& call) {
     auto r = im::load_image_files(call, o.dataset, o.files, o.size, o.first_index, print_line);
     if (!r)

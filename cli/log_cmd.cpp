@@ -74,7 +74,8 @@ void dump(const log_opts& o) {
   auto err = r->for_each(
     o.from,
     [](storage::log_record&& rec) {
-      std::cout << to_json(rec).dump() << "\n";
+      std::cout << to_json(rec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                << "\n";
       return true;
     },
     &st);
@@ -102,13 +103,15 @@ void tail(const log_opts& o) {
   if (err)
     fail("log tail", err);
   for (auto& rec : last)
-    std::cout << to_json(rec).dump() << "\n";
+    std::cout << to_json(rec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+              << "\n";
   std::cout << std::flush;
   while (o.follow) {
     std::this_thread::sleep_for(std::chrono::milliseconds{500});
     auto e = r->for_each(next, [&](storage::log_record&& rec) {
       next = rec.lsn + 1;
-      std::cout << to_json(rec).dump() << "\n";
+      std::cout << to_json(rec).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                << "\n";
       return true;
     });
     std::cout << std::flush;
@@ -206,8 +209,9 @@ void ask(const std::string& name, const char* sql, size_t nparams, const prov_op
   auto rows = (*store)->query(sql, o.args);
   if (!rows)
     fail("prov " + name, rows.error());
+  // A BLOB or non-UTF-8 text column prints with U+FFFD for its invalid bytes, not an exception.
   for (auto& r : *rows)
-    std::cout << r.dump() << "\n";
+    std::cout << r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
 } // namespace

@@ -107,6 +107,14 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd,
     if (!n)
       fail(cmd, n.error(), 2);
     nc = std::move(*n);
+    // A node without a gateway address serves no client and no other node; the parser
+    // accepts a one-node file without 'listen' (for embedding), `comb node` does not.
+    if (!nc.listen)
+      fail(cmd,
+           make_error(errc::bad_config,
+                      o.config + ": node '" + o.name
+                        + "': missing 'listen' (HOST:PORT of its gateway; clients reach it there)"),
+           2);
     spool_role = cc->find(o.name)->has_role("spooler");
     if (member)
       *member = *cc->find(o.name);

@@ -7,6 +7,8 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -422,9 +424,17 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
 
 caf::expected<cluster_config> load_cluster_config(const std::string& path,
                                                   const std::string& base_dir) {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    return make_error(errc::bad_config, path + ": cannot read the cluster config: no such file");
+  if (fs::is_directory(path, ec))
+    return make_error(errc::bad_config,
+                      path + ": cannot read the cluster config: it is a folder, not a TOML file");
+  errno = 0;
   auto text = slurp(path);
   if (!text)
-    return make_error(errc::bad_config, path + ": cannot read the cluster config");
+    return make_error(errc::bad_config, path + ": cannot read the cluster config: "
+                                          + (errno ? std::strerror(errno) : "open failed"));
   return parse_cluster_config(*text, path, base_dir);
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -27,7 +28,7 @@ system_config::system_config(size_t threads) {
   // COMB_SCHEDULER=sharing|stealing overrides CAF's scheduler policy (for measurements; a
   // process that sets one itself, such as `comb compute`, sets it after this).
   if (const char* policy = std::getenv("COMB_SCHEDULER"); policy && *policy)
-    set("scheduler.policy", caf::atom_from_string(policy));
+    set("scheduler.policy", caf::atom_from_string(caf::string_view{policy, std::strlen(policy)}));
   set_idle_polling(std::getenv("COMB_SCHEDULER_IDLE"));
 }
 

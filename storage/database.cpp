@@ -148,6 +148,11 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
     s = rocksdb::TransactionDB::Open(ro, to, db_dir, descs, &handles, &self->db_);
     self->reader_ = self->db_;
   }
+  if (!s.ok() && s.IsIOError() && s.ToString().find("While lock file") != std::string::npos)
+    return make_error(errc::storage_error,
+                      dir
+                        + ": the data folder is in use by another process (a running comb node?): "
+                        + s.ToString());
   if (!s.ok())
     return to_error(s, std::string{opts.read_only ? "open (read-only) " : "open "} + db_dir);
   for (size_t i = 0; i < handles.size(); ++i) {

@@ -57,12 +57,25 @@ public:
   caf::expected<nlohmann::json> query(const std::string& sql,
                                       const std::vector<std::string>& params) override {
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
+    const char* tail = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, &tail) != SQLITE_OK)
       return error("invalid SQL");
     struct finalize {
       sqlite3_stmt* s;
       ~finalize() { sqlite3_finalize(s); }
     } guard{s};
+    if (!s) // only blanks or comments: SQLite prepares nothing and stepping it fails
+      return make_error(errc::invalid_argument, "invalid SQL: the query holds no statement");
+    // One statement: SQLite would silently ignore what follows the first.
+    if (tail && *tail) {
+      sqlite3_stmt* next = nullptr;
+      if (sqlite3_prepare_v2(db_, tail, -1, &next, nullptr) != SQLITE_OK || next) {
+        sqlite3_finalize(next);
+        return make_error(errc::invalid_argument,
+                          "invalid SQL: one statement at a time; more SQL follows the first: '"
+                            + std::string{tail}.substr(0, 60) + "'");
+      }
+    }
     for (size_t i = 0; i < params.size(); ++i)
       bind_text(s, static_cast<int>(i + 1), params[i]);
     auto rows = nlohmann::json::array();
