@@ -4,6 +4,7 @@
 #include "cli/commands.hpp"
 #include "cli/tls_flags.hpp"
 
+#include "apps/nectar/rules_worker.hpp"
 #include "apps/nectar/server.hpp"
 #include "base/errc.hpp"
 #include "runtime/system_config.hpp"
@@ -35,6 +36,9 @@ struct serve_opts {
   size_t rules_batch = 32;
   int rules_batch_ms = 10;
   size_t rules_body_kib = 128;
+  size_t rules_workers = 2;
+  int rules_budget_ms = 250;
+  int rules_wall_ms = 2000;
   bool batch_when_busy = true;
   std::string capture_at = "response";
   int early_label_ms = 5;
@@ -59,7 +63,10 @@ std::string stats_line(const nectar::capture_stats& s) {
          + std::to_string(s.rules_large > 0 ? static_cast<double>(s.rules_large_cpu_ns) / 1e6
                                                 / static_cast<double>(s.rules_large)
                                             : 0.0)
-         + " ms each; bodies cut for CRS " + std::to_string(s.rules_cut) + ")";
+         + " ms each; bodies cut for CRS " + std::to_string(s.rules_cut) + "; timed out "
+         + std::to_string(s.rules_timed_out) + ", worker crashed " + std::to_string(s.rules_crashed)
+         + ", workers found dead while idle " + std::to_string(s.rules_died_idle)
+         + ", workers started " + std::to_string(s.rules_worker_starts) + ")";
 }
 
 void serve(const serve_opts& o) {
@@ -99,6 +106,9 @@ void serve(const serve_opts& o) {
   so.capture_opts.rules_batch = o.rules_batch;
   so.capture_opts.rules_batch_delay = std::chrono::milliseconds{o.rules_batch_ms};
   so.capture_opts.rules_body_bytes = o.rules_body_kib << 10;
+  so.capture_opts.rules_workers = o.rules_workers;
+  so.capture_opts.rules_cpu_budget = std::chrono::milliseconds{o.rules_budget_ms};
+  so.capture_opts.rules_wall_budget = std::chrono::milliseconds{o.rules_wall_ms};
   so.capture_opts.batch_when_busy = o.batch_when_busy;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
@@ -195,6 +205,21 @@ void add_nectar_commands(CLI::App& app) {
                 "up to 1024)")
     ->check(CLI::Range(1, 1024))
     ->capture_default_str();
+  s->add_option("--rules-workers", o->rules_workers,
+                "CRS runs in this many worker processes, each request under --rules-budget-ms "
+                "of CPU (past it the worker is replaced and the request labeled 'timed out'; 0: "
+                "CRS in this process, without a time bound)")
+    ->check(CLI::Range(0, 64))
+    ->capture_default_str();
+  s->add_option("--rules-budget-ms", o->rules_budget_ms,
+                "Most CPU time (ms) CRS may take for one request in a worker")
+    ->check(CLI::Range(1, 600000))
+    ->capture_default_str();
+  s->add_option("--rules-wall-ms", o->rules_wall_ms,
+                "Most wall-clock time (ms) a worker may hold one request (a stopped or starved "
+                "worker is killed)")
+    ->check(CLI::Range(1, 600000))
+    ->capture_default_str();
   s->add_option("--capture-at", o->capture_at,
                 "When a request is taken for capture: 'arrival' (its rule label and model "
                 "call do not wait for its handler, its row follows its response: a shorter "
@@ -217,6 +242,23 @@ void add_nectar_commands(CLI::App& app) {
     ->capture_default_str();
   s->add_option("--seconds", o->seconds, "Stop after this many seconds (0: at Ctrl-C)");
   s->callback([o] { serve(*o); });
+
+  // The CRS worker that `nectar serve` starts (rules_pool): not for people to run.
+  auto wo = std::make_shared<nectar::rules_worker_options>();
+  auto wbudget = std::make_shared<int>(250);
+  auto* w = nectar->add_subcommand("rules-worker",
+                                   "CRS on the socket at fd 3, one request at a time (started "
+                                   "by nectar serve)");
+  w->group(""); // hidden from --help
+  w->add_option("--paranoia", wo->paranoia, "CRS paranoia level")->check(CLI::Range(1, 4));
+  w->add_option("--cpu-budget-ms", *wbudget, "CPU time CRS may take for one request")
+    ->check(CLI::Range(0, 600000));
+  w->callback([wo, wbudget] {
+    wo->cpu_budget = std::chrono::milliseconds{*wbudget};
+    int rc = nectar::run_rules_worker(3, *wo);
+    if (rc != 0)
+      throw CLI::RuntimeError(rc);
+  });
 
   auto co = std::make_shared<serve_opts>();
   auto* c = nectar->add_subcommand("count", "Count captured, labeled and waiting requests");

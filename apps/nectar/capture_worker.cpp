@@ -3,11 +3,14 @@
 
 #include "apps/nectar/credentials.hpp"
 #include "apps/nectar/httplog.hpp"
+#include "apps/nectar/rules_pool.hpp"
 #include "base/errc.hpp"
 #include "base/wall_clock.hpp"
 #ifdef COMB_NECTAR_HAVE_CRS
 #  include "apps/anomaly/crs_engine.hpp"
 #endif
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -42,6 +45,20 @@ size_t bytes_of(const exchange& x) {
   return n;
 }
 
+/// The `comb` executable for the rules workers: as given, or this process's own when it is
+/// named comb (`comb nectar serve`); empty when there is none (a test program, say).
+std::string rules_executable(const std::string& given) {
+  if (!given.empty())
+    return given;
+  char buf[4096];
+  auto n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0)
+    return {};
+  std::string self{buf, static_cast<size_t>(n)};
+  auto slash = self.rfind('/');
+  return self.substr(slash == std::string::npos ? 0 : slash + 1) == "comb" ? self : std::string{};
+}
+
 } // namespace
 
 std::string capture_worker::next_request_id() {
@@ -65,16 +82,39 @@ capture_worker::capture_worker(std::shared_ptr<node_link> link, capture_options 
   : link_(std::move(link)), opts_(std::move(opts)) {
   if (opts_.rules) {
 #ifdef COMB_NECTAR_HAVE_CRS
-    anomaly::crs_options co;
-    co.paranoia = opts_.paranoia;
-    co.allow_accept_charset = true;
-    auto e = anomaly::crs_engine::create(co);
-    if (e) {
-      crs_ = std::move(*e);
-      stats_.rules_engine = crs_->name();
+    auto exe = rules_executable(opts_.rules_executable);
+    std::string unbounded; // why CRS runs in this process
+    if (opts_.rules_workers == 0)
+      unbounded = "in this process, no time bound";
+    else if (exe.empty())
+      unbounded = "in this process, no time bound: no comb executable for rules workers";
+    if (unbounded.empty()) {
+      rules_pool_options po;
+      po.executable = exe;
+      po.paranoia = opts_.paranoia;
+      po.workers = opts_.rules_workers;
+      po.cpu_budget = opts_.rules_cpu_budget;
+      po.wall_budget = opts_.rules_wall_budget;
+      auto p = rules_pool::start(po);
+      if (p) {
+        rules_pool_ = std::move(*p);
+        stats_.rules_engine = rules_pool_->name();
+      } else {
+        stats_.rules_engine = "off: " + describe(p.error());
+        std::cerr << "nectar capture: rule labels off: " << describe(p.error()) << std::endl;
+      }
     } else {
-      stats_.rules_engine = "off: " + describe(e.error());
-      std::cerr << "nectar capture: rule labels off: " << describe(e.error()) << std::endl;
+      anomaly::crs_options co;
+      co.paranoia = opts_.paranoia;
+      co.allow_accept_charset = true;
+      auto e = anomaly::crs_engine::create(co);
+      if (e) {
+        crs_ = std::move(*e);
+        stats_.rules_engine = crs_->name() + ", " + unbounded;
+      } else {
+        stats_.rules_engine = "off: " + describe(e.error());
+        std::cerr << "nectar capture: rule labels off: " << describe(e.error()) << std::endl;
+      }
     }
 #else
     stats_.rules_engine = "off: built without libmodsecurity";
@@ -84,7 +124,7 @@ capture_worker::capture_worker(std::shared_ptr<node_link> link, capture_options 
   }
   for (size_t i = 0; i < std::max<size_t>(opts_.senders, 1); ++i)
     threads_.emplace_back([this, i] { run(i); });
-  if (crs_)
+  if (has_rules())
     for (size_t i = 0; i < opts_.rules_threads; ++i)
       rules_threads_.emplace_back([this] { run_rules(); });
 }
@@ -93,10 +133,9 @@ capture_worker::~capture_worker() {
   stop(std::chrono::milliseconds{0});
 }
 
-void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
-                                  [[maybe_unused]] item& it) {
+void capture_worker::label_rules([[maybe_unused]] item& it) {
 #ifdef COMB_NECTAR_HAVE_CRS
-  if (!engine)
+  if (!has_rules())
     return;
   // CRS reads at most rules_body_bytes of the body (ProcessPartial), as a deployment with
   // ModSecurity's recommended limit does; the copy takes no more than that.
@@ -104,9 +143,33 @@ void capture_worker::label_rules([[maybe_unused]] anomaly::crs_engine* engine,
   bool cut = it.x.body.size() > body_limit;
   anomaly::http_request r{it.x.method, it.x.target, it.x.version, it.x.headers,
                           cut ? it.x.body.substr(0, body_limit) : it.x.body};
-  auto cpu0 = thread_cpu_ns();
-  auto v = engine->evaluate(r);
-  auto cpu = thread_cpu_ns() - cpu0;
+  uint64_t cpu = 0;
+  anomaly::crs_verdict v;
+  if (rules_pool_) {
+    // In a worker process, under the budget: its own count of CRS's CPU.
+    auto res = rules_pool_->evaluate(r);
+    cpu = res.cpu_ns;
+    if (res.what != rules_result::outcome::ok) {
+      // Over the budget or its worker died: flagged, the label naming why; not labeled when
+      // no worker could be started.
+      bool unavailable = res.what == rules_result::outcome::unavailable;
+      it.rule_label = unavailable ? 0 : 1;
+      it.rule_ids = rules_failure_label(res.what);
+      it.rule_score = 0;
+      if (unavailable)
+        return;
+      rules_cpu_ns_.fetch_add(cpu, std::memory_order_relaxed);
+      rules_evaluated_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    v.flagged = res.flagged;
+    v.score = res.score;
+    v.rules = std::move(res.rules);
+  } else {
+    auto cpu0 = thread_cpu_ns();
+    v = crs_->evaluate(r);
+    cpu = thread_cpu_ns() - cpu0;
+  }
   rules_cpu_ns_.fetch_add(cpu, std::memory_order_relaxed);
   rules_evaluated_.fetch_add(1, std::memory_order_relaxed);
   if (r.body.size() > rules_large_body) {
@@ -173,12 +236,12 @@ void capture_worker::enqueue(item it) {
   // no rules threads. Under saturation a rules thread gets one thread's share of the cores
   // and the HTTP threads many, so a queue for them alone would only grow.
   bool later = false;
-  if (crs_ && !rules_threads_.empty()) {
+  if (has_rules() && !rules_threads_.empty()) {
     std::lock_guard<std::mutex> guard{mu_};
     later = rules_queue_.size() < 4 * std::max<size_t>(opts_.rules_batch, 1) * rules_threads_.size();
   }
   if (!later) {
-    label_rules(crs_.get(), it);
+    label_rules(it);
     it.queued_at = std::chrono::steady_clock::now();
     it.queued_ns = wall_clock_ns();
   }
@@ -214,8 +277,7 @@ void capture_worker::forget(const item& it) {
 }
 
 void capture_worker::run_rules() {
-  // One engine for every rules thread: evaluate() may run on several threads at once.
-  auto* engine = crs_.get();
+  // One engine (or pool) for every rules thread: evaluate() may run on several threads at once.
   std::unique_lock<std::mutex> lock{mu_};
   auto batch_size = std::max<size_t>(opts_.rules_batch, 1);
   std::deque<item> batch;
@@ -235,7 +297,7 @@ void capture_worker::run_rules() {
     // Their bytes stay counted while CRS runs: the bound holds what the worker holds.
     lock.unlock();
     for (auto& it : batch) {
-      label_rules(engine, it);
+      label_rules(it);
       it.queued_at = std::chrono::steady_clock::now();
       it.queued_ns = wall_clock_ns();
     }
@@ -311,7 +373,24 @@ capture_stats capture_worker::stats() const {
   s.rules_large = rules_large_.load(std::memory_order_relaxed);
   s.rules_large_cpu_ns = rules_large_cpu_ns_.load(std::memory_order_relaxed);
   s.rules_cut = rules_cut_.load(std::memory_order_relaxed);
+  if (rules_pool_) {
+    auto p = rules_pool_->stats();
+    s.rules_timed_out = p.timed_out;
+    s.rules_crashed = p.crashed;
+    s.rules_died_idle = p.died_idle;
+    s.rules_worker_starts = p.started;
+    if (p.unavailable > 0 && s.last_error.empty())
+      s.last_error = "rules: " + p.last_failure;
+  }
   return s;
+}
+
+std::vector<int> capture_worker::rules_worker_pids() const {
+  std::vector<int> out;
+  if (rules_pool_)
+    for (auto pid : rules_pool_->pids())
+      out.push_back(static_cast<int>(pid));
+  return out;
 }
 
 void capture_worker::run(size_t index) {

@@ -1,6 +1,8 @@
 // comb::nectar::capture_worker: takes the exchanges the server answered (or, with
 // at_arrival, the requests as their handlers start), labels each by CRS rules (libmodsecurity
-// + CRS 3.3.4, apps/anomaly/crs_engine.hpp) on the pushing thread (the HTTP thread), or, with
+// + CRS 3.3.4, apps/anomaly/crs_engine.hpp; in worker processes under a time budget per
+// request, rules_pool.hpp, unless rules_workers is 0) for the pushing thread (the HTTP
+// thread), or, with
 // `rules_threads`, on threads of its own (the pushing thread still labels its own while they
 // are behind; measured slower, see rules_threads), and writes them in
 // batches through httplog.capture, which also enqueues their model labels. Sender threads (2 by
@@ -41,6 +43,8 @@ class crs_engine;
 
 namespace comb::nectar {
 
+class rules_pool;
+
 struct capture_options {
   /// Most requests in one batch.
   size_t batch_requests = 256;
@@ -74,6 +78,19 @@ struct capture_options {
   /// cost grows with the body (measured: 64 KiB 70 ms, 256 KiB to 1 MiB about 240 ms of CPU),
   /// so without a bound a few oversized bodies cost more than all other requests.
   size_t rules_body_bytes = size_t{128} << 10;
+  /// CRS runs in this many worker processes (rules_pool.hpp), each request under a CPU
+  /// budget: past `rules_cpu_budget` (CPU in the worker) or `rules_wall_budget` (wall-clock,
+  /// from when the worker got it) the worker is killed and replaced, and the request labeled
+  /// flagged with rule_ids "timed out" ("crashed" when its worker died otherwise). CRS 3.3.4's
+  /// rule 941160 backtracks for seconds to minutes on long runs of '<' in a body, which
+  /// SecPcreMatchLimit does not stop with libmodsecurity 3.0.9's PCRE2 JIT. 0: CRS in this
+  /// process without a time bound (as before), also when no `comb` executable is known.
+  size_t rules_workers = 2;
+  std::chrono::milliseconds rules_cpu_budget{250};
+  std::chrono::milliseconds rules_wall_budget{2000};
+  /// The `comb` executable the workers run (`comb nectar rules-worker`); empty: this process's
+  /// own executable when it is named comb.
+  std::string rules_executable;
   /// Threads that run CRS on queued exchanges (one engine for all); 0: CRS runs in push()
   /// and begin(),
   /// on the caller's (HTTP) thread, as it also does while more than 2 exchanges per rules
@@ -133,6 +150,12 @@ struct capture_stats {
   uint64_t rules_large_cpu_ns = 0;
   /// Request bodies cut to capture_options::rules_body_bytes for CRS.
   uint64_t rules_cut = 0;
+  /// Requests labeled "timed out" (over the budget) and "crashed" (their worker died), rules
+  /// workers found dead while idle, and workers started (replacements included).
+  uint64_t rules_timed_out = 0;
+  uint64_t rules_crashed = 0;
+  uint64_t rules_died_idle = 0;
+  uint64_t rules_worker_starts = 0;
   std::string rules_engine; ///< CRS set-up, or why rule labels are off
   std::string last_error;
 };
@@ -160,6 +183,9 @@ public:
   void stop(std::chrono::milliseconds deadline = std::chrono::seconds{5});
 
   capture_stats stats() const;
+
+  /// The CRS rules workers' process ids (none without them).
+  std::vector<int> rules_worker_pids() const;
 
   /// A request id unique across restarts: 16 hex digits of the arrival time (ns, strictly
   /// increasing in this process), '-', 8 hex digits drawn when the process started.
@@ -203,8 +229,9 @@ private:
   void run(size_t index);
   /// A rules thread's loop: CRS labels from rules_queue_ into queue_.
   void run_rules();
-  /// Sets `it`'s rule label with `engine` (nothing when it is null).
-  void label_rules(anomaly::crs_engine* engine, item& it);
+  /// Sets `it`'s rule label (nothing without rules).
+  void label_rules(item& it);
+  bool has_rules() const { return crs_ || rules_pool_; }
   struct open_request {
     std::optional<response> resp;
     std::optional<item> held;
@@ -231,6 +258,7 @@ private:
   std::shared_ptr<node_link> link_;
   capture_options opts_;
   std::unique_ptr<anomaly::crs_engine> crs_;
+  std::unique_ptr<rules_pool> rules_pool_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   /// Exchanges waiting for their rule label (their bytes count in queue_bytes_).

@@ -385,6 +385,15 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
     if (rule < 0)
       rule = label_field(crow->value, "rule_label");
     int truth_label = attack ? 1 : 0;
+    {
+      auto why = field_text(lv, "rule_ids");
+      if (why.empty())
+        why = field_text(crow->value, "rule_ids");
+      if (why == "timed out")
+        (attack ? r.rules_timed_out_attacks : r.rules_timed_out_benign) += 1;
+      else if (why == "crashed")
+        r.rules_crashed += 1;
+    }
     add(r.all, truth_label, rule, model);
     if (attack)
       add(r.by_family[t.family], truth_label, rule, model);
@@ -507,6 +516,17 @@ std::string to_string(const nectar_report& r) {
                 static_cast<unsigned long long>(r.not_labeled),
                 r.not_captured + r.not_labeled == 0 ? " (none lost)" : "  <-- LOST");
   out << buf;
+  if (r.rules_timed_out_attacks + r.rules_timed_out_benign + r.rules_crashed > 0) {
+    std::snprintf(buf, sizeof(buf),
+                  "rule label not CRS's verdict (flagged): timed out %llu (attacks %llu, benign "
+                  "%llu), worker crashed %llu\n",
+                  static_cast<unsigned long long>(r.rules_timed_out_attacks
+                                                  + r.rules_timed_out_benign),
+                  static_cast<unsigned long long>(r.rules_timed_out_attacks),
+                  static_cast<unsigned long long>(r.rules_timed_out_benign),
+                  static_cast<unsigned long long>(r.rules_crashed));
+    out << buf;
+  }
   if (r.matched_without_trace > 0) {
     std::snprintf(buf, sizeof(buf),
                   "captured without a trace id (refused by the HTTP parser), matched by status, "

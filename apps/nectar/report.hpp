@@ -68,6 +68,12 @@ struct nectar_report {
   /// Answered but without a captured row; captured but without a labeled row. Both must be 0.
   uint64_t not_captured = 0;
   uint64_t not_labeled = 0;
+  /// Labeled requests whose rule label is not CRS's verdict: CRS ran past its time budget
+  /// (rule_ids "timed out") or its worker died ("crashed"); both count as flagged. By truth
+  /// class: attacks and benign requests.
+  uint64_t rules_timed_out_attacks = 0;
+  uint64_t rules_timed_out_benign = 0;
+  uint64_t rules_crashed = 0;
   /// The statuses of the requests not captured (400 and 414 from the HTTP parser tell of
   /// requests refused before a handler saw them: an over-long header or request line; their
   /// rows, if any, carry no trace_id to join by).

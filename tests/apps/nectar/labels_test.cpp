@@ -111,6 +111,10 @@ TEST_SUITE("apps.nectar.labels") {
     so.capture_opts.model = "waf";
     // Taken at arrival: a model call may go before its row, and neither may be lost.
     so.capture_opts.at_arrival = true;
+    // CRS in worker processes, each request under a CPU budget (rules_test): the request
+    // below that overruns it is labeled "timed out" in its labeled row too.
+    so.capture_opts.rules_executable = test::comb_binary();
+    so.capture_opts.rules_wall_budget = 30s;
     auto srv = nectar::server::start(sys, so);
     REQUIRE_MESSAGE(srv, test::why(srv));
     auto port = (*srv)->port();
@@ -146,9 +150,22 @@ TEST_SUITE("apps.nectar.labels") {
     REQUIRE(test::wait_until([&] { return count(sys, node.port())["labeled"] == 12; }, 45s,
                              "the 12 waiting requests labeled"));
 
+    // A form body of 16 KiB of "%3C", on which CRS 3.3.4's rule 941160 backtracks for seconds.
+    {
+      std::string body = "text=";
+      for (int i = 0; i < (16 << 10) / 3; ++i)
+        body += "%3C";
+      httplib::Client cli{"127.0.0.1", port};
+      cli.set_read_timeout(60, 0);
+      auto r = cli.Post("/post", httplib::Headers{{"X-Nectar-Trace", "slow"}}, body,
+                        "application/x-www-form-urlencoded");
+      REQUIRE(r);
+      answered_traces.insert("slow");
+    }
+
     // Continuous traffic while the compute process and then the node are killed.
     std::atomic<bool> stop{false};
-    std::atomic<int> answered{12};
+    std::atomic<int> answered{13};
     std::set<std::string> traffic_traces;
     std::thread traffic{[&] {
       test::browser b{port};
@@ -204,8 +221,23 @@ TEST_SUITE("apps.nectar.labels") {
       MESSAGE((reqs.size() - static_cast<size_t>(total))
               << " rows of requests the client gave up on (answered late)");
     std::set<std::string> ids;
-    for (auto& r : reqs)
+    std::string slow_id;
+    for (auto& r : reqs) {
       ids.insert(r["id"].get<std::string>());
+      if (r.value("trace_id", "") == "slow")
+        slow_id = r["id"].get<std::string>();
+    }
+    REQUIRE_FALSE(slow_id.empty());
+    int slow_labels = 0;
+    for (auto& l : labels)
+      if (l.value("request_id", "") == slow_id) {
+        ++slow_labels;
+        CHECK(l["rule_ids"] == "timed out");
+        CHECK(l["rule_label"] == 1);
+        CHECK(l["combined_label"] == 1);
+      }
+    CHECK(slow_labels == 1);
+    CHECK((*srv)->stats().rules_timed_out == 1);
     int scored = 0, rule_flagged = 0, unavailable = 0;
     for (auto& l : labels) {
       CHECK(ids.count(l.value("request_id", "")) == 1);

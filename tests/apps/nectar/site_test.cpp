@@ -55,6 +55,7 @@ TEST_SUITE("apps.nectar.site") {
     so.kdf.log2_n = 10; // fast hashes for the test; the default is 14
     so.capture_opts.label = false;
     so.capture_opts.rules_threads = 2; // CRS off the HTTP threads (labels_test: on them)
+    so.capture_opts.rules_executable = test::comb_binary(); // CRS in worker processes
     so.capture_opts.at_arrival = true;  // rows follow their responses (traffic_test: after)
     auto srv = nectar::server::start(sys, so);
     REQUIRE_MESSAGE(srv, test::why(srv));

@@ -1,0 +1,118 @@
+// comb::nectar::rules_pool: CRS rule labels with a bounded time per request. A few worker
+// processes (`comb nectar rules-worker`, rules_worker.hpp) each hold CRS loaded and label one
+// request at a time under a CPU budget; a worker past its budget (CPU in the worker, wall
+// time here) is killed, its request labeled "timed out", and a supervisor thread starts a
+// replacement. A worker that dies otherwise (a crash, kill -9) is named, its request labeled
+// "crashed", and replaced the same way; one found dead while idle costs its next request
+// nothing (the request goes to another worker). evaluate() is thread-safe: callers wait for a
+// free worker (workers bound the concurrency of CRS, which is CPU-bound).
+#pragma once
+
+#include "apps/anomaly/http_request.hpp"
+
+#include <caf/expected.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace comb::nectar {
+
+struct rules_pool_options {
+  /// The `comb` executable whose `nectar rules-worker` subcommand the workers run.
+  std::string executable;
+  int paranoia = 1;
+  /// Worker processes (CRS runs in at most this many requests at once).
+  size_t workers = 2;
+  /// CPU time CRS may take for one request (enforced in the worker).
+  std::chrono::milliseconds cpu_budget{250};
+  /// Wall-clock time a request may take in a worker, from when it was sent (enforced here:
+  /// the worker is killed with SIGKILL), for a worker that stopped or starves.
+  std::chrono::milliseconds wall_budget{2000};
+  /// How long a starting worker may take to load CRS.
+  std::chrono::milliseconds start_timeout{60000};
+};
+
+/// What the pool said about one request.
+struct rules_result {
+  enum class outcome {
+    ok,          ///< CRS ran: flagged, score and rules are its verdict
+    timed_out,   ///< past the CPU or wall budget: the worker was killed (counted as flagged)
+    crashed,     ///< the worker died while it held the request (counted as flagged)
+    unavailable, ///< no worker could be started (not labeled)
+  };
+  outcome what = outcome::ok;
+  bool flagged = false;
+  int score = 0;
+  std::vector<int> rules;
+  uint64_t cpu_ns = 0; ///< CPU time CRS took (the worker's own count; the budget when timed out)
+  std::string why;     ///< what happened, for a result that is not ok
+};
+
+/// The label text of a result that is not ok (rule_ids of its row): "timed out", "crashed".
+std::string rules_failure_label(rules_result::outcome what);
+
+/// Counters of a pool (monotonic).
+struct rules_pool_stats {
+  uint64_t evaluated = 0;
+  uint64_t timed_out = 0;
+  uint64_t crashed = 0;     ///< workers that died holding a request
+  uint64_t died_idle = 0;   ///< workers found dead while idle
+  uint64_t started = 0;     ///< workers started, replacements included
+  uint64_t unavailable = 0; ///< requests no worker could take
+  std::string last_failure;
+};
+
+class rules_pool {
+public:
+  /// Starts `opts.workers` workers and waits for the first to load CRS (errors: the first
+  /// worker's own, e.g. CRS not installed, or that it could not be started).
+  static caf::expected<std::unique_ptr<rules_pool>> start(const rules_pool_options& opts);
+  /// Kills the workers and waits for them.
+  ~rules_pool();
+  rules_pool(const rules_pool&) = delete;
+  rules_pool& operator=(const rules_pool&) = delete;
+
+  /// Labels one request (waits for a free worker).
+  rules_result evaluate(const anomaly::http_request& r);
+
+  /// CRS's name as the first worker gave it, and how it is bounded.
+  std::string name() const;
+  rules_pool_stats stats() const;
+  /// The process ids of the workers now running (tests kill one; benchmarks read their CPU).
+  std::vector<pid_t> pids() const;
+
+private:
+  struct slot {
+    pid_t pid = -1;
+    int fd = -1;
+    enum class state { dead, starting, idle, busy } st = state::dead;
+  };
+  explicit rules_pool(rules_pool_options opts);
+  /// Starts a worker on `s` (no lock held): ready, or an error naming why.
+  caf::expected<std::string> spawn(slot& s);
+  /// Kills the worker of `s`, waits for it and says how it ended; closes its socket.
+  std::string reap(slot& s, int* exit_code, int* signal);
+  void supervise();
+
+  rules_pool_options opts_;
+  std::string name_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;     ///< a worker became idle, or the pool stops
+  std::condition_variable dead_cv_; ///< a worker died (the supervisor replaces it)
+  std::vector<slot> slots_;
+  bool stopping_ = false;
+  /// Consecutive failed starts (no worker could be started): evaluate stops waiting.
+  size_t failed_starts_ = 0;
+  rules_pool_stats stats_;
+  std::thread supervisor_;
+};
+
+} // namespace comb::nectar

@@ -1,0 +1,275 @@
+// CRS with a bounded time per request (apps/nectar/rules_pool.hpp): CRS 3.3.4's rule 941160
+// backtracks for seconds on a form body of 16 KiB of "%3C"; in a worker process under a CPU
+// budget that request is labeled "timed out" (flagged) and its worker replaced, while ordinary
+// requests before, during and after it get CRS's own labels; a worker killed with SIGKILL
+// while it holds a request makes that request "crashed", one killed while idle costs nothing,
+// and both are replaced. End to end, the Nectar server's rows say the same.
+#include "apps/nectar/rules_pool.hpp"
+#include "apps/nectar/rules_worker.hpp"
+#include "apps/nectar/server.hpp"
+#include "runtime/system_config.hpp"
+#include "tests/apps/nectar/nectar_util.hpp"
+#include "tests/client_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+using namespace comb;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool has(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+anomaly::http_request get(const std::string& target) {
+  return {"GET", target, "HTTP/1.1", {{"Host", "localhost"}, {"User-Agent", "Mozilla/5.0"},
+                                      {"Accept", "text/html"}}, ""};
+}
+
+/// The request that makes rule 941160 backtrack: a form body of 16 KiB of "%3C" ('<').
+std::string slow_body() {
+  std::string body = "text=";
+  for (int i = 0; i < (16 << 10) / 3; ++i)
+    body += "%3C";
+  return body;
+}
+
+anomaly::http_request slow_post() {
+  auto body = slow_body();
+  return {"POST", "/post", "HTTP/1.1",
+          {{"Host", "localhost"}, {"User-Agent", "Mozilla/5.0"},
+           {"Content-Type", "application/x-www-form-urlencoded"},
+           {"Content-Length", std::to_string(body.size())}},
+          body};
+}
+
+const auto sqli = get("/search?q=1%27%20UNION%20SELECT%20password%20FROM%20users--");
+const auto benign = get("/search?q=alice");
+
+/// CPU ticks (user + system) of a process so far, from /proc/PID/stat.
+long cpu_ticks(pid_t pid) {
+  std::ifstream f{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string s{std::istreambuf_iterator<char>{f}, {}};
+  auto close = s.rfind(')');
+  if (close == std::string::npos)
+    return -1;
+  std::istringstream in{s.substr(close + 2)};
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; in >> field; ++i) {
+    if (i == 14)
+      utime = std::stol(field);
+    if (i == 15) {
+      stime = std::stol(field);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+void check_ordinary(nectar::rules_pool& pool) {
+  auto a = pool.evaluate(sqli);
+  REQUIRE(a.what == nectar::rules_result::outcome::ok);
+  CHECK(a.flagged);
+  CHECK(std::count(a.rules.begin(), a.rules.end(), 949110) == 1);
+  CHECK(a.score >= 5);
+  auto b = pool.evaluate(benign);
+  REQUIRE(b.what == nectar::rules_result::outcome::ok);
+  CHECK_FALSE(b.flagged);
+  CHECK(b.score == 0);
+}
+
+nectar::rules_pool_options pool_options() {
+  nectar::rules_pool_options o;
+  o.executable = test::comb_binary();
+  o.workers = 2;
+  o.cpu_budget = 250ms;
+  o.wall_budget = 30s; // a loaded machine must not turn CPU overruns into wall ones
+  return o;
+}
+
+} // namespace
+
+TEST_SUITE("apps.nectar.rules") {
+  TEST_CASE("frames round-trip and damaged ones are refused") {
+    auto r = slow_post();
+    auto back = nectar::decode_request(nectar::encode_request(r));
+    REQUIRE(back);
+    CHECK(back->method == r.method);
+    CHECK(back->url == r.url);
+    CHECK(back->headers == r.headers);
+    CHECK(back->body == r.body);
+    auto enc = nectar::encode_request(r);
+    CHECK_FALSE(nectar::decode_request(enc.substr(0, enc.size() - 1)));
+    CHECK_FALSE(nectar::decode_request(enc + "x"));
+    nectar::rules_reply v;
+    v.flagged = true;
+    v.score = 13;
+    v.cpu_ns = 123456789;
+    v.rules = {942100, 949110};
+    auto rv = nectar::decode_reply(nectar::encode_reply(v));
+    REQUIRE(rv);
+    CHECK(rv->flagged);
+    CHECK(rv->score == 13);
+    CHECK(rv->cpu_ns == 123456789);
+    CHECK(rv->rules == v.rules);
+    auto e = nectar::encode_reply(v);
+    e[0] = 7;
+    CHECK_FALSE(nectar::decode_reply(e));
+  }
+
+  TEST_CASE("a request past the CPU budget is 'timed out' while others keep their labels") {
+    auto pool = nectar::rules_pool::start(pool_options());
+    REQUIRE_MESSAGE(pool, test::why(pool));
+    auto& p = **pool;
+    CHECK(has(p.name(), "CRS 3.3.4"));
+    check_ordinary(p);
+    // The slow request on one worker, ordinary ones on the other meanwhile.
+    auto slow = std::async(std::launch::async, [&] { return p.evaluate(slow_post()); });
+    for (int i = 0; i < 3; ++i)
+      check_ordinary(p);
+    auto s = slow.get();
+    CHECK(s.what == nectar::rules_result::outcome::timed_out);
+    CHECK(s.flagged);
+    CHECK(has(s.why, "250 ms of CPU"));
+    CHECK(nectar::rules_failure_label(s.what) == "timed out");
+    // Replaced: ordinary requests go on, and a second slow one is bounded the same way.
+    check_ordinary(p);
+    CHECK(p.evaluate(slow_post()).what == nectar::rules_result::outcome::timed_out);
+    check_ordinary(p);
+    auto st = p.stats();
+    CHECK(st.timed_out == 2);
+    CHECK(st.crashed == 0);
+    CHECK(st.evaluated == 12); // the ordinary ones: six rounds of two
+    // Without the bound (the worker's own budget off) the same request takes far longer than
+    // the budget: a control, so that the bound is what made it end. Wall budget 1 s here.
+    auto o = pool_options();
+    o.workers = 1;
+    o.cpu_budget = 0ms;
+    o.wall_budget = 1s;
+    auto unbounded = nectar::rules_pool::start(o);
+    REQUIRE_MESSAGE(unbounded, test::why(unbounded));
+    auto u = (*unbounded)->evaluate(slow_post());
+    CHECK(u.what == nectar::rules_result::outcome::timed_out);
+    CHECK(has(u.why, "wall-clock"));
+  }
+
+  TEST_CASE("a worker killed with SIGKILL is survived and named") {
+    auto o = pool_options();
+    o.cpu_budget = 600000ms; // the slow request stays in its worker until killed
+    auto pool = nectar::rules_pool::start(o);
+    REQUIRE_MESSAGE(pool, test::why(pool));
+    auto& p = **pool;
+    check_ordinary(p); // both workers running (the second one starts in the background)
+    for (int i = 0; i < 600 && p.pids().size() < 2; ++i)
+      std::this_thread::sleep_for(100ms);
+    auto pids = p.pids();
+    REQUIRE(pids.size() == 2);
+    std::vector<long> before;
+    for (auto pid : pids)
+      before.push_back(cpu_ticks(pid));
+    auto slow = std::async(std::launch::async, [&] { return p.evaluate(slow_post()); });
+    // The worker that took it is the one whose CPU time grows (200 ms of it).
+    pid_t busy = -1;
+    for (int i = 0; i < 3000 && busy < 0; ++i) {
+      for (size_t k = 0; k < pids.size(); ++k)
+        if (cpu_ticks(pids[k]) - before[k] >= 20)
+          busy = pids[k];
+      std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(busy > 0);
+    pid_t idle = pids[0] == busy ? pids[1] : pids[0];
+    REQUIRE(::kill(busy, SIGKILL) == 0);
+    auto s = slow.get();
+    CHECK(s.what == nectar::rules_result::outcome::crashed);
+    CHECK(s.flagged);
+    CHECK(has(s.why, std::to_string(busy)));
+    CHECK(has(s.why, "signal 9"));
+    CHECK(nectar::rules_failure_label(s.what) == "crashed");
+    // The idle one killed too: the next requests find it dead, go to a replacement, and get
+    // CRS's labels.
+    REQUIRE(::kill(idle, SIGKILL) == 0);
+    std::this_thread::sleep_for(100ms);
+    check_ordinary(p);
+    check_ordinary(p);
+    auto st = p.stats();
+    CHECK(st.crashed == 1);
+    CHECK(st.died_idle <= 1); // the supervisor may have replaced it before a request came
+    CHECK(st.started >= 3);
+    auto now = p.pids();
+    CHECK(std::find(now.begin(), now.end(), busy) == now.end());
+    CHECK(std::find(now.begin(), now.end(), idle) == now.end());
+  }
+
+  TEST_CASE("a worker that cannot start is named, not waited for") {
+    auto o = pool_options();
+    o.executable = "/nonexistent/comb";
+    auto pool = nectar::rules_pool::start(o);
+    REQUIRE_FALSE(pool);
+    CHECK(has(test::why(pool), "/nonexistent/comb"));
+  }
+
+  TEST_CASE("the server labels the slow request 'timed out' and the rest as CRS does") {
+    test::temp_dir dir;
+    test::node_child node{dir, {"--no-provenance"}};
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    auto c = test::connect_retry(sys, node.port());
+    REQUIRE_MESSAGE(c, test::why(c));
+    nectar::server_options so;
+    so.node = {"127.0.0.1", node.port()};
+    so.port = 0;
+    so.threads = 8;
+    so.kdf.log2_n = 10;
+    so.capture_opts.label = false;
+    so.capture_opts.rules_executable = test::comb_binary();
+    so.capture_opts.rules_wall_budget = 30s;
+    auto srv = nectar::server::start(sys, so);
+    REQUIRE_MESSAGE(srv, test::why(srv));
+    CHECK(has((*srv)->stats().rules_engine, "worker processes"));
+    auto port = (*srv)->port();
+    httplib::Client cli{"127.0.0.1", port};
+    cli.set_read_timeout(60, 0);
+    auto send = [&](const std::string& trace, bool slow) {
+      httplib::Headers h{{"X-Nectar-Trace", trace}};
+      auto r = slow ? cli.Post("/post", h, slow_body(), "application/x-www-form-urlencoded")
+                    : cli.Get(trace == "sqli" ? "/search?q=1%27%20UNION%20SELECT%20password"
+                                                "%20FROM%20users--"
+                                              : "/search?q=alice",
+                              h);
+      REQUIRE(r);
+    };
+    send("before", false);
+    send("sqli", false);
+    send("slow", true);
+    send("after", false);
+    (*srv)->stop();
+    auto st = (*srv)->stats();
+    CHECK(st.rules_timed_out == 1);
+    CHECK(st.captured == 4);
+    auto r = c->call("httplog.rows", json{{"table", "request"}, {"limit", 100}}.dump(), "admin");
+    REQUIRE_MESSAGE(r, test::why(r));
+    std::map<std::string, json> by_trace;
+    for (auto& row : (*r)["rows"])
+      by_trace[row.value("trace_id", "")] = row;
+    REQUIRE(by_trace.size() == 4);
+    CHECK(by_trace["slow"]["rule_label"] == 1);
+    CHECK(by_trace["slow"]["rule_ids"] == "timed out");
+    CHECK(by_trace["sqli"]["rule_label"] == 1);
+    CHECK(has(by_trace["sqli"]["rule_ids"].get<std::string>(), "949110"));
+    for (auto t : {"before", "after"}) {
+      CHECK(by_trace[t]["rule_label"] == 0);
+      CHECK_FALSE(has(by_trace[t]["rule_ids"].get<std::string>(), "timed out"));
+    }
+  }
+}
