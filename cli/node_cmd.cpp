@@ -601,7 +601,8 @@ void add_node_commands(CLI::App& app) {
     "status", "Show a running node's state: the compute connection and failing calls");
   status->add_option("--node", so->node, "HOST:PORT of the node's gateway")->capture_default_str();
   status->add_option("--timeout", so->timeout, "Seconds to wait for the connection")
-    ->capture_default_str();
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
   status->add_flag("--json", so->json, "Print the node's info as JSON");
   add_tls_flags(status, so->tls);
   add_secret_flag(status, so->secret_file);
@@ -619,7 +620,8 @@ void add_node_commands(CLI::App& app) {
   call->add_option("--node", co->node, "HOST:PORT of the node's gateway")->capture_default_str();
   call->add_option("--role", co->role, "The caller's role")->capture_default_str();
   call->add_option("--timeout", co->timeout, "Seconds to wait in all: connecting and the reply")
-    ->capture_default_str();
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
   call->add_option("procedure", co->proc, "Procedure name, e.g. bank.transfer")->required();
   call->add_option("args", co->args, "Arguments as a JSON object")->capture_default_str();
   add_tls_flags(call, co->tls);

@@ -80,7 +80,10 @@ bool alive(pid_t pid) {
 caf::expected<pid_t> spawn_node(const cluster_node& n, const std::string& config,
                                 const std::string& comb) {
   std::error_code ec;
-  fs::create_directories(fs::path{n.node.data_dir}.parent_path(), ec);
+  // A bare folder name ("data = \"n1\"") has no parent to create: create_directories("")
+  // fails with "Invalid argument".
+  if (auto parent = fs::path{n.node.data_dir}.parent_path(); !parent.empty())
+    fs::create_directories(parent, ec);
   if (ec)
     return make_error(errc::storage_error, n.node.data_dir + ": " + ec.message());
   auto log = log_file(n);

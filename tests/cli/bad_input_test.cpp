@@ -1,7 +1,7 @@
 // `comb` given bad input by a new user or an attacker: each case exits non-zero with one
 // error line naming the file, key or query and the problem, instead of starting anyway, an
-// uncaught exception or SQLite's silence. No node is needed: every check here comes before
-// `comb` connects to one.
+// uncaught exception or SQLite's silence. Every check but the last comes before `comb`
+// connects to a node; the last starts one node with `comb cluster up`.
 #include "storage/sql_store.hpp"
 #include "tests/apps/anomaly/tiny_detector.hpp"
 #include "tests/test_util.hpp"
@@ -119,5 +119,38 @@ TEST_SUITE("cli.bad_input") {
     write(mixed, "GET /index.jsp HTTP/1.1\r\nHost: shop\r\n\r\n");
     r = test::run_comb({"anomaly", "score", "-m", model, mixed}, out);
     CHECK(r.rc == 0);
+  }
+
+  TEST_CASE("comb call refuses a timeout that is not positive") {
+    test::temp_dir dir;
+    // It waited "1 ms" and blamed the node ("got no answer within 1 ms").
+    auto r = test::run_comb({"call", "--node", "127.0.0.1:1", "--timeout=-1", "bank.total"},
+                            dir.path() + "/out.txt");
+    CHECK(r.rc != 0);
+    CHECK(has(r, "--timeout"));
+    CHECK(r.out.find("no answer") == std::string::npos);
+  }
+
+  TEST_CASE("comb cluster up: a node whose data folder is a bare name starts") {
+    test::temp_dir dir;
+    auto out = dir.path() + "/out.txt";
+    auto cfg = dir.path() + "/c.toml";
+    write(cfg, "[cluster]\nname='bare'\n[[node]]\nname='a'\nlisten='127.0.0.1:"
+                 + std::to_string(test::free_port()) + "'\ndata='da'\npartitions=1\n");
+    // "data = 'da'" is relative to the current folder, so `comb` runs in the temp folder. It
+    // failed with "node a did not start: storage_error: da: Invalid argument".
+    auto in_dir = [&](const std::string& args) {
+      test::child_process p{
+        {"/bin/sh", "-c", "cd '" + dir.path() + "' && exec '" + test::comb_binary() + "' " + args},
+        out};
+      int status = p.wait();
+      return test::run_result{WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_file(out)};
+    };
+    auto up = in_dir("cluster up --config c.toml");
+    auto down = in_dir("cluster down --config c.toml");
+    CHECK_MESSAGE(up.rc == 0, up.out);
+    CHECK(up.out.find("Invalid argument") == std::string::npos);
+    CHECK(std::filesystem::exists(dir.path() + "/da/COMB"));
+    CHECK_MESSAGE(down.rc == 0, down.out);
   }
 }
