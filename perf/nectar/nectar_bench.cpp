@@ -4,7 +4,8 @@
 //   throughput  requests/s answered with capture and model labels on against off (same
 //               traffic, open loop above what the server can answer; goal on/off >= 0.8),
 //               on with the capture taken at arrival and after the response (the default;
-//               `comb nectar serve --capture-at`). With each: the CPU each process (server, node, compute, this generator)
+//               `comb nectar serve --capture-at`). With each: the CPU each process (server, its CRS
+//               worker processes, node, compute, this generator)
 //               spent per answered request, and CRS's own CPU per request (the server's
 //               capture counters).
 //   lag         request arrival to its labeled row committed, p50/p99, at 1,000 requests/s
@@ -332,9 +333,10 @@ int bench_main(int argc, char** argv) {
         return st.answered > 0 ? s * 1e3 / static_cast<double>(st.answered) : 0.0;
       };
       std::printf("    CPU per answered request, ms (from the clock's start to the last answer): "
-                  "server %.2f, node %.2f, compute %.2f, generator %.2f; total %.2f\n",
-                  per(cpu.server), per(cpu.node), per(cpu.compute), per(cpu.self),
-                  per(cpu.server + cpu.node + cpu.compute + cpu.self));
+                  "server %.2f, its CRS workers %.2f, node %.2f, compute %.2f, generator %.2f; "
+                  "total %.2f\n",
+                  per(cpu.server), per(cpu.rules), per(cpu.node), per(cpu.compute),
+                  per(cpu.self), per(cpu.total()));
       if (on) {
         nlohmann::json counts;
         bool ok = drained(stack, sys, captured_before + to_capture(truth),

@@ -17,6 +17,9 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,11 +30,51 @@ namespace comb::test {
 /// CPU seconds used so far by each process of a nectar_stack (and by the caller, which runs
 /// the traffic generator): differences of two samples say where a run's CPU went.
 struct stack_cpu {
-  double server = 0, node = 0, compute = 0, self = 0;
+  /// `rules`: the server's CRS worker processes (comb nectar rules-worker), running and ended.
+  double server = 0, node = 0, compute = 0, self = 0, rules = 0;
   stack_cpu operator-(const stack_cpu& o) const {
-    return {server - o.server, node - o.node, compute - o.compute, self - o.self};
+    return {server - o.server, node - o.node, compute - o.compute, self - o.self,
+            rules - o.rules};
   }
+  double total() const { return server + node + compute + self + rules; }
 };
+
+/// CPU seconds of the children of `pid`: those running (each with its own reaped children)
+/// and those it waited for (its cutime and cstime). The server's CRS workers are its children.
+inline double children_cpu_seconds(pid_t pid) {
+  auto fields = [](const std::string& path) {
+    std::vector<std::string> out;
+    std::ifstream in{path};
+    std::string line;
+    if (!std::getline(in, line))
+      return out;
+    auto close = line.rfind(')');
+    if (close == std::string::npos)
+      return out;
+    std::istringstream rest{line.substr(close + 2)};
+    out.resize(3); // fields 1 and 2 (pid, comm) are not kept: out[k] is field k
+    for (std::string f; rest >> f;)
+      out.push_back(f);
+    return out;
+  };
+  auto ticks = [](const std::vector<std::string>& f, int a, int b) {
+    return static_cast<double>(std::stoull(f[a]) + std::stoull(f[b]));
+  };
+  double t = 0;
+  auto self = fields("/proc/" + std::to_string(pid) + "/stat");
+  if (self.size() > 17)
+    t += ticks(self, 16, 17);
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    auto name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    auto f = fields(e.path().string() + "/stat");
+    if (f.size() > 17 && f[4] == std::to_string(pid))
+      t += ticks(f, 14, 15) + ticks(f, 16, 17);
+  }
+  return t / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 class nectar_stack {
 public:
@@ -116,7 +159,8 @@ public:
     auto of = [](const std::unique_ptr<child_process>& c) {
       return c ? std::max(0.0, perf::process_cpu_seconds(c->pid())) : 0.0;
     };
-    return {of(server_), of(node_), of(compute_), std::max(0.0, perf::process_cpu_seconds(0))};
+    return {of(server_), of(node_), of(compute_), std::max(0.0, perf::process_cpu_seconds(0)),
+            server_ ? children_cpu_seconds(server_->pid()) : 0.0};
   }
 
   /// httplog.count of the node: {requests, labeled, unlabeled}.
