@@ -25,6 +25,7 @@
 #include "node/node.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/database.hpp"
+#include "storage/sql_store.hpp"
 
 #include <caf/actor_system.hpp>
 
@@ -143,6 +144,28 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd,
   nc.accept_log_loss = o.accept_log_loss;
   if (!nc.provenance_dir.empty() && o.spool != "none" && (spool_role || !o.spool.empty()))
     nc.spool_file = o.spool.empty() ? nc.data_dir + "/provenance.sqlite" : o.spool;
+  // A SQLite file that can never open (its folder is missing, or it is a folder) is a wrong
+  // flag, refused here: the spooler retries a store it cannot open once a second (a
+  // PostgreSQL server may come up later), so the node would run, logging the error forever.
+  if (!o.spool.empty() && nc.spool_file == o.spool && !storage::sql_store::is_postgresql(o.spool)) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    auto parent = fs::path{o.spool}.parent_path();
+    if (fs::is_directory(o.spool, ec))
+      fail(cmd,
+           make_error(errc::bad_config, "--spool " + o.spool + " is a folder, not an SQLite file"),
+           2);
+    // The node creates its data and provenance folders: a file in one of them is fine.
+    auto made = [&](const std::string& dir) {
+      return !dir.empty() && parent.lexically_normal() == fs::path{dir}.lexically_normal();
+    };
+    if (!parent.empty() && !fs::is_directory(parent, ec) && !made(nc.data_dir)
+        && !made(nc.provenance_dir))
+      fail(cmd,
+           make_error(errc::bad_config,
+                      "--spool " + o.spool + ": folder " + parent.string() + " does not exist"),
+           2);
+  }
   if (!o.compute.empty()) {
     auto ep = comb::parse_endpoint(o.compute);
     if (!ep)

@@ -251,6 +251,8 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
     auto data = (*t)["data"].value<std::string>();
     if (!data)
       return bad(where, "missing 'data' (the node's data folder)");
+    if (data->empty())
+      return bad(where, "'data' is empty (give the node's data folder)");
     fs::path dp{*data};
     if (dp.is_relative() && !base_dir.empty())
       dp = fs::path{base_dir} / dp;

@@ -230,6 +230,12 @@ caf::expected<std::unique_ptr<sql_store>> open_sqlite_store(const std::string& f
   // Several nodes of a cluster on one host spool into one file: a writer waits its turn.
   sqlite3_busy_timeout(db, 15000);
   auto self = std::make_unique<sqlite_store>(db, file);
+  // SQLite opens any file lazily: one that is not a database fails at the first statement,
+  // which would read as "invalid SQL: file is not a database".
+  if (sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", nullptr, nullptr, nullptr)
+      == SQLITE_NOTADB)
+    return make_error(errc::storage_error,
+                      file + ": not an SQLite database (" + sqlite3_errmsg(db) + ")");
   if (!read_only) {
     if (auto err = self->query("PRAGMA journal_mode=WAL", {}); !err)
       return std::move(err.error());

@@ -49,6 +49,27 @@ TEST_SUITE("cli.bad_input") {
     CHECK(has(r, "none.toml: cannot read the cluster config: no such file"));
   }
 
+  TEST_CASE("comb node refuses a --spool SQLite file that can never open") {
+    test::temp_dir dir;
+    auto out = dir.path() + "/out.txt";
+    // The node ran and its spooler logged "cannot open SQL store" once a second, forever.
+    auto r = test::run_comb({"node", "--data", dir.path() + "/d", "--listen", "127.0.0.1:0",
+                             "--spool", dir.path() + "/missing/x.sqlite", "--seconds", "1"},
+                            out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "missing/x.sqlite: folder " + dir.path() + "/missing does not exist"));
+    r = test::run_comb({"node", "--data", dir.path() + "/d", "--listen", "127.0.0.1:0", "--spool",
+                        dir.path(), "--seconds", "1"},
+                       out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "is a folder, not an SQLite file"));
+    // A file in the data folder the node is about to create is fine.
+    r = test::run_comb({"node", "--data", dir.path() + "/d", "--listen", "127.0.0.1:0", "--spool",
+                        dir.path() + "/d/mine.sqlite", "--seconds", "0.5"},
+                       out);
+    CHECK_MESSAGE(r.rc == 0, r.out);
+  }
+
   TEST_CASE("comb prov query: an empty query, two statements and a BLOB column") {
     test::temp_dir dir;
     auto out = dir.path() + "/out.txt";
@@ -70,6 +91,16 @@ TEST_SUITE("cli.bad_input") {
     r = test::run_comb({"prov", "query", "--sql", file, "select 1 as a; -- done"}, out);
     CHECK(r.rc == 0);
     CHECK(has(r, "{\"a\":1}"));
+    // A text file given as the store: "invalid SQL: file is not a database" (log spool), or
+    // any query not reading a table answered as if it were one (prov query).
+    auto text = dir.path() + "/notes.txt";
+    write(text, "these are not the rows you are looking for\n");
+    r = test::run_comb({"prov", "query", "--sql", text, "select 1 as a"}, out);
+    CHECK(r.rc == 1);
+    CHECK(has(r, "notes.txt: not an SQLite database"));
+    r = test::run_comb({"log", "spool", "--log", dir.path(), "--sql", text}, out);
+    CHECK(r.rc != 0);
+    CHECK(has(r, "notes.txt: not an SQLite database"));
     // Bytes that are not UTF-8 threw nlohmann's type_error 316 out of main.
     r = test::run_comb({"prov", "query", "--sql", file, "select x'ff00fe' as b"}, out);
     CHECK(r.rc == 0);

@@ -47,6 +47,9 @@ TEST_SUITE("node.cluster_config") {
     CHECK(error_of("[cluster]\nname='c'").find("no nodes") != std::string::npos);
     CHECK(error_of("[[node]]\ndata='d'").find("missing 'name'") != std::string::npos);
     CHECK(error_of("[[node]]\nname='a'").find("missing 'data'") != std::string::npos);
+    // An empty path got as far as the node: "bad_config: no data folder given", naming no file.
+    CHECK(error_of("[[node]]\nname='a'\ndata=''").find("test.toml: node 'a': 'data' is empty")
+          != std::string::npos);
     CHECK(error_of("[[node]]\nname='a'\ndata='d'\npartitions=0").find("partitions")
           != std::string::npos);
     CHECK(error_of("[[node]]\nname='a'\ndata='d'\nlisten='host:99999'").find("listen")
