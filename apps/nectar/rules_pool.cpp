@@ -68,6 +68,10 @@ caf::expected<worker> spawn_worker(const rules_pool_options& o) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child, 3);
+  // Nothing else of the server's: its HTTP connections, listening socket and node links are
+  // not all close-on-exec, and a worker holding one would keep it open after the server
+  // closed it (a client would see no end of its connection).
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, defaults;

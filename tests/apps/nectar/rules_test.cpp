@@ -16,6 +16,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <sstream>
@@ -209,6 +210,35 @@ TEST_SUITE("apps.nectar.rules") {
     auto now = p.pids();
     CHECK(std::find(now.begin(), now.end(), busy) == now.end());
     CHECK(std::find(now.begin(), now.end(), idle) == now.end());
+  }
+
+  TEST_CASE("a worker holds none of the server's descriptors") {
+    // A pipe that is not close-on-exec, as some of a server's sockets are.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    auto target = [](const std::string& link) {
+      char buf[256];
+      auto n = ::readlink(link.c_str(), buf, sizeof(buf) - 1);
+      return n > 0 ? std::string{buf, static_cast<size_t>(n)} : std::string{};
+    };
+    auto pipe_name = target("/proc/self/fd/" + std::to_string(fds[0]));
+    REQUIRE_FALSE(pipe_name.empty());
+    auto o = pool_options();
+    o.workers = 1;
+    auto pool = nectar::rules_pool::start(o);
+    REQUIRE_MESSAGE(pool, test::why(pool));
+    auto pids = (*pool)->pids();
+    REQUIRE(pids.size() == 1);
+    std::vector<std::string> held;
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(pids[0]) + "/fd", ec))
+      held.push_back(target(e.path().string()));
+    CHECK_FALSE(held.empty());
+    CHECK(std::find(held.begin(), held.end(), pipe_name) == held.end());
+    ::close(fds[0]);
+    ::close(fds[1]);
+    check_ordinary(**pool);
   }
 
   TEST_CASE("a worker that cannot start is named, not waited for") {

@@ -324,9 +324,11 @@ TEST_SUITE("apps.nectar.traffic") {
         if (i == 1)
           put("httplog_request_labeled", key, "insert", labeled_at,
               {{"request_id", key}, {"label", 1}, {"rule_label", 0}});
+        // T6's CRS ran past its time budget, T1's worker crashed: flagged, named in rule_ids.
         put("httplog_request_labeled", key, i == 1 ? "update" : "insert",
             i == 1 ? labeled_at + 50'000'000 : labeled_at,
-            {{"request_id", key}, {"label", model[i] == 1}, {"rule_label", rule[i]}});
+            {{"request_id", key}, {"label", model[i] == 1}, {"rule_label", rule[i]},
+             {"rule_ids", i == 6 ? "timed out" : (i == 1 ? "crashed" : "942100,949110")}});
       }
       // A captured request of other traffic, and a row deleted again.
       put("httplog_request", "x1", "insert", 5, {{"trace_id", "other"}, {"ts_ns", 1}});
@@ -358,6 +360,11 @@ TEST_SUITE("apps.nectar.traffic") {
     CHECK(r->not_captured == 1);
     CHECK(r->not_labeled == 1);
     CHECK(r->captured_without_truth == 1); // "other"; "gone" was deleted
+    CHECK(r->rules_timed_out_attacks == 1);
+    CHECK(r->rules_timed_out_benign == 0);
+    CHECK(r->rules_crashed == 1);
+    CHECK(to_string(*r).find("timed out 1 (attacks 1, benign 0), worker crashed 1")
+          != std::string::npos);
     // Rule: tp T4 T6, fp T1, tn T0 T2 T3, fn T5 T7.
     auto& rule_m = r->all.rule;
     CHECK(rule_m.tp == 2);
