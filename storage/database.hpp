@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -24,6 +25,7 @@ class DB;
 class TransactionDB;
 class ColumnFamilyHandle;
 struct ColumnFamilyOptions;
+class Transaction;
 class Status;
 } // namespace rocksdb
 
@@ -76,6 +78,12 @@ public:
   /// the caller must call sync_group() before it acknowledges the commit, and so shares one
   /// fsync among many commits (the group committer).
   std::unique_ptr<transaction> begin(bool group_sync = false);
+
+  /// Takes back the RocksDB transaction of a finished (committed or rolled back)
+  /// storage::transaction, so that a later begin() reinitializes it instead of allocating a
+  /// new one (RocksDB's BeginTransaction with an old transaction). Called by transaction's
+  /// destructor; keeps at most a few, deletes the rest.
+  void recycle(std::unique_ptr<rocksdb::Transaction> txn);
 
   /// A write to a table, as a WAL batch holds it.
   struct wal_write {
@@ -168,8 +176,17 @@ private:
   rocksdb::TransactionDB* db_ = nullptr;
   /// What reads go through: db_, or the database opened read-only.
   rocksdb::DB* reader_ = nullptr;
+  /// Hashes a std::string and a std::string_view alike, so that table() looks a name up
+  /// without building a string.
+  struct name_hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   mutable std::shared_mutex mtx_;
-  std::unordered_map<std::string, table_ref> cfs_;
+  std::unordered_map<std::string, table_ref, name_hash, std::equal_to<>> cfs_;
+  /// Finished RocksDB transactions kept for begin() to reuse (see recycle()).
+  std::mutex spare_mtx_;
+  std::vector<std::unique_ptr<rocksdb::Transaction>> spare_;
   std::vector<rocksdb::ColumnFamilyHandle*> owned_;
   /// Options of every column family (block cache, table format), also for new tables.
   std::unique_ptr<rocksdb::ColumnFamilyOptions> cf_options_;

@@ -41,6 +41,7 @@ transaction::transaction(database& db, std::unique_ptr<rocksdb::Transaction> txn
 transaction::~transaction() {
   if (!done_)
     rollback();
+  db_.recycle(std::move(txn_)); // finished: committed or rolled back
 }
 
 caf::expected<rocksdb::ColumnFamilyHandle*> transaction::cf_of(std::string_view table,

@@ -84,6 +84,49 @@ TEST_SUITE("storage.database") {
     CHECK(c->get("t", "k").value().value() == "1");
   }
 
+  TEST_CASE("a transaction begun after others finished starts clean (reused RocksDB handles)") {
+    // database::begin reuses the RocksDB transactions of finished ones: none of their writes,
+    // locks or reads may reach the next transaction.
+    test::temp_dir dir;
+    storage::options opts;
+    opts.lock_timeout_ms = 50;
+    auto db = test::must(storage::database::open(dir.path(), opts));
+    REQUIRE(!db->create_table("t"));
+    {
+      auto a = db->begin();
+      CHECK(!a->put("t", "gone", "x"));
+      REQUIRE(a->get_for_update("t", "locked"));
+      // destroyed without commit: rolled back, its handle kept for reuse
+    }
+    {
+      auto b = db->begin();
+      CHECK(!b->put("t", "kept", "1"));
+      CHECK(!b->commit());
+    }
+    for (int i = 0; i < 4; ++i) {
+      CAPTURE(i);
+      auto c = db->begin();
+      auto d = db->begin(); // two at once: at least one of them reused
+      for (auto* t : {c.get(), d.get()}) {
+        CHECK(t->changes().empty());
+        CHECK(t->read_only());
+        CHECK(t->get("t", "gone").value() == std::nullopt); // a's write is not in its batch
+      }
+      CHECK(!c->put("t", "locked", std::to_string(i))); // a's lock was released
+      CHECK(is(d->put("t", "locked", "no"), errc::conflict)); // c holds the lock now
+      CHECK(!c->commit());
+      CHECK(d->get("t", "locked").value() == std::to_string(i));
+      if (i % 2 == 0)
+        d->rollback();
+      else
+        CHECK(!d->commit()); // nothing written: commits nothing
+    }
+    CHECK(db->get("t", "kept").value() == "1");
+    CHECK(db->get("t", "locked").value() == "3");
+    CHECK(!db->get("t", "gone").value());
+    CHECK(db->count("t").value() == 2);
+  }
+
   TEST_CASE("reopen keeps data and tables; digest is stable") {
     test::temp_dir dir;
     std::string digest;
