@@ -11,10 +11,14 @@
 #include "storage/provenance_log.hpp"
 #include "storage/sql_store.hpp"
 
+#include <charconv>
 #include <chrono>
 #include <deque>
 #include <iostream>
+#include <sstream>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace comb::cli {
 
@@ -198,11 +202,38 @@ struct prov_opts {
   std::vector<std::string> args;
 };
 
-void ask(const std::string& name, const char* sql, size_t nparams, const prov_opts& o) {
+// The names of a question's arguments: the words of its help before the colon ("TABLE NS").
+std::vector<std::string> arg_names(std::string_view help) {
+  std::vector<std::string> names;
+  std::istringstream in{std::string{help.substr(0, help.find(':'))}};
+  for (std::string w; in >> w;)
+    names.push_back(w);
+  return names;
+}
+
+void ask(const std::string& name, const char* sql, size_t nparams, const prov_opts& o,
+         std::string_view help = {}) {
   if (o.args.size() != nparams)
     fail("prov " + name,
          make_error(errc::invalid_argument, "expects " + std::to_string(nparams) + " argument(s)"),
          2);
+  // A time that is not a number was compared as text and matched nothing (or everything),
+  // exit 0: refused instead.
+  auto names = arg_names(help);
+  for (size_t i = 0; i < o.args.size() && i < names.size(); ++i) {
+    if (names[i].size() < 2 || names[i].compare(names[i].size() - 2, 2, "NS") != 0)
+      continue;
+    const auto& a = o.args[i];
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), v);
+    if (a.empty() || ec != std::errc{} || end != a.data() + a.size())
+      fail("prov " + name,
+           make_error(errc::invalid_argument,
+                      names[i] + " '" + a
+                        + "' is not a time in nanoseconds since the epoch (an integer that fits "
+                          "in 64 bits)"),
+           2);
+  }
   auto store = storage::sql_store::open(o.sqlite, /*read_only=*/true);
   if (!store)
     fail("prov " + name, store.error());
@@ -303,7 +334,7 @@ void add_log_commands(CLI::App& app) {
     const question* qp = &q;
     sub->callback([o, qp] {
       if (qp->sql)
-        ask(qp->name, qp->sql, qp->params, *o);
+        ask(qp->name, qp->sql, qp->params, *o, qp->help);
       else if (o->args.size() == 1)
         ask(qp->name, o->args[0].c_str(), 0, prov_opts{o->sqlite, {}});
       else

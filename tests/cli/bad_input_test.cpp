@@ -91,6 +91,16 @@ TEST_SUITE("cli.bad_input") {
     r = test::run_comb({"prov", "query", "--sql", file, "select 1 as a; -- done"}, out);
     CHECK(r.rc == 0);
     CHECK(has(r, "{\"a\":1}"));
+    // A time that is not a number matched nothing (exit 0); one past 64 bits matched all.
+    r = test::run_comb({"prov", "at", "--sql", file, "bank.accounts", "abc"}, out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "NS 'abc' is not a time in nanoseconds"));
+    r = test::run_comb({"prov", "by-user", "--sql", file, "admin", "0", "99999999999999999999999"},
+                       out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "TO_NS '99999999999999999999999' is not a time"));
+    r = test::run_comb({"prov", "hot-table", "--sql", file, "0", "5"}, out);
+    CHECK(r.rc == 0);
     // A text file given as the store: "invalid SQL: file is not a database" (log spool), or
     // any query not reading a table answered as if it were one (prov query).
     auto text = dir.path() + "/notes.txt";

@@ -2,8 +2,8 @@
 // target, version, header fields, body) as the HTTP server would hand them over; the form
 // parser reads the query and the body, and capture_row builds the httplog_request row. The
 // row must serialise as JSON and as MessagePack (as the node stores it), its raw request must
-// decode back to the bytes it was built from (cut at 1 MiB exactly when marked truncated),
-// and cs_bytes must count the whole request.
+// decode back to the bytes it was built from with the credentials masked (cut at 1 MiB
+// exactly when marked truncated), and cs_bytes must count the whole request as it came.
 #include "apps/nectar/capture_record.hpp"
 #include "apps/nectar/form.hpp"
 #include "base/base64.hpp"
@@ -55,7 +55,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto packed = nlohmann::json::to_msgpack(row);
   if (nlohmann::json::from_msgpack(packed) != row)
     std::abort();
-  auto raw = raw_request(x);
+  // The row keeps the request with its credentials masked (cookie values, Authorization,
+  // password-like fields), and counts it in cs_bytes as it came.
+  auto raw = raw_request(mask_credentials(x));
   std::string stored = row["raw"];
   if (row["raw_encoding"] == "base64") {
     auto b = comb::base64_decode(stored);
@@ -68,7 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();
   if (stored != raw.substr(0, max_raw_bytes))
     std::abort();
-  if (row["cs_bytes"] != raw.size())
+  if (row["cs_bytes"] != raw_request(x).size())
     std::abort();
   return 0;
 }
