@@ -49,6 +49,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -79,6 +80,63 @@ std::vector<size_t> parse_list(const std::string& s) {
 /// CPU seconds (user + system) used so far by process `pid` (0: this process); 0 when it is
 /// not there.
 double cpu_seconds(pid_t pid) { return std::max(0.0, perf::process_cpu_seconds(pid)); }
+
+/// CPU time of each thread of process `pid` (0: this process) from the scheduler's own
+/// account (/proc/PID/task/TID/schedstat: ns on a CPU, not 10 ms ticks), keyed by thread id,
+/// with the thread's name. Threads that ended are not in it.
+struct thread_cpu {
+  std::string name;
+  uint64_t ns = 0;
+};
+std::map<long, thread_cpu> threads_cpu(pid_t pid) {
+  std::map<long, thread_cpu> out;
+  auto base = pid == 0 ? std::string{"/proc/self/task"} : "/proc/" + std::to_string(pid) + "/task";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator{base, ec}) {
+    long tid = 0;
+    try {
+      tid = std::stol(e.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    std::ifstream stat{e.path() / "schedstat"};
+    std::ifstream comm{e.path() / "comm"};
+    thread_cpu t;
+    if (!(stat >> t.ns))
+      continue;
+    std::getline(comm, t.name);
+    out[tid] = std::move(t);
+  }
+  return out;
+}
+
+/// "name/tid a.aaa, ...": ms per invocation of each thread (those that started during the
+/// phase counted from 0; threads inherit their creator's name, so the id tells them apart)
+/// between two samples, largest first, and the sum.
+std::string cpu_by_thread(const std::map<long, thread_cpu>& before,
+                          const std::map<long, thread_cpu>& after, size_t count) {
+  uint64_t total = 0;
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& [tid, t] : after) {
+    auto b = before.find(tid);
+    uint64_t used = t.ns - (b != before.end() && b->second.ns <= t.ns ? b->second.ns : 0);
+    order.emplace_back(used, t.name + "/" + std::to_string(tid));
+    total += used;
+  }
+  std::sort(order.rbegin(), order.rend());
+  std::string out;
+  char buf[128];
+  for (const auto& [ns, name] : order) {
+    if (static_cast<double>(ns) / static_cast<double>(count) < 5e3) // under 5 us/inv
+      continue;
+    std::snprintf(buf, sizeof buf, "%s%s %.3f", out.empty() ? "" : ", ", name.c_str(),
+                  static_cast<double>(ns) / static_cast<double>(count) / 1e6);
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, " (sum %.3f)",
+                static_cast<double>(total) / static_cast<double>(count) / 1e6);
+  return out + buf;
+}
 
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
@@ -802,10 +860,12 @@ int main(int argc, char** argv) {
       kernels::cpu_backend::set_sgemm_split(true);
       auto d_split = run_direct(*lm, task, count, nullptr);
       auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
+      auto node_t1 = threads_cpu(0), compute_t1 = threads_cpu(compute.pid());
       bool split_better = d_split < d_own;
       auto first = static_cast<int64_t>(next_n);
       auto p = run_path(*n, sys, m, count, window, next_n);
       auto c2 = cpu_seconds(0), k2 = cpu_seconds(compute.pid());
+      auto node_t2 = threads_cpu(0), compute_t2 = threads_cpu(compute.pid());
       kernels::cpu_backend::set_sgemm_split(split_better);
       auto d2 = run_direct(*lm, task, count, nullptr);
       auto d = std::min({d_own, d_split, d2});
@@ -825,6 +885,11 @@ int main(int argc, char** argv) {
                   "%.2f (split)\n",
                   (c2 - c1) / count * 1e3, (k2 - k1) / count * 1e3, (c_own - c0) / count * 1e3,
                   (c1 - c_own) / count * 1e3);
+      // The same from the scheduler's ns account, by thread: which threads the path's CPU
+      // went to (the node's CAF worker, its BASP multiplexer, CAF's clock, RocksDB's, ...).
+      std::printf("    path CPU ms/inv by thread (schedstat): node: %s | compute: %s\n",
+                  cpu_by_thread(node_t1, node_t2, count).c_str(),
+                  cpu_by_thread(compute_t1, compute_t2, count).c_str());
       print_stages(first, static_cast<int64_t>(next_n));
       std::fflush(stdout);
     }
