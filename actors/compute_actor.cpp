@@ -167,8 +167,56 @@ struct compute_state {
   runtime::shm_reader shm;
   uint64_t shm_tasks = 0;
   uint64_t blob_file_tasks = 0;
+  /// Input buffers of finished executor batches, kept to read the next tasks' bytes into
+  /// (blob files, shared memory): their pages are mapped already and are not zeroed again.
+  std::vector<std::vector<char>> spare_buffers;
+  uint64_t buffers_reused = 0;
   static inline const char* name = "comb.compute";
 };
+
+/// Buffers kept for reuse: those of a whole task's bytes (callers split inputs into calls of
+/// about 1 MiB: "as many images as fit in 1 MiB"), as many as tasks are usually in flight
+/// (a dispatcher keeps 8 at once), and at most 32 MiB in all.
+constexpr size_t max_spare_buffers = 8;
+constexpr size_t max_spare_total = size_t{32} << 20;
+constexpr size_t min_spare_bytes = size_t{64} << 10;
+
+/// A kept buffer with room for `size` bytes (the smallest such), or an empty one.
+std::vector<char> take_spare(compute_state& st, size_t size) {
+  auto best = st.spare_buffers.end();
+  for (auto i = st.spare_buffers.begin(); i != st.spare_buffers.end(); ++i)
+    if (i->capacity() >= size
+        && (best == st.spare_buffers.end() || i->capacity() < best->capacity()))
+      best = i;
+  if (best == st.spare_buffers.end())
+    return {};
+  auto out = std::move(*best);
+  st.spare_buffers.erase(best);
+  ++st.buffers_reused;
+  return out;
+}
+
+/// Keeps `buf` for a later task's bytes when it is worth it and there is room (a full set
+/// gives its smallest buffer up for a larger one).
+void give_spare(compute_state& st, std::vector<char>&& buf) {
+  if (buf.capacity() < min_spare_bytes || buf.capacity() > max_spare_total)
+    return;
+  auto total = buf.capacity();
+  for (const auto& b : st.spare_buffers)
+    total += b.capacity();
+  while ((st.spare_buffers.size() >= max_spare_buffers || total > max_spare_total)
+         && !st.spare_buffers.empty()) {
+    auto smallest = std::min_element(st.spare_buffers.begin(), st.spare_buffers.end(),
+                                     [](const auto& a, const auto& b) {
+                                       return a.capacity() < b.capacity();
+                                     });
+    if (smallest->capacity() >= buf.capacity())
+      return;
+    total -= smallest->capacity();
+    st.spare_buffers.erase(smallest);
+  }
+  st.spare_buffers.push_back(std::move(buf));
+}
 
 using compute_actor_t = caf::stateful_actor<compute_state>;
 
@@ -585,6 +633,11 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
       r.output = std::move(out->bytes);
       deliver(self, w, std::move(r));
     }
+    // The runners are done with the inputs (they take them as const): their buffers take
+    // the next tasks' bytes.
+    if (done)
+      for (auto& t : (*done)->tasks)
+        give_spare(st, std::move(t.tensors.bytes));
     drain(self);
   };
   self->request(st.executors[ex].actor, caf::infinite, exec_run_atom::value, b)
@@ -805,7 +858,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "shared-memory");
       if (!p)
         return p.error();
-      auto bytes = st.shm.read(ref);
+      auto bytes = st.shm.read(ref, take_spare(st, ref.size));
       if (!bytes) {
         ++st.rejected;
         return bytes.error();
@@ -822,7 +875,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "blob-file");
       if (!p)
         return p.error();
-      auto bytes = runtime::read_blob_file(ref);
+      auto bytes = runtime::read_blob_file(ref, take_spare(st, ref.size));
       if (!bytes) {
         ++st.rejected;
         return bytes.error();
@@ -882,6 +935,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"batches", st.batches},
                        {"shm_tasks", st.shm_tasks},
                        {"blob_file_tasks", st.blob_file_tasks},
+                       {"buffers_reused", st.buffers_reused},
                        {"shm_segments_mapped", st.shm.mapped()},
                        {"run_order", st.run_order}};
       return j.dump();

@@ -10,6 +10,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -45,7 +46,8 @@ bool valid_blob_file_path(std::string_view path) {
   return true;
 }
 
-caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref) {
+caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref,
+                                                std::vector<char> buffer) {
   if (!valid_blob_file_path(ref.path))
     return make_error(errc::protocol_error,
                       "blob-file piece names '" + ref.path.substr(0, 200)
@@ -72,10 +74,19 @@ caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref) {
                       "blob-file piece: " + std::to_string(ref.size) + " bytes at offset "
                         + std::to_string(ref.offset) + " lie outside " + ref.path + " ("
                         + std::to_string(file_size) + " bytes)");
-  std::vector<char> out(ref.size);
+  // resize() zeroes only what lies past the buffer's old size: a recycled buffer of at
+  // least ref.size bytes is read into as it is.
+  auto& out = buffer;
+  out.resize(ref.size);
+  // Hashed a chunk at a time right after its read, while the chunk is still in the cache
+  // (the streaming XXH3 gives the one-shot digest the blob store recorded).
+  constexpr uint64_t chunk = uint64_t{256} << 10;
+  XXH3_state_t hash;
+  XXH3_64bits_reset(&hash);
   uint64_t done = 0;
   while (done < ref.size) {
-    auto n = ::pread(fd, out.data() + done, ref.size - done, static_cast<off_t>(ref.offset + done));
+    auto want = std::min<uint64_t>(chunk, ref.size - done);
+    auto n = ::pread(fd, out.data() + done, want, static_cast<off_t>(ref.offset + done));
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
@@ -83,13 +94,14 @@ caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref) {
                         "read of blob segment " + ref.path + " at offset "
                           + std::to_string(ref.offset + done) + ": "
                           + (n == 0 ? std::string{"the file ends early"} : sys_reason()));
+    XXH3_64bits_update(&hash, out.data() + done, static_cast<size_t>(n));
     done += static_cast<uint64_t>(n);
   }
-  if (XXH3_64bits(out.data(), out.size()) != ref.xxh3)
+  if (XXH3_64bits_digest(&hash) != ref.xxh3)
     return make_error(errc::corrupt_data, "blob in " + ref.path + " at offset "
                                             + std::to_string(ref.offset)
                                             + ": the bytes do not match their recorded hash");
-  return out;
+  return std::move(buffer);
 }
 
 } // namespace comb::runtime

@@ -43,7 +43,11 @@ bool valid_blob_file_path(std::string_view path);
 /// outside the file), not_found (no such file: the sender should send these bytes another
 /// way), unsupported (the file cannot be opened here, or is not a regular file of this user:
 /// the sender should send such bytes another way from now on), corrupt_data (the bytes do not
-/// match their hash), storage_error (a read failed).
-caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref);
+/// match their hash), storage_error (a read failed). The bytes are read into `buffer` (a
+/// buffer used before: its memory is reused, and the part of it that was already sized is
+/// not zeroed first, so a recycled buffer costs neither page faults nor a fill), and hashed
+/// chunk by chunk as they arrive, while they are still in the cache.
+caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref,
+                                                std::vector<char> buffer = {});
 
 } // namespace comb::runtime

@@ -244,7 +244,7 @@ caf::expected<const shm_reader::mapping*> shm_reader::map(const std::string& nam
   return &maps_.front();
 }
 
-caf::expected<std::vector<char>> shm_reader::read(const shm_ref& ref) {
+caf::expected<std::vector<char>> shm_reader::read(const shm_ref& ref, std::vector<char> buffer) {
   if (!valid_shm_segment_name(ref.segment))
     return make_error(errc::protocol_error, "shared-memory piece names segment '" + ref.segment
                                               + "', which is not of the form "
@@ -273,13 +273,14 @@ caf::expected<std::vector<char>> shm_reader::read(const shm_ref& ref) {
   };
   if (!head_ok())
     return mismatch();
-  std::vector<char> out;
+  auto& out = buffer;
+  out.clear(); // keeps its memory
   out.reserve(ref.size);
   auto* from = base + ref.offset + shm_region_header;
   out.insert(out.end(), from, from + ref.size); // no zeroing first, unlike resize()
   if (!head_ok())
     return mismatch();
-  return out;
+  return std::move(buffer);
 }
 
 } // namespace comb::runtime

@@ -113,8 +113,9 @@ public:
   /// Copies the region's payload out. Errors: errc::unsupported when the segment cannot be
   /// opened or mapped here (not this host, not this user: the sender should use TCP), and
   /// errc::protocol_error for a name of the wrong form, a region beyond the segment, or a
-  /// ticket or size that does not match (the region was reused or torn).
-  caf::expected<std::vector<char>> read(const shm_ref& ref);
+  /// ticket or size that does not match (the region was reused or torn). The bytes go into
+  /// `buffer` (a buffer used before: its memory is reused, nothing is zeroed).
+  caf::expected<std::vector<char>> read(const shm_ref& ref, std::vector<char> buffer = {});
 
   /// Segments mapped now.
   size_t mapped() const { return maps_.size(); }

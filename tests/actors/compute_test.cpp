@@ -475,6 +475,62 @@ TEST_SUITE("actors.compute") {
     refused({folder, 0, 1, 0}, errc::unsupported, "not a regular file");
   }
 
+  TEST_CASE("read_blob_file reads into a used buffer, larger or smaller, exactly the bytes, "
+            "and checks the hash over chunks") {
+    test::temp_dir dir;
+    auto file = std::filesystem::absolute(dir.path()).string() + "/00000000000000b2.blob";
+    // Over 256 KiB: several chunks of the streamed hash, the last one partial.
+    auto data = random_bytes((size_t{600} << 10) + 77, 52);
+    {
+      std::ofstream f(file, std::ios::binary);
+      f << "head";
+      f.write(data.data(), std::streamsize(data.size()));
+    }
+    const auto h = XXH3_64bits(data.data(), data.size());
+    auto whole = read_blob_file({file, 4, data.size(), h});
+    REQUIRE_MESSAGE(whole, describe(whole.error()));
+    CHECK(*whole == data);
+    // A buffer that held other, larger bytes: reused, and only the blob's bytes come back.
+    auto larger = std::vector<char>(data.size() + 4096, 'x');
+    const auto* mem = larger.data();
+    auto again = read_blob_file({file, 4, data.size(), h}, std::move(larger));
+    REQUIRE_MESSAGE(again, describe(again.error()));
+    CHECK(*again == data);
+    CHECK(again->data() == mem); // no new allocation
+    // A smaller used buffer grows; a part of the blob into a buffer of the whole.
+    auto part = read_blob_file({file, 4 + 1000, 5000, XXH3_64bits(data.data() + 1000, 5000)},
+                               std::vector<char>(100, 'y'));
+    REQUIRE_MESSAGE(part, describe(part.error()));
+    CHECK(*part == std::vector<char>(data.begin() + 1000, data.begin() + 6000));
+    // A byte changed in the third chunk: the streamed hash finds it.
+    {
+      std::fstream f(file, std::ios::binary | std::ios::in | std::ios::out);
+      f.seekp(4 + (size_t{512} << 10) + 3);
+      f.put(static_cast<char>(data[(size_t{512} << 10) + 3] ^ 0x20));
+    }
+    auto bad = read_blob_file({file, 4, data.size(), h}, std::move(*again));
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::corrupt_data));
+  }
+
+  TEST_CASE("shm_reader::read into a used buffer gives exactly the region's bytes") {
+    auto arena = shm_arena::create(size_t{1} << 20);
+    REQUIRE(arena);
+    auto data = random_bytes(100000, 53);
+    auto ref = (*arena)->put(data.data(), data.size());
+    REQUIRE(ref);
+    shm_reader reader;
+    auto used = std::vector<char>(200000, 'z');
+    const auto* mem = used.data();
+    auto got = reader.read(*ref, std::move(used));
+    REQUIRE_MESSAGE(got, describe(got.error()));
+    CHECK(*got == data);
+    CHECK(got->data() == mem);
+    auto fresh = reader.read(*ref, std::vector<char>(10, 'z'));
+    REQUIRE_MESSAGE(fresh, describe(fresh.error()));
+    CHECK(*fresh == data);
+  }
+
   TEST_CASE("a compute process that cannot read the sender's segment (here one that predates "
             "shared-memory pieces): the function actor falls back to pieces over TCP") {
     test::compute_child proc;
@@ -997,6 +1053,46 @@ TEST_SUITE("actors.compute") {
           CHECK(info->kind == "mlp");
         },
         [&](caf::error& e) { FAIL(describe(e)); });
+  }
+
+  TEST_CASE("in process: MLP tasks read from blob files reuse the input buffers of finished "
+            "batches and give the runner's outputs") {
+    local_compute lc{actors::compute_config{}};
+    auto file = test::must(make_mlp_file({20, 8, 5}, 9));
+    auto loaded = lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(file));
+    REQUIRE_MESSAGE(loaded, text(loaded));
+    auto direct = test::must(find_runner("mlp")->load(file, kernels::cpu()));
+    test::temp_dir dir;
+    auto base = std::filesystem::absolute(dir.path()).string();
+    // 1,000 rows (80,000 bytes), 900 rows (a used buffer of more bytes), 1,000 again (grows
+    // back within its memory), 1,100 (too large for it: a new buffer).
+    std::vector<std::pair<int64_t, uint32_t>> inputs{{1000, 1}, {900, 2}, {1000, 3}, {1100, 4}};
+    uint64_t id = 100;
+    for (auto [rows, seed] : inputs) {
+      auto in = mlp_input(rows, 20, seed);
+      char name[32];
+      std::snprintf(name, sizeof name, "/%016x.blob", seed);
+      auto path = base + name;
+      {
+        std::ofstream f(path, std::ios::binary);
+        f.write(in.bytes.data(), std::streamsize(in.bytes.size()));
+      }
+      auto header = encode_piece(++id, piece_kind::infer, "mlp", 0, 0, 1, nullptr, 0, in.specs);
+      blob_file_ref ref{path, 0, in.bytes.size(), XXH3_64bits(in.bytes.data(), in.bytes.size())};
+      caf::expected<task_result> got = make_error(errc::timeout, "no reply");
+      lc.c.self->request(lc.compute, 60s, blob_piece_atom::value, std::move(header), ref)
+        .receive([&](task_result& r) { got = std::move(r); },
+                 [&](caf::error& e) { got = std::move(e); });
+      REQUIRE_MESSAGE(got, text(got));
+      task_tensors t{id, in};
+      auto want = direct->infer({&t});
+      REQUIRE(want[0]);
+      CHECK(got->outputs == want[0]->specs);
+      CHECK(got->output == want[0]->bytes);
+    }
+    auto st = lc.c.stats(lc.compute);
+    CHECK(st["blob_file_tasks"] == 4);
+    CHECK(st["buffers_reused"] == 2);
   }
 
   TEST_CASE("in process: a version over the model memory bound is refused, the active one "
