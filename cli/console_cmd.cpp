@@ -79,7 +79,8 @@ void add_console_commands(CLI::App& app) {
     ->capture_default_str();
   cmd->add_option("--static", o->static_dir, "folder of the console's pages and scripts");
   cmd->add_option("--sql-timeout-ms", o->sql_timeout_ms, "time limit of a Search query")
-    ->capture_default_str();
+    ->capture_default_str()
+    ->check(CLI::PositiveNumber);
   cmd->add_option("--seconds", o->seconds, "stop after this many seconds (0: at Ctrl-C)");
   auto* add = cmd->add_subcommand("add-user", "Add a console user, or set their password "
                                               "(read from stdin or --password-file)");

@@ -14,6 +14,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <sqlite3.h>
 
 #include <csignal>
 #include <filesystem>
@@ -511,8 +512,15 @@ caf::expected<std::unique_ptr<console_server>> console_server::make(console_opti
     return make_error(errc::not_found, "the SQL store " + opts.sql_file
                                          + " does not exist (a node spools it into "
                                            "DATA/provenance.sqlite)");
+  // SQLite opens any file: one that is not a database is refused here, not on every page.
   if (auto db = readonly_db::open(opts.sql_file); !db)
     return db.error();
+  else if (sqlite3_exec((*db)->handle(), "SELECT 1 FROM sqlite_master LIMIT 1", nullptr, nullptr,
+                        nullptr)
+           == SQLITE_NOTADB)
+    return make_error(errc::storage_error, "the SQL store " + opts.sql_file
+                                             + " is not an SQLite database (give the file a "
+                                               "node spools into, DATA/provenance.sqlite)");
   if (!opts.system || opts.node.port == 0)
     return make_error(errc::invalid_argument,
                       "no node given (--node HOST:PORT): the console's accounts live in the "

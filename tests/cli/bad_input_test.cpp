@@ -162,7 +162,7 @@ TEST_SUITE("cli.bad_input") {
     CHECK(r.rc == 0);
   }
 
-  TEST_CASE("comb call refuses a timeout that is not positive") {
+  TEST_CASE("comb call and comb console refuse a timeout that is not positive") {
     test::temp_dir dir;
     // It waited "1 ms" and blamed the node ("got no answer within 1 ms").
     auto r = test::run_comb({"call", "--node", "127.0.0.1:1", "--timeout=-1", "bank.total"},
@@ -170,6 +170,12 @@ TEST_SUITE("cli.bad_input") {
     CHECK(r.rc != 0);
     CHECK(has(r, "--timeout"));
     CHECK(r.out.find("no answer") == std::string::npos);
+    // The console's Search time limit: a negative one was taken.
+    r = test::run_comb({"console", "--sql", dir.path() + "/x.sqlite", "--node", "127.0.0.1:1",
+                        "--sql-timeout-ms=-5", "--seconds", "1"},
+                       dir.path() + "/out.txt");
+    CHECK(r.rc != 0);
+    CHECK(has(r, "--sql-timeout-ms"));
   }
 
   TEST_CASE("comb cluster up: a node whose data folder is a bare name starts") {

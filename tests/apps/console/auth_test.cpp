@@ -16,6 +16,7 @@
 #include <doctest/doctest.h>
 #include <httplib.h>
 
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -155,6 +156,13 @@ TEST_SUITE("apps.console.auth") {
     REQUIRE_FALSE(made);
     CHECK(comb::describe(made.error()).find("PostgreSQL") != std::string::npos);
     CHECK(comb::describe(made.error()).find("secret") == std::string::npos);
+    // A file that is not a database: refused at start (it served, and failed on every page).
+    o.sql_file = dir.path() + "/notes.txt";
+    std::ofstream{o.sql_file} << "not a database, though long enough to look like one's header\n";
+    made = console_server::make(o);
+    REQUIRE_FALSE(made);
+    CHECK(comb::describe(made.error()).find("notes.txt is not an SQLite database")
+          != std::string::npos);
   }
 
   TEST_CASE("sessions expire, tokens compare exactly, cookies parse") {
