@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <thread>
 
 namespace comb::actors {
@@ -64,7 +66,8 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     // Moved, not copied: the transaction no longer needs them once the procedure returned.
     rec->changes = txn->take_changes();
     rec->reads = txn->take_reads();
-    rec->result = comb::json_text(*result);
+    rec->result.clear();
+    comb::append_json_text(rec->result, *result);
     rec->status = "ok";
     rec->end_ns = comb::wall_clock_ns();
     env.hook->before_commit(*txn, *rec);
@@ -78,22 +81,68 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
   return result;
 }
 
-// The provenance record of an invocation as it starts.
-runtime::invocation_record start_record(const runtime::procedure_def& def,
-                                        const runtime::invocation& inv, uint32_t partition,
-                                        const std::string& receiver, uint64_t execution_id) {
-  runtime::invocation_record rec;
+// Fills `rec` with the provenance record of an invocation as it starts: every field set
+// again, so a record can be reused from one invocation to the next.
+void start_record(runtime::invocation_record& rec, const runtime::procedure_def& def,
+                  const runtime::invocation& inv, uint32_t partition, const std::string& receiver,
+                  uint64_t execution_id) {
   rec.execution_id = execution_id;
   rec.parent_id = inv.parent_id;
   rec.procedure = def.name;
   rec.role = inv.role;
-  rec.args = comb::json_text(inv.args);
+  rec.args.clear();
+  comb::append_json_text(rec.args, inv.args);
+  rec.result.clear();
+  rec.status.clear();
+  rec.read_only = false;
   rec.partition = partition;
   rec.start_ns = comb::wall_clock_ns();
+  rec.end_ns = 0;
   rec.sender = inv.sender;
   rec.receiver = receiver;
-  return rec;
+  rec.changes.clear();
+  rec.reads.clear();
 }
+
+// The record of the invocation this thread runs, reused by the next one (the hook copies
+// what it keeps before the handler returns): its strings keep their capacity, so the
+// arguments' and result's JSON texts are written without allocating, and no record is
+// allocated per invocation. A handler runs on one thread from start to end and never inside
+// another, so one record per thread serves every state actor that runs there.
+thread_local runtime::invocation_record reused_record;
+thread_local bool reused_record_busy = false;
+// Strings larger than this are released after use instead of kept for the next record.
+constexpr size_t max_kept_bytes = 1 << 20;
+
+// Hands out reused_record, or a fresh record if it is taken; gives it back when it goes.
+class record_slot {
+public:
+  record_slot() : reused_(!reused_record_busy) {
+    if (reused_)
+      reused_record_busy = true;
+    else
+      own_ = std::make_unique<runtime::invocation_record>();
+  }
+  ~record_slot() {
+    if (!reused_)
+      return;
+    auto& r = reused_record;
+    for (auto* s : {&r.args, &r.result})
+      if (s->capacity() > max_kept_bytes)
+        std::string{}.swap(*s);
+    r.changes.clear(); // their values' memory goes now, not with the next invocation
+    r.changes.shrink_to_fit();
+    r.reads.clear();
+    reused_record_busy = false;
+  }
+  record_slot(const record_slot&) = delete;
+  record_slot& operator=(const record_slot&) = delete;
+  runtime::invocation_record* get() { return reused_ ? &reused_record : own_.get(); }
+
+private:
+  bool reused_;
+  std::unique_ptr<runtime::invocation_record> own_;
+};
 
 // The status recorded for a failed invocation: the comb::errc name, or "error".
 std::string status_of(const caf::error& e) {
@@ -115,7 +164,8 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
         auto err = make_error(errc::permission_denied,
                               "role '" + inv.role + "' may not call " + inv.procedure);
         if (env.hook) {
-          auto rec = start_record(*def, inv, partition, receiver, runtime::next_execution_id());
+          runtime::invocation_record rec;
+          start_record(rec, *def, inv, partition, receiver, runtime::next_execution_id());
           rec.end_ns = rec.start_ns;
           rec.status = status_of(err);
           rec.result = describe(err);
@@ -130,15 +180,16 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
       ctx.role = inv.role;
       ctx.partition = partition;
       ctx.partitions = env.partitions;
-      std::unique_ptr<runtime::invocation_record> rec;
+      std::optional<record_slot> slot;
+      runtime::invocation_record* rec = nullptr;
       if (env.hook) {
-        rec = std::make_unique<runtime::invocation_record>(
-          start_record(*def, inv, partition, receiver, ctx.execution_id));
+        rec = slot.emplace().get();
+        start_record(*rec, *def, inv, partition, receiver, ctx.execution_id);
       }
       caf::expected<nlohmann::json> result{nlohmann::json{}};
       for (int attempt = 0;; ++attempt) {
         ctx.outbox_calls = 0; // a retry starts over in a new transaction
-        result = run_once(env, *def, ctx, inv, rec.get());
+        result = run_once(env, *def, ctx, inv, rec);
         if (result || !is(result.error(), errc::conflict) || attempt + 1 >= max_conflict_retries)
           break;
         ++self->state.retries;
