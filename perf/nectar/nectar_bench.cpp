@@ -25,7 +25,8 @@
 // --connections=N --attack-share=X --data=DIR (../shared/data) --serve-flag=FLAG (repeatable:
 // passed to `comb nectar serve`, e.g. --serve-flag=--batch-ms --serve-flag=5)
 // --sustained-rate=R (skip the search: the rate to measure the sustained lag at; 0: no
-// sustained run).
+// sustained run). --rules-in-process-too (throughput: a fourth run after the response with CRS
+// in the server's process, unbounded, `--rules-workers 0`: the rules workers' baseline).
 #include "apps/nectar/report.hpp"
 #include "apps/nectar/traffic.hpp"
 #include "perf/bench_env.hpp"
@@ -213,6 +214,9 @@ int bench_main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0); // lines as they come, also into a pipe
   std::string benchmarks = "throughput,lag,pg_spool";
   bool quick = false;
+  // Throughput also with CRS in the server's process, without a time bound (--rules-workers
+  // 0), after the response: the baseline of the rules workers, in the same run.
+  bool rules_in_process_too = false;
   std::string model_file;
   double rate = 800, seconds = 10, lag_rate = 1000, lag_seconds = 10, share = 0.2;
   uint32_t connections = 16;
@@ -229,6 +233,8 @@ int bench_main(int argc, char** argv) {
       benchmarks = val("--benchmarks=");
     else if (a == "--quick")
       quick = true;
+    else if (a == "--rules-in-process-too")
+      rules_in_process_too = true;
     else if (a.rfind("--model=", 0) == 0)
       model_file = val("--model=");
     else if (a.rfind("--rate=", 0) == 0)
@@ -307,15 +313,17 @@ int bench_main(int argc, char** argv) {
   if (benchmarks.find("throughput") != std::string::npos) {
     // Off, then on with the capture taken at arrival and after the response (the default;
     // --capture-at): taking a request at arrival may send its model call ahead of its row.
-    const char* modes[] = {"off", "arrival", "response"};
-    double answered_rate[3] = {0, 0, 0};
-    for (int m = 0; m < 3; ++m) {
+    const char* modes[] = {"off", "arrival", "response", "response, CRS in process"};
+    double answered_rate[4] = {0, 0, 0, 0};
+    for (int m = 0; m < (rules_in_process_too ? 4 : 3); ++m) {
       bool on = m > 0;
       auto flags = serve_flags;
       if (!on)
         flags.push_back("--no-capture");
       else
-        flags.insert(flags.end(), {"--capture-at", modes[m]});
+        flags.insert(flags.end(), {"--capture-at", m == 1 ? "arrival" : "response"});
+      if (m == 3)
+        flags.insert(flags.end(), {"--rules-workers", "0"});
       check(stack.start_server(flags), "starting nectar serve");
       auto truth = dir.path() + "/throughput-" + std::to_string(m) + ".jsonl";
       test::stack_cpu cpu0;
@@ -358,6 +366,11 @@ int bench_main(int argc, char** argv) {
     for (int m = 1; m < 3; ++m)
       std::printf("throughput: capture+labels on (%s) / off = %.3f (goal >= 0.8; %s)\n",
                   modes[m], answered_rate[0] > 0 ? answered_rate[m] / answered_rate[0] : 0.0,
+                  load_now().c_str());
+    if (rules_in_process_too)
+      std::printf("throughput: CRS in worker processes (time-bounded) / in the server's process "
+                  "(unbounded), after the response = %.3f (%s)\n",
+                  answered_rate[3] > 0 ? answered_rate[2] / answered_rate[3] : 0.0,
                   load_now().c_str());
   }
 
