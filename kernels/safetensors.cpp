@@ -112,6 +112,11 @@ caf::expected<safetensors_file> decode_safetensors(std::string_view bytes) {
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(bytes.substr(8, n));
+  } catch (const nlohmann::json::parse_error& e) {
+    // Not e.what(): its "last read: '...'" quotes up to the whole header (kilobytes of
+    // garbage on one error line).
+    return corrupt("header is not valid JSON: parse error at header byte " + std::to_string(e.byte)
+                   + " of " + std::to_string(n));
   } catch (const std::exception& e) {
     return corrupt(std::string{"header is not valid JSON: "} + e.what());
   }

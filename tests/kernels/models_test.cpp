@@ -255,6 +255,18 @@ TEST_SUITE("kernels.models") {
     auto garbled = bytes;
     garbled[9] = '#';
     fails_with(garbled, "not valid JSON");
+    // A bad byte late in the header: one short line naming it, not the header quoted whole
+    // (nlohmann's "last read: '...'" put kilobytes of it on the error line).
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i)
+      n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+    auto late = bytes;
+    late[8 + n - 2] = '\x93';
+    auto late_r = textcnn::from_bytes(late);
+    REQUIRE(!late_r);
+    auto late_msg = comb::describe(late_r.error());
+    CHECK_MESSAGE(late_msg.find("parse error at header byte") != std::string::npos, late_msg);
+    CHECK_MESSAGE(late_msg.size() < 200, late_msg);
     auto f16 = bytes;
     auto pos = f16.find("\"F32\"");
     REQUIRE(pos != std::string::npos);
