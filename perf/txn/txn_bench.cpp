@@ -72,6 +72,42 @@ std::string fresh_dir(const std::string& name) {
   return d.string();
 }
 
+// CPU seconds the whole process has used so far (every thread).
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// What one actor_rate or direct_rate run cost while its transfers ran: CPU seconds of the whole process and
+// context switches (voluntary: a thread blocked or slept; involuntary: preempted), per
+// transfer. On a shared machine these move less than the rates do, so a change in how commits
+// are handed over (wake-ups, sleeps, fsyncs) shows in them when the rates are noise.
+struct phase_cost {
+  double cpu_s = 0;
+  long vcsw = 0, ivcsw = 0;
+  static phase_cost now() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return {process_cpu_seconds(), ru.ru_nvcsw, ru.ru_nivcsw};
+  }
+};
+struct cost_turns {
+  comb::perf::turns cpu_us, vcsw, ivcsw;
+  void add(const phase_cost& a, const phase_cost& b, size_t n) {
+    auto per = [n](double x) { return x / static_cast<double>(n); };
+    cpu_us.add(per(1e6 * (b.cpu_s - a.cpu_s)));
+    vcsw.add(per(static_cast<double>(b.vcsw - a.vcsw)));
+    ivcsw.add(per(static_cast<double>(b.ivcsw - a.ivcsw)));
+  }
+  std::string str() const {
+    return "CPU " + cpu_us.str("%.1f") + " us, context switches voluntary " + vcsw.str("%.2f")
+           + ", involuntary " + ivcsw.str("%.2f");
+  }
+};
+cost_turns* cost_sink = nullptr; // where actor_rate adds its transfers' cost, when set
+cost_turns* direct_cost_sink = nullptr; // where direct_rate adds its transfers' cost, when set
+
 // The baseline: the same transfer (two locked reads, a transfer row, two updates, MessagePack
 // rows) with direct TransactionDB calls, committing with sync = (mode == sync), on `threads`
 // threads, each taking a contiguous share of the plan. Each transaction locks its two
@@ -134,6 +170,7 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan,
     return true;
   };
   threads = std::max(1u, threads);
+  auto c0 = phase_cost::now();
   auto t0 = std::chrono::steady_clock::now();
   {
     std::vector<std::jthread> pool;
@@ -146,6 +183,8 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan,
       });
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (direct_cost_sink)
+    direct_cost_sink->add(c0, phase_cost::now(), plan.size());
   // The same check as the actor path's: money is conserved.
   int64_t total = 0;
   for (int i = 0; i < accounts; ++i) {
@@ -165,40 +204,6 @@ double direct_rate(storage::durability mode, const std::vector<plan_item>& plan,
   return static_cast<double>(plan.size()) / secs;
 }
 
-// CPU seconds the whole process has used so far (every thread).
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-// What one actor_rate run cost while its transfers ran: CPU seconds of the whole process and
-// context switches (voluntary: a thread blocked or slept; involuntary: preempted), per
-// transfer. On a shared machine these move less than the rates do, so a change in how commits
-// are handed over (wake-ups, sleeps, fsyncs) shows in them when the rates are noise.
-struct phase_cost {
-  double cpu_s = 0;
-  long vcsw = 0, ivcsw = 0;
-  static phase_cost now() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return {process_cpu_seconds(), ru.ru_nvcsw, ru.ru_nivcsw};
-  }
-};
-struct cost_turns {
-  comb::perf::turns cpu_us, vcsw, ivcsw;
-  void add(const phase_cost& a, const phase_cost& b, size_t n) {
-    auto per = [n](double x) { return x / static_cast<double>(n); };
-    cpu_us.add(per(1e6 * (b.cpu_s - a.cpu_s)));
-    vcsw.add(per(static_cast<double>(b.vcsw - a.vcsw)));
-    ivcsw.add(per(static_cast<double>(b.ivcsw - a.ivcsw)));
-  }
-  std::string str() const {
-    return "CPU " + cpu_us.str("%.1f") + " us, context switches voluntary " + vcsw.str("%.2f")
-           + ", involuntary " + ivcsw.str("%.2f");
-  }
-};
-cost_turns* cost_sink = nullptr; // where actor_rate adds its transfers' cost, when set
 
 void row(const std::string& name, double comb, double base, const std::string& base_name) {
   std::printf("%-34s comb %10.0f  %-22s %10.0f  ratio %6.2f  txn/s\n", name.c_str(), comb,
@@ -412,9 +417,10 @@ int main(int argc, char** argv) {
                 "transfers with direct TransactionDB calls on %u threads (one per core)\n",
                 plan.size(), cores);
     comb::perf::turns d1, dn, a64, ratio;
-    cost_turns a64_cost;
+    cost_turns a64_cost, dn_cost;
     for (int t = 0; t < turns_n; ++t) {
       double d = 0, a = 0;
+      direct_cost_sink = &dn_cost;
       if (t % 2 == 0 && !no_direct)
         d = direct_rate(storage::durability::async, plan, cores);
       cost_sink = &a64_cost;
@@ -422,6 +428,7 @@ int main(int argc, char** argv) {
       cost_sink = nullptr;
       if (t % 2 == 1 && !no_direct)
         d = direct_rate(storage::durability::async, plan, cores);
+      direct_cost_sink = nullptr;
       if (!no_direct) {
         dn.add(d);
         ratio.add(a / d);
@@ -442,6 +449,8 @@ int main(int argc, char** argv) {
                   "async actors, 64 clients", a64.str("%.0f").c_str(), core_name.c_str(),
                   ratio.str("%.2f").c_str(), a64.median() / d1.median());
     std::printf("  per transfer, 64 clients: %s\n", a64_cost.str().c_str());
+    if (!no_direct)
+      std::printf("  per transfer, %s: %s\n", core_name.c_str(), dn_cost.str().c_str());
     for (uint32_t c : client_counts)
       if (c != 64) {
         double r = actor_rate(storage::durability::async, c, plan, partitions, with_provenance);
