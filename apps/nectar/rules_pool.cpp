@@ -36,6 +36,8 @@ std::string reap_worker(pid_t pid, int fd, int* exit_code = nullptr, int* signal
     ::close(fd);
   if (pid <= 0)
     return "was not running";
+  // Its group too: the process that runs CRS is its child (rules_worker.hpp).
+  ::kill(-pid, SIGKILL);
   ::kill(pid, SIGKILL);
   int st = 0;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
@@ -191,9 +193,28 @@ void rules_pool::supervise() {
   auto backoff = std::chrono::milliseconds{100};
   auto is_dead = [](const slot& s) { return s.st == slot::state::dead; };
   for (;;) {
-    dead_cv_.wait(lock, [&] { return stopping_ || std::any_of(slots_.begin(), slots_.end(), is_dead); });
+    // Four times a second, an idle worker whose socket ended (it died) is reaped and replaced,
+    // so that it is not left for a request to find.
+    dead_cv_.wait_for(lock, std::chrono::milliseconds{250}, [&] {
+      return stopping_ || std::any_of(slots_.begin(), slots_.end(), is_dead);
+    });
     if (stopping_)
       return;
+    for (auto& idle : slots_) {
+      if (idle.st != slot::state::idle)
+        continue;
+      pollfd pf{idle.fd, POLLIN, 0};
+      if (::poll(&pf, 1, 0) <= 0)
+        continue;
+      auto how = reap_worker(idle.pid, idle.fd);
+      ++stats_.died_idle;
+      stats_.last_failure = "CRS rules worker " + std::to_string(idle.pid) + " " + how
+                            + " while idle";
+      std::cerr << "nectar rules: " << stats_.last_failure << "; starting another" << std::endl;
+      idle = slot{};
+    }
+    if (!std::any_of(slots_.begin(), slots_.end(), is_dead))
+      continue;
     auto& s = *std::find_if(slots_.begin(), slots_.end(), is_dead);
     s.st = slot::state::starting;
     lock.unlock();
@@ -289,11 +310,29 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
       cv_.notify_one();
       return res;
     }
-    // Past a budget, or dead while it held the request: killed (if it still runs), replaced.
-    int code = -1, sig = 0;
-    auto how = reap_worker(pid, fd, &code, &sig);
     rules_result res;
     res.flagged = true;
+    if (reply && (reply->what == rules_reply::kind::timed_out
+                  || reply->what == rules_reply::kind::crashed)) {
+      // The worker's CRS process overran its budget or died; the worker forked another.
+      bool timed_out = reply->what == rules_reply::kind::timed_out;
+      res.what = timed_out ? rules_result::outcome::timed_out : rules_result::outcome::crashed;
+      res.cpu_ns = reply->cpu_ns;
+      res.why = reply->text + " (worker " + std::to_string(pid) + ")";
+      std::lock_guard<std::mutex> guard{mu_};
+      s->st = slot::state::idle;
+      auto& n = timed_out ? stats_.timed_out : stats_.crashed;
+      if (n++ == 0 || (stats_.timed_out + stats_.crashed) % 100 == 0)
+        std::cerr << "nectar rules: " << res.why << " (" << stats_.timed_out << " timed out, "
+                  << stats_.crashed << " crashed so far)" << std::endl;
+      stats_.last_failure = res.why;
+      cv_.notify_one();
+      return res;
+    }
+    // Past the wall-clock budget, or the worker itself ended: killed (if it still runs) and
+    // replaced.
+    int code = -1, sig = 0;
+    auto how = reap_worker(pid, fd, &code, &sig);
     if (wall || code == rules_timed_out_exit) {
       res.what = rules_result::outcome::timed_out;
       res.cpu_ns = static_cast<uint64_t>(

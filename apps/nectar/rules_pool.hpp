@@ -1,11 +1,14 @@
 // comb::nectar::rules_pool: CRS rule labels with a bounded time per request. A few worker
-// processes (`comb nectar rules-worker`, rules_worker.hpp) each hold CRS loaded and label one
-// request at a time under a CPU budget; a worker past its budget (CPU in the worker, wall
-// time here) is killed, its request labeled "timed out", and a supervisor thread starts a
-// replacement. A worker that dies otherwise (a crash, kill -9) is named, its request labeled
-// "crashed", and replaced the same way; one found dead while idle costs its next request
-// nothing (the request goes to another worker). evaluate() is thread-safe: callers wait for a
-// free worker (workers bound the concurrency of CRS, which is CPU-bound).
+// processes (`comb nectar rules-worker`, rules_worker.hpp) each hold CRS loaded and run it on
+// one request at a time in a child forked with CRS loaded, under a CPU budget: a child past
+// its budget ends, the worker answers "timed out" and forks another (a millisecond or two,
+// where loading CRS again takes about 1.5 s of CPU), and one that dies otherwise (a crash,
+// kill -9) is named and replaced the same way ("crashed"); both count as flagged. A worker
+// that holds a request past the wall-clock budget is killed with its child and a supervisor
+// thread starts a replacement; one found dead while idle (the supervisor looks four times a
+// second) is replaced, and its next request goes to another worker. evaluate() is
+// thread-safe: callers wait for a free worker (workers bound the concurrency of CRS, which is
+// CPU-bound).
 #pragma once
 
 #include "apps/anomaly/http_request.hpp"
@@ -63,7 +66,7 @@ std::string rules_failure_label(rules_result::outcome what);
 struct rules_pool_stats {
   uint64_t evaluated = 0;
   uint64_t timed_out = 0;
-  uint64_t crashed = 0;     ///< workers that died holding a request
+  uint64_t crashed = 0;     ///< CRS processes (or workers) that died holding a request
   uint64_t died_idle = 0;   ///< workers found dead while idle
   uint64_t started = 0;     ///< workers started, replacements included
   uint64_t unavailable = 0; ///< requests no worker could take

@@ -7,7 +7,9 @@
 #endif
 
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -75,6 +77,59 @@ uint64_t thread_cpu_ns() {
   _exit(rules_timed_out_exit);
 }
 
+#ifdef COMB_NECTAR_HAVE_CRS
+/// A forked CRS process's loop: one verdict per request until end of file (0), or 2 after a
+/// request that does not decode. Each request runs under a timer on this thread's CPU clock
+/// whose signal ends the process (rules_timed_out_exit).
+int serve_requests(int fd, const anomaly::crs_engine& engine, const rules_worker_options& opts) {
+  sigevent sev{};
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = SIGXCPU;
+  sev._sigev_un._tid = gettid(); // sigev_notify_thread_id, which this glibc does not name
+  timer_t timer{};
+  auto budget_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.cpu_budget).count();
+  if (budget_ns > 0 && timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer) != 0) {
+    rules_reply no{rules_reply::kind::error,
+                   std::string{"no CPU timer for the budget: "} + std::strerror(errno)};
+    write_frame(fd, encode_reply(no));
+    return 2;
+  }
+  sigset_t xcpu;
+  sigemptyset(&xcpu);
+  sigaddset(&xcpu, SIGXCPU);
+  pthread_sigmask(SIG_UNBLOCK, &xcpu, nullptr);
+  itimerspec arm{};
+  arm.it_value.tv_sec = budget_ns / 1'000'000'000;
+  arm.it_value.tv_nsec = budget_ns % 1'000'000'000;
+  itimerspec disarm{};
+  for (;;) {
+    auto frame = read_frame(fd);
+    if (!frame)
+      return 0; // the pool closed the socket (or went away)
+    auto req = decode_request(*frame);
+    if (!req) {
+      rules_reply no{rules_reply::kind::error, "a request frame that does not decode"};
+      write_frame(fd, encode_reply(no));
+      return 2;
+    }
+    // A relative timer on a CPU clock counts from the clock's value now.
+    auto cpu0 = thread_cpu_ns();
+    if (budget_ns > 0)
+      timer_settime(timer, 0, &arm, nullptr);
+    auto v = engine.evaluate(*req);
+    if (budget_ns > 0)
+      timer_settime(timer, 0, &disarm, nullptr);
+    rules_reply out;
+    out.flagged = v.flagged;
+    out.score = v.score;
+    out.rules = std::move(v.rules);
+    out.cpu_ns = thread_cpu_ns() - cpu0;
+    if (!write_frame(fd, encode_reply(out)))
+      return 0;
+  }
+}
+#endif
+
 } // namespace
 
 std::string encode_request(const anomaly::http_request& r) {
@@ -127,7 +182,7 @@ std::optional<rules_reply> decode_reply(const std::string& payload) {
   reader in{payload};
   rules_reply r;
   auto what = in.uint(1);
-  if (what > 2)
+  if (what > 4)
     return std::nullopt;
   r.what = static_cast<rules_reply::kind>(what);
   r.text = in.str();
@@ -237,58 +292,54 @@ int run_rules_worker([[maybe_unused]] int fd, [[maybe_unused]] const rules_worke
     write_frame(fd, encode_reply(no));
     return 2;
   }
-  // The budget: a timer on this thread's CPU clock whose signal ends the process. CRS runs in
-  // this thread alone; the process may have others (libraries' pools), which do not count.
+  rules_reply ready{rules_reply::kind::ready, (*engine)->name()};
+  if (!write_frame(fd, encode_reply(ready)))
+    return 0;
+  // CRS runs in a child forked from here, CRS loaded: one that overruns its budget (or dies)
+  // is replaced by another fork in a millisecond or two instead of a new process loading CRS
+  // for a second and a half, so that each slow request costs its budget, not a reload. This
+  // process says what became of the request.
   struct sigaction sa {};
   sa.sa_handler = on_budget_spent;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGXCPU, &sa, nullptr);
-  sigset_t xcpu;
-  sigemptyset(&xcpu);
-  sigaddset(&xcpu, SIGXCPU);
-  pthread_sigmask(SIG_UNBLOCK, &xcpu, nullptr);
-  sigevent sev{};
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = SIGXCPU;
-  sev._sigev_un._tid = gettid(); // sigev_notify_thread_id, which this glibc does not name
-  timer_t timer{};
-  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &timer) != 0) {
-    rules_reply no{rules_reply::kind::error,
-                   std::string{"no CPU timer for the budget: "} + std::strerror(errno)};
-    write_frame(fd, encode_reply(no));
-    return 2;
-  }
-  rules_reply ready{rules_reply::kind::ready, (*engine)->name()};
-  if (!write_frame(fd, encode_reply(ready)))
-    return 0;
-  auto budget_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(opts.cpu_budget).count();
-  itimerspec arm{};
-  arm.it_value.tv_sec = budget_ns / 1'000'000'000;
-  arm.it_value.tv_nsec = budget_ns % 1'000'000'000;
-  itimerspec disarm{};
+  pid_t self = ::getpid();
   for (;;) {
-    auto frame = read_frame(fd);
-    if (!frame)
-      return 0; // the pool closed the socket (or went away)
-    auto req = decode_request(*frame);
-    if (!req) {
-      rules_reply no{rules_reply::kind::error, "a request frame that does not decode"};
+    pid_t child = ::fork();
+    if (child < 0) {
+      rules_reply no{rules_reply::kind::error, std::string{"fork: "} + std::strerror(errno)};
       write_frame(fd, encode_reply(no));
       return 2;
     }
-    // The timer counts this thread's CPU from now: arm it relative to the clock's value.
-    auto cpu0 = thread_cpu_ns();
-    if (budget_ns > 0)
-      timer_settime(timer, 0, &arm, nullptr);
-    auto v = (*engine)->evaluate(*req);
-    if (budget_ns > 0)
-      timer_settime(timer, 0, &disarm, nullptr);
-    rules_reply out;
-    out.flagged = v.flagged;
-    out.score = v.score;
-    out.rules = std::move(v.rules);
-    out.cpu_ns = thread_cpu_ns() - cpu0;
-    if (!write_frame(fd, encode_reply(out)))
+    if (child == 0) {
+      // It ends with this process (killed, say): it must not go on answering on the socket
+      // with no one left to say what became of a request.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != self)
+        _exit(0);
+      _exit(serve_requests(fd, **engine, opts));
+    }
+    int st = 0;
+    while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2))
+      return WEXITSTATUS(st); // the pool closed the socket, or sent what does not decode
+    rules_reply r;
+    r.flagged = true;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == rules_timed_out_exit) {
+      r.what = rules_reply::kind::timed_out;
+      r.cpu_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(opts.cpu_budget).count());
+      r.text = "CRS took over " + std::to_string(opts.cpu_budget.count())
+               + " ms of CPU (its process " + std::to_string(child) + " ended)";
+    } else {
+      r.what = rules_reply::kind::crashed;
+      std::string how = WIFSIGNALED(st) ? "was killed by signal " + std::to_string(WTERMSIG(st))
+                                        : "exited with status " + std::to_string(WEXITSTATUS(st));
+      r.text = "the CRS process " + std::to_string(child) + " " + how
+               + " while it held the request";
+    }
+    if (!write_frame(fd, encode_reply(r)))
       return 0;
   }
 #endif

@@ -1,5 +1,6 @@
 // comb::nectar rules worker: CRS (apps/anomaly/crs_engine.hpp) in a process of its own, one
-// request at a time, under a CPU budget. `comb nectar rules-worker` runs run_rules_worker on
+// request at a time, under a CPU budget (in a child forked with CRS loaded, replaced by a new
+// fork when it overruns). `comb nectar rules-worker` runs run_rules_worker on
 // the socket a rules_pool (rules_pool.hpp) gave it as fd 3; the pool kills and replaces a
 // worker that overruns its budget or dies, so that no request holds a server thread or a core
 // for longer than the budget (CRS 3.3.4's rule 941160 backtracks for seconds to minutes on
@@ -28,11 +29,13 @@ struct rules_worker_options {
 };
 
 /// What a worker sends: once, when CRS is loaded (ready, with its name) or could not be
-/// (error, with why); then one verdict per request.
+/// (error, with why); then one reply per request: its verdict, or timed_out / crashed when
+/// the forked process that ran CRS on it overran its budget or died (a fresh fork takes the
+/// next request).
 struct rules_reply {
-  enum class kind : uint8_t { ready = 0, verdict = 1, error = 2 };
+  enum class kind : uint8_t { ready = 0, verdict = 1, error = 2, timed_out = 3, crashed = 4 };
   kind what = kind::verdict;
-  std::string text; ///< ready: CRS's name; error: why
+  std::string text; ///< ready: CRS's name; error, timed_out, crashed: what happened
   bool flagged = false;
   int score = 0;
   uint64_t cpu_ns = 0; ///< CPU time CRS took for the request (the worker's thread)
@@ -56,8 +59,9 @@ std::optional<std::string> read_frame(
   bool* timed_out = nullptr);
 
 /// The worker's loop on `fd`: loads CRS, answers ready (or error, then returns 2), then one
-/// verdict per request until end of file (returns 0). A request whose CRS run takes more than
-/// the CPU budget ends the process with rules_timed_out_exit.
+/// reply per request until end of file (returns 0). CRS runs in a process forked from this
+/// one; a request whose CRS run takes more than the CPU budget ends that process
+/// (rules_timed_out_exit), this one answers timed_out and forks another.
 int run_rules_worker(int fd, const rules_worker_options& opts);
 
 } // namespace comb::nectar
