@@ -14,11 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <fstream>
-#include <memory>
-#include <sstream>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,8 +38,9 @@ struct stack_cpu {
   double total() const { return server + node + compute + self + rules; }
 };
 
-/// CPU seconds of the children of `pid`: those running (each with its own reaped children)
-/// and those it waited for (its cutime and cstime). The server's CRS workers are its children.
+/// CPU seconds of the descendants of `pid`: those running (each with its own reaped
+/// children) and those it waited for (its cutime and cstime). The server's CRS workers are its
+/// children, and each runs CRS in a child of its own.
 inline double children_cpu_seconds(pid_t pid) {
   auto fields = [](const std::string& path) {
     std::vector<std::string> out;
@@ -60,18 +60,33 @@ inline double children_cpu_seconds(pid_t pid) {
   auto ticks = [](const std::vector<std::string>& f, int a, int b) {
     return static_cast<double>(std::stoull(f[a]) + std::stoull(f[b]));
   };
-  double t = 0;
-  auto self = fields("/proc/" + std::to_string(pid) + "/stat");
-  if (self.size() > 17)
-    t += ticks(self, 16, 17);
+  // Every process's parent and own CPU (with its reaped children's).
+  std::multimap<std::string, std::string> kids;
+  std::map<std::string, double> own;
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {
     auto name = e.path().filename().string();
     if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
       continue;
     auto f = fields(e.path().string() + "/stat");
-    if (f.size() > 17 && f[4] == std::to_string(pid))
-      t += ticks(f, 14, 15) + ticks(f, 16, 17);
+    if (f.size() <= 17)
+      continue;
+    kids.emplace(f[4], name);
+    own[name] = ticks(f, 14, 15) + ticks(f, 16, 17);
+  }
+  double t = 0;
+  auto self = fields("/proc/" + std::to_string(pid) + "/stat");
+  if (self.size() > 17)
+    t += ticks(self, 16, 17);
+  std::vector<std::string> todo{std::to_string(pid)};
+  while (!todo.empty()) {
+    auto p = todo.back();
+    todo.pop_back();
+    auto [a, b] = kids.equal_range(p);
+    for (auto it = a; it != b; ++it) {
+      t += own[it->second];
+      todo.push_back(it->second);
+    }
   }
   return t / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
