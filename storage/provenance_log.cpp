@@ -179,7 +179,13 @@ segment_scan scan_segment(const std::string& path, const std::string& name, uint
   const std::string& b = *bytes;
   s.file_size = b.size();
   if (b.size() < segment_header_bytes) {
-    s.problem = b.empty() ? segment_scan::torn_tail : segment_scan::bad_header;
+    // A header cut short by a crash while the segment was being started (its bytes so far the
+    // magic number's, or zeros never written) holds no record: torn, like an empty file, which
+    // the writer drops when it is the last segment. Other short bytes are a bad header.
+    auto prefix = std::min<size_t>(b.size(), 8);
+    bool torn = std::memcmp(b.data(), magic, prefix) == 0
+                || std::all_of(b.begin(), b.end(), [](char c) { return c == 0; });
+    s.problem = torn ? segment_scan::torn_tail : segment_scan::bad_header;
     s.what = name + ": header is " + std::to_string(b.size()) + " bytes, needs "
              + std::to_string(segment_header_bytes);
     return s;

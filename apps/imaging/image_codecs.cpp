@@ -223,6 +223,8 @@ caf::expected<kernels::image> decode_image(std::span<const uint8_t> bytes) {
     return decode_png(bytes);
   if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8)
     return decode_jpeg(bytes);
+  if (bytes.empty())
+    return make_error(errc::corrupt_data, "not an image: it is empty (0 bytes)");
   char head[32];
   std::snprintf(head, sizeof(head), "%02x %02x %02x %02x", bytes.size() > 0 ? bytes[0] : 0,
                 bytes.size() > 1 ? bytes[1] : 0, bytes.size() > 2 ? bytes[2] : 0,

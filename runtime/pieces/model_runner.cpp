@@ -166,6 +166,18 @@ caf::expected<std::string> identify_model(std::string_view bytes) {
     return safetensors_kind(bytes, header_len);
   if (looks_like_tflite(bytes))
     return tflite_kind(bytes);
+  // A safetensors file cut short: its first 8 bytes give a header length larger than the file
+  // and the header starts as one does. Say so rather than "not a model file".
+  if (bytes.size() >= 9 && bytes[8] == '{') {
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i)
+      n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+    if (n >= 2 && n > bytes.size() - 8)
+      return make_error(errc::bad_model,
+                        "truncated safetensors file: its header claims " + std::to_string(n)
+                          + " bytes of JSON, the file has " + std::to_string(bytes.size())
+                          + " bytes in all");
+  }
   return make_error(errc::bad_model,
                     "not a model file (neither safetensors nor TFLite): "
                       + std::to_string(bytes.size())

@@ -328,7 +328,10 @@ caf::expected<json> mirror(call_context&, storage::transaction& txn, const json&
   auto nv = name_version(args);
   if (!nv)
     return nv.error();
-  auto [name, version] = *nv;
+  // Plain variables, not structured bindings: the lambda below captures them (C++20 lets it,
+  // clang 14, which builds the fuzz targets, does not).
+  auto name = nv->first;
+  auto version = nv->second;
   auto owner = arg<std::string>(args, "owner");
   const auto& given = args.at("row");
   auto what = "mirror of " + version_text(name, version) + " from node " + owner;

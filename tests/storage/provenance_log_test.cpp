@@ -350,6 +350,44 @@ TEST_SUITE("storage.provenance_log") {
     CHECK(test::must(storage::verify_log(dir.path())).records == 50);
   }
 
+  TEST_CASE("a last segment whose header was cut short is dropped on recovery; garbage is not") {
+    test::temp_dir dir;
+    write_log(dir.path(), 40, 4096);
+    auto segs = segments(dir.path());
+    std::string header;
+    {
+      std::ifstream in{dir.path() + "/" + segs.front(), std::ios::binary};
+      header.resize(12);
+      in.read(header.data(), 12);
+    }
+    char name[32];
+    std::snprintf(name, sizeof(name), "%020llu.plog", 41ull);
+    auto torn = dir.path() + "/" + name;
+    // The crash came after 12 of the header's 40 bytes: readers report a torn tail, verify
+    // says so, and the writer removes the segment and goes on at lsn 41.
+    std::ofstream{torn, std::ios::binary}.write(header.data(), 12);
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    storage::log_stats st;
+    CHECK(!reader.for_each(
+      0, [](auto&&) { return true; }, &st));
+    CHECK(st.records == 40);
+    CHECK(st.tail_segment.find("header is 12 bytes") != std::string::npos);
+    {
+      auto w = test::must(storage::log_writer::open(dir.path(), {4096}));
+      CHECK(w->next_lsn() == 41);
+      CHECK(w->recovery_note().find("removed") != std::string::npos);
+      REQUIRE(!w->append(41, storage::encode(sample(41))));
+      REQUIRE(!w->sync());
+    }
+    CHECK(test::must(storage::verify_log(dir.path())).records == 41);
+    // Twelve bytes that are not the start of a header are not a torn write: refused, named.
+    std::snprintf(name, sizeof(name), "%020llu.plog", 42ull);
+    std::ofstream{dir.path() + "/" + name, std::ios::binary}.write("not a header", 12);
+    auto w = storage::log_writer::open(dir.path(), {4096});
+    REQUIRE(!w);
+    CHECK(describe(w.error()).find("header is 12 bytes") != std::string::npos);
+  }
+
   TEST_CASE("a corrupt record in the middle stops reading and says where") {
     test::temp_dir dir;
     write_log(dir.path(), 50, 1 << 20);

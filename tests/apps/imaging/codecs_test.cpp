@@ -256,6 +256,13 @@ TEST_SUITE("apps.imaging.codecs") {
     CHECK(is(hr.error(), errc::too_large));
   }
 
+  TEST_CASE("decode_image names an empty input as empty") {
+    auto r = decode_image({});
+    REQUIRE_FALSE(r);
+    CHECK(is(r.error(), errc::corrupt_data));
+    CHECK(error_text(r.error()).find("empty (0 bytes)") != std::string::npos);
+  }
+
   TEST_CASE("JPEG: decodes close to its source; bad inputs are refused") {
     int w = 48, h = 40;
     std::vector<uint8_t> rgb(size_t(w) * h * 3);

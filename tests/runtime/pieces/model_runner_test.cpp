@@ -150,6 +150,12 @@ TEST_SUITE("runtime.pieces.model_runner") {
     CHECK(bad_model(identify_model(no_kind), "comb.kind"));
     CHECK(bad_model(identify_model(no_kind), "mlp")); // names the registered kinds
 
+    // A safetensors file cut inside its header: named as truncated, with both sizes.
+    auto whole = file_of({{"w", {2, 2}}}, {{"comb.kind", "mlp"}});
+    auto cut = identify_model(std::string_view{whole}.substr(0, 20));
+    CHECK(bad_model(cut, "truncated safetensors file"));
+    CHECK(bad_model(cut, "the file has 20 bytes"));
+
     auto unknown = file_of({{"w", {2, 2}}}, {{"comb.kind", "teapot"}});
     auto u = identify_model(unknown);
     CHECK(bad_model(u, "teapot"));
