@@ -26,6 +26,8 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
   auto txn = env.db->begin(/*group_sync=*/static_cast<bool>(env.committer));
   if (env.hook && env.hook->record_reads())
     txn->record_reads(true);
+  if (!env.hook) // nobody reads the row changes: do not copy every value written
+    txn->record_changes(false);
   if (env.owners)
     txn->set_row_guard([&](std::string_view table, std::string_view key) -> caf::error {
       if (!env.procs->is_partitioned(table))

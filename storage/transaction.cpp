@@ -131,6 +131,9 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
   if (!s.ok())
     return to_error(s, "write " + std::string{table});
   known_[std::move(kk)] = true;
+  wrote_ = true;
+  if (!record_changes_)
+    return {};
   row_change c;
   c.table = table;
   c.key = key;
@@ -138,7 +141,6 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
   c.is_row = is_row;
   c.value = value;
   changes_.push_back(std::move(c));
-  wrote_ = true;
   return {};
 }
 
@@ -180,12 +182,14 @@ caf::error transaction::erase(std::string_view table, std::string_view key, tabl
   if (!s.ok())
     return to_error(s, "delete from " + std::string{table});
   known_[known_key(table, key)] = false;
+  wrote_ = true;
+  if (!record_changes_)
+    return {};
   row_change c;
   c.table = table;
   c.key = key;
   c.kind = row_change::op::del;
   changes_.push_back(std::move(c));
-  wrote_ = true;
   return {};
 }
 

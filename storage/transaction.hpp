@@ -145,7 +145,11 @@ public:
   /// Record reads (table, key) as well as writes.
   void record_reads(bool on) { record_reads_ = on; }
 
-  /// The row changes made so far, in order.
+  /// Record the row changes (on by default). Only provenance reads them: a caller that
+  /// records none (no provenance hook) turns this off and saves a copy of every value written.
+  void record_changes(bool on) { record_changes_ = on; }
+
+  /// The row changes made so far, in order (none while record_changes is off).
   const std::vector<row_change>& changes() const { return changes_; }
   std::vector<row_change> take_changes() { return std::move(changes_); }
   const std::vector<row_read>& reads() const { return reads_; }
@@ -176,6 +180,7 @@ private:
   std::unique_ptr<rocksdb::Transaction> txn_;
   bool done_ = false;
   bool record_reads_ = false;
+  bool record_changes_ = true;
   bool wrote_ = false;
   std::vector<row_change> changes_;
   std::vector<row_read> reads_;

@@ -51,6 +51,31 @@ TEST_SUITE("storage.database") {
     CHECK(is(t3->insert_row("t", "a", {{"v", 0}}), errc::already_exists));
   }
 
+  TEST_CASE("with record_changes off, writes commit and no change is recorded") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    auto txn = db->begin();
+    txn->record_changes(false);
+    CHECK(!txn->put_row("t", "a", {{"v", 1}}));
+    CHECK(!txn->put("t", "b", "raw"));
+    CHECK(is(txn->insert_row("t", "a", {{"v", 2}}), errc::already_exists)); // still known
+    CHECK(!txn->del("t", "b"));
+    CHECK(txn->changes().empty());
+    CHECK(!txn->read_only());
+    CHECK(!txn->commit());
+    auto t2 = db->begin();
+    auto a = t2->get_row("t", "a");
+    REQUIRE(a);
+    REQUIRE(*a);
+    CHECK((**a)["v"] == 1);
+    auto b = t2->get("t", "b");
+    REQUIRE(b);
+    CHECK(!*b);
+    CHECK(!t2->put_row("t", "c", {{"v", 3}}));
+    CHECK(t2->changes().size() == 1); // the default records
+  }
+
   TEST_CASE("rollback discards writes") {
     test::temp_dir dir;
     auto db = test::must(storage::database::open(dir.path()));
