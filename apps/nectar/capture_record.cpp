@@ -202,7 +202,7 @@ json capture_row(const exchange& seen) {
               {"truncated", truncated},
               {"execution_id", x.execution_id},
               {"trace_id", printable(header_value(x, "X-Nectar-Trace"))},
-              {"masked", masked}};
+              {"masked", printable(masked)}}; // field names are the client's bytes
 }
 
 } // namespace comb::nectar

@@ -247,6 +247,14 @@ TEST_SUITE("apps.nectar.form") {
     for (auto* secret : {"0123abcd", "dark", "tok-9", "YWxpY2U6c2VjcmV0", "opaque-credential",
                          "correct", "q-secret", "n3w"})
       CHECK_MESSAGE(text.find(secret) == std::string::npos, secret << " is in the row");
+    // A masked field whose name is not UTF-8 is named printably: the row stays valid JSON.
+    exchange y;
+    y.method = "GET";
+    y.target = "/x?pass\xff=1";
+    y.version = "HTTP/1.1";
+    auto yrow = capture_row(y);
+    CHECK(yrow["masked"] == "query:pass\\xff");
+    CHECK_NOTHROW(yrow.dump());
     // A body that is not a form keeps its bytes (only forms have fields to mask).
     x.headers[1].second = "application/json";
     x.body = "password=raw";
