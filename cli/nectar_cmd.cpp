@@ -30,7 +30,7 @@ struct serve_opts {
   std::string model = "waf";
   double threshold = 0.5;
   size_t batch = 256;
-  int batch_ms = 5;
+  int batch_ms = 20;
   size_t senders = 2;
   size_t rules_threads = 0;
   size_t rules_batch = 32;
