@@ -423,6 +423,17 @@ void run_train(const common_args& a, const std::string& out) {
     std::printf("saved threshold: %s\n", t->calibration->describe().c_str());
 }
 
+/// Exits with a named error when `path` (the `what`, e.g. "model file") is missing or a folder:
+/// reading a folder as a file fails deep in the stream library with a bare "Is a directory".
+void require_file(const std::string& path, const std::string& what) {
+  std::error_code ec;
+  auto st = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(st))
+    fail("not_found: " + what + " " + path + ": no such file", 2);
+  if (std::filesystem::is_directory(st))
+    fail("invalid_argument: " + what + " " + path + " is a folder, not a file", 2);
+}
+
 // --- calibrate --------------------------------------------------------------------------
 
 /// `calibrate`: chooses a saved model's threshold again (other target, other site requests)
@@ -430,6 +441,7 @@ void run_train(const common_args& a, const std::string& out) {
 /// --validation as training did), and writes the model with it.
 void run_calibrate(const common_args& a, const std::string& in, const std::string& out) {
   check_args(a);
+  require_file(in, "model file");
   auto d = detector::load(in);
   if (!d)
     fail(describe(d.error()));
@@ -497,6 +509,7 @@ std::vector<double> parse_shares(const std::string& s) {
 void run_ood(const common_args& a, const eval_args& e) {
   if (e.model.empty())
     fail("--ood needs --model FILE (a model written by `comb anomaly train`)");
+  require_file(e.model, "model file");
   auto d = detector::load(e.model);
   if (!d)
     fail(describe(d.error()));
@@ -722,17 +735,6 @@ void run_eval(const common_args& a, const eval_args& e) {
 }
 
 // --- score ------------------------------------------------------------------------------
-
-/// Exits with a named error when `path` (the `what`, e.g. "model file") is missing or a folder:
-/// reading a folder as a file fails deep in the stream library with a bare "Is a directory".
-void require_file(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  auto st = std::filesystem::status(path, ec);
-  if (!std::filesystem::exists(st))
-    fail("not_found: " + what + " " + path + ": no such file", 2);
-  if (std::filesystem::is_directory(st))
-    fail("invalid_argument: " + what + " " + path + " is a folder, not a file", 2);
-}
 
 /// After the scores: when no input at all was an HTTP request the file was not one of
 /// requests (binary data, the wrong file): the scores were printed, the exit code says so.

@@ -151,6 +151,13 @@ TEST_SUITE("cli.bad_input") {
     r = test::run_comb({"anomaly", "score", "-m", model, dir.path()}, out);
     CHECK(r.rc == 2);
     CHECK(has(r, "is a folder, not a file"));
+    // calibrate and eval --ood name a folder given as the model before reading anything else.
+    r = test::run_comb({"anomaly", "calibrate", "-m", dir.path()}, out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "is a folder, not a file"));
+    r = test::run_comb({"anomaly", "eval", "--ood", dir.path(), "--model", dir.path()}, out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "is a folder, not a file"));
     // Binary data: scored on its raw bytes as before, but the exit code says it was no request.
     r = test::run_comb({"anomaly", "score", "-m", model, garbage}, out);
     CHECK(r.rc == 1);
