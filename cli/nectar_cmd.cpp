@@ -39,6 +39,8 @@ struct serve_opts {
   size_t rules_workers = 2;
   int rules_budget_ms = 250;
   int rules_wall_ms = 2000;
+  int rules_client_ms_per_s = 500;
+  int rules_client_burst_ms = 1000;
   bool batch_when_busy = true;
   std::string capture_at = "response";
   int early_label_ms = 5;
@@ -65,6 +67,7 @@ std::string stats_line(const nectar::capture_stats& s) {
                                             : 0.0)
          + " ms each; bodies cut for CRS " + std::to_string(s.rules_cut) + "; timed out "
          + std::to_string(s.rules_timed_out) + ", worker crashed " + std::to_string(s.rules_crashed)
+         + ", client budget exhausted " + std::to_string(s.rules_budget_exhausted)
          + ", workers found dead while idle " + std::to_string(s.rules_died_idle)
          + ", workers started " + std::to_string(s.rules_worker_starts) + ")";
 }
@@ -109,6 +112,9 @@ void serve(const serve_opts& o) {
   so.capture_opts.rules_workers = o.rules_workers;
   so.capture_opts.rules_cpu_budget = std::chrono::milliseconds{o.rules_budget_ms};
   so.capture_opts.rules_wall_budget = std::chrono::milliseconds{o.rules_wall_ms};
+  so.capture_opts.rules_client_budget.per_second =
+    std::chrono::milliseconds{o.rules_client_ms_per_s};
+  so.capture_opts.rules_client_budget.burst = std::chrono::milliseconds{o.rules_client_burst_ms};
   so.capture_opts.batch_when_busy = o.batch_when_busy;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
@@ -218,6 +224,16 @@ void add_nectar_commands(CLI::App& app) {
   s->add_option("--rules-wall-ms", o->rules_wall_ms,
                 "Most wall-clock time (ms) a worker may hold one request (a stopped or starved "
                 "worker is killed)")
+    ->check(CLI::Range(1, 600000))
+    ->capture_default_str();
+  s->add_option("--rules-client-ms-per-s", o->rules_client_ms_per_s,
+                "With rules workers: CRS CPU time (ms) beyond 10 ms a request that one client "
+                "(remote address) regains per second; past its budget its requests are labeled "
+                "'budget exhausted' (flagged) without CRS (0: no per-client bound)")
+    ->check(CLI::Range(0, 600000))
+    ->capture_default_str();
+  s->add_option("--rules-client-burst-ms", o->rules_client_burst_ms,
+                "The most of that CRS CPU time (ms) one client may spend at once")
     ->check(CLI::Range(1, 600000))
     ->capture_default_str();
   s->add_option("--capture-at", o->capture_at,

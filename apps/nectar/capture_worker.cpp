@@ -95,6 +95,7 @@ capture_worker::capture_worker(std::shared_ptr<node_link> link, capture_options 
       po.workers = opts_.rules_workers;
       po.cpu_budget = opts_.rules_cpu_budget;
       po.wall_budget = opts_.rules_wall_budget;
+      po.budget = opts_.rules_client_budget;
       auto p = rules_pool::start(po);
       if (p) {
         rules_pool_ = std::move(*p);
@@ -147,17 +148,17 @@ void capture_worker::label_rules([[maybe_unused]] item& it) {
   anomaly::crs_verdict v;
   if (rules_pool_) {
     // In a worker process, under the budget: its own count of CRS's CPU.
-    auto res = rules_pool_->evaluate(r);
+    auto res = rules_pool_->evaluate(r, it.x.remote_addr);
     cpu = res.cpu_ns;
     if (res.what != rules_result::outcome::ok) {
-      // Over the budget or its worker died: flagged, the label naming why; not labeled when
-      // no worker could be started.
+      // Over the budget, its worker died, or its client's budget is spent: flagged, the label
+      // naming why; not labeled when no worker could be started.
       bool unavailable = res.what == rules_result::outcome::unavailable;
       it.rule_label = unavailable ? 0 : 1;
       it.rule_ids = rules_failure_label(res.what);
       it.rule_score = 0;
-      if (unavailable)
-        return;
+      if (unavailable || res.what == rules_result::outcome::budget_exhausted)
+        return; // CRS did not run
       rules_cpu_ns_.fetch_add(cpu, std::memory_order_relaxed);
       rules_evaluated_.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -377,6 +378,7 @@ capture_stats capture_worker::stats() const {
     auto p = rules_pool_->stats();
     s.rules_timed_out = p.timed_out;
     s.rules_crashed = p.crashed;
+    s.rules_budget_exhausted = p.budget_exhausted;
     s.rules_died_idle = p.died_idle;
     s.rules_worker_starts = p.started;
     if (p.unavailable > 0 && s.last_error.empty())

@@ -22,6 +22,7 @@
 #pragma once
 
 #include "apps/nectar/capture_record.hpp"
+#include "apps/nectar/client_budget.hpp"
 #include "apps/nectar/node_link.hpp"
 
 #include <atomic>
@@ -91,6 +92,12 @@ struct capture_options {
   size_t rules_workers = 2;
   std::chrono::milliseconds rules_cpu_budget{250};
   std::chrono::milliseconds rules_wall_budget{2000};
+  /// With rules workers: each client (remote address) may spend this much CRS CPU beyond
+  /// `free` per request (client_budget.hpp: `per_second`, `burst`); past it its requests are
+  /// labeled flagged with rule_ids "budget exhausted" without CRS, so that a flood of slow
+  /// bodies from one client (rule 941160: 250 ms each) does not hold the workers while other
+  /// clients wait. Ordinary requests (2-3 ms of CRS) are not charged. per_second 0: no bound.
+  client_budget_options rules_client_budget;
   /// The `comb` executable the workers run (`comb nectar rules-worker`); empty: this process's
   /// own executable when it is named comb.
   std::string rules_executable;
@@ -157,6 +164,8 @@ struct capture_stats {
   /// workers found dead while idle, and workers started (replacements included).
   uint64_t rules_timed_out = 0;
   uint64_t rules_crashed = 0;
+  /// Requests labeled "budget exhausted" (their client's slow CRS time spent; CRS not run).
+  uint64_t rules_budget_exhausted = 0;
   uint64_t rules_died_idle = 0;
   uint64_t rules_worker_starts = 0;
   std::string rules_engine; ///< CRS set-up, or why rule labels are off

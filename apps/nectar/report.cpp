@@ -393,6 +393,8 @@ caf::expected<nectar_report> make_report(const std::vector<truth_record>& truth,
         (attack ? r.rules_timed_out_attacks : r.rules_timed_out_benign) += 1;
       else if (why == "crashed")
         r.rules_crashed += 1;
+      else if (why == "budget exhausted")
+        (attack ? r.rules_budget_attacks : r.rules_budget_benign) += 1;
     }
     add(r.all, truth_label, rule, model);
     if (attack)
@@ -516,15 +518,21 @@ std::string to_string(const nectar_report& r) {
                 static_cast<unsigned long long>(r.not_labeled),
                 r.not_captured + r.not_labeled == 0 ? " (none lost)" : "  <-- LOST");
   out << buf;
-  if (r.rules_timed_out_attacks + r.rules_timed_out_benign + r.rules_crashed > 0) {
+  if (r.rules_timed_out_attacks + r.rules_timed_out_benign + r.rules_crashed
+        + r.rules_budget_attacks + r.rules_budget_benign
+      > 0) {
     std::snprintf(buf, sizeof(buf),
                   "rule label not CRS's verdict (flagged): timed out %llu (attacks %llu, benign "
-                  "%llu), worker crashed %llu\n",
+                  "%llu), worker crashed %llu, client budget exhausted %llu (attacks %llu, "
+                  "benign %llu)\n",
                   static_cast<unsigned long long>(r.rules_timed_out_attacks
                                                   + r.rules_timed_out_benign),
                   static_cast<unsigned long long>(r.rules_timed_out_attacks),
                   static_cast<unsigned long long>(r.rules_timed_out_benign),
-                  static_cast<unsigned long long>(r.rules_crashed));
+                  static_cast<unsigned long long>(r.rules_crashed),
+                  static_cast<unsigned long long>(r.rules_budget_attacks + r.rules_budget_benign),
+                  static_cast<unsigned long long>(r.rules_budget_attacks),
+                  static_cast<unsigned long long>(r.rules_budget_benign));
     out << buf;
   }
   if (r.matched_without_trace > 0) {

@@ -74,6 +74,10 @@ struct nectar_report {
   uint64_t rules_timed_out_attacks = 0;
   uint64_t rules_timed_out_benign = 0;
   uint64_t rules_crashed = 0;
+  /// ... or its client's budget of slow CRS time was spent ("budget exhausted": CRS not run),
+  /// by truth class.
+  uint64_t rules_budget_attacks = 0;
+  uint64_t rules_budget_benign = 0;
   /// The statuses of the requests not captured (400 and 414 from the HTTP parser tell of
   /// requests refused before a handler saw them: an over-long header or request line; their
   /// rows, if any, carry no trace_id to join by).

@@ -151,11 +151,13 @@ std::string rules_failure_label(rules_result::outcome what) {
       return "crashed";
     case rules_result::outcome::unavailable:
       return "unavailable";
+    case rules_result::outcome::budget_exhausted:
+      return "budget exhausted";
   }
   return "";
 }
 
-rules_pool::rules_pool(rules_pool_options opts) : opts_(std::move(opts)) {
+rules_pool::rules_pool(rules_pool_options opts) : opts_(std::move(opts)), budget_(opts_.budget) {
   slots_.resize(std::max<size_t>(opts_.workers, 1));
 }
 
@@ -248,8 +250,17 @@ void rules_pool::supervise() {
   }
 }
 
-rules_result rules_pool::evaluate(const anomaly::http_request& r) {
+rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::string& client) {
+  // The client pays for what CRS took before its worker is free again, so that its next
+  // request, which may be waiting for that worker, sees the charge.
+  auto charge = [&](const rules_result& res) {
+    if (!client.empty())
+      budget_.charge(client, std::chrono::nanoseconds{res.cpu_ns});
+  };
   auto payload = encode_request(r);
+  bool large = r.body.size() > opts_.large_body_bytes;
+  auto large_workers = opts_.large_workers > 0 ? std::min(opts_.large_workers, slots_.size())
+                                               : std::max<size_t>(slots_.size() - 1, 1);
   auto is = [](slot::state st) { return [st](const slot& s) { return s.st == st; }; };
   for (size_t attempt = 0;; ++attempt) {
     slot* s = nullptr;
@@ -262,9 +273,22 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
         return failed_starts_ >= 3
                && std::none_of(slots_.begin(), slots_.end(), is(slot::state::busy));
       };
+      // A large request waits while the large workers are all busy, so that ordinary ones
+      // always find a worker.
+      auto lane_free = [&] {
+        if (!large)
+          return true;
+        auto busy_large = std::count_if(slots_.begin(), slots_.end(), [](const slot& x) {
+          return x.st == slot::state::busy && x.large;
+        });
+        return static_cast<size_t>(busy_large) < large_workers;
+      };
+      if (large && !lane_free())
+        ++stats_.large_waits;
       cv_.wait(lock, [&] {
-        return stopping_ || std::any_of(slots_.begin(), slots_.end(), is(slot::state::idle))
-               || broken();
+        return stopping_ || broken()
+               || (lane_free()
+                   && std::any_of(slots_.begin(), slots_.end(), is(slot::state::idle)));
       });
       auto idle = std::find_if(slots_.begin(), slots_.end(), is(slot::state::idle));
       if (stopping_ || idle == slots_.end() || attempt > slots_.size()) {
@@ -275,8 +299,23 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
                             : "no CRS rules worker could be started: " + stats_.last_failure;
         return res;
       }
+      // The client's budget, checked once a worker is free for it: its requests that waited
+      // meanwhile see what its earlier ones cost.
+      if (!client.empty() && !budget_.allow(client)) {
+        ++stats_.budget_exhausted;
+        rules_result res;
+        res.what = rules_result::outcome::budget_exhausted;
+        res.flagged = true;
+        res.why = "client " + client + " spent its budget of slow CRS time";
+        if (stats_.budget_exhausted == 1 || stats_.budget_exhausted % 1000 == 0)
+          std::cerr << "nectar rules: " << res.why << " (" << stats_.budget_exhausted
+                    << " requests labeled 'budget exhausted' so far)" << std::endl;
+        cv_.notify_all(); // the worker stays free for the next caller
+        return res;
+      }
       s = &*idle;
       s->st = slot::state::busy;
+      s->large = large;
       pid = s->pid;
       fd = s->fd;
     }
@@ -290,7 +329,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
       ++stats_.died_idle;
       stats_.last_failure = "CRS rules worker " + std::to_string(pid) + " " + how + " while idle";
       std::cerr << "nectar rules: " << stats_.last_failure << "; starting another" << std::endl;
-      dead_cv_.notify_one();
+      dead_cv_.notify_all();
       continue;
     }
     bool wall = false;
@@ -304,10 +343,11 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
       res.score = reply->score;
       res.rules = std::move(reply->rules);
       res.cpu_ns = reply->cpu_ns;
+      charge(res);
       std::lock_guard<std::mutex> guard{mu_};
       s->st = slot::state::idle;
       ++stats_.evaluated;
-      cv_.notify_one();
+      cv_.notify_all();
       return res;
     }
     rules_result res;
@@ -319,6 +359,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
       res.what = timed_out ? rules_result::outcome::timed_out : rules_result::outcome::crashed;
       res.cpu_ns = reply->cpu_ns;
       res.why = reply->text + " (worker " + std::to_string(pid) + ")";
+      charge(res);
       std::lock_guard<std::mutex> guard{mu_};
       s->st = slot::state::idle;
       auto& n = timed_out ? stats_.timed_out : stats_.crashed;
@@ -326,7 +367,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
         std::cerr << "nectar rules: " << res.why << " (" << stats_.timed_out << " timed out, "
                   << stats_.crashed << " crashed so far)" << std::endl;
       stats_.last_failure = res.why;
-      cv_.notify_one();
+      cv_.notify_all();
       return res;
     }
     // Past the wall-clock budget, or the worker itself ended: killed (if it still runs) and
@@ -347,6 +388,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
                 + (reply ? " after a reply that was not a verdict" : "")
                 + " while it held the request";
     }
+    charge(res);
     std::lock_guard<std::mutex> guard{mu_};
     *s = slot{};
     bool first = false;
@@ -361,7 +403,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r) {
     if (first || (stats_.timed_out + stats_.crashed) % 100 == 0)
       std::cerr << "nectar rules: " << res.why << " (" << stats_.timed_out << " timed out, "
                 << stats_.crashed << " crashed so far); starting another" << std::endl;
-    dead_cv_.notify_one();
+    dead_cv_.notify_all();
     return res;
   }
 }

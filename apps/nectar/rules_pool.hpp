@@ -8,10 +8,15 @@
 // thread starts a replacement; one found dead while idle (the supervisor looks four times a
 // second) is replaced, and its next request goes to another worker. evaluate() is
 // thread-safe: callers wait for a free worker (workers bound the concurrency of CRS, which is
-// CPU-bound).
+// CPU-bound). Two bounds keep slow requests from holding every worker while others wait:
+// requests with a large body (over `large_body_bytes`) take at most `large_workers` workers at
+// once, so that ordinary requests always find one; and each client (evaluate's `client`, the
+// remote address) has a budget of slow CRS time (client_budget.hpp), past which its requests
+// are answered "budget exhausted" (flagged) without CRS, checked when a worker is free for it.
 #pragma once
 
 #include "apps/anomaly/http_request.hpp"
+#include "apps/nectar/client_budget.hpp"
 
 #include <caf/expected.hpp>
 
@@ -39,6 +44,12 @@ struct rules_pool_options {
   /// Wall-clock time a request may take in a worker, from when it was sent (enforced here:
   /// the worker is killed with SIGKILL), for a worker that stopped or starves.
   std::chrono::milliseconds wall_budget{2000};
+  /// Requests whose body is over this many bytes are large: at most `large_workers` workers
+  /// hold large ones at once (0: all but one, at least one).
+  size_t large_body_bytes = size_t{8} << 10;
+  size_t large_workers = 0;
+  /// Per-client budget of slow CRS time (per_second 0: none).
+  client_budget_options budget;
   /// How long a starting worker may take to load CRS.
   std::chrono::milliseconds start_timeout{60000};
 };
@@ -50,6 +61,7 @@ struct rules_result {
     timed_out,   ///< past the CPU or wall budget: the worker was killed (counted as flagged)
     crashed,     ///< the worker died while it held the request (counted as flagged)
     unavailable, ///< no worker could be started (not labeled)
+    budget_exhausted, ///< the client's budget of slow CRS time is spent: CRS not run (flagged)
   };
   outcome what = outcome::ok;
   bool flagged = false;
@@ -59,7 +71,8 @@ struct rules_result {
   std::string why;     ///< what happened, for a result that is not ok
 };
 
-/// The label text of a result that is not ok (rule_ids of its row): "timed out", "crashed".
+/// The label text of a result that is not ok (rule_ids of its row): "timed out", "crashed",
+/// "budget exhausted".
 std::string rules_failure_label(rules_result::outcome what);
 
 /// Counters of a pool (monotonic).
@@ -70,6 +83,8 @@ struct rules_pool_stats {
   uint64_t died_idle = 0;   ///< workers found dead while idle
   uint64_t started = 0;     ///< workers started, replacements included
   uint64_t unavailable = 0; ///< requests no worker could take
+  uint64_t budget_exhausted = 0; ///< requests refused by their client's budget
+  uint64_t large_waits = 0; ///< large requests that waited because the large workers were busy
   std::string last_failure;
 };
 
@@ -83,8 +98,9 @@ public:
   rules_pool(const rules_pool&) = delete;
   rules_pool& operator=(const rules_pool&) = delete;
 
-  /// Labels one request (waits for a free worker).
-  rules_result evaluate(const anomaly::http_request& r);
+  /// Labels one request (waits for a free worker) from `client` (its remote address; empty:
+  /// no per-client budget).
+  rules_result evaluate(const anomaly::http_request& r, const std::string& client = {});
 
   /// CRS's name as the first worker gave it, and how it is bounded.
   std::string name() const;
@@ -97,6 +113,7 @@ private:
     pid_t pid = -1;
     int fd = -1;
     enum class state { dead, starting, idle, busy } st = state::dead;
+    bool large = false; ///< busy with a large request
   };
   explicit rules_pool(rules_pool_options opts);
   /// Starts a worker on `s` (no lock held): ready, or an error naming why.
@@ -115,6 +132,7 @@ private:
   /// Consecutive failed starts (no worker could be started): evaluate stops waiting.
   size_t failed_starts_ = 0;
   rules_pool_stats stats_;
+  client_budget budget_;
   std::thread supervisor_;
 };
 

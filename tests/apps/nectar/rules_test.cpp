@@ -4,6 +4,7 @@
 // requests before, during and after it get CRS's own labels; a worker killed with SIGKILL
 // while it holds a request makes that request "crashed", one killed while idle costs nothing,
 // and both are replaced. End to end, the Nectar server's rows say the same.
+#include "apps/nectar/client_budget.hpp"
 #include "apps/nectar/rules_pool.hpp"
 #include "apps/nectar/rules_worker.hpp"
 #include "apps/nectar/server.hpp"
@@ -187,6 +188,97 @@ TEST_SUITE("apps.nectar.rules") {
     CHECK(has(u.why, "wall-clock"));
   }
 
+  TEST_CASE("a client's budget of slow CRS time: charged beyond the free part, refilled, "
+            "bounded in debt and in clients") {
+    nectar::client_budget_options o;
+    o.per_second = 100ms; // 100 ms of CRS a second
+    o.burst = 300ms;
+    o.free = 10ms;
+    o.max_clients = 3;
+    nectar::client_budget b{o};
+    auto t0 = nectar::client_budget::clock::time_point{} + std::chrono::hours{1};
+    CHECK(b.allow("a", t0));
+    // Ordinary requests (under `free`) cost nothing, however many.
+    for (int i = 0; i < 1000; ++i)
+      b.charge("a", 9ms, t0);
+    CHECK(b.allow("a", t0));
+    // Slow ones: 250 ms charges 240; the second puts the bucket in debt.
+    b.charge("a", 250ms, t0);
+    CHECK(b.allow("a", t0)); // 60 ms left
+    b.charge("a", 250ms, t0);
+    CHECK_FALSE(b.allow("a", t0)); // -180
+    CHECK(b.allow("b", t0));       // another client is not touched
+    CHECK(b.refused() == 1);
+    // Refilled at 100 ms a second: -180 + 150 still in debt after 1.5 s, over 0 after 2 s.
+    CHECK_FALSE(b.allow("a", t0 + 1500ms));
+    CHECK(b.allow("a", t0 + 2000ms));
+    // Debt is bounded by the burst: a flood of charges owes at most 300 ms, i.e. 3 s.
+    for (int i = 0; i < 100; ++i)
+      b.charge("a", 250ms, t0 + 2000ms);
+    CHECK_FALSE(b.allow("a", t0 + 4900ms));
+    CHECK(b.allow("a", t0 + 5100ms));
+    // The bucket never holds more than the burst: after an idle hour, three slow requests
+    // (720 ms) spend it.
+    auto t1 = t0 + std::chrono::hours{1};
+    for (int i = 0; i < 2; ++i)
+      b.charge("a", 250ms, t1);
+    CHECK_FALSE(b.allow("a", t1));
+    // At most max_clients are tracked: full buckets go first, then any.
+    CHECK(b.allow("c", t1));
+    CHECK(b.clients() == 3);
+    CHECK(b.allow("d", t1));
+    CHECK(b.clients() <= 3);
+    CHECK_FALSE(b.allow("a", t1)); // "a" owes: its bucket was kept
+    // Off: everything allowed.
+    o.per_second = 0ms;
+    nectar::client_budget off{o};
+    off.charge("a", 10s, t0);
+    CHECK(off.allow("a", t0));
+  }
+
+  TEST_CASE("a client flooding slow bodies spends its budget; others keep CRS's labels") {
+    auto o = pool_options();
+    o.budget.per_second = 1ms; // about no refill within the test
+    o.budget.burst = 300ms;
+    auto pool = nectar::rules_pool::start(o);
+    REQUIRE_MESSAGE(pool, test::why(pool));
+    auto& p = **pool;
+    // Four slow bodies at once from one client: large bodies take one worker at a time (the
+    // other stays for ordinary requests), and the budget is checked when a worker is free, so
+    // the first two run (240 ms charged each: 300 -> 60 -> -180) and the other two are
+    // refused without CRS.
+    std::vector<std::future<nectar::rules_result>> flood;
+    for (int i = 0; i < 4; ++i)
+      flood.push_back(std::async(std::launch::async, [&] {
+        return p.evaluate(slow_post(), "10.0.0.1");
+      }));
+    auto a = p.evaluate(sqli, "10.0.0.2");
+    CHECK(a.what == nectar::rules_result::outcome::ok);
+    CHECK(std::count(a.rules.begin(), a.rules.end(), 949110) == 1);
+    int timed_out = 0, exhausted = 0;
+    for (auto& f : flood) {
+      auto r = f.get();
+      CHECK(r.flagged);
+      timed_out += r.what == nectar::rules_result::outcome::timed_out ? 1 : 0;
+      exhausted += r.what == nectar::rules_result::outcome::budget_exhausted ? 1 : 0;
+    }
+    CHECK(timed_out == 2);
+    CHECK(exhausted == 2);
+    // The flooding client's next requests, slow or not, are refused; the others' are labeled.
+    auto refused = p.evaluate(benign, "10.0.0.1");
+    CHECK(refused.what == nectar::rules_result::outcome::budget_exhausted);
+    CHECK(refused.flagged);
+    CHECK(nectar::rules_failure_label(refused.what) == "budget exhausted");
+    auto b = p.evaluate(benign, "10.0.0.2");
+    CHECK(b.what == nectar::rules_result::outcome::ok);
+    CHECK_FALSE(b.flagged);
+    check_ordinary(p); // no client given: no budget
+    auto st = p.stats();
+    CHECK(st.budget_exhausted == 3);
+    CHECK(st.timed_out == 2);
+    CHECK(st.large_waits >= 1); // the flood's large bodies queued for the one large worker
+  }
+
   TEST_CASE("a worker killed with SIGKILL is survived and named") {
     auto o = pool_options();
     o.cpu_budget = 600000ms; // the slow request stays in its worker until killed
@@ -336,5 +428,34 @@ TEST_SUITE("apps.nectar.rules") {
       CHECK(by_trace[t]["rule_label"] == 0);
       CHECK_FALSE(has(by_trace[t]["rule_ids"].get<std::string>(), "timed out"));
     }
+
+    // With a client budget smaller than one slow request, that client's next request is
+    // labeled "budget exhausted" without CRS, and still captured.
+    so.capture_opts.rules_client_budget.burst = 100ms;
+    so.capture_opts.rules_client_budget.per_second = 1ms;
+    auto tight = nectar::server::start(sys, so);
+    REQUIRE_MESSAGE(tight, test::why(tight));
+    httplib::Client cli2{"127.0.0.1", (*tight)->port()};
+    cli2.set_read_timeout(60, 0);
+    for (auto trace : {"slow2", "after2"}) {
+      httplib::Headers h{{"X-Nectar-Trace", trace}};
+      auto r2 = std::string{trace} == "slow2"
+                  ? cli2.Post("/post", h, slow_body(), "application/x-www-form-urlencoded")
+                  : cli2.Get("/search?q=alice", h);
+      REQUIRE(r2);
+    }
+    (*tight)->stop();
+    auto st2 = (*tight)->stats();
+    CHECK(st2.rules_timed_out == 1);
+    CHECK(st2.rules_budget_exhausted == 1);
+    CHECK(st2.captured == 2);
+    r = c->call("httplog.rows", json{{"table", "request"}, {"limit", 100}}.dump(), "admin");
+    REQUIRE_MESSAGE(r, test::why(r));
+    by_trace.clear();
+    for (auto& row : (*r)["rows"])
+      by_trace[row.value("trace_id", "")] = row;
+    CHECK(by_trace["slow2"]["rule_ids"] == "timed out");
+    CHECK(by_trace["after2"]["rule_label"] == 1);
+    CHECK(by_trace["after2"]["rule_ids"] == "budget exhausted");
   }
 }
