@@ -7,6 +7,7 @@
 #include <rocksdb/utilities/transaction_db.h>
 
 #include <algorithm>
+#include <cstring>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -15,12 +16,21 @@ namespace comb::storage {
 
 namespace {
 
-std::string known_key(std::string_view table, std::string_view key) {
+// A blobs-table row's key in the blob index: table + '\0' + key.
+std::string blob_index_key(std::string_view table, std::string_view key) {
   std::string k;
   k.reserve(table.size() + 1 + key.size());
   k.append(table);
   k.push_back('\0');
   k.append(key);
+  return k;
+}
+
+// The key of known_big_: the column family's address, then the row's key.
+std::string big_known_key(const rocksdb::ColumnFamilyHandle* cf, std::string_view key) {
+  std::string k(sizeof cf + key.size(), '\0');
+  std::memcpy(k.data(), &cf, sizeof cf);
+  std::memcpy(k.data() + sizeof cf, key.data(), key.size());
   return k;
 }
 
@@ -42,6 +52,35 @@ transaction::~transaction() {
   if (!done_)
     rollback();
   db_.recycle(std::move(txn_)); // finished: committed or rolled back
+}
+
+bool* transaction::find_known(const rocksdb::ColumnFamilyHandle* cf, std::string_view key) {
+  if (known_big_.empty()) {
+    for (auto& r : known_small_)
+      if (r.cf == cf && r.key == key)
+        return &r.exists;
+    return nullptr;
+  }
+  auto i = known_big_.find(big_known_key(cf, key));
+  return i == known_big_.end() ? nullptr : &i->second;
+}
+
+void transaction::set_known(const rocksdb::ColumnFamilyHandle* cf, std::string_view key,
+                            bool exists) {
+  if (auto* e = find_known(cf, key)) {
+    *e = exists;
+    return;
+  }
+  if (known_big_.empty() && known_small_.size() < known_small_max) {
+    if (known_small_.empty())
+      known_small_.reserve(8);
+    known_small_.push_back({cf, std::string{key}, exists});
+    return;
+  }
+  for (auto& r : known_small_) // a large transaction: from now on, the hash map
+    known_big_.emplace(big_known_key(r.cf, r.key), r.exists);
+  known_small_.clear();
+  known_big_.emplace(big_known_key(cf, key), exists);
 }
 
 caf::expected<rocksdb::ColumnFamilyHandle*> transaction::cf_of(std::string_view table,
@@ -84,12 +123,12 @@ caf::expected<std::optional<std::string>> transaction::read(std::string_view tab
   if (record_reads_)
     reads_.push_back({std::string{table}, std::string{key}});
   if (s.IsNotFound()) {
-    known_[known_key(table, key)] = false;
+    set_known(cf, key, false);
     return std::optional<std::string>{};
   }
   if (!s.ok())
     return to_error(s, "read " + std::string{table});
-  known_[known_key(table, key)] = true;
+  set_known(cf, key, true);
   return std::optional<std::string>{std::move(value)};
 }
 
@@ -111,11 +150,10 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
   if (!handle)
     return std::move(handle.error());
   auto* cf = *handle;
-  auto kk = known_key(table, key);
-  auto i = known_.find(kk);
+  auto* known = must_be_absent ? nullptr : find_known(cf, key);
   bool exists;
-  if (i != known_.end() && !must_be_absent) {
-    exists = i->second;
+  if (known) {
+    exists = *known;
   } else {
     // Lock the row while finding out whether it exists, so insert-if-absent is atomic.
     std::string ignored;
@@ -130,7 +168,10 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
   auto s = txn_->Put(cf, {key.data(), key.size()}, {value.data(), value.size()});
   if (!s.ok())
     return to_error(s, "write " + std::string{table});
-  known_[std::move(kk)] = true;
+  if (known)
+    *known = true;
+  else
+    set_known(cf, key, true);
   wrote_ = true;
   if (!record_changes_)
     return {};
@@ -181,7 +222,7 @@ caf::error transaction::erase(std::string_view table, std::string_view key, tabl
   auto s = txn_->Delete(*handle, {key.data(), key.size()});
   if (!s.ok())
     return to_error(s, "delete from " + std::string{table});
-  known_[known_key(table, key)] = false;
+  set_known(*handle, key, false);
   wrote_ = true;
   if (!record_changes_)
     return {};
@@ -201,7 +242,7 @@ caf::error transaction::replace_blob(std::string_view table, std::string_view ke
   auto s = txn_->GetForUpdate(rocksdb::ReadOptions{}, *cf, {key.data(), key.size()}, &old);
   if (!s.ok() && !s.IsNotFound())
     return to_error(s, "write " + std::string{table});
-  known_[known_key(table, key)] = s.ok();
+  set_known(*cf, key, s.ok());
   if (!s.ok() || old.empty() || old[0] != blob_tag)
     return {};
   auto ref = blob_ref::decode(std::string_view{old}.substr(1));
@@ -218,7 +259,7 @@ caf::error transaction::replace_blob(std::string_view table, std::string_view ke
   } else {
     replaced_.push_back(*ref);
   }
-  auto s2 = txn_->Delete(db_.blob_index(), known_key(table, key));
+  auto s2 = txn_->Delete(db_.blob_index(), blob_index_key(table, key));
   if (!s2.ok())
     return to_error(s2, "write " + std::string{database::blob_index_table});
   return {};
@@ -250,7 +291,7 @@ caf::error transaction::put_blob(std::string_view table, std::string_view key,
       return std::move(ref.error());
     appended_.push_back(*ref);
     auto encoded = ref->encode();
-    auto s = txn_->Put(db_.blob_index(), known_key(table, key), encoded);
+    auto s = txn_->Put(db_.blob_index(), blob_index_key(table, key), encoded);
     if (!s.ok())
       return to_error(s, "write " + std::string{database::blob_index_table});
     stored.reserve(1 + encoded.size());

@@ -184,9 +184,22 @@ private:
   bool wrote_ = false;
   std::vector<row_change> changes_;
   std::vector<row_read> reads_;
-  /// table + '\0' + key -> whether the row exists, for rows read or written here, to tell
-  /// an update from an insert without another read.
-  std::unordered_map<std::string, bool> known_;
+  /// Whether a row read or written here exists, to tell an update from an insert without
+  /// another read. A procedure touches a few rows: they are kept in a small vector searched
+  /// by column family and key (a key up to 15 bytes needs no allocation); past
+  /// known_small_max rows every entry moves to a hash map keyed by the column family's
+  /// address and the key.
+  struct known_row {
+    const rocksdb::ColumnFamilyHandle* cf;
+    std::string key;
+    bool exists;
+  };
+  static constexpr size_t known_small_max = 32;
+  std::vector<known_row> known_small_;
+  std::unordered_map<std::string, bool> known_big_;
+  /// The entry of (cf, key), or null when the row was not seen here.
+  bool* find_known(const rocksdb::ColumnFamilyHandle* cf, std::string_view key);
+  void set_known(const rocksdb::ColumnFamilyHandle* cf, std::string_view key, bool exists);
   /// Blobs appended by this transaction (freed if it does not commit).
   std::vector<blob_ref> appended_;
   /// Blobs of rows this transaction overwrote or deleted (freed once it commits).

@@ -76,6 +76,53 @@ TEST_SUITE("storage.database") {
     CHECK(t2->changes().size() == 1); // the default records
   }
 
+  TEST_CASE("insert or update is told by table and key, in small and large transactions") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    REQUIRE(!db->create_table("u"));
+    auto key = [](int i) { // short keys and keys past 15 bytes (no small-string buffer)
+      return i % 2 ? "k" + std::to_string(i) : "a-rather-long-key-" + std::to_string(i);
+    };
+    {
+      auto setup = db->begin();
+      for (int i = 0; i < 100; i += 2)
+        REQUIRE(!setup->put("t", key(i), "x"));
+      REQUIRE(!setup->commit());
+    }
+    for (int rows : {4, 100}) { // 100 rows: past the transaction's small list of known rows
+      CAPTURE(rows);
+      auto txn = db->begin();
+      // Reads first (every other key exists in t), then writes to the same keys of t and of
+      // u, where none exists: the same key in another table is another row.
+      for (int i = 0; i < rows; ++i)
+        REQUIRE(txn->get("t", key(i)));
+      for (int i = 0; i < rows; ++i) {
+        REQUIRE(!txn->put("t", key(i), "y"));
+        REQUIRE(!txn->put("u", key(i), "y"));
+      }
+      REQUIRE(!txn->del("t", key(0)));
+      REQUIRE(!txn->put("t", key(0), "z")); // deleted in this transaction: an insert again
+      CHECK(is(txn->insert("u", key(1), "w"), errc::already_exists)); // written here
+      REQUIRE(!txn->insert("u", "fresh", "w"));
+      const auto& c = txn->changes();
+      REQUIRE(c.size() == static_cast<size_t>(2 * rows + 3));
+      for (int i = 0; i < rows; ++i) {
+        CAPTURE(i);
+        CHECK(c[2 * i].table == "t");
+        CHECK(c[2 * i].key == key(i));
+        CHECK(c[2 * i].kind
+              == (i % 2 == 0 ? storage::row_change::op::update : storage::row_change::op::insert));
+        CHECK(c[2 * i + 1].table == "u");
+        CHECK(c[2 * i + 1].kind == storage::row_change::op::insert);
+      }
+      CHECK(c[2 * rows].kind == storage::row_change::op::del);
+      CHECK(c[2 * rows + 1].kind == storage::row_change::op::insert);
+      CHECK(c[2 * rows + 2].kind == storage::row_change::op::insert);
+      txn->rollback();
+    }
+  }
+
   TEST_CASE("rollback discards writes") {
     test::temp_dir dir;
     auto db = test::must(storage::database::open(dir.path()));
