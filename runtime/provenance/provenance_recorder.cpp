@@ -340,10 +340,15 @@ caf::expected<std::shared_ptr<provenance_recorder>> provenance_recorder::open(st
 caf::error provenance_recorder::mark_written(
   uint64_t lsn, const std::vector<std::pair<uint32_t, uint64_t>>& partitions) {
   auto txn = db_.begin(/*group_sync=*/true); // the mark need not be synced before the log
-  if (auto err = txn->put(end_table, "log", std::to_string(lsn)))
+  // The recorder is end_table's one writer (open() before the writer thread starts, then that
+  // thread): its rows need no lock, no read to tell an insert from an update, and no row
+  // change, which provenance does not log. perf_txn --provenance under callgrind: the marks
+  // cost 7.6k instructions a transfer through put (a locked read of each row first).
+  if (auto err = txn->put_untracked(end_table, "log", std::to_string(lsn)))
     return err;
   for (auto& [p, committed] : partitions)
-    if (auto err = txn->put(end_table, "p" + std::to_string(p), std::to_string(committed)))
+    if (auto err =
+          txn->put_untracked(end_table, "p" + std::to_string(p), std::to_string(committed)))
       return err;
   return txn->commit();
 }
