@@ -181,6 +181,8 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
   c.kind = exists ? row_change::op::update : row_change::op::insert;
   c.is_row = is_row;
   c.value = value;
+  if (changes_.capacity() == 0)
+    changes_.reserve(4); // a procedure writes a few rows: no regrowth (and moves) for them
   changes_.push_back(std::move(c));
   return {};
 }
@@ -230,6 +232,8 @@ caf::error transaction::erase(std::string_view table, std::string_view key, tabl
   c.table = table;
   c.key = key;
   c.kind = row_change::op::del;
+  if (changes_.capacity() == 0)
+    changes_.reserve(4); // a procedure writes a few rows: no regrowth (and moves) for them
   changes_.push_back(std::move(c));
   return {};
 }
