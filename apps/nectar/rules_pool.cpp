@@ -180,8 +180,8 @@ rules_pool::~rules_pool() {
   {
     std::lock_guard<std::mutex> guard{mu_};
     stopping_ = true;
+    wake_lines(true);
   }
-  cv_.notify_all();
   dead_cv_.notify_all();
   if (supervisor_.joinable())
     supervisor_.join();
@@ -235,7 +235,7 @@ void rules_pool::supervise() {
       ++stats_.started;
       failed_starts_ = 0;
       backoff = std::chrono::milliseconds{100};
-      cv_.notify_all();
+      wake_lines();
       continue;
     }
     s.st = slot::state::dead;
@@ -244,9 +244,27 @@ void rules_pool::supervise() {
     if (failed_starts_ == 1 || failed_starts_ % 100 == 0)
       std::cerr << "nectar rules: " << stats_.last_failure << " (" << failed_starts_
                 << " failed starts in a row)" << std::endl;
-    cv_.notify_all(); // callers waiting for a worker may give up now
+    wake_lines(true); // callers waiting for a worker may give up now
     dead_cv_.wait_for(lock, backoff, [&] { return stopping_; });
     backoff = std::min(backoff * 2, std::chrono::milliseconds{5000});
+  }
+}
+
+size_t rules_pool::waiting() const {
+  std::lock_guard<std::mutex> guard{mu_};
+  return waiting_[0].size() + waiting_[1].size();
+}
+
+void rules_pool::wake_lines(bool all) {
+  for (auto& line : waiting_) {
+    if (line.empty())
+      continue;
+    if (!all) {
+      line.front()->cv.notify_one();
+      continue;
+    }
+    for (auto* w : line)
+      w->cv.notify_one();
   }
 }
 
@@ -283,13 +301,30 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
         });
         return static_cast<size_t>(busy_large) < large_workers;
       };
-      if (large && !lane_free())
-        ++stats_.large_waits;
-      cv_.wait(lock, [&] {
-        return stopping_ || broken()
-               || (lane_free()
-                   && std::any_of(slots_.begin(), slots_.end(), is(slot::state::idle)));
+      // Callers take workers in the order they came (ordinary and large requests each in
+      // their own line, so that a large one held by its lane does not hold up ordinary ones):
+      // under load, waking whichever waiter the scheduler picks left some requests waiting
+      // for many others' turns, the labeling lag's tail. A retry after a dead worker keeps
+      // its place at the front.
+      auto& line = waiting_[large ? 1 : 0];
+      waiter me;
+      if (attempt == 0)
+        line.push_back(&me);
+      else
+        line.push_front(&me);
+      bool held = false; // by the lane, with a worker idle
+      me.cv.wait(lock, [&] {
+        if (stopping_ || broken())
+          return true;
+        bool idle = std::any_of(slots_.begin(), slots_.end(), is(slot::state::idle));
+        if (line.front() != &me || !idle)
+          return false;
+        held = held || !lane_free();
+        return lane_free();
       });
+      stats_.large_waits += held ? 1 : 0;
+      line.erase(std::find(line.begin(), line.end(), &me));
+      wake_lines(); // the next in line may take another idle worker
       auto idle = std::find_if(slots_.begin(), slots_.end(), is(slot::state::idle));
       if (stopping_ || idle == slots_.end() || attempt > slots_.size()) {
         ++stats_.unavailable;
@@ -310,7 +345,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
         if (stats_.budget_exhausted == 1 || stats_.budget_exhausted % 1000 == 0)
           std::cerr << "nectar rules: " << res.why << " (" << stats_.budget_exhausted
                     << " requests labeled 'budget exhausted' so far)" << std::endl;
-        cv_.notify_all(); // the worker stays free for the next caller
+        wake_lines(); // the worker stays free for the next caller
         return res;
       }
       s = &*idle;
@@ -347,7 +382,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
       std::lock_guard<std::mutex> guard{mu_};
       s->st = slot::state::idle;
       ++stats_.evaluated;
-      cv_.notify_all();
+      wake_lines();
       return res;
     }
     rules_result res;
@@ -367,7 +402,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
         std::cerr << "nectar rules: " << res.why << " (" << stats_.timed_out << " timed out, "
                   << stats_.crashed << " crashed so far)" << std::endl;
       stats_.last_failure = res.why;
-      cv_.notify_all();
+      wake_lines();
       return res;
     }
     // Past the wall-clock budget, or the worker itself ended: killed (if it still runs) and

@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -84,7 +85,8 @@ struct rules_pool_stats {
   uint64_t started = 0;     ///< workers started, replacements included
   uint64_t unavailable = 0; ///< requests no worker could take
   uint64_t budget_exhausted = 0; ///< requests refused by their client's budget
-  uint64_t large_waits = 0; ///< large requests that waited because the large workers were busy
+  /// Large requests that waited for the large workers while another worker was idle.
+  uint64_t large_waits = 0;
   std::string last_failure;
 };
 
@@ -105,6 +107,8 @@ public:
   /// CRS's name as the first worker gave it, and how it is bounded.
   std::string name() const;
   rules_pool_stats stats() const;
+  /// Callers waiting for a worker now.
+  size_t waiting() const;
   /// The process ids of the workers now running (tests kill one; benchmarks read their CPU).
   std::vector<pid_t> pids() const;
 
@@ -125,13 +129,20 @@ private:
   rules_pool_options opts_;
   std::string name_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;     ///< a worker became idle, or the pool stops
   std::condition_variable dead_cv_; ///< a worker died (the supervisor replaces it)
   std::vector<slot> slots_;
   bool stopping_ = false;
   /// Consecutive failed starts (no worker could be started): evaluate stops waiting.
   size_t failed_starts_ = 0;
   rules_pool_stats stats_;
+  /// A caller waiting for a worker: woken when it may be its turn.
+  struct waiter {
+    std::condition_variable cv;
+  };
+  /// Callers waiting for a worker, in order of arrival: ordinary requests [0], large [1].
+  std::deque<waiter*> waiting_[2];
+  /// Wakes the first caller of each line (`all`: every caller, to give up); mu_ held.
+  void wake_lines(bool all = false);
   client_budget budget_;
   std::thread supervisor_;
 };

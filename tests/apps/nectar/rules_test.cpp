@@ -243,6 +243,9 @@ TEST_SUITE("apps.nectar.rules") {
     auto pool = nectar::rules_pool::start(o);
     REQUIRE_MESSAGE(pool, test::why(pool));
     auto& p = **pool;
+    for (int i = 0; i < 600 && p.pids().size() < 2; ++i) // the second worker starts later
+      std::this_thread::sleep_for(100ms);
+    REQUIRE(p.pids().size() == 2);
     // Four slow bodies at once from one client: large bodies take one worker at a time (the
     // other stays for ordinary requests), and the budget is checked when a worker is free, so
     // the first two run (240 ms charged each: 300 -> 60 -> -180) and the other two are
@@ -276,7 +279,46 @@ TEST_SUITE("apps.nectar.rules") {
     auto st = p.stats();
     CHECK(st.budget_exhausted == 3);
     CHECK(st.timed_out == 2);
-    CHECK(st.large_waits >= 1); // the flood's large bodies queued for the one large worker
+    // The flood's large bodies waited for the one large worker while the other was idle.
+    CHECK(st.large_waits >= 1);
+  }
+
+  TEST_CASE("callers take a worker in the order they came") {
+    auto o = pool_options();
+    o.workers = 1;
+    auto pool = nectar::rules_pool::start(o);
+    REQUIRE_MESSAGE(pool, test::why(pool));
+    auto& p = **pool;
+    // The slow body holds the one worker (250 ms of CPU) while five callers line up, one
+    // after another; they are served in that order.
+    REQUIRE(p.pids().size() == 1);
+    std::vector<pid_t> crs;
+    test::wait_until([&] { return (crs = children_of(p.pids()[0])).size() == 1; }, 30s,
+                     "the worker's CRS process");
+    REQUIRE(crs.size() == 1);
+    auto ticks = cpu_ticks(crs[0]);
+    auto slow = std::async(std::launch::async, [&] { return p.evaluate(slow_post()); });
+    // The slow body holds the worker (its CRS process's CPU time grows) before anyone lines up.
+    REQUIRE(test::wait_until([&] { return cpu_ticks(crs[0]) - ticks >= 5; }, 30s,
+                             "the slow body in the worker"));
+    std::mutex mu;
+    std::vector<int> order;
+    std::vector<std::future<void>> callers;
+    for (int i = 0; i < 5; ++i) {
+      // Caller i comes once the i before it wait in line.
+      for (int k = 0; k < 3000 && p.waiting() < static_cast<size_t>(i); ++k)
+        std::this_thread::sleep_for(1ms);
+      callers.push_back(std::async(std::launch::async, [&, i] {
+        auto r = p.evaluate(i % 2 ? sqli : benign);
+        CHECK(r.what == nectar::rules_result::outcome::ok);
+        std::lock_guard<std::mutex> guard{mu};
+        order.push_back(i);
+      }));
+    }
+    for (auto& c : callers)
+      c.get();
+    CHECK(slow.get().what == nectar::rules_result::outcome::timed_out);
+    CHECK(order == std::vector<int>{0, 1, 2, 3, 4});
   }
 
   TEST_CASE("a worker killed with SIGKILL is survived and named") {
@@ -293,7 +335,10 @@ TEST_SUITE("apps.nectar.rules") {
     // Each worker runs CRS in a child forked with CRS loaded.
     std::vector<pid_t> crs;
     for (auto pid : pids) {
-      auto c = children_of(pid);
+      // A worker forks its CRS process just after it said it is ready.
+      std::vector<pid_t> c;
+      test::wait_until([&] { return (c = children_of(pid)).size() == 1; }, 30s,
+                       "the worker's CRS process");
       REQUIRE(c.size() == 1);
       crs.push_back(c[0]);
     }
