@@ -58,6 +58,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -87,6 +88,8 @@ double cpu_seconds(pid_t pid) { return std::max(0.0, perf::process_cpu_seconds(p
 struct thread_cpu {
   std::string name;
   uint64_t ns = 0;
+  /// Times the thread was put on a CPU (schedstat's third field: its wake-ups and preemptions).
+  uint64_t runs = 0;
 };
 std::map<long, thread_cpu> threads_cpu(pid_t pid) {
   std::map<long, thread_cpu> out;
@@ -102,7 +105,8 @@ std::map<long, thread_cpu> threads_cpu(pid_t pid) {
     std::ifstream stat{e.path() / "schedstat"};
     std::ifstream comm{e.path() / "comm"};
     thread_cpu t;
-    if (!(stat >> t.ns))
+    uint64_t waited = 0;
+    if (!(stat >> t.ns >> waited >> t.runs))
       continue;
     std::getline(comm, t.name);
     out[tid] = std::move(t);
@@ -110,31 +114,36 @@ std::map<long, thread_cpu> threads_cpu(pid_t pid) {
   return out;
 }
 
-/// "name/tid a.aaa, ...": ms per invocation of each thread (those that started during the
-/// phase counted from 0; threads inherit their creator's name, so the id tells them apart)
-/// between two samples, largest first, and the sum.
+/// "name/tid a.aaa xR, ...": ms per invocation of each thread and the times it was put on a
+/// CPU per invocation (those that started during the phase counted from 0; threads inherit
+/// their creator's name, so the id tells them apart) between two samples, largest first, and
+/// the sums.
 std::string cpu_by_thread(const std::map<long, thread_cpu>& before,
                           const std::map<long, thread_cpu>& after, size_t count) {
-  uint64_t total = 0;
-  std::vector<std::pair<uint64_t, std::string>> order;
+  uint64_t total = 0, total_runs = 0;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> order;
   for (const auto& [tid, t] : after) {
     auto b = before.find(tid);
-    uint64_t used = t.ns - (b != before.end() && b->second.ns <= t.ns ? b->second.ns : 0);
-    order.emplace_back(used, t.name + "/" + std::to_string(tid));
+    bool seen = b != before.end() && b->second.ns <= t.ns && b->second.runs <= t.runs;
+    uint64_t used = t.ns - (seen ? b->second.ns : 0);
+    uint64_t runs = t.runs - (seen ? b->second.runs : 0);
+    order.emplace_back(used, runs, t.name + "/" + std::to_string(tid));
     total += used;
+    total_runs += runs;
   }
   std::sort(order.rbegin(), order.rend());
   std::string out;
-  char buf[128];
-  for (const auto& [ns, name] : order) {
-    if (static_cast<double>(ns) / static_cast<double>(count) < 5e3) // under 5 us/inv
+  char buf[160];
+  auto per = [&](uint64_t v) { return static_cast<double>(v) / static_cast<double>(count); };
+  for (const auto& [ns, runs, name] : order) {
+    if (per(ns) < 5e3) // under 5 us/inv
       continue;
-    std::snprintf(buf, sizeof buf, "%s%s %.3f", out.empty() ? "" : ", ", name.c_str(),
-                  static_cast<double>(ns) / static_cast<double>(count) / 1e6);
+    std::snprintf(buf, sizeof buf, "%s%s %.3f x%.1f", out.empty() ? "" : ", ", name.c_str(),
+                  per(ns) / 1e6, per(runs));
     out += buf;
   }
-  std::snprintf(buf, sizeof buf, " (sum %.3f)",
-                static_cast<double>(total) / static_cast<double>(count) / 1e6);
+  std::snprintf(buf, sizeof buf, " (sum %.3f ms, x%.1f on a CPU)", per(total) / 1e6,
+                per(total_runs));
   return out + buf;
 }
 
@@ -444,6 +453,34 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
   caf::scoped_actor self{sys};
   auto base = results_committed.load();
   size_t failed = 0, sent = 0;
+  // The submits wait without a CAF timeout: one wakes CAF's clock thread when set and when
+  // cancelled, twice per invocation on the cores the path runs on (the node's caf.clock
+  // thread took 0.03-0.08 ms/inv of CPU). Instead this watchdog ends the run when neither a
+  // submit nor a result moved for 120 s.
+  std::atomic<uint64_t> submits{0};
+  std::atomic<bool> finished{false};
+  std::thread watchdog{[&] {
+    auto moved = [&] { return submits.load() + results_committed.load(); };
+    auto last = moved();
+    auto since = clk::now();
+    while (!finished.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{200});
+      if (auto now = moved(); now != last) {
+        last = now;
+        since = clk::now();
+      } else if (clk::now() - since > std::chrono::seconds{120}) {
+        die("no invocation submitted or finished for 120 s");
+      }
+    }
+  }};
+  struct joiner {
+    std::atomic<bool>& finished;
+    std::thread& t;
+    ~joiner() {
+      finished = true;
+      t.join();
+    }
+  } join_watchdog{finished, watchdog};
   auto t0 = clk::now();
   while (results_committed.load() - base + failed < count) {
     while (sent < count && sent - (results_committed.load() - base + failed) < window) {
@@ -463,7 +500,7 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
       auto target = n.route().route(inv);
       if (!target)
         die(describe(target.error()));
-      self->request(*target, std::chrono::seconds{120}, call_atom::value, std::move(inv))
+      self->request(*target, caf::infinite, call_atom::value, std::move(inv))
         .receive(
                  [&](json& r) {
                    if (procedures_mode != "imaging")
@@ -478,6 +515,7 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
                                 describe(e).c_str());
                  });
       ++sent;
+      ++submits;
       if (at_sent)
         at_sent(sent);
     }
@@ -887,7 +925,7 @@ int main(int argc, char** argv) {
                   (c1 - c_own) / count * 1e3);
       // The same from the scheduler's ns account, by thread: which threads the path's CPU
       // went to (the node's CAF worker, its BASP multiplexer, CAF's clock, RocksDB's, ...).
-      std::printf("    path CPU ms/inv by thread (schedstat): node: %s | compute: %s\n",
+      std::printf("    path CPU ms/inv by thread and times put on a CPU per inv (schedstat): node: %s | compute: %s\n",
                   cpu_by_thread(node_t1, node_t2, count).c_str(),
                   cpu_by_thread(compute_t1, compute_t2, count).c_str());
       print_stages(first, static_cast<int64_t>(next_n));
