@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <optional>
 #include <set>
@@ -562,6 +563,32 @@ bool executor_idle(const compute_state& st) {
                      [](const executor_slot& e) { return e.outstanding == 0; });
 }
 
+/// Batches an executor may hold at once: 2 (COMB_EXECUTOR_DEPTH=1 for A/B measurements: one,
+/// as before). A full inference batch goes to an executor that is still running one, so that
+/// it waits in the executor's mailbox and starts as soon as the running one ends, instead of
+/// after this actor's thread woke for the answer, took it and sent the next (on 2 cores
+/// shared with a node, that thread waits for a core too while the kernels idle).
+uint32_t executor_depth() {
+  static const uint32_t depth = [] {
+    const char* v = std::getenv("COMB_EXECUTOR_DEPTH");
+    return v && std::string{v} == "1" ? 1u : 2u;
+  }();
+  return depth;
+}
+
+/// True when an executor can take the next batch of queue `key` now: one is idle, or the
+/// batch is a full inference batch and one runs a single batch (executor_depth). Training
+/// and batches due by their deadline wait for an idle executor, so that they neither hold a
+/// later inference batch back nor stop growing while a batch runs.
+bool executor_room(const compute_state& st, uint8_t kind, size_t waiting, uint32_t max_batch) {
+  if (executor_idle(st))
+    return true;
+  if (static_cast<piece_kind>(kind) != piece_kind::infer || waiting < max_batch)
+    return false;
+  return std::any_of(st.executors.begin(), st.executors.end(),
+                     [](const executor_slot& e) { return e.outstanding < executor_depth(); });
+}
+
 /// Sends the tasks of one model version to an executor as one batch; delivers each task's
 /// result when it answers.
 void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
@@ -620,8 +647,11 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
         ++v->tasks_run;
       }
       r.batch_size = n;
+      // Until the runner started: a batch may wait in the executor's mailbox behind the one
+      // it runs (executor_depth).
+      auto started = (*done)->started.time_since_epoch().count() != 0 ? (*done)->started : sent;
       r.queued_us = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(sent - w.enqueued).count());
+        std::chrono::duration_cast<std::chrono::microseconds>(started - w.enqueued).count());
       r.run_us = static_cast<uint64_t>((*done)->took.count());
       auto ns = [](clock_type::time_point t) {
         return static_cast<uint64_t>(
@@ -687,7 +717,8 @@ void drain(compute_actor_t* self) {
                    || i->second.size() >= pol.max_batch || due.count(i->first.second) > 0;
       if (!ready)
         continue;
-      if (!idle && needs_executor(st, i->second, pol.max_batch))
+      if (!idle && needs_executor(st, i->second, pol.max_batch)
+          && !executor_room(st, i->first.first, i->second.size(), pol.max_batch))
         continue;
       if (best == st.queues.end() || rank_of(st, i->first.first) < rank_of(st, best->first.first)
           || (rank_of(st, i->first.first) == rank_of(st, best->first.first)

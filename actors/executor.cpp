@@ -110,6 +110,7 @@ caf::behavior executor(executor_t* self, executor_config cfg) {
         return b;
       }
       auto start = std::chrono::steady_clock::now();
+      b->started = start;
       auto& m = *i->second.model;
       try {
         if (b->kind == runtime::piece_kind::train) {

@@ -48,7 +48,9 @@ struct exec_batch {
   std::vector<runtime::task_tensors> tasks;
   /// Filled by the executor: one entry per task, in order.
   std::vector<caf::expected<runtime::tensor_pack>> results;
-  /// How long the runner took.
+  /// When the runner started (the batch may have waited in the executor's mailbox), and how
+  /// long it took.
+  std::chrono::steady_clock::time_point started{};
   std::chrono::microseconds took{0};
 };
 

@@ -1095,6 +1095,44 @@ TEST_SUITE("actors.compute") {
     CHECK(st["buffers_reused"] == 2);
   }
 
+  TEST_CASE("in process: inference tasks sent at once, the next batch waiting at the executor "
+            "while it runs one, each get their own result and the executor's stats count them") {
+    local_compute lc{actors::compute_config{}}; // each task its own batch
+    auto file = test::must(make_mlp_file({20, 8, 5}, 9));
+    auto loaded = lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(file));
+    REQUIRE_MESSAGE(loaded, text(loaded));
+    auto direct = test::must(find_runner("mlp")->load(file, kernels::cpu()));
+    std::vector<tensor_pack> inputs;
+    std::vector<handle_t> handles;
+    for (uint32_t k = 0; k < 6; ++k) {
+      inputs.push_back(mlp_input(200 + 50 * k, 20, 20 + k));
+      handles.push_back(
+        lc.request(30 + k, piece_kind::infer, "mlp", 1, inputs[k].bytes, inputs[k].specs));
+    }
+    for (uint32_t k = 0; k < 6; ++k) {
+      caf::expected<task_result> got = make_error(errc::timeout, "no reply");
+      handles[k].receive([&](task_result& r) { got = std::move(r); },
+                         [&](caf::error& e) { got = std::move(e); });
+      REQUIRE_MESSAGE(got, text(got));
+      CHECK(got->task_id == 30 + k);
+      CHECK(got->batch_size == 1);
+      CHECK(got->model_version == 1);
+      task_tensors t{30 + k, inputs[k]};
+      auto want = direct->infer({&t});
+      REQUIRE(want[0]);
+      CHECK(got->outputs == want[0]->specs);
+      CHECK(got->output == want[0]->bytes);
+    }
+    auto st = lc.c.stats(lc.compute);
+    REQUIRE(st["executors"].size() == 1);
+    CHECK(st["executors"][0]["batches"] == 6);
+    CHECK(st["executors"][0]["tasks"] == 6);
+    CHECK(st["executors"][0]["outstanding"] == 0);
+    CHECK(st["completed"] == 7); // the load and the six tasks
+    CHECK(st["models"][0]["tasks_run"] == 6);
+    CHECK(st["models"][0]["pending"] == 0);
+  }
+
   TEST_CASE("in process: a version over the model memory bound is refused, the active one "
             "keeps serving") {
     actors::compute_config cfg;
