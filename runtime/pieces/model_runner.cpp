@@ -53,17 +53,25 @@ std::string kinds_list() {
   return out.empty() ? std::string{"none"} : out;
 }
 
+/// The header length a safetensors file's first 8 bytes give (little-endian), when `bytes`
+/// hold at least those 8 and a ninth that opens a JSON object; 0 otherwise. It may exceed the
+/// file (a truncated file).
+uint64_t safetensors_header_length(std::string_view bytes) {
+  if (bytes.size() < 9 || bytes[8] != '{')
+    return 0;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+  return n;
+}
+
 /// True when `bytes` look like safetensors: a header length that fits and a header that opens
 /// a JSON object.
 bool looks_like_safetensors(std::string_view bytes, uint64_t& header_len) {
   if (bytes.size() < 10)
     return false;
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i)
-    n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+  auto n = safetensors_header_length(bytes);
   if (n < 2 || n > bytes.size() - 8)
-    return false;
-  if (bytes[8] != '{')
     return false;
   header_len = n;
   return true;
@@ -168,16 +176,11 @@ caf::expected<std::string> identify_model(std::string_view bytes) {
     return tflite_kind(bytes);
   // A safetensors file cut short: its first 8 bytes give a header length larger than the file
   // and the header starts as one does. Say so rather than "not a model file".
-  if (bytes.size() >= 9 && bytes[8] == '{') {
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; --i)
-      n = (n << 8) | static_cast<uint8_t>(bytes[i]);
-    if (n >= 2 && n > bytes.size() - 8)
-      return make_error(errc::bad_model,
-                        "truncated safetensors file: its header claims " + std::to_string(n)
-                          + " bytes of JSON, the file has " + std::to_string(bytes.size())
-                          + " bytes in all");
-  }
+  if (auto n = safetensors_header_length(bytes); n >= 2 && n > bytes.size() - 8)
+    return make_error(errc::bad_model,
+                      "truncated safetensors file: its header claims " + std::to_string(n)
+                        + " bytes of JSON, the file has " + std::to_string(bytes.size())
+                        + " bytes in all");
   return make_error(errc::bad_model,
                     "not a model file (neither safetensors nor TFLite): "
                       + std::to_string(bytes.size())
