@@ -42,6 +42,7 @@ struct serve_opts {
   int rules_client_ms_per_s = 500;
   int rules_client_burst_ms = 1000;
   bool batch_when_busy = true;
+  size_t batch_busy_handlers = 8;
   std::string capture_at = "response";
   int early_label_ms = 5;
   size_t queue_mib = 256;
@@ -116,6 +117,7 @@ void serve(const serve_opts& o) {
     std::chrono::milliseconds{o.rules_client_ms_per_s};
   so.capture_opts.rules_client_budget.burst = std::chrono::milliseconds{o.rules_client_burst_ms};
   so.capture_opts.batch_when_busy = o.batch_when_busy;
+  so.capture_opts.busy_handlers = o.batch_busy_handlers;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
@@ -205,6 +207,12 @@ void add_nectar_commands(CLI::App& app) {
   s->add_option("--batch-when-busy", o->batch_when_busy,
                 "While requests come faster than one per --batch-ms, a free sender also waits "
                 "for that deadline (or a full batch): fewer, larger capture and model calls")
+    ->capture_default_str();
+  s->add_option("--batch-busy-handlers", o->batch_busy_handlers,
+                "--batch-when-busy waits only while at least this many requests are in their "
+                "handlers (the server is saturated); below, a batch goes at once when no other "
+                "is with the node (0: the arrival rate alone decides)")
+    ->check(CLI::Range(0, 1 << 20))
     ->capture_default_str();
   s->add_option("--rules-body-kib", o->rules_body_kib,
                 "Most KiB of a request body CRS reads (ModSecurity's advice: 128; the row keeps "

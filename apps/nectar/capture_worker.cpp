@@ -418,9 +418,14 @@ void capture_worker::run(size_t index) {
       else
         cv_.wait(lock, ready);
       // Requests come faster than one per deadline: more will come before it.
+      // ...and the server is saturated (its handlers pile up): below that, waiting for the
+      // deadline only adds to every request's lag.
       bool busy = opts_.batch_when_busy
                   && arrival_gap_ns_
-                       < std::chrono::duration<double, std::nano>(opts_.batch_delay).count();
+                       < std::chrono::duration<double, std::nano>(opts_.batch_delay).count()
+                  && (opts_.busy_handlers == 0
+                      || handling_.load(std::memory_order_relaxed)
+                           >= static_cast<int64_t>(opts_.busy_handlers));
       if (!queue_.empty() && !stopping_ && opts_.batch_delay.count() > 0
           && (in_flight_ > 0 || busy)) {
         // Another batch is with the node, or requests come fast: wait for a full batch, for

@@ -66,6 +66,16 @@ struct capture_options {
   /// with the node made calls of about 1.5 requests, each a transaction, a provenance record
   /// and a model call. Below that rate nothing changes (the pipeline sends at once).
   bool batch_when_busy = true;
+  /// ...and only while at least this many requests are in their handlers (handler_started()
+  /// to handler_ended(): the server is saturated, its requests queue for the CPU). Below it
+  /// a free sender sends at once, and while a batch is with the node the next one gathers
+  /// until it returns (the deadline as a cap): at 200 requests/s offered (perf_nectar --quick
+  /// --benchmarks=lag --lag-rate=200) the capture queue's p50 was 10-13 ms with a 20 ms
+  /// deadline whenever requests came faster than one per deadline, 1.3-2.5 ms without; but
+  /// without that wait at saturation (800/s offered) calls held 1.2-1.3 requests and capture
+  /// on/off fell from 0.71/0.65 to 0.61/0.42 (arrival/response, one run each, load 3.5-5.7).
+  /// 0: the rate alone decides (as before).
+  size_t busy_handlers = 8;
   /// Threads that send batches, each one call at a time (httplog.capture is partitioned by
   /// batch, so their calls run on different partitions of the node).
   size_t senders = 2;
@@ -196,6 +206,11 @@ public:
 
   capture_stats stats() const;
 
+  /// The server's handlers: a request started (before routing) and ended (its response
+  /// written). What batch_when_busy counts as saturation (capture_options::busy_handlers).
+  void handler_started() { handling_.fetch_add(1, std::memory_order_relaxed); }
+  void handler_ended() { handling_.fetch_sub(1, std::memory_order_relaxed); }
+
   /// The CRS rules workers' process ids (none without them).
   std::vector<int> rules_worker_pids() const;
 
@@ -299,6 +314,8 @@ private:
   std::atomic<uint64_t> rules_large_{0};
   std::atomic<uint64_t> rules_large_cpu_ns_{0};
   std::atomic<uint64_t> rules_cut_{0};
+  /// Requests in the server's handlers now (handler_started() - handler_ended()).
+  std::atomic<int64_t> handling_{0};
   std::vector<std::thread> threads_;
 };
 

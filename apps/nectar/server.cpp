@@ -30,6 +30,8 @@ struct request_state {
   uint64_t execution_id = 0;
   /// The capture's id of the request when it was captured at arrival ("" otherwise).
   std::string request_id;
+  /// Counted in the capture worker's handlers in progress (handler_started()).
+  bool counted = false;
 };
 thread_local request_state current;
 
@@ -592,7 +594,9 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
      {"X-Frame-Options", "DENY"},
      {"Referrer-Policy", "same-origin"}});
   p->http.set_pre_routing_handler([raw](const httplib::Request& req, httplib::Response& res) {
-    current = request_state{wall_clock_ns(), 0, {}};
+    current = request_state{wall_clock_ns(), 0, {}, raw->worker != nullptr};
+    if (raw->worker)
+      raw->worker->handler_started();
     if (raw->guard)
       raw->guard->read(req.remote_addr, req.remote_port);
     // Percent escapes are checked before any route sees the target.
@@ -631,6 +635,8 @@ caf::expected<std::unique_ptr<server>> server::start(caf::actor_system& sys, ser
   p->http.set_logger([raw](const httplib::Request& req, const httplib::Response& res) {
     if (raw->worker)
       raw->capture(req, res);
+    if (current.counted)
+      raw->worker->handler_ended();
     current = request_state{};
     if (raw->guard)
       raw->guard->answered(req.remote_addr, req.remote_port);

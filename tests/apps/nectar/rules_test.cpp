@@ -4,6 +4,7 @@
 // requests before, during and after it get CRS's own labels; a worker killed with SIGKILL
 // while it holds a request makes that request "crashed", one killed while idle costs nothing,
 // and both are replaced. End to end, the Nectar server's rows say the same.
+#include "apps/nectar/capture_worker.hpp"
 #include "apps/nectar/client_budget.hpp"
 #include "apps/nectar/rules_pool.hpp"
 #include "apps/nectar/rules_worker.hpp"
@@ -503,4 +504,54 @@ TEST_SUITE("apps.nectar.rules") {
     CHECK(by_trace["after2"]["rule_label"] == 1);
     CHECK(by_trace["after2"]["rule_ids"] == "budget exhausted");
   }
+
+  TEST_CASE("the capture waits for its batch deadline only while the server is saturated") {
+    // A deadline far beyond the test's waits, requests faster than one per deadline (the
+    // worker starts counting gaps of a second): with fewer handlers running than
+    // busy_handlers, each request goes at once; with that many, they are held for the
+    // deadline (or stop()), none lost.
+    test::temp_dir dir;
+    test::node_child node{dir, {"--no-provenance"}};
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    nectar::capture_options co;
+    co.rules = false;
+    co.label = false;
+    co.senders = 1;
+    co.batch_delay = 60s;
+    co.batch_when_busy = true;
+    co.busy_handlers = 2;
+    auto link = std::make_shared<nectar::node_link>(sys, endpoint{"127.0.0.1", node.port()},
+                                                    "nectar");
+    nectar::capture_worker w{link, co};
+    auto request = [](int i) {
+      nectar::exchange x;
+      x.method = "GET";
+      x.target = "/search?q=" + std::to_string(i);
+      x.version = "HTTP/1.1";
+      x.headers = {{"Host", "127.0.0.1"}};
+      x.remote_addr = "127.0.0.1";
+      x.status = 200;
+      x.ts_ns = 1;
+      return x;
+    };
+    w.handler_started(); // one handler: below busy_handlers
+    for (int i = 0; i < 3; ++i)
+      w.push(request(i));
+    REQUIRE_MESSAGE(test::wait_until([&] { return w.stats().captured == 3; }, 30s,
+                                     "3 requests captured before the deadline"),
+                    w.stats().last_error);
+    w.handler_started(); // two: saturated
+    for (int i = 3; i < 6; ++i)
+      w.push(request(i));
+    std::this_thread::sleep_for(1s);
+    CHECK(w.stats().captured == 3);
+    CHECK(w.stats().queued == 3);
+    w.handler_ended();
+    w.handler_ended();
+    w.stop(30s);
+    CHECK(w.stats().captured == 6);
+    CHECK(w.stats().dropped == 0);
+  }
 }
+
