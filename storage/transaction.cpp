@@ -107,16 +107,14 @@ caf::error transaction::check_row(std::string_view table, std::string_view key) 
   return err;
 }
 
-caf::expected<std::optional<std::string>> transaction::read(std::string_view table,
-                                                            std::string_view key, bool for_update,
-                                                            table_kind kind) {
+caf::expected<bool> transaction::read_into(std::string_view table, std::string_view key,
+                                           bool for_update, table_kind kind, std::string& value) {
   if (auto err = check_row(table, key))
     return err;
   auto handle = cf_of(table, kind, "get_blob");
   if (!handle)
     return std::move(handle.error());
   auto* cf = *handle;
-  std::string value;
   rocksdb::ReadOptions ro;
   rocksdb::Slice k{key.data(), key.size()};
   auto s = for_update ? txn_->GetForUpdate(ro, cf, k, &value) : txn_->Get(ro, cf, k, &value);
@@ -124,11 +122,23 @@ caf::expected<std::optional<std::string>> transaction::read(std::string_view tab
     reads_.push_back({std::string{table}, std::string{key}});
   if (s.IsNotFound()) {
     set_known(cf, key, false);
-    return std::optional<std::string>{};
+    return false;
   }
   if (!s.ok())
     return to_error(s, "read " + std::string{table});
   set_known(cf, key, true);
+  return true;
+}
+
+caf::expected<std::optional<std::string>> transaction::read(std::string_view table,
+                                                            std::string_view key, bool for_update,
+                                                            table_kind kind) {
+  std::string value;
+  auto found = read_into(table, key, for_update, kind, value);
+  if (!found)
+    return std::move(found.error());
+  if (!*found)
+    return std::optional<std::string>{};
   return std::optional<std::string>{std::move(value)};
 }
 
@@ -431,43 +441,82 @@ caf::error transaction::scan(
 
 namespace {
 
-caf::expected<std::optional<nlohmann::json>> decode_row(
-  std::string_view table, std::string_view key, caf::expected<std::optional<std::string>> raw) {
-  if (!raw)
-    return raw.error();
-  if (!*raw)
+// A row's MessagePack bytes, read or about to be written, kept from one call to the next on
+// this thread: a row of more than 15 bytes costs no allocation per read or write. Taken by
+// one call at a time (row_buffer); a nested call (e.g. from a row guard) gets its own.
+thread_local std::string row_bytes;
+thread_local bool row_bytes_busy = false;
+// Larger buffers are released after use instead of kept.
+constexpr size_t max_kept_row_bytes = 64 << 10;
+
+class row_buffer {
+public:
+  row_buffer() : reused_(!row_bytes_busy) {
+    if (reused_) {
+      row_bytes_busy = true;
+      row_bytes.clear();
+    }
+  }
+  ~row_buffer() {
+    if (!reused_)
+      return;
+    if (row_bytes.capacity() > max_kept_row_bytes)
+      std::string{}.swap(row_bytes);
+    row_bytes_busy = false;
+  }
+  row_buffer(const row_buffer&) = delete;
+  row_buffer& operator=(const row_buffer&) = delete;
+  std::string& get() { return reused_ ? row_bytes : own_; }
+
+private:
+  bool reused_;
+  std::string own_;
+};
+
+} // namespace
+
+caf::expected<std::optional<nlohmann::json>> transaction::read_row(std::string_view table,
+                                                                   std::string_view key,
+                                                                   bool for_update) {
+  row_buffer buf;
+  auto found = read_into(table, key, for_update, table_kind::rows, buf.get());
+  if (!found)
+    return std::move(found.error());
+  if (!*found)
     return std::optional<nlohmann::json>{};
-  auto j = nlohmann::json::from_msgpack(**raw, /*strict=*/true, /*allow_exceptions=*/false);
-  if (j.is_discarded())
+  // Parsed into the value returned: json::from_msgpack would copy the whole row once more
+  // (its `return ok ? result : discarded` copies), an allocation per object and member.
+  nlohmann::json j;
+  nlohmann::detail::json_sax_dom_parser<nlohmann::json> dom(j, /*allow_exceptions=*/false);
+  if (!nlohmann::json::sax_parse(buf.get(), &dom, nlohmann::json::input_format_t::msgpack,
+                                 /*strict=*/true))
     return make_error(errc::corrupt_data, std::string{table} + "/" + std::string{key}
                                             + ": stored row is not valid MessagePack");
   return std::optional<nlohmann::json>{std::move(j)};
 }
 
-} // namespace
-
 caf::expected<std::optional<nlohmann::json>> transaction::get_row(std::string_view table,
                                                                   std::string_view key) {
-  return decode_row(table, key, read(table, key, false));
+  return read_row(table, key, false);
 }
 
 caf::expected<std::optional<nlohmann::json>> transaction::get_row_for_update(std::string_view table,
                                                                              std::string_view key) {
-  return decode_row(table, key, read(table, key, true));
+  return read_row(table, key, true);
 }
 
 caf::error transaction::put_row(std::string_view table, std::string_view key,
                                 const nlohmann::json& row) {
-  std::string bytes;
-  nlohmann::json::to_msgpack(row, bytes);
-  return write(table, key, bytes, /*is_row=*/true, /*must_be_absent=*/false);
+  row_buffer buf;
+  nlohmann::json::to_msgpack(row, buf.get());
+  return write(table, key, buf.get(), /*is_row=*/true, /*must_be_absent=*/false);
 }
 
 caf::error transaction::insert_row(std::string_view table, std::string_view key,
                                    const nlohmann::json& row) {
-  std::string bytes;
-  nlohmann::json::to_msgpack(row, bytes);
-  return write(table, key, bytes, /*is_row=*/true, /*must_be_absent=*/true);
+  row_buffer buf;
+  nlohmann::json::to_msgpack(row, buf.get());
+  return write(table, key, buf.get(), /*is_row=*/true, /*must_be_absent=*/true);
 }
 
 caf::error transaction::commit() {

@@ -167,6 +167,12 @@ private:
   caf::expected<std::optional<std::string>> read(std::string_view table, std::string_view key,
                                                  bool for_update,
                                                  table_kind kind = table_kind::rows);
+  /// Reads into `value` (its memory reused); false when the key is absent.
+  caf::expected<bool> read_into(std::string_view table, std::string_view key, bool for_update,
+                                table_kind kind, std::string& value);
+  /// A JSON row, decoded from MessagePack read into a buffer this thread reuses.
+  caf::expected<std::optional<nlohmann::json>> read_row(std::string_view table,
+                                                        std::string_view key, bool for_update);
   caf::error write(std::string_view table, std::string_view key, std::string_view value,
                    bool is_row, bool must_be_absent, table_kind kind = table_kind::rows);
   caf::error erase(std::string_view table, std::string_view key, table_kind kind);

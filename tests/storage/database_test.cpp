@@ -254,6 +254,57 @@ TEST_SUITE("storage.database") {
     CHECK(is(txn->get_row("t", "k").error(), errc::corrupt_data));
   }
 
+  TEST_CASE("rows of any size read and write right through the buffer reused between calls") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    auto txn = db->begin();
+    nlohmann::json big = {{"s", std::string(100000, 'x')}, {"n", 1}};
+    nlohmann::json small = {{"v", 7}};
+    CHECK(!txn->put_row("t", "big", big));
+    CHECK(!txn->put_row("t", "small", small)); // written after a larger row: only its bytes
+    CHECK(!txn->insert_row("t", "mid", {{"a", {1, 2, 3}}, {"b", "text"}}));
+    CHECK(txn->changes().size() == 3);
+    std::string small_bytes;
+    nlohmann::json::to_msgpack(small, small_bytes);
+    CHECK(txn->changes()[1].value == small_bytes); // the change holds this row's bytes only
+    CHECK(txn->get_row("t", "big").value().value() == big);
+    CHECK(txn->get_row("t", "small").value().value() == small);
+    CHECK(txn->get_row_for_update("t", "mid").value().value()
+          == nlohmann::json{{"a", {1, 2, 3}}, {"b", "text"}});
+    CHECK(!txn->get_row("t", "none").value());
+    // A row guard that reads a row itself (of another transaction) while the outer read holds
+    // the buffer: each read gets its own row.
+    auto other = db->begin();
+    std::optional<nlohmann::json> seen;
+    txn->set_row_guard([&](std::string_view, std::string_view key) -> caf::error {
+      if (key == "small")
+        seen = other->get_row("t", "absent-in-other").value();
+      return {};
+    });
+    CHECK(txn->get_row("t", "small").value().value() == small);
+    CHECK(!seen);
+    CHECK(!txn->commit());
+    auto t2 = db->begin();
+    CHECK(t2->get_row("t", "big").value().value() == big);
+    CHECK(t2->get_row("t", "small").value().value() == small);
+  }
+
+  TEST_CASE("a stored row cut short or with bytes after it is reported as corrupt") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    auto txn = db->begin();
+    std::string whole;
+    nlohmann::json::to_msgpack(nlohmann::json{{"a", 1}, {"b", 2}}, whole);
+    CHECK(!txn->put("t", "cut", whole.substr(0, whole.size() - 2)));
+    CHECK(!txn->put("t", "extra", whole + "\x01"));
+    CHECK(is(txn->get_row("t", "cut").error(), errc::corrupt_data));
+    CHECK(is(txn->get_row_for_update("t", "extra").error(), errc::corrupt_data));
+    CHECK(!txn->put("t", "ok", whole));
+    CHECK(txn->get_row("t", "ok").value().value() == nlohmann::json{{"a", 1}, {"b", 2}});
+  }
+
   TEST_CASE("the database owns durability: sync commits are synced, grouped ones by sync_group") {
     for (auto mode : {storage::durability::sync, storage::durability::async}) {
       CAPTURE(storage::to_string(mode));
