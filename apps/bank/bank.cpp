@@ -42,13 +42,6 @@ caf::expected<int64_t> amount_arg(const json& args, const char* proc, const char
   return x;
 }
 
-// A row of one balance, built without the temporary arrays of an initializer list.
-json balance_row(int64_t balance) {
-  json row = json::object();
-  row["balance"] = balance;
-  return row;
-}
-
 caf::expected<json> open(call_context&, transaction& txn, const json& args) {
   auto id = arg<std::string>(args, "account");
   auto checked = amount_arg(args, "bank.open", "balance", /*min=*/0);
@@ -90,9 +83,13 @@ caf::expected<json> transfer(call_context& ctx, transaction& txn, const json& ar
   record["exec"] = ctx.execution_id;
   if (auto err = txn.insert_row("bank.transfers", id, record))
     return err; // already_exists: a retried transfer is not applied twice
-  if (auto err = txn.put_row("bank.accounts", from, balance_row(fa - amount)))
+  // The rows read are written back with their new balance (any other field kept as it was):
+  // no new JSON object is built (and destroyed) per row.
+  (**a)["balance"] = fa - amount;
+  (**b)["balance"] = to_balance;
+  if (auto err = txn.put_row("bank.accounts", from, **a))
     return err;
-  if (auto err = txn.put_row("bank.accounts", to, balance_row(to_balance)))
+  if (auto err = txn.put_row("bank.accounts", to, **b))
     return err;
   json result = json::object();
   result["id"] = std::move(id);

@@ -5,6 +5,7 @@
 #include "base/errc.hpp"
 #include "node/node.hpp"
 #include "runtime/system_config.hpp"
+#include "storage/transaction.hpp"
 #include "tests/test_util.hpp"
 
 #include <doctest/doctest.h>
@@ -25,6 +26,27 @@ struct bank_fixture {
   bank_fixture() {
     auto procs = std::make_shared<runtime::procedure_registry>();
     apps::bank::register_bank(*procs);
+    // Test helpers: write and read an account's whole row.
+    procs->add(
+      "test.put_account",
+      [](runtime::call_context&, storage::transaction& txn, const json& args)
+        -> caf::expected<json> {
+        if (auto err = txn.put_row("bank.accounts", args["account"].get<std::string>(),
+                                   args["row"]))
+          return err;
+        return json::object();
+      },
+      {.roles = {"admin"}, .partition_by = "account"});
+    procs->add(
+      "test.account_row",
+      [](runtime::call_context&, storage::transaction& txn, const json& args)
+        -> caf::expected<json> {
+        auto row = txn.get_row("bank.accounts", args["account"].get<std::string>());
+        if (!row)
+          return row.error();
+        return *row ? **row : json{};
+      },
+      {.roles = {"admin"}, .partition_by = "account"});
     runtime::node_config c;
     c.data_dir = dir.path();
     c.durability = storage::durability::async;
@@ -61,6 +83,25 @@ TEST_SUITE("apps.bank") {
     auto total = f.call("bank.total", json::object(), "auditor");
     REQUIRE(!total);
     CHECK(is(total.error(), errc::too_large));
+  }
+
+  TEST_CASE("a transfer writes the new balances into the rows it read, other fields kept") {
+    bank_fixture f;
+    REQUIRE(f.call("test.put_account",
+                   {{"account", "ann"}, {"row", {{"balance", 100}, {"owner", "Ann"}}}}, "admin"));
+    REQUIRE(f.call("bank.open", {{"account", "bob"}, {"balance", 5}}, "admin"));
+    auto r = test::must(f.call(
+      "bank.transfer", {{"id", "t1"}, {"from", "ann"}, {"to", "bob"}, {"amount", 30}}, "teller"));
+    CHECK(r == json{{"id", "t1"}, {"from_balance", 70}, {"to_balance", 35}});
+    CHECK(test::must(f.call("test.account_row", {{"account", "ann"}}, "admin"))
+          == json{{"balance", 70}, {"owner", "Ann"}});
+    CHECK(test::must(f.call("test.account_row", {{"account", "bob"}}, "admin"))
+          == json{{"balance", 35}});
+    auto back = test::must(f.call(
+      "bank.transfer", {{"id", "t2"}, {"from", "bob"}, {"to", "ann"}, {"amount", 35}}, "teller"));
+    CHECK(back == json{{"id", "t2"}, {"from_balance", 0}, {"to_balance", 105}});
+    CHECK(test::must(f.call("test.account_row", {{"account", "ann"}}, "admin"))
+          == json{{"balance", 105}, {"owner", "Ann"}});
   }
 
   TEST_CASE("amounts must be whole numbers in range: 1.5, 1e30, 2^64-1, -1 and text are refused") {
