@@ -290,6 +290,52 @@ TEST_SUITE("storage.database") {
     CHECK(t2->get_row("t", "small").value().value() == small);
   }
 
+  TEST_CASE("put_row stores the bytes json::to_msgpack writes, for every kind and size") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    using nlohmann::json;
+    json ints = json::array();
+    for (int64_t i : {int64_t{0}, int64_t{1}, int64_t{127}, int64_t{128}, int64_t{255},
+                      int64_t{256}, int64_t{65535}, int64_t{65536}, int64_t{4294967295},
+                      int64_t{4294967296}, INT64_MAX, int64_t{-1}, int64_t{-32}, int64_t{-33},
+                      int64_t{-128}, int64_t{-129}, int64_t{-32768}, int64_t{-32769},
+                      int64_t{INT32_MIN}, int64_t{INT32_MIN} - 1, INT64_MIN})
+      ints.push_back(i);
+    for (uint64_t u : {uint64_t{0}, uint64_t{127}, uint64_t{128}, uint64_t{65536}, UINT64_MAX})
+      ints.push_back(u);
+    json strings = json::array();
+    for (size_t n : {0, 1, 31, 32, 255, 256, 65535, 65536})
+      strings.push_back(std::string(n, 'k'));
+    auto array_of = [](size_t n) { return json(std::vector<int>(n, 3)); };
+    auto object_of = [](size_t n) {
+      json o = json::object();
+      for (size_t i = 0; i < n; ++i)
+        o[std::string(i % 40, 'a') + std::to_string(i)] = i;
+      return o;
+    };
+    std::vector<json> rows = {
+      json::object(), json{{"balance", 42}}, json{{"x", nullptr}, {"t", true}, {"f", false}},
+      json{{"ints", ints}}, json{{"strings", strings}},
+      json{{"floats", {1.5, 0.1, 1e300, -0.0, 3.0}}},
+      json{{"bin", json::binary({1, 2, 3})}, {"ext", json::binary({1, 2, 3, 4}, 7)}},
+      json{{"a15", array_of(15)}, {"a16", array_of(16)}, {"a65536", array_of(65536)}},
+      object_of(15), object_of(16), object_of(70000),
+      json{{"nested", {{"deep", {{"er", {1, {{"k", "v"}}, json::array()}}}}}}},
+      json::array({1, "two", 3.0}), json("a bare string"), json(7)};
+    auto txn = db->begin();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      CAPTURE(i);
+      auto key = "r" + std::to_string(i);
+      CHECK(!txn->put_row("t", key, rows[i]));
+      std::string expect;
+      nlohmann::json::to_msgpack(rows[i], expect);
+      auto stored = txn->get("t", key).value().value();
+      CHECK(stored == expect);
+      CHECK(txn->get_row("t", key).value().value() == rows[i]);
+    }
+  }
+
   TEST_CASE("a stored row cut short or with bytes after it is reported as corrupt") {
     test::temp_dir dir;
     auto db = test::must(storage::database::open(dir.path()));
