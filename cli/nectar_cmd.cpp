@@ -42,7 +42,7 @@ struct serve_opts {
   int rules_client_ms_per_s = 500;
   int rules_client_burst_ms = 1000;
   bool batch_when_busy = true;
-  size_t batch_busy_handlers = 8;
+  size_t batch_busy_handlers = 4;
   std::string capture_at = "response";
   int early_label_ms = 5;
   size_t queue_mib = 256;

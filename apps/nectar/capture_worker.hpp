@@ -69,13 +69,15 @@ struct capture_options {
   /// ...and only while at least this many requests are in their handlers (handler_started()
   /// to handler_ended(): the server is saturated, its requests queue for the CPU). Below it
   /// a free sender sends at once, and while a batch is with the node the next one gathers
-  /// until it returns (the deadline as a cap): at 200 requests/s offered (perf_nectar --quick
-  /// --benchmarks=lag --lag-rate=200) the capture queue's p50 was 10-13 ms with a 20 ms
-  /// deadline whenever requests came faster than one per deadline, 1.3-2.5 ms without; but
-  /// without that wait at saturation (800/s offered) calls held 1.2-1.3 requests and capture
-  /// on/off fell from 0.71/0.65 to 0.61/0.42 (arrival/response, one run each, load 3.5-5.7).
-  /// 0: the rate alone decides (as before).
-  size_t busy_handlers = 8;
+  /// until it returns (the deadline as a cap). Measured (perf_nectar --quick, 2 cores, load
+  /// 2.5-5.9, one run each): lag at 200/s offered (--lag-rate=200), capture queue p50 after
+  /// the response / at arrival: rate alone 13.5 / 10.6 ms, 4 handlers 1.3 / 6.3, 8 handlers
+  /// 0.5 / 1.9 (lag p50 25.4 / 22.2, 12.0 / 21.6, 6.4 / 9.3 ms). Saturation (--rate=800),
+  /// on/off after the response / at arrival: rate alone 0.803 / 0.759 and 0.779 / 0.720, 4
+  /// handlers 0.786 / 0.745, 8 handlers 0.924 / 0.559 and 0.777 / 0.643 (calls of 1.8-2.3
+  /// requests against 2.7-4.0: at 8 the signal misses part of the saturation). 4 keeps the
+  /// calls as large as the rate alone did. 0: the rate alone decides (as before).
+  size_t busy_handlers = 4;
   /// Threads that send batches, each one call at a time (httplog.capture is partitioned by
   /// batch, so their calls run on different partitions of the node).
   size_t senders = 2;
