@@ -76,12 +76,9 @@ caf::expected<json> transfer(call_context& ctx, transaction& txn, const json& ar
   if (__builtin_add_overflow(fb, amount, &to_balance))
     return make_error(errc::procedure_failed, "bank.transfer: the balance of " + to
                                                 + " would exceed " + std::to_string(INT64_MAX));
-  // The transfer's row, kept from one call to the next on this thread and filled in place:
-  // its object and members are allocated once, not built and destroyed per transfer
-  // (insert_row encodes it at once; every field is set again each time).
-  thread_local json record = {{"from", ""}, {"to", ""}, {"amount", 0}, {"exec", 0}};
-  record["from"].get_ref<std::string&>() = from;
-  record["to"].get_ref<std::string&>() = to;
+  json record = json::object();
+  record["from"] = from;
+  record["to"] = to;
   record["amount"] = amount;
   record["exec"] = ctx.execution_id;
   if (auto err = txn.insert_row("bank.transfers", id, record))
