@@ -44,10 +44,12 @@ label_item item_of(const std::string& id, const json& row) {
 }
 
 /// Records the model calls for `items` (several calls when they hold more than one call's
-/// bytes), pinned to `version` of `model`. Returns how many calls were enqueued.
+/// bytes), pinned to `version` of `model`. Returns how many calls were enqueued. `fresh`:
+/// none of the items has a row in httplog_unlabeled (httplog.capture's calls), so that
+/// httplog.labeled need not look for one (the call's context says so).
 caf::expected<size_t> enqueue_labels(call_context& ctx, transaction& txn, const std::string& model,
                                      uint32_t version, double threshold,
-                                     const std::vector<label_item>& items) {
+                                     const std::vector<label_item>& items, bool fresh) {
   size_t calls = 0;
   size_t i = 0;
   while (i < items.size()) {
@@ -78,6 +80,8 @@ caf::expected<size_t> enqueue_labels(call_context& ctx, transaction& txn, const 
                     {"model", model},
                     {"version", version},
                     {"threshold", threshold}};
+    if (fresh)
+      call.context["fresh"] = true;
     auto key = runtime::outbox::enqueue(ctx, txn, call,
                                         std::string_view{in.bytes.data(), in.bytes.size()});
     if (!key)
@@ -166,7 +170,7 @@ caf::expected<json> capture(call_context& ctx, transaction& txn, const json& arg
   if (!early.empty() && version->first != 0) {
     // No active version: the capture worker sends these rows without label_sent, and they
     // wait in httplog_unlabeled like any row (its text is read from the row then).
-    auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, early);
+    auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, early, true);
     if (!calls)
       return calls.error();
     out["labels_enqueued"] = early.size();
@@ -183,7 +187,7 @@ caf::expected<json> capture(call_context& ctx, transaction& txn, const json& arg
     out["reason"] = version->second;
     return out;
   }
-  auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, fresh);
+  auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, fresh, true);
   if (!calls)
     return calls.error();
   out["enqueued"] = out["enqueued"].get<size_t>() + *calls;
@@ -254,7 +258,7 @@ caf::expected<json> label_pending(call_context& ctx, transaction& txn, const jso
     }
     items.push_back(item_of(id, **req));
   }
-  auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, items);
+  auto calls = enqueue_labels(ctx, txn, model, version->first, threshold, items, false);
   if (!calls)
     return calls.error();
   out["enqueued"] = items.size();
@@ -303,6 +307,9 @@ caf::expected<json> labeled(call_context& ctx, transaction& txn, const json& arg
       || sc->spec->numel() != static_cast<int64_t>(count))
     return requeue("the result does not hold \"score\" f32 [" + std::to_string(count) + "]");
   auto threshold = c.value("threshold", 0.5);
+  // httplog.capture's calls (context "fresh") label requests that never waited for a model;
+  // label_pending's, and calls enqueued before "fresh" existed, look for a waiting row.
+  bool may_wait = !c.value("fresh", false);
   for (size_t i = 0; i < count; ++i) {
     float s = 0;
     std::memcpy(&s, sc->data + i * sizeof(float), sizeof(float));
@@ -325,6 +332,8 @@ caf::expected<json> labeled(call_context& ctx, transaction& txn, const json& arg
       return err;
     // Most requests never waited for a model: deleting their (absent) waiting row would still
     // log a change, and spool a DELETE, per request.
+    if (!may_wait)
+      continue;
     auto waiting = txn.get(unlabeled_table, id);
     if (!waiting)
       return waiting.error();
