@@ -43,6 +43,7 @@ struct serve_opts {
   int rules_client_burst_ms = 1000;
   bool batch_when_busy = true;
   size_t batch_busy_handlers = 4;
+  bool hold_when_busy = true;
   std::string capture_at = "response";
   int early_label_ms = 5;
   size_t queue_mib = 256;
@@ -54,7 +55,9 @@ std::string stats_line(const nectar::capture_stats& s) {
   return "captured " + std::to_string(s.captured) + ", duplicates " + std::to_string(s.duplicates)
          + ", queued " + std::to_string(s.queued) + ", dropped " + std::to_string(s.dropped)
          + ", rejected " + std::to_string(s.rejected) + ", retries " + std::to_string(s.retries)
-         + ", labels sent before the response " + std::to_string(s.early_labels) + ", model calls "
+         + ", labels sent before the response " + std::to_string(s.early_labels)
+         + ", held for their response while saturated " + std::to_string(s.held_for_response)
+         + ", model calls "
          + std::to_string(s.label_calls) + ", waited for a model " + std::to_string(s.unlabeled)
          + ", CRS " + std::to_string(s.rules_evaluated) + " requests, "
          + (s.rules_evaluated > 0
@@ -118,6 +121,7 @@ void serve(const serve_opts& o) {
   so.capture_opts.rules_client_budget.burst = std::chrono::milliseconds{o.rules_client_burst_ms};
   so.capture_opts.batch_when_busy = o.batch_when_busy;
   so.capture_opts.busy_handlers = o.batch_busy_handlers;
+  so.capture_opts.hold_when_busy = o.hold_when_busy;
   so.capture_opts.at_arrival = o.capture_at == "arrival";
   so.capture_opts.early_label_delay = std::chrono::milliseconds{o.early_label_ms};
   so.capture_opts.max_queue_bytes = o.queue_mib << 20;
@@ -213,6 +217,11 @@ void add_nectar_commands(CLI::App& app) {
                 "handlers (the server is saturated); below, a batch goes at once when no other "
                 "is with the node (0: the arrival rate alone decides)")
     ->check(CLI::Range(0, 1 << 20))
+    ->capture_default_str();
+  s->add_option("--hold-when-busy", o->hold_when_busy,
+                "With --capture-at arrival, while saturated (as --batch-busy-handlers says), a "
+                "request whose response is still to come waits for it and goes once, its model "
+                "label with its row, instead of its label going alone first")
     ->capture_default_str();
   s->add_option("--rules-body-kib", o->rules_body_kib,
                 "Most KiB of a request body CRS reads (ModSecurity's advice: 128; the row keeps "

@@ -222,7 +222,8 @@ void capture_worker::complete(const std::string& id, int status, size_t response
     cv_.notify_all(); // a sender may be waiting for it (early_label_delay)
     return;
   }
-  // Its model call was acknowledged: the row, whole.
+  // Its model call was acknowledged (or, held at saturation, not sent yet: its label goes
+  // with its row): the row, whole.
   auto it = std::move(*o->second.held);
   open_.erase(o);
   answer(it, r);
@@ -358,6 +359,14 @@ void capture_worker::stop(std::chrono::milliseconds deadline) {
       rules_queue_.clear();
     }
     stopping_ = true;
+    // Requests held at saturation for a response that has not come: their labels go now, at
+    // arrival, as before the hold (their rows follow if their responses come before the end).
+    for (auto& [id, o] : open_)
+      if (o.held && !o.held->label_sent && o.held->open) {
+        queue_bytes_ += o.held->bytes;
+        queue_.push_back(std::move(*o.held));
+        o.held.reset();
+      }
   }
   cv_.notify_all();
   for (auto& t : threads_)
@@ -438,10 +447,15 @@ void capture_worker::run(size_t index) {
                  || (!busy && in_flight_ == 0);
         });
       }
+      // Saturated: a request taken at arrival whose response is still to come is held (out of
+      // the queue, so that no sender waits on it) until complete() queues its row, whose label
+      // then goes with that batch: one capture call and one provenance record per request,
+      // not one for its label at arrival and one for its row.
+      bool hold = busy && opts_.hold_when_busy && !stopping_;
       // A request taken at arrival at the front waits a little for its response (complete()
       // wakes the senders), so that a fast handler's request goes once.
       auto waiting = [&] {
-        if (queue_.empty() || stopping_ || !queue_.front().open)
+        if (hold || queue_.empty() || stopping_ || !queue_.front().open)
           return false;
         auto o = open_.find(queue_.front().id);
         return o != open_.end() && !o->second.resp;
@@ -458,7 +472,6 @@ void capture_worker::run(size_t index) {
         return;
       while (!queue_.empty() && batch.size() + early.size() < opts_.batch_requests
              && (bytes == 0 || bytes + queue_.front().bytes <= opts_.batch_bytes)) {
-        bytes += queue_.front().bytes;
         auto it = std::move(queue_.front());
         queue_.pop_front();
         if (it.open) {
@@ -467,8 +480,15 @@ void capture_worker::run(size_t index) {
             // Its response came while it was queued: one row with its label.
             answer(it, *o->second.resp);
             open_.erase(o);
+          } else if (hold && o != open_.end()) {
+            // Its bytes count again once complete() queues it.
+            queue_bytes_ -= it.bytes;
+            o->second.held = std::move(it);
+            ++stats_.held_for_response;
+            continue;
           }
         }
+        bytes += it.bytes;
         (it.open ? early : batch).push_back(std::move(it));
       }
       sending = !batch.empty() || !early.empty();

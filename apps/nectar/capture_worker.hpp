@@ -78,6 +78,11 @@ struct capture_options {
   /// requests against 2.7-4.0: at 8 the signal misses part of the saturation). 4 keeps the
   /// calls as large as the rate alone did. 0: the rate alone decides (as before).
   size_t busy_handlers = 4;
+  /// While saturated (as above), a request taken at arrival whose response is still to come
+  /// waits for it out of the queue and goes once, its label with its row, instead of its label
+  /// going alone first (a second capture transaction and provenance record for the request).
+  /// false: as before, for A/B (`comb nectar serve --no-hold-when-busy`).
+  bool hold_when_busy = true;
   /// Threads that send batches, each one call at a time (httplog.capture is partitioned by
   /// batch, so their calls run on different partitions of the node).
   size_t senders = 2;
@@ -156,6 +161,9 @@ inline constexpr size_t rules_large_body = size_t{8} << 10;
 struct capture_stats {
   uint64_t pushed = 0;      ///< requests taken (push() and begin())
   uint64_t early_labels = 0; ///< model labels sent before their request's response
+  /// Requests taken at arrival that waited for their responses out of the queue because the
+  /// server was saturated (their labels went with their rows).
+  uint64_t held_for_response = 0;
   uint64_t captured = 0;   ///< rows the node inserted
   uint64_t duplicates = 0; ///< retried rows the node had already
   uint64_t dropped = 0;    ///< exchanges lost to the memory bound
