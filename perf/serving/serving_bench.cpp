@@ -458,13 +458,22 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
   // thread took 0.03-0.08 ms/inv of CPU). Instead this watchdog ends the run when neither a
   // submit nor a result moved for 120 s.
   std::atomic<uint64_t> submits{0};
-  std::atomic<bool> finished{false};
+  // Woken at once when the run ends: a join that waited out a 200 ms sleep left the path's
+  // threads idle that long before the next run, and the next single invocation then started
+  // from CAF's deep idle (its 1-invocation latency read about 2x).
+  bool finished = false;
+  std::mutex finished_mtx;
+  std::condition_variable finished_cv;
   std::thread watchdog{[&] {
     auto moved = [&] { return submits.load() + results_committed.load(); };
     auto last = moved();
     auto since = clk::now();
-    while (!finished.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds{200});
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock{finished_mtx};
+        if (finished_cv.wait_for(lock, std::chrono::milliseconds{200}, [&] { return finished; }))
+          break;
+      }
       if (auto now = moved(); now != last) {
         last = now;
         since = clk::now();
@@ -474,13 +483,19 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
     }
   }};
   struct joiner {
-    std::atomic<bool>& finished;
+    bool& finished;
+    std::mutex& mtx;
+    std::condition_variable& cv;
     std::thread& t;
     ~joiner() {
-      finished = true;
+      {
+        std::lock_guard<std::mutex> lock{mtx};
+        finished = true;
+      }
+      cv.notify_one();
       t.join();
     }
-  } join_watchdog{finished, watchdog};
+  } join_watchdog{finished, finished_mtx, finished_cv, watchdog};
   auto t0 = clk::now();
   while (results_committed.load() - base + failed < count) {
     while (sent < count && sent - (results_committed.load() - base + failed) < window) {
