@@ -123,6 +123,19 @@ nectar::rules_pool_options pool_options() {
   return o;
 }
 
+/// A captured GET /search?q=`i` from loopback; `status` 0 while its response is to come.
+nectar::exchange search_exchange(int i, int status = 0) {
+  nectar::exchange x;
+  x.method = "GET";
+  x.target = "/search?q=" + std::to_string(i);
+  x.version = "HTTP/1.1";
+  x.headers = {{"Host", "127.0.0.1"}};
+  x.remote_addr = "127.0.0.1";
+  x.status = status;
+  x.ts_ns = 1;
+  return x;
+}
+
 } // namespace
 
 TEST_SUITE("apps.nectar.rules") {
@@ -524,17 +537,7 @@ TEST_SUITE("apps.nectar.rules") {
     auto link = std::make_shared<nectar::node_link>(sys, endpoint{"127.0.0.1", node.port()},
                                                     "nectar");
     nectar::capture_worker w{link, co};
-    auto request = [](int i) {
-      nectar::exchange x;
-      x.method = "GET";
-      x.target = "/search?q=" + std::to_string(i);
-      x.version = "HTTP/1.1";
-      x.headers = {{"Host", "127.0.0.1"}};
-      x.remote_addr = "127.0.0.1";
-      x.status = 200;
-      x.ts_ns = 1;
-      return x;
-    };
+    auto request = [](int i) { return search_exchange(i, 200); };
     w.handler_started(); // one handler: below busy_handlers
     for (int i = 0; i < 3; ++i)
       w.push(request(i));
@@ -564,16 +567,7 @@ TEST_SUITE("apps.nectar.rules") {
     caf::actor_system sys{cfg};
     auto link = std::make_shared<nectar::node_link>(sys, endpoint{"127.0.0.1", node.port()},
                                                     "nectar");
-    auto request = [](int i) {
-      nectar::exchange x;
-      x.method = "GET";
-      x.target = "/search?q=" + std::to_string(i);
-      x.version = "HTTP/1.1";
-      x.headers = {{"Host", "127.0.0.1"}};
-      x.remote_addr = "127.0.0.1";
-      x.ts_ns = 1;
-      return x;
-    };
+    auto request = [](int i) { return search_exchange(i); };
     for (bool hold : {true, false}) {
       CAPTURE(hold);
       nectar::capture_options co;
