@@ -6,6 +6,7 @@
 
 #include "actors/executor.hpp"
 #include "base/errc.hpp"
+#include "runtime/pieces/blob_file_pieces.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "runtime/pieces/model_digest.hpp"
@@ -86,6 +87,10 @@ using runtime::blob_piece_atom;
 using runtime::shm_piece_atom;
 using runtime::task_result;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+/// Lets go of blob segment files no task read for a while (their descriptors keep retired
+/// segments' disk space).
+using blob_sweep_atom = caf::atom_constant<caf::atom("blobsweep")>;
+constexpr auto blob_file_idle = std::chrono::seconds{5};
 
 /// A loaded model version: opaque bytes run as the checksum model ("raw"), or a model of a
 /// runner's kind held by every executor.
@@ -168,8 +173,12 @@ struct compute_state {
   runtime::shm_reader shm;
   uint64_t shm_tasks = 0;
   uint64_t blob_file_tasks = 0;
+  /// Blob segment files mapped once and read in place (no copy of a task's bytes).
+  runtime::blob_file_reader blob_files;
+  bool blob_sweep_armed = false;
   /// Input buffers of finished executor batches, kept to read the next tasks' bytes into
-  /// (blob files, shared memory): their pages are mapped already and are not zeroed again.
+  /// (shared memory; blob files are read in place): their pages are mapped already and are
+  /// not zeroed again.
   std::vector<std::vector<char>> spare_buffers;
   uint64_t buffers_reused = 0;
   static inline const char* name = "comb.compute";
@@ -374,8 +383,23 @@ void release(compute_actor_t* self, uint64_t task_id) {
   maybe_unload(self, model, version);
 }
 
+/// The error of a task whose bytes, read in place from a blob file, could not be read to the
+/// end (the file was cut short under its mapping): nothing computed from them is answered.
+caf::error torn_input(uint64_t task_id) {
+  return make_error(errc::corrupt_data,
+                    "task " + std::to_string(task_id)
+                      + ": its blob file was cut short while the task read it");
+}
+
+bool intact(const runtime::pooled_task& t) {
+  return std::all_of(t.chunks.begin(), t.chunks.end(),
+                     [](const runtime::payload_buffer& c) { return c.intact(); });
+}
+
 void deliver(compute_actor_t* self, waiting_task& w, caf::expected<task_result> r) {
   auto& st = self->state;
+  if (r && !intact(w.task))
+    r = torn_input(w.task.task_id);
   if (r) {
     ++st.completed;
     w.rp.deliver(std::move(*r));
@@ -613,7 +637,13 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
     runtime::task_tensors tt;
     tt.task_id = t.task_id;
     tt.tensors.specs = t.inputs;
-    tt.tensors.bytes = t.take_payload(); // the task is done with its chunks
+    // The task is done with its chunks. Bytes read in place (a mapped blob file) stay
+    // there: the runner reads them through task_tensors::views().
+    auto in = t.take_payload_buffer();
+    if (in.external())
+      tt.input = std::move(in);
+    else
+      tt.tensors.bytes = in.take();
     b->tasks.push_back(std::move(tt));
     held->push_back(std::move(w));
   }
@@ -639,6 +669,10 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
       auto& out = (*done)->results[k];
       if (!out) {
         deliver(self, w, out.error());
+        continue;
+      }
+      if (!(*done)->tasks[k].input.intact()) {
+        deliver(self, w, torn_input(w.task.task_id));
         continue;
       }
       auto r = result_of(w.task);
@@ -906,14 +940,24 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "blob-file");
       if (!p)
         return p.error();
-      auto bytes = runtime::read_blob_file(ref, take_spare(st, ref.size));
+      auto bytes = st.blob_files.read(ref);
       if (!bytes) {
         ++st.rejected;
         return bytes.error();
       }
-      p->payload = runtime::payload_buffer{std::move(*bytes)};
+      p->payload = std::move(*bytes);
       ++st.blob_file_tasks;
+      if (!st.blob_sweep_armed && st.blob_files.files() > 0) {
+        st.blob_sweep_armed = true;
+        self->delayed_send(self, blob_file_idle, blob_sweep_atom::value);
+      }
       return accept_piece(self, std::move(*p), true);
+    },
+    [=](blob_sweep_atom) {
+      auto& st = self->state;
+      st.blob_sweep_armed = st.blob_files.release_idle(blob_file_idle) > 0;
+      if (st.blob_sweep_armed)
+        self->delayed_send(self, blob_file_idle, blob_sweep_atom::value);
     },
     [=](tick_atom) {
       auto& st = self->state;
@@ -966,6 +1010,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"batches", st.batches},
                        {"shm_tasks", st.shm_tasks},
                        {"blob_file_tasks", st.blob_file_tasks},
+                       {"blob_files_open", st.blob_files.files()},
                        {"buffers_reused", st.buffers_reused},
                        {"shm_segments_mapped", st.shm.mapped()},
                        {"run_order", st.run_order}};

@@ -37,7 +37,7 @@ std::string summary(const detector& d) {
 
 /// The requests of one task: its str tensor "requests", or an error naming what is wrong.
 caf::expected<std::vector<std::string_view>> task_requests(const runtime::task_tensors& t) {
-  auto views = t.tensors.views();
+  auto views = t.views();
   if (!views)
     return views.error();
   std::string have;

@@ -21,6 +21,8 @@
 //                     [--sgemm-split=on|off (`comb compute --sgemm-split`: its sgemms as parts
 //                      on the kernels' pool, or OpenBLAS's own threads; direct execution is
 //                      measured both ways and the faster counts)]
+//                     [--compute-binary=PATH (the `comb` that runs `comb compute`; default
+//                      the build's: alternate an older copy against it for A/B runs)]
 //                     [--procedures=bench|imaging (bench: the primary reads one stored input
 //                      blob, the result procedure writes one row; imaging: the app's own
 //                      imaging.classify / imaging.detect read the images as rows, one per
@@ -649,6 +651,7 @@ int main(int argc, char** argv) {
   size_t hotswap = 1000;
   size_t single_reps = 21;
   std::string sgemm_split = "on";
+  std::string compute_binary = test::comb_binary();
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
@@ -678,6 +681,8 @@ int main(int argc, char** argv) {
       hotswap = std::stoull(val("--hotswap="));
     else if (a.rfind("--procedures=", 0) == 0)
       procedures_mode = val("--procedures=");
+    else if (a.rfind("--compute-binary=", 0) == 0)
+      compute_binary = val("--compute-binary=");
     else if (a.rfind("--compute-nice=", 0) == 0)
       compute_nice = std::stoi(val("--compute-nice="));
     else
@@ -739,7 +744,7 @@ int main(int argc, char** argv) {
   auto port = test::free_port();
   auto log = dir.path() + "/compute.log";
   test::child_process compute{
-    {test::comb_binary(), "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
+    {compute_binary, "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
      backend, "--memory-limit-mib", "2048", "--threads", "1", "--sgemm-split", sgemm_split,
      "--nice", std::to_string(compute_nice)},
     log};

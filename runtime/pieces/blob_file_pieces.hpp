@@ -4,7 +4,9 @@
 // file (blob_file_ref) and the compute process reads them from the file itself: the node
 // neither reads nor copies them (before, it read them into a shared-memory region that the
 // compute process then copied out). The pin keeps the segment file in place, unchanged, until
-// the task's reply.
+// the task's reply. The compute actor reads them in place (blob_file_reader: the file mapped
+// once, the runner reading the task's tensors from the mapping), so they are not copied at
+// all; read_blob_file copies them into a buffer (where a file cannot be mapped).
 //
 // Safety: the reader takes only an absolute path without "." or ".." components whose file
 // name is a blob segment's ("<16 hex digits>.blob"), opens it without following a final
@@ -15,7 +17,12 @@
 // errc::unsupported, and the function actor sends such tasks through shared memory instead.
 #pragma once
 
+#include "runtime/pieces/piece.hpp"
+
 #include <caf/expected.hpp>
+
+#include <chrono>
+#include <memory>
 
 #include <cstdint>
 #include <string>
@@ -49,5 +56,43 @@ bool valid_blob_file_path(std::string_view path);
 /// chunk by chunk as they arrive, while they are still in the cache.
 caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref,
                                                 std::vector<char> buffer = {});
+
+/// Reads pinned blobs without copying them: each segment file is opened and mapped read-only
+/// once and kept (at most `max_files`, the least recently used go first), and a blob is a
+/// window into its file's mapping (payload_buffer with external bytes), checked against its
+/// hash on every read. Per blob it costs an fstat of the kept descriptor and the hash: no
+/// open, no read() copying the bytes, no buffer. The same checks as read_blob_file apply
+/// when a file is first opened (path form, no symbolic link, a regular file of this user),
+/// and on every read the range must lie inside the file as it is now. A file found unlinked
+/// (its segment was retired; a pin still holds it) serves that read and is let go. A kept
+/// file whose bytes do not match is opened afresh once (its name may have been taken by a
+/// new file) before the read fails with corrupt_data.
+/// A file cut short while its bytes are in use would raise SIGBUS: a handler (installed with
+/// the first mapping, passing other faults on to the handler before it) maps zeros over the
+/// missing pages and marks the mapping torn, so that payload_buffer::intact() is false for
+/// every window into it: the compute actor then fails those tasks (corrupt_data) instead of
+/// answering with what was computed from the zeros. Not thread-safe (one compute actor owns
+/// it); the windows it hands out may be read and released on any thread.
+class blob_file_reader {
+public:
+  explicit blob_file_reader(size_t max_files = 16);
+  ~blob_file_reader();
+  blob_file_reader(const blob_file_reader&) = delete;
+  blob_file_reader& operator=(const blob_file_reader&) = delete;
+
+  /// The bytes `ref` names, as a window into the file's mapping. Errors as read_blob_file's.
+  caf::expected<payload_buffer> read(const blob_file_ref& ref);
+
+  /// Lets go of files not read for `idle` (their descriptors and mappings, once no window
+  /// into them is left). Returns how many files stay open.
+  size_t release_idle(std::chrono::steady_clock::duration idle);
+
+  /// Files open now.
+  size_t files() const;
+
+private:
+  struct state;
+  std::unique_ptr<state> st_;
+};
 
 } // namespace comb::runtime

@@ -283,7 +283,7 @@ public:
     int64_t total = 0;
     for (size_t i = 0; i < batch.size(); ++i) {
       out.emplace_back(tensor_pack{});
-      auto views = batch[i]->tensors.views();
+      auto views = batch[i]->views();
       if (!views) {
         out[i] = views.error();
         continue;
@@ -355,7 +355,7 @@ public:
   }
 
   caf::expected<tensor_pack> train(const task_tensors& task) override {
-    auto views = task.tensors.views();
+    auto views = task.views();
     if (!views)
       return views.error();
     auto sizes = m_.config().sizes;
@@ -579,7 +579,7 @@ public:
     const int64_t image = 224 * 224 * 3;
     for (size_t i = 0; i < batch.size(); ++i) {
       out.emplace_back(tensor_pack{});
-      auto views = batch[i]->tensors.views();
+      auto views = batch[i]->views();
       if (!views) {
         out[i] = views.error();
         continue;
@@ -797,7 +797,7 @@ public:
     std::vector<std::vector<tensor_view>> keep(batch.size());
     for (size_t i = 0; i < batch.size(); ++i) {
       out.emplace_back(tensor_pack{});
-      auto views = batch[i]->tensors.views();
+      auto views = batch[i]->views();
       if (!views) {
         out[i] = views.error();
         continue;

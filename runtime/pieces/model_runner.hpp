@@ -10,6 +10,7 @@
 
 #include "kernels/backend.hpp"
 #include "kernels/tflite_reader.hpp"
+#include "runtime/pieces/piece.hpp"
 #include "runtime/pieces/tensor_spec.hpp"
 
 #include <caf/expected.hpp>
@@ -21,10 +22,19 @@
 
 namespace comb::runtime {
 
-/// One whole task's input tensors (its payload split by its specs).
+/// One whole task's input tensors (its payload split by its specs). The bytes lie in
+/// `tensors.bytes`, or, when the compute process did not copy them (a blob file it mapped),
+/// in `input` with `tensors.bytes` empty: runners read them through views().
 struct task_tensors {
   uint64_t task_id = 0;
   tensor_pack tensors;
+  payload_buffer input;
+  /// The tensors as views into the task's bytes (check_specs first).
+  caf::expected<std::vector<tensor_view>> views() const {
+    if (input.external())
+      return split_payload(tensors.specs, input.data(), input.size());
+    return tensors.views();
+  }
 };
 
 /// A model version loaded on one backend, owned by that backend's executor actor (one thread

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,8 +46,20 @@ std::string to_string(piece_kind k);
 /// Parses "infer", "train", "load_model" or "reload_model".
 caf::expected<piece_kind> parse_piece_kind(std::string_view s);
 
+/// Bytes held elsewhere and shared, not copied: a read-only mapping of a file (a blob segment,
+/// runtime/pieces/blob_file_pieces.hpp). `intact()` turns false when the bytes could not be
+/// read while they were in use (the file was cut short under its mapping): whatever was
+/// computed from them must not be trusted.
+class external_bytes {
+public:
+  virtual ~external_bytes() = default;
+  virtual bool intact() const { return true; }
+};
+
 /// Bytes owned by a buffer that may be larger: a received piece keeps its whole message and
-/// its payload is a window into it, so decoding copies nothing. Reads like a byte vector.
+/// its payload is a window into it, so decoding copies nothing. Or a window into bytes held
+/// elsewhere (external_bytes, e.g. a mapped file), shared and read-only. Reads like a byte
+/// vector.
 class payload_buffer {
 public:
   payload_buffer() = default;
@@ -55,12 +68,19 @@ public:
   /// `size` bytes at `offset` of `buffer`.
   payload_buffer(std::vector<char> buffer, size_t offset, size_t size)
     : buf_(std::move(buffer)), offset_(offset), size_(size) {}
+  /// `size` bytes at `data`, which `holder` keeps valid (not copied).
+  payload_buffer(std::shared_ptr<const external_bytes> holder, const char* data, size_t size)
+    : external_(std::move(holder)), external_data_(data), size_(size) {}
 
-  const char* data() const { return buf_.data() + offset_; }
+  const char* data() const { return external_ ? external_data_ : buf_.data() + offset_; }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const char* begin() const { return data(); }
   const char* end() const { return data() + size_; }
+  /// True when the bytes are held elsewhere (see external_bytes).
+  bool external() const { return external_ != nullptr; }
+  /// False when external bytes could not be read while in use (external_bytes::intact).
+  bool intact() const { return !external_ || external_->intact(); }
 
   void assign(size_t n, char c) { *this = payload_buffer{std::vector<char>(n, c)}; }
   template <class Iterator>
@@ -69,8 +89,14 @@ public:
   }
 
   /// The bytes as a vector of their own, taking the buffer (moved to its front in place when
-  /// they lie inside a larger message: no allocation). Leaves this buffer empty.
+  /// they lie inside a larger message: no allocation; external bytes are copied). Leaves
+  /// this buffer empty.
   std::vector<char> take() {
+    if (external_) {
+      std::vector<char> copy(external_data_, external_data_ + size_);
+      *this = payload_buffer{};
+      return copy;
+    }
     if (offset_ != 0 && size_ != 0)
       std::memmove(buf_.data(), buf_.data() + offset_, size_);
     buf_.resize(size_);
@@ -88,6 +114,8 @@ public:
 private:
   std::vector<char> buf_;
   size_t offset_ = 0;
+  std::shared_ptr<const external_bytes> external_;
+  const char* external_data_ = nullptr;
   size_t size_ = 0;
 };
 

@@ -23,6 +23,14 @@ std::vector<char> pooled_task::take_payload() {
   return out;
 }
 
+payload_buffer pooled_task::take_payload_buffer() {
+  if (chunks.size() != 1)
+    return payload_buffer{flatten()};
+  auto out = std::move(chunks.front());
+  chunks.clear();
+  return out;
+}
+
 piece_pool::piece_pool(piece_pool_config cfg) : cfg_(cfg) {
   // Nothing else to do.
 }

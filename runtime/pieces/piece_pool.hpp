@@ -54,6 +54,10 @@ struct pooled_task {
   /// The payload as one contiguous buffer, taking the chunks: a task of one piece gives its
   /// buffer without a copy. Leaves the chunks empty.
   std::vector<char> take_payload();
+  /// The payload as one buffer, taking the chunks: a task of one piece gives its chunk as it
+  /// is (a window into a message, or external bytes such as a mapped blob file: not copied),
+  /// more pieces are flattened. Leaves the chunks empty.
+  payload_buffer take_payload_buffer();
 };
 
 /// Pools pieces by task. Not thread-safe.

@@ -513,6 +513,135 @@ TEST_SUITE("actors.compute") {
     CHECK(is(bad.error(), errc::corrupt_data));
   }
 
+  TEST_CASE("blob_file_reader gives a blob as a window into its file's mapping, checked, with "
+            "read_blob_file's refusals") {
+    test::temp_dir dir;
+    auto base = std::filesystem::absolute(dir.path()).string();
+    auto file = base + "/0123456789abcdef.blob";
+    auto data = random_bytes((size_t{300} << 10) + 13, 61);
+    auto write = [](const std::string& path, const std::string& head,
+                    const std::vector<char>& bytes) {
+      std::ofstream f(path, std::ios::binary | std::ios::trunc);
+      f << head;
+      f.write(bytes.data(), std::streamsize(bytes.size()));
+    };
+    write(file, "head", data);
+    const auto h = XXH3_64bits(data.data(), data.size());
+    blob_file_reader reader;
+    auto first = reader.read({file, 4, data.size(), h});
+    REQUIRE_MESSAGE(first, describe(first.error()));
+    CHECK(first->external());
+    CHECK(first->intact());
+    CHECK(std::vector<char>(first->begin(), first->end()) == data);
+    // The file stays open and mapped: the same blob again is the same bytes in place, no copy.
+    auto second = reader.read({file, 4, data.size(), h});
+    REQUIRE_MESSAGE(second, describe(second.error()));
+    CHECK(second->data() == first->data());
+    CHECK(reader.files() == 1);
+    // A part of it, checked against its own hash.
+    auto part = reader.read({file, 4 + 1000, 5000, XXH3_64bits(data.data() + 1000, 5000)});
+    REQUIRE_MESSAGE(part, describe(part.error()));
+    CHECK(std::vector<char>(part->begin(), part->end())
+          == std::vector<char>(data.begin() + 1000, data.begin() + 6000));
+    auto refused = [&](const blob_file_ref& ref, errc code, const std::string& needle) {
+      auto r = reader.read(ref);
+      REQUIRE(!r);
+      CHECK(is(r.error(), code));
+      CHECK_MESSAGE(describe(r.error()).find(needle) != std::string::npos, describe(r.error()));
+    };
+    for (auto bad : {std::string{"0123456789abcdef.blob"}, base + "/../x/0123456789abcdef.blob",
+                     base + "/./0123456789abcdef.blob", base + "//0123456789abcdef.blob",
+                     base + "/0123456789ABCDEF.blob", base + "/passwd"})
+      refused({bad, 0, 1, 0}, errc::protocol_error, "not an absolute path to a blob segment");
+    refused({file, 4 + data.size(), 5, h}, errc::protocol_error, "lie outside");
+    refused({file, 4, data.size(), h + 1}, errc::corrupt_data, "do not match their recorded hash");
+    refused({base + "/00000000000000ff.blob", 0, 1, 0}, errc::not_found, "cannot open");
+    auto link = base + "/1111111111111111.blob";
+    std::filesystem::create_symlink(file, link);
+    refused({link, 4, data.size(), h}, errc::unsupported, "cannot open");
+    auto folder = base + "/2222222222222222.blob";
+    std::filesystem::create_directory(folder);
+    refused({folder, 0, 1, 0}, errc::unsupported, "not a regular file");
+    // A blob appended after the file was mapped (an active segment grows) reads as well.
+    auto more = random_bytes(70000, 62);
+    {
+      std::ofstream f(file, std::ios::binary | std::ios::app);
+      f.write(more.data(), std::streamsize(more.size()));
+    }
+    auto appended = reader.read({file, 4 + data.size(), more.size(),
+                                 XXH3_64bits(more.data(), more.size())});
+    REQUIRE_MESSAGE(appended, describe(appended.error()));
+    CHECK(std::vector<char>(appended->begin(), appended->end()) == more);
+    // Windows handed out stay valid after the reader lets go of the file.
+    CHECK(reader.release_idle(0s) == 0);
+    CHECK(std::vector<char>(first->begin(), first->end()) == data);
+  }
+
+  TEST_CASE("blob_file_reader opens a name again when another file took it, lets go of "
+            "unlinked files and of the least recently read beyond its bound") {
+    test::temp_dir dir;
+    auto base = std::filesystem::absolute(dir.path()).string();
+    auto name = [&](int k) { return base + "/000000000000000" + std::to_string(k) + ".blob"; };
+    auto write = [](const std::string& path, const std::vector<char>& bytes) {
+      std::ofstream f(path, std::ios::binary | std::ios::trunc);
+      f.write(bytes.data(), std::streamsize(bytes.size()));
+    };
+    auto a = random_bytes(100000, 63);
+    auto b = random_bytes(100000, 64);
+    write(name(1), a);
+    blob_file_reader reader{2};
+    auto ra = reader.read({name(1), 0, a.size(), XXH3_64bits(a.data(), a.size())});
+    REQUIRE_MESSAGE(ra, describe(ra.error()));
+    // The name is unlinked and taken by a new file with other bytes: they are read from it.
+    std::filesystem::remove(name(1));
+    write(name(1), b);
+    auto rb = reader.read({name(1), 0, b.size(), XXH3_64bits(b.data(), b.size())});
+    REQUIRE_MESSAGE(rb, describe(rb.error()));
+    CHECK(std::vector<char>(rb->begin(), rb->end()) == b);
+    CHECK(std::vector<char>(ra->begin(), ra->end()) == a); // the old window still reads
+    // A file unlinked while kept open serves the read (its bytes match) and is let go.
+    std::filesystem::remove(name(1));
+    auto again = reader.read({name(1), 0, b.size(), XXH3_64bits(b.data(), b.size())});
+    REQUIRE_MESSAGE(again, describe(again.error()));
+    CHECK(std::vector<char>(again->begin(), again->end()) == b);
+    CHECK(reader.files() == 0);
+    // At most 2 files open: the least recently read goes.
+    for (int k = 2; k <= 4; ++k) {
+      write(name(k), a);
+      auto r = reader.read({name(k), 0, a.size(), XXH3_64bits(a.data(), a.size())});
+      REQUIRE_MESSAGE(r, describe(r.error()));
+      CHECK(reader.files() == std::min(k - 1, 2));
+    }
+  }
+
+  TEST_CASE("a blob file cut short while a window into it is read gives zeros there and marks "
+            "the window not intact, instead of ending the process") {
+    test::temp_dir dir;
+    auto path = std::filesystem::absolute(dir.path()).string() + "/00000000000000c3.blob";
+    auto data = random_bytes(size_t{200} << 10, 65);
+    {
+      std::ofstream f(path, std::ios::binary);
+      f.write(data.data(), std::streamsize(data.size()));
+    }
+    blob_file_reader reader;
+    auto r = reader.read({path, 0, data.size(), XXH3_64bits(data.data(), data.size())});
+    REQUIRE_MESSAGE(r, describe(r.error()));
+    CHECK(r->intact());
+    std::filesystem::resize_file(path, 4096);
+    // Read every byte again (volatile: the reads happen, past the file's new end too).
+    const volatile char* bytes = r->data();
+    uint64_t sum = 0;
+    for (size_t k = 0; k < r->size(); ++k)
+      sum += static_cast<unsigned char>(bytes[k]);
+    CHECK(sum > 0); // the first page is still the file's
+    CHECK(!r->intact());
+    CHECK(bytes[r->size() - 1] == 0);
+    // The next read of that range finds the file short and says so.
+    auto next = reader.read({path, 0, data.size(), XXH3_64bits(data.data(), data.size())});
+    REQUIRE(!next);
+    CHECK(is(next.error(), errc::protocol_error));
+  }
+
   TEST_CASE("shm_reader::read into a used buffer gives exactly the region's bytes") {
     auto arena = shm_arena::create(size_t{1} << 20);
     REQUIRE(arena);
@@ -1055,8 +1184,8 @@ TEST_SUITE("actors.compute") {
         [&](caf::error& e) { FAIL(describe(e)); });
   }
 
-  TEST_CASE("in process: MLP tasks read from blob files reuse the input buffers of finished "
-            "batches and give the runner's outputs") {
+  TEST_CASE("in process: MLP tasks read from blob files run on the bytes in place (the files "
+            "kept open and mapped, no buffer) and give the runner's outputs") {
     local_compute lc{actors::compute_config{}};
     auto file = test::must(make_mlp_file({20, 8, 5}, 9));
     auto loaded = lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(file));
@@ -1064,16 +1193,15 @@ TEST_SUITE("actors.compute") {
     auto direct = test::must(find_runner("mlp")->load(file, kernels::cpu()));
     test::temp_dir dir;
     auto base = std::filesystem::absolute(dir.path()).string();
-    // 1,000 rows (80,000 bytes), 900 rows (a used buffer of more bytes), 1,000 again (grows
-    // back within its memory), 1,100 (too large for it: a new buffer).
-    std::vector<std::pair<int64_t, uint32_t>> inputs{{1000, 1}, {900, 2}, {1000, 3}, {1100, 4}};
+    // Four files of different sizes; the same file again at the end.
+    std::vector<std::pair<int64_t, uint32_t>> inputs{{1000, 1}, {900, 2}, {1000, 3}, {1100, 4}, {1000, 1}};
     uint64_t id = 100;
     for (auto [rows, seed] : inputs) {
       auto in = mlp_input(rows, 20, seed);
       char name[32];
       std::snprintf(name, sizeof name, "/%016x.blob", seed);
       auto path = base + name;
-      {
+      if (!std::filesystem::exists(path)) {
         std::ofstream f(path, std::ios::binary);
         f.write(in.bytes.data(), std::streamsize(in.bytes.size()));
       }
@@ -1091,8 +1219,9 @@ TEST_SUITE("actors.compute") {
       CHECK(got->output == want[0]->bytes);
     }
     auto st = lc.c.stats(lc.compute);
-    CHECK(st["blob_file_tasks"] == 4);
-    CHECK(st["buffers_reused"] == 2);
+    CHECK(st["blob_file_tasks"] == 5);
+    CHECK(st["blob_files_open"] == 4);
+    CHECK(st["buffers_reused"] == 0); // no bytes were copied into a buffer
   }
 
   TEST_CASE("in process: inference tasks sent at once, the next batch waiting at the executor "
