@@ -2,6 +2,7 @@
 
 #include "base/errc.hpp"
 #include "base/sync_point.hpp"
+#include "base/thread_slot.hpp"
 #include "base/json_text.hpp"
 #include "base/wall_clock.hpp"
 #include "runtime/router.hpp"
@@ -21,13 +22,16 @@ namespace {
 // Runs the procedure once in a fresh transaction; commits on success.
 caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::procedure_def& def,
                                        runtime::call_context& ctx, runtime::invocation& inv,
-                                       runtime::invocation_record* rec) {
+                                       runtime::invocation_record* rec,
+                                       std::vector<storage::row_change>* spare_changes) {
   // With a group committer the commit is made durable by it, together with others.
   auto txn = env.db->begin(/*group_sync=*/static_cast<bool>(env.committer));
   if (env.hook && env.hook->record_reads())
     txn->record_reads(true);
   if (!env.hook) // nobody reads the row changes: do not copy every value written
     txn->record_changes(false);
+  else if (spare_changes)
+    txn->reuse_changes(std::move(*spare_changes));
   if (env.owners)
     txn->set_row_guard([&](std::string_view table, std::string_view key) -> caf::error {
       if (!env.procs->is_partitioned(table))
@@ -109,42 +113,37 @@ void start_record(runtime::invocation_record& rec, const runtime::procedure_def&
 // The record of the invocation this thread runs, reused by the next one (the hook copies
 // what it keeps before the handler returns): its strings keep their capacity, so the
 // arguments' and result's JSON texts are written without allocating, and no record is
-// allocated per invocation. A handler runs on one thread from start to end and never inside
-// another, so one record per thread serves every state actor that runs there.
-thread_local runtime::invocation_record reused_record;
-thread_local bool reused_record_busy = false;
-// Strings larger than this are released after use instead of kept for the next record.
-constexpr size_t max_kept_bytes = 1 << 20;
-
-// Hands out reused_record, or a fresh record if it is taken; gives it back when it goes.
-class record_slot {
-public:
-  record_slot() : reused_(!reused_record_busy) {
-    if (reused_)
-      reused_record_busy = true;
-    else
-      own_ = std::make_unique<runtime::invocation_record>();
-  }
-  ~record_slot() {
-    if (!reused_)
-      return;
-    auto& r = reused_record;
+// allocated per invocation. Its row changes are handed to the next invocation's transaction
+// (transaction::reuse_changes), which records into them: a value written costs no allocation.
+// A handler runs on one thread from start to end and never inside another, so one record per
+// thread serves every state actor that runs there; a record taken meanwhile is a fresh one.
+struct kept_record {
+  runtime::invocation_record rec;
+  /// The last record's row changes, for the next transaction to record into.
+  std::vector<storage::row_change> spare_changes;
+};
+struct release_record {
+  // Strings larger than this are released after use instead of kept for the next record.
+  static constexpr size_t max_kept_bytes = 1 << 20;
+  // Of the row changes, at most this many are kept, each value up to this size.
+  static constexpr size_t max_kept_changes = 16;
+  static constexpr size_t max_kept_value = 16 << 10;
+  void operator()(kept_record& k) const {
+    auto& r = k.rec;
     for (auto* s : {&r.args, &r.result})
       if (s->capacity() > max_kept_bytes)
         std::string{}.swap(*s);
-    r.changes.clear(); // their values' memory goes now, not with the next invocation
-    r.changes.shrink_to_fit();
+    k.spare_changes = std::move(r.changes);
+    r.changes.clear();
+    if (k.spare_changes.size() > max_kept_changes)
+      k.spare_changes.resize(max_kept_changes);
+    for (auto& c : k.spare_changes)
+      if (c.value.capacity() > max_kept_value)
+        std::string{}.swap(c.value);
     r.reads.clear();
-    reused_record_busy = false;
   }
-  record_slot(const record_slot&) = delete;
-  record_slot& operator=(const record_slot&) = delete;
-  runtime::invocation_record* get() { return reused_ ? &reused_record : own_.get(); }
-
-private:
-  bool reused_;
-  std::unique_ptr<runtime::invocation_record> own_;
 };
+using record_slot = thread_slot<kept_record, release_record>;
 
 // The status recorded for a failed invocation: the comb::errc name, or "error".
 std::string status_of(const caf::error& e) {
@@ -184,14 +183,17 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
       ctx.partitions = env.partitions;
       std::optional<record_slot> slot;
       runtime::invocation_record* rec = nullptr;
+      std::vector<storage::row_change>* spare_changes = nullptr;
       if (env.hook) {
-        rec = slot.emplace().get();
+        auto& kept = slot.emplace().get();
+        rec = &kept.rec;
+        spare_changes = &kept.spare_changes;
         start_record(*rec, *def, inv, partition, receiver, ctx.execution_id);
       }
       caf::expected<nlohmann::json> result{nlohmann::json{}};
       for (int attempt = 0;; ++attempt) {
         ctx.outbox_calls = 0; // a retry starts over in a new transaction
-        result = run_once(env, *def, ctx, inv, rec);
+        result = run_once(env, *def, ctx, inv, rec, spare_changes);
         if (result || !is(result.error(), errc::conflict) || attempt + 1 >= max_conflict_retries)
           break;
         ++self->state.retries;

@@ -1,5 +1,6 @@
 #include "base/json_text.hpp"
 
+#include <array>
 #include <charconv>
 
 namespace comb {
@@ -8,11 +9,19 @@ namespace {
 
 using nlohmann::json;
 
-// True when dump() writes `s` as it is between quotes: printable ASCII, no quote or
-// backslash (dump() escapes those and control characters, and validates UTF-8).
+// For each byte: whether dump() writes it as it is inside a string (printable ASCII, not a
+// quote or backslash; dump() escapes those and control characters, and validates UTF-8).
+constexpr auto plain_byte = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c)
+    t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
+// True when dump() writes `s` as it is between quotes.
 bool plain(const std::string& s) {
   for (unsigned char c : s)
-    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+    if (!plain_byte[c])
       return false;
   return true;
 }

@@ -1,6 +1,7 @@
 #include "storage/transaction.hpp"
 
 #include "base/errc.hpp"
+#include "base/thread_slot.hpp"
 #include "storage/database.hpp"
 
 #include <rocksdb/utilities/transaction.h>
@@ -186,16 +187,21 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
   wrote_ = true;
   if (!record_changes_)
     return {};
-  row_change c;
-  c.table = table;
-  c.key = key;
+  auto& c = new_change();
+  c.table.assign(table);
+  c.key.assign(key);
   c.kind = exists ? row_change::op::update : row_change::op::insert;
   c.is_row = is_row;
-  c.value = value;
-  if (changes_.capacity() == 0)
-    changes_.reserve(4); // a procedure writes a few rows: no regrowth (and moves) for them
-  changes_.push_back(std::move(c));
+  c.value.assign(value);
   return {};
+}
+
+row_change& transaction::new_change() {
+  if (changes_.capacity() == 0) // a procedure writes a few rows: no regrowth (and moves) for them
+    changes_.reserve(std::max<size_t>(4, spare_changes_.size()));
+  if (spare_next_ < spare_changes_.size())
+    return changes_.emplace_back(std::move(spare_changes_[spare_next_++]));
+  return changes_.emplace_back();
 }
 
 caf::error transaction::put(std::string_view table, std::string_view key, std::string_view value) {
@@ -239,13 +245,12 @@ caf::error transaction::erase(std::string_view table, std::string_view key, tabl
   wrote_ = true;
   if (!record_changes_)
     return {};
-  row_change c;
-  c.table = table;
-  c.key = key;
+  auto& c = new_change();
+  c.table.assign(table);
+  c.key.assign(key);
   c.kind = row_change::op::del;
-  if (changes_.capacity() == 0)
-    changes_.reserve(4); // a procedure writes a few rows: no regrowth (and moves) for them
-  changes_.push_back(std::move(c));
+  c.is_row = true;
+  c.value.clear();
   return {};
 }
 
@@ -443,36 +448,19 @@ caf::error transaction::scan(
 namespace {
 
 // A row's MessagePack bytes, read or about to be written, kept from one call to the next on
-// this thread: a row of more than 15 bytes costs no allocation per read or write. Taken by
-// one call at a time (row_buffer); a nested call (e.g. from a row guard) gets its own.
-thread_local std::string row_bytes;
-thread_local bool row_bytes_busy = false;
-// Larger buffers are released after use instead of kept.
-constexpr size_t max_kept_row_bytes = 64 << 10;
-
-class row_buffer {
-public:
-  row_buffer() : reused_(!row_bytes_busy) {
-    if (reused_) {
-      row_bytes_busy = true;
-      row_bytes.clear();
-    }
+// this thread: a row of more than 15 bytes costs no allocation per read or write. A nested
+// call (e.g. from a row guard) gets a buffer of its own. Larger buffers are released after
+// use instead of kept.
+struct release_row_bytes {
+  static constexpr size_t max_kept = 64 << 10;
+  void operator()(std::string& bytes) const {
+    if (bytes.capacity() > max_kept)
+      std::string{}.swap(bytes);
+    else
+      bytes.clear();
   }
-  ~row_buffer() {
-    if (!reused_)
-      return;
-    if (row_bytes.capacity() > max_kept_row_bytes)
-      std::string{}.swap(row_bytes);
-    row_bytes_busy = false;
-  }
-  row_buffer(const row_buffer&) = delete;
-  row_buffer& operator=(const row_buffer&) = delete;
-  std::string& get() { return reused_ ? row_bytes : own_; }
-
-private:
-  bool reused_;
-  std::string own_;
 };
+using row_buffer = thread_slot<std::string, release_row_bytes>;
 
 // Appends `n` as `bytes` big-endian bytes.
 void append_be(std::string& out, uint64_t n, int bytes) {
@@ -586,15 +574,23 @@ caf::expected<std::optional<nlohmann::json>> transaction::read_row(std::string_v
     return std::move(found.error());
   if (!*found)
     return std::optional<nlohmann::json>{};
-  // Parsed into the value returned: json::from_msgpack would copy the whole row once more
-  // (its `return ok ? result : discarded` copies), an allocation per object and member.
   nlohmann::json j;
-  nlohmann::detail::json_sax_dom_parser<nlohmann::json> dom(j, /*allow_exceptions=*/false);
-  if (!nlohmann::json::sax_parse(buf.get(), &dom, nlohmann::json::input_format_t::msgpack,
-                                 /*strict=*/true))
+  if (!decode_row(buf.get(), j))
     return make_error(errc::corrupt_data, std::string{table} + "/" + std::string{key}
                                             + ": stored row is not valid MessagePack");
   return std::optional<nlohmann::json>{std::move(j)};
+}
+
+bool transaction::decode_row(std::string_view bytes, nlohmann::json& out) {
+  // Parsed into `out`: json::from_msgpack would copy the whole value once more (its
+  // `return ok ? result : discarded` copies), an allocation per object and member.
+  out = nlohmann::json{};
+  nlohmann::detail::json_sax_dom_parser<nlohmann::json> dom(out, /*allow_exceptions=*/false);
+  if (nlohmann::json::sax_parse(bytes, &dom, nlohmann::json::input_format_t::msgpack,
+                                /*strict=*/true))
+    return true;
+  out = nlohmann::json{};
+  return false;
 }
 
 caf::expected<std::optional<nlohmann::json>> transaction::get_row(std::string_view table,

@@ -95,6 +95,10 @@ public:
   /// True when the blobs-table value in its stored form holds exactly `bytes` (inline: the
   /// same bytes; in the blob store: the same size and hash), without reading the blob.
   static bool stored_blob_holds(std::string_view stored, std::string_view bytes);
+  /// Decodes a row's MessagePack bytes (as put_row stores them) into `out`; false when they are
+  /// not one valid MessagePack value. Unlike json::from_msgpack, which returns a copy of what
+  /// it decoded (an allocation per object, member and string once more), it parses in place.
+  static bool decode_row(std::string_view bytes, nlohmann::json& out);
 
   /// Reads the bytes of a blobs-table value in its stored form into `out`, outside any
   /// transaction (e.g. from a folder opened read-only). corrupt_data when it is not one.
@@ -152,6 +156,13 @@ public:
   /// The row changes made so far, in order (none while record_changes is off).
   const std::vector<row_change>& changes() const { return changes_; }
   std::vector<row_change> take_changes() { return std::move(changes_); }
+  /// Records the row changes into `spare`'s elements (their strings keep their memory), in
+  /// order, before making new ones: a caller that hands back the changes of its previous
+  /// transaction saves an allocation per value written.
+  void reuse_changes(std::vector<row_change>&& spare) {
+    spare_changes_ = std::move(spare);
+    spare_next_ = 0;
+  }
   const std::vector<row_read>& reads() const { return reads_; }
   std::vector<row_read> take_reads() { return std::move(reads_); }
 
@@ -176,6 +187,8 @@ private:
   caf::error write(std::string_view table, std::string_view key, std::string_view value,
                    bool is_row, bool must_be_absent, table_kind kind = table_kind::rows);
   caf::error erase(std::string_view table, std::string_view key, table_kind kind);
+  /// Appends a row change to changes_ (a spare one when there is one) for the caller to set.
+  row_change& new_change();
   /// Locks a blobs-table row and schedules the release of the blob it holds (if any).
   caf::error replace_blob(std::string_view table, std::string_view key);
   /// The transaction will not commit: frees its appended blobs, forgets replaced ones and
@@ -189,6 +202,9 @@ private:
   bool record_changes_ = true;
   bool wrote_ = false;
   std::vector<row_change> changes_;
+  /// Elements for the next row changes (reuse_changes), taken from spare_next_ on.
+  std::vector<row_change> spare_changes_;
+  size_t spare_next_ = 0;
   std::vector<row_read> reads_;
   /// Whether a row read or written here exists, to tell an update from an insert without
   /// another read. A procedure touches a few rows: they are kept in a small vector searched

@@ -4,6 +4,7 @@
 #include "base/base64.hpp"
 #include "base/errc.hpp"
 #include "runtime/pieces/model_digest.hpp"
+#include "storage/transaction.hpp"
 
 namespace comb::runtime {
 
@@ -104,8 +105,8 @@ std::optional<std::string> elide_row_value(std::string_view value, bool is_row, 
   if (is_row) {
     // A row keeps its small fields (what the SQL store's columns show); its long strings and
     // bytes become digests.
-    auto j = json::from_msgpack(value, /*strict=*/true, /*allow_exceptions=*/false);
-    if (!j.is_discarded() && elide(j, {})) {
+    json j;
+    if (storage::transaction::decode_row(value, j) && elide(j, {})) {
       auto out = json::to_msgpack(j);
       return std::string{out.begin(), out.end()};
     }

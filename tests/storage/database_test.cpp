@@ -351,6 +351,64 @@ TEST_SUITE("storage.database") {
     CHECK(txn->get_row("t", "ok").value().value() == nlohmann::json{{"a", 1}, {"b", 2}});
   }
 
+  TEST_CASE("a transaction records its changes into spare ones as into new ones") {
+    test::temp_dir dir;
+    auto db = test::must(storage::database::open(dir.path()));
+    REQUIRE(!db->create_table("t"));
+    REQUIRE(!db->create_table("other"));
+    auto write = [](storage::transaction& txn) {
+      CHECK(!txn.put_row("t", "a", {{"v", std::string(40, 'x')}}));
+      CHECK(!txn.put("t", "b", "raw"));
+      CHECK(!txn.del("t", "a"));
+      CHECK(!txn.insert_row("t", "c", {{"v", 3}}));
+    };
+    auto fresh = db->begin();
+    write(*fresh);
+    auto expected = fresh->take_changes();
+    fresh->rollback();
+    REQUIRE(expected.size() == 4);
+    // Spares holding other changes (a longer table name, values of every size, the other
+    // kinds), fewer than the writes, and as many and more.
+    for (size_t n : {size_t{2}, size_t{4}, size_t{7}}) {
+      CAPTURE(n);
+      std::vector<storage::row_change> spare(n);
+      for (size_t i = 0; i < n; ++i) {
+        spare[i].table = "other";
+        spare[i].key = "stale key " + std::to_string(i) + std::string(30, 'k');
+        spare[i].kind = i % 2 ? storage::row_change::op::del : storage::row_change::op::update;
+        spare[i].is_row = i % 2 == 0;
+        spare[i].value = std::string(i * 50, 'z');
+      }
+      auto txn = db->begin();
+      txn->reuse_changes(std::move(spare));
+      write(*txn);
+      const auto& got = txn->changes();
+      REQUIRE(got.size() == expected.size());
+      for (size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(i);
+        CHECK(got[i].table == expected[i].table);
+        CHECK(got[i].key == expected[i].key);
+        CHECK(got[i].kind == expected[i].kind);
+        CHECK(got[i].is_row == expected[i].is_row);
+        CHECK(got[i].value == expected[i].value);
+      }
+      txn->rollback();
+    }
+  }
+
+  TEST_CASE("decode_row reads put_row's bytes and refuses bytes that are not one value") {
+    nlohmann::json row{{"a", 1}, {"b", {1, "two", nullptr}}, {"c", {{"d", true}}}};
+    std::string bytes;
+    nlohmann::json::to_msgpack(row, bytes);
+    nlohmann::json out = "previous";
+    CHECK(storage::transaction::decode_row(bytes, out));
+    CHECK(out == row);
+    CHECK_FALSE(storage::transaction::decode_row(bytes.substr(0, bytes.size() - 1), out));
+    CHECK(out.is_null());
+    CHECK_FALSE(storage::transaction::decode_row(bytes + "\x01", out));
+    CHECK_FALSE(storage::transaction::decode_row("", out));
+  }
+
   TEST_CASE("the database owns durability: sync commits are synced, grouped ones by sync_group") {
     for (auto mode : {storage::durability::sync, storage::durability::async}) {
       CAPTURE(storage::to_string(mode));

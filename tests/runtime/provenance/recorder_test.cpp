@@ -93,6 +93,69 @@ int64_t last_timestamp(const std::string& log) {
 } // namespace
 
 TEST_SUITE("runtime.provenance.recorder") {
+  TEST_CASE("each record holds exactly its own row changes, invocation after invocation on one "
+            "thread (the record and its changes are reused)") {
+    test::temp_dir dir;
+    runtime::system_config cfg{1};
+    caf::actor_system sys{cfg};
+    auto node = test::must(runtime::node::start(sys, config(dir.path()), procs()));
+    const std::string b = "b-with-a-name-longer-than-fifteen-bytes";
+    auto call = [&](const char* proc, json args, const char* role) {
+      auto r = node->call(proc, std::move(args), role);
+      REQUIRE_MESSAGE(r, describe(r.error()));
+    };
+    call("bank.open", {{"account", "a"}, {"balance", 100}}, "admin");
+    call("bank.open", {{"account", b}, {"balance", 5}}, "admin");
+    call("bank.transfer", {{"id", "t1"}, {"from", "a"}, {"to", b}, {"amount", 7}}, "teller");
+    call("bank.open", {{"account", "c"}, {"balance", 1}}, "admin");
+    call("bank.transfer", {{"id", "t2"}, {"from", b}, {"to", "a"}, {"amount", 1}}, "teller");
+    node->recorder()->flush();
+    using op = storage::row_change::op;
+    struct change {
+      std::string table, key;
+      op kind;
+      json row; // the transfer rows: only their amount is checked
+    };
+    std::vector<std::vector<change>> expected{
+      {{"bank.accounts", "a", op::insert, {{"balance", 100}}}},
+      {{"bank.accounts", b, op::insert, {{"balance", 5}}}},
+      {{"bank.transfers", "t1", op::insert, 7},
+       {"bank.accounts", "a", op::update, {{"balance", 93}}},
+       {"bank.accounts", b, op::update, {{"balance", 12}}}},
+      {{"bank.accounts", "c", op::insert, {{"balance", 1}}}},
+      {{"bank.transfers", "t2", op::insert, 1},
+       {"bank.accounts", b, op::update, {{"balance", 11}}},
+       {"bank.accounts", "a", op::update, {{"balance", 94}}}},
+    };
+    std::vector<std::vector<storage::row_change>> got;
+    auto r = test::must(storage::log_reader::open(dir.path() + "/log"));
+    REQUIRE(!r.for_each(0, [&](storage::log_record&& rec) {
+      if (rec.kind == storage::log_record::kind_t::invocation && rec.status == "ok")
+        got.push_back(std::move(rec.changes));
+      return true;
+    }));
+    REQUIRE(got.size() == expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      CAPTURE(i);
+      REQUIRE(got[i].size() == expected[i].size());
+      for (size_t j = 0; j < got[i].size(); ++j) {
+        CAPTURE(j);
+        const auto& g = got[i][j];
+        const auto& e = expected[i][j];
+        CHECK(g.table == e.table);
+        CHECK(g.key == e.key);
+        CHECK(g.kind == e.kind);
+        CHECK(g.is_row);
+        json row;
+        REQUIRE(storage::transaction::decode_row(g.value, row));
+        if (e.table == "bank.transfers")
+          CHECK(row["amount"] == e.row);
+        else
+          CHECK(row == e.row);
+      }
+    }
+  }
+
   TEST_CASE("replay of a concurrent randomized workload gives the original digest; --until "
             "gives a past state") {
     test::temp_dir dir;
