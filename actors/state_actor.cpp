@@ -19,6 +19,14 @@ namespace comb::actors {
 
 namespace {
 
+// Sets a text field of a reused record: it mostly holds that text already (the procedure,
+// role, sender and receiver of the last invocation on this thread), which a comparison tells
+// in fewer instructions than a copy over it takes.
+void set_text(std::string& field, std::string_view text) {
+  if (field != text)
+    field.assign(text.data(), text.size());
+}
+
 // Runs the procedure once in a fresh transaction; commits on success.
 caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::procedure_def& def,
                                        runtime::call_context& ctx, runtime::invocation& inv,
@@ -94,8 +102,8 @@ void start_record(runtime::invocation_record& rec, const runtime::procedure_def&
                   uint64_t execution_id) {
   rec.execution_id = execution_id;
   rec.parent_id = inv.parent_id;
-  rec.procedure = def.name;
-  rec.role = inv.role;
+  set_text(rec.procedure, def.name);
+  set_text(rec.role, inv.role);
   rec.args.clear();
   comb::append_json_text(rec.args, inv.args);
   rec.result.clear();
@@ -104,8 +112,8 @@ void start_record(runtime::invocation_record& rec, const runtime::procedure_def&
   rec.partition = partition;
   rec.start_ns = comb::wall_clock_ns();
   rec.end_ns = 0;
-  rec.sender = inv.sender;
-  rec.receiver = receiver;
+  set_text(rec.sender, inv.sender);
+  set_text(rec.receiver, receiver);
   rec.changes.clear();
   rec.reads.clear();
 }
