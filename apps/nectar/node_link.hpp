@@ -1,11 +1,15 @@
 // comb::nectar::node_link: the Nectar server's connection to its Comb node, connected on
 // first use and again after the node went away (a restart), so that one lost connection does
-// not end the server. Thread-safe: calls from several threads share one connection.
+// not end the server. Thread-safe: calls from several threads share one connection, and one
+// long-lived actor of this process sends them all to the node's gateway, so that the node
+// sees one remote actor for the link rather than a new one per call (runtime::client::call
+// spawns a helper per call: the node built and tore down a proxy of it per call).
 #pragma once
 
 #include "base/endpoint.hpp"
 #include "node/client.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
@@ -24,6 +28,9 @@ public:
             std::string secret = {})
     : sys_(sys), ep_(std::move(ep)), role_(std::move(role)), tls_(std::move(tls)),
       secret_(std::move(secret)) {}
+  ~node_link();
+  node_link(const node_link&) = delete;
+  node_link& operator=(const node_link&) = delete;
 
   /// Calls `proc` with `args` as the link's role. Connects first when not connected; when
   /// the connection is lost (errc::unavailable, network_error) it is dropped, so the next
@@ -34,7 +41,14 @@ public:
   const endpoint& node() const { return ep_; }
 
 private:
-  caf::expected<runtime::client> get(std::chrono::milliseconds timeout);
+  /// The gateway's client and the actor that sends this link's calls to it.
+  struct connection {
+    runtime::client client;
+    caf::actor caller;
+  };
+  caf::expected<connection> get(std::chrono::milliseconds timeout);
+  /// Drops `c` if it is still the link's connection (the next call connects again).
+  void drop(const connection& c);
 
   caf::actor_system& sys_;
   endpoint ep_;
@@ -42,7 +56,7 @@ private:
   runtime::tls_config tls_;
   std::string secret_;
   std::mutex mu_;
-  std::optional<runtime::client> client_;
+  std::optional<connection> conn_;
 };
 
 /// True for errors after which the same call may succeed later (the node is away or slow).

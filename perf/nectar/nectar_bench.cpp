@@ -17,6 +17,11 @@
 //               lag is measured again at the highest rate this machine sustains (searched
 //               downwards from what the saturated run answered, or --sustained-rate=R), in
 //               both modes.
+//   link        the node's CPU per call of a cheap procedure (httplog.count on empty tables)
+//               from 8 threads of this process through nectar::node_link (one long-lived actor
+//               sends every call) against runtime::client::call (a helper actor per call, so
+//               the node builds and kills a proxy of it per call), alternating rounds in one
+//               run; ratio node_link / client. Only this benchmark: no detector is trained.
 //   pg_spool    the node's log (after the runs above) spooled into PostgreSQL (a server of
 //               its own, tests/pg_server.hpp) with rows as SQL text (COMB_PG_COPY=0) and
 //               through COPY, in alternating turns, each into a fresh database: rows/s
@@ -27,6 +32,7 @@
 // --sustained-rate=R (skip the search: the rate to measure the sustained lag at; 0: no
 // sustained run). --rules-in-process-too (throughput: a fourth run after the response with CRS
 // in the server's process, unbounded, `--rules-workers 0`: the rules workers' baseline).
+#include "apps/nectar/node_link.hpp"
 #include "apps/nectar/report.hpp"
 #include "apps/nectar/traffic.hpp"
 #include "perf/bench_env.hpp"
@@ -36,6 +42,7 @@
 #include "tests/pg_server.hpp"
 #include "tests/test_util.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -43,6 +50,8 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 using namespace comb;
 
@@ -272,7 +281,10 @@ int bench_main(int argc, char** argv) {
   caf::actor_system sys{cfg};
   test::temp_dir dir;
   test::nectar_stack stack{dir.path()};
-  if (model_file.empty()) {
+  bool needs_model = benchmarks.find("throughput") != std::string::npos
+                     || benchmarks.find("lag") != std::string::npos
+                     || benchmarks.find("pg_spool") != std::string::npos;
+  if (model_file.empty() && needs_model) {
     // A small detector trained here: enough to cost what a real one costs per request.
     model_file = dir.path() + "/waf.safetensors";
     std::printf("training a small detector on %s (CSIC 2010 sample)...\n", data_dir.c_str());
@@ -287,6 +299,49 @@ int bench_main(int argc, char** argv) {
   std::printf("perf_nectar: %u client connections, %.0f%% attacks, machine: %u cores%s\n",
               connections, share * 100, std::thread::hardware_concurrency(),
               quick ? " (quick)" : "");
+  if (benchmarks.find("link") != std::string::npos) {
+    // The same calls through both paths, in alternating rounds; the node's CPU per call.
+    endpoint ep{"127.0.0.1", static_cast<uint16_t>(std::stoi(
+                               stack.node_addr().substr(stack.node_addr().rfind(':') + 1)))};
+    auto c = runtime::client::connect(sys, ep);
+    check(c ? caf::error{} : c.error(), "connecting to the node");
+    nectar::node_link link{sys, ep, "admin"};
+    constexpr int threads = 8;
+    const int per_thread = quick ? 150 : 500;
+    double node_s[2] = {0, 0}, self_s[2] = {0, 0};
+    uint64_t calls[2] = {0, 0};
+    for (int round = 0; round < 6; ++round) {
+      int way = round % 2; // 0: runtime::client::call, 1: node_link
+      auto cpu0 = stack.cpu();
+      std::vector<std::thread> ts;
+      std::atomic<int> failed{0};
+      for (int t = 0; t < threads; ++t)
+        ts.emplace_back([&] {
+          for (int i = 0; i < per_thread; ++i) {
+            bool ok = way == 0 ? static_cast<bool>(c->call("httplog.count", "{}", "admin"))
+                               : static_cast<bool>(link.call("httplog.count", nlohmann::json::object()));
+            failed += ok ? 0 : 1;
+          }
+        });
+      for (auto& t : ts)
+        t.join();
+      if (failed > 0)
+        die("link: " + std::to_string(failed.load()) + " calls failed");
+      auto cpu = stack.cpu() - cpu0;
+      node_s[way] += cpu.node;
+      self_s[way] += cpu.self;
+      calls[way] += static_cast<uint64_t>(threads) * per_thread;
+    }
+    auto us = [&](double s, int way) { return s * 1e6 / static_cast<double>(calls[way]); };
+    std::printf("  link: node CPU per call, us: client (helper per call) %.1f, node_link %.1f; "
+                "caller CPU per call %.1f / %.1f (%llu calls each, %d threads)\n",
+                us(node_s[0], 0), us(node_s[1], 1), us(self_s[0], 0), us(self_s[1], 1),
+                static_cast<unsigned long long>(calls[0]), threads);
+    std::printf("link: node CPU per call, node_link / client = %.3f (%s)\n",
+                node_s[0] > 0 ? (node_s[1] / calls[1]) / (node_s[0] / calls[0]) : 0.0,
+                load_now().c_str());
+  }
+
   // Throughput runs offer more than the server answers and drop what is still queued 5 s
   // after the last scheduled send; the lag run sends everything.
   auto traffic = [&](double r, double s, const std::string& truth, double drain_s,

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -91,6 +92,14 @@ inline double children_cpu_seconds(pid_t pid) {
   return t / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+/// The comb binary the stack runs: $COMB_NECTAR_BINARY when set (perf_nectar's A/B of two
+/// builds, alternating in one window), otherwise this build's.
+inline std::string stack_binary() {
+  if (auto env = std::getenv("COMB_NECTAR_BINARY"); env && *env)
+    return env;
+  return comb_binary();
+}
+
 class nectar_stack {
 public:
   explicit nectar_stack(std::string dir) : dir_(std::move(dir)) {}
@@ -106,13 +115,13 @@ public:
                            std::vector<std::string> node_flags = {"--durability", "async"}) {
     compute_port_ = free_port();
     compute_ = std::make_unique<child_process>(
-      std::vector<std::string>{comb_binary(), "compute", "--listen",
+      std::vector<std::string>{stack_binary(), "compute", "--listen",
                                "127.0.0.1:" + std::to_string(compute_port_), "--threads", "1"},
       log_of("compute"));
     if (!wait_for_line(log_of("compute"), "listening on", std::chrono::seconds{60}, compute_.get()))
       return make_error(errc::unavailable, "comb compute did not start: " + log_of("compute"));
     node_port_ = free_port();
-    std::vector<std::string> args{comb_binary(), "node",
+    std::vector<std::string> args{stack_binary(), "node",
                                   "--data",      data_dir(),
                                   "--listen",    node_addr(),
                                   "--compute",   "127.0.0.1:" + std::to_string(compute_port_)};
@@ -149,7 +158,7 @@ public:
   /// Starts `comb nectar serve` in front of the node (extra flags: --no-capture, ...).
   caf::error start_server(const std::vector<std::string>& extra = {}) {
     http_port_ = free_port();
-    std::vector<std::string> args{comb_binary(), "nectar",   "serve",    "--node",
+    std::vector<std::string> args{stack_binary(), "nectar",   "serve",    "--node",
                                   node_addr(),   "--listen", http_addr()};
     args.insert(args.end(), extra.begin(), extra.end());
     server_log_ = log_of("serve-" + std::to_string(++servers_));
@@ -196,7 +205,7 @@ public:
 
   /// Runs `comb ARGS...` to completion; an error with its output when it fails.
   caf::error run(const std::string& name, std::vector<std::string> args) {
-    args.insert(args.begin(), comb_binary());
+    args.insert(args.begin(), stack_binary());
     child_process p{args, log_of(name)};
     int status = p.wait();
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)

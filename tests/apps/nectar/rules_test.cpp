@@ -6,9 +6,11 @@
 // and both are replaced. End to end, the Nectar server's rows say the same.
 #include "apps/nectar/capture_worker.hpp"
 #include "apps/nectar/client_budget.hpp"
+#include "apps/nectar/node_link.hpp"
 #include "apps/nectar/rules_pool.hpp"
 #include "apps/nectar/rules_worker.hpp"
 #include "apps/nectar/server.hpp"
+#include "base/errc.hpp"
 #include "runtime/system_config.hpp"
 #include "tests/apps/nectar/nectar_util.hpp"
 #include "tests/client_util.hpp"
@@ -18,6 +20,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -623,5 +626,43 @@ TEST_SUITE("apps.nectar.rules") {
       CHECK(w.stats().dropped == 0);
     }
   }
-}
 
+  TEST_CASE("node_link: threads share one caller; a killed node fails calls at once, a restarted "
+            "one is connected again") {
+    test::temp_dir dir;
+    test::node_child node{dir, {"--no-provenance"}};
+    runtime::system_config cfg{2};
+    caf::actor_system sys{cfg};
+    nectar::node_link link{sys, endpoint{"127.0.0.1", node.port()}, "nectar"};
+    std::atomic<int> answered{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&] {
+        for (int i = 0; i < 25; ++i) {
+          auto r = link.call("httplog.count", json::object());
+          answered += r && r->contains("requests") ? 1 : 0;
+        }
+      });
+    for (auto& t : ts)
+      t.join();
+    CHECK(answered == 100);
+    // A procedure's own error comes back as the node's error, the link still up.
+    auto bad = link.call("httplog.rows", json{{"table", "nope"}});
+    REQUIRE_FALSE(bad);
+    CHECK(is(bad.error(), errc::invalid_argument));
+    CHECK(link.call("httplog.count", json::object()));
+    node.kill();
+    // The lost connection is the error, not the call's 60 s timeout.
+    auto r = link.call("httplog.count", json::object(), 60s);
+    REQUIRE_FALSE(r);
+    CHECK_MESSAGE((is(r.error(), errc::unavailable) || is(r.error(), errc::network_error)),
+                  describe(r.error()));
+    CHECK(nectar::is_transient(r.error()));
+    node.start();
+    caf::expected<json> again = make_error(errc::unavailable, "not tried");
+    REQUIRE(test::wait_until(
+      [&] { return static_cast<bool>(again = link.call("httplog.count", json::object(), 5s)); },
+      60s, "a call after the node's restart"));
+    CHECK(again->contains("requests"));
+  }
+}
