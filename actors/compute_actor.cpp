@@ -177,8 +177,8 @@ struct compute_state {
   runtime::blob_file_reader blob_files;
   bool blob_sweep_armed = false;
   /// Input buffers of finished executor batches, kept to read the next tasks' bytes into
-  /// (shared memory; blob files are read in place): their pages are mapped already and are
-  /// not zeroed again.
+  /// (shared memory, blob ranges read for the first time): their pages are mapped already
+  /// and are not zeroed again.
   std::vector<std::vector<char>> spare_buffers;
   uint64_t buffers_reused = 0;
   static inline const char* name = "comb.compute";
@@ -202,7 +202,6 @@ std::vector<char> take_spare(compute_state& st, size_t size) {
     return {};
   auto out = std::move(*best);
   st.spare_buffers.erase(best);
-  ++st.buffers_reused;
   return out;
 }
 
@@ -923,7 +922,9 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "shared-memory");
       if (!p)
         return p.error();
-      auto bytes = st.shm.read(ref, take_spare(st, ref.size));
+      auto spare = take_spare(st, ref.size);
+      st.buffers_reused += spare.capacity() > 0 ? 1 : 0;
+      auto bytes = st.shm.read(ref, std::move(spare));
       if (!bytes) {
         ++st.rejected;
         return bytes.error();
@@ -940,7 +941,12 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "blob-file");
       if (!p)
         return p.error();
-      auto bytes = st.blob_files.read(ref);
+      auto spare = take_spare(st, ref.size);
+      bool had_spare = spare.capacity() > 0;
+      auto bytes = st.blob_files.read(ref, spare);
+      if (had_spare && spare.capacity() == 0)
+        ++st.buffers_reused; // read into it (a first read of these bytes)
+      give_spare(st, std::move(spare)); // not needed: read in place
       if (!bytes) {
         ++st.rejected;
         return bytes.error();
@@ -1011,6 +1017,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"shm_tasks", st.shm_tasks},
                        {"blob_file_tasks", st.blob_file_tasks},
                        {"blob_files_open", st.blob_files.files()},
+                       {"blob_file_in_place", st.blob_files.in_place()},
                        {"buffers_reused", st.buffers_reused},
                        {"shm_segments_mapped", st.shm.mapped()},
                        {"run_order", st.run_order}};

@@ -4,9 +4,9 @@
 // file (blob_file_ref) and the compute process reads them from the file itself: the node
 // neither reads nor copies them (before, it read them into a shared-memory region that the
 // compute process then copied out). The pin keeps the segment file in place, unchanged, until
-// the task's reply. The compute actor reads them in place (blob_file_reader: the file mapped
-// once, the runner reading the task's tensors from the mapping), so they are not copied at
-// all; read_blob_file copies them into a buffer (where a file cannot be mapped).
+// the task's reply. The compute actor reads them with a blob_file_reader: files kept open, a
+// blob copied into a used buffer the first time, and read in place from the file's mapping
+// (the runner reading the task's tensors there, no copy) when its bytes were read before.
 //
 // Safety: the reader takes only an absolute path without "." or ".." components whose file
 // name is a blob segment's ("<16 hex digits>.blob"), opens it without following a final
@@ -57,19 +57,22 @@ bool valid_blob_file_path(std::string_view path);
 caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref,
                                                 std::vector<char> buffer = {});
 
-/// Reads pinned blobs without copying them: each segment file is opened and mapped read-only
-/// once and kept (at most `max_files`, the least recently used go first), and a blob is a
-/// window into its file's mapping (payload_buffer with external bytes), checked against its
-/// hash on every read. Per blob it costs an fstat of the kept descriptor and the hash: no
-/// open, no read() copying the bytes, no buffer. The same checks as read_blob_file apply
-/// when a file is first opened (path form, no symbolic link, a regular file of this user),
-/// and on every read the range must lie inside the file as it is now. A file found unlinked
-/// (its segment was retired; a pin still holds it) serves that read and is let go. A kept
-/// file whose bytes do not match is opened afresh once (its name may have been taken by a
-/// new file) before the read fails with corrupt_data.
-/// A file cut short while its bytes are in use would raise SIGBUS: a handler (installed with
-/// the first mapping, passing other faults on to the handler before it) maps zeros over the
-/// missing pages and marks the mapping torn, so that payload_buffer::intact() is false for
+/// Reads pinned blobs for a compute process, keeping each segment file open (at most
+/// `max_files`, the least recently read go first): per blob an fstat of the kept descriptor
+/// instead of an open, fstat and close. The first read of a range (offset, size) of a file is
+/// a copy (pread into `spare`, a used buffer, hashed chunk by chunk as read_blob_file does);
+/// a range read before is not copied: the file is mapped read-only once and the blob is a
+/// window into the mapping (payload_buffer with external bytes), checked against its hash on
+/// every read. (Touching new pages of a mapping costs a page-table entry per 4 KiB page, more
+/// than the copy on the VMs here; pages read before are mapped already.) The same checks as
+/// read_blob_file apply when a file is first opened (path form, no symbolic link, a regular
+/// file of this user), and on every read the range must lie inside the file as it is now. A
+/// file found unlinked (its segment was retired; a pin still holds it) serves that read and
+/// is let go. A kept file whose bytes do not match is opened afresh once (its name may have
+/// been taken by a new file) before the read fails with corrupt_data.
+/// A file cut short while a window into it is in use would raise SIGBUS: a handler (installed
+/// with the first reader, passing other faults on to the handler before it) maps zeros over
+/// the missing pages and marks the mapping torn, so that payload_buffer::intact() is false for
 /// every window into it: the compute actor then fails those tasks (corrupt_data) instead of
 /// answering with what was computed from the zeros. Not thread-safe (one compute actor owns
 /// it); the windows it hands out may be read and released on any thread.
@@ -80,8 +83,13 @@ public:
   blob_file_reader(const blob_file_reader&) = delete;
   blob_file_reader& operator=(const blob_file_reader&) = delete;
 
-  /// The bytes `ref` names, as a window into the file's mapping. Errors as read_blob_file's.
-  caf::expected<payload_buffer> read(const blob_file_ref& ref);
+  /// The bytes `ref` names: a copy into `spare` (moved from) the first time, a window into the
+  /// file's mapping when the range was read before (`spare` is left alone). Errors as
+  /// read_blob_file's.
+  caf::expected<payload_buffer> read(const blob_file_ref& ref, std::vector<char>& spare);
+
+  /// Reads that were windows into a mapping (no copy).
+  size_t in_place() const;
 
   /// Lets go of files not read for `idle` (their descriptors and mappings, once no window
   /// into them is left). Returns how many files stay open.

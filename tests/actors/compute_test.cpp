@@ -513,8 +513,8 @@ TEST_SUITE("actors.compute") {
     CHECK(is(bad.error(), errc::corrupt_data));
   }
 
-  TEST_CASE("blob_file_reader gives a blob as a window into its file's mapping, checked, with "
-            "read_blob_file's refusals") {
+  TEST_CASE("blob_file_reader copies a range the first time and gives it as a window into "
+            "its file's mapping after, checked, with read_blob_file's refusals") {
     test::temp_dir dir;
     auto base = std::filesystem::absolute(dir.path()).string();
     auto file = base + "/0123456789abcdef.blob";
@@ -528,23 +528,37 @@ TEST_SUITE("actors.compute") {
     write(file, "head", data);
     const auto h = XXH3_64bits(data.data(), data.size());
     blob_file_reader reader;
-    auto first = reader.read({file, 4, data.size(), h});
+    std::vector<char> spare;
+    // The first read copies into the spare buffer given (it takes it).
+    spare.resize(data.size() + 100);
+    const auto* spare_mem = spare.data();
+    auto first = reader.read({file, 4, data.size(), h}, spare);
     REQUIRE_MESSAGE(first, describe(first.error()));
-    CHECK(first->external());
-    CHECK(first->intact());
+    CHECK(!first->external());
+    CHECK(first->data() == spare_mem);
     CHECK(std::vector<char>(first->begin(), first->end()) == data);
-    // The file stays open and mapped: the same blob again is the same bytes in place, no copy.
-    auto second = reader.read({file, 4, data.size(), h});
+    // The same range again: read in place from the file kept open and mapped, no copy; the
+    // spare buffer is left alone.
+    spare.resize(10);
+    auto second = reader.read({file, 4, data.size(), h}, spare);
     REQUIRE_MESSAGE(second, describe(second.error()));
-    CHECK(second->data() == first->data());
+    CHECK(second->external());
+    CHECK(second->intact());
+    CHECK(spare.size() == 10);
+    CHECK(std::vector<char>(second->begin(), second->end()) == data);
+    auto third = reader.read({file, 4, data.size(), h}, spare);
+    REQUIRE_MESSAGE(third, describe(third.error()));
+    CHECK(third->data() == second->data());
     CHECK(reader.files() == 1);
+    CHECK(reader.in_place() == 2);
     // A part of it, checked against its own hash.
-    auto part = reader.read({file, 4 + 1000, 5000, XXH3_64bits(data.data() + 1000, 5000)});
+    auto part = reader.read({file, 4 + 1000, 5000, XXH3_64bits(data.data() + 1000, 5000)}, spare);
     REQUIRE_MESSAGE(part, describe(part.error()));
     CHECK(std::vector<char>(part->begin(), part->end())
           == std::vector<char>(data.begin() + 1000, data.begin() + 6000));
     auto refused = [&](const blob_file_ref& ref, errc code, const std::string& needle) {
-      auto r = reader.read(ref);
+      std::vector<char> none;
+      auto r = reader.read(ref, none);
       REQUIRE(!r);
       CHECK(is(r.error(), code));
       CHECK_MESSAGE(describe(r.error()).find(needle) != std::string::npos, describe(r.error()));
@@ -555,6 +569,7 @@ TEST_SUITE("actors.compute") {
       refused({bad, 0, 1, 0}, errc::protocol_error, "not an absolute path to a blob segment");
     refused({file, 4 + data.size(), 5, h}, errc::protocol_error, "lie outside");
     refused({file, 4, data.size(), h + 1}, errc::corrupt_data, "do not match their recorded hash");
+    refused({file, 4 + 1000, 5000, h}, errc::corrupt_data, "do not match their recorded hash");
     refused({base + "/00000000000000ff.blob", 0, 1, 0}, errc::not_found, "cannot open");
     auto link = base + "/1111111111111111.blob";
     std::filesystem::create_symlink(file, link);
@@ -568,13 +583,18 @@ TEST_SUITE("actors.compute") {
       std::ofstream f(file, std::ios::binary | std::ios::app);
       f.write(more.data(), std::streamsize(more.size()));
     }
-    auto appended = reader.read({file, 4 + data.size(), more.size(),
-                                 XXH3_64bits(more.data(), more.size())});
-    REQUIRE_MESSAGE(appended, describe(appended.error()));
-    CHECK(std::vector<char>(appended->begin(), appended->end()) == more);
+    const blob_file_ref more_ref{file, 4 + data.size(), more.size(),
+                                 XXH3_64bits(more.data(), more.size())};
+    for (int k = 0; k < 2; ++k) { // a copy, then a window
+      std::vector<char> none;
+      auto appended = reader.read(more_ref, none);
+      REQUIRE_MESSAGE(appended, describe(appended.error()));
+      CHECK(appended->external() == (k == 1));
+      CHECK(std::vector<char>(appended->begin(), appended->end()) == more);
+    }
     // Windows handed out stay valid after the reader lets go of the file.
     CHECK(reader.release_idle(0s) == 0);
-    CHECK(std::vector<char>(first->begin(), first->end()) == data);
+    CHECK(std::vector<char>(second->begin(), second->end()) == data);
   }
 
   TEST_CASE("blob_file_reader opens a name again when another file took it, lets go of "
@@ -590,25 +610,31 @@ TEST_SUITE("actors.compute") {
     auto b = random_bytes(100000, 64);
     write(name(1), a);
     blob_file_reader reader{2};
-    auto ra = reader.read({name(1), 0, a.size(), XXH3_64bits(a.data(), a.size())});
+    std::vector<char> none;
+    auto read = [&](const std::string& path, const std::vector<char>& bytes) {
+      return reader.read({path, 0, bytes.size(), XXH3_64bits(bytes.data(), bytes.size())}, none);
+    };
+    REQUIRE(read(name(1), a));
+    auto ra = read(name(1), a); // a window into the file's mapping
     REQUIRE_MESSAGE(ra, describe(ra.error()));
+    CHECK(ra->external());
     // The name is unlinked and taken by a new file with other bytes: they are read from it.
     std::filesystem::remove(name(1));
     write(name(1), b);
-    auto rb = reader.read({name(1), 0, b.size(), XXH3_64bits(b.data(), b.size())});
+    auto rb = read(name(1), b);
     REQUIRE_MESSAGE(rb, describe(rb.error()));
     CHECK(std::vector<char>(rb->begin(), rb->end()) == b);
     CHECK(std::vector<char>(ra->begin(), ra->end()) == a); // the old window still reads
     // A file unlinked while kept open serves the read (its bytes match) and is let go.
     std::filesystem::remove(name(1));
-    auto again = reader.read({name(1), 0, b.size(), XXH3_64bits(b.data(), b.size())});
+    auto again = read(name(1), b);
     REQUIRE_MESSAGE(again, describe(again.error()));
     CHECK(std::vector<char>(again->begin(), again->end()) == b);
     CHECK(reader.files() == 0);
     // At most 2 files open: the least recently read goes.
     for (int k = 2; k <= 4; ++k) {
       write(name(k), a);
-      auto r = reader.read({name(k), 0, a.size(), XXH3_64bits(a.data(), a.size())});
+      auto r = read(name(k), a);
       REQUIRE_MESSAGE(r, describe(r.error()));
       CHECK(reader.files() == std::min(k - 1, 2));
     }
@@ -624,8 +650,12 @@ TEST_SUITE("actors.compute") {
       f.write(data.data(), std::streamsize(data.size()));
     }
     blob_file_reader reader;
-    auto r = reader.read({path, 0, data.size(), XXH3_64bits(data.data(), data.size())});
+    std::vector<char> none;
+    const blob_file_ref ref{path, 0, data.size(), XXH3_64bits(data.data(), data.size())};
+    REQUIRE(reader.read(ref, none)); // a copy
+    auto r = reader.read(ref, none);  // a window
     REQUIRE_MESSAGE(r, describe(r.error()));
+    REQUIRE(r->external());
     CHECK(r->intact());
     std::filesystem::resize_file(path, 4096);
     // Read every byte again (volatile: the reads happen, past the file's new end too).
@@ -637,7 +667,7 @@ TEST_SUITE("actors.compute") {
     CHECK(!r->intact());
     CHECK(bytes[r->size() - 1] == 0);
     // The next read of that range finds the file short and says so.
-    auto next = reader.read({path, 0, data.size(), XXH3_64bits(data.data(), data.size())});
+    auto next = reader.read(ref, none);
     REQUIRE(!next);
     CHECK(is(next.error(), errc::protocol_error));
   }
@@ -1184,8 +1214,9 @@ TEST_SUITE("actors.compute") {
         [&](caf::error& e) { FAIL(describe(e)); });
   }
 
-  TEST_CASE("in process: MLP tasks read from blob files run on the bytes in place (the files "
-            "kept open and mapped, no buffer) and give the runner's outputs") {
+  TEST_CASE("in process: MLP tasks read from blob files reuse the input buffers of finished "
+            "batches, run on the bytes in place when read before, and give the runner's "
+            "outputs") {
     local_compute lc{actors::compute_config{}};
     auto file = test::must(make_mlp_file({20, 8, 5}, 9));
     auto loaded = lc.send(1, piece_kind::load_model, "mlp", 1, as_bytes(file));
@@ -1193,7 +1224,9 @@ TEST_SUITE("actors.compute") {
     auto direct = test::must(find_runner("mlp")->load(file, kernels::cpu()));
     test::temp_dir dir;
     auto base = std::filesystem::absolute(dir.path()).string();
-    // Four files of different sizes; the same file again at the end.
+    // 1,000 rows (80,000 bytes), 900 rows (a used buffer of more bytes), 1,000 again (grows
+    // back within its memory), 1,100 (too large for it: a new buffer); the first file again
+    // (read in place: its bytes were read before).
     std::vector<std::pair<int64_t, uint32_t>> inputs{{1000, 1}, {900, 2}, {1000, 3}, {1100, 4}, {1000, 1}};
     uint64_t id = 100;
     for (auto [rows, seed] : inputs) {
@@ -1221,7 +1254,8 @@ TEST_SUITE("actors.compute") {
     auto st = lc.c.stats(lc.compute);
     CHECK(st["blob_file_tasks"] == 5);
     CHECK(st["blob_files_open"] == 4);
-    CHECK(st["buffers_reused"] == 0); // no bytes were copied into a buffer
+    CHECK(st["buffers_reused"] == 2);
+    CHECK(st["blob_file_in_place"] == 1);
   }
 
   TEST_CASE("in process: inference tasks sent at once, the next batch waiting at the executor "
