@@ -36,6 +36,8 @@ struct compute_opts {
   double seconds = 0;
   size_t threads = 0;
   std::string sgemm_split = "on";
+  /// COMB_KERNEL_PIN for this process's kernel pool ("": the environment's, else "0").
+  std::string kernel_pin;
   int nice = 0;
   runtime::tls_config tls;
 };
@@ -60,7 +62,11 @@ void run_compute(const compute_opts& o) {
   // otherwise: this process shares the cores with a node, and a worker pinned to the CPU that
   // the node's threads need waits for them (perf_serving, MNIST 1,000, two alternating pairs
   // on a quiet 2-core VM: +14.6% / +16.7% over direct unpinned, +28.4% / +34.5% pinned).
-  ::setenv("COMB_KERNEL_PIN", "0", /*overwrite=*/0);
+  // --kernel-pin chooses (A/B runs of placements: perf_serving --compute-pin).
+  if (!o.kernel_pin.empty())
+    ::setenv("COMB_KERNEL_PIN", o.kernel_pin.c_str(), /*overwrite=*/1);
+  else
+    ::setenv("COMB_KERNEL_PIN", "0", /*overwrite=*/0);
   actors::compute_config cc;
   auto choice = runtime::compute_process::choose_backends(o.backend);
   if (!choice)
@@ -107,7 +113,8 @@ void run_compute(const compute_opts& o) {
             << ", memory limit " << o.memory_limit_mib << " MiB, model memory limit "
             << (o.model_memory_mib == 0 ? std::string{"none"}
                                         : std::to_string(o.model_memory_mib) + " MiB")
-            << ", sgemm split " << o.sgemm_split
+            << ", sgemm split " << o.sgemm_split << ", kernel pool "
+            << kernels::cpu_backend::pool_info()
             << (o.nice != 0 ? ", nice " + std::to_string(o.nice) : std::string{})
             << (o.tls.enabled() ? ", TLS" : "") << ")"
             << std::endl;
@@ -142,6 +149,12 @@ void add_compute_commands(CLI::App& app) {
                  "OpenBLAS's own threads")
     ->check(CLI::IsMember({"on", "off"}))
     ->capture_default_str();
+  sub
+    ->add_option("--kernel-pin", opts->kernel_pin,
+                 "Where the kernels' pool workers run, as COMB_KERNEL_PIN: 0 left to the "
+                 "scheduler, wake placed off the caller's CPU when woken, 1 pinned off the "
+                 "caller's CPU (default: COMB_KERNEL_PIN, else 0)")
+    ->check(CLI::IsMember({"0", "wake", "1"}));
   sub
     ->add_option("--nice", opts->nice,
                  "Scheduling priority of this process's threads, -20 to 19 (as nice(1)); on "

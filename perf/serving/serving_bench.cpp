@@ -23,6 +23,8 @@
 //                      measured both ways and the faster counts)]
 //                     [--compute-binary=PATH (the `comb` that runs `comb compute`; default
 //                      the build's: alternate an older copy against it for A/B runs)]
+//                     [--compute-pin=0|wake|1 (`comb compute --kernel-pin`: where its kernel
+//                      pool's workers run; default the compute process's own, 0)]
 //                     [--procedures=bench|imaging (bench: the primary reads one stored input
 //                      blob, the result procedure writes one row; imaging: the app's own
 //                      imaging.classify / imaging.detect read the images as rows, one per
@@ -652,6 +654,7 @@ int main(int argc, char** argv) {
   size_t single_reps = 21;
   std::string sgemm_split = "on";
   std::string compute_binary = test::comb_binary();
+  std::string compute_pin; // --compute-pin: comb compute --kernel-pin (empty: not passed)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
@@ -683,6 +686,8 @@ int main(int argc, char** argv) {
       procedures_mode = val("--procedures=");
     else if (a.rfind("--compute-binary=", 0) == 0)
       compute_binary = val("--compute-binary=");
+    else if (a.rfind("--compute-pin=", 0) == 0)
+      compute_pin = val("--compute-pin=");
     else if (a.rfind("--compute-nice=", 0) == 0)
       compute_nice = std::stoi(val("--compute-nice="));
     else
@@ -743,11 +748,13 @@ int main(int argc, char** argv) {
   test::temp_dir dir;
   auto port = test::free_port();
   auto log = dir.path() + "/compute.log";
-  test::child_process compute{
-    {compute_binary, "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
-     backend, "--memory-limit-mib", "2048", "--threads", "1", "--sgemm-split", sgemm_split,
-     "--nice", std::to_string(compute_nice)},
-    log};
+  std::vector<std::string> compute_args{
+    compute_binary, "compute", "--listen", "127.0.0.1:" + std::to_string(port), "--backend",
+    backend, "--memory-limit-mib", "2048", "--threads", "1", "--sgemm-split", sgemm_split,
+    "--nice", std::to_string(compute_nice)};
+  if (!compute_pin.empty()) // only when asked: an older --compute-binary lacks the flag
+    compute_args.insert(compute_args.end(), {"--kernel-pin", compute_pin});
+  test::child_process compute{compute_args, log};
   for (int i = 0;; ++i) {
     auto text = read_file(log);
     if (text.find("listening on") != std::string::npos)

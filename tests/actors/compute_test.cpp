@@ -1011,6 +1011,17 @@ TEST_SUITE("actors.compute") {
     auto prio = run({"--priority", "infer,cook", "--seconds", "1"});
     CHECK(prio.first == 2);
     CHECK(prio.second.find("unknown task kind 'cook'") != std::string::npos);
+    auto pin = run({"--kernel-pin", "sometimes", "--seconds", "1"});
+    CHECK(pin.first != 0);
+    CHECK(pin.second.find("--kernel-pin") != std::string::npos);
+    // --kernel-pin overrides COMB_KERNEL_PIN for the pool; the listening line names the
+    // placement in force.
+    auto pinned = run({"--kernel-pin", "1", "--seconds", "1"});
+    CHECK(pinned.first == 0);
+    CHECK(pinned.second.find("workers pinned off the caller's CPU") != std::string::npos);
+    auto free = run({"--kernel-pin", "0", "--seconds", "1"});
+    CHECK(free.first == 0);
+    CHECK(free.second.find("workers left to the scheduler") != std::string::npos);
     auto cuda = run({"--backend", "cuda", "--seconds", "1"});
     if (kernels::find_backend("cuda")) {
       CHECK(cuda.first == 0);
