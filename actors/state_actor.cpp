@@ -7,6 +7,7 @@
 #include "base/wall_clock.hpp"
 #include "runtime/router.hpp"
 #include "storage/database.hpp"
+#include "storage/record_value.hpp"
 #include "storage/transaction.hpp"
 
 #include <algorithm>
@@ -81,7 +82,7 @@ caf::expected<nlohmann::json> run_once(const state_env& env, const runtime::proc
     rec->changes = txn->take_changes();
     rec->reads = txn->take_reads();
     rec->result.clear();
-    comb::append_json_text(rec->result, *result);
+    storage::append_record_value(rec->result, *result);
     rec->status = "ok";
     rec->end_ns = comb::wall_clock_ns();
     env.hook->before_commit(*txn, *rec);
@@ -105,7 +106,7 @@ void start_record(runtime::invocation_record& rec, const runtime::procedure_def&
   set_text(rec.procedure, def.name);
   set_text(rec.role, inv.role);
   rec.args.clear();
-  comb::append_json_text(rec.args, inv.args);
+  storage::append_record_value(rec.args, inv.args);
   rec.result.clear();
   rec.status.clear();
   rec.read_only = false;
@@ -120,7 +121,7 @@ void start_record(runtime::invocation_record& rec, const runtime::procedure_def&
 
 // The record of the invocation this thread runs, reused by the next one (the hook copies
 // what it keeps before the handler returns): its strings keep their capacity, so the
-// arguments' and result's JSON texts are written without allocating, and no record is
+// arguments and result (MessagePack, storage/record_value.hpp) are written without allocating, and no record is
 // allocated per invocation. Its row changes are handed to the next invocation's transaction
 // (transaction::reuse_changes), which records into them: a value written costs no allocation.
 // A handler runs on one thread from start to end and never inside another, so one record per

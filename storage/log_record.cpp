@@ -1,13 +1,17 @@
 #include "storage/log_record.hpp"
 
 #include "base/errc.hpp"
+#include "base/json_text.hpp"
 #include "schemas/log_record.capnp.h"
+#include "storage/record_value.hpp"
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
 #include <kj/exception.h>
 
+#include <array>
+#include <charconv>
 #include <cstring>
 
 namespace comb::storage {
@@ -24,6 +28,328 @@ std::string text(capnp::Text::Reader t) {
 
 std::string data(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};
+}
+
+// -- record values as MessagePack -----------------------------------------------------------
+
+using nlohmann::json;
+
+void put_be(std::string& out, uint8_t tag, uint64_t v, int bytes) {
+  char buf[9];
+  buf[0] = static_cast<char>(tag);
+  for (int i = 0; i < bytes; ++i)
+    buf[1 + i] = static_cast<char>(v >> (8 * (bytes - 1 - i)));
+  out.append(buf, 1 + bytes);
+}
+
+void put_uint(std::string& out, uint64_t v) {
+  if (v < 0x80)
+    out.push_back(static_cast<char>(v));
+  else if (v <= 0xff)
+    put_be(out, 0xcc, v, 1);
+  else if (v <= 0xffff)
+    put_be(out, 0xcd, v, 2);
+  else if (v <= 0xffffffffu)
+    put_be(out, 0xce, v, 4);
+  else
+    put_be(out, 0xcf, v, 8);
+}
+
+void put_int(std::string& out, int64_t v) {
+  if (v >= 0)
+    put_uint(out, static_cast<uint64_t>(v));
+  else if (v >= -32)
+    out.push_back(static_cast<char>(static_cast<uint8_t>(v)));
+  else if (v >= INT8_MIN)
+    put_be(out, 0xd0, static_cast<uint64_t>(v), 1);
+  else if (v >= INT16_MIN)
+    put_be(out, 0xd1, static_cast<uint64_t>(v), 2);
+  else if (v >= INT32_MIN)
+    put_be(out, 0xd2, static_cast<uint64_t>(v), 4);
+  else
+    put_be(out, 0xd3, static_cast<uint64_t>(v), 8);
+}
+
+void put_length(std::string& out, size_t n, uint8_t fix, size_t fix_max, uint8_t tag8,
+                uint8_t tag16, uint8_t tag32) {
+  if (n <= fix_max)
+    out.push_back(static_cast<char>(fix | n));
+  else if (tag8 != 0 && n <= 0xff)
+    put_be(out, tag8, n, 1);
+  else if (n <= 0xffff)
+    put_be(out, tag16, n, 2);
+  else
+    put_be(out, tag32, n, 4);
+}
+
+// False for a string with a byte outside ASCII: the caller writes JSON text instead.
+bool put_str(std::string& out, const std::string& s) {
+  uint64_t high = 0;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    high |= w;
+  }
+  for (; i < s.size(); ++i)
+    high |= static_cast<uint8_t>(s[i]);
+  if (high & 0x8080808080808080ull)
+    return false;
+  put_length(out, s.size(), 0xa0, 31, 0xd9, 0xda, 0xdb);
+  out.append(s);
+  return true;
+}
+
+bool put_msgpack(std::string& out, const json& v) {
+  switch (v.type()) {
+  case json::value_t::object: {
+    auto& o = *v.get_ptr<const json::object_t*>();
+    put_length(out, o.size(), 0x80, 15, 0, 0xde, 0xdf);
+    for (const auto& [key, x] : o)
+      if (!put_str(out, key) || !put_msgpack(out, x))
+        return false;
+    return true;
+  }
+  case json::value_t::array: {
+    auto& a = *v.get_ptr<const json::array_t*>();
+    put_length(out, a.size(), 0x90, 15, 0, 0xdc, 0xdd);
+    for (const auto& x : a)
+      if (!put_msgpack(out, x))
+        return false;
+    return true;
+  }
+  case json::value_t::string:
+    return put_str(out, *v.get_ptr<const std::string*>());
+  case json::value_t::boolean:
+    out.push_back(v.get<bool>() ? '\xc3' : '\xc2');
+    return true;
+  case json::value_t::null:
+    out.push_back('\xc0');
+    return true;
+  case json::value_t::number_integer:
+    put_int(out, v.get<json::number_integer_t>());
+    return true;
+  case json::value_t::number_unsigned:
+    put_uint(out, v.get<json::number_unsigned_t>());
+    return true;
+  case json::value_t::number_float: {
+    uint64_t bits;
+    double d = v.get<double>();
+    std::memcpy(&bits, &d, 8);
+    put_be(out, 0xcb, bits, 8);
+    return true;
+  }
+  default: // binary, discarded
+    return false;
+  }
+}
+
+// For each byte: whether json_text writes it as it is inside a string (as base/json_text.cpp).
+constexpr auto plain_byte = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c)
+    t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
+// Reads MessagePack and appends its JSON text as comb::append_json_text writes the value
+// nlohmann::json::from_msgpack makes of it; every read is checked against the end.
+class msgpack_text {
+public:
+  msgpack_text(std::string_view in, std::string& out) : in_(in), out_(out) {}
+
+  bool whole() { return value(0) && at_ == in_.size(); }
+
+private:
+  bool need(size_t n) const { return in_.size() - at_ >= n; }
+
+  uint64_t be(int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i)
+      v = (v << 8) | static_cast<uint8_t>(in_[at_ + i]);
+    at_ += bytes;
+    return v;
+  }
+
+  bool sized(int bytes, uint64_t& n) {
+    if (!need(bytes))
+      return false;
+    n = be(bytes);
+    return true;
+  }
+
+  template <class Int>
+  void number(Int v) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+    out_.append(buf, end);
+  }
+
+  bool string(uint64_t n) {
+    if (!need(n))
+      return false;
+    auto s = in_.substr(at_, n);
+    at_ += n;
+    bool plain = true;
+    for (unsigned char c : s)
+      plain = plain && plain_byte[c];
+    if (plain) {
+      out_.push_back('"');
+      out_.append(s);
+      out_.push_back('"');
+      return true;
+    }
+    try {
+      out_.append(json(std::string{s}).dump());
+    } catch (const json::exception&) {
+      return false; // not UTF-8
+    }
+    return true;
+  }
+
+  bool string_at(int depth) {
+    (void)depth;
+    if (!need(1))
+      return false;
+    auto b = static_cast<uint8_t>(in_[at_++]);
+    uint64_t n = 0;
+    if ((b & 0xe0) == 0xa0)
+      n = b & 0x1f;
+    else if (b == 0xd9 ? !sized(1, n) : b == 0xda ? !sized(2, n) : b == 0xdb ? !sized(4, n) : true)
+      return false;
+    return string(n);
+  }
+
+  bool floating(double d) {
+    out_.append(json(d).dump());
+    return true;
+  }
+
+  bool items(uint64_t n, int depth, bool map) {
+    out_.push_back(map ? '{' : '[');
+    for (uint64_t i = 0; i < n; ++i) {
+      if (i > 0)
+        out_.push_back(',');
+      if (map) {
+        if (!string_at(depth))
+          return false;
+        out_.push_back(':');
+      }
+      if (!value(depth + 1))
+        return false;
+    }
+    out_.push_back(map ? '}' : ']');
+    return true;
+  }
+
+  bool value(int depth) {
+    if (depth > 256 || !need(1))
+      return false;
+    auto b = static_cast<uint8_t>(in_[at_++]);
+    uint64_t n = 0;
+    if (b < 0x80) {
+      number(static_cast<uint64_t>(b));
+      return true;
+    }
+    if (b >= 0xe0) {
+      number(static_cast<int64_t>(static_cast<int8_t>(b)));
+      return true;
+    }
+    if ((b & 0xf0) == 0x80)
+      return need(2 * (b & 0x0f)) && items(b & 0x0f, depth, true);
+    if ((b & 0xf0) == 0x90)
+      return need(b & 0x0f) && items(b & 0x0f, depth, false);
+    if ((b & 0xe0) == 0xa0)
+      return string(b & 0x1f);
+    switch (b) {
+    case 0xc0:
+      out_.append("null");
+      return true;
+    case 0xc2:
+      out_.append("false");
+      return true;
+    case 0xc3:
+      out_.append("true");
+      return true;
+    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
+      int bytes = 1 << (b - 0xcc);
+      if (!need(bytes))
+        return false;
+      number(be(bytes));
+      return true;
+    }
+    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+      int bytes = 1 << (b - 0xd0);
+      if (!need(bytes))
+        return false;
+      uint64_t v = be(bytes);
+      int shift = 64 - 8 * bytes;
+      number(static_cast<int64_t>(v << shift) >> shift);
+      return true;
+    }
+    case 0xca: {
+      if (!need(4))
+        return false;
+      auto bits = static_cast<uint32_t>(be(4));
+      float f;
+      std::memcpy(&f, &bits, 4);
+      return floating(f);
+    }
+    case 0xcb: {
+      if (!need(8))
+        return false;
+      uint64_t bits = be(8);
+      double d;
+      std::memcpy(&d, &bits, 8);
+      return floating(d);
+    }
+    case 0xd9: case 0xda: case 0xdb:
+      return sized(b == 0xd9 ? 1 : b == 0xda ? 2 : 4, n) && string(n);
+    case 0xdc: case 0xdd:
+      return sized(b == 0xdc ? 2 : 4, n) && need(n) && items(n, depth, false);
+    case 0xde: case 0xdf:
+      return sized(b == 0xde ? 2 : 4, n) && need(2 * n) && items(n, depth, true);
+    default: // bin, ext, 0xc1
+      return false;
+    }
+  }
+
+  std::string_view in_;
+  std::string& out_;
+  size_t at_ = 0;
+};
+
+bool msgpack_to_text(std::string_view msgpack, std::string& out) {
+  out.clear();
+  return msgpack_text{msgpack, out}.whole();
+}
+
+} // namespace
+
+void append_record_value(std::string& out, const nlohmann::json& value) {
+  size_t start = out.size();
+  out.push_back(record_msgpack_marker);
+  if (put_msgpack(out, value))
+    return;
+  out.resize(start);
+  comb::append_json_text(out, value);
+}
+
+std::optional<std::string> record_value_text(std::string_view field) {
+  if (!is_msgpack_value(field))
+    return std::string{field};
+  std::string out;
+  if (!msgpack_to_text(field.substr(1), out))
+    return std::nullopt;
+  return out;
+}
+
+namespace {
+
+// A record value's JSON text (for the record types that hold text, and format 1).
+std::string value_text(std::string_view field) {
+  auto t = record_value_text(field);
+  return t ? std::move(*t) : std::string{field};
 }
 
 } // namespace
@@ -43,8 +369,8 @@ log_record to_log_record(const invocation_record& rec) {
   r.procedure = rec.procedure;
   r.role = rec.role;
   r.status = rec.status;
-  r.payload = rec.args;
-  r.result = rec.result;
+  r.payload = value_text(rec.args);
+  r.result = value_text(rec.result);
   r.read_only = rec.read_only;
   r.start_ns = rec.start_ns;
   r.end_ns = rec.end_ns;
@@ -91,7 +417,25 @@ struct record_view {
   const std::vector<row_read>* reads = nullptr;
   /// Format 1 only: the flags of a head's changes (log_record::row_flags).
   std::string_view row_flags;
+  /// The payload / result is MessagePack (storage/record_value.hpp; its marker taken off).
+  bool payload_msgpack = false;
+  bool result_msgpack = false;
 };
+
+// An invocation's arguments and result that hold MessagePack are written as they are, their
+// marker byte replaced by a flag bit.
+void take_values(record_view& v) {
+  if (!v.invocation)
+    return;
+  if (is_msgpack_value(v.payload)) {
+    v.payload.remove_prefix(1);
+    v.payload_msgpack = true;
+  }
+  if (is_msgpack_value(v.result)) {
+    v.result.remove_prefix(1);
+    v.result_msgpack = true;
+  }
+}
 
 // -- format 2 -------------------------------------------------------------------------------
 
@@ -104,6 +448,12 @@ constexpr uint8_t flag_invocation = 1;
 constexpr uint8_t flag_read_only = 2;
 // The timestamp is end_ns (as for every invocation): it is not written again.
 constexpr uint8_t flag_timestamp_is_end = 4;
+// The payload (an invocation's arguments) / result field holds MessagePack: decode gives its
+// JSON text. Records without these bits hold JSON text there, as all did before them.
+constexpr uint8_t flag_payload_msgpack = 8;
+constexpr uint8_t flag_result_msgpack = 16;
+constexpr uint8_t known_flags = flag_invocation | flag_read_only | flag_timestamp_is_end
+                                | flag_payload_msgpack | flag_result_msgpack;
 
 // end_ns is written as its distance from start_ns, zigzagged (a few bytes, not nine).
 uint64_t zigzag(uint64_t delta) {
@@ -148,7 +498,8 @@ size_t payload_size(const record_view& r) {
 }
 
 // Writes the record in format 2 into `out` (replacing what it held; its capacity is kept):
-//   [u64 lsn][ff ff ff 02][u8 flags: 1 invocation, 2 read-only, 4 timestamp is end_ns]
+//   [u64 lsn][ff ff ff 02][u8 flags: 1 invocation, 2 read-only, 4 timestamp is end_ns,
+//                                   8 payload is MessagePack, 16 result is MessagePack]
 //   varints: timestamp_ns (unless flag 4), execution_id, parent_id, start_ns,
 //            end_ns - start_ns (zigzag), partition
 //   fields ([varint size][bytes]): sender, receiver, procedure, role, status, payload, result
@@ -188,7 +539,9 @@ void encode_compact(const record_view& r, std::string& out, std::string* head = 
   p += 4;
   *p++ = static_cast<char>((r.invocation ? flag_invocation : 0)
                            | (r.read_only ? flag_read_only : 0)
-                           | (ts_is_end ? flag_timestamp_is_end : 0));
+                           | (ts_is_end ? flag_timestamp_is_end : 0)
+                           | (r.payload_msgpack ? flag_payload_msgpack : 0)
+                           | (r.result_msgpack ? flag_result_msgpack : 0));
   if (!ts_is_end)
     p = put_varint(p, static_cast<uint64_t>(r.timestamp_ns));
   p = put_varint(p, r.execution_id);
@@ -305,7 +658,7 @@ caf::expected<log_record> decode_compact(std::string_view bytes, bool head_only)
   log_record r;
   r.lsn = lsn_of(bytes);
   auto flags = in.byte("flags");
-  if (!in.failed() && (flags & ~(flag_invocation | flag_read_only | flag_timestamp_is_end)) != 0)
+  if (!in.failed() && (flags & ~known_flags) != 0)
     return make_error(errc::corrupt_data,
                       "record has unknown flags " + std::to_string(static_cast<int>(flags)));
   r.kind = (flags & flag_invocation) ? log_record::kind_t::invocation
@@ -335,6 +688,17 @@ caf::expected<log_record> decode_compact(std::string_view bytes, bool head_only)
   auto reads = in.varint("read count");
   if (in.failed())
     return make_error(errc::corrupt_data, in.what());
+  std::string text;
+  if (flags & flag_payload_msgpack) {
+    if (!msgpack_to_text(r.payload, text))
+      return make_error(errc::corrupt_data, "record's payload is not valid MessagePack");
+    r.payload.swap(text);
+  }
+  if (flags & flag_result_msgpack) {
+    if (!msgpack_to_text(r.result, text))
+      return make_error(errc::corrupt_data, "record's result is not valid MessagePack");
+    r.result.swap(text);
+  }
   if (reads > in.left() / 2)
     return make_error(errc::corrupt_data, "record claims " + std::to_string(reads)
                                             + " row reads in " + std::to_string(in.left())
@@ -422,10 +786,15 @@ std::string encode_capnp(const record_view& r) {
   b.setRole(as_text(r.role));
   b.setStatus(as_text(r.status));
   std::string payload{r.payload};
+  if (r.payload_msgpack)
+    msgpack_to_text(r.payload, payload);
   if (!r.payload_tail.empty())
     payload.append(" ").append(r.payload_tail);
   b.setPayload(bytes_of(payload));
-  b.setResult(bytes_of(r.result));
+  std::string result{r.result};
+  if (r.result_msgpack)
+    msgpack_to_text(r.result, result);
+  b.setResult(bytes_of(result));
   b.setReadOnly(r.read_only);
   b.setStartNs(r.start_ns);
   b.setEndNs(r.end_ns);
@@ -481,6 +850,7 @@ record_view view_of(const invocation_record& rec) {
   v.partition = rec.partition;
   v.changes = &rec.changes;
   v.reads = &rec.reads;
+  take_values(v);
   return v;
 }
 
@@ -504,6 +874,7 @@ record_view view_of(const log_record& r) {
   v.partition = r.partition;
   v.changes = &r.changes;
   v.reads = &r.reads;
+  take_values(v);
   return v;
 }
 

@@ -8,6 +8,7 @@
 #include "storage/database.hpp"
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
+#include "storage/record_value.hpp"
 #include "storage/transaction.hpp"
 
 #include <nlohmann/json.hpp>
@@ -393,6 +394,12 @@ uint64_t provenance_recorder::take_lsn() {
 void provenance_recorder::before_commit(storage::transaction& txn, invocation_record& rec) {
   // Large arguments this transaction stores in a blobs table (model chunks) are logged as
   // digests: replay finds the bytes in the source database.
+  // Elision reads JSON text: MessagePack arguments that may hold a string it would elide
+  // are turned into their text first (the same text the log's reader would get).
+  if (opts_.elide_above > 0 && storage::is_msgpack_value(rec.args)
+      && rec.args.size() > elide_min_string)
+    if (auto text = storage::record_value_text(rec.args))
+      rec.args = std::move(*text);
   if (opts_.elide_above > 0 && rec.args.size() > opts_.elide_above) {
     auto stored = [&](std::string_view bytes) {
       return std::any_of(rec.changes.begin(), rec.changes.end(), [&](const row_change& c) {
@@ -450,8 +457,9 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
 void provenance_recorder::on_failed(const invocation_record& rec) {
   // A failed call's large arguments are in no table: only their digest is kept.
   std::optional<std::string> small;
-  if (opts_.elide_above > 0)
-    small = elide_large_values(rec.args, opts_.elide_above);
+  if (opts_.elide_above > 0 && rec.args.size() > elide_min_string)
+    if (auto text = storage::record_value_text(rec.args))
+      small = elide_large_values(*text, opts_.elide_above);
   std::string bytes;
   if (small) {
     auto copy = rec;

@@ -12,7 +12,10 @@
 #include "runtime/provenance/provenance_recorder.hpp"
 #include "runtime/provenance/replay.hpp"
 #include "runtime/system_config.hpp"
+#include "base/json_text.hpp"
+#include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
+#include "storage/record_value.hpp"
 #include "storage/sql_store.hpp"
 #include "storage/transaction.hpp"
 #include "tests/client_util.hpp"
@@ -675,4 +678,105 @@ TEST_SUITE("runtime.provenance.recorder") {
     CHECK(describe(refused.error()).find("wal_checkpoint") != std::string::npos);
   }
 
+
+  TEST_CASE("arguments and results kept as MessagePack read back as the JSON text of before") {
+    std::vector<json> values = {
+      json::object(),
+      json::array(),
+      nullptr,
+      true,
+      false,
+      json{{"id", "t-1"}, {"from", "acct-3"}, {"to", "acct-4"}, {"amount", 17}},
+      json{{"n", json::array({0, 127, 128, 255, 256, 65535, 65536, 4294967295u, 4294967296u,
+                              UINT64_MAX})}},
+      json{{"neg", json::array({-1, -32, -33, -128, -129, -32768, -32769, INT32_MIN,
+                                int64_t{INT32_MIN} - 1, INT64_MIN})}},
+      json{{"f", json::array({0.1, -0.0, 1e300, 3.0, -2.5e-308, 123456.789})}},
+      json{{"s", std::string(31, 'a')}, {"t", std::string(32, 'b')}, {"u", std::string(300, 'c')},
+           {"v", std::string(70000, 'd')}},
+      json{{"quote\"d", "back\\slash"}, {"ctl", std::string{"a\x01\n\tb"}}, {"", ""}},
+      json{{"deep", json{{"a", json::array({json::object(), json{{"b", json::array({1, "x"})}}})}}}},
+      json::array({json::array({json::array({json::array({1})})})}),
+    };
+    json many = json::object();
+    for (int i = 0; i < 40; ++i)
+      many["k" + std::to_string(i)] = i;
+    values.push_back(many);
+    values.push_back(json(std::vector<int>(40, 7)));
+    for (const auto& v : values) {
+      CAPTURE(v.dump());
+      auto text = comb::json_text(v);
+      storage::invocation_record rec;
+      rec.procedure = "bank.transfer";
+      rec.status = "ok";
+      storage::append_record_value(rec.args, v);
+      storage::append_record_value(rec.result, v);
+      REQUIRE(storage::is_msgpack_value(rec.args));
+      CHECK(storage::record_value_text(rec.args) == text);
+      rec.changes.push_back({"t", "k", storage::row_change::op::update, true, "v"});
+      auto whole = storage::encode(rec);
+      CHECK((static_cast<uint8_t>(whole[12]) & 24) == 24); // both fields flagged MessagePack
+      auto d = storage::decode(whole);
+      REQUIRE(d);
+      CHECK(d->payload == text);
+      CHECK(d->result == text);
+      std::string w2, head;
+      storage::encode_committed(w2, head, rec);
+      CHECK(w2 == whole);
+      auto h = storage::decode_head(head);
+      REQUIRE(h);
+      CHECK(h->payload == text);
+      CHECK(h->result == text);
+      CHECK(storage::to_log_record(rec).payload == text);
+      auto v1 = storage::decode(storage::encode_v1(storage::to_log_record(rec)));
+      REQUIRE(v1);
+      CHECK(v1->payload == text);
+    }
+    // A string with bytes outside ASCII is kept as JSON text (json_text validates UTF-8).
+    json utf8 = json{{"name", "caf\xc3\xa9"}};
+    std::string field;
+    storage::append_record_value(field, utf8);
+    CHECK(field == comb::json_text(utf8));
+    json bad = json{{"name", std::string{"\xff\xfe"}}};
+    std::string bad_field;
+    CHECK_THROWS(storage::append_record_value(bad_field, bad));
+  }
+
+  TEST_CASE("records whose arguments are JSON text (older logs) read as before; bad MessagePack "
+            "is corrupt data") {
+    storage::invocation_record rec;
+    rec.procedure = "bank.transfer";
+    rec.status = "ok";
+    rec.args = R"({"amount":5,"from":"a","to":"b"})";
+    rec.result = "bank.transfer: insufficient funds in a";
+    auto bytes = storage::encode(rec);
+    CHECK((static_cast<uint8_t>(bytes[12]) & 24) == 0);
+    auto d = storage::decode(bytes);
+    REQUIRE(d);
+    CHECK(d->payload == rec.args);
+    CHECK(d->result == rec.result);
+    auto v1 = storage::decode(storage::encode_v1(*d));
+    REQUIRE(v1);
+    CHECK(v1->payload == rec.args);
+    CHECK(v1->result == rec.result);
+
+    auto refused = [&](std::string args) {
+      storage::invocation_record r = rec;
+      r.args = std::move(args);
+      CHECK(!storage::record_value_text(r.args));
+      auto e = storage::decode(storage::encode(r));
+      REQUIRE(!e);
+      CHECK(is(e.error(), errc::corrupt_data));
+    };
+    refused(std::string{"\xc1\x92\x01", 3});           // an array of 2 holding 1
+    refused(std::string{"\xc1\x01\x02", 3});           // bytes after the value
+    refused(std::string{"\xc1\xdb\xff\xff\xff\xff", 6}); // a string longer than the field
+    refused(std::string{"\xc1\x81\x01\x02", 4});       // a map key that is no string
+    refused(std::string{"\xc1\xc4\x01\x00", 4});       // bin
+    refused(std::string{"\xc1\xa2\xff\xfe", 4});       // a string that is not UTF-8
+    refused("\xc1" + std::string(300, '\x91') + "\x01"); // nested too deep
+    auto nested = "\xc1" + std::string(200, '\x91') + "\x01";
+    CHECK(storage::record_value_text(nested)
+          == std::string(200, '[') + "1" + std::string(200, ']'));
+  }
 } // TEST_SUITE
