@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -143,42 +143,104 @@ struct segment_scan {
   uint64_t file_size = 0;
   uint64_t records = 0;
   uint64_t last_lsn = 0;
+  /// The file read (st_dev, st_ino).
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  /// A scan that started past the header found another file (st_dev, st_ino) than the one
+  /// it was told, or one shorter than its start; it read no frame.
+  bool shrunk = false;
 };
 
-caf::expected<std::string> slurp(const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  if (!in)
+// Reads bytes [start, end of file) of a segment with one sized pread (and its 40-byte header
+// apart when start is past it); the file's identity goes into `s`.
+caf::error read_segment(const std::string& path, uint64_t start, std::string& header,
+                        std::string& body, segment_scan& s) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
     return make_error(errc::storage_error, path + ": cannot read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  struct stat sb {};
+  if (::fstat(fd, &sb) != 0) {
+    ::close(fd);
+    return make_error(errc::storage_error, path + ": cannot read");
+  }
+  s.dev = static_cast<uint64_t>(sb.st_dev);
+  s.ino = static_cast<uint64_t>(sb.st_ino);
+  auto pread_all = [&](std::string& out, uint64_t from, uint64_t n) {
+    out.resize(n);
+    uint64_t got = 0;
+    while (got < n) {
+      auto k = ::pread(fd, out.data() + got, n - got, static_cast<off_t>(from + got));
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k < 0)
+        return false;
+      if (k == 0)
+        break; // cut short since the fstat
+      got += static_cast<uint64_t>(k);
+    }
+    out.resize(got);
+    return true;
+  };
+  auto size = static_cast<uint64_t>(sb.st_size);
+  bool ok = true;
+  if (start > segment_header_bytes) {
+    ok = pread_all(header, 0, segment_header_bytes)
+         && pread_all(body, start, size > start ? size - start : 0);
+  } else {
+    ok = pread_all(body, 0, size);
+    header.clear();
+  }
+  ::close(fd);
+  if (!ok)
+    return make_error(errc::storage_error, path + ": cannot read: " + std::strerror(errno));
+  return {};
 }
 
 // True when `b` ends in at least 64 zero bytes that start at a 512-byte boundary at or after
 // `from`: the shape of file blocks that a write cut by a power loss never filled. (A record's
 // own padding is at most 7 zero bytes.)
-bool zero_from_sector(const std::string& b, uint64_t from) {
+bool zero_from_sector(const char* data, uint64_t base, uint64_t size, uint64_t from) {
   constexpr uint64_t sector = 512;
-  uint64_t z = b.size(); // start of the trailing run of zeros
-  while (z > from && b[z - 1] == 0)
+  uint64_t z = size; // start of the trailing run of zeros
+  while (z > from && data[z - 1 - base] == 0)
     --z;
   uint64_t boundary = (z + sector - 1) / sector * sector;
-  return boundary >= from && boundary + 64 <= b.size();
+  return boundary >= from && boundary + 64 <= size;
 }
 
 // Reads a segment; calls fn(offset, body) for every good frame until fn returns false.
+// `start` (0, or the end of a frame read before) is where the frames to read begin: the
+// header is checked either way, and only the frames from `start` on are read and checked.
 segment_scan scan_segment(const std::string& path, const std::string& name, uint64_t cluster,
-                          const std::function<bool(uint64_t, std::string_view)>& fn) {
+                          const std::function<bool(uint64_t, std::string_view)>& fn,
+                          uint64_t start = 0, uint64_t dev = 0, uint64_t ino = 0) {
   segment_scan s;
-  auto bytes = slurp(path);
-  if (!bytes) {
+  std::string header, bytes;
+  if (start <= segment_header_bytes)
+    start = 0;
+  if (auto err = read_segment(path, start, header, bytes, s)) {
     s.problem = segment_scan::bad_header;
-    s.what = describe(bytes.error());
+    s.what = describe(err);
     return s;
   }
-  const std::string& b = *bytes;
-  s.file_size = b.size();
-  if (b.size() < segment_header_bytes) {
+  if (start > 0 && (s.dev != dev || s.ino != ino)) {
+    s.shrunk = true; // another file under the name: a resumed scan reads nothing of it
+    return s;
+  }
+  if (start > 0 && (header.size() < segment_header_bytes || bytes.empty())) {
+    // Nothing past `start`: the file ends there (nothing new), or it is shorter now.
+    struct stat sb {};
+    if (header.size() < segment_header_bytes || ::stat(path.c_str(), &sb) != 0
+        || static_cast<uint64_t>(sb.st_size) < start) {
+      s.shrunk = true;
+      return s;
+    }
+  }
+  // Bytes of the file from `base` on (`bytes`); `b` holds the header either way.
+  const uint64_t base = start;
+  const std::string& b = start > 0 ? header : bytes;
+  s.file_size = base + bytes.size();
+  if (s.file_size < segment_header_bytes) {
     // A header cut short by a crash while the segment was being started (its bytes so far the
     // magic number's, or zeros never written) holds no record: torn, like an empty file, which
     // the writer drops when it is the last segment. Other short bytes are a bad header.
@@ -219,20 +281,21 @@ segment_scan scan_segment(const std::string& path, const std::string& name, uint
              + std::to_string(s.first_lsn) + ", its name says " + std::to_string(segment_lsn(name));
     return s;
   }
-  uint64_t off = segment_header_bytes;
+  uint64_t off = start > 0 ? start : segment_header_bytes;
   s.good_end = off;
-  while (off < b.size()) {
-    auto rest = b.size() - off;
+  const char* d = bytes.data(); // byte `o` of the file is d[o - base]
+  const uint64_t size = s.file_size;
+  while (off < size) {
+    auto rest = size - off;
     auto where = name + " offset " + std::to_string(off);
     if (rest < 8) {
       s.problem = segment_scan::torn_tail;
       s.what = where + ": incomplete frame header (" + std::to_string(rest) + " bytes)";
       return s;
     }
-    uint32_t len = get32(b.data() + off), crc = get32(b.data() + off + 4);
+    uint32_t len = get32(d + (off - base)), crc = get32(d + (off - base) + 4);
     if (len == 0 && crc == 0
-        && std::all_of(b.begin() + static_cast<long>(off), b.end(),
-                       [](char c) { return c == 0; })) {
+        && std::all_of(d + (off - base), d + (size - base), [](char c) { return c == 0; })) {
       s.problem = segment_scan::torn_tail;
       s.what = where + ": zero-filled tail";
       return s;
@@ -248,19 +311,19 @@ segment_scan scan_segment(const std::string& path, const std::string& name, uint
                + std::to_string(rest - 8);
       return s;
     }
-    std::string_view body{b.data() + off + 8, len};
+    std::string_view body{d + (off - base) + 8, len};
     if (crc32c(body.data(), body.size()) != crc) {
       // A whole frame that fails its checksum is corruption (a flipped bit), not a torn
       // write, unless it is the last frame and ends in blocks that were never written: a
       // write cut by a power loss leaves the file's tail as zeros from a sector boundary on.
-      bool last = off + 8 + len == b.size();
-      bool unwritten = last && zero_from_sector(b, off + 8);
+      bool last = off + 8 + len == size;
+      bool unwritten = last && zero_from_sector(d, base, size, off + 8);
       s.problem = unwritten ? segment_scan::torn_tail : segment_scan::corrupt;
       s.what = where + ": record fails its checksum"
                + (unwritten ? std::string{" (last frame, its tail never written)"}
                   : last
                     ? std::string{"; the frame is whole, so this is corruption, not a torn tail"}
-                    : "; " + std::to_string(b.size() - off - 8 - len)
+                    : "; " + std::to_string(size - off - 8 - len)
                         + " bytes follow, so this is not a torn tail");
       return s;
     }
@@ -528,20 +591,48 @@ caf::error log_reader::for_each(uint64_t from_lsn, const std::function<bool(log_
   log_stats local;
   auto& st = stats ? *stats : local;
   auto segs = list_segments(dir_);
-  // The log starts at lsn 1, and each segment where the one before it ended.
-  uint64_t expect = 1;
-  bool stop = false;
-  for (size_t i = 0; i < segs.size() && !stop; ++i) {
-    if (auto err = check_start(dir_, segs, i, expect))
+  auto& c = cursor_;
+  if (!stats && !c.segs.empty() && from_lsn >= c.next_lsn && segs.size() >= c.segs.size()
+      && std::equal(c.segs.begin(), c.segs.end(), segs.begin())) {
+    // The same segment names up to the cursor's: resume there when its file is the one read.
+    bool resumed = false;
+    auto err = scan(segs, c.segs.size() - 1, c.offset, c.next_lsn, from_lsn, fn, st, resumed);
+    if (resumed)
       return err;
-    // Skip whole segments before from_lsn (the next segment starts at or below it).
-    if (i + 1 < segs.size() && segment_lsn(segs[i + 1]) <= from_lsn && from_lsn > 0) {
-      expect = segment_lsn(segs[i + 1]);
-      continue;
+    st = log_stats{};
+  }
+  bool resumed = false;
+  return scan(segs, 0, 0, 1, from_lsn, fn, st, resumed);
+}
+
+// Reads segs[first..] from offset `start` of segs[first] (0: its start), where lsn `expect`
+// is due. A resumed read (start > 0) that finds segs[first] another file than the cursor's, or
+// shorter than `start`, reads nothing and leaves `resumed` false.
+caf::error log_reader::scan(const std::vector<std::string>& segs, size_t first, uint64_t start,
+                            uint64_t expect, uint64_t from_lsn,
+                            const std::function<bool(log_record&&)>& fn, log_stats& st,
+                            bool& resumed) const {
+  auto& c = cursor_;
+  bool stop = false;
+  resumed = start == 0;
+  for (size_t i = first; i < segs.size() && !stop; ++i) {
+    uint64_t from_off = i == first ? start : 0;
+    if (from_off == 0) {
+      if (auto err = check_start(dir_, segs, i, expect))
+        return err;
+      // Skip whole segments before from_lsn (the next segment starts at or below it).
+      if (i + 1 < segs.size() && segment_lsn(segs[i + 1]) <= from_lsn && from_lsn > 0) {
+        expect = segment_lsn(segs[i + 1]);
+        continue;
+      }
     }
     caf::error problem;
+    uint64_t seen = 0;
+    uint64_t next_off = from_off;
     auto s = scan_segment(
-      dir_ + "/" + segs[i], segs[i], cluster_id_, [&](uint64_t off, std::string_view body) {
+      dir_ + "/" + segs[i], segs[i], cluster_id_,
+      [&](uint64_t off, std::string_view body) {
+        ++seen;
         auto r = decode(body);
         if (!r) {
           problem = make_error(errc::corrupt_data, segs[i] + " offset " + std::to_string(off) + ": "
@@ -554,16 +645,35 @@ caf::error log_reader::for_each(uint64_t from_lsn, const std::function<bool(log_
                                                      + std::to_string(expect) + " was expected");
           return false;
         }
-        expect = r->lsn + 1;
         st.bytes += body.size() + 8;
         if (st.records++ == 0)
           st.first_lsn = r->lsn;
         st.last_lsn = r->lsn;
-        if (r->lsn >= from_lsn && !fn(std::move(*r)))
+        if (r->lsn >= from_lsn && !fn(std::move(*r))) {
+          // The next call from this lsn starts with this frame again.
           stop = true;
-        return !stop;
-      });
+          next_off = off;
+          return false;
+        }
+        expect = expect + 1;
+        next_off = off + 8 + body.size();
+        return true;
+      },
+      from_off, c.dev, c.ino);
+    if (from_off > 0 && s.shrunk)
+      return {}; // not the file the cursor is in: the caller reads the log afresh
+    resumed = true;
+    c.frames_read += seen;
     ++st.segments;
+    // Where the next call goes on (after the last good frame, or at the one fn stopped at).
+    if (s.file_size >= segment_header_bytes && s.problem != segment_scan::bad_header
+        && s.problem != segment_scan::foreign) {
+      c.segs.assign(segs.begin(), segs.begin() + static_cast<long>(i) + 1);
+      c.offset = std::max<uint64_t>(next_off, segment_header_bytes);
+      c.next_lsn = expect;
+      c.dev = s.dev;
+      c.ino = s.ino;
+    }
     if (problem)
       return problem;
     if (s.problem == segment_scan::torn_tail && i + 1 == segs.size()) {

@@ -104,6 +104,11 @@ public:
   /// Returns the first problem (corrupt frame, foreign or bad segment, lsn gap) naming the
   /// segment and offset; an incomplete frame at the end of the last segment is not an error
   /// (it is counted in stats.tail_bytes).
+  /// The reader remembers where the last call stopped (segment, offset and lsn of the next
+  /// frame): a later call without stats whose from_lsn is at or past that lsn reads and checks
+  /// only the frames from there on, when the segments up to there are the same files as then;
+  /// otherwise (a segment gone, replaced or cut short, or an earlier from_lsn) it reads the
+  /// log as a first call does. Not for two threads at once.
   caf::error for_each(uint64_t from_lsn, const std::function<bool(log_record&&)>& fn,
                       log_stats* stats = nullptr) const;
 
@@ -113,9 +118,27 @@ public:
   /// Segment file names in order.
   std::vector<std::string> segments() const;
 
+  /// Frames read by the calls so far (those that a resumed call did not read again).
+  uint64_t frames_read() const { return cursor_.frames_read; }
+
 private:
+  // Where the last call stopped: the next frame is at `offset` of segs.back() and holds
+  // `next_lsn`; segs are the segment names up to it, as they were listed then.
+  struct cursor {
+    std::vector<std::string> segs;
+    uint64_t offset = 0;
+    uint64_t next_lsn = 0;
+    uint64_t dev = 0;
+    uint64_t ino = 0;
+    uint64_t frames_read = 0;
+  };
+  caf::error scan(const std::vector<std::string>& segs, size_t first, uint64_t start,
+                  uint64_t expect, uint64_t from_lsn, const std::function<bool(log_record&&)>& fn,
+                  log_stats& st, bool& resumed) const;
+
   std::string dir_;
   uint64_t cluster_id_ = 0;
+  mutable cursor cursor_;
 };
 
 /// Checks every segment and frame of the log: headers, cluster ids, checksums, decoding and

@@ -707,9 +707,14 @@ std::string sql_store::shown_key(const std::string& table, const std::string& ke
 
 caf::expected<uint64_t> sql_store::spool(const std::string& log_dir, uint64_t max_records,
                                          const std::string& node) {
-  auto reader = log_reader::open(log_dir);
-  if (!reader)
-    return std::move(reader.error());
+  // The log is opened every pass (its CLUSTER file read again: a log made anew under the same
+  // folder is read from its start), and the last pass's reader kept while it is the same log.
+  auto opened = log_reader::open(log_dir);
+  if (!opened)
+    return std::move(opened.error());
+  if (!reader_ || reader_->dir() != log_dir || reader_->cluster_id() != opened->cluster_id())
+    reader_ = std::make_shared<log_reader>(std::move(*opened));
+  auto* reader = reader_.get();
   if (auto err = begin())
     return err;
   // A failed pass leaves nothing behind: the transaction rolls back, and what this object

@@ -31,6 +31,7 @@
 namespace comb::storage {
 
 struct log_record;
+class log_reader;
 struct row_change;
 
 /// What of the log the store must not show: credentials (password hashes, session keys) in
@@ -183,6 +184,8 @@ private:
 
   bool loaded_ = false;
   std::string node_;                                        // the node this pass spools
+  // The log spool() read last: kept, so that the next pass reads only what is new.
+  std::shared_ptr<log_reader> reader_;
   std::map<std::string, std::string> events_of_, state_of_; // Comb table -> SQL table
   std::map<std::string, table> tables_;                     // SQL table -> what is known of it
   std::set<std::string> names_;                             // SQL table names in use or reserved

@@ -62,6 +62,22 @@ void flip_byte(const std::string& path, uint64_t offset) {
   f.write(&c, 1);
 }
 
+// The records with lsn >= from (up to `limit` of them) that `reader` visits, encoded; the
+// error text, if any, last.
+std::vector<std::string> read_from(const storage::log_reader& reader, uint64_t from,
+                                   size_t limit = SIZE_MAX) {
+  std::vector<std::string> out;
+  auto err = reader.for_each(from, [&](storage::log_record&& r) {
+    if (out.size() >= limit)
+      return false;
+    out.push_back(storage::encode(r));
+    return true;
+  });
+  if (err)
+    out.push_back("error: " + describe(err));
+  return out;
+}
+
 } // namespace
 
 TEST_SUITE("storage.provenance_log") {
@@ -579,6 +595,123 @@ TEST_SUITE("storage.provenance_log") {
     CHECK(describe(m.error()).find("wrong magic") != std::string::npos);
     // Not a log at all.
     CHECK(is(storage::log_reader::open(a.path() + "/nope").error(), errc::not_found));
+  }
+
+  TEST_CASE("a resumed read returns what a fresh read returns from its lsn, across rotations") {
+    test::temp_dir dir;
+    auto w = test::must(storage::log_writer::open(dir.path(), {4096}));
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    uint64_t from = 1;
+    size_t rounds = 0;
+    for (uint64_t batch : {0, 1, 7, 13, 30, 2, 45, 0, 9, 60, 1, 25}) {
+      for (uint64_t i = 0; i < batch; ++i) {
+        auto lsn = w->next_lsn();
+        REQUIRE(!w->append(lsn, storage::encode(sample(lsn))));
+      }
+      REQUIRE(!w->flush());
+      auto before = reader.frames_read();
+      // Stop after a few records every other round: the next read starts at the first record
+      // this one did not take.
+      size_t limit = rounds++ % 2 == 0 ? SIZE_MAX : 5;
+      auto resumed = read_from(reader, from, limit);
+      auto fresh = read_from(test::must(storage::log_reader::open(dir.path())), from, limit);
+      CHECK(resumed == fresh);
+      REQUIRE(resumed.size() == std::min<size_t>(limit, w->next_lsn() - from));
+      for (size_t k = 0; k < resumed.size(); ++k)
+        CHECK(test::must(storage::decode(resumed[k])).lsn == from + k);
+      // Only the frames not read before are read: those it returned, and the one it stopped at.
+      if (rounds > 1)
+        CHECK(reader.frames_read() - before
+              <= resumed.size() + (limit == SIZE_MAX ? 0 : 1));
+      from += resumed.size();
+    }
+    from += read_from(reader, from).size();
+    CHECK(segments(dir.path()).size() > 5);
+    CHECK(from == w->next_lsn());
+    // A call from an lsn before the cursor reads the log again, as a fresh reader does.
+    CHECK(read_from(reader, 3) == read_from(test::must(storage::log_reader::open(dir.path())), 3));
+    CHECK(read_from(reader, 3).size() == w->next_lsn() - 3);
+  }
+
+  TEST_CASE("a resumed read names the problems a fresh read names") {
+    test::temp_dir dir;
+    {
+      auto w = test::must(storage::log_writer::open(dir.path(), {1 << 20}));
+      for (uint64_t lsn = 1; lsn <= 40; ++lsn)
+        REQUIRE(!w->append(lsn, storage::encode(sample(lsn))));
+      REQUIRE(!w->sync());
+    }
+    auto fresh = [&](uint64_t from) {
+      return read_from(test::must(storage::log_reader::open(dir.path())), from);
+    };
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    CHECK(read_from(reader, 1).size() == 40);
+    auto seg = dir.path() + "/" + segments(dir.path()).back();
+    auto size = fs::file_size(seg);
+    // A torn tail past the cursor: nothing new, no error; then the rest of the frame comes.
+    {
+      auto w = test::must(storage::log_writer::open(dir.path(), {1 << 20}));
+      REQUIRE(!w->append(41, storage::encode(sample(41))));
+      REQUIRE(!w->sync());
+    }
+    auto whole = fs::file_size(seg);
+    std::string tail;
+    {
+      std::ifstream in{seg, std::ios::binary};
+      in.seekg(static_cast<std::streamoff>(size));
+      tail.resize(whole - size);
+      in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+    }
+    fs::resize_file(seg, size + 10);
+    CHECK(read_from(reader, 41).empty());
+    CHECK(fresh(41).empty());
+    {
+      std::fstream f{seg, std::ios::in | std::ios::out | std::ios::binary};
+      f.seekp(static_cast<std::streamoff>(size));
+      f.write(tail.data(), static_cast<std::streamsize>(tail.size()));
+    }
+    CHECK(read_from(reader, 41) == fresh(41));
+    CHECK(read_from(reader, 41).size() == 1);
+    // A flipped bit in a new frame: the same error, naming the segment and offset.
+    {
+      auto w = test::must(storage::log_writer::open(dir.path(), {1 << 20}));
+      for (uint64_t lsn = 42; lsn <= 44; ++lsn)
+        REQUIRE(!w->append(lsn, storage::encode(sample(lsn))));
+      REQUIRE(!w->sync());
+    }
+    flip_byte(seg, whole + 20);
+    auto bad = read_from(reader, 42);
+    REQUIRE(bad.size() == 1);
+    CHECK(bad.back().find(segments(dir.path()).back() + " offset " + std::to_string(whole)
+                          + ": record fails its checksum")
+          != std::string::npos);
+    CHECK(bad == fresh(42));
+    flip_byte(seg, whole + 20);
+    CHECK(read_from(reader, 42).size() == 3);
+    // The segment replaced under the cursor by another file (a bit flipped in a frame the
+    // cursor has passed): read afresh, so the corruption is named as a fresh read names it.
+    auto copy = dir.path() + "/copy";
+    fs::copy_file(seg, copy);
+    flip_byte(copy, storage::segment_header_bytes + 20);
+    fs::rename(copy, seg);
+    auto replaced = read_from(reader, 45);
+    REQUIRE(replaced.size() == 1);
+    CHECK(replaced.back().find("checksum") != std::string::npos);
+    CHECK(replaced == fresh(45));
+  }
+
+  TEST_CASE("a resumed read names the log's first segments deleted, as a fresh read does") {
+    test::temp_dir dir;
+    write_log(dir.path(), 200, 4096);
+    auto reader = test::must(storage::log_reader::open(dir.path()));
+    CHECK(read_from(reader, 1).size() == 200);
+    auto segs = segments(dir.path());
+    REQUIRE(segs.size() > 3);
+    fs::remove(dir.path() + "/" + segs[0]);
+    auto gap = read_from(reader, 201);
+    REQUIRE(gap.size() == 1);
+    CHECK(gap.back().find("the log starts with segment " + segs[1]) != std::string::npos);
+    CHECK(gap == read_from(test::must(storage::log_reader::open(dir.path())), 201));
   }
 
 } // TEST_SUITE
