@@ -7,6 +7,7 @@
 // slower here than it ran in the recorder): bytes and records/s, three rounds each in turns.
 //   perf_log [--records=N] [--quick]
 #include "perf/bench_env.hpp"
+#include "perf/provenance/transfer_record.hpp"
 #include "storage/crc32c.hpp"
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
@@ -27,38 +28,6 @@
 using namespace comb;
 
 namespace {
-
-// A record shaped like a bank.transfer invocation with its three row changes.
-storage::log_record transfer_record(uint64_t i) {
-  storage::log_record r;
-  r.kind = storage::log_record::kind_t::invocation;
-  r.timestamp_ns = static_cast<int64_t>(1'700'000'000'000'000'000ull + i);
-  r.sender = "gateway";
-  r.receiver = "n1/p2";
-  r.execution_id = 1'700'000'000'000'000'000ull + i;
-  r.procedure = "bank.transfer";
-  r.role = "teller";
-  r.status = "ok";
-  r.payload = R"({"amount":17,"from":"acct-12","id":"t)" + std::to_string(i)
-              + R"(","to":"acct-99"})";
-  r.result = R"({"from_balance":983,"id":"t1","to_balance":1017})";
-  for (auto key : {"acct-12", "acct-99"}) {
-    storage::row_change c;
-    c.table = "bank.accounts";
-    c.key = key;
-    c.kind = storage::row_change::op::update;
-    c.value = std::string("\x81\xa7"
-                          "balance\xcd\x03\xd7",
-                          12);
-    r.changes.push_back(c);
-  }
-  storage::row_change t;
-  t.table = "bank.transfers";
-  t.key = "t" + std::to_string(i);
-  t.value = std::string(48, 'x');
-  r.changes.push_back(t);
-  return r;
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -82,7 +51,7 @@ int main(int argc, char** argv) {
   }
   {
     // The record as the recorder has it (an invocation_record) and as format 1 would write it.
-    auto r = transfer_record(7);
+    auto r = perf::transfer_record(7);
     storage::invocation_record rec;
     rec.execution_id = r.execution_id;
     rec.procedure = r.procedure;
@@ -134,7 +103,7 @@ int main(int argc, char** argv) {
   encoded.reserve(n);
   size_t bytes = 0;
   for (size_t i = 0; i < n; ++i) {
-    auto r = transfer_record(i);
+    auto r = perf::transfer_record(i);
     r.lsn = i + 1;
     encoded.push_back(storage::encode(r));
     bytes += encoded.back().size() + 8;

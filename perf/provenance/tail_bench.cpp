@@ -8,6 +8,7 @@
 //   perf_log_tail [--records=N] [--batch=K] [--passes=P] [--quick]
 #include "base/errc.hpp"
 #include "perf/bench_env.hpp"
+#include "perf/provenance/transfer_record.hpp"
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
 
@@ -24,30 +25,10 @@ using namespace comb;
 
 namespace {
 
-storage::log_record transfer_record(uint64_t lsn) {
-  storage::log_record r;
+/// perf_log's transfer record at `lsn`.
+storage::log_record transfer_record_at(uint64_t lsn) {
+  auto r = perf::transfer_record(lsn);
   r.lsn = lsn;
-  r.kind = storage::log_record::kind_t::invocation;
-  r.timestamp_ns = static_cast<int64_t>(1'700'000'000'000'000'000ull + lsn);
-  r.sender = "gateway";
-  r.receiver = "n1/p2";
-  r.execution_id = 1'700'000'000'000'000'000ull + lsn;
-  r.procedure = "bank.transfer";
-  r.role = "teller";
-  r.status = "ok";
-  r.payload = R"({"amount":17,"from":"acct-12","id":"t)" + std::to_string(lsn)
-              + R"(","to":"acct-99"})";
-  r.result = R"({"from_balance":983,"id":"t1","to_balance":1017})";
-  for (auto key : {"acct-12", "acct-99"}) {
-    storage::row_change c;
-    c.table = "bank.accounts";
-    c.key = key;
-    c.kind = storage::row_change::op::update;
-    c.value = std::string("\x81\xa7"
-                          "balance\xcd\x03\xd7",
-                          12);
-    r.changes.push_back(c);
-  }
   return r;
 }
 
@@ -95,7 +76,7 @@ int main(int argc, char** argv) {
     auto append = [&](uint64_t k) {
       for (uint64_t i = 0; i < k; ++i) {
         auto lsn = writer->next_lsn();
-        if (writer->append(lsn, storage::encode(transfer_record(lsn))))
+        if (writer->append(lsn, storage::encode(transfer_record_at(lsn))))
           std::exit(1);
       }
       if (writer->flush())
