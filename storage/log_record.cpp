@@ -34,11 +34,11 @@ std::string data(capnp::Data::Reader d) {
 
 using nlohmann::json;
 
-void put_be(std::string& out, uint8_t tag, uint64_t v, int bytes) {
+inline void put_be(std::string& out, uint8_t tag, uint64_t v, int bytes) {
   char buf[9];
   buf[0] = static_cast<char>(tag);
-  for (int i = 0; i < bytes; ++i)
-    buf[1 + i] = static_cast<char>(v >> (8 * (bytes - 1 - i)));
+  uint64_t be = __builtin_bswap64(v << (64 - 8 * bytes)); // bytes 1-8: v's low bytes, big-endian
+  std::memcpy(buf + 1, &be, 8);
   out.append(buf, 1 + bytes);
 }
 
@@ -95,7 +95,11 @@ bool put_str(std::string& out, const std::string& s) {
     high |= static_cast<uint8_t>(s[i]);
   if (high & 0x8080808080808080ull)
     return false;
-  put_length(out, s.size(), 0xa0, 31, 0xd9, 0xda, 0xdb);
+  if (s.size() <= 31) { // fixstr: one byte of size
+    out.push_back(static_cast<char>(0xa0 | s.size()));
+  } else {
+    put_length(out, s.size(), 0xa0, 31, 0xd9, 0xda, 0xdb);
+  }
   out.append(s);
   return true;
 }
