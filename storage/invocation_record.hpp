@@ -35,9 +35,12 @@ struct invocation_record {
   uint64_t parent_id = 0;
   std::string procedure;
   std::string role;
-  /// Arguments as JSON text: replay re-executes the procedure with exactly these.
+  /// Arguments as JSON text, or as the marker byte 0xc1 and MessagePack (the state actor's
+  /// form; storage/record_value.hpp); a decoded record gives JSON text either way. Replay
+  /// re-executes the procedure with exactly these.
   std::string args;
-  /// Result as JSON text on success, the error text otherwise.
+  /// Result as JSON text (or 0xc1 and MessagePack, as args) on success, the error text
+  /// otherwise.
   std::string result;
   /// "ok" or the comb::errc name of the failure.
   std::string status;

@@ -3,7 +3,9 @@
 // format 2, compact (what encode writes): the bytes ff ff ff 02, a flag byte, the integers as
 // varints, each text or byte field as its size (a varint) and its bytes, and the row changes
 // last, after one flag byte per change, so that a committed invocation's WAL head is a prefix
-// of its record (encode_committed); format 1 (records written before format 2): a flat Cap'n
+// of its record (encode_committed); flag bits 8 and 16 say that the arguments or the result
+// are kept as MessagePack (storage/record_value.hpp), which decode turns back into the same
+// JSON text; format 1 (records written before format 2): a flat Cap'n
 // Proto LogRecord (schemas/log_record.capnp). decode reads both. Plain value type; functions
 // are thread-safe.
 #pragma once
