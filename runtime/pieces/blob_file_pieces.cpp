@@ -147,7 +147,7 @@ caf::expected<std::vector<char>> read_range(int fd, const blob_file_ref& ref,
   }
   if (XXH3_64bits_digest(&hash) != ref.xxh3)
     return mismatch(ref);
-  return std::move(buffer);
+  return buffer; // a by-value parameter: moved implicitly
 }
 
 // --- The SIGBUS guard of mapped segment files --------------------------------------------
