@@ -39,6 +39,8 @@ public:
 
   void kill() { proc_->kill(SIGKILL); }
   void signal(int sig) { proc_->signal(sig); }
+  /// SIGSTOP, returning once the process has stopped (see child_process::stop).
+  void stop() { REQUIRE_MESSAGE(proc_->stop(), "comb compute ended instead of stopping"); }
   uint16_t port() const { return static_cast<uint16_t>(port_); }
 
 private:

@@ -1060,7 +1060,7 @@ TEST_SUITE("actors.compute") {
     auto fn = c.function(proc.port(), /*max_attempts=*/2, /*request_timeout=*/300ms);
     auto first = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input));
     REQUIRE_MESSAGE(first, text(first));
-    proc.signal(SIGSTOP); // connected, but silent
+    proc.stop(); // connected, but silent
     auto t0 = std::chrono::steady_clock::now();
     auto stuck = c.run(fn, whole_task(2, piece_kind::infer, "checksum", input), 30s);
     proc.signal(SIGCONT);
@@ -1114,7 +1114,7 @@ TEST_SUITE("actors.compute") {
     auto input = random_bytes(6 * max_piece_payload + 5, 13);
     auto first = c.run(fn, whole_task(1, piece_kind::infer, "checksum", input)); // connects
     REQUIRE_MESSAGE(first, text(first));
-    proc.signal(SIGSTOP); // silent, its connection up
+    proc.stop(); // silent, its connection up
     auto pending = c.self->request(fn, 60s, run_atom::value,
                                    whole_task(2, piece_kind::infer, "checksum", input));
     REQUIRE(test::wait_until([&] { return log->silences.load() >= 2; }, 30s,

@@ -164,7 +164,7 @@ TEST_SUITE("node.restart") {
 
     // The node stops answering, a call goes out, and the node dies with it unanswered. The
     // call's timeout (60 s) is far beyond the wait below: only a lost connection ends it.
-    node->signal(SIGSTOP);
+    REQUIRE(node->stop());
     auto call = std::async(std::launch::async, [&] {
       return c->call("bank.open", json{{"account", "bob"}, {"balance", 1}}.dump(), "admin",
                      std::chrono::seconds{60});
