@@ -2,6 +2,7 @@
 
 #include "base/errc.hpp"
 #include "base/json_text.hpp"
+#include "base/msgpack.hpp"
 #include "schemas/log_record.capnp.h"
 #include "storage/record_value.hpp"
 
@@ -33,120 +34,6 @@ std::string data(capnp::Data::Reader d) {
 // -- record values as MessagePack -----------------------------------------------------------
 
 using nlohmann::json;
-
-inline void put_be(std::string& out, uint8_t tag, uint64_t v, int bytes) {
-  char buf[9];
-  buf[0] = static_cast<char>(tag);
-  uint64_t be = __builtin_bswap64(v << (64 - 8 * bytes)); // bytes 1-8: v's low bytes, big-endian
-  std::memcpy(buf + 1, &be, 8);
-  out.append(buf, 1 + bytes);
-}
-
-void put_uint(std::string& out, uint64_t v) {
-  if (v < 0x80)
-    out.push_back(static_cast<char>(v));
-  else if (v <= 0xff)
-    put_be(out, 0xcc, v, 1);
-  else if (v <= 0xffff)
-    put_be(out, 0xcd, v, 2);
-  else if (v <= 0xffffffffu)
-    put_be(out, 0xce, v, 4);
-  else
-    put_be(out, 0xcf, v, 8);
-}
-
-void put_int(std::string& out, int64_t v) {
-  if (v >= 0)
-    put_uint(out, static_cast<uint64_t>(v));
-  else if (v >= -32)
-    out.push_back(static_cast<char>(static_cast<uint8_t>(v)));
-  else if (v >= INT8_MIN)
-    put_be(out, 0xd0, static_cast<uint64_t>(v), 1);
-  else if (v >= INT16_MIN)
-    put_be(out, 0xd1, static_cast<uint64_t>(v), 2);
-  else if (v >= INT32_MIN)
-    put_be(out, 0xd2, static_cast<uint64_t>(v), 4);
-  else
-    put_be(out, 0xd3, static_cast<uint64_t>(v), 8);
-}
-
-void put_length(std::string& out, size_t n, uint8_t fix, size_t fix_max, uint8_t tag8,
-                uint8_t tag16, uint8_t tag32) {
-  if (n <= fix_max)
-    out.push_back(static_cast<char>(fix | n));
-  else if (tag8 != 0 && n <= 0xff)
-    put_be(out, tag8, n, 1);
-  else if (n <= 0xffff)
-    put_be(out, tag16, n, 2);
-  else
-    put_be(out, tag32, n, 4);
-}
-
-// False for a string with a byte outside ASCII: the caller writes JSON text instead.
-bool put_str(std::string& out, const std::string& s) {
-  uint64_t high = 0;
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    high |= w;
-  }
-  for (; i < s.size(); ++i)
-    high |= static_cast<uint8_t>(s[i]);
-  if (high & 0x8080808080808080ull)
-    return false;
-  if (s.size() <= 31) { // fixstr: one byte of size
-    out.push_back(static_cast<char>(0xa0 | s.size()));
-  } else {
-    put_length(out, s.size(), 0xa0, 31, 0xd9, 0xda, 0xdb);
-  }
-  out.append(s);
-  return true;
-}
-
-bool put_msgpack(std::string& out, const json& v) {
-  switch (v.type()) {
-  case json::value_t::object: {
-    auto& o = *v.get_ptr<const json::object_t*>();
-    put_length(out, o.size(), 0x80, 15, 0, 0xde, 0xdf);
-    for (const auto& [key, x] : o)
-      if (!put_str(out, key) || !put_msgpack(out, x))
-        return false;
-    return true;
-  }
-  case json::value_t::array: {
-    auto& a = *v.get_ptr<const json::array_t*>();
-    put_length(out, a.size(), 0x90, 15, 0, 0xdc, 0xdd);
-    for (const auto& x : a)
-      if (!put_msgpack(out, x))
-        return false;
-    return true;
-  }
-  case json::value_t::string:
-    return put_str(out, *v.get_ptr<const std::string*>());
-  case json::value_t::boolean:
-    out.push_back(v.get<bool>() ? '\xc3' : '\xc2');
-    return true;
-  case json::value_t::null:
-    out.push_back('\xc0');
-    return true;
-  case json::value_t::number_integer:
-    put_int(out, v.get<json::number_integer_t>());
-    return true;
-  case json::value_t::number_unsigned:
-    put_uint(out, v.get<json::number_unsigned_t>());
-    return true;
-  case json::value_t::number_float: {
-    uint64_t bits;
-    double d = v.get<double>();
-    std::memcpy(&bits, &d, 8);
-    put_be(out, 0xcb, bits, 8);
-    return true;
-  }
-  default: // binary, discarded
-    return false;
-  }
-}
 
 // For each byte: whether json_text writes it as it is inside a string (as base/json_text.cpp).
 constexpr auto plain_byte = [] {
@@ -333,7 +220,7 @@ bool msgpack_to_text(std::string_view msgpack, std::string& out) {
 void append_record_value(std::string& out, const nlohmann::json& value) {
   size_t start = out.size();
   out.push_back(record_msgpack_marker);
-  if (put_msgpack(out, value))
+  if (comb::append_msgpack(out, value, /*ascii_only=*/true))
     return;
   out.resize(start);
   comb::append_json_text(out, value);

@@ -1,6 +1,7 @@
 #include "storage/transaction.hpp"
 
 #include "base/errc.hpp"
+#include "base/msgpack.hpp"
 #include "base/thread_slot.hpp"
 #include "storage/database.hpp"
 
@@ -462,107 +463,6 @@ struct release_row_bytes {
 };
 using row_buffer = thread_slot<std::string, release_row_bytes>;
 
-// Appends `n` as `bytes` big-endian bytes.
-void append_be(std::string& out, uint64_t n, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i)
-    out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-}
-
-// Appends a MessagePack header: the fix form (fix_tag | n) up to fix_max, else the 8-bit (only
-// for strings: tag8 != 0), 16-bit or 32-bit one.
-void append_header(std::string& out, uint64_t n, uint8_t fix_tag, uint64_t fix_max, uint8_t tag8,
-                   uint8_t tag16, uint8_t tag32) {
-  if (n <= fix_max) {
-    out.push_back(static_cast<char>(fix_tag | n));
-  } else if (tag8 && n <= 0xff) {
-    out.push_back(static_cast<char>(tag8));
-    append_be(out, n, 1);
-  } else if (n <= 0xffff) {
-    out.push_back(static_cast<char>(tag16));
-    append_be(out, n, 2);
-  } else {
-    out.push_back(static_cast<char>(tag32));
-    append_be(out, n, 4);
-  }
-}
-
-void append_msgpack_string(std::string& out, const std::string& s) {
-  append_header(out, s.size(), 0xa0, 31, 0xd9, 0xda, 0xdb);
-  out.append(s);
-}
-
-// Appends `j` as MessagePack, byte for byte as nlohmann::json::to_msgpack writes it, without
-// its allocations (to_msgpack copies every object key into a JSON string, and allocates an
-// output adapter per call). Floats, binary values and strings or containers of 2^32 or more
-// bytes or elements are left to nlohmann (appended by it).
-void append_msgpack(std::string& out, const nlohmann::json& j) {
-  using t = nlohmann::json::value_t;
-  constexpr uint64_t u32_max = 0xffffffffu;
-  switch (j.type()) {
-  case t::null:
-    out.push_back(static_cast<char>(0xc0));
-    return;
-  case t::boolean:
-    out.push_back(static_cast<char>(j.get_ref<const bool&>() ? 0xc3 : 0xc2));
-    return;
-  case t::number_unsigned:
-  case t::number_integer: {
-    int64_t i = j.is_number_unsigned() ? 0 : j.get_ref<const int64_t&>();
-    if (j.is_number_unsigned() || i >= 0) {
-      uint64_t u = j.is_number_unsigned() ? j.get_ref<const uint64_t&>() : static_cast<uint64_t>(i);
-      if (u < 128) {
-        out.push_back(static_cast<char>(u));
-      } else {
-        int bytes = u <= 0xff ? 1 : u <= 0xffff ? 2 : u <= u32_max ? 4 : 8;
-        out.push_back(static_cast<char>(bytes == 1 ? 0xcc : bytes == 2 ? 0xcd : bytes == 4 ? 0xce : 0xcf));
-        append_be(out, u, bytes);
-      }
-    } else if (i >= -32) {
-      out.push_back(static_cast<char>(static_cast<int8_t>(i)));
-    } else {
-      int bytes = i >= INT8_MIN ? 1 : i >= INT16_MIN ? 2 : i >= INT32_MIN ? 4 : 8;
-      out.push_back(static_cast<char>(bytes == 1 ? 0xd0 : bytes == 2 ? 0xd1 : bytes == 4 ? 0xd2 : 0xd3));
-      append_be(out, static_cast<uint64_t>(i), bytes);
-    }
-    return;
-  }
-  case t::string: {
-    const auto& s = j.get_ref<const std::string&>();
-    if (s.size() > u32_max)
-      break;
-    append_msgpack_string(out, s);
-    return;
-  }
-  case t::array: {
-    const auto& a = j.get_ref<const nlohmann::json::array_t&>();
-    if (a.size() > u32_max)
-      break;
-    append_header(out, a.size(), 0x90, 15, 0, 0xdc, 0xdd);
-    for (const auto& e : a)
-      append_msgpack(out, e);
-    return;
-  }
-  case t::object: {
-    const auto& o = j.get_ref<const nlohmann::json::object_t&>();
-    if (o.size() > u32_max)
-      break;
-    append_header(out, o.size(), 0x80, 15, 0, 0xde, 0xdf);
-    for (const auto& [k, v] : o) {
-      if (k.size() > u32_max) { // as nlohmann writes it (no header): left to it
-        nlohmann::json::to_msgpack(nlohmann::json(k), out);
-      } else {
-        append_msgpack_string(out, k);
-      }
-      append_msgpack(out, v);
-    }
-    return;
-  }
-  default:
-    break;
-  }
-  nlohmann::json::to_msgpack(j, out); // floats, binary, and the very large
-}
-
 } // namespace
 
 caf::expected<std::optional<nlohmann::json>> transaction::read_row(std::string_view table,
@@ -606,14 +506,14 @@ caf::expected<std::optional<nlohmann::json>> transaction::get_row_for_update(std
 caf::error transaction::put_row(std::string_view table, std::string_view key,
                                 const nlohmann::json& row) {
   row_buffer buf;
-  append_msgpack(buf.get(), row);
+  comb::append_msgpack(buf.get(), row);
   return write(table, key, buf.get(), /*is_row=*/true, /*must_be_absent=*/false);
 }
 
 caf::error transaction::insert_row(std::string_view table, std::string_view key,
                                    const nlohmann::json& row) {
   row_buffer buf;
-  append_msgpack(buf.get(), row);
+  comb::append_msgpack(buf.get(), row);
   return write(table, key, buf.get(), /*is_row=*/true, /*must_be_absent=*/true);
 }
 
