@@ -1,6 +1,9 @@
 // comb::runtime::client: a connection to a running node's gateway over TCP (CAF middleman),
-// for tools (`comb call`) and multi-process tests. Cheap to copy; every call blocks the
-// calling thread until the reply, so several threads may call concurrently.
+// for tools (`comb call`), apps' servers and multi-process tests. Cheap to copy: the copies
+// share one long-lived actor of this process that sends every call to the gateway, so the
+// node sees one remote actor per connection, not a new one (and a proxy built and torn down)
+// per call. Every call blocks the calling thread until the reply, so several threads may
+// call concurrently.
 #pragma once
 
 #include "runtime/interfaces.hpp"
@@ -12,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 namespace comb::runtime {
@@ -45,13 +49,24 @@ public:
 
   actors::gateway_actor gateway() const { return gateway_; }
 
+  /// True when `other` is a copy of this client (the same connection and caller).
+  bool same_connection(const client& other) const { return link_ == other.link_; }
+
 private:
-  client(caf::actor_system& sys, actors::gateway_actor gw, endpoint ep)
-    : sys_(&sys), gateway_(gw), ep_(std::move(ep)) {}
+  /// The actor that sends this connection's calls; it ends with the last copy of the client,
+  /// or when the gateway goes away (then every call is `unavailable` at once).
+  struct link;
+
+  client(caf::actor_system& sys, actors::gateway_actor gw, endpoint ep);
+
+  template <class... Ts>
+  caf::expected<std::string> ask(std::chrono::milliseconds timeout, const caf::error& lost,
+                                 Ts&&... xs) const;
 
   caf::actor_system* sys_;
   actors::gateway_actor gateway_;
   endpoint ep_;
+  std::shared_ptr<const link> link_;
 };
 
 } // namespace comb::runtime

@@ -1,9 +1,8 @@
 // comb::nectar::node_link: the Nectar server's connection to its Comb node, connected on
 // first use and again after the node went away (a restart), so that one lost connection does
-// not end the server. Thread-safe: calls from several threads share one connection, and one
-// long-lived actor of this process sends them all to the node's gateway, so that the node
-// sees one remote actor for the link rather than a new one per call (runtime::client::call
-// spawns a helper per call: the node built and tore down a proxy of it per call).
+// not end the server. Thread-safe: calls from several threads share one connection
+// (runtime::client: one long-lived actor of this process sends them all to the node's
+// gateway, so the node sees one remote actor for the link rather than a new one per call).
 #pragma once
 
 #include "base/endpoint.hpp"
@@ -41,14 +40,10 @@ public:
   const endpoint& node() const { return ep_; }
 
 private:
-  /// The gateway's client and the actor that sends this link's calls to it.
-  struct connection {
-    runtime::client client;
-    caf::actor caller;
-  };
-  caf::expected<connection> get(std::chrono::milliseconds timeout);
+  /// The link's connection, connecting first when there is none (`why` says why not).
+  std::optional<runtime::client> get(std::chrono::milliseconds timeout, caf::error& why);
   /// Drops `c` if it is still the link's connection (the next call connects again).
-  void drop(const connection& c);
+  void drop(const runtime::client& c);
 
   caf::actor_system& sys_;
   endpoint ep_;
@@ -56,7 +51,7 @@ private:
   runtime::tls_config tls_;
   std::string secret_;
   std::mutex mu_;
-  std::optional<connection> conn_;
+  std::optional<runtime::client> conn_;
 };
 
 /// True for errors after which the same call may succeed later (the node is away or slow).

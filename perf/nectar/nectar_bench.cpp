@@ -18,10 +18,11 @@
 //               downwards from what the saturated run answered, or --sustained-rate=R), in
 //               both modes.
 //   link        the node's CPU per call of a cheap procedure (httplog.count on empty tables)
-//               from 8 threads of this process through nectar::node_link (one long-lived actor
-//               sends every call) against runtime::client::call (a helper actor per call, so
-//               the node builds and kills a proxy of it per call), alternating rounds in one
-//               run; ratio node_link / client. Only this benchmark: no detector is trained.
+//               from 8 threads of this process through nectar::node_link (runtime::client: one
+//               long-lived actor sends every call) against a helper actor per call (how
+//               runtime::client::call worked before: the node builds and kills a proxy of each
+//               helper), alternating rounds in one run; ratio node_link / helper per call.
+//               Only this benchmark: no detector is trained.
 //   pg_spool    the node's log (after the runs above) spooled into PostgreSQL (a server of
 //               its own, tests/pg_server.hpp) with rows as SQL text (COMB_PG_COPY=0) and
 //               through COPY, in alternating turns, each into a fresh database: rows/s
@@ -41,6 +42,8 @@
 #include "storage/sql_store.hpp"
 #include "tests/pg_server.hpp"
 #include "tests/test_util.hpp"
+
+#include <caf/all.hpp>
 
 #include <atomic>
 #include <cmath>
@@ -73,6 +76,37 @@ void check(const caf::error& err, const std::string& what) {
 
 /// Requests of a truth file that the server must capture: answered, less those the HTTP
 /// parser may have refused before any handler (400, 414: over-long headers or request line).
+/// The baseline of the link benchmark: one call through a helper actor made for it (it
+/// requests from the gateway, passes the reply on and ends), as runtime::client::call did
+/// before it kept one caller per connection; the node builds and tears down a proxy of each
+/// helper. True when the node answered.
+bool helper_per_call(caf::actor_system& sys, const actors::gateway_actor& gw,
+                     const std::string& proc, const std::string& args, const std::string& role) {
+  caf::scoped_actor self{sys};
+  auto reply_to = caf::actor_cast<caf::actor>(self);
+  sys.spawn([=](caf::event_based_actor* helper) {
+    helper->monitor(gw);
+    helper->set_down_handler([=](caf::down_msg&) {
+      helper->send(reply_to, false);
+      helper->quit();
+    });
+    helper->request(gw, std::chrono::seconds{30}, call_atom::value, proc, args, role)
+      .then(
+        [=](std::string&) {
+          helper->send(reply_to, true);
+          helper->quit();
+        },
+        [=](caf::error&) {
+          helper->send(reply_to, false);
+          helper->quit();
+        });
+  });
+  bool ok = false;
+  self->receive([&](bool b) { ok = b; },
+                caf::after(std::chrono::seconds{40}) >> [&] { ok = false; });
+  return ok;
+}
+
 uint64_t to_capture(const std::string& truth_file) {
   auto truth = nectar::read_truth(truth_file);
   if (!truth)
@@ -311,14 +345,14 @@ int bench_main(int argc, char** argv) {
     double node_s[2] = {0, 0}, self_s[2] = {0, 0};
     uint64_t calls[2] = {0, 0};
     for (int round = 0; round < 6; ++round) {
-      int way = round % 2; // 0: runtime::client::call, 1: node_link
+      int way = round % 2; // 0: a helper actor per call, 1: node_link
       auto cpu0 = stack.cpu();
       std::vector<std::thread> ts;
       std::atomic<int> failed{0};
       for (int t = 0; t < threads; ++t)
         ts.emplace_back([&] {
           for (int i = 0; i < per_thread; ++i) {
-            bool ok = way == 0 ? static_cast<bool>(c->call("httplog.count", "{}", "admin"))
+            bool ok = way == 0 ? helper_per_call(sys, c->gateway(), "httplog.count", "{}", "admin")
                                : static_cast<bool>(link.call("httplog.count", nlohmann::json::object()));
             failed += ok ? 0 : 1;
           }
@@ -333,11 +367,11 @@ int bench_main(int argc, char** argv) {
       calls[way] += static_cast<uint64_t>(threads) * per_thread;
     }
     auto us = [&](double s, int way) { return s * 1e6 / static_cast<double>(calls[way]); };
-    std::printf("  link: node CPU per call, us: client (helper per call) %.1f, node_link %.1f; "
+    std::printf("  link: node CPU per call, us: helper per call %.1f, node_link (runtime::client) %.1f; "
                 "caller CPU per call %.1f / %.1f (%llu calls each, %d threads)\n",
                 us(node_s[0], 0), us(node_s[1], 1), us(self_s[0], 0), us(self_s[1], 1),
                 static_cast<unsigned long long>(calls[0]), threads);
-    std::printf("link: node CPU per call, node_link / client = %.3f (%s)\n",
+    std::printf("link: node CPU per call, node_link / helper per call = %.3f (%s)\n",
                 node_s[0] > 0 ? (node_s[1] / calls[1]) / (node_s[0] / calls[0]) : 0.0,
                 load_now().c_str());
   }
