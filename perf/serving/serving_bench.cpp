@@ -25,6 +25,9 @@
 //                      the build's: alternate an older copy against it for A/B runs)]
 //                     [--compute-pin=0|wake|1 (`comb compute --kernel-pin`: where its kernel
 //                      pool's workers run; default the compute process's own, 0)]
+//                     [--inputs=1 (bench procedures: this many distinct input blobs, stored
+//                      under their own keys; invocation n reads input n % inputs, and direct
+//                      execution rotates through the same inputs; 1: one repeated input)]
 //                     [--procedures=bench|imaging (bench: the primary reads one stored input
 //                      blob, the result procedure writes one row; imaging: the app's own
 //                      imaging.classify / imaging.detect read the images as rows, one per
@@ -175,7 +178,20 @@ struct model_case {
   tensor_spec input; // one invocation's input
   std::string bytes; // its bytes
   std::string note;
+  /// --inputs > 1: the other inputs' bytes (input k at extra[k - 1]), the same spec.
+  std::vector<std::string> extra;
+
+  /// Input k's bytes (k = 0: `bytes`).
+  const std::string& input_bytes(size_t k) const { return k == 0 ? bytes : extra.at(k - 1); }
 };
+
+/// --inputs: how many distinct inputs the invocations rotate through.
+size_t input_count = 1;
+
+/// The bench_inputs key of input k of `model` (input 0 under the model's name, as before).
+std::string input_key(const std::string& model, size_t k) {
+  return k == 0 ? model : model + "#" + std::to_string(k);
+}
 
 /// Results committed by bench.done.
 std::atomic<uint64_t> results_committed{0};
@@ -235,7 +251,8 @@ std::shared_ptr<procedure_registry> procedures() {
       if (!data)
         return data.error();
       json spec = args.at("spec");
-      if (auto err = txn.put_blob("bench_inputs", arg<std::string>(args, "model"), *data))
+      auto key = args.value("key", arg<std::string>(args, "model"));
+      if (auto err = txn.put_blob("bench_inputs", key, *data))
         return err;
       if (auto err = txn.put_row("bench_specs", arg<std::string>(args, "model"), spec))
         return err;
@@ -265,12 +282,14 @@ std::shared_ptr<procedure_registry> procedures() {
       c.inputs = std::move(*specs);
       c.result_procedure = "bench.done";
       c.context = {{"model", model}, {"n", arg<int64_t>(args, "n")}};
+      // Which of the stored inputs (--inputs): its key, the model's name by default.
+      auto input = args.value("input", model);
       caf::expected<std::string> key{std::string{}};
       if (payload_mode == "rows") {
-        key = outbox::enqueue_rows(ctx, txn, c, "bench_inputs", {model});
+        key = outbox::enqueue_rows(ctx, txn, c, "bench_inputs", {input});
       } else {
         std::vector<char> data;
-        auto found = txn.get_blob("bench_inputs", model, data);
+        auto found = txn.get_blob("bench_inputs", input, data);
         if (!found)
           return found.error();
         if (!*found)
@@ -512,7 +531,9 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
         inv.args = {{"dataset", m.model}, {"model", m.model}, {"from", 0}};
       } else {
         inv.procedure = "bench.infer";
-        inv.args = {{"model", m.model}, {"n", this_n}};
+        inv.args = {{"model", m.model},
+                    {"n", this_n},
+                    {"input", input_key(m.model, static_cast<size_t>(this_n) % input_count)}};
       }
       inv.role = "admin";
       inv.sender = "perf_serving";
@@ -552,12 +573,13 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
   return s;
 }
 
-/// Direct execution: the same runner on the same kernels and batch, in-process.
-double run_direct(loaded_model& lm, const task_tensors& task, size_t count,
-                  std::string* first_out) {
-  std::vector<const task_tensors*> batch{&task};
+/// Direct execution: the same runner on the same kernels and batch, in-process; iteration i
+/// runs tasks[(first + i) % tasks.size()] (the inputs rotate as the path's do).
+double run_direct(loaded_model& lm, const std::vector<task_tensors>& tasks, size_t count,
+                  std::string* first_out, size_t first = 0) {
   auto t0 = clk::now();
   for (size_t i = 0; i < count; ++i) {
+    std::vector<const task_tensors*> batch{&tasks[(first + i) % tasks.size()]};
     auto out = lm.infer(batch);
     if (out.size() != 1 || !out[0])
       die("direct inference failed: "
@@ -684,6 +706,8 @@ int main(int argc, char** argv) {
       hotswap = std::stoull(val("--hotswap="));
     else if (a.rfind("--procedures=", 0) == 0)
       procedures_mode = val("--procedures=");
+    else if (a.rfind("--inputs=", 0) == 0)
+      input_count = std::stoull(val("--inputs="));
     else if (a.rfind("--compute-binary=", 0) == 0)
       compute_binary = val("--compute-binary=");
     else if (a.rfind("--compute-pin=", 0) == 0)
@@ -697,6 +721,10 @@ int main(int argc, char** argv) {
     die("--sgemm-split must be on or off, not '" + sgemm_split + "'");
   if (payload_mode != "rows" && payload_mode != "copy")
     die("--payload must be rows or copy, not '" + payload_mode + "'");
+  if (input_count < 1 || input_count > 64)
+    die("--inputs must be 1 to 64");
+  if (input_count > 1 && procedures_mode == "imaging")
+    die("--inputs applies to --procedures=bench");
   storage::durability dur_mode;
   if (!storage::parse_durability(durability, dur_mode))
     die("--durability must be sync or async, not '" + durability + "'");
@@ -742,6 +770,11 @@ int main(int argc, char** argv) {
                        "CenterNet-style on MobileNetV2 (backbone from the TFLite file, heads "
                        "randomly initialised: timing only), 1 image of 512x512x3"});
   }
+
+  // --inputs: the other inputs, drawn after all the first ones (which stay as before).
+  for (auto& m : cases)
+    for (size_t k = 1; k < input_count; ++k)
+      m.extra.push_back(pixels(m.bytes.size()));
 
   // The compute process, on the CPU executor; it and the node share the cores.
   unsigned cores = std::thread::hardware_concurrency();
@@ -806,6 +839,14 @@ int main(int argc, char** argv) {
                   {"spec", specs_to_json({m.input})}},
                  "admin"),
          "input");
+    for (size_t k = 1; k < input_count; ++k)
+      must(n->call("bench.put_input",
+                   {{"model", m.model},
+                    {"key", input_key(m.model, k)},
+                    {"data", base64_encode(m.input_bytes(k))},
+                    {"spec", specs_to_json({m.input})}},
+                   "admin"),
+           "input " + std::to_string(k));
     if (procedures_mode == "imaging") {
       // The invocation's images as the app stores them (one put, so one block), the same pixels.
       const auto& shape = m.input.shape;
@@ -831,12 +872,17 @@ int main(int argc, char** argv) {
     if (!be)
       die("backend " + backend + " is not available in this process");
     auto lm = must(runner->load(m.file, *be), "load in-process");
-    task_tensors task;
-    task.tensors.specs = {m.input};
-    task.tensors.bytes.assign(m.bytes.begin(), m.bytes.end());
+    std::vector<task_tensors> tasks(input_count);
+    for (size_t k = 0; k < input_count; ++k) {
+      tasks[k].tensors.specs = {m.input};
+      const auto& b = m.input_bytes(k);
+      tasks[k].tensors.bytes.assign(b.begin(), b.end());
+    }
+    const auto& task = tasks;
     // Warm up both sides (first-use allocations, connection, packed weights).
-    std::string direct_out;
-    run_direct(*lm, task, 1, &direct_out);
+    std::vector<std::string> direct_outs(input_count);
+    for (size_t k = 0; k < input_count; ++k)
+      run_direct(*lm, {tasks[k]}, 1, &direct_outs[k]);
     run_path(*n, sys, m, 1, 1, next_n);
     if (procedures_mode == "imaging") {
       // The app wrote one answer per image, from this model, for the call just made.
@@ -866,14 +912,23 @@ int main(int argc, char** argv) {
       std::printf("  the app's procedures ran: call %s done, one answer per image\n",
                   call.c_str());
     } else {
-      // The path's output equals the direct one (the first output tensor's bytes).
-      auto stored = must(n->call("bench.result", {{"model", m.model}, {"n", next_n - 1}}, "admin"),
-                         "result");
-      auto path_out = base64_decode(stored.value("data", ""));
-      if (!path_out || *path_out != direct_out)
-        die(m.name + ": the output through the path differs from direct execution's");
-      std::printf("  output through the path equals direct execution's (%zu bytes)\n",
-                  direct_out.size());
+      // The path's output equals the direct one (the first output tensor's bytes), for each
+      // input (the warm-up's invocation read one; one more invocation for each other).
+      for (size_t k = 1; k < input_count; ++k)
+        run_path(*n, sys, m, 1, 1, next_n);
+      for (uint64_t i = next_n - input_count; i < next_n; ++i) {
+        auto stored = must(n->call("bench.result", {{"model", m.model}, {"n", i}}, "admin"),
+                           "result");
+        auto path_out = base64_decode(stored.value("data", ""));
+        if (!path_out || *path_out != direct_outs[i % input_count])
+          die(m.name + ": the output through the path differs from direct execution's (input "
+              + std::to_string(i % input_count) + ")");
+      }
+      std::printf("  output through the path equals direct execution's (%zu bytes%s)\n",
+                  direct_outs[0].size(),
+                  input_count > 1
+                    ? (", each of " + std::to_string(input_count) + " distinct inputs").c_str()
+                    : "");
     }
     double torch_per = -1;
     if (torch != "off") {
@@ -891,9 +946,10 @@ int main(int argc, char** argv) {
         auto c0 = cpu_seconds(0), k0 = cpu_seconds(compute.pid());
         for (size_t rep = 0; rep < single_reps; ++rep) {
           kernels::cpu_backend::set_sgemm_split(false);
-          d_own.add(run_direct(*lm, task, 1, nullptr));
+          // The input the path's next invocation reads.
+          d_own.add(run_direct(*lm, task, 1, nullptr, next_n));
           kernels::cpu_backend::set_sgemm_split(true);
-          d_split.add(run_direct(*lm, task, 1, nullptr));
+          d_split.add(run_direct(*lm, task, 1, nullptr, next_n));
           path.add(run_path(*n, sys, m, 1, 1, next_n));
         }
         auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
