@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -116,7 +117,38 @@ public:
       std::this_thread::yield();
   }
 
+  /// wake_workers(): wakes the sleeping workers onto a finished job (they find no part and
+  /// spin until spin_us have passed or a region starts).
+  void wake(int spin_us) {
+    bool any = false;
+    for (int i = 1; i < threads_; ++i)
+      any = any || workers_state_[static_cast<size_t>(i)].asleep.load(std::memory_order_relaxed);
+    if (!any)
+      return;
+    std::unique_lock<std::mutex> region{region_mtx_, std::try_to_lock};
+    if (!region.owns_lock())
+      return;
+    place_workers();
+    wake_spin_until_.store(now_ns() + int64_t{spin_us} * 1000, std::memory_order_relaxed);
+    park_request.store(false, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+  }
+
+  int sleeping() const {
+    int n = 0;
+    for (int i = 1; i < threads_; ++i)
+      n += workers_state_[static_cast<size_t>(i)].asleep.load(std::memory_order_relaxed) ? 1 : 0;
+    return n;
+  }
+
 private:
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+  }
+
   struct worker_state {
     /// Set while the worker sleeps on the futex.
     std::atomic<bool> asleep{false};
@@ -176,8 +208,12 @@ private:
                     : 0;
       for (int i = 0; i < spins && (g = generation_.load(std::memory_order_acquire)) == seen
                       && !park_request.load(std::memory_order_relaxed);
-           ++i)
+           ++i) {
         cpu_relax();
+        // Woken by wake_workers(): spin on until its deadline (checked every 64 pauses).
+        if (i == spins - 1 && now_ns() < wake_spin_until_.load(std::memory_order_relaxed))
+          i -= 64;
+      }
       if (spins == 0)
         g = generation_.load(std::memory_order_acquire);
       if (g == seen) {
@@ -213,6 +249,8 @@ private:
   std::atomic<uint64_t> generation_{0};
   std::atomic<std::shared_ptr<job>> current_;
   std::atomic<bool> stop_{false};
+  /// wake_workers()'s deadline for the spin (steady clock ns; 0: none).
+  std::atomic<int64_t> wake_spin_until_{0};
 };
 
 int default_threads() {
@@ -286,6 +324,17 @@ void set_worker_placement(const char* mode) {
 void park_workers() {
   if (!park_request.load(std::memory_order_relaxed))
     park_request.store(true, std::memory_order_relaxed);
+}
+
+void wake_workers(int spin_us) {
+  if (spin_us <= 0 || inside_region || cpu_threads() == 1)
+    return;
+  get_pool()->wake(spin_us);
+}
+
+int sleeping_workers() {
+  std::lock_guard<std::mutex> g{pool_mtx};
+  return the_pool ? the_pool->sleeping() : 0;
 }
 
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

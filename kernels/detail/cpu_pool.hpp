@@ -37,6 +37,15 @@ void set_worker_placement(const char* mode);
 /// cores to another thread pool (OpenBLAS sgemm), whose threads the spinning would slow.
 void park_workers();
 
+/// Wakes sleeping workers ahead of a region that is about to come (a task arrived; its input
+/// is still being prepared): each spins for up to `spin_us` microseconds, then sleeps again,
+/// so the wake-up's latency overlaps the caller's serial work and the first region finds them
+/// running. Does nothing when no worker sleeps, when a region runs, or with one thread.
+void wake_workers(int spin_us = 2000);
+
+/// Workers asleep on the futex now (for tests; 0 before the pool's first region).
+int sleeping_workers();
+
 /// Runs fn(begin, end) over [0, n) in chunks of >= grain elements.
 void parallel_range(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -56,6 +57,51 @@ TEST_SUITE("kernels.cpu_pool") {
     detail::parallel_for(4,
                          [&](int) { detail::parallel_for(3, [&](int) { inner.fetch_add(1); }); });
     CHECK(inner.load() == 12);
+    detail::set_cpu_threads(0);
+  }
+
+  TEST_CASE("wake_workers wakes a sleeping worker, which spins and sleeps again") {
+    detail::set_cpu_threads(2);
+    detail::parallel_for(2, [](int) {}); // the pool exists
+    // Polls until `pred` holds (a loaded machine may take long to run the worker).
+    auto eventually = [](auto pred) {
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+      while (!pred() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+      return pred();
+    };
+    REQUIRE(eventually([] { return detail::sleeping_workers() == 1; }));
+    // Spinning for up to 2 s: long enough to be seen awake on a loaded machine.
+    detail::wake_workers(2'000'000);
+    CHECK(eventually([] { return detail::sleeping_workers() == 0; }));
+    // A region while it spins, and a wake from inside a region (ignored, no deadlock).
+    std::atomic<int> parts{0};
+    detail::parallel_for(4, [&](int) {
+      detail::wake_workers();
+      parts.fetch_add(1);
+    });
+    CHECK(parts.load() == 4);
+    // After the spin it sleeps again.
+    CHECK(eventually([] { return detail::sleeping_workers() == 1; }));
+    // Wakes from another thread while regions run: every part still runs once.
+    std::atomic<bool> stop{false};
+    std::thread waker{[&] {
+      while (!stop.load())
+        detail::wake_workers(100);
+    }};
+    std::vector<std::atomic<int>> runs(500);
+    for (int round = 0; round < 50; ++round)
+      detail::parallel_range(500, 3, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          runs[static_cast<size_t>(i)].fetch_add(1);
+      });
+    stop.store(true);
+    waker.join();
+    for (auto& r : runs)
+      CHECK(r.load() == 50);
+    // One thread: nothing to wake.
+    detail::set_cpu_threads(1);
+    detail::wake_workers();
     detail::set_cpu_threads(0);
   }
 
