@@ -397,10 +397,10 @@ size_t payload_size(const record_view& r) {
 //   [varint reads] per read: table, key
 //   [varint changes][one flag byte per change (row_flag)]          <- the head ends here
 //   per change: table, key, value
-// With `head`, also writes there head_front zero bytes and then the record up to the end of
-// its row flags: the head, a prefix of the whole record.
-void encode_compact(const record_view& r, std::string& out, std::string* head = nullptr,
-                    size_t head_front = 0) {
+// Writes the record after `front` bytes of `out` (left for the caller); returns the size of
+// out's front and the record's head (the record up to the end of its row flags: the WAL
+// head, a prefix of the whole record).
+size_t encode_compact(const record_view& r, std::string& out, size_t front = 0) {
   auto& changes = *r.changes;
   auto& reads = *r.reads;
   size_t payload = payload_size(r);
@@ -420,9 +420,10 @@ void encode_compact(const record_view& r, std::string& out, std::string* head = 
   size_t total = prefix;
   for (auto& c : changes)
     total += field_size(c.table) + field_size(c.key) + field_size(c.value);
-  out.clear();
-  out.resize(total);
-  char* p = out.data();
+  // Not cleared first: a kept buffer of about the same size is neither zero-filled again nor
+  // copied; every byte after `front` is written below.
+  out.resize(front + total);
+  char* p = out.data() + front;
   std::memcpy(p, &r.lsn, 8);
   p += 8;
   std::memcpy(p, format_marker, 3);
@@ -463,16 +464,12 @@ void encode_compact(const record_view& r, std::string& out, std::string* head = 
   p = put_varint(p, changes.size());
   for (auto& c : changes)
     *p++ = static_cast<char>(row_flag(c));
-  if (head) {
-    head->clear();
-    head->resize(head_front + prefix);
-    std::memcpy(head->data() + head_front, out.data(), prefix);
-  }
   for (auto& c : changes) {
     p = put_field(p, c.table);
     p = put_field(p, c.key);
     p = put_field(p, c.value);
   }
+  return front + prefix;
 }
 
 // Reads a format-2 record after its lsn and format bytes; every read is checked against the
@@ -811,9 +808,8 @@ std::string encode_v1(const log_record& r) {
   return encode_capnp(v);
 }
 
-void encode_committed(std::string& whole, std::string& head, const invocation_record& rec,
-                      size_t head_front) {
-  encode_compact(view_of(rec), whole, &head, head_front);
+size_t encode_committed(std::string& buf, const invocation_record& rec, size_t front) {
+  return encode_compact(view_of(rec), buf, front);
 }
 
 uint8_t row_flag(const row_change& c) {

@@ -68,14 +68,14 @@ std::string encode(const message_record& msg);
 /// row_flags and no changes gives a format-1 WAL head.
 std::string encode_v1(const log_record& r);
 
-/// A committed invocation's record, twice from one encoding: `whole` as encode(rec) gives it,
-/// and `head`: `head_front` zero bytes, then the lsn (0) and the same record without its row
-/// changes, but with their flag bytes (a prefix of `whole`). The head rides in the
-/// transaction's WAL entry, which holds the rows already (as the transaction's writes);
-/// recovery rebuilds the changes from the two. Both strings are replaced, keeping their
-/// capacity.
-void encode_committed(std::string& whole, std::string& head, const invocation_record& rec,
-                      size_t head_front = 0);
+/// A committed invocation's record and its WAL head from one encoding, in one buffer: `buf`
+/// keeps `front` bytes for the caller (as they were, or zero where it grows), then holds the
+/// record as encode(rec) gives it (lsn 0). Returns the head's size: the head is buf's first
+/// that many bytes, the `front` bytes then the record without its row changes, but with their
+/// flag bytes (a prefix of the record). The head rides in the transaction's WAL entry, which
+/// holds the rows already (as the transaction's writes); recovery rebuilds the changes from
+/// the two. The record is buf.substr(front). `buf` keeps its capacity; nothing is copied.
+size_t encode_committed(std::string& buf, const invocation_record& rec, size_t front = 0);
 
 /// A row change's flag byte (LogRecord.rowFlags): bits 0-1 its op (1 insert, 2 update,
 /// 3 delete), bit 2 is_row.
@@ -90,13 +90,13 @@ void set_lsn(std::string& encoded, uint64_t lsn);
 /// The lsn of encoded record bytes (0 when they are too short to hold one).
 uint64_t lsn_of(std::string_view encoded);
 
-/// Decodes bytes made by encode(), encode_committed's `whole` or encode_v1; errc::corrupt_data
+/// Decodes bytes made by encode(), encode_committed's record or encode_v1; errc::corrupt_data
 /// (with what is wrong) otherwise. Safe on arbitrary input: it never reads out of bounds and limits
 /// nesting and size.
 caf::expected<log_record> decode(std::string_view bytes);
 
-/// decode(), but also accepts a head from encode_committed: the record then has no changes
-/// and row_flags announces them.
+/// decode(), but also accepts a head from encode_committed (without its front): the record
+/// then has no changes and row_flags announces them.
 caf::expected<log_record> decode_head(std::string_view bytes);
 
 } // namespace comb::storage

@@ -379,8 +379,9 @@ namespace {
 
 // The record held between before_commit and after_commit; both run on the state actor's
 // thread within one message handler, so thread-local slots carry it across.
-thread_local std::string held_record;
-thread_local std::string held_head;
+// held_buf: [wal_tag][record]; its first held_head_size bytes are the WAL head.
+thread_local std::string held_buf;
+thread_local size_t held_head_size = 0;
 thread_local uint64_t held_lsn = 0;
 // Buffers larger than this are released after use instead of kept for the next record.
 constexpr size_t max_kept_bytes = 1 << 20;
@@ -418,17 +419,17 @@ void provenance_recorder::before_commit(storage::transaction& txn, invocation_re
       if (c.kind != row_change::op::del && c.value.size() > opts_.elide_above)
         if (auto small = elide_row_value(c.value, c.is_row, opts_.elide_above))
           c.value = std::move(*small);
-  // The log's record, and [tag][lsn][record head] for the WAL: the head is the record without
-  // its rows, which the transaction's WAL entry holds already (recovery takes them from there).
-  // Both buffers keep their capacity from one transaction to the next.
-  storage::encode_committed(held_record, held_head, rec, wal_tag.size());
+  // One encoding, one buffer: [tag][record]. The log gets the record; the WAL gets
+  // [tag][record head], the record without its rows, which the transaction's WAL entry holds
+  // already (recovery takes them from there). The buffer keeps its capacity from one
+  // transaction to the next.
+  held_head_size = storage::encode_committed(held_buf, rec, wal_tag.size());
   held_lsn = take_lsn();
-  storage::set_lsn(held_record, held_lsn);
-  std::memcpy(held_head.data(), wal_tag.data(), wal_tag.size());
-  std::memcpy(held_head.data() + wal_tag.size(), &held_lsn, 8);
+  std::memcpy(held_buf.data(), wal_tag.data(), wal_tag.size());
+  std::memcpy(held_buf.data() + wal_tag.size(), &held_lsn, 8); // the record's lsn
   // The head rides in the transaction's WAL entry: durable exactly when the commit is (no
   // table write, nothing to delete later).
-  txn.put_log_data(held_head);
+  txn.put_log_data(std::string_view{held_buf}.substr(0, held_head_size));
   // The lsn this transaction took reaches its partition's row of end_table through the writer
   // (with its batch mark, see mark_written), not through this transaction: a row write in
   // every transaction cost about 10% of the CPU per transfer (perf_txn, a memtable insert of
@@ -439,7 +440,7 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
   if (committed) {
     // The transaction (and its record, in its WAL entry) is committed; the log lacks it yet.
     COMB_SYNC_POINT("provenance.after_commit");
-    enqueue(held_lsn, held_record, rec.partition);
+    enqueue(held_lsn, std::string_view{held_buf}.substr(wal_tag.size()), rec.partition);
   } else {
     // The lsn was taken: fill it with a record saying the commit failed (replay skips it).
     auto r = storage::to_log_record(rec);
@@ -449,9 +450,8 @@ void provenance_recorder::after_commit(const invocation_record& rec, bool commit
     r.lsn = held_lsn;
     enqueue(held_lsn, storage::encode(r));
   }
-  for (auto* b : {&held_record, &held_head})
-    if (b->capacity() > max_kept_bytes)
-      std::string{}.swap(*b); // a huge record's buffer is not kept
+  if (held_buf.capacity() > max_kept_bytes)
+    std::string{}.swap(held_buf); // a huge record's buffer is not kept
 }
 
 void provenance_recorder::on_failed(const invocation_record& rec) {

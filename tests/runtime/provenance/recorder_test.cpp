@@ -720,10 +720,10 @@ TEST_SUITE("runtime.provenance.recorder") {
       REQUIRE(d);
       CHECK(d->payload == text);
       CHECK(d->result == text);
-      std::string w2, head;
-      storage::encode_committed(w2, head, rec);
-      CHECK(w2 == whole);
-      auto h = storage::decode_head(head);
+      std::string w2 = "old contents, longer than the front";
+      auto head_size = storage::encode_committed(w2, rec, 4);
+      CHECK(w2.substr(4) == whole);
+      auto h = storage::decode_head(std::string_view{w2}.substr(4, head_size - 4));
       REQUIRE(h);
       CHECK(h->payload == text);
       CHECK(h->result == text);
