@@ -252,7 +252,7 @@ caf::expected<std::string> record_call(call_context& ctx, storage::transaction& 
     if (source)
       c->source = std::move(source);
     else if (*l->held + payload.size() <= outbox::hint_bytes
-        || payload.size() <= txn.db().opts().blob_inline_max) {
+             || payload.size() <= txn.db().opts().blob_inline_max) {
       *l->held += payload.size();
       c->held = l->held;
       c->held_bytes = payload.size();
@@ -323,6 +323,159 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
                      &rows);
 }
 
+namespace {
+
+/// Reads the big-endian unsigned integer of `n` bytes at `p`.
+uint64_t read_be(const uint8_t* p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; ++i)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+/// Whether a stored call row (a MessagePack map) holds its payload itself: a top-level
+/// "payload" or "payload_rows" member. Read from the row's bytes without decoding it: decoding
+/// copied an inline payload byte by byte into a JSON tree (about 50k instructions for 1 KiB)
+/// that the result procedure threw away. Nested values are stepped over by their sizes and
+/// counts. Nothing when the bytes are not one well-formed MessagePack map.
+std::optional<bool> holds_payload(std::string_view row) {
+  const auto* p = reinterpret_cast<const uint8_t*>(row.data());
+  const auto* end = p + row.size();
+  auto have = [&](uint64_t n) { return static_cast<uint64_t>(end - p) >= n; };
+  // Steps over one value's header; its nested values are added to `pending`. For a string,
+  // `str` gets its bytes.
+  auto step = [&](uint64_t& pending, std::string_view* str) -> bool {
+    if (!have(1))
+      return false;
+    uint8_t b = *p++;
+    uint64_t skip = 0;
+    auto sized = [&](size_t len_bytes, uint64_t extra) {
+      if (!have(len_bytes))
+        return false;
+      skip = read_be(p, len_bytes) + extra;
+      p += len_bytes;
+      return true;
+    };
+    auto items = [&](size_t len_bytes, uint64_t per) {
+      if (!have(len_bytes))
+        return false;
+      pending += read_be(p, len_bytes) * per;
+      p += len_bytes;
+      return true;
+    };
+    bool is_str = false;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      // fixint, nil, false, true
+    } else if (b <= 0x8f) {
+      pending += uint64_t{b & 0x0fu} * 2;
+    } else if (b <= 0x9f) {
+      pending += b & 0x0fu;
+    } else if (b <= 0xbf) {
+      skip = b & 0x1fu;
+      is_str = true;
+    } else {
+      switch (b) {
+      case 0xc4:
+      case 0xc5:
+      case 0xc6: // bin 8/16/32
+        if (!sized(size_t{1} << (b - 0xc4), 0))
+          return false;
+        break;
+      case 0xc7:
+      case 0xc8:
+      case 0xc9: // ext 8/16/32: size, type, data
+        if (!sized(size_t{1} << (b - 0xc7), 1))
+          return false;
+        break;
+      case 0xca:
+        skip = 4;
+        break;
+      case 0xcb:
+        skip = 8;
+        break;
+      case 0xcc:
+      case 0xcd:
+      case 0xce:
+      case 0xcf:
+        skip = uint64_t{1} << (b - 0xcc);
+        break;
+      case 0xd0:
+      case 0xd1:
+      case 0xd2:
+      case 0xd3:
+        skip = uint64_t{1} << (b - 0xd0);
+        break;
+      case 0xd4:
+      case 0xd5:
+      case 0xd6:
+      case 0xd7:
+      case 0xd8: // fixext: type, data
+        skip = 1 + (uint64_t{1} << (b - 0xd4));
+        break;
+      case 0xd9:
+      case 0xda:
+      case 0xdb: // str 8/16/32
+        if (!sized(size_t{1} << (b - 0xd9), 0))
+          return false;
+        is_str = true;
+        break;
+      case 0xdc:
+      case 0xdd: // array 16/32
+        if (!items(b == 0xdc ? 2 : 4, 1))
+          return false;
+        break;
+      case 0xde:
+      case 0xdf: // map 16/32
+        if (!items(b == 0xde ? 2 : 4, 2))
+          return false;
+        break;
+      default: // 0xc1: never used
+        return false;
+      }
+    }
+    if (!have(skip))
+      return false;
+    if (str != nullptr)
+      *str = is_str ? std::string_view{reinterpret_cast<const char*>(p), skip} : std::string_view{};
+    p += skip;
+    return true;
+  };
+  // The row: a map whose keys are strings.
+  uint64_t members = 0;
+  if (!have(1))
+    return std::nullopt;
+  if (*p >= 0x80 && *p <= 0x8f) {
+    members = *p++ & 0x0fu;
+  } else if (*p == 0xde || *p == 0xdf) {
+    size_t n = *p++ == 0xde ? 2 : 4;
+    if (!have(n))
+      return std::nullopt;
+    members = read_be(p, n);
+    p += n;
+  } else {
+    return std::nullopt;
+  }
+  bool found = false;
+  for (uint64_t m = 0; m < members; ++m) {
+    uint64_t nested = 0;
+    std::string_view name;
+    if (!step(nested, &name) || nested != 0 || name.data() == nullptr)
+      return std::nullopt; // keys are strings
+    found = found || name == "payload" || name == "payload_rows";
+    uint64_t pending = 1; // the member's value and what it holds
+    while (pending > 0) {
+      --pending;
+      if (!step(pending, nullptr))
+        return std::nullopt;
+    }
+  }
+  if (p != end)
+    return std::nullopt;
+  return found;
+}
+
+} // namespace
+
 void outbox::add_result_procedure(procedure_registry& procs, std::string name, procedure_fn fn,
                                   procedure_options opts) {
   add_tables(procs);
@@ -333,7 +486,7 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
     // one transaction, so while the row is there no result was applied, and a second result
     // for the same call waits for this lock and then finds the done row. (The done table is
     // read only when the call is gone: one locked read per result, not two.)
-    auto row = txn.get_row_for_update(calls_table, key);
+    auto row = txn.get_for_update(calls_table, key);
     if (!row)
       return row.error();
     if (!*row) {
@@ -346,13 +499,16 @@ void outbox::add_result_procedure(procedure_registry& procs, std::string name, p
                         "result for outbox call '" + key + "': no such call in the outbox");
     }
     // Payloads in the call's row or made of rows it names have no blob to delete.
-    bool in_row = (*row)->contains("payload") || (*row)->contains("payload_rows");
+    auto in_row = holds_payload(**row);
+    if (!in_row)
+      return make_error(errc::corrupt_data, std::string{calls_table} + "/" + key
+                                              + ": stored row is not valid MessagePack");
     auto r = fn(ctx, txn, args);
     if (!r)
       return r.error();
     if (auto err = txn.del(calls_table, key))
       return err;
-    if (!in_row)
+    if (!*in_row)
       if (auto err = txn.del_blob(payload_table, key))
         return err;
     nlohmann::json rec{{"result_execution", ctx.execution_id}};

@@ -241,6 +241,98 @@ TEST_SUITE("runtime.pieces.outbox") {
     outbox::set_listener(*db, {});
   }
 
+  TEST_CASE("a result removes its call and the call's payload blob, whatever the call's "
+            "context holds (members named payload nested in it, long strings, large maps)") {
+    test::temp_dir dir;
+    auto db = open_outbox_db(dir);
+    REQUIRE(!db->create_table("rows"));
+    procedure_registry procs;
+    std::vector<nlohmann::json> seen;
+    outbox::add_result_procedure(procs, "demo.store",
+                                 [&](call_context&, storage::transaction&,
+                                     const nlohmann::json& args) -> caf::expected<nlohmann::json> {
+                                   seen.push_back(args.at("context"));
+                                   return nlohmann::json{};
+                                 });
+    const auto* store = procs.find("demo.store");
+    REQUIRE(store);
+    // Contexts that a row scanner must step over: nested members named like the payload's,
+    // strings of 8-, 16- and 32-bit sizes, arrays and maps past 15 and 65,535 entries,
+    // numbers of every width, floats, booleans, null, bytes.
+    nlohmann::json wide = nlohmann::json::object();
+    for (int i = 0; i < 40; ++i)
+      wide["k" + std::to_string(i)] = i % 2 == 0 ? nlohmann::json(i) : nlohmann::json("v");
+    std::vector<nlohmann::json> contexts{
+      {{"payload", "not this one"}},
+      {{"nested", {{"payload", {1, 2, {{"payload_rows", nullptr}}}}}}},
+      {{"s8", std::string(200, 'a')},
+       {"s16", std::string(1000, 'c')},
+       {"s32", std::string(70000, 'b')},
+       {"wide", wide}},
+      {{"n",
+        {0, -1, -33, 127, 128, 255, 256, 65536, -40000, 1ll << 40, -(1ll << 40),
+         18446744073709551615ull, 1.5, -2.25e300, true, false, nullptr}},
+       {"bytes", nlohmann::json::binary_t{std::vector<uint8_t>(300, 7)}},
+       {"long", std::vector<int>(70000, 1)}},
+    };
+    std::string big(200 << 10, 'x'); // a payload for the blob store
+    REQUIRE(db->opts().blob_inline_max < big.size());
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->put("rows", "a", "row bytes"));
+      REQUIRE(!txn->commit());
+    }
+    std::vector<std::string> keys;
+    call_context ctx;
+    ctx.execution_id = 7;
+    for (size_t i = 0; i < contexts.size() * 3; ++i) {
+      outbox_call c;
+      c.model = "checksum";
+      c.result_procedure = "demo.store";
+      c.context = contexts[i % contexts.size()];
+      auto txn = db->begin();
+      // In the row (small), in a blob (large), or rows named by the call.
+      auto key = i / contexts.size() == 0   ? outbox::enqueue(ctx, *txn, c, "small")
+                 : i / contexts.size() == 1 ? outbox::enqueue(ctx, *txn, c, big)
+                                            : outbox::enqueue_rows(ctx, *txn, c, "rows", {"a"});
+      REQUIRE_MESSAGE(key, test::why(key));
+      REQUIRE(!txn->commit());
+      keys.push_back(*key);
+    }
+    CHECK(test::must(db->count(outbox::payload_table)) == contexts.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      for (bool again : {false, true}) {
+        call_context rc;
+        rc.execution_id = 100 + i;
+        auto txn = db->begin();
+        auto r = store->fn(rc, *txn,
+                           {{"call", keys[i]},
+                            {"result", {{"model", "checksum"}}},
+                            {"context", contexts[i % contexts.size()]}});
+        REQUIRE_MESSAGE(r, describe(r.error()));
+        CHECK((*r).value("duplicate", false) == again);
+        REQUIRE(!txn->commit());
+      }
+    }
+    CHECK(seen.size() == keys.size());
+    CHECK(test::must(db->count(outbox::payload_table)) == 0);
+    CHECK(test::must(db->count(outbox::calls_table)) == 0);
+    CHECK(test::must(db->count(outbox::done_table)) == keys.size());
+    // A damaged call row is an error, not a result applied without its blob removed.
+    {
+      auto txn = db->begin();
+      REQUIRE(!txn->put(outbox::calls_table, "bad", std::string("\x82\xa1k\xc1", 4)));
+      REQUIRE(!txn->commit());
+    }
+    call_context rc;
+    rc.execution_id = 99;
+    auto txn = db->begin();
+    auto bad = store->fn(rc, *txn, {{"call", "bad"}, {"result", {{"model", "checksum"}}}});
+    REQUIRE(!bad);
+    CHECK(is(bad.error(), errc::corrupt_data));
+    txn->rollback();
+  }
+
   TEST_CASE("a call's typed inputs are stored with it and read back; inputs that do not "
             "describe the payload are refused") {
     test::temp_dir dir;
