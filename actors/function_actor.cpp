@@ -111,6 +111,12 @@ void record(function_actor_t* self, const char* kind, bool outgoing, const task_
   hook->on_message(m);
 }
 
+/// True when messages are reported to provenance: the hot path builds a record's payload
+/// only then (a JSON object per piece and per reply otherwise made for nothing).
+bool recording(function_actor_t* self) {
+  return self->state.cfg.provenance != nullptr;
+}
+
 void pump(function_actor_t* self, uint64_t key);
 void connect(function_actor_t* self);
 
@@ -304,7 +310,7 @@ void on_reply(function_actor_t* self, uint64_t key, uint32_t gen, task_result& r
   --j.in_flight;
   j.progress = clock_type::now();
   ++j.acked;
-  if (r.complete)
+  if (r.complete && recording(self))
     record(self, "result", false, j.req, "ok",
            {{"model_version", r.model_version},
             {"model_digest", r.model_digest},
@@ -402,17 +408,17 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
     // The whole task as one message, its bytes a pinned blob that the compute process reads
     // from its file, or in shared memory: the header travels without payload.
     auto header = runtime::encode_piece(req.task_id, static_cast<runtime::piece_kind>(req.kind),
-                                        req.model, req.model_version, 0, 1, nullptr, 0,
-                                        req.inputs);
+                                        req.model, req.model_version, 0, 1, nullptr, 0, req.inputs);
     if (j.in_flight++ == 0)
       j.progress = clock_type::now();
-    record(self, "piece", true, req, "sent",
-           {{"piece", 0},
-            {"pieces", 1},
-            {"bytes", j.by_file ? req.source->size : j.region->size},
-            {"transport", j.by_file ? "blob_file" : "shm"},
-            {"model_version", req.model_version},
-            {"attempt", j.attempts}});
+    if (recording(self))
+      record(self, "piece", true, req, "sent",
+             {{"piece", 0},
+              {"pieces", 1},
+              {"bytes", j.by_file ? req.source->size : j.region->size},
+              {"transport", j.by_file ? "blob_file" : "shm"},
+              {"model_version", req.model_version},
+              {"attempt", j.attempts}});
     auto& compute = self->state.compute;
     (j.by_file ? self->request(compute, caf::infinite, runtime::blob_piece_atom::value,
                                std::move(header), *req.source->file)
@@ -434,12 +440,13 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
                                      global == 0 ? req.inputs : no_specs);
   if (j.in_flight++ == 0)
     j.progress = clock_type::now();
-  record(self, "piece", true, req, "sent",
-         {{"piece", req.first_piece + idx},
-          {"pieces", piece_count},
-          {"bytes", end - begin},
-          {"model_version", req.model_version},
-          {"attempt", j.attempts}});
+  if (recording(self))
+    record(self, "piece", true, req, "sent",
+           {{"piece", req.first_piece + idx},
+            {"pieces", piece_count},
+            {"bytes", end - begin},
+            {"model_version", req.model_version},
+            {"attempt", j.attempts}});
   // No CAF timeout: sweep() is the backstop.
   self->request(self->state.compute, caf::infinite, piece_atom::value, std::move(bytes))
     .then([=](task_result& r) { on_reply(self, key, gen, r); },
@@ -494,9 +501,8 @@ void pump(function_actor_t* self, uint64_t key) {
   }
   auto& j = i->second;
   if (j.next == 0 && j.in_flight == 0 && !j.region && !j.by_file && !j.files_tried
-      && !self->state.files_off
-      && j.req.source && j.req.source->file && j.req.first_piece == 0 && j.req.piece_count == 0
-      && j.req.source->size >= self->state.cfg.shared_memory_min) {
+      && !self->state.files_off && j.req.source && j.req.source->file && j.req.first_piece == 0
+      && j.req.piece_count == 0 && j.req.source->size >= self->state.cfg.shared_memory_min) {
     j.by_file = true;
     j.count = 1;
     j.next = 1;

@@ -420,17 +420,19 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   ++st.sent;
   auto fn_index = st.next_function++ % st.functions.size();
   auto fn = st.functions[fn_index];
-  record(self, "function_call", true, fn_index, pc, "sent",
-         {{"bytes", req.payload_size()}, {"model_version", req.model_version}});
+  if (self->state.cfg.provenance)
+    record(self, "function_call", true, fn_index, pc, "sent",
+           {{"bytes", req.payload_size()}, {"model_version", req.model_version}});
   self->request(fn, caf::infinite, runtime::run_atom::value, std::move(req))
     .then(
       [=](runtime::task_result& r) mutable {
         // The compute process ran the call; its result is not applied yet.
         COMB_SYNC_POINT("dispatcher.before_apply");
-        record(self, "function_result", false, fn_index, pc, "ok",
-               {{"model_version", r.model_version},
-                {"model_digest", r.model_digest},
-                {"output_bytes", r.output.size()}});
+        if (self->state.cfg.provenance)
+          record(self, "function_result", false, fn_index, pc, "ok",
+                 {{"model_version", r.model_version},
+                  {"model_digest", r.model_digest},
+                  {"output_bytes", r.output.size()}});
         nlohmann::json result{{"task_id", r.task_id},
                               {"model", r.model},
                               {"model_version", r.model_version},
