@@ -24,13 +24,20 @@
 
 #include <caf/all.hpp>
 
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
-#include <optional>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -111,6 +118,46 @@ size_t window_for(size_t size) {
   return std::max<size_t>(1, std::min<size_t>(64, inflight_bytes / std::max<size_t>(size, 1)));
 }
 
+/// Requests this harness has had answered (submits, tasks).
+std::atomic<uint64_t> answered{0};
+
+/// Ends the process when neither a request was answered nor a result committed for 120 s.
+/// The harness's requests carry no CAF timeout: one per request woke CAF's clock thread for
+/// every task (about 8 us of CPU per task on the 2-core VM, taken from the path measured).
+class watchdog {
+public:
+  watchdog()
+    : thread_{[this] {
+        auto moved = [] { return answered.load() + results_committed.load(); };
+        auto last = moved();
+        auto since = clk::now();
+        std::unique_lock<std::mutex> lock{mtx_};
+        while (!cv_.wait_for(lock, std::chrono::milliseconds{500}, [this] { return done_; })) {
+          if (auto now = moved(); now != last) {
+            last = now;
+            since = clk::now();
+          } else if (clk::now() - since > std::chrono::seconds{120}) {
+            std::fprintf(stderr, "perf_pieces: nothing answered or committed for 120 s\n");
+            std::_Exit(1);
+          }
+        }
+      }} {}
+  ~watchdog() {
+    {
+      std::lock_guard<std::mutex> lock{mtx_};
+      done_ = true;
+    }
+    cv_.notify_one(); // at once: a run's end does not wait out a sleep
+    thread_.join();
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
 }
@@ -130,12 +177,64 @@ double run_inprocess(const std::string& payload, size_t count) {
   return seconds_since(t0);
 }
 
+/// CPU seconds of all threads of process `pid` so far (summed from each thread's schedstat,
+/// in ns: /proc/PID/stat counts clock ticks, too coarse for a run of 1,000 small tasks).
+double process_cpu_s(pid_t pid) {
+  auto dir_name = "/proc/" + std::to_string(pid) + "/task";
+  DIR* dir = opendir(dir_name.c_str());
+  if (dir == nullptr)
+    return 0;
+  double total = 0;
+  while (auto* ent = readdir(dir)) {
+    if (ent->d_name[0] == '.')
+      continue;
+    std::ifstream in{dir_name + "/" + ent->d_name + "/schedstat"};
+    double ns = 0;
+    if (in >> ns)
+      total += ns / 1e9;
+  }
+  closedir(dir);
+  return total;
+}
+
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+/// CPU used during a run: the node's threads (this process but the harness's thread, which
+/// plays the client), the compute process's, and the client's. Less sensitive to the other
+/// work on a shared machine than the wall-clock rate.
+struct cpu_use {
+  double node_s = 0, compute_s = 0, client_s = 0;
+};
+
+class cpu_meter {
+public:
+  explicit cpu_meter(pid_t compute) : compute_{compute} { start(); }
+  void start() {
+    self0_ = process_cpu_s(getpid());
+    client0_ = thread_cpu_s();
+    compute0_ = process_cpu_s(compute_);
+  }
+  cpu_use stop() const {
+    auto client = thread_cpu_s() - client0_;
+    return {process_cpu_s(getpid()) - self0_ - client, process_cpu_s(compute_) - compute0_, client};
+  }
+
+private:
+  pid_t compute_;
+  double self0_ = 0, client0_ = 0, compute0_ = 0;
+};
+
 struct result_line {
   std::string name;
   size_t size;
   size_t count;
   double comb_s;
   double base_s;
+  cpu_use cpu;
 };
 
 void print(const result_line& r) {
@@ -144,6 +243,10 @@ void print(const result_line& r) {
               "%9.1f MB/s | ratio %7.2fx slower\n",
               r.name.c_str(), r.size, r.count, r.count / r.comb_s, mb / r.comb_s,
               r.count / r.base_s, mb / r.base_s, r.comb_s / r.base_s);
+  std::printf("%-9s %8zu B x %4zu  CPU per task: node %.1f us, compute process %.1f us, "
+              "client %.1f us\n",
+              r.name.c_str(), r.size, r.count, r.cpu.node_s / r.count * 1e6,
+              r.cpu.compute_s / r.count * 1e6, r.cpu.client_s / r.count * 1e6);
   std::fflush(stdout);
 }
 
@@ -223,6 +326,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < repeat; ++i)
       repeated.push_back(c);
   caf::actor_system sys{cfg};
+  watchdog stuck;
   std::map<std::pair<std::string, size_t>, result_line> at; // (bench, size) at largest count
   std::vector<result_line> lines;
   auto keep = [&](const result_line& r) {
@@ -257,9 +361,9 @@ int main(int argc, char** argv) {
           self->request(fns[0], std::chrono::seconds{60}, run_atom::value, std::move(w))
             .receive([](task_result&) {}, [](caf::error&) {});
         }
+        cpu_meter cpu{compute.pid()};
         auto t0 = clk::now();
-        std::vector<decltype(self->request(fns[0], std::chrono::seconds{1}, run_atom::value,
-                                           task_request{}))>
+        std::vector<decltype(self->request(fns[0], caf::infinite, run_atom::value, task_request{}))>
           handles;
         size_t failed = 0;
         size_t sent = 0, done = 0;
@@ -269,17 +373,19 @@ int main(int argc, char** argv) {
             req.task_id = task++;
             req.model = "checksum";
             req.bytes.assign(payload.begin(), payload.end());
-            handles.push_back(self->request(fns[sent % fns.size()], std::chrono::seconds{120},
-                                            run_atom::value, std::move(req)));
+            handles.push_back(self->request(fns[sent % fns.size()], caf::infinite, run_atom::value,
+                                            std::move(req)));
             ++sent;
           }
           handles[done].receive([](task_result&) {}, [&](caf::error&) { ++failed; });
           ++done;
+          ++answered;
         }
         auto comb_s = seconds_since(t0);
+        auto used = cpu.stop();
         if (failed > 0)
           std::printf("function: %zu of %zu tasks failed\n", failed, count);
-        keep({"function", size, count, comb_s, run_inprocess(payload, count)});
+        keep({"function", size, count, comb_s, run_inprocess(payload, count), used});
       }
     }
     for (auto& f : fns)
@@ -316,14 +422,14 @@ int main(int argc, char** argv) {
         // check would take time from the system being measured).
         auto applied = [] { return results_committed.load(); };
         auto base = applied();
+        cpu_meter cpu{compute.pid()};
         auto t0 = clk::now();
         // Closed loop, as for the function path: at most window_for(size) tasks between submit
         // and applied result (`done` counts acknowledged submits, `finished` applied results).
         size_t failed = 0, sent = 0, done = 0, finished = 0;
         auto window = window_for(size);
-        std::vector<decltype(self->request(std::declval<actors::state_actor>(),
-                                           std::chrono::seconds{1}, call_atom::value,
-                                           invocation{}))>
+        std::vector<decltype(self->request(std::declval<actors::state_actor>(), caf::infinite,
+                                           call_atom::value, invocation{}))>
           handles;
         while (done < count) {
           while (sent < count && sent - done < window && sent - finished < window) {
@@ -338,12 +444,13 @@ int main(int argc, char** argv) {
             inv.sender = "perf_pieces";
             auto target = (*n)->route().route(inv);
             handles.push_back(
-              self->request(*target, std::chrono::seconds{120}, call_atom::value, std::move(inv)));
+              self->request(*target, caf::infinite, call_atom::value, std::move(inv)));
             ++sent;
           }
           if (done < sent) {
             handles[done].receive([](nlohmann::json&) {}, [&](caf::error&) { ++failed; });
             ++done;
+            ++answered;
             continue;
           }
           finished = applied() - base + failed;
@@ -355,9 +462,10 @@ int main(int argc, char** argv) {
         while (applied() < base + count - failed && clk::now() < deadline)
           std::this_thread::sleep_for(std::chrono::microseconds{200});
         auto comb_s = seconds_since(t0);
+        auto used = cpu.stop();
         if (failed > 0)
           std::printf("full: %zu of %zu submits failed\n", failed, count);
-        keep({"full", size, count, comb_s, run_inprocess(payload, count)});
+        keep({"full", size, count, comb_s, run_inprocess(payload, count), used});
       }
     }
     self->send_exit(disp, caf::exit_reason::user_shutdown);
@@ -385,6 +493,14 @@ int main(int argc, char** argv) {
     result_line m = runs[0];
     m.comb_s = mid(&result_line::comb_s);
     m.base_s = mid(&result_line::base_s);
+    auto mid_cpu = [&](double cpu_use::*field) {
+      std::vector<double> v;
+      for (auto& r : runs)
+        v.push_back(r.cpu.*field);
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    m.cpu = {mid_cpu(&cpu_use::node_s), mid_cpu(&cpu_use::compute_s), mid_cpu(&cpu_use::client_s)};
     return m;
   };
   for (std::string b : {"function", "full"}) {
@@ -400,6 +516,13 @@ int main(int argc, char** argv) {
                   "us, in-process %.2f us\n",
                   b.c_str(), small->count, repeat, small->comb_s / small->count * 1e6,
                   small->base_s / small->count * 1e6);
+    if (auto small = median(b, 1024, small_count))
+      std::printf("%-9s CPU per invocation (1 KiB x %zu, medians of %zu): node %.1f us + compute "
+                  "process %.1f us = %.1f us (client %.1f us)\n",
+                  b.c_str(), small->count, repeat, small->cpu.node_s / small->count * 1e6,
+                  small->cpu.compute_s / small->count * 1e6,
+                  (small->cpu.node_s + small->cpu.compute_s) / small->count * 1e6,
+                  small->cpu.client_s / small->count * 1e6);
     auto mib1 = median(b, 1048576, both_count);
     auto mib8 = median(b, 8388608, both_count);
     if (mib1 && mib8) {
