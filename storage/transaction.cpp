@@ -198,10 +198,11 @@ caf::error transaction::write(std::string_view table, std::string_view key, std:
 }
 
 row_change& transaction::new_change() {
+  if (recorded_ < changes_.size())
+    return changes_[recorded_++];
   if (changes_.capacity() == 0) // a procedure writes a few rows: no regrowth (and moves) for them
-    changes_.reserve(std::max<size_t>(4, spare_changes_.size()));
-  if (spare_next_ < spare_changes_.size())
-    return changes_.emplace_back(std::move(spare_changes_[spare_next_++]));
+    changes_.reserve(4);
+  ++recorded_;
   return changes_.emplace_back();
 }
 
@@ -563,6 +564,7 @@ void transaction::rollback() {
   txn_->Rollback().PermitUncheckedError();
   abandon();
   changes_.clear();
+  recorded_ = 0;
 }
 
 } // namespace comb::storage

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -154,14 +155,20 @@ public:
   void record_changes(bool on) { record_changes_ = on; }
 
   /// The row changes made so far, in order (none while record_changes is off).
-  const std::vector<row_change>& changes() const { return changes_; }
-  std::vector<row_change> take_changes() { return std::move(changes_); }
-  /// Records the row changes into `spare`'s elements (their strings keep their memory), in
-  /// order, before making new ones: a caller that hands back the changes of its previous
-  /// transaction saves an allocation per value written.
+  std::span<const row_change> changes() const { return {changes_.data(), recorded_}; }
+  /// Moves out the row changes made so far (spare elements beyond them are dropped).
+  std::vector<row_change> take_changes() {
+    changes_.resize(recorded_);
+    recorded_ = 0;
+    return std::move(changes_);
+  }
+  /// Before the first change: records the row changes into `spare` itself, its elements in
+  /// order (their strings keep their memory) before new ones are appended. A caller that hands
+  /// back the changes of its previous transaction saves the vector's allocation and one per
+  /// value written, and no element is moved. Ignored once a change is recorded.
   void reuse_changes(std::vector<row_change>&& spare) {
-    spare_changes_ = std::move(spare);
-    spare_next_ = 0;
+    if (recorded_ == 0)
+      changes_ = std::move(spare);
   }
   const std::vector<row_read>& reads() const { return reads_; }
   std::vector<row_read> take_reads() { return std::move(reads_); }
@@ -187,7 +194,8 @@ private:
   caf::error write(std::string_view table, std::string_view key, std::string_view value,
                    bool is_row, bool must_be_absent, table_kind kind = table_kind::rows);
   caf::error erase(std::string_view table, std::string_view key, table_kind kind);
-  /// Appends a row change to changes_ (a spare one when there is one) for the caller to set.
+  /// The next row change (a spare element when there is one) for the caller to set: every
+  /// field.
   row_change& new_change();
   /// Locks a blobs-table row and schedules the release of the blob it holds (if any).
   caf::error replace_blob(std::string_view table, std::string_view key);
@@ -201,10 +209,10 @@ private:
   bool record_reads_ = false;
   bool record_changes_ = true;
   bool wrote_ = false;
+  /// The row changes: the first recorded_ elements; any after them are spares (reuse_changes)
+  /// that the next changes are recorded into.
   std::vector<row_change> changes_;
-  /// Elements for the next row changes (reuse_changes), taken from spare_next_ on.
-  std::vector<row_change> spare_changes_;
-  size_t spare_next_ = 0;
+  size_t recorded_ = 0;
   std::vector<row_read> reads_;
   /// Whether a row read or written here exists, to tell an update from an insert without
   /// another read. A procedure touches a few rows: they are kept in a small vector searched

@@ -392,7 +392,18 @@ TEST_SUITE("storage.database") {
         CHECK(got[i].is_row == expected[i].is_row);
         CHECK(got[i].value == expected[i].value);
       }
+      // Taken: exactly the changes made (spares beyond them dropped), and the next ones are
+      // recorded afresh.
+      auto taken = txn->take_changes();
+      REQUIRE(taken.size() == expected.size());
+      for (size_t i = 0; i < taken.size(); ++i)
+        CHECK(taken[i].key == expected[i].key);
+      CHECK(txn->changes().empty());
+      CHECK(!txn->put("t", "after", "x"));
+      REQUIRE(txn->changes().size() == 1);
+      CHECK(txn->changes()[0].key == "after");
       txn->rollback();
+      CHECK(txn->changes().empty());
     }
   }
 
