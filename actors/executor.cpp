@@ -35,7 +35,7 @@ struct executor_state {
   uint64_t used = 0;
   bool wake_pool = [] {
     auto* e = std::getenv("COMB_EXECUTOR_WAKE");
-    return e && std::string_view{e} == "1";
+    return !(e && std::string_view{e} == "0");
   }();
   static inline const char* name = "comb.executor";
 };
@@ -107,11 +107,12 @@ caf::behavior executor(executor_t* self, executor_config cfg) {
     },
     [=](exec_run_atom, exec_batch_ptr& b) -> exec_batch_ptr {
       auto& st = self->state;
-      // COMB_EXECUTOR_WAKE=1: wake the kernels' pool workers (asleep after an idle spell, a
-      // lone request) now, so their wake-up overlaps the runner's serial input preparation
-      // and the first parallel op finds them running. Off by default: an alternating A/B
-      // (4 pairs, load 2.2-2.5) showed no gain at 1 invocation (runner medians 3.1-3.5 ms
-      // either way, equal to direct execution's).
+      // The kernels' pool workers sleep after an idle spell (a lone request): wake them now,
+      // off this thread's CPU (kernels::detail::wake_workers), so their wake-up overlaps the
+      // runner's serial input preparation and the first parallel op finds them running on
+      // the other CPU. perf_serving MNIST 1 invocation, 6 alternating pairs at load 3.6-6.1:
+      // runner median 4.4 ms against 5.9 without (3/3 pairs at load < 5: 3.2-3.5 against
+      // 3.9-6.5). COMB_EXECUTOR_WAKE=0: off, for A/B runs.
       if (st.wake_pool && st.cfg.backend->device() == kernels::device::cpu)
         kernels::detail::wake_workers();
       b->results.clear();
