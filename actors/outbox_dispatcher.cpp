@@ -433,22 +433,26 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
                  {{"model_version", r.model_version},
                   {"model_digest", r.model_digest},
                   {"output_bytes", r.output.size()}});
-        nlohmann::json result{{"task_id", r.task_id},
-                              {"model", r.model},
-                              {"model_version", r.model_version},
-                              {"model_digest", r.model_digest},
-                              {"batch_size", r.batch_size},
-                              {"input_bytes", r.input_bytes},
-                              {"queued_us", r.queued_us},
-                              {"run_us", r.run_us},
-                              {"whole_ns", r.whole_ns},
-                              {"replied_ns", r.replied_ns},
-                              {"outputs", runtime::specs_to_json(r.outputs)},
-                              {"output", nlohmann::json::binary_t{std::vector<uint8_t>(
-                                           r.output.begin(), r.output.end())}}};
-        nlohmann::json args{{"call", pc.key},
-                            {"result", std::move(result)},
-                            {"context", pc.call.context}};
+        // Member by member: a braced initializer list copies every value once more and
+        // checks each pair's shape.
+        nlohmann::json result = nlohmann::json::object();
+        result["task_id"] = r.task_id;
+        result["model"] = std::move(r.model);
+        result["model_version"] = r.model_version;
+        result["model_digest"] = std::move(r.model_digest);
+        result["batch_size"] = r.batch_size;
+        result["input_bytes"] = r.input_bytes;
+        result["queued_us"] = r.queued_us;
+        result["run_us"] = r.run_us;
+        result["whole_ns"] = r.whole_ns;
+        result["replied_ns"] = r.replied_ns;
+        result["outputs"] = runtime::specs_to_json(r.outputs);
+        result["output"] = nlohmann::json::binary_t{
+          std::vector<uint8_t>(r.output.begin(), r.output.end())};
+        nlohmann::json args = nlohmann::json::object();
+        args["call"] = pc.key;
+        args["result"] = std::move(result);
+        args["context"] = pc.call.context;
         self->state.reload_tries.erase(pc.key);
         self->state.failing_calls.erase(pc.key);
         self->state.compute_state = "connected";

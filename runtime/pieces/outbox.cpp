@@ -28,14 +28,17 @@ std::string hex16(uint64_t x) {
 }
 
 nlohmann::json to_row(const outbox_call& c, uint64_t execution_id, uint64_t task_id) {
-  nlohmann::json row{{"kind", to_string(c.kind)},
-                     {"model", c.model},
-                     {"model_version", c.model_version},
-                     {"result_procedure", c.result_procedure},
-                     {"role", c.role},
-                     {"context", c.context},
-                     {"execution_id", execution_id},
-                     {"task_id", task_id}};
+  // Member by member: a braced initializer list copies every value once more and checks each
+  // pair's shape.
+  nlohmann::json row = nlohmann::json::object();
+  row["kind"] = to_string(c.kind);
+  row["model"] = c.model;
+  row["model_version"] = c.model_version;
+  row["result_procedure"] = c.result_procedure;
+  row["role"] = c.role;
+  row["context"] = c.context;
+  row["execution_id"] = execution_id;
+  row["task_id"] = task_id;
   if (!c.inputs.empty())
     row["inputs"] = specs_to_json(c.inputs);
   return row;
