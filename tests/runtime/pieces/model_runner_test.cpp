@@ -8,6 +8,7 @@
 
 #include "base/errc.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/detail/cpu_pool.hpp"
 #include "kernels/image.hpp"
 #include "kernels/models/centernet.hpp"
 #include "kernels/models/mlp.hpp"
@@ -281,6 +282,68 @@ TEST_SUITE("runtime.pieces.model_runner") {
     auto miss = model->infer({&tn});
     REQUIRE(!miss[0]);
     CHECK(describe(miss[0].error()).find("'x'") != std::string::npos);
+  }
+
+  TEST_CASE("a large MLP batch's inputs are converted across the kernels' pool as in series") {
+    // Inputs of 37 + 1 + 29 + 60 rows of 784 (about 100k elements: several chunks of the
+    // pool, their boundaries inside tasks), u8 and f32 mixed; four threads even on a smaller
+    // machine. Each task's answer must be the forward pass of its own rows, converted here.
+    kernels::detail::set_cpu_threads(4);
+    const std::vector<int64_t> sizes = {784, 16, 10};
+    auto bytes = make_mlp_file(sizes, 7);
+    REQUIRE_MESSAGE(bytes, why(bytes));
+    auto model = load_on_cpu(*bytes);
+    kernels::mlp_config cfg;
+    cfg.sizes = sizes;
+    cfg.seed = 7;
+    auto direct = kernels::mlp::create(cfg);
+    REQUIRE_MESSAGE(direct, why(direct));
+
+    std::mt19937_64 rng(11);
+    const std::vector<int64_t> rows = {37, 1, 29, 60};
+    const std::vector<bool> is_u8 = {true, false, true, false};
+    std::vector<std::vector<uint8_t>> pixels(rows.size());
+    std::vector<std::vector<float>> floats(rows.size()), want_x(rows.size());
+    std::vector<tensor_pack> packs(rows.size());
+    std::vector<task_tensors> tasks;
+    std::normal_distribution<float> nd;
+    for (size_t k = 0; k < rows.size(); ++k) {
+      auto count = static_cast<size_t>(rows[k] * 784);
+      if (is_u8[k]) {
+        pixels[k].resize(count);
+        for (auto& p : pixels[k])
+          p = static_cast<uint8_t>(rng());
+        for (auto p : pixels[k])
+          want_x[k].push_back(p / 255.0f);
+        packs[k].add("x", tensor_dtype::u8, {rows[k], 784}, pixels[k].data());
+      } else {
+        floats[k].resize(count);
+        for (auto& f : floats[k])
+          f = nd(rng);
+        want_x[k] = floats[k];
+        packs[k].add("x", tensor_dtype::f32, {rows[k], 784}, floats[k].data());
+      }
+      uint8_t yes = 1;
+      packs[k].add("with_probs", tensor_dtype::u8, {1}, &yes);
+      tasks.push_back(task_of(k + 1, packs[k]));
+    }
+    std::vector<const task_tensors*> batch;
+    for (auto& t : tasks)
+      batch.push_back(&t);
+    auto out = model->infer(batch);
+    REQUIRE(out.size() == rows.size());
+    for (size_t k = 0; k < rows.size(); ++k) {
+      REQUIRE_MESSAGE(out[k], why(out[k]));
+      auto xt = kernels::tensor::from(kernels::shape{rows[k], 784}, want_x[k]);
+      REQUIRE(xt);
+      auto probs = direct->forward(*xt);
+      REQUIRE_MESSAGE(probs, why(probs));
+      auto got = values<float>(*out[k], "probs");
+      REQUIRE(got.size() == static_cast<size_t>(rows[k] * 10));
+      for (size_t i = 0; i < got.size(); ++i)
+        CHECK(got[i] == doctest::Approx(probs->data<float>()[i]).epsilon(1e-5));
+    }
+    kernels::detail::set_cpu_threads(0);
   }
 
   TEST_CASE("MLP train() lowers the loss and returns a loadable file; the version is unchanged") {
