@@ -4,9 +4,10 @@
 // therefore acknowledged only after the WAL holding it is on disk, and concurrent commits share
 // one fsync. After a group of n, the next flush waits (at most as long as that fsync took) until
 // n commits are pending: the clients just answered send theirs next, and without the wait the
-// first few of them would take a small fsync of their own while the rest queue behind it; the
-// commit that completes the group flushes at once, and a timer ends a wait that the group does
-// not fill (no polling). Runs detached (fsync blocks). The database must outlive the actor.
+// first few of them would take a small fsync of their own while the rest queue behind it. The
+// flush naps while it waits (a blocked mailbox would wake the thread for each commit) and
+// goes once the mailbox holds the rest of the group or the wait is over. Runs detached (fsync
+// blocks). The database must outlive the actor.
 #pragma once
 
 #include "runtime/interfaces.hpp"
@@ -23,15 +24,14 @@ namespace comb::actors {
 
 struct committer_state {
   std::vector<std::pair<caf::typed_response_promise<nlohmann::json>, nlohmann::json>> pending;
-  /// A flush message is on its way (sent by sync_atom, or by a flush that waits).
+  /// A flush message is on its way (sent by sync_atom, or by a flush that waited).
   bool flush_scheduled = false;
-  /// A flush waits for the rest of a group: a timer will end the wait (its flush message
-  /// may come after the group already went, and then finds nothing or a new group).
-  bool waiting = false;
   /// The size of the last group: about as many commits follow it (their clients' next ones).
   size_t expected = 0;
   /// Until when a flush waits for them: the end of the last fsync plus its duration.
   std::chrono::steady_clock::time_point wait_until;
+  /// How long the last fsync took.
+  std::chrono::steady_clock::duration last_sync{};
   uint64_t flushes = 0;
   uint64_t commits = 0;
   static inline const char* name = "group_committer";

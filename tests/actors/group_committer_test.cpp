@@ -1,6 +1,6 @@
 // Tests for the group committer: concurrent sync commits are acknowledged together after one
 // fsync, and a group that stays shorter than the last one is still acknowledged (its wait
-// ends on a timer, not on commits that never come); with COMB_GROUP_COMMIT_WAIT=off the same
+// ends when its time is over, not on commits that never come); with COMB_GROUP_COMMIT_WAIT=off the same
 // commits are acknowledged without the wait.
 #include "actors/group_committer.hpp"
 
