@@ -423,9 +423,13 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   if (self->state.cfg.provenance)
     record(self, "function_call", true, fn_index, pc, "sent",
            {{"bytes", req.payload_size()}, {"model_version", req.model_version}});
+  // One copy of the call for both handlers (each capturing `pc` by value copied it, with
+  // its key, model, context and input specs, once per handler); only one of them runs.
+  auto call = std::make_shared<runtime::pending_call>(std::move(pc));
   self->request(fn, caf::infinite, runtime::run_atom::value, std::move(req))
     .then(
-      [=](runtime::task_result& r) mutable {
+      [self, fn_index, call](runtime::task_result& r) {
+        auto& pc = *call;
         // The compute process ran the call; its result is not applied yet.
         COMB_SYNC_POINT("dispatcher.before_apply");
         if (self->state.cfg.provenance)
@@ -452,13 +456,15 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
         nlohmann::json args = nlohmann::json::object();
         args["call"] = pc.key;
         args["result"] = std::move(result);
-        args["context"] = pc.call.context;
+        // Nothing reads the call's context after this (a call sent again reads its row).
+        args["context"] = std::move(pc.call.context);
         self->state.reload_tries.erase(pc.key);
         self->state.failing_calls.erase(pc.key);
         self->state.compute_state = "connected";
         apply(self, pc, std::move(args));
       },
-      [=](caf::error& e) mutable {
+      [self, fn_index, call](caf::error& e) {
+        auto& pc = *call;
         ++self->state.call_errors;
         record(self, "function_result", false, fn_index, pc, "error", {{"error", describe(e)}});
         if (is(e, errc::model_not_loaded)) {
