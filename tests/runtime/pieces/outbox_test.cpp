@@ -300,6 +300,17 @@ TEST_SUITE("runtime.pieces.outbox") {
       keys.push_back(*key);
     }
     CHECK(test::must(db->count(outbox::payload_table)) == contexts.size());
+    // The payload reads back whole wherever it is (read from the row's bytes when in the row),
+    // however the context nests members named payload / payload_rows.
+    for (size_t i = 0; i < keys.size(); ++i) {
+      std::vector<char> out{'o', 'l', 'd'};
+      auto err = outbox::payload(*db, keys[i], out);
+      REQUIRE_MESSAGE(!err, describe(err));
+      if (i / contexts.size() < 2)
+        CHECK(std::string(out.begin(), out.end()) == (i / contexts.size() == 0 ? "small" : big));
+      else
+        CHECK(std::string(out.begin(), out.end()).find("row bytes") != std::string::npos);
+    }
     for (size_t i = 0; i < keys.size(); ++i) {
       for (bool again : {false, true}) {
         call_context rc;
