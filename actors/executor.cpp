@@ -4,7 +4,7 @@
 #include "actors/executor.hpp"
 
 #include "base/errc.hpp"
-#include "kernels/detail/cpu_pool.hpp"
+#include "kernels/cpu_backend.hpp"
 
 #include <caf/all.hpp>
 
@@ -108,13 +108,13 @@ caf::behavior executor(executor_t* self, executor_config cfg) {
     [=](exec_run_atom, exec_batch_ptr& b) -> exec_batch_ptr {
       auto& st = self->state;
       // The kernels' pool workers sleep after an idle spell (a lone request): wake them now,
-      // off this thread's CPU (kernels::detail::wake_workers), so their wake-up overlaps the
-      // runner's serial input preparation and the first parallel op finds them running on
+      // off this thread's CPU (kernels::cpu_backend::wake_workers), so their wake-up overlaps
+      // the runner's input preparation and the first parallel op finds them running on
       // the other CPU. perf_serving MNIST 1 invocation, 6 alternating pairs at load 3.6-6.1:
       // runner median 4.4 ms against 5.9 without (3/3 pairs at load < 5: 3.2-3.5 against
       // 3.9-6.5). COMB_EXECUTOR_WAKE=0: off, for A/B runs.
       if (st.wake_pool && st.cfg.backend->device() == kernels::device::cpu)
-        kernels::detail::wake_workers();
+        kernels::cpu_backend::wake_workers();
       b->results.clear();
       auto i = st.models.find({b->model, b->version});
       if (i == st.models.end()) {

@@ -51,6 +51,15 @@ std::string cpu_backend::blas_info() {
   return r;
 }
 
+void cpu_backend::wake_workers(int spin_us) {
+  detail::wake_workers(spin_us);
+}
+
+void cpu_backend::parallel_range(int64_t n, int64_t grain,
+                                 const std::function<void(int64_t, int64_t)>& fn) {
+  detail::parallel_range(n, grain, fn);
+}
+
 void cpu_backend::set_worker_placement(const char* mode) {
   detail::set_worker_placement(mode);
 }

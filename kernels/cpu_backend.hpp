@@ -6,6 +6,10 @@
 
 #include "kernels/detail/host_backend.hpp"
 
+#include <cstdint>
+#include <functional>
+#include <string>
+
 namespace comb::kernels {
 
 class cpu_backend : public detail::host_backend {
@@ -37,6 +41,15 @@ public:
   /// to the environment's choice); takes effect on the next region. For benchmarks that
   /// compare placements in one run; call between ops.
   static void set_worker_placement(const char* mode);
+
+  /// Wakes the pool's sleeping workers ahead of a region (they spin for `spin_us`, then sleep
+  /// again): for a caller about to run ops after a quiet spell (detail::wake_workers).
+  static void wake_workers(int spin_us = 2000);
+
+  /// Runs fn(begin, end) over [0, n) in chunks of at least `grain` on the pool, the caller
+  /// taking part (detail::parallel_range): for work beside the ops, such as input conversion.
+  static void parallel_range(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t)>& fn);
 };
 
 } // namespace comb::kernels

@@ -6,7 +6,7 @@
 #include "runtime/pieces/kernel_runners.hpp"
 
 #include "base/errc.hpp"
-#include "kernels/detail/cpu_pool.hpp"
+#include "kernels/cpu_backend.hpp"
 #include "kernels/models/centernet.hpp"
 #include "kernels/models/mlp.hpp"
 #include "kernels/models/mobilenet_v2.hpp"
@@ -263,7 +263,7 @@ void mlp_write_rows(const std::vector<tensor_view>& xs, float* out) {
   std::vector<int64_t> start(xs.size() + 1, 0); // element offset of each input in `out`
   for (size_t k = 0; k < xs.size(); ++k)
     start[k + 1] = start[k] + xs[k].spec->numel();
-  kernels::detail::parallel_range(start.back(), rows_grain, [&](int64_t b, int64_t e) {
+  kernels::cpu_backend::parallel_range(start.back(), rows_grain, [&](int64_t b, int64_t e) {
     // The last input that starts at or before b (skips empty ones before it).
     auto k = static_cast<size_t>(std::upper_bound(start.begin(), start.end(), b) - start.begin())
              - 1;
