@@ -1,6 +1,7 @@
 #include "base/msgpack.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -160,6 +161,96 @@ bool append_msgpack(std::string& out, const json& v, bool ascii_only) {
     return false;
   json::to_msgpack(v, out); // binary, discarded, and containers of 2^32 or more
   return true;
+}
+
+} // namespace comb
+
+// -- msgpack_cursor -------------------------------------------------------------------------
+
+namespace comb {
+
+const char* to_string(msgpack_type t) noexcept {
+  switch (t) {
+  case msgpack_type::nil: return "nil";
+  case msgpack_type::boolean: return "boolean";
+  case msgpack_type::unsigned_int: return "unsigned integer";
+  case msgpack_type::signed_int: return "signed integer";
+  case msgpack_type::float32: return "float32";
+  case msgpack_type::float64: return "float64";
+  case msgpack_type::str: return "string";
+  case msgpack_type::bin: return "binary";
+  case msgpack_type::ext: return "extension";
+  case msgpack_type::array: return "array";
+  case msgpack_type::map: return "map";
+  }
+  return "unknown";
+}
+
+double msgpack_value::as_double() const noexcept {
+  if (type == msgpack_type::float64) {
+    double d;
+    std::memcpy(&d, &bits, 8);
+    return d;
+  }
+  if (type == msgpack_type::float32) {
+    auto b = static_cast<uint32_t>(bits);
+    float f;
+    std::memcpy(&f, &b, 4);
+    return static_cast<double>(f);
+  }
+  return 0;
+}
+
+std::string msgpack_cursor::error() const {
+  if (what_ == nullptr)
+    return {};
+  std::string e = "MessagePack ";
+  if (wrong_type_) {
+    e.append(what_).append(" expected, found ").append(to_string(error_type_));
+  } else {
+    e.append(what_);
+    if (error_at_ < in_.size()) {
+      char tag[8];
+      std::snprintf(tag, sizeof(tag), "0x%02x", static_cast<uint8_t>(in_[error_at_]));
+      e.append(" (header ").append(tag);
+      if (error_need_ != 0)
+        e.append(": needs ").append(std::to_string(error_need_)).append(" bytes, ")
+          .append(std::to_string(in_.size() - error_at_)).append(" left");
+      e.append(")");
+    }
+  }
+  return e + " at byte " + std::to_string(error_at_) + " of " + std::to_string(in_.size());
+}
+
+bool msgpack_cursor::skip_values(uint64_t n, size_t depth) noexcept {
+  size_t start = at_;
+  // pending[k]: the values still to step over inside the k-th open container (0: the `n`
+  // values asked for, at `depth`). Each value takes a byte at least, and next() refuses a
+  // container that announces more elements than bytes left, so the counts stay small.
+  uint64_t pending[max_depth + 1];
+  size_t top = 0;
+  pending[0] = n;
+  msgpack_value v;
+  for (;;) {
+    while (pending[top] == 0) {
+      if (top == 0)
+        return true;
+      --top;
+    }
+    --pending[top];
+    size_t at = at_;
+    if (!next(v)) {
+      at_ = start;
+      return false;
+    }
+    if ((v.type == msgpack_type::array || v.type == msgpack_type::map) && v.count != 0) {
+      if (depth + top + 1 > max_depth) {
+        at_ = start;
+        return fail("nesting deeper than 256 levels", at);
+      }
+      pending[++top] = v.type == msgpack_type::map ? 2 * v.count : v.count;
+    }
+  }
 }
 
 } // namespace comb

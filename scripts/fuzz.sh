@@ -14,7 +14,7 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(fuzz_log_record fuzz_piece fuzz_tensor_spec fuzz_safetensors fuzz_image_codecs
            fuzz_cluster_config fuzz_bmp fuzz_tflite fuzz_anomaly_http fuzz_anomaly_bbpe
-           fuzz_nectar_capture)
+           fuzz_nectar_capture fuzz_msgpack)
 fi
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
