@@ -53,9 +53,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -67,6 +69,8 @@
 #include <thread>
 #include <tuple>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace comb;
@@ -156,6 +160,42 @@ std::string cpu_by_thread(const std::map<long, thread_cpu>& before,
 
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+/// The `comb compute` child while it runs (-1: none), for the exit and signal paths below.
+std::atomic<pid_t> compute_child{-1};
+
+/// Kills the compute child (SIGKILL) and reaps it; async-signal-safe.
+void kill_compute_child() {
+  pid_t pid = compute_child.exchange(-1);
+  if (pid <= 0)
+    return;
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+/// SIGINT, SIGTERM, SIGHUP, SIGQUIT: the compute child goes first (it would serve on, an
+/// orphan on the cores the next run measures), then this process ends as the signal says.
+void on_fatal_signal(int sig) {
+  kill_compute_child();
+  static const char msg[] = "perf_serving: interrupted; its comb compute child was killed\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, msg, sizeof msg - 1);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+/// Every way out of perf_serving takes its compute child along: a signal (the handlers
+/// above), std::exit (die(), the watchdog) through atexit; a normal end's child_process
+/// destructor kills it first.
+void kill_child_on_exit() {
+  std::atexit(kill_compute_child);
+  struct sigaction sa{};
+  sa.sa_handler = on_fatal_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT})
+    ::sigaction(sig, &sa, nullptr);
 }
 
 [[noreturn]] void die(const std::string& what) {
@@ -787,7 +827,14 @@ int main(int argc, char** argv) {
     "--nice", std::to_string(compute_nice)};
   if (!compute_pin.empty()) // only when asked: an older --compute-binary lacks the flag
     compute_args.insert(compute_args.end(), {"--kernel-pin", compute_pin});
+  kill_child_on_exit();
   test::child_process compute{compute_args, log};
+  compute_child.store(compute.pid());
+  // Before compute's destructor (which kills and reaps it): the exit path must not kill a
+  // reused pid.
+  struct forget_child {
+    ~forget_child() { compute_child.store(-1); }
+  } forget_compute_child;
   for (int i = 0;; ++i) {
     auto text = read_file(log);
     if (text.find("listening on") != std::string::npos)
