@@ -177,8 +177,8 @@ struct compute_state {
   runtime::blob_file_reader blob_files;
   bool blob_sweep_armed = false;
   /// Input buffers of finished executor batches, kept to read the next tasks' bytes into
-  /// (shared memory, blob ranges read for the first time): their pages are mapped already
-  /// and are not zeroed again.
+  /// (blob ranges read for the first time; shared memory is read in place): their pages are
+  /// mapped already and are not zeroed again.
   std::vector<std::vector<char>> spare_buffers;
   uint64_t buffers_reused = 0;
   static inline const char* name = "comb.compute";
@@ -382,12 +382,14 @@ void release(compute_actor_t* self, uint64_t task_id) {
   maybe_unload(self, model, version);
 }
 
-/// The error of a task whose bytes, read in place from a blob file, could not be read to the
-/// end (the file was cut short under its mapping): nothing computed from them is answered.
+/// The error of a task whose bytes, read in place, could not be read to the end (a blob file
+/// cut short under its mapping, a shared-memory region its sender released or reused):
+/// nothing computed from them is answered.
 caf::error torn_input(uint64_t task_id) {
   return make_error(errc::corrupt_data,
                     "task " + std::to_string(task_id)
-                      + ": its blob file was cut short while the task read it");
+                      + ": its input bytes changed while the task read them (a blob file cut "
+                        "short, or a shared-memory region its sender reused)");
 }
 
 bool intact(const runtime::pooled_task& t) {
@@ -922,14 +924,14 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "shared-memory");
       if (!p)
         return p.error();
-      auto spare = take_spare(st, ref.size);
-      st.buffers_reused += spare.capacity() > 0 ? 1 : 0;
-      auto bytes = st.shm.read(ref, std::move(spare));
+      // Read in place, no copy: the sender keeps the region until this task is answered,
+      // and a region it released or reused meanwhile fails the task (intact()).
+      auto bytes = st.shm.view(ref);
       if (!bytes) {
         ++st.rejected;
         return bytes.error();
       }
-      p->payload = runtime::payload_buffer{std::move(*bytes)};
+      p->payload = std::move(*bytes);
       ++st.shm_tasks;
       return accept_piece(self, std::move(*p), true);
     },

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -36,6 +37,13 @@ uint64_t random_u64() {
     x = static_cast<uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ull
         ^ static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&x));
   return x;
+}
+
+caf::error region_mismatch(const shm_ref& ref) {
+  return make_error(errc::protocol_error,
+                    "shared-memory piece: the region at " + std::to_string(ref.offset)
+                      + " of segment " + ref.segment
+                      + " no longer holds the task's bytes (ticket or size differ)");
 }
 
 /// Removes /dev/shm/comb-pieces-<pid>-* of processes that are gone (a node killed with -9
@@ -191,10 +199,40 @@ void shm_arena::release(const shm_ref& ref) {
 
 // --- shm_reader --------------------------------------------------------------------------
 
-shm_reader::~shm_reader() {
-  for (auto& m : maps_)
-    ::munmap(const_cast<char*>(m.base), m.size);
+namespace {
+
+/// The ticket and size in front of a region, as they are now.
+bool region_head_is(const char* head, uint64_t ticket, uint64_t size) {
+  // Read after every use of the bytes (the writer stores the ticket before new bytes).
+  std::atomic_thread_fence(std::memory_order_acquire);
+  uint64_t h[2];
+  std::memcpy(h, head, sizeof h);
+  return h[0] == ticket && h[1] == size;
 }
+
+/// A region read in place: holds the segment's mapping; intact() while the region still
+/// holds the task's ticket and size.
+class shm_window final : public external_bytes {
+public:
+  shm_window(std::shared_ptr<const void> seg, const char* head, uint64_t ticket, uint64_t size)
+    : seg_(std::move(seg)), head_(head), ticket_(ticket), size_(size) {}
+  bool intact() const override { return region_head_is(head_, ticket_, size_); }
+
+private:
+  std::shared_ptr<const void> seg_;
+  const char* head_;
+  uint64_t ticket_;
+  uint64_t size_;
+};
+
+} // namespace
+
+shm_reader::segment_map::~segment_map() {
+  if (base)
+    ::munmap(const_cast<char*>(base), size);
+}
+
+shm_reader::~shm_reader() = default;
 
 caf::expected<const shm_reader::mapping*> shm_reader::map(const std::string& name) {
   for (auto i = maps_.begin(); i != maps_.end(); ++i)
@@ -203,14 +241,12 @@ caf::expected<const shm_reader::mapping*> shm_reader::map(const std::string& nam
       return &maps_.front();
     }
   // A new segment: its writer may have retired others (a lost connection); their names are
-  // gone, and nothing will be read from them again.
+  // gone, and nothing will be read from them again (windows into them keep their mapping).
   for (auto i = maps_.begin(); i != maps_.end();) {
-    if (::access(("/dev/shm" + i->name).c_str(), F_OK) != 0 && errno == ENOENT) {
-      ::munmap(const_cast<char*>(i->base), i->size);
+    if (::access(("/dev/shm" + i->name).c_str(), F_OK) != 0 && errno == ENOENT)
       i = maps_.erase(i);
-    } else {
+    else
       ++i;
-    }
   }
   int fd = ::shm_open(name.c_str(), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0)
@@ -236,15 +272,15 @@ caf::expected<const shm_reader::mapping*> shm_reader::map(const std::string& nam
   ::close(fd);
   if (p == MAP_FAILED)
     return make_error(errc::unsupported, sys_error("shared-memory pieces: mmap(" + name + ")"));
-  maps_.push_front(mapping{name, static_cast<const char*>(p), size});
-  while (maps_.size() > max_) {
-    ::munmap(const_cast<char*>(maps_.back().base), maps_.back().size);
+  maps_.push_front(mapping{name, std::make_shared<const segment_map>(static_cast<const char*>(p),
+                                                                     size)});
+  while (maps_.size() > max_)
     maps_.pop_back();
-  }
   return &maps_.front();
 }
 
-caf::expected<std::vector<char>> shm_reader::read(const shm_ref& ref, std::vector<char> buffer) {
+caf::expected<std::pair<const shm_reader::mapping*, const char*>>
+shm_reader::locate(const shm_ref& ref) {
   if (!valid_shm_segment_name(ref.segment))
     return make_error(errc::protocol_error, "shared-memory piece names segment '" + ref.segment
                                               + "', which is not of the form "
@@ -252,35 +288,43 @@ caf::expected<std::vector<char>> shm_reader::read(const shm_ref& ref, std::vecto
   auto m = map(ref.segment);
   if (!m)
     return m.error();
-  auto base = (*m)->base;
-  auto seg = (*m)->size;
+  auto base = (*m)->seg->base;
+  auto seg = (*m)->seg->size;
   if (ref.offset % align != 0 || ref.offset > seg || seg - ref.offset < shm_region_header
       || seg - ref.offset - shm_region_header < ref.size)
     return make_error(errc::protocol_error,
                       "shared-memory piece: region at " + std::to_string(ref.offset) + " of "
                         + std::to_string(ref.size) + " bytes lies outside segment "
                         + ref.segment + " of " + std::to_string(seg) + " bytes");
-  auto head_ok = [&] {
-    uint64_t head[2];
-    std::memcpy(head, base + ref.offset, sizeof head);
-    return head[0] == ref.ticket && head[1] == ref.size;
-  };
-  auto mismatch = [&] {
-    return make_error(errc::protocol_error,
-                      "shared-memory piece: the region at " + std::to_string(ref.offset)
-                        + " of segment " + ref.segment
-                        + " no longer holds the task's bytes (ticket or size differ)");
-  };
-  if (!head_ok())
-    return mismatch();
+  auto head = base + ref.offset;
+  if (!region_head_is(head, ref.ticket, ref.size))
+    return region_mismatch(ref);
+  return std::make_pair(*m, head);
+}
+
+caf::expected<std::vector<char>> shm_reader::read(const shm_ref& ref, std::vector<char> buffer) {
+  auto at = locate(ref);
+  if (!at)
+    return at.error();
+  auto head = at->second;
   auto& out = buffer;
   out.clear(); // keeps its memory
   out.reserve(ref.size);
-  auto* from = base + ref.offset + shm_region_header;
+  auto* from = head + shm_region_header;
   out.insert(out.end(), from, from + ref.size); // no zeroing first, unlike resize()
-  if (!head_ok())
-    return mismatch();
+  if (!region_head_is(head, ref.ticket, ref.size))
+    return region_mismatch(ref);
   return std::move(buffer);
+}
+
+caf::expected<payload_buffer> shm_reader::view(const shm_ref& ref) {
+  auto at = locate(ref);
+  if (!at)
+    return at.error();
+  auto head = at->second;
+  auto window = std::make_shared<const shm_window>(at->first->seg, head, ref.ticket, ref.size);
+  return payload_buffer{std::move(window), head + shm_region_header,
+                        static_cast<size_t>(ref.size)};
 }
 
 } // namespace comb::runtime

@@ -3,7 +3,8 @@
 // owns (shm_arena) and the compute process maps once (shm_reader); only a small descriptor
 // (shm_ref) travels over the CAF connection. Over TCP the same bytes are copied about six
 // times (encoding, CAF's serialization, the socket both ways, CAF's deserialization); here
-// they are copied twice (into the segment, out of it). A function actor uses it only for a
+// they are copied once, into the segment: the compute process reads them in place
+// (shm_reader::view), or copies them out (shm_reader::read). A function actor uses it only for a
 // compute process on a loopback address, and falls back to TCP pieces for good when the
 // compute process cannot open its segment (another host or container behind a forwarded
 // port, another user, an older `comb compute`).
@@ -11,12 +12,15 @@
 // Safety: segments are created 0600 with a random name (/comb-pieces-<pid>-<16 hex>); the
 // reader accepts only names of that form owned by its own user, checks bounds against the
 // segment's size, and checks a ticket written in front of each region before and after it
-// copies, so a region that was reused or torn gives an error, never wrong bytes. The writer
+// copies (or, read in place, before the bytes are used and after the last use: the window's
+// intact()), so a region that was reused or torn gives an error, never wrong bytes. The writer
 // reuses a region only after the compute process answered for it; when the connection is
 // lost it retires the whole segment (unlinks it) and starts a new one, so a compute process
 // that is still reading an old region is never overwritten. Segments of dead processes are
 // removed when a new arena is made. Not thread-safe: each object belongs to one actor.
 #pragma once
+
+#include "runtime/pieces/piece.hpp"
 
 #include <caf/expected.hpp>
 
@@ -117,17 +121,36 @@ public:
   /// `buffer` (a buffer used before: its memory is reused, nothing is zeroed).
   caf::expected<std::vector<char>> read(const shm_ref& ref, std::vector<char> buffer = {});
 
+  /// The region's payload in place: a window into the segment's mapping (a payload_buffer of
+  /// external bytes; the mapping stays while a window into it is held, also past this
+  /// reader), no copy. Checked as read() checks before it copies; the window's intact()
+  /// reads the ticket and size again: false once the writer released or reused the region,
+  /// and then nothing computed from the bytes may be answered (the writer keeps a region
+  /// until its task is answered, so this happens only when it gave up on the task). Errors
+  /// as read()'s. The window may be read and released on any thread.
+  caf::expected<payload_buffer> view(const shm_ref& ref);
+
   /// Segments mapped now.
   size_t mapped() const { return maps_.size(); }
 
 private:
-  struct mapping {
-    std::string name;
+  /// A segment mapped read-only; unmapped with the last holder (the reader, windows).
+  struct segment_map {
     const char* base = nullptr;
     size_t size = 0;
+    segment_map(const char* b, size_t n) : base(b), size(n) {}
+    ~segment_map();
+    segment_map(const segment_map&) = delete;
+    segment_map& operator=(const segment_map&) = delete;
+  };
+  struct mapping {
+    std::string name;
+    std::shared_ptr<const segment_map> seg;
   };
 
   caf::expected<const mapping*> map(const std::string& name);
+  /// The payload of `ref` in its mapping, checked (name, bounds, ticket).
+  caf::expected<std::pair<const mapping*, const char*>> locate(const shm_ref& ref);
 
   size_t max_;
   std::list<mapping> maps_; // most recently used first

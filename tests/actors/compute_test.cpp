@@ -768,6 +768,55 @@ TEST_SUITE("actors.compute") {
     CHECK(c.stats(compute)["rejected"] == 6);
   }
 
+  TEST_CASE("a shared-memory task is read in place: a region its sender reuses before the task "
+            "runs fails the task (corrupt_data), and its batch runs") {
+    // Batches of 2 with no deadline to speak of: the first task waits for a second one.
+    test::compute_child proc{{"--batch", "checksum=2:600000"}};
+    client c;
+    auto compute = c.connect(proc.port());
+    auto arena = shm_arena::create(size_t{1} << 20);
+    REQUIRE(arena);
+    auto data = random_bytes(100000, 71);
+    auto ref = (*arena)->put(data.data(), data.size());
+    REQUIRE(ref);
+    caf::scoped_actor sender{c.sys};
+    auto header = encode_piece(1, piece_kind::infer, "checksum", 0, 0, 1, nullptr, 0);
+    auto first = sender->request(compute, 60s, shm_piece_atom::value, header, *ref);
+    // Answered after the shm task was taken in (one sender, one connection: in order).
+    sender->request(compute, 20s, ping_atom::value)
+      .receive([](uint64_t) {}, [&](caf::error& e) { FAIL("ping: " << c.sys.render(e)); });
+    // The sender gives the region up and another task's bytes take it.
+    (*arena)->release(*ref);
+    auto other = random_bytes(100000, 72);
+    auto ref2 = (*arena)->put(other.data(), other.size());
+    REQUIRE(ref2);
+    REQUIRE(ref2->offset == ref->offset);
+    // The second task completes the batch.
+    auto second = c.send_raw(compute, encode_piece(2, piece_kind::infer, "checksum", 0, 0, 1,
+                                                   other.data(), other.size()));
+    REQUIRE_MESSAGE(second, text(second));
+    CHECK(second->output == checksum_output({other}));
+    caf::expected<task_result> out = make_error(errc::timeout, "no reply");
+    first.receive([&](task_result& r) { out = std::move(r); },
+                  [&](caf::error& e) { out = std::move(e); });
+    REQUIRE(!out);
+    CHECK(is(out.error(), errc::corrupt_data));
+    CHECK(text(out).find("changed while the task read them") != std::string::npos);
+    // A region left alone is read in place and answered.
+    auto third = sender->request(compute, 20s, shm_piece_atom::value,
+                                 encode_piece(3, piece_kind::infer, "checksum", 0, 0, 1, nullptr, 0),
+                                 *ref2);
+    auto fourth = c.send_raw(compute, encode_piece(4, piece_kind::infer, "checksum", 0, 0, 1,
+                                                   data.data(), data.size()));
+    REQUIRE_MESSAGE(fourth, text(fourth));
+    caf::expected<task_result> ok = make_error(errc::timeout, "no reply");
+    third.receive([&](task_result& r) { ok = std::move(r); },
+                  [&](caf::error& e) { ok = std::move(e); });
+    REQUIRE_MESSAGE(ok, text(ok));
+    CHECK(ok->output == checksum_output({other}));
+    CHECK(c.stats(compute)["shm_tasks"] == 2);
+  }
+
   TEST_CASE("each malformed piece gets a clear error and the compute process keeps serving") {
     test::compute_child proc{{"--task-timeout-ms", "300"}};
     client c;

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -160,6 +162,83 @@ TEST_SUITE("runtime.pieces.shm_pieces") {
     auto ok = reader.read(*r2);
     REQUIRE(ok);
     CHECK(*ok == other);
+  }
+
+  TEST_CASE("view: the region's bytes in place, intact until the writer releases or reuses it") {
+    auto a = shm_arena::create(size_t{1} << 16);
+    REQUIRE(a);
+    auto& arena = **a;
+    auto in = bytes_of(3000, 5);
+    auto r = arena.reserve(in.size());
+    REQUIRE(r);
+    std::memcpy(r->second, in.data(), in.size());
+    shm_reader reader;
+    auto w = reader.view(r->first);
+    REQUIRE(w);
+    CHECK(w->external());
+    CHECK(w->size() == in.size());
+    CHECK(std::equal(w->begin(), w->end(), in.begin(), in.end()));
+    CHECK(w->intact());
+    // In place: the writer's bytes, not a copy (the reader's mapping shows a change at once).
+    r->second[17] = static_cast<char>(r->second[17] + 1);
+    CHECK(w->data()[17] == r->second[17]);
+    CHECK(w->intact());
+    // Released: no longer intact (nothing computed from it may be answered) ...
+    arena.release(r->first);
+    CHECK_FALSE(w->intact());
+    CHECK_FALSE(reader.view(r->first));
+    // ... nor once the region holds another task's bytes, even of the same size.
+    auto other = bytes_of(3000, 9);
+    auto r2 = arena.put(other.data(), other.size());
+    REQUIRE(r2);
+    CHECK(r2->offset == r->first.offset);
+    CHECK_FALSE(w->intact());
+    auto w2 = reader.view(*r2);
+    REQUIRE(w2);
+    CHECK(w2->intact());
+    CHECK(std::equal(w2->begin(), w2->end(), other.begin(), other.end()));
+
+    // The checks read() makes before it copies: names, bounds, tickets.
+    auto bad_name = *r2;
+    bad_name.segment = "/PostgreSQL.1";
+    CHECK_FALSE(reader.view(bad_name));
+    auto beyond = *r2;
+    beyond.size = arena.capacity();
+    auto e = reader.view(beyond);
+    REQUIRE_FALSE(e);
+    CHECK(describe(e.error()).find("outside segment") != std::string::npos);
+    auto wrong_ticket = *r2;
+    wrong_ticket.ticket += 1;
+    CHECK_FALSE(reader.view(wrong_ticket));
+    auto wrong_size = *r2;
+    wrong_size.size -= 1;
+    CHECK_FALSE(reader.view(wrong_size));
+  }
+
+  TEST_CASE("a window keeps its segment mapped past the reader's own mapping and the reader") {
+    auto a = shm_arena::create(size_t{1} << 16);
+    auto b = shm_arena::create(size_t{1} << 16);
+    REQUIRE(a);
+    REQUIRE(b);
+    auto in = bytes_of(4096, 3);
+    auto ra = (*a)->put(in.data(), in.size());
+    auto rb = (*b)->put(in.data(), in.size());
+    REQUIRE(ra);
+    REQUIRE(rb);
+    caf::expected<payload_buffer> w{payload_buffer{}};
+    {
+      shm_reader reader{1}; // one mapping kept: b's pushes a's out
+      w = reader.view(*ra);
+      REQUIRE(w);
+      REQUIRE(reader.view(*rb));
+      CHECK(reader.mapped() == 1);
+      CHECK(std::equal(w->begin(), w->end(), in.begin(), in.end()));
+    }
+    // The reader is gone; the window still reads (and checks) a's region.
+    CHECK(std::equal(w->begin(), w->end(), in.begin(), in.end()));
+    CHECK(w->intact());
+    (*a)->release(*ra);
+    CHECK_FALSE(w->intact());
   }
 
   TEST_CASE("a retired segment: its name is gone, a reader that mapped it still reads, and drops "
