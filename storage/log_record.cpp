@@ -33,6 +33,7 @@ std::string data(capnp::Data::Reader d) {
 
 // -- record values as MessagePack -----------------------------------------------------------
 
+using comb::msgpack_type;
 using nlohmann::json;
 
 // For each byte: whether json_text writes it as it is inside a string (as base/json_text.cpp).
@@ -43,32 +44,17 @@ constexpr auto plain_byte = [] {
   return t;
 }();
 
-// Reads MessagePack and appends its JSON text as comb::append_json_text writes the value
-// nlohmann::json::from_msgpack makes of it; every read is checked against the end.
+// Reads MessagePack (with comb::msgpack_cursor, which checks every read against the end) and
+// appends its JSON text as comb::append_json_text writes the value nlohmann::json::from_msgpack
+// makes of it. Refuses bin and ext values, keys that are not strings, nesting deeper than 256
+// and text that is not UTF-8.
 class msgpack_text {
 public:
   msgpack_text(std::string_view in, std::string& out) : in_(in), out_(out) {}
 
-  bool whole() { return value(0) && at_ == in_.size(); }
+  bool whole() { return value(0) && in_.at_end(); }
 
 private:
-  bool need(size_t n) const { return in_.size() - at_ >= n; }
-
-  uint64_t be(int bytes) {
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; ++i)
-      v = (v << 8) | static_cast<uint8_t>(in_[at_ + i]);
-    at_ += bytes;
-    return v;
-  }
-
-  bool sized(int bytes, uint64_t& n) {
-    if (!need(bytes))
-      return false;
-    n = be(bytes);
-    return true;
-  }
-
   template <class Int>
   void number(Int v) {
     char buf[24];
@@ -76,11 +62,7 @@ private:
     out_.append(buf, end);
   }
 
-  bool string(uint64_t n) {
-    if (!need(n))
-      return false;
-    auto s = in_.substr(at_, n);
-    at_ += n;
+  bool string(std::string_view s) {
     bool plain = true;
     for (unsigned char c : s)
       plain = plain && plain_byte[c];
@@ -98,31 +80,14 @@ private:
     return true;
   }
 
-  bool string_at(int depth) {
-    (void)depth;
-    if (!need(1))
-      return false;
-    auto b = static_cast<uint8_t>(in_[at_++]);
-    uint64_t n = 0;
-    if ((b & 0xe0) == 0xa0)
-      n = b & 0x1f;
-    else if (b == 0xd9 ? !sized(1, n) : b == 0xda ? !sized(2, n) : b == 0xdb ? !sized(4, n) : true)
-      return false;
-    return string(n);
-  }
-
-  bool floating(double d) {
-    out_.append(json(d).dump());
-    return true;
-  }
-
   bool items(uint64_t n, int depth, bool map) {
     out_.push_back(map ? '{' : '[');
+    std::string_view key;
     for (uint64_t i = 0; i < n; ++i) {
       if (i > 0)
         out_.push_back(',');
       if (map) {
-        if (!string_at(depth))
+        if (!in_.read_str(key) || !string(key))
           return false;
         out_.push_back(':');
       }
@@ -134,80 +99,40 @@ private:
   }
 
   bool value(int depth) {
-    if (depth > 256 || !need(1))
+    comb::msgpack_value v;
+    if (depth > 256 || !in_.next(v))
       return false;
-    auto b = static_cast<uint8_t>(in_[at_++]);
-    uint64_t n = 0;
-    if (b < 0x80) {
-      number(static_cast<uint64_t>(b));
-      return true;
-    }
-    if (b >= 0xe0) {
-      number(static_cast<int64_t>(static_cast<int8_t>(b)));
-      return true;
-    }
-    if ((b & 0xf0) == 0x80)
-      return need(2 * (b & 0x0f)) && items(b & 0x0f, depth, true);
-    if ((b & 0xf0) == 0x90)
-      return need(b & 0x0f) && items(b & 0x0f, depth, false);
-    if ((b & 0xe0) == 0xa0)
-      return string(b & 0x1f);
-    switch (b) {
-    case 0xc0:
+    switch (v.type) {
+    case msgpack_type::nil:
       out_.append("null");
       return true;
-    case 0xc2:
-      out_.append("false");
+    case msgpack_type::boolean:
+      out_.append(v.bits != 0 ? "true" : "false");
       return true;
-    case 0xc3:
-      out_.append("true");
+    case msgpack_type::unsigned_int:
+      number(v.bits);
       return true;
-    case 0xcc: case 0xcd: case 0xce: case 0xcf: {
-      int bytes = 1 << (b - 0xcc);
-      if (!need(bytes))
-        return false;
-      number(be(bytes));
+    case msgpack_type::signed_int:
+      number(v.as_int());
       return true;
-    }
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
-      int bytes = 1 << (b - 0xd0);
-      if (!need(bytes))
-        return false;
-      uint64_t v = be(bytes);
-      int shift = 64 - 8 * bytes;
-      number(static_cast<int64_t>(v << shift) >> shift);
+    case msgpack_type::float32:
+    case msgpack_type::float64:
+      out_.append(json(v.as_double()).dump());
       return true;
-    }
-    case 0xca: {
-      if (!need(4))
-        return false;
-      auto bits = static_cast<uint32_t>(be(4));
-      float f;
-      std::memcpy(&f, &bits, 4);
-      return floating(f);
-    }
-    case 0xcb: {
-      if (!need(8))
-        return false;
-      uint64_t bits = be(8);
-      double d;
-      std::memcpy(&d, &bits, 8);
-      return floating(d);
-    }
-    case 0xd9: case 0xda: case 0xdb:
-      return sized(b == 0xd9 ? 1 : b == 0xda ? 2 : 4, n) && string(n);
-    case 0xdc: case 0xdd:
-      return sized(b == 0xdc ? 2 : 4, n) && need(n) && items(n, depth, false);
-    case 0xde: case 0xdf:
-      return sized(b == 0xde ? 2 : 4, n) && need(2 * n) && items(n, depth, true);
-    default: // bin, ext, 0xc1
+    case msgpack_type::str:
+      return string(v.bytes);
+    case msgpack_type::array:
+    case msgpack_type::map:
+      return items(v.count, depth, v.type == msgpack_type::map);
+    case msgpack_type::bin:
+    case msgpack_type::ext:
       return false;
     }
+    return false;
   }
 
-  std::string_view in_;
+  comb::msgpack_cursor in_;
   std::string& out_;
-  size_t at_ = 0;
 };
 
 bool msgpack_to_text(std::string_view msgpack, std::string& out) {

@@ -5,6 +5,7 @@
 
 #include "base/base64.hpp"
 #include "base/errc.hpp"
+#include "base/msgpack.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
@@ -16,6 +17,9 @@
 namespace comb::apps::imaging {
 
 using nlohmann::json;
+using comb::msgpack_cursor;
+using comb::msgpack_type;
+using comb::msgpack_value;
 using runtime::arg;
 using runtime::call_context;
 using storage::transaction;
@@ -123,105 +127,48 @@ struct image_row_reader {
   }
 };
 
-// The common case without a parser: a MessagePack map of string keys whose values are
-// integers, nil, booleans, floats, strings or binary (what imaging.put_images writes). False
-// for anything else (nested values, a truncated row), which the SAX reader then handles.
+// The common case without a parser: a MessagePack map of string keys whose top-level values
+// are read with comb::msgpack_cursor (what imaging.put_images writes; nested values are
+// stepped over, as the SAX reader ignores them). False for anything else (an extension value,
+// a truncated row), which the SAX reader then handles and names.
 bool read_flat_image_row(std::string_view v, image_row_reader& r) {
-  auto* p = reinterpret_cast<const uint8_t*>(v.data());
-  auto* end = p + v.size();
-  auto need = [&](size_t n) { return static_cast<size_t>(end - p) >= n; };
-  auto be = [&](size_t n) {
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; ++i)
-      x = (x << 8) | p[i];
-    p += n;
-    return x;
-  };
-  if (!need(1))
+  msgpack_cursor in{v};
+  uint64_t entries = 0;
+  if (!in.read_map(entries))
     return false;
-  uint64_t entries;
-  if ((*p & 0xf0) == 0x80) {
-    entries = *p++ & 0x0f;
-  } else if (*p == 0xde && need(3)) {
-    ++p;
-    entries = be(2);
-  } else {
-    return false;
-  }
   r.depth = 1;
+  std::string_view key;
+  msgpack_value x;
   for (uint64_t e = 0; e < entries; ++e) {
-    // The key: a string.
-    if (!need(1))
+    if (!in.read_str(key) || !in.next(x))
       return false;
-    uint64_t klen;
-    if ((*p & 0xe0) == 0xa0)
-      klen = *p++ & 0x1f;
-    else if (*p == 0xd9 && need(2))
-      ++p, klen = be(1);
-    else
-      return false;
-    if (!need(klen))
-      return false;
-    r.field.assign(reinterpret_cast<const char*>(p), klen);
-    p += klen;
-    // The value.
-    if (!need(1))
-      return false;
-    uint8_t t = *p++;
-    auto str_or_bin = [&](uint64_t len, bool bin) {
-      if (!need(len))
-        return false;
-      if (bin && r.field == "pixels") {
-        r.im.pixels.assign(p, p + len);
+    r.field.assign(key);
+    switch (x.type) {
+    case msgpack_type::unsigned_int:
+      r.integer(static_cast<int64_t>(std::min<uint64_t>(x.bits, INT64_MAX)));
+      break;
+    case msgpack_type::signed_int:
+      r.integer(x.as_int());
+      break;
+    case msgpack_type::bin:
+      if (r.field == "pixels") {
+        r.im.pixels.assign(x.bytes.begin(), x.bytes.end());
         r.has_pixels = true;
       }
-      p += len;
-      return true;
-    };
-    auto fixed = [&](size_t n, bool is_signed) {
-      if (!need(n))
+      break;
+    case msgpack_type::array:
+    case msgpack_type::map:
+      if (!in.skip_items(x))
         return false;
-      auto x = be(n);
-      int64_t v = static_cast<int64_t>(x);
-      if (is_signed && n < 8 && (x >> (8 * n - 1)) != 0)
-        v = static_cast<int64_t>(x | (~uint64_t{0} << (8 * n)));
-      if (!is_signed && x > static_cast<uint64_t>(INT64_MAX))
-        v = INT64_MAX;
-      return r.integer(v);
-    };
-    bool ok;
-    if (t <= 0x7f)
-      ok = r.integer(t);
-    else if (t >= 0xe0)
-      ok = r.integer(static_cast<int8_t>(t));
-    else if ((t & 0xe0) == 0xa0)
-      ok = str_or_bin(t & 0x1f, false);
-    else
-      switch (t) {
-        case 0xc0: case 0xc2: case 0xc3: ok = true; break;
-        case 0xcc: ok = fixed(1, false); break;
-        case 0xcd: ok = fixed(2, false); break;
-        case 0xce: ok = fixed(4, false); break;
-        case 0xcf: ok = fixed(8, false); break;
-        case 0xd0: ok = fixed(1, true); break;
-        case 0xd1: ok = fixed(2, true); break;
-        case 0xd2: ok = fixed(4, true); break;
-        case 0xd3: ok = fixed(8, true); break;
-        case 0xca: ok = need(4) && (p += 4, true); break;
-        case 0xcb: ok = need(8) && (p += 8, true); break;
-        case 0xd9: ok = need(1) && str_or_bin(be(1), false); break;
-        case 0xda: ok = need(2) && str_or_bin(be(2), false); break;
-        case 0xdb: ok = need(4) && str_or_bin(be(4), false); break;
-        case 0xc4: ok = need(1) && str_or_bin(be(1), true); break;
-        case 0xc5: ok = need(2) && str_or_bin(be(2), true); break;
-        case 0xc6: ok = need(4) && str_or_bin(be(4), true); break;
-        default: ok = false; // nested values, extensions
-      }
-    if (!ok)
-      return false;
+      break;
+    case msgpack_type::ext:
+      return false; // the SAX reader reads it as binary
+    default: // nil, booleans, floats, strings: not fields of an image
+      break;
+    }
   }
   r.depth = 0;
-  return p == end;
+  return in.at_end();
 }
 
 // What a reader that got to the end of a row still finds wrong with it: a field missing, or

@@ -4,13 +4,16 @@
 // from the last one read on. Per pass, in turns, in the same run: a fresh log_reader (a reader
 // per pass: the whole segment read, each frame's CRC checked, each record decoded, as the
 // spooler's passes did before its reader was kept) against one kept log_reader (resumes where
-// the last pass stopped). Thread CPU per pass (median of --passes=P), and the ratio.
-//   perf_log_tail [--records=N] [--batch=K] [--passes=P] [--quick]
+// the last pass stopped). Thread CPU per pass (median of --passes=P), and the ratio. With
+// --values=msgpack the records' arguments and result are MessagePack, as the recorder keeps
+// them (storage/record_value.hpp), which decoding turns back into JSON text.
+//   perf_log_tail [--records=N] [--batch=K] [--passes=P] [--values=text|msgpack] [--quick]
 #include "base/errc.hpp"
 #include "perf/bench_env.hpp"
 #include "perf/provenance/transfer_record.hpp"
 #include "storage/log_record.hpp"
 #include "storage/provenance_log.hpp"
+#include "storage/record_value.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -25,10 +28,20 @@ using namespace comb;
 
 namespace {
 
-/// perf_log's transfer record at `lsn`.
+bool msgpack_values = false;
+
+/// perf_log's transfer record at `lsn` (its arguments and result as MessagePack with
+/// --values=msgpack).
 storage::log_record transfer_record_at(uint64_t lsn) {
   auto r = perf::transfer_record(lsn);
   r.lsn = lsn;
+  if (msgpack_values) {
+    for (auto* field : {&r.payload, &r.result}) {
+      auto value = nlohmann::json::parse(*field);
+      field->clear();
+      storage::append_record_value(*field, value);
+    }
+  }
   return r;
 }
 
@@ -56,10 +69,13 @@ int main(int argc, char** argv) {
       batch = std::stoull(a.substr(8));
     else if (a.rfind("--passes=", 0) == 0)
       passes = std::stoull(a.substr(9));
+    else if (a == "--values=msgpack" || a == "--values=text")
+      msgpack_values = a == "--values=msgpack";
     else if (a == "--quick")
       n = 50'000, passes = 10;
     else {
-      std::fprintf(stderr, "usage: perf_log_tail [--records=N] [--batch=K] [--passes=P] [--quick]\n");
+      std::fprintf(stderr, "usage: perf_log_tail [--records=N] [--batch=K] [--passes=P] "
+                           "[--values=text|msgpack] [--quick]\n");
       return 2;
     }
   }
@@ -120,9 +136,10 @@ int main(int argc, char** argv) {
     }
     std::error_code ec;
     auto seg_bytes = std::filesystem::file_size(dir / kept->segments().back(), ec);
-    std::printf("log: %llu records, last segment %.1f MiB; %llu passes of %llu new records\n",
+    std::printf("log: %llu records (values as %s), last segment %.1f MiB; %llu passes of %llu "
+                "new records\n",
                 static_cast<unsigned long long>(writer->next_lsn() - 1),
-                static_cast<double>(seg_bytes) / (1 << 20),
+                msgpack_values ? "MessagePack" : "JSON text", static_cast<double>(seg_bytes) / (1 << 20),
                 static_cast<unsigned long long>(passes), static_cast<unsigned long long>(batch));
     std::printf("records returned: fresh reader %llu, kept reader %llu%s\n",
                 static_cast<unsigned long long>(fresh_n), static_cast<unsigned long long>(kept_n),
