@@ -103,6 +103,24 @@ std::unique_ptr<loaded_model> load_on_cpu(const std::string& bytes) {
   return std::move(*m);
 }
 
+/// An MLP file of `sizes` with weights from `seed`, loaded by the MLP runner on the CPU, and
+/// the same network made directly with kernels::mlp, to check the runner against.
+struct mlp_pair {
+  std::unique_ptr<loaded_model> model;
+  kernels::mlp direct;
+};
+
+mlp_pair mlp_and_direct(const std::vector<int64_t>& sizes, uint64_t seed) {
+  auto bytes = make_mlp_file(sizes, seed);
+  REQUIRE_MESSAGE(bytes, why(bytes));
+  kernels::mlp_config cfg;
+  cfg.sizes = sizes;
+  cfg.seed = seed;
+  auto direct = kernels::mlp::create(cfg);
+  REQUIRE_MESSAGE(direct, why(direct));
+  return {load_on_cpu(*bytes), std::move(*direct)};
+}
+
 /// A runner that loads nothing and says its name (for the registry's tests).
 class named_runner : public model_runner {
 public:
@@ -198,17 +216,9 @@ TEST_SUITE("runtime.pieces.model_runner") {
   }
 
   TEST_CASE("the MLP runner gives kernels::mlp's outputs, per task, for u8 and f32 inputs") {
-    const std::vector<int64_t> sizes = {20, 8, 5};
-    auto bytes = make_mlp_file(sizes, 42);
-    REQUIRE_MESSAGE(bytes, why(bytes));
-    auto model = load_on_cpu(*bytes);
+    auto nets = mlp_and_direct({20, 8, 5}, 42);
+    auto& model = nets.model;
     CHECK(model->memory_bytes() == (20 * 8 + 8 + 8 * 5 + 5) * 4 * 4u);
-
-    kernels::mlp_config cfg;
-    cfg.sizes = sizes;
-    cfg.seed = 42;
-    auto direct = kernels::mlp::create(cfg);
-    REQUIRE_MESSAGE(direct, why(direct));
 
     std::mt19937_64 rng(3);
     std::vector<uint8_t> pixels(3 * 20);
@@ -241,7 +251,7 @@ TEST_SUITE("runtime.pieces.model_runner") {
     auto check_against = [&](const tensor_pack& got, const std::vector<float>& x, int64_t n) {
       auto xt = kernels::tensor::from(kernels::shape{n, 20}, x);
       REQUIRE(xt);
-      auto probs = direct->forward(*xt);
+      auto probs = nets.direct.forward(*xt);
       REQUIRE_MESSAGE(probs, why(probs));
       bool asked = n == 3;
       CHECK(spec(got, "label").shape == std::vector<int64_t>{n});
@@ -289,15 +299,8 @@ TEST_SUITE("runtime.pieces.model_runner") {
     // pool, their boundaries inside tasks), u8 and f32 mixed; four threads even on a smaller
     // machine. Each task's answer must be the forward pass of its own rows, converted here.
     kernels::detail::set_cpu_threads(4);
-    const std::vector<int64_t> sizes = {784, 16, 10};
-    auto bytes = make_mlp_file(sizes, 7);
-    REQUIRE_MESSAGE(bytes, why(bytes));
-    auto model = load_on_cpu(*bytes);
-    kernels::mlp_config cfg;
-    cfg.sizes = sizes;
-    cfg.seed = 7;
-    auto direct = kernels::mlp::create(cfg);
-    REQUIRE_MESSAGE(direct, why(direct));
+    auto nets = mlp_and_direct({784, 16, 10}, 7);
+    auto& model = nets.model;
 
     std::mt19937_64 rng(11);
     const std::vector<int64_t> rows = {37, 1, 29, 60};
@@ -336,7 +339,7 @@ TEST_SUITE("runtime.pieces.model_runner") {
       REQUIRE_MESSAGE(out[k], why(out[k]));
       auto xt = kernels::tensor::from(kernels::shape{rows[k], 784}, want_x[k]);
       REQUIRE(xt);
-      auto probs = direct->forward(*xt);
+      auto probs = nets.direct.forward(*xt);
       REQUIRE_MESSAGE(probs, why(probs));
       auto got = values<float>(*out[k], "probs");
       REQUIRE(got.size() == static_cast<size_t>(rows[k] * 10));
