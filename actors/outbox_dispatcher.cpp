@@ -94,6 +94,20 @@ struct dispatcher_state {
   /// When the node's log last heard about unreachable calls, and how many it did not hear of.
   std::chrono::steady_clock::time_point last_log;
   uint64_t unlogged = 0;
+  /// Result procedure invocations by the state actor that runs them: one batch in flight to
+  /// each; those that come meanwhile wait and go together as the next batch (one transaction,
+  /// state_actor.hpp), so under load a result costs a share of a commit, and alone nothing
+  /// waits.
+  struct apply_queue {
+    state_actor target;
+    bool busy = false;
+    std::vector<std::string> keys;
+    std::vector<runtime::invocation> invs;
+  };
+  std::vector<apply_queue> apply_queues;
+  /// Requests that carried result procedure invocations to state actors (batches, or single
+  /// calls with max_apply_batch 1).
+  uint64_t apply_requests = 0;
   static inline const char* name = "comb.outbox_dispatcher";
 };
 
@@ -135,6 +149,61 @@ void release(dispatcher_t* self, const std::string& key, bool applied) {
   }
 }
 
+// Sends the invocations waiting in apply queue `q` to its state actor as one batch, if any
+// wait; otherwise the queue is idle until the next one comes.
+void send_applies(dispatcher_t* self, size_t q) {
+  auto& queue = self->state.apply_queues[q];
+  if (queue.invs.empty()) {
+    queue.busy = false;
+    return;
+  }
+  queue.busy = true;
+  ++self->state.apply_requests;
+  auto keys = std::make_shared<std::vector<std::string>>();
+  std::vector<runtime::invocation> invs;
+  size_t max_apply_batch = self->state.cfg.max_apply_batch;
+  if (queue.invs.size() <= max_apply_batch) {
+    keys->swap(queue.keys);
+    invs.swap(queue.invs);
+  } else {
+    auto n = static_cast<std::ptrdiff_t>(max_apply_batch);
+    keys->assign(std::make_move_iterator(queue.keys.begin()),
+                 std::make_move_iterator(queue.keys.begin() + n));
+    invs.assign(std::make_move_iterator(queue.invs.begin()),
+                std::make_move_iterator(queue.invs.begin() + n));
+    queue.keys.erase(queue.keys.begin(), queue.keys.begin() + n);
+    queue.invs.erase(queue.invs.begin(), queue.invs.begin() + n);
+  }
+  // No CAF timeout (it wakes CAF's clock thread twice per request): expire() is the backstop.
+  self->request(queue.target, caf::infinite, call_atom::value, std::move(invs))
+    .then(
+      [self, q, keys](std::vector<runtime::invocation_outcome>& outs) {
+        auto& st = self->state;
+        for (size_t i = 0; i < keys->size(); ++i) {
+          if (i >= outs.size() || outs[i].error) {
+            // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
+            ++st.apply_errors;
+            release(self, (*keys)[i], false);
+            continue;
+          }
+          const auto& r = outs[i].result;
+          if (r.is_object() && r.value("duplicate", false))
+            ++st.duplicates;
+          else
+            ++st.applied;
+          release(self, (*keys)[i], true);
+        }
+        send_applies(self, q);
+      },
+      [self, q, keys](caf::error&) {
+        for (auto& key : *keys) {
+          ++self->state.apply_errors;
+          release(self, key, false);
+        }
+        send_applies(self, q);
+      });
+}
+
 void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json args) {
   runtime::invocation inv;
   inv.procedure = pc.call.result_procedure;
@@ -142,28 +211,42 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
   inv.role = pc.call.role;
   inv.parent_id = pc.execution_id;
   inv.sender = "outbox_dispatcher";
-  auto key = pc.key;
   auto target = self->state.route.route(inv);
   if (!target) {
     ++self->state.apply_errors;
-    release(self, key, false);
+    release(self, pc.key, false);
     return;
   }
-  // No CAF timeout (it wakes CAF's clock thread twice per request): expire() is the backstop.
-  self->request(*target, caf::infinite, call_atom::value, std::move(inv))
-    .then(
-      [=](nlohmann::json& r) {
-        if (r.value("duplicate", false))
-          ++self->state.duplicates;
-        else
-          ++self->state.applied;
-        release(self, key, true);
-      },
-      [=](caf::error&) {
-        // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
-        ++self->state.apply_errors;
-        release(self, key, false);
-      });
+  if (self->state.cfg.max_apply_batch <= 1) {
+    ++self->state.apply_requests;
+    auto key = pc.key;
+    // No CAF timeout (it wakes CAF's clock thread twice per request): expire() is the backstop.
+    self->request(*target, caf::infinite, call_atom::value, std::move(inv))
+      .then(
+        [=](nlohmann::json& r) {
+          if (r.value("duplicate", false))
+            ++self->state.duplicates;
+          else
+            ++self->state.applied;
+          release(self, key, true);
+        },
+        [=](caf::error&) {
+          // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
+          ++self->state.apply_errors;
+          release(self, key, false);
+        });
+    return;
+  }
+  auto& queues = self->state.apply_queues;
+  size_t q = 0;
+  while (q < queues.size() && queues[q].target != *target)
+    ++q;
+  if (q == queues.size())
+    queues.push_back({*target});
+  queues[q].keys.push_back(pc.key);
+  queues[q].invs.push_back(std::move(inv));
+  if (!queues[q].busy)
+    send_applies(self, q);
 }
 
 // Hands a final error for `pc` (bad model, bad or damaged payload, ...) to its result
@@ -644,6 +727,7 @@ caf::behavior dispatcher(dispatcher_t* self, storage::database* db, runtime::rou
                             {"duplicates", st.duplicates},
                             {"call_errors", st.call_errors},
                             {"apply_errors", st.apply_errors},
+                            {"apply_requests", st.apply_requests},
                             {"hinted", st.hinted},
                             {"in_flight", st.in_flight.size()},
                             {"reloads_started", st.reloads_started},

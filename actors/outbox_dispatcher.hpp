@@ -51,6 +51,10 @@ struct dispatcher_config {
   /// A poll scans the outbox when it may hold calls no hint announced (after a start, when a
   /// call did not fit in flight or came back unapplied), and at least this often otherwise.
   std::chrono::milliseconds scan_every{1000};
+  /// Result procedure invocations that go to a state actor together, in one transaction, at
+  /// most (state_actor.hpp): one batch is in flight to each state actor, and the results
+  /// that arrive meanwhile make up the next. 1: each result in its own request, at once.
+  uint32_t max_apply_batch = 8;
   /// Timeout of one call (function actor) and of one result procedure invocation.
   std::chrono::milliseconds call_timeout{300000};
   /// False when the node has no compute process: no function actors; each call fails as
@@ -70,7 +74,9 @@ struct dispatcher_config {
 
 /// Spawns the dispatcher. `db` must outlive it (the node owns both; stop the dispatcher
 /// first). Handles (caf::get_atom) -> std::string: counters as JSON (sent, applied,
-/// duplicates, call_errors, apply_errors, hinted, in_flight, reloads_started, reloads_done,
+/// duplicates, call_errors, apply_errors, apply_requests (requests that carried results to
+/// state actors: fewer than the results when they went in batches), hinted, in_flight,
+/// reloads_started, reloads_done,
 /// reload_errors, reload_resent, reloads_exhausted, reloads_waiting, unreachable_errors,
 /// given_up; compute: {state (connected, unreachable, none or unknown), endpoint, last_error,
 /// last_error_ago_s, give_up_after_s}; failing: [{call, model, model_version, attempts,

@@ -159,6 +159,132 @@ std::string status_of(const caf::error& e) {
   return e.category() == errc_category ? to_string(static_cast<errc>(e.code())) : "error";
 }
 
+// The call context of an invocation of `def` that starts now: a fresh execution id.
+runtime::call_context context_of(const state_env& env, const runtime::procedure_def& def,
+                                 const runtime::invocation& inv, uint32_t partition) {
+  runtime::call_context ctx;
+  ctx.execution_id = runtime::next_execution_id();
+  ctx.parent_id = inv.parent_id;
+  ctx.procedure = def.name;
+  ctx.role = inv.role;
+  ctx.partition = partition;
+  ctx.partitions = env.partitions;
+  return ctx;
+}
+
+// Runs `inv` to its end as one transaction (retrying lock conflicts) and records its
+// provenance. `writes` becomes true for a success that must be durable before its reply (a
+// procedure that is not read-only).
+caf::expected<nlohmann::json> invoke(state_actor_state& st, const state_env& env,
+                                     uint32_t partition, const std::string& receiver,
+                                     runtime::invocation& inv, bool& writes) {
+  const auto* def = env.procs->find(inv.procedure);
+  if (!def)
+    return make_error(errc::unknown_procedure,
+                      "no stored procedure named '" + inv.procedure + "'");
+  if (!def->allows(inv.role)) {
+    auto err = make_error(errc::permission_denied,
+                          "role '" + inv.role + "' may not call " + inv.procedure);
+    if (env.hook) {
+      runtime::invocation_record rec;
+      start_record(rec, *def, inv, partition, receiver, runtime::next_execution_id());
+      rec.end_ns = rec.start_ns;
+      rec.status = status_of(err);
+      rec.result = describe(err);
+      env.hook->on_failed(rec);
+    }
+    return err;
+  }
+  auto ctx = context_of(env, *def, inv, partition);
+  std::optional<record_slot> slot;
+  runtime::invocation_record* rec = nullptr;
+  std::vector<storage::row_change>* spare_changes = nullptr;
+  if (env.hook) {
+    auto& kept = slot.emplace().get();
+    rec = &kept.rec;
+    spare_changes = &kept.spare_changes;
+    start_record(*rec, *def, inv, partition, receiver, ctx.execution_id);
+  }
+  caf::expected<nlohmann::json> result{nlohmann::json{}};
+  for (int attempt = 0;; ++attempt) {
+    ctx.outbox_calls = 0; // a retry starts over in a new transaction
+    result = run_once(env, *def, ctx, inv, rec, spare_changes);
+    if (result || !is(result.error(), errc::conflict) || attempt + 1 >= max_conflict_retries)
+      break;
+    ++st.retries;
+    // Back off: a deadlock victim that retries at once can take its first lock again
+    // before the other transaction (whose thread the OS may not have run yet) got it,
+    // and so lose every retry on a loaded machine.
+    if (attempt < 2)
+      std::this_thread::yield();
+    else
+      std::this_thread::sleep_for(
+        std::chrono::microseconds{std::min(1000, 10 << std::min(attempt, 7))});
+  }
+  ++st.executed;
+  if (rec) {
+    if (!result) {
+      rec->end_ns = comb::wall_clock_ns();
+      rec->status = status_of(result.error());
+      rec->result = describe(result.error());
+      rec->changes.clear();
+      rec->reads.clear();
+      env.hook->on_failed(*rec);
+    }
+  }
+  if (result && !def->opts.read_only) {
+    COMB_SYNC_POINT("commit.before_reply");
+    writes = true;
+  }
+  return result;
+}
+
+// Runs every invocation of `batch` in one transaction, each with its own call context
+// (execution id, outbox calls), and commits once: the invocations take effect together, in
+// order, as if each had run alone right after the one before. Only where nothing records
+// provenance (the hook holds one record between before_commit and after_commit) and every
+// partition is local (no row guard). Returns false, having changed nothing, when an
+// invocation is refused, fails or throws, or the commit fails: the caller then runs each on
+// its own, as a lone call runs, so every outcome is what it would have been alone.
+bool run_batch(state_actor_state& st, const state_env& env, uint32_t partition,
+               std::vector<runtime::invocation>& batch,
+               std::vector<runtime::invocation_outcome>& out, bool& writes) {
+  auto txn = env.db->begin(/*group_sync=*/static_cast<bool>(env.committer));
+  txn->record_changes(false); // nobody reads the row changes
+  out.clear();
+  out.reserve(batch.size());
+  bool wrote = false;
+  for (auto& inv : batch) {
+    const auto* def = env.procs->find(inv.procedure);
+    if (!def || !def->allows(inv.role)) {
+      txn->rollback();
+      return false;
+    }
+    auto ctx = context_of(env, *def, inv, partition);
+    caf::expected<nlohmann::json> result{nlohmann::json{}};
+    try {
+      result = def->fn(ctx, *txn, inv.args);
+    } catch (const std::exception&) {
+      result = make_error(errc::procedure_failed, "threw");
+    }
+    if (!result) {
+      txn->rollback();
+      return false;
+    }
+    wrote = wrote || !def->opts.read_only;
+    out.push_back({std::move(*result), caf::error{}});
+  }
+  COMB_SYNC_POINT("commit.before");
+  if (txn->commit())
+    return false;
+  st.executed += batch.size();
+  if (wrote) {
+    COMB_SYNC_POINT("commit.before_reply");
+    writes = true;
+  }
+  return true;
+}
+
 } // namespace
 
 state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_actor_state> self,
@@ -166,73 +292,39 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
   auto receiver = env.node_name + "/p" + std::to_string(partition);
   return {
     [=](call_atom, runtime::invocation& inv) -> caf::result<nlohmann::json> {
-      const auto* def = env.procs->find(inv.procedure);
-      if (!def)
-        return make_error(errc::unknown_procedure,
-                          "no stored procedure named '" + inv.procedure + "'");
-      if (!def->allows(inv.role)) {
-        auto err = make_error(errc::permission_denied,
-                              "role '" + inv.role + "' may not call " + inv.procedure);
-        if (env.hook) {
-          runtime::invocation_record rec;
-          start_record(rec, *def, inv, partition, receiver, runtime::next_execution_id());
-          rec.end_ns = rec.start_ns;
-          rec.status = status_of(err);
-          rec.result = describe(err);
-          env.hook->on_failed(rec);
-        }
-        return err;
-      }
-      runtime::call_context ctx;
-      ctx.execution_id = runtime::next_execution_id();
-      ctx.parent_id = inv.parent_id;
-      ctx.procedure = def->name;
-      ctx.role = inv.role;
-      ctx.partition = partition;
-      ctx.partitions = env.partitions;
-      std::optional<record_slot> slot;
-      runtime::invocation_record* rec = nullptr;
-      std::vector<storage::row_change>* spare_changes = nullptr;
-      if (env.hook) {
-        auto& kept = slot.emplace().get();
-        rec = &kept.rec;
-        spare_changes = &kept.spare_changes;
-        start_record(*rec, *def, inv, partition, receiver, ctx.execution_id);
-      }
-      caf::expected<nlohmann::json> result{nlohmann::json{}};
-      for (int attempt = 0;; ++attempt) {
-        ctx.outbox_calls = 0; // a retry starts over in a new transaction
-        result = run_once(env, *def, ctx, inv, rec, spare_changes);
-        if (result || !is(result.error(), errc::conflict) || attempt + 1 >= max_conflict_retries)
-          break;
-        ++self->state.retries;
-        // Back off: a deadlock victim that retries at once can take its first lock again
-        // before the other transaction (whose thread the OS may not have run yet) got it,
-        // and so lose every retry on a loaded machine.
-        if (attempt < 2)
-          std::this_thread::yield();
-        else
-          std::this_thread::sleep_for(
-            std::chrono::microseconds{std::min(1000, 10 << std::min(attempt, 7))});
-      }
-      ++self->state.executed;
-      if (rec) {
-        if (!result) {
-          rec->end_ns = comb::wall_clock_ns();
-          rec->status = status_of(result.error());
-          rec->result = describe(result.error());
-          rec->changes.clear();
-          rec->reads.clear();
-          env.hook->on_failed(*rec);
-        }
-      }
-      if (result && !def->opts.read_only)
-        COMB_SYNC_POINT("commit.before_reply");
-      if (result && env.committer && !def->opts.read_only)
+      bool writes = false;
+      auto result = invoke(self->state, env, partition, receiver, inv, writes);
+      if (writes && env.committer)
         return self->delegate(env.committer, sync_atom::value, std::move(*result));
       // Not `return json`: caf::result<T>(Us&&...) brace-initializes T, which would wrap a
       // JSON value in an array; the expected<T> constructor moves it as it is.
       return result;
+    },
+    [=](call_atom, std::vector<runtime::invocation>& batch)
+      -> caf::result<std::vector<runtime::invocation_outcome>> {
+      std::vector<runtime::invocation_outcome> out;
+      bool writes = false;
+      if (batch.size() < 2 || env.hook || env.owners
+          || !run_batch(self->state, env, partition, batch, out, writes)) {
+        out.clear();
+        out.reserve(batch.size());
+        for (auto& inv : batch) {
+          auto r = invoke(self->state, env, partition, receiver, inv, writes);
+          if (r)
+            out.push_back({std::move(*r), caf::error{}});
+          else
+            out.push_back({nlohmann::json{}, std::move(r.error())});
+        }
+      }
+      if (writes && env.committer) {
+        // One wait for the WAL on disk for all of them (each commit is in it by now).
+        auto rp = self->make_response_promise<std::vector<runtime::invocation_outcome>>();
+        self->request(env.committer, caf::infinite, sync_atom::value, nlohmann::json{})
+          .then([rp, out = std::move(out)](nlohmann::json&) mutable { rp.deliver(std::move(out)); },
+                [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
+      }
+      return caf::expected<std::vector<runtime::invocation_outcome>>{std::move(out)};
     },
   };
 }

@@ -12,9 +12,13 @@
 namespace comb::actors {
 
 /// A state actor: runs the stored procedures of one partition, one at a time, in arrival
-/// order, each as one transaction. Replies with the procedure's JSON result.
+/// order, each as one transaction. Replies with the procedure's JSON result. A batch of
+/// invocations (each still its own invocation, with its own execution id) may commit in one
+/// transaction; the reply holds each one's outcome, in order (actors/state_actor.hpp).
 using state_actor =
-  caf::typed_actor<caf::replies_to<call_atom, runtime::invocation>::with<nlohmann::json>>;
+  caf::typed_actor<caf::replies_to<call_atom, runtime::invocation>::with<nlohmann::json>,
+                   caf::replies_to<call_atom, std::vector<runtime::invocation>>::with<
+                     std::vector<runtime::invocation_outcome>>>;
 
 /// The group committer: replies with the value it was given once the WAL is on disk.
 using committer_actor = caf::typed_actor<

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/error.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace comb::runtime {
 
@@ -23,8 +25,17 @@ struct invocation {
   std::string sender;
 };
 
+/// What one invocation of a batch (a state actor's call_atom with several invocations) came
+/// to: its result, or its error (when `error` is set, `result` is null).
+struct invocation_outcome {
+  nlohmann::json result;
+  caf::error error;
+};
+
 } // namespace comb::runtime
 
 // In-process messages only: the gateway turns remote calls (plain strings) into these.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(comb::runtime::invocation)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(nlohmann::json)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<comb::runtime::invocation>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<comb::runtime::invocation_outcome>)

@@ -10,6 +10,8 @@
 //                    [--counts=1,10,100,1000] [--max-bytes=N] [--functions=4]
 //                    [--node-threads=N (default: half the cores)] [--inflight-bytes=N]
 //                    [--repeat=3 (runs per case; the summary takes the median)]
+//                    [--apply-batch=N (results applied in one transaction, at most; default:
+//                     the dispatcher's; 1: each in its own)]
 #include "perf/bench_env.hpp"
 #include "actors/function_actor.hpp"
 #include "actors/outbox_dispatcher.hpp"
@@ -258,6 +260,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> counts{1, 10, 100, 1000};
   size_t max_bytes = size_t{1} << 30; // skip combinations moving more than this
   uint32_t functions = 4;
+  uint32_t apply_batch = actors::dispatcher_config{}.max_apply_batch;
   size_t repeat = 3;
   size_t node_threads = std::max(1u, std::thread::hardware_concurrency() / 2);
   uint32_t window = actors::function_config{}.window;
@@ -280,6 +283,8 @@ int main(int argc, char** argv) {
       repeat = std::max<size_t>(1, std::stoull(val("--repeat=")));
     else if (a.rfind("--node-threads=", 0) == 0)
       node_threads = std::stoull(val("--node-threads="));
+    else if (a.rfind("--apply-batch=", 0) == 0)
+      apply_batch = static_cast<uint32_t>(std::stoul(val("--apply-batch=")));
     else if (a.rfind("--functions=", 0) == 0)
       functions = static_cast<uint32_t>(std::stoul(val("--functions=")));
     else {
@@ -405,6 +410,7 @@ int main(int argc, char** argv) {
     actors::dispatcher_config dc;
     dc.function.compute_port = static_cast<uint16_t>(port);
     dc.functions = functions;
+    dc.max_apply_batch = apply_batch;
     dc.function.window = window;
     dc.max_in_flight_bytes = inflight_bytes;
     auto disp = actors::spawn_outbox_dispatcher(sys, (*n)->db(), (*n)->route(), dc);
@@ -422,6 +428,18 @@ int main(int argc, char** argv) {
         // check would take time from the system being measured).
         auto applied = [] { return results_committed.load(); };
         auto base = applied();
+        // Requests that carried results to the state actor (one per batch).
+        auto apply_requests = [&] {
+          uint64_t n = 0;
+          self->request(disp, std::chrono::seconds{30}, caf::get_atom::value)
+            .receive(
+              [&](std::string& s) {
+                n = nlohmann::json::parse(s).value("apply_requests", uint64_t{0});
+              },
+              [](caf::error&) {});
+          return n;
+        };
+        auto requests_before = apply_requests();
         cpu_meter cpu{compute.pid()};
         auto t0 = clk::now();
         // Closed loop, as for the function path: at most window_for(size) tasks between submit
@@ -465,6 +483,9 @@ int main(int argc, char** argv) {
         auto used = cpu.stop();
         if (failed > 0)
           std::printf("full: %zu of %zu submits failed\n", failed, count);
+        if (auto requests = apply_requests() - requests_before; requests > 0)
+          std::printf("full %12zu B x %4zu  results per request to the state actor: %.2f\n",
+                      size, count, static_cast<double>(count) / static_cast<double>(requests));
         keep({"full", size, count, comb_s, run_inprocess(payload, count), used});
       }
     }
