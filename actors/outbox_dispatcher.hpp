@@ -54,7 +54,7 @@ struct dispatcher_config {
   /// Result procedure invocations that go to a state actor together, in one transaction, at
   /// most (state_actor.hpp): one batch is in flight to each state actor, and the results
   /// that arrive meanwhile make up the next. 1: each result in its own request, at once.
-  uint32_t max_apply_batch = 8;
+  uint32_t max_apply_batch = 4;
   /// Timeout of one call (function actor) and of one result procedure invocation.
   std::chrono::milliseconds call_timeout{300000};
   /// False when the node has no compute process: no function actors; each call fails as
