@@ -3,6 +3,7 @@
 #include "runtime/pieces/outbox.hpp"
 
 #include "base/errc.hpp"
+#include "base/msgpack.hpp"
 #include "base/sync_point.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
@@ -10,6 +11,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -70,6 +72,92 @@ caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row)
   } catch (const nlohmann::json::exception& e) {
     return make_error(errc::corrupt_data, "outbox row: " + std::string{e.what()});
   }
+}
+
+// A stored call row's bytes (to_row's, as MessagePack) to the call, without decoding the row
+// into a JSON tree: an inline payload was copied byte by byte into the tree only to be thrown
+// away. The context and the inputs are decoded from their own bytes; other members (the
+// payload, payload_rows) are stepped over. The same call as from_row, and corrupt_data where
+// from_row gives it (a member missing or of another type, bytes that are not one map).
+caf::expected<pending_call> from_row_bytes(std::string key, std::string_view row) {
+  auto bad = [&](const std::string& what) {
+    return make_error(errc::corrupt_data, "outbox row '" + key + "': " + what);
+  };
+  msgpack_cursor cur{row};
+  uint64_t members = 0;
+  if (!cur.read_map(members))
+    return bad(cur.error());
+  pending_call p;
+  // The members to_row always writes: kind, model, model_version, result_procedure, role,
+  // context, execution_id, task_id.
+  constexpr const char* required[] = {"kind", "model", "model_version", "result_procedure",
+                                      "role", "context", "execution_id", "task_id"};
+  bool seen[std::size(required)] = {};
+  // A member's value decoded on its own, from its bytes.
+  auto sub_json = [&](nlohmann::json& out) {
+    auto start = cur.offset();
+    if (!cur.skip())
+      return false;
+    out = nlohmann::json::from_msgpack(row.substr(start, cur.offset() - start), /*strict=*/true,
+                                       /*allow_exceptions=*/false);
+    return !out.is_discarded();
+  };
+  for (uint64_t m = 0; m < members; ++m) {
+    std::string_view name, text;
+    if (!cur.read_str(name))
+      return bad(cur.error());
+    size_t which = std::find(std::begin(required), std::end(required), name) - std::begin(required);
+    if (which < std::size(required))
+      seen[which] = true;
+    bool ok = true;
+    uint64_t u = 0;
+    if (name == "kind") {
+      if ((ok = cur.read_str(text))) {
+        auto kind = parse_piece_kind(std::string{text});
+        if (!kind)
+          return kind.error();
+        p.call.kind = *kind;
+      }
+    } else if (name == "model") {
+      if ((ok = cur.read_str(text)))
+        p.call.model.assign(text);
+    } else if (name == "model_version") {
+      if ((ok = cur.read_uint(u) && u <= UINT32_MAX))
+        p.call.model_version = static_cast<uint32_t>(u);
+    } else if (name == "result_procedure") {
+      if ((ok = cur.read_str(text)))
+        p.call.result_procedure.assign(text);
+    } else if (name == "role") {
+      if ((ok = cur.read_str(text)))
+        p.call.role.assign(text);
+    } else if (name == "execution_id") {
+      ok = cur.read_uint(p.execution_id);
+    } else if (name == "task_id") {
+      ok = cur.read_uint(p.task_id);
+    } else if (name == "context") {
+      ok = sub_json(p.call.context);
+    } else if (name == "inputs") {
+      nlohmann::json inputs;
+      if ((ok = sub_json(inputs))) {
+        auto specs = specs_from_json(inputs);
+        if (!specs)
+          return bad("inputs: " + describe(specs.error()));
+        p.call.inputs = std::move(*specs);
+      }
+    } else {
+      ok = cur.skip();
+    }
+    if (!ok)
+      return bad("member '" + std::string{name} + "': "
+                 + (cur.failed() ? cur.error() : std::string{"a value out of range"}));
+  }
+  if (!cur.at_end())
+    return bad("bytes after the row's map");
+  for (size_t i = 0; i < std::size(required); ++i)
+    if (!seen[i])
+      return bad("no member '" + std::string{required[i]} + "'");
+  p.key = std::move(key);
+  return p;
 }
 
 // Listeners by database (few, long-lived); read on every enqueue.
@@ -328,162 +416,37 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
 
 namespace {
 
-/// Reads the big-endian unsigned integer of `n` bytes at `p`.
-uint64_t read_be(const uint8_t* p, size_t n) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; ++i)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 /// Whether a stored call row (a MessagePack map) holds its payload itself: a top-level
 /// "payload" or "payload_rows" member. Read from the row's bytes without decoding it: decoding
 /// copied an inline payload byte by byte into a JSON tree (about 50k instructions for 1 KiB)
 /// that the result procedure threw away. Nested values are stepped over by their sizes and
-/// counts. Nothing when the bytes are not one well-formed MessagePack map. `inline_bytes`
-/// (when not null) gets the bytes of a top-level "payload" member that is a bin value and no
-/// "payload_rows" beside it (else it is left null).
+/// counts (base/msgpack's cursor). Nothing when the bytes are not one well-formed MessagePack
+/// map whose keys are strings. `inline_bytes` (when not null) gets the bytes of a top-level
+/// "payload" member that is a bin value and no "payload_rows" beside it (else it is left
+/// null).
 std::optional<bool> holds_payload(std::string_view row, std::string_view* inline_bytes = nullptr) {
-  const auto* p = reinterpret_cast<const uint8_t*>(row.data());
-  const auto* end = p + row.size();
-  auto have = [&](uint64_t n) { return static_cast<uint64_t>(end - p) >= n; };
-  // Steps over one value's header; its nested values are added to `pending`. For a string,
-  // `str` gets its bytes.
-  auto step = [&](uint64_t& pending, std::string_view* str) -> bool {
-    if (!have(1))
-      return false;
-    uint8_t b = *p++;
-    uint64_t skip = 0;
-    auto sized = [&](size_t len_bytes, uint64_t extra) {
-      if (!have(len_bytes))
-        return false;
-      skip = read_be(p, len_bytes) + extra;
-      p += len_bytes;
-      return true;
-    };
-    auto items = [&](size_t len_bytes, uint64_t per) {
-      if (!have(len_bytes))
-        return false;
-      pending += read_be(p, len_bytes) * per;
-      p += len_bytes;
-      return true;
-    };
-    bool is_str = false;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-      // fixint, nil, false, true
-    } else if (b <= 0x8f) {
-      pending += uint64_t{b & 0x0fu} * 2;
-    } else if (b <= 0x9f) {
-      pending += b & 0x0fu;
-    } else if (b <= 0xbf) {
-      skip = b & 0x1fu;
-      is_str = true;
-    } else {
-      switch (b) {
-      case 0xc4:
-      case 0xc5:
-      case 0xc6: // bin 8/16/32
-        if (!sized(size_t{1} << (b - 0xc4), 0))
-          return false;
-        break;
-      case 0xc7:
-      case 0xc8:
-      case 0xc9: // ext 8/16/32: size, type, data
-        if (!sized(size_t{1} << (b - 0xc7), 1))
-          return false;
-        break;
-      case 0xca:
-        skip = 4;
-        break;
-      case 0xcb:
-        skip = 8;
-        break;
-      case 0xcc:
-      case 0xcd:
-      case 0xce:
-      case 0xcf:
-        skip = uint64_t{1} << (b - 0xcc);
-        break;
-      case 0xd0:
-      case 0xd1:
-      case 0xd2:
-      case 0xd3:
-        skip = uint64_t{1} << (b - 0xd0);
-        break;
-      case 0xd4:
-      case 0xd5:
-      case 0xd6:
-      case 0xd7:
-      case 0xd8: // fixext: type, data
-        skip = 1 + (uint64_t{1} << (b - 0xd4));
-        break;
-      case 0xd9:
-      case 0xda:
-      case 0xdb: // str 8/16/32
-        if (!sized(size_t{1} << (b - 0xd9), 0))
-          return false;
-        is_str = true;
-        break;
-      case 0xdc:
-      case 0xdd: // array 16/32
-        if (!items(b == 0xdc ? 2 : 4, 1))
-          return false;
-        break;
-      case 0xde:
-      case 0xdf: // map 16/32
-        if (!items(b == 0xde ? 2 : 4, 2))
-          return false;
-        break;
-      default: // 0xc1: never used
-        return false;
-      }
-    }
-    if (!have(skip))
-      return false;
-    if (str != nullptr)
-      *str = is_str ? std::string_view{reinterpret_cast<const char*>(p), skip} : std::string_view{};
-    p += skip;
-    return true;
-  };
-  // The row: a map whose keys are strings.
+  msgpack_cursor cur{row};
   uint64_t members = 0;
-  if (!have(1))
+  if (!cur.read_map(members))
     return std::nullopt;
-  if (*p >= 0x80 && *p <= 0x8f) {
-    members = *p++ & 0x0fu;
-  } else if (*p == 0xde || *p == 0xdf) {
-    size_t n = *p++ == 0xde ? 2 : 4;
-    if (!have(n))
-      return std::nullopt;
-    members = read_be(p, n);
-    p += n;
-  } else {
-    return std::nullopt;
-  }
   bool found = false, rows = false;
   std::string_view bin;
   for (uint64_t m = 0; m < members; ++m) {
-    uint64_t nested = 0;
     std::string_view name;
-    if (!step(nested, &name) || nested != 0 || name.data() == nullptr)
+    if (!cur.read_str(name))
       return std::nullopt; // keys are strings
     bool is_payload = name == "payload";
     rows = rows || name == "payload_rows";
     found = found || is_payload || rows;
-    const auto* value = p;
-    uint64_t pending = 1; // the member's value and what it holds
-    while (pending > 0) {
-      --pending;
-      if (!step(pending, nullptr))
-        return std::nullopt;
-    }
-    if (is_payload && *value >= 0xc4 && *value <= 0xc6) { // bin 8/16/32, stepped over above
-      size_t len_bytes = size_t{1} << (*value - 0xc4);
-      const auto* data = value + 1 + len_bytes;
-      bin = {reinterpret_cast<const char*>(data), static_cast<size_t>(p - data)};
+    msgpack_value v;
+    if (is_payload && cur.peek(v) && v.type == msgpack_type::bin) {
+      cur.next(v);
+      bin = v.bytes;
+    } else if (!cur.skip()) {
+      return std::nullopt;
     }
   }
-  if (p != end)
+  if (!cur.at_end())
     return std::nullopt;
   if (inline_bytes != nullptr && !rows && bin.data() != nullptr)
     *inline_bytes = bin;
@@ -556,13 +519,8 @@ caf::expected<std::vector<pending_call>> outbox::pending(
   auto err = txn->scan(calls_table, from, "", [&](std::string_view key, std::string_view value) {
     if (skip && skip(key))
       return true; // not decoded, not counted
-    auto row = nlohmann::json::from_msgpack(value, /*strict=*/true, /*allow_exceptions=*/false);
-    if (row.is_discarded()) {
-      bad = make_error(errc::corrupt_data,
-                       "outbox row '" + std::string{key} + "' is not MessagePack");
-      return false;
-    }
-    auto p = from_row(std::string{key}, row);
+    // Read from the row's bytes: an inline payload is stepped over, not decoded.
+    auto p = from_row_bytes(std::string{key}, value);
     if (!p) {
       bad = p.error();
       return false;

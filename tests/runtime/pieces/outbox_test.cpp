@@ -311,6 +311,29 @@ TEST_SUITE("runtime.pieces.outbox") {
       else
         CHECK(std::string(out.begin(), out.end()).find("row bytes") != std::string::npos);
     }
+    // pending() reads each call from its row's bytes (the payload stepped over): the call
+    // find() decodes, whatever its context holds; skipped keys are left out.
+    auto calls = test::must(outbox::pending(*db, "", 100));
+    REQUIRE(calls.size() == keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      CHECK(calls[i].key == keys[i]);
+      auto f = test::must(outbox::find(*db, keys[i]));
+      REQUIRE(f);
+      CHECK(calls[i].task_id == f->task_id);
+      CHECK(calls[i].execution_id == 7);
+      CHECK(calls[i].call.kind == f->call.kind);
+      CHECK(calls[i].call.model == "checksum");
+      CHECK(calls[i].call.model_version == f->call.model_version);
+      CHECK(calls[i].call.result_procedure == "demo.store");
+      CHECK(calls[i].call.role == f->call.role);
+      CHECK(calls[i].call.context == contexts[i % contexts.size()]);
+      CHECK(f->call.context == contexts[i % contexts.size()]);
+      CHECK(calls[i].call.inputs.empty());
+    }
+    auto some = test::must(outbox::pending(*db, "", 100, [&](std::string_view k) {
+      return k == keys[0] || k == keys[4];
+    }));
+    CHECK(some.size() == keys.size() - 2);
     for (size_t i = 0; i < keys.size(); ++i) {
       for (bool again : {false, true}) {
         call_context rc;
@@ -342,6 +365,45 @@ TEST_SUITE("runtime.pieces.outbox") {
     REQUIRE(!bad);
     CHECK(is(bad.error(), errc::corrupt_data));
     txn->rollback();
+    auto scanned = outbox::pending(*db, "", 100);
+    REQUIRE(!scanned);
+    CHECK(is(scanned.error(), errc::corrupt_data));
+    // A row that is a map but lacks a member the call needs, or holds one of another type.
+    for (auto row : {nlohmann::json{{"kind", "infer"}, {"model", "m"}},
+                     nlohmann::json{{"kind", "infer"},
+                                    {"model", 3},
+                                    {"model_version", 0},
+                                    {"result_procedure", "demo.store"},
+                                    {"role", "admin"},
+                                    {"context", nlohmann::json::object()},
+                                    {"execution_id", 1},
+                                    {"task_id", 2}}}) {
+      auto put = db->begin();
+      REQUIRE(!put->put_row(outbox::calls_table, "bad", row));
+      REQUIRE(!put->commit());
+      scanned = outbox::pending(*db, "", 100);
+      REQUIRE(!scanned);
+      CHECK(is(scanned.error(), errc::corrupt_data));
+    }
+    // The same row with its members right is a call.
+    {
+      auto put = db->begin();
+      REQUIRE(!put->put_row(outbox::calls_table, "bad",
+                            {{"kind", "infer"},
+                             {"model", "m"},
+                             {"model_version", 4},
+                             {"result_procedure", "demo.store"},
+                             {"role", "admin"},
+                             {"context", {{"x", 1}}},
+                             {"execution_id", 1},
+                             {"task_id", 2}}));
+      REQUIRE(!put->commit());
+      auto ok = test::must(outbox::pending(*db, "", 100));
+      REQUIRE(ok.size() == 1);
+      CHECK(ok[0].call.model_version == 4);
+      CHECK(ok[0].call.context == nlohmann::json{{"x", 1}});
+      CHECK(ok[0].task_id == 2);
+    }
   }
 
   TEST_CASE("a call's typed inputs are stored with it and read back; inputs that do not "
