@@ -169,6 +169,8 @@ bool append_msgpack(std::string& out, const json& v, bool ascii_only) {
 
 namespace comb {
 
+using detail::msgpack_be;
+
 const char* to_string(msgpack_type t) noexcept {
   switch (t) {
   case msgpack_type::nil: return "nil";
@@ -220,6 +222,114 @@ std::string msgpack_cursor::error() const {
     }
   }
   return e + " at byte " + std::to_string(error_at_) + " of " + std::to_string(in_.size());
+}
+
+bool msgpack_cursor::next_slow(msgpack_value& v) noexcept {
+  size_t left = in_.size() - at_;
+  if (left == 0)
+    return fail("value expected, the input ends", at_);
+  const auto* p = reinterpret_cast<const uint8_t*>(in_.data()) + at_;
+  const uint8_t b = p[0];
+  auto scalar = [&](msgpack_type t, uint64_t bits, size_t size) {
+    v.type = t;
+    v.bits = bits;
+    v.count = 0;
+    v.bytes = {};
+    at_ += size;
+    return true;
+  };
+  if (b <= 0x7f)
+    return scalar(msgpack_type::unsigned_int, b, 1);
+  if (b >= 0xe0)
+    return scalar(msgpack_type::signed_int,
+                  static_cast<uint64_t>(static_cast<int64_t>(static_cast<int8_t>(b))), 1);
+  if (b <= 0x8f)
+    return container(v, msgpack_type::map, 1, b & 0x0fu);
+  if (b <= 0x9f)
+    return container(v, msgpack_type::array, 1, b & 0x0fu);
+  if (b <= 0xbf)
+    return data(v, msgpack_type::str, 1, b & 0x1fu);
+  // The forms with a size or value after the first byte: 1 + `n` bytes at least.
+  auto need = [&](size_t n) { return left >= n || fail("truncated value", at_, n); };
+  switch (b) {
+  case 0xc0:
+    return scalar(msgpack_type::nil, 0, 1);
+  case 0xc2:
+  case 0xc3:
+    return scalar(msgpack_type::boolean, b - 0xc2u, 1);
+  case 0xc4:
+  case 0xc5:
+  case 0xc6: { // bin 8/16/32
+    size_t n = size_t{1} << (b - 0xc4);
+    return need(1 + n) && data(v, msgpack_type::bin, 1 + n, msgpack_be(p + 1, n));
+  }
+  case 0xc7:
+  case 0xc8:
+  case 0xc9: { // ext 8/16/32: size, type, data
+    size_t n = size_t{1} << (b - 0xc7);
+    if (!need(2 + n))
+      return false;
+    v.ext_type = static_cast<int8_t>(p[1 + n]);
+    return data(v, msgpack_type::ext, 2 + n, msgpack_be(p + 1, n));
+  }
+  case 0xca:
+    return need(5) && scalar(msgpack_type::float32, msgpack_be(p + 1, 4), 5);
+  case 0xcb:
+    return need(9) && scalar(msgpack_type::float64, msgpack_be(p + 1, 8), 9);
+  case 0xcc:
+  case 0xcd:
+  case 0xce:
+  case 0xcf: {
+    size_t n = size_t{1} << (b - 0xcc);
+    return need(1 + n) && scalar(msgpack_type::unsigned_int, msgpack_be(p + 1, n), 1 + n);
+  }
+  case 0xd0:
+  case 0xd1:
+  case 0xd2:
+  case 0xd3: {
+    size_t n = size_t{1} << (b - 0xd0);
+    if (!need(1 + n))
+      return false;
+    unsigned shift = static_cast<unsigned>(64 - 8 * n);
+    auto i = static_cast<int64_t>(msgpack_be(p + 1, n) << shift) >> shift;
+    return scalar(msgpack_type::signed_int, static_cast<uint64_t>(i), 1 + n);
+  }
+  case 0xd4:
+  case 0xd5:
+  case 0xd6:
+  case 0xd7:
+  case 0xd8: // fixext 1/2/4/8/16: type, data
+    if (!need(2))
+      return false;
+    v.ext_type = static_cast<int8_t>(p[1]);
+    return data(v, msgpack_type::ext, 2, uint64_t{1} << (b - 0xd4));
+  case 0xd9:
+  case 0xda:
+  case 0xdb: { // str 8/16/32
+    size_t n = size_t{1} << (b - 0xd9);
+    return need(1 + n) && data(v, msgpack_type::str, 1 + n, msgpack_be(p + 1, n));
+  }
+  case 0xdc:
+  case 0xdd: { // array 16/32
+    size_t n = b == 0xdc ? 2 : 4;
+    return need(1 + n) && container(v, msgpack_type::array, 1 + n, msgpack_be(p + 1, n));
+  }
+  case 0xde:
+  case 0xdf: { // map 16/32
+    size_t n = b == 0xde ? 2 : 4;
+    return need(1 + n) && container(v, msgpack_type::map, 1 + n, msgpack_be(p + 1, n));
+  }
+  default: // 0xc1
+    return fail("the unused byte 0xc1", at_);
+  }
+}
+
+bool msgpack_cursor::wrong_type(size_t at, const char* expected, msgpack_type found) noexcept {
+  at_ = at;
+  fail(expected, at);
+  wrong_type_ = true;
+  error_type_ = found;
+  return false;
 }
 
 bool msgpack_cursor::skip_values(uint64_t n, size_t depth) noexcept {

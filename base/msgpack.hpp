@@ -129,6 +129,10 @@ private:
     wrong_type_ = false;
     return false;
   }
+  // next() for the forms it does not read inline: all of them, in one switch.
+  bool next_slow(msgpack_value& v) noexcept;
+  // A typed read found `found`: the cursor goes back to `at`, the error names both types.
+  bool wrong_type(size_t at, const char* expected, msgpack_type found) noexcept;
   bool data(msgpack_value& v, msgpack_type t, size_t header, uint64_t n) noexcept;
   bool container(msgpack_value& v, msgpack_type t, size_t header, uint64_t n) noexcept;
   // The next value when accept(v) holds, else an error naming `expected` and the type found.
@@ -149,7 +153,7 @@ private:
   msgpack_type error_type_ = msgpack_type::nil;
 };
 
-// -- inline: the header reads are on hot paths (row scans of result procedures) -------------
+// -- inline: the header reads are on hot paths (row scans of result procedures, image rows) --
 
 namespace detail {
 /// The big-endian unsigned integer of `n` (1, 2, 4 or 8) bytes at `p`.
@@ -205,103 +209,27 @@ inline bool msgpack_cursor::container(msgpack_value& v, msgpack_type t, size_t h
 }
 
 inline bool msgpack_cursor::next(msgpack_value& v) noexcept {
-  size_t left = in_.size() - at_;
-  if (left == 0)
-    return fail("value expected, the input ends", at_);
-  const auto* p = reinterpret_cast<const uint8_t*>(in_.data()) + at_;
-  const uint8_t b = p[0];
-  auto scalar = [&](msgpack_type t, uint64_t bits, size_t size) {
-    v.type = t;
-    v.bits = bits;
-    v.count = 0;
-    v.bytes = {};
-    at_ += size;
-    return true;
-  };
-  if (b <= 0x7f)
-    return scalar(msgpack_type::unsigned_int, b, 1);
-  if (b >= 0xe0)
-    return scalar(msgpack_type::signed_int,
-                  static_cast<uint64_t>(static_cast<int64_t>(static_cast<int8_t>(b))), 1);
-  if (b <= 0x8f)
-    return container(v, msgpack_type::map, 1, b & 0x0fu);
-  if (b <= 0x9f)
-    return container(v, msgpack_type::array, 1, b & 0x0fu);
-  if (b <= 0xbf)
-    return data(v, msgpack_type::str, 1, b & 0x1fu);
-  // The forms with a size or value after the first byte: 1 + `n` bytes at least.
-  auto need = [&](size_t n) { return left >= n || fail("truncated value", at_, n); };
-  switch (b) {
-  case 0xc0:
-    return scalar(msgpack_type::nil, 0, 1);
-  case 0xc2:
-  case 0xc3:
-    return scalar(msgpack_type::boolean, b - 0xc2u, 1);
-  case 0xc4:
-  case 0xc5:
-  case 0xc6: { // bin 8/16/32
-    size_t n = size_t{1} << (b - 0xc4);
-    return need(1 + n) && data(v, msgpack_type::bin, 1 + n, detail::msgpack_be(p + 1, n));
+  // Inline: the forms rows are mostly made of (positive fixint, fixstr) and the end.
+  if (at_ < in_.size()) {
+    const auto b = static_cast<uint8_t>(in_[at_]);
+    if (b <= 0x7f) {
+      v.type = msgpack_type::unsigned_int;
+      v.bits = b;
+      v.count = 0;
+      v.bytes = {};
+      ++at_;
+      return true;
+    }
+    if ((b & 0xe0) == 0xa0 && (b & 0x1fu) < in_.size() - at_) {
+      v.type = msgpack_type::str;
+      v.bits = 0;
+      v.count = b & 0x1fu;
+      v.bytes = in_.substr(at_ + 1, v.count);
+      at_ += 1 + v.count;
+      return true;
+    }
   }
-  case 0xc7:
-  case 0xc8:
-  case 0xc9: { // ext 8/16/32: size, type, data
-    size_t n = size_t{1} << (b - 0xc7);
-    if (!need(2 + n))
-      return false;
-    v.ext_type = static_cast<int8_t>(p[1 + n]);
-    return data(v, msgpack_type::ext, 2 + n, detail::msgpack_be(p + 1, n));
-  }
-  case 0xca:
-    return need(5) && scalar(msgpack_type::float32, detail::msgpack_be(p + 1, 4), 5);
-  case 0xcb:
-    return need(9) && scalar(msgpack_type::float64, detail::msgpack_be(p + 1, 8), 9);
-  case 0xcc:
-  case 0xcd:
-  case 0xce:
-  case 0xcf: {
-    size_t n = size_t{1} << (b - 0xcc);
-    return need(1 + n) && scalar(msgpack_type::unsigned_int, detail::msgpack_be(p + 1, n), 1 + n);
-  }
-  case 0xd0:
-  case 0xd1:
-  case 0xd2:
-  case 0xd3: {
-    size_t n = size_t{1} << (b - 0xd0);
-    if (!need(1 + n))
-      return false;
-    unsigned shift = static_cast<unsigned>(64 - 8 * n);
-    auto i = static_cast<int64_t>(detail::msgpack_be(p + 1, n) << shift) >> shift;
-    return scalar(msgpack_type::signed_int, static_cast<uint64_t>(i), 1 + n);
-  }
-  case 0xd4:
-  case 0xd5:
-  case 0xd6:
-  case 0xd7:
-  case 0xd8: // fixext 1/2/4/8/16: type, data
-    if (!need(2))
-      return false;
-    v.ext_type = static_cast<int8_t>(p[1]);
-    return data(v, msgpack_type::ext, 2, uint64_t{1} << (b - 0xd4));
-  case 0xd9:
-  case 0xda:
-  case 0xdb: { // str 8/16/32
-    size_t n = size_t{1} << (b - 0xd9);
-    return need(1 + n) && data(v, msgpack_type::str, 1 + n, detail::msgpack_be(p + 1, n));
-  }
-  case 0xdc:
-  case 0xdd: { // array 16/32
-    size_t n = b == 0xdc ? 2 : 4;
-    return need(1 + n) && container(v, msgpack_type::array, 1 + n, detail::msgpack_be(p + 1, n));
-  }
-  case 0xde:
-  case 0xdf: { // map 16/32
-    size_t n = b == 0xde ? 2 : 4;
-    return need(1 + n) && container(v, msgpack_type::map, 1 + n, detail::msgpack_be(p + 1, n));
-  }
-  default: // 0xc1
-    return fail("the unused byte 0xc1", at_);
-  }
+  return next_slow(v);
 }
 
 inline bool msgpack_cursor::peek(msgpack_value& v) noexcept {
@@ -329,17 +257,14 @@ inline bool msgpack_cursor::next_if(msgpack_value& v, const char* expected,
   size_t at = at_;
   if (!next(v))
     return false;
-  if (accept(v))
-    return true;
-  at_ = at;
-  fail(expected, at);
-  wrong_type_ = true;
-  error_type_ = v.type;
-  return false;
+  return accept(v) || wrong_type(at, expected, v.type);
 }
 
 inline bool msgpack_cursor::next_of(msgpack_type t, msgpack_value& v) noexcept {
-  return next_if(v, to_string(t), [t](const msgpack_value& x) { return x.type == t; });
+  size_t at = at_;
+  if (!next(v))
+    return false;
+  return v.type == t || wrong_type(at, to_string(t), v.type);
 }
 
 inline bool msgpack_cursor::bytes_of(msgpack_type t, std::string_view& bytes) noexcept {

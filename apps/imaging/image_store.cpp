@@ -64,24 +64,24 @@ struct image_row_reader {
   std::string error;
 
   bool top() const { return depth == 1; }
-  bool integer(int64_t v) {
-    if (!top())
-      return true;
-    if (field == "index")
+  bool integer(int64_t v) { return !top() || integer(field, v); }
+  // A top-level member `name` holding an integer.
+  bool integer(std::string_view name, int64_t v) {
+    if (name == "index")
       im.index = v, has_index = true;
-    else if (field == "width")
+    else if (name == "width")
       im.width = static_cast<int>(v), has_w = true;
-    else if (field == "height")
+    else if (name == "height")
       im.height = static_cast<int>(v), has_h = true;
-    else if (field == "channels")
+    else if (name == "channels")
       im.channels = static_cast<int>(v), has_c = true;
-    else if (field == "label")
+    else if (name == "label")
       im.label = static_cast<int>(v);
-    else if (field == "block")
+    else if (name == "block")
       im.block = v, has_block = true;
-    else if (field == "block_count")
+    else if (name == "block_count")
       im.block_count = v;
-    else if (field == "offset")
+    else if (name == "offset")
       im.offset = v;
     return true;
   }
@@ -142,17 +142,17 @@ bool read_flat_image_row(std::string_view v, image_row_reader& r) {
   for (uint64_t e = 0; e < entries; ++e) {
     if (!in.read_str(key) || !in.next(x))
       return false;
-    r.field.assign(key);
     switch (x.type) {
     case msgpack_type::unsigned_int:
-      r.integer(static_cast<int64_t>(std::min<uint64_t>(x.bits, INT64_MAX)));
+      r.integer(key, static_cast<int64_t>(std::min<uint64_t>(x.bits, INT64_MAX)));
       break;
     case msgpack_type::signed_int:
-      r.integer(x.as_int());
+      r.integer(key, x.as_int());
       break;
     case msgpack_type::bin:
-      if (r.field == "pixels") {
-        r.im.pixels.assign(x.bytes.begin(), x.bytes.end());
+      if (key == "pixels") {
+        const auto* px = reinterpret_cast<const uint8_t*>(x.bytes.data());
+        r.im.pixels.assign(px, px + x.bytes.size()); // a memcpy (char iterators: a loop)
         r.has_pixels = true;
       }
       break;
