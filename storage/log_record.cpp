@@ -861,12 +861,30 @@ caf::expected<log_record> decode_impl(std::string_view bytes, bool head_only) {
 
 } // namespace
 
+namespace {
+
+// A decoded invocation's arguments and result are text. Text that starts with the marker byte
+// (storage/record_value.hpp) would be taken for MessagePack once the record is encoded again;
+// no writer makes such text (0xc1 starts no UTF-8), so it is damage.
+caf::expected<log_record> text_values_checked(caf::expected<log_record> r) {
+  if (r && r->kind == log_record::kind_t::invocation) {
+    for (const auto* field : {&r->payload, &r->result})
+      if (is_msgpack_value(*field))
+        return make_error(errc::corrupt_data,
+                          std::string{"record's "} + (field == &r->payload ? "payload" : "result")
+                            + " is text that starts with byte 0xc1, which no text starts with");
+  }
+  return r;
+}
+
+} // namespace
+
 caf::expected<log_record> decode(std::string_view bytes) {
-  return decode_impl(bytes, /*head_only=*/false);
+  return text_values_checked(decode_impl(bytes, /*head_only=*/false));
 }
 
 caf::expected<log_record> decode_head(std::string_view bytes) {
-  return decode_impl(bytes, /*head_only=*/true);
+  return text_values_checked(decode_impl(bytes, /*head_only=*/true));
 }
 
 } // namespace comb::storage
