@@ -6,6 +6,7 @@
 
 #include "actors/executor.hpp"
 #include "base/errc.hpp"
+#include "kernels/cpu_backend.hpp"
 #include "runtime/pieces/blob_file_pieces.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
@@ -131,6 +132,8 @@ struct waiting_task {
 struct executor_slot {
   caf::actor actor;
   std::string backend;
+  /// Runs on the CPU (the kernels' pool).
+  bool cpu = false;
   /// Batches sent and not answered yet.
   uint32_t outstanding = 0;
   uint64_t batches = 0;
@@ -181,6 +184,9 @@ struct compute_state {
   /// mapped already and are not zeroed again.
   std::vector<std::vector<char>> spare_buffers;
   uint64_t buffers_reused = 0;
+  /// When an executor last answered a batch (wake_pool_early).
+  clock_type::time_point last_batch_end;
+  uint64_t early_wakes = 0;
   static inline const char* name = "comb.compute";
 };
 
@@ -657,6 +663,7 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
     auto& st = self->state;
     auto& slot = st.executors[ex];
     --slot.outstanding;
+    st.last_batch_end = clock_type::now();
     ++slot.batches;
     slot.tasks += held->size();
     auto n = static_cast<uint32_t>(held->size());
@@ -820,6 +827,37 @@ nlohmann::json models_json(const compute_state& st) {
   return out;
 }
 
+/// How long the executors must have been idle, with no task waiting, before a task's arrival
+/// wakes the kernels' pool early: longer than the pool workers spin after a region, so that
+/// under a steady load (the workers busy or just done) it never wakes them.
+constexpr auto quiet_spell = std::chrono::milliseconds{1};
+
+/// A whole task arrived after a quiet spell (a lone request): wakes the kernels' pool workers
+/// now, so that their wake-up overlaps this actor's intake (the blob's hash check, pooling)
+/// and the hand-off to the executor, instead of starting when the executor does (it wakes
+/// them too, a no-op while they spin). Only for CPU executors; COMB_COMPUTE_EARLY_WAKE=0
+/// turns it off (A/B runs).
+void wake_pool_early(compute_state& st) {
+  static const bool on = [] {
+    const char* v = std::getenv("COMB_COMPUTE_EARLY_WAKE");
+    return !(v && std::string{v} == "0");
+  }();
+  if (!on || clock_type::now() - st.last_batch_end < quiet_spell)
+    return;
+  for (const auto& e : st.executors)
+    if (e.outstanding != 0)
+      return;
+  for (const auto& [key, q] : st.queues)
+    if (!q.empty())
+      return;
+  for (const auto& e : st.executors)
+    if (e.cpu) {
+      kernels::cpu_backend::wake_workers();
+      ++st.early_wakes;
+      return;
+    }
+}
+
 /// Takes one piece (or, `whole`, a whole task of one message) into the pool; when that makes
 /// its task whole, queues the task and answers with its result later.
 // The header of a whole task sent as one message whose bytes travel another way (`how`: a
@@ -905,6 +943,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
   for (auto& be : backends) {
     executor_slot slot;
     slot.backend = be->name();
+    slot.cpu = be->device() == kernels::device::cpu;
     slot.actor = spawn_executor(self, executor_config{be, st0.cfg.model_memory_limit});
     st0.executors.push_back(std::move(slot));
   }
@@ -924,6 +963,8 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "shared-memory");
       if (!p)
         return p.error();
+      if (!runtime::is_load(p->kind))
+        wake_pool_early(st);
       // Read in place, no copy: the sender keeps the region until this task is answered,
       // and a region it released or reused meanwhile fails the task (intact()).
       auto bytes = st.shm.view(ref);
@@ -943,6 +984,8 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       auto p = whole_task_header(self, std::move(header), "blob-file");
       if (!p)
         return p.error();
+      if (!runtime::is_load(p->kind))
+        wake_pool_early(st);
       auto spare = take_spare(st, ref.size);
       bool had_spare = spare.capacity() > 0;
       auto bytes = st.blob_files.read(ref, spare);
@@ -1021,6 +1064,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"blob_files_open", st.blob_files.files()},
                        {"blob_file_in_place", st.blob_files.in_place()},
                        {"buffers_reused", st.buffers_reused},
+                       {"early_pool_wakes", st.early_wakes},
                        {"shm_segments_mapped", st.shm.mapped()},
                        {"run_order", st.run_order}};
       return j.dump();

@@ -1316,6 +1316,10 @@ TEST_SUITE("actors.compute") {
     CHECK(st["blob_files_open"] == 4);
     CHECK(st["buffers_reused"] == 2);
     CHECK(st["blob_file_in_place"] == 1);
+    // The first task found every executor idle and nothing queued: it woke the kernels' pool
+    // on arrival (later ones may have, after a quiet spell of their own).
+    CHECK(st["early_pool_wakes"].get<uint64_t>() >= 1);
+    CHECK(st["early_pool_wakes"].get<uint64_t>() <= 5);
   }
 
   TEST_CASE("in process: inference tasks sent at once, the next batch waiting at the executor "
