@@ -50,6 +50,7 @@
 #include "tests/test_util.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -868,6 +869,30 @@ int main(int argc, char** argv) {
   nc.compute = endpoint{"127.0.0.1", static_cast<uint16_t>(port)};
   auto n = must(node::start(sys, nc, procedures()), "node");
 
+  // The compute process's own counts (stats_atom): how tasks reached it, per phase.
+  auto compute_actor = sys.middleman().remote_actor("127.0.0.1", port);
+  auto compute_stats = [&]() -> json {
+    json out = json::object();
+    if (!compute_actor)
+      return out;
+    caf::scoped_actor self{sys};
+    self->request(*compute_actor, std::chrono::seconds{10}, stats_atom::value)
+      .receive([&](std::string& s) { out = json::parse(s, nullptr, false); },
+               [&](caf::error&) {});
+    return out.is_object() ? out : json::object();
+  };
+  auto print_transport = [&](const json& before, const json& after) {
+    auto delta = [&](const char* key) -> long long {
+      if (!after.contains(key) || !before.contains(key))
+        return -1;
+      return after[key].get<long long>() - before[key].get<long long>();
+    };
+    std::printf("    compute process: tasks through shared memory %lld, from blob files %lld (read "
+                "in place %lld); early pool wakes %lld (-1: not counted by this binary)\n",
+                delta("shm_tasks"), delta("blob_file_tasks"), delta("blob_file_in_place"),
+                delta("early_pool_wakes"));
+  };
+
   auto script = std::string{COMB_SOURCE_DIR} + "/perf/serving/serving_torch.py";
   struct row {
     std::string model;
@@ -990,6 +1015,7 @@ int main(int argc, char** argv) {
         // alternating runs of each side (one run alone is at the mercy of a wake-up).
         comb::perf::turns d_own, d_split, path;
         auto first = static_cast<int64_t>(next_n);
+        auto stats_before = compute_stats();
         auto c0 = cpu_seconds(0), k0 = cpu_seconds(compute.pid());
         for (size_t rep = 0; rep < single_reps; ++rep) {
           kernels::cpu_backend::set_sgemm_split(false);
@@ -1000,6 +1026,7 @@ int main(int argc, char** argv) {
           path.add(run_path(*n, sys, m, 1, 1, next_n));
         }
         auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
+        auto stats_after = compute_stats();
         auto d = std::min(d_own.median(), d_split.median());
         auto p = path.median();
         row r{m.name, count, p * 1e3, d * 1e3, torch_per};
@@ -1016,6 +1043,7 @@ int main(int argc, char** argv) {
                     "%.2f\n",
                     (c1 - c0) / single_reps * 1e3, (k1 - k0) / single_reps * 1e3);
         print_stages(first, static_cast<int64_t>(next_n));
+        print_transport(stats_before, stats_after);
         std::fflush(stdout);
         continue;
       }
@@ -1027,6 +1055,7 @@ int main(int argc, char** argv) {
       auto c_own = cpu_seconds(0);
       kernels::cpu_backend::set_sgemm_split(true);
       auto d_split = run_direct(*lm, task, count, nullptr);
+      auto stats_before = compute_stats(); // not in the CPU measured
       auto c1 = cpu_seconds(0), k1 = cpu_seconds(compute.pid());
       auto node_t1 = threads_cpu(0), compute_t1 = threads_cpu(compute.pid());
       bool split_better = d_split < d_own;
@@ -1034,6 +1063,7 @@ int main(int argc, char** argv) {
       auto p = run_path(*n, sys, m, count, window, next_n);
       auto c2 = cpu_seconds(0), k2 = cpu_seconds(compute.pid());
       auto node_t2 = threads_cpu(0), compute_t2 = threads_cpu(compute.pid());
+      auto stats_after = compute_stats();
       kernels::cpu_backend::set_sgemm_split(split_better);
       auto d2 = run_direct(*lm, task, count, nullptr);
       auto d = std::min({d_own, d_split, d2});
@@ -1059,6 +1089,7 @@ int main(int argc, char** argv) {
                   cpu_by_thread(node_t1, node_t2, count).c_str(),
                   cpu_by_thread(compute_t1, compute_t2, count).c_str());
       print_stages(first, static_cast<int64_t>(next_n));
+      print_transport(stats_before, stats_after);
       std::fflush(stdout);
     }
   }
