@@ -4,6 +4,15 @@
 // conflicts, and reports every invocation to the node's provenance hook. In sync mode the
 // reply goes through the group committer, so it is sent only once the commit is durable.
 //
+// Batches: call_atom with a vector of invocations (the outbox dispatcher sends its result
+// procedures so) runs them in order in one transaction with one commit, each its own
+// invocation (its own execution id and call context, seeing the writes of those before it),
+// and replies with one invocation_outcome each. If one is refused, fails or throws, or the
+// commit fails, nothing of the batch is kept and each runs alone, as a lone call would, so
+// every outcome is what it would have been alone. With a provenance hook (one record per
+// commit) or partitions on other nodes, each runs alone in its own transaction. In sync mode
+// one wait for the group committer answers the whole batch.
+//
 // Cross-partition procedures: all partitions of a node share one TransactionDB. A procedure
 // runs on the partition chosen by its `partition_by` argument and may read and write rows of
 // any partition within its single RocksDB transaction; pessimistic row locks (and RocksDB's
