@@ -209,7 +209,7 @@ inline bool msgpack_cursor::container(msgpack_value& v, msgpack_type t, size_t h
 }
 
 inline bool msgpack_cursor::next(msgpack_value& v) noexcept {
-  // Inline: the forms rows are mostly made of (positive fixint, fixstr) and the end.
+  // Inline: the forms rows are mostly made of (positive fixint, fixstr, fixmap, fixarray).
   if (at_ < in_.size()) {
     const auto b = static_cast<uint8_t>(in_[at_]);
     if (b <= 0x7f) {
@@ -227,6 +227,18 @@ inline bool msgpack_cursor::next(msgpack_value& v) noexcept {
       v.bytes = in_.substr(at_ + 1, v.count);
       at_ += 1 + v.count;
       return true;
+    }
+    if ((b & 0xe0) == 0x80) { // fixmap, fixarray: each element a byte at least
+      bool map = b < 0x90;
+      uint64_t n = b & 0x0fu;
+      if ((map ? 2 * n : n) < in_.size() - at_) {
+        v.type = map ? msgpack_type::map : msgpack_type::array;
+        v.bits = 0;
+        v.count = n;
+        v.bytes = {};
+        ++at_;
+        return true;
+      }
     }
   }
   return next_slow(v);

@@ -865,26 +865,32 @@ namespace {
 
 // A decoded invocation's arguments and result are text. Text that starts with the marker byte
 // (storage/record_value.hpp) would be taken for MessagePack once the record is encoded again;
-// no writer makes such text (0xc1 starts no UTF-8), so it is damage.
-caf::expected<log_record> text_values_checked(caf::expected<log_record> r) {
-  if (r && r->kind == log_record::kind_t::invocation) {
-    for (const auto* field : {&r->payload, &r->result})
-      if (is_msgpack_value(*field))
-        return make_error(errc::corrupt_data,
-                          std::string{"record's "} + (field == &r->payload ? "payload" : "result")
-                            + " is text that starts with byte 0xc1, which no text starts with");
-  }
-  return r;
+// no writer makes such text (0xc1 starts no UTF-8), so it is damage. Checked in place (the
+// record is returned as it is, not moved again).
+void check_text_values(caf::expected<log_record>& r) {
+  if (!r || r->kind != log_record::kind_t::invocation)
+    return;
+  const char* field = is_msgpack_value(r->payload) ? "payload"
+                      : is_msgpack_value(r->result) ? "result"
+                                                    : nullptr;
+  if (field != nullptr)
+    r = make_error(errc::corrupt_data, std::string{"record's "} + field
+                                         + " is text that starts with byte 0xc1, which no text "
+                                           "starts with");
 }
 
 } // namespace
 
 caf::expected<log_record> decode(std::string_view bytes) {
-  return text_values_checked(decode_impl(bytes, /*head_only=*/false));
+  auto r = decode_impl(bytes, /*head_only=*/false);
+  check_text_values(r);
+  return r;
 }
 
 caf::expected<log_record> decode_head(std::string_view bytes) {
-  return text_values_checked(decode_impl(bytes, /*head_only=*/true));
+  auto r = decode_impl(bytes, /*head_only=*/true);
+  check_text_values(r);
+  return r;
 }
 
 } // namespace comb::storage
