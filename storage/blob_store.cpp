@@ -1,9 +1,7 @@
 #include "storage/blob_store.hpp"
 
 #include "base/errc.hpp"
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "base/xxh3.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -261,11 +259,11 @@ void blob_store::retire(std::map<uint64_t, std::shared_ptr<segment>>::iterator i
 caf::expected<blob_ref> blob_store::append(std::string_view bytes) {
   blob_ref ref;
   ref.size = bytes.size();
-  ref.hash = XXH3_64bits(bytes.data(), bytes.size());
+  ref.hash = comb::xxh3_64(bytes.data(), bytes.size());
   char frame[frame_bytes];
   put_u64(frame, ref.size);
   put_u64(frame + 8, ref.hash);
-  put_u64(frame + 16, XXH3_64bits(frame, 16));
+  put_u64(frame + 16, comb::xxh3_64(frame, 16));
   // Threads spread over the lanes, so concurrent writers rarely share a file.
   thread_local const size_t thread_hash = std::hash<std::thread::id>{}(std::this_thread::get_id());
   std::shared_ptr<segment> seg;
@@ -357,14 +355,14 @@ caf::error blob_store::read_from(const segment& seg, const std::string& dir, con
                         "blob in " + where() + ": the segment ends inside the blob");
     return make_error(errc::storage_error, sys_error("read blob in " + where()));
   }
-  if (get_u64(frame + 16) != XXH3_64bits(frame, 16))
+  if (get_u64(frame + 16) != comb::xxh3_64(frame, 16))
     return make_error(errc::corrupt_data, "blob in " + where() + ": frame checksum mismatch");
   if (get_u64(frame) != ref.size || get_u64(frame + 8) != ref.hash)
     return make_error(errc::corrupt_data, "blob in " + where()
                                             + ": the frame describes another blob (size "
                                             + std::to_string(get_u64(frame)) + ", expected "
                                             + std::to_string(ref.size) + ")");
-  if (XXH3_64bits(dest, ref.size) != ref.hash)
+  if (comb::xxh3_64(dest, ref.size) != ref.hash)
     return make_error(errc::corrupt_data, "blob in " + where() + ": data hash mismatch");
   return {};
 }

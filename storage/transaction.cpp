@@ -3,6 +3,7 @@
 #include "base/errc.hpp"
 #include "base/msgpack.hpp"
 #include "base/thread_slot.hpp"
+#include "base/xxh3.hpp"
 #include "storage/database.hpp"
 
 #include <rocksdb/utilities/transaction.h>
@@ -12,8 +13,6 @@
 #include <cstdint>
 #include <cstring>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 namespace comb::storage {
 
@@ -378,7 +377,7 @@ bool transaction::stored_blob_holds(std::string_view stored, std::string_view by
     return false;
   auto ref = blob_ref::decode(stored.substr(1));
   return ref && ref->size == bytes.size()
-         && ref->hash == XXH3_64bits(bytes.data(), bytes.size()); // as blob_store::append
+         && ref->hash == comb::xxh3_64(bytes.data(), bytes.size()); // as blob_store::append
 }
 
 caf::error transaction::read_stored_blob(const database& db, std::string_view stored,
@@ -391,7 +390,7 @@ caf::error transaction::read_stored_blob(const database& db, std::string_view st
   if (!stored.empty() && stored[0] == inline_tag) {
     out.assign(stored.begin() + 1, stored.end());
     if (xxh3)
-      *xxh3 = XXH3_64bits(out.data(), out.size());
+      *xxh3 = comb::xxh3_64(out.data(), out.size());
     return {};
   }
   std::optional<blob_ref> ref;

@@ -3,14 +3,13 @@
 #include "runtime/pieces/blob_file_pieces.hpp"
 
 #include "base/errc.hpp"
+#include "base/xxh3.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include <algorithm>
 #include <atomic>
@@ -129,8 +128,7 @@ caf::expected<std::vector<char>> read_range(int fd, const blob_file_ref& ref,
   // Hashed a chunk at a time right after its read, while the chunk is still in the cache
   // (the streaming XXH3 gives the one-shot digest the blob store recorded).
   constexpr uint64_t chunk = uint64_t{256} << 10;
-  XXH3_state_t hash;
-  XXH3_64bits_reset(&hash);
+  comb::xxh3_stream hash;
   uint64_t done = 0;
   while (done < ref.size) {
     auto want = std::min<uint64_t>(chunk, ref.size - done);
@@ -142,10 +140,10 @@ caf::expected<std::vector<char>> read_range(int fd, const blob_file_ref& ref,
                         "read of blob segment " + ref.path + " at offset "
                           + std::to_string(ref.offset + done) + ": "
                           + (n == 0 ? std::string{"the file ends early"} : sys_reason()));
-    XXH3_64bits_update(&hash, out.data() + done, static_cast<size_t>(n));
+    hash.update(out.data() + done, static_cast<size_t>(n));
     done += static_cast<uint64_t>(n);
   }
-  if (XXH3_64bits_digest(&hash) != ref.xxh3)
+  if (hash.digest() != ref.xxh3)
     return mismatch(ref);
   return buffer; // a by-value parameter: moved implicitly
 }
@@ -392,7 +390,7 @@ caf::expected<payload_buffer> blob_file_reader::read(const blob_file_ref& ref,
       f.mapping = std::move(m);
     }
     const char* bytes = f.mapping->base() + ref.offset;
-    if (XXH3_64bits(bytes, ref.size) != ref.xxh3 || !f.mapping->intact()) {
+    if (comb::xxh3_64(bytes, ref.size) != ref.xxh3 || !f.mapping->intact()) {
       st_->drop(i);
       if (!fresh && attempt == 0)
         continue; // a file kept open whose name another file took since: open it afresh

@@ -5,11 +5,10 @@
 #include "base/errc.hpp"
 #include "base/msgpack.hpp"
 #include "base/sync_point.hpp"
+#include "base/xxh3.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -212,7 +211,7 @@ caf::error append_rows(storage::transaction& txn, const std::string& table,
     if (!found)
       return make_error(errc::not_found, what + ": no row '" + k + "' in table '" + table + "'");
   }
-  xxh3 = known ? *known : XXH3_64bits(out.data() + start, out.size() - start);
+  xxh3 = known ? *known : comb::xxh3_64(out.data() + start, out.size() - start);
   return {};
 }
 
@@ -405,7 +404,7 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
       src->read = [p = std::move(*pinned)](char* dest) { return p.read(dest); };
       return record_call(ctx, txn, call, {}, nullptr, &rows, std::move(src));
     }
-    hash = XXH3_64bits(payload.data(), payload.size());
+    hash = comb::xxh3_64(payload.data(), payload.size());
   } else if (auto err = append_rows(txn, table, keys, payload, what, hash)) {
     return err;
   }
