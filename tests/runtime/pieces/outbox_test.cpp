@@ -114,8 +114,10 @@ struct fixture {
     n = std::move(*started);
   }
 
-  void start_dispatcher(uint16_t port) {
+  void start_dispatcher(uint16_t port,
+                        uint32_t apply_batch = actors::dispatcher_config{}.max_apply_batch) {
     actors::dispatcher_config dc;
+    dc.max_apply_batch = apply_batch;
     dc.function.compute_port = port;
     dc.function.retry_delay = 100ms;
     dc.function.max_attempts = 100;
@@ -648,10 +650,13 @@ TEST_SUITE("runtime.pieces.outbox") {
 
   TEST_CASE("a call recorded in the procedure's transaction reaches compute and its result is "
             "applied exactly once") {
+    uint32_t apply_batch = 1;
+    SUBCASE("each result applied in its own transaction") { apply_batch = 1; }
+    SUBCASE("results applied in batches of up to 4 (one transaction each)") { apply_batch = 4; }
     test::compute_child compute;
     fixture f;
     f.start_node();
-    f.start_dispatcher(compute.port());
+    f.start_dispatcher(compute.port(), apply_batch);
     std::vector<std::string> keys;
     for (int i = 0; i < 20; ++i)
       keys.push_back(f.submit(i, i % 2 == 0 ? 1000 : 2 * max_piece_payload + 3));
@@ -754,10 +759,13 @@ TEST_SUITE("runtime.pieces.outbox") {
 
   TEST_CASE("the compute process killed mid-run: every committed call is applied once") {
     // Tasks wait up to 300 ms in the compute process for a batch, so the kill finds some there.
+    uint32_t apply_batch = 1;
+    SUBCASE("each result applied in its own transaction") { apply_batch = 1; }
+    SUBCASE("results applied in batches of up to 4 (one transaction each)") { apply_batch = 4; }
     test::compute_child compute{{"--batch", "checksum=1000:300"}};
     fixture f;
     f.start_node();
-    f.start_dispatcher(compute.port());
+    f.start_dispatcher(compute.port(), apply_batch);
     constexpr int n = 30;
     constexpr size_t size = 2 * max_piece_payload + 11;
     for (int i = 0; i < 10; ++i)
