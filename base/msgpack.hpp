@@ -220,26 +220,10 @@ inline bool msgpack_cursor::next(msgpack_value& v) noexcept {
       ++at_;
       return true;
     }
-    if ((b & 0xe0) == 0xa0 && (b & 0x1fu) < in_.size() - at_) {
-      v.type = msgpack_type::str;
-      v.bits = 0;
-      v.count = b & 0x1fu;
-      v.bytes = in_.substr(at_ + 1, v.count);
-      at_ += 1 + v.count;
-      return true;
-    }
-    if ((b & 0xe0) == 0x80) { // fixmap, fixarray: each element a byte at least
-      bool map = b < 0x90;
-      uint64_t n = b & 0x0fu;
-      if ((map ? 2 * n : n) < in_.size() - at_) {
-        v.type = map ? msgpack_type::map : msgpack_type::array;
-        v.bits = 0;
-        v.count = n;
-        v.bytes = {};
-        ++at_;
-        return true;
-      }
-    }
+    if ((b & 0xe0) == 0xa0)
+      return data(v, msgpack_type::str, 1, b & 0x1fu);
+    if ((b & 0xe0) == 0x80) // fixmap, fixarray
+      return container(v, b < 0x90 ? msgpack_type::map : msgpack_type::array, 1, b & 0x0fu);
   }
   return next_slow(v);
 }

@@ -9,7 +9,6 @@
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
 
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
