@@ -149,6 +149,23 @@ void release(dispatcher_t* self, const std::string& key, bool applied) {
   }
 }
 
+// Counts the outcome of the result procedure invocation for call `key` and releases the call:
+// `result` is the procedure's result, or null when it was not applied (e.g. a conflict: the
+// call stays in the outbox and is sent again).
+void applied(dispatcher_t* self, const std::string& key, const nlohmann::json* result) {
+  auto& st = self->state;
+  if (!result) {
+    ++st.apply_errors;
+    release(self, key, false);
+    return;
+  }
+  if (result->is_object() && result->value("duplicate", false))
+    ++st.duplicates;
+  else
+    ++st.applied;
+  release(self, key, true);
+}
+
 // Sends the invocations waiting in apply queue `q` to its state actor as one batch, if any
 // wait; otherwise the queue is idle until the next one comes.
 void send_applies(dispatcher_t* self, size_t q) {
@@ -178,28 +195,14 @@ void send_applies(dispatcher_t* self, size_t q) {
   self->request(queue.target, caf::infinite, call_atom::value, std::move(invs))
     .then(
       [self, q, keys](std::vector<runtime::invocation_outcome>& outs) {
-        auto& st = self->state;
-        for (size_t i = 0; i < keys->size(); ++i) {
-          if (i >= outs.size() || outs[i].error) {
-            // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
-            ++st.apply_errors;
-            release(self, (*keys)[i], false);
-            continue;
-          }
-          const auto& r = outs[i].result;
-          if (r.is_object() && r.value("duplicate", false))
-            ++st.duplicates;
-          else
-            ++st.applied;
-          release(self, (*keys)[i], true);
-        }
+        for (size_t i = 0; i < keys->size(); ++i)
+          applied(self, (*keys)[i],
+                  i < outs.size() && !outs[i].error ? &outs[i].result : nullptr);
         send_applies(self, q);
       },
       [self, q, keys](caf::error&) {
-        for (auto& key : *keys) {
-          ++self->state.apply_errors;
-          release(self, key, false);
-        }
+        for (auto& key : *keys)
+          applied(self, key, nullptr);
         send_applies(self, q);
       });
 }
@@ -213,8 +216,7 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
   inv.sender = "outbox_dispatcher";
   auto target = self->state.route.route(inv);
   if (!target) {
-    ++self->state.apply_errors;
-    release(self, pc.key, false);
+    applied(self, pc.key, nullptr);
     return;
   }
   if (self->state.cfg.max_apply_batch <= 1) {
@@ -222,19 +224,8 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
     auto key = pc.key;
     // No CAF timeout (it wakes CAF's clock thread twice per request): expire() is the backstop.
     self->request(*target, caf::infinite, call_atom::value, std::move(inv))
-      .then(
-        [=](nlohmann::json& r) {
-          if (r.value("duplicate", false))
-            ++self->state.duplicates;
-          else
-            ++self->state.applied;
-          release(self, key, true);
-        },
-        [=](caf::error&) {
-          // Not applied (e.g. a conflict): the call stays in the outbox and is sent again.
-          ++self->state.apply_errors;
-          release(self, key, false);
-        });
+      .then([=](nlohmann::json& r) { applied(self, key, &r); },
+            [=](caf::error&) { applied(self, key, nullptr); });
     return;
   }
   auto& queues = self->state.apply_queues;
