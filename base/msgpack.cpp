@@ -230,18 +230,10 @@ bool msgpack_cursor::next_slow(msgpack_value& v) noexcept {
     return fail("value expected, the input ends", at_);
   const auto* p = reinterpret_cast<const uint8_t*>(in_.data()) + at_;
   const uint8_t b = p[0];
-  auto scalar = [&](msgpack_type t, uint64_t bits, size_t size) {
-    v.type = t;
-    v.bits = bits;
-    v.count = 0;
-    v.bytes = {};
-    at_ += size;
-    return true;
-  };
   if (b <= 0x7f)
-    return scalar(msgpack_type::unsigned_int, b, 1);
+    return scalar(v, msgpack_type::unsigned_int, b, 1);
   if (b >= 0xe0)
-    return scalar(msgpack_type::signed_int,
+    return scalar(v, msgpack_type::signed_int,
                   static_cast<uint64_t>(static_cast<int64_t>(static_cast<int8_t>(b))), 1);
   if (b <= 0x8f)
     return container(v, msgpack_type::map, 1, b & 0x0fu);
@@ -253,10 +245,10 @@ bool msgpack_cursor::next_slow(msgpack_value& v) noexcept {
   auto need = [&](size_t n) { return left >= n || fail("truncated value", at_, n); };
   switch (b) {
   case 0xc0:
-    return scalar(msgpack_type::nil, 0, 1);
+    return scalar(v, msgpack_type::nil, 0, 1);
   case 0xc2:
   case 0xc3:
-    return scalar(msgpack_type::boolean, b - 0xc2u, 1);
+    return scalar(v, msgpack_type::boolean, b - 0xc2u, 1);
   case 0xc4:
   case 0xc5:
   case 0xc6: { // bin 8/16/32
@@ -273,15 +265,15 @@ bool msgpack_cursor::next_slow(msgpack_value& v) noexcept {
     return data(v, msgpack_type::ext, 2 + n, msgpack_be(p + 1, n));
   }
   case 0xca:
-    return need(5) && scalar(msgpack_type::float32, msgpack_be(p + 1, 4), 5);
+    return need(5) && scalar(v, msgpack_type::float32, msgpack_be(p + 1, 4), 5);
   case 0xcb:
-    return need(9) && scalar(msgpack_type::float64, msgpack_be(p + 1, 8), 9);
+    return need(9) && scalar(v, msgpack_type::float64, msgpack_be(p + 1, 8), 9);
   case 0xcc:
   case 0xcd:
   case 0xce:
   case 0xcf: {
     size_t n = size_t{1} << (b - 0xcc);
-    return need(1 + n) && scalar(msgpack_type::unsigned_int, msgpack_be(p + 1, n), 1 + n);
+    return need(1 + n) && scalar(v, msgpack_type::unsigned_int, msgpack_be(p + 1, n), 1 + n);
   }
   case 0xd0:
   case 0xd1:
@@ -292,7 +284,7 @@ bool msgpack_cursor::next_slow(msgpack_value& v) noexcept {
       return false;
     unsigned shift = static_cast<unsigned>(64 - 8 * n);
     auto i = static_cast<int64_t>(msgpack_be(p + 1, n) << shift) >> shift;
-    return scalar(msgpack_type::signed_int, static_cast<uint64_t>(i), 1 + n);
+    return scalar(v, msgpack_type::signed_int, static_cast<uint64_t>(i), 1 + n);
   }
   case 0xd4:
   case 0xd5:

@@ -133,6 +133,13 @@ private:
   bool next_slow(msgpack_value& v) noexcept;
   // A typed read found `found`: the cursor goes back to `at`, the error names both types.
   bool wrong_type(size_t at, const char* expected, msgpack_type found) noexcept;
+  // Fills `v` and moves past the value's `size` bytes (its header, and for a str, bin or ext
+  // its data); the caller has checked that they are there.
+  bool set(msgpack_value& v, msgpack_type t, uint64_t bits, uint64_t count, std::string_view bytes,
+           size_t size) noexcept;
+  bool scalar(msgpack_value& v, msgpack_type t, uint64_t bits, size_t size) noexcept {
+    return set(v, t, bits, 0, {}, size);
+  }
   bool data(msgpack_value& v, msgpack_type t, size_t header, uint64_t n) noexcept;
   bool container(msgpack_value& v, msgpack_type t, size_t header, uint64_t n) noexcept;
   // The next value when accept(v) holds, else an error naming `expected` and the type found.
@@ -180,17 +187,22 @@ inline uint64_t msgpack_be(const uint8_t* p, size_t n) noexcept {
 }
 } // namespace detail
 
+inline bool msgpack_cursor::set(msgpack_value& v, msgpack_type t, uint64_t bits, uint64_t count,
+                                std::string_view bytes, size_t size) noexcept {
+  v.type = t;
+  v.bits = bits;
+  v.count = count;
+  v.bytes = bytes;
+  at_ += size;
+  return true;
+}
+
 inline bool msgpack_cursor::data(msgpack_value& v, msgpack_type t, size_t header,
                                  uint64_t n) noexcept {
   // The header's bytes are there (checked by next); its data must be.
   if (n > in_.size() - at_ - header)
     return fail("value longer than the bytes left", at_, header + n);
-  v.type = t;
-  v.count = n;
-  v.bits = 0;
-  v.bytes = in_.substr(at_ + header, n);
-  at_ += header + n;
-  return true;
+  return set(v, t, 0, n, in_.substr(at_ + header, n), header + n);
 }
 
 inline bool msgpack_cursor::container(msgpack_value& v, msgpack_type t, size_t header,
@@ -200,26 +212,15 @@ inline bool msgpack_cursor::container(msgpack_value& v, msgpack_type t, size_t h
   uint64_t values = t == msgpack_type::map ? 2 * n : n;
   if (values > in_.size() - at_ - header)
     return fail("container with more elements than bytes left", at_, header + values);
-  v.type = t;
-  v.count = n;
-  v.bits = 0;
-  v.bytes = {};
-  at_ += header;
-  return true;
+  return set(v, t, 0, n, {}, header);
 }
 
 inline bool msgpack_cursor::next(msgpack_value& v) noexcept {
   // Inline: the forms rows are mostly made of (positive fixint, fixstr, fixmap, fixarray).
   if (at_ < in_.size()) {
     const auto b = static_cast<uint8_t>(in_[at_]);
-    if (b <= 0x7f) {
-      v.type = msgpack_type::unsigned_int;
-      v.bits = b;
-      v.count = 0;
-      v.bytes = {};
-      ++at_;
-      return true;
-    }
+    if (b <= 0x7f)
+      return scalar(v, msgpack_type::unsigned_int, b, 1);
     if ((b & 0xe0) == 0xa0)
       return data(v, msgpack_type::str, 1, b & 0x1fu);
     if ((b & 0xe0) == 0x80) // fixmap, fixarray
