@@ -196,8 +196,7 @@ void send_applies(dispatcher_t* self, size_t q) {
     .then(
       [self, q, keys](std::vector<runtime::invocation_outcome>& outs) {
         for (size_t i = 0; i < keys->size(); ++i)
-          applied(self, (*keys)[i],
-                  i < outs.size() && !outs[i].error ? &outs[i].result : nullptr);
+          applied(self, (*keys)[i], i < outs.size() && !outs[i].error ? &outs[i].result : nullptr);
         send_applies(self, q);
       },
       [self, q, keys](caf::error&) {
