@@ -44,39 +44,11 @@ nlohmann::json to_row(const outbox_call& c, uint64_t execution_id, uint64_t task
   return row;
 }
 
-caf::expected<pending_call> from_row(std::string key, const nlohmann::json& row) {
-  try {
-    pending_call p;
-    p.key = std::move(key);
-    auto kind = parse_piece_kind(row.at("kind").get<std::string>());
-    if (!kind)
-      return kind.error();
-    p.call.kind = *kind;
-    p.call.model = row.at("model").get<std::string>();
-    p.call.model_version = row.at("model_version").get<uint32_t>();
-    p.call.result_procedure = row.at("result_procedure").get<std::string>();
-    p.call.role = row.at("role").get<std::string>();
-    p.call.context = row.at("context");
-    p.execution_id = row.at("execution_id").get<uint64_t>();
-    p.task_id = row.at("task_id").get<uint64_t>();
-    if (auto i = row.find("inputs"); i != row.end()) {
-      auto inputs = specs_from_json(*i);
-      if (!inputs)
-        return make_error(errc::corrupt_data,
-                          "outbox row '" + p.key + "': inputs: " + describe(inputs.error()));
-      p.call.inputs = std::move(*inputs);
-    }
-    return p;
-  } catch (const nlohmann::json::exception& e) {
-    return make_error(errc::corrupt_data, "outbox row: " + std::string{e.what()});
-  }
-}
-
 // A stored call row's bytes (to_row's, as MessagePack) to the call, without decoding the row
 // into a JSON tree: an inline payload was copied byte by byte into the tree only to be thrown
 // away. The context and the inputs are decoded from their own bytes; other members (the
-// payload, payload_rows) are stepped over. The same call as from_row, and corrupt_data where
-// from_row gives it (a member missing or of another type, bytes that are not one map).
+// payload, payload_rows) are stepped over. corrupt_data, naming the member, for a member
+// missing or of another type and for bytes that are not one map.
 caf::expected<pending_call> from_row_bytes(std::string key, std::string_view row) {
   auto bad = [&](const std::string& what) {
     return make_error(errc::corrupt_data, "outbox row '" + key + "': " + what);
@@ -264,6 +236,43 @@ caf::error read_payload(storage::transaction& txn, std::string_view key, const n
   return {};
 }
 
+/// Whether a stored call row (a MessagePack map) holds its payload itself: a top-level
+/// "payload" or "payload_rows" member. Read from the row's bytes without decoding it: decoding
+/// copied an inline payload byte by byte into a JSON tree (about 50k instructions for 1 KiB)
+/// that the result procedure threw away. Nested values are stepped over by their sizes and
+/// counts (base/msgpack's cursor). Nothing when the bytes are not one well-formed MessagePack
+/// map whose keys are strings. `inline_bytes` (when not null) gets the bytes of a top-level
+/// "payload" member that is a bin value and no "payload_rows" beside it (else it is left
+/// null).
+std::optional<bool> holds_payload(std::string_view row, std::string_view* inline_bytes = nullptr) {
+  msgpack_cursor cur{row};
+  uint64_t members = 0;
+  if (!cur.read_map(members))
+    return std::nullopt;
+  bool found = false, rows = false;
+  std::string_view bin;
+  for (uint64_t m = 0; m < members; ++m) {
+    std::string_view name;
+    if (!cur.read_str(name))
+      return std::nullopt; // keys are strings
+    bool is_payload = name == "payload";
+    rows = rows || name == "payload_rows";
+    found = found || is_payload || rows;
+    msgpack_value v;
+    if (is_payload && cur.peek(v) && v.type == msgpack_type::bin) {
+      cur.next(v);
+      bin = v.bytes;
+    } else if (!cur.skip()) {
+      return std::nullopt;
+    }
+  }
+  if (!cur.at_end())
+    return std::nullopt;
+  if (inline_bytes != nullptr && !rows && bin.data() != nullptr)
+    *inline_bytes = bin;
+  return found;
+}
+
 } // namespace
 
 void outbox::set_listener(storage::database& db, listener fn) {
@@ -277,17 +286,30 @@ void outbox::set_listener(storage::database& db, listener fn) {
 caf::expected<std::optional<pending_call>> outbox::find(storage::database& db, std::string_view key,
                                                         std::vector<char>* payload) {
   auto txn = db.begin();
-  auto row = txn->get_row(calls_table, key);
-  if (!row)
-    return std::move(row.error());
-  if (!*row)
+  auto raw = txn->get(calls_table, key);
+  if (!raw)
+    return std::move(raw.error());
+  if (!*raw)
     return std::optional<pending_call>{};
-  auto p = from_row(std::string{key}, **row);
+  // The call from the row's bytes, as pending() reads it; a payload held in the row is
+  // copied straight from them (decoding the row into a JSON tree copied it byte by byte).
+  auto p = from_row_bytes(std::string{key}, **raw);
   if (!p)
     return std::move(p.error());
-  if (payload)
-    if (auto err = read_payload(*txn, key, **row, *payload))
-      return err;
+  if (payload) {
+    std::string_view in_row;
+    if (holds_payload(**raw, &in_row) && in_row.data() != nullptr) {
+      payload->assign(in_row.begin(), in_row.end());
+    } else {
+      // Elsewhere (a blob, rows), or a payload member to report as damaged.
+      nlohmann::json row;
+      if (!storage::transaction::decode_row(**raw, row))
+        return make_error(errc::corrupt_data, std::string{calls_table} + "/" + std::string{key}
+                                                + ": stored row is not valid MessagePack");
+      if (auto err = read_payload(*txn, key, row, *payload))
+        return err;
+    }
+  }
   return std::optional<pending_call>{std::move(*p)};
 }
 
@@ -412,47 +434,6 @@ caf::expected<std::string> outbox::enqueue_rows(call_context& ctx, storage::tran
                      &rows);
 }
 
-namespace {
-
-/// Whether a stored call row (a MessagePack map) holds its payload itself: a top-level
-/// "payload" or "payload_rows" member. Read from the row's bytes without decoding it: decoding
-/// copied an inline payload byte by byte into a JSON tree (about 50k instructions for 1 KiB)
-/// that the result procedure threw away. Nested values are stepped over by their sizes and
-/// counts (base/msgpack's cursor). Nothing when the bytes are not one well-formed MessagePack
-/// map whose keys are strings. `inline_bytes` (when not null) gets the bytes of a top-level
-/// "payload" member that is a bin value and no "payload_rows" beside it (else it is left
-/// null).
-std::optional<bool> holds_payload(std::string_view row, std::string_view* inline_bytes = nullptr) {
-  msgpack_cursor cur{row};
-  uint64_t members = 0;
-  if (!cur.read_map(members))
-    return std::nullopt;
-  bool found = false, rows = false;
-  std::string_view bin;
-  for (uint64_t m = 0; m < members; ++m) {
-    std::string_view name;
-    if (!cur.read_str(name))
-      return std::nullopt; // keys are strings
-    bool is_payload = name == "payload";
-    rows = rows || name == "payload_rows";
-    found = found || is_payload || rows;
-    msgpack_value v;
-    if (is_payload && cur.peek(v) && v.type == msgpack_type::bin) {
-      cur.next(v);
-      bin = v.bytes;
-    } else if (!cur.skip()) {
-      return std::nullopt;
-    }
-  }
-  if (!cur.at_end())
-    return std::nullopt;
-  if (inline_bytes != nullptr && !rows && bin.data() != nullptr)
-    *inline_bytes = bin;
-  return found;
-}
-
-} // namespace
-
 void outbox::add_result_procedure(procedure_registry& procs, std::string name, procedure_fn fn,
                                   procedure_options opts) {
   add_tables(procs);
@@ -535,23 +516,6 @@ caf::expected<std::vector<pending_call>> outbox::pending(
 }
 
 caf::error outbox::payload(storage::database& db, std::string_view key, std::vector<char>& out) {
-  // A payload in the call's row is copied straight from the row's bytes: decoding the row
-  // into a JSON tree copied it byte by byte, and built the call only to throw it away.
-  {
-    auto txn = db.begin();
-    auto raw = txn->get(calls_table, key);
-    txn->rollback();
-    if (!raw)
-      return std::move(raw.error());
-    if (!*raw)
-      return make_error(errc::not_found, "outbox call '" + std::string{key} + "' is done");
-    std::string_view bytes;
-    if (holds_payload(**raw, &bytes) && bytes.data() != nullptr) {
-      out.assign(bytes.begin(), bytes.end());
-      return {};
-    }
-  }
-  // Elsewhere (a blob, rows), or a row to report as damaged: as find reads it.
   auto call = find(db, key, &out);
   if (!call)
     return std::move(call.error());
