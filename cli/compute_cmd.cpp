@@ -4,6 +4,7 @@
 #include "cli/tls_flags.hpp"
 
 #include "actors/compute_actor.hpp"
+#include "base/cpu_set.hpp"
 #include "base/endpoint.hpp"
 #include "base/errc.hpp"
 #include "kernels/cpu_backend.hpp"
@@ -39,6 +40,8 @@ struct compute_opts {
   /// COMB_KERNEL_PIN for this process's kernel pool ("": the environment's, else "0").
   std::string kernel_pin;
   int nice = 0;
+  /// --cpus: the CPUs this process runs on ("": wherever it may).
+  std::string cpus;
   runtime::tls_config tls;
 };
 
@@ -47,6 +50,15 @@ struct compute_opts {
 }
 
 void run_compute(const compute_opts& o) {
+  // --cpus first, before any thread starts: every thread inherits the set, and the kernels'
+  // pool and the scheduler size themselves to it.
+  if (!o.cpus.empty()) {
+    auto cpus = parse_cpu_list(o.cpus);
+    if (!cpus)
+      fail_compute(cpus.error(), 2);
+    if (auto err = run_on_cpus(*cpus))
+      fail_compute(err, 2);
+  }
   if (o.nice != 0) {
     // Before any thread starts: every thread of this process inherits it (Linux keeps a
     // nice value per thread).
@@ -116,6 +128,7 @@ void run_compute(const compute_opts& o) {
             << ", sgemm split " << o.sgemm_split << ", kernel pool "
             << kernels::cpu_backend::pool_info()
             << (o.nice != 0 ? ", nice " + std::to_string(o.nice) : std::string{})
+            << (o.cpus.empty() ? std::string{} : ", on CPUs " + cpu_list_text(allowed_cpus()))
             << (o.tls.enabled() ? ", TLS" : "") << ")"
             << std::endl;
   if (o.seconds > 0) {
@@ -163,6 +176,10 @@ void add_compute_commands(CLI::App& app) {
                  "CAP_SYS_NICE)")
     ->check(CLI::Range(-20, 19))
     ->capture_default_str();
+  sub->add_option("--cpus", opts->cpus,
+                  "Run on these CPUs only, as taskset's list (1, 2-7, 0,4-5): the kernels' pool "
+                  "and the scheduler take one thread per CPU of the list (a node on the other "
+                  "cores keeps its own)");
   sub
     ->add_option("--memory-limit-mib", opts->memory_limit_mib,
                  "Bound on memory reserved by incomplete tasks (back-pressure beyond it)")

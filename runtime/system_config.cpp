@@ -1,5 +1,6 @@
 #include "runtime/system_config.hpp"
 
+#include "base/cpu_set.hpp"
 #include "base/errc.hpp"
 
 #include <caf/io/middleman.hpp>
@@ -22,8 +23,10 @@ system_config::system_config(size_t threads) {
   // One worker per core. CAF's own default is at least 4, which on a 2-core machine lets
   // the OS preempt a worker inside a RocksDB commit (the write-group leader, or a row-lock
   // holder) while the others wait for it: perf_txn ran at about half the speed.
+  // One per core this process may run on (`taskset`, `comb compute --cpus`).
   if (threads == 0)
-    threads = std::max(1u, std::thread::hardware_concurrency());
+    threads = std::max<size_t>(1, std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()),
+                                                   comb::allowed_cpus().size()));
   set("scheduler.max-threads", threads);
   // COMB_SCHEDULER=sharing|stealing overrides CAF's scheduler policy (for measurements; a
   // process that sets one itself, such as `comb compute`, sets it after this).

@@ -293,6 +293,13 @@ int default_threads() {
     if (n >= 1 && n <= 256)
       return n;
   }
+  // The CPUs this thread may run on (a process started with `taskset -c 1` or `comb compute
+  // --cpus 1`), not every CPU of the machine: more threads than CPUs only take turns.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 1)
+    return std::min(CPU_COUNT(&set),
+                    static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 

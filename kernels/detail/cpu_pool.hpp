@@ -2,7 +2,7 @@
 // CPU backend's ops and the NHWC vision ops alike). Fork-join: parallel_range splits
 // [0, n) into chunks of at least `grain` and runs fn(begin, end) on them; parallel_for
 // runs fn(part) for part = 0..parts-1; both return when all is done, the caller taking a
-// share. Threads: hardware_concurrency, or COMB_KERNEL_THREADS from the environment, or
+// share. Threads: the CPUs the process may run on (its affinity), or COMB_KERNEL_THREADS from the environment, or
 // set_cpu_threads() (the public knob is kernels::cpu_backend::set_threads). Workers spin
 // briefly after a region (forward passes issue regions in quick succession), then sleep on
 // a futex (std::atomic::wait); park_workers() sends them to sleep at once before OpenBLAS

@@ -14,7 +14,7 @@
 //                     [--window=8] [--node-threads=1] [--durability=sync|async]
 //                     [--data=DIR] [--torch=auto|off] [--backend=cpu|cuda]
 //                     [--hotswap=1000 (0: skip the hot-swap phase)]
-//                     [--single-reps=21 (1 invocation: the median of this many alternating
+//                     [--single-reps=21 (1 invocation: the medians of this many alternating
 //                      runs of path and direct)]
 //                     [--payload=rows|copy (the outbox call names its input row, or stores a
 //                      copy of its bytes)]
@@ -28,12 +28,18 @@
 //                     [--inputs=1 (bench procedures: this many distinct input blobs, stored
 //                      under their own keys; invocation n reads input n % inputs, and direct
 //                      execution rotates through the same inputs; 1: one repeated input)]
+//                     [--cores=shared|split (shared: the node and `comb compute` share every
+//                      core, direct execution runs on all of them; split: the node on the
+//                      first half of the CPUs, `comb compute --cpus` on the rest, as the
+//                      paper's external process on its own machine, and direct execution on
+//                      the compute process's CPUs with as many kernel threads)]
 //                     [--procedures=bench|imaging (bench: the primary reads one stored input
 //                      blob, the result procedure writes one row; imaging: the app's own
 //                      imaging.classify / imaging.detect read the images as rows, one per
 //                      image, and imaging.classified / imaging.detected write one row per
 //                      image, as `comb imaging classify` runs them)]
 #include "base/base64.hpp"
+#include "base/cpu_set.hpp"
 #include "apps/imaging/imaging.hpp"
 #include "base/errc.hpp"
 #include "kernels/cpu_backend.hpp"
@@ -616,8 +622,30 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
 
 /// Direct execution: the same runner on the same kernels and batch, in-process; iteration i
 /// runs tasks[(first + i) % tasks.size()] (the inputs rotate as the path's do).
+/// --cores=split: the node's CPUs and the compute process's (empty: shared, every core).
+std::vector<int> node_cpus, compute_cpus;
+
+/// While it lives, the calling thread runs where the compute process runs (--cores=split:
+/// direct execution and PyTorch take the compute process's CPUs, not the node's); then back
+/// on the node's.
+struct on_compute_cpus {
+  on_compute_cpus() {
+    if (!compute_cpus.empty())
+      must_ok(run_on_cpus(compute_cpus));
+  }
+  ~on_compute_cpus() {
+    if (!node_cpus.empty())
+      must_ok(run_on_cpus(node_cpus));
+  }
+  static void must_ok(const caf::error& e) {
+    if (e)
+      die("--cores=split: " + describe(e));
+  }
+};
+
 double run_direct(loaded_model& lm, const std::vector<task_tensors>& tasks, size_t count,
                   std::string* first_out, size_t first = 0) {
+  on_compute_cpus here;
   auto t0 = clk::now();
   for (size_t i = 0; i < count; ++i) {
     std::vector<const task_tensors*> batch{&tasks[(first + i) % tasks.size()]};
@@ -680,9 +708,11 @@ void print_stages(int64_t from, int64_t to) {
 }
 
 /// PyTorch's ms per batch for `which`, or a negative number when it is not available.
-double torch_ms(const std::string& which, const std::string& script, size_t iters) {
-  auto cmd = "/usr/bin/python3 " + script + " " + which + " " + std::to_string(iters)
-             + " 2 2>/dev/null";
+double torch_ms(const std::string& which, const std::string& script, size_t iters,
+                unsigned threads) {
+  on_compute_cpus here; // python inherits this thread's CPUs
+  auto cmd = "/usr/bin/python3 " + script + " " + which + " " + std::to_string(iters) + " "
+             + std::to_string(threads) + " 2>/dev/null";
   auto* p = popen(cmd.c_str(), "r");
   if (!p)
     return -1;
@@ -718,6 +748,7 @@ int main(int argc, char** argv) {
   std::string sgemm_split = "on";
   std::string compute_binary = test::comb_binary();
   std::string compute_pin; // --compute-pin: comb compute --kernel-pin (empty: not passed)
+  std::string cores_mode = "shared";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&](const char* flag) { return a.substr(std::string{flag}.size()); };
@@ -753,6 +784,8 @@ int main(int argc, char** argv) {
       compute_binary = val("--compute-binary=");
     else if (a.rfind("--compute-pin=", 0) == 0)
       compute_pin = val("--compute-pin=");
+    else if (a.rfind("--cores=", 0) == 0)
+      cores_mode = val("--cores=");
     else if (a.rfind("--compute-nice=", 0) == 0)
       compute_nice = std::stoi(val("--compute-nice="));
     else
@@ -760,6 +793,15 @@ int main(int argc, char** argv) {
   }
   if (sgemm_split != "on" && sgemm_split != "off")
     die("--sgemm-split must be on or off, not '" + sgemm_split + "'");
+  if (cores_mode != "shared" && cores_mode != "split")
+    die("--cores must be shared or split, not '" + cores_mode + "'");
+  if (cores_mode == "split") {
+    auto all = allowed_cpus();
+    if (all.size() < 2)
+      die("--cores=split needs at least 2 CPUs; this process may use " + cpu_list_text(all));
+    node_cpus.assign(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2));
+    compute_cpus.assign(all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2), all.end());
+  }
   if (payload_mode != "rows" && payload_mode != "copy")
     die("--payload must be rows or copy, not '" + payload_mode + "'");
   if (input_count < 1 || input_count > 64)
@@ -817,8 +859,17 @@ int main(int argc, char** argv) {
     for (size_t k = 1; k < input_count; ++k)
       m.extra.push_back(pixels(m.bytes.size()));
 
-  // The compute process, on the CPU executor; it and the node share the cores.
+  // The compute process, on the CPU executor; it and the node share the cores, or (split)
+  // each has its own.
   unsigned cores = std::thread::hardware_concurrency();
+  unsigned kernel_threads = compute_cpus.empty() ? cores : static_cast<unsigned>(compute_cpus.size());
+  if (!compute_cpus.empty()) {
+    // This process (the node's threads, started below, inherit it) on the node's CPUs; the
+    // direct runs' kernel pool as large as the compute process's.
+    if (auto e = run_on_cpus(node_cpus))
+      die("--cores=split: " + describe(e));
+    kernels::cpu_backend::set_threads(static_cast<int>(kernel_threads));
+  }
   test::temp_dir dir;
   auto port = test::free_port();
   auto log = dir.path() + "/compute.log";
@@ -828,6 +879,8 @@ int main(int argc, char** argv) {
     "--nice", std::to_string(compute_nice)};
   if (!compute_pin.empty()) // only when asked: an older --compute-binary lacks the flag
     compute_args.insert(compute_args.end(), {"--kernel-pin", compute_pin});
+  if (!compute_cpus.empty())
+    compute_args.insert(compute_args.end(), {"--cpus", cpu_list_text(compute_cpus)});
   kill_child_on_exit();
   test::child_process compute{compute_args, log};
   compute_child.store(compute.pid());
@@ -851,11 +904,22 @@ int main(int argc, char** argv) {
     "0); direct execution runs the same "
     "runner in this process on the same pool size; %zu invocations in flight; the "
     "outbox call %s\n",
-    cores, node_threads, durability.c_str(), cores, sgemm_split.c_str(), compute_nice, window,
+    cores, node_threads, durability.c_str(), kernel_threads, sgemm_split.c_str(), compute_nice, window,
     procedures_mode == "imaging"
       ? "is the imaging app's (--procedures=imaging: the images put as `comb imaging load` puts them, a row each and their pixels one block per call's worth, which the call sends as stored; one row of labels per call written)"
     : payload_mode == "rows" ? "names its input row (--payload=rows)"
                              : "stores a copy of its input (--payload=copy)");
+  if (!compute_cpus.empty())
+    std::printf("cores split (--cores=split): the node (this process's CAF workers, RocksDB's "
+                "threads and the client) on CPU(s) %s; `comb compute --cpus %s` on CPU(s) %s, "
+                "as the paper's external process on its own machine; direct execution and "
+                "PyTorch on CPU(s) %s with %u kernel thread(s)\n",
+                cpu_list_text(node_cpus).c_str(), cpu_list_text(compute_cpus).c_str(),
+                cpu_list_text(compute_cpus).c_str(), cpu_list_text(compute_cpus).c_str(),
+                kernel_threads);
+  else
+    std::printf("cores shared (--cores=shared): the node, `comb compute` and direct execution "
+                "may each run on every core\n");
   std::printf("compute: %s", read_file(log).c_str());
 
   system_config cfg{node_threads};
@@ -1004,7 +1068,7 @@ int main(int argc, char** argv) {
     }
     double torch_per = -1;
     if (torch != "off") {
-      torch_per = torch_ms(m.name, script, m.name == "mnist" ? 50 : 10);
+      torch_per = torch_ms(m.name, script, m.name == "mnist" ? 50 : 10, kernel_threads);
       if (torch_per < 0)
         std::printf("  PyTorch: not available (install python3-torch python3-torchvision: "
                     "COMB_SETUP_EXTRA=1 scripts/setup.sh)\n");
@@ -1017,10 +1081,15 @@ int main(int argc, char** argv) {
         auto first = static_cast<int64_t>(next_n);
         auto stats_before = compute_stats();
         auto c0 = cpu_seconds(0), k0 = cpu_seconds(compute.pid());
+        // Each direct run follows a path run and each path run a direct one, so neither
+        // side finds its own weights and buffers in the caches the other just used (a direct
+        // run right after another read about 5% faster: MNIST on one core 4.74 against 4.98
+        // ms).
         for (size_t rep = 0; rep < single_reps; ++rep) {
           kernels::cpu_backend::set_sgemm_split(false);
           // The input the path's next invocation reads.
           d_own.add(run_direct(*lm, task, 1, nullptr, next_n));
+          path.add(run_path(*n, sys, m, 1, 1, next_n));
           kernels::cpu_backend::set_sgemm_split(true);
           d_split.add(run_direct(*lm, task, 1, nullptr, next_n));
           path.add(run_path(*n, sys, m, 1, 1, next_n));
@@ -1033,13 +1102,13 @@ int main(int argc, char** argv) {
         rows.push_back(r);
         std::printf("  %-9s %5zu invocation:  path %9.2f ms [%.2f-%.2f] | direct %9.2f ms "
                     "(OpenBLAS threads %.2f, split %.2f) | overhead %+6.1f%% | medians of %zu "
-                    "alternating runs",
+                    "alternating runs (path %zu)",
                     m.name.c_str(), count, r.path_ms, path.min() * 1e3, path.max() * 1e3,
                     r.direct_ms, d_own.median() * 1e3, d_split.median() * 1e3,
-                    (p / d - 1) * 100, single_reps);
+                    (p / d - 1) * 100, single_reps, path.v.size());
         if (torch_per > 0)
           std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
-        std::printf(" | CPU ms per rep (node and both directs in this process): %.2f, compute "
+        std::printf(" | CPU ms per rep (two path runs and both directs; node and directs in this process): %.2f, compute "
                     "%.2f\n",
                     (c1 - c0) / single_reps * 1e3, (k1 - k0) / single_reps * 1e3);
         print_stages(first, static_cast<int64_t>(next_n));

@@ -1071,6 +1071,18 @@ TEST_SUITE("actors.compute") {
     auto free = run({"--kernel-pin", "0", "--seconds", "1"});
     CHECK(free.first == 0);
     CHECK(free.second.find("workers left to the scheduler") != std::string::npos);
+    // --cpus: the process runs on those CPUs and sizes the kernels' pool to them; a bad list
+    // or an absent CPU is named.
+    auto one_cpu = run({"--cpus", "0", "--seconds", "1"});
+    CHECK(one_cpu.first == 0);
+    CHECK(one_cpu.second.find("on CPUs 0)") != std::string::npos);
+    CHECK(one_cpu.second.find("kernel pool 1 threads") != std::string::npos);
+    auto bad_cpus = run({"--cpus", "0-x", "--seconds", "1"});
+    CHECK(bad_cpus.first == 2);
+    CHECK(bad_cpus.second.find("CPU list '0-x'") != std::string::npos);
+    auto absent_cpu = run({"--cpus", "1023", "--seconds", "1"});
+    CHECK(absent_cpu.first == 2);
+    CHECK(absent_cpu.second.find("cannot run on CPUs 1023") != std::string::npos);
     auto cuda = run({"--backend", "cuda", "--seconds", "1"});
     if (kernels::find_backend("cuda")) {
       CHECK(cuda.first == 0);

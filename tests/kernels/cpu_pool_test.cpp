@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -103,6 +104,33 @@ TEST_SUITE("kernels.cpu_pool") {
     detail::set_cpu_threads(1);
     detail::wake_workers();
     detail::set_cpu_threads(0);
+  }
+
+  TEST_CASE("by default the pool has one thread per CPU the process may run on") {
+    if (std::getenv("COMB_KERNEL_THREADS")) {
+      MESSAGE("skipped: COMB_KERNEL_THREADS sets the count");
+      return;
+    }
+    cpu_set_t all;
+    REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0);
+    int on_one = 0;
+    std::thread t{[&] {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &all)) {
+          CPU_SET(c, &one);
+          break;
+        }
+      REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+      detail::set_cpu_threads(0); // the default, as this thread sees it (`taskset -c N`)
+      on_one = detail::cpu_threads();
+    }};
+    t.join();
+    CHECK(on_one == 1);
+    detail::set_cpu_threads(0);
+    CHECK(detail::cpu_threads()
+          == std::min(CPU_COUNT(&all), static_cast<int>(std::thread::hardware_concurrency())));
   }
 
   TEST_CASE("a worker runs pinned to a CPU other than the caller's") {
