@@ -97,9 +97,9 @@ caf::error run_on_cpus(const std::vector<int>& cpus) {
     auto allowed = allowed_cpus();
     return make_error(errc::bad_config,
                       "cannot run on CPUs " + cpu_list_text(cpus) + ": " + std::strerror(e)
-                        + (allowed.empty() ? std::string{}
-                                           : " (this process may use CPUs "
-                                               + cpu_list_text(allowed) + ")"));
+                        + (allowed.empty()
+                             ? std::string{}
+                             : " (this process may use CPUs " + cpu_list_text(allowed) + ")"));
   }
   return {};
 }

@@ -129,8 +129,7 @@ void run_compute(const compute_opts& o) {
             << kernels::cpu_backend::pool_info()
             << (o.nice != 0 ? ", nice " + std::to_string(o.nice) : std::string{})
             << (o.cpus.empty() ? std::string{} : ", on CPUs " + cpu_list_text(allowed_cpus()))
-            << (o.tls.enabled() ? ", TLS" : "") << ")"
-            << std::endl;
+            << (o.tls.enabled() ? ", TLS" : "") << ")" << std::endl;
   if (o.seconds > 0) {
     timespec ts;
     ts.tv_sec = static_cast<time_t>(o.seconds);

@@ -25,8 +25,9 @@ system_config::system_config(size_t threads) {
   // holder) while the others wait for it: perf_txn ran at about half the speed.
   // One per core this process may run on (`taskset`, `comb compute --cpus`).
   if (threads == 0)
-    threads = std::max<size_t>(1, std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()),
-                                                   comb::allowed_cpus().size()));
+    threads = std::max<size_t>(1,
+                               std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()),
+                                                comb::allowed_cpus().size()));
   set("scheduler.max-threads", threads);
   // COMB_SCHEDULER=sharing|stealing overrides CAF's scheduler policy (for measurements; a
   // process that sets one itself, such as `comb compute`, sets it after this).
