@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""perf.serving.split: `perf_serving --cores=split` puts the node's threads on the first half of
+the CPUs and its `comb compute` child (every thread of it) on the rest, and the path's output
+still equals direct execution's. Skipped (exit 77) with fewer than 2 CPUs.
+Usage: split_test.py PERF_SERVING"""
+import os
+import subprocess
+import sys
+import time
+
+
+def cpu_list(text):
+    out = []
+    for item in text.strip().split(","):
+        if "-" in item:
+            lo, hi = item.split("-")
+            out += range(int(lo), int(hi) + 1)
+        elif item:
+            out.append(int(item))
+    return out
+
+
+def list_text(cpus):
+    """As comb::cpu_list_text: 0-2,8."""
+    out, i = [], 0
+    while i < len(cpus):
+        j = i
+        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
+            j += 1
+        out.append(str(cpus[i]) if i == j else f"{cpus[i]}-{cpus[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def threads(pid):
+    """(name, allowed CPUs) of each thread of `pid`."""
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            out.append((fields["Name"].strip(), cpu_list(fields["Cpus_allowed_list"])))
+        except (OSError, KeyError, ValueError):
+            pass
+    return out
+
+
+def children(pid):
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    out += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return out
+
+
+def main():
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        print(f"SKIPPED: --cores=split needs 2 CPUs; this test may use {allowed}")
+        sys.exit(77)
+    node_cpus, compute_cpus = allowed[: len(allowed) // 2], allowed[len(allowed) // 2:]
+    p = subprocess.Popen([sys.argv[1], "--models=mnist", "--torch=off", "--durability=async",
+                          "--hotswap=0", "--counts=1,10", "--single-reps=2", "--cores=split"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen_compute = seen_node = False
+    deadline = time.monotonic() + 400
+    while p.poll() is None and time.monotonic() < deadline:
+        for c in children(p.pid):
+            ts = threads(c)
+            # Once its scheduler runs (threads caf.*): --cpus was applied before any started.
+            if any(name.startswith("caf.") for name, _ in ts):
+                seen_compute = True
+                for name, cpus in ts:
+                    if cpus != compute_cpus:
+                        p.kill()
+                        sys.exit(f"FAIL: comb compute thread {name} may run on {cpus}, "
+                                 f"not {compute_cpus}")
+        for name, cpus in threads(p.pid):
+            # The node's scheduler workers and the middleman's thread; the main thread moves
+            # to the compute CPUs while it runs direct execution.
+            if name.startswith("caf."):
+                seen_node = True
+                if cpus != node_cpus:
+                    p.kill()
+                    sys.exit(f"FAIL: node thread {name} may run on {cpus}, not {node_cpus}")
+        time.sleep(0.1)
+    if p.poll() is None:
+        p.kill()
+        sys.exit("FAIL: perf_serving --cores=split did not finish in 400 s")
+    out = p.stdout.read().decode(errors="replace")
+    if p.returncode != 0:
+        sys.exit(f"FAIL: perf_serving exited {p.returncode}:\n{out[-3000:]}")
+    want = [
+        "cores split (--cores=split)",
+        f"on CPUs {list_text(compute_cpus)})",
+        "output through the path equals direct execution's",
+        f"kernels' pool of {len(compute_cpus)} threads",
+    ]
+    for w in want:
+        if w not in out:
+            sys.exit(f"FAIL: '{w}' is not in perf_serving's output:\n{out[-3000:]}")
+    if not (seen_compute and seen_node):
+        sys.exit(f"FAIL: never saw the threads (compute {seen_compute}, node {seen_node})")
+    print(f"ok: node threads on {node_cpus}, comb compute on {compute_cpus}; outputs equal")
+
+
+main()
