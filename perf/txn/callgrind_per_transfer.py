@@ -10,7 +10,12 @@ records (a quiet real run: hundreds), so its per-transfer figure, and the worker
 thousand through their shared memtable, is inflated and noisy: compare the worker thread, or
 functions. Mallocs count calls to malloc/calloc/realloc (operator new calls malloc).
 
-  perf/txn/callgrind_per_transfer.py [--binary=build/perf/perf_txn] [--out=DIR] [perf_txn args]
+With --direct it counts the baseline instead: the same transfers with direct TransactionDB
+calls on one thread (`perf_txn --direct-only --threads=1`), so that the difference of the two
+counts is what the actor path adds per transfer.
+
+  perf/txn/callgrind_per_transfer.py [--binary=build/perf/perf_txn] [--out=DIR] [--direct]
+                                     [perf_txn args]
 """
 import glob
 import os
@@ -40,9 +45,11 @@ def stats(path):
 
 
 def main():
-    binary, out, extra = 'build/perf/perf_txn', None, []
+    binary, out, extra, direct = 'build/perf/perf_txn', None, [], False
     for a in sys.argv[1:]:
-        if a.startswith('--binary='):
+        if a == '--direct':
+            direct = True
+        elif a.startswith('--binary='):
             binary = a[9:]
         elif a.startswith('--out='):
             out = a[6:]
@@ -55,9 +62,11 @@ def main():
         base = os.path.join(out, f'cg.{n}')
         for f in glob.glob(base + '*'):
             os.remove(f)
+        what = (['--direct-only'] if direct else
+                ['--benchmarks=async', '--no-direct', '--clients=64'])
         cmd = ['valgrind', '--tool=callgrind', '--separate-threads=yes',
-               f'--callgrind-out-file={base}', binary, '--benchmarks=async', '--no-direct',
-               '--clients=64', '--turns=1', '--threads=1', f'--transfers={n}'] + extra
+               f'--callgrind-out-file={base}', binary] + what + [
+               '--turns=1', '--threads=1', f'--transfers={n}'] + extra
         with open(base + '.log', 'w') as log:
             runs[n] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     for n, p in runs.items():
@@ -72,7 +81,8 @@ def main():
         ir_all, m_all = ir_all + ir, m_all + m
         if abs(ir) >= 50:
             rows.append(f'  thread {t}: {ir / 1000:8.2f}k instructions, {m:6.2f} mallocs')
-    print(f'per transfer ({" ".join(extra) or "provenance off"}): {ir_all / 1000:.2f}k '
+    label = ' '.join((['direct'] if direct else []) + extra) or 'provenance off'
+    print(f'per transfer ({label}): {ir_all / 1000:.2f}k '
           f'instructions, {m_all:.2f} mallocs; callgrind files in {out}')
     print('\n'.join(rows))
 

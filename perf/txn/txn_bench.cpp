@@ -7,7 +7,7 @@
 // (2 x --transfers in all, each node).
 //   perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] [--partitions=N]
 //            [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] [--no-direct]
-//            [--turns=N] [--quick] [--sync-only=CLIENTS]
+//            [--turns=N] [--quick] [--sync-only=CLIENTS] [--direct-only]
 #include "perf/bench_env.hpp"
 #include "apps/bank/bank.hpp"
 #include "base/errc.hpp"
@@ -357,6 +357,7 @@ int main(int argc, char** argv) {
   bool no_direct = false;
   int turns_n = 3;
   uint32_t sync_only = 0; // --sync-only=N: only sync transfers from N clients (for profiling)
+  bool direct_only = false; // --direct-only: only the async direct baseline (for profiling)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--benchmarks=", 0) == 0) {
@@ -381,6 +382,8 @@ int main(int argc, char** argv) {
       turns_n = std::max(1, std::stoi(a.substr(8)));
     } else if (a.rfind("--sync-only=", 0) == 0) {
       sync_only = static_cast<uint32_t>(std::stoul(a.substr(12)));
+    } else if (a == "--direct-only") {
+      direct_only = true;
     } else if (a == "--provenance") {
       with_provenance = true;
     } else if (a == "--no-direct") {
@@ -393,7 +396,7 @@ int main(int argc, char** argv) {
     } else {
       std::cerr << "usage: perf_txn [--benchmarks=async,sync,provenance] [--transfers=N] "
                    "[--partitions=N] [--clients=1,8,64] [--threads=N] [--slice=N] [--provenance] "
-                   "[--no-direct] [--turns=N] [--quick] [--sync-only=CLIENTS]\n";
+                   "[--no-direct] [--turns=N] [--quick] [--sync-only=CLIENTS] [--direct-only]\n";
       return 2;
     }
   }
@@ -411,6 +414,18 @@ int main(int argc, char** argv) {
       std::printf("sync actors, %u clients: %.0f txn/s\n", sync_only,
                   actor_rate(storage::durability::sync, sync_only, plan, partitions));
     cost_sink = nullptr;
+    std::printf("  per transfer: %s\n", cost.str().c_str());
+    return 0;
+  }
+  if (direct_only) { // profiling the async direct baseline alone, on --threads threads (1)
+    auto plan = make_plan(transfers, 1);
+    unsigned threads = worker_threads > 0 ? static_cast<unsigned>(worker_threads) : 1;
+    cost_turns cost;
+    direct_cost_sink = &cost;
+    for (int t = 0; t < turns_n; ++t)
+      std::printf("direct RocksDB, %u threads: %.0f txn/s\n", threads,
+                  direct_rate(storage::durability::async, plan, threads));
+    direct_cost_sink = nullptr;
     std::printf("  per transfer: %s\n", cost.str().c_str());
     return 0;
   }
