@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 using namespace comb;
@@ -418,6 +419,91 @@ TEST_SUITE("storage.database") {
     CHECK(out.is_null());
     CHECK_FALSE(storage::transaction::decode_row(bytes + "\x01", out));
     CHECK_FALSE(storage::transaction::decode_row("", out));
+  }
+
+  TEST_CASE("decode_row gives what nlohmann's MessagePack parser gives, type for type") {
+    // decode_row reads common rows with Comb's cursor and leaves the rest to nlohmann's
+    // parser: whichever reads a row, the JSON (each value's type included: 5 read from an
+    // int8 is a signed integer, from a uint8 an unsigned one) and the refusals must be the
+    // parser's.
+    std::function<bool(const nlohmann::json&, const nlohmann::json&)> same =
+      [&](const nlohmann::json& a, const nlohmann::json& b) {
+        if (a.type() != b.type())
+          return false;
+        if (a.is_object()) {
+          if (a.size() != b.size())
+            return false;
+          for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j)
+            if (i.key() != j.key() || !same(*i, *j))
+              return false;
+          return true;
+        }
+        if (a.is_array()) {
+          if (a.size() != b.size())
+            return false;
+          for (size_t i = 0; i < a.size(); ++i)
+            if (!same(a[i], b[i]))
+              return false;
+          return true;
+        }
+        return a == b;
+      };
+    std::vector<std::string> cases;
+    for (auto& j : {nlohmann::json{{"balance", 1000000000}}, nlohmann::json{{"balance", -5}},
+                    nlohmann::json{{"from", "acct-1"},
+                                   {"to", "acct-2"},
+                                   {"amount", 17},
+                                   {"exec", 18446744073709551615ull}},
+                    nlohmann::json{{"a", 1.5},
+                                   {"b", {1, "two", nullptr, true, false}},
+                                   {"c", {{"d", nlohmann::json::object()}}},
+                                   {"e", nlohmann::json::array()}},
+                    nlohmann::json(std::string(70000, 'x')), nlohmann::json(-1),
+                    nlohmann::json(INT64_MIN), nlohmann::json(255u), nlohmann::json(nullptr),
+                    nlohmann::json::binary({1, 2, 3}), nlohmann::json::binary({1, 2}, 7)}) {
+      std::string b;
+      nlohmann::json::to_msgpack(j, b);
+      cases.push_back(b);
+    }
+    auto bytes = [](std::initializer_list<int> v) {
+      std::string s;
+      for (int c : v)
+        s.push_back(static_cast<char>(c));
+      return s;
+    };
+    cases.push_back(bytes({0xd0, 0x05}));                             // int8 5: a signed integer
+    cases.push_back(bytes({0xd3, 0, 0, 0, 0, 0, 0, 0, 0x07}));        // int64 7
+    cases.push_back(bytes({0xcc, 0x05}));                             // uint8 5: unsigned
+    cases.push_back(bytes({0xca, 0x3f, 0xc0, 0, 0}));                 // float32 1.5
+    cases.push_back(bytes({0x82, 0xa1, 'k', 0x01, 0xa1, 'k', 0x02})); // a repeated key
+    cases.push_back(bytes({0x81, 0x01, 0x02}));                       // a key that is no string
+    cases.push_back(bytes({0x81, 0xc4, 0x01, 'k', 0x02}));            // a bin key
+    cases.push_back(bytes({0xd4, 0x05, 0x01}));                       // fixext 1
+    cases.push_back(bytes({0x91, 0xc7, 0x02, 0x09, 'a', 'b'}));       // ext 8 in an array
+    cases.push_back(bytes({0xc1}));                                   // never used
+    cases.push_back(bytes({0xdc, 0xff, 0xff}));                       // array 16 of 65535, no items
+    std::string deep(40, '\x91'); // 40 nested arrays around a 1: past the cursor's depth
+    cases.push_back(deep + "\x01");
+    for (size_t n = cases.size(), i = 0; i < n; ++i) { // each cut short, and with a byte more
+      for (size_t cut = 0; cut < std::min<size_t>(cases[i].size(), 12); ++cut)
+        cases.push_back(cases[i].substr(0, cut));
+      cases.push_back(cases[i] + "\x01");
+    }
+    size_t read = 0;
+    for (auto& b : cases) {
+      CAPTURE(nlohmann::json::binary(std::vector<uint8_t>(b.begin(), b.end())).dump());
+      auto want = nlohmann::json::from_msgpack(b, /*strict=*/true, /*allow_exceptions=*/false);
+      nlohmann::json got = "previous";
+      bool ok = storage::transaction::decode_row(b, got);
+      CHECK(ok == !want.is_discarded());
+      if (ok) {
+        ++read;
+        CHECK(same(got, want));
+      } else {
+        CHECK(got.is_null());
+      }
+    }
+    CHECK(read >= 11); // at least every value to_msgpack wrote
   }
 
   TEST_CASE("the database owns durability: sync commits are synced, grouped ones by sync_group") {
