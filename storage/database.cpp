@@ -157,8 +157,10 @@ caf::expected<std::unique_ptr<database>> database::open(const std::string& dir,
     return to_error(s, std::string{opts.read_only ? "open (read-only) " : "open "} + db_dir);
   for (size_t i = 0; i < handles.size(); ++i) {
     self->owned_.push_back(handles[i]);
-    if (names[i] != rocksdb::kDefaultColumnFamilyName)
-      self->cfs_.emplace(names[i], table_ref{handles[i], table_kind::rows});
+    if (names[i] != rocksdb::kDefaultColumnFamilyName) {
+      auto t = self->cfs_.emplace(names[i], table_ref{handles[i], table_kind::rows}).first;
+      t->second.name = t->first; // the map's nodes stay where they are
+    }
   }
   if (auto err = self->open_blobs())
     return err;
@@ -222,7 +224,8 @@ caf::error database::create_table(const std::string& name, table_kind kind) {
   if (!s.ok())
     return to_error(s, "create table " + name);
   owned_.push_back(h);
-  cfs_.emplace(name, table_ref{h, kind});
+  auto i = cfs_.emplace(name, table_ref{h, kind}).first;
+  i->second.name = i->first; // the map's nodes stay where they are
   return {};
 }
 

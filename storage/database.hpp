@@ -61,6 +61,8 @@ public:
   struct table_ref {
     rocksdb::ColumnFamilyHandle* handle = nullptr;
     table_kind kind = table_kind::rows;
+    /// The table's name, held by the database as long as it is open.
+    std::string_view name;
   };
 
   /// The table `name`, or nullopt (one lookup for a transaction's check and its I/O).

@@ -88,9 +88,15 @@ void transaction::set_known(const rocksdb::ColumnFamilyHandle* cf, std::string_v
 caf::expected<rocksdb::ColumnFamilyHandle*> transaction::cf_of(std::string_view table,
                                                                table_kind kind,
                                                                const char* blob_call) const {
+  for (size_t i = 0; i < tables_n_; ++i)
+    if (tables_[i].name == table && tables_[i].kind == kind)
+      return tables_[i].cf;
   auto t = db_.table(table);
-  if (t && t->kind == kind)
+  if (t && t->kind == kind) {
+    if (tables_n_ < tables_kept)
+      tables_[tables_n_++] = {t->name, t->handle, kind};
     return t->handle;
+  }
   if (kind == table_kind::blobs) // a blob call on a rows table, or on no table
     return make_error(errc::invalid_argument,
                       "table '" + std::string{table} + "' is not a blobs table");

@@ -12,6 +12,7 @@
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -230,6 +231,17 @@ private:
   /// The entry of (cf, key), or null when the row was not seen here.
   bool* find_known(const rocksdb::ColumnFamilyHandle* cf, std::string_view key);
   void set_known(const rocksdb::ColumnFamilyHandle* cf, std::string_view key, bool exists);
+  /// The tables this transaction looked up so far (a procedure uses a few), so that a row
+  /// access after the first of its table takes no lock of the database's table map. A name
+  /// here is the database's own (database::table_ref::name).
+  struct known_table {
+    std::string_view name;
+    rocksdb::ColumnFamilyHandle* cf;
+    table_kind kind;
+  };
+  static constexpr size_t tables_kept = 4;
+  mutable std::array<known_table, tables_kept> tables_{};
+  mutable size_t tables_n_ = 0;
   /// Blobs appended by this transaction (freed if it does not commit).
   std::vector<blob_ref> appended_;
   /// Blobs of rows this transaction overwrote or deleted (freed once it commits).
