@@ -294,6 +294,7 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
     [=](call_atom, runtime::invocation& inv) -> caf::result<nlohmann::json> {
       bool writes = false;
       auto result = invoke(self->state, env, partition, receiver, inv, writes);
+      runtime::release_json(inv.args); // not read again; the message would destroy them
       if (writes && env.committer)
         return self->delegate(env.committer, sync_atom::value, std::move(*result));
       // Not `return json`: caf::result<T>(Us&&...) brace-initializes T, which would wrap a
@@ -316,6 +317,8 @@ state_actor::behavior_type state_actor_impl(state_actor::stateful_pointer<state_
             out.push_back({nlohmann::json{}, std::move(r.error())});
         }
       }
+      for (auto& inv : batch)
+        runtime::release_json(inv.args);
       if (writes && env.committer) {
         // One wait for the WAL on disk for all of them (each commit is in it by now).
         auto rp = self->make_response_promise<std::vector<runtime::invocation_outcome>>();

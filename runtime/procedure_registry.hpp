@@ -90,6 +90,20 @@ T arg(const nlohmann::json& args, const char* name) {
   }
 }
 
+/// Destroys what `j` holds, leaving null: an object's or array's members first, each on its
+/// own, then the container, now empty. nlohmann's destructor first moves every member of a
+/// non-empty container into a vector it allocates (so that deep values are destroyed without
+/// recursion); for a call's few arguments that costs about as much as the rest of their
+/// destruction. Each member still goes through that destructor, so deep values are no deeper
+/// a recursion than before.
+inline void release_json(nlohmann::json& j) noexcept {
+  if (j.is_object())
+    j.get_ref<nlohmann::json::object_t&>().clear();
+  else if (j.is_array())
+    j.get_ref<nlohmann::json::array_t&>().clear();
+  j = nullptr;
+}
+
 class procedure_registry {
 public:
   /// Registers a procedure; a second registration of the same name replaces the first.

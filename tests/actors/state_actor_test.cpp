@@ -231,3 +231,25 @@ TEST_SUITE("actors.state_actor") {
     CHECK(out[1].result["value"] == 0);
   }
 }
+
+TEST_SUITE("actors.state_actor") {
+  TEST_CASE("release_json empties any value, however deeply nested, without deep recursion") {
+    // The state actor releases a call's arguments with it once the call ran.
+    nlohmann::json args{{"id", "t1"}, {"from", "acct-1"}, {"n", 3}, {"list", {1, "x", {{"k", 2}}}}};
+    runtime::release_json(args);
+    CHECK(args.is_null());
+    // Nested far past what a recursion of one frame per level could take on a thread's stack.
+    nlohmann::json deep = nlohmann::json::array();
+    auto* at = &deep;
+    for (int i = 0; i < 200000; ++i) {
+      auto next = i % 2 ? nlohmann::json::array() : nlohmann::json::object();
+      at = at->is_array() ? &at->emplace_back(std::move(next)) : &((*at)["k"] = std::move(next));
+    }
+    nlohmann::json holder{{"deep", std::move(deep)}};
+    runtime::release_json(holder);
+    CHECK(holder.is_null());
+    nlohmann::json scalar = "text";
+    runtime::release_json(scalar);
+    CHECK(scalar.is_null());
+  }
+}
