@@ -5,6 +5,7 @@
 #include "actors/compute_actor.hpp"
 
 #include "actors/executor.hpp"
+#include "runtime/pieces/stage_trace.hpp"
 #include "base/errc.hpp"
 #include "kernels/cpu_backend.hpp"
 #include "runtime/pieces/blob_file_pieces.hpp"
@@ -409,6 +410,7 @@ void deliver(compute_actor_t* self, waiting_task& w, caf::expected<task_result> 
     r = torn_input(w.task.task_id);
   if (r) {
     ++st.completed;
+    runtime::stage_trace::mark("cmp.deliver", w.task.task_id);
     w.rp.deliver(std::move(*r));
   } else {
     ++st.failed;
@@ -659,7 +661,9 @@ void run_on_executor(compute_actor_t* self, std::vector<waiting_task> tasks) {
   auto ex = pick_executor(st);
   ++st.executors[ex].outstanding;
   auto sent = clock_type::now();
+  runtime::stage_trace::mark("cmp.toexec");
   auto finish = [=](caf::expected<exec_batch_ptr> done) {
+    runtime::stage_trace::mark("cmp.fromexec");
     auto& st = self->state;
     auto& slot = st.executors[ex];
     --slot.outstanding;
@@ -960,6 +964,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       -> caf::result<task_result> {
       // A whole task whose bytes wait in a shared-memory segment of the sender (one host).
       auto& st = self->state;
+      runtime::stage_trace::mark("cmp.shm");
       auto p = whole_task_header(self, std::move(header), "shared-memory");
       if (!p)
         return p.error();
@@ -981,6 +986,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       // A whole task whose bytes are a pinned blob in the sender's blob store on this host,
       // read from its file.
       auto& st = self->state;
+      runtime::stage_trace::mark("cmp.blob");
       auto p = whole_task_header(self, std::move(header), "blob-file");
       if (!p)
         return p.error();
@@ -997,6 +1003,7 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
         return bytes.error();
       }
       p->payload = std::move(*bytes);
+      runtime::stage_trace::mark("cmp.read", p->task_id);
       ++st.blob_file_tasks;
       if (!st.blob_sweep_armed && st.blob_files.files() > 0) {
         st.blob_sweep_armed = true;

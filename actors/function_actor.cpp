@@ -2,6 +2,7 @@
 
 #include "base/errc.hpp"
 #include "runtime/pieces/piece.hpp"
+#include "runtime/pieces/stage_trace.hpp"
 #include "runtime/pieces/transfer_tuning.hpp"
 #include "runtime/tls.hpp"
 #include "base/wall_clock.hpp"
@@ -307,6 +308,7 @@ void on_reply(function_actor_t* self, uint64_t key, uint32_t gen, task_result& r
   if (i == self->state.jobs.end() || i->second.generation != gen)
     return;
   auto& j = i->second;
+  runtime::stage_trace::mark("fn.reply", r.task_id);
   --j.in_flight;
   j.progress = clock_type::now();
   ++j.acked;
@@ -420,6 +422,7 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
               {"model_version", req.model_version},
               {"attempt", j.attempts}});
     auto& compute = self->state.compute;
+    runtime::stage_trace::mark("fn.send", req.task_id);
     (j.by_file ? self->request(compute, caf::infinite, runtime::blob_piece_atom::value,
                                std::move(header), *req.source->file)
                : self->request(compute, caf::infinite, runtime::shm_piece_atom::value,
@@ -633,6 +636,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
   });
   return {
     [=](run_atom, task_request& req) -> caf::result<task_result> {
+      runtime::stage_trace::mark("fn.run", req.task_id);
       if (req.piece_size == 0 || req.piece_size > runtime::max_piece_payload)
         return make_error(errc::invalid_argument,
                           "task " + std::to_string(req.task_id) + ": piece_size "

@@ -7,6 +7,7 @@
 #include "runtime/invocation.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/outbox.hpp"
+#include "runtime/pieces/stage_trace.hpp"
 #include "base/wall_clock.hpp"
 #include "storage/database.hpp"
 #include "storage/transaction.hpp"
@@ -221,6 +222,7 @@ void apply(dispatcher_t* self, const runtime::pending_call& pc, nlohmann::json a
   if (self->state.cfg.max_apply_batch <= 1) {
     ++self->state.apply_requests;
     auto key = pc.key;
+    runtime::stage_trace::mark("disp.apply");
     // No CAF timeout (it wakes CAF's clock thread twice per request): expire() is the backstop.
     self->request(*target, caf::infinite, call_atom::value, std::move(inv))
       .then([=](nlohmann::json& r) { applied(self, key, &r); },
@@ -499,10 +501,12 @@ void dispatch(dispatcher_t* self, runtime::pending_call pc, std::vector<char>* p
   // One copy of the call for both handlers (each capturing `pc` by value copied it, with
   // its key, model, context and input specs, once per handler); only one of them runs.
   auto call = std::make_shared<runtime::pending_call>(std::move(pc));
+  runtime::stage_trace::mark("disp.send", req.task_id);
   self->request(fn, caf::infinite, runtime::run_atom::value, std::move(req))
     .then(
       [self, fn_index, call](runtime::task_result& r) {
         auto& pc = *call;
+        runtime::stage_trace::mark("disp.reply", r.task_id);
         // The compute process ran the call; its result is not applied yet.
         COMB_SYNC_POINT("dispatcher.before_apply");
         if (self->state.cfg.provenance)
@@ -634,6 +638,7 @@ void poll(dispatcher_t* self) {
 // come back yet, since the hint was queued first.
 void on_ready(dispatcher_t* self, runtime::committed_call& c) {
   auto& st = self->state;
+  runtime::stage_trace::mark("disp.ready");
   if (st.in_flight.count(c.call.key) > 0 || st.failing_calls.count(c.call.key) > 0)
     return; // the scan sends a failing call once its pause is over
   if (!has_room(st)) {

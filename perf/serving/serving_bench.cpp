@@ -51,6 +51,7 @@
 #include "runtime/pieces/model_runner.hpp"
 #include "runtime/pieces/model_store.hpp"
 #include "runtime/pieces/outbox.hpp"
+#include "runtime/pieces/stage_trace.hpp"
 #include "runtime/system_config.hpp"
 #include "storage/transaction.hpp"
 #include "tests/test_util.hpp"
@@ -346,6 +347,7 @@ std::shared_ptr<procedure_registry> procedures() {
       if (!key)
         return key.error();
       txn.after_commit([n = arg<int64_t>(args, "n")] {
+        comb::runtime::stage_trace::mark("prim.commit");
         std::lock_guard<std::mutex> g{done_mtx};
         stage_at[n].committed = clk::now();
       });
@@ -384,6 +386,7 @@ std::shared_ptr<procedure_registry> procedures() {
       auto key = ctx.at("model").get<std::string>() + "/"
                  + std::to_string(ctx.at("n").get<int64_t>());
       {
+        comb::runtime::stage_trace::mark("res.start");
         auto started = clk::now();
         const auto& res = args.at("result");
         std::lock_guard<std::mutex> g{done_mtx};
@@ -398,6 +401,7 @@ std::shared_ptr<procedure_registry> procedures() {
       auto n = ctx.at("n").get<int64_t>();
       auto version = args.at("result").at("model_version").get<uint32_t>();
       txn.after_commit([n, version] {
+        comb::runtime::stage_trace::mark("res.commit");
         {
           std::lock_guard<std::mutex> g{done_mtx};
           done_at[n] = {clk::now(), version};

@@ -1,6 +1,7 @@
 // comb::runtime::outbox: the outbox's rows, enqueue, result procedures and reads (see
 // outbox.hpp).
 #include "runtime/pieces/outbox.hpp"
+#include "runtime/pieces/stage_trace.hpp"
 
 #include "base/errc.hpp"
 #include "base/msgpack.hpp"
@@ -376,6 +377,7 @@ caf::expected<std::string> record_call(call_context& ctx, storage::transaction& 
       // Committed; the dispatcher not told yet (it finds the call by its scan, or after a
       // restart).
       COMB_SYNC_POINT("outbox.after_commit");
+      stage_trace::mark("commit.hook");
       l->fn(std::move(c));
     });
   }
