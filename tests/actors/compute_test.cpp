@@ -640,6 +640,74 @@ TEST_SUITE("actors.compute") {
     }
   }
 
+  TEST_CASE("blob_file_reader: a range read again under the hash checked before is not hashed "
+            "again only while its file keeps its name and its modification time") {
+    test::temp_dir dir;
+    auto base = std::filesystem::absolute(dir.path()).string();
+    auto path = base + "/00000000000000a1.blob";
+    auto renamed = base + "/00000000000000a2.blob";
+    auto a = random_bytes(200000, 65);
+    auto b = random_bytes(200000, 66);
+    const auto ha = XXH3_64bits(a.data(), a.size());
+    const auto hb = XXH3_64bits(b.data(), b.size());
+    // Written an hour ago, as far as its modification time says.
+    const auto old = std::filesystem::file_time_type::clock::now() - std::chrono::hours{1};
+    auto write_at = [&](const std::string& p, size_t at, const char* bytes, size_t n) {
+      std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);
+      f.seekp(std::streamoff(at));
+      f.write(bytes, std::streamsize(n));
+    };
+    {
+      std::ofstream f(path, std::ios::binary | std::ios::trunc);
+      f.write(a.data(), std::streamsize(a.size()));
+    }
+    std::filesystem::last_write_time(path, old);
+    blob_file_reader reader;
+    std::vector<char> none;
+    auto reads_a = [&] {
+      REQUIRE(reader.read({path, 0, a.size(), ha}, none)); // a copy, checked
+      for (int k = 0; k < 2; ++k) {                        // windows
+        auto w = reader.read({path, 0, a.size(), ha}, none);
+        REQUIRE_MESSAGE(w, describe(w.error()));
+        CHECK(w->external());
+        CHECK(std::vector<char>(w->begin(), w->end()) == a);
+      }
+    };
+    reads_a();
+    // A byte written in place (the blob store never does so): the file's time moved, the
+    // range is checked again and refused.
+    char flipped = static_cast<char>(a[1000] ^ 0x5a);
+    write_at(path, 1000, &flipped, 1);
+    auto damaged = reader.read({path, 0, a.size(), ha}, none);
+    REQUIRE(!damaged);
+    CHECK(is(damaged.error(), errc::corrupt_data));
+    write_at(path, 1000, &a[1000], 1);
+    std::filesystem::last_write_time(path, old);
+    reads_a();
+    // The blob store reuses a retired segment: renamed, then written over in place (here
+    // with its old time put back, as a write within one tick of the clock may leave it).
+    // The reader still holds it open and mapped under its old name: a ref to that name with
+    // the hash checked before is refused (the name is gone), not answered with the bytes
+    // now in the file.
+    std::filesystem::rename(path, renamed);
+    write_at(renamed, 0, b.data(), b.size());
+    std::filesystem::last_write_time(renamed, old);
+    auto stale = reader.read({path, 0, a.size(), ha}, none);
+    REQUIRE(!stale);
+    CHECK(is(stale.error(), errc::not_found));
+    // The new name reads the new bytes (a copy, then windows); another hash for the same
+    // range is checked against the bytes.
+    for (int k = 0; k < 3; ++k) {
+      auto r = reader.read({renamed, 0, b.size(), hb}, none);
+      REQUIRE_MESSAGE(r, describe(r.error()));
+      CHECK(r->external() == (k > 0));
+      CHECK(std::vector<char>(r->begin(), r->end()) == b);
+    }
+    auto other = reader.read({renamed, 0, b.size(), ha}, none);
+    REQUIRE(!other);
+    CHECK(is(other.error(), errc::corrupt_data));
+  }
+
   TEST_CASE("a blob file cut short while a window into it is read gives zeros there and marks "
             "the window not intact, instead of ending the process") {
     test::temp_dir dir;
