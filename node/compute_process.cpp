@@ -10,6 +10,11 @@
 #include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
 
+#include <sched.h>
+
+#include <cstdlib>
+#include <string>
+
 namespace comb::runtime {
 
 caf::expected<backend_choice> compute_process::choose_backends(const std::string& flag) {
@@ -47,6 +52,27 @@ void compute_process::configure(system_config& cfg) {
   keep_large_buffers_in_heap();
   add_compute_types(cfg);
   cfg.set("scheduler.policy", caf::atom("sharing"));
+  // COMB_MIDDLEMAN_WORKERS=N (measurements only): N BASP workers (CAF's default: 1 on a
+  // 2-core machine). 0: a message from a function actor is deserialized by the middleman's
+  // own thread and put straight into the compute actor's mailbox, one hand-off between
+  // threads less per piece; not shown to help in 2 alternating pairs (perf_serving MNIST 1
+  // invocation split, load 2.6: commit -> compute has the task 0.365/0.487 ms against
+  // 0.442/0.434 with 1).
+  if (const char* v = std::getenv("COMB_MIDDLEMAN_WORKERS"); v && *v)
+    cfg.set("middleman.workers", static_cast<size_t>(std::strtoul(v, nullptr, 10)));
+  // COMB_COMPUTE_INTAKE_BATCH=1 (measurements only): the process's threads (started after
+  // this) run as SCHED_BATCH, so that the middleman and the compute actor, woken by a task
+  // arriving, do not preempt a running batch; each executor puts its own thread back to
+  // SCHED_OTHER (executor.cpp). perf_serving MNIST split, load 1.7-2.5, 3 rounds: 1,000
+  // invocations +2.2/-6.5/-10.0% against +11.9/+15.2/+6.3% (compute CPU 5.25/5.17/5.56
+  // against 5.85/5.84/5.29 ms/inv); but at 1 invocation the kernels' pool woken early
+  // (SCHED_OTHER, spinning) kept the compute actor off the CPU: commit -> compute has the
+  // task 2.3 ms. With COMB_COMPUTE_EARLY_WAKE=0 COMB_EXECUTOR_WAKE=0 too: +22.4/+17.7%
+  // against +18.1/+21.6% (2 runs). Not the default until quiet A/B runs decide.
+  if (const char* v = std::getenv("COMB_COMPUTE_INTAKE_BATCH"); v && std::string{v} == "1") {
+    sched_param none{};
+    ::sched_setscheduler(0, SCHED_BATCH, &none);
+  }
 }
 
 caf::expected<std::unique_ptr<compute_process>> compute_process::start(caf::actor_system& sys,
