@@ -9,16 +9,13 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <string>
 #include <unordered_map>
 
 namespace comb::runtime {
@@ -265,39 +262,6 @@ constexpr uint64_t min_mapping = uint64_t{64} << 20;
 /// Ranges remembered per file (read_blob_file's "seen").
 constexpr size_t max_seen_ranges = 64;
 
-/// COMB_BLOB_REHASH=1: every in-place read is hashed again (for A/B runs).
-bool rehash_every_read() {
-  static const bool on = [] {
-    const char* v = std::getenv("COMB_BLOB_REHASH");
-    return v && std::string{v} == "1";
-  }();
-  return on;
-}
-
-/// True when the file whose fstat is `st` was last written well before now: a write after
-/// now then gives it another modification time. (File times come from a coarse clock, a
-/// tick of at most 10 ms behind the real time: a write within the tick of an earlier one
-/// may keep its time, one 20 ms later cannot.)
-bool settled(const struct stat& st) {
-  struct timespec now {};
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  auto ns = [](const struct timespec& t) {
-    return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
-  };
-  return ns(st.st_mtim) < ns(now) - 20000000;
-}
-
-bool same_mtime(const struct timespec& a, const struct timespec& b) {
-  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
-/// True when `path` names the file whose fstat is `kept`: no other file took its name.
-bool same_file(const std::string& path, const struct stat& kept) {
-  struct stat named {};
-  return ::stat(path.c_str(), &named) == 0 && named.st_ino == kept.st_ino
-         && named.st_dev == kept.st_dev;
-}
-
 caf::expected<payload_buffer> read_copy(const blob_file_ref& ref, std::vector<char>& spare) {
   auto bytes = read_blob_file(ref, std::move(spare));
   if (!bytes)
@@ -312,19 +276,9 @@ struct blob_file_reader::state {
     int fd = -1;
     std::shared_ptr<segment_mapping> mapping;
     std::chrono::steady_clock::time_point used;
-    /// Ranges read from this file, most recent last: a range read again is read in place.
-    struct range {
-      uint64_t offset = 0, size = 0;
-      /// The hash its bytes were last checked against, and the file's modification time
-      /// then; `settled`: that time lay well before the check (see settled()).
-      uint64_t xxh3 = 0;
-      struct timespec mtime {};
-      bool settled = false;
-      bool operator==(const std::pair<uint64_t, uint64_t>& r) const {
-        return offset == r.first && size == r.second;
-      }
-    };
-    std::vector<range> seen;
+    /// Ranges (offset, size) read from this file, most recent last: a range read again is
+    /// read in place.
+    std::vector<std::pair<uint64_t, uint64_t>> seen;
   };
   size_t max_files;
   uint64_t in_place = 0;
@@ -411,7 +365,7 @@ caf::expected<payload_buffer> blob_file_reader::read(const blob_file_ref& ref,
       }
       if (f.seen.size() >= max_seen_ranges)
         f.seen.erase(f.seen.begin());
-      f.seen.push_back({ref.offset, ref.size, ref.xxh3, st.st_mtim, settled(st)});
+      f.seen.push_back(range);
       f.used = std::chrono::steady_clock::now();
       if (st.st_nlink == 0)
         st_->drop(i);
@@ -419,7 +373,6 @@ caf::expected<payload_buffer> blob_file_reader::read(const blob_file_ref& ref,
     }
     // Read before: most recent last.
     std::rotate(seen, seen + 1, f.seen.end());
-    seen = std::prev(f.seen.end());
     if (!f.mapping || !f.mapping->intact() || ref.offset + ref.size > f.mapping->length()) {
       auto length = std::max<uint64_t>(file_size, min_mapping);
       length = (length + page_bytes - 1) / page_bytes * page_bytes;
@@ -437,23 +390,11 @@ caf::expected<payload_buffer> blob_file_reader::read(const blob_file_ref& ref,
       f.mapping = std::move(m);
     }
     const char* bytes = f.mapping->base() + ref.offset;
-    // Checked before against this hash, in this very file (the path still names the file
-    // kept open), and the file not written since (same modification time, which lay well
-    // before that check): not hashed again. Hashing a 940 KB MNIST block costs 16 us warm,
-    // 80-110 us cold on the compute process's critical path. COMB_BLOB_REHASH=1 hashes every
-    // read (A/B runs).
-    bool checked = seen->xxh3 == ref.xxh3 && seen->settled && !rehash_every_read()
-                   && same_mtime(seen->mtime, st.st_mtim) && same_file(ref.path, st);
-    if ((!checked && comb::xxh3_64(bytes, ref.size) != ref.xxh3) || !f.mapping->intact()) {
+    if (comb::xxh3_64(bytes, ref.size) != ref.xxh3 || !f.mapping->intact()) {
       st_->drop(i);
       if (!fresh && attempt == 0)
         continue; // a file kept open whose name another file took since: open it afresh
       return mismatch(ref);
-    }
-    if (!checked) {
-      seen->xxh3 = ref.xxh3;
-      seen->mtime = st.st_mtim;
-      seen->settled = settled(st);
     }
     payload_buffer out{f.mapping, bytes, ref.size};
     ++st_->in_place;

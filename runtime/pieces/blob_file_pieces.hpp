@@ -62,12 +62,8 @@ caf::expected<std::vector<char>> read_blob_file(const blob_file_ref& ref,
 /// instead of an open, fstat and close. The first read of a range (offset, size) of a file is
 /// a copy (pread into `spare`, a used buffer, hashed chunk by chunk as read_blob_file does);
 /// a range read before is not copied: the file is mapped read-only once and the blob is a
-/// window into the mapping (payload_buffer with external bytes). Such a read is checked
-/// against its hash again unless the range was checked against the same hash before, the
-/// path still names the file kept open (a retired segment is written over only under a new
-/// name), and the file's modification time is the one it had then and lay 20 ms or more
-/// before that check (so any write since would have changed it): a file appended to or
-/// written over is checked on every read, as before. COMB_BLOB_REHASH=1 checks every read. (Touching new pages of a mapping costs a page-table entry per 4 KiB page, more
+/// window into the mapping (payload_buffer with external bytes), checked against its hash on
+/// every read. (Touching new pages of a mapping costs a page-table entry per 4 KiB page, more
 /// than the copy on the VMs here; pages read before are mapped already.) The same checks as
 /// read_blob_file apply when a file is first opened (path form, no symbolic link, a regular
 /// file of this user), and on every read the range must lie inside the file as it is now. A
