@@ -63,6 +63,17 @@ def children(pid):
     return out
 
 
+def stop(p):
+    """SIGTERM first: perf_serving then kills and reaps its comb compute child (SIGKILL would
+    leave the child serving, an orphan)."""
+    p.terminate()
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def main():
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2:
@@ -82,7 +93,7 @@ def main():
                 seen_compute = True
                 for name, cpus in ts:
                     if cpus != compute_cpus:
-                        p.kill()
+                        stop(p)
                         sys.exit(f"FAIL: comb compute thread {name} may run on {cpus}, "
                                  f"not {compute_cpus}")
         for name, cpus in threads(p.pid):
@@ -91,11 +102,11 @@ def main():
             if name.startswith("caf."):
                 seen_node = True
                 if cpus != node_cpus:
-                    p.kill()
+                    stop(p)
                     sys.exit(f"FAIL: node thread {name} may run on {cpus}, not {node_cpus}")
         time.sleep(0.1)
     if p.poll() is None:
-        p.kill()
+        stop(p)
         sys.exit("FAIL: perf_serving --cores=split did not finish in 400 s")
     out = p.stdout.read().decode(errors="replace")
     if p.returncode != 0:
