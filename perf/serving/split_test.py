@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """perf.serving.split: `perf_serving --cores=split` puts the node's threads on the first half of
 the CPUs and its `comb compute` child (every thread of it) on the rest, and the path's output
-still equals direct execution's. Skipped (exit 77) with fewer than 2 CPUs.
-Usage: split_test.py PERF_SERVING"""
+still equals direct execution's. The run has COMB_STAGE_TRACE set: both processes leave their
+marks and scripts/stage_trace.py puts them in order, the hops between the processes included.
+Skipped (exit 77) with fewer than 2 CPUs.
+Usage: split_test.py PERF_SERVING STAGE_TRACE_PY"""
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -80,9 +83,12 @@ def main():
         print(f"SKIPPED: --cores=split needs 2 CPUs; this test may use {allowed}")
         sys.exit(77)
     node_cpus, compute_cpus = allowed[: len(allowed) // 2], allowed[len(allowed) // 2:]
+    trace_dir = tempfile.TemporaryDirectory(prefix="comb_split_test_")
+    prefix = os.path.join(trace_dir.name, "t")
+    env = dict(os.environ, COMB_STAGE_TRACE=prefix)
     p = subprocess.Popen([sys.argv[1], "--models=mnist", "--torch=off", "--durability=async",
                           "--hotswap=0", "--counts=1,10", "--single-reps=2", "--cores=split"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     seen_compute = seen_node = False
     deadline = time.monotonic() + 400
     while p.poll() is None and time.monotonic() < deadline:
@@ -122,7 +128,24 @@ def main():
             sys.exit(f"FAIL: '{w}' is not in perf_serving's output:\n{out[-3000:]}")
     if not (seen_compute and seen_node):
         sys.exit(f"FAIL: never saw the threads (compute {seen_compute}, node {seen_node})")
-    print(f"ok: node threads on {node_cpus}, comb compute on {compute_cpus}; outputs equal")
+    files = [f for f in os.listdir(trace_dir.name) if f.startswith("t.")]
+    if len(files) != 2:
+        sys.exit(f"FAIL: COMB_STAGE_TRACE left {files}, not one file per process")
+    trace = subprocess.run([sys.executable, sys.argv[2], prefix], capture_output=True, text=True)
+    steps = [line.split() for line in trace.stdout.splitlines()[1:]]
+    # A step is "from -> to [thread|proc] median (range)"; the way to the compute process and
+    # back are steps between processes.
+    cross = [(a[0], a[2]) for a in steps if len(a) > 3 and a[3] == "proc"]
+    compute_side = ("cmp.", "ex.")
+    node_side = ("commit.", "prim.", "disp.", "fn.", "res.")
+    if trace.returncode != 0 \
+            or not any(a.startswith(node_side) and b.startswith(compute_side) for a, b in cross) \
+            or not any(a.startswith(compute_side) and b.startswith(node_side) for a, b in cross) \
+            or not any(s[0] == "ex.run" or s[2] == "ex.run" for s in steps if len(s) > 2):
+        sys.exit(f"FAIL: stage_trace.py did not order both processes' marks:\n{trace.stdout}"
+                 f"{trace.stderr}")
+    print(f"ok: node threads on {node_cpus}, comb compute on {compute_cpus}; outputs equal; "
+          f"{len(steps)} traced steps, {len(cross)} between the processes")
 
 
 main()
