@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 
+from procs import children
+
 
 def cpu_list(text):
     out = []
@@ -52,18 +54,6 @@ def threads(pid):
     return out
 
 
-def children(pid):
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    out += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
 
 
 def stop(p):
