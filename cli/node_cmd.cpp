@@ -18,6 +18,7 @@
 #include "node/client.hpp"
 #include "runtime/pieces/compute_types.hpp"
 #include "node/cluster_config.hpp"
+#include "base/cpu_set.hpp"
 #include "base/errc.hpp"
 #include "base/stop_signals.hpp"
 #include "base/sync_point.hpp"
@@ -86,6 +87,8 @@ struct node_opts {
   bool accept_log_loss = false;
   std::string spool;
   std::string compute;
+  /// --cpus: the CPUs this process runs on ("": the config's `cpus`, else wherever it may).
+  std::string cpus;
   double compute_give_up = 60;
   // `comb demo` only: the traffic generator's rate against Nectar (0: off), the console's port.
   double traffic_rate = 2;
@@ -183,6 +186,9 @@ runtime::node_config resolve(const node_opts& o, const std::string& cmd,
 
 void add_node_flags(CLI::App* sub, node_opts& o) {
   sub->add_option("--data", o.data, "Data folder (created when missing)");
+  sub->add_option("--cpus", o.cpus,
+                  "Run on these CPUs only, as taskset's list (0, 0-3, 0,4-5; default: the "
+                  "config's 'cpus', else every CPU): the scheduler takes one thread per CPU");
   sub->add_option("--listen", o.listen, "HOST:PORT for the gateway")->capture_default_str();
   sub->add_option("--durability", o.durability, "sync (fsync before ack) or async")
     ->check(CLI::IsMember({"sync", "async"}))
@@ -220,6 +226,25 @@ std::shared_ptr<runtime::procedure_registry> all_apps() {
   return procs;
 }
 
+/// --cpus (or the config's `cpus`), before any thread starts: every thread inherits the set,
+/// and the scheduler and the kernels' pool size themselves to it.
+void place_on_cpus(const node_opts& o, const runtime::cluster_node* member, const std::string& cmd,
+                   const std::string& name) {
+  std::vector<int> cpus = member ? member->cpus : std::vector<int>{};
+  if (!o.cpus.empty()) {
+    auto parsed = parse_cpu_list(o.cpus);
+    if (!parsed)
+      fail(cmd, parsed.error(), 2);
+    cpus = std::move(*parsed);
+  }
+  if (cpus.empty())
+    return;
+  if (auto err = run_on_cpus(cpus))
+    fail(cmd, err, 2);
+  std::cout << "comb " << cmd << " " << name << ": on CPUs " << cpu_list_text(allowed_cpus())
+            << std::endl;
+}
+
 void run_node(const node_opts& o) {
   // The first line, before anything can fail: a node that ends before it listens has at least
   // said it started, and every way out after this line prints why (fail(), a fatal signal in
@@ -229,6 +254,7 @@ void run_node(const node_opts& o) {
   auto signals = block_stop_signals();
   std::optional<runtime::cluster_node> member;
   auto nc = resolve(o, "node", &member);
+  place_on_cpus(o, member ? &*member : nullptr, "node", nc.name);
   runtime::system_config cfg;
   if (auto err = cfg.set_tls(nc.tls)) // the cluster's TLS files, from its config
     fail("node", err, 2);
@@ -456,6 +482,7 @@ void run_demo(node_opts o) {
   if (o.data.empty())
     o.data = "data/demo";
   auto nc = resolve(o, "demo");
+  place_on_cpus(o, nullptr, "demo", nc.name);
   auto signals = block_stop_signals();
   runtime::system_config cfg;
   runtime::compute_process::configure(cfg);

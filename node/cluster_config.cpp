@@ -1,5 +1,7 @@
 #include "node/cluster_config.hpp"
 
+#include "base/cpu_set.hpp"
+
 #include "base/endpoint.hpp"
 #include "base/errc.hpp"
 #include "runtime/router.hpp"
@@ -216,7 +218,7 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
     if (auto err = unknown_keys(*t,
                                 {"name", "listen", "data", "partitions", "durability", "roles",
                                  "compute_listen", "backend", "compute", "nectar_listen",
-                                 "console_listen"},
+                                 "console_listen", "cpus"},
                                 where))
       return err;
     cluster_node cn;
@@ -309,6 +311,15 @@ caf::expected<cluster_config> parse_cluster_config(const std::string& text,
       if (auto err = claim_address(*ep, "compute_listen"))
         return err;
       cn.compute_listen = *ep;
+    }
+    if (auto c = (*t)["cpus"]) {
+      auto s = c.value<std::string>();
+      if (!s)
+        return bad(where, "'cpus' must be a string of CPUs such as \"0-3,8\"");
+      auto cpus = parse_cpu_list(*s);
+      if (!cpus)
+        return bad(where, "'cpus': " + describe(cpus.error()));
+      cn.cpus = std::move(*cpus);
     }
     if (auto b = (*t)["backend"]) {
       auto s = b.value<std::string>();

@@ -38,6 +38,9 @@ struct cluster_node {
   /// site and the console (both required with their role).
   std::optional<endpoint> nectar_listen;
   std::optional<endpoint> console_listen;
+  /// `cpus`: the CPUs the node's process runs on (taskset's list, as `comb node --cpus`);
+  /// empty: wherever it may.
+  std::vector<int> cpus;
 
   bool has_role(const std::string& role) const;
 };

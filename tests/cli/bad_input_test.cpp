@@ -49,6 +49,26 @@ TEST_SUITE("cli.bad_input") {
     CHECK(has(r, "none.toml: cannot read the cluster config: no such file"));
   }
 
+  TEST_CASE("comb node --cpus: runs on those CPUs; a bad list or an absent CPU is named") {
+    test::temp_dir dir;
+    auto out = dir.path() + "/out.txt";
+    auto r = test::run_comb({"node", "--data", dir.path() + "/d", "--listen", "127.0.0.1:0",
+                             "--cpus", "0", "--seconds", "0.5"},
+                            out);
+    CHECK_MESSAGE(r.rc == 0, r.out);
+    CHECK(has(r, ": on CPUs 0"));
+    r = test::run_comb({"node", "--data", dir.path() + "/d", "--listen", "127.0.0.1:0", "--cpus",
+                        "0-x", "--seconds", "0.5"},
+                       out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "CPU list '0-x'"));
+    r = test::run_comb({"node", "--data", dir.path() + "/d", "--listen", "127.0.0.1:0", "--cpus",
+                        "1023", "--seconds", "0.5"},
+                       out);
+    CHECK(r.rc == 2);
+    CHECK(has(r, "cannot run on CPUs 1023"));
+  }
+
   TEST_CASE("comb node refuses a --spool SQLite file that can never open") {
     test::temp_dir dir;
     auto out = dir.path() + "/out.txt";

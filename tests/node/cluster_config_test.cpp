@@ -143,6 +143,20 @@ TEST_SUITE("node.cluster_config") {
     has(two("partitions=4", "partitions=[0,1]", "partitions=[2,3]",
             "[[node]]\nname='c'\nlisten='127.0.0.1:5003'\ndata='d3'\nroles=['compute']"),
         "needs 'compute_listen'");
+    // cpus: taskset's list syntax, checked while parsing
+    has(two("partitions=4", "partitions=[0,1]\ncpus='0-x'", "partitions=[2,3]"),
+        "node 'n1': 'cpus': ");
+    has(two("partitions=4", "partitions=[0,1]\ncpus='0-x'", "partitions=[2,3]"),
+        "CPU list '0-x': '0-x' is not a range");
+    has(two("partitions=4", "partitions=[0,1]\ncpus=3", "partitions=[2,3]"),
+        "node 'n1': 'cpus' must be a string");
+    {
+      auto placed = runtime::parse_cluster_config(
+        two("partitions=4", "partitions=[0,1]\ncpus='1,0'", "partitions=[2,3]"), "test.toml");
+      REQUIRE_MESSAGE(placed, test::why(placed));
+      CHECK(placed->find("n1")->cpus == std::vector<int>{0, 1});
+      CHECK(placed->find("n2")->cpus.empty());
+    }
     // missing TLS and secret files
     has(two("partitions=4\n[cluster.tls]\nca='/nonexistent/ca.pem'\ncert='x'\nkey='y'",
             "partitions=[0,1]", "partitions=[2,3]"),
