@@ -624,8 +624,6 @@ double run_path(node& n, caf::actor_system& sys, const model_case& m, size_t cou
   return s;
 }
 
-/// Direct execution: the same runner on the same kernels and batch, in-process; iteration i
-/// runs tasks[(first + i) % tasks.size()] (the inputs rotate as the path's do).
 /// --cores=split: the node's CPUs and the compute process's (empty: shared, every core).
 std::vector<int> node_cpus, compute_cpus;
 
@@ -647,6 +645,8 @@ struct on_compute_cpus {
   }
 };
 
+/// Direct execution: the same runner on the same kernels and batch, in-process; iteration i
+/// runs tasks[(first + i) % tasks.size()] (the inputs rotate as the path's do).
 double run_direct(loaded_model& lm, const std::vector<task_tensors>& tasks, size_t count,
                   std::string* first_out, size_t first = 0) {
   on_compute_cpus here;
