@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <string>
+#include <vector>
 
 namespace comb {
 
@@ -353,6 +355,71 @@ bool msgpack_cursor::skip_values(uint64_t n, size_t depth) noexcept {
       pending[++top] = v.type == msgpack_type::map ? 2 * v.count : v.count;
     }
   }
+}
+
+namespace {
+
+bool read_json_at(msgpack_cursor& in, nlohmann::json& out, size_t depth, size_t max_depth,
+                  bool allow_binary) {
+  msgpack_value v;
+  if (!in.next(v))
+    return false;
+  switch (v.type) {
+  case msgpack_type::nil: out = nullptr; return true;
+  case msgpack_type::boolean: out = v.bits != 0; return true;
+  case msgpack_type::unsigned_int:
+    out = static_cast<nlohmann::json::number_unsigned_t>(v.bits);
+    return true;
+  case msgpack_type::signed_int:
+    out = static_cast<nlohmann::json::number_integer_t>(v.as_int());
+    return true;
+  case msgpack_type::float32:
+  case msgpack_type::float64: out = v.as_double(); return true;
+  case msgpack_type::str: out = std::string{v.bytes}; return true;
+  case msgpack_type::bin:
+  case msgpack_type::ext: {
+    if (!allow_binary)
+      return false;
+    std::vector<uint8_t> b(v.bytes.begin(), v.bytes.end());
+    out = v.type == msgpack_type::bin
+            ? nlohmann::json::binary(std::move(b))
+            : nlohmann::json::binary(std::move(b), static_cast<uint8_t>(v.ext_type));
+    return true;
+  }
+  case msgpack_type::array: {
+    if (v.count != 0 && depth >= max_depth)
+      return false;
+    out = nlohmann::json::array();
+    auto& a = out.get_ref<nlohmann::json::array_t&>();
+    a.reserve(v.count); // the cursor checked that the bytes left can hold them
+    for (uint64_t i = 0; i < v.count; ++i)
+      if (!read_json_at(in, a.emplace_back(), depth + 1, max_depth, allow_binary))
+        return false;
+    return true;
+  }
+  case msgpack_type::map: {
+    if (v.count != 0 && depth >= max_depth)
+      return false;
+    out = nlohmann::json::object();
+    auto& o = out.get_ref<nlohmann::json::object_t&>();
+    for (uint64_t i = 0; i < v.count; ++i) {
+      std::string_view key;
+      if (!in.read_str(key))
+        return false;
+      if (!read_json_at(in, o[std::string{key}], depth + 1, max_depth, allow_binary))
+        return false;
+    }
+    return true;
+  }
+  }
+  return false;
+}
+
+} // namespace
+
+bool read_msgpack_json(msgpack_cursor& in, nlohmann::json& out, size_t max_depth,
+                       bool allow_binary) {
+  return read_json_at(in, out, 0, max_depth, allow_binary);
 }
 
 } // namespace comb

@@ -339,4 +339,13 @@ inline bool msgpack_cursor::read_map(uint64_t& n) noexcept {
   return count_of(msgpack_type::map, n);
 }
 
+/// Reads the next value of `in` into `out` (recursively) as nlohmann::json::from_msgpack
+/// builds it: map keys must be strings (a repeated key keeps its last value), bin is binary and
+/// ext binary with a subtype. A non-empty array or map at nesting `max_depth` or deeper is
+/// refused (rows: a small limit, their caller then parses with nlohmann; tests: max_depth, as
+/// skip() allows). With allow_binary false, bin and ext are refused too. False where the
+/// cursor fails or a value is refused; `out` then holds a partial value.
+bool read_msgpack_json(msgpack_cursor& in, nlohmann::json& out, size_t max_depth,
+                       bool allow_binary);
+
 } // namespace comb

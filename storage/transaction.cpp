@@ -489,69 +489,9 @@ caf::expected<std::optional<nlohmann::json>> transaction::read_row(std::string_v
 
 namespace {
 
-// How deep read_value follows nested arrays and maps before it leaves the row to nlohmann's
-// parser (rows are shallow; the parser has no limit of its own).
-constexpr int fast_row_depth = 32;
-
-// Reads the next value into `out` with Comb's cursor, for the forms whose JSON nlohmann's
-// MessagePack parser makes without doubt (nil, booleans, integers, floats, strings, arrays,
-// maps keyed by strings): the same values, in fewer instructions and a smaller piece of code
-// than the parser's SAX events. False for anything else (bin, ext, a key that is not a string,
-// damaged bytes, deeper nesting): the caller then parses the row with nlohmann, which decides.
-bool read_value(comb::msgpack_cursor& in, nlohmann::json& out, int depth) {
-  comb::msgpack_value v;
-  if (!in.next(v))
-    return false;
-  switch (v.type) {
-  case comb::msgpack_type::nil:
-    out = nullptr;
-    return true;
-  case comb::msgpack_type::boolean:
-    out = v.bits != 0;
-    return true;
-  case comb::msgpack_type::unsigned_int:
-    out = static_cast<nlohmann::json::number_unsigned_t>(v.bits);
-    return true;
-  case comb::msgpack_type::signed_int:
-    out = static_cast<nlohmann::json::number_integer_t>(v.as_int());
-    return true;
-  case comb::msgpack_type::float32:
-  case comb::msgpack_type::float64:
-    out = v.as_double();
-    return true;
-  case comb::msgpack_type::str:
-    out = std::string{v.bytes};
-    return true;
-  case comb::msgpack_type::array: {
-    if (depth >= fast_row_depth)
-      return false;
-    out = nlohmann::json::array();
-    auto& a = out.get_ref<nlohmann::json::array_t&>();
-    a.reserve(v.count); // the cursor checked that the bytes left can hold them
-    for (uint64_t i = 0; i < v.count; ++i)
-      if (!read_value(in, a.emplace_back(), depth + 1))
-        return false;
-    return true;
-  }
-  case comb::msgpack_type::map: {
-    if (depth >= fast_row_depth)
-      return false;
-    out = nlohmann::json::object();
-    auto& o = out.get_ref<nlohmann::json::object_t&>();
-    for (uint64_t i = 0; i < v.count; ++i) {
-      std::string_view key;
-      if (!in.read_str(key))
-        return false;
-      // A repeated key keeps its last value, as nlohmann's parser does.
-      if (!read_value(in, o[std::string{key}], depth + 1))
-        return false;
-    }
-    return true;
-  }
-  default: // bin, ext: nlohmann's binary values and subtypes
-    return false;
-  }
-}
+// How deep decode_row's fast reader follows nested arrays and maps before it leaves the row to
+// nlohmann's parser (rows are shallow; the parser has no limit of its own).
+constexpr size_t fast_row_depth = 32;
 
 } // namespace
 
@@ -559,7 +499,11 @@ bool transaction::decode_row(std::string_view bytes, nlohmann::json& out) {
   {
     comb::msgpack_cursor in{bytes};
     out = nlohmann::json{};
-    if (read_value(in, out, 0) && in.at_end())
+    // Comb's cursor, for the forms whose JSON nlohmann's MessagePack parser makes without
+    // doubt: the same values in fewer instructions than the parser's SAX events. Anything else
+    // (bin, ext, a key that is not a string, damaged bytes, deeper nesting) goes to nlohmann's
+    // parser below, which decides.
+    if (comb::read_msgpack_json(in, out, fast_row_depth, /*allow_binary=*/false) && in.at_end())
       return true;
   }
   // Parsed into `out`: json::from_msgpack would copy the whole value once more (its

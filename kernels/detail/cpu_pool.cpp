@@ -2,6 +2,8 @@
 // generation counter; see cpu_pool.hpp.
 #include "kernels/detail/cpu_pool.hpp"
 
+#include "base/cpu_set.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -295,11 +297,9 @@ int default_threads() {
   }
   // The CPUs this thread may run on (a process started with `taskset -c 1` or `comb compute
   // --cpus 1`), not every CPU of the machine: more threads than CPUs only take turns.
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 1)
-    return std::min(CPU_COUNT(&set),
-                    static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  auto allowed = static_cast<int>(comb::allowed_cpus().size());
+  if (allowed >= 1)
+    return std::min(allowed, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 

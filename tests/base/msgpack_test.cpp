@@ -5,7 +5,6 @@
 // refuses truncated values, sizes beyond the input, 0xc1 and nesting deeper than its limit
 // without reading past the end, the cursor left where it was.
 #include "base/msgpack.hpp"
-#include "tests/base/msgpack_read_json.hpp"
 
 #include <doctest/doctest.h>
 
@@ -21,7 +20,6 @@ using comb::append_msgpack;
 using comb::msgpack_cursor;
 using comb::msgpack_type;
 using comb::msgpack_value;
-using comb::testing::read_json;
 using nlohmann::json;
 
 namespace {
@@ -206,6 +204,12 @@ std::string as_string(const std::vector<uint8_t>& b) {
   return {b.begin(), b.end()};
 }
 
+// comb::read_msgpack_json as the tests and the fuzz target use it: binary allowed, nesting
+// as deep as skip() follows.
+bool read_msgpack_json(msgpack_cursor& c, json& out) {
+  return comb::read_msgpack_json(c, out, msgpack_cursor::max_depth, /*allow_binary=*/true);
+}
+
 // Reads `v`'s to_msgpack bytes with the cursor: the same value as from_msgpack, the whole
 // input; skip() steps over exactly as much.
 void check_read(const json& v) {
@@ -214,7 +218,7 @@ void check_read(const json& v) {
   CAPTURE(static_cast<int>(static_cast<uint8_t>(bytes[0])));
   msgpack_cursor c{bytes};
   json got;
-  REQUIRE(read_json(c, got, 0));
+  REQUIRE(read_msgpack_json(c, got));
   CHECK(c.at_end());
   CHECK_FALSE(c.failed());
   CHECK(json::to_msgpack(got) == json::to_msgpack(json::from_msgpack(bytes)));
@@ -355,7 +359,7 @@ TEST_SUITE("base.msgpack") {
       CHECK(s.error().find("MessagePack") == 0);
       msgpack_cursor r{part};
       json got;
-      CHECK_FALSE(read_json(r, got, 0));
+      CHECK_FALSE(read_msgpack_json(r, got));
       CHECK(r.failed());
       CHECK(r.offset() <= cut);
     }
@@ -540,4 +544,37 @@ TEST_SUITE("base.msgpack") {
     CHECK(s.read_uint(u));
     CHECK(u == 5);
   }
+}
+
+TEST_CASE("read_msgpack_json refuses binary and deep nesting where asked") {
+  auto bin = as_string(json::to_msgpack(json{{"a", json::binary({1, 2, 3}, 7)}}));
+  {
+    msgpack_cursor c{bin};
+    json got;
+    CHECK_FALSE(comb::read_msgpack_json(c, got, 8, /*allow_binary=*/false));
+  }
+  {
+    msgpack_cursor c{bin};
+    json got;
+    REQUIRE(comb::read_msgpack_json(c, got, 8, /*allow_binary=*/true));
+    CHECK(got["a"].get_binary().subtype() == 7);
+  }
+  // [[[1]]]: three containers; a limit of 2 refuses the innermost, 3 reads it all. An empty
+  // container is read at any depth (nothing inside it to refuse).
+  auto deep = as_string(json::to_msgpack(json::parse("[[[1]]]")));
+  auto deep_empty = as_string(json::to_msgpack(json::parse("[[[]]]")));
+  for (size_t limit : {2, 3}) {
+    msgpack_cursor c{deep};
+    json got;
+    CHECK(comb::read_msgpack_json(c, got, limit, false) == (limit == 3));
+    msgpack_cursor e{deep_empty};
+    CHECK(comb::read_msgpack_json(e, got, limit, false));
+    CHECK(got == json::parse("[[[]]]"));
+  }
+  // A repeated key keeps its last value, as from_msgpack does.
+  std::string twice = "\x82\xa1k\x01\xa1k\x02";
+  msgpack_cursor c{twice};
+  json got;
+  REQUIRE(comb::read_msgpack_json(c, got, 4, false));
+  CHECK(got == json{{"k", 2}});
 }
