@@ -11,6 +11,7 @@
 #include "runtime/pieces/blob_file_pieces.hpp"
 #include "runtime/pieces/builtin_tasks.hpp"
 #include "runtime/pieces/compute_types.hpp"
+#include "runtime/pieces/local_link.hpp"
 #include "runtime/pieces/model_digest.hpp"
 #include "runtime/pieces/model_runner.hpp"
 #include "runtime/pieces/shm_pieces.hpp"
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <deque>
+#include <iostream>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -124,10 +126,19 @@ struct model_entry {
   std::map<uint32_t, version_entry> versions;
 };
 
+/// Where the result of a task that came over a local link goes.
+struct link_sink {
+  std::shared_ptr<runtime::local_link_peer> peer;
+  uint64_t key = 0;
+  uint32_t gen = 0;
+};
+
 struct waiting_task {
   runtime::pooled_task task;
   caf::typed_response_promise<task_result> rp;
   clock_type::time_point enqueued;
+  /// Set for a task from a local link: its result goes there, not to `rp`.
+  std::optional<link_sink> sink;
 };
 
 struct executor_slot {
@@ -188,6 +199,9 @@ struct compute_state {
   /// When an executor last answered a batch (wake_pool_early).
   clock_type::time_point last_batch_end;
   uint64_t early_wakes = 0;
+  /// The local link's listener (null: none) and the tasks that came over it.
+  std::shared_ptr<runtime::local_link_server> link;
+  uint64_t link_tasks = 0;
   static inline const char* name = "comb.compute";
 };
 
@@ -411,11 +425,15 @@ void deliver(compute_actor_t* self, waiting_task& w, caf::expected<task_result> 
   if (r) {
     ++st.completed;
     runtime::stage_trace::mark("cmp.deliver", w.task.task_id);
-    w.rp.deliver(std::move(*r));
   } else {
     ++st.failed;
-    w.rp.deliver(r.error());
   }
+  if (w.sink)
+    w.sink->peer->reply(w.sink->key, w.sink->gen, r); // a lost link: the sender retries
+  else if (r)
+    w.rp.deliver(std::move(*r));
+  else
+    w.rp.deliver(r.error());
   release(self, w.task.task_id);
 }
 
@@ -882,7 +900,8 @@ caf::expected<runtime::piece> whole_task_header(compute_actor_t* self, std::vect
   return p;
 }
 
-caf::result<task_result> accept_piece(compute_actor_t* self, runtime::piece piece, bool whole) {
+caf::result<task_result> accept_piece(compute_actor_t* self, runtime::piece piece, bool whole,
+                                      std::optional<link_sink> sink = std::nullopt) {
   auto& st = self->state;
   auto p = &piece;
   if (runtime::is_load(p->kind)) {
@@ -929,12 +948,81 @@ caf::result<task_result> accept_piece(compute_actor_t* self, runtime::piece piec
     ack.task_id = task_id;
     return ack;
   }
-  auto rp = self->make_response_promise<task_result>();
   auto& task = **added;
   auto key = std::make_pair(static_cast<uint8_t>(task.kind), task.model_id);
-  st.queues[key].push_back(waiting_task{std::move(task), rp, clock_type::now()});
+  if (sink) {
+    st.queues[key].push_back(waiting_task{std::move(task), {}, clock_type::now(), std::move(sink)});
+    drain(self);
+    return caf::delegated<task_result>{};
+  }
+  auto rp = self->make_response_promise<task_result>();
+  st.queues[key].push_back(waiting_task{std::move(task), rp, clock_type::now(), std::nullopt});
   drain(self);
   return rp;
+}
+
+/// A whole task whose bytes wait in a shared-memory segment of the sender (one host); from
+/// CAF (`sink` empty) or a local link.
+caf::result<task_result> take_shm_task(compute_actor_t* self, std::vector<char>& header,
+                                       runtime::shm_ref& ref, std::optional<link_sink> sink) {
+  auto& st = self->state;
+  runtime::stage_trace::mark("cmp.shm");
+  auto p = whole_task_header(self, std::move(header), "shared-memory");
+  if (!p)
+    return p.error();
+  if (!runtime::is_load(p->kind))
+    wake_pool_early(st);
+  // Read in place, no copy: the sender keeps the region until this task is answered,
+  // and a region it released or reused meanwhile fails the task (intact()).
+  auto bytes = st.shm.view(ref);
+  if (!bytes) {
+    ++st.rejected;
+    return bytes.error();
+  }
+  p->payload = std::move(*bytes);
+  ++st.shm_tasks;
+  return accept_piece(self, std::move(*p), true, std::move(sink));
+}
+
+/// A whole task whose bytes are a pinned blob in the sender's blob store on this host, read
+/// from its file; from CAF (`sink` empty) or a local link.
+caf::result<task_result> take_blob_task(compute_actor_t* self, std::vector<char>& header,
+                                        runtime::blob_file_ref& ref,
+                                        std::optional<link_sink> sink) {
+  auto& st = self->state;
+  runtime::stage_trace::mark("cmp.blob");
+  auto p = whole_task_header(self, std::move(header), "blob-file");
+  if (!p)
+    return p.error();
+  if (!runtime::is_load(p->kind))
+    wake_pool_early(st);
+  auto spare = take_spare(st, ref.size);
+  bool had_spare = spare.capacity() > 0;
+  auto bytes = st.blob_files.read(ref, spare);
+  if (had_spare && spare.capacity() == 0)
+    ++st.buffers_reused; // read into it (a first read of these bytes)
+  give_spare(st, std::move(spare)); // not needed: read in place
+  if (!bytes) {
+    ++st.rejected;
+    return bytes.error();
+  }
+  p->payload = std::move(*bytes);
+  runtime::stage_trace::mark("cmp.read", p->task_id);
+  ++st.blob_file_tasks;
+  if (!st.blob_sweep_armed && st.blob_files.files() > 0) {
+    st.blob_sweep_armed = true;
+    self->delayed_send(self, blob_file_idle, blob_sweep_atom::value);
+  }
+  return accept_piece(self, std::move(*p), true, std::move(sink));
+}
+
+/// Answers a task from a local link at once where take_*_task did not queue it (a refusal,
+/// or an acknowledgement); a queued one is answered by deliver().
+void answer_link(const link_sink& sink, caf::result<task_result>& r) {
+  if (r.flag == caf::rt_error)
+    sink.peer->reply(sink.key, sink.gen, std::move(r.err));
+  else if (r.flag == caf::rt_value && r.value.match_elements<task_result>())
+    sink.peer->reply(sink.key, sink.gen, r.value.get_as<task_result>(0));
 }
 
 caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
@@ -951,6 +1039,18 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
     slot.actor = spawn_executor(self, executor_config{be, st0.cfg.model_memory_limit});
     st0.executors.push_back(std::move(slot));
   }
+  if (st0.cfg.local_link && runtime::local_link_enabled()) {
+    auto link = runtime::local_link_server::start(self->home_system(), self->address());
+    if (link)
+      st0.link = std::move(*link);
+    else
+      std::cerr << "comb compute: no local link (" << describe(link.error())
+                << "); function actors on this host send over CAF\n";
+  }
+  self->attach_functor([link = st0.link] {
+    if (link)
+      link->stop();
+  });
   return {
     [=](piece_atom, std::vector<char>& bytes) -> caf::result<task_result> {
       auto p = runtime::decode_piece(std::move(bytes));
@@ -961,55 +1061,28 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
       return accept_piece(self, std::move(*p), false);
     },
     [=](shm_piece_atom, std::vector<char>& header, runtime::shm_ref& ref)
-      -> caf::result<task_result> {
-      // A whole task whose bytes wait in a shared-memory segment of the sender (one host).
-      auto& st = self->state;
-      runtime::stage_trace::mark("cmp.shm");
-      auto p = whole_task_header(self, std::move(header), "shared-memory");
-      if (!p)
-        return p.error();
-      if (!runtime::is_load(p->kind))
-        wake_pool_early(st);
-      // Read in place, no copy: the sender keeps the region until this task is answered,
-      // and a region it released or reused meanwhile fails the task (intact()).
-      auto bytes = st.shm.view(ref);
-      if (!bytes) {
-        ++st.rejected;
-        return bytes.error();
-      }
-      p->payload = std::move(*bytes);
-      ++st.shm_tasks;
-      return accept_piece(self, std::move(*p), true);
-    },
+      -> caf::result<task_result> { return take_shm_task(self, header, ref, std::nullopt); },
     [=](blob_piece_atom, std::vector<char>& header, runtime::blob_file_ref& ref)
-      -> caf::result<task_result> {
-      // A whole task whose bytes are a pinned blob in the sender's blob store on this host,
-      // read from its file.
-      auto& st = self->state;
-      runtime::stage_trace::mark("cmp.blob");
-      auto p = whole_task_header(self, std::move(header), "blob-file");
-      if (!p)
-        return p.error();
-      if (!runtime::is_load(p->kind))
-        wake_pool_early(st);
-      auto spare = take_spare(st, ref.size);
-      bool had_spare = spare.capacity() > 0;
-      auto bytes = st.blob_files.read(ref, spare);
-      if (had_spare && spare.capacity() == 0)
-        ++st.buffers_reused; // read into it (a first read of these bytes)
-      give_spare(st, std::move(spare)); // not needed: read in place
-      if (!bytes) {
-        ++st.rejected;
-        return bytes.error();
-      }
-      p->payload = std::move(*bytes);
-      runtime::stage_trace::mark("cmp.read", p->task_id);
-      ++st.blob_file_tasks;
-      if (!st.blob_sweep_armed && st.blob_files.files() > 0) {
-        st.blob_sweep_armed = true;
-        self->delayed_send(self, blob_file_idle, blob_sweep_atom::value);
-      }
-      return accept_piece(self, std::move(*p), true);
+      -> caf::result<task_result> { return take_blob_task(self, header, ref, std::nullopt); },
+    [=](runtime::link_shm_atom, std::shared_ptr<runtime::local_link_peer>& peer, uint64_t key,
+        uint32_t gen, std::vector<char>& header, runtime::shm_ref& ref) {
+      ++self->state.link_tasks;
+      link_sink sink{std::move(peer), key, gen};
+      auto r = take_shm_task(self, header, ref, sink);
+      answer_link(sink, r);
+    },
+    [=](runtime::link_blob_atom, std::shared_ptr<runtime::local_link_peer>& peer, uint64_t key,
+        uint32_t gen, std::vector<char>& header, runtime::blob_file_ref& ref) {
+      ++self->state.link_tasks;
+      link_sink sink{std::move(peer), key, gen};
+      auto r = take_blob_task(self, header, ref, sink);
+      answer_link(sink, r);
+    },
+    [=](runtime::local_link_atom) -> std::tuple<std::string, uint64_t> {
+      auto& link = self->state.link;
+      if (!link)
+        return {std::string{}, uint64_t{0}};
+      return {link->name(), link->token()};
     },
     [=](blob_sweep_atom) {
       auto& st = self->state;
@@ -1073,6 +1146,9 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
                        {"buffers_reused", st.buffers_reused},
                        {"early_pool_wakes", st.early_wakes},
                        {"shm_segments_mapped", st.shm.mapped()},
+                       {"local_link", st.link ? "@" + st.link->name() : std::string{}},
+                       {"local_link_connections", st.link ? st.link->connections() : 0},
+                       {"local_link_tasks", st.link_tasks},
                        {"run_order", st.run_order}};
       return j.dump();
     },

@@ -62,6 +62,10 @@ struct compute_config {
   /// (loaded, or run) for this long: tasks pinned to it that were reloaded for need not race
   /// the unload.
   std::chrono::milliseconds unload_grace{2000};
+  /// Listen on a local link (runtime/pieces/local_link.hpp) so that function actors on this
+  /// host send whole shared-memory and blob-file tasks around CAF's middleman; off with
+  /// COMB_LOCAL_LINK=off too.
+  bool local_link = true;
 };
 
 /// Parses "MODEL=SIZE:DELAY_MS" (e.g. "checksum=8:5") into a model id and its policy.

@@ -1,6 +1,7 @@
 #include "actors/function_actor.hpp"
 
 #include "base/errc.hpp"
+#include "runtime/pieces/local_link.hpp"
 #include "runtime/pieces/piece.hpp"
 #include "runtime/pieces/stage_trace.hpp"
 #include "runtime/pieces/transfer_tuning.hpp"
@@ -62,6 +63,9 @@ struct job {
   bool by_file = false;
   /// The compute process found the blob file gone: this task's bytes go another way.
   bool files_tried = false;
+  /// Its message went over the local link (of serial `link_serial`), not through CAF.
+  bool via_link = false;
+  uint64_t link_serial = 0;
 };
 
 struct function_state {
@@ -83,6 +87,12 @@ struct function_state {
   bool files_off = false;
   /// A ping to the compute process is out (see sweep()).
   bool pinging = false;
+  /// The local link to the compute process (runtime/pieces/local_link.hpp), when it is on
+  /// this host and has one; links made so far (each link's serial).
+  std::unique_ptr<runtime::local_link_client> link;
+  uint64_t links = 0;
+  /// Not asked for again: off by COMB_LOCAL_LINK=off, or a link failed to connect.
+  bool link_off = false;
   static inline const char* name = "comb.function";
 };
 
@@ -169,6 +179,7 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
   auto& j = i->second;
   ++j.generation;
   j.by_file = false;
+  j.via_link = false;
   j.next = j.in_flight = j.acked = 0;
   j.count = j.pieces;
   j.final.reset();
@@ -198,6 +209,7 @@ void retire_arena(function_actor_t* self) {
 /// Forgets the connection to the compute process (the next piece connects anew).
 void drop_connection(function_actor_t* self) {
   retire_arena(self);
+  self->state.link.reset();
   if (self->state.compute) {
     self->demonitor(self->state.compute);
     self->state.compute = nullptr;
@@ -423,6 +435,17 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
               {"attempt", j.attempts}});
     auto& compute = self->state.compute;
     runtime::stage_trace::mark("fn.send", req.task_id);
+    if (auto& link = self->state.link; link && link->up()) {
+      auto err = j.by_file ? link->send_blob(key, gen, header, *req.source->file)
+                           : link->send_shm(key, gen, header, *j.region);
+      if (!err) {
+        j.via_link = true;
+        j.link_serial = link->serial();
+        return;
+      }
+      link.reset(); // down: this message and the next ones go through CAF
+    }
+    j.via_link = false;
     (j.by_file ? self->request(compute, caf::infinite, runtime::blob_piece_atom::value,
                                std::move(header), *req.source->file)
                : self->request(compute, caf::infinite, runtime::shm_piece_atom::value,
@@ -564,6 +587,33 @@ void connect_failed(function_actor_t* self, const caf::error& e) {
     self->delayed_send(self, self->state.cfg.retry_delay, reconnect_atom::value);
 }
 
+/// On one host, asks the compute process for its local link and connects to it; tasks go
+/// through CAF until it is up, and from then on their small messages go over the link.
+void ask_for_link(function_actor_t* self) {
+  auto& st = self->state;
+  if (st.link_off || (st.shm_off && st.files_off))
+    return;
+  auto was = st.compute;
+  self->request(st.compute, std::chrono::seconds{10}, runtime::local_link_atom::value)
+    .then(
+      [=](std::string& name, uint64_t token) {
+        auto& st = self->state;
+        if (name.empty() || st.compute != was || st.link)
+          return;
+        auto c = runtime::local_link_client::connect(self->home_system(), name, token,
+                                                     self->address(), ++st.links);
+        if (!c) {
+          // Another host or network namespace behind a loopback port: CAF it is.
+          st.link_off = true;
+          return;
+        }
+        st.link = std::move(*c);
+      },
+      [=](caf::error&) {
+        // An older compute process (no local link), or it went away: CAF it is.
+      });
+}
+
 void connect(function_actor_t* self) {
   auto& st = self->state;
   if (st.connecting)
@@ -595,6 +645,7 @@ void connect(function_actor_t* self) {
         self->state.compute = caf::actor_cast<caf::actor>(std::move(ptr));
         runtime::set_tcp_nodelay_on_all_sockets();
         self->monitor(self->state.compute);
+        ask_for_link(self);
         auto keys = std::move(self->state.waiting);
         self->state.waiting.clear();
         for (auto key : keys)
@@ -619,12 +670,14 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
   if (auto* env = std::getenv("COMB_PIECES_BLOB_FILES"); env && std::strcmp(env, "off") == 0)
     sc.blob_files = false;
   self->state.files_off = self->state.shm_off || !sc.blob_files;
+  self->state.link_off = !sc.local_link || !runtime::local_link_enabled();
   self->set_down_handler([=](caf::down_msg& dm) {
     if (dm.source != self->state.compute.address())
       return;
     // The compute process is gone: everything it held of our tasks is lost.
     self->state.compute = nullptr;
     retire_arena(self);
+    self->state.link.reset();
     auto why = make_error(errc::unavailable, "compute process at " + endpoint_of(self->state.cfg)
                                                + " went away: " + caf::to_string(dm.reason));
     std::vector<uint64_t> keys;
@@ -676,6 +729,28 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
       pump(self, key);
     },
     [=](sweep_atom) { sweep(self); },
+    [=](runtime::link_reply_atom, uint64_t key, uint32_t gen, task_result& r) {
+      on_reply(self, key, gen, r);
+    },
+    [=](runtime::link_error_atom, uint64_t key, uint32_t gen, caf::error& e) {
+      on_error(self, key, gen, 0, e);
+    },
+    [=](runtime::link_down_atom, uint64_t serial) {
+      // The link closed (the compute process went away, or broke the protocol): what it
+      // carried is lost; those tasks start over as after a lost connection.
+      auto& st = self->state;
+      if (st.link && st.link->serial() == serial)
+        st.link.reset();
+      std::vector<std::pair<uint64_t, uint32_t>> lost_here;
+      for (auto& [key, j] : st.jobs)
+        if (j.via_link && j.link_serial == serial && j.in_flight > 0)
+          lost_here.emplace_back(key, j.generation);
+      for (auto& [key, gen] : lost_here) {
+        auto e = make_error(errc::unavailable, "local link to the compute process at "
+                                                 + endpoint_of(st.cfg) + " closed");
+        on_error(self, key, gen, 0, e);
+      }
+    },
     [=](reconnect_atom) {
       if (!self->state.waiting.empty() && !self->state.compute)
         connect(self);

@@ -3,10 +3,12 @@
 // splits the payload into Cap'n Proto pieces of at most 1 MiB, sends them to the compute actor
 // of a `comb compute` process over TCP (CAF middleman, remote actor) with a bounded window of
 // pieces in flight, and replies with the task's result (on one host, a whole task's bytes go
-// through shared memory instead: function_config::shared_memory). Many function actors run
-// at once and may contribute pieces to one task. When the compute process dies, in-flight tasks get an
-// error internally and are sent again once it is back, at most max_attempts times; a full
-// pool (errc::overloaded) makes it resend the piece after a pause. Talk to it by messages.
+// through shared memory instead: function_config::shared_memory, and that message and its
+// reply over the compute process's local link, a Unix socket, instead of CAF's middleman:
+// function_config::local_link). Many function actors run at once and may contribute pieces to
+// one task. When the compute process dies, in-flight tasks get an error internally and are sent
+// again once it is back, at most max_attempts times; a full pool (errc::overloaded) makes it
+// resend the piece after a pause. Talk to it by messages.
 #pragma once
 
 #include "runtime/pieces/compute_types.hpp"
@@ -73,6 +75,10 @@ struct function_config {
   /// process that cannot open the file turns it off (said once on stderr).
   /// COMB_PIECES_BLOB_FILES=off turns it off (for measurements).
   bool blob_files = true;
+  /// Where shared memory or blob files are used: send those tasks' messages (and get their
+  /// results) over the compute process's local link, a Unix socket, instead of through CAF's
+  /// middleman (runtime/pieces/local_link.hpp). COMB_LOCAL_LINK=off turns it off.
+  bool local_link = true;
 };
 
 /// Spawns a function actor. Handles (run_atom, task_request) -> task_result: for a whole

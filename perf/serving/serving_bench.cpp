@@ -16,6 +16,10 @@
 //                     [--hotswap=1000 (0: skip the hot-swap phase)]
 //                     [--single-reps=21 (1 invocation: the medians of this many alternating
 //                      runs of path and direct)]
+//                     [--rounds=1 (more invocations: after the first round (direct both ways,
+//                      path, direct again), this many rounds in all of path then direct,
+//                      alternating; the row is the median path against the median direct,
+//                      with their ranges and each round's ratio)]
 //                     [--payload=rows|copy (the outbox call names its input row, or stores a
 //                      copy of its bytes)]
 //                     [--sgemm-split=on|off (`comb compute --sgemm-split`: its sgemms as parts
@@ -749,6 +753,7 @@ int main(int argc, char** argv) {
   std::string backend = "cpu";
   size_t hotswap = 1000;
   size_t single_reps = 21;
+  size_t rounds = 1;
   std::string sgemm_split = "on";
   std::string compute_binary = test::comb_binary();
   std::string compute_pin; // --compute-pin: comb compute --kernel-pin (empty: not passed)
@@ -778,6 +783,8 @@ int main(int argc, char** argv) {
       sgemm_split = val("--sgemm-split=");
     else if (a.rfind("--single-reps=", 0) == 0)
       single_reps = std::max<size_t>(1, std::stoull(val("--single-reps=")));
+    else if (a.rfind("--rounds=", 0) == 0)
+      rounds = std::max<size_t>(1, std::stoull(val("--rounds=")));
     else if (a.rfind("--hotswap=", 0) == 0)
       hotswap = std::stoull(val("--hotswap="));
     else if (a.rfind("--procedures=", 0) == 0)
@@ -1140,14 +1147,41 @@ int main(int argc, char** argv) {
       kernels::cpu_backend::set_sgemm_split(split_better);
       auto d2 = run_direct(*lm, task, count, nullptr);
       auto d = std::min({d_own, d_split, d2});
+      // More rounds: path then direct (in the better mode), alternating; the medians count.
+      comb::perf::turns path_turns, direct_turns, ratios;
+      path_turns.add(p);
+      direct_turns.add(std::min(d_own, d_split));
+      direct_turns.add(d2);
+      ratios.add(p / std::min({d_own, d_split, d2}));
+      for (size_t round = 1; round < rounds; ++round) {
+        auto pr = run_path(*n, sys, m, count, window, next_n);
+        auto dr = run_direct(*lm, task, count, nullptr);
+        path_turns.add(pr);
+        direct_turns.add(dr);
+        ratios.add(pr / dr);
+      }
+      if (rounds > 1) {
+        p = path_turns.median();
+        d = direct_turns.median();
+      }
       row r{m.name, count, p / count * 1e3, d / count * 1e3, torch_per};
       rows.push_back(r);
-      std::printf("  %-9s %5zu invocations: path %9.2f ms/inv | direct %9.2f ms/inv "
-                  "(before: OpenBLAS threads %.2f, split %.2f; after, %s %.2f) | overhead "
-                  "%+6.1f%%",
-                  m.name.c_str(), count, r.path_ms, r.direct_ms, d_own / count * 1e3,
-                  d_split / count * 1e3, split_better ? "split" : "OpenBLAS threads",
-                  d2 / count * 1e3, (p / d - 1) * 100);
+      if (rounds > 1) {
+        auto per_inv = [&](const comb::perf::turns& t) {
+          comb::perf::turns x;
+          for (auto v : t.v)
+            x.add(v / static_cast<double>(count) * 1e3);
+          return x.str("%.2f", "runs");
+        };
+        comb::perf::turns pct;
+        for (auto v : ratios.v)
+          pct.add((v - 1) * 100);
+        std::printf("  %-9s %5zu invocations, %zu rounds: path %s ms/inv | direct %s ms/inv | "
+                    "overhead of the medians %+6.1f%% | each round's path / its direct %s %%\n",
+                    m.name.c_str(), count, rounds, per_inv(path_turns).c_str(),
+                    per_inv(direct_turns).c_str(), (p / d - 1) * 100,
+                    pct.str("%+.1f", "rounds").c_str());
+      }
       if (torch_per > 0)
         std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
       // Where the cores went (/proc, 10 ms ticks): the path's node and compute process

@@ -12,6 +12,7 @@
 #include "runtime/pieces/compute_types.hpp"
 #include "base/errc.hpp"
 #include "runtime/pieces/kernel_runners.hpp"
+#include "runtime/pieces/local_link.hpp"
 #include "runtime/pieces/model_digest.hpp"
 #include "runtime/pieces/model_runner.hpp"
 #include "runtime/system_config.hpp"
@@ -31,6 +32,11 @@
 #include <memory>
 #include <random>
 #include <sstream>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -311,6 +317,120 @@ TEST_SUITE("actors.compute") {
         std::this_thread::sleep_for(20ms);
     }
     CHECK(gone);
+  }
+
+  TEST_CASE("on one host whole tasks go over the local link once it is up, with the same "
+            "results and errors; strangers and bad frames are shut out; COMB_LOCAL_LINK=off "
+            "keeps them on CAF") {
+    test::compute_child proc;
+    client c;
+    auto compute = c.connect(proc.port());
+    auto fn = c.function(proc.port());
+    // The first task goes through CAF while the function actor asks for the link.
+    std::vector<std::vector<char>> inputs;
+    for (uint32_t i = 0; i < 6; ++i) {
+      inputs.push_back(random_bytes(2 * max_piece_payload + 17 * i, 600 + i));
+      auto r = c.run(fn, whole_task(600 + i, piece_kind::infer, "checksum", inputs.back()));
+      REQUIRE_MESSAGE(r, text(r));
+      CHECK(r->complete);
+      CHECK(r->output == checksum_output({inputs.back()}));
+    }
+    auto st = c.stats(compute);
+    CHECK(st["shm_tasks"] == 6);
+    CHECK(st["local_link_connections"] == 1);
+    auto via_link = st["local_link_tasks"].get<uint64_t>();
+    CHECK(via_link >= 4);
+    // A large result comes back over the link byte for byte.
+    auto big = random_bytes(5 * max_piece_payload + 3, 610);
+    auto e = c.run(fn, whole_task(610, piece_kind::infer, "echo", big));
+    REQUIRE_MESSAGE(e, text(e));
+    CHECK(e->output == big);
+    // An error comes back over the link as the same error, naming the problem.
+    auto bad = c.run(fn, whole_task(611, piece_kind::infer, "no_such_model", inputs[0]));
+    REQUIRE_FALSE(bad);
+    CHECK_MESSAGE(describe(bad.error()).find("no_such_model") != std::string::npos,
+                  describe(bad.error()));
+    CHECK(c.stats(compute)["local_link_tasks"].get<uint64_t>() == via_link + 2);
+
+    // The link's name and token, as a function actor asks for them.
+    std::string name;
+    uint64_t token = 0;
+    c.self->request(compute, 10s, local_link_atom::value)
+      .receive(
+        [&](std::string& n, uint64_t t) {
+          name = n;
+          token = t;
+        },
+        [&](caf::error& err) { FAIL(describe(err)); });
+    REQUIRE_FALSE(name.empty());
+    CHECK(c.stats(compute)["local_link"] == "@" + name);
+    auto raw_connect = [&] {
+      int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::memcpy(addr.sun_path + 1, name.data(), name.size());
+      auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+      REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0);
+      timeval tv{5, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      return fd;
+    };
+    // u32 length, u8 type, u64 key, u32 generation.
+    auto frame = [](uint8_t type, uint64_t key, const std::string& body) {
+      std::string f(17, '\0');
+      uint32_t len = static_cast<uint32_t>(13 + body.size());
+      std::memcpy(f.data(), &len, 4);
+      f[4] = static_cast<char>(type);
+      std::memcpy(f.data() + 5, &key, 8);
+      return f + body;
+    };
+    auto closed_by_server = [](int fd) {
+      char b[64];
+      ssize_t n = ::recv(fd, b, sizeof b, 0);
+      return n == 0;
+    };
+    {
+      // A stranger with a wrong token is closed without a word.
+      int fd = raw_connect();
+      auto hello = frame(1, token + 1, "");
+      REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
+      CHECK(closed_by_server(fd));
+      ::close(fd);
+    }
+    for (auto& junk : {frame(9, 1, "xyz"), frame(3, 1, std::string(40, '\xff')),
+                       std::string("\x03\x00\x00\x00", 4) + std::string(13, '\0')}) {
+      // With the token: a frame of an unknown type, a task that does not parse, a length
+      // shorter than a frame's head: each closes that connection.
+      int fd = raw_connect();
+      auto hello = frame(1, token, "");
+      REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
+      char ok[17];
+      REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 17);
+      CHECK(ok[4] == 2);
+      REQUIRE(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL) == ssize_t(junk.size()));
+      CHECK(closed_by_server(fd));
+      ::close(fd);
+    }
+    // The compute process and the function actor's link go on.
+    auto after = c.run(fn, whole_task(612, piece_kind::infer, "checksum", inputs[1]));
+    REQUIRE_MESSAGE(after, text(after));
+    CHECK(after->output == checksum_output({inputs[1]}));
+    CHECK(c.stats(compute)["local_link_tasks"].get<uint64_t>() == via_link + 3);
+
+    // Off (function_config::local_link, as COMB_LOCAL_LINK=off): through CAF only.
+    actors::function_config fc;
+    fc.compute_port = proc.port();
+    fc.local_link = false;
+    c.spawned.push_back(actors::spawn_function_actor(c.sys, fc));
+    auto plain = c.spawned.back();
+    for (uint32_t i = 0; i < 3; ++i) {
+      auto r = c.run(plain, whole_task(620 + i, piece_kind::infer, "checksum", inputs[i]));
+      REQUIRE_MESSAGE(r, text(r));
+      CHECK(r->output == checksum_output({inputs[i]}));
+    }
+    auto st2 = c.stats(compute);
+    CHECK(st2["local_link_tasks"].get<uint64_t>() == via_link + 3);
+    CHECK(st2["local_link_connections"] == 5); // the function actor's, and the 4 raw ones
   }
 
   TEST_CASE("a task whose bytes are read when sent (payload_source) goes through shared memory "
