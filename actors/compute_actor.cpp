@@ -131,6 +131,7 @@ struct link_sink {
   std::shared_ptr<runtime::local_link_peer> peer;
   uint64_t key = 0;
   uint32_t gen = 0;
+  uint32_t idx = 0;
 };
 
 struct waiting_task {
@@ -429,7 +430,7 @@ void deliver(compute_actor_t* self, waiting_task& w, caf::expected<task_result> 
     ++st.failed;
   }
   if (w.sink)
-    w.sink->peer->reply(w.sink->key, w.sink->gen, r); // a lost link: the sender retries
+    w.sink->peer->reply(w.sink->key, w.sink->gen, w.sink->idx, r); // lost: the sender retries
   else if (r)
     w.rp.deliver(std::move(*r));
   else
@@ -1020,9 +1021,9 @@ caf::result<task_result> take_blob_task(compute_actor_t* self, std::vector<char>
 /// or an acknowledgement); a queued one is answered by deliver().
 void answer_link(const link_sink& sink, caf::result<task_result>& r) {
   if (r.flag == caf::rt_error)
-    sink.peer->reply(sink.key, sink.gen, std::move(r.err));
+    sink.peer->reply(sink.key, sink.gen, sink.idx, std::move(r.err));
   else if (r.flag == caf::rt_value && r.value.match_elements<task_result>())
-    sink.peer->reply(sink.key, sink.gen, r.value.get_as<task_result>(0));
+    sink.peer->reply(sink.key, sink.gen, sink.idx, r.value.get_as<task_result>(0));
 }
 
 caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
@@ -1067,15 +1068,26 @@ caf::behavior compute_actor(compute_actor_t* self, compute_config cfg) {
     [=](runtime::link_shm_atom, std::shared_ptr<runtime::local_link_peer>& peer, uint64_t key,
         uint32_t gen, std::vector<char>& header, runtime::shm_ref& ref) {
       ++self->state.link_tasks;
-      link_sink sink{std::move(peer), key, gen};
+      link_sink sink{std::move(peer), key, gen, 0};
       auto r = take_shm_task(self, header, ref, sink);
       answer_link(sink, r);
     },
     [=](runtime::link_blob_atom, std::shared_ptr<runtime::local_link_peer>& peer, uint64_t key,
         uint32_t gen, std::vector<char>& header, runtime::blob_file_ref& ref) {
       ++self->state.link_tasks;
-      link_sink sink{std::move(peer), key, gen};
+      link_sink sink{std::move(peer), key, gen, 0};
       auto r = take_blob_task(self, header, ref, sink);
+      answer_link(sink, r);
+    },
+    [=](runtime::link_piece_atom, std::shared_ptr<runtime::local_link_peer>& peer, uint64_t key,
+        uint32_t gen, uint32_t idx, std::vector<char>& bytes) {
+      ++self->state.link_tasks;
+      link_sink sink{std::move(peer), key, gen, idx};
+      auto p = runtime::decode_piece(std::move(bytes));
+      caf::result<task_result> r = p ? accept_piece(self, std::move(*p), false, sink)
+                                     : caf::result<task_result>{p.error()};
+      if (!p)
+        ++self->state.rejected;
       answer_link(sink, r);
     },
     [=](runtime::local_link_atom) -> std::tuple<std::string, uint64_t> {

@@ -443,7 +443,8 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
         j.link_serial = link->serial();
         return;
       }
-      link.reset(); // down: this message and the next ones go through CAF
+      if (!link->up())
+        link.reset(); // down: this message and the next ones go through CAF
     }
     j.via_link = false;
     (j.by_file ? self->request(compute, caf::infinite, runtime::blob_piece_atom::value,
@@ -473,6 +474,15 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
             {"bytes", end - begin},
             {"model_version", req.model_version},
             {"attempt", j.attempts}});
+  if (auto& link = self->state.link; link && link->up()) {
+    if (!link->send_piece(key, gen, idx, bytes)) {
+      j.via_link = true;
+      j.link_serial = link->serial();
+      return;
+    }
+    if (!link->up())
+      link.reset(); // down: this piece and the next ones go through CAF
+  }
   // No CAF timeout: sweep() is the backstop.
   self->request(self->state.compute, caf::infinite, piece_atom::value, std::move(bytes))
     .then([=](task_result& r) { on_reply(self, key, gen, r); },
@@ -732,8 +742,8 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
     [=](runtime::link_reply_atom, uint64_t key, uint32_t gen, task_result& r) {
       on_reply(self, key, gen, r);
     },
-    [=](runtime::link_error_atom, uint64_t key, uint32_t gen, caf::error& e) {
-      on_error(self, key, gen, 0, e);
+    [=](runtime::link_error_atom, uint64_t key, uint32_t gen, uint32_t idx, caf::error& e) {
+      on_error(self, key, gen, idx, e);
     },
     [=](runtime::link_down_atom, uint64_t serial) {
       // The link closed (the compute process went away, or broke the protocol): what it

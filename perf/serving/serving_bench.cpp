@@ -1182,6 +1182,14 @@ int main(int argc, char** argv) {
                     per_inv(direct_turns).c_str(), (p / d - 1) * 100,
                     pct.str("%+.1f", "rounds").c_str());
       }
+      std::printf("  %-9s %5zu invocations: path %9.2f ms/inv | direct %9.2f ms/inv "
+                  "(before: OpenBLAS threads %.2f, split %.2f; after, %s %.2f) | overhead "
+                  "%+6.1f%%%s",
+                  m.name.c_str(), count, path_turns.v[0] / count * 1e3,
+                  std::min({d_own, d_split, d2}) / count * 1e3, d_own / count * 1e3,
+                  d_split / count * 1e3, split_better ? "split" : "OpenBLAS threads",
+                  d2 / count * 1e3, (ratios.v[0] - 1) * 100,
+                  rounds > 1 ? " (first round; its CPU and stages below)" : "");
       if (torch_per > 0)
         std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);
       // Where the cores went (/proc, 10 ms ticks): the path's node and compute process

@@ -35,25 +35,28 @@ enum frame_type : uint8_t {
   blob_task = 4,
   result = 5, // server -> client: task_result
   failure = 6, // server -> client: caf::error
+  piece_task = 7, // client -> server: an encoded piece, as it is
 };
 
-// u32 length of what follows, u8 type, u64 key, u32 generation.
-constexpr size_t frame_head = 17;
+// u32 length of what follows, u8 type, u64 key, u32 generation, u32 piece index.
+constexpr size_t frame_head = 21;
 constexpr uint32_t head_rest = frame_head - 4;
 
 struct frame {
   uint8_t type = 0;
   uint64_t key = 0;
   uint32_t gen = 0;
+  uint32_t idx = 0;
   uint64_t body = 0; // bytes after the head
 };
 
-void put_head(char* out, uint8_t type, uint64_t key, uint32_t gen, uint64_t body) {
+void put_head(char* out, uint8_t type, uint64_t key, uint32_t gen, uint32_t idx, uint64_t body) {
   uint32_t len = static_cast<uint32_t>(head_rest + body);
   std::memcpy(out, &len, 4);
   out[4] = static_cast<char>(type);
   std::memcpy(out + 5, &key, 8);
   std::memcpy(out + 13, &gen, 4);
+  std::memcpy(out + 17, &idx, 4);
 }
 
 /// Writes all of head and body (MSG_NOSIGNAL: a closed peer is an error, not SIGPIPE).
@@ -116,6 +119,7 @@ head_status read_head(int fd, frame& f) {
   f.type = static_cast<uint8_t>(h[4]);
   std::memcpy(&f.key, h + 5, 8);
   std::memcpy(&f.gen, h + 13, 4);
+  std::memcpy(&f.idx, h + 17, 4);
   if (len < head_rest) {
     f.body = len;
     return head_status::too_short;
@@ -155,7 +159,8 @@ local_link_peer::~local_link_peer() {
   ::close(fd_);
 }
 
-bool local_link_peer::reply(uint64_t key, uint32_t gen, const caf::expected<task_result>& r) {
+bool local_link_peer::reply(uint64_t key, uint32_t gen, uint32_t idx,
+                            const caf::expected<task_result>& r) {
   std::lock_guard<std::mutex> guard{write_mu_};
   buf_.clear();
   uint8_t type = r ? result : failure;
@@ -181,7 +186,7 @@ bool local_link_peer::reply(uint64_t key, uint32_t gen, const caf::expected<task
       return false;
   }
   char head[frame_head];
-  put_head(head, type, key, gen, buf_.size());
+  put_head(head, type, key, gen, idx, buf_.size());
   bool ok = write_frame(fd_, head, buf_.data(), buf_.size());
   if (buf_.capacity() > (size_t{16} << 20))
     std::vector<char>{}.swap(buf_);
@@ -300,7 +305,7 @@ void local_link_server::serve(std::shared_ptr<local_link_peer> peer) {
   set_recv_timeout(fd, 0);
   {
     char head[frame_head];
-    put_head(head, hello_ok, 0, 0, 0);
+    put_head(head, hello_ok, 0, 0, 0, 0);
     std::lock_guard<std::mutex> guard{peer->write_mu_};
     if (!write_frame(fd, head, nullptr, 0)) {
       ::shutdown(fd, SHUT_RDWR);
@@ -317,7 +322,7 @@ void local_link_server::serve(std::shared_ptr<local_link_peer> peer) {
         refuse(why_closed("reading a frame"));
       break;
     }
-    if (f.type != shm_task && f.type != blob_task) {
+    if (f.type != shm_task && f.type != blob_task && f.type != piece_task) {
       refuse("a frame of type " + std::to_string(f.type) + " where a task was expected");
       break;
     }
@@ -332,11 +337,17 @@ void local_link_server::serve(std::shared_ptr<local_link_peer> peer) {
       break;
     }
     stage_trace::mark("cmp.link");
-    std::vector<char> header;
-    caf::binary_deserializer source{sys_, body};
     auto to = caf::actor_cast<caf::actor>(compute_);
     if (!to)
       break; // the compute actor is gone
+    if (f.type == piece_task) {
+      // The compute actor decodes it (and answers a damaged one with an error).
+      caf::anon_send(to, link_piece_atom::value, peer, f.key, f.gen, f.idx, std::move(body));
+      body = std::vector<char>{};
+      continue;
+    }
+    std::vector<char> header;
+    caf::binary_deserializer source{sys_, body};
     if (f.type == shm_task) {
       shm_ref ref;
       if (auto err = source(header, ref)) {
@@ -389,7 +400,7 @@ local_link_client::connect(caf::actor_system& sys, const std::string& name, uint
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
     return fail("cannot connect");
   char head[frame_head];
-  put_head(head, hello, token, 0, 0);
+  put_head(head, hello, token, 0, 0, 0);
   if (!write_frame(fd, head, nullptr, 0))
     return fail("cannot send the token");
   set_recv_timeout(fd, 2000);
@@ -421,14 +432,30 @@ caf::error local_link_client::send_task(uint8_t type, uint64_t key, uint32_t gen
     if (auto err = sink(const_cast<std::vector<char>&>(header), const_cast<Ref&>(ref)))
       return err;
   }
+  return send_frame(type, key, gen, 0, buf_.data(), buf_.size());
+}
+
+caf::error local_link_client::send_frame(uint8_t type, uint64_t key, uint32_t gen, uint32_t idx,
+                                         const char* body, size_t size) {
+  if (!up_.load())
+    return make_error(errc::unavailable, "local link is down");
+  if (size > max_request_bytes)
+    return make_error(errc::too_large, "local link: a frame of " + std::to_string(size)
+                                         + " bytes (at most " + std::to_string(max_request_bytes)
+                                         + ")");
   char head[frame_head];
-  put_head(head, type, key, gen, buf_.size());
-  if (!write_frame(fd_, head, buf_.data(), buf_.size())) {
+  put_head(head, type, key, gen, idx, size);
+  if (!write_frame(fd_, head, body, size)) {
     up_.store(false);
     return make_error(errc::unavailable,
                       std::string{"local link: cannot send a task: "} + std::strerror(errno));
   }
   return {};
+}
+
+caf::error local_link_client::send_piece(uint64_t key, uint32_t gen, uint32_t idx,
+                                         const std::vector<char>& bytes) {
+  return send_frame(piece_task, key, gen, idx, bytes.data(), bytes.size());
 }
 
 caf::error local_link_client::send_shm(uint64_t key, uint32_t gen,
@@ -485,7 +512,7 @@ void local_link_client::read_loop() {
         why = "an error reply that does not parse: " + sys_.render(err);
         break;
       }
-      caf::anon_send(to, link_error_atom::value, f.key, f.gen, std::move(e));
+      caf::anon_send(to, link_error_atom::value, f.key, f.gen, f.idx, std::move(e));
     }
     if (body.capacity() > (size_t{16} << 20))
       std::vector<char>{}.swap(body);

@@ -1,15 +1,15 @@
-// comb::runtime local link: on one host, the small messages of a whole task whose bytes are in
-// shared memory or in a blob file (the header and the shm_ref / blob_file_ref, then the
-// task_result) go over a Unix-domain socket between the function actor and the compute
-// process instead of through CAF's middleman. The middleman moves each message through its
+// comb::runtime local link: on one host, the messages of the compute path (a whole task whose
+// bytes are in shared memory or in a blob file: its header and the shm_ref / blob_file_ref;
+// a piece with its bytes; then the reply, a task_result or an error) go over a Unix-domain
+// socket between the function actor and the compute process instead of through CAF's
+// middleman. The middleman moves each message through its
 // multiplexer thread on both sides (its BASP broker, loopback TCP, two more thread wake-ups
 // per direction): on this path that was most of a small task's round trip (README "Quiet
 // figures, eleventh session"). Here the function actor writes the request itself, a reader
 // thread in the compute process hands it to the compute actor, the compute actor writes the
 // result itself, and a reader thread in the node hands it to the function actor.
 //
-// Everything else (pieces over TCP, pings, models, stats, the connection's liveness) stays on
-// CAF. The link is found through CAF: the compute actor answers (local_link_atom) with its
+// Everything else (pings, models, stats, the connection's liveness) stays on CAF. The link is found through CAF: the compute actor answers (local_link_atom) with its
 // socket's name (Linux's abstract namespace: nothing on disk, gone with the process) and a
 // random token; the function actor connects, sends the token, and uses the link once the
 // server accepted it. The server also checks that the peer runs as its own user
@@ -17,7 +17,8 @@
 // older `comb compute` (no such message) leaves the function actor on CAF, silently.
 // COMB_LOCAL_LINK=off turns it off on either side (for measurements).
 //
-// Frames: u32 length (of what follows), u8 type, u64 key, u32 generation, then the body
+// Frames: u32 length (of what follows), u8 type, u64 key, u32 generation, u32 piece index
+// (echoed in the reply), then the body: a piece's encoded bytes as they are, anything else
 // serialized with CAF's binary serializer (the same inspectors as over the middleman). A
 // request body is at most max_request_bytes; a frame of another type, a longer one or a body
 // that does not parse closes the connection with a named error on stderr.
@@ -52,15 +53,19 @@ using local_link_atom = caf::atom_constant<caf::atom("locallink")>;
 /// same tasks as shm_piece_atom / blob_piece_atom; the result goes to peer->reply(key, gen).
 using link_shm_atom = caf::atom_constant<caf::atom("lnkshm")>;
 using link_blob_atom = caf::atom_constant<caf::atom("lnkblob")>;
+/// (link_piece_atom, link_peer_ptr, key, gen, idx, std::vector<char> encoded_piece): as
+/// piece_atom; the reply goes to peer->reply(key, gen, idx).
+using link_piece_atom = caf::atom_constant<caf::atom("lnkpiece")>;
 /// To the function actor, from its link's reader thread: (link_reply_atom, key, gen,
-/// task_result), (link_error_atom, key, gen, caf::error), and (link_down_atom, uint64_t
+/// task_result), (link_error_atom, key, gen, idx, caf::error), and (link_down_atom, uint64_t
 /// serial) once the link is closed (the compute process went away or broke the protocol).
 using link_reply_atom = caf::atom_constant<caf::atom("lnkreply")>;
 using link_error_atom = caf::atom_constant<caf::atom("lnkerror")>;
 using link_down_atom = caf::atom_constant<caf::atom("lnkdown")>;
 
-/// The largest request frame the compute process reads (a header and a reference).
-inline constexpr uint32_t max_request_bytes = uint32_t{1} << 20;
+/// The largest request body the compute process reads (a piece of at most 1 MiB of payload
+/// and its header, or a header and a reference).
+inline constexpr uint32_t max_request_bytes = uint32_t{2} << 20;
 /// The largest reply frame (a task's output); a larger result is answered as an error.
 inline constexpr uint64_t max_reply_bytes = uint64_t{1} << 30;
 
@@ -79,7 +84,7 @@ public:
 
   /// Sends the task's result (or its error) back. False when the connection is gone (the
   /// function actor then retries the task as after any lost connection).
-  bool reply(uint64_t key, uint32_t gen, const caf::expected<task_result>& r);
+  bool reply(uint64_t key, uint32_t gen, uint32_t idx, const caf::expected<task_result>& r);
 
 private:
   friend class local_link_server;
@@ -148,6 +153,8 @@ public:
                       const shm_ref& ref);
   caf::error send_blob(uint64_t key, uint32_t gen, const std::vector<char>& header,
                        const blob_file_ref& ref);
+  /// Sends piece `idx` of a task (its encoded bytes, at most max_request_bytes).
+  caf::error send_piece(uint64_t key, uint32_t gen, uint32_t idx, const std::vector<char>& bytes);
   bool up() const { return up_.load(); }
   uint64_t serial() const { return serial_; }
 
@@ -156,6 +163,8 @@ private:
   template <class Ref>
   caf::error send_task(uint8_t type, uint64_t key, uint32_t gen, const std::vector<char>& header,
                        const Ref& ref);
+  caf::error send_frame(uint8_t type, uint64_t key, uint32_t gen, uint32_t idx, const char* body,
+                        size_t size);
   void read_loop();
 
   caf::actor_system& sys_;

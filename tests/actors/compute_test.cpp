@@ -345,6 +345,13 @@ TEST_SUITE("actors.compute") {
     auto e = c.run(fn, whole_task(610, piece_kind::infer, "echo", big));
     REQUIRE_MESSAGE(e, text(e));
     CHECK(e->output == big);
+    // A task below shared_memory_min goes over the link as a piece, bytes and all.
+    auto small = random_bytes(1000, 613);
+    auto sm = c.run(fn, whole_task(613, piece_kind::infer, "checksum", small));
+    REQUIRE_MESSAGE(sm, text(sm));
+    CHECK(sm->output == checksum_output({small}));
+    CHECK(c.stats(compute)["shm_tasks"] == 7);
+    via_link += 1;
     // An error comes back over the link as the same error, naming the problem.
     auto bad = c.run(fn, whole_task(611, piece_kind::infer, "no_such_model", inputs[0]));
     REQUIRE_FALSE(bad);
@@ -375,10 +382,10 @@ TEST_SUITE("actors.compute") {
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       return fd;
     };
-    // u32 length, u8 type, u64 key, u32 generation.
+    // u32 length, u8 type, u64 key, u32 generation, u32 piece index.
     auto frame = [](uint8_t type, uint64_t key, const std::string& body) {
-      std::string f(17, '\0');
-      uint32_t len = static_cast<uint32_t>(13 + body.size());
+      std::string f(21, '\0');
+      uint32_t len = static_cast<uint32_t>(17 + body.size());
       std::memcpy(f.data(), &len, 4);
       f[4] = static_cast<char>(type);
       std::memcpy(f.data() + 5, &key, 8);
@@ -398,19 +405,47 @@ TEST_SUITE("actors.compute") {
       ::close(fd);
     }
     for (auto& junk : {frame(9, 1, "xyz"), frame(3, 1, std::string(40, '\xff')),
-                       std::string("\x03\x00\x00\x00", 4) + std::string(13, '\0')}) {
+                       std::string("\x03\x00\x00\x00", 4) + std::string(17, '\0')}) {
       // With the token: a frame of an unknown type, a task that does not parse, a length
       // shorter than a frame's head: each closes that connection.
       int fd = raw_connect();
       auto hello = frame(1, token, "");
       REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
-      char ok[17];
-      REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 17);
+      char ok[21];
+      REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 21);
       CHECK(ok[4] == 2);
       REQUIRE(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL) == ssize_t(junk.size()));
       CHECK(closed_by_server(fd));
       ::close(fd);
     }
+    {
+      // A damaged piece is answered with an error that names it (the connection stays).
+      int fd = raw_connect();
+      auto hello = frame(1, token, "");
+      REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
+      char ok[21];
+      REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 21);
+      for (uint64_t key : {77, 78}) {
+        auto junk = frame(7, key, std::string(64, '\x5a'));
+        REQUIRE(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL) == ssize_t(junk.size()));
+        char head[21];
+        REQUIRE(::recv(fd, head, sizeof head, MSG_WAITALL) == 21);
+        uint32_t len = 0;
+        uint64_t got_key = 0;
+        std::memcpy(&len, head, 4);
+        std::memcpy(&got_key, head + 5, 8);
+        CHECK(head[4] == 6); // an error
+        CHECK(got_key == key);
+        std::string body(len - 17, '\0');
+        REQUIRE(::recv(fd, body.data(), body.size(), MSG_WAITALL) == ssize_t(body.size()));
+        caf::error e;
+        caf::binary_deserializer source{c.sys, body.data(), body.size()};
+        REQUIRE_FALSE(source(e));
+        CHECK_MESSAGE(describe(e).find("piece") != std::string::npos, describe(e));
+      }
+      ::close(fd);
+    }
+    via_link += 2;
     // The compute process and the function actor's link go on.
     auto after = c.run(fn, whole_task(612, piece_kind::infer, "checksum", inputs[1]));
     REQUIRE_MESSAGE(after, text(after));
@@ -430,7 +465,7 @@ TEST_SUITE("actors.compute") {
     }
     auto st2 = c.stats(compute);
     CHECK(st2["local_link_tasks"].get<uint64_t>() == via_link + 3);
-    CHECK(st2["local_link_connections"] == 5); // the function actor's, and the 4 raw ones
+    CHECK(st2["local_link_connections"] == 6); // the function actor's, and the 5 raw ones
   }
 
   TEST_CASE("a task whose bytes are read when sent (payload_source) goes through shared memory "
