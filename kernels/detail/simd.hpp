@@ -30,4 +30,18 @@ inline bool use_avx512_kernels() {
 #endif
 }
 
+/// Whether the hand-written AVX2 kernels run where the AVX-512 ones do not: the CPU has AVX2
+/// and FMA and COMB_KERNELS_NO_AVX2 is not set (the _portable test runs set it, with
+/// COMB_KERNELS_NO_AVX512, to check the plain C++ fallbacks; the _avx2 runs set only
+/// COMB_KERNELS_NO_AVX512). Read once.
+inline bool use_avx2_kernels() {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                          && !std::getenv("COMB_KERNELS_NO_AVX2");
+  return yes;
+#else
+  return false;
+#endif
+}
+
 } // namespace comb::kernels::detail

@@ -96,6 +96,85 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(const float* a, int64_t 
   }
 }
 
+/// AVX2: 16 columns (two vectors) of R <= 6 rows: 12 accumulators, the two B vectors and a
+/// broadcast fill the 16 registers.
+template <int R>
+__attribute__((target("avx2,fma"))) void half_tile_avx2(const float* a, int64_t lda,
+                                                        const float* bp, int k, int cols,
+                                                        const float* bias, const float* res,
+                                                        int64_t ldr, float lo, float hi, float* c,
+                                                        int64_t ldc) {
+  __m256 acc0[R], acc1[R];
+#pragma GCC unroll 6
+  for (int i = 0; i < R; ++i) {
+    acc0[i] = _mm256_setzero_ps();
+    acc1[i] = _mm256_setzero_ps();
+  }
+  for (int kk = 0; kk < k; ++kk) {
+    __m256 b0 = _mm256_loadu_ps(bp + kk * gemm_panel);
+    __m256 b1 = _mm256_loadu_ps(bp + kk * gemm_panel + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+      __m256 av = _mm256_broadcast_ss(a + i * lda + kk);
+      acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);
+      acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);
+    }
+  }
+  if (cols >= 16) {
+    __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    __m256 bias0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    __m256 bias1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+      __m256 v0 = _mm256_add_ps(acc0[i], bias0);
+      __m256 v1 = _mm256_add_ps(acc1[i], bias1);
+      if (res) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res + i * ldr));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(res + i * ldr + 8));
+      }
+      v0 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, v0)); // operand order keeps NaN
+      v1 = _mm256_min_ps(vhi, _mm256_max_ps(vlo, v1));
+      _mm256_storeu_ps(c + i * ldc, v0);
+      _mm256_storeu_ps(c + i * ldc + 8, v1);
+    }
+    return;
+  }
+  // The last panel's columns: the same epilogue one value at a time.
+  for (int i = 0; i < R; ++i) {
+    float acc[16];
+    _mm256_storeu_ps(acc, acc0[i]);
+    _mm256_storeu_ps(acc + 8, acc1[i]);
+    for (int j = 0; j < cols; ++j) {
+      float v = acc[j] + (bias ? bias[j] : 0.0f) + (res ? res[i * ldr + j] : 0.0f);
+      c[i * ldc + j] = std::min(std::max(v, lo), hi);
+    }
+  }
+}
+
+using half_tile_fn = void (*)(const float*, int64_t, const float*, int, int, const float*,
+                              const float*, int64_t, float, float, float*, int64_t);
+constexpr half_tile_fn avx2_half_tiles[7] = {nullptr,           half_tile_avx2<1>,
+                                             half_tile_avx2<2>, half_tile_avx2<3>,
+                                             half_tile_avx2<4>, half_tile_avx2<5>,
+                                             half_tile_avx2<6>};
+
+/// AVX2: rows x (up to) one panel, as two halves of 16 columns, rows six at a time.
+void tile_avx2(const float* a, int rows, int64_t lda, const float* bp, int k, int cols,
+               const float* bias, const float* res, int64_t ldr, float lo, float hi, float* c,
+               int64_t ldc) {
+  for (int half = 0; half < 2; ++half) {
+    int hc = std::min(16, cols - 16 * half);
+    if (hc <= 0)
+      break;
+    int off = 16 * half;
+    for (int i = 0; i < rows; i += 6) {
+      int r = std::min(6, rows - i);
+      avx2_half_tiles[r](a + i * lda, lda, bp + off, k, hc, bias ? bias + off : nullptr,
+                         res ? res + i * ldr + off : nullptr, ldr, lo, hi, c + i * ldc + off, ldc);
+    }
+  }
+}
+
 using tile_fn = void (*)(const float*, int64_t, const float*, int, int, const float*, const float*,
                          int64_t, float, float, float*, int64_t);
 
@@ -106,6 +185,7 @@ constexpr tile_fn avx512_tiles[mr + 1] = {nullptr,        tile_avx512<1>, tile_a
 // The hand-written AVX-512 kernels run where the CPU has AVX-512F (which brings FMA) and
 // COMB_KERNELS_NO_AVX512 is not set (the _portable test runs check the fallback).
 const bool have_avx512 = (__builtin_cpu_init(), detail::use_avx512_kernels());
+const bool have_avx2 = !have_avx512 && detail::use_avx2_kernels();
 
 /// Rows [m0, m1) x panels [p0, p1).
 void block(const float* a, int64_t m0, int64_t m1, int64_t lda, const packed_gemm_b& b, int p0,
@@ -120,13 +200,18 @@ void block(const float* a, int64_t m0, int64_t m1, int64_t lda, const packed_gem
       int col0 = pn * gemm_panel;
       int cols = std::min(gemm_panel, b.n - col0);
       const float* bias = ep.bias ? ep.bias + col0 : nullptr;
-      for (int64_t i = r0; i < r1; i += mr) {
-        int rows = static_cast<int>(std::min<int64_t>(mr, r1 - i));
+      // AVX2 tiles take 6 rows (its 16 registers), the others mr.
+      const int step = have_avx2 ? 6 : mr;
+      for (int64_t i = r0; i < r1; i += step) {
+        int rows = static_cast<int>(std::min<int64_t>(step, r1 - i));
         const float* res = ep.residual ? ep.residual + i * ep.ldr + col0 : nullptr;
         float* ci = c + i * ldc + col0;
         if (have_avx512)
           avx512_tiles[rows](a + i * lda, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci,
                              ldc);
+        else if (have_avx2)
+          tile_avx2(a + i * lda, rows, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci,
+                    ldc);
         else
           tile_generic(a + i * lda, rows, lda, bp, k, cols, bias, res, ep.ldr, ep.lo, ep.hi, ci,
                        ldc);
