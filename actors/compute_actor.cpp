@@ -951,14 +951,15 @@ caf::result<task_result> accept_piece(compute_actor_t* self, runtime::piece piec
   }
   auto& task = **added;
   auto key = std::make_pair(static_cast<uint8_t>(task.kind), task.model_id);
-  if (sink) {
-    st.queues[key].push_back(waiting_task{std::move(task), {}, clock_type::now(), std::move(sink)});
-    drain(self);
-    return caf::delegated<task_result>{};
-  }
-  auto rp = self->make_response_promise<task_result>();
-  st.queues[key].push_back(waiting_task{std::move(task), rp, clock_type::now(), std::nullopt});
+  // A task from a local link is answered there (deliver()), not through a promise.
+  bool linked = sink.has_value();
+  caf::typed_response_promise<task_result> rp;
+  if (!linked)
+    rp = self->make_response_promise<task_result>();
+  st.queues[key].push_back(waiting_task{std::move(task), rp, clock_type::now(), std::move(sink)});
   drain(self);
+  if (linked)
+    return caf::delegated<task_result>{};
   return rp;
 }
 

@@ -63,8 +63,7 @@ struct job {
   bool by_file = false;
   /// The compute process found the blob file gone: this task's bytes go another way.
   bool files_tried = false;
-  /// Its message went over the local link (of serial `link_serial`), not through CAF.
-  bool via_link = false;
+  /// The serial of the local link its messages went over (0: none, they went through CAF).
   uint64_t link_serial = 0;
 };
 
@@ -179,7 +178,7 @@ void restart(function_actor_t* self, uint64_t key, const caf::error& why) {
   auto& j = i->second;
   ++j.generation;
   j.by_file = false;
-  j.via_link = false;
+  j.link_serial = 0;
   j.next = j.in_flight = j.acked = 0;
   j.count = j.pieces;
   j.final.reset();
@@ -414,6 +413,20 @@ void on_error(function_actor_t* self, uint64_t key, uint32_t gen, uint32_t idx, 
   fail(self, key, std::move(e));
 }
 
+/// After a send over the local link that returned `err`: true when the message went (`j`
+/// notes the link's serial); else a link that is down is forgotten, and the caller sends
+/// through CAF, as the next messages go.
+bool sent_over_link(function_actor_t* self, job& j, const caf::error& err) {
+  auto& link = self->state.link;
+  if (!err) {
+    j.link_serial = link->serial();
+    return true;
+  }
+  if (!link->up())
+    link.reset();
+  return false;
+}
+
 void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
   auto& j = self->state.jobs.at(key);
   const auto& req = j.req;
@@ -436,17 +449,12 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
     auto& compute = self->state.compute;
     runtime::stage_trace::mark("fn.send", req.task_id);
     if (auto& link = self->state.link; link && link->up()) {
-      auto err = j.by_file ? link->send_blob(key, gen, header, *req.source->file)
-                           : link->send_shm(key, gen, header, *j.region);
-      if (!err) {
-        j.via_link = true;
-        j.link_serial = link->serial();
+      if (sent_over_link(self, j,
+                         j.by_file ? link->send_blob(key, gen, header, *req.source->file)
+                                   : link->send_shm(key, gen, header, *j.region)))
         return;
-      }
-      if (!link->up())
-        link.reset(); // down: this message and the next ones go through CAF
     }
-    j.via_link = false;
+    j.link_serial = 0;
     (j.by_file ? self->request(compute, caf::infinite, runtime::blob_piece_atom::value,
                                std::move(header), *req.source->file)
                : self->request(compute, caf::infinite, runtime::shm_piece_atom::value,
@@ -475,13 +483,8 @@ void send_piece(function_actor_t* self, uint64_t key, uint32_t idx) {
             {"model_version", req.model_version},
             {"attempt", j.attempts}});
   if (auto& link = self->state.link; link && link->up()) {
-    if (!link->send_piece(key, gen, idx, bytes)) {
-      j.via_link = true;
-      j.link_serial = link->serial();
+    if (sent_over_link(self, j, link->send_piece(key, gen, idx, bytes)))
       return;
-    }
-    if (!link->up())
-      link.reset(); // down: this piece and the next ones go through CAF
   }
   // No CAF timeout: sweep() is the backstop.
   self->request(self->state.compute, caf::infinite, piece_atom::value, std::move(bytes))
@@ -753,7 +756,7 @@ caf::behavior function_actor(function_actor_t* self, function_config cfg) {
         st.link.reset();
       std::vector<std::pair<uint64_t, uint32_t>> lost_here;
       for (auto& [key, j] : st.jobs)
-        if (j.via_link && j.link_serial == serial && j.in_flight > 0)
+        if (j.link_serial == serial && j.in_flight > 0)
           lost_here.emplace_back(key, j.generation);
       for (auto& [key, gen] : lost_here) {
         auto e = make_error(errc::unavailable, "local link to the compute process at "

@@ -1147,12 +1147,13 @@ int main(int argc, char** argv) {
       kernels::cpu_backend::set_sgemm_split(split_better);
       auto d2 = run_direct(*lm, task, count, nullptr);
       auto d = std::min({d_own, d_split, d2});
+      const auto p_first = p, d_first = d;
       // More rounds: path then direct (in the better mode), alternating; the medians count.
       comb::perf::turns path_turns, direct_turns, ratios;
       path_turns.add(p);
       direct_turns.add(std::min(d_own, d_split));
       direct_turns.add(d2);
-      ratios.add(p / std::min({d_own, d_split, d2}));
+      ratios.add(p_first / d_first);
       for (size_t round = 1; round < rounds; ++round) {
         auto pr = run_path(*n, sys, m, count, window, next_n);
         auto dr = run_direct(*lm, task, count, nullptr);
@@ -1185,10 +1186,10 @@ int main(int argc, char** argv) {
       std::printf("  %-9s %5zu invocations: path %9.2f ms/inv | direct %9.2f ms/inv "
                   "(before: OpenBLAS threads %.2f, split %.2f; after, %s %.2f) | overhead "
                   "%+6.1f%%%s",
-                  m.name.c_str(), count, path_turns.v[0] / count * 1e3,
-                  std::min({d_own, d_split, d2}) / count * 1e3, d_own / count * 1e3,
+                  m.name.c_str(), count, p_first / count * 1e3, d_first / count * 1e3,
+                  d_own / count * 1e3,
                   d_split / count * 1e3, split_better ? "split" : "OpenBLAS threads",
-                  d2 / count * 1e3, (ratios.v[0] - 1) * 100,
+                  d2 / count * 1e3, (p_first / d_first - 1) * 100,
                   rounds > 1 ? " (first round; its CPU and stages below)" : "");
       if (torch_per > 0)
         std::printf(" | PyTorch direct %9.2f ms/inv", torch_per);

@@ -290,6 +290,12 @@ void local_link_server::accept_loop() {
 }
 
 void local_link_server::serve(std::shared_ptr<local_link_peer> peer) {
+  serve_frames(peer);
+  ::shutdown(peer->fd_, SHUT_RDWR);
+  peer->done_.store(true);
+}
+
+void local_link_server::serve_frames(const std::shared_ptr<local_link_peer>& peer) {
   int fd = peer->fd_;
   auto refuse = [&](const std::string& why) {
     std::cerr << "comb compute: local link @" << name_ << ": " << why
@@ -297,21 +303,15 @@ void local_link_server::serve(std::shared_ptr<local_link_peer> peer) {
   };
   frame f;
   set_recv_timeout(fd, 2000);
-  if (read_head(fd, f) != head_status::ok || f.type != hello || f.key != token_ || f.body != 0) {
-    ::shutdown(fd, SHUT_RDWR);
-    peer->done_.store(true);
+  if (read_head(fd, f) != head_status::ok || f.type != hello || f.key != token_ || f.body != 0)
     return; // a stranger or a stale token: closed without a word
-  }
   set_recv_timeout(fd, 0);
   {
     char head[frame_head];
     put_head(head, hello_ok, 0, 0, 0, 0);
     std::lock_guard<std::mutex> guard{peer->write_mu_};
-    if (!write_frame(fd, head, nullptr, 0)) {
-      ::shutdown(fd, SHUT_RDWR);
-      peer->done_.store(true);
+    if (!write_frame(fd, head, nullptr, 0))
       return;
-    }
   }
   std::vector<char> body;
   for (;;) {
@@ -366,8 +366,6 @@ void local_link_server::serve(std::shared_ptr<local_link_peer> peer) {
                      std::move(ref));
     }
   }
-  ::shutdown(fd, SHUT_RDWR);
-  peer->done_.store(true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -121,6 +121,8 @@ private:
                     uint64_t token);
   void accept_loop();
   void serve(std::shared_ptr<local_link_peer> peer);
+  // The connection's frames until it ends (serve() then shuts it and marks the peer done).
+  void serve_frames(const std::shared_ptr<local_link_peer>& peer);
 
   caf::actor_system& sys_;
   caf::actor_addr compute_;
