@@ -3,6 +3,10 @@
 process (PREFIX.<pid>) by time and prints, for invocations that ran one at a time, the median
 time between consecutive stages, and whether the step changed thread or process.
 
+An invocation is the marks from one START mark to the next. It ran alone when its marks that
+carry a task id all carry the same one, and every mark of that task id lies inside it; the
+others (invocations in flight together, whose marks interleave) are counted and left out.
+
   scripts/stage_trace.py PREFIX [--start STAGE] [--skip N]
 """
 import glob
@@ -27,6 +31,20 @@ def read(prefix):
     return marks
 
 
+def alone(runs, marks):
+    """The runs whose id-carrying marks name one task, all of whose marks they hold."""
+    per_id = defaultdict(int)
+    for m in marks:
+        if m[4]:
+            per_id[m[4]] += 1
+    out = []
+    for run in runs:
+        ids = [m[4] for m in run if m[4]]
+        if ids and len(set(ids)) == 1 and per_id[ids[0]] == len(ids):
+            out.append(run)
+    return out
+
+
 def main():
     args = sys.argv[1:]
     prefix = args[0]
@@ -44,6 +62,8 @@ def main():
         elif runs:
             runs[-1].append(m)
     runs = runs[skip:]
+    total = len(runs)
+    runs = alone(runs, marks)
     steps = defaultdict(list)
     order = []
     for run in runs:
@@ -52,7 +72,8 @@ def main():
             if key not in steps:
                 order.append(key)
             steps[key].append((b[0] - a[0]) / 1000.0)
-    print(f"{len(runs)} invocations from {start}; median us (range) between consecutive marks")
+    print(f"{len(runs)} invocations from {start} ran alone ({total - len(runs)} overlapped, left "
+          f"out); median us (range) between consecutive marks")
     for key in order:
         v = steps[key]
         if len(v) < len(runs) / 2:
