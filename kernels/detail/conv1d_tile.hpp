@@ -6,7 +6,9 @@
 // a tile is 8 consecutive windows (time steps) x the block's 1 to 3 vectors of 16 filters,
 // accumulated in up to 24 AVX-512 registers over the k * c_in inputs of each window, read
 // straight from the sequence (a window of k rows is k * c_in contiguous floats, so no
-// im2col). Internal to kernels/ops; pure functions, thread-safe.
+// im2col). On CPUs with AVX2 and FMA but no AVX-512, tiles of 4 or 6 windows x 2 or 3 vectors
+// of 8 filters run over the same packed blocks (conv1d_store_block / conv1d_max_block /
+// conv1d_weight_grad_tiles choose). Internal to kernels/ops; pure functions, thread-safe.
 #pragma once
 
 #include "kernels/detail/simd.hpp"
@@ -299,6 +301,336 @@ __attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_
     _mm512_storeu_ps(best + col0 + 16 * v, bv[v]);
     _mm512_storeu_si512(reinterpret_cast<void*>(arg + col0 + 16 * v), av[v]);
   }
+}
+
+// --- AVX2 (CPUs without AVX-512) ---------------------------------------------------------
+// The same packed blocks, each as sub-blocks of 8 V filters: V = 3 for a 48-wide block (4
+// windows a tile: 12 accumulators, 3 weight vectors and a broadcast fill the 16 ymm
+// registers), V = 2 for 32 and 16 (6 windows a tile). Every loop over a tile's rows or
+// vectors is unrolled: an accumulator indexed at run time would live in memory, and GCC then
+// stores it on every step of the k loop.
+
+/// The lanes of 8 floats from `col` that are below `limit`, as a maskload/maskstore mask.
+__attribute__((target("avx2"), always_inline)) inline __m256i lanes_below(int64_t col,
+                                                                          int64_t limit) {
+  int left = static_cast<int>(std::clamp<int64_t>(limit - col, 0, 8));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/// acc[r][v] = window(rows[r]) . columns [8 v, 8 v + 8) of a panel [nseg * len, width] (row
+/// stride width floats), a window being nseg segments of len contiguous floats, segment s at
+/// rows[r] + s * stride (as conv_tile_accumulate).
+template <int R, int V>
+__attribute__((target("avx2,fma"), always_inline)) inline void conv_tile_accumulate_avx2(
+  const float* const* rows, int64_t nseg, int64_t stride, int64_t len, const float* panel,
+  int64_t width, __m256 (&acc)[R][V]) {
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      acc[r][v] = _mm256_setzero_ps();
+  for (int64_t s = 0; s < nseg; ++s) {
+    const float* x[R];
+#  pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      x[r] = rows[r] + s * stride;
+    const float* ps = panel + s * len * width;
+    for (int64_t kk = 0; kk < len; ++kk) {
+      const float* wr = ps + kk * width;
+      __m256 wv[V];
+#  pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        wv[v] = _mm256_loadu_ps(wr + 8 * v);
+#  pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        __m256 xb = _mm256_broadcast_ss(x[r] + kk);
+#  pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          acc[r][v] = _mm256_fmadd_ps(xb, wv[v], acc[r][v]);
+      }
+    }
+  }
+}
+
+/// Stores acc rows [0, n) to out[r] + c0 for V vectors, clipped to c_out, plus bias.
+template <int R, int V>
+__attribute__((target("avx2,fma"), always_inline)) inline void conv_tile_store_avx2(
+  const __m256 (&acc)[R][V], int64_t n, float* const* out, int64_t c0, int64_t c_out,
+  const float* bias) {
+#  pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    __m256i mask = lanes_below(c0 + 8 * v, c_out);
+    __m256 bv = bias ? _mm256_maskload_ps(bias + c0 + 8 * v, mask) : _mm256_setzero_ps();
+#  pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      if (r < n)
+        _mm256_maskstore_ps(out[r] + c0 + 8 * v, mask, _mm256_add_ps(acc[r][v], bv));
+  }
+}
+
+/// conv2d_tile_store for AVX2: a strip of up to 8 pixels as two tiles of 4 windows, the block
+/// [col0, col0 + width) as sub-blocks of 8 V filters.
+template <int V>
+__attribute__((target("avx2,fma"))) void conv2d_tile_store_avx2(
+  const float* const* rows, int64_t n, int64_t kh, int64_t stride, int64_t len, const float* wp,
+  int64_t col0, int64_t width, int64_t c_out, const float* bias, float* const* out) {
+  for (int64_t sub = 0; sub < width && col0 + sub < c_out; sub += 8 * V)
+    for (int half = 0; half < conv1d_tile_rows && half < n; half += 4) {
+      __m256 acc[4][V];
+      conv_tile_accumulate_avx2<4, V>(rows + half, kh, stride, len, wp + kh * len * col0 + sub,
+                                      width, acc);
+      conv_tile_store_avx2<4, V>(acc, std::min<int64_t>(4, n - half), out + half, col0 + sub,
+                                 c_out, bias);
+    }
+}
+
+/// conv1d_tiles_store for AVX2: the block [col0, col0 + width) as sub-blocks of 8 V filters,
+/// R windows a tile.
+template <int R, int V>
+__attribute__((target("avx2,fma"))) void conv1d_tiles_store_avx2(
+  const float* xs, int64_t c_in, int64_t kd, int64_t t_out, const float* wp, int64_t col0,
+  int64_t width, int64_t c_out, const float* bias, float* ys) {
+  for (int64_t sub = 0; sub < width; sub += 8 * V) {
+    const int64_t c0 = col0 + sub;
+    if (c0 >= c_out)
+      break;
+    for (int64_t t0 = 0; t0 < t_out; t0 += R) {
+      const float* rows[R];
+#  pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
+      float* out[R];
+#  pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        out[r] = ys + (t0 + r) * c_out;
+      __m256 acc[R][V];
+      conv_tile_accumulate_avx2<R, V>(rows, 1, 0, kd, wp + kd * col0 + sub, width, acc);
+      conv_tile_store_avx2<R, V>(acc, std::min<int64_t>(R, t_out - t0), out, c0, c_out, bias);
+    }
+  }
+}
+
+/// conv1d_tiles_max for AVX2 (the same first maximum and its t; NaN never wins).
+template <int R, int V>
+__attribute__((target("avx2,fma"))) void conv1d_tiles_max_avx2(const float* xs, int64_t c_in,
+                                                               int64_t kd, int64_t t_out,
+                                                               const float* wp, int64_t col0,
+                                                               int64_t width, float* best,
+                                                               int32_t* arg) {
+  for (int64_t sub = 0; sub < width; sub += 8 * V) {
+    __m256 bv[V];
+    __m256 av[V]; // the arg-max as int32 lanes, kept in float registers for blendv
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      bv[v] = _mm256_setzero_ps();
+      av[v] = _mm256_setzero_ps();
+    }
+    for (int64_t t0 = 0; t0 < t_out; t0 += R) {
+      const float* rows[R];
+#  pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        rows[r] = xs + std::min<int64_t>(t0 + r, t_out - 1) * c_in;
+      __m256 acc[R][V];
+      conv_tile_accumulate_avx2<R, V>(rows, 1, 0, kd, wp + kd * col0 + sub, width, acc);
+#  pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int64_t t = t0 + r;
+        if (t >= t_out)
+          break;
+        if (t == 0) {
+#  pragma GCC unroll 4
+          for (int v = 0; v < V; ++v)
+            bv[v] = acc[r][v];
+          continue;
+        }
+        __m256 tv = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(t)));
+#  pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) {
+          // Strictly greater, NaN never wins: the first maximum is kept, as max_over_time.
+          __m256 m = _mm256_cmp_ps(acc[r][v], bv[v], _CMP_GT_OQ);
+          bv[v] = _mm256_blendv_ps(bv[v], acc[r][v], m);
+          av[v] = _mm256_blendv_ps(av[v], tv, m);
+        }
+      }
+    }
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      _mm256_storeu_ps(best + col0 + sub + 8 * v, bv[v]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(arg + col0 + sub + 8 * v),
+                          _mm256_castps_si256(av[v]));
+    }
+  }
+}
+
+/// conv1d_dw_tile for AVX2: RK filters x V vectors of 8 window positions from k0; Masked:
+/// the last vector may pass kd.
+template <int RK, int V, bool Masked>
+__attribute__((target("avx2,fma"))) void conv1d_dw_tile_avx2(const float* xs, int64_t c_in,
+                                                             int64_t kd, const float* dys,
+                                                             int64_t c_out, int64_t n, int64_t o0,
+                                                             int64_t k0, float* dwt) {
+  __m256i mask[V];
+#  pragma GCC unroll 4
+  for (int v = 0; v < V; ++v)
+    mask[v] = lanes_below(k0 + 8 * v, kd);
+  __m256 acc[RK][V];
+#  pragma GCC unroll 8
+  for (int i = 0; i < RK; ++i)
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      acc[i][v] = _mm256_setzero_ps();
+  const float* xr = xs + k0;
+  const float* dr = dys + o0;
+  for (int64_t t = 0; t < n; ++t, xr += c_in, dr += c_out) {
+    __m256 xv[V];
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      xv[v] = Masked ? _mm256_maskload_ps(xr + 8 * v, mask[v]) : _mm256_loadu_ps(xr + 8 * v);
+#  pragma GCC unroll 8
+    for (int i = 0; i < RK; ++i) {
+      __m256 g = _mm256_broadcast_ss(dr + i);
+#  pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        acc[i][v] = _mm256_fmadd_ps(g, xv[v], acc[i][v]);
+    }
+  }
+#  pragma GCC unroll 8
+  for (int i = 0; i < RK; ++i)
+#  pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      float* o = dwt + (o0 + i) * kd + k0 + 8 * v;
+      _mm256_maskstore_ps(o, mask[v], _mm256_add_ps(_mm256_maskload_ps(o, mask[v]), acc[i][v]));
+    }
+}
+
+/// conv1d_dw_tile_avx2<RK, ...> across kd: 3 vectors at a time, the rest masked.
+template <int RK>
+__attribute__((target("avx2,fma"))) void conv1d_dw_rows_avx2(const float* xs, int64_t c_in,
+                                                             int64_t kd, const float* dys,
+                                                             int64_t c_out, int64_t n, int64_t o0,
+                                                             float* dwt) {
+  int64_t k0 = 0;
+  for (; k0 + 24 <= kd; k0 += 24)
+    conv1d_dw_tile_avx2<RK, 3, false>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+  if (k0 + 16 < kd)
+    conv1d_dw_tile_avx2<RK, 3, true>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+  else if (k0 + 8 < kd)
+    conv1d_dw_tile_avx2<RK, 2, true>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+  else if (k0 < kd)
+    conv1d_dw_tile_avx2<RK, 1, true>(xs, c_in, kd, dys, c_out, n, o0, k0, dwt);
+}
+
+/// conv1d_weight_grad for AVX2: filters 4 at a time (12 accumulators), then 2 and 1.
+__attribute__((target("avx2,fma"))) inline void conv1d_weight_grad_avx2(
+  const float* xs, int64_t c_in, int64_t kd, const float* dys, int64_t c_out, int64_t n,
+  float* dwt) {
+  int64_t o0 = 0;
+  for (; o0 + 4 <= c_out; o0 += 4)
+    conv1d_dw_rows_avx2<4>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+  if (o0 + 2 <= c_out) {
+    conv1d_dw_rows_avx2<2>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+    o0 += 2;
+  }
+  if (o0 < c_out)
+    conv1d_dw_rows_avx2<1>(xs, c_in, kd, dys, c_out, n, o0, dwt);
+}
+#endif
+
+/// Whether the AVX2 tiles run: no AVX-512 tiles, and detail::use_avx2_kernels().
+inline bool conv1d_tile_avx2() {
+#ifdef COMB_CONV1D_TILE_AVX512
+  return !use_avx512_kernels() && use_avx2_kernels();
+#else
+  return false;
+#endif
+}
+
+/// Whether either kind of tile runs (conv1d's forward, conv1d_max, the valid backward).
+inline bool conv1d_tiles_available() {
+  return conv1d_tile_avx512() || conv1d_tile_avx2();
+}
+
+#ifdef COMB_CONV1D_TILE_AVX512
+/// The windows t = 0 .. t_out - 1 of one sequence against the block at col0 (width
+/// conv1d_block_width), stored into ys [t_out, c_out] clipped to c_out, plus bias (nullptr:
+/// none): the AVX-512 tiles or the AVX2 ones.
+inline void conv1d_store_block(const float* xs, int64_t c_in, int64_t kd, int64_t t_out,
+                               const float* wp, int64_t col0, int64_t width, int64_t c_out,
+                               const float* bias, float* ys) {
+  if (conv1d_tile_avx512()) {
+    switch (width / 16) {
+    case 3:
+      conv1d_tiles_store<3>(xs, c_in, kd, t_out, wp, col0, c_out, bias, ys);
+      break;
+    case 2:
+      conv1d_tiles_store<2>(xs, c_in, kd, t_out, wp, col0, c_out, bias, ys);
+      break;
+    default:
+      conv1d_tiles_store<1>(xs, c_in, kd, t_out, wp, col0, c_out, bias, ys);
+      break;
+    }
+  } else if (width % 24 == 0) {
+    conv1d_tiles_store_avx2<4, 3>(xs, c_in, kd, t_out, wp, col0, width, c_out, bias, ys);
+  } else {
+    conv1d_tiles_store_avx2<6, 2>(xs, c_in, kd, t_out, wp, col0, width, c_out, bias, ys);
+  }
+}
+
+/// The max over windows for the block at col0 (width conv1d_block_width): the AVX-512
+/// tiles or the AVX2 ones.
+inline void conv1d_max_block(const float* xs, int64_t c_in, int64_t kd, int64_t t_out,
+                             const float* wp, int64_t col0, int64_t width, float* best,
+                             int32_t* arg) {
+  if (conv1d_tile_avx512()) {
+    switch (width / 16) {
+    case 3:
+      conv1d_tiles_max<3>(xs, c_in, kd, t_out, wp, col0, best, arg);
+      break;
+    case 2:
+      conv1d_tiles_max<2>(xs, c_in, kd, t_out, wp, col0, best, arg);
+      break;
+    default:
+      conv1d_tiles_max<1>(xs, c_in, kd, t_out, wp, col0, best, arg);
+      break;
+    }
+  } else if (width % 24 == 0) {
+    conv1d_tiles_max_avx2<4, 3>(xs, c_in, kd, t_out, wp, col0, width, best, arg);
+  } else {
+    conv1d_tiles_max_avx2<6, 2>(xs, c_in, kd, t_out, wp, col0, width, best, arg);
+  }
+}
+
+/// A strip of up to 8 output pixels of a dense 2-D convolution (conv2d_tile_store) against the
+/// block at col0 (width conv1d_block_width): the AVX-512 tiles or the AVX2 ones.
+inline void conv2d_store_strip(const float* const* rows, int64_t n, int64_t kh, int64_t stride,
+                               int64_t len, const float* wp, int64_t col0, int64_t width,
+                               int64_t c_out, const float* bias, float* const* out) {
+  if (conv1d_tile_avx512()) {
+    switch (width / 16) {
+    case 3:
+      conv2d_tile_store<3>(rows, n, kh, stride, len, wp, col0, c_out, bias, out);
+      break;
+    case 2:
+      conv2d_tile_store<2>(rows, n, kh, stride, len, wp, col0, c_out, bias, out);
+      break;
+    default:
+      conv2d_tile_store<1>(rows, n, kh, stride, len, wp, col0, c_out, bias, out);
+      break;
+    }
+  } else if (width % 24 == 0) {
+    conv2d_tile_store_avx2<3>(rows, n, kh, stride, len, wp, col0, width, c_out, bias, out);
+  } else {
+    conv2d_tile_store_avx2<2>(rows, n, kh, stride, len, wp, col0, width, c_out, bias, out);
+  }
+}
+
+/// conv1d_weight_grad on the AVX-512 tiles or the AVX2 ones.
+inline void conv1d_weight_grad_tiles(const float* xs, int64_t c_in, int64_t kd, const float* dys,
+                                     int64_t c_out, int64_t n, float* dwt) {
+  if (conv1d_tile_avx512())
+    conv1d_weight_grad(xs, c_in, kd, dys, c_out, n, dwt);
+  else
+    conv1d_weight_grad_avx2(xs, c_in, kd, dys, c_out, n, dwt);
 }
 #endif
 

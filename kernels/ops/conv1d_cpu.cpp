@@ -1,4 +1,4 @@
-// Fast conv1d. With AVX-512: register tiles straight over the windows of x
+// Fast conv1d. With AVX-512 or AVX2: register tiles straight over the windows of x
 // (detail/conv1d_tile.hpp; no im2col, no sgemm), sequences across threads, for the forward
 // and, with valid padding, the backward (dw through detail::conv1d_weight_grad's tiles over
 // x and dy, dx as the full convolution of dy through the forward's tiles). Otherwise: im2col
@@ -84,7 +84,7 @@ void col2im_seq(const conv1d_dims& d, const float* dcol, int64_t b, int64_t b0, 
   }
 }
 
-/// The AVX-512 forward: weights packed once, then per sequence the register tiles of
+/// The tiled forward (AVX-512 or AVX2): weights packed once, then per sequence the register tiles of
 /// detail/conv1d_tile.hpp write y directly. "same" padding copies the sequence between
 /// zero rows first (a per-thread buffer), so every window is k contiguous rows.
 void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const float* bias,
@@ -108,17 +108,7 @@ void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const fl
       float* ys = y + b * d.t_out * d.c_out;
       for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
         width = detail::conv1d_block_width(fp, col0);
-        switch (width / 16) {
-        case 3:
-          detail::conv1d_tiles_store<3>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
-          break;
-        case 2:
-          detail::conv1d_tiles_store<2>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
-          break;
-        default:
-          detail::conv1d_tiles_store<1>(xs, d.c_in, kd, d.t_out, wp, col0, d.c_out, bias, ys);
-          break;
-        }
+        detail::conv1d_store_block(xs, d.c_in, kd, d.t_out, wp, col0, width, d.c_out, bias, ys);
       }
     }
   });
@@ -128,7 +118,7 @@ void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const fl
 } // namespace
 
 void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias, float* y) {
-  if (detail::conv1d_tile_avx512()) {
+  if (detail::conv1d_tiles_available()) {
     conv1d_tiles(d, x, w, bias, y);
     return;
   }
@@ -150,7 +140,7 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
 
 namespace {
 
-/// The valid-padding backward with AVX-512. dw: register tiles over each sequence's x and
+/// The valid-padding backward on the tiles (AVX-512 or AVX2). dw: register tiles over each sequence's x and
 /// dy as they are (detail::conv1d_weight_grad, no copies), the sequences in a fixed number of
 /// parts across the pool, each part summing into its own transposed partial [c_out, k * c_in];
 /// the partials are then added in part order (the same sums whatever the threads do) into dw.
@@ -168,7 +158,7 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
     float* dwt = partial + p * f * kdw;
     std::fill(dwt, dwt + f * kdw, 0.0f);
     for (int64_t b = d.batch * p / parts; b < d.batch * (p + 1) / parts; ++b)
-      detail::conv1d_weight_grad(x + b * d.time * d.c_in, d.c_in, kdw, dy + b * d.t_out * f, f,
+      detail::conv1d_weight_grad_tiles(x + b * d.time * d.c_in, d.c_in, kdw, dy + b * d.t_out * f, f,
                                  d.t_out, dwt);
   });
   detail::parallel_range(kdw, 16, [&](int64_t k0, int64_t k1) {
@@ -202,17 +192,7 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
       float* out = dx + b * d.time * d.c_in;
       for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
         width = detail::conv1d_block_width(fp, col0);
-        switch (width / 16) {
-        case 3:
-          detail::conv1d_tiles_store<3>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
-          break;
-        case 2:
-          detail::conv1d_tiles_store<2>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
-          break;
-        default:
-          detail::conv1d_tiles_store<1>(buf, f, kd, d.time, wp, col0, d.c_in, nullptr, out);
-          break;
-        }
+        detail::conv1d_store_block(buf, f, kd, d.time, wp, col0, width, d.c_in, nullptr, out);
       }
     }
   });
@@ -223,7 +203,7 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
 
 void conv1d_backward_cpu(const conv1d_dims& d, const float* x, const float* w, const float* dy,
                          float* dx, float* dw, float* dbias) {
-  if (detail::conv1d_tile_avx512() && d.pad_before == 0 && d.t_out == d.time - d.k + 1
+  if (detail::conv1d_tiles_available() && d.pad_before == 0 && d.t_out == d.time - d.k + 1
       && d.batch > 0) {
     conv1d_backward_tiles(d, x, w, dy, dx, dw);
     if (dbias) {

@@ -1,9 +1,9 @@
 // Fast conv1d_max (see conv1d_max.hpp). Forward: the weights are packed once per call
 // (detail/conv1d_tile.hpp); then, per sequence, tiles of 8 time steps x up to 3 vectors of
-// 16 filters accumulate in 24 AVX-512 registers, reading each window straight from x, and
-// fold into a running max and argmax: the convolution output never reaches memory.
-// Sequences are split across threads. Without AVX-512: conv1d_cpu (im2col + sgemm) into
-// a buffer, then max_over_time_cpu.
+// 16 filters accumulate in 24 AVX-512 registers (AVX2: 4 or 6 x 2 or 3 vectors of 8 in 12),
+// reading each window straight from x, and fold into a running max and argmax: the
+// convolution output never reaches memory. Sequences are split across threads. Without
+// either: conv1d_cpu (im2col + sgemm) into a buffer, then max_over_time_cpu.
 // Backward: g = dy * act'(y); dbias = column sums of g; row f of dw^T [c_out, k * c_in] =
 // sum over b of g[b, f] * window(b, argmax[b, f]) (threads own filters), then transposed
 // into dw; window(b, argmax[b, f]) of dx += g[b, f] * row f of w^T (threads own
@@ -59,7 +59,7 @@ void axpy(int64_t n, float a, const float* x, float* y) {
 void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const float* bias,
                     activation a, float* y, int32_t* argmax) {
   const int64_t f_out = d.c_out;
-  if (!detail::conv1d_tile_avx512()) {
+  if (!detail::conv1d_tiles_available()) {
     // Portable: the convolution through conv1d_cpu (im2col + sgemm) into a buffer, then
     // the max over time; bias and activation below.
     float* conv = detail::scratch(static_cast<size_t>(d.batch * d.t_out * f_out), 2);
@@ -89,17 +89,8 @@ void conv1d_max_cpu(const conv1d_dims& d, const float* x, const float* w, const 
       const int64_t t_out = d.lengths ? d.lengths[b] - d.k + 1 : d.t_out;
       for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
         width = detail::conv1d_block_width(fp, col0);
-        switch (width / 16) {
-        case 3:
-          detail::conv1d_tiles_max<3>(xs, d.c_in, kd, t_out, wp, col0, best.data(), arg.data());
-          break;
-        case 2:
-          detail::conv1d_tiles_max<2>(xs, d.c_in, kd, t_out, wp, col0, best.data(), arg.data());
-          break;
-        default:
-          detail::conv1d_tiles_max<1>(xs, d.c_in, kd, t_out, wp, col0, best.data(), arg.data());
-          break;
-        }
+        detail::conv1d_max_block(xs, d.c_in, kd, t_out, wp, col0, width, best.data(),
+                                 arg.data());
       }
       for (int64_t f = 0; f < f_out; ++f) {
         y[b * f_out + f] = act_of(best[static_cast<size_t>(f)] + (bias ? bias[f] : 0.0f), a);

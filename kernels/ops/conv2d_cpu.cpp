@@ -1,5 +1,5 @@
-// Fast NHWC conv2d. Dense (groups 1, kernel larger than 1x1) with AVX-512: the conv1d
-// register tiles over strips of 8 output pixels (detail/conv1d_tile.hpp). Pointwise (1x1,
+// Fast NHWC conv2d. Dense (groups 1, kernel larger than 1x1) with AVX-512 or AVX2: the
+// conv1d register tiles over strips of 8 output pixels (detail/conv1d_tile.hpp). Pointwise (1x1,
 // stride 1, unpadded, groups 1) with AVX-512: the whole batch as one dense layer (dense's
 // AVX-512 GEMM). Otherwise dense
 // and grouped: per image and group, im2col (one row per output pixel, [kh * kw * c_in/g]
@@ -105,7 +105,7 @@ void depthwise_row(const conv2d_dims& d, const float* x, const float* w, const f
   }
 }
 
-/// Dense (groups 1) convolution with AVX-512 through the conv1d register tiles: the
+/// Dense (groups 1) convolution with AVX-512 or AVX2 through the conv1d register tiles: the
 /// images are copied once between zero borders (when padded), then each output row is
 /// strips of 8 pixels whose windows are kh segments of kw * c_in contiguous floats; no
 /// im2col, no sgemm. Output rows split across threads.
@@ -151,20 +151,8 @@ void conv2d_tiles(const conv2d_dims& d, const float* x, const float* w, const fl
         int64_t real = std::min<int64_t>(detail::conv1d_tile_rows, d.ow - ox0);
         for (int64_t col0 = 0, width = 0; col0 < fp; col0 += width) {
           width = detail::conv1d_block_width(fp, col0);
-          switch (width / 16) {
-          case 3:
-            detail::conv2d_tile_store<3>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
-                                         out);
-            break;
-          case 2:
-            detail::conv2d_tile_store<2>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
-                                         out);
-            break;
-          default:
-            detail::conv2d_tile_store<1>(rows, real, d.kh, stride, len, wp, col0, d.c_out, bias,
-                                         out);
-            break;
-          }
+          detail::conv2d_store_strip(rows, real, d.kh, stride, len, wp, col0, width, d.c_out,
+                                     bias, out);
         }
       }
     }
@@ -182,7 +170,7 @@ void conv2d_cpu(const conv2d_dims& d, const float* x, const float* w, const floa
     });
     return;
   }
-  if (d.groups == 1 && !(d.kh == 1 && d.kw == 1) && detail::conv1d_tile_avx512()) {
+  if (d.groups == 1 && !(d.kh == 1 && d.kw == 1) && detail::conv1d_tiles_available()) {
     conv2d_tiles(d, x, w, bias, y);
     return;
   }
