@@ -8,10 +8,11 @@
 // summed from dy in the pass that packs it (pack_rows_sum). dense_relu_cpu applies ReLU in the store (an MLP's hidden
 // layer in one pass), and dense_relu_then_cpu hands each finished block of rows on while it
 // is in cache (the MLP's narrow head and softmax run there).
-// Otherwise OpenBLAS sgemm (bias broadcast into C first, beta = 1; gradients as two sgemms;
-// dbias a column sum). Narrow outputs (a classifier head: out <= 16) skip both in the
-// forward, as sgemm runs such shapes at a fraction of its speed: blocks of 8 rows
-// accumulate all outputs in one AVX-512 register each, rows split across threads.
+// Otherwise OpenBLAS sgemm (bias broadcast into C first, beta = 1, or with ReLU the product
+// and then bias and ReLU in one pass; gradients as two sgemms; dbias a column sum). Narrow
+// outputs (a classifier head: out <= 16) skip both in the forward, as sgemm runs such shapes
+// at a fraction of its speed: blocks of 8 rows accumulate all outputs in one AVX-512 register
+// each (AVX2: tiles of 6 rows x 1 or 2 vectors of 8), rows split across threads.
 #include "kernels/ops/dense.hpp"
 
 #include "kernels/detail/cpu_pool.hpp"
@@ -23,8 +24,13 @@
 #include <cstring>
 #include <functional>
 #include <thread>
+#include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own _mm512_max_ps (_mm512_undefined_ps, GCC bug 105593); the
+// warning is about the header, not this code.
+#  pragma GCC diagnostic ignored "-Wuninitialized"
+#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #  include <immintrin.h>
 #  define COMB_DENSE_AVX512 1
 #endif
@@ -66,6 +72,64 @@ __attribute__((target("avx512f"))) void narrow_rows_avx512(const float* x, int64
     _mm512_mask_storeu_ps(y + r * out, m, acc);
   }
 }
+/// narrow_rows for AVX2: w packed to [in, 8 V] (zero columns past out); tiles of 6 rows x V
+/// vectors of 8 outputs (at most 12 accumulators, V weight vectors and a broadcast).
+template <int V>
+__attribute__((target("avx2,fma"))) void narrow_rows_avx2(const float* x, int64_t r0, int64_t r1,
+                                                          int64_t in, const float* wp,
+                                                          int64_t out, const float* bias,
+                                                          float* y) {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i mask[V];
+  __m256 bv[V];
+#  pragma GCC unroll 2
+  for (int v = 0; v < V; ++v) {
+    mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(out) - 8 * v), iota);
+    bv[v] = bias ? _mm256_maskload_ps(bias + 8 * v, mask[v]) : _mm256_setzero_ps();
+  }
+  int64_t r = r0;
+  for (; r + 6 <= r1; r += 6) {
+    __m256 acc[6][V];
+#  pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i)
+#  pragma GCC unroll 2
+      for (int v = 0; v < V; ++v)
+        acc[i][v] = bv[v];
+    for (int64_t k = 0; k < in; ++k) {
+      __m256 wv[V];
+#  pragma GCC unroll 2
+      for (int v = 0; v < V; ++v)
+        wv[v] = _mm256_loadu_ps(wp + k * 8 * V + 8 * v);
+#  pragma GCC unroll 6
+      for (int i = 0; i < 6; ++i) {
+        __m256 xb = _mm256_broadcast_ss(x + (r + i) * in + k);
+#  pragma GCC unroll 2
+        for (int v = 0; v < V; ++v)
+          acc[i][v] = _mm256_fmadd_ps(xb, wv[v], acc[i][v]);
+      }
+    }
+#  pragma GCC unroll 6
+    for (int i = 0; i < 6; ++i)
+#  pragma GCC unroll 2
+      for (int v = 0; v < V; ++v)
+        _mm256_maskstore_ps(y + (r + i) * out + 8 * v, mask[v], acc[i][v]);
+  }
+  for (; r < r1; ++r) {
+    __m256 acc[V];
+#  pragma GCC unroll 2
+    for (int v = 0; v < V; ++v)
+      acc[v] = bv[v];
+    for (int64_t k = 0; k < in; ++k) {
+      __m256 xb = _mm256_broadcast_ss(x + r * in + k);
+#  pragma GCC unroll 2
+      for (int v = 0; v < V; ++v)
+        acc[v] = _mm256_fmadd_ps(xb, _mm256_loadu_ps(wp + k * 8 * V + 8 * v), acc[v]);
+    }
+#  pragma GCC unroll 2
+    for (int v = 0; v < V; ++v)
+      _mm256_maskstore_ps(y + r * out + 8 * v, mask[v], acc[v]);
+  }
+}
 #endif
 
 COMB_CLONES
@@ -87,8 +151,15 @@ void dense_narrow(const float* x, int64_t b, int64_t in, const float* w, int64_t
                   const float* bias, float* y) {
 #ifdef COMB_DENSE_AVX512
   const bool avx512 = detail::use_avx512_kernels();
-#else
-  const bool avx512 = false;
+  const bool avx2 = !avx512 && detail::use_avx2_kernels();
+  // AVX2: w with its columns padded to 8 or 16 (plain loads in the inner loop).
+  const int64_t vecs = out > 8 ? 2 : 1;
+  std::vector<float> wp;
+  if (avx2) {
+    wp.assign(static_cast<size_t>(in * 8 * vecs), 0.0f);
+    for (int64_t k = 0; k < in; ++k)
+      std::memcpy(wp.data() + k * 8 * vecs, w + k * out, static_cast<size_t>(out) * sizeof(float));
+  }
 #endif
   // Blocks of 8 rows, at least about 32k multiply-adds per chunk.
   int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(8 * in * out, 1));
@@ -97,6 +168,13 @@ void dense_narrow(const float* x, int64_t b, int64_t in, const float* w, int64_t
 #ifdef COMB_DENSE_AVX512
     if (avx512) {
       narrow_rows_avx512(x, r0, r1, in, w, out, bias, y);
+      return;
+    }
+    if (avx2) {
+      if (vecs == 2)
+        narrow_rows_avx2<2>(x, r0, r1, in, wp.data(), out, bias, y);
+      else
+        narrow_rows_avx2<1>(x, r0, r1, in, wp.data(), out, bias, y);
       return;
     }
 #endif
@@ -414,6 +492,16 @@ void column_sums(const float* a, int64_t rows, int64_t c, float* out) {
 
 namespace {
 
+/// y rows [r0, r1) (out wide) = max(y + bias, 0); NaN stays NaN.
+COMB_CLONES
+void bias_relu_rows(float* y, int64_t r0, int64_t r1, int64_t out, const float* bias) {
+  for (int64_t r = r0; r < r1; ++r) {
+    float* yr = y + r * out;
+    for (int64_t o = 0; o < out; ++o)
+      yr[o] = std::max(yr[o] + bias[o], 0.0f);
+  }
+}
+
 void dense_act(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                const float* bias, bool relu, float* y,
                const std::function<void(int64_t, int64_t)>* then = nullptr) {
@@ -429,15 +517,25 @@ void dense_act(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
       return;
     }
 #endif
-    if (bias)
-      for (int64_t i = 0; i < b; ++i)
-        std::memcpy(y + i * out, bias, static_cast<size_t>(out) * sizeof(float));
-    if (in == 0) {
-      if (!bias)
-        std::memset(y, 0, static_cast<size_t>(b * out) * sizeof(float));
+    if (relu && bias && in > 0) {
+      // The product, then bias and ReLU in one pass over y (not a pass writing the bias into
+      // y, the product adding to it, and a pass for the ReLU).
+      detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, b, out, in, 1.0f, x, in, w, out, 0.0f,
+                    y, out);
+      detail::parallel_range(b, std::max<int64_t>(1, 16384 / std::max<int64_t>(out, 1)),
+                             [&](int64_t r0, int64_t r1) { bias_relu_rows(y, r0, r1, out, bias); });
+      relu = false;
     } else {
-      detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, b, out, in, 1.0f, x, in, w, out,
-                    bias ? 1.0f : 0.0f, y, out);
+      if (bias)
+        for (int64_t i = 0; i < b; ++i)
+          std::memcpy(y + i * out, bias, static_cast<size_t>(out) * sizeof(float));
+      if (in == 0) {
+        if (!bias)
+          std::memset(y, 0, static_cast<size_t>(b * out) * sizeof(float));
+      } else {
+        detail::sgemm(/*trans_a=*/false, /*trans_b=*/false, b, out, in, 1.0f, x, in, w, out,
+                      bias ? 1.0f : 0.0f, y, out);
+      }
     }
   }
   if (relu)
