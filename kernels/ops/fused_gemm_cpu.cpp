@@ -33,6 +33,16 @@ namespace {
 // Rows of A per micro-tile.
 constexpr int mr = 8;
 
+/// The epilogue one value at a time: c[j] = clamp(acc[j] + bias[j] + res[j]) for j < cols
+/// (bias, res: nullptr for none).
+inline void store_row(const float* acc, int cols, const float* bias, const float* res, float lo,
+                      float hi, float* c) {
+  for (int j = 0; j < cols; ++j) {
+    float v = acc[j] + (bias ? bias[j] : 0.0f) + (res ? res[j] : 0.0f);
+    c[j] = std::min(std::max(v, lo), hi);
+  }
+}
+
 /// Portable micro-kernel: rows x (up to) one panel.
 void tile_generic(const float* a, int rows, int64_t lda, const float* bp, int k, int cols,
                   const float* bias, const float* res, int64_t ldr, float lo, float hi, float* c,
@@ -46,10 +56,7 @@ void tile_generic(const float* a, int rows, int64_t lda, const float* bp, int k,
       for (int j = 0; j < gemm_panel; ++j)
         acc[j] += av * bk[j];
     }
-    for (int j = 0; j < cols; ++j) {
-      float v = acc[j] + (bias ? bias[j] : 0.0f) + (res ? res[i * ldr + j] : 0.0f);
-      c[i * ldc + j] = std::min(std::max(v, lo), hi);
-    }
+    store_row(acc, cols, bias, res ? res + i * ldr : nullptr, lo, hi, c + i * ldc);
   }
 }
 
@@ -149,10 +156,7 @@ __attribute__((target("avx2,fma"))) void half_tile_avx2(const float* a, int64_t 
     _mm256_storeu_ps(acc[i] + 8, acc1[i]);
   }
   for (int i = 0; i < R; ++i)
-    for (int j = 0; j < cols; ++j) {
-      float v = acc[i][j] + (bias ? bias[j] : 0.0f) + (res ? res[i * ldr + j] : 0.0f);
-      c[i * ldc + j] = std::min(std::max(v, lo), hi);
-    }
+    store_row(acc[i], cols, bias, res ? res + i * ldr : nullptr, lo, hi, c + i * ldc);
 }
 
 using half_tile_fn = void (*)(const float*, int64_t, const float*, int, int, const float*,
