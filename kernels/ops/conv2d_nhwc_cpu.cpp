@@ -2,6 +2,8 @@
 // conv2d_nhwc_ref.cpp).
 #include "kernels/ops/conv2d_nhwc.hpp"
 
+#include "kernels/detail/cpu_pool.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -36,12 +38,14 @@ void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, cons
   const int k = w.kh * w.kw * p.c;
   // About 256 KiB of lowered rows per block, so they are still in L2 when the GEMM reads them.
   const int64_t block = std::max<int64_t>(64, (1 << 16) / std::max(k, 1));
-  // Thread-local: a fresh buffer per call would cost page faults every time.
-  thread_local std::vector<float> cols;
-  if (cols.size() < static_cast<size_t>(std::min(block, pixels)) * k)
-    cols.resize(static_cast<size_t>(std::min(block, pixels)) * k);
-  for (int64_t q0 = 0; q0 < pixels; q0 += block) {
-    int64_t q1 = std::min(pixels, q0 + block);
+  const int64_t blocks = (pixels + block - 1) / block;
+  // One block: its rows lowered into this thread's buffer, then the GEMM with the epilogue.
+  auto run_block = [&](int64_t q0) {
+    const int64_t q1 = std::min(pixels, q0 + block);
+    // Thread-local: a fresh buffer per call would cost page faults every time.
+    thread_local std::vector<float> cols;
+    if (cols.size() < static_cast<size_t>(block) * k)
+      cols.resize(static_cast<size_t>(block) * k);
     for (int64_t q = q0; q < q1; ++q) {
       int64_t b = q / (static_cast<int64_t>(p.out_h) * p.out_w);
       int rem = static_cast<int>(q % (static_cast<int64_t>(p.out_h) * p.out_w));
@@ -66,7 +70,18 @@ void conv2d_nhwc(const conv2d_nhwc_params& p, const conv2d_nhwc_weights& w, cons
     if (residual)
       epq.residual = residual + q0 * w.cout;
     fused_gemm(cols.data(), q1 - q0, k, w.packed, epq, out + q0 * w.cout, w.cout);
+  };
+  const int threads = detail::cpu_threads();
+  if (threads > 1 && blocks >= 2 * threads) {
+    // Enough blocks: each thread lowers and multiplies whole blocks (the GEMM inside runs on
+    // that thread), so the lowering runs in parallel too and the pool forks once, not once a
+    // block.
+    detail::parallel_for(static_cast<int>(blocks), [&](int t) { run_block(t * block); });
+    return;
   }
+  // Few blocks: each lowered on this thread, its GEMM split across the pool.
+  for (int64_t q0 = 0; q0 < pixels; q0 += block)
+    run_block(q0);
 }
 
 } // namespace comb::kernels
