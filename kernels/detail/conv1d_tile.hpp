@@ -19,6 +19,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #  include <immintrin.h>
+#  include "kernels/detail/avx2_lanes.hpp"
 #  define COMB_CONV1D_TILE_AVX512 1
 #endif
 
@@ -310,13 +311,6 @@ __attribute__((target("avx512f"))) void conv1d_tiles_max(const float* xs, int64_
 // vectors is unrolled: an accumulator indexed at run time would live in memory, and GCC then
 // stores it on every step of the k loop.
 
-/// The lanes of 8 floats from `col` that are below `limit`, as a maskload/maskstore mask.
-__attribute__((target("avx2"), always_inline)) inline __m256i lanes_below(int64_t col,
-                                                                          int64_t limit) {
-  int left = static_cast<int>(std::clamp<int64_t>(limit - col, 0, 8));
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
 /// acc[r][v] = window(rows[r]) . columns [8 v, 8 v + 8) of a panel [nseg * len, width] (row
 /// stride width floats), a window being nseg segments of len contiguous floats, segment s at
 /// rows[r] + s * stride (as conv_tile_accumulate).
@@ -359,7 +353,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void conv_tile_store_a
   const float* bias) {
 #  pragma GCC unroll 4
   for (int v = 0; v < V; ++v) {
-    __m256i mask = lanes_below(c0 + 8 * v, c_out);
+    __m256i mask = first_lanes(c_out - c0 - 8 * v);
     __m256 bv = bias ? _mm256_maskload_ps(bias + c0 + 8 * v, mask) : _mm256_setzero_ps();
 #  pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
@@ -472,7 +466,7 @@ __attribute__((target("avx2,fma"))) void conv1d_dw_tile_avx2(const float* xs, in
   __m256i mask[V];
 #  pragma GCC unroll 4
   for (int v = 0; v < V; ++v)
-    mask[v] = lanes_below(k0 + 8 * v, kd);
+    mask[v] = first_lanes(kd - k0 - 8 * v);
   __m256 acc[RK][V];
 #  pragma GCC unroll 8
   for (int i = 0; i < RK; ++i)

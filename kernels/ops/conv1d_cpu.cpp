@@ -84,8 +84,8 @@ void col2im_seq(const conv1d_dims& d, const float* dcol, int64_t b, int64_t b0, 
   }
 }
 
-/// The tiled forward (AVX-512 or AVX2): weights packed once, then per sequence the register tiles of
-/// detail/conv1d_tile.hpp write y directly. "same" padding copies the sequence between
+/// The tiled forward (AVX-512 or AVX2): weights packed once, then per sequence the register
+/// tiles of detail/conv1d_tile.hpp write y directly. "same" padding copies the sequence between
 /// zero rows first (a per-thread buffer), so every window is k contiguous rows.
 void conv1d_tiles(const conv1d_dims& d, const float* x, const float* w, const float* bias,
                   float* y) {
@@ -140,10 +140,11 @@ void conv1d_cpu(const conv1d_dims& d, const float* x, const float* w, const floa
 
 namespace {
 
-/// The valid-padding backward on the tiles (AVX-512 or AVX2). dw: register tiles over each sequence's x and
-/// dy as they are (detail::conv1d_weight_grad, no copies), the sequences in a fixed number of
-/// parts across the pool, each part summing into its own transposed partial [c_out, k * c_in];
-/// the partials are then added in part order (the same sums whatever the threads do) into dw.
+/// The valid-padding backward on the tiles (AVX-512 or AVX2). dw: register tiles over each
+/// sequence's x and dy as they are (detail::conv1d_weight_grad_tiles, no copies), the
+/// sequences in a fixed number of parts across the pool, each part summing into its own
+/// transposed partial [c_out, k * c_in]; the partials are then added in part order (the same
+/// sums whatever the threads do) into dw.
 /// dx: the full convolution of dy with the taps flipped and transposed, through the
 /// forward's register tiles (each sequence's dy between k - 1 zero rows on either side), so
 /// no dcol buffer and no col2im.
@@ -158,8 +159,8 @@ void conv1d_backward_tiles(const conv1d_dims& d, const float* x, const float* w,
     float* dwt = partial + p * f * kdw;
     std::fill(dwt, dwt + f * kdw, 0.0f);
     for (int64_t b = d.batch * p / parts; b < d.batch * (p + 1) / parts; ++b)
-      detail::conv1d_weight_grad_tiles(x + b * d.time * d.c_in, d.c_in, kdw, dy + b * d.t_out * f, f,
-                                 d.t_out, dwt);
+      detail::conv1d_weight_grad_tiles(x + b * d.time * d.c_in, d.c_in, kdw,
+                                       dy + b * d.t_out * f, f, d.t_out, dwt);
   });
   detail::parallel_range(kdw, 16, [&](int64_t k0, int64_t k1) {
     for (int64_t kk = k0; kk < k1; ++kk)

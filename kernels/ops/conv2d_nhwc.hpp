@@ -3,8 +3,8 @@
 // fast version lowers blocks of output pixels to a matrix (im2col) and runs fused_gemm on
 // a packed copy of the weights (conv2d_nhwc_weights, built once per layer): with at least two
 // blocks per thread, the CPU pool's threads take whole blocks (lowering and GEMM), otherwise
-// each block's GEMM is split across the pool; 1x1 stride-1 convolutions skip the lowering. A plain reference (conv2d_nhwc_ref.cpp) sits beside it.
-// Pure and thread-safe.
+// each block's GEMM is split across the pool; 1x1 stride-1 convolutions skip the lowering. A
+// plain reference (conv2d_nhwc_ref.cpp) sits beside it. Pure and thread-safe.
 #pragma once
 
 #include "kernels/ops/depthwise_conv_nhwc.hpp"

@@ -32,6 +32,7 @@
 #  pragma GCC diagnostic ignored "-Wuninitialized"
 #  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #  include <immintrin.h>
+#  include "kernels/detail/avx2_lanes.hpp"
 #  define COMB_DENSE_AVX512 1
 #endif
 
@@ -79,12 +80,11 @@ __attribute__((target("avx2,fma"))) void narrow_rows_avx2(const float* x, int64_
                                                           int64_t in, const float* wp,
                                                           int64_t out, const float* bias,
                                                           float* y) {
-  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   __m256i mask[V];
   __m256 bv[V];
 #  pragma GCC unroll 2
   for (int v = 0; v < V; ++v) {
-    mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(out) - 8 * v), iota);
+    mask[v] = detail::first_lanes(out - 8 * v);
     bv[v] = bias ? _mm256_maskload_ps(bias + 8 * v, mask[v]) : _mm256_setzero_ps();
   }
   int64_t r = r0;

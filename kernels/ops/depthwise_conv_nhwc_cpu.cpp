@@ -14,6 +14,8 @@
 #include <immintrin.h>
 #include <vector>
 
+#include "kernels/detail/avx2_lanes.hpp"
+
 namespace comb::kernels {
 
 int same_padding(int in, int k, int stride, int& pad_begin) {
@@ -141,13 +143,6 @@ __attribute__((target("avx512f,fma"))) void row_avx512(const conv2d_nhwc_params&
 
 const bool have_avx2 = !have_avx512 && detail::use_avx2_kernels();
 
-/// AVX2 lane mask for the first n (0..8) of 8 channels.
-__attribute__((target("avx2"))) inline __m256i lanes(int n) {
-  alignas(32) static const int32_t table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
-                                                0,  0,  0,  0,  0,  0,  0,  0};
-  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 8 - std::min(n, 8)));
-}
-
 /// One output pixel's 8 channels of a 3x3 depthwise conv near the border (guarded), AVX2.
 __attribute__((target("avx2,fma"))) inline void guarded_px_avx2(const float* const* rows,
                                                                 const __m256* wv, __m256 bv,
@@ -181,7 +176,7 @@ __attribute__((target("avx2,fma"))) void row_avx2(const conv2d_nhwc_params& p, c
       float* o = out + (static_cast<int64_t>(oy) * out_w + ox) * c;
       int iy0 = oy * p.stride_h - p.pad_top, ix0 = ox * sw - pl;
       for (int ch = 0; ch < c; ch += 8) {
-        __m256i m = lanes(c - ch);
+        __m256i m = detail::first_lanes(c - ch);
         __m256 acc = bias ? _mm256_maskload_ps(bias + ch, m) : _mm256_setzero_ps();
         for (int ky = 0; ky < p.kh; ++ky) {
           int iy = iy0 + ky;
@@ -216,7 +211,7 @@ __attribute__((target("avx2,fma"))) void row_avx2(const conv2d_nhwc_params& p, c
     --ox_end;
   float* orow = out + static_cast<int64_t>(oy) * out_w * c;
   for (int ch = 0; ch < c; ch += 8) {
-    __m256i m = lanes(c - ch);
+    __m256i m = detail::first_lanes(c - ch);
     __m256 wv[9];
     for (int t = 0; t < 9; ++t)
       wv[t] = _mm256_maskload_ps(w + t * c + ch, m);
