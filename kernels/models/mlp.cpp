@@ -161,7 +161,32 @@ caf::expected<float> mlp::loss_and_gradients(const tensor& x, const tensor& labe
   size_t n = im.layers();
   im.d_post.resize(n), im.d_pre.resize(n);
   const tensor* g = &im.d_logits;
-  for (size_t l = n; l-- > 0;) {
+  size_t l = n;
+  // On the CPU backend a narrow head (<= 16 outputs, a classifier) over a ReLU layer runs its
+  // backward and that ReLU's as one op (dense_relu_narrow_backward_cpu): its two products by
+  // register tiles, not sgemms of inner or outer size <= 16.
+  if (im.fused_cpu && n >= 2 && im.w[n - 1].dim(1) <= 16) {
+    const tensor& h = im.post[n - 2];
+    const tensor& w = im.w[n - 1];
+    if (h.dtype() == dtype::f32 && h.device() == device::cpu && h.rank() == 2
+        && g->rank() == 2 && g->dim(0) == h.dim(0) && g->dim(1) == w.dim(1)
+        && h.dim(1) == w.dim(0)) {
+      const int64_t rows = h.dim(0), width = h.dim(1), classes = w.dim(1);
+      COMB_TRY(im.d_pre[n - 2].ensure({rows, width}, dtype::f32, device::cpu));
+      dense_relu_narrow_backward_cpu(h.data<float>(), rows, width, w.data<float>(), classes,
+                                     g->data<float>(), im.d_pre[n - 2].data<float>(),
+                                     im.gw[n - 1].data<float>(), im.gb[n - 1].data<float>(),
+                                     im.gb[n - 2].data<float>());
+      COMB_TRY(
+        be.dense_backward(n >= 3 ? im.post[n - 3] : im.input, im.w[n - 2], im.d_pre[n - 2],
+                          n >= 3 ? &im.d_post[n - 3] : nullptr, im.gw[n - 2], nullptr));
+      if (n == 2)
+        return loss;
+      g = &im.d_post[n - 3];
+      l = n - 2;
+    }
+  }
+  while (l-- > 0) {
     const tensor& in = l == 0 ? im.input : im.post[l - 1];
     if (l + 1 != n) {
       // g is d post[l]; through ReLU and bias.
@@ -241,6 +266,12 @@ double mlp::forward_flops(int64_t batch) const {
   for (size_t l = 0; l + 1 < impl_->cfg.sizes.size(); ++l)
     f += 2.0 * batch * static_cast<double>(impl_->cfg.sizes[l]) * impl_->cfg.sizes[l + 1];
   return f;
+}
+
+double mlp::train_flops(int64_t batch) const {
+  const auto& sizes = impl_->cfg.sizes;
+  double first = 2.0 * batch * static_cast<double>(sizes[0]) * sizes[1];
+  return 3 * forward_flops(batch) - first;
 }
 
 } // namespace comb::kernels

@@ -54,6 +54,9 @@ public:
 
   const mlp_config& config() const;
   double forward_flops(int64_t batch) const;
+  /// FLOPs of one train_step's products: the forward, every layer's weight gradient, and the
+  /// input gradient of every layer but the first (nothing needs the gradient of x).
+  double train_flops(int64_t batch) const;
 
 private:
   mlp();

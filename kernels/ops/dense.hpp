@@ -32,4 +32,16 @@ void dense_backward_ref(const float* x, int64_t b, int64_t in, const float* w, i
 void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
                         const float* dy, float* dx, float* dw, float* dbias);
 
+/// The backward of a narrow layer (out <= 16: a classifier head) whose input h [b, in] is a
+/// ReLU's output, through that ReLU: dw [in, out] = h^T dy, dbias [out] = dy's column sums,
+/// dh_pre [b, in] = dy w^T where h > 0 and 0 elsewhere (the gradient at the ReLU's input),
+/// and dbias_prev [in] = dh_pre's column sums (the ReLU layer's bias gradient; may be
+/// nullptr). What dense_backward_cpu and bias_act_backward_cpu(relu) give one after the
+/// other, in two passes over h: on AVX2 (without AVX-512) both products by register tiles
+/// instead of two sgemms of inner or outer size out, which OpenBLAS runs at a fraction of its
+/// speed. Every sum runs in row order whatever the split across threads. Any out works.
+void dense_relu_narrow_backward_cpu(const float* h, int64_t b, int64_t in, const float* w,
+                                    int64_t out, const float* dy, float* dh_pre, float* dw,
+                                    float* dbias, float* dbias_prev);
+
 } // namespace comb::kernels

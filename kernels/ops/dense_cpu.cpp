@@ -15,6 +15,8 @@
 // each (AVX2: tiles of 6 rows x 1 or 2 vectors of 8), rows split across threads.
 #include "kernels/ops/dense.hpp"
 
+#include "kernels/ops/bias_act.hpp"
+
 #include "kernels/detail/cpu_pool.hpp"
 #include "kernels/detail/simd.hpp"
 #include "kernels/detail/blas.hpp"
@@ -24,6 +26,7 @@
 #include <cstring>
 #include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -547,6 +550,93 @@ void dense_act(const float* x, int64_t b, int64_t in, const float* w, int64_t ou
     (*then)(0, b);
 }
 
+#ifdef COMB_DENSE_AVX512
+/// dh_pre rows [r0, r1) = (dy w^T) masked by h > 0; wt is w transposed, [out, in]. Blocks of
+/// 64 outputs in 8 accumulators, each broadcast of dy[r, c] feeding 8 multiply-adds with wt
+/// read from memory (wt, out x in floats, stays in L1/L2 across rows).
+__attribute__((target("avx2,fma"))) void narrow_relu_bwd_rows_avx2(
+  const float* h, const float* dy, const float* wt, int64_t r0, int64_t r1, int64_t in,
+  int64_t out, float* d) {
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* g = dy + r * out;
+    const float* hr = h + r * in;
+    float* dr = d + r * in;
+    int64_t j = 0;
+    for (; j + 64 <= in; j += 64) {
+      __m256 acc[8];
+#  pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v)
+        acc[v] = zero;
+      for (int64_t c = 0; c < out; ++c) {
+        __m256 gc = _mm256_broadcast_ss(g + c);
+        const float* wc = wt + c * in + j;
+#  pragma GCC unroll 8
+        for (int v = 0; v < 8; ++v)
+          acc[v] = _mm256_fmadd_ps(gc, _mm256_loadu_ps(wc + 8 * v), acc[v]);
+      }
+#  pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) {
+        __m256 live = _mm256_cmp_ps(_mm256_loadu_ps(hr + j + 8 * v), zero, _CMP_GT_OQ);
+        _mm256_storeu_ps(dr + j + 8 * v, _mm256_and_ps(acc[v], live));
+      }
+    }
+    for (; j < in; j += 8) {
+      __m256i m = detail::first_lanes(in - j);
+      __m256 acc = zero;
+      for (int64_t c = 0; c < out; ++c)
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(g + c), _mm256_maskload_ps(wt + c * in + j, m),
+                              acc);
+      __m256 live = _mm256_cmp_ps(_mm256_maskload_ps(hr + j, m), zero, _CMP_GT_OQ);
+      _mm256_maskstore_ps(dr + j, m, _mm256_and_ps(acc, live));
+    }
+  }
+}
+
+/// Columns [j0, j1) of dw = h^T dy (dw [in, OUT]) and of dbias_prev = column sums of d, each
+/// block of 8 columns over every row in order: OUT accumulators (one per output), each row's
+/// 8 values of h broadcast-multiplied by its OUT values of dy.
+template <int OUT>
+__attribute__((target("avx2,fma"))) void narrow_relu_bwd_cols_avx2(
+  const float* h, const float* dy, const float* d, int64_t b, int64_t in, int64_t j0, int64_t j1,
+  float* dw, float* dbias_prev) {
+  for (int64_t j = j0; j < j1; j += 8) {
+    __m256i m = detail::first_lanes(std::min<int64_t>(8, in - j));
+    __m256 acc[OUT];
+#  pragma GCC unroll 16
+    for (int c = 0; c < OUT; ++c)
+      acc[c] = _mm256_setzero_ps();
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t r = 0; r < b; ++r) {
+      __m256 hv = _mm256_maskload_ps(h + r * in + j, m);
+      sum = _mm256_add_ps(sum, _mm256_maskload_ps(d + r * in + j, m));
+#  pragma GCC unroll 16
+      for (int c = 0; c < OUT; ++c)
+        acc[c] = _mm256_fmadd_ps(_mm256_broadcast_ss(dy + r * OUT + c), hv, acc[c]);
+    }
+    if (dbias_prev)
+      _mm256_maskstore_ps(dbias_prev + j, m, sum);
+    const int64_t lanes = std::min<int64_t>(8, in - j);
+    alignas(32) float lane[8];
+#  pragma GCC unroll 16
+    for (int c = 0; c < OUT; ++c) {
+      _mm256_store_ps(lane, acc[c]);
+      for (int64_t l = 0; l < lanes; ++l)
+        dw[(j + l) * OUT + c] = lane[l];
+    }
+  }
+}
+
+using narrow_cols_fn = void (*)(const float*, const float*, const float*, int64_t, int64_t,
+                                int64_t, int64_t, float*, float*);
+
+template <int... Outs>
+narrow_cols_fn narrow_cols_for(int64_t out, std::integer_sequence<int, Outs...>) {
+  narrow_cols_fn fns[] = {&narrow_relu_bwd_cols_avx2<Outs + 1>...};
+  return out >= 1 && out <= static_cast<int64_t>(sizeof...(Outs)) ? fns[out - 1] : nullptr;
+}
+#endif
+
 } // namespace
 
 void dense_cpu(const float* x, int64_t b, int64_t in, const float* w, int64_t out,
@@ -594,6 +684,37 @@ void dense_backward_cpu(const float* x, int64_t b, int64_t in, const float* w, i
   }
   if (dbias)
     column_sums(dy, b, out, dbias);
+}
+
+void dense_relu_narrow_backward_cpu(const float* h, int64_t b, int64_t in, const float* w,
+                                    int64_t out, const float* dy, float* dh_pre, float* dw,
+                                    float* dbias, float* dbias_prev) {
+#ifdef COMB_DENSE_AVX512
+  if (b > 0 && in > 0 && out >= 1 && out <= narrow_max && !detail::use_avx512_kernels()
+      && detail::use_avx2_kernels()) {
+    std::vector<float> wt(static_cast<size_t>(out * in));
+    for (int64_t j = 0; j < in; ++j)
+      for (int64_t c = 0; c < out; ++c)
+        wt[static_cast<size_t>(c * in + j)] = w[j * out + c];
+    detail::parallel_range(b, std::max<int64_t>(1, 8192 / std::max<int64_t>(in * out / 8, 1)),
+                           [&](int64_t r0, int64_t r1) {
+                             narrow_relu_bwd_rows_avx2(h, dy, wt.data(), r0, r1, in, out, dh_pre);
+                           });
+    auto cols = narrow_cols_for(out, std::make_integer_sequence<int, narrow_max>{});
+    detail::parallel_range((in + 7) / 8, 1, [&](int64_t k0, int64_t k1) {
+      cols(h, dy, dh_pre, b, in, k0 * 8, std::min(in, k1 * 8), dw, dbias_prev);
+    });
+    if (dbias) {
+      std::fill(dbias, dbias + out, 0.0f);
+      for (int64_t r = 0; r < b; ++r)
+        for (int64_t c = 0; c < out; ++c)
+          dbias[c] += dy[r * out + c];
+    }
+    return;
+  }
+#endif
+  dense_backward_cpu(h, b, in, w, out, dy, dh_pre, dw, dbias);
+  bias_act_backward_cpu(h, dh_pre, b, in, activation::relu, dh_pre, dbias_prev);
 }
 
 } // namespace comb::kernels

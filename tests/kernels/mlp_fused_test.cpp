@@ -6,6 +6,8 @@
 // whole MLPs (forward probabilities, loss and every gradient) against the same MLP on the
 // reference backend, with shapes that take each path: batches not a multiple of 8, under
 // 8 rows (OpenBLAS), one and two hidden layers, a last layer too wide for the fused head.
+// The narrow head's backward through the last hidden layer's ReLU (one op on the CPU:
+// dense_relu_narrow_backward_cpu) against dense_backward_ref and the ReLU's backward.
 #include "kernels/models/mlp.hpp"
 #include "kernels/ops/dense.hpp"
 #include "kernels/reference_backend.hpp"
@@ -65,6 +67,54 @@ TEST_SUITE("kernels.mlp_fused") {
       CHECK(std::all_of(handed.begin(), handed.end(), [](int n) { return n == 1; }));
       CHECK(mismatches("dense_relu_then_cpu", ref, got2) == 0);
       CHECK(mismatches("dense_relu_then_cpu rows as handed on", ref, seen) == 0);
+    }
+  }
+
+  TEST_CASE("dense_relu_narrow_backward_cpu matches dense_backward_ref and the ReLU's "
+            "backward") {
+    std::mt19937_64 rng(17);
+    struct dims {
+      int64_t b, in, out;
+    };
+    // in: multiples of 64, of 8 and neither; out 1..16 (the tiles) and 20 (the fallback).
+    for (auto d : std::vector<dims>{{1200, 512, 10}, {203, 100, 16}, {37, 70, 1},
+                                    {5, 9, 3}, {64, 128, 8}, {13, 64, 11}, {50, 40, 20}}) {
+      CAPTURE(d.b);
+      CAPTURE(d.in);
+      CAPTURE(d.out);
+      // h is a ReLU's output: about half of it exactly 0.
+      auto h = random_f32({d.b, d.in}, rng);
+      for (int64_t i = 0; i < h.numel(); ++i)
+        h.data<float>()[i] = std::max(h.data<float>()[i], 0.0f);
+      auto w = random_f32({d.in, d.out}, rng), dy = random_f32({d.b, d.out}, rng);
+      auto dx_ref = tensor::zeros({d.b, d.in}), dw_ref = tensor::zeros({d.in, d.out}),
+           db_ref = tensor::zeros({d.out}), dbp_ref = tensor::zeros({d.in});
+      dense_backward_ref(h.data<float>(), d.b, d.in, w.data<float>(), d.out, dy.data<float>(),
+                         dx_ref.data<float>(), dw_ref.data<float>(), db_ref.data<float>());
+      for (int64_t r = 0; r < d.b; ++r)
+        for (int64_t j = 0; j < d.in; ++j) {
+          float& v = dx_ref.data<float>()[r * d.in + j];
+          if (!(h.data<float>()[r * d.in + j] > 0))
+            v = 0;
+          dbp_ref.data<float>()[j] += v;
+        }
+      // Outputs start as garbage: the op overwrites them.
+      auto dx = random_f32({d.b, d.in}, rng), dw = random_f32({d.in, d.out}, rng),
+           db = random_f32({d.out}, rng), dbp = random_f32({d.in}, rng);
+      dense_relu_narrow_backward_cpu(h.data<float>(), d.b, d.in, w.data<float>(), d.out,
+                                     dy.data<float>(), dx.data<float>(), dw.data<float>(),
+                                     db.data<float>(), dbp.data<float>());
+      CHECK(mismatches("dh_pre", dx_ref, dx) == 0);
+      CHECK(mismatches("dw", dw_ref, dw, 1e-3f) == 0);
+      CHECK(mismatches("dbias", db_ref, db, 1e-3f) == 0);
+      CHECK(mismatches("dbias_prev", dbp_ref, dbp, 1e-3f) == 0);
+      // Without dbias_prev: the rest is the same.
+      auto dx2 = tensor::zeros({d.b, d.in}), dw2 = tensor::zeros({d.in, d.out});
+      dense_relu_narrow_backward_cpu(h.data<float>(), d.b, d.in, w.data<float>(), d.out,
+                                     dy.data<float>(), dx2.data<float>(), dw2.data<float>(),
+                                     nullptr, nullptr);
+      CHECK(mismatches("dh_pre without sums", dx_ref, dx2) == 0);
+      CHECK(mismatches("dw without sums", dw_ref, dw2, 1e-3f) == 0);
     }
   }
 
