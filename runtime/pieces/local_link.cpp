@@ -9,12 +9,14 @@
 #include <caf/binary_serializer.hpp>
 #include <caf/send.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <random>
+#include <vector>
 
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -109,11 +111,8 @@ bool read_exact(int fd, char* out, size_t n) {
 
 enum class head_status { ok, closed, too_short };
 
-/// Reads a frame's head; too_short when its length cannot even hold the rest of the head.
-head_status read_head(int fd, frame& f) {
-  char h[frame_head];
-  if (!read_exact(fd, h, frame_head))
-    return head_status::closed;
+/// Decodes a frame's head; too_short when its length cannot even hold the rest of the head.
+head_status parse_head(const char* h, frame& f) {
   uint32_t len = 0;
   std::memcpy(&len, h, 4);
   f.type = static_cast<uint8_t>(h[4]);
@@ -127,6 +126,81 @@ head_status read_head(int fd, frame& f) {
   f.body = len - head_rest;
   return head_status::ok;
 }
+
+/// Reads a frame's head; too_short as parse_head.
+head_status read_head(int fd, frame& f) {
+  char h[frame_head];
+  if (!read_exact(fd, h, frame_head))
+    return head_status::closed;
+  return parse_head(h, f);
+}
+
+/// The frames of one connection's read loop, read through a buffer: one recv brings a frame's
+/// head with its body, and the frames queued behind it, where reading each head and each body
+/// exactly took two recv calls a frame. A body larger than half the buffer is read straight
+/// into its destination after what the buffer held of it.
+class frame_reader {
+public:
+  explicit frame_reader(int fd) : fd_(fd), buf_(capacity) {
+  }
+
+  head_status head(frame& f) {
+    if (!fill(frame_head))
+      return head_status::closed;
+    auto status = parse_head(buf_.data() + begin_, f);
+    begin_ += frame_head;
+    return status;
+  }
+
+  /// The next n bytes into out; false as read_exact.
+  bool body(char* out, size_t n) {
+    size_t have = std::min(n, end_ - begin_);
+    std::memcpy(out, buf_.data() + begin_, have);
+    begin_ += have;
+    out += have;
+    n -= have;
+    if (n == 0)
+      return true;
+    if (n > capacity / 2)
+      return read_exact(fd_, out, n);
+    if (!fill(n))
+      return false;
+    std::memcpy(out, buf_.data() + begin_, n);
+    begin_ += n;
+    return true;
+  }
+
+private:
+  static constexpr size_t capacity = 64 * 1024;
+
+  /// At least `want` (<= capacity) bytes buffered; false at the end of the stream or on an
+  /// error (errno as read_exact).
+  bool fill(size_t want) {
+    if (end_ - begin_ >= want)
+      return true;
+    if (begin_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    while (end_ < want) {
+      auto r = ::recv(fd_, buf_.data() + end_, capacity - end_, 0);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0) {
+        if (r == 0)
+          errno = 0;
+        return false;
+      }
+      end_ += static_cast<size_t>(r);
+    }
+    return true;
+  }
+
+  int fd_;
+  std::vector<char> buf_;
+  size_t begin_ = 0, end_ = 0;
+};
 
 void set_recv_timeout(int fd, int ms) {
   timeval tv{ms / 1000, (ms % 1000) * 1000};
@@ -314,8 +388,9 @@ void local_link_server::serve_frames(const std::shared_ptr<local_link_peer>& pee
       return;
   }
   std::vector<char> body;
+  frame_reader reader{fd};
   for (;;) {
-    if (auto h = read_head(fd, f); h != head_status::ok) {
+    if (auto h = reader.head(f); h != head_status::ok) {
       if (h == head_status::too_short)
         refuse("a frame whose length (" + std::to_string(f.body) + ") is shorter than its head");
       else if (errno != 0 && !stopping_.load())
@@ -332,7 +407,7 @@ void local_link_server::serve_frames(const std::shared_ptr<local_link_peer>& pee
       break;
     }
     body.resize(f.body);
-    if (!read_exact(fd, body.data(), body.size())) {
+    if (!reader.body(body.data(), body.size())) {
       refuse(why_closed("reading a task frame"));
       break;
     }
@@ -470,9 +545,10 @@ caf::error local_link_client::send_blob(uint64_t key, uint32_t gen,
 void local_link_client::read_loop() {
   std::vector<char> body;
   std::string why;
+  frame_reader reader{fd_};
   for (;;) {
     frame f;
-    if (auto h = read_head(fd_, f); h != head_status::ok) {
+    if (auto h = reader.head(f); h != head_status::ok) {
       if (h == head_status::too_short)
         why = "a frame whose length (" + std::to_string(f.body) + ") is shorter than its head";
       else if (up_.load() && errno != 0)
@@ -488,7 +564,7 @@ void local_link_client::read_loop() {
       break;
     }
     body.resize(f.body);
-    if (!read_exact(fd_, body.data(), body.size())) {
+    if (!reader.body(body.data(), body.size())) {
       why = why_closed("reading a reply");
       break;
     }

@@ -445,7 +445,39 @@ TEST_SUITE("actors.compute") {
       }
       ::close(fd);
     }
-    via_link += 2;
+    {
+      // Frames as a stream delivers them: two in one send (the server's one read takes both),
+      // then one of 100,000 bytes sent in three parts, cut inside its head and inside its body.
+      int fd = raw_connect();
+      auto hello = frame(1, token, "");
+      REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
+      char ok[21];
+      REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 21);
+      auto error_reply_key = [&] {
+        char head[21];
+        REQUIRE(::recv(fd, head, sizeof head, MSG_WAITALL) == 21);
+        uint32_t len = 0;
+        uint64_t got_key = 0;
+        std::memcpy(&len, head, 4);
+        std::memcpy(&got_key, head + 5, 8);
+        CHECK(head[4] == 6); // an error
+        std::string body(len - 17, '\0');
+        REQUIRE(::recv(fd, body.data(), body.size(), MSG_WAITALL) == ssize_t(body.size()));
+        return got_key;
+      };
+      auto both = frame(7, 81, std::string(64, '\x5a')) + frame(7, 82, std::string(64, '\x5a'));
+      REQUIRE(::send(fd, both.data(), both.size(), MSG_NOSIGNAL) == ssize_t(both.size()));
+      CHECK(error_reply_key() == 81);
+      CHECK(error_reply_key() == 82);
+      auto big = frame(7, 83, std::string(100000, '\x5a'));
+      for (auto [at, n] : {std::pair<size_t, size_t>{0, 10}, {10, 5000}, {5010, big.size() - 5010}}) {
+        REQUIRE(::send(fd, big.data() + at, n, MSG_NOSIGNAL) == ssize_t(n));
+        std::this_thread::sleep_for(20ms);
+      }
+      CHECK(error_reply_key() == 83);
+      ::close(fd);
+    }
+    via_link += 5; // the five damaged pieces above
     // The compute process and the function actor's link go on.
     auto after = c.run(fn, whole_task(612, piece_kind::infer, "checksum", inputs[1]));
     REQUIRE_MESSAGE(after, text(after));
@@ -465,7 +497,7 @@ TEST_SUITE("actors.compute") {
     }
     auto st2 = c.stats(compute);
     CHECK(st2["local_link_tasks"].get<uint64_t>() == via_link + 3);
-    CHECK(st2["local_link_connections"] == 6); // the function actor's, and the 5 raw ones
+    CHECK(st2["local_link_connections"] == 7); // the function actor's, and the 6 raw ones
   }
 
   TEST_CASE("a task whose bytes are read when sent (payload_source) goes through shared memory "
