@@ -91,20 +91,27 @@ bool write_frame(int fd, const char* head, const char* body, size_t body_len) {
   return true;
 }
 
-/// Reads exactly n bytes; false at the end of the stream or on an error (errno says which;
-/// 0 at the end).
-bool read_exact(int fd, char* out, size_t n) {
-  while (n > 0) {
+/// Reads between 1 and n bytes (what the socket holds, waiting for the first); 0 at the end
+/// of the stream or on an error (errno says which; 0 at the end).
+size_t read_some(int fd, char* out, size_t n) {
+  for (;;) {
     auto r = ::recv(fd, out, n, 0);
     if (r < 0 && errno == EINTR)
       continue;
-    if (r <= 0) {
-      if (r == 0)
-        errno = 0;
+    if (r == 0)
+      errno = 0;
+    return r > 0 ? static_cast<size_t>(r) : 0;
+  }
+}
+
+/// Reads exactly n bytes; false at the end of the stream or on an error (as read_some).
+bool read_exact(int fd, char* out, size_t n) {
+  while (n > 0) {
+    auto r = read_some(fd, out, n);
+    if (r == 0)
       return false;
-    }
     out += r;
-    n -= static_cast<size_t>(r);
+    n -= r;
   }
   return true;
 }
@@ -184,15 +191,10 @@ private:
       begin_ = 0;
     }
     while (end_ < want) {
-      auto r = ::recv(fd_, buf_.data() + end_, capacity - end_, 0);
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r <= 0) {
-        if (r == 0)
-          errno = 0;
+      auto r = read_some(fd_, buf_.data() + end_, capacity - end_);
+      if (r == 0)
         return false;
-      }
-      end_ += static_cast<size_t>(r);
+      end_ += r;
     }
     return true;
   }

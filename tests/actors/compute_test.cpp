@@ -418,63 +418,57 @@ TEST_SUITE("actors.compute") {
       CHECK(closed_by_server(fd));
       ::close(fd);
     }
-    {
-      // A damaged piece is answered with an error that names it (the connection stays).
+    // Connects with the token and reads the hello's answer.
+    auto linked = [&] {
       int fd = raw_connect();
       auto hello = frame(1, token, "");
       REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
       char ok[21];
       REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 21);
+      return fd;
+    };
+    // Reads a reply that must be an error naming a piece; returns its key.
+    auto piece_error_key = [&](int fd) {
+      char head[21];
+      REQUIRE(::recv(fd, head, sizeof head, MSG_WAITALL) == 21);
+      uint32_t len = 0;
+      uint64_t got_key = 0;
+      std::memcpy(&len, head, 4);
+      std::memcpy(&got_key, head + 5, 8);
+      CHECK(head[4] == 6); // an error
+      std::string body(len - 17, '\0');
+      REQUIRE(::recv(fd, body.data(), body.size(), MSG_WAITALL) == ssize_t(body.size()));
+      caf::error e;
+      caf::binary_deserializer source{c.sys, body.data(), body.size()};
+      REQUIRE_FALSE(source(e));
+      CHECK_MESSAGE(describe(e).find("piece") != std::string::npos, describe(e));
+      return got_key;
+    };
+    {
+      // A damaged piece is answered with an error that names it (the connection stays).
+      int fd = linked();
       for (uint64_t key : {77, 78}) {
         auto junk = frame(7, key, std::string(64, '\x5a'));
         REQUIRE(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL) == ssize_t(junk.size()));
-        char head[21];
-        REQUIRE(::recv(fd, head, sizeof head, MSG_WAITALL) == 21);
-        uint32_t len = 0;
-        uint64_t got_key = 0;
-        std::memcpy(&len, head, 4);
-        std::memcpy(&got_key, head + 5, 8);
-        CHECK(head[4] == 6); // an error
-        CHECK(got_key == key);
-        std::string body(len - 17, '\0');
-        REQUIRE(::recv(fd, body.data(), body.size(), MSG_WAITALL) == ssize_t(body.size()));
-        caf::error e;
-        caf::binary_deserializer source{c.sys, body.data(), body.size()};
-        REQUIRE_FALSE(source(e));
-        CHECK_MESSAGE(describe(e).find("piece") != std::string::npos, describe(e));
+        CHECK(piece_error_key(fd) == key);
       }
       ::close(fd);
     }
     {
       // Frames as a stream delivers them: two in one send (the server's one read takes both),
       // then one of 100,000 bytes sent in three parts, cut inside its head and inside its body.
-      int fd = raw_connect();
-      auto hello = frame(1, token, "");
-      REQUIRE(::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) == ssize_t(hello.size()));
-      char ok[21];
-      REQUIRE(::recv(fd, ok, sizeof ok, MSG_WAITALL) == 21);
-      auto error_reply_key = [&] {
-        char head[21];
-        REQUIRE(::recv(fd, head, sizeof head, MSG_WAITALL) == 21);
-        uint32_t len = 0;
-        uint64_t got_key = 0;
-        std::memcpy(&len, head, 4);
-        std::memcpy(&got_key, head + 5, 8);
-        CHECK(head[4] == 6); // an error
-        std::string body(len - 17, '\0');
-        REQUIRE(::recv(fd, body.data(), body.size(), MSG_WAITALL) == ssize_t(body.size()));
-        return got_key;
-      };
+      int fd = linked();
       auto both = frame(7, 81, std::string(64, '\x5a')) + frame(7, 82, std::string(64, '\x5a'));
       REQUIRE(::send(fd, both.data(), both.size(), MSG_NOSIGNAL) == ssize_t(both.size()));
-      CHECK(error_reply_key() == 81);
-      CHECK(error_reply_key() == 82);
+      CHECK(piece_error_key(fd) == 81);
+      CHECK(piece_error_key(fd) == 82);
       auto big = frame(7, 83, std::string(100000, '\x5a'));
-      for (auto [at, n] : {std::pair<size_t, size_t>{0, 10}, {10, 5000}, {5010, big.size() - 5010}}) {
+      using part = std::pair<size_t, size_t>; // offset, length
+      for (auto [at, n] : {part{0, 10}, part{10, 5000}, part{5010, big.size() - 5010}}) {
         REQUIRE(::send(fd, big.data() + at, n, MSG_NOSIGNAL) == ssize_t(n));
         std::this_thread::sleep_for(20ms);
       }
-      CHECK(error_reply_key() == 83);
+      CHECK(piece_error_key(fd) == 83);
       ::close(fd);
     }
     via_link += 5; // the five damaged pieces above
