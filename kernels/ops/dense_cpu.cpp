@@ -12,7 +12,10 @@
 // and then bias and ReLU in one pass; gradients as two sgemms; dbias a column sum). Narrow
 // outputs (a classifier head: out <= 16) skip both in the forward, as sgemm runs such shapes
 // at a fraction of its speed: blocks of 8 rows accumulate all outputs in one AVX-512 register
-// each (AVX2: tiles of 6 rows x 1 or 2 vectors of 8), rows split across threads.
+// each (AVX2: tiles of 6 rows x 1 or 2 vectors of 8), rows split across threads. A narrow
+// layer's backward through the ReLU below it (dense_relu_narrow_backward_cpu) runs on AVX2 as
+// two passes of register tiles: the input gradient by rows, the weight and bias gradients by
+// blocks of 8 columns over every row.
 #include "kernels/ops/dense.hpp"
 
 #include "kernels/ops/bias_act.hpp"
