@@ -284,6 +284,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
     slot* s = nullptr;
     pid_t pid = -1;
     int fd = -1;
+    uint64_t turn = 0;
     {
       std::unique_lock<std::mutex> lock{mu_};
       // Without a worker running and starts failing, a caller does not wait for ever.
@@ -351,6 +352,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
       s = &*idle;
       s->st = slot::state::busy;
       s->large = large;
+      turn = ++turns_;
       pid = s->pid;
       fd = s->fd;
     }
@@ -378,6 +380,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
       res.score = reply->score;
       res.rules = std::move(reply->rules);
       res.cpu_ns = reply->cpu_ns;
+      res.turn = turn;
       charge(res);
       std::lock_guard<std::mutex> guard{mu_};
       s->st = slot::state::idle;
@@ -387,6 +390,7 @@ rules_result rules_pool::evaluate(const anomaly::http_request& r, const std::str
     }
     rules_result res;
     res.flagged = true;
+    res.turn = turn;
     if (reply && (reply->what == rules_reply::kind::timed_out
                   || reply->what == rules_reply::kind::crashed)) {
       // The worker's CRS process overran its budget or died; the worker forked another.

@@ -70,6 +70,9 @@ struct rules_result {
   std::vector<int> rules;
   uint64_t cpu_ns = 0; ///< CPU time CRS took (the worker's own count; the budget when timed out)
   std::string why;     ///< what happened, for a result that is not ok
+  /// The request's place among those that took a worker of its pool (1: the first), the
+  /// order in which callers were served; 0 when it took none.
+  uint64_t turn = 0;
 };
 
 /// The label text of a result that is not ok (rule_ids of its row): "timed out", "crashed",
@@ -135,6 +138,7 @@ private:
   /// Consecutive failed starts (no worker could be started): evaluate stops waiting.
   size_t failed_starts_ = 0;
   rules_pool_stats stats_;
+  uint64_t turns_ = 0; ///< requests that took a worker (rules_result::turn), under mu_
   /// A caller waiting for a worker: woken when it may be its turn.
   struct waiter {
     std::condition_variable cv;
