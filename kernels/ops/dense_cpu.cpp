@@ -604,7 +604,8 @@ __attribute__((target("avx2,fma"))) void narrow_relu_bwd_cols_avx2(
   const float* h, const float* dy, const float* d, int64_t b, int64_t in, int64_t j0, int64_t j1,
   float* dw, float* dbias_prev) {
   for (int64_t j = j0; j < j1; j += 8) {
-    __m256i m = detail::first_lanes(std::min<int64_t>(8, in - j));
+    const int64_t lanes = std::min<int64_t>(8, in - j);
+    __m256i m = detail::first_lanes(lanes);
     __m256 acc[OUT];
 #  pragma GCC unroll 16
     for (int c = 0; c < OUT; ++c)
@@ -619,7 +620,6 @@ __attribute__((target("avx2,fma"))) void narrow_relu_bwd_cols_avx2(
     }
     if (dbias_prev)
       _mm256_maskstore_ps(dbias_prev + j, m, sum);
-    const int64_t lanes = std::min<int64_t>(8, in - j);
     alignas(32) float lane[8];
 #  pragma GCC unroll 16
     for (int c = 0; c < OUT; ++c) {
@@ -707,12 +707,8 @@ void dense_relu_narrow_backward_cpu(const float* h, int64_t b, int64_t in, const
     detail::parallel_range((in + 7) / 8, 1, [&](int64_t k0, int64_t k1) {
       cols(h, dy, dh_pre, b, in, k0 * 8, std::min(in, k1 * 8), dw, dbias_prev);
     });
-    if (dbias) {
-      std::fill(dbias, dbias + out, 0.0f);
-      for (int64_t r = 0; r < b; ++r)
-        for (int64_t c = 0; c < out; ++c)
-          dbias[c] += dy[r * out + c];
-    }
+    if (dbias)
+      column_sums(dy, b, out, dbias);
     return;
   }
 #endif
